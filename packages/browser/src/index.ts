@@ -1,0 +1,2 @@
+// @parley/browser — the public API is exactly what this file exports.
+export {}

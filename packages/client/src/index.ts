@@ -1,0 +1,2 @@
+// @parley/client — the public API is exactly what this file exports.
+export {}

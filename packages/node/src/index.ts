@@ -1,0 +1,2 @@
+// @parley/node — the public API is exactly what this file exports.
+export {}
