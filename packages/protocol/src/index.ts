@@ -33,3 +33,37 @@ export {
   signedPrekeyPayload,
   verifyIdentitySignature,
 } from './signing.js'
+// End-to-end encryption (DESIGN.md §6): identity, prekeys, PQXDH + Double Ratchet sessions, sealed envelopes.
+export type { Content } from './content.js'
+export { CONTENT_BUCKET_BYTES, decodeContent, encodeContent, MESSAGE_ID_BYTES } from './content.js'
+export type { IdentityKeyPair, RandomSource } from './identity.js'
+export { generateIdentity } from './identity.js'
+export type { KemPrekeyPair, OneTimePrekeyPair, PrekeyBundle, SignedPrekeyPair } from './prekeys.js'
+export {
+  generateKemPrekey,
+  generateOneTimePrekeys,
+  generateSignedPrekey,
+  KEM_CIPHERTEXT_BYTES,
+  KEM_PUBLIC_KEY_BYTES,
+  prekeyBundleFromWire,
+  prekeyBundleToWire,
+  verifyPrekeyBundle,
+} from './prekeys.js'
+export {
+  SAFETY_NUMBER_ITERATIONS,
+  SAFETY_NUMBER_QR_VERSION,
+  safetyNumber,
+  safetyNumberQr,
+  verifySafetyNumberQr,
+} from './safetyNumber.js'
+export type { OpenedEnvelope, SealInput } from './sealedEnvelope.js'
+export { MAX_ENVELOPE_BYTES, openEnvelope, SEALED_ENVELOPE_VERSION, sealEnvelope } from './sealedEnvelope.js'
+export type {
+  CiphertextMessage,
+  MaybePromise,
+  PrekeyLookup,
+  PrekeySender,
+  RespondResult,
+  SessionOptions,
+} from './Session.js'
+export { MAX_PLAINTEXT_BYTES, Session } from './Session.js'

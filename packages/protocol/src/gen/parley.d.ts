@@ -6,6 +6,173 @@ export namespace parley {
 
     namespace v1 {
 
+        interface ISealedEnvelope extends parley.v1.SealedEnvelope.$Properties {
+        }
+
+        class SealedEnvelope {
+            constructor(properties?: parley.v1.SealedEnvelope.$Properties);
+            $unknowns?: Uint8Array[];
+            version: number;
+            ephemeralKey: Uint8Array;
+            encryptedSenderKey: Uint8Array;
+            ciphertext: Uint8Array;
+            static create(properties: parley.v1.SealedEnvelope.$Shape): parley.v1.SealedEnvelope & parley.v1.SealedEnvelope.$Shape;
+            static create(properties?: parley.v1.SealedEnvelope.$Properties): parley.v1.SealedEnvelope;
+            static encode(message: parley.v1.SealedEnvelope.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): parley.v1.SealedEnvelope & parley.v1.SealedEnvelope.$Shape;
+        }
+
+        namespace SealedEnvelope {
+            interface $Properties {
+                version?: (number|null);
+                ephemeralKey?: (Uint8Array|null);
+                encryptedSenderKey?: (Uint8Array|null);
+                ciphertext?: (Uint8Array|null);
+                $unknowns?: Uint8Array[];
+            }
+            type $Shape = parley.v1.SealedEnvelope.$Properties;
+        }
+
+        interface ISealedContent extends parley.v1.SealedContent.$Properties {
+        }
+
+        class SealedContent {
+            constructor(properties?: parley.v1.SealedContent.$Properties);
+            $unknowns?: Uint8Array[];
+            senderAddress: Uint8Array;
+            senderDeviceId: number;
+            senderIdentityKey: Uint8Array;
+            prekeyMessage?: (parley.v1.PrekeyMessage.$Properties|null);
+            ratchetMessage?: (parley.v1.RatchetMessage.$Properties|null);
+            message?: ("prekeyMessage"|"ratchetMessage");
+            static create(properties: parley.v1.SealedContent.$Shape): parley.v1.SealedContent & parley.v1.SealedContent.$Shape;
+            static create(properties?: parley.v1.SealedContent.$Properties): parley.v1.SealedContent;
+            static encode(message: parley.v1.SealedContent.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): parley.v1.SealedContent & parley.v1.SealedContent.$Shape;
+        }
+
+        namespace SealedContent {
+            interface $Properties {
+                senderAddress?: (Uint8Array|null);
+                senderDeviceId?: (number|null);
+                senderIdentityKey?: (Uint8Array|null);
+                prekeyMessage?: (parley.v1.PrekeyMessage.$Properties|null);
+                ratchetMessage?: (parley.v1.RatchetMessage.$Properties|null);
+                message?: ("prekeyMessage"|"ratchetMessage");
+                $unknowns?: Uint8Array[];
+            }
+            type $Shape = {
+              senderAddress?: Uint8Array|null;
+              senderDeviceId?: number|null;
+              senderIdentityKey?: Uint8Array|null;
+              prekeyMessage?: parley.v1.PrekeyMessage.$Shape|null;
+              ratchetMessage?: parley.v1.RatchetMessage.$Shape|null;
+              $unknowns?: Uint8Array[];
+            } & (
+              ({ message?: undefined; prekeyMessage?: null; ratchetMessage?: null }|{ message?: "prekeyMessage"; prekeyMessage: parley.v1.PrekeyMessage.$Shape; ratchetMessage?: null }|{ message?: "ratchetMessage"; prekeyMessage?: null; ratchetMessage: parley.v1.RatchetMessage.$Shape })
+            );
+        }
+
+        interface IPrekeyMessage extends parley.v1.PrekeyMessage.$Properties {
+        }
+
+        class PrekeyMessage {
+            constructor(properties?: parley.v1.PrekeyMessage.$Properties);
+            $unknowns?: Uint8Array[];
+            identityKey: Uint8Array;
+            baseKey: Uint8Array;
+            signedPrekeyId: number;
+            oneTimePrekeyId?: (number|null);
+            kemPrekeyId: number;
+            kemCiphertext: Uint8Array;
+            message?: (parley.v1.RatchetMessage.$Properties|null);
+            static create(properties: parley.v1.PrekeyMessage.$Shape): parley.v1.PrekeyMessage & parley.v1.PrekeyMessage.$Shape;
+            static create(properties?: parley.v1.PrekeyMessage.$Properties): parley.v1.PrekeyMessage;
+            static encode(message: parley.v1.PrekeyMessage.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): parley.v1.PrekeyMessage & parley.v1.PrekeyMessage.$Shape;
+        }
+
+        namespace PrekeyMessage {
+            interface $Properties {
+                identityKey?: (Uint8Array|null);
+                baseKey?: (Uint8Array|null);
+                signedPrekeyId?: (number|null);
+                oneTimePrekeyId?: (number|null);
+                kemPrekeyId?: (number|null);
+                kemCiphertext?: (Uint8Array|null);
+                message?: (parley.v1.RatchetMessage.$Properties|null);
+                $unknowns?: Uint8Array[];
+            }
+            type $Shape = parley.v1.PrekeyMessage.$Properties;
+        }
+
+        interface IRatchetMessage extends parley.v1.RatchetMessage.$Properties {
+        }
+
+        class RatchetMessage {
+            constructor(properties?: parley.v1.RatchetMessage.$Properties);
+            $unknowns?: Uint8Array[];
+            ratchetKey: Uint8Array;
+            counter: number;
+            previousCounter: number;
+            ciphertext: Uint8Array;
+            static create(properties: parley.v1.RatchetMessage.$Shape): parley.v1.RatchetMessage & parley.v1.RatchetMessage.$Shape;
+            static create(properties?: parley.v1.RatchetMessage.$Properties): parley.v1.RatchetMessage;
+            static encode(message: parley.v1.RatchetMessage.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): parley.v1.RatchetMessage & parley.v1.RatchetMessage.$Shape;
+        }
+
+        namespace RatchetMessage {
+            interface $Properties {
+                ratchetKey?: (Uint8Array|null);
+                counter?: (number|null);
+                previousCounter?: (number|null);
+                ciphertext?: (Uint8Array|null);
+                $unknowns?: Uint8Array[];
+            }
+            type $Shape = parley.v1.RatchetMessage.$Properties;
+        }
+
+        interface IContent extends parley.v1.Content.$Properties {
+        }
+
+        class Content {
+            constructor(properties?: parley.v1.Content.$Properties);
+            $unknowns?: Uint8Array[];
+            messageId: Uint8Array;
+            sentAtMs: (number|Long);
+            text?: (string|null);
+            data?: (Uint8Array|null);
+            padding: Uint8Array;
+            body?: ("text"|"data");
+            static create(properties: parley.v1.Content.$Shape): parley.v1.Content & parley.v1.Content.$Shape;
+            static create(properties?: parley.v1.Content.$Properties): parley.v1.Content;
+            static encode(message: parley.v1.Content.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): parley.v1.Content & parley.v1.Content.$Shape;
+        }
+
+        namespace Content {
+            interface $Properties {
+                messageId?: (Uint8Array|null);
+                sentAtMs?: (number|Long|null);
+                text?: (string|null);
+                data?: (Uint8Array|null);
+                padding?: (Uint8Array|null);
+                body?: ("text"|"data");
+                $unknowns?: Uint8Array[];
+            }
+            type $Shape = {
+              messageId?: Uint8Array|null;
+              sentAtMs?: number|Long|null;
+              text?: string|null;
+              data?: Uint8Array|null;
+              padding?: Uint8Array|null;
+              $unknowns?: Uint8Array[];
+            } & (
+              ({ body?: undefined; text?: null; data?: null }|{ body?: "text"; text: string; data?: null }|{ body?: "data"; text?: null; data: Uint8Array })
+            );
+        }
+
         interface IClientFrame extends parley.v1.ClientFrame.$Properties {
         }
 
@@ -1057,6 +1224,113 @@ export namespace parley {
                 $unknowns?: Uint8Array[];
             }
             type $Shape = parley.v1.Error.$Properties;
+        }
+
+        interface ISessionRecord extends parley.v1.SessionRecord.$Properties {
+        }
+
+        class SessionRecord {
+            constructor(properties?: parley.v1.SessionRecord.$Properties);
+            $unknowns?: Uint8Array[];
+            version: number;
+            localIdentityKey: Uint8Array;
+            remoteIdentityKey: Uint8Array;
+            remoteAddress: Uint8Array;
+            remoteDeviceId: number;
+            associatedData: Uint8Array;
+            baseKey: Uint8Array;
+            rootKey: Uint8Array;
+            sendingRatchetSecret: Uint8Array;
+            sendingRatchetPublic: Uint8Array;
+            receivingRatchetKey: Uint8Array;
+            sendingChainKey: Uint8Array;
+            receivingChainKey: Uint8Array;
+            sendingCounter: number;
+            receivingCounter: number;
+            previousCounter: number;
+            skippedChains: parley.v1.SkippedChain.$Properties[];
+            pendingPrekey?: (parley.v1.PendingPrekey.$Properties|null);
+            static create(properties: parley.v1.SessionRecord.$Shape): parley.v1.SessionRecord & parley.v1.SessionRecord.$Shape;
+            static create(properties?: parley.v1.SessionRecord.$Properties): parley.v1.SessionRecord;
+            static encode(message: parley.v1.SessionRecord.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): parley.v1.SessionRecord & parley.v1.SessionRecord.$Shape;
+        }
+
+        namespace SessionRecord {
+            interface $Properties {
+                version?: (number|null);
+                localIdentityKey?: (Uint8Array|null);
+                remoteIdentityKey?: (Uint8Array|null);
+                remoteAddress?: (Uint8Array|null);
+                remoteDeviceId?: (number|null);
+                associatedData?: (Uint8Array|null);
+                baseKey?: (Uint8Array|null);
+                rootKey?: (Uint8Array|null);
+                sendingRatchetSecret?: (Uint8Array|null);
+                sendingRatchetPublic?: (Uint8Array|null);
+                receivingRatchetKey?: (Uint8Array|null);
+                sendingChainKey?: (Uint8Array|null);
+                receivingChainKey?: (Uint8Array|null);
+                sendingCounter?: (number|null);
+                receivingCounter?: (number|null);
+                previousCounter?: (number|null);
+                skippedChains?: (parley.v1.SkippedChain.$Properties[]|null);
+                pendingPrekey?: (parley.v1.PendingPrekey.$Properties|null);
+                $unknowns?: Uint8Array[];
+            }
+            type $Shape = parley.v1.SessionRecord.$Properties;
+        }
+
+        interface ISkippedChain extends parley.v1.SkippedChain.$Properties {
+        }
+
+        class SkippedChain {
+            constructor(properties?: parley.v1.SkippedChain.$Properties);
+            $unknowns?: Uint8Array[];
+            ratchetKey: Uint8Array;
+            counters: number[];
+            messageKeys: Uint8Array;
+            static create(properties: parley.v1.SkippedChain.$Shape): parley.v1.SkippedChain & parley.v1.SkippedChain.$Shape;
+            static create(properties?: parley.v1.SkippedChain.$Properties): parley.v1.SkippedChain;
+            static encode(message: parley.v1.SkippedChain.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): parley.v1.SkippedChain & parley.v1.SkippedChain.$Shape;
+        }
+
+        namespace SkippedChain {
+            interface $Properties {
+                ratchetKey?: (Uint8Array|null);
+                counters?: (number[]|null);
+                messageKeys?: (Uint8Array|null);
+                $unknowns?: Uint8Array[];
+            }
+            type $Shape = parley.v1.SkippedChain.$Properties;
+        }
+
+        interface IPendingPrekey extends parley.v1.PendingPrekey.$Properties {
+        }
+
+        class PendingPrekey {
+            constructor(properties?: parley.v1.PendingPrekey.$Properties);
+            $unknowns?: Uint8Array[];
+            signedPrekeyId: number;
+            oneTimePrekeyId?: (number|null);
+            kemPrekeyId: number;
+            kemCiphertext: Uint8Array;
+            static create(properties: parley.v1.PendingPrekey.$Shape): parley.v1.PendingPrekey & parley.v1.PendingPrekey.$Shape;
+            static create(properties?: parley.v1.PendingPrekey.$Properties): parley.v1.PendingPrekey;
+            static encode(message: parley.v1.PendingPrekey.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): parley.v1.PendingPrekey & parley.v1.PendingPrekey.$Shape;
+        }
+
+        namespace PendingPrekey {
+            interface $Properties {
+                signedPrekeyId?: (number|null);
+                oneTimePrekeyId?: (number|null);
+                kemPrekeyId?: (number|null);
+                kemCiphertext?: (Uint8Array|null);
+                $unknowns?: Uint8Array[];
+            }
+            type $Shape = parley.v1.PendingPrekey.$Properties;
         }
     }
 }

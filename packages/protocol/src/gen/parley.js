@@ -27,6 +27,1210 @@ export const parley = $root.parley = (() => {
          */
         const v1 = {};
 
+        v1.SealedEnvelope = (function() {
+
+            /**
+             * Properties of a SealedEnvelope.
+             * @typedef {Object} parley.v1.SealedEnvelope.$Properties
+             * @property {number|null} [version] SealedEnvelope version
+             * @property {Uint8Array|null} [ephemeralKey] SealedEnvelope ephemeralKey
+             * @property {Uint8Array|null} [encryptedSenderKey] SealedEnvelope encryptedSenderKey
+             * @property {Uint8Array|null} [ciphertext] SealedEnvelope ciphertext
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of a SealedEnvelope.
+             * @memberof parley.v1
+             * @interface ISealedEnvelope
+             * @augments parley.v1.SealedEnvelope.$Properties
+             * @deprecated Use parley.v1.SealedEnvelope.$Properties instead.
+             */
+
+            /**
+             * Shape of a SealedEnvelope.
+             * @typedef {parley.v1.SealedEnvelope.$Properties} parley.v1.SealedEnvelope.$Shape
+             */
+
+            /**
+             * Constructs a new SealedEnvelope.
+             * @memberof parley.v1
+             * @classdesc Represents a SealedEnvelope.
+             * @constructor
+             * @param {parley.v1.SealedEnvelope.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const SealedEnvelope = function (properties) {
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * SealedEnvelope version.
+             * @member {number} version
+             * @memberof parley.v1.SealedEnvelope
+             * @instance
+             */
+            SealedEnvelope.prototype.version = 0;
+
+            /**
+             * SealedEnvelope ephemeralKey.
+             * @member {Uint8Array} ephemeralKey
+             * @memberof parley.v1.SealedEnvelope
+             * @instance
+             */
+            SealedEnvelope.prototype.ephemeralKey = $util.newBuffer([]);
+
+            /**
+             * SealedEnvelope encryptedSenderKey.
+             * @member {Uint8Array} encryptedSenderKey
+             * @memberof parley.v1.SealedEnvelope
+             * @instance
+             */
+            SealedEnvelope.prototype.encryptedSenderKey = $util.newBuffer([]);
+
+            /**
+             * SealedEnvelope ciphertext.
+             * @member {Uint8Array} ciphertext
+             * @memberof parley.v1.SealedEnvelope
+             * @instance
+             */
+            SealedEnvelope.prototype.ciphertext = $util.newBuffer([]);
+
+            /**
+             * Creates a new SealedEnvelope instance using the specified properties.
+             * @function create
+             * @memberof parley.v1.SealedEnvelope
+             * @static
+             * @param {parley.v1.SealedEnvelope.$Properties=} [properties] Properties to set
+             * @returns {parley.v1.SealedEnvelope} SealedEnvelope instance
+             * @type {{
+             *   (properties: parley.v1.SealedEnvelope.$Shape): parley.v1.SealedEnvelope & parley.v1.SealedEnvelope.$Shape;
+             *   (properties?: parley.v1.SealedEnvelope.$Properties): parley.v1.SealedEnvelope;
+             * }}
+             */
+            SealedEnvelope.create = function(properties) {
+                return new SealedEnvelope(properties);
+            };
+
+            /**
+             * Encodes the specified SealedEnvelope message. Does not implicitly {@link parley.v1.SealedEnvelope.verify|verify} messages.
+             * @function encode
+             * @memberof parley.v1.SealedEnvelope
+             * @static
+             * @param {parley.v1.SealedEnvelope.$Properties} message SealedEnvelope message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            SealedEnvelope.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.version != null && $Object.hasOwnProperty.call(message, "version") && message.version !== 0)
+                    writer.uint32(/* id 1, wireType 0 =*/8).uint32(message.version);
+                if (message.ephemeralKey != null && $Object.hasOwnProperty.call(message, "ephemeralKey") && message.ephemeralKey.length)
+                    writer.uint32(/* id 2, wireType 2 =*/18).bytes(message.ephemeralKey);
+                if (message.encryptedSenderKey != null && $Object.hasOwnProperty.call(message, "encryptedSenderKey") && message.encryptedSenderKey.length)
+                    writer.uint32(/* id 3, wireType 2 =*/26).bytes(message.encryptedSenderKey);
+                if (message.ciphertext != null && $Object.hasOwnProperty.call(message, "ciphertext") && message.ciphertext.length)
+                    writer.uint32(/* id 4, wireType 2 =*/34).bytes(message.ciphertext);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes a SealedEnvelope message from the specified reader or buffer.
+             * @function decode
+             * @memberof parley.v1.SealedEnvelope
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {parley.v1.SealedEnvelope & parley.v1.SealedEnvelope.$Shape} SealedEnvelope
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            SealedEnvelope.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.parley.v1.SealedEnvelope();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.uint32())
+                                message.version = value;
+                            else
+                                delete message.version;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.ephemeralKey = value;
+                            else
+                                delete message.ephemeralKey;
+                            continue;
+                        }
+                    case 3: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.encryptedSenderKey = value;
+                            else
+                                delete message.encryptedSenderKey;
+                            continue;
+                        }
+                    case 4: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.ciphertext = value;
+                            else
+                                delete message.ciphertext;
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return SealedEnvelope;
+        })();
+
+        v1.SealedContent = (function() {
+
+            /**
+             * Properties of a SealedContent.
+             * @typedef {Object} parley.v1.SealedContent.$Properties
+             * @property {Uint8Array|null} [senderAddress] SealedContent senderAddress
+             * @property {number|null} [senderDeviceId] SealedContent senderDeviceId
+             * @property {Uint8Array|null} [senderIdentityKey] SealedContent senderIdentityKey
+             * @property {parley.v1.PrekeyMessage.$Properties|null} [prekeyMessage] SealedContent prekeyMessage
+             * @property {parley.v1.RatchetMessage.$Properties|null} [ratchetMessage] SealedContent ratchetMessage
+             * @property {"prekeyMessage"|"ratchetMessage"} [message] SealedContent message
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of a SealedContent.
+             * @memberof parley.v1
+             * @interface ISealedContent
+             * @augments parley.v1.SealedContent.$Properties
+             * @deprecated Use parley.v1.SealedContent.$Properties instead.
+             */
+
+            /**
+             * Narrowed shape of a SealedContent.
+             * @typedef {{
+             *   senderAddress?: Uint8Array|null;
+             *   senderDeviceId?: number|null;
+             *   senderIdentityKey?: Uint8Array|null;
+             *   prekeyMessage?: parley.v1.PrekeyMessage.$Shape|null;
+             *   ratchetMessage?: parley.v1.RatchetMessage.$Shape|null;
+             *   $unknowns?: Array.<Uint8Array>;
+             * } & (
+             *   ({ message?: undefined; prekeyMessage?: null; ratchetMessage?: null }|{ message?: "prekeyMessage"; prekeyMessage: parley.v1.PrekeyMessage.$Shape; ratchetMessage?: null }|{ message?: "ratchetMessage"; prekeyMessage?: null; ratchetMessage: parley.v1.RatchetMessage.$Shape })
+             * )} parley.v1.SealedContent.$Shape
+             */
+
+            /**
+             * Constructs a new SealedContent.
+             * @memberof parley.v1
+             * @classdesc Represents a SealedContent.
+             * @constructor
+             * @param {parley.v1.SealedContent.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const SealedContent = function (properties) {
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * SealedContent senderAddress.
+             * @member {Uint8Array} senderAddress
+             * @memberof parley.v1.SealedContent
+             * @instance
+             */
+            SealedContent.prototype.senderAddress = $util.newBuffer([]);
+
+            /**
+             * SealedContent senderDeviceId.
+             * @member {number} senderDeviceId
+             * @memberof parley.v1.SealedContent
+             * @instance
+             */
+            SealedContent.prototype.senderDeviceId = 0;
+
+            /**
+             * SealedContent senderIdentityKey.
+             * @member {Uint8Array} senderIdentityKey
+             * @memberof parley.v1.SealedContent
+             * @instance
+             */
+            SealedContent.prototype.senderIdentityKey = $util.newBuffer([]);
+
+            /**
+             * SealedContent prekeyMessage.
+             * @member {parley.v1.PrekeyMessage.$Properties|null|undefined} prekeyMessage
+             * @memberof parley.v1.SealedContent
+             * @instance
+             */
+            SealedContent.prototype.prekeyMessage = null;
+
+            /**
+             * SealedContent ratchetMessage.
+             * @member {parley.v1.RatchetMessage.$Properties|null|undefined} ratchetMessage
+             * @memberof parley.v1.SealedContent
+             * @instance
+             */
+            SealedContent.prototype.ratchetMessage = null;
+
+            // OneOf field names bound to virtual getters and setters
+            let $oneOfFields;
+
+            /**
+             * SealedContent message.
+             * @member {"prekeyMessage"|"ratchetMessage"|undefined} message
+             * @memberof parley.v1.SealedContent
+             * @instance
+             */
+            $Object.defineProperty(SealedContent.prototype, "message", {
+                get: $util.oneOfGetter($oneOfFields = ["prekeyMessage", "ratchetMessage"]),
+                set: $util.oneOfSetter($oneOfFields)
+            });
+
+            /**
+             * Creates a new SealedContent instance using the specified properties.
+             * @function create
+             * @memberof parley.v1.SealedContent
+             * @static
+             * @param {parley.v1.SealedContent.$Properties=} [properties] Properties to set
+             * @returns {parley.v1.SealedContent} SealedContent instance
+             * @type {{
+             *   (properties: parley.v1.SealedContent.$Shape): parley.v1.SealedContent & parley.v1.SealedContent.$Shape;
+             *   (properties?: parley.v1.SealedContent.$Properties): parley.v1.SealedContent;
+             * }}
+             */
+            SealedContent.create = function(properties) {
+                return new SealedContent(properties);
+            };
+
+            /**
+             * Encodes the specified SealedContent message. Does not implicitly {@link parley.v1.SealedContent.verify|verify} messages.
+             * @function encode
+             * @memberof parley.v1.SealedContent
+             * @static
+             * @param {parley.v1.SealedContent.$Properties} message SealedContent message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            SealedContent.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.senderAddress != null && $Object.hasOwnProperty.call(message, "senderAddress") && message.senderAddress.length)
+                    writer.uint32(/* id 1, wireType 2 =*/10).bytes(message.senderAddress);
+                if (message.senderDeviceId != null && $Object.hasOwnProperty.call(message, "senderDeviceId") && message.senderDeviceId !== 0)
+                    writer.uint32(/* id 2, wireType 0 =*/16).uint32(message.senderDeviceId);
+                if (message.senderIdentityKey != null && $Object.hasOwnProperty.call(message, "senderIdentityKey") && message.senderIdentityKey.length)
+                    writer.uint32(/* id 3, wireType 2 =*/26).bytes(message.senderIdentityKey);
+                if (message.prekeyMessage != null && $Object.hasOwnProperty.call(message, "prekeyMessage"))
+                    $root.parley.v1.PrekeyMessage.encode(message.prekeyMessage, writer.uint32(/* id 4, wireType 2 =*/34).fork(), _depth + 1).ldelim();
+                if (message.ratchetMessage != null && $Object.hasOwnProperty.call(message, "ratchetMessage"))
+                    $root.parley.v1.RatchetMessage.encode(message.ratchetMessage, writer.uint32(/* id 5, wireType 2 =*/42).fork(), _depth + 1).ldelim();
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes a SealedContent message from the specified reader or buffer.
+             * @function decode
+             * @memberof parley.v1.SealedContent
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {parley.v1.SealedContent & parley.v1.SealedContent.$Shape} SealedContent
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            SealedContent.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.parley.v1.SealedContent();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.senderAddress = value;
+                            else
+                                delete message.senderAddress;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.uint32())
+                                message.senderDeviceId = value;
+                            else
+                                delete message.senderDeviceId;
+                            continue;
+                        }
+                    case 3: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.senderIdentityKey = value;
+                            else
+                                delete message.senderIdentityKey;
+                            continue;
+                        }
+                    case 4: {
+                            if (wireType !== 2)
+                                break;
+                            message.prekeyMessage = $root.parley.v1.PrekeyMessage.decode(reader, reader.size(), $undefined, _depth + 1, message.prekeyMessage);
+                            message.message = "prekeyMessage";
+                            continue;
+                        }
+                    case 5: {
+                            if (wireType !== 2)
+                                break;
+                            message.ratchetMessage = $root.parley.v1.RatchetMessage.decode(reader, reader.size(), $undefined, _depth + 1, message.ratchetMessage);
+                            message.message = "ratchetMessage";
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return SealedContent;
+        })();
+
+        v1.PrekeyMessage = (function() {
+
+            /**
+             * Properties of a PrekeyMessage.
+             * @typedef {Object} parley.v1.PrekeyMessage.$Properties
+             * @property {Uint8Array|null} [identityKey] PrekeyMessage identityKey
+             * @property {Uint8Array|null} [baseKey] PrekeyMessage baseKey
+             * @property {number|null} [signedPrekeyId] PrekeyMessage signedPrekeyId
+             * @property {number|null} [oneTimePrekeyId] PrekeyMessage oneTimePrekeyId
+             * @property {number|null} [kemPrekeyId] PrekeyMessage kemPrekeyId
+             * @property {Uint8Array|null} [kemCiphertext] PrekeyMessage kemCiphertext
+             * @property {parley.v1.RatchetMessage.$Properties|null} [message] PrekeyMessage message
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of a PrekeyMessage.
+             * @memberof parley.v1
+             * @interface IPrekeyMessage
+             * @augments parley.v1.PrekeyMessage.$Properties
+             * @deprecated Use parley.v1.PrekeyMessage.$Properties instead.
+             */
+
+            /**
+             * Shape of a PrekeyMessage.
+             * @typedef {parley.v1.PrekeyMessage.$Properties} parley.v1.PrekeyMessage.$Shape
+             */
+
+            /**
+             * Constructs a new PrekeyMessage.
+             * @memberof parley.v1
+             * @classdesc Represents a PrekeyMessage.
+             * @constructor
+             * @param {parley.v1.PrekeyMessage.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const PrekeyMessage = function (properties) {
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * PrekeyMessage identityKey.
+             * @member {Uint8Array} identityKey
+             * @memberof parley.v1.PrekeyMessage
+             * @instance
+             */
+            PrekeyMessage.prototype.identityKey = $util.newBuffer([]);
+
+            /**
+             * PrekeyMessage baseKey.
+             * @member {Uint8Array} baseKey
+             * @memberof parley.v1.PrekeyMessage
+             * @instance
+             */
+            PrekeyMessage.prototype.baseKey = $util.newBuffer([]);
+
+            /**
+             * PrekeyMessage signedPrekeyId.
+             * @member {number} signedPrekeyId
+             * @memberof parley.v1.PrekeyMessage
+             * @instance
+             */
+            PrekeyMessage.prototype.signedPrekeyId = 0;
+
+            /**
+             * PrekeyMessage oneTimePrekeyId.
+             * @member {number|null|undefined} oneTimePrekeyId
+             * @memberof parley.v1.PrekeyMessage
+             * @instance
+             */
+            PrekeyMessage.prototype.oneTimePrekeyId = null;
+
+            /**
+             * PrekeyMessage kemPrekeyId.
+             * @member {number} kemPrekeyId
+             * @memberof parley.v1.PrekeyMessage
+             * @instance
+             */
+            PrekeyMessage.prototype.kemPrekeyId = 0;
+
+            /**
+             * PrekeyMessage kemCiphertext.
+             * @member {Uint8Array} kemCiphertext
+             * @memberof parley.v1.PrekeyMessage
+             * @instance
+             */
+            PrekeyMessage.prototype.kemCiphertext = $util.newBuffer([]);
+
+            /**
+             * PrekeyMessage message.
+             * @member {parley.v1.RatchetMessage.$Properties|null|undefined} message
+             * @memberof parley.v1.PrekeyMessage
+             * @instance
+             */
+            PrekeyMessage.prototype.message = null;
+
+            // OneOf field names bound to virtual getters and setters
+            let $oneOfFields;
+
+            // Virtual OneOf for proto3 optional field
+            $Object.defineProperty(PrekeyMessage.prototype, "_oneTimePrekeyId", {
+                get: $util.oneOfGetter($oneOfFields = ["oneTimePrekeyId"]),
+                set: $util.oneOfSetter($oneOfFields)
+            });
+
+            /**
+             * Creates a new PrekeyMessage instance using the specified properties.
+             * @function create
+             * @memberof parley.v1.PrekeyMessage
+             * @static
+             * @param {parley.v1.PrekeyMessage.$Properties=} [properties] Properties to set
+             * @returns {parley.v1.PrekeyMessage} PrekeyMessage instance
+             * @type {{
+             *   (properties: parley.v1.PrekeyMessage.$Shape): parley.v1.PrekeyMessage & parley.v1.PrekeyMessage.$Shape;
+             *   (properties?: parley.v1.PrekeyMessage.$Properties): parley.v1.PrekeyMessage;
+             * }}
+             */
+            PrekeyMessage.create = function(properties) {
+                return new PrekeyMessage(properties);
+            };
+
+            /**
+             * Encodes the specified PrekeyMessage message. Does not implicitly {@link parley.v1.PrekeyMessage.verify|verify} messages.
+             * @function encode
+             * @memberof parley.v1.PrekeyMessage
+             * @static
+             * @param {parley.v1.PrekeyMessage.$Properties} message PrekeyMessage message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            PrekeyMessage.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.identityKey != null && $Object.hasOwnProperty.call(message, "identityKey") && message.identityKey.length)
+                    writer.uint32(/* id 1, wireType 2 =*/10).bytes(message.identityKey);
+                if (message.baseKey != null && $Object.hasOwnProperty.call(message, "baseKey") && message.baseKey.length)
+                    writer.uint32(/* id 2, wireType 2 =*/18).bytes(message.baseKey);
+                if (message.signedPrekeyId != null && $Object.hasOwnProperty.call(message, "signedPrekeyId") && message.signedPrekeyId !== 0)
+                    writer.uint32(/* id 3, wireType 0 =*/24).uint32(message.signedPrekeyId);
+                if (message.oneTimePrekeyId != null && $Object.hasOwnProperty.call(message, "oneTimePrekeyId"))
+                    writer.uint32(/* id 4, wireType 0 =*/32).uint32(message.oneTimePrekeyId);
+                if (message.kemPrekeyId != null && $Object.hasOwnProperty.call(message, "kemPrekeyId") && message.kemPrekeyId !== 0)
+                    writer.uint32(/* id 5, wireType 0 =*/40).uint32(message.kemPrekeyId);
+                if (message.kemCiphertext != null && $Object.hasOwnProperty.call(message, "kemCiphertext") && message.kemCiphertext.length)
+                    writer.uint32(/* id 6, wireType 2 =*/50).bytes(message.kemCiphertext);
+                if (message.message != null && $Object.hasOwnProperty.call(message, "message"))
+                    $root.parley.v1.RatchetMessage.encode(message.message, writer.uint32(/* id 7, wireType 2 =*/58).fork(), _depth + 1).ldelim();
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes a PrekeyMessage message from the specified reader or buffer.
+             * @function decode
+             * @memberof parley.v1.PrekeyMessage
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {parley.v1.PrekeyMessage & parley.v1.PrekeyMessage.$Shape} PrekeyMessage
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            PrekeyMessage.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.parley.v1.PrekeyMessage();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.identityKey = value;
+                            else
+                                delete message.identityKey;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.baseKey = value;
+                            else
+                                delete message.baseKey;
+                            continue;
+                        }
+                    case 3: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.uint32())
+                                message.signedPrekeyId = value;
+                            else
+                                delete message.signedPrekeyId;
+                            continue;
+                        }
+                    case 4: {
+                            if (wireType !== 0)
+                                break;
+                            message.oneTimePrekeyId = reader.uint32();
+                            message._oneTimePrekeyId = "oneTimePrekeyId";
+                            continue;
+                        }
+                    case 5: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.uint32())
+                                message.kemPrekeyId = value;
+                            else
+                                delete message.kemPrekeyId;
+                            continue;
+                        }
+                    case 6: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.kemCiphertext = value;
+                            else
+                                delete message.kemCiphertext;
+                            continue;
+                        }
+                    case 7: {
+                            if (wireType !== 2)
+                                break;
+                            message.message = $root.parley.v1.RatchetMessage.decode(reader, reader.size(), $undefined, _depth + 1, message.message);
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return PrekeyMessage;
+        })();
+
+        v1.RatchetMessage = (function() {
+
+            /**
+             * Properties of a RatchetMessage.
+             * @typedef {Object} parley.v1.RatchetMessage.$Properties
+             * @property {Uint8Array|null} [ratchetKey] RatchetMessage ratchetKey
+             * @property {number|null} [counter] RatchetMessage counter
+             * @property {number|null} [previousCounter] RatchetMessage previousCounter
+             * @property {Uint8Array|null} [ciphertext] RatchetMessage ciphertext
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of a RatchetMessage.
+             * @memberof parley.v1
+             * @interface IRatchetMessage
+             * @augments parley.v1.RatchetMessage.$Properties
+             * @deprecated Use parley.v1.RatchetMessage.$Properties instead.
+             */
+
+            /**
+             * Shape of a RatchetMessage.
+             * @typedef {parley.v1.RatchetMessage.$Properties} parley.v1.RatchetMessage.$Shape
+             */
+
+            /**
+             * Constructs a new RatchetMessage.
+             * @memberof parley.v1
+             * @classdesc Represents a RatchetMessage.
+             * @constructor
+             * @param {parley.v1.RatchetMessage.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const RatchetMessage = function (properties) {
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * RatchetMessage ratchetKey.
+             * @member {Uint8Array} ratchetKey
+             * @memberof parley.v1.RatchetMessage
+             * @instance
+             */
+            RatchetMessage.prototype.ratchetKey = $util.newBuffer([]);
+
+            /**
+             * RatchetMessage counter.
+             * @member {number} counter
+             * @memberof parley.v1.RatchetMessage
+             * @instance
+             */
+            RatchetMessage.prototype.counter = 0;
+
+            /**
+             * RatchetMessage previousCounter.
+             * @member {number} previousCounter
+             * @memberof parley.v1.RatchetMessage
+             * @instance
+             */
+            RatchetMessage.prototype.previousCounter = 0;
+
+            /**
+             * RatchetMessage ciphertext.
+             * @member {Uint8Array} ciphertext
+             * @memberof parley.v1.RatchetMessage
+             * @instance
+             */
+            RatchetMessage.prototype.ciphertext = $util.newBuffer([]);
+
+            /**
+             * Creates a new RatchetMessage instance using the specified properties.
+             * @function create
+             * @memberof parley.v1.RatchetMessage
+             * @static
+             * @param {parley.v1.RatchetMessage.$Properties=} [properties] Properties to set
+             * @returns {parley.v1.RatchetMessage} RatchetMessage instance
+             * @type {{
+             *   (properties: parley.v1.RatchetMessage.$Shape): parley.v1.RatchetMessage & parley.v1.RatchetMessage.$Shape;
+             *   (properties?: parley.v1.RatchetMessage.$Properties): parley.v1.RatchetMessage;
+             * }}
+             */
+            RatchetMessage.create = function(properties) {
+                return new RatchetMessage(properties);
+            };
+
+            /**
+             * Encodes the specified RatchetMessage message. Does not implicitly {@link parley.v1.RatchetMessage.verify|verify} messages.
+             * @function encode
+             * @memberof parley.v1.RatchetMessage
+             * @static
+             * @param {parley.v1.RatchetMessage.$Properties} message RatchetMessage message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            RatchetMessage.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.ratchetKey != null && $Object.hasOwnProperty.call(message, "ratchetKey") && message.ratchetKey.length)
+                    writer.uint32(/* id 1, wireType 2 =*/10).bytes(message.ratchetKey);
+                if (message.counter != null && $Object.hasOwnProperty.call(message, "counter") && message.counter !== 0)
+                    writer.uint32(/* id 2, wireType 0 =*/16).uint32(message.counter);
+                if (message.previousCounter != null && $Object.hasOwnProperty.call(message, "previousCounter") && message.previousCounter !== 0)
+                    writer.uint32(/* id 3, wireType 0 =*/24).uint32(message.previousCounter);
+                if (message.ciphertext != null && $Object.hasOwnProperty.call(message, "ciphertext") && message.ciphertext.length)
+                    writer.uint32(/* id 4, wireType 2 =*/34).bytes(message.ciphertext);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes a RatchetMessage message from the specified reader or buffer.
+             * @function decode
+             * @memberof parley.v1.RatchetMessage
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {parley.v1.RatchetMessage & parley.v1.RatchetMessage.$Shape} RatchetMessage
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            RatchetMessage.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.parley.v1.RatchetMessage();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.ratchetKey = value;
+                            else
+                                delete message.ratchetKey;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.uint32())
+                                message.counter = value;
+                            else
+                                delete message.counter;
+                            continue;
+                        }
+                    case 3: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.uint32())
+                                message.previousCounter = value;
+                            else
+                                delete message.previousCounter;
+                            continue;
+                        }
+                    case 4: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.ciphertext = value;
+                            else
+                                delete message.ciphertext;
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return RatchetMessage;
+        })();
+
+        v1.Content = (function() {
+
+            /**
+             * Properties of a Content.
+             * @typedef {Object} parley.v1.Content.$Properties
+             * @property {Uint8Array|null} [messageId] Content messageId
+             * @property {number|Long|null} [sentAtMs] Content sentAtMs
+             * @property {string|null} [text] Content text
+             * @property {Uint8Array|null} [data] Content data
+             * @property {Uint8Array|null} [padding] Content padding
+             * @property {"text"|"data"} [body] Content body
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of a Content.
+             * @memberof parley.v1
+             * @interface IContent
+             * @augments parley.v1.Content.$Properties
+             * @deprecated Use parley.v1.Content.$Properties instead.
+             */
+
+            /**
+             * Narrowed shape of a Content.
+             * @typedef {{
+             *   messageId?: Uint8Array|null;
+             *   sentAtMs?: number|Long|null;
+             *   text?: string|null;
+             *   data?: Uint8Array|null;
+             *   padding?: Uint8Array|null;
+             *   $unknowns?: Array.<Uint8Array>;
+             * } & (
+             *   ({ body?: undefined; text?: null; data?: null }|{ body?: "text"; text: string; data?: null }|{ body?: "data"; text?: null; data: Uint8Array })
+             * )} parley.v1.Content.$Shape
+             */
+
+            /**
+             * Constructs a new Content.
+             * @memberof parley.v1
+             * @classdesc Represents a Content.
+             * @constructor
+             * @param {parley.v1.Content.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const Content = function (properties) {
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * Content messageId.
+             * @member {Uint8Array} messageId
+             * @memberof parley.v1.Content
+             * @instance
+             */
+            Content.prototype.messageId = $util.newBuffer([]);
+
+            /**
+             * Content sentAtMs.
+             * @member {number|Long} sentAtMs
+             * @memberof parley.v1.Content
+             * @instance
+             */
+            Content.prototype.sentAtMs = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+
+            /**
+             * Content text.
+             * @member {string|null|undefined} text
+             * @memberof parley.v1.Content
+             * @instance
+             */
+            Content.prototype.text = null;
+
+            /**
+             * Content data.
+             * @member {Uint8Array|null|undefined} data
+             * @memberof parley.v1.Content
+             * @instance
+             */
+            Content.prototype.data = null;
+
+            /**
+             * Content padding.
+             * @member {Uint8Array} padding
+             * @memberof parley.v1.Content
+             * @instance
+             */
+            Content.prototype.padding = $util.newBuffer([]);
+
+            // OneOf field names bound to virtual getters and setters
+            let $oneOfFields;
+
+            /**
+             * Content body.
+             * @member {"text"|"data"|undefined} body
+             * @memberof parley.v1.Content
+             * @instance
+             */
+            $Object.defineProperty(Content.prototype, "body", {
+                get: $util.oneOfGetter($oneOfFields = ["text", "data"]),
+                set: $util.oneOfSetter($oneOfFields)
+            });
+
+            /**
+             * Creates a new Content instance using the specified properties.
+             * @function create
+             * @memberof parley.v1.Content
+             * @static
+             * @param {parley.v1.Content.$Properties=} [properties] Properties to set
+             * @returns {parley.v1.Content} Content instance
+             * @type {{
+             *   (properties: parley.v1.Content.$Shape): parley.v1.Content & parley.v1.Content.$Shape;
+             *   (properties?: parley.v1.Content.$Properties): parley.v1.Content;
+             * }}
+             */
+            Content.create = function(properties) {
+                return new Content(properties);
+            };
+
+            /**
+             * Encodes the specified Content message. Does not implicitly {@link parley.v1.Content.verify|verify} messages.
+             * @function encode
+             * @memberof parley.v1.Content
+             * @static
+             * @param {parley.v1.Content.$Properties} message Content message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            Content.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.messageId != null && $Object.hasOwnProperty.call(message, "messageId") && message.messageId.length)
+                    writer.uint32(/* id 1, wireType 2 =*/10).bytes(message.messageId);
+                if (message.sentAtMs != null && $Object.hasOwnProperty.call(message, "sentAtMs") && (typeof message.sentAtMs === "object" ? message.sentAtMs.low || message.sentAtMs.high : message.sentAtMs !== 0))
+                    writer.uint32(/* id 2, wireType 0 =*/16).uint64(message.sentAtMs);
+                if (message.text != null && $Object.hasOwnProperty.call(message, "text"))
+                    writer.uint32(/* id 3, wireType 2 =*/26).string(message.text);
+                if (message.data != null && $Object.hasOwnProperty.call(message, "data"))
+                    writer.uint32(/* id 4, wireType 2 =*/34).bytes(message.data);
+                if (message.padding != null && $Object.hasOwnProperty.call(message, "padding") && message.padding.length)
+                    writer.uint32(/* id 15, wireType 2 =*/122).bytes(message.padding);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes a Content message from the specified reader or buffer.
+             * @function decode
+             * @memberof parley.v1.Content
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {parley.v1.Content & parley.v1.Content.$Shape} Content
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            Content.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.parley.v1.Content();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.messageId = value;
+                            else
+                                delete message.messageId;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                                message.sentAtMs = value;
+                            else
+                                delete message.sentAtMs;
+                            continue;
+                        }
+                    case 3: {
+                            if (wireType !== 2)
+                                break;
+                            message.text = reader.stringVerify();
+                            message.body = "text";
+                            continue;
+                        }
+                    case 4: {
+                            if (wireType !== 2)
+                                break;
+                            message.data = reader.bytes();
+                            message.body = "data";
+                            continue;
+                        }
+                    case 15: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.padding = value;
+                            else
+                                delete message.padding;
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return Content;
+        })();
+
         v1.ClientFrame = (function() {
 
             /**
@@ -7657,6 +8861,913 @@ export const parley = $root.parley = (() => {
             };
 
             return Error;
+        })();
+
+        v1.SessionRecord = (function() {
+
+            /**
+             * Properties of a SessionRecord.
+             * @typedef {Object} parley.v1.SessionRecord.$Properties
+             * @property {number|null} [version] SessionRecord version
+             * @property {Uint8Array|null} [localIdentityKey] SessionRecord localIdentityKey
+             * @property {Uint8Array|null} [remoteIdentityKey] SessionRecord remoteIdentityKey
+             * @property {Uint8Array|null} [remoteAddress] SessionRecord remoteAddress
+             * @property {number|null} [remoteDeviceId] SessionRecord remoteDeviceId
+             * @property {Uint8Array|null} [associatedData] SessionRecord associatedData
+             * @property {Uint8Array|null} [baseKey] SessionRecord baseKey
+             * @property {Uint8Array|null} [rootKey] SessionRecord rootKey
+             * @property {Uint8Array|null} [sendingRatchetSecret] SessionRecord sendingRatchetSecret
+             * @property {Uint8Array|null} [sendingRatchetPublic] SessionRecord sendingRatchetPublic
+             * @property {Uint8Array|null} [receivingRatchetKey] SessionRecord receivingRatchetKey
+             * @property {Uint8Array|null} [sendingChainKey] SessionRecord sendingChainKey
+             * @property {Uint8Array|null} [receivingChainKey] SessionRecord receivingChainKey
+             * @property {number|null} [sendingCounter] SessionRecord sendingCounter
+             * @property {number|null} [receivingCounter] SessionRecord receivingCounter
+             * @property {number|null} [previousCounter] SessionRecord previousCounter
+             * @property {Array.<parley.v1.SkippedChain.$Properties>|null} [skippedChains] SessionRecord skippedChains
+             * @property {parley.v1.PendingPrekey.$Properties|null} [pendingPrekey] SessionRecord pendingPrekey
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of a SessionRecord.
+             * @memberof parley.v1
+             * @interface ISessionRecord
+             * @augments parley.v1.SessionRecord.$Properties
+             * @deprecated Use parley.v1.SessionRecord.$Properties instead.
+             */
+
+            /**
+             * Shape of a SessionRecord.
+             * @typedef {parley.v1.SessionRecord.$Properties} parley.v1.SessionRecord.$Shape
+             */
+
+            /**
+             * Constructs a new SessionRecord.
+             * @memberof parley.v1
+             * @classdesc Represents a SessionRecord.
+             * @constructor
+             * @param {parley.v1.SessionRecord.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const SessionRecord = function (properties) {
+                this.skippedChains = [];
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * SessionRecord version.
+             * @member {number} version
+             * @memberof parley.v1.SessionRecord
+             * @instance
+             */
+            SessionRecord.prototype.version = 0;
+
+            /**
+             * SessionRecord localIdentityKey.
+             * @member {Uint8Array} localIdentityKey
+             * @memberof parley.v1.SessionRecord
+             * @instance
+             */
+            SessionRecord.prototype.localIdentityKey = $util.newBuffer([]);
+
+            /**
+             * SessionRecord remoteIdentityKey.
+             * @member {Uint8Array} remoteIdentityKey
+             * @memberof parley.v1.SessionRecord
+             * @instance
+             */
+            SessionRecord.prototype.remoteIdentityKey = $util.newBuffer([]);
+
+            /**
+             * SessionRecord remoteAddress.
+             * @member {Uint8Array} remoteAddress
+             * @memberof parley.v1.SessionRecord
+             * @instance
+             */
+            SessionRecord.prototype.remoteAddress = $util.newBuffer([]);
+
+            /**
+             * SessionRecord remoteDeviceId.
+             * @member {number} remoteDeviceId
+             * @memberof parley.v1.SessionRecord
+             * @instance
+             */
+            SessionRecord.prototype.remoteDeviceId = 0;
+
+            /**
+             * SessionRecord associatedData.
+             * @member {Uint8Array} associatedData
+             * @memberof parley.v1.SessionRecord
+             * @instance
+             */
+            SessionRecord.prototype.associatedData = $util.newBuffer([]);
+
+            /**
+             * SessionRecord baseKey.
+             * @member {Uint8Array} baseKey
+             * @memberof parley.v1.SessionRecord
+             * @instance
+             */
+            SessionRecord.prototype.baseKey = $util.newBuffer([]);
+
+            /**
+             * SessionRecord rootKey.
+             * @member {Uint8Array} rootKey
+             * @memberof parley.v1.SessionRecord
+             * @instance
+             */
+            SessionRecord.prototype.rootKey = $util.newBuffer([]);
+
+            /**
+             * SessionRecord sendingRatchetSecret.
+             * @member {Uint8Array} sendingRatchetSecret
+             * @memberof parley.v1.SessionRecord
+             * @instance
+             */
+            SessionRecord.prototype.sendingRatchetSecret = $util.newBuffer([]);
+
+            /**
+             * SessionRecord sendingRatchetPublic.
+             * @member {Uint8Array} sendingRatchetPublic
+             * @memberof parley.v1.SessionRecord
+             * @instance
+             */
+            SessionRecord.prototype.sendingRatchetPublic = $util.newBuffer([]);
+
+            /**
+             * SessionRecord receivingRatchetKey.
+             * @member {Uint8Array} receivingRatchetKey
+             * @memberof parley.v1.SessionRecord
+             * @instance
+             */
+            SessionRecord.prototype.receivingRatchetKey = $util.newBuffer([]);
+
+            /**
+             * SessionRecord sendingChainKey.
+             * @member {Uint8Array} sendingChainKey
+             * @memberof parley.v1.SessionRecord
+             * @instance
+             */
+            SessionRecord.prototype.sendingChainKey = $util.newBuffer([]);
+
+            /**
+             * SessionRecord receivingChainKey.
+             * @member {Uint8Array} receivingChainKey
+             * @memberof parley.v1.SessionRecord
+             * @instance
+             */
+            SessionRecord.prototype.receivingChainKey = $util.newBuffer([]);
+
+            /**
+             * SessionRecord sendingCounter.
+             * @member {number} sendingCounter
+             * @memberof parley.v1.SessionRecord
+             * @instance
+             */
+            SessionRecord.prototype.sendingCounter = 0;
+
+            /**
+             * SessionRecord receivingCounter.
+             * @member {number} receivingCounter
+             * @memberof parley.v1.SessionRecord
+             * @instance
+             */
+            SessionRecord.prototype.receivingCounter = 0;
+
+            /**
+             * SessionRecord previousCounter.
+             * @member {number} previousCounter
+             * @memberof parley.v1.SessionRecord
+             * @instance
+             */
+            SessionRecord.prototype.previousCounter = 0;
+
+            /**
+             * SessionRecord skippedChains.
+             * @member {Array.<parley.v1.SkippedChain.$Properties>} skippedChains
+             * @memberof parley.v1.SessionRecord
+             * @instance
+             */
+            SessionRecord.prototype.skippedChains = $util.emptyArray;
+
+            /**
+             * SessionRecord pendingPrekey.
+             * @member {parley.v1.PendingPrekey.$Properties|null|undefined} pendingPrekey
+             * @memberof parley.v1.SessionRecord
+             * @instance
+             */
+            SessionRecord.prototype.pendingPrekey = null;
+
+            /**
+             * Creates a new SessionRecord instance using the specified properties.
+             * @function create
+             * @memberof parley.v1.SessionRecord
+             * @static
+             * @param {parley.v1.SessionRecord.$Properties=} [properties] Properties to set
+             * @returns {parley.v1.SessionRecord} SessionRecord instance
+             * @type {{
+             *   (properties: parley.v1.SessionRecord.$Shape): parley.v1.SessionRecord & parley.v1.SessionRecord.$Shape;
+             *   (properties?: parley.v1.SessionRecord.$Properties): parley.v1.SessionRecord;
+             * }}
+             */
+            SessionRecord.create = function(properties) {
+                return new SessionRecord(properties);
+            };
+
+            /**
+             * Encodes the specified SessionRecord message. Does not implicitly {@link parley.v1.SessionRecord.verify|verify} messages.
+             * @function encode
+             * @memberof parley.v1.SessionRecord
+             * @static
+             * @param {parley.v1.SessionRecord.$Properties} message SessionRecord message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            SessionRecord.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.version != null && $Object.hasOwnProperty.call(message, "version") && message.version !== 0)
+                    writer.uint32(/* id 1, wireType 0 =*/8).uint32(message.version);
+                if (message.localIdentityKey != null && $Object.hasOwnProperty.call(message, "localIdentityKey") && message.localIdentityKey.length)
+                    writer.uint32(/* id 2, wireType 2 =*/18).bytes(message.localIdentityKey);
+                if (message.remoteIdentityKey != null && $Object.hasOwnProperty.call(message, "remoteIdentityKey") && message.remoteIdentityKey.length)
+                    writer.uint32(/* id 3, wireType 2 =*/26).bytes(message.remoteIdentityKey);
+                if (message.remoteAddress != null && $Object.hasOwnProperty.call(message, "remoteAddress") && message.remoteAddress.length)
+                    writer.uint32(/* id 4, wireType 2 =*/34).bytes(message.remoteAddress);
+                if (message.remoteDeviceId != null && $Object.hasOwnProperty.call(message, "remoteDeviceId") && message.remoteDeviceId !== 0)
+                    writer.uint32(/* id 5, wireType 0 =*/40).uint32(message.remoteDeviceId);
+                if (message.associatedData != null && $Object.hasOwnProperty.call(message, "associatedData") && message.associatedData.length)
+                    writer.uint32(/* id 6, wireType 2 =*/50).bytes(message.associatedData);
+                if (message.baseKey != null && $Object.hasOwnProperty.call(message, "baseKey") && message.baseKey.length)
+                    writer.uint32(/* id 7, wireType 2 =*/58).bytes(message.baseKey);
+                if (message.rootKey != null && $Object.hasOwnProperty.call(message, "rootKey") && message.rootKey.length)
+                    writer.uint32(/* id 8, wireType 2 =*/66).bytes(message.rootKey);
+                if (message.sendingRatchetSecret != null && $Object.hasOwnProperty.call(message, "sendingRatchetSecret") && message.sendingRatchetSecret.length)
+                    writer.uint32(/* id 9, wireType 2 =*/74).bytes(message.sendingRatchetSecret);
+                if (message.sendingRatchetPublic != null && $Object.hasOwnProperty.call(message, "sendingRatchetPublic") && message.sendingRatchetPublic.length)
+                    writer.uint32(/* id 10, wireType 2 =*/82).bytes(message.sendingRatchetPublic);
+                if (message.receivingRatchetKey != null && $Object.hasOwnProperty.call(message, "receivingRatchetKey") && message.receivingRatchetKey.length)
+                    writer.uint32(/* id 11, wireType 2 =*/90).bytes(message.receivingRatchetKey);
+                if (message.sendingChainKey != null && $Object.hasOwnProperty.call(message, "sendingChainKey") && message.sendingChainKey.length)
+                    writer.uint32(/* id 12, wireType 2 =*/98).bytes(message.sendingChainKey);
+                if (message.receivingChainKey != null && $Object.hasOwnProperty.call(message, "receivingChainKey") && message.receivingChainKey.length)
+                    writer.uint32(/* id 13, wireType 2 =*/106).bytes(message.receivingChainKey);
+                if (message.sendingCounter != null && $Object.hasOwnProperty.call(message, "sendingCounter") && message.sendingCounter !== 0)
+                    writer.uint32(/* id 14, wireType 0 =*/112).uint32(message.sendingCounter);
+                if (message.receivingCounter != null && $Object.hasOwnProperty.call(message, "receivingCounter") && message.receivingCounter !== 0)
+                    writer.uint32(/* id 15, wireType 0 =*/120).uint32(message.receivingCounter);
+                if (message.previousCounter != null && $Object.hasOwnProperty.call(message, "previousCounter") && message.previousCounter !== 0)
+                    writer.uint32(/* id 16, wireType 0 =*/128).uint32(message.previousCounter);
+                if (message.skippedChains != null && message.skippedChains.length)
+                    for (let i = 0; i < message.skippedChains.length; ++i)
+                        $root.parley.v1.SkippedChain.encode(message.skippedChains[i], writer.uint32(/* id 17, wireType 2 =*/138).fork(), _depth + 1).ldelim();
+                if (message.pendingPrekey != null && $Object.hasOwnProperty.call(message, "pendingPrekey"))
+                    $root.parley.v1.PendingPrekey.encode(message.pendingPrekey, writer.uint32(/* id 18, wireType 2 =*/146).fork(), _depth + 1).ldelim();
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes a SessionRecord message from the specified reader or buffer.
+             * @function decode
+             * @memberof parley.v1.SessionRecord
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {parley.v1.SessionRecord & parley.v1.SessionRecord.$Shape} SessionRecord
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            SessionRecord.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.parley.v1.SessionRecord();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.uint32())
+                                message.version = value;
+                            else
+                                delete message.version;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.localIdentityKey = value;
+                            else
+                                delete message.localIdentityKey;
+                            continue;
+                        }
+                    case 3: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.remoteIdentityKey = value;
+                            else
+                                delete message.remoteIdentityKey;
+                            continue;
+                        }
+                    case 4: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.remoteAddress = value;
+                            else
+                                delete message.remoteAddress;
+                            continue;
+                        }
+                    case 5: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.uint32())
+                                message.remoteDeviceId = value;
+                            else
+                                delete message.remoteDeviceId;
+                            continue;
+                        }
+                    case 6: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.associatedData = value;
+                            else
+                                delete message.associatedData;
+                            continue;
+                        }
+                    case 7: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.baseKey = value;
+                            else
+                                delete message.baseKey;
+                            continue;
+                        }
+                    case 8: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.rootKey = value;
+                            else
+                                delete message.rootKey;
+                            continue;
+                        }
+                    case 9: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.sendingRatchetSecret = value;
+                            else
+                                delete message.sendingRatchetSecret;
+                            continue;
+                        }
+                    case 10: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.sendingRatchetPublic = value;
+                            else
+                                delete message.sendingRatchetPublic;
+                            continue;
+                        }
+                    case 11: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.receivingRatchetKey = value;
+                            else
+                                delete message.receivingRatchetKey;
+                            continue;
+                        }
+                    case 12: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.sendingChainKey = value;
+                            else
+                                delete message.sendingChainKey;
+                            continue;
+                        }
+                    case 13: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.receivingChainKey = value;
+                            else
+                                delete message.receivingChainKey;
+                            continue;
+                        }
+                    case 14: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.uint32())
+                                message.sendingCounter = value;
+                            else
+                                delete message.sendingCounter;
+                            continue;
+                        }
+                    case 15: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.uint32())
+                                message.receivingCounter = value;
+                            else
+                                delete message.receivingCounter;
+                            continue;
+                        }
+                    case 16: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.uint32())
+                                message.previousCounter = value;
+                            else
+                                delete message.previousCounter;
+                            continue;
+                        }
+                    case 17: {
+                            if (wireType !== 2)
+                                break;
+                            if (!(message.skippedChains && message.skippedChains.length))
+                                message.skippedChains = [];
+                            message.skippedChains.push($root.parley.v1.SkippedChain.decode(reader, reader.size(), $undefined, _depth + 1));
+                            continue;
+                        }
+                    case 18: {
+                            if (wireType !== 2)
+                                break;
+                            message.pendingPrekey = $root.parley.v1.PendingPrekey.decode(reader, reader.size(), $undefined, _depth + 1, message.pendingPrekey);
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return SessionRecord;
+        })();
+
+        v1.SkippedChain = (function() {
+
+            /**
+             * Properties of a SkippedChain.
+             * @typedef {Object} parley.v1.SkippedChain.$Properties
+             * @property {Uint8Array|null} [ratchetKey] SkippedChain ratchetKey
+             * @property {Array.<number>|null} [counters] SkippedChain counters
+             * @property {Uint8Array|null} [messageKeys] SkippedChain messageKeys
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of a SkippedChain.
+             * @memberof parley.v1
+             * @interface ISkippedChain
+             * @augments parley.v1.SkippedChain.$Properties
+             * @deprecated Use parley.v1.SkippedChain.$Properties instead.
+             */
+
+            /**
+             * Shape of a SkippedChain.
+             * @typedef {parley.v1.SkippedChain.$Properties} parley.v1.SkippedChain.$Shape
+             */
+
+            /**
+             * Constructs a new SkippedChain.
+             * @memberof parley.v1
+             * @classdesc Represents a SkippedChain.
+             * @constructor
+             * @param {parley.v1.SkippedChain.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const SkippedChain = function (properties) {
+                this.counters = [];
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * SkippedChain ratchetKey.
+             * @member {Uint8Array} ratchetKey
+             * @memberof parley.v1.SkippedChain
+             * @instance
+             */
+            SkippedChain.prototype.ratchetKey = $util.newBuffer([]);
+
+            /**
+             * SkippedChain counters.
+             * @member {Array.<number>} counters
+             * @memberof parley.v1.SkippedChain
+             * @instance
+             */
+            SkippedChain.prototype.counters = $util.emptyArray;
+
+            /**
+             * SkippedChain messageKeys.
+             * @member {Uint8Array} messageKeys
+             * @memberof parley.v1.SkippedChain
+             * @instance
+             */
+            SkippedChain.prototype.messageKeys = $util.newBuffer([]);
+
+            /**
+             * Creates a new SkippedChain instance using the specified properties.
+             * @function create
+             * @memberof parley.v1.SkippedChain
+             * @static
+             * @param {parley.v1.SkippedChain.$Properties=} [properties] Properties to set
+             * @returns {parley.v1.SkippedChain} SkippedChain instance
+             * @type {{
+             *   (properties: parley.v1.SkippedChain.$Shape): parley.v1.SkippedChain & parley.v1.SkippedChain.$Shape;
+             *   (properties?: parley.v1.SkippedChain.$Properties): parley.v1.SkippedChain;
+             * }}
+             */
+            SkippedChain.create = function(properties) {
+                return new SkippedChain(properties);
+            };
+
+            /**
+             * Encodes the specified SkippedChain message. Does not implicitly {@link parley.v1.SkippedChain.verify|verify} messages.
+             * @function encode
+             * @memberof parley.v1.SkippedChain
+             * @static
+             * @param {parley.v1.SkippedChain.$Properties} message SkippedChain message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            SkippedChain.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.ratchetKey != null && $Object.hasOwnProperty.call(message, "ratchetKey") && message.ratchetKey.length)
+                    writer.uint32(/* id 1, wireType 2 =*/10).bytes(message.ratchetKey);
+                if (message.counters != null && message.counters.length)
+                    writer.uint32(/* id 2, wireType 2 =*/18).uint32s(message.counters);
+                if (message.messageKeys != null && $Object.hasOwnProperty.call(message, "messageKeys") && message.messageKeys.length)
+                    writer.uint32(/* id 3, wireType 2 =*/26).bytes(message.messageKeys);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes a SkippedChain message from the specified reader or buffer.
+             * @function decode
+             * @memberof parley.v1.SkippedChain
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {parley.v1.SkippedChain & parley.v1.SkippedChain.$Shape} SkippedChain
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            SkippedChain.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.parley.v1.SkippedChain();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.ratchetKey = value;
+                            else
+                                delete message.ratchetKey;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType === 2) {
+                                if (!(message.counters && message.counters.length))
+                                    message.counters = [];
+                                reader.uint32s(message.counters);
+                                continue;
+                            }
+                            if (wireType !== 0)
+                                break;
+                            if (!(message.counters && message.counters.length))
+                                message.counters = [];
+                            message.counters.push(reader.uint32());
+                            continue;
+                        }
+                    case 3: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.messageKeys = value;
+                            else
+                                delete message.messageKeys;
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return SkippedChain;
+        })();
+
+        v1.PendingPrekey = (function() {
+
+            /**
+             * Properties of a PendingPrekey.
+             * @typedef {Object} parley.v1.PendingPrekey.$Properties
+             * @property {number|null} [signedPrekeyId] PendingPrekey signedPrekeyId
+             * @property {number|null} [oneTimePrekeyId] PendingPrekey oneTimePrekeyId
+             * @property {number|null} [kemPrekeyId] PendingPrekey kemPrekeyId
+             * @property {Uint8Array|null} [kemCiphertext] PendingPrekey kemCiphertext
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of a PendingPrekey.
+             * @memberof parley.v1
+             * @interface IPendingPrekey
+             * @augments parley.v1.PendingPrekey.$Properties
+             * @deprecated Use parley.v1.PendingPrekey.$Properties instead.
+             */
+
+            /**
+             * Shape of a PendingPrekey.
+             * @typedef {parley.v1.PendingPrekey.$Properties} parley.v1.PendingPrekey.$Shape
+             */
+
+            /**
+             * Constructs a new PendingPrekey.
+             * @memberof parley.v1
+             * @classdesc Represents a PendingPrekey.
+             * @constructor
+             * @param {parley.v1.PendingPrekey.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const PendingPrekey = function (properties) {
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * PendingPrekey signedPrekeyId.
+             * @member {number} signedPrekeyId
+             * @memberof parley.v1.PendingPrekey
+             * @instance
+             */
+            PendingPrekey.prototype.signedPrekeyId = 0;
+
+            /**
+             * PendingPrekey oneTimePrekeyId.
+             * @member {number|null|undefined} oneTimePrekeyId
+             * @memberof parley.v1.PendingPrekey
+             * @instance
+             */
+            PendingPrekey.prototype.oneTimePrekeyId = null;
+
+            /**
+             * PendingPrekey kemPrekeyId.
+             * @member {number} kemPrekeyId
+             * @memberof parley.v1.PendingPrekey
+             * @instance
+             */
+            PendingPrekey.prototype.kemPrekeyId = 0;
+
+            /**
+             * PendingPrekey kemCiphertext.
+             * @member {Uint8Array} kemCiphertext
+             * @memberof parley.v1.PendingPrekey
+             * @instance
+             */
+            PendingPrekey.prototype.kemCiphertext = $util.newBuffer([]);
+
+            // OneOf field names bound to virtual getters and setters
+            let $oneOfFields;
+
+            // Virtual OneOf for proto3 optional field
+            $Object.defineProperty(PendingPrekey.prototype, "_oneTimePrekeyId", {
+                get: $util.oneOfGetter($oneOfFields = ["oneTimePrekeyId"]),
+                set: $util.oneOfSetter($oneOfFields)
+            });
+
+            /**
+             * Creates a new PendingPrekey instance using the specified properties.
+             * @function create
+             * @memberof parley.v1.PendingPrekey
+             * @static
+             * @param {parley.v1.PendingPrekey.$Properties=} [properties] Properties to set
+             * @returns {parley.v1.PendingPrekey} PendingPrekey instance
+             * @type {{
+             *   (properties: parley.v1.PendingPrekey.$Shape): parley.v1.PendingPrekey & parley.v1.PendingPrekey.$Shape;
+             *   (properties?: parley.v1.PendingPrekey.$Properties): parley.v1.PendingPrekey;
+             * }}
+             */
+            PendingPrekey.create = function(properties) {
+                return new PendingPrekey(properties);
+            };
+
+            /**
+             * Encodes the specified PendingPrekey message. Does not implicitly {@link parley.v1.PendingPrekey.verify|verify} messages.
+             * @function encode
+             * @memberof parley.v1.PendingPrekey
+             * @static
+             * @param {parley.v1.PendingPrekey.$Properties} message PendingPrekey message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            PendingPrekey.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.signedPrekeyId != null && $Object.hasOwnProperty.call(message, "signedPrekeyId") && message.signedPrekeyId !== 0)
+                    writer.uint32(/* id 1, wireType 0 =*/8).uint32(message.signedPrekeyId);
+                if (message.oneTimePrekeyId != null && $Object.hasOwnProperty.call(message, "oneTimePrekeyId"))
+                    writer.uint32(/* id 2, wireType 0 =*/16).uint32(message.oneTimePrekeyId);
+                if (message.kemPrekeyId != null && $Object.hasOwnProperty.call(message, "kemPrekeyId") && message.kemPrekeyId !== 0)
+                    writer.uint32(/* id 3, wireType 0 =*/24).uint32(message.kemPrekeyId);
+                if (message.kemCiphertext != null && $Object.hasOwnProperty.call(message, "kemCiphertext") && message.kemCiphertext.length)
+                    writer.uint32(/* id 4, wireType 2 =*/34).bytes(message.kemCiphertext);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes a PendingPrekey message from the specified reader or buffer.
+             * @function decode
+             * @memberof parley.v1.PendingPrekey
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {parley.v1.PendingPrekey & parley.v1.PendingPrekey.$Shape} PendingPrekey
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            PendingPrekey.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.parley.v1.PendingPrekey();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.uint32())
+                                message.signedPrekeyId = value;
+                            else
+                                delete message.signedPrekeyId;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 0)
+                                break;
+                            message.oneTimePrekeyId = reader.uint32();
+                            message._oneTimePrekeyId = "oneTimePrekeyId";
+                            continue;
+                        }
+                    case 3: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.uint32())
+                                message.kemPrekeyId = value;
+                            else
+                                delete message.kemPrekeyId;
+                            continue;
+                        }
+                    case 4: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.kemCiphertext = value;
+                            else
+                                delete message.kemCiphertext;
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return PendingPrekey;
         })();
 
         return v1;

@@ -1,0 +1,106 @@
+/**
+ * The plaintext of every message (`parley.v1.Content`), padded to 160-byte buckets so that ciphertext length
+ * reveals less about the message (DESIGN.md §6; the bucket size is Signal's message padding block).
+ * @module
+ */
+import { ParleyError } from './errors.js'
+import { parley } from './gen/parley.js'
+import { abytes } from './internal/bytes.js'
+import { own } from './internal/e2eCrypto.js'
+
+/** Padded plaintexts are a multiple of this many bytes. */
+export const CONTENT_BUCKET_BYTES = 160
+/** Length of a message id. */
+export const MESSAGE_ID_BYTES = 16
+
+/** A message's content: exactly one of `text` or `data`. */
+export interface Content {
+  /** 16 random bytes chosen by the sender; also `SendMessage.message_id`. */
+  readonly messageId: Uint8Array
+  /** Sender's clock at send time, milliseconds since the epoch. */
+  readonly sentAtMs: number
+  readonly text?: string | undefined
+  /** Application-defined bytes. */
+  readonly data?: Uint8Array | undefined
+}
+
+const PADDING_TAG = (15 << 3) | 2
+
+function varintLength(n: number): number {
+  let len = 1
+  while (n >= 0x80) {
+    n = Math.floor(n / 128)
+    len++
+  }
+  return len
+}
+
+/**
+ * Encodes and pads a message's content; the result's length is a multiple of {@link CONTENT_BUCKET_BYTES}.
+ * @param content - id, timestamp and exactly one of `text` / `data`
+ * @returns the bytes to give to `Session.encrypt`
+ * @throws TypeError / RangeError for a bad id, timestamp, or not exactly one body
+ * @example const padded = encodeContent({ messageId: randomBytes(16), sentAtMs: Date.now(), text: 'hi' })
+ */
+export function encodeContent(content: Content): Uint8Array {
+  if (typeof content !== 'object' || content === null) throw new TypeError('content must be an object')
+  abytes(content.messageId, MESSAGE_ID_BYTES, 'messageId')
+  if (!Number.isSafeInteger(content.sentAtMs) || content.sentAtMs < 0) {
+    throw new RangeError('sentAtMs must be a non-negative safe integer')
+  }
+  const hasText = content.text !== undefined
+  const hasData = content.data !== undefined
+  if (hasText === hasData) throw new TypeError('content needs exactly one of text or data')
+  if (hasText && typeof content.text !== 'string') throw new TypeError('text must be a string')
+  if (hasData) abytes(content.data, undefined, 'data')
+  const props: parley.v1.Content.$Properties = { messageId: content.messageId, sentAtMs: content.sentAtMs }
+  if (hasText) props.text = content.text as string
+  else props.data = content.data as Uint8Array
+  const body = parley.v1.Content.encode(props).finish()
+  // Append the padding field (tag ‖ varint length ‖ zeros) so the total lands on a bucket boundary.
+  let pad = 0
+  for (;;) {
+    const total = body.length + 1 + varintLength(pad) + pad
+    const rem = total % CONTENT_BUCKET_BYTES
+    if (rem === 0) break
+    pad += CONTENT_BUCKET_BYTES - rem
+    // Growing `pad` may lengthen its varint; the loop settles within two rounds.
+  }
+  const out = new Uint8Array(body.length + 1 + varintLength(pad) + pad)
+  out.set(body)
+  let i = body.length
+  out[i++] = PADDING_TAG
+  for (let n = pad; ; ) {
+    if (n < 0x80) {
+      out[i++] = n
+      break
+    }
+    out[i++] = (n & 0x7f) | 0x80
+    n = Math.floor(n / 128)
+  }
+  return out
+}
+
+/**
+ * Decodes content produced by {@link encodeContent}, ignoring its padding.
+ * @param bytes - a decrypted plaintext
+ * @returns the content
+ * @throws TypeError if `bytes` is not a Uint8Array; ParleyError `BAD_REQUEST` for anything malformed
+ * @example const { messageId, text } = decodeContent(session.decrypt(message))
+ */
+export function decodeContent(bytes: Uint8Array): Content {
+  abytes(bytes, undefined, 'bytes')
+  let c: parley.v1.Content
+  try {
+    c = parley.v1.Content.decode(bytes)
+  } catch (cause) {
+    throw new ParleyError('BAD_REQUEST', 'malformed content', { cause })
+  }
+  const messageId = own(c.messageId)
+  if (messageId.length !== MESSAGE_ID_BYTES) throw new ParleyError('BAD_REQUEST', 'malformed message id')
+  const sentAtMs = Number(c.sentAtMs ?? 0)
+  if (!Number.isSafeInteger(sentAtMs)) throw new ParleyError('BAD_REQUEST', 'malformed timestamp')
+  if (c.body === 'text') return { messageId, sentAtMs, text: c.text ?? '' }
+  if (c.body === 'data') return { messageId, sentAtMs, data: own(c.data) }
+  throw new ParleyError('BAD_REQUEST', 'content has no body')
+}

@@ -1,0 +1,112 @@
+// Primitive wrappers for the end-to-end layer (DESIGN.md §6). Not exported from the package.
+// Every function that handles data from a peer turns library exceptions into ParleyError, so a malformed
+// key can never escape as a bare Error.
+import { chacha20poly1305 } from '@noble/ciphers/chacha.js'
+import { ed25519, x25519 } from '@noble/curves/ed25519.js'
+import { hkdf } from '@noble/hashes/hkdf.js'
+import { hmac } from '@noble/hashes/hmac.js'
+import { sha256 } from '@noble/hashes/sha2.js'
+import { randomBytes } from '@noble/hashes/utils.js'
+import { ParleyError } from '../errors.js'
+
+/** A source of cryptographically secure random bytes. */
+export type RandomSource = (length: number) => Uint8Array
+
+/** The platform CSPRNG (crypto.getRandomValues through noble). */
+export const defaultRandom: RandomSource = (n) => randomBytes(n)
+
+export const X25519_BYTES = 32
+export const AEAD_TAG_BYTES = 16
+const encoder = new TextEncoder()
+
+/** UTF-8 bytes of an ASCII label. */
+export const label = (s: string): Uint8Array => encoder.encode(s)
+
+/** Draws `n` bytes from `random` and checks that the source honoured the length. */
+export function draw(random: RandomSource, n: number): Uint8Array {
+  const out = random(n)
+  if (!(out instanceof Uint8Array) || out.length !== n) throw new TypeError(`random must return ${n} bytes`)
+  return out
+}
+
+/** A fresh X25519 key pair (RFC 7748 §6.1; noble clamps the scalar). */
+export function x25519KeyPair(random: RandomSource): { secretKey: Uint8Array; publicKey: Uint8Array } {
+  const secretKey = draw(random, X25519_BYTES)
+  return { secretKey, publicKey: x25519.getPublicKey(secretKey) }
+}
+
+/**
+ * X25519(secret, public) with RFC 7748 §6.1's all-zero check: noble refuses low-order points.
+ * A refused peer key is a peer's fault, so it is a ParleyError.
+ */
+export function dh(secretKey: Uint8Array, publicKey: Uint8Array): Uint8Array {
+  if (publicKey.length !== X25519_BYTES) {
+    throw new ParleyError('VERIFICATION_FAILED', 'X25519 public key must be 32 bytes')
+  }
+  try {
+    return x25519.getSharedSecret(secretKey, publicKey)
+  } catch (cause) {
+    throw new ParleyError('VERIFICATION_FAILED', 'refused a low-order or invalid X25519 public key', {
+      cause,
+    })
+  }
+}
+
+/**
+ * The X25519 (Montgomery) form of an Ed25519 identity public key (RFC 7748 §4.1 birational map).
+ * Refuses encodings that are not points and the small-order points.
+ */
+export function identityDhPublic(identityKey: Uint8Array): Uint8Array {
+  try {
+    const point = ed25519.Point.fromBytes(identityKey, false)
+    if (point.isSmallOrder()) throw new Error('small order')
+    return ed25519.utils.toMontgomery(identityKey)
+  } catch (cause) {
+    throw new ParleyError('VERIFICATION_FAILED', 'identity key is not a valid Ed25519 public key', { cause })
+  }
+}
+
+/** The X25519 scalar of an Ed25519 identity secret key (its clamped SHA-512 expansion, RFC 8032 §5.1.5). */
+export function identityDhSecret(identitySecret: Uint8Array): Uint8Array {
+  return ed25519.utils.toMontgomerySecret(identitySecret)
+}
+
+/** HKDF-SHA-256 (RFC 5869). */
+export function hkdf256(ikm: Uint8Array, salt: Uint8Array, info: Uint8Array, length: number): Uint8Array {
+  return hkdf(sha256, ikm, salt, info, length)
+}
+
+/** HMAC-SHA-256 (RFC 2104). */
+export function hmac256(key: Uint8Array, data: Uint8Array): Uint8Array {
+  return hmac(sha256, key, data)
+}
+
+/** ChaCha20-Poly1305 encryption (RFC 8439 §2.8). */
+export function aeadSeal(
+  key: Uint8Array,
+  nonce: Uint8Array,
+  plaintext: Uint8Array,
+  ad: Uint8Array,
+): Uint8Array {
+  return chacha20poly1305(key, nonce, ad).encrypt(plaintext)
+}
+
+/** ChaCha20-Poly1305 decryption; a bad tag is a peer's fault, so DECRYPT_FAILED. */
+export function aeadOpen(
+  key: Uint8Array,
+  nonce: Uint8Array,
+  ciphertext: Uint8Array,
+  ad: Uint8Array,
+): Uint8Array {
+  if (ciphertext.length < AEAD_TAG_BYTES) throw new ParleyError('DECRYPT_FAILED', 'ciphertext is too short')
+  try {
+    return chacha20poly1305(key, nonce, ad).decrypt(ciphertext)
+  } catch (cause) {
+    throw new ParleyError('DECRYPT_FAILED', 'message authentication failed', { cause })
+  }
+}
+
+/** Copies bytes out of a decoded protobuf field (Node may hand out Buffer views over a shared pool). */
+export function own(bytes: Uint8Array | null | undefined): Uint8Array {
+  return bytes ? Uint8Array.prototype.slice.call(bytes) : new Uint8Array(0)
+}

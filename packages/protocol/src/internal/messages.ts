@@ -1,0 +1,123 @@
+// Codecs for the end-to-end messages of proto/parley/v1/e2e.proto, with the checks every receiver needs.
+// Decoders accept only canonical encodings: they re-encode what they decoded and refuse anything that differs
+// or carries unknown fields, so no byte of a message can change without being refused.
+import { ParleyError } from '../errors.js'
+import { parley } from '../gen/parley.js'
+import { KEM_CIPHERTEXT_BYTES } from '../prekeys.js'
+import { equalBytes, IDENTITY_KEY_BYTES } from './bytes.js'
+import { AEAD_TAG_BYTES, own, X25519_BYTES } from './e2eCrypto.js'
+import type { Header } from './ratchet.js'
+
+const { RatchetMessage, PrekeyMessage } = parley.v1
+
+export interface DecodedRatchetMessage {
+  header: Header
+  ciphertext: Uint8Array
+}
+
+export interface DecodedPrekeyMessage {
+  identityKey: Uint8Array
+  baseKey: Uint8Array
+  signedPrekeyId: number
+  oneTimePrekeyId: number | undefined
+  kemPrekeyId: number
+  kemCiphertext: Uint8Array
+  message: DecodedRatchetMessage
+}
+
+const malformed = (what: string, cause?: unknown) =>
+  new ParleyError('BAD_REQUEST', `malformed ${what}`, cause === undefined ? {} : { cause })
+
+function ratchetProps(m: DecodedRatchetMessage): parley.v1.RatchetMessage.$Properties {
+  return {
+    ratchetKey: m.header.ratchetKey,
+    counter: m.header.counter,
+    previousCounter: m.header.previousCounter,
+    ciphertext: m.ciphertext,
+  }
+}
+
+export function encodeRatchetMessage(m: DecodedRatchetMessage): Uint8Array {
+  return RatchetMessage.encode(ratchetProps(m)).finish()
+}
+
+export function encodePrekeyMessage(m: DecodedPrekeyMessage): Uint8Array {
+  const props: parley.v1.PrekeyMessage.$Properties = {
+    identityKey: m.identityKey,
+    baseKey: m.baseKey,
+    signedPrekeyId: m.signedPrekeyId,
+    kemPrekeyId: m.kemPrekeyId,
+    kemCiphertext: m.kemCiphertext,
+    message: ratchetProps(m.message),
+  }
+  if (m.oneTimePrekeyId !== undefined) props.oneTimePrekeyId = m.oneTimePrekeyId
+  return PrekeyMessage.encode(props).finish()
+}
+
+function fromRatchetObject(
+  r: parley.v1.RatchetMessage.$Properties | null | undefined,
+): DecodedRatchetMessage {
+  if (!r || r.$unknowns?.length) throw malformed('ratchet message')
+  const ratchetKey = own(r.ratchetKey)
+  const ciphertext = own(r.ciphertext)
+  if (ratchetKey.length !== X25519_BYTES) throw malformed('ratchet message: ratchet key')
+  if (ciphertext.length < AEAD_TAG_BYTES) throw malformed('ratchet message: ciphertext')
+  return {
+    header: { ratchetKey, counter: r.counter ?? 0, previousCounter: r.previousCounter ?? 0 },
+    ciphertext,
+  }
+}
+
+function decodeCanonical<T>(
+  bytes: Uint8Array,
+  what: string,
+  decode: (b: Uint8Array) => T,
+  encode: (v: T) => Uint8Array,
+): T {
+  let value: T
+  try {
+    value = decode(bytes)
+  } catch (cause) {
+    throw malformed(what, cause)
+  }
+  if (!equalBytes(encode(value), bytes)) throw malformed(`${what}: not canonically encoded`)
+  return value
+}
+
+export function decodeRatchetMessage(bytes: Uint8Array): DecodedRatchetMessage {
+  return decodeCanonical(
+    bytes,
+    'ratchet message',
+    (b) => fromRatchetObject(RatchetMessage.decode(b)),
+    encodeRatchetMessage,
+  )
+}
+
+export function decodePrekeyMessage(bytes: Uint8Array): DecodedPrekeyMessage {
+  return decodeCanonical(
+    bytes,
+    'prekey message',
+    (b) => {
+      const p = PrekeyMessage.decode(b)
+      if (p.$unknowns?.length) throw malformed('prekey message')
+      const identityKey = own(p.identityKey)
+      const baseKey = own(p.baseKey)
+      const kemCiphertext = own(p.kemCiphertext)
+      if (identityKey.length !== IDENTITY_KEY_BYTES) throw malformed('prekey message: identity key')
+      if (baseKey.length !== X25519_BYTES) throw malformed('prekey message: base key')
+      if (kemCiphertext.length !== KEM_CIPHERTEXT_BYTES) {
+        throw malformed(`prekey message: KEM ciphertext must be ${KEM_CIPHERTEXT_BYTES} bytes`)
+      }
+      return {
+        identityKey,
+        baseKey,
+        signedPrekeyId: p.signedPrekeyId ?? 0,
+        oneTimePrekeyId: p.oneTimePrekeyId ?? undefined,
+        kemPrekeyId: p.kemPrekeyId ?? 0,
+        kemCiphertext,
+        message: fromRatchetObject(p.message),
+      }
+    },
+    encodePrekeyMessage,
+  )
+}

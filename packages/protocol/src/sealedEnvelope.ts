@@ -1,0 +1,199 @@
+/**
+ * Sealed envelopes (DESIGN.md §6, after Signal's sealed sender v1): the relay sees the recipient address and
+ * opaque bytes; the sender's address, device and identity key travel inside the ciphertext.
+ *
+ * Construction (version 1), with e a fresh X25519 key, R and S the X25519 forms of the recipient's and the
+ * sender's identity keys:
+ *   chain ‖ k1 = HKDF-SHA-256(ikm DH(e, R), salt R ‖ e_pub, "Parley_Sealed_Ephemeral")
+ *   encrypted_sender_key = ChaCha20-Poly1305(k1, 0^12, IK_S, ad e_pub)
+ *   k2 = HKDF-SHA-256(ikm DH(S, R), salt chain ‖ encrypted_sender_key, "Parley_Sealed_Static")
+ *   ciphertext = ChaCha20-Poly1305(k2, 0^12, SealedContent, ad e_pub ‖ R)
+ * The static-static DH makes a successful open prove that the sender holds IK_S. A zero nonce is safe: both
+ * keys depend on the fresh e.
+ * @module
+ */
+import { x25519 } from '@noble/curves/ed25519.js'
+import { ParleyError } from './errors.js'
+import { parley } from './gen/parley.js'
+import { assertIdentityKeyPair, type IdentityKeyPair } from './identity.js'
+import { ADDRESS_BYTES, abytes, au32, concatBytes, equalBytes, IDENTITY_KEY_BYTES } from './internal/bytes.js'
+import {
+  aeadOpen,
+  aeadSeal,
+  defaultRandom,
+  dh,
+  hkdf256,
+  identityDhPublic,
+  identityDhSecret,
+  label,
+  own,
+  type RandomSource,
+  X25519_BYTES,
+  x25519KeyPair,
+} from './internal/e2eCrypto.js'
+import type { CiphertextMessage } from './Session.js'
+
+/** Current sealed envelope version. */
+export const SEALED_ENVELOPE_VERSION = 1
+/** The relay's envelope limit (DESIGN.md §3). */
+export const MAX_ENVELOPE_BYTES = 256 * 1024
+
+const EPHEMERAL_INFO = label('Parley_Sealed_Ephemeral')
+const STATIC_INFO = label('Parley_Sealed_Static')
+const ZERO_NONCE = new Uint8Array(12)
+
+/** What {@link sealEnvelope} needs. */
+export interface SealInput {
+  /** The sender account's 32-byte address. */
+  readonly senderAddress: Uint8Array
+  readonly senderDeviceId: number
+  /** The sender device's identity key pair. */
+  readonly senderIdentity: IdentityKeyPair
+  /** The recipient device's 32-byte Ed25519 identity key (from its bundle or session). */
+  readonly recipientIdentityKey: Uint8Array
+  /** The session message to carry. */
+  readonly message: CiphertextMessage
+}
+
+/** What {@link openEnvelope} returns. */
+export interface OpenedEnvelope {
+  readonly senderAddress: Uint8Array
+  readonly senderDeviceId: number
+  /** Authenticated: the sender proved it holds this identity key. Compare it with the one you pinned. */
+  readonly senderIdentityKey: Uint8Array
+  readonly message: CiphertextMessage
+}
+
+function ephemeralKeys(dhOut: Uint8Array, recipient: Uint8Array, ephemeral: Uint8Array) {
+  const out = hkdf256(dhOut, concatBytes(recipient, ephemeral), EPHEMERAL_INFO, 64)
+  return { chain: out.subarray(0, 32), key: out.subarray(32) }
+}
+
+function staticKey(dhOut: Uint8Array, chain: Uint8Array, encryptedSenderKey: Uint8Array): Uint8Array {
+  return hkdf256(dhOut, concatBytes(chain, encryptedSenderKey), STATIC_INFO, 32)
+}
+
+/**
+ * Seals a session message for one recipient device.
+ * @param input - sender, recipient identity key and message
+ * @param options - `random` for tests
+ * @returns the `SendMessage.envelope` bytes (a `parley.v1.SealedEnvelope`)
+ * @throws TypeError / RangeError for malformed input; ParleyError `VERIFICATION_FAILED` for an invalid
+ *   recipient key; ParleyError `TOO_LARGE` if the envelope would exceed {@link MAX_ENVELOPE_BYTES}
+ * @example
+ * const envelope = sealEnvelope({ senderAddress, senderDeviceId, senderIdentity: me,
+ *   recipientIdentityKey: session.remoteIdentityKey, message: session.encrypt(content) })
+ */
+export function sealEnvelope(input: SealInput, options: { random?: RandomSource } = {}): Uint8Array {
+  if (typeof input !== 'object' || input === null) throw new TypeError('input must be an object')
+  abytes(input.senderAddress, ADDRESS_BYTES, 'senderAddress')
+  au32(input.senderDeviceId, 'senderDeviceId')
+  assertIdentityKeyPair(input.senderIdentity, 'senderIdentity')
+  abytes(input.recipientIdentityKey, IDENTITY_KEY_BYTES, 'recipientIdentityKey')
+  const m = input.message
+  if (typeof m !== 'object' || m === null || (m.kind !== 'prekey' && m.kind !== 'ratchet')) {
+    throw new TypeError("message must be { kind: 'prekey' | 'ratchet', body }")
+  }
+  abytes(m.body, undefined, 'message.body')
+  const random = options.random ?? defaultRandom
+
+  const recipient = identityDhPublic(input.recipientIdentityKey)
+  const e = x25519KeyPair(random)
+  const { chain, key } = ephemeralKeys(dh(e.secretKey, recipient), recipient, e.publicKey)
+  const encryptedSenderKey = aeadSeal(key, ZERO_NONCE, input.senderIdentity.publicKey, e.publicKey)
+  const senderSecret = identityDhSecret(input.senderIdentity.secretKey)
+  const k2 = staticKey(dh(senderSecret, recipient), chain, encryptedSenderKey)
+  senderSecret.fill(0)
+  e.secretKey.fill(0)
+
+  // The session message is embedded as its own encoding (a length-delimited field is the same on the wire for
+  // `bytes` and a nested message), so it is not decoded and re-encoded here.
+  const writer = parley.v1.SealedContent.encode({
+    senderAddress: input.senderAddress,
+    senderDeviceId: input.senderDeviceId,
+    senderIdentityKey: input.senderIdentity.publicKey,
+  })
+  writer.uint32(m.kind === 'prekey' ? (4 << 3) | 2 : (5 << 3) | 2).bytes(m.body)
+  const content = writer.finish()
+  const ciphertext = aeadSeal(k2, ZERO_NONCE, content, concatBytes(e.publicKey, recipient))
+  const envelope = parley.v1.SealedEnvelope.encode({
+    version: SEALED_ENVELOPE_VERSION,
+    ephemeralKey: e.publicKey,
+    encryptedSenderKey,
+    ciphertext,
+  }).finish()
+  if (envelope.length > MAX_ENVELOPE_BYTES) throw new ParleyError('TOO_LARGE', 'envelope exceeds 256 KiB')
+  return envelope
+}
+
+/**
+ * Opens a sealed envelope addressed to this device and authenticates its sender's identity key.
+ * @param recipientIdentity - this device's identity key pair (or just its 32-byte secret key, which costs one
+ *   more scalar multiplication)
+ * @param envelopeBytes - `Delivery.envelope`
+ * @returns sender address, device, identity key, and the session message
+ * @throws TypeError / RangeError for a malformed key; ParleyError `BAD_REQUEST` (undecodable), `UNSUPPORTED`
+ *   (unknown version), `TOO_LARGE`, `DECRYPT_FAILED` (not for us, or tampered), `VERIFICATION_FAILED`
+ *   (inconsistent sender or low-order key)
+ * @example
+ * const { senderAddress, senderDeviceId, senderIdentityKey, message } = openEnvelope(me, delivery.envelope)
+ */
+export function openEnvelope(
+  recipientIdentity: IdentityKeyPair | Uint8Array,
+  envelopeBytes: Uint8Array,
+): OpenedEnvelope {
+  let recipientSecret: Uint8Array
+  let recipient: Uint8Array
+  if (recipientIdentity instanceof Uint8Array) {
+    abytes(recipientIdentity, IDENTITY_KEY_BYTES, 'recipientIdentity')
+    recipientSecret = identityDhSecret(recipientIdentity)
+    recipient = x25519.getPublicKey(recipientSecret)
+  } else {
+    assertIdentityKeyPair(recipientIdentity, 'recipientIdentity')
+    recipientSecret = identityDhSecret(recipientIdentity.secretKey)
+    recipient = identityDhPublic(recipientIdentity.publicKey)
+  }
+  abytes(envelopeBytes, undefined, 'envelopeBytes')
+  if (envelopeBytes.length > MAX_ENVELOPE_BYTES)
+    throw new ParleyError('TOO_LARGE', 'envelope exceeds 256 KiB')
+  let env: parley.v1.SealedEnvelope
+  try {
+    env = parley.v1.SealedEnvelope.decode(envelopeBytes)
+  } catch (cause) {
+    throw new ParleyError('BAD_REQUEST', 'malformed sealed envelope', { cause })
+  }
+  if (env.version !== SEALED_ENVELOPE_VERSION)
+    throw new ParleyError('UNSUPPORTED', 'unknown sealed envelope version')
+  const ephemeral = own(env.ephemeralKey)
+  const encryptedSenderKey = own(env.encryptedSenderKey)
+  if (ephemeral.length !== X25519_BYTES || encryptedSenderKey.length !== IDENTITY_KEY_BYTES + 16) {
+    throw new ParleyError('BAD_REQUEST', 'malformed sealed envelope')
+  }
+  try {
+    const { chain, key } = ephemeralKeys(dh(recipientSecret, ephemeral), recipient, ephemeral)
+    const senderIdentityKey = aeadOpen(key, ZERO_NONCE, encryptedSenderKey, ephemeral)
+    const k2 = staticKey(dh(recipientSecret, identityDhPublic(senderIdentityKey)), chain, encryptedSenderKey)
+    const content = aeadOpen(k2, ZERO_NONCE, own(env.ciphertext), concatBytes(ephemeral, recipient))
+    let c: parley.v1.SealedContent
+    try {
+      c = parley.v1.SealedContent.decode(content)
+    } catch (cause) {
+      throw new ParleyError('BAD_REQUEST', 'malformed sealed content', { cause })
+    }
+    const senderAddress = own(c.senderAddress)
+    if (senderAddress.length !== ADDRESS_BYTES)
+      throw new ParleyError('BAD_REQUEST', 'malformed sender address')
+    if (!equalBytes(own(c.senderIdentityKey), senderIdentityKey)) {
+      throw new ParleyError('VERIFICATION_FAILED', 'sealed content names another sender identity')
+    }
+    let message: CiphertextMessage
+    if (c.prekeyMessage)
+      message = { kind: 'prekey', body: parley.v1.PrekeyMessage.encode(c.prekeyMessage).finish() }
+    else if (c.ratchetMessage) {
+      message = { kind: 'ratchet', body: parley.v1.RatchetMessage.encode(c.ratchetMessage).finish() }
+    } else throw new ParleyError('BAD_REQUEST', 'sealed content carries no message')
+    return { senderAddress, senderDeviceId: c.senderDeviceId ?? 0, senderIdentityKey, message }
+  } finally {
+    recipientSecret.fill(0)
+  }
+}
