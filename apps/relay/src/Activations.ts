@@ -1,0 +1,149 @@
+/**
+ * Pending activations, in memory only (DESIGN.md §5, P4): the number is held for the code's lifetime and then
+ * dropped; nothing about a pending activation is ever written to disk. Codes are compared in constant time.
+ * @module
+ */
+import { createHmac, randomBytes, randomInt, timingSafeEqual } from 'node:crypto'
+import { ParleyError } from '@parley/protocol'
+
+interface Pending {
+  /** E.164; set to null once the activation completes, expires or is locked. */
+  number: string | null
+  code: Buffer
+  expiresAtMs: number
+  attemptsLeft: number
+}
+
+/** A started activation, as announced to the client. */
+export interface StartedActivation {
+  activationId: Uint8Array
+  activationIdHex: string
+  code: string
+  expiresInSeconds: number
+  attemptsLeft: number
+}
+
+/** The pending activations of one relay process. */
+export class Activations {
+  readonly #pending = new Map<string, Pending>()
+  readonly #hashKey: Buffer
+  readonly #ttlMs: number
+  readonly #attempts: number
+  readonly #max: number
+
+  /**
+   * @param options.hashKey - key of the keyed hash used to rate-limit numbers without storing them
+   * @param options.ttlSeconds - code lifetime
+   * @param options.attempts - wrong codes allowed
+   * @param options.max - most pending activations held
+   */
+  constructor(options: { hashKey: Uint8Array; ttlSeconds: number; attempts: number; max: number }) {
+    this.#hashKey = Buffer.from(options.hashKey)
+    this.#ttlMs = options.ttlSeconds * 1000
+    this.#attempts = options.attempts
+    this.#max = options.max
+  }
+
+  /** Keyed hash of a number (hex): a stable rate-limit key that reveals nothing without the key. */
+  numberKey(e164: string): string {
+    return createHmac('sha256', this.#hashKey).update('parley/relay/number\0').update(e164).digest('hex')
+  }
+
+  /**
+   * Creates a pending activation with a fresh 6-digit code.
+   * @throws ParleyError `UNAVAILABLE` when too many activations are pending
+   */
+  start(e164: string, nowMs = Date.now()): StartedActivation {
+    this.sweep(nowMs)
+    if (this.#pending.size >= this.#max) {
+      throw new ParleyError('UNAVAILABLE', 'too many pending activations; try again later', {
+        retryAfterMs: 60_000,
+      })
+    }
+    const activationId = new Uint8Array(randomBytes(16))
+    const activationIdHex = Buffer.from(activationId).toString('hex')
+    const code = randomInt(0, 1_000_000).toString().padStart(6, '0')
+    this.#pending.set(activationIdHex, {
+      number: e164,
+      code: Buffer.from(code),
+      expiresAtMs: nowMs + this.#ttlMs,
+      attemptsLeft: this.#attempts,
+    })
+    return {
+      activationId,
+      activationIdHex,
+      code,
+      expiresInSeconds: Math.floor(this.#ttlMs / 1000),
+      attemptsLeft: this.#attempts,
+    }
+  }
+
+  /** Forgets a pending activation (e.g. when the verifier failed). */
+  cancel(activationIdHex: string): void {
+    this.#drop(activationIdHex)
+  }
+
+  /**
+   * Checks a code. On success the pending activation is consumed and its number returned.
+   * @throws ParleyError `NOT_FOUND` (unknown id), `EXPIRED` (too late, or locked after too many wrong codes),
+   *   `INVALID_CODE` (wrong; the message says how many attempts are left)
+   */
+  confirm(activationIdHex: string, code: string, nowMs = Date.now()): string {
+    const p = this.#pending.get(activationIdHex)
+    if (!p) throw new ParleyError('NOT_FOUND', 'unknown activation; request a new code')
+    if (p.number === null || nowMs >= p.expiresAtMs) {
+      this.#lock(p)
+      throw new ParleyError('EXPIRED', 'the activation has expired; request a new code')
+    }
+    if (p.attemptsLeft <= 0) {
+      this.#lock(p)
+      throw new ParleyError('EXPIRED', 'too many wrong codes; request a new code')
+    }
+    const given = Buffer.from(typeof code === 'string' ? code : '')
+    const ok = given.length === p.code.length && timingSafeEqual(given, p.code)
+    if (!ok) {
+      p.attemptsLeft--
+      if (p.attemptsLeft === 0) {
+        this.#lock(p)
+        throw new ParleyError('INVALID_CODE', 'wrong code; no attempts left, request a new code')
+      }
+      throw new ParleyError('INVALID_CODE', `wrong code; ${p.attemptsLeft} attempts left`)
+    }
+    const number = p.number
+    this.#drop(activationIdHex)
+    return number
+  }
+
+  /** Keeps a locked or expired entry as a tombstone until its expiry, so the client gets a clear answer. */
+  #lock(p: Pending): void {
+    p.number = null
+    p.attemptsLeft = 0
+    p.code.fill(0)
+  }
+
+  #drop(activationIdHex: string): void {
+    const p = this.#pending.get(activationIdHex)
+    if (!p) return
+    p.number = null
+    p.code.fill(0)
+    this.#pending.delete(activationIdHex)
+  }
+
+  /** Drops the numbers of expired activations, and the entries themselves a lifetime later. */
+  sweep(nowMs = Date.now()): void {
+    for (const [id, p] of this.#pending) {
+      if (nowMs >= p.expiresAtMs + this.#ttlMs) this.#drop(id)
+      else if (nowMs >= p.expiresAtMs) this.#lock(p)
+    }
+  }
+
+  /** Pending activations held (including tombstones). */
+  get size(): number {
+    return this.#pending.size
+  }
+
+  /** Forgets everything. */
+  clear(): void {
+    for (const id of [...this.#pending.keys()]) this.#drop(id)
+  }
+}

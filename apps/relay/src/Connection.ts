@@ -1,0 +1,300 @@
+/**
+ * One device's WebSocket: the per-connection state machine (hello → optional authentication), frame
+ * decoding with limits, flood and garbage protection, sequential request handling, and mailbox pushes.
+ * Nothing a client sends can throw past this class.
+ * @module
+ */
+import { randomBytes } from 'node:crypto'
+import {
+  type ClientFrame,
+  decodeClientFrame,
+  encodeServerFrame,
+  GapReason,
+  ParleyError,
+  type ServerFrameInput,
+  wireErrorFrom,
+} from '@parley/protocol'
+import type { WebSocket } from 'ws'
+import type { RelayContext } from './context.js'
+import type { FanoutEvent } from './Fanout.js'
+import { dispatch } from './handlers/index.js'
+
+/** WebSocket close codes the relay uses. */
+export const CloseCode = {
+  normal: 1000,
+  goingAway: 1001,
+  protocolError: 1002,
+  policy: 1008,
+  tooLarge: 1009,
+  internal: 1011,
+  /** The device was replaced by a newer activation, or the account was erased. */
+  revoked: 4001,
+} as const
+
+/** The device a connection has authenticated as. */
+export interface BoundDevice {
+  address: Uint8Array
+  addressHex: string
+  deviceId: number
+}
+
+let nextId = 1
+const PAGE = 100
+const HIGH_WATER_BYTES = 4 * 1024 * 1024
+
+/** A client connection. */
+export class Connection {
+  readonly id = nextId++
+  /** The nonce this connection's `Authenticate` must sign; single use. */
+  readonly nonce = new Uint8Array(randomBytes(32))
+  helloDone = false
+  nonceUsed = false
+  device: BoundDevice | null = null
+
+  readonly ctx: RelayContext
+  readonly ip: string
+  readonly #ws: WebSocket
+  #queue: Promise<void> = Promise.resolve()
+  #inFlight = 0
+  #badFrames = 0
+  #tokens: number
+  #tokensAt = Date.now()
+  #dropped = 0
+  #closed = false
+  #draining = false
+  #unsubscribe: (() => Promise<void>) | null = null
+  /** Live-push cursor: the last seq sent; null until the client's first SyncMailbox. */
+  #cursor: number | null = null
+  #pump: Promise<unknown> = Promise.resolve()
+  #pumpQueued = false
+
+  constructor(ws: WebSocket, ip: string, ctx: RelayContext) {
+    this.#ws = ws
+    this.ip = ip
+    this.ctx = ctx
+    this.#tokens = ctx.config.framesBurst
+    ws.on('message', (data, isBinary) => this.#onMessage(data, isBinary))
+  }
+
+  /** Whether the connection has been closed by either side. */
+  get closed(): boolean {
+    return this.#closed
+  }
+
+  /** Resolves once every queued request has been answered. */
+  async idle(): Promise<void> {
+    await this.#queue
+  }
+
+  #log() {
+    return this.ctx.log.child({ conn: this.id })
+  }
+
+  /** Token bucket per connection; true when the frame may be processed. */
+  #admit(): boolean {
+    const { framesBurst, framesPerSecond } = this.ctx.config
+    const now = Date.now()
+    this.#tokens = Math.min(framesBurst, this.#tokens + ((now - this.#tokensAt) / 1000) * framesPerSecond)
+    this.#tokensAt = now
+    if (this.#tokens >= 1 && this.#inFlight < framesBurst) {
+      this.#tokens -= 1
+      return true
+    }
+    return false
+  }
+
+  /** Stops taking requests (shutdown): new frames are answered UNAVAILABLE; queued ones still complete. */
+  drain(): void {
+    this.#draining = true
+  }
+
+  #onMessage(data: unknown, isBinary: boolean): void {
+    if (this.#closed) return
+    if (this.#draining) {
+      this.sendError(0, new ParleyError('UNAVAILABLE', 'the relay is shutting down', { retryAfterMs: 1000 }))
+      return
+    }
+    if (!this.#admit()) {
+      this.#dropped++
+      this.ctx.metrics.rateLimited.inc({ scope: 'frames' })
+      if (this.#dropped === 1) {
+        const retryAfterMs = Math.ceil(1000 / Math.max(1, this.ctx.config.framesPerSecond))
+        this.sendError(0, new ParleyError('RATE_LIMITED', 'too many frames; slow down', { retryAfterMs }))
+      }
+      if (this.#dropped > this.ctx.config.framesBurst) this.close(CloseCode.policy, 'flooding', 'flood')
+      return
+    }
+    this.#dropped = 0
+    let frame: ClientFrame
+    try {
+      if (!isBinary) throw new ParleyError('BAD_REQUEST', 'frames must be binary')
+      const bytes = Array.isArray(data)
+        ? new Uint8Array(Buffer.concat(data as Buffer[]))
+        : data instanceof ArrayBuffer
+          ? new Uint8Array(data)
+          : new Uint8Array((data as Buffer).buffer, (data as Buffer).byteOffset, (data as Buffer).length)
+      frame = decodeClientFrame(bytes, this.ctx.config.maxFrameBytes)
+    } catch (err) {
+      this.sendError(0, err)
+      if (++this.#badFrames >= this.ctx.config.maxBadFrames)
+        this.close(CloseCode.policy, 'too many bad frames', 'garbage')
+      return
+    }
+    this.ctx.metrics.frames.inc({ type: frame.body })
+    this.#inFlight++
+    this.#queue = this.#queue.then(() => this.#handle(frame)).finally(() => this.#inFlight--)
+  }
+
+  async #handle(frame: ClientFrame): Promise<void> {
+    if (this.#closed) return
+    try {
+      const reply = await dispatch(this, frame)
+      if (reply) this.send({ requestId: frame.requestId, ...reply } as ServerFrameInput)
+    } catch (err) {
+      if (!ParleyError.is(err)) {
+        // Only the error's type and stack are logged; handlers never put secrets in messages.
+        this.#log().error({ err, type: frame.body }, 'request failed')
+      }
+      this.sendError(frame.requestId, err)
+    }
+  }
+
+  /**
+   * Sends a frame.
+   * @throws ParleyError `TOO_LARGE` when the frame does not fit the limit (nothing is sent)
+   */
+  send(frame: ServerFrameInput): void {
+    const bytes = encodeServerFrame(frame, this.ctx.config.maxFrameBytes)
+    if (this.#ws.readyState !== this.#ws.OPEN) return
+    this.#ws.send(bytes)
+  }
+
+  /** Sends an `Error` frame for any error (non-Parley errors become INTERNAL with a generic message). */
+  sendError(requestId: number, err: unknown): void {
+    const wire = wireErrorFrom(err)
+    const code = ParleyError.is(err) ? err.code : 'INTERNAL'
+    this.ctx.metrics.errors.inc({ code })
+    try {
+      this.send({ requestId, error: wire })
+    } catch {}
+  }
+
+  /** Closes the connection (idempotent). */
+  close(code: number, reason: string, metricReason = reason): void {
+    if (this.#closed) return
+    this.#closed = true
+    this.ctx.metrics.closedConnections.inc({ reason: metricReason })
+    void this.unbind()
+    try {
+      this.#ws.close(code, reason)
+    } catch {
+      this.#ws.terminate()
+    }
+  }
+
+  /** Called when the socket has closed. */
+  onClosed(): void {
+    this.#closed = true
+    void this.unbind()
+  }
+
+  /** Marks the connection as authenticated for a device and listens for its fan-out events. */
+  async bind(address: Uint8Array, deviceId: number): Promise<void> {
+    await this.unbind()
+    const addressHex = Buffer.from(address).toString('hex')
+    this.device = { address, addressHex, deviceId }
+    this.#cursor = null
+    this.ctx.metrics.authenticated.inc()
+    const unsubscribe = await this.ctx.fanout.subscribe(addressHex, (event) => this.#onFanout(event))
+    // The socket may have closed while subscribing.
+    if (this.#closed || this.device?.addressHex !== addressHex) await unsubscribe()
+    else this.#unsubscribe = unsubscribe
+  }
+
+  /** Forgets the authenticated device. */
+  async unbind(): Promise<void> {
+    if (this.device) this.ctx.metrics.authenticated.dec()
+    this.device = null
+    this.#cursor = null
+    const unsubscribe = this.#unsubscribe
+    this.#unsubscribe = null
+    if (unsubscribe) await unsubscribe()
+  }
+
+  #onFanout(event: FanoutEvent): void {
+    const device = this.device
+    if (!device || this.#closed) return
+    if (event.kind === 'revoked') {
+      if (event.keepDeviceId === device.deviceId) return
+      this.sendError(
+        0,
+        new ParleyError('UNAUTHENTICATED', 'this device was replaced or the account was erased'),
+      )
+      this.close(CloseCode.revoked, 'device revoked', 'revoked')
+      return
+    }
+    if (event.deviceId !== device.deviceId || this.#cursor === null || event.seq <= this.#cursor) return
+    if (this.#pumpQueued) return
+    this.#pumpQueued = true
+    this.#pump = this.#pump.then(() => {
+      this.#pumpQueued = false
+      return this.#drain().catch((err) => this.#log().error({ err }, 'mailbox push failed'))
+    })
+  }
+
+  /**
+   * Sends every mailbox entry and gap after `afterSeq` (Delivery / MailboxGap pushes, in seq order), then keeps
+   * pushing new mail live. Resolves the head sequence number once caught up.
+   */
+  async sync(afterSeq: number): Promise<number> {
+    const run = this.#pump.then(() => {
+      this.#cursor = afterSeq
+      return this.#drain()
+    })
+    this.#pump = run.catch(() => {})
+    return run
+  }
+
+  async #drain(): Promise<number> {
+    let head = 0
+    for (;;) {
+      const device = this.device
+      if (!device || this.#closed || this.#cursor === null) return head
+      const cursor = this.#cursor
+      const page = await this.ctx.store.fetchMailbox(device.address, device.deviceId, cursor, PAGE)
+      head = page.headSeq
+      if (page.entries.length === 0 && page.gaps.length === 0) return head
+      const items = [
+        ...page.entries.map((e) => ({ at: e.seq, entry: e })),
+        ...page.gaps.map((g) => ({ at: g.firstSeq, gap: g })),
+      ].sort((a, b) => a.at - b.at)
+      let next = cursor
+      for (const item of items) {
+        if (this.#closed || this.device !== device) return head
+        while (this.#ws.bufferedAmount > HIGH_WATER_BYTES && !this.#closed) {
+          await new Promise((r) => setTimeout(r, 10))
+        }
+        if ('entry' in item && item.entry) {
+          const e = item.entry
+          this.send({
+            requestId: 0,
+            delivery: {
+              seq: e.seq,
+              messageId: e.messageId,
+              envelope: e.envelope,
+              receivedAtMs: e.receivedAtMs,
+            },
+          })
+          this.ctx.metrics.delivered.inc()
+          next = Math.max(next, e.seq)
+        } else if ('gap' in item && item.gap) {
+          const g = item.gap
+          const reason = g.reason === 'expired' ? GapReason.GAP_REASON_EXPIRED : GapReason.GAP_REASON_EVICTED
+          this.send({ requestId: 0, mailboxGap: { firstSeq: g.firstSeq, lastSeq: g.lastSeq, reason } })
+          next = Math.max(next, g.lastSeq)
+        }
+      }
+      this.#cursor = next
+    }
+  }
+}

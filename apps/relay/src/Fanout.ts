@@ -1,0 +1,69 @@
+/**
+ * The fan-out port (DESIGN.md §7): tells the connection of a device that it has new mail, or that it was
+ * replaced or erased. Events carry no message content — the connection reads its mailbox from the
+ * {@link Store} — so a Redis pub/sub implementation only moves tiny notices between nodes.
+ * @module
+ */
+
+/** What a device's connections are told. */
+export type FanoutEvent =
+  /** New mail up to `seq` is in the mailbox. */
+  | { kind: 'mail'; deviceId: number; seq: number }
+  /** The account was re-activated or erased: close every connection not bound to `keepDeviceId` (0: all). */
+  | { kind: 'revoked'; keepDeviceId: number }
+
+/** Receives events for one address. */
+export type FanoutListener = (event: FanoutEvent) => void
+
+/** The fan-out port. */
+export interface Fanout {
+  /**
+   * Listens for events about an address (hex) until the returned function is called.
+   * @returns an unsubscribe function
+   */
+  subscribe(addressHex: string, listener: FanoutListener): Promise<() => Promise<void>>
+  /** Publishes an event to every listener of an address, on every node. */
+  publish(addressHex: string, event: FanoutEvent): Promise<void>
+  /** Stops delivering events. */
+  close(): Promise<void>
+}
+
+/** In-process {@link Fanout}: enough for a single relay node. */
+export class LocalFanout implements Fanout {
+  readonly #listeners = new Map<string, Set<FanoutListener>>()
+
+  async subscribe(addressHex: string, listener: FanoutListener): Promise<() => Promise<void>> {
+    let set = this.#listeners.get(addressHex)
+    if (!set) {
+      set = new Set()
+      this.#listeners.set(addressHex, set)
+    }
+    set.add(listener)
+    return async () => {
+      const current = this.#listeners.get(addressHex)
+      if (!current) return
+      current.delete(listener)
+      if (current.size === 0) this.#listeners.delete(addressHex)
+    }
+  }
+
+  async publish(addressHex: string, event: FanoutEvent): Promise<void> {
+    const set = this.#listeners.get(addressHex)
+    if (!set) return
+    for (const listener of [...set]) {
+      // A listener's failure is its connection's problem; it must not stop delivery to the others.
+      try {
+        listener(event)
+      } catch {}
+    }
+  }
+
+  /** Number of addresses with listeners (for tests and metrics). */
+  get size(): number {
+    return this.#listeners.size
+  }
+
+  async close(): Promise<void> {
+    this.#listeners.clear()
+  }
+}

@@ -1,0 +1,116 @@
+/**
+ * The relay's OPRF keys (DESIGN.md §4.2): generated on first start and kept in `<dataDir>/oprf-keys.json`
+ * (mode 0600). Each key has an id (its epoch). Rotation adds a new current key and gives the previous one a
+ * retirement time; both are announced in `ServerHello` and evaluated until then.
+ * @module
+ */
+import { chmodSync, existsSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { oprfGenerateKeyPair } from '@parley/protocol'
+
+/** One OPRF key epoch. */
+export interface OprfKey {
+  keyId: number
+  secretKey: Uint8Array
+  publicKey: Uint8Array
+  createdAtMs: number
+  /** 0 while current; otherwise when the grace period ends. */
+  retireAtMs: number
+}
+
+interface KeyFile {
+  version: 1
+  keys: { keyId: number; secretKey: string; publicKey: string; createdAtMs: number; retireAtMs: number }[]
+}
+
+const hex = (b: Uint8Array) => Buffer.from(b).toString('hex')
+const unhex = (s: string) => new Uint8Array(Buffer.from(s, 'hex'))
+
+/** The key ring; `current` evaluates new requests and derives addresses at activation. */
+export class OprfKeyring {
+  #keys: OprfKey[]
+  readonly #path: string | undefined
+
+  private constructor(keys: OprfKey[], path: string | undefined) {
+    this.#keys = keys
+    this.#path = path
+  }
+
+  /**
+   * Loads the key file from a data directory, creating it with a fresh key on first start.
+   * @param warn - called when the file is readable by others
+   */
+  static open(dataDir: string, warn: (msg: string) => void = () => {}): OprfKeyring {
+    const path = join(dataDir, 'oprf-keys.json')
+    if (!existsSync(path)) {
+      const ring = new OprfKeyring([OprfKeyring.#fresh(1)], path)
+      ring.#save()
+      return ring
+    }
+    if ((statSync(path).mode & 0o077) !== 0) warn('oprf-keys.json is readable by other users; chmod 600 it')
+    const file = JSON.parse(readFileSync(path, 'utf8')) as KeyFile
+    if (file.version !== 1 || !Array.isArray(file.keys) || file.keys.length === 0) {
+      throw new Error(`${path} is not a valid OPRF key file`)
+    }
+    const keys = file.keys.map((k) => ({
+      ...k,
+      secretKey: unhex(k.secretKey),
+      publicKey: unhex(k.publicKey),
+    }))
+    return new OprfKeyring(keys, path)
+  }
+
+  /** A key ring held in memory only (tests). */
+  static ephemeral(): OprfKeyring {
+    return new OprfKeyring([OprfKeyring.#fresh(1)], undefined)
+  }
+
+  static #fresh(keyId: number): OprfKey {
+    const { secretKey, publicKey } = oprfGenerateKeyPair()
+    return { keyId, secretKey, publicKey, createdAtMs: Date.now(), retireAtMs: 0 }
+  }
+
+  #save(): void {
+    if (!this.#path) return
+    const file: KeyFile = {
+      version: 1,
+      keys: this.#keys.map((k) => ({ ...k, secretKey: hex(k.secretKey), publicKey: hex(k.publicKey) })),
+    }
+    const tmp = `${this.#path}.tmp`
+    writeFileSync(tmp, `${JSON.stringify(file, null, 2)}\n`, { mode: 0o600 })
+    chmodSync(tmp, 0o600)
+    renameSync(tmp, this.#path)
+  }
+
+  /** The key new evaluations and activations use. */
+  get current(): OprfKey {
+    return this.#keys.reduce((a, b) => (b.retireAtMs === 0 && b.keyId > a.keyId ? b : a), this.#keys[0]!)
+  }
+
+  /** Keys still served at `nowMs`, current first. */
+  served(nowMs = Date.now()): OprfKey[] {
+    const current = this.current
+    const others = this.#keys
+      .filter((k) => k !== current && k.retireAtMs > nowMs)
+      .sort((a, b) => b.keyId - a.keyId)
+    return [current, ...others]
+  }
+
+  /** The served key with this id, if any. */
+  get(keyId: number, nowMs = Date.now()): OprfKey | undefined {
+    return this.served(nowMs).find((k) => k.keyId === keyId)
+  }
+
+  /**
+   * Starts a new epoch: a fresh current key; the previous one is served for `graceMs` more.
+   * Note: addresses derive from the key, so accounts must re-activate (or be re-addressed) within the grace period.
+   */
+  rotate(graceMs: number, nowMs = Date.now()): OprfKey {
+    const previous = this.current
+    previous.retireAtMs = nowMs + graceMs
+    const next = OprfKeyring.#fresh(Math.max(...this.#keys.map((k) => k.keyId)) + 1)
+    this.#keys = [...this.#keys.filter((k) => k.retireAtMs === 0 || k.retireAtMs > nowMs), next]
+    this.#save()
+    return next
+  }
+}

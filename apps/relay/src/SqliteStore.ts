@@ -1,0 +1,547 @@
+/**
+ * The default {@link Store}: one SQLite file through better-sqlite3, in WAL mode with `synchronous = FULL` so a
+ * committed message survives a crash or power loss before `MessageAccepted` is sent. Versioned migrations,
+ * prepared statements, one transaction per operation.
+ * @module
+ */
+import Database from 'better-sqlite3'
+import type {
+  Account,
+  EnqueueInput,
+  EnqueueResult,
+  GapKind,
+  MailboxGapRange,
+  MailboxPage,
+  OneTimeKey,
+  PrekeyBundle,
+  PrekeyCounts,
+  PrekeySet,
+  PutPrekeysResult,
+  SignedKey,
+  Store,
+} from './Store.js'
+
+/** Ordered schema migrations; a released entry is never edited, only new ones appended. */
+const MIGRATIONS: { version: number; sql: string }[] = [
+  {
+    version: 1,
+    sql: `
+      CREATE TABLE accounts (
+        address BLOB PRIMARY KEY,
+        device_id INTEGER NOT NULL,
+        identity_key BLOB NOT NULL,
+        signed_prekey_id INTEGER NOT NULL,
+        signed_prekey BLOB NOT NULL,
+        signed_prekey_sig BLOB NOT NULL,
+        kem_prekey_id INTEGER NOT NULL,
+        kem_prekey BLOB NOT NULL,
+        kem_prekey_sig BLOB NOT NULL,
+        mailbox_head_seq INTEGER NOT NULL DEFAULT 0,
+        mailbox_count INTEGER NOT NULL DEFAULT 0,
+        created_at_ms INTEGER NOT NULL
+      ) WITHOUT ROWID;
+      CREATE TABLE one_time_prekeys (
+        address BLOB NOT NULL,
+        key_id INTEGER NOT NULL,
+        public_key BLOB NOT NULL,
+        PRIMARY KEY (address, key_id)
+      ) WITHOUT ROWID;
+      CREATE TABLE kem_prekeys (
+        address BLOB NOT NULL,
+        key_id INTEGER NOT NULL,
+        public_key BLOB NOT NULL,
+        signature BLOB NOT NULL,
+        PRIMARY KEY (address, key_id)
+      ) WITHOUT ROWID;
+      -- No sender column, by design (DESIGN.md P6).
+      CREATE TABLE mailbox (
+        address BLOB NOT NULL,
+        device_id INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        message_id BLOB NOT NULL,
+        envelope BLOB NOT NULL,
+        received_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (address, device_id, seq)
+      );
+      CREATE UNIQUE INDEX mailbox_by_message_id ON mailbox (address, device_id, message_id);
+      CREATE INDEX mailbox_by_received_at ON mailbox (received_at_ms);
+      CREATE TABLE mailbox_gaps (
+        address BLOB NOT NULL,
+        device_id INTEGER NOT NULL,
+        first_seq INTEGER NOT NULL,
+        last_seq INTEGER NOT NULL,
+        reason TEXT NOT NULL CHECK (reason IN ('expired', 'evicted')),
+        recorded_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (address, device_id, first_seq)
+      );
+      CREATE INDEX mailbox_gaps_by_recorded_at ON mailbox_gaps (recorded_at_ms);
+    `,
+  },
+]
+
+/** The highest schema version this code knows. */
+export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version
+
+interface AccountRow {
+  address: Buffer
+  device_id: number
+  identity_key: Buffer
+  signed_prekey_id: number
+  signed_prekey: Buffer
+  signed_prekey_sig: Buffer
+  kem_prekey_id: number
+  kem_prekey: Buffer
+  kem_prekey_sig: Buffer
+  mailbox_head_seq: number
+  mailbox_count: number
+  created_at_ms: number
+}
+
+const u8 = (b: Buffer): Uint8Array => new Uint8Array(b.buffer, b.byteOffset, b.length)
+const buf = (b: Uint8Array): Buffer => Buffer.from(b.buffer, b.byteOffset, b.length)
+
+/** Groups sorted sequence numbers into runs of consecutive integers. */
+function runs(seqs: number[]): [number, number][] {
+  const out: [number, number][] = []
+  for (const s of seqs) {
+    const last = out[out.length - 1]
+    if (last && last[1] + 1 === s) last[1] = s
+    else out.push([s, s])
+  }
+  return out
+}
+
+/** SQLite implementation of {@link Store}. */
+export class SqliteStore implements Store {
+  readonly #db: Database.Database
+  readonly #s: ReturnType<SqliteStore['prepare']>
+  #closed = false
+
+  /**
+   * Opens (creating if needed) and migrates the database.
+   * @param path - file path, or `':memory:'` for tests
+   * @throws Error when the file was written by a newer schema version
+   */
+  constructor(path: string) {
+    this.#db = new Database(path)
+    this.#db.pragma('journal_mode = WAL')
+    this.#db.pragma('synchronous = FULL')
+    this.#db.pragma('foreign_keys = ON')
+    this.#db.pragma('busy_timeout = 5000')
+    this.migrate()
+    this.#s = this.prepare()
+  }
+
+  /** The schema version of the open database. */
+  get schemaVersion(): number {
+    const row = this.#db.prepare('SELECT max(version) AS v FROM schema_migrations').get() as {
+      v: number | null
+    }
+    return row.v ?? 0
+  }
+
+  private migrate(): void {
+    this.#db.exec(
+      'CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at_ms INTEGER NOT NULL)',
+    )
+    const current = this.schemaVersion
+    if (current > SCHEMA_VERSION) {
+      throw new Error(`database schema version ${current} is newer than this relay (${SCHEMA_VERSION})`)
+    }
+    for (const m of MIGRATIONS) {
+      if (m.version <= current) continue
+      this.#db.transaction(() => {
+        this.#db.exec(m.sql)
+        this.#db
+          .prepare('INSERT INTO schema_migrations (version, applied_at_ms) VALUES (?, ?)')
+          .run(m.version, Date.now())
+      })()
+    }
+  }
+
+  private prepare() {
+    const db = this.#db
+    return {
+      getAccount: db.prepare('SELECT * FROM accounts WHERE address = ?'),
+      insertAccount:
+        db.prepare(`INSERT INTO accounts (address, device_id, identity_key, signed_prekey_id, signed_prekey,
+        signed_prekey_sig, kem_prekey_id, kem_prekey, kem_prekey_sig, mailbox_head_seq, mailbox_count, created_at_ms)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, ?)`),
+      deleteAccount: db.prepare('DELETE FROM accounts WHERE address = ?'),
+      deleteOtpks: db.prepare('DELETE FROM one_time_prekeys WHERE address = ?'),
+      deleteKems: db.prepare('DELETE FROM kem_prekeys WHERE address = ?'),
+      deleteMail: db.prepare('DELETE FROM mailbox WHERE address = ?'),
+      deleteGaps: db.prepare('DELETE FROM mailbox_gaps WHERE address = ?'),
+      prefix: db.prepare(
+        'SELECT address FROM accounts WHERE address >= ? AND address <= ? ORDER BY address LIMIT ?',
+      ),
+      putOtpk: db.prepare(
+        'INSERT OR REPLACE INTO one_time_prekeys (address, key_id, public_key) VALUES (?, ?, ?)',
+      ),
+      putKem: db.prepare(
+        'INSERT OR REPLACE INTO kem_prekeys (address, key_id, public_key, signature) VALUES (?, ?, ?, ?)',
+      ),
+      setSigned: db.prepare(
+        'UPDATE accounts SET signed_prekey_id = ?, signed_prekey = ?, signed_prekey_sig = ? WHERE address = ?',
+      ),
+      setLastResort: db.prepare(
+        'UPDATE accounts SET kem_prekey_id = ?, kem_prekey = ?, kem_prekey_sig = ? WHERE address = ?',
+      ),
+      countOtpk: db.prepare('SELECT count(*) AS n FROM one_time_prekeys WHERE address = ?'),
+      countKem: db.prepare('SELECT count(*) AS n FROM kem_prekeys WHERE address = ?'),
+      firstOtpk: db.prepare(
+        'SELECT key_id, public_key FROM one_time_prekeys WHERE address = ? ORDER BY key_id LIMIT 1',
+      ),
+      firstKem: db.prepare(
+        'SELECT key_id, public_key, signature FROM kem_prekeys WHERE address = ? ORDER BY key_id LIMIT 1',
+      ),
+      delOtpk: db.prepare('DELETE FROM one_time_prekeys WHERE address = ? AND key_id = ?'),
+      delKem: db.prepare('DELETE FROM kem_prekeys WHERE address = ? AND key_id = ?'),
+      findMessage: db.prepare(
+        'SELECT seq FROM mailbox WHERE address = ? AND device_id = ? AND message_id = ?',
+      ),
+      oldest: db.prepare('SELECT seq FROM mailbox WHERE address = ? AND device_id = ? ORDER BY seq LIMIT ?'),
+      delSeq: db.prepare('DELETE FROM mailbox WHERE address = ? AND device_id = ? AND seq = ?'),
+      insertMail:
+        db.prepare(`INSERT INTO mailbox (address, device_id, seq, message_id, envelope, received_at_ms)
+        VALUES (?, ?, ?, ?, ?, ?)`),
+      setMailbox: db.prepare('UPDATE accounts SET mailbox_head_seq = ?, mailbox_count = ? WHERE address = ?'),
+      addCount: db.prepare('UPDATE accounts SET mailbox_count = max(0, mailbox_count + ?) WHERE address = ?'),
+      page: db.prepare(`SELECT seq, message_id, envelope, received_at_ms FROM mailbox
+        WHERE address = ? AND device_id = ? AND seq > ? ORDER BY seq LIMIT ?`),
+      gapsAfter: db.prepare(`SELECT first_seq, last_seq, reason FROM mailbox_gaps
+        WHERE address = ? AND device_id = ? AND last_seq > ? AND first_seq <= ? ORDER BY first_seq`),
+      extendGap: db.prepare(`UPDATE mailbox_gaps SET last_seq = ?, recorded_at_ms = ?
+        WHERE address = ? AND device_id = ? AND last_seq = ? AND reason = ?`),
+      insertGap:
+        db.prepare(`INSERT INTO mailbox_gaps (address, device_id, first_seq, last_seq, reason, recorded_at_ms)
+        VALUES (?, ?, ?, ?, ?, ?)`),
+      expiredBatch: db.prepare(`SELECT address, device_id, seq FROM mailbox WHERE received_at_ms < ?
+        ORDER BY address, device_id, seq LIMIT ?`),
+      expireGaps: db.prepare('DELETE FROM mailbox_gaps WHERE recorded_at_ms < ?'),
+    }
+  }
+
+  #open(): void {
+    if (this.#closed) throw new Error('store is closed')
+  }
+
+  #row(address: Uint8Array): AccountRow | undefined {
+    return this.#s.getAccount.get(buf(address)) as AccountRow | undefined
+  }
+
+  #eraseKeysAndMail(address: Buffer): void {
+    this.#s.deleteOtpks.run(address)
+    this.#s.deleteKems.run(address)
+    this.#s.deleteMail.run(address)
+    this.#s.deleteGaps.run(address)
+  }
+
+  #putKeys(address: Buffer, keys: { oneTimePrekeys: OneTimeKey[]; oneTimeKemPrekeys: SignedKey[] }): void {
+    for (const k of keys.oneTimePrekeys) this.#s.putOtpk.run(address, k.keyId, buf(k.publicKey))
+    for (const k of keys.oneTimeKemPrekeys)
+      this.#s.putKem.run(address, k.keyId, buf(k.publicKey), buf(k.signature))
+  }
+
+  #counts(address: Buffer): PrekeyCounts {
+    return {
+      oneTimeCount: (this.#s.countOtpk.get(address) as { n: number }).n,
+      kemOneTimeCount: (this.#s.countKem.get(address) as { n: number }).n,
+    }
+  }
+
+  #recordGap(
+    address: Buffer,
+    deviceId: number,
+    first: number,
+    last: number,
+    reason: GapKind,
+    nowMs: number,
+  ): void {
+    const extended = this.#s.extendGap.run(last, nowMs, address, deviceId, first - 1, reason)
+    if (extended.changes === 0) this.#s.insertGap.run(address, deviceId, first, last, reason, nowMs)
+  }
+
+  async ping(): Promise<void> {
+    this.#open()
+    this.#db.prepare('SELECT 1').get()
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    // Folds the WAL back into the main file so a plain file copy after shutdown is a complete backup.
+    this.#db.pragma('wal_checkpoint(TRUNCATE)')
+    this.#db.close()
+  }
+
+  async registerDevice(
+    input: Parameters<Store['registerDevice']>[0],
+  ): Promise<{ deviceId: number; replacedDevice: boolean }> {
+    this.#open()
+    return this.#db.transaction(() => {
+      const address = buf(input.address)
+      const old = this.#row(input.address)
+      if (old) {
+        this.#eraseKeysAndMail(address)
+        this.#s.deleteAccount.run(address)
+      }
+      const deviceId = old ? (old.device_id % 0xffffffff) + 1 : 1
+      const { signedPrekey: spk, lastResortKemPrekey: kem } = input
+      this.#s.insertAccount.run(
+        address,
+        deviceId,
+        buf(input.identityKey),
+        spk.keyId,
+        buf(spk.publicKey),
+        buf(spk.signature),
+        kem.keyId,
+        buf(kem.publicKey),
+        buf(kem.signature),
+        input.nowMs,
+      )
+      this.#putKeys(address, input)
+      return { deviceId, replacedDevice: old !== undefined }
+    })()
+  }
+
+  async getAccount(address: Uint8Array): Promise<Account | null> {
+    this.#open()
+    const row = this.#row(address)
+    if (!row) return null
+    return {
+      address: u8(row.address),
+      deviceId: row.device_id,
+      identityKey: u8(row.identity_key),
+      createdAtMs: row.created_at_ms,
+    }
+  }
+
+  async deleteAccount(address: Uint8Array): Promise<boolean> {
+    this.#open()
+    return this.#db.transaction(() => {
+      const a = buf(address)
+      this.#eraseKeysAndMail(a)
+      return this.#s.deleteAccount.run(a).changes > 0
+    })()
+  }
+
+  async addressesWithPrefix(prefix: Uint8Array, bits: number, limit: number): Promise<Uint8Array[]> {
+    this.#open()
+    const lo = new Uint8Array(32)
+    const hi = new Uint8Array(32).fill(0xff)
+    const whole = bits >> 3
+    lo.set(prefix.subarray(0, whole))
+    hi.set(prefix.subarray(0, whole))
+    if (bits & 7) {
+      const mask = 0xff << (8 - (bits & 7))
+      lo[whole] = prefix[whole]! & mask
+      hi[whole] = (prefix[whole]! & mask) | (~mask & 0xff)
+    }
+    const rows = this.#s.prefix.all(buf(lo), buf(hi), limit) as { address: Buffer }[]
+    return rows.map((r) => u8(r.address))
+  }
+
+  async putPrekeys(
+    address: Uint8Array,
+    deviceId: number,
+    keys: PrekeySet,
+    maxStored: number,
+  ): Promise<PutPrekeysResult> {
+    this.#open()
+    return this.#db.transaction((): PutPrekeysResult => {
+      const a = buf(address)
+      const row = this.#row(address)
+      if (!row || row.device_id !== deviceId) return { status: 'not_found' }
+      const before = this.#counts(a)
+      if (
+        before.oneTimeCount + keys.oneTimePrekeys.length > maxStored ||
+        before.kemOneTimeCount + keys.oneTimeKemPrekeys.length > maxStored
+      ) {
+        return { status: 'over_limit', counts: before }
+      }
+      if (keys.signedPrekey) {
+        const k = keys.signedPrekey
+        this.#s.setSigned.run(k.keyId, buf(k.publicKey), buf(k.signature), a)
+      }
+      if (keys.lastResortKemPrekey) {
+        const k = keys.lastResortKemPrekey
+        this.#s.setLastResort.run(k.keyId, buf(k.publicKey), buf(k.signature), a)
+      }
+      this.#putKeys(a, keys)
+      return { status: 'stored', counts: this.#counts(a) }
+    })()
+  }
+
+  async takePrekeyBundle(address: Uint8Array): Promise<PrekeyBundle | null> {
+    this.#open()
+    return this.#db.transaction(() => {
+      const a = buf(address)
+      const row = this.#row(address)
+      if (!row) return null
+      const otpk = this.#s.firstOtpk.get(a) as { key_id: number; public_key: Buffer } | undefined
+      if (otpk) this.#s.delOtpk.run(a, otpk.key_id)
+      const kem = this.#s.firstKem.get(a) as
+        | { key_id: number; public_key: Buffer; signature: Buffer }
+        | undefined
+      if (kem) this.#s.delKem.run(a, kem.key_id)
+      const bundle: PrekeyBundle = {
+        address: u8(row.address),
+        deviceId: row.device_id,
+        identityKey: u8(row.identity_key),
+        signedPrekey: {
+          keyId: row.signed_prekey_id,
+          publicKey: u8(row.signed_prekey),
+          signature: u8(row.signed_prekey_sig),
+        },
+        kemPrekey: kem
+          ? { keyId: kem.key_id, publicKey: u8(kem.public_key), signature: u8(kem.signature) }
+          : { keyId: row.kem_prekey_id, publicKey: u8(row.kem_prekey), signature: u8(row.kem_prekey_sig) },
+        kemPrekeyIsLastResort: !kem,
+      }
+      if (otpk) bundle.oneTimePrekey = { keyId: otpk.key_id, publicKey: u8(otpk.public_key) }
+      return bundle
+    })()
+  }
+
+  async countPrekeys(address: Uint8Array, deviceId: number): Promise<PrekeyCounts> {
+    this.#open()
+    const row = this.#row(address)
+    if (!row || row.device_id !== deviceId) return { oneTimeCount: 0, kemOneTimeCount: 0 }
+    return this.#counts(buf(address))
+  }
+
+  async enqueue(input: EnqueueInput): Promise<EnqueueResult> {
+    this.#open()
+    return this.#db.transaction((): EnqueueResult => {
+      const a = buf(input.address)
+      const row = this.#row(input.address)
+      if (!row) return { status: 'not_found' }
+      if (row.device_id !== input.deviceId) return { status: 'stale_device', currentDeviceId: row.device_id }
+      const existing = this.#s.findMessage.get(a, input.deviceId, buf(input.messageId)) as
+        | { seq: number }
+        | undefined
+      if (existing) return { status: 'duplicate', seq: existing.seq }
+      let count = row.mailbox_count
+      let evicted = 0
+      if (count >= input.maxMessages) {
+        const victims = (
+          this.#s.oldest.all(a, input.deviceId, count - input.maxMessages + 1) as { seq: number }[]
+        ).map((r) => r.seq)
+        for (const seq of victims) this.#s.delSeq.run(a, input.deviceId, seq)
+        for (const [first, last] of runs(victims)) {
+          this.#recordGap(a, input.deviceId, first, last, 'evicted', input.receivedAtMs)
+        }
+        evicted = victims.length
+        count -= evicted
+      }
+      const seq = row.mailbox_head_seq + 1
+      this.#s.insertMail.run(
+        a,
+        input.deviceId,
+        seq,
+        buf(input.messageId),
+        buf(input.envelope),
+        input.receivedAtMs,
+      )
+      this.#s.setMailbox.run(seq, count + 1, a)
+      return { status: 'stored', seq, evicted }
+    })()
+  }
+
+  async fetchMailbox(
+    address: Uint8Array,
+    deviceId: number,
+    afterSeq: number,
+    limit: number,
+  ): Promise<MailboxPage> {
+    this.#open()
+    return this.#db.transaction((): MailboxPage => {
+      const a = buf(address)
+      const row = this.#row(address)
+      if (!row || row.device_id !== deviceId) return { entries: [], gaps: [], headSeq: 0 }
+      const rows = this.#s.page.all(a, deviceId, afterSeq, limit) as {
+        seq: number
+        message_id: Buffer
+        envelope: Buffer
+        received_at_ms: number
+      }[]
+      const entries = rows.map((r) => ({
+        seq: r.seq,
+        messageId: u8(r.message_id),
+        envelope: u8(r.envelope),
+        receivedAtMs: r.received_at_ms,
+      }))
+      // A full page ends at its last entry; otherwise the page runs to the head and takes every later gap.
+      const upTo = entries.length === limit ? entries[entries.length - 1]!.seq : row.mailbox_head_seq
+      const gaps = (
+        this.#s.gapsAfter.all(a, deviceId, afterSeq, upTo) as {
+          first_seq: number
+          last_seq: number
+          reason: GapKind
+        }[]
+      ).map(
+        (g): MailboxGapRange => ({
+          firstSeq: Math.max(g.first_seq, afterSeq + 1),
+          lastSeq: g.last_seq,
+          reason: g.reason,
+        }),
+      )
+      return { entries, gaps, headSeq: row.mailbox_head_seq }
+    })()
+  }
+
+  async mailboxHead(address: Uint8Array, deviceId: number): Promise<number> {
+    this.#open()
+    const row = this.#row(address)
+    return row && row.device_id === deviceId ? row.mailbox_head_seq : 0
+  }
+
+  async ack(address: Uint8Array, deviceId: number, seqs: number[]): Promise<number> {
+    this.#open()
+    return this.#db.transaction(() => {
+      const a = buf(address)
+      let n = 0
+      for (const seq of new Set(seqs)) n += this.#s.delSeq.run(a, deviceId, seq).changes
+      if (n > 0) this.#s.addCount.run(-n, a)
+      return n
+    })()
+  }
+
+  async expire(cutoffMs: number): Promise<number> {
+    this.#open()
+    let total = 0
+    // Bounded batches keep each write transaction short, so senders are not blocked for long.
+    for (;;) {
+      const n = this.#db.transaction(() => {
+        const rows = this.#s.expiredBatch.all(cutoffMs, 5000) as {
+          address: Buffer
+          device_id: number
+          seq: number
+        }[]
+        const byDevice = new Map<string, { address: Buffer; deviceId: number; seqs: number[] }>()
+        for (const r of rows) {
+          const key = `${r.address.toString('hex')}/${r.device_id}`
+          let group = byDevice.get(key)
+          if (!group) {
+            group = { address: r.address, deviceId: r.device_id, seqs: [] }
+            byDevice.set(key, group)
+          }
+          group.seqs.push(r.seq)
+        }
+        const now = Date.now()
+        for (const g of byDevice.values()) {
+          for (const seq of g.seqs) this.#s.delSeq.run(g.address, g.deviceId, seq)
+          for (const [first, last] of runs(g.seqs))
+            this.#recordGap(g.address, g.deviceId, first, last, 'expired', now)
+          this.#s.addCount.run(-g.seqs.length, g.address)
+        }
+        return rows.length
+      })()
+      total += n
+      if (n < 5000) break
+    }
+    this.#s.expireGaps.run(cutoffMs)
+    return total
+  }
+}

@@ -1,0 +1,159 @@
+/**
+ * The relay's storage port (DESIGN.md §7). Every method is async so that a PostgreSQL implementation fits
+ * behind it unchanged; SQLite (`SqliteStore`) is the default. The store holds addresses, public keys and
+ * ciphertext only — never a phone number, and no sender beside a message.
+ * @module
+ */
+
+/** A signed X25519 prekey or a signed ML-KEM-768 prekey. */
+export interface SignedKey {
+  keyId: number
+  publicKey: Uint8Array
+  signature: Uint8Array
+}
+
+/** A one-time X25519 prekey. */
+export interface OneTimeKey {
+  keyId: number
+  publicKey: Uint8Array
+}
+
+/** Prekeys to add or replace; already validated (lengths, signatures) by the caller. */
+export interface PrekeySet {
+  signedPrekey?: SignedKey
+  oneTimePrekeys: OneTimeKey[]
+  lastResortKemPrekey?: SignedKey
+  oneTimeKemPrekeys: SignedKey[]
+}
+
+/** The registered device of an account (one device per address; re-activation replaces it). */
+export interface Account {
+  address: Uint8Array
+  deviceId: number
+  identityKey: Uint8Array
+  createdAtMs: number
+}
+
+/** What a sender fetches to start a session; fetching consumes the one-time keys. */
+export interface PrekeyBundle {
+  address: Uint8Array
+  deviceId: number
+  identityKey: Uint8Array
+  signedPrekey: SignedKey
+  oneTimePrekey?: OneTimeKey
+  kemPrekey: SignedKey
+  kemPrekeyIsLastResort: boolean
+}
+
+/** Counts of stored one-time prekeys, for refill. */
+export interface PrekeyCounts {
+  oneTimeCount: number
+  kemOneTimeCount: number
+}
+
+/** The outcome of a prekey upload. */
+export type PutPrekeysResult =
+  | { status: 'stored'; counts: PrekeyCounts }
+  | { status: 'over_limit'; counts: PrekeyCounts }
+  | { status: 'not_found' }
+
+/** One mailbox entry. Deliberately no sender. */
+export interface MailboxEntry {
+  seq: number
+  messageId: Uint8Array
+  envelope: Uint8Array
+  receivedAtMs: number
+}
+
+/** Why mail is missing, as in the wire `GapReason`. */
+export type GapKind = 'expired' | 'evicted'
+
+/** A range of sequence numbers that is gone for good. */
+export interface MailboxGapRange {
+  firstSeq: number
+  lastSeq: number
+  reason: GapKind
+}
+
+/** A message for one recipient device. */
+export interface EnqueueInput {
+  address: Uint8Array
+  deviceId: number
+  messageId: Uint8Array
+  envelope: Uint8Array
+  receivedAtMs: number
+  /** Mailbox limit; the oldest entries are evicted (and recorded as a gap) to make room. */
+  maxMessages: number
+}
+
+/** The outcome of an enqueue. */
+export type EnqueueResult =
+  | { status: 'stored'; seq: number; evicted: number }
+  | { status: 'duplicate'; seq: number }
+  | { status: 'not_found' }
+  | { status: 'stale_device'; currentDeviceId: number }
+
+/** A page of a mailbox after a cursor. */
+export interface MailboxPage {
+  entries: MailboxEntry[]
+  /** Gaps overlapping the page's range (clipped to start after the cursor). */
+  gaps: MailboxGapRange[]
+  headSeq: number
+}
+
+/** The storage port. */
+export interface Store {
+  /** Readiness probe: resolves when the store can serve requests. */
+  ping(): Promise<void>
+  /** Flushes and closes; no call is valid afterwards. */
+  close(): Promise<void>
+
+  /**
+   * Registers the device for an address with its identity key and initial prekeys, replacing (and erasing the
+   * mail and prekeys of) any earlier device. The new device id is the old one plus one, or 1.
+   */
+  registerDevice(input: {
+    address: Uint8Array
+    identityKey: Uint8Array
+    signedPrekey: SignedKey
+    lastResortKemPrekey: SignedKey
+    oneTimePrekeys: OneTimeKey[]
+    oneTimeKemPrekeys: SignedKey[]
+    nowMs: number
+  }): Promise<{ deviceId: number; replacedDevice: boolean }>
+  /** The account registered at an address, if any. */
+  getAccount(address: Uint8Array): Promise<Account | null>
+  /** Erases the account: address, keys, prekeys, mail and gap records. Resolves whether it existed. */
+  deleteAccount(address: Uint8Array): Promise<boolean>
+  /** Every registered address whose first `bits` bits equal `prefix`'s. */
+  addressesWithPrefix(prefix: Uint8Array, bits: number, limit: number): Promise<Uint8Array[]>
+
+  /**
+   * Adds one-time prekeys (same key id replaces) and replaces the signed / last-resort prekeys when given; stores
+   * nothing when the device is not the registered one, or when more than `maxStored` one-time keys would result.
+   */
+  putPrekeys(
+    address: Uint8Array,
+    deviceId: number,
+    keys: PrekeySet,
+    maxStored: number,
+  ): Promise<PutPrekeysResult>
+  /** Takes a bundle, consuming one one-time prekey and one one-time KEM prekey when there are any. */
+  takePrekeyBundle(address: Uint8Array): Promise<PrekeyBundle | null>
+  /** Counts of the remaining one-time prekeys. */
+  countPrekeys(address: Uint8Array, deviceId: number): Promise<PrekeyCounts>
+
+  /** Durably stores a message (idempotent by recipient and message id) and assigns its sequence number. */
+  enqueue(input: EnqueueInput): Promise<EnqueueResult>
+  /** Entries with `seq > afterSeq`, in order, at most `limit`, and the gaps in that range. */
+  fetchMailbox(address: Uint8Array, deviceId: number, afterSeq: number, limit: number): Promise<MailboxPage>
+  /** Highest sequence number assigned to the device (0 before any). */
+  mailboxHead(address: Uint8Array, deviceId: number): Promise<number>
+  /** Deletes the owner's entries with the given sequence numbers; resolves how many were deleted. */
+  ack(address: Uint8Array, deviceId: number, seqs: number[]): Promise<number>
+  /**
+   * Deletes mail received before `cutoffMs` (recording the ranges as `expired` gaps) and gap records older than
+   * `cutoffMs`. Resolves how many messages expired.
+   */
+  expire(cutoffMs: number): Promise<number>
+}

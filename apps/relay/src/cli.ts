@@ -1,0 +1,51 @@
+/**
+ * `parley-relay`: flags and env vars → {@link startRelay}; SIGTERM / SIGINT shut it down gracefully.
+ * @module
+ */
+import { helpText, parseConfig } from './config.js'
+import { createLogger } from './logger.js'
+import { startRelay } from './server.js'
+
+async function main(): Promise<void> {
+  let config: ReturnType<typeof parseConfig>
+  try {
+    config = parseConfig(process.argv.slice(2), process.env)
+  } catch (err) {
+    process.stderr.write(`parley-relay: ${(err as Error).message}\n`)
+    process.exit(2)
+  }
+  if (config === 'help') {
+    process.stdout.write(`${helpText()}\n`)
+    return
+  }
+  const log = createLogger(config.logLevel)
+  let relay: Awaited<ReturnType<typeof startRelay>>
+  try {
+    relay = await startRelay({ ...config, logger: log })
+  } catch (err) {
+    log.fatal({ err }, 'relay failed to start')
+    process.exit(1)
+  }
+  let stopping = false
+  const stop = (signal: string) => {
+    if (stopping) {
+      log.warn({ signal }, 'second signal: exiting now')
+      process.exit(1)
+    }
+    stopping = true
+    log.info({ signal }, 'signal received')
+    relay.close().then(
+      () => process.exit(0),
+      (err) => {
+        log.error({ err }, 'shutdown failed')
+        process.exit(1)
+      },
+    )
+  }
+  process.on('SIGTERM', () => stop('SIGTERM'))
+  process.on('SIGINT', () => stop('SIGINT'))
+  process.on('uncaughtException', (err) => log.error({ err }, 'uncaught exception'))
+  process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection'))
+}
+
+void main()

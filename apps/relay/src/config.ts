@@ -1,0 +1,334 @@
+/**
+ * Relay configuration: one table drives the defaults, the CLI flags, the environment variables and `--help`,
+ * so that every flag has an env var and the help text cannot drift from what is parsed.
+ * @module
+ */
+import { DEFAULT_LIMITS } from '@parley/protocol'
+
+/** A token bucket: `capacity` tokens, refilled continuously at `refillTokens` per `refillIntervalMs`. */
+export interface BucketPolicy {
+  capacity: number
+  refillTokens: number
+  refillIntervalMs: number
+}
+
+/** Everything the relay can be configured with. */
+export interface RelayConfig {
+  /** TCP port; 0 picks a free one. */
+  port: number
+  /** Interface to bind. */
+  host: string
+  /** Directory for the SQLite database and the OPRF key file. */
+  dataDir: string
+  /** `console` (development only: prints codes) or `webhook`. */
+  verifier: 'console' | 'webhook'
+  /** With `verifier: 'webhook'`: the operator's URL that receives the code and sends the SMS. */
+  webhookUrl: string
+  /** With `verifier: 'webhook'`: HMAC-SHA256 key for the `X-Parley-Signature` header (optional). */
+  webhookSecret: string
+  /** Webhook request timeout. */
+  webhookTimeoutMs: number
+  /** pino level: fatal, error, warn, info, debug, trace, silent. */
+  logLevel: string
+  /** Take the client IP from the first `X-Forwarded-For` entry (only behind a trusted proxy). */
+  trustProxy: boolean
+  /** Hex key for the keyed hash of numbers (rate limits); random per process when empty. */
+  numberHashKey: string
+
+  maxFrameBytes: number
+  maxEnvelopeBytes: number
+  maxDiscoveryBatch: number
+  maxMailboxMessages: number
+  messageTtlSeconds: number
+  membershipPrefixBits: number
+  maxPrekeysPerUpload: number
+  /** Most one-time prekeys (each kind) stored per account. */
+  maxStoredPrekeys: number
+
+  /** Verification code lifetime. */
+  codeTtlSeconds: number
+  /** Wrong codes allowed before the activation is locked. */
+  codeAttempts: number
+  /** Code requests per number per hour. */
+  codeRequestsPerHour: number
+  /** Activation starts per IP per hour. */
+  activationsPerIpPerHour: number
+  /** Most pending activations held in memory. */
+  maxPendingActivations: number
+
+  /** Per-account OPRF evaluation bucket (DESIGN.md §4). */
+  oprfAccountCapacity: number
+  oprfAccountPerDay: number
+  /** Per-IP OPRF evaluation bucket for unauthenticated connections. */
+  oprfIpCapacity: number
+  oprfIpPerDay: number
+  /** Per-account message sends. */
+  sendCapacity: number
+  sendPerMinute: number
+  /** Per-account prekey bundle fetches (each consumes a one-time prekey). */
+  bundleCapacity: number
+  bundlePerHour: number
+  /** Per-connection frame flood limit. */
+  framesBurst: number
+  framesPerSecond: number
+  /** Bad frames (undecodable, unknown) tolerated on one connection before it is closed. */
+  maxBadFrames: number
+  /** Most connections from one IP. */
+  maxConnectionsPerIp: number
+
+  /** How often expired mail is swept. */
+  sweepIntervalSeconds: number
+  /** How long shutdown waits for in-flight requests. */
+  shutdownTimeoutMs: number
+}
+
+type Kind = 'int' | 'string' | 'bool' | 'enum'
+
+interface Option {
+  key: keyof RelayConfig
+  kind: Kind
+  help: string
+  values?: readonly string[]
+}
+
+const HOUR = 3600_000
+const DAY = 24 * HOUR
+
+/** The defaults: with no configuration the relay listens on 8787 with SQLite in `./.parley-data`. */
+export const DEFAULT_CONFIG: RelayConfig = {
+  port: 8787,
+  host: '0.0.0.0',
+  dataDir: './.parley-data',
+  verifier: 'console',
+  webhookUrl: '',
+  webhookSecret: '',
+  webhookTimeoutMs: 10_000,
+  logLevel: 'info',
+  trustProxy: false,
+  numberHashKey: '',
+  maxFrameBytes: DEFAULT_LIMITS.maxFrameBytes,
+  maxEnvelopeBytes: DEFAULT_LIMITS.maxEnvelopeBytes,
+  maxDiscoveryBatch: DEFAULT_LIMITS.maxDiscoveryBatch,
+  maxMailboxMessages: DEFAULT_LIMITS.maxMailboxMessages,
+  messageTtlSeconds: DEFAULT_LIMITS.messageTtlSeconds,
+  membershipPrefixBits: DEFAULT_LIMITS.membershipPrefixBits,
+  maxPrekeysPerUpload: DEFAULT_LIMITS.maxPrekeysPerUpload,
+  maxStoredPrekeys: 1000,
+  codeTtlSeconds: 600,
+  codeAttempts: 5,
+  codeRequestsPerHour: 3,
+  activationsPerIpPerHour: 30,
+  maxPendingActivations: 100_000,
+  oprfAccountCapacity: 5000,
+  oprfAccountPerDay: 200,
+  oprfIpCapacity: 1000,
+  oprfIpPerDay: 1000,
+  sendCapacity: 600,
+  sendPerMinute: 120,
+  bundleCapacity: 200,
+  bundlePerHour: 100,
+  framesBurst: 200,
+  framesPerSecond: 50,
+  maxBadFrames: 5,
+  maxConnectionsPerIp: 64,
+  sweepIntervalSeconds: 60,
+  shutdownTimeoutMs: 10_000,
+}
+
+const OPTIONS: Option[] = [
+  { key: 'port', kind: 'int', help: 'TCP port to listen on (0 = any free port)' },
+  { key: 'host', kind: 'string', help: 'interface to bind' },
+  { key: 'dataDir', kind: 'string', help: 'directory for relay.db (SQLite) and oprf-keys.json' },
+  {
+    key: 'verifier',
+    kind: 'enum',
+    values: ['console', 'webhook'],
+    help: 'how codes are sent (console = development only)',
+  },
+  {
+    key: 'webhookUrl',
+    kind: 'string',
+    help: 'webhook verifier: URL that receives {phone_number, code, ...}',
+  },
+  { key: 'webhookSecret', kind: 'string', help: 'webhook verifier: HMAC-SHA256 key for X-Parley-Signature' },
+  { key: 'webhookTimeoutMs', kind: 'int', help: 'webhook verifier: request timeout in ms' },
+  { key: 'logLevel', kind: 'string', help: 'fatal|error|warn|info|debug|trace|silent' },
+  {
+    key: 'trustProxy',
+    kind: 'bool',
+    help: 'use X-Forwarded-For for the client IP (behind a trusted proxy only)',
+  },
+  {
+    key: 'numberHashKey',
+    kind: 'string',
+    help: 'hex key for the keyed hash of numbers (share it across nodes)',
+  },
+  { key: 'maxFrameBytes', kind: 'int', help: 'largest frame accepted' },
+  { key: 'maxEnvelopeBytes', kind: 'int', help: 'largest sealed envelope' },
+  { key: 'maxDiscoveryBatch', kind: 'int', help: 'most elements or prefixes in one discovery request' },
+  {
+    key: 'maxMailboxMessages',
+    kind: 'int',
+    help: 'mailbox size per device; the oldest is evicted beyond it',
+  },
+  { key: 'messageTtlSeconds', kind: 'int', help: 'message time-to-live' },
+  { key: 'membershipPrefixBits', kind: 'int', help: 'minimum address prefix bits in a membership query' },
+  { key: 'maxPrekeysPerUpload', kind: 'int', help: 'most prekeys in one upload' },
+  { key: 'maxStoredPrekeys', kind: 'int', help: 'most one-time prekeys of each kind stored per account' },
+  { key: 'codeTtlSeconds', kind: 'int', help: 'verification code lifetime' },
+  { key: 'codeAttempts', kind: 'int', help: 'wrong codes before an activation is locked' },
+  { key: 'codeRequestsPerHour', kind: 'int', help: 'code requests per number per hour' },
+  { key: 'activationsPerIpPerHour', kind: 'int', help: 'activation starts per IP per hour' },
+  { key: 'maxPendingActivations', kind: 'int', help: 'most pending activations in memory' },
+  { key: 'oprfAccountCapacity', kind: 'int', help: 'OPRF evaluations bucket per account: capacity' },
+  { key: 'oprfAccountPerDay', kind: 'int', help: 'OPRF evaluations bucket per account: refill per day' },
+  { key: 'oprfIpCapacity', kind: 'int', help: 'OPRF evaluations bucket per IP (unauthenticated): capacity' },
+  {
+    key: 'oprfIpPerDay',
+    kind: 'int',
+    help: 'OPRF evaluations bucket per IP (unauthenticated): refill per day',
+  },
+  { key: 'sendCapacity', kind: 'int', help: 'message sends per account: burst' },
+  { key: 'sendPerMinute', kind: 'int', help: 'message sends per account: refill per minute' },
+  { key: 'bundleCapacity', kind: 'int', help: 'prekey bundle fetches per account: burst' },
+  { key: 'bundlePerHour', kind: 'int', help: 'prekey bundle fetches per account: refill per hour' },
+  { key: 'framesBurst', kind: 'int', help: 'frames per connection: burst' },
+  { key: 'framesPerSecond', kind: 'int', help: 'frames per connection: sustained rate' },
+  { key: 'maxBadFrames', kind: 'int', help: 'undecodable frames before a connection is closed' },
+  { key: 'maxConnectionsPerIp', kind: 'int', help: 'concurrent connections per IP' },
+  { key: 'sweepIntervalSeconds', kind: 'int', help: 'how often expired mail is swept' },
+  { key: 'shutdownTimeoutMs', kind: 'int', help: 'how long shutdown waits for in-flight requests' },
+]
+
+const flagOf = (key: string) => `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`
+const envOf = (key: string) => `PARLEY_${key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`
+
+function parseValue(opt: Option, raw: string, source: string): RelayConfig[keyof RelayConfig] {
+  switch (opt.kind) {
+    case 'int': {
+      if (!/^\d+$/.test(raw)) throw new RangeError(`${source} must be a non-negative integer`)
+      return Number(raw)
+    }
+    case 'bool': {
+      if (['1', 'true', 'yes', 'on', ''].includes(raw.toLowerCase())) return true
+      if (['0', 'false', 'no', 'off'].includes(raw.toLowerCase())) return false
+      throw new RangeError(`${source} must be true or false`)
+    }
+    case 'enum': {
+      if (!opt.values!.includes(raw))
+        throw new RangeError(`${source} must be one of ${opt.values!.join(', ')}`)
+      return raw
+    }
+    default:
+      return raw
+  }
+}
+
+/**
+ * Builds the configuration from defaults, then environment variables, then command-line flags.
+ * @param argv - arguments after the script name (`--port 0`, `--port=0`, `--trust-proxy`)
+ * @param env - environment (`PARLEY_PORT`, ...)
+ * @returns the configuration, or `'help'` when `--help` was given
+ * @throws RangeError on an unknown flag or a malformed value
+ */
+export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv = {}): RelayConfig | 'help' {
+  const config: RelayConfig = { ...DEFAULT_CONFIG }
+  const set = (opt: Option, value: RelayConfig[keyof RelayConfig]) => {
+    ;(config as unknown as Record<string, unknown>)[opt.key] = value
+  }
+  for (const opt of OPTIONS) {
+    const raw = env[envOf(opt.key)]
+    if (raw !== undefined && raw !== '') set(opt, parseValue(opt, raw, envOf(opt.key)))
+  }
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!
+    if (arg === '--help' || arg === '-h') return 'help'
+    const [flag, inline] = arg.includes('=')
+      ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)]
+      : [arg]
+    const opt = OPTIONS.find((o) => flagOf(o.key) === flag)
+    if (!opt) throw new RangeError(`unknown option ${flag} (see --help)`)
+    let raw = inline
+    if (raw === undefined) {
+      const next = argv[i + 1]
+      if (opt.kind === 'bool' && (next === undefined || next.startsWith('--'))) raw = 'true'
+      else {
+        if (next === undefined) throw new RangeError(`${flag} needs a value`)
+        raw = next
+        i++
+      }
+    }
+    set(opt, parseValue(opt, raw, flag))
+  }
+  validateConfig(config)
+  return config
+}
+
+/**
+ * Checks cross-field rules of a configuration.
+ * @throws RangeError when the configuration cannot work
+ */
+export function validateConfig(config: RelayConfig): void {
+  if (config.port > 65535) throw new RangeError('port must be at most 65535')
+  if (config.verifier === 'webhook' && !/^https?:\/\//.test(config.webhookUrl)) {
+    throw new RangeError('the webhook verifier needs --webhook-url (http:// or https://)')
+  }
+  if (config.maxEnvelopeBytes + 1024 > config.maxFrameBytes) {
+    throw new RangeError('max-frame-bytes must exceed max-envelope-bytes by at least 1 KiB')
+  }
+  if (config.membershipPrefixBits < 1 || config.membershipPrefixBits > 256) {
+    throw new RangeError('membership-prefix-bits must be between 1 and 256')
+  }
+  if (config.numberHashKey !== '' && !/^([0-9a-f]{2}){16,}$/i.test(config.numberHashKey)) {
+    throw new RangeError('number-hash-key must be at least 16 bytes of hex')
+  }
+  for (const key of [
+    'codeAttempts',
+    'codeRequestsPerHour',
+    'maxDiscoveryBatch',
+    'maxMailboxMessages',
+  ] as const) {
+    if (config[key] < 1) throw new RangeError(`${flagOf(key).slice(2)} must be at least 1`)
+  }
+}
+
+/** The text of `parley-relay --help`. */
+export function helpText(): string {
+  const lines = [
+    'parley-relay — the Parley reference relay (activation, private discovery, prekeys, mailboxes)',
+    '',
+    'Usage: parley-relay [options]',
+    '',
+    'Every option can also be set by its environment variable; flags win over the environment.',
+    '',
+  ]
+  for (const opt of OPTIONS) {
+    const value = opt.kind === 'bool' ? '' : opt.kind === 'enum' ? ` <${opt.values!.join('|')}>` : ' <value>'
+    const def = String(DEFAULT_CONFIG[opt.key])
+    lines.push(`  ${(flagOf(opt.key) + value).padEnd(40)} ${envOf(opt.key)}`)
+    lines.push(`      ${opt.help}${def === '' ? '' : ` (default: ${def})`}`)
+  }
+  lines.push('  --help                                   show this text')
+  return lines.join('\n')
+}
+
+/** Rate-limit policies derived from a configuration. */
+export function policies(config: RelayConfig) {
+  return {
+    oprfAccount: {
+      capacity: config.oprfAccountCapacity,
+      refillTokens: config.oprfAccountPerDay,
+      refillIntervalMs: DAY,
+    },
+    oprfIp: { capacity: config.oprfIpCapacity, refillTokens: config.oprfIpPerDay, refillIntervalMs: DAY },
+    // "3 requests per number per hour": a bucket of 3 that refills one request per hour.
+    codeRequests: { capacity: config.codeRequestsPerHour, refillTokens: 1, refillIntervalMs: HOUR },
+    activationIp: {
+      capacity: config.activationsPerIpPerHour,
+      refillTokens: config.activationsPerIpPerHour,
+      refillIntervalMs: HOUR,
+    },
+    send: { capacity: config.sendCapacity, refillTokens: config.sendPerMinute, refillIntervalMs: 60_000 },
+    bundle: { capacity: config.bundleCapacity, refillTokens: config.bundlePerHour, refillIntervalMs: HOUR },
+  } satisfies Record<string, BucketPolicy>
+}

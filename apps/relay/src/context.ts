@@ -1,0 +1,27 @@
+/**
+ * What every connection and handler shares: configuration and the ports.
+ * @module
+ */
+import type { Activations } from './Activations.js'
+import type { policies, RelayConfig } from './config.js'
+import type { Fanout } from './Fanout.js'
+import type { Logger } from './logger.js'
+import type { Metrics } from './metrics.js'
+import type { OprfKeyring } from './OprfKeyring.js'
+import type { RateLimiter } from './RateLimiter.js'
+import type { Store } from './Store.js'
+import type { Verifier } from './Verifier.js'
+
+/** The relay's shared state. */
+export interface RelayContext {
+  config: RelayConfig
+  policies: ReturnType<typeof policies>
+  store: Store
+  fanout: Fanout
+  limiter: RateLimiter
+  verifier: Verifier
+  oprf: OprfKeyring
+  activations: Activations
+  metrics: Metrics
+  log: Logger
+}

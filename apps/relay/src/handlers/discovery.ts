@@ -1,0 +1,69 @@
+/**
+ * Private discovery (DESIGN.md §4): batch VOPRF evaluation with one DLEQ proof, under per-account and per-IP
+ * quotas, and k-anonymous membership by address prefix.
+ * @module
+ */
+import { type ClientFrame, oprfBlindEvaluate, ParleyError } from '@parley/protocol'
+import type { Connection } from '../Connection.js'
+import { charge, type Reply, requireBytes } from './util.js'
+
+/** Most addresses returned for one prefix (a prefix this crowded means the prefix is too short). */
+const MAX_BUCKET = 4096
+
+/** `OprfEvaluate` → `OprfEvaluated`. */
+export async function oprfEvaluate(conn: Connection, frame: ClientFrame): Promise<Reply> {
+  const { oprf, config, policies, metrics } = conn.ctx
+  const req = frame.oprfEvaluate!
+  const keyId = req.keyId ?? 0
+  const key = oprf.get(keyId)
+  if (!key) throw new ParleyError('NOT_FOUND', 'unknown OPRF key id; use a key announced in ServerHello')
+  const elements = req.blindedElements ?? []
+  if (elements.length === 0) throw new ParleyError('BAD_REQUEST', 'no blinded elements')
+  if (elements.length > config.maxDiscoveryBatch) {
+    throw new ParleyError('TOO_LARGE', `at most ${config.maxDiscoveryBatch} elements per batch`)
+  }
+  for (const e of elements) requireBytes(e, 32, 'blinded element')
+  if (conn.device) {
+    await charge(
+      conn,
+      'oprf_account',
+      `oprf:acct:${conn.device.addressHex}`,
+      elements.length,
+      policies.oprfAccount,
+    )
+  } else {
+    await charge(conn, 'oprf_ip', `oprf:ip:${conn.ip}`, elements.length, policies.oprfIp)
+  }
+  const { evaluatedElements, proof } = oprfBlindEvaluate(key.secretKey, key.publicKey, elements)
+  metrics.oprfEvaluations.inc(elements.length)
+  return { oprfEvaluated: { keyId, evaluatedElements, proof } }
+}
+
+/** `MembershipQuery` → `MembershipResult`: every registered address under each distinct prefix. */
+export async function membershipQuery(conn: Connection, frame: ClientFrame): Promise<Reply> {
+  const { config, store } = conn.ctx
+  const q = frame.membershipQuery!
+  const bits = q.prefixBits ?? 0
+  if (bits < config.membershipPrefixBits || bits > 256) {
+    throw new ParleyError('BAD_REQUEST', `prefix_bits must be between ${config.membershipPrefixBits} and 256`)
+  }
+  const prefixes = q.prefixes ?? []
+  if (prefixes.length === 0) throw new ParleyError('BAD_REQUEST', 'no prefixes')
+  if (prefixes.length > config.maxDiscoveryBatch) {
+    throw new ParleyError('TOO_LARGE', `at most ${config.maxDiscoveryBatch} prefixes per query`)
+  }
+  const length = Math.ceil(bits / 8)
+  const seen = new Set<string>()
+  const buckets: { prefix: Uint8Array; addresses: Uint8Array[] }[] = []
+  for (const p of prefixes) {
+    const prefix = requireBytes(p, length, 'prefix')
+    if (bits & 7 && (prefix[length - 1]! & (0xff >> (bits & 7))) !== 0) {
+      throw new ParleyError('BAD_REQUEST', 'unused trailing bits of a prefix must be zero')
+    }
+    const hex = Buffer.from(prefix).toString('hex')
+    if (seen.has(hex)) continue
+    seen.add(hex)
+    buckets.push({ prefix, addresses: await store.addressesWithPrefix(prefix, bits, MAX_BUCKET) })
+  }
+  return { membershipResult: { buckets } }
+}

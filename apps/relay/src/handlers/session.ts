@@ -1,0 +1,93 @@
+/**
+ * Handshake, authentication, ping and deactivation.
+ * @module
+ */
+import {
+  authPayload,
+  type ClientFrame,
+  ParleyError,
+  PROTOCOL_MAJOR,
+  PROTOCOL_MINOR,
+  verifyIdentitySignature,
+} from '@parley/protocol'
+import { CloseCode, type Connection } from '../Connection.js'
+import { type Reply, requireBytes } from './util.js'
+
+/** `Hello` → `ServerHello` with limits, OPRF keys and the auth nonce; an unknown major is refused and closed. */
+export async function hello(conn: Connection, frame: ClientFrame): Promise<Reply | undefined> {
+  const h = frame.hello!
+  if (conn.helloDone) throw new ParleyError('BAD_REQUEST', 'Hello was already sent')
+  if (h.protocolMajor !== PROTOCOL_MAJOR) {
+    conn.sendError(
+      frame.requestId,
+      new ParleyError(
+        'UNSUPPORTED',
+        `protocol major ${h.protocolMajor ?? 0} is not supported; this relay speaks ${PROTOCOL_MAJOR}`,
+      ),
+    )
+    conn.close(CloseCode.protocolError, 'unsupported protocol version', 'version')
+    return undefined
+  }
+  conn.helloDone = true
+  const c = conn.ctx.config
+  return {
+    serverHello: {
+      protocolMajor: PROTOCOL_MAJOR,
+      protocolMinor: PROTOCOL_MINOR,
+      limits: {
+        maxFrameBytes: c.maxFrameBytes,
+        maxEnvelopeBytes: c.maxEnvelopeBytes,
+        maxDiscoveryBatch: c.maxDiscoveryBatch,
+        maxMailboxMessages: c.maxMailboxMessages,
+        messageTtlSeconds: c.messageTtlSeconds,
+        membershipPrefixBits: c.membershipPrefixBits,
+        maxPrekeysPerUpload: c.maxPrekeysPerUpload,
+      },
+      oprfKeys: conn.ctx.oprf
+        .served()
+        .map((k) => ({ keyId: k.keyId, publicKey: k.publicKey, retireAtMs: k.retireAtMs })),
+      authNonce: conn.nonce,
+      serverTimeMs: Date.now(),
+    },
+  }
+}
+
+/** `Ping` → `Pong`. */
+export async function ping(): Promise<Reply> {
+  return { pong: { serverTimeMs: Date.now() } }
+}
+
+/**
+ * `Authenticate`: the device signs `"parley/v1/auth" ‖ nonce ‖ address ‖ device_id`. The nonce is single use:
+ * one attempt per connection, so a captured signature cannot be replayed.
+ */
+export async function authenticate(conn: Connection, frame: ClientFrame): Promise<Reply> {
+  const a = frame.authenticate!
+  if (conn.nonceUsed) throw new ParleyError('UNAUTHENTICATED', 'the auth nonce was already used; reconnect')
+  conn.nonceUsed = true
+  const address = requireBytes(a.address, 32, 'address')
+  const deviceId = a.deviceId ?? 0
+  const account = await conn.ctx.store.getAccount(address)
+  if (!account || account.deviceId !== deviceId) {
+    throw new ParleyError('UNAUTHENTICATED', 'unknown device; it may have been replaced or deactivated')
+  }
+  const signature = a.signature instanceof Uint8Array ? a.signature : new Uint8Array()
+  if (!verifyIdentitySignature(account.identityKey, authPayload(conn.nonce, address, deviceId), signature)) {
+    throw new ParleyError('UNAUTHENTICATED', 'the auth signature does not verify')
+  }
+  await conn.bind(address, deviceId)
+  const head = await conn.ctx.store.mailboxHead(address, deviceId)
+  return { authenticated: { mailboxHeadSeq: head } }
+}
+
+/** `Deactivate`: erases address, keys, prekeys, mail and quotas; the connection stays open, unauthenticated. */
+export async function deactivate(conn: Connection): Promise<Reply> {
+  const device = conn.device!
+  await conn.unbind()
+  await conn.ctx.store.deleteAccount(device.address)
+  for (const scope of ['oprf', 'send', 'bundle'])
+    await conn.ctx.limiter.reset(`${scope}:acct:${device.addressHex}`)
+  await conn.ctx.fanout.publish(device.addressHex, { kind: 'revoked', keepDeviceId: 0 })
+  conn.ctx.log.info({ conn: conn.id }, 'account deactivated')
+  return { deactivated: {} }
+}

@@ -1,0 +1,33 @@
+/**
+ * Small validation and quota helpers shared by the handlers.
+ * @module
+ */
+import { ParleyError, type ServerFrameInput } from '@parley/protocol'
+import type { Connection } from '../Connection.js'
+import type { BucketPolicy } from '../config.js'
+
+/** A handler's reply: one server body, without the request id (added by the connection). */
+export type Reply = Omit<ServerFrameInput, 'requestId'>
+
+/** Throws BAD_REQUEST unless `value` is a Uint8Array of `length` bytes. */
+export function requireBytes(value: unknown, length: number, what: string): Uint8Array {
+  if (!(value instanceof Uint8Array) || value.length !== length) {
+    throw new ParleyError('BAD_REQUEST', `${what} must be ${length} bytes`)
+  }
+  return value
+}
+
+/** Throws RATE_LIMITED (counted in metrics) when the bucket is empty. */
+export async function charge(
+  conn: Connection,
+  scope: string,
+  key: string,
+  cost: number,
+  policy: BucketPolicy,
+): Promise<void> {
+  const result = await conn.ctx.limiter.take(key, cost, policy)
+  if (result.allowed) return
+  conn.ctx.metrics.rateLimited.inc({ scope })
+  conn.ctx.log.warn({ conn: conn.id, scope, retryAfterMs: result.retryAfterMs }, 'quota exhausted')
+  throw new ParleyError('RATE_LIMITED', `${scope} quota exhausted`, { retryAfterMs: result.retryAfterMs })
+}

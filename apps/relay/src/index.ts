@@ -1,0 +1,28 @@
+// @parley/relay — the programmatic API: start a relay in-process, or reuse its ports and implementations.
+
+export type { BucketPolicy, RelayConfig } from './config.js'
+export { DEFAULT_CONFIG, helpText, parseConfig } from './config.js'
+export type { Fanout, FanoutEvent, FanoutListener } from './Fanout.js'
+export { LocalFanout } from './Fanout.js'
+export type { OprfKey } from './OprfKeyring.js'
+export { OprfKeyring } from './OprfKeyring.js'
+export type { RateLimiter, RateLimitResult } from './RateLimiter.js'
+export { MemoryRateLimiter } from './RateLimiter.js'
+export { SqliteStore } from './SqliteStore.js'
+export type {
+  Account,
+  EnqueueInput,
+  EnqueueResult,
+  MailboxEntry,
+  MailboxGapRange,
+  MailboxPage,
+  PrekeyBundle,
+  PrekeyCounts,
+  PrekeySet,
+  PutPrekeysResult,
+  Store,
+} from './Store.js'
+export type { RelayOptions, RunningRelay } from './server.js'
+export { startRelay } from './server.js'
+export type { VerificationRequest, Verifier, WebhookVerifierOptions } from './Verifier.js'
+export { ConsoleVerifier, WebhookVerifier } from './Verifier.js'

@@ -1,0 +1,282 @@
+/**
+ * The HTTP + WebSocket server: `/v1/ws` (the protocol), `/healthz`, `/readyz`, `/metrics`; periodic sweeps;
+ * graceful shutdown (stop accepting, finish in-flight requests, close the store).
+ * @module
+ */
+import { randomBytes } from 'node:crypto'
+import { mkdirSync } from 'node:fs'
+import { createServer, type IncomingMessage, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { join } from 'node:path'
+import type { Duplex } from 'node:stream'
+import { type WebSocket, WebSocketServer } from 'ws'
+import { Activations } from './Activations.js'
+import { CloseCode, Connection } from './Connection.js'
+import { DEFAULT_CONFIG, policies, type RelayConfig, validateConfig } from './config.js'
+import type { RelayContext } from './context.js'
+import { type Fanout, LocalFanout } from './Fanout.js'
+import { createLogger, type Logger } from './logger.js'
+import { createMetrics, type Metrics } from './metrics.js'
+import { OprfKeyring } from './OprfKeyring.js'
+import { MemoryRateLimiter, type RateLimiter } from './RateLimiter.js'
+import { SqliteStore } from './SqliteStore.js'
+import type { Store } from './Store.js'
+import { ConsoleVerifier, type Verifier, WebhookVerifier } from './Verifier.js'
+
+/** Options of {@link startRelay}: any configuration field, plus optional port implementations. */
+export interface RelayOptions extends Partial<RelayConfig> {
+  /** Storage; default SQLite at `<dataDir>/relay.db` (or in memory when `dataDir` is `':memory:'`). */
+  store?: Store
+  /** Fan-out; default in-process. */
+  fanout?: Fanout
+  /** Rate limiter; default in-memory. */
+  limiter?: RateLimiter
+  /** Verifier; default from `verifier` / `webhookUrl`. Tests may pass their own to capture codes. */
+  verifierImpl?: Verifier
+  /** OPRF keys; default `<dataDir>/oprf-keys.json` (ephemeral with `dataDir: ':memory:'`). */
+  oprfKeyring?: OprfKeyring
+  /** Logger; default pino on stdout at `logLevel`. */
+  logger?: Logger
+}
+
+/** A running relay. */
+export interface RunningRelay {
+  /** WebSocket URL of the protocol endpoint, e.g. `ws://127.0.0.1:8787/v1/ws`. */
+  url: string
+  /** Base HTTP URL (health, metrics). */
+  httpUrl: string
+  /** The bound port. */
+  port: number
+  /** The effective configuration. */
+  config: RelayConfig
+  /** Metrics (for in-process tests). */
+  metrics: Metrics
+  /** Runs the expiry sweep now; resolves how many messages expired. */
+  sweep(): Promise<number>
+  /** Graceful shutdown; idempotent. */
+  close(): Promise<void>
+}
+
+function clientIp(req: IncomingMessage, trustProxy: boolean): string {
+  if (trustProxy) {
+    const xff = req.headers['x-forwarded-for']
+    const value = Array.isArray(xff) ? xff.join(',') : xff
+    // The right-most entry is the one our own proxy appended; entries to its left are client-supplied.
+    const last = value?.split(',').pop()?.trim()
+    if (last) return last
+  }
+  return req.socket.remoteAddress ?? 'unknown'
+}
+
+function refuseUpgrade(socket: Duplex, status: number, text: string): void {
+  socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`)
+}
+
+const withTimeout = <T>(p: Promise<T>, ms: number) =>
+  Promise.race([p, new Promise<void>((r) => setTimeout(r, ms).unref())])
+
+/**
+ * Starts a relay.
+ * @param options - configuration (defaults: DEFAULT_CONFIG) and optional port implementations
+ * @returns the running relay once it is listening
+ * @throws RangeError for an invalid configuration; the listen error (e.g. EADDRINUSE)
+ * @example
+ * const relay = await startRelay({ port: 0, dataDir: ':memory:', logLevel: 'silent' })
+ * // ... connect to relay.url ...
+ * await relay.close()
+ */
+export async function startRelay(options: RelayOptions = {}): Promise<RunningRelay> {
+  const { store: storeOpt, fanout, limiter, verifierImpl, oprfKeyring, logger, ...configOpts } = options
+  const config: RelayConfig = { ...DEFAULT_CONFIG }
+  for (const [k, v] of Object.entries(configOpts))
+    if (v !== undefined) (config as unknown as Record<string, unknown>)[k] = v
+  validateConfig(config)
+  const log = logger ?? createLogger(config.logLevel)
+  const inMemory = config.dataDir === ':memory:'
+  if (!inMemory && (!storeOpt || !oprfKeyring)) mkdirSync(config.dataDir, { recursive: true, mode: 0o700 })
+
+  const store = storeOpt ?? new SqliteStore(inMemory ? ':memory:' : join(config.dataDir, 'relay.db'))
+  const verifier =
+    verifierImpl ??
+    (config.verifier === 'webhook'
+      ? new WebhookVerifier({
+          url: config.webhookUrl,
+          secret: config.webhookSecret,
+          timeoutMs: config.webhookTimeoutMs,
+        })
+      : new ConsoleVerifier())
+  if (verifier.name === 'console') {
+    log.warn(
+      'console verifier: codes are printed to stderr — development only, use --verifier webhook in production',
+    )
+  }
+  const ctx: RelayContext = {
+    config,
+    policies: policies(config),
+    store,
+    fanout: fanout ?? new LocalFanout(),
+    limiter: limiter ?? new MemoryRateLimiter(),
+    verifier,
+    oprf:
+      oprfKeyring ??
+      (inMemory ? OprfKeyring.ephemeral() : OprfKeyring.open(config.dataDir, (m) => log.warn(m))),
+    activations: new Activations({
+      hashKey: config.numberHashKey ? Buffer.from(config.numberHashKey, 'hex') : randomBytes(32),
+      ttlSeconds: config.codeTtlSeconds,
+      attempts: config.codeAttempts,
+      max: config.maxPendingActivations,
+    }),
+    metrics: createMetrics(),
+    log,
+  }
+
+  const connections = new Set<Connection>()
+  const perIp = new Map<string, number>()
+  let closing = false
+
+  const server: Server = createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0]
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405).end()
+      return
+    }
+    if (path === '/healthz') {
+      res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n')
+    } else if (path === '/readyz') {
+      ctx.store.ping().then(
+        () => {
+          if (closing) res.writeHead(503, { 'content-type': 'text/plain' }).end('shutting down\n')
+          else res.writeHead(200, { 'content-type': 'text/plain' }).end('ready\n')
+        },
+        () => res.writeHead(503, { 'content-type': 'text/plain' }).end('store unavailable\n'),
+      )
+    } else if (path === '/metrics') {
+      ctx.metrics.registry.metrics().then(
+        (text) => res.writeHead(200, { 'content-type': ctx.metrics.registry.contentType }).end(text),
+        () => res.writeHead(500).end(),
+      )
+    } else {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n')
+    }
+  })
+  server.requestTimeout = 30_000
+  server.headersTimeout = 15_000
+
+  const wss = new WebSocketServer({
+    noServer: true,
+    // Frames up to twice the limit are read and refused with a TOO_LARGE Error frame; beyond that the socket is
+    // closed (1009) without buffering more.
+    maxPayload: config.maxFrameBytes * 2,
+    perMessageDeflate: false,
+  })
+
+  server.on('upgrade', (req, socket, head) => {
+    socket.on('error', () => {})
+    if (closing) return refuseUpgrade(socket, 503, 'Service Unavailable')
+    if ((req.url ?? '').split('?')[0] !== '/v1/ws') return refuseUpgrade(socket, 404, 'Not Found')
+    const ip = clientIp(req, config.trustProxy)
+    if ((perIp.get(ip) ?? 0) >= config.maxConnectionsPerIp) {
+      ctx.metrics.rateLimited.inc({ scope: 'connections_ip' })
+      return refuseUpgrade(socket, 429, 'Too Many Requests')
+    }
+    wss.handleUpgrade(req, socket, head, (ws) => onConnection(ws, ip))
+  })
+
+  const alive = new WeakMap<WebSocket, boolean>()
+  function onConnection(ws: WebSocket, ip: string): void {
+    perIp.set(ip, (perIp.get(ip) ?? 0) + 1)
+    const conn = new Connection(ws, ip, ctx)
+    connections.add(conn)
+    ctx.metrics.connections.inc()
+    alive.set(ws, true)
+    ws.on('pong', () => alive.set(ws, true))
+    ws.on('error', (err) => {
+      // ws reports oversize frames and protocol violations here and closes the socket itself.
+      const reason = /max payload/i.test(err.message) ? 'too_large' : 'ws_error'
+      ctx.metrics.closedConnections.inc({ reason })
+      log.debug({ conn: conn.id, reason }, 'websocket error')
+    })
+    ws.on('close', () => {
+      connections.delete(conn)
+      const n = (perIp.get(ip) ?? 1) - 1
+      if (n <= 0) perIp.delete(ip)
+      else perIp.set(ip, n)
+      ctx.metrics.connections.dec()
+      conn.onClosed()
+    })
+  }
+
+  const heartbeat = setInterval(() => {
+    for (const ws of wss.clients) {
+      if (alive.get(ws) === false) {
+        ws.terminate()
+        continue
+      }
+      alive.set(ws, false)
+      try {
+        ws.ping()
+      } catch {}
+    }
+  }, 30_000)
+  heartbeat.unref()
+
+  async function sweep(): Promise<number> {
+    const expired = await ctx.store.expire(Date.now() - config.messageTtlSeconds * 1000)
+    if (expired > 0) {
+      ctx.metrics.expired.inc(expired)
+      log.info({ expired }, 'expired mail swept')
+    }
+    ctx.activations.sweep()
+    if (ctx.limiter instanceof MemoryRateLimiter) ctx.limiter.sweep()
+    return expired
+  }
+  let sweeping: Promise<unknown> = Promise.resolve()
+  const sweeper = setInterval(() => {
+    sweeping = sweep().catch((err) => log.error({ err }, 'sweep failed'))
+  }, config.sweepIntervalSeconds * 1000)
+  sweeper.unref()
+  await sweep()
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(config.port, config.host, () => {
+      server.off('error', reject)
+      resolve()
+    })
+  })
+  server.on('error', (err) => log.error({ err }, 'server error'))
+  const port = (server.address() as AddressInfo).port
+  const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host
+  const httpUrl = `http://${host.includes(':') ? `[${host}]` : host}:${port}`
+  const url = `${httpUrl.replace(/^http/, 'ws')}/v1/ws`
+  log.info({ port, host: config.host, url, verifier: verifier.name }, 'relay listening')
+
+  let closed: Promise<void> | undefined
+  async function close(): Promise<void> {
+    if (closed) return closed
+    closing = true
+    closed = (async () => {
+      log.info({ connections: connections.size }, 'shutting down')
+      clearInterval(sweeper)
+      clearInterval(heartbeat)
+      const serverClosed = new Promise<void>((r) => server.close(() => r()))
+      for (const conn of connections) conn.drain()
+      // Finish what was already accepted, so no SendMessage is cut between its commit and its reply.
+      await withTimeout(Promise.all([...connections].map((c) => c.idle())), config.shutdownTimeoutMs)
+      for (const conn of connections) conn.close(CloseCode.goingAway, 'relay shutting down', 'shutdown')
+      await withTimeout(new Promise<void>((r) => wss.close(() => r())), 1000)
+      for (const ws of wss.clients) ws.terminate()
+      server.closeAllConnections()
+      await withTimeout(serverClosed, 1000)
+      await sweeping
+      ctx.activations.clear()
+      await ctx.fanout.close()
+      await ctx.limiter.close()
+      await ctx.store.close()
+      log.info('relay stopped')
+    })()
+    return closed
+  }
+
+  return { url, httpUrl, port, config, metrics: ctx.metrics, sweep, close }
+}
