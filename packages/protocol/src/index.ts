@@ -1,5 +1,6 @@
 // @parley/protocol — the public API is exactly what this file exports.
 
+export { ADDRESS_BYTES, addressFromToken, addressHasPrefix, addressPrefix } from './address.js'
 export type { ErrorCode, ParleyErrorOptions } from './errors.js'
 export { ERROR_CODES, errorCodeFromWire, errorCodeToWire, isErrorCode, ParleyError } from './errors.js'
 export type {
@@ -25,6 +26,21 @@ export {
   WireErrorCode,
   wireErrorFrom,
 } from './frames.js'
+export type { CountryCode } from './normalizeNumber.js'
+export { normalizeNumber, numberToOprfInput } from './normalizeNumber.js'
+export type { OprfBlinded, OprfEvaluation, OprfKeyPair } from './oprf.js'
+export {
+  OPRF_ELEMENT_BYTES,
+  OPRF_OUTPUT_BYTES,
+  OPRF_PROOF_BYTES,
+  OPRF_SCALAR_BYTES,
+  oprfBlind,
+  oprfBlindEvaluate,
+  oprfDeriveKeyPair,
+  oprfEvaluate,
+  oprfFinalize,
+  oprfGenerateKeyPair,
+} from './oprf.js'
 export {
   AUTH_NONCE_BYTES,
   activationPayload,
