@@ -27,6 +27,7 @@ import {
   identityDhSecret,
   label,
   own,
+  plain,
   type RandomSource,
   X25519_BYTES,
   x25519KeyPair,
@@ -116,12 +117,14 @@ export function sealEnvelope(input: SealInput, options: { random?: RandomSource 
   writer.uint32(m.kind === 'prekey' ? (4 << 3) | 2 : (5 << 3) | 2).bytes(m.body)
   const content = writer.finish()
   const ciphertext = aeadSeal(k2, ZERO_NONCE, content, concatBytes(e.publicKey, recipient))
-  const envelope = parley.v1.SealedEnvelope.encode({
-    version: SEALED_ENVELOPE_VERSION,
-    ephemeralKey: e.publicKey,
-    encryptedSenderKey,
-    ciphertext,
-  }).finish()
+  const envelope = plain(
+    parley.v1.SealedEnvelope.encode({
+      version: SEALED_ENVELOPE_VERSION,
+      ephemeralKey: e.publicKey,
+      encryptedSenderKey,
+      ciphertext,
+    }).finish(),
+  )
   if (envelope.length > MAX_ENVELOPE_BYTES) throw new ParleyError('TOO_LARGE', 'envelope exceeds 256 KiB')
   return envelope
 }
@@ -188,9 +191,9 @@ export function openEnvelope(
     }
     let message: CiphertextMessage
     if (c.prekeyMessage)
-      message = { kind: 'prekey', body: parley.v1.PrekeyMessage.encode(c.prekeyMessage).finish() }
+      message = { kind: 'prekey', body: plain(parley.v1.PrekeyMessage.encode(c.prekeyMessage).finish()) }
     else if (c.ratchetMessage) {
-      message = { kind: 'ratchet', body: parley.v1.RatchetMessage.encode(c.ratchetMessage).finish() }
+      message = { kind: 'ratchet', body: plain(parley.v1.RatchetMessage.encode(c.ratchetMessage).finish()) }
     } else throw new ParleyError('BAD_REQUEST', 'sealed content carries no message')
     return { senderAddress, senderDeviceId: c.senderDeviceId ?? 0, senderIdentityKey, message }
   } finally {

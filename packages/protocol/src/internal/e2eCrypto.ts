@@ -106,7 +106,17 @@ export function aeadOpen(
   }
 }
 
-/** Copies bytes out of a decoded protobuf field (Node may hand out Buffer views over a shared pool). */
+/**
+ * Copies bytes out of a decoded protobuf field into a plain Uint8Array (in Node, protobufjs hands out Buffer
+ * views over shared memory, and Buffer's `slice` does not copy).
+ */
 export function own(bytes: Uint8Array | null | undefined): Uint8Array {
-  return bytes ? Uint8Array.prototype.slice.call(bytes) : new Uint8Array(0)
+  const out = new Uint8Array(bytes ? bytes.length : 0)
+  if (bytes) out.set(bytes)
+  return out
+}
+
+/** A plain Uint8Array view of an encoder's output (which is a Buffer in Node). */
+export function plain(bytes: Uint8Array): Uint8Array {
+  return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength)
 }

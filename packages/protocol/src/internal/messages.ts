@@ -5,7 +5,7 @@ import { ParleyError } from '../errors.js'
 import { parley } from '../gen/parley.js'
 import { KEM_CIPHERTEXT_BYTES } from '../prekeys.js'
 import { equalBytes, IDENTITY_KEY_BYTES } from './bytes.js'
-import { AEAD_TAG_BYTES, own, X25519_BYTES } from './e2eCrypto.js'
+import { AEAD_TAG_BYTES, own, plain, X25519_BYTES } from './e2eCrypto.js'
 import type { Header } from './ratchet.js'
 
 const { RatchetMessage, PrekeyMessage } = parley.v1
@@ -38,7 +38,7 @@ function ratchetProps(m: DecodedRatchetMessage): parley.v1.RatchetMessage.$Prope
 }
 
 export function encodeRatchetMessage(m: DecodedRatchetMessage): Uint8Array {
-  return RatchetMessage.encode(ratchetProps(m)).finish()
+  return plain(RatchetMessage.encode(ratchetProps(m)).finish())
 }
 
 export function encodePrekeyMessage(m: DecodedPrekeyMessage): Uint8Array {
@@ -51,7 +51,7 @@ export function encodePrekeyMessage(m: DecodedPrekeyMessage): Uint8Array {
     message: ratchetProps(m.message),
   }
   if (m.oneTimePrekeyId !== undefined) props.oneTimePrekeyId = m.oneTimePrekeyId
-  return PrekeyMessage.encode(props).finish()
+  return plain(PrekeyMessage.encode(props).finish())
 }
 
 function fromRatchetObject(

@@ -2,7 +2,7 @@
 import { ParleyError } from '../errors.js'
 import { parley } from '../gen/parley.js'
 import { ADDRESS_BYTES, concatBytes, equalBytes, IDENTITY_KEY_BYTES } from './bytes.js'
-import { own, X25519_BYTES } from './e2eCrypto.js'
+import { own, plain, X25519_BYTES } from './e2eCrypto.js'
 import { MAX_CHAINS, MAX_SKIPPED_PER_CHAIN, type RatchetState, type SkippedChain } from './ratchet.js'
 
 export const SESSION_RECORD_VERSION = 1
@@ -59,7 +59,7 @@ export function encodeSessionRecord(d: SessionData): Uint8Array {
     if (d.pending.oneTimePrekeyId !== undefined)
       props.pendingPrekey.oneTimePrekeyId = d.pending.oneTimePrekeyId
   }
-  return parley.v1.SessionRecord.encode(props).finish()
+  return plain(parley.v1.SessionRecord.encode(props).finish())
 }
 
 const invalid = (why: string, cause?: unknown) =>
