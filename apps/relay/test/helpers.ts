@@ -1,0 +1,341 @@
+// Test helpers: spawn the real relay process, a raw WebSocket client speaking the v1 codecs, and device keys.
+import { type ChildProcess, spawn } from 'node:child_process'
+import { type createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, sign } from 'node:crypto'
+import { mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import {
+  activationPayload,
+  authPayload,
+  type ClientFrameInput,
+  decodeServerFrame,
+  encodeClientFrame,
+  kemPrekeyPayload,
+  ParleyError,
+  PROTOCOL_MAJOR,
+  PROTOCOL_MINOR,
+  parleyErrorFromWire,
+  type ServerFrame,
+  signedPrekeyPayload,
+} from '@parley/protocol'
+import WebSocket from 'ws'
+
+const RELAY_DIR = fileURLToPath(new URL('..', import.meta.url))
+
+/** A spawned relay process. */
+export interface SpawnedRelay {
+  url: string
+  httpUrl: string
+  port: number
+  dataDir: string
+  proc: ChildProcess
+  stdout: string[]
+  stderr: string[]
+  /** Resolves the console verifier's code for an activation id (hex). */
+  code(activationIdHex: string): Promise<string>
+  /** Sends a signal and resolves the exit code. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>
+}
+
+/** A fresh temporary data directory. */
+export function tempDir(): string {
+  return mkdtempSync(join(tmpdir(), 'parley-relay-test-'))
+}
+
+/** Spawns `src/cli.ts` with the same Node flags as `pnpm relay`, on a free port. */
+export async function spawnRelay(args: string[] = [], dataDir = tempDir()): Promise<SpawnedRelay> {
+  const proc = spawn(
+    process.execPath,
+    [
+      '--conditions=parley-source',
+      '--import',
+      'tsx',
+      'src/cli.ts',
+      '--port',
+      '0',
+      '--host',
+      '127.0.0.1',
+      '--data-dir',
+      dataDir,
+      ...args,
+    ],
+    { cwd: RELAY_DIR, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE_OPTIONS: '' } },
+  )
+  const stdout: string[] = []
+  const stderr: string[] = []
+  const codeWaiters = new Map<string, (code: string) => void>()
+  const codes = new Map<string, string>()
+  const lines = (stream: NodeJS.ReadableStream, into: string[], onLine: (line: string) => void) => {
+    let buf = ''
+    stream.setEncoding('utf8')
+    stream.on('data', (chunk: string) => {
+      buf += chunk
+      let i = buf.indexOf('\n')
+      while (i >= 0) {
+        const line = buf.slice(0, i)
+        buf = buf.slice(i + 1)
+        into.push(line)
+        onLine(line)
+        i = buf.indexOf('\n')
+      }
+    })
+  }
+  const listening = new Promise<{ port: number; url: string }>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`relay did not start:\n${stderr.join('\n')}`)), 20_000)
+    proc.once('exit', (code) => {
+      clearTimeout(timer)
+      reject(new Error(`relay exited with ${code}:\n${stderr.join('\n')}\n${stdout.join('\n')}`))
+    })
+    lines(proc.stdout!, stdout, (line) => {
+      try {
+        const entry = JSON.parse(line)
+        if (entry.msg === 'relay listening') {
+          clearTimeout(timer)
+          resolve(entry)
+        }
+      } catch {}
+    })
+  })
+  lines(proc.stderr!, stderr, (line) => {
+    const m = /verification code (\d{6}) for activation ([0-9a-f]{32})/.exec(line)
+    if (!m) return
+    codes.set(m[2]!, m[1]!)
+    codeWaiters.get(m[2]!)?.(m[1]!)
+  })
+  const { port, url } = await listening
+  return {
+    url,
+    httpUrl: `http://127.0.0.1:${port}`,
+    port,
+    dataDir,
+    proc,
+    stdout,
+    stderr,
+    code: (id) => {
+      const known = codes.get(id)
+      if (known) return Promise.resolve(known)
+      return new Promise((resolve) => codeWaiters.set(id, resolve))
+    },
+    stop: (signal = 'SIGTERM') =>
+      new Promise((resolve) => {
+        if (proc.exitCode !== null) return resolve(proc.exitCode)
+        proc.once('exit', (code) => resolve(code))
+        proc.kill(signal)
+      }),
+  }
+}
+
+/** An Ed25519 identity (node:crypto; byte-identical to RFC 8032 / @noble/curves). */
+export class Identity {
+  readonly publicKey: Uint8Array
+  readonly #privateKey: ReturnType<typeof createPrivateKey>
+
+  constructor() {
+    const { publicKey, privateKey } = generateKeyPairSync('ed25519')
+    this.publicKey = new Uint8Array(publicKey.export({ format: 'der', type: 'spki' }).subarray(-32))
+    this.#privateKey = privateKey
+  }
+
+  sign(message: Uint8Array): Uint8Array {
+    return new Uint8Array(sign(null, message, this.#privateKey))
+  }
+}
+void createPublicKey
+
+/** A valid prekey upload for an identity. */
+export function prekeys(id: Identity, opts: { oneTime?: number; kem?: number; firstId?: number } = {}) {
+  const first = opts.firstId ?? 1
+  const spk = new Uint8Array(randomBytes(32))
+  const kem = new Uint8Array(randomBytes(1184))
+  return {
+    signedPrekey: { keyId: first, publicKey: spk, signature: id.sign(signedPrekeyPayload(first, spk)) },
+    lastResortKemPrekey: { keyId: first, publicKey: kem, signature: id.sign(kemPrekeyPayload(first, kem)) },
+    oneTimePrekeys: Array.from({ length: opts.oneTime ?? 3 }, (_, i) => ({
+      keyId: first + i,
+      publicKey: new Uint8Array(randomBytes(32)),
+    })),
+    oneTimeKemPrekeys: Array.from({ length: opts.kem ?? 2 }, (_, i) => {
+      const pub = new Uint8Array(randomBytes(1184))
+      return {
+        keyId: first + 100 + i,
+        publicKey: pub,
+        signature: id.sign(kemPrekeyPayload(first + 100 + i, pub)),
+      }
+    }),
+  }
+}
+
+type Body = Omit<ClientFrameInput, 'requestId'>
+
+/** A raw protocol client. */
+export class RawClient {
+  readonly ws: WebSocket
+  readonly pushes: ServerFrame[] = []
+  readonly frames: ServerFrame[] = []
+  hello: ServerFrame['serverHello'] | undefined
+  closeCode: number | undefined
+  #nextId = 1
+  #waiters = new Map<number, (f: ServerFrame) => void>()
+  #pushWaiters: { pred: (f: ServerFrame) => boolean; resolve: (f: ServerFrame) => void }[] = []
+  readonly closed: Promise<number>
+
+  private constructor(ws: WebSocket) {
+    this.ws = ws
+    this.closed = new Promise((resolve) => ws.on('close', (code) => resolve((this.closeCode = code))))
+    ws.on('message', (data: Buffer) => {
+      const frame = decodeServerFrame(new Uint8Array(data))
+      this.frames.push(frame)
+      const waiter = frame.requestId ? this.#waiters.get(frame.requestId) : undefined
+      if (waiter) {
+        this.#waiters.delete(frame.requestId)
+        waiter(frame)
+        return
+      }
+      this.pushes.push(frame)
+      for (const w of [...this.#pushWaiters]) {
+        if (w.pred(frame)) {
+          this.#pushWaiters.splice(this.#pushWaiters.indexOf(w), 1)
+          w.resolve(frame)
+        }
+      }
+    })
+  }
+
+  /** Connects (without Hello). */
+  static async connect(url: string): Promise<RawClient> {
+    const ws = new WebSocket(url)
+    ws.binaryType = 'nodebuffer'
+    await new Promise((resolve, reject) => {
+      ws.once('open', resolve)
+      ws.once('error', reject)
+    })
+    return new RawClient(ws)
+  }
+
+  /** Connects and completes the Hello. */
+  static async open(url: string): Promise<RawClient> {
+    const c = await RawClient.connect(url)
+    const f = await c.request({ hello: { protocolMajor: PROTOCOL_MAJOR, protocolMinor: PROTOCOL_MINOR } })
+    c.hello = f.serverHello!
+    return c
+  }
+
+  sendRaw(bytes: Uint8Array | string): void {
+    this.ws.send(bytes)
+  }
+
+  /** Sends a request and resolves the frame answering it (which may be an Error). */
+  send(body: Body, requestId = this.#nextId++): Promise<ServerFrame> {
+    const p = new Promise<ServerFrame>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no answer to ${Object.keys(body)[0]}`)), 15_000)
+      this.#waiters.set(requestId, (f) => {
+        clearTimeout(timer)
+        resolve(f)
+      })
+    })
+    this.ws.send(encodeClientFrame({ requestId, ...body } as ClientFrameInput))
+    return p
+  }
+
+  /** Sends a request; rejects with a ParleyError when the answer is an Error. */
+  async request(body: Body): Promise<ServerFrame> {
+    const f = await this.send(body)
+    if (f.body === 'error') throw parleyErrorFromWire(f.error!)
+    return f
+  }
+
+  /** Resolves the first push (already received or future) matching `pred`. */
+  push(pred: (f: ServerFrame) => boolean, timeoutMs = 10_000): Promise<ServerFrame> {
+    const existing = this.pushes.find(pred)
+    if (existing) return Promise.resolve(existing)
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('push did not arrive')), timeoutMs)
+      this.#pushWaiters.push({
+        pred,
+        resolve: (f) => {
+          clearTimeout(timer)
+          resolve(f)
+        },
+      })
+    })
+  }
+
+  /** Deliveries received so far. */
+  deliveries() {
+    return this.pushes.filter((f) => f.body === 'delivery').map((f) => f.delivery!)
+  }
+
+  close(): void {
+    this.ws.close()
+  }
+}
+
+/** Expects a ParleyError with `code`; returns it. */
+export async function expectError(p: Promise<unknown>, code: string): Promise<ParleyError> {
+  try {
+    await p
+  } catch (err) {
+    if (ParleyError.is(err) && err.code === code) return err
+    throw new Error(
+      `expected ${code}, got ${ParleyError.is(err) ? `${err.code}: ${err.message}` : String(err)}`,
+    )
+  }
+  throw new Error(`expected ${code}, got success`)
+}
+
+/** An activated account. */
+export interface Account {
+  identity: Identity
+  address: Uint8Array
+  deviceId: number
+  number: string
+}
+
+/** Runs the whole activation on an open client; the client ends authenticated. */
+export async function activate(
+  c: RawClient,
+  relay: SpawnedRelay,
+  number: string,
+  identity = new Identity(),
+  keys = prekeys(identity),
+): Promise<Account & { replacedDevice: boolean }> {
+  const started = (await c.request({ activationStart: { phoneNumber: number, consent: true } }))
+    .activationStarted!
+  const code = await relay.code(Buffer.from(started.activationId!).toString('hex'))
+  const f = await c.request({
+    activationConfirm: {
+      activationId: started.activationId,
+      code,
+      identityKey: identity.publicKey,
+      identitySignature: identity.sign(activationPayload(started.activationId!, identity.publicKey)),
+      prekeys: keys,
+    },
+  })
+  const a = f.activated!
+  return {
+    identity,
+    address: a.address!,
+    deviceId: a.deviceId!,
+    number,
+    replacedDevice: a.replacedDevice ?? false,
+  }
+}
+
+/** Opens a new connection and authenticates it as `account`. */
+export async function login(url: string, account: Account): Promise<{ client: RawClient; head: number }> {
+  const client = await RawClient.open(url)
+  const f = await client.request({
+    authenticate: {
+      address: account.address,
+      deviceId: account.deviceId,
+      signature: account.identity.sign(
+        authPayload(client.hello!.authNonce!, account.address, account.deviceId),
+      ),
+    },
+  })
+  return { client, head: f.authenticated!.mailboxHeadSeq ?? 0 }
+}
+
+/** 16 random bytes. */
+export const messageId = () => new Uint8Array(randomBytes(16))
