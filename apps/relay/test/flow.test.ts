@@ -16,6 +16,7 @@ import {
   expectError,
   login,
   messageId,
+  prekeys,
   RawClient,
   type SpawnedRelay,
   spawnRelay,
@@ -116,7 +117,7 @@ describe('relay process: the full flow', () => {
     expect(b3.kemPrekey!.publicKey!.length).toBe(1184)
     const b4 = (await aliceClient.request({ prekeyBundleQuery: { address: bob.address } })).prekeyBundle!
     expect(b4.oneTimePrekey ?? undefined).toBeUndefined()
-    const { oneTimePrekeys } = (await import('./helpers.js')).prekeys(bob.identity, {
+    const { oneTimePrekeys } = prekeys(bob.identity, {
       oneTime: 5,
       firstId: 50,
     })
@@ -300,5 +301,3 @@ describe('relay process: the full flow', () => {
     }
   })
 })
-
-void GapReason

@@ -1,6 +1,6 @@
 // Test helpers: spawn the real relay process, a raw WebSocket client speaking the v1 codecs, and device keys.
 import { type ChildProcess, spawn } from 'node:child_process'
-import { type createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, sign } from 'node:crypto'
+import { generateKeyPairSync, type KeyObject, randomBytes, sign } from 'node:crypto'
 import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -129,7 +129,7 @@ export async function spawnRelay(args: string[] = [], dataDir = tempDir()): Prom
 /** An Ed25519 identity (node:crypto; byte-identical to RFC 8032 / @noble/curves). */
 export class Identity {
   readonly publicKey: Uint8Array
-  readonly #privateKey: ReturnType<typeof createPrivateKey>
+  readonly #privateKey: KeyObject
 
   constructor() {
     const { publicKey, privateKey } = generateKeyPairSync('ed25519')
@@ -141,7 +141,6 @@ export class Identity {
     return new Uint8Array(sign(null, message, this.#privateKey))
   }
 }
-void createPublicKey
 
 /** A valid prekey upload for an identity. */
 export function prekeys(id: Identity, opts: { oneTime?: number; kem?: number; firstId?: number } = {}) {
@@ -182,7 +181,12 @@ export class RawClient {
 
   private constructor(ws: WebSocket) {
     this.ws = ws
-    this.closed = new Promise((resolve) => ws.on('close', (code) => resolve((this.closeCode = code))))
+    this.closed = new Promise((resolve) =>
+      ws.on('close', (code) => {
+        this.closeCode = code
+        resolve(code)
+      }),
+    )
     ws.on('message', (data: Buffer) => {
       const frame = decodeServerFrame(new Uint8Array(data))
       this.frames.push(frame)
