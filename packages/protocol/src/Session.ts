@@ -87,6 +87,7 @@ interface SessionFields {
   baseKey: Uint8Array
   ratchet: RatchetState
   pending: PendingPrekey | undefined
+  accepted: PendingPrekey | undefined
 }
 
 function assertAddress(address: unknown, deviceId: unknown, name: string): void {
@@ -170,6 +171,7 @@ export class Session {
           kemPrekeyId: bundle.kemPrekey.keyId,
           kemCiphertext,
         },
+        accepted: undefined,
       },
       random,
     )
@@ -260,6 +262,12 @@ export class Session {
         baseKey: m.baseKey,
         ratchet,
         pending: undefined,
+        accepted: {
+          signedPrekeyId: m.signedPrekeyId,
+          oneTimePrekeyId: m.oneTimePrekeyId,
+          kemPrekeyId: m.kemPrekeyId,
+          kemCiphertext: m.kemCiphertext,
+        },
       },
       random,
     )
@@ -365,8 +373,18 @@ export class Session {
     let inner: ReturnType<typeof decodeRatchetMessage>
     if (message.kind === 'prekey') {
       const m: DecodedPrekeyMessage = decodePrekeyMessage(message.body)
-      if (!equalBytes(m.baseKey, f.baseKey) || !equalBytes(m.identityKey, f.remoteIdentityKey)) {
-        throw new ParleyError('DECRYPT_FAILED', 'prekey message belongs to another session')
+      // Every PQXDH value must be the one this session was made from: they are not covered by the inner AEAD.
+      const a = f.accepted
+      if (
+        !a ||
+        !equalBytes(m.baseKey, f.baseKey) ||
+        !equalBytes(m.identityKey, f.remoteIdentityKey) ||
+        m.signedPrekeyId !== a.signedPrekeyId ||
+        m.oneTimePrekeyId !== a.oneTimePrekeyId ||
+        m.kemPrekeyId !== a.kemPrekeyId ||
+        !equalBytes(m.kemCiphertext, a.kemCiphertext)
+      ) {
+        throw new ParleyError('DECRYPT_FAILED', 'prekey message does not belong to this session')
       }
       inner = m.message
     } else {

@@ -1250,6 +1250,7 @@ export namespace parley {
             previousCounter: number;
             skippedChains: parley.v1.SkippedChain.$Properties[];
             pendingPrekey?: (parley.v1.PendingPrekey.$Properties|null);
+            acceptedPrekey?: (parley.v1.PendingPrekey.$Properties|null);
             static create(properties: parley.v1.SessionRecord.$Shape): parley.v1.SessionRecord & parley.v1.SessionRecord.$Shape;
             static create(properties?: parley.v1.SessionRecord.$Properties): parley.v1.SessionRecord;
             static encode(message: parley.v1.SessionRecord.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
@@ -1276,6 +1277,7 @@ export namespace parley {
                 previousCounter?: (number|null);
                 skippedChains?: (parley.v1.SkippedChain.$Properties[]|null);
                 pendingPrekey?: (parley.v1.PendingPrekey.$Properties|null);
+                acceptedPrekey?: (parley.v1.PendingPrekey.$Properties|null);
                 $unknowns?: Uint8Array[];
             }
             type $Shape = parley.v1.SessionRecord.$Properties;

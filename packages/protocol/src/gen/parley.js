@@ -8886,6 +8886,7 @@ export const parley = $root.parley = (() => {
              * @property {number|null} [previousCounter] SessionRecord previousCounter
              * @property {Array.<parley.v1.SkippedChain.$Properties>|null} [skippedChains] SessionRecord skippedChains
              * @property {parley.v1.PendingPrekey.$Properties|null} [pendingPrekey] SessionRecord pendingPrekey
+             * @property {parley.v1.PendingPrekey.$Properties|null} [acceptedPrekey] SessionRecord acceptedPrekey
              * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
              */
 
@@ -9063,6 +9064,14 @@ export const parley = $root.parley = (() => {
             SessionRecord.prototype.pendingPrekey = null;
 
             /**
+             * SessionRecord acceptedPrekey.
+             * @member {parley.v1.PendingPrekey.$Properties|null|undefined} acceptedPrekey
+             * @memberof parley.v1.SessionRecord
+             * @instance
+             */
+            SessionRecord.prototype.acceptedPrekey = null;
+
+            /**
              * Creates a new SessionRecord instance using the specified properties.
              * @function create
              * @memberof parley.v1.SessionRecord
@@ -9131,6 +9140,8 @@ export const parley = $root.parley = (() => {
                         $root.parley.v1.SkippedChain.encode(message.skippedChains[i], writer.uint32(/* id 17, wireType 2 =*/138).fork(), _depth + 1).ldelim();
                 if (message.pendingPrekey != null && $Object.hasOwnProperty.call(message, "pendingPrekey"))
                     $root.parley.v1.PendingPrekey.encode(message.pendingPrekey, writer.uint32(/* id 18, wireType 2 =*/146).fork(), _depth + 1).ldelim();
+                if (message.acceptedPrekey != null && $Object.hasOwnProperty.call(message, "acceptedPrekey"))
+                    $root.parley.v1.PendingPrekey.encode(message.acceptedPrekey, writer.uint32(/* id 19, wireType 2 =*/154).fork(), _depth + 1).ldelim();
                 if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
@@ -9331,6 +9342,12 @@ export const parley = $root.parley = (() => {
                             if (wireType !== 2)
                                 break;
                             message.pendingPrekey = $root.parley.v1.PendingPrekey.decode(reader, reader.size(), $undefined, _depth + 1, message.pendingPrekey);
+                            continue;
+                        }
+                    case 19: {
+                            if (wireType !== 2)
+                                break;
+                            message.acceptedPrekey = $root.parley.v1.PendingPrekey.decode(reader, reader.size(), $undefined, _depth + 1, message.acceptedPrekey);
                             continue;
                         }
                     }

@@ -23,6 +23,28 @@ export interface SessionData {
   baseKey: Uint8Array
   ratchet: RatchetState
   pending: PendingPrekey | undefined
+  /** Responder only: the PQXDH values of the prekey message that created the session. */
+  accepted: PendingPrekey | undefined
+}
+
+function prekeyProps(p: PendingPrekey): parley.v1.PendingPrekey.$Properties {
+  const out: parley.v1.PendingPrekey.$Properties = {
+    signedPrekeyId: p.signedPrekeyId,
+    kemPrekeyId: p.kemPrekeyId,
+    kemCiphertext: p.kemCiphertext,
+  }
+  if (p.oneTimePrekeyId !== undefined) out.oneTimePrekeyId = p.oneTimePrekeyId
+  return out
+}
+
+function prekeyFrom(p: parley.v1.PendingPrekey.$Properties | null | undefined): PendingPrekey | undefined {
+  if (!p) return undefined
+  return {
+    signedPrekeyId: p.signedPrekeyId ?? 0,
+    oneTimePrekeyId: p.oneTimePrekeyId ?? undefined,
+    kemPrekeyId: p.kemPrekeyId ?? 0,
+    kemCiphertext: key(p.kemCiphertext, 1088, 'KEM ciphertext'),
+  }
 }
 
 export function encodeSessionRecord(d: SessionData): Uint8Array {
@@ -50,15 +72,8 @@ export function encodeSessionRecord(d: SessionData): Uint8Array {
   if (r.recvKey) props.receivingRatchetKey = r.recvKey
   if (r.sendChain) props.sendingChainKey = r.sendChain
   if (r.recvChain) props.receivingChainKey = r.recvChain
-  if (d.pending) {
-    props.pendingPrekey = {
-      signedPrekeyId: d.pending.signedPrekeyId,
-      kemPrekeyId: d.pending.kemPrekeyId,
-      kemCiphertext: d.pending.kemCiphertext,
-    }
-    if (d.pending.oneTimePrekeyId !== undefined)
-      props.pendingPrekey.oneTimePrekeyId = d.pending.oneTimePrekeyId
-  }
+  if (d.pending) props.pendingPrekey = prekeyProps(d.pending)
+  if (d.accepted) props.acceptedPrekey = prekeyProps(d.accepted)
   return plain(parley.v1.SessionRecord.encode(props).finish())
 }
 
@@ -98,7 +113,6 @@ export function decodeSessionRecord(bytes: Uint8Array): SessionData {
   if ((recvKey === undefined) !== (recvChain === undefined)) throw invalid('receiving chain')
   const last = chains[chains.length - 1]
   if (recvKey && !(last && equalBytes(last.ratchetKey, recvKey))) throw invalid('receiving chain')
-  const p = r.pendingPrekey
   return {
     localIdentityKey: key(r.localIdentityKey, IDENTITY_KEY_BYTES, 'local identity'),
     remoteIdentityKey: key(r.remoteIdentityKey, IDENTITY_KEY_BYTES, 'remote identity'),
@@ -122,13 +136,7 @@ export function decodeSessionRecord(bytes: Uint8Array): SessionData {
       pn: r.previousCounter ?? 0,
       chains,
     },
-    pending: p
-      ? {
-          signedPrekeyId: p.signedPrekeyId ?? 0,
-          oneTimePrekeyId: p.oneTimePrekeyId ?? undefined,
-          kemPrekeyId: p.kemPrekeyId ?? 0,
-          kemCiphertext: key(p.kemCiphertext, 1088, 'pending KEM ciphertext'),
-        }
-      : undefined,
+    pending: prekeyFrom(r.pendingPrekey),
+    accepted: prekeyFrom(r.acceptedPrekey),
   }
 }
