@@ -1,2 +1,29 @@
 // @parley/client — the public API is exactly what this file exports.
-export {}
+export { ParleyClient } from './Client.js'
+export { systemClock } from './Clock.js'
+export type { Clock } from './Clock.js'
+export { Emitter } from './Emitter.js'
+export type { Listener } from './Emitter.js'
+export type { ConnectionState } from './RelayLink.js'
+export { MemoryStore } from './Store.js'
+export type { Store, StoreEntry, StoreWrite } from './Store.js'
+export type { Transport, TransportSocket } from './Transport.js'
+export type {
+  ActivateOptions,
+  Activation,
+  ActivationPending,
+  CallOptions,
+  ConnectionEvent,
+  DeliveredEvent,
+  DiscoveryResult,
+  IdentityChange,
+  IncomingMessage,
+  MailboxGapEvent,
+  ParleyClientOptions,
+  ParleyEvents,
+  SendFailedEvent,
+  SendResult,
+  SmsFallback,
+} from './types.js'
+export { ParleyError } from '@parley/protocol'
+export type { ErrorCode } from '@parley/protocol'

@@ -1,2 +1,27 @@
 // @parley/node — the public API is exactly what this file exports.
-export {}
+export { createClient } from './createClient.js'
+export type { NodeClientOptions } from './createClient.js'
+export { SqliteStore } from './SqliteStore.js'
+export { WsTransport } from './WsTransport.js'
+export type { WsTransportOptions } from './WsTransport.js'
+export { MemoryStore, ParleyClient, ParleyError } from '@parley/client'
+export type {
+  ActivateOptions,
+  Activation,
+  ActivationPending,
+  CallOptions,
+  ConnectionEvent,
+  ConnectionState,
+  DeliveredEvent,
+  DiscoveryResult,
+  ErrorCode,
+  IdentityChange,
+  IncomingMessage,
+  MailboxGapEvent,
+  ParleyEvents,
+  SendFailedEvent,
+  SendResult,
+  SmsFallback,
+  Store,
+  Transport,
+} from '@parley/client'

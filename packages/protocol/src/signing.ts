@@ -67,6 +67,20 @@ export function kemPrekeyPayload(keyId: number, publicKey: Uint8Array): Uint8Arr
 }
 
 /**
+ * Signs one of the payloads above with a device's Ed25519 identity secret key (RFC 8032).
+ * @param identitySecretKey - the 32-byte Ed25519 secret seed
+ * @param message - the payload
+ * @returns the 64-byte signature
+ * @throws TypeError / RangeError for a malformed key
+ * @example const sig = signWithIdentity(identity.secretKey, authPayload(nonce, address, deviceId))
+ */
+export function signWithIdentity(identitySecretKey: Uint8Array, message: Uint8Array): Uint8Array {
+  abytes(identitySecretKey, 32, 'identitySecretKey')
+  abytes(message, undefined, 'message')
+  return ed25519.sign(message, identitySecretKey)
+}
+
+/**
  * Verifies an Ed25519 signature by an identity key, returning false (never throwing) on any malformed input,
  * so that data from the network cannot crash the caller.
  * @param identityKey - 32-byte Ed25519 public key

@@ -1,0 +1,976 @@
+/**
+ * The Parley client engine (DESIGN.md §8): activation, private discovery, end-to-end encrypted sessions,
+ * a durable outbox and an exactly-once inbox, over an injected transport and store.
+ * @module
+ */
+import {
+  GapReason,
+  type IdentityKeyPair,
+  ParleyError,
+  type ServerFrame,
+  activationPayload,
+  addressFromToken,
+  addressPrefix,
+  authPayload,
+  generateIdentity,
+  normalizeNumber,
+  numberToOprfInput,
+  oprfBlind,
+  oprfFinalize,
+} from '@parley/protocol'
+import { type Clock, systemClock } from './Clock.js'
+import { Emitter, type Listener } from './Emitter.js'
+import { type ConnectionState, RelayLink, type ServerHello } from './RelayLink.js'
+import type { Store, StoreWrite } from './Store.js'
+import type {
+  Activation,
+  ActivateOptions,
+  ActivationPending,
+  CallOptions,
+  DiscoveryResult,
+  IncomingMessage,
+  ParleyClientOptions,
+  ParleyEvents,
+  SendResult,
+  SmsFallback,
+} from './types.js'
+import { decodeRecord, encodeRecord, fromHex, pad, toHex } from './internal/codec.js'
+import * as e2e from './internal/e2e.js'
+import { SerialQueue } from './internal/SerialQueue.js'
+
+const ONE_TIME_PREKEY_BATCH = 100
+const ONE_TIME_PREKEY_LOW_WATER = 10
+const KEM_PREKEY_BATCH = 10
+const KEM_PREKEY_LOW_WATER = 3
+const MAX_TEXT_BYTES = 64 * 1024
+const DEFAULT_DISCOVERY_TTL_MS = 24 * 3600_000
+
+/** Store keys (one namespace per concern). */
+const K = {
+  account: 'account',
+  pending: 'activation/pending',
+  cursor: 'mailbox/cursor',
+  prekeyMeta: 'prekey/meta',
+  prekey: (kind: 'spk' | 'otp' | 'kem', id: number) => `prekey/${kind}/${pad(id)}`,
+  oprfPin: (keyId: number) => `oprf/pin/${pad(keyId)}`,
+  token: (keyId: number, e164: string) => `oprf/token/${pad(keyId)}/${e164}`,
+  contact: (e164: string) => `contact/${e164}`,
+  byAddress: (addressHex: string) => `address/${addressHex}`,
+  session: (addressHex: string) => `session/${addressHex}`,
+  outbox: (seq: number) => `outbox/${pad(seq)}`,
+  seen: (idHex: string) => `inbox/seen/${idHex}`,
+  inbox: (at: number, idHex: string) => `inbox/message/${pad(at)}/${idHex}`,
+}
+
+interface AccountRecord {
+  e164: string
+  address: Uint8Array
+  deviceId: number
+  identity: { publicKey: Uint8Array; secretKey: Uint8Array }
+}
+
+interface PendingRecord {
+  e164: string
+  activationId: Uint8Array
+  expiresAt: number
+}
+
+interface PrekeyMeta {
+  nextOtpId: number
+  nextKemId: number
+  signedPrekeyId: number
+  lastResortKemId: number
+}
+
+interface ContactRecord {
+  e164: string
+  address: Uint8Array
+  registered: boolean
+  checkedAt: number
+}
+
+interface SessionRecord {
+  deviceId: number
+  identityKey: Uint8Array
+  state: Uint8Array
+}
+
+interface OutboxRecord {
+  id: string
+  to: string
+  address: Uint8Array
+  text: string
+  sentAt: number
+  /** Sealed envelope once encrypted; a retry resends the same bytes. */
+  envelope?: Uint8Array
+  deviceId?: number
+}
+
+interface StoredMessage {
+  id: string
+  from: string | null
+  fromAddress: string
+  text: string
+  sentAt: number
+  receivedAt: number
+}
+
+/**
+ * A Parley client: one device of one account.
+ *
+ * Created by a platform SDK (`@parley/node`, `@parley/browser`) or directly with an injected transport and store.
+ * Nothing is sent, and no connection is opened, before {@link ParleyClient.activate} with `consent: true`
+ * (or, on later starts, unless the device was activated before).
+ *
+ * @example
+ * const parley = await ParleyClient.create({ relayUrl, transport, store, defaultRegion: 'US' })
+ * await parley.activate({ phoneNumber: '+1 415 555 0100', consent: true })
+ * await parley.confirm('123456')
+ * await parley.send('+1 415 555 0101', 'hi')
+ */
+export class ParleyClient {
+  readonly #store: Store
+  readonly #clock: Clock
+  readonly #random: (n: number) => Uint8Array
+  readonly #region: ParleyClientOptions['defaultRegion']
+  readonly #smsFallback: SmsFallback | undefined
+  readonly #discoveryTtlMs: number
+  readonly #events: Emitter<ParleyEvents>
+  readonly #link: RelayLink
+  readonly #serial = new SerialQueue()
+  #account: AccountRecord | null = null
+  #authenticated = false
+  #closed = false
+  #outboxSeq = 0
+  #flushing: Promise<void> | null = null
+  #iterators = new Set<(m: IncomingMessage | null) => void>()
+
+  private constructor(options: ParleyClientOptions) {
+    if (typeof options !== 'object' || options === null) throw new TypeError('options are required')
+    if (typeof options.relayUrl !== 'string' || !/^wss?:\/\//.test(options.relayUrl)) {
+      throw new TypeError('relayUrl must be a ws:// or wss:// URL')
+    }
+    if (typeof options.transport?.open !== 'function') throw new TypeError('transport must implement open()')
+    if (typeof options.store?.write !== 'function') throw new TypeError('store must implement the Store interface')
+    if (options.smsFallback !== undefined && typeof options.smsFallback !== 'function') {
+      throw new TypeError('smsFallback must be a function')
+    }
+    this.#store = options.store
+    this.#clock = options.clock ?? systemClock
+    this.#random = options.random ?? ((n) => crypto.getRandomValues(new Uint8Array(n)))
+    this.#region = options.defaultRegion
+    this.#smsFallback = options.smsFallback
+    this.#discoveryTtlMs = options.discoveryTtlMs ?? DEFAULT_DISCOVERY_TTL_MS
+    this.#events = new Emitter<ParleyEvents>((err) => this.#emitError(err))
+    const url = new URL(options.relayUrl)
+    if (url.pathname === '/' || url.pathname === '') url.pathname = '/v1/ws'
+    this.#link = new RelayLink({
+      url: url.toString(),
+      transport: options.transport,
+      clock: this.#clock,
+      jitter: () => {
+        const b = this.#random(4)
+        return (((b[0]! << 24) | (b[1]! << 16) | (b[2]! << 8) | b[3]!) >>> 0) / 2 ** 32
+      },
+      requestTimeoutMs: options.requestTimeoutMs ?? 20_000,
+      backoffMinMs: options.reconnect?.minDelayMs ?? 250,
+      backoffMaxMs: options.reconnect?.maxDelayMs ?? 30_000,
+      hooks: {
+        onHandshake: (hello, link) => this.#onHandshake(hello, link),
+        onPush: (frame) => this.#onPush(frame),
+        onState: (state, info) => {
+          if (state !== 'online') this.#authenticated = false
+          this.#events.emit('connection', { state, ...info })
+          if (state === 'online' && this.#account !== null) this.#afterOnline()
+        },
+      },
+    })
+  }
+
+  /**
+   * Creates a client over the given store, restoring any earlier activation. Opens a connection only if
+   * this device was activated before.
+   * @param options - see {@link ParleyClientOptions}
+   * @returns the client
+   * @throws TypeError for missing or malformed options
+   * @example const parley = await ParleyClient.create({ relayUrl: 'ws://localhost:8787', transport, store })
+   */
+  static async create(options: ParleyClientOptions): Promise<ParleyClient> {
+    const client = new ParleyClient(options)
+    await client.#load()
+    return client
+  }
+
+  async #load(): Promise<void> {
+    const account = await this.#store.get(K.account)
+    this.#account = account === undefined ? null : decodeRecord<AccountRecord>(account)
+    const outbox = await this.#store.list('outbox/')
+    const last = outbox.at(-1)
+    this.#outboxSeq = last === undefined ? 0 : Number(last.key.slice('outbox/'.length))
+    if (this.#account !== null) this.#link.start()
+  }
+
+  // ───────────────────────────── public API ─────────────────────────────
+
+  /** Whether this device has an active account. */
+  get activated(): boolean {
+    return this.#account !== null
+  }
+
+  /** The account's address (hex), once activated. */
+  get address(): string | null {
+    return this.#account === null ? null : toHex(this.#account.address)
+  }
+
+  /** The connection state. */
+  get connectionState(): ConnectionState {
+    return this.#link.state
+  }
+
+  /**
+   * Subscribes to an event; returns a function that unsubscribes.
+   * @example parley.on('message', (m) => console.log(m.from, m.text))
+   */
+  on<K extends keyof ParleyEvents>(event: K, listener: Listener<ParleyEvents[K]>): () => void {
+    return this.#events.on(event, listener)
+  }
+
+  /** Removes an event listener. */
+  off<K extends keyof ParleyEvents>(event: K, listener: Listener<ParleyEvents[K]>): void {
+    this.#events.off(event, listener)
+  }
+
+  /**
+   * Received messages as an async iterator, from now until {@link close}.
+   * @example for await (const m of parley.messages()) console.log(m.text)
+   */
+  messages(options: CallOptions = {}): AsyncIterableIterator<IncomingMessage> {
+    const queue: IncomingMessage[] = []
+    let wake: (() => void) | null = null
+    let done = this.#closed
+    const push = (m: IncomingMessage | null) => {
+      if (m === null) done = true
+      else queue.push(m)
+      wake?.()
+    }
+    this.#iterators.add(push)
+    const finish = () => {
+      done = true
+      this.#iterators.delete(push)
+      wake?.()
+    }
+    options.signal?.addEventListener('abort', finish, { once: true })
+    const iterator: AsyncIterableIterator<IncomingMessage> = {
+      [Symbol.asyncIterator]: () => iterator,
+      next: async () => {
+        while (queue.length === 0 && !done) await new Promise<void>((r) => (wake = r))
+        wake = null
+        const value = queue.shift()
+        return value === undefined ? { done: true, value: undefined } : { done: false, value }
+      },
+      return: async () => {
+        finish()
+        return { done: true, value: undefined }
+      },
+    }
+    return iterator
+  }
+
+  /**
+   * Starts activation: the relay asks its verifier to send a code to `phoneNumber`. This is the first call
+   * that sends anything, and only with `consent: true`.
+   * @param options - `phoneNumber`, `consent: true`, and an optional `signal`
+   * @returns the E.164 number and the code's lifetime
+   * @throws TypeError when `consent` is not `true`; ParleyError `INVALID_NUMBER`, `RATE_LIMITED`, `UNAVAILABLE`
+   * @example await parley.activate({ phoneNumber: '+1 415 555 0100', consent: true })
+   */
+  async activate(options: ActivateOptions): Promise<ActivationPending> {
+    this.#checkOpen()
+    if (typeof options !== 'object' || options === null || options.consent !== true) {
+      throw new TypeError('activate() needs { consent: true }: the user must agree before anything is sent')
+    }
+    const e164 = normalizeNumber(options.phoneNumber, this.#region)
+    this.#link.start()
+    const frame = await this.#link.request(
+      { activationStart: { phoneNumber: e164, consent: true } },
+      { signal: options.signal },
+    )
+    const started = expectBody(frame, 'activationStarted')
+    const pending: PendingRecord = {
+      e164,
+      activationId: started.activationId ?? new Uint8Array(0),
+      expiresAt: this.#clock.now() + (started.expiresInSeconds ?? 0) * 1000,
+    }
+    await this.#store.write([{ key: K.pending, value: encodeRecord(pending) }])
+    return { e164, expiresInSeconds: started.expiresInSeconds ?? 0, attemptsLeft: started.attemptsLeft ?? 0 }
+  }
+
+  /**
+   * Completes activation with the code the user received: creates this device's keys, registers them,
+   * and checks that the address the relay assigned is the one the OPRF gives for the number.
+   * @param code - the six-digit code
+   * @returns the account's address and device id
+   * @throws TypeError for a code that is not six digits; ParleyError `INVALID_STATE` (no pending activation),
+   *   `INVALID_CODE`, `EXPIRED`, `RATE_LIMITED`, `VERIFICATION_FAILED`
+   * @example await parley.confirm('123456')
+   */
+  async confirm(code: string, options: CallOptions = {}): Promise<Activation> {
+    this.#checkOpen()
+    if (typeof code !== 'string' || !/^\d{6}$/.test(code.trim())) throw new TypeError('code must be six digits')
+    const raw = await this.#store.get(K.pending)
+    if (raw === undefined) throw new ParleyError('INVALID_STATE', 'call activate() first')
+    const pending = decodeRecord<PendingRecord>(raw)
+    if (pending.expiresAt < this.#clock.now()) {
+      await this.#store.write([{ key: K.pending }])
+      throw new ParleyError('EXPIRED', 'the activation expired; call activate() again')
+    }
+    const identity = generateIdentity(this.#random)
+    const keys = e2e.generateInitialPrekeys(identity, this.#random, ONE_TIME_PREKEY_BATCH, KEM_PREKEY_BATCH)
+    this.#link.start()
+    const frame = await this.#link.request(
+      {
+        activationConfirm: {
+          activationId: pending.activationId,
+          code: code.trim(),
+          identityKey: identity.publicKey,
+          identitySignature: e2e.sign(identity, activationPayload(pending.activationId, identity.publicKey)),
+          prekeys: keys.upload,
+        },
+      },
+      { signal: options.signal },
+    )
+    const activated = expectBody(frame, 'activated')
+    const address = activated.address ?? new Uint8Array(0)
+    const deviceId = activated.deviceId ?? 0
+    // The relay computed our address from the number with its OPRF key; check it against our own evaluation,
+    // which is verified against the pinned key, so a relay cannot bind us to someone else's address.
+    const [token] = await this.#tokens([pending.e164], options.signal)
+    if (token === undefined || !e2e.equal(addressFromToken(token), address)) {
+      throw new ParleyError('VERIFICATION_FAILED', 'the relay assigned an address that does not match the number')
+    }
+    const account: AccountRecord = { e164: pending.e164, address, deviceId, identity }
+    const meta: PrekeyMeta = {
+      nextOtpId: keys.nextOtpId,
+      nextKemId: keys.nextKemId,
+      signedPrekeyId: keys.signedPrekeyId,
+      lastResortKemId: keys.lastResortKemId,
+    }
+    await this.#store.write([
+      ...keys.secrets,
+      { key: K.prekeyMeta, value: encodeRecord(meta) },
+      { key: K.account, value: encodeRecord(account) },
+      { key: K.pending },
+    ])
+    this.#account = account
+    // Authenticate on this connection now; later connections authenticate in the handshake.
+    const hello = this.#link.hello
+    if (hello !== null && this.#link.state === 'online') {
+      await this.#authenticate(hello, this.#link)
+      this.#afterOnline()
+    } else {
+      this.#link.drop('activated')
+    }
+    return { address: toHex(address), deviceId, replacedDevice: activated.replacedDevice === true }
+  }
+
+  /**
+   * Finds out which numbers are on Parley without revealing them: each number is blinded (RFC 9497 VOPRF),
+   * evaluated by the relay with a proof checked against its pinned key, and looked up by a short address
+   * prefix. Results are cached, so asking again costs no quota.
+   * @param numbers - phone numbers in any common format (at most 10,000 per call)
+   * @returns one result per number, in order; invalid numbers come back with `e164: null`
+   * @throws ParleyError `INVALID_STATE` before activation, `RATE_LIMITED` (with `retryAfterMs`),
+   *   `VERIFICATION_FAILED` when the relay's proof does not verify
+   * @example const found = await parley.discover(['+1 415 555 0101', '(415) 555-0102'])
+   */
+  async discover(numbers: readonly string[], options: CallOptions = {}): Promise<DiscoveryResult[]> {
+    this.#checkOpen()
+    if (!Array.isArray(numbers) || numbers.some((n) => typeof n !== 'string')) {
+      throw new TypeError('numbers must be an array of strings')
+    }
+    if (numbers.length > 10_000) throw new RangeError('at most 10,000 numbers per discover() call')
+    this.#requireAccount()
+    const e164s = numbers.map((n) => {
+      try {
+        return normalizeNumber(n, this.#region)
+      } catch {
+        return null
+      }
+    })
+    const unique = [...new Set(e164s.filter((n): n is string => n !== null))]
+    const registered = await this.#lookup(unique, options.signal)
+    return numbers.map((number, i) => {
+      const e164 = e164s[i] ?? null
+      return { number, e164, registered: e164 !== null && registered.get(e164) === true }
+    })
+  }
+
+  /**
+   * Sends a text. To a number on Parley it is end-to-end encrypted and queued durably before this
+   * resolves (`route: 'ip'`), then delivered when possible, across reconnects and restarts. To a number
+   * not on Parley it is handed to `smsFallback` (`route: 'sms'`) and nothing is uploaded.
+   * @param to - the recipient's number
+   * @param text - the message (at most 64 KiB of UTF-8)
+   * @returns the message id and its route
+   * @throws TypeError / RangeError for bad arguments; ParleyError `INVALID_NUMBER`, `INVALID_STATE` before
+   *   activation, `NOT_FOUND` when the recipient is not on Parley and there is no `smsFallback`
+   * @example const { id, route } = await parley.send('+1 415 555 0101', 'hi')
+   */
+  async send(to: string, text: string, options: CallOptions = {}): Promise<SendResult> {
+    this.#checkOpen()
+    if (typeof text !== 'string') throw new TypeError('text must be a string')
+    if (new TextEncoder().encode(text).length > MAX_TEXT_BYTES) throw new RangeError('text is over 64 KiB')
+    const e164 = normalizeNumber(to, this.#region)
+    this.#requireAccount()
+    const id = toHex(this.#random(16))
+    let contact = await this.#contact(e164)
+    if (contact === null || this.#clock.now() - contact.checkedAt > this.#discoveryTtlMs) {
+      await this.#lookup([e164], options.signal)
+      contact = await this.#contact(e164)
+    }
+    if (contact === null || !contact.registered) {
+      if (this.#smsFallback === undefined) {
+        throw new ParleyError('NOT_FOUND', 'the recipient is not on Parley and no smsFallback is configured')
+      }
+      await this.#smsFallback(e164, text)
+      return { id, route: 'sms' }
+    }
+    const entry: OutboxRecord = { id, to: e164, address: contact.address, text, sentAt: this.#clock.now() }
+    await this.#serial.run(async () => {
+      const seq = ++this.#outboxSeq
+      await this.#store.write([{ key: K.outbox(seq), value: encodeRecord(entry) }])
+    })
+    this.#kickOutbox()
+    return { id, route: 'ip' }
+  }
+
+  /**
+   * The safety number (60 digits, in 12 groups of 5) of this device and a contact's current identity.
+   * Compare it in person or by scanning a QR code to rule out a man in the middle.
+   * @param number - the contact's number
+   * @returns the safety number, or null when there is no session with the contact yet
+   * @example const sn = await parley.safetyNumber('+1 415 555 0101')
+   */
+  async safetyNumber(number: string): Promise<string | null> {
+    this.#checkOpen()
+    const account = this.#requireAccount()
+    const e164 = normalizeNumber(number, this.#region)
+    const contact = await this.#contact(e164)
+    if (contact === null) return null
+    const session = await this.#session(contact.address)
+    if (session === null) return null
+    return e2e.safetyNumber(account.identity.publicKey, account.address, session.identityKey, contact.address)
+  }
+
+  /**
+   * Messages received so far (persisted), oldest first.
+   * @example for (const m of await parley.history()) console.log(m.text)
+   */
+  async history(): Promise<IncomingMessage[]> {
+    this.#checkOpen()
+    const entries = await this.#store.list('inbox/message/')
+    return entries.map((e) => toIncoming(decodeRecord<StoredMessage>(e.value)))
+  }
+
+  /** Number of messages queued in the outbox, not yet accepted by the relay. */
+  async pendingCount(): Promise<number> {
+    this.#checkOpen()
+    return (await this.#store.list('outbox/')).length
+  }
+
+  /**
+   * Deactivates the account: the relay erases its address, keys, prekeys and pending mail, and this device
+   * forgets its keys, sessions and contacts. The client stays usable for a new activation.
+   * @throws ParleyError `INVALID_STATE` when not activated, `UNAVAILABLE` when the relay cannot be reached
+   * @example await parley.deactivate()
+   */
+  async deactivate(options: CallOptions = {}): Promise<void> {
+    this.#checkOpen()
+    this.#requireAccount()
+    const frame = await this.#link.request({ deactivate: {} }, { signal: options.signal })
+    expectBody(frame, 'deactivated')
+    await this.#serial.run(async () => {
+      const all = await this.#store.list('')
+      await this.#store.write(all.map((e) => ({ key: e.key })))
+      this.#account = null
+      this.#authenticated = false
+    })
+    this.#link.stop()
+  }
+
+  /**
+   * Closes the connection and the store. Queued messages stay in the outbox for the next start.
+   * @example await parley.close()
+   */
+  async close(): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    this.#link.stop(true)
+    for (const push of this.#iterators) push(null)
+    this.#iterators.clear()
+    await this.#serial.run(async () => {})
+    await this.#flushing?.catch(() => {})
+    await this.#store.close()
+  }
+
+  // ───────────────────────────── connection ─────────────────────────────
+
+  async #onHandshake(hello: ServerHello, link: RelayLink): Promise<void> {
+    await this.#checkPins(hello)
+    if (this.#account !== null) await this.#authenticate(hello, link)
+  }
+
+  async #authenticate(hello: ServerHello, link: RelayLink): Promise<void> {
+    const account = this.#account
+    if (account === null || !hello.authNonce) return
+    const signature = e2e.sign(account.identity, authPayload(hello.authNonce, account.address, account.deviceId))
+    try {
+      const frame = await link.request(
+        { authenticate: { address: account.address, deviceId: account.deviceId, signature } },
+        { raw: true },
+      )
+      expectBody(frame, 'authenticated')
+      this.#authenticated = true
+    } catch (err) {
+      const e = ParleyError.fromUnknown(err)
+      if (e.code === 'UNAUTHENTICATED' || e.code === 'NOT_FOUND') {
+        // This device was replaced or the account erased elsewhere; keep the data but tell the app.
+        this.#emitError(new ParleyError('UNAUTHENTICATED', 'the relay no longer accepts this device', { cause: e }))
+      }
+      throw e
+    }
+  }
+
+  async #checkPins(hello: ServerHello): Promise<void> {
+    for (const key of hello.oprfKeys ?? []) {
+      if (!key.publicKey || key.keyId === undefined || key.keyId === null) continue
+      const pinned = await this.#store.get(K.oprfPin(key.keyId))
+      if (pinned === undefined) {
+        await this.#store.write([{ key: K.oprfPin(key.keyId), value: key.publicKey }])
+      } else if (!e2e.equal(pinned, key.publicKey)) {
+        throw new ParleyError('VERIFICATION_FAILED', `the relay's OPRF key ${key.keyId} differs from the pinned one`)
+      }
+    }
+  }
+
+  #afterOnline(): void {
+    void this.#serial
+      .run(() => this.#sync())
+      .catch((err) => this.#emitRecoverable(err))
+    this.#kickOutbox()
+    void this.#serial.run(() => this.#refillPrekeys()).catch((err) => this.#emitRecoverable(err))
+  }
+
+  async #sync(): Promise<void> {
+    if (!this.#authenticated) return
+    const raw = await this.#store.get(K.cursor)
+    const afterSeq = raw === undefined ? 0 : decodeRecord<number>(raw)
+    // Deliveries arrive as pushes and queue behind this task; SyncDone only says the backlog was sent.
+    void this.#link.request({ syncMailbox: { afterSeq } }).catch((err) => this.#emitRecoverable(err))
+  }
+
+  #onPush(frame: ServerFrame): void {
+    if (frame.body === 'delivery' && frame.delivery) {
+      const delivery = frame.delivery
+      void this.#serial.run(() => this.#receive(delivery)).catch((err) => this.#emitError(err))
+    } else if (frame.body === 'mailboxGap' && frame.mailboxGap) {
+      const g = frame.mailboxGap
+      const reason = g.reason === GapReason.GAP_REASON_EXPIRED ? 'expired' : g.reason === GapReason.GAP_REASON_EVICTED ? 'evicted' : 'unknown'
+      this.#events.emit('gap', { firstSeq: g.firstSeq ?? 0, lastSeq: g.lastSeq ?? 0, reason })
+    } else if (frame.body === 'error' && frame.error) {
+      this.#emitError(ParleyError.fromUnknown(e2e.wireError(frame.error)))
+    }
+  }
+
+  // ───────────────────────────── receiving ─────────────────────────────
+
+  async #receive(delivery: NonNullable<ServerFrame['delivery']>): Promise<void> {
+    const account = this.#account
+    if (account === null) return
+    const seq = delivery.seq ?? 0
+    const ack = () => this.#ack(seq)
+    let opened: e2e.Opened
+    try {
+      opened = e2e.open(account.identity, delivery.envelope ?? new Uint8Array(0))
+    } catch (err) {
+      this.#emitError(ParleyError.fromUnknown(err, 'DECRYPT_FAILED'))
+      return ack()
+    }
+    const senderHex = toHex(opened.senderAddress)
+    const existing = await this.#session(opened.senderAddress)
+    const writes: StoreWrite[] = []
+    let result: e2e.Decrypted
+    try {
+      result = await e2e.decrypt({
+        ours: account,
+        existing: existing === null ? null : existing.state,
+        opened,
+        loadPrekey: async (kind, id) => this.#store.get(K.prekey(kind, id)),
+      })
+    } catch (err) {
+      const e = ParleyError.fromUnknown(err, 'DECRYPT_FAILED')
+      if (e.code !== 'DUPLICATE') this.#emitError(e)
+      return ack()
+    }
+    const content = result.content
+    const idHex = toHex(content.messageId)
+    if ((await this.#store.get(K.seen(idHex))) !== undefined) {
+      // Same message again (a resend after a lost ACCEPTED): keep the session step, deliver nothing.
+      await this.#store.write([{ key: K.session(senderHex), value: encodeRecord(sessionRecord(opened, result.state)) }])
+      return ack()
+    }
+    const identityChanged = existing !== null && !e2e.equal(existing.identityKey, opened.senderIdentityKey)
+    const from = await this.#verifiedSender(content.senderNumber, opened.senderAddress)
+    const receivedAt = delivery.receivedAtMs ?? this.#clock.now()
+    const message: StoredMessage = {
+      id: idHex,
+      from,
+      fromAddress: senderHex,
+      text: content.text,
+      sentAt: content.sentAtMs,
+      receivedAt,
+    }
+    for (const id of result.consumedOneTimePrekeys) writes.push({ key: K.prekey('otp', id) })
+    for (const id of result.consumedKemPrekeys) writes.push({ key: K.prekey('kem', id) })
+    writes.push(
+      { key: K.session(senderHex), value: encodeRecord(sessionRecord(opened, result.state)) },
+      { key: K.seen(idHex), value: encodeRecord(receivedAt) },
+      { key: K.inbox(receivedAt, idHex), value: encodeRecord(message) },
+    )
+    // One atomic write: the ratchet step, the dedupe marker and the message stand or fall together.
+    await this.#store.write(writes)
+    if (identityChanged) {
+      this.#events.emit('identityChanged', {
+        number: from,
+        address: senderHex,
+        safetyNumber: e2e.safetyNumber(account.identity.publicKey, account.address, opened.senderIdentityKey, opened.senderAddress),
+      })
+    }
+    const incoming = toIncoming(message)
+    this.#events.emit('message', incoming)
+    for (const push of this.#iterators) push(incoming)
+    if (result.consumedOneTimePrekeys.length > 0 || result.consumedKemPrekeys.length > 0) {
+      void this.#serial.run(() => this.#refillPrekeys()).catch((err) => this.#emitRecoverable(err))
+    }
+    return ack()
+  }
+
+  async #ack(seq: number): Promise<void> {
+    if (seq <= 0) return
+    try {
+      await this.#link.request({ ackMessages: { seqs: [seq] } }, { raw: true })
+      const raw = await this.#store.get(K.cursor)
+      const cursor = raw === undefined ? 0 : decodeRecord<number>(raw)
+      if (seq > cursor) await this.#store.write([{ key: K.cursor, value: encodeRecord(seq) }])
+    } catch (err) {
+      // Not acked: the relay redelivers on reconnect and the inbox's dedupe drops the copy.
+      this.#emitRecoverable(err)
+    }
+  }
+
+  /** The sender's stated number, if its OPRF address matches the authenticated sender address. */
+  async #verifiedSender(stated: string | undefined, address: Uint8Array): Promise<string | null> {
+    if (!stated) {
+      const known = await this.#store.get(K.byAddress(toHex(address)))
+      return known === undefined ? null : decodeRecord<string>(known)
+    }
+    let e164: string
+    try {
+      e164 = normalizeNumber(stated)
+    } catch {
+      return null
+    }
+    const contact = await this.#contact(e164)
+    if (contact !== null) return e2e.equal(contact.address, address) ? e164 : null
+    try {
+      const [token] = await this.#tokens([e164])
+      if (token === undefined) return null
+      const derived = addressFromToken(token)
+      if (!e2e.equal(derived, address)) return null
+      await this.#store.write([
+        { key: K.contact(e164), value: encodeRecord({ e164, address, registered: true, checkedAt: this.#clock.now() }) },
+        { key: K.byAddress(toHex(address)), value: encodeRecord(e164) },
+      ])
+      return e164
+    } catch {
+      return null
+    }
+  }
+
+  // ───────────────────────────── sending ─────────────────────────────
+
+  #kickOutbox(): void {
+    if (this.#flushing !== null || this.#account === null || this.#closed) return
+    this.#flushing = this.#flushOutbox()
+      .catch((err) => this.#emitRecoverable(err))
+      .finally(() => {
+        this.#flushing = null
+      })
+  }
+
+  async #flushOutbox(): Promise<void> {
+    while (!this.#closed && this.#account !== null && this.#link.state === 'online') {
+      const [next] = await this.#store.list('outbox/')
+      if (next === undefined) return
+      const entry = decodeRecord<OutboxRecord>(next.value)
+      try {
+        await this.#deliver(next.key, entry)
+      } catch (err) {
+        const e = ParleyError.fromUnknown(err)
+        if (e.code === 'UNAVAILABLE' || e.code === 'TIMEOUT' || e.code === 'CLOSED' || e.code === 'RATE_LIMITED') {
+          return // retried when the link is back
+        }
+        // Permanent: tell the app and drop the entry so the queue moves on.
+        await this.#store.write([{ key: next.key }])
+        this.#events.emit('sendFailed', { id: entry.id, to: entry.to, error: e })
+      }
+    }
+  }
+
+  async #deliver(key: string, entry: OutboxRecord): Promise<void> {
+    for (let attempt = 0; attempt < 2; attempt++) {
+      if (entry.envelope === undefined) entry = await this.#serial.run(() => this.#encryptEntry(key, entry))
+      try {
+        const frame = await this.#link.request({
+          sendMessage: {
+            recipientAddress: entry.address,
+            recipientDeviceId: entry.deviceId ?? 0,
+            messageId: fromHex(entry.id),
+            envelope: entry.envelope,
+          },
+        })
+        expectBody(frame, 'messageAccepted')
+        await this.#store.write([{ key }])
+        this.#events.emit('delivered', { id: entry.id, to: entry.to })
+        return
+      } catch (err) {
+        const e = ParleyError.fromUnknown(err)
+        if (e.code !== 'CONFLICT' || attempt > 0) throw e
+        // The recipient re-activated on a new device: start a new session and encrypt again.
+        await this.#serial.run(() => this.#store.write([{ key: K.session(toHex(entry.address)) }]))
+        entry = { ...entry, envelope: undefined, deviceId: undefined }
+      }
+    }
+  }
+
+  async #encryptEntry(key: string, entry: OutboxRecord): Promise<OutboxRecord> {
+    const account = this.#requireAccount()
+    const addressHex = toHex(entry.address)
+    let session = await this.#session(entry.address)
+    let identityChanged = false
+    if (session === null) {
+      const frame = await this.#link.request({ prekeyBundleQuery: { address: entry.address } })
+      const bundle = expectBody(frame, 'prekeyBundle')
+      const started = e2e.initiate(account, bundle, this.#random)
+      const previous = await this.#store.get(`identity/${addressHex}`)
+      identityChanged = previous !== undefined && !e2e.equal(previous, started.identityKey)
+      session = { deviceId: started.deviceId, identityKey: started.identityKey, state: started.state }
+      await this.#store.write([{ key: `identity/${addressHex}`, value: started.identityKey }])
+    }
+    const sealed = e2e.encrypt({
+      ours: account,
+      session: session.state,
+      recipientIdentityKey: session.identityKey,
+      content: { messageId: fromHex(entry.id), sentAtMs: entry.sentAt, text: entry.text, senderNumber: account.e164 },
+      random: this.#random,
+    })
+    const updated: OutboxRecord = { ...entry, envelope: sealed.envelope, deviceId: session.deviceId }
+    const record: SessionRecord = { deviceId: session.deviceId, identityKey: session.identityKey, state: sealed.state }
+    // The ratchet step and the ciphertext that used it are persisted together, so a retry resends the same bytes.
+    await this.#store.write([
+      { key: K.session(addressHex), value: encodeRecord(record) },
+      { key, value: encodeRecord(updated) },
+      { key: K.byAddress(addressHex), value: encodeRecord(entry.to) },
+    ])
+    if (identityChanged) {
+      this.#events.emit('identityChanged', {
+        number: entry.to,
+        address: addressHex,
+        safetyNumber: e2e.safetyNumber(account.identity.publicKey, account.address, session.identityKey, entry.address),
+      })
+    }
+    return updated
+  }
+
+  // ───────────────────────────── discovery ─────────────────────────────
+
+  /** Resolves numbers to registration status, caching OPRF tokens per key epoch and contacts. */
+  async #lookup(e164s: string[], signal?: AbortSignal): Promise<Map<string, boolean>> {
+    const out = new Map<string, boolean>()
+    if (e164s.length === 0) return out
+    const tokens = await this.#tokens(e164s, signal)
+    const bits = this.#link.hello?.limits?.membershipPrefixBits || 16
+    const addresses = tokens.map((t) => addressFromToken(t))
+    const prefixes = new Map<string, Uint8Array>()
+    for (const a of addresses) {
+      const p = addressPrefix(a, bits)
+      prefixes.set(toHex(p), p)
+    }
+    const registered = new Set<string>()
+    const batch = this.#link.hello?.limits?.maxDiscoveryBatch || 500
+    const all = [...prefixes.values()]
+    for (let i = 0; i < all.length; i += batch) {
+      const frame = await this.#link.request(
+        { membershipQuery: { prefixBits: bits, prefixes: all.slice(i, i + batch) } },
+        { signal },
+      )
+      for (const bucket of expectBody(frame, 'membershipResult').buckets ?? []) {
+        for (const a of bucket.addresses ?? []) registered.add(toHex(a))
+      }
+    }
+    const now = this.#clock.now()
+    const writes: StoreWrite[] = []
+    e164s.forEach((e164, i) => {
+      const address = addresses[i]!
+      const isRegistered = registered.has(toHex(address))
+      out.set(e164, isRegistered)
+      const record: ContactRecord = { e164, address, registered: isRegistered, checkedAt: now }
+      writes.push({ key: K.contact(e164), value: encodeRecord(record) })
+      if (isRegistered) writes.push({ key: K.byAddress(toHex(address)), value: encodeRecord(e164) })
+    })
+    await this.#store.write(writes)
+    return out
+  }
+
+  /** OPRF tokens for E.164 numbers under the relay's current key, evaluating only those not cached. */
+  async #tokens(e164s: string[], signal?: AbortSignal): Promise<Uint8Array[]> {
+    await this.#link.waitOnline(signal)
+    const key = this.#link.hello?.oprfKeys?.[0]
+    if (!key?.publicKey || key.keyId === undefined || key.keyId === null) {
+      throw new ParleyError('UNSUPPORTED', 'the relay announced no OPRF key')
+    }
+    const keyId = key.keyId
+    const pinned = await this.#store.get(K.oprfPin(keyId))
+    if (pinned === undefined || !e2e.equal(pinned, key.publicKey)) {
+      throw new ParleyError('VERIFICATION_FAILED', 'the relay OPRF key is not the pinned one')
+    }
+    const tokens = new Map<string, Uint8Array>()
+    const missing: string[] = []
+    for (const e164 of e164s) {
+      const cached = await this.#store.get(K.token(keyId, e164))
+      if (cached === undefined) missing.push(e164)
+      else tokens.set(e164, cached)
+    }
+    const batch = this.#link.hello?.limits?.maxDiscoveryBatch || 500
+    for (let i = 0; i < missing.length; i += batch) {
+      const chunk = missing.slice(i, i + batch)
+      const inputs = chunk.map((n) => numberToOprfInput(n))
+      const blinded = inputs.map((input) => oprfBlind(input))
+      const frame = await this.#link.request(
+        { oprfEvaluate: { keyId, blindedElements: blinded.map((b) => b.blindedElement) } },
+        { signal },
+      )
+      const evaluated = expectBody(frame, 'oprfEvaluated')
+      if (evaluated.keyId !== keyId) throw new ParleyError('VERIFICATION_FAILED', 'the relay evaluated with another key')
+      const outputs = oprfFinalize(
+        inputs,
+        blinded.map((b) => b.blind),
+        evaluated.evaluatedElements ?? [],
+        blinded.map((b) => b.blindedElement),
+        evaluated.proof ?? new Uint8Array(0),
+        pinned,
+      )
+      const writes: StoreWrite[] = []
+      chunk.forEach((e164, j) => {
+        tokens.set(e164, outputs[j]!)
+        writes.push({ key: K.token(keyId, e164), value: outputs[j]! })
+      })
+      await this.#store.write(writes)
+    }
+    return e164s.map((n) => tokens.get(n)!)
+  }
+
+  // ───────────────────────────── prekeys ─────────────────────────────
+
+  async #refillPrekeys(): Promise<void> {
+    const account = this.#account
+    if (account === null || !this.#authenticated) return
+    const frame = await this.#link.request({ prekeyCountQuery: {} })
+    const count = expectBody(frame, 'prekeyCount')
+    const needOtp = (count.oneTimeCount ?? 0) < ONE_TIME_PREKEY_LOW_WATER
+    const needKem = (count.kemOneTimeCount ?? 0) < KEM_PREKEY_LOW_WATER
+    if (!needOtp && !needKem) return
+    const rawMeta = await this.#store.get(K.prekeyMeta)
+    if (rawMeta === undefined) return
+    const meta = decodeRecord<PrekeyMeta>(rawMeta)
+    const refill = e2e.generateRefill(
+      account.identity,
+      this.#random,
+      needOtp ? { startId: meta.nextOtpId, count: ONE_TIME_PREKEY_BATCH } : null,
+      needKem ? { startId: meta.nextKemId, count: KEM_PREKEY_BATCH } : null,
+    )
+    const nextMeta: PrekeyMeta = {
+      ...meta,
+      nextOtpId: needOtp ? meta.nextOtpId + ONE_TIME_PREKEY_BATCH : meta.nextOtpId,
+      nextKemId: needKem ? meta.nextKemId + KEM_PREKEY_BATCH : meta.nextKemId,
+    }
+    // Secrets first, then the upload: a crash in between leaves unused secrets, never unusable public keys.
+    await this.#store.write([...refill.secrets, { key: K.prekeyMeta, value: encodeRecord(nextMeta) }])
+    await this.#link.request({ prekeyUpload: refill.upload })
+  }
+
+  // ───────────────────────────── helpers ─────────────────────────────
+
+  async #contact(e164: string): Promise<ContactRecord | null> {
+    const raw = await this.#store.get(K.contact(e164))
+    return raw === undefined ? null : decodeRecord<ContactRecord>(raw)
+  }
+
+  async #session(address: Uint8Array): Promise<SessionRecord | null> {
+    const raw = await this.#store.get(K.session(toHex(address)))
+    return raw === undefined ? null : decodeRecord<SessionRecord>(raw)
+  }
+
+  #requireAccount(): AccountRecord {
+    if (this.#account === null) {
+      throw new ParleyError('INVALID_STATE', 'activate this device first (nothing is sent before activation)')
+    }
+    return this.#account
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) throw new ParleyError('CLOSED', 'the client is closed')
+  }
+
+  #emitError(err: unknown): void {
+    const e = ParleyError.fromUnknown(err)
+    if (!this.#events.emit('error', e)) {
+      // No listener: do not crash the app, but do not swallow silently either.
+      console.warn(`[parley] ${e.code}: ${e.message}`)
+    }
+  }
+
+  /** Errors that the engine retries by itself are reported only when they are not plain connectivity. */
+  #emitRecoverable(err: unknown): void {
+    const e = ParleyError.fromUnknown(err)
+    if (e.code === 'UNAVAILABLE' || e.code === 'TIMEOUT' || e.code === 'CLOSED') return
+    this.#emitError(e)
+  }
+}
+
+function sessionRecord(opened: e2e.Opened, state: Uint8Array): SessionRecord {
+  return { deviceId: opened.senderDeviceId, identityKey: opened.senderIdentityKey, state }
+}
+
+function toIncoming(m: StoredMessage): IncomingMessage {
+  return {
+    id: m.id,
+    from: m.from,
+    fromAddress: m.fromAddress,
+    text: m.text,
+    sentAt: new Date(m.sentAt),
+    receivedAt: new Date(m.receivedAt),
+  }
+}
+
+type Bodies = { [K in NonNullable<ServerFrame['body']>]: NonNullable<ServerFrame[K]> }
+
+function expectBody<K extends keyof Bodies>(frame: ServerFrame, body: K): Bodies[K] {
+  const value = (frame as unknown as Record<string, unknown>)[body]
+  if (frame.body !== body || value === undefined || value === null) {
+    throw new ParleyError('BAD_REQUEST', `the relay answered ${frame.body} where ${body} was expected`)
+  }
+  return value as Bodies[K]
+}
+
+export type { IdentityKeyPair }

@@ -1,0 +1,205 @@
+// The engine's view of @parley/protocol's end-to-end layer: one place that composes sessions, sealed
+// envelopes, content encoding and prekey generation. Not exported from the package.
+import {
+  type CiphertextMessage,
+  type IdentityKeyPair,
+  ParleyError,
+  Session,
+  decodeContent,
+  encodeContent,
+  generateKemPrekey,
+  generateOneTimePrekeys,
+  generateSignedPrekey,
+  openEnvelope,
+  prekeyBundleFromWire,
+  safetyNumber as protocolSafetyNumber,
+  sealEnvelope,
+  signWithIdentity,
+  parleyErrorFromWire,
+  type ServerFrame,
+} from '@parley/protocol'
+import type { StoreWrite } from '../Store.js'
+import { encodeRecord, decodeRecord, pad } from './codec.js'
+
+type Random = (n: number) => Uint8Array
+type Upload = NonNullable<NonNullable<import('@parley/protocol').ClientFrameInput['prekeyUpload']>>
+
+export interface Ours {
+  address: Uint8Array
+  deviceId: number
+  identity: IdentityKeyPair
+}
+
+export interface Opened {
+  senderAddress: Uint8Array
+  senderDeviceId: number
+  senderIdentityKey: Uint8Array
+  message: CiphertextMessage
+}
+
+export interface DecryptedContent {
+  messageId: Uint8Array
+  sentAtMs: number
+  text: string
+  senderNumber?: string
+}
+
+function toDecrypted(c: ReturnType<typeof decodeContent>): DecryptedContent {
+  const stated = (c as { senderNumber?: string }).senderNumber
+  return { messageId: c.messageId, sentAtMs: c.sentAtMs, text: c.text ?? '', ...(stated ? { senderNumber: stated } : {}) }
+}
+
+export interface Decrypted {
+  state: Uint8Array
+  content: DecryptedContent
+  consumedOneTimePrekeys: number[]
+  consumedKemPrekeys: number[]
+}
+
+const prekeyKey = (kind: 'spk' | 'otp' | 'kem', id: number) => `prekey/${kind}/${pad(id)}`
+
+/** Ed25519 signature by the identity key. */
+export function sign(identity: IdentityKeyPair, message: Uint8Array): Uint8Array {
+  return signWithIdentity(identity.secretKey, message)
+}
+
+/** Constant-time byte equality. */
+export function equal(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false
+  let d = 0
+  for (let i = 0; i < a.length; i++) d |= a[i]! ^ b[i]!
+  return d === 0
+}
+
+/** The wire error as a ParleyError. */
+export function wireError(err: NonNullable<ServerFrame['error']>): ParleyError {
+  return parleyErrorFromWire(err)
+}
+
+/** First prekeys of a new device: signed prekey 1, one-time prekeys 1..n, last-resort KEM 1, one-time KEMs 2... */
+export function generateInitialPrekeys(identity: IdentityKeyPair, random: Random, otpCount: number, kemCount: number) {
+  const spk = generateSignedPrekey(identity, 1, random)
+  const otps = generateOneTimePrekeys(1, otpCount, random)
+  const lastResort = generateKemPrekey(identity, 1, random)
+  const kems = Array.from({ length: kemCount }, (_, i) => generateKemPrekey(identity, 2 + i, random))
+  const secrets: StoreWrite[] = [
+    { key: prekeyKey('spk', spk.keyId), value: encodeRecord({ publicKey: spk.publicKey, secretKey: spk.secretKey }) },
+    ...otps.map((k) => ({ key: prekeyKey('otp', k.keyId), value: encodeRecord({ secretKey: k.secretKey }) })),
+    {
+      key: prekeyKey('kem', lastResort.keyId),
+      value: encodeRecord({ secretKey: lastResort.secretKey, lastResort: true }),
+    },
+    ...kems.map((k) => ({ key: prekeyKey('kem', k.keyId), value: encodeRecord({ secretKey: k.secretKey }) })),
+  ]
+  const upload: Upload = {
+    signedPrekey: { keyId: spk.keyId, publicKey: spk.publicKey, signature: spk.signature },
+    oneTimePrekeys: otps.map((k) => ({ keyId: k.keyId, publicKey: k.publicKey })),
+    lastResortKemPrekey: { keyId: lastResort.keyId, publicKey: lastResort.publicKey, signature: lastResort.signature },
+    oneTimeKemPrekeys: kems.map((k) => ({ keyId: k.keyId, publicKey: k.publicKey, signature: k.signature })),
+  }
+  return {
+    upload,
+    secrets,
+    signedPrekeyId: spk.keyId,
+    lastResortKemId: lastResort.keyId,
+    nextOtpId: 1 + otpCount,
+    nextKemId: 2 + kemCount,
+  }
+}
+
+/** A batch of new one-time prekeys (X25519 and/or KEM) with their secrets as store writes. */
+export function generateRefill(
+  identity: IdentityKeyPair,
+  random: Random,
+  otp: { startId: number; count: number } | null,
+  kem: { startId: number; count: number } | null,
+): { upload: Upload; secrets: StoreWrite[] } {
+  const otps = otp === null ? [] : generateOneTimePrekeys(otp.startId, otp.count, random)
+  const kems = kem === null ? [] : Array.from({ length: kem.count }, (_, i) => generateKemPrekey(identity, kem.startId + i, random))
+  return {
+    upload: {
+      oneTimePrekeys: otps.map((k) => ({ keyId: k.keyId, publicKey: k.publicKey })),
+      oneTimeKemPrekeys: kems.map((k) => ({ keyId: k.keyId, publicKey: k.publicKey, signature: k.signature })),
+    },
+    secrets: [
+      ...otps.map((k) => ({ key: prekeyKey('otp', k.keyId), value: encodeRecord({ secretKey: k.secretKey }) })),
+      ...kems.map((k) => ({ key: prekeyKey('kem', k.keyId), value: encodeRecord({ secretKey: k.secretKey }) })),
+    ],
+  }
+}
+
+/** Starts a session from a relay bundle (verifying its signatures). */
+export function initiate(ours: Ours, bundleWire: NonNullable<ServerFrame['prekeyBundle']>, random: Random) {
+  const bundle = prekeyBundleFromWire(bundleWire)
+  const { session } = Session.initiate(ours.identity, ours.address, ours.deviceId, bundle, { random })
+  return { state: session.serialize(), identityKey: bundle.identityKey, deviceId: bundle.deviceId }
+}
+
+/** Encrypts content in a session and seals it for the recipient; returns the new session state and envelope. */
+export function encrypt(args: {
+  ours: Ours
+  session: Uint8Array
+  recipientIdentityKey: Uint8Array
+  content: DecryptedContent
+  random: Random
+}): { state: Uint8Array; envelope: Uint8Array } {
+  const session = Session.deserialize(args.session, { random: args.random })
+  const message = session.encrypt(encodeContent(args.content))
+  const envelope = sealEnvelope({
+    senderAddress: args.ours.address,
+    senderDeviceId: args.ours.deviceId,
+    senderIdentity: args.ours.identity,
+    recipientIdentityKey: args.recipientIdentityKey,
+    message,
+  })
+  return { state: session.serialize(), envelope }
+}
+
+/** Opens a sealed envelope addressed to us. */
+export function open(identity: IdentityKeyPair, envelope: Uint8Array): Opened {
+  return openEnvelope(identity, envelope)
+}
+
+/** Decrypts an opened envelope with the existing session or a new one from our prekeys. */
+export async function decrypt(args: {
+  ours: Ours
+  existing: Uint8Array | null
+  opened: Opened
+  loadPrekey: (kind: 'spk' | 'otp' | 'kem', id: number) => Promise<Uint8Array | undefined>
+}): Promise<Decrypted> {
+  const { opened } = args
+  const existing = args.existing === null ? null : Session.deserialize(args.existing)
+  const sameIdentity = existing !== null && equal(existing.remoteIdentityKey, opened.senderIdentityKey)
+  if (existing !== null && sameIdentity && (opened.message.kind === 'ratchet' || existing.matchesPrekeyMessage(opened.message))) {
+    const plaintext = existing.decrypt(opened.message)
+    return { state: existing.serialize(), content: toDecrypted(decodeContent(plaintext)), consumedOneTimePrekeys: [], consumedKemPrekeys: [] }
+  }
+  if (opened.message.kind !== 'prekey') {
+    throw new ParleyError('DECRYPT_FAILED', 'no session with the sender for this message')
+  }
+  const load = async <T>(kind: 'spk' | 'otp' | 'kem', id: number): Promise<T | undefined> => {
+    const raw = await args.loadPrekey(kind, id)
+    return raw === undefined ? undefined : decodeRecord<T>(raw)
+  }
+  let kemIsLastResort = false
+  const result = await Session.respond(args.ours.identity, args.ours.address, args.ours.deviceId, opened, {
+    signedPrekey: (id) => load<{ publicKey: Uint8Array; secretKey: Uint8Array }>('spk', id),
+    oneTimePrekey: (id) => load<{ secretKey: Uint8Array }>('otp', id),
+    kemPrekey: async (id) => {
+      const k = await load<{ secretKey: Uint8Array; lastResort?: boolean }>('kem', id)
+      kemIsLastResort = k?.lastResort === true
+      return k
+    },
+  })
+  return {
+    state: result.session.serialize(),
+    content: toDecrypted(decodeContent(result.plaintext)),
+    consumedOneTimePrekeys: result.consumed.oneTimePrekeyId === undefined ? [] : [result.consumed.oneTimePrekeyId],
+    consumedKemPrekeys: kemIsLastResort ? [] : [result.consumed.kemPrekeyId],
+  }
+}
+
+/** The 60-digit safety number of two identities. */
+export function safetyNumber(localKey: Uint8Array, localAddress: Uint8Array, remoteKey: Uint8Array, remoteAddress: Uint8Array): string {
+  return protocolSafetyNumber(localKey, localAddress, remoteKey, remoteAddress)
+}

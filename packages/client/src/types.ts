@@ -1,0 +1,156 @@
+/**
+ * Public types of the client engine: options, results and events.
+ * @module
+ */
+import type { CountryCode, ParleyError } from '@parley/protocol'
+import type { Clock } from './Clock.js'
+import type { ConnectionState } from './RelayLink.js'
+import type { Store } from './Store.js'
+import type { Transport } from './Transport.js'
+
+/** Sends a text by the carrier's SMS when the recipient is not on Parley. The text is never uploaded. */
+export type SmsFallback = (to: string, text: string) => void | Promise<void>
+
+/** Options of {@link ParleyClient.create}. Platform SDKs fill `transport` and `store` for you. */
+export interface ParleyClientOptions {
+  /** The relay's WebSocket URL, e.g. `wss://relay.example.org` (the `/v1/ws` path is added when missing). */
+  relayUrl: string
+  /** How to open connections to the relay. */
+  transport: Transport
+  /** Where keys, sessions, the outbox and received messages live. */
+  store: Store
+  /** Region for numbers written without a country code, e.g. `'US'`. */
+  defaultRegion?: CountryCode
+  /** Called for recipients who are not on Parley; without it, such a `send()` fails with `NOT_FOUND`. */
+  smsFallback?: SmsFallback
+  /** Time source (tests inject a fake one). */
+  clock?: Clock
+  /** CSPRNG returning `n` bytes (tests inject a seeded one). */
+  random?: (n: number) => Uint8Array
+  /** How long one request may wait for the relay (default 20 s). */
+  requestTimeoutMs?: number
+  /** Reconnect backoff: first delay (default 250 ms) and cap (default 30 s); full jitter is applied. */
+  reconnect?: { minDelayMs?: number; maxDelayMs?: number }
+  /** How long a discovery result counts as fresh before `send()` asks again (default 24 h). */
+  discoveryTtlMs?: number
+}
+
+/** Options accepted by calls that can wait on the network. */
+export interface CallOptions {
+  /** Aborts the call; it then rejects with `ParleyError('ABORTED')`. */
+  signal?: AbortSignal
+}
+
+/** Input of {@link ParleyClient.activate}. */
+export interface ActivateOptions extends CallOptions {
+  /** The user's own phone number, in any common format. */
+  phoneNumber: string
+  /** Must be `true`: the user agreed to turn Parley on. Nothing is sent before this. */
+  consent: true
+}
+
+/** What {@link ParleyClient.activate} returns. */
+export interface ActivationPending {
+  /** The number in E.164 form. */
+  e164: string
+  /** Seconds until the code expires. */
+  expiresInSeconds: number
+  /** Wrong codes allowed before the activation is locked. */
+  attemptsLeft: number
+}
+
+/** What {@link ParleyClient.confirm} returns. */
+export interface Activation {
+  /** The account's public pseudonym (hex), derived from the number through the relay's OPRF. */
+  address: string
+  /** The relay's id for this device. */
+  deviceId: number
+  /** True when an earlier device of this number was replaced. */
+  replacedDevice: boolean
+}
+
+/** One answer of {@link ParleyClient.discover}. */
+export interface DiscoveryResult {
+  /** The number as given. */
+  number: string
+  /** Its E.164 form, or null if it is not a valid number. */
+  e164: string | null
+  /** Whether the number is on Parley. */
+  registered: boolean
+}
+
+/** What {@link ParleyClient.send} returns. */
+export interface SendResult {
+  /** The message id (32 hex characters). */
+  id: string
+  /** `'ip'`: end-to-end encrypted over Parley (queued durably); `'sms'`: handed to `smsFallback`. */
+  route: 'ip' | 'sms'
+}
+
+/** A received message. */
+export interface IncomingMessage {
+  /** The sender's message id (hex); each id is delivered once. */
+  id: string
+  /** The sender's number (E.164) when the sender stated it and it matched their address; else null. */
+  from: string | null
+  /** The sender's account address (hex). */
+  fromAddress: string
+  /** The text. */
+  text: string
+  /** When the sender says it sent the message. */
+  sentAt: Date
+  /** When the relay received it. */
+  receivedAt: Date
+}
+
+/** Payload of the `identityChanged` event. */
+export interface IdentityChange {
+  /** The contact's number if known, else null. */
+  number: string | null
+  /** The contact's address (hex). */
+  address: string
+  /** The safety number with the new identity. */
+  safetyNumber: string
+}
+
+/** Payload of the `gap` event: mail the relay expired or evicted before this device could fetch it. */
+export interface MailboxGapEvent {
+  firstSeq: number
+  lastSeq: number
+  reason: 'expired' | 'evicted' | 'unknown'
+}
+
+/** Payload of the `connection` event. */
+export interface ConnectionEvent {
+  state: ConnectionState
+  /** Reconnection attempt number (0 once online). */
+  attempt: number
+  /** With `offline`: milliseconds until the next attempt. */
+  retryInMs?: number
+  /** With `offline`: why. */
+  error?: ParleyError
+}
+
+/** Payload of the `delivered` event: the relay has the message durably in the recipient's mailbox. */
+export interface DeliveredEvent {
+  id: string
+  to: string
+}
+
+/** Payload of the `sendFailed` event: a queued message that can never be delivered over Parley. */
+export interface SendFailedEvent {
+  id: string
+  to: string
+  error: ParleyError
+}
+
+/** Every event of {@link ParleyClient}, by name. */
+export interface ParleyEvents {
+  message: IncomingMessage
+  delivered: DeliveredEvent
+  sendFailed: SendFailedEvent
+  identityChanged: IdentityChange
+  connection: ConnectionEvent
+  gap: MailboxGapEvent
+  error: ParleyError
+}

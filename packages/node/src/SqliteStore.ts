@@ -1,0 +1,82 @@
+/**
+ * The Node SDK's durable {@link Store}: one SQLite file (better-sqlite3) in WAL mode, one table of
+ * key → blob, every batch in one transaction.
+ * @module
+ */
+import type { Store, StoreEntry, StoreWrite } from '@parley/client'
+import Database from 'better-sqlite3'
+
+const SCHEMA_VERSION = 1
+
+/**
+ * A {@link Store} in a SQLite file. Safe against crashes: a batch is committed whole or not at all.
+ * @example const store = SqliteStore.open('./alice.db')
+ */
+export class SqliteStore implements Store {
+  readonly #db: Database.Database
+  readonly #get: Database.Statement<[string], { value: Buffer }>
+  readonly #put: Database.Statement<[string, Uint8Array]>
+  readonly #del: Database.Statement<[string]>
+  readonly #range: Database.Statement<[string, string], { key: string; value: Buffer }>
+  readonly #batch: (batch: readonly StoreWrite[]) => void
+
+  private constructor(db: Database.Database) {
+    this.#db = db
+    this.#get = db.prepare('SELECT value FROM kv WHERE key = ?')
+    this.#put = db.prepare('INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value')
+    this.#del = db.prepare('DELETE FROM kv WHERE key = ?')
+    this.#range = db.prepare('SELECT key, value FROM kv WHERE key >= ? AND key < ? ORDER BY key')
+    this.#batch = db.transaction((batch: readonly StoreWrite[]) => {
+      for (const { key, value } of batch) {
+        if (value === undefined) this.#del.run(key)
+        else this.#put.run(key, value)
+      }
+    })
+  }
+
+  /**
+   * Opens (creating if needed) the store at `path`. Use `':memory:'` for a throwaway store.
+   * @param path - file path of the SQLite database
+   * @returns the store
+   * @throws Error if the file cannot be opened or was written by a newer version
+   * @example const store = SqliteStore.open('./alice.db')
+   */
+  static open(path: string): SqliteStore {
+    if (typeof path !== 'string' || path.length === 0) throw new TypeError('path must be a non-empty string')
+    const db = new Database(path)
+    db.pragma('journal_mode = WAL')
+    db.pragma('synchronous = FULL')
+    const version = db.pragma('user_version', { simple: true }) as number
+    if (version > SCHEMA_VERSION) {
+      db.close()
+      throw new Error(`store ${path} was written by a newer @parley/node (schema ${version})`)
+    }
+    if (version < 1) {
+      db.exec('CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID')
+      db.pragma(`user_version = ${SCHEMA_VERSION}`)
+    }
+    return new SqliteStore(db)
+  }
+
+  /** @inheritDoc */
+  async get(key: string): Promise<Uint8Array | undefined> {
+    const row = this.#get.get(key)
+    return row === undefined ? undefined : new Uint8Array(row.value)
+  }
+
+  /** @inheritDoc */
+  async write(batch: readonly StoreWrite[]): Promise<void> {
+    this.#batch(batch)
+  }
+
+  /** @inheritDoc */
+  async list(prefix: string): Promise<StoreEntry[]> {
+    // Keys are ASCII, so SQLite's byte order equals the Store contract's code-unit order.
+    return this.#range.all(prefix, `${prefix}\uffff`).map((r) => ({ key: r.key, value: new Uint8Array(r.value) }))
+  }
+
+  /** @inheritDoc */
+  async close(): Promise<void> {
+    if (this.#db.open) this.#db.close()
+  }
+}
