@@ -47,6 +47,7 @@ export {
   authPayload,
   kemPrekeyPayload,
   signedPrekeyPayload,
+  signWithIdentity,
   verifyIdentitySignature,
 } from './signing.js'
 // End-to-end encryption (DESIGN.md §6): identity, prekeys, PQXDH + Double Ratchet sessions, sealed envelopes.
