@@ -57,14 +57,15 @@ export function encodeContent(content: Content): Uint8Array {
   if (hasText) props.text = content.text as string
   else props.data = content.data as Uint8Array
   const body = parley.v1.Content.encode(props).finish()
-  // Append the padding field (tag ‖ varint length ‖ zeros) so the total lands on a bucket boundary.
-  let pad = 0
-  for (;;) {
-    const total = body.length + 1 + varintLength(pad) + pad
-    const rem = total % CONTENT_BUCKET_BYTES
-    if (rem === 0) break
-    pad += CONTENT_BUCKET_BYTES - rem
-    // Growing `pad` may lengthen its varint; the loop settles within two rounds.
+  // Append the padding field (tag ‖ varint length ‖ zeros) so the total lands exactly on a bucket boundary:
+  // find the smallest bucket where some varint width w gives pad = bucket - body - 1 - w of that width.
+  let pad = -1
+  for (let bucket = Math.ceil((body.length + 2) / CONTENT_BUCKET_BYTES) * CONTENT_BUCKET_BYTES; pad < 0; ) {
+    for (let w = 1; w <= 4 && pad < 0; w++) {
+      const p = bucket - body.length - 1 - w
+      if (p >= 0 && varintLength(p) === w) pad = p
+    }
+    bucket += CONTENT_BUCKET_BYTES
   }
   const out = new Uint8Array(body.length + 1 + varintLength(pad) + pad)
   out.set(body)

@@ -33,7 +33,7 @@ function digits(fp: Uint8Array): string {
   let out = ''
   for (let i = 0; i < 30; i += 5) {
     const n =
-      (fp[i]! * 2 ** 32 + ((fp[i + 1]! << 24) | (fp[i + 2]! << 16) | (fp[i + 3]! << 8) | fp[i + 4]!)) >>> 0
+      fp[i]! * 2 ** 32 + (((fp[i + 1]! << 24) | (fp[i + 2]! << 16) | (fp[i + 3]! << 8) | fp[i + 4]!) >>> 0)
     out += String(n % 100000).padStart(5, '0')
   }
   return out

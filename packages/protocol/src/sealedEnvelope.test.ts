@@ -1,0 +1,115 @@
+// Sealed envelopes: round trip, sender authentication, tampering, wrong recipient, bad input.
+import fc from 'fast-check'
+import { describe, expect, it } from 'vitest'
+import { makeDevice, seededRandom } from '../test/e2e/helpers.js'
+import { parley } from './gen/parley.js'
+import { type CiphertextMessage, openEnvelope, ParleyError, sealEnvelope } from './index.js'
+
+const code = (fn: () => unknown): string => {
+  try {
+    fn()
+  } catch (err) {
+    return ParleyError.is(err) ? err.code : (err as Error).name
+  }
+  return 'no error'
+}
+
+const random = seededRandom('sealed')
+const alice = makeDevice('alice', random, 1)
+const bob = makeDevice('bob', random, 2)
+const ratchetBody = new Uint8Array(
+  parley.v1.RatchetMessage.encode({ ratchetKey: random(32), counter: 3, ciphertext: random(60) }).finish(),
+)
+const prekeyBody = new Uint8Array(
+  parley.v1.PrekeyMessage.encode({
+    identityKey: alice.identity.publicKey,
+    baseKey: random(32),
+    signedPrekeyId: 1,
+    kemPrekeyId: 2,
+    kemCiphertext: random(1088),
+    message: parley.v1.RatchetMessage.decode(ratchetBody),
+  }).finish(),
+)
+const message: CiphertextMessage = { kind: 'ratchet', body: ratchetBody }
+const seal = (m = message) =>
+  sealEnvelope({
+    senderAddress: alice.address,
+    senderDeviceId: 7,
+    senderIdentity: alice.identity,
+    recipientIdentityKey: bob.identity.publicKey,
+    message: m,
+  })
+
+describe('sealed envelopes', () => {
+  it('round-trips sender, device, identity and both message kinds', () => {
+    for (const [kind, body] of [
+      ['ratchet', ratchetBody],
+      ['prekey', prekeyBody],
+    ] as const) {
+      const opened = openEnvelope(bob.identity, seal({ kind, body }))
+      expect(opened.senderAddress).toEqual(alice.address)
+      expect(opened.senderDeviceId).toBe(7)
+      expect(opened.senderIdentityKey).toEqual(alice.identity.publicKey)
+      expect(opened.message.kind).toBe(kind)
+      expect(opened.message.body).toEqual(body)
+    }
+    // The secret key alone works too.
+    expect(openEnvelope(bob.identity.secretKey, seal()).senderDeviceId).toBe(7)
+  })
+
+  it('shows the relay neither the sender address nor the identity key', () => {
+    const env = seal()
+    const hay = Buffer.from(env)
+    expect(hay.indexOf(Buffer.from(alice.address))).toBe(-1)
+    expect(hay.indexOf(Buffer.from(alice.identity.publicKey))).toBe(-1)
+  })
+
+  it('cannot be opened by another device', () => {
+    expect(code(() => openEnvelope(alice.identity, seal()))).toBe('DECRYPT_FAILED')
+  })
+
+  it('refuses every single-bit change', () => {
+    const env = seal()
+    for (let i = 0; i < env.length; i++) {
+      const bad = env.slice()
+      bad[i]! ^= 1 << (i % 8)
+      expect(['DECRYPT_FAILED', 'BAD_REQUEST', 'UNSUPPORTED', 'VERIFICATION_FAILED']).toContain(
+        code(() => openEnvelope(bob.identity, bad)),
+      )
+    }
+  })
+
+  it('refuses garbage with a ParleyError, never another error', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 300 }), (junk) => {
+        expect(['DECRYPT_FAILED', 'BAD_REQUEST', 'UNSUPPORTED', 'VERIFICATION_FAILED']).toContain(
+          code(() => openEnvelope(bob.identity, junk)),
+        )
+      }),
+      { numRuns: 300 },
+    )
+  })
+
+  it('throws TypeError / RangeError for caller mistakes', () => {
+    expect(code(() => openEnvelope(new Uint8Array(31), seal()))).toBe('RangeError')
+    expect(code(() => openEnvelope(bob.identity, 'x' as never))).toBe('TypeError')
+    expect(code(() => sealEnvelope(null as never))).toBe('TypeError')
+    expect(
+      code(() =>
+        sealEnvelope({
+          senderAddress: alice.address,
+          senderDeviceId: 1,
+          senderIdentity: alice.identity,
+          recipientIdentityKey: bob.identity.publicKey,
+          message: { kind: 'x', body: new Uint8Array() } as never,
+        }),
+      ),
+    ).toBe('TypeError')
+    expect(code(() => sealEnvelope({ senderAddress: new Uint8Array(3) } as never))).toBe('RangeError')
+  })
+
+  it('refuses an envelope larger than 256 KiB with TOO_LARGE', () => {
+    expect(code(() => seal({ kind: 'ratchet', body: new Uint8Array(256 * 1024) }))).toBe('TOO_LARGE')
+    expect(code(() => openEnvelope(bob.identity, new Uint8Array(256 * 1024 + 1)))).toBe('TOO_LARGE')
+  })
+})
