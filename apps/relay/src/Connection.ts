@@ -110,10 +110,6 @@ export class Connection {
 
   #onMessage(data: unknown, isBinary: boolean): void {
     if (this.#closed) return
-    if (this.#draining) {
-      this.sendError(0, new ParleyError('UNAVAILABLE', 'the relay is shutting down', { retryAfterMs: 1000 }))
-      return
-    }
     if (!this.#admit()) {
       this.#dropped++
       this.ctx.metrics.rateLimited.inc({ scope: 'frames' })
@@ -141,6 +137,13 @@ export class Connection {
       return
     }
     this.ctx.metrics.frames.inc({ type: frame.body })
+    if (this.#draining) {
+      this.sendError(
+        frame.requestId,
+        new ParleyError('UNAVAILABLE', 'the relay is shutting down; reconnect', { retryAfterMs: 1000 }),
+      )
+      return
+    }
     this.#inFlight++
     this.#queue = this.#queue.then(() => this.#handle(frame)).finally(() => this.#inFlight--)
   }

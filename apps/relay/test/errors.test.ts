@@ -417,8 +417,8 @@ describe('relay process: error paths', () => {
     for (let i = 0; i < 400; i++) flooder.sendRaw(ping)
     expect(await flooder.closed).toBe(1008)
     const limited = flooder.frames.find((f) => f.body === 'error')
-    expect(limited?.error!.code).toBe(3) // RATE_LIMITED
-    expect(limited?.error!.retryAfterMs).toBeGreaterThan(0)
+    expect(limited!.error!.code).toBe(3) // RATE_LIMITED
+    expect(limited!.error!.retryAfterMs).toBeGreaterThan(0)
     expect((await other.request({ ping: {} })).body).toBe('pong')
     other.close()
   })

@@ -299,7 +299,7 @@ export interface Account {
 /** Runs the whole activation on an open client; the client ends authenticated. */
 export async function activate(
   c: RawClient,
-  relay: SpawnedRelay,
+  relay: { code(activationIdHex: string): Promise<string> },
   number: string,
   identity = new Identity(),
   keys = prekeys(identity),

@@ -1,0 +1,235 @@
+// The programmatic API (startRelay) in-process: gaps from eviction and expiry, live pushes, the webhook verifier,
+// graceful shutdown; plus config parsing and the rate limiter.
+import { createHmac } from 'node:crypto'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { GapReason } from '@parley/protocol'
+import { describe, expect, it } from 'vitest'
+import { DEFAULT_CONFIG, helpText, parseConfig } from '../src/config.js'
+import { type RelayOptions, startRelay } from '../src/index.js'
+import { MemoryRateLimiter } from '../src/RateLimiter.js'
+import { type VerificationRequest, type Verifier, WebhookVerifier } from '../src/Verifier.js'
+import { activate, expectError, login, messageId, RawClient } from './helpers.js'
+
+class CapturingVerifier implements Verifier {
+  readonly name = 'test'
+  readonly codes = new Map<string, string>()
+  readonly numbers: string[] = []
+  async sendCode(r: VerificationRequest): Promise<void> {
+    this.codes.set(r.activationId, r.code)
+    this.numbers.push(r.phoneNumber)
+  }
+  async code(id: string): Promise<string> {
+    return this.codes.get(id)!
+  }
+}
+
+async function inProcess(options: RelayOptions = {}) {
+  const verifier = new CapturingVerifier()
+  const relay = await startRelay({
+    port: 0,
+    host: '127.0.0.1',
+    dataDir: ':memory:',
+    logLevel: 'silent',
+    verifierImpl: verifier,
+    ...options,
+  })
+  return { relay, verifier }
+}
+
+const enc = new TextEncoder()
+
+describe('startRelay (in-process)', () => {
+  it('starts on a free port, reports url and port, and closes idempotently', async () => {
+    const { relay } = await inProcess()
+    expect(relay.port).toBeGreaterThan(0)
+    expect(relay.url).toBe(`ws://127.0.0.1:${relay.port}/v1/ws`)
+    expect((await fetch(`${relay.httpUrl}/readyz`)).status).toBe(200)
+    await Promise.all([relay.close(), relay.close()])
+    await expect(fetch(`${relay.httpUrl}/healthz`)).rejects.toThrow()
+  })
+
+  it('reports evicted mail as a gap before the remaining deliveries, then pushes new mail live', async () => {
+    const { relay, verifier } = await inProcess({ maxMailboxMessages: 3 })
+    const a = await RawClient.open(relay.url)
+    const b = await RawClient.open(relay.url)
+    await activate(a, verifier, '+14155550121')
+    const bob = await activate(b, verifier, '+14155550122')
+    b.close()
+    for (let i = 1; i <= 5; i++) {
+      await a.request({
+        sendMessage: {
+          recipientAddress: bob.address,
+          recipientDeviceId: bob.deviceId,
+          messageId: messageId(),
+          envelope: enc.encode(`m${i}`),
+        },
+      })
+    }
+    const { client } = await login(relay.url, bob)
+    const done = await client.request({ syncMailbox: { afterSeq: 0 } })
+    expect(done.syncDone!.headSeq).toBe(5)
+    const order = client.pushes.map((f) =>
+      f.body === 'delivery' ? `d${f.delivery!.seq}` : `gap${f.mailboxGap!.firstSeq}-${f.mailboxGap!.lastSeq}`,
+    )
+    expect(order).toEqual(['gap1-2', 'd3', 'd4', 'd5'])
+    expect(client.pushes[0]!.mailboxGap!.reason).toBe(GapReason.GAP_REASON_EVICTED)
+    // Live: a new message arrives without another sync.
+    await a.request({
+      sendMessage: {
+        recipientAddress: bob.address,
+        recipientDeviceId: bob.deviceId,
+        messageId: messageId(),
+        envelope: enc.encode('live'),
+      },
+    })
+    const live = await client.push((f) => f.body === 'delivery' && f.delivery!.seq === 6)
+    expect(new TextDecoder().decode(live.delivery!.envelope!)).toBe('live')
+    expect(
+      await relay.metrics.registry.getSingleMetricAsString('parley_relay_messages_evicted_total'),
+    ).toMatch(/ 3$/m)
+    a.close()
+    client.close()
+    await relay.close()
+  })
+
+  it('sweeps mail past its TTL and reports it as an expired gap', async () => {
+    const { relay, verifier } = await inProcess({ messageTtlSeconds: 1 })
+    const a = await RawClient.open(relay.url)
+    const bob = await activate(await RawClient.open(relay.url), verifier, '+14155550124')
+    await activate(a, verifier, '+14155550123')
+    await a.request({
+      sendMessage: {
+        recipientAddress: bob.address,
+        recipientDeviceId: bob.deviceId,
+        messageId: messageId(),
+        envelope: enc.encode('old'),
+      },
+    })
+    await new Promise((r) => setTimeout(r, 1100))
+    expect(await relay.sweep()).toBe(1)
+    const { client } = await login(relay.url, bob)
+    await client.request({ syncMailbox: { afterSeq: 0 } })
+    expect(client.pushes.map((f) => f.body)).toEqual(['mailboxGap'])
+    expect(client.pushes[0]!.mailboxGap).toMatchObject({
+      firstSeq: 1,
+      lastSeq: 1,
+      reason: GapReason.GAP_REASON_EXPIRED,
+    })
+    a.close()
+    client.close()
+    await relay.close()
+  })
+
+  it('hands the number to the verifier only, and finishes in-flight requests before shutting down', async () => {
+    const { relay, verifier } = await inProcess()
+    const c = await RawClient.open(relay.url)
+    await activate(c, verifier, '+14155550125')
+    expect(verifier.numbers).toEqual(['+14155550125'])
+    // A slow verifier keeps a request in flight while shutdown starts.
+    const slow = verifier.sendCode.bind(verifier)
+    verifier.sendCode = async (r) => {
+      await new Promise((resolve) => setTimeout(resolve, 300))
+      return slow(r)
+    }
+    const pending = c.send({ activationStart: { phoneNumber: '+14155550128', consent: true } })
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    const closing = relay.close()
+    expect((await pending).body).toBe('activationStarted')
+    await closing
+    expect(await c.closed).toBe(1001)
+  })
+
+  it('webhook verifier POSTs signed JSON; a failing webhook makes the activation UNAVAILABLE', async () => {
+    const received: { body: string; signature: string | undefined }[] = []
+    let status = 200
+    const hook = createServer((req, res) => {
+      let body = ''
+      req.on('data', (c) => {
+        body += c
+      })
+      req.on('end', () => {
+        received.push({ body, signature: req.headers['x-parley-signature'] as string | undefined })
+        res.writeHead(status).end()
+      })
+    })
+    await new Promise<void>((r) => hook.listen(0, '127.0.0.1', r))
+    const url = `http://127.0.0.1:${(hook.address() as AddressInfo).port}/sms`
+    const relay = await startRelay({
+      port: 0,
+      host: '127.0.0.1',
+      dataDir: ':memory:',
+      logLevel: 'silent',
+      verifierImpl: new WebhookVerifier({ url, secret: 'hook-secret' }),
+    })
+    const c = await RawClient.open(relay.url)
+    await c.request({ activationStart: { phoneNumber: '+14155550126', consent: true } })
+    const { body, signature } = received[0]!
+    const json = JSON.parse(body)
+    expect(json).toMatchObject({
+      type: 'parley.verification.v1',
+      phone_number: '+14155550126',
+      expires_in_seconds: 600,
+    })
+    expect(json.code).toMatch(/^\d{6}$/)
+    expect(signature).toBe(`sha256=${createHmac('sha256', 'hook-secret').update(body).digest('hex')}`)
+    status = 500
+    const err = await expectError(
+      c.request({ activationStart: { phoneNumber: '+14155550127', consent: true } }),
+      'UNAVAILABLE',
+    )
+    expect(err.retryAfterMs).toBeGreaterThan(0)
+    c.close()
+    await relay.close()
+    hook.close()
+  })
+})
+
+describe('config', () => {
+  it('defaults to port 8787, ./.parley-data and the console verifier', () => {
+    expect(parseConfig([], {})).toMatchObject({ port: 8787, dataDir: './.parley-data', verifier: 'console' })
+  })
+
+  it('reads env vars, and flags win over them', () => {
+    const c = parseConfig(['--port', '9000', '--trust-proxy', '--max-mailbox-messages=50'], {
+      PARLEY_PORT: '7000',
+      PARLEY_DATA_DIR: '/var/lib/parley',
+      PARLEY_LOG_LEVEL: 'warn',
+    })
+    expect(c).toMatchObject({
+      port: 9000,
+      dataDir: '/var/lib/parley',
+      logLevel: 'warn',
+      trustProxy: true,
+      maxMailboxMessages: 50,
+    })
+  })
+
+  it('refuses unknown flags and bad values; --help lists every flag with its env var', () => {
+    expect(() => parseConfig(['--nope'])).toThrow(/unknown option/)
+    expect(() => parseConfig(['--port', 'x'])).toThrow(/integer/)
+    expect(() => parseConfig(['--verifier', 'webhook'])).toThrow(/webhook-url/)
+    expect(parseConfig(['--help'])).toBe('help')
+    const help = helpText()
+    for (const key of Object.keys(DEFAULT_CONFIG)) {
+      const env = `PARLEY_${key.replace(/[A-Z]/g, (ch) => `_${ch}`).toUpperCase()}`
+      expect(help).toContain(env)
+    }
+  })
+})
+
+describe('MemoryRateLimiter', () => {
+  it('refills continuously and reports when enough tokens will be back', async () => {
+    const l = new MemoryRateLimiter()
+    const policy = { capacity: 3, refillTokens: 1, refillIntervalMs: 1000 }
+    for (let i = 0; i < 3; i++) expect((await l.take('k', 1, policy, 0)).allowed).toBe(true)
+    const refused = await l.take('k', 1, policy, 0)
+    expect(refused).toEqual({ allowed: false, remaining: 0, retryAfterMs: 1000 })
+    expect((await l.take('k', 1, policy, 1000)).allowed).toBe(true)
+    expect((await l.take('k', 2, policy, 1500)).retryAfterMs).toBe(1500)
+    await l.reset('k')
+    expect((await l.take('k', 3, policy, 1500)).allowed).toBe(true)
+    l.sweep(10_000)
+    expect(l.size).toBe(0)
+  })
+})
