@@ -308,7 +308,7 @@ describe('relay process: error paths', () => {
 
   it('applies OPRF quotas per IP (unauthenticated) and per account, with retryAfterMs', async () => {
     const anon = await RawClient.open(relay.url)
-    const keyId = anon.hello!.oprfKeys![0]!.keyId
+    const keyId = anon.hello!.oprfKeys![0]!.keyId!
     const valid = () => {
       // A valid ristretto255 element: any evaluated output is one; use the relay's public key.
       return anon.hello!.oprfKeys![0]!.publicKey!

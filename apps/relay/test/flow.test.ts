@@ -4,7 +4,6 @@ import { join } from 'node:path'
 import {
   addressFromToken,
   addressPrefix,
-  GapReason,
   numberToOprfInput,
   oprfBlind,
   oprfFinalize,
