@@ -1,13 +1,7 @@
 // The full flow against a real relay process: activation, discovery, prekeys, mail, resume, restart, deactivate.
 import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import {
-  addressFromToken,
-  addressPrefix,
-  numberToOprfInput,
-  oprfBlind,
-  oprfFinalize,
-} from '@parley/protocol'
+import { addressFromToken, addressPrefix, numberToOprfInput, oprfBlind, oprfFinalize } from '@parley/protocol'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
   type Account,

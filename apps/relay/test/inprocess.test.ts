@@ -140,6 +140,17 @@ describe('startRelay (in-process)', () => {
     expect(await c.closed).toBe(1001)
   })
 
+  it('re-activating on the same connection replaces the device without revoking that connection', async () => {
+    const { relay, verifier } = await inProcess()
+    const c = await RawClient.open(relay.url)
+    const first = await activate(c, verifier, '+14155550129')
+    const second = await activate(c, verifier, '+14155550129')
+    expect(second).toMatchObject({ deviceId: first.deviceId + 1, replacedDevice: true })
+    expect((await c.request({ prekeyCountQuery: {} })).body).toBe('prekeyCount')
+    c.close()
+    await relay.close()
+  })
+
   it('webhook verifier POSTs signed JSON; a failing webhook makes the activation UNAVAILABLE', async () => {
     const received: { body: string; signature: string | undefined }[] = []
     let status = 200

@@ -85,6 +85,8 @@ export async function activationConfirm(conn: Connection, frame: ClientFrame): P
     throw err
   }
   const address = addressFromToken(oprfEvaluate(oprf.current.secretKey, numberToOprfInput(number)))
+  // This connection may be bound to the device being replaced; it must not be revoked with it.
+  await conn.unbind()
   const { deviceId, replacedDevice } = await store.registerDevice({
     address,
     identityKey,
