@@ -1,0 +1,257 @@
+// Crypto benchmark (issue 3): @parley/protocol (pure JS, noble) against @signalapp/libsignal-client (Rust, native)
+// doing the same work in the same run. Prints ms/op and the ratio parley / libsignal (lower is better).
+// Run: cd bench && npx tsx crypto.ts
+import * as SignalClient from '@signalapp/libsignal-client'
+import {
+  type CiphertextMessage,
+  generateIdentity,
+  generateKemPrekey,
+  generateSignedPrekey,
+  type PrekeyBundle,
+  Session,
+  safetyNumber,
+} from '../packages/protocol/src/index.js' // the source, so the bench needs no build step
+
+const {
+  CiphertextMessageType,
+  Fingerprint,
+  IdentityKeyPair,
+  KEMKeyPair,
+  KyberPreKeyRecord,
+  PreKeyBundle,
+  PreKeySignalMessage,
+  PrivateKey,
+  ProtocolAddress,
+  SignalMessage,
+  SignedPreKeyRecord,
+  processPreKeyBundle,
+  signalDecrypt,
+  signalDecryptPreKey,
+  signalEncrypt,
+} = SignalClient
+
+async function time(fn: () => unknown | Promise<unknown>, minMs = 1500): Promise<number> {
+  for (let i = 0; i < 5; i++) await fn() // warm-up
+  let n = 0
+  const start = performance.now()
+  while (performance.now() - start < minMs) {
+    await fn()
+    n++
+  }
+  return (performance.now() - start) / n
+}
+
+// ───────────── libsignal stores (in memory) ─────────────
+class Sessions extends SignalClient.SessionStore {
+  map = new Map<string, SignalClient.SessionRecord>()
+  async saveSession(a: SignalClient.ProtocolAddress, r: SignalClient.SessionRecord) {
+    this.map.set(a.toString(), r)
+  }
+  async getSession(a: SignalClient.ProtocolAddress) {
+    return this.map.get(a.toString()) ?? null
+  }
+  async getExistingSessions(as: SignalClient.ProtocolAddress[]) {
+    return as.map((a) => this.map.get(a.toString())!)
+  }
+}
+class Identities extends SignalClient.IdentityKeyStore {
+  constructor(private key: SignalClient.PrivateKey) {
+    super()
+  }
+  async getIdentityKey() {
+    return this.key
+  }
+  async getLocalRegistrationId() {
+    return 1
+  }
+  async saveIdentity() {
+    return SignalClient.IdentityChange.NewOrUnchanged
+  }
+  async isTrustedIdentity() {
+    return true
+  }
+  async getIdentity() {
+    return null
+  }
+}
+class PreKeys extends SignalClient.PreKeyStore {
+  async savePreKey() {}
+  async getPreKey(): Promise<SignalClient.PreKeyRecord> {
+    throw new Error('no one-time prekeys in this bench')
+  }
+  async removePreKey() {}
+}
+class SignedPreKeys extends SignalClient.SignedPreKeyStore {
+  constructor(private r: SignalClient.SignedPreKeyRecord) {
+    super()
+  }
+  async saveSignedPreKey() {}
+  async getSignedPreKey() {
+    return this.r
+  }
+}
+class KyberPreKeys extends SignalClient.KyberPreKeyStore {
+  constructor(private r: SignalClient.KyberPreKeyRecord) {
+    super()
+  }
+  async saveKyberPreKey() {}
+  async getKyberPreKey() {
+    return this.r
+  }
+  async markKyberPreKeyUsed() {}
+}
+
+async function signalSide() {
+  const aliceId = IdentityKeyPair.generate()
+  const bobId = IdentityKeyPair.generate()
+  const aliceAddr = ProtocolAddress.new('alice', 1)
+  const bobAddr = ProtocolAddress.new('bob', 1)
+  const spk = PrivateKey.generate()
+  const spkSig = bobId.privateKey.sign(spk.getPublicKey().serialize())
+  const kem = KEMKeyPair.generate()
+  const kemSig = bobId.privateKey.sign(kem.getPublicKey().serialize())
+  const bundle = PreKeyBundle.new(
+    1,
+    1,
+    null,
+    null,
+    1,
+    spk.getPublicKey(),
+    spkSig,
+    bobId.publicKey,
+    1,
+    kem.getPublicKey(),
+    kemSig,
+  )
+  const bobStores = {
+    identity: new Identities(bobId.privateKey),
+    pre: new PreKeys(),
+    signed: new SignedPreKeys(SignedPreKeyRecord.new(1, 0, spk.getPublicKey(), spk, spkSig)),
+    kyber: new KyberPreKeys(KyberPreKeyRecord.new(1, 0, kem, kemSig)),
+  }
+  const aliceIdentity = new Identities(aliceId.privateKey)
+  const decrypt = (
+    m: SignalClient.CiphertextMessage,
+    from: SignalClient.ProtocolAddress,
+    to: SignalClient.ProtocolAddress,
+    sessions: Sessions,
+    identity: Identities,
+  ) =>
+    m.type() === CiphertextMessageType.PreKey
+      ? signalDecryptPreKey(
+          PreKeySignalMessage.deserialize(m.serialize()),
+          from,
+          to,
+          sessions,
+          identity,
+          bobStores.pre,
+          bobStores.signed,
+          bobStores.kyber,
+        )
+      : signalDecrypt(SignalMessage.deserialize(m.serialize()), from, to, sessions, identity)
+  const setup = async () => {
+    const aSessions = new Sessions()
+    const bSessions = new Sessions()
+    await processPreKeyBundle(bundle, bobAddr, aliceAddr, aSessions, aliceIdentity)
+    const first = await signalEncrypt(new Uint8Array(160), bobAddr, aliceAddr, aSessions, aliceIdentity)
+    await decrypt(first, aliceAddr, bobAddr, bSessions, bobStores.identity)
+    return { aSessions, bSessions }
+  }
+  const { aSessions, bSessions } = await setup()
+  // Complete the handshake so later messages are plain ratchet messages.
+  const reply = await signalEncrypt(new Uint8Array(160), aliceAddr, bobAddr, bSessions, bobStores.identity)
+  await decrypt(reply, bobAddr, aliceAddr, aSessions, aliceIdentity)
+  const oneWay = async () => {
+    const m = await signalEncrypt(new Uint8Array(160), bobAddr, aliceAddr, aSessions, aliceIdentity)
+    await decrypt(m, aliceAddr, bobAddr, bSessions, bobStores.identity)
+  }
+  const pingPong = async () => {
+    await oneWay()
+    const m = await signalEncrypt(new Uint8Array(160), aliceAddr, bobAddr, bSessions, bobStores.identity)
+    await decrypt(m, bobAddr, aliceAddr, aSessions, aliceIdentity)
+  }
+  const fingerprint = () =>
+    Fingerprint.new(
+      5200,
+      2,
+      new Uint8Array(32).fill(1),
+      aliceId.publicKey,
+      new Uint8Array(32).fill(2),
+      bobId.publicKey,
+    )
+      .displayableFingerprint()
+      .toString()
+  return { setup, oneWay, pingPong, fingerprint }
+}
+
+async function parleySide() {
+  const alice = generateIdentity()
+  const bob = generateIdentity()
+  const aliceAddress = new Uint8Array(32).fill(1)
+  const bobAddress = new Uint8Array(32).fill(2)
+  const spk = generateSignedPrekey(bob, 1)
+  const kem = generateKemPrekey(bob, 1)
+  const bundle: PrekeyBundle = {
+    address: bobAddress,
+    deviceId: 1,
+    identityKey: bob.publicKey,
+    signedPrekey: { keyId: 1, publicKey: spk.publicKey, signature: spk.signature },
+    kemPrekey: { keyId: 1, publicKey: kem.publicKey, signature: kem.signature },
+    kemPrekeyIsLastResort: true,
+  }
+  const lookup = { signedPrekey: () => spk, oneTimePrekey: () => undefined, kemPrekey: () => kem }
+  const respond = (message: CiphertextMessage) =>
+    Session.respond(
+      bob,
+      bobAddress,
+      1,
+      { senderAddress: aliceAddress, senderDeviceId: 1, senderIdentityKey: alice.publicKey, message },
+      lookup,
+    )
+  const setup = async () => {
+    const { session: a } = Session.initiate(alice, aliceAddress, 1, bundle)
+    const { session: b } = await respond(a.encrypt(new Uint8Array(160)))
+    return { a, b }
+  }
+  let { a, b } = await setup()
+  a.decrypt(b.encrypt(new Uint8Array(160)))
+  const oneWay = () => b.decrypt(a.encrypt(new Uint8Array(160)))
+  const pingPong = () => {
+    oneWay()
+    a.decrypt(b.encrypt(new Uint8Array(160)))
+  }
+  // What a client does: load, decrypt, store, per message.
+  const oneWayPersisted = () => {
+    const m = a.encrypt(new Uint8Array(160))
+    a = Session.deserialize(a.serialize())
+    b = Session.deserialize(b.serialize())
+    b.decrypt(m)
+  }
+  const fingerprint = () => safetyNumber(alice.publicKey, aliceAddress, bob.publicKey, bobAddress)
+  return { setup, oneWay, pingPong, oneWayPersisted, fingerprint }
+}
+
+const signal = await signalSide()
+const parley = await parleySide()
+const rows: [string, number, number][] = []
+const row = async (name: string, p: () => unknown, s: () => unknown) => {
+  const tp = await time(p)
+  const ts = await time(s)
+  rows.push([name, tp, ts])
+  console.log(
+    `${name.padEnd(44)} parley ${tp.toFixed(3).padStart(8)} ms  libsignal ${ts.toFixed(3).padStart(8)} ms  ratio ${(tp / ts).toFixed(1)}×`,
+  )
+}
+console.log(`node ${process.version}, ${process.platform}/${process.arch}`)
+await row('ratchet message, same chain (encrypt+decrypt)', parley.oneWay, signal.oneWay)
+await row(
+  'ratchet round trip, DH step each way (2 msgs)',
+  () => parley.pingPong(),
+  () => signal.pingPong(),
+)
+await row('  same, parley also serialize+deserialize', parley.oneWayPersisted, signal.oneWay)
+await row('session setup (PQXDH + first message)', parley.setup, signal.setup)
+await row('safety number (5200 iterations × 2)', parley.fingerprint, signal.fingerprint)
+console.log('\n| work | parley ms/op | libsignal ms/op | ratio |\n|---|---:|---:|---:|')
+for (const [name, tp, ts] of rows)
+  console.log(`| ${name.trim()} | ${tp.toFixed(3)} | ${ts.toFixed(3)} | ${(tp / ts).toFixed(1)}× |`)
