@@ -91,13 +91,13 @@ export class Activations {
   confirm(activationIdHex: string, code: string, nowMs = Date.now()): string {
     const p = this.#pending.get(activationIdHex)
     if (!p) throw new ParleyError('NOT_FOUND', 'unknown activation; request a new code')
-    if (p.number === null || nowMs >= p.expiresAtMs) {
-      this.#lock(p)
-      throw new ParleyError('EXPIRED', 'the activation has expired; request a new code')
-    }
     if (p.attemptsLeft <= 0) {
       this.#lock(p)
       throw new ParleyError('EXPIRED', 'too many wrong codes; request a new code')
+    }
+    if (p.number === null || nowMs >= p.expiresAtMs) {
+      this.#lock(p)
+      throw new ParleyError('EXPIRED', 'the activation has expired; request a new code')
     }
     const given = Buffer.from(typeof code === 'string' ? code : '')
     const ok = given.length === p.code.length && timingSafeEqual(given, p.code)
@@ -117,7 +117,6 @@ export class Activations {
   /** Keeps a locked or expired entry as a tombstone until its expiry, so the client gets a clear answer. */
   #lock(p: Pending): void {
     p.number = null
-    p.attemptsLeft = 0
     p.code.fill(0)
   }
 

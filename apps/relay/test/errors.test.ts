@@ -264,7 +264,8 @@ describe('relay process: error paths', () => {
       const err = await expectError(confirm(wrong), 'INVALID_CODE')
       expect(err.message).toMatch(i > 0 ? `${i} attempts left` : /no attempts left/)
     }
-    await expectError(confirm(code), 'EXPIRED')
+    const locked = await expectError(confirm(code), 'EXPIRED')
+    expect(locked.message).toMatch(/too many wrong codes/)
     await expectError(
       c.request({
         activationConfirm: {

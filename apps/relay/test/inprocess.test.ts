@@ -244,3 +244,19 @@ describe('MemoryRateLimiter', () => {
     expect(l.size).toBe(0)
   })
 })
+
+describe('Activations', () => {
+  it('expires a code after its lifetime and forgets the entry a lifetime later', async () => {
+    const { Activations } = await import('../src/Activations.js')
+    const a = new Activations({ hashKey: new Uint8Array(32), ttlSeconds: 600, attempts: 5, max: 10 })
+    const s = a.start('+14155550130', 0)
+    expect(() => a.confirm(s.activationIdHex, s.code, 600_000)).toThrow(/expired/)
+    a.sweep(1_200_000)
+    expect(a.size).toBe(0)
+    const t = a.start('+14155550130', 0)
+    expect(a.confirm(t.activationIdHex, t.code, 1000)).toBe('+14155550130')
+    expect(() => a.confirm(t.activationIdHex, t.code, 1000)).toThrow(/unknown activation/)
+    expect(a.numberKey('+14155550130')).toMatch(/^[0-9a-f]{64}$/)
+    expect(a.numberKey('+14155550130')).not.toContain('4155550130')
+  })
+})
