@@ -44,10 +44,15 @@ describe('ParleyClient before activation (P1)', () => {
     const { client, transport } = await fresh()
     for (const consent of [false, undefined, 'yes', 1, null]) {
       await expect(
-        client.activate({ phoneNumber: '+1 415 555 0100', consent } as unknown as { phoneNumber: string; consent: true }),
+        client.activate({ phoneNumber: '+1 415 555 0100', consent } as unknown as {
+          phoneNumber: string
+          consent: true
+        }),
       ).rejects.toThrow(TypeError)
     }
-    expect(await codeOf(client.activate({ phoneNumber: 'not a number', consent: true }))).toBe('INVALID_NUMBER')
+    expect(await codeOf(client.activate({ phoneNumber: 'not a number', consent: true }))).toBe(
+      'INVALID_NUMBER',
+    )
     expect(transport.opened).toEqual([])
     await client.close()
   })
@@ -65,9 +70,9 @@ describe('ParleyClient before activation (P1)', () => {
     const store = new MemoryStore()
     const transport = recordingTransport()
     await expect(ParleyClient.create({ relayUrl: 'http://x', transport, store })).rejects.toThrow(TypeError)
-    await expect(
-      ParleyClient.create({ relayUrl: 'ws://x', transport: {} as never, store }),
-    ).rejects.toThrow(TypeError)
+    await expect(ParleyClient.create({ relayUrl: 'ws://x', transport: {} as never, store })).rejects.toThrow(
+      TypeError,
+    )
     await expect(
       ParleyClient.create({ relayUrl: 'ws://x', transport, store, smsFallback: 'no' as never }),
     ).rejects.toThrow(TypeError)

@@ -4,27 +4,30 @@
  * @module
  */
 import {
-  GapReason,
-  type IdentityKeyPair,
-  ParleyError,
-  type ServerFrame,
   activationPayload,
   addressFromToken,
   addressPrefix,
   authPayload,
+  GapReason,
   generateIdentity,
+  type IdentityKeyPair,
   normalizeNumber,
   numberToOprfInput,
   oprfBlind,
   oprfFinalize,
+  ParleyError,
+  type ServerFrame,
 } from '@parley/protocol'
 import { type Clock, systemClock } from './Clock.js'
 import { Emitter, type Listener } from './Emitter.js'
+import { decodeRecord, encodeRecord, fromHex, pad, toHex } from './internal/codec.js'
+import * as e2e from './internal/e2e.js'
+import { SerialQueue } from './internal/SerialQueue.js'
 import { type ConnectionState, RelayLink, type ServerHello } from './RelayLink.js'
 import type { Store, StoreWrite } from './Store.js'
 import type {
-  Activation,
   ActivateOptions,
+  Activation,
   ActivationPending,
   CallOptions,
   DiscoveryResult,
@@ -34,9 +37,6 @@ import type {
   SendResult,
   SmsFallback,
 } from './types.js'
-import { decodeRecord, encodeRecord, fromHex, pad, toHex } from './internal/codec.js'
-import * as e2e from './internal/e2e.js'
-import { SerialQueue } from './internal/SerialQueue.js'
 
 const ONE_TIME_PREKEY_BATCH = 100
 const ONE_TIME_PREKEY_LOW_WATER = 10
@@ -44,6 +44,8 @@ const KEM_PREKEY_BATCH = 10
 const KEM_PREKEY_LOW_WATER = 3
 const MAX_TEXT_BYTES = 64 * 1024
 const DEFAULT_DISCOVERY_TTL_MS = 24 * 3600_000
+const ACK_BATCH = 500
+const ACK_DELAY_MS = 10
 
 /** Store keys (one namespace per concern). */
 const K = {
@@ -144,6 +146,9 @@ export class ParleyClient {
   #outboxSeq = 0
   #flushing: Promise<void> | null = null
   #iterators = new Set<(m: IncomingMessage | null) => void>()
+  #acks: number[] = []
+  #ackTimer: unknown = null
+  #retryTimer: unknown = null
 
   private constructor(options: ParleyClientOptions) {
     if (typeof options !== 'object' || options === null) throw new TypeError('options are required')
@@ -151,7 +156,8 @@ export class ParleyClient {
       throw new TypeError('relayUrl must be a ws:// or wss:// URL')
     }
     if (typeof options.transport?.open !== 'function') throw new TypeError('transport must implement open()')
-    if (typeof options.store?.write !== 'function') throw new TypeError('store must implement the Store interface')
+    if (typeof options.store?.write !== 'function')
+      throw new TypeError('store must implement the Store interface')
     if (options.smsFallback !== undefined && typeof options.smsFallback !== 'function') {
       throw new TypeError('smsFallback must be a function')
     }
@@ -316,7 +322,8 @@ export class ParleyClient {
    */
   async confirm(code: string, options: CallOptions = {}): Promise<Activation> {
     this.#checkOpen()
-    if (typeof code !== 'string' || !/^\d{6}$/.test(code.trim())) throw new TypeError('code must be six digits')
+    if (typeof code !== 'string' || !/^\d{6}$/.test(code.trim()))
+      throw new TypeError('code must be six digits')
     const raw = await this.#store.get(K.pending)
     if (raw === undefined) throw new ParleyError('INVALID_STATE', 'call activate() first')
     const pending = decodeRecord<PendingRecord>(raw)
@@ -346,7 +353,10 @@ export class ParleyClient {
     // which is verified against the pinned key, so a relay cannot bind us to someone else's address.
     const [token] = await this.#tokens([pending.e164], options.signal)
     if (token === undefined || !e2e.equal(addressFromToken(token), address)) {
-      throw new ParleyError('VERIFICATION_FAILED', 'the relay assigned an address that does not match the number')
+      throw new ParleyError(
+        'VERIFICATION_FAILED',
+        'the relay assigned an address that does not match the number',
+      )
     }
     const account: AccountRecord = { e164: pending.e164, address, deviceId, identity }
     const meta: PrekeyMeta = {
@@ -505,6 +515,8 @@ export class ParleyClient {
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true
+    if (this.#retryTimer !== null) this.#clock.clearTimeout(this.#retryTimer)
+    this.#flushAcks()
     this.#link.stop(true)
     for (const push of this.#iterators) push(null)
     this.#iterators.clear()
@@ -523,7 +535,10 @@ export class ParleyClient {
   async #authenticate(hello: ServerHello, link: RelayLink): Promise<void> {
     const account = this.#account
     if (account === null || !hello.authNonce) return
-    const signature = e2e.sign(account.identity, authPayload(hello.authNonce, account.address, account.deviceId))
+    const signature = e2e.sign(
+      account.identity,
+      authPayload(hello.authNonce, account.address, account.deviceId),
+    )
     try {
       const frame = await link.request(
         { authenticate: { address: account.address, deviceId: account.deviceId, signature } },
@@ -535,7 +550,9 @@ export class ParleyClient {
       const e = ParleyError.fromUnknown(err)
       if (e.code === 'UNAUTHENTICATED' || e.code === 'NOT_FOUND') {
         // This device was replaced or the account erased elsewhere; keep the data but tell the app.
-        this.#emitError(new ParleyError('UNAUTHENTICATED', 'the relay no longer accepts this device', { cause: e }))
+        this.#emitError(
+          new ParleyError('UNAUTHENTICATED', 'the relay no longer accepts this device', { cause: e }),
+        )
       }
       throw e
     }
@@ -548,15 +565,16 @@ export class ParleyClient {
       if (pinned === undefined) {
         await this.#store.write([{ key: K.oprfPin(key.keyId), value: key.publicKey }])
       } else if (!e2e.equal(pinned, key.publicKey)) {
-        throw new ParleyError('VERIFICATION_FAILED', `the relay's OPRF key ${key.keyId} differs from the pinned one`)
+        throw new ParleyError(
+          'VERIFICATION_FAILED',
+          `the relay's OPRF key ${key.keyId} differs from the pinned one`,
+        )
       }
     }
   }
 
   #afterOnline(): void {
-    void this.#serial
-      .run(() => this.#sync())
-      .catch((err) => this.#emitRecoverable(err))
+    void this.#serial.run(() => this.#sync()).catch((err) => this.#emitRecoverable(err))
     this.#kickOutbox()
     void this.#serial.run(() => this.#refillPrekeys()).catch((err) => this.#emitRecoverable(err))
   }
@@ -575,7 +593,12 @@ export class ParleyClient {
       void this.#serial.run(() => this.#receive(delivery)).catch((err) => this.#emitError(err))
     } else if (frame.body === 'mailboxGap' && frame.mailboxGap) {
       const g = frame.mailboxGap
-      const reason = g.reason === GapReason.GAP_REASON_EXPIRED ? 'expired' : g.reason === GapReason.GAP_REASON_EVICTED ? 'evicted' : 'unknown'
+      const reason =
+        g.reason === GapReason.GAP_REASON_EXPIRED
+          ? 'expired'
+          : g.reason === GapReason.GAP_REASON_EVICTED
+            ? 'evicted'
+            : 'unknown'
       this.#events.emit('gap', { firstSeq: g.firstSeq ?? 0, lastSeq: g.lastSeq ?? 0, reason })
     } else if (frame.body === 'error' && frame.error) {
       this.#emitError(ParleyError.fromUnknown(e2e.wireError(frame.error)))
@@ -588,7 +611,9 @@ export class ParleyClient {
     const account = this.#account
     if (account === null) return
     const seq = delivery.seq ?? 0
-    const ack = () => this.#ack(seq)
+    const ack = () => {
+      this.#ack(seq)
+    }
     let opened: e2e.Opened
     try {
       opened = e2e.open(account.identity, delivery.envelope ?? new Uint8Array(0))
@@ -616,7 +641,9 @@ export class ParleyClient {
     const idHex = toHex(content.messageId)
     if ((await this.#store.get(K.seen(idHex))) !== undefined) {
       // Same message again (a resend after a lost ACCEPTED): keep the session step, deliver nothing.
-      await this.#store.write([{ key: K.session(senderHex), value: encodeRecord(sessionRecord(opened, result.state)) }])
+      await this.#store.write([
+        { key: K.session(senderHex), value: encodeRecord(sessionRecord(opened, result.state)) },
+      ])
       return ack()
     }
     const identityChanged = existing !== null && !e2e.equal(existing.identityKey, opened.senderIdentityKey)
@@ -643,7 +670,12 @@ export class ParleyClient {
       this.#events.emit('identityChanged', {
         number: from,
         address: senderHex,
-        safetyNumber: e2e.safetyNumber(account.identity.publicKey, account.address, opened.senderIdentityKey, opened.senderAddress),
+        safetyNumber: e2e.safetyNumber(
+          account.identity.publicKey,
+          account.address,
+          opened.senderIdentityKey,
+          opened.senderAddress,
+        ),
       })
     }
     const incoming = toIncoming(message)
@@ -655,17 +687,33 @@ export class ParleyClient {
     return ack()
   }
 
-  async #ack(seq: number): Promise<void> {
+  /** Queues an ack; acks go out in batches so a burst of mail costs few frames. */
+  #ack(seq: number): void {
     if (seq <= 0) return
-    try {
-      await this.#link.request({ ackMessages: { seqs: [seq] } }, { raw: true })
-      const raw = await this.#store.get(K.cursor)
-      const cursor = raw === undefined ? 0 : decodeRecord<number>(raw)
-      if (seq > cursor) await this.#store.write([{ key: K.cursor, value: encodeRecord(seq) }])
-    } catch (err) {
-      // Not acked: the relay redelivers on reconnect and the inbox's dedupe drops the copy.
-      this.#emitRecoverable(err)
-    }
+    this.#acks.push(seq)
+    if (this.#acks.length >= ACK_BATCH) this.#flushAcks()
+    else if (this.#ackTimer === null)
+      this.#ackTimer = this.#clock.setTimeout(() => this.#flushAcks(), ACK_DELAY_MS)
+  }
+
+  #flushAcks(): void {
+    if (this.#ackTimer !== null) this.#clock.clearTimeout(this.#ackTimer)
+    this.#ackTimer = null
+    const seqs = this.#acks.splice(0, ACK_BATCH)
+    if (seqs.length === 0) return
+    void this.#link
+      .request({ ackMessages: { seqs } }, { raw: true })
+      .then(async () => {
+        const max = Math.max(...seqs)
+        const raw = await this.#store.get(K.cursor)
+        const cursor = raw === undefined ? 0 : decodeRecord<number>(raw)
+        if (max > cursor) await this.#store.write([{ key: K.cursor, value: encodeRecord(max) }])
+      })
+      .catch((err) => {
+        // Not acked: the relay redelivers after reconnecting and the inbox's dedupe drops the copy.
+        this.#emitRecoverable(err)
+      })
+    if (this.#acks.length > 0) this.#flushAcks()
   }
 
   /** The sender's stated number, if its OPRF address matches the authenticated sender address. */
@@ -688,7 +736,10 @@ export class ParleyClient {
       const derived = addressFromToken(token)
       if (!e2e.equal(derived, address)) return null
       await this.#store.write([
-        { key: K.contact(e164), value: encodeRecord({ e164, address, registered: true, checkedAt: this.#clock.now() }) },
+        {
+          key: K.contact(e164),
+          value: encodeRecord({ e164, address, registered: true, checkedAt: this.#clock.now() }),
+        },
         { key: K.byAddress(toHex(address)), value: encodeRecord(e164) },
       ])
       return e164
@@ -717,9 +768,17 @@ export class ParleyClient {
         await this.#deliver(next.key, entry)
       } catch (err) {
         const e = ParleyError.fromUnknown(err)
-        if (e.code === 'UNAVAILABLE' || e.code === 'TIMEOUT' || e.code === 'CLOSED' || e.code === 'RATE_LIMITED') {
-          return // retried when the link is back
+        if (e.code === 'RATE_LIMITED') {
+          // Retried when the relay's quota allows, and on the next reconnect or send in any case.
+          if (this.#retryTimer === null) {
+            this.#retryTimer = this.#clock.setTimeout(() => {
+              this.#retryTimer = null
+              this.#kickOutbox()
+            }, e.retryAfterMs ?? 1000)
+          }
+          return
         }
+        if (e.code === 'UNAVAILABLE' || e.code === 'TIMEOUT' || e.code === 'CLOSED') return // retried on reconnect
         // Permanent: tell the app and drop the entry so the queue moves on.
         await this.#store.write([{ key: next.key }])
         this.#events.emit('sendFailed', { id: entry.id, to: entry.to, error: e })
@@ -771,11 +830,20 @@ export class ParleyClient {
       ours: account,
       session: session.state,
       recipientIdentityKey: session.identityKey,
-      content: { messageId: fromHex(entry.id), sentAtMs: entry.sentAt, text: entry.text, senderNumber: account.e164 },
+      content: {
+        messageId: fromHex(entry.id),
+        sentAtMs: entry.sentAt,
+        text: entry.text,
+        senderNumber: account.e164,
+      },
       random: this.#random,
     })
     const updated: OutboxRecord = { ...entry, envelope: sealed.envelope, deviceId: session.deviceId }
-    const record: SessionRecord = { deviceId: session.deviceId, identityKey: session.identityKey, state: sealed.state }
+    const record: SessionRecord = {
+      deviceId: session.deviceId,
+      identityKey: session.identityKey,
+      state: sealed.state,
+    }
     // The ratchet step and the ciphertext that used it are persisted together, so a retry resends the same bytes.
     await this.#store.write([
       { key: K.session(addressHex), value: encodeRecord(record) },
@@ -786,7 +854,12 @@ export class ParleyClient {
       this.#events.emit('identityChanged', {
         number: entry.to,
         address: addressHex,
-        safetyNumber: e2e.safetyNumber(account.identity.publicKey, account.address, session.identityKey, entry.address),
+        safetyNumber: e2e.safetyNumber(
+          account.identity.publicKey,
+          account.address,
+          session.identityKey,
+          entry.address,
+        ),
       })
     }
     return updated
@@ -861,7 +934,8 @@ export class ParleyClient {
         { signal },
       )
       const evaluated = expectBody(frame, 'oprfEvaluated')
-      if (evaluated.keyId !== keyId) throw new ParleyError('VERIFICATION_FAILED', 'the relay evaluated with another key')
+      if (evaluated.keyId !== keyId)
+        throw new ParleyError('VERIFICATION_FAILED', 'the relay evaluated with another key')
       const outputs = oprfFinalize(
         inputs,
         blinded.map((b) => b.blind),

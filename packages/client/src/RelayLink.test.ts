@@ -24,7 +24,9 @@ function manualClock() {
     async advance(ms) {
       const until = now + ms
       for (;;) {
-        const due = [...timers.entries()].filter(([, t]) => t.at <= until).sort((a, b) => a[1].at - b[1].at)[0]
+        const due = [...timers.entries()]
+          .filter(([, t]) => t.at <= until)
+          .sort((a, b) => a[1].at - b[1].at)[0]
         if (due === undefined) break
         timers.delete(due[0])
         now = due[1].at
@@ -65,7 +67,9 @@ describe('RelayLink reconnection', () => {
     await clock.advance(60_000)
     link.stop(true)
     expect(attempts).toBeGreaterThan(8)
-    const retries = states.filter((s) => s.state === 'offline' && s.retryInMs !== undefined).map((s) => s.retryInMs!)
+    const retries = states
+      .filter((s) => s.state === 'offline' && s.retryInMs !== undefined)
+      .map((s) => s.retryInMs!)
     // window 100·2^attempt capped at 2000; jitter ≈ 1 → just under the window
     expect(retries.slice(0, 6)).toEqual([199, 399, 799, 1599, 1999, 1999])
     expect(Math.max(...retries)).toBeLessThanOrEqual(2000)

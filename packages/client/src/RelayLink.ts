@@ -6,13 +6,13 @@
 import {
   type ClientFrameInput,
   DEFAULT_LIMITS,
-  PROTOCOL_MAJOR,
-  PROTOCOL_MINOR,
-  ParleyError,
-  type ServerFrame,
   decodeServerFrame,
   encodeClientFrame,
+  ParleyError,
+  PROTOCOL_MAJOR,
+  PROTOCOL_MINOR,
   parleyErrorFromWire,
+  type ServerFrame,
 } from '@parley/protocol'
 import type { Clock } from './Clock.js'
 import type { Transport, TransportSocket } from './Transport.js'
@@ -132,7 +132,12 @@ export class RelayLink {
       throw new ParleyError('UNAVAILABLE', 'could not send to the relay', { cause: err })
     }
     try {
-      const frame = await this.#race(response, options.signal, options.timeoutMs ?? this.#o.requestTimeoutMs, 'relay did not answer')
+      const frame = await this.#race(
+        response,
+        options.signal,
+        options.timeoutMs ?? this.#o.requestTimeoutMs,
+        'relay did not answer',
+      )
       if (frame.body === 'error') throw parleyErrorFromWire(frame.error ?? {})
       return frame
     } finally {
@@ -247,7 +252,11 @@ export class RelayLink {
       frame = decodeServerFrame(data, this.maxFrameBytes)
     } catch (err) {
       // A relay that sends garbage is not trusted with the rest of this connection.
-      this.#o.hooks.onPush({ requestId: 0, body: 'error', error: { code: 1, message: 'undecodable frame from relay' } } as ServerFrame)
+      this.#o.hooks.onPush({
+        requestId: 0,
+        body: 'error',
+        error: { code: 1, message: 'undecodable frame from relay' },
+      } as ServerFrame)
       this.drop('undecodable frame')
       void err
       return
@@ -270,14 +279,22 @@ export class RelayLink {
     }
   }
 
-  #setState(state: ConnectionState, info: { attempt: number; retryInMs?: number; error?: ParleyError }): void {
+  #setState(
+    state: ConnectionState,
+    info: { attempt: number; retryInMs?: number; error?: ParleyError },
+  ): void {
     if (this.#state === 'closed') return
     const changed = state !== this.#state || info.retryInMs !== undefined
     this.#state = state
     if (changed) this.#o.hooks.onState(state, info)
   }
 
-  async #race<T>(p: Promise<T>, signal: AbortSignal | undefined, timeoutMs: number, what: string): Promise<T> {
+  async #race<T>(
+    p: Promise<T>,
+    signal: AbortSignal | undefined,
+    timeoutMs: number,
+    what: string,
+  ): Promise<T> {
     if (signal?.aborted) throw new ParleyError('ABORTED', 'aborted', { cause: signal.reason })
     let timer: unknown = null
     let onAbort: (() => void) | null = null

@@ -1,12 +1,15 @@
 // @parley/client — the public API is exactly what this file exports.
+
+export type { ErrorCode } from '@parley/protocol'
+export { ParleyError } from '@parley/protocol'
 export { ParleyClient } from './Client.js'
-export { systemClock } from './Clock.js'
 export type { Clock } from './Clock.js'
-export { Emitter } from './Emitter.js'
+export { systemClock } from './Clock.js'
 export type { Listener } from './Emitter.js'
+export { Emitter } from './Emitter.js'
 export type { ConnectionState } from './RelayLink.js'
-export { MemoryStore } from './Store.js'
 export type { Store, StoreEntry, StoreWrite } from './Store.js'
+export { MemoryStore } from './Store.js'
 export type { Transport, TransportSocket } from './Transport.js'
 export type {
   ActivateOptions,
@@ -25,5 +28,3 @@ export type {
   SendResult,
   SmsFallback,
 } from './types.js'
-export { ParleyError } from '@parley/protocol'
-export type { ErrorCode } from '@parley/protocol'

@@ -23,7 +23,9 @@ export class SqliteStore implements Store {
   private constructor(db: Database.Database) {
     this.#db = db
     this.#get = db.prepare('SELECT value FROM kv WHERE key = ?')
-    this.#put = db.prepare('INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value')
+    this.#put = db.prepare(
+      'INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value',
+    )
     this.#del = db.prepare('DELETE FROM kv WHERE key = ?')
     this.#range = db.prepare('SELECT key, value FROM kv WHERE key >= ? AND key < ? ORDER BY key')
     this.#batch = db.transaction((batch: readonly StoreWrite[]) => {
@@ -72,7 +74,9 @@ export class SqliteStore implements Store {
   /** @inheritDoc */
   async list(prefix: string): Promise<StoreEntry[]> {
     // Keys are ASCII, so SQLite's byte order equals the Store contract's code-unit order.
-    return this.#range.all(prefix, `${prefix}\uffff`).map((r) => ({ key: r.key, value: new Uint8Array(r.value) }))
+    return this.#range
+      .all(prefix, `${prefix}\uffff`)
+      .map((r) => ({ key: r.key, value: new Uint8Array(r.value) }))
   }
 
   /** @inheritDoc */

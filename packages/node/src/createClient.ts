@@ -2,7 +2,13 @@
  * `createClient()` for Node: the Parley engine wired to `ws` and a SQLite store.
  * @module
  */
-import { MemoryStore, ParleyClient, type ParleyClientOptions, type Store, type Transport } from '@parley/client'
+import {
+  MemoryStore,
+  ParleyClient,
+  type ParleyClientOptions,
+  type Store,
+  type Transport,
+} from '@parley/client'
 import { SqliteStore } from './SqliteStore.js'
 import { WsTransport } from './WsTransport.js'
 

@@ -1,10 +1,5 @@
 // @parley/node — the public API is exactly what this file exports.
-export { createClient } from './createClient.js'
-export type { NodeClientOptions } from './createClient.js'
-export { SqliteStore } from './SqliteStore.js'
-export { WsTransport } from './WsTransport.js'
-export type { WsTransportOptions } from './WsTransport.js'
-export { MemoryStore, ParleyClient, ParleyError } from '@parley/client'
+
 export type {
   ActivateOptions,
   Activation,
@@ -25,3 +20,9 @@ export type {
   Store,
   Transport,
 } from '@parley/client'
+export { MemoryStore, ParleyClient, ParleyError } from '@parley/client'
+export type { NodeClientOptions } from './createClient.js'
+export { createClient } from './createClient.js'
+export { SqliteStore } from './SqliteStore.js'
+export type { WsTransportOptions } from './WsTransport.js'
+export { WsTransport } from './WsTransport.js'

@@ -19,7 +19,9 @@ function fromBase64(b64: string): Uint8Array {
 
 /** Encodes a JSON-like value whose leaves may be Uint8Arrays. */
 export function encodeRecord(value: unknown): Uint8Array {
-  return enc.encode(JSON.stringify(value, (_k, v) => (v instanceof Uint8Array ? { [BYTES_TAG]: toBase64(v) } : v)))
+  return enc.encode(
+    JSON.stringify(value, (_k, v) => (v instanceof Uint8Array ? { [BYTES_TAG]: toBase64(v) } : v)),
+  )
 }
 
 /** Decodes what {@link encodeRecord} wrote. */

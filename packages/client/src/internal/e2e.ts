@@ -2,24 +2,24 @@
 // envelopes, content encoding and prekey generation. Not exported from the package.
 import {
   type CiphertextMessage,
-  type IdentityKeyPair,
-  ParleyError,
-  Session,
   decodeContent,
   encodeContent,
   generateKemPrekey,
   generateOneTimePrekeys,
   generateSignedPrekey,
+  type IdentityKeyPair,
   openEnvelope,
+  ParleyError,
+  parleyErrorFromWire,
   prekeyBundleFromWire,
   safetyNumber as protocolSafetyNumber,
+  type ServerFrame,
+  Session,
   sealEnvelope,
   signWithIdentity,
-  parleyErrorFromWire,
-  type ServerFrame,
 } from '@parley/protocol'
 import type { StoreWrite } from '../Store.js'
-import { encodeRecord, decodeRecord, pad } from './codec.js'
+import { decodeRecord, encodeRecord, pad } from './codec.js'
 
 type Random = (n: number) => Uint8Array
 type Upload = NonNullable<NonNullable<import('@parley/protocol').ClientFrameInput['prekeyUpload']>>
@@ -46,7 +46,12 @@ export interface DecryptedContent {
 
 function toDecrypted(c: ReturnType<typeof decodeContent>): DecryptedContent {
   const stated = (c as { senderNumber?: string }).senderNumber
-  return { messageId: c.messageId, sentAtMs: c.sentAtMs, text: c.text ?? '', ...(stated ? { senderNumber: stated } : {}) }
+  return {
+    messageId: c.messageId,
+    sentAtMs: c.sentAtMs,
+    text: c.text ?? '',
+    ...(stated ? { senderNumber: stated } : {}),
+  }
 }
 
 export interface Decrypted {
@@ -77,13 +82,21 @@ export function wireError(err: NonNullable<ServerFrame['error']>): ParleyError {
 }
 
 /** First prekeys of a new device: signed prekey 1, one-time prekeys 1..n, last-resort KEM 1, one-time KEMs 2... */
-export function generateInitialPrekeys(identity: IdentityKeyPair, random: Random, otpCount: number, kemCount: number) {
+export function generateInitialPrekeys(
+  identity: IdentityKeyPair,
+  random: Random,
+  otpCount: number,
+  kemCount: number,
+) {
   const spk = generateSignedPrekey(identity, 1, random)
   const otps = generateOneTimePrekeys(1, otpCount, random)
   const lastResort = generateKemPrekey(identity, 1, random)
   const kems = Array.from({ length: kemCount }, (_, i) => generateKemPrekey(identity, 2 + i, random))
   const secrets: StoreWrite[] = [
-    { key: prekeyKey('spk', spk.keyId), value: encodeRecord({ publicKey: spk.publicKey, secretKey: spk.secretKey }) },
+    {
+      key: prekeyKey('spk', spk.keyId),
+      value: encodeRecord({ publicKey: spk.publicKey, secretKey: spk.secretKey }),
+    },
     ...otps.map((k) => ({ key: prekeyKey('otp', k.keyId), value: encodeRecord({ secretKey: k.secretKey }) })),
     {
       key: prekeyKey('kem', lastResort.keyId),
@@ -94,7 +107,11 @@ export function generateInitialPrekeys(identity: IdentityKeyPair, random: Random
   const upload: Upload = {
     signedPrekey: { keyId: spk.keyId, publicKey: spk.publicKey, signature: spk.signature },
     oneTimePrekeys: otps.map((k) => ({ keyId: k.keyId, publicKey: k.publicKey })),
-    lastResortKemPrekey: { keyId: lastResort.keyId, publicKey: lastResort.publicKey, signature: lastResort.signature },
+    lastResortKemPrekey: {
+      keyId: lastResort.keyId,
+      publicKey: lastResort.publicKey,
+      signature: lastResort.signature,
+    },
     oneTimeKemPrekeys: kems.map((k) => ({ keyId: k.keyId, publicKey: k.publicKey, signature: k.signature })),
   }
   return {
@@ -115,15 +132,28 @@ export function generateRefill(
   kem: { startId: number; count: number } | null,
 ): { upload: Upload; secrets: StoreWrite[] } {
   const otps = otp === null ? [] : generateOneTimePrekeys(otp.startId, otp.count, random)
-  const kems = kem === null ? [] : Array.from({ length: kem.count }, (_, i) => generateKemPrekey(identity, kem.startId + i, random))
+  const kems =
+    kem === null
+      ? []
+      : Array.from({ length: kem.count }, (_, i) => generateKemPrekey(identity, kem.startId + i, random))
   return {
     upload: {
       oneTimePrekeys: otps.map((k) => ({ keyId: k.keyId, publicKey: k.publicKey })),
-      oneTimeKemPrekeys: kems.map((k) => ({ keyId: k.keyId, publicKey: k.publicKey, signature: k.signature })),
+      oneTimeKemPrekeys: kems.map((k) => ({
+        keyId: k.keyId,
+        publicKey: k.publicKey,
+        signature: k.signature,
+      })),
     },
     secrets: [
-      ...otps.map((k) => ({ key: prekeyKey('otp', k.keyId), value: encodeRecord({ secretKey: k.secretKey }) })),
-      ...kems.map((k) => ({ key: prekeyKey('kem', k.keyId), value: encodeRecord({ secretKey: k.secretKey }) })),
+      ...otps.map((k) => ({
+        key: prekeyKey('otp', k.keyId),
+        value: encodeRecord({ secretKey: k.secretKey }),
+      })),
+      ...kems.map((k) => ({
+        key: prekeyKey('kem', k.keyId),
+        value: encodeRecord({ secretKey: k.secretKey }),
+      })),
     ],
   }
 }
@@ -170,9 +200,18 @@ export async function decrypt(args: {
   const { opened } = args
   const existing = args.existing === null ? null : Session.deserialize(args.existing)
   const sameIdentity = existing !== null && equal(existing.remoteIdentityKey, opened.senderIdentityKey)
-  if (existing !== null && sameIdentity && (opened.message.kind === 'ratchet' || existing.matchesPrekeyMessage(opened.message))) {
+  if (
+    existing !== null &&
+    sameIdentity &&
+    (opened.message.kind === 'ratchet' || existing.matchesPrekeyMessage(opened.message))
+  ) {
     const plaintext = existing.decrypt(opened.message)
-    return { state: existing.serialize(), content: toDecrypted(decodeContent(plaintext)), consumedOneTimePrekeys: [], consumedKemPrekeys: [] }
+    return {
+      state: existing.serialize(),
+      content: toDecrypted(decodeContent(plaintext)),
+      consumedOneTimePrekeys: [],
+      consumedKemPrekeys: [],
+    }
   }
   if (opened.message.kind !== 'prekey') {
     throw new ParleyError('DECRYPT_FAILED', 'no session with the sender for this message')
@@ -194,12 +233,18 @@ export async function decrypt(args: {
   return {
     state: result.session.serialize(),
     content: toDecrypted(decodeContent(result.plaintext)),
-    consumedOneTimePrekeys: result.consumed.oneTimePrekeyId === undefined ? [] : [result.consumed.oneTimePrekeyId],
+    consumedOneTimePrekeys:
+      result.consumed.oneTimePrekeyId === undefined ? [] : [result.consumed.oneTimePrekeyId],
     consumedKemPrekeys: kemIsLastResort ? [] : [result.consumed.kemPrekeyId],
   }
 }
 
 /** The 60-digit safety number of two identities. */
-export function safetyNumber(localKey: Uint8Array, localAddress: Uint8Array, remoteKey: Uint8Array, remoteAddress: Uint8Array): string {
+export function safetyNumber(
+  localKey: Uint8Array,
+  localAddress: Uint8Array,
+  remoteKey: Uint8Array,
+  remoteAddress: Uint8Array,
+): string {
   return protocolSafetyNumber(localKey, localAddress, remoteKey, remoteAddress)
 }

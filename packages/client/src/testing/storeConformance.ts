@@ -5,7 +5,10 @@ import type { Store } from '../Store.js'
 
 const b = (...xs: number[]) => new Uint8Array(xs)
 
-export function storeConformance(name: string, open: () => Promise<{ store: Store; reopen?: () => Promise<Store> }>): void {
+export function storeConformance(
+  name: string,
+  open: () => Promise<{ store: Store; reopen?: () => Promise<Store> }>,
+): void {
   describe(`Store conformance: ${name}`, () => {
     it('gets what was written and undefined for missing keys', async () => {
       const { store } = await open()

@@ -1,0 +1,83 @@
+import { join } from 'node:path'
+import { createClient, type IdentityChange, type IncomingMessage, type ParleyClient } from '@parley/node'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { activatedClient, CodeInbox, clientDir, type Relay, startRelay, until } from './harness.js'
+
+const ALICE = '+1 415 555 0110'
+const BOB = '+1 415 555 0111'
+
+describe('resilience: restarts, offline outbox, identity changes', () => {
+  const codes = new CodeInbox()
+  const dir = clientDir()
+  let relay: Relay
+  let alice: ParleyClient
+  let bob: ParleyClient
+  const bobGot: IncomingMessage[] = []
+
+  beforeAll(async () => {
+    await codes.start()
+    relay = await startRelay(codes)
+    alice = await activatedClient(relay, codes, ALICE, { storePath: join(dir, 'alice.db') })
+    bob = await activatedClient(relay, codes, BOB, { storePath: join(dir, 'bob.db') })
+    bob.on('message', (m) => bobGot.push(m))
+    expect((await alice.discover([BOB]))[0]!.registered).toBe(true)
+  })
+
+  afterAll(async () => {
+    await alice?.close()
+    await bob?.close()
+    await relay?.stop()
+    await codes.close()
+  })
+
+  it('loses and duplicates nothing at the API when the relay restarts mid-conversation', async () => {
+    bobGot.length = 0
+    const N = 300
+    const sending = (async () => {
+      for (let i = 0; i < N; i++) await alice.send(BOB, `m${i}`)
+    })()
+    await until(() => bobGot.length >= 50, 20_000, 'first messages')
+    await relay.restart('SIGTERM')
+    await sending
+    await until(() => bobGot.length >= N, 60_000, `all ${N} messages (have ${bobGot.length})`)
+    await new Promise((r) => setTimeout(r, 300)) // any duplicate would show up now
+    expect(bobGot.map((m) => m.text)).toEqual(Array.from({ length: N }, (_, i) => `m${i}`))
+    expect(new Set(bobGot.map((m) => m.id)).size).toBe(N)
+  })
+
+  it('delivers an outbox queued while the relay was down after the client process restarts', async () => {
+    bobGot.length = 0
+    await relay.halt('SIGKILL')
+    // The relay is down: these are persisted, not sent.
+    const ids: string[] = []
+    for (let i = 0; i < 10; i++) ids.push((await alice.send(BOB, `queued ${i}`)).id)
+    expect(await alice.pendingCount()).toBe(10)
+    await alice.close()
+    await relay.resume()
+    alice = await createClient({ relayUrl: relay.url, storePath: join(dir, 'alice.db'), defaultRegion: 'US' })
+    await until(() => bobGot.length >= 10, 30_000, 'queued messages')
+    expect(bobGot.map((m) => m.id)).toEqual(ids)
+    expect(await alice.pendingCount()).toBe(0)
+  })
+
+  it('raises identityChanged when a contact re-activates on a new device, and still delivers', async () => {
+    await alice.send(BOB, 'before')
+    await until(() => bobGot.some((m) => m.text === 'before'), 20_000, 'before')
+    const oldSafety = await alice.safetyNumber(BOB)
+    await bob.close()
+    // Bob's new phone: a fresh store, same number.
+    const bob2 = await activatedClient(relay, codes, BOB, { storePath: join(dir, 'bob2.db') })
+    const got2: IncomingMessage[] = []
+    bob2.on('message', (m) => got2.push(m))
+    const changes: IdentityChange[] = []
+    alice.on('identityChanged', (c) => changes.push(c))
+    await alice.send(BOB, 'after')
+    await until(() => got2.some((m) => m.text === 'after'), 20_000, 'after on the new device')
+    expect(changes).toHaveLength(1)
+    expect(changes[0]!.number).toBe('+14155550111')
+    const newSafety = await alice.safetyNumber(BOB)
+    expect(newSafety).not.toBe(oldSafety)
+    expect(changes[0]!.safetyNumber).toBe(newSafety)
+    bob = bob2
+  })
+})
