@@ -19,7 +19,10 @@ export class Emitter<Events extends object> {
   /** Adds a listener; returns a function that removes it. */
   on<K extends keyof Events>(event: K, listener: Listener<Events[K]>): () => void {
     let set = this.#listeners.get(event)
-    if (set === undefined) this.#listeners.set(event, (set = new Set()))
+    if (set === undefined) {
+      set = new Set()
+      this.#listeners.set(event, set)
+    }
     set.add(listener as Listener<never>)
     return () => this.off(event, listener)
   }
