@@ -1,7 +1,7 @@
 // @parley/client — the public API is exactly what this file exports.
 
 export type { ErrorCode } from '@parley/protocol'
-export { ParleyError } from '@parley/protocol'
+export { ERROR_CODES, ParleyError } from '@parley/protocol'
 export { ParleyClient } from './Client.js'
 export type { Clock } from './Clock.js'
 export { systemClock } from './Clock.js'

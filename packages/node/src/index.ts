@@ -13,6 +13,7 @@ export type {
   IdentityChange,
   IncomingMessage,
   MailboxGapEvent,
+  ParleyClientOptions,
   ParleyEvents,
   SendFailedEvent,
   SendResult,
@@ -20,7 +21,7 @@ export type {
   Store,
   Transport,
 } from '@parley/client'
-export { MemoryStore, ParleyClient, ParleyError } from '@parley/client'
+export { ERROR_CODES, MemoryStore, ParleyClient, ParleyError } from '@parley/client'
 export type { NodeClientOptions } from './createClient.js'
 export { createClient } from './createClient.js'
 export { SqliteStore } from './SqliteStore.js'
