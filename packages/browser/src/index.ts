@@ -1,2 +1,32 @@
 // @parley/browser — the public API is exactly what this file exports.
-export {}
+
+export type {
+  ActivateOptions,
+  Activation,
+  ActivationPending,
+  CallOptions,
+  ConnectionEvent,
+  ConnectionState,
+  DeliveredEvent,
+  DiscoveryResult,
+  ErrorCode,
+  IdentityChange,
+  IncomingMessage,
+  MailboxGapEvent,
+  ParleyEvents,
+  SendFailedEvent,
+  SendResult,
+  SmsFallback,
+  Store,
+  StoreEntry,
+  StoreWrite,
+  Transport,
+  TransportSocket,
+} from '@parley/client'
+export { MemoryStore, ParleyClient, ParleyError } from '@parley/client'
+export type { BrowserClientOptions } from './createClient.js'
+export { createClient } from './createClient.js'
+export type { IndexedDbStoreOptions } from './IndexedDbStore.js'
+export { IndexedDbStore } from './IndexedDbStore.js'
+export type { WebSocketTransportOptions } from './WebSocketTransport.js'
+export { WebSocketTransport } from './WebSocketTransport.js'

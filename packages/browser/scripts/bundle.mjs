@@ -1,0 +1,75 @@
+// Browser bundles of the SDK, built with esbuild's JS API. Workspace packages resolve to their TypeScript
+// sources through the `parley-source` export condition, so nothing needs a prior `tsc` build.
+//
+//   node scripts/bundle.mjs          writes dist-browser/parley.js (the SDK as one minified ESM file)
+//   node scripts/bundle.mjs --demo   writes ../../apps/relay/demo/demo.js (the demo page's script, SDK included)
+import { readFile, writeFile } from 'node:fs/promises'
+import { fileURLToPath } from 'node:url'
+import * as esbuild from 'esbuild'
+
+export const PACKAGE_DIR = fileURLToPath(new URL('..', import.meta.url))
+export const DEMO_DIR = fileURLToPath(new URL('../../../apps/relay/demo/', import.meta.url))
+export const DEMO_OUT = `${DEMO_DIR}demo.js`
+
+/** esbuild options shared by every browser bundle: what a user's bundler would do with the package. */
+export const browserOptions = {
+  bundle: true,
+  format: 'esm',
+  platform: 'browser',
+  target: 'es2022',
+  conditions: ['parley-source', 'browser', 'import'],
+  mainFields: ['browser', 'module', 'main'],
+  minify: true,
+  treeShaking: true,
+  legalComments: 'none',
+  logLevel: 'silent',
+}
+
+/**
+ * Bundles `entry` for the browser.
+ * @param {string} entry - absolute path of the entry module
+ * @param {{ format?: 'esm' | 'iife', globalName?: string }} [extra]
+ * @returns {Promise<{ code: string, metafile: import('esbuild').Metafile }>}
+ */
+export async function bundle(entry, extra = {}) {
+  const result = await esbuild.build({
+    ...browserOptions,
+    ...extra,
+    entryPoints: [entry],
+    write: false,
+    metafile: true,
+    outfile: 'out.js',
+  })
+  const out = result.outputFiles.find((f) => f.path.endsWith('.js'))
+  return { code: out.text, metafile: result.metafile }
+}
+
+/** The SDK as one minified ESM module. */
+export const bundleSdk = (extra) => bundle(`${PACKAGE_DIR}src/index.ts`, extra)
+
+/** The demo page's script, SDK included. Deterministic: the same sources give the same bytes. */
+export async function bundleDemo() {
+  const { code } = await bundle(`${DEMO_DIR}src/demo.ts`)
+  return `// Built by packages/browser/scripts/bundle.mjs --demo from apps/relay/demo/src/demo.ts; do not edit.\n${code}`
+}
+
+/** Whether the checked-in demo bundle matches what the sources build to now. */
+export async function demoIsFresh() {
+  const built = await bundleDemo()
+  const current = await readFile(DEMO_OUT, 'utf8').catch(() => '')
+  return built === current
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  if (process.argv.includes('--demo')) {
+    const code = await bundleDemo()
+    await writeFile(DEMO_OUT, code)
+    console.log(`wrote ${DEMO_OUT} (${(code.length / 1024).toFixed(1)} KB)`)
+  } else {
+    const { mkdir } = await import('node:fs/promises')
+    const { code } = await bundleSdk()
+    await mkdir(`${PACKAGE_DIR}dist-browser`, { recursive: true })
+    await writeFile(`${PACKAGE_DIR}dist-browser/parley.js`, code)
+    console.log(`wrote dist-browser/parley.js (${(code.length / 1024).toFixed(1)} KB)`)
+  }
+}

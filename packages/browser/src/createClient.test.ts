@@ -1,0 +1,36 @@
+import { IDBFactory, IDBKeyRange } from 'fake-indexeddb'
+import { describe, expect, it } from 'vitest'
+import { recordingTransport } from '../../client/src/testing/recordingTransport.js'
+import { createClient } from './createClient.js'
+import { IndexedDbStore } from './IndexedDbStore.js'
+
+describe('createClient', () => {
+  it('makes an in-memory client without storeName and opens no connection before activation', async () => {
+    const transport = recordingTransport()
+    const client = await createClient({ relayUrl: 'ws://127.0.0.1:1', transport })
+    expect(client.activated).toBe(false)
+    expect(await client.pendingCount()).toBe(0)
+    await client.close()
+    expect(transport.opened).toEqual([])
+  })
+
+  it('uses a given store', async () => {
+    const store = await IndexedDbStore.open('parley', { indexedDB: new IDBFactory(), keyRange: IDBKeyRange })
+    const client = await createClient({
+      relayUrl: 'ws://127.0.0.1:1',
+      store,
+      transport: recordingTransport(),
+    })
+    expect(client.activated).toBe(false)
+    await client.close()
+    await expect(store.get('x')).rejects.toThrow(/closed/)
+  })
+
+  it('rejects storeName with store, and bad options', async () => {
+    const store = await IndexedDbStore.open('p', { indexedDB: new IDBFactory(), keyRange: IDBKeyRange })
+    await expect(createClient({ relayUrl: 'ws://x', storeName: 'a', store })).rejects.toThrow(TypeError)
+    await expect(createClient(null as never)).rejects.toThrow(TypeError)
+    await expect(createClient({ relayUrl: 'http://x' })).rejects.toThrow(/ws:\/\//)
+    await store.close()
+  })
+})
