@@ -22,6 +22,11 @@ export interface Content {
   readonly text?: string | undefined
   /** Application-defined bytes. */
   readonly data?: Uint8Array | undefined
+  /**
+   * The sender's own number (E.164), if it chooses to state it. Travels only inside the ciphertext; a recipient
+   * must check it against the sender's address (OPRF) before showing it.
+   */
+  readonly senderNumber?: string | undefined
 }
 
 const PADDING_TAG = (15 << 3) | 2
@@ -53,7 +58,14 @@ export function encodeContent(content: Content): Uint8Array {
   if (hasText === hasData) throw new TypeError('content needs exactly one of text or data')
   if (hasText && typeof content.text !== 'string') throw new TypeError('text must be a string')
   if (hasData) abytes(content.data, undefined, 'data')
+  if (
+    content.senderNumber !== undefined &&
+    (typeof content.senderNumber !== 'string' || content.senderNumber.length > 32)
+  ) {
+    throw new TypeError('senderNumber must be a string of at most 32 characters')
+  }
   const props: parley.v1.Content.$Properties = { messageId: content.messageId, sentAtMs: content.sentAtMs }
+  if (content.senderNumber) props.senderNumber = content.senderNumber
   if (hasText) props.text = content.text as string
   else props.data = content.data as Uint8Array
   const body = parley.v1.Content.encode(props).finish()
@@ -101,7 +113,8 @@ export function decodeContent(bytes: Uint8Array): Content {
   if (messageId.length !== MESSAGE_ID_BYTES) throw new ParleyError('BAD_REQUEST', 'malformed message id')
   const sentAtMs = Number(c.sentAtMs ?? 0)
   if (!Number.isSafeInteger(sentAtMs)) throw new ParleyError('BAD_REQUEST', 'malformed timestamp')
-  if (c.body === 'text') return { messageId, sentAtMs, text: c.text ?? '' }
-  if (c.body === 'data') return { messageId, sentAtMs, data: own(c.data) }
+  const stated = c.senderNumber ? { senderNumber: c.senderNumber } : {}
+  if (c.body === 'text') return { messageId, sentAtMs, text: c.text ?? '', ...stated }
+  if (c.body === 'data') return { messageId, sentAtMs, data: own(c.data), ...stated }
   throw new ParleyError('BAD_REQUEST', 'content has no body')
 }

@@ -45,7 +45,7 @@ export interface DecryptedContent {
 }
 
 function toDecrypted(c: ReturnType<typeof decodeContent>): DecryptedContent {
-  const stated = (c as { senderNumber?: string }).senderNumber
+  const stated = c.senderNumber
   return {
     messageId: c.messageId,
     sentAtMs: c.sentAtMs,

@@ -143,6 +143,7 @@ export namespace parley {
             sentAtMs: (number|Long);
             text?: (string|null);
             data?: (Uint8Array|null);
+            senderNumber: string;
             padding: Uint8Array;
             body?: ("text"|"data");
             static create(properties: parley.v1.Content.$Shape): parley.v1.Content & parley.v1.Content.$Shape;
@@ -157,6 +158,7 @@ export namespace parley {
                 sentAtMs?: (number|Long|null);
                 text?: (string|null);
                 data?: (Uint8Array|null);
+                senderNumber?: (string|null);
                 padding?: (Uint8Array|null);
                 body?: ("text"|"data");
                 $unknowns?: Uint8Array[];
@@ -166,6 +168,7 @@ export namespace parley {
               sentAtMs?: number|Long|null;
               text?: string|null;
               data?: Uint8Array|null;
+              senderNumber?: string|null;
               padding?: Uint8Array|null;
               $unknowns?: Uint8Array[];
             } & (

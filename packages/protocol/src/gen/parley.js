@@ -988,6 +988,7 @@ export const parley = $root.parley = (() => {
              * @property {number|Long|null} [sentAtMs] Content sentAtMs
              * @property {string|null} [text] Content text
              * @property {Uint8Array|null} [data] Content data
+             * @property {string|null} [senderNumber] Content senderNumber
              * @property {Uint8Array|null} [padding] Content padding
              * @property {"text"|"data"} [body] Content body
              * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
@@ -1008,6 +1009,7 @@ export const parley = $root.parley = (() => {
              *   sentAtMs?: number|Long|null;
              *   text?: string|null;
              *   data?: Uint8Array|null;
+             *   senderNumber?: string|null;
              *   padding?: Uint8Array|null;
              *   $unknowns?: Array.<Uint8Array>;
              * } & (
@@ -1061,6 +1063,14 @@ export const parley = $root.parley = (() => {
              * @instance
              */
             Content.prototype.data = null;
+
+            /**
+             * Content senderNumber.
+             * @member {string} senderNumber
+             * @memberof parley.v1.Content
+             * @instance
+             */
+            Content.prototype.senderNumber = "";
 
             /**
              * Content padding.
@@ -1124,6 +1134,8 @@ export const parley = $root.parley = (() => {
                     writer.uint32(/* id 3, wireType 2 =*/26).string(message.text);
                 if (message.data != null && $Object.hasOwnProperty.call(message, "data"))
                     writer.uint32(/* id 4, wireType 2 =*/34).bytes(message.data);
+                if (message.senderNumber != null && $Object.hasOwnProperty.call(message, "senderNumber") && message.senderNumber !== "")
+                    writer.uint32(/* id 5, wireType 2 =*/42).string(message.senderNumber);
                 if (message.padding != null && $Object.hasOwnProperty.call(message, "padding") && message.padding.length)
                     writer.uint32(/* id 15, wireType 2 =*/122).bytes(message.padding);
                 if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
@@ -1200,6 +1212,15 @@ export const parley = $root.parley = (() => {
                                 break;
                             message.data = reader.bytes();
                             message.body = "data";
+                            continue;
+                        }
+                    case 5: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.stringVerify()).length)
+                                message.senderNumber = value;
+                            else
+                                delete message.senderNumber;
                             continue;
                         }
                     case 15: {
