@@ -51,6 +51,7 @@ export class CodeInbox {
 
   async start(): Promise<void> {
     this.server = createServer((req, res) => {
+      if (req.url !== '/sms') return // other paths belong to listeners a test adds
       let body = ''
       req.on('data', (c) => (body += c))
       req.on('end', () => {

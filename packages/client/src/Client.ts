@@ -458,7 +458,7 @@ export class ParleyClient {
    * The safety number (60 digits, in 12 groups of 5) of this device and a contact's current identity.
    * Compare it in person or by scanning a QR code to rule out a man in the middle.
    * @param number - the contact's number
-   * @returns the safety number, or null when there is no session with the contact yet
+   * @returns the safety number, or null when there is no session with the contact yet (send a message first)
    * @example const sn = await parley.safetyNumber('+1 415 555 0101')
    */
   async safetyNumber(number: string): Promise<string | null> {
@@ -467,7 +467,12 @@ export class ParleyClient {
     const e164 = normalizeNumber(number, this.#region)
     const contact = await this.#contact(e164)
     if (contact === null) return null
-    const session = await this.#session(contact.address)
+    let session = await this.#session(contact.address)
+    if (session === null && this.#flushing !== null) {
+      // A message to this contact may be establishing the session right now.
+      await this.#flushing.catch(() => {})
+      session = await this.#session(contact.address)
+    }
     if (session === null) return null
     return e2e.safetyNumber(account.identity.publicKey, account.address, session.identityKey, contact.address)
   }
