@@ -81,3 +81,63 @@ describe('resilience: restarts, offline outbox, identity changes', () => {
     bob = bob2
   })
 })
+
+describe('signed prekey rotation', () => {
+  const codes = new CodeInbox()
+  let relay: Relay
+
+  beforeAll(async () => {
+    await codes.start()
+    relay = await startRelay(codes)
+  })
+  afterAll(async () => {
+    await relay?.stop()
+    await codes.close()
+  })
+
+  it('rotates the signed prekey after a week and keeps working with old and new senders', async () => {
+    const dir = clientDir()
+    let offset = 0
+    const clock = {
+      now: () => Date.now() + offset,
+      setTimeout: (fn: () => void, ms: number) => setTimeout(fn, ms),
+      clearTimeout: (h: unknown) => clearTimeout(h as NodeJS.Timeout),
+    }
+    const storePath = join(dir, 'frank.db')
+    let frank = await activatedClient(relay, codes, '+1 415 555 0120', { storePath, clock })
+    // An old sender fetches a bundle (signed prekey 1) before the rotation…
+    const early = await activatedClient(relay, codes, '+1 415 555 0121')
+    const got: IncomingMessage[] = []
+    frank.on('message', (m) => got.push(m))
+    await early.send('+1 415 555 0120', 'before rotation')
+    await until(() => got.length === 1, 20_000, 'first message')
+    await frank.close()
+    offset = 8 * 24 * 3600_000
+    frank = await createClient({ relayUrl: relay.url, storePath, clock, defaultRegion: 'US' })
+    frank.on('message', (m) => got.push(m))
+    const { SqliteStore } = await import('@parley/node')
+    // …the restarted client notices the week has passed and uploads signed prekey 2.
+    await until(
+      async () => {
+        const peek = SqliteStore.open(storePath)
+        try {
+          return (await peek.list('prekey/spk/')).length === 2
+        } finally {
+          await peek.close()
+        }
+      },
+      20_000,
+      'a second signed prekey',
+    )
+    const late = await activatedClient(relay, codes, '+1 415 555 0122')
+    await late.send('+1 415 555 0120', 'after rotation')
+    await early.send('+1 415 555 0120', 'old session still fine')
+    await until(() => got.length === 3, 20_000, 'messages after rotation')
+    expect(got.map((m) => m.text).sort()).toEqual([
+      'after rotation',
+      'before rotation',
+      'old session still fine',
+    ])
+    await Promise.all([frank.close(), early.close(), late.close()])
+  })
+})

@@ -45,6 +45,8 @@ const KEM_PREKEY_LOW_WATER = 3
 const MAX_TEXT_BYTES = 64 * 1024
 const DEFAULT_DISCOVERY_TTL_MS = 24 * 3600_000
 const ACK_BATCH = 500
+const SIGNED_PREKEY_ROTATE_MS = 7 * 24 * 3600_000
+const SIGNED_PREKEY_GRACE_MS = 31 * 24 * 3600_000
 const ACK_DELAY_MS = 10
 
 /** Store keys (one namespace per concern). */
@@ -82,6 +84,10 @@ interface PrekeyMeta {
   nextKemId: number
   signedPrekeyId: number
   lastResortKemId: number
+  /** When the current signed prekey was made (absent in stores from before rotation existed). */
+  signedPrekeyAt?: number
+  /** Replaced signed prekeys, kept for mail still in flight until `retiredAt + SIGNED_PREKEY_GRACE_MS`. */
+  retiredSignedPrekeys?: { id: number; retiredAt: number }[]
 }
 
 interface ContactRecord {
@@ -364,6 +370,7 @@ export class ParleyClient {
       nextKemId: keys.nextKemId,
       signedPrekeyId: keys.signedPrekeyId,
       lastResortKemId: keys.lastResortKemId,
+      signedPrekeyAt: this.#clock.now(),
     }
     await this.#store.write([
       ...keys.secrets,
@@ -964,6 +971,7 @@ export class ParleyClient {
   async #refillPrekeys(): Promise<void> {
     const account = this.#account
     if (account === null || !this.#authenticated) return
+    await this.#rotateSignedPrekey(account)
     const frame = await this.#link.request({ prekeyCountQuery: {} })
     const count = expectBody(frame, 'prekeyCount')
     const needOtp = (count.oneTimeCount ?? 0) < ONE_TIME_PREKEY_LOW_WATER
@@ -986,6 +994,42 @@ export class ParleyClient {
     // Secrets first, then the upload: a crash in between leaves unused secrets, never unusable public keys.
     await this.#store.write([...refill.secrets, { key: K.prekeyMeta, value: encodeRecord(nextMeta) }])
     await this.#link.request({ prekeyUpload: refill.upload })
+  }
+
+  /** Replaces the signed prekey once a week (DESIGN.md §6); old ones stay for mail in flight, then go. */
+  async #rotateSignedPrekey(account: AccountRecord): Promise<void> {
+    const rawMeta = await this.#store.get(K.prekeyMeta)
+    if (rawMeta === undefined) return
+    const meta = decodeRecord<PrekeyMeta>(rawMeta)
+    const now = this.#clock.now()
+    const retired = meta.retiredSignedPrekeys ?? []
+    const expired = retired.filter((r) => now - r.retiredAt > SIGNED_PREKEY_GRACE_MS)
+    if (
+      meta.signedPrekeyAt !== undefined &&
+      now - meta.signedPrekeyAt < SIGNED_PREKEY_ROTATE_MS &&
+      expired.length === 0
+    ) {
+      return
+    }
+    const rotate = meta.signedPrekeyAt === undefined || now - meta.signedPrekeyAt >= SIGNED_PREKEY_ROTATE_MS
+    const next = rotate
+      ? e2e.generateSignedPrekeyWrite(account.identity, meta.signedPrekeyId + 1, this.#random)
+      : null
+    const nextMeta: PrekeyMeta = {
+      ...meta,
+      signedPrekeyId: next === null ? meta.signedPrekeyId : meta.signedPrekeyId + 1,
+      signedPrekeyAt: next === null ? meta.signedPrekeyAt : now,
+      retiredSignedPrekeys: [
+        ...retired.filter((r) => !expired.includes(r)),
+        ...(next === null ? [] : [{ id: meta.signedPrekeyId, retiredAt: now }]),
+      ],
+    }
+    await this.#store.write([
+      ...(next === null ? [] : [next.secret]),
+      ...expired.map((r) => ({ key: K.prekey('spk', r.id) })),
+      { key: K.prekeyMeta, value: encodeRecord(nextMeta) },
+    ])
+    if (next !== null) await this.#link.request({ prekeyUpload: { signedPrekey: next.upload } })
   }
 
   // ───────────────────────────── helpers ─────────────────────────────

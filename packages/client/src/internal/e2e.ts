@@ -124,6 +124,18 @@ export function generateInitialPrekeys(
   }
 }
 
+/** A new signed prekey: its secret as a store write and its public part for upload. */
+export function generateSignedPrekeyWrite(identity: IdentityKeyPair, keyId: number, random: Random) {
+  const spk = generateSignedPrekey(identity, keyId, random)
+  return {
+    secret: {
+      key: prekeyKey('spk', spk.keyId),
+      value: encodeRecord({ publicKey: spk.publicKey, secretKey: spk.secretKey }),
+    },
+    upload: { keyId: spk.keyId, publicKey: spk.publicKey, signature: spk.signature },
+  }
+}
+
 /** A batch of new one-time prekeys (X25519 and/or KEM) with their secrets as store writes. */
 export function generateRefill(
   identity: IdentityKeyPair,
