@@ -23,8 +23,36 @@ export interface StartedActivation {
   attemptsLeft: number
 }
 
+/**
+ * Pending activations: held by one process ({@link Activations}, the default) or shared by every node through
+ * Redis (`RedisActivations`, with `--redis`). Methods may answer synchronously or with a promise.
+ */
+export interface PendingActivations {
+  /** Keyed hash of a number (hex), for rate limits; equal on every node that shares the hash key. */
+  numberKey(e164: string): string
+  /** Creates a pending activation with a fresh 6-digit code. */
+  start(e164: string): StartedActivation | Promise<StartedActivation>
+  /** Forgets a pending activation. */
+  cancel(activationIdHex: string): void | Promise<void>
+  /** Checks a code; on success consumes the activation and returns its number. */
+  confirm(activationIdHex: string, code: string): string | Promise<string>
+  /** Drops what has expired (a no-op where the engine expires entries itself). */
+  sweep(): void
+  /** Forgets what this node holds (on shutdown). */
+  clear(): void
+}
+
+/**
+ * Keyed hash of a number (hex): a stable rate-limit key that reveals nothing without the key.
+ * @param hashKey - the `--number-hash-key` bytes
+ * @param e164 - the normalised number
+ */
+export function keyedNumberHash(hashKey: Uint8Array, e164: string): string {
+  return createHmac('sha256', hashKey).update('parley/relay/number\0').update(e164).digest('hex')
+}
+
 /** The pending activations of one relay process. */
-export class Activations {
+export class Activations implements PendingActivations {
   readonly #pending = new Map<string, Pending>()
   readonly #hashKey: Buffer
   readonly #ttlMs: number
@@ -46,7 +74,7 @@ export class Activations {
 
   /** Keyed hash of a number (hex): a stable rate-limit key that reveals nothing without the key. */
   numberKey(e164: string): string {
-    return createHmac('sha256', this.#hashKey).update('parley/relay/number\0').update(e164).digest('hex')
+    return keyedNumberHash(this.#hashKey, e164)
   }
 
   /**

@@ -34,6 +34,10 @@ export interface RelayConfig {
   trustProxy: boolean
   /** Hex key for the keyed hash of numbers (rate limits); random per process when empty. */
   numberHashKey: string
+  /** `sqlite` (one file in `dataDir`) or `postgres://…[?schema=<name>]` (shared by every node). */
+  store: string
+  /** `redis://…[?prefix=<p>]`: fan-out, rate limits and pending activations shared by every node; '' = in-process. */
+  redis: string
 
   maxFrameBytes: number
   maxEnvelopeBytes: number
@@ -106,6 +110,8 @@ export const DEFAULT_CONFIG: RelayConfig = {
   logLevel: 'info',
   trustProxy: false,
   numberHashKey: '',
+  store: 'sqlite',
+  redis: '',
   maxFrameBytes: DEFAULT_LIMITS.maxFrameBytes,
   maxEnvelopeBytes: DEFAULT_LIMITS.maxEnvelopeBytes,
   maxDiscoveryBatch: DEFAULT_LIMITS.maxDiscoveryBatch,
@@ -136,6 +142,16 @@ export const DEFAULT_CONFIG: RelayConfig = {
 }
 
 const OPTIONS: Option[] = [
+  {
+    key: 'store',
+    kind: 'string',
+    help: 'storage: sqlite (in --data-dir) or postgres://user@host:5432/db[?schema=name] for several nodes',
+  },
+  {
+    key: 'redis',
+    kind: 'string',
+    help: 'redis://host:6379[?prefix=p]: share fan-out, rate limits and activations across nodes (needs --number-hash-key)',
+  },
   { key: 'port', kind: 'int', help: 'TCP port to listen on (0 = any free port)' },
   { key: 'host', kind: 'string', help: 'interface to bind' },
   { key: 'dataDir', kind: 'string', help: 'directory for relay.db (SQLite) and oprf-keys.json' },
@@ -281,6 +297,18 @@ export function validateConfig(config: RelayConfig): void {
   }
   if (config.numberHashKey !== '' && !/^([0-9a-f]{2}){16,}$/i.test(config.numberHashKey)) {
     throw new RangeError('number-hash-key must be at least 16 bytes of hex')
+  }
+  if (config.store !== 'sqlite' && !/^postgres(ql)?:\/\/./.test(config.store)) {
+    throw new RangeError('store must be sqlite or a postgres:// URL')
+  }
+  if (config.redis !== '' && !/^rediss?:\/\/./.test(config.redis)) {
+    throw new RangeError('redis must be a redis:// or rediss:// URL')
+  }
+  if (config.redis !== '' && config.numberHashKey === '') {
+    // Every node must hash numbers (code-request quotas) and seal pending activations with the same key.
+    throw new RangeError(
+      '--redis needs --number-hash-key (PARLEY_NUMBER_HASH_KEY): the same secret hex key, at least 16 bytes, on every node',
+    )
   }
   for (const key of [
     'codeAttempts',

@@ -2,7 +2,7 @@
  * What every connection and handler shares: configuration and the ports.
  * @module
  */
-import type { Activations } from './Activations.js'
+import type { PendingActivations } from './Activations.js'
 import type { policies, RelayConfig } from './config.js'
 import type { Fanout } from './Fanout.js'
 import type { Logger } from './logger.js'
@@ -21,7 +21,7 @@ export interface RelayContext {
   limiter: RateLimiter
   verifier: Verifier
   oprf: OprfKeyring
-  activations: Activations
+  activations: PendingActivations
   metrics: Metrics
   log: Logger
 }

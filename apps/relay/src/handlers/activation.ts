@@ -31,7 +31,7 @@ export async function activationStart(conn: Connection, frame: ClientFrame): Pro
   const e164 = normalizeNumber(raw)
   await charge(conn, 'activation_ip', `act:ip:${conn.ip}`, 1, policies.activationIp)
   await charge(conn, 'code_requests', `code:${activations.numberKey(e164)}`, 1, policies.codeRequests)
-  const started = activations.start(e164)
+  const started = await activations.start(e164)
   try {
     await verifier.sendCode({
       phoneNumber: e164,
@@ -40,7 +40,7 @@ export async function activationStart(conn: Connection, frame: ClientFrame): Pro
       expiresInSeconds: started.expiresInSeconds,
     })
   } catch (err) {
-    activations.cancel(started.activationIdHex)
+    await activations.cancel(started.activationIdHex)
     metrics.activations.inc({ outcome: 'verifier_failed' })
     log.error(
       { conn: conn.id, verifier: verifier.name, err: { type: (err as Error)?.name } },
@@ -79,7 +79,7 @@ export async function activationConfirm(conn: Connection, frame: ClientFrame): P
   const activationIdHex = Buffer.from(activationId).toString('hex')
   let number: string
   try {
-    number = activations.confirm(activationIdHex, typeof c.code === 'string' ? c.code : '')
+    number = await activations.confirm(activationIdHex, typeof c.code === 'string' ? c.code : '')
   } catch (err) {
     metrics.activations.inc({ outcome: ParleyError.is(err) ? err.code.toLowerCase() : 'error' })
     throw err
