@@ -2,14 +2,14 @@
 // sources through the `parley-source` export condition, so nothing needs a prior `tsc` build.
 //
 //   node scripts/bundle.mjs          writes dist-browser/parley.js (the SDK as one minified ESM file)
-//   node scripts/bundle.mjs --demo   writes ../../apps/relay/demo/demo.js (the demo page's script, SDK included)
-import { readFile, writeFile } from 'node:fs/promises'
+//   node scripts/bundle.mjs --demo   writes dist-browser/demo.js (the demo page's script; the relay builds
+//                                    it itself on the first request of /demo.js, this is for a look at it)
+import { mkdir, writeFile } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
 import * as esbuild from 'esbuild'
 
 export const PACKAGE_DIR = fileURLToPath(new URL('..', import.meta.url))
 export const DEMO_DIR = fileURLToPath(new URL('../../../apps/relay/demo/', import.meta.url))
-export const DEMO_OUT = `${DEMO_DIR}demo.js`
 
 /** esbuild options shared by every browser bundle: what a user's bundler would do with the package. */
 export const browserOptions = {
@@ -47,28 +47,20 @@ export async function bundle(entry, extra = {}) {
 /** The SDK as one minified ESM module. */
 export const bundleSdk = (extra) => bundle(`${PACKAGE_DIR}src/index.ts`, extra)
 
-/** The demo page's script, SDK included. Deterministic: the same sources give the same bytes. */
+/** The demo page's script, SDK included (the relay serves it at /demo.js, built on first request). */
 export async function bundleDemo() {
   const { code } = await bundle(`${DEMO_DIR}src/demo.ts`)
-  return `// Built by packages/browser/scripts/bundle.mjs --demo from apps/relay/demo/src/demo.ts; do not edit.\n${code}`
-}
-
-/** Whether the checked-in demo bundle matches what the sources build to now. */
-export async function demoIsFresh() {
-  const built = await bundleDemo()
-  const current = await readFile(DEMO_OUT, 'utf8').catch(() => '')
-  return built === current
+  return code
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  await mkdir(`${PACKAGE_DIR}dist-browser`, { recursive: true })
   if (process.argv.includes('--demo')) {
     const code = await bundleDemo()
-    await writeFile(DEMO_OUT, code)
-    console.log(`wrote ${DEMO_OUT} (${(code.length / 1024).toFixed(1)} KB)`)
+    await writeFile(`${PACKAGE_DIR}dist-browser/demo.js`, code)
+    console.log(`wrote dist-browser/demo.js (${(code.length / 1024).toFixed(1)} KB)`)
   } else {
-    const { mkdir } = await import('node:fs/promises')
     const { code } = await bundleSdk()
-    await mkdir(`${PACKAGE_DIR}dist-browser`, { recursive: true })
     await writeFile(`${PACKAGE_DIR}dist-browser/parley.js`, code)
     console.log(`wrote dist-browser/parley.js (${(code.length / 1024).toFixed(1)} KB)`)
   }

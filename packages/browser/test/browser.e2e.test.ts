@@ -1,0 +1,291 @@
+// The browser SDK in headless Chromium (Debian's package, driven by playwright-core) against the real relay
+// process of the contract tests, with codes captured by the harness's webhook inbox.
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import type { IncomingMessage, ParleyClient } from '@parley/client'
+import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import {
+  activatedClient,
+  CodeInbox,
+  clientDir,
+  type Relay,
+  startRelay,
+  until,
+} from '../../../tests/contract/harness.js'
+// @ts-expect-error: a plain .mjs script without type declarations
+import { bundleSdk } from '../scripts/bundle.mjs'
+
+const CHROMIUM = '/usr/bin/chromium'
+const SCREENSHOT = fileURLToPath(new URL('../../../test-results/demo.png', import.meta.url))
+const haveChromium = existsSync(CHROMIUM)
+const required =
+  process.env.PARLEY_REQUIRE_SERVICES !== undefined && process.env.PARLEY_REQUIRE_SERVICES !== ''
+
+const ALICE = '+1 415 555 0140'
+const BOB = '+1 415 555 0141'
+const CAROL = '+1 415 555 0142' // the Node client
+const e164 = (n: string) => `+${n.replace(/\D/g, '')}`
+
+if (!haveChromium && !required) {
+  console.log(`browser e2e tests skipped: ${CHROMIUM} is missing (apt-get install chromium; CI requires it)`)
+}
+
+/** What the test page exposes: the SDK as the global `Parley` and a client made on load. */
+interface TestWindow {
+  ready: Promise<void>
+  client: ParleyClient
+  inbox: { id: string; from: string | null; text: string }[]
+  delivered: string[]
+}
+
+/**
+ * The test page, served by a tiny HTTP server of the test on 127.0.0.1 (a page fulfilled by Playwright's
+ * routing counts as public and Chromium's local network access checks then block its WebSocket to the relay).
+ * It outlives relay restarts, so a page can be reloaded while the relay is down.
+ */
+function testPage(relayWs: string): string {
+  return `<!doctype html><meta charset="utf-8"><title>sdk</title>
+<script src="/parley.js"></script>
+<script>
+  window.inbox = []
+  window.delivered = []
+  window.ready = Parley.createClient({
+    relayUrl: ${JSON.stringify(relayWs)},
+    storeName: 'parley',
+    defaultRegion: 'US',
+    reconnect: { minDelayMs: 50, maxDelayMs: 500 },
+  }).then((client) => {
+    window.client = client
+    client.on('message', (m) => window.inbox.push({ id: m.id, from: m.from, text: m.text }))
+    client.on('delivered', (d) => window.delivered.push(d.id))
+  })
+</script>`
+}
+
+describe.skipIf(!haveChromium && !required)(
+  '@parley/browser in headless Chromium against a real relay',
+  () => {
+    const codes = new CodeInbox()
+    const dataDir = mkdtempSync(join(tmpdir(), 'parley-browser-e2e-'))
+    const nodeDir = clientDir()
+    let relay: Relay
+    let port = 0
+    let browser: Browser
+    let sdk: string
+    let pageServer: Server
+    let pageUrl: string
+    const contexts: BrowserContext[] = []
+    let alice: Page
+    let bob: Page
+    let carol: ParleyClient | undefined
+
+    /** The relay on a fixed data directory, so it can be stopped and started again with its accounts. */
+    const launchRelay = async () => {
+      relay = await startRelay(codes, [
+        '--data-dir',
+        dataDir,
+        ...(port === 0 ? [] : ['--port', String(port)]),
+      ])
+      port = Number(new URL(relay.httpUrl).port)
+    }
+
+    async function openPage(): Promise<Page> {
+      const context = await browser.newContext()
+      contexts.push(context)
+      const page = await context.newPage()
+      page.on('pageerror', (err) => console.log(`page error: ${err.message}`))
+      await load(page)
+      return page
+    }
+
+    async function load(page: Page, reload = false): Promise<void> {
+      if (reload) await page.reload()
+      else await page.goto(pageUrl)
+      await page.evaluate(() => (window as unknown as TestWindow).ready)
+    }
+
+    async function activate(page: Page, number: string): Promise<void> {
+      const pending = await page.evaluate(
+        (phoneNumber) => (window as unknown as TestWindow).client.activate({ phoneNumber, consent: true }),
+        number,
+      )
+      const code = await codes.next(pending.e164)
+      await page.evaluate((c) => (window as unknown as TestWindow).client.confirm(c), code)
+    }
+
+    const inbox = (page: Page) => page.evaluate(() => (window as unknown as TestWindow).inbox)
+    const send = (page: Page, to: string, text: string) =>
+      page.evaluate(([t, x]) => (window as unknown as TestWindow).client.send(t!, x!), [to, text])
+    const pending = (page: Page) =>
+      page.evaluate(() => (window as unknown as TestWindow).client.pendingCount())
+    const waitFor = async (page: Page, text: string, what: string) =>
+      until(async () => (await inbox(page)).some((m) => m.text === text), 20_000, what)
+
+    beforeAll(async () => {
+      if (!haveChromium) throw new Error(`${CHROMIUM} is missing and PARLEY_REQUIRE_SERVICES is set`)
+      const [bundled] = await Promise.all([
+        bundleSdk({ format: 'iife', globalName: 'Parley' }) as Promise<{ code: string }>,
+        codes.start(),
+      ])
+      sdk = bundled.code
+      await launchRelay()
+      pageServer = createServer((req, res) => {
+        if (req.url === '/parley.js') res.writeHead(200, { 'content-type': 'text/javascript' }).end(sdk)
+        else if (req.url === '/') res.writeHead(200, { 'content-type': 'text/html' }).end(testPage(relay.url))
+        else res.writeHead(404).end()
+      })
+      await new Promise<void>((r) => pageServer.listen(0, '127.0.0.1', r))
+      pageUrl = `http://127.0.0.1:${(pageServer.address() as AddressInfo).port}/`
+      browser = await chromium.launch({
+        executablePath: CHROMIUM,
+        // Playwright gives each launch a fresh temporary profile (it refuses --user-data-dir with launch()).
+        args: [
+          '--headless',
+          '--no-sandbox',
+          '--disable-gpu',
+          '--no-first-run',
+          '--disable-background-networking',
+          '--disable-component-update',
+          '--disable-sync',
+          '--disable-quic',
+        ],
+      })
+      ;[alice, bob] = await Promise.all([openPage(), openPage()])
+    })
+
+    afterAll(async () => {
+      await carol?.close()
+      for (const context of contexts) await context.close().catch(() => {})
+      await browser?.close()
+      pageServer?.close()
+      await relay?.stop()
+      await codes.close()
+      rmSync(dataDir, { recursive: true, force: true })
+      rmSync(nodeDir, { recursive: true, force: true })
+    })
+
+    it('two browser contexts activate, discover each other and exchange messages', async () => {
+      await Promise.all([activate(alice, ALICE), activate(bob, BOB)])
+      const found = await alice.evaluate(
+        (numbers) => (window as unknown as TestWindow).client.discover(numbers),
+        [BOB, '+1 415 555 0149'],
+      )
+      expect(found.map((r) => r.registered)).toEqual([true, false])
+
+      const sent = await send(alice, BOB, 'hello from tab A')
+      expect(sent.route).toBe('ip')
+      await waitFor(bob, 'hello from tab A', 'bob to receive')
+      expect((await inbox(bob))[0]).toEqual({ id: sent.id, from: e164(ALICE), text: 'hello from tab A' })
+      await send(bob, ALICE, 'hi A, this is B')
+      await waitFor(alice, 'hi A, this is B', 'alice to receive')
+
+      const safety = (page: Page, peer: string) =>
+        page.evaluate((p) => (window as unknown as TestWindow).client.safetyNumber(p), peer)
+      const [a, b] = await Promise.all([safety(alice, BOB), safety(bob, ALICE)])
+      expect(a).not.toBeNull()
+      expect(a).toBe(b)
+    })
+
+    it('a reload keeps the history and the outbox: a message queued while the relay is down is delivered after', async () => {
+      await load(bob, true)
+      const history = await bob.evaluate(async () =>
+        (await (window as unknown as TestWindow).client.history()).map((m) => m.text),
+      )
+      expect(history).toEqual(['hello from tab A'])
+      expect(await bob.evaluate(() => (window as unknown as TestWindow).client.activated)).toBe(true)
+
+      await relay.stop()
+      const queued = await send(alice, BOB, 'sent while the relay was down')
+      expect(queued.route).toBe('ip')
+      expect(await pending(alice)).toBe(1)
+      await load(alice, true) // the page is served by the test, so it reloads with the relay down
+      expect(await pending(alice)).toBe(1)
+
+      await launchRelay()
+      await waitFor(bob, 'sent while the relay was down', 'the queued message after the restart')
+      await until(async () => (await pending(alice)) === 0, 10_000, 'the outbox to drain')
+      expect((await inbox(bob)).filter((m) => m.id === queued.id)).toHaveLength(1)
+    })
+
+    it('a browser client and a Node client talk both ways', async () => {
+      const received: IncomingMessage[] = []
+      carol = await activatedClient(relay, codes, CAROL, { storePath: join(nodeDir, 'carol.db') })
+      carol.on('message', (m) => received.push(m))
+      const found = await alice.evaluate((n) => (window as unknown as TestWindow).client.discover([n]), CAROL)
+      expect(found[0]!.registered).toBe(true)
+
+      await send(alice, CAROL, 'browser → node')
+      await until(() => received.length === 1, 20_000, 'the Node client to receive')
+      expect(received[0]).toMatchObject({ from: e164(ALICE), text: 'browser → node' })
+
+      await carol.send(ALICE, 'node → browser')
+      await waitFor(alice, 'node → browser', 'the browser to receive from Node')
+      expect((await inbox(alice)).find((m) => m.text === 'node → browser')!.from).toBe(e164(CAROL))
+      expect(await carol.safetyNumber(ALICE)).toBe(
+        await alice.evaluate((n) => (window as unknown as TestWindow).client.safetyNumber(n), CAROL),
+      )
+    })
+
+    it('the demo page served by the relay: two panes activate, chat, show delivery and the safety number', async () => {
+      const context = await browser.newContext({
+        viewport: { width: 1280, height: 860 },
+        deviceScaleFactor: 1,
+      })
+      contexts.push(context)
+      const page = await context.newPage()
+      const errors: string[] = []
+      page.on('pageerror', (err) => errors.push(err.message))
+      await page.goto(`${relay.httpUrl}/`)
+      await page.waitForSelector('body[data-ready="true"]')
+      const pane = (id: 'a' | 'b') => page.locator(`[data-pane="${id}"]`)
+      const numbers = { a: '+1 415 555 0150', b: '+1 415 555 0151' }
+
+      for (const id of ['a', 'b'] as const) {
+        await pane(id).getByTestId('number').fill(numbers[id])
+        await pane(id).getByTestId('activate').click()
+        await pane(id).getByTestId('code').waitFor()
+        await pane(id)
+          .getByTestId('code')
+          .fill(await codes.next(e164(numbers[id])))
+        await pane(id).getByTestId('confirm').click()
+        await pane(id).getByTestId('compose-form').waitFor()
+      }
+      await pane('a').getByTestId('peer').fill(numbers.b)
+      await pane('a').getByTestId('discover').click()
+      await expect.poll(() => pane('a').getByTestId('found').textContent()).toContain('is on Parley')
+      await pane('b').getByTestId('peer').fill(numbers.a)
+
+      const say = async (id: 'a' | 'b', text: string) => {
+        await pane(id).getByTestId('text').fill(text)
+        await pane(id).getByTestId('send').click()
+        const other = id === 'a' ? 'b' : 'a'
+        await pane(other).locator('.msg.in', { hasText: text }).waitFor({ timeout: 20_000 })
+      }
+      await say('a', 'Hi! Is this really end-to-end encrypted?')
+      await say('b', 'Yes — the relay only ever sees ciphertext.')
+      await say('a', 'Great. Compare safety numbers?')
+      await say('b', 'Matches mine. Talk soon!')
+
+      for (const id of ['a', 'b'] as const) {
+        await expect
+          .poll(() => pane(id).locator('.msg.out:not([data-state="delivered"])').count(), { timeout: 10_000 })
+          .toBe(0)
+        await expect.poll(() => pane(id).getByTestId('safety').textContent()).toMatch(/^(\d{5} ){11}\d{5}$/)
+      }
+      expect(await pane('a').getByTestId('safety').textContent()).toBe(
+        await pane('b').getByTestId('safety').textContent(),
+      )
+      expect(await pane('a').getByTestId('state').textContent()).toBe('online')
+      expect(errors).toEqual([])
+
+      mkdirSync(join(SCREENSHOT, '..'), { recursive: true })
+      await page.screenshot({ path: SCREENSHOT, fullPage: true })
+      expect(existsSync(SCREENSHOT)).toBe(true)
+    })
+  },
+)

@@ -1,0 +1,58 @@
+// The relay's static route for the demo page (apps/relay/src/server.ts, "Demo page" block).
+import { request } from 'node:http'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { type RunningRelay, startRelay } from '../../../apps/relay/src/index.js'
+
+describe('the relay serves the demo page', () => {
+  let relay: RunningRelay
+
+  beforeAll(async () => {
+    relay = await startRelay({ port: 0, host: '127.0.0.1', dataDir: ':memory:', logLevel: 'silent' })
+  })
+  afterAll(() => relay?.close())
+
+  it.each([
+    ['/', 'text/html; charset=utf-8', '<!doctype html>'],
+    ['/demo.css', 'text/css; charset=utf-8', ':root'],
+    ['/demo.js', 'text/javascript; charset=utf-8', 'createClient'],
+  ])('serves %s as %s', async (path, type, start) => {
+    const res = await fetch(`${relay.httpUrl}${path}`)
+    expect(res.status).toBe(200)
+    expect(res.headers.get('content-type')).toBe(type)
+    expect(res.headers.get('x-content-type-options')).toBe('nosniff')
+    const body = await res.text()
+    if (path === '/demo.js') expect(body.length).toBeGreaterThan(10_000)
+    else expect(body.startsWith(start)).toBe(true)
+  })
+
+  it('answers HEAD with headers only', async () => {
+    const res = await fetch(`${relay.httpUrl}/`, { method: 'HEAD' })
+    expect(res.status).toBe(200)
+    expect(Number(res.headers.get('content-length'))).toBeGreaterThan(0)
+    expect(await res.text()).toBe('')
+  })
+
+  it.each([
+    '/index.html',
+    '/demo.ts',
+    '/src/demo.ts',
+    '/../package.json',
+    '/%2e%2e/package.json',
+    '/..%2fsrc%2fserver.ts',
+    '//etc/passwd',
+    '/demo.js/..',
+    '/constructor',
+    '/__proto__',
+  ])('serves nothing else: %s is 404', async (path) => {
+    // Raw request paths: fetch() would normalise the dot segments away before they reach the relay.
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = request(`${relay.httpUrl}/`, { path }, (res) => {
+        res.resume()
+        resolve(res.statusCode ?? 0)
+      })
+      req.on('error', reject)
+      req.end()
+    })
+    expect(status).toBe(404)
+  })
+})
