@@ -5,12 +5,10 @@
  */
 import { randomBytes } from 'node:crypto'
 import { mkdirSync } from 'node:fs'
-import { readFile } from 'node:fs/promises'
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { createServer, type IncomingMessage, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import type { Duplex } from 'node:stream'
-import { fileURLToPath } from 'node:url'
 import { type WebSocket, WebSocketServer } from 'ws'
 import { Activations } from './Activations.js'
 import { CloseCode, Connection } from './Connection.js'
@@ -21,14 +19,18 @@ import { createLogger, type Logger } from './logger.js'
 import { createMetrics, type Metrics } from './metrics.js'
 import { OprfKeyring } from './OprfKeyring.js'
 import { MemoryRateLimiter, type RateLimiter } from './RateLimiter.js'
+import { openScaleOut } from './scaleOut.js'
 import { SqliteStore } from './SqliteStore.js'
 import type { Store } from './Store.js'
 import { ConsoleVerifier, type Verifier, WebhookVerifier } from './Verifier.js'
 
 /** Options of {@link startRelay}: any configuration field, plus optional port implementations. */
-export interface RelayOptions extends Partial<RelayConfig> {
-  /** Storage; default SQLite at `<dataDir>/relay.db` (or in memory when `dataDir` is `':memory:'`). */
-  store?: Store
+export interface RelayOptions extends Omit<Partial<RelayConfig>, 'store'> {
+  /**
+   * Storage: an implementation, or the `--store` value (`'sqlite'`, `'postgres://…'`); default SQLite at
+   * `<dataDir>/relay.db` (or in memory when `dataDir` is `':memory:'`).
+   */
+  store?: Store | string
   /** Fan-out; default in-process. */
   fanout?: Fanout
   /** Rate limiter; default in-memory. */
@@ -70,51 +72,6 @@ function clientIp(req: IncomingMessage, trustProxy: boolean): string {
   return req.socket.remoteAddress ?? 'unknown'
 }
 
-// ── Demo page (issue 6): `/` serves apps/relay/demo/. A fixed allowlist maps URL paths to files, so no
-// request path ever reaches the file system and traversal is impossible. demo.js is not checked in: it is
-// bundled from demo/src/demo.ts and the browser SDK's sources on its first request, by the script of
-// @parley/browser (esbuild is its dev dependency), so `pnpm relay` needs no build step and never serves a
-// stale bundle. Without the workspace (a deployed relay), /demo.js answers 503 and the rest of the relay is
-// unaffected.
-const DEMO_DIR = fileURLToPath(new URL('../demo/', import.meta.url))
-const DEMO_BUNDLER = new URL('../../../packages/browser/scripts/bundle.mjs', import.meta.url).href
-const DEMO_FILES: Readonly<Record<string, readonly [file: string, type: string]>> = {
-  '/': ['index.html', 'text/html; charset=utf-8'],
-  '/demo.js': ['demo.js', 'text/javascript; charset=utf-8'],
-  '/demo.css': ['demo.css', 'text/css; charset=utf-8'],
-}
-let demoJs: Promise<Buffer> | undefined
-function demoFile(file: string): Promise<Buffer> {
-  if (file !== 'demo.js') return readFile(join(DEMO_DIR, file))
-  demoJs ??= import(DEMO_BUNDLER).then(async (m: { bundleDemo(): Promise<string> }) =>
-    Buffer.from(await m.bundleDemo()),
-  )
-  demoJs.catch(() => (demoJs = undefined)) // retry on the next request
-  return demoJs
-}
-function serveDemo(path: string, req: IncomingMessage, res: ServerResponse, log: Logger): boolean {
-  if (!Object.hasOwn(DEMO_FILES, path)) return false
-  const [file, type] = DEMO_FILES[path]!
-  demoFile(file).then(
-    (body) => {
-      res.writeHead(200, {
-        'content-type': type,
-        'content-length': body.length,
-        'cache-control': 'no-cache',
-        'x-content-type-options': 'nosniff',
-        'content-security-policy': "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:",
-      })
-      res.end(req.method === 'HEAD' ? undefined : body)
-    },
-    (err) => {
-      log.warn({ err, file }, 'demo page unavailable')
-      res.writeHead(503, { 'content-type': 'text/plain' }).end('demo page unavailable\n')
-    },
-  )
-  return true
-}
-// ── end of the demo page block ──
-
 function refuseUpgrade(socket: Duplex, status: number, text: string): void {
   socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`)
 }
@@ -137,12 +94,16 @@ export async function startRelay(options: RelayOptions = {}): Promise<RunningRel
   const config: RelayConfig = { ...DEFAULT_CONFIG }
   for (const [k, v] of Object.entries(configOpts))
     if (v !== undefined) (config as unknown as Record<string, unknown>)[k] = v
+  if (typeof storeOpt === 'string') config.store = storeOpt
   validateConfig(config)
   const log = logger ?? createLogger(config.logLevel)
   const inMemory = config.dataDir === ':memory:'
   if (!inMemory && (!storeOpt || !oprfKeyring)) mkdirSync(config.dataDir, { recursive: true, mode: 0o700 })
 
-  const store = storeOpt ?? new SqliteStore(inMemory ? ':memory:' : join(config.dataDir, 'relay.db'))
+  const given = typeof storeOpt === 'object' ? storeOpt : undefined
+  const scaleOut = await openScaleOut(config, { store: !given, fanout: !fanout, limiter: !limiter }, log)
+  const store =
+    given ?? scaleOut.store ?? new SqliteStore(inMemory ? ':memory:' : join(config.dataDir, 'relay.db'))
   const verifier =
     verifierImpl ??
     (config.verifier === 'webhook'
@@ -161,18 +122,20 @@ export async function startRelay(options: RelayOptions = {}): Promise<RunningRel
     config,
     policies: policies(config),
     store,
-    fanout: fanout ?? new LocalFanout(),
-    limiter: limiter ?? new MemoryRateLimiter(),
+    fanout: fanout ?? scaleOut.fanout ?? new LocalFanout(),
+    limiter: limiter ?? scaleOut.limiter ?? new MemoryRateLimiter(),
     verifier,
     oprf:
       oprfKeyring ??
       (inMemory ? OprfKeyring.ephemeral() : OprfKeyring.open(config.dataDir, (m) => log.warn(m))),
-    activations: new Activations({
-      hashKey: config.numberHashKey ? Buffer.from(config.numberHashKey, 'hex') : randomBytes(32),
-      ttlSeconds: config.codeTtlSeconds,
-      attempts: config.codeAttempts,
-      max: config.maxPendingActivations,
-    }),
+    activations:
+      scaleOut.activations ??
+      new Activations({
+        hashKey: config.numberHashKey ? Buffer.from(config.numberHashKey, 'hex') : randomBytes(32),
+        ttlSeconds: config.codeTtlSeconds,
+        attempts: config.codeAttempts,
+        max: config.maxPendingActivations,
+      }),
     metrics: createMetrics(),
     log,
   }
@@ -202,7 +165,7 @@ export async function startRelay(options: RelayOptions = {}): Promise<RunningRel
         (text) => res.writeHead(200, { 'content-type': ctx.metrics.registry.contentType }).end(text),
         () => res.writeHead(500).end(),
       )
-    } else if (!serveDemo(path ?? '/', req, res, log)) {
+    } else {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n')
     }
   })
@@ -320,6 +283,7 @@ export async function startRelay(options: RelayOptions = {}): Promise<RunningRel
       await ctx.fanout.close()
       await ctx.limiter.close()
       await ctx.store.close()
+      await scaleOut.close()
       log.info('relay stopped')
     })()
     return closed
