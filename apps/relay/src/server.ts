@@ -5,10 +5,12 @@
  */
 import { randomBytes } from 'node:crypto'
 import { mkdirSync } from 'node:fs'
-import { createServer, type IncomingMessage, type Server } from 'node:http'
+import { readFile } from 'node:fs/promises'
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import type { Duplex } from 'node:stream'
+import { fileURLToPath } from 'node:url'
 import { type WebSocket, WebSocketServer } from 'ws'
 import { Activations } from './Activations.js'
 import { CloseCode, Connection } from './Connection.js'
@@ -71,6 +73,51 @@ function clientIp(req: IncomingMessage, trustProxy: boolean): string {
   }
   return req.socket.remoteAddress ?? 'unknown'
 }
+
+// ── Demo page (issue 6): `/` serves apps/relay/demo/. A fixed allowlist maps URL paths to files, so no
+// request path ever reaches the file system and traversal is impossible. demo.js is not checked in: it is
+// bundled from demo/src/demo.ts and the browser SDK's sources on its first request, by the script of
+// @parley/browser (esbuild is its dev dependency), so `pnpm relay` needs no build step and never serves a
+// stale bundle. Without the workspace (a deployed relay), /demo.js answers 503 and the rest of the relay is
+// unaffected.
+const DEMO_DIR = fileURLToPath(new URL('../demo/', import.meta.url))
+const DEMO_BUNDLER = new URL('../../../packages/browser/scripts/bundle.mjs', import.meta.url).href
+const DEMO_FILES: Readonly<Record<string, readonly [file: string, type: string]>> = {
+  '/': ['index.html', 'text/html; charset=utf-8'],
+  '/demo.js': ['demo.js', 'text/javascript; charset=utf-8'],
+  '/demo.css': ['demo.css', 'text/css; charset=utf-8'],
+}
+let demoJs: Promise<Buffer> | undefined
+function demoFile(file: string): Promise<Buffer> {
+  if (file !== 'demo.js') return readFile(join(DEMO_DIR, file))
+  demoJs ??= import(DEMO_BUNDLER).then(async (m: { bundleDemo(): Promise<string> }) =>
+    Buffer.from(await m.bundleDemo()),
+  )
+  demoJs.catch(() => (demoJs = undefined)) // retry on the next request
+  return demoJs
+}
+function serveDemo(path: string, req: IncomingMessage, res: ServerResponse, log: Logger): boolean {
+  if (!Object.hasOwn(DEMO_FILES, path)) return false
+  const [file, type] = DEMO_FILES[path]!
+  demoFile(file).then(
+    (body) => {
+      res.writeHead(200, {
+        'content-type': type,
+        'content-length': body.length,
+        'cache-control': 'no-cache',
+        'x-content-type-options': 'nosniff',
+        'content-security-policy': "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:",
+      })
+      res.end(req.method === 'HEAD' ? undefined : body)
+    },
+    (err) => {
+      log.warn({ err, file }, 'demo page unavailable')
+      res.writeHead(503, { 'content-type': 'text/plain' }).end('demo page unavailable\n')
+    },
+  )
+  return true
+}
+// ── end of the demo page block ──
 
 function refuseUpgrade(socket: Duplex, status: number, text: string): void {
   socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`)
@@ -165,7 +212,7 @@ export async function startRelay(options: RelayOptions = {}): Promise<RunningRel
         (text) => res.writeHead(200, { 'content-type': ctx.metrics.registry.contentType }).end(text),
         () => res.writeHead(500).end(),
       )
-    } else {
+    } else if (!serveDemo(path ?? '/', req, res, log)) {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n')
     }
   })
