@@ -14,6 +14,7 @@
  * No message contains an input, a scalar or an element.
  * @module
  */
+import { pippenger } from '@noble/curves/abstract/curve.js'
 import { expand_message_xmd } from '@noble/curves/abstract/hash-to-curve.js'
 import { invertCt } from '@noble/curves/abstract/modular.js'
 import { ristretto255, ristretto255_hasher } from '@noble/curves/ed25519.js'
@@ -210,36 +211,48 @@ function mulPublic(p: Point, s: bigint): Point {
 
 // ── DLEQ proofs (RFC 9497 §2.2) ──────────────────────────────────────────────────────────────────────
 
+/** Elements with their canonical encodings, so that no element is serialised twice. */
+interface Elements {
+  points: Point[]
+  bytes: Uint8Array[]
+}
+
 /**
  * RFC 9497 §2.2.1 ComputeComposites / ComputeCompositesFast. With `k` (server side), `Z = k·M`
  * instead of a second multi-scalar multiplication over `D`; the result is the same.
+ * The sums `Σ di·Ci` (and `Σ di·Di`) are computed as one multi-scalar multiplication (Pippenger), which
+ * gives the same point as the RFC's loop of additions; variable time is fine, every di and Ci is public.
+ * The transcripts use the elements' encodings as received: RFC 9496 decoding accepts only canonical
+ * encodings, so they equal SerializeElement of the decoded points.
  */
 function computeComposites(
-  B: Point,
-  C: Point[],
-  D: Point[],
+  B: Uint8Array,
+  C: Elements,
+  D: Elements,
   suite: Suite,
   k?: bigint,
 ): { M: Point; Z: Point } {
-  const seed = sha512(concat(lp(B.toBytes()), lp(suite.seedDst)))
-  let M = Point.ZERO
-  let Z = Point.ZERO
-  for (let i = 0; i < C.length; i++) {
-    const Ci = C[i]!
-    const Di = D[i]!
-    const transcript = concat(lp(seed), i2osp2(i), lp(Ci.toBytes()), lp(Di.toBytes()), LABEL_COMPOSITE)
-    const di = hashToScalar(transcript, suite.dstHashToScalar)
-    M = M.add(mulPublic(Ci, di))
-    if (k === undefined) Z = Z.add(mulPublic(Di, di))
+  const seed = sha512(concat(lp(B), lp(suite.seedDst)))
+  const lpSeed = lp(seed)
+  const d: bigint[] = new Array(C.points.length)
+  for (let i = 0; i < C.points.length; i++) {
+    const transcript = concat(lpSeed, i2osp2(i), lp(C.bytes[i]!), lp(D.bytes[i]!), LABEL_COMPOSITE)
+    d[i] = hashToScalar(transcript, suite.dstHashToScalar)
   }
-  if (k !== undefined) Z = M.is0() ? Point.ZERO : M.multiply(k)
-  return { M, Z }
+  const M = msm(C.points, d)
+  if (k !== undefined) return { M, Z: M.is0() ? Point.ZERO : M.multiply(k) }
+  return { M, Z: msm(D.points, d) }
+}
+
+/** Σ scalars[i]·points[i] for public values (RFC 9497's composite sums). */
+function msm(points: Point[], scalars: bigint[]): Point {
+  return points.length === 1 ? mulPublic(points[0]!, scalars[0]!) : pippenger(Point, points, scalars)
 }
 
 /** The challenge of RFC 9497 §2.2.1 GenerateProof / §2.2.2 VerifyProof. */
-function challenge(B: Point, M: Point, Z: Point, t2: Point, t3: Point, suite: Suite): bigint {
+function challenge(B: Uint8Array, M: Point, Z: Point, t2: Point, t3: Point, suite: Suite): bigint {
   const transcript = concat(
-    lp(B.toBytes()),
+    lp(B),
     lp(M.toBytes()),
     lp(Z.toBytes()),
     lp(t2.toBytes()),
@@ -250,7 +263,14 @@ function challenge(B: Point, M: Point, Z: Point, t2: Point, t3: Point, suite: Su
 }
 
 /** RFC 9497 §2.2.1 GenerateProof(k, A = G, B = k·G, C, D) with proof randomness `r`. */
-function generateProof(k: bigint, B: Point, C: Point[], D: Point[], r: bigint, suite: Suite): Uint8Array {
+function generateProof(
+  k: bigint,
+  B: Uint8Array,
+  C: Elements,
+  D: Elements,
+  r: bigint,
+  suite: Suite,
+): Uint8Array {
   const { M, Z } = computeComposites(B, C, D, suite, k)
   const t2 = G.multiply(r)
   const t3 = M.is0() ? Point.ZERO : M.multiply(r)
@@ -260,7 +280,7 @@ function generateProof(k: bigint, B: Point, C: Point[], D: Point[], r: bigint, s
 }
 
 /** RFC 9497 §2.2.2 VerifyProof(A = G, B, C, D, proof). */
-function verifyProof(B: Point, C: Point[], D: Point[], proof: Uint8Array, suite: Suite): boolean {
+function verifyProof(B: Point, C: Elements, D: Elements, proof: Uint8Array, suite: Suite): boolean {
   // Deviation, stricter than the RFC's generic DeserializeScalar error: a proof that is not exactly
   // two canonical scalars is malformed network data, reported as BAD_REQUEST before any verification.
   if (proof.length !== OPRF_PROOF_BYTES) {
@@ -269,10 +289,11 @@ function verifyProof(B: Point, C: Point[], D: Point[], proof: Uint8Array, suite:
   const c = bytesToNumberLE(proof.subarray(0, OPRF_SCALAR_BYTES))
   const s = bytesToNumberLE(proof.subarray(OPRF_SCALAR_BYTES))
   if (c >= ORDER || s >= ORDER) throw new ParleyError('BAD_REQUEST', 'proof holds a non-canonical scalar')
-  const { M, Z } = computeComposites(B, C, D, suite)
+  const Bbytes = B.toBytes()
+  const { M, Z } = computeComposites(Bbytes, C, D, suite)
   const t2 = mulPublic(G, s).add(mulPublic(B, c))
   const t3 = mulPublic(M, s).add(mulPublic(Z, c))
-  return challenge(B, M, Z, t2, t3, suite) === c
+  return challenge(Bbytes, M, Z, t2, t3, suite) === c
 }
 
 // ── protocol steps, parameterised by mode ────────────────────────────────────────────────────────────
@@ -318,9 +339,12 @@ function evaluate(secretKey: Uint8Array, input: Uint8Array, suite: Suite): Uint8
   return sha512(concat(lp(input), lp(issued.toBytes()), LABEL_FINALIZE))
 }
 
-function wireElements(elements: unknown, name: string): Point[] {
+function wireElements(elements: unknown, name: string): Elements {
   assertArray(elements, name)
-  return elements.map((e, i) => wireElement(e, `${name}[${i}]`))
+  return {
+    points: elements.map((e, i) => wireElement(e, `${name}[${i}]`)),
+    bytes: elements as Uint8Array[],
+  }
 }
 
 // ── public API: VOPRF mode (0x01) ────────────────────────────────────────────────────────────────────
@@ -408,11 +432,13 @@ export function oprfBlindEvaluate(
     throw new RangeError('publicKey does not match secretKey')
   }
   const C = wireElements(blindedElements, 'blindedElements')
-  if (C.length === 0) throw new ParleyError('BAD_REQUEST', 'blindedElements is empty')
+  if (C.points.length === 0) throw new ParleyError('BAD_REQUEST', 'blindedElements is empty')
   const r = proofRandom === undefined ? randomScalar() : localScalar(proofRandom, 'proofRandom')
-  const D = C.map((c) => c.multiply(sk))
-  const proof = generateProof(sk, pk, C, D, r, VOPRF)
-  return { evaluatedElements: D.map((d) => d.toBytes()), proof }
+  // Constant-time multiplications: the scalar is the secret key.
+  const points = C.points.map((c) => c.multiply(sk))
+  const D: Elements = { points, bytes: points.map((d) => d.toBytes()) }
+  const proof = generateProof(sk, publicKey, C, D, r, VOPRF)
+  return { evaluatedElements: D.bytes, proof }
 }
 
 /**
@@ -460,7 +486,7 @@ export function oprfFinalize(
   if (!verifyProof(pk, C, D, proof, VOPRF)) {
     throw new ParleyError('VERIFICATION_FAILED', 'the OPRF proof does not verify against the pinned key')
   }
-  return inputs.map((input, i) => finalizeOne(input, r[i]!, D[i]!))
+  return inputs.map((input, i) => finalizeOne(input, r[i]!, D.points[i]!))
 }
 
 /**
