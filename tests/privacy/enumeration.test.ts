@@ -1,0 +1,163 @@
+// Enumeration attack (DESIGN.md §1 P7): a scripted enumerator with one activated account — and then without
+// one, from the same IP — tries 100,000 numbers. It gets at most its quota of OPRF evaluations, then clear
+// RATE_LIMITED errors with retryAfterMs; the relay counts the refusals in /metrics and logs no number.
+import { once } from 'node:events'
+import { join } from 'node:path'
+import { createClient, type ParleyClient, ParleyError } from '@parley/node'
+import {
+  decodeServerFrame,
+  encodeClientFrame,
+  normalizeNumber,
+  numberToOprfInput,
+  oprfBlind,
+  PROTOCOL_MAJOR,
+  PROTOCOL_MINOR,
+  type ServerFrame,
+} from '@parley/protocol'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { CodeInbox, clientDir, type Relay, startRelay } from '../contract/harness.js'
+import WebSocket from '../contract/node_modules/ws/index.js'
+import { generateNumbers } from './numbers.js'
+import { describeHits, NumberScanner } from './scan.js'
+
+const ACCOUNT_QUOTA = 2000
+const IP_QUOTA = 1000
+const BATCH = 500
+const ATTEMPTS = 100_000
+
+async function metrics(relay: Relay): Promise<Map<string, number>> {
+  const text = await (await fetch(`${relay.httpUrl}/metrics`)).text()
+  const out = new Map<string, number>()
+  for (const line of text.split('\n')) {
+    if (line.startsWith('#') || line === '') continue
+    const i = line.lastIndexOf(' ')
+    out.set(line.slice(0, i), Number(line.slice(i + 1)))
+  }
+  return out
+}
+
+describe('a scripted enumerator (P7)', () => {
+  const codes = new CodeInbox()
+  let relay: Relay
+  let client: ParleyClient
+  // 100,000 valid numbers: what an enumerator walking the number space would try.
+  const targets = generateNumbers(ATTEMPTS)
+
+  beforeAll(async () => {
+    await codes.start()
+    relay = await startRelay(codes, [
+      '--oprf-account-capacity',
+      String(ACCOUNT_QUOTA),
+      '--oprf-account-per-day',
+      '200',
+      '--oprf-ip-capacity',
+      String(IP_QUOTA),
+      '--oprf-ip-per-day',
+      '1000',
+      '--max-discovery-batch',
+      String(BATCH),
+    ])
+    client = await createClient({
+      relayUrl: relay.url,
+      storePath: join(clientDir(), 'enum.db'),
+      defaultRegion: 'US',
+    })
+    const pending = await client.activate({ phoneNumber: '+1 415 555 0100', consent: true })
+    await client.confirm(await codes.next(pending.e164))
+  })
+
+  afterAll(async () => {
+    await client?.close()
+    await relay?.stop()
+    await codes.close()
+  })
+
+  it('with an account: at most its quota of evaluations, then RATE_LIMITED with retryAfterMs, counted in /metrics', async () => {
+    expect(targets.length).toBe(ATTEMPTS)
+    const before = await metrics(relay)
+    let evaluated = 0
+    const refusals: ParleyError[] = []
+    // The enumerator walks the list in batches, and keeps knocking a few times after the first refusal.
+    for (let i = 0; i < ATTEMPTS && refusals.length < 3; i += BATCH) {
+      const batch = targets.slice(i, i + BATCH).map((n) => n.e164)
+      try {
+        await client.discover(batch)
+        evaluated += batch.length
+      } catch (err) {
+        if (!(err instanceof ParleyError)) throw err
+        refusals.push(err)
+      }
+    }
+    // One evaluation of the account's own number was spent at activation, before it had an account quota.
+    expect(evaluated).toBeLessThanOrEqual(ACCOUNT_QUOTA)
+    expect(evaluated).toBeGreaterThanOrEqual(ACCOUNT_QUOTA - BATCH)
+    expect(refusals.map((e) => e.code)).toEqual(['RATE_LIMITED', 'RATE_LIMITED', 'RATE_LIMITED'])
+    for (const e of refusals) {
+      expect(e.retryAfterMs).toBeGreaterThan(0)
+      // The message says what ran out and holds no digits of any number.
+      expect(e.message).not.toMatch(/\d{4,}/)
+    }
+    const after = await metrics(relay)
+    const delta = (k: string) => (after.get(k) ?? 0) - (before.get(k) ?? 0)
+    expect(delta('parley_relay_rate_limited_total{scope="oprf_account"}')).toBe(refusals.length)
+    expect(delta('parley_relay_errors_total{code="RATE_LIMITED"}')).toBeGreaterThanOrEqual(refusals.length)
+    expect(delta('parley_relay_oprf_evaluations_total')).toBe(evaluated)
+  })
+
+  it('without an account: new connections from one IP share one quota, then RATE_LIMITED', async () => {
+    const before = await metrics(relay)
+    let evaluated = 0
+    const errors: ServerFrame[] = []
+    // Raw protocol: a fresh unauthenticated connection per batch, as an enumerator dodging per-connection limits would.
+    for (let i = 0, n = 0; errors.length < 3 && n < 20; i += BATCH, n++) {
+      const ws = new WebSocket(`${relay.url}/v1/ws`)
+      ws.binaryType = 'nodebuffer'
+      const frames: ServerFrame[] = []
+      ws.on('message', (d: Buffer) => frames.push(decodeServerFrame(new Uint8Array(d))))
+      const next = async (): Promise<ServerFrame> => {
+        while (frames.length === 0) await new Promise((r) => setTimeout(r, 5))
+        return frames.shift()!
+      }
+      await once(ws, 'open')
+      ws.send(
+        encodeClientFrame({
+          requestId: 1,
+          hello: { protocolMajor: PROTOCOL_MAJOR, protocolMinor: PROTOCOL_MINOR },
+        }),
+      )
+      const hello = await next()
+      const keyId = hello.serverHello!.oprfKeys![0]!.keyId
+      const blinded = targets
+        .slice(50_000 + i, 50_000 + i + BATCH)
+        .map((t) => oprfBlind(numberToOprfInput(normalizeNumber(t.e164))).blindedElement)
+      ws.send(encodeClientFrame({ requestId: 2, oprfEvaluate: { keyId, blindedElements: blinded } }))
+      const reply = await next()
+      if (reply.body === 'oprfEvaluated') evaluated += reply.oprfEvaluated!.evaluatedElements!.length
+      else errors.push(reply)
+      ws.close()
+    }
+    expect(evaluated).toBeLessThanOrEqual(IP_QUOTA)
+    expect(errors.map((e) => e.body)).toEqual(['error', 'error', 'error'])
+    for (const e of errors) {
+      expect(e.error!.retryAfterMs).toBeGreaterThan(0)
+    }
+    const after = await metrics(relay)
+    expect(
+      (after.get('parley_relay_rate_limited_total{scope="oprf_ip"}') ?? 0) -
+        (before.get('parley_relay_rate_limited_total{scope="oprf_ip"}') ?? 0),
+    ).toBe(errors.length)
+  })
+
+  it('the relay log records the refusals and holds none of the numbers tried', () => {
+    const log = relay.output.join('\n')
+    expect(log).toMatch(/quota exhausted/)
+    const tried = targets.slice(0, 4000).concat(targets.slice(50_000, 60_000))
+    const scanner = new NumberScanner([...tried, { e164: '+14155550100', national: '4155550100' }])
+    const text = Buffer.from(log.replace(/"(time|pid)":\d+,?/g, ''))
+    expect(
+      describeHits(
+        scanner.scan(text, 'log').filter((h) => h.encoding !== 'bcd' && h.encoding !== 'bcd-swapped'),
+      ),
+    ).toEqual([])
+  })
+})
