@@ -1,0 +1,93 @@
+// The Store conformance suite against SQLite (always) and PostgreSQL (when it is up: each run in a fresh
+// schema, dropped afterwards).
+import { join } from 'node:path'
+import Database from 'better-sqlite3'
+import pg from 'pg'
+import { describe } from 'vitest'
+import { PostgresStore } from '../../src/PostgresStore.js'
+import { SqliteStore } from '../../src/SqliteStore.js'
+import type { Store } from '../../src/Store.js'
+import { tempDir } from '../helpers.js'
+import { describeWith, PG_URL, probePostgres, uniqueName } from './services.js'
+import { storeConformance } from './store.js'
+
+describe('Store conformance: SqliteStore', () => {
+  const paths = new Map<Store, string>()
+  const opened: Store[] = []
+  const query = <T>(store: Store, sql: string) => {
+    const db = new Database(paths.get(store)!, { readonly: true })
+    try {
+      return db.prepare(sql).all() as T[]
+    } finally {
+      db.close()
+    }
+  }
+  storeConformance({
+    async open() {
+      const path = join(tempDir(), 'relay.db')
+      const s = new SqliteStore(path)
+      paths.set(s, path)
+      opened.push(s)
+      return s
+    },
+    async peer(store) {
+      const s = new SqliteStore(paths.get(store)!)
+      paths.set(s, paths.get(store)!)
+      opened.push(s)
+      return s
+    },
+    async rows(store, table) {
+      return query<{ n: number }>(store, `SELECT count(*) AS n FROM ${table}`)[0]!.n
+    },
+    async columns(store, table) {
+      return query<{ name: string }>(store, `PRAGMA table_info(${table})`).map((c) => c.name)
+    },
+    async cleanup() {
+      for (const s of opened.splice(0)) await s.close()
+    },
+  })
+})
+
+const pgAbsent = await probePostgres()
+
+describeWith('Store conformance: PostgresStore', [pgAbsent], () => {
+  const schemas = new Map<Store, string>()
+  const opened: PostgresStore[] = []
+  const admin = async <T extends pg.QueryResultRow>(sql: string, params: unknown[] = []) => {
+    const client = new pg.Client({ connectionString: PG_URL })
+    await client.connect()
+    try {
+      return (await client.query<T>(sql, params)).rows
+    } finally {
+      await client.end()
+    }
+  }
+  const openIn = async (schema: string) => {
+    const s = await PostgresStore.open({ url: `${PG_URL}?schema=${schema}`, maxConnections: 4 })
+    schemas.set(s, schema)
+    opened.push(s)
+    return s
+  }
+  storeConformance({
+    open: () => openIn(uniqueName('store')),
+    peer: (store) => openIn(schemas.get(store)!),
+    async rows(store, table) {
+      return Number(
+        (await admin<{ n: string }>(`SELECT count(*) AS n FROM ${schemas.get(store)}.${table}`))[0]!.n,
+      )
+    },
+    async columns(store, table) {
+      return (
+        await admin<{ column_name: string }>(
+          'SELECT column_name FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2',
+          [schemas.get(store), table],
+        )
+      ).map((r) => r.column_name)
+    },
+    async cleanup() {
+      for (const s of opened.splice(0)) await s.close()
+      for (const schema of new Set(schemas.values())) await admin(`DROP SCHEMA IF EXISTS ${schema} CASCADE`)
+      schemas.clear()
+    },
+  })
+})

@@ -1,0 +1,370 @@
+// The Store conformance suite: every implementation (SQLite, PostgreSQL) runs exactly these tests, so their
+// semantics — sequence numbers, idempotency, gaps, eviction, TTL sweep, erasure — cannot drift apart. The
+// "two nodes" tests open a second store over the same data, as a second relay process would.
+import { randomBytes } from 'node:crypto'
+import { afterAll, expect, it } from 'vitest'
+import type { PrekeySet, Store } from '../../src/Store.js'
+
+/** How the suite gets stores of one implementation. */
+export interface StoreHarness {
+  /** A fresh, empty store (a new file or schema). */
+  open(): Promise<Store>
+  /** A second store over the same data as `store`, as another relay node would open it. */
+  peer(store: Store): Promise<Store>
+  /** Rows in a table of `store`'s data. */
+  rows(store: Store, table: string): Promise<number>
+  /** Column names of a table of `store`'s data. */
+  columns(store: Store, table: string): Promise<string[]>
+  /** Closes every store opened and deletes their data. */
+  cleanup(): Promise<void>
+}
+
+const bytes = (n: number) => new Uint8Array(randomBytes(n))
+const key = (keyId: number, n = 32) => ({ keyId, publicKey: bytes(n), signature: bytes(64) })
+const hex = (b: Uint8Array) => Buffer.from(b).toString('hex')
+
+function register(store: Store, address = bytes(32), extra: Partial<PrekeySet> = {}) {
+  return store
+    .registerDevice({
+      address,
+      identityKey: bytes(32),
+      signedPrekey: key(1),
+      lastResortKemPrekey: key(1, 1184),
+      oneTimePrekeys: extra.oneTimePrekeys ?? [
+        { keyId: 2, publicKey: bytes(32) },
+        { keyId: 1, publicKey: bytes(32) },
+      ],
+      oneTimeKemPrekeys: extra.oneTimeKemPrekeys ?? [key(5, 1184)],
+      nowMs: 1000,
+    })
+    .then((r) => ({ ...r, address }))
+}
+
+const enqueue = (
+  store: Store,
+  address: Uint8Array,
+  deviceId = 1,
+  opts: { at?: number; max?: number; id?: Uint8Array } = {},
+) =>
+  store.enqueue({
+    address,
+    deviceId,
+    messageId: opts.id ?? bytes(16),
+    envelope: bytes(20),
+    receivedAtMs: opts.at ?? Date.now(),
+    maxMessages: opts.max ?? 100,
+  })
+
+const seqOf = (r: Awaited<ReturnType<Store['enqueue']>>) =>
+  r.status === 'stored' || r.status === 'duplicate' ? r.seq : -1
+
+/** Registers the conformance tests of {@link Store} for one implementation (call inside a describe). */
+export function storeConformance(h: StoreHarness): void {
+  const open = () => h.open()
+  afterAll(() => h.cleanup())
+
+  it('has no sender column in the mailbox', async () => {
+    const s = await open()
+    expect((await h.columns(s, 'mailbox')).sort()).toEqual([
+      'address',
+      'device_id',
+      'envelope',
+      'message_id',
+      'received_at_ms',
+      'seq',
+    ])
+  })
+
+  it('registers a device, and a re-activation replaces it with the next device id and erases its mail', async () => {
+    const s = await open()
+    const a = await register(s)
+    expect(a).toMatchObject({ deviceId: 1, replacedDevice: false })
+    await enqueue(s, a.address)
+    const b = await register(s, a.address)
+    expect(b).toMatchObject({ deviceId: 2, replacedDevice: true })
+    expect(await s.mailboxHead(a.address, 2)).toBe(0)
+    expect((await s.fetchMailbox(a.address, 2, 0, 10)).entries).toEqual([])
+    const account = (await s.getAccount(a.address))!
+    expect(account.deviceId).toBe(2)
+    expect(hex(account.address)).toBe(hex(a.address))
+    expect(account.createdAtMs).toBe(1000)
+    expect(await s.getAccount(bytes(32))).toBeNull()
+  })
+
+  it('finds addresses by bit prefix, including non-byte-aligned prefixes', async () => {
+    const s = await open()
+    const mk = (first: number[]) => {
+      const a = bytes(32)
+      a.set(first)
+      return a
+    }
+    const inside = [mk([0xab, 0xc0]), mk([0xab, 0xcf]), mk([0xab, 0xc7, 0xff])]
+    const outside = [mk([0xab, 0xd0]), mk([0xab, 0xbf]), mk([0xac, 0x00])]
+    for (const a of [...inside, ...outside]) await register(s, a)
+    const found = (await s.addressesWithPrefix(new Uint8Array([0xab, 0xc0]), 12, 100)).map(hex).sort()
+    expect(found).toEqual(inside.map(hex).sort())
+    expect((await s.addressesWithPrefix(new Uint8Array([0xab]), 8, 100)).length).toBe(5)
+    expect((await s.addressesWithPrefix(new Uint8Array([0xab]), 8, 2)).length).toBe(2)
+    // High bytes compare unsigned on every engine.
+    const high = mk([0xff, 0xff])
+    await register(s, high)
+    expect((await s.addressesWithPrefix(new Uint8Array([0xff, 0xff]), 16, 10)).map(hex)).toEqual([hex(high)])
+  })
+
+  it('hands out one-time prekeys once each, lowest id first, then the last-resort KEM prekey', async () => {
+    const s = await open()
+    const { address } = await register(s)
+    const b1 = (await s.takePrekeyBundle(address))!
+    expect(b1.oneTimePrekey!.keyId).toBe(1)
+    expect(b1.kemPrekey.keyId).toBe(5)
+    expect(b1.kemPrekeyIsLastResort).toBe(false)
+    expect(b1.deviceId).toBe(1)
+    expect(b1.signedPrekey.keyId).toBe(1)
+    const b2 = (await s.takePrekeyBundle(address))!
+    expect(b2.oneTimePrekey!.keyId).toBe(2)
+    expect(b2.kemPrekeyIsLastResort).toBe(true)
+    expect(b2.kemPrekey.publicKey.length).toBe(1184)
+    const b3 = (await s.takePrekeyBundle(address))!
+    expect(b3.oneTimePrekey).toBeUndefined()
+    expect(await s.takePrekeyBundle(bytes(32))).toBeNull()
+    expect(await s.countPrekeys(address, 1)).toEqual({ oneTimeCount: 0, kemOneTimeCount: 0 })
+  })
+
+  it('adds prekeys, replaces the signed prekey, and refuses to store beyond the limit', async () => {
+    const s = await open()
+    const { address } = await register(s)
+    const spk = key(9)
+    const r = await s.putPrekeys(
+      address,
+      1,
+      { signedPrekey: spk, oneTimePrekeys: [{ keyId: 3, publicKey: bytes(32) }], oneTimeKemPrekeys: [] },
+      10,
+    )
+    expect(r).toEqual({ status: 'stored', counts: { oneTimeCount: 3, kemOneTimeCount: 1 } })
+    // The same key id replaces rather than adds.
+    const again = await s.putPrekeys(
+      address,
+      1,
+      { oneTimePrekeys: [{ keyId: 3, publicKey: bytes(32) }], oneTimeKemPrekeys: [key(5, 1184)] },
+      10,
+    )
+    expect(again).toEqual({ status: 'stored', counts: { oneTimeCount: 3, kemOneTimeCount: 1 } })
+    expect((await s.takePrekeyBundle(address))!.signedPrekey.keyId).toBe(9)
+    const many = Array.from({ length: 9 }, (_, i) => ({ keyId: 100 + i, publicKey: bytes(32) }))
+    expect(await s.putPrekeys(address, 1, { oneTimePrekeys: many, oneTimeKemPrekeys: [] }, 10)).toEqual({
+      status: 'over_limit',
+      counts: { oneTimeCount: 2, kemOneTimeCount: 0 },
+    })
+    expect((await s.putPrekeys(address, 7, { oneTimePrekeys: [], oneTimeKemPrekeys: [] }, 10)).status).toBe(
+      'not_found',
+    )
+    expect(await s.countPrekeys(address, 7)).toEqual({ oneTimeCount: 0, kemOneTimeCount: 0 })
+  })
+
+  it('assigns increasing sequence numbers, is idempotent by message id, and refuses stale devices', async () => {
+    const s = await open()
+    const { address } = await register(s)
+    const a = await enqueue(s, address)
+    const b = await enqueue(s, address)
+    expect([a, b].map(seqOf)).toEqual([1, 2])
+    const input = {
+      address,
+      deviceId: 1,
+      messageId: bytes(16),
+      envelope: bytes(4),
+      receivedAtMs: 1,
+      maxMessages: 100,
+    }
+    expect(await s.enqueue(input)).toEqual({ status: 'stored', seq: 3, evicted: 0 })
+    expect(await s.enqueue(input)).toEqual({ status: 'duplicate', seq: 3 })
+    expect(await s.enqueue({ ...input, deviceId: 2 })).toEqual({ status: 'stale_device', currentDeviceId: 1 })
+    expect(await s.enqueue({ ...input, address: bytes(32) })).toEqual({ status: 'not_found' })
+    expect(await s.mailboxHead(address, 1)).toBe(3)
+    expect(await s.mailboxHead(address, 2)).toBe(0)
+    const page = await s.fetchMailbox(address, 1, 2, 10)
+    expect(page.entries).toEqual([
+      { seq: 3, messageId: input.messageId, envelope: input.envelope, receivedAtMs: 1 },
+    ])
+  })
+
+  it('deletes only acked entries of the owner, and pages after a cursor', async () => {
+    const s = await open()
+    const { address } = await register(s)
+    const other = (await register(s)).address
+    for (let i = 0; i < 5; i++) await enqueue(s, address)
+    expect(await s.ack(other, 1, [1, 2, 3])).toBe(0)
+    expect(await s.ack(address, 2, [1])).toBe(0)
+    expect(await s.ack(address, 1, [2, 2, 4, 99])).toBe(2)
+    expect(await s.ack(address, 1, [])).toBe(0)
+    const page = await s.fetchMailbox(address, 1, 0, 2)
+    expect(page.entries.map((e) => e.seq)).toEqual([1, 3])
+    expect((await s.fetchMailbox(address, 1, 3, 10)).entries.map((e) => e.seq)).toEqual([5])
+    expect(page.headSeq).toBe(5)
+    expect(await s.fetchMailbox(address, 2, 0, 10)).toEqual({ entries: [], gaps: [], headSeq: 0 })
+  })
+
+  it('evicts the oldest beyond the mailbox limit and records the range as one growing gap', async () => {
+    const s = await open()
+    const { address } = await register(s)
+    const results = []
+    for (let i = 0; i < 6; i++) results.push(await enqueue(s, address, 1, { max: 3 }))
+    expect(results.map((r) => (r.status === 'stored' ? r.evicted : -1))).toEqual([0, 0, 0, 1, 1, 1])
+    const page = await s.fetchMailbox(address, 1, 0, 10)
+    expect(page.entries.map((e) => e.seq)).toEqual([4, 5, 6])
+    expect(page.gaps).toEqual([{ firstSeq: 1, lastSeq: 3, reason: 'evicted' }])
+    // A cursor inside the gap clips it.
+    expect((await s.fetchMailbox(address, 1, 2, 10)).gaps).toEqual([
+      { firstSeq: 3, lastSeq: 3, reason: 'evicted' },
+    ])
+    expect((await s.fetchMailbox(address, 1, 3, 10)).gaps).toEqual([])
+    // A full page ends at its last entry: the gap after it waits for the next page.
+    await s.ack(address, 1, [5])
+    for (let i = 0; i < 3; i++) await enqueue(s, address, 1, { max: 3 })
+    // Acked mail (5) is no gap; eviction of 4 extends the first gap, eviction of 6 starts a new one.
+    const first = await s.fetchMailbox(address, 1, 0, 1)
+    expect(first.entries.map((e) => e.seq)).toEqual([7])
+    expect(first.gaps).toEqual([
+      { firstSeq: 1, lastSeq: 4, reason: 'evicted' },
+      { firstSeq: 6, lastSeq: 6, reason: 'evicted' },
+    ])
+  })
+
+  it('expires old mail into gaps of consecutive runs, keeps newer mail, and forgets old gap records', async () => {
+    const s = await open()
+    const { address } = await register(s)
+    const now = Date.now()
+    for (let i = 0; i < 4; i++) await enqueue(s, address, 1, { at: now - 10_000 })
+    await enqueue(s, address, 1, { at: now })
+    await s.ack(address, 1, [2])
+    expect(await s.expire(now - 5000)).toBe(3)
+    expect(await s.expire(now - 5000)).toBe(0)
+    const page = await s.fetchMailbox(address, 1, 0, 10)
+    expect(page.entries.map((e) => e.seq)).toEqual([5])
+    expect(page.gaps).toEqual([
+      { firstSeq: 1, lastSeq: 1, reason: 'expired' },
+      { firstSeq: 3, lastSeq: 4, reason: 'expired' },
+    ])
+    // New mail still fits the mailbox count after expiry.
+    expect(await enqueue(s, address, 1, { max: 2 })).toMatchObject({ status: 'stored', evicted: 0 })
+    // Gap records are themselves dropped once older than the cutoff (eviction gaps carry the arrival time).
+    const b = await register(s)
+    for (let i = 0; i < 3; i++) await enqueue(s, b.address, 1, { at: now - 20_000, max: 2 })
+    expect((await s.fetchMailbox(b.address, 1, 0, 10)).gaps).toEqual([
+      { firstSeq: 1, lastSeq: 1, reason: 'evicted' },
+    ])
+    expect(await s.expire(now - 15_000)).toBe(2)
+    expect((await s.fetchMailbox(b.address, 1, 0, 10)).gaps).toEqual([
+      { firstSeq: 2, lastSeq: 3, reason: 'expired' },
+    ])
+    expect((await s.fetchMailbox(address, 1, 0, 10)).entries.map((e) => e.seq)).toEqual([5, 6])
+  })
+
+  it('erases every row of an account on delete, and nothing of other accounts', async () => {
+    const s = await open()
+    const { address } = await register(s)
+    const keep = await register(s)
+    for (let i = 0; i < 3; i++) await enqueue(s, address, 1, { max: 2 })
+    await enqueue(s, keep.address)
+    expect(await s.deleteAccount(address)).toBe(true)
+    expect(await s.deleteAccount(address)).toBe(false)
+    expect(await s.getAccount(address)).toBeNull()
+    expect(await h.rows(s, 'accounts')).toBe(1)
+    expect(await h.rows(s, 'one_time_prekeys')).toBe(2)
+    expect(await h.rows(s, 'kem_prekeys')).toBe(1)
+    expect(await h.rows(s, 'mailbox')).toBe(1)
+    expect(await h.rows(s, 'mailbox_gaps')).toBe(0)
+    await s.deleteAccount(keep.address)
+    for (const table of ['accounts', 'one_time_prekeys', 'kem_prekeys', 'mailbox', 'mailbox_gaps']) {
+      expect(await h.rows(s, table)).toBe(0)
+    }
+  })
+
+  it('two nodes: concurrent sends to one mailbox get distinct, gap-free sequence numbers', async () => {
+    const s = await open()
+    const p = await h.peer(s)
+    const { address } = await register(s)
+    const results = await Promise.all(Array.from({ length: 60 }, (_, i) => enqueue(i % 2 ? s : p, address)))
+    expect(results.map(seqOf).sort((a, b) => a - b)).toEqual(Array.from({ length: 60 }, (_, i) => i + 1))
+    expect(await p.mailboxHead(address, 1)).toBe(60)
+    // The mailbox count stayed exact: a limit of 60 evicts nothing more, 61 evicts one.
+    expect(await enqueue(p, address, 1, { max: 61 })).toMatchObject({ status: 'stored', seq: 61, evicted: 0 })
+    expect(await enqueue(s, address, 1, { max: 61 })).toMatchObject({ status: 'stored', seq: 62, evicted: 1 })
+  })
+
+  it('two nodes: the same message sent through both is stored once', async () => {
+    const s = await open()
+    const p = await h.peer(s)
+    const { address } = await register(s)
+    const id = bytes(16)
+    const results = await Promise.all([enqueue(s, address, 1, { id }), enqueue(p, address, 1, { id })])
+    expect(results.map((r) => r.status).sort()).toEqual(['duplicate', 'stored'])
+    expect(results.map(seqOf)).toEqual([1, 1])
+  })
+
+  it('two nodes: concurrent eviction keeps the mailbox at its limit with one contiguous gap', async () => {
+    const s = await open()
+    const p = await h.peer(s)
+    const { address } = await register(s)
+    await Promise.all(Array.from({ length: 40 }, (_, i) => enqueue(i % 2 ? s : p, address, 1, { max: 10 })))
+    const page = await s.fetchMailbox(address, 1, 0, 100)
+    expect(page.entries.map((e) => e.seq)).toEqual(Array.from({ length: 10 }, (_, i) => 31 + i))
+    expect(page.gaps).toEqual([{ firstSeq: 1, lastSeq: 30, reason: 'evicted' }])
+  })
+
+  it('two nodes: no one-time prekey is handed out twice', async () => {
+    const s = await open()
+    const p = await h.peer(s)
+    const oneTimePrekeys = Array.from({ length: 20 }, (_, i) => ({ keyId: i + 1, publicKey: bytes(32) }))
+    const oneTimeKemPrekeys = Array.from({ length: 10 }, (_, i) => key(100 + i, 1184))
+    const { address } = await register(s, bytes(32), { oneTimePrekeys, oneTimeKemPrekeys })
+    const bundles = await Promise.all(
+      Array.from({ length: 30 }, (_, i) => (i % 2 ? s : p).takePrekeyBundle(address)),
+    )
+    const otpk = bundles.map((b) => b!.oneTimePrekey?.keyId).filter((k) => k !== undefined)
+    expect(otpk.sort((a, b) => a - b)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1))
+    const kems = bundles.filter((b) => !b!.kemPrekeyIsLastResort).map((b) => b!.kemPrekey.keyId)
+    expect(new Set(kems).size).toBe(10)
+    expect(bundles.filter((b) => b!.kemPrekeyIsLastResort)).toHaveLength(20)
+  })
+
+  it('two nodes: a concurrent TTL sweep expires each message once and records each gap once', async () => {
+    const s = await open()
+    const p = await h.peer(s)
+    const { address } = await register(s)
+    const other = await register(s)
+    const now = Date.now()
+    for (let i = 0; i < 30; i++) await enqueue(s, i % 3 ? address : other.address, 1, { at: now - 10_000 })
+    const [a, b] = await Promise.all([s.expire(now - 5000), p.expire(now - 5000)])
+    expect(a + b).toBe(30)
+    expect((await p.fetchMailbox(address, 1, 0, 100)).gaps).toEqual([
+      { firstSeq: 1, lastSeq: 20, reason: 'expired' },
+    ])
+    expect((await s.fetchMailbox(other.address, 1, 0, 100)).gaps).toEqual([
+      { firstSeq: 1, lastSeq: 10, reason: 'expired' },
+    ])
+    expect(await enqueue(p, address, 1, { max: 1 })).toMatchObject({ status: 'stored', seq: 21, evicted: 0 })
+  })
+
+  it('two nodes: concurrent first activations of one address end as two activations in sequence', async () => {
+    const s = await open()
+    const p = await h.peer(s)
+    const address = bytes(32)
+    const [a, b] = await Promise.all([register(s, address), register(p, address)])
+    expect([a.deviceId, b.deviceId].sort()).toEqual([1, 2])
+    expect([a.replacedDevice, b.replacedDevice].sort()).toEqual([false, true])
+    expect((await s.getAccount(address))!.deviceId).toBe(2)
+    expect(await h.rows(s, 'one_time_prekeys')).toBe(2)
+  })
+
+  it('two nodes: erasure on one node is seen by the other at once', async () => {
+    const s = await open()
+    const p = await h.peer(s)
+    const { address } = await register(s)
+    await enqueue(s, address)
+    expect(await p.deleteAccount(address)).toBe(true)
+    expect(await s.getAccount(address)).toBeNull()
+    expect(await enqueue(s, address)).toEqual({ status: 'not_found' })
+    expect(await s.takePrekeyBundle(address)).toBeNull()
+    expect(await s.fetchMailbox(address, 1, 0, 10)).toEqual({ entries: [], gaps: [], headSeq: 0 })
+  })
+}
