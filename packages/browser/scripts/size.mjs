@@ -1,21 +1,66 @@
-// The size check: the whole SDK as a user's bundler would ship it (every export kept, minified, ESM),
-// measured min+gzip. `--why` lists the biggest inputs from esbuild's metafile.
+// The size check: the whole SDK as a user's bundler would ship it (every export kept, minified, ESM, code
+// splitting on), measured min+gzip — what a page loads up front, and what it loads later on first use. `--why` lists the biggest inputs from esbuild's metafile.
 
+import { relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { gzipSync } from 'node:zlib'
-import { bundleSdk } from './bundle.mjs'
+import * as esbuild from 'esbuild'
+import { browserOptions, PACKAGE_DIR } from './bundle.mjs'
 
 export const BUDGET_KB = 80
 
-/** @returns {Promise<{ minBytes: number, gzipBytes: number, kb: number, inputs: [string, number][] }>} */
+/**
+ * Bundles the SDK as a user's bundler would (ESM, minified, code splitting on) and measures min+gzip of what a
+ * page loads up front (the entry and the chunks it imports statically) and, separately, of the chunks loaded
+ * later through dynamic `import()` (the phone-number metadata, fetched when the first number is normalised).
+ * @returns {Promise<{ minBytes: number, gzipBytes: number, kb: number, lazyKb: number, totalKb: number,
+ *   lazy: [string, number][], inputs: [string, number][] }>}
+ */
 export async function measure() {
-  const { code, metafile } = await bundleSdk()
-  const gzipBytes = gzipSync(code, { level: 9 }).length
-  const output = Object.values(metafile.outputs)[0]
-  const inputs = Object.entries(output.inputs)
-    .map(([path, { bytesInOutput }]) => [path, bytesInOutput])
-    .sort((a, b) => b[1] - a[1])
-  return { minBytes: code.length, gzipBytes, kb: gzipBytes / 1024, inputs }
+  const result = await esbuild.build({
+    ...browserOptions,
+    entryPoints: [`${PACKAGE_DIR}src/index.ts`],
+    splitting: true,
+    outdir: 'out',
+    write: false,
+    metafile: true,
+  })
+  const files = new Map(result.outputFiles.map((f) => [relative(process.cwd(), f.path), f.text]))
+  const outputs = result.metafile.outputs
+  const entry = Object.keys(outputs).find((k) => outputs[k].entryPoint !== undefined)
+  // Up front: the entry and everything reachable from it through static imports.
+  const initial = new Set()
+  const visit = (name) => {
+    if (initial.has(name)) return
+    initial.add(name)
+    for (const imp of outputs[name].imports)
+      if (imp.kind === 'import-statement' && outputs[imp.path]) visit(imp.path)
+  }
+  visit(entry)
+  const gz = (name) => gzipSync(files.get(name) ?? '', { level: 9 }).length
+  let gzipBytes = 0
+  let minBytes = 0
+  const inputs = []
+  for (const name of initial) {
+    gzipBytes += gz(name)
+    minBytes += (files.get(name) ?? '').length
+    for (const [path, { bytesInOutput }] of Object.entries(outputs[name].inputs))
+      inputs.push([path, bytesInOutput])
+  }
+  const lazy = Object.keys(outputs)
+    .filter((name) => name.endsWith('.js') && !initial.has(name))
+    .map((name) => [Object.keys(outputs[name].inputs)[0] ?? name, gz(name)])
+  const lazyBytes = lazy.reduce((a, [, b]) => a + b, 0)
+  inputs.sort((a, b) => b[1] - a[1])
+  return {
+    minBytes,
+    gzipBytes,
+    kb: gzipBytes / 1024,
+    lazyKb: lazyBytes / 1024,
+    totalKb: (gzipBytes + lazyBytes) / 1024,
+    lazy,
+    inputs,
+  }
 }
 
 /** Groups inputs by package (`node_modules/<pkg>` or the workspace package) for a readable breakdown. */
@@ -29,11 +74,13 @@ export function byPackage(inputs) {
   return [...totals].sort((a, b) => b[1] - a[1])
 }
 
-export const summary = (kb) => `@parley/browser: ${kb.toFixed(1)} KB min+gzip (budget ${BUDGET_KB} KB)`
+export const summary = (kb, lazyKb = 0) =>
+  `@parley/browser: ${kb.toFixed(1)} KB min+gzip loaded up front (budget ${BUDGET_KB} KB)` +
+  (lazyKb > 0 ? ` + ${lazyKb.toFixed(1)} KB loaded on first use (number metadata)` : '')
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const { kb, minBytes, inputs } = await measure()
-  console.log(summary(kb))
+  const { kb, lazyKb, minBytes, inputs } = await measure()
+  console.log(summary(kb, lazyKb))
   if (process.argv.includes('--why')) {
     console.log(`minified: ${(minBytes / 1024).toFixed(1)} KB; by package (minified bytes in output):`)
     for (const [name, bytes] of byPackage(inputs))

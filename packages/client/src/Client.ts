@@ -11,7 +11,9 @@ import {
   GapReason,
   generateIdentity,
   type IdentityKeyPair,
-  normalizeNumber,
+  loadNumberMetadata,
+  type NumberMetadata,
+  normalizeNumberWith,
   numberToOprfInput,
   oprfBlind,
   oprfFinalize,
@@ -155,6 +157,7 @@ export class ParleyClient {
   #acks: number[] = []
   #ackTimer: unknown = null
   #retryTimer: unknown = null
+  #numberMetadata: Promise<NumberMetadata> | null = null
 
   private constructor(options: ParleyClientOptions) {
     if (typeof options !== 'object' || options === null) throw new TypeError('options are required')
@@ -301,7 +304,7 @@ export class ParleyClient {
     if (typeof options !== 'object' || options === null || options.consent !== true) {
       throw new TypeError('activate() needs { consent: true }: the user must agree before anything is sent')
     }
-    const e164 = normalizeNumber(options.phoneNumber, this.#region)
+    const e164 = await this.#normalize(options.phoneNumber)
     this.#link.start()
     const frame = await this.#link.request(
       { activationStart: { phoneNumber: e164, consent: true } },
@@ -407,9 +410,10 @@ export class ParleyClient {
     }
     if (numbers.length > 10_000) throw new RangeError('at most 10,000 numbers per discover() call')
     this.#requireAccount()
+    const metadata = await this.#metadata()
     const e164s = numbers.map((n) => {
       try {
-        return normalizeNumber(n, this.#region)
+        return normalizeNumberWith(metadata, n, this.#region)
       } catch {
         return null
       }
@@ -437,7 +441,7 @@ export class ParleyClient {
     this.#checkOpen()
     if (typeof text !== 'string') throw new TypeError('text must be a string')
     if (new TextEncoder().encode(text).length > MAX_TEXT_BYTES) throw new RangeError('text is over 64 KiB')
-    const e164 = normalizeNumber(to, this.#region)
+    const e164 = await this.#normalize(to)
     this.#requireAccount()
     const id = toHex(this.#random(16))
     let contact = await this.#contact(e164)
@@ -471,7 +475,7 @@ export class ParleyClient {
   async safetyNumber(number: string): Promise<string | null> {
     this.#checkOpen()
     const account = this.#requireAccount()
-    const e164 = normalizeNumber(number, this.#region)
+    const e164 = await this.#normalize(number)
     const contact = await this.#contact(e164)
     if (contact === null) return null
     let session = await this.#session(contact.address)
@@ -736,7 +740,7 @@ export class ParleyClient {
     }
     let e164: string
     try {
-      e164 = normalizeNumber(stated)
+      e164 = normalizeNumberWith(await this.#metadata(), stated)
     } catch {
       return null
     }
@@ -1042,6 +1046,19 @@ export class ParleyClient {
   async #session(address: Uint8Array): Promise<SessionRecord | null> {
     const raw = await this.#store.get(K.session(toHex(address)))
     return raw === undefined ? null : decodeRecord<SessionRecord>(raw)
+  }
+
+  /** Number metadata, loaded on first use (a separate chunk in browser bundles). */
+  #metadata(): Promise<NumberMetadata> {
+    this.#numberMetadata ??= loadNumberMetadata().catch((err: unknown) => {
+      this.#numberMetadata = null
+      throw new ParleyError('UNAVAILABLE', 'could not load phone number metadata', { cause: err })
+    })
+    return this.#numberMetadata
+  }
+
+  async #normalize(input: string): Promise<string> {
+    return normalizeNumberWith(await this.#metadata(), input, this.#region)
   }
 
   #requireAccount(): AccountRecord {

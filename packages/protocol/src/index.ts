@@ -1,6 +1,11 @@
 // @parley/protocol — the public API is exactly what this file exports.
 
 export { ADDRESS_BYTES, addressFromToken, addressHasPrefix, addressPrefix } from './address.js'
+export type { Content } from './content.js'
+export { CONTENT_BUCKET_BYTES, decodeContent, encodeContent, MESSAGE_ID_BYTES } from './content.js'
+// End-to-end encryption (DESIGN.md §6): identity, prekeys, PQXDH + Double Ratchet sessions, sealed envelopes.
+export type { AeadProvider, CryptoProvider, X25519Provider } from './cryptoProvider.js'
+export { getCryptoProvider, setCryptoProvider } from './cryptoProvider.js'
 export type { ErrorCode, ParleyErrorOptions } from './errors.js'
 export { ERROR_CODES, errorCodeFromWire, errorCodeToWire, isErrorCode, ParleyError } from './errors.js'
 export type {
@@ -26,8 +31,9 @@ export {
   WireErrorCode,
   wireErrorFrom,
 } from './frames.js'
-export type { CountryCode } from './normalizeNumber.js'
-export { normalizeNumber, numberToOprfInput } from './normalizeNumber.js'
+export type { IdentityKeyPair, RandomSource } from './identity.js'
+export { generateIdentity } from './identity.js'
+export { normalizeNumber } from './normalizeNumber.js'
 export type { OprfBlinded, OprfEvaluation, OprfKeyPair } from './oprf.js'
 export {
   OPRF_ELEMENT_BYTES,
@@ -41,20 +47,8 @@ export {
   oprfFinalize,
   oprfGenerateKeyPair,
 } from './oprf.js'
-export {
-  AUTH_NONCE_BYTES,
-  activationPayload,
-  authPayload,
-  kemPrekeyPayload,
-  signedPrekeyPayload,
-  signWithIdentity,
-  verifyIdentitySignature,
-} from './signing.js'
-// End-to-end encryption (DESIGN.md §6): identity, prekeys, PQXDH + Double Ratchet sessions, sealed envelopes.
-export type { Content } from './content.js'
-export { CONTENT_BUCKET_BYTES, decodeContent, encodeContent, MESSAGE_ID_BYTES } from './content.js'
-export type { IdentityKeyPair, RandomSource } from './identity.js'
-export { generateIdentity } from './identity.js'
+export type { CountryCode, NumberMetadata } from './phoneNumbers.js'
+export { loadNumberMetadata, normalizeNumberWith, numberToOprfInput } from './phoneNumbers.js'
 export type { KemPrekeyPair, OneTimePrekeyPair, PrekeyBundle, SignedPrekeyPair } from './prekeys.js'
 export {
   generateKemPrekey,
@@ -66,15 +60,6 @@ export {
   prekeyBundleToWire,
   verifyPrekeyBundle,
 } from './prekeys.js'
-export {
-  SAFETY_NUMBER_ITERATIONS,
-  SAFETY_NUMBER_QR_VERSION,
-  safetyNumber,
-  safetyNumberQr,
-  verifySafetyNumberQr,
-} from './safetyNumber.js'
-export type { OpenedEnvelope, SealInput } from './sealedEnvelope.js'
-export { MAX_ENVELOPE_BYTES, openEnvelope, SEALED_ENVELOPE_VERSION, sealEnvelope } from './sealedEnvelope.js'
 export type {
   CiphertextMessage,
   MaybePromise,
@@ -84,3 +69,21 @@ export type {
   SessionOptions,
 } from './Session.js'
 export { MAX_PLAINTEXT_BYTES, Session } from './Session.js'
+export {
+  SAFETY_NUMBER_ITERATIONS,
+  SAFETY_NUMBER_QR_VERSION,
+  safetyNumber,
+  safetyNumberQr,
+  verifySafetyNumberQr,
+} from './safetyNumber.js'
+export type { OpenedEnvelope, SealInput } from './sealedEnvelope.js'
+export { MAX_ENVELOPE_BYTES, openEnvelope, SEALED_ENVELOPE_VERSION, sealEnvelope } from './sealedEnvelope.js'
+export {
+  AUTH_NONCE_BYTES,
+  activationPayload,
+  authPayload,
+  kemPrekeyPayload,
+  signedPrekeyPayload,
+  signWithIdentity,
+  verifyIdentitySignature,
+} from './signing.js'

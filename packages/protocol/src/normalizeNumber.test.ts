@@ -1,7 +1,8 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { ParleyError } from './errors.js'
-import { type CountryCode, normalizeNumber, numberToOprfInput } from './normalizeNumber.js'
+import { normalizeNumber } from './normalizeNumber.js'
+import { type CountryCode, numberToOprfInput } from './phoneNumbers.js'
 
 function invalidNumberError(input: string, region?: CountryCode): ParleyError {
   let thrown: unknown
@@ -134,5 +135,43 @@ describe('numberToOprfInput', () => {
   it('accepts the E.164 length bounds (7 and 15 digits)', () => {
     expect(numberToOprfInput('+1234567').length).toBe(8)
     expect(numberToOprfInput('+123456789012345').length).toBe(16)
+  })
+})
+
+describe('normalizeNumberWith (lazily loaded metadata)', () => {
+  it('gives exactly what normalizeNumber gives, errors included', async () => {
+    const { loadNumberMetadata, normalizeNumberWith } = await import('./phoneNumbers.js')
+    const metadata = await loadNumberMetadata()
+    const cases: [string, CountryCode | undefined][] = [
+      ['(415) 555-0102', 'US'],
+      ['+44 20 7946 0000', undefined],
+      ['020 7946 0000', 'GB'],
+      ['garbage', 'US'],
+      ['', 'US'],
+      ['+1 415 555 0100 ext. 5', undefined],
+    ]
+    for (const [input, region] of cases) {
+      const a = (() => {
+        try {
+          return normalizeNumber(input, region)
+        } catch (err) {
+          return (err as { code?: string }).code
+        }
+      })()
+      const b = (() => {
+        try {
+          return normalizeNumberWith(metadata, input, region)
+        } catch (err) {
+          return (err as { code?: string }).code
+        }
+      })()
+      expect(b).toBe(a)
+    }
+    expect(normalizeNumberWith(metadata, '(415) 555-0102', 'US')).toBe('+14155550102')
+  })
+
+  it('refuses missing metadata with a TypeError', async () => {
+    const { normalizeNumberWith } = await import('./phoneNumbers.js')
+    expect(() => normalizeNumberWith(null as never, '+14155550102')).toThrow(TypeError)
   })
 })
