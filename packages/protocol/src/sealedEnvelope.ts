@@ -12,7 +12,6 @@
  * keys depend on the fresh e.
  * @module
  */
-import { x25519 } from '@noble/curves/ed25519.js'
 import { ParleyError } from './errors.js'
 import { parley } from './gen/parley.js'
 import { assertIdentityKeyPair, type IdentityKeyPair } from './identity.js'
@@ -31,6 +30,7 @@ import {
   type RandomSource,
   X25519_BYTES,
   x25519KeyPair,
+  x25519PublicKey,
 } from './internal/e2eCrypto.js'
 import type { CiphertextMessage } from './Session.js'
 
@@ -150,7 +150,7 @@ export function openEnvelope(
   if (recipientIdentity instanceof Uint8Array) {
     abytes(recipientIdentity, IDENTITY_KEY_BYTES, 'recipientIdentity')
     recipientSecret = identityDhSecret(recipientIdentity)
-    recipient = x25519.getPublicKey(recipientSecret)
+    recipient = x25519PublicKey(recipientSecret)
   } else {
     assertIdentityKeyPair(recipientIdentity, 'recipientIdentity')
     recipientSecret = identityDhSecret(recipientIdentity.secretKey)

@@ -7,6 +7,7 @@ import { hkdf } from '@noble/hashes/hkdf.js'
 import { hmac } from '@noble/hashes/hmac.js'
 import { sha256 } from '@noble/hashes/sha2.js'
 import { randomBytes } from '@noble/hashes/utils.js'
+import { getCryptoProvider } from '../cryptoProvider.js'
 import { ParleyError } from '../errors.js'
 
 /** A source of cryptographically secure random bytes. */
@@ -32,7 +33,12 @@ export function draw(random: RandomSource, n: number): Uint8Array {
 /** A fresh X25519 key pair (RFC 7748 §6.1; noble clamps the scalar). */
 export function x25519KeyPair(random: RandomSource): { secretKey: Uint8Array; publicKey: Uint8Array } {
   const secretKey = draw(random, X25519_BYTES)
-  return { secretKey, publicKey: x25519.getPublicKey(secretKey) }
+  return { secretKey, publicKey: x25519PublicKey(secretKey) }
+}
+
+/** The X25519 public key of a secret key (RFC 7748 §6.1), through the installed provider if any. */
+export function x25519PublicKey(secretKey: Uint8Array): Uint8Array {
+  return (getCryptoProvider().x25519 ?? x25519).getPublicKey(secretKey)
 }
 
 /**
@@ -44,7 +50,7 @@ export function dh(secretKey: Uint8Array, publicKey: Uint8Array): Uint8Array {
     throw new ParleyError('VERIFICATION_FAILED', 'X25519 public key must be 32 bytes')
   }
   try {
-    return x25519.getSharedSecret(secretKey, publicKey)
+    return (getCryptoProvider().x25519 ?? x25519).getSharedSecret(secretKey, publicKey)
   } catch (cause) {
     throw new ParleyError('VERIFICATION_FAILED', 'refused a low-order or invalid X25519 public key', {
       cause,
@@ -73,7 +79,8 @@ export function identityDhSecret(identitySecret: Uint8Array): Uint8Array {
 
 /** HKDF-SHA-256 (RFC 5869). */
 export function hkdf256(ikm: Uint8Array, salt: Uint8Array, info: Uint8Array, length: number): Uint8Array {
-  return hkdf(sha256, ikm, salt, info, length)
+  const native = getCryptoProvider().hkdfSha256
+  return native ? native(ikm, salt, info, length) : hkdf(sha256, ikm, salt, info, length)
 }
 
 /** HMAC-SHA-256 (RFC 2104). */
@@ -88,7 +95,8 @@ export function aeadSeal(
   plaintext: Uint8Array,
   ad: Uint8Array,
 ): Uint8Array {
-  return chacha20poly1305(key, nonce, ad).encrypt(plaintext)
+  const native = getCryptoProvider().chacha20poly1305
+  return native ? native.seal(key, nonce, plaintext, ad) : chacha20poly1305(key, nonce, ad).encrypt(plaintext)
 }
 
 /** ChaCha20-Poly1305 decryption; a bad tag is a peer's fault, so DECRYPT_FAILED. */
@@ -100,7 +108,10 @@ export function aeadOpen(
 ): Uint8Array {
   if (ciphertext.length < AEAD_TAG_BYTES) throw new ParleyError('DECRYPT_FAILED', 'ciphertext is too short')
   try {
-    return chacha20poly1305(key, nonce, ad).decrypt(ciphertext)
+    const native = getCryptoProvider().chacha20poly1305
+    return native
+      ? native.open(key, nonce, ciphertext, ad)
+      : chacha20poly1305(key, nonce, ad).decrypt(ciphertext)
   } catch (cause) {
     throw new ParleyError('DECRYPT_FAILED', 'message authentication failed', { cause })
   }

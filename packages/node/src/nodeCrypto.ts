@@ -1,0 +1,129 @@
+/**
+ * The `node:crypto` fast path (DESIGN.md §2): X25519, ChaCha20-Poly1305 and HKDF-SHA-256 through OpenSSL,
+ * installed into `@parley/protocol` with `setCryptoProvider`. Pure-JS X25519 costs ~0.6 ms per scalar
+ * multiplication, and every Double Ratchet step and sealed envelope needs several; OpenSSL's takes ~0.13 ms
+ * including the key imports.
+ * Every function here is bit-for-bit identical to the `@noble/*` default (tested in nodeCrypto.test.ts),
+ * so a client using it interoperates with one that does not.
+ * @module
+ */
+import {
+  createCipheriv,
+  createDecipheriv,
+  createPrivateKey,
+  createPublicKey,
+  diffieHellman,
+  hkdfSync,
+  type KeyObject,
+} from 'node:crypto'
+import { type CryptoProvider, setCryptoProvider } from '@parley/protocol'
+
+// DER prefix of an RFC 8410 PKCS #8 structure for X25519 (OID 1.3.101.110); the raw 32-byte key follows.
+const PKCS8_X25519 = Buffer.from('302e020100300506032b656e04220420', 'hex')
+const KEY_BYTES = 32
+const TAG_BYTES = 16
+
+function checkKey(key: Uint8Array, name: string): void {
+  if (!(key instanceof Uint8Array) || key.length !== KEY_BYTES) {
+    throw new RangeError(`${name} must be ${KEY_BYTES} bytes`)
+  }
+}
+
+// A placeholder for the JWK `x` member, which Node requires but does not use when importing a private key:
+// it derives the public key from `d`. Importing through JWK (EVP_PKEY_new_raw_private_key) takes ~50 µs;
+// through PKCS #8 DER (OpenSSL 3's decoders) ~600 µs, more than pure JS. The bit-for-bit tests would catch a
+// Node that checked `x`, and the DER path is kept as the fallback for one that refused the placeholder.
+const UNUSED_X = Buffer.alloc(KEY_BYTES).toString('base64url')
+let jwkImport = true
+
+function privateKey(secretKey: Uint8Array): KeyObject {
+  checkKey(secretKey, 'X25519 secret key')
+  // Like the bigints inside the pure-JS path, the base64url string cannot be zeroed; the DER buffer is.
+  if (jwkImport) {
+    try {
+      const d = Buffer.from(secretKey.buffer, secretKey.byteOffset, secretKey.length).toString('base64url')
+      return createPrivateKey({ key: { kty: 'OKP', crv: 'X25519', d, x: UNUSED_X }, format: 'jwk' })
+    } catch {
+      jwkImport = false
+    }
+  }
+  const der = Buffer.concat([PKCS8_X25519, secretKey])
+  try {
+    return createPrivateKey({ key: der, format: 'der', type: 'pkcs8' })
+  } finally {
+    der.fill(0)
+  }
+}
+
+function publicKey(key: Uint8Array): KeyObject {
+  checkKey(key, 'X25519 public key')
+  const x = Buffer.from(key.buffer, key.byteOffset, key.length).toString('base64url')
+  return createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x }, format: 'jwk' })
+}
+
+/** A plain Uint8Array copy (the protocol hands out no Buffers, STYLE.md §6). */
+const own = (b: Uint8Array): Uint8Array => Uint8Array.from(b)
+
+/** The `node:crypto` implementations, for {@link installNodeCrypto} and the tests. */
+export const nodeCryptoProvider: Required<CryptoProvider> = Object.freeze({
+  x25519: {
+    getPublicKey(secretKey: Uint8Array): Uint8Array {
+      const { x } = createPublicKey(privateKey(secretKey)).export({ format: 'jwk' })
+      return own(Buffer.from(x!, 'base64url'))
+    },
+    getSharedSecret(secretKey: Uint8Array, peer: Uint8Array): Uint8Array {
+      const shared = diffieHellman({ privateKey: privateKey(secretKey), publicKey: publicKey(peer) })
+      // RFC 7748 §6.1: an all-zero result means a low-order peer key; refuse it as the default does.
+      let acc = 0
+      for (const b of shared) acc |= b
+      if (acc === 0) throw new RangeError('X25519 produced the all-zero value (low-order public key)')
+      const out = own(shared)
+      shared.fill(0)
+      return out
+    },
+  },
+  chacha20poly1305: {
+    seal(key: Uint8Array, nonce: Uint8Array, plaintext: Uint8Array, ad: Uint8Array): Uint8Array {
+      const cipher = createCipheriv('chacha20-poly1305', key, nonce, { authTagLength: TAG_BYTES })
+      cipher.setAAD(ad, { plaintextLength: plaintext.length })
+      const head = cipher.update(plaintext)
+      const tail = cipher.final()
+      const out = new Uint8Array(head.length + tail.length + TAG_BYTES)
+      out.set(head)
+      out.set(tail, head.length)
+      out.set(cipher.getAuthTag(), head.length + tail.length)
+      return out
+    },
+    open(key: Uint8Array, nonce: Uint8Array, sealed: Uint8Array, ad: Uint8Array): Uint8Array {
+      if (sealed.length < TAG_BYTES) throw new RangeError('ciphertext is shorter than the tag')
+      const body = sealed.subarray(0, sealed.length - TAG_BYTES)
+      const decipher = createDecipheriv('chacha20-poly1305', key, nonce, { authTagLength: TAG_BYTES })
+      decipher.setAAD(ad, { plaintextLength: body.length })
+      decipher.setAuthTag(sealed.subarray(sealed.length - TAG_BYTES))
+      const head = decipher.update(body)
+      const tail = decipher.final() // throws when the tag does not verify
+      const out = new Uint8Array(head.length + tail.length)
+      out.set(head)
+      out.set(tail, head.length)
+      head.fill(0)
+      return out
+    },
+  },
+  hkdfSha256(ikm: Uint8Array, salt: Uint8Array, info: Uint8Array, length: number): Uint8Array {
+    return new Uint8Array(hkdfSync('sha256', ikm, salt, info, length))
+  },
+})
+
+/**
+ * Makes `@parley/protocol` use `node:crypto` for X25519, ChaCha20-Poly1305 and HKDF-SHA-256 in this process.
+ * `createClient()` calls it; call it yourself only when you use `ParleyClient` directly.
+ * Outputs are bit-for-bit those of the pure-JS default, so peers need not agree on it.
+ *
+ * @returns nothing; the provider stays installed until `setCryptoProvider()` from `@parley/protocol` resets it
+ * @example
+ * import { installNodeCrypto } from '@parley/node'
+ * installNodeCrypto()
+ */
+export function installNodeCrypto(): void {
+  setCryptoProvider(nodeCryptoProvider)
+}

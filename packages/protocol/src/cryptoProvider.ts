@@ -1,0 +1,83 @@
+/**
+ * Replaceable primitives: a platform may install faster implementations of the end-to-end layer's
+ * primitives (DESIGN.md §2: `@parley/node` uses `node:crypto`). The default is the pure-JS `@noble/*` code
+ * and nothing is installed on import. An implementation must be bit-for-bit identical to the default:
+ * a session made with one must interoperate with a peer using the other. `@parley/node` tests that.
+ * @module
+ */
+
+/** X25519 (RFC 7748 §5, §6.1). */
+export interface X25519Provider {
+  /** The public key of a 32-byte secret key (clamped as RFC 7748 §5 says). */
+  getPublicKey(secretKey: Uint8Array): Uint8Array
+  /**
+   * X25519(secretKey, publicKey). Must throw (any error) for a result of all zeros, i.e. a low-order
+   * public key (RFC 7748 §6.1), as the default does.
+   */
+  getSharedSecret(secretKey: Uint8Array, publicKey: Uint8Array): Uint8Array
+}
+
+/** ChaCha20-Poly1305 (RFC 8439 §2.8) with 12-byte nonces and 16-byte tags appended to the ciphertext. */
+export interface AeadProvider {
+  /** Returns `ciphertext ‖ tag`. */
+  seal(key: Uint8Array, nonce: Uint8Array, plaintext: Uint8Array, ad: Uint8Array): Uint8Array
+  /** Returns the plaintext; must throw (any error) when the tag does not verify. */
+  open(key: Uint8Array, nonce: Uint8Array, ciphertextAndTag: Uint8Array, ad: Uint8Array): Uint8Array
+}
+
+/** Optional replacements; a primitive left out keeps its default. */
+export interface CryptoProvider {
+  /** X25519, used by every Double Ratchet step, PQXDH and sealed envelopes. */
+  x25519?: X25519Provider
+  /** ChaCha20-Poly1305, used for every message and envelope. */
+  chacha20poly1305?: AeadProvider
+  /** HKDF-SHA-256 (RFC 5869), used by the ratchet's root and chain steps. */
+  hkdfSha256?: (ikm: Uint8Array, salt: Uint8Array, info: Uint8Array, length: number) => Uint8Array
+}
+
+let current: Readonly<CryptoProvider> = Object.freeze({})
+
+/**
+ * Installs faster implementations of the end-to-end primitives for the whole process, or restores the
+ * pure-JS defaults when called without an argument. Platform packages call this (`@parley/node` installs
+ * `node:crypto` in `createClient()`); apps rarely need it.
+ *
+ * @param provider - the primitives to replace; omitted ones keep the `@noble/*` default
+ * @throws TypeError if a given primitive is not an object / function of the expected shape
+ * @example
+ * setCryptoProvider({ x25519: { getPublicKey, getSharedSecret } })
+ * setCryptoProvider() // back to pure JS
+ */
+export function setCryptoProvider(provider?: CryptoProvider): void {
+  if (provider === undefined) {
+    current = Object.freeze({})
+    return
+  }
+  if (typeof provider !== 'object' || provider === null) throw new TypeError('provider must be an object')
+  const { x25519, chacha20poly1305, hkdfSha256 } = provider
+  if (
+    x25519 !== undefined &&
+    (typeof x25519?.getPublicKey !== 'function' || typeof x25519.getSharedSecret !== 'function')
+  ) {
+    throw new TypeError('x25519 must have getPublicKey and getSharedSecret functions')
+  }
+  if (
+    chacha20poly1305 !== undefined &&
+    (typeof chacha20poly1305?.seal !== 'function' || typeof chacha20poly1305.open !== 'function')
+  ) {
+    throw new TypeError('chacha20poly1305 must have seal and open functions')
+  }
+  if (hkdfSha256 !== undefined && typeof hkdfSha256 !== 'function') {
+    throw new TypeError('hkdfSha256 must be a function')
+  }
+  current = Object.freeze({ x25519, chacha20poly1305, hkdfSha256 })
+}
+
+/**
+ * The installed primitives (an empty object when only the defaults are in use).
+ * @returns the provider last given to {@link setCryptoProvider}
+ * @example if (getCryptoProvider().x25519) console.log('native X25519')
+ */
+export function getCryptoProvider(): Readonly<CryptoProvider> {
+  return current
+}
