@@ -64,6 +64,14 @@ describe('resilience: restarts, offline outbox, identity changes', () => {
     await alice.send(BOB, 'before')
     await until(() => bobGot.some((m) => m.text === 'before'), 20_000, 'before')
     const oldSafety = await alice.safetyNumber(BOB)
+    // Carol has only ever *received* from Bob: she must notice the change on the receiving side.
+    const carol = await activatedClient(relay, codes, '+1 415 555 0112')
+    const carolGot: IncomingMessage[] = []
+    const carolChanges: IdentityChange[] = []
+    carol.on('message', (m) => carolGot.push(m))
+    carol.on('identityChanged', (c) => carolChanges.push(c))
+    await bob.send('+1 415 555 0112', 'from the old phone')
+    await until(() => carolGot.length === 1, 20_000, 'carol first message')
     await bob.close()
     // Bob's new phone: a fresh store, same number.
     const bob2 = await activatedClient(relay, codes, BOB, { storePath: join(dir, 'bob2.db') })
@@ -78,6 +86,11 @@ describe('resilience: restarts, offline outbox, identity changes', () => {
     const newSafety = await alice.safetyNumber(BOB)
     expect(newSafety).not.toBe(oldSafety)
     expect(changes[0]!.safetyNumber).toBe(newSafety)
+    await bob2.send('+1 415 555 0112', 'from the new phone')
+    await until(() => carolGot.length === 2, 20_000, 'carol second message')
+    expect(carolChanges.map((c) => c.number)).toEqual(['+14155550111'])
+    expect(carolGot.map((m) => m.from)).toEqual(['+14155550111', '+14155550111'])
+    await carol.close()
     bob = bob2
   })
 })

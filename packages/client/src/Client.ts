@@ -63,6 +63,8 @@ const K = {
   contact: (e164: string) => `contact/${e164}`,
   byAddress: (addressHex: string) => `address/${addressHex}`,
   session: (addressHex: string) => `session/${addressHex}`,
+  /** The last identity key seen for a contact, kept even when the session is dropped. */
+  identity: (addressHex: string) => `identity/${addressHex}`,
   outbox: (seq: number) => `outbox/${pad(seq)}`,
   seen: (idHex: string) => `inbox/seen/${idHex}`,
   inbox: (at: number, idHex: string) => `inbox/message/${pad(at)}/${idHex}`,
@@ -662,7 +664,7 @@ export class ParleyClient {
       ])
       return ack()
     }
-    const identityChanged = existing !== null && !e2e.equal(existing.identityKey, opened.senderIdentityKey)
+    const identityChanged = await this.#identityChanged(senderHex, opened.senderIdentityKey)
     const from = await this.#verifiedSender(content.senderNumber, opened.senderAddress)
     const receivedAt = delivery.receivedAtMs ?? this.#clock.now()
     const message: StoredMessage = {
@@ -679,21 +681,11 @@ export class ParleyClient {
       { key: K.session(senderHex), value: encodeRecord(sessionRecord(opened, result.state)) },
       { key: K.seen(idHex), value: encodeRecord(receivedAt) },
       { key: K.inbox(receivedAt, idHex), value: encodeRecord(message) },
+      { key: K.identity(senderHex), value: opened.senderIdentityKey },
     )
     // One atomic write: the ratchet step, the dedupe marker and the message stand or fall together.
     await this.#store.write(writes)
-    if (identityChanged) {
-      this.#events.emit('identityChanged', {
-        number: from,
-        address: senderHex,
-        safetyNumber: e2e.safetyNumber(
-          account.identity.publicKey,
-          account.address,
-          opened.senderIdentityKey,
-          opened.senderAddress,
-        ),
-      })
-    }
+    if (identityChanged) this.#emitIdentityChanged(from, opened.senderAddress, opened.senderIdentityKey)
     const incoming = toIncoming(message)
     this.#events.emit('message', incoming)
     for (const push of this.#iterators) push(incoming)
@@ -730,6 +722,21 @@ export class ParleyClient {
         this.#emitRecoverable(err)
       })
     if (this.#acks.length > 0) this.#flushAcks()
+  }
+
+  /** Whether `identityKey` differs from the one last seen for the address (none seen yet: not a change). */
+  async #identityChanged(addressHex: string, identityKey: Uint8Array): Promise<boolean> {
+    const previous = await this.#store.get(K.identity(addressHex))
+    return previous !== undefined && !e2e.equal(previous, identityKey)
+  }
+
+  #emitIdentityChanged(number: string | null, address: Uint8Array, identityKey: Uint8Array): void {
+    const account = this.#requireAccount()
+    this.#events.emit('identityChanged', {
+      number,
+      address: toHex(address),
+      safetyNumber: e2e.safetyNumber(account.identity.publicKey, account.address, identityKey, address),
+    })
   }
 
   /** The sender's stated number, if its OPRF address matches the authenticated sender address. */
@@ -837,10 +844,8 @@ export class ParleyClient {
       const frame = await this.#link.request({ prekeyBundleQuery: { address: entry.address } })
       const bundle = expectBody(frame, 'prekeyBundle')
       const started = e2e.initiate(account, bundle, this.#random)
-      const previous = await this.#store.get(`identity/${addressHex}`)
-      identityChanged = previous !== undefined && !e2e.equal(previous, started.identityKey)
+      identityChanged = await this.#identityChanged(addressHex, started.identityKey)
       session = { deviceId: started.deviceId, identityKey: started.identityKey, state: started.state }
-      await this.#store.write([{ key: `identity/${addressHex}`, value: started.identityKey }])
     }
     const sealed = e2e.encrypt({
       ours: account,
@@ -865,19 +870,9 @@ export class ParleyClient {
       { key: K.session(addressHex), value: encodeRecord(record) },
       { key, value: encodeRecord(updated) },
       { key: K.byAddress(addressHex), value: encodeRecord(entry.to) },
+      { key: K.identity(addressHex), value: session.identityKey },
     ])
-    if (identityChanged) {
-      this.#events.emit('identityChanged', {
-        number: entry.to,
-        address: addressHex,
-        safetyNumber: e2e.safetyNumber(
-          account.identity.publicKey,
-          account.address,
-          session.identityKey,
-          entry.address,
-        ),
-      })
-    }
+    if (identityChanged) this.#emitIdentityChanged(entry.to, entry.address, session.identityKey)
     return updated
   }
 
