@@ -1,0 +1,336 @@
+// Relay scale-out benchmark (issue 8): messages/s and delivery latency (p50/p99) for one node on SQLite, one node
+// on PostgreSQL, and three nodes on PostgreSQL + Redis, measured in the same run on the same machine.
+// Raw protocol clients (no SDK crypto) so the figures are the relay's: each sender pipelines SendMessage frames to
+// a recipient connected to a *different* node (in the 3-node case), latency = SendMessage written → Delivery read.
+// A benchmark, not a test. Run: cd bench && npx tsx cluster.ts   (needs PostgreSQL and Redis on localhost)
+import { type ChildProcess, spawn } from 'node:child_process'
+import { generateKeyPairSync, type KeyObject, randomBytes, sign } from 'node:crypto'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { cpus, tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { Redis } from '../apps/relay/node_modules/ioredis/built/index.js'
+import pg from '../apps/relay/node_modules/pg/lib/index.js'
+import WebSocket from '../apps/relay/node_modules/ws/index.js'
+import {
+  activationPayload,
+  type ClientFrameInput,
+  decodeServerFrame,
+  encodeClientFrame,
+  kemPrekeyPayload,
+  PROTOCOL_MAJOR,
+  PROTOCOL_MINOR,
+  parleyErrorFromWire,
+  type ServerFrame,
+  signedPrekeyPayload,
+} from '../packages/protocol/src/index.js' // the source, so the bench needs no build step
+
+const RELAY_DIR = fileURLToPath(new URL('../apps/relay/', import.meta.url))
+const PG_URL = process.env.PARLEY_BENCH_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
+const REDIS_URL = process.env.PARLEY_BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379'
+const PAIRS = Number(process.env.PAIRS ?? 12)
+const PER_SENDER = Number(process.env.PER_SENDER ?? 500)
+const WINDOW = Number(process.env.WINDOW ?? 8)
+const ENVELOPE_BYTES = 256
+
+// ── the relay processes ──
+
+interface Node {
+  url: string
+  proc: ChildProcess
+}
+
+const codes = new Map<string, (code: string) => void>()
+const inbox = createServer((req, res) => {
+  let body = ''
+  req.on('data', (c) => {
+    body += c
+  })
+  req.on('end', () => {
+    const { phone_number: phone, code } = JSON.parse(body) as { phone_number: string; code: string }
+    codes.get(phone)?.(code)
+    res.writeHead(204).end()
+  })
+})
+
+async function startNode(dataDir: string, extra: string[]): Promise<Node> {
+  const { port } = inbox.address() as AddressInfo
+  const proc = spawn(
+    process.execPath,
+    [
+      '--conditions=parley-source',
+      '--import',
+      'tsx',
+      'src/cli.ts',
+      ...['--port', '0', '--host', '127.0.0.1', '--data-dir', dataDir, '--log-level', 'info'],
+      ...['--verifier', 'webhook', '--webhook-url', `http://127.0.0.1:${port}/sms`],
+      ...['--send-capacity', '1000000', '--send-per-minute', '1000000'],
+      ...['--frames-burst', '1000000', '--frames-per-second', '1000000'],
+      ...['--activations-per-ip-per-hour', '100000', '--max-connections-per-ip', '10000'],
+      ...extra,
+    ],
+    { cwd: RELAY_DIR, stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, NODE_OPTIONS: '' } },
+  )
+  const url = await new Promise<string>((resolve, reject) => {
+    let buf = ''
+    proc.stdout!.setEncoding('utf8')
+    proc.stdout!.on('data', (chunk: string) => {
+      buf += chunk
+      for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
+        const line = buf.slice(0, i)
+        buf = buf.slice(i + 1)
+        try {
+          const entry = JSON.parse(line) as { msg?: string; url?: string }
+          if (entry.msg === 'relay listening' && entry.url) resolve(entry.url)
+        } catch {}
+      }
+    })
+    proc.once('exit', (code) => reject(new Error(`relay exited with ${code}`)))
+  })
+  return { url, proc }
+}
+
+const stopNode = (n: Node) =>
+  new Promise<void>((resolve) => {
+    if (n.proc.exitCode !== null) return resolve()
+    n.proc.once('exit', () => resolve())
+    n.proc.kill('SIGTERM')
+  })
+
+// ── a minimal protocol client ──
+
+class Client {
+  readonly ws: WebSocket
+  #next = 1
+  readonly #waiters = new Map<number, (f: ServerFrame) => void>()
+  onPush: (f: ServerFrame) => void = () => {}
+  address!: Uint8Array
+
+  private constructor(ws: WebSocket) {
+    this.ws = ws
+    ws.on('message', (data: Buffer) => {
+      const f = decodeServerFrame(new Uint8Array(data))
+      const w = f.requestId ? this.#waiters.get(f.requestId) : undefined
+      if (w) {
+        this.#waiters.delete(f.requestId)
+        w(f)
+      } else this.onPush(f)
+    })
+  }
+
+  static async open(url: string): Promise<Client> {
+    const ws = new WebSocket(url, { perMessageDeflate: false })
+    ws.binaryType = 'nodebuffer'
+    await new Promise((resolve, reject) => {
+      ws.once('open', resolve)
+      ws.once('error', reject)
+    })
+    const c = new Client(ws)
+    await c.request({ hello: { protocolMajor: PROTOCOL_MAJOR, protocolMinor: PROTOCOL_MINOR } })
+    return c
+  }
+
+  /** Sends without waiting; resolves with the answer. */
+  request(body: Omit<ClientFrameInput, 'requestId'>): Promise<ServerFrame> {
+    const requestId = this.#next++
+    const p = new Promise<ServerFrame>((resolve, reject) =>
+      this.#waiters.set(requestId, (f) =>
+        f.body === 'error' ? reject(parleyErrorFromWire(f.error!)) : resolve(f),
+      ),
+    )
+    this.ws.send(encodeClientFrame({ requestId, ...body } as ClientFrameInput))
+    return p
+  }
+
+  /** Activates a fresh identity for `number`; the connection ends authenticated. */
+  async activate(number: string): Promise<void> {
+    const { publicKey, privateKey } = generateKeyPairSync('ed25519')
+    const pub = new Uint8Array(publicKey.export({ format: 'der', type: 'spki' }).subarray(-32))
+    const signer = (m: Uint8Array) => new Uint8Array(sign(null, m, privateKey as KeyObject))
+    const code = new Promise<string>((r) => codes.set(number, r))
+    const started = (await this.request({ activationStart: { phoneNumber: number, consent: true } }))
+      .activationStarted!
+    const spk = new Uint8Array(randomBytes(32))
+    const kem = new Uint8Array(randomBytes(1184))
+    const f = await this.request({
+      activationConfirm: {
+        activationId: started.activationId,
+        code: await code,
+        identityKey: pub,
+        identitySignature: signer(activationPayload(started.activationId!, pub)),
+        prekeys: {
+          signedPrekey: { keyId: 1, publicKey: spk, signature: signer(signedPrekeyPayload(1, spk)) },
+          lastResortKemPrekey: { keyId: 1, publicKey: kem, signature: signer(kemPrekeyPayload(1, kem)) },
+          oneTimePrekeys: [],
+          oneTimeKemPrekeys: [],
+        },
+      },
+    })
+    this.address = f.activated!.address!
+  }
+
+  close(): void {
+    this.ws.close()
+  }
+}
+
+// ── one scenario ──
+
+interface Result {
+  name: string
+  messages: number
+  seconds: number
+  perSecond: number
+  p50: number
+  p99: number
+}
+
+const quantile = (sorted: number[], q: number) =>
+  sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!
+
+let numberSeq = 0
+const nextNumber = () => `+1415${String(5_000_000 + numberSeq++).padStart(7, '0')}`
+
+async function scenario(name: string, nodes: Node[]): Promise<Result> {
+  const senders: Client[] = []
+  const receivers: Client[] = []
+  for (let i = 0; i < PAIRS; i++) {
+    // In a cluster, a sender and its recipient sit on different nodes: every delivery crosses Redis.
+    const s = await Client.open(nodes[i % nodes.length]!.url)
+    const r = await Client.open(nodes[(i + 1) % nodes.length]!.url)
+    await s.activate(nextNumber())
+    await r.activate(nextNumber())
+    await r.request({ syncMailbox: { afterSeq: 0 } })
+    senders.push(s)
+    receivers.push(r)
+  }
+  const sentAt = new Map<string, number>()
+  const latencies: number[] = []
+  const total = PAIRS * PER_SENDER
+  let done!: () => void
+  const finished = new Promise<void>((r) => {
+    done = r
+  })
+  for (const r of receivers) {
+    let pending: number[] = []
+    r.onPush = (f) => {
+      if (f.body !== 'delivery') return
+      const d = f.delivery!
+      const id = Buffer.from(d.messageId!).toString('hex')
+      const t0 = sentAt.get(id)
+      if (t0 !== undefined) {
+        sentAt.delete(id)
+        latencies.push(performance.now() - t0)
+        if (latencies.length === total) done()
+      }
+      pending.push(d.seq!)
+      if (pending.length >= 50) {
+        void r.request({ ackMessages: { seqs: pending } })
+        pending = []
+      }
+    }
+  }
+  const envelope = new Uint8Array(randomBytes(ENVELOPE_BYTES))
+  const start = performance.now()
+  await Promise.all(
+    senders.map(async (s, i) => {
+      const to = receivers[i]!.address
+      let next = 0
+      // WINDOW requests in flight per sender: each answer (MessageAccepted) releases the next send.
+      const lane = async () => {
+        while (next < PER_SENDER) {
+          next++
+          const messageId = new Uint8Array(randomBytes(16))
+          sentAt.set(Buffer.from(messageId).toString('hex'), performance.now())
+          await s.request({
+            sendMessage: { recipientAddress: to, recipientDeviceId: 1, messageId, envelope },
+          })
+        }
+      }
+      await Promise.all(Array.from({ length: WINDOW }, lane))
+    }),
+  )
+  await finished
+  const seconds = (performance.now() - start) / 1000
+  for (const c of [...senders, ...receivers]) c.close()
+  latencies.sort((a, b) => a - b)
+  return {
+    name,
+    messages: total,
+    seconds,
+    perSecond: total / seconds,
+    p50: quantile(latencies, 0.5),
+    p99: quantile(latencies, 0.99),
+  }
+}
+
+// ── main ──
+
+async function main(): Promise<void> {
+  await new Promise<void>((r) => inbox.listen(0, '127.0.0.1', r))
+  const tag = `bench_${Date.now().toString(36)}`
+  const dirs: string[] = []
+  const dir = () => {
+    const d = mkdtempSync(join(tmpdir(), 'parley-bench-'))
+    dirs.push(d)
+    return d
+  }
+  const hashKey = randomBytes(32).toString('hex')
+  const results: Result[] = []
+  const schemas: string[] = []
+  try {
+    {
+      const n = await startNode(dir(), [])
+      results.push(await scenario('1 node, SQLite', [n]))
+      await stopNode(n)
+    }
+    {
+      const schema = `${tag}_pg1`
+      schemas.push(schema)
+      const n = await startNode(dir(), ['--store', `${PG_URL}?schema=${schema}`])
+      results.push(await scenario('1 node, PostgreSQL', [n]))
+      await stopNode(n)
+    }
+    {
+      const schema = `${tag}_pg3`
+      schemas.push(schema)
+      const shared = dir()
+      const args = [
+        ...['--store', `${PG_URL}?schema=${schema}`],
+        ...['--redis', `${REDIS_URL}?prefix=${tag}:`, '--number-hash-key', hashKey],
+      ]
+      const first = await startNode(shared, args)
+      const rest = await Promise.all([startNode(shared, args), startNode(shared, args)])
+      const nodes = [first, ...rest]
+      results.push(await scenario('3 nodes, PostgreSQL + Redis', nodes))
+      await Promise.all(nodes.map(stopNode))
+    }
+  } finally {
+    inbox.close()
+    const admin = new pg.Client({ connectionString: PG_URL })
+    await admin.connect()
+    for (const s of schemas) await admin.query(`DROP SCHEMA IF EXISTS ${s} CASCADE`)
+    await admin.end()
+    const redis = new Redis(REDIS_URL)
+    const keys = await redis.keys(`${tag}:*`)
+    if (keys.length > 0) await redis.del(...keys)
+    redis.disconnect()
+    for (const d of dirs) rmSync(d, { recursive: true, force: true })
+  }
+
+  console.log(
+    `\nNode ${process.version}, ${process.platform}/${process.arch}, ${cpus().length} cores; ${PAIRS} sender→recipient ` +
+      `pairs, ${PER_SENDER} messages each, ${WINDOW} in flight per sender, ${ENVELOPE_BYTES}-byte envelopes\n`,
+  )
+  console.log('| setup | messages | messages/s | p50 ms | p99 ms |')
+  console.log('|---|---:|---:|---:|---:|')
+  for (const r of results) {
+    console.log(
+      `| ${r.name} | ${r.messages} | ${r.perSecond.toFixed(0)} | ${r.p50.toFixed(1)} | ${r.p99.toFixed(1)} |`,
+    )
+  }
+}
+
+await main()
