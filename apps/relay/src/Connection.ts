@@ -41,6 +41,10 @@ export interface BoundDevice {
 let nextId = 1
 const PAGE = 100
 const HIGH_WATER_BYTES = 4 * 1024 * 1024
+/** Replies beyond this much unsent data mean the client is not reading: it is disconnected (memory bound). */
+const SLOW_CONSUMER_BYTES = 16 * 1024 * 1024
+/** Authenticated connections per device, per relay (a Map per context, so in-process relays stay separate). */
+const boundByContext = new WeakMap<RelayContext, Map<string, number>>()
 
 /** A client connection. */
 export class Connection {
@@ -74,6 +78,13 @@ export class Connection {
     this.ctx = ctx
     this.#tokens = ctx.config.framesBurst
     ws.on('message', (data, isBinary) => this.#onMessage(data, isBinary))
+    if (ctx.config.helloTimeoutMs > 0) {
+      const timer = setTimeout(() => {
+        if (!this.helloDone) this.close(CloseCode.policy, 'no Hello in time', 'hello_timeout')
+      }, ctx.config.helloTimeoutMs)
+      timer.unref()
+      ws.once('close', () => clearTimeout(timer))
+    }
   }
 
   /** Whether the connection has been closed by either side. */
@@ -169,6 +180,15 @@ export class Connection {
   send(frame: ServerFrameInput): void {
     const bytes = encodeServerFrame(frame, this.ctx.config.maxFrameBytes)
     if (this.#ws.readyState !== this.#ws.OPEN) return
+    if (this.#ws.bufferedAmount > SLOW_CONSUMER_BYTES) {
+      // Mailbox pushes wait for the buffer to drain; replies cannot, so a client that sends but never reads
+      // is cut off here instead of growing the relay's memory without bound.
+      this.#closed = true
+      this.ctx.metrics.closedConnections.inc({ reason: 'slow_consumer' })
+      void this.unbind()
+      this.#ws.terminate()
+      return
+    }
     this.#ws.send(bytes)
   }
 
@@ -205,6 +225,16 @@ export class Connection {
   async bind(address: Uint8Array, deviceId: number): Promise<void> {
     await this.unbind()
     const addressHex = Buffer.from(address).toString('hex')
+    const bound = boundByContext.get(this.ctx) ?? new Map<string, number>()
+    boundByContext.set(this.ctx, bound)
+    const key = `${addressHex}/${deviceId}`
+    if ((bound.get(key) ?? 0) >= this.ctx.config.maxConnectionsPerAccount) {
+      this.ctx.metrics.rateLimited.inc({ scope: 'connections_account' })
+      throw new ParleyError('RATE_LIMITED', 'too many connections for this device; close one first', {
+        retryAfterMs: 1000,
+      })
+    }
+    bound.set(key, (bound.get(key) ?? 0) + 1)
     this.device = { address, addressHex, deviceId }
     this.#cursor = null
     this.ctx.metrics.authenticated.inc()
@@ -216,7 +246,14 @@ export class Connection {
 
   /** Forgets the authenticated device. */
   async unbind(): Promise<void> {
-    if (this.device) this.ctx.metrics.authenticated.dec()
+    if (this.device) {
+      this.ctx.metrics.authenticated.dec()
+      const bound = boundByContext.get(this.ctx)
+      const key = `${this.device.addressHex}/${this.device.deviceId}`
+      const n = (bound?.get(key) ?? 1) - 1
+      if (n <= 0) bound?.delete(key)
+      else bound?.set(key, n)
+    }
     this.device = null
     this.#cursor = null
     const unsubscribe = this.#unsubscribe

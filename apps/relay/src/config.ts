@@ -79,6 +79,12 @@ export interface RelayConfig {
   maxBadFrames: number
   /** Most connections from one IP. */
   maxConnectionsPerIp: number
+  /** Most concurrent authenticated connections of one device. */
+  maxConnectionsPerAccount: number
+  /** How long a new WebSocket may take to send Hello before it is closed (slow or idle clients). */
+  helloTimeoutMs: number
+  /** How long a client may take to send its HTTP request headers (slowloris). */
+  headersTimeoutMs: number
 
   /** How often expired mail is swept. */
   sweepIntervalSeconds: number
@@ -137,6 +143,9 @@ export const DEFAULT_CONFIG: RelayConfig = {
   framesPerSecond: 50,
   maxBadFrames: 5,
   maxConnectionsPerIp: 64,
+  maxConnectionsPerAccount: 8,
+  helloTimeoutMs: 10_000,
+  headersTimeoutMs: 15_000,
   sweepIntervalSeconds: 60,
   shutdownTimeoutMs: 10_000,
 }
@@ -212,6 +221,9 @@ const OPTIONS: Option[] = [
   { key: 'framesPerSecond', kind: 'int', help: 'frames per connection: sustained rate' },
   { key: 'maxBadFrames', kind: 'int', help: 'undecodable frames before a connection is closed' },
   { key: 'maxConnectionsPerIp', kind: 'int', help: 'concurrent connections per IP' },
+  { key: 'maxConnectionsPerAccount', kind: 'int', help: 'concurrent authenticated connections per device' },
+  { key: 'helloTimeoutMs', kind: 'int', help: 'ms a new connection has to send Hello before it is closed' },
+  { key: 'headersTimeoutMs', kind: 'int', help: 'ms a client has to send its HTTP request headers' },
   { key: 'sweepIntervalSeconds', kind: 'int', help: 'how often expired mail is swept' },
   { key: 'shutdownTimeoutMs', kind: 'int', help: 'how long shutdown waits for in-flight requests' },
 ]

@@ -21,9 +21,9 @@ import { createLogger, type Logger } from './logger.js'
 import { createMetrics, type Metrics } from './metrics.js'
 import { OprfKeyring } from './OprfKeyring.js'
 import { MemoryRateLimiter, type RateLimiter } from './RateLimiter.js'
-import { openScaleOut } from './scaleOut.js'
 import { SqliteStore } from './SqliteStore.js'
 import type { Store } from './Store.js'
+import { openScaleOut } from './scaleOut.js'
 import { ConsoleVerifier, type Verifier, WebhookVerifier } from './Verifier.js'
 
 /** Options of {@link startRelay}: any configuration field, plus optional port implementations. */
@@ -191,7 +191,9 @@ export async function startRelay(options: RelayOptions = {}): Promise<RunningRel
   const perIp = new Map<string, number>()
   let closing = false
 
-  const server: Server = createServer((req, res) => {
+  // Node checks header deadlines on this interval; a short one makes --headers-timeout-ms (slowloris) exact.
+  const connectionsCheckingInterval = Math.max(100, Math.min(30_000, Math.floor(config.headersTimeoutMs / 4)))
+  const server: Server = createServer({ connectionsCheckingInterval }, (req, res) => {
     const path = (req.url ?? '/').split('?')[0]
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405).end()
@@ -216,8 +218,8 @@ export async function startRelay(options: RelayOptions = {}): Promise<RunningRel
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n')
     }
   })
-  server.requestTimeout = 30_000
-  server.headersTimeout = 15_000
+  server.requestTimeout = Math.max(30_000, config.headersTimeoutMs)
+  server.headersTimeout = config.headersTimeoutMs
 
   const wss = new WebSocketServer({
     noServer: true,
