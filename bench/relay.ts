@@ -1,0 +1,282 @@
+// Relay throughput and latency (issue 9, items 1 and 2). Four senders → four receivers on loopback, through
+// (a) the relay process (SQLite, durable: written before MessageAccepted, deleted on ack) and (b) the baseline,
+// forwarder.ts (same frames, in memory, nothing else), at fixed offered loads and then saturated; then the SDK
+// path (two @parley/node clients: encrypt → relay → decrypt → ack) at the lowest load, against (a).
+// Run alone: cd bench && npx tsx relay.ts [--quick]
+import { randomBytes } from 'node:crypto'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { ServerFrame } from '@parley/protocol'
+import { createClient } from '../packages/node/src/index.js'
+import { CodeInbox } from '../tests/contract/harness.js'
+import { percentile, type Row, record, runScript, sleep, startRelay } from './lib.js'
+import { activate, type Device, login, RawClient } from './rawClient.js'
+
+const quick = process.argv.includes('--quick')
+const PAIRS = 4
+const LOADS = quick ? [500] : [500, 1000, 2000]
+const SECONDS = quick ? 2 : 4
+const ENVELOPE_BYTES = 256
+
+interface Endpoint {
+  name: string
+  /** Sender and receiver connections, already authenticated. */
+  pairs: { from: RawClient; to: RawClient; toDevice: Device }[]
+}
+
+interface Result {
+  sent: number
+  delivered: number
+  msgsPerSec: number
+  p50: number
+  p99: number
+}
+
+/** Drives `rate` msg/s (0 = saturate with a window of 64 in flight per sender) for `seconds`. */
+async function drive(ep: Endpoint, rate: number, seconds: number): Promise<Result> {
+  const latencies: number[] = []
+  let delivered = 0
+  let sent = 0
+  let lastDelivery = 0
+  const inflight = new Array(ep.pairs.length).fill(0)
+  const toAck = ep.pairs.map(() => [] as number[])
+  ep.pairs.forEach(({ to }, i) => {
+    to.onPush = (f: ServerFrame) => {
+      if (f.body !== 'delivery') return
+      const d = f.delivery!
+      const env = d.envelope!
+      latencies.push(performance.now() - new DataView(env.buffer, env.byteOffset, 8).getFloat64(0))
+      delivered++
+      lastDelivery = performance.now()
+      toAck[i]!.push(Number(d.seq))
+    }
+  })
+  const acker = setInterval(() => {
+    ep.pairs.forEach(({ to }, i) => {
+      if (toAck[i]!.length) to.send({ ackMessages: { seqs: toAck[i]!.splice(0) } }, () => {})
+    })
+  }, 10)
+  const sendOne = (i: number) => {
+    const { from, toDevice } = ep.pairs[i]!
+    const envelope = new Uint8Array(randomBytes(ENVELOPE_BYTES))
+    new DataView(envelope.buffer).setFloat64(0, performance.now())
+    inflight[i]++
+    sent++
+    from.send(
+      {
+        sendMessage: {
+          recipientAddress: toDevice.address,
+          recipientDeviceId: toDevice.deviceId,
+          messageId: new Uint8Array(randomBytes(16)),
+          envelope,
+        },
+      },
+      (f) => {
+        inflight[i]--
+        if (f.body === 'error') throw new Error(`send refused: ${f.error!.message}`)
+        if (rate === 0 && performance.now() < end) sendOne(i)
+      },
+    )
+  }
+  const start = performance.now()
+  const end = start + seconds * 1000
+  if (rate === 0) {
+    for (let i = 0; i < ep.pairs.length; i++) for (let w = 0; w < 64; w++) sendOne(i)
+    await sleep(seconds * 1000)
+  } else {
+    let next = 0
+    while (performance.now() < end) {
+      const due = Math.floor(((performance.now() - start) / 1000) * rate)
+      while (sent < due) sendOne(next++ % ep.pairs.length)
+      await sleep(2)
+    }
+  }
+  const deadline = performance.now() + 20_000
+  while (delivered < sent && performance.now() < deadline) await sleep(10)
+  clearInterval(acker)
+  await sleep(50)
+  const window = rate === 0 ? seconds * 1000 : Math.max(seconds * 1000, lastDelivery - start)
+  return {
+    sent,
+    delivered,
+    msgsPerSec: (delivered / window) * 1000,
+    p50: percentile(latencies, 50),
+    p99: percentile(latencies, 99),
+  }
+}
+
+async function forwarderEndpoint(): Promise<{ ep: Endpoint; stop: () => void; pid: number }> {
+  const child = runScript('forwarder.ts')
+  const port = await new Promise<number>((resolve) =>
+    child.onLine((line) => {
+      if (line.includes('forwarder listening')) resolve(JSON.parse(line).port)
+    }),
+  )
+  const url = `ws://127.0.0.1:${port}`
+  const pairs = []
+  for (let i = 0; i < PAIRS; i++) {
+    const dev = (n: number): Device => ({
+      identity: undefined as never,
+      address: new Uint8Array(32).fill(n),
+      deviceId: 1,
+    })
+    const from = await RawClient.open(url)
+    await from.request({ authenticate: { address: dev(100 + i).address, deviceId: 1 } })
+    const to = await RawClient.open(url)
+    await to.request({ authenticate: { address: dev(i + 1).address, deviceId: 1 } })
+    await to.request({ syncMailbox: { afterSeq: 0 } })
+    pairs.push({ from, to, toDevice: dev(i + 1) })
+  }
+  return { ep: { name: 'forwarder', pairs }, stop: () => process.kill(child.pid, 'SIGTERM'), pid: child.pid }
+}
+
+async function relayEndpoint(url: string, codes: CodeInbox): Promise<Endpoint> {
+  const code = (e164: string) => codes.next(e164)
+  const pairs = []
+  for (let i = 0; i < PAIRS; i++) {
+    const a = await RawClient.open(url)
+    const from = await activate(a, `+1415555${String(1000 + i)}`, code)
+    a.close()
+    const b = await RawClient.open(url)
+    const toDevice = await activate(b, `+1415555${String(2000 + i)}`, code)
+    b.close()
+    const fromConn = await login(url, from)
+    const toConn = await login(url, toDevice)
+    await toConn.request({ syncMailbox: { afterSeq: 0 } })
+    pairs.push({ from: fromConn, to: toConn, toDevice })
+  }
+  return { name: 'relay', pairs }
+}
+
+/** Two @parley/node clients; Alice sends `rate` msg/s for `seconds`; latency is send() → Bob's message event. */
+async function sdkPath(baseUrl: string, codes: CodeInbox, rate: number, seconds: number): Promise<Result> {
+  const make = async (n: string) => {
+    const c = await createClient({ relayUrl: baseUrl, defaultRegion: 'US' })
+    const pending = await c.activate({ phoneNumber: n, consent: true })
+    await c.confirm(await codes.next(pending.e164))
+    return c
+  }
+  const alice = await make('+14155553001')
+  const bob = await make('+14155553002')
+  const latencies: number[] = []
+  let delivered = 0
+  let last = 0
+  bob.on('message', (m) => {
+    latencies.push(performance.now() - Number(m.text.split(' ')[0]))
+    delivered++
+    last = performance.now()
+  })
+  await alice.send('+14155553002', `${performance.now()} warm-up`)
+  while (delivered < 1) await sleep(10)
+  latencies.length = 0
+  delivered = 0
+  const start = performance.now()
+  let sent = 0
+  const sends: Promise<unknown>[] = []
+  while (performance.now() - start < seconds * 1000) {
+    const due = Math.floor(((performance.now() - start) / 1000) * rate)
+    while (sent < due) {
+      sends.push(alice.send('+14155553002', `${performance.now()} message ${sent}`))
+      sent++
+    }
+    await sleep(2)
+  }
+  await Promise.all(sends)
+  const deadline = performance.now() + 60_000
+  while (delivered < sent && performance.now() < deadline) await sleep(10)
+  await alice.close()
+  await bob.close()
+  return {
+    sent,
+    delivered,
+    msgsPerSec: (delivered / Math.max(seconds * 1000, last - start)) * 1000,
+    p50: percentile(latencies, 50),
+    p99: percentile(latencies, 99),
+  }
+}
+
+const codes = new CodeInbox()
+await codes.start()
+const dataDir = mkdtempSync(join(tmpdir(), 'parley-bench-relay-'))
+const relay = await startRelay(codes.url, dataDir, [], process.env.BENCH_RELAY_NODE_ARGS?.split(' ') ?? [])
+const fwd = await forwarderEndpoint()
+const rel = await relayEndpoint(relay.url, codes)
+
+const rows: Omit<Row, 'bench'>[] = []
+const results: Record<string, Result> = {}
+for (const load of [...LOADS, 0]) {
+  // Alternate which goes first so that neither always runs on a warmer machine.
+  const f = await drive(fwd.ep, load, SECONDS)
+  const r = await drive(rel, load, SECONDS)
+  const label = load === 0 ? 'saturated (64 in flight per sender)' : `${load} msg/s offered`
+  results[label] = r
+  console.log(`${label}: relay ${JSON.stringify(r)}\n  forwarder ${JSON.stringify(f)}`)
+  rows.push({
+    metric: `${label}: delivered msg/s`,
+    unit: 'msg/s',
+    value: r.msgsPerSec,
+    baselineName: 'forwarder',
+    baseline: f.msgsPerSec,
+    lowerIsBetter: false,
+    ...(load === 0 ? { target: 'relay ≥ 0.5× forwarder', met: r.msgsPerSec >= 0.5 * f.msgsPerSec } : {}),
+  })
+  if (load === 0) continue
+  rows.push({
+    metric: `${label}: p50 latency`,
+    unit: 'ms',
+    value: r.p50,
+    baselineName: 'forwarder',
+    baseline: f.p50,
+  })
+  rows.push({
+    metric: `${label}: p99 latency`,
+    unit: 'ms',
+    value: r.p99,
+    baselineName: 'forwarder',
+    baseline: f.p99,
+    ...(load === 1000 ? { target: 'p99 ≤ 20 ms', met: r.p99 <= 20 } : {}),
+  })
+}
+for (const p of [...fwd.ep.pairs, ...rel.pairs]) {
+  p.from.close()
+  p.to.close()
+}
+fwd.stop()
+
+const SDK_RATE = LOADS[0]!
+const sdk = await sdkPath(relay.baseUrl, codes, SDK_RATE, SECONDS)
+console.log(`SDK ${SDK_RATE} msg/s: ${JSON.stringify(sdk)}`)
+const raw = results[`${SDK_RATE} msg/s offered`]!
+rows.push(
+  {
+    metric: `SDK e2e, ${SDK_RATE} msg/s offered: delivered msg/s`,
+    unit: 'msg/s',
+    value: sdk.msgsPerSec,
+    baselineName: 'raw relay (1)',
+    baseline: raw.msgsPerSec,
+    lowerIsBetter: false,
+  },
+  {
+    metric: `SDK e2e, ${SDK_RATE} msg/s: p50 latency`,
+    unit: 'ms',
+    value: sdk.p50,
+    baselineName: 'raw relay (1)',
+    baseline: raw.p50,
+  },
+  {
+    metric: `SDK e2e, ${SDK_RATE} msg/s: p99 latency`,
+    unit: 'ms',
+    value: sdk.p99,
+    baselineName: 'raw relay (1)',
+    baseline: raw.p99,
+  },
+)
+await relay.stop()
+await codes.close()
+rmSync(dataDir, { recursive: true, force: true })
+record('relay', rows, [
+  `${PAIRS} senders → ${PAIRS} receivers, ${ENVELOPE_BYTES}-byte envelopes, ${SECONDS} s per load; latency = send → Delivery push at the receiver (same process clock)`,
+  `SDK row: ${sdk.delivered}/${sdk.sent} delivered; latency = send() call → 'message' event`,
+])
+process.exit(0)
