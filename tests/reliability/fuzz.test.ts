@@ -2,13 +2,7 @@
 // unauthenticated and an authenticated connection. The relay must never crash or answer INTERNAL, every frame
 // must get an answer (an Error frame, a reply, or a closed connection), a control pair of clients keeps doing
 // round trips throughout, and the database stays consistent. CI runs 5,000 frames; `pnpm fuzz` runs 100,000.
-import {
-  type ClientFrame,
-  decodeClientFrame,
-  decodeServerFrame,
-  encodeClientFrame,
-  errorCodeFromWire,
-} from '@parley/protocol'
+import { type ClientFrame, decodeClientFrame, decodeServerFrame, errorCodeFromWire } from '@parley/protocol'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
   type Account,
