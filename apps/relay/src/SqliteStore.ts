@@ -116,6 +116,7 @@ export class SqliteStore implements Store {
   readonly #db: Database.Database
   readonly #s: ReturnType<SqliteStore['prepare']>
   #closed = false
+  readonly #batch: { work: () => unknown; resolve: (v: unknown) => void; reject: (e: unknown) => void }[] = []
 
   /**
    * Opens (creating if needed) and migrates the database.
@@ -128,6 +129,8 @@ export class SqliteStore implements Store {
     this.#db.pragma('synchronous = FULL')
     this.#db.pragma('foreign_keys = ON')
     this.#db.pragma('busy_timeout = 5000')
+    // Erasure must reach the disk (P8): deleted rows are overwritten, not left in free pages.
+    this.#db.pragma('secure_delete = ON')
     this.migrate()
     this.#s = this.prepare()
   }
@@ -226,6 +229,47 @@ export class SqliteStore implements Store {
     if (this.#closed) throw new Error('store is closed')
   }
 
+  /**
+   * Group commit: `work` runs in the next shared write transaction, which commits (one fsync, with
+   * `synchronous = FULL`) everything queued during this turn of the event loop, and the promise settles only
+   * after that commit, so nothing is acknowledged before it is durable. One fsync per message capped the relay
+   * at ~900 messages/s on loopback (bench/README.md). If the shared transaction fails, each piece of work is
+   * retried in its own transaction so only the failing one rejects.
+   */
+  #grouped<T>(work: () => T): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.#batch.push({ work, resolve: resolve as (v: unknown) => void, reject })
+      if (this.#batch.length === 1) setImmediate(() => this.#flush())
+    })
+  }
+
+  #flush(): void {
+    const batch = this.#batch.splice(0)
+    if (batch.length === 0) return
+    if (this.#closed) {
+      for (const b of batch) b.reject(new Error('store is closed'))
+      return
+    }
+    let results: unknown[]
+    try {
+      results = this.#db.transaction(() => batch.map((b) => b.work()))()
+    } catch (err) {
+      if (batch.length === 1) {
+        batch[0]!.reject(err)
+        return
+      }
+      for (const b of batch) {
+        try {
+          b.resolve(this.#db.transaction(b.work)())
+        } catch (e) {
+          b.reject(e)
+        }
+      }
+      return
+    }
+    for (const [i, b] of batch.entries()) b.resolve(results[i])
+  }
+
   #row(address: Uint8Array): AccountRow | undefined {
     return this.#s.getAccount.get(buf(address)) as AccountRow | undefined
   }
@@ -269,6 +313,7 @@ export class SqliteStore implements Store {
 
   async close(): Promise<void> {
     if (this.#closed) return
+    this.#flush() // commit what callers are already waiting for
     this.#closed = true
     // Folds the WAL back into the main file so a plain file copy after shutdown is a complete backup.
     this.#db.pragma('wal_checkpoint(TRUNCATE)')
@@ -279,7 +324,7 @@ export class SqliteStore implements Store {
     input: Parameters<Store['registerDevice']>[0],
   ): Promise<{ deviceId: number; replacedDevice: boolean }> {
     this.#open()
-    return this.#db.transaction(() => {
+    const result = this.#db.transaction(() => {
       const address = buf(input.address)
       const old = this.#row(input.address)
       if (old) {
@@ -303,6 +348,8 @@ export class SqliteStore implements Store {
       this.#putKeys(address, input)
       return { deviceId, replacedDevice: old !== undefined }
     })()
+    if (result.replacedDevice) this.#foldErasures()
+    return result
   }
 
   async getAccount(address: Uint8Array): Promise<Account | null> {
@@ -319,11 +366,21 @@ export class SqliteStore implements Store {
 
   async deleteAccount(address: Uint8Array): Promise<boolean> {
     this.#open()
-    return this.#db.transaction(() => {
+    const deleted = this.#db.transaction(() => {
       const a = buf(address)
       this.#eraseKeysAndMail(a)
       return this.#s.deleteAccount.run(a).changes > 0
     })()
+    this.#foldErasures()
+    return deleted
+  }
+
+  /**
+   * After an erasure, folds the WAL into the main file and truncates it: the WAL still holds the old page
+   * images with the erased address and keys until then (secure_delete only zeroes the main file's pages).
+   */
+  #foldErasures(): void {
+    this.#db.pragma('wal_checkpoint(TRUNCATE)')
   }
 
   async addressesWithPrefix(prefix: Uint8Array, bits: number, limit: number): Promise<Uint8Array[]> {
@@ -413,7 +470,7 @@ export class SqliteStore implements Store {
 
   async enqueue(input: EnqueueInput): Promise<EnqueueResult> {
     this.#open()
-    return this.#db.transaction((): EnqueueResult => {
+    return this.#grouped((): EnqueueResult => {
       const a = buf(input.address)
       const row = this.#row(input.address)
       if (!row) return { status: 'not_found' }
@@ -446,7 +503,7 @@ export class SqliteStore implements Store {
       )
       this.#s.setMailbox.run(seq, count + 1, a)
       return { status: 'stored', seq, evicted }
-    })()
+    })
   }
 
   async fetchMailbox(
@@ -499,13 +556,13 @@ export class SqliteStore implements Store {
 
   async ack(address: Uint8Array, deviceId: number, seqs: number[]): Promise<number> {
     this.#open()
-    return this.#db.transaction(() => {
+    return this.#grouped(() => {
       const a = buf(address)
       let n = 0
       for (const seq of new Set(seqs)) n += this.#s.delSeq.run(a, deviceId, seq).changes
       if (n > 0) this.#s.addCount.run(-n, a)
       return n
-    })()
+    })
   }
 
   async expire(cutoffMs: number): Promise<number> {
