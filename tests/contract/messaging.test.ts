@@ -123,3 +123,26 @@ describe('two Node clients through a real relay process', () => {
     await eve.close()
   })
 })
+
+describe('a burst of activations', () => {
+  const codes = new CodeInbox()
+  let relay: Relay
+
+  beforeAll(async () => {
+    await codes.start()
+    relay = await startRelay(codes)
+  })
+  afterAll(async () => {
+    await relay?.stop()
+    await codes.close()
+  })
+
+  it('activates twenty devices at once: a busy relay is waited for, not failed', async () => {
+    const numbers = Array.from({ length: 20 }, (_, i) => `+1 415 555 01${String(30 + i)}`)
+    const clients = await Promise.all(numbers.map((n) => activatedClient(relay, codes, n)))
+    expect(clients.every((c) => c.activated)).toBe(true)
+    const found = await clients[0]!.discover(numbers)
+    expect(found.every((f) => f.registered)).toBe(true)
+    await Promise.all(clients.map((c) => c.close()))
+  })
+})

@@ -47,6 +47,7 @@ const KEM_PREKEY_LOW_WATER = 3
 const MAX_TEXT_BYTES = 64 * 1024
 const DEFAULT_DISCOVERY_TTL_MS = 24 * 3600_000
 const ACK_BATCH = 500
+const BUSY_RETRIES = 5
 const SIGNED_PREKEY_ROTATE_MS = 7 * 24 * 3600_000
 const SIGNED_PREKEY_GRACE_MS = 31 * 24 * 3600_000
 const ACK_DELAY_MS = 10
@@ -940,9 +941,9 @@ export class ParleyClient {
       const chunk = missing.slice(i, i + batch)
       const inputs = chunk.map((n) => numberToOprfInput(n))
       const blinded = inputs.map((input) => oprfBlind(input))
-      const frame = await this.#link.request(
+      const frame = await this.#requestBusyAware(
         { oprfEvaluate: { keyId, blindedElements: blinded.map((b) => b.blindedElement) } },
-        { signal },
+        signal,
       )
       const evaluated = expectBody(frame, 'oprfEvaluated')
       if (evaluated.keyId !== keyId)
@@ -963,6 +964,26 @@ export class ParleyClient {
       await this.#store.write(writes)
     }
     return e164s.map((n) => tokens.get(n)!)
+  }
+
+  /**
+   * A request that a busy relay may refuse with `UNAVAILABLE` + `retryAfterMs` (its OPRF workers are
+   * saturated): waits as told and tries again, a few times, before giving up.
+   */
+  async #requestBusyAware(
+    body: Parameters<RelayLink['request']>[0],
+    signal?: AbortSignal,
+  ): Promise<ServerFrame> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.#link.request(body, { signal })
+      } catch (err) {
+        const e = ParleyError.fromUnknown(err)
+        if (e.code !== 'UNAVAILABLE' || e.retryAfterMs === undefined || attempt >= BUSY_RETRIES) throw e
+        await new Promise<void>((resolve) => this.#clock.setTimeout(resolve, e.retryAfterMs ?? 0))
+        if (signal?.aborted) throw new ParleyError('ABORTED', 'aborted', { cause: signal.reason })
+      }
+    }
   }
 
   // ───────────────────────────── prekeys ─────────────────────────────
