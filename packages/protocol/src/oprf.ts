@@ -21,6 +21,7 @@ import { ristretto255, ristretto255_hasher } from '@noble/curves/ed25519.js'
 import { bytesToNumberLE, numberToBytesLE, randomBytes } from '@noble/curves/utils.js'
 import { sha512 } from '@noble/hashes/sha2.js'
 import { ParleyError } from './errors.js'
+import { concatBytes } from './internal/bytes.js'
 
 /** Length of a serialised ristretto255 element (RFC 9497 §4.1: `Ne = 32`). */
 export const OPRF_ELEMENT_BYTES = 32
@@ -88,12 +89,12 @@ interface Suite {
 
 function makeSuite(mode: number): Suite {
   // RFC 9497 §3.1: contextString = "OPRFV1-" ‖ I2OSP(mode, 1) ‖ "-" ‖ identifier
-  const contextString = concat(ascii('OPRFV1-'), Uint8Array.of(mode), ascii(`-${SUITE_ID}`))
+  const contextString = concatBytes(ascii('OPRFV1-'), Uint8Array.of(mode), ascii(`-${SUITE_ID}`))
   return {
-    dstHashToGroup: concat(ascii('HashToGroup-'), contextString),
-    dstHashToScalar: concat(ascii('HashToScalar-'), contextString),
-    dstDeriveKeyPair: concat(ascii('DeriveKeyPair'), contextString),
-    seedDst: concat(ascii('Seed-'), contextString),
+    dstHashToGroup: concatBytes(ascii('HashToGroup-'), contextString),
+    dstHashToScalar: concatBytes(ascii('HashToScalar-'), contextString),
+    dstDeriveKeyPair: concatBytes(ascii('DeriveKeyPair'), contextString),
+    seedDst: concatBytes(ascii('Seed-'), contextString),
   }
 }
 
@@ -102,18 +103,6 @@ const VOPRF = makeSuite(MODE_VOPRF)
 
 // ── bytes ────────────────────────────────────────────────────────────────────────────────────────────
 
-function concat(...parts: Uint8Array[]): Uint8Array {
-  let length = 0
-  for (const p of parts) length += p.length
-  const out = new Uint8Array(length)
-  let offset = 0
-  for (const p of parts) {
-    out.set(p, offset)
-    offset += p.length
-  }
-  return out
-}
-
 /** RFC 9497 §1.2 I2OSP(n, 2). */
 function i2osp2(n: number): Uint8Array {
   return Uint8Array.of(n >>> 8, n & 0xff)
@@ -121,7 +110,7 @@ function i2osp2(n: number): Uint8Array {
 
 /** `I2OSP(len(x), 2) ‖ x`, the length prefix used in every RFC 9497 transcript. */
 function lp(x: Uint8Array): Uint8Array {
-  return concat(i2osp2(x.length), x)
+  return concatBytes(i2osp2(x.length), x)
 }
 
 function assertBytes(value: unknown, name: string): asserts value is Uint8Array {
@@ -232,11 +221,11 @@ function computeComposites(
   suite: Suite,
   k?: bigint,
 ): { M: Point; Z: Point } {
-  const seed = sha512(concat(lp(B), lp(suite.seedDst)))
+  const seed = sha512(concatBytes(lp(B), lp(suite.seedDst)))
   const lpSeed = lp(seed)
   const d: bigint[] = new Array(C.points.length)
   for (let i = 0; i < C.points.length; i++) {
-    const transcript = concat(lpSeed, i2osp2(i), lp(C.bytes[i]!), lp(D.bytes[i]!), LABEL_COMPOSITE)
+    const transcript = concatBytes(lpSeed, i2osp2(i), lp(C.bytes[i]!), lp(D.bytes[i]!), LABEL_COMPOSITE)
     d[i] = hashToScalar(transcript, suite.dstHashToScalar)
   }
   const M = msm(C.points, d)
@@ -251,7 +240,7 @@ function msm(points: Point[], scalars: bigint[]): Point {
 
 /** The challenge of RFC 9497 §2.2.1 GenerateProof / §2.2.2 VerifyProof. */
 function challenge(B: Uint8Array, M: Point, Z: Point, t2: Point, t3: Point, suite: Suite): bigint {
-  const transcript = concat(
+  const transcript = concatBytes(
     lp(B),
     lp(M.toBytes()),
     lp(Z.toBytes()),
@@ -276,7 +265,7 @@ function generateProof(
   const t3 = M.is0() ? Point.ZERO : M.multiply(r)
   const c = challenge(B, M, Z, t2, t3, suite)
   const s = (((r - c * k) % ORDER) + ORDER) % ORDER
-  return concat(serializeScalar(c), serializeScalar(s))
+  return concatBytes(serializeScalar(c), serializeScalar(s))
 }
 
 /** RFC 9497 §2.2.2 VerifyProof(A = G, B, C, D, proof). */
@@ -307,9 +296,9 @@ function deriveKeyPair(seed: Uint8Array, info: Uint8Array, suite: Suite): OprfKe
   assertBytes(seed, 'seed')
   if (seed.length !== SEED_BYTES) throw new RangeError(`seed must be ${SEED_BYTES} bytes`)
   assertInput(info, 'info')
-  const deriveInput = concat(seed, lp(info))
+  const deriveInput = concatBytes(seed, lp(info))
   for (let counter = 0; counter <= 255; counter++) {
-    const sk = hashToScalar(concat(deriveInput, Uint8Array.of(counter)), suite.dstDeriveKeyPair)
+    const sk = hashToScalar(concatBytes(deriveInput, Uint8Array.of(counter)), suite.dstDeriveKeyPair)
     if (sk !== 0n) return keyPairFromScalar(sk)
   }
   // RFC 9497 §3.2.1 DeriveKeyPairError: 256 zero scalars in a row, probability ~2^-64000.
@@ -328,7 +317,7 @@ function blindInput(input: Uint8Array, blind: Uint8Array | undefined, suite: Sui
 function finalizeOne(input: Uint8Array, blind: bigint, evaluated: Point): Uint8Array {
   // Fermat inversion with a public exponent: constant time in the (secret) blind.
   const N = evaluated.multiply(invertCt(blind, ORDER))
-  return sha512(concat(lp(input), lp(N.toBytes()), LABEL_FINALIZE))
+  return sha512(concatBytes(lp(input), lp(N.toBytes()), LABEL_FINALIZE))
 }
 
 /** RFC 9497 §3.3.1 / §3.3.2 Evaluate: Hash(lp(input) ‖ lp(skS · HashToGroup(input)) ‖ "Finalize"). */
@@ -336,7 +325,7 @@ function evaluate(secretKey: Uint8Array, input: Uint8Array, suite: Suite): Uint8
   const sk = localScalar(secretKey, 'secretKey')
   assertInput(input, 'input')
   const issued = hashToGroup(input, suite).multiply(sk)
-  return sha512(concat(lp(input), lp(issued.toBytes()), LABEL_FINALIZE))
+  return sha512(concatBytes(lp(input), lp(issued.toBytes()), LABEL_FINALIZE))
 }
 
 function wireElements(elements: unknown, name: string): Elements {
