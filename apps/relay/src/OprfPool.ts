@@ -32,8 +32,11 @@ export type OprfResult =
 export interface OprfPoolOptions {
   /** Worker threads; default the number of cores. 0 evaluates on the calling thread. */
   size?: number
-  /** Batches waiting for a free worker before new ones are refused; default 4 per worker. */
-  maxQueue?: number
+  /**
+   * Elements waiting for a worker beyond which new batches are refused; default 2,000 per worker (about a
+   * second of work each). Counted in elements, not batches, so many small requests are not refused early.
+   */
+  maxQueuedElements?: number
   /** Called once when workers cannot start and the pool falls back to the calling thread. */
   warn?: (message: string, err: unknown) => void
 }
@@ -62,7 +65,7 @@ const INITIAL_MS_PER_ELEMENT = 1.2
 export class OprfPool {
   static #shared: OprfPool | undefined
   readonly size: number
-  readonly maxQueue: number
+  readonly maxQueuedElements: number
   readonly #warn: (message: string, err: unknown) => void
   readonly #slots: Slot[] = []
   readonly #queue: Job[] = []
@@ -73,7 +76,7 @@ export class OprfPool {
 
   constructor(options: OprfPoolOptions = {}) {
     this.size = Math.max(0, options.size ?? availableParallelism())
-    this.maxQueue = Math.max(0, options.maxQueue ?? 4 * Math.max(1, this.size))
+    this.maxQueuedElements = Math.max(0, options.maxQueuedElements ?? 2000 * Math.max(1, this.size))
     this.#warn = options.warn ?? ((message, err) => process.emitWarning(`${message}: ${String(err)}`))
     this.#inline = this.size === 0
   }
@@ -104,8 +107,9 @@ export class OprfPool {
    */
   evaluate(secretKey: Uint8Array, publicKey: Uint8Array, elements: Uint8Array[]): Promise<OprfEvaluation> {
     if (this.#inline || this.#closed) return this.#evaluateInline(secretKey, publicKey, elements)
-    if (this.#queue.length >= this.maxQueue) {
-      const ahead = this.#queue.reduce((n, j) => n + j.elements, 0) + elements.length
+    const queued = this.#queue.reduce((n, j) => n + j.elements, 0)
+    if (queued > 0 && queued + elements.length > this.maxQueuedElements) {
+      const ahead = queued + elements.length
       const retryAfterMs = Math.ceil((ahead * this.#msPerElement) / Math.max(1, this.size))
       return Promise.reject(
         new ParleyError('UNAVAILABLE', 'the relay is busy evaluating OPRF batches; retry later', {

@@ -20,7 +20,7 @@ const batch = (n: number, tag = 0) => {
 
 describe('OprfPool', () => {
   const warnings: unknown[] = []
-  const pool = new OprfPool({ size: 2, maxQueue: 1, warn: (m, err) => warnings.push([m, err]) })
+  const pool = new OprfPool({ size: 2, maxQueuedElements: 200, warn: (m, err) => warnings.push([m, err]) })
   afterAll(() => pool.close())
 
   it('evaluates on a worker thread (TypeScript loaded like the relay) with a proof the client accepts', async () => {
@@ -66,7 +66,7 @@ describe('OprfPool', () => {
 
   it('refuses with UNAVAILABLE and a retry hint when every worker is busy and the queue is full', async () => {
     const elements = batch(200, 2).blinded.map((b) => b.blindedElement)
-    // 2 workers + a queue of 1: of 6 batches submitted at once, some must be refused.
+    // 2 workers + a queue of 200 elements: of 6 batches submitted at once, some must be refused.
     const outcomes = await Promise.allSettled(
       Array.from({ length: 6 }, () => pool.evaluate(keys.secretKey, keys.publicKey, elements)),
     )
