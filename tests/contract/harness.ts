@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { createClient, type NodeClientOptions, type ParleyClient } from '@parley/node'
+import { afterAll, beforeAll } from 'vitest'
 
 const RELAY_DIR = fileURLToPath(new URL('../../apps/relay/', import.meta.url))
 
@@ -207,4 +208,21 @@ export async function until(
     if (Date.now() - start > timeoutMs) throw new Error(`timed out waiting for ${what}`)
     await new Promise((r) => setTimeout(r, 20))
   }
+}
+
+/**
+ * For a describe block: starts a code inbox and a relay before its tests and stops both after them.
+ * Read `env.relay` inside hooks and tests (it is set once the suite starts).
+ */
+export function useRelay(extraArgs: string[] = []): { codes: CodeInbox; relay: Relay } {
+  const env = { codes: new CodeInbox(), relay: undefined as unknown as Relay }
+  beforeAll(async () => {
+    await env.codes.start()
+    env.relay = await startRelay(env.codes, extraArgs)
+  })
+  afterAll(async () => {
+    await env.relay?.stop()
+    await env.codes.close()
+  })
+  return env
 }

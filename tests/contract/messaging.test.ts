@@ -1,24 +1,21 @@
 import { join } from 'node:path'
 import { createClient, type IncomingMessage, type ParleyClient, ParleyError } from '@parley/node'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { activatedClient, CodeInbox, clientDir, type Relay, startRelay, until } from './harness.js'
+import { activatedClient, clientDir, until, useRelay } from './harness.js'
 
 const ALICE = '+1 415 555 0100'
 const BOB = '+1 415 555 0101'
 
 describe('two Node clients through a real relay process', () => {
-  const codes = new CodeInbox()
-  let relay: Relay
+  const env = useRelay()
   let alice: ParleyClient
   let bob: ParleyClient
   const dir = clientDir()
   const received = { alice: [] as IncomingMessage[], bob: [] as IncomingMessage[] }
 
   beforeAll(async () => {
-    await codes.start()
-    relay = await startRelay(codes)
-    alice = await activatedClient(relay, codes, ALICE, { storePath: join(dir, 'alice.db') })
-    bob = await activatedClient(relay, codes, BOB, { storePath: join(dir, 'bob.db') })
+    alice = await activatedClient(env.relay, env.codes, ALICE, { storePath: join(dir, 'alice.db') })
+    bob = await activatedClient(env.relay, env.codes, BOB, { storePath: join(dir, 'bob.db') })
     alice.on('message', (m) => received.alice.push(m))
     bob.on('message', (m) => received.bob.push(m))
   })
@@ -26,8 +23,6 @@ describe('two Node clients through a real relay process', () => {
   afterAll(async () => {
     await alice?.close()
     await bob?.close()
-    await relay?.stop()
-    await codes.close()
   })
 
   it('discovers each other and a number that is not on Parley', async () => {
@@ -71,7 +66,7 @@ describe('two Node clients through a real relay process', () => {
 
   it('routes a number not on Parley to smsFallback and uploads nothing for it', async () => {
     const sms: [string, string][] = []
-    const carol = await activatedClient(relay, codes, '+1 415 555 0103', {
+    const carol = await activatedClient(env.relay, env.codes, '+1 415 555 0103', {
       smsFallback: (to, text) => {
         sms.push([to, text])
       },
@@ -93,7 +88,7 @@ describe('two Node clients through a real relay process', () => {
     const before = received.bob.length
     for (let i = 0; i < 20; i++) await alice.send(BOB, `offline ${i}`)
     await until(async () => (await alice.pendingCount()) === 0, 10_000, 'relay to accept')
-    bob = await createClient({ relayUrl: relay.url, storePath: bobPath, defaultRegion: 'US' })
+    bob = await createClient({ relayUrl: env.relay.url, storePath: bobPath, defaultRegion: 'US' })
     const again: IncomingMessage[] = []
     bob.on('message', (m) => again.push(m))
     await until(() => again.length === 20, 20_000, 'offline mail')
@@ -104,7 +99,7 @@ describe('two Node clients through a real relay process', () => {
   })
 
   it('deactivates: the number is then not registered', async () => {
-    const dave = await activatedClient(relay, codes, '+1 415 555 0104')
+    const dave = await activatedClient(env.relay, env.codes, '+1 415 555 0104')
     expect((await alice.discover(['+1 415 555 0104']))[0]!.registered).toBe(true)
     await dave.deactivate()
     expect(dave.activated).toBe(false)
@@ -115,7 +110,7 @@ describe('two Node clients through a real relay process', () => {
   })
 
   it('surfaces relay errors as ParleyError with the same code', async () => {
-    const eve = await createClient({ relayUrl: relay.url, defaultRegion: 'US' })
+    const eve = await createClient({ relayUrl: env.relay.url, defaultRegion: 'US' })
     await eve.activate({ phoneNumber: '+1 415 555 0105', consent: true })
     const err = await eve.confirm('000000').catch((e: unknown) => e)
     expect(err).toBeInstanceOf(ParleyError)
@@ -125,21 +120,11 @@ describe('two Node clients through a real relay process', () => {
 })
 
 describe('a burst of activations', () => {
-  const codes = new CodeInbox()
-  let relay: Relay
-
-  beforeAll(async () => {
-    await codes.start()
-    relay = await startRelay(codes)
-  })
-  afterAll(async () => {
-    await relay?.stop()
-    await codes.close()
-  })
+  const env = useRelay()
 
   it('activates twenty devices at once: a busy relay is waited for, not failed', async () => {
     const numbers = Array.from({ length: 20 }, (_, i) => `+1 415 555 01${String(30 + i)}`)
-    const clients = await Promise.all(numbers.map((n) => activatedClient(relay, codes, n)))
+    const clients = await Promise.all(numbers.map((n) => activatedClient(env.relay, env.codes, n)))
     expect(clients.every((c) => c.activated)).toBe(true)
     const found = await clients[0]!.discover(numbers)
     expect(found.every((f) => f.registered)).toBe(true)

@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { activatedClient, CodeInbox, clientDir, type Relay, startRelay } from './harness.js'
+import { activatedClient, clientDir, useRelay } from './harness.js'
 
 const here = fileURLToPath(new URL('.', import.meta.url))
 const readme = readFileSync(join(here, '..', '..', 'README.md'), 'utf8')
@@ -19,17 +19,7 @@ function sdkBlock(): string {
 }
 
 describe('README', () => {
-  const codes = new CodeInbox()
-  let relay: Relay
-
-  beforeAll(async () => {
-    await codes.start()
-    relay = await startRelay(codes)
-  })
-  afterAll(async () => {
-    await relay?.stop()
-    await codes.close()
-  })
+  const env = useRelay()
 
   it('has a ten-line SDK example', () => {
     const lines = sdkBlock()
@@ -40,13 +30,13 @@ describe('README', () => {
   })
 
   it('runs the SDK example as written against a real relay', async () => {
-    const bob = await activatedClient(relay, codes, '+1 415 555 0101')
+    const bob = await activatedClient(env.relay, env.codes, '+1 415 555 0101')
     const got: string[] = []
     bob.on('message', (m) => got.push(`${m.from} ${m.text}`))
     const dir = clientDir()
-    const code = `await (await fetch(${JSON.stringify(`${codes.url.replace('/sms', '/code')}`)}, { method: 'POST' })).text()`
+    const code = `await (await fetch(${JSON.stringify(`${env.codes.url.replace('/sms', '/code')}`)}, { method: 'POST' })).text()`
     let src = sdkBlock()
-      .replace("'ws://localhost:8787'", JSON.stringify(relay.url))
+      .replace("'ws://localhost:8787'", JSON.stringify(env.relay.url))
       .replace("'./alice.db'", JSON.stringify(join(dir, 'alice.db')))
       .replace("parley.confirm('123456')", `parley.confirm(${code})`)
     expect(src).not.toContain("'123456'")
@@ -54,9 +44,9 @@ describe('README', () => {
     const file = join(here, `.readme-example-${process.pid}.mts`)
     writeFileSync(file, src)
     // Serve the latest code for the README's number from the test's webhook inbox.
-    codes.server.on('request', (req, res) => {
+    env.codes.server.on('request', (req, res) => {
       if (req.url !== '/code') return
-      void codes.next('+14155550100').then((c) => res.end(c))
+      void env.codes.next('+14155550100').then((c) => res.end(c))
     })
     try {
       const { stdout } = await promisify(execFile)(

@@ -1,24 +1,21 @@
 import { join } from 'node:path'
 import { createClient, type IdentityChange, type IncomingMessage, type ParleyClient } from '@parley/node'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { activatedClient, CodeInbox, clientDir, type Relay, startRelay, until } from './harness.js'
+import { activatedClient, clientDir, until, useRelay } from './harness.js'
 
 const ALICE = '+1 415 555 0110'
 const BOB = '+1 415 555 0111'
 
 describe('resilience: restarts, offline outbox, identity changes', () => {
-  const codes = new CodeInbox()
+  const env = useRelay()
   const dir = clientDir()
-  let relay: Relay
   let alice: ParleyClient
   let bob: ParleyClient
   const bobGot: IncomingMessage[] = []
 
   beforeAll(async () => {
-    await codes.start()
-    relay = await startRelay(codes)
-    alice = await activatedClient(relay, codes, ALICE, { storePath: join(dir, 'alice.db') })
-    bob = await activatedClient(relay, codes, BOB, { storePath: join(dir, 'bob.db') })
+    alice = await activatedClient(env.relay, env.codes, ALICE, { storePath: join(dir, 'alice.db') })
+    bob = await activatedClient(env.relay, env.codes, BOB, { storePath: join(dir, 'bob.db') })
     bob.on('message', (m) => bobGot.push(m))
     expect((await alice.discover([BOB]))[0]!.registered).toBe(true)
   })
@@ -26,8 +23,6 @@ describe('resilience: restarts, offline outbox, identity changes', () => {
   afterAll(async () => {
     await alice?.close()
     await bob?.close()
-    await relay?.stop()
-    await codes.close()
   })
 
   it('loses and duplicates nothing at the API when the relay restarts mid-conversation', async () => {
@@ -37,7 +32,7 @@ describe('resilience: restarts, offline outbox, identity changes', () => {
       for (let i = 0; i < N; i++) await alice.send(BOB, `m${i}`)
     })()
     await until(() => bobGot.length >= 50, 20_000, 'first messages')
-    await relay.restart('SIGTERM')
+    await env.relay.restart('SIGTERM')
     await sending
     await until(() => bobGot.length >= N, 60_000, `all ${N} messages (have ${bobGot.length})`)
     await new Promise((r) => setTimeout(r, 300)) // any duplicate would show up now
@@ -47,14 +42,18 @@ describe('resilience: restarts, offline outbox, identity changes', () => {
 
   it('delivers an outbox queued while the relay was down after the client process restarts', async () => {
     bobGot.length = 0
-    await relay.halt('SIGKILL')
+    await env.relay.halt('SIGKILL')
     // The relay is down: these are persisted, not sent.
     const ids: string[] = []
     for (let i = 0; i < 10; i++) ids.push((await alice.send(BOB, `queued ${i}`)).id)
     expect(await alice.pendingCount()).toBe(10)
     await alice.close()
-    await relay.resume()
-    alice = await createClient({ relayUrl: relay.url, storePath: join(dir, 'alice.db'), defaultRegion: 'US' })
+    await env.relay.resume()
+    alice = await createClient({
+      relayUrl: env.relay.url,
+      storePath: join(dir, 'alice.db'),
+      defaultRegion: 'US',
+    })
     await until(() => bobGot.length >= 10, 30_000, 'queued messages')
     expect(bobGot.map((m) => m.id)).toEqual(ids)
     expect(await alice.pendingCount()).toBe(0)
@@ -65,7 +64,7 @@ describe('resilience: restarts, offline outbox, identity changes', () => {
     await until(() => bobGot.some((m) => m.text === 'before'), 20_000, 'before')
     const oldSafety = await alice.safetyNumber(BOB)
     // Carol has only ever *received* from Bob: she must notice the change on the receiving side.
-    const carol = await activatedClient(relay, codes, '+1 415 555 0112')
+    const carol = await activatedClient(env.relay, env.codes, '+1 415 555 0112')
     const carolGot: IncomingMessage[] = []
     const carolChanges: IdentityChange[] = []
     carol.on('message', (m) => carolGot.push(m))
@@ -74,7 +73,7 @@ describe('resilience: restarts, offline outbox, identity changes', () => {
     await until(() => carolGot.length === 1, 20_000, 'carol first message')
     await bob.close()
     // Bob's new phone: a fresh store, same number.
-    const bob2 = await activatedClient(relay, codes, BOB, { storePath: join(dir, 'bob2.db') })
+    const bob2 = await activatedClient(env.relay, env.codes, BOB, { storePath: join(dir, 'bob2.db') })
     const got2: IncomingMessage[] = []
     bob2.on('message', (m) => got2.push(m))
     const changes: IdentityChange[] = []
@@ -96,17 +95,7 @@ describe('resilience: restarts, offline outbox, identity changes', () => {
 })
 
 describe('signed prekey rotation', () => {
-  const codes = new CodeInbox()
-  let relay: Relay
-
-  beforeAll(async () => {
-    await codes.start()
-    relay = await startRelay(codes)
-  })
-  afterAll(async () => {
-    await relay?.stop()
-    await codes.close()
-  })
+  const env = useRelay()
 
   it('rotates the signed prekey after a week and keeps working with old and new senders', async () => {
     const dir = clientDir()
@@ -117,16 +106,16 @@ describe('signed prekey rotation', () => {
       clearTimeout: (h: unknown) => clearTimeout(h as NodeJS.Timeout),
     }
     const storePath = join(dir, 'frank.db')
-    let frank = await activatedClient(relay, codes, '+1 415 555 0120', { storePath, clock })
+    let frank = await activatedClient(env.relay, env.codes, '+1 415 555 0120', { storePath, clock })
     // An old sender fetches a bundle (signed prekey 1) before the rotation…
-    const early = await activatedClient(relay, codes, '+1 415 555 0121')
+    const early = await activatedClient(env.relay, env.codes, '+1 415 555 0121')
     const got: IncomingMessage[] = []
     frank.on('message', (m) => got.push(m))
     await early.send('+1 415 555 0120', 'before rotation')
     await until(() => got.length === 1, 20_000, 'first message')
     await frank.close()
     offset = 8 * 24 * 3600_000
-    frank = await createClient({ relayUrl: relay.url, storePath, clock, defaultRegion: 'US' })
+    frank = await createClient({ relayUrl: env.relay.url, storePath, clock, defaultRegion: 'US' })
     frank.on('message', (m) => got.push(m))
     const { SqliteStore } = await import('@parley/node')
     // …the restarted client notices the week has passed and uploads signed prekey 2.
@@ -142,7 +131,7 @@ describe('signed prekey rotation', () => {
       20_000,
       'a second signed prekey',
     )
-    const late = await activatedClient(relay, codes, '+1 415 555 0122')
+    const late = await activatedClient(env.relay, env.codes, '+1 415 555 0122')
     await late.send('+1 415 555 0120', 'after rotation')
     await early.send('+1 415 555 0120', 'old session still fine')
     await until(() => got.length === 3, 20_000, 'messages after rotation')
