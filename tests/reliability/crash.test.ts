@@ -266,14 +266,10 @@ describe('crash safety: the sending client process SIGKILLed mid-stream', () => 
   )
 })
 
-// FINDING (packages/client, not fixed here): when two devices with no session send their first messages to
-// each other at the same time, each holds an initiator session and then replaces it with a responder session
-// on receiving the other's PreKey message (src/internal/e2e.ts decrypt(): one session per address, a
-// non-matching PreKey message always starts a new one). Messages already encrypted under the replaced session
-// fail with DECRYPT_FAILED ("previous counter went backwards") and Client.#receive acks and drops them: they
-// are lost. libsignal keeps previous session states and tries each. `it.fails` keeps this visible: once the
-// engine is fixed this test starts failing — turn it into a plain `it`.
-describe('crash safety: simultaneous first messages (known client bug)', () => {
+// Found here: when two devices with no session sent their first messages to each other at the same time, each
+// replaced its initiator session with a responder session and the mail already encrypted under the replaced one
+// was lost. The engine now keeps a contact's recent sessions and tries each (as libsignal does).
+describe('crash safety: simultaneous first messages', () => {
   const codes = new CodeInbox()
   let relay: Relay
   let dan: ParleyClient
@@ -299,7 +295,7 @@ describe('crash safety: simultaneous first messages (known client bug)', () => {
     await codes.close()
   })
 
-  it.fails('delivers every message when both sides start the session at once', async () => {
+  it('delivers every message when both sides start the session at once', async () => {
     const N = 20
     await Promise.all([
       (async () => {

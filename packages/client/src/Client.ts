@@ -106,6 +106,8 @@ interface SessionRecord {
   deviceId: number
   identityKey: Uint8Array
   state: Uint8Array
+  /** Recently replaced sessions with the same contact, tried when the current one cannot decrypt. */
+  previous?: Uint8Array[]
 }
 
 interface OutboxRecord {
@@ -647,7 +649,8 @@ export class ParleyClient {
     try {
       result = await e2e.decrypt({
         ours: account,
-        existing: existing === null ? null : existing.state,
+        current: existing === null ? null : existing.state,
+        previous: existing?.previous ?? [],
         opened,
         loadPrekey: async (kind, id) => this.#store.get(K.prekey(kind, id)),
       })
@@ -661,7 +664,7 @@ export class ParleyClient {
     if ((await this.#store.get(K.seen(idHex))) !== undefined) {
       // Same message again (a resend after a lost ACCEPTED): keep the session step, deliver nothing.
       await this.#store.write([
-        { key: K.session(senderHex), value: encodeRecord(sessionRecord(opened, result.state)) },
+        { key: K.session(senderHex), value: encodeRecord(sessionRecord(opened, result)) },
       ])
       return ack()
     }
@@ -679,7 +682,7 @@ export class ParleyClient {
     for (const id of result.consumedOneTimePrekeys) writes.push({ key: K.prekey('otp', id) })
     for (const id of result.consumedKemPrekeys) writes.push({ key: K.prekey('kem', id) })
     writes.push(
-      { key: K.session(senderHex), value: encodeRecord(sessionRecord(opened, result.state)) },
+      { key: K.session(senderHex), value: encodeRecord(sessionRecord(opened, result)) },
       { key: K.seen(idHex), value: encodeRecord(receivedAt) },
       { key: K.inbox(receivedAt, idHex), value: encodeRecord(message) },
       { key: K.identity(senderHex), value: opened.senderIdentityKey },
@@ -861,11 +864,7 @@ export class ParleyClient {
       random: this.#random,
     })
     const updated: OutboxRecord = { ...entry, envelope: sealed.envelope, deviceId: session.deviceId }
-    const record: SessionRecord = {
-      deviceId: session.deviceId,
-      identityKey: session.identityKey,
-      state: sealed.state,
-    }
+    const record: SessionRecord = { ...session, state: sealed.state }
     // The ratchet step and the ciphertext that used it are persisted together, so a retry resends the same bytes.
     await this.#store.write([
       { key: K.session(addressHex), value: encodeRecord(record) },
@@ -1104,8 +1103,13 @@ export class ParleyClient {
   }
 }
 
-function sessionRecord(opened: e2e.Opened, state: Uint8Array): SessionRecord {
-  return { deviceId: opened.senderDeviceId, identityKey: opened.senderIdentityKey, state }
+function sessionRecord(opened: e2e.Opened, result: e2e.Decrypted): SessionRecord {
+  return {
+    deviceId: opened.senderDeviceId,
+    identityKey: opened.senderIdentityKey,
+    state: result.state,
+    previous: result.previous,
+  }
 }
 
 function toIncoming(m: StoredMessage): IncomingMessage {

@@ -55,7 +55,10 @@ function toDecrypted(c: ReturnType<typeof decodeContent>): DecryptedContent {
 }
 
 export interface Decrypted {
+  /** The session that decrypted, now the current one. */
   state: Uint8Array
+  /** The contact's other recent sessions, most recent first. */
+  previous: Uint8Array[]
   content: DecryptedContent
   consumedOneTimePrekeys: number[]
   consumedKemPrekeys: number[]
@@ -202,31 +205,52 @@ export function open(identity: IdentityKeyPair, envelope: Uint8Array): Opened {
   return openEnvelope(identity, envelope)
 }
 
-/** Decrypts an opened envelope with the existing session or a new one from our prekeys. */
+/** Sessions kept besides the current one, so mail under a recently replaced session still decrypts. */
+export const MAX_PREVIOUS_SESSIONS = 4
+
+/**
+ * Decrypts an opened envelope with the contact's current session, one of its recent previous sessions
+ * (libsignal keeps these too), or a new session from our prekeys. The session that decrypted becomes the
+ * current one. This is what makes simultaneous first messages work: both sides start a session, each then
+ * answers the other's, and mail under either session still decrypts while the two converge.
+ */
 export async function decrypt(args: {
   ours: Ours
-  existing: Uint8Array | null
+  current: Uint8Array | null
+  previous: readonly Uint8Array[]
   opened: Opened
   loadPrekey: (kind: 'spk' | 'otp' | 'kem', id: number) => Promise<Uint8Array | undefined>
 }): Promise<Decrypted> {
   const { opened } = args
-  const existing = args.existing === null ? null : Session.deserialize(args.existing)
-  const sameIdentity = existing !== null && equal(existing.remoteIdentityKey, opened.senderIdentityKey)
-  if (
-    existing !== null &&
-    sameIdentity &&
-    (opened.message.kind === 'ratchet' || existing.matchesPrekeyMessage(opened.message))
-  ) {
-    const plaintext = existing.decrypt(opened.message)
-    return {
-      state: existing.serialize(),
-      content: toDecrypted(decodeContent(plaintext)),
-      consumedOneTimePrekeys: [],
-      consumedKemPrekeys: [],
+  // Sessions with another identity belong to a device the contact no longer has; they are dropped.
+  const known = [args.current, ...args.previous]
+    .filter((b): b is Uint8Array => b !== null)
+    .map((bytes) => ({ bytes, session: Session.deserialize(bytes) }))
+    .filter((c) => equal(c.session.remoteIdentityKey, opened.senderIdentityKey))
+  const promote = (i: number, plaintext: Uint8Array): Decrypted => ({
+    state: known[i]!.session.serialize(),
+    previous: known.filter((_, j) => j !== i).map((c) => c.bytes),
+    content: toDecrypted(decodeContent(plaintext)),
+    consumedOneTimePrekeys: [],
+    consumedKemPrekeys: [],
+  })
+  if (opened.message.kind === 'ratchet') {
+    let first: unknown
+    for (let i = 0; i < known.length; i++) {
+      try {
+        return promote(i, known[i]!.session.decrypt(opened.message))
+      } catch (err) {
+        // DUPLICATE means this very session has seen the message: no other session can be right.
+        if (ParleyError.is(err, 'DUPLICATE')) throw err
+        first ??= err
+      }
     }
+    throw first ?? new ParleyError('DECRYPT_FAILED', 'no session with the sender for this message')
   }
-  if (opened.message.kind !== 'prekey') {
-    throw new ParleyError('DECRYPT_FAILED', 'no session with the sender for this message')
+  for (let i = 0; i < known.length; i++) {
+    if (known[i]!.session.matchesPrekeyMessage(opened.message)) {
+      return promote(i, known[i]!.session.decrypt(opened.message))
+    }
   }
   const load = async <T>(kind: 'spk' | 'otp' | 'kem', id: number): Promise<T | undefined> => {
     const raw = await args.loadPrekey(kind, id)
@@ -244,6 +268,7 @@ export async function decrypt(args: {
   })
   return {
     state: result.session.serialize(),
+    previous: known.map((c) => c.bytes).slice(0, MAX_PREVIOUS_SESSIONS),
     content: toDecrypted(decodeContent(result.plaintext)),
     consumedOneTimePrekeys:
       result.consumed.oneTimePrekeyId === undefined ? [] : [result.consumed.oneTimePrekeyId],
