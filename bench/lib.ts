@@ -126,6 +126,7 @@ export function runScript(
   file: string,
   args: string[] = [],
   extraNodeArgs: string[] = [],
+  echo = false,
 ): { pid: number; done: Promise<string>; onLine(f: (line: string) => void): void } {
   const proc = spawn(
     process.execPath,
@@ -142,6 +143,7 @@ export function runScript(
     for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
       const line = buf.slice(0, i)
       buf = buf.slice(i + 1)
+      if (echo) console.log(line)
       for (const l of listeners) l(line)
     }
   })
