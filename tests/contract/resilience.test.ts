@@ -46,7 +46,7 @@ describe('resilience: restarts, offline outbox, identity changes', () => {
     // The relay is down: these are persisted, not sent.
     const ids: string[] = []
     for (let i = 0; i < 10; i++) ids.push((await alice.send(BOB, `queued ${i}`)).id)
-    expect(await alice.pendingCount()).toBe(10)
+    expect(await alice.pendingCount(), 'messages queued while the relay is down').toBe(10)
     await alice.close()
     await env.relay.resume()
     alice = await createClient({
@@ -55,7 +55,7 @@ describe('resilience: restarts, offline outbox, identity changes', () => {
       defaultRegion: 'US',
     })
     await until(() => bobGot.length >= 10, 30_000, 'queued messages')
-    expect(bobGot.map((m) => m.id)).toEqual(ids)
+    expect(bobGot.map((m) => m.id), 'the queued messages, once each, in order').toEqual(ids)
     expect(await alice.pendingCount()).toBe(0)
   })
 
