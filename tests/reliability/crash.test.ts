@@ -45,8 +45,8 @@ describe('crash safety: the relay process SIGKILLed mid-stream', () => {
     bob.on('message', (m) => bobGot.push(m))
     expect((await alice.discover(['+1 415 555 0171']))[0]!.registered).toBe(true)
     expect((await bob.discover(['+1 415 555 0170']))[0]!.registered).toBe(true)
-    // Sessions are set up one way, then answered, before the streams start: simultaneous session initiation
-    // is a separate (known) problem, see 'simultaneous first messages' below.
+    // Sessions are set up one way, then answered, before the streams start, so that this test measures crash
+    // safety; simultaneous session initiation has its own test below.
     await alice.send('+1 415 555 0171', 'hello')
     await until(() => bobGot.length === 1, 20_000, 'hello to bob')
     await bob.send('+1 415 555 0170', 'hello')
