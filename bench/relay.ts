@@ -14,6 +14,8 @@ import { percentile, type Row, record, runScript, sleep, startRelay } from './li
 import { activate, type Device, login, RawClient } from './rawClient.js'
 
 const quick = process.argv.includes('--quick')
+/** Only the SDK path, against no baseline (for profiling the SDK clients with --cpu-prof). */
+const sdkOnly = process.argv.includes('--sdk-only')
 const PAIRS = 4
 const LOADS = quick ? [500] : [500, 1000, 2000]
 const SECONDS = quick ? 2 : 4
@@ -200,6 +202,11 @@ const codes = new CodeInbox()
 await codes.start()
 const dataDir = mkdtempSync(join(tmpdir(), 'parley-bench-relay-'))
 const relay = await startRelay(codes.url, dataDir, [], process.env.BENCH_RELAY_NODE_ARGS?.split(' ') ?? [])
+if (sdkOnly) {
+  console.log(JSON.stringify(await sdkPath(relay.baseUrl, codes, LOADS[0]!, SECONDS)))
+  await relay.stop()
+  process.exit(0)
+}
 const fwd = await forwarderEndpoint()
 const rel = await relayEndpoint(relay.url, codes)
 

@@ -6,7 +6,7 @@ import { ed25519, x25519 } from '@noble/curves/ed25519.js'
 import { hkdf } from '@noble/hashes/hkdf.js'
 import { hmac } from '@noble/hashes/hmac.js'
 import { sha256 } from '@noble/hashes/sha2.js'
-import { randomBytes } from '@noble/hashes/utils.js'
+import { bytesToHex, randomBytes } from '@noble/hashes/utils.js'
 import { getCryptoProvider } from '../cryptoProvider.js'
 import { ParleyError } from '../errors.js'
 
@@ -58,18 +58,33 @@ export function dh(secretKey: Uint8Array, publicKey: Uint8Array): Uint8Array {
   }
 }
 
+/** Recently converted identity keys (public values). Every sealed envelope converts two or three. */
+const montgomeryCache = new Map<string, Uint8Array>()
+const MONTGOMERY_CACHE_SIZE = 512
+
 /**
  * The X25519 (Montgomery) form of an Ed25519 identity public key (RFC 7748 §4.1 birational map).
- * Refuses encodings that are not points and the small-order points.
+ * Refuses encodings that are not points and the small-order points. Results are memoised (a bounded cache of
+ * public keys): the decompression and small-order check cost ~0.3 ms in pure JS, about a tenth of a message.
  */
 export function identityDhPublic(identityKey: Uint8Array): Uint8Array {
+  const id = identityKey instanceof Uint8Array ? bytesToHex(identityKey) : undefined
+  const cached = id === undefined ? undefined : montgomeryCache.get(id)
+  if (cached) return cached.slice()
+  let out: Uint8Array
   try {
     const point = ed25519.Point.fromBytes(identityKey, false)
     if (point.isSmallOrder()) throw new Error('small order')
-    return ed25519.utils.toMontgomery(identityKey)
+    out = ed25519.utils.toMontgomery(identityKey)
   } catch (cause) {
     throw new ParleyError('VERIFICATION_FAILED', 'identity key is not a valid Ed25519 public key', { cause })
   }
+  if (id !== undefined) {
+    if (montgomeryCache.size >= MONTGOMERY_CACHE_SIZE)
+      montgomeryCache.delete(montgomeryCache.keys().next().value!)
+    montgomeryCache.set(id, out.slice())
+  }
+  return out
 }
 
 /** The X25519 scalar of an Ed25519 identity secret key (its clamped SHA-512 expansion, RFC 8032 §5.1.5). */
