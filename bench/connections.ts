@@ -36,7 +36,7 @@ writeFileSync(
 
 /** Opens N connections to `url` from several processes; resolves how many are held and a stop function. */
 async function hold(url: string) {
-  const children = []
+  const children: { child: ReturnType<typeof runScript>; ready: Promise<void> }[] = []
   let held = 0
   for (let start = 0; start < N; start += PER_PROCESS) {
     const child = runScript('connHolder.ts', [

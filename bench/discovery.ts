@@ -86,7 +86,7 @@ async function run(seeded: number, codes: CodeInbox) {
   const results = await client.discover(numbers)
   const wallMs = performance.now() - t0
   const cpuMs = (cpuSeconds(relay.pid) - cpu0) * 1000
-  const found = results.filter((r) => r.registered).map((r) => r.e164)
+  const found = results.filter((r) => r.registered).map((r) => r.e164 ?? '')
   if (seeded > 0 && (found.length !== registered.size || !found.every((n) => registered.has(n)))) {
     throw new Error(`discovery found ${found.length} of ${registered.size} registered contacts`)
   }

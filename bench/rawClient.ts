@@ -18,7 +18,7 @@ type Body = Omit<ClientFrameInput, 'requestId'>
 
 export class RawClient {
   readonly ws: WebSocket
-  nonce = new Uint8Array(32)
+  nonce: Uint8Array = new Uint8Array(32)
   onPush: (f: ServerFrame) => void = () => {}
   bytesIn = 0
   bytesOut = 0

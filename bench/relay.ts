@@ -116,7 +116,7 @@ async function forwarderEndpoint(): Promise<{ ep: Endpoint; stop: () => void; pi
     }),
   )
   const url = `ws://127.0.0.1:${port}`
-  const pairs = []
+  const pairs: Endpoint['pairs'] = []
   for (let i = 0; i < PAIRS; i++) {
     const dev = (n: number): Device => ({
       identity: undefined as never,
@@ -135,7 +135,7 @@ async function forwarderEndpoint(): Promise<{ ep: Endpoint; stop: () => void; pi
 
 async function relayEndpoint(url: string, codes: CodeInbox): Promise<Endpoint> {
   const code = (e164: string) => codes.next(e164)
-  const pairs = []
+  const pairs: Endpoint['pairs'] = []
   for (let i = 0; i < PAIRS; i++) {
     const a = await RawClient.open(url)
     const from = await activate(a, `+1415555${String(1000 + i)}`, code)
