@@ -55,7 +55,10 @@ describe('resilience: restarts, offline outbox, identity changes', () => {
       defaultRegion: 'US',
     })
     await until(() => bobGot.length >= 10, 30_000, 'queued messages')
-    expect(bobGot.map((m) => m.id), 'the queued messages, once each, in order').toEqual(ids)
+    expect(
+      bobGot.map((m) => m.id),
+      'the queued messages, once each, in order',
+    ).toEqual(ids)
     expect(await alice.pendingCount()).toBe(0)
   })
 
