@@ -11,9 +11,9 @@ import type { AddressInfo } from 'node:net'
 import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { Redis } from '../apps/relay/node_modules/ioredis/built/index.js'
-import pg from '../apps/relay/node_modules/pg/lib/index.js'
-import WebSocket from '../apps/relay/node_modules/ws/index.js'
+import { Redis } from 'ioredis'
+import pg from 'pg'
+import WebSocket from 'ws'
 import {
   activationPayload,
   type ClientFrameInput,

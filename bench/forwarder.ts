@@ -4,7 +4,7 @@
 // Run alone: npx tsx forwarder.ts
 import { decodeClientFrame, encodeServerFrame, type ServerFrameInput } from '@parley/protocol'
 // `ws` is a dependency of the relay, not of the bench; reached by path so the bench adds no dependency.
-import { WebSocketServer } from '../apps/relay/node_modules/ws/wrapper.mjs'
+import { WebSocketServer } from 'ws'
 
 const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false })
 const online = new Map<string, { send(data: Uint8Array): void }>()

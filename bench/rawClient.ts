@@ -11,7 +11,7 @@ import {
   parleyErrorFromWire,
   type ServerFrame,
 } from '@parley/protocol'
-import WebSocket from '../apps/relay/node_modules/ws/wrapper.mjs'
+import WebSocket from 'ws'
 import { Identity, prekeys } from '../apps/relay/test/helpers.js'
 
 type Body = Omit<ClientFrameInput, 'requestId'>

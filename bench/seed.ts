@@ -4,7 +4,7 @@
 // make a 1.3 GB file. Only the address (discovery) and the identity key (authentication) matter.
 import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
-import Database from '../apps/relay/node_modules/better-sqlite3/lib/index.js'
+import Database from 'better-sqlite3'
 import { SqliteStore } from '../apps/relay/src/SqliteStore.js'
 
 /** Inserts one account per address; `identityKeys[i]` (32 bytes) or a random one. */

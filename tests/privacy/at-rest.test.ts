@@ -3,20 +3,15 @@
 // to its log contains a number, a verification code, a message text, a sender, or a deactivated account.
 import { randomBytes } from 'node:crypto'
 import { readdirSync, readFileSync } from 'node:fs'
-import { createRequire } from 'node:module'
 import { join } from 'node:path'
 import { createClient, type ParleyClient, WsTransport } from '@parley/node'
 import { decodeClientFrame } from '@parley/protocol'
+import Database from 'better-sqlite3'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { recordingTransport } from '../../packages/client/src/testing/recordingTransport.js'
 import { CodeInbox, clientDir, type Relay, startRelay, until } from '../contract/harness.js'
 import { generateNumbers } from './numbers.js'
 import { bytesNeedles, describeHits, type Needle, NeedleSet, NumberScanner, textNeedles } from './scan.js'
-
-// better-sqlite3 is the relay's own dependency; open its files with the very module that wrote them.
-const Database = createRequire(new URL('../../apps/relay/package.json', import.meta.url))(
-  'better-sqlite3',
-) as typeof import('better-sqlite3')
 
 const ACCOUNTS = 20
 const DEACTIVATED = 10 // accounts 0..9

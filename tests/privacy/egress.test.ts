@@ -1,11 +1,11 @@
 // Egress audit (DESIGN.md §1 P1, P3): every connection a client opens and every frame it sends, recorded by an
 // instrumented transport against a real relay process, and scanned for the numbers it was asked about.
 import { join } from 'node:path'
+import { ristretto255 } from '@noble/curves/ed25519.js'
 import { createClient, type ParleyClient, ParleyError, WsTransport } from '@parley/node'
 import { type ClientFrame, decodeClientFrame } from '@parley/protocol'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { recordingTransport } from '../../packages/client/src/testing/recordingTransport.js'
-import { ristretto255 } from '../../packages/protocol/node_modules/@noble/curves/ed25519.js'
 import { CodeInbox, clientDir, type Relay, startRelay, until } from '../contract/harness.js'
 import { generateNumbers } from './numbers.js'
 import { describeHits, NumberScanner } from './scan.js'

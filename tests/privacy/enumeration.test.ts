@@ -15,8 +15,8 @@ import {
   type ServerFrame,
 } from '@parley/protocol'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import WebSocket from 'ws'
 import { CodeInbox, clientDir, type Relay, startRelay } from '../contract/harness.js'
-import WebSocket from '../contract/node_modules/ws/index.js'
 import { generateNumbers } from './numbers.js'
 import { describeHits, NumberScanner } from './scan.js'
 

@@ -1,10 +1,5 @@
-// `ws` and `better-sqlite3` are the relay's own dependencies; resolving them from apps/relay keeps this package
-// runnable before a `pnpm install` links its node_modules (vitest aliases only the @parley/* packages).
-import { createRequire } from 'node:module'
+// The reliability suite's third-party modules, in one place.
+import Database from 'better-sqlite3'
+import WebSocket from 'ws'
 
-const require = createRequire(new URL('../../apps/relay/package.json', import.meta.url))
-
-/** The `ws` WebSocket class. */
-export const WebSocket = require('ws') as typeof import('ws').default
-/** better-sqlite3's Database constructor. */
-export const Database = require('better-sqlite3') as typeof import('better-sqlite3')
+export { Database, WebSocket }
