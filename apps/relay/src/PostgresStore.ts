@@ -8,6 +8,7 @@
  * @module
  */
 import pg from 'pg'
+import { type AccountRow, buf, runs, u8 } from './internal/rows.js'
 import type {
   Account,
   EnqueueInput,
@@ -96,35 +97,6 @@ export interface PostgresStoreOptions {
   maxConnections?: number
   /** Connect timeout (default 5 s). */
   connectTimeoutMs?: number
-}
-
-interface AccountRow {
-  address: Buffer
-  device_id: number
-  identity_key: Buffer
-  signed_prekey_id: number
-  signed_prekey: Buffer
-  signed_prekey_sig: Buffer
-  kem_prekey_id: number
-  kem_prekey: Buffer
-  kem_prekey_sig: Buffer
-  mailbox_head_seq: number
-  mailbox_count: number
-  created_at_ms: number
-}
-
-const u8 = (b: Buffer): Uint8Array => new Uint8Array(b.buffer, b.byteOffset, b.length)
-const buf = (b: Uint8Array): Buffer => Buffer.from(b.buffer, b.byteOffset, b.length)
-
-/** Groups sorted sequence numbers into runs of consecutive integers. */
-function runs(seqs: number[]): [number, number][] {
-  const out: [number, number][] = []
-  for (const s of seqs) {
-    const last = out[out.length - 1]
-    if (last && last[1] + 1 === s) last[1] = s
-    else out.push([s, s])
-  }
-  return out
 }
 
 // BIGINT columns hold sequence numbers, device ids and millisecond times, all far below 2^53: read them as

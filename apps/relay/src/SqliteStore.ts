@@ -5,6 +5,7 @@
  * @module
  */
 import Database from 'better-sqlite3'
+import { type AccountRow, buf, runs, u8 } from './internal/rows.js'
 import type {
   Account,
   EnqueueInput,
@@ -81,35 +82,6 @@ const MIGRATIONS: { version: number; sql: string }[] = [
 
 /** The highest schema version this code knows. */
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version
-
-interface AccountRow {
-  address: Buffer
-  device_id: number
-  identity_key: Buffer
-  signed_prekey_id: number
-  signed_prekey: Buffer
-  signed_prekey_sig: Buffer
-  kem_prekey_id: number
-  kem_prekey: Buffer
-  kem_prekey_sig: Buffer
-  mailbox_head_seq: number
-  mailbox_count: number
-  created_at_ms: number
-}
-
-const u8 = (b: Buffer): Uint8Array => new Uint8Array(b.buffer, b.byteOffset, b.length)
-const buf = (b: Uint8Array): Buffer => Buffer.from(b.buffer, b.byteOffset, b.length)
-
-/** Groups sorted sequence numbers into runs of consecutive integers. */
-function runs(seqs: number[]): [number, number][] {
-  const out: [number, number][] = []
-  for (const s of seqs) {
-    const last = out[out.length - 1]
-    if (last && last[1] + 1 === s) last[1] = s
-    else out.push([s, s])
-  }
-  return out
-}
 
 /** SQLite implementation of {@link Store}. */
 export class SqliteStore implements Store {

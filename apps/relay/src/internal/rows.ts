@@ -1,0 +1,33 @@
+// Row shapes and byte helpers shared by the SQL stores (SQLite and PostgreSQL), so the two cannot drift.
+
+/** An `accounts` row as both stores read it (bytes as Buffers, integers as numbers). */
+export interface AccountRow {
+  address: Buffer
+  device_id: number
+  identity_key: Buffer
+  signed_prekey_id: number
+  signed_prekey: Buffer
+  signed_prekey_sig: Buffer
+  kem_prekey_id: number
+  kem_prekey: Buffer
+  kem_prekey_sig: Buffer
+  mailbox_head_seq: number
+  mailbox_count: number
+  created_at_ms: number
+}
+
+/** A Buffer from the database as a plain Uint8Array view. */
+export const u8 = (b: Buffer): Uint8Array => new Uint8Array(b.buffer, b.byteOffset, b.length)
+/** A Uint8Array as a Buffer view, for the database driver. */
+export const buf = (b: Uint8Array): Buffer => Buffer.from(b.buffer, b.byteOffset, b.length)
+
+/** Groups sorted sequence numbers into runs of consecutive integers (for gap notices). */
+export function runs(seqs: number[]): [number, number][] {
+  const out: [number, number][] = []
+  for (const s of seqs) {
+    const last = out[out.length - 1]
+    if (last && last[1] + 1 === s) last[1] = s
+    else out.push([s, s])
+  }
+  return out
+}
