@@ -26,6 +26,7 @@ import {
   type ServerFrame,
   signedPrekeyPayload,
 } from '../packages/protocol/src/index.js' // the source, so the bench needs no build step
+import { onLines } from '../tests/contract/harness.js'
 
 const RELAY_DIR = fileURLToPath(new URL('../apps/relay/', import.meta.url))
 const PG_URL = process.env.PARLEY_BENCH_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
@@ -74,18 +75,11 @@ async function startNode(dataDir: string, extra: string[]): Promise<Node> {
     { cwd: RELAY_DIR, stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, NODE_OPTIONS: '' } },
   )
   const url = await new Promise<string>((resolve, reject) => {
-    let buf = ''
-    proc.stdout!.setEncoding('utf8')
-    proc.stdout!.on('data', (chunk: string) => {
-      buf += chunk
-      for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
-        const line = buf.slice(0, i)
-        buf = buf.slice(i + 1)
-        try {
-          const entry = JSON.parse(line) as { msg?: string; url?: string }
-          if (entry.msg === 'relay listening' && entry.url) resolve(entry.url)
-        } catch {}
-      }
+    onLines(proc.stdout!, (line) => {
+      try {
+        const entry = JSON.parse(line) as { msg?: string; url?: string }
+        if (entry.msg === 'relay listening' && entry.url) resolve(entry.url)
+      } catch {}
     })
     proc.once('exit', (code) => reject(new Error(`relay exited with ${code}`)))
   })

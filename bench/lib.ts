@@ -4,6 +4,7 @@ import { spawn } from 'node:child_process'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { availableParallelism, cpus, totalmem } from 'node:os'
 import { fileURLToPath } from 'node:url'
+import { onLines } from '../tests/contract/harness.js'
 
 export const ROOT = fileURLToPath(new URL('..', import.meta.url))
 export const RESULTS = fileURLToPath(new URL('./results.json', import.meta.url))
@@ -135,17 +136,10 @@ export function runScript(
   )
   const listeners: ((line: string) => void)[] = []
   let out = ''
-  let buf = ''
-  proc.stdout!.setEncoding('utf8')
-  proc.stdout!.on('data', (chunk: string) => {
-    out += chunk
-    buf += chunk
-    for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
-      const line = buf.slice(0, i)
-      buf = buf.slice(i + 1)
-      if (echo) console.log(line)
-      for (const l of listeners) l(line)
-    }
+  onLines(proc.stdout!, (line) => {
+    out += `${line}\n`
+    if (echo) console.log(line)
+    for (const l of listeners) l(line)
   })
   const done = new Promise<string>((resolve, reject) =>
     proc.once('exit', (code) =>
@@ -209,22 +203,15 @@ export async function startRelay(
   )
   const port = await new Promise<number>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`relay did not start:\n${output.join('\n')}`)), 60_000)
-    let buf = ''
-    proc.stdout!.setEncoding('utf8')
-    proc.stdout!.on('data', (chunk: string) => {
-      buf += chunk
-      for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
-        const line = buf.slice(0, i)
-        buf = buf.slice(i + 1)
-        if (output.length < 2000) output.push(line)
-        try {
-          const entry = JSON.parse(line) as { msg?: string; port?: number }
-          if (entry.msg === 'relay listening' && entry.port) {
-            clearTimeout(timer)
-            resolve(entry.port)
-          }
-        } catch {}
-      }
+    onLines(proc.stdout!, (line) => {
+      if (output.length < 2000) output.push(line)
+      try {
+        const entry = JSON.parse(line) as { msg?: string; port?: number }
+        if (entry.msg === 'relay listening' && entry.port) {
+          clearTimeout(timer)
+          resolve(entry.port)
+        }
+      } catch {}
     })
     proc.stderr!.setEncoding('utf8')
     proc.stderr!.on('data', (chunk: string) => {

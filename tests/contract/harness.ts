@@ -8,7 +8,6 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { createClient, type NodeClientOptions, type ParleyClient } from '@parley/node'
-import { afterAll, beforeAll } from 'vitest'
 
 const RELAY_DIR = fileURLToPath(new URL('../../apps/relay/', import.meta.url))
 
@@ -86,6 +85,20 @@ export class CodeInbox {
   }
 }
 
+/** Calls `onLine` with every complete line a child process writes to `stream` (UTF-8). */
+export function onLines(stream: NodeJS.ReadableStream, onLine: (line: string) => void): void {
+  let buf = ''
+  stream.setEncoding('utf8')
+  stream.on('data', (chunk: string) => {
+    buf += chunk
+    for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
+      const line = buf.slice(0, i)
+      buf = buf.slice(i + 1)
+      onLine(line)
+    }
+  })
+}
+
 /** Spawns the relay CLI with the webhook verifier; `port` 0 picks a free one. */
 export async function startRelay(codes: CodeInbox, extraArgs: string[] = []): Promise<Relay> {
   const dataDir = mkdtempSync(join(tmpdir(), 'parley-contract-'))
@@ -119,23 +132,16 @@ export async function startRelay(codes: CodeInbox, extraArgs: string[] = []): Pr
     )
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`relay did not start:\n${output.join('\n')}`)), 30_000)
-      let buf = ''
-      proc.stdout!.setEncoding('utf8')
-      proc.stdout!.on('data', (chunk: string) => {
-        buf += chunk
-        for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
-          const line = buf.slice(0, i)
-          buf = buf.slice(i + 1)
-          output.push(line)
-          try {
-            const entry = JSON.parse(line) as { msg?: string; port?: number }
-            if (entry.msg === 'relay listening' && entry.port) {
-              port = entry.port
-              clearTimeout(timer)
-              resolve()
-            }
-          } catch {}
-        }
+      onLines(proc.stdout!, (line) => {
+        output.push(line)
+        try {
+          const entry = JSON.parse(line) as { msg?: string; port?: number }
+          if (entry.msg === 'relay listening' && entry.port) {
+            port = entry.port
+            clearTimeout(timer)
+            resolve()
+          }
+        } catch {}
       })
       proc.stderr!.setEncoding('utf8')
       proc.stderr!.on('data', (chunk: string) => output.push(chunk))
@@ -208,21 +214,4 @@ export async function until(
     if (Date.now() - start > timeoutMs) throw new Error(`timed out waiting for ${what}`)
     await new Promise((r) => setTimeout(r, 20))
   }
-}
-
-/**
- * For a describe block: starts a code inbox and a relay before its tests and stops both after them.
- * Read `env.relay` inside hooks and tests (it is set once the suite starts).
- */
-export function useRelay(extraArgs: string[] = []): { codes: CodeInbox; relay: Relay } {
-  const env = { codes: new CodeInbox(), relay: undefined as unknown as Relay }
-  beforeAll(async () => {
-    await env.codes.start()
-    env.relay = await startRelay(env.codes, extraArgs)
-  })
-  afterAll(async () => {
-    await env.relay?.stop()
-    await env.codes.close()
-  })
-  return env
 }

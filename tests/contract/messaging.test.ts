@@ -1,7 +1,8 @@
 import { join } from 'node:path'
 import { createClient, type IncomingMessage, type ParleyClient, ParleyError } from '@parley/node'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { activatedClient, clientDir, until, useRelay } from './harness.js'
+import { activatedClient, clientDir, until } from './harness.js'
+import { useRelay } from './useRelay.js'
 
 const ALICE = '+1 415 555 0100'
 const BOB = '+1 415 555 0101'

@@ -6,7 +6,8 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { describe, expect, it } from 'vitest'
-import { activatedClient, clientDir, useRelay } from './harness.js'
+import { activatedClient, clientDir } from './harness.js'
+import { useRelay } from './useRelay.js'
 
 const here = fileURLToPath(new URL('.', import.meta.url))
 const readme = readFileSync(join(here, '..', '..', 'README.md'), 'utf8')

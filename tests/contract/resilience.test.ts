@@ -1,7 +1,8 @@
 import { join } from 'node:path'
 import { createClient, type IdentityChange, type IncomingMessage, type ParleyClient } from '@parley/node'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { activatedClient, clientDir, until, useRelay } from './harness.js'
+import { activatedClient, clientDir, until } from './harness.js'
+import { useRelay } from './useRelay.js'
 
 const ALICE = '+1 415 555 0110'
 const BOB = '+1 415 555 0111'

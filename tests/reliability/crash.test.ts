@@ -6,7 +6,15 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { IncomingMessage, ParleyClient } from '@parley/node'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { activatedClient, CodeInbox, clientDir, type Relay, startRelay, until } from '../contract/harness.js'
+import {
+  activatedClient,
+  CodeInbox,
+  clientDir,
+  onLines,
+  type Relay,
+  startRelay,
+  until,
+} from '../contract/harness.js'
 import { RUN, report, timeoutFor } from './config.js'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
@@ -153,21 +161,14 @@ class SenderProcess {
     )
     this.proc = proc
     this.exited = new Promise((r) => proc.once('exit', () => r()))
-    let buf = ''
-    proc.stdout!.setEncoding('utf8')
-    proc.stdout!.on('data', (chunk: string) => {
-      buf += chunk
-      for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
-        const line = buf.slice(0, i)
-        buf = buf.slice(i + 1)
-        const m = /^sent (\d+) ([0-9a-f]{32})$/.exec(line)
-        if (m) {
-          const n = Number(m[1])
-          this.sent.set(n, [...(this.sent.get(n) ?? []), m[2]!])
-          this.lastSent = Math.max(this.lastSent, n)
-        } else if (line === 'all sent') this.allSent = true
-        else if (line === 'outbox empty') this.outboxEmpty = true
-      }
+    onLines(proc.stdout!, (line) => {
+      const m = /^sent (\d+) ([0-9a-f]{32})$/.exec(line)
+      if (m) {
+        const n = Number(m[1])
+        this.sent.set(n, [...(this.sent.get(n) ?? []), m[2]!])
+        this.lastSent = Math.max(this.lastSent, n)
+      } else if (line === 'all sent') this.allSent = true
+      else if (line === 'outbox empty') this.outboxEmpty = true
     })
     proc.stderr!.setEncoding('utf8')
     proc.stderr!.on('data', (c: string) => (this.stderr += c))
