@@ -32,6 +32,8 @@ export interface RelayConfig {
   logLevel: string
   /** Take the client IP from the first `X-Forwarded-For` entry (only behind a trusted proxy). */
   trustProxy: boolean
+  /** Serve the demo page at `/` (development convenience; turn it off in production). */
+  demo: boolean
   /** Hex key for the keyed hash of numbers (rate limits); random per process when empty. */
   numberHashKey: string
   /** `sqlite` (one file in `dataDir`) or `postgres://…[?schema=<name>]` (shared by every node). */
@@ -115,6 +117,7 @@ export const DEFAULT_CONFIG: RelayConfig = {
   webhookTimeoutMs: 10_000,
   logLevel: 'info',
   trustProxy: false,
+  demo: true,
   numberHashKey: '',
   store: 'sqlite',
   redis: '',
@@ -183,6 +186,7 @@ const OPTIONS: Option[] = [
     kind: 'bool',
     help: 'use X-Forwarded-For for the client IP (behind a trusted proxy only)',
   },
+  { key: 'demo', kind: 'bool', help: 'serve the demo page at / (use --demo false in production)' },
   {
     key: 'numberHashKey',
     kind: 'string',

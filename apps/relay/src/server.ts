@@ -214,7 +214,7 @@ export async function startRelay(options: RelayOptions = {}): Promise<RunningRel
         (text) => res.writeHead(200, { 'content-type': ctx.metrics.registry.contentType }).end(text),
         () => res.writeHead(500).end(),
       )
-    } else if (!serveDemo(path ?? '/', req, res, log)) {
+    } else if (!(config.demo && serveDemo(path ?? '/', req, res, log))) {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n')
     }
   })

@@ -3,6 +3,24 @@ import { request } from 'node:http'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type RunningRelay, startRelay } from '../../../apps/relay/src/index.js'
 
+describe('the demo page can be turned off', () => {
+  it('answers 404 at / with --demo false', async () => {
+    const relay = await startRelay({
+      port: 0,
+      host: '127.0.0.1',
+      dataDir: ':memory:',
+      logLevel: 'silent',
+      demo: false,
+    })
+    try {
+      expect((await fetch(`${relay.httpUrl}/`)).status).toBe(404)
+      expect((await fetch(`${relay.httpUrl}/healthz`)).status).toBe(200)
+    } finally {
+      await relay.close()
+    }
+  })
+})
+
 describe('the relay serves the demo page', () => {
   let relay: RunningRelay
 
