@@ -1,47 +1,9 @@
-// Unit tests of the SQLite store: migrations, accounts, prekeys, mailbox order, idempotency, gaps, erasure.
-import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
 import { afterEach, describe, expect, it } from 'vitest'
 import { SCHEMA_VERSION, SqliteStore } from '../src/SqliteStore.js'
-import type { PrekeySet } from '../src/Store.js'
+import { bytes, enqueue, hex, key, register } from './conformance/store.js'
 import { tempDir } from './helpers.js'
-
-const bytes = (n: number) => new Uint8Array(randomBytes(n))
-const key = (keyId: number, n = 32) => ({ keyId, publicKey: bytes(n), signature: bytes(64) })
-const hex = (b: Uint8Array) => Buffer.from(b).toString('hex')
-
-function register(store: SqliteStore, address = bytes(32), extra: Partial<PrekeySet> = {}) {
-  return store
-    .registerDevice({
-      address,
-      identityKey: bytes(32),
-      signedPrekey: key(1),
-      lastResortKemPrekey: key(1, 1184),
-      oneTimePrekeys: extra.oneTimePrekeys ?? [
-        { keyId: 2, publicKey: bytes(32) },
-        { keyId: 1, publicKey: bytes(32) },
-      ],
-      oneTimeKemPrekeys: extra.oneTimeKemPrekeys ?? [key(5, 1184)],
-      nowMs: 1000,
-    })
-    .then((r) => ({ ...r, address }))
-}
-
-const enqueue = (
-  store: SqliteStore,
-  address: Uint8Array,
-  deviceId = 1,
-  opts: { at?: number; max?: number } = {},
-) =>
-  store.enqueue({
-    address,
-    deviceId,
-    messageId: bytes(16),
-    envelope: bytes(20),
-    receivedAtMs: opts.at ?? Date.now(),
-    maxMessages: opts.max ?? 100,
-  })
 
 describe('SqliteStore', () => {
   const stores: SqliteStore[] = []

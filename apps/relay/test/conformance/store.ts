@@ -19,11 +19,15 @@ export interface StoreHarness {
   cleanup(): Promise<void>
 }
 
-const bytes = (n: number) => new Uint8Array(randomBytes(n))
-const key = (keyId: number, n = 32) => ({ keyId, publicKey: bytes(n), signature: bytes(64) })
-const hex = (b: Uint8Array) => Buffer.from(b).toString('hex')
+/** Random bytes. */
+export const bytes = (n: number) => new Uint8Array(randomBytes(n))
+/** A signed prekey stand-in (random key and signature: stores do not verify). */
+export const key = (keyId: number, n = 32) => ({ keyId, publicKey: bytes(n), signature: bytes(64) })
+/** Lower-case hex. */
+export const hex = (b: Uint8Array) => Buffer.from(b).toString('hex')
 
-function register(store: Store, address = bytes(32), extra: Partial<PrekeySet> = {}) {
+/** Registers a device with a few prekeys at `address`. */
+export function register(store: Store, address = bytes(32), extra: Partial<PrekeySet> = {}) {
   return store
     .registerDevice({
       address,
@@ -40,7 +44,8 @@ function register(store: Store, address = bytes(32), extra: Partial<PrekeySet> =
     .then((r) => ({ ...r, address }))
 }
 
-const enqueue = (
+/** Enqueues one random envelope for a device. */
+export const enqueue = (
   store: Store,
   address: Uint8Array,
   deviceId = 1,
