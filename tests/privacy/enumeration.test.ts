@@ -100,9 +100,16 @@ describe('a scripted enumerator (P7)', () => {
     }
     const after = await metrics(relay)
     const delta = (k: string) => (after.get(k) ?? 0) - (before.get(k) ?? 0)
-    expect(delta('parley_relay_rate_limited_total{scope="oprf_account"}')).toBe(refusals.length)
-    expect(delta('parley_relay_errors_total{code="RATE_LIMITED"}')).toBeGreaterThanOrEqual(refusals.length)
-    expect(delta('parley_relay_oprf_evaluations_total')).toBe(evaluated)
+    // The SDK pipelines discovery: one request may already be on its way when the previous one is refused, so
+    // the relay counts one or two refusals per refused discover() call, and may have evaluated part of a call
+    // that failed as a whole — never more than the quota.
+    const refused = delta('parley_relay_rate_limited_total{scope="oprf_account"}')
+    expect(refused).toBeGreaterThanOrEqual(refusals.length)
+    expect(refused).toBeLessThanOrEqual(2 * refusals.length)
+    expect(delta('parley_relay_errors_total{code="RATE_LIMITED"}')).toBeGreaterThanOrEqual(refused)
+    const relayEvaluated = delta('parley_relay_oprf_evaluations_total')
+    expect(relayEvaluated).toBeGreaterThanOrEqual(evaluated)
+    expect(relayEvaluated).toBeLessThanOrEqual(ACCOUNT_QUOTA)
   })
 
   it('without an account: new connections from one IP share one quota, then RATE_LIMITED', async () => {

@@ -15,6 +15,7 @@ import {
   type NumberMetadata,
   normalizeNumberWith,
   numberToOprfInput,
+  type OprfBlinded,
   oprfBlind,
   oprfFinalize,
   ParleyError,
@@ -48,6 +49,8 @@ const MAX_TEXT_BYTES = 64 * 1024
 const DEFAULT_DISCOVERY_TTL_MS = 24 * 3600_000
 const ACK_BATCH = 500
 const BUSY_RETRIES = 5
+/** OPRF elements per request when pipelining discovery (smaller chunks overlap more; each costs a proof). */
+const OPRF_PIPELINE_CHUNK = 125
 const SIGNED_PREKEY_ROTATE_MS = 7 * 24 * 3600_000
 const SIGNED_PREKEY_GRACE_MS = 31 * 24 * 3600_000
 const ACK_DELAY_MS = 10
@@ -965,33 +968,50 @@ export class ParleyClient {
       if (cached === undefined) missing.push(e164)
       else tokens.set(e164, cached)
     }
-    const batch = this.#link.hello?.limits?.maxDiscoveryBatch || 500
-    for (let i = 0; i < missing.length; i += batch) {
-      const chunk = missing.slice(i, i + batch)
-      const inputs = chunk.map((n) => numberToOprfInput(n))
-      const blinded = inputs.map((input) => oprfBlind(input))
-      const frame = await this.#requestBusyAware(
-        { oprfEvaluate: { keyId, blindedElements: blinded.map((b) => b.blindedElement) } },
-        signal,
-      )
-      const evaluated = expectBody(frame, 'oprfEvaluated')
-      if (evaluated.keyId !== keyId)
+    // Pipelined: while the relay evaluates one chunk, this thread blinds the next and finalises the last, so
+    // the client's and the relay's arithmetic overlap instead of taking turns.
+    const size = Math.min(this.#link.hello?.limits?.maxDiscoveryBatch || 500, OPRF_PIPELINE_CHUNK)
+    type InFlight = {
+      chunk: string[]
+      inputs: Uint8Array[]
+      blinded: OprfBlinded[]
+      reply: Promise<ServerFrame>
+    }
+    const finish = async (f: InFlight): Promise<void> => {
+      const evaluated = expectBody(await f.reply, 'oprfEvaluated')
+      if (evaluated.keyId !== keyId) {
         throw new ParleyError('VERIFICATION_FAILED', 'the relay evaluated with another key')
+      }
       const outputs = oprfFinalize(
-        inputs,
-        blinded.map((b) => b.blind),
+        f.inputs,
+        f.blinded.map((b) => b.blind),
         evaluated.evaluatedElements ?? [],
-        blinded.map((b) => b.blindedElement),
+        f.blinded.map((b) => b.blindedElement),
         evaluated.proof ?? new Uint8Array(0),
         pinned,
       )
       const writes: StoreWrite[] = []
-      chunk.forEach((e164, j) => {
+      f.chunk.forEach((e164, j) => {
         tokens.set(e164, outputs[j]!)
         writes.push({ key: K.token(keyId, e164), value: outputs[j]! })
       })
       await this.#store.write(writes)
     }
+    // Tokens finished before a failure stay cached; the rest are asked again next time.
+    let previous: InFlight | null = null
+    for (let i = 0; i < missing.length; i += size) {
+      const chunk = missing.slice(i, i + size)
+      const inputs = chunk.map((n) => numberToOprfInput(n))
+      const blinded = inputs.map((input) => oprfBlind(input))
+      const reply = this.#requestBusyAware(
+        { oprfEvaluate: { keyId, blindedElements: blinded.map((b) => b.blindedElement) } },
+        signal,
+      )
+      reply.catch(() => {}) // awaited in finish(); must not count as unhandled while the previous one finishes
+      if (previous !== null) await finish(previous)
+      previous = { chunk, inputs, blinded, reply }
+    }
+    if (previous !== null) await finish(previous)
     return e164s.map((n) => tokens.get(n)!)
   }
 
