@@ -26,6 +26,8 @@ export interface Fanout {
   publish(addressHex: string, event: FanoutEvent): Promise<void>
   /** Stops delivering events. */
   close(): Promise<void>
+  /** Rejects when the fan-out cannot deliver (its backend is unreachable); used by `/readyz`. */
+  ping?(): Promise<void>
 }
 
 /** In-process {@link Fanout}: enough for a single relay node. */

@@ -121,6 +121,11 @@ export class RedisFanout implements Fanout {
     return this.#listeners.size
   }
 
+  /** Rejects unless both Redis connections answer (a node that cannot fan out is not ready). */
+  async ping(): Promise<void> {
+    await Promise.all([this.#pub.ping(), this.#sub.ping()])
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true

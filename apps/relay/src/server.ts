@@ -202,12 +202,15 @@ export async function startRelay(options: RelayOptions = {}): Promise<RunningRel
     if (path === '/healthz') {
       res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n')
     } else if (path === '/readyz') {
-      ctx.store.ping().then(
+      Promise.all([
+        ctx.store.ping().catch(() => Promise.reject('store unavailable')),
+        ctx.fanout.ping?.().catch(() => Promise.reject('fan-out unavailable')),
+      ]).then(
         () => {
           if (closing) res.writeHead(503, { 'content-type': 'text/plain' }).end('shutting down\n')
           else res.writeHead(200, { 'content-type': 'text/plain' }).end('ready\n')
         },
-        () => res.writeHead(503, { 'content-type': 'text/plain' }).end('store unavailable\n'),
+        (why: unknown) => res.writeHead(503, { 'content-type': 'text/plain' }).end(`${String(why)}\n`),
       )
     } else if (path === '/metrics') {
       ctx.metrics.registry.metrics().then(

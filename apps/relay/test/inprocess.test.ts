@@ -6,6 +6,7 @@ import type { AddressInfo } from 'node:net'
 import { GapReason } from '@parley/protocol'
 import { describe, expect, it } from 'vitest'
 import { DEFAULT_CONFIG, helpText, parseConfig } from '../src/config.js'
+import { LocalFanout } from '../src/Fanout.js'
 import { type RelayOptions, startRelay } from '../src/index.js'
 import { MemoryRateLimiter } from '../src/RateLimiter.js'
 import { type VerificationRequest, type Verifier, WebhookVerifier } from '../src/Verifier.js'
@@ -47,6 +48,23 @@ describe('startRelay (in-process)', () => {
     expect((await fetch(`${relay.httpUrl}/readyz`)).status).toBe(200)
     await Promise.all([relay.close(), relay.close()])
     await expect(fetch(`${relay.httpUrl}/healthz`)).rejects.toThrow()
+  })
+
+  it('is not ready while its fan-out cannot deliver (e.g. Redis down)', async () => {
+    let up = true
+    const fanout = Object.assign(new LocalFanout(), {
+      ping: async () => {
+        if (!up) throw new Error('redis down')
+      },
+    })
+    const { relay } = await inProcess({ fanout })
+    expect((await fetch(`${relay.httpUrl}/readyz`)).status).toBe(200)
+    up = false
+    const res = await fetch(`${relay.httpUrl}/readyz`)
+    expect(res.status).toBe(503)
+    expect(await res.text()).toBe('fan-out unavailable\n')
+    expect((await fetch(`${relay.httpUrl}/healthz`)).status).toBe(200)
+    await relay.close()
   })
 
   it('reports evicted mail as a gap before the remaining deliveries, then pushes new mail live', async () => {

@@ -19,6 +19,11 @@ const address = () => `${(++n).toString(16).padStart(8, '0')}${'ab'.repeat(28)}`
 export function fanoutConformance(h: FanoutHarness): void {
   afterAll(() => h.cleanup())
 
+  it('answers a readiness ping while it can deliver (when it has one)', async () => {
+    const [a, b] = await h.cluster()
+    for (const node of [a, b]) if (node.ping) await expect(node.ping()).resolves.toBeUndefined()
+  })
+
   it('delivers a notice published on any node to every listener of the address, on every node', async () => {
     const [a, b] = await h.cluster()
     const addr = address()
