@@ -132,3 +132,51 @@ describe('a burst of activations', () => {
     await Promise.all(clients.map((c) => c.close()))
   })
 })
+
+describe('a sender that lies about its number', () => {
+  const env = useRelay()
+
+  async function oprfEvaluations(): Promise<number> {
+    const text = await (await fetch(`${env.relay.httpUrl}/metrics`)).text()
+    const m = /^parley_relay_oprf_evaluations_total (\d+)/m.exec(text)
+    return Number(m?.[1] ?? 0)
+  }
+
+  it('is shown without a number, and costs the recipient at most one OPRF evaluation', async () => {
+    const dir = clientDir()
+    const alice = await activatedClient(env.relay, env.codes, '+1 415 555 0160')
+    const got: IncomingMessage[] = []
+    alice.on('message', (m) => got.push(m))
+    const mallory = await activatedClient(env.relay, env.codes, '+1 415 555 0161', {
+      storePath: join(dir, 'mallory.db'),
+    })
+    await mallory.discover(['+1 415 555 0160'])
+    await mallory.close()
+    // Mallory's device claims a different (false) number in each message it sends.
+    const { SqliteStore } = await import('@parley/node')
+    const claim = async (e164: string) => {
+      const store = SqliteStore.open(join(dir, 'mallory.db'))
+      const account = JSON.parse(new TextDecoder().decode(await store.get('account'))) as { e164: string }
+      account.e164 = e164
+      await store.write([{ key: 'account', value: new TextEncoder().encode(JSON.stringify(account)) }])
+      await store.close()
+    }
+    const before = await oprfEvaluations()
+    for (let i = 0; i < 5; i++) {
+      await claim(`+1415555019${i}`)
+      const liar = await createClient({
+        relayUrl: env.relay.url,
+        storePath: join(dir, 'mallory.db'),
+        defaultRegion: 'US',
+      })
+      await liar.send('+1 415 555 0160', `lie ${i}`)
+      await until(async () => (await liar.pendingCount()) === 0, 10_000, 'the relay to accept')
+      await liar.close()
+    }
+    await until(() => got.length === 5, 20_000, 'five messages')
+    expect(got.map((m) => m.from)).toEqual([null, null, null, null, null])
+    expect(new Set(got.map((m) => m.fromAddress)).size).toBe(1)
+    expect((await oprfEvaluations()) - before).toBeLessThanOrEqual(1)
+    await alice.close()
+  })
+})

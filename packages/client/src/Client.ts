@@ -68,6 +68,8 @@ const K = {
   token: (keyId: number, e164: string) => `oprf/token/${pad(keyId)}/${e164}`,
   contact: (e164: string) => `contact/${e164}`,
   byAddress: (addressHex: string) => `address/${addressHex}`,
+  /** Set when a sender's claimed number did not match its address: no further OPRF spent on its claims. */
+  refutedClaim: (addressHex: string) => `claim/refuted/${addressHex}`,
   session: (addressHex: string) => `session/${addressHex}`,
   /** The last identity key seen for a contact, kept even when the session is dropped. */
   identity: (addressHex: string) => `identity/${addressHex}`,
@@ -750,34 +752,43 @@ export class ParleyClient {
 
   /** The sender's stated number, if its OPRF address matches the authenticated sender address. */
   async #verifiedSender(stated: string | undefined, address: Uint8Array): Promise<string | null> {
-    if (!stated) {
-      const known = await this.#store.get(K.byAddress(toHex(address)))
-      return known === undefined ? null : decodeRecord<string>(known)
-    }
+    const addressHex = toHex(address)
+    const raw = await this.#store.get(K.byAddress(addressHex))
+    const known = raw === undefined ? null : decodeRecord<string>(raw)
+    if (!stated) return known
     let e164: string
     try {
       e164 = normalizeNumberWith(await this.#metadata(), stated)
     } catch {
       return null
     }
+    // An address has one number; once it is known, a different claim is simply false.
+    if (known !== null) return known === e164 ? e164 : null
     const contact = await this.#contact(e164)
     if (contact !== null) return e2e.equal(contact.address, address) ? e164 : null
+    // At most one OPRF evaluation per sender address, ever: a sender cannot drain this account's discovery quota
+    // by claiming number after number.
+    if ((await this.#store.get(K.refutedClaim(addressHex))) !== undefined) return null
+    let derived: Uint8Array
     try {
       const [token] = await this.#tokens([e164])
       if (token === undefined) return null
-      const derived = addressFromToken(token)
-      if (!e2e.equal(derived, address)) return null
-      await this.#store.write([
-        {
-          key: K.contact(e164),
-          value: encodeRecord({ e164, address, registered: true, checkedAt: this.#clock.now() }),
-        },
-        { key: K.byAddress(toHex(address)), value: encodeRecord(e164) },
-      ])
-      return e164
+      derived = addressFromToken(token)
     } catch {
+      return null // not checked (offline, out of quota): shown without a number, checked again next time
+    }
+    if (!e2e.equal(derived, address)) {
+      await this.#store.write([{ key: K.refutedClaim(addressHex), value: encodeRecord(this.#clock.now()) }])
       return null
     }
+    await this.#store.write([
+      {
+        key: K.contact(e164),
+        value: encodeRecord({ e164, address, registered: true, checkedAt: this.#clock.now() }),
+      },
+      { key: K.byAddress(addressHex), value: encodeRecord(e164) },
+    ])
+    return e164
   }
 
   // ───────────────────────────── sending ─────────────────────────────
