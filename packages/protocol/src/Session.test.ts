@@ -3,7 +3,7 @@
 import { ed25519 } from '@noble/curves/ed25519.js'
 import { describe, expect, it } from 'vitest'
 import { makeDevice, seededRandom } from '../test/e2e/helpers.js'
-import { parley } from './gen/parley.js'
+import type { parley } from './gen/parley.js'
 import {
   type CiphertextMessage,
   openEnvelope,
@@ -13,6 +13,7 @@ import {
   sealEnvelope,
   signedPrekeyPayload,
 } from './index.js'
+import { decodeMessage, encodeMessage } from './internal/pb.js'
 
 const enc = new TextEncoder()
 const dec = new TextDecoder()
@@ -179,9 +180,9 @@ describe('Session set-up (PQXDH)', () => {
 
   it('refuses a KEM ciphertext of the wrong length with BAD_REQUEST', async () => {
     const { bob, alice, first } = await pair('kemlen')
-    const m = parley.v1.PrekeyMessage.decode(first.body)
+    const m = decodeMessage<parley.v1.PrekeyMessage>('PrekeyMessage', first.body)
     m.kemCiphertext = m.kemCiphertext.subarray(0, 1087)
-    const body = parley.v1.PrekeyMessage.encode(m).finish()
+    const body = encodeMessage('PrekeyMessage', m)
     const sender = {
       senderAddress: alice.address,
       senderDeviceId: 1,
@@ -195,9 +196,9 @@ describe('Session set-up (PQXDH)', () => {
 
   it('refuses a forged KEM ciphertext (implicit rejection makes the first message fail)', async () => {
     const { bob, alice, first } = await pair('kemforge')
-    const m = parley.v1.PrekeyMessage.decode(first.body)
+    const m = decodeMessage<parley.v1.PrekeyMessage>('PrekeyMessage', first.body)
     m.kemCiphertext = m.kemCiphertext.map((x, i) => (i === 7 ? x ^ 0x40 : x))
-    const body = parley.v1.PrekeyMessage.encode(m).finish()
+    const body = encodeMessage('PrekeyMessage', m)
     const sender = {
       senderAddress: alice.address,
       senderDeviceId: 1,
@@ -257,9 +258,9 @@ describe('Session messages (Double Ratchet)', () => {
     const { a, b } = await pair('jump')
     a.decrypt(b.encrypt(enc.encode('r')))
     // Forge Alice's sending counter (the receiver must refuse before deriving 25,001 keys).
-    const rec = parley.v1.SessionRecord.decode(a.serialize())
+    const rec = decodeMessage<parley.v1.SessionRecord>('SessionRecord', a.serialize())
     rec.sendingCounter = 25_001
-    const forged = Session.deserialize(parley.v1.SessionRecord.encode(rec).finish())
+    const forged = Session.deserialize(encodeMessage('SessionRecord', rec))
     const before = b.serialize()
     expect(code(() => b.decrypt(forged.encrypt(enc.encode('far'))))).toBe('DECRYPT_FAILED')
     expect(b.serialize()).toEqual(before)

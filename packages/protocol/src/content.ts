@@ -4,9 +4,10 @@
  * @module
  */
 import { ParleyError } from './errors.js'
-import { parley } from './gen/parley.js'
+import type { parley } from './gen/parley.js'
 import { abytes } from './internal/bytes.js'
 import { own } from './internal/e2eCrypto.js'
+import { decodeMessage, encodeMessage } from './internal/pb.js'
 
 /** Padded plaintexts are a multiple of this many bytes. */
 export const CONTENT_BUCKET_BYTES = 160
@@ -68,7 +69,7 @@ export function encodeContent(content: Content): Uint8Array {
   if (content.senderNumber) props.senderNumber = content.senderNumber
   if (hasText) props.text = content.text as string
   else props.data = content.data as Uint8Array
-  const body = parley.v1.Content.encode(props).finish()
+  const body = encodeMessage('Content', props)
   // Append the padding field (tag ‖ varint length ‖ zeros) so the total lands exactly on a bucket boundary:
   // find the smallest bucket where some varint width w gives pad = bucket - body - 1 - w of that width.
   let pad = -1
@@ -105,7 +106,7 @@ export function decodeContent(bytes: Uint8Array): Content {
   abytes(bytes, undefined, 'bytes')
   let c: parley.v1.Content
   try {
-    c = parley.v1.Content.decode(bytes)
+    c = decodeMessage<parley.v1.Content>('Content', bytes)
   } catch (cause) {
     throw new ParleyError('BAD_REQUEST', 'malformed content', { cause })
   }

@@ -4,11 +4,10 @@
  * exception and never a partly filled object.
  * @module
  */
-import protobuf from 'protobufjs/minimal.js'
 import { type ErrorCode, errorCodeFromWire, errorCodeToWire, ParleyError } from './errors.js'
-import { parley } from './gen/parley.js'
-
-const v1 = parley.v1
+import type { parley } from './gen/parley.js'
+import { ErrorCode as WireErrorCodes, GapReason as WireGapReason } from './gen/schema.js'
+import { decodeMessage, encodeMessage, type MessageName } from './internal/pb.js'
 
 /** Protocol major version spoken by this package; the relay refuses another major. */
 export const PROTOCOL_MAJOR = 1
@@ -33,10 +32,10 @@ export const DEFAULT_LIMITS = {
   maxPrekeysPerUpload: 200,
 } as const
 
-/** Deeply replaces protobufjs' `Long | number` by `number` and drops the generated class identity. */
+/** Deeply replaces the generated types' `Long | number` by `number` and drops the generated class identity. */
 export type Wire<T> = T extends Uint8Array
   ? Uint8Array
-  : T extends protobuf.Long | number
+  : T extends number
     ? number
     : T extends (infer U)[]
       ? Wire<U>[]
@@ -58,60 +57,45 @@ export type ClientFrameInput = Wire<parley.v1.ClientFrame.$Properties>
 export type ServerFrameInput = Wire<parley.v1.ServerFrame.$Properties>
 
 /** Wire `ErrorCode` and `GapReason` enums, as generated from the schema. */
-export const WireErrorCode = v1.ErrorCode
+export const WireErrorCode = WireErrorCodes
 /** Why mail is missing from a mailbox. */
-export const GapReason = v1.GapReason
+export const GapReason = WireGapReason
 
-interface Codec<T> {
-  encode(message: T, writer?: protobuf.Writer): protobuf.Writer
-  decode(reader: protobuf.Reader | Uint8Array): unknown
-}
-
-function encodeFrame<T>(codec: Codec<T>, frame: T, maxBytes: number, what: string): Uint8Array {
+function encodeFrame<T extends object>(
+  type: MessageName,
+  frame: T,
+  maxBytes: number,
+  what: string,
+): Uint8Array {
   const body = (frame as { body?: string } & Record<string, unknown>) ?? {}
   const set = Object.keys(body).filter((k) => k !== 'requestId' && k !== 'body' && body[k] != null)
   if (set.length !== 1) throw new TypeError(`${what} must have exactly one body, got ${set.length}`)
-  // A plain Writer (not the Node BufferWriter) so the result is a Uint8Array on every platform.
-  const bytes = codec.encode(frame, new protobuf.Writer()).finish()
+  const bytes = encodeMessage(type, frame)
   if (bytes.length > maxBytes) {
     throw new ParleyError('TOO_LARGE', `${what} is ${bytes.length} bytes, over the ${maxBytes}-byte limit`)
   }
   return bytes
 }
 
-/** Converts Long values to numbers and Buffers to plain Uint8Arrays, depth first; refuses unsafe integers. */
+/** Copies a decoded frame into plain objects, depth first (dropping `$unknowns`, which is not enumerable). */
 function normalize(value: unknown, depth: number): unknown {
   if (depth > 32) throw new ParleyError('BAD_REQUEST', 'frame nests too deeply')
-  if (value === null || typeof value !== 'object') return value
-  if (value instanceof Uint8Array) {
-    return value.constructor === Uint8Array
-      ? value
-      : new Uint8Array(value.buffer, value.byteOffset, value.length)
-  }
-  if (protobuf.util.isInteger((value as { low?: unknown }).low) && 'high' in value && 'unsigned' in value) {
-    const long = value as protobuf.Long
-    const n = protobuf.util.LongBits.from(long).toNumber(long.unsigned)
-    if (!Number.isSafeInteger(n)) throw new ParleyError('BAD_REQUEST', 'integer field out of range')
-    return n
-  }
+  if (value === null || typeof value !== 'object' || value instanceof Uint8Array) return value
   if (Array.isArray(value)) return value.map((v) => normalize(v, depth + 1))
   const out: Record<string, unknown> = {}
   for (const [k, v] of Object.entries(value)) out[k] = normalize(v, depth + 1)
   return out
 }
 
-function decodeFrame(codec: Codec<unknown>, bytes: Uint8Array, maxBytes: number, what: string): unknown {
+function decodeFrame(type: MessageName, bytes: Uint8Array, maxBytes: number, what: string): unknown {
   if (!(bytes instanceof Uint8Array)) throw new ParleyError('BAD_REQUEST', `${what} must be binary`)
   if (bytes.length > maxBytes) {
     throw new ParleyError('TOO_LARGE', `${what} is ${bytes.length} bytes, over the ${maxBytes}-byte limit`)
   }
   let decoded: { body?: string; requestId?: unknown; $unknowns?: unknown[] }
   try {
-    // Plain Reader over a plain Uint8Array view: bytes fields come back as Uint8Array, not Buffer.
-    const view = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length)
-    const reader = new protobuf.Reader(view)
-    reader.discardUnknown = false // keep unknown fields so an unknown body is told from a missing one
-    decoded = codec.decode(reader) as typeof decoded
+    // Keep unknown fields so that an unknown body is told from a missing one.
+    decoded = decodeMessage(type, bytes, { keepUnknown: true })
   } catch (err) {
     throw new ParleyError('BAD_REQUEST', `${what} is malformed`, { cause: err })
   }
@@ -139,7 +123,7 @@ export function encodeClientFrame(
   frame: ClientFrameInput,
   maxBytes: number = DEFAULT_LIMITS.maxFrameBytes,
 ): Uint8Array {
-  return encodeFrame(v1.ClientFrame as Codec<ClientFrameInput>, frame, maxBytes, 'client frame')
+  return encodeFrame('ClientFrame', frame, maxBytes, 'client frame')
 }
 
 /**
@@ -154,7 +138,7 @@ export function decodeClientFrame(
   bytes: Uint8Array,
   maxBytes: number = DEFAULT_LIMITS.maxFrameBytes,
 ): ClientFrame {
-  return decodeFrame(v1.ClientFrame as Codec<unknown>, bytes, maxBytes, 'client frame') as ClientFrame
+  return decodeFrame('ClientFrame', bytes, maxBytes, 'client frame') as ClientFrame
 }
 
 /**
@@ -166,7 +150,7 @@ export function encodeServerFrame(
   frame: ServerFrameInput,
   maxBytes: number = DEFAULT_LIMITS.maxFrameBytes,
 ): Uint8Array {
-  return encodeFrame(v1.ServerFrame as Codec<ServerFrameInput>, frame, maxBytes, 'server frame')
+  return encodeFrame('ServerFrame', frame, maxBytes, 'server frame')
 }
 
 /**
@@ -178,7 +162,7 @@ export function decodeServerFrame(
   bytes: Uint8Array,
   maxBytes: number = DEFAULT_LIMITS.maxFrameBytes,
 ): ServerFrame {
-  return decodeFrame(v1.ServerFrame as Codec<unknown>, bytes, maxBytes, 'server frame') as ServerFrame
+  return decodeFrame('ServerFrame', bytes, maxBytes, 'server frame') as ServerFrame
 }
 
 /** The wire form of an error: what goes in `ServerFrame.error`. */

@@ -1,7 +1,7 @@
 // Prekeys and bundles: signatures are over signing.ts payloads; bundles survive the generated wire codec.
 import { describe, expect, it } from 'vitest'
 import { makeDevice, seededRandom } from '../test/e2e/helpers.js'
-import { parley } from './gen/parley.js'
+import type { parley } from './gen/parley.js'
 import {
   generateIdentity,
   generateKemPrekey,
@@ -15,6 +15,7 @@ import {
   verifyIdentitySignature,
   verifyPrekeyBundle,
 } from './index.js'
+import { decodeMessage, encodeMessage } from './internal/pb.js'
 
 const random = seededRandom('prekeys')
 const identity = generateIdentity(random)
@@ -46,8 +47,8 @@ describe('prekeys', () => {
   it('round-trips a bundle through the generated codec (Buffer fields normalised)', () => {
     const bob = makeDevice('bob', random)
     for (const bundle of [bob.bundle(), bob.bundle({ oneTime: false, oneTimeKem: false })]) {
-      const bytes = parley.v1.PrekeyBundle.encode(prekeyBundleToWire(bundle)).finish()
-      const back = prekeyBundleFromWire(parley.v1.PrekeyBundle.decode(bytes))
+      const bytes = encodeMessage('PrekeyBundle', prekeyBundleToWire(bundle))
+      const back = prekeyBundleFromWire(decodeMessage<parley.v1.PrekeyBundle>('PrekeyBundle', bytes))
       expect(back).toEqual(bundle)
       expect(Object.getPrototypeOf(back.identityKey)).toBe(Uint8Array.prototype)
       verifyPrekeyBundle(back)

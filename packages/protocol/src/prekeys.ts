@@ -162,7 +162,7 @@ function wireU32(value: unknown, what: string): number {
 }
 
 /**
- * Converts a decoded `parley.v1.PrekeyBundle` (bytes may be Node `Buffer`s) to a {@link PrekeyBundle},
+ * Converts a decoded `parley.v1.PrekeyBundle` (bytes may be any Uint8Array) to a {@link PrekeyBundle},
  * checking every length. Signatures are checked later, by `Session.initiate` (or {@link verifyPrekeyBundle}).
  * @param wire - the generated message object or its plain properties
  * @returns a bundle with fresh `Uint8Array` copies
@@ -201,11 +201,11 @@ export function prekeyBundleFromWire(wire: parley.v1.PrekeyBundle.$Properties): 
 }
 
 /**
- * Converts a {@link PrekeyBundle} to `parley.v1.PrekeyBundle` properties, ready for `parley.v1.PrekeyBundle.encode`.
+ * Converts a {@link PrekeyBundle} to `parley.v1.PrekeyBundle` properties, ready for a `ServerFrame.prekeyBundle`.
  * @param bundle - the bundle
  * @returns plain properties (the relay side builds these from its store)
  * @throws TypeError / RangeError for a malformed bundle
- * @example const bytes = parley.v1.PrekeyBundle.encode(prekeyBundleToWire(bundle)).finish()
+ * @example const bytes = encodeServerFrame({ requestId, prekeyBundle: prekeyBundleToWire(bundle) })
  */
 export function prekeyBundleToWire(bundle: PrekeyBundle): parley.v1.PrekeyBundle.$Properties {
   assertBundleShape(bundle)

@@ -2,8 +2,9 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { makeDevice, seededRandom } from '../test/e2e/helpers.js'
-import { parley } from './gen/parley.js'
+import type { parley } from './gen/parley.js'
 import { type CiphertextMessage, openEnvelope, ParleyError, sealEnvelope } from './index.js'
+import { decodeMessage, encodeMessage } from './internal/pb.js'
 
 const code = (fn: () => unknown): string => {
   try {
@@ -18,17 +19,17 @@ const random = seededRandom('sealed')
 const alice = makeDevice('alice', random, 1)
 const bob = makeDevice('bob', random, 2)
 const ratchetBody = new Uint8Array(
-  parley.v1.RatchetMessage.encode({ ratchetKey: random(32), counter: 3, ciphertext: random(60) }).finish(),
+  encodeMessage('RatchetMessage', { ratchetKey: random(32), counter: 3, ciphertext: random(60) }),
 )
 const prekeyBody = new Uint8Array(
-  parley.v1.PrekeyMessage.encode({
+  encodeMessage('PrekeyMessage', {
     identityKey: alice.identity.publicKey,
     baseKey: random(32),
     signedPrekeyId: 1,
     kemPrekeyId: 2,
     kemCiphertext: random(1088),
-    message: parley.v1.RatchetMessage.decode(ratchetBody),
-  }).finish(),
+    message: decodeMessage<parley.v1.RatchetMessage>('RatchetMessage', ratchetBody),
+  }),
 )
 const message: CiphertextMessage = { kind: 'ratchet', body: ratchetBody }
 const seal = (m = message) =>

@@ -13,7 +13,7 @@
  * @module
  */
 import { ParleyError } from './errors.js'
-import { parley } from './gen/parley.js'
+import type { parley } from './gen/parley.js'
 import { assertIdentityKeyPair, type IdentityKeyPair } from './identity.js'
 import { ADDRESS_BYTES, abytes, au32, concatBytes, equalBytes, IDENTITY_KEY_BYTES } from './internal/bytes.js'
 import {
@@ -26,12 +26,12 @@ import {
   identityDhSecret,
   label,
   own,
-  plain,
   type RandomSource,
   X25519_BYTES,
   x25519KeyPair,
   x25519PublicKey,
 } from './internal/e2eCrypto.js'
+import { decodeMessage, encodeBytesField, encodeMessage } from './internal/pb.js'
 import type { CiphertextMessage } from './Session.js'
 
 /** Current sealed envelope version. */
@@ -109,22 +109,21 @@ export function sealEnvelope(input: SealInput, options: { random?: RandomSource 
 
   // The session message is embedded as its own encoding (a length-delimited field is the same on the wire for
   // `bytes` and a nested message), so it is not decoded and re-encoded here.
-  const writer = parley.v1.SealedContent.encode({
-    senderAddress: input.senderAddress,
-    senderDeviceId: input.senderDeviceId,
-    senderIdentityKey: input.senderIdentity.publicKey,
-  })
-  writer.uint32(m.kind === 'prekey' ? (4 << 3) | 2 : (5 << 3) | 2).bytes(m.body)
-  const content = writer.finish()
-  const ciphertext = aeadSeal(k2, ZERO_NONCE, content, concatBytes(e.publicKey, recipient))
-  const envelope = plain(
-    parley.v1.SealedEnvelope.encode({
-      version: SEALED_ENVELOPE_VERSION,
-      ephemeralKey: e.publicKey,
-      encryptedSenderKey,
-      ciphertext,
-    }).finish(),
+  const content = concatBytes(
+    encodeMessage('SealedContent', {
+      senderAddress: input.senderAddress,
+      senderDeviceId: input.senderDeviceId,
+      senderIdentityKey: input.senderIdentity.publicKey,
+    }),
+    encodeBytesField(m.kind === 'prekey' ? 4 : 5, m.body),
   )
+  const ciphertext = aeadSeal(k2, ZERO_NONCE, content, concatBytes(e.publicKey, recipient))
+  const envelope = encodeMessage('SealedEnvelope', {
+    version: SEALED_ENVELOPE_VERSION,
+    ephemeralKey: e.publicKey,
+    encryptedSenderKey,
+    ciphertext,
+  })
   if (envelope.length > MAX_ENVELOPE_BYTES) throw new ParleyError('TOO_LARGE', 'envelope exceeds 256 KiB')
   return envelope
 }
@@ -161,7 +160,7 @@ export function openEnvelope(
     throw new ParleyError('TOO_LARGE', 'envelope exceeds 256 KiB')
   let env: parley.v1.SealedEnvelope
   try {
-    env = parley.v1.SealedEnvelope.decode(envelopeBytes)
+    env = decodeMessage<parley.v1.SealedEnvelope>('SealedEnvelope', envelopeBytes)
   } catch (cause) {
     throw new ParleyError('BAD_REQUEST', 'malformed sealed envelope', { cause })
   }
@@ -179,7 +178,7 @@ export function openEnvelope(
     const content = aeadOpen(k2, ZERO_NONCE, own(env.ciphertext), concatBytes(ephemeral, recipient))
     let c: parley.v1.SealedContent
     try {
-      c = parley.v1.SealedContent.decode(content)
+      c = decodeMessage<parley.v1.SealedContent>('SealedContent', content)
     } catch (cause) {
       throw new ParleyError('BAD_REQUEST', 'malformed sealed content', { cause })
     }
@@ -190,10 +189,9 @@ export function openEnvelope(
       throw new ParleyError('VERIFICATION_FAILED', 'sealed content names another sender identity')
     }
     let message: CiphertextMessage
-    if (c.prekeyMessage)
-      message = { kind: 'prekey', body: plain(parley.v1.PrekeyMessage.encode(c.prekeyMessage).finish()) }
+    if (c.prekeyMessage) message = { kind: 'prekey', body: encodeMessage('PrekeyMessage', c.prekeyMessage) }
     else if (c.ratchetMessage) {
-      message = { kind: 'ratchet', body: plain(parley.v1.RatchetMessage.encode(c.ratchetMessage).finish()) }
+      message = { kind: 'ratchet', body: encodeMessage('RatchetMessage', c.ratchetMessage) }
     } else throw new ParleyError('BAD_REQUEST', 'sealed content carries no message')
     return { senderAddress, senderDeviceId: c.senderDeviceId ?? 0, senderIdentityKey, message }
   } finally {

@@ -132,17 +132,9 @@ export function aeadOpen(
   }
 }
 
-/**
- * Copies bytes out of a decoded protobuf field into a plain Uint8Array (in Node, protobufjs hands out Buffer
- * views over shared memory, and Buffer's `slice` does not copy).
- */
+/** Copies bytes out of a decoded protobuf field (possibly absent) into a fresh Uint8Array the caller owns. */
 export function own(bytes: Uint8Array | null | undefined): Uint8Array {
   const out = new Uint8Array(bytes ? bytes.length : 0)
   if (bytes) out.set(bytes)
   return out
-}
-
-/** A plain Uint8Array view of an encoder's output (which is a Buffer in Node). */
-export function plain(bytes: Uint8Array): Uint8Array {
-  return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength)
 }

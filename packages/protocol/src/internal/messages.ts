@@ -2,13 +2,12 @@
 // Decoders accept only canonical encodings: they re-encode what they decoded and refuse anything that differs
 // or carries unknown fields, so no byte of a message can change without being refused.
 import { ParleyError } from '../errors.js'
-import { parley } from '../gen/parley.js'
+import type { parley } from '../gen/parley.js'
 import { KEM_CIPHERTEXT_BYTES } from '../prekeys.js'
 import { equalBytes, IDENTITY_KEY_BYTES } from './bytes.js'
-import { AEAD_TAG_BYTES, own, plain, X25519_BYTES } from './e2eCrypto.js'
+import { AEAD_TAG_BYTES, own, X25519_BYTES } from './e2eCrypto.js'
+import { decodeMessage, encodeMessage } from './pb.js'
 import type { Header } from './ratchet.js'
-
-const { RatchetMessage, PrekeyMessage } = parley.v1
 
 export interface DecodedRatchetMessage {
   header: Header
@@ -38,7 +37,7 @@ function ratchetProps(m: DecodedRatchetMessage): parley.v1.RatchetMessage.$Prope
 }
 
 export function encodeRatchetMessage(m: DecodedRatchetMessage): Uint8Array {
-  return plain(RatchetMessage.encode(ratchetProps(m)).finish())
+  return encodeMessage('RatchetMessage', ratchetProps(m))
 }
 
 export function encodePrekeyMessage(m: DecodedPrekeyMessage): Uint8Array {
@@ -51,7 +50,7 @@ export function encodePrekeyMessage(m: DecodedPrekeyMessage): Uint8Array {
     message: ratchetProps(m.message),
   }
   if (m.oneTimePrekeyId !== undefined) props.oneTimePrekeyId = m.oneTimePrekeyId
-  return plain(PrekeyMessage.encode(props).finish())
+  return encodeMessage('PrekeyMessage', props)
 }
 
 function fromRatchetObject(
@@ -88,7 +87,7 @@ export function decodeRatchetMessage(bytes: Uint8Array): DecodedRatchetMessage {
   return decodeCanonical(
     bytes,
     'ratchet message',
-    (b) => fromRatchetObject(RatchetMessage.decode(b)),
+    (b) => fromRatchetObject(decodeMessage<parley.v1.RatchetMessage>('RatchetMessage', b)),
     encodeRatchetMessage,
   )
 }
@@ -98,7 +97,7 @@ export function decodePrekeyMessage(bytes: Uint8Array): DecodedPrekeyMessage {
     bytes,
     'prekey message',
     (b) => {
-      const p = PrekeyMessage.decode(b)
+      const p = decodeMessage<parley.v1.PrekeyMessage>('PrekeyMessage', b)
       if (p.$unknowns?.length) throw malformed('prekey message')
       const identityKey = own(p.identityKey)
       const baseKey = own(p.baseKey)

@@ -1,8 +1,9 @@
 // Session.serialize() format: parley.v1.SessionRecord (proto/parley/v1/session_state.proto), local storage only.
 import { ParleyError } from '../errors.js'
-import { parley } from '../gen/parley.js'
+import type { parley } from '../gen/parley.js'
 import { ADDRESS_BYTES, concatBytes, equalBytes, IDENTITY_KEY_BYTES } from './bytes.js'
-import { own, plain, X25519_BYTES } from './e2eCrypto.js'
+import { own, X25519_BYTES } from './e2eCrypto.js'
+import { decodeMessage, encodeMessage } from './pb.js'
 import { MAX_CHAINS, MAX_SKIPPED_PER_CHAIN, type RatchetState, type SkippedChain } from './ratchet.js'
 
 export const SESSION_RECORD_VERSION = 1
@@ -74,7 +75,7 @@ export function encodeSessionRecord(d: SessionData): Uint8Array {
   if (r.recvChain) props.receivingChainKey = r.recvChain
   if (d.pending) props.pendingPrekey = prekeyProps(d.pending)
   if (d.accepted) props.acceptedPrekey = prekeyProps(d.accepted)
-  return plain(parley.v1.SessionRecord.encode(props).finish())
+  return encodeMessage('SessionRecord', props)
 }
 
 const invalid = (why: string, cause?: unknown) =>
@@ -93,7 +94,7 @@ function optionalKey(value: Uint8Array | null | undefined, what: string): Uint8A
 export function decodeSessionRecord(bytes: Uint8Array): SessionData {
   let r: parley.v1.SessionRecord
   try {
-    r = parley.v1.SessionRecord.decode(bytes)
+    r = decodeMessage<parley.v1.SessionRecord>('SessionRecord', bytes)
   } catch (cause) {
     throw invalid('undecodable', cause)
   }
