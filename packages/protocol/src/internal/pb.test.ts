@@ -118,6 +118,16 @@ describe('pb (compact protobuf codec)', () => {
     expect(d.body).toBe('text')
   })
 
+  it('writes a lone surrogate as U+FFFD, unlike protobufjs, so that the string can be decoded', () => {
+    const bytes = encodeMessage('Error', { message: 'a\ud800b' })
+    expect(hex(bytes)).toBe('120561efbfbd62')
+    expect(hex(reference('Error').encode({ message: 'a\ud800b' }).finish())).toBe('120561eda08062')
+    expect(() =>
+      reference('Error').decode(reference('Error').encode({ message: 'a\ud800b' }).finish()),
+    ).toThrow()
+    expect(decodeMessage('Error', bytes)).toEqual({ message: 'a\ufffdb' })
+  })
+
   it('returns bytes as plain Uint8Array copies and 64-bit integers as numbers', () => {
     const input = Buffer.from(
       encodeMessage('Delivery', { seq: 2 ** 53 - 1, envelope: new Uint8Array([1, 2]) }),

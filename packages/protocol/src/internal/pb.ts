@@ -9,6 +9,9 @@
 //   to the member's name (`frame.body === 'hello'`);
 // - repeated numbers are written packed and read packed or not;
 // - a nested message seen twice is merged, as protoc and protobufjs do.
+// One deliberate difference: a string holding a lone UTF-16 surrogate is written with U+FFFD in its place
+// (TextEncoder), where protobufjs writes the surrogate's 3 bytes, invalid UTF-8 that its own strict decoder
+// (and ours) refuses, so such a text message could never be read.
 import { type Field, messages } from '../gen/schema.js'
 
 const UINT32 = 0
