@@ -24,15 +24,16 @@ record(
       value: m.kb,
       baselineName: 'budget',
       baseline: size.BUDGET_KB,
-      target: `≤ ${size.BUDGET_KB} KB`,
-      met: m.kb <= size.BUDGET_KB,
     },
     {
+      // The budget is for the whole SDK as a bundler ships it: every chunk, the lazy number metadata included.
       metric: '@parley/browser, all chunks incl. lazy number metadata (min+gzip)',
       unit: 'KB',
       value: m.totalKb,
       baselineName: 'budget',
       baseline: size.BUDGET_KB,
+      target: `≤ ${size.BUDGET_KB} KB`,
+      met: m.totalKb <= size.BUDGET_KB,
     },
   ],
   [`lazy chunks (loaded on first use): ${m.lazyKb.toFixed(1)} KB`],
