@@ -1,6 +1,13 @@
 /**
  * One device's WebSocket: the per-connection state machine (hello → optional authentication), frame
- * decoding with limits, flood and garbage protection, sequential request handling, and mailbox pushes.
+ * decoding with limits, flood and garbage protection, ordered request handling, and mailbox pushes.
+ *
+ * Requests are handled in arrival order. Each one finishes before the next starts, except runs of consecutive
+ * `SendMessage` / `AckMessages` when the store orders concurrent writes (`Store.ordersConcurrentWrites`): their
+ * first halves (checks, quota, submitting the write) still run one at a time in arrival order, but the second
+ * halves (awaiting the commit, replying) overlap, so the run shares group commits instead of waiting for one
+ * fsync each. Replies in a run may therefore leave out of order (clients match them by request id); every
+ * other request waits until the run has been answered.
  * Nothing a client sends can throw past this class.
  * @module
  */
@@ -17,7 +24,7 @@ import {
 import type { WebSocket } from 'ws'
 import type { RelayContext } from './context.js'
 import type { FanoutEvent } from './Fanout.js'
-import { dispatch } from './handlers/index.js'
+import { admit, type Commit, dispatch, isSplit, type Reply } from './handlers/index.js'
 
 /** WebSocket close codes the relay uses. */
 export const CloseCode = {
@@ -58,7 +65,10 @@ export class Connection {
   readonly ctx: RelayContext
   readonly ip: string
   readonly #ws: WebSocket
+  /** Ordered work: whole requests, or the first halves of split ones. */
   #queue: Promise<void> = Promise.resolve()
+  /** Second halves of split requests still awaiting their commit (see the module comment). */
+  readonly #overlapped = new Set<Promise<void>>()
   #inFlight = 0
   #badFrames = 0
   #tokens: number
@@ -94,7 +104,17 @@ export class Connection {
 
   /** Resolves once every queued request has been answered. */
   async idle(): Promise<void> {
-    await this.#queue
+    let queue: Promise<void>
+    do {
+      queue = this.#queue
+      await queue
+      await this.#settled()
+    } while (queue !== this.#queue)
+  }
+
+  /** Resolves once no second half of a split request is outstanding. */
+  async #settled(): Promise<void> {
+    while (this.#overlapped.size > 0) await Promise.all(this.#overlapped)
   }
 
   #log() {
@@ -156,21 +176,71 @@ export class Connection {
       return
     }
     this.#inFlight++
-    this.#queue = this.#queue.then(() => this.#handle(frame)).finally(() => this.#inFlight--)
+    if (this.ctx.store.ordersConcurrentWrites && isSplit(frame)) {
+      this.#queue = this.#queue.then(() => this.#admitSplit(frame))
+    } else {
+      this.#queue = this.#queue
+        .then(() => this.#settled())
+        .then(() => this.#handle(frame))
+        .finally(() => this.#inFlight--)
+    }
+  }
+
+  /**
+   * First half of a split request, on the ordered queue: resolves once its store write has been submitted, so
+   * the next request's write is submitted after it. The second half is left running; `#inFlight` counts the
+   * request until it has been answered.
+   */
+  async #admitSplit(frame: ClientFrame): Promise<void> {
+    let commit: Commit
+    try {
+      if (this.#closed) {
+        this.#inFlight--
+        return
+      }
+      commit = await admit(this, frame)
+    } catch (err) {
+      this.#fail(frame, err)
+      this.#inFlight--
+      return
+    }
+    const answered: Promise<void> = commit()
+      .then(
+        (reply) => this.#reply(frame, reply),
+        (err) => this.#fail(frame, err),
+      )
+      .finally(() => {
+        this.#overlapped.delete(answered)
+        this.#inFlight--
+      })
+    this.#overlapped.add(answered)
   }
 
   async #handle(frame: ClientFrame): Promise<void> {
     if (this.#closed) return
     try {
-      const reply = await dispatch(this, frame)
+      this.#reply(frame, await dispatch(this, frame))
+    } catch (err) {
+      this.#fail(frame, err)
+    }
+  }
+
+  /** Sends a handler's reply, if it has one. */
+  #reply(frame: ClientFrame, reply: Reply | undefined): void {
+    try {
       if (reply) this.send({ requestId: frame.requestId, ...reply } as ServerFrameInput)
     } catch (err) {
-      if (!ParleyError.is(err)) {
-        // Only the error's type and stack are logged; handlers never put secrets in messages.
-        this.#log().error({ err, type: frame.body }, 'request failed')
-      }
-      this.sendError(frame.requestId, err)
+      this.#fail(frame, err)
     }
+  }
+
+  /** Answers a failed request with an `Error` frame. */
+  #fail(frame: ClientFrame, err: unknown): void {
+    if (!ParleyError.is(err)) {
+      // Only the error's type and stack are logged; handlers never put secrets in messages.
+      this.#log().error({ err, type: frame.body }, 'request failed')
+    }
+    this.sendError(frame.requestId, err)
   }
 
   /**

@@ -128,6 +128,11 @@ type Tx = pg.PoolClient
 
 /** PostgreSQL implementation of {@link Store}. */
 export class PostgresStore implements Store {
+  /**
+   * False: each write is its own transaction on whichever pooled connection is free, and two in flight may
+   * commit in either order, so a connection's sends must be handled one after another to keep seq order.
+   */
+  readonly ordersConcurrentWrites = false
   readonly #pool: pg.Pool
   readonly #schema: string
   #closed = false

@@ -85,6 +85,11 @@ export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version
 
 /** SQLite implementation of {@link Store}. */
 export class SqliteStore implements Store {
+  /**
+   * True: `enqueue` and `ack` push their work onto the group-commit batch synchronously when called, and the
+   * batch runs (and, on failure, retries one by one) in push order, so call order is the order of effect.
+   */
+  readonly ordersConcurrentWrites = true
   readonly #db: Database.Database
   readonly #s: ReturnType<SqliteStore['prepare']>
   #closed = false

@@ -103,6 +103,14 @@ export interface MailboxPage {
 
 /** The storage port. */
 export interface Store {
+  /**
+   * Whether mailbox writes (`enqueue`, `ack`) take effect in the order they are *called*, even when a caller
+   * submits the next one before the previous one has resolved. When true, a connection may overlap its
+   * consecutive sends and acks (submitting each in arrival order, awaiting their durability concurrently)
+   * without reordering sequence numbers. When false (e.g. concurrent transactions on several pooled
+   * connections that may commit in any order), callers must await each write before submitting the next.
+   */
+  readonly ordersConcurrentWrites: boolean
   /** Readiness probe: resolves when the store can serve requests. */
   ping(): Promise<void>
   /** Flushes and closes; no call is valid afterwards. */

@@ -7,8 +7,19 @@ import { type ClientFrame, ParleyError } from '@parley/protocol'
 import type { Connection } from '../Connection.js'
 import { charge, type Reply, requireBytes } from './util.js'
 
-/** `SendMessage` → `MessageAccepted`, only once the message is committed to the recipient's mailbox. */
-export async function sendMessage(conn: Connection, frame: ClientFrame): Promise<Reply> {
+/**
+ * The second half of a split request: awaits the durability of a write that the first half already submitted,
+ * and builds the reply. Never called before the first half has resolved.
+ */
+export type Commit = () => Promise<Reply>
+
+/**
+ * `SendMessage`, first half ("admit"): validation and the per-message quota, then the store write is
+ * *submitted* (not awaited). The connection runs admit halves strictly one after another in arrival order, so
+ * writes are submitted in arrival order; with a store whose `ordersConcurrentWrites` is true that is also the
+ * order of their sequence numbers. Throws for every refusal that needs no store write.
+ */
+export async function admitSendMessage(conn: Connection, frame: ClientFrame): Promise<Commit> {
   const { store, fanout, config, policies, metrics } = conn.ctx
   const m = frame.sendMessage!
   const address = requireBytes(m.recipientAddress, 32, 'recipient_address')
@@ -20,7 +31,7 @@ export async function sendMessage(conn: Connection, frame: ClientFrame): Promise
   }
   await charge(conn, 'send', `send:acct:${conn.device!.addressHex}`, 1, policies.send)
   const deviceId = m.recipientDeviceId ?? 0
-  const result = await store.enqueue({
+  const written = store.enqueue({
     address,
     deviceId,
     messageId,
@@ -28,31 +39,55 @@ export async function sendMessage(conn: Connection, frame: ClientFrame): Promise
     receivedAtMs: Date.now(),
     maxMessages: config.maxMailboxMessages,
   })
-  switch (result.status) {
-    case 'not_found':
-      throw new ParleyError('NOT_FOUND', 'no account at this address')
-    case 'stale_device':
-      throw new ParleyError('CONFLICT', 'the recipient has a new device; fetch a new prekey bundle')
-    case 'duplicate':
-      return { messageAccepted: { messageId } }
-    case 'stored': {
-      metrics.accepted.inc()
-      if (result.evicted > 0) metrics.evicted.inc(result.evicted)
-      await fanout.publish(Buffer.from(address).toString('hex'), { kind: 'mail', deviceId, seq: result.seq })
-      return { messageAccepted: { messageId } }
+  // Awaited by the commit half; this only keeps a rejection from counting as unhandled in between.
+  written.catch(() => {})
+  /** Second half: `MessageAccepted` only once the message is committed to the recipient's mailbox. */
+  return async () => {
+    const result = await written
+    switch (result.status) {
+      case 'not_found':
+        throw new ParleyError('NOT_FOUND', 'no account at this address')
+      case 'stale_device':
+        throw new ParleyError('CONFLICT', 'the recipient has a new device; fetch a new prekey bundle')
+      case 'duplicate':
+        return { messageAccepted: { messageId } }
+      case 'stored': {
+        metrics.accepted.inc()
+        if (result.evicted > 0) metrics.evicted.inc(result.evicted)
+        await fanout.publish(Buffer.from(address).toString('hex'), {
+          kind: 'mail',
+          deviceId,
+          seq: result.seq,
+        })
+        return { messageAccepted: { messageId } }
+      }
     }
+  }
+}
+
+/** `SendMessage` → `MessageAccepted`, only once the message is committed to the recipient's mailbox. */
+export async function sendMessage(conn: Connection, frame: ClientFrame): Promise<Reply> {
+  return (await admitSendMessage(conn, frame))()
+}
+
+/** `AckMessages`, first half: validation, then the deletion is submitted (see {@link admitSendMessage}). */
+export async function admitAckMessages(conn: Connection, frame: ClientFrame): Promise<Commit> {
+  const device = conn.device!
+  const seqs = frame.ackMessages!.seqs ?? []
+  if (seqs.length > conn.ctx.config.maxMailboxMessages)
+    throw new ParleyError('TOO_LARGE', 'too many sequence numbers')
+  const deleted = conn.ctx.store.ack(device.address, device.deviceId, seqs)
+  deleted.catch(() => {})
+  return async () => {
+    const count = await deleted
+    conn.ctx.metrics.acked.inc(count)
+    return { acked: { count } }
   }
 }
 
 /** `AckMessages` → `Acked`: deletes the owner's entries; other devices' sequence numbers match nothing. */
 export async function ackMessages(conn: Connection, frame: ClientFrame): Promise<Reply> {
-  const device = conn.device!
-  const seqs = frame.ackMessages!.seqs ?? []
-  if (seqs.length > conn.ctx.config.maxMailboxMessages)
-    throw new ParleyError('TOO_LARGE', 'too many sequence numbers')
-  const count = await conn.ctx.store.ack(device.address, device.deviceId, seqs)
-  conn.ctx.metrics.acked.inc(count)
-  return { acked: { count } }
+  return (await admitAckMessages(conn, frame))()
 }
 
 /** `SyncMailbox` → Delivery / MailboxGap pushes after the cursor, then `SyncDone`; live pushes follow. */
