@@ -143,6 +143,10 @@ export class SqliteStore implements Store {
     const db = this.#db
     return {
       getAccount: db.prepare('SELECT * FROM accounts WHERE address = ?'),
+      // The mail paths need only these: reading the whole row copies the account's keys (~1.5 KB) each time.
+      getMailboxState: db.prepare(
+        'SELECT device_id, mailbox_head_seq, mailbox_count FROM accounts WHERE address = ?',
+      ),
       insertAccount:
         db.prepare(`INSERT INTO accounts (address, device_id, identity_key, signed_prekey_id, signed_prekey,
         signed_prekey_sig, kem_prekey_id, kem_prekey, kem_prekey_sig, mailbox_head_seq, mailbox_count, created_at_ms)
@@ -249,6 +253,14 @@ export class SqliteStore implements Store {
 
   #row(address: Uint8Array): AccountRow | undefined {
     return this.#s.getAccount.get(buf(address)) as AccountRow | undefined
+  }
+
+  #mailboxState(
+    address: Uint8Array,
+  ): Pick<AccountRow, 'device_id' | 'mailbox_head_seq' | 'mailbox_count'> | undefined {
+    return this.#s.getMailboxState.get(buf(address)) as
+      | Pick<AccountRow, 'device_id' | 'mailbox_head_seq' | 'mailbox_count'>
+      | undefined
   }
 
   #eraseKeysAndMail(address: Buffer): void {
@@ -449,7 +461,7 @@ export class SqliteStore implements Store {
     this.#open()
     return this.#grouped((): EnqueueResult => {
       const a = buf(input.address)
-      const row = this.#row(input.address)
+      const row = this.#mailboxState(input.address)
       if (!row) return { status: 'not_found' }
       if (row.device_id !== input.deviceId) return { status: 'stale_device', currentDeviceId: row.device_id }
       const existing = this.#s.findMessage.get(a, input.deviceId, buf(input.messageId)) as
@@ -492,7 +504,7 @@ export class SqliteStore implements Store {
     this.#open()
     return this.#db.transaction((): MailboxPage => {
       const a = buf(address)
-      const row = this.#row(address)
+      const row = this.#mailboxState(address)
       if (!row || row.device_id !== deviceId) return { entries: [], gaps: [], headSeq: 0 }
       const rows = this.#s.page.all(a, deviceId, afterSeq, limit) as {
         seq: number
@@ -527,7 +539,7 @@ export class SqliteStore implements Store {
 
   async mailboxHead(address: Uint8Array, deviceId: number): Promise<number> {
     this.#open()
-    const row = this.#row(address)
+    const row = this.#mailboxState(address)
     return row && row.device_id === deviceId ? row.mailbox_head_seq : 0
   }
 
