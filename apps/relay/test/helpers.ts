@@ -20,6 +20,8 @@ import {
   signedPrekeyPayload,
 } from '@parley/protocol'
 import WebSocket from 'ws'
+import { type RelayOptions, startRelay } from '../src/index.js'
+import type { VerificationRequest, Verifier } from '../src/Verifier.js'
 
 const RELAY_DIR = fileURLToPath(new URL('..', import.meta.url))
 
@@ -343,3 +345,31 @@ export async function login(url: string, account: Account): Promise<{ client: Ra
 
 /** 16 random bytes. */
 export const messageId = () => new Uint8Array(randomBytes(16))
+
+/** A verifier that keeps the codes it is asked to send, for in-process tests. */
+export class CapturingVerifier implements Verifier {
+  readonly name = 'test'
+  readonly codes = new Map<string, string>()
+  readonly numbers: string[] = []
+  async sendCode(r: VerificationRequest): Promise<void> {
+    this.codes.set(r.activationId, r.code)
+    this.numbers.push(r.phoneNumber)
+  }
+  async code(id: string): Promise<string> {
+    return this.codes.get(id)!
+  }
+}
+
+/** Starts a relay in this process on a free port, in memory, with a {@link CapturingVerifier}. */
+export async function inProcess(options: RelayOptions = {}) {
+  const verifier = new CapturingVerifier()
+  const relay = await startRelay({
+    port: 0,
+    host: '127.0.0.1',
+    dataDir: ':memory:',
+    logLevel: 'silent',
+    verifierImpl: verifier,
+    ...options,
+  })
+  return { relay, verifier }
+}

@@ -7,36 +7,10 @@ import { GapReason } from '@parley/protocol'
 import { describe, expect, it } from 'vitest'
 import { DEFAULT_CONFIG, helpText, parseConfig } from '../src/config.js'
 import { LocalFanout } from '../src/Fanout.js'
-import { type RelayOptions, startRelay } from '../src/index.js'
+import { startRelay } from '../src/index.js'
 import { MemoryRateLimiter } from '../src/RateLimiter.js'
-import { type VerificationRequest, type Verifier, WebhookVerifier } from '../src/Verifier.js'
-import { activate, expectError, login, messageId, RawClient } from './helpers.js'
-
-class CapturingVerifier implements Verifier {
-  readonly name = 'test'
-  readonly codes = new Map<string, string>()
-  readonly numbers: string[] = []
-  async sendCode(r: VerificationRequest): Promise<void> {
-    this.codes.set(r.activationId, r.code)
-    this.numbers.push(r.phoneNumber)
-  }
-  async code(id: string): Promise<string> {
-    return this.codes.get(id)!
-  }
-}
-
-async function inProcess(options: RelayOptions = {}) {
-  const verifier = new CapturingVerifier()
-  const relay = await startRelay({
-    port: 0,
-    host: '127.0.0.1',
-    dataDir: ':memory:',
-    logLevel: 'silent',
-    verifierImpl: verifier,
-    ...options,
-  })
-  return { relay, verifier }
-}
+import { WebhookVerifier } from '../src/Verifier.js'
+import { activate, expectError, inProcess, login, messageId, RawClient } from './helpers.js'
 
 const enc = new TextEncoder()
 

@@ -5,15 +5,15 @@
 // any other request waits for the run.
 import { parleyErrorFromWire, type ServerFrame } from '@parley/protocol'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { type RelayOptions, startRelay } from '../src/index.js'
+import type { RelayOptions } from '../src/index.js'
 import { PostgresStore } from '../src/PostgresStore.js'
 import { SqliteStore } from '../src/SqliteStore.js'
 import type { Store } from '../src/Store.js'
-import type { VerificationRequest, Verifier } from '../src/Verifier.js'
 import { describeWith, PG_URL, probePostgres, uniqueName } from './conformance/services.js'
 import {
   type Account,
   activate,
+  inProcess,
   login,
   messageId,
   RawClient,
@@ -175,17 +175,6 @@ describe('pipelined sends against the relay process (SQLite)', () => {
   })
 })
 
-class CapturingVerifier implements Verifier {
-  readonly name = 'test'
-  readonly codes = new Map<string, string>()
-  async sendCode(r: VerificationRequest): Promise<void> {
-    this.codes.set(r.activationId, r.code)
-  }
-  async code(id: string): Promise<string> {
-    return this.codes.get(id)!
-  }
-}
-
 /** Wraps `store.enqueue` to record the most enqueues in flight at once. */
 function countingEnqueues(store: Store) {
   const stats = { inFlight: 0, max: 0 }
@@ -204,17 +193,7 @@ function countingEnqueues(store: Store) {
 /** Runs a burst from one connection through an in-process relay on `store`; returns outcomes and deliveries. */
 async function burstThrough(store: Store, options: RelayOptions = {}) {
   const stats = countingEnqueues(store)
-  const verifier = new CapturingVerifier()
-  const relay = await startRelay({
-    port: 0,
-    host: '127.0.0.1',
-    dataDir: ':memory:',
-    logLevel: 'silent',
-    verifierImpl: verifier,
-    store,
-    framesBurst: 1000,
-    ...options,
-  })
+  const { relay, verifier } = await inProcess({ store, framesBurst: 1000, ...options })
   try {
     const c1 = await RawClient.open(relay.url)
     const c2 = await RawClient.open(relay.url)
