@@ -6,8 +6,6 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { generateKeyPairSync, type KeyObject, randomBytes, sign } from 'node:crypto'
 import { mkdtempSync, rmSync } from 'node:fs'
-import { createServer } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -26,7 +24,7 @@ import {
   type ServerFrame,
   signedPrekeyPayload,
 } from '../packages/protocol/src/index.js' // the source, so the bench needs no build step
-import { onLines } from '../tests/contract/harness.js'
+import { CodeInbox, onLines } from '../tests/contract/harness.js'
 
 const RELAY_DIR = fileURLToPath(new URL('../apps/relay/', import.meta.url))
 const PG_URL = process.env.PARLEY_BENCH_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
@@ -43,21 +41,9 @@ interface Node {
   proc: ChildProcess
 }
 
-const codes = new Map<string, (code: string) => void>()
-const inbox = createServer((req, res) => {
-  let body = ''
-  req.on('data', (c) => {
-    body += c
-  })
-  req.on('end', () => {
-    const { phone_number: phone, code } = JSON.parse(body) as { phone_number: string; code: string }
-    codes.get(phone)?.(code)
-    res.writeHead(204).end()
-  })
-})
+const codes = new CodeInbox()
 
 async function startNode(dataDir: string, extra: string[]): Promise<Node> {
-  const { port } = inbox.address() as AddressInfo
   const proc = spawn(
     process.execPath,
     [
@@ -66,7 +52,7 @@ async function startNode(dataDir: string, extra: string[]): Promise<Node> {
       'tsx',
       'src/cli.ts',
       ...['--port', '0', '--host', '127.0.0.1', '--data-dir', dataDir, '--log-level', 'info'],
-      ...['--verifier', 'webhook', '--webhook-url', `http://127.0.0.1:${port}/sms`],
+      ...['--verifier', 'webhook', '--webhook-url', codes.url],
       ...['--send-capacity', '1000000', '--send-per-minute', '1000000'],
       ...['--frames-burst', '1000000', '--frames-per-second', '1000000'],
       ...['--activations-per-ip-per-hour', '100000', '--max-connections-per-ip', '10000'],
@@ -143,7 +129,7 @@ class Client {
     const { publicKey, privateKey } = generateKeyPairSync('ed25519')
     const pub = new Uint8Array(publicKey.export({ format: 'der', type: 'spki' }).subarray(-32))
     const signer = (m: Uint8Array) => new Uint8Array(sign(null, m, privateKey as KeyObject))
-    const code = new Promise<string>((r) => codes.set(number, r))
+    const code = codes.next(number)
     const started = (await this.request({ activationStart: { phoneNumber: number, consent: true } }))
       .activationStarted!
     const spk = new Uint8Array(randomBytes(32))
@@ -263,7 +249,7 @@ async function scenario(name: string, nodes: Node[]): Promise<Result> {
 // ── main ──
 
 async function main(): Promise<void> {
-  await new Promise<void>((r) => inbox.listen(0, '127.0.0.1', r))
+  await codes.start()
   const tag = `bench_${Date.now().toString(36)}`
   const dirs: string[] = []
   const dir = () => {
@@ -302,7 +288,7 @@ async function main(): Promise<void> {
       await Promise.all(nodes.map(stopNode))
     }
   } finally {
-    inbox.close()
+    await codes.close()
     const admin = new pg.Client({ connectionString: PG_URL })
     await admin.connect()
     for (const s of schemas) await admin.query(`DROP SCHEMA IF EXISTS ${s} CASCADE`)
