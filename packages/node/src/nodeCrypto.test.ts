@@ -159,6 +159,7 @@ describe('sessions with the fast path', () => {
           senderAddress: alice.address,
           senderDeviceId: 1,
           message: first,
+          senderCertificate: new Uint8Array(0),
         },
         { random },
       ),

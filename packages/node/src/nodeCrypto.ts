@@ -15,6 +15,7 @@ import {
   diffieHellman,
   hkdfSync,
   type KeyObject,
+  verify,
 } from 'node:crypto'
 import { type CryptoProvider, setCryptoProvider } from '@parley/protocol'
 
@@ -112,10 +113,21 @@ export const nodeCryptoProvider: Required<CryptoProvider> = Object.freeze({
   hkdfSha256(ikm: Uint8Array, salt: Uint8Array, info: Uint8Array, length: number): Uint8Array {
     return new Uint8Array(hkdfSync('sha256', ikm, salt, info, length))
   },
+  ed25519Verify(key: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean {
+    if (key.length !== KEY_BYTES || signature.length !== 64) return false
+    const x = Buffer.from(key.buffer, key.byteOffset, key.length).toString('base64url')
+    try {
+      const publicKey = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x }, format: 'jwk' })
+      return verify(null, message, publicKey, signature)
+    } catch {
+      return false // not a point on the curve, or otherwise malformed
+    }
+  },
 })
 
 /**
- * Makes `@parley/protocol` use `node:crypto` for X25519, ChaCha20-Poly1305 and HKDF-SHA-256 in this process.
+ * Makes `@parley/protocol` use `node:crypto` for X25519, ChaCha20-Poly1305, HKDF-SHA-256 and Ed25519
+ * certificate verification in this process.
  * `createClient()` calls it; call it yourself only when you use `ParleyClient` directly.
  * Outputs are bit-for-bit those of the pure-JS default, so peers need not agree on it.
  *

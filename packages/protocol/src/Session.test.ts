@@ -299,6 +299,7 @@ describe('Session messages (Double Ratchet)', () => {
       senderIdentity: bob.identity,
       recipientIdentityKey: alice.identity.publicKey,
       message: b.encrypt(enc.encode('sealed hi')),
+      senderCertificate: new Uint8Array(0),
     })
     const opened = openEnvelope(alice.identity, env)
     expect(opened.senderIdentityKey).toEqual(bob.identity.publicKey)

@@ -283,6 +283,32 @@ export class Session {
   }
 
   /**
+   * The PQXDH values a `'prekey'` message names, read without any key: what a replay cache needs to recognise
+   * a first message it has already accepted (a message that used no one-time prekey could otherwise start the
+   * same session again).
+   * @param message - a `'prekey'` message
+   * @returns its base key and the prekey ids it used
+   * @throws TypeError for a message that is not of kind `'prekey'`; ParleyError `BAD_REQUEST` if undecodable
+   * @example const { baseKey, oneTimePrekeyId } = Session.prekeyMessageInfo(opened.message)
+   */
+  static prekeyMessageInfo(message: CiphertextMessage): {
+    baseKey: Uint8Array
+    signedPrekeyId: number
+    oneTimePrekeyId: number | undefined
+    kemPrekeyId: number
+  } {
+    assertMessage(message)
+    if (message.kind !== 'prekey') throw new TypeError("prekeyMessageInfo needs a message of kind 'prekey'")
+    const m = decodePrekeyMessage(message.body)
+    return {
+      baseKey: m.baseKey,
+      signedPrekeyId: m.signedPrekeyId,
+      oneTimePrekeyId: m.oneTimePrekeyId,
+      kemPrekeyId: m.kemPrekeyId,
+    }
+  }
+
+  /**
    * Restores a session from {@link Session.serialize} output.
    * @param bytes - a stored session record
    * @param options - `random` for tests

@@ -33,6 +33,11 @@ export interface CryptoProvider {
   chacha20poly1305?: AeadProvider
   /** HKDF-SHA-256 (RFC 5869), used by the ratchet's root and chain steps. */
   hkdfSha256?: (ikm: Uint8Array, salt: Uint8Array, info: Uint8Array, length: number) => Uint8Array
+  /**
+   * Strict Ed25519 verification (RFC 8032 §5.1.7), used for relay certificates on every received message.
+   * Must return false (or throw) for anything that does not verify.
+   */
+  ed25519Verify?: (publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array) => boolean
 }
 
 let current: Readonly<CryptoProvider> = Object.freeze({})
@@ -54,7 +59,7 @@ export function setCryptoProvider(provider?: CryptoProvider): void {
     return
   }
   if (typeof provider !== 'object' || provider === null) throw new TypeError('provider must be an object')
-  const { x25519, chacha20poly1305, hkdfSha256 } = provider
+  const { x25519, chacha20poly1305, hkdfSha256, ed25519Verify } = provider
   if (
     x25519 !== undefined &&
     (typeof x25519?.getPublicKey !== 'function' || typeof x25519.getSharedSecret !== 'function')
@@ -70,7 +75,10 @@ export function setCryptoProvider(provider?: CryptoProvider): void {
   if (hkdfSha256 !== undefined && typeof hkdfSha256 !== 'function') {
     throw new TypeError('hkdfSha256 must be a function')
   }
-  current = Object.freeze({ x25519, chacha20poly1305, hkdfSha256 })
+  if (ed25519Verify !== undefined && typeof ed25519Verify !== 'function') {
+    throw new TypeError('ed25519Verify must be a function')
+  }
+  current = Object.freeze({ x25519, chacha20poly1305, hkdfSha256, ed25519Verify })
 }
 
 /**

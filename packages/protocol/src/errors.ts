@@ -54,6 +54,17 @@ export const ERROR_CODES = {
   CLOSED: 106,
   /** The peer's identity key changed; the app must look at the new safety number. */
   IDENTITY_CHANGED: 107,
+  /**
+   * A received message was refused because its sender is not proven: no sender certificate, one that does not
+   * chain to the pinned relay trust root, has expired, or names another identity key, address, device or
+   * number than the message claims. Nothing of such a message is shown and no session changes.
+   */
+  SENDER_UNVERIFIED: 108,
+  /**
+   * A contact marked verified now has another identity key: messages from it are held and sends to it refused
+   * until the app approves the new identity (`approveIdentity`).
+   */
+  IDENTITY_UNTRUSTED: 109,
 } as const
 
 /** A Parley error code, e.g. `'RATE_LIMITED'`. */

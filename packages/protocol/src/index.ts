@@ -1,6 +1,18 @@
 // @parley/protocol — the public API is exactly what this file exports.
 
 export { ADDRESS_BYTES, addressFromToken, addressHasPrefix, addressPrefix } from './address.js'
+// Sender certificates and unidentified delivery tokens.
+export type { SenderCertificate, SenderCertificateFields, VerifyCertificateOptions } from './certificates.js'
+export {
+  CERTIFICATE_SKEW_MS,
+  COMMITMENT_BYTES,
+  createSenderCertificate,
+  createServerCertificate,
+  deliveryTokenVerifier,
+  numberCommitment,
+  opensNumberCommitment,
+  verifySenderCertificate,
+} from './certificates.js'
 export type { Content } from './content.js'
 export { CONTENT_BUCKET_BYTES, decodeContent, encodeContent, MESSAGE_ID_BYTES } from './content.js'
 // End-to-end encryption (DESIGN.md §6): identity, prekeys, PQXDH + Double Ratchet sessions, sealed envelopes.
@@ -76,8 +88,14 @@ export {
   safetyNumberQr,
   verifySafetyNumberQr,
 } from './safetyNumber.js'
-export type { OpenedEnvelope, SealInput } from './sealedEnvelope.js'
-export { MAX_ENVELOPE_BYTES, openEnvelope, SEALED_ENVELOPE_VERSION, sealEnvelope } from './sealedEnvelope.js'
+export type { OpenedEnvelope, SealInput, VerifiedSender } from './sealedEnvelope.js'
+export {
+  MAX_ENVELOPE_BYTES,
+  openEnvelope,
+  openSealedMessage,
+  SEALED_ENVELOPE_VERSION,
+  sealEnvelope,
+} from './sealedEnvelope.js'
 export {
   AUTH_NONCE_BYTES,
   activationPayload,

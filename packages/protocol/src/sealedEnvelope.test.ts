@@ -39,6 +39,7 @@ const seal = (m = message) =>
     senderIdentity: alice.identity,
     recipientIdentityKey: bob.identity.publicKey,
     message: m,
+    senderCertificate: random(100),
   })
 
 describe('sealed envelopes', () => {
@@ -103,6 +104,7 @@ describe('sealed envelopes', () => {
           senderIdentity: alice.identity,
           recipientIdentityKey: bob.identity.publicKey,
           message: { kind: 'x', body: new Uint8Array() } as never,
+          senderCertificate: new Uint8Array(0),
         }),
       ),
     ).toBe('TypeError')

@@ -1,6 +1,8 @@
 /**
  * Sealed envelopes (DESIGN.md §6, after Signal's sealed sender v1): the relay sees the recipient address and
- * opaque bytes; the sender's address, device and identity key travel inside the ciphertext.
+ * opaque bytes; the sender's address, device, identity key and relay-issued sender certificate travel inside the
+ * ciphertext. {@link openEnvelope} only proves which identity key sealed it; {@link openSealedMessage} also
+ * proves, through the certificate, that this key belongs to the address, device and number the sender claims.
  *
  * Construction (version 1), with e a fresh X25519 key, R and S the X25519 forms of the recipient's and the
  * sender's identity keys:
@@ -12,6 +14,7 @@
  * keys depend on the fresh e.
  * @module
  */
+import { opensNumberCommitment, type SenderCertificate, verifySenderCertificate } from './certificates.js'
 import { ParleyError } from './errors.js'
 import type { parley } from './gen/parley.js'
 import { assertIdentityKeyPair, type IdentityKeyPair } from './identity.js'
@@ -54,15 +57,37 @@ export interface SealInput {
   readonly recipientIdentityKey: Uint8Array
   /** The session message to carry. */
   readonly message: CiphertextMessage
+  /** The sender device's current certificate from the relay (`SenderCertificateIssued.certificate`). */
+  readonly senderCertificate: Uint8Array
+  /** The sender's own number and the salt that opens its certificate's commitment, to state who wrote. */
+  readonly senderNumber?: { readonly e164: string; readonly salt: Uint8Array } | undefined
 }
 
-/** What {@link openEnvelope} returns. */
+/** What {@link openEnvelope} returns: nothing in it but `senderIdentityKey` is proven yet. */
 export interface OpenedEnvelope {
+  /** Claimed; proven only by {@link openSealedMessage}. */
   readonly senderAddress: Uint8Array
+  /** Claimed; proven only by {@link openSealedMessage}. */
   readonly senderDeviceId: number
   /** Authenticated: the sender proved it holds this identity key. Compare it with the one you pinned. */
   readonly senderIdentityKey: Uint8Array
   readonly message: CiphertextMessage
+  /** The encoded sender certificate (empty when the sender sent none). */
+  readonly senderCertificate: Uint8Array
+  /** The stated number and salt (empty strings / bytes when not stated). */
+  readonly senderNumber: string
+  readonly senderNumberSalt: Uint8Array
+}
+
+/** What {@link openSealedMessage} returns: every field is proven. */
+export interface VerifiedSender {
+  readonly address: Uint8Array
+  readonly deviceId: number
+  readonly identityKey: Uint8Array
+  /** The sender's number (E.164) when it stated it and it opened the certified commitment. */
+  readonly number: string | undefined
+  /** The verified certificate. */
+  readonly certificate: SenderCertificate
 }
 
 function ephemeralKeys(dhOut: Uint8Array, recipient: Uint8Array, ephemeral: Uint8Array) {
@@ -96,6 +121,14 @@ export function sealEnvelope(input: SealInput, options: { random?: RandomSource 
     throw new TypeError("message must be { kind: 'prekey' | 'ratchet', body }")
   }
   abytes(m.body, undefined, 'message.body')
+  abytes(input.senderCertificate, undefined, 'senderCertificate')
+  const stated = input.senderNumber
+  if (stated !== undefined) {
+    if (typeof stated.e164 !== 'string' || stated.e164.length === 0 || stated.e164.length > 32) {
+      throw new TypeError('senderNumber.e164 must be a non-empty string of at most 32 characters')
+    }
+    abytes(stated.salt, 32, 'senderNumber.salt')
+  }
   const random = options.random ?? defaultRandom
 
   const recipient = identityDhPublic(input.recipientIdentityKey)
@@ -116,6 +149,10 @@ export function sealEnvelope(input: SealInput, options: { random?: RandomSource 
       senderIdentityKey: input.senderIdentity.publicKey,
     }),
     encodeBytesField(m.kind === 'prekey' ? 4 : 5, m.body),
+    encodeMessage('SealedContent', {
+      senderCertificate: input.senderCertificate,
+      ...(stated ? { senderNumber: stated.e164, senderNumberSalt: stated.salt } : {}),
+    }),
   )
   const ciphertext = aeadSeal(k2, ZERO_NONCE, content, concatBytes(e.publicKey, recipient))
   const envelope = encodeMessage('SealedEnvelope', {
@@ -193,8 +230,72 @@ export function openEnvelope(
     else if (c.ratchetMessage) {
       message = { kind: 'ratchet', body: encodeMessage('RatchetMessage', c.ratchetMessage) }
     } else throw new ParleyError('BAD_REQUEST', 'sealed content carries no message')
-    return { senderAddress, senderDeviceId: c.senderDeviceId ?? 0, senderIdentityKey, message }
+    return {
+      senderAddress,
+      senderDeviceId: c.senderDeviceId ?? 0,
+      senderIdentityKey,
+      message,
+      senderCertificate: own(c.senderCertificate),
+      senderNumber: c.senderNumber ?? '',
+      senderNumberSalt: own(c.senderNumberSalt),
+    }
   } finally {
     recipientSecret.fill(0)
+  }
+}
+
+/**
+ * Opens a sealed envelope and proves its sender: the sender certificate must chain to `trustRoot`, have been
+ * valid at `receivedAtMs`, name exactly the identity key that sealed the envelope, and name the claimed
+ * address and device; a stated number must open the certified commitment. Anything else is refused before
+ * any session state is touched.
+ * @param recipientIdentity - this device's identity key pair
+ * @param envelopeBytes - `Delivery.envelope`
+ * @param options - the pinned trust root and when the relay received the message
+ * @returns the proven sender and the session message
+ * @throws everything {@link openEnvelope} throws; ParleyError `SENDER_UNVERIFIED` for a missing, invalid,
+ *   expired or mismatched certificate or a wrong number opening
+ * @example
+ * const { sender, message } = openSealedMessage(me, delivery.envelope,
+ *   { trustRoot, receivedAtMs: delivery.receivedAtMs })
+ */
+export function openSealedMessage(
+  recipientIdentity: IdentityKeyPair | Uint8Array,
+  envelopeBytes: Uint8Array,
+  options: { trustRoot: Uint8Array; receivedAtMs: number; skewMs?: number },
+): { sender: VerifiedSender; message: CiphertextMessage } {
+  if (typeof options !== 'object' || options === null) throw new TypeError('options are required')
+  abytes(options.trustRoot, 32, 'trustRoot')
+  const opened = openEnvelope(recipientIdentity, envelopeBytes)
+  const certificate = verifySenderCertificate(opened.senderCertificate, {
+    trustRoot: options.trustRoot,
+    atMs: options.receivedAtMs,
+    ...(options.skewMs === undefined ? {} : { skewMs: options.skewMs }),
+  })
+  if (!equalBytes(certificate.identityKey, opened.senderIdentityKey)) {
+    throw new ParleyError('SENDER_UNVERIFIED', 'the certificate is for another identity key')
+  }
+  if (!equalBytes(certificate.address, opened.senderAddress)) {
+    throw new ParleyError('SENDER_UNVERIFIED', 'the certificate is for another address')
+  }
+  if (certificate.deviceId !== opened.senderDeviceId) {
+    throw new ParleyError('SENDER_UNVERIFIED', 'the certificate is for another device')
+  }
+  let number: string | undefined
+  if (opened.senderNumber !== '' || opened.senderNumberSalt.length > 0) {
+    if (!opensNumberCommitment(certificate, opened.senderNumber, opened.senderNumberSalt)) {
+      throw new ParleyError('SENDER_UNVERIFIED', 'the stated number is not the certified one')
+    }
+    number = opened.senderNumber
+  }
+  return {
+    sender: {
+      address: certificate.address,
+      deviceId: certificate.deviceId,
+      identityKey: certificate.identityKey,
+      number,
+      certificate,
+    },
+    message: opened.message,
   }
 }

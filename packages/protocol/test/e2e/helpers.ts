@@ -1,6 +1,9 @@
 // Shared fixtures for the end-to-end tests and the vector script: a seeded random source and simulated devices.
+import { ed25519 } from '@noble/curves/ed25519.js'
 import { sha256 } from '@noble/hashes/sha2.js'
 import {
+  createSenderCertificate,
+  createServerCertificate,
   generateIdentity,
   generateKemPrekey,
   generateOneTimePrekeys,
@@ -93,4 +96,42 @@ export function makeDevice(name: string, random: RandomSource, deviceId = 1): De
     },
   }
   return d
+}
+
+/** A relay's certificate keys for tests: a trust root and one signing key it certified. */
+export interface TestRelayKeys {
+  trustRoot: Uint8Array
+  rootSecretKey: Uint8Array
+  signerSecretKey: Uint8Array
+  serverCertificate: Uint8Array
+  /** Issues a sender certificate for a device (valid for a day from `nowMs` unless told otherwise). */
+  certify(
+    device: { address: Uint8Array; deviceId: number; identity: IdentityKeyPair },
+    options?: { nowMs?: number; validMs?: number; numberCommitment?: Uint8Array },
+  ): Uint8Array
+}
+
+export function makeRelayKeys(random: RandomSource, signerExpiresAtMs = 4_000_000_000_000): TestRelayKeys {
+  const rootSecretKey = random(32)
+  const signerSecretKey = random(32)
+  const serverCertificate = createServerCertificate(rootSecretKey, {
+    keyId: 1,
+    publicKey: ed25519.getPublicKey(signerSecretKey),
+    expiresAtMs: signerExpiresAtMs,
+  })
+  return {
+    trustRoot: ed25519.getPublicKey(rootSecretKey),
+    rootSecretKey,
+    signerSecretKey,
+    serverCertificate,
+    certify(device, options = {}) {
+      return createSenderCertificate(signerSecretKey, serverCertificate, {
+        address: device.address,
+        deviceId: device.deviceId,
+        identityKey: device.identity.publicKey,
+        expiresAtMs: (options.nowMs ?? 1_700_000_000_000) + (options.validMs ?? 86_400_000),
+        numberCommitment: options.numberCommitment ?? new Uint8Array(0),
+      })
+    },
+  }
 }

@@ -249,6 +249,9 @@ export const parley = $root.parley = (() => {
              * @property {Uint8Array|null} [senderIdentityKey] SealedContent senderIdentityKey
              * @property {parley.v1.PrekeyMessage.$Properties|null} [prekeyMessage] SealedContent prekeyMessage
              * @property {parley.v1.RatchetMessage.$Properties|null} [ratchetMessage] SealedContent ratchetMessage
+             * @property {Uint8Array|null} [senderCertificate] SealedContent senderCertificate
+             * @property {string|null} [senderNumber] SealedContent senderNumber
+             * @property {Uint8Array|null} [senderNumberSalt] SealedContent senderNumberSalt
              * @property {"prekeyMessage"|"ratchetMessage"} [message] SealedContent message
              * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
              */
@@ -269,6 +272,9 @@ export const parley = $root.parley = (() => {
              *   senderIdentityKey?: Uint8Array|null;
              *   prekeyMessage?: parley.v1.PrekeyMessage.$Shape|null;
              *   ratchetMessage?: parley.v1.RatchetMessage.$Shape|null;
+             *   senderCertificate?: Uint8Array|null;
+             *   senderNumber?: string|null;
+             *   senderNumberSalt?: Uint8Array|null;
              *   $unknowns?: Array.<Uint8Array>;
              * } & (
              *   ({ message?: undefined; prekeyMessage?: null; ratchetMessage?: null }|{ message?: "prekeyMessage"; prekeyMessage: parley.v1.PrekeyMessage.$Shape; ratchetMessage?: null }|{ message?: "ratchetMessage"; prekeyMessage?: null; ratchetMessage: parley.v1.RatchetMessage.$Shape })
@@ -330,6 +336,30 @@ export const parley = $root.parley = (() => {
              */
             SealedContent.prototype.ratchetMessage = null;
 
+            /**
+             * SealedContent senderCertificate.
+             * @member {Uint8Array} senderCertificate
+             * @memberof parley.v1.SealedContent
+             * @instance
+             */
+            SealedContent.prototype.senderCertificate = $util.newBuffer([]);
+
+            /**
+             * SealedContent senderNumber.
+             * @member {string} senderNumber
+             * @memberof parley.v1.SealedContent
+             * @instance
+             */
+            SealedContent.prototype.senderNumber = "";
+
+            /**
+             * SealedContent senderNumberSalt.
+             * @member {Uint8Array} senderNumberSalt
+             * @memberof parley.v1.SealedContent
+             * @instance
+             */
+            SealedContent.prototype.senderNumberSalt = $util.newBuffer([]);
+
             // OneOf field names bound to virtual getters and setters
             let $oneOfFields;
 
@@ -386,6 +416,12 @@ export const parley = $root.parley = (() => {
                     $root.parley.v1.PrekeyMessage.encode(message.prekeyMessage, writer.uint32(/* id 4, wireType 2 =*/34).fork(), _depth + 1).ldelim();
                 if (message.ratchetMessage != null && $Object.hasOwnProperty.call(message, "ratchetMessage"))
                     $root.parley.v1.RatchetMessage.encode(message.ratchetMessage, writer.uint32(/* id 5, wireType 2 =*/42).fork(), _depth + 1).ldelim();
+                if (message.senderCertificate != null && $Object.hasOwnProperty.call(message, "senderCertificate") && message.senderCertificate.length)
+                    writer.uint32(/* id 6, wireType 2 =*/50).bytes(message.senderCertificate);
+                if (message.senderNumber != null && $Object.hasOwnProperty.call(message, "senderNumber") && message.senderNumber !== "")
+                    writer.uint32(/* id 7, wireType 2 =*/58).string(message.senderNumber);
+                if (message.senderNumberSalt != null && $Object.hasOwnProperty.call(message, "senderNumberSalt") && message.senderNumberSalt.length)
+                    writer.uint32(/* id 8, wireType 2 =*/66).bytes(message.senderNumberSalt);
                 if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
@@ -471,6 +507,33 @@ export const parley = $root.parley = (() => {
                             message.message = "ratchetMessage";
                             continue;
                         }
+                    case 6: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.senderCertificate = value;
+                            else
+                                delete message.senderCertificate;
+                            continue;
+                        }
+                    case 7: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.stringVerify()).length)
+                                message.senderNumber = value;
+                            else
+                                delete message.senderNumber;
+                            continue;
+                        }
+                    case 8: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.senderNumberSalt = value;
+                            else
+                                delete message.senderNumberSalt;
+                            continue;
+                        }
                     }
                     reader.skipType(wireType, _depth, tag);
                     if (!reader.discardUnknown) {
@@ -489,6 +552,791 @@ export const parley = $root.parley = (() => {
             };
 
             return SealedContent;
+        })();
+
+        v1.ServerCertificateBody = (function() {
+
+            /**
+             * Properties of a ServerCertificateBody.
+             * @typedef {Object} parley.v1.ServerCertificateBody.$Properties
+             * @property {number|null} [keyId] ServerCertificateBody keyId
+             * @property {Uint8Array|null} [publicKey] ServerCertificateBody publicKey
+             * @property {number|Long|null} [expiresAtMs] ServerCertificateBody expiresAtMs
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of a ServerCertificateBody.
+             * @memberof parley.v1
+             * @interface IServerCertificateBody
+             * @augments parley.v1.ServerCertificateBody.$Properties
+             * @deprecated Use parley.v1.ServerCertificateBody.$Properties instead.
+             */
+
+            /**
+             * Shape of a ServerCertificateBody.
+             * @typedef {parley.v1.ServerCertificateBody.$Properties} parley.v1.ServerCertificateBody.$Shape
+             */
+
+            /**
+             * Constructs a new ServerCertificateBody.
+             * @memberof parley.v1
+             * @classdesc Represents a ServerCertificateBody.
+             * @constructor
+             * @param {parley.v1.ServerCertificateBody.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const ServerCertificateBody = function (properties) {
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * ServerCertificateBody keyId.
+             * @member {number} keyId
+             * @memberof parley.v1.ServerCertificateBody
+             * @instance
+             */
+            ServerCertificateBody.prototype.keyId = 0;
+
+            /**
+             * ServerCertificateBody publicKey.
+             * @member {Uint8Array} publicKey
+             * @memberof parley.v1.ServerCertificateBody
+             * @instance
+             */
+            ServerCertificateBody.prototype.publicKey = $util.newBuffer([]);
+
+            /**
+             * ServerCertificateBody expiresAtMs.
+             * @member {number|Long} expiresAtMs
+             * @memberof parley.v1.ServerCertificateBody
+             * @instance
+             */
+            ServerCertificateBody.prototype.expiresAtMs = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+
+            /**
+             * Creates a new ServerCertificateBody instance using the specified properties.
+             * @function create
+             * @memberof parley.v1.ServerCertificateBody
+             * @static
+             * @param {parley.v1.ServerCertificateBody.$Properties=} [properties] Properties to set
+             * @returns {parley.v1.ServerCertificateBody} ServerCertificateBody instance
+             * @type {{
+             *   (properties: parley.v1.ServerCertificateBody.$Shape): parley.v1.ServerCertificateBody & parley.v1.ServerCertificateBody.$Shape;
+             *   (properties?: parley.v1.ServerCertificateBody.$Properties): parley.v1.ServerCertificateBody;
+             * }}
+             */
+            ServerCertificateBody.create = function(properties) {
+                return new ServerCertificateBody(properties);
+            };
+
+            /**
+             * Encodes the specified ServerCertificateBody message. Does not implicitly {@link parley.v1.ServerCertificateBody.verify|verify} messages.
+             * @function encode
+             * @memberof parley.v1.ServerCertificateBody
+             * @static
+             * @param {parley.v1.ServerCertificateBody.$Properties} message ServerCertificateBody message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            ServerCertificateBody.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.keyId != null && $Object.hasOwnProperty.call(message, "keyId") && message.keyId !== 0)
+                    writer.uint32(/* id 1, wireType 0 =*/8).uint32(message.keyId);
+                if (message.publicKey != null && $Object.hasOwnProperty.call(message, "publicKey") && message.publicKey.length)
+                    writer.uint32(/* id 2, wireType 2 =*/18).bytes(message.publicKey);
+                if (message.expiresAtMs != null && $Object.hasOwnProperty.call(message, "expiresAtMs") && (typeof message.expiresAtMs === "object" ? message.expiresAtMs.low || message.expiresAtMs.high : message.expiresAtMs !== 0))
+                    writer.uint32(/* id 3, wireType 0 =*/24).uint64(message.expiresAtMs);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes a ServerCertificateBody message from the specified reader or buffer.
+             * @function decode
+             * @memberof parley.v1.ServerCertificateBody
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {parley.v1.ServerCertificateBody & parley.v1.ServerCertificateBody.$Shape} ServerCertificateBody
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            ServerCertificateBody.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.parley.v1.ServerCertificateBody();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.uint32())
+                                message.keyId = value;
+                            else
+                                delete message.keyId;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.publicKey = value;
+                            else
+                                delete message.publicKey;
+                            continue;
+                        }
+                    case 3: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                                message.expiresAtMs = value;
+                            else
+                                delete message.expiresAtMs;
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return ServerCertificateBody;
+        })();
+
+        v1.ServerCertificate = (function() {
+
+            /**
+             * Properties of a ServerCertificate.
+             * @typedef {Object} parley.v1.ServerCertificate.$Properties
+             * @property {Uint8Array|null} [body] ServerCertificate body
+             * @property {Uint8Array|null} [signature] ServerCertificate signature
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of a ServerCertificate.
+             * @memberof parley.v1
+             * @interface IServerCertificate
+             * @augments parley.v1.ServerCertificate.$Properties
+             * @deprecated Use parley.v1.ServerCertificate.$Properties instead.
+             */
+
+            /**
+             * Shape of a ServerCertificate.
+             * @typedef {parley.v1.ServerCertificate.$Properties} parley.v1.ServerCertificate.$Shape
+             */
+
+            /**
+             * Constructs a new ServerCertificate.
+             * @memberof parley.v1
+             * @classdesc Represents a ServerCertificate.
+             * @constructor
+             * @param {parley.v1.ServerCertificate.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const ServerCertificate = function (properties) {
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * ServerCertificate body.
+             * @member {Uint8Array} body
+             * @memberof parley.v1.ServerCertificate
+             * @instance
+             */
+            ServerCertificate.prototype.body = $util.newBuffer([]);
+
+            /**
+             * ServerCertificate signature.
+             * @member {Uint8Array} signature
+             * @memberof parley.v1.ServerCertificate
+             * @instance
+             */
+            ServerCertificate.prototype.signature = $util.newBuffer([]);
+
+            /**
+             * Creates a new ServerCertificate instance using the specified properties.
+             * @function create
+             * @memberof parley.v1.ServerCertificate
+             * @static
+             * @param {parley.v1.ServerCertificate.$Properties=} [properties] Properties to set
+             * @returns {parley.v1.ServerCertificate} ServerCertificate instance
+             * @type {{
+             *   (properties: parley.v1.ServerCertificate.$Shape): parley.v1.ServerCertificate & parley.v1.ServerCertificate.$Shape;
+             *   (properties?: parley.v1.ServerCertificate.$Properties): parley.v1.ServerCertificate;
+             * }}
+             */
+            ServerCertificate.create = function(properties) {
+                return new ServerCertificate(properties);
+            };
+
+            /**
+             * Encodes the specified ServerCertificate message. Does not implicitly {@link parley.v1.ServerCertificate.verify|verify} messages.
+             * @function encode
+             * @memberof parley.v1.ServerCertificate
+             * @static
+             * @param {parley.v1.ServerCertificate.$Properties} message ServerCertificate message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            ServerCertificate.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.body != null && $Object.hasOwnProperty.call(message, "body") && message.body.length)
+                    writer.uint32(/* id 1, wireType 2 =*/10).bytes(message.body);
+                if (message.signature != null && $Object.hasOwnProperty.call(message, "signature") && message.signature.length)
+                    writer.uint32(/* id 2, wireType 2 =*/18).bytes(message.signature);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes a ServerCertificate message from the specified reader or buffer.
+             * @function decode
+             * @memberof parley.v1.ServerCertificate
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {parley.v1.ServerCertificate & parley.v1.ServerCertificate.$Shape} ServerCertificate
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            ServerCertificate.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.parley.v1.ServerCertificate();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.body = value;
+                            else
+                                delete message.body;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.signature = value;
+                            else
+                                delete message.signature;
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return ServerCertificate;
+        })();
+
+        v1.SenderCertificateBody = (function() {
+
+            /**
+             * Properties of a SenderCertificateBody.
+             * @typedef {Object} parley.v1.SenderCertificateBody.$Properties
+             * @property {Uint8Array|null} [address] SenderCertificateBody address
+             * @property {number|null} [deviceId] SenderCertificateBody deviceId
+             * @property {Uint8Array|null} [identityKey] SenderCertificateBody identityKey
+             * @property {number|Long|null} [expiresAtMs] SenderCertificateBody expiresAtMs
+             * @property {Uint8Array|null} [numberCommitment] SenderCertificateBody numberCommitment
+             * @property {parley.v1.ServerCertificate.$Properties|null} [signer] SenderCertificateBody signer
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of a SenderCertificateBody.
+             * @memberof parley.v1
+             * @interface ISenderCertificateBody
+             * @augments parley.v1.SenderCertificateBody.$Properties
+             * @deprecated Use parley.v1.SenderCertificateBody.$Properties instead.
+             */
+
+            /**
+             * Shape of a SenderCertificateBody.
+             * @typedef {parley.v1.SenderCertificateBody.$Properties} parley.v1.SenderCertificateBody.$Shape
+             */
+
+            /**
+             * Constructs a new SenderCertificateBody.
+             * @memberof parley.v1
+             * @classdesc Represents a SenderCertificateBody.
+             * @constructor
+             * @param {parley.v1.SenderCertificateBody.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const SenderCertificateBody = function (properties) {
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * SenderCertificateBody address.
+             * @member {Uint8Array} address
+             * @memberof parley.v1.SenderCertificateBody
+             * @instance
+             */
+            SenderCertificateBody.prototype.address = $util.newBuffer([]);
+
+            /**
+             * SenderCertificateBody deviceId.
+             * @member {number} deviceId
+             * @memberof parley.v1.SenderCertificateBody
+             * @instance
+             */
+            SenderCertificateBody.prototype.deviceId = 0;
+
+            /**
+             * SenderCertificateBody identityKey.
+             * @member {Uint8Array} identityKey
+             * @memberof parley.v1.SenderCertificateBody
+             * @instance
+             */
+            SenderCertificateBody.prototype.identityKey = $util.newBuffer([]);
+
+            /**
+             * SenderCertificateBody expiresAtMs.
+             * @member {number|Long} expiresAtMs
+             * @memberof parley.v1.SenderCertificateBody
+             * @instance
+             */
+            SenderCertificateBody.prototype.expiresAtMs = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+
+            /**
+             * SenderCertificateBody numberCommitment.
+             * @member {Uint8Array} numberCommitment
+             * @memberof parley.v1.SenderCertificateBody
+             * @instance
+             */
+            SenderCertificateBody.prototype.numberCommitment = $util.newBuffer([]);
+
+            /**
+             * SenderCertificateBody signer.
+             * @member {parley.v1.ServerCertificate.$Properties|null|undefined} signer
+             * @memberof parley.v1.SenderCertificateBody
+             * @instance
+             */
+            SenderCertificateBody.prototype.signer = null;
+
+            /**
+             * Creates a new SenderCertificateBody instance using the specified properties.
+             * @function create
+             * @memberof parley.v1.SenderCertificateBody
+             * @static
+             * @param {parley.v1.SenderCertificateBody.$Properties=} [properties] Properties to set
+             * @returns {parley.v1.SenderCertificateBody} SenderCertificateBody instance
+             * @type {{
+             *   (properties: parley.v1.SenderCertificateBody.$Shape): parley.v1.SenderCertificateBody & parley.v1.SenderCertificateBody.$Shape;
+             *   (properties?: parley.v1.SenderCertificateBody.$Properties): parley.v1.SenderCertificateBody;
+             * }}
+             */
+            SenderCertificateBody.create = function(properties) {
+                return new SenderCertificateBody(properties);
+            };
+
+            /**
+             * Encodes the specified SenderCertificateBody message. Does not implicitly {@link parley.v1.SenderCertificateBody.verify|verify} messages.
+             * @function encode
+             * @memberof parley.v1.SenderCertificateBody
+             * @static
+             * @param {parley.v1.SenderCertificateBody.$Properties} message SenderCertificateBody message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            SenderCertificateBody.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.address != null && $Object.hasOwnProperty.call(message, "address") && message.address.length)
+                    writer.uint32(/* id 1, wireType 2 =*/10).bytes(message.address);
+                if (message.deviceId != null && $Object.hasOwnProperty.call(message, "deviceId") && message.deviceId !== 0)
+                    writer.uint32(/* id 2, wireType 0 =*/16).uint32(message.deviceId);
+                if (message.identityKey != null && $Object.hasOwnProperty.call(message, "identityKey") && message.identityKey.length)
+                    writer.uint32(/* id 3, wireType 2 =*/26).bytes(message.identityKey);
+                if (message.expiresAtMs != null && $Object.hasOwnProperty.call(message, "expiresAtMs") && (typeof message.expiresAtMs === "object" ? message.expiresAtMs.low || message.expiresAtMs.high : message.expiresAtMs !== 0))
+                    writer.uint32(/* id 4, wireType 0 =*/32).uint64(message.expiresAtMs);
+                if (message.numberCommitment != null && $Object.hasOwnProperty.call(message, "numberCommitment") && message.numberCommitment.length)
+                    writer.uint32(/* id 5, wireType 2 =*/42).bytes(message.numberCommitment);
+                if (message.signer != null && $Object.hasOwnProperty.call(message, "signer"))
+                    $root.parley.v1.ServerCertificate.encode(message.signer, writer.uint32(/* id 6, wireType 2 =*/50).fork(), _depth + 1).ldelim();
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes a SenderCertificateBody message from the specified reader or buffer.
+             * @function decode
+             * @memberof parley.v1.SenderCertificateBody
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {parley.v1.SenderCertificateBody & parley.v1.SenderCertificateBody.$Shape} SenderCertificateBody
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            SenderCertificateBody.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.parley.v1.SenderCertificateBody();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.address = value;
+                            else
+                                delete message.address;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.uint32())
+                                message.deviceId = value;
+                            else
+                                delete message.deviceId;
+                            continue;
+                        }
+                    case 3: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.identityKey = value;
+                            else
+                                delete message.identityKey;
+                            continue;
+                        }
+                    case 4: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                                message.expiresAtMs = value;
+                            else
+                                delete message.expiresAtMs;
+                            continue;
+                        }
+                    case 5: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.numberCommitment = value;
+                            else
+                                delete message.numberCommitment;
+                            continue;
+                        }
+                    case 6: {
+                            if (wireType !== 2)
+                                break;
+                            message.signer = $root.parley.v1.ServerCertificate.decode(reader, reader.size(), $undefined, _depth + 1, message.signer);
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return SenderCertificateBody;
+        })();
+
+        v1.SenderCertificate = (function() {
+
+            /**
+             * Properties of a SenderCertificate.
+             * @typedef {Object} parley.v1.SenderCertificate.$Properties
+             * @property {Uint8Array|null} [body] SenderCertificate body
+             * @property {Uint8Array|null} [signature] SenderCertificate signature
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of a SenderCertificate.
+             * @memberof parley.v1
+             * @interface ISenderCertificate
+             * @augments parley.v1.SenderCertificate.$Properties
+             * @deprecated Use parley.v1.SenderCertificate.$Properties instead.
+             */
+
+            /**
+             * Shape of a SenderCertificate.
+             * @typedef {parley.v1.SenderCertificate.$Properties} parley.v1.SenderCertificate.$Shape
+             */
+
+            /**
+             * Constructs a new SenderCertificate.
+             * @memberof parley.v1
+             * @classdesc Represents a SenderCertificate.
+             * @constructor
+             * @param {parley.v1.SenderCertificate.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const SenderCertificate = function (properties) {
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * SenderCertificate body.
+             * @member {Uint8Array} body
+             * @memberof parley.v1.SenderCertificate
+             * @instance
+             */
+            SenderCertificate.prototype.body = $util.newBuffer([]);
+
+            /**
+             * SenderCertificate signature.
+             * @member {Uint8Array} signature
+             * @memberof parley.v1.SenderCertificate
+             * @instance
+             */
+            SenderCertificate.prototype.signature = $util.newBuffer([]);
+
+            /**
+             * Creates a new SenderCertificate instance using the specified properties.
+             * @function create
+             * @memberof parley.v1.SenderCertificate
+             * @static
+             * @param {parley.v1.SenderCertificate.$Properties=} [properties] Properties to set
+             * @returns {parley.v1.SenderCertificate} SenderCertificate instance
+             * @type {{
+             *   (properties: parley.v1.SenderCertificate.$Shape): parley.v1.SenderCertificate & parley.v1.SenderCertificate.$Shape;
+             *   (properties?: parley.v1.SenderCertificate.$Properties): parley.v1.SenderCertificate;
+             * }}
+             */
+            SenderCertificate.create = function(properties) {
+                return new SenderCertificate(properties);
+            };
+
+            /**
+             * Encodes the specified SenderCertificate message. Does not implicitly {@link parley.v1.SenderCertificate.verify|verify} messages.
+             * @function encode
+             * @memberof parley.v1.SenderCertificate
+             * @static
+             * @param {parley.v1.SenderCertificate.$Properties} message SenderCertificate message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            SenderCertificate.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.body != null && $Object.hasOwnProperty.call(message, "body") && message.body.length)
+                    writer.uint32(/* id 1, wireType 2 =*/10).bytes(message.body);
+                if (message.signature != null && $Object.hasOwnProperty.call(message, "signature") && message.signature.length)
+                    writer.uint32(/* id 2, wireType 2 =*/18).bytes(message.signature);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes a SenderCertificate message from the specified reader or buffer.
+             * @function decode
+             * @memberof parley.v1.SenderCertificate
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {parley.v1.SenderCertificate & parley.v1.SenderCertificate.$Shape} SenderCertificate
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            SenderCertificate.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.parley.v1.SenderCertificate();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.body = value;
+                            else
+                                delete message.body;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.signature = value;
+                            else
+                                delete message.signature;
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return SenderCertificate;
         })();
 
         v1.PrekeyMessage = (function() {
@@ -989,6 +1837,7 @@ export const parley = $root.parley = (() => {
              * @property {string|null} [text] Content text
              * @property {Uint8Array|null} [data] Content data
              * @property {string|null} [senderNumber] Content senderNumber
+             * @property {Uint8Array|null} [deliveryToken] Content deliveryToken
              * @property {Uint8Array|null} [padding] Content padding
              * @property {"text"|"data"} [body] Content body
              * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
@@ -1010,6 +1859,7 @@ export const parley = $root.parley = (() => {
              *   text?: string|null;
              *   data?: Uint8Array|null;
              *   senderNumber?: string|null;
+             *   deliveryToken?: Uint8Array|null;
              *   padding?: Uint8Array|null;
              *   $unknowns?: Array.<Uint8Array>;
              * } & (
@@ -1071,6 +1921,14 @@ export const parley = $root.parley = (() => {
              * @instance
              */
             Content.prototype.senderNumber = "";
+
+            /**
+             * Content deliveryToken.
+             * @member {Uint8Array} deliveryToken
+             * @memberof parley.v1.Content
+             * @instance
+             */
+            Content.prototype.deliveryToken = $util.newBuffer([]);
 
             /**
              * Content padding.
@@ -1136,6 +1994,8 @@ export const parley = $root.parley = (() => {
                     writer.uint32(/* id 4, wireType 2 =*/34).bytes(message.data);
                 if (message.senderNumber != null && $Object.hasOwnProperty.call(message, "senderNumber") && message.senderNumber !== "")
                     writer.uint32(/* id 5, wireType 2 =*/42).string(message.senderNumber);
+                if (message.deliveryToken != null && $Object.hasOwnProperty.call(message, "deliveryToken") && message.deliveryToken.length)
+                    writer.uint32(/* id 6, wireType 2 =*/50).bytes(message.deliveryToken);
                 if (message.padding != null && $Object.hasOwnProperty.call(message, "padding") && message.padding.length)
                     writer.uint32(/* id 15, wireType 2 =*/122).bytes(message.padding);
                 if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
@@ -1223,6 +2083,15 @@ export const parley = $root.parley = (() => {
                                 delete message.senderNumber;
                             continue;
                         }
+                    case 6: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.deliveryToken = value;
+                            else
+                                delete message.deliveryToken;
+                            continue;
+                        }
                     case 15: {
                             if (wireType !== 2)
                                 break;
@@ -1272,7 +2141,10 @@ export const parley = $root.parley = (() => {
              * @property {parley.v1.SyncMailbox.$Properties|null} [syncMailbox] ClientFrame syncMailbox
              * @property {parley.v1.Deactivate.$Properties|null} [deactivate] ClientFrame deactivate
              * @property {parley.v1.Ping.$Properties|null} [ping] ClientFrame ping
-             * @property {"hello"|"authenticate"|"activationStart"|"activationConfirm"|"oprfEvaluate"|"membershipQuery"|"prekeyUpload"|"prekeyBundleQuery"|"prekeyCountQuery"|"sendMessage"|"ackMessages"|"syncMailbox"|"deactivate"|"ping"} [body] ClientFrame body
+             * @property {parley.v1.SenderCertificateRequest.$Properties|null} [senderCertificateRequest] ClientFrame senderCertificateRequest
+             * @property {parley.v1.SetDeliveryToken.$Properties|null} [setDeliveryToken] ClientFrame setDeliveryToken
+             * @property {parley.v1.UnidentifiedSend.$Properties|null} [unidentifiedSend] ClientFrame unidentifiedSend
+             * @property {"hello"|"authenticate"|"activationStart"|"activationConfirm"|"oprfEvaluate"|"membershipQuery"|"prekeyUpload"|"prekeyBundleQuery"|"prekeyCountQuery"|"sendMessage"|"ackMessages"|"syncMailbox"|"deactivate"|"ping"|"senderCertificateRequest"|"setDeliveryToken"|"unidentifiedSend"} [body] ClientFrame body
              * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
              */
 
@@ -1302,9 +2174,12 @@ export const parley = $root.parley = (() => {
              *   syncMailbox?: parley.v1.SyncMailbox.$Shape|null;
              *   deactivate?: parley.v1.Deactivate.$Shape|null;
              *   ping?: parley.v1.Ping.$Shape|null;
+             *   senderCertificateRequest?: parley.v1.SenderCertificateRequest.$Shape|null;
+             *   setDeliveryToken?: parley.v1.SetDeliveryToken.$Shape|null;
+             *   unidentifiedSend?: parley.v1.UnidentifiedSend.$Shape|null;
              *   $unknowns?: Array.<Uint8Array>;
              * } & (
-             *   ({ body?: undefined; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null }|{ body?: "hello"; hello: parley.v1.Hello.$Shape; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null }|{ body?: "authenticate"; hello?: null; authenticate: parley.v1.Authenticate.$Shape; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null }|{ body?: "activationStart"; hello?: null; authenticate?: null; activationStart: parley.v1.ActivationStart.$Shape; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null }|{ body?: "activationConfirm"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm: parley.v1.ActivationConfirm.$Shape; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null }|{ body?: "oprfEvaluate"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate: parley.v1.OprfEvaluate.$Shape; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null }|{ body?: "membershipQuery"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery: parley.v1.MembershipQuery.$Shape; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null }|{ body?: "prekeyUpload"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload: parley.v1.PrekeyUpload.$Shape; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null }|{ body?: "prekeyBundleQuery"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery: parley.v1.PrekeyBundleQuery.$Shape; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null }|{ body?: "prekeyCountQuery"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery: parley.v1.PrekeyCountQuery.$Shape; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null }|{ body?: "sendMessage"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage: parley.v1.SendMessage.$Shape; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null }|{ body?: "ackMessages"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages: parley.v1.AckMessages.$Shape; syncMailbox?: null; deactivate?: null; ping?: null }|{ body?: "syncMailbox"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox: parley.v1.SyncMailbox.$Shape; deactivate?: null; ping?: null }|{ body?: "deactivate"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate: parley.v1.Deactivate.$Shape; ping?: null }|{ body?: "ping"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping: parley.v1.Ping.$Shape })
+             *   ({ body?: undefined; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null }|{ body?: "hello"; hello: parley.v1.Hello.$Shape; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null }|{ body?: "authenticate"; hello?: null; authenticate: parley.v1.Authenticate.$Shape; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null }|{ body?: "activationStart"; hello?: null; authenticate?: null; activationStart: parley.v1.ActivationStart.$Shape; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null }|{ body?: "activationConfirm"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm: parley.v1.ActivationConfirm.$Shape; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null }|{ body?: "oprfEvaluate"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate: parley.v1.OprfEvaluate.$Shape; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null }|{ body?: "membershipQuery"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery: parley.v1.MembershipQuery.$Shape; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null }|{ body?: "prekeyUpload"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload: parley.v1.PrekeyUpload.$Shape; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null }|{ body?: "prekeyBundleQuery"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery: parley.v1.PrekeyBundleQuery.$Shape; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null }|{ body?: "prekeyCountQuery"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery: parley.v1.PrekeyCountQuery.$Shape; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null }|{ body?: "sendMessage"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage: parley.v1.SendMessage.$Shape; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null }|{ body?: "ackMessages"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages: parley.v1.AckMessages.$Shape; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null }|{ body?: "syncMailbox"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox: parley.v1.SyncMailbox.$Shape; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null }|{ body?: "deactivate"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate: parley.v1.Deactivate.$Shape; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null }|{ body?: "ping"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping: parley.v1.Ping.$Shape; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null }|{ body?: "senderCertificateRequest"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest: parley.v1.SenderCertificateRequest.$Shape; setDeliveryToken?: null; unidentifiedSend?: null }|{ body?: "setDeliveryToken"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken: parley.v1.SetDeliveryToken.$Shape; unidentifiedSend?: null }|{ body?: "unidentifiedSend"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend: parley.v1.UnidentifiedSend.$Shape })
              * )} parley.v1.ClientFrame.$Shape
              */
 
@@ -1443,17 +2318,41 @@ export const parley = $root.parley = (() => {
              */
             ClientFrame.prototype.ping = null;
 
+            /**
+             * ClientFrame senderCertificateRequest.
+             * @member {parley.v1.SenderCertificateRequest.$Properties|null|undefined} senderCertificateRequest
+             * @memberof parley.v1.ClientFrame
+             * @instance
+             */
+            ClientFrame.prototype.senderCertificateRequest = null;
+
+            /**
+             * ClientFrame setDeliveryToken.
+             * @member {parley.v1.SetDeliveryToken.$Properties|null|undefined} setDeliveryToken
+             * @memberof parley.v1.ClientFrame
+             * @instance
+             */
+            ClientFrame.prototype.setDeliveryToken = null;
+
+            /**
+             * ClientFrame unidentifiedSend.
+             * @member {parley.v1.UnidentifiedSend.$Properties|null|undefined} unidentifiedSend
+             * @memberof parley.v1.ClientFrame
+             * @instance
+             */
+            ClientFrame.prototype.unidentifiedSend = null;
+
             // OneOf field names bound to virtual getters and setters
             let $oneOfFields;
 
             /**
              * ClientFrame body.
-             * @member {"hello"|"authenticate"|"activationStart"|"activationConfirm"|"oprfEvaluate"|"membershipQuery"|"prekeyUpload"|"prekeyBundleQuery"|"prekeyCountQuery"|"sendMessage"|"ackMessages"|"syncMailbox"|"deactivate"|"ping"|undefined} body
+             * @member {"hello"|"authenticate"|"activationStart"|"activationConfirm"|"oprfEvaluate"|"membershipQuery"|"prekeyUpload"|"prekeyBundleQuery"|"prekeyCountQuery"|"sendMessage"|"ackMessages"|"syncMailbox"|"deactivate"|"ping"|"senderCertificateRequest"|"setDeliveryToken"|"unidentifiedSend"|undefined} body
              * @memberof parley.v1.ClientFrame
              * @instance
              */
             $Object.defineProperty(ClientFrame.prototype, "body", {
-                get: $util.oneOfGetter($oneOfFields = ["hello", "authenticate", "activationStart", "activationConfirm", "oprfEvaluate", "membershipQuery", "prekeyUpload", "prekeyBundleQuery", "prekeyCountQuery", "sendMessage", "ackMessages", "syncMailbox", "deactivate", "ping"]),
+                get: $util.oneOfGetter($oneOfFields = ["hello", "authenticate", "activationStart", "activationConfirm", "oprfEvaluate", "membershipQuery", "prekeyUpload", "prekeyBundleQuery", "prekeyCountQuery", "sendMessage", "ackMessages", "syncMailbox", "deactivate", "ping", "senderCertificateRequest", "setDeliveryToken", "unidentifiedSend"]),
                 set: $util.oneOfSetter($oneOfFields)
             });
 
@@ -1519,6 +2418,12 @@ export const parley = $root.parley = (() => {
                     $root.parley.v1.Deactivate.encode(message.deactivate, writer.uint32(/* id 22, wireType 2 =*/178).fork(), _depth + 1).ldelim();
                 if (message.ping != null && $Object.hasOwnProperty.call(message, "ping"))
                     $root.parley.v1.Ping.encode(message.ping, writer.uint32(/* id 23, wireType 2 =*/186).fork(), _depth + 1).ldelim();
+                if (message.senderCertificateRequest != null && $Object.hasOwnProperty.call(message, "senderCertificateRequest"))
+                    $root.parley.v1.SenderCertificateRequest.encode(message.senderCertificateRequest, writer.uint32(/* id 24, wireType 2 =*/194).fork(), _depth + 1).ldelim();
+                if (message.setDeliveryToken != null && $Object.hasOwnProperty.call(message, "setDeliveryToken"))
+                    $root.parley.v1.SetDeliveryToken.encode(message.setDeliveryToken, writer.uint32(/* id 25, wireType 2 =*/202).fork(), _depth + 1).ldelim();
+                if (message.unidentifiedSend != null && $Object.hasOwnProperty.call(message, "unidentifiedSend"))
+                    $root.parley.v1.UnidentifiedSend.encode(message.unidentifiedSend, writer.uint32(/* id 26, wireType 2 =*/210).fork(), _depth + 1).ldelim();
                 if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
@@ -1670,6 +2575,27 @@ export const parley = $root.parley = (() => {
                             message.body = "ping";
                             continue;
                         }
+                    case 24: {
+                            if (wireType !== 2)
+                                break;
+                            message.senderCertificateRequest = $root.parley.v1.SenderCertificateRequest.decode(reader, reader.size(), $undefined, _depth + 1, message.senderCertificateRequest);
+                            message.body = "senderCertificateRequest";
+                            continue;
+                        }
+                    case 25: {
+                            if (wireType !== 2)
+                                break;
+                            message.setDeliveryToken = $root.parley.v1.SetDeliveryToken.decode(reader, reader.size(), $undefined, _depth + 1, message.setDeliveryToken);
+                            message.body = "setDeliveryToken";
+                            continue;
+                        }
+                    case 26: {
+                            if (wireType !== 2)
+                                break;
+                            message.unidentifiedSend = $root.parley.v1.UnidentifiedSend.decode(reader, reader.size(), $undefined, _depth + 1, message.unidentifiedSend);
+                            message.body = "unidentifiedSend";
+                            continue;
+                        }
                     }
                     reader.skipType(wireType, _depth, tag);
                     if (!reader.discardUnknown) {
@@ -1713,7 +2639,9 @@ export const parley = $root.parley = (() => {
              * @property {parley.v1.SyncDone.$Properties|null} [syncDone] ServerFrame syncDone
              * @property {parley.v1.Deactivated.$Properties|null} [deactivated] ServerFrame deactivated
              * @property {parley.v1.Pong.$Properties|null} [pong] ServerFrame pong
-             * @property {"serverHello"|"error"|"authenticated"|"activationStarted"|"activated"|"oprfEvaluated"|"membershipResult"|"prekeyUploaded"|"prekeyBundle"|"prekeyCount"|"messageAccepted"|"delivery"|"acked"|"mailboxGap"|"syncDone"|"deactivated"|"pong"} [body] ServerFrame body
+             * @property {parley.v1.SenderCertificateIssued.$Properties|null} [senderCertificateIssued] ServerFrame senderCertificateIssued
+             * @property {parley.v1.DeliveryTokenSet.$Properties|null} [deliveryTokenSet] ServerFrame deliveryTokenSet
+             * @property {"serverHello"|"error"|"authenticated"|"activationStarted"|"activated"|"oprfEvaluated"|"membershipResult"|"prekeyUploaded"|"prekeyBundle"|"prekeyCount"|"messageAccepted"|"delivery"|"acked"|"mailboxGap"|"syncDone"|"deactivated"|"pong"|"senderCertificateIssued"|"deliveryTokenSet"} [body] ServerFrame body
              * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
              */
 
@@ -1746,9 +2674,11 @@ export const parley = $root.parley = (() => {
              *   syncDone?: parley.v1.SyncDone.$Shape|null;
              *   deactivated?: parley.v1.Deactivated.$Shape|null;
              *   pong?: parley.v1.Pong.$Shape|null;
+             *   senderCertificateIssued?: parley.v1.SenderCertificateIssued.$Shape|null;
+             *   deliveryTokenSet?: parley.v1.DeliveryTokenSet.$Shape|null;
              *   $unknowns?: Array.<Uint8Array>;
              * } & (
-             *   ({ body?: undefined; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null }|{ body?: "serverHello"; serverHello: parley.v1.ServerHello.$Shape; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null }|{ body?: "error"; serverHello?: null; error: parley.v1.Error.$Shape; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null }|{ body?: "authenticated"; serverHello?: null; error?: null; authenticated: parley.v1.Authenticated.$Shape; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null }|{ body?: "activationStarted"; serverHello?: null; error?: null; authenticated?: null; activationStarted: parley.v1.ActivationStarted.$Shape; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null }|{ body?: "activated"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated: parley.v1.Activated.$Shape; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null }|{ body?: "oprfEvaluated"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated: parley.v1.OprfEvaluated.$Shape; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null }|{ body?: "membershipResult"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult: parley.v1.MembershipResult.$Shape; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null }|{ body?: "prekeyUploaded"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded: parley.v1.PrekeyUploaded.$Shape; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null }|{ body?: "prekeyBundle"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle: parley.v1.PrekeyBundle.$Shape; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null }|{ body?: "prekeyCount"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount: parley.v1.PrekeyCount.$Shape; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null }|{ body?: "messageAccepted"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted: parley.v1.MessageAccepted.$Shape; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null }|{ body?: "delivery"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery: parley.v1.Delivery.$Shape; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null }|{ body?: "acked"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked: parley.v1.Acked.$Shape; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null }|{ body?: "mailboxGap"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap: parley.v1.MailboxGap.$Shape; syncDone?: null; deactivated?: null; pong?: null }|{ body?: "syncDone"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone: parley.v1.SyncDone.$Shape; deactivated?: null; pong?: null }|{ body?: "deactivated"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated: parley.v1.Deactivated.$Shape; pong?: null }|{ body?: "pong"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong: parley.v1.Pong.$Shape })
+             *   ({ body?: undefined; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null }|{ body?: "serverHello"; serverHello: parley.v1.ServerHello.$Shape; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null }|{ body?: "error"; serverHello?: null; error: parley.v1.Error.$Shape; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null }|{ body?: "authenticated"; serverHello?: null; error?: null; authenticated: parley.v1.Authenticated.$Shape; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null }|{ body?: "activationStarted"; serverHello?: null; error?: null; authenticated?: null; activationStarted: parley.v1.ActivationStarted.$Shape; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null }|{ body?: "activated"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated: parley.v1.Activated.$Shape; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null }|{ body?: "oprfEvaluated"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated: parley.v1.OprfEvaluated.$Shape; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null }|{ body?: "membershipResult"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult: parley.v1.MembershipResult.$Shape; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null }|{ body?: "prekeyUploaded"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded: parley.v1.PrekeyUploaded.$Shape; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null }|{ body?: "prekeyBundle"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle: parley.v1.PrekeyBundle.$Shape; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null }|{ body?: "prekeyCount"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount: parley.v1.PrekeyCount.$Shape; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null }|{ body?: "messageAccepted"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted: parley.v1.MessageAccepted.$Shape; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null }|{ body?: "delivery"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery: parley.v1.Delivery.$Shape; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null }|{ body?: "acked"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked: parley.v1.Acked.$Shape; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null }|{ body?: "mailboxGap"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap: parley.v1.MailboxGap.$Shape; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null }|{ body?: "syncDone"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone: parley.v1.SyncDone.$Shape; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null }|{ body?: "deactivated"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated: parley.v1.Deactivated.$Shape; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null }|{ body?: "pong"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong: parley.v1.Pong.$Shape; senderCertificateIssued?: null; deliveryTokenSet?: null }|{ body?: "senderCertificateIssued"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued: parley.v1.SenderCertificateIssued.$Shape; deliveryTokenSet?: null }|{ body?: "deliveryTokenSet"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet: parley.v1.DeliveryTokenSet.$Shape })
              * )} parley.v1.ServerFrame.$Shape
              */
 
@@ -1911,17 +2841,33 @@ export const parley = $root.parley = (() => {
              */
             ServerFrame.prototype.pong = null;
 
+            /**
+             * ServerFrame senderCertificateIssued.
+             * @member {parley.v1.SenderCertificateIssued.$Properties|null|undefined} senderCertificateIssued
+             * @memberof parley.v1.ServerFrame
+             * @instance
+             */
+            ServerFrame.prototype.senderCertificateIssued = null;
+
+            /**
+             * ServerFrame deliveryTokenSet.
+             * @member {parley.v1.DeliveryTokenSet.$Properties|null|undefined} deliveryTokenSet
+             * @memberof parley.v1.ServerFrame
+             * @instance
+             */
+            ServerFrame.prototype.deliveryTokenSet = null;
+
             // OneOf field names bound to virtual getters and setters
             let $oneOfFields;
 
             /**
              * ServerFrame body.
-             * @member {"serverHello"|"error"|"authenticated"|"activationStarted"|"activated"|"oprfEvaluated"|"membershipResult"|"prekeyUploaded"|"prekeyBundle"|"prekeyCount"|"messageAccepted"|"delivery"|"acked"|"mailboxGap"|"syncDone"|"deactivated"|"pong"|undefined} body
+             * @member {"serverHello"|"error"|"authenticated"|"activationStarted"|"activated"|"oprfEvaluated"|"membershipResult"|"prekeyUploaded"|"prekeyBundle"|"prekeyCount"|"messageAccepted"|"delivery"|"acked"|"mailboxGap"|"syncDone"|"deactivated"|"pong"|"senderCertificateIssued"|"deliveryTokenSet"|undefined} body
              * @memberof parley.v1.ServerFrame
              * @instance
              */
             $Object.defineProperty(ServerFrame.prototype, "body", {
-                get: $util.oneOfGetter($oneOfFields = ["serverHello", "error", "authenticated", "activationStarted", "activated", "oprfEvaluated", "membershipResult", "prekeyUploaded", "prekeyBundle", "prekeyCount", "messageAccepted", "delivery", "acked", "mailboxGap", "syncDone", "deactivated", "pong"]),
+                get: $util.oneOfGetter($oneOfFields = ["serverHello", "error", "authenticated", "activationStarted", "activated", "oprfEvaluated", "membershipResult", "prekeyUploaded", "prekeyBundle", "prekeyCount", "messageAccepted", "delivery", "acked", "mailboxGap", "syncDone", "deactivated", "pong", "senderCertificateIssued", "deliveryTokenSet"]),
                 set: $util.oneOfSetter($oneOfFields)
             });
 
@@ -1993,6 +2939,10 @@ export const parley = $root.parley = (() => {
                     $root.parley.v1.Deactivated.encode(message.deactivated, writer.uint32(/* id 25, wireType 2 =*/202).fork(), _depth + 1).ldelim();
                 if (message.pong != null && $Object.hasOwnProperty.call(message, "pong"))
                     $root.parley.v1.Pong.encode(message.pong, writer.uint32(/* id 26, wireType 2 =*/210).fork(), _depth + 1).ldelim();
+                if (message.senderCertificateIssued != null && $Object.hasOwnProperty.call(message, "senderCertificateIssued"))
+                    $root.parley.v1.SenderCertificateIssued.encode(message.senderCertificateIssued, writer.uint32(/* id 27, wireType 2 =*/218).fork(), _depth + 1).ldelim();
+                if (message.deliveryTokenSet != null && $Object.hasOwnProperty.call(message, "deliveryTokenSet"))
+                    $root.parley.v1.DeliveryTokenSet.encode(message.deliveryTokenSet, writer.uint32(/* id 28, wireType 2 =*/226).fork(), _depth + 1).ldelim();
                 if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
@@ -2163,6 +3113,20 @@ export const parley = $root.parley = (() => {
                                 break;
                             message.pong = $root.parley.v1.Pong.decode(reader, reader.size(), $undefined, _depth + 1, message.pong);
                             message.body = "pong";
+                            continue;
+                        }
+                    case 27: {
+                            if (wireType !== 2)
+                                break;
+                            message.senderCertificateIssued = $root.parley.v1.SenderCertificateIssued.decode(reader, reader.size(), $undefined, _depth + 1, message.senderCertificateIssued);
+                            message.body = "senderCertificateIssued";
+                            continue;
+                        }
+                    case 28: {
+                            if (wireType !== 2)
+                                break;
+                            message.deliveryTokenSet = $root.parley.v1.DeliveryTokenSet.decode(reader, reader.size(), $undefined, _depth + 1, message.deliveryTokenSet);
+                            message.body = "deliveryTokenSet";
                             continue;
                         }
                     }
@@ -2368,6 +3332,7 @@ export const parley = $root.parley = (() => {
              * @property {Array.<parley.v1.OprfPublicKey.$Properties>|null} [oprfKeys] ServerHello oprfKeys
              * @property {Uint8Array|null} [authNonce] ServerHello authNonce
              * @property {number|Long|null} [serverTimeMs] ServerHello serverTimeMs
+             * @property {Uint8Array|null} [trustRoot] ServerHello trustRoot
              * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
              */
 
@@ -2449,6 +3414,14 @@ export const parley = $root.parley = (() => {
             ServerHello.prototype.serverTimeMs = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
 
             /**
+             * ServerHello trustRoot.
+             * @member {Uint8Array} trustRoot
+             * @memberof parley.v1.ServerHello
+             * @instance
+             */
+            ServerHello.prototype.trustRoot = $util.newBuffer([]);
+
+            /**
              * Creates a new ServerHello instance using the specified properties.
              * @function create
              * @memberof parley.v1.ServerHello
@@ -2493,6 +3466,8 @@ export const parley = $root.parley = (() => {
                     writer.uint32(/* id 5, wireType 2 =*/42).bytes(message.authNonce);
                 if (message.serverTimeMs != null && $Object.hasOwnProperty.call(message, "serverTimeMs") && (typeof message.serverTimeMs === "object" ? message.serverTimeMs.low || message.serverTimeMs.high : message.serverTimeMs !== 0))
                     writer.uint32(/* id 6, wireType 0 =*/48).uint64(message.serverTimeMs);
+                if (message.trustRoot != null && $Object.hasOwnProperty.call(message, "trustRoot") && message.trustRoot.length)
+                    writer.uint32(/* id 7, wireType 2 =*/58).bytes(message.trustRoot);
                 if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
@@ -2585,6 +3560,15 @@ export const parley = $root.parley = (() => {
                                 message.serverTimeMs = value;
                             else
                                 delete message.serverTimeMs;
+                            continue;
+                        }
+                    case 7: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.trustRoot = value;
+                            else
+                                delete message.trustRoot;
                             continue;
                         }
                     }
@@ -3789,6 +4773,7 @@ export const parley = $root.parley = (() => {
              * @property {Uint8Array|null} [identityKey] ActivationConfirm identityKey
              * @property {Uint8Array|null} [identitySignature] ActivationConfirm identitySignature
              * @property {parley.v1.PrekeyUpload.$Properties|null} [prekeys] ActivationConfirm prekeys
+             * @property {Uint8Array|null} [numberSalt] ActivationConfirm numberSalt
              * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
              */
 
@@ -3861,6 +4846,14 @@ export const parley = $root.parley = (() => {
             ActivationConfirm.prototype.prekeys = null;
 
             /**
+             * ActivationConfirm numberSalt.
+             * @member {Uint8Array} numberSalt
+             * @memberof parley.v1.ActivationConfirm
+             * @instance
+             */
+            ActivationConfirm.prototype.numberSalt = $util.newBuffer([]);
+
+            /**
              * Creates a new ActivationConfirm instance using the specified properties.
              * @function create
              * @memberof parley.v1.ActivationConfirm
@@ -3902,6 +4895,8 @@ export const parley = $root.parley = (() => {
                     writer.uint32(/* id 4, wireType 2 =*/34).bytes(message.identitySignature);
                 if (message.prekeys != null && $Object.hasOwnProperty.call(message, "prekeys"))
                     $root.parley.v1.PrekeyUpload.encode(message.prekeys, writer.uint32(/* id 5, wireType 2 =*/42).fork(), _depth + 1).ldelim();
+                if (message.numberSalt != null && $Object.hasOwnProperty.call(message, "numberSalt") && message.numberSalt.length)
+                    writer.uint32(/* id 6, wireType 2 =*/50).bytes(message.numberSalt);
                 if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
@@ -3986,6 +4981,15 @@ export const parley = $root.parley = (() => {
                             if (wireType !== 2)
                                 break;
                             message.prekeys = $root.parley.v1.PrekeyUpload.decode(reader, reader.size(), $undefined, _depth + 1, message.prekeys);
+                            continue;
+                        }
+                    case 6: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.numberSalt = value;
+                            else
+                                delete message.numberSalt;
                             continue;
                         }
                     }
@@ -8371,6 +9375,800 @@ export const parley = $root.parley = (() => {
             };
 
             return MailboxGap;
+        })();
+
+        v1.SenderCertificateRequest = (function() {
+
+            /**
+             * Properties of a SenderCertificateRequest.
+             * @typedef {Object} parley.v1.SenderCertificateRequest.$Properties
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of a SenderCertificateRequest.
+             * @memberof parley.v1
+             * @interface ISenderCertificateRequest
+             * @augments parley.v1.SenderCertificateRequest.$Properties
+             * @deprecated Use parley.v1.SenderCertificateRequest.$Properties instead.
+             */
+
+            /**
+             * Shape of a SenderCertificateRequest.
+             * @typedef {parley.v1.SenderCertificateRequest.$Properties} parley.v1.SenderCertificateRequest.$Shape
+             */
+
+            /**
+             * Constructs a new SenderCertificateRequest.
+             * @memberof parley.v1
+             * @classdesc Represents a SenderCertificateRequest.
+             * @constructor
+             * @param {parley.v1.SenderCertificateRequest.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const SenderCertificateRequest = function (properties) {
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * Creates a new SenderCertificateRequest instance using the specified properties.
+             * @function create
+             * @memberof parley.v1.SenderCertificateRequest
+             * @static
+             * @param {parley.v1.SenderCertificateRequest.$Properties=} [properties] Properties to set
+             * @returns {parley.v1.SenderCertificateRequest} SenderCertificateRequest instance
+             * @type {{
+             *   (properties: parley.v1.SenderCertificateRequest.$Shape): parley.v1.SenderCertificateRequest & parley.v1.SenderCertificateRequest.$Shape;
+             *   (properties?: parley.v1.SenderCertificateRequest.$Properties): parley.v1.SenderCertificateRequest;
+             * }}
+             */
+            SenderCertificateRequest.create = function(properties) {
+                return new SenderCertificateRequest(properties);
+            };
+
+            /**
+             * Encodes the specified SenderCertificateRequest message. Does not implicitly {@link parley.v1.SenderCertificateRequest.verify|verify} messages.
+             * @function encode
+             * @memberof parley.v1.SenderCertificateRequest
+             * @static
+             * @param {parley.v1.SenderCertificateRequest.$Properties} message SenderCertificateRequest message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            SenderCertificateRequest.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes a SenderCertificateRequest message from the specified reader or buffer.
+             * @function decode
+             * @memberof parley.v1.SenderCertificateRequest
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {parley.v1.SenderCertificateRequest & parley.v1.SenderCertificateRequest.$Shape} SenderCertificateRequest
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            SenderCertificateRequest.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.parley.v1.SenderCertificateRequest();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    reader.skipType(tag & 7, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return SenderCertificateRequest;
+        })();
+
+        v1.SenderCertificateIssued = (function() {
+
+            /**
+             * Properties of a SenderCertificateIssued.
+             * @typedef {Object} parley.v1.SenderCertificateIssued.$Properties
+             * @property {Uint8Array|null} [certificate] SenderCertificateIssued certificate
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of a SenderCertificateIssued.
+             * @memberof parley.v1
+             * @interface ISenderCertificateIssued
+             * @augments parley.v1.SenderCertificateIssued.$Properties
+             * @deprecated Use parley.v1.SenderCertificateIssued.$Properties instead.
+             */
+
+            /**
+             * Shape of a SenderCertificateIssued.
+             * @typedef {parley.v1.SenderCertificateIssued.$Properties} parley.v1.SenderCertificateIssued.$Shape
+             */
+
+            /**
+             * Constructs a new SenderCertificateIssued.
+             * @memberof parley.v1
+             * @classdesc Represents a SenderCertificateIssued.
+             * @constructor
+             * @param {parley.v1.SenderCertificateIssued.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const SenderCertificateIssued = function (properties) {
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * SenderCertificateIssued certificate.
+             * @member {Uint8Array} certificate
+             * @memberof parley.v1.SenderCertificateIssued
+             * @instance
+             */
+            SenderCertificateIssued.prototype.certificate = $util.newBuffer([]);
+
+            /**
+             * Creates a new SenderCertificateIssued instance using the specified properties.
+             * @function create
+             * @memberof parley.v1.SenderCertificateIssued
+             * @static
+             * @param {parley.v1.SenderCertificateIssued.$Properties=} [properties] Properties to set
+             * @returns {parley.v1.SenderCertificateIssued} SenderCertificateIssued instance
+             * @type {{
+             *   (properties: parley.v1.SenderCertificateIssued.$Shape): parley.v1.SenderCertificateIssued & parley.v1.SenderCertificateIssued.$Shape;
+             *   (properties?: parley.v1.SenderCertificateIssued.$Properties): parley.v1.SenderCertificateIssued;
+             * }}
+             */
+            SenderCertificateIssued.create = function(properties) {
+                return new SenderCertificateIssued(properties);
+            };
+
+            /**
+             * Encodes the specified SenderCertificateIssued message. Does not implicitly {@link parley.v1.SenderCertificateIssued.verify|verify} messages.
+             * @function encode
+             * @memberof parley.v1.SenderCertificateIssued
+             * @static
+             * @param {parley.v1.SenderCertificateIssued.$Properties} message SenderCertificateIssued message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            SenderCertificateIssued.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.certificate != null && $Object.hasOwnProperty.call(message, "certificate") && message.certificate.length)
+                    writer.uint32(/* id 1, wireType 2 =*/10).bytes(message.certificate);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes a SenderCertificateIssued message from the specified reader or buffer.
+             * @function decode
+             * @memberof parley.v1.SenderCertificateIssued
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {parley.v1.SenderCertificateIssued & parley.v1.SenderCertificateIssued.$Shape} SenderCertificateIssued
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            SenderCertificateIssued.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.parley.v1.SenderCertificateIssued();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.certificate = value;
+                            else
+                                delete message.certificate;
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return SenderCertificateIssued;
+        })();
+
+        v1.SetDeliveryToken = (function() {
+
+            /**
+             * Properties of a SetDeliveryToken.
+             * @typedef {Object} parley.v1.SetDeliveryToken.$Properties
+             * @property {Uint8Array|null} [verifier] SetDeliveryToken verifier
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of a SetDeliveryToken.
+             * @memberof parley.v1
+             * @interface ISetDeliveryToken
+             * @augments parley.v1.SetDeliveryToken.$Properties
+             * @deprecated Use parley.v1.SetDeliveryToken.$Properties instead.
+             */
+
+            /**
+             * Shape of a SetDeliveryToken.
+             * @typedef {parley.v1.SetDeliveryToken.$Properties} parley.v1.SetDeliveryToken.$Shape
+             */
+
+            /**
+             * Constructs a new SetDeliveryToken.
+             * @memberof parley.v1
+             * @classdesc Represents a SetDeliveryToken.
+             * @constructor
+             * @param {parley.v1.SetDeliveryToken.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const SetDeliveryToken = function (properties) {
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * SetDeliveryToken verifier.
+             * @member {Uint8Array} verifier
+             * @memberof parley.v1.SetDeliveryToken
+             * @instance
+             */
+            SetDeliveryToken.prototype.verifier = $util.newBuffer([]);
+
+            /**
+             * Creates a new SetDeliveryToken instance using the specified properties.
+             * @function create
+             * @memberof parley.v1.SetDeliveryToken
+             * @static
+             * @param {parley.v1.SetDeliveryToken.$Properties=} [properties] Properties to set
+             * @returns {parley.v1.SetDeliveryToken} SetDeliveryToken instance
+             * @type {{
+             *   (properties: parley.v1.SetDeliveryToken.$Shape): parley.v1.SetDeliveryToken & parley.v1.SetDeliveryToken.$Shape;
+             *   (properties?: parley.v1.SetDeliveryToken.$Properties): parley.v1.SetDeliveryToken;
+             * }}
+             */
+            SetDeliveryToken.create = function(properties) {
+                return new SetDeliveryToken(properties);
+            };
+
+            /**
+             * Encodes the specified SetDeliveryToken message. Does not implicitly {@link parley.v1.SetDeliveryToken.verify|verify} messages.
+             * @function encode
+             * @memberof parley.v1.SetDeliveryToken
+             * @static
+             * @param {parley.v1.SetDeliveryToken.$Properties} message SetDeliveryToken message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            SetDeliveryToken.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.verifier != null && $Object.hasOwnProperty.call(message, "verifier") && message.verifier.length)
+                    writer.uint32(/* id 1, wireType 2 =*/10).bytes(message.verifier);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes a SetDeliveryToken message from the specified reader or buffer.
+             * @function decode
+             * @memberof parley.v1.SetDeliveryToken
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {parley.v1.SetDeliveryToken & parley.v1.SetDeliveryToken.$Shape} SetDeliveryToken
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            SetDeliveryToken.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.parley.v1.SetDeliveryToken();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.verifier = value;
+                            else
+                                delete message.verifier;
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return SetDeliveryToken;
+        })();
+
+        v1.DeliveryTokenSet = (function() {
+
+            /**
+             * Properties of a DeliveryTokenSet.
+             * @typedef {Object} parley.v1.DeliveryTokenSet.$Properties
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of a DeliveryTokenSet.
+             * @memberof parley.v1
+             * @interface IDeliveryTokenSet
+             * @augments parley.v1.DeliveryTokenSet.$Properties
+             * @deprecated Use parley.v1.DeliveryTokenSet.$Properties instead.
+             */
+
+            /**
+             * Shape of a DeliveryTokenSet.
+             * @typedef {parley.v1.DeliveryTokenSet.$Properties} parley.v1.DeliveryTokenSet.$Shape
+             */
+
+            /**
+             * Constructs a new DeliveryTokenSet.
+             * @memberof parley.v1
+             * @classdesc Represents a DeliveryTokenSet.
+             * @constructor
+             * @param {parley.v1.DeliveryTokenSet.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const DeliveryTokenSet = function (properties) {
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * Creates a new DeliveryTokenSet instance using the specified properties.
+             * @function create
+             * @memberof parley.v1.DeliveryTokenSet
+             * @static
+             * @param {parley.v1.DeliveryTokenSet.$Properties=} [properties] Properties to set
+             * @returns {parley.v1.DeliveryTokenSet} DeliveryTokenSet instance
+             * @type {{
+             *   (properties: parley.v1.DeliveryTokenSet.$Shape): parley.v1.DeliveryTokenSet & parley.v1.DeliveryTokenSet.$Shape;
+             *   (properties?: parley.v1.DeliveryTokenSet.$Properties): parley.v1.DeliveryTokenSet;
+             * }}
+             */
+            DeliveryTokenSet.create = function(properties) {
+                return new DeliveryTokenSet(properties);
+            };
+
+            /**
+             * Encodes the specified DeliveryTokenSet message. Does not implicitly {@link parley.v1.DeliveryTokenSet.verify|verify} messages.
+             * @function encode
+             * @memberof parley.v1.DeliveryTokenSet
+             * @static
+             * @param {parley.v1.DeliveryTokenSet.$Properties} message DeliveryTokenSet message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            DeliveryTokenSet.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes a DeliveryTokenSet message from the specified reader or buffer.
+             * @function decode
+             * @memberof parley.v1.DeliveryTokenSet
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {parley.v1.DeliveryTokenSet & parley.v1.DeliveryTokenSet.$Shape} DeliveryTokenSet
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            DeliveryTokenSet.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.parley.v1.DeliveryTokenSet();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    reader.skipType(tag & 7, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return DeliveryTokenSet;
+        })();
+
+        v1.UnidentifiedSend = (function() {
+
+            /**
+             * Properties of an UnidentifiedSend.
+             * @typedef {Object} parley.v1.UnidentifiedSend.$Properties
+             * @property {Uint8Array|null} [recipientAddress] UnidentifiedSend recipientAddress
+             * @property {number|null} [recipientDeviceId] UnidentifiedSend recipientDeviceId
+             * @property {Uint8Array|null} [messageId] UnidentifiedSend messageId
+             * @property {Uint8Array|null} [envelope] UnidentifiedSend envelope
+             * @property {Uint8Array|null} [deliveryToken] UnidentifiedSend deliveryToken
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of an UnidentifiedSend.
+             * @memberof parley.v1
+             * @interface IUnidentifiedSend
+             * @augments parley.v1.UnidentifiedSend.$Properties
+             * @deprecated Use parley.v1.UnidentifiedSend.$Properties instead.
+             */
+
+            /**
+             * Shape of an UnidentifiedSend.
+             * @typedef {parley.v1.UnidentifiedSend.$Properties} parley.v1.UnidentifiedSend.$Shape
+             */
+
+            /**
+             * Constructs a new UnidentifiedSend.
+             * @memberof parley.v1
+             * @classdesc Represents an UnidentifiedSend.
+             * @constructor
+             * @param {parley.v1.UnidentifiedSend.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const UnidentifiedSend = function (properties) {
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * UnidentifiedSend recipientAddress.
+             * @member {Uint8Array} recipientAddress
+             * @memberof parley.v1.UnidentifiedSend
+             * @instance
+             */
+            UnidentifiedSend.prototype.recipientAddress = $util.newBuffer([]);
+
+            /**
+             * UnidentifiedSend recipientDeviceId.
+             * @member {number} recipientDeviceId
+             * @memberof parley.v1.UnidentifiedSend
+             * @instance
+             */
+            UnidentifiedSend.prototype.recipientDeviceId = 0;
+
+            /**
+             * UnidentifiedSend messageId.
+             * @member {Uint8Array} messageId
+             * @memberof parley.v1.UnidentifiedSend
+             * @instance
+             */
+            UnidentifiedSend.prototype.messageId = $util.newBuffer([]);
+
+            /**
+             * UnidentifiedSend envelope.
+             * @member {Uint8Array} envelope
+             * @memberof parley.v1.UnidentifiedSend
+             * @instance
+             */
+            UnidentifiedSend.prototype.envelope = $util.newBuffer([]);
+
+            /**
+             * UnidentifiedSend deliveryToken.
+             * @member {Uint8Array} deliveryToken
+             * @memberof parley.v1.UnidentifiedSend
+             * @instance
+             */
+            UnidentifiedSend.prototype.deliveryToken = $util.newBuffer([]);
+
+            /**
+             * Creates a new UnidentifiedSend instance using the specified properties.
+             * @function create
+             * @memberof parley.v1.UnidentifiedSend
+             * @static
+             * @param {parley.v1.UnidentifiedSend.$Properties=} [properties] Properties to set
+             * @returns {parley.v1.UnidentifiedSend} UnidentifiedSend instance
+             * @type {{
+             *   (properties: parley.v1.UnidentifiedSend.$Shape): parley.v1.UnidentifiedSend & parley.v1.UnidentifiedSend.$Shape;
+             *   (properties?: parley.v1.UnidentifiedSend.$Properties): parley.v1.UnidentifiedSend;
+             * }}
+             */
+            UnidentifiedSend.create = function(properties) {
+                return new UnidentifiedSend(properties);
+            };
+
+            /**
+             * Encodes the specified UnidentifiedSend message. Does not implicitly {@link parley.v1.UnidentifiedSend.verify|verify} messages.
+             * @function encode
+             * @memberof parley.v1.UnidentifiedSend
+             * @static
+             * @param {parley.v1.UnidentifiedSend.$Properties} message UnidentifiedSend message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            UnidentifiedSend.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.recipientAddress != null && $Object.hasOwnProperty.call(message, "recipientAddress") && message.recipientAddress.length)
+                    writer.uint32(/* id 1, wireType 2 =*/10).bytes(message.recipientAddress);
+                if (message.recipientDeviceId != null && $Object.hasOwnProperty.call(message, "recipientDeviceId") && message.recipientDeviceId !== 0)
+                    writer.uint32(/* id 2, wireType 0 =*/16).uint32(message.recipientDeviceId);
+                if (message.messageId != null && $Object.hasOwnProperty.call(message, "messageId") && message.messageId.length)
+                    writer.uint32(/* id 3, wireType 2 =*/26).bytes(message.messageId);
+                if (message.envelope != null && $Object.hasOwnProperty.call(message, "envelope") && message.envelope.length)
+                    writer.uint32(/* id 4, wireType 2 =*/34).bytes(message.envelope);
+                if (message.deliveryToken != null && $Object.hasOwnProperty.call(message, "deliveryToken") && message.deliveryToken.length)
+                    writer.uint32(/* id 5, wireType 2 =*/42).bytes(message.deliveryToken);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes an UnidentifiedSend message from the specified reader or buffer.
+             * @function decode
+             * @memberof parley.v1.UnidentifiedSend
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {parley.v1.UnidentifiedSend & parley.v1.UnidentifiedSend.$Shape} UnidentifiedSend
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            UnidentifiedSend.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.parley.v1.UnidentifiedSend();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.recipientAddress = value;
+                            else
+                                delete message.recipientAddress;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.uint32())
+                                message.recipientDeviceId = value;
+                            else
+                                delete message.recipientDeviceId;
+                            continue;
+                        }
+                    case 3: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.messageId = value;
+                            else
+                                delete message.messageId;
+                            continue;
+                        }
+                    case 4: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.envelope = value;
+                            else
+                                delete message.envelope;
+                            continue;
+                        }
+                    case 5: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.deliveryToken = value;
+                            else
+                                delete message.deliveryToken;
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return UnidentifiedSend;
         })();
 
         v1.Ping = (function() {

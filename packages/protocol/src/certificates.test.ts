@@ -1,0 +1,225 @@
+// Sender certificates: the chain to the trust root, expiry, binding to the sealing identity, number commitments,
+// junk input, and an independent check of the signatures with node:crypto (OpenSSL's Ed25519).
+import { createPublicKey, verify } from 'node:crypto'
+import fc from 'fast-check'
+import { afterEach, describe, expect, it } from 'vitest'
+import { makeDevice, makeRelayKeys, seededRandom } from '../test/e2e/helpers.js'
+import type { parley } from './gen/parley.js'
+import {
+  CERTIFICATE_SKEW_MS,
+  type CiphertextMessage,
+  createSenderCertificate,
+  deliveryTokenVerifier,
+  numberCommitment,
+  openSealedMessage,
+  ParleyError,
+  sealEnvelope,
+  setCryptoProvider,
+  verifySenderCertificate,
+} from './index.js'
+import { decodeMessage, encodeMessage } from './internal/pb.js'
+
+const code = (fn: () => unknown): string => {
+  try {
+    fn()
+  } catch (err) {
+    return ParleyError.is(err) ? err.code : (err as Error).name
+  }
+  return 'no error'
+}
+
+const NOW = 1_700_000_000_000
+const random = seededRandom('certificates')
+const relay = makeRelayKeys(random, NOW + 30 * 86_400_000)
+const otherRelay = makeRelayKeys(random, NOW + 30 * 86_400_000)
+const alice = makeDevice('alice', random, 3)
+const bob = makeDevice('bob', random, 1)
+const mallory = makeDevice('mallory', random, 1)
+const salt = random(32)
+const commitment = numberCommitment('+14155550100', salt)
+const aliceCert = relay.certify(alice, { nowMs: NOW, numberCommitment: commitment })
+const message: CiphertextMessage = {
+  kind: 'ratchet',
+  body: new Uint8Array(encodeMessage('RatchetMessage', { ratchetKey: random(32), counter: 1, ciphertext: random(40) })),
+}
+
+const opts = { trustRoot: relay.trustRoot, atMs: NOW }
+
+function seal(over: Partial<Parameters<typeof sealEnvelope>[0]> = {}) {
+  return sealEnvelope({
+    senderAddress: alice.address,
+    senderDeviceId: alice.deviceId,
+    senderIdentity: alice.identity,
+    recipientIdentityKey: bob.identity.publicKey,
+    message,
+    senderCertificate: aliceCert,
+    senderNumber: { e164: '+14155550100', salt },
+    ...over,
+  })
+}
+const open = (envelope: Uint8Array, at = NOW) =>
+  openSealedMessage(bob.identity, envelope, { trustRoot: relay.trustRoot, receivedAtMs: at })
+
+afterEach(() => setCryptoProvider())
+
+describe('sender certificates', () => {
+  it('verifies a certificate chained to the trust root and returns what it certifies', () => {
+    const c = verifySenderCertificate(aliceCert, opts)
+    expect(c.address).toEqual(alice.address)
+    expect(c.deviceId).toBe(3)
+    expect(c.identityKey).toEqual(alice.identity.publicKey)
+    expect(c.expiresAtMs).toBe(NOW + 86_400_000)
+    expect(c.numberCommitment).toEqual(commitment)
+    expect(c.signerKeyId).toBe(1)
+  })
+
+  it('has signatures that an independent Ed25519 implementation (OpenSSL) accepts', () => {
+    const outer = decodeMessage<parley.v1.SenderCertificate>('SenderCertificate', aliceCert)
+    const body = decodeMessage<parley.v1.SenderCertificateBody>('SenderCertificateBody', outer.body)
+    const key = (raw: Uint8Array) =>
+      createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(raw).toString('base64url') }, format: 'jwk' })
+    const signerBody = decodeMessage<parley.v1.ServerCertificateBody>('ServerCertificateBody', body.signer!.body)
+    const label = (s: string) => Buffer.from(s)
+    expect(
+      verify(null, Buffer.concat([label('parley/v1/server-certificate'), body.signer!.body]), key(relay.trustRoot), body.signer!.signature),
+    ).toBe(true)
+    expect(
+      verify(null, Buffer.concat([label('parley/v1/sender-certificate'), outer.body]), key(signerBody.publicKey), outer.signature),
+    ).toBe(true)
+  })
+
+  it('refuses a certificate from another trust root', () => {
+    const foreign = otherRelay.certify(alice, { nowMs: NOW })
+    expect(code(() => verifySenderCertificate(foreign, opts))).toBe('SENDER_UNVERIFIED')
+  })
+
+  it('refuses an expired certificate, tolerating only the clock skew', () => {
+    const expires = NOW + 86_400_000
+    expect(code(() => verifySenderCertificate(aliceCert, { ...opts, atMs: expires + CERTIFICATE_SKEW_MS }))).toBe(
+      'no error',
+    )
+    expect(
+      code(() => verifySenderCertificate(aliceCert, { ...opts, atMs: expires + CERTIFICATE_SKEW_MS + 1 })),
+    ).toBe('SENDER_UNVERIFIED')
+  })
+
+  it('refuses a sender certificate that outlives its signing key', () => {
+    const long = relay.certify(alice, { nowMs: NOW, validMs: 31 * 86_400_000 })
+    expect(code(() => verifySenderCertificate(long, opts))).toBe('SENDER_UNVERIFIED')
+  })
+
+  it('refuses a certificate signed by a key the root never certified', () => {
+    const rogue = createSenderCertificate(random(32), relay.serverCertificate, {
+      address: alice.address,
+      deviceId: 3,
+      identityKey: alice.identity.publicKey,
+      expiresAtMs: NOW + 1000,
+      numberCommitment: new Uint8Array(0),
+    })
+    expect(code(() => verifySenderCertificate(rogue, opts))).toBe('SENDER_UNVERIFIED')
+  })
+
+  it('refuses every single-bit change of a certificate', () => {
+    for (let i = 0; i < aliceCert.length; i++) {
+      const bad = aliceCert.slice()
+      bad[i]! ^= 1 << (i % 8)
+      expect(code(() => verifySenderCertificate(bad, opts))).toBe('SENDER_UNVERIFIED')
+    }
+  })
+
+  it('refuses junk with SENDER_UNVERIFIED, never another error', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 400 }), (junk) => {
+        expect(code(() => verifySenderCertificate(junk, opts))).toBe('SENDER_UNVERIFIED')
+      }),
+      { numRuns: 300 },
+    )
+  })
+
+  it('uses an installed ed25519Verify and gives the same answers', () => {
+    let calls = 0
+    setCryptoProvider({
+      ed25519Verify: (k, m, s) => {
+        calls++
+        const key = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(k).toString('base64url') }, format: 'jwk' })
+        return verify(null, m, key, s)
+      },
+    })
+    expect(code(() => verifySenderCertificate(aliceCert, opts))).toBe('no error')
+    expect(code(() => verifySenderCertificate(otherRelay.certify(alice), opts))).toBe('SENDER_UNVERIFIED')
+    expect(calls).toBe(3)
+  })
+
+  it('throws TypeError / RangeError for caller mistakes', () => {
+    expect(code(() => verifySenderCertificate(aliceCert, { trustRoot: new Uint8Array(3), atMs: NOW }))).toBe(
+      'RangeError',
+    )
+    expect(code(() => verifySenderCertificate(aliceCert, { trustRoot: relay.trustRoot, atMs: -1 }))).toBe(
+      'RangeError',
+    )
+    expect(code(() => numberCommitment('+1', new Uint8Array(31)))).toBe('RangeError')
+    expect(code(() => deliveryTokenVerifier(new Uint8Array(16)))).toBe('RangeError')
+  })
+})
+
+describe('commitments and delivery tokens', () => {
+  it('commit to the number under a salt: other numbers or salts give other values', () => {
+    expect(numberCommitment('+14155550100', salt)).toEqual(commitment)
+    expect(numberCommitment('+14155550101', salt)).not.toEqual(commitment)
+    expect(numberCommitment('+14155550100', random(32))).not.toEqual(commitment)
+    expect(deliveryTokenVerifier(salt)).not.toEqual(commitment)
+    expect(deliveryTokenVerifier(salt)).toHaveLength(32)
+  })
+})
+
+describe('openSealedMessage: the impersonation attempts', () => {
+  it('accepts a genuine message and proves address, device, identity and number', () => {
+    const { sender, message: m } = open(seal())
+    expect(sender.address).toEqual(alice.address)
+    expect(sender.deviceId).toBe(3)
+    expect(sender.identityKey).toEqual(alice.identity.publicKey)
+    expect(sender.number).toBe('+14155550100')
+    expect(m.body).toEqual(message.body)
+    expect(open(seal({ senderNumber: undefined })).sender.number).toBeUndefined()
+  })
+
+  it('refuses a message with no certificate', () => {
+    expect(code(() => open(seal({ senderCertificate: new Uint8Array(0) })))).toBe('SENDER_UNVERIFIED')
+  })
+
+  it("refuses mallory's own valid certificate while claiming alice's address", () => {
+    const malloryCert = relay.certify({ ...mallory, deviceId: 3 }, { nowMs: NOW })
+    const forged = seal({ senderIdentity: mallory.identity, senderCertificate: malloryCert, senderNumber: undefined })
+    expect(code(() => open(forged))).toBe('SENDER_UNVERIFIED')
+  })
+
+  it("refuses alice's certificate presented by another identity key", () => {
+    const forged = seal({ senderIdentity: mallory.identity })
+    expect(code(() => open(forged))).toBe('SENDER_UNVERIFIED')
+  })
+
+  it('refuses a claim of another device than the certified one', () => {
+    expect(code(() => open(seal({ senderDeviceId: 4 })))).toBe('SENDER_UNVERIFIED')
+  })
+
+  it('refuses a stated number that does not open the commitment', () => {
+    expect(code(() => open(seal({ senderNumber: { e164: '+14155550199', salt } })))).toBe('SENDER_UNVERIFIED')
+    expect(code(() => open(seal({ senderNumber: { e164: '+14155550100', salt: random(32) } })))).toBe(
+      'SENDER_UNVERIFIED',
+    )
+    // A certificate without a commitment cannot carry any number.
+    const bare = relay.certify(alice, { nowMs: NOW })
+    expect(code(() => open(seal({ senderCertificate: bare })))).toBe('SENDER_UNVERIFIED')
+  })
+
+  it('checks expiry at the time the relay received the message', () => {
+    const envelope = seal()
+    expect(code(() => open(envelope, NOW + 86_400_000))).toBe('no error')
+    expect(code(() => open(envelope, NOW + 2 * 86_400_000))).toBe('SENDER_UNVERIFIED')
+  })
+
+  it('refuses a certificate from another root even when everything else matches', () => {
+    const foreign = otherRelay.certify(alice, { nowMs: NOW, numberCommitment: commitment })
+    expect(code(() => open(seal({ senderCertificate: foreign })))).toBe('SENDER_UNVERIFIED')
+  })
+})
