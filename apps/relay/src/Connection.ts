@@ -60,6 +60,10 @@ export class Connection {
   readonly nonce = new Uint8Array(randomBytes(32))
   helloDone = false
   nonceUsed = false
+  /** Set by the first activation frame: such a connection is about to be tied to an account. */
+  activating = false
+  /** Set by the first unidentified send: such a connection can never authenticate or activate. */
+  anonymous = false
   device: BoundDevice | null = null
 
   readonly ctx: RelayContext

@@ -8,7 +8,7 @@
  * @module
  */
 import pg from 'pg'
-import { type AccountRow, buf, runs, u8 } from './internal/rows.js'
+import { type AccountRow, buf, bufOrNull, runs, u8, u8OrEmpty } from './internal/rows.js'
 import type {
   Account,
   EnqueueInput,
@@ -79,6 +79,14 @@ const MIGRATIONS: { version: number; sql: string }[] = [
         PRIMARY KEY (address, device_id, first_seq)
       );
       CREATE INDEX mailbox_gaps_by_recorded_at ON mailbox_gaps (recorded_at_ms);
+    `,
+  },
+  {
+    // Sender certificates and unidentified delivery. Both nullable: accounts activated before this version
+    // (or without a commitment) read back as empty, and a device starts with no delivery verifier.
+    version: 2,
+    sql: `
+      ALTER TABLE accounts ADD COLUMN number_commitment BYTEA, ADD COLUMN delivery_verifier BYTEA;
     `,
   },
 ]
@@ -353,8 +361,9 @@ export class PostgresStore implements Store {
       // now finding (and replacing) the winner's row — the same outcome as two activations in sequence.
       await c.query(
         `INSERT INTO accounts (address, device_id, identity_key, signed_prekey_id, signed_prekey,
-          signed_prekey_sig, kem_prekey_id, kem_prekey, kem_prekey_sig, mailbox_head_seq, mailbox_count, created_at_ms)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, 0, $10)`,
+          signed_prekey_sig, kem_prekey_id, kem_prekey, kem_prekey_sig, mailbox_head_seq, mailbox_count, created_at_ms,
+          number_commitment)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, 0, $10, $11)`,
         [
           address,
           deviceId,
@@ -366,6 +375,7 @@ export class PostgresStore implements Store {
           buf(kem.publicKey),
           buf(kem.signature),
           input.nowMs,
+          bufOrNull(input.numberCommitment),
         ],
       )
       await this.#putKeys(c, address, input)
@@ -376,7 +386,8 @@ export class PostgresStore implements Store {
   async getAccount(address: Uint8Array): Promise<Account | null> {
     this.#open()
     const r = await this.#pool.query<AccountRow>(
-      'SELECT address, device_id, identity_key, created_at_ms FROM accounts WHERE address = $1',
+      `SELECT address, device_id, identity_key, created_at_ms, number_commitment, delivery_verifier
+       FROM accounts WHERE address = $1`,
       [buf(address)],
     )
     const row = r.rows[0]
@@ -386,7 +397,19 @@ export class PostgresStore implements Store {
       deviceId: row.device_id,
       identityKey: u8(row.identity_key),
       createdAtMs: row.created_at_ms,
+      numberCommitment: u8OrEmpty(row.number_commitment),
+      deliveryVerifier: u8OrEmpty(row.delivery_verifier),
     }
+  }
+
+  async setDeliveryVerifier(address: Uint8Array, deviceId: number, verifier: Uint8Array): Promise<boolean> {
+    this.#open()
+    // One autocommitted statement (durable before it resolves). It locks only the account row: lock order holds.
+    const r = await this.#pool.query(
+      'UPDATE accounts SET delivery_verifier = $1 WHERE address = $2 AND device_id = $3',
+      [bufOrNull(verifier), buf(address), deviceId],
+    )
+    return (r.rowCount ?? 0) > 0
   }
 
   async deleteAccount(address: Uint8Array): Promise<boolean> {

@@ -5,7 +5,7 @@
  * @module
  */
 import Database from 'better-sqlite3'
-import { type AccountRow, buf, runs, u8 } from './internal/rows.js'
+import { type AccountRow, buf, bufOrNull, runs, u8, u8OrEmpty } from './internal/rows.js'
 import type {
   Account,
   EnqueueInput,
@@ -76,6 +76,15 @@ const MIGRATIONS: { version: number; sql: string }[] = [
         PRIMARY KEY (address, device_id, first_seq)
       );
       CREATE INDEX mailbox_gaps_by_recorded_at ON mailbox_gaps (recorded_at_ms);
+    `,
+  },
+  {
+    // Sender certificates and unidentified delivery. Both nullable: accounts activated before this version
+    // (or without a commitment) read back as empty, and a device starts with no delivery verifier.
+    version: 2,
+    sql: `
+      ALTER TABLE accounts ADD COLUMN number_commitment BLOB;
+      ALTER TABLE accounts ADD COLUMN delivery_verifier BLOB;
     `,
   },
 ]
@@ -149,8 +158,11 @@ export class SqliteStore implements Store {
       ),
       insertAccount:
         db.prepare(`INSERT INTO accounts (address, device_id, identity_key, signed_prekey_id, signed_prekey,
-        signed_prekey_sig, kem_prekey_id, kem_prekey, kem_prekey_sig, mailbox_head_seq, mailbox_count, created_at_ms)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, ?)`),
+        signed_prekey_sig, kem_prekey_id, kem_prekey, kem_prekey_sig, mailbox_head_seq, mailbox_count, created_at_ms,
+        number_commitment) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, ?, ?)`),
+      setDeliveryVerifier: db.prepare(
+        'UPDATE accounts SET delivery_verifier = ? WHERE address = ? AND device_id = ?',
+      ),
       deleteAccount: db.prepare('DELETE FROM accounts WHERE address = ?'),
       deleteOtpks: db.prepare('DELETE FROM one_time_prekeys WHERE address = ?'),
       deleteKems: db.prepare('DELETE FROM kem_prekeys WHERE address = ?'),
@@ -333,6 +345,7 @@ export class SqliteStore implements Store {
         buf(kem.publicKey),
         buf(kem.signature),
         input.nowMs,
+        bufOrNull(input.numberCommitment),
       )
       this.#putKeys(address, input)
       return { deviceId, replacedDevice: old !== undefined }
@@ -350,7 +363,17 @@ export class SqliteStore implements Store {
       deviceId: row.device_id,
       identityKey: u8(row.identity_key),
       createdAtMs: row.created_at_ms,
+      numberCommitment: u8OrEmpty(row.number_commitment),
+      deliveryVerifier: u8OrEmpty(row.delivery_verifier),
     }
+  }
+
+  async setDeliveryVerifier(address: Uint8Array, deviceId: number, verifier: Uint8Array): Promise<boolean> {
+    this.#open()
+    // One statement in its own transaction: committed (and, with synchronous = FULL, durable) when it returns.
+    return this.#db.transaction(
+      () => this.#s.setDeliveryVerifier.run(bufOrNull(verifier), buf(address), deviceId).changes > 0,
+    )()
   }
 
   async deleteAccount(address: Uint8Array): Promise<boolean> {

@@ -32,6 +32,13 @@ export interface Account {
   deviceId: number
   identityKey: Uint8Array
   createdAtMs: number
+  /**
+   * SHA-256 commitment to the account's number under a salt only the device kept (32 bytes), certified in
+   * sender certificates; empty for an account activated without one. Never the number itself.
+   */
+  numberCommitment: Uint8Array
+  /** SHA-256 verifier of the account's delivery token (32 bytes), or empty: unidentified delivery off. */
+  deliveryVerifier: Uint8Array
 }
 
 /** What a sender fetches to start a session; fetching consumes the one-time keys. */
@@ -127,10 +134,17 @@ export interface Store {
     lastResortKemPrekey: SignedKey
     oneTimePrekeys: OneTimeKey[]
     oneTimeKemPrekeys: SignedKey[]
+    /** 32 bytes, or empty. */
+    numberCommitment: Uint8Array
     nowMs: number
   }): Promise<{ deviceId: number; replacedDevice: boolean }>
   /** The account registered at an address, if any. */
   getAccount(address: Uint8Array): Promise<Account | null>
+  /**
+   * Sets (or, with an empty verifier, clears) the account's delivery-token verifier; only the registered device
+   * may. A new device starts with none. Resolves false when the device is not the registered one.
+   */
+  setDeliveryVerifier(address: Uint8Array, deviceId: number, verifier: Uint8Array): Promise<boolean>
   /** Erases the account: address, keys, prekeys, mail and gap records. Resolves whether it existed. */
   deleteAccount(address: Uint8Array): Promise<boolean>
   /** Every registered address whose first `bits` bits equal `prefix`'s. */

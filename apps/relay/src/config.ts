@@ -74,6 +74,14 @@ export interface RelayConfig {
   /** Per-account prekey bundle fetches (each consumes a one-time prekey). */
   bundleCapacity: number
   bundlePerHour: number
+  /** Unidentified sends per recipient (the relay does not know the sender). */
+  unidentifiedRecipientCapacity: number
+  unidentifiedRecipientPerMinute: number
+  /** Unidentified sends per source network (IPv4 /24, IPv6 /56). */
+  unidentifiedNetworkCapacity: number
+  unidentifiedNetworkPerMinute: number
+  /** Lifetime of a sender certificate. */
+  senderCertificateTtlSeconds: number
   /** Per-connection frame flood limit. */
   framesBurst: number
   framesPerSecond: number
@@ -138,6 +146,11 @@ export const DEFAULT_CONFIG: RelayConfig = {
   oprfAccountPerDay: 200,
   oprfIpCapacity: 1000,
   oprfIpPerDay: 1000,
+  unidentifiedRecipientCapacity: 600,
+  unidentifiedRecipientPerMinute: 300,
+  unidentifiedNetworkCapacity: 1200,
+  unidentifiedNetworkPerMinute: 600,
+  senderCertificateTtlSeconds: 24 * 3600,
   sendCapacity: 600,
   sendPerMinute: 120,
   bundleCapacity: 200,
@@ -221,6 +234,31 @@ const OPTIONS: Option[] = [
   { key: 'sendPerMinute', kind: 'int', help: 'message sends per account: refill per minute' },
   { key: 'bundleCapacity', kind: 'int', help: 'prekey bundle fetches per account: burst' },
   { key: 'bundlePerHour', kind: 'int', help: 'prekey bundle fetches per account: refill per hour' },
+  {
+    key: 'unidentifiedRecipientCapacity',
+    kind: 'int',
+    help: 'unidentified (sender-hidden) sends per recipient: burst',
+  },
+  {
+    key: 'unidentifiedRecipientPerMinute',
+    kind: 'int',
+    help: 'unidentified sends per recipient: refill per minute',
+  },
+  {
+    key: 'unidentifiedNetworkCapacity',
+    kind: 'int',
+    help: 'unidentified sends per source network (IPv4 /24, IPv6 /56): burst',
+  },
+  {
+    key: 'unidentifiedNetworkPerMinute',
+    kind: 'int',
+    help: 'unidentified sends per source network: refill per minute',
+  },
+  {
+    key: 'senderCertificateTtlSeconds',
+    kind: 'int',
+    help: 'lifetime of a sender certificate (clients refresh it before it expires)',
+  },
   { key: 'framesBurst', kind: 'int', help: 'frames per connection: burst' },
   { key: 'framesPerSecond', kind: 'int', help: 'frames per connection: sustained rate' },
   { key: 'maxBadFrames', kind: 'int', help: 'undecodable frames before a connection is closed' },
@@ -374,5 +412,15 @@ export function policies(config: RelayConfig) {
     },
     send: { capacity: config.sendCapacity, refillTokens: config.sendPerMinute, refillIntervalMs: 60_000 },
     bundle: { capacity: config.bundleCapacity, refillTokens: config.bundlePerHour, refillIntervalMs: HOUR },
+    unidentifiedRecipient: {
+      capacity: config.unidentifiedRecipientCapacity,
+      refillTokens: config.unidentifiedRecipientPerMinute,
+      refillIntervalMs: 60_000,
+    },
+    unidentifiedNetwork: {
+      capacity: config.unidentifiedNetworkCapacity,
+      refillTokens: config.unidentifiedNetworkPerMinute,
+      refillIntervalMs: 60_000,
+    },
   } satisfies Record<string, BucketPolicy>
 }

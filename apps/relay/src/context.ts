@@ -9,6 +9,7 @@ import type { Logger } from './logger.js'
 import type { Metrics } from './metrics.js'
 import type { OprfKeyring } from './OprfKeyring.js'
 import type { RateLimiter } from './RateLimiter.js'
+import type { RelayKeys } from './RelayKeys.js'
 import type { Store } from './Store.js'
 import type { Verifier } from './Verifier.js'
 
@@ -21,6 +22,8 @@ export interface RelayContext {
   limiter: RateLimiter
   verifier: Verifier
   oprf: OprfKeyring
+  /** The trust root and the signing key of sender certificates. */
+  relayKeys: RelayKeys
   activations: PendingActivations
   metrics: Metrics
   log: Logger

@@ -64,6 +64,17 @@ export function createMetrics() {
       labelNames: ['scope'] as const,
       registers,
     }),
+    certificatesIssued: new Counter({
+      name: 'parley_relay_sender_certificates_issued_total',
+      help: 'Sender certificates issued',
+      registers,
+    }),
+    unidentified: new Counter({
+      name: 'parley_relay_unidentified_sends_total',
+      help: 'Unidentified (sender-hidden) sends, by outcome; never labelled with a sender',
+      labelNames: ['outcome'] as const,
+      registers,
+    }),
     oprfEvaluations: new Counter({
       name: 'parley_relay_oprf_evaluations_total',
       help: 'OPRF elements evaluated',

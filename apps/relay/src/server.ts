@@ -21,6 +21,7 @@ import { createLogger, type Logger } from './logger.js'
 import { createMetrics, type Metrics } from './metrics.js'
 import { OprfKeyring } from './OprfKeyring.js'
 import { MemoryRateLimiter, type RateLimiter } from './RateLimiter.js'
+import { RelayKeys } from './RelayKeys.js'
 import { SqliteStore } from './SqliteStore.js'
 import type { Store } from './Store.js'
 import { openScaleOut } from './scaleOut.js'
@@ -41,6 +42,8 @@ export interface RelayOptions extends Omit<Partial<RelayConfig>, 'store'> {
   verifierImpl?: Verifier
   /** OPRF keys; default `<dataDir>/oprf-keys.json` (ephemeral with `dataDir: ':memory:'`). */
   oprfKeyring?: OprfKeyring
+  /** Certificate keys; default `<dataDir>/relay-keys.json` (ephemeral with `dataDir: ':memory:'`). */
+  relayKeys?: RelayKeys
   /** Logger; default pino on stdout at `logLevel`. */
   logger?: Logger
 }
@@ -137,7 +140,8 @@ const withTimeout = <T>(p: Promise<T>, ms: number) =>
  * await relay.close()
  */
 export async function startRelay(options: RelayOptions = {}): Promise<RunningRelay> {
-  const { store: storeOpt, fanout, limiter, verifierImpl, oprfKeyring, logger, ...configOpts } = options
+  const { store: storeOpt, fanout, limiter, verifierImpl, oprfKeyring, relayKeys, logger, ...configOpts } =
+    options
   const config: RelayConfig = { ...DEFAULT_CONFIG }
   for (const [k, v] of Object.entries(configOpts))
     if (v !== undefined) (config as unknown as Record<string, unknown>)[k] = v
@@ -145,7 +149,7 @@ export async function startRelay(options: RelayOptions = {}): Promise<RunningRel
   validateConfig(config)
   const log = logger ?? createLogger(config.logLevel)
   const inMemory = config.dataDir === ':memory:'
-  if (!inMemory && (!storeOpt || !oprfKeyring)) mkdirSync(config.dataDir, { recursive: true, mode: 0o700 })
+  if (!inMemory && (!storeOpt || !oprfKeyring || !relayKeys)) mkdirSync(config.dataDir, { recursive: true, mode: 0o700 })
 
   const given = typeof storeOpt === 'object' ? storeOpt : undefined
   const scaleOut = await openScaleOut(config, { store: !given, fanout: !fanout, limiter: !limiter }, log)
@@ -175,6 +179,8 @@ export async function startRelay(options: RelayOptions = {}): Promise<RunningRel
     oprf:
       oprfKeyring ??
       (inMemory ? OprfKeyring.ephemeral() : OprfKeyring.open(config.dataDir, (m) => log.warn(m))),
+    relayKeys:
+      relayKeys ?? (inMemory ? RelayKeys.ephemeral() : RelayKeys.open(config.dataDir, (m) => log.warn(m))),
     activations:
       scaleOut.activations ??
       new Activations({

@@ -5,8 +5,61 @@ import { join } from 'node:path'
 import Database from 'better-sqlite3'
 import { afterEach, describe, expect, it } from 'vitest'
 import { SCHEMA_VERSION, SqliteStore } from '../src/SqliteStore.js'
-import { bytes, enqueue, key, register } from './conformance/store.js'
+import { bytes, EMPTY, enqueue, hex, key, register } from './conformance/store.js'
 import { tempDir } from './helpers.js'
+
+/** The schema of version 1, frozen as released (a copy of MIGRATIONS[0]: a fixture, never to be edited). */
+const SCHEMA_V1 = `
+      CREATE TABLE accounts (
+        address BLOB PRIMARY KEY,
+        device_id INTEGER NOT NULL,
+        identity_key BLOB NOT NULL,
+        signed_prekey_id INTEGER NOT NULL,
+        signed_prekey BLOB NOT NULL,
+        signed_prekey_sig BLOB NOT NULL,
+        kem_prekey_id INTEGER NOT NULL,
+        kem_prekey BLOB NOT NULL,
+        kem_prekey_sig BLOB NOT NULL,
+        mailbox_head_seq INTEGER NOT NULL DEFAULT 0,
+        mailbox_count INTEGER NOT NULL DEFAULT 0,
+        created_at_ms INTEGER NOT NULL
+      ) WITHOUT ROWID;
+      CREATE TABLE one_time_prekeys (
+        address BLOB NOT NULL,
+        key_id INTEGER NOT NULL,
+        public_key BLOB NOT NULL,
+        PRIMARY KEY (address, key_id)
+      ) WITHOUT ROWID;
+      CREATE TABLE kem_prekeys (
+        address BLOB NOT NULL,
+        key_id INTEGER NOT NULL,
+        public_key BLOB NOT NULL,
+        signature BLOB NOT NULL,
+        PRIMARY KEY (address, key_id)
+      ) WITHOUT ROWID;
+      -- No sender column, by design (DESIGN.md P6).
+      CREATE TABLE mailbox (
+        address BLOB NOT NULL,
+        device_id INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        message_id BLOB NOT NULL,
+        envelope BLOB NOT NULL,
+        received_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (address, device_id, seq)
+      );
+      CREATE UNIQUE INDEX mailbox_by_message_id ON mailbox (address, device_id, message_id);
+      CREATE INDEX mailbox_by_received_at ON mailbox (received_at_ms);
+      CREATE TABLE mailbox_gaps (
+        address BLOB NOT NULL,
+        device_id INTEGER NOT NULL,
+        first_seq INTEGER NOT NULL,
+        last_seq INTEGER NOT NULL,
+        reason TEXT NOT NULL CHECK (reason IN ('expired', 'evicted')),
+        recorded_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (address, device_id, first_seq)
+      );
+      CREATE INDEX mailbox_gaps_by_recorded_at ON mailbox_gaps (recorded_at_ms);
+`
 
 describe('SqliteStore', () => {
   const stores: SqliteStore[] = []
@@ -29,6 +82,88 @@ describe('SqliteStore', () => {
     expect(db.prepare('SELECT count(*) AS n FROM schema_migrations').get()).toEqual({ n: SCHEMA_VERSION })
     db.close()
     expect(open(path).schemaVersion).toBe(SCHEMA_VERSION)
+  })
+
+  it('is at schema version 2', () => {
+    expect(SCHEMA_VERSION).toBe(2)
+  })
+
+  it('migrates a version-1 file to version 2, keeping its accounts (with no commitment or verifier) and mail', async () => {
+    const path = join(tempDir(), 'relay.db')
+    const address = bytes(32)
+    const identityKey = bytes(32)
+    const envelope = bytes(20)
+    const v1 = new Database(path)
+    v1.pragma('journal_mode = WAL')
+    v1.exec('CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at_ms INTEGER NOT NULL)')
+    v1.exec(SCHEMA_V1)
+    v1.prepare('INSERT INTO schema_migrations (version, applied_at_ms) VALUES (1, 0)').run()
+    v1.prepare(
+      `INSERT INTO accounts (address, device_id, identity_key, signed_prekey_id, signed_prekey, signed_prekey_sig,
+         kem_prekey_id, kem_prekey, kem_prekey_sig, mailbox_head_seq, mailbox_count, created_at_ms)
+       VALUES (?, 3, ?, 1, ?, ?, 1, ?, ?, 1, 1, 1234)`,
+    ).run(address, identityKey, bytes(32), bytes(64), bytes(1184), bytes(64))
+    v1.prepare('INSERT INTO one_time_prekeys (address, key_id, public_key) VALUES (?, 7, ?)').run(
+      address,
+      bytes(32),
+    )
+    v1.prepare(
+      `INSERT INTO mailbox (address, device_id, seq, message_id, envelope, received_at_ms)
+       VALUES (?, 3, 1, ?, ?, 99)`,
+    ).run(address, bytes(16), envelope)
+    v1.close()
+
+    const s = open(path)
+    expect(s.schemaVersion).toBe(2)
+    const account = (await s.getAccount(address))!
+    expect(account).toMatchObject({ deviceId: 3, createdAtMs: 1234 })
+    expect(hex(account.address)).toBe(hex(address))
+    expect(hex(account.identityKey)).toBe(hex(identityKey))
+    expect(account.numberCommitment).toBeInstanceOf(Uint8Array)
+    expect(account.numberCommitment).toHaveLength(0)
+    expect(account.deliveryVerifier).toBeInstanceOf(Uint8Array)
+    expect(account.deliveryVerifier).toHaveLength(0)
+    const page = await s.fetchMailbox(address, 3, 0, 10)
+    expect(page.entries.map((e) => [e.seq, hex(e.envelope)])).toEqual([[1, hex(envelope)]])
+    expect((await s.takePrekeyBundle(address))!.oneTimePrekey!.keyId).toBe(7)
+    // The migrated account takes a verifier like any other.
+    const verifier = bytes(32)
+    expect(await s.setDeliveryVerifier(address, 3, verifier)).toBe(true)
+    expect(hex((await s.getAccount(address))!.deliveryVerifier)).toBe(hex(verifier))
+    await s.close()
+
+    const db = new Database(path)
+    expect(db.prepare('SELECT version FROM schema_migrations ORDER BY version').all()).toEqual([
+      { version: 1 },
+      { version: 2 },
+    ])
+    const cols = db.prepare('PRAGMA table_info(accounts)').all() as {
+      name: string
+      type: string
+      notnull: number
+    }[]
+    for (const name of ['number_commitment', 'delivery_verifier']) {
+      expect(cols.find((c) => c.name === name)).toMatchObject({ type: 'BLOB', notnull: 0 })
+    }
+    expect(db.prepare('SELECT number_commitment FROM accounts').get()).toEqual({ number_commitment: null })
+    db.close()
+    // Reopening runs no migration again.
+    expect(open(path).schemaVersion).toBe(2)
+  })
+
+  it('stores an empty commitment or verifier as NULL', async () => {
+    const path = join(tempDir(), 'relay.db')
+    const s = open(path)
+    const { address } = await register(s)
+    expect(await s.setDeliveryVerifier(address, 1, bytes(32))).toBe(true)
+    expect(await s.setDeliveryVerifier(address, 1, EMPTY)).toBe(true)
+    await s.close()
+    const db = new Database(path, { readonly: true })
+    expect(db.prepare('SELECT number_commitment, delivery_verifier FROM accounts').get()).toEqual({
+      number_commitment: null,
+      delivery_verifier: null,
+    })
+    db.close()
   })
 
   it('refuses a database written by a newer schema', async () => {

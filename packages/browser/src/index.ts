@@ -14,6 +14,7 @@ export type {
   IncomingMessage,
   MailboxGapEvent,
   ParleyEvents,
+  RelayKeys,
   SendFailedEvent,
   SendResult,
   SmsFallback,

@@ -8,6 +8,7 @@ import {
   addressFromToken,
   addressPrefix,
   authPayload,
+  deliveryTokenVerifier,
   GapReason,
   generateIdentity,
   type IdentityKeyPair,
@@ -18,8 +19,11 @@ import {
   type OprfBlinded,
   oprfBlind,
   oprfFinalize,
+  opensNumberCommitment,
   ParleyError,
+  type SenderCertificate,
   type ServerFrame,
+  verifySenderCertificate,
 } from '@parley/protocol'
 import { type Clock, systemClock } from './Clock.js'
 import { Emitter, type Listener } from './Emitter.js'
@@ -56,6 +60,10 @@ const SIGNED_PREKEY_GRACE_MS = 31 * 24 * 3600_000
 const ACK_DELAY_MS = 10
 /** Most outbox messages awaiting the relay's MessageAccepted at once. */
 const OUTBOX_WINDOW = 16
+/** A sender certificate with less validity left than this is replaced before the next send. */
+const CERTIFICATE_REFRESH_MS = 6 * 3600_000
+/** Most messages held for one contact whose verified identity changed; older ones are dropped (and counted). */
+const MAX_HELD_PER_CONTACT = 1000
 
 /** Store keys (one namespace per concern). */
 const K = {
@@ -65,11 +73,21 @@ const K = {
   prekeyMeta: 'prekey/meta',
   prekey: (kind: 'spk' | 'otp' | 'kem', id: number) => `prekey/${kind}/${pad(id)}`,
   oprfPin: (keyId: number) => `oprf/pin/${pad(keyId)}`,
+  /** The relay's trust root, pinned at first use (or given in the options). */
+  trustRoot: 'relay/trust-root',
+  /** This device's current sender certificate. */
+  senderCertificate: 'account/sender-certificate',
+  /** A contact's identity key that the user verified (compared safety numbers). */
+  verified: (addressHex: string) => `verified/${addressHex}`,
+  /** Envelopes held because a verified contact's identity changed, until the app approves it. */
+  held: (addressHex: string, seq: number) => `held/${addressHex}/${pad(seq)}`,
+  /** A contact's delivery token, for unidentified sends to it. */
+  peerToken: (addressHex: string) => `delivery/peer/${addressHex}`,
+  /** First messages already accepted, by signed prekey and base key (replay cache). */
+  replay: (signedPrekeyId: number, baseKeyHex: string) => `replay/${pad(signedPrekeyId)}/${baseKeyHex}`,
   token: (keyId: number, e164: string) => `oprf/token/${pad(keyId)}/${e164}`,
   contact: (e164: string) => `contact/${e164}`,
   byAddress: (addressHex: string) => `address/${addressHex}`,
-  /** Set when a sender's claimed number did not match its address: no further OPRF spent on its claims. */
-  refutedClaim: (addressHex: string) => `claim/refuted/${addressHex}`,
   session: (addressHex: string) => `session/${addressHex}`,
   /** The last identity key seen for a contact, kept even when the session is dropped. */
   identity: (addressHex: string) => `identity/${addressHex}`,
@@ -83,6 +101,12 @@ interface AccountRecord {
   address: Uint8Array
   deviceId: number
   identity: { publicKey: Uint8Array; secretKey: Uint8Array }
+  /** Opens the number commitment the relay certified at activation (absent for accounts from before it). */
+  numberSalt?: Uint8Array
+  /** This account's delivery token, shared with contacts in every message; its verifier is on the relay. */
+  deliveryToken?: Uint8Array
+  /** Whether the relay has the current token's verifier. */
+  deliveryTokenSet?: boolean
 }
 
 interface PendingRecord {
@@ -113,8 +137,10 @@ interface SessionRecord {
   deviceId: number
   identityKey: Uint8Array
   state: Uint8Array
-  /** Recently replaced sessions with the same contact, tried when the current one cannot decrypt. */
+  /** Archived sessions with the same contact (any identity), tried when the current one cannot decrypt. */
   previous?: Uint8Array[]
+  /** The contact's device was replaced (CONFLICT): still decrypts, but the next send starts a new session. */
+  stale?: boolean
 }
 
 interface OutboxRecord {
@@ -123,9 +149,16 @@ interface OutboxRecord {
   address: Uint8Array
   text: string
   sentAt: number
-  /** Sealed envelope once encrypted; a retry resends the same bytes. */
-  envelope?: Uint8Array
+  /** The session message once encrypted; a retry reseals (with a current certificate) the same message. */
+  message?: { kind: 'prekey' | 'ratchet'; body: Uint8Array }
+  /** The recipient device's identity key the message was encrypted for. */
+  recipientIdentityKey?: Uint8Array
   deviceId?: number
+}
+
+interface HeldRecord {
+  envelope: Uint8Array
+  receivedAtMs: number
 }
 
 interface StoredMessage {
@@ -159,6 +192,11 @@ export class ParleyClient {
   readonly #discoveryTtlMs: number
   readonly #events: Emitter<ParleyEvents>
   readonly #link: RelayLink
+  /** A second connection that never authenticates: unidentified sends go here, so the relay cannot name their sender. */
+  readonly #anonymous: RelayLink
+  readonly #givenTrustRoot: Uint8Array | undefined
+  #certificate: { bytes: Uint8Array; cert: SenderCertificate } | null = null
+  readonly #stats = { senderUnverified: 0, replaysRefused: 0, held: 0, unidentifiedSent: 0 }
   readonly #serial = new SerialQueue()
   #account: AccountRecord | null = null
   #authenticated = false
@@ -188,10 +226,11 @@ export class ParleyClient {
     this.#region = options.defaultRegion
     this.#smsFallback = options.smsFallback
     this.#discoveryTtlMs = options.discoveryTtlMs ?? DEFAULT_DISCOVERY_TTL_MS
+    this.#givenTrustRoot = parseTrustRoot(options.relayKeys)
     this.#events = new Emitter<ParleyEvents>((err) => this.#emitError(err))
     const url = new URL(options.relayUrl)
     if (url.pathname === '/' || url.pathname === '') url.pathname = '/v1/ws'
-    this.#link = new RelayLink({
+    const linkOptions = {
       url: url.toString(),
       transport: options.transport,
       clock: this.#clock,
@@ -202,6 +241,18 @@ export class ParleyClient {
       requestTimeoutMs: options.requestTimeoutMs ?? 20_000,
       backoffMinMs: options.reconnect?.minDelayMs ?? 250,
       backoffMaxMs: options.reconnect?.maxDelayMs ?? 30_000,
+    }
+    this.#anonymous = new RelayLink({
+      ...linkOptions,
+      hooks: {
+        // The same pins as the main connection; nothing else is ever sent on this one but unidentified mail.
+        onHandshake: (hello) => this.#checkPins(hello),
+        onPush: () => {},
+        onState: () => {},
+      },
+    })
+    this.#link = new RelayLink({
+      ...linkOptions,
       hooks: {
         onHandshake: (hello, link) => this.#onHandshake(hello, link),
         onPush: (frame) => this.#onPush(frame),
@@ -354,6 +405,9 @@ export class ParleyClient {
     }
     const identity = generateIdentity(this.#random)
     const keys = e2e.generateInitialPrekeys(identity, this.#random, ONE_TIME_PREKEY_BATCH, KEM_PREKEY_BATCH)
+    // The relay keeps only a commitment to the number under this salt; the salt stays here, to prove the
+    // number to the recipients of our messages.
+    const numberSalt = this.#random(32)
     this.#link.start()
     const frame = await this.#link.request(
       {
@@ -363,6 +417,7 @@ export class ParleyClient {
           identityKey: identity.publicKey,
           identitySignature: e2e.sign(identity, activationPayload(pending.activationId, identity.publicKey)),
           prekeys: keys.upload,
+          numberSalt,
         },
       },
       { signal: options.signal },
@@ -379,7 +434,15 @@ export class ParleyClient {
         'the relay assigned an address that does not match the number',
       )
     }
-    const account: AccountRecord = { e164: pending.e164, address, deviceId, identity }
+    const account: AccountRecord = {
+      e164: pending.e164,
+      address,
+      deviceId,
+      identity,
+      numberSalt,
+      deliveryToken: this.#random(32),
+      deliveryTokenSet: false,
+    }
     const meta: PrekeyMeta = {
       nextOtpId: keys.nextOtpId,
       nextKemId: keys.nextKemId,
@@ -392,8 +455,11 @@ export class ParleyClient {
       { key: K.prekeyMeta, value: encodeRecord(meta) },
       { key: K.account, value: encodeRecord(account) },
       { key: K.pending },
+      // A certificate of the device this number had before is no use to this one.
+      { key: K.senderCertificate },
     ])
     this.#account = account
+    this.#certificate = null
     // Authenticate on this connection now; later connections authenticate in the handshake.
     const hello = this.#link.hello
     if (hello !== null && this.#link.state === 'online') {
@@ -510,6 +576,111 @@ export class ParleyClient {
     return entries.map((e) => toIncoming(decodeRecord<StoredMessage>(e.value)))
   }
 
+  /**
+   * Marks a contact's current identity as verified, after the user compared safety numbers. From then on,
+   * messages under any other identity of that contact are held (not shown) and sends to it are refused with
+   * `IDENTITY_UNTRUSTED`, until {@link ParleyClient.approveIdentity}.
+   * @param number - the contact's number
+   * @param options - `safetyNumber`: the number the user compared; refused if it is no longer the current one
+   * @throws ParleyError `NOT_FOUND` when there is no session with the contact yet, `VERIFICATION_FAILED` when
+   *   `safetyNumber` differs from the current one
+   * @example if (userConfirmed) await parley.markVerified('+1 415 555 0101', { safetyNumber: shown })
+   */
+  async markVerified(number: string, options: { safetyNumber?: string } = {}): Promise<void> {
+    this.#checkOpen()
+    const account = this.#requireAccount()
+    const e164 = await this.#normalize(number)
+    await this.#serial.run(async () => {
+      const contact = await this.#contact(e164)
+      const identity = contact === null ? undefined : await this.#store.get(K.identity(toHex(contact.address)))
+      if (contact === null || identity === undefined) {
+        throw new ParleyError('NOT_FOUND', 'no identity known for this contact yet; exchange a message first')
+      }
+      if (
+        options.safetyNumber !== undefined &&
+        e2e.safetyNumber(account.identity.publicKey, account.address, identity, contact.address) !==
+          options.safetyNumber.replace(/\s+/g, ' ').trim()
+      ) {
+        throw new ParleyError('VERIFICATION_FAILED', 'the safety number is not the current one')
+      }
+      await this.#store.write([{ key: K.verified(toHex(contact.address)), value: identity }])
+    })
+  }
+
+  /**
+   * Whether a contact is verified (see {@link ParleyClient.markVerified}) and its identity has not changed since.
+   * @example const ok = await parley.isVerified('+1 415 555 0101')
+   */
+  async isVerified(number: string): Promise<boolean> {
+    this.#checkOpen()
+    this.#requireAccount()
+    const contact = await this.#contact(await this.#normalize(number))
+    if (contact === null) return false
+    const hex = toHex(contact.address)
+    const [verified, current] = [await this.#store.get(K.verified(hex)), await this.#store.get(K.identity(hex))]
+    return verified !== undefined && current !== undefined && e2e.equal(verified, current)
+  }
+
+  /**
+   * Accepts the new identity of a verified contact whose identity changed: the contact becomes unverified (call
+   * {@link ParleyClient.markVerified} again after comparing the new safety number), the messages held for it are
+   * delivered now, in order, and sends to it work again.
+   * @param number - the contact's number
+   * @returns how many held messages were delivered
+   * @example parley.on('identityChanged', async (c) => { if (await askUser(c)) await parley.approveIdentity(c.number) })
+   */
+  async approveIdentity(number: string): Promise<number> {
+    this.#checkOpen()
+    this.#requireAccount()
+    const contact = await this.#contact(await this.#normalize(number))
+    if (contact === null) return 0
+    const hex = toHex(contact.address)
+    const held = await this.#serial.run(async () => {
+      const entries = await this.#store.list(`held/${hex}/`)
+      await this.#store.write([{ key: K.verified(hex) }])
+      return entries
+    })
+    let delivered = 0
+    for (const e of held) {
+      const h = decodeRecord<HeldRecord>(e.value)
+      const shown = await this.#serial.run(async () => {
+        const ok = await this.#receive({ seq: 0, envelope: h.envelope, receivedAtMs: h.receivedAtMs })
+        await this.#store.write([{ key: e.key }])
+        return ok
+      })
+      if (shown) delivered++
+    }
+    return delivered
+  }
+
+  /**
+   * Replaces this account's delivery token: contacts that hold the old one can no longer send to it without
+   * revealing themselves to the relay (their sends fall back to the authenticated path); contacts learn the
+   * new one from the next message sent to them. This is how to stop unwanted unidentified senders.
+   * @example await parley.rotateDeliveryToken()
+   */
+  async rotateDeliveryToken(options: CallOptions = {}): Promise<void> {
+    this.#checkOpen()
+    this.#requireAccount()
+    await this.#serial.run(async () => {
+      const account = this.#requireAccount()
+      const next: AccountRecord = { ...account, deliveryToken: this.#random(32), deliveryTokenSet: false }
+      await this.#store.write([{ key: K.account, value: encodeRecord(next) }])
+      this.#account = next
+    })
+    await this.#link.waitOnline(options.signal)
+    await this.#serial.run(() => this.#registerDeliveryToken())
+  }
+
+  /**
+   * Counters of what this client refused or held since it was created: messages refused for an unproven sender
+   * (`senderUnverified`), replayed first messages (`replaysRefused`), messages held for a changed verified
+   * identity (`held`), and messages sent by unidentified delivery (`unidentifiedSent`).
+   */
+  get stats(): Readonly<{ senderUnverified: number; replaysRefused: number; held: number; unidentifiedSent: number }> {
+    return { ...this.#stats }
+  }
+
   /** Number of messages queued in the outbox, not yet accepted by the relay. */
   async pendingCount(): Promise<number> {
     this.#checkOpen()
@@ -534,6 +705,7 @@ export class ParleyClient {
       this.#authenticated = false
     })
     this.#link.stop()
+    this.#anonymous.stop()
   }
 
   /**
@@ -546,6 +718,7 @@ export class ParleyClient {
     if (this.#retryTimer !== null) this.#clock.clearTimeout(this.#retryTimer)
     this.#flushAcks()
     this.#link.stop(true)
+    this.#anonymous.stop(true)
     for (const push of this.#iterators) push(null)
     this.#iterators.clear()
     await this.#serial.run(async () => {})
@@ -587,6 +760,18 @@ export class ParleyClient {
   }
 
   async #checkPins(hello: ServerHello): Promise<void> {
+    const root = hello.trustRoot
+    if (!(root instanceof Uint8Array) || root.length !== 32) {
+      throw new ParleyError('UNSUPPORTED', 'the relay announced no trust root; it is too old for this SDK')
+    }
+    if (this.#givenTrustRoot !== undefined && !e2e.equal(this.#givenTrustRoot, root)) {
+      throw new ParleyError('VERIFICATION_FAILED', "the relay's trust root is not the one this app was given")
+    }
+    const pinnedRoot = await this.#store.get(K.trustRoot)
+    if (pinnedRoot === undefined) await this.#store.write([{ key: K.trustRoot, value: root.slice() }])
+    else if (!e2e.equal(pinnedRoot, root)) {
+      throw new ParleyError('VERIFICATION_FAILED', "the relay's trust root differs from the pinned one")
+    }
     for (const key of hello.oprfKeys ?? []) {
       if (!key.publicKey || key.keyId === undefined || key.keyId === null) continue
       const pinned = await this.#store.get(K.oprfPin(key.keyId))
@@ -602,9 +787,65 @@ export class ParleyClient {
   }
 
   #afterOnline(): void {
+    void this.#serial.run(() => this.#registerDeliveryToken()).catch((err) => this.#emitRecoverable(err))
     void this.#serial.run(() => this.#sync()).catch((err) => this.#emitRecoverable(err))
     this.#kickOutbox()
     void this.#serial.run(() => this.#refillPrekeys()).catch((err) => this.#emitRecoverable(err))
+  }
+
+  /** Gives the relay the verifier of this account's delivery token, once per token. */
+  async #registerDeliveryToken(): Promise<void> {
+    const account = this.#account
+    if (account === null || !this.#authenticated || account.deliveryTokenSet !== false) return
+    const token = account.deliveryToken
+    if (token === undefined) return
+    expectBody(
+      await this.#link.request({ setDeliveryToken: { verifier: deliveryTokenVerifier(token) } }),
+      'deliveryTokenSet',
+    )
+    // The account may have been replaced meanwhile (rotation, deactivation): record only for this token.
+    const now = this.#account
+    if (now === null || now.deliveryToken === undefined || !e2e.equal(now.deliveryToken, token)) return
+    const next: AccountRecord = { ...now, deliveryTokenSet: true }
+    await this.#store.write([{ key: K.account, value: encodeRecord(next) }])
+    this.#account = next
+  }
+
+  /** The pinned trust root (set by the first handshake). */
+  async #trustRoot(): Promise<Uint8Array> {
+    const root = this.#givenTrustRoot ?? (await this.#store.get(K.trustRoot))
+    if (root === undefined) throw new ParleyError('INVALID_STATE', 'no relay trust root is pinned yet')
+    return root
+  }
+
+  /**
+   * This device's sender certificate, fetched from the relay when there is none or it expires within
+   * {@link CERTIFICATE_REFRESH_MS}. Checked before use: a certificate that would make our messages refused
+   * (wrong root, another key or address) is an error here, not at every recipient.
+   */
+  async #senderCertificate(account: AccountRecord): Promise<{ bytes: Uint8Array; cert: SenderCertificate }> {
+    const now = this.#clock.now()
+    const mine = (c: SenderCertificate) =>
+      e2e.equal(c.identityKey, account.identity.publicKey) &&
+      e2e.equal(c.address, account.address) &&
+      c.deviceId === account.deviceId
+    const fresh = (c: SenderCertificate) => c.expiresAtMs - now > CERTIFICATE_REFRESH_MS && mine(c)
+    const cached = this.#certificate
+    if (cached !== null && fresh(cached.cert)) return cached
+    const trustRoot = await this.#trustRoot()
+    const stored = await this.#store.get(K.senderCertificate)
+    if (stored !== undefined) {
+      try {
+        const cert = verifySenderCertificate(stored, { trustRoot, atMs: now, skewMs: 0 })
+        if (fresh(cert)) return (this.#certificate = { bytes: stored, cert })
+      } catch {}
+    }
+    const frame = await this.#link.request({ senderCertificateRequest: {} })
+    const bytes = expectBody(frame, 'senderCertificateIssued').certificate ?? new Uint8Array(0)
+    const cert = verifySenderCertificate(bytes, { trustRoot, atMs: now })
+    if (!mine(cert)) throw new ParleyError('VERIFICATION_FAILED', 'the relay issued a certificate for another device')
+    await this.#store.write([{ key: K.senderCertificate, value: bytes }])
+    return (this.#certificate = { bytes, cert })
   }
 
   async #sync(): Promise<void> {
@@ -635,21 +876,37 @@ export class ParleyClient {
 
   // ───────────────────────────── receiving ─────────────────────────────
 
-  async #receive(delivery: NonNullable<ServerFrame['delivery']>): Promise<void> {
+  /**
+   * Handles one delivery; resolves whether a message was shown. Order of checks: the envelope must open and
+   * its certificate prove the sender before anything else happens; a message from a changed identity of a
+   * verified contact is held; only then is a session used, made or promoted. A refused message changes
+   * nothing but the counters.
+   */
+  async #receive(delivery: NonNullable<ServerFrame['delivery']>): Promise<boolean> {
     const account = this.#account
-    if (account === null) return
+    if (account === null) return false
     const seq = delivery.seq ?? 0
     const ack = () => {
       this.#ack(seq)
+      return false
     }
+    const envelope = delivery.envelope ?? new Uint8Array(0)
+    const receivedAtMs = delivery.receivedAtMs ?? this.#clock.now()
     let opened: e2e.Opened
     try {
-      opened = e2e.open(account.identity, delivery.envelope ?? new Uint8Array(0))
+      opened = e2e.open(account.identity, envelope, await this.#trustRoot(), receivedAtMs)
     } catch (err) {
-      this.#emitError(ParleyError.fromUnknown(err, 'DECRYPT_FAILED'))
+      const e = ParleyError.fromUnknown(err, 'DECRYPT_FAILED')
+      if (e.code === 'SENDER_UNVERIFIED') this.#stats.senderUnverified++
+      this.#emitError(e)
       return ack()
     }
     const senderHex = toHex(opened.senderAddress)
+    const verified = await this.#store.get(K.verified(senderHex))
+    if (verified !== undefined && !e2e.equal(verified, opened.senderIdentityKey)) {
+      await this.#hold(senderHex, opened, envelope, receivedAtMs)
+      return ack()
+    }
     const existing = await this.#session(opened.senderAddress)
     const writes: StoreWrite[] = []
     let result: e2e.Decrypted
@@ -660,38 +917,43 @@ export class ParleyClient {
         previous: existing?.previous ?? [],
         opened,
         loadPrekey: async (kind, id) => this.#store.get(K.prekey(kind, id)),
+        replayed: async (spk, baseKey) => (await this.#store.get(K.replay(spk, toHex(baseKey)))) !== undefined,
       })
     } catch (err) {
       const e = ParleyError.fromUnknown(err, 'DECRYPT_FAILED')
+      if (e.code === 'DUPLICATE' && opened.message.kind === 'prekey') this.#stats.replaysRefused++
       if (e.code !== 'DUPLICATE') this.#emitError(e)
       return ack()
     }
     const content = result.content
     const idHex = toHex(content.messageId)
+    const record = this.#sessionAfter(existing, opened, result)
     if ((await this.#store.get(K.seen(idHex))) !== undefined) {
       // Same message again (a resend after a lost ACCEPTED): keep the session step, deliver nothing.
-      await this.#store.write([
-        { key: K.session(senderHex), value: encodeRecord(sessionRecord(opened, result)) },
-      ])
+      await this.#store.write([{ key: K.session(senderHex), value: encodeRecord(record) }])
       return ack()
     }
     const identityChanged = await this.#identityChanged(senderHex, opened.senderIdentityKey)
-    const from = await this.#verifiedSender(content.senderNumber, opened.senderAddress)
-    const receivedAt = delivery.receivedAtMs ?? this.#clock.now()
+    const from = await this.#provenSender(opened, writes)
     const message: StoredMessage = {
       id: idHex,
       from,
       fromAddress: senderHex,
       text: content.text,
       sentAt: content.sentAtMs,
-      receivedAt,
+      receivedAt: receivedAtMs,
     }
     for (const id of result.consumedOneTimePrekeys) writes.push({ key: K.prekey('otp', id) })
     for (const id of result.consumedKemPrekeys) writes.push({ key: K.prekey('kem', id) })
+    if (result.replayKey) {
+      const r = result.replayKey
+      writes.push({ key: K.replay(r.signedPrekeyId, toHex(r.baseKey)), value: encodeRecord(receivedAtMs) })
+    }
+    if (content.deliveryToken) writes.push({ key: K.peerToken(senderHex), value: content.deliveryToken })
     writes.push(
-      { key: K.session(senderHex), value: encodeRecord(sessionRecord(opened, result)) },
-      { key: K.seen(idHex), value: encodeRecord(receivedAt) },
-      { key: K.inbox(receivedAt, idHex), value: encodeRecord(message) },
+      { key: K.session(senderHex), value: encodeRecord(record) },
+      { key: K.seen(idHex), value: encodeRecord(receivedAtMs) },
+      { key: K.inbox(receivedAtMs, idHex), value: encodeRecord(message) },
       { key: K.identity(senderHex), value: opened.senderIdentityKey },
     )
     // One atomic write: the ratchet step, the dedupe marker and the message stand or fall together.
@@ -703,7 +965,50 @@ export class ParleyClient {
     if (result.consumedOneTimePrekeys.length > 0 || result.consumedKemPrekeys.length > 0) {
       void this.#serial.run(() => this.#refillPrekeys()).catch((err) => this.#emitRecoverable(err))
     }
-    return ack()
+    ack()
+    return true
+  }
+
+  /** The contact's session record after a successful decrypt: the session that decrypted is current. */
+  #sessionAfter(existing: SessionRecord | null, opened: e2e.Opened, result: e2e.Decrypted): SessionRecord {
+    // A decrypt under an older session of the same device keeps the record's device and staleness.
+    const sameDevice = existing !== null && existing.deviceId === opened.senderDeviceId
+    return {
+      deviceId: opened.senderDeviceId,
+      identityKey: opened.senderIdentityKey,
+      state: result.state,
+      previous: result.previous,
+      ...(sameDevice && existing.stale ? { stale: true } : {}),
+    }
+  }
+
+  /**
+   * Keeps a message from a verified contact whose identity changed, unopened, until the app approves the new
+   * identity; tells the app once per new identity.
+   */
+  async #hold(
+    senderHex: string,
+    opened: e2e.Opened,
+    envelope: Uint8Array,
+    receivedAtMs: number,
+  ): Promise<void> {
+    const held = await this.#store.list(`held/${senderHex}/`)
+    const writes: StoreWrite[] = []
+    if (held.length >= MAX_HELD_PER_CONTACT) writes.push({ key: held[0]!.key })
+    const last = held.at(-1)
+    const n = last === undefined ? 1 : Number(last.key.slice(last.key.lastIndexOf('/') + 1)) + 1
+    const record: HeldRecord = { envelope: envelope.slice(), receivedAtMs }
+    writes.push({ key: K.held(senderHex, n), value: encodeRecord(record) })
+    const announced = await this.#store.get(K.identity(senderHex))
+    const first = announced === undefined || !e2e.equal(announced, opened.senderIdentityKey)
+    if (first) writes.push({ key: K.identity(senderHex), value: opened.senderIdentityKey })
+    await this.#store.write(writes)
+    this.#stats.held++
+    if (first) {
+      const known = await this.#store.get(K.byAddress(senderHex))
+      const number = known === undefined ? null : decodeRecord<string>(known)
+      this.#emitIdentityChanged(number, opened.senderAddress, opened.senderIdentityKey, true)
+    }
   }
 
   /** Queues an ack; acks go out in batches so a burst of mail costs few frames. */
@@ -741,53 +1046,40 @@ export class ParleyClient {
     return previous !== undefined && !e2e.equal(previous, identityKey)
   }
 
-  #emitIdentityChanged(number: string | null, address: Uint8Array, identityKey: Uint8Array): void {
+  #emitIdentityChanged(number: string | null, address: Uint8Array, identityKey: Uint8Array, held = false): void {
     const account = this.#requireAccount()
     this.#events.emit('identityChanged', {
       number,
       address: toHex(address),
       safetyNumber: e2e.safetyNumber(account.identity.publicKey, account.address, identityKey, address),
+      held,
     })
   }
 
-  /** The sender's stated number, if its OPRF address matches the authenticated sender address. */
-  async #verifiedSender(stated: string | undefined, address: Uint8Array): Promise<string | null> {
-    const addressHex = toHex(address)
+  /**
+   * The number to show for a proven sender: the one this device resolved to the address itself (discovery,
+   * through the OPRF), else the one the sender proved with its certified commitment. Never a bare claim, and
+   * never an OPRF evaluation spent on a sender's say-so.
+   */
+  async #provenSender(opened: e2e.Opened, writes: StoreWrite[]): Promise<string | null> {
+    const addressHex = toHex(opened.senderAddress)
     const raw = await this.#store.get(K.byAddress(addressHex))
-    const known = raw === undefined ? null : decodeRecord<string>(raw)
-    if (!stated) return known
-    let e164: string
-    try {
-      e164 = normalizeNumberWith(await this.#metadata(), stated)
-    } catch {
-      return null
-    }
-    // An address has one number; once it is known, a different claim is simply false.
-    if (known !== null) return known === e164 ? e164 : null
+    if (raw !== undefined) return decodeRecord<string>(raw)
+    const e164 = opened.senderNumber
+    if (e164 === undefined) return null
     const contact = await this.#contact(e164)
-    if (contact !== null) return e2e.equal(contact.address, address) ? e164 : null
-    // At most one OPRF evaluation per sender address, ever: a sender cannot drain this account's discovery quota
-    // by claiming number after number.
-    if ((await this.#store.get(K.refutedClaim(addressHex))) !== undefined) return null
-    let derived: Uint8Array
-    try {
-      const [token] = await this.#tokens([e164])
-      if (token === undefined) return null
-      derived = addressFromToken(token)
-    } catch {
-      return null // not checked (offline, out of quota): shown without a number, checked again next time
+    // Our own discovery said this number has another address: the relay contradicts itself; show no number.
+    if (contact !== null && !e2e.equal(contact.address, opened.senderAddress)) return null
+    if (contact === null || !contact.registered) {
+      const record: ContactRecord = {
+        e164,
+        address: opened.senderAddress,
+        registered: true,
+        checkedAt: this.#clock.now(),
+      }
+      writes.push({ key: K.contact(e164), value: encodeRecord(record) })
     }
-    if (!e2e.equal(derived, address)) {
-      await this.#store.write([{ key: K.refutedClaim(addressHex), value: encodeRecord(this.#clock.now()) }])
-      return null
-    }
-    await this.#store.write([
-      {
-        key: K.contact(e164),
-        value: encodeRecord({ e164, address, registered: true, checkedAt: this.#clock.now() }),
-      },
-      { key: K.byAddress(addressHex), value: encodeRecord(e164) },
-    ])
+    writes.push({ key: K.byAddress(addressHex), value: encodeRecord(e164) })
     return e164
   }
 
@@ -859,28 +1151,86 @@ export class ParleyClient {
 
   async #deliver(key: string, entry: OutboxRecord): Promise<void> {
     for (let attempt = 0; attempt < 2; attempt++) {
-      if (entry.envelope === undefined) entry = await this.#serial.run(() => this.#encryptEntry(key, entry))
+      if (entry.message === undefined) entry = await this.#serial.run(() => this.#encryptEntry(key, entry))
+      const account = this.#requireAccount()
+      const envelope = await this.#sealEntry(account, entry)
+      const base = {
+        recipientAddress: entry.address,
+        recipientDeviceId: entry.deviceId ?? 0,
+        messageId: fromHex(entry.id),
+        envelope,
+      }
       try {
-        const frame = await this.#link.request({
-          sendMessage: {
-            recipientAddress: entry.address,
-            recipientDeviceId: entry.deviceId ?? 0,
-            messageId: fromHex(entry.id),
-            envelope: entry.envelope,
-          },
-        })
-        expectBody(frame, 'messageAccepted')
+        const token = await this.#store.get(K.peerToken(toHex(entry.address)))
+        if (token !== undefined && entry.message?.kind === 'ratchet') {
+          // The contact has written to us and gave us its token: the relay need not learn who sends this.
+          if (await this.#sendUnidentified(base, token, entry.address)) {
+            await this.#store.write([{ key }])
+            this.#stats.unidentifiedSent++
+            this.#events.emit('delivered', { id: entry.id, to: entry.to })
+            return
+          }
+        }
+        expectBody(await this.#link.request({ sendMessage: base }), 'messageAccepted')
         await this.#store.write([{ key }])
         this.#events.emit('delivered', { id: entry.id, to: entry.to })
         return
       } catch (err) {
         const e = ParleyError.fromUnknown(err)
         if (e.code !== 'CONFLICT' || attempt > 0) throw e
-        // The recipient re-activated on a new device: start a new session and encrypt again.
-        await this.#serial.run(() => this.#store.write([{ key: K.session(toHex(entry.address)) }]))
-        entry = { ...entry, envelope: undefined, deviceId: undefined }
+        // The recipient re-activated on a new device: start a new session and encrypt again (the old one stays
+        // archived behind it, for mail from the old device still in flight).
+        await this.#serial.run(() => this.#retireSession(entry.address))
+        entry = { ...entry, message: undefined, recipientIdentityKey: undefined, deviceId: undefined }
       }
     }
+  }
+
+  /**
+   * Sends by unidentified delivery on the connection that never authenticates. Resolves false when the
+   * recipient no longer accepts the token (rotated, or re-activated): the token is forgotten and the caller
+   * sends on the authenticated path instead.
+   */
+  async #sendUnidentified(
+    base: { recipientAddress: Uint8Array; recipientDeviceId: number; messageId: Uint8Array; envelope: Uint8Array },
+    token: Uint8Array,
+    address: Uint8Array,
+  ): Promise<boolean> {
+    this.#anonymous.start()
+    try {
+      await this.#anonymous.waitOnline()
+      const frame = await this.#anonymous.request({ unidentifiedSend: { ...base, deliveryToken: token } })
+      expectBody(frame, 'messageAccepted')
+      return true
+    } catch (err) {
+      const e = ParleyError.fromUnknown(err)
+      if (e.code !== 'FORBIDDEN') throw e
+      await this.#store.write([{ key: K.peerToken(toHex(address)) }])
+      return false
+    }
+  }
+
+  /** Seals an encrypted outbox entry with the current certificate (and the number, when it is certified). */
+  async #sealEntry(account: AccountRecord, entry: OutboxRecord): Promise<Uint8Array> {
+    const { bytes, cert } = await this.#senderCertificate(account)
+    const salt = account.numberSalt
+    // Stating a number the certificate does not commit to would make every recipient refuse the message.
+    const number =
+      salt !== undefined && opensNumberCommitment(cert, account.e164, salt) ? { e164: account.e164, salt } : undefined
+    return e2e.seal({
+      ours: account,
+      recipientIdentityKey: entry.recipientIdentityKey!,
+      message: entry.message!,
+      certificate: bytes,
+      number,
+    })
+  }
+
+  /** Keeps a contact's session record but marks it replaced: the next send starts a new session. */
+  async #retireSession(address: Uint8Array): Promise<void> {
+    const record = await this.#session(address)
+    if (record === null) return
+    await this.#store.write([{ key: K.session(toHex(address)), value: encodeRecord({ ...record, stale: true }) }])
   }
 
   async #encryptEntry(key: string, entry: OutboxRecord): Promise<OutboxRecord> {
@@ -888,28 +1238,46 @@ export class ParleyClient {
     const addressHex = toHex(entry.address)
     let session = await this.#session(entry.address)
     let identityChanged = false
-    if (session === null) {
+    if (session === null || session.stale === true) {
       const frame = await this.#link.request({ prekeyBundleQuery: { address: entry.address } })
       const bundle = expectBody(frame, 'prekeyBundle')
-      const started = e2e.initiate(account, bundle, this.#random)
+      const started = e2e.initiate(account, entry.address, bundle, this.#random)
+      const verified = await this.#store.get(K.verified(addressHex))
+      if (verified !== undefined && !e2e.equal(verified, started.identityKey)) {
+        throw new ParleyError(
+          'IDENTITY_UNTRUSTED',
+          "the contact's verified identity changed; approveIdentity() after comparing safety numbers",
+        )
+      }
       identityChanged = await this.#identityChanged(addressHex, started.identityKey)
-      session = { deviceId: started.deviceId, identityKey: started.identityKey, state: started.state }
+      // Earlier sessions (another identity, or mail still in flight) stay archived behind the new one.
+      const old = session
+      session = {
+        deviceId: started.deviceId,
+        identityKey: started.identityKey,
+        state: started.state,
+        previous: old === null ? [] : [old.state, ...(old.previous ?? [])].slice(0, e2e.MAX_PREVIOUS_SESSIONS),
+      }
     }
+    const token = account.deliveryTokenSet === true ? account.deliveryToken : undefined
     const sealed = e2e.encrypt({
-      ours: account,
       session: session.state,
-      recipientIdentityKey: session.identityKey,
       content: {
         messageId: fromHex(entry.id),
         sentAtMs: entry.sentAt,
         text: entry.text,
-        senderNumber: account.e164,
+        ...(token === undefined ? {} : { deliveryToken: token }),
       },
       random: this.#random,
     })
-    const updated: OutboxRecord = { ...entry, envelope: sealed.envelope, deviceId: session.deviceId }
+    const updated: OutboxRecord = {
+      ...entry,
+      message: sealed.message,
+      recipientIdentityKey: session.identityKey,
+      deviceId: session.deviceId,
+    }
     const record: SessionRecord = { ...session, state: sealed.state }
-    // The ratchet step and the ciphertext that used it are persisted together, so a retry resends the same bytes.
+    // The ratchet step and the message that used it are persisted together, so a retry resends the same message.
     await this.#store.write([
       { key: K.session(addressHex), value: encodeRecord(record) },
       { key, value: encodeRecord(updated) },
@@ -1164,13 +1532,18 @@ export class ParleyClient {
   }
 }
 
-function sessionRecord(opened: e2e.Opened, result: e2e.Decrypted): SessionRecord {
-  return {
-    deviceId: opened.senderDeviceId,
-    identityKey: opened.senderIdentityKey,
-    state: result.state,
-    previous: result.previous,
+/** The trust root given in the options (32 bytes or 64 hex digits), validated at once. */
+function parseTrustRoot(keys: ParleyClientOptions['relayKeys']): Uint8Array | undefined {
+  if (keys === undefined) return undefined
+  const root = typeof keys?.trustRoot === 'string' ? fromHexStrict(keys.trustRoot) : keys?.trustRoot
+  if (!(root instanceof Uint8Array) || root.length !== 32) {
+    throw new TypeError('relayKeys.trustRoot must be 32 bytes (a Uint8Array or 64 hex digits)')
   }
+  return root.slice()
+}
+
+function fromHexStrict(hex: string): Uint8Array | undefined {
+  return /^[0-9a-fA-F]{64}$/.test(hex) ? fromHex(hex.toLowerCase()) : undefined
 }
 
 function toIncoming(m: StoredMessage): IncomingMessage {

@@ -24,6 +24,7 @@ export type {
   MailboxGapEvent,
   ParleyClientOptions,
   ParleyEvents,
+  RelayKeys,
   SendFailedEvent,
   SendResult,
   SmsFallback,

@@ -33,6 +33,20 @@ export interface ParleyClientOptions {
   reconnect?: { minDelayMs?: number; maxDelayMs?: number }
   /** How long a discovery result counts as fresh before `send()` asks again (default 24 h). */
   discoveryTtlMs?: number
+  /**
+   * The relay's public keys, for apps that ship them. Without it the client pins the relay's trust root at its
+   * first connection (trust on first use); with it, a relay announcing another root is refused from the start.
+   */
+  relayKeys?: RelayKeys
+}
+
+/** Public keys of a relay that an app can ship, so that nothing is trusted on first use. */
+export interface RelayKeys {
+  /**
+   * The relay's Ed25519 trust root (32 bytes, or 64 hex digits), as `parley-relay` prints it at start and keeps
+   * in `relay-keys.json`. It certifies the keys that sign sender certificates.
+   */
+  trustRoot: Uint8Array | string
 }
 
 /** Options accepted by calls that can wait on the network. */
@@ -111,6 +125,11 @@ export interface IdentityChange {
   address: string
   /** The safety number with the new identity. */
   safetyNumber: string
+  /**
+   * True when the contact was verified: its messages under the new identity are held, and sends to it are
+   * refused, until `approveIdentity(number)`.
+   */
+  held: boolean
 }
 
 /** Payload of the `gap` event: mail the relay expired or evicted before this device could fetch it. */

@@ -15,6 +15,7 @@ export type {
   MailboxGapEvent,
   ParleyClientOptions,
   ParleyEvents,
+  RelayKeys,
   SendFailedEvent,
   SendResult,
   SmsFallback,

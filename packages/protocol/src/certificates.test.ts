@@ -75,16 +75,26 @@ describe('sender certificates', () => {
 
   it('has signatures that an independent Ed25519 implementation (OpenSSL) accepts', () => {
     const outer = decodeMessage<parley.v1.SenderCertificate>('SenderCertificate', aliceCert)
-    const body = decodeMessage<parley.v1.SenderCertificateBody>('SenderCertificateBody', outer.body)
+    const body = decodeMessage<parley.v1.SenderCertificateBody>('SenderCertificateBody', outer.body!)
     const key = (raw: Uint8Array) =>
       createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(raw).toString('base64url') }, format: 'jwk' })
-    const signerBody = decodeMessage<parley.v1.ServerCertificateBody>('ServerCertificateBody', body.signer!.body)
+    const signerBody = decodeMessage<parley.v1.ServerCertificateBody>('ServerCertificateBody', body.signer!.body!)
     const label = (s: string) => Buffer.from(s)
     expect(
-      verify(null, Buffer.concat([label('parley/v1/server-certificate'), body.signer!.body]), key(relay.trustRoot), body.signer!.signature),
+      verify(
+        null,
+        Buffer.concat([label('parley/v1/server-certificate'), body.signer!.body!]),
+        key(relay.trustRoot),
+        body.signer!.signature!,
+      ),
     ).toBe(true)
     expect(
-      verify(null, Buffer.concat([label('parley/v1/sender-certificate'), outer.body]), key(signerBody.publicKey), outer.signature),
+      verify(
+        null,
+        Buffer.concat([label('parley/v1/sender-certificate'), outer.body!]),
+        key(signerBody.publicKey!),
+        outer.signature!,
+      ),
     ).toBe(true)
   })
 

@@ -24,10 +24,13 @@ export interface Content {
   /** Application-defined bytes. */
   readonly data?: Uint8Array | undefined
   /**
-   * The sender's own number (E.164), if it chooses to state it. Travels only inside the ciphertext; a recipient
-   * must check it against the sender's address (OPRF) before showing it.
+   * Superseded: a number claimed here proves nothing and must not be shown. State the number in the sealed
+   * envelope (`sealEnvelope`'s `senderNumber`), where the sender certificate proves it. Still decoded so that
+   * old messages parse.
    */
   readonly senderNumber?: string | undefined
+  /** The sender's 32-byte delivery token, so the recipient can answer by unidentified delivery. */
+  readonly deliveryToken?: Uint8Array | undefined
 }
 
 const PADDING_TAG = (15 << 3) | 2
@@ -65,8 +68,10 @@ export function encodeContent(content: Content): Uint8Array {
   ) {
     throw new TypeError('senderNumber must be a string of at most 32 characters')
   }
+  if (content.deliveryToken !== undefined) abytes(content.deliveryToken, 32, 'deliveryToken')
   const props: parley.v1.Content.$Properties = { messageId: content.messageId, sentAtMs: content.sentAtMs }
   if (content.senderNumber) props.senderNumber = content.senderNumber
+  if (content.deliveryToken) props.deliveryToken = content.deliveryToken
   if (hasText) props.text = content.text as string
   else props.data = content.data as Uint8Array
   const body = encodeMessage('Content', props)
@@ -114,7 +119,12 @@ export function decodeContent(bytes: Uint8Array): Content {
   if (messageId.length !== MESSAGE_ID_BYTES) throw new ParleyError('BAD_REQUEST', 'malformed message id')
   const sentAtMs = Number(c.sentAtMs ?? 0)
   if (!Number.isSafeInteger(sentAtMs)) throw new ParleyError('BAD_REQUEST', 'malformed timestamp')
-  const stated = c.senderNumber ? { senderNumber: c.senderNumber } : {}
+  const token = own(c.deliveryToken)
+  if (token.length !== 0 && token.length !== 32) throw new ParleyError('BAD_REQUEST', 'malformed delivery token')
+  const stated = {
+    ...(c.senderNumber ? { senderNumber: c.senderNumber } : {}),
+    ...(token.length === 32 ? { deliveryToken: token } : {}),
+  }
   if (c.body === 'text') return { messageId, sentAtMs, text: c.text ?? '', ...stated }
   if (c.body === 'data') return { messageId, sentAtMs, data: own(c.data), ...stated }
   throw new ParleyError('BAD_REQUEST', 'content has no body')

@@ -10,6 +10,7 @@ import {
   addressFromToken,
   type ClientFrame,
   normalizeNumber,
+  numberCommitment,
   numberToOprfInput,
   oprfEvaluate,
   ParleyError,
@@ -17,12 +18,15 @@ import {
 } from '@parley/protocol'
 import type { Connection } from '../Connection.js'
 import { validatePrekeys } from './prekeys.js'
+import { refuseOnAnonymous } from './session.js'
 import { charge, type Reply, requireBytes } from './util.js'
 
 /** `ActivationStart` → `ActivationStarted`. */
 export async function activationStart(conn: Connection, frame: ClientFrame): Promise<Reply> {
   const { activations, verifier, policies, metrics, log } = conn.ctx
   const a = frame.activationStart!
+  refuseOnAnonymous(conn)
+  conn.activating = true
   if (a.consent !== true)
     throw new ParleyError('BAD_REQUEST', 'activation needs the user’s consent (consent: true)')
   const raw = typeof a.phoneNumber === 'string' ? a.phoneNumber : ''
@@ -63,6 +67,8 @@ export async function activationStart(conn: Connection, frame: ClientFrame): Pro
 export async function activationConfirm(conn: Connection, frame: ClientFrame): Promise<Reply> {
   const { activations, store, oprf, fanout, metrics, log, config } = conn.ctx
   const c = frame.activationConfirm!
+  refuseOnAnonymous(conn)
+  conn.activating = true
   const activationId = requireBytes(c.activationId, 16, 'activation_id')
   const identityKey = requireBytes(c.identityKey, 32, 'identity_key')
   const signature = c.identitySignature instanceof Uint8Array ? c.identitySignature : new Uint8Array()
@@ -76,6 +82,8 @@ export async function activationConfirm(conn: Connection, frame: ClientFrame): P
   ) {
     throw new ParleyError('TOO_LARGE', 'too many one-time prekeys')
   }
+  const salt = c.numberSalt instanceof Uint8Array ? c.numberSalt : new Uint8Array(0)
+  if (salt.length !== 0 && salt.length !== 32) throw new ParleyError('BAD_REQUEST', 'number_salt must be 32 bytes')
   const activationIdHex = Buffer.from(activationId).toString('hex')
   let number: string
   try {
@@ -85,6 +93,9 @@ export async function activationConfirm(conn: Connection, frame: ClientFrame): P
     throw err
   }
   const address = addressFromToken(oprfEvaluate(oprf.current.secretKey, numberToOprfInput(number)))
+  // The commitment is all that is kept: the salt stays with the device, so the relay cannot test numbers
+  // against it later. A device that sends no salt gets certificates without a number.
+  const commitment = salt.length === 32 ? numberCommitment(number, salt) : new Uint8Array(0)
   // This connection may be bound to the device being replaced; it must not be revoked with it.
   await conn.unbind()
   const { deviceId, replacedDevice } = await store.registerDevice({
@@ -94,6 +105,7 @@ export async function activationConfirm(conn: Connection, frame: ClientFrame): P
     lastResortKemPrekey: prekeys.lastResortKemPrekey!,
     oneTimePrekeys: prekeys.oneTimePrekeys,
     oneTimeKemPrekeys: prekeys.oneTimeKemPrekeys,
+    numberCommitment: commitment,
     nowMs: Date.now(),
   })
   const addressHex = Buffer.from(address).toString('hex')

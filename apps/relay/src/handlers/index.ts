@@ -1,6 +1,7 @@
 /**
  * Routes a decoded client frame to its handler, enforcing the connection state machine: `Hello` first;
- * before authentication only hello, activation, OPRF evaluation and ping.
+ * before authentication only hello, activation, OPRF evaluation and ping; unidentified sends only on a
+ * connection that never authenticated (which then never can).
  * @module
  */
 import { type ClientBody, type ClientFrame, ParleyError } from '@parley/protocol'
@@ -16,7 +17,17 @@ import {
   syncMailbox,
 } from './mail.js'
 import { prekeyBundleQuery, prekeyCountQuery, prekeyUpload } from './prekeys.js'
-import { authenticate, deactivate, hello, ping } from './session.js'
+import { networkOf } from '../internal/network.js'
+import {
+  authenticate,
+  deactivate,
+  hello,
+  ping,
+  refuseOnAnonymous,
+  senderCertificateRequest,
+  setDeliveryToken,
+} from './session.js'
+import { type AnonymousHandler, type AnonymousScope, unidentifiedSend } from './unidentified.js'
 
 import type { Reply } from './util.js'
 
@@ -26,7 +37,13 @@ export type { Reply } from './util.js'
 /** A frame handler. `frame[frame.body]` is set. */
 export type Handler = (conn: Connection, frame: ClientFrame) => Promise<Reply | undefined>
 
-const ROUTES: Record<ClientBody, { auth: boolean; handler: Handler }> = {
+/**
+ * A route: `auth` handlers get the connection (and with `auth: true` only once it is authenticated);
+ * `anonymous` handlers get an {@link AnonymousScope} and never the connection, so they cannot learn the sender.
+ */
+type Route = { auth: boolean; handler: Handler } | { auth: 'anonymous'; handler: AnonymousHandler }
+
+const ROUTES: Record<ClientBody, Route> = {
   hello: { auth: false, handler: hello },
   ping: { auth: false, handler: ping },
   authenticate: { auth: false, handler: authenticate },
@@ -41,6 +58,9 @@ const ROUTES: Record<ClientBody, { auth: boolean; handler: Handler }> = {
   ackMessages: { auth: true, handler: ackMessages },
   syncMailbox: { auth: true, handler: syncMailbox },
   deactivate: { auth: true, handler: deactivate },
+  senderCertificateRequest: { auth: true, handler: senderCertificateRequest },
+  setDeliveryToken: { auth: true, handler: setDeliveryToken },
+  unidentifiedSend: { auth: 'anonymous', handler: unidentifiedSend },
 }
 
 /**
@@ -58,14 +78,28 @@ export function isSplit(frame: ClientFrame): boolean {
 }
 
 /** The state-machine checks every frame passes before its handler runs. */
-function check(conn: Connection, frame: ClientFrame): void {
+function check(conn: Connection, frame: ClientFrame): Route {
   if (frame.requestId === 0) throw new ParleyError('BAD_REQUEST', 'request_id must be non-zero')
   const route = Object.hasOwn(ROUTES, frame.body) ? ROUTES[frame.body] : undefined
   if (!route) throw new ParleyError('UNSUPPORTED', 'unknown frame type')
   if (!conn.helloDone && frame.body !== 'hello' && frame.body !== 'ping') {
     throw new ParleyError('BAD_REQUEST', 'send Hello first')
   }
-  if (route.auth && !conn.device) throw new ParleyError('UNAUTHENTICATED', 'authenticate first')
+  if (route.auth === true && !conn.device) throw new ParleyError('UNAUTHENTICATED', 'authenticate first')
+  return route
+}
+
+/**
+ * The scope of an unidentified request. Refused on a connection that has ever tried to authenticate or
+ * activate; from here on the connection is anonymous for good (`refuseOnAnonymous`).
+ */
+function anonymousScope(conn: Connection): AnonymousScope {
+  if (conn.device || conn.nonceUsed || conn.activating) {
+    throw new ParleyError('BAD_REQUEST', 'send unidentified mail on a connection that never authenticated')
+  }
+  conn.anonymous = true
+  const { store, fanout, limiter, config, policies, metrics } = conn.ctx
+  return { store, fanout, limiter, config, policies, metrics, network: networkOf(conn.ip) }
 }
 
 /**
@@ -74,9 +108,12 @@ function check(conn: Connection, frame: ClientFrame): void {
  * @throws ParleyError for every refusal; anything else is a bug and becomes INTERNAL
  */
 export async function dispatch(conn: Connection, frame: ClientFrame): Promise<Reply | undefined> {
-  check(conn, frame)
-  return ROUTES[frame.body].handler(conn, frame)
+  const route = check(conn, frame)
+  if (route.auth === 'anonymous') return route.handler(anonymousScope(conn), frame)
+  return route.handler(conn, frame)
 }
+
+export { refuseOnAnonymous }
 
 /**
  * The first half of a frame for which {@link isSplit} holds: the same checks as {@link dispatch}, validation and

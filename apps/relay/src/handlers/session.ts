@@ -48,6 +48,7 @@ export async function hello(conn: Connection, frame: ClientFrame): Promise<Reply
         .map((k) => ({ keyId: k.keyId, publicKey: k.publicKey, retireAtMs: k.retireAtMs })),
       authNonce: conn.nonce,
       serverTimeMs: Date.now(),
+      trustRoot: conn.ctx.relayKeys.trustRoot,
     },
   }
 }
@@ -63,6 +64,7 @@ export async function ping(): Promise<Reply> {
  */
 export async function authenticate(conn: Connection, frame: ClientFrame): Promise<Reply> {
   const a = frame.authenticate!
+  refuseOnAnonymous(conn)
   if (conn.nonceUsed) throw new ParleyError('UNAUTHENTICATED', 'the auth nonce was already used; reconnect')
   conn.nonceUsed = true
   const address = requireBytes(a.address, 32, 'address')
@@ -78,6 +80,54 @@ export async function authenticate(conn: Connection, frame: ClientFrame): Promis
   await conn.bind(address, deviceId)
   const head = await conn.ctx.store.mailboxHead(address, deviceId)
   return { authenticated: { mailboxHeadSeq: head } }
+}
+
+/**
+ * A connection that carried an unidentified send must never be tied to an account afterwards: that would
+ * name the sender of what it already sent.
+ */
+export function refuseOnAnonymous(conn: Connection): void {
+  if (conn.anonymous) {
+    throw new ParleyError('BAD_REQUEST', 'this connection sends unidentified mail; authenticate on another one')
+  }
+}
+
+/**
+ * `SenderCertificateRequest` → `SenderCertificateIssued`: a certificate, valid for hours, of what the relay
+ * knows about the authenticated device: address, device id, identity key and the number commitment made at
+ * activation.
+ */
+export async function senderCertificateRequest(conn: Connection): Promise<Reply> {
+  const device = conn.device!
+  const account = await conn.ctx.store.getAccount(device.address)
+  if (!account || account.deviceId !== device.deviceId) {
+    throw new ParleyError('UNAUTHENTICATED', 'this device was replaced or the account was erased')
+  }
+  const { certificate } = conn.ctx.relayKeys.issue(
+    {
+      address: account.address,
+      deviceId: account.deviceId,
+      identityKey: account.identityKey,
+      numberCommitment: account.numberCommitment,
+    },
+    conn.ctx.config.senderCertificateTtlSeconds * 1000,
+  )
+  conn.ctx.metrics.certificatesIssued.inc()
+  return { senderCertificateIssued: { certificate } }
+}
+
+/** `SetDeliveryToken` → `DeliveryTokenSet`: stores (or clears) the verifier of the account's delivery token. */
+export async function setDeliveryToken(conn: Connection, frame: ClientFrame): Promise<Reply> {
+  const device = conn.device!
+  const v = frame.setDeliveryToken!.verifier
+  const verifier = v instanceof Uint8Array ? v : new Uint8Array(0)
+  if (verifier.length !== 0 && verifier.length !== 32) {
+    throw new ParleyError('BAD_REQUEST', 'verifier must be 32 bytes, or empty to turn unidentified delivery off')
+  }
+  if (!(await conn.ctx.store.setDeliveryVerifier(device.address, device.deviceId, verifier))) {
+    throw new ParleyError('UNAUTHENTICATED', 'this device was replaced or the account was erased')
+  }
+  return { deliveryTokenSet: {} }
 }
 
 /** `Deactivate`: erases address, keys, prekeys, mail and quotas; the connection stays open, unauthenticated. */

@@ -14,12 +14,21 @@ export interface AccountRow {
   mailbox_head_seq: number
   mailbox_count: number
   created_at_ms: number
+  /** Added in schema version 2: NULL for an account activated without one (or before version 2). */
+  number_commitment: Buffer | null
+  /** Added in schema version 2: NULL while unidentified delivery is off. */
+  delivery_verifier: Buffer | null
 }
 
 /** A Buffer from the database as a plain Uint8Array view. */
 export const u8 = (b: Buffer): Uint8Array => new Uint8Array(b.buffer, b.byteOffset, b.length)
 /** A Uint8Array as a Buffer view, for the database driver. */
 export const buf = (b: Uint8Array): Buffer => Buffer.from(b.buffer, b.byteOffset, b.length)
+/** An optional byte string for a nullable column: empty is stored as NULL. */
+export const bufOrNull = (b: Uint8Array): Buffer | null => (b.length === 0 ? null : buf(b))
+/** A nullable column as bytes: NULL (or an empty value) reads back as an empty Uint8Array. */
+export const u8OrEmpty = (b: Buffer | null): Uint8Array =>
+  b === null || b.length === 0 ? new Uint8Array(0) : u8(b)
 
 /** Groups sorted sequence numbers into runs of consecutive integers (for gap notices). */
 export function runs(seqs: number[]): [number, number][] {

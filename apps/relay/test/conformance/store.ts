@@ -26,8 +26,15 @@ export const key = (keyId: number, n = 32) => ({ keyId, publicKey: bytes(n), sig
 /** Lower-case hex. */
 export const hex = (b: Uint8Array) => Buffer.from(b).toString('hex')
 
-/** Registers a device with a few prekeys at `address`. */
-export function register(store: Store, address = bytes(32), extra: Partial<PrekeySet> = {}) {
+/** The empty byte string: no number commitment, no delivery verifier. */
+export const EMPTY = new Uint8Array(0)
+
+/** Registers a device with a few prekeys (and, unless given one, no number commitment) at `address`. */
+export function register(
+  store: Store,
+  address = bytes(32),
+  extra: Partial<PrekeySet> & { numberCommitment?: Uint8Array } = {},
+) {
   return store
     .registerDevice({
       address,
@@ -39,6 +46,7 @@ export function register(store: Store, address = bytes(32), extra: Partial<Preke
         { keyId: 1, publicKey: bytes(32) },
       ],
       oneTimeKemPrekeys: extra.oneTimeKemPrekeys ?? [key(5, 1184)],
+      numberCommitment: extra.numberCommitment ?? EMPTY,
       nowMs: 1000,
     })
     .then((r) => ({ ...r, address }))
@@ -94,6 +102,100 @@ export function storeConformance(h: StoreHarness): void {
     expect(hex(account.address)).toBe(hex(a.address))
     expect(account.createdAtMs).toBe(1000)
     expect(await s.getAccount(bytes(32))).toBeNull()
+  })
+
+  it('stores the number commitment given at registration, and none as an empty one', async () => {
+    const s = await open()
+    expect(await h.columns(s, 'accounts')).toEqual(
+      expect.arrayContaining(['number_commitment', 'delivery_verifier']),
+    )
+    const commitment = bytes(32)
+    const a = await register(s, bytes(32), { numberCommitment: commitment })
+    const b = await register(s)
+    const withOne = (await s.getAccount(a.address))!
+    expect(withOne.numberCommitment).toBeInstanceOf(Uint8Array)
+    expect(hex(withOne.numberCommitment)).toBe(hex(commitment))
+    expect(withOne.deliveryVerifier).toBeInstanceOf(Uint8Array)
+    expect(withOne.deliveryVerifier).toHaveLength(0)
+    const without = (await s.getAccount(b.address))!
+    expect(without.numberCommitment).toBeInstanceOf(Uint8Array)
+    expect(without.numberCommitment).toHaveLength(0)
+    expect(without.deliveryVerifier).toHaveLength(0)
+  })
+
+  it('sets, replaces and clears the delivery verifier; refuses a stale device or an unknown address', async () => {
+    const s = await open()
+    const commitment = bytes(32)
+    const { address } = await register(s, bytes(32), { numberCommitment: commitment })
+    const verifierOf = async () => hex((await s.getAccount(address))!.deliveryVerifier)
+    const v1 = bytes(32)
+    const v2 = bytes(32)
+    expect(await s.setDeliveryVerifier(address, 1, v1)).toBe(true)
+    expect(await verifierOf()).toBe(hex(v1))
+    expect(await s.setDeliveryVerifier(address, 1, v2)).toBe(true)
+    expect(await verifierOf()).toBe(hex(v2))
+    // Setting the same value again still names the registered device: true.
+    expect(await s.setDeliveryVerifier(address, 1, v2)).toBe(true)
+    // Refused, and nothing changed.
+    expect(await s.setDeliveryVerifier(address, 2, v1)).toBe(false)
+    expect(await s.setDeliveryVerifier(address, 0, EMPTY)).toBe(false)
+    expect(await verifierOf()).toBe(hex(v2))
+    const unknown = bytes(32)
+    expect(await s.setDeliveryVerifier(unknown, 1, v1)).toBe(false)
+    expect(await s.getAccount(unknown)).toBeNull()
+    expect(await h.rows(s, 'accounts')).toBe(1)
+    // The commitment is untouched by any of it.
+    expect(hex((await s.getAccount(address))!.numberCommitment)).toBe(hex(commitment))
+    // An empty verifier clears it.
+    expect(await s.setDeliveryVerifier(address, 1, EMPTY)).toBe(true)
+    const cleared = (await s.getAccount(address))!
+    expect(cleared.deliveryVerifier).toBeInstanceOf(Uint8Array)
+    expect(cleared.deliveryVerifier).toHaveLength(0)
+    expect(hex(cleared.numberCommitment)).toBe(hex(commitment))
+  })
+
+  it('a re-activation starts without a delivery verifier and with the new number commitment', async () => {
+    const s = await open()
+    const c1 = bytes(32)
+    const c2 = bytes(32)
+    const { address } = await register(s, bytes(32), { numberCommitment: c1 })
+    expect(await s.setDeliveryVerifier(address, 1, bytes(32))).toBe(true)
+    expect(await register(s, address, { numberCommitment: c2 })).toMatchObject({
+      deviceId: 2,
+      replacedDevice: true,
+    })
+    const account = (await s.getAccount(address))!
+    expect(account.deliveryVerifier).toHaveLength(0)
+    expect(hex(account.numberCommitment)).toBe(hex(c2))
+    // The replaced device can no longer set one; the new device can.
+    const v = bytes(32)
+    expect(await s.setDeliveryVerifier(address, 1, v)).toBe(false)
+    expect((await s.getAccount(address))!.deliveryVerifier).toHaveLength(0)
+    expect(await s.setDeliveryVerifier(address, 2, v)).toBe(true)
+    expect(hex((await s.getAccount(address))!.deliveryVerifier)).toBe(hex(v))
+    // A re-activation without a commitment leaves none of the old one.
+    await register(s, address)
+    const third = (await s.getAccount(address))!
+    expect(third.deviceId).toBe(3)
+    expect(third.numberCommitment).toHaveLength(0)
+    expect(third.deliveryVerifier).toHaveLength(0)
+  })
+
+  it('erases the number commitment and the delivery verifier with the account', async () => {
+    const s = await open()
+    const { address } = await register(s, bytes(32), { numberCommitment: bytes(32) })
+    expect(await s.setDeliveryVerifier(address, 1, bytes(32))).toBe(true)
+    expect(await s.deleteAccount(address)).toBe(true)
+    expect(await s.getAccount(address)).toBeNull()
+    expect(await h.rows(s, 'accounts')).toBe(0)
+    expect(await s.setDeliveryVerifier(address, 1, bytes(32))).toBe(false)
+    expect(await h.rows(s, 'accounts')).toBe(0)
+    // Activating the address again starts from nothing.
+    await register(s, address)
+    const fresh = (await s.getAccount(address))!
+    expect(fresh.deviceId).toBe(1)
+    expect(fresh.numberCommitment).toHaveLength(0)
+    expect(fresh.deliveryVerifier).toHaveLength(0)
   })
 
   it('finds addresses by bit prefix, including non-byte-aligned prefixes', async () => {
@@ -359,6 +461,17 @@ export function storeConformance(h: StoreHarness): void {
     expect([a.replacedDevice, b.replacedDevice].sort()).toEqual([false, true])
     expect((await s.getAccount(address))!.deviceId).toBe(2)
     expect(await h.rows(s, 'one_time_prekeys')).toBe(2)
+  })
+
+  it('two nodes: a delivery verifier set on one node is seen by the other at once', async () => {
+    const s = await open()
+    const p = await h.peer(s)
+    const { address } = await register(s)
+    const v = bytes(32)
+    expect(await p.setDeliveryVerifier(address, 1, v)).toBe(true)
+    expect(hex((await s.getAccount(address))!.deliveryVerifier)).toBe(hex(v))
+    expect(await s.setDeliveryVerifier(address, 1, EMPTY)).toBe(true)
+    expect((await p.getAccount(address))!.deliveryVerifier).toHaveLength(0)
   })
 
   it('two nodes: erasure on one node is seen by the other at once', async () => {

@@ -8,7 +8,7 @@ import {
   generateOneTimePrekeys,
   generateSignedPrekey,
   type IdentityKeyPair,
-  openEnvelope,
+  openSealedMessage,
   ParleyError,
   parleyErrorFromWire,
   prekeyBundleFromWire,
@@ -30,10 +30,13 @@ export interface Ours {
   identity: IdentityKeyPair
 }
 
+/** An opened envelope whose sender the certificate proved. */
 export interface Opened {
   senderAddress: Uint8Array
   senderDeviceId: number
   senderIdentityKey: Uint8Array
+  /** The sender's number when it stated it and the certified commitment opened to it. */
+  senderNumber: string | undefined
   message: CiphertextMessage
 }
 
@@ -41,16 +44,17 @@ export interface DecryptedContent {
   messageId: Uint8Array
   sentAtMs: number
   text: string
-  senderNumber?: string
+  /** The sender's delivery token for unidentified replies. */
+  deliveryToken?: Uint8Array
 }
 
 function toDecrypted(c: ReturnType<typeof decodeContent>): DecryptedContent {
-  const stated = c.senderNumber
+  // Content.sender_number is ignored: only the certified opening in the sealed envelope proves a number.
   return {
     messageId: c.messageId,
     sentAtMs: c.sentAtMs,
     text: c.text ?? '',
-    ...(stated ? { senderNumber: stated } : {}),
+    ...(c.deliveryToken ? { deliveryToken: c.deliveryToken } : {}),
   }
 }
 
@@ -62,6 +66,8 @@ export interface Decrypted {
   content: DecryptedContent
   consumedOneTimePrekeys: number[]
   consumedKemPrekeys: number[]
+  /** Set when a new session was started from a first message: record it so a replay is refused. */
+  replayKey?: { signedPrekeyId: number; baseKey: Uint8Array }
 }
 
 const prekeyKey = (kind: 'spk' | 'otp' | 'kem', id: number) => `prekey/${kind}/${pad(id)}`
@@ -173,40 +179,83 @@ export function generateRefill(
   }
 }
 
-/** Starts a session from a relay bundle (verifying its signatures). */
-export function initiate(ours: Ours, bundleWire: NonNullable<ServerFrame['prekeyBundle']>, random: Random) {
+/**
+ * Starts a session from a relay bundle (verifying its signatures), refusing a bundle for another address than
+ * the one asked for: a relay must not be able to substitute someone else's keys.
+ */
+export function initiate(
+  ours: Ours,
+  requested: Uint8Array,
+  bundleWire: NonNullable<ServerFrame['prekeyBundle']>,
+  random: Random,
+) {
   const bundle = prekeyBundleFromWire(bundleWire)
+  if (!equal(bundle.address, requested)) {
+    throw new ParleyError('VERIFICATION_FAILED', 'the relay returned a prekey bundle for another address')
+  }
   const { session } = Session.initiate(ours.identity, ours.address, ours.deviceId, bundle, { random })
   return { state: session.serialize(), identityKey: bundle.identityKey, deviceId: bundle.deviceId }
 }
 
-/** Encrypts content in a session and seals it for the recipient; returns the new session state and envelope. */
+/** Encrypts content in a session; returns the new session state and the session message (not yet sealed). */
 export function encrypt(args: {
-  ours: Ours
   session: Uint8Array
-  recipientIdentityKey: Uint8Array
   content: DecryptedContent
   random: Random
-}): { state: Uint8Array; envelope: Uint8Array } {
+}): { state: Uint8Array; message: CiphertextMessage } {
   const session = Session.deserialize(args.session, { random: args.random })
   const message = session.encrypt(encodeContent(args.content))
-  const envelope = sealEnvelope({
+  return { state: session.serialize(), message }
+}
+
+/**
+ * Seals a session message for the recipient with this device's current sender certificate and, when the
+ * account has one, the opening of its number commitment. Sealing is repeated on every send attempt, so a
+ * message that waited in the outbox goes out with a fresh certificate.
+ */
+export function seal(args: {
+  ours: Ours
+  recipientIdentityKey: Uint8Array
+  message: CiphertextMessage
+  certificate: Uint8Array
+  number: { e164: string; salt: Uint8Array } | undefined
+}): Uint8Array {
+  return sealEnvelope({
     senderAddress: args.ours.address,
     senderDeviceId: args.ours.deviceId,
     senderIdentity: args.ours.identity,
     recipientIdentityKey: args.recipientIdentityKey,
-    message,
+    message: args.message,
+    senderCertificate: args.certificate,
+    senderNumber: args.number,
   })
-  return { state: session.serialize(), envelope }
 }
 
-/** Opens a sealed envelope addressed to us. */
-export function open(identity: IdentityKeyPair, envelope: Uint8Array): Opened {
-  return openEnvelope(identity, envelope)
+/**
+ * Opens a sealed envelope addressed to us and proves its sender against the pinned trust root (throws
+ * `SENDER_UNVERIFIED` otherwise), at the time the relay received it.
+ */
+export function open(
+  identity: IdentityKeyPair,
+  envelope: Uint8Array,
+  trustRoot: Uint8Array,
+  receivedAtMs: number,
+): Opened {
+  const { sender, message } = openSealedMessage(identity, envelope, { trustRoot, receivedAtMs })
+  return {
+    senderAddress: sender.address,
+    senderDeviceId: sender.deviceId,
+    senderIdentityKey: sender.identityKey,
+    senderNumber: sender.number,
+    message,
+  }
 }
 
-/** Sessions kept besides the current one, so mail under a recently replaced session still decrypts. */
-export const MAX_PREVIOUS_SESSIONS = 4
+/**
+ * Sessions kept besides the current one, of every identity the contact has had (libsignal archives 40 too):
+ * mail still in flight under a replaced session, or under the contact's previous identity, keeps decrypting.
+ */
+export const MAX_PREVIOUS_SESSIONS = 40
 
 /**
  * Decrypts an opened envelope with the contact's current session, one of its recent previous sessions
@@ -220,16 +269,22 @@ export async function decrypt(args: {
   previous: readonly Uint8Array[]
   opened: Opened
   loadPrekey: (kind: 'spk' | 'otp' | 'kem', id: number) => Promise<Uint8Array | undefined>
+  /** Whether a first message with this base key under this signed prekey was already accepted. */
+  replayed: (signedPrekeyId: number, baseKey: Uint8Array) => Promise<boolean>
 }): Promise<Decrypted> {
   const { opened } = args
-  // Sessions with another identity belong to a device the contact no longer has; they are dropped.
-  const known = [args.current, ...args.previous]
+  // Every session is kept (up to the archive limit), whatever its identity; only those with the identity that
+  // sealed this message may decrypt it. A session of another identity is never dropped because of a message.
+  const all = [args.current, ...args.previous]
     .filter((b): b is Uint8Array => b !== null)
     .map((bytes) => ({ bytes, session: Session.deserialize(bytes) }))
-    .filter((c) => equal(c.session.remoteIdentityKey, opened.senderIdentityKey))
+  const known = all.filter((c) => equal(c.session.remoteIdentityKey, opened.senderIdentityKey))
   const promote = (i: number, plaintext: Uint8Array): Decrypted => ({
     state: known[i]!.session.serialize(),
-    previous: known.filter((_, j) => j !== i).map((c) => c.bytes),
+    previous: all
+      .filter((c) => c !== known[i])
+      .map((c) => c.bytes)
+      .slice(0, MAX_PREVIOUS_SESSIONS),
     content: toDecrypted(decodeContent(plaintext)),
     consumedOneTimePrekeys: [],
     consumedKemPrekeys: [],
@@ -252,6 +307,10 @@ export async function decrypt(args: {
       return promote(i, known[i]!.session.decrypt(opened.message))
     }
   }
+  const info = Session.prekeyMessageInfo(opened.message)
+  if (await args.replayed(info.signedPrekeyId, info.baseKey)) {
+    throw new ParleyError('DUPLICATE', 'this first message was already accepted (replay)')
+  }
   const load = async <T>(kind: 'spk' | 'otp' | 'kem', id: number): Promise<T | undefined> => {
     const raw = await args.loadPrekey(kind, id)
     return raw === undefined ? undefined : decodeRecord<T>(raw)
@@ -268,11 +327,12 @@ export async function decrypt(args: {
   })
   return {
     state: result.session.serialize(),
-    previous: known.map((c) => c.bytes).slice(0, MAX_PREVIOUS_SESSIONS),
+    previous: all.map((c) => c.bytes).slice(0, MAX_PREVIOUS_SESSIONS),
     content: toDecrypted(decodeContent(result.plaintext)),
     consumedOneTimePrekeys:
       result.consumed.oneTimePrekeyId === undefined ? [] : [result.consumed.oneTimePrekeyId],
     consumedKemPrekeys: kemIsLastResort ? [] : [result.consumed.kemPrekeyId],
+    replayKey: { signedPrekeyId: info.signedPrekeyId, baseKey: info.baseKey },
   }
 }
 

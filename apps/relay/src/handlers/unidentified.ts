@@ -1,0 +1,92 @@
+/**
+ * Unidentified delivery: a sealed envelope accepted without knowing who sends it, authorised by the
+ * recipient's delivery token. The handler receives an {@link AnonymousScope}, built from a connection that has
+ * never authenticated: it has no account, device or connection object to read a sender from, so nothing here
+ * can log, count or store one. Limits are per recipient and per source network, never per sender.
+ * @module
+ */
+import { timingSafeEqual } from 'node:crypto'
+import { type ClientFrame, deliveryTokenVerifier, ParleyError } from '@parley/protocol'
+import type { RelayContext } from '../context.js'
+import { type Reply, requireBytes } from './util.js'
+
+/** What an unidentified request may touch: shared ports, and the source network for its limit. */
+export interface AnonymousScope {
+  readonly store: RelayContext['store']
+  readonly fanout: RelayContext['fanout']
+  readonly limiter: RelayContext['limiter']
+  readonly config: RelayContext['config']
+  readonly policies: RelayContext['policies']
+  readonly metrics: RelayContext['metrics']
+  /** The source network (IPv4 /24, IPv6 /56) of the connection, for its limit. */
+  readonly network: string
+}
+
+/** A handler of a request that must not know its sender. */
+export type AnonymousHandler = (scope: AnonymousScope, frame: ClientFrame) => Promise<Reply>
+
+async function charge(scope: AnonymousScope, kind: 'recipient' | 'network', key: string): Promise<void> {
+  const policy = kind === 'recipient' ? scope.policies.unidentifiedRecipient : scope.policies.unidentifiedNetwork
+  const result = await scope.limiter.take(`ud:${kind}:${key}`, 1, policy)
+  if (result.allowed) return
+  scope.metrics.rateLimited.inc({ scope: `unidentified_${kind}` })
+  scope.metrics.unidentified.inc({ outcome: 'rate_limited' })
+  throw new ParleyError('RATE_LIMITED', `unidentified sends to this ${kind} are over quota`, {
+    retryAfterMs: result.retryAfterMs,
+  })
+}
+
+/** `UnidentifiedSend` → `MessageAccepted`, once the message is committed to the recipient's mailbox. */
+export async function unidentifiedSend(scope: AnonymousScope, frame: ClientFrame): Promise<Reply> {
+  const m = frame.unidentifiedSend!
+  const address = requireBytes(m.recipientAddress, 32, 'recipient_address')
+  const messageId = requireBytes(m.messageId, 16, 'message_id')
+  const token = requireBytes(m.deliveryToken, 32, 'delivery_token')
+  const envelope = m.envelope instanceof Uint8Array ? m.envelope : new Uint8Array()
+  if (envelope.length === 0) throw new ParleyError('BAD_REQUEST', 'envelope is empty')
+  if (envelope.length > scope.config.maxEnvelopeBytes) {
+    throw new ParleyError('TOO_LARGE', `envelope is over the ${scope.config.maxEnvelopeBytes}-byte limit`)
+  }
+  // The network pays first, so guessing tokens for many recipients costs the guesser's own budget.
+  await charge(scope, 'network', scope.network)
+  const addressHex = Buffer.from(address).toString('hex')
+  const account = await scope.store.getAccount(address)
+  const expected = account?.deliveryVerifier
+  // One answer for "no such account", "no token set" and "wrong token", so the path reveals no registration.
+  if (
+    !account ||
+    !expected ||
+    expected.length !== 32 ||
+    !timingSafeEqual(Buffer.from(deliveryTokenVerifier(token)), Buffer.from(expected))
+  ) {
+    scope.metrics.unidentified.inc({ outcome: 'forbidden' })
+    throw new ParleyError('FORBIDDEN', 'the delivery token is not valid for this recipient')
+  }
+  await charge(scope, 'recipient', addressHex)
+  const deviceId = m.recipientDeviceId ?? 0
+  const result = await scope.store.enqueue({
+    address,
+    deviceId,
+    messageId,
+    envelope,
+    receivedAtMs: Date.now(),
+    maxMessages: scope.config.maxMailboxMessages,
+  })
+  switch (result.status) {
+    case 'not_found':
+      scope.metrics.unidentified.inc({ outcome: 'forbidden' })
+      throw new ParleyError('FORBIDDEN', 'the delivery token is not valid for this recipient')
+    case 'stale_device':
+      scope.metrics.unidentified.inc({ outcome: 'conflict' })
+      throw new ParleyError('CONFLICT', 'the recipient has a new device; fetch a new prekey bundle')
+    case 'duplicate':
+      scope.metrics.unidentified.inc({ outcome: 'duplicate' })
+      return { messageAccepted: { messageId } }
+    case 'stored':
+      scope.metrics.accepted.inc()
+      scope.metrics.unidentified.inc({ outcome: 'stored' })
+      if (result.evicted > 0) scope.metrics.evicted.inc(result.evicted)
+      await scope.fanout.publish(addressHex, { kind: 'mail', deviceId, seq: result.seq })
+      return { messageAccepted: { messageId } }
+  }
+}
