@@ -94,6 +94,17 @@ function validBodies(r: Rng, known: { address?: Uint8Array }): Omit<ClientFrameI
     },
     { ackMessages: { seqs: [r.int(50), r.int(50)] } },
     { syncMailbox: { afterSeq: r.int(20) } },
+    { senderCertificateRequest: {} },
+    { setDeliveryToken: { verifier: r.int(2) ? r.bytes(32) : r.bytes(r.int(40)) } },
+    {
+      unidentifiedSend: {
+        recipientAddress: r.int(2) ? addr : r.bytes(32),
+        recipientDeviceId: r.int(3),
+        messageId: r.bytes(16),
+        envelope: r.bytes(1 + r.int(300)),
+        deliveryToken: r.bytes(32),
+      },
+    },
   ]
 }
 

@@ -71,7 +71,12 @@ export class RelayKeys {
   #signer: Signer
   readonly #path: string | undefined
 
-  private constructor(rootSecret: Uint8Array, signer: Signer | null, path: string | undefined, nowMs: number) {
+  private constructor(
+    rootSecret: Uint8Array,
+    signer: Signer | null,
+    path: string | undefined,
+    nowMs: number,
+  ) {
     this.#rootSecret = rootSecret
     this.trustRoot = publicKeyOf(rootSecret)
     this.#path = path
@@ -97,7 +102,11 @@ export class RelayKeys {
     } catch {
       throw new Error(`${path} is not valid JSON`)
     }
-    if (file.version !== 1 || typeof file.root?.secretKey !== 'string' || typeof file.signer?.keyId !== 'number') {
+    if (
+      file.version !== 1 ||
+      typeof file.root?.secretKey !== 'string' ||
+      typeof file.signer?.keyId !== 'number'
+    ) {
       throw new Error(`${path} is not a valid relay key file`)
     }
     const rootSecret = unhex(file.root.secretKey)
@@ -157,7 +166,11 @@ export class RelayKeys {
    * the signing key first when it is close to expiry.
    * @returns the encoded certificate and its expiry
    */
-  issue(device: CertifiedDevice, ttlMs: number, nowMs = Date.now()): { certificate: Uint8Array; expiresAtMs: number } {
+  issue(
+    device: CertifiedDevice,
+    ttlMs: number,
+    nowMs = Date.now(),
+  ): { certificate: Uint8Array; expiresAtMs: number } {
     if (this.#signer.expiresAtMs - nowMs < Math.max(SIGNER_RENEW_MS, ttlMs)) {
       this.#signer = this.#newSigner(this.#signer.keyId + 1, nowMs)
       this.#save()

@@ -140,8 +140,16 @@ const withTimeout = <T>(p: Promise<T>, ms: number) =>
  * await relay.close()
  */
 export async function startRelay(options: RelayOptions = {}): Promise<RunningRelay> {
-  const { store: storeOpt, fanout, limiter, verifierImpl, oprfKeyring, relayKeys, logger, ...configOpts } =
-    options
+  const {
+    store: storeOpt,
+    fanout,
+    limiter,
+    verifierImpl,
+    oprfKeyring,
+    relayKeys,
+    logger,
+    ...configOpts
+  } = options
   const config: RelayConfig = { ...DEFAULT_CONFIG }
   for (const [k, v] of Object.entries(configOpts))
     if (v !== undefined) (config as unknown as Record<string, unknown>)[k] = v
@@ -149,7 +157,8 @@ export async function startRelay(options: RelayOptions = {}): Promise<RunningRel
   validateConfig(config)
   const log = logger ?? createLogger(config.logLevel)
   const inMemory = config.dataDir === ':memory:'
-  if (!inMemory && (!storeOpt || !oprfKeyring || !relayKeys)) mkdirSync(config.dataDir, { recursive: true, mode: 0o700 })
+  if (!inMemory && (!storeOpt || !oprfKeyring || !relayKeys))
+    mkdirSync(config.dataDir, { recursive: true, mode: 0o700 })
 
   const given = typeof storeOpt === 'object' ? storeOpt : undefined
   const scaleOut = await openScaleOut(config, { store: !given, fanout: !fanout, limiter: !limiter }, log)

@@ -17,9 +17,9 @@ import {
   normalizeNumberWith,
   numberToOprfInput,
   type OprfBlinded,
+  opensNumberCommitment,
   oprfBlind,
   oprfFinalize,
-  opensNumberCommitment,
   ParleyError,
   type SenderCertificate,
   type ServerFrame,
@@ -592,7 +592,8 @@ export class ParleyClient {
     const e164 = await this.#normalize(number)
     await this.#serial.run(async () => {
       const contact = await this.#contact(e164)
-      const identity = contact === null ? undefined : await this.#store.get(K.identity(toHex(contact.address)))
+      const identity =
+        contact === null ? undefined : await this.#store.get(K.identity(toHex(contact.address)))
       if (contact === null || identity === undefined) {
         throw new ParleyError('NOT_FOUND', 'no identity known for this contact yet; exchange a message first')
       }
@@ -617,7 +618,10 @@ export class ParleyClient {
     const contact = await this.#contact(await this.#normalize(number))
     if (contact === null) return false
     const hex = toHex(contact.address)
-    const [verified, current] = [await this.#store.get(K.verified(hex)), await this.#store.get(K.identity(hex))]
+    const [verified, current] = [
+      await this.#store.get(K.verified(hex)),
+      await this.#store.get(K.identity(hex)),
+    ]
     return verified !== undefined && current !== undefined && e2e.equal(verified, current)
   }
 
@@ -677,7 +681,12 @@ export class ParleyClient {
    * (`senderUnverified`), replayed first messages (`replaysRefused`), messages held for a changed verified
    * identity (`held`), and messages sent by unidentified delivery (`unidentifiedSent`).
    */
-  get stats(): Readonly<{ senderUnverified: number; replaysRefused: number; held: number; unidentifiedSent: number }> {
+  get stats(): Readonly<{
+    senderUnverified: number
+    replaysRefused: number
+    held: number
+    unidentifiedSent: number
+  }> {
     return { ...this.#stats }
   }
 
@@ -837,15 +846,20 @@ export class ParleyClient {
     if (stored !== undefined) {
       try {
         const cert = verifySenderCertificate(stored, { trustRoot, atMs: now, skewMs: 0 })
-        if (fresh(cert)) return (this.#certificate = { bytes: stored, cert })
+        if (fresh(cert)) {
+          this.#certificate = { bytes: stored, cert }
+          return this.#certificate
+        }
       } catch {}
     }
     const frame = await this.#link.request({ senderCertificateRequest: {} })
     const bytes = expectBody(frame, 'senderCertificateIssued').certificate ?? new Uint8Array(0)
     const cert = verifySenderCertificate(bytes, { trustRoot, atMs: now })
-    if (!mine(cert)) throw new ParleyError('VERIFICATION_FAILED', 'the relay issued a certificate for another device')
+    if (!mine(cert))
+      throw new ParleyError('VERIFICATION_FAILED', 'the relay issued a certificate for another device')
     await this.#store.write([{ key: K.senderCertificate, value: bytes }])
-    return (this.#certificate = { bytes, cert })
+    this.#certificate = { bytes, cert }
+    return this.#certificate
   }
 
   async #sync(): Promise<void> {
@@ -917,7 +931,8 @@ export class ParleyClient {
         previous: existing?.previous ?? [],
         opened,
         loadPrekey: async (kind, id) => this.#store.get(K.prekey(kind, id)),
-        replayed: async (spk, baseKey) => (await this.#store.get(K.replay(spk, toHex(baseKey)))) !== undefined,
+        replayed: async (spk, baseKey) =>
+          (await this.#store.get(K.replay(spk, toHex(baseKey)))) !== undefined,
       })
     } catch (err) {
       const e = ParleyError.fromUnknown(err, 'DECRYPT_FAILED')
@@ -1046,7 +1061,12 @@ export class ParleyClient {
     return previous !== undefined && !e2e.equal(previous, identityKey)
   }
 
-  #emitIdentityChanged(number: string | null, address: Uint8Array, identityKey: Uint8Array, held = false): void {
+  #emitIdentityChanged(
+    number: string | null,
+    address: Uint8Array,
+    identityKey: Uint8Array,
+    held = false,
+  ): void {
     const account = this.#requireAccount()
     this.#events.emit('identityChanged', {
       number,
@@ -1192,7 +1212,12 @@ export class ParleyClient {
    * sends on the authenticated path instead.
    */
   async #sendUnidentified(
-    base: { recipientAddress: Uint8Array; recipientDeviceId: number; messageId: Uint8Array; envelope: Uint8Array },
+    base: {
+      recipientAddress: Uint8Array
+      recipientDeviceId: number
+      messageId: Uint8Array
+      envelope: Uint8Array
+    },
     token: Uint8Array,
     address: Uint8Array,
   ): Promise<boolean> {
@@ -1216,7 +1241,9 @@ export class ParleyClient {
     const salt = account.numberSalt
     // Stating a number the certificate does not commit to would make every recipient refuse the message.
     const number =
-      salt !== undefined && opensNumberCommitment(cert, account.e164, salt) ? { e164: account.e164, salt } : undefined
+      salt !== undefined && opensNumberCommitment(cert, account.e164, salt)
+        ? { e164: account.e164, salt }
+        : undefined
     return e2e.seal({
       ours: account,
       recipientIdentityKey: entry.recipientIdentityKey!,
@@ -1230,7 +1257,9 @@ export class ParleyClient {
   async #retireSession(address: Uint8Array): Promise<void> {
     const record = await this.#session(address)
     if (record === null) return
-    await this.#store.write([{ key: K.session(toHex(address)), value: encodeRecord({ ...record, stale: true }) }])
+    await this.#store.write([
+      { key: K.session(toHex(address)), value: encodeRecord({ ...record, stale: true }) },
+    ])
   }
 
   async #encryptEntry(key: string, entry: OutboxRecord): Promise<OutboxRecord> {
@@ -1256,7 +1285,8 @@ export class ParleyClient {
         deviceId: started.deviceId,
         identityKey: started.identityKey,
         state: started.state,
-        previous: old === null ? [] : [old.state, ...(old.previous ?? [])].slice(0, e2e.MAX_PREVIOUS_SESSIONS),
+        previous:
+          old === null ? [] : [old.state, ...(old.previous ?? [])].slice(0, e2e.MAX_PREVIOUS_SESSIONS),
       }
     }
     const token = account.deliveryTokenSet === true ? account.deliveryToken : undefined

@@ -40,7 +40,9 @@ const commitment = numberCommitment('+14155550100', salt)
 const aliceCert = relay.certify(alice, { nowMs: NOW, numberCommitment: commitment })
 const message: CiphertextMessage = {
   kind: 'ratchet',
-  body: new Uint8Array(encodeMessage('RatchetMessage', { ratchetKey: random(32), counter: 1, ciphertext: random(40) })),
+  body: new Uint8Array(
+    encodeMessage('RatchetMessage', { ratchetKey: random(32), counter: 1, ciphertext: random(40) }),
+  ),
 }
 
 const opts = { trustRoot: relay.trustRoot, atMs: NOW }
@@ -77,8 +79,14 @@ describe('sender certificates', () => {
     const outer = decodeMessage<parley.v1.SenderCertificate>('SenderCertificate', aliceCert)
     const body = decodeMessage<parley.v1.SenderCertificateBody>('SenderCertificateBody', outer.body!)
     const key = (raw: Uint8Array) =>
-      createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(raw).toString('base64url') }, format: 'jwk' })
-    const signerBody = decodeMessage<parley.v1.ServerCertificateBody>('ServerCertificateBody', body.signer!.body!)
+      createPublicKey({
+        key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(raw).toString('base64url') },
+        format: 'jwk',
+      })
+    const signerBody = decodeMessage<parley.v1.ServerCertificateBody>(
+      'ServerCertificateBody',
+      body.signer!.body!,
+    )
     const label = (s: string) => Buffer.from(s)
     expect(
       verify(
@@ -105,9 +113,9 @@ describe('sender certificates', () => {
 
   it('refuses an expired certificate, tolerating only the clock skew', () => {
     const expires = NOW + 86_400_000
-    expect(code(() => verifySenderCertificate(aliceCert, { ...opts, atMs: expires + CERTIFICATE_SKEW_MS }))).toBe(
-      'no error',
-    )
+    expect(
+      code(() => verifySenderCertificate(aliceCert, { ...opts, atMs: expires + CERTIFICATE_SKEW_MS })),
+    ).toBe('no error')
     expect(
       code(() => verifySenderCertificate(aliceCert, { ...opts, atMs: expires + CERTIFICATE_SKEW_MS + 1 })),
     ).toBe('SENDER_UNVERIFIED')
@@ -151,7 +159,10 @@ describe('sender certificates', () => {
     setCryptoProvider({
       ed25519Verify: (k, m, s) => {
         calls++
-        const key = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(k).toString('base64url') }, format: 'jwk' })
+        const key = createPublicKey({
+          key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(k).toString('base64url') },
+          format: 'jwk',
+        })
         return verify(null, m, key, s)
       },
     })
@@ -199,7 +210,11 @@ describe('openSealedMessage: the impersonation attempts', () => {
 
   it("refuses mallory's own valid certificate while claiming alice's address", () => {
     const malloryCert = relay.certify({ ...mallory, deviceId: 3 }, { nowMs: NOW })
-    const forged = seal({ senderIdentity: mallory.identity, senderCertificate: malloryCert, senderNumber: undefined })
+    const forged = seal({
+      senderIdentity: mallory.identity,
+      senderCertificate: malloryCert,
+      senderNumber: undefined,
+    })
     expect(code(() => open(forged))).toBe('SENDER_UNVERIFIED')
   })
 

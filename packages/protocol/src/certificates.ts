@@ -224,7 +224,13 @@ export function verifySenderCertificate(
     body = decodeMessage<parley.v1.SenderCertificateBody>('SenderCertificateBody', own(outer.body))
     const signer = body.signer
     if (!signer) refuse('the certificate names no signer')
-    if (!verifyEd25519(options.trustRoot, concatBytes(LABEL_SERVER_CERT, own(signer.body)), own(signer.signature))) {
+    if (
+      !verifyEd25519(
+        options.trustRoot,
+        concatBytes(LABEL_SERVER_CERT, own(signer.body)),
+        own(signer.signature),
+      )
+    ) {
       refuse('the signing key is not certified by the pinned trust root')
     }
     signerBody = decodeMessage<parley.v1.ServerCertificateBody>('ServerCertificateBody', own(signer.body))

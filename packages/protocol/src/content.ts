@@ -120,7 +120,8 @@ export function decodeContent(bytes: Uint8Array): Content {
   const sentAtMs = Number(c.sentAtMs ?? 0)
   if (!Number.isSafeInteger(sentAtMs)) throw new ParleyError('BAD_REQUEST', 'malformed timestamp')
   const token = own(c.deliveryToken)
-  if (token.length !== 0 && token.length !== 32) throw new ParleyError('BAD_REQUEST', 'malformed delivery token')
+  if (token.length !== 0 && token.length !== 32)
+    throw new ParleyError('BAD_REQUEST', 'malformed delivery token')
   const stated = {
     ...(c.senderNumber ? { senderNumber: c.senderNumber } : {}),
     ...(token.length === 32 ? { deliveryToken: token } : {}),

@@ -83,7 +83,8 @@ export async function activationConfirm(conn: Connection, frame: ClientFrame): P
     throw new ParleyError('TOO_LARGE', 'too many one-time prekeys')
   }
   const salt = c.numberSalt instanceof Uint8Array ? c.numberSalt : new Uint8Array(0)
-  if (salt.length !== 0 && salt.length !== 32) throw new ParleyError('BAD_REQUEST', 'number_salt must be 32 bytes')
+  if (salt.length !== 0 && salt.length !== 32)
+    throw new ParleyError('BAD_REQUEST', 'number_salt must be 32 bytes')
   const activationIdHex = Buffer.from(activationId).toString('hex')
   let number: string
   try {

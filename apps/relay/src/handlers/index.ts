@@ -6,6 +6,7 @@
  */
 import { type ClientBody, type ClientFrame, ParleyError } from '@parley/protocol'
 import type { Connection } from '../Connection.js'
+import { networkOf } from '../internal/network.js'
 import { activationConfirm, activationStart } from './activation.js'
 import { membershipQuery, oprfEvaluate } from './discovery.js'
 import {
@@ -17,7 +18,6 @@ import {
   syncMailbox,
 } from './mail.js'
 import { prekeyBundleQuery, prekeyCountQuery, prekeyUpload } from './prekeys.js'
-import { networkOf } from '../internal/network.js'
 import {
   authenticate,
   deactivate,

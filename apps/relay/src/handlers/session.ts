@@ -88,7 +88,10 @@ export async function authenticate(conn: Connection, frame: ClientFrame): Promis
  */
 export function refuseOnAnonymous(conn: Connection): void {
   if (conn.anonymous) {
-    throw new ParleyError('BAD_REQUEST', 'this connection sends unidentified mail; authenticate on another one')
+    throw new ParleyError(
+      'BAD_REQUEST',
+      'this connection sends unidentified mail; authenticate on another one',
+    )
   }
 }
 
@@ -122,7 +125,10 @@ export async function setDeliveryToken(conn: Connection, frame: ClientFrame): Pr
   const v = frame.setDeliveryToken!.verifier
   const verifier = v instanceof Uint8Array ? v : new Uint8Array(0)
   if (verifier.length !== 0 && verifier.length !== 32) {
-    throw new ParleyError('BAD_REQUEST', 'verifier must be 32 bytes, or empty to turn unidentified delivery off')
+    throw new ParleyError(
+      'BAD_REQUEST',
+      'verifier must be 32 bytes, or empty to turn unidentified delivery off',
+    )
   }
   if (!(await conn.ctx.store.setDeliveryVerifier(device.address, device.deviceId, verifier))) {
     throw new ParleyError('UNAUTHENTICATED', 'this device was replaced or the account was erased')

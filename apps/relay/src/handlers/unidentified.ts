@@ -26,7 +26,8 @@ export interface AnonymousScope {
 export type AnonymousHandler = (scope: AnonymousScope, frame: ClientFrame) => Promise<Reply>
 
 async function charge(scope: AnonymousScope, kind: 'recipient' | 'network', key: string): Promise<void> {
-  const policy = kind === 'recipient' ? scope.policies.unidentifiedRecipient : scope.policies.unidentifiedNetwork
+  const policy =
+    kind === 'recipient' ? scope.policies.unidentifiedRecipient : scope.policies.unidentifiedNetwork
   const result = await scope.limiter.take(`ud:${kind}:${key}`, 1, policy)
   if (result.allowed) return
   scope.metrics.rateLimited.inc({ scope: `unidentified_${kind}` })

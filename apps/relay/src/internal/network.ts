@@ -15,16 +15,21 @@ function expandIPv6(ip: string): number[] | null {
   let right = parse(tail)
   // An embedded IPv4 tail (e.g. ::ffff:1.2.3.4) counts as two groups.
   const last = (right.length > 0 ? right : left).at(-1)
-  if (last !== undefined && last.includes('.')) {
+  if (last?.includes('.')) {
     const octets = last.split('.').map(Number)
-    const groups = [((octets[0]! << 8) | octets[1]!).toString(16), ((octets[2]! << 8) | octets[3]!).toString(16)]
+    const groups = [
+      ((octets[0]! << 8) | octets[1]!).toString(16),
+      ((octets[2]! << 8) | octets[3]!).toString(16),
+    ]
     if (right.length > 0) right = [...right.slice(0, -1), ...groups]
     else left = [...left.slice(0, -1), ...groups]
   }
   const fill = tail === undefined ? 0 : 8 - left.length - right.length
   if (fill < 0) return null
   const groups = [...left, ...Array(fill).fill('0'), ...right].map((g) => Number.parseInt(g, 16))
-  return groups.length === 8 && groups.every((g) => Number.isInteger(g) && g >= 0 && g <= 0xffff) ? groups : null
+  return groups.length === 8 && groups.every((g) => Number.isInteger(g) && g >= 0 && g <= 0xffff)
+    ? groups
+    : null
 }
 
 /**

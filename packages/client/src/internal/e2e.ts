@@ -198,11 +198,10 @@ export function initiate(
 }
 
 /** Encrypts content in a session; returns the new session state and the session message (not yet sealed). */
-export function encrypt(args: {
-  session: Uint8Array
-  content: DecryptedContent
-  random: Random
-}): { state: Uint8Array; message: CiphertextMessage } {
+export function encrypt(args: { session: Uint8Array; content: DecryptedContent; random: Random }): {
+  state: Uint8Array
+  message: CiphertextMessage
+} {
   const session = Session.deserialize(args.session, { random: args.random })
   const message = session.encrypt(encodeContent(args.content))
   return { state: session.serialize(), message }

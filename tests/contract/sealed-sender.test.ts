@@ -1,0 +1,324 @@
+// Unidentified delivery, verified contacts and replays, against a real relay process: once two contacts have
+// written to each other, their mail goes on a connection that never authenticates, authorised by the
+// recipient's delivery token, so the relay cannot attribute it; a wrong or rotated token is refused; a verified
+// contact's new identity is held until approved; a replayed first message never resets a session.
+import { join } from 'node:path'
+import { type IncomingMessage, type ParleyClient, type ParleyError, SqliteStore } from '@parley/node'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { login, metric, RawConn, readDevice } from './attacker.js'
+import { activatedClient, clientDir, until } from './harness.js'
+import { useRelay } from './useRelay.js'
+
+const hexBytes = (hex: string) => new Uint8Array(Buffer.from(hex, 'hex'))
+const inbox = (c: ParleyClient) => {
+  const got: IncomingMessage[] = []
+  c.on('message', (m) => got.push(m))
+  return got
+}
+
+async function storeValue(path: string, key: string): Promise<Uint8Array | undefined> {
+  const store = SqliteStore.open(path)
+  try {
+    return await store.get(key)
+  } finally {
+    await store.close()
+  }
+}
+
+describe('unidentified delivery', () => {
+  const env = useRelay()
+  const dir = clientDir()
+  let alice: ParleyClient
+  let bob: ParleyClient
+  let aliceGot: IncomingMessage[]
+  let bobGot: IncomingMessage[]
+  const A = '+14155550180'
+  const B = '+14155550181'
+
+  beforeAll(async () => {
+    alice = await activatedClient(env.relay, env.codes, A, { storePath: join(dir, 'alice.db') })
+    bob = await activatedClient(env.relay, env.codes, B, { storePath: join(dir, 'bob.db') })
+    aliceGot = inbox(alice)
+    bobGot = inbox(bob)
+    await alice.send(B, 'first, identified')
+    await until(() => bobGot.length === 1, 15_000, 'the first message')
+    await bob.send(A, 'reply, identified: carries my token')
+    await until(() => aliceGot.length === 1, 15_000, 'the reply')
+  }, 60_000)
+  afterAll(async () => {
+    await alice?.close()
+    await bob?.close()
+  })
+
+  it('delivers later messages without the relay learning the sender: no sender in frames, metrics or logs', async () => {
+    const logFrom = env.relay.output.length
+    const before = {
+      stored: await metric(env.relay.httpUrl, 'parley_relay_unidentified_sends_total', '{outcome="stored"}'),
+      send: await metric(env.relay.httpUrl, 'parley_relay_frames_total', '{type="sendMessage"}'),
+      ud: await metric(env.relay.httpUrl, 'parley_relay_frames_total', '{type="unidentifiedSend"}'),
+      auth: await metric(env.relay.httpUrl, 'parley_relay_frames_total', '{type="authenticate"}'),
+    }
+    for (let i = 0; i < 10; i++) await alice.send(B, `hidden ${i}`)
+    await until(() => bobGot.length === 11, 15_000, 'ten unidentified messages')
+    expect(bobGot.slice(1).map((m) => m.text)).toEqual(Array.from({ length: 10 }, (_, i) => `hidden ${i}`))
+    expect(bobGot.slice(1).every((m) => m.from === A)).toBe(true) // the recipient still knows, end to end
+    expect(alice.stats.unidentifiedSent).toBe(10)
+    const after = {
+      stored: await metric(env.relay.httpUrl, 'parley_relay_unidentified_sends_total', '{outcome="stored"}'),
+      send: await metric(env.relay.httpUrl, 'parley_relay_frames_total', '{type="sendMessage"}'),
+      ud: await metric(env.relay.httpUrl, 'parley_relay_frames_total', '{type="unidentifiedSend"}'),
+      auth: await metric(env.relay.httpUrl, 'parley_relay_frames_total', '{type="authenticate"}'),
+    }
+    expect(after.stored - before.stored).toBe(10)
+    expect(after.ud - before.ud).toBe(10)
+    expect(after.send - before.send).toBe(0) // none went on alice's authenticated connection
+    expect(after.auth - before.auth).toBe(0) // the connection they went on never authenticated
+    // Nothing the relay says about them names alice.
+    const aliceHex = alice.address!
+    const metrics = await (await fetch(`${env.relay.httpUrl}/metrics`)).text()
+    expect(metrics.includes(aliceHex)).toBe(false)
+    expect(env.relay.output.slice(logFrom).join('\n').includes(aliceHex)).toBe(false)
+    expect(env.relay.output.slice(logFrom).join('\n').includes(aliceHex.slice(0, 16))).toBe(false)
+  })
+
+  it('refuses a wrong token with FORBIDDEN, stores nothing, and counts it', async () => {
+    const conn = await RawConn.open(env.relay.url)
+    const forbidden = await metric(
+      env.relay.httpUrl,
+      'parley_relay_unidentified_sends_total',
+      '{outcome="forbidden"}',
+    )
+    const stored = await metric(
+      env.relay.httpUrl,
+      'parley_relay_unidentified_sends_total',
+      '{outcome="stored"}',
+    )
+    const attempt = (token: Uint8Array, address = hexBytes(bob.address!)) =>
+      conn
+        .request({
+          unidentifiedSend: {
+            recipientAddress: address,
+            recipientDeviceId: 1,
+            messageId: crypto.getRandomValues(new Uint8Array(16)),
+            envelope: crypto.getRandomValues(new Uint8Array(200)),
+            deliveryToken: token,
+          },
+        })
+        .then(
+          () => 'accepted',
+          (e: ParleyError) => e.code,
+        )
+    expect(await attempt(crypto.getRandomValues(new Uint8Array(32)))).toBe('FORBIDDEN')
+    // The same answer for an address with no account: the path does not reveal who is registered.
+    expect(
+      await attempt(crypto.getRandomValues(new Uint8Array(32)), crypto.getRandomValues(new Uint8Array(32))),
+    ).toBe('FORBIDDEN')
+    conn.close()
+    expect(
+      (await metric(env.relay.httpUrl, 'parley_relay_unidentified_sends_total', '{outcome="forbidden"}')) -
+        forbidden,
+    ).toBe(2)
+    expect(
+      await metric(env.relay.httpUrl, 'parley_relay_unidentified_sends_total', '{outcome="stored"}'),
+    ).toBe(stored)
+  })
+
+  it('keeps the two paths apart: no unidentified send after authenticating, no authenticating after one', async () => {
+    await alice.close()
+    const keys = await readDevice(join(dir, 'alice.db'))
+    const token = (await storeValue(join(dir, 'alice.db'), `delivery/peer/${bob.address}`))!
+    expect(token).toHaveLength(32)
+    const body = () => ({
+      unidentifiedSend: {
+        recipientAddress: hexBytes(bob.address!),
+        recipientDeviceId: 1,
+        messageId: crypto.getRandomValues(new Uint8Array(16)),
+        envelope: crypto.getRandomValues(new Uint8Array(200)),
+        deliveryToken: token,
+      },
+    })
+    const authed = await login(env.relay.url, keys)
+    expect(await authed.request(body()).catch((e: ParleyError) => e.code)).toBe('BAD_REQUEST')
+    authed.close()
+    const anon = await RawConn.open(env.relay.url)
+    await anon.request(body()) // accepted: junk inside, but a valid token (bob will refuse the contents)
+    const err = await anon
+      .request({
+        authenticate: { address: keys.address, deviceId: keys.deviceId, signature: new Uint8Array(64) },
+      })
+      .catch((e: ParleyError) => e.code)
+    expect(err).toBe('BAD_REQUEST')
+    anon.close()
+    alice = await activatedReopen(join(dir, 'alice.db'))
+    aliceGot = inbox(alice)
+  })
+
+  it('a rotated token is refused; the sender falls back to the authenticated path and nothing is lost', async () => {
+    const oldToken = (await storeValue(join(dir, 'alice.db'), `delivery/peer/${bob.address}`))!
+    await bob.rotateDeliveryToken()
+    const conn = await RawConn.open(env.relay.url)
+    const code = await conn
+      .request({
+        unidentifiedSend: {
+          recipientAddress: hexBytes(bob.address!),
+          recipientDeviceId: 1,
+          messageId: crypto.getRandomValues(new Uint8Array(16)),
+          envelope: crypto.getRandomValues(new Uint8Array(200)),
+          deliveryToken: oldToken,
+        },
+      })
+      .then(
+        () => 'accepted',
+        (e: ParleyError) => e.code,
+      )
+    conn.close()
+    expect(code).toBe('FORBIDDEN')
+    const sentBefore = alice.stats.unidentifiedSent
+    const count = bobGot.length
+    await alice.send(B, 'after rotation')
+    await until(() => bobGot.length === count + 1, 15_000, 'the message after the rotation')
+    expect(bobGot.at(-1)!.text).toBe('after rotation')
+    expect(alice.stats.unidentifiedSent).toBe(sentBefore) // it went identified
+    // Bob's next message carries the new token; alice's mail is unidentified again.
+    await bob.send(A, 'new token inside')
+    await until(() => aliceGot.length >= 1, 15_000, 'bob’s message')
+    await alice.send(B, 'hidden again')
+    await until(() => bobGot.length === count + 2, 15_000, 'the next message')
+    expect(alice.stats.unidentifiedSent).toBe(sentBefore + 1)
+  })
+
+  async function activatedReopen(storePath: string): Promise<ParleyClient> {
+    const { createClient } = await import('@parley/node')
+    return createClient({
+      relayUrl: env.relay.url,
+      storePath,
+      defaultRegion: 'US',
+      reconnect: { minDelayMs: 50 },
+    })
+  }
+})
+
+describe('a verified contact whose identity changes', () => {
+  const env = useRelay()
+  const dir = clientDir()
+
+  it('holds its messages and refuses sends to it until the new identity is approved', async () => {
+    const A = '+14155550190'
+    const B = '+14155550191'
+    const alice = await activatedClient(env.relay, env.codes, A, { storePath: join(dir, 'alice.db') })
+    const bob = await activatedClient(env.relay, env.codes, B, { storePath: join(dir, 'bob.db') })
+    const bobGot = inbox(bob)
+    const changes: { held: boolean; number: string | null }[] = []
+    const failed: string[] = []
+    bob.on('identityChanged', (c) => changes.push(c))
+    bob.on('sendFailed', (f) => failed.push(f.error.code))
+    await alice.send(B, 'hi bob')
+    await until(() => bobGot.length === 1, 15_000, 'the first message')
+    const shown = (await bob.safetyNumber(A))!
+    await bob.markVerified(A, { safetyNumber: shown })
+    expect(await bob.isVerified(A)).toBe(true)
+    await expect(bob.markVerified(A, { safetyNumber: '0'.repeat(60) })).rejects.toMatchObject({
+      code: 'VERIFICATION_FAILED',
+    })
+    // alice's number is activated again on a new device (new identity key).
+    await alice.close()
+    const alice2 = await activatedClient(env.relay, env.codes, A, { storePath: join(dir, 'alice2.db') })
+    await alice2.send(B, 'from my new phone')
+    await until(() => bob.stats.held === 1, 15_000, 'bob to hold the message')
+    expect(bobGot).toHaveLength(1) // not shown
+    expect(changes).toEqual([expect.objectContaining({ held: true, number: A })])
+    expect(await bob.isVerified(A)).toBe(false)
+    // bob's send to the changed contact is refused, not sent to the new key.
+    await bob.send(A, 'are you really alice?')
+    await until(() => failed.length === 1, 15_000, 'the refused send')
+    expect(failed).toEqual(['IDENTITY_UNTRUSTED'])
+    // Approved: the held message is shown, and the conversation works with the new identity.
+    expect(await bob.approveIdentity(A)).toBe(1)
+    expect(bobGot.map((m) => m.text)).toEqual(['hi bob', 'from my new phone'])
+    expect(bobGot[1]!.from).toBe(A)
+    const alice2Got = inbox(alice2)
+    await bob.send(A, 'welcome back')
+    await until(() => alice2Got.length === 1, 15_000, 'the message to the new identity')
+    expect(alice2Got[0]!.text).toBe('welcome back')
+    await alice2.close()
+    await bob.close()
+  }, 60_000)
+})
+
+describe('a replayed first message', () => {
+  const env = useRelay()
+  const dir = clientDir()
+
+  it('is refused and resets no session, even once the session is gone from the archive', async () => {
+    const A = '+14155550192'
+    const D = '+14155550193'
+    const M = '+14155550194'
+    const alice = await activatedClient(env.relay, env.codes, A)
+    const davePath = join(dir, 'dave.db')
+    const dave0 = await activatedClient(env.relay, env.codes, D, { storePath: davePath })
+    const daveAddress = dave0.address!
+    await dave0.close()
+    const mallory = await activatedClient(env.relay, env.codes, M, { storePath: join(dir, 'mallory.db') })
+    await mallory.close()
+    const m = await login(env.relay.url, await readDevice(join(dir, 'mallory.db')))
+    // Use up dave's one-time prekeys, so alice's first message uses none (the case a replay could reset).
+    for (;;) {
+      const b = (await m.request({ prekeyBundleQuery: { address: hexBytes(daveAddress) } })).prekeyBundle!
+      if (!b.oneTimePrekey) break
+    }
+    await alice.send(D, 'first message, no one-time prekey')
+    // The attacker captures the sealed envelope from dave's mailbox (as a relay operator could).
+    const spy = await login(env.relay.url, await readDevice(davePath))
+    await spy.request({ syncMailbox: { afterSeq: 0 } })
+    const envelope = spy.pushes.find((f) => f.body === 'delivery')!.delivery!.envelope!
+    spy.close()
+
+    let dave = await reopen(davePath)
+    let daveGot = inbox(dave)
+    await until(() => daveGot.length === 1, 15_000, 'the genuine first message')
+    const sessionKey = `session/${alice.address}`
+    await dave.close()
+    const session = await storeValue(davePath, sessionKey)
+    expect(session).toBeDefined()
+
+    const replay = () =>
+      m.request({
+        sendMessage: {
+          recipientAddress: hexBytes(daveAddress),
+          recipientDeviceId: 1,
+          messageId: crypto.getRandomValues(new Uint8Array(16)),
+          envelope,
+        },
+      })
+    // 1. While the session exists.
+    await replay()
+    dave = await reopen(davePath)
+    daveGot = inbox(dave)
+    await until(() => dave.stats.replaysRefused === 1, 15_000, 'the first replay to be refused')
+    await dave.close()
+    expect(await storeValue(davePath, sessionKey)).toEqual(session)
+    // 2. Once the session is gone (pushed out of the archive by newer ones): only the replay cache stops it.
+    const store = SqliteStore.open(davePath)
+    await store.write([{ key: sessionKey }])
+    await store.close()
+    await replay()
+    dave = await reopen(davePath)
+    daveGot = inbox(dave)
+    await until(() => dave.stats.replaysRefused === 1, 15_000, 'the second replay to be refused')
+    await dave.close()
+    expect(await storeValue(davePath, sessionKey)).toBeUndefined() // no session was started from it
+    expect(daveGot).toEqual([])
+    m.close()
+    await alice.close()
+  }, 60_000)
+
+  async function reopen(storePath: string): Promise<ParleyClient> {
+    const { createClient } = await import('@parley/node')
+    return createClient({
+      relayUrl: env.relay.url,
+      storePath,
+      defaultRegion: 'US',
+      reconnect: { minDelayMs: 50 },
+    })
+  }
+})
