@@ -162,27 +162,37 @@ export const RELAY_SEES = `## What the relay can and cannot see
 
 **It can see:**
 - Your own phone number, once, when you activate: it is sent in \`ActivationStart\` so that the verifier can send
-  you a code, is held in memory for the code's lifetime (10 minutes), and is never written to disk or logs.
+  you a code, is held in memory for the code's lifetime (10 minutes), and is never written to disk or logs. At
+  the same moment it computes a salted **commitment** to the number (the salt comes from your device and is not
+  kept), stores only the commitment, and certifies it in your sender certificates so that your contacts can
+  check the number you state to them.
 - Your account's **address**: a 32-byte pseudonym derived from your number with the relay's OPRF key. The relay
-  stores it with your device's public keys (identity key, signed prekey, one-time prekeys, KEM prekeys).
+  stores it with your device's public keys (identity key, signed prekey, one-time prekeys, KEM prekeys), the
+  number commitment, and the **verifier** (a hash) of your delivery token.
 - During contact discovery: **how many** numbers you look up, their **blinded** OPRF elements (random-looking
   group elements that reveal nothing about the numbers) and 16-bit **prefixes** of the resulting addresses;
   each prefix is shared by about 1 in 65,536 of all possible addresses.
-- Whose prekey bundle you fetch and, while you are connected, which address you send a message to and when:
-  your connection is authenticated as your address. This is not stored.
+- Whose prekey bundle you fetch, and who sends a **first** message to whom: until a contact has written back
+  (and so given you its delivery token), your message goes on your authenticated connection. This is not stored.
+- For later messages, sent by **unidentified delivery**: the recipient's address and device, the recipient's
+  delivery token, and the connection's IP address — but not which account sends, as that connection never
+  authenticates. A relay that also watches IP addresses and timing can still guess who is behind both of your
+  connections.
 - For stored mail: the recipient's address and device, a random message id, the sealed envelope's size
   (padded to 160-byte buckets) and its arrival time.
-- Network metadata: your IP address (used for per-IP quotas, kept in memory) and connection times.
+- Network metadata: your IP address (used for per-network quotas, kept in memory) and connection times.
 
 **It cannot see:**
 - The phone numbers of your contacts, in any form: discovery sends only blinded elements and short prefixes.
-- Message contents, or who sent a stored message: the sender's identity is inside the end-to-end ciphertext
-  (PQXDH + Double Ratchet, sealed envelopes); a mailbox row has no sender column.
+- Message contents, or who sent a stored message: the sender's identity and certificate are inside the
+  end-to-end ciphertext (PQXDH + Double Ratchet, sealed envelopes); a mailbox row has no sender column.
+- Your delivery token itself, until a contact presents it to send to you; the database holds only its hash.
 - Any device identifier (IMEI, serial number, MAC address, carrier, model, advertising id): the wire schema
   has no field for one, and every field is listed below with its class.
 - Anything before you activate: the SDK opens no connection until \`activate({ consent: true })\`.
 
-**After you deactivate**, the relay deletes your address, keys, prekeys, pending mail and quotas.
+**After you deactivate**, the relay deletes your address, keys, prekeys, number commitment, token verifier,
+pending mail and quotas.
 
 Every field that crosses the wire is listed below with its data class; the tests in \`tests/privacy\` check
 these promises (DESIGN.md §1, P1–P8) against a real relay in CI.

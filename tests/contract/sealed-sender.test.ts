@@ -60,6 +60,8 @@ describe('unidentified delivery', () => {
     }
     for (let i = 0; i < 10; i++) await alice.send(B, `hidden ${i}`)
     await until(() => bobGot.length === 11, 15_000, 'ten unidentified messages')
+    // bob may show a message before alice has recorded the relay's acceptance of it.
+    await until(async () => (await alice.pendingCount()) === 0, 15_000, 'alice to see every send accepted')
     expect(bobGot.slice(1).map((m) => m.text)).toEqual(Array.from({ length: 10 }, (_, i) => `hidden ${i}`))
     expect(bobGot.slice(1).every((m) => m.from === A)).toBe(true) // the recipient still knows, end to end
     expect(alice.stats.unidentifiedSent).toBe(10)
@@ -177,6 +179,7 @@ describe('unidentified delivery', () => {
     const count = bobGot.length
     await alice.send(B, 'after rotation')
     await until(() => bobGot.length === count + 1, 15_000, 'the message after the rotation')
+    await until(async () => (await alice.pendingCount()) === 0, 15_000, 'alice to see it accepted')
     expect(bobGot.at(-1)!.text).toBe('after rotation')
     expect(alice.stats.unidentifiedSent).toBe(sentBefore) // it went identified
     // Bob's next message carries the new token; alice's mail is unidentified again.
@@ -184,6 +187,7 @@ describe('unidentified delivery', () => {
     await until(() => aliceGot.length >= 1, 15_000, 'bob’s message')
     await alice.send(B, 'hidden again')
     await until(() => bobGot.length === count + 2, 15_000, 'the next message')
+    await until(async () => (await alice.pendingCount()) === 0, 15_000, 'alice to see it accepted')
     expect(alice.stats.unidentifiedSent).toBe(sentBefore + 1)
   })
 

@@ -85,7 +85,7 @@ describe('wire schema and privacy manifest (P2)', () => {
         )
         .replace(
           'bytes auth_nonce = 5 [(parley.v1.data_class) = DATA_CLASS_PUBLIC];',
-          'bytes auth_nonce = 5 [(parley.v1.data_class) = DATA_CLASS_PERSONAL];\n  SessionRecord leaked = 7 [(parley.v1.data_class) = DATA_CLASS_PUBLIC];',
+          'bytes auth_nonce = 5 [(parley.v1.data_class) = DATA_CLASS_PERSONAL];\n  SessionRecord leaked = 99 [(parley.v1.data_class) = DATA_CLASS_PUBLIC];',
         ),
     )
     const problems = manifest.schemaProblems(manifest.loadSchema(broken)) as string[]

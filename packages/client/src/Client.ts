@@ -1185,8 +1185,8 @@ export class ParleyClient {
         if (token !== undefined && entry.message?.kind === 'ratchet') {
           // The contact has written to us and gave us its token: the relay need not learn who sends this.
           if (await this.#sendUnidentified(base, token, entry.address)) {
-            await this.#store.write([{ key }])
             this.#stats.unidentifiedSent++
+            await this.#store.write([{ key }])
             this.#events.emit('delivered', { id: entry.id, to: entry.to })
             return
           }
