@@ -326,3 +326,60 @@ describe('a replayed first message', () => {
     })
   }
 })
+
+describe('the relay trust root', () => {
+  const env = useRelay()
+  const dir = clientDir()
+
+  it('is refused when it is not the one the app ships, or not the pinned one', async () => {
+    const { readFileSync } = await import('node:fs')
+    const { createClient } = await import('@parley/node')
+    const file = JSON.parse(readFileSync(join(env.relay.dataDir, 'relay-keys.json'), 'utf8')) as {
+      root: { publicKey: string }
+    }
+    const errorsOf = (c: ParleyClient) => {
+      const codes: string[] = []
+      c.on('connection', (e) => {
+        if (e.error) codes.push(e.error.code)
+      })
+      return codes
+    }
+    // Shipped with another root: nothing is sent past the handshake.
+    const wrong = await createClient({
+      relayUrl: env.relay.url,
+      defaultRegion: 'US',
+      requestTimeoutMs: 1500,
+      reconnect: { minDelayMs: 50, maxDelayMs: 100 },
+      relayKeys: { trustRoot: 'ab'.repeat(32) },
+    })
+    const wrongErrors = errorsOf(wrong)
+    await expect(wrong.activate({ phoneNumber: '+14155550195', consent: true })).rejects.toBeDefined()
+    expect(wrongErrors).toContain('VERIFICATION_FAILED')
+    await wrong.close()
+    // Shipped with the right one (as parley-relay keeps it): works.
+    const storePath = join(dir, 'right.db')
+    const right = await activatedClient(env.relay, env.codes, '+14155550196', {
+      storePath,
+      relayKeys: { trustRoot: file.root.publicKey },
+    })
+    expect(right.activated).toBe(true)
+    await right.close()
+    // Pinned at first use, then the relay shows another root: refused.
+    const store = SqliteStore.open(storePath)
+    await store.write([{ key: 'relay/trust-root', value: new Uint8Array(32).fill(1) }])
+    await store.close()
+    const repinned = await createClient({
+      relayUrl: env.relay.url,
+      storePath,
+      defaultRegion: 'US',
+      reconnect: { minDelayMs: 50, maxDelayMs: 100 },
+    })
+    const pinnedErrors = errorsOf(repinned)
+    await until(() => pinnedErrors.includes('VERIFICATION_FAILED'), 10_000, 'the pin to be refused')
+    expect(repinned.connectionState).not.toBe('online')
+    await repinned.close()
+    await expect(
+      createClient({ relayUrl: env.relay.url, relayKeys: { trustRoot: 'not hex' } }),
+    ).rejects.toThrow(TypeError)
+  }, 60_000)
+})

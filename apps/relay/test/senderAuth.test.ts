@@ -217,5 +217,3 @@ describe('unidentified sends', () => {
     expect(code).not.toMatch(/\bConnection\b|\bconn\.|\.device\b|\.ip\b|addressHex\b.*log/)
   })
 })
-
-
