@@ -7,7 +7,10 @@ import { gzipSync } from 'node:zlib'
 import * as esbuild from 'esbuild'
 import { browserOptions, PACKAGE_DIR } from './bundle.mjs'
 
-export const BUDGET_KB = 80
+// 80 KB until sender certificates (issue 13): proving every sender — certificate checks, number commitments,
+// delivery tokens, held messages, the replay cache — added 3.3 KB (78.7 → 82.0 KB), and the budget moved to 84 KB
+// rather than the check. bench/README.md has the figures.
+export const BUDGET_KB = 84
 
 /**
  * Bundles the SDK as a user's bundler would (ESM, minified, code splitting on) and measures min+gzip of what a

@@ -1,4 +1,4 @@
-// The size budget (issue 6): the whole SDK, minified ESM as a user's bundler would ship it, ≤ 80 KB gzip in
+// The size budget (issue 6, 84 KB since issue 13): the whole SDK, minified ESM as a user's bundler would ship it, ≤ BUDGET_KB gzip in
 // all — what loads up front plus libphonenumber's metadata, a separate chunk fetched when the first number is
 // normalised.
 import { describe, expect, it } from 'vitest'
@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest'
 import { BUDGET_KB, byPackage, measure, summary } from '../scripts/size.mjs'
 
 describe('bundle size', () => {
-  it(`ships the whole SDK, number metadata included, in at most 80 KB min+gzip`, async () => {
+  it(`ships the whole SDK, number metadata included, in at most ${BUDGET_KB} KB min+gzip`, async () => {
     const { kb, lazyKb, totalKb, lazy, inputs } = (await measure()) as {
       kb: number
       lazyKb: number
