@@ -155,6 +155,9 @@ describe('sender certificates', () => {
   })
 
   it('uses an installed ed25519Verify and gives the same answers', () => {
+    // A relay never seen in this process, so that no signing key of it is cached as verified yet.
+    const fresh = makeRelayKeys(random, NOW + 86_400_000)
+    const cert = fresh.certify(alice, { nowMs: NOW })
     let calls = 0
     setCryptoProvider({
       ed25519Verify: (k, m, s) => {
@@ -166,9 +169,34 @@ describe('sender certificates', () => {
         return verify(null, m, key, s)
       },
     })
-    expect(code(() => verifySenderCertificate(aliceCert, opts))).toBe('no error')
-    expect(code(() => verifySenderCertificate(otherRelay.certify(alice), opts))).toBe('SENDER_UNVERIFIED')
-    expect(calls).toBe(3)
+    const freshOpts = { trustRoot: fresh.trustRoot, atMs: NOW }
+    expect(code(() => verifySenderCertificate(cert, freshOpts))).toBe('no error')
+    expect(calls).toBe(2) // the signing key's certificate, then the sender certificate
+    expect(code(() => verifySenderCertificate(cert, freshOpts))).toBe('no error')
+    expect(calls).toBe(3) // the signing key is now known: only the sender certificate is checked
+    expect(code(() => verifySenderCertificate(otherRelay.certify(alice), freshOpts))).toBe(
+      'SENDER_UNVERIFIED',
+    )
+    expect(calls).toBe(4)
+  })
+
+  it('never lets a cached signing key vouch under another trust root or for altered bytes', () => {
+    expect(code(() => verifySenderCertificate(aliceCert, opts))).toBe('no error') // now cached
+    expect(code(() => verifySenderCertificate(aliceCert, { ...opts, trustRoot: otherRelay.trustRoot }))).toBe(
+      'SENDER_UNVERIFIED',
+    )
+    const outer = decodeMessage<parley.v1.SenderCertificate>('SenderCertificate', aliceCert)
+    const body = decodeMessage<parley.v1.SenderCertificateBody>('SenderCertificateBody', outer.body!)
+    const sig = body.signer!.signature!.slice()
+    sig[0]! ^= 1
+    const tampered = encodeMessage('SenderCertificate', {
+      body: encodeMessage('SenderCertificateBody', {
+        ...body,
+        signer: { body: body.signer!.body, signature: sig },
+      }),
+      signature: outer.signature,
+    })
+    expect(code(() => verifySenderCertificate(tampered, opts))).toBe('SENDER_UNVERIFIED')
   })
 
   it('throws TypeError / RangeError for caller mistakes', () => {
