@@ -16,6 +16,23 @@ const inbox = (c: ParleyClient) => {
   return got
 }
 
+/** An unidentified send of random bytes (the relay cannot tell them from a sealed envelope). */
+const junkSend = (recipientAddress: Uint8Array, deliveryToken: Uint8Array) => ({
+  unidentifiedSend: {
+    recipientAddress,
+    recipientDeviceId: 1,
+    messageId: crypto.getRandomValues(new Uint8Array(16)),
+    envelope: crypto.getRandomValues(new Uint8Array(200)),
+    deliveryToken,
+  },
+})
+
+/** A client over an existing store (an activated device starting again). */
+async function reopen(relayUrl: string, storePath: string): Promise<ParleyClient> {
+  const { createClient } = await import('@parley/node')
+  return createClient({ relayUrl, storePath, defaultRegion: 'US', reconnect: { minDelayMs: 50 } })
+}
+
 async function storeValue(path: string, key: string): Promise<Uint8Array | undefined> {
   const store = SqliteStore.open(path)
   try {
@@ -98,13 +115,7 @@ describe('unidentified delivery', () => {
     const attempt = (token: Uint8Array, address = hexBytes(bob.address!)) =>
       conn
         .request({
-          unidentifiedSend: {
-            recipientAddress: address,
-            recipientDeviceId: 1,
-            messageId: crypto.getRandomValues(new Uint8Array(16)),
-            envelope: crypto.getRandomValues(new Uint8Array(200)),
-            deliveryToken: token,
-          },
+          ...junkSend(address, token),
         })
         .then(
           () => 'accepted',
@@ -130,15 +141,7 @@ describe('unidentified delivery', () => {
     const keys = await readDevice(join(dir, 'alice.db'))
     const token = (await storeValue(join(dir, 'alice.db'), `delivery/peer/${bob.address}`))!
     expect(token).toHaveLength(32)
-    const body = () => ({
-      unidentifiedSend: {
-        recipientAddress: hexBytes(bob.address!),
-        recipientDeviceId: 1,
-        messageId: crypto.getRandomValues(new Uint8Array(16)),
-        envelope: crypto.getRandomValues(new Uint8Array(200)),
-        deliveryToken: token,
-      },
-    })
+    const body = () => junkSend(hexBytes(bob.address!), token)
     const authed = await login(env.relay.url, keys)
     expect(await authed.request(body()).catch((e: ParleyError) => e.code)).toBe('BAD_REQUEST')
     authed.close()
@@ -151,7 +154,7 @@ describe('unidentified delivery', () => {
       .catch((e: ParleyError) => e.code)
     expect(err).toBe('BAD_REQUEST')
     anon.close()
-    alice = await activatedReopen(join(dir, 'alice.db'))
+    alice = await reopen(env.relay.url, join(dir, 'alice.db'))
     aliceGot = inbox(alice)
   })
 
@@ -159,20 +162,10 @@ describe('unidentified delivery', () => {
     const oldToken = (await storeValue(join(dir, 'alice.db'), `delivery/peer/${bob.address}`))!
     await bob.rotateDeliveryToken()
     const conn = await RawConn.open(env.relay.url)
-    const code = await conn
-      .request({
-        unidentifiedSend: {
-          recipientAddress: hexBytes(bob.address!),
-          recipientDeviceId: 1,
-          messageId: crypto.getRandomValues(new Uint8Array(16)),
-          envelope: crypto.getRandomValues(new Uint8Array(200)),
-          deliveryToken: oldToken,
-        },
-      })
-      .then(
-        () => 'accepted',
-        (e: ParleyError) => e.code,
-      )
+    const code = await conn.request(junkSend(hexBytes(bob.address!), oldToken)).then(
+      () => 'accepted',
+      (e: ParleyError) => e.code,
+    )
     conn.close()
     expect(code).toBe('FORBIDDEN')
     const sentBefore = alice.stats.unidentifiedSent
@@ -190,16 +183,6 @@ describe('unidentified delivery', () => {
     await until(async () => (await alice.pendingCount()) === 0, 15_000, 'alice to see it accepted')
     expect(alice.stats.unidentifiedSent).toBe(sentBefore + 1)
   })
-
-  async function activatedReopen(storePath: string): Promise<ParleyClient> {
-    const { createClient } = await import('@parley/node')
-    return createClient({
-      relayUrl: env.relay.url,
-      storePath,
-      defaultRegion: 'US',
-      reconnect: { minDelayMs: 50 },
-    })
-  }
 })
 
 describe('a verified contact whose identity changes', () => {
@@ -277,7 +260,7 @@ describe('a replayed first message', () => {
     const envelope = spy.pushes.find((f) => f.body === 'delivery')!.delivery!.envelope!
     spy.close()
 
-    let dave = await reopen(davePath)
+    let dave = await reopen(env.relay.url, davePath)
     let daveGot = inbox(dave)
     await until(() => daveGot.length === 1, 15_000, 'the genuine first message')
     const sessionKey = `session/${alice.address}`
@@ -296,7 +279,7 @@ describe('a replayed first message', () => {
       })
     // 1. While the session exists.
     await replay()
-    dave = await reopen(davePath)
+    dave = await reopen(env.relay.url, davePath)
     daveGot = inbox(dave)
     await until(() => dave.stats.replaysRefused === 1, 15_000, 'the first replay to be refused')
     await dave.close()
@@ -306,7 +289,7 @@ describe('a replayed first message', () => {
     await store.write([{ key: sessionKey }])
     await store.close()
     await replay()
-    dave = await reopen(davePath)
+    dave = await reopen(env.relay.url, davePath)
     daveGot = inbox(dave)
     await until(() => dave.stats.replaysRefused === 1, 15_000, 'the second replay to be refused')
     await dave.close()
@@ -315,16 +298,6 @@ describe('a replayed first message', () => {
     m.close()
     await alice.close()
   }, 60_000)
-
-  async function reopen(storePath: string): Promise<ParleyClient> {
-    const { createClient } = await import('@parley/node')
-    return createClient({
-      relayUrl: env.relay.url,
-      storePath,
-      defaultRegion: 'US',
-      reconnect: { minDelayMs: 50 },
-    })
-  }
 })
 
 describe('the relay trust root', () => {

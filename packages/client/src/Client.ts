@@ -1152,8 +1152,9 @@ export class ParleyClient {
   /** Handles a send that failed; true when the outbox must stop until a retry timer or a reconnect. */
   async #sendFailed(key: string, entry: OutboxRecord, err: unknown): Promise<boolean> {
     const e = ParleyError.fromUnknown(err)
-    if (e.code === 'RATE_LIMITED') {
-      // Retried when the relay's quota allows, and on the next reconnect or send in any case.
+    if (e.code === 'RATE_LIMITED' || (e.code === 'UNAVAILABLE' && e.retryAfterMs !== undefined)) {
+      // Retried when the relay's quota allows (or the unidentified connection is back), and on the next
+      // reconnect or send in any case.
       if (this.#retryTimer === null) {
         this.#retryTimer = this.#clock.setTimeout(() => {
           this.#retryTimer = null
@@ -1229,9 +1230,19 @@ export class ParleyClient {
       return true
     } catch (err) {
       const e = ParleyError.fromUnknown(err)
-      if (e.code !== 'FORBIDDEN') throw e
-      await this.#store.write([{ key: K.peerToken(toHex(address)) }])
-      return false
+      if (e.code === 'FORBIDDEN') {
+        await this.#store.write([{ key: K.peerToken(toHex(address)) }])
+        return false
+      }
+      // Not the main connection's trouble: retry on a timer (a reconnect of the main link may never come), and
+      // never fall back to naming the sender just because this connection failed.
+      if (e.code === 'UNAVAILABLE' || e.code === 'TIMEOUT' || e.code === 'CLOSED') {
+        throw new ParleyError('UNAVAILABLE', 'the unidentified connection is unavailable', {
+          retryAfterMs: e.retryAfterMs ?? 2000,
+          cause: e,
+        })
+      }
+      throw e
     }
   }
 
