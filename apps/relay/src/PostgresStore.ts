@@ -8,7 +8,7 @@
  * @module
  */
 import pg from 'pg'
-import { type AccountRow, buf, bufOrNull, runs, u8, u8OrEmpty } from './internal/rows.js'
+import { type AccountRow, buf, bufOrNull, cutPage, runs, u8, u8OrEmpty } from './internal/rows.js'
 import type {
   Account,
   EnqueueInput,
@@ -589,8 +589,9 @@ export class PostgresStore implements Store {
     deviceId: number,
     afterSeq: number,
     limit: number,
+    maxBytes = Number.POSITIVE_INFINITY,
   ): Promise<MailboxPage> {
-    // One snapshot for the head, the page and the gaps, as SQLite's read transaction gives.
+    // One snapshot for the head, the sizes, the page and the gaps, as SQLite's read transaction gives.
     return this.#tx(async (c): Promise<MailboxPage> => {
       const a = buf(address)
       const row = (
@@ -600,13 +601,26 @@ export class PostgresStore implements Store {
         )
       ).rows[0]
       if (!row || row.device_id !== deviceId) return { entries: [], gaps: [], headSeq: 0 }
-      const rows = (
-        await c.query<{ seq: number; message_id: Buffer; envelope: Buffer; received_at_ms: number }>(
-          `SELECT seq, message_id, envelope, received_at_ms FROM mailbox
+      // Sizes first (octet_length of a TOASTed bytea reads its header, not the value), then only the envelopes
+      // that fit: the page never loads more than it returns.
+      const sizes = (
+        await c.query<{ seq: number; n: number }>(
+          `SELECT seq, octet_length(envelope) AS n FROM mailbox
            WHERE address = $1 AND device_id = $2 AND seq > $3 ORDER BY seq LIMIT $4`,
           [a, deviceId, afterSeq, limit],
         )
       ).rows
+      const cut = cutPage(sizes, limit, maxBytes)
+      const rows =
+        cut.count === 0
+          ? []
+          : (
+              await c.query<{ seq: number; message_id: Buffer; envelope: Buffer; received_at_ms: number }>(
+                `SELECT seq, message_id, envelope, received_at_ms FROM mailbox
+                 WHERE address = $1 AND device_id = $2 AND seq > $3 AND seq <= $4 ORDER BY seq`,
+                [a, deviceId, afterSeq, cut.lastSeq],
+              )
+            ).rows
       const entries = rows.map((r) => ({
         seq: r.seq,
         messageId: u8(r.message_id),
@@ -614,7 +628,7 @@ export class PostgresStore implements Store {
         receivedAtMs: r.received_at_ms,
       }))
       // A full page ends at its last entry; otherwise the page runs to the head and takes every later gap.
-      const upTo = entries.length === limit ? entries[entries.length - 1]!.seq : row.mailbox_head_seq
+      const upTo = cut.full ? cut.lastSeq : row.mailbox_head_seq
       const gaps = (
         await c.query<{ first_seq: number; last_seq: number; reason: GapKind }>(
           `SELECT first_seq, last_seq, reason FROM mailbox_gaps

@@ -5,7 +5,7 @@
  * @module
  */
 import Database from 'better-sqlite3'
-import { type AccountRow, buf, bufOrNull, runs, u8, u8OrEmpty } from './internal/rows.js'
+import { type AccountRow, buf, bufOrNull, cutPage, runs, u8, u8OrEmpty } from './internal/rows.js'
 import type {
   Account,
   EnqueueInput,
@@ -198,13 +198,21 @@ export class SqliteStore implements Store {
       ),
       oldest: db.prepare('SELECT seq FROM mailbox WHERE address = ? AND device_id = ? ORDER BY seq LIMIT ?'),
       delSeq: db.prepare('DELETE FROM mailbox WHERE address = ? AND device_id = ? AND seq = ?'),
+      // One statement for a whole ack: the list arrives as a JSON array; IN matches each row once, however often
+      // its seq is listed, and only rows of this device.
+      delSeqs: db.prepare(
+        'DELETE FROM mailbox WHERE address = ? AND device_id = ? AND seq IN (SELECT value FROM json_each(?))',
+      ),
       insertMail:
         db.prepare(`INSERT INTO mailbox (address, device_id, seq, message_id, envelope, received_at_ms)
         VALUES (?, ?, ?, ?, ?, ?)`),
       setMailbox: db.prepare('UPDATE accounts SET mailbox_head_seq = ?, mailbox_count = ? WHERE address = ?'),
       addCount: db.prepare('UPDATE accounts SET mailbox_count = max(0, mailbox_count + ?) WHERE address = ?'),
-      page: db.prepare(`SELECT seq, message_id, envelope, received_at_ms FROM mailbox
+      // length() of a BLOB reads the record header only, not the value (nor its overflow pages).
+      pageSizes: db.prepare(`SELECT seq, length(envelope) AS n FROM mailbox
         WHERE address = ? AND device_id = ? AND seq > ? ORDER BY seq LIMIT ?`),
+      page: db.prepare(`SELECT seq, message_id, envelope, received_at_ms FROM mailbox
+        WHERE address = ? AND device_id = ? AND seq > ? AND seq <= ? ORDER BY seq`),
       gapsAfter: db.prepare(`SELECT first_seq, last_seq, reason FROM mailbox_gaps
         WHERE address = ? AND device_id = ? AND last_seq > ? AND first_seq <= ? ORDER BY first_seq`),
       extendGap: db.prepare(`UPDATE mailbox_gaps SET last_seq = ?, recorded_at_ms = ?
@@ -523,18 +531,25 @@ export class SqliteStore implements Store {
     deviceId: number,
     afterSeq: number,
     limit: number,
+    maxBytes = Number.POSITIVE_INFINITY,
   ): Promise<MailboxPage> {
     this.#open()
     return this.#db.transaction((): MailboxPage => {
       const a = buf(address)
       const row = this.#mailboxState(address)
       if (!row || row.device_id !== deviceId) return { entries: [], gaps: [], headSeq: 0 }
-      const rows = this.#s.page.all(a, deviceId, afterSeq, limit) as {
-        seq: number
-        message_id: Buffer
-        envelope: Buffer
-        received_at_ms: number
-      }[]
+      // Sizes first, then only the envelopes that fit: the page never loads more than it returns.
+      const sizes = this.#s.pageSizes.all(a, deviceId, afterSeq, limit) as { seq: number; n: number }[]
+      const cut = cutPage(sizes, limit, maxBytes)
+      const rows =
+        cut.count === 0
+          ? []
+          : (this.#s.page.all(a, deviceId, afterSeq, cut.lastSeq) as {
+              seq: number
+              message_id: Buffer
+              envelope: Buffer
+              received_at_ms: number
+            }[])
       const entries = rows.map((r) => ({
         seq: r.seq,
         messageId: u8(r.message_id),
@@ -542,7 +557,7 @@ export class SqliteStore implements Store {
         receivedAtMs: r.received_at_ms,
       }))
       // A full page ends at its last entry; otherwise the page runs to the head and takes every later gap.
-      const upTo = entries.length === limit ? entries[entries.length - 1]!.seq : row.mailbox_head_seq
+      const upTo = cut.full ? cut.lastSeq : row.mailbox_head_seq
       const gaps = (
         this.#s.gapsAfter.all(a, deviceId, afterSeq, upTo) as {
           first_seq: number
@@ -568,10 +583,12 @@ export class SqliteStore implements Store {
 
   async ack(address: Uint8Array, deviceId: number, seqs: number[]): Promise<number> {
     this.#open()
+    const unique = [...new Set(seqs)].filter((s) => Number.isSafeInteger(s))
+    if (unique.length === 0) return 0
+    const list = JSON.stringify(unique)
     return this.#grouped(() => {
       const a = buf(address)
-      let n = 0
-      for (const seq of new Set(seqs)) n += this.#s.delSeq.run(a, deviceId, seq).changes
+      const n = this.#s.delSeqs.run(a, deviceId, list).changes
       if (n > 0) this.#s.addCount.run(-n, a)
       return n
     })

@@ -167,11 +167,30 @@ export interface Store {
 
   /** Durably stores a message (idempotent by recipient and message id) and assigns its sequence number. */
   enqueue(input: EnqueueInput): Promise<EnqueueResult>
-  /** Entries with `seq > afterSeq`, in order, at most `limit`, and the gaps in that range. */
-  fetchMailbox(address: Uint8Array, deviceId: number, afterSeq: number, limit: number): Promise<MailboxPage>
+  /**
+   * Entries with `seq > afterSeq`, in order, at most `limit` of them and, when `maxBytes` is given, no more than
+   * `maxBytes` of envelopes in total — except that the first entry is always returned, however large, so a
+   * caller paging through the mailbox always makes progress. Entries are taken in seq order until the next one
+   * would exceed either bound; the store reads no envelope it does not return.
+   *
+   * Gaps: a *full* page (ended by `limit` or by `maxBytes`, with more entries after it) covers `afterSeq` to its
+   * last entry and holds the gaps overlapping that range; any other page runs to the head and holds every gap
+   * after the cursor. Either way, paging on from the last seq returned (or the last gap's end) misses nothing.
+   */
+  fetchMailbox(
+    address: Uint8Array,
+    deviceId: number,
+    afterSeq: number,
+    limit: number,
+    maxBytes?: number,
+  ): Promise<MailboxPage>
   /** Highest sequence number assigned to the device (0 before any). */
   mailboxHead(address: Uint8Array, deviceId: number): Promise<number>
-  /** Deletes the owner's entries with the given sequence numbers; resolves how many were deleted. */
+  /**
+   * Deletes the owner's entries with the given sequence numbers, in one statement however long the list (callers
+   * bound its length), and lowers the mailbox count by as many; resolves how many were deleted. A seq listed
+   * twice counts once; seqs of other devices, already acked or never assigned match nothing.
+   */
   ack(address: Uint8Array, deviceId: number, seqs: number[]): Promise<number>
   /**
    * Deletes mail received before `cutoffMs` (recording the ranges as `expired` gaps) and gap records older than

@@ -29,7 +29,7 @@ export async function admitSendMessage(conn: Connection, frame: ClientFrame): Pr
   if (envelope.length > config.maxEnvelopeBytes) {
     throw new ParleyError('TOO_LARGE', `envelope is over the ${config.maxEnvelopeBytes}-byte limit`)
   }
-  await charge(conn, 'send', `send:acct:${conn.device!.addressHex}`, 1, policies.send)
+  await charge(conn, 'send', `send:acct:${conn.device!.quotaId}`, 1, policies.send)
   const deviceId = m.recipientDeviceId ?? 0
   const written = store.enqueue({
     address,
@@ -70,12 +70,22 @@ export async function sendMessage(conn: Connection, frame: ClientFrame): Promise
   return (await admitSendMessage(conn, frame))()
 }
 
-/** `AckMessages`, first half: validation, then the deletion is submitted (see {@link admitSendMessage}). */
+/**
+ * `AckMessages`, first half: validation and the connection's ack budget, then the deletion (one statement) is
+ * submitted (see {@link admitSendMessage}). A list over `--max-acks-per-frame` is TOO_LARGE; acking faster than
+ * `--acks-per-second` is RATE_LIMITED — each acked seq costs a row deletion on the store's thread.
+ */
 export async function admitAckMessages(conn: Connection, frame: ClientFrame): Promise<Commit> {
   const device = conn.device!
   const seqs = frame.ackMessages!.seqs ?? []
-  if (seqs.length > conn.ctx.config.maxMailboxMessages)
-    throw new ParleyError('TOO_LARGE', 'too many sequence numbers')
+  const { maxAcksPerFrame } = conn.ctx.config
+  if (seqs.length > maxAcksPerFrame) {
+    throw new ParleyError(
+      'TOO_LARGE',
+      `at most ${maxAcksPerFrame} sequence numbers per AckMessages; send several`,
+    )
+  }
+  conn.chargeAcks(seqs.length)
   const deleted = conn.ctx.store.ack(device.address, device.deviceId, seqs)
   deleted.catch(() => {})
   return async () => {

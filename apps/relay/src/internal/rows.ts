@@ -40,3 +40,25 @@ export function runs(seqs: number[]): [number, number][] {
   }
   return out
 }
+
+/**
+ * Where a mailbox page ends (`Store.fetchMailbox`), from the envelope sizes of the first `limit` entries after
+ * the cursor, in seq order: the first entry always, then each next one while the running total stays within
+ * `maxBytes`. `full` says the page was ended by the count or by the byte budget with entries left after it — a
+ * full page covers the cursor to its last entry only; any other page runs to the head.
+ */
+export function cutPage(
+  sizes: { seq: number; n: number }[],
+  limit: number,
+  maxBytes: number,
+): { count: number; lastSeq: number; full: boolean } {
+  let count = 0
+  let total = 0
+  for (const { n } of sizes) {
+    if (count >= limit || (count > 0 && total + n > maxBytes)) break
+    total += n
+    count++
+  }
+  const full = count > 0 && (count === limit || count < sizes.length)
+  return { count, lastSeq: count > 0 ? sizes[count - 1]!.seq : 0, full }
+}

@@ -57,13 +57,13 @@ export const enqueue = (
   store: Store,
   address: Uint8Array,
   deviceId = 1,
-  opts: { at?: number; max?: number; id?: Uint8Array } = {},
+  opts: { at?: number; max?: number; id?: Uint8Array; size?: number } = {},
 ) =>
   store.enqueue({
     address,
     deviceId,
     messageId: opts.id ?? bytes(16),
-    envelope: bytes(20),
+    envelope: bytes(opts.size ?? 20),
     receivedAtMs: opts.at ?? Date.now(),
     maxMessages: opts.max ?? 100,
   })
@@ -308,6 +308,118 @@ export function storeConformance(h: StoreHarness): void {
     expect((await s.fetchMailbox(address, 1, 3, 10)).entries.map((e) => e.seq)).toEqual([5])
     expect(page.headSeq).toBe(5)
     expect(await s.fetchMailbox(address, 2, 0, 10)).toEqual({ entries: [], gaps: [], headSeq: 0 })
+  })
+
+  it('acks a 500-seq list with duplicates and foreign seqs in one call: exactly the listed rows, counted once', async () => {
+    const s = await open()
+    const { address } = await register(s)
+    const other = await register(s)
+    // Concurrent enqueues: SQLite shares their commits (seqs follow call order); PostgreSQL still numbers them 1..n.
+    await Promise.all(Array.from({ length: 300 }, () => enqueue(s, address, 1, { max: 1000 })))
+    await Promise.all(Array.from({ length: 40 }, () => enqueue(s, other.address, 1, { max: 1000 })))
+    expect(await s.ack(address, 1, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10])).toBe(10)
+    const present = new Set(Array.from({ length: 290 }, (_, i) => i + 11))
+    // 500 entries: every even seq (five of them acked already), each listed twice; seqs past the head; and the
+    // acked 1..10 five times each. The other account's mailbox holds seqs 1..40 too, and must keep them.
+    const list: number[] = []
+    for (let seq = 2; seq <= 300; seq += 2) list.push(seq, seq)
+    for (let seq = 301; seq <= 450; seq++) list.push(seq)
+    for (let i = 0; i < 50; i++) list.push((i % 10) + 1)
+    expect(list).toHaveLength(500)
+    list.sort(() => Math.random() - 0.5)
+    const expected = [...new Set(list)].filter((seq) => present.has(seq))
+    expect(expected).toHaveLength(145)
+    // Another device of the account, or another account, matches nothing.
+    expect(await s.ack(address, 2, list)).toBe(0)
+    expect(await s.ack(bytes(32), 1, list)).toBe(0)
+    expect(await s.ack(address, 1, list)).toBe(expected.length)
+    expect(await s.ack(address, 1, list)).toBe(0)
+    for (const seq of expected) present.delete(seq)
+    const page = await s.fetchMailbox(address, 1, 0, 1000)
+    expect(page.entries.map((e) => e.seq)).toEqual([...present])
+    expect(page.gaps).toEqual([])
+    expect((await s.fetchMailbox(other.address, 1, 0, 1000)).entries).toHaveLength(40)
+    expect(await h.rows(s, 'mailbox')).toBe(present.size + 40)
+    // The mailbox count went down by exactly the rows deleted: a limit of present + 1 evicts nothing, then one.
+    const max = present.size + 1
+    expect(await enqueue(s, address, 1, { max })).toMatchObject({ status: 'stored', seq: 301, evicted: 0 })
+    expect(await enqueue(s, address, 1, { max })).toMatchObject({ status: 'stored', seq: 302, evicted: 1 })
+    expect(await enqueue(s, other.address, 1, { max: 41 })).toMatchObject({ status: 'stored', evicted: 0 })
+  })
+
+  it('pages by bytes: stops before the entry that would exceed maxBytes, always returns one, keeps gap semantics', async () => {
+    const s = await open()
+    const { address } = await register(s)
+    const now = Date.now()
+    const old = now - 10_000
+    // seq:   1    2    3    4    5    6    7
+    // bytes: 100  100  100  500  100  100  100
+    // age:   new  old  old  new  new  new  old    → expired: gaps 2..3 and 7..7; entries 1, 4, 5, 6
+    const plan = [
+      { size: 100, at: now },
+      { size: 100, at: old },
+      { size: 100, at: old },
+      { size: 500, at: now },
+      { size: 100, at: now },
+      { size: 100, at: now },
+      { size: 100, at: old },
+    ]
+    for (const p of plan) await enqueue(s, address, 1, p)
+    expect(await s.expire(now - 5000)).toBe(3)
+    const fetch = async (after: number, limit: number, maxBytes?: number) => {
+      const page = await s.fetchMailbox(address, 1, after, limit, maxBytes)
+      expect(page.headSeq).toBe(7)
+      return { seqs: page.entries.map((e) => e.seq), gaps: page.gaps.map((g) => [g.firstSeq, g.lastSeq]) }
+    }
+    // Without a byte bound, or with a large one: everything, and every gap up to the head.
+    const all = {
+      seqs: [1, 4, 5, 6],
+      gaps: [
+        [2, 3],
+        [7, 7],
+      ],
+    }
+    expect(await fetch(0, 10)).toEqual(all)
+    expect(await fetch(0, 10, 800)).toEqual(all)
+    // Ended by bytes (4 would make 600 > 150): the page ends at 1 and the gap after it waits for the next page.
+    expect(await fetch(0, 10, 150)).toEqual({ seqs: [1], gaps: [] })
+    // 4 alone is over the budget: returned anyway (progress), with the gap before it.
+    expect(await fetch(1, 10, 150)).toEqual({ seqs: [4], gaps: [[2, 3]] })
+    expect(await fetch(0, 10, 0)).toEqual({ seqs: [1], gaps: [] })
+    // Exactly at the budget is within it: 500 + 100 = 600.
+    expect(await fetch(3, 10, 600)).toEqual({ seqs: [4, 5], gaps: [] })
+    expect(await fetch(3, 10, 599)).toEqual({ seqs: [4], gaps: [] })
+    // Ended by bytes with 6 left: no trailing gap yet. The last entry, whatever the budget: runs to the head.
+    expect(await fetch(4, 10, 150)).toEqual({ seqs: [5], gaps: [] })
+    expect(await fetch(5, 10, 150)).toEqual({ seqs: [6], gaps: [[7, 7]] })
+    expect(await fetch(5, 10, 1)).toEqual({ seqs: [6], gaps: [[7, 7]] })
+    // Ended by count, with room in the budget: still a full page ending at its last entry.
+    expect(await fetch(4, 2, 10_000)).toEqual({ seqs: [5, 6], gaps: [] })
+    expect(await fetch(0, 1, 10_000)).toEqual({ seqs: [1], gaps: [] })
+    expect(await fetch(6, 10, 150)).toEqual({ seqs: [], gaps: [[7, 7]] })
+    expect(await fetch(7, 10, 150)).toEqual({ seqs: [], gaps: [] })
+    // Paging by a byte budget from the cursor, as the relay does, delivers every entry and gap exactly once.
+    const seen: number[][] = []
+    let cursor = 0
+    for (let i = 0; i < 20; i++) {
+      const page = await s.fetchMailbox(address, 1, cursor, 10, 150)
+      if (page.entries.length === 0 && page.gaps.length === 0) break
+      for (const g of page.gaps) seen.push([g.firstSeq, g.lastSeq])
+      for (const e of page.entries) seen.push([e.seq, e.seq])
+      cursor = Math.max(cursor, ...page.entries.map((e) => e.seq), ...page.gaps.map((g) => g.lastSeq))
+    }
+    expect(seen.sort((x, y) => x[0]! - y[0]!)).toEqual([
+      [1, 1],
+      [2, 3],
+      [4, 4],
+      [5, 5],
+      [6, 6],
+      [7, 7],
+    ])
+    // The entries are whole.
+    const [entry] = (await s.fetchMailbox(address, 1, 3, 10, 1)).entries
+    expect(entry!.envelope).toHaveLength(500)
+    expect(entry!.messageId).toHaveLength(16)
   })
 
   it('evicts the oldest beyond the mailbox limit and records the range as one growing gap', async () => {
