@@ -191,8 +191,9 @@ export const RELAY_SEES = `## What the relay can and cannot see
   has no field for one, and every field is listed below with its class.
 - Anything before you activate: the SDK opens no connection until \`activate({ consent: true })\`.
 
-**After you deactivate**, the relay deletes your address, keys, prekeys, number commitment, token verifier,
-pending mail and quotas.
+**After you deactivate**, the relay deletes your address, keys, prekeys, number commitment, token verifier and
+pending mail. Its abuse counters (how much of your quotas you used) are kept until they would have refilled —
+under a keyed hash, not your address — so that deactivating and activating again buys no new quota.
 
 Every field that crosses the wire is listed below with its data class; the tests in \`tests/privacy\` check
 these promises (DESIGN.md §1, P1–P8) against a real relay in CI.

@@ -25,6 +25,8 @@ import type { WebSocket } from 'ws'
 import type { RelayContext } from './context.js'
 import type { FanoutEvent } from './Fanout.js'
 import { admit, type Commit, dispatch, isSplit, type Reply } from './handlers/index.js'
+import { quotaId } from './handlers/util.js'
+import { networkOf } from './internal/network.js'
 
 /** WebSocket close codes the relay uses. */
 export const CloseCode = {
@@ -43,13 +45,25 @@ export interface BoundDevice {
   address: Uint8Array
   addressHex: string
   deviceId: number
+  /** What the account's abuse counters are filed under (handlers/util.ts `quotaId`). */
+  quotaId: string
 }
 
 let nextId = 1
-const PAGE = 100
-const HIGH_WATER_BYTES = 4 * 1024 * 1024
+/** Most entries in one mailbox page read for pushes. */
+export const PAGE_ENTRIES = 100
+/**
+ * Envelope bytes in one mailbox page read for pushes (a single larger envelope still makes a page of one). Pages
+ * are cut by bytes, not only by count: 100 envelopes of up to 256 KiB would be 25 MiB held per syncing socket.
+ */
+export const PAGE_BYTES = 1024 * 1024
+/**
+ * Mailbox pushes pause while more than this much data is unsent, and the next page is read only below it: a
+ * syncing connection holds at most about this plus one page ({@link PAGE_BYTES}) for its pushes.
+ */
+export const HIGH_WATER_BYTES = 4 * 1024 * 1024
 /** Replies beyond this much unsent data mean the client is not reading: it is disconnected (memory bound). */
-const SLOW_CONSUMER_BYTES = 16 * 1024 * 1024
+export const SLOW_CONSUMER_BYTES = 16 * 1024 * 1024
 /** Authenticated connections per device, per relay (a Map per context, so in-process relays stay separate). */
 const boundByContext = new WeakMap<RelayContext, Map<string, number>>()
 
@@ -68,6 +82,8 @@ export class Connection {
 
   readonly ctx: RelayContext
   readonly ip: string
+  /** The source network (`--ipv4-network-bits` / `--ipv6-network-bits`) every IP-based limit counts by. */
+  readonly network: string
   readonly #ws: WebSocket
   /** Ordered work: whole requests, or the first halves of split ones. */
   #queue: Promise<void> = Promise.resolve()
@@ -77,6 +93,9 @@ export class Connection {
   #badFrames = 0
   #tokens: number
   #tokensAt = Date.now()
+  /** Ack budget: sequence numbers this connection may still ack (see {@link Connection.chargeAcks}). */
+  #ackTokens: number
+  #ackTokensAt = Date.now()
   #dropped = 0
   #closed = false
   #draining = false
@@ -85,12 +104,15 @@ export class Connection {
   #cursor: number | null = null
   #pump: Promise<unknown> = Promise.resolve()
   #pumpQueued = false
+  #idleTimer: ReturnType<typeof setTimeout> | null = null
 
   constructor(ws: WebSocket, ip: string, ctx: RelayContext) {
     this.#ws = ws
     this.ip = ip
+    this.network = networkOf(ip, { v4: ctx.config.ipv4NetworkBits, v6: ctx.config.ipv6NetworkBits })
     this.ctx = ctx
     this.#tokens = ctx.config.framesBurst
+    this.#ackTokens = 2 * ctx.config.maxAcksPerFrame
     ws.on('message', (data, isBinary) => this.#onMessage(data, isBinary))
     if (ctx.config.helloTimeoutMs > 0) {
       const timer = setTimeout(() => {
@@ -99,6 +121,27 @@ export class Connection {
       timer.unref()
       ws.once('close', () => clearTimeout(timer))
     }
+    ws.once('close', () => {
+      if (this.#idleTimer) clearTimeout(this.#idleTimer)
+    })
+  }
+
+  /**
+   * A connection that has said Hello but is not authenticated costs the relay a socket and a slot of its
+   * network's connection limit while it does nothing: it is closed after `--pre-auth-idle-ms` without a
+   * request (pings do not count). Authenticated connections are never closed by this.
+   */
+  #touch(): void {
+    const ms = this.ctx.config.preAuthIdleMs
+    if (ms <= 0 || this.device) return
+    if (this.#idleTimer) clearTimeout(this.#idleTimer)
+    this.#idleTimer = setTimeout(() => {
+      this.#idleTimer = null
+      if (!this.device && !this.#closed && this.#inFlight === 0) {
+        this.close(CloseCode.policy, 'idle before authentication', 'pre_auth_idle')
+      } else if (!this.device) this.#touch()
+    }, ms)
+    this.#idleTimer.unref()
   }
 
   /** Whether the connection has been closed by either side. */
@@ -138,6 +181,30 @@ export class Connection {
     return false
   }
 
+  /**
+   * Charges `n` acknowledged sequence numbers to this connection's ack budget: a token bucket of twice
+   * `--max-acks-per-frame`, refilled at `--acks-per-second` (each acked seq costs the store a row deletion).
+   * Nothing is charged when it refuses.
+   * @throws ParleyError `RATE_LIMITED` with `retryAfterMs` over budget (counted under scope "acks")
+   */
+  chargeAcks(n: number): void {
+    const { maxAcksPerFrame, acksPerSecond } = this.ctx.config
+    const rate = Math.max(1, acksPerSecond)
+    const now = Date.now()
+    this.#ackTokens = Math.min(
+      2 * maxAcksPerFrame,
+      this.#ackTokens + ((now - this.#ackTokensAt) / 1000) * rate,
+    )
+    this.#ackTokensAt = now
+    if (n <= this.#ackTokens) {
+      this.#ackTokens -= n
+      return
+    }
+    this.ctx.metrics.rateLimited.inc({ scope: 'acks' })
+    const retryAfterMs = Math.max(1, Math.ceil(((n - this.#ackTokens) / rate) * 1000))
+    throw new ParleyError('RATE_LIMITED', 'too many sequence numbers acked; slow down', { retryAfterMs })
+  }
+
   /** Stops taking requests (shutdown): new frames are answered UNAVAILABLE; queued ones still complete. */
   drain(): void {
     this.#draining = true
@@ -172,6 +239,7 @@ export class Connection {
       return
     }
     this.ctx.metrics.frames.inc({ type: frame.body })
+    if (frame.body !== 'ping') this.#touch()
     if (this.#draining) {
       this.sendError(
         frame.requestId,
@@ -309,7 +377,7 @@ export class Connection {
       })
     }
     bound.set(key, (bound.get(key) ?? 0) + 1)
-    this.device = { address, addressHex, deviceId }
+    this.device = { address, addressHex, deviceId, quotaId: quotaId(this, address) }
     this.#cursor = null
     this.ctx.metrics.authenticated.inc()
     const unsubscribe = await this.ctx.fanout.subscribe(addressHex, (event) => this.#onFanout(event))
@@ -370,14 +438,31 @@ export class Connection {
   }
 
   async #drain(): Promise<number> {
+    const { metrics } = this.ctx
     let head = 0
     for (;;) {
       const device = this.device
       if (!device || this.#closed || this.#cursor === null) return head
+      // The next page is read only once the unsent data is below the high-water mark, and a page is at most
+      // PAGE_BYTES of envelopes: what a connection holds for its pushes stays near HIGH_WATER_BYTES + PAGE_BYTES.
+      await this.#belowHighWater()
+      if (this.#closed || this.device !== device || this.#cursor === null) return head
       const cursor = this.#cursor
-      const page = await this.ctx.store.fetchMailbox(device.address, device.deviceId, cursor, PAGE)
+      const page = await this.ctx.store.fetchMailbox(
+        device.address,
+        device.deviceId,
+        cursor,
+        PAGE_ENTRIES,
+        PAGE_BYTES,
+      )
       head = page.headSeq
       if (page.entries.length === 0 && page.gaps.length === 0) return head
+      /** Envelope bytes of this page not yet handed to the socket. */
+      let unsent = 0
+      for (const e of page.entries) unsent += e.envelope.length
+      metrics.mailboxPages.inc()
+      metrics.mailboxPageBytesMax.observe(unsent)
+      metrics.pushHeldBytesMax.observe(this.#ws.bufferedAmount + unsent)
       const items = [
         ...page.entries.map((e) => ({ at: e.seq, entry: e })),
         ...page.gaps.map((g) => ({ at: g.firstSeq, gap: g })),
@@ -385,9 +470,7 @@ export class Connection {
       let next = cursor
       for (const item of items) {
         if (this.#closed || this.device !== device) return head
-        while (this.#ws.bufferedAmount > HIGH_WATER_BYTES && !this.#closed) {
-          await new Promise((r) => setTimeout(r, 10))
-        }
+        await this.#belowHighWater()
         if ('entry' in item && item.entry) {
           const e = item.entry
           this.send({
@@ -399,7 +482,9 @@ export class Connection {
               receivedAtMs: e.receivedAtMs,
             },
           })
-          this.ctx.metrics.delivered.inc()
+          metrics.delivered.inc()
+          unsent -= e.envelope.length
+          metrics.pushHeldBytesMax.observe(this.#ws.bufferedAmount + unsent)
           next = Math.max(next, e.seq)
         } else if ('gap' in item && item.gap) {
           const g = item.gap
@@ -409,6 +494,22 @@ export class Connection {
         }
       }
       this.#cursor = next
+    }
+  }
+
+  /**
+   * Resolves once no more than {@link HIGH_WATER_BYTES} are unsent (or the connection closed); while it waits the
+   * connection counts in `parley_relay_pushes_paused_connections`.
+   */
+  async #belowHighWater(): Promise<void> {
+    if (this.#ws.bufferedAmount <= HIGH_WATER_BYTES || this.#closed) return
+    this.ctx.metrics.pushesPaused.inc()
+    try {
+      while (this.#ws.bufferedAmount > HIGH_WATER_BYTES && !this.#closed) {
+        await new Promise((r) => setTimeout(r, 10))
+      }
+    } finally {
+      this.ctx.metrics.pushesPaused.dec()
     }
   }
 }

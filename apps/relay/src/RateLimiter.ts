@@ -28,6 +28,14 @@ export interface RateLimiter {
   close(): Promise<void>
 }
 
+/** A bucket as {@link MemoryRateLimiter.snapshot} saves it. */
+export interface SavedBucket {
+  key: string
+  tokens: number
+  updatedMs: number
+  policy: BucketPolicy
+}
+
 interface Bucket {
   tokens: number
   updatedMs: number
@@ -84,6 +92,43 @@ export class MemoryRateLimiter implements RateLimiter {
   /** Number of buckets held. */
   get size(): number {
     return this.#buckets.size
+  }
+
+  /**
+   * The buckets that are not full, to be saved (see {@link MemoryRateLimiter.restore}); full ones need no saving.
+   * Keys are what callers gave `take`: keyed hashes and network names, never a number or an address.
+   */
+  snapshot(nowMs = Date.now()): SavedBucket[] {
+    this.sweep(nowMs)
+    return [...this.#buckets].map(([key, b]) => ({
+      key,
+      tokens: b.tokens,
+      updatedMs: b.updatedMs,
+      policy: b.policy,
+    }))
+  }
+
+  /** Takes back buckets from {@link MemoryRateLimiter.snapshot}; malformed entries are skipped. */
+  restore(saved: readonly SavedBucket[]): number {
+    let n = 0
+    for (const e of saved) {
+      const p = e?.policy
+      if (
+        typeof e?.key !== 'string' ||
+        !Number.isFinite(e.tokens) ||
+        !Number.isFinite(e.updatedMs) ||
+        !(p?.capacity > 0 && p.refillTokens >= 0 && p.refillIntervalMs > 0)
+      ) {
+        continue
+      }
+      this.#buckets.set(e.key, {
+        tokens: Math.max(0, Math.min(p.capacity, e.tokens)),
+        updatedMs: e.updatedMs,
+        policy: p,
+      })
+      n++
+    }
+    return n
   }
 
   async close(): Promise<void> {

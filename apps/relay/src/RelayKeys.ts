@@ -49,6 +49,8 @@ interface Signer {
 interface KeyFile {
   version: 1
   root: { secretKey: string; publicKey: string }
+  /** Key of the keyed hashes that abuse counters are filed under (absent in files from before it). */
+  quotaKey?: string
   signer: { keyId: number; secretKey: string; publicKey: string; expiresAtMs: number; certificate: string }
 }
 
@@ -68,6 +70,11 @@ export interface CertifiedDevice {
 export class RelayKeys {
   readonly #rootSecret: Uint8Array
   readonly trustRoot: Uint8Array
+  /**
+   * 32 secret bytes keying the hashes under which abuse counters are kept (`quotaId`), so that counters can
+   * outlive an account and a restart without naming its address or number.
+   */
+  readonly quotaKey: Uint8Array
   #signer: Signer
   readonly #path: string | undefined
 
@@ -76,9 +83,11 @@ export class RelayKeys {
     signer: Signer | null,
     path: string | undefined,
     nowMs: number,
+    quotaKey: Uint8Array = randomSecret(),
   ) {
     this.#rootSecret = rootSecret
     this.trustRoot = publicKeyOf(rootSecret)
+    this.quotaKey = quotaKey
     this.#path = path
     this.#signer = signer ?? this.#newSigner(1, nowMs)
   }
@@ -120,7 +129,16 @@ export class RelayKeys {
       expiresAtMs: file.signer.expiresAtMs,
       certificate: unhex(file.signer.certificate),
     }
-    return new RelayKeys(rootSecret, signer, path, nowMs)
+    const quotaKey = typeof file.quotaKey === 'string' ? unhex(file.quotaKey) : undefined
+    const keys = new RelayKeys(
+      rootSecret,
+      signer,
+      path,
+      nowMs,
+      quotaKey?.length === 32 ? quotaKey : undefined,
+    )
+    if (quotaKey?.length !== 32) keys.#save()
+    return keys
   }
 
   /** Keys held in memory only (tests, `--data-dir :memory:`). */
@@ -142,6 +160,7 @@ export class RelayKeys {
     const file: KeyFile = {
       version: 1,
       root: { secretKey: hex(this.#rootSecret), publicKey: hex(this.trustRoot) },
+      quotaKey: hex(this.quotaKey),
       signer: {
         keyId: s.keyId,
         secretKey: hex(s.secretKey),

@@ -45,6 +45,10 @@ export interface RelayConfig {
   maxEnvelopeBytes: number
   maxDiscoveryBatch: number
   maxMailboxMessages: number
+  /** Most sequence numbers in one `AckMessages` (TOO_LARGE beyond); also half the per-connection ack burst. */
+  maxAcksPerFrame: number
+  /** Acked sequence numbers per connection per second (burst: twice `maxAcksPerFrame`; RATE_LIMITED beyond). */
+  acksPerSecond: number
   messageTtlSeconds: number
   membershipPrefixBits: number
   maxPrekeysPerUpload: number
@@ -65,7 +69,7 @@ export interface RelayConfig {
   /** Per-account OPRF evaluation bucket (DESIGN.md §4). */
   oprfAccountCapacity: number
   oprfAccountPerDay: number
-  /** Per-IP OPRF evaluation bucket for unauthenticated connections. */
+  /** OPRF evaluations per source network, across all its accounts (Sybil accounts on one network share it). */
   oprfIpCapacity: number
   oprfIpPerDay: number
   /** Per-account message sends. */
@@ -87,8 +91,17 @@ export interface RelayConfig {
   framesPerSecond: number
   /** Bad frames (undecodable, unknown) tolerated on one connection before it is closed. */
   maxBadFrames: number
-  /** Most connections from one IP. */
+  /** Most connections from one source network. */
   maxConnectionsPerIp: number
+  /** Prefix lengths that name a source network for every IP-based limit. */
+  ipv4NetworkBits: number
+  ipv6NetworkBits: number
+  /** `ActivationConfirm` frames per source network per hour (each may carry signatures to check). */
+  activationConfirmsPerNetworkPerHour: number
+  /** Most signed prekeys (the signed prekey, KEM prekeys) an `ActivationConfirm` may carry. */
+  maxActivationSignedPrekeys: number
+  /** How long a connection may stay unauthenticated after `Hello` without sending a request (0: forever). */
+  preAuthIdleMs: number
   /** Most concurrent authenticated connections of one device. */
   maxConnectionsPerAccount: number
   /** How long a new WebSocket may take to send Hello before it is closed (slow or idle clients). */
@@ -133,6 +146,8 @@ export const DEFAULT_CONFIG: RelayConfig = {
   maxEnvelopeBytes: DEFAULT_LIMITS.maxEnvelopeBytes,
   maxDiscoveryBatch: DEFAULT_LIMITS.maxDiscoveryBatch,
   maxMailboxMessages: DEFAULT_LIMITS.maxMailboxMessages,
+  maxAcksPerFrame: 500,
+  acksPerSecond: 2000,
   messageTtlSeconds: DEFAULT_LIMITS.messageTtlSeconds,
   membershipPrefixBits: DEFAULT_LIMITS.membershipPrefixBits,
   maxPrekeysPerUpload: DEFAULT_LIMITS.maxPrekeysPerUpload,
@@ -144,8 +159,8 @@ export const DEFAULT_CONFIG: RelayConfig = {
   maxPendingActivations: 100_000,
   oprfAccountCapacity: 5000,
   oprfAccountPerDay: 200,
-  oprfIpCapacity: 1000,
-  oprfIpPerDay: 1000,
+  oprfIpCapacity: 20_000,
+  oprfIpPerDay: 20_000,
   unidentifiedRecipientCapacity: 600,
   unidentifiedRecipientPerMinute: 300,
   unidentifiedNetworkCapacity: 1200,
@@ -159,6 +174,11 @@ export const DEFAULT_CONFIG: RelayConfig = {
   framesPerSecond: 50,
   maxBadFrames: 5,
   maxConnectionsPerIp: 64,
+  ipv4NetworkBits: 24,
+  ipv6NetworkBits: 56,
+  activationConfirmsPerNetworkPerHour: 60,
+  maxActivationSignedPrekeys: 32,
+  preAuthIdleMs: 60_000,
   maxConnectionsPerAccount: 8,
   helloTimeoutMs: 10_000,
   headersTimeoutMs: 15_000,
@@ -213,6 +233,16 @@ const OPTIONS: Option[] = [
     kind: 'int',
     help: 'mailbox size per device; the oldest is evicted beyond it',
   },
+  {
+    key: 'maxAcksPerFrame',
+    kind: 'int',
+    help: 'most sequence numbers in one AckMessages (TOO_LARGE beyond)',
+  },
+  {
+    key: 'acksPerSecond',
+    kind: 'int',
+    help: 'acked sequence numbers per connection per second (burst: 2 x max-acks-per-frame)',
+  },
   { key: 'messageTtlSeconds', kind: 'int', help: 'message time-to-live' },
   { key: 'membershipPrefixBits', kind: 'int', help: 'minimum address prefix bits in a membership query' },
   { key: 'maxPrekeysPerUpload', kind: 'int', help: 'most prekeys in one upload' },
@@ -220,15 +250,33 @@ const OPTIONS: Option[] = [
   { key: 'codeTtlSeconds', kind: 'int', help: 'verification code lifetime' },
   { key: 'codeAttempts', kind: 'int', help: 'wrong codes before an activation is locked' },
   { key: 'codeRequestsPerHour', kind: 'int', help: 'code requests per number per hour' },
-  { key: 'activationsPerIpPerHour', kind: 'int', help: 'activation starts per IP per hour' },
+  {
+    key: 'activationsPerIpPerHour',
+    kind: 'int',
+    help: 'activation starts per source network (see --ipv4-network-bits) per hour',
+  },
+  {
+    key: 'activationConfirmsPerNetworkPerHour',
+    kind: 'int',
+    help: 'activation confirms (code guesses) per source network per hour',
+  },
+  {
+    key: 'maxActivationSignedPrekeys',
+    kind: 'int',
+    help: 'most signed prekeys an activation may upload (more come later, authenticated)',
+  },
   { key: 'maxPendingActivations', kind: 'int', help: 'most pending activations in memory' },
   { key: 'oprfAccountCapacity', kind: 'int', help: 'OPRF evaluations bucket per account: capacity' },
   { key: 'oprfAccountPerDay', kind: 'int', help: 'OPRF evaluations bucket per account: refill per day' },
-  { key: 'oprfIpCapacity', kind: 'int', help: 'OPRF evaluations bucket per IP (unauthenticated): capacity' },
+  {
+    key: 'oprfIpCapacity',
+    kind: 'int',
+    help: 'OPRF evaluations bucket per source network, across its accounts: capacity',
+  },
   {
     key: 'oprfIpPerDay',
     kind: 'int',
-    help: 'OPRF evaluations bucket per IP (unauthenticated): refill per day',
+    help: 'OPRF evaluations bucket per source network, across its accounts: refill per day',
   },
   { key: 'sendCapacity', kind: 'int', help: 'message sends per account: burst' },
   { key: 'sendPerMinute', kind: 'int', help: 'message sends per account: refill per minute' },
@@ -262,7 +310,22 @@ const OPTIONS: Option[] = [
   { key: 'framesBurst', kind: 'int', help: 'frames per connection: burst' },
   { key: 'framesPerSecond', kind: 'int', help: 'frames per connection: sustained rate' },
   { key: 'maxBadFrames', kind: 'int', help: 'undecodable frames before a connection is closed' },
-  { key: 'maxConnectionsPerIp', kind: 'int', help: 'concurrent connections per IP' },
+  { key: 'maxConnectionsPerIp', kind: 'int', help: 'concurrent connections per source network' },
+  {
+    key: 'ipv4NetworkBits',
+    kind: 'int',
+    help: 'IPv4 prefix length that counts as one source network for every IP-based limit',
+  },
+  {
+    key: 'ipv6NetworkBits',
+    kind: 'int',
+    help: 'IPv6 prefix length that counts as one source network for every IP-based limit',
+  },
+  {
+    key: 'preAuthIdleMs',
+    kind: 'int',
+    help: 'ms a connection may stay unauthenticated and idle after Hello before it is closed (0: never)',
+  },
   { key: 'maxConnectionsPerAccount', kind: 'int', help: 'concurrent authenticated connections per device' },
   { key: 'helloTimeoutMs', kind: 'int', help: 'ms a new connection has to send Hello before it is closed' },
   { key: 'headersTimeoutMs', kind: 'int', help: 'ms a client has to send its HTTP request headers' },
@@ -340,6 +403,12 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv = {}
  */
 export function validateConfig(config: RelayConfig): void {
   if (config.port > 65535) throw new RangeError('port must be at most 65535')
+  if (config.ipv4NetworkBits < 8 || config.ipv4NetworkBits > 32) {
+    throw new RangeError('ipv4-network-bits must be between 8 and 32')
+  }
+  if (config.ipv6NetworkBits < 16 || config.ipv6NetworkBits > 128) {
+    throw new RangeError('ipv6-network-bits must be between 16 and 128')
+  }
   if (config.verifier === 'webhook' && !/^https?:\/\//.test(config.webhookUrl)) {
     throw new RangeError('the webhook verifier needs --webhook-url (http:// or https://)')
   }
@@ -369,6 +438,8 @@ export function validateConfig(config: RelayConfig): void {
     'codeRequestsPerHour',
     'maxDiscoveryBatch',
     'maxMailboxMessages',
+    'maxAcksPerFrame',
+    'acksPerSecond',
   ] as const) {
     if (config[key] < 1) throw new RangeError(`${flagOf(key).slice(2)} must be at least 1`)
   }
@@ -405,6 +476,11 @@ export function policies(config: RelayConfig) {
     oprfIp: { capacity: config.oprfIpCapacity, refillTokens: config.oprfIpPerDay, refillIntervalMs: DAY },
     // "3 requests per number per hour": a bucket of 3 that refills one request per hour.
     codeRequests: { capacity: config.codeRequestsPerHour, refillTokens: 1, refillIntervalMs: HOUR },
+    activationConfirmNetwork: {
+      capacity: config.activationConfirmsPerNetworkPerHour,
+      refillTokens: config.activationConfirmsPerNetworkPerHour,
+      refillIntervalMs: HOUR,
+    },
     activationIp: {
       capacity: config.activationsPerIpPerHour,
       refillTokens: config.activationsPerIpPerHour,

@@ -64,6 +64,12 @@ export function createMetrics() {
       labelNames: ['scope'] as const,
       registers,
     }),
+    signatureChecks: new Counter({
+      name: 'parley_relay_signature_checks_total',
+      help: 'Ed25519 signatures verified, by the frame that carried them',
+      labelNames: ['frame'] as const,
+      registers,
+    }),
     certificatesIssued: new Counter({
       name: 'parley_relay_sender_certificates_issued_total',
       help: 'Sender certificates issued',
@@ -92,6 +98,50 @@ export function createMetrics() {
       labelNames: ['reason'] as const,
       registers,
     }),
+    mailboxPages: new Counter({
+      name: 'parley_relay_mailbox_pages_total',
+      help: 'Mailbox pages read from the store for Delivery pushes',
+      registers,
+    }),
+    mailboxPageBytesMax: new MaxGauge({
+      name: 'parley_relay_mailbox_page_bytes_max',
+      help: 'Envelope bytes of the largest mailbox page read for pushes since the relay started',
+      registers,
+    }),
+    pushHeldBytesMax: new MaxGauge({
+      name: 'parley_relay_push_held_bytes_max',
+      help:
+        'Most bytes one connection held for mailbox pushes at once since the relay started: its unsent data ' +
+        'plus the envelopes of its fetched page not yet sent',
+      registers,
+    }),
+    pushesPaused: new Gauge({
+      name: 'parley_relay_pushes_paused_connections',
+      help: 'Connections whose mailbox pushes wait for the client to read (unsent data above the high-water mark)',
+      registers,
+    }),
+  }
+}
+
+/** A gauge that only rises: the largest value observed since the process started (a bound tests can assert). */
+export class MaxGauge {
+  #max = 0
+  readonly #gauge: Gauge
+
+  constructor(config: { name: string; help: string; registers: Registry[] }) {
+    this.#gauge = new Gauge(config)
+  }
+
+  /** The largest value observed so far. */
+  get value(): number {
+    return this.#max
+  }
+
+  /** Raises the gauge to `value` if it is larger. */
+  observe(value: number): void {
+    if (value <= this.#max) return
+    this.#max = value
+    this.#gauge.set(value)
   }
 }
 

@@ -3,8 +3,8 @@
  * graceful shutdown (stop accepting, finish in-flight requests, close the store).
  * @module
  */
-import { randomBytes } from 'node:crypto'
-import { mkdirSync } from 'node:fs'
+import { createHmac } from 'node:crypto'
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -17,10 +17,11 @@ import { CloseCode, Connection } from './Connection.js'
 import { DEFAULT_CONFIG, policies, type RelayConfig, validateConfig } from './config.js'
 import type { RelayContext } from './context.js'
 import { type Fanout, LocalFanout } from './Fanout.js'
+import { networkOf } from './internal/network.js'
 import { createLogger, type Logger } from './logger.js'
 import { createMetrics, type Metrics } from './metrics.js'
 import { OprfKeyring } from './OprfKeyring.js'
-import { MemoryRateLimiter, type RateLimiter } from './RateLimiter.js'
+import { MemoryRateLimiter, type RateLimiter, type SavedBucket } from './RateLimiter.js'
 import { RelayKeys } from './RelayKeys.js'
 import { SqliteStore } from './SqliteStore.js'
 import type { Store } from './Store.js'
@@ -122,6 +123,23 @@ function serveDemo(path: string, req: IncomingMessage, res: ServerResponse, log:
 }
 // ── end of the demo page block ──
 
+/** Saved abuse counters (`MemoryRateLimiter.snapshot`); a missing or unreadable file means none. */
+function readQuotas(path: string, warn: (msg: string) => void): SavedBucket[] {
+  if (!existsSync(path)) return []
+  try {
+    const file = JSON.parse(readFileSync(path, 'utf8')) as { version?: number; buckets?: SavedBucket[] }
+    if (file.version === 1 && Array.isArray(file.buckets)) return file.buckets
+  } catch {}
+  warn('quotas.json is unreadable; abuse counters start full')
+  return []
+}
+
+function writeQuotas(path: string, buckets: SavedBucket[]): void {
+  const tmp = `${path}.tmp`
+  writeFileSync(tmp, JSON.stringify({ version: 1, buckets }), { mode: 0o600 })
+  renameSync(tmp, path)
+}
+
 function refuseUpgrade(socket: Duplex, status: number, text: string): void {
   socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`)
 }
@@ -178,6 +196,8 @@ export async function startRelay(options: RelayOptions = {}): Promise<RunningRel
       'console verifier: codes are printed to stderr — development only, use --verifier webhook in production',
     )
   }
+  const keys =
+    relayKeys ?? (inMemory ? RelayKeys.ephemeral() : RelayKeys.open(config.dataDir, (m) => log.warn(m)))
   const ctx: RelayContext = {
     config,
     policies: policies(config),
@@ -188,12 +208,14 @@ export async function startRelay(options: RelayOptions = {}): Promise<RunningRel
     oprf:
       oprfKeyring ??
       (inMemory ? OprfKeyring.ephemeral() : OprfKeyring.open(config.dataDir, (m) => log.warn(m))),
-    relayKeys:
-      relayKeys ?? (inMemory ? RelayKeys.ephemeral() : RelayKeys.open(config.dataDir, (m) => log.warn(m))),
+    relayKeys: keys,
     activations:
       scaleOut.activations ??
       new Activations({
-        hashKey: config.numberHashKey ? Buffer.from(config.numberHashKey, 'hex') : randomBytes(32),
+        // Without --number-hash-key, a key kept in relay-keys.json: per-number limits survive a restart.
+        hashKey: config.numberHashKey
+          ? Buffer.from(config.numberHashKey, 'hex')
+          : createHmac('sha256', keys.quotaKey).update('parley/relay/number-hash-key').digest(),
         ttlSeconds: config.codeTtlSeconds,
         attempts: config.codeAttempts,
         max: config.maxPendingActivations,
@@ -202,7 +224,20 @@ export async function startRelay(options: RelayOptions = {}): Promise<RunningRel
     log,
   }
 
+  // One node without Redis keeps its abuse counters in memory; they are saved to <dataDir>/quotas.json with
+  // every sweep and at shutdown, and read back at start, so a restart does not hand out fresh quotas.
+  const quotaFile =
+    !inMemory && ctx.limiter instanceof MemoryRateLimiter ? join(config.dataDir, 'quotas.json') : null
+  if (quotaFile && ctx.limiter instanceof MemoryRateLimiter) {
+    const restored = ctx.limiter.restore(readQuotas(quotaFile, (m) => log.warn(m)))
+    if (restored > 0) log.info({ buckets: restored }, 'abuse counters restored')
+  }
+  const saveQuotas = () => {
+    if (quotaFile && ctx.limiter instanceof MemoryRateLimiter) writeQuotas(quotaFile, ctx.limiter.snapshot())
+  }
+
   const connections = new Set<Connection>()
+  /** Open connections per source network (`--max-connections-per-ip` counts by network). */
   const perIp = new Map<string, number>()
   let closing = false
 
@@ -252,16 +287,17 @@ export async function startRelay(options: RelayOptions = {}): Promise<RunningRel
     if (closing) return refuseUpgrade(socket, 503, 'Service Unavailable')
     if ((req.url ?? '').split('?')[0] !== '/v1/ws') return refuseUpgrade(socket, 404, 'Not Found')
     const ip = clientIp(req, config.trustProxy)
-    if ((perIp.get(ip) ?? 0) >= config.maxConnectionsPerIp) {
+    const network = networkOf(ip, { v4: config.ipv4NetworkBits, v6: config.ipv6NetworkBits })
+    if ((perIp.get(network) ?? 0) >= config.maxConnectionsPerIp) {
       ctx.metrics.rateLimited.inc({ scope: 'connections_ip' })
       return refuseUpgrade(socket, 429, 'Too Many Requests')
     }
-    wss.handleUpgrade(req, socket, head, (ws) => onConnection(ws, ip))
+    wss.handleUpgrade(req, socket, head, (ws) => onConnection(ws, ip, network))
   })
 
   const alive = new WeakMap<WebSocket, boolean>()
-  function onConnection(ws: WebSocket, ip: string): void {
-    perIp.set(ip, (perIp.get(ip) ?? 0) + 1)
+  function onConnection(ws: WebSocket, ip: string, network: string): void {
+    perIp.set(network, (perIp.get(network) ?? 0) + 1)
     const conn = new Connection(ws, ip, ctx)
     connections.add(conn)
     ctx.metrics.connections.inc()
@@ -275,9 +311,9 @@ export async function startRelay(options: RelayOptions = {}): Promise<RunningRel
     })
     ws.on('close', () => {
       connections.delete(conn)
-      const n = (perIp.get(ip) ?? 1) - 1
-      if (n <= 0) perIp.delete(ip)
-      else perIp.set(ip, n)
+      const n = (perIp.get(network) ?? 1) - 1
+      if (n <= 0) perIp.delete(network)
+      else perIp.set(network, n)
       ctx.metrics.connections.dec()
       conn.onClosed()
     })
@@ -305,6 +341,7 @@ export async function startRelay(options: RelayOptions = {}): Promise<RunningRel
     }
     ctx.activations.sweep()
     if (ctx.limiter instanceof MemoryRateLimiter) ctx.limiter.sweep()
+    saveQuotas()
     return expired
   }
   let sweeping: Promise<unknown> = Promise.resolve()
@@ -347,6 +384,11 @@ export async function startRelay(options: RelayOptions = {}): Promise<RunningRel
       await withTimeout(serverClosed, 1000)
       await sweeping
       ctx.activations.clear()
+      try {
+        saveQuotas()
+      } catch (err) {
+        log.error({ err }, 'could not save abuse counters')
+      }
       await ctx.fanout.close()
       await ctx.limiter.close()
       await ctx.store.close()

@@ -30,6 +30,7 @@ import {
 import {
   expectError,
   Identity,
+  login,
   prekeys,
   RawClient,
   type SpawnedRelay,
@@ -39,7 +40,7 @@ import {
 
 const MESSAGES = 5000
 const CLIENTS = 6
-const OPRF_IP_QUOTA = 40
+const OPRF_ACCOUNT_QUOTA = 40
 
 /** The SMS gateway stand-in: the webhook verifier posts codes here, whichever node sends them. */
 class CodeInbox {
@@ -136,9 +137,9 @@ describeWith('cluster: three relay nodes on PostgreSQL + Redis', [pgAbsent, redi
     '1000',
     '--bundle-per-hour',
     '100000',
-    '--oprf-ip-capacity',
-    String(OPRF_IP_QUOTA),
-    '--oprf-ip-per-day',
+    '--oprf-account-capacity',
+    String(OPRF_ACCOUNT_QUOTA),
+    '--oprf-account-per-day',
     '1',
     '--sweep-interval-seconds',
     '5',
@@ -177,14 +178,35 @@ describeWith('cluster: three relay nodes on PostgreSQL + Redis', [pgAbsent, redi
   })
 
   it('an enumerator spreading OPRF calls over every node still stops at its quota', async () => {
-    const anon = await Promise.all(nodes.map((n) => RawClient.open(n.url)))
+    // OPRF needs an account; the enumerator logs it in on every node, and its account's quota (in Redis) binds.
+    const number = '+14155550151'
+    const identity = new Identity()
+    const first = await RawClient.open(nodes[0]!.url)
+    const started = (await first.request({ activationStart: { phoneNumber: number, consent: true } }))
+      .activationStarted!
+    const a = (
+      await first.request({
+        activationConfirm: {
+          activationId: started.activationId,
+          code: await codes.next(number),
+          identityKey: identity.publicKey,
+          identitySignature: identity.sign(activationPayload(started.activationId!, identity.publicKey)),
+          prekeys: prekeys(identity),
+        },
+      })
+    ).activated!
+    const account = { identity, address: a.address!, deviceId: a.deviceId!, number }
+    const anon = [
+      first,
+      ...(await Promise.all(nodes.slice(1).map(async (n) => (await login(n.url, account)).client))),
+    ]
     const key = anon[0]!.hello!.oprfKeys![0]!
     // Any valid ristretto255 element will do; the relay's public key is one.
     const evaluate = (c: RawClient) =>
       c.send({ oprfEvaluate: { keyId: key.keyId, blindedElements: [key.publicKey!] } })
     let allowed = 0
     const refusals: number[] = []
-    for (let i = 0; i < OPRF_IP_QUOTA * 2; i++) {
+    for (let i = 0; i < OPRF_ACCOUNT_QUOTA * 2; i++) {
       const f = await evaluate(anon[i % anon.length]!)
       if (f.body === 'oprfEvaluated') allowed++
       else {
@@ -193,8 +215,8 @@ describeWith('cluster: three relay nodes on PostgreSQL + Redis', [pgAbsent, redi
         refusals.push(err.retryAfterMs ?? 0)
       }
     }
-    expect(allowed).toBe(OPRF_IP_QUOTA)
-    expect(refusals).toHaveLength(OPRF_IP_QUOTA)
+    expect(allowed).toBe(OPRF_ACCOUNT_QUOTA)
+    expect(refusals).toHaveLength(OPRF_ACCOUNT_QUOTA)
     expect(Math.min(...refusals)).toBeGreaterThan(0)
     for (const c of anon) c.close()
   })

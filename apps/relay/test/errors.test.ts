@@ -186,30 +186,37 @@ describe('relay process: error paths', () => {
   it('refuses a forged activation proof and forged prekey signatures', async () => {
     const id = new Identity()
     const c = await RawClient.open(relay.url)
-    const started = (await c.request({ activationStart: { phoneNumber: '+14155550113', consent: true } }))
-      .activationStarted!
-    const code = await relay.code(Buffer.from(started.activationId!).toString('hex'))
-    const base = {
-      activationId: started.activationId,
-      code,
-      identityKey: id.publicKey,
-      identitySignature: id.sign(activationPayload(started.activationId!, id.publicKey)),
-      prekeys: prekeys(id),
+    const start = async () => {
+      const started = (await c.request({ activationStart: { phoneNumber: '+14155550113', consent: true } }))
+        .activationStarted!
+      const code = await relay.code(Buffer.from(started.activationId!).toString('hex'))
+      return {
+        activationId: started.activationId,
+        code,
+        identityKey: id.publicKey,
+        identitySignature: id.sign(activationPayload(started.activationId!, id.publicKey)),
+        prekeys: prekeys(id),
+      }
     }
+    // Signatures are checked only once the code matched, so a forged one spends the activation: start again.
+    let base = await start()
     await expectError(
       c.request({
         activationConfirm: { ...base, identitySignature: new Identity().sign(base.identitySignature) },
       }),
       'UNAUTHENTICATED',
     )
+    await expectError(c.request({ activationConfirm: base }), 'NOT_FOUND')
+    base = await start()
     const forgedSpk = { ...base.prekeys.signedPrekey, signature: new Identity().sign(bytes(10)) }
     await expectError(
       c.request({ activationConfirm: { ...base, prekeys: { ...base.prekeys, signedPrekey: forgedSpk } } }),
       'BAD_REQUEST',
     )
+    base = await start()
+    // A missing signed prekey is refused before the code is looked at: it costs no attempt.
     const { signedPrekey: _s, ...noSigned } = base.prekeys
     await expectError(c.request({ activationConfirm: { ...base, prekeys: noSigned } }), 'BAD_REQUEST')
-    // None of those burnt an attempt: the real confirm still works.
     const done = (await c.request({ activationConfirm: base })).activated!
     expect(done.deviceId).toBe(1)
     // Uploads: forged KEM signature, wrong KEM length, signature by another identity key.
@@ -266,17 +273,18 @@ describe('relay process: error paths', () => {
     }
     const locked = await expectError(confirm(code), 'EXPIRED')
     expect(locked.message).toMatch(/too many wrong codes/)
+    // An unknown activation is refused as such, before any signature is looked at.
     await expectError(
       c.request({
         activationConfirm: {
           activationId: bytes(16),
           code,
           identityKey: id.publicKey,
-          identitySignature: id.sign(activationPayload(bytes(16), id.publicKey)),
+          identitySignature: bytes(64),
           prekeys: prekeys(id),
         },
       }),
-      'UNAUTHENTICATED',
+      'NOT_FOUND',
     )
     c.close()
   })
@@ -307,43 +315,44 @@ describe('relay process: error paths', () => {
     c.close()
   })
 
-  it('applies OPRF quotas per IP (unauthenticated) and per account, with retryAfterMs', async () => {
+  it('refuses OPRF evaluation before authentication, and applies the account and network quotas', async () => {
     const anon = await RawClient.open(relay.url)
     const keyId = anon.hello!.oprfKeys![0]!.keyId!
-    const valid = () => {
-      // A valid ristretto255 element: any evaluated output is one; use the relay's public key.
-      return anon.hello!.oprfKeys![0]!.publicKey!
-    }
+    // A valid ristretto255 element: any evaluated output is one; use the relay's public key.
+    const valid = () => anon.hello!.oprfKeys![0]!.publicKey!
     await expectError(
-      anon.request({ oprfEvaluate: { keyId: keyId + 7, blindedElements: [valid()] } }),
+      anon.request({ oprfEvaluate: { keyId, blindedElements: [valid()] } }),
+      'UNAUTHENTICATED',
+    )
+    anon.close()
+    await expectError(
+      aliceClient.request({ oprfEvaluate: { keyId: keyId + 7, blindedElements: [valid()] } }),
       'NOT_FOUND',
     )
     await expectError(
-      anon.request({ oprfEvaluate: { keyId, blindedElements: Array.from({ length: 501 }, valid) } }),
+      aliceClient.request({ oprfEvaluate: { keyId, blindedElements: Array.from({ length: 501 }, valid) } }),
       'TOO_LARGE',
     )
-    await expectError(anon.request({ oprfEvaluate: { keyId, blindedElements: [bytes(31)] } }), 'BAD_REQUEST')
-    await anon.request({ oprfEvaluate: { keyId, blindedElements: [valid(), valid(), valid()] } })
     await expectError(
-      anon.request({ oprfEvaluate: { keyId, blindedElements: [new Uint8Array(32).fill(0xff)] } }),
+      aliceClient.request({ oprfEvaluate: { keyId, blindedElements: [bytes(31)] } }),
       'BAD_REQUEST',
     )
-    const ip = await expectError(
-      anon.request({ oprfEvaluate: { keyId, blindedElements: [valid()] } }),
+    // The network bucket (4) is shared by alice and bob: alice spends it (3 + 1 malformed), then bob is refused
+    // by it while his own account bucket (6) is still full.
+    await aliceClient.request({ oprfEvaluate: { keyId, blindedElements: [valid(), valid(), valid()] } })
+    await expectError(
+      aliceClient.request({ oprfEvaluate: { keyId, blindedElements: [new Uint8Array(32).fill(0xff)] } }),
+      'BAD_REQUEST',
+    )
+    const net = await expectError(
+      bobClient.request({ oprfEvaluate: { keyId, blindedElements: [valid(), valid()] } }),
       'RATE_LIMITED',
     )
-    expect(ip.retryAfterMs).toBeGreaterThan(0)
-    // The account bucket is separate: 6 evaluations, then refused.
-    await aliceClient.request({ oprfEvaluate: { keyId, blindedElements: Array.from({ length: 6 }, valid) } })
-    const acct = await expectError(
-      aliceClient.request({ oprfEvaluate: { keyId, blindedElements: [valid()] } }),
-      'RATE_LIMITED',
-    )
-    expect(acct.retryAfterMs).toBeGreaterThan(0)
+    expect(net.retryAfterMs).toBeGreaterThan(0)
     const metrics = await (await fetch(`${relay.httpUrl}/metrics`)).text()
-    expect(metrics).toMatch(/parley_relay_rate_limited_total\{scope="oprf_ip"\} [1-9]/)
-    expect(metrics).toMatch(/parley_relay_oprf_evaluations_total [1-9]/)
-    anon.close()
+    expect(metrics).toMatch(/parley_relay_rate_limited_total\{scope="oprf_network"\} [1-9]/)
+    // 3 evaluated; the malformed element was charged (the network paid for it) but not evaluated.
+    expect(metrics).toMatch(/parley_relay_oprf_evaluations_total 3$/m)
   })
 
   it('refuses malformed membership queries', async () => {

@@ -62,6 +62,8 @@ const ACK_DELAY_MS = 10
 const OUTBOX_WINDOW = 16
 /** A sender certificate with less validity left than this is replaced before the next send. */
 const CERTIFICATE_REFRESH_MS = 6 * 3600_000
+/** The unidentified connection is closed after this long without a send (the relay closes idle ones too). */
+const ANONYMOUS_IDLE_MS = 30_000
 /** Most messages held for one contact whose verified identity changed; older ones are dropped (and counted). */
 const MAX_HELD_PER_CONTACT = 1000
 
@@ -196,6 +198,8 @@ export class ParleyClient {
   readonly #anonymous: RelayLink
   readonly #givenTrustRoot: Uint8Array | undefined
   #certificate: { bytes: Uint8Array; cert: SenderCertificate } | null = null
+  #anonymousIdle: unknown = null
+  #anonymousInFlight = 0
   readonly #stats = { senderUnverified: 0, replaysRefused: 0, held: 0, unidentifiedSent: 0 }
   readonly #serial = new SerialQueue()
   #account: AccountRecord | null = null
@@ -409,6 +413,12 @@ export class ParleyClient {
     // number to the recipients of our messages.
     const numberSalt = this.#random(32)
     this.#link.start()
+    await this.#link.waitOnline(options.signal)
+    // Our own number, blinded, for the relay to evaluate with the activation: checking the address we are given
+    // then spends no discovery quota (which a re-activation may find used up).
+    const oprfKey = this.#link.hello?.oprfKeys?.[0]
+    const ownInput = numberToOprfInput(pending.e164)
+    const ownBlind = oprfKey?.publicKey ? oprfBlind(ownInput) : undefined
     const frame = await this.#link.request(
       {
         activationConfirm: {
@@ -418,6 +428,7 @@ export class ParleyClient {
           identitySignature: e2e.sign(identity, activationPayload(pending.activationId, identity.publicKey)),
           prekeys: keys.upload,
           numberSalt,
+          ...(ownBlind ? { blindedNumber: ownBlind.blindedElement } : {}),
         },
       },
       { signal: options.signal },
@@ -427,7 +438,9 @@ export class ParleyClient {
     const deviceId = activated.deviceId ?? 0
     // The relay computed our address from the number with its OPRF key; check it against our own evaluation,
     // which is verified against the pinned key, so a relay cannot bind us to someone else's address.
-    const [token] = await this.#tokens([pending.e164], options.signal)
+    const token =
+      this.#ownToken(ownInput, ownBlind, activated.ownNumber) ??
+      (await this.#tokens([pending.e164], options.signal))[0]
     if (token === undefined || !e2e.equal(addressFromToken(token), address)) {
       throw new ParleyError(
         'VERIFICATION_FAILED',
@@ -725,6 +738,7 @@ export class ParleyClient {
     if (this.#closed) return
     this.#closed = true
     if (this.#retryTimer !== null) this.#clock.clearTimeout(this.#retryTimer)
+    if (this.#anonymousIdle !== null) this.#clock.clearTimeout(this.#anonymousIdle)
     this.#flushAcks()
     this.#link.stop(true)
     this.#anonymous.stop(true)
@@ -1049,8 +1063,16 @@ export class ParleyClient {
         if (max > cursor) await this.#store.write([{ key: K.cursor, value: encodeRecord(max) }])
       })
       .catch((err) => {
+        const e = ParleyError.fromUnknown(err)
+        if (e.code === 'RATE_LIMITED' && !this.#closed) {
+          // The relay paces acks per connection: these go again once it allows, before newer ones.
+          this.#acks.unshift(...seqs)
+          if (this.#ackTimer !== null) this.#clock.clearTimeout(this.#ackTimer)
+          this.#ackTimer = this.#clock.setTimeout(() => this.#flushAcks(), e.retryAfterMs ?? 100)
+          return
+        }
         // Not acked: the relay redelivers after reconnecting and the inbox's dedupe drops the copy.
-        this.#emitRecoverable(err)
+        this.#emitRecoverable(e)
       })
     if (this.#acks.length > 0) this.#flushAcks()
   }
@@ -1222,6 +1244,9 @@ export class ParleyClient {
     token: Uint8Array,
     address: Uint8Array,
   ): Promise<boolean> {
+    if (this.#anonymousIdle !== null) this.#clock.clearTimeout(this.#anonymousIdle)
+    this.#anonymousIdle = null
+    this.#anonymousInFlight++
     this.#anonymous.start()
     try {
       await this.#anonymous.waitOnline()
@@ -1243,6 +1268,14 @@ export class ParleyClient {
         })
       }
       throw e
+    } finally {
+      // Closed once idle: an open socket that never authenticates is what the relay closes anyway.
+      if (--this.#anonymousInFlight === 0 && !this.#closed) {
+        this.#anonymousIdle = this.#clock.setTimeout(() => {
+          this.#anonymousIdle = null
+          if (this.#anonymousInFlight === 0) this.#anonymous.stop()
+        }, ANONYMOUS_IDLE_MS)
+      }
     }
   }
 
@@ -1367,6 +1400,28 @@ export class ParleyClient {
     })
     await this.#store.write(writes)
     return out
+  }
+
+  /**
+   * The token of our own number from the evaluation that came with `Activated`, checked against the pinned
+   * OPRF key like any other (`oprfFinalize` verifies the proof); undefined when the relay sent none.
+   */
+  #ownToken(
+    input: Uint8Array,
+    blinded: OprfBlinded | undefined,
+    evaluation: NonNullable<ServerFrame['activated']>['ownNumber'],
+  ): Uint8Array | undefined {
+    const key = this.#link.hello?.oprfKeys?.[0]
+    if (!blinded || !evaluation || !key?.publicKey || evaluation.keyId !== key.keyId) return undefined
+    const [token] = oprfFinalize(
+      [input],
+      [blinded.blind],
+      evaluation.evaluatedElements ?? [],
+      [blinded.blindedElement],
+      evaluation.proof ?? new Uint8Array(0),
+      key.publicKey,
+    )
+    return token
   }
 
   /** OPRF tokens for E.164 numbers under the relay's current key, evaluating only those not cached. */

@@ -17,6 +17,7 @@ import {
   verifyIdentitySignature,
 } from '@parley/protocol'
 import type { Connection } from '../Connection.js'
+import { OprfPool } from '../OprfPool.js'
 import { validatePrekeys } from './prekeys.js'
 import { refuseOnAnonymous } from './session.js'
 import { charge, type Reply, requireBytes } from './util.js'
@@ -33,7 +34,7 @@ export async function activationStart(conn: Connection, frame: ClientFrame): Pro
   if (!/^\+[1-9]\d{6,14}$/.test(raw))
     throw new ParleyError('INVALID_NUMBER', 'the number must be in E.164 form')
   const e164 = normalizeNumber(raw)
-  await charge(conn, 'activation_ip', `act:ip:${conn.ip}`, 1, policies.activationIp)
+  await charge(conn, 'activation_ip', `act:net:${conn.network}`, 1, policies.activationIp)
   await charge(conn, 'code_requests', `code:${activations.numberKey(e164)}`, 1, policies.codeRequests)
   const started = await activations.start(e164)
   try {
@@ -63,28 +64,53 @@ export async function activationStart(conn: Connection, frame: ClientFrame): Pro
   }
 }
 
-/** `ActivationConfirm` → `Activated`; the connection is then authenticated as the new device. */
+/**
+ * `ActivationConfirm` → `Activated`; the connection is then authenticated as the new device.
+ *
+ * Order matters against a pre-login attacker: everything cheap is checked first (lengths, counts, the salt),
+ * then the network's confirm quota is charged, then the code is checked (each wrong one spends one of the
+ * activation's few attempts); only a request with the right code gets its signatures verified, at most
+ * `--max-activation-signed-prekeys` + 1 of them. Someone without the code therefore costs the relay no
+ * signature check at all (`parley_relay_signature_checks_total{frame="activation_confirm"}` counts them).
+ */
 export async function activationConfirm(conn: Connection, frame: ClientFrame): Promise<Reply> {
-  const { activations, store, oprf, fanout, metrics, log, config } = conn.ctx
+  const { activations, store, oprf, fanout, metrics, log, config, policies } = conn.ctx
   const c = frame.activationConfirm!
   refuseOnAnonymous(conn)
   conn.activating = true
   const activationId = requireBytes(c.activationId, 16, 'activation_id')
   const identityKey = requireBytes(c.identityKey, 32, 'identity_key')
   const signature = c.identitySignature instanceof Uint8Array ? c.identitySignature : new Uint8Array()
-  if (!verifyIdentitySignature(identityKey, activationPayload(activationId, identityKey), signature)) {
-    throw new ParleyError('UNAUTHENTICATED', 'the identity signature does not verify')
+  const upload = c.prekeys ?? {}
+  if (!upload.signedPrekey) throw new ParleyError('BAD_REQUEST', 'a signed prekey is required')
+  if (!upload.lastResortKemPrekey)
+    throw new ParleyError('BAD_REQUEST', 'a last-resort KEM prekey is required')
+  const signedCount =
+    (upload.oneTimeKemPrekeys?.length ?? 0) +
+    (upload.signedPrekey ? 1 : 0) +
+    (upload.lastResortKemPrekey ? 1 : 0)
+  if (signedCount > config.maxActivationSignedPrekeys) {
+    throw new ParleyError(
+      'TOO_LARGE',
+      `at most ${config.maxActivationSignedPrekeys} signed prekeys at activation; upload more once authenticated`,
+    )
   }
-  const prekeys = validatePrekeys(c.prekeys, identityKey, config.maxPrekeysPerUpload, true)
-  if (
-    prekeys.oneTimePrekeys.length > config.maxStoredPrekeys ||
-    prekeys.oneTimeKemPrekeys.length > config.maxStoredPrekeys
-  ) {
+  if ((upload.oneTimePrekeys?.length ?? 0) > Math.min(config.maxPrekeysPerUpload, config.maxStoredPrekeys)) {
     throw new ParleyError('TOO_LARGE', 'too many one-time prekeys')
   }
   const salt = c.numberSalt instanceof Uint8Array ? c.numberSalt : new Uint8Array(0)
   if (salt.length !== 0 && salt.length !== 32)
     throw new ParleyError('BAD_REQUEST', 'number_salt must be 32 bytes')
+  const blinded = c.blindedNumber instanceof Uint8Array ? c.blindedNumber : new Uint8Array(0)
+  if (blinded.length !== 0 && blinded.length !== 32)
+    throw new ParleyError('BAD_REQUEST', 'blinded_number must be 32 bytes')
+  await charge(
+    conn,
+    'activation_confirm',
+    `confirm:net:${conn.network}`,
+    1,
+    policies.activationConfirmNetwork,
+  )
   const activationIdHex = Buffer.from(activationId).toString('hex')
   let number: string
   try {
@@ -93,7 +119,33 @@ export async function activationConfirm(conn: Connection, frame: ClientFrame): P
     metrics.activations.inc({ outcome: ParleyError.is(err) ? err.code.toLowerCase() : 'error' })
     throw err
   }
-  const address = addressFromToken(oprfEvaluate(oprf.current.secretKey, numberToOprfInput(number)))
+  // The code matched: now, and only now, the signatures.
+  metrics.signatureChecks.inc({ frame: 'activation_confirm' }, 1 + signedCount)
+  if (!verifyIdentitySignature(identityKey, activationPayload(activationId, identityKey), signature)) {
+    metrics.activations.inc({ outcome: 'bad_signature' })
+    throw new ParleyError('UNAUTHENTICATED', 'the identity signature does not verify; request a new code')
+  }
+  let prekeys: ReturnType<typeof validatePrekeys>
+  try {
+    prekeys = validatePrekeys(c.prekeys, identityKey, config.maxPrekeysPerUpload, true)
+  } catch (err) {
+    metrics.activations.inc({ outcome: 'bad_prekeys' })
+    throw err
+  }
+  const key = oprf.current
+  const address = addressFromToken(oprfEvaluate(key.secretKey, numberToOprfInput(number)))
+  // The device's own number, evaluated blind with a proof: one per successful activation, which is itself
+  // limited per number and network, so it needs no discovery quota.
+  let ownNumber: { keyId: number; evaluatedElements: Uint8Array[]; proof: Uint8Array } | undefined
+  if (blinded.length === 32) {
+    const pool = OprfPool.shared({ warn: (msg, err) => log.warn({ err }, msg) })
+    try {
+      const { evaluatedElements, proof } = await pool.evaluate(key.secretKey, key.publicKey, [blinded])
+      ownNumber = { keyId: key.keyId, evaluatedElements, proof }
+    } catch {
+      // Not a valid element: the activation still completes; the device checks its address the slow way.
+    }
+  }
   // The commitment is all that is kept: the salt stays with the device, so the relay cannot test numbers
   // against it later. A device that sends no salt gets certificates without a number.
   const commitment = salt.length === 32 ? numberCommitment(number, salt) : new Uint8Array(0)
@@ -114,5 +166,5 @@ export async function activationConfirm(conn: Connection, frame: ClientFrame): P
   await conn.bind(address, deviceId)
   metrics.activations.inc({ outcome: 'completed' })
   log.info({ conn: conn.id, activation: activationIdHex.slice(0, 8), replacedDevice }, 'activation completed')
-  return { activated: { address, deviceId, replacedDevice } }
+  return { activated: { address, deviceId, replacedDevice, ...(ownNumber ? { ownNumber } : {}) } }
 }

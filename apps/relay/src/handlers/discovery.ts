@@ -1,6 +1,6 @@
 /**
- * Private discovery (DESIGN.md §4): batch VOPRF evaluation with one DLEQ proof, under per-account and per-IP
- * quotas, and k-anonymous membership by address prefix.
+ * Private discovery (DESIGN.md §4): batch VOPRF evaluation with one DLEQ proof for authenticated accounts, under
+ * per-account and per-network quotas, and k-anonymous membership by address prefix.
  * @module
  */
 import { type ClientFrame, ParleyError } from '@parley/protocol'
@@ -24,17 +24,11 @@ export async function oprfEvaluate(conn: Connection, frame: ClientFrame): Promis
     throw new ParleyError('TOO_LARGE', `at most ${config.maxDiscoveryBatch} elements per batch`)
   }
   for (const e of elements) requireBytes(e, 32, 'blinded element')
-  if (conn.device) {
-    await charge(
-      conn,
-      'oprf_account',
-      `oprf:acct:${conn.device.addressHex}`,
-      elements.length,
-      policies.oprfAccount,
-    )
-  } else {
-    await charge(conn, 'oprf_ip', `oprf:ip:${conn.ip}`, elements.length, policies.oprfIp)
-  }
+  // Authenticated only (the route says so): every evaluation is charged to an account that needed a real number
+  // to exist, and to the source network, which Sybil accounts on one network share.
+  const device = conn.device!
+  await charge(conn, 'oprf_account', `oprf:acct:${device.quotaId}`, elements.length, policies.oprfAccount)
+  await charge(conn, 'oprf_network', `oprf:net:${conn.network}`, elements.length, policies.oprfIp)
   // Off the event loop: a full batch is ~0.5 s of curve arithmetic (OprfPool.ts).
   const pool = OprfPool.shared({ warn: (msg, err) => conn.ctx.log.warn({ err }, msg) })
   const { evaluatedElements, proof } = await pool.evaluate(key.secretKey, key.publicKey, elements)

@@ -1,6 +1,6 @@
 /**
  * Routes a decoded client frame to its handler, enforcing the connection state machine: `Hello` first;
- * before authentication only hello, activation, OPRF evaluation and ping; unidentified sends only on a
+ * before authentication only hello, activation and ping; unidentified sends only on a
  * connection that never authenticated (which then never can).
  * @module
  */
@@ -49,7 +49,7 @@ const ROUTES: Record<ClientBody, Route> = {
   authenticate: { auth: false, handler: authenticate },
   activationStart: { auth: false, handler: activationStart },
   activationConfirm: { auth: false, handler: activationConfirm },
-  oprfEvaluate: { auth: false, handler: oprfEvaluate },
+  oprfEvaluate: { auth: true, handler: oprfEvaluate },
   membershipQuery: { auth: true, handler: membershipQuery },
   prekeyUpload: { auth: true, handler: prekeyUpload },
   prekeyBundleQuery: { auth: true, handler: prekeyBundleQuery },

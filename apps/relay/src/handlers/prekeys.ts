@@ -117,7 +117,7 @@ export async function prekeyUpload(conn: Connection, frame: ClientFrame): Promis
 export async function prekeyBundleQuery(conn: Connection, frame: ClientFrame): Promise<Reply> {
   const device = conn.device!
   const address = requireBytes(frame.prekeyBundleQuery!.address, 32, 'address')
-  await charge(conn, 'bundle', `bundle:acct:${device.addressHex}`, 1, conn.ctx.policies.bundle)
+  await charge(conn, 'bundle', `bundle:acct:${device.quotaId}`, 1, conn.ctx.policies.bundle)
   const bundle = await conn.ctx.store.takePrekeyBundle(address)
   if (!bundle) throw new ParleyError('NOT_FOUND', 'no account at this address')
   return {

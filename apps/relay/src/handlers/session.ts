@@ -136,13 +136,15 @@ export async function setDeliveryToken(conn: Connection, frame: ClientFrame): Pr
   return { deliveryTokenSet: {} }
 }
 
-/** `Deactivate`: erases address, keys, prekeys, mail and quotas; the connection stays open, unauthenticated. */
+/**
+ * `Deactivate`: erases address, keys, prekeys and mail; the connection stays open, unauthenticated. Abuse
+ * counters are not reset: they are filed under a keyed hash (`quotaId`), not the address, and vanish by
+ * themselves once they have refilled — so deactivating and activating the number again buys no new quota.
+ */
 export async function deactivate(conn: Connection): Promise<Reply> {
   const device = conn.device!
   await conn.unbind()
   await conn.ctx.store.deleteAccount(device.address)
-  for (const scope of ['oprf', 'send', 'bundle'])
-    await conn.ctx.limiter.reset(`${scope}:acct:${device.addressHex}`)
   await conn.ctx.fanout.publish(device.addressHex, { kind: 'revoked', keepDeviceId: 0 })
   conn.ctx.log.info({ conn: conn.id }, 'account deactivated')
   return { deactivated: {} }

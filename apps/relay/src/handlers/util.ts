@@ -2,6 +2,7 @@
  * Small validation and quota helpers shared by the handlers.
  * @module
  */
+import { createHmac } from 'node:crypto'
 import { ParleyError, type ServerFrameInput } from '@parley/protocol'
 import type { Connection } from '../Connection.js'
 import type { BucketPolicy } from '../config.js'
@@ -30,4 +31,18 @@ export async function charge(
   conn.ctx.metrics.rateLimited.inc({ scope })
   conn.ctx.log.warn({ conn: conn.id, scope, retryAfterMs: result.retryAfterMs }, 'quota exhausted')
   throw new ParleyError('RATE_LIMITED', `${scope} quota exhausted`, { retryAfterMs: result.retryAfterMs })
+}
+
+/**
+ * The name an account's abuse counters are filed under: a keyed hash of its address (and so of its number,
+ * which the address is derived from), under a relay secret. It is the same after deactivation and
+ * re-activation of the number and after a restart, so counters outlive both; it is not the address, so
+ * counters kept past an erasure do not name the account.
+ */
+export function quotaId(conn: Connection, address: Uint8Array): string {
+  return createHmac('sha256', conn.ctx.relayKeys.quotaKey)
+    .update('parley/relay/quota\0')
+    .update(address)
+    .digest('hex')
+    .slice(0, 32)
 }

@@ -2,9 +2,9 @@
 // limits that are "per IP" count per IPv4 /24 and per IPv6 /56 instead.
 import { isIPv4, isIPv6 } from 'node:net'
 
-/** Bits of an IPv4 address that name its network for limits. */
+/** Default bits of an IPv4 address that name its network for limits (`--ipv4-network-bits`). */
 export const IPV4_NETWORK_BITS = 24
-/** Bits of an IPv6 address that name its network for limits (a typical end-site allocation). */
+/** Default bits of an IPv6 address that name its network for limits, a typical end-site allocation. */
 export const IPV6_NETWORK_BITS = 56
 
 function expandIPv6(ip: string): number[] | null {
@@ -35,20 +35,32 @@ function expandIPv6(ip: string): number[] | null {
 /**
  * The network an address belongs to, as a stable key: `"4:a.b.c.0/24"` or `"6:<hex of the first 56 bits>/56"`.
  * IPv4-mapped IPv6 addresses count as their IPv4 address. Anything unparseable is its own key.
+ * @param ip - the source address
+ * @param bits - network sizes (defaults /24 and /56)
  * @example networkOf('203.0.113.77') // '4:203.0.113.0/24'
  */
-export function networkOf(ip: string): string {
+export function networkOf(ip: string, bits: { v4?: number; v6?: number } = {}): string {
+  const v4Bits = bits.v4 ?? IPV4_NETWORK_BITS
+  const v6Bits = bits.v6 ?? IPV6_NETWORK_BITS
   let v4 = ip
   if (ip.toLowerCase().startsWith('::ffff:') && isIPv4(ip.slice(7))) v4 = ip.slice(7)
   if (isIPv4(v4)) {
-    const [a, b, c] = v4.split('.')
-    return `4:${a}.${b}.${c}.0/${IPV4_NETWORK_BITS}`
+    const n = v4.split('.').reduce((acc, o) => acc * 256 + Number(o), 0)
+    const masked = v4Bits === 0 ? 0 : Math.floor(n / 2 ** (32 - v4Bits)) * 2 ** (32 - v4Bits)
+    const dotted = [24, 16, 8, 0].map((shift) => Math.floor(masked / 2 ** shift) % 256).join('.')
+    return `4:${dotted}/${v4Bits}`
   }
   if (isIPv6(ip)) {
     const groups = expandIPv6(ip.split('%')[0]!)
     if (groups) {
-      const hex = groups.map((g) => g.toString(16).padStart(4, '0')).join('')
-      return `6:${hex.slice(0, IPV6_NETWORK_BITS / 4)}/${IPV6_NETWORK_BITS}`
+      const bin = groups.map((g) => g.toString(2).padStart(16, '0')).join('')
+      const kept = bin.slice(0, v6Bits).padEnd(Math.ceil(v6Bits / 4) * 4, '0')
+      const hex =
+        kept
+          .match(/.{4}/g)
+          ?.map((b) => Number.parseInt(b, 2).toString(16))
+          .join('') ?? ''
+      return `6:${hex}/${v6Bits}`
     }
   }
   return `?:${ip}`

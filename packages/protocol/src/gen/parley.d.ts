@@ -596,6 +596,7 @@ export namespace parley {
             identitySignature: Uint8Array;
             prekeys?: (parley.v1.PrekeyUpload.$Properties|null);
             numberSalt: Uint8Array;
+            blindedNumber: Uint8Array;
         }
 
         namespace ActivationConfirm {
@@ -606,6 +607,7 @@ export namespace parley {
                 identitySignature?: (Uint8Array|null);
                 prekeys?: (parley.v1.PrekeyUpload.$Properties|null);
                 numberSalt?: (Uint8Array|null);
+                blindedNumber?: (Uint8Array|null);
                 $unknowns?: Uint8Array[];
             }
             type $Shape = parley.v1.ActivationConfirm.$Properties;
@@ -620,6 +622,7 @@ export namespace parley {
             address: Uint8Array;
             deviceId: number;
             replacedDevice: boolean;
+            ownNumber?: (parley.v1.OprfEvaluated.$Properties|null);
         }
 
         namespace Activated {
@@ -627,6 +630,7 @@ export namespace parley {
                 address?: (Uint8Array|null);
                 deviceId?: (number|null);
                 replacedDevice?: (boolean|null);
+                ownNumber?: (parley.v1.OprfEvaluated.$Properties|null);
                 $unknowns?: Uint8Array[];
             }
             type $Shape = parley.v1.Activated.$Properties;

@@ -674,6 +674,7 @@ export namespace parley {
             identitySignature: Uint8Array;
             prekeys?: (parley.v1.PrekeyUpload.$Properties|null);
             numberSalt: Uint8Array;
+            blindedNumber: Uint8Array;
             static create(properties: parley.v1.ActivationConfirm.$Shape): parley.v1.ActivationConfirm & parley.v1.ActivationConfirm.$Shape;
             static create(properties?: parley.v1.ActivationConfirm.$Properties): parley.v1.ActivationConfirm;
             static encode(message: parley.v1.ActivationConfirm.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
@@ -688,6 +689,7 @@ export namespace parley {
                 identitySignature?: (Uint8Array|null);
                 prekeys?: (parley.v1.PrekeyUpload.$Properties|null);
                 numberSalt?: (Uint8Array|null);
+                blindedNumber?: (Uint8Array|null);
                 $unknowns?: Uint8Array[];
             }
             type $Shape = parley.v1.ActivationConfirm.$Properties;
@@ -702,6 +704,7 @@ export namespace parley {
             address: Uint8Array;
             deviceId: number;
             replacedDevice: boolean;
+            ownNumber?: (parley.v1.OprfEvaluated.$Properties|null);
             static create(properties: parley.v1.Activated.$Shape): parley.v1.Activated & parley.v1.Activated.$Shape;
             static create(properties?: parley.v1.Activated.$Properties): parley.v1.Activated;
             static encode(message: parley.v1.Activated.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
@@ -713,6 +716,7 @@ export namespace parley {
                 address?: (Uint8Array|null);
                 deviceId?: (number|null);
                 replacedDevice?: (boolean|null);
+                ownNumber?: (parley.v1.OprfEvaluated.$Properties|null);
                 $unknowns?: Uint8Array[];
             }
             type $Shape = parley.v1.Activated.$Properties;

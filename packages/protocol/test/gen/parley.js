@@ -4774,6 +4774,7 @@ export const parley = $root.parley = (() => {
              * @property {Uint8Array|null} [identitySignature] ActivationConfirm identitySignature
              * @property {parley.v1.PrekeyUpload.$Properties|null} [prekeys] ActivationConfirm prekeys
              * @property {Uint8Array|null} [numberSalt] ActivationConfirm numberSalt
+             * @property {Uint8Array|null} [blindedNumber] ActivationConfirm blindedNumber
              * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
              */
 
@@ -4854,6 +4855,14 @@ export const parley = $root.parley = (() => {
             ActivationConfirm.prototype.numberSalt = $util.newBuffer([]);
 
             /**
+             * ActivationConfirm blindedNumber.
+             * @member {Uint8Array} blindedNumber
+             * @memberof parley.v1.ActivationConfirm
+             * @instance
+             */
+            ActivationConfirm.prototype.blindedNumber = $util.newBuffer([]);
+
+            /**
              * Creates a new ActivationConfirm instance using the specified properties.
              * @function create
              * @memberof parley.v1.ActivationConfirm
@@ -4897,6 +4906,8 @@ export const parley = $root.parley = (() => {
                     $root.parley.v1.PrekeyUpload.encode(message.prekeys, writer.uint32(/* id 5, wireType 2 =*/42).fork(), _depth + 1).ldelim();
                 if (message.numberSalt != null && $Object.hasOwnProperty.call(message, "numberSalt") && message.numberSalt.length)
                     writer.uint32(/* id 6, wireType 2 =*/50).bytes(message.numberSalt);
+                if (message.blindedNumber != null && $Object.hasOwnProperty.call(message, "blindedNumber") && message.blindedNumber.length)
+                    writer.uint32(/* id 7, wireType 2 =*/58).bytes(message.blindedNumber);
                 if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
@@ -4992,6 +5003,15 @@ export const parley = $root.parley = (() => {
                                 delete message.numberSalt;
                             continue;
                         }
+                    case 7: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.blindedNumber = value;
+                            else
+                                delete message.blindedNumber;
+                            continue;
+                        }
                     }
                     reader.skipType(wireType, _depth, tag);
                     if (!reader.discardUnknown) {
@@ -5020,6 +5040,7 @@ export const parley = $root.parley = (() => {
              * @property {Uint8Array|null} [address] Activated address
              * @property {number|null} [deviceId] Activated deviceId
              * @property {boolean|null} [replacedDevice] Activated replacedDevice
+             * @property {parley.v1.OprfEvaluated.$Properties|null} [ownNumber] Activated ownNumber
              * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
              */
 
@@ -5076,6 +5097,14 @@ export const parley = $root.parley = (() => {
             Activated.prototype.replacedDevice = false;
 
             /**
+             * Activated ownNumber.
+             * @member {parley.v1.OprfEvaluated.$Properties|null|undefined} ownNumber
+             * @memberof parley.v1.Activated
+             * @instance
+             */
+            Activated.prototype.ownNumber = null;
+
+            /**
              * Creates a new Activated instance using the specified properties.
              * @function create
              * @memberof parley.v1.Activated
@@ -5113,6 +5142,8 @@ export const parley = $root.parley = (() => {
                     writer.uint32(/* id 2, wireType 0 =*/16).uint32(message.deviceId);
                 if (message.replacedDevice != null && $Object.hasOwnProperty.call(message, "replacedDevice") && message.replacedDevice !== false)
                     writer.uint32(/* id 3, wireType 0 =*/24).bool(message.replacedDevice);
+                if (message.ownNumber != null && $Object.hasOwnProperty.call(message, "ownNumber"))
+                    $root.parley.v1.OprfEvaluated.encode(message.ownNumber, writer.uint32(/* id 4, wireType 2 =*/34).fork(), _depth + 1).ldelim();
                 if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
@@ -5182,6 +5213,12 @@ export const parley = $root.parley = (() => {
                                 message.replacedDevice = value;
                             else
                                 delete message.replacedDevice;
+                            continue;
+                        }
+                    case 4: {
+                            if (wireType !== 2)
+                                break;
+                            message.ownNumber = $root.parley.v1.OprfEvaluated.decode(reader, reader.size(), $undefined, _depth + 1, message.ownNumber);
                             continue;
                         }
                     }

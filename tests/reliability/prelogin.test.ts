@@ -1,0 +1,155 @@
+// What an attacker without an account can make the relay spend, scripted against a relay process: signature
+// checks in ActivationConfirm happen only after the code matched (counted: zero for wrong codes), the signed
+// prekeys an activation may carry are capped, code guesses are limited per source network, and connections
+// that say Hello and then sit idle are closed. Every limit is asserted by counts from /metrics.
+import { activationPayload, kemPrekeyPayload } from '@parley/protocol'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import {
+  expectError,
+  Identity,
+  prekeys,
+  RawClient,
+  type SpawnedRelay,
+  spawnRelay,
+} from '../../apps/relay/test/helpers.js'
+import { until } from '../contract/harness.js'
+import { metric, scrape } from './relayDb.js'
+
+const bytes = (n: number) => crypto.getRandomValues(new Uint8Array(n))
+
+describe('pre-login work against a relay process', () => {
+  let relay: SpawnedRelay
+  const CONFIRMS_PER_NETWORK = 40
+
+  beforeAll(async () => {
+    relay = await spawnRelay([
+      '--activation-confirms-per-network-per-hour',
+      String(CONFIRMS_PER_NETWORK),
+      '--max-activation-signed-prekeys',
+      '32',
+      '--code-attempts',
+      '100',
+      '--frames-burst',
+      '1000',
+      '--frames-per-second',
+      '1000',
+    ])
+  })
+  afterAll(async () => {
+    await relay?.stop()
+  })
+
+  /** An ActivationConfirm as heavy as allowed: 30 KEM prekeys, each with a (valid) signature to check. */
+  function heavyConfirm(activationId: Uint8Array, code: string, id = new Identity()) {
+    const base = prekeys(id, { oneTime: 10, kem: 0 })
+    const kems = Array.from({ length: 30 }, (_, i) => {
+      const publicKey = bytes(1184)
+      return { keyId: 100 + i, publicKey, signature: id.sign(kemPrekeyPayload(100 + i, publicKey)) }
+    })
+    return {
+      activationConfirm: {
+        activationId,
+        code,
+        identityKey: id.publicKey,
+        identitySignature: id.sign(activationPayload(activationId, id.publicKey)),
+        prekeys: { ...base, oneTimeKemPrekeys: kems },
+      },
+    }
+  }
+
+  it('checks no signature for a wrong code, caps the signed prekeys, and limits guesses per network', async () => {
+    const checks = async () =>
+      metric(await scrape(relay.httpUrl), 'parley_relay_signature_checks_total', {
+        frame: 'activation_confirm',
+      })
+    const c = await RawClient.open(relay.url)
+    const started = (await c.request({ activationStart: { phoneNumber: '+14155550141', consent: true } }))
+      .activationStarted!
+    const code = await relay.code(Buffer.from(started.activationId!).toString('hex'))
+    const wrong = code === '000000' ? '111111' : '000000'
+    const before = await checks()
+    // 30 heavy guesses with a wrong code (each 31 signatures if they were checked), and 5 for unknown ids.
+    for (let i = 0; i < 30; i++) {
+      await expectError(c.request(heavyConfirm(started.activationId!, wrong)), 'INVALID_CODE')
+    }
+    for (let i = 0; i < 5; i++) await expectError(c.request(heavyConfirm(bytes(16), code)), 'NOT_FOUND')
+    expect((await checks()) - before).toBe(0)
+    // More signed prekeys than allowed are refused before anything else.
+    const over = heavyConfirm(started.activationId!, code)
+    over.activationConfirm.prekeys.oneTimeKemPrekeys.push(
+      ...over.activationConfirm.prekeys.oneTimeKemPrekeys.slice(0, 3),
+    )
+    await expectError(c.request(over), 'TOO_LARGE')
+    expect((await checks()) - before).toBe(0)
+    // The right code: now its signatures are checked — 1 identity + 30 KEM + the signed and last-resort prekeys.
+    const done = await c.request(heavyConfirm(started.activationId!, code))
+    expect(done.body).toBe('activated')
+    expect((await checks()) - before).toBe(33)
+    c.close()
+    // The network's budget of guesses (40 an hour here) is spent: 36 above, so the 5th of these is refused.
+    const m = await RawClient.open(relay.url)
+    const limitedBefore = metric(await scrape(relay.httpUrl), 'parley_relay_rate_limited_total', {
+      scope: 'activation_confirm',
+    })
+    const outcomes: string[] = []
+    for (let i = 0; i < 6; i++) {
+      outcomes.push(
+        await m.request(heavyConfirm(bytes(16), '123456')).then(
+          () => 'ok',
+          (e: { code: string }) => e.code,
+        ),
+      )
+    }
+    m.close()
+    expect(outcomes).toEqual([
+      'NOT_FOUND',
+      'NOT_FOUND',
+      'NOT_FOUND',
+      'NOT_FOUND',
+      'RATE_LIMITED',
+      'RATE_LIMITED',
+    ])
+    const limited = metric(await scrape(relay.httpUrl), 'parley_relay_rate_limited_total', {
+      scope: 'activation_confirm',
+    })
+    expect(limited - limitedBefore).toBe(2)
+  })
+})
+
+describe('idle unauthenticated connections', () => {
+  let relay: SpawnedRelay
+  beforeAll(async () => {
+    relay = await spawnRelay(['--pre-auth-idle-ms', '400'])
+  })
+  afterAll(async () => {
+    await relay?.stop()
+  })
+
+  it('closes connections that say Hello and then sit idle, but not authenticated ones', async () => {
+    const closed = async () =>
+      metric(await scrape(relay.httpUrl), 'parley_relay_connections_closed_total', {
+        reason: 'pre_auth_idle',
+      })
+    const before = await closed()
+    const idle = await Promise.all(Array.from({ length: 5 }, () => RawClient.open(relay.url)))
+    // An account's connection stays open however long it idles.
+    const c = await RawClient.open(relay.url)
+    const started = (await c.request({ activationStart: { phoneNumber: '+14155550142', consent: true } }))
+      .activationStarted!
+    const id = new Identity()
+    await c.request({
+      activationConfirm: {
+        activationId: started.activationId,
+        code: await relay.code(Buffer.from(started.activationId!).toString('hex')),
+        identityKey: id.publicKey,
+        identitySignature: id.sign(activationPayload(started.activationId!, id.publicKey)),
+        prekeys: prekeys(id),
+      },
+    })
+    await until(async () => (await closed()) - before === 5, 10_000, 'the idle connections to be closed')
+    expect((await closed()) - before).toBe(5)
+    expect((await c.request({ ping: {} })).body).toBe('pong')
+    for (const i of idle) i.close()
+    c.close()
+  })
+})
