@@ -37,6 +37,11 @@ export const ERROR_CODES = {
   FORBIDDEN: 12,
   /** The relay is shutting down or overloaded; try again later. */
   UNAVAILABLE: 13,
+  /**
+   * The recipient's mailbox holds as much unread mail as the relay allows (by bytes), or the relay's disk is
+   * nearly full: nothing was stored, and no older mail was pushed out to make room. Try again later.
+   */
+  MAILBOX_FULL: 14,
   // ── SDK-only codes (never on the wire) ──
   /** A proof, signature or MAC did not verify: the relay or a peer sent something forged or corrupted. */
   VERIFICATION_FAILED: 100,

@@ -440,6 +440,7 @@ export namespace parley {
             authNonce: Uint8Array;
             serverTimeMs: (number);
             trustRoot: Uint8Array;
+            activationPowBits: number;
         }
 
         namespace ServerHello {
@@ -451,6 +452,7 @@ export namespace parley {
                 authNonce?: (Uint8Array|null);
                 serverTimeMs?: (number|null);
                 trustRoot?: (Uint8Array|null);
+                activationPowBits?: (number|null);
                 $unknowns?: Uint8Array[];
             }
             type $Shape = parley.v1.ServerHello.$Properties;
@@ -552,12 +554,14 @@ export namespace parley {
             $unknowns?: Uint8Array[];
             phoneNumber: string;
             consent: boolean;
+            powSolution: Uint8Array;
         }
 
         namespace ActivationStart {
             interface $Properties {
                 phoneNumber?: (string|null);
                 consent?: (boolean|null);
+                powSolution?: (Uint8Array|null);
                 $unknowns?: Uint8Array[];
             }
             type $Shape = parley.v1.ActivationStart.$Properties;
@@ -1237,7 +1241,8 @@ export namespace parley {
             ERROR_CODE_INVALID_CODE = 10,
             ERROR_CODE_EXPIRED = 11,
             ERROR_CODE_FORBIDDEN = 12,
-            ERROR_CODE_UNAVAILABLE = 13
+            ERROR_CODE_UNAVAILABLE = 13,
+            ERROR_CODE_MAILBOX_FULL = 14
         }
 
         interface IError extends parley.v1.Error.$Properties {

@@ -18,12 +18,12 @@ export const messages: Record<string, readonly Field[]> = {
   ClientFrame: [[1,'requestId',0,0], [10,'hello','Hello',0,'body'], [11,'authenticate','Authenticate',0,'body'], [12,'activationStart','ActivationStart',0,'body'], [13,'activationConfirm','ActivationConfirm',0,'body'], [14,'oprfEvaluate','OprfEvaluate',0,'body'], [15,'membershipQuery','MembershipQuery',0,'body'], [16,'prekeyUpload','PrekeyUpload',0,'body'], [17,'prekeyBundleQuery','PrekeyBundleQuery',0,'body'], [18,'prekeyCountQuery','PrekeyCountQuery',0,'body'], [19,'sendMessage','SendMessage',0,'body'], [20,'ackMessages','AckMessages',0,'body'], [21,'syncMailbox','SyncMailbox',0,'body'], [22,'deactivate','Deactivate',0,'body'], [23,'ping','Ping',0,'body'], [24,'senderCertificateRequest','SenderCertificateRequest',0,'body'], [25,'setDeliveryToken','SetDeliveryToken',0,'body'], [26,'unidentifiedSend','UnidentifiedSend',0,'body']],
   ServerFrame: [[1,'requestId',0,0], [10,'serverHello','ServerHello',0,'body'], [11,'error','Error',0,'body'], [12,'authenticated','Authenticated',0,'body'], [13,'activationStarted','ActivationStarted',0,'body'], [14,'activated','Activated',0,'body'], [15,'oprfEvaluated','OprfEvaluated',0,'body'], [16,'membershipResult','MembershipResult',0,'body'], [17,'prekeyUploaded','PrekeyUploaded',0,'body'], [18,'prekeyBundle','PrekeyBundle',0,'body'], [19,'prekeyCount','PrekeyCount',0,'body'], [20,'messageAccepted','MessageAccepted',0,'body'], [21,'delivery','Delivery',0,'body'], [22,'acked','Acked',0,'body'], [23,'mailboxGap','MailboxGap',0,'body'], [24,'syncDone','SyncDone',0,'body'], [25,'deactivated','Deactivated',0,'body'], [26,'pong','Pong',0,'body'], [27,'senderCertificateIssued','SenderCertificateIssued',0,'body'], [28,'deliveryTokenSet','DeliveryTokenSet',0,'body']],
   Hello: [[1,'protocolMajor',0,0], [2,'protocolMinor',0,0]],
-  ServerHello: [[1,'protocolMajor',0,0], [2,'protocolMinor',0,0], [3,'limits','Limits',0], [4,'oprfKeys','OprfPublicKey',1], [5,'authNonce',4,0], [6,'serverTimeMs',1,0], [7,'trustRoot',4,0]],
+  ServerHello: [[1,'protocolMajor',0,0], [2,'protocolMinor',0,0], [3,'limits','Limits',0], [4,'oprfKeys','OprfPublicKey',1], [5,'authNonce',4,0], [6,'serverTimeMs',1,0], [7,'trustRoot',4,0], [8,'activationPowBits',0,0]],
   Limits: [[1,'maxFrameBytes',0,0], [2,'maxEnvelopeBytes',0,0], [3,'maxDiscoveryBatch',0,0], [4,'maxMailboxMessages',0,0], [5,'messageTtlSeconds',0,0], [6,'membershipPrefixBits',0,0], [7,'maxPrekeysPerUpload',0,0]],
   OprfPublicKey: [[1,'keyId',0,0], [2,'publicKey',4,0], [3,'retireAtMs',1,0]],
   Authenticate: [[1,'address',4,0], [2,'deviceId',0,0], [3,'signature',4,0]],
   Authenticated: [[1,'mailboxHeadSeq',1,0]],
-  ActivationStart: [[1,'phoneNumber',3,0], [2,'consent',2,0]],
+  ActivationStart: [[1,'phoneNumber',3,0], [2,'consent',2,0], [3,'powSolution',4,0]],
   ActivationStarted: [[1,'activationId',4,0], [2,'expiresInSeconds',0,0], [3,'attemptsLeft',0,0]],
   ActivationConfirm: [[1,'activationId',4,0], [2,'code',3,0], [3,'identityKey',4,0], [4,'identitySignature',4,0], [5,'prekeys','PrekeyUpload',0], [6,'numberSalt',4,0], [7,'blindedNumber',4,0]],
   Activated: [[1,'address',4,0], [2,'deviceId',0,0], [3,'replacedDevice',2,0], [4,'ownNumber','OprfEvaluated',0]],
@@ -80,6 +80,7 @@ export const ErrorCode = {
   ERROR_CODE_EXPIRED: 11,
   ERROR_CODE_FORBIDDEN: 12,
   ERROR_CODE_UNAVAILABLE: 13,
+  ERROR_CODE_MAILBOX_FULL: 14,
 } as unknown as typeof parley.v1.ErrorCode
 
 /** Values of the `parley.v1.GapReason` enum. */

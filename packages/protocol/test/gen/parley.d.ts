@@ -490,6 +490,7 @@ export namespace parley {
             authNonce: Uint8Array;
             serverTimeMs: (number|Long);
             trustRoot: Uint8Array;
+            activationPowBits: number;
             static create(properties: parley.v1.ServerHello.$Shape): parley.v1.ServerHello & parley.v1.ServerHello.$Shape;
             static create(properties?: parley.v1.ServerHello.$Properties): parley.v1.ServerHello;
             static encode(message: parley.v1.ServerHello.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
@@ -505,6 +506,7 @@ export namespace parley {
                 authNonce?: (Uint8Array|null);
                 serverTimeMs?: (number|Long|null);
                 trustRoot?: (Uint8Array|null);
+                activationPowBits?: (number|null);
                 $unknowns?: Uint8Array[];
             }
             type $Shape = parley.v1.ServerHello.$Properties;
@@ -622,6 +624,7 @@ export namespace parley {
             $unknowns?: Uint8Array[];
             phoneNumber: string;
             consent: boolean;
+            powSolution: Uint8Array;
             static create(properties: parley.v1.ActivationStart.$Shape): parley.v1.ActivationStart & parley.v1.ActivationStart.$Shape;
             static create(properties?: parley.v1.ActivationStart.$Properties): parley.v1.ActivationStart;
             static encode(message: parley.v1.ActivationStart.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
@@ -632,6 +635,7 @@ export namespace parley {
             interface $Properties {
                 phoneNumber?: (string|null);
                 consent?: (boolean|null);
+                powSolution?: (Uint8Array|null);
                 $unknowns?: Uint8Array[];
             }
             type $Shape = parley.v1.ActivationStart.$Properties;
@@ -1447,7 +1451,8 @@ export namespace parley {
             ERROR_CODE_INVALID_CODE = 10,
             ERROR_CODE_EXPIRED = 11,
             ERROR_CODE_FORBIDDEN = 12,
-            ERROR_CODE_UNAVAILABLE = 13
+            ERROR_CODE_UNAVAILABLE = 13,
+            ERROR_CODE_MAILBOX_FULL = 14
         }
 
         interface IError extends parley.v1.Error.$Properties {

@@ -3333,6 +3333,7 @@ export const parley = $root.parley = (() => {
              * @property {Uint8Array|null} [authNonce] ServerHello authNonce
              * @property {number|Long|null} [serverTimeMs] ServerHello serverTimeMs
              * @property {Uint8Array|null} [trustRoot] ServerHello trustRoot
+             * @property {number|null} [activationPowBits] ServerHello activationPowBits
              * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
              */
 
@@ -3422,6 +3423,14 @@ export const parley = $root.parley = (() => {
             ServerHello.prototype.trustRoot = $util.newBuffer([]);
 
             /**
+             * ServerHello activationPowBits.
+             * @member {number} activationPowBits
+             * @memberof parley.v1.ServerHello
+             * @instance
+             */
+            ServerHello.prototype.activationPowBits = 0;
+
+            /**
              * Creates a new ServerHello instance using the specified properties.
              * @function create
              * @memberof parley.v1.ServerHello
@@ -3468,6 +3477,8 @@ export const parley = $root.parley = (() => {
                     writer.uint32(/* id 6, wireType 0 =*/48).uint64(message.serverTimeMs);
                 if (message.trustRoot != null && $Object.hasOwnProperty.call(message, "trustRoot") && message.trustRoot.length)
                     writer.uint32(/* id 7, wireType 2 =*/58).bytes(message.trustRoot);
+                if (message.activationPowBits != null && $Object.hasOwnProperty.call(message, "activationPowBits") && message.activationPowBits !== 0)
+                    writer.uint32(/* id 8, wireType 0 =*/64).uint32(message.activationPowBits);
                 if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
@@ -3569,6 +3580,15 @@ export const parley = $root.parley = (() => {
                                 message.trustRoot = value;
                             else
                                 delete message.trustRoot;
+                            continue;
+                        }
+                    case 8: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.uint32())
+                                message.activationPowBits = value;
+                            else
+                                delete message.activationPowBits;
                             continue;
                         }
                     }
@@ -4406,6 +4426,7 @@ export const parley = $root.parley = (() => {
              * @typedef {Object} parley.v1.ActivationStart.$Properties
              * @property {string|null} [phoneNumber] ActivationStart phoneNumber
              * @property {boolean|null} [consent] ActivationStart consent
+             * @property {Uint8Array|null} [powSolution] ActivationStart powSolution
              * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
              */
 
@@ -4454,6 +4475,14 @@ export const parley = $root.parley = (() => {
             ActivationStart.prototype.consent = false;
 
             /**
+             * ActivationStart powSolution.
+             * @member {Uint8Array} powSolution
+             * @memberof parley.v1.ActivationStart
+             * @instance
+             */
+            ActivationStart.prototype.powSolution = $util.newBuffer([]);
+
+            /**
              * Creates a new ActivationStart instance using the specified properties.
              * @function create
              * @memberof parley.v1.ActivationStart
@@ -4489,6 +4518,8 @@ export const parley = $root.parley = (() => {
                     writer.uint32(/* id 1, wireType 2 =*/10).string(message.phoneNumber);
                 if (message.consent != null && $Object.hasOwnProperty.call(message, "consent") && message.consent !== false)
                     writer.uint32(/* id 2, wireType 0 =*/16).bool(message.consent);
+                if (message.powSolution != null && $Object.hasOwnProperty.call(message, "powSolution") && message.powSolution.length)
+                    writer.uint32(/* id 3, wireType 2 =*/26).bytes(message.powSolution);
                 if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
@@ -4549,6 +4580,15 @@ export const parley = $root.parley = (() => {
                                 message.consent = value;
                             else
                                 delete message.consent;
+                            continue;
+                        }
+                    case 3: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.powSolution = value;
+                            else
+                                delete message.powSolution;
                             continue;
                         }
                     }
@@ -10507,6 +10547,7 @@ export const parley = $root.parley = (() => {
          * @property {number} ERROR_CODE_EXPIRED=11 ERROR_CODE_EXPIRED value
          * @property {number} ERROR_CODE_FORBIDDEN=12 ERROR_CODE_FORBIDDEN value
          * @property {number} ERROR_CODE_UNAVAILABLE=13 ERROR_CODE_UNAVAILABLE value
+         * @property {number} ERROR_CODE_MAILBOX_FULL=14 ERROR_CODE_MAILBOX_FULL value
          */
         v1.ErrorCode = (function() {
             const valuesById = $Object.create(null), values = $Object.create(valuesById);
@@ -10524,6 +10565,7 @@ export const parley = $root.parley = (() => {
             values[valuesById[11] = "ERROR_CODE_EXPIRED"] = 11;
             values[valuesById[12] = "ERROR_CODE_FORBIDDEN"] = 12;
             values[valuesById[13] = "ERROR_CODE_UNAVAILABLE"] = 13;
+            values[valuesById[14] = "ERROR_CODE_MAILBOX_FULL"] = 14;
             return values;
         })();
 
