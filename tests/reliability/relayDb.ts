@@ -13,6 +13,8 @@ export interface DbReport {
   orphanGaps: number
   mailForReplacedDevices: number
   wrongMailboxCounts: number
+  /** Accounts whose `mailbox_bytes` (the byte quota's running total) is not the sum of their envelopes. */
+  wrongMailboxBytes: number
   mailAboveHead: number
   accounts: number
   mail: number
@@ -43,6 +45,11 @@ export function checkRelayDb(dataDir: string): DbReport {
         `SELECT count(*) AS n FROM accounts a
          WHERE a.mailbox_count <> (SELECT count(*) FROM mailbox m WHERE m.address = a.address AND m.device_id = a.device_id)`,
       ),
+      wrongMailboxBytes: n(
+        `SELECT count(*) AS n FROM accounts a
+         WHERE a.mailbox_bytes <> (SELECT coalesce(sum(length(m.envelope)), 0) FROM mailbox m
+           WHERE m.address = a.address AND m.device_id = a.device_id)`,
+      ),
       mailAboveHead: n(
         'SELECT count(*) AS n FROM mailbox m JOIN accounts a ON a.address = m.address WHERE m.seq > a.mailbox_head_seq',
       ),
@@ -64,6 +71,7 @@ export const CONSISTENT = {
   orphanGaps: 0,
   mailForReplacedDevices: 0,
   wrongMailboxCounts: 0,
+  wrongMailboxBytes: 0,
   mailAboveHead: 0,
 }
 

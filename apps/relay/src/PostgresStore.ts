@@ -3,12 +3,21 @@
  * Same semantics as {@link SqliteStore} (the shared conformance suite in `test/conformance/` holds both to it):
  * one transaction per operation, the message committed before `MessageAccepted`, and every write to an account's
  * keys or mailbox serialised by a row lock on its `accounts` row (`SELECT … FOR UPDATE`), so sequence numbers,
- * eviction, acks, the TTL sweep and one-time prekey consumption are race-free across nodes. Locks are always
+ * the mailbox limits, acks, the TTL sweep and one-time prekey consumption are race-free across nodes. Locks are always
  * taken account row first, then its keys or mail, so concurrent transactions cannot deadlock on each other.
  * @module
  */
 import pg from 'pg'
-import { type AccountRow, buf, bufOrNull, cutPage, runs, u8, u8OrEmpty } from './internal/rows.js'
+import {
+  type AccountRow,
+  buf,
+  bufOrNull,
+  cutPage,
+  mailboxLimitHit,
+  runs,
+  u8,
+  u8OrEmpty,
+} from './internal/rows.js'
 import type {
   Account,
   EnqueueInput,
@@ -87,6 +96,17 @@ const MIGRATIONS: { version: number; sql: string }[] = [
     version: 2,
     sql: `
       ALTER TABLE accounts ADD COLUMN number_commitment BYTEA, ADD COLUMN delivery_verifier BYTEA;
+    `,
+  },
+  {
+    // The mailbox byte quota: the envelope bytes of each device's unread mail, kept beside mailbox_count and
+    // computed here for the mail already stored (octet_length of a TOASTed bytea reads its header only).
+    version: 3,
+    sql: `
+      ALTER TABLE accounts ADD COLUMN mailbox_bytes BIGINT NOT NULL DEFAULT 0;
+      UPDATE accounts a SET mailbox_bytes = m.n
+        FROM (SELECT address, device_id, sum(octet_length(envelope)) AS n FROM mailbox GROUP BY address, device_id) m
+        WHERE m.address = a.address AND m.device_id = a.device_id;
     `,
   },
 ]
@@ -361,9 +381,9 @@ export class PostgresStore implements Store {
       // now finding (and replacing) the winner's row — the same outcome as two activations in sequence.
       await c.query(
         `INSERT INTO accounts (address, device_id, identity_key, signed_prekey_id, signed_prekey,
-          signed_prekey_sig, kem_prekey_id, kem_prekey, kem_prekey_sig, mailbox_head_seq, mailbox_count, created_at_ms,
-          number_commitment)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, 0, $10, $11)`,
+          signed_prekey_sig, kem_prekey_id, kem_prekey, kem_prekey_sig, mailbox_head_seq, mailbox_count, mailbox_bytes,
+          created_at_ms, number_commitment)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, 0, 0, $10, $11)`,
         [
           address,
           deviceId,
@@ -534,10 +554,16 @@ export class PostgresStore implements Store {
     return this.#tx(async (c): Promise<EnqueueResult> => {
       const a = buf(input.address)
       // The row lock is the per-device sequence allocator: every enqueue to this address, on any node, waits
-      // here, then reads the committed head and count.
+      // here, then reads the committed head, count and bytes.
       const row = (
-        await c.query<{ device_id: number; mailbox_head_seq: number; mailbox_count: number }>(
-          'SELECT device_id, mailbox_head_seq, mailbox_count FROM accounts WHERE address = $1 FOR UPDATE',
+        await c.query<{
+          device_id: number
+          mailbox_head_seq: number
+          mailbox_count: number
+          mailbox_bytes: number
+        }>(
+          `SELECT device_id, mailbox_head_seq, mailbox_count, mailbox_bytes FROM accounts
+           WHERE address = $1 FOR UPDATE`,
           [a],
         )
       ).rows[0]
@@ -550,37 +576,20 @@ export class PostgresStore implements Store {
         )
       ).rows[0]
       if (existing) return { status: 'duplicate', seq: existing.seq }
-      let count = row.mailbox_count
-      let evicted = 0
-      if (count >= input.maxMessages) {
-        const victims = (
-          await c.query<{ seq: number }>(
-            `DELETE FROM mailbox WHERE address = $1 AND device_id = $2 AND seq IN
-               (SELECT seq FROM mailbox WHERE address = $1 AND device_id = $2 ORDER BY seq LIMIT $3)
-             RETURNING seq`,
-            [a, input.deviceId, count - input.maxMessages + 1],
-          )
-        ).rows
-          .map((r) => r.seq)
-          .sort((x, y) => x - y)
-        for (const [first, last] of runs(victims)) {
-          await this.#recordGap(c, a, input.deviceId, first, last, 'evicted', input.receivedAtMs)
-        }
-        evicted = victims.length
-        count -= evicted
-      }
+      // Full: refused, and nothing already stored is touched (the oldest unread mail is never evicted).
+      const limit = mailboxLimitHit(row.mailbox_count, row.mailbox_bytes, input)
+      if (limit) return { status: 'full', limit }
       const seq = row.mailbox_head_seq + 1
       await c.query(
         `INSERT INTO mailbox (address, device_id, seq, message_id, envelope, received_at_ms)
          VALUES ($1, $2, $3, $4, $5, $6)`,
         [a, input.deviceId, seq, buf(input.messageId), buf(input.envelope), input.receivedAtMs],
       )
-      await c.query('UPDATE accounts SET mailbox_head_seq = $1, mailbox_count = $2 WHERE address = $3', [
-        seq,
-        count + 1,
-        a,
-      ])
-      return { status: 'stored', seq, evicted }
+      await c.query(
+        'UPDATE accounts SET mailbox_head_seq = $1, mailbox_count = $2, mailbox_bytes = $3 WHERE address = $4',
+        [seq, row.mailbox_count + 1, row.mailbox_bytes + input.envelope.length, a],
+      )
+      return { status: 'stored', seq }
     })
   }
 
@@ -665,15 +674,21 @@ export class PostgresStore implements Store {
     return this.#tx(async (c) => {
       const a = buf(address)
       await this.#lockAccount(c, a)
-      const r = await c.query(
-        'DELETE FROM mailbox WHERE address = $1 AND device_id = $2 AND seq = ANY($3::bigint[])',
-        [a, deviceId, unique],
-      )
-      const n = r.rowCount ?? 0
+      const { n, bytes } = (
+        await c.query<{ n: number; bytes: number }>(
+          `WITH gone AS (
+             DELETE FROM mailbox WHERE address = $1 AND device_id = $2 AND seq = ANY($3::bigint[])
+             RETURNING octet_length(envelope) AS size
+           )
+           SELECT count(*) AS n, coalesce(sum(size), 0)::bigint AS bytes FROM gone`,
+          [a, deviceId, unique],
+        )
+      ).rows[0]!
       if (n > 0) {
         await c.query(
-          'UPDATE accounts SET mailbox_count = GREATEST(0, mailbox_count - $1) WHERE address = $2',
-          [n, a],
+          `UPDATE accounts SET mailbox_count = GREATEST(0, mailbox_count - $1),
+             mailbox_bytes = GREATEST(0, mailbox_bytes - $2) WHERE address = $3`,
+          [n, bytes, a],
         )
       }
       return n
@@ -710,21 +725,21 @@ export class PostgresStore implements Store {
         // Groups come in address order, so concurrent sweepers take account locks in the same order.
         for (const g of byDevice.values()) {
           await this.#lockAccount(c, g.address)
-          const gone = (
-            await c.query<{ seq: number }>(
+          const removed = (
+            await c.query<{ seq: number; size: number }>(
               `DELETE FROM mailbox WHERE address = $1 AND device_id = $2 AND seq = ANY($3::bigint[])
-               AND received_at_ms < $4 RETURNING seq`,
+               AND received_at_ms < $4 RETURNING seq, octet_length(envelope) AS size`,
               [g.address, g.deviceId, g.seqs, cutoffMs],
             )
           ).rows
-            .map((r) => r.seq)
-            .sort((x, y) => x - y)
+          const gone = removed.map((r) => r.seq).sort((x, y) => x - y)
           if (gone.length === 0) continue
           for (const [first, last] of runs(gone))
             await this.#recordGap(c, g.address, g.deviceId, first, last, 'expired', now)
           await c.query(
-            'UPDATE accounts SET mailbox_count = GREATEST(0, mailbox_count - $1) WHERE address = $2',
-            [gone.length, g.address],
+            `UPDATE accounts SET mailbox_count = GREATEST(0, mailbox_count - $1),
+               mailbox_bytes = GREATEST(0, mailbox_bytes - $2) WHERE address = $3`,
+            [gone.length, removed.reduce((sum, r) => sum + r.size, 0), g.address],
           )
           deleted += gone.length
         }

@@ -5,7 +5,16 @@
  * @module
  */
 import Database from 'better-sqlite3'
-import { type AccountRow, buf, bufOrNull, cutPage, runs, u8, u8OrEmpty } from './internal/rows.js'
+import {
+  type AccountRow,
+  buf,
+  bufOrNull,
+  cutPage,
+  mailboxLimitHit,
+  runs,
+  u8,
+  u8OrEmpty,
+} from './internal/rows.js'
 import type {
   Account,
   EnqueueInput,
@@ -87,6 +96,18 @@ const MIGRATIONS: { version: number; sql: string }[] = [
       ALTER TABLE accounts ADD COLUMN delivery_verifier BLOB;
     `,
   },
+  {
+    // The mailbox byte quota: the envelope bytes of each device's unread mail, kept beside mailbox_count and
+    // computed here for the mail already stored. length() of a BLOB reads the record header, not the value.
+    version: 3,
+    sql: `
+      ALTER TABLE accounts ADD COLUMN mailbox_bytes INTEGER NOT NULL DEFAULT 0;
+      UPDATE accounts SET mailbox_bytes = (
+        SELECT coalesce(sum(length(m.envelope)), 0) FROM mailbox m
+        WHERE m.address = accounts.address AND m.device_id = accounts.device_id
+      );
+    `,
+  },
 ]
 
 /** The highest schema version this code knows. */
@@ -154,12 +175,12 @@ export class SqliteStore implements Store {
       getAccount: db.prepare('SELECT * FROM accounts WHERE address = ?'),
       // The mail paths need only these: reading the whole row copies the account's keys (~1.5 KB) each time.
       getMailboxState: db.prepare(
-        'SELECT device_id, mailbox_head_seq, mailbox_count FROM accounts WHERE address = ?',
+        'SELECT device_id, mailbox_head_seq, mailbox_count, mailbox_bytes FROM accounts WHERE address = ?',
       ),
       insertAccount:
         db.prepare(`INSERT INTO accounts (address, device_id, identity_key, signed_prekey_id, signed_prekey,
-        signed_prekey_sig, kem_prekey_id, kem_prekey, kem_prekey_sig, mailbox_head_seq, mailbox_count, created_at_ms,
-        number_commitment) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, ?, ?)`),
+        signed_prekey_sig, kem_prekey_id, kem_prekey, kem_prekey_sig, mailbox_head_seq, mailbox_count, mailbox_bytes,
+        created_at_ms, number_commitment) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, 0, ?, ?)`),
       setDeliveryVerifier: db.prepare(
         'UPDATE accounts SET delivery_verifier = ? WHERE address = ? AND device_id = ?',
       ),
@@ -196,18 +217,21 @@ export class SqliteStore implements Store {
       findMessage: db.prepare(
         'SELECT seq FROM mailbox WHERE address = ? AND device_id = ? AND message_id = ?',
       ),
-      oldest: db.prepare('SELECT seq FROM mailbox WHERE address = ? AND device_id = ? ORDER BY seq LIMIT ?'),
       delSeq: db.prepare('DELETE FROM mailbox WHERE address = ? AND device_id = ? AND seq = ?'),
       // One statement for a whole ack: the list arrives as a JSON array; IN matches each row once, however often
-      // its seq is listed, and only rows of this device.
+      // its seq is listed, and only rows of this device. RETURNING gives the sizes for the byte total.
       delSeqs: db.prepare(
-        'DELETE FROM mailbox WHERE address = ? AND device_id = ? AND seq IN (SELECT value FROM json_each(?))',
+        `DELETE FROM mailbox WHERE address = ? AND device_id = ? AND seq IN (SELECT value FROM json_each(?))
+        RETURNING length(envelope) AS n`,
       ),
       insertMail:
         db.prepare(`INSERT INTO mailbox (address, device_id, seq, message_id, envelope, received_at_ms)
         VALUES (?, ?, ?, ?, ?, ?)`),
-      setMailbox: db.prepare('UPDATE accounts SET mailbox_head_seq = ?, mailbox_count = ? WHERE address = ?'),
-      addCount: db.prepare('UPDATE accounts SET mailbox_count = max(0, mailbox_count + ?) WHERE address = ?'),
+      setMailbox: db.prepare(
+        'UPDATE accounts SET mailbox_head_seq = ?, mailbox_count = ?, mailbox_bytes = ? WHERE address = ?',
+      ),
+      lowerMailbox: db.prepare(`UPDATE accounts SET mailbox_count = max(0, mailbox_count - ?),
+        mailbox_bytes = max(0, mailbox_bytes - ?) WHERE address = ?`),
       // length() of a BLOB reads the record header only, not the value (nor its overflow pages).
       pageSizes: db.prepare(`SELECT seq, length(envelope) AS n FROM mailbox
         WHERE address = ? AND device_id = ? AND seq > ? ORDER BY seq LIMIT ?`),
@@ -220,8 +244,8 @@ export class SqliteStore implements Store {
       insertGap:
         db.prepare(`INSERT INTO mailbox_gaps (address, device_id, first_seq, last_seq, reason, recorded_at_ms)
         VALUES (?, ?, ?, ?, ?, ?)`),
-      expiredBatch: db.prepare(`SELECT address, device_id, seq FROM mailbox WHERE received_at_ms < ?
-        ORDER BY address, device_id, seq LIMIT ?`),
+      expiredBatch: db.prepare(`SELECT address, device_id, seq, length(envelope) AS n FROM mailbox
+        WHERE received_at_ms < ? ORDER BY address, device_id, seq LIMIT ?`),
       expireGaps: db.prepare('DELETE FROM mailbox_gaps WHERE recorded_at_ms < ?'),
     }
   }
@@ -277,9 +301,9 @@ export class SqliteStore implements Store {
 
   #mailboxState(
     address: Uint8Array,
-  ): Pick<AccountRow, 'device_id' | 'mailbox_head_seq' | 'mailbox_count'> | undefined {
+  ): Pick<AccountRow, 'device_id' | 'mailbox_head_seq' | 'mailbox_count' | 'mailbox_bytes'> | undefined {
     return this.#s.getMailboxState.get(buf(address)) as
-      | Pick<AccountRow, 'device_id' | 'mailbox_head_seq' | 'mailbox_count'>
+      | Pick<AccountRow, 'device_id' | 'mailbox_head_seq' | 'mailbox_count' | 'mailbox_bytes'>
       | undefined
   }
 
@@ -499,19 +523,9 @@ export class SqliteStore implements Store {
         | { seq: number }
         | undefined
       if (existing) return { status: 'duplicate', seq: existing.seq }
-      let count = row.mailbox_count
-      let evicted = 0
-      if (count >= input.maxMessages) {
-        const victims = (
-          this.#s.oldest.all(a, input.deviceId, count - input.maxMessages + 1) as { seq: number }[]
-        ).map((r) => r.seq)
-        for (const seq of victims) this.#s.delSeq.run(a, input.deviceId, seq)
-        for (const [first, last] of runs(victims)) {
-          this.#recordGap(a, input.deviceId, first, last, 'evicted', input.receivedAtMs)
-        }
-        evicted = victims.length
-        count -= evicted
-      }
+      // Full: refused, and nothing already stored is touched (the oldest unread mail is never evicted).
+      const limit = mailboxLimitHit(row.mailbox_count, row.mailbox_bytes, input)
+      if (limit) return { status: 'full', limit }
       const seq = row.mailbox_head_seq + 1
       this.#s.insertMail.run(
         a,
@@ -521,8 +535,8 @@ export class SqliteStore implements Store {
         buf(input.envelope),
         input.receivedAtMs,
       )
-      this.#s.setMailbox.run(seq, count + 1, a)
-      return { status: 'stored', seq, evicted }
+      this.#s.setMailbox.run(seq, row.mailbox_count + 1, row.mailbox_bytes + input.envelope.length, a)
+      return { status: 'stored', seq }
     })
   }
 
@@ -588,9 +602,15 @@ export class SqliteStore implements Store {
     const list = JSON.stringify(unique)
     return this.#grouped(() => {
       const a = buf(address)
-      const n = this.#s.delSeqs.run(a, deviceId, list).changes
-      if (n > 0) this.#s.addCount.run(-n, a)
-      return n
+      const sizes = this.#s.delSeqs.all(a, deviceId, list) as { n: number }[]
+      if (sizes.length > 0) {
+        this.#s.lowerMailbox.run(
+          sizes.length,
+          sizes.reduce((sum, r) => sum + r.n, 0),
+          a,
+        )
+      }
+      return sizes.length
     })
   }
 
@@ -604,23 +624,28 @@ export class SqliteStore implements Store {
           address: Buffer
           device_id: number
           seq: number
+          n: number
         }[]
-        const byDevice = new Map<string, { address: Buffer; deviceId: number; seqs: number[] }>()
+        const byDevice = new Map<
+          string,
+          { address: Buffer; deviceId: number; seqs: number[]; bytes: number }
+        >()
         for (const r of rows) {
           const key = `${r.address.toString('hex')}/${r.device_id}`
           let group = byDevice.get(key)
           if (!group) {
-            group = { address: r.address, deviceId: r.device_id, seqs: [] }
+            group = { address: r.address, deviceId: r.device_id, seqs: [], bytes: 0 }
             byDevice.set(key, group)
           }
           group.seqs.push(r.seq)
+          group.bytes += r.n
         }
         const now = Date.now()
         for (const g of byDevice.values()) {
           for (const seq of g.seqs) this.#s.delSeq.run(g.address, g.deviceId, seq)
           for (const [first, last] of runs(g.seqs))
             this.#recordGap(g.address, g.deviceId, first, last, 'expired', now)
-          this.#s.addCount.run(-g.seqs.length, g.address)
+          this.#s.lowerMailbox.run(g.seqs.length, g.bytes, g.address)
         }
         return rows.length
       })()

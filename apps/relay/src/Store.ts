@@ -72,7 +72,10 @@ export interface MailboxEntry {
   receivedAtMs: number
 }
 
-/** Why mail is missing, as in the wire `GapReason`. */
+/**
+ * Why mail is missing, as in the wire `GapReason`. Only `expired` is recorded now; `evicted` gaps were recorded
+ * by relays that evicted the oldest mail at the mailbox limit, and are still reported until the sweep drops them.
+ */
 export type GapKind = 'expired' | 'evicted'
 
 /** A range of sequence numbers that is gone for good. */
@@ -89,14 +92,24 @@ export interface EnqueueInput {
   messageId: Uint8Array
   envelope: Uint8Array
   receivedAtMs: number
-  /** Mailbox limit; the oldest entries are evicted (and recorded as a gap) to make room. */
+  /**
+   * Most unread messages the mailbox may hold. A message beyond it is refused (`full`): nothing is stored and
+   * nothing already stored is evicted to make room, so a flood cannot push out a device's unread mail.
+   */
   maxMessages: number
+  /** Most envelope bytes of unread mail the mailbox may hold; a message that would exceed it is refused (`full`). */
+  maxBytes: number
 }
+
+/** Which mailbox limit refused a message. */
+export type MailboxLimit = 'messages' | 'bytes'
 
 /** The outcome of an enqueue. */
 export type EnqueueResult =
-  | { status: 'stored'; seq: number; evicted: number }
+  | { status: 'stored'; seq: number }
   | { status: 'duplicate'; seq: number }
+  /** The mailbox is at `maxMessages` or the envelope would take it over `maxBytes`; nothing was stored. */
+  | { status: 'full'; limit: MailboxLimit }
   | { status: 'not_found' }
   | { status: 'stale_device'; currentDeviceId: number }
 
@@ -165,7 +178,12 @@ export interface Store {
   /** Counts of the remaining one-time prekeys. */
   countPrekeys(address: Uint8Array, deviceId: number): Promise<PrekeyCounts>
 
-  /** Durably stores a message (idempotent by recipient and message id) and assigns its sequence number. */
+  /**
+   * Durably stores a message (idempotent by recipient and message id) and assigns its sequence number, unless
+   * the mailbox is full (`maxMessages`, `maxBytes`): then nothing changes. A duplicate is reported as such even
+   * when the mailbox is full. The account row keeps the count and the envelope bytes of the unread mail, updated
+   * in the same transaction by enqueue, ack and expire, and reset by registerDevice and deleteAccount.
+   */
   enqueue(input: EnqueueInput): Promise<EnqueueResult>
   /**
    * Entries with `seq > afterSeq`, in order, at most `limit` of them and, when `maxBytes` is given, no more than
@@ -188,7 +206,7 @@ export interface Store {
   mailboxHead(address: Uint8Array, deviceId: number): Promise<number>
   /**
    * Deletes the owner's entries with the given sequence numbers, in one statement however long the list (callers
-   * bound its length), and lowers the mailbox count by as many; resolves how many were deleted. A seq listed
+   * bound its length), and lowers the mailbox count and bytes by what was deleted; resolves how many were deleted. A seq listed
    * twice counts once; seqs of other devices, already acked or never assigned match nothing.
    */
   ack(address: Uint8Array, deviceId: number, seqs: number[]): Promise<number>

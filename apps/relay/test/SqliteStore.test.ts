@@ -1,5 +1,5 @@
 // Unit tests of what is SQLite's own (migrations, schema version, erasure of every table, device replacement).
-// Behaviour every store shares (prefixes, prekey hand-out, acks, eviction, expiry) runs against SQLite too, in
+// Behaviour every store shares (prefixes, prekey hand-out, acks, mailbox limits, expiry) runs against SQLite too, in
 // conformance/store.test.ts.
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
@@ -84,11 +84,11 @@ describe('SqliteStore', () => {
     expect(open(path).schemaVersion).toBe(SCHEMA_VERSION)
   })
 
-  it('is at schema version 2', () => {
-    expect(SCHEMA_VERSION).toBe(2)
+  it('is at schema version 3', () => {
+    expect(SCHEMA_VERSION).toBe(3)
   })
 
-  it('migrates a version-1 file to version 2, keeping its accounts (with no commitment or verifier) and mail', async () => {
+  it('migrates a version-1 file to version 3, keeping its accounts (with no commitment or verifier) and mail', async () => {
     const path = join(tempDir(), 'relay.db')
     const address = bytes(32)
     const identityKey = bytes(32)
@@ -114,7 +114,7 @@ describe('SqliteStore', () => {
     v1.close()
 
     const s = open(path)
-    expect(s.schemaVersion).toBe(2)
+    expect(s.schemaVersion).toBe(3)
     const account = (await s.getAccount(address))!
     expect(account).toMatchObject({ deviceId: 3, createdAtMs: 1234 })
     expect(hex(account.address)).toBe(hex(address))
@@ -136,6 +136,7 @@ describe('SqliteStore', () => {
     expect(db.prepare('SELECT version FROM schema_migrations ORDER BY version').all()).toEqual([
       { version: 1 },
       { version: 2 },
+      { version: 3 },
     ])
     const cols = db.prepare('PRAGMA table_info(accounts)').all() as {
       name: string
@@ -146,9 +147,15 @@ describe('SqliteStore', () => {
       expect(cols.find((c) => c.name === name)).toMatchObject({ type: 'BLOB', notnull: 0 })
     }
     expect(db.prepare('SELECT number_commitment FROM accounts').get()).toEqual({ number_commitment: null })
+    // Version 3 computed the byte total of the mail already there.
+    expect(cols.find((c) => c.name === 'mailbox_bytes')).toMatchObject({ type: 'INTEGER', notnull: 1 })
+    expect(db.prepare('SELECT mailbox_count, mailbox_bytes FROM accounts').get()).toEqual({
+      mailbox_count: 1,
+      mailbox_bytes: envelope.length,
+    })
     db.close()
     // Reopening runs no migration again.
-    expect(open(path).schemaVersion).toBe(2)
+    expect(open(path).schemaVersion).toBe(3)
   })
 
   it('stores an empty commitment or verifier as NULL', async () => {
@@ -231,6 +238,7 @@ describe('SqliteStore', () => {
       envelope: bytes(4),
       receivedAtMs: 1,
       maxMessages: 100,
+      maxBytes: 1000,
     }
     expect(await s.enqueue(input)).toMatchObject({ status: 'stored', seq: 3 })
     expect(await s.enqueue(input)).toEqual({ status: 'duplicate', seq: 3 })
@@ -243,7 +251,9 @@ describe('SqliteStore', () => {
     const path = join(tempDir(), 'relay.db')
     const s = open(path)
     const { address } = await register(s)
-    for (let i = 0; i < 3; i++) await enqueue(s, address, 1, { max: 2 })
+    await enqueue(s, address, 1, { at: 1 })
+    await s.expire(2) // a gap record to erase
+    for (let i = 0; i < 2; i++) await enqueue(s, address)
     expect(await s.deleteAccount(address)).toBe(true)
     expect(await s.deleteAccount(address)).toBe(false)
     await s.close()

@@ -373,3 +373,72 @@ export async function inProcess(options: RelayOptions = {}) {
   })
   return { relay, verifier }
 }
+
+/** A protobuf varint. */
+function varint(n: number): number[] {
+  const out: number[] = []
+  while (n >= 0x80) {
+    out.push((n & 0x7f) | 0x80)
+    n = Math.floor(n / 128)
+  }
+  out.push(n)
+  return out
+}
+
+/** The fixed head of a {@link sealedShape} envelope: version 1, a 32-byte ephemeral key, a 48-byte sealed key. */
+const SHAPE_HEAD_BYTES = 2 + 2 + 32 + 2 + 48
+
+/**
+ * A well-formed version-1 `SealedEnvelope` carrying `payload` as its ciphertext (random ephemeral and sender
+ * keys): what tests send where any bytes used to do. The relay checks an envelope's shape, not its contents,
+ * so it cannot tell this from a real one; {@link shapePayload} reads the payload back.
+ */
+export function sealedShape(payload: Uint8Array | string): Uint8Array {
+  const body = typeof payload === 'string' ? new TextEncoder().encode(payload) : payload
+  const head = [
+    0x08,
+    1,
+    0x12,
+    32,
+    ...randomBytes(32),
+    0x1a,
+    48,
+    ...randomBytes(48),
+    0x22,
+    ...varint(body.length),
+  ]
+  const out = new Uint8Array(head.length + body.length)
+  out.set(head)
+  out.set(body, head.length)
+  return out
+}
+
+/** The payload of an envelope made by {@link sealedShape}. */
+export function shapePayload(envelope: Uint8Array): Uint8Array {
+  if (envelope[SHAPE_HEAD_BYTES] !== 0x22) throw new Error('not a sealedShape envelope')
+  let at = SHAPE_HEAD_BYTES + 1
+  let length = 0
+  for (let scale = 1; ; scale *= 128) {
+    const b = envelope[at++]!
+    length += (b & 0x7f) * scale
+    if ((b & 0x80) === 0) break
+  }
+  return envelope.subarray(at, at + length)
+}
+
+/** The payload of a {@link sealedShape} envelope as text. */
+export const shapeText = (envelope: Uint8Array) => new TextDecoder().decode(shapePayload(envelope))
+
+/**
+ * Junk the relay cannot refuse by its shape: a well-formed envelope of random ciphertext, exactly `totalBytes`
+ * long (at least 89; the few sizes where the ciphertext's length prefix grows by a byte cannot be made exactly).
+ */
+export function junkEnvelope(totalBytes: number): Uint8Array {
+  for (let prefix = 1; prefix <= 4; prefix++) {
+    const payload = totalBytes - SHAPE_HEAD_BYTES - 1 - prefix
+    if (payload > 0 && varint(payload).length === prefix) {
+      return sealedShape(new Uint8Array(randomBytes(payload)))
+    }
+  }
+  throw new RangeError(`no well-formed envelope is exactly ${totalBytes} bytes`)
+}

@@ -1,10 +1,12 @@
 /**
  * Mailboxes (DESIGN.md §7): durable write before `MessageAccepted`, live push, ack-only deletion, resume from a
- * cursor with gap notices.
+ * cursor with gap notices. A full mailbox (`--max-mailbox-messages`, `--max-mailbox-bytes`) or a nearly full disk
+ * (`--min-free-disk-bytes`) refuses new mail with MAILBOX_FULL; unread mail is never evicted to make room.
  * @module
  */
 import { type ClientFrame, ParleyError } from '@parley/protocol'
 import type { Connection } from '../Connection.js'
+import { refuseFull, requireEnvelope } from './mailboxGuard.js'
 import { charge, type Reply, requireBytes } from './util.js'
 
 /**
@@ -24,11 +26,8 @@ export async function admitSendMessage(conn: Connection, frame: ClientFrame): Pr
   const m = frame.sendMessage!
   const address = requireBytes(m.recipientAddress, 32, 'recipient_address')
   const messageId = requireBytes(m.messageId, 16, 'message_id')
-  const envelope = m.envelope instanceof Uint8Array ? m.envelope : new Uint8Array()
-  if (envelope.length === 0) throw new ParleyError('BAD_REQUEST', 'envelope is empty')
-  if (envelope.length > config.maxEnvelopeBytes) {
-    throw new ParleyError('TOO_LARGE', `envelope is over the ${config.maxEnvelopeBytes}-byte limit`)
-  }
+  const envelope = requireEnvelope(conn.ctx, m.envelope)
+  if (await conn.ctx.disk.low()) refuseFull(conn.ctx, 'disk')
   await charge(conn, 'send', `send:acct:${conn.device!.quotaId}`, 1, policies.send)
   const deviceId = m.recipientDeviceId ?? 0
   const written = store.enqueue({
@@ -38,6 +37,7 @@ export async function admitSendMessage(conn: Connection, frame: ClientFrame): Pr
     envelope,
     receivedAtMs: Date.now(),
     maxMessages: config.maxMailboxMessages,
+    maxBytes: config.maxMailboxBytes,
   })
   // Awaited by the commit half; this only keeps a rejection from counting as unhandled in between.
   written.catch(() => {})
@@ -51,9 +51,10 @@ export async function admitSendMessage(conn: Connection, frame: ClientFrame): Pr
         throw new ParleyError('CONFLICT', 'the recipient has a new device; fetch a new prekey bundle')
       case 'duplicate':
         return { messageAccepted: { messageId } }
+      case 'full':
+        return refuseFull(conn.ctx, result.limit)
       case 'stored': {
         metrics.accepted.inc()
-        if (result.evicted > 0) metrics.evicted.inc(result.evicted)
         await fanout.publish(Buffer.from(address).toString('hex'), {
           kind: 'mail',
           deviceId,

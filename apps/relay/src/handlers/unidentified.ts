@@ -8,6 +8,7 @@
 import { timingSafeEqual } from 'node:crypto'
 import { type ClientFrame, deliveryTokenVerifier, ParleyError } from '@parley/protocol'
 import type { RelayContext } from '../context.js'
+import { refuseFull, requireEnvelope } from './mailboxGuard.js'
 import { type Reply, requireBytes } from './util.js'
 
 /** What an unidentified request may touch: shared ports, and the source network for its limit. */
@@ -18,6 +19,8 @@ export interface AnonymousScope {
   readonly config: RelayContext['config']
   readonly policies: RelayContext['policies']
   readonly metrics: RelayContext['metrics']
+  /** The disk high-water mark: relay-wide, it says nothing about any recipient. */
+  readonly disk: RelayContext['disk']
   /** The source network (IPv4 /24, IPv6 /56) of the connection, for its limit. */
   readonly network: string
 }
@@ -43,10 +46,10 @@ export async function unidentifiedSend(scope: AnonymousScope, frame: ClientFrame
   const address = requireBytes(m.recipientAddress, 32, 'recipient_address')
   const messageId = requireBytes(m.messageId, 16, 'message_id')
   const token = requireBytes(m.deliveryToken, 32, 'delivery_token')
-  const envelope = m.envelope instanceof Uint8Array ? m.envelope : new Uint8Array()
-  if (envelope.length === 0) throw new ParleyError('BAD_REQUEST', 'envelope is empty')
-  if (envelope.length > scope.config.maxEnvelopeBytes) {
-    throw new ParleyError('TOO_LARGE', `envelope is over the ${scope.config.maxEnvelopeBytes}-byte limit`)
+  const envelope = requireEnvelope(scope, m.envelope)
+  if (await scope.disk.low()) {
+    scope.metrics.unidentified.inc({ outcome: 'mailbox_full' })
+    refuseFull(scope, 'disk')
   }
   // The network pays first, so guessing tokens for many recipients costs the guesser's own budget.
   await charge(scope, 'network', scope.network)
@@ -72,6 +75,7 @@ export async function unidentifiedSend(scope: AnonymousScope, frame: ClientFrame
     envelope,
     receivedAtMs: Date.now(),
     maxMessages: scope.config.maxMailboxMessages,
+    maxBytes: scope.config.maxMailboxBytes,
   })
   switch (result.status) {
     case 'not_found':
@@ -83,10 +87,13 @@ export async function unidentifiedSend(scope: AnonymousScope, frame: ClientFrame
     case 'duplicate':
       scope.metrics.unidentified.inc({ outcome: 'duplicate' })
       return { messageAccepted: { messageId } }
+    case 'full':
+      // Only a holder of the recipient's token gets here, so this tells no one else anything about the account.
+      scope.metrics.unidentified.inc({ outcome: 'mailbox_full' })
+      return refuseFull(scope, result.limit)
     case 'stored':
       scope.metrics.accepted.inc()
       scope.metrics.unidentified.inc({ outcome: 'stored' })
-      if (result.evicted > 0) scope.metrics.evicted.inc(result.evicted)
       await scope.fanout.publish(addressHex, { kind: 'mail', deviceId, seq: result.seq })
       return { messageAccepted: { messageId } }
   }

@@ -1,4 +1,5 @@
 // Row shapes and byte helpers shared by the SQL stores (SQLite and PostgreSQL), so the two cannot drift.
+import type { EnqueueInput, MailboxLimit } from '../Store.js'
 
 /** An `accounts` row as both stores read it (bytes as Buffers, integers as numbers). */
 export interface AccountRow {
@@ -13,6 +14,8 @@ export interface AccountRow {
   kem_prekey_sig: Buffer
   mailbox_head_seq: number
   mailbox_count: number
+  /** Added in schema version 3: envelope bytes of the device's unread mail (the byte quota's running total). */
+  mailbox_bytes: number
   created_at_ms: number
   /** Added in schema version 2: NULL for an account activated without one (or before version 2). */
   number_commitment: Buffer | null
@@ -29,6 +32,20 @@ export const bufOrNull = (b: Uint8Array): Buffer | null => (b.length === 0 ? nul
 /** A nullable column as bytes: NULL (or an empty value) reads back as an empty Uint8Array. */
 export const u8OrEmpty = (b: Buffer | null): Uint8Array =>
   b === null || b.length === 0 ? new Uint8Array(0) : u8(b)
+
+/**
+ * Which limit refuses a new message in a mailbox that holds `count` messages and `bytes` envelope bytes
+ * (`Store.enqueue`), or null when it fits. Reaching a limit exactly is within it.
+ */
+export function mailboxLimitHit(
+  count: number,
+  bytes: number,
+  input: Pick<EnqueueInput, 'envelope' | 'maxMessages' | 'maxBytes'>,
+): MailboxLimit | null {
+  if (count + 1 > input.maxMessages) return 'messages'
+  if (bytes + input.envelope.length > input.maxBytes) return 'bytes'
+  return null
+}
 
 /** Groups sorted sequence numbers into runs of consecutive integers (for gap notices). */
 export function runs(seqs: number[]): [number, number][] {

@@ -42,6 +42,22 @@ describe('Store conformance: SqliteStore', () => {
     async columns(store, table) {
       return query<{ name: string }>(store, `PRAGMA table_info(${table})`).map((c) => c.name)
     },
+    async mailbox(store, address) {
+      const hex = Buffer.from(address).toString('hex')
+      const [row] = query<{ count: number; bytes: number }>(
+        store,
+        `SELECT mailbox_count AS count, mailbox_bytes AS bytes FROM accounts WHERE address = X'${hex}'`,
+      )
+      return row ?? null
+    },
+    async exec(store, sql) {
+      const db = new Database(paths.get(store)!)
+      try {
+        db.exec(sql)
+      } finally {
+        db.close()
+      }
+    },
     async cleanup() {
       for (const s of opened.splice(0)) await s.close()
     },
@@ -83,6 +99,17 @@ describeWith('Store conformance: PostgresStore', [pgAbsent], () => {
           [schemas.get(store), table],
         )
       ).map((r) => r.column_name)
+    },
+    async mailbox(store, address) {
+      const [row] = await admin<{ count: string; bytes: string }>(
+        `SELECT mailbox_count AS count, mailbox_bytes AS bytes FROM ${schemas.get(store)}.accounts
+         WHERE address = $1`,
+        [Buffer.from(address)],
+      )
+      return row ? { count: Number(row.count), bytes: Number(row.bytes) } : null
+    },
+    async exec(store, sql) {
+      await admin(`SET search_path TO ${schemas.get(store)}; ${sql}`)
     },
     async cleanup() {
       for (const s of opened.splice(0)) await s.close()

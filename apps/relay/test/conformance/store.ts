@@ -1,5 +1,5 @@
 // The Store conformance suite: every implementation (SQLite, PostgreSQL) runs exactly these tests, so their
-// semantics — sequence numbers, idempotency, gaps, eviction, TTL sweep, erasure — cannot drift apart. The
+// semantics — sequence numbers, idempotency, gaps, mailbox limits, TTL sweep, erasure — cannot drift apart. The
 // "two nodes" tests open a second store over the same data, as a second relay process would.
 import { randomBytes } from 'node:crypto'
 import { afterAll, expect, it } from 'vitest'
@@ -15,6 +15,10 @@ export interface StoreHarness {
   rows(store: Store, table: string): Promise<number>
   /** Column names of a table of `store`'s data. */
   columns(store: Store, table: string): Promise<string[]>
+  /** The mailbox count and byte total kept in the account row of `address`, or null when there is none. */
+  mailbox(store: Store, address: Uint8Array): Promise<{ count: number; bytes: number } | null>
+  /** Runs SQL statements (the same text on every engine) on `store`'s data, outside the store. */
+  exec(store: Store, sql: string): Promise<void>
   /** Closes every store opened and deletes their data. */
   cleanup(): Promise<void>
 }
@@ -57,7 +61,7 @@ export const enqueue = (
   store: Store,
   address: Uint8Array,
   deviceId = 1,
-  opts: { at?: number; max?: number; id?: Uint8Array; size?: number } = {},
+  opts: { at?: number; max?: number; maxBytes?: number; id?: Uint8Array; size?: number } = {},
 ) =>
   store.enqueue({
     address,
@@ -66,6 +70,7 @@ export const enqueue = (
     envelope: bytes(opts.size ?? 20),
     receivedAtMs: opts.at ?? Date.now(),
     maxMessages: opts.max ?? 100,
+    maxBytes: opts.maxBytes ?? 1 << 30,
   })
 
 const seqOf = (r: Awaited<ReturnType<Store['enqueue']>>) =>
@@ -93,10 +98,12 @@ export function storeConformance(h: StoreHarness): void {
     const a = await register(s)
     expect(a).toMatchObject({ deviceId: 1, replacedDevice: false })
     await enqueue(s, a.address)
+    expect(await h.mailbox(s, a.address)).toEqual({ count: 1, bytes: 20 })
     const b = await register(s, a.address)
     expect(b).toMatchObject({ deviceId: 2, replacedDevice: true })
     expect(await s.mailboxHead(a.address, 2)).toBe(0)
     expect((await s.fetchMailbox(a.address, 2, 0, 10)).entries).toEqual([])
+    expect(await h.mailbox(s, a.address)).toEqual({ count: 0, bytes: 0 })
     const account = (await s.getAccount(a.address))!
     expect(account.deviceId).toBe(2)
     expect(hex(account.address)).toBe(hex(a.address))
@@ -281,8 +288,9 @@ export function storeConformance(h: StoreHarness): void {
       envelope: bytes(4),
       receivedAtMs: 1,
       maxMessages: 100,
+      maxBytes: 1000,
     }
-    expect(await s.enqueue(input)).toEqual({ status: 'stored', seq: 3, evicted: 0 })
+    expect(await s.enqueue(input)).toEqual({ status: 'stored', seq: 3 })
     expect(await s.enqueue(input)).toEqual({ status: 'duplicate', seq: 3 })
     expect(await s.enqueue({ ...input, deviceId: 2 })).toEqual({ status: 'stale_device', currentDeviceId: 1 })
     expect(await s.enqueue({ ...input, address: bytes(32) })).toEqual({ status: 'not_found' })
@@ -340,11 +348,14 @@ export function storeConformance(h: StoreHarness): void {
     expect(page.gaps).toEqual([])
     expect((await s.fetchMailbox(other.address, 1, 0, 1000)).entries).toHaveLength(40)
     expect(await h.rows(s, 'mailbox')).toBe(present.size + 40)
-    // The mailbox count went down by exactly the rows deleted: a limit of present + 1 evicts nothing, then one.
+    // The mailbox count and bytes went down by exactly the rows deleted (20 bytes each): a limit of present + 1
+    // takes one more message, then refuses.
+    expect(await h.mailbox(s, address)).toEqual({ count: present.size, bytes: 20 * present.size })
+    expect(await h.mailbox(s, other.address)).toEqual({ count: 40, bytes: 800 })
     const max = present.size + 1
-    expect(await enqueue(s, address, 1, { max })).toMatchObject({ status: 'stored', seq: 301, evicted: 0 })
-    expect(await enqueue(s, address, 1, { max })).toMatchObject({ status: 'stored', seq: 302, evicted: 1 })
-    expect(await enqueue(s, other.address, 1, { max: 41 })).toMatchObject({ status: 'stored', evicted: 0 })
+    expect(await enqueue(s, address, 1, { max })).toEqual({ status: 'stored', seq: 301 })
+    expect(await enqueue(s, address, 1, { max })).toEqual({ status: 'full', limit: 'messages' })
+    expect(await enqueue(s, other.address, 1, { max: 41 })).toMatchObject({ status: 'stored', seq: 41 })
   })
 
   it('pages by bytes: stops before the entry that would exceed maxBytes, always returns one, keeps gap semantics', async () => {
@@ -422,30 +433,133 @@ export function storeConformance(h: StoreHarness): void {
     expect(entry!.messageId).toHaveLength(16)
   })
 
-  it('evicts the oldest beyond the mailbox limit and records the range as one growing gap', async () => {
+  it('refuses mail beyond the mailbox limit: nothing stored, nothing evicted, no gap; takes mail again after an ack', async () => {
     const s = await open()
     const { address } = await register(s)
+    const ids = Array.from({ length: 6 }, () => bytes(16))
     const results = []
-    for (let i = 0; i < 6; i++) results.push(await enqueue(s, address, 1, { max: 3 }))
-    expect(results.map((r) => (r.status === 'stored' ? r.evicted : -1))).toEqual([0, 0, 0, 1, 1, 1])
+    for (const id of ids) results.push(await enqueue(s, address, 1, { max: 3, id }))
+    expect(results).toEqual([
+      { status: 'stored', seq: 1 },
+      { status: 'stored', seq: 2 },
+      { status: 'stored', seq: 3 },
+      { status: 'full', limit: 'messages' },
+      { status: 'full', limit: 'messages' },
+      { status: 'full', limit: 'messages' },
+    ])
+    // The oldest unread mail is all still there, whole, and no sequence number was spent on a refusal.
     const page = await s.fetchMailbox(address, 1, 0, 10)
-    expect(page.entries.map((e) => e.seq)).toEqual([4, 5, 6])
-    expect(page.gaps).toEqual([{ firstSeq: 1, lastSeq: 3, reason: 'evicted' }])
-    // A cursor inside the gap clips it.
-    expect((await s.fetchMailbox(address, 1, 2, 10)).gaps).toEqual([
-      { firstSeq: 3, lastSeq: 3, reason: 'evicted' },
+    expect(page.entries.map((e) => [e.seq, hex(e.messageId)])).toEqual(
+      ids.slice(0, 3).map((id, i) => [i + 1, hex(id)]),
+    )
+    expect(page.gaps).toEqual([])
+    expect(page.headSeq).toBe(3)
+    expect(await h.rows(s, 'mailbox')).toBe(3)
+    expect(await h.rows(s, 'mailbox_gaps')).toBe(0)
+    expect(await h.mailbox(s, address)).toEqual({ count: 3, bytes: 60 })
+    // A resent message that is stored already is a duplicate, full or not; a refused one is still refused.
+    expect(await enqueue(s, address, 1, { max: 3, id: ids[1]! })).toEqual({ status: 'duplicate', seq: 2 })
+    expect(await enqueue(s, address, 1, { max: 3, id: ids[3]! })).toEqual({
+      status: 'full',
+      limit: 'messages',
+    })
+    // Reading (acking) makes room for exactly as much as was acked.
+    expect(await s.ack(address, 1, [2])).toBe(1)
+    expect(await enqueue(s, address, 1, { max: 3, id: ids[3]! })).toEqual({ status: 'stored', seq: 4 })
+    expect(await enqueue(s, address, 1, { max: 3, id: ids[4]! })).toEqual({
+      status: 'full',
+      limit: 'messages',
+    })
+    expect((await s.fetchMailbox(address, 1, 0, 10)).entries.map((e) => e.seq)).toEqual([1, 3, 4])
+    expect(await h.mailbox(s, address)).toEqual({ count: 3, bytes: 60 })
+  })
+
+  it('keeps the unread bytes of each mailbox through enqueue, ack and expiry, and refuses beyond maxBytes', async () => {
+    const s = await open()
+    const { address } = await register(s)
+    const other = await register(s)
+    const now = Date.now()
+    const put = (size: number, opts: { at?: number; id?: Uint8Array } = {}) =>
+      enqueue(s, address, 1, { size, maxBytes: 1000, max: 100, ...opts })
+    const first = bytes(16)
+    expect(await put(100, { id: first, at: now - 10_000 })).toEqual({ status: 'stored', seq: 1 })
+    expect(await put(200)).toEqual({ status: 'stored', seq: 2 })
+    expect(await h.mailbox(s, address)).toEqual({ count: 2, bytes: 300 })
+    // Up to the limit exactly is within it; one byte more is refused, and changes nothing.
+    expect(await put(700)).toEqual({ status: 'stored', seq: 3 })
+    expect(await h.mailbox(s, address)).toEqual({ count: 3, bytes: 1000 })
+    expect(await put(1)).toEqual({ status: 'full', limit: 'bytes' })
+    expect(await put(1)).toEqual({ status: 'full', limit: 'bytes' })
+    expect(await h.mailbox(s, address)).toEqual({ count: 3, bytes: 1000 })
+    expect(await s.mailboxHead(address, 1)).toBe(3)
+    expect(await h.rows(s, 'mailbox')).toBe(3)
+    // A duplicate is recognised before the limit; another account's mailbox has its own total.
+    expect(await put(100, { id: first })).toEqual({ status: 'duplicate', seq: 1 })
+    expect(await enqueue(s, other.address, 1, { size: 900, maxBytes: 1000 })).toEqual({
+      status: 'stored',
+      seq: 1,
+    })
+    expect(await h.mailbox(s, other.address)).toEqual({ count: 1, bytes: 900 })
+    // An ack lowers the total by the acked envelopes only (a repeated, foreign or unknown seq counts nothing).
+    expect(await s.ack(address, 1, [2, 2, 99])).toBe(1)
+    expect(await s.ack(address, 1, [2])).toBe(0)
+    expect(await s.ack(address, 2, [3])).toBe(0)
+    expect(await s.ack(other.address, 1, [3])).toBe(0)
+    expect(await h.mailbox(s, address)).toEqual({ count: 2, bytes: 800 })
+    expect(await h.mailbox(s, other.address)).toEqual({ count: 1, bytes: 900 })
+    expect(await put(201)).toEqual({ status: 'full', limit: 'bytes' })
+    expect(await put(200)).toEqual({ status: 'stored', seq: 4 })
+    expect(await h.mailbox(s, address)).toEqual({ count: 3, bytes: 1000 })
+    // Expiry lowers it by the expired envelopes (seq 1, 100 bytes) and records only the expiry as a gap.
+    expect(await s.expire(now - 5000)).toBe(1)
+    expect(await h.mailbox(s, address)).toEqual({ count: 2, bytes: 900 })
+    expect((await s.fetchMailbox(address, 1, 0, 10)).gaps).toEqual([
+      { firstSeq: 1, lastSeq: 1, reason: 'expired' },
     ])
-    expect((await s.fetchMailbox(address, 1, 3, 10)).gaps).toEqual([])
-    // A full page ends at its last entry: the gap after it waits for the next page.
-    await s.ack(address, 1, [5])
-    for (let i = 0; i < 3; i++) await enqueue(s, address, 1, { max: 3 })
-    // Acked mail (5) is no gap; eviction of 4 extends the first gap, eviction of 6 starts a new one.
-    const first = await s.fetchMailbox(address, 1, 0, 1)
-    expect(first.entries.map((e) => e.seq)).toEqual([7])
-    expect(first.gaps).toEqual([
-      { firstSeq: 1, lastSeq: 4, reason: 'evicted' },
-      { firstSeq: 6, lastSeq: 6, reason: 'evicted' },
-    ])
+    expect(await put(100)).toEqual({ status: 'stored', seq: 5 })
+    // The count limit is checked as well: whichever is hit first refuses.
+    expect(await enqueue(s, address, 1, { size: 1, max: 3, maxBytes: 10_000 })).toEqual({
+      status: 'full',
+      limit: 'messages',
+    })
+    // The totals match the rows, and erasure takes them with the account.
+    const held = (await s.fetchMailbox(address, 1, 0, 100)).entries.reduce((n, e) => n + e.envelope.length, 0)
+    expect(await h.mailbox(s, address)).toEqual({ count: 3, bytes: held })
+    expect(await s.deleteAccount(address)).toBe(true)
+    expect(await h.mailbox(s, address)).toBeNull()
+    await register(s, address)
+    expect(await h.mailbox(s, address)).toEqual({ count: 0, bytes: 0 })
+    expect(await h.mailbox(s, other.address)).toEqual({ count: 1, bytes: 900 })
+  })
+
+  it('migration 3 computes the unread bytes of the mail stored before it', async () => {
+    const s = await open()
+    const a = await register(s)
+    const b = await register(s)
+    const c = await register(s)
+    for (const size of [100, 250, 1]) await enqueue(s, a.address, 1, { size })
+    await enqueue(s, b.address, 1, { size: 7 })
+    await s.ack(a.address, 1, [2])
+    // Back to the version-2 schema (no byte column, version 3 not applied), then opened as a relay would.
+    await h.exec(
+      s,
+      'ALTER TABLE accounts DROP COLUMN mailbox_bytes; DELETE FROM schema_migrations WHERE version = 3',
+    )
+    expect(await h.columns(s, 'accounts')).not.toContain('mailbox_bytes')
+    const p = await h.peer(s)
+    expect(await h.columns(p, 'accounts')).toContain('mailbox_bytes')
+    expect(await h.mailbox(p, a.address)).toEqual({ count: 2, bytes: 101 })
+    expect(await h.mailbox(p, b.address)).toEqual({ count: 1, bytes: 7 })
+    expect(await h.mailbox(p, c.address)).toEqual({ count: 0, bytes: 0 })
+    // The quota holds for the migrated mail.
+    expect(await enqueue(p, a.address, 1, { size: 900, maxBytes: 1000 })).toEqual({
+      status: 'full',
+      limit: 'bytes',
+    })
+    expect(await enqueue(p, a.address, 1, { size: 899, maxBytes: 1000 })).toEqual({
+      status: 'stored',
+      seq: 4,
+    })
   })
 
   it('expires old mail into gaps of consecutive runs, keeps newer mail, and forgets old gap records', async () => {
@@ -464,26 +578,34 @@ export function storeConformance(h: StoreHarness): void {
       { firstSeq: 3, lastSeq: 4, reason: 'expired' },
     ])
     // New mail still fits the mailbox count after expiry.
-    expect(await enqueue(s, address, 1, { max: 2 })).toMatchObject({ status: 'stored', evicted: 0 })
-    // Gap records are themselves dropped once older than the cutoff (eviction gaps carry the arrival time).
+    expect(await enqueue(s, address, 1, { max: 2 })).toMatchObject({ status: 'stored', seq: 6 })
     const b = await register(s)
-    for (let i = 0; i < 3; i++) await enqueue(s, b.address, 1, { at: now - 20_000, max: 2 })
-    expect((await s.fetchMailbox(b.address, 1, 0, 10)).gaps).toEqual([
-      { firstSeq: 1, lastSeq: 1, reason: 'evicted' },
-    ])
+    for (let i = 0; i < 2; i++) await enqueue(s, b.address, 1, { at: now - 20_000 })
     expect(await s.expire(now - 15_000)).toBe(2)
     expect((await s.fetchMailbox(b.address, 1, 0, 10)).gaps).toEqual([
-      { firstSeq: 2, lastSeq: 3, reason: 'expired' },
+      { firstSeq: 1, lastSeq: 2, reason: 'expired' },
     ])
     expect((await s.fetchMailbox(address, 1, 0, 10)).entries.map((e) => e.seq)).toEqual([5, 6])
+    // Gap records are themselves dropped once recorded before the cutoff; the ones this sweep records (or
+    // extends: 5..6 joins 3..4) stay.
+    await new Promise((r) => setTimeout(r, 5))
+    expect(await s.expire(Date.now())).toBe(2)
+    expect((await s.fetchMailbox(b.address, 1, 0, 10)).gaps).toEqual([])
+    expect((await s.fetchMailbox(address, 1, 0, 10)).gaps).toEqual([
+      { firstSeq: 3, lastSeq: 6, reason: 'expired' },
+    ])
+    expect(await h.mailbox(s, address)).toEqual({ count: 0, bytes: 0 })
   })
 
   it('erases every row of an account on delete, and nothing of other accounts', async () => {
     const s = await open()
     const { address } = await register(s)
     const keep = await register(s)
-    for (let i = 0; i < 3; i++) await enqueue(s, address, 1, { max: 2 })
+    await enqueue(s, address, 1, { at: 1 })
+    expect(await s.expire(2)).toBe(1)
+    for (let i = 0; i < 2; i++) await enqueue(s, address)
     await enqueue(s, keep.address)
+    expect(await h.rows(s, 'mailbox_gaps')).toBe(1)
     expect(await s.deleteAccount(address)).toBe(true)
     expect(await s.deleteAccount(address)).toBe(false)
     expect(await s.getAccount(address)).toBeNull()
@@ -505,9 +627,10 @@ export function storeConformance(h: StoreHarness): void {
     const results = await Promise.all(Array.from({ length: 60 }, (_, i) => enqueue(i % 2 ? s : p, address)))
     expect(results.map(seqOf).sort((a, b) => a - b)).toEqual(Array.from({ length: 60 }, (_, i) => i + 1))
     expect(await p.mailboxHead(address, 1)).toBe(60)
-    // The mailbox count stayed exact: a limit of 60 evicts nothing more, 61 evicts one.
-    expect(await enqueue(p, address, 1, { max: 61 })).toMatchObject({ status: 'stored', seq: 61, evicted: 0 })
-    expect(await enqueue(s, address, 1, { max: 61 })).toMatchObject({ status: 'stored', seq: 62, evicted: 1 })
+    // The mailbox count and bytes stayed exact: a limit of 61 takes one more, then refuses.
+    expect(await h.mailbox(p, address)).toEqual({ count: 60, bytes: 1200 })
+    expect(await enqueue(p, address, 1, { max: 61 })).toEqual({ status: 'stored', seq: 61 })
+    expect(await enqueue(s, address, 1, { max: 61 })).toEqual({ status: 'full', limit: 'messages' })
   })
 
   it('two nodes: the same message sent through both is stored once', async () => {
@@ -520,14 +643,32 @@ export function storeConformance(h: StoreHarness): void {
     expect(results.map(seqOf)).toEqual([1, 1])
   })
 
-  it('two nodes: concurrent eviction keeps the mailbox at its limit with one contiguous gap', async () => {
+  it('two nodes: concurrent sends to one mailbox fill it exactly to its limits and refuse the rest', async () => {
     const s = await open()
     const p = await h.peer(s)
     const { address } = await register(s)
-    await Promise.all(Array.from({ length: 40 }, (_, i) => enqueue(i % 2 ? s : p, address, 1, { max: 10 })))
+    const other = await register(s)
+    // By count: 40 sends, room for 10.
+    const byCount = await Promise.all(
+      Array.from({ length: 40 }, (_, i) => enqueue(i % 2 ? s : p, address, 1, { max: 10 })),
+    )
+    expect(byCount.filter((r) => r.status === 'stored')).toHaveLength(10)
+    expect(byCount.filter((r) => r.status === 'full')).toHaveLength(30)
     const page = await s.fetchMailbox(address, 1, 0, 100)
-    expect(page.entries.map((e) => e.seq)).toEqual(Array.from({ length: 10 }, (_, i) => 31 + i))
-    expect(page.gaps).toEqual([{ firstSeq: 1, lastSeq: 30, reason: 'evicted' }])
+    expect(page.entries.map((e) => e.seq)).toEqual(Array.from({ length: 10 }, (_, i) => 1 + i))
+    expect(page.gaps).toEqual([])
+    // By bytes: 40 sends of 100 bytes, room for 1,000.
+    const byBytes = await Promise.all(
+      Array.from({ length: 40 }, (_, i) =>
+        enqueue(i % 2 ? s : p, other.address, 1, { size: 100, maxBytes: 1000 }),
+      ),
+    )
+    expect(byBytes.filter((r) => r.status === 'stored')).toHaveLength(10)
+    expect(byBytes.filter((r) => r.status === 'full' && r.limit === 'bytes')).toHaveLength(30)
+    expect(await h.mailbox(p, other.address)).toEqual({ count: 10, bytes: 1000 })
+    expect(await h.mailbox(s, address)).toEqual({ count: 10, bytes: 200 })
+    expect(await h.rows(s, 'mailbox')).toBe(20)
+    expect(await h.rows(s, 'mailbox_gaps')).toBe(0)
   })
 
   it('two nodes: no one-time prekey is handed out twice', async () => {
@@ -561,7 +702,9 @@ export function storeConformance(h: StoreHarness): void {
     expect((await s.fetchMailbox(other.address, 1, 0, 100)).gaps).toEqual([
       { firstSeq: 1, lastSeq: 10, reason: 'expired' },
     ])
-    expect(await enqueue(p, address, 1, { max: 1 })).toMatchObject({ status: 'stored', seq: 21, evicted: 0 })
+    expect(await h.mailbox(s, address)).toEqual({ count: 0, bytes: 0 })
+    expect(await h.mailbox(p, other.address)).toEqual({ count: 0, bytes: 0 })
+    expect(await enqueue(p, address, 1, { max: 1 })).toEqual({ status: 'stored', seq: 21 })
   })
 
   it('two nodes: concurrent first activations of one address end as two activations in sequence', async () => {
