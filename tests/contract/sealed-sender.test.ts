@@ -16,13 +16,30 @@ const inbox = (c: ParleyClient) => {
   return got
 }
 
-/** An unidentified send of random bytes (the relay cannot tell them from a sealed envelope). */
+const random = (n: number) => [...crypto.getRandomValues(new Uint8Array(n))]
+
+/**
+ * An unidentified send of junk shaped as a v1 sealed envelope (version 1, 32-byte ephemeral key, 48-byte sealed
+ * sender key, random ciphertext): the relay checks only the shape, so it cannot tell it from a real one.
+ */
 const junkSend = (recipientAddress: Uint8Array, deliveryToken: Uint8Array) => ({
   unidentifiedSend: {
     recipientAddress,
     recipientDeviceId: 1,
     messageId: crypto.getRandomValues(new Uint8Array(16)),
-    envelope: crypto.getRandomValues(new Uint8Array(200)),
+    envelope: new Uint8Array([
+      0x08,
+      1,
+      0x12,
+      32,
+      ...random(32),
+      0x1a,
+      48,
+      ...random(48),
+      0x22,
+      110,
+      ...random(110),
+    ]),
     deliveryToken,
   },
 })

@@ -203,7 +203,17 @@ describe('egress audit against a real relay (P1, P3)', () => {
       await client.discover(numbers.slice(0, 100).map((n) => n.e164))
       const repeat = transport.sent.slice(again).map((f) => decodeClientFrame(f))
       expect(repeat.some((f) => f.body === 'oprfEvaluate')).toBe(false)
-      expect(describeHits(transport.sent.slice(again).flatMap((f) => scanner.scan(f)))).toEqual([])
+      // The same guard as above: only 40+-bit matches are certain leaks; shorter BCD runs occur by chance in
+      // the prefixes (a false alarm in about one run in seven before this guard), and the decoded-field check
+      // above already covers them.
+      expect(
+        describeHits(
+          transport.sent
+            .slice(again)
+            .flatMap((f) => scanner.scan(f))
+            .filter((h) => h.bits >= 40),
+        ),
+      ).toEqual([])
     }
   })
 

@@ -1,7 +1,14 @@
 // Frame generators for the fuzzer: valid frames of every body type, then mutated, truncated, oversized,
 // retyped, unknown oneof cases, huge repeated fields, deep nesting and plain random bytes. Deterministic for a
 // seed, so a failing run can be replayed with PARLEY_FUZZ_SEED.
-import { type ClientFrameInput, encodeClientFrame, PROTOCOL_MAJOR, PROTOCOL_MINOR } from '@parley/protocol'
+import {
+  activationPayload,
+  type ClientFrameInput,
+  encodeClientFrame,
+  kemPrekeyPayload,
+  PROTOCOL_MAJOR,
+  PROTOCOL_MINOR,
+} from '@parley/protocol'
 
 /** mulberry32: a small seeded PRNG (not for secrets). */
 export function prng(seed: number) {
@@ -52,7 +59,54 @@ export const ld = (field: number, payload: ArrayLike<number>) => [
 ]
 export const vi = (field: number, n: number | bigint) => [...tag(field, 0), ...varint(n)]
 
+/** An envelope: mostly shaped as a v1 SealedEnvelope (so it passes the relay's shape check), else random. */
+const envelopeOf = (r: Rng) =>
+  r.int(4) === 0
+    ? r.bytes(1 + r.int(300))
+    : new Uint8Array([
+        ...vi(1, 1),
+        ...ld(2, r.bytes(32)),
+        ...ld(3, r.bytes(48)),
+        ...ld(4, r.bytes(1 + r.int(300))),
+      ])
+
 /** Every body a client may send, with plausible (mostly invalid) contents. */
+/** A signing identity (the fuzzing account's), so that generated prekeys carry valid signatures. */
+export interface Signer {
+  publicKey: Uint8Array
+  sign(message: Uint8Array): Uint8Array
+}
+
+/**
+ * The most expensive frames with valid signatures: a prekey upload of many validly signed KEM prekeys (each
+ * one an Ed25519 check for the relay), and an activation confirm as heavy as allowed for an activation that does
+ * not exist (which must cost no check at all).
+ */
+function heavySigned(r: Rng, id: Signer): Omit<ClientFrameInput, 'requestId'>[] {
+  const kems = (n: number, first: number) =>
+    Array.from({ length: n }, (_, i) => {
+      const publicKey = r.bytes(1184)
+      return { keyId: first + i, publicKey, signature: id.sign(kemPrekeyPayload(first + i, publicKey)) }
+    })
+  const activationId = r.bytes(16)
+  return [
+    { prekeyUpload: { oneTimeKemPrekeys: kems(1 + r.int(60), 10_000 + r.int(100_000)) } },
+    {
+      activationConfirm: {
+        activationId,
+        code: String(r.int(1e6)).padStart(6, '0'),
+        identityKey: id.publicKey,
+        identitySignature: id.sign(activationPayload(activationId, id.publicKey)),
+        prekeys: {
+          signedPrekey: { keyId: 1, publicKey: r.bytes(32), signature: r.bytes(64) },
+          lastResortKemPrekey: { keyId: 1, publicKey: r.bytes(1184), signature: r.bytes(64) },
+          oneTimeKemPrekeys: kems(30, 2),
+        },
+      },
+    },
+  ]
+}
+
 function validBodies(r: Rng, known: { address?: Uint8Array }): Omit<ClientFrameInput, 'requestId'>[] {
   const addr = known.address ?? r.bytes(32)
   return [
@@ -89,7 +143,7 @@ function validBodies(r: Rng, known: { address?: Uint8Array }): Omit<ClientFrameI
         recipientAddress: r.int(2) ? addr : r.bytes(32),
         recipientDeviceId: r.int(3),
         messageId: r.bytes(16),
-        envelope: r.bytes(1 + r.int(300)),
+        envelope: envelopeOf(r),
       },
     },
     { ackMessages: { seqs: [r.int(50), r.int(50)] } },
@@ -101,7 +155,7 @@ function validBodies(r: Rng, known: { address?: Uint8Array }): Omit<ClientFrameI
         recipientAddress: r.int(2) ? addr : r.bytes(32),
         recipientDeviceId: r.int(3),
         messageId: r.bytes(16),
-        envelope: r.bytes(1 + r.int(300)),
+        envelope: envelopeOf(r),
         deliveryToken: r.bytes(32),
       },
     },
@@ -245,7 +299,7 @@ export type Kind = (typeof KINDS)[number][0]
 export function generate(
   r: Rng,
   requestId: number,
-  opts: { maxFrameBytes: number; address?: Uint8Array },
+  opts: { maxFrameBytes: number; address?: Uint8Array; identity?: Signer },
 ): { kind: Kind; bytes: Uint8Array } {
   let x = r.int(100)
   let kind: Kind = 'valid'
@@ -256,11 +310,11 @@ export function generate(
     }
     x -= share
   }
-  const valid = () =>
-    encodeClientFrame(
-      { requestId, ...r.pick(validBodies(r, opts)) } as ClientFrameInput,
-      Number.MAX_SAFE_INTEGER,
-    )
+  // One valid frame in eight is a heavy, validly signed one when an identity is given (signing is slow, so
+  // these are built only when picked).
+  const body = () =>
+    opts.identity && r.int(8) === 0 ? r.pick(heavySigned(r, opts.identity)) : r.pick(validBodies(r, opts))
+  const valid = () => encodeClientFrame({ requestId, ...body() } as ClientFrameInput, Number.MAX_SAFE_INTEGER)
   switch (kind) {
     case 'mutated':
       return { kind, bytes: mutate(r, valid()) }

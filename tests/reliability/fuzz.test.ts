@@ -11,6 +11,7 @@ import {
   messageId,
   RawClient,
   type SpawnedRelay,
+  sealedShape,
   spawnRelay,
 } from '../../apps/relay/test/helpers.js'
 import { RUN, report, timeoutFor } from './config.js'
@@ -75,23 +76,19 @@ class FuzzConn {
   }
 }
 
-describe('fuzzing the relay with generated frames', () => {
-  let relay: SpawnedRelay
-  let fuzzAccount: Account
-  let alice: Account
-  let bob: Account
-  const maxFrameBytes = 320 * 1024
-
-  beforeAll(async () => {
-    relay = await spawnRelay([
-      // Generous quotas so that generated frames reach the handlers instead of stopping at a limit.
-      '--frames-burst',
-      '1000000',
-      '--frames-per-second',
-      '1000000',
-      '--max-bad-frames',
-      '1000000',
+/**
+ * Two runs: quotas lifted, so generated frames reach the handlers; and the account, network and activation
+ * quotas set low, so that the limits themselves are fuzzed (frame flooding stays lifted in both:
+ * a dropped frame is deliberately not answered, and this test counts unanswered frames).
+ */
+const FUZZ_CONFIGS = [
+  {
+    name: 'quotas lifted',
+    frames: RUN.fuzzFrames,
+    args: [
       '--activations-per-ip-per-hour',
+      '1000000',
+      '--activation-confirms-per-network-per-hour',
       '1000000',
       '--code-requests-per-hour',
       '1000000',
@@ -103,6 +100,49 @@ describe('fuzzing the relay with generated frames', () => {
       '1000000',
       '--bundle-capacity',
       '1000000',
+      '--membership-addresses-capacity',
+      '100000000',
+    ],
+  },
+  {
+    // The control client's sends stay under the default send quota; the limits an attacker's frames hit are low.
+    name: 'quotas on',
+    frames: Math.ceil(RUN.fuzzFrames / 2),
+    args: [
+      '--bundle-capacity',
+      '5',
+      '--oprf-account-capacity',
+      '20',
+      '--membership-addresses-capacity',
+      '20',
+      '--code-requests-per-hour',
+      '1',
+      '--activations-per-ip-per-hour',
+      '3',
+      '--activation-confirms-per-network-per-hour',
+      '5',
+      '--acks-per-second',
+      '50',
+    ],
+  },
+]
+
+describe.each(FUZZ_CONFIGS)('fuzzing the relay with generated frames ($name)', ({ frames: FRAMES, args }) => {
+  let relay: SpawnedRelay
+  let fuzzAccount: Account
+  let alice: Account
+  let bob: Account
+  const maxFrameBytes = 320 * 1024
+
+  beforeAll(async () => {
+    relay = await spawnRelay([
+      '--frames-burst',
+      '1000000',
+      '--frames-per-second',
+      '1000000',
+      '--max-bad-frames',
+      '1000000',
+      ...args,
     ])
     const setup = await RawClient.open(relay.url)
     fuzzAccount = await activate(setup, relay, '+14155550190')
@@ -116,7 +156,7 @@ describe('fuzzing the relay with generated frames', () => {
   })
 
   it(
-    `survives ${RUN.fuzzFrames} generated frames; every frame answered; control traffic unaffected; database consistent`,
+    `survives ${FRAMES} generated frames; every frame answered; control traffic unaffected; database consistent`,
     async () => {
       const r = prng(RUN.fuzzSeed)
       const stats = {
@@ -151,7 +191,7 @@ describe('fuzzing the relay with generated frames', () => {
                 recipientAddress: bob.address,
                 recipientDeviceId: bob.deviceId,
                 messageId: messageId(),
-                envelope: new Uint8Array(64).fill(sent % 256),
+                envelope: sealedShape(new Uint8Array(64).fill(sent % 256)),
               },
             })
             sent++
@@ -174,11 +214,15 @@ describe('fuzzing the relay with generated frames', () => {
       const conns = [await open(false), await open(true)]
       const msByKind: Record<string, number> = {}
       const started = Date.now()
-      for (let i = 0; i < RUN.fuzzFrames; i++) {
+      for (let i = 0; i < FRAMES; i++) {
         const which = r.int(2)
         if (conns[which]!.closedWith !== null) conns[which] = await open(which === 1)
         const requestId = 1 + r.int(1000)
-        const { kind, bytes } = generate(r, requestId, { maxFrameBytes, address: fuzzAccount.address })
+        const { kind, bytes } = generate(r, requestId, {
+          maxFrameBytes,
+          address: fuzzAccount.address,
+          identity: fuzzAccount.identity,
+        })
         // A generated Deactivate would erase the fuzzing account and end the authenticated half of the run.
         let decoded: ClientFrame | undefined
         try {

@@ -1,7 +1,6 @@
 // The mail paths under attack (security review): syncing sockets that never read must not make the relay hold
 // whole mailboxes in memory, and acks must be bounded per frame and per connection. Everything is asserted by
 // counts from /metrics, never by timings.
-import { randomBytes } from 'node:crypto'
 import { encodeClientFrame, parleyErrorFromWire } from '@parley/protocol'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { HIGH_WATER_BYTES, PAGE_BYTES } from '../../apps/relay/src/Connection.js'
@@ -9,6 +8,7 @@ import {
   type Account,
   activate,
   expectError,
+  junkEnvelope,
   login,
   messageId,
   RawClient,
@@ -25,7 +25,7 @@ const send = (c: RawClient, to: Account, bytes: number) =>
       recipientAddress: to.address,
       recipientDeviceId: to.deviceId,
       messageId: messageId(),
-      envelope: new Uint8Array(randomBytes(bytes)),
+      envelope: junkEnvelope(bytes),
     },
   })
 
@@ -120,7 +120,7 @@ describe('huge and rapid acks', () => {
     const b = await RawClient.open(relay.url)
     bob = await activate(b, relay, '+14155550193')
     b.close()
-    for (let i = 0; i < 30; i++) await send(a, bob, 64)
+    for (let i = 0; i < 30; i++) await send(a, bob, 154)
   })
   afterAll(async () => {
     a?.close()
@@ -142,7 +142,7 @@ describe('huge and rapid acks', () => {
     client.close()
     // The refused acks deleted nothing before that: all 30 messages were still there to delete.
     expect(metric(await scrape(relay.httpUrl), 'parley_relay_messages_acked_total')).toBe(30)
-    for (let i = 0; i < 30; i++) await send(a, bob, 64)
+    for (let i = 0; i < 30; i++) await send(a, bob, 154)
   })
 
   it('refuses acks beyond the per-connection budget (burst 2 × 500) with RATE_LIMITED, counted', async () => {

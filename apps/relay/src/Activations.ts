@@ -34,6 +34,11 @@ export interface PendingActivations {
   start(e164: string): StartedActivation | Promise<StartedActivation>
   /** Forgets a pending activation. */
   cancel(activationIdHex: string): void | Promise<void>
+  /**
+   * The {@link PendingActivations.numberKey} of a pending activation's number, to charge per-number quotas
+   * before its code is checked; undefined when the activation is unknown, completed, expired or locked.
+   */
+  numberKeyOf(activationIdHex: string): string | undefined | Promise<string | undefined>
   /** Checks a code; on success consumes the activation and returns its number. */
   confirm(activationIdHex: string, code: string): string | Promise<string>
   /** Drops what has expired (a no-op where the engine expires entries itself). */
@@ -109,6 +114,13 @@ export class Activations implements PendingActivations {
   /** Forgets a pending activation (e.g. when the verifier failed). */
   cancel(activationIdHex: string): void {
     this.#drop(activationIdHex)
+  }
+
+  /** The keyed hash of a pending activation's number; undefined when it is unknown, expired or locked. */
+  numberKeyOf(activationIdHex: string, nowMs = Date.now()): string | undefined {
+    const p = this.#pending.get(activationIdHex)
+    if (!p || p.number === null || p.attemptsLeft <= 0 || nowMs >= p.expiresAtMs) return undefined
+    return this.numberKey(p.number)
   }
 
   /**

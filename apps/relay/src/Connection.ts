@@ -78,6 +78,11 @@ export class Connection {
   activating = false
   /** Set by the first unidentified send: such a connection can never authenticate or activate. */
   anonymous = false
+  /**
+   * Proof-of-work difficulty announced in this connection's `ServerHello` (`activation_pow_bits`): what its
+   * `ActivationStart` frames must solve. Set by `hello`; frames before Hello are refused.
+   */
+  activationPowBits = 0
   device: BoundDevice | null = null
 
   readonly ctx: RelayContext

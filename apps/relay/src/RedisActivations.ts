@@ -6,7 +6,8 @@
  *   expires with the code (TTL = code lifetime), taking the number with it.
  * - `<prefix>act:<id>:t`: a tombstone without the number that lives one more lifetime, so a late or locked
  *   confirm gets `EXPIRED` rather than `NOT_FOUND`, as with the in-process {@link Activations}.
- * The per-number code-request counter is a rate-limit bucket keyed by the keyed hash, never the number.
+ * The per-number code-request counter is a rate-limit bucket keyed by the keyed hash, never the number;
+ * `numberKeyOf` opens the sealed number only to compute that hash (per-number code-guess quota).
  * Confirm is one Lua script, so 5 attempts are 5 across all nodes.
  * @module
  */
@@ -141,6 +142,18 @@ export class RedisActivations implements PendingActivations {
 
   async cancel(activationIdHex: string): Promise<void> {
     await this.#redis.del(...this.#keys(activationIdHex))
+  }
+
+  /** Opens the pending activation's sealed number to hash it; undefined once it is gone (expired or locked). */
+  async numberKeyOf(activationIdHex: string): Promise<string | undefined> {
+    if (!/^[0-9a-f]{32}$/.test(activationIdHex)) return undefined
+    const sealed = await this.#redis.hget(this.#keys(activationIdHex)[0], 'n')
+    if (!sealed) return undefined
+    try {
+      return this.numberKey(this.#open(activationIdHex, sealed))
+    } catch {
+      return undefined // not sealed under this node's key: confirm will not open it either
+    }
   }
 
   /**

@@ -18,10 +18,77 @@ export interface VerificationRequest {
   expiresInSeconds: number
 }
 
-/** Delivers codes; a rejection makes the activation fail with `UNAVAILABLE`. */
+/**
+ * Delivers codes; a rejection makes the activation fail with `UNAVAILABLE`, or with the code of a
+ * {@link VerifierVeto} (the operator's gateway refused this number).
+ */
 export interface Verifier {
   readonly name: string
   sendCode(request: VerificationRequest): Promise<void>
+}
+
+/**
+ * The verifier's gateway refused to send this code (webhook HTTP 403 → `FORBIDDEN`, 429 → `RATE_LIMITED`),
+ * e.g. because its own fraud checks flag the number or the destination. The activation is refused with this
+ * code; `reason` is the gateway's explanation, for the relay's log only (never the client's message).
+ */
+export class VerifierVeto extends ParleyError {
+  /** The gateway's `{"reason"}`, cleaned for the log: at most 200 characters, no controls, no digit runs. */
+  readonly reason: string | undefined
+  /** The HTTP status that carried the veto. */
+  readonly status: number
+
+  constructor(status: number, reason: string | undefined, retryAfterMs?: number) {
+    super(
+      status === 429 ? 'RATE_LIMITED' : 'FORBIDDEN',
+      status === 429
+        ? 'the verification service is sending too many codes; try again later'
+        : 'the verification service refused to send a code to this number',
+      retryAfterMs === undefined ? {} : { retryAfterMs },
+    )
+    this.status = status
+    this.reason = reason
+  }
+}
+
+/** A gateway's veto reason as it may be logged: no control characters, no runs of digits (numbers), short. */
+export function cleanVetoReason(reason: unknown): string | undefined {
+  if (typeof reason !== 'string') return undefined
+  const clean = reason
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: removing them is the point
+    .replace(/[\u0000-\u001f\u007f-\u009f]/g, ' ')
+    .replace(/\+?\d[\d\s().-]{3,}\d/g, '[digits]')
+    .trim()
+    .slice(0, 200)
+  return clean === '' ? undefined : clean
+}
+
+/** Milliseconds a `Retry-After` header asks for (seconds or an HTTP date), within [0, 1 day]; else undefined. */
+export function retryAfterHeaderMs(value: string | null, nowMs = Date.now()): number | undefined {
+  if (value === null || value.trim() === '') return undefined
+  const v = value.trim()
+  const ms = /^\d+$/.test(v) ? Number(v) * 1000 : Date.parse(v) - nowMs
+  if (!Number.isFinite(ms)) return undefined
+  return Math.min(86_400_000, Math.max(0, Math.round(ms)))
+}
+
+/** The first `limit` bytes of a response body as text (the rest is not read). */
+async function readHead(res: Response, limit: number): Promise<string> {
+  const reader = res.body?.getReader()
+  if (!reader) return ''
+  const chunks: Uint8Array[] = []
+  let length = 0
+  try {
+    while (length < limit) {
+      const { done, value } = await reader.read()
+      if (done) break
+      chunks.push(value)
+      length += value.length
+    }
+  } finally {
+    await reader.cancel().catch(() => {})
+  }
+  return new TextDecoder().decode(Buffer.concat(chunks).subarray(0, limit))
 }
 
 /**
@@ -58,7 +125,10 @@ export interface WebhookVerifierOptions {
 
 /**
  * Production verifier: POSTs `{"type":"parley.verification.v1","phone_number","code","activation_id",
- * "expires_in_seconds"}` to the operator's URL, which sends the SMS. Any 2xx is success.
+ * "expires_in_seconds"}` to the operator's URL, which sends the SMS. Any 2xx is success. The gateway can veto:
+ * HTTP 403 (optionally with a JSON body `{"reason":"..."}`) refuses the activation `FORBIDDEN`, HTTP 429
+ * refuses it `RATE_LIMITED` with `retryAfterMs` from a `Retry-After` header (60 s without one); see
+ * {@link VerifierVeto}. Any other status is `UNAVAILABLE`.
  */
 export class WebhookVerifier implements Verifier {
   readonly name = 'webhook'
@@ -86,6 +156,7 @@ export class WebhookVerifier implements Verifier {
         `sha256=${createHmac('sha256', this.#options.secret).update(body).digest('hex')}`
     }
     let status: number
+    let veto: VerifierVeto | undefined
     try {
       const res = await this.#options.fetch(this.#options.url, {
         method: 'POST',
@@ -94,7 +165,17 @@ export class WebhookVerifier implements Verifier {
         signal: AbortSignal.timeout(this.#options.timeoutMs),
       })
       status = res.status
-      await res.body?.cancel()
+      if (status === 403 || status === 429) {
+        let reason: string | undefined
+        try {
+          reason = cleanVetoReason((JSON.parse(await readHead(res, 4096)) as { reason?: unknown })?.reason)
+        } catch {
+          // No JSON, or cut off: a veto without a reason.
+        }
+        const retryAfterMs =
+          status === 429 ? (retryAfterHeaderMs(res.headers.get('retry-after')) ?? 60_000) : undefined
+        veto = new VerifierVeto(status, reason, retryAfterMs)
+      } else await res.body?.cancel()
     } catch (err) {
       // The cause is dropped on purpose: fetch errors can echo the request.
       throw new ParleyError('UNAVAILABLE', 'the verification service is unreachable', {
@@ -102,6 +183,7 @@ export class WebhookVerifier implements Verifier {
         cause: err instanceof Error ? err.name : undefined,
       })
     }
+    if (veto) throw veto
     if (status < 200 || status > 299) {
       throw new ParleyError('UNAVAILABLE', `the verification service answered ${status}`, {
         retryAfterMs: 30_000,

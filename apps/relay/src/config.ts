@@ -45,12 +45,19 @@ export interface RelayConfig {
   maxEnvelopeBytes: number
   maxDiscoveryBatch: number
   maxMailboxMessages: number
+  /** Envelope bytes of unread mail a device's mailbox may hold; mail beyond is refused (MAILBOX_FULL). */
+  maxMailboxBytes: number
+  /** Free bytes of the data directory's file system below which new mail is refused; 0: off. */
+  minFreeDiskBytes: number
   /** Most sequence numbers in one `AckMessages` (TOO_LARGE beyond); also half the per-connection ack burst. */
   maxAcksPerFrame: number
   /** Acked sequence numbers per connection per second (burst: twice `maxAcksPerFrame`; RATE_LIMITED beyond). */
   acksPerSecond: number
   messageTtlSeconds: number
   membershipPrefixBits: number
+  /** Addresses that membership queries may return to one account (capacity / refill per day). */
+  membershipAddressesCapacity: number
+  membershipAddressesPerDay: number
   maxPrekeysPerUpload: number
   /** Most one-time prekeys (each kind) stored per account. */
   maxStoredPrekeys: number
@@ -65,6 +72,22 @@ export interface RelayConfig {
   activationsPerIpPerHour: number
   /** Most pending activations held in memory. */
   maxPendingActivations: number
+  /** Wait before a number's second code request; each further one waits twice as long (0: no backoff). */
+  codeBackoffBaseMs: number
+  /** Longest backoff wait; also how long until one earlier code request of a number stops counting. */
+  codeBackoffMaxMs: number
+  /** Code guesses per number per hour, summed over all its activations (wrong or not; RATE_LIMITED beyond). */
+  codeGuessesPerNumberPerHour: number
+  /** SMS per hour to numbers that share their first 4 digits after '+' (country + area code). */
+  smsPerPrefixPerHour: number
+  /** SMS per hour in total (every number, every node sharing the rate limiter). */
+  smsPerHour: number
+  /** Base proof-of-work difficulty of an `ActivationStart`, in leading zero bits (0: no proof of work at all). */
+  activationPowBits: number
+  /** Highest difficulty the load can raise it to. */
+  activationPowMaxBits: number
+  /** SMS per minute above which the difficulty rises by one bit per doubling (0: it never rises). */
+  activationPowLoadPerMinute: number
 
   /** Per-account OPRF evaluation bucket (DESIGN.md §4). */
   oprfAccountCapacity: number
@@ -146,10 +169,14 @@ export const DEFAULT_CONFIG: RelayConfig = {
   maxEnvelopeBytes: DEFAULT_LIMITS.maxEnvelopeBytes,
   maxDiscoveryBatch: DEFAULT_LIMITS.maxDiscoveryBatch,
   maxMailboxMessages: DEFAULT_LIMITS.maxMailboxMessages,
+  maxMailboxBytes: 64 * 1024 * 1024,
+  minFreeDiskBytes: 256 * 1024 * 1024,
   maxAcksPerFrame: 500,
   acksPerSecond: 2000,
   messageTtlSeconds: DEFAULT_LIMITS.messageTtlSeconds,
   membershipPrefixBits: DEFAULT_LIMITS.membershipPrefixBits,
+  membershipAddressesCapacity: 200_000,
+  membershipAddressesPerDay: 50_000,
   maxPrekeysPerUpload: DEFAULT_LIMITS.maxPrekeysPerUpload,
   maxStoredPrekeys: 1000,
   codeTtlSeconds: 600,
@@ -157,6 +184,14 @@ export const DEFAULT_CONFIG: RelayConfig = {
   codeRequestsPerHour: 3,
   activationsPerIpPerHour: 30,
   maxPendingActivations: 100_000,
+  codeBackoffBaseMs: 30_000,
+  codeBackoffMaxMs: HOUR,
+  codeGuessesPerNumberPerHour: 10,
+  smsPerPrefixPerHour: 200,
+  smsPerHour: 2000,
+  activationPowBits: 0,
+  activationPowMaxBits: 22,
+  activationPowLoadPerMinute: 30,
   oprfAccountCapacity: 5000,
   oprfAccountPerDay: 200,
   oprfIpCapacity: 20_000,
@@ -231,7 +266,17 @@ const OPTIONS: Option[] = [
   {
     key: 'maxMailboxMessages',
     kind: 'int',
-    help: 'mailbox size per device; the oldest is evicted beyond it',
+    help: 'unread messages per device; new mail beyond it is refused (MAILBOX_FULL), none evicted',
+  },
+  {
+    key: 'maxMailboxBytes',
+    kind: 'int',
+    help: 'envelope bytes of unread mail per device; new mail beyond is refused (MAILBOX_FULL), none evicted',
+  },
+  {
+    key: 'minFreeDiskBytes',
+    kind: 'int',
+    help: 'refuse new mail (MAILBOX_FULL) while the data directory has less free space (0 = off)',
   },
   {
     key: 'maxAcksPerFrame',
@@ -244,7 +289,21 @@ const OPTIONS: Option[] = [
     help: 'acked sequence numbers per connection per second (burst: 2 x max-acks-per-frame)',
   },
   { key: 'messageTtlSeconds', kind: 'int', help: 'message time-to-live' },
-  { key: 'membershipPrefixBits', kind: 'int', help: 'minimum address prefix bits in a membership query' },
+  {
+    key: 'membershipPrefixBits',
+    kind: 'int',
+    help: 'address prefix bits of a membership query (the only length accepted)',
+  },
+  {
+    key: 'membershipAddressesCapacity',
+    kind: 'int',
+    help: 'addresses membership queries may return to one account: capacity',
+  },
+  {
+    key: 'membershipAddressesPerDay',
+    kind: 'int',
+    help: 'addresses membership queries may return to one account: refill per day',
+  },
   { key: 'maxPrekeysPerUpload', kind: 'int', help: 'most prekeys in one upload' },
   { key: 'maxStoredPrekeys', kind: 'int', help: 'most one-time prekeys of each kind stored per account' },
   { key: 'codeTtlSeconds', kind: 'int', help: 'verification code lifetime' },
@@ -266,6 +325,42 @@ const OPTIONS: Option[] = [
     help: 'most signed prekeys an activation may upload (more come later, authenticated)',
   },
   { key: 'maxPendingActivations', kind: 'int', help: 'most pending activations in memory' },
+  {
+    key: 'codeBackoffBaseMs',
+    kind: 'int',
+    help: 'ms a number waits before its 2nd code request; each further one waits twice as long (0 = off)',
+  },
+  {
+    key: 'codeBackoffMaxMs',
+    kind: 'int',
+    help: 'longest code-request backoff; also how long until one earlier request of a number is forgotten',
+  },
+  {
+    key: 'codeGuessesPerNumberPerHour',
+    kind: 'int',
+    help: 'code guesses per number per hour, summed over all its activations',
+  },
+  {
+    key: 'smsPerPrefixPerHour',
+    kind: 'int',
+    help: 'SMS per hour to numbers sharing their first 4 digits after + (country + area code)',
+  },
+  { key: 'smsPerHour', kind: 'int', help: 'SMS per hour in total, across every number (and every node)' },
+  {
+    key: 'activationPowBits',
+    kind: 'int',
+    help: 'proof of work an ActivationStart must carry, in leading zero bits (0 = none, even under load)',
+  },
+  {
+    key: 'activationPowMaxBits',
+    kind: 'int',
+    help: 'highest proof-of-work difficulty the SMS load can raise it to',
+  },
+  {
+    key: 'activationPowLoadPerMinute',
+    kind: 'int',
+    help: 'SMS per minute above which the proof of work rises 1 bit per doubling (0 = never rises)',
+  },
   { key: 'oprfAccountCapacity', kind: 'int', help: 'OPRF evaluations bucket per account: capacity' },
   { key: 'oprfAccountPerDay', kind: 'int', help: 'OPRF evaluations bucket per account: refill per day' },
   {
@@ -415,6 +510,9 @@ export function validateConfig(config: RelayConfig): void {
   if (config.maxEnvelopeBytes + 1024 > config.maxFrameBytes) {
     throw new RangeError('max-frame-bytes must exceed max-envelope-bytes by at least 1 KiB')
   }
+  if (config.maxMailboxBytes < config.maxEnvelopeBytes) {
+    throw new RangeError('max-mailbox-bytes must be at least max-envelope-bytes')
+  }
   if (config.membershipPrefixBits < 1 || config.membershipPrefixBits > 256) {
     throw new RangeError('membership-prefix-bits must be between 1 and 256')
   }
@@ -432,6 +530,15 @@ export function validateConfig(config: RelayConfig): void {
     throw new RangeError(
       '--redis needs --number-hash-key (PARLEY_NUMBER_HASH_KEY): the same secret hex key, at least 16 bytes, on every node',
     )
+  }
+  if (config.activationPowMaxBits > 32 || config.activationPowBits > config.activationPowMaxBits) {
+    throw new RangeError('activation-pow-bits must be at most activation-pow-max-bits, which is at most 32')
+  }
+  if (config.codeBackoffMaxMs < config.codeBackoffBaseMs) {
+    throw new RangeError('code-backoff-max-ms must be at least code-backoff-base-ms')
+  }
+  for (const key of ['codeGuessesPerNumberPerHour', 'smsPerPrefixPerHour', 'smsPerHour'] as const) {
+    if (config[key] < 1) throw new RangeError(`${flagOf(key).slice(2)} must be at least 1`)
   }
   for (const key of [
     'codeAttempts',
@@ -476,6 +583,17 @@ export function policies(config: RelayConfig) {
     oprfIp: { capacity: config.oprfIpCapacity, refillTokens: config.oprfIpPerDay, refillIntervalMs: DAY },
     // "3 requests per number per hour": a bucket of 3 that refills one request per hour.
     codeRequests: { capacity: config.codeRequestsPerHour, refillTokens: 1, refillIntervalMs: HOUR },
+    codeGuesses: {
+      capacity: config.codeGuessesPerNumberPerHour,
+      refillTokens: config.codeGuessesPerNumberPerHour,
+      refillIntervalMs: HOUR,
+    },
+    smsPrefix: {
+      capacity: config.smsPerPrefixPerHour,
+      refillTokens: config.smsPerPrefixPerHour,
+      refillIntervalMs: HOUR,
+    },
+    smsGlobal: { capacity: config.smsPerHour, refillTokens: config.smsPerHour, refillIntervalMs: HOUR },
     activationConfirmNetwork: {
       capacity: config.activationConfirmsPerNetworkPerHour,
       refillTokens: config.activationConfirmsPerNetworkPerHour,
@@ -488,6 +606,11 @@ export function policies(config: RelayConfig) {
     },
     send: { capacity: config.sendCapacity, refillTokens: config.sendPerMinute, refillIntervalMs: 60_000 },
     bundle: { capacity: config.bundleCapacity, refillTokens: config.bundlePerHour, refillIntervalMs: HOUR },
+    membership: {
+      capacity: config.membershipAddressesCapacity,
+      refillTokens: config.membershipAddressesPerDay,
+      refillIntervalMs: DAY,
+    },
     unidentifiedRecipient: {
       capacity: config.unidentifiedRecipientCapacity,
       refillTokens: config.unidentifiedRecipientPerMinute,

@@ -4,6 +4,7 @@
  */
 import type { PendingActivations } from './Activations.js'
 import type { policies, RelayConfig } from './config.js'
+import type { DiskGuard } from './DiskGuard.js'
 import type { Fanout } from './Fanout.js'
 import type { Logger } from './logger.js'
 import type { Metrics } from './metrics.js'
@@ -25,6 +26,8 @@ export interface RelayContext {
   /** The trust root and the signing key of sender certificates. */
   relayKeys: RelayKeys
   activations: PendingActivations
+  /** The disk high-water mark (`--min-free-disk-bytes`): new mail is refused while free space is below it. */
+  disk: DiskGuard
   metrics: Metrics
   log: Logger
 }

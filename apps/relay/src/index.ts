@@ -34,4 +34,4 @@ export type {
 export type { RelayOptions, RunningRelay } from './server.js'
 export { startRelay } from './server.js'
 export type { VerificationRequest, Verifier, WebhookVerifierOptions } from './Verifier.js'
-export { ConsoleVerifier, WebhookVerifier } from './Verifier.js'
+export { ConsoleVerifier, VerifierVeto, WebhookVerifier } from './Verifier.js'

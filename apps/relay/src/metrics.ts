@@ -53,15 +53,28 @@ export function createMetrics() {
       help: 'Messages expired by TTL',
       registers,
     }),
-    evicted: new Counter({
-      name: 'parley_relay_messages_evicted_total',
-      help: 'Messages evicted by the mailbox limit',
+    mailboxFull: new Counter({
+      name: 'parley_relay_mailbox_full_total',
+      help:
+        'Messages refused with MAILBOX_FULL, nothing stored and nothing evicted, by the limit: messages or bytes ' +
+        '(the recipient mailbox) or disk (free space of the data directory below --min-free-disk-bytes)',
+      labelNames: ['limit'] as const,
+      registers,
+    }),
+    malformedEnvelopes: new Counter({
+      name: 'parley_relay_malformed_envelopes_total',
+      help: 'Messages refused with BAD_REQUEST because the envelope is not shaped as a v1 SealedEnvelope',
       registers,
     }),
     rateLimited: new Counter({
       name: 'parley_relay_rate_limited_total',
       help: 'Requests refused by a quota, by scope',
       labelNames: ['scope'] as const,
+      registers,
+    }),
+    membershipAddresses: new Counter({
+      name: 'parley_relay_membership_addresses_total',
+      help: 'Addresses returned by membership queries',
       registers,
     }),
     signatureChecks: new Counter({
@@ -90,6 +103,27 @@ export function createMetrics() {
       name: 'parley_relay_activations_total',
       help: 'Activation events, by outcome',
       labelNames: ['outcome'] as const,
+      registers,
+    }),
+    smsSent: new Counter({
+      name: 'parley_relay_sms_sent_total',
+      help: 'Verification codes the verifier accepted to send (each an SMS the operator pays for)',
+      registers,
+    }),
+    smsPerMinute: new Gauge({
+      name: 'parley_relay_sms_per_minute',
+      help: 'SMS sent in the last minute (every node sharing the rate limiter), as last estimated for the proof of work',
+      registers,
+    }),
+    activationPowBits: new Gauge({
+      name: 'parley_relay_activation_pow_bits',
+      help: 'Proof-of-work difficulty (leading zero bits) last announced in ServerHello',
+      registers,
+    }),
+    powRefused: new Counter({
+      name: 'parley_relay_pow_refused_total',
+      help: 'ActivationStart frames refused for their proof of work, by reason: missing, invalid, replayed',
+      labelNames: ['reason'] as const,
       registers,
     }),
     closedConnections: new Counter({

@@ -16,8 +16,10 @@ import { Activations } from './Activations.js'
 import { CloseCode, Connection } from './Connection.js'
 import { DEFAULT_CONFIG, policies, type RelayConfig, validateConfig } from './config.js'
 import type { RelayContext } from './context.js'
+import { DiskGuard, statfsFree } from './DiskGuard.js'
 import { type Fanout, LocalFanout } from './Fanout.js'
 import { networkOf } from './internal/network.js'
+import { installNodeVerify } from './internal/nodeVerify.js'
 import { createLogger, type Logger } from './logger.js'
 import { createMetrics, type Metrics } from './metrics.js'
 import { OprfKeyring } from './OprfKeyring.js'
@@ -47,6 +49,13 @@ export interface RelayOptions extends Omit<Partial<RelayConfig>, 'store'> {
   relayKeys?: RelayKeys
   /** Logger; default pino on stdout at `logLevel`. */
   logger?: Logger
+  /**
+   * Free bytes for `--min-free-disk-bytes`; default `statfs` of `dataDir` when the mail is in its SQLite file
+   * (no check for `:memory:`, PostgreSQL or a given store). Tests inject it to simulate a full disk.
+   */
+  diskFree?: () => Promise<number>
+  /** How long a free-space measurement is reused (default 5 s). */
+  diskCheckIntervalMs?: number
 }
 
 /** A running relay. */
@@ -166,6 +175,8 @@ export async function startRelay(options: RelayOptions = {}): Promise<RunningRel
     oprfKeyring,
     relayKeys,
     logger,
+    diskFree,
+    diskCheckIntervalMs,
     ...configOpts
   } = options
   const config: RelayConfig = { ...DEFAULT_CONFIG }
@@ -173,6 +184,7 @@ export async function startRelay(options: RelayOptions = {}): Promise<RunningRel
     if (v !== undefined) (config as unknown as Record<string, unknown>)[k] = v
   if (typeof storeOpt === 'string') config.store = storeOpt
   validateConfig(config)
+  installNodeVerify()
   const log = logger ?? createLogger(config.logLevel)
   const inMemory = config.dataDir === ':memory:'
   if (!inMemory && (!storeOpt || !oprfKeyring || !relayKeys))
@@ -220,6 +232,12 @@ export async function startRelay(options: RelayOptions = {}): Promise<RunningRel
         attempts: config.codeAttempts,
         max: config.maxPendingActivations,
       }),
+    disk: new DiskGuard({
+      minFreeBytes: config.minFreeDiskBytes,
+      free: diskFree ?? (inMemory || given || scaleOut.store ? undefined : statfsFree(config.dataDir)),
+      intervalMs: diskCheckIntervalMs,
+      onError: (err) => log.warn({ err }, 'could not measure free disk space'),
+    }),
     metrics: createMetrics(),
     log,
   }
@@ -255,6 +273,7 @@ export async function startRelay(options: RelayOptions = {}): Promise<RunningRel
       Promise.all([
         ctx.store.ping().catch(() => Promise.reject('store unavailable')),
         ctx.fanout.ping?.().catch(() => Promise.reject('fan-out unavailable')),
+        ctx.disk.low().then((low) => (low ? Promise.reject('disk nearly full') : undefined)),
       ]).then(
         () => {
           if (closing) res.writeHead(503, { 'content-type': 'text/plain' }).end('shutting down\n')

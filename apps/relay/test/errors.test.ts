@@ -20,6 +20,7 @@ import {
   prekeys,
   RawClient,
   type SpawnedRelay,
+  sealedShape,
   spawnRelay,
 } from './helpers.js'
 
@@ -35,6 +36,10 @@ describe('relay process: error paths', () => {
 
   beforeAll(async () => {
     relay = await spawnRelay([
+      // These tests ask for codes for one number in a row; the per-number backoff has its own tests
+      // (tests/reliability/sms.test.ts).
+      '--code-backoff-base-ms',
+      '0',
       '--oprf-ip-capacity',
       '4',
       '--oprf-ip-per-day',
@@ -364,14 +369,19 @@ describe('relay process: error paths', () => {
       aliceClient.request({ membershipQuery: { prefixBits: 16, prefixes: [bytes(3)] } }),
       'BAD_REQUEST',
     )
+    // Only the announced length (16 here): a longer prefix would single out an address, 256 bits test one.
     await expectError(
       aliceClient.request({
-        membershipQuery: { prefixBits: 20, prefixes: [new Uint8Array([0xab, 0xcd, 0xef])] },
+        membershipQuery: { prefixBits: 20, prefixes: [new Uint8Array([0xab, 0xcd, 0xe0])] },
       }),
       'BAD_REQUEST',
     )
+    await expectError(
+      aliceClient.request({ membershipQuery: { prefixBits: 256, prefixes: [alice.address] } }),
+      'BAD_REQUEST',
+    )
     const res = await aliceClient.request({
-      membershipQuery: { prefixBits: 20, prefixes: [new Uint8Array([0xab, 0xcd, 0xe0])] },
+      membershipQuery: { prefixBits: 16, prefixes: [new Uint8Array([0xab, 0xcd])] },
     })
     expect(res.membershipResult!.buckets!.length).toBe(1)
   })
@@ -383,7 +393,7 @@ describe('relay process: error paths', () => {
           recipientAddress: bob.address,
           recipientDeviceId: bob.deviceId,
           messageId: messageId(),
-          envelope: enc.encode('x'),
+          envelope: sealedShape('x'),
           ...body,
         },
       })
@@ -391,6 +401,8 @@ describe('relay process: error paths', () => {
     await expectError(send({ recipientDeviceId: bob.deviceId + 5 }), 'CONFLICT')
     await expectError(send({ envelope: new Uint8Array(256 * 1024 + 1) }), 'TOO_LARGE')
     await expectError(send({ envelope: new Uint8Array() }), 'BAD_REQUEST')
+    // Not a sealed envelope (the relay checks its shape, not its contents).
+    await expectError(send({ envelope: enc.encode('x') }), 'BAD_REQUEST')
     await expectError(send({ messageId: bytes(8) }), 'BAD_REQUEST')
     await expectError(send({ recipientAddress: bytes(31) }), 'BAD_REQUEST')
     // Bucket of 8: the NOT_FOUND and CONFLICT sends above were charged (validation failures are not).

@@ -12,13 +12,14 @@ import {
   prekeys,
   RawClient,
   type SpawnedRelay,
+  sealedShape,
+  shapeText,
   spawnRelay,
   tempDir,
 } from './helpers.js'
 
 const ALICE = '+14155550101'
 const BOB = '+14155550102'
-const enc = new TextEncoder()
 
 describe('relay process: the full flow', () => {
   let relay: SpawnedRelay
@@ -126,20 +127,20 @@ describe('relay process: the full flow', () => {
         recipientAddress: bob.address,
         recipientDeviceId: bob.deviceId,
         messageId: id,
-        envelope: enc.encode('hi'),
+        envelope: sealedShape('hi'),
       },
     })
     expect(Buffer.from(accepted.messageAccepted!.messageId!).equals(Buffer.from(id))).toBe(true)
     const d = (await bobClient.push((f) => f.body === 'delivery')).delivery!
     expect(d.seq).toBe(1)
-    expect(new TextDecoder().decode(d.envelope!)).toBe('hi')
+    expect(shapeText(d.envelope!)).toBe('hi')
     expect(d.receivedAtMs).toBeGreaterThan(0)
     await aliceClient.request({
       sendMessage: {
         recipientAddress: bob.address,
         recipientDeviceId: bob.deviceId,
         messageId: id,
-        envelope: enc.encode('hi'),
+        envelope: sealedShape('hi'),
       },
     })
     expect((await bobClient.request({ ackMessages: { seqs: [1] } })).acked!.count).toBe(1)
@@ -154,7 +155,7 @@ describe('relay process: the full flow', () => {
           recipientAddress: bob.address,
           recipientDeviceId: bob.deviceId,
           messageId: messageId(),
-          envelope: enc.encode(text),
+          envelope: sealedShape(text),
         },
       })
     }
@@ -163,11 +164,7 @@ describe('relay process: the full flow', () => {
     expect(head).toBe(4)
     const done = (await bobClient.request({ syncMailbox: { afterSeq: 1 } })).syncDone!
     expect(done.headSeq).toBe(4)
-    expect(bobClient.deliveries().map((d) => new TextDecoder().decode(d.envelope!))).toEqual([
-      'one',
-      'two',
-      'three',
-    ])
+    expect(bobClient.deliveries().map((d) => shapeText(d.envelope!))).toEqual(['one', 'two', 'three'])
     // Resume from a cursor in the middle.
     const again = await login(relay.url, bob)
     await again.client.request({ syncMailbox: { afterSeq: 3 } })
@@ -196,7 +193,7 @@ describe('relay process: the full flow', () => {
           recipientAddress: bob.address,
           recipientDeviceId: bob.deviceId,
           messageId: messageId(),
-          envelope: enc.encode(`k${i}`),
+          envelope: sealedShape(`k${i}`),
         },
       })
       ids.push(5 + i)
@@ -226,7 +223,7 @@ describe('relay process: the full flow', () => {
           recipientAddress: bob.address,
           recipientDeviceId: bob.deviceId,
           messageId: messageId(),
-          envelope: enc.encode('x'),
+          envelope: sealedShape('x'),
         },
       }),
       'CONFLICT',
@@ -242,7 +239,7 @@ describe('relay process: the full flow', () => {
         recipientAddress: bob.address,
         recipientDeviceId: bob.deviceId,
         messageId: messageId(),
-        envelope: enc.encode('bye'),
+        envelope: sealedShape('bye'),
       },
     })
     await bobClient.request({ deactivate: {} })
@@ -254,7 +251,7 @@ describe('relay process: the full flow', () => {
           recipientAddress: bob.address,
           recipientDeviceId: bob.deviceId,
           messageId: messageId(),
-          envelope: enc.encode('x'),
+          envelope: sealedShape('x'),
         },
       }),
       'NOT_FOUND',

@@ -1,18 +1,28 @@
-// The programmatic API (startRelay) in-process: gaps from eviction and expiry, live pushes, the webhook verifier,
-// graceful shutdown; plus config parsing and the rate limiter.
+// The programmatic API (startRelay) in-process: full mailboxes and a nearly full disk, expiry gaps, live pushes,
+// the webhook verifier, graceful shutdown; plus config parsing and the rate limiter.
 import { createHmac } from 'node:crypto'
+import { mkdtempSync } from 'node:fs'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { GapReason } from '@parley/protocol'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { deliveryTokenVerifier, GapReason } from '@parley/protocol'
 import { describe, expect, it } from 'vitest'
 import { DEFAULT_CONFIG, helpText, parseConfig } from '../src/config.js'
 import { LocalFanout } from '../src/Fanout.js'
 import { startRelay } from '../src/index.js'
 import { MemoryRateLimiter } from '../src/RateLimiter.js'
 import { WebhookVerifier } from '../src/Verifier.js'
-import { activate, expectError, inProcess, login, messageId, RawClient } from './helpers.js'
-
-const enc = new TextEncoder()
+import {
+  activate,
+  expectError,
+  inProcess,
+  login,
+  messageId,
+  RawClient,
+  sealedShape,
+  shapeText,
+} from './helpers.js'
 
 describe('startRelay (in-process)', () => {
   it('starts on a free port, reports url and port, and closes idempotently', async () => {
@@ -41,48 +51,151 @@ describe('startRelay (in-process)', () => {
     await relay.close()
   })
 
-  it('reports evicted mail as a gap before the remaining deliveries, then pushes new mail live', async () => {
+  it('refuses mail beyond the mailbox limit with MAILBOX_FULL, keeps the oldest, and takes mail again after an ack', async () => {
     const { relay, verifier } = await inProcess({ maxMailboxMessages: 3 })
     const a = await RawClient.open(relay.url)
     const b = await RawClient.open(relay.url)
     await activate(a, verifier, '+14155550121')
     const bob = await activate(b, verifier, '+14155550122')
     b.close()
-    for (let i = 1; i <= 5; i++) {
-      await a.request({
+    const send = (text: string) =>
+      a.request({
         sendMessage: {
           recipientAddress: bob.address,
           recipientDeviceId: bob.deviceId,
           messageId: messageId(),
-          envelope: enc.encode(`m${i}`),
+          envelope: sealedShape(text),
         },
       })
+    for (let i = 1; i <= 3; i++) await send(`m${i}`)
+    for (let i = 4; i <= 5; i++) {
+      const err = await expectError(send(`m${i}`), 'MAILBOX_FULL')
+      expect(err.retryAfterMs).toBeGreaterThan(0)
     }
     const { client } = await login(relay.url, bob)
     const done = await client.request({ syncMailbox: { afterSeq: 0 } })
-    expect(done.syncDone!.headSeq).toBe(5)
-    const order = client.pushes.map((f) =>
-      f.body === 'delivery' ? `d${f.delivery!.seq}` : `gap${f.mailboxGap!.firstSeq}-${f.mailboxGap!.lastSeq}`,
-    )
-    expect(order).toEqual(['gap1-2', 'd3', 'd4', 'd5'])
-    expect(client.pushes[0]!.mailboxGap!.reason).toBe(GapReason.GAP_REASON_EVICTED)
-    // Live: a new message arrives without another sync.
-    await a.request({
-      sendMessage: {
-        recipientAddress: bob.address,
-        recipientDeviceId: bob.deviceId,
-        messageId: messageId(),
-        envelope: enc.encode('live'),
-      },
-    })
-    const live = await client.push((f) => f.body === 'delivery' && f.delivery!.seq === 6)
-    expect(new TextDecoder().decode(live.delivery!.envelope!)).toBe('live')
-    expect(
-      await relay.metrics.registry.getSingleMetricAsString('parley_relay_messages_evicted_total'),
-    ).toMatch(/ 3$/m)
+    expect(done.syncDone!.headSeq).toBe(3)
+    // No gap: the oldest mail is all there, and nothing of the refused mail.
+    expect(client.pushes.map((f) => f.body)).toEqual(['delivery', 'delivery', 'delivery'])
+    expect(client.deliveries().map((d) => shapeText(d.envelope!))).toEqual(['m1', 'm2', 'm3'])
+    const metrics = await (await fetch(`${relay.httpUrl}/metrics`)).text()
+    expect(metrics).toMatch(/^parley_relay_mailbox_full_total\{limit="messages"\} 2$/m)
+    expect(metrics).not.toMatch(/evicted_total/)
+    // Reading frees room; a new message then arrives live, without another sync.
+    await client.request({ ackMessages: { seqs: [1] } })
+    await send('live')
+    const live = await client.push((f) => f.body === 'delivery' && f.delivery!.seq === 4)
+    expect(shapeText(live.delivery!.envelope!)).toBe('live')
+    await expectError(send('again'), 'MAILBOX_FULL')
     a.close()
     client.close()
     await relay.close()
+  })
+
+  it('refuses new mail while free disk space is under --min-free-disk-bytes (503 on /readyz), and recovers', async () => {
+    const MiB = 1024 * 1024
+    let free = 1024 * MiB
+    let measured = 0
+    const diskFree = async () => {
+      measured++
+      return free
+    }
+    const { relay, verifier } = await inProcess({
+      minFreeDiskBytes: 256 * MiB,
+      diskFree,
+      diskCheckIntervalMs: 40,
+    })
+    const a = await RawClient.open(relay.url)
+    const b = await RawClient.open(relay.url)
+    await activate(a, verifier, '+14155550131')
+    const bob = await activate(b, verifier, '+14155550132')
+    const token = new Uint8Array(32).fill(5)
+    await b.request({ setDeliveryToken: { verifier: deliveryTokenVerifier(token) } })
+    const body = (text: string) => ({
+      recipientAddress: bob.address,
+      recipientDeviceId: bob.deviceId,
+      messageId: messageId(),
+      envelope: sealedShape(text),
+    })
+    const send = (text: string) => a.request({ sendMessage: body(text) })
+    const unidentified = async (text: string) => {
+      const anon = await RawClient.open(relay.url)
+      try {
+        return await anon.request({ unidentifiedSend: { ...body(text), deliveryToken: token } })
+      } finally {
+        anon.close()
+      }
+    }
+    const ready = async () => {
+      const res = await fetch(`${relay.httpUrl}/readyz`)
+      return `${res.status} ${await res.text()}`
+    }
+    const later = () => new Promise((r) => setTimeout(r, 60))
+    await send('before')
+    await unidentified('before, sealed sender')
+    expect(await ready()).toBe('200 ready\n')
+
+    free = 255 * MiB
+    await later()
+    const err = await expectError(send('while full'), 'MAILBOX_FULL')
+    expect(err.retryAfterMs).toBeGreaterThan(0)
+    await expectError(unidentified('while full'), 'MAILBOX_FULL')
+    expect(await ready()).toBe('503 disk nearly full\n')
+    // The recipient can still read and ack: that is what frees space.
+    await b.request({ syncMailbox: { afterSeq: 0 } })
+    expect(b.deliveries().map((d) => shapeText(d.envelope!))).toEqual(['before', 'before, sealed sender'])
+    expect((await b.request({ ackMessages: { seqs: [1] } })).acked!.count).toBe(1)
+    const metrics = await (await fetch(`${relay.httpUrl}/metrics`)).text()
+    expect(metrics).toMatch(/^parley_relay_mailbox_full_total\{limit="disk"\} 2$/m)
+    expect(metrics).toMatch(/^parley_relay_unidentified_sends_total\{outcome="mailbox_full"\} 1$/m)
+
+    free = 257 * MiB
+    await later()
+    await send('after')
+    await unidentified('after, sealed sender')
+    expect(await ready()).toBe('200 ready\n')
+    await b.push((f) => f.body === 'delivery' && f.delivery!.seq === 4)
+
+    // Measured at most once per interval, however many sends come in between.
+    const before = measured
+    await Promise.all(Array.from({ length: 20 }, (_, i) => send(`burst ${i}`)))
+    expect(measured - before).toBeLessThanOrEqual(1)
+    a.close()
+    b.close()
+    await relay.close()
+  })
+
+  it('measures the data directory with statfs by default; --min-free-disk-bytes 0 turns the mark off', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'parley-disk-'))
+    // More free space than any disk has: always below the mark.
+    const full = await startRelay({
+      port: 0,
+      host: '127.0.0.1',
+      dataDir,
+      logLevel: 'silent',
+      minFreeDiskBytes: 2 ** 60,
+    })
+    const res = await fetch(`${full.httpUrl}/readyz`)
+    expect([res.status, await res.text()]).toEqual([503, 'disk nearly full\n'])
+    await full.close()
+    const off = await startRelay({
+      port: 0,
+      host: '127.0.0.1',
+      dataDir,
+      logLevel: 'silent',
+      minFreeDiskBytes: 0,
+    })
+    expect((await fetch(`${off.httpUrl}/readyz`)).status).toBe(200)
+    await off.close()
+    const fine = await startRelay({
+      port: 0,
+      host: '127.0.0.1',
+      dataDir,
+      logLevel: 'silent',
+      minFreeDiskBytes: 1,
+    })
+    expect((await fetch(`${fine.httpUrl}/readyz`)).status).toBe(200)
+    await fine.close()
   })
 
   it('sweeps mail past its TTL and reports it as an expired gap', async () => {
@@ -95,7 +208,7 @@ describe('startRelay (in-process)', () => {
         recipientAddress: bob.address,
         recipientDeviceId: bob.deviceId,
         messageId: messageId(),
-        envelope: enc.encode('old'),
+        envelope: sealedShape('old'),
       },
     })
     await new Promise((r) => setTimeout(r, 1100))
@@ -205,6 +318,24 @@ describe('config', () => {
       logLevel: 'warn',
       trustProxy: true,
       maxMailboxMessages: 50,
+    })
+  })
+
+  it('parses the mailbox byte quota and the disk mark, with their defaults', () => {
+    expect(parseConfig([], {})).toMatchObject({
+      maxMailboxBytes: 64 * 1024 * 1024,
+      minFreeDiskBytes: 256 * 1024 * 1024,
+    })
+    expect(
+      parseConfig(['--max-mailbox-bytes', '1048576', '--min-free-disk-bytes=0'], {
+        PARLEY_MAX_MAILBOX_BYTES: '5',
+      }),
+    ).toMatchObject({ maxMailboxBytes: 1048576, minFreeDiskBytes: 0 })
+    expect(parseConfig([], { PARLEY_MIN_FREE_DISK_BYTES: '1000' })).toMatchObject({ minFreeDiskBytes: 1000 })
+    // A mailbox must hold at least one envelope of the largest size.
+    expect(() => parseConfig(['--max-mailbox-bytes', String(256 * 1024 - 1)])).toThrow(/max-mailbox-bytes/)
+    expect(parseConfig(['--max-mailbox-bytes', String(256 * 1024)])).toMatchObject({
+      maxMailboxBytes: 256 * 1024,
     })
   })
 

@@ -18,15 +18,16 @@ import {
   messageId,
   RawClient,
   type SpawnedRelay,
+  sealedShape,
+  shapeText,
   spawnRelay,
   tempDir,
 } from './helpers.js'
 
 const enc = new TextEncoder()
-const dec = new TextDecoder()
 
 /** The body a burst sends as message `i` (`bad` picks a failure for it). */
-function sendBody(to: Account, i: number, bad?: 'stale' | 'unknown' | 'large' | 'empty') {
+function sendBody(to: Account, i: number, bad?: 'stale' | 'unknown' | 'large' | 'empty' | 'malformed') {
   return {
     sendMessage: {
       recipientAddress: bad === 'unknown' ? new Uint8Array(32).fill(0xee) : to.address,
@@ -37,7 +38,9 @@ function sendBody(to: Account, i: number, bad?: 'stale' | 'unknown' | 'large' | 
           ? new Uint8Array(300 * 1024)
           : bad === 'empty'
             ? new Uint8Array()
-            : enc.encode(`m${i}`),
+            : bad === 'malformed'
+              ? enc.encode(`m${i}`)
+              : sealedShape(`m${i}`),
     },
   }
 }
@@ -49,7 +52,7 @@ const outcome = (f: ServerFrame) =>
 /** Envelope texts of the deliveries `c` got, in push (= seq) order, and their seqs. */
 function received(c: RawClient) {
   const d = c.deliveries()
-  return { texts: d.map((x) => dec.decode(x.envelope!)), seqs: d.map((x) => Number(x.seq)) }
+  return { texts: d.map((x) => shapeText(x.envelope!)), seqs: d.map((x) => Number(x.seq)) }
 }
 
 describe('pipelined sends against the relay process (SQLite)', () => {
@@ -78,12 +81,13 @@ describe('pipelined sends against the relay process (SQLite)', () => {
 
   it('stores a burst in arrival order; each failing send in it fails alone', async () => {
     const N = 300
-    const bad = new Map<number, 'stale' | 'unknown' | 'large' | 'empty'>([
+    const bad = new Map<number, 'stale' | 'unknown' | 'large' | 'empty' | 'malformed'>([
       [40, 'stale'],
       [41, 'stale'],
       [120, 'unknown'],
       [200, 'large'],
       [201, 'empty'],
+      [202, 'malformed'],
       [299, 'stale'],
     ])
     const replies = await Promise.all(
@@ -92,9 +96,14 @@ describe('pipelined sends against the relay process (SQLite)', () => {
     const expected = Array.from(
       { length: N },
       (_, i) =>
-        ({ stale: 'CONFLICT', unknown: 'NOT_FOUND', large: 'TOO_LARGE', empty: 'BAD_REQUEST', none: 'ok' })[
-          bad.get(i) ?? 'none'
-        ],
+        ({
+          stale: 'CONFLICT',
+          unknown: 'NOT_FOUND',
+          large: 'TOO_LARGE',
+          empty: 'BAD_REQUEST',
+          malformed: 'BAD_REQUEST',
+          none: 'ok',
+        })[bad.get(i) ?? 'none'],
     )
     expect(replies.map(outcome)).toEqual(expected)
     const stored = Array.from({ length: N }, (_, i) => i).filter((i) => !bad.has(i))

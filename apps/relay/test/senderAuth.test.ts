@@ -9,7 +9,16 @@ import { describe, expect, it } from 'vitest'
 import { networkOf } from '../src/internal/network.js'
 import { RelayKeys, SIGNER_VALIDITY_MS } from '../src/RelayKeys.js'
 import { SqliteStore } from '../src/SqliteStore.js'
-import { activate, expectError, Identity, inProcess, messageId, prekeys, RawClient } from './helpers.js'
+import {
+  activate,
+  expectError,
+  Identity,
+  inProcess,
+  messageId,
+  prekeys,
+  RawClient,
+  sealedShape,
+} from './helpers.js'
 
 const HOUR = 3600_000
 
@@ -140,7 +149,7 @@ describe('unidentified sends', () => {
       recipientAddress: to,
       recipientDeviceId: 1,
       messageId: messageId(),
-      envelope: new Uint8Array(100).fill(1),
+      envelope: sealedShape(new Uint8Array(100).fill(1)),
       deliveryToken: token,
     },
   })
@@ -212,8 +221,39 @@ describe('unidentified sends', () => {
     const source = readFileSync(new URL('../src/handlers/unidentified.ts', import.meta.url), 'utf8')
     const scope = /export interface AnonymousScope \{([\s\S]*?)\n\}/.exec(source)![1]!
     const fields = [...scope.matchAll(/readonly (\w+):/g)].map((m) => m[1])
-    expect(fields).toEqual(['store', 'fanout', 'limiter', 'config', 'policies', 'metrics', 'network'])
+    expect(fields).toEqual(['store', 'fanout', 'limiter', 'config', 'policies', 'metrics', 'disk', 'network'])
     const code = source.replace(/\/\*[\s\S]*?\*\//g, '').replace(/\/\/.*$/gm, '')
     expect(code).not.toMatch(/\bConnection\b|\bconn\.|\.device\b|\.ip\b|addressHex\b.*log/)
+  })
+})
+
+describe('the relay’s Ed25519 verifier (OpenSSL)', () => {
+  it('agrees with the pure-JS verifier on valid, tampered, foreign and malformed signatures', async () => {
+    const { nodeEd25519Verify } = await import('../src/internal/nodeVerify.js')
+    const { getCryptoProvider, setCryptoProvider, verifyIdentitySignature } = await import('@parley/protocol')
+    const id = new Identity()
+    const other = new Identity()
+    const msg = new TextEncoder().encode('parley/v1/signed-prekey test')
+    const sig = id.sign(msg)
+    const tampered = sig.slice()
+    tampered[10]! ^= 1
+    const cases: [Uint8Array, Uint8Array, Uint8Array][] = [
+      [id.publicKey, msg, sig],
+      [id.publicKey, msg, tampered],
+      [other.publicKey, msg, sig],
+      [id.publicKey, msg.subarray(1), sig],
+      [new Uint8Array(32), msg, sig],
+      [new Uint8Array(32).fill(0xff), msg, sig],
+      [id.publicKey, msg, new Uint8Array(64)],
+      [id.publicKey, msg, new Uint8Array(63)],
+    ]
+    // The pure-JS path: the protocol's verifier with no native one installed (an in-process relay installs one).
+    const installed = getCryptoProvider()
+    setCryptoProvider({ ...installed, ed25519Verify: undefined })
+    const noble = cases.map(([k, m, s]) => verifyIdentitySignature(k, m, s))
+    setCryptoProvider(installed)
+    expect(cases.map(([k, m, s]) => nodeEd25519Verify(k, m, s))).toEqual(noble)
+    expect(noble.filter(Boolean)).toHaveLength(1)
+    expect(nodeEd25519Verify(id.publicKey, msg, sig)).toBe(true)
   })
 })

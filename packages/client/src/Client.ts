@@ -23,6 +23,7 @@ import {
   ParleyError,
   type SenderCertificate,
   type ServerFrame,
+  solveActivationPow,
   verifySenderCertificate,
 } from '@parley/protocol'
 import { type Clock, systemClock } from './Clock.js'
@@ -373,8 +374,14 @@ export class ParleyClient {
     }
     const e164 = await this.#normalize(options.phoneNumber)
     this.#link.start()
+    await this.#link.waitOnline(options.signal)
+    // A relay under load asks for proof of work per code request, bound to this connection's nonce.
+    const hello = this.#link.hello
+    const bits = hello?.activationPowBits ?? 0
+    const powSolution =
+      bits > 0 && hello?.authNonce ? solveActivationPow(hello.authNonce, e164, bits) : new Uint8Array(0)
     const frame = await this.#link.request(
-      { activationStart: { phoneNumber: e164, consent: true } },
+      { activationStart: { phoneNumber: e164, consent: true, ...(bits > 0 ? { powSolution } : {}) } },
       { signal: options.signal },
     )
     const started = expectBody(frame, 'activationStarted')
@@ -1174,14 +1181,21 @@ export class ParleyClient {
   /** Handles a send that failed; true when the outbox must stop until a retry timer or a reconnect. */
   async #sendFailed(key: string, entry: OutboxRecord, err: unknown): Promise<boolean> {
     const e = ParleyError.fromUnknown(err)
-    if (e.code === 'RATE_LIMITED' || (e.code === 'UNAVAILABLE' && e.retryAfterMs !== undefined)) {
-      // Retried when the relay's quota allows (or the unidentified connection is back), and on the next
-      // reconnect or send in any case.
+    if (
+      e.code === 'RATE_LIMITED' ||
+      e.code === 'MAILBOX_FULL' ||
+      (e.code === 'UNAVAILABLE' && e.retryAfterMs !== undefined)
+    ) {
+      // Retried when the relay's quota allows, the recipient has read some mail (MAILBOX_FULL: nothing is
+      // dropped, on either side), or the unidentified connection is back; and on the next reconnect or send.
       if (this.#retryTimer === null) {
-        this.#retryTimer = this.#clock.setTimeout(() => {
-          this.#retryTimer = null
-          this.#kickOutbox()
-        }, e.retryAfterMs ?? 1000)
+        this.#retryTimer = this.#clock.setTimeout(
+          () => {
+            this.#retryTimer = null
+            this.#kickOutbox()
+          },
+          e.retryAfterMs ?? (e.code === 'MAILBOX_FULL' ? 60_000 : 1000),
+        )
       }
       return true
     }

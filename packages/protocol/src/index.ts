@@ -1,5 +1,14 @@
 // @parley/protocol — the public API is exactly what this file exports.
 
+// Activation proof of work (ServerHello.activation_pow_bits, ActivationStart.pow_solution).
+export {
+  ACTIVATION_POW_LABEL,
+  activationPowDigest,
+  checkActivationPow,
+  MAX_ACTIVATION_POW_BITS,
+  MAX_POW_SOLUTION_BYTES,
+  solveActivationPow,
+} from './activationPow.js'
 export { ADDRESS_BYTES, addressFromToken, addressHasPrefix, addressPrefix } from './address.js'
 // Sender certificates and unidentified delivery tokens.
 export type { SenderCertificate, SenderCertificateFields, VerifyCertificateOptions } from './certificates.js'

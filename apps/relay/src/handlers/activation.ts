@@ -3,12 +3,22 @@
  * checks it, registers the device and binds the address the relay derives itself from the number:
  * `addressFromToken(OPRF-Evaluate(sk, number))` — the same address a client computes through the blind OPRF.
  * The number is never logged or stored; requests per number are limited by its keyed hash.
+ *
+ * Every `ActivationStart` that gets through costs the operator an SMS, so a start passes, cheapest first:
+ * its proof of work (`ServerHello.activation_pow_bits`, raised under SMS load; checked before any quota is
+ * spent), the source network's quota, the number's exponential backoff and hourly quota, the quota of the
+ * number's prefix (first 4 digits after '+': country and area code, where SMS pumping concentrates) and the
+ * global SMS quota; then the verifier, whose gateway may still veto it. Code guesses are limited per activation,
+ * per network and per number across all its activations.
  * @module
  */
 import {
   activationPayload,
+  activationPowDigest,
   addressFromToken,
   type ClientFrame,
+  checkActivationPow,
+  MAX_POW_SOLUTION_BYTES,
   normalizeNumber,
   numberCommitment,
   numberToOprfInput,
@@ -16,15 +26,54 @@ import {
   ParleyError,
   verifyIdentitySignature,
 } from '@parley/protocol'
+import { resetBackoff, takeBackoff } from '../Backoff.js'
 import type { Connection } from '../Connection.js'
 import { OprfPool } from '../OprfPool.js'
+import { smsGuard } from '../SmsGuard.js'
+import { VerifierVeto } from '../Verifier.js'
 import { validatePrekeys } from './prekeys.js'
 import { refuseOnAnonymous } from './session.js'
 import { charge, type Reply, requireBytes } from './util.js'
 
+/**
+ * Checks the connection's proof of work (`ServerHello.activation_pow_bits`); each solution is good for one SMS
+ * per connection.
+ * @returns the solution's digest (hex) to mark as spent once the SMS is sent, or undefined when none is asked
+ * @throws ParleyError `BAD_REQUEST` when it is missing, wrong or already spent (counted)
+ */
+function checkPow(conn: Connection, phoneNumber: string, solution: Uint8Array): string | undefined {
+  const { metrics } = conn.ctx
+  if (solution.length > MAX_POW_SOLUTION_BYTES) {
+    metrics.powRefused.inc({ reason: 'invalid' })
+    throw new ParleyError('BAD_REQUEST', `pow_solution must be at most ${MAX_POW_SOLUTION_BYTES} bytes`)
+  }
+  const bits = conn.activationPowBits
+  if (bits <= 0) return undefined
+  if (solution.length === 0) {
+    metrics.powRefused.inc({ reason: 'missing' })
+    throw new ParleyError(
+      'BAD_REQUEST',
+      `this relay asks for a proof of work: solve ServerHello.activation_pow_bits (${bits}) into pow_solution`,
+    )
+  }
+  if (!checkActivationPow(conn.nonce, phoneNumber, solution, bits)) {
+    metrics.powRefused.inc({ reason: 'invalid' })
+    throw new ParleyError(
+      'BAD_REQUEST',
+      `pow_solution does not solve ${bits} bits for this connection and number`,
+    )
+  }
+  const digest = Buffer.from(activationPowDigest(conn.nonce, phoneNumber, solution)).toString('hex')
+  if (smsGuard(conn.ctx).spent(conn, digest)) {
+    metrics.powRefused.inc({ reason: 'replayed' })
+    throw new ParleyError('BAD_REQUEST', 'this pow_solution was already used; solve a new one')
+  }
+  return digest
+}
+
 /** `ActivationStart` → `ActivationStarted`. */
 export async function activationStart(conn: Connection, frame: ClientFrame): Promise<Reply> {
-  const { activations, verifier, policies, metrics, log } = conn.ctx
+  const { activations, verifier, policies, metrics, log, config, limiter } = conn.ctx
   const a = frame.activationStart!
   refuseOnAnonymous(conn)
   conn.activating = true
@@ -34,8 +83,35 @@ export async function activationStart(conn: Connection, frame: ClientFrame): Pro
   if (!/^\+[1-9]\d{6,14}$/.test(raw))
     throw new ParleyError('INVALID_NUMBER', 'the number must be in E.164 form')
   const e164 = normalizeNumber(raw)
+  // Before any quota: a request without its proof of work costs the relay one hash and nobody an SMS.
+  const pow = checkPow(conn, raw, a.powSolution instanceof Uint8Array ? a.powSolution : new Uint8Array(0))
   await charge(conn, 'activation_ip', `act:net:${conn.network}`, 1, policies.activationIp)
-  await charge(conn, 'code_requests', `code:${activations.numberKey(e164)}`, 1, policies.codeRequests)
+  const numberKey = activations.numberKey(e164)
+  // Keyed like the other per-number quotas; reset once an activation of the number completes.
+  const backoff = await takeBackoff(limiter, `code:bo:${numberKey}`, {
+    baseMs: config.codeBackoffBaseMs,
+    maxMs: config.codeBackoffMaxMs,
+    forgetMs: config.codeBackoffMaxMs,
+  })
+  if (!backoff.allowed) {
+    metrics.rateLimited.inc({ scope: 'code_backoff' })
+    log.warn(
+      {
+        conn: conn.id,
+        scope: 'code_backoff',
+        previous: backoff.previous,
+        retryAfterMs: backoff.retryAfterMs,
+      },
+      'quota exhausted',
+    )
+    throw new ParleyError('RATE_LIMITED', 'code requested again too soon for this number', {
+      retryAfterMs: backoff.retryAfterMs,
+    })
+  }
+  await charge(conn, 'code_requests', `code:${numberKey}`, 1, policies.codeRequests)
+  // The prefix is the first 4 digits after '+' (country code and the start of the area code): not a number.
+  await charge(conn, 'sms_prefix', `sms:prefix:${e164.slice(1, 5)}`, 1, policies.smsPrefix)
+  await charge(conn, 'sms_global', 'sms:global', 1, policies.smsGlobal)
   const started = await activations.start(e164)
   try {
     await verifier.sendCode({
@@ -46,6 +122,21 @@ export async function activationStart(conn: Connection, frame: ClientFrame): Pro
     })
   } catch (err) {
     await activations.cancel(started.activationIdHex)
+    // A veto: the webhook's 403 / 429, or any verifier refusing with FORBIDDEN.
+    if (err instanceof VerifierVeto || ParleyError.is(err, 'FORBIDDEN')) {
+      const veto = err instanceof VerifierVeto ? err : undefined
+      metrics.activations.inc({ outcome: 'vetoed' })
+      log.warn(
+        {
+          conn: conn.id,
+          verifier: verifier.name,
+          status: veto?.status ?? null,
+          reason: veto?.reason ?? null,
+        },
+        'verifier vetoed the activation',
+      )
+      throw err
+    }
     metrics.activations.inc({ outcome: 'verifier_failed' })
     log.error(
       { conn: conn.id, verifier: verifier.name, err: { type: (err as Error)?.name } },
@@ -53,6 +144,9 @@ export async function activationStart(conn: Connection, frame: ClientFrame): Pro
     )
     throw ParleyError.is(err) ? err : new ParleyError('UNAVAILABLE', 'the verification service failed')
   }
+  const guard = smsGuard(conn.ctx)
+  if (pow) guard.spend(conn, pow)
+  await guard.smsSent()
   metrics.activations.inc({ outcome: 'started' })
   log.info({ conn: conn.id, activation: started.activationIdHex.slice(0, 8) }, 'activation started')
   return {
@@ -112,6 +206,11 @@ export async function activationConfirm(conn: Connection, frame: ClientFrame): P
     policies.activationConfirmNetwork,
   )
   const activationIdHex = Buffer.from(activationId).toString('hex')
+  // Every guess at a number's codes, over all its activations, spends one of its hourly guesses; charged
+  // before the code is checked, so a refused guess costs the activation none of its attempts.
+  const numberKey = await activations.numberKeyOf(activationIdHex)
+  if (numberKey !== undefined)
+    await charge(conn, 'code_guesses', `guess:${numberKey}`, 1, policies.codeGuesses)
   let number: string
   try {
     number = await activations.confirm(activationIdHex, typeof c.code === 'string' ? c.code : '')
@@ -164,6 +263,9 @@ export async function activationConfirm(conn: Connection, frame: ClientFrame): P
   const addressHex = Buffer.from(address).toString('hex')
   if (replacedDevice) await fanout.publish(addressHex, { kind: 'revoked', keepDeviceId: deviceId })
   await conn.bind(address, deviceId)
+  // The number's owner got the code and used it: a later code request (a new device) owes no backoff. The
+  // hourly code-request and code-guess quotas still hold.
+  await resetBackoff(conn.ctx.limiter, `code:bo:${activations.numberKey(number)}`)
   metrics.activations.inc({ outcome: 'completed' })
   log.info({ conn: conn.id, activation: activationIdHex.slice(0, 8), replacedDevice }, 'activation completed')
   return { activated: { address, deviceId, replacedDevice, ...(ownNumber ? { ownNumber } : {}) } }

@@ -36,13 +36,19 @@ export async function oprfEvaluate(conn: Connection, frame: ClientFrame): Promis
   return { oprfEvaluated: { keyId, evaluatedElements, proof } }
 }
 
-/** `MembershipQuery` → `MembershipResult`: every registered address under each distinct prefix. */
+/**
+ * `MembershipQuery` → `MembershipResult`: every registered address under each distinct prefix.
+ *
+ * Only the announced prefix length is accepted: a longer one would name a single address (and with 256 bits,
+ * test one exactly), a shorter one download a large part of the directory per query. Every address returned is
+ * charged to the account (`--membership-addresses-*`), so downloading the whole directory is slow and counted.
+ */
 export async function membershipQuery(conn: Connection, frame: ClientFrame): Promise<Reply> {
-  const { config, store } = conn.ctx
+  const { config, store, policies, metrics } = conn.ctx
   const q = frame.membershipQuery!
   const bits = q.prefixBits ?? 0
-  if (bits < config.membershipPrefixBits || bits > 256) {
-    throw new ParleyError('BAD_REQUEST', `prefix_bits must be between ${config.membershipPrefixBits} and 256`)
+  if (bits !== config.membershipPrefixBits) {
+    throw new ParleyError('BAD_REQUEST', `prefix_bits must be ${config.membershipPrefixBits}, as announced`)
   }
   const prefixes = q.prefixes ?? []
   if (prefixes.length === 0) throw new ParleyError('BAD_REQUEST', 'no prefixes')
@@ -62,5 +68,10 @@ export async function membershipQuery(conn: Connection, frame: ClientFrame): Pro
     seen.add(hex)
     buckets.push({ prefix, addresses: await store.addressesWithPrefix(prefix, bits, MAX_BUCKET) })
   }
+  const returned = buckets.reduce((n, b) => n + b.addresses.length, 0)
+  if (returned > 0) {
+    await charge(conn, 'membership', `member:acct:${conn.device!.quotaId}`, returned, policies.membership)
+  }
+  metrics.membershipAddresses.inc(returned)
   return { membershipResult: { buckets } }
 }

@@ -98,8 +98,8 @@ function anonymousScope(conn: Connection): AnonymousScope {
     throw new ParleyError('BAD_REQUEST', 'send unidentified mail on a connection that never authenticated')
   }
   conn.anonymous = true
-  const { store, fanout, limiter, config, policies, metrics } = conn.ctx
-  return { store, fanout, limiter, config, policies, metrics, network: networkOf(conn.ip) }
+  const { store, fanout, limiter, config, policies, metrics, disk } = conn.ctx
+  return { store, fanout, limiter, config, policies, metrics, disk, network: networkOf(conn.ip) }
 }
 
 /**

@@ -11,9 +11,14 @@ import {
   verifyIdentitySignature,
 } from '@parley/protocol'
 import { CloseCode, type Connection } from '../Connection.js'
+import { smsGuard } from '../SmsGuard.js'
 import { type Reply, requireBytes } from './util.js'
 
-/** `Hello` → `ServerHello` with limits, OPRF keys and the auth nonce; an unknown major is refused and closed. */
+/**
+ * `Hello` → `ServerHello` with limits, OPRF keys, the auth nonce and the activation proof-of-work difficulty
+ * (`--activation-pow-bits`, raised under SMS load; kept on the connection); an unknown major is refused and
+ * closed.
+ */
 export async function hello(conn: Connection, frame: ClientFrame): Promise<Reply | undefined> {
   const h = frame.hello!
   if (conn.helloDone) throw new ParleyError('BAD_REQUEST', 'Hello was already sent')
@@ -30,6 +35,7 @@ export async function hello(conn: Connection, frame: ClientFrame): Promise<Reply
   }
   conn.helloDone = true
   const c = conn.ctx.config
+  conn.activationPowBits = await smsGuard(conn.ctx).powBits()
   return {
     serverHello: {
       protocolMajor: PROTOCOL_MAJOR,
@@ -49,6 +55,7 @@ export async function hello(conn: Connection, frame: ClientFrame): Promise<Reply
       authNonce: conn.nonce,
       serverTimeMs: Date.now(),
       trustRoot: conn.ctx.relayKeys.trustRoot,
+      activationPowBits: conn.activationPowBits,
     },
   }
 }

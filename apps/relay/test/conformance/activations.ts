@@ -84,4 +84,18 @@ export function activationsConformance(h: ActivationsHarness): void {
     expect(a.numberKey(NUMBER)).not.toBe(a.numberKey('+14155550178'))
     expect(a.numberKey(NUMBER)).not.toContain('4155550177')
   })
+
+  it('tells any node the number key of a pending activation, and nothing once it is over', async () => {
+    const [a, b] = await h.cluster(600)
+    const s = await a.start(NUMBER)
+    expect(await b.numberKeyOf(s.activationIdHex)).toBe(a.numberKey(NUMBER))
+    expect(await a.numberKeyOf('00'.repeat(16))).toBeUndefined()
+    expect(await a.numberKeyOf('not hex')).toBeUndefined()
+    const wrong = s.code === '000000' ? '111111' : '000000'
+    for (let i = 0; i < 5; i++) await refusal(() => b.confirm(s.activationIdHex, wrong))
+    expect(await a.numberKeyOf(s.activationIdHex)).toBeUndefined() // locked
+    const done = await a.start(NUMBER)
+    await b.confirm(done.activationIdHex, done.code)
+    expect(await b.numberKeyOf(done.activationIdHex)).toBeUndefined()
+  })
 }
