@@ -173,6 +173,17 @@ describe('mailbox flooding (security review): one account fills a victim’s mai
             envelope,
           },
         })
+      /** The same junk by unidentified delivery (with the victim's token), on a given connection. */
+      const anonJunk = (c: RawClient, envelope = junkEnvelope(JUNK)) =>
+        c.request({
+          unidentifiedSend: {
+            recipientAddress: victim.address,
+            recipientDeviceId: victim.deviceId,
+            messageId: messageId(),
+            envelope,
+            deliveryToken: token,
+          },
+        })
       let accepted = 0
       let refusal: ParleyError | undefined
       while (!refusal && accepted < 1000) {
@@ -194,36 +205,14 @@ describe('mailbox flooding (security review): one account fills a victim’s mai
       }
       for (let i = 0; i < 10; i++) {
         const anon = await RawClient.open(relay.url)
-        await expectError(
-          anon.request({
-            unidentifiedSend: {
-              recipientAddress: victim.address,
-              recipientDeviceId: victim.deviceId,
-              messageId: messageId(),
-              envelope: junkEnvelope(JUNK),
-              deliveryToken: token,
-            },
-          }),
-          'MAILBOX_FULL',
-        )
+        await expectError(anonJunk(anon), 'MAILBOX_FULL')
         refusals++
         anon.close()
       }
       // Bytes that are not a sealed envelope are refused before any of that, on both paths.
       await expectError(junk(new Uint8Array(randomBytes(JUNK))), 'BAD_REQUEST')
       const anon = await RawClient.open(relay.url)
-      await expectError(
-        anon.request({
-          unidentifiedSend: {
-            recipientAddress: victim.address,
-            recipientDeviceId: victim.deviceId,
-            messageId: messageId(),
-            envelope: new TextEncoder().encode('not an envelope'),
-            deliveryToken: token,
-          },
-        }),
-        'BAD_REQUEST',
-      )
+      await expectError(anonJunk(anon, new TextEncoder().encode('not an envelope')), 'BAD_REQUEST')
       anon.close()
 
       const m = await scrape(relay.httpUrl)
@@ -273,18 +262,7 @@ describe('mailbox flooding (security review): one account fills a victim’s mai
       // The quota outlives a restart (it is in the account row); reading the mail makes room again.
       relay = await spawnRelay(args, dataDir)
       const again = await RawClient.open(relay.url)
-      await expectError(
-        again.request({
-          unidentifiedSend: {
-            recipientAddress: victim.address,
-            recipientDeviceId: victim.deviceId,
-            messageId: messageId(),
-            envelope: junkEnvelope(JUNK),
-            deliveryToken: token,
-          },
-        }),
-        'MAILBOX_FULL',
-      )
+      await expectError(anonJunk(again), 'MAILBOX_FULL')
       again.close()
       const { client: reader } = await login(relay.url, victim)
       const seqs = Array.from({ length: REAL + accepted }, (_, i) => i + 1)
@@ -292,19 +270,7 @@ describe('mailbox flooding (security review): one account fills a victim’s mai
         await reader.request({ ackMessages: { seqs: seqs.slice(i, i + 500) } })
       }
       const after = await RawClient.open(relay.url)
-      expect(
-        (
-          await after.request({
-            unidentifiedSend: {
-              recipientAddress: victim.address,
-              recipientDeviceId: victim.deviceId,
-              messageId: messageId(),
-              envelope: junkEnvelope(JUNK),
-              deliveryToken: token,
-            },
-          })
-        ).body,
-      ).toBe('messageAccepted')
+      expect((await anonJunk(after)).body).toBe('messageAccepted')
       after.close()
       reader.close()
     } finally {

@@ -198,6 +198,8 @@ export class ParleyClient {
   /** A second connection that never authenticates: unidentified sends go here, so the relay cannot name their sender. */
   readonly #anonymous: RelayLink
   readonly #givenTrustRoot: Uint8Array | undefined
+  /** The pinned trust root once a handshake has checked it (read on every received message). */
+  #pinnedRoot: Uint8Array | undefined
   #certificate: { bytes: Uint8Array; cert: SenderCertificate } | null = null
   #anonymousIdle: unknown = null
   #anonymousInFlight = 0
@@ -802,6 +804,7 @@ export class ParleyClient {
     else if (!e2e.equal(pinnedRoot, root)) {
       throw new ParleyError('VERIFICATION_FAILED', "the relay's trust root differs from the pinned one")
     }
+    this.#pinnedRoot = root.slice()
     for (const key of hello.oprfKeys ?? []) {
       if (!key.publicKey || key.keyId === undefined || key.keyId === null) continue
       const pinned = await this.#store.get(K.oprfPin(key.keyId))
@@ -843,7 +846,7 @@ export class ParleyClient {
 
   /** The pinned trust root (set by the first handshake). */
   async #trustRoot(): Promise<Uint8Array> {
-    const root = this.#givenTrustRoot ?? (await this.#store.get(K.trustRoot))
+    const root = this.#givenTrustRoot ?? this.#pinnedRoot ?? (await this.#store.get(K.trustRoot))
     if (root === undefined) throw new ParleyError('INVALID_STATE', 'no relay trust root is pinned yet')
     return root
   }

@@ -12,6 +12,7 @@
  */
 import { ed25519 } from '@noble/curves/ed25519.js'
 import { sha256 } from '@noble/hashes/sha2.js'
+import { bytesToHex } from '@noble/hashes/utils.js'
 import { getCryptoProvider } from './cryptoProvider.js'
 import { ParleyError } from './errors.js'
 import type { parley } from './gen/parley.js'
@@ -90,17 +91,8 @@ function verifyEd25519(publicKey: Uint8Array, message: Uint8Array, signature: Ui
 const verifiedSigners = new Set<string>()
 const MAX_VERIFIED_SIGNERS = 16
 
-function hexOf(...parts: Uint8Array[]): string {
-  let s = ''
-  for (const p of parts) {
-    for (let i = 0; i < p.length; i++) s += (p[i]! < 16 ? '0' : '') + p[i]!.toString(16)
-    s += ':'
-  }
-  return s
-}
-
 function verifySigner(trustRoot: Uint8Array, body: Uint8Array, signature: Uint8Array): boolean {
-  const key = hexOf(trustRoot, body, signature)
+  const key = `${bytesToHex(trustRoot)}:${bytesToHex(body)}:${bytesToHex(signature)}`
   if (verifiedSigners.has(key)) return true
   if (!verifyEd25519(trustRoot, concatBytes(LABEL_SERVER_CERT, body), signature)) return false
   if (verifiedSigners.size >= MAX_VERIFIED_SIGNERS) verifiedSigners.clear()
