@@ -170,8 +170,9 @@ export const RELAY_SEES = `## What the relay can and cannot see
   stores it with your device's public keys (identity key, signed prekey, one-time prekeys, KEM prekeys), the
   number commitment, and the **verifier** (a hash) of your delivery token.
 - During contact discovery: **how many** numbers you look up, their **blinded** OPRF elements (random-looking
-  group elements that reveal nothing about the numbers) and 16-bit **prefixes** of the resulting addresses;
-  each prefix is shared by about 1 in 65,536 of all possible addresses.
+  group elements that reveal nothing about the numbers) and short **prefixes** of the resulting addresses (at
+  most 16 bits; fewer on a relay with few accounts, so that each prefix is shared by at least 32 registered
+  accounts on average).
 - Whose prekey bundle you fetch, and who sends a **first** message to whom: until a contact has written back
   (and so given you its delivery token), your message goes on your authenticated connection. This is not stored.
 - For later messages, sent by **unidentified delivery**: the recipient's address and device, the recipient's

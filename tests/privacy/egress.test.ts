@@ -60,6 +60,8 @@ describe('egress audit against a real relay (P1, P3)', () => {
     relay = await startRelay(codes, [
       '--membership-prefix-bits',
       String(PREFIX_BITS),
+      '--membership-min-bucket',
+      '0',
       '--max-discovery-batch',
       String(BATCH),
     ])

@@ -142,6 +142,8 @@ describe.each(FUZZ_CONFIGS)('fuzzing the relay with generated frames ($name)', (
       '1000000',
       '--max-bad-frames',
       '1000000',
+      '--membership-min-bucket', // the generated queries use 16-bit prefixes
+      '0',
       ...args,
     ])
     const setup = await RawClient.open(relay.url)

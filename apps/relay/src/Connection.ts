@@ -83,6 +83,8 @@ export class Connection {
    * `ActivationStart` frames must solve. Set by `hello`; frames before Hello are refused.
    */
   activationPowBits = 0
+  /** Membership prefix length announced in this connection's `ServerHello`: the only one its queries may use. */
+  membershipPrefixBits = 0
   device: BoundDevice | null = null
 
   readonly ctx: RelayContext

@@ -348,6 +348,12 @@ export class PostgresStore implements Store {
     await this.#pool.query('SELECT 1')
   }
 
+  async accountCount(): Promise<number> {
+    this.#open()
+    const { rows } = await this.#pool.query<{ n: string }>('SELECT count(*) AS n FROM accounts')
+    return Number(rows[0]!.n)
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true

@@ -344,6 +344,11 @@ export class SqliteStore implements Store {
     this.#db.prepare('SELECT 1').get()
   }
 
+  async accountCount(): Promise<number> {
+    this.#open()
+    return (this.#db.prepare('SELECT count(*) AS n FROM accounts').get() as { n: number }).n
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return
     this.#flush() // commit what callers are already waiting for

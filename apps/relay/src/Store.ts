@@ -133,6 +133,8 @@ export interface Store {
   readonly ordersConcurrentWrites: boolean
   /** Readiness probe: resolves when the store can serve requests. */
   ping(): Promise<void>
+  /** How many accounts are registered (the membership prefix length adapts to it). */
+  accountCount(): Promise<number>
   /** Flushes and closes; no call is valid afterwards. */
   close(): Promise<void>
 

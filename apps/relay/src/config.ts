@@ -54,7 +54,14 @@ export interface RelayConfig {
   /** Acked sequence numbers per connection per second (burst: twice `maxAcksPerFrame`; RATE_LIMITED beyond). */
   acksPerSecond: number
   messageTtlSeconds: number
+  /** The longest address prefix a membership query uses (the length announced when the population allows). */
   membershipPrefixBits: number
+  /**
+   * Registered addresses a membership bucket should hold on average: the announced prefix length is the longest
+   * (up to `membershipPrefixBits`) at which registered accounts / 2^bits is still at least this; 0 always
+   * announces `membershipPrefixBits`.
+   */
+  membershipMinBucket: number
   /** Addresses that membership queries may return to one account (capacity / refill per day). */
   membershipAddressesCapacity: number
   membershipAddressesPerDay: number
@@ -175,6 +182,7 @@ export const DEFAULT_CONFIG: RelayConfig = {
   acksPerSecond: 2000,
   messageTtlSeconds: DEFAULT_LIMITS.messageTtlSeconds,
   membershipPrefixBits: DEFAULT_LIMITS.membershipPrefixBits,
+  membershipMinBucket: 32,
   membershipAddressesCapacity: 200_000,
   membershipAddressesPerDay: 50_000,
   maxPrekeysPerUpload: DEFAULT_LIMITS.maxPrekeysPerUpload,
@@ -292,7 +300,12 @@ const OPTIONS: Option[] = [
   {
     key: 'membershipPrefixBits',
     kind: 'int',
-    help: 'address prefix bits of a membership query (the only length accepted)',
+    help: 'most address prefix bits of a membership query (the length announced is the only one accepted)',
+  },
+  {
+    key: 'membershipMinBucket',
+    kind: 'int',
+    help: 'registered addresses per membership bucket on average: shorter prefixes while fewer (0: always the most bits)',
   },
   {
     key: 'membershipAddressesCapacity',
@@ -516,6 +529,7 @@ export function validateConfig(config: RelayConfig): void {
   if (config.membershipPrefixBits < 1 || config.membershipPrefixBits > 256) {
     throw new RangeError('membership-prefix-bits must be between 1 and 256')
   }
+  if (config.membershipMinBucket < 0) throw new RangeError('membership-min-bucket must not be negative')
   if (config.numberHashKey !== '' && !/^([0-9a-f]{2}){16,}$/i.test(config.numberHashKey)) {
     throw new RangeError('number-hash-key must be at least 16 bytes of hex')
   }

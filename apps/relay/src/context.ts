@@ -7,6 +7,7 @@ import type { policies, RelayConfig } from './config.js'
 import type { DiskGuard } from './DiskGuard.js'
 import type { Fanout } from './Fanout.js'
 import type { Logger } from './logger.js'
+import type { MembershipLength } from './MembershipLength.js'
 import type { Metrics } from './metrics.js'
 import type { OprfKeyring } from './OprfKeyring.js'
 import type { RateLimiter } from './RateLimiter.js'
@@ -28,6 +29,8 @@ export interface RelayContext {
   activations: PendingActivations
   /** The disk high-water mark (`--min-free-disk-bytes`): new mail is refused while free space is below it. */
   disk: DiskGuard
+  /** The membership prefix length announced now (adapts to the registered population). */
+  membership: MembershipLength
   metrics: Metrics
   log: Logger
 }

@@ -77,6 +77,11 @@ export function createMetrics() {
       help: 'Addresses returned by membership queries',
       registers,
     }),
+    membershipPrefixBits: new Gauge({
+      name: 'parley_relay_membership_prefix_bits',
+      help: 'Membership prefix length announced in ServerHello (adapts to the registered population)',
+      registers,
+    }),
     signatureChecks: new Counter({
       name: 'parley_relay_signature_checks_total',
       help: 'Ed25519 signatures verified, by the frame that carried them',

@@ -21,6 +21,7 @@ import { type Fanout, LocalFanout } from './Fanout.js'
 import { networkOf } from './internal/network.js'
 import { installNodeVerify } from './internal/nodeVerify.js'
 import { createLogger, type Logger } from './logger.js'
+import { MembershipLength } from './MembershipLength.js'
 import { createMetrics, type Metrics } from './metrics.js'
 import { OprfKeyring } from './OprfKeyring.js'
 import { MemoryRateLimiter, type RateLimiter, type SavedBucket } from './RateLimiter.js'
@@ -238,6 +239,11 @@ export async function startRelay(options: RelayOptions = {}): Promise<RunningRel
       intervalMs: diskCheckIntervalMs,
       onError: (err) => log.warn({ err }, 'could not measure free disk space'),
     }),
+    membership: new MembershipLength({
+      maxBits: config.membershipPrefixBits,
+      minBucket: config.membershipMinBucket,
+      count: () => store.accountCount(),
+    }),
     metrics: createMetrics(),
     log,
   }
@@ -359,6 +365,7 @@ export async function startRelay(options: RelayOptions = {}): Promise<RunningRel
       log.info({ expired }, 'expired mail swept')
     }
     ctx.activations.sweep()
+    ctx.metrics.membershipPrefixBits.set(await ctx.membership.refresh())
     if (ctx.limiter instanceof MemoryRateLimiter) ctx.limiter.sweep()
     saveQuotas()
     return expired

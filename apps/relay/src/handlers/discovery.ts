@@ -47,8 +47,11 @@ export async function membershipQuery(conn: Connection, frame: ClientFrame): Pro
   const { config, store, policies, metrics } = conn.ctx
   const q = frame.membershipQuery!
   const bits = q.prefixBits ?? 0
-  if (bits !== config.membershipPrefixBits) {
-    throw new ParleyError('BAD_REQUEST', `prefix_bits must be ${config.membershipPrefixBits}, as announced`)
+  // The length announced to this connection: it adapts to the population (MembershipLength.ts), and a client
+  // keeps the one its ServerHello gave until it reconnects.
+  const announced = conn.membershipPrefixBits
+  if (bits !== announced) {
+    throw new ParleyError('BAD_REQUEST', `prefix_bits must be ${announced}, as announced`)
   }
   const prefixes = q.prefixes ?? []
   if (prefixes.length === 0) throw new ParleyError('BAD_REQUEST', 'no prefixes')

@@ -36,6 +36,7 @@ export async function hello(conn: Connection, frame: ClientFrame): Promise<Reply
   conn.helloDone = true
   const c = conn.ctx.config
   conn.activationPowBits = await smsGuard(conn.ctx).powBits()
+  conn.membershipPrefixBits = conn.ctx.membership.bits
   return {
     serverHello: {
       protocolMajor: PROTOCOL_MAJOR,
@@ -46,7 +47,7 @@ export async function hello(conn: Connection, frame: ClientFrame): Promise<Reply
         maxDiscoveryBatch: c.maxDiscoveryBatch,
         maxMailboxMessages: c.maxMailboxMessages,
         messageTtlSeconds: c.messageTtlSeconds,
-        membershipPrefixBits: c.membershipPrefixBits,
+        membershipPrefixBits: conn.membershipPrefixBits,
         maxPrekeysPerUpload: c.maxPrekeysPerUpload,
       },
       oprfKeys: conn.ctx.oprf

@@ -111,6 +111,17 @@ export function storeConformance(h: StoreHarness): void {
     expect(await s.getAccount(bytes(32))).toBeNull()
   })
 
+  it('counts accounts: a re-activation is still one, a deleted one is gone', async () => {
+    const s = await open()
+    expect(await s.accountCount()).toBe(0)
+    const a = await register(s)
+    await register(s)
+    await register(s, a.address)
+    expect(await s.accountCount()).toBe(2)
+    expect(await s.deleteAccount(a.address)).toBe(true)
+    expect(await s.accountCount()).toBe(1)
+  })
+
   it('stores the number commitment given at registration, and none as an empty one', async () => {
     const s = await open()
     expect(await h.columns(s, 'accounts')).toEqual(
