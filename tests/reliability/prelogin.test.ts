@@ -2,11 +2,21 @@
 // checks in ActivationConfirm happen only after the code matched (counted: zero for wrong codes), the signed
 // prekeys an activation may carry are capped, code guesses are limited per source network, and connections
 // that say Hello and then sit idle are closed. Every limit is asserted by counts from /metrics.
-import { activationPayload, kemPrekeyPayload } from '@parley/protocol'
+import {
+  activationPayload,
+  authPayload,
+  encodeClientFrame,
+  kemPrekeyPayload,
+  parleyErrorFromWire,
+  type ServerFrame,
+} from '@parley/protocol'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
+  type Account,
+  activate,
   expectError,
   Identity,
+  login,
   prekeys,
   RawClient,
   type SpawnedRelay,
@@ -154,5 +164,76 @@ describe('idle unauthenticated connections', () => {
     expect((await c.request({ ping: {} })).body).toBe('pong')
     for (const i of idle) i.close()
     c.close()
+  })
+})
+
+describe('frames that would be expensive to decode', () => {
+  let relay: SpawnedRelay
+  let account: Account
+  beforeAll(async () => {
+    relay = await spawnRelay(['--frames-burst', '1000', '--frames-per-second', '1000'])
+    const c = await RawClient.open(relay.url)
+    account = await activate(c, relay, '+14155550143')
+    c.close()
+  })
+  afterAll(async () => {
+    await relay?.stop()
+  })
+
+  /** A MembershipQuery of 80,000 two-byte prefixes (~320 KB), its last entry's tag corrupted when `corrupt`. */
+  function packed(c: RawClient, corrupt: boolean) {
+    const requestId = c.nextRequestId()
+    const prefixes = Array.from({ length: 80_000 }, () => bytes(2))
+    const frame = encodeClientFrame({ requestId, membershipQuery: { prefixBits: 16, prefixes } }, 1_000_000)
+    if (corrupt) frame[frame.length - 4] = (2 << 3) | 7 // wire type 7: only a decoder that reads to the end fails
+    return { frame, requestId }
+  }
+  const refusedUndecoded = async () =>
+    metric(await scrape(relay.httpUrl), 'parley_relay_frames_refused_undecoded_total', {
+      type: 'membershipQuery',
+    })
+  const code = (f: ServerFrame) => (f.body === 'error' ? parleyErrorFromWire(f.error!).code : f.body)
+
+  it('refuses an authenticated-only body before authentication without decoding it', async () => {
+    const c = await RawClient.open(relay.url)
+    const before = await refusedUndecoded()
+    const codes: string[] = []
+    // 12 frames, corrupt in their last entry: decoded, each would count as a bad frame (5 close the socket).
+    for (let i = 0; i < 12; i++) {
+      const { frame, requestId } = packed(c, true)
+      codes.push(code(await c.sendBytes(frame, requestId)))
+    }
+    expect(codes).toEqual(Array(12).fill('UNAUTHENTICATED'))
+    expect((await refusedUndecoded()) - before).toBe(12)
+    expect((await c.request({ ping: {} })).body).toBe('pong') // not closed as garbage: nothing was decoded
+    c.close()
+  })
+
+  it('still reads a request sent right behind Authenticate, before its answer (pipelining)', async () => {
+    const c = await RawClient.open(relay.url)
+    const before = await refusedUndecoded()
+    const auth = c.send({
+      authenticate: {
+        address: account.address,
+        deviceId: account.deviceId,
+        signature: account.identity.sign(authPayload(c.hello!.authNonce!, account.address, account.deviceId)),
+      },
+    })
+    const count = c.send({ prekeyCountQuery: {} })
+    expect((await auth).body).toBe('authenticated')
+    expect((await count).body).toBe('prekeyCount')
+    expect((await refusedUndecoded()) - before).toBe(0)
+    c.close()
+  })
+
+  it('stops decoding an authenticated frame at the entry limit', async () => {
+    const { client } = await login(relay.url, account)
+    // The corruption sits after entry 80,000: a decoder that read every entry would say BAD_REQUEST.
+    const { frame, requestId } = packed(client, true)
+    expect(code(await client.sendBytes(frame, requestId))).toBe('TOO_LARGE')
+    const intact = packed(client, false)
+    expect(code(await client.sendBytes(intact.frame, intact.requestId))).toBe('TOO_LARGE')
+    expect((await client.request({ ping: {} })).body).toBe('pong')
+    client.close()
   })
 })

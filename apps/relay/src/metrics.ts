@@ -27,6 +27,12 @@ export function createMetrics() {
       labelNames: ['type'] as const,
       registers,
     }),
+    refusedUndecoded: new Counter({
+      name: 'parley_relay_frames_refused_undecoded_total',
+      help: 'Frames refused from their top level alone, without decoding the body (authenticated-only bodies before authentication), by body type',
+      labelNames: ['type'] as const,
+      registers,
+    }),
     errors: new Counter({
       name: 'parley_relay_errors_total',
       help: 'Error frames sent, by code',

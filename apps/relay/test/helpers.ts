@@ -233,15 +233,25 @@ export class RawClient {
 
   /** Sends a request and resolves the frame answering it (which may be an Error). */
   send(body: Body, requestId = this.#nextId++): Promise<ServerFrame> {
+    return this.sendBytes(encodeClientFrame({ requestId, ...body } as ClientFrameInput), requestId)
+  }
+
+  /** Sends already encoded bytes (possibly malformed) and resolves the frame answering `requestId`. */
+  sendBytes(bytes: Uint8Array, requestId: number): Promise<ServerFrame> {
     const p = new Promise<ServerFrame>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no answer to ${Object.keys(body)[0]}`)), 15_000)
+      const timer = setTimeout(() => reject(new Error(`no answer to request ${requestId}`)), 15_000)
       this.#waiters.set(requestId, (f) => {
         clearTimeout(timer)
         resolve(f)
       })
     })
-    this.ws.send(encodeClientFrame({ requestId, ...body } as ClientFrameInput))
+    this.ws.send(bytes)
     return p
+  }
+
+  /** A request id this client has not used (for {@link RawClient.sendBytes}). */
+  nextRequestId(): number {
+    return this.#nextId++
   }
 
   /** Sends a request; rejects with a ParleyError when the answer is an Error. */

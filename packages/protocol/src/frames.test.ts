@@ -8,6 +8,7 @@ import {
   encodeClientFrame,
   encodeServerFrame,
   parleyErrorFromWire,
+  peekClientFrame,
   wireErrorFrom,
 } from './frames.js'
 
@@ -173,12 +174,92 @@ describe('frame codecs', () => {
     fc.assert(
       fc.property(u32, body, (requestId, b) => {
         const frame = { requestId, ...b }
-        const decoded = decodeClientFrame(encodeClientFrame(frame))
+        const encoded = encodeClientFrame(frame)
+        const decoded = decodeClientFrame(encoded)
         const { body: name, ...rest } = decoded
         expect(name).toBe(Object.keys(b)[0])
         expect(rest).toEqual(frame)
+        // The top-level peek agrees with the full decode without decoding the body.
+        expect(peekClientFrame(encoded)).toEqual({ requestId, body: name })
       }),
       { numRuns: 1000 },
+    )
+  })
+})
+
+describe('decoding under an entry limit (maxRepeated)', () => {
+  const elements = (n: number) => Array.from({ length: n }, () => bytes(32))
+  it('refuses a repeated field with one entry too many as TOO_LARGE, and accepts the limit', () => {
+    const at = (n: number) =>
+      encodeClientFrame({ requestId: 1, oprfEvaluate: { keyId: 1, blindedElements: elements(n) } })
+    expect(
+      decodeClientFrame(at(500), undefined, { maxRepeated: 500 }).oprfEvaluate!.blindedElements,
+    ).toHaveLength(500)
+    expectParleyError(() => decodeClientFrame(at(501), undefined, { maxRepeated: 500 }), 'TOO_LARGE')
+    expect(decodeClientFrame(at(501)).oprfEvaluate!.blindedElements).toHaveLength(501) // no limit by default
+  })
+
+  it('counts packed scalars and entries of nested messages too', () => {
+    const seqs = Array.from({ length: 11 }, (_, i) => i + 1)
+    const acks = encodeClientFrame({ requestId: 2, ackMessages: { seqs } })
+    expectParleyError(() => decodeClientFrame(acks, undefined, { maxRepeated: 10 }), 'TOO_LARGE')
+    expect(decodeClientFrame(acks, undefined, { maxRepeated: 11 }).ackMessages!.seqs).toEqual(seqs)
+    const upload = encodeClientFrame({
+      requestId: 3,
+      prekeyUpload: {
+        oneTimePrekeys: Array.from({ length: 11 }, (_, i) => ({ keyId: i + 1, publicKey: bytes(32) })),
+      },
+    })
+    expectParleyError(() => decodeClientFrame(upload, undefined, { maxRepeated: 10 }), 'TOO_LARGE')
+  })
+
+  it('stops at the limit instead of reading a frame packed with tiny entries', () => {
+    // 80,000 two-byte prefixes, corrupt in the very last entry: a full decode reads them all and then fails
+    // BAD_REQUEST; under a limit the decode stops at entry 501 with TOO_LARGE, never reaching the corruption.
+    const prefixes = Array.from({ length: 80_000 }, () => bytes(2))
+    const frame = encodeClientFrame(
+      { requestId: 4, membershipQuery: { prefixBits: 16, prefixes } },
+      10_000_000,
+    )
+    frame[frame.length - 4] = (2 << 3) | 7 // wire type 7 on the last prefix's tag
+    expectParleyError(() => decodeClientFrame(frame, 10_000_000), 'BAD_REQUEST')
+    expectParleyError(() => decodeClientFrame(frame, 10_000_000, { maxRepeated: 500 }), 'TOO_LARGE')
+  })
+})
+
+describe('peekClientFrame', () => {
+  const elements = (n: number) => Array.from({ length: n }, () => bytes(32))
+  it('names the body and request id of a frame without decoding the body', () => {
+    const big = encodeClientFrame({
+      requestId: 77,
+      oprfEvaluate: { keyId: 1, blindedElements: elements(300) },
+    })
+    expect(peekClientFrame(big)).toEqual({ requestId: 77, body: 'oprfEvaluate' })
+    // A corrupt body is not looked at: the peek still names it (the full decode will refuse it).
+    const corrupt = big.slice()
+    corrupt[corrupt.length - 33] = 0xff
+    expect(peekClientFrame(corrupt)).toEqual({ requestId: 77, body: 'oprfEvaluate' })
+    expect(peekClientFrame(new Uint8Array([0x08, 0x05]))).toEqual({ requestId: 5 })
+  })
+
+  it('says undefined for a malformed top level and never throws (property)', () => {
+    expect(peekClientFrame(new Uint8Array([0x08]))).toBeUndefined() // truncated varint
+    expect(peekClientFrame(new Uint8Array([0x7a, 0x10, 1]))).toBeUndefined() // length past the end
+    expect(peekClientFrame(new Uint8Array([0x0f]))).toBeUndefined() // wire type 7
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 256 }), (input) => {
+        const peek = peekClientFrame(input)
+        if (peek === undefined) return
+        // whenever the full decode succeeds, the peek agrees with it
+        try {
+          const frame = decodeClientFrame(input)
+          expect(peek.body).toBe(frame.body)
+          expect(peek.requestId).toBe(frame.requestId)
+        } catch (err) {
+          if (!(err instanceof ParleyError)) throw err
+        }
+      }),
+      { numRuns: 5000 },
     )
   })
 })

@@ -6,8 +6,8 @@
  */
 import { type ErrorCode, errorCodeFromWire, errorCodeToWire, ParleyError } from './errors.js'
 import type { parley } from './gen/parley.js'
-import { ErrorCode as WireErrorCodes, GapReason as WireGapReason } from './gen/schema.js'
-import { decodeMessage, encodeMessage, type MessageName } from './internal/pb.js'
+import { messages, ErrorCode as WireErrorCodes, GapReason as WireGapReason } from './gen/schema.js'
+import { decodeMessage, encodeMessage, type MessageName, RepeatedLimitError } from './internal/pb.js'
 
 /** Protocol major version spoken by this package; the relay refuses another major. */
 export const PROTOCOL_MAJOR = 1
@@ -87,7 +87,13 @@ function normalize(value: unknown, depth: number): unknown {
   return out
 }
 
-function decodeFrame(type: MessageName, bytes: Uint8Array, maxBytes: number, what: string): unknown {
+function decodeFrame(
+  type: MessageName,
+  bytes: Uint8Array,
+  maxBytes: number,
+  what: string,
+  maxRepeated?: number,
+): unknown {
   if (!(bytes instanceof Uint8Array)) throw new ParleyError('BAD_REQUEST', `${what} must be binary`)
   if (bytes.length > maxBytes) {
     throw new ParleyError('TOO_LARGE', `${what} is ${bytes.length} bytes, over the ${maxBytes}-byte limit`)
@@ -95,8 +101,11 @@ function decodeFrame(type: MessageName, bytes: Uint8Array, maxBytes: number, wha
   let decoded: { body?: string; requestId?: unknown; $unknowns?: unknown[] }
   try {
     // Keep unknown fields so that an unknown body is told from a missing one.
-    decoded = decodeMessage(type, bytes, { keepUnknown: true })
+    decoded = decodeMessage(type, bytes, { keepUnknown: true, maxRepeated })
   } catch (err) {
+    if (err instanceof RepeatedLimitError) {
+      throw new ParleyError('TOO_LARGE', `${what}: at most ${err.limit} entries per repeated field`)
+    }
     throw new ParleyError('BAD_REQUEST', `${what} is malformed`, { cause: err })
   }
   if (decoded.body === undefined) {
@@ -126,19 +135,93 @@ export function encodeClientFrame(
   return encodeFrame('ClientFrame', frame, maxBytes, 'client frame')
 }
 
+/** Options of {@link decodeClientFrame}. */
+export interface ClientFrameDecodeOptions {
+  /**
+   * Most entries of any repeated field (prekeys, OPRF elements, prefixes, acked sequence numbers): decoding
+   * stops with `TOO_LARGE` at the first entry beyond, so a frame packed with tiny entries costs no more than
+   * this many. Default: no limit beyond `maxBytes`.
+   */
+  maxRepeated?: number
+}
+
 /**
  * Decodes a client → relay frame.
  * @param bytes - the received bytes
  * @param maxBytes - size limit (default 320 KiB)
+ * @param options - `maxRepeated`: stop early on a repeated field with more entries
  * @returns the frame; `frame.body` names the one body that is set
- * @throws ParleyError `TOO_LARGE`, `BAD_REQUEST` (malformed, truncated, no body) or `UNSUPPORTED` (unknown body)
+ * @throws ParleyError `TOO_LARGE` (over `maxBytes` or `maxRepeated`), `BAD_REQUEST` (malformed, truncated, no
+ *   body) or `UNSUPPORTED` (unknown body)
  * @example const frame = decodeClientFrame(bytes); if (frame.body === 'ping') ...
  */
 export function decodeClientFrame(
   bytes: Uint8Array,
   maxBytes: number = DEFAULT_LIMITS.maxFrameBytes,
+  options: ClientFrameDecodeOptions = {},
 ): ClientFrame {
-  return decodeFrame('ClientFrame', bytes, maxBytes, 'client frame') as ClientFrame
+  return decodeFrame('ClientFrame', bytes, maxBytes, 'client frame', options.maxRepeated) as ClientFrame
+}
+
+/** Body names of `ClientFrame` by field number (built on first use, so that bundles without it drop it). */
+let clientBodies: Map<number, ClientBody> | undefined
+const clientBodyNames = () =>
+  (clientBodies ??= new Map(
+    messages.ClientFrame!.filter((f) => f[4] === 'body').map((f) => [f[0], f[1] as ClientBody]),
+  ))
+
+/** Reads a varint at `at` (below 2^53); undefined when truncated or too long. */
+function peekVarint(b: Uint8Array, at: number): [value: number, next: number] | undefined {
+  let value = 0
+  let scale = 1
+  for (let i = 0; i < 8 && at + i < b.length; i++) {
+    const byte = b[at + i]!
+    value += (byte & 0x7f) * scale
+    if (byte < 0x80) return [value, at + i + 1]
+    scale *= 128
+  }
+  return undefined
+}
+
+/**
+ * What a client frame is, read from its top-level fields only — without decoding any body, so it costs the
+ * same for a 20-byte ping and a 320 KiB upload. A relay uses it to refuse a frame it would refuse anyway
+ * (e.g. an authenticated-only body on a connection that has not authenticated) before paying for the decode.
+ * @param bytes - the received bytes
+ * @returns the request id (0 when absent) and the body name of the last body field (undefined when none or
+ *   unknown), or undefined when the top level is not well-formed protobuf
+ * @example
+ * const peek = peekClientFrame(bytes)
+ * if (peek?.body === 'prekeyUpload' && !authenticated) refuse(peek.requestId)
+ */
+export function peekClientFrame(bytes: Uint8Array): { requestId: number; body?: ClientBody } | undefined {
+  let at = 0
+  let requestId = 0
+  let body: ClientBody | undefined
+  while (at < bytes.length) {
+    const tag = peekVarint(bytes, at)
+    if (!tag) return undefined
+    const [key, afterTag] = tag
+    const no = Math.floor(key / 8)
+    const wireType = key % 8
+    if (no === 0) return undefined
+    if (wireType === 0) {
+      const v = peekVarint(bytes, afterTag)
+      if (!v) return undefined
+      if (no === 1) requestId = v[0] % 2 ** 32
+      at = v[1]
+    } else if (wireType === 2) {
+      const len = peekVarint(bytes, afterTag)
+      if (!len || len[1] + len[0] > bytes.length) return undefined
+      const name = clientBodyNames().get(no)
+      if (name !== undefined) body = name
+      at = len[1] + len[0]
+    } else if (wireType === 1 || wireType === 5) {
+      at = afterTag + (wireType === 1 ? 8 : 4)
+      if (at > bytes.length) return undefined
+    } else return undefined
+  }
+  return body === undefined ? { requestId } : { requestId, body }
 }
 
 /**

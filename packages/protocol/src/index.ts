@@ -32,6 +32,7 @@ export { ERROR_CODES, errorCodeFromWire, errorCodeToWire, isErrorCode, ParleyErr
 export type {
   ClientBody,
   ClientFrame,
+  ClientFrameDecodeOptions,
   ClientFrameInput,
   ServerBody,
   ServerFrame,
@@ -49,6 +50,7 @@ export {
   PROTOCOL_MAJOR,
   PROTOCOL_MINOR,
   parleyErrorFromWire,
+  peekClientFrame,
   WireErrorCode,
   wireErrorFrom,
 } from './frames.js'

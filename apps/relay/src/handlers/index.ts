@@ -72,6 +72,11 @@ const SPLIT: Partial<Record<ClientBody, (conn: Connection, frame: ClientFrame) =
   ackMessages: admitAckMessages,
 }
 
+/** Whether a body is refused `UNAUTHENTICATED` on a connection that has not authenticated. */
+export function needsAuthentication(body: ClientBody): boolean {
+  return Object.hasOwn(ROUTES, body) && ROUTES[body].auth === true
+}
+
 /** Whether `frame` may be handled in two halves by {@link admit}. */
 export function isSplit(frame: ClientFrame): boolean {
   return Object.hasOwn(SPLIT, frame.body)

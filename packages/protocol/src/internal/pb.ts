@@ -32,6 +32,22 @@ const has = (o: object, k: string) => Object.hasOwn(o, k)
 export interface DecodeOptions {
   /** Keep unknown fields, raw, in the non-enumerable `$unknowns` (default: skip them). */
   keepUnknown?: boolean
+  /**
+   * Most entries any one repeated field may have; decoding stops with a {@link RepeatedLimitError} at the first
+   * entry beyond it, before reading the rest (default: no limit beyond the input's size).
+   */
+  maxRepeated?: number
+}
+
+/** Thrown by {@link decodeMessage} when a repeated field has more entries than `maxRepeated`. */
+export class RepeatedLimitError extends RangeError {
+  constructor(
+    readonly field: string,
+    readonly limit: number,
+  ) {
+    super(`repeated field ${field} has more than ${limit} entries`)
+    this.name = 'RepeatedLimitError'
+  }
 }
 
 /** The name of a message of package parley.v1, as in src/gen/schema.ts. */
@@ -265,6 +281,7 @@ function readMessage(
   end: number,
   depth: number,
   keep: boolean,
+  limit: number,
   target?: Record<string, unknown>,
 ): Record<string, unknown> {
   if (depth > MAX_DEPTH) throw new Error('max depth exceeded')
@@ -293,17 +310,31 @@ function readMessage(
           if (packed) {
             const listEnd = r.size()
             r.end = listEnd
-            while (r.pos < listEnd) list.push(readScalar(r, t as number))
+            while (r.pos < listEnd) {
+              if (list.length >= limit) throw new RepeatedLimitError(name, limit)
+              list.push(readScalar(r, t as number))
+            }
             r.end = end
           } else {
-            list.push(typeof t === 'string' ? readMessage(r, t, r.size(), depth + 1, keep) : readScalar(r, t))
+            if (list.length >= limit) throw new RepeatedLimitError(name, limit)
+            list.push(
+              typeof t === 'string' ? readMessage(r, t, r.size(), depth + 1, keep, limit) : readScalar(r, t),
+            )
           }
           continue
         }
       } else if (wireType === (delimited ? 2 : 0)) {
         const v =
           typeof t === 'string'
-            ? readMessage(r, t, r.size(), depth + 1, keep, msg[name] as Record<string, unknown> | undefined)
+            ? readMessage(
+                r,
+                t,
+                r.size(),
+                depth + 1,
+                keep,
+                limit,
+                msg[name] as Record<string, unknown> | undefined,
+              )
             : readScalar(r, t)
         if (oneof !== undefined) {
           // As protobufjs' oneof setter: the last member seen wins, and the oneof's name (not enumerable,
@@ -335,9 +366,9 @@ function readMessage(
  * and 64-bit integers numbers.
  * @param type - the message's name in package parley.v1
  * @param bytes - its encoding
- * @param options - `keepUnknown` to collect unknown fields in `$unknowns`
+ * @param options - `keepUnknown` to collect unknown fields in `$unknowns`; `maxRepeated` to stop early
  * @returns the decoded properties
- * @throws RangeError when truncated or when a 64-bit integer exceeds 2^53 − 1; Error when malformed (invalid
+ * @throws RepeatedLimitError past `maxRepeated`; RangeError when truncated or when a 64-bit integer exceeds 2^53 − 1; Error when malformed (invalid
  *   varint, wire type or UTF-8, nesting too deep)
  */
 export function decodeMessage<T = Record<string, unknown>>(
@@ -346,5 +377,6 @@ export function decodeMessage<T = Record<string, unknown>>(
   options: DecodeOptions = {},
 ): T {
   const r = new Reader(bytes, bytes.length)
-  return readMessage(r, type, bytes.length, 0, options.keepUnknown === true) as T
+  const limit = options.maxRepeated ?? Number.POSITIVE_INFINITY
+  return readMessage(r, type, bytes.length, 0, options.keepUnknown === true, limit) as T
 }
