@@ -61,6 +61,11 @@ const SIGNED_PREKEY_GRACE_MS = 31 * 24 * 3600_000
 const ACK_DELAY_MS = 10
 /** Most outbox messages awaiting the relay's MessageAccepted at once. */
 const OUTBOX_WINDOW = 16
+/** How long a full mailbox (MAILBOX_FULL) defers its recipient when the relay gives no `retryAfterMs`. */
+const MAILBOX_FULL_RETRY_MS = 60_000
+/** Bounds on that deferral: no hot loop on a relay that says 0, and no recipient put off forever by one that lies. */
+const MIN_DEFERRAL_MS = 1000
+const MAX_DEFERRAL_MS = 10 * 60_000
 /** A sender certificate with less validity left than this is replaced before the next send. */
 const CERTIFICATE_REFRESH_MS = 6 * 3600_000
 /** The unidentified connection is closed after this long without a send (the relay closes idle ones too). */
@@ -214,6 +219,15 @@ export class ParleyClient {
   #acks: number[] = []
   #ackTimer: unknown = null
   #retryTimer: unknown = null
+  /** A kick came while the outbox was being flushed: flush once more when it ends. */
+  #kickAgain = false
+  /**
+   * Recipients (address hex) whose mailbox was full, and the time (on the injected clock) before which none of
+   * their queued messages is sent; everyone else's are. In memory: a restart tries them at once.
+   */
+  readonly #deferred = new Map<string, number>()
+  #deferralTimer: unknown = null
+  #deferralDue = 0
   #numberMetadata: Promise<NumberMetadata> | null = null
 
   private constructor(options: ParleyClientOptions) {
@@ -528,8 +542,11 @@ export class ParleyClient {
 
   /**
    * Sends a text. To a number on Parley it is end-to-end encrypted and queued durably before this
-   * resolves (`route: 'ip'`), then delivered when possible, across reconnects and restarts. To a number
-   * not on Parley it is handed to `smsFallback` (`route: 'sms'`) and nothing is uploaded.
+   * resolves (`route: 'ip'`), then delivered when possible, across reconnects and restarts. When the
+   * recipient's mailbox on the relay is full (`MAILBOX_FULL`), only messages to that recipient wait: they
+   * stay queued, in order, and are tried again when the relay's `retryAfterMs` ends (at most 10 minutes
+   * later, or at once after a restart), while messages to everyone else go on. To a number not on Parley it
+   * is handed to `smsFallback` (`route: 'sms'`) and nothing is uploaded.
    * @param to - the recipient's number
    * @param text - the message (at most 64 KiB of UTF-8)
    * @returns the message id and its route
@@ -734,6 +751,7 @@ export class ParleyClient {
       await this.#store.write(all.map((e) => ({ key: e.key })))
       this.#account = null
       this.#authenticated = false
+      this.#deferred.clear()
     })
     this.#link.stop()
     this.#anonymous.stop()
@@ -747,6 +765,7 @@ export class ParleyClient {
     if (this.#closed) return
     this.#closed = true
     if (this.#retryTimer !== null) this.#clock.clearTimeout(this.#retryTimer)
+    if (this.#deferralTimer !== null) this.#clock.clearTimeout(this.#deferralTimer)
     if (this.#anonymousIdle !== null) this.#clock.clearTimeout(this.#anonymousIdle)
     this.#flushAcks()
     this.#link.stop(true)
@@ -1138,11 +1157,18 @@ export class ParleyClient {
   // ───────────────────────────── sending ─────────────────────────────
 
   #kickOutbox(): void {
-    if (this.#flushing !== null || this.#account === null || this.#closed) return
+    if (this.#account === null || this.#closed) return
+    if (this.#flushing !== null) {
+      // The running flush may already have taken its last look at the outbox (or at a deferral that just ended).
+      this.#kickAgain = true
+      return
+    }
+    this.#kickAgain = false
     this.#flushing = this.#flushOutbox()
       .catch((err) => this.#emitRecoverable(err))
       .finally(() => {
         this.#flushing = null
+        if (this.#kickAgain) this.#kickOutbox()
       })
   }
 
@@ -1150,9 +1176,35 @@ export class ParleyClient {
     // Up to OUTBOX_WINDOW sends in flight. Encryption still runs in queue order (#serial) and the relay handles
     // a connection's frames in order, so mailboxes still receive queue order; what changes is that encrypting
     // the next message overlaps the relay's durable commit of the previous ones instead of alternating with it
-    // (one at a time capped the SDK at ~300 msg/s on loopback, bench/README.md). Each entry starts once per flush.
+    // (one at a time capped the SDK at ~300 msg/s on loopback, bench/README.md). Each entry starts once per flush,
+    // except one refused for a full mailbox, which starts again when its recipient's deferral ends.
+    //
+    // A recipient whose mailbox is full is passed over, not the whole outbox: its entries stay queued (in order:
+    // none starts while an earlier one of the same recipient waits) and the rest go on. When its deferral ends,
+    // its oldest entry goes alone first, and the others follow only once the relay has accepted it.
     const inFlight = new Map<string, Promise<void>>()
     const started = new Set<string>()
+    /** The recipient (address hex) of each entry looked at, by key; an entry's recipient never changes. */
+    const recipients = new Map<string, string>()
+    /** Recipients whose deferral ended and whose oldest entry is in flight alone. */
+    const probing = new Set<string>()
+    /** Recipients passed over since the outbox was last read: none of their later entries may go first. */
+    let passedOver = new Set<string>()
+    const recipientOf = (e: { key: string; value: Uint8Array }): string => {
+      let to = recipients.get(e.key)
+      if (to === undefined) {
+        to = toHex(decodeRecord<OutboxRecord>(e.value).address)
+        recipients.set(e.key, to)
+      }
+      return to
+    }
+    const waits = (to: string): boolean => {
+      if (passedOver.has(to) || probing.has(to) || (this.#deferred.get(to) ?? 0) > this.#clock.now()) {
+        passedOver.add(to)
+        return true
+      }
+      return false
+    }
     let queue: { key: string; value: Uint8Array }[] = []
     let halt = false
     while (!halt && !this.#closed && this.#account !== null && this.#link.state === 'online') {
@@ -1162,7 +1214,13 @@ export class ParleyClient {
       }
       const next = queue.shift()
       if (next === undefined) {
-        queue = (await this.#store.list('outbox/')).filter((e) => !started.has(e.key))
+        const all = await this.#store.list('outbox/')
+        queue = all.filter((e) => !started.has(e.key))
+        passedOver = new Set()
+        if (this.#deferred.size > 0 || probing.size > 0) {
+          queue = queue.filter((e) => !waits(recipientOf(e)))
+          this.#forgetDeferrals(new Set(all.map(recipientOf)))
+        }
         if (queue.length > 0) continue
         if (inFlight.size === 0) return
         await Promise.race(inFlight.values())
@@ -1170,43 +1228,93 @@ export class ParleyClient {
       }
       const key = next.key
       const entry = decodeRecord<OutboxRecord>(next.value)
+      const to = toHex(entry.address)
+      recipients.set(key, to)
+      if (waits(to)) continue
       started.add(key)
+      // A deferral that has ended but is still on record: this entry is the probe of the recipient's mailbox.
+      const probe = this.#deferred.has(to)
+      if (probe) probing.add(to)
       const sending = this.#deliver(key, entry)
-        .catch(async (err) => {
-          if (await this.#sendFailed(key, entry, err)) halt = true
+        .then(() => {
+          if (probe) this.#deferred.delete(to)
         })
-        .finally(() => inFlight.delete(key))
+        .catch(async (err) => {
+          const outcome = await this.#sendFailed(key, entry, err)
+          if (outcome === 'halt') halt = true
+          else if (outcome === 'defer') started.delete(key)
+        })
+        .finally(() => {
+          inFlight.delete(key)
+          if (probe) probing.delete(to)
+        })
       inFlight.set(key, sending)
     }
     await Promise.all(inFlight.values())
   }
 
-  /** Handles a send that failed; true when the outbox must stop until a retry timer or a reconnect. */
-  async #sendFailed(key: string, entry: OutboxRecord, err: unknown): Promise<boolean> {
+  /**
+   * Handles a send that failed: `halt` when the whole outbox must stop until a retry timer or a reconnect,
+   * `defer` when only the entry's recipient waits (its mailbox is full), `dropped` when the entry is gone.
+   */
+  async #sendFailed(key: string, entry: OutboxRecord, err: unknown): Promise<'halt' | 'defer' | 'dropped'> {
     const e = ParleyError.fromUnknown(err)
-    if (
-      e.code === 'RATE_LIMITED' ||
-      e.code === 'MAILBOX_FULL' ||
-      (e.code === 'UNAVAILABLE' && e.retryAfterMs !== undefined)
-    ) {
-      // Retried when the relay's quota allows, the recipient has read some mail (MAILBOX_FULL: nothing is
-      // dropped, on either side), or the unidentified connection is back; and on the next reconnect or send.
-      if (this.#retryTimer === null) {
-        this.#retryTimer = this.#clock.setTimeout(
-          () => {
-            this.#retryTimer = null
-            this.#kickOutbox()
-          },
-          e.retryAfterMs ?? (e.code === 'MAILBOX_FULL' ? 60_000 : 1000),
-        )
-      }
-      return true
+    if (e.code === 'MAILBOX_FULL') {
+      // Nothing is dropped, on either side: tried again when the relay says the recipient may have read some
+      // mail. Kept across reconnects and new sends (the mailbox is no emptier for them), but never for longer
+      // than MAX_DEFERRAL_MS at a time.
+      this.#defer(toHex(entry.address), e.retryAfterMs)
+      return 'defer'
     }
-    if (e.code === 'UNAVAILABLE' || e.code === 'TIMEOUT' || e.code === 'CLOSED') return true // retried on reconnect
+    if (e.code === 'RATE_LIMITED' || (e.code === 'UNAVAILABLE' && e.retryAfterMs !== undefined)) {
+      // Account-wide: retried when the relay's quota allows or the unidentified connection is back; and on the
+      // next reconnect or send.
+      if (this.#retryTimer === null) {
+        this.#retryTimer = this.#clock.setTimeout(() => {
+          this.#retryTimer = null
+          this.#kickOutbox()
+        }, e.retryAfterMs ?? 1000)
+      }
+      return 'halt'
+    }
+    if (e.code === 'UNAVAILABLE' || e.code === 'TIMEOUT' || e.code === 'CLOSED') return 'halt' // retried on reconnect
     // Permanent: tell the app and drop the entry so the queue moves on.
     await this.#store.write([{ key }])
     this.#events.emit('sendFailed', { id: entry.id, to: entry.to, error: e })
-    return false
+    return 'dropped'
+  }
+
+  /** Holds back a recipient's queued messages until `retryAfterMs` (bounded) from now, and schedules the retry. */
+  #defer(to: string, retryAfterMs: number | undefined): void {
+    const asked = Number.isFinite(retryAfterMs) ? (retryAfterMs as number) : MAILBOX_FULL_RETRY_MS
+    const ms = Math.min(Math.max(asked, MIN_DEFERRAL_MS), MAX_DEFERRAL_MS)
+    const until = this.#clock.now() + ms
+    this.#deferred.set(to, Math.max(this.#deferred.get(to) ?? 0, until))
+    this.#scheduleDeferralEnd()
+  }
+
+  /** Keeps one timer, for the earliest deferral still running, that flushes the outbox when it ends. */
+  #scheduleDeferralEnd(): void {
+    const now = this.#clock.now()
+    let due = Number.POSITIVE_INFINITY
+    for (const until of this.#deferred.values()) if (until > now && until < due) due = until
+    if (due === Number.POSITIVE_INFINITY) return
+    if (this.#deferralTimer !== null) {
+      if (this.#deferralDue <= due) return
+      this.#clock.clearTimeout(this.#deferralTimer)
+    }
+    this.#deferralDue = due
+    this.#deferralTimer = this.#clock.setTimeout(() => {
+      this.#deferralTimer = null
+      this.#scheduleDeferralEnd() // the next deferral, or this one again if the timer fired a little early
+      this.#kickOutbox()
+    }, due - now)
+  }
+
+  /** Forgets the deferrals that have ended for recipients with nothing left in the outbox. */
+  #forgetDeferrals(queued: Set<string>): void {
+    const now = this.#clock.now()
+    for (const [to, until] of this.#deferred) if (until <= now && !queued.has(to)) this.#deferred.delete(to)
   }
 
   async #deliver(key: string, entry: OutboxRecord): Promise<void> {
