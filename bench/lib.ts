@@ -1,6 +1,8 @@
 // Shared pieces of the benches: result rows (each a figure with the baseline measured in the same run),
-// results.json, the table, relay processes, percentiles and process CPU / RSS from /proc.
+// results.json, the table, relay processes, percentiles and process CPU / RSS from /proc; envelopes the relay's
+// shape check accepts and a count of accepted / refused sends.
 import { spawn } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { availableParallelism, cpus, totalmem } from 'node:os'
 import { fileURLToPath } from 'node:url'
@@ -234,5 +236,92 @@ export async function startRelay(
         proc.once('exit', () => resolve())
         proc.kill('SIGTERM')
       }),
+  }
+}
+
+/**
+ * Bytes of a shaped envelope before its ciphertext field: version (2), ephemeral_key (2 + 32) and
+ * encrypted_sender_key (2 + 48).
+ */
+const SHAPED_HEAD_BYTES = 86
+
+/** How many bytes the protobuf varint of `n` takes. */
+const varintBytes = (n: number): number => (n < 0x80 ? 1 : 1 + varintBytes(Math.floor(n / 0x80)))
+
+/**
+ * Where the ciphertext starts in {@link shapedEnvelope}`(totalBytes)` (a bench may write a timestamp there).
+ * @throws RangeError when no shaped envelope is exactly `totalBytes` long
+ */
+export function shapedCiphertextOffset(totalBytes: number): number {
+  // total = head + 1 (field 4 key) + varint(length) + length; try each width of the length prefix.
+  for (let width = 1; width <= 5; width++) {
+    const length = totalBytes - SHAPED_HEAD_BYTES - 1 - width
+    if (length > 0 && varintBytes(length) === width) return totalBytes - length
+  }
+  throw new RangeError(`no shaped envelope is exactly ${totalBytes} bytes`)
+}
+
+/**
+ * Random bytes shaped as a version-1 `SealedEnvelope`, exactly `totalBytes` long: version 1, a 32-byte
+ * ephemeral key, a 48-byte encrypted sender key and random ciphertext — what the relay's cheap shape check
+ * (`apps/relay/src/handlers/envelopeShape.ts`) accepts; it cannot open one, so it cannot tell it from a real one.
+ * @throws RangeError below 89 bytes, and for the few sizes where the ciphertext's length prefix grows a byte
+ */
+export function shapedEnvelope(totalBytes: number): Uint8Array {
+  const at = shapedCiphertextOffset(totalBytes)
+  const out = new Uint8Array(randomBytes(totalBytes))
+  let i = 0
+  out[i++] = 0x08 // field 1 (version), varint
+  out[i++] = 1
+  out[i++] = 0x12 // field 2 (ephemeral_key), length-delimited
+  out[i++] = 32
+  i += 32
+  out[i++] = 0x1a // field 3 (encrypted_sender_key), length-delimited
+  out[i++] = 48
+  i += 48
+  out[i++] = 0x22 // field 4 (ciphertext), length-delimited
+  for (let length = totalBytes - at; ; length = Math.floor(length / 0x80)) {
+    if (length < 0x80) {
+      out[i++] = length
+      break
+    }
+    out[i++] = (length & 0x7f) | 0x80
+  }
+  if (i !== at) throw new Error(`shaped envelope head is ${i} bytes, expected ${at}`)
+  return out
+}
+
+/**
+ * Answers to a bench's requests of one kind: accepted, or refused by error code. A refused send measures
+ * nothing, so a bench prints {@link SendTally.summary} and calls {@link SendTally.assertNoneRefused}.
+ */
+export class SendTally {
+  accepted = 0
+  refused = 0
+  readonly #byCode = new Map<string, { count: number; message: string }>()
+
+  constructor(readonly what = 'sends') {}
+
+  accept(): void {
+    this.accepted++
+  }
+
+  refuse(code: string, message = ''): void {
+    this.refused++
+    const known = this.#byCode.get(code)
+    if (known) known.count++
+    else this.#byCode.set(code, { count: 1, message })
+  }
+
+  /** `accepted 2000, refused 0` and, when some were refused, each code with its first message. */
+  summary(): string {
+    const codes = [...this.#byCode].map(([code, { count, message }]) => `${code} ×${count}: ${message}`)
+    return `${this.what}: accepted ${this.accepted}, refused ${this.refused}${codes.length ? ` (${codes.join('; ')})` : ''}`
+  }
+
+  /** @throws Error with the summary when anything was refused */
+  assertNoneRefused(context: string): void {
+    if (this.refused > 0)
+      throw new Error(`${context}: ${this.summary()} — the figures would measure refusals`)
   }
 }
