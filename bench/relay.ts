@@ -2,15 +2,27 @@
 // (a) the relay process (SQLite, durable: written before MessageAccepted, deleted on ack) and (b) the baseline,
 // forwarder.ts (same frames, in memory, nothing else), at fixed offered loads and then saturated; then the SDK
 // path (two @parley/node clients: encrypt → relay → decrypt → ack) at the lowest load, against (a).
+// Envelopes are shaped as sealed envelopes (the relay refuses anything else); a run in which the relay refuses
+// any send or ack fails instead of printing figures.
 // Run alone: cd bench && npx tsx relay.ts [--quick]
 import { randomBytes } from 'node:crypto'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import type { ServerFrame } from '@parley/protocol'
+import { parleyErrorFromWire, type ServerFrame } from '@parley/protocol'
 import { createClient } from '../packages/node/src/index.js'
 import { CodeInbox } from '../tests/contract/harness.js'
-import { percentile, type Row, record, runScript, sleep, startRelay } from './lib.js'
+import {
+  percentile,
+  type Row,
+  record,
+  runScript,
+  SendTally,
+  shapedCiphertextOffset,
+  shapedEnvelope,
+  sleep,
+  startRelay,
+} from './lib.js'
 import { activate, type Device, login, RawClient } from './rawClient.js'
 
 const quick = process.argv.includes('--quick')
@@ -20,6 +32,21 @@ const PAIRS = 4
 const LOADS = quick ? [500] : [500, 1000, 2000]
 const SECONDS = quick ? 2 : 4
 const ENVELOPE_BYTES = 256
+/** The send timestamp goes at the start of the shaped envelope's ciphertext. */
+const STAMP_AT = shapedCiphertextOffset(ENVELOPE_BYTES)
+/**
+ * Limits raised on top of lib.ts' BENCH_RELAY_ARGS for this bench: at saturation each receiver acks ~6,000
+ * seqs/s (the default budget is 2,000 per connection, and a refused ack lets unread mail pile up until
+ * MAILBOX_FULL); the SMS, code and activation limits so that the 12 activations never meet them.
+ */
+const RELAY_ARGS = [
+  '--acks-per-second',
+  '10000000',
+  ...['--max-mailbox-messages', '10000000', '--max-mailbox-bytes', String(2 ** 40)],
+  ...['--sms-per-prefix-per-hour', '1000000', '--sms-per-hour', '1000000'],
+  ...['--code-requests-per-hour', '1000', '--code-backoff-base-ms', '0'],
+  ...['--activation-confirms-per-network-per-hour', '1000000', '--activation-pow-load-per-minute', '0'],
+]
 
 interface Endpoint {
   name: string
@@ -29,15 +56,26 @@ interface Endpoint {
 
 interface Result {
   sent: number
+  /** Sends answered MessageAccepted / refused (an Error frame). */
+  accepted: number
+  refused: number
   delivered: number
   msgsPerSec: number
   p50: number
   p99: number
 }
 
+/** Counts an Error answer under its code. */
+function refused(tally: SendTally, f: ServerFrame): void {
+  const e = parleyErrorFromWire(f.error!)
+  tally.refuse(e.code, e.message)
+}
+
 /** Drives `rate` msg/s (0 = saturate with a window of 64 in flight per sender) for `seconds`. */
 async function drive(ep: Endpoint, rate: number, seconds: number): Promise<Result> {
   const latencies: number[] = []
+  const sends = new SendTally('sends')
+  const acks = new SendTally('acks')
   let delivered = 0
   let sent = 0
   let lastDelivery = 0
@@ -48,7 +86,7 @@ async function drive(ep: Endpoint, rate: number, seconds: number): Promise<Resul
       if (f.body !== 'delivery') return
       const d = f.delivery!
       const env = d.envelope!
-      latencies.push(performance.now() - new DataView(env.buffer, env.byteOffset, 8).getFloat64(0))
+      latencies.push(performance.now() - new DataView(env.buffer, env.byteOffset + STAMP_AT, 8).getFloat64(0))
       delivered++
       lastDelivery = performance.now()
       toAck[i]!.push(Number(d.seq))
@@ -56,13 +94,18 @@ async function drive(ep: Endpoint, rate: number, seconds: number): Promise<Resul
   })
   const acker = setInterval(() => {
     ep.pairs.forEach(({ to }, i) => {
-      if (toAck[i]!.length) to.send({ ackMessages: { seqs: toAck[i]!.splice(0) } }, () => {})
+      // At most 500 seqs per frame, the relay's default --max-acks-per-frame.
+      while (toAck[i]!.length) {
+        to.send({ ackMessages: { seqs: toAck[i]!.splice(0, 500) } }, (f) =>
+          f.body === 'error' ? refused(acks, f) : acks.accept(),
+        )
+      }
     })
   }, 10)
   const sendOne = (i: number) => {
     const { from, toDevice } = ep.pairs[i]!
-    const envelope = new Uint8Array(randomBytes(ENVELOPE_BYTES))
-    new DataView(envelope.buffer).setFloat64(0, performance.now())
+    const envelope = shapedEnvelope(ENVELOPE_BYTES)
+    new DataView(envelope.buffer).setFloat64(STAMP_AT, performance.now())
     inflight[i]++
     sent++
     from.send(
@@ -76,7 +119,8 @@ async function drive(ep: Endpoint, rate: number, seconds: number): Promise<Resul
       },
       (f) => {
         inflight[i]--
-        if (f.body === 'error') throw new Error(`send refused: ${f.error!.message}`)
+        if (f.body === 'error') return refused(sends, f)
+        sends.accept()
         if (rate === 0 && performance.now() < end) sendOne(i)
       },
     )
@@ -95,12 +139,27 @@ async function drive(ep: Endpoint, rate: number, seconds: number): Promise<Resul
     }
   }
   const deadline = performance.now() + 20_000
-  while (delivered < sent && performance.now() < deadline) await sleep(10)
+  while (
+    (sends.accepted + sends.refused < sent || delivered < sends.accepted) &&
+    performance.now() < deadline
+  ) {
+    await sleep(10)
+  }
   clearInterval(acker)
   await sleep(50)
+  const label = `${ep.name} at ${rate === 0 ? 'saturation' : `${rate} msg/s`}`
+  console.log(`${label}: ${sends.summary()}; ${acks.summary()}; delivered ${delivered}`)
+  sends.assertNoneRefused(label)
+  acks.assertNoneRefused(label)
+  if (sends.accepted < sent) throw new Error(`${label}: ${sent - sends.accepted} sends never answered`)
+  if (delivered < sends.accepted) {
+    throw new Error(`${label}: ${sends.accepted - delivered} accepted messages never delivered`)
+  }
   const window = rate === 0 ? seconds * 1000 : Math.max(seconds * 1000, lastDelivery - start)
   return {
     sent,
+    accepted: sends.accepted,
+    refused: sends.refused,
     delivered,
     msgsPerSec: (delivered / window) * 1000,
     p50: percentile(latencies, 50),
@@ -151,7 +210,21 @@ async function relayEndpoint(url: string, codes: CodeInbox): Promise<Endpoint> {
   return { name: 'relay', pairs }
 }
 
-/** Two @parley/node clients; Alice sends `rate` msg/s for `seconds`; latency is send() → Bob's message event. */
+/** Error frames the relay has sent so far, by code (its /metrics `parley_relay_errors_total`). */
+async function relayErrors(baseUrl: string): Promise<Map<string, number>> {
+  const text = await (await fetch(`${baseUrl.replace(/^ws/, 'http')}/metrics`)).text()
+  const out = new Map<string, number>()
+  for (const m of text.matchAll(/^parley_relay_errors_total\{code="([^"]+)"\} (\d+)$/gm)) {
+    out.set(m[1]!, Number(m[2]))
+  }
+  return out
+}
+
+/**
+ * Two @parley/node clients; Alice sends `rate` msg/s for `seconds`; latency is send() → Bob's message event.
+ * The SDK retries a RATE_LIMITED or MAILBOX_FULL send by itself, so refusals are counted from the relay's
+ * error counter over the measured sends (accepted: Alice's `delivered` events; any `sendFailed` fails too).
+ */
 async function sdkPath(baseUrl: string, codes: CodeInbox, rate: number, seconds: number): Promise<Result> {
   const make = async (n: string) => {
     const c = await createClient({ relayUrl: baseUrl, defaultRegion: 'US' })
@@ -174,6 +247,11 @@ async function sdkPath(baseUrl: string, codes: CodeInbox, rate: number, seconds:
   while (delivered < 1) await sleep(10)
   latencies.length = 0
   delivered = 0
+  const tally = new SendTally('SDK sends')
+  alice.on('delivered', () => tally.accept())
+  const failed: string[] = []
+  alice.on('sendFailed', (e) => failed.push(`${e.error.code}: ${e.error.message}`))
+  const errorsBefore = await relayErrors(baseUrl)
   const start = performance.now()
   let sent = 0
   const sends: Promise<unknown>[] = []
@@ -187,11 +265,24 @@ async function sdkPath(baseUrl: string, codes: CodeInbox, rate: number, seconds:
   }
   await Promise.all(sends)
   const deadline = performance.now() + 60_000
-  while (delivered < sent && performance.now() < deadline) await sleep(10)
+  while ((delivered < sent || tally.accepted + tally.refused < sent) && performance.now() < deadline) {
+    await sleep(10)
+  }
+  for (const [code, n] of await relayErrors(baseUrl)) {
+    const more = n - (errorsBefore.get(code) ?? 0)
+    for (let i = 0; i < more; i++) tally.refuse(code, 'relay error counter')
+  }
   await alice.close()
   await bob.close()
+  const label = `SDK at ${rate} msg/s`
+  console.log(`${label}: sent ${sent}, ${tally.summary()}; delivered ${delivered}`)
+  tally.assertNoneRefused(label)
+  if (failed.length > 0) throw new Error(`${label}: ${failed.length} sends failed (${failed[0]})`)
+  if (delivered < sent) throw new Error(`${label}: ${sent - delivered} messages never delivered`)
   return {
     sent,
+    accepted: tally.accepted,
+    refused: tally.refused,
     delivered,
     msgsPerSec: (delivered / Math.max(seconds * 1000, last - start)) * 1000,
     p50: percentile(latencies, 50),
@@ -202,94 +293,128 @@ async function sdkPath(baseUrl: string, codes: CodeInbox, rate: number, seconds:
 const codes = new CodeInbox()
 await codes.start()
 const dataDir = mkdtempSync(join(tmpdir(), 'parley-bench-relay-'))
-const relay = await startRelay(codes.url, dataDir, [], process.env.BENCH_RELAY_NODE_ARGS?.split(' ') ?? [])
-if (sdkOnly) {
-  console.log(
-    JSON.stringify(await sdkPath(relay.baseUrl, codes, Number(process.env.SDK_RATE ?? LOADS[0]), SECONDS)),
-  )
-  await relay.stop()
-  process.exit(0)
-}
-const fwd = await forwarderEndpoint()
-const rel = await relayEndpoint(relay.url, codes)
+const relay = await startRelay(
+  codes.url,
+  dataDir,
+  RELAY_ARGS,
+  process.env.BENCH_RELAY_NODE_ARGS?.split(' ') ?? [],
+)
+/** Stops the forwarder once it is started (each stop at most once). */
+let stopForwarder = () => {}
 
-const rows: Omit<Row, 'bench'>[] = []
-const results: Record<string, Result> = {}
-for (const load of [...LOADS, 0]) {
-  // Alternate which goes first so that neither always runs on a warmer machine.
-  const f = await drive(fwd.ep, load, SECONDS)
-  const r = await drive(rel, load, SECONDS)
-  const label = load === 0 ? 'saturated (64 in flight per sender)' : `${load} msg/s offered`
-  results[label] = r
-  console.log(`${label}: relay ${JSON.stringify(r)}\n  forwarder ${JSON.stringify(f)}`)
-  rows.push({
-    metric: `${label}: delivered msg/s`,
-    unit: 'msg/s',
-    value: r.msgsPerSec,
-    baselineName: 'forwarder',
-    baseline: f.msgsPerSec,
-    lowerIsBetter: false,
-    ...(load === 0 ? { target: 'relay ≥ 0.5× forwarder', met: r.msgsPerSec >= 0.5 * f.msgsPerSec } : {}),
-  })
-  if (load === 0) continue
-  rows.push({
-    metric: `${label}: p50 latency`,
-    unit: 'ms',
-    value: r.p50,
-    baselineName: 'forwarder',
-    baseline: f.p50,
-  })
-  rows.push({
-    metric: `${label}: p99 latency`,
-    unit: 'ms',
-    value: r.p99,
-    baselineName: 'forwarder',
-    baseline: f.p99,
-    ...(load === 1000 ? { target: 'p99 ≤ 20 ms', met: r.p99 <= 20 } : {}),
-  })
-}
-for (const p of [...fwd.ep.pairs, ...rel.pairs]) {
-  p.from.close()
-  p.to.close()
-}
-fwd.stop()
+/** The measured run; throws when the relay refused a send (after which nothing it printed would be a figure). */
+async function run(): Promise<{ rows: Omit<Row, 'bench'>[]; notes: string[] } | undefined> {
+  if (sdkOnly) {
+    console.log(
+      JSON.stringify(await sdkPath(relay.baseUrl, codes, Number(process.env.SDK_RATE ?? LOADS[0]), SECONDS)),
+    )
+    return undefined
+  }
+  const fwd = await forwarderEndpoint()
+  stopForwarder = () => {
+    stopForwarder = () => {}
+    fwd.stop()
+  }
+  const rel = await relayEndpoint(relay.url, codes)
 
-const sdkNotes: string[] = []
-for (const rate of LOADS.slice(0, 2)) {
-  const sdk = await sdkPath(relay.baseUrl, codes, rate, SECONDS)
-  console.log(`SDK ${rate} msg/s: ${JSON.stringify(sdk)}`)
-  sdkNotes.push(`SDK ${rate} msg/s: ${sdk.delivered}/${sdk.sent} delivered`)
-  const raw = results[`${rate} msg/s offered`]!
-  rows.push(
-    {
-      metric: `SDK e2e, ${rate} msg/s offered: delivered msg/s`,
+  const rows: Omit<Row, 'bench'>[] = []
+  const results: Record<string, Result> = {}
+  const counts: string[] = []
+  for (const load of [...LOADS, 0]) {
+    // Alternate which goes first so that neither always runs on a warmer machine.
+    const f = await drive(fwd.ep, load, SECONDS)
+    const r = await drive(rel, load, SECONDS)
+    const label = load === 0 ? 'saturated (64 in flight per sender)' : `${load} msg/s offered`
+    results[label] = r
+    counts.push(`${label}: ${r.accepted} accepted / ${r.refused} refused`)
+    console.log(`${label}: relay ${JSON.stringify(r)}\n  forwarder ${JSON.stringify(f)}`)
+    rows.push({
+      metric: `${label}: delivered msg/s`,
       unit: 'msg/s',
-      value: sdk.msgsPerSec,
-      baselineName: 'raw relay (1)',
-      baseline: raw.msgsPerSec,
+      value: r.msgsPerSec,
+      baselineName: 'forwarder',
+      baseline: f.msgsPerSec,
       lowerIsBetter: false,
-    },
-    {
-      metric: `SDK e2e, ${rate} msg/s: p50 latency`,
+      ...(load === 0 ? { target: 'relay ≥ 0.5× forwarder', met: r.msgsPerSec >= 0.5 * f.msgsPerSec } : {}),
+    })
+    if (load === 0) continue
+    rows.push({
+      metric: `${label}: p50 latency`,
       unit: 'ms',
-      value: sdk.p50,
-      baselineName: 'raw relay (1)',
-      baseline: raw.p50,
-    },
-    {
-      metric: `SDK e2e, ${rate} msg/s: p99 latency`,
+      value: r.p50,
+      baselineName: 'forwarder',
+      baseline: f.p50,
+    })
+    rows.push({
+      metric: `${label}: p99 latency`,
       unit: 'ms',
-      value: sdk.p99,
-      baselineName: 'raw relay (1)',
-      baseline: raw.p99,
-    },
-  )
+      value: r.p99,
+      baselineName: 'forwarder',
+      baseline: f.p99,
+      ...(load === 1000 ? { target: 'p99 ≤ 20 ms', met: r.p99 <= 20 } : {}),
+    })
+  }
+  for (const p of [...fwd.ep.pairs, ...rel.pairs]) {
+    p.from.close()
+    p.to.close()
+  }
+  stopForwarder()
+
+  const sdkNotes: string[] = []
+  for (const rate of LOADS.slice(0, 2)) {
+    const sdk = await sdkPath(relay.baseUrl, codes, rate, SECONDS)
+    console.log(`SDK ${rate} msg/s: ${JSON.stringify(sdk)}`)
+    sdkNotes.push(
+      `SDK ${rate} msg/s: ${sdk.delivered}/${sdk.sent} delivered, ${sdk.accepted} accepted / ${sdk.refused} refused`,
+    )
+    const raw = results[`${rate} msg/s offered`]!
+    rows.push(
+      {
+        metric: `SDK e2e, ${rate} msg/s offered: delivered msg/s`,
+        unit: 'msg/s',
+        value: sdk.msgsPerSec,
+        baselineName: 'raw relay (1)',
+        baseline: raw.msgsPerSec,
+        lowerIsBetter: false,
+      },
+      {
+        metric: `SDK e2e, ${rate} msg/s: p50 latency`,
+        unit: 'ms',
+        value: sdk.p50,
+        baselineName: 'raw relay (1)',
+        baseline: raw.p50,
+      },
+      {
+        metric: `SDK e2e, ${rate} msg/s: p99 latency`,
+        unit: 'ms',
+        value: sdk.p99,
+        baselineName: 'raw relay (1)',
+        baseline: raw.p99,
+      },
+    )
+  }
+  return {
+    rows,
+    notes: [
+      `${PAIRS} senders → ${PAIRS} receivers, ${ENVELOPE_BYTES}-byte sealed-shape envelopes, ${SECONDS} s per load; latency = send → Delivery push at the receiver (same process clock)`,
+      `relay sends: ${counts.join('; ')}`,
+      `SDK rows: one @parley/node client → another (node:crypto fast path); latency = send() call → 'message' event; ${sdkNotes.join('; ')}`,
+    ],
+  }
 }
-await relay.stop()
-await codes.close()
-rmSync(dataDir, { recursive: true, force: true })
-record('relay', rows, [
-  `${PAIRS} senders → ${PAIRS} receivers, ${ENVELOPE_BYTES}-byte envelopes, ${SECONDS} s per load; latency = send → Delivery push at the receiver (same process clock)`,
-  `SDK rows: one @parley/node client → another (node:crypto fast path); latency = send() call → 'message' event; ${sdkNotes.join('; ')}`,
-])
-process.exit(0)
+
+let outcome: Awaited<ReturnType<typeof run>>
+let failed = false
+try {
+  outcome = await run()
+} catch (err) {
+  failed = true
+  console.error(err instanceof Error ? err.message : String(err))
+} finally {
+  stopForwarder()
+  await relay.stop()
+  await codes.close()
+  rmSync(dataDir, { recursive: true, force: true })
+}
+if (outcome) record('relay', outcome.rows, outcome.notes)
+process.exit(failed ? 1 : 0)
