@@ -2,6 +2,8 @@
 // on PostgreSQL, and three nodes on PostgreSQL + Redis, measured in the same run on the same machine.
 // Raw protocol clients (no SDK crypto) so the figures are the relay's: each sender pipelines SendMessage frames to
 // a recipient connected to a *different* node (in the 3-node case), latency = SendMessage written → Delivery read.
+// Envelopes are shaped as sealed envelopes (the relay refuses anything else); a scenario in which the relay refuses
+// any send fails the run instead of printing figures.
 // A benchmark, not a test. Run: cd bench && npx tsx cluster.ts   (needs PostgreSQL and Redis on localhost)
 import { type ChildProcess, spawn } from 'node:child_process'
 import { generateKeyPairSync, type KeyObject, randomBytes, sign } from 'node:crypto'
@@ -18,6 +20,7 @@ import {
   decodeServerFrame,
   encodeClientFrame,
   kemPrekeyPayload,
+  type ParleyError,
   PROTOCOL_MAJOR,
   PROTOCOL_MINOR,
   parleyErrorFromWire,
@@ -25,6 +28,7 @@ import {
   signedPrekeyPayload,
 } from '../packages/protocol/src/index.js' // the source, so the bench needs no build step
 import { CodeInbox, onLines } from '../tests/contract/harness.js'
+import { SendTally, shapedEnvelope } from './lib.js'
 
 const RELAY_DIR = fileURLToPath(new URL('../apps/relay/', import.meta.url))
 const PG_URL = process.env.PARLEY_BENCH_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
@@ -33,6 +37,8 @@ const PAIRS = Number(process.env.PAIRS ?? 12)
 const PER_SENDER = Number(process.env.PER_SENDER ?? 500)
 const WINDOW = Number(process.env.WINDOW ?? 8)
 const ENVELOPE_BYTES = 256
+/** How long a scenario waits, after its last send was accepted, for the deliveries still missing. */
+const DRAIN_MS = 60_000
 
 // ── the relay processes ──
 
@@ -42,6 +48,8 @@ interface Node {
 }
 
 const codes = new CodeInbox()
+/** Relay processes not stopped yet (a failed scenario must not leave any running). */
+const running = new Set<Node>()
 
 async function startNode(dataDir: string, extra: string[]): Promise<Node> {
   const proc = spawn(
@@ -56,6 +64,14 @@ async function startNode(dataDir: string, extra: string[]): Promise<Node> {
       ...['--send-capacity', '1000000', '--send-per-minute', '1000000'],
       ...['--frames-burst', '1000000', '--frames-per-second', '1000000'],
       ...['--activations-per-ip-per-hour', '100000', '--max-connections-per-ip', '10000'],
+      // Every sender and recipient is a fresh activation (2 × PAIRS per scenario, all from 127.0.0.1 and all
+      // +1415… numbers): the SMS pumping and code limits stay out of the way of any PAIRS.
+      ...['--activation-confirms-per-network-per-hour', '1000000', '--activation-pow-load-per-minute', '0'],
+      ...['--sms-per-prefix-per-hour', '1000000', '--sms-per-hour', '1000000'],
+      ...['--code-requests-per-hour', '1000', '--code-backoff-base-ms', '0'],
+      // Recipients ack in batches of 50; unread mail must never reach a mailbox quota for any PER_SENDER.
+      ...['--acks-per-second', '10000000', '--max-mailbox-messages', '10000000'],
+      ...['--max-mailbox-bytes', String(2 ** 40)],
       ...extra,
     ],
     { cwd: RELAY_DIR, stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, NODE_OPTIONS: '' } },
@@ -69,11 +85,14 @@ async function startNode(dataDir: string, extra: string[]): Promise<Node> {
     })
     proc.once('exit', (code) => reject(new Error(`relay exited with ${code}`)))
   })
-  return { url, proc }
+  const node = { url, proc }
+  running.add(node)
+  return node
 }
 
 const stopNode = (n: Node) =>
   new Promise<void>((resolve) => {
+    running.delete(n)
     if (n.proc.exitCode !== null) return resolve()
     n.proc.once('exit', () => resolve())
     n.proc.kill('SIGTERM')
@@ -161,6 +180,9 @@ class Client {
 interface Result {
   name: string
   messages: number
+  /** Sends answered MessageAccepted / refused (an Error answer). */
+  accepted: number
+  refused: number
   seconds: number
   perSecond: number
   p50: number
@@ -189,6 +211,8 @@ async function scenario(name: string, nodes: Node[]): Promise<Result> {
   const sentAt = new Map<string, number>()
   const latencies: number[] = []
   const total = PAIRS * PER_SENDER
+  const sends = new SendTally('sends')
+  const acks = new SendTally('acks')
   let done!: () => void
   const finished = new Promise<void>((r) => {
     done = r
@@ -207,12 +231,15 @@ async function scenario(name: string, nodes: Node[]): Promise<Result> {
       }
       pending.push(d.seq!)
       if (pending.length >= 50) {
-        void r.request({ ackMessages: { seqs: pending } })
+        r.request({ ackMessages: { seqs: pending } }).then(
+          () => acks.accept(),
+          (err: ParleyError) => acks.refuse(err.code, err.message),
+        )
         pending = []
       }
     }
   }
-  const envelope = new Uint8Array(randomBytes(ENVELOPE_BYTES))
+  const envelope = shapedEnvelope(ENVELOPE_BYTES)
   const start = performance.now()
   await Promise.all(
     senders.map(async (s, i) => {
@@ -223,22 +250,48 @@ async function scenario(name: string, nodes: Node[]): Promise<Result> {
         while (next < PER_SENDER) {
           next++
           const messageId = new Uint8Array(randomBytes(16))
-          sentAt.set(Buffer.from(messageId).toString('hex'), performance.now())
-          await s.request({
-            sendMessage: { recipientAddress: to, recipientDeviceId: 1, messageId, envelope },
-          })
+          const id = Buffer.from(messageId).toString('hex')
+          sentAt.set(id, performance.now())
+          try {
+            await s.request({
+              sendMessage: { recipientAddress: to, recipientDeviceId: 1, messageId, envelope },
+            })
+            sends.accept()
+          } catch (err) {
+            sentAt.delete(id)
+            sends.refuse((err as ParleyError).code ?? 'CLIENT', (err as Error).message)
+          }
         }
       }
       await Promise.all(Array.from({ length: WINDOW }, lane))
     }),
   )
-  await finished
+  let drained: ReturnType<typeof setTimeout> | undefined
+  if (sends.refused === 0) {
+    await Promise.race([
+      finished,
+      new Promise<void>((resolve) => {
+        drained = setTimeout(resolve, DRAIN_MS)
+      }),
+    ])
+  }
+  clearTimeout(drained)
   const seconds = (performance.now() - start) / 1000
   for (const c of [...senders, ...receivers]) c.close()
+  console.log(`${name}: ${sends.summary()}; ${acks.summary()}; delivered ${latencies.length}`)
+  sends.assertNoneRefused(name)
+  acks.assertNoneRefused(name)
+  if (latencies.length < total) {
+    throw new Error(
+      `${name}: ${total - latencies.length} accepted messages not delivered within ${DRAIN_MS} ms`,
+    )
+  }
   latencies.sort((a, b) => a - b)
   return {
     name,
     messages: total,
+    accepted: sends.accepted,
+    refused: sends.refused,
     seconds,
     perSecond: total / seconds,
     p50: quantile(latencies, 0.5),
@@ -288,6 +341,7 @@ async function main(): Promise<void> {
       await Promise.all(nodes.map(stopNode))
     }
   } finally {
+    await Promise.all([...running].map(stopNode))
     await codes.close()
     const admin = new pg.Client({ connectionString: PG_URL })
     await admin.connect()
@@ -304,11 +358,11 @@ async function main(): Promise<void> {
     `\nNode ${process.version}, ${process.platform}/${process.arch}, ${cpus().length} cores; ${PAIRS} sender→recipient ` +
       `pairs, ${PER_SENDER} messages each, ${WINDOW} in flight per sender, ${ENVELOPE_BYTES}-byte envelopes\n`,
   )
-  console.log('| setup | messages | messages/s | p50 ms | p99 ms |')
-  console.log('|---|---:|---:|---:|---:|')
+  console.log('| setup | messages | accepted | refused | messages/s | p50 ms | p99 ms |')
+  console.log('|---|---:|---:|---:|---:|---:|---:|')
   for (const r of results) {
     console.log(
-      `| ${r.name} | ${r.messages} | ${r.perSecond.toFixed(0)} | ${r.p50.toFixed(1)} | ${r.p99.toFixed(1)} |`,
+      `| ${r.name} | ${r.messages} | ${r.accepted} | ${r.refused} | ${r.perSecond.toFixed(0)} | ${r.p50.toFixed(1)} | ${r.p99.toFixed(1)} |`,
     )
   }
 }
