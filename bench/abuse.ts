@@ -65,6 +65,7 @@ const WATCHDOG_MS = 150_000
  * yet there cannot stop it from starting.
  */
 const LIFTED_ENV: Record<string, string> = {
+  PARLEY_MEMBERSHIP_MIN_BUCKET: '0',
   PARLEY_MEMBERSHIP_ADDRESSES_CAPACITY: '1000000000',
   PARLEY_MEMBERSHIP_ADDRESSES_PER_DAY: '1000000000',
   PARLEY_ACKS_PER_SECOND: '100000000',
@@ -81,6 +82,10 @@ const LIFTED_ENV: Record<string, string> = {
 
 /** The relay's defaults (SECURITY.md, `--help`) for every flag lib.ts' BENCH_RELAY_ARGS lifts (last flag wins). */
 const DEFAULTS = [
+  // This relay has ~40 accounts, so it would announce 1-bit prefixes; the hostile queries are those of a
+  // relay big enough for 16-bit ones (500 distinct prefixes, 500 store reads per query).
+  '--membership-min-bucket',
+  '0',
   '--send-capacity',
   '600',
   '--send-per-minute',

@@ -43,6 +43,11 @@ describe('downloading the directory with membership queries', () => {
   })
 
   it('returns addresses up to the account’s allowance, then RATE_LIMITED, counted', async () => {
+    // Longer prefixes than announced are refused outright, even an exact 256-bit one (and cost no quota).
+    await expectError(
+      enumerator.request({ membershipQuery: { prefixBits: 256, prefixes: [self.address] } }),
+      'BAD_REQUEST',
+    )
     const before = await scrape(relay.httpUrl)
     let received = 0
     const outcomes: string[] = []
@@ -65,10 +70,10 @@ describe('downloading the directory with membership queries', () => {
       metric(after, name, labels) - metric(before, name, labels)
     expect(delta('parley_relay_rate_limited_total', { scope: 'membership' })).toBe(2)
     expect(delta('parley_relay_membership_addresses_total')).toBe(received) // refused queries returned none
-    // Longer prefixes than announced are refused outright, even an exact 256-bit one.
+    // Told to wait, the connection's further queries are refused unread until retryAfterMs has passed.
     await expectError(
       enumerator.request({ membershipQuery: { prefixBits: 256, prefixes: [self.address] } }),
-      'BAD_REQUEST',
+      'RATE_LIMITED',
     )
   })
 })

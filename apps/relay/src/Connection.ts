@@ -13,6 +13,7 @@
  */
 import { randomBytes } from 'node:crypto'
 import {
+  type ClientBody,
   type ClientFrame,
   decodeClientFrame,
   encodeServerFrame,
@@ -26,7 +27,7 @@ import type { WebSocket } from 'ws'
 import type { RelayContext } from './context.js'
 import type { FanoutEvent } from './Fanout.js'
 import { admit, type Commit, dispatch, isSplit, needsAuthentication, type Reply } from './handlers/index.js'
-import { quotaId } from './handlers/util.js'
+import { quotaId, quotaScopeOf } from './handlers/util.js'
 import { networkOf } from './internal/network.js'
 
 /** WebSocket close codes the relay uses. */
@@ -115,6 +116,12 @@ export class Connection {
   #idleTimer: ReturnType<typeof setTimeout> | null = null
   /** Queued Authenticate / ActivationConfirm frames not yet handled: the connection may yet authenticate. */
   #authPending = 0
+  /**
+   * Bodies this connection was told to wait for (a quota of its account said RATE_LIMITED with retryAfterMs):
+   * until then, more of them are refused from the frame's top level, undecoded, with the time still to wait.
+   */
+  #refusedUntil = new Map<ClientBody, { untilMs: number; scope: string }>()
+  #refusedScopes = new Set<string>()
   #helloReceived = false
   /** Most entries of any repeated field a frame may have (the largest per-field limit); decoding stops there. */
   readonly #maxRepeated: number
@@ -226,6 +233,13 @@ export class Connection {
     throw new ParleyError('RATE_LIMITED', 'too many sequence numbers acked; slow down', { retryAfterMs })
   }
 
+  /** Whether this is the connection's first refusal by the quota `scope` (the relay logs only that one). */
+  firstRefusal(scope: string): boolean {
+    if (this.#refusedScopes.has(scope)) return false
+    this.#refusedScopes.add(scope)
+    return true
+  }
+
   /** Stops taking requests (shutdown): new frames are answered UNAVAILABLE; queued ones still complete. */
   drain(): void {
     this.#draining = true
@@ -272,6 +286,22 @@ export class Connection {
             : new ParleyError('BAD_REQUEST', 'send Hello first'),
         )
         return
+      }
+      const wait =
+        peek?.body !== undefined && peek.requestId !== 0 ? this.#refusedUntil.get(peek.body) : undefined
+      if (wait !== undefined) {
+        const retryAfterMs = wait.untilMs - Date.now()
+        if (retryAfterMs > 0) {
+          this.ctx.metrics.frames.inc({ type: peek!.body! })
+          this.ctx.metrics.refusedUndecoded.inc({ type: peek!.body! })
+          this.ctx.metrics.rateLimited.inc({ scope: wait.scope })
+          this.sendError(
+            peek!.requestId,
+            new ParleyError('RATE_LIMITED', `${wait.scope} quota exhausted`, { retryAfterMs }),
+          )
+          return
+        }
+        this.#refusedUntil.delete(peek!.body!)
       }
       frame = decodeClientFrame(bytes, this.ctx.config.maxFrameBytes, { maxRepeated: this.#maxRepeated })
     } catch (err) {
@@ -357,6 +387,12 @@ export class Connection {
 
   /** Answers a failed request with an `Error` frame. */
   #fail(frame: ClientFrame, err: unknown): void {
+    const scope = quotaScopeOf(err)
+    const retryAfterMs = ParleyError.is(err) ? err.retryAfterMs : undefined
+    if (scope !== undefined && retryAfterMs !== undefined && needsAuthentication(frame.body)) {
+      // Only the account's own requests: activation quotas are per number, and another number may pass.
+      this.#refusedUntil.set(frame.body, { untilMs: Date.now() + retryAfterMs, scope })
+    }
     if (!ParleyError.is(err)) {
       // Only the error's type and stack are logged; handlers never put secrets in messages.
       this.#log().error({ err, type: frame.body }, 'request failed')
@@ -497,12 +533,9 @@ export class Connection {
       await this.#belowHighWater()
       if (this.#closed || this.device !== device || this.#cursor === null) return head
       const cursor = this.#cursor
-      const page = await this.ctx.store.fetchMailbox(
-        device.address,
-        device.deviceId,
-        cursor,
-        PAGE_ENTRIES,
-        PAGE_BYTES,
+      // A page read (up to 1 MiB) is a slice of the heavy lane: many syncing sockets take turns with the rest.
+      const page = await this.ctx.lane.slice(() =>
+        this.ctx.store.fetchMailbox(device.address, device.deviceId, cursor, PAGE_ENTRIES, PAGE_BYTES),
       )
       head = page.headSeq
       if (page.entries.length === 0 && page.gaps.length === 0) return head

@@ -108,6 +108,12 @@ export interface RelayConfig {
   /** Per-account prekey bundle fetches (each consumes a one-time prekey). */
   bundleCapacity: number
   bundlePerHour: number
+  /** Envelope bytes an account may send, over all recipients (capacity / refill per day). */
+  sendBytesCapacity: number
+  sendBytesPerDay: number
+  /** Prekey signatures the relay checks for one account's uploads (capacity / refill per day). */
+  prekeySignaturesCapacity: number
+  prekeySignaturesPerDay: number
   /** Unidentified sends per recipient (the relay does not know the sender). */
   unidentifiedRecipientCapacity: number
   unidentifiedRecipientPerMinute: number
@@ -213,6 +219,10 @@ export const DEFAULT_CONFIG: RelayConfig = {
   sendPerMinute: 120,
   bundleCapacity: 200,
   bundlePerHour: 100,
+  sendBytesCapacity: 256 * 1024 * 1024,
+  sendBytesPerDay: 1024 * 1024 * 1024,
+  prekeySignaturesCapacity: 1000,
+  prekeySignaturesPerDay: 1000,
   framesBurst: 200,
   framesPerSecond: 50,
   maxBadFrames: 5,
@@ -391,6 +401,22 @@ const OPTIONS: Option[] = [
   { key: 'bundleCapacity', kind: 'int', help: 'prekey bundle fetches per account: burst' },
   { key: 'bundlePerHour', kind: 'int', help: 'prekey bundle fetches per account: refill per hour' },
   {
+    key: 'sendBytesCapacity',
+    kind: 'int',
+    help: 'envelope bytes one account may send, over all its recipients: burst',
+  },
+  { key: 'sendBytesPerDay', kind: 'int', help: 'envelope bytes one account may send: refill per day' },
+  {
+    key: 'prekeySignaturesCapacity',
+    kind: 'int',
+    help: "prekey signatures checked for one account's uploads: burst (refused before any check beyond)",
+  },
+  {
+    key: 'prekeySignaturesPerDay',
+    kind: 'int',
+    help: "prekey signatures checked for one account's uploads: refill per day",
+  },
+  {
     key: 'unidentifiedRecipientCapacity',
     kind: 'int',
     help: 'unidentified (sender-hidden) sends per recipient: burst',
@@ -523,6 +549,12 @@ export function validateConfig(config: RelayConfig): void {
   if (config.maxEnvelopeBytes + 1024 > config.maxFrameBytes) {
     throw new RangeError('max-frame-bytes must exceed max-envelope-bytes by at least 1 KiB')
   }
+  if (config.sendBytesCapacity < config.maxEnvelopeBytes) {
+    throw new RangeError('send-bytes-capacity must be at least max-envelope-bytes')
+  }
+  if (config.prekeySignaturesCapacity < config.maxPrekeysPerUpload) {
+    throw new RangeError('prekey-signatures-capacity must be at least max-prekeys-per-upload')
+  }
   if (config.maxMailboxBytes < config.maxEnvelopeBytes) {
     throw new RangeError('max-mailbox-bytes must be at least max-envelope-bytes')
   }
@@ -620,6 +652,16 @@ export function policies(config: RelayConfig) {
     },
     send: { capacity: config.sendCapacity, refillTokens: config.sendPerMinute, refillIntervalMs: 60_000 },
     bundle: { capacity: config.bundleCapacity, refillTokens: config.bundlePerHour, refillIntervalMs: HOUR },
+    sendBytes: {
+      capacity: config.sendBytesCapacity,
+      refillTokens: config.sendBytesPerDay,
+      refillIntervalMs: DAY,
+    },
+    prekeySignatures: {
+      capacity: config.prekeySignaturesCapacity,
+      refillTokens: config.prekeySignaturesPerDay,
+      refillIntervalMs: DAY,
+    },
     membership: {
       capacity: config.membershipAddressesCapacity,
       refillTokens: config.membershipAddressesPerDay,

@@ -6,6 +6,7 @@ import type { PendingActivations } from './Activations.js'
 import type { policies, RelayConfig } from './config.js'
 import type { DiskGuard } from './DiskGuard.js'
 import type { Fanout } from './Fanout.js'
+import type { HeavyLane } from './internal/lane.js'
 import type { Logger } from './logger.js'
 import type { MembershipLength } from './MembershipLength.js'
 import type { Metrics } from './metrics.js'
@@ -29,6 +30,8 @@ export interface RelayContext {
   activations: PendingActivations
   /** The disk high-water mark (`--min-free-disk-bytes`): new mail is refused while free space is below it. */
   disk: DiskGuard
+  /** CPU-heavy work in slices, one per event-loop turn (prekey signatures, membership reads, mailbox pages). */
+  lane: HeavyLane
   /** The membership prefix length announced now (adapts to the registered population). */
   membership: MembershipLength
   metrics: Metrics

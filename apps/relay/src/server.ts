@@ -18,6 +18,7 @@ import { DEFAULT_CONFIG, policies, type RelayConfig, validateConfig } from './co
 import type { RelayContext } from './context.js'
 import { DiskGuard, statfsFree } from './DiskGuard.js'
 import { type Fanout, LocalFanout } from './Fanout.js'
+import { HeavyLane } from './internal/lane.js'
 import { networkOf } from './internal/network.js'
 import { installNodeVerify } from './internal/nodeVerify.js'
 import { createLogger, type Logger } from './logger.js'
@@ -239,6 +240,7 @@ export async function startRelay(options: RelayOptions = {}): Promise<RunningRel
       intervalMs: diskCheckIntervalMs,
       onError: (err) => log.warn({ err }, 'could not measure free disk space'),
     }),
+    lane: new HeavyLane(),
     membership: new MembershipLength({
       maxBits: config.membershipPrefixBits,
       minBucket: config.membershipMinBucket,

@@ -31,7 +31,7 @@ import type { Connection } from '../Connection.js'
 import { OprfPool } from '../OprfPool.js'
 import { smsGuard } from '../SmsGuard.js'
 import { VerifierVeto } from '../Verifier.js'
-import { validatePrekeys } from './prekeys.js'
+import { checkPrekeys, verifyPrekeys } from './prekeys.js'
 import { refuseOnAnonymous } from './session.js'
 import { charge, type Reply, requireBytes } from './util.js'
 
@@ -224,9 +224,10 @@ export async function activationConfirm(conn: Connection, frame: ClientFrame): P
     metrics.activations.inc({ outcome: 'bad_signature' })
     throw new ParleyError('UNAUTHENTICATED', 'the identity signature does not verify; request a new code')
   }
-  let prekeys: ReturnType<typeof validatePrekeys>
+  let prekeys: Awaited<ReturnType<typeof verifyPrekeys>>
   try {
-    prekeys = validatePrekeys(c.prekeys, identityKey, config.maxPrekeysPerUpload, true)
+    const checked = checkPrekeys(c.prekeys, config.maxPrekeysPerUpload, true)
+    prekeys = await verifyPrekeys(checked, identityKey, conn.ctx.lane)
   } catch (err) {
     metrics.activations.inc({ outcome: 'bad_prekeys' })
     throw err

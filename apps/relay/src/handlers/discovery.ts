@@ -10,6 +10,8 @@ import { charge, type Reply, requireBytes } from './util.js'
 
 /** Most addresses returned for one prefix (a prefix this crowded means the prefix is too short). */
 const MAX_BUCKET = 4096
+/** Prefixes read from the store per slice of the heavy lane. */
+const PREFIXES_PER_SLICE = 25
 
 /** `OprfEvaluate` → `OprfEvaluated`. */
 export async function oprfEvaluate(conn: Connection, frame: ClientFrame): Promise<Reply> {
@@ -40,8 +42,9 @@ export async function oprfEvaluate(conn: Connection, frame: ClientFrame): Promis
  * `MembershipQuery` → `MembershipResult`: every registered address under each distinct prefix.
  *
  * Only the announced prefix length is accepted: a longer one would name a single address (and with 256 bits,
- * test one exactly), a shorter one download a large part of the directory per query. Every address returned is
- * charged to the account (`--membership-addresses-*`), so downloading the whole directory is slow and counted.
+ * test one exactly), a shorter one download a large part of the directory per query. Every prefix asked and
+ * every address returned is charged to the account (`--membership-addresses-*`), so downloading the whole
+ * directory is slow and counted; the store reads run in slices of the heavy lane.
  */
 export async function membershipQuery(conn: Connection, frame: ClientFrame): Promise<Reply> {
   const { config, store, policies, metrics } = conn.ctx
@@ -60,7 +63,7 @@ export async function membershipQuery(conn: Connection, frame: ClientFrame): Pro
   }
   const length = Math.ceil(bits / 8)
   const seen = new Set<string>()
-  const buckets: { prefix: Uint8Array; addresses: Uint8Array[] }[] = []
+  const distinct: Uint8Array[] = []
   for (const p of prefixes) {
     const prefix = requireBytes(p, length, 'prefix')
     if (bits & 7 && (prefix[length - 1]! & (0xff >> (bits & 7))) !== 0) {
@@ -69,12 +72,19 @@ export async function membershipQuery(conn: Connection, frame: ClientFrame): Pro
     const hex = Buffer.from(prefix).toString('hex')
     if (seen.has(hex)) continue
     seen.add(hex)
-    buckets.push({ prefix, addresses: await store.addressesWithPrefix(prefix, bits, MAX_BUCKET) })
+    distinct.push(prefix)
   }
+  // Each prefix costs a store read, answered or empty: charged before reading, with the addresses after.
+  const quota = `member:acct:${conn.device!.quotaId}`
+  await charge(conn, 'membership', quota, distinct.length, policies.membership)
+  const reads = await conn.ctx.lane.map(distinct, PREFIXES_PER_SLICE, (prefix) =>
+    store.addressesWithPrefix(prefix, bits, MAX_BUCKET),
+  )
+  const buckets = await Promise.all(
+    distinct.map(async (prefix, i) => ({ prefix, addresses: await reads[i]! })),
+  )
   const returned = buckets.reduce((n, b) => n + b.addresses.length, 0)
-  if (returned > 0) {
-    await charge(conn, 'membership', `member:acct:${conn.device!.quotaId}`, returned, policies.membership)
-  }
+  if (returned > 0) await charge(conn, 'membership', quota, returned, policies.membership)
   metrics.membershipAddresses.inc(returned)
   return { membershipResult: { buckets } }
 }

@@ -29,6 +29,9 @@ export async function admitSendMessage(conn: Connection, frame: ClientFrame): Pr
   const envelope = requireEnvelope(conn.ctx, m.envelope)
   if (await conn.ctx.disk.low()) refuseFull(conn.ctx, 'disk')
   await charge(conn, 'send', `send:acct:${conn.device!.quotaId}`, 1, policies.send)
+  // Bytes too, over all recipients: the mailbox quota bounds what one victim holds, this what one account
+  // spreads over many (--send-bytes-*).
+  await charge(conn, 'send_bytes', `sendb:acct:${conn.device!.quotaId}`, envelope.length, policies.sendBytes)
   const deviceId = m.recipientDeviceId ?? 0
   const written = store.enqueue({
     address,

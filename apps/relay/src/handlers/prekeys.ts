@@ -1,6 +1,7 @@
 /**
  * Prekey upload, bundle fetch (consumes one-time keys) and count. Every signed prekey's signature is checked
- * against the device's identity key before anything is stored.
+ * against the device's identity key before anything is stored, on the heavy lane and within a per-account
+ * signature budget.
  * @module
  */
 import {
@@ -11,6 +12,7 @@ import {
   verifyIdentitySignature,
 } from '@parley/protocol'
 import type { Connection } from '../Connection.js'
+import type { HeavyLane } from '../internal/lane.js'
 import type { PrekeySet, SignedKey } from '../Store.js'
 import { charge, type Reply, requireBytes } from './util.js'
 
@@ -22,36 +24,50 @@ export const MLKEM768_KEY_BYTES = 1184
 type Upload = NonNullable<ClientFrame['prekeyUpload']>
 type WireSigned = { keyId?: number | null; publicKey?: Uint8Array | null; signature?: Uint8Array | null }
 
-function signed(
+/** Signatures checked per slice of the heavy lane (~0.1 ms each with OpenSSL). */
+const SIGNATURES_PER_SLICE = 16
+
+/** A signed key whose signature is still to be checked (its signed payload is built only then). */
+interface Unchecked {
+  key: SignedKey
+  payload: (id: number, pub: Uint8Array) => Uint8Array
+  what: string
+}
+
+function unchecked(
   k: WireSigned,
   length: number,
-  identityKey: Uint8Array,
   payload: (id: number, pub: Uint8Array) => Uint8Array,
   what: string,
-): SignedKey {
+): Unchecked {
   const keyId = k.keyId ?? 0
   const publicKey = requireBytes(k.publicKey, length, `${what} public key`)
   const signature = k.signature instanceof Uint8Array ? k.signature : new Uint8Array()
-  if (!verifyIdentitySignature(identityKey, payload(keyId, publicKey), signature)) {
-    throw new ParleyError(
-      'BAD_REQUEST',
-      `${what} ${keyId}: signature does not verify against the identity key`,
-    )
-  }
-  return { keyId, publicKey, signature }
+  return { key: { keyId, publicKey, signature }, payload, what }
+}
+
+/** How many signatures an upload asks the relay to check (read from the frame alone). */
+export function signaturesIn(upload: Upload | null | undefined): number {
+  const u = upload ?? {}
+  return (u.oneTimeKemPrekeys?.length ?? 0) + (u.signedPrekey ? 1 : 0) + (u.lastResortKemPrekey ? 1 : 0)
+}
+
+/** An upload whose shape has been checked, and the signatures still to check ({@link verifyPrekeys}). */
+export interface CheckedPrekeys {
+  set: PrekeySet
+  unchecked: Unchecked[]
 }
 
 /**
- * Validates an upload: lengths, counts and every signature.
- * @throws ParleyError `TOO_LARGE` over the per-upload limit, `BAD_REQUEST` for a wrong length, a missing
- *   required key or a signature that does not verify
+ * Checks an upload's shape — lengths, counts, required keys — without checking a signature.
+ * @throws ParleyError `TOO_LARGE` over the per-upload limit, `BAD_REQUEST` for a wrong length or a missing
+ *   required key
  */
-export function validatePrekeys(
+export function checkPrekeys(
   upload: Upload | null | undefined,
-  identityKey: Uint8Array,
   maxPerUpload: number,
   require: boolean,
-): PrekeySet {
+): CheckedPrekeys {
   const u = upload ?? {}
   const otpks = u.oneTimePrekeys ?? []
   const kems = u.oneTimeKemPrekeys ?? []
@@ -62,45 +78,91 @@ export function validatePrekeys(
   if (require && !u.signedPrekey) throw new ParleyError('BAD_REQUEST', 'a signed prekey is required')
   if (require && !u.lastResortKemPrekey)
     throw new ParleyError('BAD_REQUEST', 'a last-resort KEM prekey is required')
+  const kemKeys = kems.map((k) => unchecked(k, MLKEM768_KEY_BYTES, kemPrekeyPayload, 'one-time KEM prekey'))
   const set: PrekeySet = {
     oneTimePrekeys: otpks.map((k) => ({
       keyId: k.keyId ?? 0,
       publicKey: requireBytes(k.publicKey, X25519_KEY_BYTES, 'one-time prekey'),
     })),
-    oneTimeKemPrekeys: kems.map((k) =>
-      signed(k, MLKEM768_KEY_BYTES, identityKey, kemPrekeyPayload, 'one-time KEM prekey'),
-    ),
+    oneTimeKemPrekeys: kemKeys.map((k) => k.key),
   }
+  const all = [...kemKeys]
   if (u.signedPrekey) {
-    set.signedPrekey = signed(
-      u.signedPrekey,
-      X25519_KEY_BYTES,
-      identityKey,
-      signedPrekeyPayload,
-      'signed prekey',
-    )
+    const k = unchecked(u.signedPrekey, X25519_KEY_BYTES, signedPrekeyPayload, 'signed prekey')
+    set.signedPrekey = k.key
+    all.push(k)
   }
   if (u.lastResortKemPrekey) {
-    set.lastResortKemPrekey = signed(
-      u.lastResortKemPrekey,
-      MLKEM768_KEY_BYTES,
-      identityKey,
-      kemPrekeyPayload,
-      'last-resort KEM prekey',
-    )
+    const k = unchecked(u.lastResortKemPrekey, MLKEM768_KEY_BYTES, kemPrekeyPayload, 'last-resort KEM prekey')
+    set.lastResortKemPrekey = k.key
+    all.push(k)
   }
-  return set
+  return { set, unchecked: all }
 }
 
-/** `PrekeyUpload` → `PrekeyUploaded`. */
+/**
+ * Checks every signature of a checked upload against the identity key, in slices of the heavy lane so that
+ * an upload of 200 signed keys never holds the event loop for more than one slice.
+ * @throws ParleyError `BAD_REQUEST` naming the first key whose signature does not verify
+ */
+export async function verifyPrekeys(
+  checked: CheckedPrekeys,
+  identityKey: Uint8Array,
+  lane: HeavyLane,
+): Promise<PrekeySet> {
+  const ok = await lane.map(checked.unchecked, SIGNATURES_PER_SLICE, (k) =>
+    verifyIdentitySignature(identityKey, k.payload(k.key.keyId, k.key.publicKey), k.key.signature),
+  )
+  const bad = ok.indexOf(false)
+  if (bad >= 0) {
+    const k = checked.unchecked[bad]!
+    throw new ParleyError(
+      'BAD_REQUEST',
+      `${k.what} ${k.key.keyId}: signature does not verify against the identity key`,
+    )
+  }
+  return checked.set
+}
+
+/**
+ * `PrekeyUpload` → `PrekeyUploaded`. Before any signature is checked, cheapest first: the account's signature
+ * budget (`--prekey-signatures-*`, charged from the frame's counts alone), the upload's shape and room in the
+ * store (`--max-stored-prekeys`); then the signatures, on the heavy lane.
+ */
 export async function prekeyUpload(conn: Connection, frame: ClientFrame): Promise<Reply> {
   const device = conn.device!
-  const { store, config } = conn.ctx
+  const { store, config, policies, metrics, lane } = conn.ctx
+  const upload = frame.prekeyUpload
+  const signatures = signaturesIn(upload)
+  if (signatures > config.maxPrekeysPerUpload) {
+    throw new ParleyError('TOO_LARGE', `at most ${config.maxPrekeysPerUpload} prekeys per upload`)
+  }
+  if (signatures > 0) {
+    await charge(
+      conn,
+      'prekey_signatures',
+      `sig:acct:${device.quotaId}`,
+      signatures,
+      policies.prekeySignatures,
+    )
+  }
   const account = await store.getAccount(device.address)
   if (!account || account.deviceId !== device.deviceId) {
     throw new ParleyError('UNAUTHENTICATED', 'this device is no longer registered')
   }
-  const set = validatePrekeys(frame.prekeyUpload, account.identityKey, config.maxPrekeysPerUpload, false)
+  const checked = checkPrekeys(upload, config.maxPrekeysPerUpload, false)
+  const stored = await store.countPrekeys(device.address, device.deviceId)
+  if (
+    stored.oneTimeCount + checked.set.oneTimePrekeys.length > config.maxStoredPrekeys ||
+    stored.kemOneTimeCount + checked.set.oneTimeKemPrekeys.length > config.maxStoredPrekeys
+  ) {
+    throw new ParleyError(
+      'TOO_LARGE',
+      `at most ${config.maxStoredPrekeys} one-time prekeys of each kind are stored`,
+    )
+  }
+  if (signatures > 0) metrics.signatureChecks.inc({ frame: 'prekey_upload' }, signatures)
+  const set = await verifyPrekeys(checked, account.identityKey, lane)
   const result = await store.putPrekeys(device.address, device.deviceId, set, config.maxStoredPrekeys)
   if (result.status === 'not_found')
     throw new ParleyError('UNAUTHENTICATED', 'this device is no longer registered')

@@ -29,8 +29,23 @@ export async function charge(
   const result = await conn.ctx.limiter.take(key, cost, policy)
   if (result.allowed) return
   conn.ctx.metrics.rateLimited.inc({ scope })
-  conn.ctx.log.warn({ conn: conn.id, scope, retryAfterMs: result.retryAfterMs }, 'quota exhausted')
-  throw new ParleyError('RATE_LIMITED', `${scope} quota exhausted`, { retryAfterMs: result.retryAfterMs })
+  // Logged once per connection and scope: a flood of refusals is not a flood of log lines (the metric counts).
+  if (conn.firstRefusal(scope)) {
+    conn.ctx.log.warn({ conn: conn.id, scope, retryAfterMs: result.retryAfterMs }, 'quota exhausted')
+  }
+  const err = new ParleyError('RATE_LIMITED', `${scope} quota exhausted`, {
+    retryAfterMs: result.retryAfterMs,
+  })
+  quotaScopes.set(err, scope)
+  throw err
+}
+
+/** The quota scope of RATE_LIMITED errors thrown by {@link charge}. */
+const quotaScopes = new WeakMap<Error, string>()
+
+/** The quota scope (`parley_relay_rate_limited_total{scope}`) of an error thrown by {@link charge}, if it is one. */
+export function quotaScopeOf(err: unknown): string | undefined {
+  return err instanceof Error ? quotaScopes.get(err) : undefined
 }
 
 /**
