@@ -210,9 +210,17 @@ async function relayEndpoint(url: string, codes: CodeInbox): Promise<Endpoint> {
   return { name: 'relay', pairs }
 }
 
-/** Error frames the relay has sent so far, by code (its /metrics `parley_relay_errors_total`). */
+/**
+ * Error frames the relay has sent so far, by code (its /metrics `parley_relay_errors_total`).
+ * @throws Error when /metrics cannot be read: no count must pass for "nothing refused"
+ */
 async function relayErrors(baseUrl: string): Promise<Map<string, number>> {
-  const text = await (await fetch(`${baseUrl.replace(/^ws/, 'http')}/metrics`)).text()
+  const url = `${baseUrl.replace(/^ws/, 'http')}/metrics`
+  const res = await fetch(url)
+  const text = await res.text()
+  if (!res.ok || !text.includes('parley_relay_messages_accepted_total')) {
+    throw new Error(`cannot read the relay's error counter at ${url} (HTTP ${res.status})`)
+  }
   const out = new Map<string, number>()
   for (const m of text.matchAll(/^parley_relay_errors_total\{code="([^"]+)"\} (\d+)$/gm)) {
     out.set(m[1]!, Number(m[2]))
