@@ -62,6 +62,7 @@ async function startNode(dataDir: string, extra: string[]): Promise<Node> {
       ...['--port', '0', '--host', '127.0.0.1', '--data-dir', dataDir, '--log-level', 'info'],
       ...['--verifier', 'webhook', '--webhook-url', codes.url],
       ...['--send-capacity', '1000000', '--send-per-minute', '1000000'],
+      ...['--send-bytes-capacity', String(2 ** 40), '--send-bytes-per-day', String(2 ** 40)],
       ...['--frames-burst', '1000000', '--frames-per-second', '1000000'],
       ...['--activations-per-ip-per-hour', '100000', '--max-connections-per-ip', '10000'],
       // Every sender and recipient is a fresh activation (2 × PAIRS per scenario, all from 127.0.0.1 and all

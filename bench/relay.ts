@@ -37,11 +37,13 @@ const STAMP_AT = shapedCiphertextOffset(ENVELOPE_BYTES)
 /**
  * Limits raised on top of lib.ts' BENCH_RELAY_ARGS for this bench: at saturation each receiver acks ~6,000
  * seqs/s (the default budget is 2,000 per connection, and a refused ack lets unread mail pile up until
- * MAILBOX_FULL); the SMS, code and activation limits so that the 12 activations never meet them.
+ * MAILBOX_FULL); the per-account send-byte budget (256 MiB) and the mailbox quotas, which a faster machine's
+ * saturated run could reach; the SMS, code and activation limits so that the 12 activations never meet them.
  */
 const RELAY_ARGS = [
   '--acks-per-second',
   '10000000',
+  ...['--send-bytes-capacity', String(2 ** 40), '--send-bytes-per-day', String(2 ** 40)],
   ...['--max-mailbox-messages', '10000000', '--max-mailbox-bytes', String(2 ** 40)],
   ...['--sms-per-prefix-per-hour', '1000000', '--sms-per-hour', '1000000'],
   ...['--code-requests-per-hour', '1000', '--code-backoff-base-ms', '0'],
@@ -211,11 +213,10 @@ async function relayEndpoint(url: string, codes: CodeInbox): Promise<Endpoint> {
 }
 
 /**
- * Error frames the relay has sent so far, by code (its /metrics `parley_relay_errors_total`).
+ * Error frames the relay has sent so far, by code (`parley_relay_errors_total` at `url`, its metrics listener).
  * @throws Error when /metrics cannot be read: no count must pass for "nothing refused"
  */
-async function relayErrors(baseUrl: string): Promise<Map<string, number>> {
-  const url = `${baseUrl.replace(/^ws/, 'http')}/metrics`
+async function relayErrors(url: string): Promise<Map<string, number>> {
   const res = await fetch(url)
   const text = await res.text()
   if (!res.ok || !text.includes('parley_relay_messages_accepted_total')) {
@@ -259,7 +260,7 @@ async function sdkPath(baseUrl: string, codes: CodeInbox, rate: number, seconds:
   alice.on('delivered', () => tally.accept())
   const failed: string[] = []
   alice.on('sendFailed', (e) => failed.push(`${e.error.code}: ${e.error.message}`))
-  const errorsBefore = await relayErrors(baseUrl)
+  const errorsBefore = await relayErrors(relay.metricsUrl)
   const start = performance.now()
   let sent = 0
   const sends: Promise<unknown>[] = []
@@ -276,7 +277,7 @@ async function sdkPath(baseUrl: string, codes: CodeInbox, rate: number, seconds:
   while ((delivered < sent || tally.accepted + tally.refused < sent) && performance.now() < deadline) {
     await sleep(10)
   }
-  for (const [code, n] of await relayErrors(baseUrl)) {
+  for (const [code, n] of await relayErrors(relay.metricsUrl)) {
     const more = n - (errorsBefore.get(code) ?? 0)
     for (let i = 0; i < more; i++) tally.refuse(code, 'relay error counter')
   }
@@ -302,7 +303,7 @@ const codes = new CodeInbox()
 await codes.start()
 const dataDir = mkdtempSync(join(tmpdir(), 'parley-bench-relay-'))
 const relay = await startRelay(
-  codes.url,
+  codes,
   dataDir,
   RELAY_ARGS,
   process.env.BENCH_RELAY_NODE_ARGS?.split(' ') ?? [],
