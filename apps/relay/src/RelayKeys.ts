@@ -11,7 +11,7 @@
 import { createPrivateKey, createPublicKey, randomBytes } from 'node:crypto'
 import { chmodSync, existsSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { createSenderCertificate, createServerCertificate } from '@parley/protocol'
+import { createOprfKeyCertificate, createSenderCertificate, createServerCertificate } from '@parley/protocol'
 
 // RFC 8410 PKCS #8 prefix for an Ed25519 secret seed (OID 1.3.101.112); the raw 32 bytes follow.
 const PKCS8_ED25519 = Buffer.from('302e020100300506032b657004220420', 'hex')
@@ -173,6 +173,29 @@ export class RelayKeys {
     writeFileSync(tmp, `${JSON.stringify(file, null, 2)}\n`, { mode: 0o600 })
     chmodSync(tmp, 0o600)
     renameSync(tmp, this.#path)
+  }
+
+  /** OPRF key certificates by key id, public key and validity (each is signed once). */
+  readonly #oprfCertificates = new Map<string, Uint8Array>()
+
+  /**
+   * The trust root's certificate of an OPRF key epoch (`OprfPublicKey.certificate` in `ServerHello`): clients
+   * use no key without one. A rotation changes the previous key's `validUntilMs`, so it is certified again.
+   */
+  certifyOprfKey(key: {
+    keyId: number
+    publicKey: Uint8Array
+    validFromMs: number
+    validUntilMs: number
+  }): Uint8Array {
+    const id = `${key.keyId}:${Buffer.from(key.publicKey).toString('hex')}:${key.validFromMs}:${key.validUntilMs}`
+    let cert = this.#oprfCertificates.get(id)
+    if (cert === undefined) {
+      cert = createOprfKeyCertificate(this.#rootSecret, key)
+      if (this.#oprfCertificates.size >= 64) this.#oprfCertificates.clear()
+      this.#oprfCertificates.set(id, cert)
+    }
+    return cert
   }
 
   /** The current signing key's id (it changes on renewal). */

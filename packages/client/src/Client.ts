@@ -24,6 +24,7 @@ import {
   type SenderCertificate,
   type ServerFrame,
   solveActivationPow,
+  verifyOprfKeyCertificate,
   verifySenderCertificate,
 } from '@parley/protocol'
 import { type Clock, systemClock } from './Clock.js'
@@ -826,6 +827,14 @@ export class ParleyClient {
     this.#pinnedRoot = root.slice()
     for (const key of hello.oprfKeys ?? []) {
       if (!key.publicKey || key.keyId === undefined || key.keyId === null) continue
+      // Only keys the pinned root certified: a key injected by anyone else, or one past its grace period, is
+      // refused before it is pinned or used (VERIFICATION_FAILED).
+      verifyOprfKeyCertificate(
+        key.certificate,
+        root,
+        { keyId: key.keyId, publicKey: key.publicKey },
+        this.#clock.now(),
+      )
       const pinned = await this.#store.get(K.oprfPin(key.keyId))
       if (pinned === undefined) {
         await this.#store.write([{ key: K.oprfPin(key.keyId), value: key.publicKey }])

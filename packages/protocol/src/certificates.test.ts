@@ -8,6 +8,7 @@ import type { parley } from './gen/parley.js'
 import {
   CERTIFICATE_SKEW_MS,
   type CiphertextMessage,
+  createOprfKeyCertificate,
   createSenderCertificate,
   deliveryTokenVerifier,
   numberCommitment,
@@ -15,6 +16,7 @@ import {
   ParleyError,
   sealEnvelope,
   setCryptoProvider,
+  verifyOprfKeyCertificate,
   verifySenderCertificate,
 } from './index.js'
 import { decodeMessage, encodeMessage } from './internal/pb.js'
@@ -274,5 +276,61 @@ describe('openSealedMessage: the impersonation attempts', () => {
   it('refuses a certificate from another root even when everything else matches', () => {
     const foreign = otherRelay.certify(alice, { nowMs: NOW, numberCommitment: commitment })
     expect(code(() => open(seal({ senderCertificate: foreign })))).toBe('SENDER_UNVERIFIED')
+  })
+})
+
+describe('OPRF key certificates', () => {
+  const random = seededRandom(77)
+  const relay = makeRelayKeys(random)
+  const other = makeRelayKeys(random)
+  const publicKey = random(32)
+  const fields = { keyId: 3, publicKey, validFromMs: 1_700_000_000_000, validUntilMs: 0 }
+  const cert = createOprfKeyCertificate(relay.rootSecretKey, fields)
+
+  it('verifies for the key it names under the root that signed it, and says what it certifies', () => {
+    const v = verifyOprfKeyCertificate(cert, relay.trustRoot, { keyId: 3, publicKey }, Date.now())
+    expect(v).toEqual(fields)
+    // Independently: OpenSSL checks the trust root's signature over the label and the exact body bytes.
+    const outer = decodeMessage<parley.v1.OprfKeyCertificate>('OprfKeyCertificate', cert)
+    const root = createPublicKey({
+      key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(relay.trustRoot).toString('base64url') },
+      format: 'jwk',
+    })
+    const signed = Buffer.concat([Buffer.from('parley/v1/oprf-key'), outer.body!])
+    expect(verify(null, signed, root, outer.signature!)).toBe(true)
+  })
+
+  it('refuses a missing, forged, mismatched, tampered, expired or junk certificate with VERIFICATION_FAILED', () => {
+    const check = (
+      c: Uint8Array | undefined,
+      root = relay.trustRoot,
+      key = { keyId: 3, publicKey },
+      at?: number,
+    ) => code(() => verifyOprfKeyCertificate(c, root, key, at))
+    expect(check(undefined)).toBe('VERIFICATION_FAILED') // unsigned key
+    expect(check(new Uint8Array(0))).toBe('VERIFICATION_FAILED')
+    expect(check(cert, other.trustRoot)).toBe('VERIFICATION_FAILED') // another relay's root
+    expect(check(createOprfKeyCertificate(other.rootSecretKey, fields))).toBe('VERIFICATION_FAILED')
+    expect(check(cert, relay.trustRoot, { keyId: 4, publicKey })).toBe('VERIFICATION_FAILED') // another epoch
+    expect(check(cert, relay.trustRoot, { keyId: 3, publicKey: random(32) })).toBe('VERIFICATION_FAILED')
+    for (let i = 0; i < cert.length; i++) {
+      const t = cert.slice()
+      t[i]! ^= 0x01
+      expect(check(t)).toBe('VERIFICATION_FAILED')
+    }
+    const retired = createOprfKeyCertificate(relay.rootSecretKey, {
+      ...fields,
+      validUntilMs: 1_800_000_000_000,
+    })
+    expect(check(retired, relay.trustRoot, { keyId: 3, publicKey }, 1_799_999_999_999)).toBe('no error')
+    expect(
+      check(retired, relay.trustRoot, { keyId: 3, publicKey }, 1_800_000_000_000 + CERTIFICATE_SKEW_MS + 1),
+    ).toBe('VERIFICATION_FAILED')
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 200 }), (junk) => {
+        expect(check(junk)).toBe('VERIFICATION_FAILED')
+      }),
+      { numRuns: 500 },
+    )
   })
 })

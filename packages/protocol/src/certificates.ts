@@ -294,3 +294,97 @@ export function opensNumberCommitment(cert: SenderCertificate, e164: string, sal
   if (!(salt instanceof Uint8Array) || salt.length !== COMMITMENT_BYTES) return false
   return equalBytes(numberCommitment(e164, salt), cert.numberCommitment)
 }
+
+const LABEL_OPRF_KEY = label('parley/v1/oprf-key')
+
+/** What an OPRF key certificate says, once verified. */
+export interface OprfKeyCertificateFields {
+  /** The key's epoch. */
+  readonly keyId: number
+  /** The 32-byte ristretto255 public key. */
+  readonly publicKey: Uint8Array
+  /** When the epoch started (ms since the epoch). */
+  readonly validFromMs: number
+  /** 0 while current; after a rotation, the end of its grace period. */
+  readonly validUntilMs: number
+}
+
+/**
+ * Certifies one OPRF key epoch with the trust root (relay side), so that clients can tell the relay's keys
+ * from keys injected by anyone else, and a relay that hands clients different keys for one epoch signs
+ * evidence of it.
+ * @param rootSecretKey - the trust root's 32-byte Ed25519 secret key
+ * @param key - the epoch, public key and validity to certify
+ * @returns an encoded `parley.v1.OprfKeyCertificate`
+ * @throws TypeError / RangeError for malformed arguments
+ * @example const cert = createOprfKeyCertificate(root.secretKey, { keyId: 1, publicKey, validFromMs, validUntilMs: 0 })
+ */
+export function createOprfKeyCertificate(
+  rootSecretKey: Uint8Array,
+  key: OprfKeyCertificateFields,
+): Uint8Array {
+  abytes(rootSecretKey, 32, 'rootSecretKey')
+  au32(key.keyId, 'keyId')
+  abytes(key.publicKey, 32, 'publicKey')
+  aTime(key.validFromMs, 'validFromMs')
+  aTime(key.validUntilMs, 'validUntilMs')
+  const body = encodeMessage('OprfKeyCertificateBody', key)
+  const signature = ed25519.sign(concatBytes(LABEL_OPRF_KEY, body), rootSecretKey)
+  return encodeMessage('OprfKeyCertificate', { body, signature })
+}
+
+/**
+ * Verifies that an announced OPRF key is certified by the pinned trust root, for exactly this key id and
+ * public key, and (when `atMs` is given) that its grace period has not ended.
+ * @param certificate - an encoded `parley.v1.OprfKeyCertificate` (network input)
+ * @param trustRoot - the pinned 32-byte trust root
+ * @param key - the key id and public key as announced beside the certificate
+ * @param atMs - the time to check the validity at, ± {@link CERTIFICATE_SKEW_MS}; omitted: not checked
+ * @returns what the certificate says
+ * @throws TypeError / RangeError for a malformed trust root (a caller mistake); ParleyError
+ *   `VERIFICATION_FAILED` for a missing, malformed, forged, mismatched or expired certificate
+ * @example verifyOprfKeyCertificate(k.certificate, root, { keyId: k.keyId, publicKey: k.publicKey }, Date.now())
+ */
+export function verifyOprfKeyCertificate(
+  certificate: Uint8Array | null | undefined,
+  trustRoot: Uint8Array,
+  key: { keyId: number; publicKey: Uint8Array },
+  atMs?: number,
+): OprfKeyCertificateFields {
+  abytes(trustRoot, 32, 'trustRoot')
+  const fail = (why: string, cause?: unknown): never => {
+    throw new ParleyError(
+      'VERIFICATION_FAILED',
+      `OPRF key ${key.keyId}: ${why}`,
+      cause === undefined ? undefined : { cause },
+    )
+  }
+  if (!(certificate instanceof Uint8Array) || certificate.length === 0)
+    fail('not certified by the trust root')
+  let outer: parley.v1.OprfKeyCertificate
+  let body: parley.v1.OprfKeyCertificateBody
+  try {
+    outer = decodeMessage<parley.v1.OprfKeyCertificate>('OprfKeyCertificate', certificate!)
+    if (!verifyEd25519(trustRoot, concatBytes(LABEL_OPRF_KEY, own(outer.body)), own(outer.signature))) {
+      fail('the certificate is not signed by the pinned trust root')
+    }
+    body = decodeMessage<parley.v1.OprfKeyCertificateBody>('OprfKeyCertificateBody', own(outer.body))
+  } catch (cause) {
+    if (ParleyError.is(cause, 'VERIFICATION_FAILED')) throw cause
+    return fail('malformed certificate', cause)
+  }
+  const publicKey = own(body.publicKey)
+  if (
+    (body.keyId ?? 0) !== key.keyId ||
+    !(key.publicKey instanceof Uint8Array) ||
+    !equalBytes(publicKey, key.publicKey)
+  ) {
+    fail('the certificate is for another key')
+  }
+  const validFromMs = Number(body.validFromMs ?? 0)
+  const validUntilMs = Number(body.validUntilMs ?? 0)
+  if (atMs !== undefined && validUntilMs !== 0 && validUntilMs + CERTIFICATE_SKEW_MS < atMs) {
+    fail('its grace period has ended')
+  }
+  return { keyId: key.keyId, publicKey, validFromMs, validUntilMs }
+}

@@ -11,15 +11,22 @@ export {
 } from './activationPow.js'
 export { ADDRESS_BYTES, addressFromToken, addressHasPrefix, addressPrefix } from './address.js'
 // Sender certificates and unidentified delivery tokens.
-export type { SenderCertificate, SenderCertificateFields, VerifyCertificateOptions } from './certificates.js'
+export type {
+  OprfKeyCertificateFields,
+  SenderCertificate,
+  SenderCertificateFields,
+  VerifyCertificateOptions,
+} from './certificates.js'
 export {
   CERTIFICATE_SKEW_MS,
   COMMITMENT_BYTES,
+  createOprfKeyCertificate,
   createSenderCertificate,
   createServerCertificate,
   deliveryTokenVerifier,
   numberCommitment,
   opensNumberCommitment,
+  verifyOprfKeyCertificate,
   verifySenderCertificate,
 } from './certificates.js'
 export type { Content } from './content.js'

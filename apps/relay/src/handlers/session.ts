@@ -50,9 +50,17 @@ export async function hello(conn: Connection, frame: ClientFrame): Promise<Reply
         membershipPrefixBits: conn.membershipPrefixBits,
         maxPrekeysPerUpload: c.maxPrekeysPerUpload,
       },
-      oprfKeys: conn.ctx.oprf
-        .served()
-        .map((k) => ({ keyId: k.keyId, publicKey: k.publicKey, retireAtMs: k.retireAtMs })),
+      oprfKeys: conn.ctx.oprf.served().map((k) => ({
+        keyId: k.keyId,
+        publicKey: k.publicKey,
+        retireAtMs: k.retireAtMs,
+        certificate: conn.ctx.relayKeys.certifyOprfKey({
+          keyId: k.keyId,
+          publicKey: k.publicKey,
+          validFromMs: k.createdAtMs,
+          validUntilMs: k.retireAtMs,
+        }),
+      })),
       authNonce: conn.nonce,
       serverTimeMs: Date.now(),
       trustRoot: conn.ctx.relayKeys.trustRoot,

@@ -112,6 +112,48 @@ export namespace parley {
             type $Shape = parley.v1.ServerCertificate.$Properties;
         }
 
+        interface IOprfKeyCertificateBody extends parley.v1.OprfKeyCertificateBody.$Properties {
+        }
+
+        class OprfKeyCertificateBody {
+            constructor(properties?: parley.v1.OprfKeyCertificateBody.$Properties);
+            $unknowns?: Uint8Array[];
+            keyId: number;
+            publicKey: Uint8Array;
+            validFromMs: (number);
+            validUntilMs: (number);
+        }
+
+        namespace OprfKeyCertificateBody {
+            interface $Properties {
+                keyId?: (number|null);
+                publicKey?: (Uint8Array|null);
+                validFromMs?: (number|null);
+                validUntilMs?: (number|null);
+                $unknowns?: Uint8Array[];
+            }
+            type $Shape = parley.v1.OprfKeyCertificateBody.$Properties;
+        }
+
+        interface IOprfKeyCertificate extends parley.v1.OprfKeyCertificate.$Properties {
+        }
+
+        class OprfKeyCertificate {
+            constructor(properties?: parley.v1.OprfKeyCertificate.$Properties);
+            $unknowns?: Uint8Array[];
+            body: Uint8Array;
+            signature: Uint8Array;
+        }
+
+        namespace OprfKeyCertificate {
+            interface $Properties {
+                body?: (Uint8Array|null);
+                signature?: (Uint8Array|null);
+                $unknowns?: Uint8Array[];
+            }
+            type $Shape = parley.v1.OprfKeyCertificate.$Properties;
+        }
+
         interface ISenderCertificateBody extends parley.v1.SenderCertificateBody.$Properties {
         }
 
@@ -496,6 +538,7 @@ export namespace parley {
             keyId: number;
             publicKey: Uint8Array;
             retireAtMs: (number);
+            certificate: Uint8Array;
         }
 
         namespace OprfPublicKey {
@@ -503,6 +546,7 @@ export namespace parley {
                 keyId?: (number|null);
                 publicKey?: (Uint8Array|null);
                 retireAtMs?: (number|null);
+                certificate?: (Uint8Array|null);
                 $unknowns?: Uint8Array[];
             }
             type $Shape = parley.v1.OprfPublicKey.$Properties;

@@ -130,6 +130,56 @@ export namespace parley {
             type $Shape = parley.v1.ServerCertificate.$Properties;
         }
 
+        interface IOprfKeyCertificateBody extends parley.v1.OprfKeyCertificateBody.$Properties {
+        }
+
+        class OprfKeyCertificateBody {
+            constructor(properties?: parley.v1.OprfKeyCertificateBody.$Properties);
+            $unknowns?: Uint8Array[];
+            keyId: number;
+            publicKey: Uint8Array;
+            validFromMs: (number|Long);
+            validUntilMs: (number|Long);
+            static create(properties: parley.v1.OprfKeyCertificateBody.$Shape): parley.v1.OprfKeyCertificateBody & parley.v1.OprfKeyCertificateBody.$Shape;
+            static create(properties?: parley.v1.OprfKeyCertificateBody.$Properties): parley.v1.OprfKeyCertificateBody;
+            static encode(message: parley.v1.OprfKeyCertificateBody.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): parley.v1.OprfKeyCertificateBody & parley.v1.OprfKeyCertificateBody.$Shape;
+        }
+
+        namespace OprfKeyCertificateBody {
+            interface $Properties {
+                keyId?: (number|null);
+                publicKey?: (Uint8Array|null);
+                validFromMs?: (number|Long|null);
+                validUntilMs?: (number|Long|null);
+                $unknowns?: Uint8Array[];
+            }
+            type $Shape = parley.v1.OprfKeyCertificateBody.$Properties;
+        }
+
+        interface IOprfKeyCertificate extends parley.v1.OprfKeyCertificate.$Properties {
+        }
+
+        class OprfKeyCertificate {
+            constructor(properties?: parley.v1.OprfKeyCertificate.$Properties);
+            $unknowns?: Uint8Array[];
+            body: Uint8Array;
+            signature: Uint8Array;
+            static create(properties: parley.v1.OprfKeyCertificate.$Shape): parley.v1.OprfKeyCertificate & parley.v1.OprfKeyCertificate.$Shape;
+            static create(properties?: parley.v1.OprfKeyCertificate.$Properties): parley.v1.OprfKeyCertificate;
+            static encode(message: parley.v1.OprfKeyCertificate.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): parley.v1.OprfKeyCertificate & parley.v1.OprfKeyCertificate.$Shape;
+        }
+
+        namespace OprfKeyCertificate {
+            interface $Properties {
+                body?: (Uint8Array|null);
+                signature?: (Uint8Array|null);
+                $unknowns?: Uint8Array[];
+            }
+            type $Shape = parley.v1.OprfKeyCertificate.$Properties;
+        }
+
         interface ISenderCertificateBody extends parley.v1.SenderCertificateBody.$Properties {
         }
 
@@ -554,6 +604,7 @@ export namespace parley {
             keyId: number;
             publicKey: Uint8Array;
             retireAtMs: (number|Long);
+            certificate: Uint8Array;
             static create(properties: parley.v1.OprfPublicKey.$Shape): parley.v1.OprfPublicKey & parley.v1.OprfPublicKey.$Shape;
             static create(properties?: parley.v1.OprfPublicKey.$Properties): parley.v1.OprfPublicKey;
             static encode(message: parley.v1.OprfPublicKey.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
@@ -565,6 +616,7 @@ export namespace parley {
                 keyId?: (number|null);
                 publicKey?: (Uint8Array|null);
                 retireAtMs?: (number|Long|null);
+                certificate?: (Uint8Array|null);
                 $unknowns?: Uint8Array[];
             }
             type $Shape = parley.v1.OprfPublicKey.$Properties;

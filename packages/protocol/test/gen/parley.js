@@ -918,6 +918,390 @@ export const parley = $root.parley = (() => {
             return ServerCertificate;
         })();
 
+        v1.OprfKeyCertificateBody = (function() {
+
+            /**
+             * Properties of an OprfKeyCertificateBody.
+             * @typedef {Object} parley.v1.OprfKeyCertificateBody.$Properties
+             * @property {number|null} [keyId] OprfKeyCertificateBody keyId
+             * @property {Uint8Array|null} [publicKey] OprfKeyCertificateBody publicKey
+             * @property {number|Long|null} [validFromMs] OprfKeyCertificateBody validFromMs
+             * @property {number|Long|null} [validUntilMs] OprfKeyCertificateBody validUntilMs
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of an OprfKeyCertificateBody.
+             * @memberof parley.v1
+             * @interface IOprfKeyCertificateBody
+             * @augments parley.v1.OprfKeyCertificateBody.$Properties
+             * @deprecated Use parley.v1.OprfKeyCertificateBody.$Properties instead.
+             */
+
+            /**
+             * Shape of an OprfKeyCertificateBody.
+             * @typedef {parley.v1.OprfKeyCertificateBody.$Properties} parley.v1.OprfKeyCertificateBody.$Shape
+             */
+
+            /**
+             * Constructs a new OprfKeyCertificateBody.
+             * @memberof parley.v1
+             * @classdesc Represents an OprfKeyCertificateBody.
+             * @constructor
+             * @param {parley.v1.OprfKeyCertificateBody.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const OprfKeyCertificateBody = function (properties) {
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * OprfKeyCertificateBody keyId.
+             * @member {number} keyId
+             * @memberof parley.v1.OprfKeyCertificateBody
+             * @instance
+             */
+            OprfKeyCertificateBody.prototype.keyId = 0;
+
+            /**
+             * OprfKeyCertificateBody publicKey.
+             * @member {Uint8Array} publicKey
+             * @memberof parley.v1.OprfKeyCertificateBody
+             * @instance
+             */
+            OprfKeyCertificateBody.prototype.publicKey = $util.newBuffer([]);
+
+            /**
+             * OprfKeyCertificateBody validFromMs.
+             * @member {number|Long} validFromMs
+             * @memberof parley.v1.OprfKeyCertificateBody
+             * @instance
+             */
+            OprfKeyCertificateBody.prototype.validFromMs = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+
+            /**
+             * OprfKeyCertificateBody validUntilMs.
+             * @member {number|Long} validUntilMs
+             * @memberof parley.v1.OprfKeyCertificateBody
+             * @instance
+             */
+            OprfKeyCertificateBody.prototype.validUntilMs = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+
+            /**
+             * Creates a new OprfKeyCertificateBody instance using the specified properties.
+             * @function create
+             * @memberof parley.v1.OprfKeyCertificateBody
+             * @static
+             * @param {parley.v1.OprfKeyCertificateBody.$Properties=} [properties] Properties to set
+             * @returns {parley.v1.OprfKeyCertificateBody} OprfKeyCertificateBody instance
+             * @type {{
+             *   (properties: parley.v1.OprfKeyCertificateBody.$Shape): parley.v1.OprfKeyCertificateBody & parley.v1.OprfKeyCertificateBody.$Shape;
+             *   (properties?: parley.v1.OprfKeyCertificateBody.$Properties): parley.v1.OprfKeyCertificateBody;
+             * }}
+             */
+            OprfKeyCertificateBody.create = function(properties) {
+                return new OprfKeyCertificateBody(properties);
+            };
+
+            /**
+             * Encodes the specified OprfKeyCertificateBody message. Does not implicitly {@link parley.v1.OprfKeyCertificateBody.verify|verify} messages.
+             * @function encode
+             * @memberof parley.v1.OprfKeyCertificateBody
+             * @static
+             * @param {parley.v1.OprfKeyCertificateBody.$Properties} message OprfKeyCertificateBody message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            OprfKeyCertificateBody.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.keyId != null && $Object.hasOwnProperty.call(message, "keyId") && message.keyId !== 0)
+                    writer.uint32(/* id 1, wireType 0 =*/8).uint32(message.keyId);
+                if (message.publicKey != null && $Object.hasOwnProperty.call(message, "publicKey") && message.publicKey.length)
+                    writer.uint32(/* id 2, wireType 2 =*/18).bytes(message.publicKey);
+                if (message.validFromMs != null && $Object.hasOwnProperty.call(message, "validFromMs") && (typeof message.validFromMs === "object" ? message.validFromMs.low || message.validFromMs.high : message.validFromMs !== 0))
+                    writer.uint32(/* id 3, wireType 0 =*/24).uint64(message.validFromMs);
+                if (message.validUntilMs != null && $Object.hasOwnProperty.call(message, "validUntilMs") && (typeof message.validUntilMs === "object" ? message.validUntilMs.low || message.validUntilMs.high : message.validUntilMs !== 0))
+                    writer.uint32(/* id 4, wireType 0 =*/32).uint64(message.validUntilMs);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes an OprfKeyCertificateBody message from the specified reader or buffer.
+             * @function decode
+             * @memberof parley.v1.OprfKeyCertificateBody
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {parley.v1.OprfKeyCertificateBody & parley.v1.OprfKeyCertificateBody.$Shape} OprfKeyCertificateBody
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            OprfKeyCertificateBody.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.parley.v1.OprfKeyCertificateBody();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.uint32())
+                                message.keyId = value;
+                            else
+                                delete message.keyId;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.publicKey = value;
+                            else
+                                delete message.publicKey;
+                            continue;
+                        }
+                    case 3: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                                message.validFromMs = value;
+                            else
+                                delete message.validFromMs;
+                            continue;
+                        }
+                    case 4: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                                message.validUntilMs = value;
+                            else
+                                delete message.validUntilMs;
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return OprfKeyCertificateBody;
+        })();
+
+        v1.OprfKeyCertificate = (function() {
+
+            /**
+             * Properties of an OprfKeyCertificate.
+             * @typedef {Object} parley.v1.OprfKeyCertificate.$Properties
+             * @property {Uint8Array|null} [body] OprfKeyCertificate body
+             * @property {Uint8Array|null} [signature] OprfKeyCertificate signature
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of an OprfKeyCertificate.
+             * @memberof parley.v1
+             * @interface IOprfKeyCertificate
+             * @augments parley.v1.OprfKeyCertificate.$Properties
+             * @deprecated Use parley.v1.OprfKeyCertificate.$Properties instead.
+             */
+
+            /**
+             * Shape of an OprfKeyCertificate.
+             * @typedef {parley.v1.OprfKeyCertificate.$Properties} parley.v1.OprfKeyCertificate.$Shape
+             */
+
+            /**
+             * Constructs a new OprfKeyCertificate.
+             * @memberof parley.v1
+             * @classdesc Represents an OprfKeyCertificate.
+             * @constructor
+             * @param {parley.v1.OprfKeyCertificate.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const OprfKeyCertificate = function (properties) {
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * OprfKeyCertificate body.
+             * @member {Uint8Array} body
+             * @memberof parley.v1.OprfKeyCertificate
+             * @instance
+             */
+            OprfKeyCertificate.prototype.body = $util.newBuffer([]);
+
+            /**
+             * OprfKeyCertificate signature.
+             * @member {Uint8Array} signature
+             * @memberof parley.v1.OprfKeyCertificate
+             * @instance
+             */
+            OprfKeyCertificate.prototype.signature = $util.newBuffer([]);
+
+            /**
+             * Creates a new OprfKeyCertificate instance using the specified properties.
+             * @function create
+             * @memberof parley.v1.OprfKeyCertificate
+             * @static
+             * @param {parley.v1.OprfKeyCertificate.$Properties=} [properties] Properties to set
+             * @returns {parley.v1.OprfKeyCertificate} OprfKeyCertificate instance
+             * @type {{
+             *   (properties: parley.v1.OprfKeyCertificate.$Shape): parley.v1.OprfKeyCertificate & parley.v1.OprfKeyCertificate.$Shape;
+             *   (properties?: parley.v1.OprfKeyCertificate.$Properties): parley.v1.OprfKeyCertificate;
+             * }}
+             */
+            OprfKeyCertificate.create = function(properties) {
+                return new OprfKeyCertificate(properties);
+            };
+
+            /**
+             * Encodes the specified OprfKeyCertificate message. Does not implicitly {@link parley.v1.OprfKeyCertificate.verify|verify} messages.
+             * @function encode
+             * @memberof parley.v1.OprfKeyCertificate
+             * @static
+             * @param {parley.v1.OprfKeyCertificate.$Properties} message OprfKeyCertificate message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            OprfKeyCertificate.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.body != null && $Object.hasOwnProperty.call(message, "body") && message.body.length)
+                    writer.uint32(/* id 1, wireType 2 =*/10).bytes(message.body);
+                if (message.signature != null && $Object.hasOwnProperty.call(message, "signature") && message.signature.length)
+                    writer.uint32(/* id 2, wireType 2 =*/18).bytes(message.signature);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes an OprfKeyCertificate message from the specified reader or buffer.
+             * @function decode
+             * @memberof parley.v1.OprfKeyCertificate
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {parley.v1.OprfKeyCertificate & parley.v1.OprfKeyCertificate.$Shape} OprfKeyCertificate
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            OprfKeyCertificate.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.parley.v1.OprfKeyCertificate();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.body = value;
+                            else
+                                delete message.body;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.signature = value;
+                            else
+                                delete message.signature;
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return OprfKeyCertificate;
+        })();
+
         v1.SenderCertificateBody = (function() {
 
             /**
@@ -3891,6 +4275,7 @@ export const parley = $root.parley = (() => {
              * @property {number|null} [keyId] OprfPublicKey keyId
              * @property {Uint8Array|null} [publicKey] OprfPublicKey publicKey
              * @property {number|Long|null} [retireAtMs] OprfPublicKey retireAtMs
+             * @property {Uint8Array|null} [certificate] OprfPublicKey certificate
              * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
              */
 
@@ -3947,6 +4332,14 @@ export const parley = $root.parley = (() => {
             OprfPublicKey.prototype.retireAtMs = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
 
             /**
+             * OprfPublicKey certificate.
+             * @member {Uint8Array} certificate
+             * @memberof parley.v1.OprfPublicKey
+             * @instance
+             */
+            OprfPublicKey.prototype.certificate = $util.newBuffer([]);
+
+            /**
              * Creates a new OprfPublicKey instance using the specified properties.
              * @function create
              * @memberof parley.v1.OprfPublicKey
@@ -3984,6 +4377,8 @@ export const parley = $root.parley = (() => {
                     writer.uint32(/* id 2, wireType 2 =*/18).bytes(message.publicKey);
                 if (message.retireAtMs != null && $Object.hasOwnProperty.call(message, "retireAtMs") && (typeof message.retireAtMs === "object" ? message.retireAtMs.low || message.retireAtMs.high : message.retireAtMs !== 0))
                     writer.uint32(/* id 3, wireType 0 =*/24).uint64(message.retireAtMs);
+                if (message.certificate != null && $Object.hasOwnProperty.call(message, "certificate") && message.certificate.length)
+                    writer.uint32(/* id 4, wireType 2 =*/34).bytes(message.certificate);
                 if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
@@ -4053,6 +4448,15 @@ export const parley = $root.parley = (() => {
                                 message.retireAtMs = value;
                             else
                                 delete message.retireAtMs;
+                            continue;
+                        }
+                    case 4: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.certificate = value;
+                            else
+                                delete message.certificate;
                             continue;
                         }
                     }
