@@ -493,6 +493,11 @@ export class Connection {
     if (!device || this.#closed) return
     if (event.kind === 'revoked') {
       if (event.keepDeviceId === device.deviceId) return
+      // Told first, so that a takeover (someone else activated the number) is visible on the old device.
+      this.ctx.metrics.devicesReplaced.inc({ reason: event.keepDeviceId === 0 ? 'erased' : 'reactivated' })
+      try {
+        this.send({ requestId: 0, deviceReplaced: { erased: event.keepDeviceId === 0 } })
+      } catch {}
       this.sendError(
         0,
         new ParleyError('UNAUTHENTICATED', 'this device was replaced or the account was erased'),

@@ -27,6 +27,12 @@ export function createMetrics() {
       labelNames: ['type'] as const,
       registers,
     }),
+    devicesReplaced: new Counter({
+      name: 'parley_relay_devices_replaced_total',
+      help: 'Connections told DeviceReplaced before being closed, by reason: reactivated (another device took the number), erased',
+      labelNames: ['reason'] as const,
+      registers,
+    }),
     refusedUndecoded: new Counter({
       name: 'parley_relay_frames_refused_undecoded_total',
       help: 'Frames refused from their top level alone, without decoding the body (authenticated-only bodies before authentication), by body type',

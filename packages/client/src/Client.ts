@@ -213,6 +213,8 @@ export class ParleyClient {
   readonly #serial = new SerialQueue()
   #account: AccountRecord | null = null
   #authenticated = false
+  /** Set when the relay said DeviceReplaced: this device no longer has an account there. */
+  #replaced = false
   #closed = false
   #outboxSeq = 0
   #flushing: Promise<void> | null = null
@@ -496,6 +498,7 @@ export class ParleyClient {
       { key: K.senderCertificate },
     ])
     this.#account = account
+    this.#replaced = false
     this.#certificate = null
     // Authenticate on this connection now; later connections authenticate in the handshake.
     const hello = this.#link.hello
@@ -935,9 +938,30 @@ export class ParleyClient {
             ? 'evicted'
             : 'unknown'
       this.#events.emit('gap', { firstSeq: g.firstSeq ?? 0, lastSeq: g.lastSeq ?? 0, reason })
+    } else if (frame.body === 'deviceReplaced') {
+      const erased = frame.deviceReplaced?.erased === true
+      this.#replaced = true
+      void this.#serial.run(() => this.#onReplaced(erased)).catch((err) => this.#emitError(err))
     } else if (frame.body === 'error' && frame.error) {
-      this.#emitError(ParleyError.fromUnknown(e2e.wireError(frame.error)))
+      const err = ParleyError.fromUnknown(e2e.wireError(frame.error))
+      // The relay's UNAUTHENTICATED that follows DeviceReplaced says nothing the event did not.
+      if (this.#replaced && err.code === 'UNAUTHENTICATED') return
+      this.#emitError(err)
     }
+  }
+
+  /**
+   * The relay says another device took the account over (or it was erased): forget the account (keeping
+   * history, contacts and the outbox), stop reconnecting, and tell the app.
+   */
+  async #onReplaced(erased: boolean): Promise<void> {
+    if (this.#account === null) return
+    this.#account = null
+    this.#authenticated = false
+    await this.#store.write([{ key: K.account }])
+    this.#link.stop()
+    this.#anonymous.stop()
+    this.#events.emit('deviceReplaced', { erased })
   }
 
   // ───────────────────────────── receiving ─────────────────────────────

@@ -18,6 +18,7 @@ export type {
   CallOptions,
   ConnectionEvent,
   DeliveredEvent,
+  DeviceReplacedEvent,
   DiscoveryResult,
   IdentityChange,
   IncomingMessage,

@@ -139,6 +139,17 @@ export interface MailboxGapEvent {
   reason: 'expired' | 'evicted' | 'unknown'
 }
 
+/**
+ * Payload of the `deviceReplaced` event: the relay no longer serves this device. Either the number was
+ * activated on another device — which took the account over: if that was not the user, their number (or SIM)
+ * is in someone else's hands — or the account was deactivated from another connection. This device keeps its
+ * history and contacts, is no longer activated, and may `activate()` the number again.
+ */
+export interface DeviceReplacedEvent {
+  /** True when the account was deactivated (erased); false when another device activated the number. */
+  erased: boolean
+}
+
 /** Payload of the `connection` event. */
 export interface ConnectionEvent {
   state: ConnectionState
@@ -171,5 +182,6 @@ export interface ParleyEvents {
   identityChanged: IdentityChange
   connection: ConnectionEvent
   gap: MailboxGapEvent
+  deviceReplaced: DeviceReplacedEvent
   error: ParleyError
 }

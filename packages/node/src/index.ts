@@ -8,6 +8,7 @@ export type {
   ConnectionEvent,
   ConnectionState,
   DeliveredEvent,
+  DeviceReplacedEvent,
   DiscoveryResult,
   ErrorCode,
   IdentityChange,

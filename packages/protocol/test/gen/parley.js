@@ -3025,7 +3025,8 @@ export const parley = $root.parley = (() => {
              * @property {parley.v1.Pong.$Properties|null} [pong] ServerFrame pong
              * @property {parley.v1.SenderCertificateIssued.$Properties|null} [senderCertificateIssued] ServerFrame senderCertificateIssued
              * @property {parley.v1.DeliveryTokenSet.$Properties|null} [deliveryTokenSet] ServerFrame deliveryTokenSet
-             * @property {"serverHello"|"error"|"authenticated"|"activationStarted"|"activated"|"oprfEvaluated"|"membershipResult"|"prekeyUploaded"|"prekeyBundle"|"prekeyCount"|"messageAccepted"|"delivery"|"acked"|"mailboxGap"|"syncDone"|"deactivated"|"pong"|"senderCertificateIssued"|"deliveryTokenSet"} [body] ServerFrame body
+             * @property {parley.v1.DeviceReplaced.$Properties|null} [deviceReplaced] ServerFrame deviceReplaced
+             * @property {"serverHello"|"error"|"authenticated"|"activationStarted"|"activated"|"oprfEvaluated"|"membershipResult"|"prekeyUploaded"|"prekeyBundle"|"prekeyCount"|"messageAccepted"|"delivery"|"acked"|"mailboxGap"|"syncDone"|"deactivated"|"pong"|"senderCertificateIssued"|"deliveryTokenSet"|"deviceReplaced"} [body] ServerFrame body
              * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
              */
 
@@ -3060,9 +3061,10 @@ export const parley = $root.parley = (() => {
              *   pong?: parley.v1.Pong.$Shape|null;
              *   senderCertificateIssued?: parley.v1.SenderCertificateIssued.$Shape|null;
              *   deliveryTokenSet?: parley.v1.DeliveryTokenSet.$Shape|null;
+             *   deviceReplaced?: parley.v1.DeviceReplaced.$Shape|null;
              *   $unknowns?: Array.<Uint8Array>;
              * } & (
-             *   ({ body?: undefined; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null }|{ body?: "serverHello"; serverHello: parley.v1.ServerHello.$Shape; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null }|{ body?: "error"; serverHello?: null; error: parley.v1.Error.$Shape; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null }|{ body?: "authenticated"; serverHello?: null; error?: null; authenticated: parley.v1.Authenticated.$Shape; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null }|{ body?: "activationStarted"; serverHello?: null; error?: null; authenticated?: null; activationStarted: parley.v1.ActivationStarted.$Shape; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null }|{ body?: "activated"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated: parley.v1.Activated.$Shape; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null }|{ body?: "oprfEvaluated"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated: parley.v1.OprfEvaluated.$Shape; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null }|{ body?: "membershipResult"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult: parley.v1.MembershipResult.$Shape; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null }|{ body?: "prekeyUploaded"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded: parley.v1.PrekeyUploaded.$Shape; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null }|{ body?: "prekeyBundle"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle: parley.v1.PrekeyBundle.$Shape; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null }|{ body?: "prekeyCount"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount: parley.v1.PrekeyCount.$Shape; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null }|{ body?: "messageAccepted"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted: parley.v1.MessageAccepted.$Shape; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null }|{ body?: "delivery"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery: parley.v1.Delivery.$Shape; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null }|{ body?: "acked"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked: parley.v1.Acked.$Shape; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null }|{ body?: "mailboxGap"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap: parley.v1.MailboxGap.$Shape; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null }|{ body?: "syncDone"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone: parley.v1.SyncDone.$Shape; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null }|{ body?: "deactivated"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated: parley.v1.Deactivated.$Shape; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null }|{ body?: "pong"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong: parley.v1.Pong.$Shape; senderCertificateIssued?: null; deliveryTokenSet?: null }|{ body?: "senderCertificateIssued"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued: parley.v1.SenderCertificateIssued.$Shape; deliveryTokenSet?: null }|{ body?: "deliveryTokenSet"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet: parley.v1.DeliveryTokenSet.$Shape })
+             *   ({ body?: undefined; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null }|{ body?: "serverHello"; serverHello: parley.v1.ServerHello.$Shape; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null }|{ body?: "error"; serverHello?: null; error: parley.v1.Error.$Shape; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null }|{ body?: "authenticated"; serverHello?: null; error?: null; authenticated: parley.v1.Authenticated.$Shape; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null }|{ body?: "activationStarted"; serverHello?: null; error?: null; authenticated?: null; activationStarted: parley.v1.ActivationStarted.$Shape; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null }|{ body?: "activated"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated: parley.v1.Activated.$Shape; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null }|{ body?: "oprfEvaluated"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated: parley.v1.OprfEvaluated.$Shape; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null }|{ body?: "membershipResult"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult: parley.v1.MembershipResult.$Shape; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null }|{ body?: "prekeyUploaded"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded: parley.v1.PrekeyUploaded.$Shape; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null }|{ body?: "prekeyBundle"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle: parley.v1.PrekeyBundle.$Shape; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null }|{ body?: "prekeyCount"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount: parley.v1.PrekeyCount.$Shape; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null }|{ body?: "messageAccepted"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted: parley.v1.MessageAccepted.$Shape; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null }|{ body?: "delivery"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery: parley.v1.Delivery.$Shape; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null }|{ body?: "acked"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked: parley.v1.Acked.$Shape; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null }|{ body?: "mailboxGap"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap: parley.v1.MailboxGap.$Shape; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null }|{ body?: "syncDone"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone: parley.v1.SyncDone.$Shape; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null }|{ body?: "deactivated"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated: parley.v1.Deactivated.$Shape; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null }|{ body?: "pong"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong: parley.v1.Pong.$Shape; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null }|{ body?: "senderCertificateIssued"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued: parley.v1.SenderCertificateIssued.$Shape; deliveryTokenSet?: null; deviceReplaced?: null }|{ body?: "deliveryTokenSet"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet: parley.v1.DeliveryTokenSet.$Shape; deviceReplaced?: null }|{ body?: "deviceReplaced"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced: parley.v1.DeviceReplaced.$Shape })
              * )} parley.v1.ServerFrame.$Shape
              */
 
@@ -3241,17 +3243,25 @@ export const parley = $root.parley = (() => {
              */
             ServerFrame.prototype.deliveryTokenSet = null;
 
+            /**
+             * ServerFrame deviceReplaced.
+             * @member {parley.v1.DeviceReplaced.$Properties|null|undefined} deviceReplaced
+             * @memberof parley.v1.ServerFrame
+             * @instance
+             */
+            ServerFrame.prototype.deviceReplaced = null;
+
             // OneOf field names bound to virtual getters and setters
             let $oneOfFields;
 
             /**
              * ServerFrame body.
-             * @member {"serverHello"|"error"|"authenticated"|"activationStarted"|"activated"|"oprfEvaluated"|"membershipResult"|"prekeyUploaded"|"prekeyBundle"|"prekeyCount"|"messageAccepted"|"delivery"|"acked"|"mailboxGap"|"syncDone"|"deactivated"|"pong"|"senderCertificateIssued"|"deliveryTokenSet"|undefined} body
+             * @member {"serverHello"|"error"|"authenticated"|"activationStarted"|"activated"|"oprfEvaluated"|"membershipResult"|"prekeyUploaded"|"prekeyBundle"|"prekeyCount"|"messageAccepted"|"delivery"|"acked"|"mailboxGap"|"syncDone"|"deactivated"|"pong"|"senderCertificateIssued"|"deliveryTokenSet"|"deviceReplaced"|undefined} body
              * @memberof parley.v1.ServerFrame
              * @instance
              */
             $Object.defineProperty(ServerFrame.prototype, "body", {
-                get: $util.oneOfGetter($oneOfFields = ["serverHello", "error", "authenticated", "activationStarted", "activated", "oprfEvaluated", "membershipResult", "prekeyUploaded", "prekeyBundle", "prekeyCount", "messageAccepted", "delivery", "acked", "mailboxGap", "syncDone", "deactivated", "pong", "senderCertificateIssued", "deliveryTokenSet"]),
+                get: $util.oneOfGetter($oneOfFields = ["serverHello", "error", "authenticated", "activationStarted", "activated", "oprfEvaluated", "membershipResult", "prekeyUploaded", "prekeyBundle", "prekeyCount", "messageAccepted", "delivery", "acked", "mailboxGap", "syncDone", "deactivated", "pong", "senderCertificateIssued", "deliveryTokenSet", "deviceReplaced"]),
                 set: $util.oneOfSetter($oneOfFields)
             });
 
@@ -3327,6 +3337,8 @@ export const parley = $root.parley = (() => {
                     $root.parley.v1.SenderCertificateIssued.encode(message.senderCertificateIssued, writer.uint32(/* id 27, wireType 2 =*/218).fork(), _depth + 1).ldelim();
                 if (message.deliveryTokenSet != null && $Object.hasOwnProperty.call(message, "deliveryTokenSet"))
                     $root.parley.v1.DeliveryTokenSet.encode(message.deliveryTokenSet, writer.uint32(/* id 28, wireType 2 =*/226).fork(), _depth + 1).ldelim();
+                if (message.deviceReplaced != null && $Object.hasOwnProperty.call(message, "deviceReplaced"))
+                    $root.parley.v1.DeviceReplaced.encode(message.deviceReplaced, writer.uint32(/* id 29, wireType 2 =*/234).fork(), _depth + 1).ldelim();
                 if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
@@ -3511,6 +3523,13 @@ export const parley = $root.parley = (() => {
                                 break;
                             message.deliveryTokenSet = $root.parley.v1.DeliveryTokenSet.decode(reader, reader.size(), $undefined, _depth + 1, message.deliveryTokenSet);
                             message.body = "deliveryTokenSet";
+                            continue;
+                        }
+                    case 29: {
+                            if (wireType !== 2)
+                                break;
+                            message.deviceReplaced = $root.parley.v1.DeviceReplaced.decode(reader, reader.size(), $undefined, _depth + 1, message.deviceReplaced);
+                            message.body = "deviceReplaced";
                             continue;
                         }
                     }
@@ -5941,6 +5960,158 @@ export const parley = $root.parley = (() => {
             };
 
             return Deactivated;
+        })();
+
+        v1.DeviceReplaced = (function() {
+
+            /**
+             * Properties of a DeviceReplaced.
+             * @typedef {Object} parley.v1.DeviceReplaced.$Properties
+             * @property {boolean|null} [erased] DeviceReplaced erased
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of a DeviceReplaced.
+             * @memberof parley.v1
+             * @interface IDeviceReplaced
+             * @augments parley.v1.DeviceReplaced.$Properties
+             * @deprecated Use parley.v1.DeviceReplaced.$Properties instead.
+             */
+
+            /**
+             * Shape of a DeviceReplaced.
+             * @typedef {parley.v1.DeviceReplaced.$Properties} parley.v1.DeviceReplaced.$Shape
+             */
+
+            /**
+             * Constructs a new DeviceReplaced.
+             * @memberof parley.v1
+             * @classdesc Represents a DeviceReplaced.
+             * @constructor
+             * @param {parley.v1.DeviceReplaced.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const DeviceReplaced = function (properties) {
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * DeviceReplaced erased.
+             * @member {boolean} erased
+             * @memberof parley.v1.DeviceReplaced
+             * @instance
+             */
+            DeviceReplaced.prototype.erased = false;
+
+            /**
+             * Creates a new DeviceReplaced instance using the specified properties.
+             * @function create
+             * @memberof parley.v1.DeviceReplaced
+             * @static
+             * @param {parley.v1.DeviceReplaced.$Properties=} [properties] Properties to set
+             * @returns {parley.v1.DeviceReplaced} DeviceReplaced instance
+             * @type {{
+             *   (properties: parley.v1.DeviceReplaced.$Shape): parley.v1.DeviceReplaced & parley.v1.DeviceReplaced.$Shape;
+             *   (properties?: parley.v1.DeviceReplaced.$Properties): parley.v1.DeviceReplaced;
+             * }}
+             */
+            DeviceReplaced.create = function(properties) {
+                return new DeviceReplaced(properties);
+            };
+
+            /**
+             * Encodes the specified DeviceReplaced message. Does not implicitly {@link parley.v1.DeviceReplaced.verify|verify} messages.
+             * @function encode
+             * @memberof parley.v1.DeviceReplaced
+             * @static
+             * @param {parley.v1.DeviceReplaced.$Properties} message DeviceReplaced message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            DeviceReplaced.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.erased != null && $Object.hasOwnProperty.call(message, "erased") && message.erased !== false)
+                    writer.uint32(/* id 1, wireType 0 =*/8).bool(message.erased);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes a DeviceReplaced message from the specified reader or buffer.
+             * @function decode
+             * @memberof parley.v1.DeviceReplaced
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {parley.v1.DeviceReplaced & parley.v1.DeviceReplaced.$Shape} DeviceReplaced
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            DeviceReplaced.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.parley.v1.DeviceReplaced();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.bool())
+                                message.erased = value;
+                            else
+                                delete message.erased;
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return DeviceReplaced;
         })();
 
         v1.OprfEvaluate = (function() {
