@@ -149,9 +149,9 @@ export async function sendForged(conn: RawConn, victimAddress: Uint8Array, f: Fo
   return Buffer.from(messageId).toString('hex')
 }
 
-/** A counter from the relay's `/metrics` (0 when absent). */
-export async function metric(httpUrl: string, name: string, labels = ''): Promise<number> {
-  const text = await (await fetch(`${httpUrl}/metrics`)).text()
+/** A counter from the relay's metrics listener (`metricsUrl`, …/metrics; 0 when absent). */
+export async function metric(metricsUrl: string, name: string, labels = ''): Promise<number> {
+  const text = await (await fetch(metricsUrl)).text()
   const escaped = `${name}${labels}`.replace(/[{}"\\]/g, '\\$&')
   const m = new RegExp(`^${escaped} (\\d+)`, 'm').exec(text)
   return Number(m?.[1] ?? 0)

@@ -1,5 +1,6 @@
-// Contract-test harness: the real relay process (as `pnpm relay` runs it) on a free port, with the webhook
-// verifier pointed at a tiny HTTP server in the test, so codes arrive the way an operator's SMS gateway gets them.
+// Contract-test harness: the real relay process on a free port in production mode (no --dev), with the webhook
+// verifier pointed at a tiny HTTP server in the test that checks each call's signature, timestamp and id as an
+// operator's SMS gateway should, so codes arrive the way the gateway gets them.
 import { type ChildProcess, spawn } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { createServer, type Server } from 'node:http'
@@ -8,6 +9,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { createClient, type NodeClientOptions, type ParleyClient } from '@parley/node'
+import { newWebhookSecret, WebhookReceiver } from './webhookReceiver.js'
 
 const RELAY_DIR = fileURLToPath(new URL('../../apps/relay/', import.meta.url))
 
@@ -30,6 +32,8 @@ export const TEST_RELAY_ARGS = [
 export interface Relay {
   url: string
   httpUrl: string
+  /** `/metrics` on the relay's metrics listener (a free loopback port, new at each start). */
+  metricsUrl: string
   dataDir: string
   output: string[]
   /** Stops the process (SIGTERM by default, or e.g. SIGKILL), keeping its data directory. */
@@ -42,10 +46,26 @@ export interface Relay {
   stop(signal?: NodeJS.Signals): Promise<void>
 }
 
-/** Codes the relay asked to deliver, by phone number. */
+/** One call the inbox received at `/sms`. */
+export interface WebhookCall {
+  headers: Record<string, string | string[] | undefined>
+  body: string
+  /** Why the receiver refused it (HTTP 401), or null when it was accepted. */
+  refused: string | null
+}
+
+/**
+ * Codes the relay asked to deliver, by phone number. Every call must be signed with {@link secret} (pass it as
+ * `--webhook-secret`), fresh (5 minutes) and new; others are answered 401 and their codes ignored.
+ */
 export class CodeInbox {
   readonly #codes = new Map<string, string[]>()
   readonly #waiters = new Map<string, (code: string) => void>()
+  /** The webhook signing key the relay is given. */
+  readonly secret = newWebhookSecret()
+  readonly receiver = new WebhookReceiver(this.secret)
+  /** Every call to `/sms`, accepted or not, in arrival order. */
+  readonly calls: WebhookCall[] = []
   server!: Server
   url!: string
 
@@ -55,6 +75,12 @@ export class CodeInbox {
       let body = ''
       req.on('data', (c) => (body += c))
       req.on('end', () => {
+        const refused = this.receiver.check(req.headers, body)
+        this.calls.push({ headers: { ...req.headers }, body, refused })
+        if (refused !== null) {
+          res.writeHead(401, { 'content-type': 'text/plain' }).end(`${refused}\n`)
+          return
+        }
         const { phone_number: phone, code } = JSON.parse(body) as { phone_number: string; code: string }
         const list = this.#codes.get(phone) ?? []
         list.push(code)
@@ -99,12 +125,16 @@ export function onLines(stream: NodeJS.ReadableStream, onLine: (line: string) =>
   })
 }
 
-/** Spawns the relay CLI with the webhook verifier; `port` 0 picks a free one. */
+/**
+ * Spawns the relay CLI without `--dev`, with the signed webhook verifier; `port` 0 picks a free one, and the
+ * metrics listener is on a free loopback port.
+ */
 export async function startRelay(codes: CodeInbox, extraArgs: string[] = []): Promise<Relay> {
   const dataDir = mkdtempSync(join(tmpdir(), 'parley-contract-'))
   const output: string[] = []
   let proc: ChildProcess
   let port = 0
+  let metricsUrl = ''
   const launch = async () => {
     proc = spawn(
       process.execPath,
@@ -123,6 +153,10 @@ export async function startRelay(codes: CodeInbox, extraArgs: string[] = []): Pr
         'webhook',
         '--webhook-url',
         codes.url,
+        '--webhook-secret',
+        codes.secret,
+        '--metrics-listen',
+        '127.0.0.1:0',
         '--log-level',
         'info',
         ...TEST_RELAY_ARGS,
@@ -135,9 +169,10 @@ export async function startRelay(codes: CodeInbox, extraArgs: string[] = []): Pr
       onLines(proc.stdout!, (line) => {
         output.push(line)
         try {
-          const entry = JSON.parse(line) as { msg?: string; port?: number }
+          const entry = JSON.parse(line) as { msg?: string; port?: number; metricsUrl?: string | null }
           if (entry.msg === 'relay listening' && entry.port) {
             port = entry.port
+            metricsUrl = entry.metricsUrl ?? ''
             clearTimeout(timer)
             resolve()
           }
@@ -164,6 +199,9 @@ export async function startRelay(codes: CodeInbox, extraArgs: string[] = []): Pr
     },
     get httpUrl() {
       return `http://127.0.0.1:${port}`
+    },
+    get metricsUrl() {
+      return metricsUrl
     },
     dataDir,
     output,

@@ -56,8 +56,8 @@ function steppedClock(heldFromMs = 45_000) {
   }
 }
 
-async function mailboxFullRefusals(httpUrl: string): Promise<number> {
-  const text = await (await fetch(`${httpUrl}/metrics`)).text()
+async function mailboxFullRefusals(metricsUrl: string): Promise<number> {
+  const text = await (await fetch(metricsUrl)).text()
   const m = /^parley_relay_errors_total\{[^}]*code="MAILBOX_FULL"[^}]*\} (\d+)/m.exec(text)
   return Number(m?.[1] ?? 0)
 }
@@ -110,7 +110,7 @@ describe('a full mailbox defers only its recipient', () => {
     expect(carolGot.map((m) => m.id)).toEqual(carolIds)
     await until(async () => (await alice.pendingCount()) === 3, 10_000, "only Bob's three left queued")
     // Those in flight with the first refusal are refused too; none is tried twice before the deferral ends.
-    const refused = await mailboxFullRefusals(env.relay.httpUrl)
+    const refused = await mailboxFullRefusals(env.relay.metricsUrl)
     expect(refused).toBeGreaterThanOrEqual(1)
     expect(refused).toBeLessThanOrEqual(3)
 
@@ -119,7 +119,7 @@ describe('a full mailbox defers only its recipient', () => {
     carolIds.push((await alice.send(CAROL, 'carol 40')).id)
     await until(() => carolGot.length >= 41, 20_000, "Carol's 41st message")
     expect(await alice.pendingCount()).toBe(4)
-    expect(await mailboxFullRefusals(env.relay.httpUrl), 'Bob not tried again on a new send').toBe(refused)
+    expect(await mailboxFullRefusals(env.relay.metricsUrl), 'Bob not tried again on a new send').toBe(refused)
 
     // Nor does a reconnect: the deferral is kept until it ends (the relay's counters restart with it).
     await env.relay.halt()
@@ -129,7 +129,7 @@ describe('a full mailbox defers only its recipient', () => {
     carolIds.push((await alice.send(CAROL, 'carol 41')).id)
     await until(() => carolGot.length >= 42, 20_000, "Carol's 42nd message")
     expect(await alice.pendingCount()).toBe(4)
-    expect(await mailboxFullRefusals(env.relay.httpUrl), 'Bob not tried again on a reconnect').toBe(0)
+    expect(await mailboxFullRefusals(env.relay.metricsUrl), 'Bob not tried again on a reconnect').toBe(0)
 
     // Bob reads his mail, which makes room; when the deferral ends Alice's outbox sends him the rest.
     bob = await createClient({ relayUrl: env.relay.url, storePath: join(dir, 'bob.db'), defaultRegion: 'US' })

@@ -137,7 +137,7 @@ describe('a sender that lies about its number', () => {
   const env = useRelay()
 
   async function oprfEvaluations(): Promise<number> {
-    const text = await (await fetch(`${env.relay.httpUrl}/metrics`)).text()
+    const text = await (await fetch(env.relay.metricsUrl)).text()
     const m = /^parley_relay_oprf_evaluations_total (\d+)/m.exec(text)
     return Number(m?.[1] ?? 0)
   }

@@ -11,7 +11,7 @@ describe('activation proof of work', () => {
   it('is solved by the SDK: the activation completes and nothing is refused', async () => {
     const client = await activatedClient(env.relay, env.codes, '+14155550197')
     expect(client.activated).toBe(true)
-    expect(await metric(env.relay.httpUrl, 'parley_relay_pow_refused_total')).toBe(0)
+    expect(await metric(env.relay.metricsUrl, 'parley_relay_pow_refused_total')).toBe(0)
     await client.close()
   })
 })

@@ -87,10 +87,14 @@ describe('unidentified delivery', () => {
   it('delivers later messages without the relay learning the sender: no sender in frames, metrics or logs', async () => {
     const logFrom = env.relay.output.length
     const before = {
-      stored: await metric(env.relay.httpUrl, 'parley_relay_unidentified_sends_total', '{outcome="stored"}'),
-      send: await metric(env.relay.httpUrl, 'parley_relay_frames_total', '{type="sendMessage"}'),
-      ud: await metric(env.relay.httpUrl, 'parley_relay_frames_total', '{type="unidentifiedSend"}'),
-      auth: await metric(env.relay.httpUrl, 'parley_relay_frames_total', '{type="authenticate"}'),
+      stored: await metric(
+        env.relay.metricsUrl,
+        'parley_relay_unidentified_sends_total',
+        '{outcome="stored"}',
+      ),
+      send: await metric(env.relay.metricsUrl, 'parley_relay_frames_total', '{type="sendMessage"}'),
+      ud: await metric(env.relay.metricsUrl, 'parley_relay_frames_total', '{type="unidentifiedSend"}'),
+      auth: await metric(env.relay.metricsUrl, 'parley_relay_frames_total', '{type="authenticate"}'),
     }
     for (let i = 0; i < 10; i++) await alice.send(B, `hidden ${i}`)
     await until(() => bobGot.length === 11, 15_000, 'ten unidentified messages')
@@ -100,10 +104,14 @@ describe('unidentified delivery', () => {
     expect(bobGot.slice(1).every((m) => m.from === A)).toBe(true) // the recipient still knows, end to end
     expect(alice.stats.unidentifiedSent).toBe(10)
     const after = {
-      stored: await metric(env.relay.httpUrl, 'parley_relay_unidentified_sends_total', '{outcome="stored"}'),
-      send: await metric(env.relay.httpUrl, 'parley_relay_frames_total', '{type="sendMessage"}'),
-      ud: await metric(env.relay.httpUrl, 'parley_relay_frames_total', '{type="unidentifiedSend"}'),
-      auth: await metric(env.relay.httpUrl, 'parley_relay_frames_total', '{type="authenticate"}'),
+      stored: await metric(
+        env.relay.metricsUrl,
+        'parley_relay_unidentified_sends_total',
+        '{outcome="stored"}',
+      ),
+      send: await metric(env.relay.metricsUrl, 'parley_relay_frames_total', '{type="sendMessage"}'),
+      ud: await metric(env.relay.metricsUrl, 'parley_relay_frames_total', '{type="unidentifiedSend"}'),
+      auth: await metric(env.relay.metricsUrl, 'parley_relay_frames_total', '{type="authenticate"}'),
     }
     expect(after.stored - before.stored).toBe(10)
     expect(after.ud - before.ud).toBe(10)
@@ -111,7 +119,7 @@ describe('unidentified delivery', () => {
     expect(after.auth - before.auth).toBe(0) // the connection they went on never authenticated
     // Nothing the relay says about them names alice.
     const aliceHex = alice.address!
-    const metrics = await (await fetch(`${env.relay.httpUrl}/metrics`)).text()
+    const metrics = await (await fetch(env.relay.metricsUrl)).text()
     expect(metrics.includes(aliceHex)).toBe(false)
     expect(env.relay.output.slice(logFrom).join('\n').includes(aliceHex)).toBe(false)
     expect(env.relay.output.slice(logFrom).join('\n').includes(aliceHex.slice(0, 16))).toBe(false)
@@ -120,12 +128,12 @@ describe('unidentified delivery', () => {
   it('refuses a wrong token with FORBIDDEN, stores nothing, and counts it', async () => {
     const conn = await RawConn.open(env.relay.url)
     const forbidden = await metric(
-      env.relay.httpUrl,
+      env.relay.metricsUrl,
       'parley_relay_unidentified_sends_total',
       '{outcome="forbidden"}',
     )
     const stored = await metric(
-      env.relay.httpUrl,
+      env.relay.metricsUrl,
       'parley_relay_unidentified_sends_total',
       '{outcome="stored"}',
     )
@@ -145,11 +153,11 @@ describe('unidentified delivery', () => {
     ).toBe('FORBIDDEN')
     conn.close()
     expect(
-      (await metric(env.relay.httpUrl, 'parley_relay_unidentified_sends_total', '{outcome="forbidden"}')) -
+      (await metric(env.relay.metricsUrl, 'parley_relay_unidentified_sends_total', '{outcome="forbidden"}')) -
         forbidden,
     ).toBe(2)
     expect(
-      await metric(env.relay.httpUrl, 'parley_relay_unidentified_sends_total', '{outcome="stored"}'),
+      await metric(env.relay.metricsUrl, 'parley_relay_unidentified_sends_total', '{outcome="stored"}'),
     ).toBe(stored)
   })
 

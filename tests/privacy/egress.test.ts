@@ -42,7 +42,7 @@ function leaves(value: unknown): Uint8Array[] {
 }
 
 async function metric(relay: Relay, name: string): Promise<number> {
-  const text = await (await fetch(`${relay.httpUrl}/metrics`)).text()
+  const text = await (await fetch(relay.metricsUrl)).text()
   return text
     .split('\n')
     .filter((l) => l.startsWith(name))

@@ -28,7 +28,7 @@ const BATCH = 500
 const ATTEMPTS = 100_000
 
 async function metrics(relay: Relay): Promise<Map<string, number>> {
-  const text = await (await fetch(`${relay.httpUrl}/metrics`)).text()
+  const text = await (await fetch(relay.metricsUrl)).text()
   const out = new Map<string, number>()
   for (const line of text.split('\n')) {
     if (line.startsWith('#') || line === '') continue

@@ -42,10 +42,10 @@ describe('auth and abuse against a relay process', () => {
     labels: Record<string, string>,
     attack: () => Promise<void>,
   ) => {
-    const before = metric(await scrape(relay.httpUrl), name, labels)
+    const before = metric(await scrape(relay.metricsUrl), name, labels)
     await attack()
     attacks.push(what)
-    return metric(await scrape(relay.httpUrl), name, labels) - before
+    return metric(await scrape(relay.metricsUrl), name, labels) - before
   }
   const errors = (code: string) => ['parley_relay_errors_total', { code }] as const
 
@@ -190,7 +190,7 @@ describe('auth and abuse against a relay process', () => {
       .activationStarted!
     const real = await relay.code(Buffer.from(started.activationId!).toString('hex'))
     const wrong = String((Number(real) + 1) % 1_000_000).padStart(6, '0')
-    const before = await scrape(relay.httpUrl)
+    const before = await scrape(relay.metricsUrl)
     // 3 wrong codes, then even the right one is refused: the activation is locked.
     const id = alice.identity
     const attempt = (code: string) =>
@@ -211,7 +211,7 @@ describe('auth and abuse against a relay process', () => {
     attacks.push('code guessed beyond its attempt limit')
     expect(codesSeen).toEqual(['10', '10', '10', '11']) // INVALID_CODE ×3, then EXPIRED (locked) for the right one
     expect(
-      metric(await scrape(relay.httpUrl), 'parley_relay_activations_total', { outcome: 'completed' }),
+      metric(await scrape(relay.metricsUrl), 'parley_relay_activations_total', { outcome: 'completed' }),
     ).toBe(2)
     // Code requests: 2 per hour for this number; the first was above, one more is allowed, then refused.
     await c.request({ activationStart: { phoneNumber: '+14155550162', consent: true } })
@@ -220,7 +220,7 @@ describe('auth and abuse against a relay process', () => {
       'RATE_LIMITED',
     )
     attacks.push('code requests beyond their limit')
-    const after = await scrape(relay.httpUrl)
+    const after = await scrape(relay.metricsUrl)
     const grew = (name: string, labels: Record<string, string>) =>
       metric(after, name, labels) - metric(before, name, labels)
     expect(grew('parley_relay_rate_limited_total', { scope: 'code_requests' })).toBe(1)
@@ -306,7 +306,8 @@ describe('auth and abuse against a relay process', () => {
         },
       })
     }
-    const rss = async () => metric(await scrape(relay.httpUrl), 'parley_relay_process_resident_memory_bytes')
+    const rss = async () =>
+      metric(await scrape(relay.metricsUrl), 'parley_relay_process_resident_memory_bytes')
     const base = await rss()
     const { client: b } = await login(relay.url, bob)
     // Bob asks for his ~24 MB of mail, then stops reading his socket.
@@ -331,7 +332,7 @@ describe('auth and abuse against a relay process', () => {
     })
     // The pending mail is ~24 MB; the relay holds at most its 4 MiB high-water mark plus one 1 MiB page for
     // this connection, by its own count — a bound well below the backlog, so that the test can fail.
-    const held = metric(await scrape(relay.httpUrl), 'parley_relay_push_held_bytes_max')
+    const held = metric(await scrape(relay.metricsUrl), 'parley_relay_push_held_bytes_max')
     expect(held).toBeGreaterThan(0)
     expect(held).toBeLessThanOrEqual(5 * MB + 1024)
     expect(held).toBeLessThan((messages * 200 * 1024) / 4)

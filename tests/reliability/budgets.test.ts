@@ -32,7 +32,7 @@ describe('per-account work budgets against a relay process', () => {
   let signer: Account
   let c: RawClient
   const counts = async () => {
-    const m = await scrape(relay.httpUrl)
+    const m = await scrape(relay.metricsUrl)
     return {
       checks: metric(m, 'parley_relay_signature_checks_total', { frame: 'prekey_upload' }),
       budget: metric(m, 'parley_relay_rate_limited_total', { scope: 'prekey_signatures' }),
@@ -133,7 +133,9 @@ describe('prekey uploads the store has no room for', () => {
     const c = await RawClient.open(relay.url)
     const a = await activate(c, relay, '+14155550183') // stores 2 KEM prekeys
     const checks = async () =>
-      metric(await scrape(relay.httpUrl), 'parley_relay_signature_checks_total', { frame: 'prekey_upload' })
+      metric(await scrape(relay.metricsUrl), 'parley_relay_signature_checks_total', {
+        frame: 'prekey_upload',
+      })
     const before = await checks()
     expect(code(await c.send({ prekeyUpload: { oneTimeKemPrekeys: kems(a.identity, 100, 500) } }))).toBe(
       'prekeyUploaded',

@@ -265,7 +265,7 @@ describe.each(FUZZ_CONFIGS)('fuzzing the relay with generated frames ($name)', (
       expect((await fresh.request({ ping: {} })).body).toBe('pong')
       fresh.close()
 
-      const m = await scrape(relay.httpUrl)
+      const m = await scrape(relay.metricsUrl)
       const internal = metric(m, 'parley_relay_errors_total', { code: 'INTERNAL' })
       a.close()
       b.close()

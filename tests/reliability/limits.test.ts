@@ -75,7 +75,7 @@ describe('resource limits on a relay process', () => {
     expect((await c.request({ ping: {} })).body).toBe('pong')
     c.sendRaw(new Uint8Array(129 * 1024))
     expect(await c.closed).toBe(1009)
-    const m = await scrape(relay.httpUrl)
+    const m = await scrape(relay.metricsUrl)
     expect(metric(m, 'parley_relay_errors_total', { code: 'TOO_LARGE' })).toBeGreaterThanOrEqual(1)
     expect(metric(m, 'parley_relay_connections_closed_total', { reason: 'too_large' })).toBe(1)
     // An envelope over --max-envelope-bytes inside a frame that fits: TOO_LARGE from the handler.
@@ -92,7 +92,7 @@ describe('resource limits on a relay process', () => {
     await b.request({ syncMailbox: { afterSeq: 0 } })
     expect(b.pushes.filter((f) => f.body === 'mailboxGap')).toEqual([])
     expect(b.deliveries().map((d) => d.seq)).toEqual([1, 2, 3, 4, 5])
-    const m = await scrape(relay.httpUrl)
+    const m = await scrape(relay.metricsUrl)
     expect(metric(m, 'parley_relay_mailbox_full_total', { limit: 'messages' })).toBe(3)
     expect(metric(m, 'parley_relay_errors_total', { code: 'MAILBOX_FULL' })).toBe(3)
     expect(metric(m, 'parley_relay_messages_evicted_total')).toBe(0)
@@ -110,7 +110,7 @@ describe('resource limits on a relay process', () => {
     const err = await expectError(login(relay.url, bob), 'RATE_LIMITED')
     expect(err.retryAfterMs).toBeGreaterThan(0)
     expect(
-      metric(await scrape(relay.httpUrl), 'parley_relay_rate_limited_total', {
+      metric(await scrape(relay.metricsUrl), 'parley_relay_rate_limited_total', {
         scope: 'connections_account',
       }),
     ).toBe(1)
@@ -215,7 +215,7 @@ describe('mailbox flooding (security review): one account fills a victim’s mai
       await expectError(anonJunk(anon, new TextEncoder().encode('not an envelope')), 'BAD_REQUEST')
       anon.close()
 
-      const m = await scrape(relay.httpUrl)
+      const m = await scrape(relay.metricsUrl)
       expect(metric(m, 'parley_relay_mailbox_full_total', { limit: 'bytes' })).toBe(refusals)
       expect(metric(m, 'parley_relay_errors_total', { code: 'MAILBOX_FULL' })).toBe(refusals)
       expect(metric(m, 'parley_relay_unidentified_sends_total', { outcome: 'mailbox_full' })).toBe(10)
@@ -296,7 +296,7 @@ describe('TTL expiry: the gap reaches the SDK', () => {
       for (let i = 0; i < 3; i++) await alice.send('+1 415 555 0183', `lost ${i}`)
       await until(async () => (await alice.pendingCount()) === 0, 10_000, 'accepted')
       await until(
-        async () => metric(await scrape(relay.httpUrl), 'parley_relay_messages_expired_total') >= 3,
+        async () => metric(await scrape(relay.metricsUrl), 'parley_relay_messages_expired_total') >= 3,
         10_000,
         'expiry sweep',
       )

@@ -51,7 +51,8 @@ describe('syncing sockets that never read', () => {
     const c = await RawClient.open(relay.url)
     const attacker = await activate(c, relay, '+14155550191')
     for (let i = 0; i < MESSAGES; i++) await send(s, attacker, ENVELOPE)
-    const rss = async () => metric(await scrape(relay.httpUrl), 'parley_relay_process_resident_memory_bytes')
+    const rss = async () =>
+      metric(await scrape(relay.metricsUrl), 'parley_relay_process_resident_memory_bytes')
     const rssBefore = await rss()
 
     // Each socket asks for the whole mailbox and stops reading.
@@ -64,11 +65,12 @@ describe('syncing sockets that never read', () => {
     }
     // Every one of them ends up paused above the high-water mark, its mailbox not nearly sent.
     await until(
-      async () => metric(await scrape(relay.httpUrl), 'parley_relay_pushes_paused_connections') === SOCKETS,
+      async () =>
+        metric(await scrape(relay.metricsUrl), 'parley_relay_pushes_paused_connections') === SOCKETS,
       30_000,
       'every socket paused',
     )
-    const m = await scrape(relay.httpUrl)
+    const m = await scrape(relay.metricsUrl)
     const figures = {
       pageBytesMax: metric(m, 'parley_relay_mailbox_page_bytes_max'),
       heldBytesMax: metric(m, 'parley_relay_push_held_bytes_max'),
@@ -96,7 +98,7 @@ describe('syncing sockets that never read', () => {
       expect(done.syncDone!.headSeq).toBe(MESSAGES)
       expect(client.deliveries().map((d) => d.seq)).toEqual(range(1, MESSAGES))
     }
-    const after = await scrape(relay.httpUrl)
+    const after = await scrape(relay.metricsUrl)
     expect(metric(after, 'parley_relay_pushes_paused_connections')).toBe(0)
     expect(metric(after, 'parley_relay_messages_delivered_total')).toBe(SOCKETS * MESSAGES)
     expect(metric(after, 'parley_relay_mailbox_page_bytes_max')).toBeLessThanOrEqual(PAGE_BYTES)
@@ -132,7 +134,7 @@ describe('huge and rapid acks', () => {
     const huge = await expectError(client.request({ ackMessages: { seqs: range(1, 10_000) } }), 'TOO_LARGE')
     expect(huge.message).toMatch(/500/)
     await expectError(client.request({ ackMessages: { seqs: range(1, 501) } }), 'TOO_LARGE')
-    const m = await scrape(relay.httpUrl)
+    const m = await scrape(relay.metricsUrl)
     expect(metric(m, 'parley_relay_errors_total', { code: 'TOO_LARGE' })).toBe(2)
     expect(metric(m, 'parley_relay_messages_acked_total')).toBe(0)
     expect(metric(m, 'parley_relay_rate_limited_total', { scope: 'acks' })).toBe(0)
@@ -141,12 +143,12 @@ describe('huge and rapid acks', () => {
     expect((await client.request({ ackMessages: { seqs: range(501, 500) } })).acked!.count ?? 0).toBe(0)
     client.close()
     // The refused acks deleted nothing before that: all 30 messages were still there to delete.
-    expect(metric(await scrape(relay.httpUrl), 'parley_relay_messages_acked_total')).toBe(30)
+    expect(metric(await scrape(relay.metricsUrl), 'parley_relay_messages_acked_total')).toBe(30)
     for (let i = 0; i < 30; i++) await send(a, bob, 154)
   })
 
   it('refuses acks beyond the per-connection budget (burst 2 × 500) with RATE_LIMITED, counted', async () => {
-    const before = await scrape(relay.httpUrl)
+    const before = await scrape(relay.metricsUrl)
     const acked = metric(before, 'parley_relay_messages_acked_total')
     const { client } = await login(relay.url, bob)
     // 20 frames of 500 distinct seqs (31..60 are mail), all sent before the first answer arrives.
@@ -165,7 +167,7 @@ describe('huge and rapid acks', () => {
     }
     // The connection stays usable, and the refusals are counted by scope.
     expect((await client.request({ ping: {} })).body).toBe('pong')
-    const m = await scrape(relay.httpUrl)
+    const m = await scrape(relay.metricsUrl)
     expect(metric(m, 'parley_relay_rate_limited_total', { scope: 'acks' })).toBe(18)
     expect(metric(m, 'parley_relay_errors_total', { code: 'RATE_LIMITED' })).toBe(18)
     expect(metric(m, 'parley_relay_messages_acked_total') - acked).toBe(30)

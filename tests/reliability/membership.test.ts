@@ -48,7 +48,7 @@ describe('downloading the directory with membership queries', () => {
       enumerator.request({ membershipQuery: { prefixBits: 256, prefixes: [self.address] } }),
       'BAD_REQUEST',
     )
-    const before = await scrape(relay.httpUrl)
+    const before = await scrape(relay.metricsUrl)
     let received = 0
     const outcomes: string[] = []
     for (let round = 0; round < 4; round++) {
@@ -65,7 +65,7 @@ describe('downloading the directory with membership queries', () => {
     // Each full query returns all 12 accounts: 12 + 12 fit in 30, the third (36) does not.
     expect(outcomes).toEqual(['ok', 'ok', 'RATE_LIMITED', 'RATE_LIMITED'])
     expect(received).toBe(2 * ACCOUNTS)
-    const after = await scrape(relay.httpUrl)
+    const after = await scrape(relay.metricsUrl)
     const delta = (name: string, labels?: Record<string, string>) =>
       metric(after, name, labels) - metric(before, name, labels)
     expect(delta('parley_relay_rate_limited_total', { scope: 'membership' })).toBe(2)
@@ -128,7 +128,7 @@ describe('membership prefix length on a small relay', () => {
     )
     await register(9) // 16 accounts: 16 / 2^2 = 4 per bucket, 2 bits
     expect(await announcedOnceCounted(2)).toBe(2)
-    expect(metric(await scrape(relay.httpUrl), 'parley_relay_membership_prefix_bits')).toBe(2)
+    expect(metric(await scrape(relay.metricsUrl), 'parley_relay_membership_prefix_bits')).toBe(2)
     const late = await RawClient.open(relay.url)
     clients.push(late)
     await activate(late, relay, '+14155551399')

@@ -72,7 +72,7 @@ describe('pre-login work against a relay process', () => {
 
   it('checks no signature for a wrong code, caps the signed prekeys, and limits guesses per network', async () => {
     const checks = async () =>
-      metric(await scrape(relay.httpUrl), 'parley_relay_signature_checks_total', {
+      metric(await scrape(relay.metricsUrl), 'parley_relay_signature_checks_total', {
         frame: 'activation_confirm',
       })
     const c = await RawClient.open(relay.url)
@@ -101,7 +101,7 @@ describe('pre-login work against a relay process', () => {
     c.close()
     // The network's budget of guesses (40 an hour here) is spent: 36 above, so the 5th of these is refused.
     const m = await RawClient.open(relay.url)
-    const limitedBefore = metric(await scrape(relay.httpUrl), 'parley_relay_rate_limited_total', {
+    const limitedBefore = metric(await scrape(relay.metricsUrl), 'parley_relay_rate_limited_total', {
       scope: 'activation_confirm',
     })
     const outcomes: string[] = []
@@ -122,7 +122,7 @@ describe('pre-login work against a relay process', () => {
       'RATE_LIMITED',
       'RATE_LIMITED',
     ])
-    const limited = metric(await scrape(relay.httpUrl), 'parley_relay_rate_limited_total', {
+    const limited = metric(await scrape(relay.metricsUrl), 'parley_relay_rate_limited_total', {
       scope: 'activation_confirm',
     })
     expect(limited - limitedBefore).toBe(2)
@@ -140,7 +140,7 @@ describe('idle unauthenticated connections', () => {
 
   it('closes connections that say Hello and then sit idle, but not authenticated ones', async () => {
     const closed = async () =>
-      metric(await scrape(relay.httpUrl), 'parley_relay_connections_closed_total', {
+      metric(await scrape(relay.metricsUrl), 'parley_relay_connections_closed_total', {
         reason: 'pre_auth_idle',
       })
     const before = await closed()
@@ -189,7 +189,7 @@ describe('frames that would be expensive to decode', () => {
     return { frame, requestId }
   }
   const refusedUndecoded = async () =>
-    metric(await scrape(relay.httpUrl), 'parley_relay_frames_refused_undecoded_total', {
+    metric(await scrape(relay.metricsUrl), 'parley_relay_frames_refused_undecoded_total', {
       type: 'membershipQuery',
     })
   const code = (f: ServerFrame) => (f.body === 'error' ? parleyErrorFromWire(f.error!).code : f.body)

@@ -75,9 +75,12 @@ export const CONSISTENT = {
   mailAboveHead: 0,
 }
 
-/** Parses Prometheus text into `name{labels}` → value. */
-export async function scrape(httpUrl: string): Promise<Map<string, number>> {
-  const text = await (await fetch(`${httpUrl}/metrics`)).text()
+/** Scrapes a relay's metrics listener (`metricsUrl`, …/metrics) and parses the text into `name{labels}` → value. */
+export async function scrape(metricsUrl: string | null): Promise<Map<string, number>> {
+  if (!metricsUrl) throw new Error('the relay has no metrics listener (--metrics-listen off)')
+  const res = await fetch(metricsUrl)
+  if (res.status !== 200) throw new Error(`${metricsUrl} answered ${res.status}`)
+  const text = await res.text()
   const out = new Map<string, number>()
   for (const line of text.split('\n')) {
     if (line.startsWith('#') || line.trim() === '') continue

@@ -17,6 +17,7 @@ import {
   type SpawnedRelay,
   spawnRelay,
 } from '../../apps/relay/test/helpers.js'
+import { newWebhookSecret, WebhookReceiver } from '../contract/webhookReceiver.js'
 import { report } from './config.js'
 import { metric, scrape } from './relayDb.js'
 
@@ -54,7 +55,7 @@ describe('SMS pumping against a relay process', () => {
       '100',
     ])
     const c = await RawClient.open(relay.url)
-    const before = await scrape(relay.httpUrl)
+    const before = await scrape(relay.metricsUrl)
     const number = '+14155550301'
     // The script: ask, and when refused, wait what the relay says and ask again — 4 codes in all.
     const retries: number[] = []
@@ -94,7 +95,7 @@ describe('SMS pumping against a relay process', () => {
     })
     expect(done.body).toBe('activated')
     await started(relay, c, bomb)
-    const after = await scrape(relay.httpUrl)
+    const after = await scrape(relay.metricsUrl)
     const grew = (name: string, labels: Record<string, string> = {}) =>
       metric(after, name, labels) - metric(before, name, labels)
     expect(grew('parley_relay_rate_limited_total', { scope: 'code_backoff' })).toBe(refused + 19)
@@ -114,7 +115,7 @@ describe('SMS pumping against a relay process', () => {
       '7',
     ])
     const c = await RawClient.open(relay.url)
-    const before = await scrape(relay.httpUrl)
+    const before = await scrape(relay.metricsUrl)
     const number = '+14155550311'
     const id = new Identity()
     const guess = (activationId: Uint8Array, code: string) =>
@@ -146,7 +147,7 @@ describe('SMS pumping against a relay process', () => {
     const INVALID_CODE = '10'
     const RATE_LIMITED = '3'
     expect(answers).toEqual([...Array(7).fill(INVALID_CODE), ...Array(9).fill(RATE_LIMITED)])
-    const after = await scrape(relay.httpUrl)
+    const after = await scrape(relay.metricsUrl)
     const grew = (name: string, labels: Record<string, string>) =>
       metric(after, name, labels) - metric(before, name, labels)
     expect(grew('parley_relay_activations_total', { outcome: 'invalid_code' })).toBe(7)
@@ -165,7 +166,7 @@ describe('SMS pumping against a relay process', () => {
       '1000',
     ])
     const c = await RawClient.open(relay.url)
-    const before = await scrape(relay.httpUrl)
+    const before = await scrape(relay.metricsUrl)
     const outcome: Record<string, number> = {}
     const pump = async (numbers: string[]) => {
       for (const n of numbers) {
@@ -180,7 +181,7 @@ describe('SMS pumping against a relay process', () => {
     await pump(range('+1415555', 10)) // one prefix (1415): 5 SMS, then its budget is spent
     await pump(range('+1212555', 3)) // another prefix: 3 SMS, and the global budget (8) is spent
     await pump(range('+44207946', 5)) // a third prefix: every request refused by the global budget
-    const after = await scrape(relay.httpUrl)
+    const after = await scrape(relay.metricsUrl)
     const grew = (name: string, labels: Record<string, string> = {}) =>
       metric(after, name, labels) - metric(before, name, labels)
     expect(outcome).toEqual({ activationStarted: 8, 'error 3': 10 })
@@ -205,7 +206,7 @@ describe('SMS pumping against a relay process', () => {
     expect(c.hello!.activationPowBits).toBe(12)
     const nonce = c.hello!.authNonce!
     const number = '+14155550321'
-    const before = await scrape(relay.httpUrl)
+    const before = await scrape(relay.metricsUrl)
     // Junk that does not solve it, checked locally so the test cannot pass by a 1-in-4096 fluke.
     let junk = new Uint8Array(16)
     for (let i = 1; checkActivationPow(nonce, number, junk, 12); i++) junk = new Uint8Array(16).fill(i)
@@ -220,7 +221,7 @@ describe('SMS pumping against a relay process', () => {
     await expectError(start(c, number), 'BAD_REQUEST')
     for (const wrong of [junk, otherNumbers, otherConnection, new Uint8Array(33)])
       await expectError(start(c, number, wrong), 'BAD_REQUEST')
-    const refusedOnly = await scrape(relay.httpUrl)
+    const refusedOnly = await scrape(relay.metricsUrl)
     expect(metric(refusedOnly, 'parley_relay_sms_sent_total')).toBe(0)
     expect(metric(refusedOnly, 'parley_relay_activations_total', { outcome: 'started' })).toBe(0)
 
@@ -228,7 +229,7 @@ describe('SMS pumping against a relay process', () => {
     await started(relay, c, number, solution)
     // The same solution again (same connection, same number) is spent.
     await expectError(start(c, number, solution), 'BAD_REQUEST')
-    const after = await scrape(relay.httpUrl)
+    const after = await scrape(relay.metricsUrl)
     const grew = (name: string, labels: Record<string, string> = {}) =>
       metric(after, name, labels) - metric(before, name, labels)
     expect(grew('parley_relay_pow_refused_total', { reason: 'missing' })).toBe(1)
@@ -255,7 +256,7 @@ describe('SMS pumping against a relay process', () => {
     while (checkActivationPow(loadedNonce, n, only12, bits))
     await expectError(start(loaded, n, only12), 'BAD_REQUEST')
     await started(relay, loaded, n, solveActivationPow(loadedNonce, n, bits))
-    expect(metric(await scrape(relay.httpUrl), 'parley_relay_activation_pow_bits')).toBe(bits)
+    expect(metric(await scrape(relay.metricsUrl), 'parley_relay_activation_pow_bits')).toBe(bits)
     expect(deliveries(relay)).toBe(6)
     report('sms proof of work', { bits: 12, refusedWithoutSms: 5, bitsUnderLoad: bits, smsSent: 6 })
     c.close()
@@ -268,11 +269,24 @@ describe('the verifier webhook can veto', () => {
   let url = ''
   let answer: { status: number; headers?: Record<string, string>; body?: string } = { status: 200 }
   let posts = 0
+  // The gateway checks every call as an operator's would (signature, timestamp, id) before it answers.
+  const secret = newWebhookSecret()
+  const receiver = new WebhookReceiver(secret)
+  const refusals: string[] = []
   beforeAll(async () => {
     hook = createServer((req, res) => {
-      req.resume()
+      let body = ''
+      req.on('data', (c) => {
+        body += c
+      })
       req.on('end', () => {
         posts++
+        const refused = receiver.check(req.headers, body)
+        if (refused !== null) {
+          refusals.push(refused)
+          res.writeHead(401).end()
+          return
+        }
         res.writeHead(answer.status, answer.headers ?? {}).end(answer.body ?? '')
       })
     })
@@ -284,7 +298,7 @@ describe('the verifier webhook can veto', () => {
   it('(d) 403 → FORBIDDEN, 429 → RATE_LIMITED with Retry-After, counted, the reason logged without the number', async () => {
     const lines: string[] = []
     const logger = createLogger('info', { write: (line: string) => void lines.push(line) })
-    const { relay } = await inProcess({ verifierImpl: new WebhookVerifier({ url }), logger })
+    const { relay } = await inProcess({ verifierImpl: new WebhookVerifier({ url, secret }), logger })
     const c = await RawClient.open(relay.url)
     expect(c.hello!.activationPowBits ?? 0).toBe(0) // off by default
     answer = {
@@ -301,11 +315,12 @@ describe('the verifier webhook can veto', () => {
     await expectError(start(c, '+442079460125'), 'FORBIDDEN')
     answer = { status: 200 }
     expect((await start(c, '+442079460126')).body).toBe('activationStarted')
-    const m = await scrape(relay.httpUrl)
+    const m = await scrape(relay.metricsUrl)
     expect(metric(m, 'parley_relay_activations_total', { outcome: 'vetoed' })).toBe(3)
     expect(metric(m, 'parley_relay_activations_total', { outcome: 'verifier_failed' })).toBe(0)
     expect(metric(m, 'parley_relay_sms_sent_total')).toBe(1)
     expect(posts).toBe(4)
+    expect(refusals).toEqual([])
     const vetoes = lines.map((l) => JSON.parse(l)).filter((e) => e.msg === 'verifier vetoed the activation')
     expect(vetoes.map((e) => [e.status, e.reason])).toEqual([
       [403, 'premium-rate range [digits] blocked'],

@@ -3,7 +3,7 @@
  * place the relay hands a phone number to anyone, and only the activating user's own.
  * @module
  */
-import { createHmac } from 'node:crypto'
+import { createHmac, randomBytes } from 'node:crypto'
 import { ParleyError } from '@parley/protocol'
 
 /** One code to deliver. */
@@ -114,13 +114,32 @@ export class ConsoleVerifier implements Verifier {
   }
 }
 
+/**
+ * The HMAC key a webhook secret stands for: the base64-decoded bytes after `whsec_` (the Standard Webhooks form),
+ * else the secret's UTF-8 bytes.
+ * @throws RangeError for `whsec_` followed by anything but base64
+ */
+export function webhookSigningKey(secret: string): Buffer {
+  if (!secret.startsWith('whsec_')) return Buffer.from(secret, 'utf8')
+  const b64 = secret.slice('whsec_'.length)
+  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(b64) || b64.length % 4 !== 0) {
+    throw new RangeError('a webhook secret that starts with whsec_ must continue in base64')
+  }
+  return Buffer.from(b64, 'base64')
+}
+
 /** Options of {@link WebhookVerifier}. */
 export interface WebhookVerifierOptions {
   url: string
-  /** When set, the body is signed: `X-Parley-Signature: sha256=<hex HMAC-SHA256(secret, body)>`. */
+  /**
+   * When set, each call is signed (see {@link WebhookVerifier}); `whsec_<base64>` or text, see
+   * {@link webhookSigningKey}.
+   */
   secret?: string
   timeoutMs?: number
   fetch?: typeof fetch
+  /** Clock for `webhook-timestamp` (ms since the epoch); tests move it. */
+  now?: () => number
 }
 
 /**
@@ -129,14 +148,27 @@ export interface WebhookVerifierOptions {
  * HTTP 403 (optionally with a JSON body `{"reason":"..."}`) refuses the activation `FORBIDDEN`, HTTP 429
  * refuses it `RATE_LIMITED` with `retryAfterMs` from a `Retry-After` header (60 s without one); see
  * {@link VerifierVeto}. Any other status is `UNAVAILABLE`.
+ *
+ * Each call carries, as Standard Webhooks does, `webhook-id` (unique per call), `webhook-timestamp` (Unix
+ * seconds) and, with a secret, `webhook-signature: v1,<base64 HMAC-SHA256(key, "<id>.<timestamp>.<body>")>`: the
+ * gateway checks the signature, refuses timestamps more than a few minutes off and ids it has seen, so a
+ * captured call can be neither altered nor replayed.
  */
 export class WebhookVerifier implements Verifier {
   readonly name = 'webhook'
-  readonly #options: Required<Omit<WebhookVerifierOptions, 'secret'>> & { secret?: string }
+  readonly #url: string
+  readonly #key: Buffer | undefined
+  readonly #timeoutMs: number
+  readonly #fetch: typeof fetch
+  readonly #now: () => number
 
   constructor(options: WebhookVerifierOptions) {
     if (!/^https?:\/\//.test(options.url)) throw new TypeError('webhook url must be http(s)')
-    this.#options = { timeoutMs: 10_000, fetch: globalThis.fetch, ...options }
+    this.#url = options.url
+    this.#key = options.secret ? webhookSigningKey(options.secret) : undefined
+    this.#timeoutMs = options.timeoutMs ?? 10_000
+    this.#fetch = options.fetch ?? globalThis.fetch
+    this.#now = options.now ?? Date.now
   }
 
   async sendCode(request: VerificationRequest): Promise<void> {
@@ -147,22 +179,26 @@ export class WebhookVerifier implements Verifier {
       activation_id: request.activationId,
       expires_in_seconds: request.expiresInSeconds,
     })
+    const id = `msg_${randomBytes(18).toString('base64url')}`
+    const timestamp = String(Math.floor(this.#now() / 1000))
     const headers: Record<string, string> = {
       'content-type': 'application/json',
       'user-agent': 'parley-relay',
+      'webhook-id': id,
+      'webhook-timestamp': timestamp,
     }
-    if (this.#options.secret) {
-      headers['x-parley-signature'] =
-        `sha256=${createHmac('sha256', this.#options.secret).update(body).digest('hex')}`
+    if (this.#key) {
+      const mac = createHmac('sha256', this.#key).update(`${id}.${timestamp}.${body}`).digest('base64')
+      headers['webhook-signature'] = `v1,${mac}`
     }
     let status: number
     let veto: VerifierVeto | undefined
     try {
-      const res = await this.#options.fetch(this.#options.url, {
+      const res = await this.#fetch(this.#url, {
         method: 'POST',
         headers,
         body,
-        signal: AbortSignal.timeout(this.#options.timeoutMs),
+        signal: AbortSignal.timeout(this.#timeoutMs),
       })
       status = res.status
       if (status === 403 || status === 429) {

@@ -18,6 +18,23 @@ async function main(): Promise<void> {
     process.stdout.write(`${helpText()}\n`)
     return
   }
+  if (config.dev) {
+    const on = [
+      config.verifier === 'console' ? 'the console verifier prints every SMS code to this log' : '',
+      config.verifier === 'webhook' && config.webhookSecret === '' ? 'webhook calls are unsigned' : '',
+      config.demo !== false ? 'the demo page is served at /' : '',
+    ].filter((s) => s !== '')
+    process.stderr.write(
+      [
+        '',
+        '  ┌─ parley-relay: DEVELOPMENT RELAY (--dev) ─ not for production',
+        ...on.map((s) => `  │  ${s}`),
+        '  └─ production: drop --dev; --verifier webhook --webhook-url … --webhook-secret … (apps/relay/README.md)',
+        '',
+        '',
+      ].join('\n'),
+    )
+  }
   const log = createLogger(config.logLevel)
   let relay: Awaited<ReturnType<typeof startRelay>>
   try {

@@ -4,6 +4,7 @@
  * @module
  */
 import { DEFAULT_LIMITS } from '@parley/protocol'
+import { webhookSigningKey } from './Verifier.js'
 
 /** A token bucket: `capacity` tokens, refilled continuously at `refillTokens` per `refillIntervalMs`. */
 export interface BucketPolicy {
@@ -18,22 +19,38 @@ export interface RelayConfig {
   port: number
   /** Interface to bind. */
   host: string
+  /**
+   * A development relay: allows the console verifier (codes printed to the log), unsigned webhook calls, and
+   * turns the demo page on unless `demo` says otherwise. Never in production.
+   */
+  dev: boolean
   /** Directory for the SQLite database and the OPRF key file. */
   dataDir: string
   /** `console` (development only: prints codes) or `webhook`. */
   verifier: 'console' | 'webhook'
   /** With `verifier: 'webhook'`: the operator's URL that receives the code and sends the SMS. */
   webhookUrl: string
-  /** With `verifier: 'webhook'`: HMAC-SHA256 key for the `X-Parley-Signature` header (optional). */
+  /**
+   * With `verifier: 'webhook'`: the key that signs each call (`webhook-signature`, Standard Webhooks style); `whsec_`
+   * followed by base64 is the base64-decoded bytes, anything else its UTF-8 bytes (at least 16). Required unless `dev`.
+   */
   webhookSecret: string
   /** Webhook request timeout. */
   webhookTimeoutMs: number
   /** pino level: fatal, error, warn, info, debug, trace, silent. */
   logLevel: string
-  /** Take the client IP from the first `X-Forwarded-For` entry (only behind a trusted proxy). */
+  /**
+   * Take the client IP from the right-most `X-Forwarded-For` entry (every such header, joined in order), the one
+   * the relay's own proxy appended; the TCP peer address when there is none. Only behind a trusted proxy.
+   */
   trustProxy: boolean
-  /** Serve the demo page at `/` (development convenience; turn it off in production). */
-  demo: boolean
+  /** Serve the demo page at `/`; `null` (the default): only when `dev`. */
+  demo: boolean | null
+  /**
+   * `host:port` of the separate listener that serves `/metrics` (port 0: any free port); `''` or `off`: no
+   * metrics listener. `/metrics` is never served on the client port.
+   */
+  metricsListen: string
   /** Hex key for the keyed hash of numbers (rate limits); random per process when empty. */
   numberHashKey: string
   /** `sqlite` (one file in `dataDir`) or `postgres://…[?schema=<name>]` (shared by every node). */
@@ -158,6 +175,8 @@ interface Option {
   kind: Kind
   help: string
   values?: readonly string[]
+  /** What `--help` shows as the default, when not the default value itself. */
+  shownDefault?: string
 }
 
 const HOUR = 3600_000
@@ -167,6 +186,7 @@ const DAY = 24 * HOUR
 export const DEFAULT_CONFIG: RelayConfig = {
   port: 8787,
   host: '0.0.0.0',
+  dev: false,
   dataDir: './.parley-data',
   verifier: 'console',
   webhookUrl: '',
@@ -174,7 +194,8 @@ export const DEFAULT_CONFIG: RelayConfig = {
   webhookTimeoutMs: 10_000,
   logLevel: 'info',
   trustProxy: false,
-  demo: true,
+  demo: null,
+  metricsListen: '127.0.0.1:9464',
   numberHashKey: '',
   store: 'sqlite',
   redis: '',
@@ -252,27 +273,46 @@ const OPTIONS: Option[] = [
   },
   { key: 'port', kind: 'int', help: 'TCP port to listen on (0 = any free port)' },
   { key: 'host', kind: 'string', help: 'interface to bind' },
+  {
+    key: 'dev',
+    kind: 'bool',
+    help: 'development relay: allows the console verifier (codes in the log) and unsigned webhook calls, serves the demo page; never in production',
+  },
   { key: 'dataDir', kind: 'string', help: 'directory for relay.db (SQLite) and oprf-keys.json' },
   {
     key: 'verifier',
     kind: 'enum',
     values: ['console', 'webhook'],
-    help: 'how codes are sent (console = development only)',
+    help: 'how codes are sent: console prints them to the log (only with --dev); webhook POSTs them to your SMS gateway',
   },
   {
     key: 'webhookUrl',
     kind: 'string',
     help: 'webhook verifier: URL that receives {phone_number, code, ...}',
   },
-  { key: 'webhookSecret', kind: 'string', help: 'webhook verifier: HMAC-SHA256 key for X-Parley-Signature' },
+  {
+    key: 'webhookSecret',
+    kind: 'string',
+    help: 'webhook verifier: signing key (whsec_<base64>, or at least 16 bytes of text) for webhook-signature; required unless --dev',
+  },
   { key: 'webhookTimeoutMs', kind: 'int', help: 'webhook verifier: request timeout in ms' },
   { key: 'logLevel', kind: 'string', help: 'fatal|error|warn|info|debug|trace|silent' },
   {
     key: 'trustProxy',
     kind: 'bool',
-    help: 'use X-Forwarded-For for the client IP (behind a trusted proxy only)',
+    help: 'client IP (for per-network limits) = the right-most X-Forwarded-For entry, the one your proxy appended (all such headers joined, left entries ignored); the TCP peer without one. Only when a proxy that appends it is the sole way in',
   },
-  { key: 'demo', kind: 'bool', help: 'serve the demo page at / (use --demo false in production)' },
+  {
+    key: 'demo',
+    kind: 'bool',
+    help: 'serve the demo page at / (--demo true without --dev, --demo false to turn it off)',
+    shownDefault: 'only with --dev',
+  },
+  {
+    key: 'metricsListen',
+    kind: 'string',
+    help: 'host:port of the separate /metrics listener (port 0 = any free port; off or empty = none); never on --port',
+  },
   {
     key: 'numberHashKey',
     kind: 'string',
@@ -532,11 +572,41 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv = {}
 }
 
 /**
- * Checks cross-field rules of a configuration.
- * @throws RangeError when the configuration cannot work
+ * The metrics listener's address from `--metrics-listen`: `host:port` or `[ipv6]:port`.
+ * @returns the address, or `null` when the value is empty or `off` (no metrics listener)
+ * @throws RangeError when the value is neither
  */
-export function validateConfig(config: RelayConfig): void {
+export function metricsAddress(value: string): { host: string; port: number } | null {
+  const v = value.trim()
+  if (v === '' || v.toLowerCase() === 'off') return null
+  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^\s:[\]]+)):(\d{1,5})$/.exec(v)
+  if (m === null || Number(m[3]) > 65535) {
+    throw new RangeError(
+      'metrics-listen must be host:port (e.g. 127.0.0.1:9464, [::1]:9464, 127.0.0.1:0 for any free port) or off',
+    )
+  }
+  return { host: (m[1] ?? m[2])!, port: Number(m[3]) }
+}
+
+/** Why the console verifier is refused outside `--dev`, and what to do instead. */
+const CONSOLE_NEEDS_DEV = [
+  'the console verifier prints every verification code to the log, so anyone who can read the log can activate',
+  'any number; it only runs on a development relay.',
+  '  In production, send codes through your SMS gateway:',
+  '    --verifier webhook --webhook-url https://sms.example.internal/parley --webhook-secret <key>',
+  '  (apps/relay/README.md, "The webhook verifier").',
+  '  For development, pass --dev (PARLEY_DEV=1); `pnpm relay` does.',
+].join('\n')
+
+/**
+ * Checks cross-field rules of a configuration, including what only a development relay (`dev`) may do.
+ * @param options - `verifierGiven`: the caller supplies its own verifier, so `verifier` and the webhook settings
+ *   are not used and not checked against `dev`
+ * @throws RangeError when the configuration cannot work, or is development-only without `dev`
+ */
+export function validateConfig(config: RelayConfig, options: { verifierGiven?: boolean } = {}): void {
   if (config.port > 65535) throw new RangeError('port must be at most 65535')
+  metricsAddress(config.metricsListen)
   if (config.ipv4NetworkBits < 8 || config.ipv4NetworkBits > 32) {
     throw new RangeError('ipv4-network-bits must be between 8 and 32')
   }
@@ -596,6 +666,21 @@ export function validateConfig(config: RelayConfig): void {
   ] as const) {
     if (config[key] < 1) throw new RangeError(`${flagOf(key).slice(2)} must be at least 1`)
   }
+  // Last, so that a malformed configuration is reported as such first: what only a development relay may do.
+  if (!options.verifierGiven && config.verifier === 'console' && !config.dev) {
+    throw new RangeError(CONSOLE_NEEDS_DEV)
+  }
+  if (!options.verifierGiven && config.verifier === 'webhook') {
+    if (config.webhookSecret === '' && !config.dev) {
+      throw new RangeError(
+        'the webhook verifier needs --webhook-secret (PARLEY_WEBHOOK_SECRET) to sign its calls, so that your SMS gateway ' +
+          'can reject forged and replayed ones: whsec_<base64> or at least 16 bytes of text (only --dev allows unsigned calls)',
+      )
+    }
+    if (config.webhookSecret !== '' && webhookSigningKey(config.webhookSecret).length < 16) {
+      throw new RangeError('webhook-secret must be whsec_<base64> or text of at least 16 bytes')
+    }
+  }
 }
 
 /** The text of `parley-relay --help`. */
@@ -610,7 +695,7 @@ export function helpText(): string {
   ]
   for (const opt of OPTIONS) {
     const value = opt.kind === 'bool' ? '' : opt.kind === 'enum' ? ` <${opt.values!.join('|')}>` : ' <value>'
-    const def = String(DEFAULT_CONFIG[opt.key])
+    const def = opt.shownDefault ?? String(DEFAULT_CONFIG[opt.key])
     lines.push(`  ${(flagOf(opt.key) + value).padEnd(40)} ${envOf(opt.key)}`)
     lines.push(`      ${opt.help}${def === '' ? '' : ` (default: ${def})`}`)
   }

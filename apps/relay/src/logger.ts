@@ -21,6 +21,10 @@ const SECRET_KEYS = [
   'envelope',
   'publicKey',
   'authorization',
+  'secret',
+  'webhookSecret',
+  'webhook_secret',
+  'numberHashKey',
 ]
 
 /** Redacted paths: each secret key at the top level and one or two levels down. */

@@ -1,6 +1,7 @@
 /**
- * The HTTP + WebSocket server: `/v1/ws` (the protocol), `/healthz`, `/readyz`, `/metrics`; periodic sweeps;
- * graceful shutdown (stop accepting, finish in-flight requests, close the store).
+ * The HTTP + WebSocket server: `/v1/ws` (the protocol), `/healthz`, `/readyz` (and the demo page in development)
+ * on the client port, `/metrics` on its own listener (`--metrics-listen`); periodic sweeps; graceful shutdown
+ * (stop accepting, finish in-flight requests, close the store).
  * @module
  */
 import { createHmac } from 'node:crypto'
@@ -14,7 +15,7 @@ import { fileURLToPath } from 'node:url'
 import { type WebSocket, WebSocketServer } from 'ws'
 import { Activations } from './Activations.js'
 import { CloseCode, Connection } from './Connection.js'
-import { DEFAULT_CONFIG, policies, type RelayConfig, validateConfig } from './config.js'
+import { DEFAULT_CONFIG, metricsAddress, policies, type RelayConfig, validateConfig } from './config.js'
 import type { RelayContext } from './context.js'
 import { DiskGuard, statfsFree } from './DiskGuard.js'
 import { type Fanout, LocalFanout } from './Fanout.js'
@@ -64,11 +65,16 @@ export interface RelayOptions extends Omit<Partial<RelayConfig>, 'store'> {
 export interface RunningRelay {
   /** WebSocket URL of the protocol endpoint, e.g. `ws://127.0.0.1:8787/v1/ws`. */
   url: string
-  /** Base HTTP URL (health, metrics). */
+  /** Base HTTP URL of the client port (health, readiness, the demo page). */
   httpUrl: string
+  /**
+   * URL of `/metrics` on the metrics listener (`--metrics-listen`), e.g. `http://127.0.0.1:9464/metrics`;
+   * `null` when it is off.
+   */
+  metricsUrl: string | null
   /** The bound port. */
   port: number
-  /** The effective configuration. */
+  /** The effective configuration (`demo` resolved to `true` or `false`). */
   config: RelayConfig
   /** Metrics (for in-process tests). */
   metrics: Metrics
@@ -78,6 +84,11 @@ export interface RunningRelay {
   close(): Promise<void>
 }
 
+/**
+ * The client address for per-network limits. With `trustProxy`: the right-most entry of `X-Forwarded-For` (all
+ * such headers joined in order), the one the relay's own proxy appended; entries to its left are client-supplied
+ * and ignored. Without `trustProxy`, or with no (or an empty last) entry: the TCP peer address.
+ */
 function clientIp(req: IncomingMessage, trustProxy: boolean): string {
   if (trustProxy) {
     const xff = req.headers['x-forwarded-for']
@@ -158,13 +169,30 @@ function refuseUpgrade(socket: Duplex, status: number, text: string): void {
 const withTimeout = <T>(p: Promise<T>, ms: number) =>
   Promise.race([p, new Promise<void>((r) => setTimeout(r, ms).unref())])
 
+/** `http://host:port`, with `127.0.0.1` for a wildcard host and brackets around IPv6. */
+function baseUrl(host: string, port: number): string {
+  const h = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host
+  return `http://${h.includes(':') ? `[${h}]` : h}:${port}`
+}
+
+function listen(server: Server, port: number, host: string): Promise<number> {
+  return new Promise<number>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(port, host, () => {
+      server.off('error', reject)
+      resolve((server.address() as AddressInfo).port)
+    })
+  })
+}
+
 /**
  * Starts a relay.
  * @param options - configuration (defaults: DEFAULT_CONFIG) and optional port implementations
  * @returns the running relay once it is listening
- * @throws RangeError for an invalid configuration; the listen error (e.g. EADDRINUSE)
+ * @throws RangeError for an invalid configuration (or a development-only one without `dev`); the listen error
+ *   of the client port or the metrics listener (e.g. EADDRINUSE)
  * @example
- * const relay = await startRelay({ port: 0, dataDir: ':memory:', logLevel: 'silent' })
+ * const relay = await startRelay({ port: 0, dataDir: ':memory:', logLevel: 'silent', dev: true })
  * // ... connect to relay.url ...
  * await relay.close()
  */
@@ -185,9 +213,17 @@ export async function startRelay(options: RelayOptions = {}): Promise<RunningRel
   for (const [k, v] of Object.entries(configOpts))
     if (v !== undefined) (config as unknown as Record<string, unknown>)[k] = v
   if (typeof storeOpt === 'string') config.store = storeOpt
-  validateConfig(config)
+  validateConfig(config, { verifierGiven: verifierImpl !== undefined })
+  config.demo ??= config.dev
+  const metricsAt = metricsAddress(config.metricsListen)
   installNodeVerify()
   const log = logger ?? createLogger(config.logLevel)
+  if (config.dev) {
+    log.warn(
+      { dev: true, demo: config.demo },
+      'DEVELOPMENT RELAY (--dev): the console verifier and unsigned webhook calls are allowed — never run --dev in production',
+    )
+  }
   const inMemory = config.dataDir === ':memory:'
   if (!inMemory && (!storeOpt || !oprfKeyring || !relayKeys))
     mkdirSync(config.dataDir, { recursive: true, mode: 0o700 })
@@ -289,17 +325,36 @@ export async function startRelay(options: RelayOptions = {}): Promise<RunningRel
         },
         (why: unknown) => res.writeHead(503, { 'content-type': 'text/plain' }).end(`${String(why)}\n`),
       )
-    } else if (path === '/metrics') {
-      ctx.metrics.registry.metrics().then(
-        (text) => res.writeHead(200, { 'content-type': ctx.metrics.registry.contentType }).end(text),
-        () => res.writeHead(500).end(),
-      )
     } else if (!(config.demo && serveDemo(path ?? '/', req, res, log))) {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n')
     }
   })
   server.requestTimeout = Math.max(30_000, config.headersTimeoutMs)
   server.headersTimeout = config.headersTimeoutMs
+
+  // `/metrics` has its own listener (default 127.0.0.1:9464), so the public client port never serves it.
+  const metricsServer: Server | null =
+    metricsAt &&
+    createServer({ connectionsCheckingInterval }, (req, res) => {
+      const path = (req.url ?? '/').split('?')[0]
+      if (req.method !== 'GET' && req.method !== 'HEAD') {
+        res.writeHead(405).end()
+      } else if (path === '/metrics') {
+        ctx.metrics.registry.metrics().then(
+          (text) =>
+            res
+              .writeHead(200, { 'content-type': ctx.metrics.registry.contentType })
+              .end(req.method === 'HEAD' ? undefined : text),
+          () => res.writeHead(500).end(),
+        )
+      } else {
+        res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n')
+      }
+    })
+  if (metricsServer) {
+    metricsServer.requestTimeout = server.requestTimeout
+    metricsServer.headersTimeout = config.headersTimeoutMs
+  }
 
   const wss = new WebSocketServer({
     noServer: true,
@@ -379,19 +434,36 @@ export async function startRelay(options: RelayOptions = {}): Promise<RunningRel
   sweeper.unref()
   await sweep()
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(config.port, config.host, () => {
-      server.off('error', reject)
-      resolve()
-    })
-  })
+  let port = 0
+  let metricsUrl: string | null = null
+  let listening = `${config.host}:${config.port}`
+  try {
+    port = await listen(server, config.port, config.host)
+    if (metricsServer && metricsAt) {
+      listening = `--metrics-listen ${config.metricsListen}`
+      metricsUrl = `${baseUrl(metricsAt.host, await listen(metricsServer, metricsAt.port, metricsAt.host))}/metrics`
+    }
+  } catch (err) {
+    // Nothing was served yet: undo what the start opened, so the caller gets the listen error alone.
+    clearInterval(sweeper)
+    clearInterval(heartbeat)
+    server.close()
+    metricsServer?.close()
+    await sweeping
+    ctx.activations.clear()
+    await Promise.allSettled([ctx.fanout.close(), ctx.limiter.close(), ctx.store.close(), scaleOut.close()])
+    // The listen error keeps its code (EADDRINUSE, EACCES); the message says which listener failed.
+    if (err instanceof Error) err.message = `cannot listen on ${listening}: ${err.message}`
+    throw err
+  }
   server.on('error', (err) => log.error({ err }, 'server error'))
-  const port = (server.address() as AddressInfo).port
-  const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host
-  const httpUrl = `http://${host.includes(':') ? `[${host}]` : host}:${port}`
+  metricsServer?.on('error', (err) => log.error({ err }, 'metrics server error'))
+  const httpUrl = baseUrl(config.host, port)
   const url = `${httpUrl.replace(/^http/, 'ws')}/v1/ws`
-  log.info({ port, host: config.host, url, verifier: verifier.name }, 'relay listening')
+  log.info(
+    { port, host: config.host, url, metricsUrl, verifier: verifier.name, dev: config.dev, demo: config.demo },
+    'relay listening',
+  )
 
   let closed: Promise<void> | undefined
   async function close(): Promise<void> {
@@ -402,6 +474,7 @@ export async function startRelay(options: RelayOptions = {}): Promise<RunningRel
       clearInterval(sweeper)
       clearInterval(heartbeat)
       const serverClosed = new Promise<void>((r) => server.close(() => r()))
+      const metricsClosed = new Promise<void>((r) => (metricsServer ? metricsServer.close(() => r()) : r()))
       for (const conn of connections) conn.drain()
       // Finish what was already accepted, so no SendMessage is cut between its commit and its reply.
       await withTimeout(Promise.all([...connections].map((c) => c.idle())), config.shutdownTimeoutMs)
@@ -409,7 +482,8 @@ export async function startRelay(options: RelayOptions = {}): Promise<RunningRel
       await withTimeout(new Promise<void>((r) => wss.close(() => r())), 1000)
       for (const ws of wss.clients) ws.terminate()
       server.closeAllConnections()
-      await withTimeout(serverClosed, 1000)
+      metricsServer?.closeAllConnections()
+      await withTimeout(Promise.all([serverClosed, metricsClosed]), 1000)
       await sweeping
       ctx.activations.clear()
       try {
@@ -426,5 +500,5 @@ export async function startRelay(options: RelayOptions = {}): Promise<RunningRel
     return closed
   }
 
-  return { url, httpUrl, port, config, metrics: ctx.metrics, sweep, close }
+  return { url, httpUrl, metricsUrl, port, config, metrics: ctx.metrics, sweep, close }
 }

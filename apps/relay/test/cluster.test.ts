@@ -18,6 +18,7 @@ import {
   type Transport,
   WsTransport,
 } from '../../../packages/node/src/index.js'
+import { newWebhookSecret, WebhookReceiver } from '../../../tests/contract/webhookReceiver.js'
 import {
   describeWith,
   PG_URL,
@@ -42,10 +43,15 @@ const MESSAGES = 5000
 const CLIENTS = 6
 const OPRF_ACCOUNT_QUOTA = 40
 
-/** The SMS gateway stand-in: the webhook verifier posts codes here, whichever node sends them. */
+/**
+ * The SMS gateway stand-in: the webhook verifier posts codes here, whichever node sends them; calls not signed
+ * with {@link secret}, stale or replayed are refused (401) as a real gateway would.
+ */
 class CodeInbox {
   readonly #codes = new Map<string, string[]>()
   readonly #waiters = new Map<string, (code: string) => void>()
+  readonly secret = newWebhookSecret()
+  readonly #receiver = new WebhookReceiver(this.secret)
   server!: Server
   url!: string
 
@@ -56,6 +62,11 @@ class CodeInbox {
         body += c
       })
       req.on('end', () => {
+        const refused = this.#receiver.check(req.headers, body)
+        if (refused !== null) {
+          res.writeHead(401).end(refused)
+          return
+        }
         const { phone_number: phone, code } = JSON.parse(body) as { phone_number: string; code: string }
         const waiter = this.#waiters.get(phone)
         if (waiter) {
@@ -122,6 +133,8 @@ describeWith('cluster: three relay nodes on PostgreSQL + Redis', [pgAbsent, redi
     'webhook',
     '--webhook-url',
     codes.url,
+    '--webhook-secret',
+    codes.secret,
     '--log-level',
     'info', // spawnRelay waits for the 'relay listening' line
     // Lift send and frame quotas: this measures delivery, not the per-account limits.

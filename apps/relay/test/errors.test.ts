@@ -357,7 +357,7 @@ describe('relay process: error paths', () => {
       'RATE_LIMITED',
     )
     expect(net.retryAfterMs).toBeGreaterThan(0)
-    const metrics = await (await fetch(`${relay.httpUrl}/metrics`)).text()
+    const metrics = await (await fetch(relay.metricsUrl)).text()
     expect(metrics).toMatch(/parley_relay_rate_limited_total\{scope="oprf_network"\} [1-9]/)
     // 3 evaluated; the malformed element was charged (the network paid for it) but not evaluated.
     expect(metrics).toMatch(/parley_relay_oprf_evaluations_total 3$/m)

@@ -266,10 +266,13 @@ describe('relay process: the full flow', () => {
     expect(left).not.toContain(Buffer.from(bob.address).toString('hex'))
   })
 
-  it('exposes health, readiness and metrics', async () => {
+  it('exposes health and readiness on the client port, metrics only on the metrics listener', async () => {
     expect((await fetch(`${relay.httpUrl}/healthz`)).status).toBe(200)
     expect((await fetch(`${relay.httpUrl}/readyz`)).status).toBe(200)
-    const text = await (await fetch(`${relay.httpUrl}/metrics`)).text()
+    expect((await fetch(`${relay.httpUrl}/metrics`)).status).toBe(404)
+    expect(relay.metricsUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/metrics$/)
+    expect(relay.metricsUrl).not.toContain(`:${relay.port}/`)
+    const text = await (await fetch(relay.metricsUrl)).text()
     for (const name of [
       'parley_relay_connections',
       'parley_relay_frames_total',

@@ -29,6 +29,8 @@ const RELAY_DIR = fileURLToPath(new URL('..', import.meta.url))
 export interface SpawnedRelay {
   url: string
   httpUrl: string
+  /** `/metrics` on the relay's metrics listener (from its 'relay listening' line); '' when it is off. */
+  metricsUrl: string
   port: number
   dataDir: string
   proc: ChildProcess
@@ -45,7 +47,11 @@ export function tempDir(): string {
   return mkdtempSync(join(tmpdir(), 'parley-relay-test-'))
 }
 
-/** Spawns `src/cli.ts` with the same Node flags as `pnpm relay`, on a free port. */
+/**
+ * Spawns `src/cli.ts` with the same Node flags as `pnpm relay`, as a development relay (`--dev`: the console
+ * verifier, whose codes {@link SpawnedRelay.code} reads from stderr), on a free port, with its metrics listener on
+ * another free loopback port (`args` may override any of these).
+ */
 export async function spawnRelay(args: string[] = [], dataDir = tempDir()): Promise<SpawnedRelay> {
   const proc = spawn(
     process.execPath,
@@ -60,6 +66,9 @@ export async function spawnRelay(args: string[] = [], dataDir = tempDir()): Prom
       '127.0.0.1',
       '--data-dir',
       dataDir,
+      '--dev',
+      '--metrics-listen',
+      '127.0.0.1:0',
       ...args,
     ],
     { cwd: RELAY_DIR, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE_OPTIONS: '' } },
@@ -83,32 +92,35 @@ export async function spawnRelay(args: string[] = [], dataDir = tempDir()): Prom
       }
     })
   }
-  const listening = new Promise<{ port: number; url: string }>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`relay did not start:\n${stderr.join('\n')}`)), 20_000)
-    proc.once('exit', (code) => {
-      clearTimeout(timer)
-      reject(new Error(`relay exited with ${code}:\n${stderr.join('\n')}\n${stdout.join('\n')}`))
-    })
-    lines(proc.stdout!, stdout, (line) => {
-      try {
-        const entry = JSON.parse(line)
-        if (entry.msg === 'relay listening') {
-          clearTimeout(timer)
-          resolve(entry)
-        }
-      } catch {}
-    })
-  })
+  const listening = new Promise<{ port: number; url: string; metricsUrl: string | null }>(
+    (resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`relay did not start:\n${stderr.join('\n')}`)), 20_000)
+      proc.once('exit', (code) => {
+        clearTimeout(timer)
+        reject(new Error(`relay exited with ${code}:\n${stderr.join('\n')}\n${stdout.join('\n')}`))
+      })
+      lines(proc.stdout!, stdout, (line) => {
+        try {
+          const entry = JSON.parse(line)
+          if (entry.msg === 'relay listening') {
+            clearTimeout(timer)
+            resolve(entry)
+          }
+        } catch {}
+      })
+    },
+  )
   lines(proc.stderr!, stderr, (line) => {
     const m = /verification code (\d{6}) for activation ([0-9a-f]{32})/.exec(line)
     if (!m) return
     codes.set(m[2]!, m[1]!)
     codeWaiters.get(m[2]!)?.(m[1]!)
   })
-  const { port, url } = await listening
+  const { port, url, metricsUrl } = await listening
   return {
     url,
     httpUrl: `http://127.0.0.1:${port}`,
+    metricsUrl: metricsUrl ?? '',
     port,
     dataDir,
     proc,
@@ -370,7 +382,10 @@ export class CapturingVerifier implements Verifier {
   }
 }
 
-/** Starts a relay in this process on a free port, in memory, with a {@link CapturingVerifier}. */
+/**
+ * Starts a relay in this process on a free port (its metrics listener on another), in memory, with a
+ * {@link CapturingVerifier}.
+ */
 export async function inProcess(options: RelayOptions = {}) {
   const verifier = new CapturingVerifier()
   const relay = await startRelay({
@@ -378,6 +393,7 @@ export async function inProcess(options: RelayOptions = {}) {
     host: '127.0.0.1',
     dataDir: ':memory:',
     logLevel: 'silent',
+    metricsListen: '127.0.0.1:0',
     verifierImpl: verifier,
     ...options,
   })

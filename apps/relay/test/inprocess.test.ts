@@ -78,7 +78,7 @@ describe('startRelay (in-process)', () => {
     // No gap: the oldest mail is all there, and nothing of the refused mail.
     expect(client.pushes.map((f) => f.body)).toEqual(['delivery', 'delivery', 'delivery'])
     expect(client.deliveries().map((d) => shapeText(d.envelope!))).toEqual(['m1', 'm2', 'm3'])
-    const metrics = await (await fetch(`${relay.httpUrl}/metrics`)).text()
+    const metrics = await (await fetch(relay.metricsUrl!)).text()
     expect(metrics).toMatch(/^parley_relay_mailbox_full_total\{limit="messages"\} 2$/m)
     expect(metrics).not.toMatch(/evicted_total/)
     // Reading frees room; a new message then arrives live, without another sync.
@@ -145,7 +145,7 @@ describe('startRelay (in-process)', () => {
     await b.request({ syncMailbox: { afterSeq: 0 } })
     expect(b.deliveries().map((d) => shapeText(d.envelope!))).toEqual(['before', 'before, sealed sender'])
     expect((await b.request({ ackMessages: { seqs: [1] } })).acked!.count).toBe(1)
-    const metrics = await (await fetch(`${relay.httpUrl}/metrics`)).text()
+    const metrics = await (await fetch(relay.metricsUrl!)).text()
     expect(metrics).toMatch(/^parley_relay_mailbox_full_total\{limit="disk"\} 2$/m)
     expect(metrics).toMatch(/^parley_relay_unidentified_sends_total\{outcome="mailbox_full"\} 1$/m)
 
@@ -173,6 +173,8 @@ describe('startRelay (in-process)', () => {
       host: '127.0.0.1',
       dataDir,
       logLevel: 'silent',
+      dev: true,
+      metricsListen: 'off',
       minFreeDiskBytes: 2 ** 60,
     })
     const res = await fetch(`${full.httpUrl}/readyz`)
@@ -183,6 +185,8 @@ describe('startRelay (in-process)', () => {
       host: '127.0.0.1',
       dataDir,
       logLevel: 'silent',
+      dev: true,
+      metricsListen: 'off',
       minFreeDiskBytes: 0,
     })
     expect((await fetch(`${off.httpUrl}/readyz`)).status).toBe(200)
@@ -192,6 +196,8 @@ describe('startRelay (in-process)', () => {
       host: '127.0.0.1',
       dataDir,
       logLevel: 'silent',
+      dev: true,
+      metricsListen: 'off',
       minFreeDiskBytes: 1,
     })
     expect((await fetch(`${fine.httpUrl}/readyz`)).status).toBe(200)
@@ -257,7 +263,7 @@ describe('startRelay (in-process)', () => {
   })
 
   it('webhook verifier POSTs signed JSON; a failing webhook makes the activation UNAVAILABLE', async () => {
-    const received: { body: string; signature: string | undefined }[] = []
+    const received: { body: string; headers: Record<string, string | string[] | undefined> }[] = []
     let status = 200
     const hook = createServer((req, res) => {
       let body = ''
@@ -265,7 +271,7 @@ describe('startRelay (in-process)', () => {
         body += c
       })
       req.on('end', () => {
-        received.push({ body, signature: req.headers['x-parley-signature'] as string | undefined })
+        received.push({ body, headers: req.headers })
         res.writeHead(status).end()
       })
     })
@@ -276,11 +282,12 @@ describe('startRelay (in-process)', () => {
       host: '127.0.0.1',
       dataDir: ':memory:',
       logLevel: 'silent',
+      metricsListen: 'off',
       verifierImpl: new WebhookVerifier({ url, secret: 'hook-secret' }),
     })
     const c = await RawClient.open(relay.url)
     await c.request({ activationStart: { phoneNumber: '+14155550126', consent: true } })
-    const { body, signature } = received[0]!
+    const { body, headers } = received[0]!
     const json = JSON.parse(body)
     expect(json).toMatchObject({
       type: 'parley.verification.v1',
@@ -288,13 +295,21 @@ describe('startRelay (in-process)', () => {
       expires_in_seconds: 600,
     })
     expect(json.code).toMatch(/^\d{6}$/)
-    expect(signature).toBe(`sha256=${createHmac('sha256', 'hook-secret').update(body).digest('hex')}`)
+    // Standard Webhooks: HMAC-SHA256 over "<id>.<timestamp>.<body>" with the secret's bytes, base64, "v1,".
+    const id = headers['webhook-id'] as string
+    const timestamp = headers['webhook-timestamp'] as string
+    expect(id).toMatch(/^msg_[A-Za-z0-9_-]{24}$/)
+    expect(Math.abs(Number(timestamp) - Date.now() / 1000)).toBeLessThan(10)
+    const mac = createHmac('sha256', 'hook-secret').update(`${id}.${timestamp}.${body}`).digest('base64')
+    expect(headers['webhook-signature']).toBe(`v1,${mac}`)
+    expect(headers['x-parley-signature']).toBeUndefined()
     status = 500
     const err = await expectError(
       c.request({ activationStart: { phoneNumber: '+14155550127', consent: true } }),
       'UNAVAILABLE',
     )
     expect(err.retryAfterMs).toBeGreaterThan(0)
+    expect(received[1]!.headers['webhook-id']).not.toBe(id) // every call its own id
     c.close()
     await relay.close()
     hook.close()
@@ -302,12 +317,19 @@ describe('startRelay (in-process)', () => {
 })
 
 describe('config', () => {
-  it('defaults to port 8787, ./.parley-data and the console verifier', () => {
-    expect(parseConfig([], {})).toMatchObject({ port: 8787, dataDir: './.parley-data', verifier: 'console' })
+  it('defaults to port 8787, ./.parley-data, the console verifier (with --dev) and metrics on 127.0.0.1:9464', () => {
+    expect(parseConfig(['--dev'], {})).toMatchObject({
+      port: 8787,
+      dataDir: './.parley-data',
+      verifier: 'console',
+      dev: true,
+      demo: null,
+      metricsListen: '127.0.0.1:9464',
+    })
   })
 
   it('reads env vars, and flags win over them', () => {
-    const c = parseConfig(['--port', '9000', '--trust-proxy', '--max-mailbox-messages=50'], {
+    const c = parseConfig(['--port', '9000', '--trust-proxy', '--max-mailbox-messages=50', '--dev'], {
       PARLEY_PORT: '7000',
       PARLEY_DATA_DIR: '/var/lib/parley',
       PARLEY_LOG_LEVEL: 'warn',
@@ -322,26 +344,30 @@ describe('config', () => {
   })
 
   it('parses the mailbox byte quota and the disk mark, with their defaults', () => {
-    expect(parseConfig([], {})).toMatchObject({
+    expect(parseConfig(['--dev'], {})).toMatchObject({
       maxMailboxBytes: 64 * 1024 * 1024,
       minFreeDiskBytes: 256 * 1024 * 1024,
     })
     expect(
-      parseConfig(['--max-mailbox-bytes', '1048576', '--min-free-disk-bytes=0'], {
+      parseConfig(['--dev', '--max-mailbox-bytes', '1048576', '--min-free-disk-bytes=0'], {
         PARLEY_MAX_MAILBOX_BYTES: '5',
       }),
     ).toMatchObject({ maxMailboxBytes: 1048576, minFreeDiskBytes: 0 })
-    expect(parseConfig([], { PARLEY_MIN_FREE_DISK_BYTES: '1000' })).toMatchObject({ minFreeDiskBytes: 1000 })
+    expect(parseConfig(['--dev'], { PARLEY_MIN_FREE_DISK_BYTES: '1000' })).toMatchObject({
+      minFreeDiskBytes: 1000,
+    })
     // A mailbox must hold at least one envelope of the largest size.
-    expect(() => parseConfig(['--max-mailbox-bytes', String(256 * 1024 - 1)])).toThrow(/max-mailbox-bytes/)
-    expect(parseConfig(['--max-mailbox-bytes', String(256 * 1024)])).toMatchObject({
+    expect(() => parseConfig(['--dev', '--max-mailbox-bytes', String(256 * 1024 - 1)])).toThrow(
+      /max-mailbox-bytes/,
+    )
+    expect(parseConfig(['--dev', '--max-mailbox-bytes', String(256 * 1024)])).toMatchObject({
       maxMailboxBytes: 256 * 1024,
     })
   })
 
   it('refuses unknown flags and bad values; --help lists every flag with its env var', () => {
     expect(() => parseConfig(['--nope'])).toThrow(/unknown option/)
-    expect(() => parseConfig(['--port', 'x'])).toThrow(/integer/)
+    expect(() => parseConfig(['--dev', '--port', 'x'])).toThrow(/integer/)
     expect(() => parseConfig(['--verifier', 'webhook'])).toThrow(/webhook-url/)
     expect(parseConfig(['--help'])).toBe('help')
     const help = helpText()

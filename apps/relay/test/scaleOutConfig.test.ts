@@ -10,7 +10,7 @@ const KEY = 'ab'.repeat(32)
 
 describe('scale-out configuration', () => {
   it('defaults to SQLite and in-process engines', () => {
-    expect(parseConfig([], {})).toMatchObject({ store: 'sqlite', redis: '' })
+    expect(parseConfig(['--dev'], {})).toMatchObject({ store: 'sqlite', redis: '' })
   })
 
   it('reads --store and --redis, or PARLEY_STORE and PARLEY_REDIS, flags winning', () => {
@@ -19,8 +19,11 @@ describe('scale-out configuration', () => {
       PARLEY_REDIS: 'redis://r:6379',
       PARLEY_NUMBER_HASH_KEY: KEY,
     }
-    expect(parseConfig([], env)).toMatchObject({ store: 'postgres://db/env', redis: 'redis://r:6379' })
-    const flags = parseConfig(['--store', 'postgresql://u@db:5432/relay?schema=a', '--store=sqlite'], env)
+    expect(parseConfig(['--dev'], env)).toMatchObject({ store: 'postgres://db/env', redis: 'redis://r:6379' })
+    const flags = parseConfig(
+      ['--dev', '--store', 'postgresql://u@db:5432/relay?schema=a', '--store=sqlite'],
+      env,
+    )
     expect(flags).toMatchObject({ store: 'sqlite' })
   })
 

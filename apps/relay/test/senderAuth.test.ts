@@ -57,7 +57,7 @@ describe('sender certificates', () => {
     // The store keeps the commitment, never the salt or the number.
     const account = (await store.getAccount(a.address!))!
     expect(account.numberCommitment).toEqual(cert.numberCommitment)
-    const text = await (await fetch(`${relay.httpUrl}/metrics`)).text()
+    const text = await (await fetch(relay.metricsUrl!)).text()
     expect(text).toMatch(/^parley_relay_sender_certificates_issued_total 1$/m)
     c.close()
     await relay.close()
@@ -187,7 +187,7 @@ describe('unidentified sends', () => {
       anon.close()
     }
     expect([accepted, limited]).toEqual([3, 7])
-    const metrics = await (await fetch(`${r.relay.httpUrl}/metrics`)).text()
+    const metrics = await (await fetch(r.relay.metricsUrl!)).text()
     expect(metrics).toMatch(/^parley_relay_rate_limited_total\{scope="unidentified_recipient"\} 7$/m)
     c.close()
     await r.relay.close()

@@ -87,6 +87,8 @@ describe.skipIf(!haveChromium && !required)(
     /** The relay on a fixed data directory, so it can be stopped and started again with its accounts. */
     const launchRelay = async () => {
       relay = await startRelay(codes, [
+        '--demo', // the harness's relay runs in production mode, where the demo page is off by default
+        'true',
         '--data-dir',
         dataDir,
         ...(port === 0 ? [] : ['--port', String(port)]),

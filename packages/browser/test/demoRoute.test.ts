@@ -4,12 +4,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type RunningRelay, startRelay } from '../../../apps/relay/src/index.js'
 
 describe('the demo page can be turned off', () => {
-  it('answers 404 at / with --demo false', async () => {
+  it('answers 404 at / with --demo false, even with --dev', async () => {
     const relay = await startRelay({
       port: 0,
       host: '127.0.0.1',
       dataDir: ':memory:',
       logLevel: 'silent',
+      metricsListen: 'off',
+      dev: true,
       demo: false,
     })
     try {
@@ -21,11 +23,18 @@ describe('the demo page can be turned off', () => {
   })
 })
 
-describe('the relay serves the demo page', () => {
+describe('a development relay serves the demo page', () => {
   let relay: RunningRelay
 
   beforeAll(async () => {
-    relay = await startRelay({ port: 0, host: '127.0.0.1', dataDir: ':memory:', logLevel: 'silent' })
+    relay = await startRelay({
+      port: 0,
+      host: '127.0.0.1',
+      dataDir: ':memory:',
+      logLevel: 'silent',
+      metricsListen: 'off',
+      dev: true,
+    })
   })
   afterAll(() => relay?.close())
 
