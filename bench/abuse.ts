@@ -762,7 +762,7 @@ async function bench(): Promise<void> {
         if (lifted) process.env[k] = v
         else delete process.env[k]
       }
-      const relay = await startRelay(codes.url, dataDir, lifted ? [] : DEFAULTS, nodeArgs)
+      const relay = await startRelay(codes, dataDir, lifted ? [] : DEFAULTS, nodeArgs)
       relayPid = relay.pid
       try {
         if (!accounts) {

@@ -60,7 +60,8 @@ async function startNode(dataDir: string, extra: string[]): Promise<Node> {
       'tsx',
       'src/cli.ts',
       ...['--port', '0', '--host', '127.0.0.1', '--data-dir', dataDir, '--log-level', 'info'],
-      ...['--verifier', 'webhook', '--webhook-url', codes.url],
+      ...['--verifier', 'webhook', '--webhook-url', codes.url, '--webhook-secret', codes.secret],
+      ...['--metrics-listen', '127.0.0.1:0'], // several nodes on one machine: each on its own free port
       ...['--send-capacity', '1000000', '--send-per-minute', '1000000'],
       ...['--send-bytes-capacity', String(2 ** 40), '--send-bytes-per-day', String(2 ** 40)],
       ...['--frames-burst', '1000000', '--frames-per-second', '1000000'],

@@ -88,7 +88,7 @@ const fwdPort = await new Promise<number>((resolve) =>
 const fwd = await measure('forwarder', fwdChild.pid, `ws://127.0.0.1:${fwdPort}`)
 process.kill(fwdChild.pid, 'SIGTERM')
 
-const relay = await startRelay('http://127.0.0.1:9/unused', dataDir)
+const relay = await startRelay({ url: 'http://127.0.0.1:9/unused', secret: 'unused-webhook-secret' }, dataDir)
 const rel = await measure('relay', relay.pid, relay.url)
 await relay.stop()
 rmSync(dataDir, { recursive: true, force: true })

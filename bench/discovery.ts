@@ -74,7 +74,7 @@ async function run(seeded: number, codes: CodeInbox) {
     await seedAccounts(dataDir, addresses())
     console.log(`seeded ${seeded} addresses in ${((performance.now() - t) / 1000).toFixed(1)} s`)
   }
-  const relay = await startRelay(codes.url, dataDir)
+  const relay = await startRelay(codes, dataDir)
   const transport = new CountingTransport()
   const client = await createClient({ relayUrl: relay.baseUrl, defaultRegion: 'US', transport })
   const pending = await client.activate({ phoneNumber: '+14155554000', consent: true })

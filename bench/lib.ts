@@ -159,6 +159,8 @@ export interface BenchRelay {
   baseUrl: string
   /** Protocol endpoint for raw clients. */
   url: string
+  /** `/metrics` on the relay's metrics listener (a free loopback port). */
+  metricsUrl: string
   pid: number
   dataDir: string
   output: string[]
@@ -166,11 +168,13 @@ export interface BenchRelay {
 }
 
 /**
- * Spawns `apps/relay/src/cli.ts` as `pnpm relay` runs it, on a free loopback port, with the webhook verifier
- * pointed at `webhookUrl` and the quotas lifted. `nodeArgs` go before the script (e.g. `--cpu-prof`).
+ * Spawns `apps/relay/src/cli.ts` with the same Node flags as `pnpm relay`, in production mode (no `--dev`), on a
+ * free loopback port with its metrics listener on another, with the webhook verifier pointed at `webhook.url`
+ * and signing with `webhook.secret` (a `CodeInbox` is both), and the quotas lifted. `nodeArgs` go before the
+ * script (e.g. `--cpu-prof`).
  */
 export async function startRelay(
-  webhookUrl: string,
+  webhook: { url: string; secret: string },
   dataDir: string,
   extraArgs: string[] = [],
   nodeArgs: string[] = [],
@@ -193,7 +197,11 @@ export async function startRelay(
       '--verifier',
       'webhook',
       '--webhook-url',
-      webhookUrl,
+      webhook.url,
+      '--webhook-secret',
+      webhook.secret,
+      '--metrics-listen',
+      '127.0.0.1:0',
       ...BENCH_RELAY_ARGS,
       ...extraArgs,
     ],
@@ -203,15 +211,15 @@ export async function startRelay(
       env: { ...process.env, NODE_OPTIONS: '' },
     },
   )
-  const port = await new Promise<number>((resolve, reject) => {
+  const { port, metricsUrl } = await new Promise<{ port: number; metricsUrl: string }>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`relay did not start:\n${output.join('\n')}`)), 60_000)
     onLines(proc.stdout!, (line) => {
       if (output.length < 2000) output.push(line)
       try {
-        const entry = JSON.parse(line) as { msg?: string; port?: number }
+        const entry = JSON.parse(line) as { msg?: string; port?: number; metricsUrl?: string | null }
         if (entry.msg === 'relay listening' && entry.port) {
           clearTimeout(timer)
-          resolve(entry.port)
+          resolve({ port: entry.port, metricsUrl: entry.metricsUrl ?? '' })
         }
       } catch {}
     })
@@ -227,6 +235,7 @@ export async function startRelay(
   return {
     baseUrl: `ws://127.0.0.1:${port}`,
     url: `ws://127.0.0.1:${port}/v1/ws`,
+    metricsUrl,
     pid: proc.pid!,
     dataDir,
     output,

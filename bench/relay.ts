@@ -213,11 +213,10 @@ async function relayEndpoint(url: string, codes: CodeInbox): Promise<Endpoint> {
 }
 
 /**
- * Error frames the relay has sent so far, by code (its /metrics `parley_relay_errors_total`).
+ * Error frames the relay has sent so far, by code (`parley_relay_errors_total` at `url`, its metrics listener).
  * @throws Error when /metrics cannot be read: no count must pass for "nothing refused"
  */
-async function relayErrors(baseUrl: string): Promise<Map<string, number>> {
-  const url = `${baseUrl.replace(/^ws/, 'http')}/metrics`
+async function relayErrors(url: string): Promise<Map<string, number>> {
   const res = await fetch(url)
   const text = await res.text()
   if (!res.ok || !text.includes('parley_relay_messages_accepted_total')) {
@@ -261,7 +260,7 @@ async function sdkPath(baseUrl: string, codes: CodeInbox, rate: number, seconds:
   alice.on('delivered', () => tally.accept())
   const failed: string[] = []
   alice.on('sendFailed', (e) => failed.push(`${e.error.code}: ${e.error.message}`))
-  const errorsBefore = await relayErrors(baseUrl)
+  const errorsBefore = await relayErrors(relay.metricsUrl)
   const start = performance.now()
   let sent = 0
   const sends: Promise<unknown>[] = []
@@ -278,7 +277,7 @@ async function sdkPath(baseUrl: string, codes: CodeInbox, rate: number, seconds:
   while ((delivered < sent || tally.accepted + tally.refused < sent) && performance.now() < deadline) {
     await sleep(10)
   }
-  for (const [code, n] of await relayErrors(baseUrl)) {
+  for (const [code, n] of await relayErrors(relay.metricsUrl)) {
     const more = n - (errorsBefore.get(code) ?? 0)
     for (let i = 0; i < more; i++) tally.refuse(code, 'relay error counter')
   }
@@ -304,7 +303,7 @@ const codes = new CodeInbox()
 await codes.start()
 const dataDir = mkdtempSync(join(tmpdir(), 'parley-bench-relay-'))
 const relay = await startRelay(
-  codes.url,
+  codes,
   dataDir,
   RELAY_ARGS,
   process.env.BENCH_RELAY_NODE_ARGS?.split(' ') ?? [],
