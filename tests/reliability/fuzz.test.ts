@@ -86,6 +86,8 @@ const FUZZ_CONFIGS = [
     name: 'quotas lifted',
     frames: RUN.fuzzFrames,
     args: [
+      '--pre-auth-bytes-per-second',
+      '0',
       '--activations-per-ip-per-hour',
       '1000000',
       '--activation-confirms-per-network-per-hour',
@@ -123,6 +125,9 @@ const FUZZ_CONFIGS = [
       '5',
       '--acks-per-second',
       '50',
+      // Pre-login reads paced, but fast enough that the run (and so the control's sends) stays short.
+      '--pre-auth-bytes-per-second',
+      String(4 * 1024 * 1024),
     ],
   },
 ]

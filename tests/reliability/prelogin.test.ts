@@ -171,7 +171,15 @@ describe('frames that would be expensive to decode', () => {
   let relay: SpawnedRelay
   let account: Account
   beforeAll(async () => {
-    relay = await spawnRelay(['--frames-burst', '1000', '--frames-per-second', '1000'])
+    // Reads are not paced here (the next describe block tests the pacing).
+    relay = await spawnRelay([
+      '--frames-burst',
+      '1000',
+      '--frames-per-second',
+      '1000',
+      '--pre-auth-bytes-per-second',
+      '0',
+    ])
     const c = await RawClient.open(relay.url)
     account = await activate(c, relay, '+14155550143')
     c.close()
@@ -235,5 +243,61 @@ describe('frames that would be expensive to decode', () => {
     expect(code(await client.sendBytes(intact.frame, intact.requestId))).toBe('TOO_LARGE')
     expect((await client.request({ ping: {} })).body).toBe('pong')
     client.close()
+  })
+})
+
+describe('reading from connections that have not authenticated', () => {
+  let relay: SpawnedRelay
+  const RATE = 512 * 1024
+  beforeAll(async () => {
+    relay = await spawnRelay([
+      '--frames-burst',
+      '1000',
+      '--frames-per-second',
+      '1000',
+      '--pre-auth-bytes-per-second',
+      String(RATE),
+    ])
+  })
+  afterAll(async () => {
+    await relay?.stop()
+  })
+
+  it('is paced: a flood of huge frames is paused, not read at once, and loses nothing; accounts are not paced', async () => {
+    const paused = async () =>
+      metric(await scrape(relay.metricsUrl), 'parley_relay_pre_auth_reads_paused_total')
+    const before = await paused()
+    const flooder = await RawClient.open(relay.url)
+    const N = 8
+    // One body, encoded once (the codec leaves out a zero request id), then sent under ids < 128 (one byte).
+    const prefixes = Array.from({ length: 80_000 }, () => bytes(2))
+    const body = encodeClientFrame({ requestId: 0, membershipQuery: { prefixBits: 16, prefixes } }, 1_000_000)
+    const framed = (id: number) => new Uint8Array([0x08, id, ...body])
+    const replies: Promise<ServerFrame>[] = []
+    for (let i = 0; i < N; i++) {
+      const requestId = flooder.nextRequestId()
+      replies.push(flooder.sendBytes(framed(requestId), requestId))
+    }
+    // 8 × 320 KB is more than the 640 KiB burst: the socket was paused at least once, and every frame is still
+    // answered once the budget refilled.
+    const codes = (await Promise.all(replies)).map((f) =>
+      f.body === 'error' ? parleyErrorFromWire(f.error!).code : f.body,
+    )
+    expect(codes).toEqual(Array(N).fill('UNAUTHENTICATED'))
+    expect((await paused()) - before).toBeGreaterThan(0)
+    // An account's connection sends as much without a pause.
+    const c = await RawClient.open(relay.url)
+    const a = await activate(c, relay, '+14155550144')
+    void a
+    const mid = await paused()
+    // 4 × 320 KB, above the burst too (each is TOO_LARGE, a bad frame: 5 would close the connection).
+    const sent = Array.from({ length: 4 }, () => {
+      const requestId = c.nextRequestId()
+      return c.sendBytes(framed(requestId), requestId)
+    })
+    await Promise.all(sent)
+    expect((await paused()) - mid).toBe(0)
+    flooder.close()
+    c.close()
   })
 })

@@ -122,6 +122,10 @@ export class Connection {
    */
   #refusedUntil = new Map<ClientBody, { untilMs: number; scope: string }>()
   #refusedScopes = new Set<string>()
+  /** Read budget before authentication (`--pre-auth-bytes-per-second`), in bytes; refilled by time. */
+  #preAuthBytes: number
+  #preAuthBytesAt = Date.now()
+  #paused = false
   #helloReceived = false
   /** Most entries of any repeated field a frame may have (the largest per-field limit); decoding stops there. */
   readonly #maxRepeated: number
@@ -133,6 +137,7 @@ export class Connection {
     this.ctx = ctx
     this.#tokens = ctx.config.framesBurst
     this.#ackTokens = 2 * ctx.config.maxAcksPerFrame
+    this.#preAuthBytes = 2 * ctx.config.maxFrameBytes
     const c = ctx.config
     this.#maxRepeated = Math.max(
       1,
@@ -233,6 +238,36 @@ export class Connection {
     throw new ParleyError('RATE_LIMITED', 'too many sequence numbers acked; slow down', { retryAfterMs })
   }
 
+  /**
+   * Before authentication (and unidentified mail), reading is paced: a connection that sends more than
+   * `--pre-auth-bytes-per-second` (after a burst of two frames) has its socket paused until the budget has
+   * refilled, so TCP backpressure, not the relay's event loop, absorbs a flood of huge pre-login frames.
+   */
+  #chargeRead(data: unknown): void {
+    const rate = this.ctx.config.preAuthBytesPerSecond
+    if (rate <= 0 || this.device || this.anonymous) return
+    const size = Array.isArray(data)
+      ? (data as Buffer[]).reduce((n, b) => n + b.length, 0)
+      : ((data as { byteLength?: number }).byteLength ?? 0)
+    const now = Date.now()
+    const burst = 2 * this.ctx.config.maxFrameBytes
+    this.#preAuthBytes = Math.min(burst, this.#preAuthBytes + ((now - this.#preAuthBytesAt) / 1000) * rate)
+    this.#preAuthBytesAt = now
+    this.#preAuthBytes -= size
+    if (this.#preAuthBytes >= 0 || this.#paused) return
+    this.#paused = true
+    this.ctx.metrics.preAuthPaused.inc()
+    this.#ws.pause()
+    const timer = setTimeout(
+      () => {
+        this.#paused = false
+        if (!this.#closed) this.#ws.resume()
+      },
+      Math.ceil((-this.#preAuthBytes / rate) * 1000),
+    )
+    timer.unref()
+  }
+
   /** Whether this is the connection's first refusal by the quota `scope` (the relay logs only that one). */
   firstRefusal(scope: string): boolean {
     if (this.#refusedScopes.has(scope)) return false
@@ -258,6 +293,7 @@ export class Connection {
       return
     }
     this.#dropped = 0
+    this.#chargeRead(data)
     let frame: ClientFrame
     let peek: ReturnType<typeof peekClientFrame>
     try {

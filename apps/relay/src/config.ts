@@ -155,6 +155,11 @@ export interface RelayConfig {
   maxActivationSignedPrekeys: number
   /** How long a connection may stay unauthenticated after `Hello` without sending a request (0: forever). */
   preAuthIdleMs: number
+  /**
+   * Bytes per second read from a connection that has neither authenticated nor sent unidentified mail (burst:
+   * twice `maxFrameBytes`); beyond, its socket is paused until the budget refills (0: no limit).
+   */
+  preAuthBytesPerSecond: number
   /** Most concurrent authenticated connections of one device. */
   maxConnectionsPerAccount: number
   /** How long a new WebSocket may take to send Hello before it is closed (slow or idle clients). */
@@ -253,6 +258,7 @@ export const DEFAULT_CONFIG: RelayConfig = {
   activationConfirmsPerNetworkPerHour: 60,
   maxActivationSignedPrekeys: 32,
   preAuthIdleMs: 60_000,
+  preAuthBytesPerSecond: 256 * 1024,
   maxConnectionsPerAccount: 8,
   helloTimeoutMs: 10_000,
   headersTimeoutMs: 15_000,
@@ -499,6 +505,11 @@ const OPTIONS: Option[] = [
     key: 'preAuthIdleMs',
     kind: 'int',
     help: 'ms a connection may stay unauthenticated and idle after Hello before it is closed (0: never)',
+  },
+  {
+    key: 'preAuthBytesPerSecond',
+    kind: 'int',
+    help: 'bytes/s read from a connection before it authenticates or sends unidentified mail; its socket is paused beyond (burst 2 x max-frame-bytes; 0: no limit)',
   },
   { key: 'maxConnectionsPerAccount', kind: 'int', help: 'concurrent authenticated connections per device' },
   { key: 'helloTimeoutMs', kind: 'int', help: 'ms a new connection has to send Hello before it is closed' },

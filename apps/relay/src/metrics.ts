@@ -27,6 +27,11 @@ export function createMetrics() {
       labelNames: ['type'] as const,
       registers,
     }),
+    preAuthPaused: new Counter({
+      name: 'parley_relay_pre_auth_reads_paused_total',
+      help: 'Times a connection that had not authenticated was paused for reading more than --pre-auth-bytes-per-second',
+      registers,
+    }),
     devicesReplaced: new Counter({
       name: 'parley_relay_devices_replaced_total',
       help: 'Connections told DeviceReplaced before being closed, by reason: reactivated (another device took the number), erased',
