@@ -376,7 +376,7 @@ class Hostile {
             authenticate: {
               address: d.address,
               deviceId: d.deviceId,
-              signature: d.identity.sign(authPayload(nonce, d.address, d.deviceId)),
+              signature: d.identity.sign(authPayload(nonce, d.address, d.deviceId, this.#hello.trustRoot!)),
             },
           }),
         )

@@ -25,7 +25,7 @@ async function worker() {
         authenticate: {
           address,
           deviceId: 1,
-          signature: new Uint8Array(sign(null, authPayload(c.nonce, address, 1), key)),
+          signature: new Uint8Array(sign(null, authPayload(c.nonce, address, 1, c.trustRoot), key)),
         },
       })
       held.push(c)

@@ -19,6 +19,8 @@ type Body = Omit<ClientFrameInput, 'requestId'>
 export class RawClient {
   readonly ws: WebSocket
   nonce: Uint8Array = new Uint8Array(32)
+  /** The relay's trust root from ServerHello (signed into authentication). */
+  trustRoot: Uint8Array = new Uint8Array(32)
   onPush: (f: ServerFrame) => void = () => {}
   bytesIn = 0
   bytesOut = 0
@@ -47,6 +49,7 @@ export class RawClient {
     const c = new RawClient(ws)
     const hello = await c.request({ hello: { protocolMajor: PROTOCOL_MAJOR, protocolMinor: PROTOCOL_MINOR } })
     c.nonce = hello.serverHello!.authNonce ?? new Uint8Array(32)
+    c.trustRoot = hello.serverHello!.trustRoot ?? new Uint8Array(32)
     return c
   }
 
@@ -102,7 +105,7 @@ export async function login(url: string, device: Device): Promise<RawClient> {
     authenticate: {
       address: device.address,
       deviceId: device.deviceId,
-      signature: device.identity.sign(authPayload(c.nonce, device.address, device.deviceId)),
+      signature: device.identity.sign(authPayload(c.nonce, device.address, device.deviceId, c.trustRoot)),
     },
   })
   return c

@@ -105,7 +105,7 @@ export async function login(url: string, device: DeviceKeys): Promise<RawConn> {
       deviceId: device.deviceId,
       signature: signWithIdentity(
         device.identity.secretKey,
-        authPayload(c.hello.authNonce!, device.address, device.deviceId),
+        authPayload(c.hello.authNonce!, device.address, device.deviceId, c.hello.trustRoot!),
       ),
     },
   })

@@ -104,14 +104,18 @@ describe('auth and abuse against a relay process', () => {
             authenticate: {
               address: bob.address,
               deviceId: bob.deviceId,
-              signature: alice.identity.sign(authPayload(nonce1, bob.address, bob.deviceId)),
+              signature: alice.identity.sign(
+                authPayload(nonce1, bob.address, bob.deviceId, c1.hello!.trustRoot!),
+              ),
             },
           }),
           'UNAUTHENTICATED',
         )
         // A valid signature captured from one connection, replayed on another: the nonce differs.
         const c2 = await RawClient.open(relay.url)
-        const captured = bob.identity.sign(authPayload(c2.hello!.authNonce!, bob.address, bob.deviceId))
+        const captured = bob.identity.sign(
+          authPayload(c2.hello!.authNonce!, bob.address, bob.deviceId, c2.hello!.trustRoot!),
+        )
         const c3 = await RawClient.open(relay.url)
         await expectError(
           c3.request({ authenticate: { address: bob.address, deviceId: bob.deviceId, signature: captured } }),

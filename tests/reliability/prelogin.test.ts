@@ -224,7 +224,9 @@ describe('frames that would be expensive to decode', () => {
       authenticate: {
         address: account.address,
         deviceId: account.deviceId,
-        signature: account.identity.sign(authPayload(c.hello!.authNonce!, account.address, account.deviceId)),
+        signature: account.identity.sign(
+          authPayload(c.hello!.authNonce!, account.address, account.deviceId, c.hello!.trustRoot!),
+        ),
       },
     })
     const count = c.send({ prekeyCountQuery: {} })

@@ -159,7 +159,9 @@ describe('relay process: error paths', () => {
         authenticate: {
           address: alice.address,
           deviceId: alice.deviceId,
-          signature: mallory.sign(authPayload(c1.hello!.authNonce!, alice.address, alice.deviceId)),
+          signature: mallory.sign(
+            authPayload(c1.hello!.authNonce!, alice.address, alice.deviceId, c1.hello!.trustRoot!),
+          ),
         },
       }),
       'UNAUTHENTICATED',
@@ -170,7 +172,9 @@ describe('relay process: error paths', () => {
         authenticate: {
           address: alice.address,
           deviceId: alice.deviceId,
-          signature: alice.identity.sign(authPayload(c1.hello!.authNonce!, alice.address, alice.deviceId)),
+          signature: alice.identity.sign(
+            authPayload(c1.hello!.authNonce!, alice.address, alice.deviceId, c1.hello!.trustRoot!),
+          ),
         },
       }),
       'UNAUTHENTICATED',
@@ -182,7 +186,9 @@ describe('relay process: error paths', () => {
         authenticate: {
           address: alice.address,
           deviceId: alice.deviceId,
-          signature: alice.identity.sign(authPayload(c1.hello!.authNonce!, alice.address, alice.deviceId)),
+          signature: alice.identity.sign(
+            authPayload(c1.hello!.authNonce!, alice.address, alice.deviceId, c1.hello!.trustRoot!),
+          ),
         },
       }),
       'UNAUTHENTICATED',

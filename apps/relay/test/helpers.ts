@@ -358,7 +358,7 @@ export async function login(url: string, account: Account): Promise<{ client: Ra
       address: account.address,
       deviceId: account.deviceId,
       signature: account.identity.sign(
-        authPayload(client.hello!.authNonce!, account.address, account.deviceId),
+        authPayload(client.hello!.authNonce!, account.address, account.deviceId, client.hello!.trustRoot!),
       ),
     },
   })

@@ -793,7 +793,7 @@ export class ParleyClient {
     if (account === null || !hello.authNonce) return
     const signature = e2e.sign(
       account.identity,
-      authPayload(hello.authNonce, account.address, account.deviceId),
+      authPayload(hello.authNonce, account.address, account.deviceId, await this.#trustRoot()),
     )
     try {
       const frame = await link.request(

@@ -280,7 +280,7 @@ describe('openSealedMessage: the impersonation attempts', () => {
 })
 
 describe('OPRF key certificates', () => {
-  const random = seededRandom(77)
+  const random = seededRandom('oprf-key-certificates')
   const relay = makeRelayKeys(random)
   const other = makeRelayKeys(random)
   const publicKey = random(32)

@@ -24,18 +24,28 @@ const LABEL_KEM_PREKEY = encoder.encode('parley/v1/kem-prekey')
 export const AUTH_NONCE_BYTES = 32
 
 /**
- * What a device signs to authenticate a connection: `"parley/v1/auth" ‖ nonce ‖ address ‖ u32be(deviceId)`.
+ * What a device signs to authenticate a connection:
+ * `"parley/v1/auth" ‖ trustRoot ‖ nonce ‖ address ‖ u32be(deviceId)`. The relay's trust root names the relay
+ * the signature is for, so a relay that passes another relay's nonce to a client (to log in there as that
+ * client) gets a signature the other relay refuses.
  * @param nonce - the relay's `ServerHello.auth_nonce` (32 bytes)
  * @param address - the account's 32-byte address
  * @param deviceId - the device id the relay assigned at activation
+ * @param trustRoot - the relay's 32-byte trust root (`ServerHello.trust_root`, as the client pinned it)
  * @returns the bytes to sign
  * @throws TypeError / RangeError on wrong lengths or a non-u32 device id
- * @example const msg = authPayload(hello.authNonce, address, 1)
+ * @example const msg = authPayload(hello.authNonce, address, 1, hello.trustRoot)
  */
-export function authPayload(nonce: Uint8Array, address: Uint8Array, deviceId: number): Uint8Array {
+export function authPayload(
+  nonce: Uint8Array,
+  address: Uint8Array,
+  deviceId: number,
+  trustRoot: Uint8Array,
+): Uint8Array {
   abytes(nonce, AUTH_NONCE_BYTES, 'nonce')
   abytes(address, ADDRESS_BYTES, 'address')
-  return concatBytes(LABEL_AUTH, nonce, address, u32be(deviceId))
+  abytes(trustRoot, 32, 'trustRoot')
+  return concatBytes(LABEL_AUTH, trustRoot, nonce, address, u32be(deviceId))
 }
 
 /**
@@ -73,7 +83,7 @@ export function kemPrekeyPayload(keyId: number, publicKey: Uint8Array): Uint8Arr
  * @param message - the payload
  * @returns the 64-byte signature
  * @throws TypeError / RangeError for a malformed key
- * @example const sig = signWithIdentity(identity.secretKey, authPayload(nonce, address, deviceId))
+ * @example const sig = signWithIdentity(identity.secretKey, authPayload(nonce, address, deviceId, root))
  */
 export function signWithIdentity(identitySecretKey: Uint8Array, message: Uint8Array): Uint8Array {
   abytes(identitySecretKey, 32, 'identitySecretKey')
@@ -88,7 +98,7 @@ export function signWithIdentity(identitySecretKey: Uint8Array, message: Uint8Ar
  * @param message - the signed bytes (from one of the payload functions above)
  * @param signature - 64-byte signature
  * @returns whether the signature is valid
- * @example if (!verifyIdentitySignature(key, authPayload(nonce, address, id), sig)) throw ...
+ * @example if (!verifyIdentitySignature(key, authPayload(nonce, address, id, root), sig)) throw ...
  */
 export function verifyIdentitySignature(
   identityKey: Uint8Array,

@@ -90,7 +90,13 @@ export async function authenticate(conn: Connection, frame: ClientFrame): Promis
     throw new ParleyError('UNAUTHENTICATED', 'unknown device; it may have been replaced or deactivated')
   }
   const signature = a.signature instanceof Uint8Array ? a.signature : new Uint8Array()
-  if (!verifyIdentitySignature(account.identityKey, authPayload(conn.nonce, address, deviceId), signature)) {
+  if (
+    !verifyIdentitySignature(
+      account.identityKey,
+      authPayload(conn.nonce, address, deviceId, conn.ctx.relayKeys.trustRoot),
+      signature,
+    )
+  ) {
     throw new ParleyError('UNAUTHENTICATED', 'the auth signature does not verify')
   }
   await conn.bind(address, deviceId)
