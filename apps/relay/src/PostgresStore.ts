@@ -5,19 +5,37 @@
  * keys or mailbox serialised by a row lock on its `accounts` row (`SELECT … FOR UPDATE`), so sequence numbers,
  * the mailbox limits, acks, the TTL sweep and one-time prekey consumption are race-free across nodes. Locks are always
  * taken account row first, then its keys or mail, so concurrent transactions cannot deadlock on each other.
+ *
+ * **Erasure is crypto-shredding** (SECURITY.md, "Erasure"). PostgreSQL does not overwrite what it deletes: dead
+ * row versions stay in table, index and TOAST pages until vacuum and later writes reuse the space, and every
+ * write is in the WAL (and any WAL archive or physical backup) until the segment is recycled. So every value of
+ * an account beyond its lookup keys — identity key, signed and KEM prekeys and their signatures, one-time
+ * prekeys, number commitment, delivery verifier, the envelopes in its mailbox — is stored sealed (AES-256-GCM,
+ * a fresh random nonce per value, the row's table, column, address and ids as associated data) under a random
+ * data key of that account alone. The data key is one small row of `account_keys`, wrapped under the store key
+ * ({@link PostgresStoreOptions.storeKey}), which is kept outside the database. Deactivation deletes that row in
+ * the same transaction as the rest, and a re-activation that replaces the device gets a new data key, so
+ * whatever PostgreSQL leaves behind of the old account is ciphertext under a key that exists nowhere.
+ *
+ * What stays in the clear, because the store must query it: the address (primary key of every table and the
+ * membership directory's range scans), device ids, sequence numbers, message ids (the idempotency key), prekey
+ * ids, arrival times, mailbox counts and sizes, and gap ranges. A deleted account's address therefore remains in
+ * old pages and WAL until PostgreSQL reuses them — the known limit documented in SECURITY.md.
  * @module
  */
+import { type KeyObject, timingSafeEqual } from 'node:crypto'
 import pg from 'pg'
 import {
-  type AccountRow,
-  buf,
-  bufOrNull,
-  cutPage,
-  mailboxLimitHit,
-  runs,
-  u8,
-  u8OrEmpty,
-} from './internal/rows.js'
+  boundTo,
+  DataKeyCache,
+  dataKeyObject,
+  newDataKey,
+  open,
+  SEAL_OVERHEAD,
+  StoreKey,
+  seal,
+} from './internal/accountKeys.js'
+import { type AccountRow, buf, cutPage, mailboxLimitHit, runs, u8 } from './internal/rows.js'
 import type {
   Account,
   EnqueueInput,
@@ -34,11 +52,24 @@ import type {
   Store,
 } from './Store.js'
 
+type Tx = pg.PoolClient
+
+/** What a migration that rewrites rows in code (not only SQL) is given. */
+interface MigrationContext {
+  /** Wraps a new data key for `account_keys.data_key` (under the store key, when there is one). */
+  wrap(address: Buffer, keyId: Buffer, raw: Buffer): Buffer
+  /** Opens a stored data key. */
+  unwrap(address: Buffer, keyId: Buffer, stored: Buffer): KeyObject
+  /** The store key's check value for `store_meta`, or null without a store key. */
+  storeKeyCheck: Buffer | null
+}
+
 /** Ordered schema migrations; a released entry is never edited, only new ones appended. */
-const MIGRATIONS: { version: number; sql: string }[] = [
-  {
-    version: 1,
-    sql: `
+const MIGRATIONS: { version: number; sql: string; run?: (c: Tx, ctx: MigrationContext) => Promise<void> }[] =
+  [
+    {
+      version: 1,
+      sql: `
       CREATE TABLE accounts (
         address BYTEA PRIMARY KEY,
         device_id BIGINT NOT NULL,
@@ -89,27 +120,55 @@ const MIGRATIONS: { version: number; sql: string }[] = [
       );
       CREATE INDEX mailbox_gaps_by_recorded_at ON mailbox_gaps (recorded_at_ms);
     `,
-  },
-  {
-    // Sender certificates and unidentified delivery. Both nullable: accounts activated before this version
-    // (or without a commitment) read back as empty, and a device starts with no delivery verifier.
-    version: 2,
-    sql: `
+    },
+    {
+      // Sender certificates and unidentified delivery. Both nullable: accounts activated before this version
+      // (or without a commitment) read back as empty, and a device starts with no delivery verifier.
+      version: 2,
+      sql: `
       ALTER TABLE accounts ADD COLUMN number_commitment BYTEA, ADD COLUMN delivery_verifier BYTEA;
     `,
-  },
-  {
-    // The mailbox byte quota: the envelope bytes of each device's unread mail, kept beside mailbox_count and
-    // computed here for the mail already stored (octet_length of a TOASTed bytea reads its header only).
-    version: 3,
-    sql: `
+    },
+    {
+      // The mailbox byte quota: the envelope bytes of each device's unread mail, kept beside mailbox_count and
+      // computed here for the mail already stored (octet_length of a TOASTed bytea reads its header only).
+      version: 3,
+      sql: `
       ALTER TABLE accounts ADD COLUMN mailbox_bytes BIGINT NOT NULL DEFAULT 0;
       UPDATE accounts a SET mailbox_bytes = m.n
         FROM (SELECT address, device_id, sum(octet_length(envelope)) AS n FROM mailbox GROUP BY address, device_id) m
         WHERE m.address = a.address AND m.device_id = a.device_id;
     `,
-  },
-]
+    },
+    {
+      // Crypto-shredding: a data key per account (its own row, so that erasure deletes it alone; `key_id` changes
+      // with every new key), and every value written so far sealed under it, in this transaction. The plaintext
+      // row versions this rewrite leaves behind are PostgreSQL's to reclaim (SECURITY.md: VACUUM FULL after the
+      // upgrade). `mailbox_bytes` keeps counting plaintext envelope bytes.
+      version: 4,
+      sql: `
+      CREATE TABLE account_keys (
+        address BYTEA PRIMARY KEY,
+        key_id BYTEA NOT NULL UNIQUE,
+        data_key BYTEA NOT NULL
+      );
+      CREATE TABLE store_meta (
+        name TEXT PRIMARY KEY,
+        value BYTEA NOT NULL
+      );
+      ALTER TABLE accounts ADD COLUMN key_id BYTEA;
+    `,
+      async run(c, ctx) {
+        await sealPlaintextRows(c, ctx)
+        await c.query('ALTER TABLE accounts ALTER COLUMN key_id SET NOT NULL')
+        if (ctx.storeKeyCheck) {
+          await c.query("INSERT INTO store_meta (name, value) VALUES ('store_key_check', $1)", [
+            ctx.storeKeyCheck,
+          ])
+        }
+      },
+    },
+  ]
 
 /** The highest schema version this code knows. */
 export const PG_SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version
@@ -125,6 +184,23 @@ export interface PostgresStoreOptions {
   maxConnections?: number
   /** Connect timeout (default 5 s). */
   connectTimeoutMs?: number
+  /**
+   * 32 secret bytes kept **outside** the database (the relay keeps them in `<dataDir>/store-key.json`), the same
+   * on every node. Each account's data key is stored wrapped under it, so that the key rows PostgreSQL leaves
+   * behind after an erasure (in old pages and WAL, as it leaves every deleted row) open nothing without it.
+   * Without one, data keys are stored as they are: values are still sealed and erased with their key row, but
+   * the erased key row itself is recoverable from old pages until PostgreSQL reuses them. A database is bound
+   * to the store key it was first opened with (a check value in `store_meta`): opening it with another key, or
+   * without one, is refused; opening a keyless database with a key wraps its data keys.
+   */
+  storeKey?: Uint8Array
+  /**
+   * Most data keys a node keeps in memory (least recently used dropped first; default 10,000; 0 = none), so the
+   * hot paths look no key up per message.
+   */
+  keyCacheSize?: number
+  /** How long a cached data key is kept (default 60 s), erasure notices from other nodes aside. */
+  keyCacheTtlMs?: number
 }
 
 // BIGINT columns hold sequence numbers, device ids and millisecond times, all far below 2^53: read them as
@@ -140,6 +216,13 @@ const types = {
 /** SQLSTATEs after which a transaction is retried: serialization failure, deadlock, unique violation. */
 const RETRYABLE = new Set(['40001', '40P01', '23505'])
 
+/**
+ * The channel on which an erasure (deactivation, or a re-activation replacing the device) names the erased key
+ * id, `<schema> <key id hex>`, delivered at commit to every node's store, which drops that key from its cache.
+ * A key id is random and belongs to a key that no longer exists: the notice says nothing about the account.
+ */
+const ERASED_CHANNEL = 'parley_key_erased'
+
 /** Splits `?schema=` off a connection URL (pg would otherwise see it as an unknown parameter). */
 export function parsePostgresUrl(url: string): { connectionString: string; schema: string } {
   const u = new URL(url)
@@ -152,7 +235,48 @@ export function parsePostgresUrl(url: string): { connectionString: string; schem
   return { connectionString: u.toString(), schema }
 }
 
-type Tx = pg.PoolClient
+/** An `accounts` row of this store: the shared shape plus the id of the account's data key. */
+type PgAccountRow = AccountRow & { key_id: Buffer }
+
+/** Seals and opens the values of one account (its data key and address), each bound to its column and row ids. */
+class Sealer {
+  constructor(
+    readonly key: KeyObject,
+    readonly address: Buffer,
+  ) {}
+
+  seal(column: string, ids: number[], value: Uint8Array, tail?: Uint8Array): Buffer {
+    return seal(this.key, boundTo(column, this.address, ids, tail), value)
+  }
+
+  open(column: string, ids: number[], value: Buffer | null, tail?: Uint8Array): Uint8Array {
+    // NULL only in rows written before version 2 (no commitment, no verifier) and never sealed since.
+    if (value === null) return new Uint8Array(0)
+    return u8(open(this.key, boundTo(column, this.address, ids, tail), value, column))
+  }
+
+  /** The identity key, the signed and last-resort prekeys and the commitment, as stored in `accounts`. */
+  accountValues(
+    deviceId: number,
+    v: {
+      identityKey: Uint8Array
+      signedPrekey: SignedKey
+      lastResortKemPrekey: SignedKey
+      numberCommitment: Uint8Array
+    },
+  ) {
+    const spk = [deviceId, v.signedPrekey.keyId]
+    const kem = [deviceId, v.lastResortKemPrekey.keyId]
+    return {
+      identityKey: this.seal('accounts.identity_key', [deviceId], v.identityKey),
+      signedPrekey: this.seal('accounts.signed_prekey', spk, v.signedPrekey.publicKey),
+      signedPrekeySig: this.seal('accounts.signed_prekey_sig', spk, v.signedPrekey.signature),
+      kemPrekey: this.seal('accounts.kem_prekey', kem, v.lastResortKemPrekey.publicKey),
+      kemPrekeySig: this.seal('accounts.kem_prekey_sig', kem, v.lastResortKemPrekey.signature),
+      numberCommitment: this.seal('accounts.number_commitment', [deviceId], v.numberCommitment),
+    }
+  }
+}
 
 /** PostgreSQL implementation of {@link Store}. */
 export class PostgresStore implements Store {
@@ -163,19 +287,67 @@ export class PostgresStore implements Store {
   readonly ordersConcurrentWrites = false
   readonly #pool: pg.Pool
   readonly #schema: string
+  readonly #connectionString: string
+  readonly #connectTimeoutMs: number
+  readonly #storeKey: StoreKey | undefined
+  readonly #keys: DataKeyCache
+  #listener: pg.Client | undefined
+  #listenerRetryMs = 500
+  #listenerTimer: NodeJS.Timeout | undefined
+  #keyReads = 0
   #closed = false
 
-  private constructor(pool: pg.Pool, schema: string) {
+  private constructor(
+    pool: pg.Pool,
+    schema: string,
+    connectionString: string,
+    options: PostgresStoreOptions,
+  ) {
     this.#pool = pool
     this.#schema = schema
+    this.#connectionString = connectionString
+    this.#connectTimeoutMs = options.connectTimeoutMs ?? 5000
+    this.#storeKey = options.storeKey ? new StoreKey(options.storeKey) : undefined
+    this.#keys = new DataKeyCache({
+      capacity: options.keyCacheSize ?? 10_000,
+      ttlMs: options.keyCacheTtlMs ?? 60_000,
+    })
+    // Off until this node hears other nodes' erasure notices (#listen).
+    this.#keys.setEnabled(false)
   }
 
   /**
    * Connects, creates the schema if needed and applies pending migrations (under an advisory lock, so nodes
-   * starting together migrate once).
-   * @throws Error when the database cannot be reached, or its schema version is newer than this relay's
+   * starting together migrate once), and checks the store key against the database's.
+   * @throws Error when the database cannot be reached, its schema version is newer than this relay's, or the
+   *   store key is not the one the database was opened with
    */
   static async open(options: PostgresStoreOptions): Promise<PostgresStore> {
+    const store = PostgresStore.#create(options)
+    try {
+      await store.#migrate(PG_SCHEMA_VERSION)
+      await store.#listen()
+    } catch (err) {
+      await store.close()
+      throw err
+    }
+    return store
+  }
+
+  /**
+   * Applies the migrations up to `toVersion` only, then closes: a database left exactly as a relay of that
+   * schema version left it (tests of later migrations; staged upgrades).
+   */
+  static async migrateTo(options: PostgresStoreOptions, toVersion: number): Promise<void> {
+    const store = PostgresStore.#create(options)
+    try {
+      await store.#migrate(toVersion)
+    } finally {
+      await store.close()
+    }
+  }
+
+  static #create(options: PostgresStoreOptions): PostgresStore {
     const { connectionString, schema } = parsePostgresUrl(options.url)
     const pool = new pg.Pool({
       connectionString,
@@ -188,19 +360,20 @@ export class PostgresStore implements Store {
     })
     // An idle client's error (e.g. the server restarted) must not crash the process; the pool replaces it.
     pool.on('error', () => {})
-    const store = new PostgresStore(pool, schema)
-    try {
-      await store.#migrate()
-    } catch (err) {
-      await pool.end()
-      throw err
-    }
-    return store
+    return new PostgresStore(pool, schema, connectionString, options)
   }
 
   /** The schema this store's tables live in. */
   get schema(): string {
     return this.#schema
+  }
+
+  /**
+   * The data key cache (for tests and diagnostics): keys held, whether caching is on (it is only while erasure
+   * notices arrive), and how many times a key was read from `account_keys`.
+   */
+  get dataKeyStats(): { cached: number; caching: boolean; reads: number } {
+    return { cached: this.#keys.size, caching: this.#keys.enabled, reads: this.#keyReads }
   }
 
   /** The schema version of the database. */
@@ -209,7 +382,7 @@ export class PostgresStore implements Store {
     return r.rows[0]?.v ?? 0
   }
 
-  async #migrate(): Promise<void> {
+  async #migrate(toVersion: number): Promise<void> {
     const client = await this.#pool.connect()
     try {
       await client.query('BEGIN')
@@ -224,14 +397,21 @@ export class PostgresStore implements Store {
       if (current > PG_SCHEMA_VERSION) {
         throw new Error(`database schema version ${current} is newer than this relay (${PG_SCHEMA_VERSION})`)
       }
+      const ctx: MigrationContext = {
+        wrap: (a, id, raw) => this.#wrap(a, id, raw),
+        unwrap: (a, id, stored) => this.#unwrap(a, id, stored),
+        storeKeyCheck: this.#storeKey?.check ?? null,
+      }
       for (const m of MIGRATIONS) {
-        if (m.version <= current) continue
+        if (m.version <= current || m.version > toVersion) continue
         await client.query(m.sql)
+        await m.run?.(client, ctx)
         await client.query('INSERT INTO schema_migrations (version, applied_at_ms) VALUES ($1, $2)', [
           m.version,
           Date.now(),
         ])
       }
+      if (toVersion >= 4) await this.#checkStoreKey(client)
       await client.query('COMMIT')
     } catch (err) {
       await client.query('ROLLBACK').catch(() => {})
@@ -239,6 +419,142 @@ export class PostgresStore implements Store {
     } finally {
       client.release()
     }
+  }
+
+  /** Binds the database to this store key (or to none), under the migration lock. */
+  async #checkStoreKey(c: Tx): Promise<void> {
+    const stored = (
+      await c.query<{ value: Buffer }>("SELECT value FROM store_meta WHERE name = 'store_key_check'")
+    ).rows[0]?.value
+    const mine = this.#storeKey?.check
+    if (stored && mine) {
+      if (stored.length !== mine.length || !timingSafeEqual(stored, mine)) {
+        throw new Error(
+          'the store key does not match this database (its account keys are wrapped under another one): give ' +
+            'every node the same store-key.json',
+        )
+      }
+      return
+    }
+    if (stored) {
+      throw new Error('this database is bound to a store key (store-key.json) and none was given')
+    }
+    if (!mine) return
+    // Data keys stored before there was a store key: wrap them now, then bind the database to this key.
+    for (let after: Buffer = Buffer.alloc(0); ; ) {
+      const rows = (
+        await c.query<{ address: Buffer; key_id: Buffer; data_key: Buffer }>(
+          'SELECT address, key_id, data_key FROM account_keys WHERE address > $1 ORDER BY address LIMIT 1000',
+          [after],
+        )
+      ).rows
+      if (rows.length === 0) break
+      after = rows[rows.length - 1]!.address
+      await c.query(
+        `UPDATE account_keys k SET data_key = v.d FROM unnest($1::bytea[], $2::bytea[]) AS v(a, d)
+         WHERE k.address = v.a`,
+        [rows.map((r) => r.address), rows.map((r) => this.#storeKey!.wrap(r.address, r.key_id, r.data_key))],
+      )
+    }
+    await c.query("INSERT INTO store_meta (name, value) VALUES ('store_key_check', $1)", [mine])
+  }
+
+  #wrap(address: Buffer, keyId: Buffer, raw: Buffer): Buffer {
+    return this.#storeKey ? this.#storeKey.wrap(address, keyId, raw) : Buffer.from(raw)
+  }
+
+  #unwrap(address: Buffer, keyId: Buffer, stored: Buffer): KeyObject {
+    const raw = this.#storeKey ? this.#storeKey.unwrap(address, keyId, stored) : stored
+    try {
+      return dataKeyObject(raw)
+    } finally {
+      raw.fill(0) // the key object holds its own copy; no raw key bytes stay on the JS heap
+    }
+  }
+
+  /**
+   * Listens for erasure notices on a connection of its own, and caches data keys only while it does: a node
+   * that could miss another node's erasure must not hold keys. Reconnects with backoff when the connection drops.
+   */
+  async #listen(): Promise<void> {
+    if (this.#closed) return
+    const client = new pg.Client({
+      connectionString: this.#connectionString,
+      connectionTimeoutMillis: this.#connectTimeoutMs,
+      application_name: `parley-erasure-listener ${this.#schema}`.slice(0, 63),
+    })
+    let dead = false
+    const down = () => {
+      if (dead) return
+      dead = true
+      client.end().catch(() => {})
+      if (this.#listener === client) this.#listener = undefined
+      if (this.#listener) return
+      this.#keys.setEnabled(false)
+      if (this.#closed || this.#listenerTimer) return
+      this.#listenerTimer = setTimeout(() => {
+        this.#listenerTimer = undefined
+        void this.#listen()
+      }, this.#listenerRetryMs)
+      this.#listenerTimer.unref()
+      this.#listenerRetryMs = Math.min(this.#listenerRetryMs * 2, 30_000)
+    }
+    client.on('error', down)
+    client.on('end', down)
+    client.on('notification', (n) => {
+      if (n.channel !== ERASED_CHANNEL || !n.payload) return
+      const [schema, keyId] = n.payload.split(' ')
+      if (schema === this.#schema && keyId) this.#keys.forget(keyId)
+    })
+    try {
+      await client.connect()
+      await client.query(`LISTEN ${ERASED_CHANNEL}`)
+      if (this.#closed) {
+        await client.end()
+        return
+      }
+      this.#listener = client
+      this.#listenerRetryMs = 500
+      this.#keys.setEnabled(true)
+    } catch {
+      down()
+    }
+  }
+
+  /**
+   * The data key with id `keyId` of the account at `address` (the id read from its `accounts` row in the same
+   * transaction), from the cache or from `account_keys`; null when there is no such key (erased meanwhile).
+   */
+  async #dataKey(q: Tx | pg.Pool, address: Buffer, keyId: Buffer): Promise<KeyObject | null> {
+    const cached = this.#keys.get(keyId)
+    if (cached) return cached
+    this.#keyReads++
+    const row = (
+      await q.query<{ data_key: Buffer }>(
+        'SELECT data_key FROM account_keys WHERE address = $1 AND key_id = $2',
+        [address, keyId],
+      )
+    ).rows[0]
+    if (!row) return null
+    const key = this.#unwrap(address, keyId, row.data_key)
+    this.#keys.set(keyId, key)
+    return key
+  }
+
+  /**
+   * The sealer of an account whose row this transaction has read (locked, or in its snapshot), with the key id
+   * read from that row: the key must exist.
+   */
+  async #sealer(c: Tx, address: Buffer, keyId: Buffer): Promise<Sealer> {
+    const key = await this.#dataKey(c, address, keyId)
+    if (!key) throw new Error('an account has no data key (the database is inconsistent)')
+    return new Sealer(key, address)
+  }
+
+  /** Erases the data key of a locked account row, and tells every node to drop it (at commit). */
+  async #eraseKey(c: Tx, address: Buffer, keyId: Buffer): Promise<void> {
+    await c.query('DELETE FROM account_keys WHERE address = $1', [address])
+    await c.query('SELECT pg_notify($1, $2)', [ERASED_CHANNEL, `${this.#schema} ${keyId.toString('hex')}`])
   }
 
   #open(): void {
@@ -271,8 +587,8 @@ export class PostgresStore implements Store {
     }
   }
 
-  async #lockAccount(c: Tx, address: Buffer): Promise<AccountRow | undefined> {
-    const r = await c.query<AccountRow>('SELECT * FROM accounts WHERE address = $1 FOR UPDATE', [address])
+  async #lockAccount(c: Tx, address: Buffer): Promise<PgAccountRow | undefined> {
+    const r = await c.query<PgAccountRow>('SELECT * FROM accounts WHERE address = $1 FOR UPDATE', [address])
     return r.rows[0]
   }
 
@@ -285,7 +601,7 @@ export class PostgresStore implements Store {
 
   async #putKeys(
     c: Tx,
-    address: Buffer,
+    s: Sealer,
     keys: { oneTimePrekeys: OneTimeKey[]; oneTimeKemPrekeys: SignedKey[] },
   ): Promise<void> {
     if (keys.oneTimePrekeys.length > 0) {
@@ -293,7 +609,11 @@ export class PostgresStore implements Store {
         `INSERT INTO one_time_prekeys (address, key_id, public_key)
          SELECT $1, k, p FROM unnest($2::bigint[], $3::bytea[]) AS t(k, p)
          ON CONFLICT (address, key_id) DO UPDATE SET public_key = excluded.public_key`,
-        [address, keys.oneTimePrekeys.map((k) => k.keyId), keys.oneTimePrekeys.map((k) => buf(k.publicKey))],
+        [
+          s.address,
+          keys.oneTimePrekeys.map((k) => k.keyId),
+          keys.oneTimePrekeys.map((k) => s.seal('one_time_prekeys.public_key', [k.keyId], k.publicKey)),
+        ],
       )
     }
     if (keys.oneTimeKemPrekeys.length > 0) {
@@ -302,10 +622,10 @@ export class PostgresStore implements Store {
          SELECT $1, k, p, s FROM unnest($2::bigint[], $3::bytea[], $4::bytea[]) AS t(k, p, s)
          ON CONFLICT (address, key_id) DO UPDATE SET public_key = excluded.public_key, signature = excluded.signature`,
         [
-          address,
+          s.address,
           keys.oneTimeKemPrekeys.map((k) => k.keyId),
-          keys.oneTimeKemPrekeys.map((k) => buf(k.publicKey)),
-          keys.oneTimeKemPrekeys.map((k) => buf(k.signature)),
+          keys.oneTimeKemPrekeys.map((k) => s.seal('kem_prekeys.public_key', [k.keyId], k.publicKey)),
+          keys.oneTimeKemPrekeys.map((k) => s.seal('kem_prekeys.signature', [k.keyId], k.signature)),
         ],
       )
     }
@@ -357,7 +677,11 @@ export class PostgresStore implements Store {
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true
-    await this.#pool.end()
+    clearTimeout(this.#listenerTimer)
+    const listener = this.#listener
+    this.#listener = undefined
+    this.#keys.setEnabled(false)
+    await Promise.allSettled([listener?.end(), this.#pool.end()])
   }
 
   /**
@@ -374,78 +698,120 @@ export class PostgresStore implements Store {
   async registerDevice(
     input: Parameters<Store['registerDevice']>[0],
   ): Promise<{ deviceId: number; replacedDevice: boolean }> {
-    return this.#tx(async (c) => {
+    let erased: Buffer | undefined
+    const fresh = newDataKey()
+    const key = dataKeyObject(fresh.raw)
+    const result = await this.#tx(async (c) => {
       const address = buf(input.address)
       const old = await this.#lockAccount(c, address)
+      erased = old?.key_id
       if (old) {
         await this.#eraseKeysAndMail(c, address)
+        await this.#eraseKey(c, address, old.key_id)
         await c.query('DELETE FROM accounts WHERE address = $1', [address])
       }
       const deviceId = old ? (old.device_id % 0xffffffff) + 1 : 1
-      const { signedPrekey: spk, lastResortKemPrekey: kem } = input
+      // A new device gets a new data key: the replaced device's mail and keys, wherever PostgreSQL still keeps
+      // copies of them, were sealed under the key just erased.
+      await c.query('INSERT INTO account_keys (address, key_id, data_key) VALUES ($1, $2, $3)', [
+        address,
+        fresh.keyId,
+        this.#wrap(address, fresh.keyId, fresh.raw),
+      ])
+      const s = new Sealer(key, address)
+      const v = s.accountValues(deviceId, input)
       // Two nodes registering a new address at once: the loser's INSERT raises 23505 and #tx retries it,
       // now finding (and replacing) the winner's row — the same outcome as two activations in sequence.
       await c.query(
         `INSERT INTO accounts (address, device_id, identity_key, signed_prekey_id, signed_prekey,
           signed_prekey_sig, kem_prekey_id, kem_prekey, kem_prekey_sig, mailbox_head_seq, mailbox_count, mailbox_bytes,
-          created_at_ms, number_commitment)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, 0, 0, $10, $11)`,
+          created_at_ms, number_commitment, delivery_verifier, key_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, 0, 0, $10, $11, $12, $13)`,
         [
           address,
           deviceId,
-          buf(input.identityKey),
-          spk.keyId,
-          buf(spk.publicKey),
-          buf(spk.signature),
-          kem.keyId,
-          buf(kem.publicKey),
-          buf(kem.signature),
+          v.identityKey,
+          input.signedPrekey.keyId,
+          v.signedPrekey,
+          v.signedPrekeySig,
+          input.lastResortKemPrekey.keyId,
+          v.kemPrekey,
+          v.kemPrekeySig,
           input.nowMs,
-          bufOrNull(input.numberCommitment),
+          v.numberCommitment,
+          // Sealed even when empty: whether unidentified delivery is on is not in the clear either.
+          s.seal('accounts.delivery_verifier', [deviceId], new Uint8Array(0)),
+          fresh.keyId,
         ],
       )
-      await this.#putKeys(c, address, input)
+      await this.#putKeys(c, s, input)
       return { deviceId, replacedDevice: old !== undefined }
-    })
+    }).finally(() => fresh.raw.fill(0))
+    if (erased) this.#keys.forget(erased.toString('hex'))
+    this.#keys.set(fresh.keyId, key)
+    return result
   }
 
   async getAccount(address: Uint8Array): Promise<Account | null> {
     this.#open()
-    const r = await this.#pool.query<AccountRow>(
-      `SELECT address, device_id, identity_key, created_at_ms, number_commitment, delivery_verifier
-       FROM accounts WHERE address = $1`,
-      [buf(address)],
-    )
-    const row = r.rows[0]
+    const a = buf(address)
+    const row = (
+      await this.#pool.query<PgAccountRow>(
+        `SELECT address, device_id, identity_key, created_at_ms, number_commitment, delivery_verifier, key_id
+         FROM accounts WHERE address = $1`,
+        [a],
+      )
+    ).rows[0]
     if (!row) return null
+    // Two statements, no transaction: a key erased in between means the account was erased in between.
+    const key = await this.#dataKey(this.#pool, a, row.key_id)
+    if (!key) return null
+    const s = new Sealer(key, a)
+    const d = [row.device_id]
     return {
       address: u8(row.address),
       deviceId: row.device_id,
-      identityKey: u8(row.identity_key),
+      identityKey: s.open('accounts.identity_key', d, row.identity_key),
       createdAtMs: row.created_at_ms,
-      numberCommitment: u8OrEmpty(row.number_commitment),
-      deliveryVerifier: u8OrEmpty(row.delivery_verifier),
+      numberCommitment: s.open('accounts.number_commitment', d, row.number_commitment),
+      deliveryVerifier: s.open('accounts.delivery_verifier', d, row.delivery_verifier),
     }
   }
 
   async setDeliveryVerifier(address: Uint8Array, deviceId: number, verifier: Uint8Array): Promise<boolean> {
     this.#open()
-    // One autocommitted statement (durable before it resolves). It locks only the account row: lock order holds.
+    const a = buf(address)
+    const row = (
+      await this.#pool.query<{ device_id: number; key_id: Buffer }>(
+        'SELECT device_id, key_id FROM accounts WHERE address = $1',
+        [a],
+      )
+    ).rows[0]
+    if (!row || row.device_id !== deviceId) return false
+    const key = await this.#dataKey(this.#pool, a, row.key_id)
+    if (!key) return false
+    // One autocommitted write (durable before it resolves), locking only the account row: lock order holds.
+    // It applies only while the key it was sealed under is still the account's.
     const r = await this.#pool.query(
-      'UPDATE accounts SET delivery_verifier = $1 WHERE address = $2 AND device_id = $3',
-      [bufOrNull(verifier), buf(address), deviceId],
+      'UPDATE accounts SET delivery_verifier = $1 WHERE address = $2 AND device_id = $3 AND key_id = $4',
+      [new Sealer(key, a).seal('accounts.delivery_verifier', [deviceId], verifier), a, deviceId, row.key_id],
     )
     return (r.rowCount ?? 0) > 0
   }
 
   async deleteAccount(address: Uint8Array): Promise<boolean> {
-    return this.#tx(async (c) => {
+    let erased: Buffer | undefined
+    const existed = await this.#tx(async (c) => {
       const a = buf(address)
-      await this.#lockAccount(c, a)
+      const row = await this.#lockAccount(c, a)
+      erased = row?.key_id
       await this.#eraseKeysAndMail(c, a)
+      if (row) await this.#eraseKey(c, a, row.key_id)
       const r = await c.query('DELETE FROM accounts WHERE address = $1', [a])
       return (r.rowCount ?? 0) > 0
     })
+    if (erased) this.#keys.forget(erased.toString('hex'))
+    return existed
   }
 
   async addressesWithPrefix(prefix: Uint8Array, bits: number, limit: number): Promise<Uint8Array[]> {
@@ -485,21 +851,34 @@ export class PostgresStore implements Store {
       ) {
         return { status: 'over_limit', counts: before }
       }
+      const s = await this.#sealer(c, a, row.key_id)
       if (keys.signedPrekey) {
         const k = keys.signedPrekey
+        const ids = [deviceId, k.keyId]
         await c.query(
           'UPDATE accounts SET signed_prekey_id = $1, signed_prekey = $2, signed_prekey_sig = $3 WHERE address = $4',
-          [k.keyId, buf(k.publicKey), buf(k.signature), a],
+          [
+            k.keyId,
+            s.seal('accounts.signed_prekey', ids, k.publicKey),
+            s.seal('accounts.signed_prekey_sig', ids, k.signature),
+            a,
+          ],
         )
       }
       if (keys.lastResortKemPrekey) {
         const k = keys.lastResortKemPrekey
+        const ids = [deviceId, k.keyId]
         await c.query(
           'UPDATE accounts SET kem_prekey_id = $1, kem_prekey = $2, kem_prekey_sig = $3 WHERE address = $4',
-          [k.keyId, buf(k.publicKey), buf(k.signature), a],
+          [
+            k.keyId,
+            s.seal('accounts.kem_prekey', ids, k.publicKey),
+            s.seal('accounts.kem_prekey_sig', ids, k.signature),
+            a,
+          ],
         )
       }
-      await this.#putKeys(c, a, keys)
+      await this.#putKeys(c, s, keys)
       return { status: 'stored', counts: await this.#counts(c, a) }
     })
   }
@@ -526,21 +905,38 @@ export class PostgresStore implements Store {
           [a],
         )
       ).rows[0]
+      const s = await this.#sealer(c, a, row.key_id)
+      const d = row.device_id
+      const spk = [d, row.signed_prekey_id]
+      const lastResort = [d, row.kem_prekey_id]
       const bundle: PrekeyBundle = {
         address: u8(row.address),
-        deviceId: row.device_id,
-        identityKey: u8(row.identity_key),
+        deviceId: d,
+        identityKey: s.open('accounts.identity_key', [d], row.identity_key),
         signedPrekey: {
           keyId: row.signed_prekey_id,
-          publicKey: u8(row.signed_prekey),
-          signature: u8(row.signed_prekey_sig),
+          publicKey: s.open('accounts.signed_prekey', spk, row.signed_prekey),
+          signature: s.open('accounts.signed_prekey_sig', spk, row.signed_prekey_sig),
         },
         kemPrekey: kem
-          ? { keyId: kem.key_id, publicKey: u8(kem.public_key), signature: u8(kem.signature) }
-          : { keyId: row.kem_prekey_id, publicKey: u8(row.kem_prekey), signature: u8(row.kem_prekey_sig) },
+          ? {
+              keyId: kem.key_id,
+              publicKey: s.open('kem_prekeys.public_key', [kem.key_id], kem.public_key),
+              signature: s.open('kem_prekeys.signature', [kem.key_id], kem.signature),
+            }
+          : {
+              keyId: row.kem_prekey_id,
+              publicKey: s.open('accounts.kem_prekey', lastResort, row.kem_prekey),
+              signature: s.open('accounts.kem_prekey_sig', lastResort, row.kem_prekey_sig),
+            },
         kemPrekeyIsLastResort: !kem,
       }
-      if (otpk) bundle.oneTimePrekey = { keyId: otpk.key_id, publicKey: u8(otpk.public_key) }
+      if (otpk) {
+        bundle.oneTimePrekey = {
+          keyId: otpk.key_id,
+          publicKey: s.open('one_time_prekeys.public_key', [otpk.key_id], otpk.public_key),
+        }
+      }
       return bundle
     })
   }
@@ -560,15 +956,16 @@ export class PostgresStore implements Store {
     return this.#tx(async (c): Promise<EnqueueResult> => {
       const a = buf(input.address)
       // The row lock is the per-device sequence allocator: every enqueue to this address, on any node, waits
-      // here, then reads the committed head, count and bytes.
+      // here, then reads the committed head, count and bytes — and the id of the account's current data key.
       const row = (
         await c.query<{
           device_id: number
           mailbox_head_seq: number
           mailbox_count: number
           mailbox_bytes: number
+          key_id: Buffer
         }>(
-          `SELECT device_id, mailbox_head_seq, mailbox_count, mailbox_bytes FROM accounts
+          `SELECT device_id, mailbox_head_seq, mailbox_count, mailbox_bytes, key_id FROM accounts
            WHERE address = $1 FOR UPDATE`,
           [a],
         )
@@ -586,10 +983,19 @@ export class PostgresStore implements Store {
       const limit = mailboxLimitHit(row.mailbox_count, row.mailbox_bytes, input)
       if (limit) return { status: 'full', limit }
       const seq = row.mailbox_head_seq + 1
+      // Usually cached: no key lookup per message. The id came from the row this transaction holds locked.
+      const s = await this.#sealer(c, a, row.key_id)
       await c.query(
         `INSERT INTO mailbox (address, device_id, seq, message_id, envelope, received_at_ms)
          VALUES ($1, $2, $3, $4, $5, $6)`,
-        [a, input.deviceId, seq, buf(input.messageId), buf(input.envelope), input.receivedAtMs],
+        [
+          a,
+          input.deviceId,
+          seq,
+          buf(input.messageId),
+          s.seal('mailbox.envelope', [input.deviceId, seq], input.envelope, input.messageId),
+          input.receivedAtMs,
+        ],
       )
       await c.query(
         'UPDATE accounts SET mailbox_head_seq = $1, mailbox_count = $2, mailbox_bytes = $3 WHERE address = $4',
@@ -606,21 +1012,23 @@ export class PostgresStore implements Store {
     limit: number,
     maxBytes = Number.POSITIVE_INFINITY,
   ): Promise<MailboxPage> {
-    // One snapshot for the head, the sizes, the page and the gaps, as SQLite's read transaction gives.
+    // One snapshot for the head, the sizes, the page, the gaps and the data key, as SQLite's read transaction
+    // gives.
     return this.#tx(async (c): Promise<MailboxPage> => {
       const a = buf(address)
       const row = (
-        await c.query<{ device_id: number; mailbox_head_seq: number }>(
-          'SELECT device_id, mailbox_head_seq FROM accounts WHERE address = $1',
+        await c.query<{ device_id: number; mailbox_head_seq: number; key_id: Buffer }>(
+          'SELECT device_id, mailbox_head_seq, key_id FROM accounts WHERE address = $1',
           [a],
         )
       ).rows[0]
       if (!row || row.device_id !== deviceId) return { entries: [], gaps: [], headSeq: 0 }
-      // Sizes first (octet_length of a TOASTed bytea reads its header, not the value), then only the envelopes
-      // that fit: the page never loads more than it returns.
+      // Sizes first (octet_length of a TOASTed bytea reads its header, not the value; a sealed envelope is its
+      // plaintext plus SEAL_OVERHEAD bytes), then only the envelopes that fit: the page never loads more than
+      // it returns.
       const sizes = (
         await c.query<{ seq: number; n: number }>(
-          `SELECT seq, octet_length(envelope) AS n FROM mailbox
+          `SELECT seq, octet_length(envelope) - ${SEAL_OVERHEAD} AS n FROM mailbox
            WHERE address = $1 AND device_id = $2 AND seq > $3 ORDER BY seq LIMIT $4`,
           [a, deviceId, afterSeq, limit],
         )
@@ -636,12 +1044,16 @@ export class PostgresStore implements Store {
                 [a, deviceId, afterSeq, cut.lastSeq],
               )
             ).rows
-      const entries = rows.map((r) => ({
-        seq: r.seq,
-        messageId: u8(r.message_id),
-        envelope: u8(r.envelope),
-        receivedAtMs: r.received_at_ms,
-      }))
+      let entries: MailboxPage['entries'] = []
+      if (rows.length > 0) {
+        const s = await this.#sealer(c, a, row.key_id)
+        entries = rows.map((r) => ({
+          seq: r.seq,
+          messageId: u8(r.message_id),
+          envelope: s.open('mailbox.envelope', [deviceId, r.seq], r.envelope, r.message_id),
+          receivedAtMs: r.received_at_ms,
+        }))
+      }
       // A full page ends at its last entry; otherwise the page runs to the head and takes every later gap.
       const upTo = cut.full ? cut.lastSeq : row.mailbox_head_seq
       const gaps = (
@@ -684,7 +1096,7 @@ export class PostgresStore implements Store {
         await c.query<{ n: number; bytes: number }>(
           `WITH gone AS (
              DELETE FROM mailbox WHERE address = $1 AND device_id = $2 AND seq = ANY($3::bigint[])
-             RETURNING octet_length(envelope) AS size
+             RETURNING octet_length(envelope) - ${SEAL_OVERHEAD} AS size
            )
            SELECT count(*) AS n, coalesce(sum(size), 0)::bigint AS bytes FROM gone`,
           [a, deviceId, unique],
@@ -734,7 +1146,7 @@ export class PostgresStore implements Store {
           const removed = (
             await c.query<{ seq: number; size: number }>(
               `DELETE FROM mailbox WHERE address = $1 AND device_id = $2 AND seq = ANY($3::bigint[])
-               AND received_at_ms < $4 RETURNING seq, octet_length(envelope) AS size`,
+               AND received_at_ms < $4 RETURNING seq, octet_length(envelope) - ${SEAL_OVERHEAD} AS size`,
               [g.address, g.deviceId, g.seqs, cutoffMs],
             )
           ).rows
@@ -756,5 +1168,193 @@ export class PostgresStore implements Store {
     }
     await this.#pool.query('DELETE FROM mailbox_gaps WHERE recorded_at_ms < $1', [cutoffMs])
     return total
+  }
+}
+
+/**
+ * Migration 4's rewrite: gives every account a data key and seals, under it, every value stored in the clear
+ * before (accounts, prekeys, mail), in bounded batches in primary-key order, inside the migration's transaction.
+ */
+async function sealPlaintextRows(c: Tx, ctx: MigrationContext): Promise<void> {
+  interface V3Row {
+    address: Buffer
+    device_id: number
+    identity_key: Buffer
+    signed_prekey_id: number
+    signed_prekey: Buffer
+    signed_prekey_sig: Buffer
+    kem_prekey_id: number
+    kem_prekey: Buffer
+    kem_prekey_sig: Buffer
+    number_commitment: Buffer | null
+    delivery_verifier: Buffer | null
+  }
+  const empty = new Uint8Array(0)
+  for (let after: Buffer = Buffer.alloc(0); ; ) {
+    const rows = (
+      await c.query<V3Row>(
+        `SELECT address, device_id, identity_key, signed_prekey_id, signed_prekey, signed_prekey_sig,
+           kem_prekey_id, kem_prekey, kem_prekey_sig, number_commitment, delivery_verifier
+         FROM accounts WHERE address > $1 ORDER BY address LIMIT 500`,
+        [after],
+      )
+    ).rows
+    if (rows.length === 0) break
+    after = rows[rows.length - 1]!.address
+    const keyRows = rows.map((r) => {
+      const fresh = newDataKey()
+      const s = new Sealer(dataKeyObject(fresh.raw), r.address)
+      const wrapped = ctx.wrap(r.address, fresh.keyId, fresh.raw)
+      fresh.raw.fill(0)
+      const v = s.accountValues(r.device_id, {
+        identityKey: r.identity_key,
+        signedPrekey: {
+          keyId: r.signed_prekey_id,
+          publicKey: r.signed_prekey,
+          signature: r.signed_prekey_sig,
+        },
+        lastResortKemPrekey: { keyId: r.kem_prekey_id, publicKey: r.kem_prekey, signature: r.kem_prekey_sig },
+        numberCommitment: r.number_commitment ?? empty,
+      })
+      const verifier = s.seal('accounts.delivery_verifier', [r.device_id], r.delivery_verifier ?? empty)
+      return { address: r.address, keyId: fresh.keyId, wrapped, v, verifier }
+    })
+    await c.query(
+      `INSERT INTO account_keys (address, key_id, data_key)
+       SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bytea[])`,
+      [keyRows.map((k) => k.address), keyRows.map((k) => k.keyId), keyRows.map((k) => k.wrapped)],
+    )
+    await c.query(
+      `UPDATE accounts a SET key_id = v.k, identity_key = v.ik, signed_prekey = v.spk, signed_prekey_sig = v.spks,
+         kem_prekey = v.kem, kem_prekey_sig = v.kems, number_commitment = v.nc, delivery_verifier = v.dv
+       FROM unnest($1::bytea[], $2::bytea[], $3::bytea[], $4::bytea[], $5::bytea[], $6::bytea[], $7::bytea[],
+         $8::bytea[], $9::bytea[]) AS v(a, k, ik, spk, spks, kem, kems, nc, dv)
+       WHERE a.address = v.a`,
+      [
+        keyRows.map((k) => k.address),
+        keyRows.map((k) => k.keyId),
+        keyRows.map((k) => k.v.identityKey),
+        keyRows.map((k) => k.v.signedPrekey),
+        keyRows.map((k) => k.v.signedPrekeySig),
+        keyRows.map((k) => k.v.kemPrekey),
+        keyRows.map((k) => k.v.kemPrekeySig),
+        keyRows.map((k) => k.v.numberCommitment),
+        keyRows.map((k) => k.verifier),
+      ],
+    )
+  }
+
+  /** The data keys of the accounts a batch of child rows belongs to. */
+  const sealersFor = async (addresses: Buffer[]): Promise<Map<string, Sealer>> => {
+    const keys = (
+      await c.query<{ address: Buffer; key_id: Buffer; data_key: Buffer }>(
+        'SELECT address, key_id, data_key FROM account_keys WHERE address = ANY($1::bytea[])',
+        [addresses],
+      )
+    ).rows
+    return new Map(
+      keys.map((k) => [
+        k.address.toString('hex'),
+        new Sealer(ctx.unwrap(k.address, k.key_id, k.data_key), k.address),
+      ]),
+    )
+  }
+  const sealerOf = (sealers: Map<string, Sealer>, address: Buffer): Sealer =>
+    sealers.get(address.toString('hex'))!
+  // Rows whose account is gone cannot be read through the store (none are written by it: erasure deletes them
+  // with the account); they would stay in the clear, so they go. Every row left has an account, and a key.
+  for (const table of ['one_time_prekeys', 'kem_prekeys', 'mailbox', 'mailbox_gaps']) {
+    await c.query(
+      `DELETE FROM ${table} t WHERE NOT EXISTS (SELECT 1 FROM accounts a WHERE a.address = t.address)`,
+    )
+  }
+
+  // One-time prekeys, then KEM prekeys, then mail: each in primary-key order, 1,000 rows at a time.
+  for (let after: [Buffer, number] = [Buffer.alloc(0), -1]; ; ) {
+    const rows = (
+      await c.query<{ address: Buffer; key_id: number; public_key: Buffer }>(
+        `SELECT address, key_id, public_key FROM one_time_prekeys WHERE (address, key_id) > ($1, $2)
+         ORDER BY address, key_id LIMIT 1000`,
+        after,
+      )
+    ).rows
+    if (rows.length === 0) break
+    const last = rows[rows.length - 1]!
+    after = [last.address, last.key_id]
+    const sealers = await sealersFor([...new Set(rows.map((r) => r.address))])
+    await c.query(
+      `UPDATE one_time_prekeys t SET public_key = v.p FROM unnest($1::bytea[], $2::bigint[], $3::bytea[]) AS v(a, k, p)
+       WHERE t.address = v.a AND t.key_id = v.k`,
+      [
+        rows.map((r) => r.address),
+        rows.map((r) => r.key_id),
+        rows.map((r) =>
+          sealerOf(sealers, r.address).seal('one_time_prekeys.public_key', [r.key_id], r.public_key),
+        ),
+      ],
+    )
+  }
+  for (let after: [Buffer, number] = [Buffer.alloc(0), -1]; ; ) {
+    const rows = (
+      await c.query<{ address: Buffer; key_id: number; public_key: Buffer; signature: Buffer }>(
+        `SELECT address, key_id, public_key, signature FROM kem_prekeys WHERE (address, key_id) > ($1, $2)
+         ORDER BY address, key_id LIMIT 1000`,
+        after,
+      )
+    ).rows
+    if (rows.length === 0) break
+    const last = rows[rows.length - 1]!
+    after = [last.address, last.key_id]
+    const sealers = await sealersFor([...new Set(rows.map((r) => r.address))])
+    await c.query(
+      `UPDATE kem_prekeys t SET public_key = v.p, signature = v.s
+       FROM unnest($1::bytea[], $2::bigint[], $3::bytea[], $4::bytea[]) AS v(a, k, p, s)
+       WHERE t.address = v.a AND t.key_id = v.k`,
+      [
+        rows.map((r) => r.address),
+        rows.map((r) => r.key_id),
+        rows.map((r) =>
+          sealerOf(sealers, r.address).seal('kem_prekeys.public_key', [r.key_id], r.public_key),
+        ),
+        rows.map((r) => sealerOf(sealers, r.address).seal('kem_prekeys.signature', [r.key_id], r.signature)),
+      ],
+    )
+  }
+  for (let after: [Buffer, number, number] = [Buffer.alloc(0), -1, -1]; ; ) {
+    const rows = (
+      await c.query<{
+        address: Buffer
+        device_id: number
+        seq: number
+        message_id: Buffer
+        envelope: Buffer
+      }>(
+        `SELECT address, device_id, seq, message_id, envelope FROM mailbox
+         WHERE (address, device_id, seq) > ($1, $2, $3) ORDER BY address, device_id, seq LIMIT 1000`,
+        after,
+      )
+    ).rows
+    if (rows.length === 0) break
+    const last = rows[rows.length - 1]!
+    after = [last.address, last.device_id, last.seq]
+    const sealers = await sealersFor([...new Set(rows.map((r) => r.address))])
+    await c.query(
+      `UPDATE mailbox m SET envelope = v.e
+       FROM unnest($1::bytea[], $2::bigint[], $3::bigint[], $4::bytea[]) AS v(a, d, s, e)
+       WHERE m.address = v.a AND m.device_id = v.d AND m.seq = v.s`,
+      [
+        rows.map((r) => r.address),
+        rows.map((r) => r.device_id),
+        rows.map((r) => r.seq),
+        rows.map((r) =>
+          sealerOf(sealers, r.address).seal(
+            'mailbox.envelope',
+            [r.device_id, r.seq],
+            r.envelope,
+            r.message_id,
+          ),
+        ),
+      ],
+    )
   }
 }
