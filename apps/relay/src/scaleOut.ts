@@ -1,5 +1,6 @@
 /**
- * Chooses the scale-out engines from the configuration: `--store postgres://…` opens a {@link PostgresStore};
+ * Chooses the scale-out engines from the configuration: `--store postgres://…` opens a {@link PostgresStore}
+ * (with the store key from `<dataDir>/store-key.json`, created on first start);
  * `--redis redis://…` opens the Redis fan-out, rate limiter and shared pending activations. Whatever is not
  * chosen here is left to the in-process defaults of `startRelay`.
  * @module
@@ -15,6 +16,7 @@ import { RedisActivations } from './RedisActivations.js'
 import { RedisFanout } from './RedisFanout.js'
 import { RedisRateLimiter } from './RedisRateLimiter.js'
 import type { Store } from './Store.js'
+import { openStoreKeyFile } from './storeKeyFile.js'
 
 /** The engines opened for a configuration; absent ones fall back to the in-process defaults. */
 export interface ScaleOutEngines {
@@ -56,7 +58,11 @@ export async function openScaleOut(
   const opened: { close(): Promise<void> }[] = []
   try {
     if (want.store && isPostgresUrl(config.store)) {
-      engines.store = await PostgresStore.open({ url: config.store })
+      // The store key wraps every account's data key; it lives beside the OPRF key file, never in PostgreSQL.
+      // A data directory of ':memory:' (tests) has no file: the data keys are then stored unwrapped.
+      const storeKey =
+        config.dataDir === ':memory:' ? undefined : openStoreKeyFile(config.dataDir, (m) => log.warn(m))
+      engines.store = await PostgresStore.open({ url: config.store, storeKey })
       opened.push(engines.store)
       log.info({ store: redactUrl(config.store) }, 'PostgreSQL store ready')
     }
