@@ -1,13 +1,31 @@
 // At-rest scan (DESIGN.md §1 P4, P5, P6, P8): after a full scenario against a real relay process — 20 accounts,
 // discovery, 1,000 messages, a restart, half the accounts deactivated — nothing the relay holds on disk or wrote
-// to its log contains a number, a verification code, a message text, a sender, or a deactivated account.
+// to its log contains a number, a verification code, a message text, a sender, or a deactivated account. Run once
+// with the SQLite store (its file, WAL and shared memory) and once with the PostgreSQL store: there the scan reads
+// PostgreSQL's own files after a CHECKPOINT — the database's directory `base/<oid>/`, which keeps dead row
+// versions, and every WAL segment written since the scenario began — so it needs to run on the database host
+// with the right to read the data directory (it skips, or fails with PARLEY_REQUIRE_SERVICES=1, otherwise).
 import { randomBytes } from 'node:crypto'
 import { readdirSync, readFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { basename, join } from 'node:path'
 import { createClient, type ParleyClient, WsTransport } from '@parley/node'
-import { decodeClientFrame } from '@parley/protocol'
+import { decodeClientFrame, numberCommitment } from '@parley/protocol'
 import Database from 'better-sqlite3'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { StoreKey } from '../../apps/relay/src/internal/accountKeys.js'
+import { STORE_KEY_FILE } from '../../apps/relay/src/storeKeyFile.js'
+import {
+  checkpoint,
+  createScratchDatabase,
+  currentWalSegment,
+  databaseFiles,
+  eachFile,
+  pgQuery,
+  probePostgresFiles,
+  type ScratchDatabase,
+  walSegmentsFrom,
+} from '../../apps/relay/test/conformance/postgresFiles.js'
+import { describeWith, probePostgres } from '../../apps/relay/test/conformance/services.js'
 import { recordingTransport } from '../../packages/client/src/testing/recordingTransport.js'
 import { CodeInbox, clientDir, type Relay, startRelay, until } from '../contract/harness.js'
 import { generateNumbers } from './numbers.js'
@@ -25,11 +43,15 @@ interface Account {
   received: string[]
 }
 
+/** A file (or the log) to scan: its name and its bytes, read when the scan gets to it. */
+type Source = [string, Uint8Array]
+
+const frames = (a: Account) => a.transport.sent.map((raw) => decodeClientFrame(raw))
+
 /** Every public key and signature a client uploaded (activation and later prekey uploads). */
-function uploadedKeys(sent: Uint8Array[]): Uint8Array[] {
+function uploadedKeys(a: Account): Uint8Array[] {
   const out: Uint8Array[] = []
-  for (const raw of sent) {
-    const f = decodeClientFrame(raw)
+  for (const f of frames(a)) {
     const upload = f.activationConfirm?.prekeys ?? f.prekeyUpload
     if (f.activationConfirm) out.push(f.activationConfirm.identityKey!)
     if (!upload) continue
@@ -42,8 +64,31 @@ function uploadedKeys(sent: Uint8Array[]): Uint8Array[] {
   return out
 }
 
-/** Every file in the relay's data directory (the database, its WAL and shared memory, the OPRF key file). */
-function dataFiles(dir: string): [string, Uint8Array][] {
+/** What the relay derived and stored for the account from what it sent: number commitments, token verifiers. */
+function derivedValues(a: Account): { kind: string; bytes: Uint8Array }[] {
+  return frames(a).flatMap((f) => {
+    const salt = f.activationConfirm?.numberSalt
+    const verifier = f.setDeliveryToken?.verifier
+    return [
+      ...(salt?.length === 32 ? [{ kind: 'commitment', bytes: numberCommitment(a.e164, salt) }] : []),
+      ...(verifier?.length === 32 ? [{ kind: 'verifier', bytes: verifier }] : []),
+    ]
+  })
+}
+
+/** Every sealed envelope any client sent to `to`, on either path. */
+function envelopesTo(accounts: Account[], to: Account): Uint8Array[] {
+  const hex = Buffer.from(to.address).toString('hex')
+  return accounts.flatMap((a) =>
+    frames(a).flatMap((f) => {
+      const m = f.sendMessage ?? f.unidentifiedSend
+      return m?.envelope && Buffer.from(m.recipientAddress!).toString('hex') === hex ? [m.envelope] : []
+    }),
+  )
+}
+
+/** Every file in the relay's data directory (SQLite: the database, its WAL and shared memory; the key files). */
+function dataFiles(dir: string): Source[] {
   return readdirSync(dir).map((f) => [f, new Uint8Array(readFileSync(join(dir, f)))])
 }
 
@@ -52,19 +97,66 @@ function logText(relay: Relay): Uint8Array {
   return Buffer.from(relay.output.join('\n').replace(/"(time|pid)":\d+,?/g, ''))
 }
 
-describe('at-rest scan of a relay after a full scenario (P4, P5, P6, P8)', () => {
+/** The store a scenario runs on, and how its files are read. */
+interface Engine {
+  /** Relay flags choosing the store. */
+  args: string[]
+  /** Everything to scan once the scenario is over (read lazily), the log aside. */
+  sources(relay: Relay): Promise<Iterable<Source>>
+  /** Columns of every table of the store. */
+  tables(relay: Relay): Promise<Map<string, string[]>>
+  /** The mailbox rows as stored. */
+  mailboxRows(relay: Relay): Promise<{ address: Buffer; envelope: Buffer }[]>
+  /** Values only the store knows, read just before the deactivations (PostgreSQL: the data keys). */
+  secretsOf?(relay: Relay, accounts: Account[]): Promise<Map<number, Uint8Array[]>>
+  /** Kinds of deactivated values that are a documented limit of the store: reported, not asserted. */
+  remains?: Set<string>
+  close(): Promise<void>
+}
+
+/**
+ * The WAL is shared by every database of the server and runs to hundreds of megabytes, so it is scanned only for
+ * values that cannot occur there by chance: the numbers' 9-digit runs as text (72+ bits), message texts and the
+ * deactivated accounts' values. Verification codes (6 digits), BCD runs (4 bits a digit: a 9-digit run matches
+ * random bytes about once per 16 MiB segment) and integers are looked for in the database's own files and the
+ * log — anything the relay stored went through those files.
+ */
+const isWal = (name: string) => name.startsWith('pg_wal/')
+
+/** Every 9-digit run of the numbers' E.164 digits, as text. */
+function numberRunNeedles(numbers: { e164: string }[]): Needle[] {
+  return numbers.flatMap(({ e164 }) => {
+    const digits = e164.slice(1)
+    return Array.from({ length: digits.length - 8 }, (_, i) =>
+      textNeedles(`${e164} digits ${i}..${i + 8}`, digits.slice(i, i + 9)),
+    ).flat()
+  })
+}
+
+/** Passes `sources` through, noting each name in `names`. */
+function* noting(sources: Iterable<Source>, names: string[]): Generator<Source> {
+  for (const s of sources) {
+    names.push(s[0])
+    yield s
+  }
+}
+
+function atRestScan(store: string, engine: () => Promise<Engine>): void {
   const codes = new CodeInbox()
   let relay: Relay
+  let e: Engine
   const dir = clientDir()
   const accounts: Account[] = []
   const issuedCodes: string[] = []
   const texts: string[] = []
   const numbers = generateNumbers(ACCOUNTS, 7000)
   const strangers = generateNumbers(40, 8000) // discovered, never registered
+  let storeSecrets = new Map<number, Uint8Array[]>()
 
   beforeAll(async () => {
+    e = await engine()
     await codes.start()
-    relay = await startRelay(codes)
+    relay = await startRelay(codes, e.args)
     // Activate 20 accounts in 10 regions, capturing every code the verifier was asked to send.
     const activate = async (n: (typeof numbers)[number], i: number): Promise<Account> => {
       const transport = recordingTransport(new WsTransport())
@@ -131,119 +223,239 @@ describe('at-rest scan of a relay after a full scenario (P4, P5, P6, P8)', () =>
     expect(texts.length).toBe(1000)
 
     // Half the accounts deactivate.
+    storeSecrets = (await e.secretsOf?.(relay, accounts.slice(0, DEACTIVATED))) ?? storeSecrets
     for (const a of accounts.slice(0, DEACTIVATED)) await a.client.deactivate()
-  }, 180_000)
+  }, 240_000)
 
   afterAll(async () => {
     for (const a of accounts) await a.client.close()
     await relay?.stop()
     await codes.close()
+    await e?.close()
   })
 
   /** Every place any of the numbers used, a code, or a text is found in `sources`. */
-  function findSecrets(sources: [string, Uint8Array][]): string[] {
+  function findSecrets(sources: Iterable<Source>): string[] {
     const scanner = new NumberScanner([...numbers, ...strangers])
+    const textNeedleList = texts.flatMap((t, i) => textNeedles(`text ${i}`, t))
     const needles = new NeedleSet([
       ...issuedCodes.flatMap((c, i) => textNeedles(`code ${i}`, c)),
-      ...texts.flatMap((t, i) => textNeedles(`text ${i}`, t)),
+      ...textNeedleList,
     ])
-    // 36+ bits: text and integers, and BCD runs of 9+ digits (every national number here has 9 or more).
-    // Shorter BCD runs (28 bits) occur by chance in megabytes of keys and ciphertext.
-    return sources.flatMap(([name, data]) => [
-      ...describeHits(
-        scanner.scan(data, name).filter((h) => h.bits >= 36),
-        20,
-      ),
-      ...describeHits(needles.scan(data, name), 20),
-    ])
+    const walNeedles = new NeedleSet([...numberRunNeedles([...numbers, ...strangers]), ...textNeedleList])
+    const out: string[] = []
+    for (const [name, data] of sources) {
+      if (isWal(name)) {
+        out.push(...describeHits(walNeedles.scan(data, name), 20))
+        continue
+      }
+      // 36+ bits: text and integers, and BCD runs of 9+ digits (every national number here has 9 or more).
+      // Shorter BCD runs (28 bits) occur by chance in megabytes of keys and ciphertext. PostgreSQL's pages are
+      // also full of small little-endian integers (transaction ids, item pointers, LSNs) whose nibbles read as
+      // digits: seen, '015507000' of +12015507000 in a page header. There a BCD run must match 11+ digits.
+      const minBits = (h: { encoding: string }) =>
+        name.startsWith('base/') && h.encoding.startsWith('bcd') ? 44 : 36
+      out.push(
+        ...describeHits(
+          scanner.scan(data, name).filter((h) => h.bits >= minBits(h)),
+          20,
+        ),
+        ...describeHits(needles.scan(data, name), 20),
+      )
+    }
+    return out
   }
 
-  /** Every place an address or key of a deactivated account is found in `sources`. */
-  function findDeactivated(sources: [string, Uint8Array][]): string[] {
-    const needles: Needle[] = accounts
-      .slice(0, DEACTIVATED)
-      .flatMap((a, i) => [
-        ...bytesNeedles(`account ${i} address`, a.address),
-        ...uploadedKeys(a.transport.sent).flatMap((k, j) =>
-          bytesNeedles(`account ${i} key ${j}`, k.slice(0, 32)),
-        ),
-      ])
-    const set = new NeedleSet(needles)
-    // One line per file: which accounts, and how many of their addresses and keys survive there.
-    return sources.flatMap(([name, data]) => {
-      const labels = new Set(set.scan(data, name).map((h) => h.label.replace(/ \(.*$/, '')))
-      if (labels.size === 0) return []
-      const accountsHit = new Set([...labels].map((l) => l.split(' ')[1]))
-      const addresses = [...labels].filter((l) => l.endsWith('address')).length
+  /** The deactivated accounts' addresses and values, each needle labelled `account <i> <kind> <j>`. */
+  function deactivatedNeedles(): Needle[] {
+    return accounts.slice(0, DEACTIVATED).flatMap((a, i) => {
+      const values: { kind: string; bytes: Uint8Array }[] = [
+        ...uploadedKeys(a).map((bytes) => ({ kind: 'key', bytes })),
+        ...derivedValues(a),
+        ...envelopesTo(accounts, a).map((bytes) => ({ kind: 'envelope', bytes })),
+        ...(storeSecrets.get(i) ?? []).map((bytes) => ({ kind: 'data-key', bytes })),
+      ]
       return [
-        `${name}: ${accountsHit.size} deactivated accounts, ${addresses} addresses and ${labels.size - addresses} keys`,
+        ...bytesNeedles(`account ${i} address 0`, a.address),
+        ...values.flatMap((v, j) => bytesNeedles(`account ${i} ${v.kind} ${j}`, v.bytes.slice(0, 32))),
       ]
     })
   }
 
-  it('P4, P5: no number, verification code or message text in any data file (WAL and SHM included) or the log', () => {
-    const files = dataFiles(relay.dataDir)
-    expect(files.map(([f]) => f)).toEqual(expect.arrayContaining(['relay.db']))
+  /**
+   * Every place a deactivated account's address or value is found in `sources`, one line per file: which
+   * accounts, and how many of their values of each kind survive there. Kinds in `remains` go to `remaining`.
+   */
+  function findDeactivated(sources: Iterable<Source>, remaining: string[] = []): string[] {
+    const set = new NeedleSet(deactivatedNeedles())
+    const out: string[] = []
+    for (const [name, data] of sources) {
+      const labels = new Set(set.scan(data, name).map((h) => h.label.replace(/ \(.*$/, '')))
+      const byKind = new Map<string, Set<string>>()
+      for (const l of labels) {
+        const [, account, kind] = l.split(' ')
+        if (!byKind.has(kind!)) byKind.set(kind!, new Set())
+        byKind.get(kind!)!.add(`${account}/${l}`)
+      }
+      for (const [kind, found] of byKind) {
+        const line = `${name}: ${found.size} ${kind} values of ${new Set([...found].map((f) => f.split('/')[0])).size} deactivated accounts`
+        ;(e.remains?.has(kind) ? remaining : out).push(line)
+      }
+    }
+    return out
+  }
+
+  const withLog = function* (sources: Iterable<Source>): Generator<Source> {
+    yield* sources
+    yield ['log', logText(relay)]
+  }
+
+  it(`P4, P5: no number, verification code or message text in any ${store} file or the log`, async () => {
     expect(issuedCodes.length).toBe(ACCOUNTS)
-    expect(findSecrets([...files, ['log', logText(relay)]])).toEqual([])
+    const names: string[] = []
+    expect(findSecrets(noting(withLog(await e.sources(relay)), names))).toEqual([])
+    expect(names).toContain('log')
+  }, 180_000)
+
+  it('P6: mailbox rows hold recipient, ciphertext and arrival time — no sender column, no sender inside', async () => {
+    const tables = await e.tables(relay)
+    expect(tables.get('mailbox')!.sort()).toEqual([
+      'address',
+      'device_id',
+      'envelope',
+      'message_id',
+      'received_at_ms',
+      'seq',
+    ])
+    for (const [t, cols] of tables) {
+      expect(
+        cols.filter((c) => /sender|from|source|origin|author|^ip$|_ip$|^ip_/i.test(c)),
+        t,
+      ).toEqual([])
+    }
+    // The pending mail of the offline accounts is there, and no row carries any sender in the clear.
+    const rows = await e.mailboxRows(relay)
+    const offline = new Set(OFFLINE.map((i) => Buffer.from(accounts[i]!.address).toString('hex')))
+    expect(rows.filter((r) => offline.has(r.address.toString('hex'))).length).toBeGreaterThanOrEqual(50)
+    const senders = new NeedleSet(
+      accounts.flatMap((a, i) => [
+        ...bytesNeedles(`account ${i} address`, a.address),
+        ...uploadedKeys(a)
+          .slice(0, 1)
+          .flatMap((k) => bytesNeedles(`account ${i} identity key`, k)),
+      ]),
+    )
+    const inside = rows.flatMap((r, i) => describeHits(senders.scan(r.envelope, `mailbox row ${i}`)))
+    expect(inside).toEqual([])
   })
 
-  it('P6: mailbox rows hold recipient, ciphertext and arrival time — no sender column, no sender inside', () => {
+  it(`P8: no address or value of a deactivated account remains in any ${store} file or the log`, async () => {
+    expect(deactivatedNeedles().length).toBeGreaterThan(DEACTIVATED * 30)
+    const remaining: string[] = []
+    expect(findDeactivated(withLog(await e.sources(relay)), remaining)).toEqual([])
+    if (remaining.length > 0)
+      console.info(`documented limit (SECURITY.md, Erasure):\n  ${remaining.join('\n  ')}`)
+  }, 180_000)
+
+  it('P4, P8: still none after the relay restarts and the store writes everything out', async () => {
+    await relay.restart()
+    expect(findSecrets(withLog(await e.sources(relay)))).toEqual([])
+    expect(findDeactivated(withLog(await e.sources(relay)))).toEqual([])
+  }, 240_000)
+}
+
+describe('at-rest scan of a relay on SQLite after a full scenario (P4, P5, P6, P8)', () => {
+  const query = <T>(relay: Relay, sql: string) => {
     const db = new Database(join(relay.dataDir, 'relay.db'), { readonly: true, fileMustExist: true })
     try {
-      const columns = (db.prepare('PRAGMA table_info(mailbox)').all() as { name: string }[]).map(
-        (c) => c.name,
-      )
-      expect(columns.sort()).toEqual([
-        'address',
-        'device_id',
-        'envelope',
-        'message_id',
-        'received_at_ms',
-        'seq',
-      ])
-      const tables = (
-        db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as { name: string }[]
-      )
-        .map((t) => t.name)
-        .filter((t) => !t.startsWith('sqlite_'))
-      for (const t of tables) {
-        const cols = (db.prepare(`PRAGMA table_info(${t})`).all() as { name: string }[]).map((c) => c.name)
-        expect(
-          cols.filter((c) => /sender|from|source|origin|author|^ip$|_ip$|^ip_/i.test(c)),
-          t,
-        ).toEqual([])
-      }
-      // The pending mail of the offline accounts is there, and no row carries any sender in the clear.
-      const rows = db.prepare('SELECT address, envelope FROM mailbox').all() as {
-        address: Buffer
-        envelope: Buffer
-      }[]
-      const offline = new Set(OFFLINE.map((i) => Buffer.from(accounts[i]!.address).toString('hex')))
-      expect(rows.filter((r) => offline.has(r.address.toString('hex'))).length).toBeGreaterThanOrEqual(50)
-      const senders = new NeedleSet(
-        accounts.flatMap((a, i) => [
-          ...bytesNeedles(`account ${i} address`, a.address),
-          ...uploadedKeys(a.transport.sent)
-            .slice(0, 1)
-            .flatMap((k) => bytesNeedles(`account ${i} identity key`, k)),
-        ]),
-      )
-      const inside = rows.flatMap((r, i) => describeHits(senders.scan(r.envelope, `mailbox row ${i}`)))
-      expect(inside).toEqual([])
+      return db.prepare(sql).all() as T[]
     } finally {
       db.close()
     }
-  })
-
-  it('P8: no address or key of a deactivated account remains in any data file or the log', () => {
-    expect(findDeactivated([...dataFiles(relay.dataDir), ['log', logText(relay)]])).toEqual([])
-  })
-
-  it('P4, P8: still none after the relay shuts down and folds its WAL into the database', async () => {
-    await relay.restart()
-    const sources: [string, Uint8Array][] = [...dataFiles(relay.dataDir), ['log', logText(relay)]]
-    expect(findSecrets(sources)).toEqual([])
-    expect(findDeactivated(sources)).toEqual([])
-  })
+  }
+  atRestScan('data', async () => ({
+    args: [],
+    async sources(relay) {
+      const files = dataFiles(relay.dataDir)
+      expect(files.map(([f]) => f)).toEqual(expect.arrayContaining(['relay.db']))
+      return files
+    },
+    async tables(relay) {
+      const names = query<{ name: string }>(relay, "SELECT name FROM sqlite_master WHERE type = 'table'")
+        .map((t) => t.name)
+        .filter((t) => !t.startsWith('sqlite_'))
+      return new Map(
+        names.map((t) => [t, query<{ name: string }>(relay, `PRAGMA table_info(${t})`).map((c) => c.name)]),
+      )
+    },
+    async mailboxRows(relay) {
+      return query<{ address: Buffer; envelope: Buffer }>(relay, 'SELECT address, envelope FROM mailbox')
+    },
+    async close() {},
+  }))
 })
+
+const pgAbsent = await probePostgres()
+const pgFiles = pgAbsent === null ? await probePostgresFiles() : { absent: pgAbsent }
+
+describeWith(
+  'at-rest scan of a relay on PostgreSQL after a full scenario (P4, P5, P6, P8)',
+  ['absent' in pgFiles ? pgFiles.absent : null],
+  () => {
+    atRestScan('PostgreSQL', async () => {
+      const { dataDir } = pgFiles as { dataDir: string }
+      const db: ScratchDatabase = await createScratchDatabase('atrest')
+      // Every WAL segment from here on holds this scenario's writes (and other databases').
+      const firstSegment = await currentWalSegment()
+      const q = <T extends Record<string, unknown>>(sql: string) => pgQuery<T>(db.url, sql)
+      return {
+        args: ['--store', db.url],
+        async sources(relay) {
+          // Everything PostgreSQL holds in memory goes to the table files, as a thief of the disk would find it.
+          await checkpoint()
+          const inDb = databaseFiles(dataDir, db.oid)
+          const segments = walSegmentsFrom(dataDir, firstSegment)
+          expect(inDb.length).toBeGreaterThan(20)
+          expect(segments.length).toBeGreaterThan(0)
+          return (function* () {
+            yield* dataFiles(relay.dataDir)
+            yield* eachFile(inDb, (p) => `base/${db.oid}/${basename(p)}`)
+            yield* eachFile(segments, (p) => `pg_wal/${basename(p)}`)
+          })()
+        },
+        async tables() {
+          const cols = await q<{ table_name: string; column_name: string }>(
+            "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'public'",
+          )
+          const out = new Map<string, string[]>()
+          for (const c of cols) out.set(c.table_name, [...(out.get(c.table_name) ?? []), c.column_name])
+          return out
+        },
+        mailboxRows: () => q<{ address: Buffer; envelope: Buffer }>('SELECT address, envelope FROM mailbox'),
+        // The data keys the deactivated accounts' values were sealed under (the relay never writes them out
+        // unwrapped): found anywhere, they would open every copy PostgreSQL keeps.
+        async secretsOf(relay, deactivated) {
+          // Wrapped under the store key in the relay's data directory (a database without one keeps them raw).
+          const bound = (await q("SELECT 1 FROM store_meta WHERE name = 'store_key_check'")).length > 0
+          const file = bound
+            ? (JSON.parse(readFileSync(join(relay.dataDir, STORE_KEY_FILE), 'utf8')) as { key: string })
+            : undefined
+          const storeKey = file && new StoreKey(Buffer.from(file.key, 'hex'))
+          const rows = await q<{ address: Buffer; key_id: Buffer; data_key: Buffer }>(
+            'SELECT address, key_id, data_key FROM account_keys',
+          )
+          const out = new Map<number, Uint8Array[]>()
+          for (const [i, a] of deactivated.entries()) {
+            const row = rows.find((r) => r.address.equals(a.address))!
+            out.set(i, [storeKey ? storeKey.unwrap(row.address, row.key_id, row.data_key) : row.data_key])
+          }
+          return out
+        },
+        // Addresses are the lookup keys, in the clear; PostgreSQL keeps deleted ones in dead row versions and
+        // WAL until it reuses them (SECURITY.md, "Erasure"). Everything else of the account must be unreadable.
+        remains: new Set(['address']),
+        close: () => db.drop(),
+      }
+    })
+  },
+)
