@@ -156,7 +156,8 @@ describe('two-party simulation', () => {
       fc.asyncProperty(fc.array(action, { minLength: 560, maxLength: 600 }), (actions) => simulate(actions)),
       { numRuns: runs, seed: 0x5eed, endOnFailure: true },
     )
-  })
+    // ~25-40 s of pure-JS crypto on an idle 2-core machine; CI shares its cores with the other suites.
+  }, 240_000)
 
   afterAll(() => {
     // The issue asks for 10,000 messages overall.
