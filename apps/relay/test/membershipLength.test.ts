@@ -20,13 +20,27 @@ describe('membership prefix length', () => {
   it('starts at 1 bit and follows the count at each refresh; with adaptation off it never counts', async () => {
     let population = 0
     let counted = 0
-    const m = new MembershipLength({ maxBits: 16, minBucket: 4, count: async () => (counted++, population) })
+    const m = new MembershipLength({
+      maxBits: 16,
+      minBucket: 4,
+      count: async () => {
+        counted++
+        return population
+      },
+    })
     expect(m.bits).toBe(1)
     population = 40
     expect(await m.refresh()).toBe(3)
     expect(m.bits).toBe(3)
     expect(m.population).toBe(40)
-    const off = new MembershipLength({ maxBits: 12, minBucket: 0, count: async () => (counted++, 0) })
+    const off = new MembershipLength({
+      maxBits: 12,
+      minBucket: 0,
+      count: async () => {
+        counted++
+        return 0
+      },
+    })
     expect(off.bits).toBe(12)
     expect(await off.refresh()).toBe(12)
     expect(counted).toBe(1)
