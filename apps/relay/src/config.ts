@@ -317,7 +317,7 @@ const OPTIONS: Option[] = [
   {
     key: 'metricsListen',
     kind: 'string',
-    help: 'host:port of the separate /metrics listener (port 0 = any free port; off or empty = none); never on --port',
+    help: 'host:port of the separate /metrics listener (port 0 = any free port; off, or an empty --metrics-listen=, = none); never on --port',
   },
   {
     key: 'numberHashKey',
