@@ -238,6 +238,13 @@ export class Connection {
     throw new ParleyError('RATE_LIMITED', 'too many sequence numbers acked; slow down', { retryAfterMs })
   }
 
+  /** Answers a frame refused from its top level alone, without decoding it (counted by body type). */
+  #refuseUnread(body: ClientBody, requestId: number, err: ParleyError): void {
+    this.ctx.metrics.frames.inc({ type: body })
+    this.ctx.metrics.refusedUndecoded.inc({ type: body })
+    this.sendError(requestId, err)
+  }
+
   /**
    * Before authentication (and unidentified mail), reading is paced: a connection that sends more than
    * `--pre-auth-bytes-per-second` (after a burst of two frames) has its socket paused until the budget has
@@ -313,9 +320,8 @@ export class Connection {
         this.#authPending === 0 &&
         needsAuthentication(peek.body)
       ) {
-        this.ctx.metrics.frames.inc({ type: peek.body })
-        this.ctx.metrics.refusedUndecoded.inc({ type: peek.body })
-        this.sendError(
+        this.#refuseUnread(
+          peek.body,
           peek.requestId,
           this.helloDone || this.#helloReceived
             ? new ParleyError('UNAUTHENTICATED', 'authenticate first')
@@ -328,10 +334,9 @@ export class Connection {
       if (wait !== undefined) {
         const retryAfterMs = wait.untilMs - Date.now()
         if (retryAfterMs > 0) {
-          this.ctx.metrics.frames.inc({ type: peek!.body! })
-          this.ctx.metrics.refusedUndecoded.inc({ type: peek!.body! })
           this.ctx.metrics.rateLimited.inc({ scope: wait.scope })
-          this.sendError(
+          this.#refuseUnread(
+            peek!.body!,
             peek!.requestId,
             new ParleyError('RATE_LIMITED', `${wait.scope} quota exhausted`, { retryAfterMs }),
           )

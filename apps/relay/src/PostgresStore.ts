@@ -1176,19 +1176,7 @@ export class PostgresStore implements Store {
  * before (accounts, prekeys, mail), in bounded batches in primary-key order, inside the migration's transaction.
  */
 async function sealPlaintextRows(c: Tx, ctx: MigrationContext): Promise<void> {
-  interface V3Row {
-    address: Buffer
-    device_id: number
-    identity_key: Buffer
-    signed_prekey_id: number
-    signed_prekey: Buffer
-    signed_prekey_sig: Buffer
-    kem_prekey_id: number
-    kem_prekey: Buffer
-    kem_prekey_sig: Buffer
-    number_commitment: Buffer | null
-    delivery_verifier: Buffer | null
-  }
+  type V3Row = Omit<AccountRow, 'mailbox_head_seq' | 'mailbox_count' | 'mailbox_bytes' | 'created_at_ms'>
   const empty = new Uint8Array(0)
   for (let after: Buffer = Buffer.alloc(0); ; ) {
     const rows = (
