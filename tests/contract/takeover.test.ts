@@ -31,7 +31,7 @@ describe('a takeover of the number', () => {
     await until(async () => (await victim.history()).length === 1, 15_000, 'the message')
     const seen = watch(victim)
     const before = await metric(
-      env.relay.httpUrl,
+      env.relay.metricsUrl,
       'parley_relay_devices_replaced_total',
       '{reason="reactivated"}',
     )

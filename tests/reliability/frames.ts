@@ -126,6 +126,7 @@ function validBodies(r: Rng, known: { address?: Uint8Array }): Omit<ClientFrameI
         identityKey: r.bytes(32),
         identitySignature: r.bytes(64),
         prekeys: { signedPrekey: { keyId: 1, publicKey: r.bytes(32), signature: r.bytes(64) } },
+        ...(r.int(2) ? { registrationLockProof: r.bytes(r.int(2) ? 32 : r.int(40)) } : {}),
       },
     },
     { oprfEvaluate: { keyId: r.int(3), blindedElements: [r.bytes(32), r.bytes(32)] } },
@@ -150,6 +151,13 @@ function validBodies(r: Rng, known: { address?: Uint8Array }): Omit<ClientFrameI
     { syncMailbox: { afterSeq: r.int(20) } },
     { senderCertificateRequest: {} },
     { setDeliveryToken: { verifier: r.int(2) ? r.bytes(32) : r.bytes(r.int(40)) } },
+    {
+      setRegistrationLock: {
+        salt: r.bytes(r.int(2) ? 16 : r.int(40)),
+        logN: r.int(2) ? 14 + r.int(4) : r.int(64),
+        verifier: r.int(3) ? r.bytes(32) : r.bytes(r.int(40)),
+      },
+    },
     {
       unidentifiedSend: {
         recipientAddress: r.int(2) ? addr : r.bytes(32),

@@ -41,6 +41,11 @@ export interface PendingActivations {
   numberKeyOf(activationIdHex: string): string | undefined | Promise<string | undefined>
   /** Checks a code; on success consumes the activation and returns its number. */
   confirm(activationIdHex: string, code: string): string | Promise<string>
+  /**
+   * Checks a code as {@link PendingActivations.confirm} does (a wrong one spends an attempt) but keeps the
+   * activation pending, for a second step (the registration lock's PIN) before it is consumed.
+   */
+  check(activationIdHex: string, code: string): string | Promise<string>
   /** Drops what has expired (a no-op where the engine expires entries itself). */
   sweep(): void
   /** Forgets what this node holds (on shutdown). */
@@ -129,6 +134,16 @@ export class Activations implements PendingActivations {
    *   `INVALID_CODE` (wrong; the message says how many attempts are left)
    */
   confirm(activationIdHex: string, code: string, nowMs = Date.now()): string {
+    const number = this.check(activationIdHex, code, nowMs)
+    this.#drop(activationIdHex)
+    return number
+  }
+
+  /**
+   * Checks a code without consuming the activation.
+   * @throws ParleyError as {@link Activations.confirm}
+   */
+  check(activationIdHex: string, code: string, nowMs = Date.now()): string {
     const p = this.#pending.get(activationIdHex)
     if (!p) throw new ParleyError('NOT_FOUND', 'unknown activation; request a new code')
     if (p.attemptsLeft <= 0) {
@@ -149,9 +164,7 @@ export class Activations implements PendingActivations {
       }
       throw new ParleyError('INVALID_CODE', `wrong code; ${p.attemptsLeft} attempts left`)
     }
-    const number = p.number
-    this.#drop(activationIdHex)
-    return number
+    return p.number
   }
 
   /** Keeps a locked or expired entry as a tombstone until its expiry, so the client gets a clear answer. */

@@ -48,6 +48,7 @@ import type {
   PrekeyCounts,
   PrekeySet,
   PutPrekeysResult,
+  RegistrationLock,
   SignedKey,
   Store,
 } from './Store.js'
@@ -168,6 +169,21 @@ const MIGRATIONS: { version: number; sql: string; run?: (c: Tx, ctx: MigrationCo
         }
       },
     },
+    {
+      // Registration locks and the account activity they lapse by (NULL: none recorded since this version; read
+      // as created_at_ms). The lock is sealed under the account's data key like the account's own secrets, and
+      // resealed under the new key when a re-activation that proved the PIN keeps it.
+      version: 5,
+      sql: `
+      ALTER TABLE accounts ADD COLUMN last_active_ms BIGINT;
+      CREATE TABLE registration_locks (
+        address BYTEA PRIMARY KEY,
+        key_id BYTEA NOT NULL,
+        lock BYTEA NOT NULL,
+        set_at_ms BIGINT NOT NULL
+      );
+    `,
+    },
   ]
 
 /** The highest schema version this code knows. */
@@ -237,6 +253,26 @@ export function parsePostgresUrl(url: string): { connectionString: string; schem
 
 /** An `accounts` row of this store: the shared shape plus the id of the account's data key. */
 type PgAccountRow = AccountRow & { key_id: Buffer }
+
+/** A registration lock's secret part as one sealed value: salt ‖ logN (1 byte) ‖ verifier. */
+function packLock(lock: RegistrationLock): Uint8Array {
+  const out = new Uint8Array(lock.salt.length + 1 + lock.verifier.length)
+  out.set(lock.salt)
+  out[lock.salt.length] = lock.logN
+  out.set(lock.verifier, lock.salt.length + 1)
+  return out
+}
+
+/** The inverse of {@link packLock} (the verifier is the last 32 bytes). */
+function unpackLock(packed: Uint8Array, setAtMs: number): RegistrationLock {
+  const saltEnd = packed.length - 33
+  return {
+    salt: packed.slice(0, saltEnd),
+    logN: packed[saltEnd]!,
+    verifier: packed.slice(saltEnd + 1),
+    setAtMs,
+  }
+}
 
 /** Seals and opens the values of one account (its data key and address), each bound to its column and row ids. */
 class Sealer {
@@ -705,6 +741,24 @@ export class PostgresStore implements Store {
       const address = buf(input.address)
       const old = await this.#lockAccount(c, address)
       erased = old?.key_id
+      // A lock the new device proved the PIN of stays with the account, resealed under the new key below.
+      let keptLock: { lock: Uint8Array; setAtMs: number } | undefined
+      if (old && input.keepRegistrationLock === true) {
+        const row = (
+          await c.query<{ lock: Buffer; key_id: Buffer; set_at_ms: number }>(
+            'SELECT lock, key_id, set_at_ms FROM registration_locks WHERE address = $1',
+            [address],
+          )
+        ).rows[0]
+        const oldKey = row ? await this.#dataKey(c, address, row.key_id) : null
+        if (row && oldKey) {
+          keptLock = {
+            lock: new Sealer(oldKey, address).open('registration_locks.lock', [], row.lock),
+            setAtMs: row.set_at_ms,
+          }
+        }
+      }
+      await c.query('DELETE FROM registration_locks WHERE address = $1', [address])
       if (old) {
         await this.#eraseKeysAndMail(c, address)
         await this.#eraseKey(c, address, old.key_id)
@@ -725,8 +779,8 @@ export class PostgresStore implements Store {
       await c.query(
         `INSERT INTO accounts (address, device_id, identity_key, signed_prekey_id, signed_prekey,
           signed_prekey_sig, kem_prekey_id, kem_prekey, kem_prekey_sig, mailbox_head_seq, mailbox_count, mailbox_bytes,
-          created_at_ms, number_commitment, delivery_verifier, key_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, 0, 0, $10, $11, $12, $13)`,
+          created_at_ms, number_commitment, delivery_verifier, key_id, last_active_ms)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, 0, 0, $10, $11, $12, $13, $10)`,
         [
           address,
           deviceId,
@@ -744,6 +798,13 @@ export class PostgresStore implements Store {
           fresh.keyId,
         ],
       )
+      if (keptLock) {
+        await c.query(
+          'INSERT INTO registration_locks (address, key_id, lock, set_at_ms) VALUES ($1, $2, $3, $4)',
+          [address, fresh.keyId, s.seal('registration_locks.lock', [], keptLock.lock), keptLock.setAtMs],
+        )
+        keptLock.lock.fill(0)
+      }
       await this.#putKeys(c, s, input)
       return { deviceId, replacedDevice: old !== undefined }
     }).finally(() => fresh.raw.fill(0))
@@ -757,7 +818,8 @@ export class PostgresStore implements Store {
     const a = buf(address)
     const row = (
       await this.#pool.query<PgAccountRow>(
-        `SELECT address, device_id, identity_key, created_at_ms, number_commitment, delivery_verifier, key_id
+        `SELECT address, device_id, identity_key, created_at_ms, number_commitment, delivery_verifier, key_id,
+           last_active_ms
          FROM accounts WHERE address = $1`,
         [a],
       )
@@ -775,7 +837,57 @@ export class PostgresStore implements Store {
       createdAtMs: row.created_at_ms,
       numberCommitment: s.open('accounts.number_commitment', d, row.number_commitment),
       deliveryVerifier: s.open('accounts.delivery_verifier', d, row.delivery_verifier),
+      lastActiveMs: row.last_active_ms ?? row.created_at_ms,
     }
+  }
+
+  async getRegistrationLock(address: Uint8Array): Promise<RegistrationLock | null> {
+    this.#open()
+    const a = buf(address)
+    const row = (
+      await this.#pool.query<{ lock: Buffer; key_id: Buffer; set_at_ms: number }>(
+        'SELECT lock, key_id, set_at_ms FROM registration_locks WHERE address = $1',
+        [a],
+      )
+    ).rows[0]
+    if (!row) return null
+    const key = await this.#dataKey(this.#pool, a, row.key_id)
+    if (!key) return null
+    return unpackLock(new Sealer(key, a).open('registration_locks.lock', [], row.lock), row.set_at_ms)
+  }
+
+  async setRegistrationLock(
+    address: Uint8Array,
+    deviceId: number,
+    lock: RegistrationLock | null,
+  ): Promise<boolean> {
+    this.#open()
+    return this.#tx(async (c) => {
+      const a = buf(address)
+      const row = await this.#lockAccount(c, a)
+      if (!row || row.device_id !== deviceId) return false
+      if (lock === null) {
+        await c.query('DELETE FROM registration_locks WHERE address = $1', [a])
+        return true
+      }
+      const s = await this.#sealer(c, a, row.key_id)
+      await c.query(
+        `INSERT INTO registration_locks (address, key_id, lock, set_at_ms) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (address) DO UPDATE SET key_id = excluded.key_id, lock = excluded.lock,
+           set_at_ms = excluded.set_at_ms`,
+        [a, row.key_id, s.seal('registration_locks.lock', [], packLock(lock)), lock.setAtMs],
+      )
+      return true
+    })
+  }
+
+  async touchAccount(address: Uint8Array, deviceId: number, nowMs: number): Promise<void> {
+    this.#open()
+    await this.#pool.query('UPDATE accounts SET last_active_ms = $1 WHERE address = $2 AND device_id = $3', [
+      nowMs,
+      buf(address),
+      deviceId,
+    ])
   }
 
   async setDeliveryVerifier(address: Uint8Array, deviceId: number, verifier: Uint8Array): Promise<boolean> {
@@ -806,6 +918,7 @@ export class PostgresStore implements Store {
       const row = await this.#lockAccount(c, a)
       erased = row?.key_id
       await this.#eraseKeysAndMail(c, a)
+      await c.query('DELETE FROM registration_locks WHERE address = $1', [a])
       if (row) await this.#eraseKey(c, a, row.key_id)
       const r = await c.query('DELETE FROM accounts WHERE address = $1', [a])
       return (r.rowCount ?? 0) > 0

@@ -17,7 +17,7 @@ import type { Redis } from 'ioredis'
 import { keyedNumberHash, type PendingActivations, type StartedActivation } from './Activations.js'
 import { connectRedis, parseRedisUrl, type RedisTarget } from './internal/redis.js'
 
-// KEYS: data, tombstone. ARGV: code HMAC (hex). Answers {status, value}. The codes are compared as keyed MACs,
+// KEYS: data, tombstone. ARGV: code HMAC (hex), '1' to keep the activation pending. Answers {status, value}. The codes are compared as keyed MACs,
 // so the timing of Lua's string comparison reveals nothing about the code itself.
 const CONFIRM = `
 if redis.call('EXISTS', KEYS[1]) == 0 then
@@ -41,12 +41,12 @@ if redis.call('HGET', KEYS[1], 'c') ~= ARGV[1] then
   return {'wrong', tostring(att)}
 end
 local n = redis.call('HGET', KEYS[1], 'n')
-redis.call('DEL', KEYS[1], KEYS[2])
+if ARGV[2] ~= '1' then redis.call('DEL', KEYS[1], KEYS[2]) end
 return {'ok', n}
 `
 
 type WithConfirm = Redis & {
-  parleyConfirm(data: string, tomb: string, codeMac: string): Promise<[string, string]>
+  parleyConfirm(data: string, tomb: string, codeMac: string, keep: '0' | '1'): Promise<[string, string]>
 }
 
 /** Options of {@link RedisActivations}. */
@@ -160,11 +160,25 @@ export class RedisActivations implements PendingActivations {
    * @throws ParleyError `NOT_FOUND`, `EXPIRED` or `INVALID_CODE`, with the messages of {@link Activations}
    */
   async confirm(activationIdHex: string, code: string): Promise<string> {
+    return this.#confirm(activationIdHex, code, '0')
+  }
+
+  /** Checks a code without consuming the activation; refusals as {@link RedisActivations.confirm}. */
+  async check(activationIdHex: string, code: string): Promise<string> {
+    return this.#confirm(activationIdHex, code, '1')
+  }
+
+  async #confirm(activationIdHex: string, code: string, keep: '0' | '1'): Promise<string> {
     if (!/^[0-9a-f]{32}$/.test(activationIdHex))
       throw new ParleyError('NOT_FOUND', 'unknown activation; request a new code')
     const given = typeof code === 'string' ? code : ''
     const [data, tomb] = this.#keys(activationIdHex)
-    const [status, value] = await this.#redis.parleyConfirm(data, tomb, this.#codeMac(activationIdHex, given))
+    const [status, value] = await this.#redis.parleyConfirm(
+      data,
+      tomb,
+      this.#codeMac(activationIdHex, given),
+      keep,
+    )
     switch (status) {
       case 'ok': {
         return this.#open(activationIdHex, value)

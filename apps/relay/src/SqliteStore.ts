@@ -27,6 +27,7 @@ import type {
   PrekeyCounts,
   PrekeySet,
   PutPrekeysResult,
+  RegistrationLock,
   SignedKey,
   Store,
 } from './Store.js'
@@ -108,6 +109,21 @@ const MIGRATIONS: { version: number; sql: string }[] = [
       );
     `,
   },
+  {
+    // Registration locks (one per account, kept across a re-activation that proved the PIN) and the account
+    // activity they lapse by; NULL last_active_ms (accounts from before this version) reads as created_at_ms.
+    version: 4,
+    sql: `
+      ALTER TABLE accounts ADD COLUMN last_active_ms INTEGER;
+      CREATE TABLE registration_locks (
+        address BLOB PRIMARY KEY,
+        salt BLOB NOT NULL,
+        log_n INTEGER NOT NULL,
+        verifier BLOB NOT NULL,
+        set_at_ms INTEGER NOT NULL
+      ) WITHOUT ROWID;
+    `,
+  },
 ]
 
 /** The highest schema version this code knows. */
@@ -180,7 +196,15 @@ export class SqliteStore implements Store {
       insertAccount:
         db.prepare(`INSERT INTO accounts (address, device_id, identity_key, signed_prekey_id, signed_prekey,
         signed_prekey_sig, kem_prekey_id, kem_prekey, kem_prekey_sig, mailbox_head_seq, mailbox_count, mailbox_bytes,
-        created_at_ms, number_commitment) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, 0, ?, ?)`),
+        created_at_ms, number_commitment, last_active_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, 0, ?, ?, ?)`),
+      getLock: db.prepare(
+        'SELECT salt, log_n, verifier, set_at_ms FROM registration_locks WHERE address = ?',
+      ),
+      putLock: db.prepare(`INSERT INTO registration_locks (address, salt, log_n, verifier, set_at_ms)
+        VALUES (?, ?, ?, ?, ?) ON CONFLICT (address) DO UPDATE SET salt = excluded.salt, log_n = excluded.log_n,
+        verifier = excluded.verifier, set_at_ms = excluded.set_at_ms`),
+      deleteLock: db.prepare('DELETE FROM registration_locks WHERE address = ?'),
+      touch: db.prepare('UPDATE accounts SET last_active_ms = ? WHERE address = ? AND device_id = ?'),
       setDeliveryVerifier: db.prepare(
         'UPDATE accounts SET delivery_verifier = ? WHERE address = ? AND device_id = ?',
       ),
@@ -383,7 +407,9 @@ export class SqliteStore implements Store {
         buf(kem.signature),
         input.nowMs,
         bufOrNull(input.numberCommitment),
+        input.nowMs,
       )
+      if (input.keepRegistrationLock !== true) this.#s.deleteLock.run(address)
       this.#putKeys(address, input)
       return { deviceId, replacedDevice: old !== undefined }
     })()
@@ -402,7 +428,38 @@ export class SqliteStore implements Store {
       createdAtMs: row.created_at_ms,
       numberCommitment: u8OrEmpty(row.number_commitment),
       deliveryVerifier: u8OrEmpty(row.delivery_verifier),
+      lastActiveMs: row.last_active_ms ?? row.created_at_ms,
     }
+  }
+
+  async getRegistrationLock(address: Uint8Array): Promise<RegistrationLock | null> {
+    this.#open()
+    const row = this.#s.getLock.get(buf(address)) as
+      | { salt: Buffer; log_n: number; verifier: Buffer; set_at_ms: number }
+      | undefined
+    if (!row) return null
+    return { salt: u8(row.salt), logN: row.log_n, verifier: u8(row.verifier), setAtMs: row.set_at_ms }
+  }
+
+  async setRegistrationLock(
+    address: Uint8Array,
+    deviceId: number,
+    lock: RegistrationLock | null,
+  ): Promise<boolean> {
+    this.#open()
+    return this.#db.transaction(() => {
+      const a = buf(address)
+      const row = this.#mailboxState(address)
+      if (!row || row.device_id !== deviceId) return false
+      if (lock === null) this.#s.deleteLock.run(a)
+      else this.#s.putLock.run(a, buf(lock.salt), lock.logN, buf(lock.verifier), lock.setAtMs)
+      return true
+    })()
+  }
+
+  async touchAccount(address: Uint8Array, deviceId: number, nowMs: number): Promise<void> {
+    this.#open()
+    this.#s.touch.run(nowMs, buf(address), deviceId)
   }
 
   async setDeliveryVerifier(address: Uint8Array, deviceId: number, verifier: Uint8Array): Promise<boolean> {
@@ -418,6 +475,7 @@ export class SqliteStore implements Store {
     const deleted = this.#db.transaction(() => {
       const a = buf(address)
       this.#eraseKeysAndMail(a)
+      this.#s.deleteLock.run(a)
       return this.#s.deleteAccount.run(a).changes > 0
     })()
     this.#foldErasures()

@@ -39,6 +39,26 @@ export interface Account {
   numberCommitment: Uint8Array
   /** SHA-256 verifier of the account's delivery token (32 bytes), or empty: unidentified delivery off. */
   deliveryVerifier: Uint8Array
+  /**
+   * When the account's device last authenticated (or activated), to the hour or so ({@link Store.touchAccount});
+   * a registration lock lapses after a period without it.
+   */
+  lastActiveMs: number
+}
+
+/**
+ * An account's registration lock: a later activation of its number must prove the PIN, unless the account has
+ * been inactive for the lapse period. Only a slow salted verifier of the PIN, never the PIN.
+ */
+export interface RegistrationLock {
+  /** The device's scrypt salt (16 bytes). */
+  salt: Uint8Array
+  /** scrypt cost (N = 2^logN). */
+  logN: number
+  /** SHA-256("parley/v1/registration-lock" ‖ scrypt(PIN, salt)), 32 bytes. */
+  verifier: Uint8Array
+  /** When it was set. */
+  setAtMs: number
 }
 
 /** What a sender fetches to start a session; fetching consumes the one-time keys. */
@@ -140,7 +160,9 @@ export interface Store {
 
   /**
    * Registers the device for an address with its identity key and initial prekeys, replacing (and erasing the
-   * mail and prekeys of) any earlier device. The new device id is the old one plus one, or 1.
+   * mail and prekeys of) any earlier device. The new device id is the old one plus one, or 1. The account's
+   * registration lock stays when `keepRegistrationLock` (the new device proved the PIN) and is removed
+   * otherwise. The new device counts as active at `nowMs`.
    */
   registerDevice(input: {
     address: Uint8Array
@@ -152,6 +174,7 @@ export interface Store {
     /** 32 bytes, or empty. */
     numberCommitment: Uint8Array
     nowMs: number
+    keepRegistrationLock?: boolean
   }): Promise<{ deviceId: number; replacedDevice: boolean }>
   /** The account registered at an address, if any. */
   getAccount(address: Uint8Array): Promise<Account | null>
@@ -160,7 +183,19 @@ export interface Store {
    * may. A new device starts with none. Resolves false when the device is not the registered one.
    */
   setDeliveryVerifier(address: Uint8Array, deviceId: number, verifier: Uint8Array): Promise<boolean>
-  /** Erases the account: address, keys, prekeys, mail and gap records. Resolves whether it existed. */
+  /** The account's registration lock, if it has one. */
+  getRegistrationLock(address: Uint8Array): Promise<RegistrationLock | null>
+  /**
+   * Sets (or, with null, removes) the account's registration lock; only the registered device may. Resolves
+   * false when the device is not the registered one.
+   */
+  setRegistrationLock(address: Uint8Array, deviceId: number, lock: RegistrationLock | null): Promise<boolean>
+  /** Records that the registered device was active at `nowMs` (callers write at most about once an hour). */
+  touchAccount(address: Uint8Array, deviceId: number, nowMs: number): Promise<void>
+  /**
+   * Erases the account: address, keys, prekeys, mail, gap records and registration lock. Resolves whether it
+   * existed.
+   */
   deleteAccount(address: Uint8Array): Promise<boolean>
   /** Every registered address whose first `bits` bits equal `prefix`'s. */
   addressesWithPrefix(prefix: Uint8Array, bits: number, limit: number): Promise<Uint8Array[]>

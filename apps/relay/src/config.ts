@@ -102,6 +102,13 @@ export interface RelayConfig {
   codeBackoffMaxMs: number
   /** Code guesses per number per hour, summed over all its activations (wrong or not; RATE_LIMITED beyond). */
   codeGuessesPerNumberPerHour: number
+  /**
+   * Seconds of account inactivity (no authentication of its device) after which a registration lock lapses, so
+   * a user who lost both phone and PIN can activate again (Signal: 7 days).
+   */
+  registrationLockLapseSeconds: number
+  /** Registration-lock PIN guesses per account per day (a bucket of this many, refilled over a day). */
+  registrationLockGuessesPerDay: number
   /** SMS per hour to numbers that share their first 4 digits after '+' (country + area code). */
   smsPerPrefixPerHour: number
   /** SMS per hour in total (every number, every node sharing the rate limiter). */
@@ -227,6 +234,8 @@ export const DEFAULT_CONFIG: RelayConfig = {
   codeBackoffBaseMs: 30_000,
   codeBackoffMaxMs: HOUR,
   codeGuessesPerNumberPerHour: 10,
+  registrationLockLapseSeconds: 7 * 24 * 3600,
+  registrationLockGuessesPerDay: 5,
   smsPerPrefixPerHour: 200,
   smsPerHour: 2000,
   activationPowBits: 0,
@@ -408,6 +417,16 @@ const OPTIONS: Option[] = [
     key: 'codeGuessesPerNumberPerHour',
     kind: 'int',
     help: 'code guesses per number per hour, summed over all its activations',
+  },
+  {
+    key: 'registrationLockLapseSeconds',
+    kind: 'int',
+    help: 'seconds without any authentication of an account after which its registration lock lapses',
+  },
+  {
+    key: 'registrationLockGuessesPerDay',
+    kind: 'int',
+    help: 'registration-lock PIN guesses per account per day',
   },
   {
     key: 'smsPerPrefixPerHour',
@@ -664,7 +683,13 @@ export function validateConfig(config: RelayConfig, options: { verifierGiven?: b
   if (config.codeBackoffMaxMs < config.codeBackoffBaseMs) {
     throw new RangeError('code-backoff-max-ms must be at least code-backoff-base-ms')
   }
-  for (const key of ['codeGuessesPerNumberPerHour', 'smsPerPrefixPerHour', 'smsPerHour'] as const) {
+  for (const key of [
+    'codeGuessesPerNumberPerHour',
+    'smsPerPrefixPerHour',
+    'smsPerHour',
+    'registrationLockGuessesPerDay',
+    'registrationLockLapseSeconds',
+  ] as const) {
     if (config[key] < 1) throw new RangeError(`${flagOf(key).slice(2)} must be at least 1`)
   }
   for (const key of [
@@ -729,6 +754,11 @@ export function policies(config: RelayConfig) {
       capacity: config.codeGuessesPerNumberPerHour,
       refillTokens: config.codeGuessesPerNumberPerHour,
       refillIntervalMs: HOUR,
+    },
+    registrationLockGuesses: {
+      capacity: config.registrationLockGuessesPerDay,
+      refillTokens: config.registrationLockGuessesPerDay,
+      refillIntervalMs: DAY,
     },
     smsPrefix: {
       capacity: config.smsPerPrefixPerHour,

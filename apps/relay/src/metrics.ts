@@ -127,6 +127,14 @@ export function createMetrics() {
       labelNames: ['outcome'] as const,
       registers,
     }),
+    registrationLock: new Counter({
+      name: 'parley_relay_registration_lock_total',
+      help:
+        'Registration-lock events: set, cleared; at activation proved, missing (no PIN sent), wrong, exhausted (no ' +
+        'guesses left), lapsed (account inactive past the lapse period; the lock is dropped)',
+      labelNames: ['outcome'] as const,
+      registers,
+    }),
     smsSent: new Counter({
       name: 'parley_relay_sms_sent_total',
       help: 'Verification codes the verifier accepted to send (each an SMS the operator pays for)',

@@ -84,11 +84,11 @@ describe('SqliteStore', () => {
     expect(open(path).schemaVersion).toBe(SCHEMA_VERSION)
   })
 
-  it('is at schema version 3', () => {
-    expect(SCHEMA_VERSION).toBe(3)
+  it('is at schema version 4', () => {
+    expect(SCHEMA_VERSION).toBe(4)
   })
 
-  it('migrates a version-1 file to version 3, keeping its accounts (with no commitment or verifier) and mail', async () => {
+  it('migrates a version-1 file to version 4, keeping its accounts (with no commitment, verifier or lock) and mail', async () => {
     const path = join(tempDir(), 'relay.db')
     const address = bytes(32)
     const identityKey = bytes(32)
@@ -114,9 +114,11 @@ describe('SqliteStore', () => {
     v1.close()
 
     const s = open(path)
-    expect(s.schemaVersion).toBe(3)
+    expect(s.schemaVersion).toBe(4)
     const account = (await s.getAccount(address))!
-    expect(account).toMatchObject({ deviceId: 3, createdAtMs: 1234 })
+    // No activity recorded before version 4: the registration time stands in.
+    expect(account).toMatchObject({ deviceId: 3, createdAtMs: 1234, lastActiveMs: 1234 })
+    expect(await s.getRegistrationLock(address)).toBeNull()
     expect(hex(account.address)).toBe(hex(address))
     expect(hex(account.identityKey)).toBe(hex(identityKey))
     expect(account.numberCommitment).toBeInstanceOf(Uint8Array)
@@ -137,6 +139,7 @@ describe('SqliteStore', () => {
       { version: 1 },
       { version: 2 },
       { version: 3 },
+      { version: 4 },
     ])
     const cols = db.prepare('PRAGMA table_info(accounts)').all() as {
       name: string
@@ -155,7 +158,7 @@ describe('SqliteStore', () => {
     })
     db.close()
     // Reopening runs no migration again.
-    expect(open(path).schemaVersion).toBe(3)
+    expect(open(path).schemaVersion).toBe(4)
   })
 
   it('stores an empty commitment or verifier as NULL', async () => {

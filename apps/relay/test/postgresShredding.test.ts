@@ -406,7 +406,7 @@ describeWith('PostgresStore crypto-shredding', [pgAbsent], () => {
       const plainText = await dump(schema)
       expect(plainText).toContain(hex(accounts[0]!.identityKey))
       const s = await openIn(schema, { storeKey: storeKey() })
-      expect(await s.schemaVersion()).toBe(4)
+      expect(await s.schemaVersion()).toBe(5)
       const text = await dump(schema)
       const secrets = accounts.flatMap((a) => [
         a.identityKey,

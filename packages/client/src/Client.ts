@@ -12,15 +12,22 @@ import {
   GapReason,
   generateIdentity,
   type IdentityKeyPair,
+  isRegistrationLockLogN,
   loadNumberMetadata,
   type NumberMetadata,
   normalizeNumberWith,
+  normalizePin,
   numberToOprfInput,
   type OprfBlinded,
   opensNumberCommitment,
   oprfBlind,
   oprfFinalize,
   ParleyError,
+  REGISTRATION_LOCK_LOG_N,
+  REGISTRATION_LOCK_SALT_BYTES,
+  type RegistrationLockChallenge,
+  registrationLockProof,
+  registrationLockVerifier,
   type SenderCertificate,
   type ServerFrame,
   solveActivationPow,
@@ -39,6 +46,7 @@ import type {
   Activation,
   ActivationPending,
   CallOptions,
+  ConfirmOptions,
   DiscoveryResult,
   IncomingMessage,
   ParleyClientOptions,
@@ -232,6 +240,9 @@ export class ParleyClient {
   #deferralTimer: unknown = null
   #deferralDue = 0
   #numberMetadata: Promise<NumberMetadata> | null = null
+  /** The PIN given to `activate` (memory only), and the relay's lock challenge for the pending activation. */
+  #pendingPin: string | undefined
+  #lockChallenge: { activationId: Uint8Array; challenge: RegistrationLockChallenge } | undefined
 
   private constructor(options: ParleyClientOptions) {
     if (typeof options !== 'object' || options === null) throw new TypeError('options are required')
@@ -383,7 +394,8 @@ export class ParleyClient {
    * that sends anything, and only with `consent: true`.
    * @param options - `phoneNumber`, `consent: true`, and an optional `signal`
    * @returns the E.164 number and the code's lifetime
-   * @throws TypeError when `consent` is not `true`; ParleyError `INVALID_NUMBER`, `RATE_LIMITED`, `UNAVAILABLE`
+   * @throws TypeError when `consent` is not `true` or `pin` is too short; ParleyError `INVALID_NUMBER`,
+   *   `RATE_LIMITED`, `UNAVAILABLE`
    * @example await parley.activate({ phoneNumber: '+1 415 555 0100', consent: true })
    */
   async activate(options: ActivateOptions): Promise<ActivationPending> {
@@ -392,6 +404,7 @@ export class ParleyClient {
       throw new TypeError('activate() needs { consent: true }: the user must agree before anything is sent')
     }
     const e164 = await this.#normalize(options.phoneNumber)
+    const pin = options.pin === undefined ? undefined : normalizePin(options.pin)
     this.#link.start()
     await this.#link.waitOnline(options.signal)
     // A relay under load asks for proof of work per code request, bound to this connection's nonce.
@@ -410,22 +423,34 @@ export class ParleyClient {
       expiresAt: this.#clock.now() + (started.expiresInSeconds ?? 0) * 1000,
     }
     await this.#store.write([{ key: K.pending, value: encodeRecord(pending) }])
+    this.#pendingPin = pin
+    this.#lockChallenge = undefined
     return { e164, expiresInSeconds: started.expiresInSeconds ?? 0, attemptsLeft: started.attemptsLeft ?? 0 }
   }
 
   /**
    * Completes activation with the code the user received: creates this device's keys, registers them,
    * and checks that the address the relay assigned is the one the OPRF gives for the number.
+   *
+   * When the number's account has a registration lock (set on an earlier device with
+   * {@link ParleyClient.setRegistrationLock}), the code is not enough: the PIN given here or to `activate` is
+   * proved to the relay (it never sees the PIN itself). Without one, or with a wrong one, this rejects
+   * `REGISTRATION_LOCKED` with `registrationLock.attemptsLeft` and `lapsesInMs`; the activation stays pending,
+   * so call `confirm(code, { pin })` again with the same code.
    * @param code - the six-digit code
+   * @param options - `pin` (the registration-lock PIN) and `signal`
    * @returns the account's address and device id
-   * @throws TypeError for a code that is not six digits; ParleyError `INVALID_STATE` (no pending activation),
-   *   `INVALID_CODE`, `EXPIRED`, `RATE_LIMITED`, `VERIFICATION_FAILED`
+   * @throws TypeError for a code that is not six digits or a PIN of fewer than 4 characters; ParleyError
+   *   `INVALID_STATE` (no pending activation), `INVALID_CODE`, `EXPIRED`, `RATE_LIMITED`, `REGISTRATION_LOCKED`
+   *   (with `retryAfterMs` when no guess is left for now), `VERIFICATION_FAILED`
    * @example await parley.confirm('123456')
+   * @example await parley.confirm('123456', { pin: '4921' }) // after REGISTRATION_LOCKED
    */
-  async confirm(code: string, options: CallOptions = {}): Promise<Activation> {
+  async confirm(code: string, options: ConfirmOptions = {}): Promise<Activation> {
     this.#checkOpen()
     if (typeof code !== 'string' || !/^\d{6}$/.test(code.trim()))
       throw new TypeError('code must be six digits')
+    const pin = options.pin === undefined ? this.#pendingPin : normalizePin(options.pin)
     const raw = await this.#store.get(K.pending)
     if (raw === undefined) throw new ParleyError('INVALID_STATE', 'call activate() first')
     const pending = decodeRecord<PendingRecord>(raw)
@@ -445,20 +470,39 @@ export class ParleyClient {
     const oprfKey = this.#link.hello?.oprfKeys?.[0]
     const ownInput = numberToOprfInput(pending.e164)
     const ownBlind = oprfKey?.publicKey ? oprfBlind(ownInput) : undefined
-    const frame = await this.#link.request(
-      {
-        activationConfirm: {
-          activationId: pending.activationId,
-          code: code.trim(),
-          identityKey: identity.publicKey,
-          identitySignature: e2e.sign(identity, activationPayload(pending.activationId, identity.publicKey)),
-          prekeys: keys.upload,
-          numberSalt,
-          ...(ownBlind ? { blindedNumber: ownBlind.blindedElement } : {}),
-        },
-      },
-      { signal: options.signal },
-    )
+    const identitySignature = e2e.sign(identity, activationPayload(pending.activationId, identity.publicKey))
+    // A lock challenge already received for this activation lets the PIN be proved in the first request.
+    let proof = await this.#lockProof(pending.activationId, pin)
+    let frame: ServerFrame
+    for (;;) {
+      try {
+        frame = await this.#link.request(
+          {
+            activationConfirm: {
+              activationId: pending.activationId,
+              code: code.trim(),
+              identityKey: identity.publicKey,
+              identitySignature,
+              prekeys: keys.upload,
+              numberSalt,
+              ...(ownBlind ? { blindedNumber: ownBlind.blindedElement } : {}),
+              ...(proof ? { registrationLockProof: proof } : {}),
+            },
+          },
+          { signal: options.signal },
+        )
+        break
+      } catch (err) {
+        if (!ParleyError.is(err, 'REGISTRATION_LOCKED') || !err.registrationLock) throw err
+        this.#lockChallenge = { activationId: pending.activationId, challenge: err.registrationLock }
+        // Asked for the PIN and holding one not yet proved: prove it once; anything else is the app's to handle.
+        if (proof !== undefined || pin === undefined || err.registrationLock.attemptsLeft < 1) throw err
+        proof = await this.#lockProof(pending.activationId, pin)
+        if (proof === undefined) throw err
+      }
+    }
+    this.#pendingPin = undefined
+    this.#lockChallenge = undefined
     const activated = expectBody(frame, 'activated')
     const address = activated.address ?? new Uint8Array(0)
     const deviceId = activated.deviceId ?? 0
@@ -509,6 +553,58 @@ export class ParleyClient {
       this.#link.drop('activated')
     }
     return { address: toHex(address), deviceId, replacedDevice: activated.replacedDevice === true }
+  }
+
+  /** The proof of `pin` for the lock challenge held for this activation, if both are there. */
+  async #lockProof(activationId: Uint8Array, pin: string | undefined): Promise<Uint8Array | undefined> {
+    const held = this.#lockChallenge
+    if (pin === undefined || held === undefined || !e2e.equal(held.activationId, activationId))
+      return undefined
+    const { salt, logN } = held.challenge
+    // A relay may not make this device spend more than the protocol's highest cost (or accept a trivial one).
+    if (!isRegistrationLockLogN(logN) || salt.length !== REGISTRATION_LOCK_SALT_BYTES) {
+      throw new ParleyError(
+        'VERIFICATION_FAILED',
+        'the relay asked for a registration-lock proof out of range',
+      )
+    }
+    return registrationLockProof(pin, salt, logN)
+  }
+
+  /**
+   * Sets (or replaces) this account's registration lock: activating the number on another device will then
+   * need `pin` as well as the SMS code, until the account has been inactive for the relay's lapse period
+   * (7 days by default), so that whoever gets hold of the number (a SIM swap, a ported number) cannot take the
+   * account over. The PIN never leaves this device: it is stretched with scrypt, and the relay keeps a hash of
+   * the result. Nothing is stored here, so the user must remember the PIN.
+   * @param pin - 4 to 64 characters (digits or any text), compared after Unicode NFKD normalisation
+   * @throws TypeError for a PIN that is too short or too long; ParleyError `INVALID_STATE` before activation,
+   *   `UNAVAILABLE` when the relay cannot be reached
+   * @example await parley.setRegistrationLock('4921')
+   */
+  async setRegistrationLock(pin: string, options: CallOptions = {}): Promise<void> {
+    this.#checkOpen()
+    const p = normalizePin(pin)
+    this.#requireAccount()
+    const salt = this.#random(REGISTRATION_LOCK_SALT_BYTES)
+    const verifier = registrationLockVerifier(await registrationLockProof(p, salt, REGISTRATION_LOCK_LOG_N))
+    const frame = await this.#link.request(
+      { setRegistrationLock: { salt, logN: REGISTRATION_LOCK_LOG_N, verifier } },
+      { signal: options.signal },
+    )
+    expectBody(frame, 'registrationLockSet')
+  }
+
+  /**
+   * Removes this account's registration lock: the SMS code alone activates the number again.
+   * @throws ParleyError `INVALID_STATE` before activation, `UNAVAILABLE` when the relay cannot be reached
+   * @example await parley.clearRegistrationLock()
+   */
+  async clearRegistrationLock(options: CallOptions = {}): Promise<void> {
+    this.#checkOpen()
+    this.#requireAccount()
+    const frame = await this.#link.request({ setRegistrationLock: {} }, { signal: options.signal })
+    expectBody(frame, 'registrationLockSet')
   }
 
   /**

@@ -1,6 +1,6 @@
 // @parley/client — the public API is exactly what this file exports.
 
-export type { ErrorCode } from '@parley/protocol'
+export type { ErrorCode, RegistrationLockChallenge } from '@parley/protocol'
 export { ERROR_CODES, ParleyError } from '@parley/protocol'
 export { ParleyClient } from './Client.js'
 export type { Clock } from './Clock.js'
@@ -16,6 +16,7 @@ export type {
   Activation,
   ActivationPending,
   CallOptions,
+  ConfirmOptions,
   ConnectionEvent,
   DeliveredEvent,
   DeviceReplacedEvent,

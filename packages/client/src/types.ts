@@ -61,6 +61,20 @@ export interface ActivateOptions extends CallOptions {
   phoneNumber: string
   /** Must be `true`: the user agreed to turn Parley on. Nothing is sent before this. */
   consent: true
+  /**
+   * The account's registration-lock PIN, if the user set one on an earlier device: {@link ParleyClient.confirm}
+   * then proves it when the relay asks. Held in memory only, until the activation completes.
+   */
+  pin?: string
+}
+
+/** Options of {@link ParleyClient.confirm}. */
+export interface ConfirmOptions extends CallOptions {
+  /**
+   * The registration-lock PIN, when an earlier attempt failed with `ParleyError('REGISTRATION_LOCKED')`
+   * (or to give it here rather than to `activate`).
+   */
+  pin?: string
 }
 
 /** What {@link ParleyClient.activate} returns. */

@@ -42,6 +42,12 @@ export const ERROR_CODES = {
    * nearly full: nothing was stored, and no older mail was pushed out to make room. Try again later.
    */
   MAILBOX_FULL: 14,
+  /**
+   * The number's account has a registration lock: activating it on this device needs the account's PIN.
+   * `retryAfterMs` says when a PIN may be tried again (0 or absent: now); `registrationLock` how many guesses are
+   * left and when the lock lapses if the account stays inactive.
+   */
+  REGISTRATION_LOCKED: 15,
   // ── SDK-only codes (never on the wire) ──
   /** A proof, signature or MAC did not verify: the relay or a peer sent something forged or corrupted. */
   VERIFICATION_FAILED: 100,
@@ -108,6 +114,20 @@ export interface ParleyErrorOptions {
   cause?: unknown
   /** With `RATE_LIMITED` or `UNAVAILABLE`: milliseconds to wait before retrying. */
   retryAfterMs?: number
+  /** With `REGISTRATION_LOCKED`: how to prove the PIN, and how many guesses are left. */
+  registrationLock?: RegistrationLockChallenge
+}
+
+/** What a relay says about a registration lock it refused an activation for (`REGISTRATION_LOCKED`). */
+export interface RegistrationLockChallenge {
+  /** The lock's scrypt salt. */
+  salt: Uint8Array
+  /** The lock's scrypt cost (N = 2^logN). */
+  logN: number
+  /** PIN guesses left now; 0: none until `retryAfterMs`. */
+  attemptsLeft: number
+  /** Milliseconds until the lock lapses, if the account stays inactive that long. */
+  lapsesInMs: number
 }
 
 /**
@@ -123,17 +143,20 @@ export class ParleyError extends Error {
   readonly code: ErrorCode
   /** When set, the earliest time to retry, in milliseconds from now. */
   readonly retryAfterMs: number | undefined
+  /** Set with `REGISTRATION_LOCKED`: guesses left, when the lock lapses, and how to prove the PIN. */
+  readonly registrationLock: RegistrationLockChallenge | undefined
 
   /**
    * @param code - one of {@link ERROR_CODES}
    * @param message - a human-readable explanation; must not contain numbers, codes or keys
-   * @param options - `cause` and `retryAfterMs`
+   * @param options - `cause`, `retryAfterMs` and `registrationLock`
    */
   constructor(code: ErrorCode, message: string, options: ParleyErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause })
     this.name = 'ParleyError'
     this.code = code
     this.retryAfterMs = options.retryAfterMs
+    this.registrationLock = options.registrationLock
   }
 
   /**

@@ -253,6 +253,8 @@ export interface WireError {
   code: number
   message: string
   retryAfterMs: number
+  /** With REGISTRATION_LOCKED. */
+  registrationLock?: { salt: Uint8Array; logN: number; attemptsLeft: number; lapsesInMs: number }
 }
 
 /**
@@ -263,10 +265,26 @@ export function parleyErrorFromWire(err: {
   code?: number | null
   message?: string | null
   retryAfterMs?: number | null
+  registrationLock?: {
+    salt?: Uint8Array | null
+    logN?: number | null
+    attemptsLeft?: number | null
+    lapsesInMs?: number | null
+  } | null
 }): ParleyError {
   const code: ErrorCode = errorCodeFromWire(err.code ?? 0)
   const retryAfterMs = err.retryAfterMs ? err.retryAfterMs : undefined
-  return new ParleyError(code, err.message || code, { retryAfterMs })
+  const lock = err.registrationLock
+  const registrationLock =
+    code === 'REGISTRATION_LOCKED' && lock && lock.salt instanceof Uint8Array
+      ? {
+          salt: lock.salt,
+          logN: lock.logN ?? 0,
+          attemptsLeft: lock.attemptsLeft ?? 0,
+          lapsesInMs: lock.lapsesInMs ?? 0,
+        }
+      : undefined
+  return new ParleyError(code, err.message || code, { retryAfterMs, registrationLock })
 }
 
 /**
@@ -277,10 +295,20 @@ export function parleyErrorFromWire(err: {
 export function wireErrorFrom(err: unknown): WireError {
   if (!ParleyError.is(err))
     return { code: errorCodeToWire('INTERNAL'), message: 'internal error', retryAfterMs: 0 }
-  return {
+  const wire: WireError = {
     code: errorCodeToWire(err.code),
     message: err.message,
     retryAfterMs:
       err.retryAfterMs === undefined ? 0 : Math.max(0, Math.min(0xffffffff, Math.ceil(err.retryAfterMs))),
   }
+  const lock = err.registrationLock
+  if (err.code === 'REGISTRATION_LOCKED' && lock) {
+    wire.registrationLock = {
+      salt: lock.salt,
+      logN: lock.logN,
+      attemptsLeft: lock.attemptsLeft,
+      lapsesInMs: Math.max(0, Math.ceil(lock.lapsesInMs)),
+    }
+  }
+  return wire
 }

@@ -34,7 +34,7 @@ export { CONTENT_BUCKET_BYTES, decodeContent, encodeContent, MESSAGE_ID_BYTES } 
 // End-to-end encryption (DESIGN.md §6): identity, prekeys, PQXDH + Double Ratchet sessions, sealed envelopes.
 export type { AeadProvider, CryptoProvider, X25519Provider } from './cryptoProvider.js'
 export { getCryptoProvider, setCryptoProvider } from './cryptoProvider.js'
-export type { ErrorCode, ParleyErrorOptions } from './errors.js'
+export type { ErrorCode, ParleyErrorOptions, RegistrationLockChallenge } from './errors.js'
 export { ERROR_CODES, errorCodeFromWire, errorCodeToWire, isErrorCode, ParleyError } from './errors.js'
 export type {
   ClientBody,
@@ -90,6 +90,21 @@ export {
   prekeyBundleToWire,
   verifyPrekeyBundle,
 } from './prekeys.js'
+// Registration lock (SetRegistrationLock, ActivationConfirm.registration_lock_proof).
+export {
+  isRegistrationLockLogN,
+  MAX_PIN_LENGTH,
+  MAX_REGISTRATION_LOCK_LOG_N,
+  MIN_PIN_LENGTH,
+  MIN_REGISTRATION_LOCK_LOG_N,
+  normalizePin,
+  REGISTRATION_LOCK_LABEL,
+  REGISTRATION_LOCK_LOG_N,
+  REGISTRATION_LOCK_PROOF_BYTES,
+  REGISTRATION_LOCK_SALT_BYTES,
+  registrationLockProof,
+  registrationLockVerifier,
+} from './registrationLock.js'
 export type {
   CiphertextMessage,
   MaybePromise,

@@ -32,6 +32,7 @@ import { OprfPool } from '../OprfPool.js'
 import { smsGuard } from '../SmsGuard.js'
 import { VerifierVeto } from '../Verifier.js'
 import { checkPrekeys, verifyPrekeys } from './prekeys.js'
+import { checkRegistrationLock } from './registrationLock.js'
 import { refuseOnAnonymous } from './session.js'
 import { charge, type Reply, requireBytes } from './util.js'
 
@@ -166,6 +167,8 @@ export async function activationStart(conn: Connection, frame: ClientFrame): Pro
  * activation's few attempts); only a request with the right code gets its signatures verified, at most
  * `--max-activation-signed-prekeys` + 1 of them. Someone without the code therefore costs the relay no
  * signature check at all (`parley_relay_signature_checks_total{frame="activation_confirm"}` counts them).
+ * When the number's account has a registration lock in force, the right code is not enough: the PIN's proof
+ * must match too (`REGISTRATION_LOCKED` otherwise, the activation left pending for a retry with the PIN).
  */
 export async function activationConfirm(conn: Connection, frame: ClientFrame): Promise<Reply> {
   const { activations, store, oprf, fanout, metrics, log, config, policies } = conn.ctx
@@ -211,9 +214,19 @@ export async function activationConfirm(conn: Connection, frame: ClientFrame): P
   const numberKey = await activations.numberKeyOf(activationIdHex)
   if (numberKey !== undefined)
     await charge(conn, 'code_guesses', `guess:${numberKey}`, 1, policies.codeGuesses)
+  const code = typeof c.code === 'string' ? c.code : ''
+  const proof = c.registrationLockProof instanceof Uint8Array ? c.registrationLockProof : new Uint8Array(0)
   let number: string
+  let keepRegistrationLock: boolean
+  const key = oprf.current
+  let address: Uint8Array
   try {
-    number = await activations.confirm(activationIdHex, typeof c.code === 'string' ? c.code : '')
+    // The code is checked first, keeping the activation pending: a registration lock may still refuse it, and
+    // the owner then retries with the PIN and the same code.
+    number = await activations.check(activationIdHex, code)
+    address = addressFromToken(oprfEvaluate(key.secretKey, numberToOprfInput(number)))
+    keepRegistrationLock = await checkRegistrationLock(conn, address, proof)
+    number = await activations.confirm(activationIdHex, code)
   } catch (err) {
     metrics.activations.inc({ outcome: ParleyError.is(err) ? err.code.toLowerCase() : 'error' })
     throw err
@@ -232,8 +245,6 @@ export async function activationConfirm(conn: Connection, frame: ClientFrame): P
     metrics.activations.inc({ outcome: 'bad_prekeys' })
     throw err
   }
-  const key = oprf.current
-  const address = addressFromToken(oprfEvaluate(key.secretKey, numberToOprfInput(number)))
   // The device's own number, evaluated blind with a proof: one per successful activation, which is itself
   // limited per number and network, so it needs no discovery quota.
   let ownNumber: { keyId: number; evaluatedElements: Uint8Array[]; proof: Uint8Array } | undefined
@@ -260,6 +271,7 @@ export async function activationConfirm(conn: Connection, frame: ClientFrame): P
     oneTimeKemPrekeys: prekeys.oneTimeKemPrekeys,
     numberCommitment: commitment,
     nowMs: Date.now(),
+    keepRegistrationLock,
   })
   const addressHex = Buffer.from(address).toString('hex')
   if (replacedDevice) await fanout.publish(addressHex, { kind: 'revoked', keepDeviceId: deviceId })

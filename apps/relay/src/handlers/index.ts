@@ -18,6 +18,7 @@ import {
   syncMailbox,
 } from './mail.js'
 import { prekeyBundleQuery, prekeyCountQuery, prekeyUpload } from './prekeys.js'
+import { setRegistrationLock } from './registrationLock.js'
 import {
   authenticate,
   deactivate,
@@ -60,6 +61,7 @@ const ROUTES: Record<ClientBody, Route> = {
   deactivate: { auth: true, handler: deactivate },
   senderCertificateRequest: { auth: true, handler: senderCertificateRequest },
   setDeliveryToken: { auth: true, handler: setDeliveryToken },
+  setRegistrationLock: { auth: true, handler: setRegistrationLock },
   unidentifiedSend: { auth: 'anonymous', handler: unidentifiedSend },
 }
 

@@ -15,6 +15,12 @@ import { smsGuard } from '../SmsGuard.js'
 import { type Reply, requireBytes } from './util.js'
 
 /**
+ * How finely account activity is recorded for the registration lock's lapse: one write per account per hour at
+ * most, finer when the lapse period is short (a 24th of it).
+ */
+const activityResolutionMs = (lapseSeconds: number) => Math.min(3600_000, (lapseSeconds * 1000) / 24)
+
+/**
  * `Hello` → `ServerHello` with limits, OPRF keys, the auth nonce and the activation proof-of-work difficulty
  * (`--activation-pow-bits`, raised under SMS load; kept on the connection); an unknown major is refused and
  * closed.
@@ -100,6 +106,11 @@ export async function authenticate(conn: Connection, frame: ClientFrame): Promis
     throw new ParleyError('UNAUTHENTICATED', 'the auth signature does not verify')
   }
   await conn.bind(address, deviceId)
+  // Activity, for the registration lock's lapse: written at most about once per interval per account.
+  const nowMs = Date.now()
+  if (nowMs - account.lastActiveMs >= activityResolutionMs(conn.ctx.config.registrationLockLapseSeconds)) {
+    await conn.ctx.store.touchAccount(address, deviceId, nowMs)
+  }
   const head = await conn.ctx.store.mailboxHead(address, deviceId)
   return { authenticated: { mailboxHeadSeq: head } }
 }

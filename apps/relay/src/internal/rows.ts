@@ -21,6 +21,8 @@ export interface AccountRow {
   number_commitment: Buffer | null
   /** Added in schema version 2: NULL while unidentified delivery is off. */
   delivery_verifier: Buffer | null
+  /** Added in schema version 4 (SQLite) / 5 (PostgreSQL): NULL until the first activity recorded since. */
+  last_active_ms: number | null
 }
 
 /** A Buffer from the database as a plain Uint8Array view. */

@@ -54,9 +54,8 @@ describe('Store conformance: SqliteStore', () => {
     async toVersion2(store) {
       const db = new Database(paths.get(store)!)
       try {
-        db.exec(
-          'ALTER TABLE accounts DROP COLUMN mailbox_bytes; DELETE FROM schema_migrations WHERE version = 3',
-        )
+        db.exec(`ALTER TABLE accounts DROP COLUMN mailbox_bytes; ALTER TABLE accounts DROP COLUMN last_active_ms;
+          DROP TABLE registration_locks; DELETE FROM schema_migrations WHERE version >= 3`)
       } finally {
         db.close()
       }

@@ -37,6 +37,20 @@ export const hex = (b: Uint8Array) => Buffer.from(b).toString('hex')
 /** The empty byte string: no number commitment, no delivery verifier. */
 export const EMPTY = new Uint8Array(0)
 
+/** The input of a registration of `address` with fresh keys, at time 1000. */
+export function registration(address: Uint8Array) {
+  return {
+    address,
+    identityKey: bytes(32),
+    signedPrekey: key(1),
+    lastResortKemPrekey: key(1, 1184),
+    oneTimePrekeys: [{ keyId: 1, publicKey: bytes(32) }],
+    oneTimeKemPrekeys: [key(5, 1184)],
+    numberCommitment: EMPTY,
+    nowMs: 1000,
+  }
+}
+
 /** Registers a device with a few prekeys (and, unless given one, no number commitment) at `address`. */
 export function register(
   store: Store,
@@ -218,6 +232,51 @@ export function storeConformance(h: StoreHarness): void {
     expect(fresh.deviceId).toBe(1)
     expect(fresh.numberCommitment).toHaveLength(0)
     expect(fresh.deliveryVerifier).toHaveLength(0)
+  })
+
+  it('keeps a registration lock across a re-activation that proved it, drops it otherwise, erases it with the account', async () => {
+    const s = await open()
+    const { address } = await register(s)
+    const lock = { salt: bytes(16), logN: 15, verifier: bytes(32), setAtMs: 5000 }
+    expect(await s.getRegistrationLock(address)).toBeNull()
+    expect(await s.setRegistrationLock(address, 2, lock)).toBe(false)
+    expect(await s.setRegistrationLock(bytes(32), 1, lock)).toBe(false)
+    expect(await s.getRegistrationLock(address)).toBeNull()
+    expect(await s.setRegistrationLock(address, 1, lock)).toBe(true)
+    expect(await s.getRegistrationLock(address)).toEqual(lock)
+    // Replaced by a device that proved the PIN: the lock stays, readable under the new device's keys.
+    await s.registerDevice({ ...registration(address), keepRegistrationLock: true })
+    expect((await s.getAccount(address))!.deviceId).toBe(2)
+    expect(await s.getRegistrationLock(address)).toEqual(lock)
+    const replaced = { ...lock, salt: bytes(16), verifier: bytes(32), logN: 16, setAtMs: 6000 }
+    expect(await s.setRegistrationLock(address, 1, replaced)).toBe(false)
+    expect(await s.setRegistrationLock(address, 2, replaced)).toBe(true)
+    expect(await s.getRegistrationLock(address)).toEqual(replaced)
+    // Replaced without the PIN (the lock had lapsed): it is gone.
+    await s.registerDevice(registration(address))
+    expect(await s.getRegistrationLock(address)).toBeNull()
+    expect(await h.rows(s, 'registration_locks')).toBe(0)
+    expect(await s.setRegistrationLock(address, 3, lock)).toBe(true)
+    expect(await s.setRegistrationLock(address, 3, null)).toBe(true)
+    expect(await s.getRegistrationLock(address)).toBeNull()
+    expect(await s.setRegistrationLock(address, 3, lock)).toBe(true)
+    expect(await s.deleteAccount(address)).toBe(true)
+    expect(await s.getRegistrationLock(address)).toBeNull()
+    expect(await h.rows(s, 'registration_locks')).toBe(0)
+    await register(s, address)
+    expect(await s.getRegistrationLock(address)).toBeNull()
+  })
+
+  it('records account activity: the registration time, then what touchAccount says for the registered device', async () => {
+    const s = await open()
+    const { address } = await register(s)
+    expect((await s.getAccount(address))!.lastActiveMs).toBe(1000)
+    await s.touchAccount(address, 1, 90_000)
+    expect((await s.getAccount(address))!.lastActiveMs).toBe(90_000)
+    await s.touchAccount(address, 2, 95_000)
+    expect((await s.getAccount(address))!.lastActiveMs).toBe(90_000)
+    await s.registerDevice({ ...registration(address), nowMs: 120_000 })
+    expect((await s.getAccount(address))!.lastActiveMs).toBe(120_000)
   })
 
   it('finds addresses by bit prefix, including non-byte-aligned prefixes', async () => {
