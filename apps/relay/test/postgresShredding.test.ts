@@ -99,7 +99,11 @@ describeWith('PostgresStore crypto-shredding', [pgAbsent], () => {
         maxBytes: 1 << 20,
       })
     }
+    const lock = { salt: bytes(16), logN: 15, verifier: bytes(32), setAtMs: Date.now() }
+    expect(await s.setRegistrationLock(address, 1, lock)).toBe(true)
     const secrets = [
+      lock.salt,
+      lock.verifier,
       identityKey,
       signedPrekey.publicKey,
       signedPrekey.signature,

@@ -42,6 +42,24 @@ export function activationsConformance(h: ActivationsHarness): void {
     })
   })
 
+  it('check keeps the activation pending (a wrong code still spends an attempt); confirm then consumes it', async () => {
+    const [a, b] = await h.cluster(600)
+    const s = await a.start(NUMBER)
+    const wrong = s.code === '000000' ? '111111' : '000000'
+    expect(await a.check(s.activationIdHex, s.code)).toBe(NUMBER)
+    expect(await b.check(s.activationIdHex, s.code)).toBe(NUMBER)
+    expect(await refusal(() => b.check(s.activationIdHex, wrong))).toEqual({
+      code: 'INVALID_CODE',
+      message: 'wrong code; 4 attempts left',
+    })
+    expect(await refusal(() => a.confirm(s.activationIdHex, wrong))).toEqual({
+      code: 'INVALID_CODE',
+      message: 'wrong code; 3 attempts left',
+    })
+    expect(await b.confirm(s.activationIdHex, s.code)).toBe(NUMBER)
+    expect((await refusal(() => a.check(s.activationIdHex, s.code))).code).toBe('NOT_FOUND')
+  })
+
   it('counts wrong codes across nodes and locks after the last attempt', async () => {
     const [a, b] = await h.cluster(600)
     const s = await a.start(NUMBER)
