@@ -229,6 +229,15 @@ const types = {
       : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
 }
 
+/**
+ * A rebind reseals an account's mail in batches of at most this many rows and (beyond the first row of a batch)
+ * this many envelope bytes, so that a full mailbox (thousands of envelopes of up to 256 KiB) is never one query.
+ */
+const REBIND_BATCH_ROWS = 200
+const REBIND_BATCH_BYTES = 4 << 20
+/** A rebind reseals one-time prekeys in batches of at most this many rows. */
+const REBIND_PREKEY_BATCH = 1000
+
 /** SQLSTATEs after which a transaction is retried: serialization failure, deadlock, unique violation. */
 const RETRYABLE = new Set(['40001', '40P01', '23505'])
 
@@ -925,6 +934,232 @@ export class PostgresStore implements Store {
     })
     if (erased) this.#keys.forget(erased.toString('hex'))
     return existed
+  }
+
+  /**
+   * Every sealed value is bound to its address, so the account cannot just be relabelled: in one transaction,
+   * with the `from` account row locked first (the documented lock order), the account gets a fresh data key
+   * wrapped for `to`, every value of it is opened under the old key and resealed under the new one for `to` as
+   * its row moves there (the account row first, then its prekeys, its mail in bounded batches, its gap records
+   * and its registration lock), and the old data key is erased — so the row versions PostgreSQL keeps of the
+   * account under `from` are ciphertext under a key that exists nowhere, as after a deactivation. Other nodes
+   * drop the old key at commit (the erasure notice); this node caches the new one, as a registration does.
+   * `mailbox_bytes` counts plaintext and a reseal keeps every size, so the account row's counters move as they are.
+   */
+  async rebindAddress(
+    from: Uint8Array,
+    deviceId: number,
+    to: Uint8Array,
+  ): Promise<'moved' | 'not_found' | 'taken'> {
+    const fresh = newDataKey()
+    const key = dataKeyObject(fresh.raw)
+    const outcome = await this.#tx(
+      async (c): Promise<{ status: 'moved'; erased: Buffer } | { status: 'not_found' | 'taken' }> => {
+        const a = buf(from)
+        const b = buf(to)
+        const row = await this.#lockAccount(c, a)
+        if (!row || row.device_id !== deviceId) return { status: 'not_found' }
+        // Also when `to` is `from`: the address is held, by this very account. A registration of `to` racing
+        // this one collides with it below (account_keys' or accounts' primary key, 23505): the transaction,
+        // the clean-up of `to` included, rolls back whole, and the retry finds the new account here.
+        if ((await c.query('SELECT 1 FROM accounts WHERE address = $1', [b])).rows.length > 0) {
+          return { status: 'taken' }
+        }
+        const old = await this.#sealer(c, a, row.key_id)
+        const s = new Sealer(key, b)
+        // Rows under `to` of no account (none should exist: erasure takes them with the account) would collide
+        // with the moved primary keys, or join the moved account; they go first.
+        await this.#eraseKeysAndMail(c, b)
+        await c.query('DELETE FROM registration_locks WHERE address = $1', [b])
+        await c.query('DELETE FROM account_keys WHERE address = $1', [b])
+        await c.query('INSERT INTO account_keys (address, key_id, data_key) VALUES ($1, $2, $3)', [
+          b,
+          fresh.keyId,
+          this.#wrap(b, fresh.keyId, fresh.raw),
+        ])
+        await this.#moveAccountRow(c, row, old, s, fresh.keyId)
+        await this.#moveOneTimePrekeys(c, old, s)
+        await this.#moveMail(c, old, s)
+        await c.query('UPDATE mailbox_gaps SET address = $1 WHERE address = $2', [b, a])
+        await this.#moveRegistrationLock(c, a, s, fresh.keyId)
+        await this.#eraseKey(c, a, row.key_id)
+        return { status: 'moved', erased: row.key_id }
+      },
+    ).finally(() => fresh.raw.fill(0))
+    if (outcome.status !== 'moved') return outcome.status
+    this.#keys.forget(outcome.erased.toString('hex'))
+    this.#keys.set(fresh.keyId, key)
+    return 'moved'
+  }
+
+  /**
+   * A rebind's account row: its sealed values opened under the old sealer and resealed under the new one (same
+   * device and prekey ids), written with the new address and key id. Everything else (device id, prekey ids,
+   * mailbox head, count and bytes, creation and activity times) moves as it is.
+   */
+  async #moveAccountRow(c: Tx, row: PgAccountRow, old: Sealer, s: Sealer, keyId: Buffer): Promise<void> {
+    const d = row.device_id
+    const spk = [d, row.signed_prekey_id]
+    const kem = [d, row.kem_prekey_id]
+    const v = s.accountValues(d, {
+      identityKey: old.open('accounts.identity_key', [d], row.identity_key),
+      signedPrekey: {
+        keyId: row.signed_prekey_id,
+        publicKey: old.open('accounts.signed_prekey', spk, row.signed_prekey),
+        signature: old.open('accounts.signed_prekey_sig', spk, row.signed_prekey_sig),
+      },
+      lastResortKemPrekey: {
+        keyId: row.kem_prekey_id,
+        publicKey: old.open('accounts.kem_prekey', kem, row.kem_prekey),
+        signature: old.open('accounts.kem_prekey_sig', kem, row.kem_prekey_sig),
+      },
+      numberCommitment: old.open('accounts.number_commitment', [d], row.number_commitment),
+    })
+    const verifier = old.open('accounts.delivery_verifier', [d], row.delivery_verifier)
+    await c.query(
+      `UPDATE accounts SET address = $1, key_id = $2, identity_key = $3, signed_prekey = $4, signed_prekey_sig = $5,
+         kem_prekey = $6, kem_prekey_sig = $7, number_commitment = $8, delivery_verifier = $9
+       WHERE address = $10`,
+      [
+        s.address,
+        keyId,
+        v.identityKey,
+        v.signedPrekey,
+        v.signedPrekeySig,
+        v.kemPrekey,
+        v.kemPrekeySig,
+        v.numberCommitment,
+        s.seal('accounts.delivery_verifier', [d], verifier),
+        old.address,
+      ],
+    )
+  }
+
+  /**
+   * A rebind's one-time X25519 and KEM prekeys, resealed for the new address in batches. Each batch moves its
+   * rows away from the old address, so the next one simply takes the lowest ids still there.
+   */
+  async #moveOneTimePrekeys(c: Tx, old: Sealer, s: Sealer): Promise<void> {
+    for (;;) {
+      const rows = (
+        await c.query<{ key_id: number; public_key: Buffer }>(
+          'SELECT key_id, public_key FROM one_time_prekeys WHERE address = $1 ORDER BY key_id LIMIT $2',
+          [old.address, REBIND_PREKEY_BATCH],
+        )
+      ).rows
+      if (rows.length === 0) break
+      await c.query(
+        `UPDATE one_time_prekeys t SET address = $1, public_key = v.p
+         FROM unnest($2::bigint[], $3::bytea[]) AS v(k, p)
+         WHERE t.address = $4 AND t.key_id = v.k`,
+        [
+          s.address,
+          rows.map((r) => r.key_id),
+          rows.map((r) =>
+            s.seal(
+              'one_time_prekeys.public_key',
+              [r.key_id],
+              old.open('one_time_prekeys.public_key', [r.key_id], r.public_key),
+            ),
+          ),
+          old.address,
+        ],
+      )
+    }
+    for (;;) {
+      const rows = (
+        await c.query<{ key_id: number; public_key: Buffer; signature: Buffer }>(
+          'SELECT key_id, public_key, signature FROM kem_prekeys WHERE address = $1 ORDER BY key_id LIMIT $2',
+          [old.address, REBIND_PREKEY_BATCH],
+        )
+      ).rows
+      if (rows.length === 0) break
+      const reseal = (column: string, keyId: number, value: Buffer) =>
+        s.seal(column, [keyId], old.open(column, [keyId], value))
+      await c.query(
+        `UPDATE kem_prekeys t SET address = $1, public_key = v.p, signature = v.s
+         FROM unnest($2::bigint[], $3::bytea[], $4::bytea[]) AS v(k, p, s)
+         WHERE t.address = $5 AND t.key_id = v.k`,
+        [
+          s.address,
+          rows.map((r) => r.key_id),
+          rows.map((r) => reseal('kem_prekeys.public_key', r.key_id, r.public_key)),
+          rows.map((r) => reseal('kem_prekeys.signature', r.key_id, r.signature)),
+          old.address,
+        ],
+      )
+    }
+  }
+
+  /**
+   * A rebind's mail, resealed for the new address with the same device ids, sequence numbers and message ids,
+   * in seq order and in batches of {@link REBIND_BATCH_ROWS} rows and {@link REBIND_BATCH_BYTES} bytes (sizes
+   * first, read from the value headers, then only the envelopes of the batch). The account row is locked, so
+   * nothing else writes this mail meanwhile; each batch leaves the old address, so the next one starts at its
+   * lowest seq.
+   */
+  async #moveMail(c: Tx, old: Sealer, s: Sealer): Promise<void> {
+    for (;;) {
+      const sizes = (
+        await c.query<{ n: number }>(
+          `SELECT octet_length(envelope) AS n FROM mailbox WHERE address = $1
+           ORDER BY device_id, seq LIMIT ${REBIND_BATCH_ROWS}`,
+          [old.address],
+        )
+      ).rows
+      if (sizes.length === 0) break
+      let count = 0
+      for (let total = 0; count < sizes.length; count++) {
+        total += sizes[count]!.n
+        if (count > 0 && total > REBIND_BATCH_BYTES) break
+      }
+      const rows = (
+        await c.query<{ device_id: number; seq: number; message_id: Buffer; envelope: Buffer }>(
+          `SELECT device_id, seq, message_id, envelope FROM mailbox WHERE address = $1
+           ORDER BY device_id, seq LIMIT $2`,
+          [old.address, count],
+        )
+      ).rows
+      await c.query(
+        `UPDATE mailbox m SET address = $1, envelope = v.e
+         FROM unnest($2::bigint[], $3::bigint[], $4::bytea[]) AS v(d, s, e)
+         WHERE m.address = $5 AND m.device_id = v.d AND m.seq = v.s`,
+        [
+          s.address,
+          rows.map((r) => r.device_id),
+          rows.map((r) => r.seq),
+          rows.map((r) => {
+            const ids = [r.device_id, r.seq]
+            const envelope = old.open('mailbox.envelope', ids, r.envelope, r.message_id)
+            return s.seal('mailbox.envelope', ids, envelope, r.message_id)
+          }),
+          old.address,
+        ],
+      )
+    }
+  }
+
+  /**
+   * A rebind's registration lock, resealed for the new address under the new key. One that no longer opens
+   * (its key is gone: no read returns it now either) is dropped rather than moved.
+   */
+  async #moveRegistrationLock(c: Tx, from: Buffer, s: Sealer, keyId: Buffer): Promise<void> {
+    const row = (
+      await c.query<{ lock: Buffer; key_id: Buffer; set_at_ms: number }>(
+        'SELECT lock, key_id, set_at_ms FROM registration_locks WHERE address = $1',
+        [from],
+      )
+    ).rows[0]
+    if (!row) return
+    await c.query('DELETE FROM registration_locks WHERE address = $1', [from])
+    const lockKey = await this.#dataKey(c, from, row.key_id)
+    if (!lockKey) return
+    const lock = new Sealer(lockKey, from).open('registration_locks.lock', [], row.lock)
+    await c.query(
+      'INSERT INTO registration_locks (address, key_id, lock, set_at_ms) VALUES ($1, $2, $3, $4)',
+      [s.address, keyId, s.seal('registration_locks.lock', [], lock), row.set_at_ms],
+    )
+    lock.fill(0)
   }
 
   async addressesWithPrefix(prefix: Uint8Array, bits: number, limit: number): Promise<Uint8Array[]> {

@@ -213,6 +213,13 @@ export class SqliteStore implements Store {
       deleteKems: db.prepare('DELETE FROM kem_prekeys WHERE address = ?'),
       deleteMail: db.prepare('DELETE FROM mailbox WHERE address = ?'),
       deleteGaps: db.prepare('DELETE FROM mailbox_gaps WHERE address = ?'),
+      // rebindAddress: every row of an account moved from one address (the second parameter) to another.
+      moveOtpks: db.prepare('UPDATE one_time_prekeys SET address = ? WHERE address = ?'),
+      moveKems: db.prepare('UPDATE kem_prekeys SET address = ? WHERE address = ?'),
+      moveMail: db.prepare('UPDATE mailbox SET address = ? WHERE address = ?'),
+      moveGaps: db.prepare('UPDATE mailbox_gaps SET address = ? WHERE address = ?'),
+      moveLock: db.prepare('UPDATE registration_locks SET address = ? WHERE address = ?'),
+      moveAccount: db.prepare('UPDATE accounts SET address = ? WHERE address = ?'),
       prefix: db.prepare(
         'SELECT address FROM accounts WHERE address >= ? AND address <= ? ORDER BY address LIMIT ?',
       ),
@@ -480,6 +487,48 @@ export class SqliteStore implements Store {
     })()
     this.#foldErasures()
     return deleted
+  }
+
+  /**
+   * One transaction: the account row is checked first (the device must be the registered one, the new address
+   * free), then every table's rows move by their address column alone — the values need no rewriting here —
+   * with the account row last. Rows under `to` that belong to no account (none should exist: erasure takes them
+   * with the account) are erased first, so they can neither collide with a moved primary key nor join the
+   * moved account. Then the WAL is folded, as after an erasure: `from` is gone from the main file (secure_delete
+   * zeroes the pages the rows left) but not yet from the WAL's copies of those pages.
+   */
+  async rebindAddress(
+    from: Uint8Array,
+    deviceId: number,
+    to: Uint8Array,
+  ): Promise<'moved' | 'not_found' | 'taken'> {
+    this.#open()
+    // Mail and acks called before the move take effect before it (call order, as ordersConcurrentWrites says):
+    // the group commit waiting for this turn of the event loop commits now, and its mail moves with the account.
+    this.#flush()
+    const result = this.#db.transaction((): 'moved' | 'not_found' | 'taken' => {
+      const row = this.#mailboxState(from)
+      if (!row || row.device_id !== deviceId) return 'not_found'
+      // Also when `to` is `from`: the address is held, by this very account.
+      if (this.#mailboxState(to)) return 'taken'
+      const a = buf(from)
+      const b = buf(to)
+      this.#eraseKeysAndMail(b)
+      this.#s.deleteLock.run(b)
+      for (const move of [
+        this.#s.moveOtpks,
+        this.#s.moveKems,
+        this.#s.moveMail,
+        this.#s.moveGaps,
+        this.#s.moveLock,
+        this.#s.moveAccount,
+      ]) {
+        move.run(b, a)
+      }
+      return 'moved'
+    })()
+    if (result === 'moved') this.#foldErasures()
+    return result
   }
 
   /**

@@ -223,6 +223,108 @@ describeWith('PostgresStore crypto-shredding', [pgAbsent], () => {
     }
   })
 
+  it('a rebind reseals every value under a new data key for the new address, and erases the old key on every node', async () => {
+    const schema = fresh()
+    const k = storeKey()
+    const s = await openIn(schema, { storeKey: k })
+    const other = await openIn(schema, { storeKey: k })
+    const from = bytes(32)
+    const to = bytes(32)
+    const input = {
+      address: from,
+      identityKey: bytes(32),
+      signedPrekey: key(1),
+      lastResortKemPrekey: key(2, 1184),
+      oneTimePrekeys: [1, 2].map((keyId) => ({ keyId, publicKey: bytes(32) })),
+      oneTimeKemPrekeys: [key(7, 1184)],
+      numberCommitment: bytes(32),
+      nowMs: 1,
+    }
+    await s.registerDevice(input)
+    const verifier = bytes(32)
+    expect(await s.setDeliveryVerifier(from, 1, verifier)).toBe(true)
+    const envelopes = [bytes(200), bytes(40_000)]
+    for (const envelope of envelopes) {
+      await s.enqueue({
+        address: from,
+        deviceId: 1,
+        messageId: bytes(16),
+        envelope,
+        receivedAtMs: Date.now(),
+        maxMessages: 100,
+        maxBytes: 1 << 20,
+      })
+    }
+    const lock = { salt: bytes(16), logN: 15, verifier: bytes(32), setAtMs: 7 }
+    expect(await s.setRegistrationLock(from, 1, lock)).toBe(true)
+    // The other node holds the account's key, as after reading its mail.
+    expect((await other.fetchMailbox(from, 1, 0, 10)).entries).toHaveLength(2)
+    expect(other.dataKeyStats.cached).toBe(1)
+    const keyIds = async () =>
+      (await admin<{ key_id: Buffer }>(`SELECT key_id FROM ${schema}.account_keys`)).map((r) =>
+        r.key_id.toString('hex'),
+      )
+    const [oldKey] = await keyIds()
+    const sealedBefore = await admin<{ identity_key: Buffer; envelope: Buffer }>(
+      `SELECT identity_key, envelope FROM ${schema}.accounts a JOIN ${schema}.mailbox m USING (address)
+       WHERE m.seq = 1`,
+    )
+
+    expect(await s.rebindAddress(from, 1, to)).toBe('moved')
+
+    // One data key, new, of the new address; every row carrying a key id names it; the old key row is gone.
+    const [newKey] = await keyIds()
+    expect((await keyIds()).length).toBe(1)
+    expect(newKey).not.toBe(oldKey)
+    for (const table of ['accounts', 'account_keys', 'registration_locks']) {
+      const rows = await admin<{ address: Buffer; key_id: Buffer }>(
+        `SELECT address, key_id FROM ${schema}.${table}`,
+      )
+      expect(
+        rows.map((r) => [hex(r.address), r.key_id.toString('hex')]),
+        table,
+      ).toEqual([[hex(to), newKey]])
+    }
+    // Nothing of the account is in the clear, and the old address is in no row at all.
+    const secrets = [
+      input.identityKey,
+      input.signedPrekey.publicKey,
+      input.signedPrekey.signature,
+      input.lastResortKemPrekey.publicKey,
+      input.lastResortKemPrekey.signature,
+      ...input.oneTimePrekeys.map((x) => x.publicKey),
+      input.oneTimeKemPrekeys[0]!.publicKey,
+      input.oneTimeKemPrekeys[0]!.signature,
+      input.numberCommitment,
+      verifier,
+      lock.salt,
+      lock.verifier,
+      ...envelopes,
+    ]
+    const text = await dump(schema)
+    expect(text).toContain(hex(to))
+    expect(text).not.toContain(hex(from))
+    expect(secrets.filter((v) => text.includes(hex(v.subarray(0, 16))))).toEqual([])
+    // Resealing keeps every size: the sealed envelopes are still plaintext plus overhead, the quota unchanged.
+    const sizes = await admin<{ n: number }>(
+      `SELECT octet_length(envelope) AS n FROM ${schema}.mailbox ORDER BY seq`,
+    )
+    expect(sizes.map((r) => r.n)).toEqual(envelopes.map((e) => e.length + OVERHEAD))
+    const [acc] = await admin<{ bytes: string }>(`SELECT mailbox_bytes AS bytes FROM ${schema}.accounts`)
+    expect(Number(acc!.bytes)).toBe(200 + 40_000)
+    // The other node dropped the old key at commit, and reads the account at its new address under the new one.
+    await waitFor(() => other.dataKeyStats.cached === 0, 5000, 'the other node to drop the old key')
+    expect((await other.fetchMailbox(to, 1, 0, 10)).entries.map((e) => hex(e.envelope))).toEqual(
+      envelopes.map(hex),
+    )
+    expect(await other.getRegistrationLock(to)).toEqual(lock)
+    // A value sealed before the move, put back under the new address (a replayed old page), does not open.
+    await admin(`UPDATE ${schema}.mailbox SET envelope = $1 WHERE seq = 1`, [sealedBefore[0]!.envelope])
+    await expect(s.fetchMailbox(to, 1, 0, 10)).rejects.toThrow(/does not open/)
+    await admin(`UPDATE ${schema}.accounts SET identity_key = $1`, [sealedBefore[0]!.identity_key])
+    await expect(other.getAccount(to)).rejects.toThrow(/does not open/)
+  })
+
   it('looks no data key up per message: one read per account, then the cache', async () => {
     const schema = fresh()
     const s = await openIn(schema, { storeKey: storeKey() })

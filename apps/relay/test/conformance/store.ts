@@ -725,6 +725,210 @@ export function storeConformance(h: StoreHarness): void {
     expect(await s.fetchMailbox(address, 1, 0, 100)).toEqual({ entries: [], gaps: [], headSeq: 0 })
   })
 
+  /** Every table a move must carry an account through (the tables both stores share). */
+  const accountTables = [
+    'accounts',
+    'one_time_prekeys',
+    'kem_prekeys',
+    'mailbox',
+    'mailbox_gaps',
+    'registration_locks',
+  ]
+  /** Row counts of {@link accountTables}: a move neither adds rows nor removes any. */
+  const rowCounts = async (s: Store) => {
+    const out: Record<string, number> = {}
+    for (const table of accountTables) out[table] = await h.rows(s, table)
+    return out
+  }
+  /** What every read of the store returns for the account at `address` (taking no prekey bundle). */
+  const readsOf = async (s: Store, address: Uint8Array, deviceId: number) => ({
+    account: await s.getAccount(address),
+    page: await s.fetchMailbox(address, deviceId, 0, 1000),
+    head: await s.mailboxHead(address, deviceId),
+    counts: await s.countPrekeys(address, deviceId),
+    lock: await s.getRegistrationLock(address),
+    mailbox: await h.mailbox(s, address),
+    listed: (await s.addressesWithPrefix(address, 256, 10)).map(hex),
+  })
+  /** What the reads return for an address that holds nothing. */
+  const nothingAt = {
+    account: null,
+    page: { entries: [], gaps: [], headSeq: 0 },
+    head: 0,
+    counts: { oneTimeCount: 0, kemOneTimeCount: 0 },
+    lock: null,
+    mailbox: null,
+    listed: [],
+  }
+
+  it('rebinds an account to a new address with everything it holds, and leaves nothing under the old one', async () => {
+    const s = await open()
+    const from = bytes(32)
+    const to = bytes(32)
+    const bystander = await register(s)
+    await enqueue(s, bystander.address)
+    // Every kind of value an account holds: keys of each kind, commitment, verifier, mail, a gap, a lock.
+    const input = { ...registration(from), numberCommitment: bytes(32) }
+    expect(await s.registerDevice(input)).toEqual({ deviceId: 1, replacedDevice: false })
+    expect(await s.setDeliveryVerifier(from, 1, bytes(32))).toBe(true)
+    const more = {
+      signedPrekey: key(3),
+      lastResortKemPrekey: key(4, 1184),
+      oneTimePrekeys: [{ keyId: 9, publicKey: bytes(32) }],
+      oneTimeKemPrekeys: [key(9, 1184)],
+    }
+    expect((await s.putPrekeys(from, 1, more, 100)).status).toBe('stored')
+    const ids = [bytes(16), bytes(16), bytes(16), bytes(16)]
+    await enqueue(s, from, 1, { id: ids[0]!, at: 1 })
+    for (const [i, id] of ids.slice(1).entries()) await enqueue(s, from, 1, { id, size: 100 * (i + 1) })
+    expect(await s.expire(2)).toBe(1)
+    const lock = { salt: bytes(16), logN: 15, verifier: bytes(32), setAtMs: 5000 }
+    expect(await s.setRegistrationLock(from, 1, lock)).toBe(true)
+    await s.touchAccount(from, 1, 90_000)
+    // Another node reads the account first (and, where there are data keys, holds the account's).
+    const p = await h.peer(s)
+    const before = await readsOf(p, from, 1)
+    expect(before.page.entries.map((e) => e.seq)).toEqual([2, 3, 4])
+    expect(before.page.gaps).toEqual([{ firstSeq: 1, lastSeq: 1, reason: 'expired' }])
+    expect(before.lock).toEqual(lock)
+    expect(before.account!.lastActiveMs).toBe(90_000)
+    const rows = await rowCounts(s)
+    const others = await readsOf(s, bystander.address, 1)
+
+    expect(await s.rebindAddress(from, 1, to)).toBe('moved')
+
+    // Everything reads the same under the new address, on either node; nothing under the old one.
+    const moved = { ...before, account: { ...before.account!, address: to }, listed: [hex(to)] }
+    expect(await readsOf(s, to, 1)).toEqual(moved)
+    expect(await readsOf(p, to, 1)).toEqual(moved)
+    expect(await readsOf(s, from, 1)).toEqual(nothingAt)
+    expect(await readsOf(p, from, 1)).toEqual(nothingAt)
+    expect(await s.accountCount()).toBe(2)
+    expect(await rowCounts(s)).toEqual(rows)
+    expect(await readsOf(s, bystander.address, 1)).toEqual(others)
+    expect(await s.takePrekeyBundle(from)).toBeNull()
+    expect(await enqueue(s, from)).toEqual({ status: 'not_found' })
+    expect(await s.ack(from, 1, [2, 3, 4])).toBe(0)
+    expect(await s.setDeliveryVerifier(from, 1, bytes(32))).toBe(false)
+    expect(await s.setRegistrationLock(from, 1, lock)).toBe(false)
+    // Every prekey moved whole, in order: both one-time pairs, then the last-resort KEM prekey.
+    const identity = {
+      address: to,
+      deviceId: 1,
+      identityKey: input.identityKey,
+      signedPrekey: more.signedPrekey,
+    }
+    expect(await p.takePrekeyBundle(to)).toEqual({
+      ...identity,
+      oneTimePrekey: input.oneTimePrekeys[0],
+      kemPrekey: input.oneTimeKemPrekeys[0],
+      kemPrekeyIsLastResort: false,
+    })
+    expect(await s.takePrekeyBundle(to)).toEqual({
+      ...identity,
+      oneTimePrekey: more.oneTimePrekeys[0],
+      kemPrekey: more.oneTimeKemPrekeys[0],
+      kemPrekeyIsLastResort: false,
+    })
+    expect(await p.takePrekeyBundle(to)).toEqual({
+      ...identity,
+      kemPrekey: more.lastResortKemPrekey,
+      kemPrekeyIsLastResort: true,
+    })
+    // The mailbox goes on where it was: the next seq, old message ids still idempotent, acks and limits exact.
+    expect(await enqueue(p, to, 1, { size: 7 })).toEqual({ status: 'stored', seq: 5 })
+    expect(await enqueue(s, to, 1, { id: ids[2]! })).toEqual({ status: 'duplicate', seq: 3 })
+    expect(await enqueue(s, to, 1, { max: 4 })).toEqual({ status: 'full', limit: 'messages' })
+    expect(await p.ack(to, 1, [2, 4])).toBe(2)
+    expect(await h.mailbox(s, to)).toEqual({ count: 2, bytes: 207 })
+    expect((await s.fetchMailbox(to, 1, 0, 10)).entries.map((e) => e.seq)).toEqual([3, 5])
+    // The account's device stays the one that may change it, now at its new address.
+    const verifier = bytes(32)
+    expect(await p.setDeliveryVerifier(to, 1, verifier)).toBe(true)
+    expect(hex((await s.getAccount(to))!.deliveryVerifier)).toBe(hex(verifier))
+    // And erasing it at its new address takes everything it brought.
+    expect(await s.deleteAccount(to)).toBe(true)
+    expect(await readsOf(p, to, 1)).toEqual(nothingAt)
+    await s.deleteAccount(bystander.address)
+    for (const table of accountTables) expect(await h.rows(s, table), table).toBe(0)
+  })
+
+  it('rebinds a large mailbox: every entry, whole and in order, beyond any one batch of rows or bytes', async () => {
+    const s = await open()
+    const { address: from } = await register(s)
+    const to = bytes(32)
+    const sent: { seq: number; messageId: Uint8Array; envelope: Uint8Array; receivedAtMs: number }[] = []
+    // 460 messages: 440 small ones, and 20 of 256 KiB (5 MiB) among them.
+    for (let i = 0; i < 460; i++) {
+      const entry = {
+        seq: i + 1,
+        messageId: bytes(16),
+        envelope: bytes(i % 23 === 0 ? 256 << 10 : 40),
+        receivedAtMs: 1000 + i,
+      }
+      sent.push(entry)
+      const put = await s.enqueue({
+        address: from,
+        deviceId: 1,
+        ...entry,
+        maxMessages: 1000,
+        maxBytes: 1 << 30,
+      })
+      expect(put).toEqual({ status: 'stored', seq: entry.seq })
+    }
+    const held = await h.mailbox(s, from)
+    expect(await s.rebindAddress(from, 1, to)).toBe('moved')
+    const page = await s.fetchMailbox(to, 1, 0, 1000)
+    expect(page.entries.length).toBe(sent.length)
+    expect(page.entries.map((e) => [e.seq, hex(e.messageId), hex(e.envelope), e.receivedAtMs])).toEqual(
+      sent.map((e) => [e.seq, hex(e.messageId), hex(e.envelope), e.receivedAtMs]),
+    )
+    expect(page.headSeq).toBe(460)
+    expect(await h.mailbox(s, to)).toEqual(held)
+    expect(await h.rows(s, 'mailbox')).toBe(460)
+    expect(await s.fetchMailbox(from, 1, 0, 10)).toEqual({ entries: [], gaps: [], headSeq: 0 })
+  })
+
+  it('refuses a rebind from another device or an unknown address (not_found), or onto an account (taken), changing nothing', async () => {
+    const s = await open()
+    const a = await register(s, bytes(32), { numberCommitment: bytes(32) })
+    const b = await register(s)
+    for (const address of [a.address, a.address, b.address]) await enqueue(s, address)
+    expect(
+      await s.setRegistrationLock(a.address, 1, {
+        salt: bytes(16),
+        logN: 15,
+        verifier: bytes(32),
+        setAtMs: 1,
+      }),
+    ).toBe(true)
+    const before = [await readsOf(s, a.address, 1), await readsOf(s, b.address, 1)]
+    const rows = await rowCounts(s)
+    const free = bytes(32)
+    expect(await s.rebindAddress(a.address, 2, free)).toBe('not_found')
+    expect(await s.rebindAddress(a.address, 0, free)).toBe('not_found')
+    expect(await s.rebindAddress(free, 1, bytes(32))).toBe('not_found')
+    expect(await s.rebindAddress(free, 1, a.address)).toBe('not_found')
+    expect(await s.rebindAddress(a.address, 1, b.address)).toBe('taken')
+    expect(await s.rebindAddress(b.address, 1, a.address)).toBe('taken')
+    // Onto itself: the address is held, by the account itself.
+    expect(await s.rebindAddress(a.address, 1, a.address)).toBe('taken')
+    expect([await readsOf(s, a.address, 1), await readsOf(s, b.address, 1)]).toEqual(before)
+    expect(await readsOf(s, free, 1)).toEqual(nothingAt)
+    expect(await rowCounts(s)).toEqual(rows)
+    expect(await s.accountCount()).toBe(2)
+    // A replaced device can no longer move the account; the device that replaced it can, and again after that.
+    await register(s, a.address)
+    expect(await s.rebindAddress(a.address, 1, free)).toBe('not_found')
+    expect(await s.rebindAddress(a.address, 2, free)).toBe('moved')
+    const third = bytes(32)
+    expect(await s.rebindAddress(free, 2, third)).toBe('moved')
+    expect((await s.getAccount(third))!.deviceId).toBe(2)
+    expect(await s.getAccount(free)).toBeNull()
+    expect(await s.getAccount(a.address)).toBeNull()
+    expect(await s.accountCount()).toBe(2)
+  })
+
   it('two nodes: concurrent sends to one mailbox get distinct, gap-free sequence numbers', async () => {
     const s = await open()
     const p = await h.peer(s)
@@ -832,6 +1036,31 @@ export function storeConformance(h: StoreHarness): void {
     expect(hex((await s.getAccount(address))!.deliveryVerifier)).toBe(hex(v))
     expect(await s.setDeliveryVerifier(address, 1, EMPTY)).toBe(true)
     expect((await p.getAccount(address))!.deliveryVerifier).toHaveLength(0)
+  })
+
+  it('two nodes: mail sent while the account moves is moved with it or refused, never lost or left behind', async () => {
+    const s = await open()
+    const p = await h.peer(s)
+    const { address: from } = await register(s)
+    const to = bytes(32)
+    for (let i = 0; i < 20; i++) await enqueue(s, from)
+    const send = (i: number) => enqueue(i % 2 ? s : p, from, 1, { max: 1000 })
+    const early = Array.from({ length: 20 }, (_, i) => send(i))
+    const move = p.rebindAddress(from, 1, to)
+    const late = Array.from({ length: 20 }, (_, i) => send(i))
+    const [moved, ...results] = await Promise.all([move, ...early, ...late])
+    expect(moved).toBe('moved')
+    expect(results.filter((r) => r.status !== 'stored' && r.status !== 'not_found')).toEqual([])
+    const stored = results.filter((r) => r.status === 'stored').length
+    // Every message stored is under the new address, numbered on from the moved mail without a hole.
+    const page = await s.fetchMailbox(to, 1, 0, 1000)
+    expect(page.entries.map((e) => e.seq)).toEqual(Array.from({ length: 20 + stored }, (_, i) => i + 1))
+    expect(page.gaps).toEqual([])
+    expect(await h.mailbox(p, to)).toEqual({ count: 20 + stored, bytes: 20 * (20 + stored) })
+    expect(await h.rows(s, 'mailbox')).toBe(20 + stored)
+    expect(await p.fetchMailbox(from, 1, 0, 10)).toEqual({ entries: [], gaps: [], headSeq: 0 })
+    expect(await enqueue(s, from)).toEqual({ status: 'not_found' })
+    expect(await enqueue(s, to)).toEqual({ status: 'stored', seq: 21 + stored })
   })
 
   it('two nodes: erasure on one node is seen by the other at once', async () => {
