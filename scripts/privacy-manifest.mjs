@@ -115,10 +115,13 @@ export function schemaProblems(schema) {
   for (const t of schema.types) {
     for (const f of t.fieldsArray) {
       if (f.options?.[OPTION] !== 'DATA_CLASS_PERSONAL') continue
+      // The activating user's own number at activation, and once more after an OPRF key rotation (RebindAddress).
       const allowed =
         (t.name === 'ActivationStart' && f.name === 'phone_number') ||
-        (t.name === 'ClientFrame' && f.name === 'activation_start')
-      if (!allowed) problems.push(`${t.name}.${f.name} is PERSONAL outside ActivationStart`)
+        (t.name === 'ClientFrame' && f.name === 'activation_start') ||
+        (t.name === 'RebindAddress' && f.name === 'phone_number') ||
+        (t.name === 'ClientFrame' && f.name === 'rebind_address')
+      if (!allowed) problems.push(`${t.name}.${f.name} is PERSONAL outside ActivationStart and RebindAddress`)
     }
   }
   for (const [name, carriers] of Object.entries(CARRIED_IN)) {
@@ -166,6 +169,9 @@ export const RELAY_SEES = `## What the relay can and cannot see
   the same moment it computes a salted **commitment** to the number (the salt comes from your device and is not
   kept), stores only the commitment, and certifies it in your sender certificates so that your contacts can
   check the number you state to them.
+- Your own phone number once more after the operator rotates the OPRF key: the device sends it with the salt in
+  \`RebindAddress\` so that the relay can check it against the commitment and compute your address under the new
+  key; it is held for that one request and never written to disk or logs.
 - Your account's **address**: a 32-byte pseudonym derived from your number with the relay's OPRF key. The relay
   stores it with your device's public keys (identity key, signed prekey, one-time prekeys, KEM prekeys), the
   number commitment, and the **verifier** (a hash) of your delivery token.
@@ -280,7 +286,7 @@ export function renderManifest(dir = PROTO_DIR) {
     `- Stored and forwarded as an opaque envelope: \`SealedEnvelope\` (${count(['SealedEnvelope'])} fields).`,
     `- Inside end-to-end ciphertext only: ${inside.length} message types, ${count(inside)} fields.`,
     `- Never sent (local state): ${local.length} message types, ${count(local)} fields.`,
-    "- The only personal field: `ActivationStart.phone_number` (the activating user's own number, client → relay).",
+    "- The only personal fields: `ActivationStart.phone_number` and `RebindAddress.phone_number` (the user's own number, client → relay, at activation and after an OPRF key rotation).",
     '- No field holds a device identifier (IMEI, serial, MAC, carrier, model, advertising id).',
     '',
     '## Client → relay (`ClientFrame`)',

@@ -1,7 +1,7 @@
 // Contract-test harness: the real relay process on a free port in production mode (no --dev), with the webhook
 // verifier pointed at a tiny HTTP server in the test that checks each call's signature, timestamp and id as an
 // operator's SMS gateway should, so codes arrive the way the gateway gets them.
-import { type ChildProcess, spawn } from 'node:child_process'
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -44,6 +44,10 @@ export interface Relay {
   restart(signal?: NodeJS.Signals): Promise<void>
   /** Stops for good and deletes the data directory. */
   stop(signal?: NodeJS.Signals): Promise<void>
+  /** Sends the running process a signal (e.g. SIGHUP: re-read the OPRF key file). */
+  signal(signal: NodeJS.Signals): void
+  /** Runs `parley-relay <args>` (a subcommand such as `oprf rotate`) on this relay's data directory. */
+  command(args: string[]): { status: number | null; stdout: string; stderr: string }
 }
 
 /** One call the inbox received at `/sms`. */
@@ -215,12 +219,33 @@ export async function startRelay(codes: CodeInbox, extraArgs: string[] = []): Pr
       await stop(signal)
       rmSync(dataDir, { recursive: true, force: true })
     },
+    signal(signal) {
+      proc.kill(signal)
+    },
+    command(args) {
+      const r = spawnSync(
+        process.execPath,
+        ['--conditions=parley-source', '--import', 'tsx', 'src/cli.ts', ...args, '--data-dir', dataDir],
+        { cwd: RELAY_DIR, encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: '' } },
+      )
+      return { status: r.status, stdout: r.stdout, stderr: r.stderr }
+    },
   }
 }
 
 /** A fresh data directory for client stores. */
 export function clientDir(): string {
   return mkdtempSync(join(tmpdir(), 'parley-client-'))
+}
+
+/** Creates a (not yet activated) Node client of `relay`. */
+export function nodeClient(relay: Relay, options: Partial<NodeClientOptions> = {}): Promise<ParleyClient> {
+  return createClient({
+    relayUrl: relay.url,
+    defaultRegion: 'US',
+    reconnect: { minDelayMs: 50, maxDelayMs: 1000 },
+    ...options,
+  })
 }
 
 /** Creates a client and activates it with the code the relay sent. */

@@ -5,6 +5,14 @@ import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import { createClient, type DeviceReplacedEvent, type ParleyClient, ParleyError } from '@parley/node'
 import { describe, expect, it } from 'vitest'
+import {
+  describeWith,
+  PG_URL,
+  probePostgres,
+  probeRedis,
+  REDIS_URL,
+  uniqueName,
+} from '../../apps/relay/test/conformance/services.js'
 import { metric, RawConn } from './attacker.js'
 import { activatedClient, type CodeInbox, clientDir, type Relay, until } from './harness.js'
 import { useRelay } from './useRelay.js'
@@ -52,8 +60,8 @@ const watchReplaced = (c: ParleyClient) => {
   return seen
 }
 
-describe('a registration lock', () => {
-  const env = useRelay(CODES)
+function lockSuite(storeArgs: string[]) {
+  const env = useRelay([...CODES, ...storeArgs])
   const dir = clientDir()
 
   it('refuses the SMS code alone, and a wrong PIN, leaving the owner in place; the right PIN gets in', async () => {
@@ -186,7 +194,21 @@ describe('a registration lock', () => {
     await expect(fresh.client.setRegistrationLock('123')).rejects.toThrow(TypeError)
     await Promise.all([owner.close(), next.client.close(), fresh.client.close()])
   })
-})
+}
+
+describe('a registration lock (SQLite)', () => lockSuite([]))
+
+// The lock sealed in PostgreSQL, the guesses counted in Redis (shared by every node).
+describeWith('a registration lock (PostgreSQL + Redis)', [await probePostgres(), await probeRedis()], () =>
+  lockSuite([
+    '--store',
+    `${PG_URL}?schema=${uniqueName('reglock')}`,
+    '--redis',
+    `${REDIS_URL}?prefix=${uniqueName('reglock')}:`,
+    '--number-hash-key',
+    randomBytes(32).toString('hex'),
+  ]),
+)
 
 describe('a registration lock on an inactive account', () => {
   // A lapse of 8 s: the owner's device authenticating again pushes it back; silence lets it lapse.

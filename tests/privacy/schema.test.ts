@@ -92,7 +92,7 @@ describe('wire schema and privacy manifest (P2)', () => {
     expect(problems).toEqual(
       expect.arrayContaining([
         'Hello.protocol_minor has no data class',
-        'ServerHello.auth_nonce is PERSONAL outside ActivationStart',
+        'ServerHello.auth_nonce is PERSONAL outside ActivationStart and RebindAddress',
         'SessionRecord.version is SECRET_NEVER_SENT but reachable from a frame',
       ]),
     )

@@ -152,6 +152,14 @@ function validBodies(r: Rng, known: { address?: Uint8Array }): Omit<ClientFrameI
     { senderCertificateRequest: {} },
     { setDeliveryToken: { verifier: r.int(2) ? r.bytes(32) : r.bytes(r.int(40)) } },
     {
+      rebindAddress: {
+        phoneNumber: `+1415555${String(r.int(10000)).padStart(4, '0')}`,
+        numberSalt: r.bytes(r.int(2) ? 32 : r.int(40)),
+        keyId: r.int(3),
+        ...(r.int(2) ? { blindedNumber: r.bytes(32) } : {}),
+      },
+    },
+    {
       setRegistrationLock: {
         salt: r.bytes(r.int(2) ? 16 : r.int(40)),
         logN: r.int(2) ? 14 + r.int(4) : r.int(64),

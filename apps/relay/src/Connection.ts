@@ -38,6 +38,8 @@ export const CloseCode = {
   policy: 1008,
   tooLarge: 1009,
   internal: 1011,
+  /** Reconnect: the relay's OPRF key rotated, and a new ServerHello announces it. */
+  serviceRestart: 1012,
   /** The device was replaced by a newer activation, or the account was erased. */
   revoked: 4001,
 } as const

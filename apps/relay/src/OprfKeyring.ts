@@ -1,7 +1,10 @@
 /**
  * The relay's OPRF keys (DESIGN.md §4.2): generated on first start and kept in `<dataDir>/oprf-keys.json`
- * (mode 0600). Each key has an id (its epoch). Rotation adds a new current key and gives the previous one a
- * retirement time; both are announced in `ServerHello` and evaluated until then.
+ * (mode 0600). Each key has an id (its epoch). Rotation (`parley-relay oprf rotate`) adds a new current key and
+ * gives the previous one a retirement time; both are announced in `ServerHello` and evaluated until then, while
+ * every device moves its account to its address under the new key (`RebindAddress`). A retired key is deleted
+ * from the file at the first sweep after its grace period. Running relays re-read the file when it changes
+ * (checked at every sweep, and on SIGHUP), so every node sharing it switches within a sweep interval.
  * @module
  */
 import { chmodSync, existsSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs'
@@ -30,10 +33,60 @@ const unhex = (s: string) => new Uint8Array(Buffer.from(s, 'hex'))
 export class OprfKeyring {
   #keys: OprfKey[]
   readonly #path: string | undefined
+  /** The file's modification time and size when last read or written, to notice a rotation by another process. */
+  #stamp = ''
 
   private constructor(keys: OprfKey[], path: string | undefined) {
     this.#keys = keys
     this.#path = path
+    this.#stamp = this.#fileStamp()
+  }
+
+  #fileStamp(): string {
+    if (!this.#path || !existsSync(this.#path)) return ''
+    const st = statSync(this.#path)
+    return `${st.mtimeMs}:${st.size}:${st.ino}`
+  }
+
+  static #read(path: string): OprfKey[] {
+    const file = JSON.parse(readFileSync(path, 'utf8')) as KeyFile
+    if (file.version !== 1 || !Array.isArray(file.keys) || file.keys.length === 0) {
+      throw new Error(`${path} is not a valid OPRF key file`)
+    }
+    return file.keys.map((k) => ({
+      ...k,
+      secretKey: unhex(k.secretKey),
+      publicKey: unhex(k.publicKey),
+    }))
+  }
+
+  /**
+   * Re-reads the key file if another process (`parley-relay oprf rotate`, another node) changed it.
+   * @returns whether the keys changed
+   * @throws Error when the changed file is not a valid key file (the keys in memory stay)
+   */
+  reload(): boolean {
+    if (!this.#path) return false
+    const stamp = this.#fileStamp()
+    if (stamp === this.#stamp) return false
+    const keys = OprfKeyring.#read(this.#path)
+    this.#stamp = stamp
+    const before = this.#keys.map((k) => `${k.keyId}:${k.retireAtMs}`).join(',')
+    this.#keys = keys
+    return keys.map((k) => `${k.keyId}:${k.retireAtMs}`).join(',') !== before
+  }
+
+  /**
+   * Deletes the keys whose grace period has ended (from memory and the file): an OPRF key is then gone for good,
+   * so a leaked one stops mattering once every account has moved.
+   * @returns the ids deleted
+   */
+  prune(nowMs = Date.now()): number[] {
+    const gone = this.#keys.filter((k) => k.retireAtMs !== 0 && k.retireAtMs <= nowMs)
+    if (gone.length === 0) return []
+    this.#keys = this.#keys.filter((k) => !gone.includes(k))
+    this.#save()
+    return gone.map((k) => k.keyId)
   }
 
   /**
@@ -48,16 +101,7 @@ export class OprfKeyring {
       return ring
     }
     if ((statSync(path).mode & 0o077) !== 0) warn('oprf-keys.json is readable by other users; chmod 600 it')
-    const file = JSON.parse(readFileSync(path, 'utf8')) as KeyFile
-    if (file.version !== 1 || !Array.isArray(file.keys) || file.keys.length === 0) {
-      throw new Error(`${path} is not a valid OPRF key file`)
-    }
-    const keys = file.keys.map((k) => ({
-      ...k,
-      secretKey: unhex(k.secretKey),
-      publicKey: unhex(k.publicKey),
-    }))
-    return new OprfKeyring(keys, path)
+    return new OprfKeyring(OprfKeyring.#read(path), path)
   }
 
   /** A key ring held in memory only (tests). */
@@ -80,6 +124,7 @@ export class OprfKeyring {
     writeFileSync(tmp, `${JSON.stringify(file, null, 2)}\n`, { mode: 0o600 })
     chmodSync(tmp, 0o600)
     renameSync(tmp, this.#path)
+    this.#stamp = this.#fileStamp()
   }
 
   /** The key new evaluations and activations use. */
@@ -102,8 +147,9 @@ export class OprfKeyring {
   }
 
   /**
-   * Starts a new epoch: a fresh current key; the previous one is served for `graceMs` more.
-   * Note: addresses derive from the key, so accounts must re-activate (or be re-addressed) within the grace period.
+   * Starts a new epoch: a fresh current key; the previous one is served for `graceMs` more, while devices move
+   * their accounts to their addresses under the new key (`RebindAddress`; a device that comes back after the grace
+   * period can still move, as the move needs only the current key).
    */
   rotate(graceMs: number, nowMs = Date.now()): OprfKey {
     const previous = this.current

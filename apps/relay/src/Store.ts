@@ -197,6 +197,15 @@ export interface Store {
    * existed.
    */
   deleteAccount(address: Uint8Array): Promise<boolean>
+  /**
+   * Moves the account registered at `from` (device `deviceId`) to the address `to` — after an OPRF key rotation,
+   * its address under the new key — in one transaction: the account row (device id, keys, commitment, delivery
+   * verifier, activity, mailbox counters and head), its one-time prekeys, mailbox entries (same sequence numbers),
+   * gap records and registration lock are afterwards found under `to` only, and nothing of the account remains
+   * readable under `from`. Resolves `moved`; `not_found` when `from` has no account or another device; `taken`
+   * when `to` already has an account (nothing changes then).
+   */
+  rebindAddress(from: Uint8Array, deviceId: number, to: Uint8Array): Promise<'moved' | 'not_found' | 'taken'>
   /** Every registered address whose first `bits` bits equal `prefix`'s. */
   addressesWithPrefix(prefix: Uint8Array, bits: number, limit: number): Promise<Uint8Array[]>
 

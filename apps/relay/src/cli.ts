@@ -4,9 +4,19 @@
  */
 import { helpText, parseConfig } from './config.js'
 import { createLogger } from './logger.js'
+import { oprfCommand } from './oprfCommand.js'
 import { startRelay } from './server.js'
 
 async function main(): Promise<void> {
+  if (process.argv[2] === 'oprf') {
+    process.exitCode = oprfCommand(
+      process.argv.slice(3),
+      process.env,
+      (l) => process.stdout.write(`${l}\n`),
+      (l) => process.stderr.write(`${l}\n`),
+    )
+    return
+  }
   let config: ReturnType<typeof parseConfig>
   try {
     config = parseConfig(process.argv.slice(2), process.env)
@@ -59,6 +69,11 @@ async function main(): Promise<void> {
       },
     )
   }
+  // SIGHUP: re-read oprf-keys.json now (after `parley-relay oprf rotate`) instead of at the next sweep.
+  process.on('SIGHUP', () => {
+    log.info({ signal: 'SIGHUP' }, 'reloading OPRF keys')
+    relay.reloadOprfKeys()
+  })
   process.on('SIGTERM', () => stop('SIGTERM'))
   process.on('SIGINT', () => stop('SIGINT'))
   process.on('uncaughtException', (err) => log.error({ err }, 'uncaught exception'))

@@ -725,6 +725,7 @@ export function helpText(): string {
     'parley-relay — the Parley reference relay (activation, private discovery, prekeys, mailboxes)',
     '',
     'Usage: parley-relay [options]',
+    '       parley-relay oprf rotate [--grace 30d] [--data-dir <dir>]   (start a new OPRF key epoch; see --help there)',
     '',
     'Every option can also be set by its environment variable; flags win over the environment.',
     '',
@@ -783,6 +784,8 @@ export function policies(config: RelayConfig) {
       refillTokens: config.sendBytesPerDay,
       refillIntervalMs: DAY,
     },
+    // RebindAddress: one OPRF evaluation each, needed once per key rotation; a few retries a day are plenty.
+    rebind: { capacity: 10, refillTokens: 10, refillIntervalMs: DAY },
     prekeySignatures: {
       capacity: config.prekeySignaturesCapacity,
       refillTokens: config.prekeySignaturesPerDay,

@@ -32,6 +32,22 @@ export function createMetrics() {
       help: 'Times a connection that had not authenticated was paused for reading more than --pre-auth-bytes-per-second',
       registers,
     }),
+    bundlesServed: new Counter({
+      name: 'parley_relay_prekey_bundles_served_total',
+      help: 'Prekey bundles handed out (each starts a new session)',
+      registers,
+    }),
+    addressRebinds: new Counter({
+      name: 'parley_relay_address_rebinds_total',
+      help: 'RebindAddress outcomes after an OPRF key rotation: moved, current (already there), refused, conflict',
+      labelNames: ['outcome'] as const,
+      registers,
+    }),
+    oprfKeysServed: new Gauge({
+      name: 'parley_relay_oprf_keys_served',
+      help: 'OPRF key epochs served in ServerHello (2 during a rotation grace period)',
+      registers,
+    }),
     devicesReplaced: new Counter({
       name: 'parley_relay_devices_replaced_total',
       help: 'Connections told DeviceReplaced before being closed, by reason: reactivated (another device took the number), erased',

@@ -80,6 +80,11 @@ export interface RunningRelay {
   metrics: Metrics
   /** Runs the expiry sweep now; resolves how many messages expired. */
   sweep(): Promise<number>
+  /**
+   * Re-reads `oprf-keys.json` now (after `parley-relay oprf rotate`; the sweep does it too) and deletes keys past
+   * their grace period. Resolves whether the served keys changed.
+   */
+  reloadOprfKeys(): boolean
   /** Graceful shutdown; idempotent. */
   close(): Promise<void>
 }
@@ -415,7 +420,45 @@ export async function startRelay(options: RelayOptions = {}): Promise<RunningRel
   }, 30_000)
   heartbeat.unref()
 
+  /** Authenticated connections are closed over this long after a rotation, so they do not all come back at once. */
+  const ROTATION_RECONNECT_SPREAD_MS = 5000
+  let announcedKeyId = ctx.oprf.current.keyId
+  function reloadOprfKeys(): boolean {
+    let changed = false
+    try {
+      changed = ctx.oprf.reload()
+    } catch (err) {
+      log.error(
+        { err: { message: (err as Error).message } },
+        'oprf-keys.json changed but cannot be read; keeping the keys in memory',
+      )
+    }
+    const pruned = ctx.oprf.prune()
+    const served = ctx.oprf.served()
+    ctx.metrics.oprfKeysServed.set(served.length)
+    if (served[0]!.keyId !== announcedKeyId) {
+      announcedKeyId = served[0]!.keyId
+      // Devices learn of the new key from a new ServerHello, and then move their accounts (RebindAddress).
+      for (const conn of connections) {
+        if (!conn.device) continue
+        const t = setTimeout(
+          () => conn.close(CloseCode.serviceRestart, 'OPRF key rotated; reconnect', 'oprf_rotated'),
+          Math.random() * ROTATION_RECONNECT_SPREAD_MS,
+        )
+        t.unref()
+      }
+    }
+    if (changed || pruned.length > 0) {
+      log.info(
+        { current: served[0]!.keyId, served: served.map((k) => k.keyId), deleted: pruned },
+        'OPRF keys changed',
+      )
+    }
+    return changed || pruned.length > 0
+  }
+
   async function sweep(): Promise<number> {
+    reloadOprfKeys()
     const expired = await ctx.store.expire(Date.now() - config.messageTtlSeconds * 1000)
     if (expired > 0) {
       ctx.metrics.expired.inc(expired)
@@ -500,5 +543,5 @@ export async function startRelay(options: RelayOptions = {}): Promise<RunningRel
     return closed
   }
 
-  return { url, httpUrl, metricsUrl, port, config, metrics: ctx.metrics, sweep, close }
+  return { url, httpUrl, metricsUrl, port, config, metrics: ctx.metrics, sweep, reloadOprfKeys, close }
 }

@@ -13,6 +13,7 @@ import {
   activatedClient,
   CodeInbox,
   clientDir,
+  nodeClient,
   type Relay,
   startRelay,
   until,
@@ -288,6 +289,24 @@ describe.skipIf(!haveChromium && !required)(
       mkdirSync(join(SCREENSHOT, '..'), { recursive: true })
       await page.screenshot({ path: SCREENSHOT, fullPage: true })
       expect(existsSync(SCREENSHOT)).toBe(true)
+    })
+
+    it('a registration lock set in the browser (its scrypt on WebCrypto) is proved by a Node device with the PIN', async () => {
+      const started = Date.now()
+      await bob.evaluate(() => (window as unknown as TestWindow).client.setRegistrationLock('2580'))
+      // The browser's proof of the PIN is the verifier the relay now holds; Node's must match it byte for byte.
+      const tookMs = Date.now() - started
+      const phone = await nodeClient(relay, { storePath: join(nodeDir, 'bob-new-phone.db') })
+      const pendingActivation = await phone.activate({ phoneNumber: BOB, consent: true })
+      const code = await codes.next(pendingActivation.e164)
+      const refused = await phone.confirm(code).catch((e: unknown) => e as { code: string })
+      expect((refused as { code: string }).code).toBe('REGISTRATION_LOCKED')
+      const wrong = await phone.confirm(code, { pin: '0852' }).catch((e: unknown) => e as { code: string })
+      expect((wrong as { code: string }).code).toBe('REGISTRATION_LOCKED')
+      await phone.confirm(code, { pin: '2580' })
+      expect(phone.activated).toBe(true)
+      console.log(`setRegistrationLock in Chromium took ${tookMs} ms (scrypt N = 2^15)`)
+      await phone.close()
     })
   },
 )

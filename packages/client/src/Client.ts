@@ -124,6 +124,8 @@ interface AccountRecord {
   deliveryToken?: Uint8Array
   /** Whether the relay has the current token's verifier. */
   deliveryTokenSet?: boolean
+  /** The OPRF key epoch the address is derived under (absent in records from before key rotation). */
+  keyId?: number
 }
 
 interface PendingRecord {
@@ -148,6 +150,8 @@ interface ContactRecord {
   address: Uint8Array
   registered: boolean
   checkedAt: number
+  /** The OPRF key epoch `address` was derived under; absent when unknown (older records, or learned from mail). */
+  keyId?: number
 }
 
 interface SessionRecord {
@@ -525,6 +529,7 @@ export class ParleyClient {
       numberSalt,
       deliveryToken: this.#random(32),
       deliveryTokenSet: false,
+      ...(typeof oprfKey?.keyId === 'number' ? { keyId: oprfKey.keyId } : {}),
     }
     const meta: PrekeyMeta = {
       nextOtpId: keys.nextOtpId,
@@ -881,7 +886,98 @@ export class ParleyClient {
 
   async #onHandshake(hello: ServerHello, link: RelayLink): Promise<void> {
     await this.#checkPins(hello)
-    if (this.#account !== null) await this.#authenticate(hello, link)
+    if (this.#account === null) return
+    await this.#authenticate(hello, link)
+    try {
+      await this.#rebindIfRotated(hello, link)
+    } catch (err) {
+      // The account still works at its old address while the previous key is served; tried again next time.
+      this.#emitRecoverable(err)
+    }
+  }
+
+  /**
+   * After an OPRF key rotation (a current key other than the one this account's address is derived under), moves
+   * the account to its address under the current key, where contacts who discover the number now will look: the
+   * number and salt open the commitment the relay certified, the relay evaluates the number under the new key,
+   * and the address it answers is checked against this device's own (blinded, proven) evaluation.
+   */
+  async #rebindIfRotated(hello: ServerHello, link: RelayLink): Promise<void> {
+    const account = this.#account
+    const current = hello.oprfKeys?.[0]
+    if (account === null || !this.#authenticated || !current?.publicKey || typeof current.keyId !== 'number')
+      return
+    if (account.keyId === current.keyId) return
+    if (account.keyId === undefined && (hello.oprfKeys?.length ?? 0) <= 1) {
+      // A record from before rotations existed, on a relay that has never rotated: its address is current.
+      await this.#updateAccount((a) => ({ ...a, keyId: current.keyId as number }))
+      return
+    }
+    if (account.numberSalt === undefined) {
+      throw new ParleyError(
+        'INVALID_STATE',
+        'the relay rotated its OPRF key, and this account (activated before number commitments) must activate again',
+      )
+    }
+    const input = numberToOprfInput(account.e164)
+    const blind = oprfBlind(input)
+    const frame = await link.request(
+      {
+        rebindAddress: {
+          phoneNumber: account.e164,
+          numberSalt: account.numberSalt,
+          keyId: current.keyId,
+          blindedNumber: blind.blindedElement,
+        },
+      },
+      { raw: true },
+    )
+    const rebound = expectBody(frame, 'addressRebound')
+    const address = rebound.address ?? new Uint8Array(0)
+    const token = this.#ownToken(input, blind, rebound.ownNumber, current)
+    if (token === undefined || !e2e.equal(addressFromToken(token), address)) {
+      throw new ParleyError(
+        'VERIFICATION_FAILED',
+        'the relay moved this account to an address that is not its own',
+      )
+    }
+    const moved = !e2e.equal(address, account.address)
+    // Written here, not in the serial queue (which may be waiting for this very handshake): the connection is
+    // already bound to the new address, and so is every later one.
+    const now = this.#account
+    if (now === null || !e2e.equal(now.address, account.address)) return
+    const next: AccountRecord = { ...now, address, keyId: current.keyId }
+    this.#account = next
+    if (moved) this.#certificate = null
+    await this.#store.write([
+      { key: K.account, value: encodeRecord(next) },
+      // The certificate names the old address.
+      ...(moved ? [{ key: K.senderCertificate }] : []),
+    ])
+    if (!moved) return
+    // Our first messages not yet answered were bound to the old address: the next send to each starts afresh.
+    void this.#serial
+      .run(async () => {
+        const writes: StoreWrite[] = []
+        for (const e of await this.#store.list('session/')) {
+          const record = decodeRecord<SessionRecord>(e.value)
+          if (!record.stale && e2e.awaitingReply(record.state)) {
+            writes.push({ key: e.key, value: encodeRecord({ ...record, stale: true }) })
+          }
+        }
+        if (writes.length > 0) await this.#store.write(writes)
+      })
+      .catch((err) => this.#emitRecoverable(err))
+  }
+
+  /** Rewrites the account record (in the serial queue). */
+  async #updateAccount(change: (a: AccountRecord) => AccountRecord): Promise<void> {
+    await this.#serial.run(async () => {
+      if (this.#account === null) return
+      const next = change(this.#account)
+      await this.#store.write([{ key: K.account, value: encodeRecord(next) }])
+      this.#account = next
+    })
   }
 
   async #authenticate(hello: ServerHello, link: RelayLink): Promise<void> {
@@ -1087,6 +1183,7 @@ export class ParleyClient {
       this.#emitError(e)
       return ack()
     }
+    await this.#followSender(opened)
     const senderHex = toHex(opened.senderAddress)
     const verified = await this.#store.get(K.verified(senderHex))
     if (verified !== undefined && !e2e.equal(verified, opened.senderIdentityKey)) {
@@ -1154,6 +1251,96 @@ export class ParleyClient {
     }
     ack()
     return true
+  }
+
+  /**
+   * Mail from an address this device has no session with, whose sender proves a number we know under another
+   * address with the same identity key: the contact moved (an OPRF key rotation). Its session, identity, verified
+   * mark, delivery token and held mail follow it to the new address. A new identity is a new device, not a move.
+   * Called from `#receive`, in the serial queue.
+   */
+  async #followSender(opened: e2e.Opened): Promise<void> {
+    const e164 = opened.senderNumber
+    if (e164 === undefined) return
+    const newHex = toHex(opened.senderAddress)
+    if ((await this.#store.get(K.session(newHex))) !== undefined) return
+    const contact = await this.#contact(e164)
+    if (contact === null || e2e.equal(contact.address, opened.senderAddress)) return
+    const oldHex = toHex(contact.address)
+    const identity = await this.#store.get(K.identity(oldHex))
+    if (identity === undefined || !e2e.equal(identity, opened.senderIdentityKey)) return
+    // #receive runs in the serial queue already.
+    await this.#moveContact(contact, opened.senderAddress, undefined)
+  }
+
+  /**
+   * A send to `e164` at `address` found nobody there: looks the number up again under the current OPRF key and,
+   * when it is registered at another address, moves the contact there.
+   * @returns the new address, and whether the queued message must be encrypted again (its session was still
+   *   waiting for a first reply, bound to the old address); null when the contact did not move
+   */
+  async #followContact(
+    e164: string,
+    address: Uint8Array,
+  ): Promise<{ address: Uint8Array; restart: boolean } | null> {
+    let contact = await this.#contact(e164)
+    const current = this.#link.hello?.oprfKeys?.[0]?.keyId
+    if (contact?.registered && !e2e.equal(contact.address, address)) {
+      // Already followed (an earlier entry of the outbox, or mail from the contact).
+    } else {
+      if (contact !== null && contact.keyId !== undefined && contact.keyId === current) return null
+      await this.#lookup([e164])
+      contact = await this.#contact(e164)
+      if (contact === null || !contact.registered || e2e.equal(contact.address, address)) return null
+    }
+    const moved = contact
+    return this.#serial.run(async () => {
+      const old = await this.#session(address)
+      const restart = old !== null && !old.stale && e2e.awaitingReply(old.state)
+      await this.#moveContact({ ...moved, address }, moved.address, moved.keyId, restart)
+      return { address: moved.address, restart }
+    })
+  }
+
+  /** Moves everything kept about a contact from its old address to `to` (in the serial queue). */
+  async #moveContact(
+    contact: ContactRecord,
+    to: Uint8Array,
+    keyId: number | undefined,
+    retire = false,
+  ): Promise<void> {
+    const from = toHex(contact.address)
+    const next = toHex(to)
+    if (from === next) return
+    const writes: StoreWrite[] = []
+    const move = async (oldKey: string, newKey: string, change?: (v: Uint8Array) => Uint8Array) => {
+      const value = await this.#store.get(oldKey)
+      if (value === undefined) return
+      writes.push({ key: oldKey }, { key: newKey, value: change ? change(value) : value })
+    }
+    await move(K.session(from), K.session(next), (v) =>
+      retire ? encodeRecord({ ...decodeRecord<SessionRecord>(v), stale: true }) : v,
+    )
+    await move(K.identity(from), K.identity(next))
+    await move(K.verified(from), K.verified(next))
+    await move(K.peerToken(from), K.peerToken(next))
+    await move(K.byAddress(from), K.byAddress(next))
+    for (const e of await this.#store.list(`held/${from}/`)) {
+      writes.push(
+        { key: e.key },
+        { key: `held/${next}/${e.key.slice(`held/${from}/`.length)}`, value: e.value },
+      )
+    }
+    const record: ContactRecord = {
+      e164: contact.e164,
+      address: to,
+      registered: true,
+      checkedAt: this.#clock.now(),
+      ...(keyId !== undefined ? { keyId } : {}),
+    }
+    writes.push({ key: K.contact(contact.e164), value: encodeRecord(record) })
+    writes.push({ key: K.byAddress(next), value: encodeRecord(contact.e164) })
+    await this.#store.write(writes)
   }
 
   /** The contact's session record after a successful decrypt: the session that decrypted is current. */
@@ -1448,16 +1635,17 @@ export class ParleyClient {
 
   async #deliver(key: string, entry: OutboxRecord): Promise<void> {
     for (let attempt = 0; attempt < 2; attempt++) {
-      if (entry.message === undefined) entry = await this.#serial.run(() => this.#encryptEntry(key, entry))
-      const account = this.#requireAccount()
-      const envelope = await this.#sealEntry(account, entry)
-      const base = {
-        recipientAddress: entry.address,
-        recipientDeviceId: entry.deviceId ?? 0,
-        messageId: fromHex(entry.id),
-        envelope,
-      }
       try {
+        // A new session fetches the recipient's bundle here: NOT_FOUND from it is followed like one from the send.
+        if (entry.message === undefined) entry = await this.#serial.run(() => this.#encryptEntry(key, entry))
+        const account = this.#requireAccount()
+        const envelope = await this.#sealEntry(account, entry)
+        const base = {
+          recipientAddress: entry.address,
+          recipientDeviceId: entry.deviceId ?? 0,
+          messageId: fromHex(entry.id),
+          envelope,
+        }
         const token = await this.#store.get(K.peerToken(toHex(entry.address)))
         if (token !== undefined && entry.message?.kind === 'ratchet') {
           // The contact has written to us and gave us its token: the relay need not learn who sends this.
@@ -1474,6 +1662,24 @@ export class ParleyClient {
         return
       } catch (err) {
         const e = ParleyError.fromUnknown(err)
+        if (e.code === 'NOT_FOUND' && attempt === 0) {
+          // Nobody at the address any more: after an OPRF key rotation the contact may have moved to its address
+          // under the new key. Followed there (the same session, unless it still waits for a first reply).
+          const moved = await this.#followContact(entry.to, entry.address)
+          if (moved === null) throw e
+          const restart = moved.restart
+          entry = restart
+            ? {
+                ...entry,
+                address: moved.address,
+                message: undefined,
+                recipientIdentityKey: undefined,
+                deviceId: undefined,
+              }
+            : { ...entry, address: moved.address }
+          await this.#store.write([{ key, value: encodeRecord(entry) }])
+          continue
+        }
         if (e.code !== 'CONFLICT' || attempt > 0) throw e
         // The recipient re-activated on a new device: start a new session and encrypt again (the old one stays
         // archived behind it, for mail from the old device still in flight).
@@ -1622,6 +1828,7 @@ export class ParleyClient {
   async #lookup(e164s: string[], signal?: AbortSignal): Promise<Map<string, boolean>> {
     const out = new Map<string, boolean>()
     if (e164s.length === 0) return out
+    const keyId = this.#link.hello?.oprfKeys?.[0]?.keyId ?? undefined
     const tokens = await this.#tokens(e164s, signal)
     const bits = this.#link.hello?.limits?.membershipPrefixBits || 16
     const addresses = tokens.map((t) => addressFromToken(t))
@@ -1648,7 +1855,13 @@ export class ParleyClient {
       const address = addresses[i]!
       const isRegistered = registered.has(toHex(address))
       out.set(e164, isRegistered)
-      const record: ContactRecord = { e164, address, registered: isRegistered, checkedAt: now }
+      const record: ContactRecord = {
+        e164,
+        address,
+        registered: isRegistered,
+        checkedAt: now,
+        ...(typeof keyId === 'number' ? { keyId } : {}),
+      }
       writes.push({ key: K.contact(e164), value: encodeRecord(record) })
       if (isRegistered) writes.push({ key: K.byAddress(toHex(address)), value: encodeRecord(e164) })
     })
@@ -1664,8 +1877,8 @@ export class ParleyClient {
     input: Uint8Array,
     blinded: OprfBlinded | undefined,
     evaluation: NonNullable<ServerFrame['activated']>['ownNumber'],
+    key = this.#link.hello?.oprfKeys?.[0],
   ): Uint8Array | undefined {
-    const key = this.#link.hello?.oprfKeys?.[0]
     if (!blinded || !evaluation || !key?.publicKey || evaluation.keyId !== key.keyId) return undefined
     const [token] = oprfFinalize(
       [input],

@@ -10,9 +10,9 @@
  * Pure and isomorphic.
  * @module
  */
-import { scryptAsync } from '@noble/hashes/scrypt.js'
 import { sha256 } from '@noble/hashes/sha2.js'
 import { abytes } from './internal/bytes.js'
+import { scrypt } from './internal/scrypt.js'
 
 /** Domain-separation label of the verifier digest. */
 export const REGISTRATION_LOCK_LABEL = 'parley/v1/registration-lock'
@@ -65,7 +65,8 @@ export function isRegistrationLockLogN(logN: unknown): logN is number {
  * @param pin - the user's PIN
  * @param salt - the lock's salt (any length; locks use {@link REGISTRATION_LOCK_SALT_BYTES})
  * @param logN - the lock's cost, {@link MIN_REGISTRATION_LOCK_LOG_N}–{@link MAX_REGISTRATION_LOCK_LOG_N}
- * @throws TypeError for a PIN {@link normalizePin} refuses; RangeError for a cost out of range
+ * @throws TypeError for a PIN {@link normalizePin} refuses; RangeError for a cost out of range; ParleyError
+ *   `UNSUPPORTED` without WebCrypto (a browser page not served over https or from localhost)
  * @example const proof = await registrationLockProof('4921', salt, REGISTRATION_LOCK_LOG_N)
  */
 export async function registrationLockProof(
@@ -80,13 +81,7 @@ export async function registrationLockProof(
       `logN must be an integer from ${MIN_REGISTRATION_LOCK_LOG_N} to ${MAX_REGISTRATION_LOCK_LOG_N}`,
     )
   }
-  return scryptAsync(new TextEncoder().encode(p), salt, {
-    N: 2 ** logN,
-    r: 8,
-    p: 1,
-    dkLen: REGISTRATION_LOCK_PROOF_BYTES,
-    maxmem: 2 ** (logN + 10) + 1024 * 1024,
-  })
+  return scrypt(new TextEncoder().encode(p), salt, 2 ** logN, 8, REGISTRATION_LOCK_PROOF_BYTES)
 }
 
 /**

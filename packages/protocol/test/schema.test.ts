@@ -85,13 +85,15 @@ describe('wire schema', () => {
     expect(hits).toEqual([])
   })
 
-  it('sends the personal phone number only in ActivationStart', () => {
+  it('sends the personal phone number only in ActivationStart and, after an OPRF key rotation, RebindAddress', () => {
     const personal = fields
       .filter((f) => f.dataClass === 'DATA_CLASS_PERSONAL')
       .map((f) => `${f.message}.${f.field}`)
     expect(personal.sort()).toEqual([
       '.parley.v1.ActivationStart.phone_number',
       '.parley.v1.ClientFrame.activation_start',
+      '.parley.v1.ClientFrame.rebind_address',
+      '.parley.v1.RebindAddress.phone_number',
     ])
   })
 

@@ -18,6 +18,7 @@ import {
   syncMailbox,
 } from './mail.js'
 import { prekeyBundleQuery, prekeyCountQuery, prekeyUpload } from './prekeys.js'
+import { rebindAddress } from './rebind.js'
 import { setRegistrationLock } from './registrationLock.js'
 import {
   authenticate,
@@ -62,6 +63,7 @@ const ROUTES: Record<ClientBody, Route> = {
   senderCertificateRequest: { auth: true, handler: senderCertificateRequest },
   setDeliveryToken: { auth: true, handler: setDeliveryToken },
   setRegistrationLock: { auth: true, handler: setRegistrationLock },
+  rebindAddress: { auth: true, handler: rebindAddress },
   unidentifiedSend: { auth: 'anonymous', handler: unidentifiedSend },
 }
 

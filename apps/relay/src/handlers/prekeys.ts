@@ -182,6 +182,7 @@ export async function prekeyBundleQuery(conn: Connection, frame: ClientFrame): P
   await charge(conn, 'bundle', `bundle:acct:${device.quotaId}`, 1, conn.ctx.policies.bundle)
   const bundle = await conn.ctx.store.takePrekeyBundle(address)
   if (!bundle) throw new ParleyError('NOT_FOUND', 'no account at this address')
+  conn.ctx.metrics.bundlesServed.inc()
   return {
     prekeyBundle: {
       address: bundle.address,

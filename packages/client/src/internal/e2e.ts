@@ -336,6 +336,14 @@ export async function decrypt(args: {
 }
 
 /** The 60-digit safety number of two identities. */
+/**
+ * Whether a stored session is still waiting for the peer's first reply (its messages are first messages, bound
+ * to the addresses it was started with).
+ */
+export function awaitingReply(state: Uint8Array): boolean {
+  return Session.deserialize(state).awaitingReply
+}
+
 export function safetyNumber(
   localKey: Uint8Array,
   localAddress: Uint8Array,

@@ -2529,7 +2529,8 @@ export const parley = $root.parley = (() => {
              * @property {parley.v1.SetDeliveryToken.$Properties|null} [setDeliveryToken] ClientFrame setDeliveryToken
              * @property {parley.v1.UnidentifiedSend.$Properties|null} [unidentifiedSend] ClientFrame unidentifiedSend
              * @property {parley.v1.SetRegistrationLock.$Properties|null} [setRegistrationLock] ClientFrame setRegistrationLock
-             * @property {"hello"|"authenticate"|"activationStart"|"activationConfirm"|"oprfEvaluate"|"membershipQuery"|"prekeyUpload"|"prekeyBundleQuery"|"prekeyCountQuery"|"sendMessage"|"ackMessages"|"syncMailbox"|"deactivate"|"ping"|"senderCertificateRequest"|"setDeliveryToken"|"unidentifiedSend"|"setRegistrationLock"} [body] ClientFrame body
+             * @property {parley.v1.RebindAddress.$Properties|null} [rebindAddress] ClientFrame rebindAddress
+             * @property {"hello"|"authenticate"|"activationStart"|"activationConfirm"|"oprfEvaluate"|"membershipQuery"|"prekeyUpload"|"prekeyBundleQuery"|"prekeyCountQuery"|"sendMessage"|"ackMessages"|"syncMailbox"|"deactivate"|"ping"|"senderCertificateRequest"|"setDeliveryToken"|"unidentifiedSend"|"setRegistrationLock"|"rebindAddress"} [body] ClientFrame body
              * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
              */
 
@@ -2563,9 +2564,10 @@ export const parley = $root.parley = (() => {
              *   setDeliveryToken?: parley.v1.SetDeliveryToken.$Shape|null;
              *   unidentifiedSend?: parley.v1.UnidentifiedSend.$Shape|null;
              *   setRegistrationLock?: parley.v1.SetRegistrationLock.$Shape|null;
+             *   rebindAddress?: parley.v1.RebindAddress.$Shape|null;
              *   $unknowns?: Array.<Uint8Array>;
              * } & (
-             *   ({ body?: undefined; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null }|{ body?: "hello"; hello: parley.v1.Hello.$Shape; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null }|{ body?: "authenticate"; hello?: null; authenticate: parley.v1.Authenticate.$Shape; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null }|{ body?: "activationStart"; hello?: null; authenticate?: null; activationStart: parley.v1.ActivationStart.$Shape; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null }|{ body?: "activationConfirm"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm: parley.v1.ActivationConfirm.$Shape; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null }|{ body?: "oprfEvaluate"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate: parley.v1.OprfEvaluate.$Shape; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null }|{ body?: "membershipQuery"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery: parley.v1.MembershipQuery.$Shape; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null }|{ body?: "prekeyUpload"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload: parley.v1.PrekeyUpload.$Shape; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null }|{ body?: "prekeyBundleQuery"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery: parley.v1.PrekeyBundleQuery.$Shape; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null }|{ body?: "prekeyCountQuery"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery: parley.v1.PrekeyCountQuery.$Shape; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null }|{ body?: "sendMessage"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage: parley.v1.SendMessage.$Shape; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null }|{ body?: "ackMessages"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages: parley.v1.AckMessages.$Shape; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null }|{ body?: "syncMailbox"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox: parley.v1.SyncMailbox.$Shape; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null }|{ body?: "deactivate"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate: parley.v1.Deactivate.$Shape; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null }|{ body?: "ping"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping: parley.v1.Ping.$Shape; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null }|{ body?: "senderCertificateRequest"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest: parley.v1.SenderCertificateRequest.$Shape; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null }|{ body?: "setDeliveryToken"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken: parley.v1.SetDeliveryToken.$Shape; unidentifiedSend?: null; setRegistrationLock?: null }|{ body?: "unidentifiedSend"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend: parley.v1.UnidentifiedSend.$Shape; setRegistrationLock?: null }|{ body?: "setRegistrationLock"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock: parley.v1.SetRegistrationLock.$Shape })
+             *   ({ body?: undefined; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null }|{ body?: "hello"; hello: parley.v1.Hello.$Shape; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null }|{ body?: "authenticate"; hello?: null; authenticate: parley.v1.Authenticate.$Shape; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null }|{ body?: "activationStart"; hello?: null; authenticate?: null; activationStart: parley.v1.ActivationStart.$Shape; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null }|{ body?: "activationConfirm"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm: parley.v1.ActivationConfirm.$Shape; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null }|{ body?: "oprfEvaluate"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate: parley.v1.OprfEvaluate.$Shape; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null }|{ body?: "membershipQuery"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery: parley.v1.MembershipQuery.$Shape; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null }|{ body?: "prekeyUpload"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload: parley.v1.PrekeyUpload.$Shape; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null }|{ body?: "prekeyBundleQuery"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery: parley.v1.PrekeyBundleQuery.$Shape; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null }|{ body?: "prekeyCountQuery"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery: parley.v1.PrekeyCountQuery.$Shape; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null }|{ body?: "sendMessage"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage: parley.v1.SendMessage.$Shape; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null }|{ body?: "ackMessages"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages: parley.v1.AckMessages.$Shape; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null }|{ body?: "syncMailbox"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox: parley.v1.SyncMailbox.$Shape; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null }|{ body?: "deactivate"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate: parley.v1.Deactivate.$Shape; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null }|{ body?: "ping"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping: parley.v1.Ping.$Shape; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null }|{ body?: "senderCertificateRequest"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest: parley.v1.SenderCertificateRequest.$Shape; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null }|{ body?: "setDeliveryToken"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken: parley.v1.SetDeliveryToken.$Shape; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null }|{ body?: "unidentifiedSend"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend: parley.v1.UnidentifiedSend.$Shape; setRegistrationLock?: null; rebindAddress?: null }|{ body?: "setRegistrationLock"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock: parley.v1.SetRegistrationLock.$Shape; rebindAddress?: null }|{ body?: "rebindAddress"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress: parley.v1.RebindAddress.$Shape })
              * )} parley.v1.ClientFrame.$Shape
              */
 
@@ -2736,17 +2738,25 @@ export const parley = $root.parley = (() => {
              */
             ClientFrame.prototype.setRegistrationLock = null;
 
+            /**
+             * ClientFrame rebindAddress.
+             * @member {parley.v1.RebindAddress.$Properties|null|undefined} rebindAddress
+             * @memberof parley.v1.ClientFrame
+             * @instance
+             */
+            ClientFrame.prototype.rebindAddress = null;
+
             // OneOf field names bound to virtual getters and setters
             let $oneOfFields;
 
             /**
              * ClientFrame body.
-             * @member {"hello"|"authenticate"|"activationStart"|"activationConfirm"|"oprfEvaluate"|"membershipQuery"|"prekeyUpload"|"prekeyBundleQuery"|"prekeyCountQuery"|"sendMessage"|"ackMessages"|"syncMailbox"|"deactivate"|"ping"|"senderCertificateRequest"|"setDeliveryToken"|"unidentifiedSend"|"setRegistrationLock"|undefined} body
+             * @member {"hello"|"authenticate"|"activationStart"|"activationConfirm"|"oprfEvaluate"|"membershipQuery"|"prekeyUpload"|"prekeyBundleQuery"|"prekeyCountQuery"|"sendMessage"|"ackMessages"|"syncMailbox"|"deactivate"|"ping"|"senderCertificateRequest"|"setDeliveryToken"|"unidentifiedSend"|"setRegistrationLock"|"rebindAddress"|undefined} body
              * @memberof parley.v1.ClientFrame
              * @instance
              */
             $Object.defineProperty(ClientFrame.prototype, "body", {
-                get: $util.oneOfGetter($oneOfFields = ["hello", "authenticate", "activationStart", "activationConfirm", "oprfEvaluate", "membershipQuery", "prekeyUpload", "prekeyBundleQuery", "prekeyCountQuery", "sendMessage", "ackMessages", "syncMailbox", "deactivate", "ping", "senderCertificateRequest", "setDeliveryToken", "unidentifiedSend", "setRegistrationLock"]),
+                get: $util.oneOfGetter($oneOfFields = ["hello", "authenticate", "activationStart", "activationConfirm", "oprfEvaluate", "membershipQuery", "prekeyUpload", "prekeyBundleQuery", "prekeyCountQuery", "sendMessage", "ackMessages", "syncMailbox", "deactivate", "ping", "senderCertificateRequest", "setDeliveryToken", "unidentifiedSend", "setRegistrationLock", "rebindAddress"]),
                 set: $util.oneOfSetter($oneOfFields)
             });
 
@@ -2820,6 +2830,8 @@ export const parley = $root.parley = (() => {
                     $root.parley.v1.UnidentifiedSend.encode(message.unidentifiedSend, writer.uint32(/* id 26, wireType 2 =*/210).fork(), _depth + 1).ldelim();
                 if (message.setRegistrationLock != null && $Object.hasOwnProperty.call(message, "setRegistrationLock"))
                     $root.parley.v1.SetRegistrationLock.encode(message.setRegistrationLock, writer.uint32(/* id 27, wireType 2 =*/218).fork(), _depth + 1).ldelim();
+                if (message.rebindAddress != null && $Object.hasOwnProperty.call(message, "rebindAddress"))
+                    $root.parley.v1.RebindAddress.encode(message.rebindAddress, writer.uint32(/* id 28, wireType 2 =*/226).fork(), _depth + 1).ldelim();
                 if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
@@ -2999,6 +3011,13 @@ export const parley = $root.parley = (() => {
                             message.body = "setRegistrationLock";
                             continue;
                         }
+                    case 28: {
+                            if (wireType !== 2)
+                                break;
+                            message.rebindAddress = $root.parley.v1.RebindAddress.decode(reader, reader.size(), $undefined, _depth + 1, message.rebindAddress);
+                            message.body = "rebindAddress";
+                            continue;
+                        }
                     }
                     reader.skipType(wireType, _depth, tag);
                     if (!reader.discardUnknown) {
@@ -3046,7 +3065,8 @@ export const parley = $root.parley = (() => {
              * @property {parley.v1.DeliveryTokenSet.$Properties|null} [deliveryTokenSet] ServerFrame deliveryTokenSet
              * @property {parley.v1.DeviceReplaced.$Properties|null} [deviceReplaced] ServerFrame deviceReplaced
              * @property {parley.v1.RegistrationLockSet.$Properties|null} [registrationLockSet] ServerFrame registrationLockSet
-             * @property {"serverHello"|"error"|"authenticated"|"activationStarted"|"activated"|"oprfEvaluated"|"membershipResult"|"prekeyUploaded"|"prekeyBundle"|"prekeyCount"|"messageAccepted"|"delivery"|"acked"|"mailboxGap"|"syncDone"|"deactivated"|"pong"|"senderCertificateIssued"|"deliveryTokenSet"|"deviceReplaced"|"registrationLockSet"} [body] ServerFrame body
+             * @property {parley.v1.AddressRebound.$Properties|null} [addressRebound] ServerFrame addressRebound
+             * @property {"serverHello"|"error"|"authenticated"|"activationStarted"|"activated"|"oprfEvaluated"|"membershipResult"|"prekeyUploaded"|"prekeyBundle"|"prekeyCount"|"messageAccepted"|"delivery"|"acked"|"mailboxGap"|"syncDone"|"deactivated"|"pong"|"senderCertificateIssued"|"deliveryTokenSet"|"deviceReplaced"|"registrationLockSet"|"addressRebound"} [body] ServerFrame body
              * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
              */
 
@@ -3083,9 +3103,10 @@ export const parley = $root.parley = (() => {
              *   deliveryTokenSet?: parley.v1.DeliveryTokenSet.$Shape|null;
              *   deviceReplaced?: parley.v1.DeviceReplaced.$Shape|null;
              *   registrationLockSet?: parley.v1.RegistrationLockSet.$Shape|null;
+             *   addressRebound?: parley.v1.AddressRebound.$Shape|null;
              *   $unknowns?: Array.<Uint8Array>;
              * } & (
-             *   ({ body?: undefined; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null }|{ body?: "serverHello"; serverHello: parley.v1.ServerHello.$Shape; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null }|{ body?: "error"; serverHello?: null; error: parley.v1.Error.$Shape; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null }|{ body?: "authenticated"; serverHello?: null; error?: null; authenticated: parley.v1.Authenticated.$Shape; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null }|{ body?: "activationStarted"; serverHello?: null; error?: null; authenticated?: null; activationStarted: parley.v1.ActivationStarted.$Shape; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null }|{ body?: "activated"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated: parley.v1.Activated.$Shape; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null }|{ body?: "oprfEvaluated"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated: parley.v1.OprfEvaluated.$Shape; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null }|{ body?: "membershipResult"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult: parley.v1.MembershipResult.$Shape; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null }|{ body?: "prekeyUploaded"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded: parley.v1.PrekeyUploaded.$Shape; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null }|{ body?: "prekeyBundle"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle: parley.v1.PrekeyBundle.$Shape; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null }|{ body?: "prekeyCount"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount: parley.v1.PrekeyCount.$Shape; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null }|{ body?: "messageAccepted"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted: parley.v1.MessageAccepted.$Shape; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null }|{ body?: "delivery"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery: parley.v1.Delivery.$Shape; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null }|{ body?: "acked"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked: parley.v1.Acked.$Shape; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null }|{ body?: "mailboxGap"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap: parley.v1.MailboxGap.$Shape; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null }|{ body?: "syncDone"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone: parley.v1.SyncDone.$Shape; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null }|{ body?: "deactivated"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated: parley.v1.Deactivated.$Shape; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null }|{ body?: "pong"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong: parley.v1.Pong.$Shape; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null }|{ body?: "senderCertificateIssued"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued: parley.v1.SenderCertificateIssued.$Shape; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null }|{ body?: "deliveryTokenSet"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet: parley.v1.DeliveryTokenSet.$Shape; deviceReplaced?: null; registrationLockSet?: null }|{ body?: "deviceReplaced"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced: parley.v1.DeviceReplaced.$Shape; registrationLockSet?: null }|{ body?: "registrationLockSet"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet: parley.v1.RegistrationLockSet.$Shape })
+             *   ({ body?: undefined; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null }|{ body?: "serverHello"; serverHello: parley.v1.ServerHello.$Shape; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null }|{ body?: "error"; serverHello?: null; error: parley.v1.Error.$Shape; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null }|{ body?: "authenticated"; serverHello?: null; error?: null; authenticated: parley.v1.Authenticated.$Shape; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null }|{ body?: "activationStarted"; serverHello?: null; error?: null; authenticated?: null; activationStarted: parley.v1.ActivationStarted.$Shape; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null }|{ body?: "activated"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated: parley.v1.Activated.$Shape; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null }|{ body?: "oprfEvaluated"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated: parley.v1.OprfEvaluated.$Shape; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null }|{ body?: "membershipResult"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult: parley.v1.MembershipResult.$Shape; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null }|{ body?: "prekeyUploaded"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded: parley.v1.PrekeyUploaded.$Shape; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null }|{ body?: "prekeyBundle"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle: parley.v1.PrekeyBundle.$Shape; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null }|{ body?: "prekeyCount"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount: parley.v1.PrekeyCount.$Shape; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null }|{ body?: "messageAccepted"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted: parley.v1.MessageAccepted.$Shape; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null }|{ body?: "delivery"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery: parley.v1.Delivery.$Shape; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null }|{ body?: "acked"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked: parley.v1.Acked.$Shape; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null }|{ body?: "mailboxGap"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap: parley.v1.MailboxGap.$Shape; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null }|{ body?: "syncDone"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone: parley.v1.SyncDone.$Shape; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null }|{ body?: "deactivated"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated: parley.v1.Deactivated.$Shape; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null }|{ body?: "pong"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong: parley.v1.Pong.$Shape; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null }|{ body?: "senderCertificateIssued"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued: parley.v1.SenderCertificateIssued.$Shape; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null }|{ body?: "deliveryTokenSet"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet: parley.v1.DeliveryTokenSet.$Shape; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null }|{ body?: "deviceReplaced"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced: parley.v1.DeviceReplaced.$Shape; registrationLockSet?: null; addressRebound?: null }|{ body?: "registrationLockSet"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet: parley.v1.RegistrationLockSet.$Shape; addressRebound?: null }|{ body?: "addressRebound"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound: parley.v1.AddressRebound.$Shape })
              * )} parley.v1.ServerFrame.$Shape
              */
 
@@ -3280,17 +3301,25 @@ export const parley = $root.parley = (() => {
              */
             ServerFrame.prototype.registrationLockSet = null;
 
+            /**
+             * ServerFrame addressRebound.
+             * @member {parley.v1.AddressRebound.$Properties|null|undefined} addressRebound
+             * @memberof parley.v1.ServerFrame
+             * @instance
+             */
+            ServerFrame.prototype.addressRebound = null;
+
             // OneOf field names bound to virtual getters and setters
             let $oneOfFields;
 
             /**
              * ServerFrame body.
-             * @member {"serverHello"|"error"|"authenticated"|"activationStarted"|"activated"|"oprfEvaluated"|"membershipResult"|"prekeyUploaded"|"prekeyBundle"|"prekeyCount"|"messageAccepted"|"delivery"|"acked"|"mailboxGap"|"syncDone"|"deactivated"|"pong"|"senderCertificateIssued"|"deliveryTokenSet"|"deviceReplaced"|"registrationLockSet"|undefined} body
+             * @member {"serverHello"|"error"|"authenticated"|"activationStarted"|"activated"|"oprfEvaluated"|"membershipResult"|"prekeyUploaded"|"prekeyBundle"|"prekeyCount"|"messageAccepted"|"delivery"|"acked"|"mailboxGap"|"syncDone"|"deactivated"|"pong"|"senderCertificateIssued"|"deliveryTokenSet"|"deviceReplaced"|"registrationLockSet"|"addressRebound"|undefined} body
              * @memberof parley.v1.ServerFrame
              * @instance
              */
             $Object.defineProperty(ServerFrame.prototype, "body", {
-                get: $util.oneOfGetter($oneOfFields = ["serverHello", "error", "authenticated", "activationStarted", "activated", "oprfEvaluated", "membershipResult", "prekeyUploaded", "prekeyBundle", "prekeyCount", "messageAccepted", "delivery", "acked", "mailboxGap", "syncDone", "deactivated", "pong", "senderCertificateIssued", "deliveryTokenSet", "deviceReplaced", "registrationLockSet"]),
+                get: $util.oneOfGetter($oneOfFields = ["serverHello", "error", "authenticated", "activationStarted", "activated", "oprfEvaluated", "membershipResult", "prekeyUploaded", "prekeyBundle", "prekeyCount", "messageAccepted", "delivery", "acked", "mailboxGap", "syncDone", "deactivated", "pong", "senderCertificateIssued", "deliveryTokenSet", "deviceReplaced", "registrationLockSet", "addressRebound"]),
                 set: $util.oneOfSetter($oneOfFields)
             });
 
@@ -3370,6 +3399,8 @@ export const parley = $root.parley = (() => {
                     $root.parley.v1.DeviceReplaced.encode(message.deviceReplaced, writer.uint32(/* id 29, wireType 2 =*/234).fork(), _depth + 1).ldelim();
                 if (message.registrationLockSet != null && $Object.hasOwnProperty.call(message, "registrationLockSet"))
                     $root.parley.v1.RegistrationLockSet.encode(message.registrationLockSet, writer.uint32(/* id 30, wireType 2 =*/242).fork(), _depth + 1).ldelim();
+                if (message.addressRebound != null && $Object.hasOwnProperty.call(message, "addressRebound"))
+                    $root.parley.v1.AddressRebound.encode(message.addressRebound, writer.uint32(/* id 31, wireType 2 =*/250).fork(), _depth + 1).ldelim();
                 if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
@@ -3568,6 +3599,13 @@ export const parley = $root.parley = (() => {
                                 break;
                             message.registrationLockSet = $root.parley.v1.RegistrationLockSet.decode(reader, reader.size(), $undefined, _depth + 1, message.registrationLockSet);
                             message.body = "registrationLockSet";
+                            continue;
+                        }
+                    case 31: {
+                            if (wireType !== 2)
+                                break;
+                            message.addressRebound = $root.parley.v1.AddressRebound.decode(reader, reader.size(), $undefined, _depth + 1, message.addressRebound);
+                            message.body = "addressRebound";
                             continue;
                         }
                     }
@@ -6339,6 +6377,407 @@ export const parley = $root.parley = (() => {
             };
 
             return RegistrationLockSet;
+        })();
+
+        v1.RebindAddress = (function() {
+
+            /**
+             * Properties of a RebindAddress.
+             * @typedef {Object} parley.v1.RebindAddress.$Properties
+             * @property {string|null} [phoneNumber] RebindAddress phoneNumber
+             * @property {Uint8Array|null} [numberSalt] RebindAddress numberSalt
+             * @property {number|null} [keyId] RebindAddress keyId
+             * @property {Uint8Array|null} [blindedNumber] RebindAddress blindedNumber
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of a RebindAddress.
+             * @memberof parley.v1
+             * @interface IRebindAddress
+             * @augments parley.v1.RebindAddress.$Properties
+             * @deprecated Use parley.v1.RebindAddress.$Properties instead.
+             */
+
+            /**
+             * Shape of a RebindAddress.
+             * @typedef {parley.v1.RebindAddress.$Properties} parley.v1.RebindAddress.$Shape
+             */
+
+            /**
+             * Constructs a new RebindAddress.
+             * @memberof parley.v1
+             * @classdesc Represents a RebindAddress.
+             * @constructor
+             * @param {parley.v1.RebindAddress.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const RebindAddress = function (properties) {
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * RebindAddress phoneNumber.
+             * @member {string} phoneNumber
+             * @memberof parley.v1.RebindAddress
+             * @instance
+             */
+            RebindAddress.prototype.phoneNumber = "";
+
+            /**
+             * RebindAddress numberSalt.
+             * @member {Uint8Array} numberSalt
+             * @memberof parley.v1.RebindAddress
+             * @instance
+             */
+            RebindAddress.prototype.numberSalt = $util.newBuffer([]);
+
+            /**
+             * RebindAddress keyId.
+             * @member {number} keyId
+             * @memberof parley.v1.RebindAddress
+             * @instance
+             */
+            RebindAddress.prototype.keyId = 0;
+
+            /**
+             * RebindAddress blindedNumber.
+             * @member {Uint8Array} blindedNumber
+             * @memberof parley.v1.RebindAddress
+             * @instance
+             */
+            RebindAddress.prototype.blindedNumber = $util.newBuffer([]);
+
+            /**
+             * Creates a new RebindAddress instance using the specified properties.
+             * @function create
+             * @memberof parley.v1.RebindAddress
+             * @static
+             * @param {parley.v1.RebindAddress.$Properties=} [properties] Properties to set
+             * @returns {parley.v1.RebindAddress} RebindAddress instance
+             * @type {{
+             *   (properties: parley.v1.RebindAddress.$Shape): parley.v1.RebindAddress & parley.v1.RebindAddress.$Shape;
+             *   (properties?: parley.v1.RebindAddress.$Properties): parley.v1.RebindAddress;
+             * }}
+             */
+            RebindAddress.create = function(properties) {
+                return new RebindAddress(properties);
+            };
+
+            /**
+             * Encodes the specified RebindAddress message. Does not implicitly {@link parley.v1.RebindAddress.verify|verify} messages.
+             * @function encode
+             * @memberof parley.v1.RebindAddress
+             * @static
+             * @param {parley.v1.RebindAddress.$Properties} message RebindAddress message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            RebindAddress.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.phoneNumber != null && $Object.hasOwnProperty.call(message, "phoneNumber") && message.phoneNumber !== "")
+                    writer.uint32(/* id 1, wireType 2 =*/10).string(message.phoneNumber);
+                if (message.numberSalt != null && $Object.hasOwnProperty.call(message, "numberSalt") && message.numberSalt.length)
+                    writer.uint32(/* id 2, wireType 2 =*/18).bytes(message.numberSalt);
+                if (message.keyId != null && $Object.hasOwnProperty.call(message, "keyId") && message.keyId !== 0)
+                    writer.uint32(/* id 3, wireType 0 =*/24).uint32(message.keyId);
+                if (message.blindedNumber != null && $Object.hasOwnProperty.call(message, "blindedNumber") && message.blindedNumber.length)
+                    writer.uint32(/* id 4, wireType 2 =*/34).bytes(message.blindedNumber);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes a RebindAddress message from the specified reader or buffer.
+             * @function decode
+             * @memberof parley.v1.RebindAddress
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {parley.v1.RebindAddress & parley.v1.RebindAddress.$Shape} RebindAddress
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            RebindAddress.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.parley.v1.RebindAddress();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.stringVerify()).length)
+                                message.phoneNumber = value;
+                            else
+                                delete message.phoneNumber;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.numberSalt = value;
+                            else
+                                delete message.numberSalt;
+                            continue;
+                        }
+                    case 3: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.uint32())
+                                message.keyId = value;
+                            else
+                                delete message.keyId;
+                            continue;
+                        }
+                    case 4: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.blindedNumber = value;
+                            else
+                                delete message.blindedNumber;
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return RebindAddress;
+        })();
+
+        v1.AddressRebound = (function() {
+
+            /**
+             * Properties of an AddressRebound.
+             * @typedef {Object} parley.v1.AddressRebound.$Properties
+             * @property {Uint8Array|null} [address] AddressRebound address
+             * @property {number|null} [keyId] AddressRebound keyId
+             * @property {parley.v1.OprfEvaluated.$Properties|null} [ownNumber] AddressRebound ownNumber
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of an AddressRebound.
+             * @memberof parley.v1
+             * @interface IAddressRebound
+             * @augments parley.v1.AddressRebound.$Properties
+             * @deprecated Use parley.v1.AddressRebound.$Properties instead.
+             */
+
+            /**
+             * Shape of an AddressRebound.
+             * @typedef {parley.v1.AddressRebound.$Properties} parley.v1.AddressRebound.$Shape
+             */
+
+            /**
+             * Constructs a new AddressRebound.
+             * @memberof parley.v1
+             * @classdesc Represents an AddressRebound.
+             * @constructor
+             * @param {parley.v1.AddressRebound.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const AddressRebound = function (properties) {
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * AddressRebound address.
+             * @member {Uint8Array} address
+             * @memberof parley.v1.AddressRebound
+             * @instance
+             */
+            AddressRebound.prototype.address = $util.newBuffer([]);
+
+            /**
+             * AddressRebound keyId.
+             * @member {number} keyId
+             * @memberof parley.v1.AddressRebound
+             * @instance
+             */
+            AddressRebound.prototype.keyId = 0;
+
+            /**
+             * AddressRebound ownNumber.
+             * @member {parley.v1.OprfEvaluated.$Properties|null|undefined} ownNumber
+             * @memberof parley.v1.AddressRebound
+             * @instance
+             */
+            AddressRebound.prototype.ownNumber = null;
+
+            /**
+             * Creates a new AddressRebound instance using the specified properties.
+             * @function create
+             * @memberof parley.v1.AddressRebound
+             * @static
+             * @param {parley.v1.AddressRebound.$Properties=} [properties] Properties to set
+             * @returns {parley.v1.AddressRebound} AddressRebound instance
+             * @type {{
+             *   (properties: parley.v1.AddressRebound.$Shape): parley.v1.AddressRebound & parley.v1.AddressRebound.$Shape;
+             *   (properties?: parley.v1.AddressRebound.$Properties): parley.v1.AddressRebound;
+             * }}
+             */
+            AddressRebound.create = function(properties) {
+                return new AddressRebound(properties);
+            };
+
+            /**
+             * Encodes the specified AddressRebound message. Does not implicitly {@link parley.v1.AddressRebound.verify|verify} messages.
+             * @function encode
+             * @memberof parley.v1.AddressRebound
+             * @static
+             * @param {parley.v1.AddressRebound.$Properties} message AddressRebound message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            AddressRebound.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.address != null && $Object.hasOwnProperty.call(message, "address") && message.address.length)
+                    writer.uint32(/* id 1, wireType 2 =*/10).bytes(message.address);
+                if (message.keyId != null && $Object.hasOwnProperty.call(message, "keyId") && message.keyId !== 0)
+                    writer.uint32(/* id 2, wireType 0 =*/16).uint32(message.keyId);
+                if (message.ownNumber != null && $Object.hasOwnProperty.call(message, "ownNumber"))
+                    $root.parley.v1.OprfEvaluated.encode(message.ownNumber, writer.uint32(/* id 3, wireType 2 =*/26).fork(), _depth + 1).ldelim();
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes an AddressRebound message from the specified reader or buffer.
+             * @function decode
+             * @memberof parley.v1.AddressRebound
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {parley.v1.AddressRebound & parley.v1.AddressRebound.$Shape} AddressRebound
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            AddressRebound.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.parley.v1.AddressRebound();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.address = value;
+                            else
+                                delete message.address;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.uint32())
+                                message.keyId = value;
+                            else
+                                delete message.keyId;
+                            continue;
+                        }
+                    case 3: {
+                            if (wireType !== 2)
+                                break;
+                            message.ownNumber = $root.parley.v1.OprfEvaluated.decode(reader, reader.size(), $undefined, _depth + 1, message.ownNumber);
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return AddressRebound;
         })();
 
         v1.RegistrationLockChallenge = (function() {

@@ -1,0 +1,89 @@
+/**
+ * `RebindAddress` (after an OPRF key rotation): the account moves to its address under the current key. The
+ * relay never kept the number, only a commitment to it under the device's salt; the device opens that
+ * commitment, the relay checks it and evaluates the number under the current key itself — so an account can
+ * move only to its own number's address, never claim another's. The number lives in this request's memory only.
+ * @module
+ */
+import { timingSafeEqual } from 'node:crypto'
+import {
+  addressFromToken,
+  type ClientFrame,
+  normalizeNumber,
+  numberCommitment,
+  numberToOprfInput,
+  oprfEvaluate,
+  ParleyError,
+} from '@parley/protocol'
+import type { Connection } from '../Connection.js'
+import { OprfPool } from '../OprfPool.js'
+import { charge, type Reply } from './util.js'
+
+/** `RebindAddress` → `AddressRebound`. */
+export async function rebindAddress(conn: Connection, frame: ClientFrame): Promise<Reply> {
+  const { store, oprf, metrics, log, policies } = conn.ctx
+  const device = conn.device!
+  const r = frame.rebindAddress!
+  const raw = typeof r.phoneNumber === 'string' ? r.phoneNumber : ''
+  if (!/^\+[1-9]\d{6,14}$/.test(raw))
+    throw new ParleyError('INVALID_NUMBER', 'the number must be in E.164 form')
+  const salt = r.numberSalt instanceof Uint8Array ? r.numberSalt : new Uint8Array(0)
+  if (salt.length !== 32) throw new ParleyError('BAD_REQUEST', 'number_salt must be 32 bytes')
+  const blinded = r.blindedNumber instanceof Uint8Array ? r.blindedNumber : new Uint8Array(0)
+  if (blinded.length !== 0 && blinded.length !== 32)
+    throw new ParleyError('BAD_REQUEST', 'blinded_number must be 32 bytes')
+  const key = oprf.current
+  if ((r.keyId ?? 0) !== key.keyId) {
+    metrics.addressRebinds.inc({ outcome: 'conflict' })
+    throw new ParleyError(
+      'CONFLICT',
+      `key ${r.keyId ?? 0} is not the current OPRF key (${key.keyId}); reconnect`,
+    )
+  }
+  // Each rebind is one OPRF evaluation the requester did not pay discovery quota for.
+  await charge(conn, 'rebind', `rebind:acct:${device.quotaId}`, 1, policies.rebind)
+  const account = await store.getAccount(device.address)
+  if (!account || account.deviceId !== device.deviceId)
+    throw new ParleyError('UNAUTHENTICATED', 'this device was replaced or the account was erased')
+  const e164 = normalizeNumber(raw)
+  const commitment = account.numberCommitment
+  if (commitment.length !== 32 || !timingSafeEqual(numberCommitment(e164, salt), commitment)) {
+    metrics.addressRebinds.inc({ outcome: 'refused' })
+    throw new ParleyError(
+      'FORBIDDEN',
+      commitment.length === 32
+        ? 'the number and salt do not open this account’s commitment'
+        : 'this account has no number commitment (activated by an old SDK); activate it again instead',
+    )
+  }
+  const address = addressFromToken(oprfEvaluate(key.secretKey, numberToOprfInput(e164)))
+  let ownNumber: { keyId: number; evaluatedElements: Uint8Array[]; proof: Uint8Array } | undefined
+  if (blinded.length === 32) {
+    const pool = OprfPool.shared({ warn: (msg, err) => log.warn({ err }, msg) })
+    try {
+      const { evaluatedElements, proof } = await pool.evaluate(key.secretKey, key.publicKey, [blinded])
+      ownNumber = { keyId: key.keyId, evaluatedElements, proof }
+    } catch {
+      // Not a valid element: the device checks its address the slow way.
+    }
+  }
+  const reply = { addressRebound: { address, keyId: key.keyId, ...(ownNumber ? { ownNumber } : {}) } }
+  if (Buffer.from(address).equals(Buffer.from(device.address))) {
+    metrics.addressRebinds.inc({ outcome: 'current' })
+    return reply
+  }
+  const outcome = await store.rebindAddress(device.address, device.deviceId, address)
+  if (outcome === 'not_found')
+    throw new ParleyError('UNAUTHENTICATED', 'this device was replaced or the account was erased')
+  if (outcome === 'taken') {
+    // The number was activated again under the current key, on another device: that one is the account now.
+    metrics.addressRebinds.inc({ outcome: 'conflict' })
+    throw new ParleyError('CONFLICT', 'the number has a newer account at its new address; activate again')
+  }
+  // This connection follows the account; the device's other connections (if any) hold the old address and fail
+  // their next request, as after a replacement, and reconnect under the new one.
+  await conn.bind(address, device.deviceId)
+  metrics.addressRebinds.inc({ outcome: 'moved' })
+  log.info({ conn: conn.id, keyId: key.keyId }, 'account moved to its address under the current OPRF key')
+  return reply
+}
