@@ -11,6 +11,7 @@ export interface DbReport {
   orphanKemPrekeys: number
   orphanMail: number
   orphanGaps: number
+  /** Mail of a device that is neither the account's nor the one whose mail is retained (`retained_mail`). */
   mailForReplacedDevices: number
   wrongMailboxCounts: number
   /** Accounts whose `mailbox_bytes` (the byte quota's running total) is not the sum of their envelopes. */
@@ -39,7 +40,9 @@ export function checkRelayDb(dataDir: string): DbReport {
       orphanMail: orphans('mailbox'),
       orphanGaps: orphans('mailbox_gaps'),
       mailForReplacedDevices: n(
-        'SELECT count(*) AS n FROM mailbox m JOIN accounts a ON a.address = m.address WHERE m.device_id <> a.device_id',
+        `SELECT count(*) AS n FROM mailbox m JOIN accounts a ON a.address = m.address
+         LEFT JOIN retained_mail r ON r.address = m.address
+         WHERE m.device_id <> a.device_id AND (r.device_id IS NULL OR m.device_id <> r.device_id)`,
       ),
       wrongMailboxCounts: n(
         `SELECT count(*) AS n FROM accounts a
@@ -51,7 +54,10 @@ export function checkRelayDb(dataDir: string): DbReport {
            WHERE m.address = a.address AND m.device_id = a.device_id)`,
       ),
       mailAboveHead: n(
-        'SELECT count(*) AS n FROM mailbox m JOIN accounts a ON a.address = m.address WHERE m.seq > a.mailbox_head_seq',
+        `SELECT count(*) AS n FROM mailbox m JOIN accounts a ON a.address = m.address
+         LEFT JOIN retained_mail r ON r.address = m.address
+         WHERE (m.device_id = a.device_id AND m.seq > a.mailbox_head_seq)
+            OR (m.device_id = r.device_id AND m.seq > r.head_seq)`,
       ),
       accounts: n('SELECT count(*) AS n FROM accounts'),
       mail: n('SELECT count(*) AS n FROM mailbox'),

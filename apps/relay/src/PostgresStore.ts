@@ -10,17 +10,21 @@
  * row versions stay in table, index and TOAST pages until vacuum and later writes reuse the space, and every
  * write is in the WAL (and any WAL archive or physical backup) until the segment is recycled. So every value of
  * an account beyond its lookup keys — identity key, signed and KEM prekeys and their signatures, one-time
- * prekeys, number commitment, delivery verifier, the envelopes in its mailbox — is stored sealed (AES-256-GCM,
- * a fresh random nonce per value, the row's table, column, address and ids as associated data) under a random
- * data key of that account alone. The data key is one small row of `account_keys`, wrapped under the store key
- * ({@link PostgresStoreOptions.storeKey}), which is kept outside the database. Deactivation deletes that row in
- * the same transaction as the rest, and a re-activation that replaces the device gets a new data key, so
- * whatever PostgreSQL leaves behind of the old account is ciphertext under a key that exists nowhere.
+ * prekeys, number commitment, delivery verifier, the envelopes in its mailbox, the identity key its retained
+ * mail was sealed to — is stored sealed (AES-256-GCM, a fresh random nonce per value, the row's table, column,
+ * address and ids as associated data) under a random data key of that account alone. The data key is one small
+ * row of `account_keys`, wrapped under the store key ({@link PostgresStoreOptions.storeKey}), which is kept
+ * outside the database. Deactivation deletes that row in the same transaction as the rest, and a re-activation
+ * that replaces the device gets a new data key, so whatever PostgreSQL leaves behind of the old account is
+ * ciphertext under a key that exists nowhere. The mail a re-activation keeps (retained for the replaced device's
+ * identity key, or restored to the new device) is resealed under the new key first: every mail row of an
+ * address is sealed under the account's current key.
  *
  * What stays in the clear, because the store must query it: the address (primary key of every table and the
  * membership directory's range scans), device ids, sequence numbers, message ids (the idempotency key), prekey
- * ids, arrival times, mailbox counts and sizes, and gap ranges. A deleted account's address therefore remains in
- * old pages and WAL until PostgreSQL reuses them — the known limit documented in SECURITY.md.
+ * ids, arrival times, mailbox counts and sizes, gap ranges, and a retained mailbox's head and retention time. A
+ * deleted account's address therefore remains in old pages and WAL until PostgreSQL reuses them — the known
+ * limit documented in SECURITY.md.
  * @module
  */
 import { type KeyObject, timingSafeEqual } from 'node:crypto'
@@ -48,6 +52,7 @@ import type {
   PrekeyCounts,
   PrekeySet,
   PutPrekeysResult,
+  RegisteredDevice,
   RegistrationLock,
   SignedKey,
   Store,
@@ -184,6 +189,22 @@ const MIGRATIONS: { version: number; sql: string; run?: (c: Tx, ctx: MigrationCo
       );
     `,
     },
+    {
+      // Mail of a replaced device, kept for its identity key (Store.registerDevice): which device's, the identity
+      // key it was sealed to (sealed under the account's data key, like the account's own identity key) and its
+      // head. The mail itself stays in `mailbox` under the replaced device's id, resealed under the new key.
+      version: 6,
+      sql: `
+      CREATE TABLE retained_mail (
+        address BYTEA PRIMARY KEY,
+        device_id BIGINT NOT NULL,
+        identity_key BYTEA NOT NULL,
+        head_seq BIGINT NOT NULL,
+        retained_at_ms BIGINT NOT NULL
+      );
+      CREATE INDEX retained_mail_by_retained_at ON retained_mail (retained_at_ms);
+    `,
+    },
   ]
 
 /** The highest schema version this code knows. */
@@ -230,11 +251,12 @@ const types = {
 }
 
 /**
- * A rebind reseals an account's mail in batches of at most this many rows and (beyond the first row of a batch)
- * this many envelope bytes, so that a full mailbox (thousands of envelopes of up to 256 KiB) is never one query.
+ * A rebind, or a re-activation that keeps mail, reseals an account's mail in batches of at most this many rows
+ * and (beyond the first row of a batch) this many envelope bytes, so that a full mailbox (thousands of envelopes
+ * of up to 256 KiB) is never one query.
  */
-const REBIND_BATCH_ROWS = 200
-const REBIND_BATCH_BYTES = 4 << 20
+const RESEAL_BATCH_ROWS = 200
+const RESEAL_BATCH_BYTES = 4 << 20
 /** A rebind reseals one-time prekeys in batches of at most this many rows. */
 const REBIND_PREKEY_BATCH = 1000
 
@@ -262,6 +284,12 @@ export function parsePostgresUrl(url: string): { connectionString: string; schem
 
 /** An `accounts` row of this store: the shared shape plus the id of the account's data key. */
 type PgAccountRow = AccountRow & { key_id: Buffer }
+
+/** The mail a re-activation keeps: the new device's mailbox (restored mail, or none) and how much is retained. */
+interface KeptMail {
+  mailbox: { headSeq: number; count: number; bytes: number }
+  retainedMessages: number
+}
 
 /** A registration lock's secret part as one sealed value: salt ‖ logN (1 byte) ‖ verifier. */
 function packLock(lock: RegistrationLock): Uint8Array {
@@ -740,16 +768,23 @@ export class PostgresStore implements Store {
     await this.close()
   }
 
-  async registerDevice(
-    input: Parameters<Store['registerDevice']>[0],
-  ): Promise<{ deviceId: number; replacedDevice: boolean }> {
+  /**
+   * One transaction, the account row locked first. The replaced device's prekeys go, and with them every mail row
+   * and gap record of the address but the mail kept for an identity key (see {@link PostgresStore.#keepMail}):
+   * that mail is opened under the old data key and resealed under the new one before the old key is erased, so
+   * every mail row of an address stays sealed under the account's current key, and whatever PostgreSQL keeps of
+   * the rest is ciphertext under a key that exists nowhere.
+   */
+  async registerDevice(input: Parameters<Store['registerDevice']>[0]): Promise<RegisteredDevice> {
     let erased: Buffer | undefined
     const fresh = newDataKey()
     const key = dataKeyObject(fresh.raw)
-    const result = await this.#tx(async (c) => {
+    const result = await this.#tx(async (c): Promise<RegisteredDevice> => {
       const address = buf(input.address)
       const old = await this.#lockAccount(c, address)
       erased = old?.key_id
+      const deviceId = old ? (old.device_id % 0xffffffff) + 1 : 1
+      const s = new Sealer(key, address)
       // A lock the new device proved the PIN of stays with the account, resealed under the new key below.
       let keptLock: { lock: Uint8Array; setAtMs: number } | undefined
       if (old && input.keepRegistrationLock === true) {
@@ -768,28 +803,29 @@ export class PostgresStore implements Store {
         }
       }
       await c.query('DELETE FROM registration_locks WHERE address = $1', [address])
+      let kept: KeptMail = { mailbox: { headSeq: 0, count: 0, bytes: 0 }, retainedMessages: 0 }
       if (old) {
-        await this.#eraseKeysAndMail(c, address)
+        kept = await this.#keepMail(c, old, s, deviceId, input)
+        // Only now, with the kept mail resealed under the new key.
         await this.#eraseKey(c, address, old.key_id)
         await c.query('DELETE FROM accounts WHERE address = $1', [address])
       }
-      const deviceId = old ? (old.device_id % 0xffffffff) + 1 : 1
-      // A new device gets a new data key: the replaced device's mail and keys, wherever PostgreSQL still keeps
-      // copies of them, were sealed under the key just erased.
+      // A new device gets a new data key: the replaced device's keys and erased mail, wherever PostgreSQL still
+      // keeps copies of them, were sealed under the key just erased.
       await c.query('INSERT INTO account_keys (address, key_id, data_key) VALUES ($1, $2, $3)', [
         address,
         fresh.keyId,
         this.#wrap(address, fresh.keyId, fresh.raw),
       ])
-      const s = new Sealer(key, address)
       const v = s.accountValues(deviceId, input)
+      const { mailbox } = kept
       // Two nodes registering a new address at once: the loser's INSERT raises 23505 and #tx retries it,
       // now finding (and replacing) the winner's row — the same outcome as two activations in sequence.
       await c.query(
         `INSERT INTO accounts (address, device_id, identity_key, signed_prekey_id, signed_prekey,
           signed_prekey_sig, kem_prekey_id, kem_prekey, kem_prekey_sig, mailbox_head_seq, mailbox_count, mailbox_bytes,
           created_at_ms, number_commitment, delivery_verifier, key_id, last_active_ms)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, 0, 0, $10, $11, $12, $13, $10)`,
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $13)`,
         [
           address,
           deviceId,
@@ -800,6 +836,9 @@ export class PostgresStore implements Store {
           input.lastResortKemPrekey.keyId,
           v.kemPrekey,
           v.kemPrekeySig,
+          mailbox.headSeq,
+          mailbox.count,
+          mailbox.bytes,
           input.nowMs,
           v.numberCommitment,
           // Sealed even when empty: whether unidentified delivery is on is not in the clear either.
@@ -815,11 +854,113 @@ export class PostgresStore implements Store {
         keptLock.lock.fill(0)
       }
       await this.#putKeys(c, s, input)
-      return { deviceId, replacedDevice: old !== undefined }
+      return {
+        deviceId,
+        replacedDevice: old !== undefined,
+        restoredMessages: mailbox.count,
+        retainedMessages: kept.retainedMessages,
+      }
     }).finally(() => fresh.raw.fill(0))
     if (erased) this.#keys.forget(erased.toString('hex'))
     this.#keys.set(fresh.keyId, key)
     return result
+  }
+
+  /**
+   * A re-activation's mail, as {@link Store.registerDevice} has it (the same decisions as SQLite's): the mail
+   * sealed to the new device's identity key — the replaced device's own, or the retained device's — is restored
+   * to the new device `deviceId` (its rows and gap records take the new device id; same seqs, message ids and
+   * envelopes). The replaced device's unread mail, if it has any and is not the mail restored, is retained under
+   * its own device id with a new `retained_mail` record, taking the place of what was retained before; when it
+   * has none, what was retained before (unless restored) stays retained, with its record's head and time. The rest
+   * of the address's mail and gap records go, with the prekeys. The identity keys are opened under the old data
+   * key; the kept mail and the record are sealed under the new one (`s`). Resolves the new device's mailbox head
+   * and counters (plaintext bytes) and how many messages are newly retained.
+   */
+  async #keepMail(
+    c: Tx,
+    old: PgAccountRow,
+    s: Sealer,
+    deviceId: number,
+    input: { identityKey: Uint8Array; nowMs: number },
+  ): Promise<KeptMail> {
+    const address = old.address
+    const was = await this.#sealer(c, address, old.key_id)
+    const oldIdentity = buf(was.open('accounts.identity_key', [old.device_id], old.identity_key))
+    // Locked after the account row, as all of its mail is: a concurrent sweep cannot drop it while we decide.
+    const record = (
+      await c.query<{ device_id: number; identity_key: Buffer; head_seq: number }>(
+        'SELECT device_id, identity_key, head_seq FROM retained_mail WHERE address = $1 FOR UPDATE',
+        [address],
+      )
+    ).rows[0]
+    const retained = record && {
+      deviceId: record.device_id,
+      headSeq: record.head_seq,
+      identityKey: buf(was.open('retained_mail.identity_key', [record.device_id], record.identity_key)),
+    }
+    const identity = buf(input.identityKey)
+    // Mail restored to the new device: the replaced device's, or the retained one's, if sealed to its key.
+    let restore: { deviceId: number; headSeq: number } | undefined
+    if (oldIdentity.equals(identity)) restore = { deviceId: old.device_id, headSeq: old.mailbox_head_seq }
+    else if (retained?.identityKey.equals(identity))
+      restore = { deviceId: retained.deviceId, headSeq: retained.headSeq }
+    // Retained now: the replaced device's unread mail — or, when it has none, whatever was retained before (so
+    // that activating the number again and again with empty devices cannot flush a victim's mail out).
+    const retainOld = restore?.deviceId !== old.device_id && old.mailbox_count > 0
+    const keepRetained = !retainOld && retained !== undefined && restore?.deviceId !== retained.deviceId
+    const keep: number[] = []
+    if (restore) keep.push(restore.deviceId)
+    if (retainOld) keep.push(old.device_id)
+    if (keepRetained) keep.push(retained.deviceId)
+    // Everything else of the address's mail goes.
+    await c.query('DELETE FROM one_time_prekeys WHERE address = $1', [address])
+    await c.query('DELETE FROM kem_prekeys WHERE address = $1', [address])
+    await c.query('DELETE FROM mailbox WHERE address = $1 AND device_id <> ALL($2::bigint[])', [
+      address,
+      keep,
+    ])
+    await c.query('DELETE FROM mailbox_gaps WHERE address = $1 AND device_id <> ALL($2::bigint[])', [
+      address,
+      keep,
+    ])
+    const mailbox = { headSeq: 0, count: 0, bytes: 0 }
+    if (restore) {
+      const restored = await this.#resealMail(c, was, s, { from: restore.deviceId, to: deviceId })
+      await c.query('UPDATE mailbox_gaps SET device_id = $1 WHERE address = $2 AND device_id = $3', [
+        deviceId,
+        address,
+        restore.deviceId,
+      ])
+      mailbox.headSeq = restore.headSeq
+      mailbox.count = restored.count
+      mailbox.bytes = restored.bytes
+    }
+    if (keepRetained) {
+      // Still retained: its mail and its record's identity key resealed under the new key, head and time kept.
+      const d = retained.deviceId
+      await this.#resealMail(c, was, s, { from: d, to: d })
+      await c.query('UPDATE retained_mail SET identity_key = $1 WHERE address = $2', [
+        s.seal('retained_mail.identity_key', [d], retained.identityKey),
+        address,
+      ])
+      return { mailbox, retainedMessages: 0 }
+    }
+    await c.query('DELETE FROM retained_mail WHERE address = $1', [address])
+    if (!retainOld) return { mailbox, retainedMessages: 0 }
+    await this.#resealMail(c, was, s, { from: old.device_id, to: old.device_id })
+    await c.query(
+      `INSERT INTO retained_mail (address, device_id, identity_key, head_seq, retained_at_ms)
+       VALUES ($1, $2, $3, $4, $5)`,
+      [
+        address,
+        old.device_id,
+        s.seal('retained_mail.identity_key', [old.device_id], oldIdentity),
+        old.mailbox_head_seq,
+        input.nowMs,
+      ],
+    )
+    return { mailbox, retainedMessages: old.mailbox_count }
   }
 
   async getAccount(address: Uint8Array): Promise<Account | null> {
@@ -928,6 +1069,7 @@ export class PostgresStore implements Store {
       erased = row?.key_id
       await this.#eraseKeysAndMail(c, a)
       await c.query('DELETE FROM registration_locks WHERE address = $1', [a])
+      await c.query('DELETE FROM retained_mail WHERE address = $1', [a])
       if (row) await this.#eraseKey(c, a, row.key_id)
       const r = await c.query('DELETE FROM accounts WHERE address = $1', [a])
       return (r.rowCount ?? 0) > 0
@@ -940,10 +1082,11 @@ export class PostgresStore implements Store {
    * Every sealed value is bound to its address, so the account cannot just be relabelled: in one transaction,
    * with the `from` account row locked first (the documented lock order), the account gets a fresh data key
    * wrapped for `to`, every value of it is opened under the old key and resealed under the new one for `to` as
-   * its row moves there (the account row first, then its prekeys, its mail in bounded batches, its gap records
-   * and its registration lock), and the old data key is erased — so the row versions PostgreSQL keeps of the
-   * account under `from` are ciphertext under a key that exists nowhere, as after a deactivation. Other nodes
-   * drop the old key at commit (the erasure notice); this node caches the new one, as a registration does.
+   * its row moves there (the account row first, then its prekeys, its mail — every device's, retained mail too —
+   * in bounded batches, its gap records, its retained-mail record and its registration lock), and the old data
+   * key is erased — so the row versions PostgreSQL keeps of the account under `from` are ciphertext under a key
+   * that exists nowhere, as after a deactivation. Other nodes drop the old key at commit (the erasure notice);
+   * this node caches the new one, as a registration does.
    * `mailbox_bytes` counts plaintext and a reseal keeps every size, so the account row's counters move as they are.
    */
   async rebindAddress(
@@ -971,6 +1114,7 @@ export class PostgresStore implements Store {
         // with the moved primary keys, or join the moved account; they go first.
         await this.#eraseKeysAndMail(c, b)
         await c.query('DELETE FROM registration_locks WHERE address = $1', [b])
+        await c.query('DELETE FROM retained_mail WHERE address = $1', [b])
         await c.query('DELETE FROM account_keys WHERE address = $1', [b])
         await c.query('INSERT INTO account_keys (address, key_id, data_key) VALUES ($1, $2, $3)', [
           b,
@@ -979,8 +1123,9 @@ export class PostgresStore implements Store {
         ])
         await this.#moveAccountRow(c, row, old, s, fresh.keyId)
         await this.#moveOneTimePrekeys(c, old, s)
-        await this.#moveMail(c, old, s)
+        await this.#resealMail(c, old, s)
         await c.query('UPDATE mailbox_gaps SET address = $1 WHERE address = $2', [b, a])
+        await this.#moveRetained(c, old, s)
         await this.#moveRegistrationLock(c, a, s, fresh.keyId)
         await this.#eraseKey(c, a, row.key_id)
         return { status: 'moved', erased: row.key_id }
@@ -1092,51 +1237,89 @@ export class PostgresStore implements Store {
   }
 
   /**
-   * A rebind's mail, resealed for the new address with the same device ids, sequence numbers and message ids,
-   * in seq order and in batches of {@link REBIND_BATCH_ROWS} rows and {@link REBIND_BATCH_BYTES} bytes (sizes
-   * first, read from the value headers, then only the envelopes of the batch). The account row is locked, so
-   * nothing else writes this mail meanwhile; each batch leaves the old address, so the next one starts at its
-   * lowest seq.
+   * Reseals mail from `old` (an address and its data key) to `s`, with the same sequence numbers and message ids:
+   * for a rebind, every device's mail of the old address, moved to the new one with its device ids; for a
+   * re-activation (same address, new key), the mail of device `device.from` only, which becomes device
+   * `device.to`'s. In (device id, seq) order and in batches of {@link RESEAL_BATCH_ROWS} rows and
+   * {@link RESEAL_BATCH_BYTES} bytes (sizes first, read from the value headers, then only the envelopes of the
+   * batch), after a cursor, since rows resealed in place stay where they were. The account row is locked, so
+   * nothing else writes this mail meanwhile. Resolves how many messages were resealed and their plaintext bytes.
    */
-  async #moveMail(c: Tx, old: Sealer, s: Sealer): Promise<void> {
-    for (;;) {
+  async #resealMail(
+    c: Tx,
+    old: Sealer,
+    s: Sealer,
+    device?: { from: number; to: number },
+  ): Promise<{ count: number; bytes: number }> {
+    const where = `address = $1 AND (device_id, seq) > ($2, $3)${device ? ' AND device_id = $4' : ''}`
+    const done = { count: 0, bytes: 0 }
+    for (let after = [-1, -1]; ; ) {
+      const params = [old.address, after[0], after[1], ...(device ? [device.from] : [])]
       const sizes = (
         await c.query<{ n: number }>(
-          `SELECT octet_length(envelope) AS n FROM mailbox WHERE address = $1
-           ORDER BY device_id, seq LIMIT ${REBIND_BATCH_ROWS}`,
-          [old.address],
+          `SELECT octet_length(envelope) AS n FROM mailbox WHERE ${where}
+           ORDER BY device_id, seq LIMIT ${RESEAL_BATCH_ROWS}`,
+          params,
         )
       ).rows
       if (sizes.length === 0) break
       let count = 0
       for (let total = 0; count < sizes.length; count++) {
         total += sizes[count]!.n
-        if (count > 0 && total > REBIND_BATCH_BYTES) break
+        if (count > 0 && total > RESEAL_BATCH_BYTES) break
       }
       const rows = (
         await c.query<{ device_id: number; seq: number; message_id: Buffer; envelope: Buffer }>(
-          `SELECT device_id, seq, message_id, envelope FROM mailbox WHERE address = $1
-           ORDER BY device_id, seq LIMIT $2`,
-          [old.address, count],
+          `SELECT device_id, seq, message_id, envelope FROM mailbox WHERE ${where}
+           ORDER BY device_id, seq LIMIT ${count}`,
+          params,
         )
       ).rows
+      const last = rows[rows.length - 1]
+      if (!last) break
+      after = [last.device_id, last.seq]
+      const to = rows.map((r) => device?.to ?? r.device_id)
       await c.query(
-        `UPDATE mailbox m SET address = $1, envelope = v.e
-         FROM unnest($2::bigint[], $3::bigint[], $4::bytea[]) AS v(d, s, e)
-         WHERE m.address = $5 AND m.device_id = v.d AND m.seq = v.s`,
+        `UPDATE mailbox m SET address = $1, device_id = v.t, envelope = v.e
+         FROM unnest($2::bigint[], $3::bigint[], $4::bigint[], $5::bytea[]) AS v(d, s, t, e)
+         WHERE m.address = $6 AND m.device_id = v.d AND m.seq = v.s`,
         [
           s.address,
           rows.map((r) => r.device_id),
           rows.map((r) => r.seq),
-          rows.map((r) => {
-            const ids = [r.device_id, r.seq]
-            const envelope = old.open('mailbox.envelope', ids, r.envelope, r.message_id)
-            return s.seal('mailbox.envelope', ids, envelope, r.message_id)
+          to,
+          rows.map((r, i) => {
+            const envelope = old.open('mailbox.envelope', [r.device_id, r.seq], r.envelope, r.message_id)
+            done.bytes += envelope.length
+            return s.seal('mailbox.envelope', [to[i]!, r.seq], envelope, r.message_id)
           }),
           old.address,
         ],
       )
+      done.count += rows.length
     }
+    return done
+  }
+
+  /**
+   * A rebind's retained-mail record (Store.registerDevice), its identity key resealed for the new address under
+   * the new key; its device id, head and time move as they are.
+   */
+  async #moveRetained(c: Tx, old: Sealer, s: Sealer): Promise<void> {
+    const row = (
+      await c.query<{ device_id: number; identity_key: Buffer }>(
+        'SELECT device_id, identity_key FROM retained_mail WHERE address = $1',
+        [old.address],
+      )
+    ).rows[0]
+    if (!row) return
+    const ids = [row.device_id]
+    const identityKey = old.open('retained_mail.identity_key', ids, row.identity_key)
+    await c.query('UPDATE retained_mail SET address = $1, identity_key = $2 WHERE address = $3', [
+      s.address,
+      s.seal('retained_mail.identity_key', ids, identityKey),
+      old.address,
+    ])
   }
 
   /**
@@ -1453,8 +1636,8 @@ export class PostgresStore implements Store {
       if (n > 0) {
         await c.query(
           `UPDATE accounts SET mailbox_count = GREATEST(0, mailbox_count - $1),
-             mailbox_bytes = GREATEST(0, mailbox_bytes - $2) WHERE address = $3`,
-          [n, bytes, a],
+             mailbox_bytes = GREATEST(0, mailbox_bytes - $2) WHERE address = $3 AND device_id = $4`,
+          [n, bytes, a, deviceId],
         )
       }
       return n
@@ -1502,10 +1685,11 @@ export class PostgresStore implements Store {
           if (gone.length === 0) continue
           for (const [first, last] of runs(gone))
             await this.#recordGap(c, g.address, g.deviceId, first, last, 'expired', now)
+          // By device too: a retained device's mail expiring must not lower the current device's counters.
           await c.query(
             `UPDATE accounts SET mailbox_count = GREATEST(0, mailbox_count - $1),
-               mailbox_bytes = GREATEST(0, mailbox_bytes - $2) WHERE address = $3`,
-            [gone.length, removed.reduce((sum, r) => sum + r.size, 0), g.address],
+               mailbox_bytes = GREATEST(0, mailbox_bytes - $2) WHERE address = $3 AND device_id = $4`,
+            [gone.length, removed.reduce((sum, r) => sum + r.size, 0), g.address, g.deviceId],
           )
           deleted += gone.length
         }
@@ -1515,6 +1699,8 @@ export class PostgresStore implements Store {
       if (scanned < 5000) break
     }
     await this.#pool.query('DELETE FROM mailbox_gaps WHERE recorded_at_ms < $1', [cutoffMs])
+    // Mail retained before the cutoff was received before it too, and has just expired: its record goes.
+    await this.#pool.query('DELETE FROM retained_mail WHERE retained_at_ms < $1', [cutoffMs])
     return total
   }
 }

@@ -27,6 +27,7 @@ import type {
   PrekeyCounts,
   PrekeySet,
   PutPrekeysResult,
+  RegisteredDevice,
   RegistrationLock,
   SignedKey,
   Store,
@@ -121,6 +122,19 @@ const MIGRATIONS: { version: number; sql: string }[] = [
         log_n INTEGER NOT NULL,
         verifier BLOB NOT NULL,
         set_at_ms INTEGER NOT NULL
+      ) WITHOUT ROWID;
+    `,
+  },
+  {
+    // Mail of a replaced device, kept for its identity key (Store.registerDevice): which device's, and its head.
+    version: 5,
+    sql: `
+      CREATE TABLE retained_mail (
+        address BLOB PRIMARY KEY,
+        device_id INTEGER NOT NULL,
+        identity_key BLOB NOT NULL,
+        head_seq INTEGER NOT NULL,
+        retained_at_ms INTEGER NOT NULL
       ) WITHOUT ROWID;
     `,
   },
@@ -261,8 +275,27 @@ export class SqliteStore implements Store {
       setMailbox: db.prepare(
         'UPDATE accounts SET mailbox_head_seq = ?, mailbox_count = ?, mailbox_bytes = ? WHERE address = ?',
       ),
+      // By device too: expiring a replaced device's retained mail must not lower the current device's counters.
       lowerMailbox: db.prepare(`UPDATE accounts SET mailbox_count = max(0, mailbox_count - ?),
-        mailbox_bytes = max(0, mailbox_bytes - ?) WHERE address = ?`),
+        mailbox_bytes = max(0, mailbox_bytes - ?) WHERE address = ? AND device_id = ?`),
+      getRetained: db.prepare(
+        'SELECT device_id, identity_key, head_seq, retained_at_ms FROM retained_mail WHERE address = ?',
+      ),
+      putRetained:
+        db.prepare(`INSERT INTO retained_mail (address, device_id, identity_key, head_seq, retained_at_ms)
+        VALUES (?, ?, ?, ?, ?)`),
+      deleteRetained: db.prepare('DELETE FROM retained_mail WHERE address = ?'),
+      expireRetained: db.prepare('DELETE FROM retained_mail WHERE retained_at_ms < ?'),
+      moveRetained: db.prepare('UPDATE retained_mail SET address = ? WHERE address = ?'),
+      eraseOtherMail: db.prepare('DELETE FROM mailbox WHERE address = ? AND device_id NOT IN (?, ?)'),
+      eraseOtherGaps: db.prepare('DELETE FROM mailbox_gaps WHERE address = ? AND device_id NOT IN (?, ?)'),
+      restoreMail: db.prepare('UPDATE mailbox SET device_id = ? WHERE address = ? AND device_id = ?'),
+      restoreGaps: db.prepare('UPDATE mailbox_gaps SET device_id = ? WHERE address = ? AND device_id = ?'),
+      mailStats: db.prepare(`SELECT count(*) AS n, coalesce(sum(length(envelope)), 0) AS bytes
+        FROM mailbox WHERE address = ? AND device_id = ?`),
+      setMailboxState: db.prepare(
+        'UPDATE accounts SET mailbox_head_seq = ?, mailbox_count = ?, mailbox_bytes = ? WHERE address = ?',
+      ),
       // length() of a BLOB reads the record header only, not the value (nor its overflow pages).
       pageSizes: db.prepare(`SELECT seq, length(envelope) AS n FROM mailbox
         WHERE address = ? AND device_id = ? AND seq > ? ORDER BY seq LIMIT ?`),
@@ -389,16 +422,48 @@ export class SqliteStore implements Store {
     this.#db.close()
   }
 
-  async registerDevice(
-    input: Parameters<Store['registerDevice']>[0],
-  ): Promise<{ deviceId: number; replacedDevice: boolean }> {
+  async registerDevice(input: Parameters<Store['registerDevice']>[0]): Promise<RegisteredDevice> {
     this.#open()
-    const result = this.#db.transaction(() => {
+    const result = this.#db.transaction((): RegisteredDevice => {
       const address = buf(input.address)
       const old = this.#row(input.address)
+      let restore: { deviceId: number; headSeq: number } | undefined
+      let retainedMessages = 0
       if (old) {
-        this.#eraseKeysAndMail(address)
+        const retained = this.#s.getRetained.get(address) as
+          | { device_id: number; identity_key: Buffer; head_seq: number; retained_at_ms: number }
+          | undefined
+        const identity = buf(input.identityKey)
+        // Mail restored to the new device: the replaced device's, or the retained one's, if sealed to its key.
+        if (old.identity_key.equals(identity))
+          restore = { deviceId: old.device_id, headSeq: old.mailbox_head_seq }
+        else if (retained?.identity_key.equals(identity))
+          restore = { deviceId: retained.device_id, headSeq: retained.head_seq }
+        // Retained now: the replaced device's unread mail — or, when it has none, whatever was retained before
+        // (so that activating the number again and again with empty devices cannot flush a victim's mail out).
+        const retainOld = restore?.deviceId !== old.device_id && old.mailbox_count > 0
+        const keepRetained = !retainOld && retained !== undefined && restore?.deviceId !== retained.device_id
+        const retainedDevice = retainOld ? old.device_id : keepRetained ? retained!.device_id : -1
+        // Everything else of the address's mail goes.
+        const keep = [restore?.deviceId ?? -1, retainedDevice] as const
+        this.#s.deleteOtpks.run(address)
+        this.#s.deleteKems.run(address)
+        this.#s.eraseOtherMail.run(address, ...keep)
+        this.#s.eraseOtherGaps.run(address, ...keep)
+        this.#s.deleteRetained.run(address)
         this.#s.deleteAccount.run(address)
+        if (retainOld) {
+          this.#s.putRetained.run(address, old.device_id, old.identity_key, old.mailbox_head_seq, input.nowMs)
+          retainedMessages = old.mailbox_count
+        } else if (keepRetained) {
+          this.#s.putRetained.run(
+            address,
+            retained!.device_id,
+            retained!.identity_key,
+            retained!.head_seq,
+            retained!.retained_at_ms,
+          )
+        }
       }
       const deviceId = old ? (old.device_id % 0xffffffff) + 1 : 1
       const { signedPrekey: spk, lastResortKemPrekey: kem } = input
@@ -416,9 +481,17 @@ export class SqliteStore implements Store {
         bufOrNull(input.numberCommitment),
         input.nowMs,
       )
+      let restoredMessages = 0
+      if (restore) {
+        this.#s.restoreMail.run(deviceId, address, restore.deviceId)
+        this.#s.restoreGaps.run(deviceId, address, restore.deviceId)
+        const stats = this.#s.mailStats.get(address, deviceId) as { n: number; bytes: number }
+        this.#s.setMailboxState.run(restore.headSeq, stats.n, stats.bytes, address)
+        restoredMessages = stats.n
+      }
       if (input.keepRegistrationLock !== true) this.#s.deleteLock.run(address)
       this.#putKeys(address, input)
-      return { deviceId, replacedDevice: old !== undefined }
+      return { deviceId, replacedDevice: old !== undefined, restoredMessages, retainedMessages }
     })()
     if (result.replacedDevice) this.#foldErasures()
     return result
@@ -483,6 +556,7 @@ export class SqliteStore implements Store {
       const a = buf(address)
       this.#eraseKeysAndMail(a)
       this.#s.deleteLock.run(a)
+      this.#s.deleteRetained.run(a)
       return this.#s.deleteAccount.run(a).changes > 0
     })()
     this.#foldErasures()
@@ -521,6 +595,7 @@ export class SqliteStore implements Store {
         this.#s.moveMail,
         this.#s.moveGaps,
         this.#s.moveLock,
+        this.#s.moveRetained,
         this.#s.moveAccount,
       ]) {
         move.run(b, a)
@@ -720,6 +795,7 @@ export class SqliteStore implements Store {
           sizes.length,
           sizes.reduce((sum, r) => sum + r.n, 0),
           a,
+          deviceId,
         )
       }
       return sizes.length
@@ -757,7 +833,7 @@ export class SqliteStore implements Store {
           for (const seq of g.seqs) this.#s.delSeq.run(g.address, g.deviceId, seq)
           for (const [first, last] of runs(g.seqs))
             this.#recordGap(g.address, g.deviceId, first, last, 'expired', now)
-          this.#s.lowerMailbox.run(g.seqs.length, g.bytes, g.address)
+          this.#s.lowerMailbox.run(g.seqs.length, g.bytes, g.address, g.deviceId)
         }
         return rows.length
       })()
@@ -765,6 +841,7 @@ export class SqliteStore implements Store {
       if (n < 5000) break
     }
     this.#s.expireGaps.run(cutoffMs)
+    this.#s.expireRetained.run(cutoffMs)
     return total
   }
 }

@@ -1,5 +1,5 @@
 /**
- * The relay's storage port (DESIGN.md §7). Every method is async so that a PostgreSQL implementation fits
+ * The relay's storage port (docs/architecture.md §7). Every method is async so that a PostgreSQL implementation fits
  * behind it unchanged; SQLite (`SqliteStore`) is the default. The store holds addresses, public keys and
  * ciphertext only — never a phone number, and no sender beside a message.
  * @module
@@ -44,6 +44,16 @@ export interface Account {
    * a registration lock lapses after a period without it.
    */
   lastActiveMs: number
+}
+
+/** What {@link Store.registerDevice} did. */
+export interface RegisteredDevice {
+  deviceId: number
+  replacedDevice: boolean
+  /** Unread messages restored to the new device (retained mail sealed to its identity key); 0 otherwise. */
+  restoredMessages: number
+  /** Unread messages of the replaced device now retained for its identity key; 0 otherwise. */
+  retainedMessages: number
 }
 
 /**
@@ -160,9 +170,18 @@ export interface Store {
 
   /**
    * Registers the device for an address with its identity key and initial prekeys, replacing (and erasing the
-   * mail and prekeys of) any earlier device. The new device id is the old one plus one, or 1. The account's
-   * registration lock stays when `keepRegistrationLock` (the new device proved the PIN) and is removed
-   * otherwise. The new device counts as active at `nowMs`.
+   * prekeys of) any earlier device. The new device id is the old one plus one, or 1. The account's registration
+   * lock stays when `keepRegistrationLock` (the new device proved the PIN) and is removed otherwise. The new device
+   * counts as active at `nowMs`.
+   *
+   * Mail is not erased silently with the device it was sealed to. The replaced device's unread mail (and its gap
+   * records) is *retained*, with its identity key, until it expires or the account is erased. At most one
+   * device's mail is retained per address: a replaced device with unread mail takes the place of what an earlier
+   * replacement retained (which is erased), one without keeps it retained. Mail sealed to the new device's
+   * identity key (which the activation's signature proved) — the replaced device's own, or the retained one — is
+   * *restored* to the new device instead, with its sequence numbers, and `restoredMessages` counts it. A device that
+   * activates again with its own identity key (taking the number back after a takeover) thus gets the mail that
+   * was waiting for it; anyone else gets none of it.
    */
   registerDevice(input: {
     address: Uint8Array
@@ -175,7 +194,7 @@ export interface Store {
     numberCommitment: Uint8Array
     nowMs: number
     keepRegistrationLock?: boolean
-  }): Promise<{ deviceId: number; replacedDevice: boolean }>
+  }): Promise<RegisteredDevice>
   /** The account registered at an address, if any. */
   getAccount(address: Uint8Array): Promise<Account | null>
   /**
@@ -193,8 +212,8 @@ export interface Store {
   /** Records that the registered device was active at `nowMs` (callers write at most about once an hour). */
   touchAccount(address: Uint8Array, deviceId: number, nowMs: number): Promise<void>
   /**
-   * Erases the account: address, keys, prekeys, mail, gap records and registration lock. Resolves whether it
-   * existed.
+   * Erases the account: address, keys, prekeys, mail (retained mail too), gap records and registration lock.
+   * Resolves whether it existed.
    */
   deleteAccount(address: Uint8Array): Promise<boolean>
   /**
@@ -257,8 +276,9 @@ export interface Store {
    */
   ack(address: Uint8Array, deviceId: number, seqs: number[]): Promise<number>
   /**
-   * Deletes mail received before `cutoffMs` (recording the ranges as `expired` gaps) and gap records older than
-   * `cutoffMs`. Resolves how many messages expired.
+   * Deletes mail received before `cutoffMs` (recording the ranges as `expired` gaps), gap records older than
+   * `cutoffMs`, and the records of mail retained before `cutoffMs` (all of which has expired by then). Resolves
+   * how many messages expired.
    */
   expire(cutoffMs: number): Promise<number>
 }

@@ -32,6 +32,14 @@ export function createMetrics() {
       help: 'Times a connection that had not authenticated was paused for reading more than --pre-auth-bytes-per-second',
       registers,
     }),
+    retainedMail: new Counter({
+      name: 'parley_relay_retained_mail_total',
+      help:
+        'Unread messages of a replaced device: retained for its identity key, or restored to a device that ' +
+        'activated again with that key',
+      labelNames: ['outcome'] as const,
+      registers,
+    }),
     bundlesServed: new Counter({
       name: 'parley_relay_prekey_bundles_served_total',
       help: 'Prekey bundles handed out (each starts a new session)',

@@ -325,6 +325,90 @@ describeWith('PostgresStore crypto-shredding', [pgAbsent], () => {
     await expect(other.getAccount(to)).rejects.toThrow(/does not open/)
   })
 
+  it('retained and restored mail is resealed under each new data key, its identity key sealed, and moves with a rebind', async () => {
+    const schema = fresh()
+    const k = storeKey()
+    const s = await openIn(schema, { storeKey: k })
+    const from = bytes(32)
+    const to = bytes(32)
+    const [i1, i2] = [bytes(32), bytes(32)]
+    const activate = (address: Uint8Array, identityKey: Uint8Array) =>
+      s.registerDevice({
+        address,
+        identityKey,
+        signedPrekey: key(1),
+        lastResortKemPrekey: key(2, 1184),
+        oneTimePrekeys: [],
+        oneTimeKemPrekeys: [],
+        numberCommitment: new Uint8Array(0),
+        nowMs: Date.now(),
+      })
+    await activate(from, i1)
+    const envelopes = [bytes(300), bytes(40_000)]
+    for (const envelope of envelopes) {
+      await s.enqueue({
+        address: from,
+        deviceId: 1,
+        messageId: bytes(16),
+        envelope,
+        receivedAtMs: Date.now(),
+        maxMessages: 100,
+        maxBytes: 1 << 20,
+      })
+    }
+    const sealedBefore = (
+      await admin<{ envelope: Buffer }>(`SELECT envelope FROM ${schema}.mailbox WHERE seq = 1`)
+    )[0]!.envelope
+    // Another key takes the number: device 1's mail is retained, under the new data key only.
+    expect(await activate(from, i2)).toMatchObject({ deviceId: 2, retainedMessages: 2 })
+    const keyIds = async () =>
+      (await admin<{ key_id: Buffer }>(`SELECT key_id FROM ${schema}.account_keys`)).map((r) =>
+        r.key_id.toString('hex'),
+      )
+    expect((await keyIds()).length).toBe(1)
+    const retained = await admin<{ device_id: string; n: number }>(
+      `SELECT device_id, octet_length(identity_key) AS n FROM ${schema}.retained_mail`,
+    )
+    expect(retained.map((r) => [Number(r.device_id), r.n])).toEqual([[1, 32 + OVERHEAD]])
+    const sizes = async () =>
+      (
+        await admin<{ d: string; n: number }>(
+          `SELECT device_id AS d, octet_length(envelope) AS n FROM ${schema}.mailbox ORDER BY seq`,
+        )
+      ).map((r) => [Number(r.d), r.n])
+    expect(await sizes()).toEqual(envelopes.map((e) => [1, e.length + OVERHEAD]))
+    let text = await dump(schema)
+    expect([i1, i2, ...envelopes].filter((v) => text.includes(hex(v.subarray(0, 16))))).toEqual([])
+    expect(text).not.toContain(hex(sealedBefore.subarray(0, 16)))
+    // A rebind moves the record and the mail, resealed for the new address: nothing is left under the old one.
+    expect(await s.rebindAddress(from, 2, to)).toBe('moved')
+    text = await dump(schema)
+    expect(text).not.toContain(hex(from))
+    expect([i1, i2, ...envelopes].filter((v) => text.includes(hex(v.subarray(0, 16))))).toEqual([])
+    // A device with no unread mail replaces device 2: device 1's mail stays retained, resealed under the new key.
+    const keyBefore = await keyIds()
+    expect(await activate(to, bytes(32))).toMatchObject({ deviceId: 3, retainedMessages: 0 })
+    expect(await keyIds()).not.toEqual(keyBefore)
+    expect(await admin(`SELECT 1 FROM ${schema}.retained_mail`)).toHaveLength(1)
+    text = await dump(schema)
+    expect([i1, i2, ...envelopes].filter((v) => text.includes(hex(v.subarray(0, 16))))).toEqual([])
+    // Device 1's key comes back: the mail is restored to device 4, under the current key, as a cold node reads it.
+    expect(await activate(to, i1)).toMatchObject({ deviceId: 4, restoredMessages: 2, retainedMessages: 0 })
+    expect(await admin(`SELECT 1 FROM ${schema}.retained_mail`)).toHaveLength(0)
+    expect(await sizes()).toEqual(envelopes.map((e) => [4, e.length + OVERHEAD]))
+    const [acc] = await admin<{ bytes: string }>(`SELECT mailbox_bytes AS bytes FROM ${schema}.accounts`)
+    expect(Number(acc!.bytes)).toBe(300 + 40_000)
+    const cold = await openIn(schema, { storeKey: k })
+    expect((await cold.fetchMailbox(to, 4, 0, 10)).entries.map((e) => hex(e.envelope))).toEqual(
+      envelopes.map(hex),
+    )
+    text = await dump(schema)
+    expect([i1, i2, ...envelopes].filter((v) => text.includes(hex(v.subarray(0, 16))))).toEqual([])
+    // The envelope as first sealed (old key, device 1, old address), put back, does not open as device 4's.
+    await admin(`UPDATE ${schema}.mailbox SET envelope = $1 WHERE seq = 1`, [sealedBefore])
+    await expect(cold.fetchMailbox(to, 4, 0, 10)).rejects.toThrow(/does not open/)
+  })
+
   it('looks no data key up per message: one read per account, then the cache', async () => {
     const schema = fresh()
     const s = await openIn(schema, { storeKey: storeKey() })
@@ -512,7 +596,7 @@ describeWith('PostgresStore crypto-shredding', [pgAbsent], () => {
       const plainText = await dump(schema)
       expect(plainText).toContain(hex(accounts[0]!.identityKey))
       const s = await openIn(schema, { storeKey: storeKey() })
-      expect(await s.schemaVersion()).toBe(5)
+      expect(await s.schemaVersion()).toBe(6)
       const text = await dump(schema)
       const secrets = accounts.flatMap((a) => [
         a.identityKey,

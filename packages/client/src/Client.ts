@@ -1,5 +1,5 @@
 /**
- * The Parley client engine (DESIGN.md §8): activation, private discovery, end-to-end encrypted sessions,
+ * The Parley client engine (docs/architecture.md §8): activation, private discovery, end-to-end encrypted sessions,
  * a durable outbox and an exactly-once inbox, over an injected transport and store.
  * @module
  */
@@ -86,6 +86,8 @@ const MAX_HELD_PER_CONTACT = 1000
 const K = {
   account: 'account',
   pending: 'activation/pending',
+  /** This device's identity after another device took the number over: used again if it activates the number. */
+  previous: 'account/previous',
   cursor: 'mailbox/cursor',
   prekeyMeta: 'prekey/meta',
   prekey: (kind: 'spk' | 'otp' | 'kem', id: number) => `prekey/${kind}/${pad(id)}`,
@@ -126,6 +128,12 @@ interface AccountRecord {
   deliveryTokenSet?: boolean
   /** The OPRF key epoch the address is derived under (absent in records from before key rotation). */
   keyId?: number
+}
+
+/** What a replaced device keeps of its account to take the number back with the same identity. */
+interface PreviousRecord {
+  e164: string
+  identity: { publicKey: Uint8Array; secretKey: Uint8Array }
 }
 
 interface PendingRecord {
@@ -443,7 +451,8 @@ export class ParleyClient {
    * so call `confirm(code, { pin })` again with the same code.
    * @param code - the six-digit code
    * @param options - `pin` (the registration-lock PIN) and `signal`
-   * @returns the account's address and device id
+   * @returns the account's address and device id, and how many messages the relay restored (mail that was
+   *   waiting when another device took the number from this one, kept for this device's identity key)
    * @throws TypeError for a code that is not six digits or a PIN of fewer than 4 characters; ParleyError
    *   `INVALID_STATE` (no pending activation), `INVALID_CODE`, `EXPIRED`, `RATE_LIMITED`, `REGISTRATION_LOCKED`
    *   (with `retryAfterMs` when no guess is left for now), `VERIFICATION_FAILED`
@@ -462,8 +471,23 @@ export class ParleyClient {
       await this.#store.write([{ key: K.pending }])
       throw new ParleyError('EXPIRED', 'the activation expired; call activate() again')
     }
-    const identity = generateIdentity(this.#random)
-    const keys = e2e.generateInitialPrekeys(identity, this.#random, ONE_TIME_PREKEY_BATCH, KEM_PREKEY_BATCH)
+    // A device the number was taken from activates again with its own identity: its contacts' sessions and the
+    // mail the relay kept for that identity carry on, and its earlier prekeys (which that mail may use) stay.
+    const previousRaw = await this.#store.get(K.previous)
+    const previous = previousRaw === undefined ? undefined : decodeRecord<PreviousRecord>(previousRaw)
+    const reuse = previous !== undefined && previous.e164 === pending.e164
+    const identity = reuse ? previous.identity : generateIdentity(this.#random)
+    const metaRaw = reuse ? await this.#store.get(K.prekeyMeta) : undefined
+    const used = metaRaw === undefined ? undefined : decodeRecord<PrekeyMeta>(metaRaw)
+    const keys = e2e.generateInitialPrekeys(
+      identity,
+      this.#random,
+      ONE_TIME_PREKEY_BATCH,
+      KEM_PREKEY_BATCH,
+      used === undefined
+        ? undefined
+        : { spk: used.signedPrekeyId + 1, otp: used.nextOtpId, kem: used.nextKemId },
+    )
     // The relay keeps only a commitment to the number under this salt; the salt stays here, to prove the
     // number to the recipients of our messages.
     const numberSalt = this.#random(32)
@@ -543,6 +567,9 @@ export class ParleyClient {
       { key: K.prekeyMeta, value: encodeRecord(meta) },
       { key: K.account, value: encodeRecord(account) },
       { key: K.pending },
+      { key: K.previous },
+      // A new device's mailbox: read from its start (mail restored from the replaced device keeps its old seqs).
+      { key: K.cursor },
       // A certificate of the device this number had before is no use to this one.
       { key: K.senderCertificate },
     ])
@@ -557,7 +584,12 @@ export class ParleyClient {
     } else {
       this.#link.drop('activated')
     }
-    return { address: toHex(address), deviceId, replacedDevice: activated.replacedDevice === true }
+    return {
+      address: toHex(address),
+      deviceId,
+      replacedDevice: activated.replacedDevice === true,
+      restoredMessages: activated.restoredMessages ?? 0,
+    }
   }
 
   /** The proof of `pin` for the lock challenge held for this activation, if both are there. */
@@ -997,10 +1029,12 @@ export class ParleyClient {
     } catch (err) {
       const e = ParleyError.fromUnknown(err)
       if (e.code === 'UNAUTHENTICATED' || e.code === 'NOT_FOUND') {
-        // This device was replaced or the account erased elsewhere; keep the data but tell the app.
+        // This device was replaced (or the account erased) while it was offline: tell the app, keep the history,
+        // stop reconnecting, and keep the identity to take the number back with (as on a DeviceReplaced push).
         this.#emitError(
           new ParleyError('UNAUTHENTICATED', 'the relay no longer accepts this device', { cause: e }),
         )
+        await this.#onReplaced(false)
       }
       throw e
     }
@@ -1147,10 +1181,17 @@ export class ParleyClient {
    * history, contacts and the outbox), stop reconnecting, and tell the app.
    */
   async #onReplaced(erased: boolean): Promise<void> {
-    if (this.#account === null) return
+    const account = this.#account
+    if (account === null) return
     this.#account = null
     this.#authenticated = false
-    await this.#store.write([{ key: K.account }])
+    // Replaced (not erased): the relay keeps the mail that was waiting for this identity, for this device to take
+    // the number back with it.
+    const previous: PreviousRecord = { e164: account.e164, identity: account.identity }
+    await this.#store.write([
+      { key: K.account },
+      erased ? { key: K.previous } : { key: K.previous, value: encodeRecord(previous) },
+    ])
     this.#link.stop()
     this.#anonymous.stop()
     this.#events.emit('deviceReplaced', { erased })
@@ -2007,7 +2048,7 @@ export class ParleyClient {
     await this.#link.request({ prekeyUpload: refill.upload })
   }
 
-  /** Replaces the signed prekey once a week (DESIGN.md §6); old ones stay for mail in flight, then go. */
+  /** Replaces the signed prekey once a week (docs/architecture.md §6); old ones stay for mail in flight, then go. */
   async #rotateSignedPrekey(account: AccountRecord): Promise<void> {
     const rawMeta = await this.#store.get(K.prekeyMeta)
     if (rawMeta === undefined) return

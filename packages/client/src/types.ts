@@ -95,6 +95,11 @@ export interface Activation {
   deviceId: number
   /** True when an earlier device of this number was replaced. */
   replacedDevice: boolean
+  /**
+   * Messages that were waiting for this device when another device took the number over, kept by the relay and
+   * restored now that this device activated again with its own identity key; they arrive as usual.
+   */
+  restoredMessages: number
 }
 
 /** One answer of {@link ParleyClient.discover}. */
@@ -157,7 +162,10 @@ export interface MailboxGapEvent {
  * Payload of the `deviceReplaced` event: the relay no longer serves this device. Either the number was
  * activated on another device — which took the account over: if that was not the user, their number (or SIM)
  * is in someone else's hands — or the account was deactivated from another connection. This device keeps its
- * history and contacts, is no longer activated, and may `activate()` the number again.
+ * history and contacts, is no longer activated, and may `activate()` the number again: it then keeps its identity
+ * key (contacts see no new safety number) and gets the mail that was waiting for it when it was replaced, which
+ * the relay kept for that key (`Activation.restoredMessages`). Told on the next connection attempt when the device
+ * was offline at the time (with `erased: false`, and an `error` event `UNAUTHENTICATED`).
  */
 export interface DeviceReplacedEvent {
   /** True when the account was deactivated (erased); false when another device activated the number. */

@@ -1,5 +1,5 @@
 /**
- * Opt-in activation (DESIGN.md §5): `ActivationStart` has the verifier deliver a code; `ActivationConfirm`
+ * Opt-in activation (docs/architecture.md §5): `ActivationStart` has the verifier deliver a code; `ActivationConfirm`
  * checks it, registers the device and binds the address the relay derives itself from the number:
  * `addressFromToken(OPRF-Evaluate(sk, number))` — the same address a client computes through the blind OPRF.
  * The number is never logged or stored; requests per number are limited by its keyed hash.
@@ -262,7 +262,7 @@ export async function activationConfirm(conn: Connection, frame: ClientFrame): P
   const commitment = salt.length === 32 ? numberCommitment(number, salt) : new Uint8Array(0)
   // This connection may be bound to the device being replaced; it must not be revoked with it.
   await conn.unbind()
-  const { deviceId, replacedDevice } = await store.registerDevice({
+  const { deviceId, replacedDevice, restoredMessages, retainedMessages } = await store.registerDevice({
     address,
     identityKey,
     signedPrekey: prekeys.signedPrekey!,
@@ -280,6 +280,19 @@ export async function activationConfirm(conn: Connection, frame: ClientFrame): P
   // hourly code-request and code-guess quotas still hold.
   await resetBackoff(conn.ctx.limiter, `code:bo:${activations.numberKey(number)}`)
   metrics.activations.inc({ outcome: 'completed' })
-  log.info({ conn: conn.id, activation: activationIdHex.slice(0, 8), replacedDevice }, 'activation completed')
-  return { activated: { address, deviceId, replacedDevice, ...(ownNumber ? { ownNumber } : {}) } }
+  if (retainedMessages > 0) metrics.retainedMail.inc({ outcome: 'retained' }, retainedMessages)
+  if (restoredMessages > 0) metrics.retainedMail.inc({ outcome: 'restored' }, restoredMessages)
+  log.info(
+    {
+      conn: conn.id,
+      activation: activationIdHex.slice(0, 8),
+      replacedDevice,
+      restoredMessages,
+      retainedMessages,
+    },
+    'activation completed',
+  )
+  return {
+    activated: { address, deviceId, replacedDevice, restoredMessages, ...(ownNumber ? { ownNumber } : {}) },
+  }
 }

@@ -111,7 +111,7 @@ export function storeConformance(h: StoreHarness): void {
     ])
   })
 
-  it('registers a device, and a re-activation replaces it with the next device id and erases its mail', async () => {
+  it('registers a device, and a re-activation replaces it with the next device id and none of its mail', async () => {
     const s = await open()
     const a = await register(s)
     expect(a).toMatchObject({ deviceId: 1, replacedDevice: false })
@@ -127,6 +127,113 @@ export function storeConformance(h: StoreHarness): void {
     expect(hex(account.address)).toBe(hex(a.address))
     expect(account.createdAtMs).toBe(1000)
     expect(await s.getAccount(bytes(32))).toBeNull()
+  })
+
+  it('retains a replaced device’s unread mail for its identity key, and restores it when that key activates again', async () => {
+    const s = await open()
+    const address = bytes(32)
+    const [i1, i2, i3] = [bytes(32), bytes(32), bytes(32)]
+    const as = (identityKey: Uint8Array, nowMs = 1000) =>
+      s.registerDevice({ ...registration(address), identityKey, nowMs })
+    expect(await as(i1)).toEqual({
+      deviceId: 1,
+      replacedDevice: false,
+      restoredMessages: 0,
+      retainedMessages: 0,
+    })
+    const ids = [bytes(16), bytes(16), bytes(16), bytes(16)]
+    await enqueue(s, address, 1, { at: 1, id: ids[0] })
+    for (const id of ids.slice(1)) await enqueue(s, address, 1, { id })
+    expect(await s.expire(2)).toBe(1) // seq 1 expires: a gap
+    expect(await s.ack(address, 1, [3])).toBe(1)
+    const unread = (await s.fetchMailbox(address, 1, 0, 10)).entries
+    expect(unread.map((e) => e.seq)).toEqual([2, 4])
+    // Someone else's key takes the number: device 1's two unread messages are retained, not handed over.
+    expect(await as(i2)).toEqual({
+      deviceId: 2,
+      replacedDevice: true,
+      restoredMessages: 0,
+      retainedMessages: 2,
+    })
+    expect(await s.fetchMailbox(address, 2, 0, 10)).toEqual({ entries: [], gaps: [], headSeq: 0 })
+    expect(await h.mailbox(s, address)).toEqual({ count: 0, bytes: 0 })
+    expect((await enqueue(s, address, 2)).status).toBe('stored')
+    expect((await enqueue(s, address, 1)).status).toBe('stale_device')
+    // Device 1's key comes back: its mail is restored, same seqs, envelopes, ids and gap; device 2's is retained.
+    expect(await as(i1)).toEqual({
+      deviceId: 3,
+      replacedDevice: true,
+      restoredMessages: 2,
+      retainedMessages: 1,
+    })
+    const page = await s.fetchMailbox(address, 3, 0, 10)
+    expect(page.entries.map((e) => [e.seq, hex(e.messageId), hex(e.envelope)])).toEqual(
+      unread.map((e) => [e.seq, hex(e.messageId), hex(e.envelope)]),
+    )
+    expect(page.gaps).toEqual([{ firstSeq: 1, lastSeq: 1, reason: 'expired' }])
+    expect(await s.mailboxHead(address, 3)).toBe(4)
+    expect(await h.mailbox(s, address)).toEqual({ count: 2, bytes: 40 })
+    expect(await enqueue(s, address, 3)).toEqual({ status: 'stored', seq: 5 })
+    expect(await enqueue(s, address, 3, { id: ids[1] })).toEqual({ status: 'duplicate', seq: 2 })
+    expect(await s.ack(address, 3, [2])).toBe(1)
+    expect(await h.mailbox(s, address)).toEqual({ count: 2, bytes: 40 })
+    // A third key: device 3's unread mail (seqs 4, 5) is retained, device 2's (retained for i2) erased.
+    expect(await as(i3)).toMatchObject({ deviceId: 4, restoredMessages: 0, retainedMessages: 2 })
+    // Activations with devices that have no unread mail do not flush it out: device 3's stays retained…
+    expect(await as(i2)).toMatchObject({ deviceId: 5, restoredMessages: 0, retainedMessages: 0 })
+    expect(await as(bytes(32))).toMatchObject({ deviceId: 6, restoredMessages: 0, retainedMessages: 0 })
+    expect(await h.rows(s, 'mailbox')).toBe(2)
+    // …until its key comes back for it.
+    expect(await as(i1)).toMatchObject({ deviceId: 7, restoredMessages: 2, retainedMessages: 0 })
+    expect((await s.fetchMailbox(address, 7, 0, 10)).entries.map((e) => e.seq)).toEqual([4, 5])
+    expect(await h.rows(s, 'retained_mail')).toBe(0)
+    // A replaced device with unread mail of its own takes the retained place; nobody's is erased silently.
+    await enqueue(s, address, 7)
+    expect(await as(i2)).toMatchObject({ deviceId: 8, restoredMessages: 0, retainedMessages: 3 })
+    expect(await s.deleteAccount(address)).toBe(true)
+    expect(await h.rows(s, 'mailbox')).toBe(0)
+    expect(await h.rows(s, 'retained_mail')).toBe(0)
+  })
+
+  it('retained mail expires without touching the current device’s counters, and goes with the account', async () => {
+    const s = await open()
+    const address = bytes(32)
+    const i1 = bytes(32)
+    await s.registerDevice({ ...registration(address), identityKey: i1 })
+    for (let i = 0; i < 3; i++) await enqueue(s, address, 1, { at: 50 })
+    expect(await s.registerDevice({ ...registration(address), nowMs: 100 })).toMatchObject({
+      retainedMessages: 3,
+    })
+    await enqueue(s, address, 2, { at: 500 })
+    await enqueue(s, address, 2, { at: 500 })
+    expect(await h.mailbox(s, address)).toEqual({ count: 2, bytes: 40 })
+    expect(await s.expire(200)).toBe(3)
+    expect(await h.mailbox(s, address)).toEqual({ count: 2, bytes: 40 })
+    expect(await h.rows(s, 'retained_mail')).toBe(0)
+    expect(await s.registerDevice({ ...registration(address), identityKey: i1 })).toMatchObject({
+      restoredMessages: 0,
+      retainedMessages: 2,
+    })
+    expect(await h.rows(s, 'retained_mail')).toBe(1)
+    expect(await s.deleteAccount(address)).toBe(true)
+    for (const table of ['accounts', 'mailbox', 'mailbox_gaps', 'retained_mail']) {
+      expect(await h.rows(s, table)).toBe(0)
+    }
+  })
+
+  it('retained mail moves with a rebind and is restored at the new address', async () => {
+    const s = await open()
+    const [a, b, i1] = [bytes(32), bytes(32), bytes(32)]
+    await s.registerDevice({ ...registration(a), identityKey: i1 })
+    await enqueue(s, a, 1)
+    await s.registerDevice(registration(a))
+    expect(await s.rebindAddress(a, 2, b)).toBe('moved')
+    expect(await s.registerDevice({ ...registration(b), identityKey: i1 })).toMatchObject({
+      deviceId: 3,
+      restoredMessages: 1,
+    })
+    expect((await s.fetchMailbox(b, 3, 0, 10)).entries.map((e) => e.seq)).toEqual([1])
+    expect(await h.rows(s, 'retained_mail')).toBe(0)
   })
 
   it('counts accounts: a re-activation is still one, a deleted one is gone', async () => {
@@ -769,7 +876,7 @@ export function storeConformance(h: StoreHarness): void {
     await enqueue(s, bystander.address)
     // Every kind of value an account holds: keys of each kind, commitment, verifier, mail, a gap, a lock.
     const input = { ...registration(from), numberCommitment: bytes(32) }
-    expect(await s.registerDevice(input)).toEqual({ deviceId: 1, replacedDevice: false })
+    expect(await s.registerDevice(input)).toMatchObject({ deviceId: 1, replacedDevice: false })
     expect(await s.setDeliveryVerifier(from, 1, bytes(32))).toBe(true)
     const more = {
       signedPrekey: key(3),

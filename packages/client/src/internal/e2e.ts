@@ -96,11 +96,15 @@ export function generateInitialPrekeys(
   random: Random,
   otpCount: number,
   kemCount: number,
+  /** First key ids (default 1 each): after the ids an identity already used, so none is overwritten. */
+  first: { spk: number; otp: number; kem: number } = { spk: 1, otp: 1, kem: 1 },
 ) {
-  const spk = generateSignedPrekey(identity, 1, random)
-  const otps = generateOneTimePrekeys(1, otpCount, random)
-  const lastResort = generateKemPrekey(identity, 1, random)
-  const kems = Array.from({ length: kemCount }, (_, i) => generateKemPrekey(identity, 2 + i, random))
+  const spk = generateSignedPrekey(identity, first.spk, random)
+  const otps = generateOneTimePrekeys(first.otp, otpCount, random)
+  const lastResort = generateKemPrekey(identity, first.kem, random)
+  const kems = Array.from({ length: kemCount }, (_, i) =>
+    generateKemPrekey(identity, first.kem + 1 + i, random),
+  )
   const secrets: StoreWrite[] = [
     {
       key: prekeyKey('spk', spk.keyId),
@@ -128,8 +132,8 @@ export function generateInitialPrekeys(
     secrets,
     signedPrekeyId: spk.keyId,
     lastResortKemId: lastResort.keyId,
-    nextOtpId: 1 + otpCount,
-    nextKemId: 2 + kemCount,
+    nextOtpId: first.otp + otpCount,
+    nextKemId: first.kem + 1 + kemCount,
   }
 }
 

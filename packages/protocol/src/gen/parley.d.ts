@@ -688,6 +688,7 @@ export namespace parley {
             deviceId: number;
             replacedDevice: boolean;
             ownNumber?: (parley.v1.OprfEvaluated.$Properties|null);
+            restoredMessages: number;
         }
 
         namespace Activated {
@@ -696,6 +697,7 @@ export namespace parley {
                 deviceId?: (number|null);
                 replacedDevice?: (boolean|null);
                 ownNumber?: (parley.v1.OprfEvaluated.$Properties|null);
+                restoredMessages?: (number|null);
                 $unknowns?: Uint8Array[];
             }
             type $Shape = parley.v1.Activated.$Properties;

@@ -28,7 +28,7 @@ export const messages: Record<string, readonly Field[]> = {
   ActivationStart: [[1,'phoneNumber',3,0], [2,'consent',2,0], [3,'powSolution',4,0]],
   ActivationStarted: [[1,'activationId',4,0], [2,'expiresInSeconds',0,0], [3,'attemptsLeft',0,0]],
   ActivationConfirm: [[1,'activationId',4,0], [2,'code',3,0], [3,'identityKey',4,0], [4,'identitySignature',4,0], [5,'prekeys','PrekeyUpload',0], [6,'numberSalt',4,0], [7,'blindedNumber',4,0], [8,'registrationLockProof',4,0]],
-  Activated: [[1,'address',4,0], [2,'deviceId',0,0], [3,'replacedDevice',2,0], [4,'ownNumber','OprfEvaluated',0]],
+  Activated: [[1,'address',4,0], [2,'deviceId',0,0], [3,'replacedDevice',2,0], [4,'ownNumber','OprfEvaluated',0], [5,'restoredMessages',0,0]],
   Deactivate: [],
   Deactivated: [],
   SetRegistrationLock: [[1,'salt',4,0], [2,'logN',0,0], [3,'verifier',4,0]],

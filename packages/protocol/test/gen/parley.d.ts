@@ -778,6 +778,7 @@ export namespace parley {
             deviceId: number;
             replacedDevice: boolean;
             ownNumber?: (parley.v1.OprfEvaluated.$Properties|null);
+            restoredMessages: number;
             static create(properties: parley.v1.Activated.$Shape): parley.v1.Activated & parley.v1.Activated.$Shape;
             static create(properties?: parley.v1.Activated.$Properties): parley.v1.Activated;
             static encode(message: parley.v1.Activated.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
@@ -790,6 +791,7 @@ export namespace parley {
                 deviceId?: (number|null);
                 replacedDevice?: (boolean|null);
                 ownNumber?: (parley.v1.OprfEvaluated.$Properties|null);
+                restoredMessages?: (number|null);
                 $unknowns?: Uint8Array[];
             }
             type $Shape = parley.v1.Activated.$Properties;

@@ -5600,6 +5600,7 @@ export const parley = $root.parley = (() => {
              * @property {number|null} [deviceId] Activated deviceId
              * @property {boolean|null} [replacedDevice] Activated replacedDevice
              * @property {parley.v1.OprfEvaluated.$Properties|null} [ownNumber] Activated ownNumber
+             * @property {number|null} [restoredMessages] Activated restoredMessages
              * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
              */
 
@@ -5664,6 +5665,14 @@ export const parley = $root.parley = (() => {
             Activated.prototype.ownNumber = null;
 
             /**
+             * Activated restoredMessages.
+             * @member {number} restoredMessages
+             * @memberof parley.v1.Activated
+             * @instance
+             */
+            Activated.prototype.restoredMessages = 0;
+
+            /**
              * Creates a new Activated instance using the specified properties.
              * @function create
              * @memberof parley.v1.Activated
@@ -5703,6 +5712,8 @@ export const parley = $root.parley = (() => {
                     writer.uint32(/* id 3, wireType 0 =*/24).bool(message.replacedDevice);
                 if (message.ownNumber != null && $Object.hasOwnProperty.call(message, "ownNumber"))
                     $root.parley.v1.OprfEvaluated.encode(message.ownNumber, writer.uint32(/* id 4, wireType 2 =*/34).fork(), _depth + 1).ldelim();
+                if (message.restoredMessages != null && $Object.hasOwnProperty.call(message, "restoredMessages") && message.restoredMessages !== 0)
+                    writer.uint32(/* id 5, wireType 0 =*/40).uint32(message.restoredMessages);
                 if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
@@ -5778,6 +5789,15 @@ export const parley = $root.parley = (() => {
                             if (wireType !== 2)
                                 break;
                             message.ownNumber = $root.parley.v1.OprfEvaluated.decode(reader, reader.size(), $undefined, _depth + 1, message.ownNumber);
+                            continue;
+                        }
+                    case 5: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.uint32())
+                                message.restoredMessages = value;
+                            else
+                                delete message.restoredMessages;
                             continue;
                         }
                     }
