@@ -1,5 +1,5 @@
 // Generates docs/privacy-manifest.md from the (parley.v1.data_class) annotation of every field in proto/parley/v1
-// (DESIGN.md §1 P2, §3). `--check` exits 1 when the committed manifest differs from what the schema gives, and
+// (docs/architecture.md §1 P2, §3). `--check` exits 1 when the committed manifest differs from what the schema gives, and
 // 2 when the schema itself breaks a rule the manifest relies on (a field without a class, a never-sent type
 // reachable from a frame, a personal field outside activation, plaintext inside the end-to-end section).
 //
@@ -203,7 +203,7 @@ pending mail. Its abuse counters (how much of your quotas you used) are kept unt
 under a keyed hash, not your address — so that deactivating and activating again buys no new quota.
 
 Every field that crosses the wire is listed below with its data class; the tests in \`tests/privacy\` check
-these promises (DESIGN.md §1, P1–P8) against a real relay in CI.
+these promises (docs/architecture.md §1, P1–P8) against a real relay in CI.
 `
 
 function fieldRows(schema, name, relayGets) {

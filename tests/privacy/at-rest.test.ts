@@ -1,4 +1,4 @@
-// At-rest scan (DESIGN.md §1 P4, P5, P6, P8): after a full scenario against a real relay process — 20 accounts,
+// At-rest scan (docs/architecture.md §1 P4, P5, P6, P8): after a full scenario against a real relay process — 20 accounts,
 // discovery, 1,000 messages, a restart, half the accounts deactivated — nothing the relay holds on disk or wrote
 // to its log contains a number, a verification code, a message text, a sender, or a deactivated account. Run once
 // with the SQLite store (its file, WAL and shared memory) and once with the PostgreSQL store: there the scan reads

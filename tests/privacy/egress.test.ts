@@ -1,4 +1,4 @@
-// Egress audit (DESIGN.md §1 P1, P3): every connection a client opens and every frame it sends, recorded by an
+// Egress audit (docs/architecture.md §1 P1, P3): every connection a client opens and every frame it sends, recorded by an
 // instrumented transport against a real relay process, and scanned for the numbers it was asked about.
 import { join } from 'node:path'
 import { ristretto255 } from '@noble/curves/ed25519.js'

@@ -1,4 +1,4 @@
-// Enumeration attack (DESIGN.md §1 P7): a scripted enumerator with one activated account tries 100,000 numbers.
+// Enumeration attack (docs/architecture.md §1 P7): a scripted enumerator with one activated account tries 100,000 numbers.
 // It gets at most its quota of OPRF evaluations, then clear RATE_LIMITED errors with retryAfterMs; deactivating
 // and activating the number again (across a relay restart) buys nothing; without an account, from any of
 // several source addresses, it gets nothing at all. The relay counts the refusals and logs no number.

@@ -1,4 +1,4 @@
-// Leak scanners for the privacy tests (DESIGN.md §1 P3, P4, P8): find phone numbers in any of the encodings a
+// Leak scanners for the privacy tests (docs/architecture.md §1 P3, P4, P8): find phone numbers in any of the encodings a
 // careless or malicious implementation might use, and arbitrary byte strings (addresses, keys, codes, texts),
 // in frames, database files and logs. Tested on planted values in scan.test.ts, so an audit built on them can fail.
 

@@ -1,4 +1,4 @@
-// P2 and the privacy manifest (DESIGN.md §1, §3). packages/protocol/test/schema.test.ts checks that every field
+// P2 and the privacy manifest (docs/architecture.md §1, §3). packages/protocol/test/schema.test.ts checks that every field
 // is annotated and that no field name or field comment names a device identifier; this adds message, enum and
 // enum-value names and comments, the rules the manifest relies on, and that the committed manifest is current.
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'

@@ -1,5 +1,5 @@
 /**
- * Pending activations, in memory only (DESIGN.md §5, P4): the number is held for the code's lifetime and then
+ * Pending activations, in memory only (docs/architecture.md §5, P4): the number is held for the code's lifetime and then
  * dropped; nothing about a pending activation is ever written to disk. Codes are compared in constant time.
  * @module
  */

@@ -1,5 +1,5 @@
 /**
- * The fan-out port (DESIGN.md §7): tells the connection of a device that it has new mail, or that it was
+ * The fan-out port (docs/architecture.md §7): tells the connection of a device that it has new mail, or that it was
  * replaced or erased. Events carry no message content — the connection reads its mailbox from the
  * {@link Store} — so a Redis pub/sub implementation only moves tiny notices between nodes.
  * @module

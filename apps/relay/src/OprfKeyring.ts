@@ -1,5 +1,5 @@
 /**
- * The relay's OPRF keys (DESIGN.md §4.2): generated on first start and kept in `<dataDir>/oprf-keys.json`
+ * The relay's OPRF keys (docs/architecture.md §4.2): generated on first start and kept in `<dataDir>/oprf-keys.json`
  * (mode 0600). Each key has an id (its epoch). Rotation (`parley-relay oprf rotate`) adds a new current key and
  * gives the previous one a retirement time; both are announced in `ServerHello` and evaluated until then, while
  * every device moves its account to its address under the new key (`RebindAddress`). A retired key is deleted

@@ -1,5 +1,5 @@
 /**
- * The rate-limit port (DESIGN.md §4, §7): token buckets keyed by strings such as `oprf:acct:<hex>` or
+ * The rate-limit port (docs/architecture.md §4, §7): token buckets keyed by strings such as `oprf:acct:<hex>` or
  * `code:<keyed hash of a number>`. Keys never contain a phone number. In-memory by default; a Redis
  * implementation shares buckets across nodes.
  * @module

@@ -1,6 +1,6 @@
 /**
  * Pending activations shared by every node through Redis (with `--redis`), so a code requested through one node
- * can be confirmed through any other. What Redis holds per activation (DESIGN.md P4):
+ * can be confirmed through any other. What Redis holds per activation (docs/architecture.md §1, P4):
  * - `<prefix>act:<id>`: a hash of the number encrypted with AES-256-GCM (key derived from `--number-hash-key`,
  *   the activation id as associated data), an HMAC of the code (never the code) and the attempts left; it
  *   expires with the code (TTL = code lifetime), taking the number with it.

@@ -1,5 +1,5 @@
 /**
- * The verifier port (DESIGN.md §5): delivers a 6-digit activation code to the user's number. This is the only
+ * The verifier port (docs/architecture.md §5): delivers a 6-digit activation code to the user's number. This is the only
  * place the relay hands a phone number to anyone, and only the activating user's own.
  * @module
  */

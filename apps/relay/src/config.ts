@@ -120,7 +120,7 @@ export interface RelayConfig {
   /** SMS per minute above which the difficulty rises by one bit per doubling (0: it never rises). */
   activationPowLoadPerMinute: number
 
-  /** Per-account OPRF evaluation bucket (DESIGN.md §4). */
+  /** Per-account OPRF evaluation bucket (docs/architecture.md §4). */
   oprfAccountCapacity: number
   oprfAccountPerDay: number
   /** OPRF evaluations per source network, across all its accounts (Sybil accounts on one network share it). */

@@ -1,6 +1,6 @@
 /**
  * One logical link to the relay over an injected {@link Transport}: handshake, request/response pairing,
- * server pushes, and reconnection with exponential backoff and jitter (DESIGN.md §8).
+ * server pushes, and reconnection with exponential backoff and jitter (docs/architecture.md §8).
  * @module
  */
 import {

@@ -1,5 +1,5 @@
 /**
- * The `node:crypto` fast path (DESIGN.md §2): X25519, ChaCha20-Poly1305 and HKDF-SHA-256 through OpenSSL,
+ * The `node:crypto` fast path (docs/architecture.md §2): X25519, ChaCha20-Poly1305 and HKDF-SHA-256 through OpenSSL,
  * installed into `@parley/protocol` with `setCryptoProvider`. Pure-JS X25519 costs ~0.6 ms per scalar
  * multiplication, and every Double Ratchet step and sealed envelope needs several; OpenSSL's takes ~0.13 ms
  * including the key imports.

@@ -1,4 +1,4 @@
-// Regenerates src/gen/ from proto/parley/v1 (DESIGN.md §3): the message types (parley.d.ts), a compact
+// Regenerates src/gen/ from proto/parley/v1 (docs/architecture.md §3): the message types (parley.d.ts), a compact
 // schema table (schema.ts) that the runtime codec in src/internal/pb.ts walks, and a JSON descriptor that keeps
 // the (parley.v1.data_class) annotations for the schema tests and the privacy manifest.
 // The static protobufjs codecs go to test/gen/ only: the codec cross-check test compares against them, and they

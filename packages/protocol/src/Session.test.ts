@@ -1,5 +1,5 @@
 // Session: PQXDH set-up both ways, Double Ratchet limits, duplicates, tampering, atomic state (Signal PQXDH §3,
-// Double Ratchet §3; DESIGN.md §6).
+// Double Ratchet §3; docs/architecture.md §6).
 import { ed25519 } from '@noble/curves/ed25519.js'
 import { describe, expect, it } from 'vitest'
 import { makeDevice, seededRandom } from '../test/e2e/helpers.js'

@@ -1,6 +1,6 @@
 /**
  * An end-to-end session with one remote device: PQXDH to start it (Signal PQXDH §3), the Double Ratchet to
- * run it (Signal Double Ratchet §3), as DESIGN.md §6 describes.
+ * run it (Signal Double Ratchet §3), as docs/architecture.md §6 describes.
  *
  * Persistence: `encrypt` and `decrypt` change the session only when they succeed, so the caller stores
  * `serialize()` together with the message it just sent or received, in one transaction. If that transaction

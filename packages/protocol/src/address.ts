@@ -1,5 +1,5 @@
 /**
- * Account addresses and their prefixes (DESIGN.md §4.3–4.4). An address is the account's public
+ * Account addresses and their prefixes (docs/architecture.md §4.3–4.4). An address is the account's public
  * pseudonym, derived from the OPRF token of its number; discovery sends only the first `b` bits of each
  * address so the relay learns prefixes, not contacts.
  * @module
@@ -34,7 +34,7 @@ function lastByteMask(bits: number): number {
 }
 
 /**
- * Derives an account address from its OPRF token (DESIGN.md §4.3):
+ * Derives an account address from its OPRF token (docs/architecture.md §4.3):
  * `HKDF-SHA512(ikm = token, salt = empty, info = "parley/v1/address")`, first 32 bytes (RFC 5869).
  * An empty salt is, per RFC 5869 §2.2, the same as a salt of 64 zero bytes.
  *
@@ -51,7 +51,7 @@ export function addressFromToken(token: Uint8Array): Uint8Array {
 }
 
 /**
- * The first `bits` bits of an address (DESIGN.md §4.4), as `ceil(bits / 8)` bytes, most significant bit
+ * The first `bits` bits of an address (docs/architecture.md §4.4), as `ceil(bits / 8)` bytes, most significant bit
  * first, with the unused low bits of the last byte set to zero.
  *
  * @param address - a 32-byte address
@@ -71,7 +71,7 @@ export function addressPrefix(address: Uint8Array, bits: number): Uint8Array {
 }
 
 /**
- * Whether an address starts with the given `bits`-bit prefix (DESIGN.md §4.4). Only the first `bits` bits
+ * Whether an address starts with the given `bits`-bit prefix (docs/architecture.md §4.4). Only the first `bits` bits
  * of `prefix` are compared: unused low bits of its last byte are ignored, so a prefix matches exactly the
  * addresses for which {@link addressPrefix} gives the same leading bits.
  *

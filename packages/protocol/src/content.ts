@@ -1,6 +1,6 @@
 /**
  * The plaintext of every message (`parley.v1.Content`), padded to 160-byte buckets so that ciphertext length
- * reveals less about the message (DESIGN.md §6; the bucket size is Signal's message padding block).
+ * reveals less about the message (docs/architecture.md §6; the bucket size is Signal's message padding block).
  * @module
  */
 import { ParleyError } from './errors.js'

@@ -1,6 +1,6 @@
 /**
  * Replaceable primitives: a platform may install faster implementations of the end-to-end layer's
- * primitives (DESIGN.md §2: `@parley/node` uses `node:crypto`). The default is the pure-JS `@noble/*` code
+ * primitives (docs/architecture.md §2: `@parley/node` uses `node:crypto`). The default is the pure-JS `@noble/*` code
  * and nothing is installed on import. An implementation must be bit-for-bit identical to the default:
  * a session made with one must interoperate with a peer using the other. `@parley/node` tests that.
  * @module

@@ -1,5 +1,5 @@
 /**
- * Encoding and decoding of the v1 wire frames (DESIGN.md §3), with size limits and strict error mapping:
+ * Encoding and decoding of the v1 wire frames (docs/architecture.md §3), with size limits and strict error mapping:
  * whatever bytes arrive, the result is either a complete frame or a {@link ParleyError} — never another
  * exception and never a partly filled object.
  * @module
@@ -14,7 +14,7 @@ export const PROTOCOL_MAJOR = 1
 /** Protocol minor version; fields are only ever added within a major. */
 export const PROTOCOL_MINOR = 0
 
-/** Default limits (DESIGN.md §3), also the relay's defaults. */
+/** Default limits (docs/architecture.md §3), also the relay's defaults. */
 export const DEFAULT_LIMITS = {
   /** Largest frame accepted, either direction: 320 KiB. */
   maxFrameBytes: 320 * 1024,

@@ -1,5 +1,5 @@
 /**
- * Device identity keys (DESIGN.md §6): an Ed25519 key pair that signs prekeys and relay challenges, and whose
+ * Device identity keys (docs/architecture.md §6): an Ed25519 key pair that signs prekeys and relay challenges, and whose
  * X25519 (Montgomery) form takes part in PQXDH and sealed envelopes.
  *
  * Signal's PQXDH §2.2 uses an X25519 identity key with XEdDSA signatures; Parley does the converse — an Ed25519

@@ -31,7 +31,7 @@ export {
 } from './certificates.js'
 export type { Content } from './content.js'
 export { CONTENT_BUCKET_BYTES, decodeContent, encodeContent, MESSAGE_ID_BYTES } from './content.js'
-// End-to-end encryption (DESIGN.md §6): identity, prekeys, PQXDH + Double Ratchet sessions, sealed envelopes.
+// End-to-end encryption (docs/architecture.md §6): identity, prekeys, PQXDH + Double Ratchet sessions, sealed envelopes.
 export type { AeadProvider, CryptoProvider, X25519Provider } from './cryptoProvider.js'
 export { getCryptoProvider, setCryptoProvider } from './cryptoProvider.js'
 export type { ErrorCode, ParleyErrorOptions, RegistrationLockChallenge } from './errors.js'

@@ -8,7 +8,7 @@ import minMetadata from 'libphonenumber-js/min/metadata'
 import { normalizeNumberWith } from './phoneNumbers.js'
 
 /**
- * Normalises a phone number to E.164 (DESIGN.md §4.1).
+ * Normalises a phone number to E.164 (docs/architecture.md §4.1).
  *
  * The whole string must be a phone number: surrounding whitespace is ignored, but other text around it
  * ("call +1 …") and letters (vanity numbers such as 1-800-FLOWERS) are refused. National formats need

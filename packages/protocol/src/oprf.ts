@@ -1,6 +1,6 @@
 /**
  * RFC 9497 oblivious pseudorandom function over ristretto255-SHA512, in the verifiable (VOPRF) mode that
- * Parley's discovery uses (DESIGN.md §4): the client blinds a number, the relay evaluates it with its secret
+ * Parley's discovery uses (docs/architecture.md §4): the client blinds a number, the relay evaluates it with its secret
  * key and proves with one batched DLEQ proof that it used the key the client pinned, and the client unblinds
  * and hashes the result into a token that neither side could compute alone.
  *

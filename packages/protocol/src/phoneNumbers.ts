@@ -1,5 +1,5 @@
 /**
- * Phone number normalisation (DESIGN.md §4.1), with the metadata passed in: `normalizeNumber.ts` wraps this with
+ * Phone number normalisation (docs/architecture.md §4.1), with the metadata passed in: `normalizeNumber.ts` wraps this with
  * the bundled metadata; keeping the two apart lets browser bundles load the metadata lazily: whatever the user typed or the address book holds becomes
  * one canonical E.164 string, so the same number always hashes to the same OPRF input and address.
  *
@@ -82,7 +82,7 @@ export function normalizeNumberWith(
 }
 
 /**
- * The OPRF input for a number: the UTF-8 bytes of its E.164 form (DESIGN.md §4.2–4.3). Always pass the
+ * The OPRF input for a number: the UTF-8 bytes of its E.164 form (docs/architecture.md §4.2–4.3). Always pass the
  * output of {@link normalizeNumber}, so that every way of writing a number yields the same input.
  *
  * @param e164 - a number in E.164, e.g. `'+14155550100'`

@@ -1,5 +1,5 @@
 /**
- * Prekeys and prekey bundles for PQXDH (Signal PQXDH §3.2, DESIGN.md §6): a signed X25519 prekey, one-time
+ * Prekeys and prekey bundles for PQXDH (Signal PQXDH §3.2, docs/architecture.md §6): a signed X25519 prekey, one-time
  * X25519 prekeys, and signed ML-KEM-768 prekeys (last-resort and one-time alike).
  *
  * Signatures are Ed25519 by the identity key over the payloads of `signing.ts` — `"parley/v1/signed-prekey" ‖

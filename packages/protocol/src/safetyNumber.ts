@@ -1,5 +1,5 @@
 /**
- * Safety numbers (DESIGN.md §6): Signal's numeric fingerprint, version 2 (libsignal `fingerprint.rs`), over
+ * Safety numbers (docs/architecture.md §6): Signal's numeric fingerprint, version 2 (libsignal `fingerprint.rs`), over
  * Parley's 32-byte Ed25519 identity keys and 32-byte account addresses.
  *
  * Each side: h = SHA-512(u16be(0) ‖ key ‖ address), then 5199 times h = SHA-512(h ‖ key); the first 30 bytes

@@ -1,5 +1,5 @@
 /**
- * Sealed envelopes (DESIGN.md §6, after Signal's sealed sender v1): the relay sees the recipient address and
+ * Sealed envelopes (docs/architecture.md §6, after Signal's sealed sender v1): the relay sees the recipient address and
  * opaque bytes; the sender's address, device, identity key and relay-issued sender certificate travel inside the
  * ciphertext. {@link openEnvelope} only proves which identity key sealed it; {@link openSealedMessage} also
  * proves, through the certificate, that this key belongs to the address, device and number the sender claims.
@@ -39,7 +39,7 @@ import type { CiphertextMessage } from './Session.js'
 
 /** Current sealed envelope version. */
 export const SEALED_ENVELOPE_VERSION = 1
-/** The relay's envelope limit (DESIGN.md §3). */
+/** The relay's envelope limit (docs/architecture.md §3). */
 export const MAX_ENVELOPE_BYTES = 256 * 1024
 
 const EPHEMERAL_INFO = label('Parley_Sealed_Ephemeral')

@@ -1,5 +1,5 @@
 /**
- * The exact byte strings that Parley's Ed25519 identity keys sign (DESIGN.md §6–7).
+ * The exact byte strings that Parley's Ed25519 identity keys sign (docs/architecture.md §6–7).
  * Each starts with a distinct ASCII label so that a signature made for one purpose never verifies for another.
  * @module
  */

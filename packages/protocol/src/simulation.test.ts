@@ -1,4 +1,4 @@
-// Two-party simulation (DESIGN.md §6, issue 3): 10,000+ messages in both directions with drops, duplicates,
+// Two-party simulation (docs/architecture.md §6, issue 3): 10,000+ messages in both directions with drops, duplicates,
 // reordering and tampering, chosen by fast-check. Every session is serialised and restored after every step.
 // Invariants: every message delivered decrypts exactly once to what was sent; a duplicate or a tampered copy is
 // refused with a ParleyError and leaves the state byte-for-byte unchanged.

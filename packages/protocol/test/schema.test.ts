@@ -1,4 +1,4 @@
-// Checks the wire schema itself (DESIGN.md §1 P2, §3): every field is annotated with a data class, nothing
+// Checks the wire schema itself (docs/architecture.md §1 P2, §3): every field is annotated with a data class, nothing
 // names a device identifier, and the checked-in descriptor matches the .proto sources.
 import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'

@@ -1,5 +1,5 @@
 /**
- * Private discovery (DESIGN.md §4): batch VOPRF evaluation with one DLEQ proof for authenticated accounts, under
+ * Private discovery (docs/architecture.md §4): batch VOPRF evaluation with one DLEQ proof for authenticated accounts, under
  * per-account and per-network quotas, and k-anonymous membership by address prefix.
  * @module
  */

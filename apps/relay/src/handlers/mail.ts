@@ -1,5 +1,5 @@
 /**
- * Mailboxes (DESIGN.md §7): durable write before `MessageAccepted`, live push, ack-only deletion, resume from a
+ * Mailboxes (docs/architecture.md §7): durable write before `MessageAccepted`, live push, ack-only deletion, resume from a
  * cursor with gap notices. A full mailbox (`--max-mailbox-messages`, `--max-mailbox-bytes`) or a nearly full disk
  * (`--min-free-disk-bytes`) refuses new mail with MAILBOX_FULL; unread mail is never evicted to make room.
  * @module

@@ -1,4 +1,4 @@
-// Primitive wrappers for the end-to-end layer (DESIGN.md §6). Not exported from the package.
+// Primitive wrappers for the end-to-end layer (docs/architecture.md §6). Not exported from the package.
 // Every function that handles data from a peer turns library exceptions into ParleyError, so a malformed
 // key can never escape as a bare Error.
 import { chacha20poly1305 } from '@noble/ciphers/chacha.js'

@@ -105,7 +105,7 @@ export async function computeVectors(): Promise<Record<string, unknown>> {
   }
   return {
     source:
-      'Parley e2e (DESIGN.md §6): PQXDH rev. 3 + Double Ratchet rev. 4 as profiled in packages/protocol/src/internal; ' +
+      'Parley e2e (docs/architecture.md §6): PQXDH rev. 3 + Double Ratchet rev. 4 as profiled in packages/protocol/src/internal; ' +
       'generated from fixed seeds by packages/protocol/scripts/gen-e2e-vectors.ts — regenerate only for an intended format change.',
     primitives,
     cases,
