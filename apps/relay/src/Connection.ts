@@ -24,34 +24,13 @@ import {
   wireErrorFrom,
 } from '@parley/protocol'
 import type { WebSocket } from 'ws'
+import { CloseCode } from './closeCodes.js'
 import type { RelayContext } from './context.js'
 import type { FanoutEvent } from './Fanout.js'
 import { admit, type Commit, dispatch, isSplit, needsAuthentication, type Reply } from './handlers/index.js'
+import type { BoundDevice, Caller } from './handlers/scope.js'
 import { quotaId, quotaScopeOf } from './handlers/util.js'
 import { networkOf } from './internal/network.js'
-
-/** WebSocket close codes the relay uses. */
-export const CloseCode = {
-  normal: 1000,
-  goingAway: 1001,
-  protocolError: 1002,
-  policy: 1008,
-  tooLarge: 1009,
-  internal: 1011,
-  /** Reconnect: the relay's OPRF key rotated, and a new ServerHello announces it. */
-  serviceRestart: 1012,
-  /** The device was replaced by a newer activation, or the account was erased. */
-  revoked: 4001,
-} as const
-
-/** The device a connection has authenticated as. */
-export interface BoundDevice {
-  address: Uint8Array
-  addressHex: string
-  deviceId: number
-  /** What the account's abuse counters are filed under (handlers/util.ts `quotaId`). */
-  quotaId: string
-}
 
 let nextId = 1
 /** Most entries in one mailbox page read for pushes. */
@@ -72,7 +51,7 @@ export const SLOW_CONSUMER_BYTES = 16 * 1024 * 1024
 const boundByContext = new WeakMap<RelayContext, Map<string, number>>()
 
 /** A client connection. */
-export class Connection {
+export class Connection implements Caller {
   readonly id = nextId++
   /** The nonce this connection's `Authenticate` must sign; single use. */
   readonly nonce = new Uint8Array(randomBytes(32))

@@ -9,8 +9,9 @@
  * `previous minute × (1 − elapsed fraction) + current minute`.
  * @module
  */
-import type { Connection } from './Connection.js'
+
 import type { RelayContext } from './context.js'
+import type { Caller } from './handlers/scope.js'
 import type { RateLimiter } from './RateLimiter.js'
 
 const MINUTE = 60_000
@@ -79,7 +80,7 @@ export class SmsGuard {
   #freshUntil = 0
   #refresh: Promise<number> | undefined
   /** Proof-of-work solutions (digest hex) each connection has had an SMS sent for: each is good once. */
-  readonly #spent = new WeakMap<Connection, Set<string>>()
+  readonly #spent = new WeakMap<Caller, Set<string>>()
 
   constructor(ctx: RelayContext) {
     this.#ctx = ctx
@@ -126,12 +127,12 @@ export class SmsGuard {
   }
 
   /** Whether `conn` already had an SMS sent for this proof of work. */
-  spent(conn: Connection, digestHex: string): boolean {
+  spent(conn: Caller, digestHex: string): boolean {
     return this.#spent.get(conn)?.has(digestHex) ?? false
   }
 
   /** Marks a proof of work as used by `conn`. */
-  spend(conn: Connection, digestHex: string): void {
+  spend(conn: Caller, digestHex: string): void {
     const set = this.#spent.get(conn) ?? new Set<string>()
     this.#spent.set(conn, set)
     set.add(digestHex)

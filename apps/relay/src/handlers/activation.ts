@@ -27,12 +27,12 @@ import {
   verifyIdentitySignature,
 } from '@parley/protocol'
 import { resetBackoff, takeBackoff } from '../Backoff.js'
-import type { Connection } from '../Connection.js'
 import { OprfPool } from '../OprfPool.js'
 import { smsGuard } from '../SmsGuard.js'
 import { VerifierVeto } from '../Verifier.js'
 import { checkPrekeys, verifyPrekeys } from './prekeys.js'
 import { checkRegistrationLock } from './registrationLock.js'
+import type { Caller } from './scope.js'
 import { refuseOnAnonymous } from './session.js'
 import { charge, type Reply, requireBytes } from './util.js'
 
@@ -42,7 +42,7 @@ import { charge, type Reply, requireBytes } from './util.js'
  * @returns the solution's digest (hex) to mark as spent once the SMS is sent, or undefined when none is asked
  * @throws ParleyError `BAD_REQUEST` when it is missing, wrong or already spent (counted)
  */
-function checkPow(conn: Connection, phoneNumber: string, solution: Uint8Array): string | undefined {
+function checkPow(conn: Caller, phoneNumber: string, solution: Uint8Array): string | undefined {
   const { metrics } = conn.ctx
   if (solution.length > MAX_POW_SOLUTION_BYTES) {
     metrics.powRefused.inc({ reason: 'invalid' })
@@ -73,7 +73,7 @@ function checkPow(conn: Connection, phoneNumber: string, solution: Uint8Array): 
 }
 
 /** `ActivationStart` → `ActivationStarted`. */
-export async function activationStart(conn: Connection, frame: ClientFrame): Promise<Reply> {
+export async function activationStart(conn: Caller, frame: ClientFrame): Promise<Reply> {
   const { activations, verifier, policies, metrics, log, config, limiter } = conn.ctx
   const a = frame.activationStart!
   refuseOnAnonymous(conn)
@@ -170,7 +170,7 @@ export async function activationStart(conn: Connection, frame: ClientFrame): Pro
  * When the number's account has a registration lock in force, the right code is not enough: the PIN's proof
  * must match too (`REGISTRATION_LOCKED` otherwise, the activation left pending for a retry with the PIN).
  */
-export async function activationConfirm(conn: Connection, frame: ClientFrame): Promise<Reply> {
+export async function activationConfirm(conn: Caller, frame: ClientFrame): Promise<Reply> {
   const { activations, store, oprf, fanout, metrics, log, config, policies } = conn.ctx
   const c = frame.activationConfirm!
   refuseOnAnonymous(conn)

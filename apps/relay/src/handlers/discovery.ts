@@ -4,8 +4,8 @@
  * @module
  */
 import { type ClientFrame, ParleyError } from '@parley/protocol'
-import type { Connection } from '../Connection.js'
 import { OprfPool } from '../OprfPool.js'
+import type { Caller } from './scope.js'
 import { charge, type Reply, requireBytes } from './util.js'
 
 /** Most addresses returned for one prefix (a prefix this crowded means the prefix is too short). */
@@ -14,7 +14,7 @@ const MAX_BUCKET = 4096
 const PREFIXES_PER_SLICE = 25
 
 /** `OprfEvaluate` → `OprfEvaluated`. */
-export async function oprfEvaluate(conn: Connection, frame: ClientFrame): Promise<Reply> {
+export async function oprfEvaluate(conn: Caller, frame: ClientFrame): Promise<Reply> {
   const { oprf, config, policies, metrics } = conn.ctx
   const req = frame.oprfEvaluate!
   const keyId = req.keyId ?? 0
@@ -46,7 +46,7 @@ export async function oprfEvaluate(conn: Connection, frame: ClientFrame): Promis
  * every address returned is charged to the account (`--membership-addresses-*`), so downloading the whole
  * directory is slow and counted; the store reads run in slices of the heavy lane.
  */
-export async function membershipQuery(conn: Connection, frame: ClientFrame): Promise<Reply> {
+export async function membershipQuery(conn: Caller, frame: ClientFrame): Promise<Reply> {
   const { config, store, policies, metrics } = conn.ctx
   const q = frame.membershipQuery!
   const bits = q.prefixBits ?? 0

@@ -5,7 +5,6 @@
  * @module
  */
 import { type ClientBody, type ClientFrame, ParleyError } from '@parley/protocol'
-import type { Connection } from '../Connection.js'
 import { networkOf } from '../internal/network.js'
 import { activationConfirm, activationStart } from './activation.js'
 import { membershipQuery, oprfEvaluate } from './discovery.js'
@@ -20,6 +19,7 @@ import {
 import { prekeyBundleQuery, prekeyCountQuery, prekeyUpload } from './prekeys.js'
 import { rebindAddress } from './rebind.js'
 import { setRegistrationLock } from './registrationLock.js'
+import type { Caller } from './scope.js'
 import {
   authenticate,
   deactivate,
@@ -37,7 +37,7 @@ export type { Commit } from './mail.js'
 export type { Reply } from './util.js'
 
 /** A frame handler. `frame[frame.body]` is set. */
-export type Handler = (conn: Connection, frame: ClientFrame) => Promise<Reply | undefined>
+export type Handler = (conn: Caller, frame: ClientFrame) => Promise<Reply | undefined>
 
 /**
  * A route: `auth` handlers get the connection (and with `auth: true` only once it is authenticated);
@@ -71,7 +71,7 @@ const ROUTES: Record<ClientBody, Route> = {
  * Frames whose handling splits into an ordered first half (validation, quota, submitting the store write) and a
  * second half that only awaits durability and builds the reply (see `Connection`: runs of these overlap).
  */
-const SPLIT: Partial<Record<ClientBody, (conn: Connection, frame: ClientFrame) => Promise<Commit>>> = {
+const SPLIT: Partial<Record<ClientBody, (conn: Caller, frame: ClientFrame) => Promise<Commit>>> = {
   sendMessage: admitSendMessage,
   ackMessages: admitAckMessages,
 }
@@ -87,7 +87,7 @@ export function isSplit(frame: ClientFrame): boolean {
 }
 
 /** The state-machine checks every frame passes before its handler runs. */
-function check(conn: Connection, frame: ClientFrame): Route {
+function check(conn: Caller, frame: ClientFrame): Route {
   if (frame.requestId === 0) throw new ParleyError('BAD_REQUEST', 'request_id must be non-zero')
   const route = Object.hasOwn(ROUTES, frame.body) ? ROUTES[frame.body] : undefined
   if (!route) throw new ParleyError('UNSUPPORTED', 'unknown frame type')
@@ -102,7 +102,7 @@ function check(conn: Connection, frame: ClientFrame): Route {
  * The scope of an unidentified request. Refused on a connection that has ever tried to authenticate or
  * activate; from here on the connection is anonymous for good (`refuseOnAnonymous`).
  */
-function anonymousScope(conn: Connection): AnonymousScope {
+function anonymousScope(conn: Caller): AnonymousScope {
   if (conn.device || conn.nonceUsed || conn.activating) {
     throw new ParleyError('BAD_REQUEST', 'send unidentified mail on a connection that never authenticated')
   }
@@ -116,7 +116,7 @@ function anonymousScope(conn: Connection): AnonymousScope {
  * @returns the reply body, or undefined when the handler already answered
  * @throws ParleyError for every refusal; anything else is a bug and becomes INTERNAL
  */
-export async function dispatch(conn: Connection, frame: ClientFrame): Promise<Reply | undefined> {
+export async function dispatch(conn: Caller, frame: ClientFrame): Promise<Reply | undefined> {
   const route = check(conn, frame)
   if (route.auth === 'anonymous') return route.handler(anonymousScope(conn), frame)
   return route.handler(conn, frame)
@@ -129,7 +129,7 @@ export { refuseOnAnonymous }
  * quota, and the store write submitted. Resolves the second half.
  * @throws ParleyError for every refusal decided before the store write
  */
-export async function admit(conn: Connection, frame: ClientFrame): Promise<Commit> {
+export async function admit(conn: Caller, frame: ClientFrame): Promise<Commit> {
   check(conn, frame)
   const first = SPLIT[frame.body]
   if (!first) throw new Error(`${frame.body} is not a split request`)

@@ -5,8 +5,8 @@
  * @module
  */
 import { type ClientFrame, ParleyError } from '@parley/protocol'
-import type { Connection } from '../Connection.js'
 import { refuseFull, requireEnvelope } from './mailboxGuard.js'
+import type { Caller } from './scope.js'
 import { charge, type Reply, requireBytes } from './util.js'
 
 /**
@@ -21,7 +21,7 @@ export type Commit = () => Promise<Reply>
  * writes are submitted in arrival order; with a store whose `ordersConcurrentWrites` is true that is also the
  * order of their sequence numbers. Throws for every refusal that needs no store write.
  */
-export async function admitSendMessage(conn: Connection, frame: ClientFrame): Promise<Commit> {
+export async function admitSendMessage(conn: Caller, frame: ClientFrame): Promise<Commit> {
   const { store, fanout, config, policies, metrics } = conn.ctx
   const m = frame.sendMessage!
   const address = requireBytes(m.recipientAddress, 32, 'recipient_address')
@@ -70,7 +70,7 @@ export async function admitSendMessage(conn: Connection, frame: ClientFrame): Pr
 }
 
 /** `SendMessage` → `MessageAccepted`, only once the message is committed to the recipient's mailbox. */
-export async function sendMessage(conn: Connection, frame: ClientFrame): Promise<Reply> {
+export async function sendMessage(conn: Caller, frame: ClientFrame): Promise<Reply> {
   return (await admitSendMessage(conn, frame))()
 }
 
@@ -79,7 +79,7 @@ export async function sendMessage(conn: Connection, frame: ClientFrame): Promise
  * submitted (see {@link admitSendMessage}). A list over `--max-acks-per-frame` is TOO_LARGE; acking faster than
  * `--acks-per-second` is RATE_LIMITED — each acked seq costs a row deletion on the store's thread.
  */
-export async function admitAckMessages(conn: Connection, frame: ClientFrame): Promise<Commit> {
+export async function admitAckMessages(conn: Caller, frame: ClientFrame): Promise<Commit> {
   const device = conn.device!
   const seqs = frame.ackMessages!.seqs ?? []
   const { maxAcksPerFrame } = conn.ctx.config
@@ -100,12 +100,12 @@ export async function admitAckMessages(conn: Connection, frame: ClientFrame): Pr
 }
 
 /** `AckMessages` → `Acked`: deletes the owner's entries; other devices' sequence numbers match nothing. */
-export async function ackMessages(conn: Connection, frame: ClientFrame): Promise<Reply> {
+export async function ackMessages(conn: Caller, frame: ClientFrame): Promise<Reply> {
   return (await admitAckMessages(conn, frame))()
 }
 
 /** `SyncMailbox` → Delivery / MailboxGap pushes after the cursor, then `SyncDone`; live pushes follow. */
-export async function syncMailbox(conn: Connection, frame: ClientFrame): Promise<Reply> {
+export async function syncMailbox(conn: Caller, frame: ClientFrame): Promise<Reply> {
   const after = frame.syncMailbox!.afterSeq ?? 0
   const head = await conn.sync(after)
   return { syncDone: { headSeq: head } }

@@ -11,9 +11,9 @@ import {
   signedPrekeyPayload,
   verifyIdentitySignature,
 } from '@parley/protocol'
-import type { Connection } from '../Connection.js'
 import type { HeavyLane } from '../internal/lane.js'
 import type { PrekeySet, SignedKey } from '../Store.js'
+import type { Caller } from './scope.js'
 import { charge, type Reply, requireBytes } from './util.js'
 
 /** X25519 public key length. */
@@ -129,7 +129,7 @@ export async function verifyPrekeys(
  * budget (`--prekey-signatures-*`, charged from the frame's counts alone), the upload's shape and room in the
  * store (`--max-stored-prekeys`); then the signatures, on the heavy lane.
  */
-export async function prekeyUpload(conn: Connection, frame: ClientFrame): Promise<Reply> {
+export async function prekeyUpload(conn: Caller, frame: ClientFrame): Promise<Reply> {
   const device = conn.device!
   const { store, config, policies, metrics, lane } = conn.ctx
   const upload = frame.prekeyUpload
@@ -176,7 +176,7 @@ export async function prekeyUpload(conn: Connection, frame: ClientFrame): Promis
 }
 
 /** `PrekeyBundleQuery` → `PrekeyBundle`, consuming one one-time prekey of each kind. */
-export async function prekeyBundleQuery(conn: Connection, frame: ClientFrame): Promise<Reply> {
+export async function prekeyBundleQuery(conn: Caller, frame: ClientFrame): Promise<Reply> {
   const device = conn.device!
   const address = requireBytes(frame.prekeyBundleQuery!.address, 32, 'address')
   await charge(conn, 'bundle', `bundle:acct:${device.quotaId}`, 1, conn.ctx.policies.bundle)
@@ -197,7 +197,7 @@ export async function prekeyBundleQuery(conn: Connection, frame: ClientFrame): P
 }
 
 /** `PrekeyCountQuery` → `PrekeyCount`. */
-export async function prekeyCountQuery(conn: Connection): Promise<Reply> {
+export async function prekeyCountQuery(conn: Caller): Promise<Reply> {
   const device = conn.device!
   return { prekeyCount: await conn.ctx.store.countPrekeys(device.address, device.deviceId) }
 }

@@ -15,12 +15,12 @@ import {
   oprfEvaluate,
   ParleyError,
 } from '@parley/protocol'
-import type { Connection } from '../Connection.js'
 import { OprfPool } from '../OprfPool.js'
+import type { Caller } from './scope.js'
 import { charge, type Reply } from './util.js'
 
 /** `RebindAddress` → `AddressRebound`. */
-export async function rebindAddress(conn: Connection, frame: ClientFrame): Promise<Reply> {
+export async function rebindAddress(conn: Caller, frame: ClientFrame): Promise<Reply> {
   const { store, oprf, metrics, log, policies } = conn.ctx
   const device = conn.device!
   const r = frame.rebindAddress!

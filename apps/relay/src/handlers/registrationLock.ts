@@ -15,11 +15,11 @@ import {
   REGISTRATION_LOCK_PROOF_BYTES,
   REGISTRATION_LOCK_SALT_BYTES,
 } from '@parley/protocol'
-import type { Connection } from '../Connection.js'
+import type { Caller } from './scope.js'
 import { quotaId, type Reply } from './util.js'
 
 /** `SetRegistrationLock` → `RegistrationLockSet`: sets, replaces or (with an empty verifier) clears the lock. */
-export async function setRegistrationLock(conn: Connection, frame: ClientFrame): Promise<Reply> {
+export async function setRegistrationLock(conn: Caller, frame: ClientFrame): Promise<Reply> {
   const device = conn.device!
   const f = frame.setRegistrationLock!
   const verifier = f.verifier instanceof Uint8Array ? f.verifier : new Uint8Array(0)
@@ -55,7 +55,7 @@ export async function setRegistrationLock(conn: Connection, frame: ClientFrame):
  *   is left; `BAD_REQUEST` for a proof of the wrong length
  */
 export async function checkRegistrationLock(
-  conn: Connection,
+  conn: Caller,
   address: Uint8Array,
   proof: Uint8Array,
 ): Promise<boolean> {

@@ -10,8 +10,9 @@ import {
   PROTOCOL_MINOR,
   verifyIdentitySignature,
 } from '@parley/protocol'
-import { CloseCode, type Connection } from '../Connection.js'
+import { CloseCode } from '../closeCodes.js'
 import { smsGuard } from '../SmsGuard.js'
+import type { Caller } from './scope.js'
 import { type Reply, requireBytes } from './util.js'
 
 /**
@@ -25,7 +26,7 @@ const activityResolutionMs = (lapseSeconds: number) => Math.min(3600_000, (lapse
  * (`--activation-pow-bits`, raised under SMS load; kept on the connection); an unknown major is refused and
  * closed.
  */
-export async function hello(conn: Connection, frame: ClientFrame): Promise<Reply | undefined> {
+export async function hello(conn: Caller, frame: ClientFrame): Promise<Reply | undefined> {
   const h = frame.hello!
   if (conn.helloDone) throw new ParleyError('BAD_REQUEST', 'Hello was already sent')
   if (h.protocolMajor !== PROTOCOL_MAJOR) {
@@ -84,7 +85,7 @@ export async function ping(): Promise<Reply> {
  * `Authenticate`: the device signs `"parley/v1/auth" ‖ nonce ‖ address ‖ device_id`. The nonce is single use:
  * one attempt per connection, so a captured signature cannot be replayed.
  */
-export async function authenticate(conn: Connection, frame: ClientFrame): Promise<Reply> {
+export async function authenticate(conn: Caller, frame: ClientFrame): Promise<Reply> {
   const a = frame.authenticate!
   refuseOnAnonymous(conn)
   if (conn.nonceUsed) throw new ParleyError('UNAUTHENTICATED', 'the auth nonce was already used; reconnect')
@@ -119,7 +120,7 @@ export async function authenticate(conn: Connection, frame: ClientFrame): Promis
  * A connection that carried an unidentified send must never be tied to an account afterwards: that would
  * name the sender of what it already sent.
  */
-export function refuseOnAnonymous(conn: Connection): void {
+export function refuseOnAnonymous(conn: Caller): void {
   if (conn.anonymous) {
     throw new ParleyError(
       'BAD_REQUEST',
@@ -133,7 +134,7 @@ export function refuseOnAnonymous(conn: Connection): void {
  * knows about the authenticated device: address, device id, identity key and the number commitment made at
  * activation.
  */
-export async function senderCertificateRequest(conn: Connection): Promise<Reply> {
+export async function senderCertificateRequest(conn: Caller): Promise<Reply> {
   const device = conn.device!
   const account = await conn.ctx.store.getAccount(device.address)
   if (!account || account.deviceId !== device.deviceId) {
@@ -153,7 +154,7 @@ export async function senderCertificateRequest(conn: Connection): Promise<Reply>
 }
 
 /** `SetDeliveryToken` → `DeliveryTokenSet`: stores (or clears) the verifier of the account's delivery token. */
-export async function setDeliveryToken(conn: Connection, frame: ClientFrame): Promise<Reply> {
+export async function setDeliveryToken(conn: Caller, frame: ClientFrame): Promise<Reply> {
   const device = conn.device!
   const v = frame.setDeliveryToken!.verifier
   const verifier = v instanceof Uint8Array ? v : new Uint8Array(0)
@@ -174,7 +175,7 @@ export async function setDeliveryToken(conn: Connection, frame: ClientFrame): Pr
  * counters are not reset: they are filed under a keyed hash (`quotaId`), not the address, and vanish by
  * themselves once they have refilled — so deactivating and activating the number again buys no new quota.
  */
-export async function deactivate(conn: Connection): Promise<Reply> {
+export async function deactivate(conn: Caller): Promise<Reply> {
   const device = conn.device!
   await conn.unbind()
   await conn.ctx.store.deleteAccount(device.address)
