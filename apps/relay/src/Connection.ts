@@ -47,8 +47,6 @@ export const PAGE_BYTES = 1024 * 1024
 export const HIGH_WATER_BYTES = 4 * 1024 * 1024
 /** Replies beyond this much unsent data mean the client is not reading: it is disconnected (memory bound). */
 export const SLOW_CONSUMER_BYTES = 16 * 1024 * 1024
-/** Authenticated connections per device, per relay (a Map per context, so in-process relays stay separate). */
-const boundByContext = new WeakMap<RelayContext, Map<string, number>>()
 
 /** A client connection. */
 export class Connection implements Caller {
@@ -474,8 +472,7 @@ export class Connection implements Caller {
   async bind(address: Uint8Array, deviceId: number): Promise<void> {
     await this.unbind()
     const addressHex = Buffer.from(address).toString('hex')
-    const bound = boundByContext.get(this.ctx) ?? new Map<string, number>()
-    boundByContext.set(this.ctx, bound)
+    const bound = this.ctx.bound
     const key = `${addressHex}/${deviceId}`
     if ((bound.get(key) ?? 0) >= this.ctx.config.maxConnectionsPerAccount) {
       this.ctx.metrics.rateLimited.inc({ scope: 'connections_account' })
@@ -497,7 +494,7 @@ export class Connection implements Caller {
   async unbind(): Promise<void> {
     if (this.device) {
       this.ctx.metrics.authenticated.dec()
-      const bound = boundByContext.get(this.ctx)
+      const bound = this.ctx.bound
       const key = `${this.device.addressHex}/${this.device.deviceId}`
       const n = (bound?.get(key) ?? 1) - 1
       if (n <= 0) bound?.delete(key)

@@ -63,7 +63,6 @@ const INITIAL_MS_PER_ELEMENT = 1.2
 
 /** Pool of OPRF worker threads with a bounded queue. */
 export class OprfPool {
-  static #shared: OprfPool | undefined
   readonly size: number
   readonly maxQueuedElements: number
   readonly #warn: (message: string, err: unknown) => void
@@ -79,15 +78,6 @@ export class OprfPool {
     this.maxQueuedElements = Math.max(0, options.maxQueuedElements ?? 2000 * Math.max(1, this.size))
     this.#warn = options.warn ?? ((message, err) => process.emitWarning(`${message}: ${String(err)}`))
     this.#inline = this.size === 0
-  }
-
-  /**
-   * The process-wide pool the discovery handler uses, created on first use with `options`.
-   * Idle workers do not keep the process alive, so relays need not close it.
-   */
-  static shared(options?: OprfPoolOptions): OprfPool {
-    OprfPool.#shared ??= new OprfPool(options)
-    return OprfPool.#shared
   }
 
   /** Batches waiting for a worker. */

@@ -11,6 +11,7 @@ import type { Logger } from './logger.js'
 import type { MembershipLength } from './MembershipLength.js'
 import type { Metrics } from './metrics.js'
 import type { OprfKeyring } from './OprfKeyring.js'
+import type { OprfPool } from './OprfPool.js'
 import type { RateLimiter } from './RateLimiter.js'
 import type { RelayKeys } from './RelayKeys.js'
 import type { Store } from './Store.js'
@@ -25,6 +26,10 @@ export interface RelayContext {
   limiter: RateLimiter
   verifier: Verifier
   oprf: OprfKeyring
+  /** Worker threads that evaluate OPRF batches off the event loop (closed with the relay). */
+  oprfPool: OprfPool
+  /** Authenticated connections per `addressHex/deviceId` on this node (`--max-connections-per-account`). */
+  bound: Map<string, number>
   /** The trust root and the signing key of sender certificates. */
   relayKeys: RelayKeys
   activations: PendingActivations

@@ -27,6 +27,7 @@ import { createLogger, type Logger } from './logger.js'
 import { MembershipLength } from './MembershipLength.js'
 import { createMetrics, type Metrics } from './metrics.js'
 import { OprfKeyring } from './OprfKeyring.js'
+import { OprfPool } from './OprfPool.js'
 import { MemoryRateLimiter, type RateLimiter, type SavedBucket } from './RateLimiter.js'
 import { RelayKeys } from './RelayKeys.js'
 import { SqliteStore } from './SqliteStore.js'
@@ -264,6 +265,8 @@ export async function startRelay(options: RelayOptions = {}): Promise<RunningRel
     oprf:
       oprfKeyring ??
       (inMemory ? OprfKeyring.ephemeral() : OprfKeyring.open(config.dataDir, (m) => log.warn(m))),
+    oprfPool: new OprfPool({ warn: (msg, err) => log.warn({ err }, msg) }),
+    bound: new Map(),
     relayKeys: keys,
     activations:
       scaleOut.activations ??
@@ -535,6 +538,7 @@ export async function startRelay(options: RelayOptions = {}): Promise<RunningRel
       } catch (err) {
         log.error({ err }, 'could not save abuse counters')
       }
+      await ctx.oprfPool.close()
       await ctx.fanout.close()
       await ctx.limiter.close()
       await ctx.store.close()

@@ -27,7 +27,6 @@ import {
   verifyIdentitySignature,
 } from '@parley/protocol'
 import { resetBackoff, takeBackoff } from '../Backoff.js'
-import { OprfPool } from '../OprfPool.js'
 import { smsGuard } from '../SmsGuard.js'
 import { VerifierVeto } from '../Verifier.js'
 import { checkPrekeys, verifyPrekeys } from './prekeys.js'
@@ -249,7 +248,7 @@ export async function activationConfirm(conn: Caller, frame: ClientFrame): Promi
   // limited per number and network, so it needs no discovery quota.
   let ownNumber: { keyId: number; evaluatedElements: Uint8Array[]; proof: Uint8Array } | undefined
   if (blinded.length === 32) {
-    const pool = OprfPool.shared({ warn: (msg, err) => log.warn({ err }, msg) })
+    const pool = conn.ctx.oprfPool
     try {
       const { evaluatedElements, proof } = await pool.evaluate(key.secretKey, key.publicKey, [blinded])
       ownNumber = { keyId: key.keyId, evaluatedElements, proof }

@@ -4,7 +4,6 @@
  * @module
  */
 import { type ClientFrame, ParleyError } from '@parley/protocol'
-import { OprfPool } from '../OprfPool.js'
 import type { Caller } from './scope.js'
 import { charge, type Reply, requireBytes } from './util.js'
 
@@ -32,7 +31,7 @@ export async function oprfEvaluate(conn: Caller, frame: ClientFrame): Promise<Re
   await charge(conn, 'oprf_account', `oprf:acct:${device.quotaId}`, elements.length, policies.oprfAccount)
   await charge(conn, 'oprf_network', `oprf:net:${conn.network}`, elements.length, policies.oprfIp)
   // Off the event loop: a full batch is ~0.5 s of curve arithmetic (OprfPool.ts).
-  const pool = OprfPool.shared({ warn: (msg, err) => conn.ctx.log.warn({ err }, msg) })
+  const pool = conn.ctx.oprfPool
   const { evaluatedElements, proof } = await pool.evaluate(key.secretKey, key.publicKey, elements)
   metrics.oprfEvaluations.inc(elements.length)
   return { oprfEvaluated: { keyId, evaluatedElements, proof } }

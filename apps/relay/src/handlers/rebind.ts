@@ -15,7 +15,6 @@ import {
   oprfEvaluate,
   ParleyError,
 } from '@parley/protocol'
-import { OprfPool } from '../OprfPool.js'
 import type { Caller } from './scope.js'
 import { charge, type Reply } from './util.js'
 
@@ -59,7 +58,7 @@ export async function rebindAddress(conn: Caller, frame: ClientFrame): Promise<R
   const address = addressFromToken(oprfEvaluate(key.secretKey, numberToOprfInput(e164)))
   let ownNumber: { keyId: number; evaluatedElements: Uint8Array[]; proof: Uint8Array } | undefined
   if (blinded.length === 32) {
-    const pool = OprfPool.shared({ warn: (msg, err) => log.warn({ err }, msg) })
+    const pool = conn.ctx.oprfPool
     try {
       const { evaluatedElements, proof } = await pool.evaluate(key.secretKey, key.publicKey, [blinded])
       ownNumber = { keyId: key.keyId, evaluatedElements, proof }
