@@ -4,21 +4,13 @@
 // the whole grace period still moves, the old key is deleted after it, and nobody is orphaned. The attacker's
 // part: a rebind with someone else's number, or for a key that is not current, is refused and moves nothing.
 
-import { randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { createClient, type IncomingMessage, type ParleyClient, type ParleyError } from '@parley/node'
-import { describe, expect, it } from 'vitest'
-import {
-  describeWith,
-  PG_URL,
-  probePostgres,
-  probeRedis,
-  REDIS_URL,
-  uniqueName,
-} from '../../apps/relay/test/conformance/services.js'
+import { expect, it } from 'vitest'
 import { login, metric, readDevice } from './attacker.js'
 import { activatedClient, clientDir, type Relay, until } from './harness.js'
+import { onEveryStore } from './stores.js'
 import { useRelay } from './useRelay.js'
 
 const NUMBERS = {
@@ -191,15 +183,4 @@ function rotationSuite(storeArgs: string[]) {
   })
 }
 
-describe('an OPRF key rotation (SQLite)', () => rotationSuite([]))
-
-describeWith('an OPRF key rotation (PostgreSQL + Redis)', [await probePostgres(), await probeRedis()], () =>
-  rotationSuite([
-    '--store',
-    `${PG_URL}?schema=${uniqueName('rotation')}`,
-    '--redis',
-    `${REDIS_URL}?prefix=${uniqueName('rotation')}:`,
-    '--number-hash-key',
-    randomBytes(32).toString('hex'),
-  ]),
-)
+onEveryStore('an OPRF key rotation', rotationSuite)

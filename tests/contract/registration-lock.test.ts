@@ -5,16 +5,9 @@ import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import { createClient, type DeviceReplacedEvent, type ParleyClient, ParleyError } from '@parley/node'
 import { describe, expect, it } from 'vitest'
-import {
-  describeWith,
-  PG_URL,
-  probePostgres,
-  probeRedis,
-  REDIS_URL,
-  uniqueName,
-} from '../../apps/relay/test/conformance/services.js'
 import { metric, RawConn } from './attacker.js'
 import { activatedClient, type CodeInbox, clientDir, type Relay, until } from './harness.js'
+import { onEveryStore } from './stores.js'
 import { useRelay } from './useRelay.js'
 
 const DAY_MS = 86_400_000
@@ -196,19 +189,7 @@ function lockSuite(storeArgs: string[]) {
   })
 }
 
-describe('a registration lock (SQLite)', () => lockSuite([]))
-
-// The lock sealed in PostgreSQL, the guesses counted in Redis (shared by every node).
-describeWith('a registration lock (PostgreSQL + Redis)', [await probePostgres(), await probeRedis()], () =>
-  lockSuite([
-    '--store',
-    `${PG_URL}?schema=${uniqueName('reglock')}`,
-    '--redis',
-    `${REDIS_URL}?prefix=${uniqueName('reglock')}:`,
-    '--number-hash-key',
-    randomBytes(32).toString('hex'),
-  ]),
-)
+onEveryStore('a registration lock', lockSuite)
 
 describe('a registration lock on an inactive account', () => {
   // A lapse of 8 s: the owner's device authenticating again pushes it back; silence lets it lapse.

@@ -4,20 +4,12 @@
 // for it is kept for its identity key, never given to the taker, and restored when it takes the number back; an
 // erasure of the account from another connection of the device says so (`erased: true`). On SQLite and on
 // PostgreSQL + Redis.
-import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import { createClient, type DeviceReplacedEvent, type ParleyClient, type ParleyError } from '@parley/node'
-import { describe, expect, it } from 'vitest'
-import {
-  describeWith,
-  PG_URL,
-  probePostgres,
-  probeRedis,
-  REDIS_URL,
-  uniqueName,
-} from '../../apps/relay/test/conformance/services.js'
+import { expect, it } from 'vitest'
 import { login, metric, readDevice } from './attacker.js'
 import { activatedClient, clientDir, until } from './harness.js'
+import { onEveryStore } from './stores.js'
 import { useRelay } from './useRelay.js'
 
 const watch = (c: ParleyClient) => {
@@ -143,19 +135,4 @@ function takeoverSuite(storeArgs: string[]) {
   })
 }
 
-describe('a takeover of the number (SQLite)', () => takeoverSuite([]))
-
-// Retained mail resealed under the new data key, and revocations fanned out through Redis.
-describeWith(
-  'a takeover of the number (PostgreSQL + Redis)',
-  [await probePostgres(), await probeRedis()],
-  () =>
-    takeoverSuite([
-      '--store',
-      `${PG_URL}?schema=${uniqueName('takeover')}`,
-      '--redis',
-      `${REDIS_URL}?prefix=${uniqueName('takeover')}:`,
-      '--number-hash-key',
-      randomBytes(32).toString('hex'),
-    ]),
-)
+onEveryStore('a takeover of the number', takeoverSuite)

@@ -29,6 +29,7 @@ import {
 import { resetBackoff, takeBackoff } from '../Backoff.js'
 import { smsGuard } from '../SmsGuard.js'
 import { VerifierVeto } from '../Verifier.js'
+import { evaluateOwnNumber } from './discovery.js'
 import { checkPrekeys, verifyPrekeys } from './prekeys.js'
 import { checkRegistrationLock } from './registrationLock.js'
 import type { Caller } from './scope.js'
@@ -246,16 +247,7 @@ export async function activationConfirm(conn: Caller, frame: ClientFrame): Promi
   }
   // The device's own number, evaluated blind with a proof: one per successful activation, which is itself
   // limited per number and network, so it needs no discovery quota.
-  let ownNumber: { keyId: number; evaluatedElements: Uint8Array[]; proof: Uint8Array } | undefined
-  if (blinded.length === 32) {
-    const pool = conn.ctx.oprfPool
-    try {
-      const { evaluatedElements, proof } = await pool.evaluate(key.secretKey, key.publicKey, [blinded])
-      ownNumber = { keyId: key.keyId, evaluatedElements, proof }
-    } catch {
-      // Not a valid element: the activation still completes; the device checks its address the slow way.
-    }
-  }
+  const ownNumber = await evaluateOwnNumber(conn, key, blinded)
   // The commitment is all that is kept: the salt stays with the device, so the relay cannot test numbers
   // against it later. A device that sends no salt gets certificates without a number.
   const commitment = salt.length === 32 ? numberCommitment(number, salt) : new Uint8Array(0)

@@ -4,6 +4,7 @@
  * @module
  */
 import { type ClientFrame, ParleyError } from '@parley/protocol'
+import type { OprfKey } from '../OprfKeyring.js'
 import type { Caller } from './scope.js'
 import { charge, type Reply, requireBytes } from './util.js'
 
@@ -11,6 +12,28 @@ import { charge, type Reply, requireBytes } from './util.js'
 const MAX_BUCKET = 4096
 /** Prefixes read from the store per slice of the heavy lane. */
 const PREFIXES_PER_SLICE = 25
+
+/**
+ * The device's own number, blinded (`ActivationConfirm` / `RebindAddress` `.blinded_number`), evaluated under
+ * `key` with its proof, so the device can check the address it is given against the pinned key without spending
+ * discovery quota (each such request is limited by its own quotas). Undefined when none was sent or it is not a
+ * valid element: the device then checks its address the slow way.
+ */
+export async function evaluateOwnNumber(
+  conn: Caller,
+  key: OprfKey,
+  blinded: Uint8Array,
+): Promise<{ keyId: number; evaluatedElements: Uint8Array[]; proof: Uint8Array } | undefined> {
+  if (blinded.length !== 32) return undefined
+  try {
+    const { evaluatedElements, proof } = await conn.ctx.oprfPool.evaluate(key.secretKey, key.publicKey, [
+      blinded,
+    ])
+    return { keyId: key.keyId, evaluatedElements, proof }
+  } catch {
+    return undefined
+  }
+}
 
 /** `OprfEvaluate` → `OprfEvaluated`. */
 export async function oprfEvaluate(conn: Caller, frame: ClientFrame): Promise<Reply> {

@@ -15,6 +15,7 @@ import {
   oprfEvaluate,
   ParleyError,
 } from '@parley/protocol'
+import { evaluateOwnNumber } from './discovery.js'
 import type { Caller } from './scope.js'
 import { charge, type Reply } from './util.js'
 
@@ -56,16 +57,7 @@ export async function rebindAddress(conn: Caller, frame: ClientFrame): Promise<R
     )
   }
   const address = addressFromToken(oprfEvaluate(key.secretKey, numberToOprfInput(e164)))
-  let ownNumber: { keyId: number; evaluatedElements: Uint8Array[]; proof: Uint8Array } | undefined
-  if (blinded.length === 32) {
-    const pool = conn.ctx.oprfPool
-    try {
-      const { evaluatedElements, proof } = await pool.evaluate(key.secretKey, key.publicKey, [blinded])
-      ownNumber = { keyId: key.keyId, evaluatedElements, proof }
-    } catch {
-      // Not a valid element: the device checks its address the slow way.
-    }
-  }
+  const ownNumber = await evaluateOwnNumber(conn, key, blinded)
   const reply = { addressRebound: { address, keyId: key.keyId, ...(ownNumber ? { ownNumber } : {}) } }
   if (Buffer.from(address).equals(Buffer.from(device.address))) {
     metrics.addressRebinds.inc({ outcome: 'current' })
