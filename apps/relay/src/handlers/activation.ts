@@ -34,7 +34,7 @@ import { checkPrekeys, verifyPrekeys } from './prekeys.js'
 import { checkRegistrationLock } from './registrationLock.js'
 import type { Caller } from './scope.js'
 import { refuseOnAnonymous } from './session.js'
-import { charge, type Reply, requireBytes } from './util.js'
+import { charge, type Reply, requireBytes, requireE164 } from './util.js'
 
 /**
  * Checks the connection's proof of work (`ServerHello.activation_pow_bits`); each solution is good for one SMS
@@ -80,9 +80,7 @@ export async function activationStart(conn: Caller, frame: ClientFrame): Promise
   conn.activating = true
   if (a.consent !== true)
     throw new ParleyError('BAD_REQUEST', 'activation needs the user’s consent (consent: true)')
-  const raw = typeof a.phoneNumber === 'string' ? a.phoneNumber : ''
-  if (!/^\+[1-9]\d{6,14}$/.test(raw))
-    throw new ParleyError('INVALID_NUMBER', 'the number must be in E.164 form')
+  const raw = requireE164(a.phoneNumber)
   const e164 = normalizeNumber(raw)
   // Before any quota: a request without its proof of work costs the relay one hash and nobody an SMS.
   const pow = checkPow(conn, raw, a.powSolution instanceof Uint8Array ? a.powSolution : new Uint8Array(0))

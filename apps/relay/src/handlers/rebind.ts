@@ -17,16 +17,14 @@ import {
 } from '@parley/protocol'
 import { evaluateOwnNumber } from './discovery.js'
 import type { Caller } from './scope.js'
-import { charge, type Reply } from './util.js'
+import { charge, type Reply, requireE164 } from './util.js'
 
 /** `RebindAddress` → `AddressRebound`. */
 export async function rebindAddress(conn: Caller, frame: ClientFrame): Promise<Reply> {
   const { store, oprf, metrics, log, policies } = conn.ctx
   const device = conn.device!
   const r = frame.rebindAddress!
-  const raw = typeof r.phoneNumber === 'string' ? r.phoneNumber : ''
-  if (!/^\+[1-9]\d{6,14}$/.test(raw))
-    throw new ParleyError('INVALID_NUMBER', 'the number must be in E.164 form')
+  const raw = requireE164(r.phoneNumber)
   const salt = r.numberSalt instanceof Uint8Array ? r.numberSalt : new Uint8Array(0)
   if (salt.length !== 32) throw new ParleyError('BAD_REQUEST', 'number_salt must be 32 bytes')
   const blinded = r.blindedNumber instanceof Uint8Array ? r.blindedNumber : new Uint8Array(0)

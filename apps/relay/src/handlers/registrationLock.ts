@@ -6,14 +6,14 @@
  * so it outlives restarts and is the same on every node.
  * @module
  */
-import { createHash, timingSafeEqual } from 'node:crypto'
+import { timingSafeEqual } from 'node:crypto'
 import {
   type ClientFrame,
   isRegistrationLockLogN,
   ParleyError,
-  REGISTRATION_LOCK_LABEL,
   REGISTRATION_LOCK_PROOF_BYTES,
   REGISTRATION_LOCK_SALT_BYTES,
+  registrationLockVerifier,
 } from '@parley/protocol'
 import type { Caller } from './scope.js'
 import { quotaId, type Reply } from './util.js'
@@ -97,8 +97,7 @@ export async function checkRegistrationLock(
     metrics.registrationLock.inc({ outcome: 'exhausted' })
     throw locked('no PIN guesses left for now', 0, taken.retryAfterMs)
   }
-  const given = createHash('sha256').update(REGISTRATION_LOCK_LABEL).update(proof).digest()
-  if (!timingSafeEqual(given, lock.verifier)) {
+  if (!timingSafeEqual(registrationLockVerifier(proof), lock.verifier)) {
     metrics.registrationLock.inc({ outcome: 'wrong' })
     const wait = taken.remaining >= 1 ? 0 : (await limiter.take(key, 1, policy)).retryAfterMs
     throw locked(

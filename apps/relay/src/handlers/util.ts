@@ -10,6 +10,18 @@ import type { Caller } from './scope.js'
 /** A handler's reply: one server body, without the request id (added by the connection). */
 export type Reply = Omit<ServerFrameInput, 'requestId'>
 
+/**
+ * The phone number of an `ActivationStart` or `RebindAddress`, checked for E.164 form (the only frames that carry
+ * one); normalise it with `normalizeNumber` after.
+ * @throws ParleyError `INVALID_NUMBER` for anything else
+ */
+export function requireE164(value: unknown): string {
+  const raw = typeof value === 'string' ? value : ''
+  if (!/^\+[1-9]\d{6,14}$/.test(raw))
+    throw new ParleyError('INVALID_NUMBER', 'the number must be in E.164 form')
+  return raw
+}
+
 /** Throws BAD_REQUEST unless `value` is a Uint8Array of `length` bytes. */
 export function requireBytes(value: unknown, length: number, what: string): Uint8Array {
   if (!(value instanceof Uint8Array) || value.length !== length) {
