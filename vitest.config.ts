@@ -1,17 +1,20 @@
 import { fileURLToPath } from 'node:url'
 import { defineConfig } from 'vitest/config'
 
-const src = (pkg: string) => fileURLToPath(new URL(`./packages/${pkg}/src/index.ts`, import.meta.url))
+const src = (pkg: string, entry = 'index.ts') =>
+  fileURLToPath(new URL(`./packages/${pkg}/src/${entry}`, import.meta.url))
 
 // Package names resolve to src/ so the whole workspace tests without a build (STYLE.md, tRPC's habit).
 export default defineConfig({
   resolve: {
-    alias: {
-      '@parley/protocol': src('protocol'),
-      '@parley/client': src('client'),
-      '@parley/node': src('node'),
-      '@parley/browser': src('browser'),
-    },
+    // In order, first match wins: a subpath entry comes before its package's, which would also match it.
+    alias: [
+      { find: '@parley/protocol', replacement: src('protocol') },
+      { find: /^@parley\/client\/testing$/, replacement: src('client', 'testing/index.ts') },
+      { find: '@parley/client', replacement: src('client') },
+      { find: '@parley/node', replacement: src('node') },
+      { find: '@parley/browser', replacement: src('browser') },
+    ],
   },
   test: {
     include: [

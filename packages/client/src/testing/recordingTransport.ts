@@ -1,12 +1,26 @@
-// A Transport that records every connection attempt and every frame sent, for egress tests. Test-only.
+/**
+ * A {@link Transport} that records every connection attempt and every frame sent, for egress tests.
+ * @module
+ */
 import type { Transport, TransportSocket } from '../Transport.js'
 
+/** A transport that keeps what went out: see {@link recordingTransport}. */
 export interface RecordingTransport extends Transport {
+  /** The URL of every connection attempt, in order (refused ones included). */
   opened: string[]
+  /** A copy of every frame sent, in order, over all connections. */
   sent: Uint8Array[]
 }
 
-/** Wraps `inner` (or refuses every connection when there is none), recording what goes out. */
+/**
+ * Wraps a transport (or refuses every connection when there is none), recording what goes out.
+ * @param inner - the transport that carries the frames (e.g. a `FakeRelay`'s); none: every `open()` rejects
+ * @returns the recording transport
+ * @example
+ * const transport = recordingTransport()
+ * const client = await ParleyClient.create({ transport, ... })
+ * expect(transport.opened).toEqual([]) // nothing left the device
+ */
 export function recordingTransport(inner?: Transport): RecordingTransport {
   const t: RecordingTransport = {
     opened: [],

@@ -1,0 +1,145 @@
+/**
+ * The conformance suite every {@link Store} implementation passes (memory, SQLite, IndexedDB, and yours), so
+ * that they cannot drift. It registers its tests with the `describe` and `it` of whatever test runner calls it
+ * and checks with its own assertions, so it needs no particular runner.
+ * @module
+ */
+import type { Store } from '../Store.js'
+
+/** The two functions of a test runner the suite registers its tests with (vitest, jest, mocha, node:test). */
+export interface TestRegistrar {
+  describe(name: string, body: () => void): unknown
+  it(name: string, body: () => Promise<void>): unknown
+}
+
+/** What the suite opens for each test: a fresh store and, for a durable one, a way to open it again. */
+export interface StoreUnderTest {
+  /** An empty store. */
+  store: Store
+  /** Opens the same data again after `store.close()`; omit it for a store that keeps nothing. */
+  reopen?: () => Promise<Store>
+}
+
+const b = (...xs: number[]) => new Uint8Array(xs)
+
+function same(actual: unknown, expected: unknown, what: string): void {
+  const show = (v: unknown) =>
+    v instanceof Uint8Array
+      ? `bytes[${[...v].slice(0, 8).join(',')}${v.length > 8 ? ',…' : ''}] (${v.length})`
+      : JSON.stringify(v)
+  const equal =
+    actual instanceof Uint8Array && expected instanceof Uint8Array
+      ? actual.length === expected.length && actual.every((x, i) => x === expected[i])
+      : JSON.stringify(actual) === JSON.stringify(expected)
+  if (!equal) throw new Error(`${what}: expected ${show(expected)}, got ${show(actual)}`)
+}
+
+function globalRegistrar(): TestRegistrar {
+  const g = globalThis as Partial<TestRegistrar>
+  if (typeof g.describe !== 'function' || typeof g.it !== 'function') {
+    throw new TypeError("storeConformance() needs your test runner's { describe, it } (no globals found)")
+  }
+  return { describe: g.describe, it: g.it }
+}
+
+/**
+ * Registers the Store conformance tests for one implementation.
+ * @param name - the implementation's name, shown in the suite's title
+ * @param open - opens a fresh, empty store for each test (and says how to reopen it, if it is durable)
+ * @param test - the test runner's `describe` and `it`; default: the global ones (jest, mocha, vitest with
+ *   `globals: true`)
+ * @example
+ * import { describe, it } from 'vitest'
+ * import { storeConformance } from '@parley/client/testing'
+ * storeConformance('MyStore', async () => ({ store: await MyStore.open(tmp()), reopen: () => MyStore.open(tmp()) }), { describe, it })
+ */
+export function storeConformance(
+  name: string,
+  open: () => Promise<StoreUnderTest>,
+  test: TestRegistrar = globalRegistrar(),
+): void {
+  const { describe, it } = test
+  describe(`Store conformance: ${name}`, () => {
+    it('gets what was written and undefined for missing keys', async () => {
+      const { store } = await open()
+      await store.write([{ key: 'a/1', value: b(1, 2, 3) }])
+      same(await store.get('a/1'), b(1, 2, 3), 'get(a/1)')
+      same(await store.get('a/2'), undefined, 'get(a/2)')
+      await store.close()
+    })
+
+    it('overwrites and deletes within one batch, in order', async () => {
+      const { store } = await open()
+      await store.write([
+        { key: 'k', value: b(1) },
+        { key: 'k', value: b(2) },
+        { key: 'gone', value: b(9) },
+        { key: 'gone' },
+      ])
+      same(await store.get('k'), b(2), 'get(k)')
+      same(await store.get('gone'), undefined, 'get(gone)')
+      await store.close()
+    })
+
+    it('lists by prefix in ascending key order and nothing outside the prefix', async () => {
+      const { store } = await open()
+      await store.write([
+        { key: 'outbox/0000000000000010', value: b(10) },
+        { key: 'outbox/0000000000000002', value: b(2) },
+        { key: 'outboxx', value: b(0) },
+        { key: 'inbox/1', value: b(1) },
+        { key: 'outbox/0000000000000001', value: b(1) },
+      ])
+      const listed = await store.list('outbox/')
+      same(
+        listed.map((e) => e.key),
+        ['outbox/0000000000000001', 'outbox/0000000000000002', 'outbox/0000000000000010'],
+        'list(outbox/) keys',
+      )
+      same(
+        listed.map((e) => e.value[0]),
+        [1, 2, 10],
+        'list(outbox/) values',
+      )
+      same((await store.list('')).length, 5, "list('') length")
+      await store.close()
+    })
+
+    it('returns copies: mutating a returned value does not change the store', async () => {
+      const { store } = await open()
+      const value = b(5, 5)
+      await store.write([{ key: 'x', value }])
+      value[0] = 9
+      const got = await store.get('x')
+      same(got, b(5, 5), 'get(x) after mutating the written value')
+      got![1] = 7
+      same(await store.get('x'), b(5, 5), 'get(x) after mutating a read value')
+      await store.close()
+    })
+
+    it('keeps empty and large values intact', async () => {
+      const { store } = await open()
+      const big = new Uint8Array(300_000).map((_, i) => i & 0xff)
+      await store.write([
+        { key: 'empty', value: new Uint8Array(0) },
+        { key: 'big', value: big },
+      ])
+      same(await store.get('empty'), new Uint8Array(0), 'get(empty)')
+      same(await store.get('big'), big, 'get(big)')
+      await store.close()
+    })
+
+    it('persists across reopening when durable', async () => {
+      const { store, reopen } = await open()
+      if (reopen === undefined) {
+        await store.close()
+        return
+      }
+      await store.write([{ key: 'session/ab', value: b(4, 2) }])
+      await store.close()
+      const again = await reopen()
+      same(await again.get('session/ab'), b(4, 2), 'get(session/ab) after reopening')
+      await again.close()
+    })
+  })
+}
