@@ -79,8 +79,9 @@ export interface FakeAnswerContext {
   /** The whole decoded frame. */
   readonly frame: ClientFrame
   /**
-   * The relay's own answer to this request, computed now (with its effects: a message is stored, a prekey
-   * consumed). Rejects with the `ParleyError` it would have answered.
+   * The relay's own answer to this request, computed on the first call (with its effects: a message is stored,
+   * a prekey consumed) and the same on later ones; a script that calls it and returns `undefined` sends it.
+   * Rejects with the `ParleyError` it would have answered.
    */
   next(): Promise<FakeReply>
 }
@@ -570,11 +571,15 @@ export class FakeRelay {
         w.resolve(frame)
       }
     }
-    const next = async () => this.#model.handle(state, frame)
+    // The relay's own answer, computed at most once: a script that asked for it and returns undefined gets it.
+    let own: Promise<FakeReply> | undefined
+    const next = () => {
+      own ??= (async () => this.#model.handle(state, frame))()
+      return own
+    }
     let answer: FakeAnswer
     try {
-      answer = await this.#scripted(frame, { connection, frame, next })
-      if (answer === undefined) answer = this.#model.handle(state, frame)
+      answer = (await this.#scripted(frame, { connection, frame, next })) ?? (await next())
     } catch (err) {
       answer = this.#refusal(err)
     }

@@ -1,0 +1,254 @@
+// Sending and receiving between clients on one FakeRelay: delivery, acks and the cursor, exactly-once,
+// sealed and unidentified sends, SMS fallback.
+import {
+  createSenderCertificate,
+  createServerCertificate,
+  generateIdentity,
+  sealEnvelope,
+} from '@parley/protocol'
+import { describe, expect, it } from 'vitest'
+import { ALICE, BOB, CAROL, codeOf, collect, NOBODY, world } from './harness.js'
+
+describe('messaging', () => {
+  it('delivers a message end to end, proves the sender, and reports it delivered', async () => {
+    const { relay, activated } = world()
+    const alice = await activated(ALICE)
+    const bob = await activated(BOB)
+    const delivered = collect(alice, 'delivered')
+    const received = collect(bob, 'message')
+
+    const sent = await alice.send(BOB, 'hello bob')
+    expect(sent.route).toBe('ip')
+    expect(sent.id).toMatch(/^[0-9a-f]{32}$/)
+    await relay.settle()
+
+    expect(received).toEqual([expect.objectContaining({ id: sent.id, from: ALICE, text: 'hello bob' })])
+    expect(received[0]!.fromAddress).toBe(relay.addressOf(ALICE))
+    expect(delivered).toEqual([{ id: sent.id, to: BOB }])
+    expect(await alice.pendingCount()).toBe(0)
+    expect((await bob.history()).map((m) => m.text)).toEqual(['hello bob'])
+    // What the relay saw: a bundle fetch, a certificate, one sealed envelope to Bob's address, and no text.
+    expect(relay.received('prekeyBundleQuery')).toHaveLength(1)
+    const [send] = relay.received('sendMessage')
+    expect(Buffer.from(send!.recipientAddress!).toString('hex')).toBe(relay.addressOf(BOB))
+    expect(Buffer.from(send!.envelope!).includes(Buffer.from('hello bob'))).toBe(false)
+    expect(relay.sent('delivery', relay.connectionsOf(BOB)[0])).toHaveLength(1)
+    await alice.close()
+    await bob.close()
+  })
+
+  it('acks in one batch after a short delay, and resumes from the cursor after a reconnect', async () => {
+    const { relay, clock, activated } = world()
+    const alice = await activated(ALICE)
+    const bob = await activated(BOB)
+    for (const text of ['one', 'two', 'three']) await alice.send(BOB, text)
+    await relay.settle()
+    expect(relay.mailbox(BOB)).toHaveLength(3)
+    expect(relay.received('ackMessages')).toHaveLength(0)
+
+    await clock.advance(10)
+    await relay.settle()
+    expect(relay.received('ackMessages').map((a) => a.seqs)).toEqual([[1, 2, 3]])
+    expect(relay.mailbox(BOB)).toHaveLength(0)
+
+    relay.drop(BOB)
+    await relay.settle()
+    await clock.advance(1_000)
+    await relay.settle()
+    expect(bob.connectionState).toBe('online')
+    expect(relay.received('syncMailbox').at(-1)).toEqual(expect.objectContaining({ afterSeq: 3 }))
+    await alice.close()
+    await bob.close()
+  })
+
+  it('retries acks the relay paces (RATE_LIMITED) once it allows', async () => {
+    const { relay, clock, activated } = world()
+    const alice = await activated(ALICE)
+    const bob = await activated(BOB)
+    relay.refuse('ackMessages', 'RATE_LIMITED', { retryAfterMs: 500, times: 1 })
+    await alice.send(BOB, 'x')
+    await relay.settle()
+    await clock.advance(10)
+    await relay.settle()
+    expect(relay.received('ackMessages')).toHaveLength(1)
+    expect(relay.mailbox(BOB)).toHaveLength(1)
+    await clock.advance(499)
+    await relay.settle()
+    expect(relay.received('ackMessages')).toHaveLength(1)
+    await clock.advance(1)
+    await relay.settle()
+    expect(relay.received('ackMessages')).toHaveLength(2)
+    expect(relay.mailbox(BOB)).toHaveLength(0)
+    await alice.close()
+    await bob.close()
+  })
+
+  it('shows a message once however often the relay delivers it', async () => {
+    const { relay, clock, activated } = world()
+    const alice = await activated(ALICE)
+    const bob = await activated(BOB)
+    const received = collect(bob, 'message')
+    await alice.send(BOB, 'once')
+    await relay.settle()
+    const [delivery] = relay.sent('delivery', relay.connectionsOf(BOB)[0])
+    relay.push(BOB, { delivery: delivery! })
+    relay.push(BOB, { delivery: delivery! })
+    await relay.settle()
+    await clock.advance(10)
+    await relay.settle()
+    expect(received.map((m) => m.text)).toEqual(['once'])
+    // Every copy is acked, so the relay can drop it.
+    expect(relay.received('ackMessages').flatMap((a) => a.seqs)).toEqual([1, 1, 1])
+    await alice.close()
+    await bob.close()
+  })
+
+  it('replies without naming the sender once the contact has shared its delivery token', async () => {
+    const { relay, activated } = world()
+    const alice = await activated(ALICE)
+    const bob = await activated(BOB)
+    await alice.send(BOB, 'first')
+    await relay.settle()
+    await bob.send(ALICE, 'reply')
+    await relay.settle()
+    await alice.send(BOB, 'second')
+    await relay.settle()
+
+    // Alice's first message is a prekey message on her authenticated connection; Bob's reply and Alice's second
+    // message go by unidentified delivery, on connections that never authenticated.
+    expect(relay.received('sendMessage')).toHaveLength(1)
+    const unidentified = relay.frames.filter(
+      (f) => f.direction === 'toRelay' && f.frame.body === 'unidentifiedSend',
+    )
+    expect(unidentified).toHaveLength(2)
+    for (const f of unidentified) {
+      expect(f.connection.anonymous).toBe(true)
+      expect(f.connection.frames.some((x) => x.frame.body === 'authenticate')).toBe(false)
+    }
+    // Not acked yet (no time has passed): Bob's mailbox shows which of its mail came unidentified.
+    expect(relay.mailbox(BOB).map((m) => m.unidentified)).toEqual([false, true])
+    expect(alice.stats.unidentifiedSent).toBe(1)
+    expect(bob.stats.unidentifiedSent).toBe(1)
+    expect((await bob.history()).map((m) => [m.text, m.from])).toEqual([
+      ['first', ALICE],
+      ['second', ALICE],
+    ])
+    await alice.close()
+    await bob.close()
+  })
+
+  it('falls back to the authenticated path when the recipient rotated its delivery token', async () => {
+    const { relay, activated } = world()
+    const alice = await activated(ALICE)
+    const bob = await activated(BOB)
+    await alice.send(BOB, 'first')
+    await relay.settle()
+    await bob.send(ALICE, 'reply')
+    await relay.settle()
+    await bob.rotateDeliveryToken()
+    expect(relay.received('setDeliveryToken')).toHaveLength(3)
+
+    await alice.send(BOB, 'after rotation')
+    await relay.settle()
+    expect(relay.sent('error').map((e) => e.code)).toContain(12) // FORBIDDEN for the old token
+    expect(relay.received('sendMessage')).toHaveLength(2)
+    expect((await bob.history()).map((m) => m.text)).toEqual(['first', 'after rotation'])
+    await alice.close()
+    await bob.close()
+  })
+
+  it('hands a text for a number not on Parley to smsFallback, and uploads nothing of it', async () => {
+    const { relay, activated } = world()
+    const texts: [string, string][] = []
+    const alice = await activated(ALICE, { smsFallback: (to, text) => void texts.push([to, text]) })
+    const result = await alice.send(NOBODY, 'by sms')
+    expect(result.route).toBe('sms')
+    expect(texts).toEqual([[NOBODY, 'by sms']])
+    expect(relay.received('sendMessage')).toHaveLength(0)
+    expect(relay.received('membershipQuery')).toHaveLength(1)
+    await alice.close()
+
+    const carol = await activated(CAROL)
+    expect(await codeOf(carol.send(NOBODY, 'nowhere'))).toBe('NOT_FOUND')
+    await carol.close()
+  })
+
+  it('streams received messages through messages() until it is closed', async () => {
+    const { relay, activated } = world()
+    const alice = await activated(ALICE)
+    const bob = await activated(BOB)
+    const inbox = bob.messages()
+    await alice.send(BOB, 'a')
+    await alice.send(BOB, 'b')
+    await relay.settle()
+    expect((await inbox.next()).value?.text).toBe('a')
+    expect((await inbox.next()).value?.text).toBe('b')
+    const ended = inbox.next()
+    await bob.close()
+    expect((await ended).done).toBe(true)
+    await alice.close()
+  })
+
+  it('refuses what it cannot send before anything goes out', async () => {
+    const { relay, activated } = world()
+    const alice = await activated(ALICE)
+    const before = relay.frames.length
+    await expect(alice.send(BOB, 'x'.repeat(64 * 1024 + 1))).rejects.toThrow(RangeError)
+    await expect(alice.send(BOB, 42 as unknown as string)).rejects.toThrow(TypeError)
+    expect(await codeOf(alice.send('12', 'hi'))).toBe('INVALID_NUMBER')
+    expect(relay.frames.length).toBe(before)
+    await alice.close()
+  })
+
+  it('refuses mail whose sender certificate does not chain to the pinned root, acks it, and goes on', async () => {
+    const { relay, clock, activated } = world()
+    const alice = await activated(ALICE)
+    const bob = await activated(BOB)
+    const errors = collect(bob, 'error')
+    // Mallory seals a well-formed envelope to Bob, posing as Alice, with a certificate from a root of her own.
+    const root = generateIdentity()
+    const signer = generateIdentity()
+    const mallory = generateIdentity()
+    const aliceAddress = Uint8Array.from(Buffer.from(relay.addressOf(ALICE), 'hex'))
+    const expiresAtMs = clock.now() + 3600_000
+    const serverCertificate = createServerCertificate(root.secretKey, {
+      keyId: 1,
+      publicKey: signer.publicKey,
+      expiresAtMs,
+    })
+    const envelope = sealEnvelope({
+      senderAddress: aliceAddress,
+      senderDeviceId: 1,
+      senderIdentity: mallory,
+      recipientIdentityKey: relay.account(BOB)!.identityKey,
+      message: { kind: 'ratchet', body: new Uint8Array(0) },
+      senderCertificate: createSenderCertificate(signer.secretKey, serverCertificate, {
+        address: aliceAddress,
+        deviceId: 1,
+        identityKey: mallory.publicKey,
+        expiresAtMs,
+        numberCommitment: new Uint8Array(0),
+      }),
+    })
+    relay.push(BOB, {
+      delivery: { seq: 99, messageId: new Uint8Array(16), envelope, receivedAtMs: clock.now() },
+    })
+    // And bytes that are no envelope at all.
+    relay.push(BOB, {
+      delivery: { seq: 100, messageId: new Uint8Array(16), envelope: new Uint8Array(9).fill(7) },
+    })
+    await relay.settle()
+    await clock.advance(10)
+    await relay.settle()
+
+    expect(errors.map((e) => e.code)).toEqual(['SENDER_UNVERIFIED', 'BAD_REQUEST'])
+    expect(bob.stats.senderUnverified).toBe(1)
+    expect(await bob.history()).toEqual([])
+    expect(relay.received('ackMessages').flatMap((a) => a.seqs)).toEqual([99, 100])
+    await alice.send(BOB, 'still fine')
+    await relay.settle()
+    expect((await bob.history()).map((m) => m.text)).toEqual(['still fine'])
+    await alice.close()
+    await bob.close()
+  })
+})

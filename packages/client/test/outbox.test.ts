@@ -1,0 +1,200 @@
+// The durable outbox against a FakeRelay: restarts, dropped answers, retries and deferrals on the manual clock,
+// permanent failures, a recipient on a new device.
+import { MemoryStore, ParleyError } from '@parley/client'
+import { NO_ANSWER } from '@parley/client/testing'
+import { describe, expect, it } from 'vitest'
+import { ALICE, BOB, CAROL, collect, reopenable, world } from './harness.js'
+
+describe('outbox', () => {
+  it('keeps a message queued across close and reopen, and delivers it once when the relay is back', async () => {
+    const { relay, activated, client } = world()
+    const disk = new MemoryStore()
+    const alice = await activated(ALICE, { store: reopenable(disk) })
+    const bob = await activated(BOB)
+    await alice.discover([BOB])
+    relay.refuseConnections()
+    relay.drop(ALICE)
+    await relay.settle()
+    expect(alice.connectionState).toBe('offline')
+
+    const { route } = await alice.send(BOB, 'written offline')
+    expect(route).toBe('ip')
+    expect(await alice.pendingCount()).toBe(1)
+    await alice.close()
+
+    relay.refuseConnections(false)
+    const restarted = await client({ store: reopenable(disk) })
+    expect(await restarted.pendingCount()).toBe(1)
+    const delivered = collect(restarted, 'delivered')
+    await relay.settle()
+    expect(delivered).toHaveLength(1)
+    expect(await restarted.pendingCount()).toBe(0)
+    expect((await bob.history()).map((m) => m.text)).toEqual(['written offline'])
+    expect(relay.received('sendMessage')).toHaveLength(1)
+    await restarted.close()
+    await bob.close()
+  })
+
+  it('resends an unanswered message after a reconnect: nothing lost, nothing shown twice', async () => {
+    const { relay, clock, activated } = world()
+    const alice = await activated(ALICE)
+    const bob = await activated(BOB)
+    const received = collect(bob, 'message')
+    // The relay stores the message but the answer never arrives (the connection dies first).
+    relay.answer(
+      'sendMessage',
+      async (_request, { next, connection }) => {
+        await next()
+        connection.close()
+        return NO_ANSWER
+      },
+      { times: 1 },
+    )
+    await alice.send(BOB, 'exactly once')
+    await relay.settle()
+    expect(await alice.pendingCount()).toBe(1)
+    await clock.advance(1_000)
+    await relay.settle()
+
+    expect(relay.received('sendMessage')).toHaveLength(2)
+    const [first, second] = relay.received('sendMessage')
+    // The same message (same id, same session step) went again, resealed; the relay dropped the copy.
+    expect(second!.messageId).toEqual(first!.messageId)
+    // Bob had acked the first copy (10 ms) before Alice reconnected, so the relay stored the resend again: at least
+    // once on the wire, exactly once at the API — Bob's inbox shows it once and acks the copy.
+    expect(relay.account(BOB)!.headSeq).toBe(2)
+    expect(received.map((m) => m.text)).toEqual(['exactly once'])
+    await clock.advance(10)
+    await relay.settle()
+    expect(relay.mailbox(BOB)).toHaveLength(0)
+    expect(await alice.pendingCount()).toBe(0)
+    await alice.close()
+    await bob.close()
+  })
+
+  it('waits out RATE_LIMITED on the manual clock, then sends', async () => {
+    const { relay, clock, activated } = world()
+    const alice = await activated(ALICE)
+    const bob = await activated(BOB)
+    relay.refuse('sendMessage', 'RATE_LIMITED', { retryAfterMs: 5_000, times: 1 })
+    await alice.send(BOB, 'later')
+    await relay.settle()
+    expect(relay.received('sendMessage')).toHaveLength(1)
+    expect(clock.pendingDelays).toContain(5_000)
+
+    await clock.advance(4_999)
+    await relay.settle()
+    expect(relay.received('sendMessage')).toHaveLength(1)
+    await clock.advance(1)
+    await relay.settle()
+    expect(relay.received('sendMessage')).toHaveLength(2)
+    expect((await bob.history()).map((m) => m.text)).toEqual(['later'])
+    await alice.close()
+    await bob.close()
+  })
+
+  it('defers only the recipient whose mailbox is full, keeping its order, until retryAfterMs', async () => {
+    const { relay, clock, activated } = world()
+    const alice = await activated(ALICE)
+    const bob = await activated(BOB)
+    const carol = await activated(CAROL)
+    await alice.discover([BOB, CAROL])
+    const bobAddress = relay.addressOf(BOB)
+    const full = relay.answer('sendMessage', (request) =>
+      Buffer.from(request.recipientAddress!).toString('hex') === bobAddress
+        ? new ParleyError('MAILBOX_FULL', 'full', { retryAfterMs: 30_000 })
+        : undefined,
+    )
+    await alice.send(BOB, 'b1')
+    await alice.send(CAROL, 'c1')
+    await alice.send(BOB, 'b2')
+    await alice.send(CAROL, 'c2')
+    await relay.settle()
+    expect((await carol.history()).map((m) => m.text)).toEqual(['c1', 'c2'])
+    expect(await bob.history()).toEqual([])
+    expect(await alice.pendingCount()).toBe(2)
+    // b2 never went while b1 waited.
+    const tried = () =>
+      relay
+        .received('sendMessage')
+        .filter((m) => Buffer.from(m.recipientAddress!).toString('hex') === bobAddress)
+    expect(tried()).toHaveLength(1)
+
+    full()
+    await clock.advance(29_000)
+    await relay.settle()
+    expect(tried()).toHaveLength(1)
+    await clock.advance(1_000)
+    await relay.settle()
+    expect((await bob.history()).map((m) => m.text)).toEqual(['b1', 'b2'])
+    expect(await alice.pendingCount()).toBe(0)
+    await alice.close()
+    await bob.close()
+    await carol.close()
+  })
+
+  it("meets the relay's own mailbox limit the same way", async () => {
+    const { relay, clock, activated } = world({ maxMailboxMessages: 1 })
+    const alice = await activated(ALICE)
+    const bob = await activated(BOB)
+    relay.drop(BOB)
+    relay.refuseConnections()
+    await relay.settle()
+    await alice.send(BOB, 'fits')
+    await alice.send(BOB, 'waits')
+    await relay.settle()
+    expect(relay.mailbox(BOB).length).toBe(1)
+    expect(relay.sent('error').map((e) => e.code)).toContain(14) // MAILBOX_FULL
+    expect(await alice.pendingCount()).toBe(1)
+
+    // Bob comes back and reads; Alice's deferral (the relay said 60 s) ends; the second message fits now.
+    relay.refuseConnections(false)
+    await clock.advance(60_000)
+    await relay.settle()
+    await clock.advance(10)
+    await relay.settle()
+    expect((await bob.history()).map((m) => m.text)).toEqual(['fits', 'waits'])
+    expect(await alice.pendingCount()).toBe(0)
+    await alice.close()
+    await bob.close()
+  })
+
+  it('drops a message the relay refuses for good and tells the app (sendFailed)', async () => {
+    const { relay, activated } = world()
+    const alice = await activated(ALICE)
+    const bob = await activated(BOB)
+    const failed = collect(alice, 'sendFailed')
+    relay.refuse('sendMessage', 'BAD_REQUEST', { times: 1 })
+    const { id } = await alice.send(BOB, 'refused')
+    await alice.send(BOB, 'fine')
+    await relay.settle()
+    expect(failed).toEqual([{ id, to: BOB, error: expect.objectContaining({ code: 'BAD_REQUEST' }) }])
+    expect(await alice.pendingCount()).toBe(0)
+    expect((await bob.history()).map((m) => m.text)).toEqual(['fine'])
+    await alice.close()
+    await bob.close()
+  })
+
+  it('starts a new session when the recipient moved to a new device (CONFLICT), and says its identity changed', async () => {
+    const { relay, activated } = world()
+    const alice = await activated(ALICE)
+    const bob = await activated(BOB)
+    await alice.send(BOB, 'to the old phone')
+    await relay.settle()
+    const before = await alice.safetyNumber(BOB)
+    await bob.close()
+
+    const newPhone = await activated(BOB)
+    const changes = collect(alice, 'identityChanged')
+    await alice.send(BOB, 'to the new phone')
+    await relay.settle()
+    expect(relay.sent('error').map((e) => e.code)).toContain(6) // CONFLICT: the old device id
+    expect(relay.received('prekeyBundleQuery')).toHaveLength(2)
+    expect((await newPhone.history()).map((m) => m.text)).toEqual(['to the new phone'])
+    expect(changes).toEqual([expect.objectContaining({ number: BOB, held: false })])
+    expect(changes[0]!.safetyNumber).not.toBe(before)
+    expect(await alice.safetyNumber(BOB)).toBe(changes[0]!.safetyNumber)
+    await alice.close()
+    await newPhone.close()
+  })
+})
