@@ -1,37 +1,16 @@
 /**
- * The default {@link Store}: one SQLite file through better-sqlite3, in WAL mode with `synchronous = FULL` so a
- * committed message survives a crash or power loss before `MessageAccepted` is sent. Versioned migrations,
- * prepared statements, one transaction per operation.
+ * The default {@link port.Store | Store}: one SQLite file through better-sqlite3, in WAL mode with
+ * `synchronous = FULL` so a committed message survives a crash or power loss before `MessageAccepted` is sent.
+ * Versioned migrations, prepared statements, one transaction per operation. What it shares with
+ * {@link PostgresStore} beside the SQL — the decisions and row mappings — is in `store/`.
  * @module
  */
 import Database from 'better-sqlite3'
-import {
-  type AccountRow,
-  buf,
-  bufOrNull,
-  cutPage,
-  mailboxLimitHit,
-  runs,
-  u8,
-  u8OrEmpty,
-} from './internal/rows.js'
-import type {
-  Account,
-  EnqueueInput,
-  EnqueueResult,
-  GapKind,
-  MailboxGapRange,
-  MailboxPage,
-  OneTimeKey,
-  PrekeyBundle,
-  PrekeyCounts,
-  PrekeySet,
-  PutPrekeysResult,
-  RegisteredDevice,
-  RegistrationLock,
-  SignedKey,
-  Store,
-} from './Store.js'
+import { type AccountRow, buf, bufOrNull, cutPage, runs, u8, u8OrEmpty } from './internal/rows.js'
+import type * as port from './Store.js'
+import * as accounts from './store/accounts.js'
+import { storeClosed } from './store/errors.js'
+import * as mail from './store/mailbox.js'
 
 /** Ordered schema migrations; a released entry is never edited, only new ones appended. */
 const MIGRATIONS: { version: number; sql: string }[] = [
@@ -143,8 +122,8 @@ const MIGRATIONS: { version: number; sql: string }[] = [
 /** The highest schema version this code knows. */
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version
 
-/** SQLite implementation of {@link Store}. */
-export class SqliteStore implements Store {
+/** SQLite implementation of {@link port.Store | Store}. */
+export class SqliteStore implements port.Store {
   /**
    * True: `enqueue` and `ack` push their work onto the group-commit batch synchronously when called, and the
    * batch runs (and, on failure, retries one by one) in push order, so call order is the order of effect.
@@ -315,7 +294,7 @@ export class SqliteStore implements Store {
   }
 
   #open(): void {
-    if (this.#closed) throw new Error('store is closed')
+    if (this.#closed) throw storeClosed()
   }
 
   /**
@@ -336,7 +315,7 @@ export class SqliteStore implements Store {
     const batch = this.#batch.splice(0)
     if (batch.length === 0) return
     if (this.#closed) {
-      for (const b of batch) b.reject(new Error('store is closed'))
+      for (const b of batch) b.reject(storeClosed())
       return
     }
     let results: unknown[]
@@ -363,12 +342,8 @@ export class SqliteStore implements Store {
     return this.#s.getAccount.get(buf(address)) as AccountRow | undefined
   }
 
-  #mailboxState(
-    address: Uint8Array,
-  ): Pick<AccountRow, 'device_id' | 'mailbox_head_seq' | 'mailbox_count' | 'mailbox_bytes'> | undefined {
-    return this.#s.getMailboxState.get(buf(address)) as
-      | Pick<AccountRow, 'device_id' | 'mailbox_head_seq' | 'mailbox_count' | 'mailbox_bytes'>
-      | undefined
+  #mailboxState(address: Uint8Array): mail.MailboxState | undefined {
+    return this.#s.getMailboxState.get(buf(address)) as mail.MailboxState | undefined
   }
 
   #eraseKeysAndMail(address: Buffer): void {
@@ -378,29 +353,31 @@ export class SqliteStore implements Store {
     this.#s.deleteGaps.run(address)
   }
 
-  #putKeys(address: Buffer, keys: { oneTimePrekeys: OneTimeKey[]; oneTimeKemPrekeys: SignedKey[] }): void {
+  #putKeys(
+    address: Buffer,
+    keys: { oneTimePrekeys: port.OneTimeKey[]; oneTimeKemPrekeys: port.SignedKey[] },
+  ): void {
     for (const k of keys.oneTimePrekeys) this.#s.putOtpk.run(address, k.keyId, buf(k.publicKey))
     for (const k of keys.oneTimeKemPrekeys)
       this.#s.putKem.run(address, k.keyId, buf(k.publicKey), buf(k.signature))
   }
 
-  #counts(address: Buffer): PrekeyCounts {
+  #counts(address: Buffer): port.PrekeyCounts {
     return {
       oneTimeCount: (this.#s.countOtpk.get(address) as { n: number }).n,
       kemOneTimeCount: (this.#s.countKem.get(address) as { n: number }).n,
     }
   }
 
-  #recordGap(
-    address: Buffer,
-    deviceId: number,
-    first: number,
-    last: number,
-    reason: GapKind,
-    nowMs: number,
-  ): void {
-    const extended = this.#s.extendGap.run(last, nowMs, address, deviceId, first - 1, reason)
-    if (extended.changes === 0) this.#s.insertGap.run(address, deviceId, first, last, reason, nowMs)
+  /**
+   * Records a device's expired seqs (sorted) as `expired` gaps: each run of consecutive seqs extends the gap
+   * that ends just before it, or is a new one.
+   */
+  #recordExpired(address: Buffer, deviceId: number, seqs: number[], nowMs: number): void {
+    for (const [first, last] of runs(seqs)) {
+      const extended = this.#s.extendGap.run(last, nowMs, address, deviceId, first - 1, 'expired')
+      if (extended.changes === 0) this.#s.insertGap.run(address, deviceId, first, last, 'expired', nowMs)
+    }
   }
 
   async ping(): Promise<void> {
@@ -422,9 +399,9 @@ export class SqliteStore implements Store {
     this.#db.close()
   }
 
-  async registerDevice(input: Parameters<Store['registerDevice']>[0]): Promise<RegisteredDevice> {
+  async registerDevice(input: Parameters<port.Store['registerDevice']>[0]): Promise<port.RegisteredDevice> {
     this.#open()
-    const result = this.#db.transaction((): RegisteredDevice => {
+    const result = this.#db.transaction((): port.RegisteredDevice => {
       const address = buf(input.address)
       const old = this.#row(input.address)
       let restore: { deviceId: number; headSeq: number } | undefined
@@ -433,29 +410,33 @@ export class SqliteStore implements Store {
         const retained = this.#s.getRetained.get(address) as
           | { device_id: number; identity_key: Buffer; head_seq: number; retained_at_ms: number }
           | undefined
-        const identity = buf(input.identityKey)
-        // Mail restored to the new device: the replaced device's, or the retained one's, if sealed to its key.
-        if (old.identity_key.equals(identity))
-          restore = { deviceId: old.device_id, headSeq: old.mailbox_head_seq }
-        else if (retained?.identity_key.equals(identity))
-          restore = { deviceId: retained.device_id, headSeq: retained.head_seq }
-        // Retained now: the replaced device's unread mail — or, when it has none, whatever was retained before
-        // (so that activating the number again and again with empty devices cannot flush a victim's mail out).
-        const retainOld = restore?.deviceId !== old.device_id && old.mailbox_count > 0
-        const keepRetained = !retainOld && retained !== undefined && restore?.deviceId !== retained.device_id
-        const retainedDevice = retainOld ? old.device_id : keepRetained ? retained!.device_id : -1
-        // Everything else of the address's mail goes.
-        const keep = [restore?.deviceId ?? -1, retainedDevice] as const
+        const plan = accounts.planKeptMail(
+          {
+            deviceId: old.device_id,
+            identityKey: old.identity_key,
+            headSeq: old.mailbox_head_seq,
+            count: old.mailbox_count,
+          },
+          retained && {
+            deviceId: retained.device_id,
+            identityKey: retained.identity_key,
+            headSeq: retained.head_seq,
+          },
+          input.identityKey,
+        )
+        restore = plan.restore
+        retainedMessages = plan.retainedMessages
+        // Everything else of the address's mail goes (device ids start at 1: -1 keeps nothing).
+        const [keepA = -1, keepB = -1] = plan.keep
         this.#s.deleteOtpks.run(address)
         this.#s.deleteKems.run(address)
-        this.#s.eraseOtherMail.run(address, ...keep)
-        this.#s.eraseOtherGaps.run(address, ...keep)
+        this.#s.eraseOtherMail.run(address, keepA, keepB)
+        this.#s.eraseOtherGaps.run(address, keepA, keepB)
         this.#s.deleteRetained.run(address)
         this.#s.deleteAccount.run(address)
-        if (retainOld) {
+        if (plan.retainOld) {
           this.#s.putRetained.run(address, old.device_id, old.identity_key, old.mailbox_head_seq, input.nowMs)
-          retainedMessages = old.mailbox_count
-        } else if (keepRetained) {
+        } else if (plan.keepRetained) {
           this.#s.putRetained.run(
             address,
             retained!.device_id,
@@ -465,7 +446,7 @@ export class SqliteStore implements Store {
           )
         }
       }
-      const deviceId = old ? (old.device_id % 0xffffffff) + 1 : 1
+      const deviceId = accounts.nextDeviceId(old?.device_id)
       const { signedPrekey: spk, lastResortKemPrekey: kem } = input
       this.#s.insertAccount.run(
         address,
@@ -497,22 +478,18 @@ export class SqliteStore implements Store {
     return result
   }
 
-  async getAccount(address: Uint8Array): Promise<Account | null> {
+  async getAccount(address: Uint8Array): Promise<port.Account | null> {
     this.#open()
     const row = this.#row(address)
     if (!row) return null
-    return {
-      address: u8(row.address),
-      deviceId: row.device_id,
+    return accounts.toAccount(row, {
       identityKey: u8(row.identity_key),
-      createdAtMs: row.created_at_ms,
       numberCommitment: u8OrEmpty(row.number_commitment),
       deliveryVerifier: u8OrEmpty(row.delivery_verifier),
-      lastActiveMs: row.last_active_ms ?? row.created_at_ms,
-    }
+    })
   }
 
-  async getRegistrationLock(address: Uint8Array): Promise<RegistrationLock | null> {
+  async getRegistrationLock(address: Uint8Array): Promise<port.RegistrationLock | null> {
     this.#open()
     const row = this.#s.getLock.get(buf(address)) as
       | { salt: Buffer; log_n: number; verifier: Buffer; set_at_ms: number }
@@ -524,13 +501,12 @@ export class SqliteStore implements Store {
   async setRegistrationLock(
     address: Uint8Array,
     deviceId: number,
-    lock: RegistrationLock | null,
+    lock: port.RegistrationLock | null,
   ): Promise<boolean> {
     this.#open()
     return this.#db.transaction(() => {
       const a = buf(address)
-      const row = this.#mailboxState(address)
-      if (!row || row.device_id !== deviceId) return false
+      if (!accounts.isDevice(this.#mailboxState(address), deviceId)) return false
       if (lock === null) this.#s.deleteLock.run(a)
       else this.#s.putLock.run(a, buf(lock.salt), lock.logN, buf(lock.verifier), lock.setAtMs)
       return true
@@ -571,18 +547,13 @@ export class SqliteStore implements Store {
    * moved account. Then the WAL is folded, as after an erasure: `from` is gone from the main file (secure_delete
    * zeroes the pages the rows left) but not yet from the WAL's copies of those pages.
    */
-  async rebindAddress(
-    from: Uint8Array,
-    deviceId: number,
-    to: Uint8Array,
-  ): Promise<'moved' | 'not_found' | 'taken'> {
+  async rebindAddress(from: Uint8Array, deviceId: number, to: Uint8Array): Promise<port.RebindResult> {
     this.#open()
     // Mail and acks called before the move take effect before it (call order, as ordersConcurrentWrites says):
     // the group commit waiting for this turn of the event loop commits now, and its mail moves with the account.
     this.#flush()
-    const result = this.#db.transaction((): 'moved' | 'not_found' | 'taken' => {
-      const row = this.#mailboxState(from)
-      if (!row || row.device_id !== deviceId) return 'not_found'
+    const result = this.#db.transaction((): port.RebindResult => {
+      if (!accounts.isDevice(this.#mailboxState(from), deviceId)) return 'not_found'
       // Also when `to` is `from`: the address is held, by this very account.
       if (this.#mailboxState(to)) return 'taken'
       const a = buf(from)
@@ -616,38 +587,24 @@ export class SqliteStore implements Store {
 
   async addressesWithPrefix(prefix: Uint8Array, bits: number, limit: number): Promise<Uint8Array[]> {
     this.#open()
-    const lo = new Uint8Array(32)
-    const hi = new Uint8Array(32).fill(0xff)
-    const whole = bits >> 3
-    lo.set(prefix.subarray(0, whole))
-    hi.set(prefix.subarray(0, whole))
-    if (bits & 7) {
-      const mask = 0xff << (8 - (bits & 7))
-      lo[whole] = prefix[whole]! & mask
-      hi[whole] = (prefix[whole]! & mask) | (~mask & 0xff)
-    }
-    const rows = this.#s.prefix.all(buf(lo), buf(hi), limit) as { address: Buffer }[]
+    const { lo, hi } = accounts.prefixRange(prefix, bits)
+    const rows = this.#s.prefix.all(lo, hi, limit) as { address: Buffer }[]
     return rows.map((r) => u8(r.address))
   }
 
   async putPrekeys(
     address: Uint8Array,
     deviceId: number,
-    keys: PrekeySet,
+    keys: port.PrekeySet,
     maxStored: number,
-  ): Promise<PutPrekeysResult> {
+  ): Promise<port.PutPrekeysResult> {
     this.#open()
-    return this.#db.transaction((): PutPrekeysResult => {
+    return this.#db.transaction((): port.PutPrekeysResult => {
       const a = buf(address)
-      const row = this.#row(address)
-      if (!row || row.device_id !== deviceId) return { status: 'not_found' }
+      if (!accounts.isDevice(this.#row(address), deviceId)) return { status: 'not_found' }
       const before = this.#counts(a)
-      if (
-        before.oneTimeCount + keys.oneTimePrekeys.length > maxStored ||
-        before.kemOneTimeCount + keys.oneTimeKemPrekeys.length > maxStored
-      ) {
+      if (accounts.exceedsPrekeyLimit(before, keys, maxStored))
         return { status: 'over_limit', counts: before }
-      }
       if (keys.signedPrekey) {
         const k = keys.signedPrekey
         this.#s.setSigned.run(k.keyId, buf(k.publicKey), buf(k.signature), a)
@@ -661,7 +618,7 @@ export class SqliteStore implements Store {
     })()
   }
 
-  async takePrekeyBundle(address: Uint8Array): Promise<PrekeyBundle | null> {
+  async takePrekeyBundle(address: Uint8Array): Promise<port.PrekeyBundle | null> {
     this.#open()
     return this.#db.transaction(() => {
       const a = buf(address)
@@ -673,47 +630,47 @@ export class SqliteStore implements Store {
         | { key_id: number; public_key: Buffer; signature: Buffer }
         | undefined
       if (kem) this.#s.delKem.run(a, kem.key_id)
-      const bundle: PrekeyBundle = {
-        address: u8(row.address),
-        deviceId: row.device_id,
+      return accounts.toPrekeyBundle(row, {
         identityKey: u8(row.identity_key),
         signedPrekey: {
           keyId: row.signed_prekey_id,
           publicKey: u8(row.signed_prekey),
           signature: u8(row.signed_prekey_sig),
         },
-        kemPrekey: kem
-          ? { keyId: kem.key_id, publicKey: u8(kem.public_key), signature: u8(kem.signature) }
-          : { keyId: row.kem_prekey_id, publicKey: u8(row.kem_prekey), signature: u8(row.kem_prekey_sig) },
-        kemPrekeyIsLastResort: !kem,
-      }
-      if (otpk) bundle.oneTimePrekey = { keyId: otpk.key_id, publicKey: u8(otpk.public_key) }
-      return bundle
+        oneTimePrekey: otpk && { keyId: otpk.key_id, publicKey: u8(otpk.public_key) },
+        oneTimeKemPrekey: kem && {
+          keyId: kem.key_id,
+          publicKey: u8(kem.public_key),
+          signature: u8(kem.signature),
+        },
+        lastResortKemPrekey: () => ({
+          keyId: row.kem_prekey_id,
+          publicKey: u8(row.kem_prekey),
+          signature: u8(row.kem_prekey_sig),
+        }),
+      })
     })()
   }
 
-  async countPrekeys(address: Uint8Array, deviceId: number): Promise<PrekeyCounts> {
+  async countPrekeys(address: Uint8Array, deviceId: number): Promise<port.PrekeyCounts> {
     this.#open()
-    const row = this.#row(address)
-    if (!row || row.device_id !== deviceId) return { oneTimeCount: 0, kemOneTimeCount: 0 }
+    if (!accounts.isDevice(this.#row(address), deviceId)) return accounts.noPrekeys()
     return this.#counts(buf(address))
   }
 
-  async enqueue(input: EnqueueInput): Promise<EnqueueResult> {
+  async enqueue(input: port.EnqueueInput): Promise<port.EnqueueResult> {
     this.#open()
-    return this.#grouped((): EnqueueResult => {
+    return this.#grouped((): port.EnqueueResult => {
       const a = buf(input.address)
       const row = this.#mailboxState(input.address)
-      if (!row) return { status: 'not_found' }
-      if (row.device_id !== input.deviceId) return { status: 'stale_device', currentDeviceId: row.device_id }
+      if (!accounts.isDevice(row, input.deviceId)) return mail.enqueueRefusal(row)
       const existing = this.#s.findMessage.get(a, input.deviceId, buf(input.messageId)) as
         | { seq: number }
         | undefined
       if (existing) return { status: 'duplicate', seq: existing.seq }
-      // Full: refused, and nothing already stored is touched (the oldest unread mail is never evicted).
-      const limit = mailboxLimitHit(row.mailbox_count, row.mailbox_bytes, input)
-      if (limit) return { status: 'full', limit }
-      const seq = row.mailbox_head_seq + 1
+      const place = mail.placeMessage(row, input)
+      if (place.status === 'full') return place
+      const { seq } = place
       this.#s.insertMail.run(
         a,
         input.deviceId,
@@ -722,7 +679,7 @@ export class SqliteStore implements Store {
         buf(input.envelope),
         input.receivedAtMs,
       )
-      this.#s.setMailbox.run(seq, row.mailbox_count + 1, row.mailbox_bytes + input.envelope.length, a)
+      this.#s.setMailbox.run(seq, place.count, place.bytes, a)
       return { status: 'stored', seq }
     })
   }
@@ -733,12 +690,12 @@ export class SqliteStore implements Store {
     afterSeq: number,
     limit: number,
     maxBytes = Number.POSITIVE_INFINITY,
-  ): Promise<MailboxPage> {
+  ): Promise<port.MailboxPage> {
     this.#open()
-    return this.#db.transaction((): MailboxPage => {
+    return this.#db.transaction((): port.MailboxPage => {
       const a = buf(address)
       const row = this.#mailboxState(address)
-      if (!row || row.device_id !== deviceId) return { entries: [], gaps: [], headSeq: 0 }
+      if (!accounts.isDevice(row, deviceId)) return mail.emptyPage()
       // Sizes first, then only the envelopes that fit: the page never loads more than it returns.
       const sizes = this.#s.pageSizes.all(a, deviceId, afterSeq, limit) as { seq: number; n: number }[]
       const cut = cutPage(sizes, limit, maxBytes)
@@ -751,40 +708,30 @@ export class SqliteStore implements Store {
               envelope: Buffer
               received_at_ms: number
             }[])
-      const entries = rows.map((r) => ({
-        seq: r.seq,
-        messageId: u8(r.message_id),
-        envelope: u8(r.envelope),
-        receivedAtMs: r.received_at_ms,
-      }))
-      // A full page ends at its last entry; otherwise the page runs to the head and takes every later gap.
-      const upTo = cut.full ? cut.lastSeq : row.mailbox_head_seq
-      const gaps = (
-        this.#s.gapsAfter.all(a, deviceId, afterSeq, upTo) as {
-          first_seq: number
-          last_seq: number
-          reason: GapKind
-        }[]
-      ).map(
-        (g): MailboxGapRange => ({
-          firstSeq: Math.max(g.first_seq, afterSeq + 1),
-          lastSeq: g.last_seq,
-          reason: g.reason,
-        }),
-      )
-      return { entries, gaps, headSeq: row.mailbox_head_seq }
+      const entries = rows.map((r) => mail.toEntry(r, u8(r.envelope)))
+      const gapRows = this.#s.gapsAfter.all(
+        a,
+        deviceId,
+        afterSeq,
+        mail.gapsUpTo(cut, row.mailbox_head_seq),
+      ) as {
+        first_seq: number
+        last_seq: number
+        reason: port.GapKind
+      }[]
+      return { entries, gaps: mail.clipGaps(gapRows, afterSeq), headSeq: row.mailbox_head_seq }
     })()
   }
 
   async mailboxHead(address: Uint8Array, deviceId: number): Promise<number> {
     this.#open()
     const row = this.#mailboxState(address)
-    return row && row.device_id === deviceId ? row.mailbox_head_seq : 0
+    return accounts.isDevice(row, deviceId) ? row.mailbox_head_seq : 0
   }
 
   async ack(address: Uint8Array, deviceId: number, seqs: number[]): Promise<number> {
     this.#open()
-    const unique = [...new Set(seqs)].filter((s) => Number.isSafeInteger(s))
+    const unique = mail.ackedSeqs(seqs)
     if (unique.length === 0) return 0
     const list = JSON.stringify(unique)
     return this.#grouped(() => {
@@ -808,37 +755,24 @@ export class SqliteStore implements Store {
     // Bounded batches keep each write transaction short, so senders are not blocked for long.
     for (;;) {
       const n = this.#db.transaction(() => {
-        const rows = this.#s.expiredBatch.all(cutoffMs, 5000) as {
+        const rows = this.#s.expiredBatch.all(cutoffMs, mail.EXPIRE_BATCH_ROWS) as {
           address: Buffer
           device_id: number
           seq: number
           n: number
         }[]
-        const byDevice = new Map<
-          string,
-          { address: Buffer; deviceId: number; seqs: number[]; bytes: number }
-        >()
-        for (const r of rows) {
-          const key = `${r.address.toString('hex')}/${r.device_id}`
-          let group = byDevice.get(key)
-          if (!group) {
-            group = { address: r.address, deviceId: r.device_id, seqs: [], bytes: 0 }
-            byDevice.set(key, group)
-          }
-          group.seqs.push(r.seq)
-          group.bytes += r.n
-        }
         const now = Date.now()
-        for (const g of byDevice.values()) {
-          for (const seq of g.seqs) this.#s.delSeq.run(g.address, g.deviceId, seq)
-          for (const [first, last] of runs(g.seqs))
-            this.#recordGap(g.address, g.deviceId, first, last, 'expired', now)
-          this.#s.lowerMailbox.run(g.seqs.length, g.bytes, g.address, g.deviceId)
+        for (const g of mail.groupByDevice(rows)) {
+          const seqs = g.rows.map((r) => r.seq)
+          for (const seq of seqs) this.#s.delSeq.run(g.address, g.deviceId, seq)
+          this.#recordExpired(g.address, g.deviceId, seqs, now)
+          const bytes = g.rows.reduce((sum, r) => sum + r.n, 0)
+          this.#s.lowerMailbox.run(seqs.length, bytes, g.address, g.deviceId)
         }
         return rows.length
       })()
       total += n
-      if (n < 5000) break
+      if (n < mail.EXPIRE_BATCH_ROWS) break
     }
     this.#s.expireGaps.run(cutoffMs)
     this.#s.expireRetained.run(cutoffMs)

@@ -151,6 +151,12 @@ export interface MailboxPage {
   headSeq: number
 }
 
+/**
+ * The outcome of {@link Store.rebindAddress}: `moved`; `not_found` when the old address has no account or
+ * another device; `taken` when the new address already has an account.
+ */
+export type RebindResult = 'moved' | 'not_found' | 'taken'
+
 /** The storage port. */
 export interface Store {
   /**
@@ -224,7 +230,7 @@ export interface Store {
    * readable under `from`. Resolves `moved`; `not_found` when `from` has no account or another device; `taken`
    * when `to` already has an account (nothing changes then).
    */
-  rebindAddress(from: Uint8Array, deviceId: number, to: Uint8Array): Promise<'moved' | 'not_found' | 'taken'>
+  rebindAddress(from: Uint8Array, deviceId: number, to: Uint8Array): Promise<RebindResult>
   /** Every registered address whose first `bits` bits equal `prefix`'s. */
   addressesWithPrefix(prefix: Uint8Array, bits: number, limit: number): Promise<Uint8Array[]>
 
