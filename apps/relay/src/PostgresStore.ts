@@ -1,6 +1,7 @@
 /**
- * The scale-out {@link Store}: PostgreSQL through a `pg` connection pool, shared by any number of relay nodes.
- * Same semantics as {@link SqliteStore} (the shared conformance suite in `test/conformance/` holds both to it):
+ * The scale-out {@link port.Store | Store}: PostgreSQL through a `pg` connection pool, shared by any number of
+ * relay nodes. Same semantics as {@link SqliteStore} (the shared conformance suite in `test/conformance/` holds
+ * both to it, and the decisions and row mappings beside the SQL are the same code, in `store/`):
  * one transaction per operation, the message committed before `MessageAccepted`, and every write to an account's
  * keys or mailbox serialised by a row lock on its `accounts` row (`SELECT … FOR UPDATE`), so sequence numbers,
  * the mailbox limits, acks, the TTL sweep and one-time prekey consumption are race-free across nodes. Locks are always
@@ -39,24 +40,11 @@ import {
   StoreKey,
   seal,
 } from './internal/accountKeys.js'
-import { type AccountRow, buf, cutPage, mailboxLimitHit, runs, u8 } from './internal/rows.js'
-import type {
-  Account,
-  EnqueueInput,
-  EnqueueResult,
-  GapKind,
-  MailboxGapRange,
-  MailboxPage,
-  OneTimeKey,
-  PrekeyBundle,
-  PrekeyCounts,
-  PrekeySet,
-  PutPrekeysResult,
-  RegisteredDevice,
-  RegistrationLock,
-  SignedKey,
-  Store,
-} from './Store.js'
+import { type AccountRow, buf, cutPage, runs, u8 } from './internal/rows.js'
+import type * as port from './Store.js'
+import * as accounts from './store/accounts.js'
+import { storeClosed } from './store/errors.js'
+import * as mail from './store/mailbox.js'
 
 type Tx = pg.PoolClient
 
@@ -292,7 +280,7 @@ interface KeptMail {
 }
 
 /** A registration lock's secret part as one sealed value: salt ‖ logN (1 byte) ‖ verifier. */
-function packLock(lock: RegistrationLock): Uint8Array {
+function packLock(lock: port.RegistrationLock): Uint8Array {
   const out = new Uint8Array(lock.salt.length + 1 + lock.verifier.length)
   out.set(lock.salt)
   out[lock.salt.length] = lock.logN
@@ -301,7 +289,7 @@ function packLock(lock: RegistrationLock): Uint8Array {
 }
 
 /** The inverse of {@link packLock} (the verifier is the last 32 bytes). */
-function unpackLock(packed: Uint8Array, setAtMs: number): RegistrationLock {
+function unpackLock(packed: Uint8Array, setAtMs: number): port.RegistrationLock {
   const saltEnd = packed.length - 33
   return {
     salt: packed.slice(0, saltEnd),
@@ -333,8 +321,8 @@ class Sealer {
     deviceId: number,
     v: {
       identityKey: Uint8Array
-      signedPrekey: SignedKey
-      lastResortKemPrekey: SignedKey
+      signedPrekey: port.SignedKey
+      lastResortKemPrekey: port.SignedKey
       numberCommitment: Uint8Array
     },
   ) {
@@ -351,8 +339,8 @@ class Sealer {
   }
 }
 
-/** PostgreSQL implementation of {@link Store}. */
-export class PostgresStore implements Store {
+/** PostgreSQL implementation of {@link port.Store | Store}. */
+export class PostgresStore implements port.Store {
   /**
    * False: each write is its own transaction on whichever pooled connection is free, and two in flight may
    * commit in either order, so a connection's sends must be handled one after another to keep seq order.
@@ -631,7 +619,7 @@ export class PostgresStore implements Store {
   }
 
   #open(): void {
-    if (this.#closed) throw new Error('store is closed')
+    if (this.#closed) throw storeClosed()
   }
 
   /** Runs `fn` in a transaction, retrying a few times on deadlock, serialization failure or a lost insert race. */
@@ -675,7 +663,7 @@ export class PostgresStore implements Store {
   async #putKeys(
     c: Tx,
     s: Sealer,
-    keys: { oneTimePrekeys: OneTimeKey[]; oneTimeKemPrekeys: SignedKey[] },
+    keys: { oneTimePrekeys: port.OneTimeKey[]; oneTimeKemPrekeys: port.SignedKey[] },
   ): Promise<void> {
     if (keys.oneTimePrekeys.length > 0) {
       await c.query(
@@ -704,7 +692,7 @@ export class PostgresStore implements Store {
     }
   }
 
-  async #counts(c: Tx | pg.Pool, address: Buffer): Promise<PrekeyCounts> {
+  async #counts(c: Tx | pg.Pool, address: Buffer): Promise<port.PrekeyCounts> {
     const r = await c.query<{ o: number; k: number }>(
       `SELECT (SELECT count(*) FROM one_time_prekeys WHERE address = $1) AS o,
               (SELECT count(*) FROM kem_prekeys WHERE address = $1) AS k`,
@@ -713,26 +701,30 @@ export class PostgresStore implements Store {
     return { oneTimeCount: r.rows[0]!.o, kemOneTimeCount: r.rows[0]!.k }
   }
 
-  async #recordGap(
+  /**
+   * Records a device's expired seqs (sorted) as `expired` gaps: each run of consecutive seqs extends the gap
+   * that ends just before it, or is a new one.
+   */
+  async #recordExpired(
     c: Tx,
     address: Buffer,
     deviceId: number,
-    first: number,
-    last: number,
-    reason: GapKind,
+    seqs: number[],
     nowMs: number,
   ): Promise<void> {
-    const extended = await c.query(
-      `UPDATE mailbox_gaps SET last_seq = $1, recorded_at_ms = $2
-       WHERE address = $3 AND device_id = $4 AND last_seq = $5 AND reason = $6`,
-      [last, nowMs, address, deviceId, first - 1, reason],
-    )
-    if (extended.rowCount === 0) {
-      await c.query(
-        `INSERT INTO mailbox_gaps (address, device_id, first_seq, last_seq, reason, recorded_at_ms)
-         VALUES ($1, $2, $3, $4, $5, $6)`,
-        [address, deviceId, first, last, reason, nowMs],
+    for (const [first, last] of runs(seqs)) {
+      const extended = await c.query(
+        `UPDATE mailbox_gaps SET last_seq = $1, recorded_at_ms = $2
+         WHERE address = $3 AND device_id = $4 AND last_seq = $5 AND reason = $6`,
+        [last, nowMs, address, deviceId, first - 1, 'expired'],
       )
+      if (extended.rowCount === 0) {
+        await c.query(
+          `INSERT INTO mailbox_gaps (address, device_id, first_seq, last_seq, reason, recorded_at_ms)
+           VALUES ($1, $2, $3, $4, $5, $6)`,
+          [address, deviceId, first, last, 'expired', nowMs],
+        )
+      }
     }
   }
 
@@ -775,15 +767,15 @@ export class PostgresStore implements Store {
    * every mail row of an address stays sealed under the account's current key, and whatever PostgreSQL keeps of
    * the rest is ciphertext under a key that exists nowhere.
    */
-  async registerDevice(input: Parameters<Store['registerDevice']>[0]): Promise<RegisteredDevice> {
+  async registerDevice(input: Parameters<port.Store['registerDevice']>[0]): Promise<port.RegisteredDevice> {
     let erased: Buffer | undefined
     const fresh = newDataKey()
     const key = dataKeyObject(fresh.raw)
-    const result = await this.#tx(async (c): Promise<RegisteredDevice> => {
+    const result = await this.#tx(async (c): Promise<port.RegisteredDevice> => {
       const address = buf(input.address)
       const old = await this.#lockAccount(c, address)
       erased = old?.key_id
-      const deviceId = old ? (old.device_id % 0xffffffff) + 1 : 1
+      const deviceId = accounts.nextDeviceId(old?.device_id)
       const s = new Sealer(key, address)
       // A lock the new device proved the PIN of stays with the account, resealed under the new key below.
       let keptLock: { lock: Uint8Array; setAtMs: number } | undefined
@@ -867,15 +859,16 @@ export class PostgresStore implements Store {
   }
 
   /**
-   * A re-activation's mail, as {@link Store.registerDevice} has it (the same decisions as SQLite's): the mail
-   * sealed to the new device's identity key — the replaced device's own, or the retained device's — is restored
-   * to the new device `deviceId` (its rows and gap records take the new device id; same seqs, message ids and
-   * envelopes). The replaced device's unread mail, if it has any and is not the mail restored, is retained under
-   * its own device id with a new `retained_mail` record, taking the place of what was retained before; when it
-   * has none, what was retained before (unless restored) stays retained, with its record's head and time. The rest
-   * of the address's mail and gap records go, with the prekeys. The identity keys are opened under the old data
-   * key; the kept mail and the record are sealed under the new one (`s`). Resolves the new device's mailbox head
-   * and counters (plaintext bytes) and how many messages are newly retained.
+   * A re-activation's mail, as Store.registerDevice has it (decided by {@link accounts.planKeptMail}, as in
+   * SQLite): the mail sealed to the new device's identity key — the replaced device's own, or the retained
+   * device's — is restored to the new device `deviceId` (its rows and gap records take the new device id;
+   * same seqs, message ids and envelopes). The replaced device's unread mail, if it has any and is not the
+   * mail restored, is retained under its own device id with a new `retained_mail` record, taking the place of
+   * what was retained before; when it has none, what was retained before (unless restored) stays retained,
+   * with its record's head and time. The rest of the address's mail and gap records go, with the prekeys. The
+   * identity keys are opened under the old data key; the kept mail and the record are sealed under the new
+   * one (`s`). Resolves the new device's mailbox head and counters (plaintext bytes) and how many messages
+   * are newly retained.
    */
   async #keepMail(
     c: Tx,
@@ -899,20 +892,16 @@ export class PostgresStore implements Store {
       headSeq: record.head_seq,
       identityKey: buf(was.open('retained_mail.identity_key', [record.device_id], record.identity_key)),
     }
-    const identity = buf(input.identityKey)
-    // Mail restored to the new device: the replaced device's, or the retained one's, if sealed to its key.
-    let restore: { deviceId: number; headSeq: number } | undefined
-    if (oldIdentity.equals(identity)) restore = { deviceId: old.device_id, headSeq: old.mailbox_head_seq }
-    else if (retained?.identityKey.equals(identity))
-      restore = { deviceId: retained.deviceId, headSeq: retained.headSeq }
-    // Retained now: the replaced device's unread mail — or, when it has none, whatever was retained before (so
-    // that activating the number again and again with empty devices cannot flush a victim's mail out).
-    const retainOld = restore?.deviceId !== old.device_id && old.mailbox_count > 0
-    const keepRetained = !retainOld && retained !== undefined && restore?.deviceId !== retained.deviceId
-    const keep: number[] = []
-    if (restore) keep.push(restore.deviceId)
-    if (retainOld) keep.push(old.device_id)
-    if (keepRetained) keep.push(retained.deviceId)
+    const { restore, retainOld, keepRetained, keep, retainedMessages } = accounts.planKeptMail(
+      {
+        deviceId: old.device_id,
+        identityKey: oldIdentity,
+        headSeq: old.mailbox_head_seq,
+        count: old.mailbox_count,
+      },
+      retained,
+      input.identityKey,
+    )
     // Everything else of the address's mail goes.
     await c.query('DELETE FROM one_time_prekeys WHERE address = $1', [address])
     await c.query('DELETE FROM kem_prekeys WHERE address = $1', [address])
@@ -936,7 +925,7 @@ export class PostgresStore implements Store {
       mailbox.count = restored.count
       mailbox.bytes = restored.bytes
     }
-    if (keepRetained) {
+    if (keepRetained && retained) {
       // Still retained: its mail and its record's identity key resealed under the new key, head and time kept.
       const d = retained.deviceId
       await this.#resealMail(c, was, s, { from: d, to: d })
@@ -960,10 +949,10 @@ export class PostgresStore implements Store {
         input.nowMs,
       ],
     )
-    return { mailbox, retainedMessages: old.mailbox_count }
+    return { mailbox, retainedMessages }
   }
 
-  async getAccount(address: Uint8Array): Promise<Account | null> {
+  async getAccount(address: Uint8Array): Promise<port.Account | null> {
     this.#open()
     const a = buf(address)
     const row = (
@@ -980,18 +969,14 @@ export class PostgresStore implements Store {
     if (!key) return null
     const s = new Sealer(key, a)
     const d = [row.device_id]
-    return {
-      address: u8(row.address),
-      deviceId: row.device_id,
+    return accounts.toAccount(row, {
       identityKey: s.open('accounts.identity_key', d, row.identity_key),
-      createdAtMs: row.created_at_ms,
       numberCommitment: s.open('accounts.number_commitment', d, row.number_commitment),
       deliveryVerifier: s.open('accounts.delivery_verifier', d, row.delivery_verifier),
-      lastActiveMs: row.last_active_ms ?? row.created_at_ms,
-    }
+    })
   }
 
-  async getRegistrationLock(address: Uint8Array): Promise<RegistrationLock | null> {
+  async getRegistrationLock(address: Uint8Array): Promise<port.RegistrationLock | null> {
     this.#open()
     const a = buf(address)
     const row = (
@@ -1009,13 +994,12 @@ export class PostgresStore implements Store {
   async setRegistrationLock(
     address: Uint8Array,
     deviceId: number,
-    lock: RegistrationLock | null,
+    lock: port.RegistrationLock | null,
   ): Promise<boolean> {
-    this.#open()
     return this.#tx(async (c) => {
       const a = buf(address)
       const row = await this.#lockAccount(c, a)
-      if (!row || row.device_id !== deviceId) return false
+      if (!accounts.isDevice(row, deviceId)) return false
       if (lock === null) {
         await c.query('DELETE FROM registration_locks WHERE address = $1', [a])
         return true
@@ -1049,7 +1033,7 @@ export class PostgresStore implements Store {
         [a],
       )
     ).rows[0]
-    if (!row || row.device_id !== deviceId) return false
+    if (!accounts.isDevice(row, deviceId)) return false
     const key = await this.#dataKey(this.#pool, a, row.key_id)
     if (!key) return false
     // One autocommitted write (durable before it resolves), locking only the account row: lock order holds.
@@ -1089,11 +1073,7 @@ export class PostgresStore implements Store {
    * this node caches the new one, as a registration does.
    * `mailbox_bytes` counts plaintext and a reseal keeps every size, so the account row's counters move as they are.
    */
-  async rebindAddress(
-    from: Uint8Array,
-    deviceId: number,
-    to: Uint8Array,
-  ): Promise<'moved' | 'not_found' | 'taken'> {
+  async rebindAddress(from: Uint8Array, deviceId: number, to: Uint8Array): Promise<port.RebindResult> {
     const fresh = newDataKey()
     const key = dataKeyObject(fresh.raw)
     const outcome = await this.#tx(
@@ -1101,7 +1081,7 @@ export class PostgresStore implements Store {
         const a = buf(from)
         const b = buf(to)
         const row = await this.#lockAccount(c, a)
-        if (!row || row.device_id !== deviceId) return { status: 'not_found' }
+        if (!accounts.isDevice(row, deviceId)) return { status: 'not_found' }
         // Also when `to` is `from`: the address is held, by this very account. A registration of `to` racing
         // this one collides with it below (account_keys' or accounts' primary key, 23505): the transaction,
         // the clean-up of `to` included, rolls back whole, and the retry finds the new account here.
@@ -1347,20 +1327,10 @@ export class PostgresStore implements Store {
 
   async addressesWithPrefix(prefix: Uint8Array, bits: number, limit: number): Promise<Uint8Array[]> {
     this.#open()
-    const lo = new Uint8Array(32)
-    const hi = new Uint8Array(32).fill(0xff)
-    const whole = bits >> 3
-    lo.set(prefix.subarray(0, whole))
-    hi.set(prefix.subarray(0, whole))
-    if (bits & 7) {
-      const mask = 0xff << (8 - (bits & 7))
-      lo[whole] = prefix[whole]! & mask
-      hi[whole] = (prefix[whole]! & mask) | (~mask & 0xff)
-    }
-    // bytea compares bytewise, like SQLite's BLOB memcmp, so this is the same range scan on the primary key.
+    const { lo, hi } = accounts.prefixRange(prefix, bits)
     const r = await this.#pool.query<{ address: Buffer }>(
       'SELECT address FROM accounts WHERE address >= $1 AND address <= $2 ORDER BY address LIMIT $3',
-      [buf(lo), buf(hi), limit],
+      [lo, hi, limit],
     )
     return r.rows.map((row) => u8(row.address))
   }
@@ -1368,53 +1338,50 @@ export class PostgresStore implements Store {
   async putPrekeys(
     address: Uint8Array,
     deviceId: number,
-    keys: PrekeySet,
+    keys: port.PrekeySet,
     maxStored: number,
-  ): Promise<PutPrekeysResult> {
-    return this.#tx(async (c): Promise<PutPrekeysResult> => {
+  ): Promise<port.PutPrekeysResult> {
+    return this.#tx(async (c): Promise<port.PutPrekeysResult> => {
       const a = buf(address)
       const row = await this.#lockAccount(c, a)
-      if (!row || row.device_id !== deviceId) return { status: 'not_found' }
+      if (!accounts.isDevice(row, deviceId)) return { status: 'not_found' }
       const before = await this.#counts(c, a)
-      if (
-        before.oneTimeCount + keys.oneTimePrekeys.length > maxStored ||
-        before.kemOneTimeCount + keys.oneTimeKemPrekeys.length > maxStored
-      ) {
+      if (accounts.exceedsPrekeyLimit(before, keys, maxStored))
         return { status: 'over_limit', counts: before }
-      }
       const s = await this.#sealer(c, a, row.key_id)
-      if (keys.signedPrekey) {
-        const k = keys.signedPrekey
-        const ids = [deviceId, k.keyId]
-        await c.query(
-          'UPDATE accounts SET signed_prekey_id = $1, signed_prekey = $2, signed_prekey_sig = $3 WHERE address = $4',
-          [
-            k.keyId,
-            s.seal('accounts.signed_prekey', ids, k.publicKey),
-            s.seal('accounts.signed_prekey_sig', ids, k.signature),
-            a,
-          ],
-        )
-      }
+      if (keys.signedPrekey) await this.#replaceSignedKey(c, s, 'signed_prekey', deviceId, keys.signedPrekey)
       if (keys.lastResortKemPrekey) {
-        const k = keys.lastResortKemPrekey
-        const ids = [deviceId, k.keyId]
-        await c.query(
-          'UPDATE accounts SET kem_prekey_id = $1, kem_prekey = $2, kem_prekey_sig = $3 WHERE address = $4',
-          [
-            k.keyId,
-            s.seal('accounts.kem_prekey', ids, k.publicKey),
-            s.seal('accounts.kem_prekey_sig', ids, k.signature),
-            a,
-          ],
-        )
+        await this.#replaceSignedKey(c, s, 'kem_prekey', deviceId, keys.lastResortKemPrekey)
       }
       await this.#putKeys(c, s, keys)
       return { status: 'stored', counts: await this.#counts(c, a) }
     })
   }
 
-  async takePrekeyBundle(address: Uint8Array): Promise<PrekeyBundle | null> {
+  /**
+   * Replaces the account's signed prekey (`signed_prekey`) or last-resort KEM prekey (`kem_prekey`): its id in
+   * the clear, its public key and signature sealed under the account's key, bound to the device and key ids.
+   */
+  async #replaceSignedKey(
+    c: Tx,
+    s: Sealer,
+    column: 'signed_prekey' | 'kem_prekey',
+    deviceId: number,
+    k: port.SignedKey,
+  ): Promise<void> {
+    const ids = [deviceId, k.keyId]
+    await c.query(
+      `UPDATE accounts SET ${column}_id = $1, ${column} = $2, ${column}_sig = $3 WHERE address = $4`,
+      [
+        k.keyId,
+        s.seal(`accounts.${column}`, ids, k.publicKey),
+        s.seal(`accounts.${column}_sig`, ids, k.signature),
+        s.address,
+      ],
+    )
+  }
+
+  async takePrekeyBundle(address: Uint8Array): Promise<port.PrekeyBundle | null> {
     return this.#tx(async (c) => {
       const a = buf(address)
       // The account lock serialises takers on every node: no one-time key is handed out twice.
@@ -1440,69 +1407,56 @@ export class PostgresStore implements Store {
       const d = row.device_id
       const spk = [d, row.signed_prekey_id]
       const lastResort = [d, row.kem_prekey_id]
-      const bundle: PrekeyBundle = {
-        address: u8(row.address),
-        deviceId: d,
+      return accounts.toPrekeyBundle(row, {
         identityKey: s.open('accounts.identity_key', [d], row.identity_key),
         signedPrekey: {
           keyId: row.signed_prekey_id,
           publicKey: s.open('accounts.signed_prekey', spk, row.signed_prekey),
           signature: s.open('accounts.signed_prekey_sig', spk, row.signed_prekey_sig),
         },
-        kemPrekey: kem
-          ? {
-              keyId: kem.key_id,
-              publicKey: s.open('kem_prekeys.public_key', [kem.key_id], kem.public_key),
-              signature: s.open('kem_prekeys.signature', [kem.key_id], kem.signature),
-            }
-          : {
-              keyId: row.kem_prekey_id,
-              publicKey: s.open('accounts.kem_prekey', lastResort, row.kem_prekey),
-              signature: s.open('accounts.kem_prekey_sig', lastResort, row.kem_prekey_sig),
-            },
-        kemPrekeyIsLastResort: !kem,
-      }
-      if (otpk) {
-        bundle.oneTimePrekey = {
+        oneTimeKemPrekey: kem && {
+          keyId: kem.key_id,
+          publicKey: s.open('kem_prekeys.public_key', [kem.key_id], kem.public_key),
+          signature: s.open('kem_prekeys.signature', [kem.key_id], kem.signature),
+        },
+        oneTimePrekey: otpk && {
           keyId: otpk.key_id,
           publicKey: s.open('one_time_prekeys.public_key', [otpk.key_id], otpk.public_key),
-        }
-      }
-      return bundle
+        },
+        // Opened only when it is the bundle's KEM prekey.
+        lastResortKemPrekey: () => ({
+          keyId: row.kem_prekey_id,
+          publicKey: s.open('accounts.kem_prekey', lastResort, row.kem_prekey),
+          signature: s.open('accounts.kem_prekey_sig', lastResort, row.kem_prekey_sig),
+        }),
+      })
     })
   }
 
-  async countPrekeys(address: Uint8Array, deviceId: number): Promise<PrekeyCounts> {
+  async countPrekeys(address: Uint8Array, deviceId: number): Promise<port.PrekeyCounts> {
     this.#open()
     const a = buf(address)
     const r = await this.#pool.query<{ device_id: number }>(
       'SELECT device_id FROM accounts WHERE address = $1',
       [a],
     )
-    if (r.rows[0]?.device_id !== deviceId) return { oneTimeCount: 0, kemOneTimeCount: 0 }
+    if (!accounts.isDevice(r.rows[0], deviceId)) return accounts.noPrekeys()
     return this.#counts(this.#pool, a)
   }
 
-  async enqueue(input: EnqueueInput): Promise<EnqueueResult> {
-    return this.#tx(async (c): Promise<EnqueueResult> => {
+  async enqueue(input: port.EnqueueInput): Promise<port.EnqueueResult> {
+    return this.#tx(async (c): Promise<port.EnqueueResult> => {
       const a = buf(input.address)
       // The row lock is the per-device sequence allocator: every enqueue to this address, on any node, waits
       // here, then reads the committed head, count and bytes — and the id of the account's current data key.
       const row = (
-        await c.query<{
-          device_id: number
-          mailbox_head_seq: number
-          mailbox_count: number
-          mailbox_bytes: number
-          key_id: Buffer
-        }>(
+        await c.query<mail.MailboxState & { key_id: Buffer }>(
           `SELECT device_id, mailbox_head_seq, mailbox_count, mailbox_bytes, key_id FROM accounts
            WHERE address = $1 FOR UPDATE`,
           [a],
         )
       ).rows[0]
-      if (!row) return { status: 'not_found' }
-      if (row.device_id !== input.deviceId) return { status: 'stale_device', currentDeviceId: row.device_id }
+      if (!accounts.isDevice(row, input.deviceId)) return mail.enqueueRefusal(row)
       const existing = (
         await c.query<{ seq: number }>(
           'SELECT seq FROM mailbox WHERE address = $1 AND device_id = $2 AND message_id = $3',
@@ -1510,10 +1464,9 @@ export class PostgresStore implements Store {
         )
       ).rows[0]
       if (existing) return { status: 'duplicate', seq: existing.seq }
-      // Full: refused, and nothing already stored is touched (the oldest unread mail is never evicted).
-      const limit = mailboxLimitHit(row.mailbox_count, row.mailbox_bytes, input)
-      if (limit) return { status: 'full', limit }
-      const seq = row.mailbox_head_seq + 1
+      const place = mail.placeMessage(row, input)
+      if (place.status === 'full') return place
+      const { seq } = place
       // Usually cached: no key lookup per message. The id came from the row this transaction holds locked.
       const s = await this.#sealer(c, a, row.key_id)
       await c.query(
@@ -1530,7 +1483,7 @@ export class PostgresStore implements Store {
       )
       await c.query(
         'UPDATE accounts SET mailbox_head_seq = $1, mailbox_count = $2, mailbox_bytes = $3 WHERE address = $4',
-        [seq, row.mailbox_count + 1, row.mailbox_bytes + input.envelope.length, a],
+        [seq, place.count, place.bytes, a],
       )
       return { status: 'stored', seq }
     })
@@ -1542,10 +1495,10 @@ export class PostgresStore implements Store {
     afterSeq: number,
     limit: number,
     maxBytes = Number.POSITIVE_INFINITY,
-  ): Promise<MailboxPage> {
+  ): Promise<port.MailboxPage> {
     // One snapshot for the head, the sizes, the page, the gaps and the data key, as SQLite's read transaction
     // gives.
-    return this.#tx(async (c): Promise<MailboxPage> => {
+    return this.#tx(async (c): Promise<port.MailboxPage> => {
       const a = buf(address)
       const row = (
         await c.query<{ device_id: number; mailbox_head_seq: number; key_id: Buffer }>(
@@ -1553,7 +1506,7 @@ export class PostgresStore implements Store {
           [a],
         )
       ).rows[0]
-      if (!row || row.device_id !== deviceId) return { entries: [], gaps: [], headSeq: 0 }
+      if (!accounts.isDevice(row, deviceId)) return mail.emptyPage()
       // Sizes first (octet_length of a TOASTed bytea reads its header, not the value; a sealed envelope is its
       // plaintext plus SEAL_OVERHEAD bytes), then only the envelopes that fit: the page never loads more than
       // it returns.
@@ -1575,32 +1528,21 @@ export class PostgresStore implements Store {
                 [a, deviceId, afterSeq, cut.lastSeq],
               )
             ).rows
-      let entries: MailboxPage['entries'] = []
+      let entries: port.MailboxPage['entries'] = []
       if (rows.length > 0) {
         const s = await this.#sealer(c, a, row.key_id)
-        entries = rows.map((r) => ({
-          seq: r.seq,
-          messageId: u8(r.message_id),
-          envelope: s.open('mailbox.envelope', [deviceId, r.seq], r.envelope, r.message_id),
-          receivedAtMs: r.received_at_ms,
-        }))
+        entries = rows.map((r) =>
+          mail.toEntry(r, s.open('mailbox.envelope', [deviceId, r.seq], r.envelope, r.message_id)),
+        )
       }
-      // A full page ends at its last entry; otherwise the page runs to the head and takes every later gap.
-      const upTo = cut.full ? cut.lastSeq : row.mailbox_head_seq
       const gaps = (
-        await c.query<{ first_seq: number; last_seq: number; reason: GapKind }>(
+        await c.query<{ first_seq: number; last_seq: number; reason: port.GapKind }>(
           `SELECT first_seq, last_seq, reason FROM mailbox_gaps
            WHERE address = $1 AND device_id = $2 AND last_seq > $3 AND first_seq <= $4 ORDER BY first_seq`,
-          [a, deviceId, afterSeq, upTo],
+          [a, deviceId, afterSeq, mail.gapsUpTo(cut, row.mailbox_head_seq)],
         )
-      ).rows.map(
-        (g): MailboxGapRange => ({
-          firstSeq: Math.max(g.first_seq, afterSeq + 1),
-          lastSeq: g.last_seq,
-          reason: g.reason,
-        }),
-      )
-      return { entries, gaps, headSeq: row.mailbox_head_seq }
+      ).rows
+      return { entries, gaps: mail.clipGaps(gaps, afterSeq), headSeq: row.mailbox_head_seq }
     }, 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY')
   }
 
@@ -1611,11 +1553,11 @@ export class PostgresStore implements Store {
       [buf(address)],
     )
     const row = r.rows[0]
-    return row && row.device_id === deviceId ? row.mailbox_head_seq : 0
+    return accounts.isDevice(row, deviceId) ? row.mailbox_head_seq : 0
   }
 
   async ack(address: Uint8Array, deviceId: number, seqs: number[]): Promise<number> {
-    const unique = [...new Set(seqs)].filter((s) => Number.isSafeInteger(s))
+    const unique = mail.ackedSeqs(seqs)
     if (unique.length === 0) {
       this.#open()
       return 0
@@ -1655,36 +1597,25 @@ export class PostgresStore implements Store {
         const rows = (
           await c.query<{ address: Buffer; device_id: number; seq: number }>(
             `SELECT address, device_id, seq FROM mailbox WHERE received_at_ms < $1
-             ORDER BY address, device_id, seq LIMIT 5000`,
+             ORDER BY address, device_id, seq LIMIT ${mail.EXPIRE_BATCH_ROWS}`,
             [cutoffMs],
           )
         ).rows
-        const byDevice = new Map<string, { address: Buffer; deviceId: number; seqs: number[] }>()
-        for (const r of rows) {
-          const key = `${r.address.toString('hex')}/${r.device_id}`
-          let group = byDevice.get(key)
-          if (!group) {
-            group = { address: r.address, deviceId: r.device_id, seqs: [] }
-            byDevice.set(key, group)
-          }
-          group.seqs.push(r.seq)
-        }
         const now = Date.now()
         let deleted = 0
         // Groups come in address order, so concurrent sweepers take account locks in the same order.
-        for (const g of byDevice.values()) {
+        for (const g of mail.groupByDevice(rows)) {
           await this.#lockAccount(c, g.address)
           const removed = (
             await c.query<{ seq: number; size: number }>(
               `DELETE FROM mailbox WHERE address = $1 AND device_id = $2 AND seq = ANY($3::bigint[])
                AND received_at_ms < $4 RETURNING seq, octet_length(envelope) - ${SEAL_OVERHEAD} AS size`,
-              [g.address, g.deviceId, g.seqs, cutoffMs],
+              [g.address, g.deviceId, g.rows.map((r) => r.seq), cutoffMs],
             )
           ).rows
           const gone = removed.map((r) => r.seq).sort((x, y) => x - y)
           if (gone.length === 0) continue
-          for (const [first, last] of runs(gone))
-            await this.#recordGap(c, g.address, g.deviceId, first, last, 'expired', now)
+          await this.#recordExpired(c, g.address, g.deviceId, gone, now)
           // By device too: a retained device's mail expiring must not lower the current device's counters.
           await c.query(
             `UPDATE accounts SET mailbox_count = GREATEST(0, mailbox_count - $1),
@@ -1696,7 +1627,7 @@ export class PostgresStore implements Store {
         return { scanned: rows.length, n: deleted }
       })
       total += n
-      if (scanned < 5000) break
+      if (scanned < mail.EXPIRE_BATCH_ROWS) break
     }
     await this.#pool.query('DELETE FROM mailbox_gaps WHERE recorded_at_ms < $1', [cutoffMs])
     // Mail retained before the cutoff was received before it too, and has just expired: its record goes.
