@@ -6,12 +6,11 @@
  */
 import { createHmac } from 'node:crypto'
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
-import { readFile } from 'node:fs/promises'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import type { Duplex } from 'node:stream'
-import { fileURLToPath } from 'node:url'
+import type { DemoFileName, DemoFiles } from '@parley/demo'
 import { type WebSocket, WebSocketServer } from 'ws'
 import { Activations } from './Activations.js'
 import { Connection } from './Connection.js'
@@ -107,27 +106,22 @@ function clientIp(req: IncomingMessage, trustProxy: boolean): string {
   return req.socket.remoteAddress ?? 'unknown'
 }
 
-// ── Demo page (issue 6): `/` serves apps/relay/demo/. A fixed allowlist maps URL paths to files, so no
-// request path ever reaches the file system and traversal is impossible. demo.js is not checked in: it is
-// bundled from demo/src/demo.ts and the browser SDK's sources on its first request, by the script of
-// @parley/browser (esbuild is its dev dependency), so `pnpm relay` needs no build step and never serves a
-// stale bundle. Without the workspace (a deployed relay), /demo.js answers 503 and the rest of the relay is
-// unaffected.
-const DEMO_DIR = fileURLToPath(new URL('../demo/', import.meta.url))
-const DEMO_BUNDLER = new URL('../../../packages/browser/scripts/bundle.mjs', import.meta.url).href
-const DEMO_FILES: Readonly<Record<string, readonly [file: string, type: string]>> = {
+// ── Demo page (issue 6): `/` serves the demo page of @parley/demo (apps/demo), loaded on the first request
+// through its package name only. A fixed allowlist maps URL paths to its files, so no request path ever
+// reaches the file system and traversal is impossible. @parley/demo builds demo.js from its sources and the
+// browser SDK's when its dist/ is missing or stale, so `pnpm relay` needs no build step and never serves a stale
+// bundle. Without it (a relay deployed without the workspace), the demo page answers 503 and the rest of the
+// relay is unaffected.
+const DEMO_FILES: Readonly<Record<string, readonly [file: DemoFileName, type: string]>> = {
   '/': ['index.html', 'text/html; charset=utf-8'],
   '/demo.js': ['demo.js', 'text/javascript; charset=utf-8'],
   '/demo.css': ['demo.css', 'text/css; charset=utf-8'],
 }
-let demoJs: Promise<Buffer> | undefined
-function demoFile(file: string): Promise<Buffer> {
-  if (file !== 'demo.js') return readFile(join(DEMO_DIR, file))
-  demoJs ??= import(DEMO_BUNDLER).then(async (m: { bundleDemo(): Promise<string> }) =>
-    Buffer.from(await m.bundleDemo()),
-  )
-  demoJs.catch(() => (demoJs = undefined)) // retry on the next request
-  return demoJs
+let demoFiles: Promise<DemoFiles> | undefined
+function demoFile(file: DemoFileName): Promise<Buffer> {
+  demoFiles ??= import('@parley/demo').then((demo) => demo.demoFiles())
+  demoFiles.catch(() => (demoFiles = undefined)) // retry on the next request
+  return demoFiles.then((files) => files[file])
 }
 function serveDemo(path: string, req: IncomingMessage, res: ServerResponse, log: Logger): boolean {
   if (!Object.hasOwn(DEMO_FILES, path)) return false

@@ -1,15 +1,13 @@
-// Browser bundles of the SDK, built with esbuild's JS API. Workspace packages resolve to their TypeScript
-// sources through the `parley-source` export condition, so nothing needs a prior `tsc` build.
+// Browser bundles of the SDK, built with esbuild's JS API (scripts/size.mjs measures the same build).
+// Workspace packages resolve to their TypeScript sources through the `parley-source` export condition, so
+// nothing needs a prior `tsc` build.
 //
 //   node scripts/bundle.mjs          writes dist-browser/parley.js (the SDK as one minified ESM file)
-//   node scripts/bundle.mjs --demo   writes dist-browser/demo.js (the demo page's script; the relay builds
-//                                    it itself on the first request of /demo.js, this is for a look at it)
 import { mkdir, writeFile } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
 import * as esbuild from 'esbuild'
 
 export const PACKAGE_DIR = fileURLToPath(new URL('..', import.meta.url))
-export const DEMO_DIR = fileURLToPath(new URL('../../../apps/relay/demo/', import.meta.url))
 
 /** esbuild options shared by every browser bundle: what a user's bundler would do with the package. */
 export const browserOptions = {
@@ -47,21 +45,9 @@ export async function bundle(entry, extra = {}) {
 /** The SDK as one minified ESM module. */
 export const bundleSdk = (extra) => bundle(`${PACKAGE_DIR}src/index.ts`, extra)
 
-/** The demo page's script, SDK included (the relay serves it at /demo.js, built on first request). */
-export async function bundleDemo() {
-  const { code } = await bundle(`${DEMO_DIR}src/demo.ts`)
-  return code
-}
-
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   await mkdir(`${PACKAGE_DIR}dist-browser`, { recursive: true })
-  if (process.argv.includes('--demo')) {
-    const code = await bundleDemo()
-    await writeFile(`${PACKAGE_DIR}dist-browser/demo.js`, code)
-    console.log(`wrote dist-browser/demo.js (${(code.length / 1024).toFixed(1)} KB)`)
-  } else {
-    const { code } = await bundleSdk()
-    await writeFile(`${PACKAGE_DIR}dist-browser/parley.js`, code)
-    console.log(`wrote dist-browser/parley.js (${(code.length / 1024).toFixed(1)} KB)`)
-  }
+  const { code } = await bundleSdk()
+  await writeFile(`${PACKAGE_DIR}dist-browser/parley.js`, code)
+  console.log(`wrote dist-browser/parley.js (${(code.length / 1024).toFixed(1)} KB)`)
 }

@@ -1,5 +1,7 @@
-// The browser SDK in headless Chromium (Debian's package, driven by playwright-core) against the real relay
-// process of the contract tests, with codes captured by the harness's webhook inbox.
+// The browser SDK, and the demo page (@parley/demo) that a relay serves, in headless Chromium (Debian's package,
+// driven by playwright-core) against the real relay process of the contract tests, with codes captured by the
+// harness's webhook inbox. Here rather than in packages/browser or apps/demo: a test that runs a relay depends on
+// @parley/relay, which depends on @parley/demo and so on @parley/browser, so it can only live downstream of them.
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -7,6 +9,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { IncomingMessage, ParleyClient } from '@parley/client'
+import * as esbuild from 'esbuild'
 import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
@@ -17,12 +20,10 @@ import {
   type Relay,
   startRelay,
   until,
-} from '../../../tests/contract/harness.js'
-// @ts-expect-error: a plain .mjs script without type declarations
-import { bundleSdk } from '../scripts/bundle.mjs'
+} from './harness.js'
 
 const CHROMIUM = '/usr/bin/chromium'
-const SCREENSHOT = fileURLToPath(new URL('../../../test-results/demo.png', import.meta.url))
+const SCREENSHOT = fileURLToPath(new URL('../../test-results/demo.png', import.meta.url))
 const haveChromium = existsSync(CHROMIUM)
 const required =
   process.env.PARLEY_REQUIRE_SERVICES !== undefined && process.env.PARLEY_REQUIRE_SERVICES !== ''
@@ -31,6 +32,28 @@ const ALICE = '+1 415 555 0140'
 const BOB = '+1 415 555 0141'
 const CAROL = '+1 415 555 0142' // the Node client
 const e164 = (n: string) => `+${n.replace(/\D/g, '')}`
+
+/** @parley/browser as one script that defines the global `Parley`, from its sources (as a user's bundler would). */
+async function bundleSdk(): Promise<string> {
+  const result = await esbuild.build({
+    stdin: {
+      contents: "export * from '@parley/browser'",
+      resolveDir: fileURLToPath(new URL('.', import.meta.url)),
+    },
+    bundle: true,
+    format: 'iife',
+    globalName: 'Parley',
+    platform: 'browser',
+    target: 'es2022',
+    conditions: ['parley-source', 'browser', 'import'],
+    mainFields: ['browser', 'module', 'main'],
+    minify: true,
+    legalComments: 'none',
+    logLevel: 'silent',
+    write: false,
+  })
+  return result.outputFiles[0]!.text
+}
 
 if (!haveChromium && !required) {
   console.log(`browser e2e tests skipped: ${CHROMIUM} is missing (apt-get install chromium; CI requires it)`)
@@ -131,11 +154,7 @@ describe.skipIf(!haveChromium && !required)(
 
     beforeAll(async () => {
       if (!haveChromium) throw new Error(`${CHROMIUM} is missing and PARLEY_REQUIRE_SERVICES is set`)
-      const [bundled] = await Promise.all([
-        bundleSdk({ format: 'iife', globalName: 'Parley' }) as Promise<{ code: string }>,
-        codes.start(),
-      ])
-      sdk = bundled.code
+      ;[sdk] = await Promise.all([bundleSdk(), codes.start()])
       await launchRelay()
       pageServer = createServer((req, res) => {
         if (req.url === '/parley.js') res.writeHead(200, { 'content-type': 'text/javascript' }).end(sdk)

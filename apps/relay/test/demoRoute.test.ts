@@ -1,7 +1,7 @@
-// The relay's static route for the demo page (apps/relay/src/server.ts, "Demo page" block).
+// The relay's static route for the demo page (src/server.ts, "Demo page" block), serving @parley/demo's files.
 import { request } from 'node:http'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { type RunningRelay, startRelay } from '../../../apps/relay/src/index.js'
+import { type RunningRelay, startRelay } from '../src/index.js'
 
 describe('the demo page can be turned off', () => {
   it('answers 404 at / with --demo false, even with --dev', async () => {

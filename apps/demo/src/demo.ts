@@ -1,10 +1,7 @@
 // The demo page's script: two panes, each a Parley client with its own IndexedDB database, so the two
-// are distinct devices. Built into ../demo.js by packages/browser/scripts/bundle.mjs --demo.
-import {
-  createClient,
-  type IncomingMessage,
-  type ParleyClient,
-} from '../../../../packages/browser/src/index.js'
+// are distinct devices. Bundled with the SDK into dist/demo.js by lib/index.ts (`pnpm --filter @parley/demo build`,
+// or on the relay's first request of /demo.js).
+import { createClient, type IncomingMessage, type ParleyClient } from '@parley/browser'
 
 interface SentMessage {
   id: string
