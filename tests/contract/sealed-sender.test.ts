@@ -126,7 +126,7 @@ describe('unidentified delivery', () => {
   })
 
   it('refuses a wrong token with FORBIDDEN, stores nothing, and counts it', async () => {
-    const conn = await RawConn.open(env.relay.url)
+    const conn = await RawConn.open(env.relay.baseUrl)
     const forbidden = await metric(
       env.relay.metricsUrl,
       'parley_relay_unidentified_sends_total',
@@ -167,10 +167,10 @@ describe('unidentified delivery', () => {
     const token = (await storeValue(join(dir, 'alice.db'), `delivery/peer/${bob.address}`))!
     expect(token).toHaveLength(32)
     const body = () => junkSend(hexBytes(bob.address!), token)
-    const authed = await login(env.relay.url, keys)
+    const authed = await login(env.relay.baseUrl, keys)
     expect(await authed.request(body()).catch((e: ParleyError) => e.code)).toBe('BAD_REQUEST')
     authed.close()
-    const anon = await RawConn.open(env.relay.url)
+    const anon = await RawConn.open(env.relay.baseUrl)
     await anon.request(body()) // accepted: junk inside, but a valid token (bob will refuse the contents)
     const err = await anon
       .request({
@@ -179,14 +179,14 @@ describe('unidentified delivery', () => {
       .catch((e: ParleyError) => e.code)
     expect(err).toBe('BAD_REQUEST')
     anon.close()
-    alice = await reopen(env.relay.url, join(dir, 'alice.db'))
+    alice = await reopen(env.relay.baseUrl, join(dir, 'alice.db'))
     aliceGot = inbox(alice)
   })
 
   it('a rotated token is refused; the sender falls back to the authenticated path and nothing is lost', async () => {
     const oldToken = (await storeValue(join(dir, 'alice.db'), `delivery/peer/${bob.address}`))!
     await bob.rotateDeliveryToken()
-    const conn = await RawConn.open(env.relay.url)
+    const conn = await RawConn.open(env.relay.baseUrl)
     const code = await conn.request(junkSend(hexBytes(bob.address!), oldToken)).then(
       () => 'accepted',
       (e: ParleyError) => e.code,
@@ -272,20 +272,24 @@ describe('a replayed first message', () => {
     await dave0.close()
     const mallory = await activatedClient(env.relay, env.codes, M, { storePath: join(dir, 'mallory.db') })
     await mallory.close()
-    const m = await login(env.relay.url, await readDevice(join(dir, 'mallory.db')))
+    const m = await login(env.relay.baseUrl, await readDevice(join(dir, 'mallory.db')))
     // Use up dave's one-time prekeys, so alice's first message uses none (the case a replay could reset).
     for (;;) {
       const b = (await m.request({ prekeyBundleQuery: { address: hexBytes(daveAddress) } })).prekeyBundle!
       if (!b.oneTimePrekey) break
     }
-    await alice.send(D, 'first message, no one-time prekey')
+    const delivered: string[] = []
+    alice.on('delivered', (d) => delivered.push(d.id))
+    const { id } = await alice.send(D, 'first message, no one-time prekey')
+    // send() resolves once the message is queued; the capture below needs it in dave's mailbox.
+    await until(() => delivered.includes(id), 15_000, 'the first message to reach the mailbox')
     // The attacker captures the sealed envelope from dave's mailbox (as a relay operator could).
-    const spy = await login(env.relay.url, await readDevice(davePath))
+    const spy = await login(env.relay.baseUrl, await readDevice(davePath))
     await spy.request({ syncMailbox: { afterSeq: 0 } })
     const envelope = spy.pushes.find((f) => f.body === 'delivery')!.delivery!.envelope!
     spy.close()
 
-    let dave = await reopen(env.relay.url, davePath)
+    let dave = await reopen(env.relay.baseUrl, davePath)
     let daveGot = inbox(dave)
     await until(() => daveGot.length === 1, 15_000, 'the genuine first message')
     const sessionKey = `session/${alice.address}`
@@ -304,7 +308,7 @@ describe('a replayed first message', () => {
       })
     // 1. While the session exists.
     await replay()
-    dave = await reopen(env.relay.url, davePath)
+    dave = await reopen(env.relay.baseUrl, davePath)
     daveGot = inbox(dave)
     await until(() => dave.stats.replaysRefused === 1, 15_000, 'the first replay to be refused')
     await dave.close()
@@ -314,7 +318,7 @@ describe('a replayed first message', () => {
     await store.write([{ key: sessionKey }])
     await store.close()
     await replay()
-    dave = await reopen(env.relay.url, davePath)
+    dave = await reopen(env.relay.baseUrl, davePath)
     daveGot = inbox(dave)
     await until(() => dave.stats.replaysRefused === 1, 15_000, 'the second replay to be refused')
     await dave.close()
@@ -344,7 +348,7 @@ describe('the relay trust root', () => {
     }
     // Shipped with another root: nothing is sent past the handshake.
     const wrong = await createClient({
-      relayUrl: env.relay.url,
+      relayUrl: env.relay.baseUrl,
       defaultRegion: 'US',
       requestTimeoutMs: 1500,
       reconnect: { minDelayMs: 50, maxDelayMs: 100 },
@@ -367,7 +371,7 @@ describe('the relay trust root', () => {
     await store.write([{ key: 'relay/trust-root', value: new Uint8Array(32).fill(1) }])
     await store.close()
     const repinned = await createClient({
-      relayUrl: env.relay.url,
+      relayUrl: env.relay.baseUrl,
       storePath,
       defaultRegion: 'US',
       reconnect: { minDelayMs: 50, maxDelayMs: 100 },
@@ -377,7 +381,7 @@ describe('the relay trust root', () => {
     expect(repinned.connectionState).not.toBe('online')
     await repinned.close()
     await expect(
-      createClient({ relayUrl: env.relay.url, relayKeys: { trustRoot: 'not hex' } }),
+      createClient({ relayUrl: env.relay.baseUrl, relayKeys: { trustRoot: 'not hex' } }),
     ).rejects.toThrow(TypeError)
   }, 60_000)
 })
