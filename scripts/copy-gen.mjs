@@ -1,4 +1,4 @@
-// Copies the generated files tsc does not emit (parley.d.ts, schema.json) into dist/gen after `tsc`.
+// Copies the generated files tsc does not emit (schema.json) into dist/gen after `tsc`.
 import { copyFileSync, mkdirSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
 

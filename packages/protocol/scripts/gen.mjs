@@ -1,10 +1,10 @@
-// Regenerates src/gen/ from proto/parley/v1 (docs/architecture.md §3): the message types (parley.d.ts), a compact
-// schema table (schema.ts) that the runtime codec in src/internal/pb.ts walks, and a JSON descriptor that keeps
-// the (parley.v1.data_class) annotations for the schema tests and the privacy manifest.
-// The static protobufjs codecs go to test/gen/ only: the codec cross-check test compares against them, and they
-// give pbts the types. They are sparse so that the imported google/protobuf/descriptor.proto is not emitted.
+// Regenerates src/gen/ from proto/parley/v1 (docs/architecture.md §3): Parley's own message types (types.ts), a
+// compact schema table (schema.ts) that the runtime codec in src/internal/pb.ts walks, and a JSON descriptor that
+// keeps the (parley.v1.data_class) annotations for the schema tests and the privacy manifest.
+// The static protobufjs codecs and their pbts types go to test/gen/ only: the codec cross-check test compares
+// against them. They are sparse so that the imported google/protobuf/descriptor.proto is not emitted.
 import { execFileSync } from 'node:child_process'
-import { copyFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
@@ -43,7 +43,7 @@ execFileSync(
   ],
   { stdio: 'inherit' },
 )
-execFileSync(bin('pbts'), ['--no-comments', '-o', join(gen, 'parley.d.ts'), join(testGen, 'parley.js')], {
+execFileSync(bin('pbts'), ['--no-comments', '-o', join(testGen, 'parley.d.ts'), join(testGen, 'parley.js')], {
   stdio: 'inherit',
 })
 execFileSync(
@@ -65,23 +65,9 @@ execFileSync(
 const json = JSON.parse(readFileSync(join(gen, 'schema.json'), 'utf8'))
 const parley = { nested: { parley: json.nested.parley } }
 writeFileSync(join(gen, 'schema.json'), `${JSON.stringify(parley, null, 2)}\n`)
-for (const p of [join(testGen, 'parley.js'), join(gen, 'parley.d.ts')]) {
+for (const p of [join(testGen, 'parley.js'), join(testGen, 'parley.d.ts')]) {
   const text = readFileSync(p, 'utf8')
   if (!text.startsWith(header)) writeFileSync(p, header + text)
-}
-copyFileSync(join(gen, 'parley.d.ts'), join(testGen, 'parley.d.ts'))
-// src/gen/parley.d.ts describes types only: there is no protobufjs runtime behind it, so drop the static
-// create/encode/decode declarations and the protobufjs and long imports, and type 64-bit integers as numbers
-// (which is what src/internal/pb.ts decodes them to).
-{
-  const p = join(gen, 'parley.d.ts')
-  const text = readFileSync(p, 'utf8')
-    .split('\n')
-    .filter((line) => !/^\s*static |^import .*"(protobufjs|long)"/.test(line))
-    .join('\n')
-    .replaceAll('|Long', '')
-  if (/\$protobuf|\bLong\b/.test(text)) throw new Error('parley.d.ts still refers to protobufjs or Long')
-  writeFileSync(p, text)
 }
 
 // The schema table: per message, its fields in field-number order (the order the static encoder writes them),
@@ -91,7 +77,6 @@ copyFileSync(join(gen, 'parley.d.ts'), join(testGen, 'parley.d.ts'))
 const SCALARS = { uint32: 0, uint64: 1, bool: 2, string: 3, bytes: 4 }
 const ENUM = 5
 const types = json.nested.parley.nested.v1.nested
-const usedEnums = new Set()
 const table = []
 for (const [name, t] of Object.entries(types)) {
   if (!t.fields) continue
@@ -105,7 +90,6 @@ for (const [name, t] of Object.entries(types)) {
         const ref = types[d.type]
         if (ref?.values) {
           type = ENUM
-          usedEnums.add(d.type)
         } else if (ref?.fields) type = d.type
         else throw new Error(`${name}.${f}: type ${d.type} is not supported by src/internal/pb.ts`)
       }
@@ -116,14 +100,9 @@ for (const [name, t] of Object.entries(types)) {
     })
   table.push(`  ${name}: [${fields.join(', ')}],`)
 }
-const enums = [...usedEnums].sort().map((e) => {
-  const values = Object.entries(types[e].values).map(([k, v]) => `  ${k}: ${v},`)
-  return `/** Values of the \`parley.v1.${e}\` enum. */\nexport const ${e} = {\n${values.join('\n')}\n} as unknown as typeof parley.v1.${e}\n`
-})
 writeFileSync(
   join(gen, 'schema.ts'),
-  `${header}import type { parley } from './parley.js'
-
+  `${header}
 /** A field: [number, name, type (0 uint32, 1 uint64, 2 bool, 3 string, 4 bytes, 5 enum, or a message name), repeated, oneof]. */
 export type Field = readonly [number, string, number | string, number, string?]
 
@@ -131,6 +110,105 @@ export type Field = readonly [number, string, number | string, number, string?]
 export const messages: Record<string, readonly Field[]> = {
 ${table.join('\n')}
 }
-
-${enums.join('\n')}`,
+`,
 )
+
+// Parley's own message types (src/gen/types.ts), which the codec's results and inputs are typed by:
+// - `X` is a message as src/internal/pb.ts decodes it: every implicit-presence scalar is set (its proto3 zero
+//   value when absent on the wire), every repeated field is an array, a nested message or a proto3 `optional`
+//   field is present or not (`?`), and each oneof is a discriminated union on its name (`frame.body`), whose
+//   members are absent except the one it names.
+// - `XInput` is what the encoder takes: every field optional (zero values and absent fields encode the same).
+{
+  const scalarTs = {
+    uint32: 'number',
+    uint64: 'number',
+    bool: 'boolean',
+    string: 'string',
+    bytes: 'Uint8Array',
+  }
+  const tsOf = (d, input) => {
+    if (scalarTs[d.type]) return scalarTs[d.type]
+    if (types[d.type]?.values) return 'number'
+    return input ? `${d.type}Input` : d.type
+  }
+  const pascal = (s) => s[0].toUpperCase() + s.slice(1)
+  const out = [
+    header,
+    '/**',
+    " * Exactly one member of a oneof: the oneof's name `D` holds the member's name, the member holds its value,",
+    " * and every other member is absent. Narrow with `if (frame.body === 'delivery') frame.delivery…`.",
+    ' */',
+    'export type OneOf<D extends string, M> = {',
+    '  [K in keyof M]: { [P in D]: K } & { [P in K]: M[K] } & { [P in Exclude<keyof M, K>]?: undefined }',
+    '}[keyof M]',
+    '',
+    '/** A oneof with no member set (a message decoded without one). */',
+    'export type NoneOf<D extends string, M> = { [P in D]?: undefined } & { [P in keyof M]?: undefined }',
+    '',
+  ]
+  for (const [name, t] of Object.entries(types)) {
+    if (t.values) {
+      const values = Object.entries(t.values).map(([k, v]) => `  ${k}: ${v},`)
+      out.push(
+        `/** Values of the \`parley.v1.${name}\` enum (a decoded field may hold a value this version does not know). */`,
+        `export const ${name} = {\n${values.join('\n')}\n} as const`,
+        '',
+      )
+      continue
+    }
+    if (!t.fields) continue
+    const real = Object.entries(t.oneofs ?? {}).filter(([o]) => !o.startsWith('_'))
+    const inReal = new Set(real.flatMap(([, { oneof }]) => oneof))
+    const plain = Object.entries(t.fields)
+      .sort(([, a], [, b]) => a.id - b.id)
+      .filter(([f]) => !inReal.has(f))
+    const decoded = plain.map(([f, d]) => {
+      const many = d.rule === 'repeated'
+      const optional =
+        !many && (d.options?.proto3_optional === true || (!scalarTs[d.type] && !types[d.type]?.values))
+      return `  ${f}${optional ? '?' : ''}: ${tsOf(d, false)}${many ? '[]' : ''}`
+    })
+    const input = Object.entries(t.fields)
+      .sort(([, a], [, b]) => a.id - b.id)
+      .map(([f, d]) => `  ${f}?: ${tsOf(d, true)}${d.rule === 'repeated' ? '[]' : ''} | null`)
+    const doc = `\`parley.v1.${name}\``
+    const unions = []
+    for (const [o, { oneof }] of real) {
+      const members = oneof.map((f) => `  ${f}: ${tsOf(t.fields[f], false)}`).join('\n')
+      const union = `${name}${pascal(o)}`
+      out.push(
+        `/** The members of ${doc}'s oneof \`${o}\`, by name. */`,
+        `export interface ${union}Members {\n${members}\n}`,
+        '',
+        `/** ${doc}'s oneof \`${o}\` with one member set. */`,
+        `export type ${union} = OneOf<'${o}', ${union}Members>`,
+        '',
+      )
+      unions.push(`(${union} | NoneOf<'${o}', ${union}Members>)`)
+    }
+    const base = `{\n${decoded.join('\n')}\n}`
+    out.push(
+      `/** ${doc} as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */`,
+      unions.length === 0
+        ? `export interface ${name} ${base}`
+        : `export type ${name} = ${base} & ${unions.join(' & ')}`,
+      '',
+      `/** ${doc} as the encoder takes it: every field optional; a zero value and an absent field encode the same. */`,
+      `export interface ${name}Input {\n${input.join('\n')}\n}`,
+      '',
+    )
+  }
+  const names = Object.entries(types)
+    .filter(([, t]) => t.fields)
+    .map(([n]) => n)
+  out.push(
+    '/** Every message of package parley.v1 by name, as decoded. */',
+    `export interface Messages {\n${names.map((n) => `  ${n}: ${n}`).join('\n')}\n}`,
+    '',
+    '/** Every message of package parley.v1 by name, as the encoder takes it. */',
+    `export interface MessageInputs {\n${names.map((n) => `  ${n}: ${n}Input`).join('\n')}\n}`,
+    '',
+  )
+  writeFileSync(join(gen, 'types.ts'), `${out.join('\n')}`)
+}

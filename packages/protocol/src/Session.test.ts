@@ -3,7 +3,6 @@
 import { ed25519 } from '@noble/curves/ed25519.js'
 import { describe, expect, it } from 'vitest'
 import { makeDevice, seededRandom } from '../test/e2e/helpers.js'
-import type { parley } from './gen/parley.js'
 import {
   type CiphertextMessage,
   openEnvelope,
@@ -180,7 +179,7 @@ describe('Session set-up (PQXDH)', () => {
 
   it('refuses a KEM ciphertext of the wrong length with BAD_REQUEST', async () => {
     const { bob, alice, first } = await pair('kemlen')
-    const m = decodeMessage<parley.v1.PrekeyMessage>('PrekeyMessage', first.body)
+    const m = decodeMessage('PrekeyMessage', first.body)
     m.kemCiphertext = m.kemCiphertext.subarray(0, 1087)
     const body = encodeMessage('PrekeyMessage', m)
     const sender = {
@@ -196,7 +195,7 @@ describe('Session set-up (PQXDH)', () => {
 
   it('refuses a forged KEM ciphertext (implicit rejection makes the first message fail)', async () => {
     const { bob, alice, first } = await pair('kemforge')
-    const m = decodeMessage<parley.v1.PrekeyMessage>('PrekeyMessage', first.body)
+    const m = decodeMessage('PrekeyMessage', first.body)
     m.kemCiphertext = m.kemCiphertext.map((x, i) => (i === 7 ? x ^ 0x40 : x))
     const body = encodeMessage('PrekeyMessage', m)
     const sender = {
@@ -258,7 +257,7 @@ describe('Session messages (Double Ratchet)', () => {
     const { a, b } = await pair('jump')
     a.decrypt(b.encrypt(enc.encode('r')))
     // Forge Alice's sending counter (the receiver must refuse before deriving 25,001 keys).
-    const rec = decodeMessage<parley.v1.SessionRecord>('SessionRecord', a.serialize())
+    const rec = decodeMessage('SessionRecord', a.serialize())
     rec.sendingCounter = 25_001
     const forged = Session.deserialize(encodeMessage('SessionRecord', rec))
     const before = b.serialize()

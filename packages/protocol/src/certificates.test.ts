@@ -4,7 +4,6 @@ import { createPublicKey, verify } from 'node:crypto'
 import fc from 'fast-check'
 import { afterEach, describe, expect, it } from 'vitest'
 import { makeDevice, makeRelayKeys, seededRandom } from '../test/e2e/helpers.js'
-import type { parley } from './gen/parley.js'
 import {
   CERTIFICATE_SKEW_MS,
   type CiphertextMessage,
@@ -78,17 +77,14 @@ describe('sender certificates', () => {
   })
 
   it('has signatures that an independent Ed25519 implementation (OpenSSL) accepts', () => {
-    const outer = decodeMessage<parley.v1.SenderCertificate>('SenderCertificate', aliceCert)
-    const body = decodeMessage<parley.v1.SenderCertificateBody>('SenderCertificateBody', outer.body!)
+    const outer = decodeMessage('SenderCertificate', aliceCert)
+    const body = decodeMessage('SenderCertificateBody', outer.body!)
     const key = (raw: Uint8Array) =>
       createPublicKey({
         key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(raw).toString('base64url') },
         format: 'jwk',
       })
-    const signerBody = decodeMessage<parley.v1.ServerCertificateBody>(
-      'ServerCertificateBody',
-      body.signer!.body!,
-    )
+    const signerBody = decodeMessage('ServerCertificateBody', body.signer!.body!)
     const label = (s: string) => Buffer.from(s)
     expect(
       verify(
@@ -187,8 +183,8 @@ describe('sender certificates', () => {
     expect(code(() => verifySenderCertificate(aliceCert, { ...opts, trustRoot: otherRelay.trustRoot }))).toBe(
       'SENDER_UNVERIFIED',
     )
-    const outer = decodeMessage<parley.v1.SenderCertificate>('SenderCertificate', aliceCert)
-    const body = decodeMessage<parley.v1.SenderCertificateBody>('SenderCertificateBody', outer.body!)
+    const outer = decodeMessage('SenderCertificate', aliceCert)
+    const body = decodeMessage('SenderCertificateBody', outer.body!)
     const sig = body.signer!.signature!.slice()
     sig[0]! ^= 1
     const tampered = encodeMessage('SenderCertificate', {
@@ -291,7 +287,7 @@ describe('OPRF key certificates', () => {
     const v = verifyOprfKeyCertificate(cert, relay.trustRoot, { keyId: 3, publicKey }, Date.now())
     expect(v).toEqual(fields)
     // Independently: OpenSSL checks the trust root's signature over the label and the exact body bytes.
-    const outer = decodeMessage<parley.v1.OprfKeyCertificate>('OprfKeyCertificate', cert)
+    const outer = decodeMessage('OprfKeyCertificate', cert)
     const root = createPublicKey({
       key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(relay.trustRoot).toString('base64url') },
       format: 'jwk',

@@ -15,7 +15,7 @@ import { sha256 } from '@noble/hashes/sha2.js'
 import { bytesToHex } from '@noble/hashes/utils.js'
 import { getCryptoProvider } from './cryptoProvider.js'
 import { ParleyError } from './errors.js'
-import type { parley } from './gen/parley.js'
+import type * as wire from './gen/types.js'
 import {
   ADDRESS_BYTES,
   abytes,
@@ -184,9 +184,9 @@ export function createSenderCertificate(
   if (fields.numberCommitment.length !== 0 && fields.numberCommitment.length !== COMMITMENT_BYTES) {
     throw new RangeError('numberCommitment must be empty or 32 bytes')
   }
-  let signer: parley.v1.ServerCertificate
+  let signer: wire.ServerCertificate
   try {
-    signer = decodeMessage<parley.v1.ServerCertificate>('ServerCertificate', serverCertificate)
+    signer = decodeMessage('ServerCertificate', serverCertificate)
   } catch (cause) {
     throw new ParleyError('BAD_REQUEST', 'malformed server certificate', { cause })
   }
@@ -235,18 +235,18 @@ export function verifySenderCertificate(
   const skew = options.skewMs ?? CERTIFICATE_SKEW_MS
   aTime(skew, 'skewMs')
   if (!(certificate instanceof Uint8Array) || certificate.length === 0) refuse('no sender certificate')
-  let outer: parley.v1.SenderCertificate
-  let body: parley.v1.SenderCertificateBody
-  let signerBody: parley.v1.ServerCertificateBody
+  let outer: wire.SenderCertificate
+  let body: wire.SenderCertificateBody
+  let signerBody: wire.ServerCertificateBody
   try {
-    outer = decodeMessage<parley.v1.SenderCertificate>('SenderCertificate', certificate)
-    body = decodeMessage<parley.v1.SenderCertificateBody>('SenderCertificateBody', own(outer.body))
+    outer = decodeMessage('SenderCertificate', certificate)
+    body = decodeMessage('SenderCertificateBody', own(outer.body))
     const signer = body.signer
     if (!signer) refuse('the certificate names no signer')
     if (!verifySigner(options.trustRoot, own(signer.body), own(signer.signature))) {
       refuse('the signing key is not certified by the pinned trust root')
     }
-    signerBody = decodeMessage<parley.v1.ServerCertificateBody>('ServerCertificateBody', own(signer.body))
+    signerBody = decodeMessage('ServerCertificateBody', own(signer.body))
   } catch (cause) {
     if (ParleyError.is(cause, 'SENDER_UNVERIFIED')) throw cause
     refuse('malformed sender certificate', cause)
@@ -361,14 +361,14 @@ export function verifyOprfKeyCertificate(
   }
   if (!(certificate instanceof Uint8Array) || certificate.length === 0)
     fail('not certified by the trust root')
-  let outer: parley.v1.OprfKeyCertificate
-  let body: parley.v1.OprfKeyCertificateBody
+  let outer: wire.OprfKeyCertificate
+  let body: wire.OprfKeyCertificateBody
   try {
-    outer = decodeMessage<parley.v1.OprfKeyCertificate>('OprfKeyCertificate', certificate!)
+    outer = decodeMessage('OprfKeyCertificate', certificate!)
     if (!verifyEd25519(trustRoot, concatBytes(LABEL_OPRF_KEY, own(outer.body)), own(outer.signature))) {
       fail('the certificate is not signed by the pinned trust root')
     }
-    body = decodeMessage<parley.v1.OprfKeyCertificateBody>('OprfKeyCertificateBody', own(outer.body))
+    body = decodeMessage('OprfKeyCertificateBody', own(outer.body))
   } catch (cause) {
     if (ParleyError.is(cause, 'VERIFICATION_FAILED')) throw cause
     return fail('malformed certificate', cause)

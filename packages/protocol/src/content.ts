@@ -4,7 +4,7 @@
  * @module
  */
 import { ParleyError } from './errors.js'
-import type { parley } from './gen/parley.js'
+import type * as wire from './gen/types.js'
 import { abytes } from './internal/bytes.js'
 import { own } from './internal/e2eCrypto.js'
 import { decodeMessage, encodeMessage } from './internal/pb.js'
@@ -69,7 +69,7 @@ export function encodeContent(content: Content): Uint8Array {
     throw new TypeError('senderNumber must be a string of at most 32 characters')
   }
   if (content.deliveryToken !== undefined) abytes(content.deliveryToken, 32, 'deliveryToken')
-  const props: parley.v1.Content.$Properties = { messageId: content.messageId, sentAtMs: content.sentAtMs }
+  const props: wire.ContentInput = { messageId: content.messageId, sentAtMs: content.sentAtMs }
   if (content.senderNumber) props.senderNumber = content.senderNumber
   if (content.deliveryToken) props.deliveryToken = content.deliveryToken
   if (hasText) props.text = content.text as string
@@ -109,9 +109,9 @@ export function encodeContent(content: Content): Uint8Array {
  */
 export function decodeContent(bytes: Uint8Array): Content {
   abytes(bytes, undefined, 'bytes')
-  let c: parley.v1.Content
+  let c: wire.Content
   try {
-    c = decodeMessage<parley.v1.Content>('Content', bytes)
+    c = decodeMessage('Content', bytes)
   } catch (cause) {
     throw new ParleyError('BAD_REQUEST', 'malformed content', { cause })
   }

@@ -168,7 +168,11 @@ describe('frame codecs', () => {
         syncMailbox: fc.record({ afterSeq: fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }) }),
       }),
       fc.record({
-        activationStart: fc.record({ phoneNumber: fc.string({ minLength: 1 }), consent: fc.constant(true) }),
+        activationStart: fc.record({
+          phoneNumber: fc.string({ minLength: 1 }),
+          consent: fc.constant(true),
+          powSolution: b(8),
+        }),
       }),
     )
     fc.assert(

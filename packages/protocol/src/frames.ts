@@ -5,8 +5,9 @@
  * @module
  */
 import { type ErrorCode, errorCodeFromWire, errorCodeToWire, ParleyError } from './errors.js'
-import type { parley } from './gen/parley.js'
-import { messages, ErrorCode as WireErrorCodes, GapReason as WireGapReason } from './gen/schema.js'
+import { messages } from './gen/schema.js'
+import type * as wire from './gen/types.js'
+import { ErrorCode as WireErrorCodes, GapReason as WireGapReason } from './gen/types.js'
 import { decodeMessage, encodeMessage, type MessageName, RepeatedLimitError } from './internal/pb.js'
 
 /** Protocol major version spoken by this package; the relay refuses another major. */
@@ -32,29 +33,25 @@ export const DEFAULT_LIMITS = {
   maxPrekeysPerUpload: 200,
 } as const
 
-/** Deeply replaces the generated types' `Long | number` by `number` and drops the generated class identity. */
-export type Wire<T> = T extends Uint8Array
-  ? Uint8Array
-  : T extends number
-    ? number
-    : T extends (infer U)[]
-      ? Wire<U>[]
-      : T extends object
-        ? { [K in keyof T as K extends '$unknowns' ? never : K]: Wire<T[K]> }
-        : T
-
-/** A decoded client → relay frame. Exactly one body field is set, named by `body`. */
-export type ClientFrame = Wire<parley.v1.ClientFrame.$Properties> & { requestId: number; body: ClientBody }
-/** A decoded relay → client frame. Exactly one body field is set, named by `body`. */
-export type ServerFrame = Wire<parley.v1.ServerFrame.$Properties> & { requestId: number; body: ServerBody }
+/**
+ * A decoded client → relay frame: exactly one body is set, and `body` names it, so `if (frame.body ===
+ * 'sendMessage')` narrows `frame.sendMessage` to a set `SendMessage` (a discriminated union on `body`).
+ */
+export type ClientFrame = { requestId: number } & wire.ClientFrameBody
+/** A decoded relay → client frame: exactly one body is set, and `body` names it (a discriminated union). */
+export type ServerFrame = { requestId: number } & wire.ServerFrameBody
 /** The name of a client frame's body. */
-export type ClientBody = NonNullable<parley.v1.ClientFrame['body']>
+export type ClientBody = keyof wire.ClientFrameBodyMembers
 /** The name of a server frame's body. */
-export type ServerBody = NonNullable<parley.v1.ServerFrame['body']>
+export type ServerBody = keyof wire.ServerFrameBodyMembers
+/** The decoded body of client frame `B`, e.g. `ClientBodyOf<'sendMessage'>` is `SendMessage`. */
+export type ClientBodyOf<B extends ClientBody> = wire.ClientFrameBodyMembers[B]
+/** The decoded body of server frame `B`, e.g. `ServerBodyOf<'delivery'>` is `Delivery`. */
+export type ServerBodyOf<B extends ServerBody> = wire.ServerFrameBodyMembers[B]
 /** The input to {@link encodeClientFrame}: a request id and one body. */
-export type ClientFrameInput = Wire<parley.v1.ClientFrame.$Properties>
+export type ClientFrameInput = wire.ClientFrameInput
 /** The input to {@link encodeServerFrame}: a request id (0 for pushes) and one body. */
-export type ServerFrameInput = Wire<parley.v1.ServerFrame.$Properties>
+export type ServerFrameInput = wire.ServerFrameInput
 
 /** Wire `ErrorCode` and `GapReason` enums, as generated from the schema. */
 export const WireErrorCode = WireErrorCodes
@@ -88,7 +85,7 @@ function normalize(value: unknown, depth: number): unknown {
 }
 
 function decodeFrame(
-  type: MessageName,
+  type: 'ClientFrame' | 'ServerFrame',
   bytes: Uint8Array,
   maxBytes: number,
   what: string,
@@ -98,7 +95,7 @@ function decodeFrame(
   if (bytes.length > maxBytes) {
     throw new ParleyError('TOO_LARGE', `${what} is ${bytes.length} bytes, over the ${maxBytes}-byte limit`)
   }
-  let decoded: { body?: string; requestId?: unknown; $unknowns?: unknown[] }
+  let decoded: { body?: string; $unknowns?: unknown[] }
   try {
     // Keep unknown fields so that an unknown body is told from a missing one.
     decoded = decodeMessage(type, bytes, { keepUnknown: true, maxRepeated })
@@ -161,6 +158,17 @@ export function decodeClientFrame(
   options: ClientFrameDecodeOptions = {},
 ): ClientFrame {
   return decodeFrame('ClientFrame', bytes, maxBytes, 'client frame', options.maxRepeated) as ClientFrame
+}
+
+/**
+ * The value of a decoded frame's one body (`frame[frame.body]`), for code that routes frames by `body` without
+ * narrowing each case itself.
+ * @example const request = frameBody(frame) // the SendMessage of a sendMessage frame
+ */
+export function frameBody(frame: ClientFrame): ClientBodyOf<ClientBody>
+export function frameBody(frame: ServerFrame): ServerBodyOf<ServerBody>
+export function frameBody(frame: ClientFrame | ServerFrame): unknown {
+  return (frame as unknown as Record<string, unknown>)[frame.body]
 }
 
 /** Body names of `ClientFrame` by field number (built on first use, so that bundles without it drop it). */

@@ -38,13 +38,14 @@ export type { ErrorCode, ParleyErrorOptions, RegistrationLockChallenge } from '.
 export { ERROR_CODES, errorCodeFromWire, errorCodeToWire, isErrorCode, ParleyError } from './errors.js'
 export type {
   ClientBody,
+  ClientBodyOf,
   ClientFrame,
   ClientFrameDecodeOptions,
   ClientFrameInput,
   ServerBody,
+  ServerBodyOf,
   ServerFrame,
   ServerFrameInput,
-  Wire,
   WireError,
 } from './frames.js'
 export {
@@ -53,6 +54,7 @@ export {
   decodeServerFrame,
   encodeClientFrame,
   encodeServerFrame,
+  frameBody,
   GapReason,
   PROTOCOL_MAJOR,
   PROTOCOL_MINOR,
@@ -61,6 +63,8 @@ export {
   WireErrorCode,
   wireErrorFrom,
 } from './frames.js'
+/** Every wire message type as decoded (`wire.Delivery`) and as encoded (`wire.DeliveryInput`), generated from proto/. */
+export type * as wire from './gen/types.js'
 export type { IdentityKeyPair, RandomSource } from './identity.js'
 export { generateIdentity } from './identity.js'
 export { normalizeNumber } from './normalizeNumber.js'

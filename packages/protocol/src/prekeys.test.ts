@@ -1,7 +1,6 @@
 // Prekeys and bundles: signatures are over signing.ts payloads; bundles survive the generated wire codec.
 import { describe, expect, it } from 'vitest'
 import { makeDevice, seededRandom } from '../test/e2e/helpers.js'
-import type { parley } from './gen/parley.js'
 import {
   generateIdentity,
   generateKemPrekey,
@@ -48,7 +47,7 @@ describe('prekeys', () => {
     const bob = makeDevice('bob', random)
     for (const bundle of [bob.bundle(), bob.bundle({ oneTime: false, oneTimeKem: false })]) {
       const bytes = encodeMessage('PrekeyBundle', prekeyBundleToWire(bundle))
-      const back = prekeyBundleFromWire(decodeMessage<parley.v1.PrekeyBundle>('PrekeyBundle', bytes))
+      const back = prekeyBundleFromWire(decodeMessage('PrekeyBundle', bytes))
       expect(back).toEqual(bundle)
       expect(Object.getPrototypeOf(back.identityKey)).toBe(Uint8Array.prototype)
       verifyPrekeyBundle(back)

@@ -10,7 +10,7 @@
 import { ed25519 } from '@noble/curves/ed25519.js'
 import { ml_kem768 } from '@noble/post-quantum/ml-kem.js'
 import { ParleyError } from './errors.js'
-import type { parley } from './gen/parley.js'
+import type * as wire from './gen/types.js'
 import { assertIdentityKeyPair, type IdentityKeyPair } from './identity.js'
 import { ADDRESS_BYTES, abytes, au32, IDENTITY_KEY_BYTES, SIGNATURE_BYTES } from './internal/bytes.js'
 import {
@@ -169,7 +169,7 @@ function wireU32(value: unknown, what: string): number {
  * @throws ParleyError `BAD_REQUEST` for a missing field or a wrong length
  * @example const bundle = prekeyBundleFromWire(frame.prekeyBundle)
  */
-export function prekeyBundleFromWire(wire: parley.v1.PrekeyBundle.$Properties): PrekeyBundle {
+export function prekeyBundleFromWire(wire: wire.PrekeyBundleInput): PrekeyBundle {
   if (typeof wire !== 'object' || wire === null) throw bad('missing')
   const spk = wire.signedPrekey
   const kem = wire.kemPrekey
@@ -207,9 +207,9 @@ export function prekeyBundleFromWire(wire: parley.v1.PrekeyBundle.$Properties): 
  * @throws TypeError / RangeError for a malformed bundle
  * @example const bytes = encodeServerFrame({ requestId, prekeyBundle: prekeyBundleToWire(bundle) })
  */
-export function prekeyBundleToWire(bundle: PrekeyBundle): parley.v1.PrekeyBundle.$Properties {
+export function prekeyBundleToWire(bundle: PrekeyBundle): wire.PrekeyBundleInput {
   assertBundleShape(bundle)
-  const out: parley.v1.PrekeyBundle.$Properties = {
+  const out: wire.PrekeyBundleInput = {
     address: bundle.address,
     deviceId: bundle.deviceId,
     identityKey: bundle.identityKey,

@@ -2,7 +2,6 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { makeDevice, seededRandom } from '../test/e2e/helpers.js'
-import type { parley } from './gen/parley.js'
 import { type CiphertextMessage, openEnvelope, ParleyError, sealEnvelope } from './index.js'
 import { decodeMessage, encodeMessage } from './internal/pb.js'
 
@@ -28,7 +27,7 @@ const prekeyBody = new Uint8Array(
     signedPrekeyId: 1,
     kemPrekeyId: 2,
     kemCiphertext: random(1088),
-    message: decodeMessage<parley.v1.RatchetMessage>('RatchetMessage', ratchetBody),
+    message: decodeMessage('RatchetMessage', ratchetBody),
   }),
 )
 const message: CiphertextMessage = { kind: 'ratchet', body: ratchetBody }

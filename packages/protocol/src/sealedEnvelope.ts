@@ -16,7 +16,7 @@
  */
 import { opensNumberCommitment, type SenderCertificate, verifySenderCertificate } from './certificates.js'
 import { ParleyError } from './errors.js'
-import type { parley } from './gen/parley.js'
+import type * as wire from './gen/types.js'
 import { assertIdentityKeyPair, type IdentityKeyPair } from './identity.js'
 import { ADDRESS_BYTES, abytes, au32, concatBytes, equalBytes, IDENTITY_KEY_BYTES } from './internal/bytes.js'
 import {
@@ -195,9 +195,9 @@ export function openEnvelope(
   abytes(envelopeBytes, undefined, 'envelopeBytes')
   if (envelopeBytes.length > MAX_ENVELOPE_BYTES)
     throw new ParleyError('TOO_LARGE', 'envelope exceeds 256 KiB')
-  let env: parley.v1.SealedEnvelope
+  let env: wire.SealedEnvelope
   try {
-    env = decodeMessage<parley.v1.SealedEnvelope>('SealedEnvelope', envelopeBytes)
+    env = decodeMessage('SealedEnvelope', envelopeBytes)
   } catch (cause) {
     throw new ParleyError('BAD_REQUEST', 'malformed sealed envelope', { cause })
   }
@@ -213,9 +213,9 @@ export function openEnvelope(
     const senderIdentityKey = aeadOpen(key, ZERO_NONCE, encryptedSenderKey, ephemeral)
     const k2 = staticKey(dh(recipientSecret, identityDhPublic(senderIdentityKey)), chain, encryptedSenderKey)
     const content = aeadOpen(k2, ZERO_NONCE, own(env.ciphertext), concatBytes(ephemeral, recipient))
-    let c: parley.v1.SealedContent
+    let c: wire.SealedContent
     try {
-      c = decodeMessage<parley.v1.SealedContent>('SealedContent', content)
+      c = decodeMessage('SealedContent', content)
     } catch (cause) {
       throw new ParleyError('BAD_REQUEST', 'malformed sealed content', { cause })
     }

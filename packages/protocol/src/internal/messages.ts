@@ -2,7 +2,7 @@
 // Decoders accept only canonical encodings: they re-encode what they decoded and refuse anything that differs
 // or carries unknown fields, so no byte of a message can change without being refused.
 import { ParleyError } from '../errors.js'
-import type { parley } from '../gen/parley.js'
+import type * as wire from '../gen/types.js'
 import { KEM_CIPHERTEXT_BYTES } from '../prekeys.js'
 import { equalBytes, IDENTITY_KEY_BYTES } from './bytes.js'
 import { AEAD_TAG_BYTES, own, X25519_BYTES } from './e2eCrypto.js'
@@ -27,7 +27,7 @@ export interface DecodedPrekeyMessage {
 const malformed = (what: string, cause?: unknown) =>
   new ParleyError('BAD_REQUEST', `malformed ${what}`, cause === undefined ? {} : { cause })
 
-function ratchetProps(m: DecodedRatchetMessage): parley.v1.RatchetMessage.$Properties {
+function ratchetProps(m: DecodedRatchetMessage): wire.RatchetMessageInput {
   return {
     ratchetKey: m.header.ratchetKey,
     counter: m.header.counter,
@@ -41,7 +41,7 @@ export function encodeRatchetMessage(m: DecodedRatchetMessage): Uint8Array {
 }
 
 export function encodePrekeyMessage(m: DecodedPrekeyMessage): Uint8Array {
-  const props: parley.v1.PrekeyMessage.$Properties = {
+  const props: wire.PrekeyMessageInput = {
     identityKey: m.identityKey,
     baseKey: m.baseKey,
     signedPrekeyId: m.signedPrekeyId,
@@ -53,16 +53,15 @@ export function encodePrekeyMessage(m: DecodedPrekeyMessage): Uint8Array {
   return encodeMessage('PrekeyMessage', props)
 }
 
-function fromRatchetObject(
-  r: parley.v1.RatchetMessage.$Properties | null | undefined,
-): DecodedRatchetMessage {
-  if (!r || r.$unknowns?.length) throw malformed('ratchet message')
+// Unknown fields need no check here: decodeMessage drops them, so the canonical re-encoding differs.
+function fromRatchetObject(r: wire.RatchetMessage | undefined): DecodedRatchetMessage {
+  if (!r) throw malformed('ratchet message')
   const ratchetKey = own(r.ratchetKey)
   const ciphertext = own(r.ciphertext)
   if (ratchetKey.length !== X25519_BYTES) throw malformed('ratchet message: ratchet key')
   if (ciphertext.length < AEAD_TAG_BYTES) throw malformed('ratchet message: ciphertext')
   return {
-    header: { ratchetKey, counter: r.counter ?? 0, previousCounter: r.previousCounter ?? 0 },
+    header: { ratchetKey, counter: r.counter, previousCounter: r.previousCounter },
     ciphertext,
   }
 }
@@ -87,7 +86,7 @@ export function decodeRatchetMessage(bytes: Uint8Array): DecodedRatchetMessage {
   return decodeCanonical(
     bytes,
     'ratchet message',
-    (b) => fromRatchetObject(decodeMessage<parley.v1.RatchetMessage>('RatchetMessage', b)),
+    (b) => fromRatchetObject(decodeMessage('RatchetMessage', b)),
     encodeRatchetMessage,
   )
 }
@@ -97,8 +96,7 @@ export function decodePrekeyMessage(bytes: Uint8Array): DecodedPrekeyMessage {
     bytes,
     'prekey message',
     (b) => {
-      const p = decodeMessage<parley.v1.PrekeyMessage>('PrekeyMessage', b)
-      if (p.$unknowns?.length) throw malformed('prekey message')
+      const p = decodeMessage('PrekeyMessage', b)
       const identityKey = own(p.identityKey)
       const baseKey = own(p.baseKey)
       const kemCiphertext = own(p.kemCiphertext)
@@ -110,9 +108,9 @@ export function decodePrekeyMessage(bytes: Uint8Array): DecodedPrekeyMessage {
       return {
         identityKey,
         baseKey,
-        signedPrekeyId: p.signedPrekeyId ?? 0,
-        oneTimePrekeyId: p.oneTimePrekeyId ?? undefined,
-        kemPrekeyId: p.kemPrekeyId ?? 0,
+        signedPrekeyId: p.signedPrekeyId,
+        oneTimePrekeyId: p.oneTimePrekeyId,
+        kemPrekeyId: p.kemPrekeyId,
         kemCiphertext,
         message: fromRatchetObject(p.message),
       }

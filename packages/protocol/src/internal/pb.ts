@@ -2,8 +2,10 @@
 // protobufjs runtime and static codecs (about 20 KB min+gzip in the browser bundle) and supports exactly the
 // scalar types the schema uses: uint32, uint64 (as numbers ≤ 2^53 − 1), bool, string, bytes and enums.
 // Its output is byte-identical to protobufjs' static encoder (src/internal/pb.test.ts checks every message
-// against it), and decoded objects have the same own properties as protobufjs' decoded instances:
-// - proto3 implicit-presence scalars are written only when not zero / false / empty, and decoded only when so;
+// against it), and decoded objects hold the values protobufjs' decoded instances read as, typed by the
+// generated src/gen/types.ts:
+// - proto3 implicit-presence scalars are written only when not zero / false / empty, and decoded always: an
+//   absent one as its zero value (where protobufjs leaves it to the prototype's default);
 // - oneof members (including proto3 `optional` fields, in protobufjs' synthetic oneof `_name`) are written
 //   whenever set; decoding keeps the last member seen and sets the oneof's name, as a non-enumerable property,
 //   to the member's name (`frame.body === 'hello'`);
@@ -13,6 +15,7 @@
 // (TextEncoder), where protobufjs writes the surrogate's 3 bytes, invalid UTF-8 that its own strict decoder
 // (and ours) refuses, so such a text message could never be read.
 import { type Field, messages } from '../gen/schema.js'
+import type { MessageInputs, Messages } from '../gen/types.js'
 
 const UINT32 = 0
 const UINT64 = 1
@@ -51,7 +54,7 @@ export class RepeatedLimitError extends RangeError {
 }
 
 /** The name of a message of package parley.v1, as in src/gen/schema.ts. */
-export type MessageName = keyof typeof messages & string
+export type MessageName = keyof Messages
 
 function fieldsOf(type: string): readonly Field[] {
   const fields = messages[type]
@@ -178,11 +181,11 @@ function encode(type: string, msg: Record<string, unknown>, depth: number): Uint
 /**
  * Encodes a message as protobufjs' static `parley.v1.<type>.encode(msg).finish()` would.
  * @param type - the message's name in package parley.v1
- * @param msg - its properties (`parley.v1.<type>.$Properties`); `$unknowns` are written back as they came
+ * @param msg - its fields (src/gen/types.ts `<type>Input`); `$unknowns` are written back as they came
  * @returns the encoding, a plain Uint8Array
  * @throws TypeError for an unknown type
  */
-export function encodeMessage(type: MessageName, msg: object): Uint8Array {
+export function encodeMessage<N extends MessageName>(type: N, msg: MessageInputs[N]): Uint8Array {
   return encode(type, msg as Record<string, unknown>, 0)
 }
 
@@ -342,8 +345,7 @@ function readMessage(
           for (const f of fields) if (f[4] === oneof) delete msg[f[1]]
           msg[name] = v
           Object.defineProperty(msg, oneof, { value: name, writable: true, configurable: true })
-        } else if (typeof t === 'string' || !isDefault(t, v)) msg[name] = v
-        else delete msg[name]
+        } else msg[name] = v
         continue
       }
     }
@@ -357,13 +359,18 @@ function readMessage(
   }
   if (r.pos !== end) throw new RangeError('index out of range')
   r.end = outer
+  // Implicit-presence scalars read as their proto3 zero value when absent (src/gen/types.ts types them so).
+  for (const [, name, t, repeated, oneof] of fields) {
+    if (repeated || oneof !== undefined || typeof t === 'string' || has(msg, name)) continue
+    msg[name] = t === BYTES ? new Uint8Array(0) : t === STRING ? '' : t === BOOL ? false : 0
+  }
   return msg
 }
 
 /**
- * Decodes a message; the result has the own properties protobufjs' static `decode` would set (absent fields
- * and proto3 zero values stay unset, so callers read them with `?? default`; repeated fields are arrays). Bytes are plain Uint8Array copies
- * and 64-bit integers numbers.
+ * Decodes a message, typed as src/gen/types.ts says: implicit-presence scalars always set (zero values when
+ * absent), repeated fields arrays, nested messages and proto3 `optional` fields only when present, a oneof's
+ * name set to its member's. Bytes are plain Uint8Array copies and 64-bit integers numbers.
  * @param type - the message's name in package parley.v1
  * @param bytes - its encoding
  * @param options - `keepUnknown` to collect unknown fields in `$unknowns`; `maxRepeated` to stop early
@@ -371,12 +378,12 @@ function readMessage(
  * @throws RepeatedLimitError past `maxRepeated`; RangeError when truncated or when a 64-bit integer exceeds 2^53 − 1; Error when malformed (invalid
  *   varint, wire type or UTF-8, nesting too deep)
  */
-export function decodeMessage<T = Record<string, unknown>>(
-  type: MessageName,
+export function decodeMessage<N extends MessageName>(
+  type: N,
   bytes: Uint8Array,
   options: DecodeOptions = {},
-): T {
+): Messages[N] {
   const r = new Reader(bytes, bytes.length)
   const limit = options.maxRepeated ?? Number.POSITIVE_INFINITY
-  return readMessage(r, type, bytes.length, 0, options.keepUnknown === true, limit) as T
+  return readMessage(r, type, bytes.length, 0, options.keepUnknown === true, limit) as unknown as Messages[N]
 }

@@ -1,6 +1,6 @@
-// Session.serialize() format: parley.v1.SessionRecord (proto/parley/v1/session_state.proto), local storage only.
+// Session.serialize() format: wire.SessionRecord (proto/parley/v1/session_state.proto), local storage only.
 import { ParleyError } from '../errors.js'
-import type { parley } from '../gen/parley.js'
+import type * as wire from '../gen/types.js'
 import { ADDRESS_BYTES, concatBytes, equalBytes, IDENTITY_KEY_BYTES } from './bytes.js'
 import { own, X25519_BYTES } from './e2eCrypto.js'
 import { decodeMessage, encodeMessage } from './pb.js'
@@ -28,8 +28,8 @@ export interface SessionData {
   accepted: PendingPrekey | undefined
 }
 
-function prekeyProps(p: PendingPrekey): parley.v1.PendingPrekey.$Properties {
-  const out: parley.v1.PendingPrekey.$Properties = {
+function prekeyProps(p: PendingPrekey): wire.PendingPrekeyInput {
+  const out: wire.PendingPrekeyInput = {
     signedPrekeyId: p.signedPrekeyId,
     kemPrekeyId: p.kemPrekeyId,
     kemCiphertext: p.kemCiphertext,
@@ -38,7 +38,7 @@ function prekeyProps(p: PendingPrekey): parley.v1.PendingPrekey.$Properties {
   return out
 }
 
-function prekeyFrom(p: parley.v1.PendingPrekey.$Properties | null | undefined): PendingPrekey | undefined {
+function prekeyFrom(p: wire.PendingPrekeyInput | null | undefined): PendingPrekey | undefined {
   if (!p) return undefined
   return {
     signedPrekeyId: p.signedPrekeyId ?? 0,
@@ -50,7 +50,7 @@ function prekeyFrom(p: parley.v1.PendingPrekey.$Properties | null | undefined): 
 
 export function encodeSessionRecord(d: SessionData): Uint8Array {
   const r = d.ratchet
-  const props: parley.v1.SessionRecord.$Properties = {
+  const props: wire.SessionRecordInput = {
     version: SESSION_RECORD_VERSION,
     localIdentityKey: d.localIdentityKey,
     remoteIdentityKey: d.remoteIdentityKey,
@@ -92,9 +92,9 @@ function optionalKey(value: Uint8Array | null | undefined, what: string): Uint8A
 }
 
 export function decodeSessionRecord(bytes: Uint8Array): SessionData {
-  let r: parley.v1.SessionRecord
+  let r: wire.SessionRecord
   try {
-    r = decodeMessage<parley.v1.SessionRecord>('SessionRecord', bytes)
+    r = decodeMessage('SessionRecord', bytes)
   } catch (cause) {
     throw invalid('undecodable', cause)
   }
