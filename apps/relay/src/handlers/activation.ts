@@ -16,7 +16,7 @@ import {
   activationPayload,
   activationPowDigest,
   addressFromToken,
-  type ClientFrame,
+  type ClientBodyOf,
   checkActivationPow,
   MAX_POW_SOLUTION_BYTES,
   normalizeNumber,
@@ -30,7 +30,7 @@ import { resetBackoff, takeBackoff } from '../Backoff.js'
 import { smsGuard } from '../SmsGuard.js'
 import { VerifierVeto } from '../Verifier.js'
 import { evaluateOwnNumber } from './discovery.js'
-import { checkPrekeys, verifyPrekeys } from './prekeys.js'
+import { checkPrekeys, NO_PREKEYS, verifyPrekeys } from './prekeys.js'
 import { checkRegistrationLock } from './registrationLock.js'
 import type { Caller } from './scope.js'
 import { refuseOnAnonymous } from './session.js'
@@ -73,9 +73,12 @@ function checkPow(conn: Caller, phoneNumber: string, solution: Uint8Array): stri
 }
 
 /** `ActivationStart` → `ActivationStarted`. */
-export async function activationStart(conn: Caller, frame: ClientFrame): Promise<Reply> {
+export async function activationStart(
+  conn: Caller,
+  request: ClientBodyOf<'activationStart'>,
+): Promise<Reply> {
   const { activations, verifier, policies, metrics, log, config, limiter } = conn.ctx
-  const a = frame.activationStart!
+  const a = request
   refuseOnAnonymous(conn)
   conn.activating = true
   if (a.consent !== true)
@@ -83,7 +86,7 @@ export async function activationStart(conn: Caller, frame: ClientFrame): Promise
   const raw = requireE164(a.phoneNumber)
   const e164 = normalizeNumber(raw)
   // Before any quota: a request without its proof of work costs the relay one hash and nobody an SMS.
-  const pow = checkPow(conn, raw, a.powSolution instanceof Uint8Array ? a.powSolution : new Uint8Array(0))
+  const pow = checkPow(conn, raw, a.powSolution)
   await charge(conn, 'activation_ip', `act:net:${conn.network}`, 1, policies.activationIp)
   const numberKey = activations.numberKey(e164)
   // Keyed like the other per-number quotas; reset once an activation of the number completes.
@@ -168,35 +171,36 @@ export async function activationStart(conn: Caller, frame: ClientFrame): Promise
  * When the number's account has a registration lock in force, the right code is not enough: the PIN's proof
  * must match too (`REGISTRATION_LOCKED` otherwise, the activation left pending for a retry with the PIN).
  */
-export async function activationConfirm(conn: Caller, frame: ClientFrame): Promise<Reply> {
+export async function activationConfirm(
+  conn: Caller,
+  request: ClientBodyOf<'activationConfirm'>,
+): Promise<Reply> {
   const { activations, store, oprf, fanout, metrics, log, config, policies } = conn.ctx
-  const c = frame.activationConfirm!
+  const c = request
   refuseOnAnonymous(conn)
   conn.activating = true
   const activationId = requireBytes(c.activationId, 16, 'activation_id')
   const identityKey = requireBytes(c.identityKey, 32, 'identity_key')
-  const signature = c.identitySignature instanceof Uint8Array ? c.identitySignature : new Uint8Array()
-  const upload = c.prekeys ?? {}
+  const signature = c.identitySignature
+  const upload = c.prekeys ?? NO_PREKEYS
   if (!upload.signedPrekey) throw new ParleyError('BAD_REQUEST', 'a signed prekey is required')
   if (!upload.lastResortKemPrekey)
     throw new ParleyError('BAD_REQUEST', 'a last-resort KEM prekey is required')
   const signedCount =
-    (upload.oneTimeKemPrekeys?.length ?? 0) +
-    (upload.signedPrekey ? 1 : 0) +
-    (upload.lastResortKemPrekey ? 1 : 0)
+    upload.oneTimeKemPrekeys.length + (upload.signedPrekey ? 1 : 0) + (upload.lastResortKemPrekey ? 1 : 0)
   if (signedCount > config.maxActivationSignedPrekeys) {
     throw new ParleyError(
       'TOO_LARGE',
       `at most ${config.maxActivationSignedPrekeys} signed prekeys at activation; upload more once authenticated`,
     )
   }
-  if ((upload.oneTimePrekeys?.length ?? 0) > Math.min(config.maxPrekeysPerUpload, config.maxStoredPrekeys)) {
+  if (upload.oneTimePrekeys.length > Math.min(config.maxPrekeysPerUpload, config.maxStoredPrekeys)) {
     throw new ParleyError('TOO_LARGE', 'too many one-time prekeys')
   }
-  const salt = c.numberSalt instanceof Uint8Array ? c.numberSalt : new Uint8Array(0)
+  const salt = c.numberSalt
   if (salt.length !== 0 && salt.length !== 32)
     throw new ParleyError('BAD_REQUEST', 'number_salt must be 32 bytes')
-  const blinded = c.blindedNumber instanceof Uint8Array ? c.blindedNumber : new Uint8Array(0)
+  const blinded = c.blindedNumber
   if (blinded.length !== 0 && blinded.length !== 32)
     throw new ParleyError('BAD_REQUEST', 'blinded_number must be 32 bytes')
   await charge(
@@ -213,7 +217,7 @@ export async function activationConfirm(conn: Caller, frame: ClientFrame): Promi
   if (numberKey !== undefined)
     await charge(conn, 'code_guesses', `guess:${numberKey}`, 1, policies.codeGuesses)
   const code = typeof c.code === 'string' ? c.code : ''
-  const proof = c.registrationLockProof instanceof Uint8Array ? c.registrationLockProof : new Uint8Array(0)
+  const proof = c.registrationLockProof
   let number: string
   let keepRegistrationLock: boolean
   const key = oprf.current

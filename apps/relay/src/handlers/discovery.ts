@@ -3,9 +3,9 @@
  * per-account and per-network quotas, and k-anonymous membership by address prefix.
  * @module
  */
-import { type ClientFrame, ParleyError } from '@parley/protocol'
+import { type ClientBodyOf, ParleyError } from '@parley/protocol'
 import type { OprfKey } from '../OprfKeyring.js'
-import type { Caller } from './scope.js'
+import type { DeviceScope, RequestScope } from './scope.js'
 import { charge, type Reply, requireBytes } from './util.js'
 
 /** Most addresses returned for one prefix (a prefix this crowded means the prefix is too short). */
@@ -20,7 +20,7 @@ const PREFIXES_PER_SLICE = 25
  * valid element: the device then checks its address the slow way.
  */
 export async function evaluateOwnNumber(
-  conn: Caller,
+  conn: RequestScope,
   key: OprfKey,
   blinded: Uint8Array,
 ): Promise<{ keyId: number; evaluatedElements: Uint8Array[]; proof: Uint8Array } | undefined> {
@@ -36,13 +36,16 @@ export async function evaluateOwnNumber(
 }
 
 /** `OprfEvaluate` → `OprfEvaluated`. */
-export async function oprfEvaluate(conn: Caller, frame: ClientFrame): Promise<Reply> {
-  const { oprf, config, policies, metrics } = conn.ctx
-  const req = frame.oprfEvaluate!
-  const keyId = req.keyId ?? 0
+export async function oprfEvaluate(
+  scope: DeviceScope,
+  request: ClientBodyOf<'oprfEvaluate'>,
+): Promise<Reply> {
+  const { oprf, config, policies, metrics } = scope.ctx
+  const req = request
+  const keyId = req.keyId
   const key = oprf.get(keyId)
   if (!key) throw new ParleyError('NOT_FOUND', 'unknown OPRF key id; use a key announced in ServerHello')
-  const elements = req.blindedElements ?? []
+  const elements = req.blindedElements
   if (elements.length === 0) throw new ParleyError('BAD_REQUEST', 'no blinded elements')
   if (elements.length > config.maxDiscoveryBatch) {
     throw new ParleyError('TOO_LARGE', `at most ${config.maxDiscoveryBatch} elements per batch`)
@@ -50,11 +53,11 @@ export async function oprfEvaluate(conn: Caller, frame: ClientFrame): Promise<Re
   for (const e of elements) requireBytes(e, 32, 'blinded element')
   // Authenticated only (the route says so): every evaluation is charged to an account that needed a real number
   // to exist, and to the source network, which Sybil accounts on one network share.
-  const device = conn.device!
-  await charge(conn, 'oprf_account', `oprf:acct:${device.quotaId}`, elements.length, policies.oprfAccount)
-  await charge(conn, 'oprf_network', `oprf:net:${conn.network}`, elements.length, policies.oprfIp)
+  const device = scope.device
+  await charge(scope, 'oprf_account', `oprf:acct:${device.quotaId}`, elements.length, policies.oprfAccount)
+  await charge(scope, 'oprf_network', `oprf:net:${scope.network}`, elements.length, policies.oprfIp)
   // Off the event loop: a full batch is ~0.5 s of curve arithmetic (OprfPool.ts).
-  const pool = conn.ctx.oprfPool
+  const pool = scope.ctx.oprfPool
   const { evaluatedElements, proof } = await pool.evaluate(key.secretKey, key.publicKey, elements)
   metrics.oprfEvaluations.inc(elements.length)
   return { oprfEvaluated: { keyId, evaluatedElements, proof } }
@@ -68,17 +71,20 @@ export async function oprfEvaluate(conn: Caller, frame: ClientFrame): Promise<Re
  * every address returned is charged to the account (`--membership-addresses-*`), so downloading the whole
  * directory is slow and counted; the store reads run in slices of the heavy lane.
  */
-export async function membershipQuery(conn: Caller, frame: ClientFrame): Promise<Reply> {
-  const { config, store, policies, metrics } = conn.ctx
-  const q = frame.membershipQuery!
-  const bits = q.prefixBits ?? 0
+export async function membershipQuery(
+  scope: DeviceScope,
+  request: ClientBodyOf<'membershipQuery'>,
+): Promise<Reply> {
+  const { config, store, policies, metrics } = scope.ctx
+  const q = request
+  const bits = q.prefixBits
   // The length announced to this connection: it adapts to the population (MembershipLength.ts), and a client
   // keeps the one its ServerHello gave until it reconnects.
-  const announced = conn.membershipPrefixBits
+  const announced = scope.membershipPrefixBits
   if (bits !== announced) {
     throw new ParleyError('BAD_REQUEST', `prefix_bits must be ${announced}, as announced`)
   }
-  const prefixes = q.prefixes ?? []
+  const prefixes = q.prefixes
   if (prefixes.length === 0) throw new ParleyError('BAD_REQUEST', 'no prefixes')
   if (prefixes.length > config.maxDiscoveryBatch) {
     throw new ParleyError('TOO_LARGE', `at most ${config.maxDiscoveryBatch} prefixes per query`)
@@ -97,16 +103,16 @@ export async function membershipQuery(conn: Caller, frame: ClientFrame): Promise
     distinct.push(prefix)
   }
   // Each prefix costs a store read, answered or empty: charged before reading, with the addresses after.
-  const quota = `member:acct:${conn.device!.quotaId}`
-  await charge(conn, 'membership', quota, distinct.length, policies.membership)
-  const reads = await conn.ctx.lane.map(distinct, PREFIXES_PER_SLICE, (prefix) =>
+  const quota = `member:acct:${scope.device.quotaId}`
+  await charge(scope, 'membership', quota, distinct.length, policies.membership)
+  const reads = await scope.ctx.lane.map(distinct, PREFIXES_PER_SLICE, (prefix) =>
     store.addressesWithPrefix(prefix, bits, MAX_BUCKET),
   )
   const buckets = await Promise.all(
     distinct.map(async (prefix, i) => ({ prefix, addresses: await reads[i]! })),
   )
   const returned = buckets.reduce((n, b) => n + b.addresses.length, 0)
-  if (returned > 0) await charge(conn, 'membership', quota, returned, policies.membership)
+  if (returned > 0) await charge(scope, 'membership', quota, returned, policies.membership)
   metrics.membershipAddresses.inc(returned)
   return { membershipResult: { buckets } }
 }

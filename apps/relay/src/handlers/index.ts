@@ -1,10 +1,17 @@
 /**
  * Routes a decoded client frame to its handler, enforcing the connection state machine: `Hello` first;
  * before authentication only hello, activation and ping; unidentified sends only on a
- * connection that never authenticated (which then never can).
+ * connection that never authenticated (which then never can). Each handler gets the frame's body, typed for
+ * its route, and the narrowest scope its route allows (handlers/scope.ts).
  * @module
  */
-import { type ClientBody, type ClientFrame, ParleyError } from '@parley/protocol'
+import {
+  type ClientBody,
+  type ClientBodyOf,
+  type ClientFrame,
+  frameBody,
+  ParleyError,
+} from '@parley/protocol'
 import { networkOf } from '../internal/network.js'
 import { activationConfirm, activationStart } from './activation.js'
 import { membershipQuery, oprfEvaluate } from './discovery.js'
@@ -19,7 +26,7 @@ import {
 import { prekeyBundleQuery, prekeyCountQuery, prekeyUpload } from './prekeys.js'
 import { rebindAddress } from './rebind.js'
 import { setRegistrationLock } from './registrationLock.js'
-import type { Caller } from './scope.js'
+import { type Caller, type DeviceScope, deviceScope } from './scope.js'
 import {
   authenticate,
   deactivate,
@@ -29,56 +36,96 @@ import {
   senderCertificateRequest,
   setDeliveryToken,
 } from './session.js'
-import { type AnonymousHandler, type AnonymousScope, unidentifiedSend } from './unidentified.js'
+import { type AnonymousScope, unidentifiedSend } from './unidentified.js'
 
 import type { Reply } from './util.js'
 
 export type { Commit } from './mail.js'
 export type { Reply } from './util.js'
 
-/** A frame handler. `frame[frame.body]` is set. */
-export type Handler = (conn: Caller, frame: ClientFrame) => Promise<Reply | undefined>
+/**
+ * A handler of a frame that may come before authentication: it gets the connection, whose state it changes, and
+ * the request id (for the one that answers and closes by itself).
+ */
+export type OpenHandler<B extends ClientBody> = (
+  conn: Caller,
+  request: ClientBodyOf<B>,
+  requestId: number,
+) => Promise<Reply | undefined>
+/** A handler of an authenticated frame: it gets the device's {@link DeviceScope}, never the connection. */
+export type DeviceHandler<B extends ClientBody> = (
+  scope: DeviceScope,
+  request: ClientBodyOf<B>,
+) => Promise<Reply>
+/** A handler of an unidentified frame: it gets an {@link AnonymousScope}, so it cannot learn the sender. */
+export type UnidentifiedHandler<B extends ClientBody> = (
+  scope: AnonymousScope,
+  request: ClientBodyOf<B>,
+) => Promise<Reply>
 
 /**
- * A route: `auth` handlers get the connection (and with `auth: true` only once it is authenticated);
- * `anonymous` handlers get an {@link AnonymousScope} and never the connection, so they cannot learn the sender.
+ * A route. The kind decides what the handler gets, so a handler written for an authenticated request (it takes
+ * a {@link DeviceScope}) cannot be registered as an open route, and an open one never sees a device it was not
+ * given: `open` handlers get the connection before authentication, `device` handlers run only once it has
+ * authenticated, `anonymous` handlers get an {@link AnonymousScope} and never the connection.
  */
-type Route = { auth: boolean; handler: Handler } | { auth: 'anonymous'; handler: AnonymousHandler }
+type Route<B extends ClientBody> =
+  | { kind: 'open'; handler: OpenHandler<B> }
+  | { kind: 'device'; handler: DeviceHandler<B> }
+  | { kind: 'anonymous'; handler: UnidentifiedHandler<B> }
 
-const ROUTES: Record<ClientBody, Route> = {
-  hello: { auth: false, handler: hello },
-  ping: { auth: false, handler: ping },
-  authenticate: { auth: false, handler: authenticate },
-  activationStart: { auth: false, handler: activationStart },
-  activationConfirm: { auth: false, handler: activationConfirm },
-  oprfEvaluate: { auth: true, handler: oprfEvaluate },
-  membershipQuery: { auth: true, handler: membershipQuery },
-  prekeyUpload: { auth: true, handler: prekeyUpload },
-  prekeyBundleQuery: { auth: true, handler: prekeyBundleQuery },
-  prekeyCountQuery: { auth: true, handler: prekeyCountQuery },
-  sendMessage: { auth: true, handler: sendMessage },
-  ackMessages: { auth: true, handler: ackMessages },
-  syncMailbox: { auth: true, handler: syncMailbox },
-  deactivate: { auth: true, handler: deactivate },
-  senderCertificateRequest: { auth: true, handler: senderCertificateRequest },
-  setDeliveryToken: { auth: true, handler: setDeliveryToken },
-  setRegistrationLock: { auth: true, handler: setRegistrationLock },
-  rebindAddress: { auth: true, handler: rebindAddress },
-  unidentifiedSend: { auth: 'anonymous', handler: unidentifiedSend },
+const open = <B extends ClientBody>(handler: OpenHandler<B>): Route<B> => ({ kind: 'open', handler })
+const device = <B extends ClientBody>(handler: DeviceHandler<B>): Route<B> => ({ kind: 'device', handler })
+const anonymous = <B extends ClientBody>(handler: UnidentifiedHandler<B>): Route<B> => ({
+  kind: 'anonymous',
+  handler,
+})
+
+/** Every client body and its route, typed per body. */
+const ROUTES: { readonly [B in ClientBody]: Route<B> } = {
+  hello: open(hello),
+  ping: open(ping),
+  authenticate: open(authenticate),
+  activationStart: open(activationStart),
+  activationConfirm: open(activationConfirm),
+  oprfEvaluate: device(oprfEvaluate),
+  membershipQuery: device(membershipQuery),
+  prekeyUpload: device(prekeyUpload),
+  prekeyBundleQuery: device(prekeyBundleQuery),
+  prekeyCountQuery: device(prekeyCountQuery),
+  sendMessage: device(sendMessage),
+  ackMessages: device(ackMessages),
+  syncMailbox: device(syncMailbox),
+  deactivate: device(deactivate),
+  senderCertificateRequest: device(senderCertificateRequest),
+  setDeliveryToken: device(setDeliveryToken),
+  setRegistrationLock: device(setRegistrationLock),
+  rebindAddress: device(rebindAddress),
+  unidentifiedSend: anonymous(unidentifiedSend),
 }
+
+/** The first half of a split request (see {@link admit}). */
+type Admit<B extends ClientBody> = (scope: DeviceScope, request: ClientBodyOf<B>) => Promise<Commit>
 
 /**
  * Frames whose handling splits into an ordered first half (validation, quota, submitting the store write) and a
  * second half that only awaits durability and builds the reply (see `Connection`: runs of these overlap).
  */
-const SPLIT: Partial<Record<ClientBody, (conn: Caller, frame: ClientFrame) => Promise<Commit>>> = {
+const SPLIT: { readonly [B in ClientBody]?: Admit<B> } = {
   sendMessage: admitSendMessage,
   ackMessages: admitAckMessages,
 }
 
+/**
+ * The route of `body` as one type for every body. Each entry of ROUTES is typed for its own body; reading one
+ * by a body known only at run time loses that pairing in TypeScript, which this single widening restores
+ * (the frame's `body` names the entry and its value together).
+ */
+const routeOf = (body: ClientBody) => ROUTES[body] as Route<ClientBody>
+
 /** Whether a body is refused `UNAUTHENTICATED` on a connection that has not authenticated. */
 export function needsAuthentication(body: ClientBody): boolean {
-  return Object.hasOwn(ROUTES, body) && ROUTES[body].auth === true
+  return Object.hasOwn(ROUTES, body) && ROUTES[body].kind === 'device'
 }
 
 /** Whether `frame` may be handled in two halves by {@link admit}. */
@@ -87,15 +134,21 @@ export function isSplit(frame: ClientFrame): boolean {
 }
 
 /** The state-machine checks every frame passes before its handler runs. */
-function check(conn: Caller, frame: ClientFrame): Route {
+function check(conn: Caller, frame: ClientFrame): Route<ClientBody> {
   if (frame.requestId === 0) throw new ParleyError('BAD_REQUEST', 'request_id must be non-zero')
-  const route = Object.hasOwn(ROUTES, frame.body) ? ROUTES[frame.body] : undefined
+  const route = Object.hasOwn(ROUTES, frame.body) ? routeOf(frame.body) : undefined
   if (!route) throw new ParleyError('UNSUPPORTED', 'unknown frame type')
   if (!conn.helloDone && frame.body !== 'hello' && frame.body !== 'ping') {
     throw new ParleyError('BAD_REQUEST', 'send Hello first')
   }
-  if (route.auth === true && !conn.device) throw new ParleyError('UNAUTHENTICATED', 'authenticate first')
+  if (route.kind === 'device' && !conn.device) throw new ParleyError('UNAUTHENTICATED', 'authenticate first')
   return route
+}
+
+/** The device scope of an authenticated connection (check() has refused the frame otherwise). */
+function authenticated(conn: Caller): DeviceScope {
+  if (!conn.device) throw new ParleyError('UNAUTHENTICATED', 'authenticate first')
+  return deviceScope(conn, conn.device)
 }
 
 /**
@@ -118,8 +171,10 @@ function anonymousScope(conn: Caller): AnonymousScope {
  */
 export async function dispatch(conn: Caller, frame: ClientFrame): Promise<Reply | undefined> {
   const route = check(conn, frame)
-  if (route.auth === 'anonymous') return route.handler(anonymousScope(conn), frame)
-  return route.handler(conn, frame)
+  const request = frameBody(frame)
+  if (route.kind === 'anonymous') return route.handler(anonymousScope(conn), request)
+  if (route.kind === 'device') return route.handler(authenticated(conn), request)
+  return route.handler(conn, request, frame.requestId)
 }
 
 export { refuseOnAnonymous }
@@ -131,7 +186,7 @@ export { refuseOnAnonymous }
  */
 export async function admit(conn: Caller, frame: ClientFrame): Promise<Commit> {
   check(conn, frame)
-  const first = SPLIT[frame.body]
+  const first = SPLIT[frame.body] as Admit<ClientBody> | undefined
   if (!first) throw new Error(`${frame.body} is not a split request`)
-  return first(conn, frame)
+  return first(authenticated(conn), frameBody(frame))
 }

@@ -4,9 +4,9 @@
  * (`--min-free-disk-bytes`) refuses new mail with MAILBOX_FULL; unread mail is never evicted to make room.
  * @module
  */
-import { type ClientFrame, ParleyError } from '@parley/protocol'
+import { type ClientBodyOf, ParleyError } from '@parley/protocol'
 import { refuseFull, requireEnvelope } from './mailboxGuard.js'
-import type { Caller } from './scope.js'
+import type { DeviceScope } from './scope.js'
 import { charge, type Reply, requireBytes } from './util.js'
 
 /**
@@ -21,18 +21,21 @@ export type Commit = () => Promise<Reply>
  * writes are submitted in arrival order; with a store whose `ordersConcurrentWrites` is true that is also the
  * order of their sequence numbers. Throws for every refusal that needs no store write.
  */
-export async function admitSendMessage(conn: Caller, frame: ClientFrame): Promise<Commit> {
-  const { store, fanout, config, policies, metrics } = conn.ctx
-  const m = frame.sendMessage!
+export async function admitSendMessage(
+  scope: DeviceScope,
+  request: ClientBodyOf<'sendMessage'>,
+): Promise<Commit> {
+  const { store, fanout, config, policies, metrics } = scope.ctx
+  const m = request
   const address = requireBytes(m.recipientAddress, 32, 'recipient_address')
   const messageId = requireBytes(m.messageId, 16, 'message_id')
-  const envelope = requireEnvelope(conn.ctx, m.envelope)
-  if (await conn.ctx.disk.low()) refuseFull(conn.ctx, 'disk')
-  await charge(conn, 'send', `send:acct:${conn.device!.quotaId}`, 1, policies.send)
+  const envelope = requireEnvelope(scope.ctx, m.envelope)
+  if (await scope.ctx.disk.low()) refuseFull(scope.ctx, 'disk')
+  await charge(scope, 'send', `send:acct:${scope.device.quotaId}`, 1, policies.send)
   // Bytes too, over all recipients: the mailbox quota bounds what one victim holds, this what one account
   // spreads over many (--send-bytes-*).
-  await charge(conn, 'send_bytes', `sendb:acct:${conn.device!.quotaId}`, envelope.length, policies.sendBytes)
-  const deviceId = m.recipientDeviceId ?? 0
+  await charge(scope, 'send_bytes', `sendb:acct:${scope.device.quotaId}`, envelope.length, policies.sendBytes)
+  const deviceId = m.recipientDeviceId
   const written = store.enqueue({
     address,
     deviceId,
@@ -55,7 +58,7 @@ export async function admitSendMessage(conn: Caller, frame: ClientFrame): Promis
       case 'duplicate':
         return { messageAccepted: { messageId } }
       case 'full':
-        return refuseFull(conn.ctx, result.limit)
+        return refuseFull(scope.ctx, result.limit)
       case 'stored': {
         metrics.accepted.inc()
         await fanout.publish(Buffer.from(address).toString('hex'), {
@@ -70,8 +73,8 @@ export async function admitSendMessage(conn: Caller, frame: ClientFrame): Promis
 }
 
 /** `SendMessage` → `MessageAccepted`, only once the message is committed to the recipient's mailbox. */
-export async function sendMessage(conn: Caller, frame: ClientFrame): Promise<Reply> {
-  return (await admitSendMessage(conn, frame))()
+export async function sendMessage(scope: DeviceScope, request: ClientBodyOf<'sendMessage'>): Promise<Reply> {
+  return (await admitSendMessage(scope, request))()
 }
 
 /**
@@ -79,34 +82,37 @@ export async function sendMessage(conn: Caller, frame: ClientFrame): Promise<Rep
  * submitted (see {@link admitSendMessage}). A list over `--max-acks-per-frame` is TOO_LARGE; acking faster than
  * `--acks-per-second` is RATE_LIMITED — each acked seq costs a row deletion on the store's thread.
  */
-export async function admitAckMessages(conn: Caller, frame: ClientFrame): Promise<Commit> {
-  const device = conn.device!
-  const seqs = frame.ackMessages!.seqs ?? []
-  const { maxAcksPerFrame } = conn.ctx.config
+export async function admitAckMessages(
+  scope: DeviceScope,
+  request: ClientBodyOf<'ackMessages'>,
+): Promise<Commit> {
+  const device = scope.device
+  const seqs = request.seqs
+  const { maxAcksPerFrame } = scope.ctx.config
   if (seqs.length > maxAcksPerFrame) {
     throw new ParleyError(
       'TOO_LARGE',
       `at most ${maxAcksPerFrame} sequence numbers per AckMessages; send several`,
     )
   }
-  conn.chargeAcks(seqs.length)
-  const deleted = conn.ctx.store.ack(device.address, device.deviceId, seqs)
+  scope.chargeAcks(seqs.length)
+  const deleted = scope.ctx.store.ack(device.address, device.deviceId, seqs)
   deleted.catch(() => {})
   return async () => {
     const count = await deleted
-    conn.ctx.metrics.acked.inc(count)
+    scope.ctx.metrics.acked.inc(count)
     return { acked: { count } }
   }
 }
 
 /** `AckMessages` → `Acked`: deletes the owner's entries; other devices' sequence numbers match nothing. */
-export async function ackMessages(conn: Caller, frame: ClientFrame): Promise<Reply> {
-  return (await admitAckMessages(conn, frame))()
+export async function ackMessages(scope: DeviceScope, request: ClientBodyOf<'ackMessages'>): Promise<Reply> {
+  return (await admitAckMessages(scope, request))()
 }
 
 /** `SyncMailbox` → Delivery / MailboxGap pushes after the cursor, then `SyncDone`; live pushes follow. */
-export async function syncMailbox(conn: Caller, frame: ClientFrame): Promise<Reply> {
-  const after = frame.syncMailbox!.afterSeq ?? 0
-  const head = await conn.sync(after)
+export async function syncMailbox(scope: DeviceScope, request: ClientBodyOf<'syncMailbox'>): Promise<Reply> {
+  const after = request.afterSeq
+  const head = await scope.sync(after)
   return { syncDone: { headSeq: head } }
 }

@@ -5,15 +5,16 @@
  * @module
  */
 import {
-  type ClientFrame,
+  type ClientBodyOf,
   kemPrekeyPayload,
   ParleyError,
   signedPrekeyPayload,
   verifyIdentitySignature,
+  type wire,
 } from '@parley/protocol'
 import type { HeavyLane } from '../internal/lane.js'
 import type { PrekeySet, SignedKey } from '../Store.js'
-import type { Caller } from './scope.js'
+import type { DeviceScope } from './scope.js'
 import { charge, type Reply, requireBytes } from './util.js'
 
 /** X25519 public key length. */
@@ -21,8 +22,11 @@ export const X25519_KEY_BYTES = 32
 /** ML-KEM-768 encapsulation key length (FIPS 203). */
 export const MLKEM768_KEY_BYTES = 1184
 
-type Upload = NonNullable<ClientFrame['prekeyUpload']>
-type WireSigned = { keyId?: number | null; publicKey?: Uint8Array | null; signature?: Uint8Array | null }
+type Upload = wire.PrekeyUpload
+type WireSigned = wire.SignedPrekey | wire.KemPrekey
+
+/** An upload with no keys, for an activation that sent none. */
+export const NO_PREKEYS: Upload = { oneTimePrekeys: [], oneTimeKemPrekeys: [] }
 
 /** Signatures checked per slice of the heavy lane (~0.1 ms each with OpenSSL). */
 const SIGNATURES_PER_SLICE = 16
@@ -40,16 +44,16 @@ function unchecked(
   payload: (id: number, pub: Uint8Array) => Uint8Array,
   what: string,
 ): Unchecked {
-  const keyId = k.keyId ?? 0
+  const keyId = k.keyId
   const publicKey = requireBytes(k.publicKey, length, `${what} public key`)
-  const signature = k.signature instanceof Uint8Array ? k.signature : new Uint8Array()
+  const signature = k.signature
   return { key: { keyId, publicKey, signature }, payload, what }
 }
 
 /** How many signatures an upload asks the relay to check (read from the frame alone). */
-export function signaturesIn(upload: Upload | null | undefined): number {
-  const u = upload ?? {}
-  return (u.oneTimeKemPrekeys?.length ?? 0) + (u.signedPrekey ? 1 : 0) + (u.lastResortKemPrekey ? 1 : 0)
+export function signaturesIn(upload: Upload | undefined): number {
+  const u = upload ?? NO_PREKEYS
+  return u.oneTimeKemPrekeys.length + (u.signedPrekey ? 1 : 0) + (u.lastResortKemPrekey ? 1 : 0)
 }
 
 /** An upload whose shape has been checked, and the signatures still to check ({@link verifyPrekeys}). */
@@ -64,13 +68,13 @@ export interface CheckedPrekeys {
  *   required key
  */
 export function checkPrekeys(
-  upload: Upload | null | undefined,
+  upload: Upload | undefined,
   maxPerUpload: number,
   require: boolean,
 ): CheckedPrekeys {
-  const u = upload ?? {}
-  const otpks = u.oneTimePrekeys ?? []
-  const kems = u.oneTimeKemPrekeys ?? []
+  const u = upload ?? NO_PREKEYS
+  const otpks = u.oneTimePrekeys
+  const kems = u.oneTimeKemPrekeys
   const total = otpks.length + kems.length + (u.signedPrekey ? 1 : 0) + (u.lastResortKemPrekey ? 1 : 0)
   if (total > maxPerUpload) {
     throw new ParleyError('TOO_LARGE', `at most ${maxPerUpload} prekeys per upload, got ${total}`)
@@ -81,7 +85,7 @@ export function checkPrekeys(
   const kemKeys = kems.map((k) => unchecked(k, MLKEM768_KEY_BYTES, kemPrekeyPayload, 'one-time KEM prekey'))
   const set: PrekeySet = {
     oneTimePrekeys: otpks.map((k) => ({
-      keyId: k.keyId ?? 0,
+      keyId: k.keyId,
       publicKey: requireBytes(k.publicKey, X25519_KEY_BYTES, 'one-time prekey'),
     })),
     oneTimeKemPrekeys: kemKeys.map((k) => k.key),
@@ -129,17 +133,20 @@ export async function verifyPrekeys(
  * budget (`--prekey-signatures-*`, charged from the frame's counts alone), the upload's shape and room in the
  * store (`--max-stored-prekeys`); then the signatures, on the heavy lane.
  */
-export async function prekeyUpload(conn: Caller, frame: ClientFrame): Promise<Reply> {
-  const device = conn.device!
-  const { store, config, policies, metrics, lane } = conn.ctx
-  const upload = frame.prekeyUpload
+export async function prekeyUpload(
+  scope: DeviceScope,
+  request: ClientBodyOf<'prekeyUpload'>,
+): Promise<Reply> {
+  const device = scope.device
+  const { store, config, policies, metrics, lane } = scope.ctx
+  const upload = request
   const signatures = signaturesIn(upload)
   if (signatures > config.maxPrekeysPerUpload) {
     throw new ParleyError('TOO_LARGE', `at most ${config.maxPrekeysPerUpload} prekeys per upload`)
   }
   if (signatures > 0) {
     await charge(
-      conn,
+      scope,
       'prekey_signatures',
       `sig:acct:${device.quotaId}`,
       signatures,
@@ -176,13 +183,16 @@ export async function prekeyUpload(conn: Caller, frame: ClientFrame): Promise<Re
 }
 
 /** `PrekeyBundleQuery` → `PrekeyBundle`, consuming one one-time prekey of each kind. */
-export async function prekeyBundleQuery(conn: Caller, frame: ClientFrame): Promise<Reply> {
-  const device = conn.device!
-  const address = requireBytes(frame.prekeyBundleQuery!.address, 32, 'address')
-  await charge(conn, 'bundle', `bundle:acct:${device.quotaId}`, 1, conn.ctx.policies.bundle)
-  const bundle = await conn.ctx.store.takePrekeyBundle(address)
+export async function prekeyBundleQuery(
+  scope: DeviceScope,
+  request: ClientBodyOf<'prekeyBundleQuery'>,
+): Promise<Reply> {
+  const device = scope.device
+  const address = requireBytes(request.address, 32, 'address')
+  await charge(scope, 'bundle', `bundle:acct:${device.quotaId}`, 1, scope.ctx.policies.bundle)
+  const bundle = await scope.ctx.store.takePrekeyBundle(address)
   if (!bundle) throw new ParleyError('NOT_FOUND', 'no account at this address')
-  conn.ctx.metrics.bundlesServed.inc()
+  scope.ctx.metrics.bundlesServed.inc()
   return {
     prekeyBundle: {
       address: bundle.address,
@@ -197,7 +207,7 @@ export async function prekeyBundleQuery(conn: Caller, frame: ClientFrame): Promi
 }
 
 /** `PrekeyCountQuery` → `PrekeyCount`. */
-export async function prekeyCountQuery(conn: Caller): Promise<Reply> {
-  const device = conn.device!
-  return { prekeyCount: await conn.ctx.store.countPrekeys(device.address, device.deviceId) }
+export async function prekeyCountQuery(scope: DeviceScope): Promise<Reply> {
+  const device = scope.device
+  return { prekeyCount: await scope.ctx.store.countPrekeys(device.address, device.deviceId) }
 }

@@ -8,7 +8,7 @@
 import { timingSafeEqual } from 'node:crypto'
 import {
   addressFromToken,
-  type ClientFrame,
+  type ClientBodyOf,
   normalizeNumber,
   numberCommitment,
   numberToOprfInput,
@@ -16,30 +16,30 @@ import {
   ParleyError,
 } from '@parley/protocol'
 import { evaluateOwnNumber } from './discovery.js'
-import type { Caller } from './scope.js'
+import type { DeviceScope } from './scope.js'
 import { charge, type Reply, requireE164 } from './util.js'
 
 /** `RebindAddress` → `AddressRebound`. */
-export async function rebindAddress(conn: Caller, frame: ClientFrame): Promise<Reply> {
-  const { store, oprf, metrics, log, policies } = conn.ctx
-  const device = conn.device!
-  const r = frame.rebindAddress!
+export async function rebindAddress(
+  scope: DeviceScope,
+  request: ClientBodyOf<'rebindAddress'>,
+): Promise<Reply> {
+  const { store, oprf, metrics, log, policies } = scope.ctx
+  const device = scope.device
+  const r = request
   const raw = requireE164(r.phoneNumber)
-  const salt = r.numberSalt instanceof Uint8Array ? r.numberSalt : new Uint8Array(0)
+  const salt = r.numberSalt
   if (salt.length !== 32) throw new ParleyError('BAD_REQUEST', 'number_salt must be 32 bytes')
-  const blinded = r.blindedNumber instanceof Uint8Array ? r.blindedNumber : new Uint8Array(0)
+  const blinded = r.blindedNumber
   if (blinded.length !== 0 && blinded.length !== 32)
     throw new ParleyError('BAD_REQUEST', 'blinded_number must be 32 bytes')
   const key = oprf.current
-  if ((r.keyId ?? 0) !== key.keyId) {
+  if (r.keyId !== key.keyId) {
     metrics.addressRebinds.inc({ outcome: 'conflict' })
-    throw new ParleyError(
-      'CONFLICT',
-      `key ${r.keyId ?? 0} is not the current OPRF key (${key.keyId}); reconnect`,
-    )
+    throw new ParleyError('CONFLICT', `key ${r.keyId} is not the current OPRF key (${key.keyId}); reconnect`)
   }
   // Each rebind is one OPRF evaluation the requester did not pay discovery quota for.
-  await charge(conn, 'rebind', `rebind:acct:${device.quotaId}`, 1, policies.rebind)
+  await charge(scope, 'rebind', `rebind:acct:${device.quotaId}`, 1, policies.rebind)
   const account = await store.getAccount(device.address)
   if (!account || account.deviceId !== device.deviceId)
     throw new ParleyError('UNAUTHENTICATED', 'this device was replaced or the account was erased')
@@ -55,7 +55,7 @@ export async function rebindAddress(conn: Caller, frame: ClientFrame): Promise<R
     )
   }
   const address = addressFromToken(oprfEvaluate(key.secretKey, numberToOprfInput(e164)))
-  const ownNumber = await evaluateOwnNumber(conn, key, blinded)
+  const ownNumber = await evaluateOwnNumber(scope, key, blinded)
   const reply = { addressRebound: { address, keyId: key.keyId, ...(ownNumber ? { ownNumber } : {}) } }
   if (Buffer.from(address).equals(Buffer.from(device.address))) {
     metrics.addressRebinds.inc({ outcome: 'current' })
@@ -71,8 +71,8 @@ export async function rebindAddress(conn: Caller, frame: ClientFrame): Promise<R
   }
   // This connection follows the account; the device's other connections (if any) hold the old address and fail
   // their next request, as after a replacement, and reconnect under the new one.
-  await conn.bind(address, device.deviceId)
+  await scope.bind(address, device.deviceId)
   metrics.addressRebinds.inc({ outcome: 'moved' })
-  log.info({ conn: conn.id, keyId: key.keyId }, 'account moved to its address under the current OPRF key')
+  log.info({ conn: scope.id, keyId: key.keyId }, 'account moved to its address under the current OPRF key')
   return reply
 }

@@ -8,22 +8,25 @@
  */
 import { timingSafeEqual } from 'node:crypto'
 import {
-  type ClientFrame,
+  type ClientBodyOf,
   isRegistrationLockLogN,
   ParleyError,
   REGISTRATION_LOCK_PROOF_BYTES,
   REGISTRATION_LOCK_SALT_BYTES,
   registrationLockVerifier,
 } from '@parley/protocol'
-import type { Caller } from './scope.js'
+import type { DeviceScope, RequestScope } from './scope.js'
 import { quotaId, type Reply } from './util.js'
 
 /** `SetRegistrationLock` → `RegistrationLockSet`: sets, replaces or (with an empty verifier) clears the lock. */
-export async function setRegistrationLock(conn: Caller, frame: ClientFrame): Promise<Reply> {
-  const device = conn.device!
-  const f = frame.setRegistrationLock!
-  const verifier = f.verifier instanceof Uint8Array ? f.verifier : new Uint8Array(0)
-  const { store, metrics } = conn.ctx
+export async function setRegistrationLock(
+  scope: DeviceScope,
+  request: ClientBodyOf<'setRegistrationLock'>,
+): Promise<Reply> {
+  const device = scope.device
+  const f = request
+  const verifier = f.verifier
+  const { store, metrics } = scope.ctx
   if (verifier.length === 0) {
     if (!(await store.setRegistrationLock(device.address, device.deviceId, null)))
       throw new ParleyError('UNAUTHENTICATED', 'this device was replaced or the account was erased')
@@ -32,7 +35,7 @@ export async function setRegistrationLock(conn: Caller, frame: ClientFrame): Pro
   }
   if (verifier.length !== REGISTRATION_LOCK_PROOF_BYTES)
     throw new ParleyError('BAD_REQUEST', 'verifier must be 32 bytes, or empty to clear the lock')
-  const salt = f.salt instanceof Uint8Array ? f.salt : new Uint8Array(0)
+  const salt = f.salt
   if (salt.length !== REGISTRATION_LOCK_SALT_BYTES)
     throw new ParleyError('BAD_REQUEST', `salt must be ${REGISTRATION_LOCK_SALT_BYTES} bytes`)
   if (!isRegistrationLockLogN(f.logN)) throw new ParleyError('BAD_REQUEST', 'log_n must be from 14 to 17')
@@ -40,7 +43,7 @@ export async function setRegistrationLock(conn: Caller, frame: ClientFrame): Pro
   if (!(await store.setRegistrationLock(device.address, device.deviceId, lock)))
     throw new ParleyError('UNAUTHENTICATED', 'this device was replaced or the account was erased')
   metrics.registrationLock.inc({ outcome: 'set' })
-  conn.ctx.log.info({ conn: conn.id }, 'registration lock set')
+  scope.ctx.log.info({ conn: scope.id }, 'registration lock set')
   return { registrationLockSet: {} }
 }
 
@@ -55,7 +58,7 @@ export async function setRegistrationLock(conn: Caller, frame: ClientFrame): Pro
  *   is left; `BAD_REQUEST` for a proof of the wrong length
  */
 export async function checkRegistrationLock(
-  conn: Caller,
+  conn: RequestScope,
   address: Uint8Array,
   proof: Uint8Array,
 ): Promise<boolean> {

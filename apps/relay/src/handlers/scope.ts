@@ -1,7 +1,11 @@
 /**
- * What a frame handler may see and do of the connection it serves: the relay context, the caller's state and
- * identity, and the few actions a handler takes on its connection. `Connection` implements it; handlers import
- * this interface, never the class, so the handlers and the connection do not import each other.
+ * What a frame handler may see and do. Three scopes, one per kind of route (handlers/index.ts):
+ * - {@link Caller}: the connection itself, for the few frames that change its state before it is tied to an
+ *   account (hello, authenticate, activation). `Connection` implements it; handlers import this interface,
+ *   never the class, so the handlers and the connection do not import each other.
+ * - {@link DeviceScope}: an authenticated request — the relay's parts, the caller's device (always set), and the
+ *   actions such a request takes. A handler of this type can only be registered as an authenticated route.
+ * - `AnonymousScope` (handlers/unidentified.ts): an unidentified send, which must not learn its sender.
  * @module
  */
 import type { ServerFrameInput } from '@parley/protocol'
@@ -55,4 +59,59 @@ export interface Caller {
   chargeAcks(n: number): void
   /** Pushes the mailbox after `afterSeq`; resolves the head sequence number. */
   sync(afterSeq: number): Promise<number>
+}
+
+/** What every handler may use: the relay's parts and where the request came from (never the socket). */
+export interface RequestScope {
+  /** Connection number, for logs. */
+  readonly id: number
+  readonly ctx: RelayContext
+  /** The source network every IP-based limit aggregates by (IPv4 /24, IPv6 /56 by default). */
+  readonly network: string
+  /** Whether this is the connection's first refusal in a quota scope (refusals are logged once per scope). */
+  firstRefusal(scope: string): boolean
+}
+
+/** An authenticated request: the device it comes from is known, and is all it may act for. */
+export interface DeviceScope extends RequestScope {
+  /** The authenticated device. */
+  readonly device: BoundDevice
+  /** Membership prefix length announced in this connection's `ServerHello`. */
+  readonly membershipPrefixBits: number
+  /** Ties the connection to the device's new address (after a rebind). */
+  bind(address: Uint8Array, deviceId: number): Promise<void>
+  /** Forgets the authenticated device (after deactivation). */
+  unbind(): Promise<void>
+  /** Charges acknowledged sequence numbers to the connection's ack budget. */
+  chargeAcks(n: number): void
+  /** Pushes the mailbox after `afterSeq`; resolves the head sequence number. */
+  sync(afterSeq: number): Promise<number>
+}
+
+/** The {@link DeviceScope} of a connection while it is bound to `device` (one per binding, built on first use). */
+const scopes = new WeakMap<BoundDevice, DeviceScope>()
+
+/**
+ * The scope of an authenticated request on `conn`, bound to `device` (its `conn.device`).
+ */
+export function deviceScope(conn: Caller, device: BoundDevice): DeviceScope {
+  let scope = scopes.get(device)
+  if (!scope) {
+    scope = {
+      id: conn.id,
+      ctx: conn.ctx,
+      network: conn.network,
+      device,
+      get membershipPrefixBits() {
+        return conn.membershipPrefixBits
+      },
+      firstRefusal: (s) => conn.firstRefusal(s),
+      bind: (address, deviceId) => conn.bind(address, deviceId),
+      unbind: () => conn.unbind(),
+      chargeAcks: (n) => conn.chargeAcks(n),
+      sync: (afterSeq) => conn.sync(afterSeq),
+    }
+    scopes.set(device, scope)
+  }
+  return scope
 }

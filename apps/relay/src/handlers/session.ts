@@ -4,7 +4,7 @@
  */
 import {
   authPayload,
-  type ClientFrame,
+  type ClientBodyOf,
   ParleyError,
   PROTOCOL_MAJOR,
   PROTOCOL_MINOR,
@@ -12,7 +12,7 @@ import {
 } from '@parley/protocol'
 import { CloseCode } from '../closeCodes.js'
 import { smsGuard } from '../SmsGuard.js'
-import type { Caller } from './scope.js'
+import type { Caller, DeviceScope } from './scope.js'
 import { type Reply, requireBytes } from './util.js'
 
 /**
@@ -26,15 +26,19 @@ const activityResolutionMs = (lapseSeconds: number) => Math.min(3600_000, (lapse
  * (`--activation-pow-bits`, raised under SMS load; kept on the connection); an unknown major is refused and
  * closed.
  */
-export async function hello(conn: Caller, frame: ClientFrame): Promise<Reply | undefined> {
-  const h = frame.hello!
+export async function hello(
+  conn: Caller,
+  request: ClientBodyOf<'hello'>,
+  requestId: number,
+): Promise<Reply | undefined> {
+  const h = request
   if (conn.helloDone) throw new ParleyError('BAD_REQUEST', 'Hello was already sent')
   if (h.protocolMajor !== PROTOCOL_MAJOR) {
     conn.sendError(
-      frame.requestId,
+      requestId,
       new ParleyError(
         'UNSUPPORTED',
-        `protocol major ${h.protocolMajor ?? 0} is not supported; this relay speaks ${PROTOCOL_MAJOR}`,
+        `protocol major ${h.protocolMajor} is not supported; this relay speaks ${PROTOCOL_MAJOR}`,
       ),
     )
     conn.close(CloseCode.protocolError, 'unsupported protocol version', 'version')
@@ -85,18 +89,18 @@ export async function ping(): Promise<Reply> {
  * `Authenticate`: the device signs `"parley/v1/auth" ‖ nonce ‖ address ‖ device_id`. The nonce is single use:
  * one attempt per connection, so a captured signature cannot be replayed.
  */
-export async function authenticate(conn: Caller, frame: ClientFrame): Promise<Reply> {
-  const a = frame.authenticate!
+export async function authenticate(conn: Caller, request: ClientBodyOf<'authenticate'>): Promise<Reply> {
+  const a = request
   refuseOnAnonymous(conn)
   if (conn.nonceUsed) throw new ParleyError('UNAUTHENTICATED', 'the auth nonce was already used; reconnect')
   conn.nonceUsed = true
   const address = requireBytes(a.address, 32, 'address')
-  const deviceId = a.deviceId ?? 0
+  const deviceId = a.deviceId
   const account = await conn.ctx.store.getAccount(address)
   if (!account || account.deviceId !== deviceId) {
     throw new ParleyError('UNAUTHENTICATED', 'unknown device; it may have been replaced or deactivated')
   }
-  const signature = a.signature instanceof Uint8Array ? a.signature : new Uint8Array()
+  const signature = a.signature
   if (
     !verifyIdentitySignature(
       account.identityKey,
@@ -134,37 +138,39 @@ export function refuseOnAnonymous(conn: Caller): void {
  * knows about the authenticated device: address, device id, identity key and the number commitment made at
  * activation.
  */
-export async function senderCertificateRequest(conn: Caller): Promise<Reply> {
-  const device = conn.device!
-  const account = await conn.ctx.store.getAccount(device.address)
+export async function senderCertificateRequest(scope: DeviceScope): Promise<Reply> {
+  const device = scope.device
+  const account = await scope.ctx.store.getAccount(device.address)
   if (!account || account.deviceId !== device.deviceId) {
     throw new ParleyError('UNAUTHENTICATED', 'this device was replaced or the account was erased')
   }
-  const { certificate } = conn.ctx.relayKeys.issue(
+  const { certificate } = scope.ctx.relayKeys.issue(
     {
       address: account.address,
       deviceId: account.deviceId,
       identityKey: account.identityKey,
       numberCommitment: account.numberCommitment,
     },
-    conn.ctx.config.senderCertificateTtlSeconds * 1000,
+    scope.ctx.config.senderCertificateTtlSeconds * 1000,
   )
-  conn.ctx.metrics.certificatesIssued.inc()
+  scope.ctx.metrics.certificatesIssued.inc()
   return { senderCertificateIssued: { certificate } }
 }
 
 /** `SetDeliveryToken` → `DeliveryTokenSet`: stores (or clears) the verifier of the account's delivery token. */
-export async function setDeliveryToken(conn: Caller, frame: ClientFrame): Promise<Reply> {
-  const device = conn.device!
-  const v = frame.setDeliveryToken!.verifier
-  const verifier = v instanceof Uint8Array ? v : new Uint8Array(0)
+export async function setDeliveryToken(
+  scope: DeviceScope,
+  request: ClientBodyOf<'setDeliveryToken'>,
+): Promise<Reply> {
+  const device = scope.device
+  const verifier = request.verifier
   if (verifier.length !== 0 && verifier.length !== 32) {
     throw new ParleyError(
       'BAD_REQUEST',
       'verifier must be 32 bytes, or empty to turn unidentified delivery off',
     )
   }
-  if (!(await conn.ctx.store.setDeliveryVerifier(device.address, device.deviceId, verifier))) {
+  if (!(await scope.ctx.store.setDeliveryVerifier(device.address, device.deviceId, verifier))) {
     throw new ParleyError('UNAUTHENTICATED', 'this device was replaced or the account was erased')
   }
   return { deliveryTokenSet: {} }
@@ -175,11 +181,11 @@ export async function setDeliveryToken(conn: Caller, frame: ClientFrame): Promis
  * counters are not reset: they are filed under a keyed hash (`quotaId`), not the address, and vanish by
  * themselves once they have refilled — so deactivating and activating the number again buys no new quota.
  */
-export async function deactivate(conn: Caller): Promise<Reply> {
-  const device = conn.device!
-  await conn.unbind()
-  await conn.ctx.store.deleteAccount(device.address)
-  await conn.ctx.fanout.publish(device.addressHex, { kind: 'revoked', keepDeviceId: 0 })
-  conn.ctx.log.info({ conn: conn.id }, 'account deactivated')
+export async function deactivate(scope: DeviceScope): Promise<Reply> {
+  const device = scope.device
+  await scope.unbind()
+  await scope.ctx.store.deleteAccount(device.address)
+  await scope.ctx.fanout.publish(device.addressHex, { kind: 'revoked', keepDeviceId: 0 })
+  scope.ctx.log.info({ conn: scope.id }, 'account deactivated')
   return { deactivated: {} }
 }

@@ -6,7 +6,7 @@
  * @module
  */
 import { timingSafeEqual } from 'node:crypto'
-import { type ClientFrame, deliveryTokenVerifier, ParleyError } from '@parley/protocol'
+import { type ClientBodyOf, deliveryTokenVerifier, ParleyError } from '@parley/protocol'
 import type { RelayContext } from '../context.js'
 import { refuseFull, requireEnvelope } from './mailboxGuard.js'
 import { type Reply, requireBytes } from './util.js'
@@ -25,9 +25,6 @@ export interface AnonymousScope {
   readonly network: string
 }
 
-/** A handler of a request that must not know its sender. */
-export type AnonymousHandler = (scope: AnonymousScope, frame: ClientFrame) => Promise<Reply>
-
 async function charge(scope: AnonymousScope, kind: 'recipient' | 'network', key: string): Promise<void> {
   const policy =
     kind === 'recipient' ? scope.policies.unidentifiedRecipient : scope.policies.unidentifiedNetwork
@@ -41,8 +38,11 @@ async function charge(scope: AnonymousScope, kind: 'recipient' | 'network', key:
 }
 
 /** `UnidentifiedSend` → `MessageAccepted`, once the message is committed to the recipient's mailbox. */
-export async function unidentifiedSend(scope: AnonymousScope, frame: ClientFrame): Promise<Reply> {
-  const m = frame.unidentifiedSend!
+export async function unidentifiedSend(
+  scope: AnonymousScope,
+  request: ClientBodyOf<'unidentifiedSend'>,
+): Promise<Reply> {
+  const m = request
   const address = requireBytes(m.recipientAddress, 32, 'recipient_address')
   const messageId = requireBytes(m.messageId, 16, 'message_id')
   const token = requireBytes(m.deliveryToken, 32, 'delivery_token')
@@ -67,7 +67,7 @@ export async function unidentifiedSend(scope: AnonymousScope, frame: ClientFrame
     throw new ParleyError('FORBIDDEN', 'the delivery token is not valid for this recipient')
   }
   await charge(scope, 'recipient', addressHex)
-  const deviceId = m.recipientDeviceId ?? 0
+  const deviceId = m.recipientDeviceId
   const result = await scope.store.enqueue({
     address,
     deviceId,

@@ -5,7 +5,7 @@
 import { createHmac } from 'node:crypto'
 import { ParleyError, type ServerFrameInput } from '@parley/protocol'
 import type { BucketPolicy } from '../config.js'
-import type { Caller } from './scope.js'
+import type { RequestScope } from './scope.js'
 
 /** A handler's reply: one server body, without the request id (added by the connection). */
 export type Reply = Omit<ServerFrameInput, 'requestId'>
@@ -32,7 +32,7 @@ export function requireBytes(value: unknown, length: number, what: string): Uint
 
 /** Throws RATE_LIMITED (counted in metrics) when the bucket is empty. */
 export async function charge(
-  conn: Caller,
+  conn: RequestScope,
   scope: string,
   key: string,
   cost: number,
@@ -66,7 +66,7 @@ export function quotaScopeOf(err: unknown): string | undefined {
  * re-activation of the number and after a restart, so counters outlive both; it is not the address, so
  * counters kept past an erasure do not name the account.
  */
-export function quotaId(conn: Caller, address: Uint8Array): string {
+export function quotaId(conn: Pick<RequestScope, 'ctx'>, address: Uint8Array): string {
   return createHmac('sha256', conn.ctx.relayKeys.quotaKey)
     .update('parley/relay/quota\0')
     .update(address)
