@@ -340,10 +340,10 @@ export class FakeRelay {
 
   /**
    * The relay's record of an account (live: it changes as the relay works), or undefined when there is none.
-   * @param who - the number in E.164 form (`'+1…'`) or the address in hex
+   * @param who - the number in E.164 form (`'+1…'`; found under any OPRF key still served) or the address in hex
    */
   account(who: string): Readonly<FakeAccount> | undefined {
-    return this.#model.accounts.get(who.startsWith('+') ? this.addressOf(who) : who)
+    return this.#model.accounts.get(this.#address(who))
   }
 
   /**
@@ -359,8 +359,13 @@ export class FakeRelay {
    * @param who - the number in E.164 form or the address in hex
    */
   connectionsOf(who: string): FakeConnection[] {
-    const address = who.startsWith('+') ? this.addressOf(who) : who
+    const address = this.#address(who)
     return this.openConnections.filter((c) => c.device?.address === address)
+  }
+
+  /** An account's address (hex) from its number (under whichever served OPRF key it is at) or its address. */
+  #address(who: string): string {
+    return who.startsWith('+') ? this.#model.accountAddressOf(who) : who
   }
 
   // ─────────────────────────── scripting ───────────────────────────
@@ -474,12 +479,14 @@ export class FakeRelay {
 
   /**
    * Starts a new OPRF key epoch, as `parley-relay oprf rotate` does: new activations and evaluations use the
-   * new key, the previous one is still served (and evaluates) for `graceMs`. Clients see it on their next
-   * handshake (call {@link FakeRelay.drop} to make them reconnect) and move their accounts (`RebindAddress`).
+   * new key, the previous one is still served (and evaluates) for `graceMs`. Like the real relay on a key
+   * switch, it closes every connection (code 1012), so that clients reconnect, see the new key in `ServerHello`
+   * and move their accounts (`RebindAddress`).
    * @param graceMs - how long the previous key stays served (default 30 days)
    */
   rotateOprfKey(graceMs = 30 * 24 * 3600_000): void {
     this.#model.rotateOprfKey(graceMs)
+    for (const c of this.openConnections) c.close(1012, 'the OPRF key rotated')
   }
 
   /**

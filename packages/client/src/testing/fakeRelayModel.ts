@@ -272,6 +272,15 @@ export class RelayModel {
     return cert
   }
 
+  /** The address (hex) of a number's account under whichever served key it is at; its current address if none. */
+  accountAddressOf(e164: string): string {
+    for (let i = this.oprfKeys.length - 1; i >= 0; i--) {
+      const address = hex(this.addressOf(e164, this.oprfKeys[i]))
+      if (this.accounts.has(address)) return address
+    }
+    return hex(this.addressOf(e164))
+  }
+
   /** The address of a number (E.164) under an OPRF key (the current one by default). */
   addressOf(e164: string, key: FakeOprfKey = this.currentKey): Uint8Array {
     return addressFromToken(oprfEvaluate(key.secretKey, numberToOprfInput(e164)))
