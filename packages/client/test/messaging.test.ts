@@ -1,5 +1,7 @@
 // Sending and receiving between clients on one FakeRelay: delivery, acks and the cursor, exactly-once,
 // sealed and unidentified sends, SMS fallback.
+
+import { ParleyError } from '@parley/client'
 import {
   createSenderCertificate,
   createServerCertificate,
@@ -99,6 +101,40 @@ describe('messaging', () => {
     expect(received.map((m) => m.text)).toEqual(['once'])
     // Every copy is acked, so the relay can drop it.
     expect(relay.received('ackMessages').flatMap((a) => a.seqs)).toEqual([1, 1, 1])
+    await alice.close()
+    await bob.close()
+  })
+
+  it('shows a message once even when the sender had to encrypt it again (same id, new session)', async () => {
+    const { relay, clock, activated } = world()
+    const alice = await activated(ALICE)
+    const bob = await activated(BOB)
+    const received = collect(bob, 'message')
+    // The relay stores the message and, once Bob has read and acked it, claims CONFLICT: Alice starts a new
+    // session and sends the message again, and this copy reaches Bob too (his mailbox no longer holds the first).
+    relay.answer(
+      'sendMessage',
+      async (_request, { next }) => {
+        await next()
+        await relay.nextRequest('ackMessages')
+        return new ParleyError('CONFLICT', 'the recipient has a new device')
+      },
+      { times: 1 },
+    )
+    const { id } = await alice.send(BOB, 'only once')
+    await relay.settle()
+    await clock.advance(10)
+    await relay.settle()
+    await clock.advance(10)
+    await relay.settle()
+    const sends = relay.received('sendMessage')
+    expect(sends).toHaveLength(2)
+    expect(sends[1]!.messageId).toEqual(sends[0]!.messageId)
+    expect(sends[1]!.envelope).not.toEqual(sends[0]!.envelope)
+    expect(relay.received('prekeyBundleQuery')).toHaveLength(2)
+    expect(relay.sent('delivery').map((d) => d.seq)).toEqual([1, 2])
+    expect(received.map((m) => [m.id, m.text])).toEqual([[id, 'only once']])
+    expect(relay.received('ackMessages').flatMap((a) => a.seqs)).toEqual([1, 2])
     await alice.close()
     await bob.close()
   })
