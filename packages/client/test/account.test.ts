@@ -1,4 +1,5 @@
 // Prekey upkeep, the registration lock, OPRF key rotation and deactivation, against a FakeRelay.
+import type { ParleyError } from '@parley/client'
 import { describe, expect, it } from 'vitest'
 import { ALICE, BOB, CAROL, codeOf, collect, world } from './harness.js'
 
@@ -81,9 +82,7 @@ describe('registration lock', () => {
     const other = await client()
     await other.activate({ phoneNumber: ALICE, consent: true })
     const code = relay.codeFor(ALICE)!
-    const locked = await other
-      .confirm(code)
-      .catch((e: unknown) => e as { code: string; registrationLock?: unknown })
+    const locked = (await other.confirm(code).catch((e: unknown) => e)) as ParleyError
     expect(locked.code).toBe('REGISTRATION_LOCKED')
     expect(locked.registrationLock).toEqual(expect.objectContaining({ attemptsLeft: 5 }))
     expect(await codeOf(other.confirm(code, { pin: '0000' }))).toBe('REGISTRATION_LOCKED')

@@ -92,8 +92,11 @@ export type FakeAnswerHandler<K extends ClientBody> = (
   context: FakeAnswerContext,
 ) => FakeAnswer | Promise<FakeAnswer>
 
-/** Return this from a scripted answer to leave the request unanswered (the client's request then times out). */
-export const NO_ANSWER: unique symbol = Symbol('FakeRelay.NO_ANSWER')
+/**
+ * Return this from a scripted answer to leave the request unanswered (the client's request then times out).
+ * An object rather than a symbol, so that `return NO_ANSWER` keeps its type in an `async` script.
+ */
+export const NO_ANSWER: Readonly<{ noAnswer: true }> = Object.freeze({ noAnswer: true })
 
 /** One recorded frame. */
 export type FakeFrameRecord =
