@@ -100,8 +100,16 @@ export const NO_ANSWER: Readonly<{ noAnswer: true }> = Object.freeze({ noAnswer:
 
 /** One recorded frame. */
 export type FakeFrameRecord =
+  /** A frame a client sent, as the relay decoded it. */
   | { readonly direction: 'toRelay'; readonly connection: FakeConnection; readonly frame: ClientFrame }
+  /** A frame the relay sent (an answer, or a push with request id 0), decoded as the client will. */
   | { readonly direction: 'toClient'; readonly connection: FakeConnection; readonly frame: ServerFrame }
+
+/** What a {@link FakeConnection} reaches of its relay. */
+interface ConnectionIo {
+  frames(): FakeFrameRecord[]
+  sendBytes(bytes: Uint8Array): void
+}
 
 interface Override {
   handler: FakeAnswerHandler<ClientBody>
@@ -121,12 +129,12 @@ export class FakeConnection {
   /** The URL the client opened. */
   readonly url: string
   readonly #state: PeerState
-  readonly #relay: FakeRelay
+  readonly #io: ConnectionIo
 
-  /** @internal */
-  constructor(relay: FakeRelay, state: PeerState, url: string) {
-    this.#relay = relay
+  /** @internal Made by the {@link FakeRelay} for each connection a client opens. */
+  constructor(state: PeerState, url: string, io: ConnectionIo) {
     this.#state = state
+    this.#io = io
     this.id = state.id
     this.url = url
   }
@@ -149,7 +157,7 @@ export class FakeConnection {
 
   /** Every frame it carried, both ways, in order. */
   get frames(): FakeFrameRecord[] {
-    return this.#relay.frames.filter((f) => f.connection === this)
+    return this.#io.frames().filter((f) => f.connection === this)
   }
 
   /**
@@ -171,7 +179,7 @@ export class FakeConnection {
 
   /** Sends raw bytes as one binary frame (e.g. garbage, to see the client drop the connection). */
   pushBytes(bytes: Uint8Array): void {
-    this.#relay._sendBytes(this, bytes)
+    this.#io.sendBytes(bytes)
   }
 }
 
@@ -230,6 +238,10 @@ export class FakeRelay {
   /** Bumped by everything that happens, for {@link FakeRelay.settle}. */
   #activity = 0
 
+  /**
+   * A relay with a fresh trust root, signing key and OPRF key, and no accounts.
+   * @param options - see {@link FakeRelayOptions}
+   */
   constructor(options: FakeRelayOptions = {}) {
     const random = options.random ?? ((n: number) => crypto.getRandomValues(new Uint8Array(n)))
     this.#clock = options.clock ?? systemClock
@@ -556,7 +568,10 @@ export class FakeRelay {
       },
     }
     let queue: Promise<void> = Promise.resolve()
-    const connection = new FakeConnection(this, state, url)
+    const connection = new FakeConnection(state, url, {
+      frames: () => this.frames,
+      sendBytes: (bytes) => this.#sendBytes(connection, bytes),
+    })
     this.#connections.push(connection)
     this.#states.set(connection, state)
     this.#sockets.set(connection, socket)
@@ -628,11 +643,11 @@ export class FakeRelay {
   }
 
   #send(connection: FakeConnection, frame: ServerFrameInput): void {
-    this._sendBytes(connection, encodeServerFrame(frame))
+    this.#sendBytes(connection, encodeServerFrame(frame))
   }
 
-  /** @internal Sends bytes to the client side of a connection (recorded when they decode). */
-  _sendBytes(connection: FakeConnection, bytes: Uint8Array): void {
+  /** Sends bytes to the client side of a connection (recorded when they decode). */
+  #sendBytes(connection: FakeConnection, bytes: Uint8Array): void {
     const state = this.#states.get(connection)!
     if (state.closed) return
     try {
