@@ -39,7 +39,8 @@ describe('activation', () => {
     expect(relay.received('oprfEvaluate')).toHaveLength(0)
     expect(relay.received('authenticate')).toHaveLength(1)
     expect(relay.received('setDeliveryToken')).toHaveLength(1)
-    expect(relay.received('syncMailbox')).toEqual([expect.objectContaining({ afterSeq: 0 })])
+    // A proto3 zero may arrive absent: 0 and missing are the same on the wire.
+    expect(relay.received('syncMailbox').map((s) => s.afterSeq ?? 0)).toEqual([0])
     expect(relay.account(ALICE)!.oneTimePrekeys).toHaveLength(100)
     expect(relay.account(ALICE)!.deliveryVerifier).toHaveLength(32)
     // One connection for all of it.

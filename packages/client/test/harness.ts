@@ -8,6 +8,9 @@ import {
   type Store,
 } from '@parley/client'
 import { FakeRelay, type FakeRelayOptions, ManualClock } from '@parley/client/testing'
+import { useNativeCrypto } from './nativeCrypto.js'
+
+useNativeCrypto()
 
 export const ALICE = '+14155550100'
 export const BOB = '+14155550101'

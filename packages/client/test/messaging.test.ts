@@ -1,5 +1,7 @@
 // Sending and receiving between clients on one FakeRelay: delivery, acks and the cursor, exactly-once,
 // sealed and unidentified sends, SMS fallback.
+
+import { ParleyError } from '@parley/client'
 import {
   createSenderCertificate,
   createServerCertificate,
@@ -103,10 +105,45 @@ describe('messaging', () => {
     await bob.close()
   })
 
+  it('shows a message once even when the sender had to encrypt it again (same id, new session)', async () => {
+    const { relay, clock, activated } = world()
+    const alice = await activated(ALICE)
+    const bob = await activated(BOB)
+    const received = collect(bob, 'message')
+    // The relay stores the message and, once Bob has read and acked it, claims CONFLICT: Alice starts a new
+    // session and sends the message again, and this copy reaches Bob too (his mailbox no longer holds the first).
+    relay.answer(
+      'sendMessage',
+      async (_request, { next }) => {
+        await next()
+        await relay.nextRequest('ackMessages')
+        return new ParleyError('CONFLICT', 'the recipient has a new device')
+      },
+      { times: 1 },
+    )
+    const { id } = await alice.send(BOB, 'only once')
+    await relay.settle()
+    await clock.advance(10)
+    await relay.settle()
+    await clock.advance(10)
+    await relay.settle()
+    const sends = relay.received('sendMessage')
+    expect(sends).toHaveLength(2)
+    expect(sends[1]!.messageId).toEqual(sends[0]!.messageId)
+    expect(sends[1]!.envelope).not.toEqual(sends[0]!.envelope)
+    expect(relay.received('prekeyBundleQuery')).toHaveLength(2)
+    expect(relay.sent('delivery').map((d) => d.seq)).toEqual([1, 2])
+    expect(received.map((m) => [m.id, m.text])).toEqual([[id, 'only once']])
+    expect(relay.received('ackMessages').flatMap((a) => a.seqs)).toEqual([1, 2])
+    await alice.close()
+    await bob.close()
+  })
+
   it('replies without naming the sender once the contact has shared its delivery token', async () => {
     const { relay, activated } = world()
     const alice = await activated(ALICE)
     const bob = await activated(BOB)
+    const received = collect(bob, 'message')
     await alice.send(BOB, 'first')
     await relay.settle()
     await bob.send(ALICE, 'reply')
@@ -129,7 +166,7 @@ describe('messaging', () => {
     expect(relay.mailbox(BOB).map((m) => m.unidentified)).toEqual([false, true])
     expect(alice.stats.unidentifiedSent).toBe(1)
     expect(bob.stats.unidentifiedSent).toBe(1)
-    expect((await bob.history()).map((m) => [m.text, m.from])).toEqual([
+    expect(received.map((m) => [m.text, m.from])).toEqual([
       ['first', ALICE],
       ['second', ALICE],
     ])
@@ -141,6 +178,7 @@ describe('messaging', () => {
     const { relay, activated } = world()
     const alice = await activated(ALICE)
     const bob = await activated(BOB)
+    const received = collect(bob, 'message')
     await alice.send(BOB, 'first')
     await relay.settle()
     await bob.send(ALICE, 'reply')
@@ -152,7 +190,7 @@ describe('messaging', () => {
     await relay.settle()
     expect(relay.sent('error').map((e) => e.code)).toContain(12) // FORBIDDEN for the old token
     expect(relay.received('sendMessage')).toHaveLength(2)
-    expect((await bob.history()).map((m) => m.text)).toEqual(['first', 'after rotation'])
+    expect(received.map((m) => m.text)).toEqual(['first', 'after rotation'])
     await alice.close()
     await bob.close()
   })

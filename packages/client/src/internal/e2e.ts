@@ -18,8 +18,9 @@ import {
   sealEnvelope,
   signWithIdentity,
 } from '@parley/protocol'
+import { K, type PrekeyKind, put } from '../engine/keyspace.js'
 import type { StoreWrite } from '../Store.js'
-import { decodeRecord, encodeRecord, pad } from './codec.js'
+import { decodeRecord } from './codec.js'
 
 type Random = (n: number) => Uint8Array
 type Upload = NonNullable<NonNullable<import('@parley/protocol').ClientFrameInput['prekeyUpload']>>
@@ -70,8 +71,6 @@ export interface Decrypted {
   replayKey?: { signedPrekeyId: number; baseKey: Uint8Array }
 }
 
-const prekeyKey = (kind: 'spk' | 'otp' | 'kem', id: number) => `prekey/${kind}/${pad(id)}`
-
 /** Ed25519 signature by the identity key. */
 export function sign(identity: IdentityKeyPair, message: Uint8Array): Uint8Array {
   return signWithIdentity(identity.secretKey, message)
@@ -106,16 +105,10 @@ export function generateInitialPrekeys(
     generateKemPrekey(identity, first.kem + 1 + i, random),
   )
   const secrets: StoreWrite[] = [
-    {
-      key: prekeyKey('spk', spk.keyId),
-      value: encodeRecord({ publicKey: spk.publicKey, secretKey: spk.secretKey }),
-    },
-    ...otps.map((k) => ({ key: prekeyKey('otp', k.keyId), value: encodeRecord({ secretKey: k.secretKey }) })),
-    {
-      key: prekeyKey('kem', lastResort.keyId),
-      value: encodeRecord({ secretKey: lastResort.secretKey, lastResort: true }),
-    },
-    ...kems.map((k) => ({ key: prekeyKey('kem', k.keyId), value: encodeRecord({ secretKey: k.secretKey }) })),
+    put(K.prekey('spk', spk.keyId), { publicKey: spk.publicKey, secretKey: spk.secretKey }),
+    ...otps.map((k) => put(K.prekey('otp', k.keyId), { secretKey: k.secretKey })),
+    put(K.prekey('kem', lastResort.keyId), { secretKey: lastResort.secretKey, lastResort: true }),
+    ...kems.map((k) => put(K.prekey('kem', k.keyId), { secretKey: k.secretKey })),
   ]
   const upload: Upload = {
     signedPrekey: { keyId: spk.keyId, publicKey: spk.publicKey, signature: spk.signature },
@@ -141,10 +134,7 @@ export function generateInitialPrekeys(
 export function generateSignedPrekeyWrite(identity: IdentityKeyPair, keyId: number, random: Random) {
   const spk = generateSignedPrekey(identity, keyId, random)
   return {
-    secret: {
-      key: prekeyKey('spk', spk.keyId),
-      value: encodeRecord({ publicKey: spk.publicKey, secretKey: spk.secretKey }),
-    },
+    secret: put(K.prekey('spk', spk.keyId), { publicKey: spk.publicKey, secretKey: spk.secretKey }),
     upload: { keyId: spk.keyId, publicKey: spk.publicKey, signature: spk.signature },
   }
 }
@@ -171,14 +161,8 @@ export function generateRefill(
       })),
     },
     secrets: [
-      ...otps.map((k) => ({
-        key: prekeyKey('otp', k.keyId),
-        value: encodeRecord({ secretKey: k.secretKey }),
-      })),
-      ...kems.map((k) => ({
-        key: prekeyKey('kem', k.keyId),
-        value: encodeRecord({ secretKey: k.secretKey }),
-      })),
+      ...otps.map((k) => put(K.prekey('otp', k.keyId), { secretKey: k.secretKey })),
+      ...kems.map((k) => put(K.prekey('kem', k.keyId), { secretKey: k.secretKey })),
     ],
   }
 }
@@ -271,7 +255,7 @@ export async function decrypt(args: {
   current: Uint8Array | null
   previous: readonly Uint8Array[]
   opened: Opened
-  loadPrekey: (kind: 'spk' | 'otp' | 'kem', id: number) => Promise<Uint8Array | undefined>
+  loadPrekey: (kind: PrekeyKind, id: number) => Promise<Uint8Array | undefined>
   /** Whether a first message with this base key under this signed prekey was already accepted. */
   replayed: (signedPrekeyId: number, baseKey: Uint8Array) => Promise<boolean>
 }): Promise<Decrypted> {
@@ -314,7 +298,7 @@ export async function decrypt(args: {
   if (await args.replayed(info.signedPrekeyId, info.baseKey)) {
     throw new ParleyError('DUPLICATE', 'this first message was already accepted (replay)')
   }
-  const load = async <T>(kind: 'spk' | 'otp' | 'kem', id: number): Promise<T | undefined> => {
+  const load = async <T>(kind: PrekeyKind, id: number): Promise<T | undefined> => {
     const raw = await args.loadPrekey(kind, id)
     return raw === undefined ? undefined : decodeRecord<T>(raw)
   }

@@ -92,13 +92,24 @@ export type FakeAnswerHandler<K extends ClientBody> = (
   context: FakeAnswerContext,
 ) => FakeAnswer | Promise<FakeAnswer>
 
-/** Return this from a scripted answer to leave the request unanswered (the client's request then times out). */
-export const NO_ANSWER: unique symbol = Symbol('FakeRelay.NO_ANSWER')
+/**
+ * Return this from a scripted answer to leave the request unanswered (the client's request then times out).
+ * An object rather than a symbol, so that `return NO_ANSWER` keeps its type in an `async` script.
+ */
+export const NO_ANSWER: Readonly<{ noAnswer: true }> = Object.freeze({ noAnswer: true })
 
 /** One recorded frame. */
 export type FakeFrameRecord =
+  /** A frame a client sent, as the relay decoded it. */
   | { readonly direction: 'toRelay'; readonly connection: FakeConnection; readonly frame: ClientFrame }
+  /** A frame the relay sent (an answer, or a push with request id 0), decoded as the client will. */
   | { readonly direction: 'toClient'; readonly connection: FakeConnection; readonly frame: ServerFrame }
+
+/** What a {@link FakeConnection} reaches of its relay. */
+interface ConnectionIo {
+  frames(): FakeFrameRecord[]
+  sendBytes(bytes: Uint8Array): void
+}
 
 interface Override {
   handler: FakeAnswerHandler<ClientBody>
@@ -118,12 +129,12 @@ export class FakeConnection {
   /** The URL the client opened. */
   readonly url: string
   readonly #state: PeerState
-  readonly #relay: FakeRelay
+  readonly #io: ConnectionIo
 
-  /** @internal */
-  constructor(relay: FakeRelay, state: PeerState, url: string) {
-    this.#relay = relay
+  /** @internal Made by the {@link FakeRelay} for each connection a client opens. */
+  constructor(state: PeerState, url: string, io: ConnectionIo) {
     this.#state = state
+    this.#io = io
     this.id = state.id
     this.url = url
   }
@@ -146,7 +157,7 @@ export class FakeConnection {
 
   /** Every frame it carried, both ways, in order. */
   get frames(): FakeFrameRecord[] {
-    return this.#relay.frames.filter((f) => f.connection === this)
+    return this.#io.frames().filter((f) => f.connection === this)
   }
 
   /**
@@ -168,7 +179,7 @@ export class FakeConnection {
 
   /** Sends raw bytes as one binary frame (e.g. garbage, to see the client drop the connection). */
   pushBytes(bytes: Uint8Array): void {
-    this.#relay._sendBytes(this, bytes)
+    this.#io.sendBytes(bytes)
   }
 }
 
@@ -226,8 +237,11 @@ export class FakeRelay {
   #attempts = 0
   /** Bumped by everything that happens, for {@link FakeRelay.settle}. */
   #activity = 0
-  #busy = 0
 
+  /**
+   * A relay with a fresh trust root, signing key and OPRF key, and no accounts.
+   * @param options - see {@link FakeRelayOptions}
+   */
   constructor(options: FakeRelayOptions = {}) {
     const random = options.random ?? ((n: number) => crypto.getRandomValues(new Uint8Array(n)))
     this.#clock = options.clock ?? systemClock
@@ -340,10 +354,10 @@ export class FakeRelay {
 
   /**
    * The relay's record of an account (live: it changes as the relay works), or undefined when there is none.
-   * @param who - the number in E.164 form (`'+1…'`) or the address in hex
+   * @param who - the number in E.164 form (`'+1…'`; found under any OPRF key still served) or the address in hex
    */
   account(who: string): Readonly<FakeAccount> | undefined {
-    return this.#model.accounts.get(who.startsWith('+') ? this.addressOf(who) : who)
+    return this.#model.accounts.get(this.#address(who))
   }
 
   /**
@@ -359,8 +373,13 @@ export class FakeRelay {
    * @param who - the number in E.164 form or the address in hex
    */
   connectionsOf(who: string): FakeConnection[] {
-    const address = who.startsWith('+') ? this.addressOf(who) : who
+    const address = this.#address(who)
     return this.openConnections.filter((c) => c.device?.address === address)
+  }
+
+  /** An account's address (hex) from its number (under whichever served OPRF key it is at) or its address. */
+  #address(who: string): string {
+    return who.startsWith('+') ? this.#model.accountAddressOf(who) : who
   }
 
   // ─────────────────────────── scripting ───────────────────────────
@@ -474,27 +493,30 @@ export class FakeRelay {
 
   /**
    * Starts a new OPRF key epoch, as `parley-relay oprf rotate` does: new activations and evaluations use the
-   * new key, the previous one is still served (and evaluates) for `graceMs`. Clients see it on their next
-   * handshake (call {@link FakeRelay.drop} to make them reconnect) and move their accounts (`RebindAddress`).
+   * new key, the previous one is still served (and evaluates) for `graceMs`. Like the real relay on a key
+   * switch, it closes every connection (code 1012), so that clients reconnect, see the new key in `ServerHello`
+   * and move their accounts (`RebindAddress`).
    * @param graceMs - how long the previous key stays served (default 30 days)
    */
   rotateOprfKey(graceMs = 30 * 24 * 3600_000): void {
     this.#model.rotateOprfKey(graceMs)
+    for (const c of this.openConnections) c.close(1012, 'the OPRF key rotated')
   }
 
   /**
-   * Waits until nothing is happening: no frame in flight either way for a few turns of the event loop, and no
-   * timer due on a manual clock (timers set for later wait for the clock to be advanced).
-   * @throws Error when the clients and relay are still busy after 10,000 turns (a loop)
+   * Waits until nothing is happening: no frame sent either way, no connection opened or closed and no timer due
+   * on a manual clock for a few turns of the event loop. What waits for later — a timer set for later, a
+   * scripted answer waiting for the clock — waits for the test to advance the clock.
+   * @throws Error when frames are still moving after 2,000 turns (a loop)
    */
   async settle(): Promise<void> {
     let quiet = 0
-    for (let i = 0; i < 10_000; i++) {
+    for (let i = 0; i < 2_000; i++) {
       const before = this.#activity
       const clock = this.#clock as Partial<{ runDue(): number }>
       const ran = typeof clock.runDue === 'function' ? clock.runDue() : 0
       await turn()
-      if (ran === 0 && before === this.#activity && this.#busy === 0) {
+      if (ran === 0 && before === this.#activity) {
         if (++quiet >= 3) return
       } else quiet = 0
     }
@@ -513,9 +535,9 @@ export class FakeRelay {
       send: (data) => {
         if (state.closed) throw new Error('the connection is closed')
         const bytes = data.slice()
-        this.#busy++
+        this.#activity++
         queueMicrotask(() => {
-          queue = queue.then(() => this.#receive(connection, bytes)).finally(() => this.#busy--)
+          queue = queue.then(() => this.#receive(connection, bytes))
         })
       },
       close: (code = 1000, reason = '') => {
@@ -546,7 +568,10 @@ export class FakeRelay {
       },
     }
     let queue: Promise<void> = Promise.resolve()
-    const connection = new FakeConnection(this, state, url)
+    const connection = new FakeConnection(state, url, {
+      frames: () => this.frames,
+      sendBytes: (bytes) => this.#sendBytes(connection, bytes),
+    })
     this.#connections.push(connection)
     this.#states.set(connection, state)
     this.#sockets.set(connection, socket)
@@ -618,11 +643,11 @@ export class FakeRelay {
   }
 
   #send(connection: FakeConnection, frame: ServerFrameInput): void {
-    this._sendBytes(connection, encodeServerFrame(frame))
+    this.#sendBytes(connection, encodeServerFrame(frame))
   }
 
-  /** @internal Sends bytes to the client side of a connection (recorded when they decode). */
-  _sendBytes(connection: FakeConnection, bytes: Uint8Array): void {
+  /** Sends bytes to the client side of a connection (recorded when they decode). */
+  #sendBytes(connection: FakeConnection, bytes: Uint8Array): void {
     const state = this.#states.get(connection)!
     if (state.closed) return
     try {

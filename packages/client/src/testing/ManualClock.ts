@@ -84,13 +84,15 @@ export class ManualClock implements Clock {
 
   /**
    * Moves time forward by `ms`, firing every timer that falls due on the way, in time order, with the clock
-   * set to each one's time while it runs; after each, the event loop turns so that what the timer started
-   * (a reconnect, a retried send) can happen before the next one fires.
+   * set to each one's time while it runs. The event loop turns first, so that what is already under way (a
+   * connection just dropped scheduling its reconnect) sets its timers at the current time, and after each
+   * timer, so that what it started (a reconnect, a retried send) happens before the next one fires.
    * @param ms - how far to move, in milliseconds (≥ 0)
    */
   async advance(ms: number): Promise<void> {
     if (!Number.isFinite(ms) || ms < 0) throw new RangeError('advance() takes a non-negative number of ms')
     const until = this.#now + ms
+    await turn()
     for (let t = this.#nextDue(until); t !== undefined; t = this.#nextDue(until)) {
       this.#now = Math.max(this.#now, t[1].at)
       this.#fire(t)

@@ -45,8 +45,11 @@ export type FakeReply = Omit<ServerFrameInput, 'requestId'>
 
 /** A signed prekey (X25519 signed prekey or ML-KEM prekey) as uploaded. */
 export interface FakeSignedKey {
+  /** The key's id, chosen by the device. */
   keyId: number
+  /** X25519 (32 bytes) or ML-KEM-768 encapsulation key (1,184 bytes). */
   publicKey: Uint8Array
+  /** Ed25519 signature by the device's identity key. */
   signature: Uint8Array
 }
 
@@ -54,6 +57,7 @@ export interface FakeSignedKey {
 export interface FakeMail {
   /** Its sequence number in the recipient's mailbox. */
   readonly seq: number
+  /** The sender's message id (16 bytes); a second send of the same id is accepted without being stored. */
   readonly messageId: Uint8Array
   /** The sealed envelope, as the sender sent it (the relay cannot open it). */
   readonly envelope: Uint8Array
@@ -65,20 +69,29 @@ export interface FakeMail {
 
 /** What the fake relay keeps of an account (more than the real one: it is there to be inspected). */
 export interface FakeAccount {
+  /** The account's address (32 bytes): the OPRF of its number under {@link FakeAccount.keyId}. */
   address: Uint8Array
+  /** The same, in hex (what `ParleyClient.address` shows). */
   addressHex: string
+  /** The current device's id: 1, and one more at each takeover. */
   deviceId: number
+  /** The current device's Ed25519 identity key. */
   identityKey: Uint8Array
   /** The commitment to the number made at activation (32 bytes), or empty. */
   numberCommitment: Uint8Array
   /** The OPRF key epoch the address is derived under. */
   keyId: number
+  /** The signed X25519 prekey served in every bundle. */
   signedPrekey: FakeSignedKey
+  /** The ML-KEM prekey served when no one-time KEM prekey is left. */
   lastResortKemPrekey: FakeSignedKey
+  /** One-time X25519 prekeys not yet served, oldest first (each bundle takes one). */
   oneTimePrekeys: { keyId: number; publicKey: Uint8Array }[]
+  /** One-time ML-KEM prekeys not yet served, oldest first (each bundle takes one). */
   oneTimeKemPrekeys: FakeSignedKey[]
   /** The verifier of the account's delivery token, or null when unidentified delivery is off. */
   deliveryVerifier: Uint8Array | null
+  /** The registration lock: salt and cost of the PIN's proof, its verifier, and the guesses left. */
   registrationLock: {
     salt: Uint8Array
     logN: number
@@ -86,6 +99,7 @@ export interface FakeAccount {
     setAtMs: number
     guessesLeft: number
   } | null
+  /** The last activation or authentication (the lock lapses after a week without). */
   lastActiveMs: number
   /** Unacked mail of the current device, in seq order. */
   mailbox: FakeMail[]
@@ -97,9 +111,13 @@ export interface FakeAccount {
 
 /** An OPRF key epoch of the relay. */
 export interface FakeOprfKey {
+  /** The epoch, from 1. */
   keyId: number
+  /** The ristretto255 secret scalar (32 bytes). */
   secretKey: Uint8Array
+  /** The public key clients pin for the epoch (32 bytes). */
   publicKey: Uint8Array
+  /** When the epoch started, on the relay's clock. */
   createdAtMs: number
   /** 0 while current; after a rotation, the end of its grace period. */
   retireAtMs: number
@@ -270,6 +288,15 @@ export class RelayModel {
       this.#oprfCertificates.set(id, cert)
     }
     return cert
+  }
+
+  /** The address (hex) of a number's account under whichever served key it is at; its current address if none. */
+  accountAddressOf(e164: string): string {
+    for (let i = this.oprfKeys.length - 1; i >= 0; i--) {
+      const address = hex(this.addressOf(e164, this.oprfKeys[i]))
+      if (this.accounts.has(address)) return address
+    }
+    return hex(this.addressOf(e164))
   }
 
   /** The address of a number (E.164) under an OPRF key (the current one by default). */

@@ -1,0 +1,213 @@
+// What this device knows of its contacts (docs/architecture.md §4.8, §6.7): their identities and identity
+// changes, safety numbers and verification, the number proven for a sender, and following a contact that moved
+// to a new address after an OPRF key rotation. Not exported.
+import { ParleyError } from '@parley/protocol'
+import { toHex } from '../internal/codec.js'
+import * as e2e from '../internal/e2e.js'
+import type { StoreWrite } from '../Store.js'
+import type { Engine } from './context.js'
+import type { Discovery } from './discovery.js'
+import { type ContactRecord, contactRecord, del, get, heldPrefix, K, put, sessionRecord } from './keyspace.js'
+
+export class Contacts {
+  readonly #engine: Engine
+  readonly #discovery: Discovery
+
+  constructor(engine: Engine, discovery: Discovery) {
+    this.#engine = engine
+    this.#discovery = discovery
+  }
+
+  /** `ParleyClient.safetyNumber`, after the open check. */
+  async safetyNumber(number: string): Promise<string | null> {
+    const engine = this.#engine
+    const account = engine.requireAccount()
+    const e164 = await this.#discovery.normalize(number)
+    const contact = await contactRecord(engine.store, e164)
+    if (contact === null) return null
+    let session = await sessionRecord(engine.store, contact.address)
+    if (session === null && engine.flushing !== null) {
+      // A message to this contact may be establishing the session right now.
+      await engine.flushing.catch(() => {})
+      session = await sessionRecord(engine.store, contact.address)
+    }
+    if (session === null) return null
+    return e2e.safetyNumber(account.identity.publicKey, account.address, session.identityKey, contact.address)
+  }
+
+  /** `ParleyClient.markVerified`, after the open check. */
+  async markVerified(number: string, options: { safetyNumber?: string }): Promise<void> {
+    const engine = this.#engine
+    const account = engine.requireAccount()
+    const e164 = await this.#discovery.normalize(number)
+    await engine.serial.run(async () => {
+      const contact = await contactRecord(engine.store, e164)
+      const identity =
+        contact === null ? undefined : await get(engine.store, K.identity(toHex(contact.address)))
+      if (contact === null || identity === undefined) {
+        throw new ParleyError('NOT_FOUND', 'no identity known for this contact yet; exchange a message first')
+      }
+      if (
+        options.safetyNumber !== undefined &&
+        e2e.safetyNumber(account.identity.publicKey, account.address, identity, contact.address) !==
+          options.safetyNumber.replace(/\s+/g, ' ').trim()
+      ) {
+        throw new ParleyError('VERIFICATION_FAILED', 'the safety number is not the current one')
+      }
+      await engine.store.write([put(K.verified(toHex(contact.address)), identity)])
+    })
+  }
+
+  /** `ParleyClient.isVerified`, after the open check. */
+  async isVerified(number: string): Promise<boolean> {
+    const { store } = this.#engine
+    this.#engine.requireAccount()
+    const contact = await contactRecord(store, await this.#discovery.normalize(number))
+    if (contact === null) return false
+    const hex = toHex(contact.address)
+    const [verified, current] = [await get(store, K.verified(hex)), await get(store, K.identity(hex))]
+    return verified !== undefined && current !== undefined && e2e.equal(verified, current)
+  }
+
+  /**
+   * Mail from an address this device has no session with, whose sender proves a number we know under another
+   * address with the same identity key: the contact moved (an OPRF key rotation). Its session, identity, verified
+   * mark, delivery token and held mail follow it to the new address. A new identity is a new device, not a move.
+   * Called from `Inbox.receive`, in the serial queue.
+   */
+  async followSender(opened: e2e.Opened): Promise<void> {
+    const { store } = this.#engine
+    const e164 = opened.senderNumber
+    if (e164 === undefined) return
+    const newHex = toHex(opened.senderAddress)
+    if ((await store.get(K.session(newHex).key)) !== undefined) return
+    const contact = await contactRecord(store, e164)
+    if (contact === null || e2e.equal(contact.address, opened.senderAddress)) return
+    const oldHex = toHex(contact.address)
+    const identity = await get(store, K.identity(oldHex))
+    if (identity === undefined || !e2e.equal(identity, opened.senderIdentityKey)) return
+    // Inbox.receive runs in the serial queue already.
+    await this.#moveContact(contact, opened.senderAddress, undefined)
+  }
+
+  /**
+   * A send to `e164` at `address` found nobody there: looks the number up again under the current OPRF key and,
+   * when it is registered at another address, moves the contact there.
+   * @returns the new address, and whether the queued message must be encrypted again (its session was still
+   *   waiting for a first reply, bound to the old address); null when the contact did not move
+   */
+  async followContact(
+    e164: string,
+    address: Uint8Array,
+  ): Promise<{ address: Uint8Array; restart: boolean } | null> {
+    const { store, link, serial } = this.#engine
+    let contact = await contactRecord(store, e164)
+    const current = link.hello?.oprfKeys?.[0]?.keyId
+    if (contact?.registered && !e2e.equal(contact.address, address)) {
+      // Already followed (an earlier entry of the outbox, or mail from the contact).
+    } else {
+      if (contact !== null && contact.keyId !== undefined && contact.keyId === current) return null
+      await this.#discovery.lookup([e164])
+      contact = await contactRecord(store, e164)
+      if (contact === null || !contact.registered || e2e.equal(contact.address, address)) return null
+    }
+    const moved = contact
+    return serial.run(async () => {
+      const old = await sessionRecord(store, address)
+      const restart = old !== null && !old.stale && e2e.awaitingReply(old.state)
+      await this.#moveContact({ ...moved, address }, moved.address, moved.keyId, restart)
+      return { address: moved.address, restart }
+    })
+  }
+
+  /** Moves everything kept about a contact from its old address to `to` (in the serial queue). */
+  async #moveContact(
+    contact: ContactRecord,
+    to: Uint8Array,
+    keyId: number | undefined,
+    retire = false,
+  ): Promise<void> {
+    const { store, clock } = this.#engine
+    const from = toHex(contact.address)
+    const next = toHex(to)
+    if (from === next) return
+    const writes: StoreWrite[] = []
+    const move = async (oldKey: string, newKey: string, change?: (v: Uint8Array) => Uint8Array) => {
+      const value = await store.get(oldKey)
+      if (value === undefined) return
+      writes.push(del(oldKey), { key: newKey, value: change ? change(value) : value })
+    }
+    await move(K.session(from).key, K.session(next).key, (v) =>
+      retire ? K.session.codec.encode({ ...K.session.codec.decode(v), stale: true }) : v,
+    )
+    await move(K.identity(from).key, K.identity(next).key)
+    await move(K.verified(from).key, K.verified(next).key)
+    await move(K.peerToken(from).key, K.peerToken(next).key)
+    await move(K.byAddress(from).key, K.byAddress(next).key)
+    for (const e of await store.list(heldPrefix(from))) {
+      writes.push(del(e.key), {
+        key: `${heldPrefix(next)}${e.key.slice(heldPrefix(from).length)}`,
+        value: e.value,
+      })
+    }
+    const record: ContactRecord = {
+      e164: contact.e164,
+      address: to,
+      registered: true,
+      checkedAt: clock.now(),
+      ...(keyId !== undefined ? { keyId } : {}),
+    }
+    writes.push(put(K.contact(contact.e164), record))
+    writes.push(put(K.byAddress(next), contact.e164))
+    await store.write(writes)
+  }
+
+  /** Whether `identityKey` differs from the one last seen for the address (none seen yet: not a change). */
+  async identityChanged(addressHex: string, identityKey: Uint8Array): Promise<boolean> {
+    const previous = await get(this.#engine.store, K.identity(addressHex))
+    return previous !== undefined && !e2e.equal(previous, identityKey)
+  }
+
+  emitIdentityChanged(
+    number: string | null,
+    address: Uint8Array,
+    identityKey: Uint8Array,
+    held = false,
+  ): void {
+    const account = this.#engine.requireAccount()
+    this.#engine.events.emit('identityChanged', {
+      number,
+      address: toHex(address),
+      safetyNumber: e2e.safetyNumber(account.identity.publicKey, account.address, identityKey, address),
+      held,
+    })
+  }
+
+  /**
+   * The number to show for a proven sender: the one this device resolved to the address itself (discovery,
+   * through the OPRF), else the one the sender proved with its certified commitment. Never a bare claim, and
+   * never an OPRF evaluation spent on a sender's say-so.
+   */
+  async provenSender(opened: e2e.Opened, writes: StoreWrite[]): Promise<string | null> {
+    const { store, clock } = this.#engine
+    const addressHex = toHex(opened.senderAddress)
+    const known = await get(store, K.byAddress(addressHex))
+    if (known !== undefined) return known
+    const e164 = opened.senderNumber
+    if (e164 === undefined) return null
+    const contact = await contactRecord(store, e164)
+    // Our own discovery said this number has another address: the relay contradicts itself; show no number.
+    if (contact !== null && !e2e.equal(contact.address, opened.senderAddress)) return null
+    if (contact === null || !contact.registered) {
+      const record: ContactRecord = {
+        e164,
+        address: opened.senderAddress,
+        registered: true,
+        checkedAt: clock.now(),
+      }
+      writes.push(put(K.contact(e164), record))
+    }
+    writes.push(put(K.byAddress(addressHex), e164))
+    return e164
+  }
+}

@@ -1,0 +1,91 @@
+// What the engine's parts share: the injected ports, the two relay connections, the serial queue, the event
+// emitter and the account state. The facade (Client.ts) makes one and hands it to every part; nothing here
+// imports a part. Not exported from the package.
+import { ParleyError, type ServerFrame } from '@parley/protocol'
+import type { Clock } from '../Clock.js'
+import { Emitter } from '../Emitter.js'
+import { SerialQueue } from '../internal/SerialQueue.js'
+import type { RelayLink } from '../RelayLink.js'
+import type { Store } from '../Store.js'
+import type { IncomingMessage, ParleyEvents } from '../types.js'
+import type { AccountRecord } from './keyspace.js'
+
+export type Random = (n: number) => Uint8Array
+
+/** What the client refused or held since it was created (see `ParleyClient.stats`). */
+export interface EngineStats {
+  senderUnverified: number
+  replaysRefused: number
+  held: number
+  unidentifiedSent: number
+}
+
+/** The state of one client, shared by its parts. */
+export class Engine {
+  readonly store: Store
+  readonly clock: Clock
+  readonly random: Random
+  readonly events: Emitter<ParleyEvents>
+  /** Every change of session state runs in this one queue (see internal/SerialQueue.ts). */
+  readonly serial = new SerialQueue()
+  readonly stats: EngineStats = { senderUnverified: 0, replaysRefused: 0, held: 0, unidentifiedSent: 0 }
+  /** The async iterators of `messages()`: each gets every message shown, and null when the client closes. */
+  readonly iterators = new Set<(m: IncomingMessage | null) => void>()
+  /** The connection that authenticates as this device. */
+  readonly link: RelayLink
+  /** A second connection that never authenticates: unidentified sends go here, so the relay cannot name their sender. */
+  readonly anonymous: RelayLink
+  account: AccountRecord | null = null
+  authenticated = false
+  /** Set when the relay said DeviceReplaced: this device no longer has an account there. */
+  replaced = false
+  closed = false
+  /** The outbox flush running now, if any (the outbox sets it; a safety number may wait for it). */
+  flushing: Promise<void> | null = null
+
+  constructor(ports: { store: Store; clock: Clock; random: Random; link: RelayLink; anonymous: RelayLink }) {
+    this.store = ports.store
+    this.clock = ports.clock
+    this.random = ports.random
+    this.link = ports.link
+    this.anonymous = ports.anonymous
+    this.events = new Emitter<ParleyEvents>((err) => this.emitError(err))
+  }
+
+  requireAccount(): AccountRecord {
+    if (this.account === null) {
+      throw new ParleyError('INVALID_STATE', 'activate this device first (nothing is sent before activation)')
+    }
+    return this.account
+  }
+
+  checkOpen(): void {
+    if (this.closed) throw new ParleyError('CLOSED', 'the client is closed')
+  }
+
+  emitError(err: unknown): void {
+    const e = ParleyError.fromUnknown(err)
+    if (!this.events.emit('error', e)) {
+      // No listener: do not crash the app, but do not swallow silently either.
+      console.warn(`[parley] ${e.code}: ${e.message}`)
+    }
+  }
+
+  /** Errors that the engine retries by itself are reported only when they are not plain connectivity. */
+  emitRecoverable(err: unknown): void {
+    const e = ParleyError.fromUnknown(err)
+    if (e.code === 'UNAVAILABLE' || e.code === 'TIMEOUT' || e.code === 'CLOSED') return
+    this.emitError(e)
+  }
+}
+
+type Bodies = { [K in NonNullable<ServerFrame['body']>]: NonNullable<ServerFrame[K]> }
+
+/** The body the relay was asked for, or BAD_REQUEST when it answered something else. */
+export function expectBody<K extends keyof Bodies>(frame: ServerFrame, body: K): Bodies[K] {
+  const value = (frame as unknown as Record<string, unknown>)[body]
+  if (frame.body !== body || value === undefined || value === null) {
+    throw new ParleyError('BAD_REQUEST', `the relay answered ${frame.body} where ${body} was expected`)
+  }
+  return value as Bodies[K]
+}

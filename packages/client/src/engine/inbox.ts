@@ -1,0 +1,340 @@
+// The inbox (docs/architecture.md §6, §8): the relay's pushes, each delivery opened, its sender proved and then
+// decrypted, in one atomic write with its dedupe marker; mail from a changed verified identity held until the
+// app approves it; acks in batches, which move the resume cursor. Not exported.
+import { GapReason, ParleyError, type ServerFrame } from '@parley/protocol'
+import { toHex } from '../internal/codec.js'
+import * as e2e from '../internal/e2e.js'
+import type { StoreWrite } from '../Store.js'
+import type { CallOptions, IncomingMessage } from '../types.js'
+import type { Contacts } from './contacts.js'
+import type { Engine } from './context.js'
+import type { Discovery } from './discovery.js'
+import {
+  contactRecord,
+  decodeEntry,
+  del,
+  get,
+  type HeldRecord,
+  heldPrefix,
+  K,
+  put,
+  type SessionRecord,
+  type StoredMessage,
+  sessionRecord,
+} from './keyspace.js'
+import type { Prekeys } from './prekeys.js'
+import type { RelaySession } from './session.js'
+
+const ACK_BATCH = 500
+const ACK_DELAY_MS = 10
+/** Most messages held for one contact whose verified identity changed; older ones are dropped (and counted). */
+const MAX_HELD_PER_CONTACT = 1000
+
+export class Inbox {
+  readonly #engine: Engine
+  readonly #session: RelaySession
+  readonly #contacts: Contacts
+  readonly #discovery: Discovery
+  readonly #prekeys: Prekeys
+  #acks: number[] = []
+  #ackTimer: unknown = null
+
+  constructor(
+    engine: Engine,
+    session: RelaySession,
+    contacts: Contacts,
+    discovery: Discovery,
+    prekeys: Prekeys,
+  ) {
+    this.#engine = engine
+    this.#session = session
+    this.#contacts = contacts
+    this.#discovery = discovery
+    this.#prekeys = prekeys
+  }
+
+  /** The main connection's push hook: deliveries, mailbox gaps, device replacement and connection errors. */
+  onPush(frame: ServerFrame): void {
+    const engine = this.#engine
+    if (frame.body === 'delivery' && frame.delivery) {
+      const delivery = frame.delivery
+      void engine.serial.run(() => this.receive(delivery)).catch((err) => engine.emitError(err))
+    } else if (frame.body === 'mailboxGap' && frame.mailboxGap) {
+      const g = frame.mailboxGap
+      const reason =
+        g.reason === GapReason.GAP_REASON_EXPIRED
+          ? 'expired'
+          : g.reason === GapReason.GAP_REASON_EVICTED
+            ? 'evicted'
+            : 'unknown'
+      engine.events.emit('gap', { firstSeq: g.firstSeq ?? 0, lastSeq: g.lastSeq ?? 0, reason })
+    } else if (frame.body === 'deviceReplaced') {
+      const erased = frame.deviceReplaced?.erased === true
+      engine.replaced = true
+      void engine.serial.run(() => this.#session.onReplaced(erased)).catch((err) => engine.emitError(err))
+    } else if (frame.body === 'error' && frame.error) {
+      const err = ParleyError.fromUnknown(e2e.wireError(frame.error))
+      // The relay's UNAUTHENTICATED that follows DeviceReplaced says nothing the event did not.
+      if (engine.replaced && err.code === 'UNAUTHENTICATED') return
+      engine.emitError(err)
+    }
+  }
+
+  /** `ParleyClient.messages`: received messages as an async iterator, from now until the client closes. */
+  messages(options: CallOptions): AsyncIterableIterator<IncomingMessage> {
+    const iterators = this.#engine.iterators
+    const queue: IncomingMessage[] = []
+    let wake: (() => void) | null = null
+    let done = this.#engine.closed
+    const push = (m: IncomingMessage | null) => {
+      if (m === null) done = true
+      else queue.push(m)
+      wake?.()
+    }
+    iterators.add(push)
+    const finish = () => {
+      done = true
+      iterators.delete(push)
+      wake?.()
+    }
+    options.signal?.addEventListener('abort', finish, { once: true })
+    const iterator: AsyncIterableIterator<IncomingMessage> = {
+      [Symbol.asyncIterator]: () => iterator,
+      next: async () => {
+        while (queue.length === 0 && !done) await new Promise<void>((r) => (wake = r))
+        wake = null
+        const value = queue.shift()
+        return value === undefined ? { done: true, value: undefined } : { done: false, value }
+      },
+      return: async () => {
+        finish()
+        return { done: true, value: undefined }
+      },
+    }
+    return iterator
+  }
+
+  /** `ParleyClient.history`, after the open check. */
+  async history(): Promise<IncomingMessage[]> {
+    const entries = await this.#engine.store.list(K.inbox.prefix)
+    return entries.map((e) => toIncoming(decodeEntry(K.inbox, e)))
+  }
+
+  /** `ParleyClient.approveIdentity`, after the open check. */
+  async approveIdentity(number: string): Promise<number> {
+    const { store, serial } = this.#engine
+    this.#engine.requireAccount()
+    const contact = await contactRecord(store, await this.#discovery.normalize(number))
+    if (contact === null) return 0
+    const hex = toHex(contact.address)
+    const held = await serial.run(async () => {
+      const entries = await store.list(heldPrefix(hex))
+      await store.write([del(K.verified(hex))])
+      return entries
+    })
+    let delivered = 0
+    for (const e of held) {
+      const h: HeldRecord = decodeEntry(K.held, e)
+      const shown = await serial.run(async () => {
+        const ok = await this.receive({ seq: 0, envelope: h.envelope, receivedAtMs: h.receivedAtMs })
+        await store.write([del(e.key)])
+        return ok
+      })
+      if (shown) delivered++
+    }
+    return delivered
+  }
+
+  /**
+   * Handles one delivery; resolves whether a message was shown. Order of checks: the envelope must open and
+   * its certificate prove the sender before anything else happens; a message from a changed identity of a
+   * verified contact is held; only then is a session used, made or promoted. A refused message changes
+   * nothing but the counters.
+   */
+  async receive(delivery: NonNullable<ServerFrame['delivery']>): Promise<boolean> {
+    const engine = this.#engine
+    const { store, stats } = engine
+    const account = engine.account
+    if (account === null) return false
+    const seq = delivery.seq ?? 0
+    const ack = () => {
+      this.#ack(seq)
+      return false
+    }
+    const envelope = delivery.envelope ?? new Uint8Array(0)
+    const receivedAtMs = delivery.receivedAtMs ?? engine.clock.now()
+    let opened: e2e.Opened
+    try {
+      opened = e2e.open(account.identity, envelope, await this.#session.trustRoot(), receivedAtMs)
+    } catch (err) {
+      const e = ParleyError.fromUnknown(err, 'DECRYPT_FAILED')
+      if (e.code === 'SENDER_UNVERIFIED') stats.senderUnverified++
+      engine.emitError(e)
+      return ack()
+    }
+    await this.#contacts.followSender(opened)
+    const senderHex = toHex(opened.senderAddress)
+    const verified = await get(store, K.verified(senderHex))
+    if (verified !== undefined && !e2e.equal(verified, opened.senderIdentityKey)) {
+      await this.#hold(senderHex, opened, envelope, receivedAtMs)
+      return ack()
+    }
+    const existing = await sessionRecord(store, opened.senderAddress)
+    const writes: StoreWrite[] = []
+    let result: e2e.Decrypted
+    try {
+      result = await e2e.decrypt({
+        ours: account,
+        current: existing === null ? null : existing.state,
+        previous: existing?.previous ?? [],
+        opened,
+        loadPrekey: async (kind, id) => store.get(K.prekey(kind, id).key),
+        replayed: async (spk, baseKey) => (await store.get(K.replay(spk, toHex(baseKey)).key)) !== undefined,
+      })
+    } catch (err) {
+      const e = ParleyError.fromUnknown(err, 'DECRYPT_FAILED')
+      if (e.code === 'DUPLICATE' && opened.message.kind === 'prekey') stats.replaysRefused++
+      if (e.code !== 'DUPLICATE') engine.emitError(e)
+      return ack()
+    }
+    const content = result.content
+    const idHex = toHex(content.messageId)
+    const record = sessionAfter(existing, opened, result)
+    if ((await store.get(K.seen(idHex).key)) !== undefined) {
+      // Same message again (a resend after a lost ACCEPTED): keep the session step, deliver nothing.
+      await store.write([put(K.session(senderHex), record)])
+      return ack()
+    }
+    const identityChanged = await this.#contacts.identityChanged(senderHex, opened.senderIdentityKey)
+    const from = await this.#contacts.provenSender(opened, writes)
+    const message: StoredMessage = {
+      id: idHex,
+      from,
+      fromAddress: senderHex,
+      text: content.text,
+      sentAt: content.sentAtMs,
+      receivedAt: receivedAtMs,
+    }
+    for (const id of result.consumedOneTimePrekeys) writes.push(del(K.prekey('otp', id)))
+    for (const id of result.consumedKemPrekeys) writes.push(del(K.prekey('kem', id)))
+    if (result.replayKey) {
+      const r = result.replayKey
+      writes.push(put(K.replay(r.signedPrekeyId, toHex(r.baseKey)), receivedAtMs))
+    }
+    if (content.deliveryToken) writes.push(put(K.peerToken(senderHex), content.deliveryToken))
+    writes.push(
+      put(K.session(senderHex), record),
+      put(K.seen(idHex), receivedAtMs),
+      put(K.inbox(receivedAtMs, idHex), message),
+      put(K.identity(senderHex), opened.senderIdentityKey),
+    )
+    // One atomic write: the ratchet step, the dedupe marker and the message stand or fall together.
+    await store.write(writes)
+    if (identityChanged)
+      this.#contacts.emitIdentityChanged(from, opened.senderAddress, opened.senderIdentityKey)
+    const incoming = toIncoming(message)
+    engine.events.emit('message', incoming)
+    for (const push of engine.iterators) push(incoming)
+    if (result.consumedOneTimePrekeys.length > 0 || result.consumedKemPrekeys.length > 0) {
+      void engine.serial.run(() => this.#prekeys.refill()).catch((err) => engine.emitRecoverable(err))
+    }
+    ack()
+    return true
+  }
+
+  /**
+   * Keeps a message from a verified contact whose identity changed, unopened, until the app approves the new
+   * identity; tells the app once per new identity.
+   */
+  async #hold(
+    senderHex: string,
+    opened: e2e.Opened,
+    envelope: Uint8Array,
+    receivedAtMs: number,
+  ): Promise<void> {
+    const { store } = this.#engine
+    const held = await store.list(heldPrefix(senderHex))
+    const writes: StoreWrite[] = []
+    if (held.length >= MAX_HELD_PER_CONTACT) writes.push(del(held[0]!.key))
+    const last = held.at(-1)
+    const n = last === undefined ? 1 : Number(last.key.slice(last.key.lastIndexOf('/') + 1)) + 1
+    const record: HeldRecord = { envelope: envelope.slice(), receivedAtMs }
+    writes.push(put(K.held(senderHex, n), record))
+    const announced = await get(store, K.identity(senderHex))
+    const first = announced === undefined || !e2e.equal(announced, opened.senderIdentityKey)
+    if (first) writes.push(put(K.identity(senderHex), opened.senderIdentityKey))
+    await store.write(writes)
+    this.#engine.stats.held++
+    if (first) {
+      const number = (await get(store, K.byAddress(senderHex))) ?? null
+      this.#contacts.emitIdentityChanged(number, opened.senderAddress, opened.senderIdentityKey, true)
+    }
+  }
+
+  /** Queues an ack; acks go out in batches so a burst of mail costs few frames. */
+  #ack(seq: number): void {
+    if (seq <= 0) return
+    this.#acks.push(seq)
+    if (this.#acks.length >= ACK_BATCH) this.flushAcks()
+    else if (this.#ackTimer === null)
+      this.#ackTimer = this.#engine.clock.setTimeout(() => this.flushAcks(), ACK_DELAY_MS)
+  }
+
+  /** Sends the queued acks now; once the relay has them, the resume cursor moves past them. */
+  flushAcks(): void {
+    const engine = this.#engine
+    const { clock, store } = engine
+    if (this.#ackTimer !== null) clock.clearTimeout(this.#ackTimer)
+    this.#ackTimer = null
+    const seqs = this.#acks.splice(0, ACK_BATCH)
+    if (seqs.length === 0) return
+    void engine.link
+      .request({ ackMessages: { seqs } }, { raw: true })
+      .then(async () => {
+        const max = Math.max(...seqs)
+        const cursor = (await get(store, K.cursor)) ?? 0
+        if (max > cursor) await store.write([put(K.cursor, max)])
+      })
+      .catch((err) => {
+        const e = ParleyError.fromUnknown(err)
+        if (e.code === 'RATE_LIMITED' && !engine.closed) {
+          // The relay paces acks per connection: these go again once it allows, before newer ones.
+          this.#acks.unshift(...seqs)
+          if (this.#ackTimer !== null) clock.clearTimeout(this.#ackTimer)
+          this.#ackTimer = clock.setTimeout(() => this.flushAcks(), e.retryAfterMs ?? 100)
+          return
+        }
+        // Not acked: the relay redelivers after reconnecting and the inbox's dedupe drops the copy.
+        engine.emitRecoverable(e)
+      })
+    if (this.#acks.length > 0) this.flushAcks()
+  }
+}
+
+/** The contact's session record after a successful decrypt: the session that decrypted is current. */
+function sessionAfter(
+  existing: SessionRecord | null,
+  opened: e2e.Opened,
+  result: e2e.Decrypted,
+): SessionRecord {
+  // A decrypt under an older session of the same device keeps the record's device and staleness.
+  const sameDevice = existing !== null && existing.deviceId === opened.senderDeviceId
+  return {
+    deviceId: opened.senderDeviceId,
+    identityKey: opened.senderIdentityKey,
+    state: result.state,
+    previous: result.previous,
+    ...(sameDevice && existing.stale ? { stale: true } : {}),
+  }
+}
+
+function toIncoming(m: StoredMessage): IncomingMessage {
+  return {
+    id: m.id,
+    from: m.from,
+    fromAddress: m.fromAddress,
+    text: m.text,
+    sentAt: new Date(m.sentAt),
+    receivedAt: new Date(m.receivedAt),
+  }
+}

@@ -1,0 +1,240 @@
+// The engine's keyspace: every key it keeps in the Store port and the record stored under it, in one place.
+// These keys and record shapes are what every device has on disk: change one only with a migration (and a new
+// KEYSPACE_VERSION). The helpers build single writes; every change is still one atomic `store.write([...])`
+// batch, put together by the part that makes it. Not exported from the package.
+
+import { decodeRecord, encodeRecord, pad, toHex } from '../internal/codec.js'
+import type { Store, StoreEntry, StoreWrite } from '../Store.js'
+
+/**
+ * The version of the layout below. It is not stored (no store written so far carries one); bump it, and migrate,
+ * with any change to a key or to the shape of a record.
+ */
+export const KEYSPACE_VERSION = 1
+
+// ───────────────────────────── records ─────────────────────────────
+
+export interface AccountRecord {
+  e164: string
+  address: Uint8Array
+  deviceId: number
+  identity: { publicKey: Uint8Array; secretKey: Uint8Array }
+  /** Opens the number commitment the relay certified at activation (absent for accounts from before it). */
+  numberSalt?: Uint8Array
+  /** This account's delivery token, shared with contacts in every message; its verifier is on the relay. */
+  deliveryToken?: Uint8Array
+  /** Whether the relay has the current token's verifier. */
+  deliveryTokenSet?: boolean
+  /** The OPRF key epoch the address is derived under (absent in records from before key rotation). */
+  keyId?: number
+}
+
+/** What a replaced device keeps of its account to take the number back with the same identity. */
+export interface PreviousRecord {
+  e164: string
+  identity: { publicKey: Uint8Array; secretKey: Uint8Array }
+}
+
+export interface PendingRecord {
+  e164: string
+  activationId: Uint8Array
+  expiresAt: number
+}
+
+export interface PrekeyMeta {
+  nextOtpId: number
+  nextKemId: number
+  signedPrekeyId: number
+  lastResortKemId: number
+  /** When the current signed prekey was made (absent in stores from before rotation existed). */
+  signedPrekeyAt?: number
+  /** Replaced signed prekeys, kept for mail still in flight until `retiredAt + SIGNED_PREKEY_GRACE_MS`. */
+  retiredSignedPrekeys?: { id: number; retiredAt: number }[]
+}
+
+export type PrekeyKind = 'spk' | 'otp' | 'kem'
+
+/**
+ * A prekey's secret (internal/e2e.ts writes and reads them): a signed prekey keeps its public key too, and the
+ * last-resort KEM prekey is marked so that using it consumes nothing.
+ */
+export interface PrekeySecret {
+  publicKey?: Uint8Array
+  secretKey: Uint8Array
+  lastResort?: boolean
+}
+
+export interface ContactRecord {
+  e164: string
+  address: Uint8Array
+  registered: boolean
+  checkedAt: number
+  /** The OPRF key epoch `address` was derived under; absent when unknown (older records, or learned from mail). */
+  keyId?: number
+}
+
+export interface SessionRecord {
+  deviceId: number
+  identityKey: Uint8Array
+  state: Uint8Array
+  /** Archived sessions with the same contact (any identity), tried when the current one cannot decrypt. */
+  previous?: Uint8Array[]
+  /** The contact's device was replaced (CONFLICT): still decrypts, but the next send starts a new session. */
+  stale?: boolean
+}
+
+export interface OutboxRecord {
+  id: string
+  to: string
+  address: Uint8Array
+  text: string
+  sentAt: number
+  /** The session message once encrypted; a retry reseals (with a current certificate) the same message. */
+  message?: { kind: 'prekey' | 'ratchet'; body: Uint8Array }
+  /** The recipient device's identity key the message was encrypted for. */
+  recipientIdentityKey?: Uint8Array
+  deviceId?: number
+}
+
+export interface HeldRecord {
+  envelope: Uint8Array
+  receivedAtMs: number
+}
+
+export interface StoredMessage {
+  id: string
+  from: string | null
+  fromAddress: string
+  text: string
+  sentAt: number
+  receivedAt: number
+}
+
+// ───────────────────────────── keys ─────────────────────────────
+
+/** How a value becomes the bytes stored under its key, and back. */
+export interface Codec<T> {
+  encode(value: T): Uint8Array
+  decode(bytes: Uint8Array): T
+}
+
+/** One key, and the type of the value stored under it. */
+export interface Slot<T> {
+  readonly key: string
+  readonly codec: Codec<T>
+}
+
+/** The keys under one prefix (`session/<address>`, …): called with its parts, it names one of them. */
+export interface Family<A extends unknown[], T> {
+  (...parts: A): Slot<T>
+  /** What every key of the family starts with, for {@link Store.list}. */
+  readonly prefix: string
+  readonly codec: Codec<T>
+}
+
+/** Bytes stored as they are: keys, certificates, tokens. */
+const bytes: Codec<Uint8Array> = { encode: (v) => v, decode: (b) => b }
+
+/** A JSON record whose leaves may be bytes (internal/codec.ts). */
+function json<T>(): Codec<T> {
+  return { encode: (v) => encodeRecord(v), decode: (b) => decodeRecord<T>(b) }
+}
+
+function slot<T>(key: string, codec: Codec<T>): Slot<T> {
+  return { key, codec }
+}
+
+function family<A extends unknown[], T>(
+  prefix: string,
+  codec: Codec<T>,
+  rest: (...parts: A) => string,
+): Family<A, T> {
+  return Object.assign((...parts: A) => slot(prefix + rest(...parts), codec), { prefix, codec })
+}
+
+/** Store keys (one namespace per concern). */
+export const K = {
+  account: slot('account', json<AccountRecord>()),
+  pending: slot('activation/pending', json<PendingRecord>()),
+  /** This device's identity after another device took the number over: used again if it activates the number. */
+  previous: slot('account/previous', json<PreviousRecord>()),
+  /** The highest mailbox seq acked, where the next sync resumes. */
+  cursor: slot('mailbox/cursor', json<number>()),
+  prekeyMeta: slot('prekey/meta', json<PrekeyMeta>()),
+  prekey: family('prekey/', json<PrekeySecret>(), (kind: PrekeyKind, id: number) => `${kind}/${pad(id)}`),
+  oprfPin: family('oprf/pin/', bytes, (keyId: number) => pad(keyId)),
+  /** The relay's trust root, pinned at first use (or given in the options). */
+  trustRoot: slot('relay/trust-root', bytes),
+  /** This device's current sender certificate. */
+  senderCertificate: slot('account/sender-certificate', bytes),
+  /** A contact's identity key that the user verified (compared safety numbers). */
+  verified: family('verified/', bytes, (addressHex: string) => addressHex),
+  /** Envelopes held because a verified contact's identity changed, until the app approves it. */
+  held: family('held/', json<HeldRecord>(), (addressHex: string, seq: number) => `${addressHex}/${pad(seq)}`),
+  /** A contact's delivery token, for unidentified sends to it. */
+  peerToken: family('delivery/peer/', bytes, (addressHex: string) => addressHex),
+  /** First messages already accepted, by signed prekey and base key (replay cache): when, received. */
+  replay: family(
+    'replay/',
+    json<number>(),
+    (signedPrekeyId: number, baseKeyHex: string) => `${pad(signedPrekeyId)}/${baseKeyHex}`,
+  ),
+  token: family('oprf/token/', bytes, (keyId: number, e164: string) => `${pad(keyId)}/${e164}`),
+  contact: family('contact/', json<ContactRecord>(), (e164: string) => e164),
+  /** The number this device resolved an address to. */
+  byAddress: family('address/', json<string>(), (addressHex: string) => addressHex),
+  session: family('session/', json<SessionRecord>(), (addressHex: string) => addressHex),
+  /** The last identity key seen for a contact, kept even when the session is dropped. */
+  identity: family('identity/', bytes, (addressHex: string) => addressHex),
+  outbox: family('outbox/', json<OutboxRecord>(), (seq: number) => pad(seq)),
+  /** Message ids already delivered (the inbox's dedupe): when, received. */
+  seen: family('inbox/seen/', json<number>(), (idHex: string) => idHex),
+  inbox: family(
+    'inbox/message/',
+    json<StoredMessage>(),
+    (at: number, idHex: string) => `${pad(at)}/${idHex}`,
+  ),
+}
+
+/** The prefix of the envelopes held for one contact. */
+export function heldPrefix(addressHex: string): string {
+  return `${K.held.prefix}${addressHex}/`
+}
+
+// ───────────────────────────── typed access ─────────────────────────────
+
+/** Reads and decodes the value under `slot`; undefined when there is none. */
+export async function get<T>(store: Store, slot: Slot<T>): Promise<T | undefined> {
+  const raw = await store.get(slot.key)
+  return raw === undefined ? undefined : slot.codec.decode(raw)
+}
+
+/** The write that puts `value` under `slot`, for a batch. */
+export function put<T>(slot: Slot<T>, value: T): StoreWrite {
+  return { key: slot.key, value: slot.codec.encode(value) }
+}
+
+/** The write that deletes `slot` (or a key listed from the store), for a batch. */
+export function del(slot: Slot<unknown> | string): StoreWrite {
+  return { key: typeof slot === 'string' ? slot : slot.key }
+}
+
+/** Decodes an entry listed under a family's prefix. */
+export function decodeEntry<T>(family: { readonly codec: Codec<T> }, entry: StoreEntry): T {
+  return family.codec.decode(entry.value)
+}
+
+/** The write that puts `value` under a key listed from the store under `family`'s prefix. */
+export function putAt<T>(family: { readonly codec: Codec<T> }, key: string, value: T): StoreWrite {
+  return { key, value: family.codec.encode(value) }
+}
+
+/** A contact's record, or null when the number was never looked up. */
+export async function contactRecord(store: Store, e164: string): Promise<ContactRecord | null> {
+  return (await get(store, K.contact(e164))) ?? null
+}
+
+/** The session record with the contact at `address`, or null. */
+export async function sessionRecord(store: Store, address: Uint8Array): Promise<SessionRecord | null> {
+  return (await get(store, K.session(toHex(address)))) ?? null
+}

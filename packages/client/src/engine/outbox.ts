@@ -1,0 +1,274 @@
+// The durable outbox (docs/architecture.md §8): `send()` stores the message and returns; flushes deliver the
+// queue in order, a window of sends at a time, across reconnects and restarts. A full recipient mailbox defers
+// that recipient only; account-wide refusals halt the queue until a timer or a reconnect. Not exported.
+import { ParleyError } from '@parley/protocol'
+import { toHex } from '../internal/codec.js'
+import type { CallOptions, SendResult, SmsFallback } from '../types.js'
+import type { Engine } from './context.js'
+import type { Delivery } from './delivery.js'
+import type { Discovery } from './discovery.js'
+import { contactRecord, decodeEntry, del, K, type OutboxRecord, put } from './keyspace.js'
+
+const MAX_TEXT_BYTES = 64 * 1024
+/** Most outbox messages awaiting the relay's MessageAccepted at once. */
+const OUTBOX_WINDOW = 16
+/** How long a full mailbox (MAILBOX_FULL) defers its recipient when the relay gives no `retryAfterMs`. */
+const MAILBOX_FULL_RETRY_MS = 60_000
+/** Bounds on that deferral: no hot loop on a relay that says 0, and no recipient put off forever by one that lies. */
+const MIN_DEFERRAL_MS = 1000
+const MAX_DEFERRAL_MS = 10 * 60_000
+
+export class Outbox {
+  readonly #engine: Engine
+  readonly #delivery: Delivery
+  readonly #discovery: Discovery
+  readonly #smsFallback: SmsFallback | undefined
+  readonly #discoveryTtlMs: number
+  #outboxSeq = 0
+  #retryTimer: unknown = null
+  /** A kick came while the outbox was being flushed: flush once more when it ends. */
+  #kickAgain = false
+  /**
+   * Recipients (address hex) whose mailbox was full, and the time (on the injected clock) before which none of
+   * their queued messages is sent; everyone else's are. In memory: a restart tries them at once.
+   */
+  readonly #deferred = new Map<string, number>()
+  #deferralTimer: unknown = null
+  #deferralDue = 0
+
+  constructor(
+    engine: Engine,
+    delivery: Delivery,
+    discovery: Discovery,
+    smsFallback: SmsFallback | undefined,
+    discoveryTtlMs: number,
+  ) {
+    this.#engine = engine
+    this.#delivery = delivery
+    this.#discovery = discovery
+    this.#smsFallback = smsFallback
+    this.#discoveryTtlMs = discoveryTtlMs
+  }
+
+  /** Continues the outbox's numbering after the last entry queued before this start. */
+  async load(): Promise<void> {
+    const outbox = await this.#engine.store.list(K.outbox.prefix)
+    const last = outbox.at(-1)
+    this.#outboxSeq = last === undefined ? 0 : Number(last.key.slice(K.outbox.prefix.length))
+  }
+
+  /** `ParleyClient.send`, after the open check. */
+  async send(to: string, text: string, options: CallOptions): Promise<SendResult> {
+    const engine = this.#engine
+    const { store, clock } = engine
+    if (typeof text !== 'string') throw new TypeError('text must be a string')
+    if (new TextEncoder().encode(text).length > MAX_TEXT_BYTES) throw new RangeError('text is over 64 KiB')
+    const e164 = await this.#discovery.normalize(to)
+    engine.requireAccount()
+    const id = toHex(engine.random(16))
+    let contact = await contactRecord(store, e164)
+    if (contact === null || clock.now() - contact.checkedAt > this.#discoveryTtlMs) {
+      await this.#discovery.lookup([e164], options.signal)
+      contact = await contactRecord(store, e164)
+    }
+    if (contact === null || !contact.registered) {
+      if (this.#smsFallback === undefined) {
+        throw new ParleyError('NOT_FOUND', 'the recipient is not on Parley and no smsFallback is configured')
+      }
+      await this.#smsFallback(e164, text)
+      return { id, route: 'sms' }
+    }
+    const entry: OutboxRecord = { id, to: e164, address: contact.address, text, sentAt: clock.now() }
+    await engine.serial.run(async () => {
+      const seq = ++this.#outboxSeq
+      await store.write([put(K.outbox(seq), entry)])
+    })
+    this.kick()
+    return { id, route: 'ip' }
+  }
+
+  /** `ParleyClient.pendingCount`, after the open check. */
+  async pendingCount(): Promise<number> {
+    return (await this.#engine.store.list(K.outbox.prefix)).length
+  }
+
+  /** Forgets every deferral (the account is gone). */
+  clearDeferrals(): void {
+    this.#deferred.clear()
+  }
+
+  /** Cancels the retry and deferral timers (the client is closing). */
+  stopTimers(): void {
+    const { clock } = this.#engine
+    if (this.#retryTimer !== null) clock.clearTimeout(this.#retryTimer)
+    if (this.#deferralTimer !== null) clock.clearTimeout(this.#deferralTimer)
+  }
+
+  /** Starts a flush, or asks the running one to look at the outbox once more. */
+  kick(): void {
+    const engine = this.#engine
+    if (engine.account === null || engine.closed) return
+    if (engine.flushing !== null) {
+      // The running flush may already have taken its last look at the outbox (or at a deferral that just ended).
+      this.#kickAgain = true
+      return
+    }
+    this.#kickAgain = false
+    engine.flushing = this.#flush()
+      .catch((err) => engine.emitRecoverable(err))
+      .finally(() => {
+        engine.flushing = null
+        if (this.#kickAgain) this.kick()
+      })
+  }
+
+  async #flush(): Promise<void> {
+    // Up to OUTBOX_WINDOW sends in flight. Encryption still runs in queue order (engine.serial) and the relay
+    // handles a connection's frames in order, so mailboxes still receive queue order; what changes is that
+    // encrypting the next message overlaps the relay's durable commit of the previous ones instead of alternating
+    // with it (one at a time capped the SDK at ~300 msg/s on loopback, bench/README.md). Each entry starts once
+    // per flush, except one refused for a full mailbox, which starts again when its recipient's deferral ends.
+    //
+    // A recipient whose mailbox is full is passed over, not the whole outbox: its entries stay queued (in order:
+    // none starts while an earlier one of the same recipient waits) and the rest go on. When its deferral ends,
+    // its oldest entry goes alone first, and the others follow only once the relay has accepted it.
+    const engine = this.#engine
+    const { store, clock } = engine
+    const inFlight = new Map<string, Promise<void>>()
+    const started = new Set<string>()
+    /** The recipient (address hex) of each entry looked at, by key; an entry's recipient never changes. */
+    const recipients = new Map<string, string>()
+    /** Recipients whose deferral ended and whose oldest entry is in flight alone. */
+    const probing = new Set<string>()
+    /** Recipients passed over since the outbox was last read: none of their later entries may go first. */
+    let passedOver = new Set<string>()
+    const recipientOf = (e: { key: string; value: Uint8Array }): string => {
+      let to = recipients.get(e.key)
+      if (to === undefined) {
+        to = toHex(decodeEntry(K.outbox, e).address)
+        recipients.set(e.key, to)
+      }
+      return to
+    }
+    const waits = (to: string): boolean => {
+      if (passedOver.has(to) || probing.has(to) || (this.#deferred.get(to) ?? 0) > clock.now()) {
+        passedOver.add(to)
+        return true
+      }
+      return false
+    }
+    let queue: { key: string; value: Uint8Array }[] = []
+    let halt = false
+    while (!halt && !engine.closed && engine.account !== null && engine.link.state === 'online') {
+      if (inFlight.size >= OUTBOX_WINDOW) {
+        await Promise.race(inFlight.values())
+        continue
+      }
+      const next = queue.shift()
+      if (next === undefined) {
+        const all = await store.list(K.outbox.prefix)
+        queue = all.filter((e) => !started.has(e.key))
+        passedOver = new Set()
+        if (this.#deferred.size > 0 || probing.size > 0) {
+          queue = queue.filter((e) => !waits(recipientOf(e)))
+          this.#forgetDeferrals(new Set(all.map(recipientOf)))
+        }
+        if (queue.length > 0) continue
+        if (inFlight.size === 0) return
+        await Promise.race(inFlight.values())
+        continue
+      }
+      const key = next.key
+      const entry = decodeEntry(K.outbox, next)
+      const to = toHex(entry.address)
+      recipients.set(key, to)
+      if (waits(to)) continue
+      started.add(key)
+      // A deferral that has ended but is still on record: this entry is the probe of the recipient's mailbox.
+      const probe = this.#deferred.has(to)
+      if (probe) probing.add(to)
+      const sending = this.#delivery
+        .deliver(key, entry)
+        .then(() => {
+          if (probe) this.#deferred.delete(to)
+        })
+        .catch(async (err) => {
+          const outcome = await this.#sendFailed(key, entry, err)
+          if (outcome === 'halt') halt = true
+          else if (outcome === 'defer') started.delete(key)
+        })
+        .finally(() => {
+          inFlight.delete(key)
+          if (probe) probing.delete(to)
+        })
+      inFlight.set(key, sending)
+    }
+    await Promise.all(inFlight.values())
+  }
+
+  /**
+   * Handles a send that failed: `halt` when the whole outbox must stop until a retry timer or a reconnect,
+   * `defer` when only the entry's recipient waits (its mailbox is full), `dropped` when the entry is gone.
+   */
+  async #sendFailed(key: string, entry: OutboxRecord, err: unknown): Promise<'halt' | 'defer' | 'dropped'> {
+    const engine = this.#engine
+    const e = ParleyError.fromUnknown(err)
+    if (e.code === 'MAILBOX_FULL') {
+      // Nothing is dropped, on either side: tried again when the relay says the recipient may have read some
+      // mail. Kept across reconnects and new sends (the mailbox is no emptier for them), but never for longer
+      // than MAX_DEFERRAL_MS at a time.
+      this.#defer(toHex(entry.address), e.retryAfterMs)
+      return 'defer'
+    }
+    if (e.code === 'RATE_LIMITED' || (e.code === 'UNAVAILABLE' && e.retryAfterMs !== undefined)) {
+      // Account-wide: retried when the relay's quota allows or the unidentified connection is back; and on the
+      // next reconnect or send.
+      if (this.#retryTimer === null) {
+        this.#retryTimer = engine.clock.setTimeout(() => {
+          this.#retryTimer = null
+          this.kick()
+        }, e.retryAfterMs ?? 1000)
+      }
+      return 'halt'
+    }
+    if (e.code === 'UNAVAILABLE' || e.code === 'TIMEOUT' || e.code === 'CLOSED') return 'halt' // retried on reconnect
+    // Permanent: tell the app and drop the entry so the queue moves on.
+    await engine.store.write([del(key)])
+    engine.events.emit('sendFailed', { id: entry.id, to: entry.to, error: e })
+    return 'dropped'
+  }
+
+  /** Holds back a recipient's queued messages until `retryAfterMs` (bounded) from now, and schedules the retry. */
+  #defer(to: string, retryAfterMs: number | undefined): void {
+    const asked = Number.isFinite(retryAfterMs) ? (retryAfterMs as number) : MAILBOX_FULL_RETRY_MS
+    const ms = Math.min(Math.max(asked, MIN_DEFERRAL_MS), MAX_DEFERRAL_MS)
+    const until = this.#engine.clock.now() + ms
+    this.#deferred.set(to, Math.max(this.#deferred.get(to) ?? 0, until))
+    this.#scheduleDeferralEnd()
+  }
+
+  /** Keeps one timer, for the earliest deferral still running, that flushes the outbox when it ends. */
+  #scheduleDeferralEnd(): void {
+    const { clock } = this.#engine
+    const now = clock.now()
+    let due = Number.POSITIVE_INFINITY
+    for (const until of this.#deferred.values()) if (until > now && until < due) due = until
+    if (due === Number.POSITIVE_INFINITY) return
+    if (this.#deferralTimer !== null) {
+      if (this.#deferralDue <= due) return
+      clock.clearTimeout(this.#deferralTimer)
+    }
+    this.#deferralDue = due
+    this.#deferralTimer = clock.setTimeout(() => {
+      this.#deferralTimer = null
+      this.#scheduleDeferralEnd() // the next deferral, or this one again if the timer fired a little early
+      this.kick()
+    }, due - now)
+  }
+
+  /** Forgets the deferrals that have ended for recipients with nothing left in the outbox. */
+  #forgetDeferrals(queued: Set<string>): void {
+    const now = this.#engine.clock.now()
+    for (const [to, until] of this.#deferred) if (until <= now && !queued.has(to)) this.#deferred.delete(to)
+  }
+}
