@@ -12,13 +12,14 @@ import {
   PROTOCOL_MAJOR,
   PROTOCOL_MINOR,
   parleyErrorFromWire,
+  type ServerBodyOf,
   type ServerFrame,
 } from '@parley/protocol'
 import type { Clock } from './Clock.js'
 import type { Transport, TransportSocket } from './Transport.js'
 
 /** The relay's handshake answer, as the engine uses it. */
-export type ServerHello = NonNullable<ServerFrame['serverHello']>
+export type ServerHello = ServerBodyOf<'serverHello'>
 
 /** Connection states reported through the `connection` event. */
 export type ConnectionState = 'offline' | 'connecting' | 'online' | 'closed'

@@ -171,6 +171,17 @@ export function frameBody(frame: ClientFrame | ServerFrame): unknown {
   return (frame as unknown as Record<string, unknown>)[frame.body]
 }
 
+/**
+ * The body of a decoded frame when it is the one named, else undefined: `frameBodyOf(frame, 'prekeyBundle')` is
+ * a `PrekeyBundle` or undefined, typed so, for code that expects one body in answer to a request.
+ * @example const bundle = frameBodyOf(reply, 'prekeyBundle') ?? fail()
+ */
+export function frameBodyOf<B extends ClientBody>(frame: ClientFrame, name: B): ClientBodyOf<B> | undefined
+export function frameBodyOf<B extends ServerBody>(frame: ServerFrame, name: B): ServerBodyOf<B> | undefined
+export function frameBodyOf(frame: ClientFrame | ServerFrame, name: string): unknown {
+  return frame.body === name ? (frame as unknown as Record<string, unknown>)[name] : undefined
+}
+
 /** Body names of `ClientFrame` by field number (built on first use, so that bundles without it drop it). */
 let clientBodies: Map<number, ClientBody> | undefined
 const clientBodyNames = () =>

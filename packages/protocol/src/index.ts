@@ -55,6 +55,7 @@ export {
   encodeClientFrame,
   encodeServerFrame,
   frameBody,
+  frameBodyOf,
   GapReason,
   PROTOCOL_MAJOR,
   PROTOCOL_MINOR,

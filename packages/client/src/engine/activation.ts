@@ -74,13 +74,13 @@ export class Activator {
     const started = expectBody(frame, 'activationStarted')
     const pending: PendingRecord = {
       e164,
-      activationId: started.activationId ?? new Uint8Array(0),
-      expiresAt: clock.now() + (started.expiresInSeconds ?? 0) * 1000,
+      activationId: started.activationId,
+      expiresAt: clock.now() + started.expiresInSeconds * 1000,
     }
     await store.write([put(K.pending, pending)])
     this.#pendingPin = pin
     this.#lockChallenge = undefined
-    return { e164, expiresInSeconds: started.expiresInSeconds ?? 0, attemptsLeft: started.attemptsLeft ?? 0 }
+    return { e164, expiresInSeconds: started.expiresInSeconds, attemptsLeft: started.attemptsLeft }
   }
 
   /** `ParleyClient.confirm`, after the open check. */
@@ -147,8 +147,8 @@ export class Activator {
     this.#pendingPin = undefined
     this.#lockChallenge = undefined
     const activated = expectBody(frame, 'activated')
-    const address = activated.address ?? new Uint8Array(0)
-    const deviceId = activated.deviceId ?? 0
+    const address = activated.address
+    const deviceId = activated.deviceId
     // The relay computed our address from the number with its OPRF key; check it against our own evaluation,
     // which is verified against the pinned key, so a relay cannot bind us to someone else's address.
     const token =
@@ -197,7 +197,7 @@ export class Activator {
       address: toHex(address),
       deviceId,
       replacedDevice: activated.replacedDevice === true,
-      restoredMessages: activated.restoredMessages ?? 0,
+      restoredMessages: activated.restoredMessages,
     }
   }
 

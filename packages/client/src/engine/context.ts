@@ -1,7 +1,13 @@
 // What the engine's parts share: the injected ports, the two relay connections, the serial queue, the event
 // emitter and the account state. The facade (Client.ts) makes one and hands it to every part; nothing here
 // imports a part. Not exported from the package.
-import { ParleyError, type ServerFrame } from '@parley/protocol'
+import {
+  frameBodyOf,
+  ParleyError,
+  type ServerBody,
+  type ServerBodyOf,
+  type ServerFrame,
+} from '@parley/protocol'
 import type { Clock } from '../Clock.js'
 import { Emitter } from '../Emitter.js'
 import { SerialQueue } from '../internal/SerialQueue.js'
@@ -79,13 +85,11 @@ export class Engine {
   }
 }
 
-type Bodies = { [K in NonNullable<ServerFrame['body']>]: NonNullable<ServerFrame[K]> }
-
 /** The body the relay was asked for, or BAD_REQUEST when it answered something else. */
-export function expectBody<K extends keyof Bodies>(frame: ServerFrame, body: K): Bodies[K] {
-  const value = (frame as unknown as Record<string, unknown>)[body]
-  if (frame.body !== body || value === undefined || value === null) {
+export function expectBody<B extends ServerBody>(frame: ServerFrame, body: B): ServerBodyOf<B> {
+  const value = frameBodyOf(frame, body)
+  if (value === undefined) {
     throw new ParleyError('BAD_REQUEST', `the relay answered ${frame.body} where ${body} was expected`)
   }
-  return value as Bodies[K]
+  return value
 }

@@ -11,6 +11,7 @@ import {
   oprfBlind,
   oprfFinalize,
   ParleyError,
+  type ServerBodyOf,
   type ServerFrame,
 } from '@parley/protocol'
 import { toHex } from '../internal/codec.js'
@@ -81,7 +82,7 @@ export class Discovery {
     const { link, store, clock } = this.#engine
     const out = new Map<string, boolean>()
     if (e164s.length === 0) return out
-    const keyId = link.hello?.oprfKeys?.[0]?.keyId ?? undefined
+    const keyId = link.hello?.oprfKeys[0]?.keyId
     const tokens = await this.tokens(e164s, signal)
     const bits = link.hello?.limits?.membershipPrefixBits || 16
     const addresses = tokens.map((t) => addressFromToken(t))
@@ -98,8 +99,8 @@ export class Discovery {
         { membershipQuery: { prefixBits: bits, prefixes: all.slice(i, i + batch) } },
         { signal },
       )
-      for (const bucket of expectBody(frame, 'membershipResult').buckets ?? []) {
-        for (const a of bucket.addresses ?? []) registered.add(toHex(a))
+      for (const bucket of expectBody(frame, 'membershipResult').buckets) {
+        for (const a of bucket.addresses) registered.add(toHex(a))
       }
     }
     const now = clock.now()
@@ -129,16 +130,16 @@ export class Discovery {
   ownToken(
     input: Uint8Array,
     blinded: OprfBlinded | undefined,
-    evaluation: NonNullable<ServerFrame['activated']>['ownNumber'],
+    evaluation: ServerBodyOf<'activated'>['ownNumber'],
     key: OprfKey | undefined = this.#engine.link.hello?.oprfKeys?.[0],
   ): Uint8Array | undefined {
     if (!blinded || !evaluation || !key?.publicKey || evaluation.keyId !== key.keyId) return undefined
     const [token] = oprfFinalize(
       [input],
       [blinded.blind],
-      evaluation.evaluatedElements ?? [],
+      evaluation.evaluatedElements,
       [blinded.blindedElement],
-      evaluation.proof ?? new Uint8Array(0),
+      evaluation.proof,
       key.publicKey,
     )
     return token
@@ -181,9 +182,9 @@ export class Discovery {
       const outputs = oprfFinalize(
         f.inputs,
         f.blinded.map((b) => b.blind),
-        evaluated.evaluatedElements ?? [],
+        evaluated.evaluatedElements,
         f.blinded.map((b) => b.blindedElement),
-        evaluated.proof ?? new Uint8Array(0),
+        evaluated.proof,
         pinned,
       )
       const writes: StoreWrite[] = []

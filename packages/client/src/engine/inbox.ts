@@ -1,7 +1,7 @@
 // The inbox (docs/architecture.md §6, §8): the relay's pushes, each delivery opened, its sender proved and then
 // decrypted, in one atomic write with its dedupe marker; mail from a changed verified identity held until the
 // app approves it; acks in batches, which move the resume cursor. Not exported.
-import { GapReason, ParleyError, type ServerFrame } from '@parley/protocol'
+import { GapReason, ParleyError, type ServerBodyOf, type ServerFrame } from '@parley/protocol'
 import { toHex } from '../internal/codec.js'
 import * as e2e from '../internal/e2e.js'
 import type { StoreWrite } from '../Store.js'
@@ -67,7 +67,7 @@ export class Inbox {
           : g.reason === GapReason.GAP_REASON_EVICTED
             ? 'evicted'
             : 'unknown'
-      engine.events.emit('gap', { firstSeq: g.firstSeq ?? 0, lastSeq: g.lastSeq ?? 0, reason })
+      engine.events.emit('gap', { firstSeq: g.firstSeq, lastSeq: g.lastSeq, reason })
     } else if (frame.body === 'deviceReplaced') {
       const erased = frame.deviceReplaced?.erased === true
       engine.replaced = true
@@ -136,7 +136,12 @@ export class Inbox {
     for (const e of held) {
       const h: HeldRecord = decodeEntry(K.held, e)
       const shown = await serial.run(async () => {
-        const ok = await this.receive({ seq: 0, envelope: h.envelope, receivedAtMs: h.receivedAtMs })
+        const ok = await this.receive({
+          seq: 0,
+          messageId: new Uint8Array(0),
+          envelope: h.envelope,
+          receivedAtMs: h.receivedAtMs,
+        })
         await store.write([del(e.key)])
         return ok
       })
@@ -151,18 +156,19 @@ export class Inbox {
    * verified contact is held; only then is a session used, made or promoted. A refused message changes
    * nothing but the counters.
    */
-  async receive(delivery: NonNullable<ServerFrame['delivery']>): Promise<boolean> {
+  async receive(delivery: ServerBodyOf<'delivery'>): Promise<boolean> {
     const engine = this.#engine
     const { store, stats } = engine
     const account = engine.account
     if (account === null) return false
-    const seq = delivery.seq ?? 0
+    const seq = delivery.seq
     const ack = () => {
       this.#ack(seq)
       return false
     }
-    const envelope = delivery.envelope ?? new Uint8Array(0)
-    const receivedAtMs = delivery.receivedAtMs ?? engine.clock.now()
+    const envelope = delivery.envelope
+    // 0 is what an absent receipt time decodes as: the relay did not say, so the time it arrived here stands.
+    const receivedAtMs = delivery.receivedAtMs || engine.clock.now()
     let opened: e2e.Opened
     try {
       opened = e2e.open(account.identity, envelope, await this.#session.trustRoot(), receivedAtMs)

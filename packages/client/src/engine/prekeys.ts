@@ -56,8 +56,8 @@ export class Prekeys {
     await this.#rotateSignedPrekey(account)
     const frame = await link.request({ prekeyCountQuery: {} })
     const count = expectBody(frame, 'prekeyCount')
-    const needOtp = (count.oneTimeCount ?? 0) < ONE_TIME_PREKEY_LOW_WATER
-    const needKem = (count.kemOneTimeCount ?? 0) < KEM_PREKEY_LOW_WATER
+    const needOtp = count.oneTimeCount < ONE_TIME_PREKEY_LOW_WATER
+    const needKem = count.kemOneTimeCount < KEM_PREKEY_LOW_WATER
     if (!needOtp && !needKem) return
     const meta = await get(store, K.prekeyMeta)
     if (meta === undefined) return

@@ -65,7 +65,7 @@ export class RelaySession {
     if (account === null || !engine.authenticated || !current?.publicKey || typeof current.keyId !== 'number')
       return
     if (account.keyId === current.keyId) return
-    if (account.keyId === undefined && (hello.oprfKeys?.length ?? 0) <= 1) {
+    if (account.keyId === undefined && hello.oprfKeys.length <= 1) {
       // A record from before rotations existed, on a relay that has never rotated: its address is current.
       await this.#updateAccount((a) => ({ ...a, keyId: current.keyId as number }))
       return
@@ -90,7 +90,7 @@ export class RelaySession {
       { raw: true },
     )
     const rebound = expectBody(frame, 'addressRebound')
-    const address = rebound.address ?? new Uint8Array(0)
+    const address = rebound.address
     const token = this.#discovery.ownToken(input, blind, rebound.ownNumber, current)
     if (token === undefined || !e2e.equal(addressFromToken(token), address)) {
       throw new ParleyError(
@@ -182,7 +182,7 @@ export class RelaySession {
       throw new ParleyError('VERIFICATION_FAILED', "the relay's trust root differs from the pinned one")
     }
     this.#pinnedRoot = root.slice()
-    for (const key of hello.oprfKeys ?? []) {
+    for (const key of hello.oprfKeys) {
       if (!key.publicKey || key.keyId === undefined || key.keyId === null) continue
       // Only keys the pinned root certified: a key injected by anyone else, or one past its grace period, is
       // refused before it is pinned or used (VERIFICATION_FAILED).
@@ -276,7 +276,7 @@ export class RelaySession {
       } catch {}
     }
     const frame = await link.request({ senderCertificateRequest: {} })
-    const bytes = expectBody(frame, 'senderCertificateIssued').certificate ?? new Uint8Array(0)
+    const bytes = expectBody(frame, 'senderCertificateIssued').certificate
     const cert = verifySenderCertificate(bytes, { trustRoot, atMs: now })
     if (!mine(cert))
       throw new ParleyError('VERIFICATION_FAILED', 'the relay issued a certificate for another device')

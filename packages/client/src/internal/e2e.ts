@@ -13,10 +13,12 @@ import {
   parleyErrorFromWire,
   prekeyBundleFromWire,
   safetyNumber as protocolSafetyNumber,
+  type ServerBodyOf,
   type ServerFrame,
   Session,
   sealEnvelope,
   signWithIdentity,
+  type wire,
 } from '@parley/protocol'
 import { K, type PrekeyKind, put } from '../engine/keyspace.js'
 import type { StoreWrite } from '../Store.js'
@@ -85,7 +87,7 @@ export function equal(a: Uint8Array, b: Uint8Array): boolean {
 }
 
 /** The wire error as a ParleyError. */
-export function wireError(err: NonNullable<ServerFrame['error']>): ParleyError {
+export function wireError(err: ServerBodyOf<'error'>): ParleyError {
   return parleyErrorFromWire(err)
 }
 
@@ -174,7 +176,7 @@ export function generateRefill(
 export function initiate(
   ours: Ours,
   requested: Uint8Array,
-  bundleWire: NonNullable<ServerFrame['prekeyBundle']>,
+  bundleWire: wire.PrekeyBundleInput,
   random: Random,
 ) {
   const bundle = prekeyBundleFromWire(bundleWire)

@@ -11,6 +11,7 @@ import {
   encodeServerFrame,
   ParleyError,
   type ServerBody,
+  type ServerBodyOf,
   type ServerFrame,
   type ServerFrameInput,
   wireErrorFrom,
@@ -319,12 +320,12 @@ export class FakeRelay {
    * @param body - the body name (a `ServerFrame` body)
    * @param connection - only those on this connection
    */
-  sent<K extends ServerBody>(body: K, connection?: FakeConnection): NonNullable<ServerFrame[K]>[] {
-    const out: NonNullable<ServerFrame[K]>[] = []
+  sent<K extends ServerBody>(body: K, connection?: FakeConnection): ServerBodyOf<K>[] {
+    const out: ServerBodyOf<K>[] = []
     for (const f of this.frames) {
       if (f.direction !== 'toClient' || f.frame.body !== body) continue
       if (connection !== undefined && f.connection !== connection) continue
-      out.push(f.frame[body] as NonNullable<ServerFrame[K]>)
+      out.push(f.frame[body] as ServerBodyOf<K>)
     }
     return out
   }
