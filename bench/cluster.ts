@@ -5,12 +5,11 @@
 // Envelopes are shaped as sealed envelopes (the relay refuses anything else); a scenario in which the relay refuses
 // any send fails the run instead of printing figures.
 // A benchmark, not a test. Run: cd bench && npx tsx cluster.ts   (needs PostgreSQL and Redis on localhost)
-import { type ChildProcess, spawn } from 'node:child_process'
 import { generateKeyPairSync, type KeyObject, randomBytes, sign } from 'node:crypto'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { CodeInbox, type RelayProcess, spawnRelay } from '@parley/relay/testing'
 import { Redis } from 'ioredis'
 import pg from 'pg'
 import WebSocket from 'ws'
@@ -27,10 +26,8 @@ import {
   type ServerFrame,
   signedPrekeyPayload,
 } from '../packages/protocol/src/index.js' // the source, so the bench needs no build step
-import { CodeInbox, onLines } from '../tests/contract/harness.js'
 import { SendTally, shapedEnvelope } from './lib.js'
 
-const RELAY_DIR = fileURLToPath(new URL('../apps/relay/', import.meta.url))
 const PG_URL = process.env.PARLEY_BENCH_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
 const REDIS_URL = process.env.PARLEY_BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379'
 const PAIRS = Number(process.env.PAIRS ?? 12)
@@ -42,26 +39,21 @@ const DRAIN_MS = 60_000
 
 // ── the relay processes ──
 
-interface Node {
-  url: string
-  proc: ChildProcess
-}
+type Node = RelayProcess
 
 const codes = new CodeInbox()
 /** Relay processes not stopped yet (a failed scenario must not leave any running). */
 const running = new Set<Node>()
 
 async function startNode(dataDir: string, extra: string[]): Promise<Node> {
-  const proc = spawn(
-    process.execPath,
-    [
-      '--conditions=parley-source',
-      '--import',
-      'tsx',
-      'src/cli.ts',
-      ...['--port', '0', '--host', '127.0.0.1', '--data-dir', dataDir, '--log-level', 'info'],
-      ...['--verifier', 'webhook', '--webhook-url', codes.url, '--webhook-secret', codes.secret],
-      ...['--metrics-listen', '127.0.0.1:0'], // several nodes on one machine: each on its own free port
+  const node = await spawnRelay({
+    webhook: codes,
+    dataDir,
+    echoStderr: true, // the relay's stderr goes to the bench's
+    readyTimeoutMs: Number.POSITIVE_INFINITY,
+    args: [
+      '--log-level',
+      'info',
       ...['--send-capacity', '1000000', '--send-per-minute', '1000000'],
       ...['--send-bytes-capacity', String(2 ** 40), '--send-bytes-per-day', String(2 ** 40)],
       ...['--frames-burst', '1000000', '--frames-per-second', '1000000'],
@@ -76,29 +68,16 @@ async function startNode(dataDir: string, extra: string[]): Promise<Node> {
       ...['--max-mailbox-bytes', String(2 ** 40)],
       ...extra,
     ],
-    { cwd: RELAY_DIR, stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, NODE_OPTIONS: '' } },
-  )
-  const url = await new Promise<string>((resolve, reject) => {
-    onLines(proc.stdout!, (line) => {
-      try {
-        const entry = JSON.parse(line) as { msg?: string; url?: string }
-        if (entry.msg === 'relay listening' && entry.url) resolve(entry.url)
-      } catch {}
-    })
-    proc.once('exit', (code) => reject(new Error(`relay exited with ${code}`)))
+    maxLines: 2000,
   })
-  const node = { url, proc }
   running.add(node)
   return node
 }
 
-const stopNode = (n: Node) =>
-  new Promise<void>((resolve) => {
-    running.delete(n)
-    if (n.proc.exitCode !== null) return resolve()
-    n.proc.once('exit', () => resolve())
-    n.proc.kill('SIGTERM')
-  })
+const stopNode = async (n: Node) => {
+  running.delete(n)
+  await n.stop('SIGTERM')
+}
 
 // ── a minimal protocol client ──
 

@@ -15,9 +15,9 @@ import {
   oprfEvaluate,
   oprfFinalize,
 } from '@parley/protocol'
+import { CodeInbox } from '@parley/relay/testing'
 import { OprfKeyring } from '../apps/relay/src/OprfKeyring.js'
 import { createClient, type Transport, WsTransport } from '../packages/node/src/index.js'
-import { CodeInbox } from '../tests/contract/harness.js'
 import { cpuSeconds, type Row, record, startRelay } from './lib.js'
 import { seedAccounts } from './seed.js'
 

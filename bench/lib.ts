@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { availableParallelism, cpus, totalmem } from 'node:os'
 import { fileURLToPath } from 'node:url'
-import { onLines } from '../tests/contract/harness.js'
+import { onLines, type RelayProcess, spawnRelay, type WebhookTarget } from '@parley/relay/testing'
 
 export const ROOT = fileURLToPath(new URL('..', import.meta.url))
 export const RESULTS = fileURLToPath(new URL('./results.json', import.meta.url))
@@ -153,99 +153,29 @@ export function runScript(
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
-/** A relay process started by a bench. */
-export interface BenchRelay {
-  /** Base URL for SDK clients (`ws://127.0.0.1:port`). */
-  baseUrl: string
-  /** Protocol endpoint for raw clients. */
-  url: string
-  /** `/metrics` on the relay's metrics listener (a free loopback port). */
-  metricsUrl: string
-  pid: number
-  dataDir: string
-  output: string[]
-  stop(): Promise<void>
-}
+/** A relay process started by a bench: `baseUrl` for SDK clients, `url` for raw clients, `pid` for /proc. */
+export type BenchRelay = RelayProcess
 
 /**
- * Spawns `apps/relay/src/cli.ts` with the same Node flags as `pnpm relay`, in production mode (no `--dev`), on a
- * free loopback port with its metrics listener on another, with the webhook verifier pointed at `webhook.url`
- * and signing with `webhook.secret` (a `CodeInbox` is both), and the quotas lifted. `nodeArgs` go before the
- * script (e.g. `--cpu-prof`).
+ * Spawns the relay CLI (@parley/relay/testing) in production mode (no `--dev`), on a free loopback port with its
+ * metrics listener on another, with the webhook verifier pointed at `webhook.url` and signing with
+ * `webhook.secret` (a `CodeInbox` is both), and the quotas lifted. `nodeArgs` go before the script (e.g.
+ * `--cpu-prof`). It keeps at most 2000 lines of output.
  */
-export async function startRelay(
-  webhook: { url: string; secret: string },
+export function startRelay(
+  webhook: WebhookTarget,
   dataDir: string,
   extraArgs: string[] = [],
   nodeArgs: string[] = [],
 ): Promise<BenchRelay> {
-  const output: string[] = []
-  const proc = spawn(
-    process.execPath,
-    [
-      ...nodeArgs,
-      '--conditions=parley-source',
-      '--import',
-      'tsx',
-      'src/cli.ts',
-      '--host',
-      '127.0.0.1',
-      '--port',
-      '0',
-      '--data-dir',
-      dataDir,
-      '--verifier',
-      'webhook',
-      '--webhook-url',
-      webhook.url,
-      '--webhook-secret',
-      webhook.secret,
-      '--metrics-listen',
-      '127.0.0.1:0',
-      ...BENCH_RELAY_ARGS,
-      ...extraArgs,
-    ],
-    {
-      cwd: `${ROOT}apps/relay`,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, NODE_OPTIONS: '' },
-    },
-  )
-  const { port, metricsUrl } = await new Promise<{ port: number; metricsUrl: string }>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`relay did not start:\n${output.join('\n')}`)), 60_000)
-    onLines(proc.stdout!, (line) => {
-      if (output.length < 2000) output.push(line)
-      try {
-        const entry = JSON.parse(line) as { msg?: string; port?: number; metricsUrl?: string | null }
-        if (entry.msg === 'relay listening' && entry.port) {
-          clearTimeout(timer)
-          resolve({ port: entry.port, metricsUrl: entry.metricsUrl ?? '' })
-        }
-      } catch {}
-    })
-    proc.stderr!.setEncoding('utf8')
-    proc.stderr!.on('data', (chunk: string) => {
-      if (output.length < 2000) output.push(chunk)
-    })
-    proc.once('exit', (code) => {
-      clearTimeout(timer)
-      reject(new Error(`relay exited with ${code}:\n${output.join('\n')}`))
-    })
-  })
-  return {
-    baseUrl: `ws://127.0.0.1:${port}`,
-    url: `ws://127.0.0.1:${port}/v1/ws`,
-    metricsUrl,
-    pid: proc.pid!,
+  return spawnRelay({
+    webhook,
     dataDir,
-    output,
-    stop: () =>
-      new Promise<void>((resolve) => {
-        if (proc.exitCode !== null || proc.signalCode !== null) return resolve()
-        proc.once('exit', () => resolve())
-        proc.kill('SIGTERM')
-      }),
-  }
+    nodeArgs,
+    args: [...BENCH_RELAY_ARGS, ...extraArgs],
+    readyTimeoutMs: 60_000,
+    maxLines: 2000,
+  })
 }
 
 /**

@@ -10,8 +10,8 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parleyErrorFromWire, type ServerFrame } from '@parley/protocol'
+import { CodeInbox } from '@parley/relay/testing'
 import { createClient } from '../packages/node/src/index.js'
-import { CodeInbox } from '../tests/contract/harness.js'
 import {
   percentile,
   type Row,

@@ -2,10 +2,9 @@
 // driven by playwright-core) against the real relay process of the contract tests, with codes captured by the
 // harness's webhook inbox. Here rather than in packages/browser or apps/demo: a test that runs a relay depends on
 // @parley/relay, which depends on @parley/demo and so on @parley/browser, so it can only live downstream of them.
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
+import { existsSync, mkdirSync, rmSync } from 'node:fs'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { IncomingMessage, ParleyClient } from '@parley/client'
@@ -95,10 +94,8 @@ describe.skipIf(!haveChromium && !required)(
   '@parley/browser in headless Chromium against a real relay',
   () => {
     const codes = new CodeInbox()
-    const dataDir = mkdtempSync(join(tmpdir(), 'parley-browser-e2e-'))
     const nodeDir = clientDir()
     let relay: Relay
-    let port = 0
     let browser: Browser
     let sdk: string
     let pageServer: Server
@@ -107,18 +104,6 @@ describe.skipIf(!haveChromium && !required)(
     let alice: Page
     let bob: Page
     let carol: ParleyClient | undefined
-
-    /** The relay on a fixed data directory, so it can be stopped and started again with its accounts. */
-    const launchRelay = async () => {
-      relay = await startRelay(codes, [
-        '--demo', // the harness's relay runs in production mode, where the demo page is off by default
-        'true',
-        '--data-dir',
-        dataDir,
-        ...(port === 0 ? [] : ['--port', String(port)]),
-      ])
-      port = Number(new URL(relay.httpUrl).port)
-    }
 
     async function openPage(): Promise<Page> {
       const context = await browser.newContext()
@@ -155,10 +140,12 @@ describe.skipIf(!haveChromium && !required)(
     beforeAll(async () => {
       if (!haveChromium) throw new Error(`${CHROMIUM} is missing and PARLEY_REQUIRE_SERVICES is set`)
       ;[sdk] = await Promise.all([bundleSdk(), codes.start()])
-      await launchRelay()
+      // The harness's relay runs in production mode, where the demo page is off by default.
+      relay = await startRelay(codes, ['--demo', 'true'])
       pageServer = createServer((req, res) => {
         if (req.url === '/parley.js') res.writeHead(200, { 'content-type': 'text/javascript' }).end(sdk)
-        else if (req.url === '/') res.writeHead(200, { 'content-type': 'text/html' }).end(testPage(relay.url))
+        else if (req.url === '/')
+          res.writeHead(200, { 'content-type': 'text/html' }).end(testPage(relay.baseUrl))
         else res.writeHead(404).end()
       })
       await new Promise<void>((r) => pageServer.listen(0, '127.0.0.1', r))
@@ -185,9 +172,8 @@ describe.skipIf(!haveChromium && !required)(
       for (const context of contexts) await context.close().catch(() => {})
       await browser?.close()
       pageServer?.close()
-      await relay?.stop()
+      await relay?.close()
       await codes.close()
-      rmSync(dataDir, { recursive: true, force: true })
       rmSync(nodeDir, { recursive: true, force: true })
     })
 
@@ -221,14 +207,14 @@ describe.skipIf(!haveChromium && !required)(
       expect(history).toEqual(['hello from tab A'])
       expect(await bob.evaluate(() => (window as unknown as TestWindow).client.activated)).toBe(true)
 
-      await relay.stop()
+      await relay.stop() // it keeps its data directory and port for start()
       const queued = await send(alice, BOB, 'sent while the relay was down')
       expect(queued.route).toBe('ip')
       expect(await pending(alice)).toBe(1)
       await load(alice, true) // the page is served by the test, so it reloads with the relay down
       expect(await pending(alice)).toBe(1)
 
-      await launchRelay()
+      await relay.start()
       await waitFor(bob, 'sent while the relay was down', 'the queued message after the restart')
       await until(async () => (await pending(alice)) === 0, 10_000, 'the outbox to drain')
       expect((await inbox(bob)).filter((m) => m.id === queued.id)).toHaveLength(1)

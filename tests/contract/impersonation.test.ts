@@ -71,7 +71,7 @@ describe('impersonation: a registered account claims to be another sender', () =
   })
 
   it('refuses every forgery with SENDER_UNVERIFIED, shows nothing, and the conversation goes on', async () => {
-    const conn = await login(env.relay.url, mallory)
+    const conn = await login(env.relay.baseUrl, mallory)
     const relayKeys = JSON.parse(readFileSync(join(env.relay.dataDir, 'relay-keys.json'), 'utf8')) as {
       signer: { secretKey: string; certificate: string }
     }

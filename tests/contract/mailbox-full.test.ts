@@ -99,12 +99,12 @@ describe('a full mailbox defers only its recipient', () => {
 
     // Queue behind the full mailbox while the relay is down, so that one flush meets the refusals with more
     // than a window (16) of Carol's mail behind them: an outbox that halts on MAILBOX_FULL strands most of it.
-    await env.relay.halt()
+    await env.relay.stop()
     await until(() => alice.connectionState !== 'online', 10_000, 'alice to notice the relay is down')
     for (let i = ROOM; i < ROOM + 3; i++) bobIds.push((await alice.send(BOB, bobText(i))).id)
     for (let i = 0; i < 40; i++) carolIds.push((await alice.send(CAROL, `carol ${i}`)).id)
     expect(await alice.pendingCount()).toBe(3 + 40)
-    await env.relay.resume()
+    await env.relay.start()
 
     await until(() => carolGot.length >= 40, 30_000, "Carol's 40 messages")
     expect(carolGot.map((m) => m.id)).toEqual(carolIds)
@@ -122,9 +122,9 @@ describe('a full mailbox defers only its recipient', () => {
     expect(await mailboxFullRefusals(env.relay.metricsUrl), 'Bob not tried again on a new send').toBe(refused)
 
     // Nor does a reconnect: the deferral is kept until it ends (the relay's counters restart with it).
-    await env.relay.halt()
+    await env.relay.stop()
     await until(() => alice.connectionState !== 'online', 10_000, 'alice to notice the relay is down')
-    await env.relay.resume()
+    await env.relay.start()
     await until(() => alice.connectionState === 'online', 20_000, 'alice to reconnect')
     carolIds.push((await alice.send(CAROL, 'carol 41')).id)
     await until(() => carolGot.length >= 42, 20_000, "Carol's 42nd message")
@@ -132,7 +132,11 @@ describe('a full mailbox defers only its recipient', () => {
     expect(await mailboxFullRefusals(env.relay.metricsUrl), 'Bob not tried again on a reconnect').toBe(0)
 
     // Bob reads his mail, which makes room; when the deferral ends Alice's outbox sends him the rest.
-    bob = await createClient({ relayUrl: env.relay.url, storePath: join(dir, 'bob.db'), defaultRegion: 'US' })
+    bob = await createClient({
+      relayUrl: env.relay.baseUrl,
+      storePath: join(dir, 'bob.db'),
+      defaultRegion: 'US',
+    })
     const bobGot: IncomingMessage[] = []
     bob.on('message', (m) => bobGot.push(m))
     await until(() => bobGot.length >= ROOM, 20_000, 'Bob to read what was accepted')

@@ -89,7 +89,7 @@ describe('two Node clients through a real relay process', () => {
     const before = received.bob.length
     for (let i = 0; i < 20; i++) await alice.send(BOB, `offline ${i}`)
     await until(async () => (await alice.pendingCount()) === 0, 10_000, 'relay to accept')
-    bob = await createClient({ relayUrl: env.relay.url, storePath: bobPath, defaultRegion: 'US' })
+    bob = await createClient({ relayUrl: env.relay.baseUrl, storePath: bobPath, defaultRegion: 'US' })
     const again: IncomingMessage[] = []
     bob.on('message', (m) => again.push(m))
     await until(() => again.length === 20, 20_000, 'offline mail')
@@ -111,7 +111,7 @@ describe('two Node clients through a real relay process', () => {
   })
 
   it('surfaces relay errors as ParleyError with the same code', async () => {
-    const eve = await createClient({ relayUrl: env.relay.url, defaultRegion: 'US' })
+    const eve = await createClient({ relayUrl: env.relay.baseUrl, defaultRegion: 'US' })
     await eve.activate({ phoneNumber: '+1 415 555 0105', consent: true })
     const err = await eve.confirm('000000').catch((e: unknown) => e)
     expect(err).toBeInstanceOf(ParleyError)
@@ -165,7 +165,7 @@ describe('a sender that lies about its number', () => {
     for (let i = 0; i < 5; i++) {
       await claim(`+1415555019${i}`)
       const liar = await createClient({
-        relayUrl: env.relay.url,
+        relayUrl: env.relay.baseUrl,
         storePath: join(dir, 'mallory.db'),
         defaultRegion: 'US',
       })

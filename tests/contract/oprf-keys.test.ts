@@ -96,7 +96,7 @@ describe('OPRF keys in ServerHello', () => {
     })
 
   it('are used through a proxy that changes nothing (the control)', async () => {
-    const proxy = await helloProxy(env.relay.url, () => {})
+    const proxy = await helloProxy(env.relay.baseUrl, () => {})
     const c = await client(proxy.url)
     const pending = await c.activate({ phoneNumber: '+14155550161', consent: true })
     await c.confirm(await env.codes.next(pending.e164))
@@ -136,7 +136,7 @@ describe('OPRF keys in ServerHello', () => {
   ]
   for (const [what, rewrite] of attacks) {
     it(`are refused ${what}: no OPRF or membership request is ever sent`, async () => {
-      const proxy = await helloProxy(env.relay.url, rewrite)
+      const proxy = await helloProxy(env.relay.baseUrl, rewrite)
       const c = await client(proxy.url, undefined, 3000)
       const errors = connectionErrors(c)
       await expect(c.activate({ phoneNumber: '+14155550163', consent: true })).rejects.toBeDefined()
@@ -153,13 +153,13 @@ describe('OPRF keys in ServerHello', () => {
 
   it('refuse a second validly certified key for an epoch already pinned (a relay partitioning its users)', async () => {
     const storePath = join(dir, 'pinned.db')
-    const honest = await client(env.relay.url, storePath)
+    const honest = await client(env.relay.baseUrl, storePath)
     const pending = await honest.activate({ phoneNumber: '+14155550164', consent: true })
     await honest.confirm(await env.codes.next(pending.e164))
     await honest.close()
     // The operator signs another key for the same epoch with the real root and shows it to this client only.
     const root = rootSecret()
-    const proxy = await helloProxy(env.relay.url, (h) => {
+    const proxy = await helloProxy(env.relay.baseUrl, (h) => {
       const k = h.oprfKeys![0]!
       const other = oprfGenerateKeyPair()
       k.publicKey = other.publicKey

@@ -122,7 +122,7 @@ function rotationSuite(storeArgs: string[]) {
     expect(keyIdsInFile(env.relay)).toEqual([2])
     // Eve comes back after it: she moves all the same (the move needs only the current key), and is found.
     const eveBack = await createClient({
-      relayUrl: env.relay.url,
+      relayUrl: env.relay.baseUrl,
       storePath: join(dir, 'eve.db'),
       defaultRegion: 'US',
     })
@@ -146,7 +146,7 @@ function rotationSuite(storeArgs: string[]) {
     const mallory = await activatedClient(env.relay, env.codes, NUMBERS.mallory, { storePath })
     await mallory.close()
     const keys = await readDevice(storePath)
-    const conn = await login(env.relay.url, keys)
+    const conn = await login(env.relay.baseUrl, keys)
     const current = conn.hello.oprfKeys![0]!.keyId!
     const refusedBefore = await rebinds(env.relay, 'refused')
     const conflictBefore = await rebinds(env.relay, 'conflict')

@@ -37,7 +37,7 @@ describe('README', () => {
     const dir = clientDir()
     const code = `await (await fetch(${JSON.stringify(`${env.codes.url.replace('/sms', '/code')}`)}, { method: 'POST' })).text()`
     let src = sdkBlock()
-      .replace("'ws://localhost:8787'", JSON.stringify(env.relay.url))
+      .replace("'ws://localhost:8787'", JSON.stringify(env.relay.baseUrl))
       .replace("'./alice.db'", JSON.stringify(join(dir, 'alice.db')))
       .replace("parley.confirm('123456')", `parley.confirm(${code})`)
     expect(src).not.toContain("'123456'")

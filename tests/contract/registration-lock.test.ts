@@ -33,7 +33,7 @@ async function swap(
   pin?: string,
 ): Promise<{ client: ParleyClient; code: string; error?: ParleyError }> {
   const client = await createClient({
-    relayUrl: relay.url,
+    relayUrl: relay.baseUrl,
     storePath: join(dir, `${randomBytes(4).toString('hex')}.db`),
     defaultRegion: 'US',
     reconnect: { minDelayMs: 50, maxDelayMs: 1000 },
@@ -123,7 +123,7 @@ function lockSuite(storeArgs: string[]) {
     const wrongBefore = await lockMetric(env.relay, 'wrong')
     const exhaustedBefore = await lockMetric(env.relay, 'exhausted')
     // The attacker's own script: one activation, the code, and proofs it made up (no scrypt needed to guess).
-    const raw = await RawConn.open(env.relay.url)
+    const raw = await RawConn.open(env.relay.baseUrl)
     const started = (await raw.request({ activationStart: { phoneNumber: number, consent: true } }))
       .activationStarted!
     const code = await env.codes.next(number)
@@ -205,7 +205,7 @@ describe('a registration lock on an inactive account', () => {
     const setAt = Date.now()
     // Activity half-way through: the device reconnects (and authenticates), which moves the lapse on.
     await new Promise((r) => setTimeout(r, 4000))
-    const back = await createClient({ relayUrl: env.relay.url, storePath, defaultRegion: 'US' })
+    const back = await createClient({ relayUrl: env.relay.baseUrl, storePath, defaultRegion: 'US' })
     await until(() => back.connectionState === 'online', 15_000, 'the owner back online')
     await back.close()
     const activeAt = Date.now()

@@ -43,15 +43,15 @@ describe('resilience: restarts, offline outbox, identity changes', () => {
 
   it('delivers an outbox queued while the relay was down after the client process restarts', async () => {
     bobGot.length = 0
-    await env.relay.halt('SIGKILL')
+    await env.relay.stop('SIGKILL')
     // The relay is down: these are persisted, not sent.
     const ids: string[] = []
     for (let i = 0; i < 10; i++) ids.push((await alice.send(BOB, `queued ${i}`)).id)
     expect(await alice.pendingCount(), 'messages queued while the relay is down').toBe(10)
     await alice.close()
-    await env.relay.resume()
+    await env.relay.start()
     alice = await createClient({
-      relayUrl: env.relay.url,
+      relayUrl: env.relay.baseUrl,
       storePath: join(dir, 'alice.db'),
       defaultRegion: 'US',
     })
@@ -119,7 +119,7 @@ describe('signed prekey rotation', () => {
     await until(() => got.length === 1, 20_000, 'first message')
     await frank.close()
     offset = 8 * 24 * 3600_000
-    frank = await createClient({ relayUrl: env.relay.url, storePath, clock, defaultRegion: 'US' })
+    frank = await createClient({ relayUrl: env.relay.baseUrl, storePath, clock, defaultRegion: 'US' })
     frank.on('message', (m) => got.push(m))
     const { SqliteStore } = await import('@parley/node')
     // …the restarted client notices the week has passed and uploads signed prekey 2.

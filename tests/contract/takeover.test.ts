@@ -85,7 +85,7 @@ function takeoverSuite(storeArgs: string[]) {
     const [retainedBefore, restoredBefore] = [await retained(), await restored()]
     // The number is taken: the taker gets none of the waiting mail (it is sealed to the victim's key anyway).
     const taker = await createClient({
-      relayUrl: env.relay.url,
+      relayUrl: env.relay.baseUrl,
       storePath: join(dir, 't2.db'),
       defaultRegion: 'US',
     })
@@ -97,7 +97,7 @@ function takeoverSuite(storeArgs: string[]) {
     expect(took).toMatchObject({ replacedDevice: true, restoredMessages: 0 })
     expect(await retained()).toBe(retainedBefore + 2)
     // The victim's phone comes back on: it is told, then takes the number back with its own identity.
-    const back = await createClient({ relayUrl: env.relay.url, storePath, defaultRegion: 'US' })
+    const back = await createClient({ relayUrl: env.relay.baseUrl, storePath, defaultRegion: 'US' })
     const seen = watch(back)
     await until(() => seen.replaced.length > 0, 15_000, 'deviceReplaced on reconnect')
     expect(seen.replaced).toEqual([{ erased: false }])
@@ -122,10 +122,10 @@ function takeoverSuite(storeArgs: string[]) {
     const first = await activatedClient(env.relay, env.codes, '+14155550173', { storePath })
     await first.close()
     const keys = await readDevice(storePath)
-    const device = await createClient({ relayUrl: env.relay.url, storePath, defaultRegion: 'US' })
+    const device = await createClient({ relayUrl: env.relay.baseUrl, storePath, defaultRegion: 'US' })
     const seen = watch(device)
     await until(() => device.connectionState === 'online', 15_000, 'online')
-    const other = await login(env.relay.url, keys)
+    const other = await login(env.relay.baseUrl, keys)
     await other.request({ deactivate: {} })
     await until(() => seen.replaced.length > 0, 15_000, 'deviceReplaced')
     expect(seen.replaced).toEqual([{ erased: true }])

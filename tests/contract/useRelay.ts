@@ -13,7 +13,7 @@ export function useRelay(extraArgs: string[] = []): { codes: CodeInbox; relay: R
     env.relay = await startRelay(env.codes, extraArgs)
   })
   afterAll(async () => {
-    await env.relay?.stop()
+    await env.relay?.close()
     await env.codes.close()
   })
   return env

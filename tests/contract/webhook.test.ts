@@ -1,14 +1,14 @@
 // The verifier webhook, as the operator's SMS gateway sees it: the relay process signs every call Standard
 // Webhooks style (webhook-id, webhook-timestamp, webhook-signature: v1,<base64 HMAC-SHA256("<id>.<ts>.<body>")>),
 // checked here with an HMAC computed independently of both the relay and the reference receiver; and the
-// reference receiver (webhookReceiver.ts, what apps/relay/README.md tells operators to do) refuses a captured
-// call replayed, altered, re-signed with another key, unsigned, or older or newer than 5 minutes.
+// reference receiver (apps/relay/testing/webhookReceiver.ts, what apps/relay/README.md tells operators to do)
+// refuses a captured call replayed, altered, re-signed with another key, unsigned, or older or newer than 5 minutes.
 import { createHmac, randomBytes } from 'node:crypto'
 import { WebhookVerifier } from '@parley/relay'
+import { newWebhookSecret, signWebhook, WebhookReceiver } from '@parley/relay/testing'
 import { describe, expect, it } from 'vitest'
 import { activatedClient, type WebhookCall } from './harness.js'
 import { useRelay } from './useRelay.js'
-import { newWebhookSecret, signWebhook, WebhookReceiver } from './webhookReceiver.js'
 
 /** POSTs a call to the inbox as given; resolves the HTTP status and body. */
 async function post(url: string, headers: Record<string, string>, body: string) {

@@ -161,7 +161,7 @@ function atRestScan(store: string, engine: () => Promise<Engine>): void {
     const activate = async (n: (typeof numbers)[number], i: number): Promise<Account> => {
       const transport = recordingTransport(new WsTransport())
       const client = await createClient({
-        relayUrl: relay.url,
+        relayUrl: relay.baseUrl,
         storePath: join(dir, `a${i}.db`),
         transport,
         reconnect: { minDelayMs: 50, maxDelayMs: 500 },
@@ -229,7 +229,7 @@ function atRestScan(store: string, engine: () => Promise<Engine>): void {
 
   afterAll(async () => {
     for (const a of accounts) await a.client.close()
-    await relay?.stop()
+    await relay?.close()
     await codes.close()
     await e?.close()
   })

@@ -69,14 +69,14 @@ describe('egress audit against a real relay (P1, P3)', () => {
 
   afterAll(async () => {
     for (const c of clients) await c.close()
-    await relay?.stop()
+    await relay?.close()
     await codes.close()
   })
 
   it('P1: a client created, asked to discover, send and show a safety number before activate() connects nowhere', async () => {
     const transport = recordingTransport(new WsTransport())
     const client = await createClient({
-      relayUrl: relay.url,
+      relayUrl: relay.baseUrl,
       storePath: join(dir, 'p1.db'),
       defaultRegion: 'US',
       transport,
@@ -105,7 +105,7 @@ describe('egress audit against a real relay (P1, P3)', () => {
   async function recorded(name: string, own: string) {
     const transport = recordingTransport(new WsTransport())
     const client = await createClient({
-      relayUrl: relay.url,
+      relayUrl: relay.baseUrl,
       storePath: join(dir, `${name}.db`),
       defaultRegion: 'US',
       transport,
@@ -225,7 +225,7 @@ describe('egress audit against a real relay (P1, P3)', () => {
     const sms: string[] = []
     const transport = recordingTransport(new WsTransport())
     const client = await createClient({
-      relayUrl: relay.url,
+      relayUrl: relay.baseUrl,
       storePath: join(dir, 'sms.db'),
       defaultRegion: 'US',
       transport,

@@ -10,6 +10,7 @@ import {
   kemPrekeyPayload,
   signedPrekeyPayload,
 } from '@parley/protocol'
+import { type RelayProcess, spawnDevRelay } from '@parley/relay/testing'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
   type Account,
@@ -19,9 +20,7 @@ import {
   messageId,
   prekeys,
   RawClient,
-  type SpawnedRelay,
   sealedShape,
-  spawnRelay,
 } from '../../apps/relay/test/helpers.js'
 import { until } from '../contract/harness.js'
 import { report } from './config.js'
@@ -31,7 +30,7 @@ const bytes = (n: number) => new Uint8Array(randomBytes(n))
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
 describe('auth and abuse against a relay process', () => {
-  let relay: SpawnedRelay
+  let relay: RelayProcess
   let alice: Account
   let bob: Account
   const attacks: string[] = []
@@ -50,7 +49,7 @@ describe('auth and abuse against a relay process', () => {
   const errors = (code: string) => ['parley_relay_errors_total', { code }] as const
 
   beforeAll(async () => {
-    relay = await spawnRelay([
+    relay = await spawnDevRelay([
       // These tests ask for codes for one number in a row; the per-number backoff has its own tests
       // (tests/reliability/sms.test.ts).
       '--code-backoff-base-ms',

@@ -3,6 +3,7 @@
 // one account may spread over many recipients' mailboxes, and a connection told to wait whose further
 // requests of that kind are refused unread. Asserted by counts from /metrics.
 import { kemPrekeyPayload, parleyErrorFromWire, type ServerFrame } from '@parley/protocol'
+import { type RelayProcess, spawnDevRelay } from '@parley/relay/testing'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
   type Account,
@@ -10,9 +11,7 @@ import {
   type Identity,
   messageId,
   RawClient,
-  type SpawnedRelay,
   sealedShape,
-  spawnRelay,
 } from '../../apps/relay/test/helpers.js'
 import { metric, scrape } from './relayDb.js'
 
@@ -28,7 +27,7 @@ function kems(id: Identity, n: number, first: number) {
 }
 
 describe('per-account work budgets against a relay process', () => {
-  let relay: SpawnedRelay
+  let relay: RelayProcess
   let signer: Account
   let c: RawClient
   const counts = async () => {
@@ -41,7 +40,7 @@ describe('per-account work budgets against a relay process', () => {
     }
   }
   beforeAll(async () => {
-    relay = await spawnRelay([
+    relay = await spawnDevRelay([
       '--prekey-signatures-capacity',
       '400',
       '--prekey-signatures-per-day',
@@ -121,9 +120,9 @@ describe('per-account work budgets against a relay process', () => {
 })
 
 describe('prekey uploads the store has no room for', () => {
-  let relay: SpawnedRelay
+  let relay: RelayProcess
   beforeAll(async () => {
-    relay = await spawnRelay(['--max-stored-prekeys', '150'])
+    relay = await spawnDevRelay(['--max-stored-prekeys', '150'])
   })
   afterAll(async () => {
     await relay?.stop()

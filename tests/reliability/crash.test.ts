@@ -5,16 +5,9 @@ import { type ChildProcess, spawn } from 'node:child_process'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { IncomingMessage, ParleyClient } from '@parley/node'
+import { onLines } from '@parley/relay/testing'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import {
-  activatedClient,
-  CodeInbox,
-  clientDir,
-  onLines,
-  type Relay,
-  startRelay,
-  until,
-} from '../contract/harness.js'
+import { activatedClient, CodeInbox, clientDir, type Relay, startRelay, until } from '../contract/harness.js'
 import { RUN, report, timeoutFor } from './config.js'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
@@ -66,7 +59,7 @@ describe('crash safety: the relay process SIGKILLed mid-stream', () => {
   afterAll(async () => {
     await alice?.close()
     await bob?.close()
-    await relay?.stop()
+    await relay?.close()
     await codes.close()
   })
 
@@ -93,9 +86,9 @@ describe('crash safety: the relay process SIGKILLed mid-stream', () => {
       for (const at of moments(RUN.relayKills, RUN.relayMessages * 0.05, RUN.relayMessages * 0.9)) {
         await until(() => received() >= at, timeoutFor(60_000, 300_000), `${at} received before a kill`)
         await sleep(rand(0, 40))
-        await relay.halt('SIGKILL')
+        await relay.stop('SIGKILL')
         await sleep(rand(0, 250))
-        await relay.resume()
+        await relay.start()
         restarts++
       }
       await sending
@@ -202,7 +195,7 @@ describe('crash safety: the sending client process SIGKILLed mid-stream', () => 
 
   afterAll(async () => {
     await bob?.close()
-    await relay?.stop()
+    await relay?.close()
     await codes.close()
   })
 
@@ -212,7 +205,7 @@ describe('crash safety: the sending client process SIGKILLed mid-stream', () => 
       const N = RUN.clientMessages
       const started = Date.now()
       const sender = new SenderProcess({
-        relayUrl: relay.url,
+        relayUrl: relay.baseUrl,
         storePath: join(dir, 'carol.db'),
         to: BOB,
         prefix: 'c',
@@ -292,7 +285,7 @@ describe('crash safety: simultaneous first messages', () => {
   afterAll(async () => {
     await dan?.close()
     await eve?.close()
-    await relay?.stop()
+    await relay?.close()
     await codes.close()
   })
 

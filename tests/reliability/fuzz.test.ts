@@ -3,6 +3,7 @@
 // must get an answer (an Error frame, a reply, or a closed connection), a control pair of clients keeps doing
 // round trips throughout, and the database stays consistent. CI runs 5,000 frames; `pnpm fuzz` runs 100,000.
 import { type ClientFrame, decodeClientFrame, decodeServerFrame, errorCodeFromWire } from '@parley/protocol'
+import { type RelayProcess, spawnDevRelay } from '@parley/relay/testing'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
   type Account,
@@ -10,9 +11,7 @@ import {
   login,
   messageId,
   RawClient,
-  type SpawnedRelay,
   sealedShape,
-  spawnRelay,
 } from '../../apps/relay/test/helpers.js'
 import { RUN, report, timeoutFor } from './config.js'
 import type { WebSocket } from './deps.js'
@@ -133,14 +132,14 @@ const FUZZ_CONFIGS = [
 ]
 
 describe.each(FUZZ_CONFIGS)('fuzzing the relay with generated frames ($name)', ({ frames: FRAMES, args }) => {
-  let relay: SpawnedRelay
+  let relay: RelayProcess
   let fuzzAccount: Account
   let alice: Account
   let bob: Account
   const maxFrameBytes = 320 * 1024
 
   beforeAll(async () => {
-    relay = await spawnRelay([
+    relay = await spawnDevRelay([
       '--frames-burst',
       '1000000',
       '--frames-per-second',

@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import { createClient, type MailboxGapEvent } from '@parley/node'
 import { deliveryTokenVerifier, encodeClientFrame, type ParleyError } from '@parley/protocol'
+import { type RelayProcess, spawnDevRelay } from '@parley/relay/testing'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
   type Account,
@@ -14,10 +15,8 @@ import {
   login,
   messageId,
   RawClient,
-  type SpawnedRelay,
   sealedShape,
   shapeText,
-  spawnRelay,
 } from '../../apps/relay/test/helpers.js'
 import { activatedClient, CodeInbox, clientDir, startRelay, until } from '../contract/harness.js'
 import { report } from './config.js'
@@ -35,13 +34,13 @@ const send = (c: RawClient, to: Account, bytes = 154) =>
   })
 
 describe('resource limits on a relay process', () => {
-  let relay: SpawnedRelay
+  let relay: RelayProcess
   let alice: Account
   let bob: Account
   let a: RawClient
 
   beforeAll(async () => {
-    relay = await spawnRelay([
+    relay = await spawnDevRelay([
       '--max-frame-bytes',
       String(64 * 1024),
       '--max-envelope-bytes',
@@ -137,7 +136,7 @@ describe('mailbox flooding (security review): one account fills a victim’s mai
   const args = ['--max-mailbox-bytes', String(LIMIT)]
 
   it('refuses the flood with MAILBOX_FULL once the byte quota is reached: the earlier real mail all stays', async () => {
-    let relay = await spawnRelay(args)
+    let relay = await spawnDevRelay(args)
     const dataDir = relay.dataDir
     try {
       const friend = await RawClient.open(relay.url)
@@ -260,7 +259,7 @@ describe('mailbox flooding (security review): one account fills a victim’s mai
       })
 
       // The quota outlives a restart (it is in the account row); reading the mail makes room again.
-      relay = await spawnRelay(args, dataDir)
+      relay = await spawnDevRelay(args, dataDir)
       const again = await RawClient.open(relay.url)
       await expectError(anonJunk(again), 'MAILBOX_FULL')
       again.close()
@@ -302,7 +301,7 @@ describe('TTL expiry: the gap reaches the SDK', () => {
       )
       const gaps: MailboxGapEvent[] = []
       const bob2 = await createClient({
-        relayUrl: relay.url,
+        relayUrl: relay.baseUrl,
         storePath: join(dir, 'bob.db'),
         defaultRegion: 'US',
       })
@@ -313,7 +312,7 @@ describe('TTL expiry: the gap reaches the SDK', () => {
       await bob2.close()
       await alice.close()
     } finally {
-      await relay.stop()
+      await relay.close()
     }
   })
 })

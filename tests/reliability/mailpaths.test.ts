@@ -2,6 +2,7 @@
 // whole mailboxes in memory, and acks must be bounded per frame and per connection. Everything is asserted by
 // counts from /metrics, never by timings.
 import { encodeClientFrame, parleyErrorFromWire } from '@parley/protocol'
+import { type RelayProcess, spawnDevRelay } from '@parley/relay/testing'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { HIGH_WATER_BYTES, PAGE_BYTES } from '../../apps/relay/src/Connection.js'
 import {
@@ -12,8 +13,6 @@ import {
   login,
   messageId,
   RawClient,
-  type SpawnedRelay,
-  spawnRelay,
 } from '../../apps/relay/test/helpers.js'
 import { until } from '../contract/harness.js'
 import { report } from './config.js'
@@ -36,10 +35,10 @@ describe('syncing sockets that never read', () => {
   const MESSAGES = 80
   const ENVELOPE = 200 * 1024
   const SOCKETS = 7
-  let relay: SpawnedRelay
+  let relay: RelayProcess
 
   beforeAll(async () => {
-    relay = await spawnRelay(['--max-connections-per-account', String(SOCKETS + 1)])
+    relay = await spawnDevRelay(['--max-connections-per-account', String(SOCKETS + 1)])
   })
   afterAll(async () => {
     await relay?.stop()
@@ -110,13 +109,13 @@ describe('syncing sockets that never read', () => {
 })
 
 describe('huge and rapid acks', () => {
-  let relay: SpawnedRelay
+  let relay: RelayProcess
   let bob: Account
   let a: RawClient
 
   beforeAll(async () => {
     // A refill of one seq per second: over a burst, the budget is its capacity (2 × 500), whatever the timing.
-    relay = await spawnRelay(['--acks-per-second', '1'])
+    relay = await spawnDevRelay(['--acks-per-second', '1'])
     a = await RawClient.open(relay.url)
     await activate(a, relay, '+14155550192')
     const b = await RawClient.open(relay.url)

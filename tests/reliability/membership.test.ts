@@ -1,27 +1,22 @@
 // Directory download through membership queries, scripted against a relay process: an account asks for every
 // prefix there is. It gets addresses up to its metered allowance, then RATE_LIMITED, counted; a prefix longer
 // than the announced one (which would single out or test an exact address) is refused.
+
+import { type RelayProcess, spawnDevRelay } from '@parley/relay/testing'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import {
-  type Account,
-  activate,
-  expectError,
-  RawClient,
-  type SpawnedRelay,
-  spawnRelay,
-} from '../../apps/relay/test/helpers.js'
+import { type Account, activate, expectError, RawClient } from '../../apps/relay/test/helpers.js'
 import { metric, scrape } from './relayDb.js'
 
 const ALLOWANCE = 30
 const ACCOUNTS = 12
 
 describe('downloading the directory with membership queries', () => {
-  let relay: SpawnedRelay
+  let relay: RelayProcess
   let enumerator: RawClient
   let self: Account
   beforeAll(async () => {
     // 1-bit prefixes: each query returns about half of all accounts, so the allowance, not the query count, binds.
-    relay = await spawnRelay([
+    relay = await spawnDevRelay([
       '--membership-prefix-bits',
       '1',
       '--membership-addresses-capacity',
@@ -80,7 +75,7 @@ describe('downloading the directory with membership queries', () => {
 
 describe('membership prefix length on a small relay', () => {
   const MIN_BUCKET = 4
-  let relay: SpawnedRelay
+  let relay: RelayProcess
   const clients: RawClient[] = []
   let registered = 0
   const register = async (n: number) => {
@@ -102,7 +97,7 @@ describe('membership prefix length on a small relay', () => {
     return undefined
   }
   beforeAll(async () => {
-    relay = await spawnRelay([
+    relay = await spawnDevRelay([
       '--membership-prefix-bits',
       '16',
       '--membership-min-bucket',

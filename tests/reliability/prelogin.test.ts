@@ -10,6 +10,7 @@ import {
   parleyErrorFromWire,
   type ServerFrame,
 } from '@parley/protocol'
+import { type RelayProcess, spawnDevRelay } from '@parley/relay/testing'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
   type Account,
@@ -19,8 +20,6 @@ import {
   login,
   prekeys,
   RawClient,
-  type SpawnedRelay,
-  spawnRelay,
 } from '../../apps/relay/test/helpers.js'
 import { until } from '../contract/harness.js'
 import { metric, scrape } from './relayDb.js'
@@ -28,11 +27,11 @@ import { metric, scrape } from './relayDb.js'
 const bytes = (n: number) => crypto.getRandomValues(new Uint8Array(n))
 
 describe('pre-login work against a relay process', () => {
-  let relay: SpawnedRelay
+  let relay: RelayProcess
   const CONFIRMS_PER_NETWORK = 40
 
   beforeAll(async () => {
-    relay = await spawnRelay([
+    relay = await spawnDevRelay([
       '--activation-confirms-per-network-per-hour',
       String(CONFIRMS_PER_NETWORK),
       '--max-activation-signed-prekeys',
@@ -130,9 +129,9 @@ describe('pre-login work against a relay process', () => {
 })
 
 describe('idle unauthenticated connections', () => {
-  let relay: SpawnedRelay
+  let relay: RelayProcess
   beforeAll(async () => {
-    relay = await spawnRelay(['--pre-auth-idle-ms', '400'])
+    relay = await spawnDevRelay(['--pre-auth-idle-ms', '400'])
   })
   afterAll(async () => {
     await relay?.stop()
@@ -168,11 +167,11 @@ describe('idle unauthenticated connections', () => {
 })
 
 describe('frames that would be expensive to decode', () => {
-  let relay: SpawnedRelay
+  let relay: RelayProcess
   let account: Account
   beforeAll(async () => {
     // Reads are not paced here (the next describe block tests the pacing).
-    relay = await spawnRelay([
+    relay = await spawnDevRelay([
       '--frames-burst',
       '1000',
       '--frames-per-second',
@@ -249,10 +248,10 @@ describe('frames that would be expensive to decode', () => {
 })
 
 describe('reading from connections that have not authenticated', () => {
-  let relay: SpawnedRelay
+  let relay: RelayProcess
   const RATE = 512 * 1024
   beforeAll(async () => {
-    relay = await spawnRelay([
+    relay = await spawnDevRelay([
       '--frames-burst',
       '1000',
       '--frames-per-second',

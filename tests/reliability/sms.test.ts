@@ -5,39 +5,31 @@
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { activationPayload, checkActivationPow, solveActivationPow } from '@parley/protocol'
+import { newWebhookSecret, type RelayProcess, spawnDevRelay, WebhookReceiver } from '@parley/relay/testing'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createLogger } from '../../apps/relay/src/logger.js'
 import { WebhookVerifier } from '../../apps/relay/src/Verifier.js'
-import {
-  expectError,
-  Identity,
-  inProcess,
-  prekeys,
-  RawClient,
-  type SpawnedRelay,
-  spawnRelay,
-} from '../../apps/relay/test/helpers.js'
-import { newWebhookSecret, WebhookReceiver } from '../contract/webhookReceiver.js'
+import { expectError, Identity, inProcess, prekeys, RawClient } from '../../apps/relay/test/helpers.js'
 import { report } from './config.js'
 import { metric, scrape } from './relayDb.js'
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex')
 /** SMS the console verifier was asked to send so far (one stderr line each). */
-const deliveries = (relay: SpawnedRelay) => relay.stderr.filter((l) => l.includes('verification code')).length
+const deliveries = (relay: RelayProcess) => relay.stderr.filter((l) => l.includes('verification code')).length
 const start = (c: RawClient, phoneNumber: string, powSolution?: Uint8Array) =>
   c.request({ activationStart: { phoneNumber, consent: true, ...(powSolution ? { powSolution } : {}) } })
 /** Starts an activation and waits for its SMS line, so every earlier line has arrived too (one ordered pipe). */
-async function started(relay: SpawnedRelay, c: RawClient, phoneNumber: string, powSolution?: Uint8Array) {
+async function started(relay: RelayProcess, c: RawClient, phoneNumber: string, powSolution?: Uint8Array) {
   const s = (await start(c, phoneNumber, powSolution)).activationStarted!
   const code = await relay.code(hex(s.activationId!))
   return { activationId: s.activationId!, code }
 }
 
 describe('SMS pumping against a relay process', () => {
-  const relays: SpawnedRelay[] = []
+  const relays: RelayProcess[] = []
   const spawn = async (args: string[]) => {
-    const r = await spawnRelay(args)
+    const r = await spawnDevRelay(args)
     relays.push(r)
     return r
   }

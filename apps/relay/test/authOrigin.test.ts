@@ -4,13 +4,14 @@
 import { randomBytes } from 'node:crypto'
 import { authPayload } from '@parley/protocol'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { type Account, activate, expectError, RawClient, type SpawnedRelay, spawnRelay } from './helpers.js'
+import { type RelayProcess, spawnDevRelay } from '../testing/index.js'
+import { type Account, activate, expectError, RawClient } from './helpers.js'
 
 describe('authentication is bound to the relay', () => {
-  let relay: SpawnedRelay
+  let relay: RelayProcess
   let victim: Account
   beforeAll(async () => {
-    relay = await spawnRelay()
+    relay = await spawnDevRelay()
     const c = await RawClient.open(relay.url)
     victim = await activate(c, relay, '+14155550177')
     c.close()

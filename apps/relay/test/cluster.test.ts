@@ -4,21 +4,18 @@
 // another, a re-activation on one node revokes the old device's connection on another, and an enumerator
 // spreading OPRF calls over every node still stops at its (cluster-wide) quota.
 import { randomBytes } from 'node:crypto'
-import { createServer, type Server } from 'node:http'
-import type { AddressInfo } from 'node:net'
-import { activationPayload, parleyErrorFromWire } from '@parley/protocol'
-import { Redis } from 'ioredis'
-import pg from 'pg'
-import { afterAll, beforeAll, expect, it } from 'vitest'
-// The SDK's source by path: the relay package does not depend on @parley/node (vitest aliases it to the same file).
 import {
   createClient,
   type IncomingMessage,
   type ParleyClient,
   type Transport,
   WsTransport,
-} from '../../../packages/node/src/index.js'
-import { newWebhookSecret, WebhookReceiver } from '../../../tests/contract/webhookReceiver.js'
+} from '@parley/node'
+import { activationPayload, parleyErrorFromWire } from '@parley/protocol'
+import { Redis } from 'ioredis'
+import pg from 'pg'
+import { afterAll, beforeAll, expect, it } from 'vitest'
+import { CodeInbox, type RelayProcess, spawnDevRelay } from '../testing/index.js'
 import {
   describeWith,
   PG_URL,
@@ -28,68 +25,11 @@ import {
   uniqueName,
   waitFor,
 } from './conformance/services.js'
-import {
-  expectError,
-  Identity,
-  login,
-  prekeys,
-  RawClient,
-  type SpawnedRelay,
-  spawnRelay,
-  tempDir,
-} from './helpers.js'
+import { expectError, Identity, login, prekeys, RawClient, tempDir } from './helpers.js'
 
 const MESSAGES = 5000
 const CLIENTS = 6
 const OPRF_ACCOUNT_QUOTA = 40
-
-/**
- * The SMS gateway stand-in: the webhook verifier posts codes here, whichever node sends them; calls not signed
- * with {@link secret}, stale or replayed are refused (401) as a real gateway would.
- */
-class CodeInbox {
-  readonly #codes = new Map<string, string[]>()
-  readonly #waiters = new Map<string, (code: string) => void>()
-  readonly secret = newWebhookSecret()
-  readonly #receiver = new WebhookReceiver(this.secret)
-  server!: Server
-  url!: string
-
-  async start(): Promise<void> {
-    this.server = createServer((req, res) => {
-      let body = ''
-      req.on('data', (c) => {
-        body += c
-      })
-      req.on('end', () => {
-        const refused = this.#receiver.check(req.headers, body)
-        if (refused !== null) {
-          res.writeHead(401).end(refused)
-          return
-        }
-        const { phone_number: phone, code } = JSON.parse(body) as { phone_number: string; code: string }
-        const waiter = this.#waiters.get(phone)
-        if (waiter) {
-          this.#waiters.delete(phone)
-          waiter(code)
-        } else this.#codes.set(phone, [...(this.#codes.get(phone) ?? []), code])
-        res.writeHead(204).end()
-      })
-    })
-    await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', r))
-    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}/sms`
-  }
-
-  next(e164: string): Promise<string> {
-    const queued = this.#codes.get(e164)?.shift()
-    if (queued) return Promise.resolve(queued)
-    return new Promise((resolve) => this.#waiters.set(e164, resolve))
-  }
-
-  close(): Promise<void> {
-    return new Promise((r) => this.server.close(() => r()))
-  }
-}
 
 /** A transport that opens each new connection to the next live node, so a client fails over on reconnect. */
 class RoundRobinTransport implements Transport {
@@ -117,8 +57,8 @@ describeWith('cluster: three relay nodes on PostgreSQL + Redis', [pgAbsent, redi
   const hashKey = randomBytes(32).toString('hex')
   const dataDir = tempDir() // shared by the nodes for the OPRF key file only; the data is in PostgreSQL
   const codes = new CodeInbox()
-  const nodes: SpawnedRelay[] = []
-  const dead = new Set<SpawnedRelay>()
+  const nodes: RelayProcess[] = []
+  const dead = new Set<RelayProcess>()
   const live = () => nodes.filter((n) => !dead.has(n)).map((n) => n.url)
   const clients: ParleyClient[] = []
 
@@ -136,7 +76,7 @@ describeWith('cluster: three relay nodes on PostgreSQL + Redis', [pgAbsent, redi
     '--webhook-secret',
     codes.secret,
     '--log-level',
-    'info', // spawnRelay waits for the 'relay listening' line
+    'info', // spawnDevRelay waits for the 'relay listening' line
     // Lift send and frame quotas: this measures delivery, not the per-account limits.
     '--send-capacity',
     '100000',
@@ -161,8 +101,8 @@ describeWith('cluster: three relay nodes on PostgreSQL + Redis', [pgAbsent, redi
   beforeAll(async () => {
     await codes.start()
     // The first node writes the OPRF key file and migrates the schema; the others then start together.
-    nodes.push(await spawnRelay(args(), dataDir))
-    nodes.push(...(await Promise.all([spawnRelay(args(), dataDir), spawnRelay(args(), dataDir)])))
+    nodes.push(await spawnDevRelay(args(), dataDir))
+    nodes.push(...(await Promise.all([spawnDevRelay(args(), dataDir), spawnDevRelay(args(), dataDir)])))
   }, 60_000)
 
   afterAll(async () => {
@@ -180,7 +120,7 @@ describeWith('cluster: three relay nodes on PostgreSQL + Redis', [pgAbsent, redi
   })
 
   it('refuses to start with --redis but no --number-hash-key, saying why', async () => {
-    const err = await spawnRelay(
+    const err = await spawnDevRelay(
       args().filter((a, i, all) => a !== '--number-hash-key' && all[i - 1] !== '--number-hash-key'),
       tempDir(),
     ).then(

@@ -10,6 +10,7 @@ import {
   signedPrekeyPayload,
 } from '@parley/protocol'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { type RelayProcess, spawnDevRelay } from '../testing/index.js'
 import {
   type Account,
   activate,
@@ -19,23 +20,21 @@ import {
   messageId,
   prekeys,
   RawClient,
-  type SpawnedRelay,
   sealedShape,
-  spawnRelay,
 } from './helpers.js'
 
 const enc = new TextEncoder()
 const bytes = (n: number) => new Uint8Array(randomBytes(n))
 
 describe('relay process: error paths', () => {
-  let relay: SpawnedRelay
+  let relay: RelayProcess
   let alice: Account
   let bob: Account
   let aliceClient: RawClient
   let bobClient: RawClient
 
   beforeAll(async () => {
-    relay = await spawnRelay([
+    relay = await spawnDevRelay([
       // Prefix lengths are tested at the configured 16 bits, not adapted to this relay's few accounts.
       '--membership-min-bucket',
       '0',

@@ -3,6 +3,7 @@ import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { addressFromToken, addressPrefix, numberToOprfInput, oprfBlind, oprfFinalize } from '@parley/protocol'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { type RelayProcess, spawnDevRelay } from '../testing/index.js'
 import {
   type Account,
   activate,
@@ -11,10 +12,8 @@ import {
   messageId,
   prekeys,
   RawClient,
-  type SpawnedRelay,
   sealedShape,
   shapeText,
-  spawnRelay,
   tempDir,
 } from './helpers.js'
 
@@ -25,7 +24,7 @@ const BOB = '+14155550102'
 const FIXED_PREFIX = ['--membership-min-bucket', '0']
 
 describe('relay process: the full flow', () => {
-  let relay: SpawnedRelay
+  let relay: RelayProcess
   const dataDir = tempDir()
   let alice: Account
   let bob: Account
@@ -33,7 +32,7 @@ describe('relay process: the full flow', () => {
   let bobClient: RawClient
 
   beforeAll(async () => {
-    relay = await spawnRelay(FIXED_PREFIX, dataDir)
+    relay = await spawnDevRelay(FIXED_PREFIX, dataDir)
   })
   afterAll(async () => {
     aliceClient?.close()
@@ -179,7 +178,7 @@ describe('relay process: the full flow', () => {
     aliceClient.close()
     bobClient.close()
     expect(await relay.stop('SIGTERM')).toBe(0)
-    relay = await spawnRelay(FIXED_PREFIX, dataDir)
+    relay = await spawnDevRelay(FIXED_PREFIX, dataDir)
     const { client } = await login(relay.url, bob)
     bobClient = client
     await bobClient.request({ syncMailbox: { afterSeq: 0 } })
@@ -204,7 +203,7 @@ describe('relay process: the full flow', () => {
     aliceClient.close()
     bobClient.close()
     await relay.stop('SIGKILL')
-    relay = await spawnRelay(FIXED_PREFIX, dataDir)
+    relay = await spawnDevRelay(FIXED_PREFIX, dataDir)
     const { client } = await login(relay.url, bob)
     bobClient = client
     await bobClient.request({ syncMailbox: { afterSeq: 4 } })

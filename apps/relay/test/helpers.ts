@@ -1,10 +1,9 @@
-// Test helpers: spawn the real relay process, a raw WebSocket client speaking the v1 codecs, and device keys.
-import { type ChildProcess, spawn } from 'node:child_process'
+// Test helpers: a raw WebSocket client speaking the v1 codecs, device keys and an in-process relay. Relay
+// processes come from ../testing (@parley/relay/testing): spawnDevRelay() and spawnRelay().
 import { generateKeyPairSync, type KeyObject, randomBytes, sign } from 'node:crypto'
 import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import {
   activationPayload,
   authPayload,
@@ -23,121 +22,9 @@ import WebSocket from 'ws'
 import { type RelayOptions, startRelay } from '../src/index.js'
 import type { VerificationRequest, Verifier } from '../src/Verifier.js'
 
-const RELAY_DIR = fileURLToPath(new URL('..', import.meta.url))
-
-/** A spawned relay process. */
-export interface SpawnedRelay {
-  url: string
-  httpUrl: string
-  /** `/metrics` on the relay's metrics listener (from its 'relay listening' line); '' when it is off. */
-  metricsUrl: string
-  port: number
-  dataDir: string
-  proc: ChildProcess
-  stdout: string[]
-  stderr: string[]
-  /** Resolves the console verifier's code for an activation id (hex). */
-  code(activationIdHex: string): Promise<string>
-  /** Sends a signal and resolves the exit code. */
-  stop(signal?: NodeJS.Signals): Promise<number | null>
-}
-
 /** A fresh temporary data directory. */
 export function tempDir(): string {
   return mkdtempSync(join(tmpdir(), 'parley-relay-test-'))
-}
-
-/**
- * Spawns `src/cli.ts` with the same Node flags as `pnpm relay`, as a development relay (`--dev`: the console
- * verifier, whose codes {@link SpawnedRelay.code} reads from stderr), on a free port, with its metrics listener on
- * another free loopback port (`args` may override any of these).
- */
-export async function spawnRelay(args: string[] = [], dataDir = tempDir()): Promise<SpawnedRelay> {
-  const proc = spawn(
-    process.execPath,
-    [
-      '--conditions=parley-source',
-      '--import',
-      'tsx',
-      'src/cli.ts',
-      '--port',
-      '0',
-      '--host',
-      '127.0.0.1',
-      '--data-dir',
-      dataDir,
-      '--dev',
-      '--metrics-listen',
-      '127.0.0.1:0',
-      ...args,
-    ],
-    { cwd: RELAY_DIR, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE_OPTIONS: '' } },
-  )
-  const stdout: string[] = []
-  const stderr: string[] = []
-  const codeWaiters = new Map<string, (code: string) => void>()
-  const codes = new Map<string, string>()
-  const lines = (stream: NodeJS.ReadableStream, into: string[], onLine: (line: string) => void) => {
-    let buf = ''
-    stream.setEncoding('utf8')
-    stream.on('data', (chunk: string) => {
-      buf += chunk
-      let i = buf.indexOf('\n')
-      while (i >= 0) {
-        const line = buf.slice(0, i)
-        buf = buf.slice(i + 1)
-        into.push(line)
-        onLine(line)
-        i = buf.indexOf('\n')
-      }
-    })
-  }
-  const listening = new Promise<{ port: number; url: string; metricsUrl: string | null }>(
-    (resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`relay did not start:\n${stderr.join('\n')}`)), 20_000)
-      proc.once('exit', (code) => {
-        clearTimeout(timer)
-        reject(new Error(`relay exited with ${code}:\n${stderr.join('\n')}\n${stdout.join('\n')}`))
-      })
-      lines(proc.stdout!, stdout, (line) => {
-        try {
-          const entry = JSON.parse(line)
-          if (entry.msg === 'relay listening') {
-            clearTimeout(timer)
-            resolve(entry)
-          }
-        } catch {}
-      })
-    },
-  )
-  lines(proc.stderr!, stderr, (line) => {
-    const m = /verification code (\d{6}) for activation ([0-9a-f]{32})/.exec(line)
-    if (!m) return
-    codes.set(m[2]!, m[1]!)
-    codeWaiters.get(m[2]!)?.(m[1]!)
-  })
-  const { port, url, metricsUrl } = await listening
-  return {
-    url,
-    httpUrl: `http://127.0.0.1:${port}`,
-    metricsUrl: metricsUrl ?? '',
-    port,
-    dataDir,
-    proc,
-    stdout,
-    stderr,
-    code: (id) => {
-      const known = codes.get(id)
-      if (known) return Promise.resolve(known)
-      return new Promise((resolve) => codeWaiters.set(id, resolve))
-    },
-    stop: (signal = 'SIGTERM') =>
-      new Promise((resolve) => {
-        if (proc.exitCode !== null) return resolve(proc.exitCode)
-        proc.once('exit', (code) => resolve(code))
-        proc.kill(signal)
-      }),
-  }
 }
 
 /** An Ed25519 identity (node:crypto; byte-identical to RFC 8032 / @noble/curves). */

@@ -9,6 +9,7 @@ import type { RelayOptions } from '../src/index.js'
 import { PostgresStore } from '../src/PostgresStore.js'
 import { SqliteStore } from '../src/SqliteStore.js'
 import type { Store } from '../src/Store.js'
+import { type RelayProcess, spawnDevRelay } from '../testing/index.js'
 import { describeWith, PG_URL, probePostgres, uniqueName } from './conformance/services.js'
 import {
   type Account,
@@ -17,10 +18,8 @@ import {
   login,
   messageId,
   RawClient,
-  type SpawnedRelay,
   sealedShape,
   shapeText,
-  spawnRelay,
   tempDir,
 } from './helpers.js'
 
@@ -56,7 +55,7 @@ function received(c: RawClient) {
 }
 
 describe('pipelined sends against the relay process (SQLite)', () => {
-  let relay: SpawnedRelay
+  let relay: RelayProcess
   const dataDir = tempDir()
   let alice: Account
   let bob: Account
@@ -66,7 +65,7 @@ describe('pipelined sends against the relay process (SQLite)', () => {
   const args = ['--frames-burst', '20000', '--frames-per-second', '100000', '--send-capacity', '20000']
 
   beforeAll(async () => {
-    relay = await spawnRelay(args, dataDir)
+    relay = await spawnDevRelay(args, dataDir)
     a = await RawClient.open(relay.url)
     b = await RawClient.open(relay.url)
     alice = await activate(a, relay, '+14155550171')
@@ -135,7 +134,14 @@ describe('pipelined sends against the relay process (SQLite)', () => {
   })
 
   it('charges the send quota per message in arrival order', async () => {
-    const r = await spawnRelay(['--frames-burst', '2000', '--send-capacity', '50', '--send-per-minute', '1'])
+    const r = await spawnDevRelay([
+      '--frames-burst',
+      '2000',
+      '--send-capacity',
+      '50',
+      '--send-per-minute',
+      '1',
+    ])
     try {
       const c1 = await RawClient.open(r.url)
       const c2 = await RawClient.open(r.url)
@@ -186,7 +192,7 @@ describe('pipelined sends against the relay process (SQLite)', () => {
     expect(accepted.size).toBeGreaterThanOrEqual(100)
     expect(sent - answered).toBeGreaterThan(0) // the kill did land mid-burst: sends were still unanswered
     expect(accepted.size).toBeLessThan(sent)
-    relay = await spawnRelay(args, dataDir)
+    relay = await spawnDevRelay(args, dataDir)
     const { client } = await login(relay.url, bob)
     b = client
     await b.request({ syncMailbox: { afterSeq: head } })

@@ -2,54 +2,34 @@
 // relay (--dev); the demo page only there or with --demo true; /metrics only on its own listener (default
 // 127.0.0.1:9464), never on the client port; --trust-proxy takes the right-most X-Forwarded-For entry, as its help
 // says.
-import { spawn } from 'node:child_process'
 import { connect, createServer as createNetServer } from 'node:net'
 import { networkInterfaces } from 'node:os'
-import { fileURLToPath } from 'node:url'
 import { describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
 import { DEFAULT_CONFIG, helpText, metricsAddress, parseConfig } from '../src/config.js'
 import { startRelay } from '../src/index.js'
-import { inProcess, tempDir } from './helpers.js'
-
-const RELAY_DIR = fileURLToPath(new URL('..', import.meta.url))
+import { RelayProcess } from '../testing/index.js'
+import { inProcess } from './helpers.js'
 
 /**
- * Runs the CLI without any of the test helpers' flags; resolves when it exits, or at its 'relay listening' line
- * (then it is stopped with SIGTERM first).
+ * Runs the CLI with only `--port 0 --data-dir <tmp>` of the spawner's flags (no host, metrics listener or
+ * verifier); resolves when it exits, or at its 'relay listening' line (then it is stopped with SIGTERM first).
  */
-function runCli(args: string[], env: Record<string, string> = {}) {
-  const proc = spawn(
-    process.execPath,
-    [
-      '--conditions=parley-source',
-      '--import',
-      'tsx',
-      'src/cli.ts',
-      '--port',
-      '0',
-      '--data-dir',
-      tempDir(),
-      ...args,
-    ],
-    {
-      cwd: RELAY_DIR,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, NODE_OPTIONS: '', ...env },
-    },
-  )
-  let stdout = ''
-  let stderr = ''
-  proc.stdout!.setEncoding('utf8').on('data', (c: string) => {
-    stdout += c
-    if (stdout.includes('"msg":"relay listening"')) proc.kill('SIGTERM')
+async function runCli(args: string[], env: Record<string, string> = {}) {
+  const relay = new RelayProcess({
+    host: null,
+    metricsListen: null,
+    tempPrefix: 'parley-relay-test-',
+    args,
+    env,
   })
-  proc.stderr!.setEncoding('utf8').on('data', (c: string) => (stderr += c))
-  return new Promise<{ code: number | null; stdout: string; stderr: string; listened: boolean }>((resolve) =>
-    proc.once('exit', (code) =>
-      resolve({ code, stdout, stderr, listened: stdout.includes('"msg":"relay listening"') }),
-    ),
+  const listened = await relay.start().then(
+    () => true,
+    () => false,
   )
+  const code = await relay.stop() // SIGTERM when it listened; otherwise it has exited on its own
+  await relay.close() // deletes the data directory
+  return { code, stdout: relay.stdout.join('\n'), stderr: relay.stderr.join('\n'), listened }
 }
 
 /** A configuration from flags and env vars (never `--help` here). */
