@@ -15,6 +15,7 @@ import {
   PROTOCOL_MAJOR,
   PROTOCOL_MINOR,
   parleyErrorFromWire,
+  type ServerBodyOf,
   type ServerFrame,
   signedPrekeyPayload,
 } from '@parley/protocol'
@@ -177,7 +178,7 @@ export class RawClient {
   }
 
   /** Deliveries received so far. */
-  deliveries() {
+  deliveries(): ServerBodyOf<'delivery'>[] {
     return this.pushes.filter((f) => f.body === 'delivery').map((f) => f.delivery!)
   }
 
