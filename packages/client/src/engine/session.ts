@@ -1,4 +1,4 @@
-// The relay session of this device (docs/architecture.md §7.2, §8): on every handshake the trust-root and OPRF
+// The relay session of this device (docs/architecture.md §7.3, §8): on every handshake the trust-root and OPRF
 // key pins, authentication, and the move to a new address after an OPRF key rotation (§4.8); the sender
 // certificate, the delivery token's verifier, the mailbox sync from the resume cursor, and what happens when
 // another device takes the number over. Not exported.
