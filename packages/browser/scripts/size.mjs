@@ -12,8 +12,10 @@ import { browserOptions, PACKAGE_DIR } from './bundle.mjs'
 // rather than the check. 84 KB until issue 15: the registration lock (with its own scrypt ROMix over WebCrypto's
 // PBKDF2, 0.8 KB, where @noble/hashes' scrypt was 1.8 KB), OPRF key rotation (rebinding, following moved
 // contacts) and taking a number back with its mail took it from 83.9 to 86.9 KB, and the budget moved to 87 KB.
-// bench/README.md has the figures.
-export const BUDGET_KB = 87
+// 87 KB until issue 16: the restructuring (the engine split into eleven parts over a shared context, the decoder
+// setting proto3 zero values) took it from 86.9 to 88.2 KB (69.7 up front), and the budget moved to 89 KB; which
+// part costs what is not yet measured (bench/README.md has the figures).
+export const BUDGET_KB = 89
 
 /**
  * Bundles the SDK as a user's bundler would (ESM, minified, code splitting on) and measures min+gzip of what a

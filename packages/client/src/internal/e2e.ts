@@ -14,7 +14,6 @@ import {
   prekeyBundleFromWire,
   safetyNumber as protocolSafetyNumber,
   type ServerBodyOf,
-  type ServerFrame,
   Session,
   sealEnvelope,
   signWithIdentity,
