@@ -141,11 +141,10 @@ function check(conn: Caller, frame: ClientFrame): Route<ClientBody> {
   if (!conn.helloDone && frame.body !== 'hello' && frame.body !== 'ping') {
     throw new ParleyError('BAD_REQUEST', 'send Hello first')
   }
-  if (route.kind === 'device' && !conn.device) throw new ParleyError('UNAUTHENTICATED', 'authenticate first')
   return route
 }
 
-/** The device scope of an authenticated connection (check() has refused the frame otherwise). */
+/** The device scope of an authenticated connection: a device route on any other is refused UNAUTHENTICATED. */
 function authenticated(conn: Caller): DeviceScope {
   if (!conn.device) throw new ParleyError('UNAUTHENTICATED', 'authenticate first')
   return deviceScope(conn, conn.device)

@@ -20,17 +20,23 @@ export interface BoundDevice {
   quotaId: string
 }
 
-/** The connection a handler serves, as the handler sees it. */
-export interface Caller {
+/** What every handler may use: the relay's parts and where the request came from (never the socket). */
+export interface RequestScope {
   /** Connection number, for logs. */
   readonly id: number
-  /** The nonce this connection's `Authenticate` must sign; single use. */
-  readonly nonce: Uint8Array
   readonly ctx: RelayContext
-  /** The peer's IP address (after `--trust-proxy`). */
-  readonly ip: string
   /** The source network every IP-based limit aggregates by (IPv4 /24, IPv6 /56 by default). */
   readonly network: string
+  /** Whether this is the connection's first refusal in a quota scope (refusals are logged once per scope). */
+  firstRefusal(scope: string): boolean
+}
+
+/** The connection a handler serves, as the handler sees it. */
+export interface Caller extends RequestScope {
+  /** The nonce this connection's `Authenticate` must sign; single use. */
+  readonly nonce: Uint8Array
+  /** The peer's IP address (after `--trust-proxy`). */
+  readonly ip: string
   helloDone: boolean
   nonceUsed: boolean
   /** Set by the first activation frame: such a connection is about to be tied to an account. */
@@ -53,39 +59,21 @@ export interface Caller {
   sendError(requestId: number, err: unknown): void
   /** Closes the socket with a close code, counting the reason. */
   close(code: number, reason: string, metricReason?: string): void
-  /** Whether this is the connection's first refusal in a quota scope (refusals are logged once per scope). */
-  firstRefusal(scope: string): boolean
   /** Charges acknowledged sequence numbers to the connection's ack budget. */
   chargeAcks(n: number): void
   /** Pushes the mailbox after `afterSeq`; resolves the head sequence number. */
   sync(afterSeq: number): Promise<number>
 }
 
-/** What every handler may use: the relay's parts and where the request came from (never the socket). */
-export interface RequestScope {
-  /** Connection number, for logs. */
-  readonly id: number
-  readonly ctx: RelayContext
-  /** The source network every IP-based limit aggregates by (IPv4 /24, IPv6 /56 by default). */
-  readonly network: string
-  /** Whether this is the connection's first refusal in a quota scope (refusals are logged once per scope). */
-  firstRefusal(scope: string): boolean
-}
-
-/** An authenticated request: the device it comes from is known, and is all it may act for. */
-export interface DeviceScope extends RequestScope {
+/**
+ * An authenticated request: the device it comes from is known, and is all it may act for. Of the connection it
+ * keeps only the announced prefix length and the actions such a request takes.
+ */
+export interface DeviceScope
+  extends RequestScope,
+    Readonly<Pick<Caller, 'membershipPrefixBits' | 'bind' | 'unbind' | 'chargeAcks' | 'sync'>> {
   /** The authenticated device. */
   readonly device: BoundDevice
-  /** Membership prefix length announced in this connection's `ServerHello`. */
-  readonly membershipPrefixBits: number
-  /** Ties the connection to the device's new address (after a rebind). */
-  bind(address: Uint8Array, deviceId: number): Promise<void>
-  /** Forgets the authenticated device (after deactivation). */
-  unbind(): Promise<void>
-  /** Charges acknowledged sequence numbers to the connection's ack budget. */
-  chargeAcks(n: number): void
-  /** Pushes the mailbox after `afterSeq`; resolves the head sequence number. */
-  sync(afterSeq: number): Promise<number>
 }
 
 /** The {@link DeviceScope} of a connection while it is bound to `device` (one per binding, built on first use). */
