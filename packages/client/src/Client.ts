@@ -3,7 +3,7 @@
  * a durable outbox and an exactly-once inbox, over an injected transport and store.
  * @module
  */
-import type { IdentityKeyPair } from '@parley/protocol'
+import { assertCryptoProvider, type IdentityKeyPair } from '@parley/protocol'
 import { systemClock } from './Clock.js'
 import type { Listener } from './Emitter.js'
 import { Activator } from './engine/activation.js'
@@ -68,6 +68,7 @@ export class ParleyClient {
     if (options.smsFallback !== undefined && typeof options.smsFallback !== 'function') {
       throw new TypeError('smsFallback must be a function')
     }
+    if (options.crypto !== undefined) assertCryptoProvider(options.crypto)
     const clock = options.clock ?? systemClock
     const random = options.random ?? ((n: number) => crypto.getRandomValues(new Uint8Array(n)))
     const givenTrustRoot = parseTrustRoot(options.relayKeys)
@@ -88,7 +89,14 @@ export class ParleyClient {
         },
       },
     })
-    const engine = new Engine({ store: options.store, clock, random, link, anonymous })
+    const engine = new Engine({
+      store: options.store,
+      clock,
+      random,
+      crypto: options.crypto,
+      link,
+      anonymous,
+    })
     const discovery = new Discovery(engine, options.defaultRegion)
     const prekeys = new Prekeys(engine)
     const session = new RelaySession(engine, discovery, givenTrustRoot)

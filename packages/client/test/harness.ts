@@ -8,9 +8,7 @@ import {
   type Store,
 } from '@parley/client'
 import { FakeRelay, type FakeRelayOptions, ManualClock } from '@parley/client/testing'
-import { useNativeCrypto } from './nativeCrypto.js'
-
-useNativeCrypto()
+import { testCrypto } from './nativeCrypto.js'
 
 export const ALICE = '+14155550100'
 export const BOB = '+14155550101'
@@ -29,7 +27,7 @@ export interface World {
 
 export function world(relayOptions: FakeRelayOptions = {}): World {
   const clock = new ManualClock()
-  const relay = new FakeRelay({ clock, ...relayOptions })
+  const relay = new FakeRelay({ clock, crypto: testCrypto, ...relayOptions })
   const client = (options: Partial<ParleyClientOptions> = {}) =>
     ParleyClient.create({
       relayUrl: relay.url,
@@ -37,6 +35,7 @@ export function world(relayOptions: FakeRelayOptions = {}): World {
       relayKeys: relay.relayKeys,
       store: new MemoryStore(),
       clock,
+      crypto: testCrypto,
       defaultRegion: 'US',
       ...options,
     })

@@ -2,11 +2,12 @@
 // junk input, and an independent check of the signatures with node:crypto (OpenSSL's Ed25519).
 import { createPublicKey, verify } from 'node:crypto'
 import fc from 'fast-check'
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { makeDevice, makeRelayKeys, seededRandom } from '../test/e2e/helpers.js'
 import {
   CERTIFICATE_SKEW_MS,
   type CiphertextMessage,
+  type CryptoProvider,
   createOprfKeyCertificate,
   createSenderCertificate,
   deliveryTokenVerifier,
@@ -14,7 +15,6 @@ import {
   openSealedMessage,
   ParleyError,
   sealEnvelope,
-  setCryptoProvider,
   verifyOprfKeyCertificate,
   verifySenderCertificate,
 } from './index.js'
@@ -62,8 +62,6 @@ function seal(over: Partial<Parameters<typeof sealEnvelope>[0]> = {}) {
 }
 const open = (envelope: Uint8Array, at = NOW) =>
   openSealedMessage(bob.identity, envelope, { trustRoot: relay.trustRoot, receivedAtMs: at })
-
-afterEach(() => setCryptoProvider())
 
 describe('sender certificates', () => {
   it('verifies a certificate chained to the trust root and returns what it certifies', () => {
@@ -152,12 +150,12 @@ describe('sender certificates', () => {
     )
   })
 
-  it('uses an installed ed25519Verify and gives the same answers', () => {
+  it('uses the ed25519Verify it is given and gives the same answers', () => {
     // A relay never seen in this process, so that no signing key of it is cached as verified yet.
     const fresh = makeRelayKeys(random, NOW + 86_400_000)
     const cert = fresh.certify(alice, { nowMs: NOW })
     let calls = 0
-    setCryptoProvider({
+    const crypto: CryptoProvider = {
       ed25519Verify: (k, m, s) => {
         calls++
         const key = createPublicKey({
@@ -166,8 +164,8 @@ describe('sender certificates', () => {
         })
         return verify(null, m, key, s)
       },
-    })
-    const freshOpts = { trustRoot: fresh.trustRoot, atMs: NOW }
+    }
+    const freshOpts = { trustRoot: fresh.trustRoot, atMs: NOW, crypto }
     expect(code(() => verifySenderCertificate(cert, freshOpts))).toBe('no error')
     expect(calls).toBe(2) // the signing key's certificate, then the sender certificate
     expect(code(() => verifySenderCertificate(cert, freshOpts))).toBe('no error')
@@ -176,6 +174,20 @@ describe('sender certificates', () => {
       'SENDER_UNVERIFIED',
     )
     expect(calls).toBe(4)
+    // Nothing is process-wide: a call without the option never reaches this provider.
+    expect(code(() => verifySenderCertificate(cert, { trustRoot: fresh.trustRoot, atMs: NOW }))).toBe(
+      'no error',
+    )
+    expect(calls).toBe(4)
+    // What the default verifier cached is not taken on trust by another provider: it checks the signer itself.
+    const other: CryptoProvider = {
+      ed25519Verify: (k, m, s) => {
+        calls++
+        return crypto.ed25519Verify!(k, m, s)
+      },
+    }
+    expect(code(() => verifySenderCertificate(cert, { ...freshOpts, crypto: other }))).toBe('no error')
+    expect(calls).toBe(4 + 2 + 2) // other's two calls, each going through crypto's counting verifier
   })
 
   it('never lets a cached signing key vouch under another trust root or for altered bytes', () => {

@@ -11,6 +11,7 @@ import {
   verifyIdentitySignature,
 } from '@parley/protocol'
 import { CloseCode } from '../closeCodes.js'
+import { RELAY_CRYPTO } from '../internal/nodeVerify.js'
 import { smsGuard } from '../SmsGuard.js'
 import type { Caller, DeviceScope } from './scope.js'
 import { type Reply, requireBytes } from './util.js'
@@ -106,6 +107,7 @@ export async function authenticate(conn: Caller, request: ClientBodyOf<'authenti
       account.identityKey,
       authPayload(conn.nonce, address, deviceId, conn.ctx.relayKeys.trustRoot),
       signature,
+      RELAY_CRYPTO,
     )
   ) {
     throw new ParleyError('UNAUTHENTICATED', 'the auth signature does not verify')

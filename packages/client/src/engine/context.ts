@@ -2,6 +2,7 @@
 // emitter and the account state. The facade (Client.ts) makes one and hands it to every part; nothing here
 // imports a part. Not exported from the package.
 import {
+  type CryptoProvider,
   frameBodyOf,
   ParleyError,
   type ServerBody,
@@ -31,6 +32,8 @@ export class Engine {
   readonly store: Store
   readonly clock: Clock
   readonly random: Random
+  /** The client's primitives (`ParleyClientOptions.crypto`); undefined: the pure-JS defaults. */
+  readonly crypto: CryptoProvider | undefined
   readonly events: Emitter<ParleyEvents>
   /** Every change of session state runs in this one queue (see internal/SerialQueue.ts). */
   readonly serial = new SerialQueue()
@@ -49,10 +52,18 @@ export class Engine {
   /** The outbox flush running now, if any (the outbox sets it; a safety number may wait for it). */
   flushing: Promise<void> | null = null
 
-  constructor(ports: { store: Store; clock: Clock; random: Random; link: RelayLink; anonymous: RelayLink }) {
+  constructor(ports: {
+    store: Store
+    clock: Clock
+    random: Random
+    crypto: CryptoProvider | undefined
+    link: RelayLink
+    anonymous: RelayLink
+  }) {
     this.store = ports.store
     this.clock = ports.clock
     this.random = ports.random
+    this.crypto = ports.crypto
     this.link = ports.link
     this.anonymous = ports.anonymous
     this.events = new Emitter<ParleyEvents>((err) => this.emitError(err))

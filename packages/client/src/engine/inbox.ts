@@ -171,7 +171,7 @@ export class Inbox {
     const receivedAtMs = delivery.receivedAtMs || engine.clock.now()
     let opened: e2e.Opened
     try {
-      opened = e2e.open(account.identity, envelope, await this.#session.trustRoot(), receivedAtMs)
+      opened = e2e.open(account.identity, envelope, await this.#session.trustRoot(), receivedAtMs, engine)
     } catch (err) {
       const e = ParleyError.fromUnknown(err, 'DECRYPT_FAILED')
       if (e.code === 'SENDER_UNVERIFIED') stats.senderUnverified++
@@ -196,6 +196,7 @@ export class Inbox {
         opened,
         loadPrekey: async (kind, id) => store.get(K.prekey(kind, id).key),
         replayed: async (spk, baseKey) => (await store.get(K.replay(spk, toHex(baseKey)).key)) !== undefined,
+        env: engine,
       })
     } catch (err) {
       const e = ParleyError.fromUnknown(err, 'DECRYPT_FAILED')
