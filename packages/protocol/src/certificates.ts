@@ -26,7 +26,7 @@ import {
   SIGNATURE_BYTES,
 } from './internal/bytes.js'
 import { label, own, type Primitives, primitives } from './internal/e2eCrypto.js'
-import { decodeMessage, encodeMessage } from './internal/pb.js'
+import { decodeMessage, decodeOrRefuse, encodeMessage } from './internal/pb.js'
 
 const LABEL_SERVER_CERT = label('parley/v1/server-certificate')
 const LABEL_SENDER_CERT = label('parley/v1/sender-certificate')
@@ -193,12 +193,7 @@ export function createSenderCertificate(
   if (fields.numberCommitment.length !== 0 && fields.numberCommitment.length !== COMMITMENT_BYTES) {
     throw new RangeError('numberCommitment must be empty or 32 bytes')
   }
-  let signer: wire.ServerCertificate
-  try {
-    signer = decodeMessage('ServerCertificate', serverCertificate)
-  } catch (cause) {
-    throw new ParleyError('BAD_REQUEST', 'malformed server certificate', { cause })
-  }
+  const signer = decodeOrRefuse('ServerCertificate', serverCertificate, 'server certificate')
   const body = encodeMessage('SenderCertificateBody', {
     address: fields.address,
     deviceId: fields.deviceId,

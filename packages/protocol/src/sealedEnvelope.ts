@@ -17,7 +17,6 @@
 import { opensNumberCommitment, type SenderCertificate, verifySenderCertificate } from './certificates.js'
 import type { CryptoOptions } from './cryptoProvider.js'
 import { ParleyError } from './errors.js'
-import type * as wire from './gen/types.js'
 import { assertIdentityKeyPair, type IdentityKeyPair } from './identity.js'
 import { ADDRESS_BYTES, abytes, au32, concatBytes, equalBytes, IDENTITY_KEY_BYTES } from './internal/bytes.js'
 import {
@@ -36,7 +35,7 @@ import {
   X25519_BYTES,
   x25519KeyPair,
 } from './internal/e2eCrypto.js'
-import { decodeMessage, encodeBytesField, encodeMessage } from './internal/pb.js'
+import { decodeOrRefuse, encodeBytesField, encodeMessage } from './internal/pb.js'
 import type { CiphertextMessage } from './Session.js'
 
 /** Current sealed envelope version. */
@@ -209,12 +208,7 @@ export function openEnvelope(
   abytes(envelopeBytes, undefined, 'envelopeBytes')
   if (envelopeBytes.length > MAX_ENVELOPE_BYTES)
     throw new ParleyError('TOO_LARGE', 'envelope exceeds 256 KiB')
-  let env: wire.SealedEnvelope
-  try {
-    env = decodeMessage('SealedEnvelope', envelopeBytes)
-  } catch (cause) {
-    throw new ParleyError('BAD_REQUEST', 'malformed sealed envelope', { cause })
-  }
+  const env = decodeOrRefuse('SealedEnvelope', envelopeBytes, 'sealed envelope')
   if (env.version !== SEALED_ENVELOPE_VERSION)
     throw new ParleyError('UNSUPPORTED', 'unknown sealed envelope version')
   const ephemeral = own(env.ephemeralKey)
@@ -232,12 +226,7 @@ export function openEnvelope(
       encryptedSenderKey,
     )
     const content = aeadOpen(c, k2, ZERO_NONCE, own(env.ciphertext), concatBytes(ephemeral, recipient))
-    let sealed: wire.SealedContent
-    try {
-      sealed = decodeMessage('SealedContent', content)
-    } catch (cause) {
-      throw new ParleyError('BAD_REQUEST', 'malformed sealed content', { cause })
-    }
+    const sealed = decodeOrRefuse('SealedContent', content, 'sealed content')
     const senderAddress = own(sealed.senderAddress)
     if (senderAddress.length !== ADDRESS_BYTES)
       throw new ParleyError('BAD_REQUEST', 'malformed sender address')

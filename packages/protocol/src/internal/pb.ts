@@ -14,6 +14,7 @@
 // One deliberate difference: a string holding a lone UTF-16 surrogate is written with U+FFFD in its place
 // (TextEncoder), where protobufjs writes the surrogate's 3 bytes, invalid UTF-8 that its own strict decoder
 // (and ours) refuses, so such a text message could never be read.
+import { ParleyError } from '../errors.js'
 import { type Field, messages } from '../gen/schema.js'
 import type { MessageInputs, Messages } from '../gen/types.js'
 
@@ -386,4 +387,16 @@ export function decodeMessage<N extends MessageName>(
   const r = new Reader(bytes, bytes.length)
   const limit = options.maxRepeated ?? Number.POSITIVE_INFINITY
   return readMessage(r, type, bytes.length, 0, options.keepUnknown === true, limit) as unknown as Messages[N]
+}
+
+/**
+ * {@link decodeMessage} for bytes from a peer or the network: any decoding failure becomes ParleyError
+ * `BAD_REQUEST` "malformed <what>", with the codec's error as its cause.
+ */
+export function decodeOrRefuse<N extends MessageName>(type: N, bytes: Uint8Array, what: string): Messages[N] {
+  try {
+    return decodeMessage(type, bytes)
+  } catch (cause) {
+    throw new ParleyError('BAD_REQUEST', `malformed ${what}`, { cause })
+  }
 }
