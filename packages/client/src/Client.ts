@@ -32,6 +32,9 @@ import type {
   SendResult,
 } from './types.js'
 
+/** How long close() waits for the relay to take the acks still queued. */
+const CLOSE_ACK_WAIT_MS = 1_000
+
 /**
  * A Parley client: one device of one account.
  *
@@ -348,12 +351,14 @@ export class ParleyClient {
   /**
    * Counters of what this client refused or held since it was created: messages refused for an unproven sender
    * (`senderUnverified`), replayed first messages (`replaysRefused`), messages held for a changed verified
-   * identity (`held`), and messages sent by unidentified delivery (`unidentifiedSent`).
+   * identity (`held`), held messages dropped because a contact's hold was full (`heldDropped`, at 1,000 held per
+   * contact the oldest goes), and messages sent by unidentified delivery (`unidentifiedSent`).
    */
   get stats(): Readonly<{
     senderUnverified: number
     replaysRefused: number
     held: number
+    heldDropped: number
     unidentifiedSent: number
   }> {
     return { ...this.#engine.stats }
@@ -386,7 +391,19 @@ export class ParleyClient {
     engine.closed = true
     this.#outbox.stopTimers()
     this.#delivery.stopTimers()
-    this.#inbox.flushAcks()
+    // Acks still queued go out before the connection closes: otherwise the relay redelivers those messages
+    // at the next start (the dedupe drops them, but they cost a download and a decrypt each). Bounded, so
+    // close() never waits on an unresponsive relay.
+    if (engine.link.state === 'online') {
+      let timer: unknown
+      await Promise.race([
+        this.#inbox.flushAcks(),
+        new Promise<void>((r) => {
+          timer = engine.clock.setTimeout(r, CLOSE_ACK_WAIT_MS)
+        }),
+      ])
+      engine.clock.clearTimeout(timer)
+    }
     engine.link.stop(true)
     engine.anonymous.stop(true)
     for (const push of engine.iterators) push(null)

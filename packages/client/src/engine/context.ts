@@ -24,6 +24,7 @@ export interface EngineStats {
   senderUnverified: number
   replaysRefused: number
   held: number
+  heldDropped: number
   unidentifiedSent: number
 }
 
@@ -37,7 +38,14 @@ export class Engine {
   readonly events: Emitter<ParleyEvents>
   /** Every change of session state runs in this one queue (see internal/SerialQueue.ts). */
   readonly serial = new SerialQueue()
-  readonly stats: EngineStats = { senderUnverified: 0, replaysRefused: 0, held: 0, unidentifiedSent: 0 }
+  readonly stats: EngineStats = {
+    senderUnverified: 0,
+    replaysRefused: 0,
+    held: 0,
+    heldDropped: 0,
+    unidentifiedSent: 0,
+  }
+  #reportingError = false
   /** The async iterators of `messages()`: each gets every message shown, and null when the client closes. */
   readonly iterators = new Set<(m: IncomingMessage | null) => void>()
   /** The connection that authenticates as this device. */
@@ -82,9 +90,19 @@ export class Engine {
 
   emitError(err: unknown): void {
     const e = ParleyError.fromUnknown(err)
-    if (!this.events.emit('error', e)) {
-      // No listener: do not crash the app, but do not swallow silently either.
-      console.warn(`[parley] ${e.code}: ${e.message}`)
+    if (this.#reportingError) {
+      // An 'error' listener threw: reporting that through the same listener would recurse without end.
+      console.warn(`[parley] an 'error' listener threw: ${e.code}: ${e.message}`)
+      return
+    }
+    this.#reportingError = true
+    try {
+      if (!this.events.emit('error', e)) {
+        // No listener: do not crash the app, but do not swallow silently either.
+        console.warn(`[parley] ${e.code}: ${e.message}`)
+      }
+    } finally {
+      this.#reportingError = false
     }
   }
 
