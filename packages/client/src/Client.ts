@@ -32,6 +32,14 @@ import type {
   SendResult,
 } from './types.js'
 
+/** A duration option: omitted, or a positive finite number of milliseconds (a RangeError otherwise). */
+function positiveMs(value: unknown, name: string): void {
+  if (value === undefined) return
+  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
+    throw new RangeError(`${name} must be a positive number of milliseconds`)
+  }
+}
+
 /** How long close() waits for the relay to take the acks still queued. */
 const CLOSE_ACK_WAIT_MS = 1_000
 
@@ -72,6 +80,14 @@ export class ParleyClient {
       throw new TypeError('smsFallback must be a function')
     }
     if (options.crypto !== undefined) assertCryptoProvider(options.crypto)
+    positiveMs(options.requestTimeoutMs, 'requestTimeoutMs')
+    positiveMs(options.discoveryTtlMs, 'discoveryTtlMs')
+    positiveMs(options.reconnect?.minDelayMs, 'reconnect.minDelayMs')
+    positiveMs(options.reconnect?.maxDelayMs, 'reconnect.maxDelayMs')
+    const { minDelayMs, maxDelayMs } = options.reconnect ?? {}
+    if (minDelayMs !== undefined && maxDelayMs !== undefined && minDelayMs > maxDelayMs) {
+      throw new RangeError('reconnect.minDelayMs must not exceed reconnect.maxDelayMs')
+    }
     const clock = options.clock ?? systemClock
     const random = options.random ?? ((n: number) => crypto.getRandomValues(new Uint8Array(n)))
     const givenTrustRoot = parseTrustRoot(options.relayKeys)
@@ -388,7 +404,7 @@ export class ParleyClient {
   async close(): Promise<void> {
     const engine = this.#engine
     if (engine.closed) return
-    engine.closed = true
+    engine.close()
     this.#outbox.stopTimers()
     this.#delivery.stopTimers()
     // Acks still queued go out before the connection closes: otherwise the relay redelivers those messages

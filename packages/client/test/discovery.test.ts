@@ -100,6 +100,24 @@ describe('discovery', () => {
     await bob.close()
   })
 
+  it("ends a busy relay's wait at once on abort (ABORTED) or close (CLOSED), without another request", async () => {
+    const { relay, activated } = world()
+    const alice = await activated(ALICE)
+    relay.refuse('oprfEvaluate', 'UNAVAILABLE', { retryAfterMs: 3_600_000, times: 2 })
+    const controller = new AbortController()
+    const aborted = alice.discover([BOB], { signal: controller.signal }).catch((e: unknown) => e)
+    await relay.settle()
+    controller.abort()
+    expect(ParleyError.is(await aborted, 'ABORTED')).toBe(true)
+
+    const closed = alice.discover([BOB]).catch((e: unknown) => e)
+    await relay.settle()
+    await alice.close()
+    expect(ParleyError.is(await closed, 'CLOSED')).toBe(true)
+    // Neither wait ran out: the manual clock never moved, and the relay saw one request per call.
+    expect(relay.received('oprfEvaluate')).toHaveLength(2)
+  })
+
   it('refuses an evaluation whose proof does not verify, or made with another key (VERIFICATION_FAILED)', async () => {
     const { relay, activated } = world()
     const alice = await activated(ALICE)

@@ -102,3 +102,25 @@ describe('engine robustness', () => {
     await alice.close()
   })
 })
+
+describe('duration options', () => {
+  it('refuses a zero, negative, infinite or non-number duration with a RangeError when the client is made', async () => {
+    const { client } = world()
+    const bad: Record<string, unknown>[] = [
+      { requestTimeoutMs: 0 },
+      { requestTimeoutMs: -1 },
+      { requestTimeoutMs: Number.NaN },
+      { discoveryTtlMs: Number.POSITIVE_INFINITY },
+      { discoveryTtlMs: '1000' },
+      { reconnect: { minDelayMs: -5 } },
+      { reconnect: { minDelayMs: 5_000, maxDelayMs: 1_000 } },
+    ]
+    for (const options of bad) await expect(client(options as never)).rejects.toThrow(RangeError)
+    const ok = await client({
+      requestTimeoutMs: 5_000,
+      discoveryTtlMs: 60_000,
+      reconnect: { minDelayMs: 10 },
+    })
+    await ok.close()
+  })
+})

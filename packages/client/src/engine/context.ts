@@ -84,6 +84,44 @@ export class Engine {
     return this.account
   }
 
+  /** Aborted by close(): whatever the engine waits for on its own ends with CLOSED. */
+  readonly #closing = new AbortController()
+
+  /** Marks the engine closed and ends its waits (see {@link Engine.sleep}). */
+  close(): void {
+    this.closed = true
+    this.#closing.abort()
+  }
+
+  /**
+   * Waits `ms` on the engine's clock. Rejects at once with `ABORTED` when `signal` aborts, and with `CLOSED`
+   * when the client closes, instead of holding the caller until the time is up.
+   */
+  sleep(ms: number, signal?: AbortSignal): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      let timer: unknown
+      const stop = (err: ParleyError) => {
+        if (timer !== undefined) this.clock.clearTimeout(timer)
+        done()
+        reject(err)
+      }
+      const onAbort = () => stop(new ParleyError('ABORTED', 'aborted', { cause: signal?.reason }))
+      const onClose = () => stop(new ParleyError('CLOSED', 'the client is closed'))
+      const done = () => {
+        signal?.removeEventListener('abort', onAbort)
+        this.#closing.signal.removeEventListener('abort', onClose)
+      }
+      if (signal?.aborted) return onAbort()
+      if (this.closed) return onClose()
+      timer = this.clock.setTimeout(() => {
+        done()
+        resolve()
+      }, ms)
+      signal?.addEventListener('abort', onAbort, { once: true })
+      this.#closing.signal.addEventListener('abort', onClose, { once: true })
+    })
+  }
+
   checkOpen(): void {
     if (this.closed) throw new ParleyError('CLOSED', 'the client is closed')
   }
