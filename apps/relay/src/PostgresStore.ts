@@ -40,7 +40,7 @@ import {
   StoreKey,
   seal,
 } from './internal/accountKeys.js'
-import { type AccountRow, buf, cutPage, runs, u8 } from './internal/rows.js'
+import { type AccountRow, buf, cutPage, runs, u8 } from './store/rows.js'
 import type * as port from './Store.js'
 import * as accounts from './store/accounts.js'
 import { storeClosed } from './store/errors.js'

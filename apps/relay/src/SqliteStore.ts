@@ -6,7 +6,7 @@
  * @module
  */
 import Database from 'better-sqlite3'
-import { type AccountRow, buf, bufOrNull, cutPage, runs, u8, u8OrEmpty } from './internal/rows.js'
+import { type AccountRow, buf, bufOrNull, cutPage, runs, u8, u8OrEmpty } from './store/rows.js'
 import type * as port from './Store.js'
 import * as accounts from './store/accounts.js'
 import { storeClosed } from './store/errors.js'
