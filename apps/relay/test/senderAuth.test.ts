@@ -19,7 +19,7 @@ import {
   prekeys,
   RawClient,
   sealedShape,
-} from './helpers.js'
+} from '../testing/index.js'
 
 const HOUR = 3600_000
 
