@@ -11,7 +11,7 @@ describe('prekeys', () => {
     relay.answer('prekeyCountQuery', () => ({ prekeyCount: { oneTimeCount: 3, kemOneTimeCount: 9 } }), {
       times: 1,
     })
-    const alice = await activated(ALICE)
+    await activated(ALICE)
     const [upload] = relay.received('prekeyUpload')
     expect(upload!.oneTimePrekeys).toHaveLength(100)
     expect(upload!.oneTimeKemPrekeys ?? []).toHaveLength(0)
@@ -30,13 +30,12 @@ describe('prekeys', () => {
     const [, second] = relay.received('prekeyUpload')
     expect(second!.oneTimePrekeys ?? []).toHaveLength(0)
     expect(second!.oneTimeKemPrekeys).toHaveLength(10)
-    await alice.close()
   })
 
   it('checks its counts again after a first message used up one of its prekeys', async () => {
     const { relay, activated } = world()
     const alice = await activated(ALICE)
-    const bob = await activated(BOB)
+    await activated(BOB)
     const counted = relay.received('prekeyCountQuery').length
     await alice.send(BOB, 'hi')
     await relay.settle()
@@ -44,8 +43,6 @@ describe('prekeys', () => {
     expect(relay.received('prekeyCountQuery').length).toBe(counted + 1)
     // 99 and 9 are above the low-water marks: nothing uploaded.
     expect(relay.received('prekeyUpload')).toHaveLength(0)
-    await alice.close()
-    await bob.close()
   })
 
   it('rotates its signed prekey after a week, on its next connection', async () => {
@@ -65,8 +62,6 @@ describe('prekeys', () => {
     await relay.settle()
     expect((await alice.history()).map((m) => m.text)).toEqual(['after the rotation'])
     expect(relay.received('senderCertificateRequest').length).toBeGreaterThanOrEqual(1)
-    await alice.close()
-    await bob.close()
   })
 })
 
@@ -93,8 +88,6 @@ describe('registration lock', () => {
 
     await other.clearRegistrationLock()
     expect(relay.account(ALICE)!.registrationLock).toBeNull()
-    await alice.close()
-    await other.close()
   })
 })
 
@@ -131,8 +124,6 @@ describe('OPRF key rotation', () => {
     await bob.send(ALICE, 'got it')
     await relay.settle()
     expect((await alice.history()).map((m) => [m.text, m.from])).toEqual([['got it', BOB]])
-    await alice.close()
-    await bob.close()
   })
 })
 
@@ -154,8 +145,6 @@ describe('deactivation', () => {
     await alice.activate({ phoneNumber: ALICE, consent: true })
     const again = await alice.confirm(relay.codeFor(ALICE)!)
     expect(again.replacedDevice).toBe(false)
-    await alice.close()
-    await carol.close()
   })
 
   it('keeps the account when the relay cannot be reached', async () => {
@@ -165,7 +154,6 @@ describe('deactivation', () => {
     expect(await codeOf(alice.deactivate())).toBe('UNAVAILABLE')
     expect(alice.activated).toBe(true)
     expect(relay.account(ALICE)).toBeDefined()
-    await alice.close()
   })
 
   it('is told when the account was erased from another connection', async () => {
@@ -176,6 +164,5 @@ describe('deactivation', () => {
     await relay.settle()
     expect(replaced).toEqual([{ erased: true }])
     expect(alice.activated).toBe(false)
-    await alice.close()
   })
 })

@@ -31,8 +31,6 @@ describe('outbox', () => {
     expect(await restarted.pendingCount()).toBe(0)
     expect((await bob.history()).map((m) => m.text)).toEqual(['written offline'])
     expect(relay.received('sendMessage')).toHaveLength(1)
-    await restarted.close()
-    await bob.close()
   })
 
   it('resends an unanswered message after a reconnect: nothing lost, nothing shown twice', async () => {
@@ -68,8 +66,6 @@ describe('outbox', () => {
     await relay.settle()
     expect(relay.mailbox(BOB)).toHaveLength(0)
     expect(await alice.pendingCount()).toBe(0)
-    await alice.close()
-    await bob.close()
   })
 
   it('waits out RATE_LIMITED on the manual clock, then sends', async () => {
@@ -89,8 +85,6 @@ describe('outbox', () => {
     await relay.settle()
     expect(relay.received('sendMessage')).toHaveLength(2)
     expect((await bob.history()).map((m) => m.text)).toEqual(['later'])
-    await alice.close()
-    await bob.close()
   })
 
   it('defers only the recipient whose mailbox is full, keeping its order, until retryAfterMs', async () => {
@@ -131,13 +125,10 @@ describe('outbox', () => {
     await relay.settle()
     expect(toBob.map((m) => m.text)).toEqual(['b1', 'b2'])
     expect(await alice.pendingCount()).toBe(0)
-    await alice.close()
-    await bob.close()
-    await carol.close()
   })
 
   it("meets the relay's own mailbox limit the same way", async () => {
-    const { relay, clock, activated } = world({ maxMailboxMessages: 1 })
+    const { relay, clock, activated, step } = world({ maxMailboxMessages: 1 })
     const alice = await activated(ALICE)
     const bob = await activated(BOB)
     relay.drop(BOB)
@@ -153,13 +144,9 @@ describe('outbox', () => {
     // Bob comes back and reads; Alice's deferral (the relay said 60 s) ends; the second message fits now.
     relay.refuseConnections(false)
     await clock.advance(60_000)
-    await relay.settle()
-    await clock.advance(10)
-    await relay.settle()
+    await step(10)
     expect((await bob.history()).map((m) => m.text)).toEqual(['fits', 'waits'])
     expect(await alice.pendingCount()).toBe(0)
-    await alice.close()
-    await bob.close()
   })
 
   it('drops a message the relay refuses for good and tells the app (sendFailed)', async () => {
@@ -174,8 +161,6 @@ describe('outbox', () => {
     expect(failed).toEqual([{ id, to: BOB, error: expect.objectContaining({ code: 'BAD_REQUEST' }) }])
     expect(await alice.pendingCount()).toBe(0)
     expect((await bob.history()).map((m) => m.text)).toEqual(['fine'])
-    await alice.close()
-    await bob.close()
   })
 
   it('starts a new session when the recipient moved to a new device (CONFLICT), and says its identity changed', async () => {
@@ -197,7 +182,5 @@ describe('outbox', () => {
     expect(changes).toEqual([expect.objectContaining({ number: BOB, held: false })])
     expect(changes[0]!.safetyNumber).not.toBe(before)
     expect(await alice.safetyNumber(BOB)).toBe(changes[0]!.safetyNumber)
-    await alice.close()
-    await newPhone.close()
   })
 })
