@@ -7,7 +7,7 @@ const DAY = 24 * 3600_000
 
 describe('prekeys', () => {
   it('refills one-time prekeys of the kinds the relay reports low, and only those', async () => {
-    const { relay, clock, activated } = world()
+    const { relay, activated, step } = world()
     relay.answer('prekeyCountQuery', () => ({ prekeyCount: { oneTimeCount: 3, kemOneTimeCount: 9 } }), {
       times: 1,
     })
@@ -25,8 +25,7 @@ describe('prekeys', () => {
       times: 1,
     })
     relay.drop(ALICE)
-    await clock.advance(1_000)
-    await relay.settle()
+    await step(1_000)
     const [, second] = relay.received('prekeyUpload')
     expect(second!.oneTimePrekeys ?? []).toHaveLength(0)
     expect(second!.oneTimeKemPrekeys).toHaveLength(10)
@@ -46,14 +45,13 @@ describe('prekeys', () => {
   })
 
   it('rotates its signed prekey after a week, on its next connection', async () => {
-    const { relay, clock, activated } = world()
+    const { relay, clock, activated, step } = world()
     const alice = await activated(ALICE)
     const bob = await activated(BOB)
     const first = relay.account(ALICE)!.signedPrekey.keyId
     await clock.advance(8 * DAY)
     relay.drop(ALICE)
-    await clock.advance(1_000)
-    await relay.settle()
+    await step(1_000)
     const rotated = relay.received('prekeyUpload').filter((u) => u.signedPrekey)
     expect(rotated).toHaveLength(1)
     expect(relay.account(ALICE)!.signedPrekey.keyId).toBe(first + 1)
@@ -93,7 +91,7 @@ describe('registration lock', () => {
 
 describe('OPRF key rotation', () => {
   it('moves each account to its new address and follows contacts there', async () => {
-    const { relay, clock, activated } = world()
+    const { relay, activated, step } = world()
     const alice = await activated(ALICE)
     const bob = await activated(BOB)
     const received = collect(bob, 'message')
@@ -103,8 +101,7 @@ describe('OPRF key rotation', () => {
 
     relay.rotateOprfKey()
     expect(relay.addressOf(BOB)).not.toBe(oldBob)
-    await clock.advance(1_000)
-    await relay.settle()
+    await step(1_000)
     expect(
       relay
         .received('rebindAddress')

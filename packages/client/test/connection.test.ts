@@ -44,7 +44,7 @@ describe('connection', () => {
   })
 
   it('drops a connection that sends garbage, tells the app, and reconnects', async () => {
-    const { relay, clock, activated } = world()
+    const { relay, activated, step } = world()
     const alice = await activated(ALICE)
     const errors = collect(alice, 'error')
     const [connection] = relay.connectionsOf(ALICE)
@@ -52,8 +52,7 @@ describe('connection', () => {
     await relay.settle()
     expect(connection!.closed).toBe(true)
     expect(errors.map((e) => e.code)).toEqual(['BAD_REQUEST'])
-    await clock.advance(1_000)
-    await relay.settle()
+    await step(1_000)
     expect(relay.connectionsOf(ALICE)).toHaveLength(1)
     expect(alice.connectionState).toBe('online')
   })
@@ -87,7 +86,7 @@ describe('connection', () => {
   })
 
   it('is told when another device takes the number, stops, and can take it back with its own mail', async () => {
-    const { relay, clock, activated } = world()
+    const { relay, clock, activated, step } = world()
     const bob = await activated(BOB)
     const alice = await activated(ALICE)
     const replaced = collect(alice, 'deviceReplaced')
@@ -105,8 +104,7 @@ describe('connection', () => {
     const thief = await activated(ALICE)
     expect(relay.account(ALICE)!.deviceId).toBe(2)
     // The first phone learns it on its next connection: it authenticates, is refused, and stops.
-    await clock.advance(60_000)
-    await relay.settle()
+    await step(60_000)
     expect(replaced).toEqual([{ erased: false }])
     expect(alice.activated).toBe(false)
     const attempts = relay.connectionAttempts

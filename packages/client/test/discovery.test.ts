@@ -76,15 +76,14 @@ describe('discovery', () => {
   })
 
   it('waits and retries when a busy relay answers UNAVAILABLE with retryAfterMs', async () => {
-    const { relay, clock, activated } = world()
+    const { relay, clock, activated, step } = world()
     const alice = await activated(ALICE)
     await activated(BOB)
     relay.refuse('oprfEvaluate', 'UNAVAILABLE', { retryAfterMs: 2_000, times: 2 })
     const found = alice.discover([BOB])
     await relay.settle()
     expect(relay.received('oprfEvaluate')).toHaveLength(1)
-    await clock.advance(2_000)
-    await relay.settle()
+    await step(2_000)
     expect(relay.received('oprfEvaluate')).toHaveLength(2)
     await clock.advance(2_000)
     expect((await found).map((r) => r.registered)).toEqual([true])

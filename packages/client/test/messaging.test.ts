@@ -11,6 +11,22 @@ import {
 import { describe, expect, it } from 'vitest'
 import { ALICE, BOB, CAROL, codeOf, collect, NOBODY, world } from './harness.js'
 
+/**
+ * Alice writes to Bob first and Bob replies: from then on each holds the other's delivery token. `received`
+ * collects Bob's messages from the start.
+ */
+async function afterFirstExchange() {
+  const { relay, activated } = world()
+  const alice = await activated(ALICE)
+  const bob = await activated(BOB)
+  const received = collect(bob, 'message')
+  await alice.send(BOB, 'first')
+  await relay.settle()
+  await bob.send(ALICE, 'reply')
+  await relay.settle()
+  return { relay, alice, bob, received }
+}
+
 describe('messaging', () => {
   it('delivers a message end to end, proves the sender, and reports it delivered', async () => {
     const { relay, activated } = world()
@@ -38,7 +54,7 @@ describe('messaging', () => {
   })
 
   it('acks in one batch after a short delay, and resumes from the cursor after a reconnect', async () => {
-    const { relay, clock, activated, step } = world()
+    const { relay, activated, step } = world()
     const alice = await activated(ALICE)
     const bob = await activated(BOB)
     for (const text of ['one', 'two', 'three']) await alice.send(BOB, text)
@@ -46,8 +62,7 @@ describe('messaging', () => {
     expect(relay.mailbox(BOB)).toHaveLength(3)
     expect(relay.received('ackMessages')).toHaveLength(0)
 
-    await clock.advance(10)
-    await relay.settle()
+    await step(10)
     expect(relay.received('ackMessages').map((a) => a.seqs)).toEqual([[1, 2, 3]])
     expect(relay.mailbox(BOB)).toHaveLength(0)
 
@@ -58,7 +73,7 @@ describe('messaging', () => {
   })
 
   it('retries acks the relay paces (RATE_LIMITED) once it allows', async () => {
-    const { relay, clock, activated, step } = world()
+    const { relay, activated, step } = world()
     const alice = await activated(ALICE)
     await activated(BOB)
     relay.refuse('ackMessages', 'RATE_LIMITED', { retryAfterMs: 500, times: 1 })
@@ -66,11 +81,9 @@ describe('messaging', () => {
     await step(10)
     expect(relay.received('ackMessages')).toHaveLength(1)
     expect(relay.mailbox(BOB)).toHaveLength(1)
-    await clock.advance(499)
-    await relay.settle()
+    await step(499)
     expect(relay.received('ackMessages')).toHaveLength(1)
-    await clock.advance(1)
-    await relay.settle()
+    await step(1)
     expect(relay.received('ackMessages')).toHaveLength(2)
     expect(relay.mailbox(BOB)).toHaveLength(0)
   })
@@ -92,7 +105,7 @@ describe('messaging', () => {
   })
 
   it('shows a message once even when the sender had to encrypt it again (same id, new session)', async () => {
-    const { relay, clock, activated, step } = world()
+    const { relay, activated, step } = world()
     const alice = await activated(ALICE)
     const bob = await activated(BOB)
     const received = collect(bob, 'message')
@@ -109,8 +122,7 @@ describe('messaging', () => {
     )
     const { id } = await alice.send(BOB, 'only once')
     await step(10)
-    await clock.advance(10)
-    await relay.settle()
+    await step(10)
     const sends = relay.received('sendMessage')
     expect(sends).toHaveLength(2)
     expect(sends[1]!.messageId).toEqual(sends[0]!.messageId)
@@ -122,14 +134,7 @@ describe('messaging', () => {
   })
 
   it('replies without naming the sender once the contact has shared its delivery token', async () => {
-    const { relay, activated } = world()
-    const alice = await activated(ALICE)
-    const bob = await activated(BOB)
-    const received = collect(bob, 'message')
-    await alice.send(BOB, 'first')
-    await relay.settle()
-    await bob.send(ALICE, 'reply')
-    await relay.settle()
+    const { relay, alice, bob, received } = await afterFirstExchange()
     await alice.send(BOB, 'second')
     await relay.settle()
 
@@ -155,14 +160,7 @@ describe('messaging', () => {
   })
 
   it('falls back to the authenticated path when the recipient rotated its delivery token', async () => {
-    const { relay, activated } = world()
-    const alice = await activated(ALICE)
-    const bob = await activated(BOB)
-    const received = collect(bob, 'message')
-    await alice.send(BOB, 'first')
-    await relay.settle()
-    await bob.send(ALICE, 'reply')
-    await relay.settle()
+    const { relay, alice, bob, received } = await afterFirstExchange()
     await bob.rotateDeliveryToken()
     expect(relay.received('setDeliveryToken')).toHaveLength(3)
 

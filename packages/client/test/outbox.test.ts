@@ -34,7 +34,7 @@ describe('outbox', () => {
   })
 
   it('resends an unanswered message after a reconnect: nothing lost, nothing shown twice', async () => {
-    const { relay, clock, activated } = world()
+    const { relay, activated, step } = world()
     const alice = await activated(ALICE)
     const bob = await activated(BOB)
     const received = collect(bob, 'message')
@@ -51,8 +51,7 @@ describe('outbox', () => {
     await alice.send(BOB, 'exactly once')
     await relay.settle()
     expect(await alice.pendingCount()).toBe(1)
-    await clock.advance(1_000)
-    await relay.settle()
+    await step(1_000)
 
     expect(relay.received('sendMessage')).toHaveLength(2)
     const [first, second] = relay.received('sendMessage')
@@ -62,14 +61,13 @@ describe('outbox', () => {
     // once on the wire, exactly once at the API — Bob's inbox shows it once and acks the copy.
     expect(relay.account(BOB)!.headSeq).toBe(2)
     expect(received.map((m) => m.text)).toEqual(['exactly once'])
-    await clock.advance(10)
-    await relay.settle()
+    await step(10)
     expect(relay.mailbox(BOB)).toHaveLength(0)
     expect(await alice.pendingCount()).toBe(0)
   })
 
   it('waits out RATE_LIMITED on the manual clock, then sends', async () => {
-    const { relay, clock, activated } = world()
+    const { relay, clock, activated, step } = world()
     const alice = await activated(ALICE)
     const bob = await activated(BOB)
     relay.refuse('sendMessage', 'RATE_LIMITED', { retryAfterMs: 5_000, times: 1 })
@@ -78,17 +76,15 @@ describe('outbox', () => {
     expect(relay.received('sendMessage')).toHaveLength(1)
     expect(clock.pendingDelays).toContain(5_000)
 
-    await clock.advance(4_999)
-    await relay.settle()
+    await step(4_999)
     expect(relay.received('sendMessage')).toHaveLength(1)
-    await clock.advance(1)
-    await relay.settle()
+    await step(1)
     expect(relay.received('sendMessage')).toHaveLength(2)
     expect((await bob.history()).map((m) => m.text)).toEqual(['later'])
   })
 
   it('defers only the recipient whose mailbox is full, keeping its order, until retryAfterMs', async () => {
-    const { relay, clock, activated } = world()
+    const { relay, activated, step } = world()
     const alice = await activated(ALICE)
     const bob = await activated(BOB)
     const carol = await activated(CAROL)
@@ -118,11 +114,9 @@ describe('outbox', () => {
     expect(tried()).toHaveLength(1)
 
     full()
-    await clock.advance(29_000)
-    await relay.settle()
+    await step(29_000)
     expect(tried()).toHaveLength(1)
-    await clock.advance(1_000)
-    await relay.settle()
+    await step(1_000)
     expect(toBob.map((m) => m.text)).toEqual(['b1', 'b2'])
     expect(await alice.pendingCount()).toBe(0)
   })
