@@ -1,7 +1,7 @@
 // Prekey upkeep, the registration lock, OPRF key rotation and deactivation, against a FakeRelay.
 import type { ParleyError } from '@parley/client'
 import { describe, expect, it } from 'vitest'
-import { ALICE, BOB, CAROL, codeOf, collect, world } from './harness.js'
+import { ALICE, aliceAndBob, BOB, CAROL, codeOf, collect, world } from './harness.js'
 
 const DAY = 24 * 3600_000
 
@@ -45,9 +45,7 @@ describe('prekeys', () => {
   })
 
   it('rotates its signed prekey after a week, on its next connection', async () => {
-    const { relay, clock, activated, step } = world()
-    const alice = await activated(ALICE)
-    const bob = await activated(BOB)
+    const { relay, clock, step, alice, bob } = await aliceAndBob()
     const first = relay.account(ALICE)!.signedPrekey.keyId
     await clock.advance(8 * DAY)
     relay.drop(ALICE)
@@ -91,10 +89,7 @@ describe('registration lock', () => {
 
 describe('OPRF key rotation', () => {
   it('moves each account to its new address and follows contacts there', async () => {
-    const { relay, activated, step } = world()
-    const alice = await activated(ALICE)
-    const bob = await activated(BOB)
-    const received = collect(bob, 'message')
+    const { relay, step, alice, bob, received } = await aliceAndBob()
     await alice.send(BOB, 'under the first key')
     await relay.settle()
     const oldBob = relay.addressOf(BOB)

@@ -2,14 +2,11 @@
 // the mailbox, pushes, and the device being replaced while online or offline.
 import { MemoryStore } from '@parley/client'
 import { describe, expect, it } from 'vitest'
-import { ALICE, BOB, codeOf, collect, reopenable, world } from './harness.js'
+import { ALICE, aliceAndBob, BOB, codeOf, collect, reopenable, world } from './harness.js'
 
 describe('connection', () => {
   it('reconnects after a drop and resumes the mailbox: nothing lost, nothing twice', async () => {
-    const { relay, clock, activated, step } = world()
-    const alice = await activated(ALICE)
-    const bob = await activated(BOB)
-    const received = collect(bob, 'message')
+    const { relay, clock, step, alice, bob, received } = await aliceAndBob()
     const states = collect(bob, 'connection')
     await alice.send(BOB, 'before')
     await relay.settle()

@@ -69,6 +69,14 @@ export function world(relayOptions: FakeRelayOptions = {}): World {
   return { clock, relay, client, activated, step }
 }
 
+/** A {@link world} with Alice and Bob activated on it; `received` collects Bob's messages from then on. */
+export async function aliceAndBob(relayOptions: FakeRelayOptions = {}) {
+  const w = world(relayOptions)
+  const alice = await w.activated(ALICE)
+  const bob = await w.activated(BOB)
+  return { ...w, alice, bob, received: collect(bob, 'message') }
+}
+
 /** Collects a client's events of one kind. */
 export function collect<K extends keyof ParleyEvents>(client: ParleyClient, event: K): ParleyEvents[K][] {
   const seen: ParleyEvents[K][] = []

@@ -1,12 +1,10 @@
 // Safety numbers, verification and changed identities, against a FakeRelay.
 import { describe, expect, it } from 'vitest'
-import { ALICE, BOB, codeOf, collect, world } from './harness.js'
+import { ALICE, aliceAndBob, BOB, codeOf, collect, world } from './harness.js'
 
 describe('identity', () => {
   it('shows both sides the same safety number once they have a session', async () => {
-    const { relay, activated } = world()
-    const alice = await activated(ALICE)
-    const bob = await activated(BOB)
+    const { relay, alice, bob } = await aliceAndBob()
     await alice.discover([BOB])
     expect(await alice.safetyNumber(BOB)).toBeNull()
     await alice.send(BOB, 'hi')
@@ -32,9 +30,7 @@ describe('identity', () => {
   })
 
   it('holds mail from a verified contact whose identity changed until the app approves it', async () => {
-    const { relay, activated } = world()
-    const alice = await activated(ALICE)
-    const bob = await activated(BOB)
+    const { relay, activated, alice, bob } = await aliceAndBob()
     await alice.send(BOB, 'hi')
     await relay.settle()
     await alice.markVerified(BOB)
@@ -66,9 +62,7 @@ describe('identity', () => {
   })
 
   it('shows mail from an unverified contact with a new identity, and says so', async () => {
-    const { relay, activated } = world()
-    const alice = await activated(ALICE)
-    const bob = await activated(BOB)
+    const { relay, activated, alice, bob } = await aliceAndBob()
     await alice.send(BOB, 'hi')
     await relay.settle()
     await bob.close()

@@ -9,17 +9,14 @@ import {
   sealEnvelope,
 } from '@parley/protocol'
 import { describe, expect, it } from 'vitest'
-import { ALICE, BOB, CAROL, codeOf, collect, NOBODY, world } from './harness.js'
+import { ALICE, aliceAndBob, BOB, CAROL, codeOf, collect, NOBODY, world } from './harness.js'
 
 /**
  * Alice writes to Bob first and Bob replies: from then on each holds the other's delivery token. `received`
  * collects Bob's messages from the start.
  */
 async function afterFirstExchange() {
-  const { relay, activated } = world()
-  const alice = await activated(ALICE)
-  const bob = await activated(BOB)
-  const received = collect(bob, 'message')
+  const { relay, alice, bob, received } = await aliceAndBob()
   await alice.send(BOB, 'first')
   await relay.settle()
   await bob.send(ALICE, 'reply')
@@ -29,9 +26,7 @@ async function afterFirstExchange() {
 
 describe('messaging', () => {
   it('delivers a message end to end, proves the sender, and reports it delivered', async () => {
-    const { relay, activated } = world()
-    const alice = await activated(ALICE)
-    const bob = await activated(BOB)
+    const { relay, alice, bob } = await aliceAndBob()
     const delivered = collect(alice, 'delivered')
     const received = collect(bob, 'message')
 
@@ -54,9 +49,7 @@ describe('messaging', () => {
   })
 
   it('acks in one batch after a short delay, and resumes from the cursor after a reconnect', async () => {
-    const { relay, activated, step } = world()
-    const alice = await activated(ALICE)
-    const bob = await activated(BOB)
+    const { relay, step, alice, bob } = await aliceAndBob()
     for (const text of ['one', 'two', 'three']) await alice.send(BOB, text)
     await relay.settle()
     expect(relay.mailbox(BOB)).toHaveLength(3)
@@ -89,10 +82,7 @@ describe('messaging', () => {
   })
 
   it('shows a message once however often the relay delivers it', async () => {
-    const { relay, activated, step } = world()
-    const alice = await activated(ALICE)
-    const bob = await activated(BOB)
-    const received = collect(bob, 'message')
+    const { relay, step, alice, received } = await aliceAndBob()
     await alice.send(BOB, 'once')
     await relay.settle()
     const [delivery] = relay.sent('delivery', relay.connectionsOf(BOB)[0])
@@ -105,10 +95,7 @@ describe('messaging', () => {
   })
 
   it('shows a message once even when the sender had to encrypt it again (same id, new session)', async () => {
-    const { relay, activated, step } = world()
-    const alice = await activated(ALICE)
-    const bob = await activated(BOB)
-    const received = collect(bob, 'message')
+    const { relay, step, alice, received } = await aliceAndBob()
     // The relay stores the message and, once Bob has read and acked it, claims CONFLICT: Alice starts a new
     // session and sends the message again, and this copy reaches Bob too (his mailbox no longer holds the first).
     relay.answer(
@@ -187,9 +174,7 @@ describe('messaging', () => {
   })
 
   it('streams received messages through messages() until it is closed', async () => {
-    const { relay, activated } = world()
-    const alice = await activated(ALICE)
-    const bob = await activated(BOB)
+    const { relay, alice, bob } = await aliceAndBob()
     const inbox = bob.messages()
     await alice.send(BOB, 'a')
     await alice.send(BOB, 'b')
@@ -212,9 +197,7 @@ describe('messaging', () => {
   })
 
   it('refuses mail whose sender certificate does not chain to the pinned root, acks it, and goes on', async () => {
-    const { relay, clock, activated, step } = world()
-    const alice = await activated(ALICE)
-    const bob = await activated(BOB)
+    const { relay, clock, step, alice, bob } = await aliceAndBob()
     const errors = collect(bob, 'error')
     // Mallory seals a well-formed envelope to Bob, posing as Alice, with a certificate from a root of her own.
     const root = generateIdentity()

@@ -3,7 +3,7 @@
 import { MemoryStore, ParleyError } from '@parley/client'
 import { NO_ANSWER } from '@parley/client/testing'
 import { describe, expect, it } from 'vitest'
-import { ALICE, BOB, CAROL, collect, reopenable, world } from './harness.js'
+import { ALICE, aliceAndBob, BOB, CAROL, collect, reopenable, world } from './harness.js'
 
 describe('outbox', () => {
   it('keeps a message queued across close and reopen, and delivers it once when the relay is back', async () => {
@@ -34,10 +34,7 @@ describe('outbox', () => {
   })
 
   it('resends an unanswered message after a reconnect: nothing lost, nothing shown twice', async () => {
-    const { relay, activated, step } = world()
-    const alice = await activated(ALICE)
-    const bob = await activated(BOB)
-    const received = collect(bob, 'message')
+    const { relay, step, alice, received } = await aliceAndBob()
     // The relay stores the message but the answer never arrives (the connection dies first).
     relay.answer(
       'sendMessage',
@@ -67,9 +64,7 @@ describe('outbox', () => {
   })
 
   it('waits out RATE_LIMITED on the manual clock, then sends', async () => {
-    const { relay, clock, activated, step } = world()
-    const alice = await activated(ALICE)
-    const bob = await activated(BOB)
+    const { relay, clock, step, alice, bob } = await aliceAndBob()
     relay.refuse('sendMessage', 'RATE_LIMITED', { retryAfterMs: 5_000, times: 1 })
     await alice.send(BOB, 'later')
     await relay.settle()
@@ -84,9 +79,7 @@ describe('outbox', () => {
   })
 
   it('defers only the recipient whose mailbox is full, keeping its order, until retryAfterMs', async () => {
-    const { relay, activated, step } = world()
-    const alice = await activated(ALICE)
-    const bob = await activated(BOB)
+    const { relay, activated, step, alice, bob } = await aliceAndBob()
     const carol = await activated(CAROL)
     await alice.discover([BOB, CAROL])
     // In arrival order (history() is ordered by the relay's receive time, the same millisecond for all here).
@@ -122,9 +115,7 @@ describe('outbox', () => {
   })
 
   it("meets the relay's own mailbox limit the same way", async () => {
-    const { relay, clock, activated, step } = world({ maxMailboxMessages: 1 })
-    const alice = await activated(ALICE)
-    const bob = await activated(BOB)
+    const { relay, clock, step, alice, bob } = await aliceAndBob({ maxMailboxMessages: 1 })
     relay.drop(BOB)
     relay.refuseConnections()
     await relay.settle()
@@ -144,9 +135,7 @@ describe('outbox', () => {
   })
 
   it('drops a message the relay refuses for good and tells the app (sendFailed)', async () => {
-    const { relay, activated } = world()
-    const alice = await activated(ALICE)
-    const bob = await activated(BOB)
+    const { relay, alice, bob } = await aliceAndBob()
     const failed = collect(alice, 'sendFailed')
     relay.refuse('sendMessage', 'BAD_REQUEST', { times: 1 })
     const { id } = await alice.send(BOB, 'refused')
@@ -158,9 +147,7 @@ describe('outbox', () => {
   })
 
   it('starts a new session when the recipient moved to a new device (CONFLICT), and says its identity changed', async () => {
-    const { relay, activated } = world()
-    const alice = await activated(ALICE)
-    const bob = await activated(BOB)
+    const { relay, activated, alice, bob } = await aliceAndBob()
     await alice.send(BOB, 'to the old phone')
     await relay.settle()
     const before = await alice.safetyNumber(BOB)
