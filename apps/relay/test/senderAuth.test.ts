@@ -7,6 +7,7 @@ import { join } from 'node:path'
 import { deliveryTokenVerifier, numberCommitment, verifySenderCertificate } from '@parley/protocol'
 import { describe, expect, it } from 'vitest'
 import { networkOf } from '../src/internal/network.js'
+import { MemoryRateLimiter } from '../src/RateLimiter.js'
 import { RelayKeys, SIGNER_VALIDITY_MS } from '../src/RelayKeys.js'
 import { SqliteStore } from '../src/SqliteStore.js'
 import {
@@ -18,7 +19,7 @@ import {
   prekeys,
   RawClient,
   sealedShape,
-} from './helpers.js'
+} from '../testing/index.js'
 
 const HOUR = 3600_000
 
@@ -202,6 +203,24 @@ describe('unidentified sends', () => {
     anon.close()
     rcpt.c.close()
     await n.relay.close()
+  })
+
+  it('charges the network the connection was counted in, with the configured prefix lengths', async () => {
+    const keys: string[] = []
+    const limiter = new MemoryRateLimiter()
+    const take = limiter.take.bind(limiter)
+    limiter.take = (key, ...rest) => {
+      keys.push(key)
+      return take(key, ...rest)
+    }
+    const r = await inProcess({ limiter, ipv4NetworkBits: 16 })
+    const { c, account, token } = await recipient(r)
+    const anon = await RawClient.open(r.relay.url)
+    expect((await anon.request(send(account.address, token))).body).toBe('messageAccepted')
+    expect(keys.filter((k) => k.startsWith('ud:network:'))).toEqual(['ud:network:4:127.0.0.0/16'])
+    anon.close()
+    c.close()
+    await r.relay.close()
   })
 
   it('groups source addresses by IPv4 /24 and IPv6 /56', () => {
