@@ -345,9 +345,13 @@ export class ParleyClient {
    * identity (`held`), and messages sent by unidentified delivery (`unidentifiedSent`).
    */
   get stats(): Readonly<{
+    /** Messages refused because their sender was not proven (`SENDER_UNVERIFIED`). */
     senderUnverified: number
+    /** Replayed first messages refused (`DUPLICATE`). */
     replaysRefused: number
+    /** Messages held for a verified contact whose identity changed. */
     held: number
+    /** Messages sent by unidentified delivery (the relay not told the sender). */
     unidentifiedSent: number
   }> {
     return { ...this.#engine.stats }
