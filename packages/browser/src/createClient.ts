@@ -2,52 +2,40 @@
  * `createClient()` for the browser: the Parley engine wired to `WebSocket` and an IndexedDB store.
  * @module
  */
-import {
-  MemoryStore,
-  ParleyClient,
-  type ParleyClientOptions,
-  type Store,
-  type Transport,
-} from '@parley/client'
+import { createPlatformClient, type ParleyClient, type PlatformClientOptions } from '@parley/client'
 import { IndexedDbStore } from './IndexedDbStore.js'
 import { WebSocketTransport } from './WebSocketTransport.js'
 
-/** Options of {@link createClient}: the engine's options, with the transport and store made for you. */
-export interface BrowserClientOptions extends Omit<ParleyClientOptions, 'transport' | 'store'> {
+/**
+ * Options of {@link createClient}: the same as `@parley/node`'s. `storePath` names an IndexedDB database, e.g.
+ * `'parley'`; omit it (and pass no `store`) for an in-memory client that forgets everything on reload.
+ */
+export interface BrowserClientOptions extends PlatformClientOptions {
   /**
-   * IndexedDB database name for keys, sessions, outbox and history, e.g. `'parley'`. Omit (and pass no
-   * `store`) for an in-memory client that forgets everything on reload.
+   * The IndexedDB database name, as `storePath` takes it now.
+   * @deprecated Use `storePath`; `storeName` is still read in 0.x and will be removed in a later release.
    */
   storeName?: string
-  /** A custom store instead of `storeName`. */
-  store?: Store
-  /** A custom transport instead of the browser's `WebSocket`. */
-  transport?: Transport
 }
 
 /**
  * Creates a Parley client for the browser. Nothing is sent before `activate({ consent: true })`.
- * @param options - `relayUrl`, `storeName`, `defaultRegion`, `smsFallback`, …
+ * @param options - `relayUrl`, `storePath`, `defaultRegion`, `smsFallback`, …
  * @returns the client
- * @throws TypeError for missing or malformed options; Error when the IndexedDB database cannot be opened
+ * @throws TypeError for missing or malformed options (also for `storeName` with `storePath` or `store`); Error when
+ *   the IndexedDB database cannot be opened
  * @example
  * import { createClient } from '@parley/browser'
- * const parley = await createClient({ relayUrl: 'wss://relay.example.org', storeName: 'parley', defaultRegion: 'US' })
+ * const parley = await createClient({ relayUrl: 'wss://relay.example.org', storePath: 'parley', defaultRegion: 'US' })
  */
 export async function createClient(options: BrowserClientOptions): Promise<ParleyClient> {
   if (typeof options !== 'object' || options === null) throw new TypeError('options are required')
-  const { storeName, store, transport, ...rest } = options
-  if (storeName !== undefined && store !== undefined) throw new TypeError('pass storeName or store, not both')
-  const opened = store ?? (storeName === undefined ? new MemoryStore() : await IndexedDbStore.open(storeName))
-  try {
-    return await ParleyClient.create({
-      ...rest,
-      transport: transport ?? new WebSocketTransport(),
-      store: opened,
-    })
-  } catch (err) {
-    // The store was ours to open, so it is ours to close when the client cannot be made.
-    if (store === undefined) await opened.close().catch(() => {})
-    throw err
+  const { storeName, ...rest } = options
+  if (storeName !== undefined && (rest.storePath !== undefined || rest.store !== undefined)) {
+    throw new TypeError('pass one of storePath (storeName is its old name) and store, not both')
   }
+  return createPlatformClient(storeName === undefined ? rest : { ...rest, storePath: storeName }, {
+    transport: () => new WebSocketTransport(),
+    openStore: (storePath) => IndexedDbStore.open(storePath),
+  })
 }

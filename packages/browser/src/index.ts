@@ -1,33 +1,7 @@
-// @parley/browser — the public API is exactly what this file exports.
+// @parley/browser — the public API is exactly what this file exports: everything @parley/client exports (the same
+// list as @parley/node's), and the browser parts.
 
-export type {
-  ActivateOptions,
-  Activation,
-  ActivationPending,
-  CallOptions,
-  ConfirmOptions,
-  ConnectionEvent,
-  ConnectionState,
-  DeliveredEvent,
-  DeviceReplacedEvent,
-  DiscoveryResult,
-  ErrorCode,
-  IdentityChange,
-  IncomingMessage,
-  MailboxGapEvent,
-  ParleyEvents,
-  RegistrationLockChallenge,
-  RelayKeys,
-  SendFailedEvent,
-  SendResult,
-  SmsFallback,
-  Store,
-  StoreEntry,
-  StoreWrite,
-  Transport,
-  TransportSocket,
-} from '@parley/client'
-export { MemoryStore, ParleyClient, ParleyError } from '@parley/client'
+export * from '@parley/client'
 export type { BrowserClientOptions } from './createClient.js'
 export { createClient } from './createClient.js'
 export type { IndexedDbStoreOptions } from './IndexedDbStore.js'

@@ -267,8 +267,9 @@ export class ParleyClient {
    * prefix. Results are cached, so asking again costs no quota.
    * @param numbers - phone numbers in any common format (at most 10,000 per call)
    * @returns one result per number, in order; invalid numbers come back with `e164: null`
-   * @throws ParleyError `INVALID_STATE` before activation, `RATE_LIMITED` (with `retryAfterMs`),
-   *   `VERIFICATION_FAILED` when the relay's proof does not verify
+   * @throws TypeError when `numbers` is not an array of strings, RangeError for more than 10,000; ParleyError
+   *   `INVALID_STATE` before activation, `RATE_LIMITED` (with `retryAfterMs`), `VERIFICATION_FAILED` when the
+   *   relay's proof does not verify
    * @example const found = await parley.discover(['+1 415 555 0101', '(415) 555-0102'])
    */
   async discover(numbers: readonly string[], options: CallOptions = {}): Promise<DiscoveryResult[]> {
@@ -286,8 +287,9 @@ export class ParleyClient {
    * @param to - the recipient's number
    * @param text - the message (at most 64 KiB of UTF-8)
    * @returns the message id and its route
-   * @throws TypeError / RangeError for bad arguments; ParleyError `INVALID_NUMBER`, `INVALID_STATE` before
-   *   activation, `NOT_FOUND` when the recipient is not on Parley and there is no `smsFallback`
+   * @throws TypeError when `text` is not a string; ParleyError `TOO_LARGE` for a text over 64 KiB of UTF-8,
+   *   `INVALID_NUMBER`, `INVALID_STATE` before activation, `NOT_FOUND` when the recipient is not on Parley and there
+   *   is no `smsFallback`
    * @example const { id, route } = await parley.send('+1 415 555 0101', 'hi')
    */
   async send(to: string, text: string, options: CallOptions = {}): Promise<SendResult> {
@@ -371,10 +373,15 @@ export class ParleyClient {
    * contact the oldest goes), and messages sent by unidentified delivery (`unidentifiedSent`).
    */
   get stats(): Readonly<{
+    /** Messages refused because their sender was not proven (`SENDER_UNVERIFIED`). */
     senderUnverified: number
+    /** Replayed first messages refused (`DUPLICATE`). */
     replaysRefused: number
+    /** Messages held for a verified contact whose identity changed. */
     held: number
+    /** Held messages dropped because the contact's hold was full (1,000; the oldest goes). */
     heldDropped: number
+    /** Messages sent by unidentified delivery (the relay not told the sender). */
     unidentifiedSent: number
   }> {
     return { ...this.#engine.stats }

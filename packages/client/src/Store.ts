@@ -18,7 +18,9 @@ export interface StoreWrite {
 
 /** An entry returned by {@link Store.list}. */
 export interface StoreEntry {
+  /** The key, as written. */
   key: string
+  /** Its value. */
   value: Uint8Array
 }
 

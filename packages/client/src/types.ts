@@ -36,7 +36,12 @@ export interface ParleyClientOptions {
   /** How long one request may wait for the relay (default 20 s). */
   requestTimeoutMs?: number
   /** Reconnect backoff: first delay (default 250 ms) and cap (default 30 s); full jitter is applied. */
-  reconnect?: { minDelayMs?: number; maxDelayMs?: number }
+  reconnect?: {
+    /** The first delay, in milliseconds (default 250). */
+    minDelayMs?: number
+    /** The longest delay, in milliseconds (default 30,000). */
+    maxDelayMs?: number
+  }
   /** How long a discovery result counts as fresh before `send()` asks again (default 24 h). */
   discoveryTtlMs?: number
   /**
@@ -159,8 +164,11 @@ export interface IdentityChange {
 
 /** Payload of the `gap` event: mail the relay expired or evicted before this device could fetch it. */
 export interface MailboxGapEvent {
+  /** Mailbox sequence number of the first message lost. */
   firstSeq: number
+  /** Mailbox sequence number of the last message lost (equal to `firstSeq` for one message). */
   lastSeq: number
+  /** Why: kept past the relay's retention (`expired`), pushed out of a full mailbox (`evicted`), or not said. */
   reason: 'expired' | 'evicted' | 'unknown'
 }
 
@@ -180,6 +188,7 @@ export interface DeviceReplacedEvent {
 
 /** Payload of the `connection` event. */
 export interface ConnectionEvent {
+  /** The connection's new state. */
   state: ConnectionState
   /** Reconnection attempt number (0 once online). */
   attempt: number
@@ -191,25 +200,38 @@ export interface ConnectionEvent {
 
 /** Payload of the `delivered` event: the relay has the message durably in the recipient's mailbox. */
 export interface DeliveredEvent {
+  /** The message id that `send()` returned. */
   id: string
+  /** The recipient's number, in E.164. */
   to: string
 }
 
 /** Payload of the `sendFailed` event: a queued message that can never be delivered over Parley. */
 export interface SendFailedEvent {
+  /** The message id that `send()` returned. */
   id: string
+  /** The recipient's number, in E.164. */
   to: string
+  /** Why it can never be delivered, e.g. `IDENTITY_UNTRUSTED` or `NOT_FOUND`. */
   error: ParleyError
 }
 
 /** Every event of {@link ParleyClient}, by name. */
 export interface ParleyEvents {
+  /** A message was received, its sender proven, and stored in `history()`. */
   message: IncomingMessage
+  /** The relay holds a sent message durably in the recipient's mailbox. */
   delivered: DeliveredEvent
+  /** A queued message can never be delivered over Parley and left the outbox. */
   sendFailed: SendFailedEvent
+  /** A contact's identity key changed: compare the new safety number. */
   identityChanged: IdentityChange
+  /** The connection to the relay went online, offline or closed. */
   connection: ConnectionEvent
+  /** Mail was lost on the relay before this device fetched it. */
   gap: MailboxGapEvent
+  /** The relay no longer serves this device (the number was taken over, or the account erased). */
   deviceReplaced: DeviceReplacedEvent
+  /** Something failed in the background (a message refused, a connection lost); never thrown. */
   error: ParleyError
 }

@@ -190,7 +190,9 @@ describe('messaging', () => {
     const { relay, activated } = world()
     const alice = await activated(ALICE)
     const before = relay.frames.length
-    await expect(alice.send(BOB, 'x'.repeat(64 * 1024 + 1))).rejects.toThrow(RangeError)
+    expect(await codeOf(alice.send(BOB, 'x'.repeat(64 * 1024 + 1)))).toBe('TOO_LARGE')
+    // The limit is in UTF-8 bytes: 21,846 three-byte characters are 65,538 bytes but only 21,846 UTF-16 units.
+    expect(await codeOf(alice.send(BOB, '€'.repeat(21_846)))).toBe('TOO_LARGE')
     await expect(alice.send(BOB, 42 as unknown as string)).rejects.toThrow(TypeError)
     expect(await codeOf(alice.send('12', 'hi'))).toBe('INVALID_NUMBER')
     expect(relay.frames.length).toBe(before)

@@ -4,12 +4,14 @@
  * @module
  */
 import type { Store, StoreEntry, StoreWrite } from '@parley/client'
-import Database from 'better-sqlite3'
+import type Database from 'better-sqlite3'
+import { loadSqlite } from './internal/loadSqlite.js'
 
 const SCHEMA_VERSION = 1
 
 /**
- * A {@link Store} in a SQLite file. Safe against crashes: a batch is committed whole or not at all.
+ * A {@link Store} in a SQLite file. Safe against crashes: a batch is committed whole or not at all. Needs the
+ * `better-sqlite3` package (an optional peer dependency of `@parley/node`), loaded at the first `open()`.
  * @example const store = SqliteStore.open('./alice.db')
  */
 export class SqliteStore implements Store {
@@ -40,12 +42,14 @@ export class SqliteStore implements Store {
    * Opens (creating if needed) the store at `path`. Use `':memory:'` for a throwaway store.
    * @param path - file path of the SQLite database
    * @returns the store
-   * @throws Error if the file cannot be opened or was written by a newer version
+   * @throws TypeError for an empty path, and when the `better-sqlite3` package is not installed (the message names
+   *   it); Error if the file cannot be opened or was written by a newer version
    * @example const store = SqliteStore.open('./alice.db')
    */
   static open(path: string): SqliteStore {
     if (typeof path !== 'string' || path.length === 0) throw new TypeError('path must be a non-empty string')
-    const db = new Database(path)
+    const Sqlite = loadSqlite()
+    const db = new Sqlite(path)
     db.pragma('journal_mode = WAL')
     db.pragma('synchronous = FULL')
     const version = db.pragma('user_version', { simple: true }) as number

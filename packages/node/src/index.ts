@@ -1,31 +1,7 @@
-// @parley/node — the public API is exactly what this file exports.
+// @parley/node — the public API is exactly what this file exports: everything @parley/client exports (the same list
+// as @parley/browser's), and the Node parts.
 
-export type {
-  ActivateOptions,
-  Activation,
-  ActivationPending,
-  CallOptions,
-  ConfirmOptions,
-  ConnectionEvent,
-  ConnectionState,
-  DeliveredEvent,
-  DeviceReplacedEvent,
-  DiscoveryResult,
-  ErrorCode,
-  IdentityChange,
-  IncomingMessage,
-  MailboxGapEvent,
-  ParleyClientOptions,
-  ParleyEvents,
-  RegistrationLockChallenge,
-  RelayKeys,
-  SendFailedEvent,
-  SendResult,
-  SmsFallback,
-  Store,
-  Transport,
-} from '@parley/client'
-export { ERROR_CODES, MemoryStore, ParleyClient, ParleyError } from '@parley/client'
+export * from '@parley/client'
 export type { NodeClientOptions } from './createClient.js'
 export { createClient } from './createClient.js'
 export { nodeCryptoProvider } from './nodeCrypto.js'

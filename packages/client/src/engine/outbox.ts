@@ -62,7 +62,10 @@ export class Outbox {
     const engine = this.#engine
     const { store, clock } = engine
     if (typeof text !== 'string') throw new TypeError('text must be a string')
-    if (new TextEncoder().encode(text).length > MAX_TEXT_BYTES) throw new RangeError('text is over 64 KiB')
+    // User content, not a programming mistake: the limit is in UTF-8 bytes, which `text.length` does not tell.
+    if (new TextEncoder().encode(text).length > MAX_TEXT_BYTES) {
+      throw new ParleyError('TOO_LARGE', 'the text is over 64 KiB of UTF-8')
+    }
     const e164 = await this.#discovery.normalize(to)
     engine.requireAccount()
     const id = toHex(engine.random(16))

@@ -1,0 +1,76 @@
+/**
+ * The option handling that `@parley/node` and `@parley/browser` share: one option shape for both SDKs and one
+ * place that turns it into {@link ParleyClient.create}'s options with the platform's default transport and store.
+ * @module
+ */
+import { ParleyClient } from './Client.js'
+import { MemoryStore, type Store } from './Store.js'
+import type { Transport } from './Transport.js'
+import type { CryptoProvider } from '@parley/protocol'
+import type { ParleyClientOptions } from './types.js'
+
+/**
+ * Options of a platform SDK's `createClient()` (`@parley/node` and `@parley/browser` take the same ones): the
+ * engine's {@link ParleyClientOptions}, with the transport and the store made for you.
+ */
+export interface PlatformClientOptions extends Omit<ParleyClientOptions, 'transport' | 'store'> {
+  /**
+   * Where keys, sessions, the outbox and received messages are kept: a SQLite file in Node (e.g. `'./alice.db'`,
+   * needs the `better-sqlite3` package), an IndexedDB database name in the browser (e.g. `'parley'`). Omit it, and
+   * pass no `store`, for an in-memory client that forgets everything when it stops.
+   */
+  storePath?: string
+  /** A store of your own instead of `storePath`. */
+  store?: Store
+  /** A transport of your own instead of the platform's WebSocket. */
+  transport?: Transport
+}
+
+/** What a platform package brings to {@link createPlatformClient}: how to make its default transport and store. */
+export interface PlatformDefaults {
+  /** Makes the transport used when the app passes none. */
+  transport(): Transport
+  /**
+   * Opens the durable store at `storePath`, checking it (a TypeError for a bad one). It is closed again when the
+   * client cannot be made.
+   * @param storePath - the app's `storePath`, as given
+   */
+  openStore(storePath: string): Store | Promise<Store>
+  /** The platform's faster primitives, used unless the app passes its own `crypto` (e.g. `node:crypto`'s). */
+  crypto?: CryptoProvider
+}
+
+/**
+ * Makes a client from a platform SDK's options: checks them, opens the platform's store at `storePath` (or an
+ * in-memory one), picks the platform's transport unless the app passes its own, and closes a store it opened
+ * when the client cannot be made. For platform packages; apps call their SDK's `createClient()`.
+ * @param options - the app's options, see {@link PlatformClientOptions}
+ * @param platform - the platform's default transport and store
+ * @returns the client, as {@link ParleyClient.create} returns it
+ * @throws TypeError when `options` is not an object, both `storePath` and `store` are given, or
+ *   {@link ParleyClient.create} refuses the options; whatever `platform.openStore` throws (a bad `storePath`)
+ * @example
+ * export const createClient = (options: PlatformClientOptions) =>
+ *   createPlatformClient(options, { transport: () => new MyTransport(), openStore: (path) => MyStore.open(path) })
+ */
+export async function createPlatformClient(
+  options: PlatformClientOptions,
+  platform: PlatformDefaults,
+): Promise<ParleyClient> {
+  if (typeof options !== 'object' || options === null) throw new TypeError('options are required')
+  const { storePath, store, transport, ...rest } = options
+  if (storePath !== undefined && store !== undefined) throw new TypeError('pass storePath or store, not both')
+  const opened = store ?? (storePath === undefined ? new MemoryStore() : await platform.openStore(storePath))
+  try {
+    return await ParleyClient.create({
+      crypto: platform.crypto,
+      ...rest,
+      transport: transport ?? platform.transport(),
+      store: opened,
+    })
+  } catch (err) {
+    // A store opened here is ours to close when the client cannot be made; the app's own store stays open.
+    if (store === undefined) await opened.close().catch(() => {})
+    throw err
+  }
+}
