@@ -51,7 +51,7 @@ describe('syncing sockets that never read', () => {
     const attacker = await activate(c, relay, '+14155550191')
     for (let i = 0; i < MESSAGES; i++) await send(s, attacker, ENVELOPE)
     const rss = async () =>
-      metric(await scrape(relay.metricsUrl), 'parley_relay_process_resident_memory_bytes')
+      metric(await scrape(relay.metricsUrl), 'process_resident_memory_bytes')
     const rssBefore = await rss()
 
     // Each socket asks for the whole mailbox and stops reading.
@@ -76,7 +76,7 @@ describe('syncing sockets that never read', () => {
       pages: metric(m, 'parley_relay_mailbox_pages_total'),
       delivered: metric(m, 'parley_relay_messages_delivered_total'),
       rssGrowthMb: Math.round(
-        (metric(m, 'parley_relay_process_resident_memory_bytes') - rssBefore) / 2 ** 20,
+        (metric(m, 'process_resident_memory_bytes') - rssBefore) / 2 ** 20,
       ),
     }
     report('syncing sockets that never read', { sockets: SOCKETS, messages: MESSAGES, ...figures })
