@@ -45,6 +45,7 @@ import type * as port from './Store.js'
 import * as accounts from './store/accounts.js'
 import { storeClosed } from './store/errors.js'
 import * as mail from './store/mailbox.js'
+import { ACTION_RETENTION_MS, SUMMARY_QUERY, type SummaryRow, toSummary } from './store/operator.js'
 
 type Tx = pg.PoolClient
 
@@ -191,6 +192,30 @@ const MIGRATIONS: { version: number; sql: string; run?: (c: Tx, ctx: MigrationCo
         retained_at_ms BIGINT NOT NULL
       );
       CREATE INDEX retained_mail_by_retained_at ON retained_mail (retained_at_ms);
+    `,
+    },
+    {
+      // Operator holds (\`parley-relay admin\`): banned addresses (kept across erasure and re-activation), revoked
+      // devices, and the recent actions running relays poll to close the connections concerned. Nothing sealed:
+      // an address and a device id are lookup keys in every other table too.
+      version: 7,
+      sql: `
+      CREATE TABLE account_bans (
+        address BYTEA PRIMARY KEY,
+        banned_at_ms BIGINT NOT NULL
+      );
+      CREATE TABLE revoked_devices (
+        address BYTEA NOT NULL,
+        device_id BIGINT NOT NULL,
+        revoked_at_ms BIGINT NOT NULL,
+        PRIMARY KEY (address, device_id)
+      );
+      CREATE TABLE operator_actions (
+        seq BIGSERIAL PRIMARY KEY,
+        address BYTEA NOT NULL,
+        device_id BIGINT NOT NULL,
+        at_ms BIGINT NOT NULL
+      );
     `,
     },
   ]
@@ -1633,6 +1658,97 @@ export class PostgresStore implements port.Store {
     // Mail retained before the cutoff was received before it too, and has just expired: its record goes.
     await this.#pool.query('DELETE FROM retained_mail WHERE retained_at_ms < $1', [cutoffMs])
     return total
+  }
+
+  async listAccounts(after: Uint8Array | null, limit: number): Promise<port.AccountSummary[]> {
+    this.#open()
+    const { rows } = await this.#pool.query<SummaryRow>(
+      `${SUMMARY_QUERY} WHERE a.address > $1 ORDER BY a.address LIMIT $2`,
+      [after ? buf(after) : Buffer.alloc(0), limit],
+    )
+    return rows.map(toSummary)
+  }
+
+  async accountSummary(address: Uint8Array): Promise<port.AccountSummary | null> {
+    this.#open()
+    const { rows } = await this.#pool.query<SummaryRow>(`${SUMMARY_QUERY} WHERE a.address = $1`, [
+      buf(address),
+    ])
+    return rows[0] ? toSummary(rows[0]) : null
+  }
+
+  async setBanned(address: Uint8Array, banned: boolean, nowMs: number): Promise<boolean> {
+    const a = buf(address)
+    return this.#tx(async (c) => {
+      if (!banned)
+        return ((await c.query('DELETE FROM account_bans WHERE address = $1', [a])).rowCount ?? 0) > 0
+      const added = await c.query(
+        'INSERT INTO account_bans (address, banned_at_ms) VALUES ($1, $2) ON CONFLICT DO NOTHING',
+        [a, nowMs],
+      )
+      await this.#recordAction(c, a, 0, nowMs)
+      return (added.rowCount ?? 0) > 0
+    })
+  }
+
+  async revokeDevice(address: Uint8Array, deviceId: number, nowMs: number): Promise<boolean> {
+    const a = buf(address)
+    return this.#tx(async (c) => {
+      if (!accounts.isDevice(await this.#lockAccount(c, a), deviceId)) return false
+      await c.query(
+        `INSERT INTO revoked_devices (address, device_id, revoked_at_ms) VALUES ($1, $2, $3)
+         ON CONFLICT DO NOTHING`,
+        [a, deviceId, nowMs],
+      )
+      await this.#recordAction(c, a, deviceId, nowMs)
+      return true
+    })
+  }
+
+  /**
+   * Records an operator action, and drops what no relay needs any more: actions older than a day, and
+   * revocations of devices that are no longer registered (replaced, or erased with their account).
+   */
+  async #recordAction(c: Tx, address: Buffer, deviceId: number, nowMs: number): Promise<void> {
+    await c.query('INSERT INTO operator_actions (address, device_id, at_ms) VALUES ($1, $2, $3)', [
+      address,
+      deviceId,
+      nowMs,
+    ])
+    await c.query('DELETE FROM operator_actions WHERE at_ms < $1', [nowMs - ACTION_RETENTION_MS])
+    await c.query(`DELETE FROM revoked_devices r WHERE NOT EXISTS (SELECT 1 FROM accounts a
+      WHERE a.address = r.address AND a.device_id = r.device_id)`)
+  }
+
+  async operatorHold(address: Uint8Array, deviceId: number): Promise<port.OperatorHold> {
+    this.#open()
+    const a = buf(address)
+    const { rows } = await this.#pool.query<{ banned: boolean; revoked: boolean }>(
+      `SELECT EXISTS (SELECT 1 FROM account_bans WHERE address = $1) AS banned,
+        EXISTS (SELECT 1 FROM revoked_devices WHERE address = $1 AND device_id = $2) AS revoked`,
+      [a, deviceId],
+    )
+    return rows[0]!.banned ? 'banned' : rows[0]!.revoked ? 'revoked' : null
+  }
+
+  /**
+   * As the port says. A BIGSERIAL seq is taken at insert, not commit, so two actions committing out of order
+   * could let a poller skip the earlier one; actions are rare and the skipped device still fails its next
+   * authentication.
+   */
+  async operatorActions(afterSeq: number, sinceMs: number, limit: number): Promise<port.OperatorAction[]> {
+    this.#open()
+    const { rows } = await this.#pool.query<{
+      seq: number
+      address: Buffer
+      device_id: number
+      at_ms: number
+    }>(
+      `SELECT seq, address, device_id, at_ms FROM operator_actions WHERE seq > $1 AND at_ms >= $2
+       ORDER BY seq LIMIT $3`,
+      [afterSeq, sinceMs, limit],
+    )
+    return rows.map((r) => ({ seq: r.seq, address: u8(r.address), deviceId: r.device_id, atMs: r.at_ms }))
   }
 }
 

@@ -11,6 +11,7 @@ import type * as port from './Store.js'
 import * as accounts from './store/accounts.js'
 import { storeClosed } from './store/errors.js'
 import * as mail from './store/mailbox.js'
+import { ACTION_RETENTION_MS, SUMMARY_QUERY, type SummaryRow, toSummary } from './store/operator.js'
 
 /** Ordered schema migrations; a released entry is never edited, only new ones appended. */
 const MIGRATIONS: { version: number; sql: string }[] = [
@@ -115,6 +116,29 @@ const MIGRATIONS: { version: number; sql: string }[] = [
         head_seq INTEGER NOT NULL,
         retained_at_ms INTEGER NOT NULL
       ) WITHOUT ROWID;
+    `,
+  },
+  {
+    // Operator holds (`parley-relay admin`): banned addresses (kept across erasure and re-activation), revoked
+    // devices, and the recent actions running relays poll to close the connections concerned.
+    version: 6,
+    sql: `
+      CREATE TABLE account_bans (
+        address BLOB PRIMARY KEY,
+        banned_at_ms INTEGER NOT NULL
+      ) WITHOUT ROWID;
+      CREATE TABLE revoked_devices (
+        address BLOB NOT NULL,
+        device_id INTEGER NOT NULL,
+        revoked_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (address, device_id)
+      ) WITHOUT ROWID;
+      CREATE TABLE operator_actions (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        address BLOB NOT NULL,
+        device_id INTEGER NOT NULL,
+        at_ms INTEGER NOT NULL
+      );
     `,
   },
 ]
@@ -777,5 +801,83 @@ export class SqliteStore implements port.Store {
     this.#s.expireGaps.run(cutoffMs)
     this.#s.expireRetained.run(cutoffMs)
     return total
+  }
+
+  async listAccounts(after: Uint8Array | null, limit: number): Promise<port.AccountSummary[]> {
+    this.#open()
+    const rows = this.#db
+      .prepare(`${SUMMARY_QUERY} WHERE a.address > ? ORDER BY a.address LIMIT ?`)
+      .all(after ? buf(after) : Buffer.alloc(0), limit) as SummaryRow[]
+    return rows.map(toSummary)
+  }
+
+  async accountSummary(address: Uint8Array): Promise<port.AccountSummary | null> {
+    this.#open()
+    const row = this.#db.prepare(`${SUMMARY_QUERY} WHERE a.address = ?`).get(buf(address)) as
+      | SummaryRow
+      | undefined
+    return row ? toSummary(row) : null
+  }
+
+  async setBanned(address: Uint8Array, banned: boolean, nowMs: number): Promise<boolean> {
+    this.#open()
+    const a = buf(address)
+    return this.#db.transaction(() => {
+      if (!banned) return this.#db.prepare('DELETE FROM account_bans WHERE address = ?').run(a).changes > 0
+      const added = this.#db
+        .prepare('INSERT INTO account_bans (address, banned_at_ms) VALUES (?, ?) ON CONFLICT DO NOTHING')
+        .run(a, nowMs).changes
+      this.#recordAction(a, 0, nowMs)
+      return added > 0
+    })()
+  }
+
+  async revokeDevice(address: Uint8Array, deviceId: number, nowMs: number): Promise<boolean> {
+    this.#open()
+    const a = buf(address)
+    return this.#db.transaction(() => {
+      if (!accounts.isDevice(this.#mailboxState(address), deviceId)) return false
+      this.#db
+        .prepare(
+          'INSERT INTO revoked_devices (address, device_id, revoked_at_ms) VALUES (?, ?, ?) ON CONFLICT DO NOTHING',
+        )
+        .run(a, deviceId, nowMs)
+      this.#recordAction(a, deviceId, nowMs)
+      return true
+    })()
+  }
+
+  /**
+   * Records an operator action, and drops what no relay needs any more: actions older than a day, and
+   * revocations of devices that are no longer registered (replaced, or erased with their account).
+   */
+  #recordAction(address: Buffer, deviceId: number, nowMs: number): void {
+    this.#db
+      .prepare('INSERT INTO operator_actions (address, device_id, at_ms) VALUES (?, ?, ?)')
+      .run(address, deviceId, nowMs)
+    this.#db.prepare('DELETE FROM operator_actions WHERE at_ms < ?').run(nowMs - ACTION_RETENTION_MS)
+    this.#db
+      .prepare(`DELETE FROM revoked_devices WHERE NOT EXISTS (SELECT 1 FROM accounts a
+        WHERE a.address = revoked_devices.address AND a.device_id = revoked_devices.device_id)`)
+      .run()
+  }
+
+  async operatorHold(address: Uint8Array, deviceId: number): Promise<port.OperatorHold> {
+    this.#open()
+    const a = buf(address)
+    const row = this.#db
+      .prepare(`SELECT EXISTS (SELECT 1 FROM account_bans WHERE address = ?) AS banned,
+        EXISTS (SELECT 1 FROM revoked_devices WHERE address = ? AND device_id = ?) AS revoked`)
+      .get(a, a, deviceId) as { banned: number; revoked: number }
+    return row.banned ? 'banned' : row.revoked ? 'revoked' : null
+  }
+
+  async operatorActions(afterSeq: number, sinceMs: number, limit: number): Promise<port.OperatorAction[]> {
+    this.#open()
+    const rows = this.#db
+      .prepare(`SELECT seq, address, device_id, at_ms FROM operator_actions WHERE seq > ? AND at_ms >= ?
+        ORDER BY seq LIMIT ?`)
+      .all(afterSeq, sinceMs, limit) as { seq: number; address: Buffer; device_id: number; at_ms: number }[]
+    return rows.map((r) => ({ seq: r.seq, address: u8(r.address), deviceId: r.device_id, atMs: r.at_ms }))
   }
 }

@@ -30,6 +30,7 @@ import { resetBackoff, takeBackoff } from '../Backoff.js'
 import { smsGuard } from '../SmsGuard.js'
 import { VerifierVeto } from '../Verifier.js'
 import { evaluateOwnNumber } from './discovery.js'
+import { refuseHeld } from './holds.js'
 import { checkPrekeys, NO_PREKEYS, verifyPrekeys } from './prekeys.js'
 import { checkRegistrationLock } from './registrationLock.js'
 import type { Caller } from './scope.js'
@@ -227,6 +228,7 @@ export async function activationConfirm(
     // the owner then retries with the PIN and the same code.
     number = await activations.check(activationIdHex, code)
     address = addressFromToken(oprfEvaluate(key.secretKey, numberToOprfInput(number)))
+    refuseHeld(await store.operatorHold(address, 0))
     keepRegistrationLock = await checkRegistrationLock(conn, address, proof)
     number = await activations.confirm(activationIdHex, code)
   } catch (err) {
