@@ -36,7 +36,8 @@ export const backupCommand: OperatorCommand = async (args, env, io) => {
     const to = flags.get('--to')
     if (!to || positional.length > 0) throw new UsageError('give --to <file> and nothing else')
     const store = flags.get('--store') ?? env.PARLEY_STORE
-    if (store && store !== 'sqlite') throw new UsageError('backup copies a SQLite relay; use pg_dump for PostgreSQL')
+    if (store && store !== 'sqlite')
+      throw new UsageError('backup copies a SQLite relay; use pg_dump for PostgreSQL')
     const dataDir = flags.get('--data-dir') || env.PARLEY_DATA_DIR || './.parley-data'
     const source = join(dataDir, 'relay.db')
     if (!existsSync(source)) throw new Error(`no relay.db in ${dataDir} (pass --data-dir)`)
