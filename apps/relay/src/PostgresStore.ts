@@ -46,6 +46,7 @@ import * as accounts from './store/accounts.js'
 import { storeClosed } from './store/errors.js'
 import * as mail from './store/mailbox.js'
 import { ACTION_RETENTION_MS, SUMMARY_QUERY, type SummaryRow, toSummary } from './store/operator.js'
+import type { AccountSnapshot, StoreSnapshot } from './store/snapshot.js'
 
 type Tx = pg.PoolClient
 
@@ -1658,6 +1659,140 @@ export class PostgresStore implements port.Store {
     // Mail retained before the cutoff was received before it too, and has just expired: its record goes.
     await this.#pool.query('DELETE FROM retained_mail WHERE retained_at_ms < $1', [cutoffMs])
     return total
+  }
+
+  /**
+   * Writes a whole store read elsewhere (`parley-relay migrate` from SQLite) into this empty one, in one
+   * transaction: every account with the same address, device id, keys, prekeys, mailbox head and counters, mail
+   * (same seqs and message ids), gap records, registration lock and retained mail, so that its device logs in
+   * and reads on without activating again; and the bans and revoked devices. Each account gets a fresh data key
+   * and its values are sealed under it, as this store writes them.
+   * @param snapshot - the source, read in one consistent transaction
+   * @returns how many accounts and mail rows were written
+   * @throws Error when this store holds any account, ban or revocation already (nothing is written)
+   */
+  async importSnapshot(snapshot: StoreSnapshot): Promise<{ accounts: number; messages: number }> {
+    return this.#tx(async (c) => {
+      // Whatever else runs on this database waits until the import commits.
+      await c.query('LOCK TABLE accounts, account_bans, revoked_devices IN EXCLUSIVE MODE')
+      const held = (
+        await c.query<{ n: number }>(
+          `SELECT (SELECT count(*) FROM accounts) + (SELECT count(*) FROM account_bans)
+             + (SELECT count(*) FROM revoked_devices) + (SELECT count(*) FROM mailbox) AS n`,
+        )
+      ).rows[0]!.n
+      if (Number(held) > 0) {
+        throw new Error('the target PostgreSQL store is not empty: migrate into a new database or schema')
+      }
+      let accounts = 0
+      let messages = 0
+      for (const a of snapshot.accounts()) {
+        messages += await this.#importAccount(c, a)
+        accounts++
+      }
+      for (const b of snapshot.bans) {
+        await c.query('INSERT INTO account_bans (address, banned_at_ms) VALUES ($1, $2)', [
+          buf(b.address),
+          b.bannedAtMs,
+        ])
+      }
+      for (const r of snapshot.revoked) {
+        await c.query('INSERT INTO revoked_devices (address, device_id, revoked_at_ms) VALUES ($1, $2, $3)', [
+          buf(r.address),
+          r.deviceId,
+          r.revokedAtMs,
+        ])
+      }
+      return { accounts, messages }
+    })
+  }
+
+  /** One account of {@link importSnapshot}, sealed under a fresh data key; resolves how many mail rows it had. */
+  async #importAccount(c: Tx, a: AccountSnapshot): Promise<number> {
+    const address = buf(a.address)
+    const fresh = newDataKey()
+    try {
+      const s = new Sealer(dataKeyObject(fresh.raw), address)
+      await c.query('INSERT INTO account_keys (address, key_id, data_key) VALUES ($1, $2, $3)', [
+        address,
+        fresh.keyId,
+        this.#wrap(address, fresh.keyId, fresh.raw),
+      ])
+      const v = s.accountValues(a.deviceId, a)
+      await c.query(
+        `INSERT INTO accounts (address, device_id, identity_key, signed_prekey_id, signed_prekey,
+          signed_prekey_sig, kem_prekey_id, kem_prekey, kem_prekey_sig, mailbox_head_seq, mailbox_count, mailbox_bytes,
+          created_at_ms, number_commitment, delivery_verifier, key_id, last_active_ms)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)`,
+        [
+          address,
+          a.deviceId,
+          v.identityKey,
+          a.signedPrekey.keyId,
+          v.signedPrekey,
+          v.signedPrekeySig,
+          a.lastResortKemPrekey.keyId,
+          v.kemPrekey,
+          v.kemPrekeySig,
+          a.mailboxHeadSeq,
+          a.mailboxCount,
+          a.mailboxBytes,
+          a.createdAtMs,
+          v.numberCommitment,
+          s.seal('accounts.delivery_verifier', [a.deviceId], a.deliveryVerifier),
+          fresh.keyId,
+          a.lastActiveMs,
+        ],
+      )
+      await this.#putKeys(c, s, a)
+      let messages = 0
+      for (const rows of a.mail()) {
+        await c.query(
+          `INSERT INTO mailbox (address, device_id, seq, message_id, envelope, received_at_ms)
+           SELECT $1, d, q, m, e, t FROM unnest($2::bigint[], $3::bigint[], $4::bytea[], $5::bytea[], $6::bigint[])
+             AS v(d, q, m, e, t)`,
+          [
+            address,
+            rows.map((r) => r.deviceId),
+            rows.map((r) => r.seq),
+            rows.map((r) => buf(r.messageId)),
+            rows.map((r) => s.seal('mailbox.envelope', [r.deviceId, r.seq], r.envelope, r.messageId)),
+            rows.map((r) => r.receivedAtMs),
+          ],
+        )
+        messages += rows.length
+      }
+      for (const g of a.gaps) {
+        await c.query(
+          `INSERT INTO mailbox_gaps (address, device_id, first_seq, last_seq, reason, recorded_at_ms)
+           VALUES ($1, $2, $3, $4, $5, $6)`,
+          [address, g.deviceId, g.firstSeq, g.lastSeq, g.reason, g.recordedAtMs],
+        )
+      }
+      if (a.lock) {
+        await c.query(
+          'INSERT INTO registration_locks (address, key_id, lock, set_at_ms) VALUES ($1, $2, $3, $4)',
+          [address, fresh.keyId, s.seal('registration_locks.lock', [], packLock(a.lock)), a.lock.setAtMs],
+        )
+      }
+      if (a.retained) {
+        const r = a.retained
+        await c.query(
+          `INSERT INTO retained_mail (address, device_id, identity_key, head_seq, retained_at_ms)
+           VALUES ($1, $2, $3, $4, $5)`,
+          [
+            address,
+            r.deviceId,
+            s.seal('retained_mail.identity_key', [r.deviceId], r.identityKey),
+            r.headSeq,
+            r.retainedAtMs,
+          ],
+        )
+      }
+      return messages
+    } finally {
+      fresh.raw.fill(0)
+    }
   }
 
   async listAccounts(after: Uint8Array | null, limit: number): Promise<port.AccountSummary[]> {

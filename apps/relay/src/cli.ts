@@ -4,6 +4,7 @@
  */
 import { adminCommand } from './admin/adminCommand.js'
 import { backupCommand } from './admin/backupCommand.js'
+import { migrateCommand } from './admin/migrateCommand.js'
 import { runCommand } from './admin/options.js'
 import { helpText, parseConfig } from './config.js'
 import { createLogger } from './logger.js'
@@ -13,6 +14,7 @@ import { startRelay } from './server.js'
 async function main(): Promise<void> {
   if (process.argv[2] === 'admin') return runCommand(adminCommand)
   if (process.argv[2] === 'backup') return runCommand(backupCommand)
+  if (process.argv[2] === 'migrate') return runCommand(migrateCommand)
   if (process.argv[2] === 'oprf') {
     process.exitCode = oprfCommand(
       process.argv.slice(3),
