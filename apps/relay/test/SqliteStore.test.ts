@@ -141,6 +141,7 @@ describe('SqliteStore', () => {
       { version: 3 },
       { version: 4 },
       { version: 5 },
+      { version: 6 },
     ])
     const cols = db.prepare('PRAGMA table_info(accounts)').all() as {
       name: string
