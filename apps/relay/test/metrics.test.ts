@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
 import { createMetrics } from '../src/metrics.js'
+import { activate, inProcess, login, messageId, RawClient, sealedShape } from './helpers.js'
 
 /** `# TYPE <name> <type>` lines of an exposition, as [name, type]. */
 function types(text: string): [string, string][] {
@@ -37,5 +38,37 @@ describe('relay metrics', () => {
     const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'))
     const text = await createMetrics().registry.metrics()
     expect(text).toContain(`parley_relay_build_info{version="${version}"} 1`)
+  })
+
+  it('observes mailbox depth at login and delivery latency at each push, on a running relay', async () => {
+    const { relay, verifier } = await inProcess()
+    try {
+      const a = await RawClient.open(relay.url)
+      const b = await RawClient.open(relay.url)
+      await activate(a, verifier, '+14155550131')
+      const bob = await activate(b, verifier, '+14155550132')
+      b.close()
+      for (let i = 0; i < 2; i++) {
+        await a.request({
+          sendMessage: {
+            recipientAddress: bob.address,
+            recipientDeviceId: bob.deviceId,
+            messageId: messageId(),
+            envelope: sealedShape(`m${i}`),
+          },
+        })
+      }
+      const { client } = await login(relay.url, bob)
+      await client.request({ syncMailbox: { afterSeq: 0 } })
+      const text = await relay.metrics.registry.metrics()
+      // Bob logged in with two messages waiting (depth 2: in the le="10" bucket, not le="1").
+      expect(text).toMatch(/^parley_relay_mailbox_depth_messages_bucket\{le="1"\} 0$/m)
+      expect(text).toMatch(/^parley_relay_mailbox_depth_messages_bucket\{le="10"\} 1$/m)
+      expect(text).toMatch(/^parley_relay_delivery_latency_seconds_count 2$/m)
+      a.close()
+      client.close()
+    } finally {
+      await relay.close()
+    }
   })
 })
