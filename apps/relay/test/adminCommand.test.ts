@@ -33,7 +33,7 @@ describe('parley-relay admin (in process)', () => {
     const under = (k: typeof current) =>
       addressFromToken(oprfEvaluate(k!.secretKey, numberToOprfInput(NUMBER)))
     const store = new SqliteStore(join(dir, 'relay.db'))
-    await register(store, under(previous))
+    await register(store, new Uint8Array(under(previous)))
     await store.close()
     const env = { PARLEY_DATA_DIR: dir }
 

@@ -52,7 +52,12 @@ const hex = (b: Uint8Array) => Buffer.from(b).toString('hex')
 /** An ISO time, or `-` for none. */
 const when = (ms: number) => (ms > 0 ? new Date(ms).toISOString() : '-')
 
-/** One account as one line: no key, no number. */
+/**
+ * One account as one line of `admin` output: address, device, mailbox depth, activity and holds; no key, no
+ * number.
+ * @param a - the account's summary
+ * @returns the line
+ */
 export function describeAccount(a: AccountSummary): string {
   const holds = [a.banned ? 'banned' : '', a.revoked ? 'revoked' : ''].filter((h) => h !== '').join(',')
   return (

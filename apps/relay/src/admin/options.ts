@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import { PostgresStore } from '../PostgresStore.js'
 import { SqliteStore } from '../SqliteStore.js'
 import type { Store } from '../Store.js'
-import { isPostgresUrl, redactUrl } from '../scaleOut.js'
+import { isPostgresUrl } from '../scaleOut.js'
 import { openStoreKeyFile, STORE_KEY_FILE } from '../storeKeyFile.js'
 
 /** Where a command writes, and where it reads a number from (`-`). */
@@ -80,11 +80,6 @@ export function storeLocation(flags: Map<string, string>, env: NodeJS.ProcessEnv
     throw new UsageError('--store must be sqlite or a postgres:// URL')
   }
   return { dataDir, store }
-}
-
-/** A PostgreSQL or SQLite location for messages: the URL without its password. */
-export function describeLocation(at: StoreLocation): string {
-  return at.store === 'sqlite' ? join(at.dataDir, 'relay.db') : redactUrl(at.store)
 }
 
 /**
