@@ -310,8 +310,7 @@ describe('auth and abuse against a relay process', () => {
         },
       })
     }
-    const rss = async () =>
-      metric(await scrape(relay.metricsUrl), 'parley_relay_process_resident_memory_bytes')
+    const rss = async () => metric(await scrape(relay.metricsUrl), 'process_resident_memory_bytes')
     const base = await rss()
     const { client: b } = await login(relay.url, bob)
     // Bob asks for his ~24 MB of mail, then stops reading his socket.

@@ -51,8 +51,7 @@ describe('syncing sockets that never read', () => {
     const c = await RawClient.open(relay.url)
     const attacker = await activate(c, relay, '+14155550191')
     for (let i = 0; i < MESSAGES; i++) await send(s, attacker, ENVELOPE)
-    const rss = async () =>
-      metric(await scrape(relay.metricsUrl), 'parley_relay_process_resident_memory_bytes')
+    const rss = async () => metric(await scrape(relay.metricsUrl), 'process_resident_memory_bytes')
     const rssBefore = await rss()
 
     // Each socket asks for the whole mailbox and stops reading.
@@ -76,9 +75,7 @@ describe('syncing sockets that never read', () => {
       heldBytesMax: metric(m, 'parley_relay_push_held_bytes_max'),
       pages: metric(m, 'parley_relay_mailbox_pages_total'),
       delivered: metric(m, 'parley_relay_messages_delivered_total'),
-      rssGrowthMb: Math.round(
-        (metric(m, 'parley_relay_process_resident_memory_bytes') - rssBefore) / 2 ** 20,
-      ),
+      rssGrowthMb: Math.round((metric(m, 'process_resident_memory_bytes') - rssBefore) / 2 ** 20),
     }
     report('syncing sockets that never read', { sockets: SOCKETS, messages: MESSAGES, ...figures })
     // Pages are cut by bytes: five 200 KiB envelopes fit a page, a sixth would not.

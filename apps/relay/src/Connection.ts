@@ -586,6 +586,7 @@ export class Connection implements Caller {
             },
           })
           metrics.delivered.inc()
+          metrics.deliveryLatency.observe(Math.max(0, Date.now() - e.receivedAtMs) / 1000)
           unsent -= e.envelope.length
           metrics.pushHeldBytesMax.observe(this.#ws.bufferedAmount + unsent)
           next = Math.max(next, e.seq)

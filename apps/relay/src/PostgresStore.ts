@@ -44,7 +44,9 @@ import type * as port from './Store.js'
 import * as accounts from './store/accounts.js'
 import { storeClosed } from './store/errors.js'
 import * as mail from './store/mailbox.js'
+import { ACTION_RETENTION_MS, SUMMARY_QUERY, type SummaryRow, toSummary } from './store/operator.js'
 import { type AccountRow, buf, cutPage, runs, u8 } from './store/rows.js'
+import type { AccountSnapshot, StoreSnapshot } from './store/snapshot.js'
 
 type Tx = pg.PoolClient
 
@@ -191,6 +193,30 @@ const MIGRATIONS: { version: number; sql: string; run?: (c: Tx, ctx: MigrationCo
         retained_at_ms BIGINT NOT NULL
       );
       CREATE INDEX retained_mail_by_retained_at ON retained_mail (retained_at_ms);
+    `,
+    },
+    {
+      // Operator holds (\`parley-relay admin\`): banned addresses (kept across erasure and re-activation), revoked
+      // devices, and the recent actions running relays poll to close the connections concerned. Nothing sealed:
+      // an address and a device id are lookup keys in every other table too.
+      version: 7,
+      sql: `
+      CREATE TABLE account_bans (
+        address BYTEA PRIMARY KEY,
+        banned_at_ms BIGINT NOT NULL
+      );
+      CREATE TABLE revoked_devices (
+        address BYTEA NOT NULL,
+        device_id BIGINT NOT NULL,
+        revoked_at_ms BIGINT NOT NULL,
+        PRIMARY KEY (address, device_id)
+      );
+      CREATE TABLE operator_actions (
+        seq BIGSERIAL PRIMARY KEY,
+        address BYTEA NOT NULL,
+        device_id BIGINT NOT NULL,
+        at_ms BIGINT NOT NULL
+      );
     `,
     },
   ]
@@ -1633,6 +1659,231 @@ export class PostgresStore implements port.Store {
     // Mail retained before the cutoff was received before it too, and has just expired: its record goes.
     await this.#pool.query('DELETE FROM retained_mail WHERE retained_at_ms < $1', [cutoffMs])
     return total
+  }
+
+  /**
+   * Writes a whole store read elsewhere (`parley-relay migrate` from SQLite) into this empty one, in one
+   * transaction: every account with the same address, device id, keys, prekeys, mailbox head and counters, mail
+   * (same seqs and message ids), gap records, registration lock and retained mail, so that its device logs in
+   * and reads on without activating again; and the bans and revoked devices. Each account gets a fresh data key
+   * and its values are sealed under it, as this store writes them.
+   * @param snapshot - the source, read in one consistent transaction
+   * @returns how many accounts and mail rows were written
+   * @throws Error when this store holds any account, ban or revocation already (nothing is written)
+   */
+  async importSnapshot(snapshot: StoreSnapshot): Promise<{ accounts: number; messages: number }> {
+    return this.#tx(async (c) => {
+      // Whatever else runs on this database waits until the import commits.
+      await c.query('LOCK TABLE accounts, account_bans, revoked_devices IN EXCLUSIVE MODE')
+      const held = (
+        await c.query<{ n: number }>(
+          `SELECT (SELECT count(*) FROM accounts) + (SELECT count(*) FROM account_bans)
+             + (SELECT count(*) FROM revoked_devices) + (SELECT count(*) FROM mailbox) AS n`,
+        )
+      ).rows[0]!.n
+      if (Number(held) > 0) {
+        throw new Error('the target PostgreSQL store is not empty: migrate into a new database or schema')
+      }
+      let accounts = 0
+      let messages = 0
+      for (const a of snapshot.accounts()) {
+        messages += await this.#importAccount(c, a)
+        accounts++
+      }
+      for (const b of snapshot.bans) {
+        await c.query('INSERT INTO account_bans (address, banned_at_ms) VALUES ($1, $2)', [
+          buf(b.address),
+          b.bannedAtMs,
+        ])
+      }
+      for (const r of snapshot.revoked) {
+        await c.query('INSERT INTO revoked_devices (address, device_id, revoked_at_ms) VALUES ($1, $2, $3)', [
+          buf(r.address),
+          r.deviceId,
+          r.revokedAtMs,
+        ])
+      }
+      return { accounts, messages }
+    })
+  }
+
+  /** One account of {@link importSnapshot}, sealed under a fresh data key; resolves how many mail rows it had. */
+  async #importAccount(c: Tx, a: AccountSnapshot): Promise<number> {
+    const address = buf(a.address)
+    const fresh = newDataKey()
+    try {
+      const s = new Sealer(dataKeyObject(fresh.raw), address)
+      await c.query('INSERT INTO account_keys (address, key_id, data_key) VALUES ($1, $2, $3)', [
+        address,
+        fresh.keyId,
+        this.#wrap(address, fresh.keyId, fresh.raw),
+      ])
+      const v = s.accountValues(a.deviceId, a)
+      await c.query(
+        `INSERT INTO accounts (address, device_id, identity_key, signed_prekey_id, signed_prekey,
+          signed_prekey_sig, kem_prekey_id, kem_prekey, kem_prekey_sig, mailbox_head_seq, mailbox_count, mailbox_bytes,
+          created_at_ms, number_commitment, delivery_verifier, key_id, last_active_ms)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)`,
+        [
+          address,
+          a.deviceId,
+          v.identityKey,
+          a.signedPrekey.keyId,
+          v.signedPrekey,
+          v.signedPrekeySig,
+          a.lastResortKemPrekey.keyId,
+          v.kemPrekey,
+          v.kemPrekeySig,
+          a.mailboxHeadSeq,
+          a.mailboxCount,
+          a.mailboxBytes,
+          a.createdAtMs,
+          v.numberCommitment,
+          s.seal('accounts.delivery_verifier', [a.deviceId], a.deliveryVerifier),
+          fresh.keyId,
+          a.lastActiveMs,
+        ],
+      )
+      await this.#putKeys(c, s, a)
+      let messages = 0
+      for (const rows of a.mail()) {
+        await c.query(
+          `INSERT INTO mailbox (address, device_id, seq, message_id, envelope, received_at_ms)
+           SELECT $1, d, q, m, e, t FROM unnest($2::bigint[], $3::bigint[], $4::bytea[], $5::bytea[], $6::bigint[])
+             AS v(d, q, m, e, t)`,
+          [
+            address,
+            rows.map((r) => r.deviceId),
+            rows.map((r) => r.seq),
+            rows.map((r) => buf(r.messageId)),
+            rows.map((r) => s.seal('mailbox.envelope', [r.deviceId, r.seq], r.envelope, r.messageId)),
+            rows.map((r) => r.receivedAtMs),
+          ],
+        )
+        messages += rows.length
+      }
+      for (const g of a.gaps) {
+        await c.query(
+          `INSERT INTO mailbox_gaps (address, device_id, first_seq, last_seq, reason, recorded_at_ms)
+           VALUES ($1, $2, $3, $4, $5, $6)`,
+          [address, g.deviceId, g.firstSeq, g.lastSeq, g.reason, g.recordedAtMs],
+        )
+      }
+      if (a.lock) {
+        await c.query(
+          'INSERT INTO registration_locks (address, key_id, lock, set_at_ms) VALUES ($1, $2, $3, $4)',
+          [address, fresh.keyId, s.seal('registration_locks.lock', [], packLock(a.lock)), a.lock.setAtMs],
+        )
+      }
+      if (a.retained) {
+        const r = a.retained
+        await c.query(
+          `INSERT INTO retained_mail (address, device_id, identity_key, head_seq, retained_at_ms)
+           VALUES ($1, $2, $3, $4, $5)`,
+          [
+            address,
+            r.deviceId,
+            s.seal('retained_mail.identity_key', [r.deviceId], r.identityKey),
+            r.headSeq,
+            r.retainedAtMs,
+          ],
+        )
+      }
+      return messages
+    } finally {
+      fresh.raw.fill(0)
+    }
+  }
+
+  async listAccounts(after: Uint8Array | null, limit: number): Promise<port.AccountSummary[]> {
+    this.#open()
+    const { rows } = await this.#pool.query<SummaryRow>(
+      `${SUMMARY_QUERY} WHERE a.address > $1 ORDER BY a.address LIMIT $2`,
+      [after ? buf(after) : Buffer.alloc(0), limit],
+    )
+    return rows.map(toSummary)
+  }
+
+  async accountSummary(address: Uint8Array): Promise<port.AccountSummary | null> {
+    this.#open()
+    const { rows } = await this.#pool.query<SummaryRow>(`${SUMMARY_QUERY} WHERE a.address = $1`, [
+      buf(address),
+    ])
+    return rows[0] ? toSummary(rows[0]) : null
+  }
+
+  async setBanned(address: Uint8Array, banned: boolean, nowMs: number): Promise<boolean> {
+    const a = buf(address)
+    return this.#tx(async (c) => {
+      if (!banned)
+        return ((await c.query('DELETE FROM account_bans WHERE address = $1', [a])).rowCount ?? 0) > 0
+      const added = await c.query(
+        'INSERT INTO account_bans (address, banned_at_ms) VALUES ($1, $2) ON CONFLICT DO NOTHING',
+        [a, nowMs],
+      )
+      await this.#recordAction(c, a, 0, nowMs)
+      return (added.rowCount ?? 0) > 0
+    })
+  }
+
+  async revokeDevice(address: Uint8Array, deviceId: number, nowMs: number): Promise<boolean> {
+    const a = buf(address)
+    return this.#tx(async (c) => {
+      if (!accounts.isDevice(await this.#lockAccount(c, a), deviceId)) return false
+      await c.query(
+        `INSERT INTO revoked_devices (address, device_id, revoked_at_ms) VALUES ($1, $2, $3)
+         ON CONFLICT DO NOTHING`,
+        [a, deviceId, nowMs],
+      )
+      await this.#recordAction(c, a, deviceId, nowMs)
+      return true
+    })
+  }
+
+  /**
+   * Records an operator action, and drops what no relay needs any more: actions older than a day, and
+   * revocations of devices that are no longer registered (replaced, or erased with their account).
+   */
+  async #recordAction(c: Tx, address: Buffer, deviceId: number, nowMs: number): Promise<void> {
+    await c.query('INSERT INTO operator_actions (address, device_id, at_ms) VALUES ($1, $2, $3)', [
+      address,
+      deviceId,
+      nowMs,
+    ])
+    await c.query('DELETE FROM operator_actions WHERE at_ms < $1', [nowMs - ACTION_RETENTION_MS])
+    await c.query(`DELETE FROM revoked_devices r WHERE NOT EXISTS (SELECT 1 FROM accounts a
+      WHERE a.address = r.address AND a.device_id = r.device_id)`)
+  }
+
+  async operatorHold(address: Uint8Array, deviceId: number): Promise<port.OperatorHold> {
+    this.#open()
+    const a = buf(address)
+    const { rows } = await this.#pool.query<{ banned: boolean; revoked: boolean }>(
+      `SELECT EXISTS (SELECT 1 FROM account_bans WHERE address = $1) AS banned,
+        EXISTS (SELECT 1 FROM revoked_devices WHERE address = $1 AND device_id = $2) AS revoked`,
+      [a, deviceId],
+    )
+    return rows[0]!.banned ? 'banned' : rows[0]!.revoked ? 'revoked' : null
+  }
+
+  /**
+   * As the port says. A BIGSERIAL seq is taken at insert, not commit, so two actions committing out of order
+   * could let a poller skip the earlier one; actions are rare and the skipped device still fails its next
+   * authentication.
+   */
+  async operatorActions(afterSeq: number, sinceMs: number, limit: number): Promise<port.OperatorAction[]> {
+    this.#open()
+    const { rows } = await this.#pool.query<{
+      seq: number
+      address: Buffer
+      device_id: number
+      at_ms: number
+    }>(
+      `SELECT seq, address, device_id, at_ms FROM operator_actions WHERE seq > $1 AND at_ms >= $2
+       ORDER BY seq LIMIT $3`,
+      [afterSeq, sinceMs, limit],
+    )
+    return rows.map((r) => ({ seq: r.seq, address: u8(r.address), deviceId: r.device_id, atMs: r.at_ms }))
   }
 }
 

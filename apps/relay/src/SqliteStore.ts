@@ -10,7 +10,9 @@ import type * as port from './Store.js'
 import * as accounts from './store/accounts.js'
 import { storeClosed } from './store/errors.js'
 import * as mail from './store/mailbox.js'
+import { ACTION_RETENTION_MS, SUMMARY_QUERY, type SummaryRow, toSummary } from './store/operator.js'
 import { type AccountRow, buf, bufOrNull, cutPage, runs, u8, u8OrEmpty } from './store/rows.js'
+import type { AccountSnapshot, MailRow, StoreSnapshot } from './store/snapshot.js'
 
 /** Ordered schema migrations; a released entry is never edited, only new ones appended. */
 const MIGRATIONS: { version: number; sql: string }[] = [
@@ -115,6 +117,29 @@ const MIGRATIONS: { version: number; sql: string }[] = [
         head_seq INTEGER NOT NULL,
         retained_at_ms INTEGER NOT NULL
       ) WITHOUT ROWID;
+    `,
+  },
+  {
+    // Operator holds (`parley-relay admin`): banned addresses (kept across erasure and re-activation), revoked
+    // devices, and the recent actions running relays poll to close the connections concerned.
+    version: 6,
+    sql: `
+      CREATE TABLE account_bans (
+        address BLOB PRIMARY KEY,
+        banned_at_ms INTEGER NOT NULL
+      ) WITHOUT ROWID;
+      CREATE TABLE revoked_devices (
+        address BLOB NOT NULL,
+        device_id INTEGER NOT NULL,
+        revoked_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (address, device_id)
+      ) WITHOUT ROWID;
+      CREATE TABLE operator_actions (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        address BLOB NOT NULL,
+        device_id INTEGER NOT NULL,
+        at_ms INTEGER NOT NULL
+      );
     `,
   },
 ]
@@ -777,5 +802,252 @@ export class SqliteStore implements port.Store {
     this.#s.expireGaps.run(cutoffMs)
     this.#s.expireRetained.run(cutoffMs)
     return total
+  }
+
+  /**
+   * Writes a consistent copy of the database to a new file, online: one read transaction (`VACUUM INTO`), so
+   * the relay writing through another connection meanwhile is neither blocked (WAL) nor half-copied. Chosen over
+   * the page-by-page backup API, which restarts whenever another connection writes (a busy relay's group commits
+   * could keep it from ever finishing), and because it writes live rows only: no free page of the copy holds
+   * what an erasure deleted. The copy is in rollback-journal mode, a complete file on its own.
+   * @param path - the new file; refused when it exists
+   * @throws Error when the file exists or cannot be written
+   */
+  async backupTo(path: string): Promise<void> {
+    this.#open()
+    this.#flush()
+    this.#db.prepare('VACUUM INTO ?').run(path)
+  }
+
+  /**
+   * Reads a whole database in one read transaction on a connection of its own (for `parley-relay migrate`):
+   * what it returns is one consistent state, however long the caller takes, even beside a running relay (WAL);
+   * mail written after it began is not in it. The database must be at this code's schema version (open it as a
+   * store once to migrate it).
+   * @param path - the database file
+   * @returns the snapshot; the caller closes it
+   * @throws Error when the file is missing or at another schema version
+   */
+  static openSnapshot(path: string): StoreSnapshot {
+    const db = new Database(path, { readonly: true, fileMustExist: true })
+    try {
+      db.exec('BEGIN')
+      const v = (db.prepare('SELECT max(version) AS v FROM schema_migrations').get() as { v: number }).v
+      if (v !== SCHEMA_VERSION) {
+        throw new Error(
+          `${path} is at schema version ${v}, not ${SCHEMA_VERSION}: start this relay on it once`,
+        )
+      }
+    } catch (err) {
+      db.close()
+      throw err
+    }
+    const addresses = (
+      db.prepare('SELECT address FROM accounts ORDER BY address').all() as { address: Buffer }[]
+    ).map((r) => r.address)
+    const q = {
+      account: db.prepare('SELECT * FROM accounts WHERE address = ?'),
+      otpks: db.prepare('SELECT key_id, public_key FROM one_time_prekeys WHERE address = ? ORDER BY key_id'),
+      kems: db.prepare(
+        'SELECT key_id, public_key, signature FROM kem_prekeys WHERE address = ? ORDER BY key_id',
+      ),
+      mail: db.prepare(`SELECT device_id, seq, message_id, envelope, received_at_ms FROM mailbox
+        WHERE address = ? AND (device_id, seq) > (?, ?) ORDER BY device_id, seq LIMIT 200`),
+      gaps: db.prepare(`SELECT device_id, first_seq, last_seq, reason, recorded_at_ms FROM mailbox_gaps
+        WHERE address = ? ORDER BY device_id, first_seq`),
+      lock: db.prepare('SELECT salt, log_n, verifier, set_at_ms FROM registration_locks WHERE address = ?'),
+      retained: db.prepare(
+        'SELECT device_id, identity_key, head_seq, retained_at_ms FROM retained_mail WHERE address = ?',
+      ),
+    }
+    const bans = (
+      db.prepare('SELECT address, banned_at_ms FROM account_bans ORDER BY address').all() as {
+        address: Buffer
+        banned_at_ms: number
+      }[]
+    ).map((r) => ({ address: u8(r.address), bannedAtMs: r.banned_at_ms }))
+    const revoked = (
+      db.prepare('SELECT address, device_id, revoked_at_ms FROM revoked_devices ORDER BY address').all() as {
+        address: Buffer
+        device_id: number
+        revoked_at_ms: number
+      }[]
+    ).map((r) => ({ address: u8(r.address), deviceId: r.device_id, revokedAtMs: r.revoked_at_ms }))
+    function* mail(address: Buffer): Iterable<MailRow[]> {
+      for (let after: [number, number] = [-1, -1]; ; ) {
+        const rows = q.mail.all(address, ...after) as {
+          device_id: number
+          seq: number
+          message_id: Buffer
+          envelope: Buffer
+          received_at_ms: number
+        }[]
+        if (rows.length === 0) return
+        yield rows.map((r) => ({
+          deviceId: r.device_id,
+          seq: r.seq,
+          messageId: u8(r.message_id),
+          envelope: u8(r.envelope),
+          receivedAtMs: r.received_at_ms,
+        }))
+        const last = rows[rows.length - 1]!
+        after = [last.device_id, last.seq]
+      }
+    }
+    function* accountsOf(): Iterable<AccountSnapshot> {
+      for (const address of addresses) {
+        const r = q.account.get(address) as AccountRow
+        const lock = q.lock.get(address) as
+          | { salt: Buffer; log_n: number; verifier: Buffer; set_at_ms: number }
+          | undefined
+        const kept = q.retained.get(address) as
+          | { device_id: number; identity_key: Buffer; head_seq: number; retained_at_ms: number }
+          | undefined
+        yield {
+          address: u8(address),
+          deviceId: r.device_id,
+          identityKey: u8(r.identity_key),
+          signedPrekey: {
+            keyId: r.signed_prekey_id,
+            publicKey: u8(r.signed_prekey),
+            signature: u8(r.signed_prekey_sig),
+          },
+          lastResortKemPrekey: {
+            keyId: r.kem_prekey_id,
+            publicKey: u8(r.kem_prekey),
+            signature: u8(r.kem_prekey_sig),
+          },
+          numberCommitment: u8OrEmpty(r.number_commitment),
+          deliveryVerifier: u8OrEmpty(r.delivery_verifier),
+          createdAtMs: r.created_at_ms,
+          lastActiveMs: r.last_active_ms,
+          mailboxHeadSeq: r.mailbox_head_seq,
+          mailboxCount: r.mailbox_count,
+          mailboxBytes: r.mailbox_bytes,
+          oneTimePrekeys: (q.otpks.all(address) as { key_id: number; public_key: Buffer }[]).map((k) => ({
+            keyId: k.key_id,
+            publicKey: u8(k.public_key),
+          })),
+          oneTimeKemPrekeys: (
+            q.kems.all(address) as { key_id: number; public_key: Buffer; signature: Buffer }[]
+          ).map((k) => ({ keyId: k.key_id, publicKey: u8(k.public_key), signature: u8(k.signature) })),
+          mail: () => mail(address),
+          gaps: (
+            q.gaps.all(address) as {
+              device_id: number
+              first_seq: number
+              last_seq: number
+              reason: port.GapKind
+              recorded_at_ms: number
+            }[]
+          ).map((g) => ({
+            deviceId: g.device_id,
+            firstSeq: g.first_seq,
+            lastSeq: g.last_seq,
+            reason: g.reason,
+            recordedAtMs: g.recorded_at_ms,
+          })),
+          lock: lock
+            ? { salt: u8(lock.salt), logN: lock.log_n, verifier: u8(lock.verifier), setAtMs: lock.set_at_ms }
+            : null,
+          retained: kept
+            ? {
+                deviceId: kept.device_id,
+                identityKey: u8(kept.identity_key),
+                headSeq: kept.head_seq,
+                retainedAtMs: kept.retained_at_ms,
+              }
+            : null,
+        }
+      }
+    }
+    return {
+      accounts: accountsOf,
+      bans,
+      revoked,
+      close: () => {
+        if (!db.open) return
+        db.exec('COMMIT')
+        db.close()
+      },
+    }
+  }
+
+  async listAccounts(after: Uint8Array | null, limit: number): Promise<port.AccountSummary[]> {
+    this.#open()
+    const rows = this.#db
+      .prepare(`${SUMMARY_QUERY} WHERE a.address > ? ORDER BY a.address LIMIT ?`)
+      .all(after ? buf(after) : Buffer.alloc(0), limit) as SummaryRow[]
+    return rows.map(toSummary)
+  }
+
+  async accountSummary(address: Uint8Array): Promise<port.AccountSummary | null> {
+    this.#open()
+    const row = this.#db.prepare(`${SUMMARY_QUERY} WHERE a.address = ?`).get(buf(address)) as
+      | SummaryRow
+      | undefined
+    return row ? toSummary(row) : null
+  }
+
+  async setBanned(address: Uint8Array, banned: boolean, nowMs: number): Promise<boolean> {
+    this.#open()
+    const a = buf(address)
+    return this.#db.transaction(() => {
+      if (!banned) return this.#db.prepare('DELETE FROM account_bans WHERE address = ?').run(a).changes > 0
+      const added = this.#db
+        .prepare('INSERT INTO account_bans (address, banned_at_ms) VALUES (?, ?) ON CONFLICT DO NOTHING')
+        .run(a, nowMs).changes
+      this.#recordAction(a, 0, nowMs)
+      return added > 0
+    })()
+  }
+
+  async revokeDevice(address: Uint8Array, deviceId: number, nowMs: number): Promise<boolean> {
+    this.#open()
+    const a = buf(address)
+    return this.#db.transaction(() => {
+      if (!accounts.isDevice(this.#mailboxState(address), deviceId)) return false
+      this.#db
+        .prepare(
+          'INSERT INTO revoked_devices (address, device_id, revoked_at_ms) VALUES (?, ?, ?) ON CONFLICT DO NOTHING',
+        )
+        .run(a, deviceId, nowMs)
+      this.#recordAction(a, deviceId, nowMs)
+      return true
+    })()
+  }
+
+  /**
+   * Records an operator action, and drops what no relay needs any more: actions older than a day, and
+   * revocations of devices that are no longer registered (replaced, or erased with their account).
+   */
+  #recordAction(address: Buffer, deviceId: number, nowMs: number): void {
+    this.#db
+      .prepare('INSERT INTO operator_actions (address, device_id, at_ms) VALUES (?, ?, ?)')
+      .run(address, deviceId, nowMs)
+    this.#db.prepare('DELETE FROM operator_actions WHERE at_ms < ?').run(nowMs - ACTION_RETENTION_MS)
+    this.#db
+      .prepare(`DELETE FROM revoked_devices WHERE NOT EXISTS (SELECT 1 FROM accounts a
+        WHERE a.address = revoked_devices.address AND a.device_id = revoked_devices.device_id)`)
+      .run()
+  }
+
+  async operatorHold(address: Uint8Array, deviceId: number): Promise<port.OperatorHold> {
+    this.#open()
+    const a = buf(address)
+    const row = this.#db
+      .prepare(`SELECT EXISTS (SELECT 1 FROM account_bans WHERE address = ?) AS banned,
+        EXISTS (SELECT 1 FROM revoked_devices WHERE address = ? AND device_id = ?) AS revoked`)
+      .get(a, a, deviceId) as { banned: number; revoked: number }
+    return row.banned ? 'banned' : row.revoked ? 'revoked' : null
+  }
+
+  async operatorActions(afterSeq: number, sinceMs: number, limit: number): Promise<port.OperatorAction[]> {
+    this.#open()
+    const rows = this.#db
+      .prepare(`SELECT seq, address, device_id, at_ms FROM operator_actions WHERE seq > ? AND at_ms >= ?
+        ORDER BY seq LIMIT ?`)
+      .all(afterSeq, sinceMs, limit) as { seq: number; address: Buffer; device_id: number; at_ms: number }[]
+    return rows.map((r) => ({ seq: r.seq, address: u8(r.address), deviceId: r.device_id, atMs: r.at_ms }))
   }
 }

@@ -157,6 +157,37 @@ export interface MailboxPage {
  */
 export type RebindResult = 'moved' | 'not_found' | 'taken'
 
+/**
+ * An account as the operator sees it (`parley-relay admin`): its address and counters, never a key or a number.
+ */
+export interface AccountSummary {
+  address: Uint8Array
+  deviceId: number
+  createdAtMs: number
+  lastActiveMs: number
+  /** Unread messages in the device's mailbox. */
+  mailboxMessages: number
+  /** Envelope bytes of that mail. */
+  mailboxBytes: number
+  /** Whether the operator banned the address ({@link Store.setBanned}). */
+  banned: boolean
+  /** Whether the operator revoked the registered device ({@link Store.revokeDevice}). */
+  revoked: boolean
+}
+
+/** Why the operator refuses an address or a device: banned address, revoked device, or null for neither. */
+export type OperatorHold = 'banned' | 'revoked' | null
+
+/** A ban or a device revocation, as running relays poll them to close the connections concerned. */
+export interface OperatorAction {
+  /** Increasing in the order the actions were recorded. */
+  seq: number
+  address: Uint8Array
+  /** The revoked device, or 0 for a ban (every device of the address). */
+  deviceId: number
+  atMs: number
+}
+
 /** The storage port. */
 export interface Store {
   /**
@@ -287,4 +318,36 @@ export interface Store {
    * how many messages expired.
    */
   expire(cutoffMs: number): Promise<number>
+
+  // ── Operator holds (`parley-relay admin`): bans by address and device revocations ──
+
+  /**
+   * Accounts in address order after `after` (null: from the first), at most `limit`, with their counters and
+   * holds; for the operator's listing.
+   */
+  listAccounts(after: Uint8Array | null, limit: number): Promise<AccountSummary[]>
+  /** One account's summary, or null when the address has no account. */
+  accountSummary(address: Uint8Array): Promise<AccountSummary | null>
+  /**
+   * Bans (`banned` true) or unbans an address. A ban holds whether or not an account is registered there, and
+   * survives its erasure and re-activation; it keeps the account, its keys and its mail (which expires as
+   * usual). Banning records an {@link OperatorAction}. Resolves whether anything changed.
+   */
+  setBanned(address: Uint8Array, banned: boolean, nowMs: number): Promise<boolean>
+  /**
+   * Revokes the registered device of an address: its authentication fails from now on, until the number is
+   * activated again (a new device). Records an {@link OperatorAction}. Resolves false when `deviceId` is not the
+   * registered device (nothing changes then).
+   */
+  revokeDevice(address: Uint8Array, deviceId: number, nowMs: number): Promise<boolean>
+  /**
+   * What the operator holds against a device of an address: `banned` (the address), `revoked` (that device),
+   * or null. `deviceId` 0 asks about the address alone (activation).
+   */
+  operatorHold(address: Uint8Array, deviceId: number): Promise<OperatorHold>
+  /**
+   * Operator actions with `seq > afterSeq` recorded at or after `sinceMs`, in seq order, at most `limit`.
+   * Actions older than a day are dropped when a new one is recorded.
+   */
+  operatorActions(afterSeq: number, sinceMs: number, limit: number): Promise<OperatorAction[]>
 }

@@ -2,12 +2,19 @@
  * `parley-relay`: flags and env vars → {@link startRelay}; SIGTERM / SIGINT shut it down gracefully.
  * @module
  */
+import { adminCommand } from './admin/adminCommand.js'
+import { backupCommand } from './admin/backupCommand.js'
+import { migrateCommand } from './admin/migrateCommand.js'
+import { runCommand } from './admin/options.js'
 import { helpText, parseConfig } from './config.js'
 import { createLogger } from './logger.js'
 import { oprfCommand } from './oprfCommand.js'
 import { startRelay } from './server.js'
 
 async function main(): Promise<void> {
+  if (process.argv[2] === 'admin') return runCommand(adminCommand)
+  if (process.argv[2] === 'backup') return runCommand(backupCommand)
+  if (process.argv[2] === 'migrate') return runCommand(migrateCommand)
   if (process.argv[2] === 'oprf') {
     process.exitCode = oprfCommand(
       process.argv.slice(3),

@@ -13,6 +13,7 @@ import type { Duplex } from 'node:stream'
 import type { DemoFileName, DemoFiles } from '@parley/demo'
 import { type WebSocket, WebSocketServer } from 'ws'
 import { Activations } from './Activations.js'
+import { closeHeldConnections } from './admin/watch.js'
 import { Connection } from './Connection.js'
 import { CloseCode } from './closeCodes.js'
 import { DEFAULT_CONFIG, metricsAddress, policies, type RelayConfig, validateConfig } from './config.js'
@@ -461,6 +462,7 @@ export async function startRelay(options: RelayOptions = {}): Promise<RunningRel
       log.info({ expired }, 'expired mail swept')
     }
     ctx.activations.sweep()
+    await closeHeldConnections(ctx)
     ctx.metrics.membershipPrefixBits.set(await ctx.membership.refresh())
     if (ctx.limiter instanceof MemoryRateLimiter) ctx.limiter.sweep()
     saveQuotas()

@@ -84,11 +84,11 @@ describe('SqliteStore', () => {
     expect(open(path).schemaVersion).toBe(SCHEMA_VERSION)
   })
 
-  it('is at schema version 5', () => {
-    expect(SCHEMA_VERSION).toBe(5)
+  it('is at schema version 6', () => {
+    expect(SCHEMA_VERSION).toBe(6)
   })
 
-  it('migrates a version-1 file to version 5, keeping its accounts (with no commitment, verifier or lock) and mail', async () => {
+  it('migrates a version-1 file to version 6, keeping its accounts (with no commitment, verifier or lock) and mail', async () => {
     const path = join(tempDir(), 'relay.db')
     const address = bytes(32)
     const identityKey = bytes(32)
@@ -114,7 +114,7 @@ describe('SqliteStore', () => {
     v1.close()
 
     const s = open(path)
-    expect(s.schemaVersion).toBe(5)
+    expect(s.schemaVersion).toBe(6)
     const account = (await s.getAccount(address))!
     // No activity recorded before version 4: the registration time stands in.
     expect(account).toMatchObject({ deviceId: 3, createdAtMs: 1234, lastActiveMs: 1234 })
@@ -141,6 +141,7 @@ describe('SqliteStore', () => {
       { version: 3 },
       { version: 4 },
       { version: 5 },
+      { version: 6 },
     ])
     const cols = db.prepare('PRAGMA table_info(accounts)').all() as {
       name: string
@@ -159,7 +160,7 @@ describe('SqliteStore', () => {
     })
     db.close()
     // Reopening runs no migration again.
-    expect(open(path).schemaVersion).toBe(5)
+    expect(open(path).schemaVersion).toBe(6)
   })
 
   it('stores an empty commitment or verifier as NULL', async () => {

@@ -596,7 +596,7 @@ describeWith('PostgresStore crypto-shredding', [pgAbsent], () => {
       const plainText = await dump(schema)
       expect(plainText).toContain(hex(accounts[0]!.identityKey))
       const s = await openIn(schema, { storeKey: storeKey() })
-      expect(await s.schemaVersion()).toBe(6)
+      expect(await s.schemaVersion()).toBe(7)
       const text = await dump(schema)
       const secrets = accounts.flatMap((a) => [
         a.identityKey,

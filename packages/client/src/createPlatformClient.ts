@@ -3,10 +3,11 @@
  * place that turns it into {@link ParleyClient.create}'s options with the platform's default transport and store.
  * @module
  */
+
+import type { CryptoProvider } from '@parley/protocol'
 import { ParleyClient } from './Client.js'
 import { MemoryStore, type Store } from './Store.js'
 import type { Transport } from './Transport.js'
-import type { CryptoProvider } from '@parley/protocol'
 import type { ParleyClientOptions } from './types.js'
 
 /**

@@ -31,6 +31,7 @@ import { RELAY_CRYPTO } from '../internal/nodeVerify.js'
 import { smsGuard } from '../SmsGuard.js'
 import { VerifierVeto } from '../Verifier.js'
 import { evaluateOwnNumber } from './discovery.js'
+import { refuseHeld } from './holds.js'
 import { checkPrekeys, NO_PREKEYS, verifyPrekeys } from './prekeys.js'
 import { checkRegistrationLock } from './registrationLock.js'
 import type { Caller } from './scope.js'
@@ -228,6 +229,7 @@ export async function activationConfirm(
     // the owner then retries with the PIN and the same code.
     number = await activations.check(activationIdHex, code)
     address = addressFromToken(oprfEvaluate(key.secretKey, numberToOprfInput(number)))
+    refuseHeld(await store.operatorHold(address, 0))
     keepRegistrationLock = await checkRegistrationLock(conn, address, proof)
     number = await activations.confirm(activationIdHex, code)
   } catch (err) {

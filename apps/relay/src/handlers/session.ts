@@ -13,6 +13,7 @@ import {
 import { CloseCode } from '../closeCodes.js'
 import { RELAY_CRYPTO } from '../internal/nodeVerify.js'
 import { smsGuard } from '../SmsGuard.js'
+import { refuseHeld } from './holds.js'
 import type { Caller, DeviceScope } from './scope.js'
 import { deviceGone, type Reply, requireBytes } from './util.js'
 
@@ -112,6 +113,8 @@ export async function authenticate(conn: Caller, request: ClientBodyOf<'authenti
   ) {
     throw new ParleyError('UNAUTHENTICATED', 'the auth signature does not verify')
   }
+  const summary = await conn.ctx.store.accountSummary(address)
+  refuseHeld(summary?.banned ? 'banned' : summary?.revoked ? 'revoked' : null)
   await conn.bind(address, deviceId)
   // Activity, for the registration lock's lapse: written at most about once per interval per account.
   const nowMs = Date.now()
@@ -119,6 +122,7 @@ export async function authenticate(conn: Caller, request: ClientBodyOf<'authenti
     await conn.ctx.store.touchAccount(address, deviceId, nowMs)
   }
   const head = await conn.ctx.store.mailboxHead(address, deviceId)
+  if (summary) conn.ctx.metrics.mailboxDepth.observe(summary.mailboxMessages)
   return { authenticated: { mailboxHeadSeq: head } }
 }
 

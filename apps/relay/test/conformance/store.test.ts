@@ -55,7 +55,8 @@ describe('Store conformance: SqliteStore', () => {
       const db = new Database(paths.get(store)!)
       try {
         db.exec(`ALTER TABLE accounts DROP COLUMN mailbox_bytes; ALTER TABLE accounts DROP COLUMN last_active_ms;
-          DROP TABLE registration_locks; DROP TABLE retained_mail; DELETE FROM schema_migrations WHERE version >= 3`)
+          DROP TABLE registration_locks; DROP TABLE retained_mail; DROP TABLE account_bans;
+          DROP TABLE revoked_devices; DROP TABLE operator_actions; DELETE FROM schema_migrations WHERE version >= 3`)
       } finally {
         db.close()
       }

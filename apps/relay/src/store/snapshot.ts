@@ -1,0 +1,63 @@
+// A whole store as one consistent read, in the shape both SQL stores understand: what `parley-relay migrate`
+// reads from SQLite (`SqliteStore.openSnapshot`) and writes into PostgreSQL (`PostgresStore.importSnapshot`),
+// values in the clear between the two (the PostgreSQL side seals them under fresh account data keys).
+import type { GapKind, OneTimeKey, RegistrationLock, SignedKey } from '../Store.js'
+
+/** One mail row: of the account's device, or of the replaced device whose mail is retained. */
+export interface MailRow {
+  deviceId: number
+  seq: number
+  messageId: Uint8Array
+  envelope: Uint8Array
+  receivedAtMs: number
+}
+
+/** One gap record. */
+export interface GapRow {
+  deviceId: number
+  firstSeq: number
+  lastSeq: number
+  reason: GapKind
+  recordedAtMs: number
+}
+
+/** Everything a store holds of one account. */
+export interface AccountSnapshot {
+  address: Uint8Array
+  deviceId: number
+  identityKey: Uint8Array
+  signedPrekey: SignedKey
+  lastResortKemPrekey: SignedKey
+  /** Empty when none. */
+  numberCommitment: Uint8Array
+  /** Empty when none. */
+  deliveryVerifier: Uint8Array
+  createdAtMs: number
+  /** Null when none was recorded (read as `createdAtMs`). */
+  lastActiveMs: number | null
+  mailboxHeadSeq: number
+  mailboxCount: number
+  mailboxBytes: number
+  oneTimePrekeys: OneTimeKey[]
+  oneTimeKemPrekeys: SignedKey[]
+  /** The address's mail rows in (device, seq) order, in batches (a mailbox can hold gigabytes). */
+  mail(): Iterable<MailRow[]>
+  gaps: GapRow[]
+  lock: RegistrationLock | null
+  retained: { deviceId: number; identityKey: Uint8Array; headSeq: number; retainedAtMs: number } | null
+}
+
+/**
+ * A store read in one transaction. The operator actions running relays poll are not part of it: they concern
+ * the connections of the relays that recorded them.
+ */
+export interface StoreSnapshot {
+  /** Every account, in address order; valid until {@link close}. */
+  accounts(): Iterable<AccountSnapshot>
+  /** Banned addresses (with or without an account). */
+  bans: { address: Uint8Array; bannedAtMs: number }[]
+  /** Revoked devices. */
+  revoked: { address: Uint8Array; deviceId: number; revokedAtMs: number }[]
+  /** Ends the read. */
+  close(): void
+}
