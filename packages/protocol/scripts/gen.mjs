@@ -151,6 +151,14 @@ ${table.join('\n')}
     '/** A oneof with no member set (a message decoded without one). */',
     'export type NoneOf<D extends string, M> = { [P in D]?: undefined } & { [P in keyof M]?: undefined }',
     '',
+    '/**',
+    ' * What the encoder takes for a message decoded as `M`: every field optional and nullable (a zero value and an',
+    ' * absent field encode the same), with the message-typed fields as their inputs, given by `Nested`.',
+    ' */',
+    'export type InputOf<M, Nested extends { [K in keyof M]?: unknown } = {}> = {',
+    '  [K in keyof M]?: (K extends keyof Nested ? Nested[K] : M[K]) | null',
+    '}',
+    '',
   ]
   for (const [name, t] of Object.entries(types)) {
     if (t.values) {
@@ -174,9 +182,15 @@ ${table.join('\n')}
         !many && (d.options?.proto3_optional === true || (!scalarTs[d.type] && !types[d.type]?.values))
       return `  ${f}${optional ? '?' : ''}: ${tsOf(d, false)}${many ? '[]' : ''}`
     })
-    const input = Object.entries(t.fields)
-      .sort(([, a], [, b]) => a.id - b.id)
-      .map(([f, d]) => `  ${f}?: ${tsOf(d, true)}${d.rule === 'repeated' ? '[]' : ''} | null`)
+    const fieldsById = Object.entries(t.fields).sort(([, a], [, b]) => a.id - b.id)
+    const input = fieldsById.map(
+      ([f, d]) => `  ${f}?: ${tsOf(d, true)}${d.rule === 'repeated' ? '[]' : ''} | null`,
+    )
+    // Message-typed fields, whose input type is not their decoded one: the rest of an input is `InputOf` the
+    // decoded message's own fields.
+    const nested = fieldsById
+      .filter(([, d]) => tsOf(d, true) !== tsOf(d, false))
+      .map(([f, d]) => `${f}: ${tsOf(d, true)}${d.rule === 'repeated' ? '[]' : ''}`)
     const doc = `\`parley.v1.${name}\``
     const unions = []
     for (const [o, { oneof }] of real) {
@@ -200,7 +214,12 @@ ${table.join('\n')}
         : `export type ${name} = ${base} & ${unions.join(' & ')}`,
       '',
       `/** ${doc} as the encoder takes it: every field optional; a zero value and an absent field encode the same. */`,
-      `export interface ${name}Input {\n${input.join('\n')}\n}`,
+      // A oneof's decoded type is a union on the oneof's name, which the input does not have: written out.
+      unions.length > 0
+        ? `export interface ${name}Input {\n${input.join('\n')}\n}`
+        : nested.length === 0
+          ? `export type ${name}Input = InputOf<${name}>`
+          : `export type ${name}Input = InputOf<${name}, { ${nested.join('; ')} }>`,
       '',
     )
   }

@@ -11,6 +11,14 @@ export type OneOf<D extends string, M> = {
 /** A oneof with no member set (a message decoded without one). */
 export type NoneOf<D extends string, M> = { [P in D]?: undefined } & { [P in keyof M]?: undefined }
 
+/**
+ * What the encoder takes for a message decoded as `M`: every field optional and nullable (a zero value and an
+ * absent field encode the same), with the message-typed fields as their inputs, given by `Nested`.
+ */
+export type InputOf<M, Nested extends { [K in keyof M]?: unknown } = {}> = {
+  [K in keyof M]?: (K extends keyof Nested ? Nested[K] : M[K]) | null
+}
+
 /** `parley.v1.SealedEnvelope` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface SealedEnvelope {
   version: number
@@ -20,12 +28,7 @@ export interface SealedEnvelope {
 }
 
 /** `parley.v1.SealedEnvelope` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
-export interface SealedEnvelopeInput {
-  version?: number | null
-  ephemeralKey?: Uint8Array | null
-  encryptedSenderKey?: Uint8Array | null
-  ciphertext?: Uint8Array | null
-}
+export type SealedEnvelopeInput = InputOf<SealedEnvelope>
 
 /** The members of `parley.v1.SealedContent`'s oneof `message`, by name. */
 export interface SealedContentMessageMembers {
@@ -66,11 +69,7 @@ export interface ServerCertificateBody {
 }
 
 /** `parley.v1.ServerCertificateBody` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
-export interface ServerCertificateBodyInput {
-  keyId?: number | null
-  publicKey?: Uint8Array | null
-  expiresAtMs?: number | null
-}
+export type ServerCertificateBodyInput = InputOf<ServerCertificateBody>
 
 /** `parley.v1.ServerCertificate` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface ServerCertificate {
@@ -79,10 +78,7 @@ export interface ServerCertificate {
 }
 
 /** `parley.v1.ServerCertificate` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
-export interface ServerCertificateInput {
-  body?: Uint8Array | null
-  signature?: Uint8Array | null
-}
+export type ServerCertificateInput = InputOf<ServerCertificate>
 
 /** `parley.v1.OprfKeyCertificateBody` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface OprfKeyCertificateBody {
@@ -93,12 +89,7 @@ export interface OprfKeyCertificateBody {
 }
 
 /** `parley.v1.OprfKeyCertificateBody` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
-export interface OprfKeyCertificateBodyInput {
-  keyId?: number | null
-  publicKey?: Uint8Array | null
-  validFromMs?: number | null
-  validUntilMs?: number | null
-}
+export type OprfKeyCertificateBodyInput = InputOf<OprfKeyCertificateBody>
 
 /** `parley.v1.OprfKeyCertificate` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface OprfKeyCertificate {
@@ -107,10 +98,7 @@ export interface OprfKeyCertificate {
 }
 
 /** `parley.v1.OprfKeyCertificate` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
-export interface OprfKeyCertificateInput {
-  body?: Uint8Array | null
-  signature?: Uint8Array | null
-}
+export type OprfKeyCertificateInput = InputOf<OprfKeyCertificate>
 
 /** `parley.v1.SenderCertificateBody` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface SenderCertificateBody {
@@ -123,14 +111,7 @@ export interface SenderCertificateBody {
 }
 
 /** `parley.v1.SenderCertificateBody` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
-export interface SenderCertificateBodyInput {
-  address?: Uint8Array | null
-  deviceId?: number | null
-  identityKey?: Uint8Array | null
-  expiresAtMs?: number | null
-  numberCommitment?: Uint8Array | null
-  signer?: ServerCertificateInput | null
-}
+export type SenderCertificateBodyInput = InputOf<SenderCertificateBody, { signer: ServerCertificateInput }>
 
 /** `parley.v1.SenderCertificate` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface SenderCertificate {
@@ -139,10 +120,7 @@ export interface SenderCertificate {
 }
 
 /** `parley.v1.SenderCertificate` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
-export interface SenderCertificateInput {
-  body?: Uint8Array | null
-  signature?: Uint8Array | null
-}
+export type SenderCertificateInput = InputOf<SenderCertificate>
 
 /** `parley.v1.PrekeyMessage` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface PrekeyMessage {
@@ -156,15 +134,7 @@ export interface PrekeyMessage {
 }
 
 /** `parley.v1.PrekeyMessage` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
-export interface PrekeyMessageInput {
-  identityKey?: Uint8Array | null
-  baseKey?: Uint8Array | null
-  signedPrekeyId?: number | null
-  oneTimePrekeyId?: number | null
-  kemPrekeyId?: number | null
-  kemCiphertext?: Uint8Array | null
-  message?: RatchetMessageInput | null
-}
+export type PrekeyMessageInput = InputOf<PrekeyMessage, { message: RatchetMessageInput }>
 
 /** `parley.v1.RatchetMessage` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface RatchetMessage {
@@ -175,12 +145,7 @@ export interface RatchetMessage {
 }
 
 /** `parley.v1.RatchetMessage` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
-export interface RatchetMessageInput {
-  ratchetKey?: Uint8Array | null
-  counter?: number | null
-  previousCounter?: number | null
-  ciphertext?: Uint8Array | null
-}
+export type RatchetMessageInput = InputOf<RatchetMessage>
 
 /** The members of `parley.v1.Content`'s oneof `body`, by name. */
 export interface ContentBodyMembers {
@@ -344,10 +309,7 @@ export interface Hello {
 }
 
 /** `parley.v1.Hello` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
-export interface HelloInput {
-  protocolMajor?: number | null
-  protocolMinor?: number | null
-}
+export type HelloInput = InputOf<Hello>
 
 /** `parley.v1.ServerHello` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface ServerHello {
@@ -362,16 +324,7 @@ export interface ServerHello {
 }
 
 /** `parley.v1.ServerHello` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
-export interface ServerHelloInput {
-  protocolMajor?: number | null
-  protocolMinor?: number | null
-  limits?: LimitsInput | null
-  oprfKeys?: OprfPublicKeyInput[] | null
-  authNonce?: Uint8Array | null
-  serverTimeMs?: number | null
-  trustRoot?: Uint8Array | null
-  activationPowBits?: number | null
-}
+export type ServerHelloInput = InputOf<ServerHello, { limits: LimitsInput; oprfKeys: OprfPublicKeyInput[] }>
 
 /** `parley.v1.Limits` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface Limits {
@@ -385,15 +338,7 @@ export interface Limits {
 }
 
 /** `parley.v1.Limits` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
-export interface LimitsInput {
-  maxFrameBytes?: number | null
-  maxEnvelopeBytes?: number | null
-  maxDiscoveryBatch?: number | null
-  maxMailboxMessages?: number | null
-  messageTtlSeconds?: number | null
-  membershipPrefixBits?: number | null
-  maxPrekeysPerUpload?: number | null
-}
+export type LimitsInput = InputOf<Limits>
 
 /** `parley.v1.OprfPublicKey` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface OprfPublicKey {
@@ -404,12 +349,7 @@ export interface OprfPublicKey {
 }
 
 /** `parley.v1.OprfPublicKey` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
-export interface OprfPublicKeyInput {
-  keyId?: number | null
-  publicKey?: Uint8Array | null
-  retireAtMs?: number | null
-  certificate?: Uint8Array | null
-}
+export type OprfPublicKeyInput = InputOf<OprfPublicKey>
 
 /** `parley.v1.Authenticate` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface Authenticate {
@@ -419,11 +359,7 @@ export interface Authenticate {
 }
 
 /** `parley.v1.Authenticate` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
-export interface AuthenticateInput {
-  address?: Uint8Array | null
-  deviceId?: number | null
-  signature?: Uint8Array | null
-}
+export type AuthenticateInput = InputOf<Authenticate>
 
 /** `parley.v1.Authenticated` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface Authenticated {
@@ -431,9 +367,7 @@ export interface Authenticated {
 }
 
 /** `parley.v1.Authenticated` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
-export interface AuthenticatedInput {
-  mailboxHeadSeq?: number | null
-}
+export type AuthenticatedInput = InputOf<Authenticated>
 
 /** `parley.v1.ActivationStart` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface ActivationStart {
@@ -443,11 +377,7 @@ export interface ActivationStart {
 }
 
 /** `parley.v1.ActivationStart` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
-export interface ActivationStartInput {
-  phoneNumber?: string | null
-  consent?: boolean | null
-  powSolution?: Uint8Array | null
-}
+export type ActivationStartInput = InputOf<ActivationStart>
 
 /** `parley.v1.ActivationStarted` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface ActivationStarted {
@@ -457,11 +387,7 @@ export interface ActivationStarted {
 }
 
 /** `parley.v1.ActivationStarted` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
-export interface ActivationStartedInput {
-  activationId?: Uint8Array | null
-  expiresInSeconds?: number | null
-  attemptsLeft?: number | null
-}
+export type ActivationStartedInput = InputOf<ActivationStarted>
 
 /** `parley.v1.ActivationConfirm` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface ActivationConfirm {
@@ -476,16 +402,7 @@ export interface ActivationConfirm {
 }
 
 /** `parley.v1.ActivationConfirm` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
-export interface ActivationConfirmInput {
-  activationId?: Uint8Array | null
-  code?: string | null
-  identityKey?: Uint8Array | null
-  identitySignature?: Uint8Array | null
-  prekeys?: PrekeyUploadInput | null
-  numberSalt?: Uint8Array | null
-  blindedNumber?: Uint8Array | null
-  registrationLockProof?: Uint8Array | null
-}
+export type ActivationConfirmInput = InputOf<ActivationConfirm, { prekeys: PrekeyUploadInput }>
 
 /** `parley.v1.Activated` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface Activated {
@@ -497,13 +414,7 @@ export interface Activated {
 }
 
 /** `parley.v1.Activated` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
-export interface ActivatedInput {
-  address?: Uint8Array | null
-  deviceId?: number | null
-  replacedDevice?: boolean | null
-  ownNumber?: OprfEvaluatedInput | null
-  restoredMessages?: number | null
-}
+export type ActivatedInput = InputOf<Activated, { ownNumber: OprfEvaluatedInput }>
 
 /** `parley.v1.Deactivate` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface Deactivate {
@@ -511,9 +422,7 @@ export interface Deactivate {
 }
 
 /** `parley.v1.Deactivate` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
-export interface DeactivateInput {
-
-}
+export type DeactivateInput = InputOf<Deactivate>
 
 /** `parley.v1.Deactivated` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface Deactivated {
@@ -521,9 +430,7 @@ export interface Deactivated {
 }
 
 /** `parley.v1.Deactivated` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
-export interface DeactivatedInput {
-
-}
+export type DeactivatedInput = InputOf<Deactivated>
 
 /** `parley.v1.SetRegistrationLock` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface SetRegistrationLock {
@@ -533,11 +440,7 @@ export interface SetRegistrationLock {
 }
 
 /** `parley.v1.SetRegistrationLock` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
-export interface SetRegistrationLockInput {
-  salt?: Uint8Array | null
-  logN?: number | null
-  verifier?: Uint8Array | null
-}
+export type SetRegistrationLockInput = InputOf<SetRegistrationLock>
 
 /** `parley.v1.RegistrationLockSet` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface RegistrationLockSet {
@@ -545,9 +448,7 @@ export interface RegistrationLockSet {
 }
 
 /** `parley.v1.RegistrationLockSet` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
-export interface RegistrationLockSetInput {
-
-}
+export type RegistrationLockSetInput = InputOf<RegistrationLockSet>
 
 /** `parley.v1.RebindAddress` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface RebindAddress {
@@ -558,12 +459,7 @@ export interface RebindAddress {
 }
 
 /** `parley.v1.RebindAddress` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
-export interface RebindAddressInput {
-  phoneNumber?: string | null
-  numberSalt?: Uint8Array | null
-  keyId?: number | null
-  blindedNumber?: Uint8Array | null
-}
+export type RebindAddressInput = InputOf<RebindAddress>
 
 /** `parley.v1.AddressRebound` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface AddressRebound {
@@ -573,11 +469,7 @@ export interface AddressRebound {
 }
 
 /** `parley.v1.AddressRebound` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
-export interface AddressReboundInput {
-  address?: Uint8Array | null
-  keyId?: number | null
-  ownNumber?: OprfEvaluatedInput | null
-}
+export type AddressReboundInput = InputOf<AddressRebound, { ownNumber: OprfEvaluatedInput }>
 
 /** `parley.v1.RegistrationLockChallenge` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface RegistrationLockChallenge {
@@ -588,12 +480,7 @@ export interface RegistrationLockChallenge {
 }
 
 /** `parley.v1.RegistrationLockChallenge` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
-export interface RegistrationLockChallengeInput {
-  salt?: Uint8Array | null
-  logN?: number | null
-  attemptsLeft?: number | null
-  lapsesInMs?: number | null
-}
+export type RegistrationLockChallengeInput = InputOf<RegistrationLockChallenge>
 
 /** `parley.v1.DeviceReplaced` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface DeviceReplaced {
@@ -601,9 +488,7 @@ export interface DeviceReplaced {
 }
 
 /** `parley.v1.DeviceReplaced` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
-export interface DeviceReplacedInput {
-  erased?: boolean | null
-}
+export type DeviceReplacedInput = InputOf<DeviceReplaced>
 
 /** `parley.v1.OprfEvaluate` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface OprfEvaluate {
@@ -612,10 +497,7 @@ export interface OprfEvaluate {
 }
 
 /** `parley.v1.OprfEvaluate` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
-export interface OprfEvaluateInput {
-  keyId?: number | null
-  blindedElements?: Uint8Array[] | null
-}
+export type OprfEvaluateInput = InputOf<OprfEvaluate>
 
 /** `parley.v1.OprfEvaluated` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface OprfEvaluated {
@@ -625,11 +507,7 @@ export interface OprfEvaluated {
 }
 
 /** `parley.v1.OprfEvaluated` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
-export interface OprfEvaluatedInput {
-  keyId?: number | null
-  evaluatedElements?: Uint8Array[] | null
-  proof?: Uint8Array | null
-}
+export type OprfEvaluatedInput = InputOf<OprfEvaluated>
 
 /** `parley.v1.MembershipQuery` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface MembershipQuery {
@@ -638,10 +516,7 @@ export interface MembershipQuery {
 }
 
 /** `parley.v1.MembershipQuery` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
-export interface MembershipQueryInput {
-  prefixBits?: number | null
-  prefixes?: Uint8Array[] | null
-}
+export type MembershipQueryInput = InputOf<MembershipQuery>
 
 /** `parley.v1.MembershipResult` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface MembershipResult {
@@ -649,9 +524,7 @@ export interface MembershipResult {
 }
 
 /** `parley.v1.MembershipResult` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
-export interface MembershipResultInput {
-  buckets?: PrefixBucketInput[] | null
-}
+export type MembershipResultInput = InputOf<MembershipResult, { buckets: PrefixBucketInput[] }>
 
 /** `parley.v1.PrefixBucket` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface PrefixBucket {
@@ -660,10 +533,7 @@ export interface PrefixBucket {
 }
 
 /** `parley.v1.PrefixBucket` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
-export interface PrefixBucketInput {
-  prefix?: Uint8Array | null
-  addresses?: Uint8Array[] | null
-}
+export type PrefixBucketInput = InputOf<PrefixBucket>
 
 /** `parley.v1.SignedPrekey` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface SignedPrekey {
@@ -673,11 +543,7 @@ export interface SignedPrekey {
 }
 
 /** `parley.v1.SignedPrekey` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
-export interface SignedPrekeyInput {
-  keyId?: number | null
-  publicKey?: Uint8Array | null
-  signature?: Uint8Array | null
-}
+export type SignedPrekeyInput = InputOf<SignedPrekey>
 
 /** `parley.v1.OneTimePrekey` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface OneTimePrekey {
@@ -686,10 +552,7 @@ export interface OneTimePrekey {
 }
 
 /** `parley.v1.OneTimePrekey` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
-export interface OneTimePrekeyInput {
-  keyId?: number | null
-  publicKey?: Uint8Array | null
-}
+export type OneTimePrekeyInput = InputOf<OneTimePrekey>
 
 /** `parley.v1.KemPrekey` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface KemPrekey {
@@ -699,11 +562,7 @@ export interface KemPrekey {
 }
 
 /** `parley.v1.KemPrekey` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
-export interface KemPrekeyInput {
-  keyId?: number | null
-  publicKey?: Uint8Array | null
-  signature?: Uint8Array | null
-}
+export type KemPrekeyInput = InputOf<KemPrekey>
 
 /** `parley.v1.PrekeyUpload` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface PrekeyUpload {
@@ -714,12 +573,7 @@ export interface PrekeyUpload {
 }
 
 /** `parley.v1.PrekeyUpload` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
-export interface PrekeyUploadInput {
-  signedPrekey?: SignedPrekeyInput | null
-  oneTimePrekeys?: OneTimePrekeyInput[] | null
-  lastResortKemPrekey?: KemPrekeyInput | null
-  oneTimeKemPrekeys?: KemPrekeyInput[] | null
-}
+export type PrekeyUploadInput = InputOf<PrekeyUpload, { signedPrekey: SignedPrekeyInput; oneTimePrekeys: OneTimePrekeyInput[]; lastResortKemPrekey: KemPrekeyInput; oneTimeKemPrekeys: KemPrekeyInput[] }>
 
 /** `parley.v1.PrekeyUploaded` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface PrekeyUploaded {
@@ -728,10 +582,7 @@ export interface PrekeyUploaded {
 }
 
 /** `parley.v1.PrekeyUploaded` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
-export interface PrekeyUploadedInput {
-  oneTimeCount?: number | null
-  kemOneTimeCount?: number | null
-}
+export type PrekeyUploadedInput = InputOf<PrekeyUploaded>
 
 /** `parley.v1.PrekeyBundleQuery` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface PrekeyBundleQuery {
@@ -739,9 +590,7 @@ export interface PrekeyBundleQuery {
 }
 
 /** `parley.v1.PrekeyBundleQuery` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
-export interface PrekeyBundleQueryInput {
-  address?: Uint8Array | null
-}
+export type PrekeyBundleQueryInput = InputOf<PrekeyBundleQuery>
 
 /** `parley.v1.PrekeyBundle` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface PrekeyBundle {
@@ -755,15 +604,7 @@ export interface PrekeyBundle {
 }
 
 /** `parley.v1.PrekeyBundle` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
-export interface PrekeyBundleInput {
-  address?: Uint8Array | null
-  deviceId?: number | null
-  identityKey?: Uint8Array | null
-  signedPrekey?: SignedPrekeyInput | null
-  oneTimePrekey?: OneTimePrekeyInput | null
-  kemPrekey?: KemPrekeyInput | null
-  kemPrekeyIsLastResort?: boolean | null
-}
+export type PrekeyBundleInput = InputOf<PrekeyBundle, { signedPrekey: SignedPrekeyInput; oneTimePrekey: OneTimePrekeyInput; kemPrekey: KemPrekeyInput }>
 
 /** `parley.v1.PrekeyCountQuery` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface PrekeyCountQuery {
@@ -771,9 +612,7 @@ export interface PrekeyCountQuery {
 }
 
 /** `parley.v1.PrekeyCountQuery` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
-export interface PrekeyCountQueryInput {
-
-}
+export type PrekeyCountQueryInput = InputOf<PrekeyCountQuery>
 
 /** `parley.v1.PrekeyCount` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface PrekeyCount {
@@ -782,10 +621,7 @@ export interface PrekeyCount {
 }
 
 /** `parley.v1.PrekeyCount` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
-export interface PrekeyCountInput {
-  oneTimeCount?: number | null
-  kemOneTimeCount?: number | null
-}
+export type PrekeyCountInput = InputOf<PrekeyCount>
 
 /** `parley.v1.SendMessage` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface SendMessage {
@@ -796,12 +632,7 @@ export interface SendMessage {
 }
 
 /** `parley.v1.SendMessage` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
-export interface SendMessageInput {
-  recipientAddress?: Uint8Array | null
-  recipientDeviceId?: number | null
-  messageId?: Uint8Array | null
-  envelope?: Uint8Array | null
-}
+export type SendMessageInput = InputOf<SendMessage>
 
 /** `parley.v1.MessageAccepted` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface MessageAccepted {
@@ -809,9 +640,7 @@ export interface MessageAccepted {
 }
 
 /** `parley.v1.MessageAccepted` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
-export interface MessageAcceptedInput {
-  messageId?: Uint8Array | null
-}
+export type MessageAcceptedInput = InputOf<MessageAccepted>
 
 /** `parley.v1.Delivery` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface Delivery {
@@ -822,12 +651,7 @@ export interface Delivery {
 }
 
 /** `parley.v1.Delivery` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
-export interface DeliveryInput {
-  seq?: number | null
-  messageId?: Uint8Array | null
-  envelope?: Uint8Array | null
-  receivedAtMs?: number | null
-}
+export type DeliveryInput = InputOf<Delivery>
 
 /** `parley.v1.AckMessages` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface AckMessages {
@@ -835,9 +659,7 @@ export interface AckMessages {
 }
 
 /** `parley.v1.AckMessages` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
-export interface AckMessagesInput {
-  seqs?: number[] | null
-}
+export type AckMessagesInput = InputOf<AckMessages>
 
 /** `parley.v1.Acked` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface Acked {
@@ -845,9 +667,7 @@ export interface Acked {
 }
 
 /** `parley.v1.Acked` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
-export interface AckedInput {
-  count?: number | null
-}
+export type AckedInput = InputOf<Acked>
 
 /** `parley.v1.SyncMailbox` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface SyncMailbox {
@@ -855,9 +675,7 @@ export interface SyncMailbox {
 }
 
 /** `parley.v1.SyncMailbox` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
-export interface SyncMailboxInput {
-  afterSeq?: number | null
-}
+export type SyncMailboxInput = InputOf<SyncMailbox>
 
 /** `parley.v1.SyncDone` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface SyncDone {
@@ -865,9 +683,7 @@ export interface SyncDone {
 }
 
 /** `parley.v1.SyncDone` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
-export interface SyncDoneInput {
-  headSeq?: number | null
-}
+export type SyncDoneInput = InputOf<SyncDone>
 
 /** Values of the `parley.v1.GapReason` enum (a decoded field may hold a value this version does not know). */
 export const GapReason = {
@@ -884,11 +700,7 @@ export interface MailboxGap {
 }
 
 /** `parley.v1.MailboxGap` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
-export interface MailboxGapInput {
-  firstSeq?: number | null
-  lastSeq?: number | null
-  reason?: number | null
-}
+export type MailboxGapInput = InputOf<MailboxGap>
 
 /** `parley.v1.SenderCertificateRequest` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface SenderCertificateRequest {
@@ -896,9 +708,7 @@ export interface SenderCertificateRequest {
 }
 
 /** `parley.v1.SenderCertificateRequest` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
-export interface SenderCertificateRequestInput {
-
-}
+export type SenderCertificateRequestInput = InputOf<SenderCertificateRequest>
 
 /** `parley.v1.SenderCertificateIssued` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface SenderCertificateIssued {
@@ -906,9 +716,7 @@ export interface SenderCertificateIssued {
 }
 
 /** `parley.v1.SenderCertificateIssued` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
-export interface SenderCertificateIssuedInput {
-  certificate?: Uint8Array | null
-}
+export type SenderCertificateIssuedInput = InputOf<SenderCertificateIssued>
 
 /** `parley.v1.SetDeliveryToken` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface SetDeliveryToken {
@@ -916,9 +724,7 @@ export interface SetDeliveryToken {
 }
 
 /** `parley.v1.SetDeliveryToken` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
-export interface SetDeliveryTokenInput {
-  verifier?: Uint8Array | null
-}
+export type SetDeliveryTokenInput = InputOf<SetDeliveryToken>
 
 /** `parley.v1.DeliveryTokenSet` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface DeliveryTokenSet {
@@ -926,9 +732,7 @@ export interface DeliveryTokenSet {
 }
 
 /** `parley.v1.DeliveryTokenSet` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
-export interface DeliveryTokenSetInput {
-
-}
+export type DeliveryTokenSetInput = InputOf<DeliveryTokenSet>
 
 /** `parley.v1.UnidentifiedSend` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface UnidentifiedSend {
@@ -940,13 +744,7 @@ export interface UnidentifiedSend {
 }
 
 /** `parley.v1.UnidentifiedSend` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
-export interface UnidentifiedSendInput {
-  recipientAddress?: Uint8Array | null
-  recipientDeviceId?: number | null
-  messageId?: Uint8Array | null
-  envelope?: Uint8Array | null
-  deliveryToken?: Uint8Array | null
-}
+export type UnidentifiedSendInput = InputOf<UnidentifiedSend>
 
 /** `parley.v1.Ping` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface Ping {
@@ -954,9 +752,7 @@ export interface Ping {
 }
 
 /** `parley.v1.Ping` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
-export interface PingInput {
-
-}
+export type PingInput = InputOf<Ping>
 
 /** `parley.v1.Pong` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface Pong {
@@ -964,9 +760,7 @@ export interface Pong {
 }
 
 /** `parley.v1.Pong` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
-export interface PongInput {
-  serverTimeMs?: number | null
-}
+export type PongInput = InputOf<Pong>
 
 /** Values of the `parley.v1.ErrorCode` enum (a decoded field may hold a value this version does not know). */
 export const ErrorCode = {
@@ -997,12 +791,7 @@ export interface Error {
 }
 
 /** `parley.v1.Error` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
-export interface ErrorInput {
-  code?: number | null
-  message?: string | null
-  retryAfterMs?: number | null
-  registrationLock?: RegistrationLockChallengeInput | null
-}
+export type ErrorInput = InputOf<Error, { registrationLock: RegistrationLockChallengeInput }>
 
 /** `parley.v1.SessionRecord` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface SessionRecord {
@@ -1028,27 +817,7 @@ export interface SessionRecord {
 }
 
 /** `parley.v1.SessionRecord` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
-export interface SessionRecordInput {
-  version?: number | null
-  localIdentityKey?: Uint8Array | null
-  remoteIdentityKey?: Uint8Array | null
-  remoteAddress?: Uint8Array | null
-  remoteDeviceId?: number | null
-  associatedData?: Uint8Array | null
-  baseKey?: Uint8Array | null
-  rootKey?: Uint8Array | null
-  sendingRatchetSecret?: Uint8Array | null
-  sendingRatchetPublic?: Uint8Array | null
-  receivingRatchetKey?: Uint8Array | null
-  sendingChainKey?: Uint8Array | null
-  receivingChainKey?: Uint8Array | null
-  sendingCounter?: number | null
-  receivingCounter?: number | null
-  previousCounter?: number | null
-  skippedChains?: SkippedChainInput[] | null
-  pendingPrekey?: PendingPrekeyInput | null
-  acceptedPrekey?: PendingPrekeyInput | null
-}
+export type SessionRecordInput = InputOf<SessionRecord, { skippedChains: SkippedChainInput[]; pendingPrekey: PendingPrekeyInput; acceptedPrekey: PendingPrekeyInput }>
 
 /** `parley.v1.SkippedChain` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface SkippedChain {
@@ -1058,11 +827,7 @@ export interface SkippedChain {
 }
 
 /** `parley.v1.SkippedChain` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
-export interface SkippedChainInput {
-  ratchetKey?: Uint8Array | null
-  counters?: number[] | null
-  messageKeys?: Uint8Array | null
-}
+export type SkippedChainInput = InputOf<SkippedChain>
 
 /** `parley.v1.PendingPrekey` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface PendingPrekey {
@@ -1073,12 +838,7 @@ export interface PendingPrekey {
 }
 
 /** `parley.v1.PendingPrekey` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
-export interface PendingPrekeyInput {
-  signedPrekeyId?: number | null
-  oneTimePrekeyId?: number | null
-  kemPrekeyId?: number | null
-  kemCiphertext?: Uint8Array | null
-}
+export type PendingPrekeyInput = InputOf<PendingPrekey>
 
 /** Every message of package parley.v1 by name, as decoded. */
 export interface Messages {
