@@ -2,7 +2,8 @@
 // `changeset version` on a scratch copy of the working tree (tracked and untracked files, not ignored ones), so
 // CI learns that the next release can be cut without cutting it. Fails when changesets fails, when a changeset
 // is left unconsumed, when the fixed SDK group ends on different versions, when an ignored package is not
-// private, or (with `privatePackages.version: false`) when a private package was versioned. Prints the release plan (old -> new version per package). Usage:
+// private, or when a private package was versioned that no changeset names (a test suite or bench bumped as a
+// dependent: it belongs in `ignore`). Prints the release plan (old -> new version per package). Usage:
 // node scripts/changeset-dry-run.mjs [--keep]   (--keep leaves the scratch copy and prints its path)
 import { execFileSync } from 'node:child_process'
 import {
@@ -49,6 +50,13 @@ try {
   const pending = readdirSync(join(scratch, '.changeset')).filter(
     (f) => f.endsWith('.md') && f !== 'README.md',
   )
+  // The packages the changesets name (their front matter: `"name": bump` lines).
+  const named = new Set()
+  for (const f of pending) {
+    const text = readFileSync(join(scratch, '.changeset', f), 'utf8')
+    const front = /^---\n([\s\S]*?)\n---/.exec(text)?.[1] ?? ''
+    for (const m of front.matchAll(/^\s*["']?([^"':]+)["']?\s*:/gm)) named.add(m[1].trim())
+  }
 
   execFileSync(process.execPath, [cli, 'version'], {
     cwd: scratch,
@@ -66,8 +74,11 @@ try {
     versionOf.set(old.name, now.version)
     if (now.version === old.version) continue
     plan.push(`${old.name.padEnd(28)} ${old.version} -> ${now.version}${old.private ? ' (private)' : ''}`)
-    if (old.private && config.privatePackages?.version === false)
+    if (old.private && config.privatePackages?.version === false) {
       problems.push(`private ${old.name} was versioned`)
+    } else if (old.private && !named.has(old.name)) {
+      problems.push(`private ${old.name} was versioned only as a dependent of a released package: ignore it`)
+    }
     if (!existsSync(join(scratch, dir, 'CHANGELOG.md'))) problems.push(`${old.name} has no CHANGELOG.md`)
   }
   for (const name of config.ignore ?? []) {

@@ -187,7 +187,7 @@ function checkTarball(where, dir, pkg) {
       fail(where, `tarball ships the test-only file ${file}`)
     }
     // A source nothing was compiled from is not needed by any map: test-only, or dead.
-    if (file.startsWith('src/') && !file.endsWith('.d.ts')) {
+    if (file.startsWith('src/') && file.endsWith('.ts') && !file.endsWith('.d.ts')) {
       const compiled = `dist/${file.slice(4).replace(/\.ts$/, '.js')}`
       if (!set.has(compiled))
         fail(where, `tarball ships ${file} but not ${compiled} (a source outside the build)`)
@@ -200,7 +200,9 @@ function checkTarball(where, dir, pkg) {
       }
     }
   }
-  const entries = [pkg.main, pkg.types, ...exportTargets(pkg.exports).map((e) => e.target)].filter(Boolean)
+  const entries = new Set(
+    [pkg.main, pkg.types, ...exportTargets(pkg.exports).map((e) => e.target)].filter(Boolean),
+  )
   for (const entry of entries) {
     const path = posix.normalize(entry)
     if (!set.has(path)) fail(where, `entry point ${entry} is not in the tarball (did \`pnpm build\` run?)`)
