@@ -4,7 +4,7 @@
 // the project's URL is written); the LICENSE copy; README links that work on npmjs.com (absolute, and those into
 // this repository naming a path that exists); dependency ranges (`^` ranges, `workspace:^` inside); ESM only;
 // and the tarball's file list (`pnpm pack --dry-run`): only compiled code, its declarations and maps, the
-// sources the maps point to, README, LICENSE and package.json. Usage: node scripts/check-packages.mjs [--quiet]
+// sources the maps point to, the `bin` scripts, README, LICENSE and package.json. Usage: node scripts/check-packages.mjs [--quiet]
 import { execFileSync } from 'node:child_process'
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs'
 import { dirname, join, normalize, posix } from 'node:path'
@@ -180,8 +180,13 @@ function checkTarball(where, dir, pkg) {
   if (set.has('LICENSE') && !readFileSync(join(ROOT, dir, 'LICENSE')).equals(license)) {
     fail(where, 'LICENSE differs from the root LICENSE')
   }
+  const bins = new Set(
+    Object.values(typeof pkg.bin === 'string' ? { [pkg.name]: pkg.bin } : (pkg.bin ?? {})).map((b) =>
+      posix.normalize(b),
+    ),
+  )
   for (const file of files) {
-    if (!SHIPPED.some((re) => re.test(file)))
+    if (!SHIPPED.some((re) => re.test(file)) && !bins.has(file))
       fail(where, `tarball ships ${file}, which is neither code, types, maps nor sources`)
     else if (/(^|\/)(test|tests|__tests__)\/|\.(test|spec|bench)\.[cm]?[jt]s$/.test(file)) {
       fail(where, `tarball ships the test-only file ${file}`)
@@ -201,7 +206,7 @@ function checkTarball(where, dir, pkg) {
     }
   }
   const entries = new Set(
-    [pkg.main, pkg.types, ...exportTargets(pkg.exports).map((e) => e.target)].filter(Boolean),
+    [pkg.main, pkg.types, ...exportTargets(pkg.exports).map((e) => e.target), ...bins].filter(Boolean),
   )
   for (const entry of entries) {
     const path = posix.normalize(entry)
