@@ -45,9 +45,8 @@ import {
   parleyErrorFromWire,
   type ServerFrame,
 } from '@parley/protocol'
-import { CodeInbox } from '@parley/relay/testing'
+import { CodeInbox, Identity } from '@parley/relay/testing'
 import WebSocket from 'ws'
-import { Identity } from '../apps/relay/test/helpers.js'
 import { ld, varint, vi } from '../tests/reliability/frames.js'
 import { cpuSeconds, percentile, type Row, record, sleep, startRelay } from './lib.js'
 import { activate, type Device, login, RawClient } from './rawClient.js'

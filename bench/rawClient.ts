@@ -11,8 +11,8 @@ import {
   parleyErrorFromWire,
   type ServerFrame,
 } from '@parley/protocol'
+import { Identity, prekeys } from '@parley/relay/testing'
 import WebSocket from 'ws'
-import { Identity, prekeys } from '../apps/relay/test/helpers.js'
 
 type Body = Omit<ClientFrameInput, 'requestId'>
 

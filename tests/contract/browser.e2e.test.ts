@@ -11,6 +11,8 @@ import type { IncomingMessage, ParleyClient } from '@parley/client'
 import * as esbuild from 'esbuild'
 import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+// One definition of how the SDK is bundled for the browser; @parley/browser does not publish its scripts.
+import { browserOptions } from '../../packages/browser/scripts/esbuildOptions.mjs'
 import {
   activatedClient,
   CodeInbox,
@@ -39,16 +41,9 @@ async function bundleSdk(): Promise<string> {
       contents: "export * from '@parley/browser'",
       resolveDir: fileURLToPath(new URL('.', import.meta.url)),
     },
-    bundle: true,
+    ...browserOptions,
     format: 'iife',
     globalName: 'Parley',
-    platform: 'browser',
-    target: 'es2022',
-    conditions: ['parley-source', 'browser', 'import'],
-    mainFields: ['browser', 'module', 'main'],
-    minify: true,
-    legalComments: 'none',
-    logLevel: 'silent',
     write: false,
   })
   return result.outputFiles[0]!.text

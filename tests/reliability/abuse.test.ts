@@ -10,8 +10,6 @@ import {
   kemPrekeyPayload,
   signedPrekeyPayload,
 } from '@parley/protocol'
-import { type RelayProcess, spawnDevRelay } from '@parley/relay/testing'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
   type Account,
   activate,
@@ -20,8 +18,11 @@ import {
   messageId,
   prekeys,
   RawClient,
+  type RelayProcess,
   sealedShape,
-} from '../../apps/relay/test/helpers.js'
+  spawnDevRelay,
+} from '@parley/relay/testing'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { until } from '../contract/harness.js'
 import { report } from './config.js'
 import { metric, scrape } from './relayDb.js'

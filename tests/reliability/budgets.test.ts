@@ -3,16 +3,17 @@
 // one account may spread over many recipients' mailboxes, and a connection told to wait whose further
 // requests of that kind are refused unread. Asserted by counts from /metrics.
 import { kemPrekeyPayload, parleyErrorFromWire, type ServerFrame } from '@parley/protocol'
-import { type RelayProcess, spawnDevRelay } from '@parley/relay/testing'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
   type Account,
   activate,
   type Identity,
   messageId,
   RawClient,
+  type RelayProcess,
   sealedShape,
-} from '../../apps/relay/test/helpers.js'
+  spawnDevRelay,
+} from '@parley/relay/testing'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { metric, scrape } from './relayDb.js'
 
 const bytes = (n: number) => crypto.getRandomValues(new Uint8Array(n))

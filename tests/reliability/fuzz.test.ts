@@ -3,16 +3,17 @@
 // must get an answer (an Error frame, a reply, or a closed connection), a control pair of clients keeps doing
 // round trips throughout, and the database stays consistent. CI runs 5,000 frames; `pnpm fuzz` runs 100,000.
 import { type ClientFrame, decodeClientFrame, decodeServerFrame, errorCodeFromWire } from '@parley/protocol'
-import { type RelayProcess, spawnDevRelay } from '@parley/relay/testing'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
   type Account,
   activate,
   login,
   messageId,
   RawClient,
+  type RelayProcess,
   sealedShape,
-} from '../../apps/relay/test/helpers.js'
+  spawnDevRelay,
+} from '@parley/relay/testing'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { RUN, report, timeoutFor } from './config.js'
 import type { WebSocket } from './deps.js'
 import { generate, type Kind, prng } from './frames.js'

@@ -5,8 +5,6 @@ import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import { createClient, type MailboxGapEvent } from '@parley/node'
 import { deliveryTokenVerifier, encodeClientFrame, type ParleyError } from '@parley/protocol'
-import { type RelayProcess, spawnDevRelay } from '@parley/relay/testing'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
   type Account,
   activate,
@@ -15,9 +13,12 @@ import {
   login,
   messageId,
   RawClient,
+  type RelayProcess,
   sealedShape,
   shapeText,
-} from '../../apps/relay/test/helpers.js'
+  spawnDevRelay,
+} from '@parley/relay/testing'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { activatedClient, CodeInbox, clientDir, startRelay, until } from '../contract/harness.js'
 import { report } from './config.js'
 import { Database } from './deps.js'

@@ -2,9 +2,6 @@
 // whole mailboxes in memory, and acks must be bounded per frame and per connection. Everything is asserted by
 // counts from /metrics, never by timings.
 import { encodeClientFrame, parleyErrorFromWire } from '@parley/protocol'
-import { type RelayProcess, spawnDevRelay } from '@parley/relay/testing'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { HIGH_WATER_BYTES, PAGE_BYTES } from '../../apps/relay/src/Connection.js'
 import {
   type Account,
   activate,
@@ -13,7 +10,11 @@ import {
   login,
   messageId,
   RawClient,
-} from '../../apps/relay/test/helpers.js'
+  type RelayProcess,
+  spawnDevRelay,
+} from '@parley/relay/testing'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { HIGH_WATER_BYTES, PAGE_BYTES } from '../../apps/relay/src/Connection.js'
 import { until } from '../contract/harness.js'
 import { report } from './config.js'
 import { metric, scrape } from './relayDb.js'

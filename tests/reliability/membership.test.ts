@@ -2,9 +2,15 @@
 // prefix there is. It gets addresses up to its metered allowance, then RATE_LIMITED, counted; a prefix longer
 // than the announced one (which would single out or test an exact address) is refused.
 
-import { type RelayProcess, spawnDevRelay } from '@parley/relay/testing'
+import {
+  type Account,
+  activate,
+  expectError,
+  RawClient,
+  type RelayProcess,
+  spawnDevRelay,
+} from '@parley/relay/testing'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { type Account, activate, expectError, RawClient } from '../../apps/relay/test/helpers.js'
 import { metric, scrape } from './relayDb.js'
 
 const ALLOWANCE = 30

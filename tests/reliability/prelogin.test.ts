@@ -10,8 +10,6 @@ import {
   parleyErrorFromWire,
   type ServerFrame,
 } from '@parley/protocol'
-import { type RelayProcess, spawnDevRelay } from '@parley/relay/testing'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
   type Account,
   activate,
@@ -20,7 +18,10 @@ import {
   login,
   prekeys,
   RawClient,
-} from '../../apps/relay/test/helpers.js'
+  type RelayProcess,
+  spawnDevRelay,
+} from '@parley/relay/testing'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { until } from '../contract/harness.js'
 import { metric, scrape } from './relayDb.js'
 

@@ -5,11 +5,20 @@
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { activationPayload, checkActivationPow, solveActivationPow } from '@parley/protocol'
-import { newWebhookSecret, type RelayProcess, spawnDevRelay, WebhookReceiver } from '@parley/relay/testing'
+import {
+  expectError,
+  Identity,
+  inProcess,
+  newWebhookSecret,
+  prekeys,
+  RawClient,
+  type RelayProcess,
+  spawnDevRelay,
+  WebhookReceiver,
+} from '@parley/relay/testing'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createLogger } from '../../apps/relay/src/logger.js'
 import { WebhookVerifier } from '../../apps/relay/src/Verifier.js'
-import { expectError, Identity, inProcess, prekeys, RawClient } from '../../apps/relay/test/helpers.js'
 import { report } from './config.js'
 import { metric, scrape } from './relayDb.js'
 

@@ -9,6 +9,8 @@ import { existsSync } from 'node:fs'
 import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
+// One definition of how the SDK is bundled for the browser; @parley/browser does not publish its scripts.
+import { browserOptions } from '../../../packages/browser/scripts/esbuildOptions.mjs'
 
 /** The files of the page, as a relay serves them. */
 export const DEMO_FILE_NAMES = ['index.html', 'demo.css', 'demo.js'] as const
@@ -33,18 +35,9 @@ const ENTRY = join(PACKAGE_DIR, 'src/demo.ts')
 export async function bundleDemo(): Promise<{ code: string; inputs: string[] }> {
   const esbuild = await import('esbuild')
   const result = await esbuild.build({
+    ...browserOptions,
     absWorkingDir: PACKAGE_DIR,
     entryPoints: [ENTRY],
-    bundle: true,
-    format: 'esm',
-    platform: 'browser',
-    target: 'es2022',
-    conditions: ['parley-source', 'browser', 'import'],
-    mainFields: ['browser', 'module', 'main'],
-    minify: true,
-    treeShaking: true,
-    legalComments: 'none',
-    logLevel: 'silent',
     write: false,
     metafile: true,
     outfile: 'demo.js',

@@ -61,6 +61,37 @@ export function keyedNumberHash(hashKey: Uint8Array, e164: string): string {
   return createHmac('sha256', hashKey).update('parley/relay/number\0').update(e164).digest('hex')
 }
 
+/**
+ * A new activation: a random 16-byte id and a fresh 6-digit code, valid for `ttlMs` with `attempts` wrong codes
+ * allowed. Both implementations of {@link PendingActivations} start with it, then hold it their own way.
+ */
+export function newActivation(ttlMs: number, attempts: number): StartedActivation {
+  const activationId = new Uint8Array(randomBytes(16))
+  return {
+    activationId,
+    activationIdHex: Buffer.from(activationId).toString('hex'),
+    code: randomInt(0, 1_000_000).toString().padStart(6, '0'),
+    expiresInSeconds: Math.floor(ttlMs / 1000),
+    attemptsLeft: attempts,
+  }
+}
+
+/** Why a code is refused ({@link PendingActivations.check}): the same errors from every implementation. */
+export const activationRefusal = {
+  /** No such activation (or it was consumed or cancelled). */
+  notFound: (): ParleyError => new ParleyError('NOT_FOUND', 'unknown activation; request a new code'),
+  /** Locked after too many wrong codes. */
+  locked: (): ParleyError => new ParleyError('EXPIRED', 'too many wrong codes; request a new code'),
+  /** Past the code's lifetime. */
+  expired: (): ParleyError => new ParleyError('EXPIRED', 'the activation has expired; request a new code'),
+  /** A wrong code, with `left` attempts left after it. */
+  wrongCode: (left: number): ParleyError =>
+    new ParleyError(
+      'INVALID_CODE',
+      left <= 0 ? 'wrong code; no attempts left, request a new code' : `wrong code; ${left} attempts left`,
+    ),
+}
+
 /** The pending activations of one relay process. */
 export class Activations implements PendingActivations {
   readonly #pending = new Map<string, Pending>()
@@ -98,22 +129,14 @@ export class Activations implements PendingActivations {
         retryAfterMs: 60_000,
       })
     }
-    const activationId = new Uint8Array(randomBytes(16))
-    const activationIdHex = Buffer.from(activationId).toString('hex')
-    const code = randomInt(0, 1_000_000).toString().padStart(6, '0')
-    this.#pending.set(activationIdHex, {
+    const started = newActivation(this.#ttlMs, this.#attempts)
+    this.#pending.set(started.activationIdHex, {
       number: e164,
-      code: Buffer.from(code),
+      code: Buffer.from(started.code),
       expiresAtMs: nowMs + this.#ttlMs,
       attemptsLeft: this.#attempts,
     })
-    return {
-      activationId,
-      activationIdHex,
-      code,
-      expiresInSeconds: Math.floor(this.#ttlMs / 1000),
-      attemptsLeft: this.#attempts,
-    }
+    return started
   }
 
   /** Forgets a pending activation (e.g. when the verifier failed). */
@@ -145,24 +168,21 @@ export class Activations implements PendingActivations {
    */
   check(activationIdHex: string, code: string, nowMs = Date.now()): string {
     const p = this.#pending.get(activationIdHex)
-    if (!p) throw new ParleyError('NOT_FOUND', 'unknown activation; request a new code')
+    if (!p) throw activationRefusal.notFound()
     if (p.attemptsLeft <= 0) {
       this.#lock(p)
-      throw new ParleyError('EXPIRED', 'too many wrong codes; request a new code')
+      throw activationRefusal.locked()
     }
     if (p.number === null || nowMs >= p.expiresAtMs) {
       this.#lock(p)
-      throw new ParleyError('EXPIRED', 'the activation has expired; request a new code')
+      throw activationRefusal.expired()
     }
     const given = Buffer.from(typeof code === 'string' ? code : '')
     const ok = given.length === p.code.length && timingSafeEqual(given, p.code)
     if (!ok) {
       p.attemptsLeft--
-      if (p.attemptsLeft === 0) {
-        this.#lock(p)
-        throw new ParleyError('INVALID_CODE', 'wrong code; no attempts left, request a new code')
-      }
-      throw new ParleyError('INVALID_CODE', `wrong code; ${p.attemptsLeft} attempts left`)
+      if (p.attemptsLeft === 0) this.#lock(p)
+      throw activationRefusal.wrongCode(p.attemptsLeft)
     }
     return p.number
   }

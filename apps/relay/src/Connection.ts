@@ -29,7 +29,7 @@ import type { RelayContext } from './context.js'
 import type { FanoutEvent } from './Fanout.js'
 import { admit, type Commit, dispatch, isSplit, needsAuthentication, type Reply } from './handlers/index.js'
 import type { BoundDevice, Caller } from './handlers/scope.js'
-import { quotaId, quotaScopeOf } from './handlers/util.js'
+import { deviceGone, quotaId, quotaScopeOf } from './handlers/util.js'
 import { networkOf } from './internal/network.js'
 
 let nextId = 1
@@ -517,10 +517,7 @@ export class Connection implements Caller {
       try {
         this.send({ requestId: 0, deviceReplaced: { erased: event.keepDeviceId === 0 } })
       } catch {}
-      this.sendError(
-        0,
-        new ParleyError('UNAUTHENTICATED', 'this device was replaced or the account was erased'),
-      )
+      this.sendError(0, deviceGone())
       this.close(CloseCode.revoked, 'device revoked', 'revoked')
       return
     }

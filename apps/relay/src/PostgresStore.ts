@@ -40,11 +40,11 @@ import {
   StoreKey,
   seal,
 } from './internal/accountKeys.js'
-import { type AccountRow, buf, cutPage, runs, u8 } from './internal/rows.js'
 import type * as port from './Store.js'
 import * as accounts from './store/accounts.js'
 import { storeClosed } from './store/errors.js'
 import * as mail from './store/mailbox.js'
+import { type AccountRow, buf, cutPage, runs, u8 } from './store/rows.js'
 
 type Tx = pg.PoolClient
 
@@ -1722,92 +1722,92 @@ async function sealPlaintextRows(c: Tx, ctx: MigrationContext): Promise<void> {
     )
   }
 
-  // One-time prekeys, then KEM prekeys, then mail: each in primary-key order, 1,000 rows at a time.
-  for (let after: [Buffer, number] = [Buffer.alloc(0), -1]; ; ) {
-    const rows = (
-      await c.query<{ address: Buffer; key_id: number; public_key: Buffer }>(
+  /**
+   * Seals one child table in primary-key order, 1,000 rows at a time: `select` reads the batch after a key
+   * (`start`, then `keyOf` the last row read), `update` writes it back with each row sealed by `sealerFor`.
+   */
+  const sealTable = async <R extends { address: Buffer }>(
+    start: unknown[],
+    select: (after: unknown[]) => Promise<R[]>,
+    keyOf: (row: R) => unknown[],
+    update: (rows: R[], sealerFor: (row: R) => Sealer) => Promise<unknown>,
+  ): Promise<void> => {
+    for (let after = start; ; ) {
+      const rows = await select(after)
+      if (rows.length === 0) return
+      after = keyOf(rows[rows.length - 1]!)
+      const sealers = await sealersFor([...new Set(rows.map((r) => r.address))])
+      await update(rows, (r) => sealerOf(sealers, r.address))
+    }
+  }
+  const rowsOf = async <R extends pg.QueryResultRow>(sql: string, params: unknown[]): Promise<R[]> =>
+    (await c.query<R>(sql, params)).rows
+
+  // One-time prekeys, then KEM prekeys, then mail.
+  await sealTable(
+    [Buffer.alloc(0), -1],
+    (after) =>
+      rowsOf<{ address: Buffer; key_id: number; public_key: Buffer }>(
         `SELECT address, key_id, public_key FROM one_time_prekeys WHERE (address, key_id) > ($1, $2)
          ORDER BY address, key_id LIMIT 1000`,
         after,
-      )
-    ).rows
-    if (rows.length === 0) break
-    const last = rows[rows.length - 1]!
-    after = [last.address, last.key_id]
-    const sealers = await sealersFor([...new Set(rows.map((r) => r.address))])
-    await c.query(
-      `UPDATE one_time_prekeys t SET public_key = v.p FROM unnest($1::bytea[], $2::bigint[], $3::bytea[]) AS v(a, k, p)
+      ),
+    (r) => [r.address, r.key_id],
+    (rows, sealerFor) =>
+      c.query(
+        `UPDATE one_time_prekeys t SET public_key = v.p FROM unnest($1::bytea[], $2::bigint[], $3::bytea[]) AS v(a, k, p)
        WHERE t.address = v.a AND t.key_id = v.k`,
-      [
-        rows.map((r) => r.address),
-        rows.map((r) => r.key_id),
-        rows.map((r) =>
-          sealerOf(sealers, r.address).seal('one_time_prekeys.public_key', [r.key_id], r.public_key),
-        ),
-      ],
-    )
-  }
-  for (let after: [Buffer, number] = [Buffer.alloc(0), -1]; ; ) {
-    const rows = (
-      await c.query<{ address: Buffer; key_id: number; public_key: Buffer; signature: Buffer }>(
+        [
+          rows.map((r) => r.address),
+          rows.map((r) => r.key_id),
+          rows.map((r) => sealerFor(r).seal('one_time_prekeys.public_key', [r.key_id], r.public_key)),
+        ],
+      ),
+  )
+  await sealTable(
+    [Buffer.alloc(0), -1],
+    (after) =>
+      rowsOf<{ address: Buffer; key_id: number; public_key: Buffer; signature: Buffer }>(
         `SELECT address, key_id, public_key, signature FROM kem_prekeys WHERE (address, key_id) > ($1, $2)
          ORDER BY address, key_id LIMIT 1000`,
         after,
-      )
-    ).rows
-    if (rows.length === 0) break
-    const last = rows[rows.length - 1]!
-    after = [last.address, last.key_id]
-    const sealers = await sealersFor([...new Set(rows.map((r) => r.address))])
-    await c.query(
-      `UPDATE kem_prekeys t SET public_key = v.p, signature = v.s
+      ),
+    (r) => [r.address, r.key_id],
+    (rows, sealerFor) =>
+      c.query(
+        `UPDATE kem_prekeys t SET public_key = v.p, signature = v.s
        FROM unnest($1::bytea[], $2::bigint[], $3::bytea[], $4::bytea[]) AS v(a, k, p, s)
        WHERE t.address = v.a AND t.key_id = v.k`,
-      [
-        rows.map((r) => r.address),
-        rows.map((r) => r.key_id),
-        rows.map((r) =>
-          sealerOf(sealers, r.address).seal('kem_prekeys.public_key', [r.key_id], r.public_key),
-        ),
-        rows.map((r) => sealerOf(sealers, r.address).seal('kem_prekeys.signature', [r.key_id], r.signature)),
-      ],
-    )
-  }
-  for (let after: [Buffer, number, number] = [Buffer.alloc(0), -1, -1]; ; ) {
-    const rows = (
-      await c.query<{
-        address: Buffer
-        device_id: number
-        seq: number
-        message_id: Buffer
-        envelope: Buffer
-      }>(
+        [
+          rows.map((r) => r.address),
+          rows.map((r) => r.key_id),
+          rows.map((r) => sealerFor(r).seal('kem_prekeys.public_key', [r.key_id], r.public_key)),
+          rows.map((r) => sealerFor(r).seal('kem_prekeys.signature', [r.key_id], r.signature)),
+        ],
+      ),
+  )
+  await sealTable(
+    [Buffer.alloc(0), -1, -1],
+    (after) =>
+      rowsOf<{ address: Buffer; device_id: number; seq: number; message_id: Buffer; envelope: Buffer }>(
         `SELECT address, device_id, seq, message_id, envelope FROM mailbox
          WHERE (address, device_id, seq) > ($1, $2, $3) ORDER BY address, device_id, seq LIMIT 1000`,
         after,
-      )
-    ).rows
-    if (rows.length === 0) break
-    const last = rows[rows.length - 1]!
-    after = [last.address, last.device_id, last.seq]
-    const sealers = await sealersFor([...new Set(rows.map((r) => r.address))])
-    await c.query(
-      `UPDATE mailbox m SET envelope = v.e
+      ),
+    (r) => [r.address, r.device_id, r.seq],
+    (rows, sealerFor) =>
+      c.query(
+        `UPDATE mailbox m SET envelope = v.e
        FROM unnest($1::bytea[], $2::bigint[], $3::bigint[], $4::bytea[]) AS v(a, d, s, e)
        WHERE m.address = v.a AND m.device_id = v.d AND m.seq = v.s`,
-      [
-        rows.map((r) => r.address),
-        rows.map((r) => r.device_id),
-        rows.map((r) => r.seq),
-        rows.map((r) =>
-          sealerOf(sealers, r.address).seal(
-            'mailbox.envelope',
-            [r.device_id, r.seq],
-            r.envelope,
-            r.message_id,
+        [
+          rows.map((r) => r.address),
+          rows.map((r) => r.device_id),
+          rows.map((r) => r.seq),
+          rows.map((r) =>
+            sealerFor(r).seal('mailbox.envelope', [r.device_id, r.seq], r.envelope, r.message_id),
           ),
-        ),
-      ],
-    )
-  }
+        ],
+      ),
+  )
 }

@@ -11,10 +11,15 @@
  * Confirm is one Lua script, so 5 attempts are 5 across all nodes.
  * @module
  */
-import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, randomInt } from 'node:crypto'
-import { ParleyError } from '@parley/protocol'
+import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes } from 'node:crypto'
 import type { Redis } from 'ioredis'
-import { keyedNumberHash, type PendingActivations, type StartedActivation } from './Activations.js'
+import {
+  activationRefusal,
+  keyedNumberHash,
+  newActivation,
+  type PendingActivations,
+  type StartedActivation,
+} from './Activations.js'
 import { connectRedis, parseRedisUrl, type RedisTarget } from './internal/redis.js'
 
 // KEYS: data, tombstone. ARGV: code HMAC (hex), '1' to keep the activation pending. Answers {status, value}. The codes are compared as keyed MACs,
@@ -117,27 +122,20 @@ export class RedisActivations implements PendingActivations {
   }
 
   async start(e164: string): Promise<StartedActivation> {
-    const activationId = new Uint8Array(randomBytes(16))
-    const activationIdHex = Buffer.from(activationId).toString('hex')
-    const code = randomInt(0, 1_000_000).toString().padStart(6, '0')
+    const started = newActivation(this.#ttlMs, this.#attempts)
+    const { activationIdHex } = started
     const [data, tomb] = this.#keys(activationIdHex)
     await this.#redis
       .multi()
       .hset(data, {
         n: this.#seal(activationIdHex, e164),
-        c: this.#codeMac(activationIdHex, code),
+        c: this.#codeMac(activationIdHex, started.code),
         a: String(this.#attempts),
       })
       .pexpire(data, this.#ttlMs)
       .set(tomb, 'pending', 'PX', 2 * this.#ttlMs)
       .exec()
-    return {
-      activationId,
-      activationIdHex,
-      code,
-      expiresInSeconds: Math.floor(this.#ttlMs / 1000),
-      attemptsLeft: this.#attempts,
-    }
+    return started
   }
 
   async cancel(activationIdHex: string): Promise<void> {
@@ -169,8 +167,7 @@ export class RedisActivations implements PendingActivations {
   }
 
   async #confirm(activationIdHex: string, code: string, keep: '0' | '1'): Promise<string> {
-    if (!/^[0-9a-f]{32}$/.test(activationIdHex))
-      throw new ParleyError('NOT_FOUND', 'unknown activation; request a new code')
+    if (!/^[0-9a-f]{32}$/.test(activationIdHex)) throw activationRefusal.notFound()
     const given = typeof code === 'string' ? code : ''
     const [data, tomb] = this.#keys(activationIdHex)
     const [status, value] = await this.#redis.parleyConfirm(
@@ -183,18 +180,14 @@ export class RedisActivations implements PendingActivations {
       case 'ok': {
         return this.#open(activationIdHex, value)
       }
-      case 'wrong': {
-        const left = Number(value)
-        if (left <= 0)
-          throw new ParleyError('INVALID_CODE', 'wrong code; no attempts left, request a new code')
-        throw new ParleyError('INVALID_CODE', `wrong code; ${left} attempts left`)
-      }
+      case 'wrong':
+        throw activationRefusal.wrongCode(Number(value))
       case 'locked':
-        throw new ParleyError('EXPIRED', 'too many wrong codes; request a new code')
+        throw activationRefusal.locked()
       case 'expired':
-        throw new ParleyError('EXPIRED', 'the activation has expired; request a new code')
+        throw activationRefusal.expired()
       default:
-        throw new ParleyError('NOT_FOUND', 'unknown activation; request a new code')
+        throw activationRefusal.notFound()
     }
   }
 

@@ -6,11 +6,11 @@
  * @module
  */
 import Database from 'better-sqlite3'
-import { type AccountRow, buf, bufOrNull, cutPage, runs, u8, u8OrEmpty } from './internal/rows.js'
 import type * as port from './Store.js'
 import * as accounts from './store/accounts.js'
 import { storeClosed } from './store/errors.js'
 import * as mail from './store/mailbox.js'
+import { type AccountRow, buf, bufOrNull, cutPage, runs, u8, u8OrEmpty } from './store/rows.js'
 
 /** Ordered schema migrations; a released entry is never edited, only new ones appended. */
 const MIGRATIONS: { version: number; sql: string }[] = [

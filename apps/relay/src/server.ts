@@ -21,7 +21,6 @@ import { DiskGuard, statfsFree } from './DiskGuard.js'
 import { type Fanout, LocalFanout } from './Fanout.js'
 import { HeavyLane } from './internal/lane.js'
 import { networkOf } from './internal/network.js'
-import { installNodeVerify } from './internal/nodeVerify.js'
 import { createLogger, type Logger } from './logger.js'
 import { MembershipLength } from './MembershipLength.js'
 import { createMetrics, type Metrics } from './metrics.js'
@@ -217,7 +216,6 @@ export async function startRelay(options: RelayOptions = {}): Promise<RunningRel
   validateConfig(config, { verifierGiven: verifierImpl !== undefined })
   config.demo ??= config.dev
   const metricsAt = metricsAddress(config.metricsListen)
-  installNodeVerify()
   const log = logger ?? createLogger(config.logLevel)
   if (config.dev) {
     log.warn(

@@ -5,8 +5,8 @@ import { join } from 'node:path'
 import Database from 'better-sqlite3'
 import { afterEach, describe, expect, it } from 'vitest'
 import { SCHEMA_VERSION, SqliteStore } from '../src/SqliteStore.js'
+import { tempDir } from '../testing/index.js'
 import { bytes, EMPTY, enqueue, hex, key, register } from './conformance/store.js'
-import { tempDir } from './helpers.js'
 
 /** The schema of version 1, frozen as released (a copy of MIGRATIONS[0]: a fixture, never to be edited). */
 const SCHEMA_V1 = `

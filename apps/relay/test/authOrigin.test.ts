@@ -4,8 +4,14 @@
 import { randomBytes } from 'node:crypto'
 import { authPayload } from '@parley/protocol'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { type RelayProcess, spawnDevRelay } from '../testing/index.js'
-import { type Account, activate, expectError, RawClient } from './helpers.js'
+import {
+  type Account,
+  activate,
+  expectError,
+  RawClient,
+  type RelayProcess,
+  spawnDevRelay,
+} from '../testing/index.js'
 
 describe('authentication is bound to the relay', () => {
   let relay: RelayProcess

@@ -15,7 +15,17 @@ import { activationPayload, parleyErrorFromWire } from '@parley/protocol'
 import { Redis } from 'ioredis'
 import pg from 'pg'
 import { afterAll, beforeAll, expect, it } from 'vitest'
-import { CodeInbox, type RelayProcess, spawnDevRelay } from '../testing/index.js'
+import {
+  CodeInbox,
+  expectError,
+  Identity,
+  login,
+  prekeys,
+  RawClient,
+  type RelayProcess,
+  spawnDevRelay,
+  tempDir,
+} from '../testing/index.js'
 import {
   describeWith,
   PG_URL,
@@ -25,7 +35,6 @@ import {
   uniqueName,
   waitFor,
 } from './conformance/services.js'
-import { expectError, Identity, login, prekeys, RawClient, tempDir } from './helpers.js'
 
 const MESSAGES = 5000
 const CLIENTS = 6

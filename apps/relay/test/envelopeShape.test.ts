@@ -5,7 +5,7 @@ import { generateIdentity, sealEnvelope } from '@parley/protocol'
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { envelopeShapeProblem } from '../src/handlers/envelopeShape.js'
-import { junkEnvelope, sealedShape } from './helpers.js'
+import { junkEnvelope, sealedShape } from '../testing/index.js'
 
 const sender = generateIdentity()
 const recipient = generateIdentity()

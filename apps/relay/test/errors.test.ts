@@ -10,7 +10,6 @@ import {
   signedPrekeyPayload,
 } from '@parley/protocol'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { type RelayProcess, spawnDevRelay } from '../testing/index.js'
 import {
   type Account,
   activate,
@@ -20,8 +19,10 @@ import {
   messageId,
   prekeys,
   RawClient,
+  type RelayProcess,
   sealedShape,
-} from './helpers.js'
+  spawnDevRelay,
+} from '../testing/index.js'
 
 const enc = new TextEncoder()
 const bytes = (n: number) => new Uint8Array(randomBytes(n))

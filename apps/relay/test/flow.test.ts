@@ -3,7 +3,6 @@ import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { addressFromToken, addressPrefix, numberToOprfInput, oprfBlind, oprfFinalize } from '@parley/protocol'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { type RelayProcess, spawnDevRelay } from '../testing/index.js'
 import {
   type Account,
   activate,
@@ -12,10 +11,12 @@ import {
   messageId,
   prekeys,
   RawClient,
+  type RelayProcess,
   sealedShape,
   shapeText,
+  spawnDevRelay,
   tempDir,
-} from './helpers.js'
+} from '../testing/index.js'
 
 const ALICE = '+14155550101'
 const BOB = '+14155550102'

@@ -22,7 +22,7 @@ import {
   RawClient,
   sealedShape,
   shapeText,
-} from './helpers.js'
+} from '../testing/index.js'
 
 describe('startRelay (in-process)', () => {
   it('starts on a free port, reports url and port, and closes idempotently', async () => {

@@ -9,8 +9,6 @@ import type { RelayOptions } from '../src/index.js'
 import { PostgresStore } from '../src/PostgresStore.js'
 import { SqliteStore } from '../src/SqliteStore.js'
 import type { Store } from '../src/Store.js'
-import { type RelayProcess, spawnDevRelay } from '../testing/index.js'
-import { describeWith, PG_URL, probePostgres, uniqueName } from './conformance/services.js'
 import {
   type Account,
   activate,
@@ -18,10 +16,13 @@ import {
   login,
   messageId,
   RawClient,
+  type RelayProcess,
   sealedShape,
   shapeText,
+  spawnDevRelay,
   tempDir,
-} from './helpers.js'
+} from '../testing/index.js'
+import { describeWith, PG_URL, probePostgres, uniqueName } from './conformance/services.js'
 
 const enc = new TextEncoder()
 

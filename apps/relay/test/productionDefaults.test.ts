@@ -8,8 +8,7 @@ import { describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
 import { DEFAULT_CONFIG, helpText, metricsAddress, parseConfig } from '../src/config.js'
 import { startRelay } from '../src/index.js'
-import { RelayProcess } from '../testing/index.js'
-import { inProcess } from './helpers.js'
+import { inProcess, RelayProcess } from '../testing/index.js'
 
 /**
  * Runs the CLI with only `--port 0 --data-dir <tmp>` of the spawner's flags (no host, metrics listener or

@@ -7,6 +7,7 @@ import { join } from 'node:path'
 import { deliveryTokenVerifier, numberCommitment, verifySenderCertificate } from '@parley/protocol'
 import { describe, expect, it } from 'vitest'
 import { networkOf } from '../src/internal/network.js'
+import { MemoryRateLimiter } from '../src/RateLimiter.js'
 import { RelayKeys, SIGNER_VALIDITY_MS } from '../src/RelayKeys.js'
 import { SqliteStore } from '../src/SqliteStore.js'
 import {
@@ -18,7 +19,7 @@ import {
   prekeys,
   RawClient,
   sealedShape,
-} from './helpers.js'
+} from '../testing/index.js'
 
 const HOUR = 3600_000
 
@@ -204,6 +205,24 @@ describe('unidentified sends', () => {
     await n.relay.close()
   })
 
+  it('charges the network the connection was counted in, with the configured prefix lengths', async () => {
+    const keys: string[] = []
+    const limiter = new MemoryRateLimiter()
+    const take = limiter.take.bind(limiter)
+    limiter.take = (key, ...rest) => {
+      keys.push(key)
+      return take(key, ...rest)
+    }
+    const r = await inProcess({ limiter, ipv4NetworkBits: 16 })
+    const { c, account, token } = await recipient(r)
+    const anon = await RawClient.open(r.relay.url)
+    expect((await anon.request(send(account.address, token))).body).toBe('messageAccepted')
+    expect(keys.filter((k) => k.startsWith('ud:network:'))).toEqual(['ud:network:4:127.0.0.0/16'])
+    anon.close()
+    c.close()
+    await r.relay.close()
+  })
+
   it('groups source addresses by IPv4 /24 and IPv6 /56', () => {
     expect(networkOf('203.0.113.77')).toBe('4:203.0.113.0/24')
     expect(networkOf('203.0.113.200')).toBe(networkOf('203.0.113.1'))
@@ -230,7 +249,7 @@ describe('unidentified sends', () => {
 describe('the relay’s Ed25519 verifier (OpenSSL)', () => {
   it('agrees with the pure-JS verifier on valid, tampered, foreign and malformed signatures', async () => {
     const { nodeEd25519Verify } = await import('../src/internal/nodeVerify.js')
-    const { getCryptoProvider, setCryptoProvider, verifyIdentitySignature } = await import('@parley/protocol')
+    const { verifyIdentitySignature } = await import('@parley/protocol')
     const id = new Identity()
     const other = new Identity()
     const msg = new TextEncoder().encode('parley/v1/signed-prekey test')
@@ -247,11 +266,8 @@ describe('the relay’s Ed25519 verifier (OpenSSL)', () => {
       [id.publicKey, msg, new Uint8Array(64)],
       [id.publicKey, msg, new Uint8Array(63)],
     ]
-    // The pure-JS path: the protocol's verifier with no native one installed (an in-process relay installs one).
-    const installed = getCryptoProvider()
-    setCryptoProvider({ ...installed, ed25519Verify: undefined })
+    // The pure-JS path: the protocol's verifier without a `crypto` option.
     const noble = cases.map(([k, m, s]) => verifyIdentitySignature(k, m, s))
-    setCryptoProvider(installed)
     expect(cases.map(([k, m, s]) => nodeEd25519Verify(k, m, s))).toEqual(noble)
     expect(noble.filter(Boolean)).toHaveLength(1)
     expect(nodeEd25519Verify(id.publicKey, msg, sig)).toBe(true)

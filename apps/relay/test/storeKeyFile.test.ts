@@ -3,7 +3,7 @@ import { chmodSync, readdirSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { openStoreKeyFile, STORE_KEY_FILE } from '../src/storeKeyFile.js'
-import { tempDir } from './helpers.js'
+import { tempDir } from '../testing/index.js'
 
 describe('store-key.json', () => {
   it('is created with a fresh key on first start, mode 0600, and read back unchanged', () => {

@@ -6,22 +6,9 @@
 import { mkdir, writeFile } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
 import * as esbuild from 'esbuild'
+import { browserOptions } from './esbuildOptions.mjs'
 
 export const PACKAGE_DIR = fileURLToPath(new URL('..', import.meta.url))
-
-/** esbuild options shared by every browser bundle: what a user's bundler would do with the package. */
-export const browserOptions = {
-  bundle: true,
-  format: 'esm',
-  platform: 'browser',
-  target: 'es2022',
-  conditions: ['parley-source', 'browser', 'import'],
-  mainFields: ['browser', 'module', 'main'],
-  minify: true,
-  treeShaking: true,
-  legalComments: 'none',
-  logLevel: 'silent',
-}
 
 /**
  * Bundles `entry` for the browser.

@@ -5,7 +5,8 @@ import { relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { gzipSync } from 'node:zlib'
 import * as esbuild from 'esbuild'
-import { browserOptions, PACKAGE_DIR } from './bundle.mjs'
+import { PACKAGE_DIR } from './bundle.mjs'
+import { browserOptions } from './esbuildOptions.mjs'
 
 // 80 KB until sender certificates (issue 13): proving every sender — certificate checks, number commitments,
 // delivery tokens, held messages, the replay cache — added 3.3 KB (78.7 → 82.0 KB), and the budget moved to 84 KB

@@ -3,7 +3,7 @@
  * a durable outbox and an exactly-once inbox, over an injected transport and store.
  * @module
  */
-import type { IdentityKeyPair } from '@parley/protocol'
+import { assertCryptoProvider, type IdentityKeyPair } from '@parley/protocol'
 import { systemClock } from './Clock.js'
 import type { Listener } from './Emitter.js'
 import { Activator } from './engine/activation.js'
@@ -31,6 +31,17 @@ import type {
   ParleyEvents,
   SendResult,
 } from './types.js'
+
+/** A duration option: omitted, or a positive finite number of milliseconds (a RangeError otherwise). */
+function positiveMs(value: unknown, name: string): void {
+  if (value === undefined) return
+  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
+    throw new RangeError(`${name} must be a positive number of milliseconds`)
+  }
+}
+
+/** How long close() waits for the relay to take the acks still queued. */
+const CLOSE_ACK_WAIT_MS = 1_000
 
 /**
  * A Parley client: one device of one account.
@@ -68,6 +79,15 @@ export class ParleyClient {
     if (options.smsFallback !== undefined && typeof options.smsFallback !== 'function') {
       throw new TypeError('smsFallback must be a function')
     }
+    if (options.crypto !== undefined) assertCryptoProvider(options.crypto)
+    positiveMs(options.requestTimeoutMs, 'requestTimeoutMs')
+    positiveMs(options.discoveryTtlMs, 'discoveryTtlMs')
+    positiveMs(options.reconnect?.minDelayMs, 'reconnect.minDelayMs')
+    positiveMs(options.reconnect?.maxDelayMs, 'reconnect.maxDelayMs')
+    const { minDelayMs, maxDelayMs } = options.reconnect ?? {}
+    if (minDelayMs !== undefined && maxDelayMs !== undefined && minDelayMs > maxDelayMs) {
+      throw new RangeError('reconnect.minDelayMs must not exceed reconnect.maxDelayMs')
+    }
     const clock = options.clock ?? systemClock
     const random = options.random ?? ((n: number) => crypto.getRandomValues(new Uint8Array(n)))
     const givenTrustRoot = parseTrustRoot(options.relayKeys)
@@ -88,7 +108,14 @@ export class ParleyClient {
         },
       },
     })
-    const engine = new Engine({ store: options.store, clock, random, link, anonymous })
+    const engine = new Engine({
+      store: options.store,
+      clock,
+      random,
+      crypto: options.crypto,
+      link,
+      anonymous,
+    })
     const discovery = new Discovery(engine, options.defaultRegion)
     const prekeys = new Prekeys(engine)
     const session = new RelaySession(engine, discovery, givenTrustRoot)
@@ -340,12 +367,14 @@ export class ParleyClient {
   /**
    * Counters of what this client refused or held since it was created: messages refused for an unproven sender
    * (`senderUnverified`), replayed first messages (`replaysRefused`), messages held for a changed verified
-   * identity (`held`), and messages sent by unidentified delivery (`unidentifiedSent`).
+   * identity (`held`), held messages dropped because a contact's hold was full (`heldDropped`, at 1,000 held per
+   * contact the oldest goes), and messages sent by unidentified delivery (`unidentifiedSent`).
    */
   get stats(): Readonly<{
     senderUnverified: number
     replaysRefused: number
     held: number
+    heldDropped: number
     unidentifiedSent: number
   }> {
     return { ...this.#engine.stats }
@@ -375,10 +404,22 @@ export class ParleyClient {
   async close(): Promise<void> {
     const engine = this.#engine
     if (engine.closed) return
-    engine.closed = true
+    engine.close()
     this.#outbox.stopTimers()
     this.#delivery.stopTimers()
-    this.#inbox.flushAcks()
+    // Acks still queued go out before the connection closes: otherwise the relay redelivers those messages
+    // at the next start (the dedupe drops them, but they cost a download and a decrypt each). Bounded, so
+    // close() never waits on an unresponsive relay.
+    if (engine.link.state === 'online') {
+      let timer: unknown
+      await Promise.race([
+        this.#inbox.flushAcks(),
+        new Promise<void>((r) => {
+          timer = engine.clock.setTimeout(r, CLOSE_ACK_WAIT_MS)
+        }),
+      ])
+      engine.clock.clearTimeout(timer)
+    }
     engine.link.stop(true)
     engine.anonymous.stop(true)
     for (const push of engine.iterators) push(null)

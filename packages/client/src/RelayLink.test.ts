@@ -1,47 +1,33 @@
 import { ParleyError } from '@parley/protocol'
 import { describe, expect, it } from 'vitest'
-import type { Clock } from './Clock.js'
 import { RelayLink } from './RelayLink.js'
 import type { Transport } from './Transport.js'
+import { ManualClock } from './testing/ManualClock.js'
 
-/** A manual clock: timers fire only when the test advances time. */
-function manualClock() {
-  let now = 0
-  let nextId = 1
-  const timers = new Map<number, { at: number; fn: () => void }>()
-  const clock: Clock & { advance(ms: number): Promise<void>; delays: number[] } = {
-    delays: [],
-    now: () => now,
-    setTimeout(fn, ms) {
-      const id = nextId++
-      clock.delays.push(ms)
-      timers.set(id, { at: now + ms, fn })
-      return id
-    },
-    clearTimeout(h) {
-      timers.delete(h as number)
-    },
-    async advance(ms) {
-      const until = now + ms
-      for (;;) {
-        const due = [...timers.entries()]
-          .filter(([, t]) => t.at <= until)
-          .sort((a, b) => a[1].at - b[1].at)[0]
-        if (due === undefined) break
-        timers.delete(due[0])
-        now = due[1].at
-        due[1].fn()
-        await new Promise((r) => setImmediate(r))
-      }
-      now = until
-    },
-  }
-  return clock
+type LinkOptions = ConstructorParameters<typeof RelayLink>[0]
+
+/**
+ * A link to a test relay over `transport`, on a manual clock, its hooks doing nothing unless `onState` is given.
+ */
+function testLink(
+  transport: Transport,
+  options: Partial<Omit<LinkOptions, 'hooks'>> & { onState?: LinkOptions['hooks']['onState'] } = {},
+) {
+  const { onState = () => {}, ...rest } = options
+  const clock = new ManualClock(0)
+  const link = new RelayLink({
+    url: 'ws://x/v1/ws',
+    transport,
+    clock,
+    jitter: () => 0.5,
+    ...rest,
+    hooks: { onHandshake: async () => {}, onPush: () => {}, onState },
+  })
+  return { link, clock }
 }
 
 describe('RelayLink reconnection', () => {
   it('backs off exponentially with jitter, capped, while the relay is unreachable', async () => {
-    const clock = manualClock()
     let attempts = 0
     const transport: Transport = {
       open: async () => {
@@ -50,18 +36,11 @@ describe('RelayLink reconnection', () => {
       },
     }
     const states: { state: string; retryInMs?: number }[] = []
-    const link = new RelayLink({
-      url: 'ws://x/v1/ws',
-      transport,
-      clock,
+    const { link, clock } = testLink(transport, {
       jitter: () => 0.999,
       backoffMinMs: 100,
       backoffMaxMs: 2000,
-      hooks: {
-        onHandshake: async () => {},
-        onPush: () => {},
-        onState: (state, info) => states.push({ state, retryInMs: info.retryInMs }),
-      },
+      onState: (state, info) => states.push({ state, retryInMs: info.retryInMs }),
     })
     link.start()
     await clock.advance(60_000)
@@ -77,19 +56,11 @@ describe('RelayLink reconnection', () => {
   })
 
   it('never retries faster than half the window, even with a jitter of 0', async () => {
-    const clock = manualClock()
     const transport: Transport = { open: async () => Promise.reject(new Error('refused')) }
     const retries: number[] = []
-    const link = new RelayLink({
-      url: 'ws://x/v1/ws',
-      transport,
-      clock,
+    const { link, clock } = testLink(transport, {
       jitter: () => 0,
-      hooks: {
-        onHandshake: async () => {},
-        onPush: () => {},
-        onState: (_s, info) => info.retryInMs !== undefined && retries.push(info.retryInMs),
-      },
+      onState: (_s, info) => info.retryInMs !== undefined && retries.push(info.retryInMs),
     })
     link.start()
     await clock.advance(120_000)
@@ -101,16 +72,7 @@ describe('RelayLink reconnection', () => {
   })
 
   it('times out a request on a link that never comes online, and honours abort', async () => {
-    const clock = manualClock()
-    const transport: Transport = { open: () => new Promise(() => {}) }
-    const link = new RelayLink({
-      url: 'ws://x/v1/ws',
-      transport,
-      clock,
-      jitter: () => 0.5,
-      requestTimeoutMs: 1000,
-      hooks: { onHandshake: async () => {}, onPush: () => {}, onState: () => {} },
-    })
+    const { link, clock } = testLink({ open: () => new Promise(() => {}) }, { requestTimeoutMs: 1000 })
     const pending = link.request({ ping: {} }).catch((err: unknown) => err)
     await clock.advance(1001)
     expect(await pending).toMatchObject({ code: 'TIMEOUT' })

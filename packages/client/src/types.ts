@@ -2,7 +2,7 @@
  * Public types of the client engine: options, results and events.
  * @module
  */
-import type { CountryCode, ParleyError } from '@parley/protocol'
+import type { CountryCode, CryptoProvider, ParleyError } from '@parley/protocol'
 import type { Clock } from './Clock.js'
 import type { ConnectionState } from './RelayLink.js'
 import type { Store } from './Store.js'
@@ -27,6 +27,12 @@ export interface ParleyClientOptions {
   clock?: Clock
   /** CSPRNG returning `n` bytes (tests inject a seeded one). */
   random?: (n: number) => Uint8Array
+  /**
+   * Faster implementations of the end-to-end primitives for this client only (`@parley/node`'s `createClient`
+   * passes `node:crypto`'s); omitted: the pure-JS defaults. Outputs must be bit-for-bit the defaults'.
+   * @throws TypeError from the constructor when it is not a `CryptoProvider`
+   */
+  crypto?: CryptoProvider
   /** How long one request may wait for the relay (default 20 s). */
   requestTimeoutMs?: number
   /** Reconnect backoff: first delay (default 250 ms) and cap (default 30 s); full jitter is applied. */

@@ -1,17 +1,17 @@
 // Prekey upkeep, the registration lock, OPRF key rotation and deactivation, against a FakeRelay.
 import type { ParleyError } from '@parley/client'
 import { describe, expect, it } from 'vitest'
-import { ALICE, BOB, CAROL, codeOf, collect, world } from './harness.js'
+import { ALICE, aliceAndBob, BOB, CAROL, codeOf, collect, world } from './harness.js'
 
 const DAY = 24 * 3600_000
 
 describe('prekeys', () => {
   it('refills one-time prekeys of the kinds the relay reports low, and only those', async () => {
-    const { relay, clock, activated } = world()
+    const { relay, activated, step } = world()
     relay.answer('prekeyCountQuery', () => ({ prekeyCount: { oneTimeCount: 3, kemOneTimeCount: 9 } }), {
       times: 1,
     })
-    const alice = await activated(ALICE)
+    await activated(ALICE)
     const [upload] = relay.received('prekeyUpload')
     expect(upload!.oneTimePrekeys).toHaveLength(100)
     expect(upload!.oneTimeKemPrekeys ?? []).toHaveLength(0)
@@ -25,18 +25,16 @@ describe('prekeys', () => {
       times: 1,
     })
     relay.drop(ALICE)
-    await clock.advance(1_000)
-    await relay.settle()
+    await step(1_000)
     const [, second] = relay.received('prekeyUpload')
     expect(second!.oneTimePrekeys ?? []).toHaveLength(0)
     expect(second!.oneTimeKemPrekeys).toHaveLength(10)
-    await alice.close()
   })
 
   it('checks its counts again after a first message used up one of its prekeys', async () => {
     const { relay, activated } = world()
     const alice = await activated(ALICE)
-    const bob = await activated(BOB)
+    await activated(BOB)
     const counted = relay.received('prekeyCountQuery').length
     await alice.send(BOB, 'hi')
     await relay.settle()
@@ -44,19 +42,14 @@ describe('prekeys', () => {
     expect(relay.received('prekeyCountQuery').length).toBe(counted + 1)
     // 99 and 9 are above the low-water marks: nothing uploaded.
     expect(relay.received('prekeyUpload')).toHaveLength(0)
-    await alice.close()
-    await bob.close()
   })
 
   it('rotates its signed prekey after a week, on its next connection', async () => {
-    const { relay, clock, activated } = world()
-    const alice = await activated(ALICE)
-    const bob = await activated(BOB)
+    const { relay, clock, step, alice, bob } = await aliceAndBob()
     const first = relay.account(ALICE)!.signedPrekey.keyId
     await clock.advance(8 * DAY)
     relay.drop(ALICE)
-    await clock.advance(1_000)
-    await relay.settle()
+    await step(1_000)
     const rotated = relay.received('prekeyUpload').filter((u) => u.signedPrekey)
     expect(rotated).toHaveLength(1)
     expect(relay.account(ALICE)!.signedPrekey.keyId).toBe(first + 1)
@@ -65,8 +58,6 @@ describe('prekeys', () => {
     await relay.settle()
     expect((await alice.history()).map((m) => m.text)).toEqual(['after the rotation'])
     expect(relay.received('senderCertificateRequest').length).toBeGreaterThanOrEqual(1)
-    await alice.close()
-    await bob.close()
   })
 })
 
@@ -93,25 +84,19 @@ describe('registration lock', () => {
 
     await other.clearRegistrationLock()
     expect(relay.account(ALICE)!.registrationLock).toBeNull()
-    await alice.close()
-    await other.close()
   })
 })
 
 describe('OPRF key rotation', () => {
   it('moves each account to its new address and follows contacts there', async () => {
-    const { relay, clock, activated } = world()
-    const alice = await activated(ALICE)
-    const bob = await activated(BOB)
-    const received = collect(bob, 'message')
+    const { relay, step, alice, bob, received } = await aliceAndBob()
     await alice.send(BOB, 'under the first key')
     await relay.settle()
     const oldBob = relay.addressOf(BOB)
 
     relay.rotateOprfKey()
     expect(relay.addressOf(BOB)).not.toBe(oldBob)
-    await clock.advance(1_000)
-    await relay.settle()
+    await step(1_000)
     expect(
       relay
         .received('rebindAddress')
@@ -131,8 +116,6 @@ describe('OPRF key rotation', () => {
     await bob.send(ALICE, 'got it')
     await relay.settle()
     expect((await alice.history()).map((m) => [m.text, m.from])).toEqual([['got it', BOB]])
-    await alice.close()
-    await bob.close()
   })
 })
 
@@ -154,8 +137,6 @@ describe('deactivation', () => {
     await alice.activate({ phoneNumber: ALICE, consent: true })
     const again = await alice.confirm(relay.codeFor(ALICE)!)
     expect(again.replacedDevice).toBe(false)
-    await alice.close()
-    await carol.close()
   })
 
   it('keeps the account when the relay cannot be reached', async () => {
@@ -165,7 +146,6 @@ describe('deactivation', () => {
     expect(await codeOf(alice.deactivate())).toBe('UNAVAILABLE')
     expect(alice.activated).toBe(true)
     expect(relay.account(ALICE)).toBeDefined()
-    await alice.close()
   })
 
   it('is told when the account was erased from another connection', async () => {
@@ -176,6 +156,5 @@ describe('deactivation', () => {
     await relay.settle()
     expect(replaced).toEqual([{ erased: true }])
     expect(alice.activated).toBe(false)
-    await alice.close()
   })
 })

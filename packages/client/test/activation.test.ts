@@ -45,7 +45,6 @@ describe('activation', () => {
     expect(relay.account(ALICE)!.deliveryVerifier).toHaveLength(32)
     // One connection for all of it.
     expect(relay.connections).toHaveLength(1)
-    await alice.close()
   })
 
   it('refuses a wrong code, keeps the activation pending, and then accepts the right one', async () => {
@@ -61,7 +60,6 @@ describe('activation', () => {
     await alice.confirm('424242')
     expect(alice.activated).toBe(true)
     expect(relay.received('activationConfirm').map((c) => c.code)).toEqual(['000000', '424242'])
-    await alice.close()
   })
 
   it('refuses a malformed code locally and an expired activation without asking the relay', async () => {
@@ -74,7 +72,6 @@ describe('activation', () => {
     expect(relay.received('activationConfirm')).toHaveLength(0)
     // The pending activation is gone: confirm() now needs a new activate().
     expect(await codeOf(alice.confirm(relay.codeFor(ALICE)!))).toBe('INVALID_STATE')
-    await alice.close()
   })
 
   it('passes on the relay refusing a code request (RATE_LIMITED with retryAfterMs)', async () => {
@@ -88,7 +85,6 @@ describe('activation', () => {
     // Once the script is used up, the relay's own answer comes back.
     await alice.activate({ phoneNumber: ALICE, consent: true })
     expect(relay.texts).toHaveLength(1)
-    await alice.close()
   })
 
   it('refuses an address that is not the OPRF of its own number (VERIFICATION_FAILED)', async () => {
@@ -102,7 +98,6 @@ describe('activation', () => {
     await alice.activate({ phoneNumber: ALICE, consent: true })
     expect(await codeOf(alice.confirm(relay.codeFor(ALICE)!))).toBe('VERIFICATION_FAILED')
     expect(alice.activated).toBe(false)
-    await alice.close()
   })
 
   it('solves the proof of work the relay asks for before a code is sent', async () => {
@@ -111,7 +106,6 @@ describe('activation', () => {
     await alice.activate({ phoneNumber: ALICE, consent: true })
     expect(relay.received('activationStart')[0]!.powSolution!.length).toBeGreaterThan(0)
     expect(relay.texts.map((t) => t.to)).toEqual([ALICE])
-    await alice.close()
   })
 
   it('pins the trust root: a relay with another root is refused, and so is an OPRF key it did not certify', async () => {
@@ -144,7 +138,6 @@ describe('activation', () => {
     expect(await pending).toBe('TIMEOUT')
     expect(bobStates.map((s) => s.error?.code)).toContain('VERIFICATION_FAILED')
     expect(relay.received('activationStart')).toHaveLength(0)
-    await bob.close()
   })
 
   it('pins the trust root on first use when the app gives none, and refuses another one after', async () => {
@@ -166,7 +159,6 @@ describe('activation', () => {
     await impostor.settle()
     expect(states.find((s) => s.error)?.error?.message).toContain('differs from the pinned one')
     expect(impostor.received('authenticate')).toHaveLength(0)
-    await again.close()
   })
 
   it('starts again from its store: a restarted device connects and authenticates by itself', async () => {
@@ -186,6 +178,5 @@ describe('activation', () => {
     expect(relay.received('activationStart')).toHaveLength(1)
     expect(relay.received('authenticate')).toHaveLength(2)
     expect(relay.connectionsOf(ALICE)).toHaveLength(1)
-    await again.close()
   })
 })

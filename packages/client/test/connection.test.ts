@@ -2,14 +2,11 @@
 // the mailbox, pushes, and the device being replaced while online or offline.
 import { MemoryStore } from '@parley/client'
 import { describe, expect, it } from 'vitest'
-import { ALICE, BOB, codeOf, collect, reopenable, world } from './harness.js'
+import { ALICE, aliceAndBob, BOB, codeOf, collect, reopenable, world } from './harness.js'
 
 describe('connection', () => {
   it('reconnects after a drop and resumes the mailbox: nothing lost, nothing twice', async () => {
-    const { relay, clock, activated } = world()
-    const alice = await activated(ALICE)
-    const bob = await activated(BOB)
-    const received = collect(bob, 'message')
+    const { relay, clock, step, alice, bob, received } = await aliceAndBob()
     const states = collect(bob, 'connection')
     await alice.send(BOB, 'before')
     await relay.settle()
@@ -35,20 +32,16 @@ describe('connection', () => {
 
     relay.refuseConnections(false)
     await clock.advance(30_000)
-    await relay.settle()
-    await clock.advance(10)
-    await relay.settle()
+    await step(10)
     expect(bob.connectionState).toBe('online')
     expect(states.at(-1)).toEqual({ state: 'online', attempt: 0 })
     expect(relay.received('syncMailbox').at(-1)).toEqual(expect.objectContaining({ afterSeq: 1 }))
     expect(received.map((m) => m.text)).toEqual(['before', 'while', 'away'])
     expect(relay.mailbox(BOB)).toEqual([])
-    await alice.close()
-    await bob.close()
   })
 
   it('drops a connection that sends garbage, tells the app, and reconnects', async () => {
-    const { relay, clock, activated } = world()
+    const { relay, activated, step } = world()
     const alice = await activated(ALICE)
     const errors = collect(alice, 'error')
     const [connection] = relay.connectionsOf(ALICE)
@@ -56,11 +49,9 @@ describe('connection', () => {
     await relay.settle()
     expect(connection!.closed).toBe(true)
     expect(errors.map((e) => e.code)).toEqual(['BAD_REQUEST'])
-    await clock.advance(1_000)
-    await relay.settle()
+    await step(1_000)
     expect(relay.connectionsOf(ALICE)).toHaveLength(1)
     expect(alice.connectionState).toBe('online')
-    await alice.close()
   })
 
   it('passes on gap and error pushes as events', async () => {
@@ -77,7 +68,6 @@ describe('connection', () => {
       { firstSeq: 10, lastSeq: 10, reason: 'evicted' },
     ])
     expect(errors.map((e) => [e.code, e.retryAfterMs])).toEqual([['RATE_LIMITED', 1_000]])
-    await alice.close()
   })
 
   it('times a request out on the client clock when the relay never answers', async () => {
@@ -90,11 +80,10 @@ describe('connection', () => {
     expect(relay.received('oprfEvaluate')).toHaveLength(1)
     await clock.advance(1)
     expect(await found).toBe('TIMEOUT')
-    await alice.close()
   })
 
   it('is told when another device takes the number, stops, and can take it back with its own mail', async () => {
-    const { relay, clock, activated } = world()
+    const { relay, clock, activated, step } = world()
     const bob = await activated(BOB)
     const alice = await activated(ALICE)
     const replaced = collect(alice, 'deviceReplaced')
@@ -112,8 +101,7 @@ describe('connection', () => {
     const thief = await activated(ALICE)
     expect(relay.account(ALICE)!.deviceId).toBe(2)
     // The first phone learns it on its next connection: it authenticates, is refused, and stops.
-    await clock.advance(60_000)
-    await relay.settle()
+    await step(60_000)
     expect(replaced).toEqual([{ erased: false }])
     expect(alice.activated).toBe(false)
     const attempts = relay.connectionAttempts
@@ -131,9 +119,6 @@ describe('connection', () => {
     expect(thief.activated).toBe(false)
     const texts = (await alice.history()).map((m) => m.text)
     expect(texts).toEqual(['read on the first phone', 'unread when it was taken'])
-    await alice.close()
-    await bob.close()
-    await thief.close()
   })
 
   it('learns of a takeover that happened while it was closed', async () => {
@@ -141,7 +126,7 @@ describe('connection', () => {
     const disk = new MemoryStore()
     const first = await activated(ALICE, { store: reopenable(disk) })
     await first.close()
-    const second = await activated(ALICE)
+    await activated(ALICE)
     const restarted = await client({ store: reopenable(disk) })
     const replaced = collect(restarted, 'deviceReplaced')
     const errors = collect(restarted, 'error')
@@ -149,7 +134,5 @@ describe('connection', () => {
     expect(errors.map((e) => e.code)).toEqual(['UNAUTHENTICATED'])
     expect(replaced).toEqual([{ erased: false }])
     expect(restarted.activated).toBe(false)
-    await restarted.close()
-    await second.close()
   })
 })

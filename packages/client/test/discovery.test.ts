@@ -18,7 +18,7 @@ describe('discovery', () => {
   it('tells registered numbers from others, without sending any of them', async () => {
     const { relay, activated } = world()
     const alice = await activated(ALICE)
-    const bob = await activated(BOB)
+    await activated(BOB)
     const before = relay.frames.length
     const results = await alice.discover(['(415) 555-0101', NOBODY, 'not a number'])
     expect(results).toEqual([
@@ -35,8 +35,6 @@ describe('discovery', () => {
     const discoveryFrames = relay.frames.slice(before)
     expect(leaks(discoveryFrames, BOB)).toBe(false)
     expect(leaks(discoveryFrames, NOBODY)).toBe(false)
-    await alice.close()
-    await bob.close()
   })
 
   it('caches tokens: asking again costs no evaluation, only new numbers are evaluated', async () => {
@@ -48,25 +46,21 @@ describe('discovery', () => {
     // Membership is asked each time: registrations change, tokens do not.
     expect(relay.received('membershipQuery')).toHaveLength(2)
 
-    const carol = await activated(CAROL)
+    await activated(CAROL)
     expect((await alice.discover([BOB, CAROL])).map((r) => r.registered)).toEqual([false, true])
     expect(relay.received('oprfEvaluate').map((e) => e.blindedElements!.length)).toEqual([2, 1])
-    await alice.close()
-    await carol.close()
   })
 
   it('uses a fresh discovery result for send() until it is older than discoveryTtlMs', async () => {
     const { relay, clock, activated } = world()
     const alice = await activated(ALICE, { discoveryTtlMs: 60_000 })
-    const bob = await activated(BOB)
+    await activated(BOB)
     await alice.discover([BOB])
     await alice.send(BOB, 'one')
     expect(relay.received('membershipQuery')).toHaveLength(1)
     await clock.advance(60_001)
     await alice.send(BOB, 'two')
     expect(relay.received('membershipQuery')).toHaveLength(2)
-    await alice.close()
-    await bob.close()
   })
 
   it('passes on RATE_LIMITED with retryAfterMs, caches nothing, and asks again next time', async () => {
@@ -79,25 +73,39 @@ describe('discovery', () => {
     expect(relay.received('membershipQuery')).toHaveLength(0)
     await alice.discover([BOB])
     expect(relay.received('oprfEvaluate')).toHaveLength(2)
-    await alice.close()
   })
 
   it('waits and retries when a busy relay answers UNAVAILABLE with retryAfterMs', async () => {
-    const { relay, clock, activated } = world()
+    const { relay, clock, activated, step } = world()
     const alice = await activated(ALICE)
-    const bob = await activated(BOB)
+    await activated(BOB)
     relay.refuse('oprfEvaluate', 'UNAVAILABLE', { retryAfterMs: 2_000, times: 2 })
     const found = alice.discover([BOB])
     await relay.settle()
     expect(relay.received('oprfEvaluate')).toHaveLength(1)
-    await clock.advance(2_000)
-    await relay.settle()
+    await step(2_000)
     expect(relay.received('oprfEvaluate')).toHaveLength(2)
     await clock.advance(2_000)
     expect((await found).map((r) => r.registered)).toEqual([true])
     expect(relay.received('oprfEvaluate')).toHaveLength(3)
+  })
+
+  it("ends a busy relay's wait at once on abort (ABORTED) or close (CLOSED), without another request", async () => {
+    const { relay, activated } = world()
+    const alice = await activated(ALICE)
+    relay.refuse('oprfEvaluate', 'UNAVAILABLE', { retryAfterMs: 3_600_000, times: 2 })
+    const controller = new AbortController()
+    const aborted = alice.discover([BOB], { signal: controller.signal }).catch((e: unknown) => e)
+    await relay.settle()
+    controller.abort()
+    expect(ParleyError.is(await aborted, 'ABORTED')).toBe(true)
+
+    const closed = alice.discover([BOB]).catch((e: unknown) => e)
+    await relay.settle()
     await alice.close()
-    await bob.close()
+    expect(ParleyError.is(await closed, 'CLOSED')).toBe(true)
+    // Neither wait ran out: the manual clock never moved, and the relay saw one request per call.
+    expect(relay.received('oprfEvaluate')).toHaveLength(2)
   })
 
   it('refuses an evaluation whose proof does not verify, or made with another key (VERIFICATION_FAILED)', async () => {
@@ -121,7 +129,6 @@ describe('discovery', () => {
     )
     expect(await codeOf(alice.discover([BOB]))).toBe('VERIFICATION_FAILED')
     expect(await alice.discover([BOB])).toEqual([{ number: BOB, e164: BOB, registered: false }])
-    await alice.close()
   })
 
   it("splits work to the relay's announced batch size, in pipelined OPRF requests", async () => {
@@ -135,6 +142,5 @@ describe('discovery', () => {
     await expect(alice.discover(['x'] as unknown as string[]).then(() => 'ok')).resolves.toBe('ok')
     await expect(alice.discover(Array(10_001).fill(BOB))).rejects.toThrow(RangeError)
     await expect(alice.discover('nope' as unknown as string[])).rejects.toThrow(TypeError)
-    await alice.close()
   })
 })

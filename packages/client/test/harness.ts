@@ -8,9 +8,8 @@ import {
   type Store,
 } from '@parley/client'
 import { FakeRelay, type FakeRelayOptions, ManualClock } from '@parley/client/testing'
-import { useNativeCrypto } from './nativeCrypto.js'
-
-useNativeCrypto()
+import { onTestFinished } from 'vitest'
+import { testCrypto } from './nativeCrypto.js'
 
 export const ALICE = '+14155550100'
 export const BOB = '+14155550101'
@@ -25,21 +24,35 @@ export interface World {
   client(options?: Partial<ParleyClientOptions>): Promise<ParleyClient>
   /** A client activated as `number`, online and settled. */
   activated(number: string, options?: Partial<ParleyClientOptions>): Promise<ParleyClient>
+  /** Lets the relay answer, moves the clock `ms` on (ack delays, retries), and lets it answer again. */
+  step(ms: number): Promise<void>
 }
 
+/**
+ * A relay and a clock for one test. Every client made through it is closed when the test ends (closing is
+ * idempotent), so a test closes a client itself only where the closing is part of what it tests.
+ */
 export function world(relayOptions: FakeRelayOptions = {}): World {
   const clock = new ManualClock()
-  const relay = new FakeRelay({ clock, ...relayOptions })
-  const client = (options: Partial<ParleyClientOptions> = {}) =>
-    ParleyClient.create({
+  const relay = new FakeRelay({ clock, crypto: testCrypto, ...relayOptions })
+  const clients: ParleyClient[] = []
+  onTestFinished(async () => {
+    for (const c of clients) await c.close()
+  })
+  const client = async (options: Partial<ParleyClientOptions> = {}) => {
+    const c = await ParleyClient.create({
       relayUrl: relay.url,
       transport: relay.transport,
       relayKeys: relay.relayKeys,
       store: new MemoryStore(),
       clock,
+      crypto: testCrypto,
       defaultRegion: 'US',
       ...options,
     })
+    clients.push(c)
+    return c
+  }
   const activated = async (number: string, options: Partial<ParleyClientOptions> = {}) => {
     const c = await client(options)
     await c.activate({ phoneNumber: number, consent: true })
@@ -47,7 +60,20 @@ export function world(relayOptions: FakeRelayOptions = {}): World {
     await relay.settle()
     return c
   }
-  return { clock, relay, client, activated }
+  const step = async (ms: number) => {
+    await relay.settle()
+    await clock.advance(ms)
+    await relay.settle()
+  }
+  return { clock, relay, client, activated, step }
+}
+
+/** A {@link world} with Alice and Bob activated on it; `received` collects Bob's messages from then on. */
+export async function aliceAndBob(relayOptions: FakeRelayOptions = {}) {
+  const w = world(relayOptions)
+  const alice = await w.activated(ALICE)
+  const bob = await w.activated(BOB)
+  return { ...w, alice, bob, received: collect(bob, 'message') }
 }
 
 /** Collects a client's events of one kind. */

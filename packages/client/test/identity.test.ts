@@ -1,12 +1,10 @@
 // Safety numbers, verification and changed identities, against a FakeRelay.
 import { describe, expect, it } from 'vitest'
-import { ALICE, BOB, codeOf, collect, world } from './harness.js'
+import { ALICE, aliceAndBob, BOB, codeOf, collect, world } from './harness.js'
 
 describe('identity', () => {
   it('shows both sides the same safety number once they have a session', async () => {
-    const { relay, activated } = world()
-    const alice = await activated(ALICE)
-    const bob = await activated(BOB)
+    const { relay, alice, bob } = await aliceAndBob()
     await alice.discover([BOB])
     expect(await alice.safetyNumber(BOB)).toBeNull()
     await alice.send(BOB, 'hi')
@@ -14,14 +12,12 @@ describe('identity', () => {
     const mine = await alice.safetyNumber(BOB)
     expect(mine).toMatch(/^\d{60}$/)
     expect(await bob.safetyNumber(ALICE)).toBe(mine)
-    await alice.close()
-    await bob.close()
   })
 
   it('marks a contact verified only with the current safety number', async () => {
     const { relay, activated } = world()
     const alice = await activated(ALICE)
-    const bob = await activated(BOB)
+    await activated(BOB)
     expect(await codeOf(alice.markVerified(BOB))).toBe('NOT_FOUND')
     await alice.send(BOB, 'hi')
     await relay.settle()
@@ -31,14 +27,10 @@ describe('identity', () => {
     expect(await alice.isVerified(BOB)).toBe(false)
     await alice.markVerified(BOB, { safetyNumber: shown })
     expect(await alice.isVerified(BOB)).toBe(true)
-    await alice.close()
-    await bob.close()
   })
 
   it('holds mail from a verified contact whose identity changed until the app approves it', async () => {
-    const { relay, activated } = world()
-    const alice = await activated(ALICE)
-    const bob = await activated(BOB)
+    const { relay, activated, alice, bob } = await aliceAndBob()
     await alice.send(BOB, 'hi')
     await relay.settle()
     await alice.markVerified(BOB)
@@ -67,14 +59,10 @@ describe('identity', () => {
     await relay.settle()
     expect((await newBob.history()).map((m) => m.text)).toEqual(['welcome back'])
     expect(await alice.approveIdentity('+14155550177')).toBe(0)
-    await alice.close()
-    await newBob.close()
   })
 
   it('shows mail from an unverified contact with a new identity, and says so', async () => {
-    const { relay, activated } = world()
-    const alice = await activated(ALICE)
-    const bob = await activated(BOB)
+    const { relay, activated, alice, bob } = await aliceAndBob()
     await alice.send(BOB, 'hi')
     await relay.settle()
     await bob.close()
@@ -85,7 +73,5 @@ describe('identity', () => {
     expect(changes).toEqual([expect.objectContaining({ number: BOB, held: false })])
     expect((await alice.history()).map((m) => m.text)).toEqual(['new phone'])
     expect(await alice.safetyNumber(BOB)).toBe(changes[0]!.safetyNumber)
-    await alice.close()
-    await newBob.close()
   })
 })

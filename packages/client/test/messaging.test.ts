@@ -9,13 +9,24 @@ import {
   sealEnvelope,
 } from '@parley/protocol'
 import { describe, expect, it } from 'vitest'
-import { ALICE, BOB, CAROL, codeOf, collect, NOBODY, world } from './harness.js'
+import { ALICE, aliceAndBob, BOB, CAROL, codeOf, collect, NOBODY, world } from './harness.js'
+
+/**
+ * Alice writes to Bob first and Bob replies: from then on each holds the other's delivery token. `received`
+ * collects Bob's messages from the start.
+ */
+async function afterFirstExchange() {
+  const { relay, alice, bob, received } = await aliceAndBob()
+  await alice.send(BOB, 'first')
+  await relay.settle()
+  await bob.send(ALICE, 'reply')
+  await relay.settle()
+  return { relay, alice, bob, received }
+}
 
 describe('messaging', () => {
   it('delivers a message end to end, proves the sender, and reports it delivered', async () => {
-    const { relay, activated } = world()
-    const alice = await activated(ALICE)
-    const bob = await activated(BOB)
+    const { relay, alice, bob } = await aliceAndBob()
     const delivered = collect(alice, 'delivered')
     const received = collect(bob, 'message')
 
@@ -35,81 +46,56 @@ describe('messaging', () => {
     expect(Buffer.from(send!.recipientAddress!).toString('hex')).toBe(relay.addressOf(BOB))
     expect(Buffer.from(send!.envelope!).includes(Buffer.from('hello bob'))).toBe(false)
     expect(relay.sent('delivery', relay.connectionsOf(BOB)[0])).toHaveLength(1)
-    await alice.close()
-    await bob.close()
   })
 
   it('acks in one batch after a short delay, and resumes from the cursor after a reconnect', async () => {
-    const { relay, clock, activated } = world()
-    const alice = await activated(ALICE)
-    const bob = await activated(BOB)
+    const { relay, step, alice, bob } = await aliceAndBob()
     for (const text of ['one', 'two', 'three']) await alice.send(BOB, text)
     await relay.settle()
     expect(relay.mailbox(BOB)).toHaveLength(3)
     expect(relay.received('ackMessages')).toHaveLength(0)
 
-    await clock.advance(10)
-    await relay.settle()
+    await step(10)
     expect(relay.received('ackMessages').map((a) => a.seqs)).toEqual([[1, 2, 3]])
     expect(relay.mailbox(BOB)).toHaveLength(0)
 
     relay.drop(BOB)
-    await relay.settle()
-    await clock.advance(1_000)
-    await relay.settle()
+    await step(1_000)
     expect(bob.connectionState).toBe('online')
     expect(relay.received('syncMailbox').at(-1)).toEqual(expect.objectContaining({ afterSeq: 3 }))
-    await alice.close()
-    await bob.close()
   })
 
   it('retries acks the relay paces (RATE_LIMITED) once it allows', async () => {
-    const { relay, clock, activated } = world()
+    const { relay, activated, step } = world()
     const alice = await activated(ALICE)
-    const bob = await activated(BOB)
+    await activated(BOB)
     relay.refuse('ackMessages', 'RATE_LIMITED', { retryAfterMs: 500, times: 1 })
     await alice.send(BOB, 'x')
-    await relay.settle()
-    await clock.advance(10)
-    await relay.settle()
+    await step(10)
     expect(relay.received('ackMessages')).toHaveLength(1)
     expect(relay.mailbox(BOB)).toHaveLength(1)
-    await clock.advance(499)
-    await relay.settle()
+    await step(499)
     expect(relay.received('ackMessages')).toHaveLength(1)
-    await clock.advance(1)
-    await relay.settle()
+    await step(1)
     expect(relay.received('ackMessages')).toHaveLength(2)
     expect(relay.mailbox(BOB)).toHaveLength(0)
-    await alice.close()
-    await bob.close()
   })
 
   it('shows a message once however often the relay delivers it', async () => {
-    const { relay, clock, activated } = world()
-    const alice = await activated(ALICE)
-    const bob = await activated(BOB)
-    const received = collect(bob, 'message')
+    const { relay, step, alice, received } = await aliceAndBob()
     await alice.send(BOB, 'once')
     await relay.settle()
     const [delivery] = relay.sent('delivery', relay.connectionsOf(BOB)[0])
     relay.push(BOB, { delivery: delivery! })
     relay.push(BOB, { delivery: delivery! })
-    await relay.settle()
-    await clock.advance(10)
-    await relay.settle()
+    await step(10)
     expect(received.map((m) => m.text)).toEqual(['once'])
     // Every copy is acked, so the relay can drop it.
     expect(relay.received('ackMessages').flatMap((a) => a.seqs)).toEqual([1, 1, 1])
-    await alice.close()
-    await bob.close()
   })
 
   it('shows a message once even when the sender had to encrypt it again (same id, new session)', async () => {
-    const { relay, clock, activated } = world()
-    const alice = await activated(ALICE)
-    const bob = await activated(BOB)
-    const received = collect(bob, 'message')
+    const { relay, step, alice, received } = await aliceAndBob()
     // The relay stores the message and, once Bob has read and acked it, claims CONFLICT: Alice starts a new
     // session and sends the message again, and this copy reaches Bob too (his mailbox no longer holds the first).
     relay.answer(
@@ -122,11 +108,8 @@ describe('messaging', () => {
       { times: 1 },
     )
     const { id } = await alice.send(BOB, 'only once')
-    await relay.settle()
-    await clock.advance(10)
-    await relay.settle()
-    await clock.advance(10)
-    await relay.settle()
+    await step(10)
+    await step(10)
     const sends = relay.received('sendMessage')
     expect(sends).toHaveLength(2)
     expect(sends[1]!.messageId).toEqual(sends[0]!.messageId)
@@ -135,19 +118,10 @@ describe('messaging', () => {
     expect(relay.sent('delivery').map((d) => d.seq)).toEqual([1, 2])
     expect(received.map((m) => [m.id, m.text])).toEqual([[id, 'only once']])
     expect(relay.received('ackMessages').flatMap((a) => a.seqs)).toEqual([1, 2])
-    await alice.close()
-    await bob.close()
   })
 
   it('replies without naming the sender once the contact has shared its delivery token', async () => {
-    const { relay, activated } = world()
-    const alice = await activated(ALICE)
-    const bob = await activated(BOB)
-    const received = collect(bob, 'message')
-    await alice.send(BOB, 'first')
-    await relay.settle()
-    await bob.send(ALICE, 'reply')
-    await relay.settle()
+    const { relay, alice, bob, received } = await afterFirstExchange()
     await alice.send(BOB, 'second')
     await relay.settle()
 
@@ -170,19 +144,10 @@ describe('messaging', () => {
       ['first', ALICE],
       ['second', ALICE],
     ])
-    await alice.close()
-    await bob.close()
   })
 
   it('falls back to the authenticated path when the recipient rotated its delivery token', async () => {
-    const { relay, activated } = world()
-    const alice = await activated(ALICE)
-    const bob = await activated(BOB)
-    const received = collect(bob, 'message')
-    await alice.send(BOB, 'first')
-    await relay.settle()
-    await bob.send(ALICE, 'reply')
-    await relay.settle()
+    const { relay, alice, bob, received } = await afterFirstExchange()
     await bob.rotateDeliveryToken()
     expect(relay.received('setDeliveryToken')).toHaveLength(3)
 
@@ -191,8 +156,6 @@ describe('messaging', () => {
     expect(relay.sent('error').map((e) => e.code)).toContain(12) // FORBIDDEN for the old token
     expect(relay.received('sendMessage')).toHaveLength(2)
     expect(received.map((m) => m.text)).toEqual(['first', 'after rotation'])
-    await alice.close()
-    await bob.close()
   })
 
   it('hands a text for a number not on Parley to smsFallback, and uploads nothing of it', async () => {
@@ -208,13 +171,10 @@ describe('messaging', () => {
 
     const carol = await activated(CAROL)
     expect(await codeOf(carol.send(NOBODY, 'nowhere'))).toBe('NOT_FOUND')
-    await carol.close()
   })
 
   it('streams received messages through messages() until it is closed', async () => {
-    const { relay, activated } = world()
-    const alice = await activated(ALICE)
-    const bob = await activated(BOB)
+    const { relay, alice, bob } = await aliceAndBob()
     const inbox = bob.messages()
     await alice.send(BOB, 'a')
     await alice.send(BOB, 'b')
@@ -224,7 +184,6 @@ describe('messaging', () => {
     const ended = inbox.next()
     await bob.close()
     expect((await ended).done).toBe(true)
-    await alice.close()
   })
 
   it('refuses what it cannot send before anything goes out', async () => {
@@ -235,13 +194,10 @@ describe('messaging', () => {
     await expect(alice.send(BOB, 42 as unknown as string)).rejects.toThrow(TypeError)
     expect(await codeOf(alice.send('12', 'hi'))).toBe('INVALID_NUMBER')
     expect(relay.frames.length).toBe(before)
-    await alice.close()
   })
 
   it('refuses mail whose sender certificate does not chain to the pinned root, acks it, and goes on', async () => {
-    const { relay, clock, activated } = world()
-    const alice = await activated(ALICE)
-    const bob = await activated(BOB)
+    const { relay, clock, step, alice, bob } = await aliceAndBob()
     const errors = collect(bob, 'error')
     // Mallory seals a well-formed envelope to Bob, posing as Alice, with a certificate from a root of her own.
     const root = generateIdentity()
@@ -275,9 +231,7 @@ describe('messaging', () => {
     relay.push(BOB, {
       delivery: { seq: 100, messageId: new Uint8Array(16), envelope: new Uint8Array(9).fill(7) },
     })
-    await relay.settle()
-    await clock.advance(10)
-    await relay.settle()
+    await step(10)
 
     expect(errors.map((e) => e.code)).toEqual(['SENDER_UNVERIFIED', 'BAD_REQUEST'])
     expect(bob.stats.senderUnverified).toBe(1)
@@ -286,7 +240,5 @@ describe('messaging', () => {
     await alice.send(BOB, 'still fine')
     await relay.settle()
     expect((await bob.history()).map((m) => m.text)).toEqual(['still fine'])
-    await alice.close()
-    await bob.close()
   })
 })

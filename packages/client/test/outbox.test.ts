@@ -3,7 +3,7 @@
 import { MemoryStore, ParleyError } from '@parley/client'
 import { NO_ANSWER } from '@parley/client/testing'
 import { describe, expect, it } from 'vitest'
-import { ALICE, BOB, CAROL, collect, reopenable, world } from './harness.js'
+import { ALICE, aliceAndBob, BOB, CAROL, collect, reopenable, world } from './harness.js'
 
 describe('outbox', () => {
   it('keeps a message queued across close and reopen, and delivers it once when the relay is back', async () => {
@@ -31,15 +31,10 @@ describe('outbox', () => {
     expect(await restarted.pendingCount()).toBe(0)
     expect((await bob.history()).map((m) => m.text)).toEqual(['written offline'])
     expect(relay.received('sendMessage')).toHaveLength(1)
-    await restarted.close()
-    await bob.close()
   })
 
   it('resends an unanswered message after a reconnect: nothing lost, nothing shown twice', async () => {
-    const { relay, clock, activated } = world()
-    const alice = await activated(ALICE)
-    const bob = await activated(BOB)
-    const received = collect(bob, 'message')
+    const { relay, step, alice, received } = await aliceAndBob()
     // The relay stores the message but the answer never arrives (the connection dies first).
     relay.answer(
       'sendMessage',
@@ -53,8 +48,7 @@ describe('outbox', () => {
     await alice.send(BOB, 'exactly once')
     await relay.settle()
     expect(await alice.pendingCount()).toBe(1)
-    await clock.advance(1_000)
-    await relay.settle()
+    await step(1_000)
 
     expect(relay.received('sendMessage')).toHaveLength(2)
     const [first, second] = relay.received('sendMessage')
@@ -64,39 +58,28 @@ describe('outbox', () => {
     // once on the wire, exactly once at the API — Bob's inbox shows it once and acks the copy.
     expect(relay.account(BOB)!.headSeq).toBe(2)
     expect(received.map((m) => m.text)).toEqual(['exactly once'])
-    await clock.advance(10)
-    await relay.settle()
+    await step(10)
     expect(relay.mailbox(BOB)).toHaveLength(0)
     expect(await alice.pendingCount()).toBe(0)
-    await alice.close()
-    await bob.close()
   })
 
   it('waits out RATE_LIMITED on the manual clock, then sends', async () => {
-    const { relay, clock, activated } = world()
-    const alice = await activated(ALICE)
-    const bob = await activated(BOB)
+    const { relay, clock, step, alice, bob } = await aliceAndBob()
     relay.refuse('sendMessage', 'RATE_LIMITED', { retryAfterMs: 5_000, times: 1 })
     await alice.send(BOB, 'later')
     await relay.settle()
     expect(relay.received('sendMessage')).toHaveLength(1)
     expect(clock.pendingDelays).toContain(5_000)
 
-    await clock.advance(4_999)
-    await relay.settle()
+    await step(4_999)
     expect(relay.received('sendMessage')).toHaveLength(1)
-    await clock.advance(1)
-    await relay.settle()
+    await step(1)
     expect(relay.received('sendMessage')).toHaveLength(2)
     expect((await bob.history()).map((m) => m.text)).toEqual(['later'])
-    await alice.close()
-    await bob.close()
   })
 
   it('defers only the recipient whose mailbox is full, keeping its order, until retryAfterMs', async () => {
-    const { relay, clock, activated } = world()
-    const alice = await activated(ALICE)
-    const bob = await activated(BOB)
+    const { relay, activated, step, alice, bob } = await aliceAndBob()
     const carol = await activated(CAROL)
     await alice.discover([BOB, CAROL])
     // In arrival order (history() is ordered by the relay's receive time, the same millisecond for all here).
@@ -124,22 +107,15 @@ describe('outbox', () => {
     expect(tried()).toHaveLength(1)
 
     full()
-    await clock.advance(29_000)
-    await relay.settle()
+    await step(29_000)
     expect(tried()).toHaveLength(1)
-    await clock.advance(1_000)
-    await relay.settle()
+    await step(1_000)
     expect(toBob.map((m) => m.text)).toEqual(['b1', 'b2'])
     expect(await alice.pendingCount()).toBe(0)
-    await alice.close()
-    await bob.close()
-    await carol.close()
   })
 
   it("meets the relay's own mailbox limit the same way", async () => {
-    const { relay, clock, activated } = world({ maxMailboxMessages: 1 })
-    const alice = await activated(ALICE)
-    const bob = await activated(BOB)
+    const { relay, clock, step, alice, bob } = await aliceAndBob({ maxMailboxMessages: 1 })
     relay.drop(BOB)
     relay.refuseConnections()
     await relay.settle()
@@ -153,19 +129,13 @@ describe('outbox', () => {
     // Bob comes back and reads; Alice's deferral (the relay said 60 s) ends; the second message fits now.
     relay.refuseConnections(false)
     await clock.advance(60_000)
-    await relay.settle()
-    await clock.advance(10)
-    await relay.settle()
+    await step(10)
     expect((await bob.history()).map((m) => m.text)).toEqual(['fits', 'waits'])
     expect(await alice.pendingCount()).toBe(0)
-    await alice.close()
-    await bob.close()
   })
 
   it('drops a message the relay refuses for good and tells the app (sendFailed)', async () => {
-    const { relay, activated } = world()
-    const alice = await activated(ALICE)
-    const bob = await activated(BOB)
+    const { relay, alice, bob } = await aliceAndBob()
     const failed = collect(alice, 'sendFailed')
     relay.refuse('sendMessage', 'BAD_REQUEST', { times: 1 })
     const { id } = await alice.send(BOB, 'refused')
@@ -174,14 +144,10 @@ describe('outbox', () => {
     expect(failed).toEqual([{ id, to: BOB, error: expect.objectContaining({ code: 'BAD_REQUEST' }) }])
     expect(await alice.pendingCount()).toBe(0)
     expect((await bob.history()).map((m) => m.text)).toEqual(['fine'])
-    await alice.close()
-    await bob.close()
   })
 
   it('starts a new session when the recipient moved to a new device (CONFLICT), and says its identity changed', async () => {
-    const { relay, activated } = world()
-    const alice = await activated(ALICE)
-    const bob = await activated(BOB)
+    const { relay, activated, alice, bob } = await aliceAndBob()
     await alice.send(BOB, 'to the old phone')
     await relay.settle()
     const before = await alice.safetyNumber(BOB)
@@ -197,7 +163,5 @@ describe('outbox', () => {
     expect(changes).toEqual([expect.objectContaining({ number: BOB, held: false })])
     expect(changes[0]!.safetyNumber).not.toBe(before)
     expect(await alice.safetyNumber(BOB)).toBe(changes[0]!.safetyNumber)
-    await alice.close()
-    await newPhone.close()
   })
 })

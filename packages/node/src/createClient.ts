@@ -9,7 +9,7 @@ import {
   type Store,
   type Transport,
 } from '@parley/client'
-import { installNodeCrypto } from './nodeCrypto.js'
+import { nodeCryptoProvider } from './nodeCrypto.js'
 import { SqliteStore } from './SqliteStore.js'
 import { WsTransport } from './WsTransport.js'
 
@@ -25,7 +25,7 @@ export interface NodeClientOptions extends Omit<ParleyClientOptions, 'transport'
 
 /**
  * Creates a Parley client for Node.js. Nothing is sent before `activate({ consent: true })`.
- * Installs the `node:crypto` fast path for the process ({@link installNodeCrypto}).
+ * Uses the `node:crypto` fast path ({@link nodeCryptoProvider}) unless `crypto` says otherwise.
  * @param options - `relayUrl`, `storePath`, `defaultRegion`, `smsFallback`, …
  * @returns the client
  * @throws TypeError for missing or malformed options
@@ -37,8 +37,8 @@ export async function createClient(options: NodeClientOptions): Promise<ParleyCl
   if (typeof options !== 'object' || options === null) throw new TypeError('options are required')
   const { storePath, store, transport, ...rest } = options
   if (storePath !== undefined && store !== undefined) throw new TypeError('pass storePath or store, not both')
-  installNodeCrypto()
   return ParleyClient.create({
+    crypto: nodeCryptoProvider,
     ...rest,
     transport: transport ?? new WsTransport(),
     store: store ?? (storePath === undefined ? new MemoryStore() : SqliteStore.open(storePath)),

@@ -28,7 +28,7 @@ export type {
 export { ERROR_CODES, MemoryStore, ParleyClient, ParleyError } from '@parley/client'
 export type { NodeClientOptions } from './createClient.js'
 export { createClient } from './createClient.js'
-export { installNodeCrypto, nodeCryptoProvider } from './nodeCrypto.js'
+export { nodeCryptoProvider } from './nodeCrypto.js'
 export { SqliteStore } from './SqliteStore.js'
 export type { WsTransportOptions } from './WsTransport.js'
 export { WsTransport } from './WsTransport.js'

@@ -4,14 +4,15 @@
 import { randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { getCryptoProvider, openEnvelope, Session, sealEnvelope, setCryptoProvider } from '@parley/protocol'
-import { afterEach, describe, expect, it } from 'vitest'
-// The pure-JS primitives, reached through the protocol with no provider installed.
+import { ParleyClient } from '@parley/client'
+import { type CryptoProvider, openEnvelope, Session, sealEnvelope } from '@parley/protocol'
+import { describe, expect, it, vi } from 'vitest'
+// The pure-JS primitives (the protocol's defaults).
 import * as noble from '../../protocol/src/internal/e2eCrypto.js'
 import { makeDevice, seededRandom } from '../../protocol/test/e2e/helpers.js'
 import { computeVectors } from '../../protocol/test/e2e/vectors.js'
 import { createClient } from './createClient.js'
-import { nodeCryptoProvider as fast, installNodeCrypto } from './nodeCrypto.js'
+import { nodeCryptoProvider as fast } from './nodeCrypto.js'
 
 const rand = (n: number) => new Uint8Array(randomBytes(n))
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex')
@@ -23,13 +24,32 @@ const outcome = (f: () => Uint8Array): string => {
   }
 }
 
-afterEach(() => setCryptoProvider())
+/** `fast`, counting every call that reaches it. */
+function counted(): { crypto: CryptoProvider; calls: { n: number } } {
+  const calls = { n: 0 }
+  const wrap =
+    <A extends unknown[], R>(f: (...a: A) => R) =>
+    (...a: A): R => {
+      calls.n++
+      return f(...a)
+    }
+  const crypto: CryptoProvider = {
+    x25519: {
+      getPublicKey: wrap(fast.x25519.getPublicKey),
+      getSharedSecret: wrap(fast.x25519.getSharedSecret),
+    },
+    chacha20poly1305: { seal: wrap(fast.chacha20poly1305.seal), open: wrap(fast.chacha20poly1305.open) },
+    hkdfSha256: wrap(fast.hkdfSha256),
+    ed25519Verify: wrap(fast.ed25519Verify),
+  }
+  return { crypto, calls }
+}
 
 describe('node:crypto X25519', () => {
   it('derives the same public keys as noble for random (unclamped) secret keys', () => {
     for (let i = 0; i < 200; i++) {
       const sk = rand(32)
-      expect(hex(fast.x25519.getPublicKey(sk))).toBe(hex(noble.x25519PublicKey(sk)))
+      expect(hex(fast.x25519.getPublicKey(sk))).toBe(hex(noble.NOBLE.x25519.getPublicKey(sk)))
     }
   })
 
@@ -37,10 +57,10 @@ describe('node:crypto X25519', () => {
     for (let i = 0; i < 200; i++) {
       const a = rand(32)
       const b = rand(32)
-      const A = noble.x25519PublicKey(a)
-      const B = noble.x25519PublicKey(b)
+      const A = noble.NOBLE.x25519.getPublicKey(a)
+      const B = noble.NOBLE.x25519.getPublicKey(b)
       const ab = fast.x25519.getSharedSecret(a, B)
-      expect(hex(ab)).toBe(hex(noble.dh(a, B)))
+      expect(hex(ab)).toBe(hex(noble.dh(noble.NOBLE, a, B)))
       expect(hex(fast.x25519.getSharedSecret(b, A))).toBe(hex(ab))
     }
   })
@@ -61,7 +81,9 @@ describe('node:crypto X25519', () => {
     ]
     for (const peer of peers) {
       const sk = rand(32)
-      expect(outcome(() => fast.x25519.getSharedSecret(sk, peer))).toBe(outcome(() => noble.dh(sk, peer)))
+      expect(outcome(() => fast.x25519.getSharedSecret(sk, peer))).toBe(
+        outcome(() => noble.dh(noble.NOBLE, sk, peer)),
+      )
     }
   })
 
@@ -79,7 +101,7 @@ describe('node:crypto X25519', () => {
     for (const peer of lowOrder) {
       const sk = rand(32)
       expect(outcome(() => fast.x25519.getSharedSecret(sk, peer))).toBe('refused')
-      expect(outcome(() => noble.dh(sk, peer))).toBe('refused')
+      expect(outcome(() => noble.dh(noble.NOBLE, sk, peer))).toBe('refused')
     }
   })
 
@@ -97,7 +119,7 @@ describe('node:crypto ChaCha20-Poly1305 and HKDF-SHA-256', () => {
       const ad = rand(length % 97)
       const pt = rand(length)
       const sealed = fast.chacha20poly1305.seal(key, nonce, pt, ad)
-      expect(hex(sealed)).toBe(hex(noble.aeadSeal(key, nonce, pt, ad)))
+      expect(hex(sealed)).toBe(hex(noble.aeadSeal(noble.NOBLE, key, nonce, pt, ad)))
       expect(hex(fast.chacha20poly1305.open(key, nonce, sealed, ad))).toBe(hex(pt))
       const tampered = sealed.slice()
       tampered[length % sealed.length]! ^= 1
@@ -110,7 +132,9 @@ describe('node:crypto ChaCha20-Poly1305 and HKDF-SHA-256', () => {
       const ikm = rand(32 + (length % 7))
       const salt = length % 2 ? rand(32) : new Uint8Array(0)
       const info = rand(length % 40)
-      expect(hex(fast.hkdfSha256(ikm, salt, info, length))).toBe(hex(noble.hkdf256(ikm, salt, info, length)))
+      expect(hex(fast.hkdfSha256(ikm, salt, info, length))).toBe(
+        hex(noble.hkdf256(noble.NOBLE, ikm, salt, info, length)),
+      )
     }
   })
 })
@@ -127,46 +151,44 @@ describe('sessions with the fast path', () => {
       'parley-e2e',
       'kat.json',
     )
-    installNodeCrypto()
-    expect(await computeVectors()).toEqual(JSON.parse(readFileSync(file, 'utf8')))
+    expect(await computeVectors(fast)).toEqual(JSON.parse(readFileSync(file, 'utf8')))
   })
 
-  /** A conversation with DH ratchet steps and sealed envelopes; each party runs under its own provider. */
-  async function conversation(aliceFast: boolean, bobFast: boolean): Promise<string[]> {
-    const as = <T>(isFast: boolean, f: () => T): T => {
-      if (isFast) installNodeCrypto()
-      else setCryptoProvider()
-      try {
-        return f()
-      } finally {
-        setCryptoProvider()
-      }
-    }
+  /**
+   * A conversation with DH ratchet steps and sealed envelopes; each party passes its own `crypto` option (the
+   * fast path, counted, or none). Returns the wire bytes and how many calls reached each party's fast path.
+   */
+  async function conversation(
+    aliceFast: boolean,
+    bobFast: boolean,
+  ): Promise<{ wire: string[]; aliceCalls: number[]; bobCalls: number[] }> {
+    const ac = counted()
+    const bc = counted()
+    const aliceCrypto = aliceFast ? ac.crypto : undefined
+    const bobCrypto = bobFast ? bc.crypto : undefined
     const random = seededRandom('node-fast-path-interop')
     const alice = makeDevice('alice', random, 1)
     const bob = makeDevice('bob', random, 2)
     const enc = new TextEncoder()
     const wire: string[] = []
-    const { session: a } = as(aliceFast, () =>
-      Session.initiate(alice.identity, alice.address, 1, bob.bundle(), { random }),
-    )
-    const first = as(aliceFast, () => a.encrypt(enc.encode('hello')))
-    const envelope = as(aliceFast, () =>
-      sealEnvelope(
-        {
-          recipientIdentityKey: bob.identity.publicKey,
-          senderIdentity: alice.identity,
-          senderAddress: alice.address,
-          senderDeviceId: 1,
-          message: first,
-          senderCertificate: new Uint8Array(0),
-        },
-        { random },
-      ),
+    const { session: a } = Session.initiate(alice.identity, alice.address, 1, bob.bundle(), {
+      random,
+      crypto: aliceCrypto,
+    })
+    const first = a.encrypt(enc.encode('hello'))
+    const envelope = sealEnvelope(
+      {
+        recipientIdentityKey: bob.identity.publicKey,
+        senderIdentity: alice.identity,
+        senderAddress: alice.address,
+        senderDeviceId: 1,
+        message: first,
+        senderCertificate: new Uint8Array(0),
+      },
+      { random, crypto: aliceCrypto },
     )
     wire.push(hex(envelope))
-    const opened = as(bobFast, () => openEnvelope(bob.identity, envelope))
-    if (bobFast) installNodeCrypto()
+    const opened = openEnvelope(bob.identity, envelope, { crypto: bobCrypto })
     const res = await Session.respond(
       bob.identity,
       bob.address,
@@ -178,39 +200,65 @@ describe('sessions with the fast path', () => {
         message: opened.message,
       },
       bob.lookup,
-      { random },
+      { random, crypto: bobCrypto },
     )
-    setCryptoProvider()
     const b = res.session
     expect(new TextDecoder().decode(res.plaintext)).toBe('hello')
+    const setup = [ac.calls.n, bc.calls.n]
     // Alternate senders so that every message carries a DH ratchet step; send bursts of three now and then.
     for (let i = 0; i < 30; i++) {
-      const [from, to, fromFast, toFast] = i % 2 ? [a, b, aliceFast, bobFast] : [b, a, bobFast, aliceFast]
+      const [from, to] = i % 2 ? [a, b] : [b, a]
       const burst = i % 5 === 0 ? 3 : 1
       for (let j = 0; j < burst; j++) {
         const text = `message ${i}.${j}`
-        const message = as(fromFast, () => from.encrypt(enc.encode(text)))
+        const message = from.encrypt(enc.encode(text))
         wire.push(hex(message.body))
-        const plaintext = as(toFast, () => to.decrypt(message))
-        expect(new TextDecoder().decode(plaintext)).toBe(text)
+        expect(new TextDecoder().decode(to.decrypt(message))).toBe(text)
       }
     }
-    return wire
+    // Calls while starting the session, then while the sessions ran on their own.
+    return {
+      wire,
+      aliceCalls: [setup[0]!, ac.calls.n - setup[0]!],
+      bobCalls: [setup[1]!, bc.calls.n - setup[1]!],
+    }
   }
 
   it('interoperates with a noble peer and puts the same bytes on the wire', async () => {
     const reference = await conversation(false, false)
-    expect(await conversation(true, false)).toEqual(reference)
-    expect(await conversation(false, true)).toEqual(reference)
-    expect(await conversation(true, true)).toEqual(reference)
+    expect(reference).toMatchObject({ aliceCalls: [0, 0], bobCalls: [0, 0] })
+    for (const [aliceFast, bobFast] of [
+      [true, false],
+      [false, true],
+      [true, true],
+    ] as const) {
+      const run = await conversation(aliceFast, bobFast)
+      expect(run.wire).toEqual(reference.wire)
+      // Each session and envelope used the primitives it was given, and only those; a session keeps them.
+      expect(run.aliceCalls.map((n) => n > 0)).toEqual([aliceFast, aliceFast])
+      expect(run.bobCalls.map((n) => n > 0)).toEqual([bobFast, bobFast])
+    }
   })
 })
 
 describe('createClient', () => {
-  it('installs the node:crypto fast path', async () => {
-    const client = await createClient({ relayUrl: 'ws://127.0.0.1:9/v1/ws', defaultRegion: 'US' })
-    expect(getCryptoProvider().x25519).toBe(fast.x25519)
-    expect(getCryptoProvider().chacha20poly1305).toBe(fast.chacha20poly1305)
-    await client.close()
+  it('gives the client the node:crypto fast path, and nothing process-wide changes', async () => {
+    const seen: unknown[] = []
+    const Original = ParleyClient.create
+    const spy = vi.spyOn(ParleyClient, 'create').mockImplementation((options) => {
+      seen.push(options.crypto)
+      return Original.call(ParleyClient, options)
+    })
+    try {
+      const client = await createClient({ relayUrl: 'ws://127.0.0.1:9/v1/ws', defaultRegion: 'US' })
+      await client.close()
+      const own = counted()
+      const other = await createClient({ relayUrl: 'ws://127.0.0.1:9/v1/ws', crypto: own.crypto })
+      await other.close()
+    } finally {
+      spy.mockRestore()
+    }
+    expect(seen[0]).toBe(fast)
+    expect(seen[1]).not.toBe(fast) // an app's own choice wins
   })
 })

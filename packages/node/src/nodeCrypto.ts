@@ -1,6 +1,6 @@
 /**
  * The `node:crypto` fast path (docs/architecture.md §2): X25519, ChaCha20-Poly1305 and HKDF-SHA-256 through OpenSSL,
- * installed into `@parley/protocol` with `setCryptoProvider`. Pure-JS X25519 costs ~0.6 ms per scalar
+ * given to each client as its `crypto` option by `createClient()`. Pure-JS X25519 costs ~0.6 ms per scalar
  * multiplication, and every Double Ratchet step and sealed envelope needs several; OpenSSL's takes ~0.13 ms
  * including the key imports.
  * Every function here is bit-for-bit identical to the `@noble/*` default (tested in nodeCrypto.test.ts),
@@ -17,7 +17,7 @@ import {
   type KeyObject,
   verify,
 } from 'node:crypto'
-import { type CryptoProvider, setCryptoProvider } from '@parley/protocol'
+import type { CryptoProvider } from '@parley/protocol'
 
 // DER prefix of an RFC 8410 PKCS #8 structure for X25519 (OID 1.3.101.110); the raw 32-byte key follows.
 const PKCS8_X25519 = Buffer.from('302e020100300506032b656e04220420', 'hex')
@@ -65,7 +65,14 @@ function publicKey(key: Uint8Array): KeyObject {
 /** A plain Uint8Array copy (the protocol hands out no Buffers, STYLE.md §6). */
 const own = (b: Uint8Array): Uint8Array => Uint8Array.from(b)
 
-/** The `node:crypto` implementations, for {@link installNodeCrypto} and the tests. */
+/**
+ * The `node:crypto` implementations of the end-to-end primitives. `createClient()` passes it as the client's
+ * `crypto` option; pass it yourself when you use `ParleyClient` directly.
+ * @example
+ * import { MemoryStore, nodeCryptoProvider, ParleyClient, WsTransport } from '@parley/node'
+ * const client = await ParleyClient.create({ relayUrl, transport: new WsTransport(), store: new MemoryStore(),
+ *   crypto: nodeCryptoProvider })
+ */
 export const nodeCryptoProvider: Required<CryptoProvider> = Object.freeze({
   x25519: {
     getPublicKey(secretKey: Uint8Array): Uint8Array {
@@ -124,18 +131,3 @@ export const nodeCryptoProvider: Required<CryptoProvider> = Object.freeze({
     }
   },
 })
-
-/**
- * Makes `@parley/protocol` use `node:crypto` for X25519, ChaCha20-Poly1305, HKDF-SHA-256 and Ed25519
- * certificate verification in this process.
- * `createClient()` calls it; call it yourself only when you use `ParleyClient` directly.
- * Outputs are bit-for-bit those of the pure-JS default, so peers need not agree on it.
- *
- * @returns nothing; the provider stays installed until `setCryptoProvider()` from `@parley/protocol` resets it
- * @example
- * import { installNodeCrypto } from '@parley/node'
- * installNodeCrypto()
- */
-export function installNodeCrypto(): void {
-  setCryptoProvider(nodeCryptoProvider)
-}

@@ -103,7 +103,12 @@ for (const [name, t] of Object.entries(types)) {
 writeFileSync(
   join(gen, 'schema.ts'),
   `${header}
-/** A field: [number, name, type (0 uint32, 1 uint64, 2 bool, 3 string, 4 bytes, 5 enum, or a message name), repeated, oneof]. */
+/** The type codes of a {@link Field}: its scalar type, or \`enum\`; a message-typed field holds the message's name. */
+export const TYPE = { ${Object.entries({ ...SCALARS, enum: ENUM })
+    .map(([k, v]) => `${k}: ${v}`)
+    .join(', ')} } as const
+
+/** A field: [number, name, type (a {@link TYPE} code or a message name), repeated, oneof]. */
 export type Field = readonly [number, string, number | string, number, string?]
 
 /** The fields of every message of package parley.v1, in field-number order. */

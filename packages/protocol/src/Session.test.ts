@@ -2,11 +2,10 @@
 // Double Ratchet §3; docs/architecture.md §6).
 import { ed25519 } from '@noble/curves/ed25519.js'
 import { describe, expect, it } from 'vitest'
-import { makeDevice, seededRandom } from '../test/e2e/helpers.js'
+import { errorCode, errorCodeAsync, makeDevice, respondTo, seededRandom, senderOf } from '../test/fixtures.js'
 import {
   type CiphertextMessage,
   openEnvelope,
-  ParleyError,
   type PrekeyBundle,
   Session,
   sealEnvelope,
@@ -16,20 +15,6 @@ import { decodeMessage, encodeMessage } from './internal/pb.js'
 
 const enc = new TextEncoder()
 const dec = new TextDecoder()
-const code = (fn: () => unknown): string => {
-  try {
-    fn()
-  } catch (err) {
-    return ParleyError.is(err) ? err.code : (err as Error).name
-  }
-  return 'no error'
-}
-const codeAsync = async (p: Promise<unknown>): Promise<string> =>
-  p.then(
-    () => 'no error',
-    (err) => (ParleyError.is(err) ? err.code : (err as Error).name),
-  )
-
 async function pair(label: string, bundleOpts?: { oneTime?: boolean; oneTimeKem?: boolean }) {
   const random = seededRandom(label)
   const alice = makeDevice('alice', random, 1)
@@ -44,19 +29,7 @@ async function pair(label: string, bundleOpts?: { oneTime?: boolean; oneTimeKem?
     },
   )
   const first = a.encrypt(enc.encode('hello bob'))
-  const res = await Session.respond(
-    bob.identity,
-    bob.address,
-    bob.deviceId,
-    {
-      senderAddress: alice.address,
-      senderDeviceId: 1,
-      senderIdentityKey: alice.identity.publicKey,
-      message: first,
-    },
-    bob.lookup,
-    { random },
-  )
+  const res = await respondTo(bob, senderOf(alice, first), { random })
   return { random, alice, bob, a, b: res.session, first, res }
 }
 
@@ -100,29 +73,13 @@ describe('Session set-up (PQXDH)', () => {
   it('refuses a replayed prekey message once its one-time prekey is consumed', async () => {
     const { bob, alice, first, res } = await pair('replay')
     bob.consume(res.consumed)
-    const sender = {
-      senderAddress: alice.address,
-      senderDeviceId: 1,
-      senderIdentityKey: alice.identity.publicKey,
-      message: first,
-    }
-    expect(await codeAsync(Session.respond(bob.identity, bob.address, 2, sender, bob.lookup))).toBe(
-      'DECRYPT_FAILED',
-    )
+    expect(await errorCodeAsync(respondTo(bob, senderOf(alice, first)))).toBe('DECRYPT_FAILED')
   })
 
   it('refuses a prekey message whose identity differs from the sealed sender', async () => {
     const { bob, first } = await pair('mismatch')
     const other = makeDevice('mallory', seededRandom('m'))
-    const sender = {
-      senderAddress: other.address,
-      senderDeviceId: 1,
-      senderIdentityKey: other.identity.publicKey,
-      message: first,
-    }
-    expect(await codeAsync(Session.respond(bob.identity, bob.address, 2, sender, bob.lookup))).toBe(
-      'VERIFICATION_FAILED',
-    )
+    expect(await errorCodeAsync(respondTo(bob, senderOf(other, first)))).toBe('VERIFICATION_FAILED')
   })
 
   const tampered = (
@@ -133,7 +90,7 @@ describe('Session set-up (PQXDH)', () => {
     const alice = makeDevice('alice', random)
     const bob = makeDevice('bob', random)
     const bundle = edit(bob.bundle(), (p) => ed25519.sign(p, bob.identity.secretKey))
-    return code(() => Session.initiate(alice.identity, alice.address, 1, bundle, { random }))
+    return errorCode(() => Session.initiate(alice.identity, alice.address, 1, bundle, { random }))
   }
 
   it('refuses a bundle with a bad signed-prekey or KEM-prekey signature', () => {
@@ -182,13 +139,7 @@ describe('Session set-up (PQXDH)', () => {
     const m = decodeMessage('PrekeyMessage', first.body)
     m.kemCiphertext = m.kemCiphertext.subarray(0, 1087)
     const body = encodeMessage('PrekeyMessage', m)
-    const sender = {
-      senderAddress: alice.address,
-      senderDeviceId: 1,
-      senderIdentityKey: alice.identity.publicKey,
-      message: { kind: 'prekey' as const, body },
-    }
-    expect(await codeAsync(Session.respond(bob.identity, bob.address, 2, sender, bob.lookup))).toBe(
+    expect(await errorCodeAsync(respondTo(bob, senderOf(alice, { kind: 'prekey', body })))).toBe(
       'BAD_REQUEST',
     )
   })
@@ -198,13 +149,7 @@ describe('Session set-up (PQXDH)', () => {
     const m = decodeMessage('PrekeyMessage', first.body)
     m.kemCiphertext = m.kemCiphertext.map((x, i) => (i === 7 ? x ^ 0x40 : x))
     const body = encodeMessage('PrekeyMessage', m)
-    const sender = {
-      senderAddress: alice.address,
-      senderDeviceId: 1,
-      senderIdentityKey: alice.identity.publicKey,
-      message: { kind: 'prekey' as const, body },
-    }
-    expect(await codeAsync(Session.respond(bob.identity, bob.address, 2, sender, bob.lookup))).toBe(
+    expect(await errorCodeAsync(respondTo(bob, senderOf(alice, { kind: 'prekey', body })))).toBe(
       'DECRYPT_FAILED',
     )
   })
@@ -218,8 +163,8 @@ describe('Session messages (Double Ratchet)', () => {
     expect(dec.decode(b.decrypt(msgs[3]!))).toBe('m3')
     expect(dec.decode(b.decrypt(msgs[0]!))).toBe('m0')
     const before = b.serialize()
-    expect(code(() => b.decrypt(msgs[3]!))).toBe('DUPLICATE')
-    expect(code(() => b.decrypt(msgs[0]!))).toBe('DUPLICATE')
+    expect(errorCode(() => b.decrypt(msgs[3]!))).toBe('DUPLICATE')
+    expect(errorCode(() => b.decrypt(msgs[0]!))).toBe('DUPLICATE')
     expect(b.serialize()).toEqual(before)
     for (const i of [4, 2, 1]) expect(dec.decode(b.decrypt(msgs[i]!))).toBe(`m${i}`)
   })
@@ -233,7 +178,7 @@ describe('Session messages (Double Ratchet)', () => {
       for (const bit of [0x01, 0x80]) {
         const body = m.body.slice()
         body[i]! ^= bit
-        const c = code(() => b.decrypt({ kind: 'ratchet', body }))
+        const c = errorCode(() => b.decrypt({ kind: 'ratchet', body }))
         expect(['DECRYPT_FAILED', 'BAD_REQUEST', 'DUPLICATE']).toContain(c)
       }
     }
@@ -248,7 +193,7 @@ describe('Session messages (Double Ratchet)', () => {
     for (let i = 0; i < 2105; i++) msgs.push(a.encrypt(enc.encode(String(i))))
     expect(dec.decode(b.decrypt(msgs[2104]!))).toBe('2104')
     // 2,104 keys were skipped; the oldest 104 are gone.
-    expect(code(() => b.decrypt(msgs[103]!))).toBe('DUPLICATE')
+    expect(errorCode(() => b.decrypt(msgs[103]!))).toBe('DUPLICATE')
     expect(dec.decode(b.decrypt(msgs[104]!))).toBe('104')
     expect(dec.decode(b.decrypt(msgs[2103]!))).toBe('2103')
   })
@@ -261,7 +206,7 @@ describe('Session messages (Double Ratchet)', () => {
     rec.sendingCounter = 25_001
     const forged = Session.deserialize(encodeMessage('SessionRecord', rec))
     const before = b.serialize()
-    expect(code(() => b.decrypt(forged.encrypt(enc.encode('far'))))).toBe('DECRYPT_FAILED')
+    expect(errorCode(() => b.decrypt(forged.encrypt(enc.encode('far'))))).toBe('DECRYPT_FAILED')
     expect(b.serialize()).toEqual(before)
     expect(dec.decode(b.decrypt(a.encrypt(enc.encode('near'))))).toBe('near')
   })
@@ -285,9 +230,9 @@ describe('Session messages (Double Ratchet)', () => {
     const p2 = await pair('s2')
     const other = p2.a.encrypt(enc.encode('x'))
     expect(p1.b.matchesPrekeyMessage(other)).toBe(false)
-    expect(code(() => p1.b.decrypt(other))).toBe('DECRYPT_FAILED')
+    expect(errorCode(() => p1.b.decrypt(other))).toBe('DECRYPT_FAILED')
     p2.a.decrypt(p2.b.encrypt(enc.encode('r')))
-    expect(code(() => p1.b.decrypt(p2.a.encrypt(enc.encode('y'))))).toBe('DECRYPT_FAILED')
+    expect(errorCode(() => p1.b.decrypt(p2.a.encrypt(enc.encode('y'))))).toBe('DECRYPT_FAILED')
   })
 
   it('works end to end through sealed envelopes', async () => {
@@ -310,19 +255,21 @@ describe('Session bad input', () => {
   it('throws TypeError / RangeError for caller mistakes', async () => {
     const { a, alice, bob } = await pair('bad')
     const bundle = bob.bundle()
-    expect(code(() => a.encrypt('x' as unknown as Uint8Array))).toBe('TypeError')
+    expect(errorCode(() => a.encrypt('x' as unknown as Uint8Array))).toBe('TypeError')
     expect(
-      code(() => a.decrypt({ kind: 'other', body: new Uint8Array() } as unknown as CiphertextMessage)),
+      errorCode(() => a.decrypt({ kind: 'other', body: new Uint8Array() } as unknown as CiphertextMessage)),
     ).toBe('TypeError')
-    expect(code(() => Session.initiate(alice.identity, new Uint8Array(31), 1, bundle))).toBe('RangeError')
-    expect(code(() => Session.initiate(alice.identity, alice.address, -1, bundle))).toBe('RangeError')
-    expect(code(() => Session.initiate({} as never, alice.address, 1, bundle))).toBe('TypeError')
+    expect(errorCode(() => Session.initiate(alice.identity, new Uint8Array(31), 1, bundle))).toBe(
+      'RangeError',
+    )
+    expect(errorCode(() => Session.initiate(alice.identity, alice.address, -1, bundle))).toBe('RangeError')
+    expect(errorCode(() => Session.initiate({} as never, alice.address, 1, bundle))).toBe('TypeError')
     expect(
-      code(() =>
+      errorCode(() =>
         Session.initiate(alice.identity, alice.address, 1, { ...bundle, kemPrekey: undefined } as never),
       ),
     ).toBe('TypeError')
-    expect(code(() => Session.deserialize(null as never))).toBe('TypeError')
+    expect(errorCode(() => Session.deserialize(null as never))).toBe('TypeError')
   })
 
   it('refuses garbage records and message bodies with ParleyError', async () => {
@@ -330,17 +277,19 @@ describe('Session bad input', () => {
     const r = seededRandom('g')
     for (let i = 0; i < 50; i++) {
       const junk = r(i * 7)
-      expect(code(() => Session.deserialize(junk))).toBe('BAD_REQUEST')
+      expect(errorCode(() => Session.deserialize(junk))).toBe('BAD_REQUEST')
       expect(['BAD_REQUEST', 'DECRYPT_FAILED']).toContain(
-        code(() => a.decrypt({ kind: 'ratchet', body: junk })),
+        errorCode(() => a.decrypt({ kind: 'ratchet', body: junk })),
       )
       expect(['BAD_REQUEST', 'DECRYPT_FAILED']).toContain(
-        code(() => a.decrypt({ kind: 'prekey', body: junk })),
+        errorCode(() => a.decrypt({ kind: 'prekey', body: junk })),
       )
     }
     const valid = a.serialize()
     for (let cut = 0; cut < valid.length; cut += 13) {
-      expect(['BAD_REQUEST', 'no error']).toContain(code(() => Session.deserialize(valid.subarray(0, cut))))
+      expect(['BAD_REQUEST', 'no error']).toContain(
+        errorCode(() => Session.deserialize(valid.subarray(0, cut))),
+      )
     }
   })
 })

@@ -7,10 +7,11 @@
  * fails, reload the session from the last stored bytes.
  * @module
  */
+import type { CryptoOptions } from './cryptoProvider.js'
 import { ParleyError } from './errors.js'
 import { assertIdentityKeyPair, type IdentityKeyPair } from './identity.js'
 import { ADDRESS_BYTES, abytes, au32, equalBytes, IDENTITY_KEY_BYTES } from './internal/bytes.js'
-import { defaultRandom, type RandomSource } from './internal/e2eCrypto.js'
+import { defaultRandom, type Primitives, primitives, type RandomSource } from './internal/e2eCrypto.js'
 import {
   type DecodedPrekeyMessage,
   decodePrekeyMessage,
@@ -19,8 +20,8 @@ import {
   encodeRatchetMessage,
 } from './internal/messages.js'
 import { associatedData, pqxdhInitiate, pqxdhRespond } from './internal/pqxdh.js'
-import { initAlice, initBob, type RatchetState, ratchetDecrypt, ratchetEncrypt } from './internal/ratchet.js'
-import { decodeSessionRecord, encodeSessionRecord, type PendingPrekey } from './internal/sessionRecord.js'
+import { initAlice, initBob, ratchetDecrypt, ratchetEncrypt } from './internal/ratchet.js'
+import { decodeSessionRecord, encodeSessionRecord, type SessionData } from './internal/sessionRecord.js'
 import { assertBundleShape, type PrekeyBundle } from './prekeys.js'
 
 /** Longest plaintext `encrypt` accepts: the relay's 256 KiB envelope limit leaves room for headers. */
@@ -72,22 +73,13 @@ export interface RespondResult {
   readonly consumed: { signedPrekeyId: number; oneTimePrekeyId: number | undefined; kemPrekeyId: number }
 }
 
-/** Options of session constructors. */
-export interface SessionOptions {
+/**
+ * Options of session constructors. `crypto` (see {@link CryptoOptions}) is kept by the session for every
+ * later `encrypt` and `decrypt`.
+ */
+export interface SessionOptions extends CryptoOptions {
   /** CSPRNG for ratchet keys; defaults to the platform's. Seeded sources are for tests only. */
   random?: RandomSource
-}
-
-interface SessionFields {
-  localIdentityKey: Uint8Array
-  remoteIdentityKey: Uint8Array
-  remoteAddress: Uint8Array
-  remoteDeviceId: number
-  associatedData: Uint8Array
-  baseKey: Uint8Array
-  ratchet: RatchetState
-  pending: PendingPrekey | undefined
-  accepted: PendingPrekey | undefined
 }
 
 function assertAddress(address: unknown, deviceId: unknown, name: string): void {
@@ -109,12 +101,14 @@ function assertMessage(message: unknown): asserts message is CiphertextMessage {
  * {@link Session.deserialize}.
  */
 export class Session {
-  readonly #f: SessionFields
+  readonly #f: SessionData
   readonly #random: RandomSource
+  readonly #crypto: Primitives
 
-  private constructor(fields: SessionFields, random: RandomSource) {
+  private constructor(fields: SessionData, options: SessionOptions) {
     this.#f = fields
-    this.#random = random
+    this.#random = options.random ?? defaultRandom
+    this.#crypto = primitives(options.crypto)
   }
 
   /**
@@ -125,7 +119,7 @@ export class Session {
    * @param ourAddress - this account's 32-byte address
    * @param ourDeviceId - this device's id
    * @param bundle - the peer's bundle, e.g. from `prekeyBundleFromWire`
-   * @param options - `random` for tests
+   * @param options - `random` for tests; `crypto`: faster primitives, kept for the session's life
    * @returns `{ session }`
    * @throws TypeError / RangeError for malformed arguments; ParleyError `VERIFICATION_FAILED` for a bad
    *   signature, a low-order or invalid key
@@ -144,8 +138,9 @@ export class Session {
     assertAddress(ourAddress, ourDeviceId, 'our')
     assertBundleShape(bundle)
     const random = options.random ?? defaultRandom
-    const { sharedKey, baseKey, kemCiphertext } = pqxdhInitiate(ourIdentity, bundle, random)
-    const ratchet = initAlice(sharedKey, bundle.signedPrekey.publicKey.slice(), random)
+    const c = primitives(options.crypto)
+    const { sharedKey, baseKey, kemCiphertext } = pqxdhInitiate(c, ourIdentity, bundle, random)
+    const ratchet = initAlice(c, sharedKey, bundle.signedPrekey.publicKey.slice(), random)
     sharedKey.fill(0)
     baseKey.secretKey.fill(0)
     const ad = associatedData(
@@ -173,7 +168,7 @@ export class Session {
         },
         accepted: undefined,
       },
-      random,
+      options,
     )
     return { session }
   }
@@ -186,7 +181,7 @@ export class Session {
    * @param ourDeviceId - this device's id
    * @param sender - what `openEnvelope` returned, with a `'prekey'` message
    * @param prekeys - lookup of this device's private prekeys by id
-   * @param options - `random` for tests
+   * @param options - `random` for tests; `crypto`: faster primitives, kept for the session's life
    * @returns the new session, the plaintext and the prekey ids it used
    * @throws TypeError / RangeError for malformed arguments; ParleyError `BAD_REQUEST` (malformed message),
    *   `VERIFICATION_FAILED` (identity mismatch or low-order key), `DECRYPT_FAILED` (unknown prekey, forged message)
@@ -214,6 +209,7 @@ export class Session {
     if (sender.message.kind !== 'prekey') throw new TypeError("respond needs a message of kind 'prekey'")
     if (typeof prekeys !== 'object' || prekeys === null) throw new TypeError('prekeys must be a PrekeyLookup')
     const random = options.random ?? defaultRandom
+    const c = primitives(options.crypto)
 
     const m = decodePrekeyMessage(sender.message.body)
     if (!equalBytes(m.identityKey, sender.senderIdentityKey)) {
@@ -233,6 +229,7 @@ export class Session {
     abytes(kem.secretKey, 2400, 'kemPrekey.secretKey')
 
     const sharedKey = pqxdhRespond(
+      c,
       ourIdentity,
       spk.secretKey,
       opk?.secretKey,
@@ -251,7 +248,7 @@ export class Session {
       ourAddress,
       ourDeviceId,
     )
-    const plaintext = ratchetDecrypt(ratchet, m.message.header, m.message.ciphertext, ad, random)
+    const plaintext = ratchetDecrypt(c, ratchet, m.message.header, m.message.ciphertext, ad, random)
     const session = new Session(
       {
         localIdentityKey: ourIdentity.publicKey.slice(),
@@ -269,7 +266,7 @@ export class Session {
           kemCiphertext: m.kemCiphertext,
         },
       },
-      random,
+      options,
     )
     return {
       session,
@@ -311,7 +308,7 @@ export class Session {
   /**
    * Restores a session from {@link Session.serialize} output.
    * @param bytes - a stored session record
-   * @param options - `random` for tests
+   * @param options - `random` for tests; `crypto`: faster primitives, kept for the session's life
    * @returns the session
    * @throws TypeError if `bytes` is not a Uint8Array; ParleyError `BAD_REQUEST` for a corrupt record
    * @example const session = Session.deserialize(await store.get(key))
@@ -319,7 +316,7 @@ export class Session {
   static deserialize(bytes: Uint8Array, options: SessionOptions = {}): Session {
     abytes(bytes, undefined, 'bytes')
     const d = decodeSessionRecord(bytes)
-    return new Session(d, options.random ?? defaultRandom)
+    return new Session(d, options)
   }
 
   /**
@@ -368,7 +365,7 @@ export class Session {
     if (plaintext.length > MAX_PLAINTEXT_BYTES)
       throw new RangeError(`plaintext exceeds ${MAX_PLAINTEXT_BYTES} bytes`)
     const f = this.#f
-    const inner = ratchetEncrypt(f.ratchet, plaintext, f.associatedData)
+    const inner = ratchetEncrypt(this.#crypto, f.ratchet, plaintext, f.associatedData)
     if (!f.pending) return { kind: 'ratchet', body: encodeRatchetMessage(inner) }
     const body = encodePrekeyMessage({
       identityKey: f.localIdentityKey,
@@ -417,6 +414,7 @@ export class Session {
       inner = decodeRatchetMessage(message.body)
     }
     const plaintext = ratchetDecrypt(
+      this.#crypto,
       f.ratchet,
       inner.header,
       inner.ciphertext,

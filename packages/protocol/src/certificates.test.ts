@@ -2,32 +2,22 @@
 // junk input, and an independent check of the signatures with node:crypto (OpenSSL's Ed25519).
 import { createPublicKey, verify } from 'node:crypto'
 import fc from 'fast-check'
-import { afterEach, describe, expect, it } from 'vitest'
-import { makeDevice, makeRelayKeys, seededRandom } from '../test/e2e/helpers.js'
+import { describe, expect, it } from 'vitest'
+import { errorCode, makeDevice, makeRelayKeys, seededRandom } from '../test/fixtures.js'
 import {
   CERTIFICATE_SKEW_MS,
   type CiphertextMessage,
+  type CryptoProvider,
   createOprfKeyCertificate,
   createSenderCertificate,
   deliveryTokenVerifier,
   numberCommitment,
   openSealedMessage,
-  ParleyError,
   sealEnvelope,
-  setCryptoProvider,
   verifyOprfKeyCertificate,
   verifySenderCertificate,
 } from './index.js'
 import { decodeMessage, encodeMessage } from './internal/pb.js'
-
-const code = (fn: () => unknown): string => {
-  try {
-    fn()
-  } catch (err) {
-    return ParleyError.is(err) ? err.code : (err as Error).name
-  }
-  return 'no error'
-}
 
 const NOW = 1_700_000_000_000
 const random = seededRandom('certificates')
@@ -62,8 +52,6 @@ function seal(over: Partial<Parameters<typeof sealEnvelope>[0]> = {}) {
 }
 const open = (envelope: Uint8Array, at = NOW) =>
   openSealedMessage(bob.identity, envelope, { trustRoot: relay.trustRoot, receivedAtMs: at })
-
-afterEach(() => setCryptoProvider())
 
 describe('sender certificates', () => {
   it('verifies a certificate chained to the trust root and returns what it certifies', () => {
@@ -106,22 +94,24 @@ describe('sender certificates', () => {
 
   it('refuses a certificate from another trust root', () => {
     const foreign = otherRelay.certify(alice, { nowMs: NOW })
-    expect(code(() => verifySenderCertificate(foreign, opts))).toBe('SENDER_UNVERIFIED')
+    expect(errorCode(() => verifySenderCertificate(foreign, opts))).toBe('SENDER_UNVERIFIED')
   })
 
   it('refuses an expired certificate, tolerating only the clock skew', () => {
     const expires = NOW + 86_400_000
     expect(
-      code(() => verifySenderCertificate(aliceCert, { ...opts, atMs: expires + CERTIFICATE_SKEW_MS })),
+      errorCode(() => verifySenderCertificate(aliceCert, { ...opts, atMs: expires + CERTIFICATE_SKEW_MS })),
     ).toBe('no error')
     expect(
-      code(() => verifySenderCertificate(aliceCert, { ...opts, atMs: expires + CERTIFICATE_SKEW_MS + 1 })),
+      errorCode(() =>
+        verifySenderCertificate(aliceCert, { ...opts, atMs: expires + CERTIFICATE_SKEW_MS + 1 }),
+      ),
     ).toBe('SENDER_UNVERIFIED')
   })
 
   it('refuses a sender certificate that outlives its signing key', () => {
     const long = relay.certify(alice, { nowMs: NOW, validMs: 31 * 86_400_000 })
-    expect(code(() => verifySenderCertificate(long, opts))).toBe('SENDER_UNVERIFIED')
+    expect(errorCode(() => verifySenderCertificate(long, opts))).toBe('SENDER_UNVERIFIED')
   })
 
   it('refuses a certificate signed by a key the root never certified', () => {
@@ -132,32 +122,32 @@ describe('sender certificates', () => {
       expiresAtMs: NOW + 1000,
       numberCommitment: new Uint8Array(0),
     })
-    expect(code(() => verifySenderCertificate(rogue, opts))).toBe('SENDER_UNVERIFIED')
+    expect(errorCode(() => verifySenderCertificate(rogue, opts))).toBe('SENDER_UNVERIFIED')
   })
 
   it('refuses every single-bit change of a certificate', () => {
     for (let i = 0; i < aliceCert.length; i++) {
       const bad = aliceCert.slice()
       bad[i]! ^= 1 << (i % 8)
-      expect(code(() => verifySenderCertificate(bad, opts))).toBe('SENDER_UNVERIFIED')
+      expect(errorCode(() => verifySenderCertificate(bad, opts))).toBe('SENDER_UNVERIFIED')
     }
   })
 
   it('refuses junk with SENDER_UNVERIFIED, never another error', () => {
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 400 }), (junk) => {
-        expect(code(() => verifySenderCertificate(junk, opts))).toBe('SENDER_UNVERIFIED')
+        expect(errorCode(() => verifySenderCertificate(junk, opts))).toBe('SENDER_UNVERIFIED')
       }),
       { numRuns: 300 },
     )
   })
 
-  it('uses an installed ed25519Verify and gives the same answers', () => {
+  it('uses the ed25519Verify it is given and gives the same answers', () => {
     // A relay never seen in this process, so that no signing key of it is cached as verified yet.
     const fresh = makeRelayKeys(random, NOW + 86_400_000)
     const cert = fresh.certify(alice, { nowMs: NOW })
     let calls = 0
-    setCryptoProvider({
+    const crypto: CryptoProvider = {
       ed25519Verify: (k, m, s) => {
         calls++
         const key = createPublicKey({
@@ -166,23 +156,37 @@ describe('sender certificates', () => {
         })
         return verify(null, m, key, s)
       },
-    })
-    const freshOpts = { trustRoot: fresh.trustRoot, atMs: NOW }
-    expect(code(() => verifySenderCertificate(cert, freshOpts))).toBe('no error')
+    }
+    const freshOpts = { trustRoot: fresh.trustRoot, atMs: NOW, crypto }
+    expect(errorCode(() => verifySenderCertificate(cert, freshOpts))).toBe('no error')
     expect(calls).toBe(2) // the signing key's certificate, then the sender certificate
-    expect(code(() => verifySenderCertificate(cert, freshOpts))).toBe('no error')
+    expect(errorCode(() => verifySenderCertificate(cert, freshOpts))).toBe('no error')
     expect(calls).toBe(3) // the signing key is now known: only the sender certificate is checked
-    expect(code(() => verifySenderCertificate(otherRelay.certify(alice), freshOpts))).toBe(
+    expect(errorCode(() => verifySenderCertificate(otherRelay.certify(alice), freshOpts))).toBe(
       'SENDER_UNVERIFIED',
     )
     expect(calls).toBe(4)
+    // Nothing is process-wide: a call without the option never reaches this provider.
+    expect(errorCode(() => verifySenderCertificate(cert, { trustRoot: fresh.trustRoot, atMs: NOW }))).toBe(
+      'no error',
+    )
+    expect(calls).toBe(4)
+    // What the default verifier cached is not taken on trust by another provider: it checks the signer itself.
+    const other: CryptoProvider = {
+      ed25519Verify: (k, m, s) => {
+        calls++
+        return crypto.ed25519Verify!(k, m, s)
+      },
+    }
+    expect(errorCode(() => verifySenderCertificate(cert, { ...freshOpts, crypto: other }))).toBe('no error')
+    expect(calls).toBe(4 + 2 + 2) // other's two calls, each going through crypto's counting verifier
   })
 
   it('never lets a cached signing key vouch under another trust root or for altered bytes', () => {
-    expect(code(() => verifySenderCertificate(aliceCert, opts))).toBe('no error') // now cached
-    expect(code(() => verifySenderCertificate(aliceCert, { ...opts, trustRoot: otherRelay.trustRoot }))).toBe(
-      'SENDER_UNVERIFIED',
-    )
+    expect(errorCode(() => verifySenderCertificate(aliceCert, opts))).toBe('no error') // now cached
+    expect(
+      errorCode(() => verifySenderCertificate(aliceCert, { ...opts, trustRoot: otherRelay.trustRoot })),
+    ).toBe('SENDER_UNVERIFIED')
     const outer = decodeMessage('SenderCertificate', aliceCert)
     const body = decodeMessage('SenderCertificateBody', outer.body!)
     const sig = body.signer!.signature!.slice()
@@ -194,18 +198,18 @@ describe('sender certificates', () => {
       }),
       signature: outer.signature,
     })
-    expect(code(() => verifySenderCertificate(tampered, opts))).toBe('SENDER_UNVERIFIED')
+    expect(errorCode(() => verifySenderCertificate(tampered, opts))).toBe('SENDER_UNVERIFIED')
   })
 
   it('throws TypeError / RangeError for caller mistakes', () => {
-    expect(code(() => verifySenderCertificate(aliceCert, { trustRoot: new Uint8Array(3), atMs: NOW }))).toBe(
-      'RangeError',
-    )
-    expect(code(() => verifySenderCertificate(aliceCert, { trustRoot: relay.trustRoot, atMs: -1 }))).toBe(
-      'RangeError',
-    )
-    expect(code(() => numberCommitment('+1', new Uint8Array(31)))).toBe('RangeError')
-    expect(code(() => deliveryTokenVerifier(new Uint8Array(16)))).toBe('RangeError')
+    expect(
+      errorCode(() => verifySenderCertificate(aliceCert, { trustRoot: new Uint8Array(3), atMs: NOW })),
+    ).toBe('RangeError')
+    expect(
+      errorCode(() => verifySenderCertificate(aliceCert, { trustRoot: relay.trustRoot, atMs: -1 })),
+    ).toBe('RangeError')
+    expect(errorCode(() => numberCommitment('+1', new Uint8Array(31)))).toBe('RangeError')
+    expect(errorCode(() => deliveryTokenVerifier(new Uint8Array(16)))).toBe('RangeError')
   })
 })
 
@@ -231,7 +235,7 @@ describe('openSealedMessage: the impersonation attempts', () => {
   })
 
   it('refuses a message with no certificate', () => {
-    expect(code(() => open(seal({ senderCertificate: new Uint8Array(0) })))).toBe('SENDER_UNVERIFIED')
+    expect(errorCode(() => open(seal({ senderCertificate: new Uint8Array(0) })))).toBe('SENDER_UNVERIFIED')
   })
 
   it("refuses mallory's own valid certificate while claiming alice's address", () => {
@@ -241,37 +245,39 @@ describe('openSealedMessage: the impersonation attempts', () => {
       senderCertificate: malloryCert,
       senderNumber: undefined,
     })
-    expect(code(() => open(forged))).toBe('SENDER_UNVERIFIED')
+    expect(errorCode(() => open(forged))).toBe('SENDER_UNVERIFIED')
   })
 
   it("refuses alice's certificate presented by another identity key", () => {
     const forged = seal({ senderIdentity: mallory.identity })
-    expect(code(() => open(forged))).toBe('SENDER_UNVERIFIED')
+    expect(errorCode(() => open(forged))).toBe('SENDER_UNVERIFIED')
   })
 
   it('refuses a claim of another device than the certified one', () => {
-    expect(code(() => open(seal({ senderDeviceId: 4 })))).toBe('SENDER_UNVERIFIED')
+    expect(errorCode(() => open(seal({ senderDeviceId: 4 })))).toBe('SENDER_UNVERIFIED')
   })
 
   it('refuses a stated number that does not open the commitment', () => {
-    expect(code(() => open(seal({ senderNumber: { e164: '+14155550199', salt } })))).toBe('SENDER_UNVERIFIED')
-    expect(code(() => open(seal({ senderNumber: { e164: '+14155550100', salt: random(32) } })))).toBe(
+    expect(errorCode(() => open(seal({ senderNumber: { e164: '+14155550199', salt } })))).toBe(
+      'SENDER_UNVERIFIED',
+    )
+    expect(errorCode(() => open(seal({ senderNumber: { e164: '+14155550100', salt: random(32) } })))).toBe(
       'SENDER_UNVERIFIED',
     )
     // A certificate without a commitment cannot carry any number.
     const bare = relay.certify(alice, { nowMs: NOW })
-    expect(code(() => open(seal({ senderCertificate: bare })))).toBe('SENDER_UNVERIFIED')
+    expect(errorCode(() => open(seal({ senderCertificate: bare })))).toBe('SENDER_UNVERIFIED')
   })
 
   it('checks expiry at the time the relay received the message', () => {
     const envelope = seal()
-    expect(code(() => open(envelope, NOW + 86_400_000))).toBe('no error')
-    expect(code(() => open(envelope, NOW + 2 * 86_400_000))).toBe('SENDER_UNVERIFIED')
+    expect(errorCode(() => open(envelope, NOW + 86_400_000))).toBe('no error')
+    expect(errorCode(() => open(envelope, NOW + 2 * 86_400_000))).toBe('SENDER_UNVERIFIED')
   })
 
   it('refuses a certificate from another root even when everything else matches', () => {
     const foreign = otherRelay.certify(alice, { nowMs: NOW, numberCommitment: commitment })
-    expect(code(() => open(seal({ senderCertificate: foreign })))).toBe('SENDER_UNVERIFIED')
+    expect(errorCode(() => open(seal({ senderCertificate: foreign })))).toBe('SENDER_UNVERIFIED')
   })
 })
 
@@ -302,7 +308,7 @@ describe('OPRF key certificates', () => {
       root = relay.trustRoot,
       key = { keyId: 3, publicKey },
       at?: number,
-    ) => code(() => verifyOprfKeyCertificate(c, root, key, at))
+    ) => errorCode(() => verifyOprfKeyCertificate(c, root, key, at))
     expect(check(undefined)).toBe('VERIFICATION_FAILED') // unsigned key
     expect(check(new Uint8Array(0))).toBe('VERIFICATION_FAILED')
     expect(check(cert, other.trustRoot)).toBe('VERIFICATION_FAILED') // another relay's root

@@ -13,7 +13,7 @@
 import { ed25519 } from '@noble/curves/ed25519.js'
 import { sha256 } from '@noble/hashes/sha2.js'
 import { bytesToHex } from '@noble/hashes/utils.js'
-import { getCryptoProvider } from './cryptoProvider.js'
+import type { CryptoOptions } from './cryptoProvider.js'
 import { ParleyError } from './errors.js'
 import type * as wire from './gen/types.js'
 import {
@@ -25,8 +25,8 @@ import {
   IDENTITY_KEY_BYTES,
   SIGNATURE_BYTES,
 } from './internal/bytes.js'
-import { label, own } from './internal/e2eCrypto.js'
-import { decodeMessage, encodeMessage } from './internal/pb.js'
+import { label, own, type Primitives, primitives } from './internal/e2eCrypto.js'
+import { decodeMessage, decodeOrRefuse, encodeMessage } from './internal/pb.js'
 
 const LABEL_SERVER_CERT = label('parley/v1/server-certificate')
 const LABEL_SENDER_CERT = label('parley/v1/sender-certificate')
@@ -70,31 +70,40 @@ function refuse(message: string, cause?: unknown): never {
   throw new ParleyError('SENDER_UNVERIFIED', message, cause === undefined ? undefined : { cause })
 }
 
-function verifyEd25519(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean {
+function verifyEd25519(
+  c: Primitives,
+  publicKey: Uint8Array,
+  message: Uint8Array,
+  signature: Uint8Array,
+): boolean {
   if (publicKey.length !== 32 || signature.length !== SIGNATURE_BYTES) return false
-  const native = getCryptoProvider().ed25519Verify
-  try {
-    return native
-      ? native(publicKey, message, signature)
-      : ed25519.verify(signature, message, publicKey, { zip215: false })
-  } catch {
-    return false
-  }
+  return c.ed25519Verify(publicKey, message, signature)
 }
 
 /**
  * Signing-key certificates already verified under a trust root, by their exact bytes. A relay's signing key
  * changes about monthly, so every message after the first from any sender skips this signature check (about a
  * third of opening a sealed message with node:crypto). A miss only costs the check again; the sender
- * certificate's own signature is always verified.
+ * certificate's own signature is always verified. Kept per set of primitives, so what one provider verified
+ * is never taken on trust by a caller that uses another.
  */
-const verifiedSigners = new Set<string>()
+const verifiedSignersOf = new WeakMap<Primitives, Set<string>>()
 const MAX_VERIFIED_SIGNERS = 16
 
-function verifySigner(trustRoot: Uint8Array, body: Uint8Array, signature: Uint8Array): boolean {
+function verifySigner(
+  c: Primitives,
+  trustRoot: Uint8Array,
+  body: Uint8Array,
+  signature: Uint8Array,
+): boolean {
   const key = `${bytesToHex(trustRoot)}:${bytesToHex(body)}:${bytesToHex(signature)}`
+  let verifiedSigners = verifiedSignersOf.get(c)
+  if (verifiedSigners === undefined) {
+    verifiedSigners = new Set()
+    verifiedSignersOf.set(c, verifiedSigners)
+  }
   if (verifiedSigners.has(key)) return true
-  if (!verifyEd25519(trustRoot, concatBytes(LABEL_SERVER_CERT, body), signature)) return false
+  if (!verifyEd25519(c, trustRoot, concatBytes(LABEL_SERVER_CERT, body), signature)) return false
   if (verifiedSigners.size >= MAX_VERIFIED_SIGNERS) verifiedSigners.clear()
   verifiedSigners.add(key)
   return true
@@ -184,12 +193,7 @@ export function createSenderCertificate(
   if (fields.numberCommitment.length !== 0 && fields.numberCommitment.length !== COMMITMENT_BYTES) {
     throw new RangeError('numberCommitment must be empty or 32 bytes')
   }
-  let signer: wire.ServerCertificate
-  try {
-    signer = decodeMessage('ServerCertificate', serverCertificate)
-  } catch (cause) {
-    throw new ParleyError('BAD_REQUEST', 'malformed server certificate', { cause })
-  }
+  const signer = decodeOrRefuse('ServerCertificate', serverCertificate, 'server certificate')
   const body = encodeMessage('SenderCertificateBody', {
     address: fields.address,
     deviceId: fields.deviceId,
@@ -203,7 +207,7 @@ export function createSenderCertificate(
 }
 
 /** Options of {@link verifySenderCertificate}. */
-export interface VerifyCertificateOptions {
+export interface VerifyCertificateOptions extends CryptoOptions {
   /** The relay's pinned 32-byte trust root. */
   readonly trustRoot: Uint8Array
   /**
@@ -220,7 +224,7 @@ export interface VerifyCertificateOptions {
  * the signer, neither had expired at `atMs` (± skew), and the sender certificate does not outlive its signer.
  * Never trusts anything in the certificate before its signature verified.
  * @param certificate - an encoded `parley.v1.SenderCertificate` (network input)
- * @param options - the pinned trust root and the time to check at
+ * @param options - the pinned trust root and the time to check at; `crypto`: a faster Ed25519 verifier
  * @returns what the certificate says
  * @throws TypeError / RangeError for a malformed trust root or time (caller mistakes); ParleyError
  *   `SENDER_UNVERIFIED` for anything wrong with the certificate
@@ -232,6 +236,7 @@ export function verifySenderCertificate(
 ): SenderCertificate {
   abytes(options?.trustRoot, 32, 'trustRoot')
   aTime(options.atMs, 'atMs')
+  const c = primitives(options.crypto)
   const skew = options.skewMs ?? CERTIFICATE_SKEW_MS
   aTime(skew, 'skewMs')
   if (!(certificate instanceof Uint8Array) || certificate.length === 0) refuse('no sender certificate')
@@ -243,7 +248,7 @@ export function verifySenderCertificate(
     body = decodeMessage('SenderCertificateBody', own(outer.body))
     const signer = body.signer
     if (!signer) refuse('the certificate names no signer')
-    if (!verifySigner(options.trustRoot, own(signer.body), own(signer.signature))) {
+    if (!verifySigner(c, options.trustRoot, own(signer.body), own(signer.signature))) {
       refuse('the signing key is not certified by the pinned trust root')
     }
     signerBody = decodeMessage('ServerCertificateBody', own(signer.body))
@@ -252,7 +257,7 @@ export function verifySenderCertificate(
     refuse('malformed sender certificate', cause)
   }
   const signerKey = own(signerBody.publicKey)
-  if (!verifyEd25519(signerKey, concatBytes(LABEL_SENDER_CERT, own(outer.body)), own(outer.signature))) {
+  if (!verifyEd25519(c, signerKey, concatBytes(LABEL_SENDER_CERT, own(outer.body)), own(outer.signature))) {
     refuse('the sender certificate signature does not verify')
   }
   const signerExpiresAtMs = Number(signerBody.expiresAtMs ?? 0)
@@ -340,6 +345,7 @@ export function createOprfKeyCertificate(
  * @param trustRoot - the pinned 32-byte trust root
  * @param key - the key id and public key as announced beside the certificate
  * @param atMs - the time to check the validity at, ± {@link CERTIFICATE_SKEW_MS}; omitted: not checked
+ * @param options - `crypto`: a faster Ed25519 verifier (see {@link CryptoOptions})
  * @returns what the certificate says
  * @throws TypeError / RangeError for a malformed trust root (a caller mistake); ParleyError
  *   `VERIFICATION_FAILED` for a missing, malformed, forged, mismatched or expired certificate
@@ -350,8 +356,10 @@ export function verifyOprfKeyCertificate(
   trustRoot: Uint8Array,
   key: { keyId: number; publicKey: Uint8Array },
   atMs?: number,
+  options: CryptoOptions = {},
 ): OprfKeyCertificateFields {
   abytes(trustRoot, 32, 'trustRoot')
+  const c = primitives(options?.crypto)
   const fail = (why: string, cause?: unknown): never => {
     throw new ParleyError(
       'VERIFICATION_FAILED',
@@ -365,7 +373,7 @@ export function verifyOprfKeyCertificate(
   let body: wire.OprfKeyCertificateBody
   try {
     outer = decodeMessage('OprfKeyCertificate', certificate!)
-    if (!verifyEd25519(trustRoot, concatBytes(LABEL_OPRF_KEY, own(outer.body)), own(outer.signature))) {
+    if (!verifyEd25519(c, trustRoot, concatBytes(LABEL_OPRF_KEY, own(outer.body)), own(outer.signature))) {
       fail('the certificate is not signed by the pinned trust root')
     }
     body = decodeMessage('OprfKeyCertificateBody', own(outer.body))

@@ -7,7 +7,7 @@ import { ParleyError } from './errors.js'
 import type * as wire from './gen/types.js'
 import { abytes } from './internal/bytes.js'
 import { own } from './internal/e2eCrypto.js'
-import { decodeMessage, encodeMessage } from './internal/pb.js'
+import { decodeOrRefuse, encodeMessage } from './internal/pb.js'
 
 /** Padded plaintexts are a multiple of this many bytes. */
 export const CONTENT_BUCKET_BYTES = 160
@@ -109,12 +109,7 @@ export function encodeContent(content: Content): Uint8Array {
  */
 export function decodeContent(bytes: Uint8Array): Content {
   abytes(bytes, undefined, 'bytes')
-  let c: wire.Content
-  try {
-    c = decodeMessage('Content', bytes)
-  } catch (cause) {
-    throw new ParleyError('BAD_REQUEST', 'malformed content', { cause })
-  }
+  const c = decodeOrRefuse('Content', bytes, 'content')
   const messageId = own(c.messageId)
   if (messageId.length !== MESSAGE_ID_BYTES) throw new ParleyError('BAD_REQUEST', 'malformed message id')
   const sentAtMs = Number(c.sentAtMs ?? 0)

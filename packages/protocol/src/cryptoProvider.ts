@@ -1,7 +1,7 @@
 /**
- * Replaceable primitives: a platform may install faster implementations of the end-to-end layer's
- * primitives (docs/architecture.md §2: `@parley/node` uses `node:crypto`). The default is the pure-JS `@noble/*` code
- * and nothing is installed on import. An implementation must be bit-for-bit identical to the default:
+ * Replaceable primitives: a platform may pass faster implementations of the end-to-end layer's primitives
+ * (docs/architecture.md §2: `@parley/node` passes `node:crypto`'s) as the `crypto` option of the calls and objects
+ * that use them, e.g. `ParleyClient`'s. The default is the pure-JS `@noble/*` code; nothing is process-wide. An implementation must be bit-for-bit identical to the default:
  * a session made with one must interoperate with a peer using the other. `@parley/node` tests that.
  * @module
  */
@@ -40,52 +40,45 @@ export interface CryptoProvider {
   ed25519Verify?: (publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array) => boolean
 }
 
-let current: Readonly<CryptoProvider> = Object.freeze({})
+/** The `crypto` option of the functions and classes that use the end-to-end primitives. */
+export interface CryptoOptions {
+  /**
+   * Faster implementations of the primitives for this call or object (`@parley/node` passes `node:crypto`'s);
+   * omitted, or a primitive left out: the pure-JS `@noble/*` default. There is no process-wide setting, so two
+   * clients (or two copies of this package) in one process never change each other's primitives.
+   */
+  readonly crypto?: CryptoProvider | undefined
+}
 
 /**
- * Installs faster implementations of the end-to-end primitives for the whole process, or restores the
- * pure-JS defaults when called without an argument. Platform packages call this (`@parley/node` installs
- * `node:crypto` in `createClient()`); apps rarely need it.
+ * Checks that a value has the shape of a {@link CryptoProvider} (each given primitive an object or function
+ * of the expected shape). The functions that take a `crypto` option check it on first use; a platform package
+ * or an app calls this to refuse a bad provider at construction instead.
  *
- * @param provider - the primitives to replace; omitted ones keep the `@noble/*` default
- * @throws TypeError if a given primitive is not an object / function of the expected shape
+ * @param provider - the value to check
+ * @throws TypeError if it is not an object, or a given primitive is not of the expected shape
  * @example
- * setCryptoProvider({ x25519: { getPublicKey, getSharedSecret } })
- * setCryptoProvider() // back to pure JS
+ * assertCryptoProvider({ x25519: { getPublicKey, getSharedSecret } })
  */
-export function setCryptoProvider(provider?: CryptoProvider): void {
-  if (provider === undefined) {
-    current = Object.freeze({})
-    return
-  }
-  if (typeof provider !== 'object' || provider === null) throw new TypeError('provider must be an object')
-  const { x25519, chacha20poly1305, hkdfSha256, ed25519Verify } = provider
+export function assertCryptoProvider(provider: unknown): asserts provider is CryptoProvider {
+  if (typeof provider !== 'object' || provider === null) throw new TypeError('crypto must be an object')
+  const { x25519, chacha20poly1305, hkdfSha256, ed25519Verify } = provider as CryptoProvider
   if (
     x25519 !== undefined &&
     (typeof x25519?.getPublicKey !== 'function' || typeof x25519.getSharedSecret !== 'function')
   ) {
-    throw new TypeError('x25519 must have getPublicKey and getSharedSecret functions')
+    throw new TypeError('crypto.x25519 must have getPublicKey and getSharedSecret functions')
   }
   if (
     chacha20poly1305 !== undefined &&
     (typeof chacha20poly1305?.seal !== 'function' || typeof chacha20poly1305.open !== 'function')
   ) {
-    throw new TypeError('chacha20poly1305 must have seal and open functions')
+    throw new TypeError('crypto.chacha20poly1305 must have seal and open functions')
   }
   if (hkdfSha256 !== undefined && typeof hkdfSha256 !== 'function') {
-    throw new TypeError('hkdfSha256 must be a function')
+    throw new TypeError('crypto.hkdfSha256 must be a function')
   }
   if (ed25519Verify !== undefined && typeof ed25519Verify !== 'function') {
-    throw new TypeError('ed25519Verify must be a function')
+    throw new TypeError('crypto.ed25519Verify must be a function')
   }
-  current = Object.freeze({ x25519, chacha20poly1305, hkdfSha256, ed25519Verify })
-}
-
-/**
- * The installed primitives (an empty object when only the defaults are in use).
- * @returns the provider last given to {@link setCryptoProvider}
- * @example if (getCryptoProvider().x25519) console.log('native X25519')
- */
-export function getCryptoProvider(): Readonly<CryptoProvider> {
-  return current
 }

@@ -1,5 +1,6 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
+import { expectParleyError } from '../test/fixtures.js'
 import { ParleyError } from './errors.js'
 import {
   DEFAULT_LIMITS,
@@ -13,17 +14,6 @@ import {
 } from './frames.js'
 
 const bytes = (n: number, fill = 7) => new Uint8Array(n).fill(fill)
-
-function expectParleyError(fn: () => unknown, code: string): void {
-  let thrown: unknown
-  try {
-    fn()
-  } catch (err) {
-    thrown = err
-  }
-  expect(thrown).toBeInstanceOf(ParleyError)
-  expect((thrown as ParleyError).code).toBe(code)
-}
 
 describe('frame codecs', () => {
   it('round-trips a client frame with bytes, repeated and nested fields', () => {

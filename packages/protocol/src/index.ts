@@ -32,8 +32,8 @@ export {
 export type { Content } from './content.js'
 export { CONTENT_BUCKET_BYTES, decodeContent, encodeContent, MESSAGE_ID_BYTES } from './content.js'
 // End-to-end encryption (docs/architecture.md §6): identity, prekeys, PQXDH + Double Ratchet sessions, sealed envelopes.
-export type { AeadProvider, CryptoProvider, X25519Provider } from './cryptoProvider.js'
-export { getCryptoProvider, setCryptoProvider } from './cryptoProvider.js'
+export type { AeadProvider, CryptoOptions, CryptoProvider, X25519Provider } from './cryptoProvider.js'
+export { assertCryptoProvider } from './cryptoProvider.js'
 export type { ErrorCode, ParleyErrorOptions, RegistrationLockChallenge } from './errors.js'
 export { ERROR_CODES, errorCodeFromWire, errorCodeToWire, isErrorCode, ParleyError } from './errors.js'
 export type {

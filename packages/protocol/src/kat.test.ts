@@ -3,8 +3,8 @@
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { makeDevice, seededRandom, unhex } from '../test/e2e/helpers.js'
 import { computeVectors } from '../test/e2e/vectors.js'
+import { makeDevice, respondTo, seededRandom, senderOf, unhex } from '../test/fixtures.js'
 import { Session } from './index.js'
 
 const file = join(import.meta.dirname, '..', 'test', 'vectors', 'parley-e2e', 'kat.json')
@@ -21,18 +21,7 @@ describe('parley-e2e known-answer vectors', () => {
       const alice = makeDevice('alice', random, 1)
       const bob = makeDevice('bob', random, 2)
       const first = c.transcript[0]
-      const res = await Session.respond(
-        bob.identity,
-        bob.address,
-        2,
-        {
-          senderAddress: alice.address,
-          senderDeviceId: 1,
-          senderIdentityKey: alice.identity.publicKey,
-          message: { kind: 'prekey', body: unhex(first.body) },
-        },
-        bob.lookup,
-      )
+      const res = await respondTo(bob, senderOf(alice, { kind: 'prekey', body: unhex(first.body) }))
       expect(res.plaintext).toEqual(unhex(first.plaintext))
       const second = c.transcript[1]
       const a = Session.initiate(

@@ -7,7 +7,7 @@ import { ristretto255, ristretto255_oprf } from '@noble/curves/ed25519.js'
 import { bytesToHex, hexToBytes, numberToBytesLE } from '@noble/curves/utils.js'
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { ParleyError } from './errors.js'
+import { expectParleyError } from '../test/fixtures.js'
 import {
   _oprfBaseModeForTests as base,
   OPRF_ELEMENT_BYTES,
@@ -61,18 +61,6 @@ const voprfMode = modeVectors('VOPRF Mode')
 const h = hexToBytes
 const hex = (b: Uint8Array): string => bytesToHex(b)
 const hexAll = (bs: Uint8Array[]): string[] => bs.map(hex)
-
-function expectParleyError(fn: () => unknown, code: string): ParleyError {
-  let thrown: unknown
-  try {
-    fn()
-  } catch (err) {
-    thrown = err
-  }
-  expect(thrown).toBeInstanceOf(ParleyError)
-  expect((thrown as ParleyError).code).toBe(code)
-  return thrown as ParleyError
-}
 
 describe('RFC 9497 A.1.1 ristretto255-SHA512, OPRF mode (0x00)', () => {
   const { common, tests } = oprfMode

@@ -9,6 +9,7 @@
  */
 import { ed25519 } from '@noble/curves/ed25519.js'
 import { ml_kem768 } from '@noble/post-quantum/ml-kem.js'
+import type { CryptoOptions } from './cryptoProvider.js'
 import { ParleyError } from './errors.js'
 import type * as wire from './gen/types.js'
 import { assertIdentityKeyPair, type IdentityKeyPair } from './identity.js'
@@ -17,11 +18,13 @@ import {
   defaultRandom,
   draw,
   own,
+  type Primitives,
+  primitives,
   type RandomSource,
   X25519_BYTES,
   x25519KeyPair,
 } from './internal/e2eCrypto.js'
-import { kemPrekeyPayload, signedPrekeyPayload, verifyIdentitySignature } from './signing.js'
+import { kemPrekeyPayload, signedPrekeyPayload, verifySignature } from './signing.js'
 
 /** ML-KEM-768 encapsulation key length (FIPS 203 Table 3). */
 export const KEM_PUBLIC_KEY_BYTES = 1184
@@ -82,6 +85,7 @@ export interface PrekeyBundle {
  * @param identity - the device identity that signs it
  * @param keyId - u32 id chosen by the device
  * @param random - CSPRNG; defaults to the platform's
+ * @param options - `crypto`: faster primitives (see {@link CryptoOptions})
  * @returns the key pair and its signature
  * @throws TypeError / RangeError for a malformed identity or key id
  * @example const spk = generateSignedPrekey(identity, 1)
@@ -90,10 +94,11 @@ export function generateSignedPrekey(
   identity: IdentityKeyPair,
   keyId: number,
   random: RandomSource = defaultRandom,
+  options: CryptoOptions = {},
 ): SignedPrekeyPair {
   assertIdentityKeyPair(identity)
   au32(keyId, 'keyId')
-  const { secretKey, publicKey } = x25519KeyPair(random)
+  const { secretKey, publicKey } = x25519KeyPair(primitives(options.crypto), random)
   const signature = ed25519.sign(signedPrekeyPayload(keyId, publicKey), identity.secretKey)
   return { keyId, publicKey, secretKey: secretKey.slice(), signature }
 }
@@ -103,6 +108,7 @@ export function generateSignedPrekey(
  * @param startId - id of the first key (u32; the last id must also fit in u32)
  * @param count - how many, 0…1000
  * @param random - CSPRNG; defaults to the platform's
+ * @param options - `crypto`: faster primitives (see {@link CryptoOptions})
  * @returns the key pairs in id order
  * @throws RangeError for ids out of range or a bad count
  * @example const batch = generateOneTimePrekeys(101, 100)
@@ -111,13 +117,15 @@ export function generateOneTimePrekeys(
   startId: number,
   count: number,
   random: RandomSource = defaultRandom,
+  options: CryptoOptions = {},
 ): OneTimePrekeyPair[] {
+  const c = primitives(options.crypto)
   au32(startId, 'startId')
   if (!Number.isInteger(count) || count < 0 || count > 1000) throw new RangeError('count must be 0…1000')
   au32(startId + Math.max(count - 1, 0), 'startId + count - 1')
   const out: OneTimePrekeyPair[] = []
   for (let i = 0; i < count; i++) {
-    const { secretKey, publicKey } = x25519KeyPair(random)
+    const { secretKey, publicKey } = x25519KeyPair(c, random)
     out.push({ keyId: startId + i, publicKey, secretKey: secretKey.slice() })
   }
   return out
@@ -255,16 +263,22 @@ export function assertBundleShape(bundle: PrekeyBundle): void {
  * Verifies both prekey signatures of a bundle against its identity key (PQXDH §3.3: "Alice verifies the
  * prekey signatures and aborts the protocol if verification fails").
  * @param bundle - the bundle, as from {@link prekeyBundleFromWire}
+ * @param options - `crypto`: a faster Ed25519 verifier (see {@link CryptoOptions})
  * @throws TypeError / RangeError for a malformed bundle; ParleyError `VERIFICATION_FAILED` for a bad signature
  * @example verifyPrekeyBundle(bundle) // throws unless both signatures are valid
  */
-export function verifyPrekeyBundle(bundle: PrekeyBundle): void {
+export function verifyPrekeyBundle(bundle: PrekeyBundle, options: CryptoOptions = {}): void {
+  checkPrekeyBundle(primitives(options?.crypto), bundle)
+}
+
+/** {@link verifyPrekeyBundle} with resolved primitives (for PQXDH). */
+export function checkPrekeyBundle(c: Primitives, bundle: PrekeyBundle): void {
   assertBundleShape(bundle)
   const { identityKey, signedPrekey: spk, kemPrekey: kem } = bundle
-  if (!verifyIdentitySignature(identityKey, signedPrekeyPayload(spk.keyId, spk.publicKey), spk.signature)) {
+  if (!verifySignature(c, identityKey, signedPrekeyPayload(spk.keyId, spk.publicKey), spk.signature)) {
     throw new ParleyError('VERIFICATION_FAILED', 'signed prekey signature is invalid')
   }
-  if (!verifyIdentitySignature(identityKey, kemPrekeyPayload(kem.keyId, kem.publicKey), kem.signature)) {
+  if (!verifySignature(c, identityKey, kemPrekeyPayload(kem.keyId, kem.publicKey), kem.signature)) {
     throw new ParleyError('VERIFICATION_FAILED', 'KEM prekey signature is invalid')
   }
 }

@@ -1,18 +1,9 @@
 // Sealed envelopes: round trip, sender authentication, tampering, wrong recipient, bad input.
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { makeDevice, seededRandom } from '../test/e2e/helpers.js'
-import { type CiphertextMessage, openEnvelope, ParleyError, sealEnvelope } from './index.js'
+import { errorCode, makeDevice, seededRandom } from '../test/fixtures.js'
+import { type CiphertextMessage, openEnvelope, sealEnvelope } from './index.js'
 import { decodeMessage, encodeMessage } from './internal/pb.js'
-
-const code = (fn: () => unknown): string => {
-  try {
-    fn()
-  } catch (err) {
-    return ParleyError.is(err) ? err.code : (err as Error).name
-  }
-  return 'no error'
-}
 
 const random = seededRandom('sealed')
 const alice = makeDevice('alice', random, 1)
@@ -66,7 +57,7 @@ describe('sealed envelopes', () => {
   })
 
   it('cannot be opened by another device', () => {
-    expect(code(() => openEnvelope(alice.identity, seal()))).toBe('DECRYPT_FAILED')
+    expect(errorCode(() => openEnvelope(alice.identity, seal()))).toBe('DECRYPT_FAILED')
   })
 
   it('refuses every single-bit change', () => {
@@ -75,7 +66,7 @@ describe('sealed envelopes', () => {
       const bad = env.slice()
       bad[i]! ^= 1 << (i % 8)
       expect(['DECRYPT_FAILED', 'BAD_REQUEST', 'UNSUPPORTED', 'VERIFICATION_FAILED']).toContain(
-        code(() => openEnvelope(bob.identity, bad)),
+        errorCode(() => openEnvelope(bob.identity, bad)),
       )
     }
   })
@@ -84,7 +75,7 @@ describe('sealed envelopes', () => {
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 300 }), (junk) => {
         expect(['DECRYPT_FAILED', 'BAD_REQUEST', 'UNSUPPORTED', 'VERIFICATION_FAILED']).toContain(
-          code(() => openEnvelope(bob.identity, junk)),
+          errorCode(() => openEnvelope(bob.identity, junk)),
         )
       }),
       { numRuns: 300 },
@@ -92,11 +83,11 @@ describe('sealed envelopes', () => {
   })
 
   it('throws TypeError / RangeError for caller mistakes', () => {
-    expect(code(() => openEnvelope(new Uint8Array(31), seal()))).toBe('RangeError')
-    expect(code(() => openEnvelope(bob.identity, 'x' as never))).toBe('TypeError')
-    expect(code(() => sealEnvelope(null as never))).toBe('TypeError')
+    expect(errorCode(() => openEnvelope(new Uint8Array(31), seal()))).toBe('RangeError')
+    expect(errorCode(() => openEnvelope(bob.identity, 'x' as never))).toBe('TypeError')
+    expect(errorCode(() => sealEnvelope(null as never))).toBe('TypeError')
     expect(
-      code(() =>
+      errorCode(() =>
         sealEnvelope({
           senderAddress: alice.address,
           senderDeviceId: 1,
@@ -107,11 +98,11 @@ describe('sealed envelopes', () => {
         }),
       ),
     ).toBe('TypeError')
-    expect(code(() => sealEnvelope({ senderAddress: new Uint8Array(3) } as never))).toBe('RangeError')
+    expect(errorCode(() => sealEnvelope({ senderAddress: new Uint8Array(3) } as never))).toBe('RangeError')
   })
 
   it('refuses an envelope larger than 256 KiB with TOO_LARGE', () => {
-    expect(code(() => seal({ kind: 'ratchet', body: new Uint8Array(256 * 1024) }))).toBe('TOO_LARGE')
-    expect(code(() => openEnvelope(bob.identity, new Uint8Array(256 * 1024 + 1)))).toBe('TOO_LARGE')
+    expect(errorCode(() => seal({ kind: 'ratchet', body: new Uint8Array(256 * 1024) }))).toBe('TOO_LARGE')
+    expect(errorCode(() => openEnvelope(bob.identity, new Uint8Array(256 * 1024 + 1)))).toBe('TOO_LARGE')
   })
 })

@@ -15,8 +15,8 @@
  * @module
  */
 import { opensNumberCommitment, type SenderCertificate, verifySenderCertificate } from './certificates.js'
+import type { CryptoOptions } from './cryptoProvider.js'
 import { ParleyError } from './errors.js'
-import type * as wire from './gen/types.js'
 import { assertIdentityKeyPair, type IdentityKeyPair } from './identity.js'
 import { ADDRESS_BYTES, abytes, au32, concatBytes, equalBytes, IDENTITY_KEY_BYTES } from './internal/bytes.js'
 import {
@@ -29,12 +29,13 @@ import {
   identityDhSecret,
   label,
   own,
+  type Primitives,
+  primitives,
   type RandomSource,
   X25519_BYTES,
   x25519KeyPair,
-  x25519PublicKey,
 } from './internal/e2eCrypto.js'
-import { decodeMessage, encodeBytesField, encodeMessage } from './internal/pb.js'
+import { decodeOrRefuse, encodeBytesField, encodeMessage } from './internal/pb.js'
 import type { CiphertextMessage } from './Session.js'
 
 /** Current sealed envelope version. */
@@ -90,19 +91,24 @@ export interface VerifiedSender {
   readonly certificate: SenderCertificate
 }
 
-function ephemeralKeys(dhOut: Uint8Array, recipient: Uint8Array, ephemeral: Uint8Array) {
-  const out = hkdf256(dhOut, concatBytes(recipient, ephemeral), EPHEMERAL_INFO, 64)
+function ephemeralKeys(c: Primitives, dhOut: Uint8Array, recipient: Uint8Array, ephemeral: Uint8Array) {
+  const out = hkdf256(c, dhOut, concatBytes(recipient, ephemeral), EPHEMERAL_INFO, 64)
   return { chain: out.subarray(0, 32), key: out.subarray(32) }
 }
 
-function staticKey(dhOut: Uint8Array, chain: Uint8Array, encryptedSenderKey: Uint8Array): Uint8Array {
-  return hkdf256(dhOut, concatBytes(chain, encryptedSenderKey), STATIC_INFO, 32)
+function staticKey(
+  c: Primitives,
+  dhOut: Uint8Array,
+  chain: Uint8Array,
+  encryptedSenderKey: Uint8Array,
+): Uint8Array {
+  return hkdf256(c, dhOut, concatBytes(chain, encryptedSenderKey), STATIC_INFO, 32)
 }
 
 /**
  * Seals a session message for one recipient device.
  * @param input - sender, recipient identity key and message
- * @param options - `random` for tests
+ * @param options - `random` for tests; `crypto`: faster primitives (see {@link CryptoOptions})
  * @returns the `SendMessage.envelope` bytes (a `parley.v1.SealedEnvelope`)
  * @throws TypeError / RangeError for malformed input; ParleyError `VERIFICATION_FAILED` for an invalid
  *   recipient key; ParleyError `TOO_LARGE` if the envelope would exceed {@link MAX_ENVELOPE_BYTES}
@@ -110,7 +116,10 @@ function staticKey(dhOut: Uint8Array, chain: Uint8Array, encryptedSenderKey: Uin
  * const envelope = sealEnvelope({ senderAddress, senderDeviceId, senderIdentity: me,
  *   recipientIdentityKey: session.remoteIdentityKey, message: session.encrypt(content) })
  */
-export function sealEnvelope(input: SealInput, options: { random?: RandomSource } = {}): Uint8Array {
+export function sealEnvelope(
+  input: SealInput,
+  options: { readonly random?: RandomSource } & CryptoOptions = {},
+): Uint8Array {
   if (typeof input !== 'object' || input === null) throw new TypeError('input must be an object')
   abytes(input.senderAddress, ADDRESS_BYTES, 'senderAddress')
   au32(input.senderDeviceId, 'senderDeviceId')
@@ -130,13 +139,14 @@ export function sealEnvelope(input: SealInput, options: { random?: RandomSource 
     abytes(stated.salt, 32, 'senderNumber.salt')
   }
   const random = options.random ?? defaultRandom
+  const c = primitives(options.crypto)
 
   const recipient = identityDhPublic(input.recipientIdentityKey)
-  const e = x25519KeyPair(random)
-  const { chain, key } = ephemeralKeys(dh(e.secretKey, recipient), recipient, e.publicKey)
-  const encryptedSenderKey = aeadSeal(key, ZERO_NONCE, input.senderIdentity.publicKey, e.publicKey)
+  const e = x25519KeyPair(c, random)
+  const { chain, key } = ephemeralKeys(c, dh(c, e.secretKey, recipient), recipient, e.publicKey)
+  const encryptedSenderKey = aeadSeal(c, key, ZERO_NONCE, input.senderIdentity.publicKey, e.publicKey)
   const senderSecret = identityDhSecret(input.senderIdentity.secretKey)
-  const k2 = staticKey(dh(senderSecret, recipient), chain, encryptedSenderKey)
+  const k2 = staticKey(c, dh(c, senderSecret, recipient), chain, encryptedSenderKey)
   senderSecret.fill(0)
   e.secretKey.fill(0)
 
@@ -154,7 +164,7 @@ export function sealEnvelope(input: SealInput, options: { random?: RandomSource 
       ...(stated ? { senderNumber: stated.e164, senderNumberSalt: stated.salt } : {}),
     }),
   )
-  const ciphertext = aeadSeal(k2, ZERO_NONCE, content, concatBytes(e.publicKey, recipient))
+  const ciphertext = aeadSeal(c, k2, ZERO_NONCE, content, concatBytes(e.publicKey, recipient))
   const envelope = encodeMessage('SealedEnvelope', {
     version: SEALED_ENVELOPE_VERSION,
     ephemeralKey: e.publicKey,
@@ -174,19 +184,22 @@ export function sealEnvelope(input: SealInput, options: { random?: RandomSource 
  * @throws TypeError / RangeError for a malformed key; ParleyError `BAD_REQUEST` (undecodable), `UNSUPPORTED`
  *   (unknown version), `TOO_LARGE`, `DECRYPT_FAILED` (not for us, or tampered), `VERIFICATION_FAILED`
  *   (inconsistent sender or low-order key)
+ * @param options - `crypto`: faster primitives (see {@link CryptoOptions})
  * @example
  * const { senderAddress, senderDeviceId, senderIdentityKey, message } = openEnvelope(me, delivery.envelope)
  */
 export function openEnvelope(
   recipientIdentity: IdentityKeyPair | Uint8Array,
   envelopeBytes: Uint8Array,
+  options: CryptoOptions = {},
 ): OpenedEnvelope {
+  const c = primitives(options?.crypto)
   let recipientSecret: Uint8Array
   let recipient: Uint8Array
   if (recipientIdentity instanceof Uint8Array) {
     abytes(recipientIdentity, IDENTITY_KEY_BYTES, 'recipientIdentity')
     recipientSecret = identityDhSecret(recipientIdentity)
-    recipient = x25519PublicKey(recipientSecret)
+    recipient = c.x25519.getPublicKey(recipientSecret)
   } else {
     assertIdentityKeyPair(recipientIdentity, 'recipientIdentity')
     recipientSecret = identityDhSecret(recipientIdentity.secretKey)
@@ -195,12 +208,7 @@ export function openEnvelope(
   abytes(envelopeBytes, undefined, 'envelopeBytes')
   if (envelopeBytes.length > MAX_ENVELOPE_BYTES)
     throw new ParleyError('TOO_LARGE', 'envelope exceeds 256 KiB')
-  let env: wire.SealedEnvelope
-  try {
-    env = decodeMessage('SealedEnvelope', envelopeBytes)
-  } catch (cause) {
-    throw new ParleyError('BAD_REQUEST', 'malformed sealed envelope', { cause })
-  }
+  const env = decodeOrRefuse('SealedEnvelope', envelopeBytes, 'sealed envelope')
   if (env.version !== SEALED_ENVELOPE_VERSION)
     throw new ParleyError('UNSUPPORTED', 'unknown sealed envelope version')
   const ephemeral = own(env.ephemeralKey)
@@ -209,35 +217,36 @@ export function openEnvelope(
     throw new ParleyError('BAD_REQUEST', 'malformed sealed envelope')
   }
   try {
-    const { chain, key } = ephemeralKeys(dh(recipientSecret, ephemeral), recipient, ephemeral)
-    const senderIdentityKey = aeadOpen(key, ZERO_NONCE, encryptedSenderKey, ephemeral)
-    const k2 = staticKey(dh(recipientSecret, identityDhPublic(senderIdentityKey)), chain, encryptedSenderKey)
-    const content = aeadOpen(k2, ZERO_NONCE, own(env.ciphertext), concatBytes(ephemeral, recipient))
-    let c: wire.SealedContent
-    try {
-      c = decodeMessage('SealedContent', content)
-    } catch (cause) {
-      throw new ParleyError('BAD_REQUEST', 'malformed sealed content', { cause })
-    }
-    const senderAddress = own(c.senderAddress)
+    const { chain, key } = ephemeralKeys(c, dh(c, recipientSecret, ephemeral), recipient, ephemeral)
+    const senderIdentityKey = aeadOpen(c, key, ZERO_NONCE, encryptedSenderKey, ephemeral)
+    const k2 = staticKey(
+      c,
+      dh(c, recipientSecret, identityDhPublic(senderIdentityKey)),
+      chain,
+      encryptedSenderKey,
+    )
+    const content = aeadOpen(c, k2, ZERO_NONCE, own(env.ciphertext), concatBytes(ephemeral, recipient))
+    const sealed = decodeOrRefuse('SealedContent', content, 'sealed content')
+    const senderAddress = own(sealed.senderAddress)
     if (senderAddress.length !== ADDRESS_BYTES)
       throw new ParleyError('BAD_REQUEST', 'malformed sender address')
-    if (!equalBytes(own(c.senderIdentityKey), senderIdentityKey)) {
+    if (!equalBytes(own(sealed.senderIdentityKey), senderIdentityKey)) {
       throw new ParleyError('VERIFICATION_FAILED', 'sealed content names another sender identity')
     }
     let message: CiphertextMessage
-    if (c.prekeyMessage) message = { kind: 'prekey', body: encodeMessage('PrekeyMessage', c.prekeyMessage) }
-    else if (c.ratchetMessage) {
-      message = { kind: 'ratchet', body: encodeMessage('RatchetMessage', c.ratchetMessage) }
+    if (sealed.prekeyMessage)
+      message = { kind: 'prekey', body: encodeMessage('PrekeyMessage', sealed.prekeyMessage) }
+    else if (sealed.ratchetMessage) {
+      message = { kind: 'ratchet', body: encodeMessage('RatchetMessage', sealed.ratchetMessage) }
     } else throw new ParleyError('BAD_REQUEST', 'sealed content carries no message')
     return {
       senderAddress,
-      senderDeviceId: c.senderDeviceId ?? 0,
+      senderDeviceId: sealed.senderDeviceId ?? 0,
       senderIdentityKey,
       message,
-      senderCertificate: own(c.senderCertificate),
-      senderNumber: c.senderNumber ?? '',
-      senderNumberSalt: own(c.senderNumberSalt),
+      senderCertificate: own(sealed.senderCertificate),
+      senderNumber: sealed.senderNumber ?? '',
+      senderNumberSalt: own(sealed.senderNumberSalt),
     }
   } finally {
     recipientSecret.fill(0)
@@ -251,7 +260,7 @@ export function openEnvelope(
  * any session state is touched.
  * @param recipientIdentity - this device's identity key pair
  * @param envelopeBytes - `Delivery.envelope`
- * @param options - the pinned trust root and when the relay received the message
+ * @param options - the pinned trust root and when the relay received the message; `crypto`: faster primitives
  * @returns the proven sender and the session message
  * @throws everything {@link openEnvelope} throws; ParleyError `SENDER_UNVERIFIED` for a missing, invalid,
  *   expired or mismatched certificate or a wrong number opening
@@ -262,15 +271,16 @@ export function openEnvelope(
 export function openSealedMessage(
   recipientIdentity: IdentityKeyPair | Uint8Array,
   envelopeBytes: Uint8Array,
-  options: { trustRoot: Uint8Array; receivedAtMs: number; skewMs?: number },
+  options: { trustRoot: Uint8Array; receivedAtMs: number; skewMs?: number } & CryptoOptions,
 ): { sender: VerifiedSender; message: CiphertextMessage } {
   if (typeof options !== 'object' || options === null) throw new TypeError('options are required')
   abytes(options.trustRoot, 32, 'trustRoot')
-  const opened = openEnvelope(recipientIdentity, envelopeBytes)
+  const opened = openEnvelope(recipientIdentity, envelopeBytes, options)
   const certificate = verifySenderCertificate(opened.senderCertificate, {
     trustRoot: options.trustRoot,
     atMs: options.receivedAtMs,
     ...(options.skewMs === undefined ? {} : { skewMs: options.skewMs }),
+    crypto: options.crypto,
   })
   if (!equalBytes(certificate.identityKey, opened.senderIdentityKey)) {
     throw new ParleyError('SENDER_UNVERIFIED', 'the certificate is for another identity key')

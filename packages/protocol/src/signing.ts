@@ -4,7 +4,7 @@
  * @module
  */
 import { ed25519 } from '@noble/curves/ed25519.js'
-import { getCryptoProvider } from './cryptoProvider.js'
+import type { CryptoOptions } from './cryptoProvider.js'
 import {
   ADDRESS_BYTES,
   abytes,
@@ -13,6 +13,7 @@ import {
   SIGNATURE_BYTES,
   u32be,
 } from './internal/bytes.js'
+import { type Primitives, primitives } from './internal/e2eCrypto.js'
 
 const encoder = new TextEncoder()
 const LABEL_AUTH = encoder.encode('parley/v1/auth')
@@ -97,6 +98,7 @@ export function signWithIdentity(identitySecretKey: Uint8Array, message: Uint8Ar
  * @param identityKey - 32-byte Ed25519 public key
  * @param message - the signed bytes (from one of the payload functions above)
  * @param signature - 64-byte signature
+ * @param options - `crypto`: a faster Ed25519 verifier, e.g. OpenSSL's (see {@link CryptoOptions})
  * @returns whether the signature is valid
  * @example if (!verifyIdentitySignature(key, authPayload(nonce, address, id, root), sig)) throw ...
  */
@@ -104,17 +106,20 @@ export function verifyIdentitySignature(
   identityKey: Uint8Array,
   message: Uint8Array,
   signature: Uint8Array,
+  options: CryptoOptions = {},
+): boolean {
+  return verifySignature(primitives(options?.crypto), identityKey, message, signature)
+}
+
+/** {@link verifyIdentitySignature} with resolved primitives. */
+export function verifySignature(
+  c: Primitives,
+  identityKey: Uint8Array,
+  message: Uint8Array,
+  signature: Uint8Array,
 ): boolean {
   if (!(identityKey instanceof Uint8Array) || identityKey.length !== IDENTITY_KEY_BYTES) return false
   if (!(signature instanceof Uint8Array) || signature.length !== SIGNATURE_BYTES) return false
   if (!(message instanceof Uint8Array)) return false
-  try {
-    // An installed native verifier (the relay uses OpenSSL's, ~10× faster) takes precedence; otherwise
-    // zip215: false — strict RFC 8032 verification, as the signer side is ours.
-    const native = getCryptoProvider().ed25519Verify
-    if (native) return native(identityKey, message, signature)
-    return ed25519.verify(signature, message, identityKey, { zip215: false })
-  } catch {
-    return false
-  }
+  return c.ed25519Verify(identityKey, message, signature)
 }

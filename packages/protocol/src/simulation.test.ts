@@ -4,7 +4,7 @@
 // refused with a ParleyError and leaves the state byte-for-byte unchanged.
 import fc from 'fast-check'
 import { afterAll, describe, expect, it } from 'vitest'
-import { makeDevice, seededRandom } from '../test/e2e/helpers.js'
+import { makeDevice, respondTo, seededRandom, senderOf } from '../test/fixtures.js'
 import { type CiphertextMessage, ParleyError, Session } from './index.js'
 
 type Action =
@@ -70,19 +70,7 @@ async function simulate(actions: Action[]): Promise<void> {
     let plaintext: Uint8Array
     if (!s) {
       expect(to).toBe(1)
-      const res = await Session.respond(
-        bob.identity,
-        bob.address,
-        2,
-        {
-          senderAddress: alice.address,
-          senderDeviceId: 1,
-          senderIdentityKey: alice.identity.publicKey,
-          message: m.msg,
-        },
-        bob.lookup,
-        { random },
-      )
+      const res = await respondTo(bob, senderOf(alice, m.msg), { random })
       sessions[1] = res.session
       plaintext = res.plaintext
     } else {

@@ -27,6 +27,7 @@ import {
   verifyIdentitySignature,
 } from '@parley/protocol'
 import { resetBackoff, takeBackoff } from '../Backoff.js'
+import { RELAY_CRYPTO } from '../internal/nodeVerify.js'
 import { smsGuard } from '../SmsGuard.js'
 import { VerifierVeto } from '../Verifier.js'
 import { evaluateOwnNumber } from './discovery.js'
@@ -235,7 +236,14 @@ export async function activationConfirm(
   }
   // The code matched: now, and only now, the signatures.
   metrics.signatureChecks.inc({ frame: 'activation_confirm' }, 1 + signedCount)
-  if (!verifyIdentitySignature(identityKey, activationPayload(activationId, identityKey), signature)) {
+  if (
+    !verifyIdentitySignature(
+      identityKey,
+      activationPayload(activationId, identityKey),
+      signature,
+      RELAY_CRYPTO,
+    )
+  ) {
     metrics.activations.inc({ outcome: 'bad_signature' })
     throw new ParleyError('UNAUTHENTICATED', 'the identity signature does not verify; request a new code')
   }

@@ -35,21 +35,31 @@ export async function evaluateOwnNumber(
   }
 }
 
+/**
+ * The items of a discovery request, 1 to `max` of them.
+ * @throws ParleyError `BAD_REQUEST` for none, `TOO_LARGE` for more than `max`
+ */
+function requireBatch<T>(items: T[], max: number, what: string, per: string): T[] {
+  if (items.length === 0) throw new ParleyError('BAD_REQUEST', `no ${what}`)
+  if (items.length > max) throw new ParleyError('TOO_LARGE', `at most ${max} ${what} per ${per}`)
+  return items
+}
+
 /** `OprfEvaluate` → `OprfEvaluated`. */
 export async function oprfEvaluate(
   scope: DeviceScope,
   request: ClientBodyOf<'oprfEvaluate'>,
 ): Promise<Reply> {
   const { oprf, config, policies, metrics } = scope.ctx
-  const req = request
-  const keyId = req.keyId
+  const { keyId } = request
   const key = oprf.get(keyId)
   if (!key) throw new ParleyError('NOT_FOUND', 'unknown OPRF key id; use a key announced in ServerHello')
-  const elements = req.blindedElements
-  if (elements.length === 0) throw new ParleyError('BAD_REQUEST', 'no blinded elements')
-  if (elements.length > config.maxDiscoveryBatch) {
-    throw new ParleyError('TOO_LARGE', `at most ${config.maxDiscoveryBatch} elements per batch`)
-  }
+  const elements = requireBatch(
+    request.blindedElements,
+    config.maxDiscoveryBatch,
+    'blinded elements',
+    'batch',
+  )
   for (const e of elements) requireBytes(e, 32, 'blinded element')
   // Authenticated only (the route says so): every evaluation is charged to an account that needed a real number
   // to exist, and to the source network, which Sybil accounts on one network share.
@@ -76,19 +86,14 @@ export async function membershipQuery(
   request: ClientBodyOf<'membershipQuery'>,
 ): Promise<Reply> {
   const { config, store, policies, metrics } = scope.ctx
-  const q = request
-  const bits = q.prefixBits
+  const bits = request.prefixBits
   // The length announced to this connection: it adapts to the population (MembershipLength.ts), and a client
   // keeps the one its ServerHello gave until it reconnects.
   const announced = scope.membershipPrefixBits
   if (bits !== announced) {
     throw new ParleyError('BAD_REQUEST', `prefix_bits must be ${announced}, as announced`)
   }
-  const prefixes = q.prefixes
-  if (prefixes.length === 0) throw new ParleyError('BAD_REQUEST', 'no prefixes')
-  if (prefixes.length > config.maxDiscoveryBatch) {
-    throw new ParleyError('TOO_LARGE', `at most ${config.maxDiscoveryBatch} prefixes per query`)
-  }
+  const prefixes = requireBatch(request.prefixes, config.maxDiscoveryBatch, 'prefixes', 'query')
   const length = Math.ceil(bits / 8)
   const seen = new Set<string>()
   const distinct: Uint8Array[] = []

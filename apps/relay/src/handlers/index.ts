@@ -12,7 +12,6 @@ import {
   frameBody,
   ParleyError,
 } from '@parley/protocol'
-import { networkOf } from '../internal/network.js'
 import { activationConfirm, activationStart } from './activation.js'
 import { membershipQuery, oprfEvaluate } from './discovery.js'
 import {
@@ -160,7 +159,7 @@ function anonymousScope(conn: Caller): AnonymousScope {
   }
   conn.anonymous = true
   const { store, fanout, limiter, config, policies, metrics, disk } = conn.ctx
-  return { store, fanout, limiter, config, policies, metrics, disk, network: networkOf(conn.ip) }
+  return { store, fanout, limiter, config, policies, metrics, disk, network: conn.network }
 }
 
 /**

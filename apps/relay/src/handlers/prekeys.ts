@@ -13,6 +13,7 @@ import {
   type wire,
 } from '@parley/protocol'
 import type { HeavyLane } from '../internal/lane.js'
+import { RELAY_CRYPTO } from '../internal/nodeVerify.js'
 import type { PrekeySet, SignedKey } from '../Store.js'
 import type { DeviceScope } from './scope.js'
 import { charge, type Reply, requireBytes } from './util.js'
@@ -115,7 +116,12 @@ export async function verifyPrekeys(
   lane: HeavyLane,
 ): Promise<PrekeySet> {
   const ok = await lane.map(checked.unchecked, SIGNATURES_PER_SLICE, (k) =>
-    verifyIdentitySignature(identityKey, k.payload(k.key.keyId, k.key.publicKey), k.key.signature),
+    verifyIdentitySignature(
+      identityKey,
+      k.payload(k.key.keyId, k.key.publicKey),
+      k.key.signature,
+      RELAY_CRYPTO,
+    ),
   )
   const bad = ok.indexOf(false)
   if (bad >= 0) {

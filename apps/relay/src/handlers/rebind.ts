@@ -17,7 +17,7 @@ import {
 } from '@parley/protocol'
 import { evaluateOwnNumber } from './discovery.js'
 import type { DeviceScope } from './scope.js'
-import { charge, type Reply, requireE164 } from './util.js'
+import { charge, deviceGone, type Reply, requireE164 } from './util.js'
 
 /** `RebindAddress` → `AddressRebound`. */
 export async function rebindAddress(
@@ -41,8 +41,7 @@ export async function rebindAddress(
   // Each rebind is one OPRF evaluation the requester did not pay discovery quota for.
   await charge(scope, 'rebind', `rebind:acct:${device.quotaId}`, 1, policies.rebind)
   const account = await store.getAccount(device.address)
-  if (!account || account.deviceId !== device.deviceId)
-    throw new ParleyError('UNAUTHENTICATED', 'this device was replaced or the account was erased')
+  if (!account || account.deviceId !== device.deviceId) throw deviceGone()
   const e164 = normalizeNumber(raw)
   const commitment = account.numberCommitment
   if (commitment.length !== 32 || !timingSafeEqual(numberCommitment(e164, salt), commitment)) {
@@ -62,8 +61,7 @@ export async function rebindAddress(
     return reply
   }
   const outcome = await store.rebindAddress(device.address, device.deviceId, address)
-  if (outcome === 'not_found')
-    throw new ParleyError('UNAUTHENTICATED', 'this device was replaced or the account was erased')
+  if (outcome === 'not_found') throw deviceGone()
   if (outcome === 'taken') {
     // The number was activated again under the current key, on another device: that one is the account now.
     metrics.addressRebinds.inc({ outcome: 'conflict' })

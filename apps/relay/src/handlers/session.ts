@@ -11,9 +11,10 @@ import {
   verifyIdentitySignature,
 } from '@parley/protocol'
 import { CloseCode } from '../closeCodes.js'
+import { RELAY_CRYPTO } from '../internal/nodeVerify.js'
 import { smsGuard } from '../SmsGuard.js'
 import type { Caller, DeviceScope } from './scope.js'
-import { type Reply, requireBytes } from './util.js'
+import { deviceGone, type Reply, requireBytes } from './util.js'
 
 /**
  * How finely account activity is recorded for the registration lock's lapse: one write per account per hour at
@@ -106,6 +107,7 @@ export async function authenticate(conn: Caller, request: ClientBodyOf<'authenti
       account.identityKey,
       authPayload(conn.nonce, address, deviceId, conn.ctx.relayKeys.trustRoot),
       signature,
+      RELAY_CRYPTO,
     )
   ) {
     throw new ParleyError('UNAUTHENTICATED', 'the auth signature does not verify')
@@ -142,7 +144,7 @@ export async function senderCertificateRequest(scope: DeviceScope): Promise<Repl
   const device = scope.device
   const account = await scope.ctx.store.getAccount(device.address)
   if (!account || account.deviceId !== device.deviceId) {
-    throw new ParleyError('UNAUTHENTICATED', 'this device was replaced or the account was erased')
+    throw deviceGone()
   }
   const { certificate } = scope.ctx.relayKeys.issue(
     {
@@ -171,7 +173,7 @@ export async function setDeliveryToken(
     )
   }
   if (!(await scope.ctx.store.setDeliveryVerifier(device.address, device.deviceId, verifier))) {
-    throw new ParleyError('UNAUTHENTICATED', 'this device was replaced or the account was erased')
+    throw deviceGone()
   }
   return { deliveryTokenSet: {} }
 }

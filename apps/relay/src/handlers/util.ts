@@ -30,6 +30,14 @@ export function requireBytes(value: unknown, length: number, what: string): Uint
   return value
 }
 
+/**
+ * The refusal of a request from a device that is no longer its account's (replaced by a re-activation, or the
+ * account erased) though its connection is still authenticated as it.
+ */
+export function deviceGone(): ParleyError {
+  return new ParleyError('UNAUTHENTICATED', 'this device was replaced or the account was erased')
+}
+
 /** Throws RATE_LIMITED (counted in metrics) when the bucket is empty. */
 export async function charge(
   conn: RequestScope,

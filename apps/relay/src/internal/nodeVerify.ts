@@ -1,8 +1,8 @@
 // Ed25519 verification through OpenSSL for the relay: ~0.13 ms a signature instead of ~1.3 ms in pure JS, which
 // matters because prekey uploads carry up to 200 signatures the relay checks on its event loop
-// (bench/README.md, "abuse"). Installed beside whatever provider the process already has.
+// (bench/README.md, "abuse"). Given as the `crypto` option to every signature check the relay makes.
 import { createPublicKey, type KeyObject, verify } from 'node:crypto'
-import { getCryptoProvider, setCryptoProvider } from '@parley/protocol'
+import type { CryptoOptions } from '@parley/protocol'
 
 /** Imported public keys by their base64url form: an upload checks up to 200 signatures by one identity key. */
 const imported = new Map<string, KeyObject>()
@@ -29,8 +29,7 @@ export function nodeEd25519Verify(key: Uint8Array, message: Uint8Array, signatur
   }
 }
 
-/** Makes `@parley/protocol` verify Ed25519 signatures with OpenSSL in this process, keeping other primitives. */
-export function installNodeVerify(): void {
-  if (getCryptoProvider().ed25519Verify) return
-  setCryptoProvider({ ...getCryptoProvider(), ed25519Verify: nodeEd25519Verify })
-}
+/** The `crypto` option of the relay's signature checks: OpenSSL's Ed25519, the protocol's defaults for the rest. */
+export const RELAY_CRYPTO: CryptoOptions = Object.freeze({
+  crypto: Object.freeze({ ed25519Verify: nodeEd25519Verify }),
+})

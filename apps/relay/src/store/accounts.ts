@@ -2,8 +2,9 @@
 // reads and writes the rows: device ids, the mail a re-activation keeps, the membership range scan, prekey
 // limits, and rows as the Store port's objects. Each store passes in its values as stored (SQLite) or opened
 // under the account's data key (PostgreSQL).
-import { type AccountRow, buf, u8 } from '../internal/rows.js'
+
 import type { Account, OneTimeKey, PrekeyBundle, PrekeyCounts, PrekeySet, SignedKey } from '../Store.js'
+import { type AccountRow, buf, u8 } from './rows.js'
 
 /** Whether `row` is the account row of device `deviceId`: only the registered device may act for its account. */
 export function isDevice<R extends { device_id: number }>(row: R | undefined, deviceId: number): row is R {

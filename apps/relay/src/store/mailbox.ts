@@ -1,7 +1,7 @@
 // What the SQL stores (SqliteStore, PostgresStore) decide about mailboxes, apart from the SQL that reads and
 // writes the rows: who may receive, where a message goes, what a page holds, which seqs an ack names and how
-// the TTL sweep groups what it deletes. The byte and page arithmetic it builds on is in ../internal/rows.ts.
-import { type AccountRow, mailboxLimitHit, u8 } from '../internal/rows.js'
+// the TTL sweep groups what it deletes. The byte and page arithmetic it builds on is in ./rows.ts.
+
 import type {
   EnqueueInput,
   EnqueueResult,
@@ -11,6 +11,7 @@ import type {
   MailboxLimit,
   MailboxPage,
 } from '../Store.js'
+import { type AccountRow, mailboxLimitHit, u8 } from './rows.js'
 
 /** Most mail rows one transaction of the TTL sweep (Store.expire) deletes; a shorter batch is the last. */
 export const EXPIRE_BATCH_ROWS = 5000

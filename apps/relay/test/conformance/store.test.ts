@@ -8,7 +8,7 @@ import { afterEach, describe } from 'vitest'
 import { PostgresStore } from '../../src/PostgresStore.js'
 import { SqliteStore } from '../../src/SqliteStore.js'
 import type { Store } from '../../src/Store.js'
-import { tempDir } from '../helpers.js'
+import { tempDir } from '../../testing/index.js'
 import { describeWith, PG_URL, probePostgres, uniqueName } from './services.js'
 import { storeConformance } from './store.js'
 

@@ -2,6 +2,7 @@
 // emitter and the account state. The facade (Client.ts) makes one and hands it to every part; nothing here
 // imports a part. Not exported from the package.
 import {
+  type CryptoProvider,
   frameBodyOf,
   ParleyError,
   type ServerBody,
@@ -23,6 +24,7 @@ export interface EngineStats {
   senderUnverified: number
   replaysRefused: number
   held: number
+  heldDropped: number
   unidentifiedSent: number
 }
 
@@ -31,10 +33,19 @@ export class Engine {
   readonly store: Store
   readonly clock: Clock
   readonly random: Random
+  /** The client's primitives (`ParleyClientOptions.crypto`); undefined: the pure-JS defaults. */
+  readonly crypto: CryptoProvider | undefined
   readonly events: Emitter<ParleyEvents>
   /** Every change of session state runs in this one queue (see internal/SerialQueue.ts). */
   readonly serial = new SerialQueue()
-  readonly stats: EngineStats = { senderUnverified: 0, replaysRefused: 0, held: 0, unidentifiedSent: 0 }
+  readonly stats: EngineStats = {
+    senderUnverified: 0,
+    replaysRefused: 0,
+    held: 0,
+    heldDropped: 0,
+    unidentifiedSent: 0,
+  }
+  #reportingError = false
   /** The async iterators of `messages()`: each gets every message shown, and null when the client closes. */
   readonly iterators = new Set<(m: IncomingMessage | null) => void>()
   /** The connection that authenticates as this device. */
@@ -49,10 +60,18 @@ export class Engine {
   /** The outbox flush running now, if any (the outbox sets it; a safety number may wait for it). */
   flushing: Promise<void> | null = null
 
-  constructor(ports: { store: Store; clock: Clock; random: Random; link: RelayLink; anonymous: RelayLink }) {
+  constructor(ports: {
+    store: Store
+    clock: Clock
+    random: Random
+    crypto: CryptoProvider | undefined
+    link: RelayLink
+    anonymous: RelayLink
+  }) {
     this.store = ports.store
     this.clock = ports.clock
     this.random = ports.random
+    this.crypto = ports.crypto
     this.link = ports.link
     this.anonymous = ports.anonymous
     this.events = new Emitter<ParleyEvents>((err) => this.emitError(err))
@@ -65,15 +84,63 @@ export class Engine {
     return this.account
   }
 
+  /** Aborted by close(): whatever the engine waits for on its own ends with CLOSED. */
+  readonly #closing = new AbortController()
+
+  /** Marks the engine closed and ends its waits (see {@link Engine.sleep}). */
+  close(): void {
+    this.closed = true
+    this.#closing.abort()
+  }
+
+  /**
+   * Waits `ms` on the engine's clock. Rejects at once with `ABORTED` when `signal` aborts, and with `CLOSED`
+   * when the client closes, instead of holding the caller until the time is up.
+   */
+  sleep(ms: number, signal?: AbortSignal): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      let timer: unknown
+      const stop = (err: ParleyError) => {
+        if (timer !== undefined) this.clock.clearTimeout(timer)
+        done()
+        reject(err)
+      }
+      const onAbort = () => stop(new ParleyError('ABORTED', 'aborted', { cause: signal?.reason }))
+      const onClose = () => stop(new ParleyError('CLOSED', 'the client is closed'))
+      const done = () => {
+        signal?.removeEventListener('abort', onAbort)
+        this.#closing.signal.removeEventListener('abort', onClose)
+      }
+      if (signal?.aborted) return onAbort()
+      if (this.closed) return onClose()
+      timer = this.clock.setTimeout(() => {
+        done()
+        resolve()
+      }, ms)
+      signal?.addEventListener('abort', onAbort, { once: true })
+      this.#closing.signal.addEventListener('abort', onClose, { once: true })
+    })
+  }
+
   checkOpen(): void {
     if (this.closed) throw new ParleyError('CLOSED', 'the client is closed')
   }
 
   emitError(err: unknown): void {
     const e = ParleyError.fromUnknown(err)
-    if (!this.events.emit('error', e)) {
-      // No listener: do not crash the app, but do not swallow silently either.
-      console.warn(`[parley] ${e.code}: ${e.message}`)
+    if (this.#reportingError) {
+      // An 'error' listener threw: reporting that through the same listener would recurse without end.
+      console.warn(`[parley] an 'error' listener threw: ${e.code}: ${e.message}`)
+      return
+    }
+    this.#reportingError = true
+    try {
+      if (!this.events.emit('error', e)) {
+        // No listener: do not crash the app, but do not swallow silently either.
+        console.warn(`[parley] ${e.code}: ${e.message}`)
+      }
+    } finally {
+      this.#reportingError = false
     }
   }
 

@@ -167,6 +167,7 @@ export class Delivery {
       message: entry.message!,
       certificate: bytes,
       number,
+      env: this.#engine,
     })
   }
 
@@ -184,7 +185,7 @@ export class Delivery {
    */
   async #encryptEntry(key: string, entry: OutboxRecord): Promise<OutboxRecord> {
     const engine = this.#engine
-    const { store, link, random } = engine
+    const { store, link } = engine
     const account = engine.requireAccount()
     const addressHex = toHex(entry.address)
     let session = await sessionRecord(store, entry.address)
@@ -192,7 +193,7 @@ export class Delivery {
     if (session === null || session.stale === true) {
       const frame = await link.request({ prekeyBundleQuery: { address: entry.address } })
       const bundle = expectBody(frame, 'prekeyBundle')
-      const started = e2e.initiate(account, entry.address, bundle, random)
+      const started = e2e.initiate(account, entry.address, bundle, engine)
       const verified = await get(store, K.verified(addressHex))
       if (verified !== undefined && !e2e.equal(verified, started.identityKey)) {
         throw new ParleyError(
@@ -220,7 +221,7 @@ export class Delivery {
         text: entry.text,
         ...(token === undefined ? {} : { deliveryToken: token }),
       },
-      random,
+      env: engine,
     })
     const updated: OutboxRecord = {
       ...entry,

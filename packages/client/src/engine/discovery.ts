@@ -226,8 +226,7 @@ export class Discovery {
       } catch (err) {
         const e = ParleyError.fromUnknown(err)
         if (e.code !== 'UNAVAILABLE' || e.retryAfterMs === undefined || attempt >= BUSY_RETRIES) throw e
-        await new Promise<void>((resolve) => this.#engine.clock.setTimeout(resolve, e.retryAfterMs ?? 0))
-        if (signal?.aborted) throw new ParleyError('ABORTED', 'aborted', { cause: signal.reason })
+        await this.#engine.sleep(e.retryAfterMs ?? 0, signal)
       }
     }
   }

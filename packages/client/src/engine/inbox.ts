@@ -27,7 +27,10 @@ import type { RelaySession } from './session.js'
 
 const ACK_BATCH = 500
 const ACK_DELAY_MS = 10
-/** Most messages held for one contact whose verified identity changed; older ones are dropped (and counted). */
+/**
+ * Most messages held for one contact whose verified identity changed; beyond it the oldest is dropped to make
+ * room, counted in `stats.heldDropped`.
+ */
 const MAX_HELD_PER_CONTACT = 1000
 
 export class Inbox {
@@ -91,20 +94,35 @@ export class Inbox {
       else queue.push(m)
       wake?.()
     }
-    iterators.add(push)
+    const signal = options.signal
+    // Aborting or returning ends the iteration at once (what was queued is dropped, as for any listener that
+    // stops listening); close() ends it after what was queued. Either way nothing stays registered.
     const finish = () => {
       done = true
+      queue.length = 0
+      release()
+    }
+    const release = () => {
       iterators.delete(push)
+      signal?.removeEventListener('abort', finish)
       wake?.()
     }
-    options.signal?.addEventListener('abort', finish, { once: true })
+    if (signal?.aborted) done = true
+    else if (!done) {
+      iterators.add(push)
+      signal?.addEventListener('abort', finish, { once: true })
+    }
     const iterator: AsyncIterableIterator<IncomingMessage> = {
       [Symbol.asyncIterator]: () => iterator,
       next: async () => {
         while (queue.length === 0 && !done) await new Promise<void>((r) => (wake = r))
         wake = null
         const value = queue.shift()
-        return value === undefined ? { done: true, value: undefined } : { done: false, value }
+        if (value === undefined) {
+          release()
+          return { done: true, value: undefined }
+        }
+        return { done: false, value }
       },
       return: async () => {
         finish()
@@ -117,7 +135,11 @@ export class Inbox {
   /** `ParleyClient.history`, after the open check. */
   async history(): Promise<IncomingMessage[]> {
     const entries = await this.#engine.store.list(K.inbox.prefix)
-    return entries.map((e) => toIncoming(decodeEntry(K.inbox, e)))
+    // Keys order by receipt time, then by message id (random); within one millisecond the relay's mailbox
+    // sequence is the order it received them in. Array.prototype.sort is stable for records without one.
+    const stored = entries.map((e) => decodeEntry(K.inbox, e))
+    stored.sort((a, b) => a.receivedAt - b.receivedAt || (a.seq ?? 0) - (b.seq ?? 0))
+    return stored.map(toIncoming)
   }
 
   /** `ParleyClient.approveIdentity`, after the open check. */
@@ -171,7 +193,7 @@ export class Inbox {
     const receivedAtMs = delivery.receivedAtMs || engine.clock.now()
     let opened: e2e.Opened
     try {
-      opened = e2e.open(account.identity, envelope, await this.#session.trustRoot(), receivedAtMs)
+      opened = e2e.open(account.identity, envelope, await this.#session.trustRoot(), receivedAtMs, engine)
     } catch (err) {
       const e = ParleyError.fromUnknown(err, 'DECRYPT_FAILED')
       if (e.code === 'SENDER_UNVERIFIED') stats.senderUnverified++
@@ -196,6 +218,7 @@ export class Inbox {
         opened,
         loadPrekey: async (kind, id) => store.get(K.prekey(kind, id).key),
         replayed: async (spk, baseKey) => (await store.get(K.replay(spk, toHex(baseKey)).key)) !== undefined,
+        env: engine,
       })
     } catch (err) {
       const e = ParleyError.fromUnknown(err, 'DECRYPT_FAILED')
@@ -220,6 +243,7 @@ export class Inbox {
       text: content.text,
       sentAt: content.sentAtMs,
       receivedAt: receivedAtMs,
+      ...(delivery.seq > 0 ? { seq: delivery.seq } : {}),
     }
     for (const id of result.consumedOneTimePrekeys) writes.push(del(K.prekey('otp', id)))
     for (const id of result.consumedKemPrekeys) writes.push(del(K.prekey('kem', id)))
@@ -261,7 +285,8 @@ export class Inbox {
     const { store } = this.#engine
     const held = await store.list(heldPrefix(senderHex))
     const writes: StoreWrite[] = []
-    if (held.length >= MAX_HELD_PER_CONTACT) writes.push(del(held[0]!.key))
+    const dropping = held.length >= MAX_HELD_PER_CONTACT
+    if (dropping) writes.push(del(held[0]!.key))
     const last = held.at(-1)
     const n = last === undefined ? 1 : Number(last.key.slice(last.key.lastIndexOf('/') + 1)) + 1
     const record: HeldRecord = { envelope: envelope.slice(), receivedAtMs }
@@ -271,6 +296,7 @@ export class Inbox {
     if (first) writes.push(put(K.identity(senderHex), opened.senderIdentityKey))
     await store.write(writes)
     this.#engine.stats.held++
+    if (dropping) this.#engine.stats.heldDropped++
     if (first) {
       const number = (await get(store, K.byAddress(senderHex))) ?? null
       this.#contacts.emitIdentityChanged(number, opened.senderAddress, opened.senderIdentityKey, true)
@@ -286,15 +312,18 @@ export class Inbox {
       this.#ackTimer = this.#engine.clock.setTimeout(() => this.flushAcks(), ACK_DELAY_MS)
   }
 
-  /** Sends the queued acks now; once the relay has them, the resume cursor moves past them. */
-  flushAcks(): void {
+  /**
+   * Sends the queued acks now; once the relay has them, the resume cursor moves past them. Resolves when the
+   * relay answered (or the request failed, which is reported, never thrown).
+   */
+  flushAcks(): Promise<void> {
     const engine = this.#engine
     const { clock, store } = engine
     if (this.#ackTimer !== null) clock.clearTimeout(this.#ackTimer)
     this.#ackTimer = null
     const seqs = this.#acks.splice(0, ACK_BATCH)
-    if (seqs.length === 0) return
-    void engine.link
+    if (seqs.length === 0) return Promise.resolve()
+    const sent = engine.link
       .request({ ackMessages: { seqs } }, { raw: true })
       .then(async () => {
         const max = Math.max(...seqs)
@@ -313,7 +342,7 @@ export class Inbox {
         // Not acked: the relay redelivers after reconnecting and the inbox's dedupe drops the copy.
         engine.emitRecoverable(e)
       })
-    if (this.#acks.length > 0) this.flushAcks()
+    return this.#acks.length > 0 ? Promise.all([sent, this.flushAcks()]).then(() => {}) : sent
   }
 }
 

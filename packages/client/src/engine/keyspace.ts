@@ -108,6 +108,8 @@ export interface StoredMessage {
   text: string
   sentAt: number
   receivedAt: number
+  /** The relay's mailbox sequence number, when it gave one (records stored before 2026-12 have none). */
+  seq?: number
 }
 
 // ───────────────────────────── keys ─────────────────────────────

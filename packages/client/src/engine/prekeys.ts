@@ -28,7 +28,7 @@ export class Prekeys {
   initial(identity: IdentityKeyPair, used: PrekeyMeta | undefined): InitialPrekeys {
     return e2e.generateInitialPrekeys(
       identity,
-      this.#engine.random,
+      this.#engine,
       ONE_TIME_PREKEY_BATCH,
       KEM_PREKEY_BATCH,
       used === undefined
@@ -50,7 +50,7 @@ export class Prekeys {
 
   /** Rotates the signed prekey when due, then tops up the one-time prekeys the relay is short of. */
   async refill(): Promise<void> {
-    const { store, link, random } = this.#engine
+    const { store, link } = this.#engine
     const account = this.#engine.account
     if (account === null || !this.#engine.authenticated) return
     await this.#rotateSignedPrekey(account)
@@ -63,7 +63,7 @@ export class Prekeys {
     if (meta === undefined) return
     const refill = e2e.generateRefill(
       account.identity,
-      random,
+      this.#engine,
       needOtp ? { startId: meta.nextOtpId, count: ONE_TIME_PREKEY_BATCH } : null,
       needKem ? { startId: meta.nextKemId, count: KEM_PREKEY_BATCH } : null,
     )
@@ -79,7 +79,7 @@ export class Prekeys {
 
   /** Replaces the signed prekey once a week (docs/architecture.md §6); old ones stay for mail in flight, then go. */
   async #rotateSignedPrekey(account: AccountRecord): Promise<void> {
-    const { store, link, clock, random } = this.#engine
+    const { store, link, clock } = this.#engine
     const meta = await get(store, K.prekeyMeta)
     if (meta === undefined) return
     const now = clock.now()
@@ -94,7 +94,7 @@ export class Prekeys {
     }
     const rotate = meta.signedPrekeyAt === undefined || now - meta.signedPrekeyAt >= SIGNED_PREKEY_ROTATE_MS
     const next = rotate
-      ? e2e.generateSignedPrekeyWrite(account.identity, meta.signedPrekeyId + 1, random)
+      ? e2e.generateSignedPrekeyWrite(account.identity, meta.signedPrekeyId + 1, this.#engine)
       : null
     const nextMeta: PrekeyMeta = {
       ...meta,

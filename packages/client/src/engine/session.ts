@@ -168,7 +168,8 @@ export class RelaySession {
 
   /** Checks (and pins at first use) the relay's trust root and its certified OPRF keys. */
   async checkPins(hello: ServerHello): Promise<void> {
-    const { store, clock } = this.#engine
+    const engine = this.#engine
+    const { store, clock } = engine
     const root = hello.trustRoot
     if (!(root instanceof Uint8Array) || root.length !== 32) {
       throw new ParleyError('UNSUPPORTED', 'the relay announced no trust root; it is too old for this SDK')
@@ -191,6 +192,7 @@ export class RelaySession {
         root,
         { keyId: key.keyId, publicKey: key.publicKey },
         clock.now(),
+        engine,
       )
       const pinned = await get(store, K.oprfPin(key.keyId))
       if (pinned === undefined) {
@@ -255,7 +257,8 @@ export class RelaySession {
    * (wrong root, another key or address) is an error here, not at every recipient.
    */
   async senderCertificate(account: AccountRecord): Promise<{ bytes: Uint8Array; cert: SenderCertificate }> {
-    const { store, link, clock } = this.#engine
+    const engine = this.#engine
+    const { store, link, clock } = engine
     const now = clock.now()
     const mine = (c: SenderCertificate) =>
       e2e.equal(c.identityKey, account.identity.publicKey) &&
@@ -268,7 +271,12 @@ export class RelaySession {
     const stored = await get(store, K.senderCertificate)
     if (stored !== undefined) {
       try {
-        const cert = verifySenderCertificate(stored, { trustRoot, atMs: now, skewMs: 0 })
+        const cert = verifySenderCertificate(stored, {
+          trustRoot,
+          atMs: now,
+          skewMs: 0,
+          crypto: engine.crypto,
+        })
         if (fresh(cert)) {
           this.#certificate = { bytes: stored, cert }
           return this.#certificate
@@ -277,7 +285,7 @@ export class RelaySession {
     }
     const frame = await link.request({ senderCertificateRequest: {} })
     const bytes = expectBody(frame, 'senderCertificateIssued').certificate
-    const cert = verifySenderCertificate(bytes, { trustRoot, atMs: now })
+    const cert = verifySenderCertificate(bytes, { trustRoot, atMs: now, crypto: engine.crypto })
     if (!mine(cert))
       throw new ParleyError('VERIFICATION_FAILED', 'the relay issued a certificate for another device')
     await store.write([put(K.senderCertificate, bytes)])

@@ -13,6 +13,7 @@ import { describe, expect, it } from 'vitest'
 import * as e2e from './e2e.js'
 
 const random = (n: number) => crypto.getRandomValues(new Uint8Array(n))
+const env: e2e.Env = { random, crypto: undefined }
 const NOW = Date.now()
 
 function device(fill: number) {
@@ -74,11 +75,11 @@ const loadPrekey = (d: ReturnType<typeof device>) => async (kind: 'spk' | 'otp' 
 
 /** `from` starts a session with `to` and sends one first message; `to` opens it. */
 function firstMessage(from: ReturnType<typeof device>, to: ReturnType<typeof device>, text: string) {
-  const started = e2e.initiate(from.ours, to.ours.address, to.bundle, random)
+  const started = e2e.initiate(from.ours, to.ours.address, to.bundle, env)
   const { message } = e2e.encrypt({
     session: started.state,
     content: { messageId: random(16), sentAtMs: NOW, text },
-    random,
+    env,
   })
   const envelope = e2e.seal({
     ours: from.ours,
@@ -86,18 +87,19 @@ function firstMessage(from: ReturnType<typeof device>, to: ReturnType<typeof dev
     message,
     certificate: certify(from),
     number: undefined,
+    env,
   })
-  return e2e.open(to.ours.identity, envelope, trustRoot, NOW)
+  return e2e.open(to.ours.identity, envelope, trustRoot, NOW, env)
 }
 
 describe('engine end-to-end layer', () => {
   it('refuses a prekey bundle for another address than the one asked for', () => {
     const alice = device(1)
     const bob = device(2)
-    expect(() => e2e.initiate(alice.ours, new Uint8Array(32).fill(3), bob.bundle, random)).toThrow(
+    expect(() => e2e.initiate(alice.ours, new Uint8Array(32).fill(3), bob.bundle, env)).toThrow(
       expect.objectContaining({ code: 'VERIFICATION_FAILED' }),
     )
-    expect(e2e.initiate(alice.ours, bob.ours.address, bob.bundle, random).deviceId).toBe(1)
+    expect(e2e.initiate(alice.ours, bob.ours.address, bob.bundle, env).deviceId).toBe(1)
   })
 
   it('keeps the sessions of a previous identity archived when a new identity writes', async () => {
@@ -112,6 +114,7 @@ describe('engine end-to-end layer', () => {
       opened: firstMessage(aliceOld, bob, 'old phone'),
       loadPrekey: loadPrekey(bob),
       replayed: async () => false,
+      env,
     })
     expect(first.content.text).toBe('old phone')
     const second = await e2e.decrypt({
@@ -121,6 +124,7 @@ describe('engine end-to-end layer', () => {
       opened: firstMessage(aliceNew, bob, 'new phone'),
       loadPrekey: loadPrekey(bob),
       replayed: async () => false,
+      env,
     })
     expect(second.content.text).toBe('new phone')
     // The old identity's session is still there, behind the new one.
@@ -141,6 +145,7 @@ describe('engine end-to-end layer', () => {
         opened: firstMessage(alice, bob, `m${i}`),
         loadPrekey: loadPrekey(bob),
         replayed: async () => false,
+        env,
       })
       current = r.state
       previous = r.previous
@@ -164,6 +169,7 @@ describe('engine end-to-end layer', () => {
           return loadPrekey(bob)(k, id)
         },
         replayed: async () => true,
+        env,
       })
       .catch((e: unknown) => e)
     expect(ParleyError.is(err, 'DUPLICATE')).toBe(true)
@@ -175,6 +181,7 @@ describe('engine end-to-end layer', () => {
       opened,
       loadPrekey: loadPrekey(bob),
       replayed: async () => false,
+      env,
     })
     expect(ok.replayKey?.signedPrekeyId).toBe(1)
   })

@@ -2,6 +2,7 @@
 // envelopes, content encoding and prekey generation. Not exported from the package.
 import {
   type CiphertextMessage,
+  type CryptoProvider,
   decodeContent,
   encodeContent,
   generateKemPrekey,
@@ -24,6 +25,15 @@ import type { StoreWrite } from '../Store.js'
 import { decodeRecord } from './codec.js'
 
 type Random = (n: number) => Uint8Array
+
+/**
+ * The randomness and primitives every call of this module uses: the client's own (`ParleyClientOptions.random`
+ * and `.crypto`), never a process-wide setting. The engine's shared state has this shape.
+ */
+export interface Env {
+  readonly random: Random
+  readonly crypto: CryptoProvider | undefined
+}
 type Upload = NonNullable<NonNullable<import('@parley/protocol').ClientFrameInput['prekeyUpload']>>
 
 export interface Ours {
@@ -93,17 +103,17 @@ export function wireError(err: ServerBodyOf<'error'>): ParleyError {
 /** First prekeys of a new device: signed prekey 1, one-time prekeys 1..n, last-resort KEM 1, one-time KEMs 2... */
 export function generateInitialPrekeys(
   identity: IdentityKeyPair,
-  random: Random,
+  env: Env,
   otpCount: number,
   kemCount: number,
   /** First key ids (default 1 each): after the ids an identity already used, so none is overwritten. */
   first: { spk: number; otp: number; kem: number } = { spk: 1, otp: 1, kem: 1 },
 ) {
-  const spk = generateSignedPrekey(identity, first.spk, random)
-  const otps = generateOneTimePrekeys(first.otp, otpCount, random)
-  const lastResort = generateKemPrekey(identity, first.kem, random)
+  const spk = generateSignedPrekey(identity, first.spk, env.random, env)
+  const otps = generateOneTimePrekeys(first.otp, otpCount, env.random, env)
+  const lastResort = generateKemPrekey(identity, first.kem, env.random)
   const kems = Array.from({ length: kemCount }, (_, i) =>
-    generateKemPrekey(identity, first.kem + 1 + i, random),
+    generateKemPrekey(identity, first.kem + 1 + i, env.random),
   )
   const secrets: StoreWrite[] = [
     put(K.prekey('spk', spk.keyId), { publicKey: spk.publicKey, secretKey: spk.secretKey }),
@@ -132,8 +142,8 @@ export function generateInitialPrekeys(
 }
 
 /** A new signed prekey: its secret as a store write and its public part for upload. */
-export function generateSignedPrekeyWrite(identity: IdentityKeyPair, keyId: number, random: Random) {
-  const spk = generateSignedPrekey(identity, keyId, random)
+export function generateSignedPrekeyWrite(identity: IdentityKeyPair, keyId: number, env: Env) {
+  const spk = generateSignedPrekey(identity, keyId, env.random, env)
   return {
     secret: put(K.prekey('spk', spk.keyId), { publicKey: spk.publicKey, secretKey: spk.secretKey }),
     upload: { keyId: spk.keyId, publicKey: spk.publicKey, signature: spk.signature },
@@ -143,15 +153,15 @@ export function generateSignedPrekeyWrite(identity: IdentityKeyPair, keyId: numb
 /** A batch of new one-time prekeys (X25519 and/or KEM) with their secrets as store writes. */
 export function generateRefill(
   identity: IdentityKeyPair,
-  random: Random,
+  env: Env,
   otp: { startId: number; count: number } | null,
   kem: { startId: number; count: number } | null,
 ): { upload: Upload; secrets: StoreWrite[] } {
-  const otps = otp === null ? [] : generateOneTimePrekeys(otp.startId, otp.count, random)
+  const otps = otp === null ? [] : generateOneTimePrekeys(otp.startId, otp.count, env.random, env)
   const kems =
     kem === null
       ? []
-      : Array.from({ length: kem.count }, (_, i) => generateKemPrekey(identity, kem.startId + i, random))
+      : Array.from({ length: kem.count }, (_, i) => generateKemPrekey(identity, kem.startId + i, env.random))
   return {
     upload: {
       oneTimePrekeys: otps.map((k) => ({ keyId: k.keyId, publicKey: k.publicKey })),
@@ -172,26 +182,21 @@ export function generateRefill(
  * Starts a session from a relay bundle (verifying its signatures), refusing a bundle for another address than
  * the one asked for: a relay must not be able to substitute someone else's keys.
  */
-export function initiate(
-  ours: Ours,
-  requested: Uint8Array,
-  bundleWire: wire.PrekeyBundleInput,
-  random: Random,
-) {
+export function initiate(ours: Ours, requested: Uint8Array, bundleWire: wire.PrekeyBundleInput, env: Env) {
   const bundle = prekeyBundleFromWire(bundleWire)
   if (!equal(bundle.address, requested)) {
     throw new ParleyError('VERIFICATION_FAILED', 'the relay returned a prekey bundle for another address')
   }
-  const { session } = Session.initiate(ours.identity, ours.address, ours.deviceId, bundle, { random })
+  const { session } = Session.initiate(ours.identity, ours.address, ours.deviceId, bundle, env)
   return { state: session.serialize(), identityKey: bundle.identityKey, deviceId: bundle.deviceId }
 }
 
 /** Encrypts content in a session; returns the new session state and the session message (not yet sealed). */
-export function encrypt(args: { session: Uint8Array; content: DecryptedContent; random: Random }): {
+export function encrypt(args: { session: Uint8Array; content: DecryptedContent; env: Env }): {
   state: Uint8Array
   message: CiphertextMessage
 } {
-  const session = Session.deserialize(args.session, { random: args.random })
+  const session = Session.deserialize(args.session, args.env)
   const message = session.encrypt(encodeContent(args.content))
   return { state: session.serialize(), message }
 }
@@ -207,16 +212,20 @@ export function seal(args: {
   message: CiphertextMessage
   certificate: Uint8Array
   number: { e164: string; salt: Uint8Array } | undefined
+  env: Env
 }): Uint8Array {
-  return sealEnvelope({
-    senderAddress: args.ours.address,
-    senderDeviceId: args.ours.deviceId,
-    senderIdentity: args.ours.identity,
-    recipientIdentityKey: args.recipientIdentityKey,
-    message: args.message,
-    senderCertificate: args.certificate,
-    senderNumber: args.number,
-  })
+  return sealEnvelope(
+    {
+      senderAddress: args.ours.address,
+      senderDeviceId: args.ours.deviceId,
+      senderIdentity: args.ours.identity,
+      recipientIdentityKey: args.recipientIdentityKey,
+      message: args.message,
+      senderCertificate: args.certificate,
+      senderNumber: args.number,
+    },
+    args.env,
+  )
 }
 
 /**
@@ -228,8 +237,13 @@ export function open(
   envelope: Uint8Array,
   trustRoot: Uint8Array,
   receivedAtMs: number,
+  env: Env,
 ): Opened {
-  const { sender, message } = openSealedMessage(identity, envelope, { trustRoot, receivedAtMs })
+  const { sender, message } = openSealedMessage(identity, envelope, {
+    trustRoot,
+    receivedAtMs,
+    crypto: env.crypto,
+  })
   return {
     senderAddress: sender.address,
     senderDeviceId: sender.deviceId,
@@ -259,13 +273,14 @@ export async function decrypt(args: {
   loadPrekey: (kind: PrekeyKind, id: number) => Promise<Uint8Array | undefined>
   /** Whether a first message with this base key under this signed prekey was already accepted. */
   replayed: (signedPrekeyId: number, baseKey: Uint8Array) => Promise<boolean>
+  env: Env
 }): Promise<Decrypted> {
   const { opened } = args
   // Every session is kept (up to the archive limit), whatever its identity; only those with the identity that
   // sealed this message may decrypt it. A session of another identity is never dropped because of a message.
   const all = [args.current, ...args.previous]
     .filter((b): b is Uint8Array => b !== null)
-    .map((bytes) => ({ bytes, session: Session.deserialize(bytes) }))
+    .map((bytes) => ({ bytes, session: Session.deserialize(bytes, args.env) }))
   const known = all.filter((c) => equal(c.session.remoteIdentityKey, opened.senderIdentityKey))
   const promote = (i: number, plaintext: Uint8Array): Decrypted => ({
     state: known[i]!.session.serialize(),
@@ -304,15 +319,22 @@ export async function decrypt(args: {
     return raw === undefined ? undefined : decodeRecord<T>(raw)
   }
   let kemIsLastResort = false
-  const result = await Session.respond(args.ours.identity, args.ours.address, args.ours.deviceId, opened, {
-    signedPrekey: (id) => load<{ publicKey: Uint8Array; secretKey: Uint8Array }>('spk', id),
-    oneTimePrekey: (id) => load<{ secretKey: Uint8Array }>('otp', id),
-    kemPrekey: async (id) => {
-      const k = await load<{ secretKey: Uint8Array; lastResort?: boolean }>('kem', id)
-      kemIsLastResort = k?.lastResort === true
-      return k
+  const result = await Session.respond(
+    args.ours.identity,
+    args.ours.address,
+    args.ours.deviceId,
+    opened,
+    {
+      signedPrekey: (id) => load<{ publicKey: Uint8Array; secretKey: Uint8Array }>('spk', id),
+      oneTimePrekey: (id) => load<{ secretKey: Uint8Array }>('otp', id),
+      kemPrekey: async (id) => {
+        const k = await load<{ secretKey: Uint8Array; lastResort?: boolean }>('kem', id)
+        kemIsLastResort = k?.lastResort === true
+        return k
+      },
     },
-  })
+    args.env,
+  )
   return {
     state: result.session.serialize(),
     previous: all.map((c) => c.bytes).slice(0, MAX_PREVIOUS_SESSIONS),

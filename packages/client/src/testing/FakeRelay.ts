@@ -6,6 +6,7 @@
 import {
   type ClientBody,
   type ClientFrame,
+  type CryptoProvider,
   decodeClientFrame,
   decodeServerFrame,
   encodeServerFrame,
@@ -44,6 +45,8 @@ export interface FakeRelayOptions {
   clock?: Clock
   /** CSPRNG returning `n` bytes (keys, nonces, activation ids, default codes). Default: `crypto.getRandomValues`. */
   random?: (n: number) => Uint8Array
+  /** Faster primitives for the signatures it verifies, as `ParleyClientOptions.crypto`. Default: pure JS. */
+  crypto?: CryptoProvider
   /** The code texted for an activation of a number (E.164). Default: six random digits. */
   code?: (e164: string) => string
   /** Lifetime of an activation code, in seconds (default 600). */
@@ -255,6 +258,7 @@ export class FakeRelay {
       {
         clock: this.#clock,
         random,
+        crypto: options.crypto,
         code: options.code ?? randomCode,
         codeTtlSeconds: options.codeTtlSeconds ?? 600,
         codeAttempts: options.codeAttempts ?? 5,

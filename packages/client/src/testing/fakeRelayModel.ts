@@ -13,6 +13,7 @@ import {
   authPayload,
   type ClientBody,
   type ClientFrame,
+  type CryptoProvider,
   checkActivationPow,
   createOprfKeyCertificate,
   createSenderCertificate,
@@ -137,6 +138,8 @@ export interface FakeText {
 export interface FakeRelayConfig {
   clock: Clock
   random: (n: number) => Uint8Array
+  /** Primitives for the signatures it checks (the pure-JS defaults when undefined). */
+  crypto: CryptoProvider | undefined
   /** The code to text for an activation of `e164`. */
   code: (e164: string) => string
   codeTtlSeconds: number
@@ -466,7 +469,7 @@ export class RelayModel {
       throw new ParleyError('UNAUTHENTICATED', 'unknown device; it may have been replaced or deactivated')
     }
     const payload = authPayload(peer.nonce, address, deviceId, this.root.publicKey)
-    if (!verifyIdentitySignature(account.identityKey, payload, orEmpty(a.signature))) {
+    if (!verifyIdentitySignature(account.identityKey, payload, orEmpty(a.signature), this.config)) {
       throw new ParleyError('UNAUTHENTICATED', 'the auth signature does not verify')
     }
     peer.device = { address: account.address, addressHex: account.addressHex, deviceId }
@@ -536,6 +539,7 @@ export class RelayModel {
         identityKey,
         activationPayload(activationId, identityKey),
         orEmpty(c.identitySignature),
+        this.config,
       )
     ) {
       throw new ParleyError('UNAUTHENTICATED', 'the identity signature does not verify')
@@ -715,7 +719,7 @@ export class RelayModel {
     if (upload === undefined) return
     const identity = account.identityKey
     const check = (k: FakeSignedKey, payload: (id: number, pub: Uint8Array) => Uint8Array, what: string) => {
-      if (!verifyIdentitySignature(identity, payload(k.keyId, k.publicKey), k.signature)) {
+      if (!verifyIdentitySignature(identity, payload(k.keyId, k.publicKey), k.signature, this.config)) {
         throw new ParleyError('BAD_REQUEST', `${what} ${k.keyId}: signature does not verify`)
       }
     }

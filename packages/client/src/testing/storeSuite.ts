@@ -59,17 +59,24 @@ export function storeConformance(
   test: TestRegistrar = globalRegistrar(),
 ): void {
   const { describe, it } = test
-  describe(`Store conformance: ${name}`, () => {
-    it('gets what was written and undefined for missing keys', async () => {
+  /** A test on a fresh store, closed after it whether it passes or not. */
+  const storeTest = (title: string, body: (store: Store) => Promise<void>) =>
+    it(title, async () => {
       const { store } = await open()
+      try {
+        await body(store)
+      } finally {
+        await store.close()
+      }
+    })
+  describe(`Store conformance: ${name}`, () => {
+    storeTest('gets what was written and undefined for missing keys', async (store) => {
       await store.write([{ key: 'a/1', value: b(1, 2, 3) }])
       same(await store.get('a/1'), b(1, 2, 3), 'get(a/1)')
       same(await store.get('a/2'), undefined, 'get(a/2)')
-      await store.close()
     })
 
-    it('overwrites and deletes within one batch, in order', async () => {
-      const { store } = await open()
+    storeTest('overwrites and deletes within one batch, in order', async (store) => {
       await store.write([
         { key: 'k', value: b(1) },
         { key: 'k', value: b(2) },
@@ -78,11 +85,9 @@ export function storeConformance(
       ])
       same(await store.get('k'), b(2), 'get(k)')
       same(await store.get('gone'), undefined, 'get(gone)')
-      await store.close()
     })
 
-    it('lists by prefix in ascending key order and nothing outside the prefix', async () => {
-      const { store } = await open()
+    storeTest('lists by prefix in ascending key order and nothing outside the prefix', async (store) => {
       await store.write([
         { key: 'outbox/0000000000000010', value: b(10) },
         { key: 'outbox/0000000000000002', value: b(2) },
@@ -102,11 +107,9 @@ export function storeConformance(
         'list(outbox/) values',
       )
       same((await store.list('')).length, 5, "list('') length")
-      await store.close()
     })
 
-    it('returns copies: mutating a returned value does not change the store', async () => {
-      const { store } = await open()
+    storeTest('returns copies: mutating a returned value does not change the store', async (store) => {
       const value = b(5, 5)
       await store.write([{ key: 'x', value }])
       value[0] = 9
@@ -114,11 +117,9 @@ export function storeConformance(
       same(got, b(5, 5), 'get(x) after mutating the written value')
       got![1] = 7
       same(await store.get('x'), b(5, 5), 'get(x) after mutating a read value')
-      await store.close()
     })
 
-    it('keeps empty and large values intact', async () => {
-      const { store } = await open()
+    storeTest('keeps empty and large values intact', async (store) => {
       const big = new Uint8Array(300_000).map((_, i) => i & 0xff)
       await store.write([
         { key: 'empty', value: new Uint8Array(0) },
@@ -126,7 +127,6 @@ export function storeConformance(
       ])
       same(await store.get('empty'), new Uint8Array(0), 'get(empty)')
       same(await store.get('big'), big, 'get(big)')
-      await store.close()
     })
 
     it('persists across reopening when durable', async () => {

@@ -11,6 +11,7 @@ import {
   hkdf256,
   identityDhPublic,
   identityDhSecret,
+  NOBLE,
   x25519KeyPair,
 } from './e2eCrypto.js'
 
@@ -31,12 +32,14 @@ describe('primitives against node:crypto', () => {
 
   it('X25519 agrees, including with identity keys in Montgomery form', () => {
     for (let i = 0; i < 20; i++) {
-      const a = x25519KeyPair(random)
-      const b = x25519KeyPair(random)
-      expect(dh(a.secretKey, b.publicKey)).toEqual(nodeX25519(a.secretKey, b.publicKey))
+      const a = x25519KeyPair(NOBLE, random)
+      const b = x25519KeyPair(NOBLE, random)
+      expect(dh(NOBLE, a.secretKey, b.publicKey)).toEqual(nodeX25519(a.secretKey, b.publicKey))
       const id = generateIdentity(random)
       const idSecret = identityDhSecret(id.secretKey)
-      expect(dh(idSecret, b.publicKey)).toEqual(nodeX25519(b.secretKey, identityDhPublic(id.publicKey)))
+      expect(dh(NOBLE, idSecret, b.publicKey)).toEqual(
+        nodeX25519(b.secretKey, identityDhPublic(id.publicKey)),
+      )
     }
   })
 
@@ -46,14 +49,14 @@ describe('primitives against node:crypto', () => {
       const nonce = random(12)
       const ad = random(i * 3)
       const pt = random(i * 37)
-      const ours = aeadSeal(key, nonce, pt, ad)
+      const ours = aeadSeal(NOBLE, key, nonce, pt, ad)
       const c = createCipheriv('chacha20-poly1305', key, nonce, { authTagLength: 16 })
       c.setAAD(ad, { plaintextLength: pt.length })
       const theirs = Buffer.concat([c.update(pt), c.final(), c.getAuthTag()])
       expect(Buffer.from(ours)).toEqual(theirs)
-      expect(aeadOpen(key, nonce, ours, ad)).toEqual(pt)
+      expect(aeadOpen(NOBLE, key, nonce, ours, ad)).toEqual(pt)
       ours[ours.length - 1]! ^= 1
-      expect(() => aeadOpen(key, nonce, ours, ad)).toThrow(/authentication/)
+      expect(() => aeadOpen(NOBLE, key, nonce, ours, ad)).toThrow(/authentication/)
     }
   })
 
@@ -62,7 +65,7 @@ describe('primitives against node:crypto', () => {
       const ikm = random(32 + i)
       const salt = random(i)
       const info = random(i % 7)
-      expect(Buffer.from(hkdf256(ikm, salt, info, 64))).toEqual(
+      expect(Buffer.from(hkdf256(NOBLE, ikm, salt, info, 64))).toEqual(
         Buffer.from(hkdfSync('sha256', ikm, salt, info, 64)),
       )
     }

@@ -7,7 +7,12 @@ import { hkdf } from '@noble/hashes/hkdf.js'
 import { hmac } from '@noble/hashes/hmac.js'
 import { sha256 } from '@noble/hashes/sha2.js'
 import { bytesToHex, randomBytes } from '@noble/hashes/utils.js'
-import { getCryptoProvider } from '../cryptoProvider.js'
+import {
+  type AeadProvider,
+  assertCryptoProvider,
+  type CryptoProvider,
+  type X25519Provider,
+} from '../cryptoProvider.js'
 import { ParleyError } from '../errors.js'
 
 /** A source of cryptographically secure random bytes. */
@@ -30,27 +35,88 @@ export function draw(random: RandomSource, n: number): Uint8Array {
   return out
 }
 
-/** A fresh X25519 key pair (RFC 7748 §6.1; noble clamps the scalar). */
-export function x25519KeyPair(random: RandomSource): { secretKey: Uint8Array; publicKey: Uint8Array } {
-  const secretKey = draw(random, X25519_BYTES)
-  return { secretKey, publicKey: x25519PublicKey(secretKey) }
+/**
+ * The primitives one call or object uses: a {@link CryptoProvider} with every gap filled by the `@noble/*`
+ * default. Made by {@link primitives}; passed down explicitly, never held in module state.
+ */
+export interface Primitives {
+  readonly x25519: X25519Provider
+  readonly aead: AeadProvider
+  readonly hkdf: (ikm: Uint8Array, salt: Uint8Array, info: Uint8Array, length: number) => Uint8Array
+  /** Strict RFC 8032 verification; false (never a throw) for anything that does not verify. */
+  readonly ed25519Verify: (publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array) => boolean
 }
 
-/** The X25519 public key of a secret key (RFC 7748 §6.1), through the installed provider if any. */
-export function x25519PublicKey(secretKey: Uint8Array): Uint8Array {
-  return (getCryptoProvider().x25519 ?? x25519).getPublicKey(secretKey)
+/** zip215: false — strict RFC 8032 verification, as every signer of what Parley verifies follows RFC 8032. */
+function nobleVerify(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean {
+  return ed25519.verify(signature, message, publicKey, { zip215: false })
+}
+
+/** The pure-JS defaults. */
+const noble: Primitives = {
+  x25519,
+  aead: {
+    seal: (key, nonce, plaintext, ad) => chacha20poly1305(key, nonce, ad).encrypt(plaintext),
+    open: (key, nonce, sealed, ad) => chacha20poly1305(key, nonce, ad).decrypt(sealed),
+  },
+  hkdf: (ikm, salt, info, length) => hkdf(sha256, ikm, salt, info, length),
+  ed25519Verify: guardVerify(nobleVerify),
+}
+export const NOBLE: Primitives = Object.freeze(noble)
+
+function guardVerify(verify: Primitives['ed25519Verify']): Primitives['ed25519Verify'] {
+  return (publicKey, message, signature) => {
+    try {
+      return verify(publicKey, message, signature) === true
+    } catch {
+      return false
+    }
+  }
+}
+
+const resolved = new WeakMap<CryptoProvider, Primitives>()
+
+/**
+ * The primitives of a `crypto` option: the defaults for `undefined`, otherwise the provider's with the gaps
+ * filled. Checked and resolved once per provider object (what it holds at first use is what is used).
+ * @throws TypeError for a value that is not a {@link CryptoProvider}
+ */
+export function primitives(provider: CryptoProvider | undefined): Primitives {
+  if (provider === undefined) return NOBLE
+  let out = resolved.get(provider)
+  if (out === undefined) {
+    assertCryptoProvider(provider)
+    const verify = provider.ed25519Verify
+    out = Object.freeze({
+      x25519: provider.x25519 ?? NOBLE.x25519,
+      aead: provider.chacha20poly1305 ?? NOBLE.aead,
+      hkdf: provider.hkdfSha256 ?? NOBLE.hkdf,
+      ed25519Verify: verify ? guardVerify(verify) : NOBLE.ed25519Verify,
+    })
+    resolved.set(provider, out)
+  }
+  return out
+}
+
+/** A fresh X25519 key pair (RFC 7748 §6.1; noble clamps the scalar). */
+export function x25519KeyPair(
+  c: Primitives,
+  random: RandomSource,
+): { secretKey: Uint8Array; publicKey: Uint8Array } {
+  const secretKey = draw(random, X25519_BYTES)
+  return { secretKey, publicKey: c.x25519.getPublicKey(secretKey) }
 }
 
 /**
  * X25519(secret, public) with RFC 7748 §6.1's all-zero check: noble refuses low-order points.
  * A refused peer key is a peer's fault, so it is a ParleyError.
  */
-export function dh(secretKey: Uint8Array, publicKey: Uint8Array): Uint8Array {
+export function dh(c: Primitives, secretKey: Uint8Array, publicKey: Uint8Array): Uint8Array {
   if (publicKey.length !== X25519_BYTES) {
     throw new ParleyError('VERIFICATION_FAILED', 'X25519 public key must be 32 bytes')
   }
   try {
-    return (getCryptoProvider().x25519 ?? x25519).getSharedSecret(secretKey, publicKey)
+    return c.x25519.getSharedSecret(secretKey, publicKey)
   } catch (cause) {
     throw new ParleyError('VERIFICATION_FAILED', 'refused a low-order or invalid X25519 public key', {
       cause,
@@ -93,9 +159,14 @@ export function identityDhSecret(identitySecret: Uint8Array): Uint8Array {
 }
 
 /** HKDF-SHA-256 (RFC 5869). */
-export function hkdf256(ikm: Uint8Array, salt: Uint8Array, info: Uint8Array, length: number): Uint8Array {
-  const native = getCryptoProvider().hkdfSha256
-  return native ? native(ikm, salt, info, length) : hkdf(sha256, ikm, salt, info, length)
+export function hkdf256(
+  c: Primitives,
+  ikm: Uint8Array,
+  salt: Uint8Array,
+  info: Uint8Array,
+  length: number,
+): Uint8Array {
+  return c.hkdf(ikm, salt, info, length)
 }
 
 /** HMAC-SHA-256 (RFC 2104). */
@@ -105,17 +176,18 @@ export function hmac256(key: Uint8Array, data: Uint8Array): Uint8Array {
 
 /** ChaCha20-Poly1305 encryption (RFC 8439 §2.8). */
 export function aeadSeal(
+  c: Primitives,
   key: Uint8Array,
   nonce: Uint8Array,
   plaintext: Uint8Array,
   ad: Uint8Array,
 ): Uint8Array {
-  const native = getCryptoProvider().chacha20poly1305
-  return native ? native.seal(key, nonce, plaintext, ad) : chacha20poly1305(key, nonce, ad).encrypt(plaintext)
+  return c.aead.seal(key, nonce, plaintext, ad)
 }
 
 /** ChaCha20-Poly1305 decryption; a bad tag is a peer's fault, so DECRYPT_FAILED. */
 export function aeadOpen(
+  c: Primitives,
   key: Uint8Array,
   nonce: Uint8Array,
   ciphertext: Uint8Array,
@@ -123,10 +195,7 @@ export function aeadOpen(
 ): Uint8Array {
   if (ciphertext.length < AEAD_TAG_BYTES) throw new ParleyError('DECRYPT_FAILED', 'ciphertext is too short')
   try {
-    const native = getCryptoProvider().chacha20poly1305
-    return native
-      ? native.open(key, nonce, ciphertext, ad)
-      : chacha20poly1305(key, nonce, ad).decrypt(ciphertext)
+    return c.aead.open(key, nonce, ciphertext, ad)
   } catch (cause) {
     throw new ParleyError('DECRYPT_FAILED', 'message authentication failed', { cause })
   }

@@ -14,15 +14,10 @@
 // One deliberate difference: a string holding a lone UTF-16 surrogate is written with U+FFFD in its place
 // (TextEncoder), where protobufjs writes the surrogate's 3 bytes, invalid UTF-8 that its own strict decoder
 // (and ours) refuses, so such a text message could never be read.
-import { type Field, messages } from '../gen/schema.js'
+import { ParleyError } from '../errors.js'
+import { type Field, messages, TYPE } from '../gen/schema.js'
 import type { MessageInputs, Messages } from '../gen/types.js'
 
-const UINT32 = 0
-const UINT64 = 1
-const BOOL = 2
-const STRING = 3
-const BYTES = 4
-const ENUM = 5
 const TWO_32 = 4294967296
 /** Nesting limit for groups inside unknown fields (protoc's default recursion limit). */
 const MAX_DEPTH = 100
@@ -123,15 +118,17 @@ class Writer {
 }
 
 function writeScalar(w: Writer, type: number, v: unknown): void {
-  if (type === UINT32) w.u32(v as number)
-  else if (type === UINT64) w.u64(v as number)
-  else if (type === BOOL) w.u32(v ? 1 : 0)
-  else if (type === ENUM) (v as number) < 0 ? w.u64(v as number) : w.u32(v as number)
-  else w.bytes(type === STRING ? utf8Encoder.encode(v as string) : (v as Uint8Array))
+  if (type === TYPE.uint32) w.u32(v as number)
+  else if (type === TYPE.uint64) w.u64(v as number)
+  else if (type === TYPE.bool) w.u32(v ? 1 : 0)
+  else if (type === TYPE.enum) (v as number) < 0 ? w.u64(v as number) : w.u32(v as number)
+  else w.bytes(type === TYPE.string ? utf8Encoder.encode(v as string) : (v as Uint8Array))
 }
 
 const isDefault = (type: number, v: unknown) =>
-  type === BYTES ? (v as Uint8Array).length === 0 : v === (type === BOOL ? false : type === STRING ? '' : 0)
+  type === TYPE.bytes
+    ? (v as Uint8Array).length === 0
+    : v === (type === TYPE.bool ? false : type === TYPE.string ? '' : 0)
 
 function writeMessage(w: Writer, type: string, msg: Record<string, unknown>, depth: number): void {
   if (depth > MAX_DEPTH) throw new Error('max depth exceeded')
@@ -146,7 +143,7 @@ function writeMessage(w: Writer, type: string, msg: Record<string, unknown>, dep
           w.u32((no << 3) | 2)
           w.bytes(encode(t, item as Record<string, unknown>, depth + 1))
         }
-      } else if (t === STRING || t === BYTES) {
+      } else if (t === TYPE.string || t === TYPE.bytes) {
         for (const item of list) {
           w.u32((no << 3) | 2)
           writeScalar(w, t, item)
@@ -164,7 +161,7 @@ function writeMessage(w: Writer, type: string, msg: Record<string, unknown>, dep
       w.u32((no << 3) | 2)
       w.bytes(encode(t, v as Record<string, unknown>, depth + 1))
     } else if (oneof !== undefined || !isDefault(t, v)) {
-      w.u32((no << 3) | (t === STRING || t === BYTES ? 2 : 0))
+      w.u32((no << 3) | (t === TYPE.string || t === TYPE.bytes ? 2 : 0))
       writeScalar(w, t, v)
     }
   }
@@ -269,13 +266,13 @@ class Reader {
 }
 
 function readScalar(r: Reader, type: number): unknown {
-  if (type === UINT64) return r.u64()
-  if (type === STRING || type === BYTES) {
+  if (type === TYPE.uint64) return r.u64()
+  if (type === TYPE.string || type === TYPE.bytes) {
     const b = r.bytes()
-    return type === STRING ? utf8Decoder.decode(b) : b
+    return type === TYPE.string ? utf8Decoder.decode(b) : b
   }
   const [lo, hi] = r.varint()
-  return type === BOOL ? lo !== 0 || hi !== 0 : type === ENUM ? lo | 0 : lo
+  return type === TYPE.bool ? lo !== 0 || hi !== 0 : type === TYPE.enum ? lo | 0 : lo
 }
 
 function readMessage(
@@ -305,7 +302,7 @@ function readMessage(
     const field = fields.find((f) => f[0] === no)
     if (field) {
       const [, name, t, repeated, oneof] = field
-      const delimited = typeof t === 'string' || t === STRING || t === BYTES
+      const delimited = typeof t === 'string' || t === TYPE.string || t === TYPE.bytes
       if (repeated) {
         const packed = !delimited && wireType === 2
         if (packed || wireType === (delimited ? 2 : 0)) {
@@ -362,7 +359,7 @@ function readMessage(
   // Implicit-presence scalars read as their proto3 zero value when absent (src/gen/types.ts types them so).
   for (const [, name, t, repeated, oneof] of fields) {
     if (repeated || oneof !== undefined || typeof t === 'string' || has(msg, name)) continue
-    msg[name] = t === BYTES ? new Uint8Array(0) : t === STRING ? '' : t === BOOL ? false : 0
+    msg[name] = t === TYPE.bytes ? new Uint8Array(0) : t === TYPE.string ? '' : t === TYPE.bool ? false : 0
   }
   return msg
 }
@@ -386,4 +383,16 @@ export function decodeMessage<N extends MessageName>(
   const r = new Reader(bytes, bytes.length)
   const limit = options.maxRepeated ?? Number.POSITIVE_INFINITY
   return readMessage(r, type, bytes.length, 0, options.keepUnknown === true, limit) as unknown as Messages[N]
+}
+
+/**
+ * {@link decodeMessage} for bytes from a peer or the network: any decoding failure becomes ParleyError
+ * `BAD_REQUEST` "malformed <what>", with the codec's error as its cause.
+ */
+export function decodeOrRefuse<N extends MessageName>(type: N, bytes: Uint8Array, what: string): Messages[N] {
+  try {
+    return decodeMessage(type, bytes)
+  } catch (cause) {
+    throw new ParleyError('BAD_REQUEST', `malformed ${what}`, { cause })
+  }
 }

@@ -8,7 +8,7 @@
 import { ml_kem768 } from '@noble/post-quantum/ml-kem.js'
 import { ParleyError } from '../errors.js'
 import type { IdentityKeyPair } from '../identity.js'
-import { KEM_CIPHERTEXT_BYTES, type PrekeyBundle, verifyPrekeyBundle } from '../prekeys.js'
+import { checkPrekeyBundle, KEM_CIPHERTEXT_BYTES, type PrekeyBundle } from '../prekeys.js'
 import { concatBytes, u32be } from './bytes.js'
 import {
   dh,
@@ -17,6 +17,7 @@ import {
   identityDhPublic,
   identityDhSecret,
   label,
+  type Primitives,
   type RandomSource,
   x25519KeyPair,
 } from './e2eCrypto.js'
@@ -27,9 +28,9 @@ const F = new Uint8Array(32).fill(0xff)
 const ZERO_SALT = new Uint8Array(32)
 
 /** §3.3 KDF(DH1 ‖ DH2 ‖ DH3 [‖ DH4] ‖ SS) = HKDF(F ‖ KM, salt 0^32, info) → 32-byte SK. */
-export function pqxdhKdf(parts: Uint8Array[]): Uint8Array {
+export function pqxdhKdf(c: Primitives, parts: Uint8Array[]): Uint8Array {
   const km = concatBytes(F, ...parts)
-  const sk = hkdf256(km, ZERO_SALT, PQXDH_INFO, 32)
+  const sk = hkdf256(c, km, ZERO_SALT, PQXDH_INFO, 32)
   km.fill(0)
   return sk
 }
@@ -64,14 +65,15 @@ export interface PqxdhInitiation {
 
 /** §3.3, Alice's side: verifies the bundle, then derives SK. */
 export function pqxdhInitiate(
+  c: Primitives,
   identity: IdentityKeyPair,
   bundle: PrekeyBundle,
   random: RandomSource,
 ): PqxdhInitiation {
-  verifyPrekeyBundle(bundle)
+  checkPrekeyBundle(c, bundle)
   const ikB = identityDhPublic(bundle.identityKey)
   const ikA = identityDhSecret(identity.secretKey)
-  const ek = x25519KeyPair(random)
+  const ek = x25519KeyPair(c, random)
   let kem: { cipherText: Uint8Array; sharedSecret: Uint8Array }
   try {
     kem = ml_kem768.encapsulate(bundle.kemPrekey.publicKey, draw(random, 32))
@@ -79,10 +81,10 @@ export function pqxdhInitiate(
     throw new ParleyError('VERIFICATION_FAILED', 'KEM prekey is not a valid ML-KEM-768 key', { cause })
   }
   const spk = bundle.signedPrekey.publicKey
-  const parts = [dh(ikA, spk), dh(ek.secretKey, ikB), dh(ek.secretKey, spk)]
-  if (bundle.oneTimePrekey) parts.push(dh(ek.secretKey, bundle.oneTimePrekey.publicKey))
+  const parts = [dh(c, ikA, spk), dh(c, ek.secretKey, ikB), dh(c, ek.secretKey, spk)]
+  if (bundle.oneTimePrekey) parts.push(dh(c, ek.secretKey, bundle.oneTimePrekey.publicKey))
   parts.push(kem.sharedSecret)
-  const sharedKey = pqxdhKdf(parts)
+  const sharedKey = pqxdhKdf(c, parts)
   for (const p of parts) p.fill(0)
   ikA.fill(0)
   return { sharedKey, baseKey: ek, kemCiphertext: kem.cipherText }
@@ -90,6 +92,7 @@ export function pqxdhInitiate(
 
 /** §3.4, Bob's side: the private halves were looked up by the ids in the prekey message. */
 export function pqxdhRespond(
+  c: Primitives,
   identity: IdentityKeyPair,
   signedPrekeySecret: Uint8Array,
   oneTimePrekeySecret: Uint8Array | undefined,
@@ -111,10 +114,10 @@ export function pqxdhRespond(
   } catch (cause) {
     throw new ParleyError('DECRYPT_FAILED', 'KEM decapsulation failed', { cause })
   }
-  const parts = [dh(signedPrekeySecret, ikA), dh(ikB, baseKey), dh(signedPrekeySecret, baseKey)]
-  if (oneTimePrekeySecret) parts.push(dh(oneTimePrekeySecret, baseKey))
+  const parts = [dh(c, signedPrekeySecret, ikA), dh(c, ikB, baseKey), dh(c, signedPrekeySecret, baseKey)]
+  if (oneTimePrekeySecret) parts.push(dh(c, oneTimePrekeySecret, baseKey))
   parts.push(ss)
-  const sharedKey = pqxdhKdf(parts)
+  const sharedKey = pqxdhKdf(c, parts)
   for (const p of parts) p.fill(0)
   ikB.fill(0)
   return sharedKey

@@ -13,6 +13,7 @@ import {
   hkdf256,
   hmac256,
   label,
+  type Primitives,
   type RandomSource,
   X25519_BYTES,
   x25519KeyPair,
@@ -58,8 +59,8 @@ export interface Header {
 }
 
 /** §5.2 KDF_RK: HKDF-SHA-256 with the root key as salt → (new root key, chain key). */
-export function kdfRk(rootKey: Uint8Array, dhOut: Uint8Array): [Uint8Array, Uint8Array] {
-  const out = hkdf256(dhOut, rootKey, ROOT_INFO, 64)
+export function kdfRk(c: Primitives, rootKey: Uint8Array, dhOut: Uint8Array): [Uint8Array, Uint8Array] {
+  const out = hkdf256(c, dhOut, rootKey, ROOT_INFO, 64)
   return [out.slice(0, 32), out.slice(32)]
 }
 
@@ -72,8 +73,8 @@ export function kdfCk(chainKey: Uint8Array): [Uint8Array, Uint8Array] {
  * §5.2 ENCRYPT's key schedule adapted to an AEAD: HKDF(mk, salt 0^32) → 32-byte key ‖ 12-byte nonce.
  * A deterministic nonce is safe because every message key is used exactly once.
  */
-export function messageKeys(mk: Uint8Array): { key: Uint8Array; nonce: Uint8Array } {
-  const out = hkdf256(mk, ZERO_SALT, MESSAGE_KEYS_INFO, 44)
+export function messageKeys(c: Primitives, mk: Uint8Array): { key: Uint8Array; nonce: Uint8Array } {
+  const out = hkdf256(c, mk, ZERO_SALT, MESSAGE_KEYS_INFO, 44)
   return { key: out.subarray(0, 32), nonce: out.subarray(32) }
 }
 
@@ -90,12 +91,13 @@ export function headerAd(ad: Uint8Array, h: Header): Uint8Array {
 
 /** §3.3 RatchetInitAlice: the responder's signed prekey is its first ratchet key. */
 export function initAlice(
+  c: Primitives,
   sharedKey: Uint8Array,
   bobRatchetKey: Uint8Array,
   random: RandomSource,
 ): RatchetState {
-  const { secretKey, publicKey } = x25519KeyPair(random)
-  const [rootKey, sendChain] = kdfRk(sharedKey, dh(secretKey, bobRatchetKey))
+  const { secretKey, publicKey } = x25519KeyPair(c, random)
+  const [rootKey, sendChain] = kdfRk(c, sharedKey, dh(c, secretKey, bobRatchetKey))
   return {
     rootKey,
     sendSecret: secretKey,
@@ -132,6 +134,7 @@ export function initBob(
 
 /** §3.4 RatchetEncrypt. Mutates `s`. */
 export function ratchetEncrypt(
+  c: Primitives,
   s: RatchetState,
   plaintext: Uint8Array,
   ad: Uint8Array,
@@ -140,16 +143,22 @@ export function ratchetEncrypt(
   if (s.ns >= 0xffffffff) throw new ParleyError('INVALID_STATE', 'sending chain exhausted')
   const [next, mk] = kdfCk(s.sendChain)
   const header: Header = { ratchetKey: s.sendPublic, counter: s.ns, previousCounter: s.pn }
-  const { key, nonce } = messageKeys(mk)
-  const ciphertext = aeadSeal(key, nonce, plaintext, headerAd(ad, header))
+  const { key, nonce } = messageKeys(c, mk)
+  const ciphertext = aeadSeal(c, key, nonce, plaintext, headerAd(ad, header))
   s.sendChain = next
   s.ns += 1
   return { header, ciphertext }
 }
 
-function openWith(mk: Uint8Array, ciphertext: Uint8Array, ad: Uint8Array, h: Header): Uint8Array {
-  const { key, nonce } = messageKeys(mk)
-  return aeadOpen(key, nonce, ciphertext, headerAd(ad, h))
+function openWith(
+  c: Primitives,
+  mk: Uint8Array,
+  ciphertext: Uint8Array,
+  ad: Uint8Array,
+  h: Header,
+): Uint8Array {
+  const { key, nonce } = messageKeys(c, mk)
+  return aeadOpen(c, key, nonce, ciphertext, headerAd(ad, h))
 }
 
 /** §3.5 SkipMessageKeys on locals: returns the advanced chain key and the keys skipped on the way. */
@@ -185,6 +194,7 @@ function addKeys(chain: SkippedChain, keys: [number, Uint8Array][]): void {
  *   DECRYPT_FAILED for anything that does not authenticate or jumps too far
  */
 export function ratchetDecrypt(
+  c: Primitives,
   s: RatchetState,
   h: Header,
   ciphertext: Uint8Array,
@@ -201,7 +211,7 @@ export function ratchetDecrypt(
   if (known) {
     const mk = known.keys.get(h.counter)
     if (mk) {
-      const plaintext = openWith(mk, ciphertext, ad, h)
+      const plaintext = openWith(c, mk, ciphertext, ad, h)
       known.keys.delete(h.counter)
       return plaintext
     }
@@ -223,17 +233,17 @@ export function ratchetDecrypt(
     ns = 0
     nr = 0
     let chainKey: Uint8Array
-    ;[rootKey, chainKey] = kdfRk(rootKey, dh(sendSecret, h.ratchetKey))
+    ;[rootKey, chainKey] = kdfRk(c, rootKey, dh(c, sendSecret, h.ratchetKey))
     recvChain = chainKey
-    const next = x25519KeyPair(random)
+    const next = x25519KeyPair(c, random)
     sendSecret = next.secretKey
     sendPublic = next.publicKey
-    ;[rootKey, chainKey] = kdfRk(rootKey, dh(sendSecret, h.ratchetKey))
+    ;[rootKey, chainKey] = kdfRk(c, rootKey, dh(c, sendSecret, h.ratchetKey))
     sendChain = chainKey
   }
   recvChain = skip(recvChain!, nr, h.counter, newChainKeys)
   const [nextChain, mk] = kdfCk(recvChain)
-  const plaintext = openWith(mk, ciphertext, ad, h)
+  const plaintext = openWith(c, mk, ciphertext, ad, h)
 
   // Commit.
   if (!isCurrent) {

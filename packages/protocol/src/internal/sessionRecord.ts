@@ -15,13 +15,17 @@ export interface PendingPrekey {
   kemCiphertext: Uint8Array
 }
 
-export interface SessionData {
-  localIdentityKey: Uint8Array
-  remoteIdentityKey: Uint8Array
-  remoteAddress: Uint8Array
-  remoteDeviceId: number
-  associatedData: Uint8Array
-  baseKey: Uint8Array
+/** A session as Session.ts holds it: the record's identity fields as stored, the ratchet state decoded. */
+export interface SessionData
+  extends Pick<
+    wire.SessionRecord,
+    | 'localIdentityKey'
+    | 'remoteIdentityKey'
+    | 'remoteAddress'
+    | 'remoteDeviceId'
+    | 'associatedData'
+    | 'baseKey'
+  > {
   ratchet: RatchetState
   pending: PendingPrekey | undefined
   /** Responder only: the PQXDH values of the prekey message that created the session. */

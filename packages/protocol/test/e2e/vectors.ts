@@ -2,6 +2,7 @@
 // test/vectors/parley-e2e/kat.json) and by src/kat.test.ts (to check that nothing changed).
 import { sha256 } from '@noble/hashes/sha2.js'
 import {
+  type CryptoProvider,
   encodeContent,
   openEnvelope,
   Session,
@@ -9,17 +10,20 @@ import {
   safetyNumberQr,
   sealEnvelope,
 } from '../../src/index.js'
+import { primitives as resolve } from '../../src/internal/e2eCrypto.js'
 import { pqxdhInitiate, pqxdhKdf } from '../../src/internal/pqxdh.js'
 import { kdfCk, kdfRk, messageKeys } from '../../src/internal/ratchet.js'
 import { hex, makeDevice, seededRandom } from './helpers.js'
 
-export async function computeVectors(): Promise<Record<string, unknown>> {
+/** The vectors, computed with `crypto`'s primitives where given (the frozen file is the noble default's). */
+export async function computeVectors(crypto?: CryptoProvider): Promise<Record<string, unknown>> {
+  const c = resolve(crypto)
   const seq = (n: number, start = 0) => Uint8Array.from({ length: n }, (_, i) => (start + i) & 0xff)
-  const [rk, ck] = kdfRk(seq(32), seq(32, 100))
+  const [rk, ck] = kdfRk(c, seq(32), seq(32, 100))
   const [nextCk, mk] = kdfCk(seq(32, 7))
-  const keys = messageKeys(seq(32, 9))
+  const keys = messageKeys(c, seq(32, 9))
   const primitives = {
-    pqxdhKdf: hex(pqxdhKdf([seq(32), seq(32, 32), seq(32, 64), seq(32, 96)])),
+    pqxdhKdf: hex(pqxdhKdf(c, [seq(32), seq(32, 32), seq(32, 64), seq(32, 96)])),
     kdfRk: { rootKey: hex(rk), chainKey: hex(ck) },
     kdfCk: { chainKey: hex(nextCk), messageKey: hex(mk) },
     messageKeys: { key: hex(keys.key), nonce: hex(keys.nonce) },
@@ -31,8 +35,8 @@ export async function computeVectors(): Promise<Record<string, unknown>> {
     const alice = makeDevice('alice', random, 1)
     const bob = makeDevice('bob', random, 2)
     const bundle = bob.bundle(variant === 'one-time' ? {} : { oneTime: false, oneTimeKem: false })
-    const pq = pqxdhInitiate(alice.identity, bundle, seededRandom(`parley-e2e-kat/${variant}/pqxdh`))
-    const { session: a } = Session.initiate(alice.identity, alice.address, 1, bundle, { random })
+    const pq = pqxdhInitiate(c, alice.identity, bundle, seededRandom(`parley-e2e-kat/${variant}/pqxdh`))
+    const { session: a } = Session.initiate(alice.identity, alice.address, 1, bundle, { random, crypto })
     const transcript: { from: string; kind: string; body: string; plaintext: string }[] = []
     const content = (n: number) =>
       encodeContent({ messageId: seq(16, n), sentAtMs: 1_700_000_000_000 + n, text: `message ${n}` })
@@ -49,7 +53,7 @@ export async function computeVectors(): Promise<Record<string, unknown>> {
         message: first,
       },
       bob.lookup,
-      { random },
+      { random, crypto },
     )
     const order = ['bob', 'bob', 'alice', 'bob', 'alice', 'alice']
     order.forEach((from, i) => {
@@ -68,9 +72,9 @@ export async function computeVectors(): Promise<Record<string, unknown>> {
         // Empty: encodes to no bytes, so the frozen envelope vectors are those of the format before certificates.
         senderCertificate: new Uint8Array(0),
       },
-      { random },
+      { random, crypto },
     )
-    b.decrypt(openEnvelope(bob.identity, envelope).message)
+    b.decrypt(openEnvelope(bob.identity, envelope, { crypto }).message)
     cases.push({
       variant,
       alice: { identityKey: hex(alice.identity.publicKey), address: hex(alice.address) },

@@ -1,5 +1,6 @@
-// Test helpers: a raw WebSocket client speaking the v1 codecs, device keys and an in-process relay. Relay
-// processes come from ../testing (@parley/relay/testing): spawnDevRelay() and spawnRelay().
+// What tests and benches use to talk to a relay below the SDK: a raw WebSocket client speaking the v1 codecs,
+// device keys and prekeys, the activation and login flows, envelope shapes, and an in-process relay. Relay
+// processes come from ./relayProcess.ts: spawnDevRelay() and spawnRelay().
 import { generateKeyPairSync, type KeyObject, randomBytes, sign } from 'node:crypto'
 import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
