@@ -185,11 +185,20 @@ function checkTarball(where, dir, pkg) {
       posix.normalize(b),
     ),
   )
+  const hasDeclarationMaps = files.some((f) => f.endsWith('.d.ts.map'))
   for (const file of files) {
     if (!SHIPPED.some((re) => re.test(file)) && !bins.has(file))
       fail(where, `tarball ships ${file}, which is neither code, types, maps nor sources`)
     else if (/(^|\/)(test|tests|__tests__)\/|\.(test|spec|bench)\.[cm]?[jt]s$/.test(file)) {
       fail(where, `tarball ships the test-only file ${file}`)
+    }
+    // Declarations come from tsc, into dist/, each with its map: one in src/ or without a map was copied there,
+    // and is a second copy of types tsc also emits (or types no code has).
+    if (file.startsWith('src/') && file.endsWith('.d.ts')) {
+      fail(where, `tarball ships the declaration file ${file} in src/; declarations ship from dist/ only`)
+    }
+    if (file.startsWith('dist/') && file.endsWith('.d.ts') && hasDeclarationMaps && !set.has(`${file}.map`)) {
+      fail(where, `tarball ships ${file} without ${file}.map: copied into dist/, not compiled`)
     }
     // A source nothing was compiled from is not needed by any map: test-only, or dead.
     if (file.startsWith('src/') && file.endsWith('.ts') && !file.endsWith('.d.ts')) {
