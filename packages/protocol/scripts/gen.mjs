@@ -190,7 +190,10 @@ ${table.join('\n')}
     // decoded message's own fields.
     const nested = fieldsById
       .filter(([, d]) => tsOf(d, true) !== tsOf(d, false))
-      .map(([f, d]) => `${f}: ${tsOf(d, true)}${d.rule === 'repeated' ? '[]' : ''}`)
+      .map(
+        ([f, d]) =>
+          `    /** \`${f}\` as the encoder takes it. */\n    ${f}: ${tsOf(d, true)}${d.rule === 'repeated' ? '[]' : ''}`,
+      )
     const doc = `\`parley.v1.${name}\``
     const unions = []
     for (const [o, { oneof }] of real) {
@@ -219,7 +222,7 @@ ${table.join('\n')}
         ? `export interface ${name}Input {\n${input.join('\n')}\n}`
         : nested.length === 0
           ? `export type ${name}Input = InputOf<${name}>`
-          : `export type ${name}Input = InputOf<${name}, { ${nested.join('; ')} }>`,
+          : `export type ${name}Input = InputOf<\n  ${name},\n  {\n${nested.join('\n')}\n  }\n>`,
       '',
     )
   }

@@ -111,7 +111,13 @@ export interface SenderCertificateBody {
 }
 
 /** `parley.v1.SenderCertificateBody` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
-export type SenderCertificateBodyInput = InputOf<SenderCertificateBody, { signer: ServerCertificateInput }>
+export type SenderCertificateBodyInput = InputOf<
+  SenderCertificateBody,
+  {
+    /** `signer` as the encoder takes it. */
+    signer: ServerCertificateInput
+  }
+>
 
 /** `parley.v1.SenderCertificate` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface SenderCertificate {
@@ -134,7 +140,13 @@ export interface PrekeyMessage {
 }
 
 /** `parley.v1.PrekeyMessage` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
-export type PrekeyMessageInput = InputOf<PrekeyMessage, { message: RatchetMessageInput }>
+export type PrekeyMessageInput = InputOf<
+  PrekeyMessage,
+  {
+    /** `message` as the encoder takes it. */
+    message: RatchetMessageInput
+  }
+>
 
 /** `parley.v1.RatchetMessage` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface RatchetMessage {
@@ -324,7 +336,15 @@ export interface ServerHello {
 }
 
 /** `parley.v1.ServerHello` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
-export type ServerHelloInput = InputOf<ServerHello, { limits: LimitsInput; oprfKeys: OprfPublicKeyInput[] }>
+export type ServerHelloInput = InputOf<
+  ServerHello,
+  {
+    /** `limits` as the encoder takes it. */
+    limits: LimitsInput
+    /** `oprfKeys` as the encoder takes it. */
+    oprfKeys: OprfPublicKeyInput[]
+  }
+>
 
 /** `parley.v1.Limits` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface Limits {
@@ -402,7 +422,13 @@ export interface ActivationConfirm {
 }
 
 /** `parley.v1.ActivationConfirm` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
-export type ActivationConfirmInput = InputOf<ActivationConfirm, { prekeys: PrekeyUploadInput }>
+export type ActivationConfirmInput = InputOf<
+  ActivationConfirm,
+  {
+    /** `prekeys` as the encoder takes it. */
+    prekeys: PrekeyUploadInput
+  }
+>
 
 /** `parley.v1.Activated` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface Activated {
@@ -414,7 +440,13 @@ export interface Activated {
 }
 
 /** `parley.v1.Activated` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
-export type ActivatedInput = InputOf<Activated, { ownNumber: OprfEvaluatedInput }>
+export type ActivatedInput = InputOf<
+  Activated,
+  {
+    /** `ownNumber` as the encoder takes it. */
+    ownNumber: OprfEvaluatedInput
+  }
+>
 
 /** `parley.v1.Deactivate` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface Deactivate {
@@ -469,7 +501,13 @@ export interface AddressRebound {
 }
 
 /** `parley.v1.AddressRebound` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
-export type AddressReboundInput = InputOf<AddressRebound, { ownNumber: OprfEvaluatedInput }>
+export type AddressReboundInput = InputOf<
+  AddressRebound,
+  {
+    /** `ownNumber` as the encoder takes it. */
+    ownNumber: OprfEvaluatedInput
+  }
+>
 
 /** `parley.v1.RegistrationLockChallenge` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface RegistrationLockChallenge {
@@ -524,7 +562,13 @@ export interface MembershipResult {
 }
 
 /** `parley.v1.MembershipResult` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
-export type MembershipResultInput = InputOf<MembershipResult, { buckets: PrefixBucketInput[] }>
+export type MembershipResultInput = InputOf<
+  MembershipResult,
+  {
+    /** `buckets` as the encoder takes it. */
+    buckets: PrefixBucketInput[]
+  }
+>
 
 /** `parley.v1.PrefixBucket` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface PrefixBucket {
@@ -573,7 +617,19 @@ export interface PrekeyUpload {
 }
 
 /** `parley.v1.PrekeyUpload` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
-export type PrekeyUploadInput = InputOf<PrekeyUpload, { signedPrekey: SignedPrekeyInput; oneTimePrekeys: OneTimePrekeyInput[]; lastResortKemPrekey: KemPrekeyInput; oneTimeKemPrekeys: KemPrekeyInput[] }>
+export type PrekeyUploadInput = InputOf<
+  PrekeyUpload,
+  {
+    /** `signedPrekey` as the encoder takes it. */
+    signedPrekey: SignedPrekeyInput
+    /** `oneTimePrekeys` as the encoder takes it. */
+    oneTimePrekeys: OneTimePrekeyInput[]
+    /** `lastResortKemPrekey` as the encoder takes it. */
+    lastResortKemPrekey: KemPrekeyInput
+    /** `oneTimeKemPrekeys` as the encoder takes it. */
+    oneTimeKemPrekeys: KemPrekeyInput[]
+  }
+>
 
 /** `parley.v1.PrekeyUploaded` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface PrekeyUploaded {
@@ -604,7 +660,17 @@ export interface PrekeyBundle {
 }
 
 /** `parley.v1.PrekeyBundle` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
-export type PrekeyBundleInput = InputOf<PrekeyBundle, { signedPrekey: SignedPrekeyInput; oneTimePrekey: OneTimePrekeyInput; kemPrekey: KemPrekeyInput }>
+export type PrekeyBundleInput = InputOf<
+  PrekeyBundle,
+  {
+    /** `signedPrekey` as the encoder takes it. */
+    signedPrekey: SignedPrekeyInput
+    /** `oneTimePrekey` as the encoder takes it. */
+    oneTimePrekey: OneTimePrekeyInput
+    /** `kemPrekey` as the encoder takes it. */
+    kemPrekey: KemPrekeyInput
+  }
+>
 
 /** `parley.v1.PrekeyCountQuery` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface PrekeyCountQuery {
@@ -791,7 +857,13 @@ export interface Error {
 }
 
 /** `parley.v1.Error` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
-export type ErrorInput = InputOf<Error, { registrationLock: RegistrationLockChallengeInput }>
+export type ErrorInput = InputOf<
+  Error,
+  {
+    /** `registrationLock` as the encoder takes it. */
+    registrationLock: RegistrationLockChallengeInput
+  }
+>
 
 /** `parley.v1.SessionRecord` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface SessionRecord {
@@ -817,7 +889,17 @@ export interface SessionRecord {
 }
 
 /** `parley.v1.SessionRecord` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
-export type SessionRecordInput = InputOf<SessionRecord, { skippedChains: SkippedChainInput[]; pendingPrekey: PendingPrekeyInput; acceptedPrekey: PendingPrekeyInput }>
+export type SessionRecordInput = InputOf<
+  SessionRecord,
+  {
+    /** `skippedChains` as the encoder takes it. */
+    skippedChains: SkippedChainInput[]
+    /** `pendingPrekey` as the encoder takes it. */
+    pendingPrekey: PendingPrekeyInput
+    /** `acceptedPrekey` as the encoder takes it. */
+    acceptedPrekey: PendingPrekeyInput
+  }
+>
 
 /** `parley.v1.SkippedChain` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface SkippedChain {
