@@ -30,7 +30,8 @@ function startTimeOf(pid: number): string | null {
 
 /** Whether the process that wrote `record` still runs. */
 function holderAlive(record: LockRecord): boolean {
-  if (record.pid === process.pid) return false // our own pid: a previous run in this pid namespace (a container)
+  // Our own pid, in a lock this process does not hold: a previous run in this pid namespace (a container's pid 1).
+  if (record.pid === process.pid) return false
   try {
     process.kill(record.pid, 0)
   } catch (err) {
@@ -48,6 +49,9 @@ function readRecord(path: string): LockRecord | null {
   } catch {}
   return null
 }
+
+/** Lock files this process holds: a relay started twice in one process is refused too. */
+const held = new Set<string>()
 
 /** A held lock; {@link release} removes it. */
 export interface DataDirLock {
@@ -68,6 +72,9 @@ export interface DataDirLock {
 export function lockDataDir(dataDir: string): DataDirLock {
   const path = join(dataDir, LOCK_FILE)
   const mine: LockRecord = { pid: process.pid, started: startTimeOf(process.pid) }
+  if (held.has(path)) {
+    throw new ParleyError('CONFLICT', `another relay in this process is using the data directory ${dataDir}`)
+  }
   for (let attempt = 0; ; attempt++) {
     let fd: number
     try {
@@ -87,12 +94,14 @@ export function lockDataDir(dataDir: string): DataDirLock {
     }
     writeSync(fd, JSON.stringify(mine))
     closeSync(fd)
+    held.add(path)
     let released = false
     return {
       path,
       release() {
         if (released) return
         released = true
+        held.delete(path)
         if (readRecord(path)?.pid === process.pid) rmSync(path, { force: true })
       },
     }
