@@ -80,15 +80,17 @@ async function main(): Promise<void> {
     )
   }
   const log = createLogger(config.logLevel)
-  let relay: Awaited<ReturnType<typeof startRelay>>
-  try {
-    relay = await startRelay({ ...config, logger: log })
-  } catch (e) {
-    err(startFailure(e))
-    process.exit(1)
-  }
-  err(`parley-relay ${version()}: listening on ${relay.httpUrl}, data directory ${relay.config.dataDir}`)
+  let relay: Awaited<ReturnType<typeof startRelay>> | undefined
   let stopping = false
+  const close = (r: NonNullable<typeof relay>) =>
+    r.close().then(
+      () => process.exit(0),
+      (e) => {
+        log.error({ err: e }, 'shutdown failed')
+        process.exit(1)
+      },
+    )
+  // Installed before the start, so that a signal during it (its "relay listening" line is out) still shuts down.
   const stop = (signal: string) => {
     if (stopping) {
       log.warn({ signal }, 'second signal: exiting now')
@@ -96,21 +98,23 @@ async function main(): Promise<void> {
     }
     stopping = true
     log.info({ signal }, 'signal received')
-    relay.close().then(
-      () => process.exit(0),
-      (e) => {
-        log.error({ err: e }, 'shutdown failed')
-        process.exit(1)
-      },
-    )
+    if (relay !== undefined) void close(relay)
   }
+  process.on('SIGTERM', () => stop('SIGTERM'))
+  process.on('SIGINT', () => stop('SIGINT'))
+  try {
+    relay = await startRelay({ ...config, logger: log })
+  } catch (e) {
+    err(startFailure(e))
+    process.exit(1)
+  }
+  if (stopping) return void close(relay)
+  err(`parley-relay ${version()}: listening on ${relay.httpUrl}, data directory ${relay.config.dataDir}`)
   // SIGHUP: re-read oprf-keys.json now (after `parley-relay oprf rotate`) instead of at the next sweep.
   process.on('SIGHUP', () => {
     log.info({ signal: 'SIGHUP' }, 'reloading OPRF keys')
-    relay.reloadOprfKeys()
+    relay?.reloadOprfKeys()
   })
-  process.on('SIGTERM', () => stop('SIGTERM'))
-  process.on('SIGINT', () => stop('SIGINT'))
   process.on('uncaughtException', (e) => log.error({ err: e }, 'uncaught exception'))
   process.on('unhandledRejection', (e) => log.error({ err: e }, 'unhandled rejection'))
 }
