@@ -4,7 +4,7 @@
  * or reused by another process since, which then started later) is taken over, so a crash never blocks a restart.
  * @module
  */
-import { closeSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs'
+import { linkSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { ParleyError } from '@parley/protocol'
 
@@ -75,12 +75,23 @@ export function lockDataDir(dataDir: string): DataDirLock {
   if (held.has(path)) {
     throw new ParleyError('CONFLICT', `another relay in this process is using the data directory ${dataDir}`)
   }
+  // Written whole beside the lock and linked into place (atomic, refused if the lock exists), so that no reader
+  // ever sees a lock without its pid.
+  const draft = `${path}.${process.pid}.new`
+  writeFileSync(draft, JSON.stringify(mine), { mode: 0o600 })
+  try {
+    return takeLock(dataDir, path, draft)
+  } finally {
+    rmSync(draft, { force: true })
+  }
+}
+
+function takeLock(dataDir: string, path: string, draft: string): DataDirLock {
   for (let attempt = 0; ; attempt++) {
-    let fd: number
     try {
-      fd = openSync(path, 'wx', 0o600)
+      linkSync(draft, path)
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 0) throw err
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 2) throw err
       const holder = readRecord(path)
       if (holder !== null && holderAlive(holder)) {
         throw new ParleyError(
@@ -88,12 +99,24 @@ export function lockDataDir(dataDir: string): DataDirLock {
           `another relay (pid ${holder.pid}) is using the data directory ${dataDir}; stop it, or give this one its own --data-dir`,
         )
       }
-      // A lock whose holder is gone (or that is unreadable, e.g. cut short by a crash): take it over.
-      rmSync(path, { force: true })
+      // A lock whose holder is gone (or that is unreadable, e.g. cut short by a crash): take it over. Moved aside
+      // first (atomic), so that of two relays starting at once over it, the one that moves a lock the other has
+      // just taken puts it back instead of deleting it.
+      const aside = `${path}.${process.pid}.stale`
+      try {
+        renameSync(path, aside)
+      } catch {
+        continue // another process moved it first; try to create ours
+      }
+      const moved = readRecord(aside)
+      if (moved !== null && (moved.pid !== holder?.pid || moved.started !== holder?.started)) {
+        try {
+          linkSync(aside, path)
+        } catch {}
+      }
+      rmSync(aside, { force: true })
       continue
     }
-    writeSync(fd, JSON.stringify(mine))
-    closeSync(fd)
     held.add(path)
     let released = false
     return {

@@ -215,8 +215,9 @@ function listen(server: Server, port: number, host: string): Promise<number> {
  * Starts a relay.
  * @param options - configuration (defaults: DEFAULT_CONFIG) and optional port implementations
  * @returns the running relay once it is listening
- * @throws RangeError for an invalid configuration (or a development-only one without `dev`); the listen error
- *   of the client port or the metrics listener (e.g. EADDRINUSE)
+ * @throws RangeError for an invalid configuration (or a development-only one without `dev`); ParleyError
+ *   `UNAVAILABLE` when the data directory cannot be written, `CONFLICT` when another relay uses its SQLite data
+ *   directory (`relay.lock`); the listen error of the client port or the metrics listener (e.g. EADDRINUSE)
  * @example
  * const relay = await startRelay({ port: 0, dataDir: ':memory:', logLevel: 'silent', dev: true })
  * // ... connect to relay.url ...
