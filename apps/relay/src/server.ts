@@ -283,6 +283,7 @@ export async function startRelay(options: RelayOptions = {}): Promise<RunningRel
           url: config.webhookUrl,
           secret: config.webhookSecret,
           timeoutMs: config.webhookTimeoutMs,
+          onFailure: (reason) => log.warn({ reason }, 'webhook verifier call failed'),
         })
       : new ConsoleVerifier())
   if (verifier.name === 'console') {
