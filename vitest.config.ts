@@ -14,6 +14,15 @@ export default defineConfig({
       { find: '@parley/client', replacement: src('client') },
       { find: '@parley/node', replacement: src('node') },
       { find: '@parley/browser', replacement: src('browser') },
+      // The relay's exports point at its build (dist/) for the published package; tests run its sources.
+      {
+        find: /^@parley\/relay\/testing$/,
+        replacement: fileURLToPath(new URL('./apps/relay/testing/index.ts', import.meta.url)),
+      },
+      {
+        find: /^@parley\/relay$/,
+        replacement: fileURLToPath(new URL('./apps/relay/src/index.ts', import.meta.url)),
+      },
     ],
   },
   test: {

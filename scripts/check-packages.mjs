@@ -123,7 +123,8 @@ function checkReadme(where, dir, pkg) {
   const path = join(ROOT, dir, 'README.md')
   if (!existsSync(path)) return fail(where, 'has no README.md')
   const text = readFileSync(path, 'utf8')
-  if (!text.includes(`npm install ${pkg.name}`))
+  // A library is installed into an app, a server with a binary (the relay) globally: either line counts.
+  if (!text.includes(`npm install ${pkg.name}`) && !text.includes(`npm install -g ${pkg.name}`))
     fail(`${dir}/README.md`, `must show \`npm install ${pkg.name}\``)
   if (!/```(ts|js)\n[\s\S]*?from '@parley\//.test(text))
     fail(`${dir}/README.md`, 'must have a ts/js example that imports the package')
@@ -169,6 +170,8 @@ const SHIPPED = [
   /^LICENSE$/,
   /^CHANGELOG\.md$/,
   /^dist\/.+\.(js|d\.ts)(\.map)?$/,
+  // The relay's demo page, served from its build (apps/relay/scripts/copy-demo.mjs).
+  /^dist\/demo\/[^/]+\.(html|css)$/,
   /^src\/.+\.ts$/,
 ]
 
@@ -215,7 +218,13 @@ function checkTarball(where, dir, pkg) {
     }
   }
   const entries = new Set(
-    [pkg.main, pkg.types, ...exportTargets(pkg.exports).map((e) => e.target), ...bins].filter(Boolean),
+    // pnpm pack puts publishConfig's exports in the packed manifest (the relay's leave its workspace-only ones out).
+    [
+      pkg.main,
+      pkg.types,
+      ...exportTargets(pkg.publishConfig?.exports ?? pkg.exports).map((e) => e.target),
+      ...bins,
+    ].filter(Boolean),
   )
   for (const entry of entries) {
     const path = posix.normalize(entry)

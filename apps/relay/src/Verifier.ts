@@ -140,6 +140,20 @@ export interface WebhookVerifierOptions {
   fetch?: typeof fetch
   /** Clock for `webhook-timestamp` (ms since the epoch); tests move it. */
   now?: () => number
+  /**
+   * Told why a call failed (`answered 500`, `no answer within 10000 ms`, `unreachable (ECONNREFUSED)`): never the
+   * body or the URL's query, so never the number or the code. The relay logs it.
+   */
+  onFailure?: (reason: string) => void
+}
+
+/** Why a fetch failed, from its error's name and its cause's code only (its message may echo the request). */
+function fetchFailure(err: unknown, timeoutMs: number): string {
+  const e = err as { name?: unknown; cause?: { code?: unknown } }
+  if (e?.name === 'TimeoutError') return `no answer within ${timeoutMs} ms`
+  const code =
+    typeof e?.cause?.code === 'string' ? e.cause.code : typeof e?.name === 'string' ? e.name : 'error'
+  return `unreachable (${code.replace(/[^\w.-]/g, '')})`
 }
 
 /**
@@ -161,6 +175,7 @@ export class WebhookVerifier implements Verifier {
   readonly #timeoutMs: number
   readonly #fetch: typeof fetch
   readonly #now: () => number
+  readonly #onFailure: ((reason: string) => void) | undefined
 
   constructor(options: WebhookVerifierOptions) {
     if (!/^https?:\/\//.test(options.url)) throw new TypeError('webhook url must be http(s)')
@@ -169,6 +184,7 @@ export class WebhookVerifier implements Verifier {
     this.#timeoutMs = options.timeoutMs ?? 10_000
     this.#fetch = options.fetch ?? globalThis.fetch
     this.#now = options.now ?? Date.now
+    this.#onFailure = options.onFailure
   }
 
   async sendCode(request: VerificationRequest): Promise<void> {
@@ -213,6 +229,7 @@ export class WebhookVerifier implements Verifier {
         veto = new VerifierVeto(status, reason, retryAfterMs)
       } else await res.body?.cancel()
     } catch (err) {
+      this.#onFailure?.(fetchFailure(err, this.#timeoutMs))
       // The cause is dropped on purpose: fetch errors can echo the request.
       throw new ParleyError('UNAVAILABLE', 'the verification service is unreachable', {
         retryAfterMs: 30_000,
@@ -221,6 +238,7 @@ export class WebhookVerifier implements Verifier {
     }
     if (veto) throw veto
     if (status < 200 || status > 299) {
+      this.#onFailure?.(`answered ${status}`)
       throw new ParleyError('UNAVAILABLE', `the verification service answered ${status}`, {
         retryAfterMs: 30_000,
       })

@@ -31,6 +31,17 @@ const SECRET_KEYS = [
 export const REDACT_PATHS = SECRET_KEYS.flatMap((k) => [k, `*.${k}`, `*.*.${k}`])
 
 /**
+ * pino's error serializer, with an error's symbolic code (`EADDRINUSE`, `UNAVAILABLE`) kept as `errorCode`: under
+ * `code` it would be redacted like a verification code (six digits, which never look like this).
+ */
+function serializeError(err: Error): Record<string, unknown> {
+  const out = pino.stdSerializers.err(err) as unknown as Record<string, unknown>
+  if (typeof out.code === 'string' && /^[A-Z][A-Z0-9_]*$/.test(out.code)) out.errorCode = out.code
+  delete out.code
+  return out
+}
+
+/**
  * Creates the relay's logger.
  * @param level - pino level
  * @param destination - where lines go (default stdout)
@@ -41,7 +52,7 @@ export function createLogger(level: string, destination?: pino.DestinationStream
       level,
       base: { service: 'parley-relay' },
       redact: { paths: REDACT_PATHS, censor: '[redacted]' },
-      serializers: { err: pino.stdSerializers.err },
+      serializers: { err: serializeError },
     },
     destination ?? pino.destination({ fd: 1, sync: true }),
   )

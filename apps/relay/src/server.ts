@@ -5,12 +5,21 @@
  * @module
  */
 import { createHmac } from 'node:crypto'
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
+import {
+  accessSync,
+  constants,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  renameSync,
+  writeFileSync,
+} from 'node:fs'
+import { readFile } from 'node:fs/promises'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { join } from 'node:path'
+import { join, resolve } from 'node:path'
 import type { Duplex } from 'node:stream'
-import type { DemoFileName, DemoFiles } from '@parley/demo'
+import { ParleyError } from '@parley/protocol'
 import { type WebSocket, WebSocketServer } from 'ws'
 import { Activations } from './Activations.js'
 import { closeHeldConnections } from './admin/watch.js'
@@ -19,6 +28,7 @@ import { CloseCode } from './closeCodes.js'
 import { DEFAULT_CONFIG, metricsAddress, policies, type RelayConfig, validateConfig } from './config.js'
 import type { RelayContext } from './context.js'
 import { DiskGuard, statfsFree } from './DiskGuard.js'
+import { lockDataDir } from './dataDirLock.js'
 import { type Fanout, LocalFanout } from './Fanout.js'
 import { HeavyLane } from './internal/lane.js'
 import { networkOf } from './internal/network.js'
@@ -106,20 +116,35 @@ function clientIp(req: IncomingMessage, trustProxy: boolean): string {
   return req.socket.remoteAddress ?? 'unknown'
 }
 
-// ── Demo page (issue 6): `/` serves the demo page of @parley/demo (apps/demo), loaded on the first request
-// through its package name only. A fixed allowlist maps URL paths to its files, so no request path ever
-// reaches the file system and traversal is impossible. @parley/demo builds demo.js from its sources and the
-// browser SDK's when its dist/ is missing or stale, so `pnpm relay` needs no build step and never serves a stale
-// bundle. Without it (a relay deployed without the workspace), the demo page answers 503 and the rest of the
-// relay is unaffected.
+// ── Demo page (issue 6): `/` serves the demo page of @parley/demo (apps/demo). A fixed allowlist maps URL paths
+// to its files, so no request path ever reaches the file system and traversal is impossible. A built relay
+// (dist/, the published package) serves the copy its build put in dist/demo/. From the sources (`pnpm relay`), it
+// loads @parley/demo (a dev dependency, never published), which builds demo.js from its sources and the browser
+// SDK's when its dist/ is missing or stale, so `pnpm relay` needs no build step and never serves a stale bundle.
+// Without either, the demo page answers 503 and the rest of the relay is unaffected.
+type DemoFileName = 'index.html' | 'demo.js' | 'demo.css'
+type DemoFiles = Readonly<Record<DemoFileName, Buffer>>
 const DEMO_FILES: Readonly<Record<string, readonly [file: DemoFileName, type: string]>> = {
   '/': ['index.html', 'text/html; charset=utf-8'],
   '/demo.js': ['demo.js', 'text/javascript; charset=utf-8'],
   '/demo.css': ['demo.css', 'text/css; charset=utf-8'],
 }
+/** Where the build copies the demo page: `dist/demo/` beside `dist/server.js`. */
+const BUILT_DEMO = new URL('./demo/', import.meta.url)
+/** Named through a variable, so that the build neither bundles nor type-checks the private workspace package. */
+const DEMO_PACKAGE = '@parley/demo'
+async function loadDemoFiles(): Promise<DemoFiles> {
+  if (!import.meta.url.endsWith('.ts')) {
+    const read = (f: DemoFileName) => readFile(new URL(f, BUILT_DEMO))
+    const [html, js, css] = await Promise.all([read('index.html'), read('demo.js'), read('demo.css')])
+    return { 'index.html': html, 'demo.js': js, 'demo.css': css }
+  }
+  const demo = (await import(DEMO_PACKAGE)) as { demoFiles(): Promise<DemoFiles> }
+  return demo.demoFiles()
+}
 let demoFiles: Promise<DemoFiles> | undefined
 function demoFile(file: DemoFileName): Promise<Buffer> {
-  demoFiles ??= import('@parley/demo').then((demo) => demo.demoFiles())
+  demoFiles ??= loadDemoFiles()
   demoFiles.catch(() => (demoFiles = undefined)) // retry on the next request
   return demoFiles.then((files) => files[file])
 }
@@ -190,8 +215,9 @@ function listen(server: Server, port: number, host: string): Promise<number> {
  * Starts a relay.
  * @param options - configuration (defaults: DEFAULT_CONFIG) and optional port implementations
  * @returns the running relay once it is listening
- * @throws RangeError for an invalid configuration (or a development-only one without `dev`); the listen error
- *   of the client port or the metrics listener (e.g. EADDRINUSE)
+ * @throws RangeError for an invalid configuration (or a development-only one without `dev`); ParleyError
+ *   `UNAVAILABLE` when the data directory cannot be written, `CONFLICT` when another relay uses its SQLite data
+ *   directory (`relay.lock`); the listen error of the client port or the metrics listener (e.g. EADDRINUSE)
  * @example
  * const relay = await startRelay({ port: 0, dataDir: ':memory:', logLevel: 'silent', dev: true })
  * // ... connect to relay.url ...
@@ -225,11 +251,28 @@ export async function startRelay(options: RelayOptions = {}): Promise<RunningRel
     )
   }
   const inMemory = config.dataDir === ':memory:'
-  if (!inMemory && (!storeOpt || !oprfKeyring || !relayKeys))
-    mkdirSync(config.dataDir, { recursive: true, mode: 0o700 })
+  if (!inMemory) config.dataDir = resolve(config.dataDir)
+  if (!inMemory && (!storeOpt || !oprfKeyring || !relayKeys)) {
+    try {
+      mkdirSync(config.dataDir, { recursive: true, mode: 0o700 })
+      accessSync(config.dataDir, constants.W_OK)
+    } catch (err) {
+      const why = (err as NodeJS.ErrnoException).code ?? (err as Error).message
+      throw new ParleyError('UNAVAILABLE', `the data directory ${config.dataDir} is not writable (${why})`)
+    }
+    log.info({ dataDir: config.dataDir }, 'data directory')
+  }
 
   const given = typeof storeOpt === 'object' ? storeOpt : undefined
-  const scaleOut = await openScaleOut(config, { store: !given, fanout: !fanout, limiter: !limiter }, log)
+  // One relay per SQLite file; nodes that share a PostgreSQL store may share a data directory (its key files).
+  const lock = !inMemory && !given && config.store === 'sqlite' ? lockDataDir(config.dataDir) : undefined
+  let scaleOut: Awaited<ReturnType<typeof openScaleOut>>
+  try {
+    scaleOut = await openScaleOut(config, { store: !given, fanout: !fanout, limiter: !limiter }, log)
+  } catch (err) {
+    lock?.release()
+    throw err
+  }
   const store =
     given ?? scaleOut.store ?? new SqliteStore(inMemory ? ':memory:' : join(config.dataDir, 'relay.db'))
   const verifier =
@@ -239,6 +282,7 @@ export async function startRelay(options: RelayOptions = {}): Promise<RunningRel
           url: config.webhookUrl,
           secret: config.webhookSecret,
           timeoutMs: config.webhookTimeoutMs,
+          onFailure: (reason) => log.warn({ reason }, 'webhook verifier call failed'),
         })
       : new ConsoleVerifier())
   if (verifier.name === 'console') {
@@ -493,6 +537,7 @@ export async function startRelay(options: RelayOptions = {}): Promise<RunningRel
     await sweeping
     ctx.activations.clear()
     await Promise.allSettled([ctx.fanout.close(), ctx.limiter.close(), ctx.store.close(), scaleOut.close()])
+    lock?.release()
     // The listen error keeps its code (EADDRINUSE, EACCES); the message says which listener failed.
     if (err instanceof Error) err.message = `cannot listen on ${listening}: ${err.message}`
     throw err
@@ -502,7 +547,16 @@ export async function startRelay(options: RelayOptions = {}): Promise<RunningRel
   const httpUrl = baseUrl(config.host, port)
   const url = `${httpUrl.replace(/^http/, 'ws')}/v1/ws`
   log.info(
-    { port, host: config.host, url, metricsUrl, verifier: verifier.name, dev: config.dev, demo: config.demo },
+    {
+      port,
+      host: config.host,
+      url,
+      metricsUrl,
+      dataDir: config.dataDir,
+      verifier: verifier.name,
+      dev: config.dev,
+      demo: config.demo,
+    },
     'relay listening',
   )
 
@@ -537,6 +591,7 @@ export async function startRelay(options: RelayOptions = {}): Promise<RunningRel
       await ctx.limiter.close()
       await ctx.store.close()
       await scaleOut.close()
+      lock?.release()
       log.info('relay stopped')
     })()
     return closed

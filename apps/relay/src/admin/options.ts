@@ -104,12 +104,14 @@ export async function openStore(at: StoreLocation): Promise<Store> {
 
 /**
  * Runs an operator command as the CLI's first argument chose it, on the process's arguments, environment and
- * standard streams, and sets the exit code.
+ * standard streams.
  * @param command - the command
+ * @param args - the arguments after the command's name
+ * @returns the exit code
  * @example
- * if (process.argv[2] === 'admin') return runCommand(adminCommand)
+ * const COMMANDS = { admin: (args) => runCommand(adminCommand, args) }
  */
-export async function runCommand(command: OperatorCommand): Promise<void> {
+export async function runCommand(command: OperatorCommand, args: string[]): Promise<number> {
   const io: CommandIo = {
     out: (l) => process.stdout.write(`${l}\n`),
     err: (l) => process.stderr.write(`${l}\n`),
@@ -119,7 +121,7 @@ export async function runCommand(command: OperatorCommand): Promise<void> {
       return Buffer.concat(chunks).toString('utf8')
     },
   }
-  process.exitCode = await command(process.argv.slice(3), process.env, io)
+  return command(args, process.env, io)
 }
 
 /**
