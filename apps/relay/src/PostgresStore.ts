@@ -365,6 +365,51 @@ class Sealer {
   }
 }
 
+/**
+ * Inserts a whole `accounts` row, its values sealed by `s`: what activation writes for a new device and what the
+ * migration's import writes for each account.
+ */
+function insertAccount(
+  c: Tx,
+  s: Sealer,
+  deviceId: number,
+  keys: Parameters<Sealer['accountValues']>[1],
+  row: {
+    mailbox: { headSeq: number; count: number; bytes: number }
+    createdAtMs: number
+    lastActiveMs: number | null
+    deliveryVerifier: Uint8Array
+    keyId: Buffer
+  },
+) {
+  const v = s.accountValues(deviceId, keys)
+  return c.query(
+    `INSERT INTO accounts (address, device_id, identity_key, signed_prekey_id, signed_prekey,
+      signed_prekey_sig, kem_prekey_id, kem_prekey, kem_prekey_sig, mailbox_head_seq, mailbox_count, mailbox_bytes,
+      created_at_ms, number_commitment, delivery_verifier, key_id, last_active_ms)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)`,
+    [
+      s.address,
+      deviceId,
+      v.identityKey,
+      keys.signedPrekey.keyId,
+      v.signedPrekey,
+      v.signedPrekeySig,
+      keys.lastResortKemPrekey.keyId,
+      v.kemPrekey,
+      v.kemPrekeySig,
+      row.mailbox.headSeq,
+      row.mailbox.count,
+      row.mailbox.bytes,
+      row.createdAtMs,
+      v.numberCommitment,
+      s.seal('accounts.delivery_verifier', [deviceId], row.deliveryVerifier),
+      row.keyId,
+      row.lastActiveMs,
+    ],
+  )
+}
+
 /** PostgreSQL implementation of {@link port.Store | Store}. */
 export class PostgresStore implements port.Store {
   /**
@@ -835,35 +880,16 @@ export class PostgresStore implements port.Store {
         fresh.keyId,
         this.#wrap(address, fresh.keyId, fresh.raw),
       ])
-      const v = s.accountValues(deviceId, input)
-      const { mailbox } = kept
       // Two nodes registering a new address at once: the loser's INSERT raises 23505 and #tx retries it,
       // now finding (and replacing) the winner's row — the same outcome as two activations in sequence.
-      await c.query(
-        `INSERT INTO accounts (address, device_id, identity_key, signed_prekey_id, signed_prekey,
-          signed_prekey_sig, kem_prekey_id, kem_prekey, kem_prekey_sig, mailbox_head_seq, mailbox_count, mailbox_bytes,
-          created_at_ms, number_commitment, delivery_verifier, key_id, last_active_ms)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $13)`,
-        [
-          address,
-          deviceId,
-          v.identityKey,
-          input.signedPrekey.keyId,
-          v.signedPrekey,
-          v.signedPrekeySig,
-          input.lastResortKemPrekey.keyId,
-          v.kemPrekey,
-          v.kemPrekeySig,
-          mailbox.headSeq,
-          mailbox.count,
-          mailbox.bytes,
-          input.nowMs,
-          v.numberCommitment,
-          // Sealed even when empty: whether unidentified delivery is on is not in the clear either.
-          s.seal('accounts.delivery_verifier', [deviceId], new Uint8Array(0)),
-          fresh.keyId,
-        ],
-      )
+      await insertAccount(c, s, deviceId, input, {
+        mailbox: kept.mailbox,
+        createdAtMs: input.nowMs,
+        lastActiveMs: input.nowMs,
+        // Sealed even when empty: whether unidentified delivery is on is not in the clear either.
+        deliveryVerifier: new Uint8Array(0),
+        keyId: fresh.keyId,
+      })
       if (keptLock) {
         await c.query(
           'INSERT INTO registration_locks (address, key_id, lock, set_at_ms) VALUES ($1, $2, $3, $4)',
@@ -875,7 +901,7 @@ export class PostgresStore implements port.Store {
       return {
         deviceId,
         replacedDevice: old !== undefined,
-        restoredMessages: mailbox.count,
+        restoredMessages: kept.mailbox.count,
         retainedMessages: kept.retainedMessages,
       }
     }).finally(() => fresh.raw.fill(0))
@@ -1718,32 +1744,13 @@ export class PostgresStore implements port.Store {
         fresh.keyId,
         this.#wrap(address, fresh.keyId, fresh.raw),
       ])
-      const v = s.accountValues(a.deviceId, a)
-      await c.query(
-        `INSERT INTO accounts (address, device_id, identity_key, signed_prekey_id, signed_prekey,
-          signed_prekey_sig, kem_prekey_id, kem_prekey, kem_prekey_sig, mailbox_head_seq, mailbox_count, mailbox_bytes,
-          created_at_ms, number_commitment, delivery_verifier, key_id, last_active_ms)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)`,
-        [
-          address,
-          a.deviceId,
-          v.identityKey,
-          a.signedPrekey.keyId,
-          v.signedPrekey,
-          v.signedPrekeySig,
-          a.lastResortKemPrekey.keyId,
-          v.kemPrekey,
-          v.kemPrekeySig,
-          a.mailboxHeadSeq,
-          a.mailboxCount,
-          a.mailboxBytes,
-          a.createdAtMs,
-          v.numberCommitment,
-          s.seal('accounts.delivery_verifier', [a.deviceId], a.deliveryVerifier),
-          fresh.keyId,
-          a.lastActiveMs,
-        ],
-      )
+      await insertAccount(c, s, a.deviceId, a, {
+        mailbox: { headSeq: a.mailboxHeadSeq, count: a.mailboxCount, bytes: a.mailboxBytes },
+        createdAtMs: a.createdAtMs,
+        lastActiveMs: a.lastActiveMs,
+        deliveryVerifier: a.deliveryVerifier,
+        keyId: fresh.keyId,
+      })
       await this.#putKeys(c, s, a)
       let messages = 0
       for (const rows of a.mail()) {

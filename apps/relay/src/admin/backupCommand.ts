@@ -10,7 +10,7 @@ import { chmodSync, existsSync } from 'node:fs'
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
 import { SqliteStore } from '../SqliteStore.js'
-import { guarded, type OperatorCommand, parseArgs, UsageError } from './options.js'
+import { operatorCommand, parseArgs, UsageError } from './options.js'
 
 const USAGE = `Usage: parley-relay backup --to <file> [--data-dir <dir>]
   copies <dir>/relay.db (SQLite) to <file>, online and consistent while the relay runs; <file> must not exist.
@@ -26,42 +26,36 @@ The data directory defaults to PARLEY_DATA_DIR or ./.parley-data. For PostgreSQL
  * @example
  * await backupCommand(['--to', '/backups/relay-2026-01-01.db'], process.env, io) // 0
  */
-export const backupCommand: OperatorCommand = async (args, env, io) => {
-  if (args[0] === '--help') {
-    io.out(USAGE)
-    return 0
+export const backupCommand = operatorCommand('backup', USAGE, async (args, env, io) => {
+  const { flags, positional } = parseArgs(args, ['--to', '--data-dir', '--store'])
+  const to = flags.get('--to')
+  if (!to || positional.length > 0) throw new UsageError('give --to <file> and nothing else')
+  const store = flags.get('--store') ?? env.PARLEY_STORE
+  if (store && store !== 'sqlite')
+    throw new UsageError('backup copies a SQLite relay; use pg_dump for PostgreSQL')
+  const dataDir = flags.get('--data-dir') || env.PARLEY_DATA_DIR || './.parley-data'
+  const source = join(dataDir, 'relay.db')
+  if (!existsSync(source)) throw new Error(`no relay.db in ${dataDir} (pass --data-dir)`)
+  if (existsSync(to)) throw new Error(`${to} exists; back up to a new file`)
+  const db = new SqliteStore(source)
+  try {
+    await db.backupTo(to)
+  } finally {
+    await db.close()
   }
-  return guarded('backup', USAGE, io, async () => {
-    const { flags, positional } = parseArgs(args, ['--to', '--data-dir', '--store'])
-    const to = flags.get('--to')
-    if (!to || positional.length > 0) throw new UsageError('give --to <file> and nothing else')
-    const store = flags.get('--store') ?? env.PARLEY_STORE
-    if (store && store !== 'sqlite')
-      throw new UsageError('backup copies a SQLite relay; use pg_dump for PostgreSQL')
-    const dataDir = flags.get('--data-dir') || env.PARLEY_DATA_DIR || './.parley-data'
-    const source = join(dataDir, 'relay.db')
-    if (!existsSync(source)) throw new Error(`no relay.db in ${dataDir} (pass --data-dir)`)
-    if (existsSync(to)) throw new Error(`${to} exists; back up to a new file`)
-    const db = new SqliteStore(source)
-    try {
-      await db.backupTo(to)
-    } finally {
-      await db.close()
-    }
-    // Account keys and ciphertext: for the operator's eyes only.
-    chmodSync(to, 0o600)
-    const copy = new Database(to, { readonly: true })
-    try {
-      const check = copy.pragma('integrity_check', { simple: true })
-      if (check !== 'ok') throw new Error(`the copy in ${to} fails its integrity check`)
-      const count = (sql: string) => (copy.prepare(sql).get() as { n: number }).n
-      io.out(
-        `backed up ${count('SELECT count(*) AS n FROM accounts')} accounts and ` +
-          `${count('SELECT count(*) AS n FROM mailbox')} messages to ${to}`,
-      )
-    } finally {
-      copy.close()
-    }
-    return 0
-  })
-}
+  // Account keys and ciphertext: for the operator's eyes only.
+  chmodSync(to, 0o600)
+  const copy = new Database(to, { readonly: true })
+  try {
+    const check = copy.pragma('integrity_check', { simple: true })
+    if (check !== 'ok') throw new Error(`the copy in ${to} fails its integrity check`)
+    const count = (sql: string) => (copy.prepare(sql).get() as { n: number }).n
+    io.out(
+      `backed up ${count('SELECT count(*) AS n FROM accounts')} accounts and ` +
+        `${count('SELECT count(*) AS n FROM mailbox')} messages to ${to}`,
+    )
+  } finally {
+    copy.close()
+  }
+  return 0
+})

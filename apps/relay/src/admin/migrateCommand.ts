@@ -13,7 +13,7 @@ import { PostgresStore } from '../PostgresStore.js'
 import { SqliteStore } from '../SqliteStore.js'
 import { isPostgresUrl, redactUrl } from '../scaleOut.js'
 import { openStoreKeyFile } from '../storeKeyFile.js'
-import { guarded, type OperatorCommand, parseArgs, UsageError } from './options.js'
+import { operatorCommand, parseArgs, UsageError } from './options.js'
 
 const USAGE = `Usage: parley-relay migrate --from <data-dir> --to postgres://…[?schema=<name>]   (--data-dir = --from)
   copies every account (keys, prekeys, mail, gaps, registration locks, retained mail) and the operator's bans
@@ -31,42 +31,36 @@ const USAGE = `Usage: parley-relay migrate --from <data-dir> --to postgres://…
  * @example
  * await migrateCommand(['--from', './.parley-data', '--to', 'postgres://relay@db/parley'], process.env, io) // 0
  */
-export const migrateCommand: OperatorCommand = async (args, _env, io) => {
-  if (args[0] === '--help') {
-    io.out(USAGE)
-    return 0
+export const migrateCommand = operatorCommand('migrate', USAGE, async (args, _env, io) => {
+  const { flags, positional } = parseArgs(args, ['--from', '--data-dir', '--to'])
+  // --data-dir is --from under the relay's own name for it.
+  const from = flags.get('--from') ?? flags.get('--data-dir')
+  if (flags.has('--from') && flags.has('--data-dir') && flags.get('--from') !== flags.get('--data-dir')) {
+    throw new UsageError('--from and --data-dir name two directories; give one')
   }
-  return guarded('migrate', USAGE, io, async () => {
-    const { flags, positional } = parseArgs(args, ['--from', '--data-dir', '--to'])
-    // --data-dir is --from under the relay's own name for it.
-    const from = flags.get('--from') ?? flags.get('--data-dir')
-    if (flags.has('--from') && flags.has('--data-dir') && flags.get('--from') !== flags.get('--data-dir')) {
-      throw new UsageError('--from and --data-dir name two directories; give one')
-    }
-    const to = flags.get('--to')
-    if (!from || !to || positional.length > 0)
-      throw new UsageError('give --from <data-dir> and --to <postgres-url>')
-    if (!isPostgresUrl(to)) throw new UsageError('--to must be a postgres:// URL')
-    const path = join(from, 'relay.db')
-    if (!existsSync(path)) throw new Error(`no relay.db in ${from}`)
-    // Brings an older file to this relay's schema first (the read below is read-only).
-    await new SqliteStore(path).close()
-    const target = await PostgresStore.open({ url: to, storeKey: openStoreKeyFile(from), maxConnections: 2 })
+  const to = flags.get('--to')
+  if (!from || !to || positional.length > 0)
+    throw new UsageError('give --from <data-dir> and --to <postgres-url>')
+  if (!isPostgresUrl(to)) throw new UsageError('--to must be a postgres:// URL')
+  const path = join(from, 'relay.db')
+  if (!existsSync(path)) throw new Error(`no relay.db in ${from}`)
+  // Brings an older file to this relay's schema first (the read below is read-only).
+  await new SqliteStore(path).close()
+  const target = await PostgresStore.open({ url: to, storeKey: openStoreKeyFile(from), maxConnections: 2 })
+  try {
+    const snapshot = SqliteStore.openSnapshot(path)
     try {
-      const snapshot = SqliteStore.openSnapshot(path)
-      try {
-        const { accounts, messages } = await target.importSnapshot(snapshot)
-        io.out(
-          `moved ${accounts} accounts, ${messages} messages, ${snapshot.bans.length} bans and ` +
-            `${snapshot.revoked.length} revoked devices from ${path} to ${redactUrl(to)}`,
-        )
-        io.out(`now start the relay with --data-dir ${from} --store <the same URL>`)
-      } finally {
-        snapshot.close()
-      }
+      const { accounts, messages } = await target.importSnapshot(snapshot)
+      io.out(
+        `moved ${accounts} accounts, ${messages} messages, ${snapshot.bans.length} bans and ` +
+          `${snapshot.revoked.length} revoked devices from ${path} to ${redactUrl(to)}`,
+      )
+      io.out(`now start the relay with --data-dir ${from} --store <the same URL>`)
     } finally {
-      await target.close()
+      snapshot.close()
     }
-    return 0
-  })
-}
+  } finally {
+    await target.close()
+  }
+  return 0
+})

@@ -150,3 +150,26 @@ export async function guarded(
     return 1
   }
 }
+
+/**
+ * An operator command with one usage text: `--help` as its first argument prints the usage (exit 0); otherwise
+ * `body` runs {@link guarded}, so a usage mistake prints the usage (exit 2) and any other error its message (exit 1).
+ * @param name - the command's name, as typed after `parley-relay`
+ * @param usage - its usage text
+ * @param body - the command itself, on the arguments after its name
+ * @returns the command
+ * @example export const backupCommand = operatorCommand('backup', USAGE, async (args, env, io) => 0)
+ */
+export function operatorCommand(
+  name: string,
+  usage: string,
+  body: (args: string[], env: NodeJS.ProcessEnv, io: CommandIo) => Promise<number>,
+): OperatorCommand {
+  return async (args, env, io) => {
+    if (args[0] === '--help') {
+      io.out(usage)
+      return 0
+    }
+    return guarded(name, usage, io, () => body(args, env, io))
+  }
+}
