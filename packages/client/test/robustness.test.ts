@@ -1,7 +1,7 @@
 // Engine edges an app runs into: an 'error' listener that throws, iterators ended by an abort signal, the order
 // of history within one millisecond, and acks still queued when the app closes the client.
 import { afterEach, describe, expect, it, vi } from 'vitest'
-import { ALICE, BOB, collect, world } from './harness.js'
+import { aliceAndBob, BOB, collect, world } from './harness.js'
 
 afterEach(() => vi.restoreAllMocks())
 
@@ -40,9 +40,7 @@ describe('engine robustness', () => {
   })
 
   it('removes its abort listener when the iteration ends another way', async () => {
-    const { relay, activated } = world()
-    const alice = await activated(ALICE)
-    const bob = await activated(BOB)
+    const { relay, alice, bob } = await aliceAndBob()
     const controller = new AbortController()
     const remove = vi.spyOn(controller.signal, 'removeEventListener')
     const it = bob.messages({ signal: controller.signal })
@@ -58,9 +56,7 @@ describe('engine robustness', () => {
   })
 
   it('drops what was queued when aborted, and sees nothing after', async () => {
-    const { relay, activated } = world()
-    const alice = await activated(ALICE)
-    const bob = await activated(BOB)
+    const { relay, alice, bob } = await aliceAndBob()
     const controller = new AbortController()
     const it = bob.messages({ signal: controller.signal })
     await alice.send(BOB, 'queued')
@@ -74,9 +70,7 @@ describe('engine robustness', () => {
 
   it('keeps history in the order the relay received messages, within one millisecond too', async () => {
     // The manual clock does not move: every message is received in the same millisecond.
-    const { relay, activated } = world()
-    const alice = await activated(ALICE)
-    const bob = await activated(BOB)
+    const { relay, alice, bob } = await aliceAndBob()
     const texts = Array.from({ length: 24 }, (_, i) => `message ${i}`)
     for (const t of texts) await alice.send(BOB, t)
     await relay.settle()
@@ -87,9 +81,7 @@ describe('engine robustness', () => {
   })
 
   it('sends the acks still queued when the app closes, so the relay does not redeliver', async () => {
-    const { relay, activated } = world()
-    const alice = await activated(ALICE)
-    const bob = await activated(BOB)
+    const { relay, alice, bob } = await aliceAndBob()
     const seen = collect(bob, 'message')
     for (const t of ['a', 'b', 'c']) await alice.send(BOB, t)
     await relay.settle()
