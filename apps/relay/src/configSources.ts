@@ -249,3 +249,37 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv = {}
   if (loaded.problems.length > 0) throw new RangeError(loaded.problems.join('\n'))
   return loaded.config
 }
+
+/**
+ * The relay's store location (`dataDir`, `store`) as an operator subcommand needs it: the defaults, then the
+ * config file (`configFile`, else `PARLEY_CONFIG`), then the environment, then `flags` — the relay's own
+ * precedence — without checking the rest of a configuration the subcommand does not use.
+ * @param flags - the subcommand's own `--data-dir` / `--store`, when given
+ * @param configFile - its `--config`, when given
+ * @param env - the environment
+ * @param io - how files are read (default the file system)
+ * @returns where the relay keeps its data
+ * @throws RangeError when the config file cannot be read, or a location value in it or the environment is malformed
+ * @example const { dataDir, store } = storeSettings({}, 'parley.toml', process.env)
+ */
+export function storeSettings(
+  flags: { dataDir?: string | undefined; store?: string | undefined },
+  configFile: string | undefined,
+  env: NodeJS.ProcessEnv,
+  io: ConfigIo = fsIo,
+): { dataDir: string; store: string } {
+  const config = { ...DEFAULT_CONFIG } as RelayConfig
+  const problems: string[] = []
+  const location = (settings: Setting[]) =>
+    settings.filter((s) => s.opt.key === 'dataDir' || s.opt.key === 'store')
+  const file = configFile || env[CONFIG_ENV] || undefined
+  if (file !== undefined) {
+    const settings = fromFile(file, io, problems)
+    // Only an unreadable file matters here; the relay's `config check` reports the rest.
+    problems.splice(0, problems.length, ...problems.filter((p) => p.startsWith(`config file ${file}`)))
+    apply(config, location(settings), io, problems)
+  }
+  apply(config, location(fromEnv(env)), io, problems)
+  if (problems.length > 0) throw new RangeError(problems.join('\n'))
+  return { dataDir: flags.dataDir || config.dataDir, store: flags.store || config.store }
+}

@@ -6,6 +6,7 @@
  */
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
+import { storeSettings } from './configSources.js'
 import { OprfKeyring } from './OprfKeyring.js'
 
 const UNITS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }
@@ -24,12 +25,13 @@ export function parseDuration(text: string): number {
 }
 
 const USAGE = `Usage:
-  parley-relay oprf rotate [--grace <duration>] [--data-dir <dir>]
+  parley-relay oprf rotate [--grace <duration>] [--data-dir <dir>] [--config <parley.toml>]
       starts a new OPRF key epoch; the previous key is still served for the grace period (default 30d), while
       every device moves its account to its address under the new key. Then deleted.
-  parley-relay oprf status [--data-dir <dir>]
+  parley-relay oprf status [--data-dir <dir>] [--config <parley.toml>]
       lists the key epochs in the file
-Durations: 30d, 12h, 90m, 45s. The data directory defaults to PARLEY_DATA_DIR or ./.parley-data.
+Durations: 30d, 12h, 90m, 45s. The data directory is the relay's: --data-dir, PARLEY_DATA_DIR, dataDir in the
+config file (--config, PARLEY_CONFIG), else ./.parley-data.
 Running relays on the same file switch at their next sweep, or at once on SIGHUP.`
 
 /**
@@ -45,14 +47,16 @@ export function oprfCommand(
 ): number {
   const [sub, ...rest] = args
   let graceMs = 30 * UNITS.d!
-  let dataDir = env.PARLEY_DATA_DIR || './.parley-data'
+  let dataDirFlag: string | undefined
+  let configFile: string | undefined
   for (let i = 0; i < rest.length; i++) {
     const a = rest[i]!
     const [flag, inline] = a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a]
     const value = () => inline ?? rest[++i] ?? ''
     try {
       if (flag === '--grace' && sub === 'rotate') graceMs = parseDuration(value())
-      else if (flag === '--data-dir') dataDir = value()
+      else if (flag === '--data-dir') dataDirFlag = value()
+      else if (flag === '--config') configFile = value()
       else throw new RangeError(`unknown option ${flag}`)
     } catch (e) {
       err(`parley-relay oprf: ${(e as Error).message}`)
@@ -63,6 +67,13 @@ export function oprfCommand(
   if (sub !== 'rotate' && sub !== 'status') {
     err(USAGE)
     return sub === undefined || sub === '--help' ? 0 : 2
+  }
+  let dataDir: string
+  try {
+    dataDir = storeSettings({ dataDir: dataDirFlag }, configFile, env).dataDir
+  } catch (e) {
+    err(`parley-relay oprf: ${(e as Error).message}`)
+    return 2
   }
   if (!existsSync(join(dataDir, 'oprf-keys.json'))) {
     err(`parley-relay oprf: no oprf-keys.json in ${dataDir} (start the relay once, or pass --data-dir)`)

@@ -1,7 +1,7 @@
 // `parley-relay admin` in process, on a SQLite data directory: a number read from standard input (`-`) is found
 // under each served OPRF key and never printed; junk is refused with a usage error; nothing is created where
 // there is no relay.
-import { existsSync } from 'node:fs'
+import { existsSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { addressFromToken, numberToOprfInput, oprfEvaluate } from '@parley/protocol'
 import { describe, expect, it } from 'vitest'
@@ -74,5 +74,29 @@ describe('parley-relay admin (in process)', () => {
     expect((await run(['stats'], env)).text).toMatch(/no relay\.db/)
     expect(existsSync(join(dir, 'relay.db'))).toBe(false)
     expect(existsSync(join(dir, 'oprf-keys.json'))).toBe(false)
+  })
+
+  it('finds the data directory in the relay config file, below PARLEY_DATA_DIR and --data-dir', async () => {
+    const dir = tempDir()
+    const elsewhere = tempDir()
+    const store = new SqliteStore(join(dir, 'relay.db'))
+    await register(store, new Uint8Array(32).fill(7))
+    await store.close()
+    const config = join(tempDir(), 'parley.toml')
+    writeFileSync(config, `data-dir = ${JSON.stringify(dir)}\nport = 8787\n`)
+    const accounts = /^accounts 1 /m
+    expect((await run(['stats', '--config', config], {})).text).toMatch(accounts)
+    expect((await run(['stats'], { PARLEY_CONFIG: config })).text).toMatch(accounts)
+    // The environment and the flag win over the file, as for the relay itself.
+    expect((await run(['stats', '--config', config], { PARLEY_DATA_DIR: elsewhere })).text).toMatch(
+      /no relay\.db/,
+    )
+    expect((await run(['stats', '--config', config, '--data-dir', elsewhere], {})).text).toMatch(
+      /no relay\.db/,
+    )
+    // A config file that cannot be read is a usage error, not a silent default.
+    const missing = await run(['stats', '--config', join(elsewhere, 'nope.toml')], {})
+    expect(missing.code).toBe(2)
+    expect(missing.text).toMatch(/cannot read it/)
   })
 })

@@ -70,6 +70,17 @@ describe('the OPRF key file', () => {
     expect(run(['frobnicate']).code).toBe(2)
   })
 
+  it("finds the key file through the relay's config file (--config), below --data-dir", () => {
+    const dir = mkdtempSync(join(tmpdir(), 'parley-oprf-'))
+    OprfKeyring.open(dir)
+    const config = join(mkdtempSync(join(tmpdir(), 'parley-oprf-config-')), 'parley.toml')
+    writeFileSync(config, `data-dir = ${JSON.stringify(dir)}\n`)
+    expect(run(['status', '--config', config]).out).toContain('key 1: created')
+    const empty = mkdtempSync(join(tmpdir(), 'parley-oprf-'))
+    expect(run(['status', '--config', config, '--data-dir', empty]).code).toBe(1)
+    expect(run(['status', '--config', join(empty, 'missing.toml')])).toMatchObject({ code: 2 })
+  })
+
   it('parses durations', () => {
     expect(parseDuration('30d')).toBe(30 * 86_400_000)
     expect(parseDuration('12h')).toBe(12 * 3_600_000)

@@ -10,12 +10,13 @@ import { chmodSync, existsSync } from 'node:fs'
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
 import { SqliteStore } from '../SqliteStore.js'
-import { operatorCommand, parseArgs, UsageError } from './options.js'
+import { operatorCommand, parseArgs, STORE_FLAGS, storeLocation, UsageError } from './options.js'
 
-const USAGE = `Usage: parley-relay backup --to <file> [--data-dir <dir>]
+const USAGE = `Usage: parley-relay backup --to <file> [--data-dir <dir>] [--config <parley.toml>]
   copies <dir>/relay.db (SQLite) to <file>, online and consistent while the relay runs; <file> must not exist.
   oprf-keys.json and relay-keys.json are not in the copy: keep them with your secrets (apps/relay/README.md).
-The data directory defaults to PARLEY_DATA_DIR or ./.parley-data. For PostgreSQL use pg_dump.`
+The data directory is the relay's: --data-dir, PARLEY_DATA_DIR, dataDir in the config file, else ./.parley-data.
+For PostgreSQL use pg_dump.`
 
 /**
  * Runs `parley-relay backup`.
@@ -27,13 +28,11 @@ The data directory defaults to PARLEY_DATA_DIR or ./.parley-data. For PostgreSQL
  * await backupCommand(['--to', '/backups/relay-2026-01-01.db'], process.env, io) // 0
  */
 export const backupCommand = operatorCommand('backup', USAGE, async (args, env, io) => {
-  const { flags, positional } = parseArgs(args, ['--to', '--data-dir', '--store'])
+  const { flags, positional } = parseArgs(args, ['--to', ...STORE_FLAGS])
   const to = flags.get('--to')
   if (!to || positional.length > 0) throw new UsageError('give --to <file> and nothing else')
-  const store = flags.get('--store') ?? env.PARLEY_STORE
-  if (store && store !== 'sqlite')
-    throw new UsageError('backup copies a SQLite relay; use pg_dump for PostgreSQL')
-  const dataDir = flags.get('--data-dir') || env.PARLEY_DATA_DIR || './.parley-data'
+  const { dataDir, store } = storeLocation(flags, env)
+  if (store !== 'sqlite') throw new UsageError('backup copies a SQLite relay; use pg_dump for PostgreSQL')
   const source = join(dataDir, 'relay.db')
   if (!existsSync(source)) throw new Error(`no relay.db in ${dataDir} (pass --data-dir)`)
   if (existsSync(to)) throw new Error(`${to} exists; back up to a new file`)

@@ -6,6 +6,7 @@
  */
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
+import { storeSettings } from '../configSources.js'
 import { PostgresStore } from '../PostgresStore.js'
 import { SqliteStore } from '../SqliteStore.js'
 import type { Store } from '../Store.js'
@@ -58,24 +59,35 @@ export function parseArgs(args: readonly string[], known: readonly string[]): Pa
   return { flags, positional }
 }
 
-/** The relay's store options, as the relay reads them. */
+/** The relay's store options, as the relay reads them (flags, then `PARLEY_*`, then the `--config` file). */
 export interface StoreLocation {
-  /** `--data-dir`, `PARLEY_DATA_DIR`, default `./.parley-data`. */
+  /** `--data-dir`, `PARLEY_DATA_DIR`, `data-dir` in the config file; default `./.parley-data`. */
   dataDir: string
   /** `--store`, `PARLEY_STORE`, default `sqlite` (`<dataDir>/relay.db`); or `postgres://…`. */
   store: string
 }
 
 /** The flags of {@link StoreLocation}. */
-export const STORE_FLAGS = ['--data-dir', '--store'] as const
+export const STORE_FLAGS = ['--data-dir', '--store', '--config'] as const
 
 /**
- * The store location from the flags, else the environment, else the relay's defaults.
- * @throws UsageError for a `--store` that is neither `sqlite` nor a PostgreSQL URL
+ * The store location from the flags, else the environment, else the relay's config file (`--config`,
+ * `PARLEY_CONFIG`), else the relay's defaults.
+ * @throws UsageError for a `--store` that is neither `sqlite` nor a PostgreSQL URL, or a config file that cannot
+ *   be read
  */
 export function storeLocation(flags: Map<string, string>, env: NodeJS.ProcessEnv): StoreLocation {
-  const dataDir = flags.get('--data-dir') || env.PARLEY_DATA_DIR || './.parley-data'
-  const store = flags.get('--store') || env.PARLEY_STORE || 'sqlite'
+  let at: { dataDir: string; store: string }
+  try {
+    at = storeSettings(
+      { dataDir: flags.get('--data-dir'), store: flags.get('--store') },
+      flags.get('--config'),
+      env,
+    )
+  } catch (e) {
+    throw new UsageError((e as Error).message)
+  }
+  const { dataDir, store } = at
   if (store !== 'sqlite' && !isPostgresUrl(store)) {
     throw new UsageError('--store must be sqlite or a postgres:// URL')
   }
