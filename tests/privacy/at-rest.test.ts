@@ -29,7 +29,15 @@ import { describeWith, probePostgres } from '../../apps/relay/test/conformance/s
 import { recordingTransport } from '../../packages/client/src/testing/recordingTransport.js'
 import { CodeInbox, clientDir, type Relay, startRelay, until } from '../contract/harness.js'
 import { generateNumbers } from './numbers.js'
-import { bytesNeedles, describeHits, type Needle, NeedleSet, NumberScanner, textNeedles } from './scan.js'
+import {
+  bytesNeedles,
+  describeHits,
+  type Needle,
+  NeedleSet,
+  NumberScanner,
+  textNeedles,
+  withinDigitRun,
+} from './scan.js'
 
 const ACCOUNTS = 20
 const DEACTIVATED = 10 // accounts 0..9
@@ -235,6 +243,11 @@ function atRestScan(store: string, engine: () => Promise<Engine>): void {
   })
 
   /** Every place any of the numbers used, a code, or a text is found in `sources`. */
+  // A verification code's UTF-8 digits inside a longer digit run (quotas.json's millisecond timestamps, seen
+  // twice in CI: 'quotas.json@978: code 6 (utf8)') are chance, not the code; see withinDigitRun.
+  const CODE_DIGITS = 6
+  const isCodeText = (label: string) => label.startsWith('code ') && label.endsWith('(utf8)')
+
   function findSecrets(sources: Iterable<Source>): string[] {
     const scanner = new NumberScanner([...numbers, ...strangers])
     const textNeedleList = texts.flatMap((t, i) => textNeedles(`text ${i}`, t))
@@ -260,7 +273,12 @@ function atRestScan(store: string, engine: () => Promise<Engine>): void {
           scanner.scan(data, name).filter((h) => h.bits >= minBits(h)),
           20,
         ),
-        ...describeHits(needles.scan(data, name), 20),
+        ...describeHits(
+          needles
+            .scan(data, name)
+            .filter((h) => !(isCodeText(h.label) && withinDigitRun(data, h.offset, CODE_DIGITS))),
+          20,
+        ),
       )
     }
     return out

@@ -1,7 +1,7 @@
 // The scanners must find what they look for, or the audits built on them prove nothing.
 import { createHash, randomBytes } from 'node:crypto'
 import { describe, expect, it } from 'vitest'
-import { bytesNeedles, NeedleSet, NumberScanner, textNeedles } from './scan.js'
+import { bytesNeedles, NeedleSet, NumberScanner, textNeedles, withinDigitRun } from './scan.js'
 
 /** `length` pseudo-random bytes, the same on every run: SHA-256(seed ‖ counter) blocks. */
 function noise(seed: number, length: number): Uint8Array {
@@ -136,6 +136,21 @@ describe('NeedleSet', () => {
       expect(set.scan(withPlanted(bytes), 'f').map((h) => h.label)).toContain(label)
     }
     expect(set.scan(noise(99, 64 * 1024))).toEqual([])
+  })
+
+  it('tells a code written out from the same digits inside a timestamp', () => {
+    const enc = (s: string) => new Uint8Array(Buffer.from(s))
+    const set = new NeedleSet(textNeedles('code', '483920'))
+    const hitsIn = (text: string) => {
+      const data = enc(text)
+      return set.scan(data, 'f').filter((h) => !withinDigitRun(data, h.offset, 6))
+    }
+    expect(hitsIn('{"code":"483920"}')).toHaveLength(1)
+    expect(hitsIn('code=483920 sent')).toHaveLength(1)
+    expect(hitsIn('483920')).toHaveLength(1)
+    expect(hitsIn('{"at":1764839205512}')).toHaveLength(0) // …483920… inside a millisecond timestamp
+    expect(hitsIn('{"n":4839201}')).toHaveLength(0)
+    expect(hitsIn('{"n":94839201}')).toHaveLength(0)
   })
 
   it('refuses needles too short to search for without false alarms', () => {

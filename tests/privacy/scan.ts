@@ -103,6 +103,16 @@ export function textNeedles(label: string, text: string): Needle[] {
   ]
 }
 
+/**
+ * Whether the `length` bytes at `offset` are part of a longer run of ASCII digits. A 6-digit verification code
+ * found as text inside a 13-digit millisecond timestamp or a counter is chance (each such number holds eight
+ * 6-digit windows), not the code: a code written out stands between non-digits (`"code":"483920"`, `=483920 `).
+ */
+export function withinDigitRun(data: Uint8Array, offset: number, length: number): boolean {
+  const digit = (i: number) => i >= 0 && i < data.length && data[i]! >= 0x30 && data[i]! <= 0x39
+  return digit(offset - 1) || digit(offset + length)
+}
+
 /** Needles for a binary value: raw, and as lower- and upper-case hex and base64 text. */
 export function bytesNeedles(label: string, value: Uint8Array): Needle[] {
   const hex = Buffer.from(value).toString('hex')
