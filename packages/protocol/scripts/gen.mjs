@@ -7,6 +7,7 @@ import { execFileSync } from 'node:child_process'
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import protobuf from 'protobufjs'
 
 const pkg = join(dirname(fileURLToPath(import.meta.url)), '..')
 const protoRoot = join(pkg, '..', '..', 'proto')
@@ -138,6 +139,33 @@ ${table.join('\n')}
     return input ? `${d.type}Input` : d.type
   }
   const pascal = (s) => s[0].toUpperCase() + s.slice(1)
+  // The `//` comment above each message and field of parley.v1, which the JSON descriptor drops: parsed again
+  // from each file, keyed `Message` and `Message.camelCaseField`.
+  const comments = new Map()
+  for (const file of files) {
+    const { root } = protobuf.parse(readFileSync(file, 'utf8'), {
+      alternateCommentMode: true,
+      keepCase: true,
+    })
+    const v1 = root.lookup('parley.v1')
+    for (const t of v1?.nestedArray ?? []) {
+      if (!(t instanceof protobuf.Type)) continue
+      if (t.comment) comments.set(t.name, t.comment)
+      for (const f of t.fieldsArray)
+        if (f.comment) comments.set(`${t.name}.${protobuf.util.camelCase(f.name)}`, f.comment)
+    }
+  }
+  // A JSDoc block of `lines` (a proto comment may span several), indented by `pad`.
+  const jsdoc = (lines, pad) => {
+    const all = lines.flatMap((l) => l.split('\n')).map((l) => l.trimEnd().replaceAll('*/', '*\\/'))
+    return all.length === 1
+      ? `${pad}/** ${all[0]} */`
+      : `${pad}/**\n${all.map((l) => `${pad} *${l ? ` ${l}` : ''}`).join('\n')}\n${pad} */`
+  }
+  const fieldDoc = (name, f, pad) => {
+    const c = comments.get(`${name}.${f}`)
+    return c ? `${jsdoc([c], pad)}\n` : ''
+  }
   const out = [
     header,
     '/**',
@@ -180,11 +208,12 @@ ${table.join('\n')}
       const many = d.rule === 'repeated'
       const optional =
         !many && (d.options?.proto3_optional === true || (!scalarTs[d.type] && !types[d.type]?.values))
-      return `  ${f}${optional ? '?' : ''}: ${tsOf(d, false)}${many ? '[]' : ''}`
+      return `${fieldDoc(name, f, '  ')}  ${f}${optional ? '?' : ''}: ${tsOf(d, false)}${many ? '[]' : ''}`
     })
     const fieldsById = Object.entries(t.fields).sort(([, a], [, b]) => a.id - b.id)
     const input = fieldsById.map(
-      ([f, d]) => `  ${f}?: ${tsOf(d, true)}${d.rule === 'repeated' ? '[]' : ''} | null`,
+      ([f, d]) =>
+        `${fieldDoc(name, f, '  ')}  ${f}?: ${tsOf(d, true)}${d.rule === 'repeated' ? '[]' : ''} | null`,
     )
     // Message-typed fields, whose input type is not their decoded one: the rest of an input is `InputOf` the
     // decoded message's own fields.
@@ -192,12 +221,14 @@ ${table.join('\n')}
       .filter(([, d]) => tsOf(d, true) !== tsOf(d, false))
       .map(
         ([f, d]) =>
-          `    /** \`${f}\` as the encoder takes it. */\n    ${f}: ${tsOf(d, true)}${d.rule === 'repeated' ? '[]' : ''}`,
+          `${jsdoc([comments.get(`${name}.${f}`), `\`${f}\` as the encoder takes it.`].filter(Boolean), '    ')}\n    ${f}: ${tsOf(d, true)}${d.rule === 'repeated' ? '[]' : ''}`,
       )
     const doc = `\`parley.v1.${name}\``
     const unions = []
     for (const [o, { oneof }] of real) {
-      const members = oneof.map((f) => `  ${f}: ${tsOf(t.fields[f], false)}`).join('\n')
+      const members = oneof
+        .map((f) => `${fieldDoc(name, f, '  ')}  ${f}: ${tsOf(t.fields[f], false)}`)
+        .join('\n')
       const union = `${name}${pascal(o)}`
       out.push(
         `/** The members of ${doc}'s oneof \`${o}\`, by name. */`,
@@ -211,7 +242,13 @@ ${table.join('\n')}
     }
     const base = `{\n${decoded.join('\n')}\n}`
     out.push(
-      `/** ${doc} as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */`,
+      jsdoc(
+        [
+          comments.get(name),
+          `${doc} as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.`,
+        ].filter(Boolean),
+        '',
+      ),
       unions.length === 0
         ? `export interface ${name} ${base}`
         : `export type ${name} = ${base} & ${unions.join(' & ')}`,

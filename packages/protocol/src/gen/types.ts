@@ -19,11 +19,18 @@ export type InputOf<M, Nested extends { [K in keyof M]?: unknown } = {}> = {
   [K in keyof M]?: (K extends keyof Nested ? Nested[K] : M[K]) | null
 }
 
-/** `parley.v1.SealedEnvelope` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
+/**
+ * What the relay stores and forwards. Sealed-sender style: the sender's identity is inside `ciphertext`.
+ * `parley.v1.SealedEnvelope` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
+ */
 export interface SealedEnvelope {
+  /** Format version; 1 is X25519 + HKDF-SHA-256 + ChaCha20-Poly1305. */
   version: number
+  /** Fresh X25519 public key of the sender for this envelope only (32 bytes). */
   ephemeralKey: Uint8Array
+  /** The sender's Ed25519 identity key, encrypted under the ephemeral-static secret (32 + 16 bytes). */
   encryptedSenderKey: Uint8Array
+  /** SealedContent, encrypted under the static-static secret, so opening it proves who sent it. */
   ciphertext: Uint8Array
 }
 
@@ -39,31 +46,60 @@ export interface SealedContentMessageMembers {
 /** `parley.v1.SealedContent`'s oneof `message` with one member set. */
 export type SealedContentMessage = OneOf<'message', SealedContentMessageMembers>
 
-/** `parley.v1.SealedContent` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
+/**
+ * The plaintext of SealedEnvelope.ciphertext.
+ * `parley.v1.SealedContent` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
+ */
 export type SealedContent = {
+  /** Sender's 32-byte account address. */
   senderAddress: Uint8Array
   senderDeviceId: number
+  /** Sender's Ed25519 identity key; equal to the one authenticated by the envelope. */
   senderIdentityKey: Uint8Array
+  /**
+   * An encoded SenderCertificate from the relay. The recipient refuses the message unless it chains to the
+   * pinned trust root, was valid when the relay received the message, names exactly the identity key that
+   * opened the envelope, and names sender_address and sender_device_id above.
+   */
   senderCertificate: Uint8Array
+  /**
+   * The sender's own number (E.164) and the 32-byte salt that opens the certificate's number_commitment; both
+   * empty when the sender does not state its number. A wrong opening refuses the message.
+   */
   senderNumber: string
   senderNumberSalt: Uint8Array
 } & (SealedContentMessage | NoneOf<'message', SealedContentMessageMembers>)
 
 /** `parley.v1.SealedContent` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
 export interface SealedContentInput {
+  /** Sender's 32-byte account address. */
   senderAddress?: Uint8Array | null
   senderDeviceId?: number | null
+  /** Sender's Ed25519 identity key; equal to the one authenticated by the envelope. */
   senderIdentityKey?: Uint8Array | null
   prekeyMessage?: PrekeyMessageInput | null
   ratchetMessage?: RatchetMessageInput | null
+  /**
+   * An encoded SenderCertificate from the relay. The recipient refuses the message unless it chains to the
+   * pinned trust root, was valid when the relay received the message, names exactly the identity key that
+   * opened the envelope, and names sender_address and sender_device_id above.
+   */
   senderCertificate?: Uint8Array | null
+  /**
+   * The sender's own number (E.164) and the 32-byte salt that opens the certificate's number_commitment; both
+   * empty when the sender does not state its number. A wrong opening refuses the message.
+   */
   senderNumber?: string | null
   senderNumberSalt?: Uint8Array | null
 }
 
-/** `parley.v1.ServerCertificateBody` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
+/**
+ * A short-lived relay signing key, certified by the relay's trust root (ServerHello.trust_root).
+ * `parley.v1.ServerCertificateBody` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
+ */
 export interface ServerCertificateBody {
   keyId: number
+  /** Ed25519 public key (32 bytes). */
   publicKey: Uint8Array
   expiresAtMs: number
 }
@@ -73,18 +109,26 @@ export type ServerCertificateBodyInput = InputOf<ServerCertificateBody>
 
 /** `parley.v1.ServerCertificate` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface ServerCertificate {
+  /** An encoded ServerCertificateBody, kept as bytes so the signed bytes are exactly the received ones. */
   body: Uint8Array
+  /** Ed25519 signature by the trust root over "parley/v1/server-certificate" ‖ body. */
   signature: Uint8Array
 }
 
 /** `parley.v1.ServerCertificate` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
 export type ServerCertificateInput = InputOf<ServerCertificate>
 
-/** `parley.v1.OprfKeyCertificateBody` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
+/**
+ * One OPRF key epoch, certified by the relay's trust root: clients use no OPRF key that is not.
+ * `parley.v1.OprfKeyCertificateBody` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
+ */
 export interface OprfKeyCertificateBody {
   keyId: number
+  /** ristretto255 element (32 bytes). */
   publicKey: Uint8Array
+  /** When the epoch started. */
   validFromMs: number
+  /** 0 while the key is current; after a rotation, the end of its grace period (re-certified then). */
   validUntilMs: number
 }
 
@@ -93,20 +137,28 @@ export type OprfKeyCertificateBodyInput = InputOf<OprfKeyCertificateBody>
 
 /** `parley.v1.OprfKeyCertificate` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface OprfKeyCertificate {
+  /** An encoded OprfKeyCertificateBody, kept as the exact signed bytes. */
   body: Uint8Array
+  /** Ed25519 signature by the trust root over "parley/v1/oprf-key" ‖ body. */
   signature: Uint8Array
 }
 
 /** `parley.v1.OprfKeyCertificate` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
 export type OprfKeyCertificateInput = InputOf<OprfKeyCertificate>
 
-/** `parley.v1.SenderCertificateBody` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
+/**
+ * What the relay vouches for about a sending device (after Signal's sealed-sender certificates).
+ * `parley.v1.SenderCertificateBody` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
+ */
 export interface SenderCertificateBody {
   address: Uint8Array
   deviceId: number
+  /** The device's Ed25519 identity key (32 bytes). */
   identityKey: Uint8Array
   expiresAtMs: number
+  /** SHA-256("parley/v1/number-commitment" ‖ salt ‖ E.164), fixed at activation; empty if the account has none. */
   numberCommitment: Uint8Array
+  /** The signing key's certificate. */
   signer?: ServerCertificate
 }
 
@@ -114,28 +166,41 @@ export interface SenderCertificateBody {
 export type SenderCertificateBodyInput = InputOf<
   SenderCertificateBody,
   {
-    /** `signer` as the encoder takes it. */
+    /**
+     * The signing key's certificate.
+     * `signer` as the encoder takes it.
+     */
     signer: ServerCertificateInput
   }
 >
 
 /** `parley.v1.SenderCertificate` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface SenderCertificate {
+  /** An encoded SenderCertificateBody. */
   body: Uint8Array
+  /** Ed25519 signature by the signer key over "parley/v1/sender-certificate" ‖ body. */
   signature: Uint8Array
 }
 
 /** `parley.v1.SenderCertificate` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
 export type SenderCertificateInput = InputOf<SenderCertificate>
 
-/** `parley.v1.PrekeyMessage` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
+/**
+ * The PQXDH initial message (Signal PQXDH §3.3), sent until the responder has answered.
+ * `parley.v1.PrekeyMessage` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
+ */
 export interface PrekeyMessage {
+  /** Initiator's Ed25519 identity key (IK_A; its X25519 form is used for DH). */
   identityKey: Uint8Array
+  /** Initiator's X25519 ephemeral key (EK_A, the "base key"). */
   baseKey: Uint8Array
   signedPrekeyId: number
+  /** Present when the bundle had a one-time X25519 prekey. */
   oneTimePrekeyId?: number
   kemPrekeyId: number
+  /** ML-KEM-768 ciphertext (1088 bytes). */
   kemCiphertext: Uint8Array
+  /** The first Double Ratchet message(s) of the session. */
   message?: RatchetMessage
 }
 
@@ -143,16 +208,26 @@ export interface PrekeyMessage {
 export type PrekeyMessageInput = InputOf<
   PrekeyMessage,
   {
-    /** `message` as the encoder takes it. */
+    /**
+     * The first Double Ratchet message(s) of the session.
+     * `message` as the encoder takes it.
+     */
     message: RatchetMessageInput
   }
 >
 
-/** `parley.v1.RatchetMessage` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
+/**
+ * One Double Ratchet message (Signal Double Ratchet §3.4): header fields + AEAD ciphertext of a padded Content.
+ * `parley.v1.RatchetMessage` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
+ */
 export interface RatchetMessage {
+  /** Sender's current X25519 ratchet public key (32 bytes). */
   ratchetKey: Uint8Array
+  /** Message number in the sending chain (N). */
   counter: number
+  /** Number of messages in the previous sending chain (PN). */
   previousCounter: number
+  /** ChaCha20-Poly1305 ciphertext and tag. */
   ciphertext: Uint8Array
 }
 
@@ -162,29 +237,48 @@ export type RatchetMessageInput = InputOf<RatchetMessage>
 /** The members of `parley.v1.Content`'s oneof `body`, by name. */
 export interface ContentBodyMembers {
   text: string
+  /** Application-defined bytes. */
   data: Uint8Array
 }
 
 /** `parley.v1.Content`'s oneof `body` with one member set. */
 export type ContentBody = OneOf<'body', ContentBodyMembers>
 
-/** `parley.v1.Content` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
+/**
+ * The plaintext of a RatchetMessage, padded so its length is a multiple of 160 bytes.
+ * `parley.v1.Content` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
+ */
 export type Content = {
+  /** 16 random bytes chosen by the sender; the receiver delivers each id once. */
   messageId: Uint8Array
   sentAtMs: number
+  /**
+   * Superseded by SealedContent.sender_number and its certified commitment: no longer sent, and ignored when
+   * received (a claim here proves nothing).
+   */
   senderNumber: string
+  /** The sender's 32-byte delivery token: lets the recipient send back by UnidentifiedSend. */
   deliveryToken: Uint8Array
+  /** Zero bytes; always the last field, sized to reach the next bucket. */
   padding: Uint8Array
 } & (ContentBody | NoneOf<'body', ContentBodyMembers>)
 
 /** `parley.v1.Content` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
 export interface ContentInput {
+  /** 16 random bytes chosen by the sender; the receiver delivers each id once. */
   messageId?: Uint8Array | null
   sentAtMs?: number | null
   text?: string | null
+  /** Application-defined bytes. */
   data?: Uint8Array | null
+  /**
+   * Superseded by SealedContent.sender_number and its certified commitment: no longer sent, and ignored when
+   * received (a claim here proves nothing).
+   */
   senderNumber?: string | null
+  /** The sender's 32-byte delivery token: lets the recipient send back by UnidentifiedSend. */
   deliveryToken?: Uint8Array | null
+  /** Zero bytes; always the last field, sized to reach the next bucket. */
   padding?: Uint8Array | null
 }
 
@@ -226,11 +320,13 @@ export type ClientFrameBody = OneOf<'body', ClientFrameBodyMembers>
 
 /** `parley.v1.ClientFrame` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export type ClientFrame = {
+  /** Chosen by the client, unique per connection, echoed in the response. 0 is not a valid id. */
   requestId: number
 } & (ClientFrameBody | NoneOf<'body', ClientFrameBodyMembers>)
 
 /** `parley.v1.ClientFrame` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
 export interface ClientFrameInput {
+  /** Chosen by the client, unique per connection, echoed in the response. 0 is not a valid id. */
   requestId?: number | null
   hello?: HelloInput | null
   authenticate?: AuthenticateInput | null
@@ -284,11 +380,13 @@ export type ServerFrameBody = OneOf<'body', ServerFrameBodyMembers>
 
 /** `parley.v1.ServerFrame` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export type ServerFrame = {
+  /** Echo of the request's id; 0 on a push (Delivery, MailboxGap) and on a connection-level Error. */
   requestId: number
 } & (ServerFrameBody | NoneOf<'body', ServerFrameBodyMembers>)
 
 /** `parley.v1.ServerFrame` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
 export interface ServerFrameInput {
+  /** Echo of the request's id; 0 on a push (Delivery, MailboxGap) and on a connection-level Error. */
   requestId?: number | null
   serverHello?: ServerHelloInput | null
   error?: ErrorInput | null
@@ -314,7 +412,10 @@ export interface ServerFrameInput {
   addressRebound?: AddressReboundInput | null
 }
 
-/** `parley.v1.Hello` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
+/**
+ * First frame on every connection. The relay answers ServerHello, or Error UNSUPPORTED for an unknown major.
+ * `parley.v1.Hello` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
+ */
 export interface Hello {
   protocolMajor: number
   protocolMinor: number
@@ -328,10 +429,21 @@ export interface ServerHello {
   protocolMajor: number
   protocolMinor: number
   limits?: Limits
+  /** Current OPRF key first; during a rotation's grace period the previous epoch follows. */
   oprfKeys: OprfPublicKey[]
+  /** 32 random bytes, fresh per connection; signed in Authenticate. */
   authNonce: Uint8Array
   serverTimeMs: number
+  /**
+   * The relay's long-term Ed25519 trust root (32 bytes). Clients pin it at first use (or are given it); it
+   * certifies the short-lived keys that sign sender certificates (e2e.proto ServerCertificate).
+   */
   trustRoot: Uint8Array
+  /**
+   * Proof of work an ActivationStart on this connection must carry: leading zero bits of
+   * SHA-256("parley/v1/activation-pow" ‖ auth_nonce ‖ UTF-8(phone_number) ‖ pow_solution). 0: none. The relay
+   * raises it under load, so that every SMS a botnet makes it send costs CPU.
+   */
   activationPowBits: number
 }
 
@@ -341,18 +453,25 @@ export type ServerHelloInput = InputOf<
   {
     /** `limits` as the encoder takes it. */
     limits: LimitsInput
-    /** `oprfKeys` as the encoder takes it. */
+    /**
+     * Current OPRF key first; during a rotation's grace period the previous epoch follows.
+     * `oprfKeys` as the encoder takes it.
+     */
     oprfKeys: OprfPublicKeyInput[]
   }
 >
 
-/** `parley.v1.Limits` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
+/**
+ * Relay limits, announced so that clients can refuse locally what the relay would refuse.
+ * `parley.v1.Limits` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
+ */
 export interface Limits {
   maxFrameBytes: number
   maxEnvelopeBytes: number
   maxDiscoveryBatch: number
   maxMailboxMessages: number
   messageTtlSeconds: number
+  /** Bits of an address sent in a MembershipQuery (k-anonymity; default 16). */
   membershipPrefixBits: number
   maxPrekeysPerUpload: number
 }
@@ -362,16 +481,25 @@ export type LimitsInput = InputOf<Limits>
 
 /** `parley.v1.OprfPublicKey` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface OprfPublicKey {
+  /** Epoch of the key; the client pins (key_id, public_key) at first use. */
   keyId: number
+  /** ristretto255 element, 32 bytes (RFC 9497 §4.1). */
   publicKey: Uint8Array
+  /** 0 while current; otherwise the end of this epoch's grace period. */
   retireAtMs: number
+  /** An encoded OprfKeyCertificate (e2e.proto) naming this key id and public key, signed by the trust root. */
   certificate: Uint8Array
 }
 
 /** `parley.v1.OprfPublicKey` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
 export type OprfPublicKeyInput = InputOf<OprfPublicKey>
 
-/** `parley.v1.Authenticate` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
+/**
+ * Signed by the device's Ed25519 identity key over
+ * "parley/v1/auth" ‖ trust_root (ServerHello) ‖ auth_nonce ‖ address ‖ device_id (u32 big-endian): the trust
+ * root binds the signature to this relay, so another relay cannot pass it on.
+ * `parley.v1.Authenticate` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
+ */
 export interface Authenticate {
   address: Uint8Array
   deviceId: number
@@ -383,16 +511,23 @@ export type AuthenticateInput = InputOf<Authenticate>
 
 /** `parley.v1.Authenticated` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface Authenticated {
+  /** Highest mailbox sequence number the relay has assigned to this device so far. */
   mailboxHeadSeq: number
 }
 
 /** `parley.v1.Authenticated` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
 export type AuthenticatedInput = InputOf<Authenticated>
 
-/** `parley.v1.ActivationStart` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
+/**
+ * Opt-in: the only frame that carries a phone number, the user's own, to be handed to the verifier.
+ * `parley.v1.ActivationStart` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
+ */
 export interface ActivationStart {
+  /** E.164, the activating user's own number. Held in relay memory for the code's lifetime only. */
   phoneNumber: string
+  /** Must be true: the user agreed to activate. The relay refuses the frame otherwise. */
   consent: boolean
+  /** Solves ServerHello.activation_pow_bits for this connection (at most 32 bytes); empty when it is 0. */
   powSolution: Uint8Array
 }
 
@@ -401,6 +536,7 @@ export type ActivationStartInput = InputOf<ActivationStart>
 
 /** `parley.v1.ActivationStarted` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface ActivationStarted {
+  /** Random handle for the pending activation (16 bytes); the confirm refers to it, not to the number. */
   activationId: Uint8Array
   expiresInSeconds: number
   attemptsLeft: number
@@ -412,12 +548,29 @@ export type ActivationStartedInput = InputOf<ActivationStarted>
 /** `parley.v1.ActivationConfirm` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface ActivationConfirm {
   activationId: Uint8Array
+  /** The six-digit code the verifier delivered (digits only). */
   code: string
+  /** Ed25519 public identity key of this device (32 bytes). */
   identityKey: Uint8Array
+  /** Identity signature over "parley/v1/activate" ‖ activation_id ‖ identity_key: proves possession. */
   identitySignature: Uint8Array
+  /** Initial prekeys; must include a signed prekey and a last-resort KEM prekey. */
   prekeys?: PrekeyUpload
+  /**
+   * 32 random bytes chosen by the device. The relay stores only SHA-256("parley/v1/number-commitment" ‖ salt ‖
+   * number) for the address, certifies it in sender certificates and forgets the salt; the device opens the
+   * commitment to the recipients of its messages, inside the end-to-end ciphertext.
+   */
   numberSalt: Uint8Array
+  /**
+   * The device's own number, blinded (RFC 9497, 32 bytes, under the current OPRF key): the relay evaluates it in
+   * Activated.own_number, outside any discovery quota, so the device can check the address it is given.
+   */
   blindedNumber: Uint8Array
+  /**
+   * When the account has a registration lock: scrypt(PIN, salt, N = 2^log_n, r = 8, p = 1, 32 bytes), with the
+   * salt and log_n of the Error's RegistrationLockChallenge. Empty otherwise.
+   */
   registrationLockProof: Uint8Array
 }
 
@@ -425,17 +578,29 @@ export interface ActivationConfirm {
 export type ActivationConfirmInput = InputOf<
   ActivationConfirm,
   {
-    /** `prekeys` as the encoder takes it. */
+    /**
+     * Initial prekeys; must include a signed prekey and a last-resort KEM prekey.
+     * `prekeys` as the encoder takes it.
+     */
     prekeys: PrekeyUploadInput
   }
 >
 
 /** `parley.v1.Activated` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface Activated {
+  /** OPRF-derived address of the account (32 bytes): HKDF-SHA512(Finalize(number), "parley/v1/address"). */
   address: Uint8Array
+  /** Replaces any earlier device of the same address; sessions with the old one end. */
   deviceId: number
+  /** True when an earlier device of this address was replaced (the safety number changes). */
   replacedDevice: boolean
+  /** The evaluation of ActivationConfirm.blinded_number, with its proof; absent when none was sent. */
   ownNumber?: OprfEvaluated
+  /**
+   * Unread messages kept from a replaced device of this number whose identity key is this device's (it activated
+   * again with its own key, e.g. taking the number back after a takeover): they are in this device's mailbox,
+   * under their old sequence numbers. A replaced device's mail is never handed to another identity key.
+   */
   restoredMessages: number
 }
 
@@ -443,12 +608,19 @@ export interface Activated {
 export type ActivatedInput = InputOf<
   Activated,
   {
-    /** `ownNumber` as the encoder takes it. */
+    /**
+     * The evaluation of ActivationConfirm.blinded_number, with its proof; absent when none was sent.
+     * `ownNumber` as the encoder takes it.
+     */
     ownNumber: OprfEvaluatedInput
   }
 >
 
-/** `parley.v1.Deactivate` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
+/**
+ * Erases the account: address, keys, prekeys, pending mail. Authenticated only. Abuse counters stay, under a
+ * keyed hash, until they have refilled.
+ * `parley.v1.Deactivate` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
+ */
 export interface Deactivate {
 
 }
@@ -464,10 +636,21 @@ export interface Deactivated {
 /** `parley.v1.Deactivated` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
 export type DeactivatedInput = InputOf<Deactivated>
 
-/** `parley.v1.SetRegistrationLock` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
+/**
+ * Push, just before the relay closes a device's connections for good (close code 4001): the number was
+ * activated on another device (which took the account over), or the account was deactivated.
+ * Authenticated only. Sets, replaces or (with an empty verifier) clears the account's registration lock: a later
+ * activation of the number on another device must then prove the PIN (ActivationConfirm.registration_lock_proof)
+ * until the account has been inactive for the relay's lapse period. The PIN never reaches the relay; the verifier
+ * is a slow salted hash of it.
+ * `parley.v1.SetRegistrationLock` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
+ */
 export interface SetRegistrationLock {
+  /** 16 random bytes chosen by the device. */
   salt: Uint8Array
+  /** scrypt cost: N = 2^log_n (14–17), r = 8, p = 1. */
   logN: number
+  /** SHA-256("parley/v1/registration-lock" ‖ scrypt(PIN, salt)), 32 bytes; empty clears the lock. */
   verifier: Uint8Array
 }
 
@@ -482,11 +665,27 @@ export interface RegistrationLockSet {
 /** `parley.v1.RegistrationLockSet` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
 export type RegistrationLockSetInput = InputOf<RegistrationLockSet>
 
-/** `parley.v1.RebindAddress` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
+/**
+ * Authenticated only. After an OPRF key rotation (a new current key in ServerHello.oprf_keys), moves this account
+ * to its address under the current key, where contacts who discover the number under that key will look. The
+ * device opens the number commitment the relay certified at activation (number and salt); the relay checks it,
+ * evaluates the number under the current key itself, moves the account with its keys, mail and lock, and keeps
+ * the number in memory for this request only (never stored or logged). Answered AddressRebound, FORBIDDEN when the
+ * opening does not match the commitment, CONFLICT when key_id is not the current key or another account already
+ * holds the new address.
+ * `parley.v1.RebindAddress` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
+ */
 export interface RebindAddress {
+  /** E.164, the account's own number: the second and last time it reaches the relay, after ActivationStart. */
   phoneNumber: string
+  /** The salt of ActivationConfirm.number_salt. */
   numberSalt: Uint8Array
+  /** The current key id, as announced in ServerHello. */
   keyId: number
+  /**
+   * The number, blinded under key_id (32 bytes, optional): evaluated in AddressRebound.own_number so the device
+   * can check the new address against the pinned key.
+   */
   blindedNumber: Uint8Array
 }
 
@@ -495,8 +694,10 @@ export type RebindAddressInput = InputOf<RebindAddress>
 
 /** `parley.v1.AddressRebound` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface AddressRebound {
+  /** The account's address under key_id. */
   address: Uint8Array
   keyId: number
+  /** The evaluation of RebindAddress.blinded_number, with its proof; absent when none was sent. */
   ownNumber?: OprfEvaluated
 }
 
@@ -504,16 +705,25 @@ export interface AddressRebound {
 export type AddressReboundInput = InputOf<
   AddressRebound,
   {
-    /** `ownNumber` as the encoder takes it. */
+    /**
+     * The evaluation of RebindAddress.blinded_number, with its proof; absent when none was sent.
+     * `ownNumber` as the encoder takes it.
+     */
     ownNumber: OprfEvaluatedInput
   }
 >
 
-/** `parley.v1.RegistrationLockChallenge` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
+/**
+ * With Error REGISTRATION_LOCKED, answering an ActivationConfirm whose code was right: what the device needs to
+ * prove the PIN. The activation stays pending (same code) until it expires.
+ * `parley.v1.RegistrationLockChallenge` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
+ */
 export interface RegistrationLockChallenge {
   salt: Uint8Array
   logN: number
+  /** PIN guesses left now; 0 means none until retry_after_ms (or until the lock lapses). */
   attemptsLeft: number
+  /** When the lock lapses if the account stays inactive, in ms from now. */
   lapsesInMs: number
 }
 
@@ -522,15 +732,21 @@ export type RegistrationLockChallengeInput = InputOf<RegistrationLockChallenge>
 
 /** `parley.v1.DeviceReplaced` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface DeviceReplaced {
+  /** True when the account was deactivated (erased); false when another device activated the number. */
   erased: boolean
 }
 
 /** `parley.v1.DeviceReplaced` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
 export type DeviceReplacedInput = InputOf<DeviceReplaced>
 
-/** `parley.v1.OprfEvaluate` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
+/**
+ * RFC 9497 VOPRF BlindEvaluateBatch over ristretto255-SHA512. Authenticated only; rate-limited per account and
+ * per source network.
+ * `parley.v1.OprfEvaluate` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
+ */
 export interface OprfEvaluate {
   keyId: number
+  /** Serialized blinded elements (32 bytes each). */
   blindedElements: Uint8Array[]
 }
 
@@ -540,16 +756,22 @@ export type OprfEvaluateInput = InputOf<OprfEvaluate>
 /** `parley.v1.OprfEvaluated` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface OprfEvaluated {
   keyId: number
+  /** In request order (32 bytes each). */
   evaluatedElements: Uint8Array[]
+  /** One batch DLEQ proof c ‖ s (64 bytes), RFC 9497 §2.2.1. */
   proof: Uint8Array
 }
 
 /** `parley.v1.OprfEvaluated` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
 export type OprfEvaluatedInput = InputOf<OprfEvaluated>
 
-/** `parley.v1.MembershipQuery` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
+/**
+ * k-anonymous membership: only the first prefix_bits bits of each address are sent.
+ * `parley.v1.MembershipQuery` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
+ */
 export interface MembershipQuery {
   prefixBits: number
+  /** ceil(prefix_bits / 8) bytes each; unused trailing bits are zero. */
   prefixes: Uint8Array[]
 }
 
@@ -558,6 +780,7 @@ export type MembershipQueryInput = InputOf<MembershipQuery>
 
 /** `parley.v1.MembershipResult` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface MembershipResult {
+  /** One bucket per distinct queried prefix, in request order. */
   buckets: PrefixBucket[]
 }
 
@@ -565,7 +788,10 @@ export interface MembershipResult {
 export type MembershipResultInput = InputOf<
   MembershipResult,
   {
-    /** `buckets` as the encoder takes it. */
+    /**
+     * One bucket per distinct queried prefix, in request order.
+     * `buckets` as the encoder takes it.
+     */
     buckets: PrefixBucketInput[]
   }
 >
@@ -573,13 +799,17 @@ export type MembershipResultInput = InputOf<
 /** `parley.v1.PrefixBucket` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface PrefixBucket {
   prefix: Uint8Array
+  /** Every registered address under the prefix; the client matches its own locally. */
   addresses: Uint8Array[]
 }
 
 /** `parley.v1.PrefixBucket` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
 export type PrefixBucketInput = InputOf<PrefixBucket>
 
-/** `parley.v1.SignedPrekey` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
+/**
+ * X25519 prekey signed by the identity key over "parley/v1/signed-prekey" ‖ key_id (u32 BE) ‖ public_key.
+ * `parley.v1.SignedPrekey` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
+ */
 export interface SignedPrekey {
   keyId: number
   publicKey: Uint8Array
@@ -598,7 +828,10 @@ export interface OneTimePrekey {
 /** `parley.v1.OneTimePrekey` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
 export type OneTimePrekeyInput = InputOf<OneTimePrekey>
 
-/** `parley.v1.KemPrekey` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
+/**
+ * ML-KEM-768 encapsulation key signed by the identity key over "parley/v1/kem-prekey" ‖ key_id (u32 BE) ‖ public_key.
+ * `parley.v1.KemPrekey` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
+ */
 export interface KemPrekey {
   keyId: number
   publicKey: Uint8Array
@@ -608,7 +841,10 @@ export interface KemPrekey {
 /** `parley.v1.KemPrekey` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
 export type KemPrekeyInput = InputOf<KemPrekey>
 
-/** `parley.v1.PrekeyUpload` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
+/**
+ * Adds one-time prekeys; replaces the signed prekey and the last-resort KEM prekey when present.
+ * `parley.v1.PrekeyUpload` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
+ */
 export interface PrekeyUpload {
   signedPrekey?: SignedPrekey
   oneTimePrekeys: OneTimePrekey[]
@@ -640,7 +876,10 @@ export interface PrekeyUploaded {
 /** `parley.v1.PrekeyUploaded` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
 export type PrekeyUploadedInput = InputOf<PrekeyUploaded>
 
-/** `parley.v1.PrekeyBundleQuery` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
+/**
+ * Fetching a bundle consumes one one-time prekey and one one-time KEM prekey (else the last-resort one).
+ * `parley.v1.PrekeyBundleQuery` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
+ */
 export interface PrekeyBundleQuery {
   address: Uint8Array
 }
@@ -654,6 +893,7 @@ export interface PrekeyBundle {
   deviceId: number
   identityKey: Uint8Array
   signedPrekey?: SignedPrekey
+  /** Absent when the account has run out of one-time prekeys. */
   oneTimePrekey?: OneTimePrekey
   kemPrekey?: KemPrekey
   kemPrekeyIsLastResort: boolean
@@ -665,7 +905,10 @@ export type PrekeyBundleInput = InputOf<
   {
     /** `signedPrekey` as the encoder takes it. */
     signedPrekey: SignedPrekeyInput
-    /** `oneTimePrekey` as the encoder takes it. */
+    /**
+     * Absent when the account has run out of one-time prekeys.
+     * `oneTimePrekey` as the encoder takes it.
+     */
     oneTimePrekey: OneTimePrekeyInput
     /** `kemPrekey` as the encoder takes it. */
     kemPrekey: KemPrekeyInput
@@ -689,18 +932,27 @@ export interface PrekeyCount {
 /** `parley.v1.PrekeyCount` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
 export type PrekeyCountInput = InputOf<PrekeyCount>
 
-/** `parley.v1.SendMessage` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
+/**
+ * A sealed envelope for one recipient device. The relay stores recipient, envelope and arrival time only.
+ * `parley.v1.SendMessage` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
+ */
 export interface SendMessage {
   recipientAddress: Uint8Array
+  /** Must be the recipient's current device, else CONFLICT (fetch a new bundle). */
   recipientDeviceId: number
+  /** 16 random bytes chosen by the sender; a resend with the same id is stored once. */
   messageId: Uint8Array
+  /** Sealed envelope (see e2e.proto); the sender's identity is inside it, never beside it. */
   envelope: Uint8Array
 }
 
 /** `parley.v1.SendMessage` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
 export type SendMessageInput = InputOf<SendMessage>
 
-/** `parley.v1.MessageAccepted` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
+/**
+ * Sent only after the message is durably in the recipient's mailbox.
+ * `parley.v1.MessageAccepted` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
+ */
 export interface MessageAccepted {
   messageId: Uint8Array
 }
@@ -708,7 +960,10 @@ export interface MessageAccepted {
 /** `parley.v1.MessageAccepted` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
 export type MessageAcceptedInput = InputOf<MessageAccepted>
 
-/** `parley.v1.Delivery` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
+/**
+ * Pushed (request_id 0) to the recipient for every mailbox entry, in sequence order.
+ * `parley.v1.Delivery` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
+ */
 export interface Delivery {
   seq: number
   messageId: Uint8Array
@@ -719,7 +974,10 @@ export interface Delivery {
 /** `parley.v1.Delivery` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
 export type DeliveryInput = InputOf<Delivery>
 
-/** `parley.v1.AckMessages` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
+/**
+ * Deletes delivered entries; only the mailbox owner's own sequence numbers count.
+ * `parley.v1.AckMessages` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
+ */
 export interface AckMessages {
   seqs: number[]
 }
@@ -735,7 +993,10 @@ export interface Acked {
 /** `parley.v1.Acked` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
 export type AckedInput = InputOf<Acked>
 
-/** `parley.v1.SyncMailbox` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
+/**
+ * Asks for every entry after the cursor: Delivery pushes, MailboxGap for what is gone, then SyncDone.
+ * `parley.v1.SyncMailbox` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
+ */
 export interface SyncMailbox {
   afterSeq: number
 }
@@ -758,7 +1019,10 @@ export const GapReason = {
   GAP_REASON_EVICTED: 2,
 } as const
 
-/** `parley.v1.MailboxGap` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
+/**
+ * Mail in [first_seq, last_seq] is gone and will never be delivered; reported, never dropped silently.
+ * `parley.v1.MailboxGap` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
+ */
 export interface MailboxGap {
   firstSeq: number
   lastSeq: number
@@ -768,7 +1032,10 @@ export interface MailboxGap {
 /** `parley.v1.MailboxGap` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
 export type MailboxGapInput = InputOf<MailboxGap>
 
-/** `parley.v1.SenderCertificateRequest` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
+/**
+ * Asks for a sender certificate (e2e.proto SenderCertificate) for the authenticated device. Authenticated only.
+ * `parley.v1.SenderCertificateRequest` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
+ */
 export interface SenderCertificateRequest {
 
 }
@@ -778,14 +1045,20 @@ export type SenderCertificateRequestInput = InputOf<SenderCertificateRequest>
 
 /** `parley.v1.SenderCertificateIssued` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface SenderCertificateIssued {
+  /** An encoded parley.v1.SenderCertificate, valid for hours; the device refreshes it before it expires. */
   certificate: Uint8Array
 }
 
 /** `parley.v1.SenderCertificateIssued` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
 export type SenderCertificateIssuedInput = InputOf<SenderCertificateIssued>
 
-/** `parley.v1.SetDeliveryToken` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
+/**
+ * Sets the verifier of this account's delivery token; authenticated only. The token itself is shared with
+ * contacts inside end-to-end messages, never with the relay until a contact presents it in UnidentifiedSend.
+ * `parley.v1.SetDeliveryToken` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
+ */
 export interface SetDeliveryToken {
+  /** SHA-256("parley/v1/delivery-token" ‖ token), 32 bytes; empty turns unidentified delivery to this account off. */
   verifier: Uint8Array
 }
 
@@ -800,12 +1073,19 @@ export interface DeliveryTokenSet {
 /** `parley.v1.DeliveryTokenSet` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
 export type DeliveryTokenSetInput = InputOf<DeliveryTokenSet>
 
-/** `parley.v1.UnidentifiedSend` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
+/**
+ * A sealed envelope sent without revealing the sender to the relay: accepted only on a connection that has
+ * never authenticated (and such a connection can then never authenticate), and only with the recipient's
+ * delivery token. Answered MessageAccepted, or FORBIDDEN for a wrong token. Limits are per recipient and per
+ * source network, never per sender (the relay does not know it).
+ * `parley.v1.UnidentifiedSend` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
+ */
 export interface UnidentifiedSend {
   recipientAddress: Uint8Array
   recipientDeviceId: number
   messageId: Uint8Array
   envelope: Uint8Array
+  /** The recipient's 32-byte delivery token, as the recipient shared it in an end-to-end message. */
   deliveryToken: Uint8Array
 }
 
@@ -851,8 +1131,14 @@ export const ErrorCode = {
 /** `parley.v1.Error` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface Error {
   code: number
+  /** Human-readable; never contains a number, a code or key material. */
   message: string
+  /**
+   * Set with RATE_LIMITED (and UNAVAILABLE): when to try again. With REGISTRATION_LOCKED: when a PIN may be
+   * tried again (0: now).
+   */
   retryAfterMs: number
+  /** Set with REGISTRATION_LOCKED. */
   registrationLock?: RegistrationLockChallenge
 }
 
@@ -860,19 +1146,25 @@ export interface Error {
 export type ErrorInput = InputOf<
   Error,
   {
-    /** `registrationLock` as the encoder takes it. */
+    /**
+     * Set with REGISTRATION_LOCKED.
+     * `registrationLock` as the encoder takes it.
+     */
     registrationLock: RegistrationLockChallengeInput
   }
 >
 
 /** `parley.v1.SessionRecord` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface SessionRecord {
+  /** Record format version (1). */
   version: number
   localIdentityKey: Uint8Array
   remoteIdentityKey: Uint8Array
   remoteAddress: Uint8Array
   remoteDeviceId: number
+  /** PQXDH associated data (Signal PQXDH §3.3). */
   associatedData: Uint8Array
+  /** The initiator's PQXDH ephemeral key; identifies repeated prekey messages of this session. */
   baseKey: Uint8Array
   rootKey: Uint8Array
   sendingRatchetSecret: Uint8Array
@@ -883,8 +1175,11 @@ export interface SessionRecord {
   sendingCounter: number
   receivingCounter: number
   previousCounter: number
+  /** Earlier receiving chains, oldest first, with the keys of messages not yet received. */
   skippedChains: SkippedChain[]
+  /** Set while the initiator has not yet heard back: every message is sent as a PrekeyMessage. */
   pendingPrekey?: PendingPrekey
+  /** On the responder: the PQXDH values it accepted, so that a repeated PrekeyMessage must carry them unchanged. */
   acceptedPrekey?: PendingPrekey
 }
 
@@ -892,11 +1187,20 @@ export interface SessionRecord {
 export type SessionRecordInput = InputOf<
   SessionRecord,
   {
-    /** `skippedChains` as the encoder takes it. */
+    /**
+     * Earlier receiving chains, oldest first, with the keys of messages not yet received.
+     * `skippedChains` as the encoder takes it.
+     */
     skippedChains: SkippedChainInput[]
-    /** `pendingPrekey` as the encoder takes it. */
+    /**
+     * Set while the initiator has not yet heard back: every message is sent as a PrekeyMessage.
+     * `pendingPrekey` as the encoder takes it.
+     */
     pendingPrekey: PendingPrekeyInput
-    /** `acceptedPrekey` as the encoder takes it. */
+    /**
+     * On the responder: the PQXDH values it accepted, so that a repeated PrekeyMessage must carry them unchanged.
+     * `acceptedPrekey` as the encoder takes it.
+     */
     acceptedPrekey: PendingPrekeyInput
   }
 >
@@ -905,6 +1209,7 @@ export type SessionRecordInput = InputOf<
 export interface SkippedChain {
   ratchetKey: Uint8Array
   counters: number[]
+  /** 32 bytes per entry of `counters`, in the same order. */
   messageKeys: Uint8Array
 }
 
