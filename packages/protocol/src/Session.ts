@@ -32,7 +32,9 @@ export const MAX_PLAINTEXT_BYTES = 255 * 1024
  * answered) or a Double Ratchet `RatchetMessage` (`kind: 'ratchet'`); `body` is its protobuf encoding.
  */
 export interface CiphertextMessage {
+  /** `'prekey'` until the peer has answered, then `'ratchet'`. */
   readonly kind: 'prekey' | 'ratchet'
+  /** The encoded `parley.v1.PrekeyMessage` or `parley.v1.RatchetMessage`, as `kind` says. */
   readonly body: Uint8Array
 }
 
@@ -46,31 +48,63 @@ export type MaybePromise<T> = T | Promise<T>
  */
 export interface PrekeyLookup {
   /** The signed prekey (current or recently rotated) with this id. */
-  signedPrekey(keyId: number): MaybePromise<{ publicKey: Uint8Array; secretKey: Uint8Array } | undefined>
+  signedPrekey(keyId: number): MaybePromise<
+    | {
+        /** Its 32-byte X25519 public key. */
+        publicKey: Uint8Array
+        /** Its 32-byte X25519 secret key. */
+        secretKey: Uint8Array
+      }
+    | undefined
+  >
   /** The unused one-time X25519 prekey with this id. */
-  oneTimePrekey(keyId: number): MaybePromise<{ secretKey: Uint8Array } | undefined>
+  oneTimePrekey(keyId: number): MaybePromise<
+    | {
+        /** Its 32-byte X25519 secret key. */
+        secretKey: Uint8Array
+      }
+    | undefined
+  >
   /** The ML-KEM-768 prekey (one-time and unused, or last-resort) with this id; `secretKey` is 2400 bytes. */
-  kemPrekey(keyId: number): MaybePromise<{ secretKey: Uint8Array } | undefined>
+  kemPrekey(keyId: number): MaybePromise<
+    | {
+        /** Its 2400-byte ML-KEM-768 decapsulation key. */
+        secretKey: Uint8Array
+      }
+    | undefined
+  >
 }
 
 /** Who sent a prekey message, as `openEnvelope` reports it. */
 export interface PrekeySender {
+  /** The sender account's 32-byte address (claimed by the envelope), bound into the associated data. */
   readonly senderAddress: Uint8Array
+  /** The sender device's id (u32, claimed by the envelope), bound into the associated data. */
   readonly senderDeviceId: number
   /** Authenticated by the sealed envelope; must equal the identity key inside the prekey message. */
   readonly senderIdentityKey: Uint8Array
+  /** The session message; `Session.respond` needs one of kind `'prekey'`. */
   readonly message: CiphertextMessage
 }
 
 /** What `Session.respond` returns. */
 export interface RespondResult {
+  /** The new session with the sender's device; store its `serialize()` with the message. */
   readonly session: Session
+  /** The decrypted first message, as the sender gave it to `encrypt` (padded content: `decodeContent`). */
   readonly plaintext: Uint8Array
   /**
    * The prekeys the message used. Delete `oneTimePrekeyId` (if set) and, unless it is your last-resort key,
    * `kemPrekeyId`, atomically with storing `session`: that is what makes one-time prekeys one-time.
    */
-  readonly consumed: { signedPrekeyId: number; oneTimePrekeyId: number | undefined; kemPrekeyId: number }
+  readonly consumed: {
+    /** Id of the signed prekey it used (keep it: signed prekeys are not one-time). */
+    signedPrekeyId: number
+    /** Id of the one-time X25519 prekey it used; undefined when the bundle had none. */
+    oneTimePrekeyId: number | undefined
+    /** Id of the ML-KEM-768 prekey it used, one-time or last-resort. */
+    kemPrekeyId: number
+  }
 }
 
 /**
@@ -133,7 +167,10 @@ export class Session {
     ourDeviceId: number,
     bundle: PrekeyBundle,
     options: SessionOptions = {},
-  ): { session: Session } {
+  ): {
+    /** The new session; its messages are of kind `'prekey'` until the peer answers. */
+    session: Session
+  } {
     assertIdentityKeyPair(ourIdentity, 'ourIdentity')
     assertAddress(ourAddress, ourDeviceId, 'our')
     assertBundleShape(bundle)
@@ -289,9 +326,13 @@ export class Session {
    * @example const { baseKey, oneTimePrekeyId } = Session.prekeyMessageInfo(opened.message)
    */
   static prekeyMessageInfo(message: CiphertextMessage): {
+    /** The initiator's 32-byte X25519 ephemeral key (PQXDH EK_A), fresh for each session it starts. */
     baseKey: Uint8Array
+    /** Id of the recipient's signed prekey it used. */
     signedPrekeyId: number
+    /** Id of the recipient's one-time X25519 prekey it used; undefined when it used none. */
     oneTimePrekeyId: number | undefined
+    /** Id of the recipient's ML-KEM-768 prekey it used. */
     kemPrekeyId: number
   } {
     assertMessage(message)

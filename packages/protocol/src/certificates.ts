@@ -58,9 +58,16 @@ export interface SenderCertificate {
 
 /** What the relay certifies about a device; see {@link createSenderCertificate}. */
 export interface SenderCertificateFields {
+  /** The account's 32-byte address. */
   readonly address: Uint8Array
+  /** The device's id (u32), as the relay assigned it at activation. */
   readonly deviceId: number
+  /** The device's 32-byte Ed25519 identity key. */
   readonly identityKey: Uint8Array
+  /**
+   * When the certificate stops being valid (ms since the epoch); no later than the signing key's own expiry, or
+   * verification refuses it.
+   */
   readonly expiresAtMs: number
   /** 32 bytes, or empty for an account without one. */
   readonly numberCommitment: Uint8Array

@@ -20,6 +20,7 @@ export interface Content {
   readonly messageId: Uint8Array
   /** Sender's clock at send time, milliseconds since the epoch. */
   readonly sentAtMs: number
+  /** The message's text; set exactly when `data` is not. */
   readonly text?: string | undefined
   /** Application-defined bytes. */
   readonly data?: Uint8Array | undefined

@@ -37,9 +37,18 @@ export const DEFAULT_LIMITS = {
  * A decoded client → relay frame: exactly one body is set, and `body` names it, so `if (frame.body ===
  * 'sendMessage')` narrows `frame.sendMessage` to a set `SendMessage` (a discriminated union on `body`).
  */
-export type ClientFrame = { requestId: number } & wire.ClientFrameBody
+export type ClientFrame = {
+  /** Chosen by the client, echoed in the response: a non-zero u32 (0 when absent, which the relay refuses). */
+  requestId: number
+} & wire.ClientFrameBody
 /** A decoded relay → client frame: exactly one body is set, and `body` names it (a discriminated union). */
-export type ServerFrame = { requestId: number } & wire.ServerFrameBody
+export type ServerFrame = {
+  /**
+   * The id of the request this answers; 0 on a push (`Delivery`, `MailboxGap`, `DeviceReplaced`) and on an error
+   * that answers no request.
+   */
+  requestId: number
+} & wire.ServerFrameBody
 /** The name of a client frame's body. */
 export type ClientBody = keyof wire.ClientFrameBodyMembers
 /** The name of a server frame's body. */
@@ -213,7 +222,14 @@ function peekVarint(b: Uint8Array, at: number): [value: number, next: number] | 
  * const peek = peekClientFrame(bytes)
  * if (peek?.body === 'prekeyUpload' && !authenticated) refuse(peek.requestId)
  */
-export function peekClientFrame(bytes: Uint8Array): { requestId: number; body?: ClientBody } | undefined {
+export function peekClientFrame(bytes: Uint8Array):
+  | {
+      /** The frame's `request_id`, 0 when absent. */
+      requestId: number
+      /** The name of the last body field; absent when there is none or its field number is unknown. */
+      body?: ClientBody
+    }
+  | undefined {
   let at = 0
   let requestId = 0
   let body: ClientBody | undefined
@@ -269,11 +285,26 @@ export function decodeServerFrame(
 
 /** The wire form of an error: what goes in `ServerFrame.error`. */
 export interface WireError {
+  /** The wire `ErrorCode` number ({@link errorCodeToWire}); SDK-only codes travel as `INTERNAL`. */
   code: number
+  /** Human-readable; never a number, a code or key material. `'internal error'` for a non-Parley error. */
   message: string
+  /**
+   * Milliseconds to wait before retrying (`RATE_LIMITED`, `UNAVAILABLE`; with `REGISTRATION_LOCKED`, until a PIN
+   * may be tried again), rounded up and capped at 2^32 − 1; 0 when none.
+   */
   retryAfterMs: number
   /** With REGISTRATION_LOCKED. */
-  registrationLock?: { salt: Uint8Array; logN: number; attemptsLeft: number; lapsesInMs: number }
+  registrationLock?: {
+    /** The lock's scrypt salt (16 bytes, chosen by the device that set the lock). */
+    salt: Uint8Array
+    /** The lock's scrypt cost: N = 2^logN, 14–17. */
+    logN: number
+    /** PIN guesses left now; 0: none until `retryAfterMs`. */
+    attemptsLeft: number
+    /** Milliseconds from now until the lock lapses if the account stays inactive (rounded up). */
+    lapsesInMs: number
+  }
 }
 
 /**

@@ -33,8 +33,11 @@ export const KEM_CIPHERTEXT_BYTES = 1088
 
 /** A signed X25519 prekey with its secret half (kept on the device). */
 export interface SignedPrekeyPair {
+  /** u32 id chosen by the device; a new one at each rotation. */
   readonly keyId: number
+  /** 32-byte X25519 public key, uploaded and handed out in bundles. */
   readonly publicKey: Uint8Array
+  /** 32-byte X25519 secret key; never leaves the device. */
   readonly secretKey: Uint8Array
   /** Ed25519 signature by the identity key over `signedPrekeyPayload(keyId, publicKey)`. */
   readonly signature: Uint8Array
@@ -42,13 +45,17 @@ export interface SignedPrekeyPair {
 
 /** A one-time X25519 prekey with its secret half. */
 export interface OneTimePrekeyPair {
+  /** u32 id chosen by the device, unique among its one-time X25519 prekeys. */
   readonly keyId: number
+  /** 32-byte X25519 public key, uploaded and handed out in at most one bundle. */
   readonly publicKey: Uint8Array
+  /** 32-byte X25519 secret key; never leaves the device. Delete it once a message has used it. */
   readonly secretKey: Uint8Array
 }
 
 /** A signed ML-KEM-768 prekey with its decapsulation key. */
 export interface KemPrekeyPair {
+  /** u32 id chosen by the device, unique among its KEM prekeys, last-resort and one-time alike. */
   readonly keyId: number
   /** 1184-byte encapsulation key. */
   readonly publicKey: Uint8Array
@@ -62,21 +69,41 @@ export interface KemPrekeyPair {
 export interface PrekeyBundle {
   /** 32-byte account address of the device's owner. */
   readonly address: Uint8Array
+  /** The device's id (u32), which a `SendMessage` to it must name as `recipientDeviceId`. */
   readonly deviceId: number
   /** 32-byte Ed25519 identity key. */
   readonly identityKey: Uint8Array
+  /** The device's current signed X25519 prekey (PQXDH SPK_B). */
   readonly signedPrekey: {
+    /** u32 id chosen by the device. */
     readonly keyId: number
+    /** 32-byte X25519 public key. */
     readonly publicKey: Uint8Array
+    /** 64-byte Ed25519 signature by `identityKey` over `signedPrekeyPayload(keyId, publicKey)`. */
     readonly signature: Uint8Array
   }
   /** Absent when the device has run out of one-time prekeys. */
-  readonly oneTimePrekey?: { readonly keyId: number; readonly publicKey: Uint8Array } | undefined
+  readonly oneTimePrekey?:
+    | {
+        /** u32 id chosen by the device. */
+        readonly keyId: number
+        /** 32-byte X25519 public key. */
+        readonly publicKey: Uint8Array
+      }
+    | undefined
+  /** An ML-KEM-768 prekey (PQXDH PQOPK_B, or PQSPK_B when `kemPrekeyIsLastResort`). */
   readonly kemPrekey: {
+    /** u32 id chosen by the device. */
     readonly keyId: number
+    /** 1184-byte encapsulation key. */
     readonly publicKey: Uint8Array
+    /** 64-byte Ed25519 signature by `identityKey` over `kemPrekeyPayload(keyId, publicKey)`. */
     readonly signature: Uint8Array
   }
+  /**
+   * True when `kemPrekey` is the device's last-resort key (it had no one-time KEM prekey left), which stays
+   * in use for later bundles; false for a one-time KEM prekey.
+   */
   readonly kemPrekeyIsLastResort: boolean
 }
 

@@ -51,6 +51,7 @@ const ZERO_NONCE = new Uint8Array(12)
 export interface SealInput {
   /** The sender account's 32-byte address. */
   readonly senderAddress: Uint8Array
+  /** The sender device's id (u32); the recipient refuses the message unless its certificate names it. */
   readonly senderDeviceId: number
   /** The sender device's identity key pair. */
   readonly senderIdentity: IdentityKeyPair
@@ -61,7 +62,14 @@ export interface SealInput {
   /** The sender device's current certificate from the relay (`SenderCertificateIssued.certificate`). */
   readonly senderCertificate: Uint8Array
   /** The sender's own number and the salt that opens its certificate's commitment, to state who wrote. */
-  readonly senderNumber?: { readonly e164: string; readonly salt: Uint8Array } | undefined
+  readonly senderNumber?:
+    | {
+        /** The sender's number in E.164 form, as committed at activation (at most 32 characters). */
+        readonly e164: string
+        /** The 32-byte salt of `ActivationConfirm.number_salt` that, with `e164`, opens the commitment. */
+        readonly salt: Uint8Array
+      }
+    | undefined
 }
 
 /** What {@link openEnvelope} returns: nothing in it but `senderIdentityKey` is proven yet. */
@@ -72,18 +80,23 @@ export interface OpenedEnvelope {
   readonly senderDeviceId: number
   /** Authenticated: the sender proved it holds this identity key. Compare it with the one you pinned. */
   readonly senderIdentityKey: Uint8Array
+  /** The session message it carried, for `Session.decrypt` or `Session.respond`. */
   readonly message: CiphertextMessage
   /** The encoded sender certificate (empty when the sender sent none). */
   readonly senderCertificate: Uint8Array
-  /** The stated number and salt (empty strings / bytes when not stated). */
+  /** The stated number, E.164 (empty when not stated). */
   readonly senderNumber: string
+  /** The stated salt opening the certificate's commitment to `senderNumber`; empty when not stated. */
   readonly senderNumberSalt: Uint8Array
 }
 
 /** What {@link openSealedMessage} returns: every field is proven. */
 export interface VerifiedSender {
+  /** The sender account's 32-byte address, as certified. */
   readonly address: Uint8Array
+  /** The sender device's id, as certified. */
   readonly deviceId: number
+  /** The sender device's 32-byte Ed25519 identity key: certified, and the key that sealed the envelope. */
   readonly identityKey: Uint8Array
   /** The sender's number (E.164) when it stated it and it opened the certified commitment. */
   readonly number: string | undefined
@@ -272,7 +285,12 @@ export function openSealedMessage(
   recipientIdentity: IdentityKeyPair | Uint8Array,
   envelopeBytes: Uint8Array,
   options: { trustRoot: Uint8Array; receivedAtMs: number; skewMs?: number } & CryptoOptions,
-): { sender: VerifiedSender; message: CiphertextMessage } {
+): {
+  /** The sender, proven by its certificate. */
+  sender: VerifiedSender
+  /** The session message it carried, for `Session.decrypt` or `Session.respond`; not yet decrypted. */
+  message: CiphertextMessage
+} {
   if (typeof options !== 'object' || options === null) throw new TypeError('options are required')
   abytes(options.trustRoot, 32, 'trustRoot')
   const opened = openEnvelope(recipientIdentity, envelopeBytes, options)
