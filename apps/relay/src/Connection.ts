@@ -45,6 +45,18 @@ export const PAGE_BYTES = 1024 * 1024
  * syncing connection holds at most about this plus one page ({@link PAGE_BYTES}) for its pushes.
  */
 export const HIGH_WATER_BYTES = 4 * 1024 * 1024
+/** Frames larger than this (bytes) are handled on the heavy lane, one per turn across all connections. */
+export const LIGHT_FRAME_BYTES = 4096
+
+/** Byte length of a message as `ws` hands it over. */
+function sizeOf(data: unknown): number {
+  return Array.isArray(data)
+    ? (data as Buffer[]).reduce((n, b) => n + b.length, 0)
+    : ((data as { byteLength?: number }).byteLength ?? 0)
+}
+
+/** Mailbox pushes are written in heavy-lane slices of about this many envelope bytes each. */
+export const PUSH_SLICE_BYTES = 64 * 1024
 /** Replies beyond this much unsent data mean the client is not reading: it is disconnected (memory bound). */
 export const SLOW_CONSUMER_BYTES = 16 * 1024 * 1024
 
@@ -105,6 +117,10 @@ export class Connection implements Caller {
   #preAuthBytes: number
   #preAuthBytesAt = Date.now()
   #paused = false
+  /** Reasons reading is paused for (the pre-auth byte budget, a frame waiting for the heavy lane); reads at 0. */
+  #holds = 0
+  /** Frames read while an earlier one waits for the heavy lane; handled in order, one per lane turn. */
+  readonly #deferred: { data: unknown; isBinary: boolean }[] = []
   #helloReceived = false
   /** Most entries of any repeated field a frame may have (the largest per-field limit); decoding stops there. */
   readonly #maxRepeated: number
@@ -232,9 +248,7 @@ export class Connection implements Caller {
   #chargeRead(data: unknown): void {
     const rate = this.ctx.config.preAuthBytesPerSecond
     if (rate <= 0 || this.device || this.anonymous) return
-    const size = Array.isArray(data)
-      ? (data as Buffer[]).reduce((n, b) => n + b.length, 0)
-      : ((data as { byteLength?: number }).byteLength ?? 0)
+    const size = sizeOf(data)
     const now = Date.now()
     const burst = 2 * this.ctx.config.maxFrameBytes
     this.#preAuthBytes = Math.min(burst, this.#preAuthBytes + ((now - this.#preAuthBytesAt) / 1000) * rate)
@@ -243,15 +257,24 @@ export class Connection implements Caller {
     if (this.#preAuthBytes >= 0 || this.#paused) return
     this.#paused = true
     this.ctx.metrics.preAuthPaused.inc()
-    this.#ws.pause()
+    this.#hold()
     const timer = setTimeout(
       () => {
         this.#paused = false
-        if (!this.#closed) this.#ws.resume()
+        this.#release()
       },
       Math.ceil((-this.#preAuthBytes / rate) * 1000),
     )
     timer.unref()
+  }
+
+  /** Stops reading from the socket until as many {@link Connection.#release} calls. */
+  #hold(): void {
+    if (this.#holds++ === 0 && !this.#closed) this.#ws.pause()
+  }
+
+  #release(): void {
+    if (--this.#holds === 0 && !this.#closed) this.#ws.resume()
   }
 
   /** Whether this is the connection's first refusal by the quota `scope` (the relay logs only that one). */
@@ -267,6 +290,49 @@ export class Connection implements Caller {
   }
 
   #onMessage(data: unknown, isBinary: boolean): void {
+    if (this.#closed) return
+    if (this.#deferred.length > 0 || this.#heavy(data)) {
+      // Heavy frames wait for a turn of the heavy lane, one frame per turn across all connections, and nothing
+      // more is read from this socket meanwhile: light requests of other clients go first.
+      this.#deferred.push({ data, isBinary })
+      this.ctx.metrics.framesDeferred.inc()
+      if (this.#deferred.length === 1) {
+        this.#hold()
+        this.#nextDeferred()
+      }
+      return
+    }
+    this.#read(data, isBinary)
+  }
+
+  /**
+   * Whether a frame goes to the heavy lane rather than being handled as it is read: before authentication
+   * (nothing an unauthenticated client sends is urgent, and pre-login frames are what a botnet can send for free),
+   * or a frame over {@link LIGHT_FRAME_BYTES} (its decoding alone costs in proportion to its size).
+   */
+  #heavy(data: unknown): boolean {
+    return (!this.device && !this.anonymous) || sizeOf(data) > LIGHT_FRAME_BYTES
+  }
+
+  /** Handles the first deferred frame in the heavy lane's next turn, then the next, and reads again after the last. */
+  #nextDeferred(): void {
+    this.ctx.lane
+      .slice(() => {
+        const next = this.#deferred.shift()
+        try {
+          if (next && !this.#closed) this.#read(next.data, next.isBinary)
+        } finally {
+          if (this.#deferred.length > 0 && !this.#closed) this.#nextDeferred()
+          else {
+            this.#deferred.length = 0
+            this.#release()
+          }
+        }
+      })
+      .catch((err) => this.#log().error({ err }, 'deferred frame failed'))
+  }
+
+  #read(data: unknown, isBinary: boolean): void {
     if (this.#closed) return
     if (!this.#admit()) {
       this.#dropped++
@@ -571,31 +637,44 @@ export class Connection implements Caller {
         ...page.gaps.map((g) => ({ at: g.firstSeq, gap: g })),
       ].sort((a, b) => a.at - b.at)
       let next = cursor
-      for (const item of items) {
+      // Pushes go out in lane slices of about PUSH_SLICE_BYTES, so a syncing socket's 1 MiB page is written in
+      // turns with everybody else's requests rather than in one go.
+      for (let i = 0; i < items.length; ) {
         if (this.#closed || this.device !== device) return head
         await this.#belowHighWater()
-        if ('entry' in item && item.entry) {
-          const e = item.entry
-          this.send({
-            requestId: 0,
-            delivery: {
-              seq: e.seq,
-              messageId: e.messageId,
-              envelope: e.envelope,
-              receivedAtMs: e.receivedAtMs,
-            },
-          })
-          metrics.delivered.inc()
-          metrics.deliveryLatency.observe(Math.max(0, Date.now() - e.receivedAtMs) / 1000)
-          unsent -= e.envelope.length
-          metrics.pushHeldBytesMax.observe(this.#ws.bufferedAmount + unsent)
-          next = Math.max(next, e.seq)
-        } else if ('gap' in item && item.gap) {
-          const g = item.gap
-          const reason = g.reason === 'expired' ? GapReason.GAP_REASON_EXPIRED : GapReason.GAP_REASON_EVICTED
-          this.send({ requestId: 0, mailboxGap: { firstSeq: g.firstSeq, lastSeq: g.lastSeq, reason } })
-          next = Math.max(next, g.lastSeq)
-        }
+        if (this.#closed || this.device !== device) return head
+        i = await this.ctx.lane.slice(() => {
+          let j = i
+          for (let bytes = 0; j < items.length && bytes < PUSH_SLICE_BYTES; j++) {
+            const item = items[j]!
+            if ('entry' in item && item.entry) {
+              const e = item.entry
+              this.send({
+                requestId: 0,
+                delivery: {
+                  seq: e.seq,
+                  messageId: e.messageId,
+                  envelope: e.envelope,
+                  receivedAtMs: e.receivedAtMs,
+                },
+              })
+              metrics.delivered.inc()
+              metrics.deliveryLatency.observe(Math.max(0, Date.now() - e.receivedAtMs) / 1000)
+              unsent -= e.envelope.length
+              bytes += e.envelope.length
+              metrics.pushHeldBytesMax.observe(this.#ws.bufferedAmount + unsent)
+              next = Math.max(next, e.seq)
+            } else if ('gap' in item && item.gap) {
+              const g = item.gap
+              const reason =
+                g.reason === 'expired' ? GapReason.GAP_REASON_EXPIRED : GapReason.GAP_REASON_EVICTED
+              this.send({ requestId: 0, mailboxGap: { firstSeq: g.firstSeq, lastSeq: g.lastSeq, reason } })
+              next = Math.max(next, g.lastSeq)
+            }
+            if (this.#closed) break
+          }
+          return j
+        })
       }
       this.#cursor = next
     }

@@ -30,7 +30,10 @@ export type OprfResult =
 
 /** Options of {@link OprfPool}. */
 export interface OprfPoolOptions {
-  /** Worker threads; default the number of cores. 0 evaluates on the calling thread. */
+  /**
+   * Worker threads; default one less than the number of cores (at least 1), so evaluations never take the core
+   * the event loop needs. 0 evaluates on the calling thread.
+   */
   size?: number
   /**
    * Elements waiting for a worker beyond which new batches are refused; default 2,000 per worker (about a
@@ -58,6 +61,8 @@ interface Slot {
 }
 
 const ELEMENT = 32
+/** How much nicer than the relay's event loop a worker thread runs (Linux schedules threads by their own nice). */
+export const WORKER_NICENESS = 10
 /** Starting guess of the cost of one element, refined by measurement (ms). */
 const INITIAL_MS_PER_ELEMENT = 1.2
 
@@ -74,7 +79,7 @@ export class OprfPool {
   #msPerElement = INITIAL_MS_PER_ELEMENT
 
   constructor(options: OprfPoolOptions = {}) {
-    this.size = Math.max(0, options.size ?? availableParallelism())
+    this.size = Math.max(0, options.size ?? Math.max(1, availableParallelism() - 1))
     this.maxQueuedElements = Math.max(0, options.maxQueuedElements ?? 2000 * Math.max(1, this.size))
     this.#warn = options.warn ?? ((message, err) => process.emitWarning(`${message}: ${String(err)}`))
     this.#inline = this.size === 0

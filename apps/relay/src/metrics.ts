@@ -54,6 +54,10 @@ export function createMetrics() {
       'pre_auth_reads_paused',
       'Times a connection that had not authenticated was paused for reading more than --pre-auth-bytes-per-second',
     ),
+    framesDeferred: counter(
+      'frames_deferred',
+      'Frames handled on the heavy lane, one per turn, rather than as read (before authentication, or larger than 4 KiB); the socket is not read meanwhile',
+    ),
     retainedMail: counter(
       'retained_mail',
       'Unread messages of a replaced device: retained for its identity key, or restored to a device that ' +

@@ -1,5 +1,8 @@
 // OprfPool: evaluation on worker threads gives proofs clients accept, keeps the event loop free, and refuses
 // with UNAVAILABLE + retryAfterMs when its queue is full.
+
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs'
+import { availableParallelism } from 'node:os'
 import {
   numberToOprfInput,
   oprfBlind,
@@ -8,7 +11,7 @@ import {
   ParleyError,
 } from '@parley/protocol'
 import { afterAll, describe, expect, it } from 'vitest'
-import { OprfPool } from '../src/OprfPool.js'
+import { OprfPool, WORKER_NICENESS } from '../src/OprfPool.js'
 
 const keys = oprfGenerateKeyPair()
 const batch = (n: number, tag = 0) => {
@@ -42,6 +45,26 @@ describe('OprfPool', () => {
     )
     expect(outputs).toHaveLength(20)
   })
+
+  it.runIf(process.platform === 'linux')(
+    'runs its workers nicer than the event loop, and sizes itself one below the cores by default',
+    async () => {
+      // The pool's two workers have evaluated above; each thread's nice value is field 19 of its stat line.
+      const nice = (task: string) => {
+        const stat = readFileSync(`/proc/self/task/${task}/stat`, 'utf8')
+        return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16])
+      }
+      const own = nice(readlinkSync('/proc/thread-self').split('/').pop()!)
+      const tasks = readdirSync('/proc/self/task').map(nice)
+      expect(tasks.filter((n) => n === Math.min(19, own + WORKER_NICENESS))).toHaveLength(2)
+      const sized = new OprfPool()
+      try {
+        expect(sized.size).toBe(Math.max(1, availableParallelism() - 1))
+      } finally {
+        sized.close()
+      }
+    },
+  )
 
   it('leaves the event loop free while a full batch is evaluated', async () => {
     const { blinded } = batch(500, 1)
