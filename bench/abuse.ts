@@ -564,7 +564,11 @@ async function honestChild(): Promise<void> {
       const t0 = performance.now()
       // The phase ends at its deadline even with a request in flight (see below).
       const f = await new Promise<ServerFrame | undefined>((resolve) => {
-        const timer = setTimeout(() => resolve(undefined), Math.max(0, deadline - t0))
+        // No deadline during the warm-up (a timer of Infinity would fire after 1 ms and pipeline the warm-up).
+        const timer =
+          deadline === Number.POSITIVE_INFINITY
+            ? undefined
+            : setTimeout(() => resolve(undefined), Math.max(0, deadline - t0))
         c.send(body, (answer) => {
           clearTimeout(timer)
           resolve(answer)
