@@ -282,13 +282,24 @@ export interface ContentInput {
   padding?: Uint8Array | null
 }
 
-/** Values of the `parley.v1.DataClass` enum (a decoded field may hold a value this version does not know). */
+/**
+ * What a field holds, from the relay's point of view.
+ * Values of the `parley.v1.DataClass` enum (a decoded field may hold a value this version does not know).
+ */
 export const DataClass = {
   DATA_CLASS_UNSPECIFIED: 0,
+  /** Protocol mechanics the relay may read freely: versions, limits, counters, flags. */
   DATA_CLASS_PUBLIC: 1,
+  /** Pseudonyms and public keys: OPRF-derived addresses, address prefixes, key ids, blinded elements. */
   DATA_CLASS_PSEUDONYMOUS: 2,
+  /** End-to-end ciphertext, or a field that only ever travels inside it; opaque to the relay. */
   DATA_CLASS_CIPHERTEXT: 3,
+  /**
+   * Personal data: only the user's own phone number: at activation (for the verifier), and once after each OPRF
+   * key rotation (RebindAddress, checked against the account's commitment); held in memory only.
+   */
   DATA_CLASS_PERSONAL: 4,
+  /** Never put on the wire; a field of this class in a frame is a bug. */
   DATA_CLASS_SECRET_NEVER_SENT: 5,
 } as const
 
@@ -1015,7 +1026,9 @@ export type SyncDoneInput = InputOf<SyncDone>
 /** Values of the `parley.v1.GapReason` enum (a decoded field may hold a value this version does not know). */
 export const GapReason = {
   GAP_REASON_UNSPECIFIED: 0,
+  /** Older than the message TTL. */
   GAP_REASON_EXPIRED: 1,
+  /** Pushed out by the mailbox limit. */
   GAP_REASON_EVICTED: 2,
 } as const
 
@@ -1108,7 +1121,10 @@ export interface Pong {
 /** `parley.v1.Pong` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
 export type PongInput = InputOf<Pong>
 
-/** Values of the `parley.v1.ErrorCode` enum (a decoded field may hold a value this version does not know). */
+/**
+ * Mirrors ERROR_CODES in @parley/protocol (errors.ts); the SDKs surface it as ParleyError.
+ * Values of the `parley.v1.ErrorCode` enum (a decoded field may hold a value this version does not know).
+ */
 export const ErrorCode = {
   ERROR_CODE_UNSPECIFIED: 0,
   ERROR_CODE_BAD_REQUEST: 1,
@@ -1125,6 +1141,7 @@ export const ErrorCode = {
   ERROR_CODE_FORBIDDEN: 12,
   ERROR_CODE_UNAVAILABLE: 13,
   ERROR_CODE_MAILBOX_FULL: 14,
+  /** The number's account has a registration lock: prove the PIN (Error.registration_lock says how). */
   ERROR_CODE_REGISTRATION_LOCKED: 15,
 } as const
 
@@ -1229,136 +1246,264 @@ export type PendingPrekeyInput = InputOf<PendingPrekey>
 
 /** Every message of package parley.v1 by name, as decoded. */
 export interface Messages {
+  /** `parley.v1.SealedEnvelope` as decoded: {@link SealedEnvelope}. */
   SealedEnvelope: SealedEnvelope
+  /** `parley.v1.SealedContent` as decoded: {@link SealedContent}. */
   SealedContent: SealedContent
+  /** `parley.v1.ServerCertificateBody` as decoded: {@link ServerCertificateBody}. */
   ServerCertificateBody: ServerCertificateBody
+  /** `parley.v1.ServerCertificate` as decoded: {@link ServerCertificate}. */
   ServerCertificate: ServerCertificate
+  /** `parley.v1.OprfKeyCertificateBody` as decoded: {@link OprfKeyCertificateBody}. */
   OprfKeyCertificateBody: OprfKeyCertificateBody
+  /** `parley.v1.OprfKeyCertificate` as decoded: {@link OprfKeyCertificate}. */
   OprfKeyCertificate: OprfKeyCertificate
+  /** `parley.v1.SenderCertificateBody` as decoded: {@link SenderCertificateBody}. */
   SenderCertificateBody: SenderCertificateBody
+  /** `parley.v1.SenderCertificate` as decoded: {@link SenderCertificate}. */
   SenderCertificate: SenderCertificate
+  /** `parley.v1.PrekeyMessage` as decoded: {@link PrekeyMessage}. */
   PrekeyMessage: PrekeyMessage
+  /** `parley.v1.RatchetMessage` as decoded: {@link RatchetMessage}. */
   RatchetMessage: RatchetMessage
+  /** `parley.v1.Content` as decoded: {@link Content}. */
   Content: Content
+  /** `parley.v1.ClientFrame` as decoded: {@link ClientFrame}. */
   ClientFrame: ClientFrame
+  /** `parley.v1.ServerFrame` as decoded: {@link ServerFrame}. */
   ServerFrame: ServerFrame
+  /** `parley.v1.Hello` as decoded: {@link Hello}. */
   Hello: Hello
+  /** `parley.v1.ServerHello` as decoded: {@link ServerHello}. */
   ServerHello: ServerHello
+  /** `parley.v1.Limits` as decoded: {@link Limits}. */
   Limits: Limits
+  /** `parley.v1.OprfPublicKey` as decoded: {@link OprfPublicKey}. */
   OprfPublicKey: OprfPublicKey
+  /** `parley.v1.Authenticate` as decoded: {@link Authenticate}. */
   Authenticate: Authenticate
+  /** `parley.v1.Authenticated` as decoded: {@link Authenticated}. */
   Authenticated: Authenticated
+  /** `parley.v1.ActivationStart` as decoded: {@link ActivationStart}. */
   ActivationStart: ActivationStart
+  /** `parley.v1.ActivationStarted` as decoded: {@link ActivationStarted}. */
   ActivationStarted: ActivationStarted
+  /** `parley.v1.ActivationConfirm` as decoded: {@link ActivationConfirm}. */
   ActivationConfirm: ActivationConfirm
+  /** `parley.v1.Activated` as decoded: {@link Activated}. */
   Activated: Activated
+  /** `parley.v1.Deactivate` as decoded: {@link Deactivate}. */
   Deactivate: Deactivate
+  /** `parley.v1.Deactivated` as decoded: {@link Deactivated}. */
   Deactivated: Deactivated
+  /** `parley.v1.SetRegistrationLock` as decoded: {@link SetRegistrationLock}. */
   SetRegistrationLock: SetRegistrationLock
+  /** `parley.v1.RegistrationLockSet` as decoded: {@link RegistrationLockSet}. */
   RegistrationLockSet: RegistrationLockSet
+  /** `parley.v1.RebindAddress` as decoded: {@link RebindAddress}. */
   RebindAddress: RebindAddress
+  /** `parley.v1.AddressRebound` as decoded: {@link AddressRebound}. */
   AddressRebound: AddressRebound
+  /** `parley.v1.RegistrationLockChallenge` as decoded: {@link RegistrationLockChallenge}. */
   RegistrationLockChallenge: RegistrationLockChallenge
+  /** `parley.v1.DeviceReplaced` as decoded: {@link DeviceReplaced}. */
   DeviceReplaced: DeviceReplaced
+  /** `parley.v1.OprfEvaluate` as decoded: {@link OprfEvaluate}. */
   OprfEvaluate: OprfEvaluate
+  /** `parley.v1.OprfEvaluated` as decoded: {@link OprfEvaluated}. */
   OprfEvaluated: OprfEvaluated
+  /** `parley.v1.MembershipQuery` as decoded: {@link MembershipQuery}. */
   MembershipQuery: MembershipQuery
+  /** `parley.v1.MembershipResult` as decoded: {@link MembershipResult}. */
   MembershipResult: MembershipResult
+  /** `parley.v1.PrefixBucket` as decoded: {@link PrefixBucket}. */
   PrefixBucket: PrefixBucket
+  /** `parley.v1.SignedPrekey` as decoded: {@link SignedPrekey}. */
   SignedPrekey: SignedPrekey
+  /** `parley.v1.OneTimePrekey` as decoded: {@link OneTimePrekey}. */
   OneTimePrekey: OneTimePrekey
+  /** `parley.v1.KemPrekey` as decoded: {@link KemPrekey}. */
   KemPrekey: KemPrekey
+  /** `parley.v1.PrekeyUpload` as decoded: {@link PrekeyUpload}. */
   PrekeyUpload: PrekeyUpload
+  /** `parley.v1.PrekeyUploaded` as decoded: {@link PrekeyUploaded}. */
   PrekeyUploaded: PrekeyUploaded
+  /** `parley.v1.PrekeyBundleQuery` as decoded: {@link PrekeyBundleQuery}. */
   PrekeyBundleQuery: PrekeyBundleQuery
+  /** `parley.v1.PrekeyBundle` as decoded: {@link PrekeyBundle}. */
   PrekeyBundle: PrekeyBundle
+  /** `parley.v1.PrekeyCountQuery` as decoded: {@link PrekeyCountQuery}. */
   PrekeyCountQuery: PrekeyCountQuery
+  /** `parley.v1.PrekeyCount` as decoded: {@link PrekeyCount}. */
   PrekeyCount: PrekeyCount
+  /** `parley.v1.SendMessage` as decoded: {@link SendMessage}. */
   SendMessage: SendMessage
+  /** `parley.v1.MessageAccepted` as decoded: {@link MessageAccepted}. */
   MessageAccepted: MessageAccepted
+  /** `parley.v1.Delivery` as decoded: {@link Delivery}. */
   Delivery: Delivery
+  /** `parley.v1.AckMessages` as decoded: {@link AckMessages}. */
   AckMessages: AckMessages
+  /** `parley.v1.Acked` as decoded: {@link Acked}. */
   Acked: Acked
+  /** `parley.v1.SyncMailbox` as decoded: {@link SyncMailbox}. */
   SyncMailbox: SyncMailbox
+  /** `parley.v1.SyncDone` as decoded: {@link SyncDone}. */
   SyncDone: SyncDone
+  /** `parley.v1.MailboxGap` as decoded: {@link MailboxGap}. */
   MailboxGap: MailboxGap
+  /** `parley.v1.SenderCertificateRequest` as decoded: {@link SenderCertificateRequest}. */
   SenderCertificateRequest: SenderCertificateRequest
+  /** `parley.v1.SenderCertificateIssued` as decoded: {@link SenderCertificateIssued}. */
   SenderCertificateIssued: SenderCertificateIssued
+  /** `parley.v1.SetDeliveryToken` as decoded: {@link SetDeliveryToken}. */
   SetDeliveryToken: SetDeliveryToken
+  /** `parley.v1.DeliveryTokenSet` as decoded: {@link DeliveryTokenSet}. */
   DeliveryTokenSet: DeliveryTokenSet
+  /** `parley.v1.UnidentifiedSend` as decoded: {@link UnidentifiedSend}. */
   UnidentifiedSend: UnidentifiedSend
+  /** `parley.v1.Ping` as decoded: {@link Ping}. */
   Ping: Ping
+  /** `parley.v1.Pong` as decoded: {@link Pong}. */
   Pong: Pong
+  /** `parley.v1.Error` as decoded: {@link Error}. */
   Error: Error
+  /** `parley.v1.SessionRecord` as decoded: {@link SessionRecord}. */
   SessionRecord: SessionRecord
+  /** `parley.v1.SkippedChain` as decoded: {@link SkippedChain}. */
   SkippedChain: SkippedChain
+  /** `parley.v1.PendingPrekey` as decoded: {@link PendingPrekey}. */
   PendingPrekey: PendingPrekey
 }
 
 /** Every message of package parley.v1 by name, as the encoder takes it. */
 export interface MessageInputs {
+  /** `parley.v1.SealedEnvelope` as the encoder takes it: {@link SealedEnvelopeInput}. */
   SealedEnvelope: SealedEnvelopeInput
+  /** `parley.v1.SealedContent` as the encoder takes it: {@link SealedContentInput}. */
   SealedContent: SealedContentInput
+  /** `parley.v1.ServerCertificateBody` as the encoder takes it: {@link ServerCertificateBodyInput}. */
   ServerCertificateBody: ServerCertificateBodyInput
+  /** `parley.v1.ServerCertificate` as the encoder takes it: {@link ServerCertificateInput}. */
   ServerCertificate: ServerCertificateInput
+  /** `parley.v1.OprfKeyCertificateBody` as the encoder takes it: {@link OprfKeyCertificateBodyInput}. */
   OprfKeyCertificateBody: OprfKeyCertificateBodyInput
+  /** `parley.v1.OprfKeyCertificate` as the encoder takes it: {@link OprfKeyCertificateInput}. */
   OprfKeyCertificate: OprfKeyCertificateInput
+  /** `parley.v1.SenderCertificateBody` as the encoder takes it: {@link SenderCertificateBodyInput}. */
   SenderCertificateBody: SenderCertificateBodyInput
+  /** `parley.v1.SenderCertificate` as the encoder takes it: {@link SenderCertificateInput}. */
   SenderCertificate: SenderCertificateInput
+  /** `parley.v1.PrekeyMessage` as the encoder takes it: {@link PrekeyMessageInput}. */
   PrekeyMessage: PrekeyMessageInput
+  /** `parley.v1.RatchetMessage` as the encoder takes it: {@link RatchetMessageInput}. */
   RatchetMessage: RatchetMessageInput
+  /** `parley.v1.Content` as the encoder takes it: {@link ContentInput}. */
   Content: ContentInput
+  /** `parley.v1.ClientFrame` as the encoder takes it: {@link ClientFrameInput}. */
   ClientFrame: ClientFrameInput
+  /** `parley.v1.ServerFrame` as the encoder takes it: {@link ServerFrameInput}. */
   ServerFrame: ServerFrameInput
+  /** `parley.v1.Hello` as the encoder takes it: {@link HelloInput}. */
   Hello: HelloInput
+  /** `parley.v1.ServerHello` as the encoder takes it: {@link ServerHelloInput}. */
   ServerHello: ServerHelloInput
+  /** `parley.v1.Limits` as the encoder takes it: {@link LimitsInput}. */
   Limits: LimitsInput
+  /** `parley.v1.OprfPublicKey` as the encoder takes it: {@link OprfPublicKeyInput}. */
   OprfPublicKey: OprfPublicKeyInput
+  /** `parley.v1.Authenticate` as the encoder takes it: {@link AuthenticateInput}. */
   Authenticate: AuthenticateInput
+  /** `parley.v1.Authenticated` as the encoder takes it: {@link AuthenticatedInput}. */
   Authenticated: AuthenticatedInput
+  /** `parley.v1.ActivationStart` as the encoder takes it: {@link ActivationStartInput}. */
   ActivationStart: ActivationStartInput
+  /** `parley.v1.ActivationStarted` as the encoder takes it: {@link ActivationStartedInput}. */
   ActivationStarted: ActivationStartedInput
+  /** `parley.v1.ActivationConfirm` as the encoder takes it: {@link ActivationConfirmInput}. */
   ActivationConfirm: ActivationConfirmInput
+  /** `parley.v1.Activated` as the encoder takes it: {@link ActivatedInput}. */
   Activated: ActivatedInput
+  /** `parley.v1.Deactivate` as the encoder takes it: {@link DeactivateInput}. */
   Deactivate: DeactivateInput
+  /** `parley.v1.Deactivated` as the encoder takes it: {@link DeactivatedInput}. */
   Deactivated: DeactivatedInput
+  /** `parley.v1.SetRegistrationLock` as the encoder takes it: {@link SetRegistrationLockInput}. */
   SetRegistrationLock: SetRegistrationLockInput
+  /** `parley.v1.RegistrationLockSet` as the encoder takes it: {@link RegistrationLockSetInput}. */
   RegistrationLockSet: RegistrationLockSetInput
+  /** `parley.v1.RebindAddress` as the encoder takes it: {@link RebindAddressInput}. */
   RebindAddress: RebindAddressInput
+  /** `parley.v1.AddressRebound` as the encoder takes it: {@link AddressReboundInput}. */
   AddressRebound: AddressReboundInput
+  /** `parley.v1.RegistrationLockChallenge` as the encoder takes it: {@link RegistrationLockChallengeInput}. */
   RegistrationLockChallenge: RegistrationLockChallengeInput
+  /** `parley.v1.DeviceReplaced` as the encoder takes it: {@link DeviceReplacedInput}. */
   DeviceReplaced: DeviceReplacedInput
+  /** `parley.v1.OprfEvaluate` as the encoder takes it: {@link OprfEvaluateInput}. */
   OprfEvaluate: OprfEvaluateInput
+  /** `parley.v1.OprfEvaluated` as the encoder takes it: {@link OprfEvaluatedInput}. */
   OprfEvaluated: OprfEvaluatedInput
+  /** `parley.v1.MembershipQuery` as the encoder takes it: {@link MembershipQueryInput}. */
   MembershipQuery: MembershipQueryInput
+  /** `parley.v1.MembershipResult` as the encoder takes it: {@link MembershipResultInput}. */
   MembershipResult: MembershipResultInput
+  /** `parley.v1.PrefixBucket` as the encoder takes it: {@link PrefixBucketInput}. */
   PrefixBucket: PrefixBucketInput
+  /** `parley.v1.SignedPrekey` as the encoder takes it: {@link SignedPrekeyInput}. */
   SignedPrekey: SignedPrekeyInput
+  /** `parley.v1.OneTimePrekey` as the encoder takes it: {@link OneTimePrekeyInput}. */
   OneTimePrekey: OneTimePrekeyInput
+  /** `parley.v1.KemPrekey` as the encoder takes it: {@link KemPrekeyInput}. */
   KemPrekey: KemPrekeyInput
+  /** `parley.v1.PrekeyUpload` as the encoder takes it: {@link PrekeyUploadInput}. */
   PrekeyUpload: PrekeyUploadInput
+  /** `parley.v1.PrekeyUploaded` as the encoder takes it: {@link PrekeyUploadedInput}. */
   PrekeyUploaded: PrekeyUploadedInput
+  /** `parley.v1.PrekeyBundleQuery` as the encoder takes it: {@link PrekeyBundleQueryInput}. */
   PrekeyBundleQuery: PrekeyBundleQueryInput
+  /** `parley.v1.PrekeyBundle` as the encoder takes it: {@link PrekeyBundleInput}. */
   PrekeyBundle: PrekeyBundleInput
+  /** `parley.v1.PrekeyCountQuery` as the encoder takes it: {@link PrekeyCountQueryInput}. */
   PrekeyCountQuery: PrekeyCountQueryInput
+  /** `parley.v1.PrekeyCount` as the encoder takes it: {@link PrekeyCountInput}. */
   PrekeyCount: PrekeyCountInput
+  /** `parley.v1.SendMessage` as the encoder takes it: {@link SendMessageInput}. */
   SendMessage: SendMessageInput
+  /** `parley.v1.MessageAccepted` as the encoder takes it: {@link MessageAcceptedInput}. */
   MessageAccepted: MessageAcceptedInput
+  /** `parley.v1.Delivery` as the encoder takes it: {@link DeliveryInput}. */
   Delivery: DeliveryInput
+  /** `parley.v1.AckMessages` as the encoder takes it: {@link AckMessagesInput}. */
   AckMessages: AckMessagesInput
+  /** `parley.v1.Acked` as the encoder takes it: {@link AckedInput}. */
   Acked: AckedInput
+  /** `parley.v1.SyncMailbox` as the encoder takes it: {@link SyncMailboxInput}. */
   SyncMailbox: SyncMailboxInput
+  /** `parley.v1.SyncDone` as the encoder takes it: {@link SyncDoneInput}. */
   SyncDone: SyncDoneInput
+  /** `parley.v1.MailboxGap` as the encoder takes it: {@link MailboxGapInput}. */
   MailboxGap: MailboxGapInput
+  /** `parley.v1.SenderCertificateRequest` as the encoder takes it: {@link SenderCertificateRequestInput}. */
   SenderCertificateRequest: SenderCertificateRequestInput
+  /** `parley.v1.SenderCertificateIssued` as the encoder takes it: {@link SenderCertificateIssuedInput}. */
   SenderCertificateIssued: SenderCertificateIssuedInput
+  /** `parley.v1.SetDeliveryToken` as the encoder takes it: {@link SetDeliveryTokenInput}. */
   SetDeliveryToken: SetDeliveryTokenInput
+  /** `parley.v1.DeliveryTokenSet` as the encoder takes it: {@link DeliveryTokenSetInput}. */
   DeliveryTokenSet: DeliveryTokenSetInput
+  /** `parley.v1.UnidentifiedSend` as the encoder takes it: {@link UnidentifiedSendInput}. */
   UnidentifiedSend: UnidentifiedSendInput
+  /** `parley.v1.Ping` as the encoder takes it: {@link PingInput}. */
   Ping: PingInput
+  /** `parley.v1.Pong` as the encoder takes it: {@link PongInput}. */
   Pong: PongInput
+  /** `parley.v1.Error` as the encoder takes it: {@link ErrorInput}. */
   Error: ErrorInput
+  /** `parley.v1.SessionRecord` as the encoder takes it: {@link SessionRecordInput}. */
   SessionRecord: SessionRecordInput
+  /** `parley.v1.SkippedChain` as the encoder takes it: {@link SkippedChainInput}. */
   SkippedChain: SkippedChainInput
+  /** `parley.v1.PendingPrekey` as the encoder takes it: {@link PendingPrekeyInput}. */
   PendingPrekey: PendingPrekeyInput
 }
