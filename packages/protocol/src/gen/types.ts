@@ -39,7 +39,9 @@ export type SealedEnvelopeInput = InputOf<SealedEnvelope>
 
 /** The members of `parley.v1.SealedContent`'s oneof `message`, by name. */
 export interface SealedContentMessageMembers {
+  /** The PQXDH initial message: every message of a new session, until the recipient has answered. */
   prekeyMessage: PrekeyMessage
+  /** A Double Ratchet message: every message once the recipient has answered. */
   ratchetMessage: RatchetMessage
 }
 
@@ -53,6 +55,7 @@ export type SealedContentMessage = OneOf<'message', SealedContentMessageMembers>
 export type SealedContent = {
   /** Sender's 32-byte account address. */
   senderAddress: Uint8Array
+  /** Sender's device id; must equal the sender certificate's. */
   senderDeviceId: number
   /** Sender's Ed25519 identity key; equal to the one authenticated by the envelope. */
   senderIdentityKey: Uint8Array
@@ -67,6 +70,7 @@ export type SealedContent = {
    * empty when the sender does not state its number. A wrong opening refuses the message.
    */
   senderNumber: string
+  /** The salt for sender_number (32 bytes); empty with it. */
   senderNumberSalt: Uint8Array
 } & (SealedContentMessage | NoneOf<'message', SealedContentMessageMembers>)
 
@@ -74,10 +78,13 @@ export type SealedContent = {
 export interface SealedContentInput {
   /** Sender's 32-byte account address. */
   senderAddress?: Uint8Array | null
+  /** Sender's device id; must equal the sender certificate's. */
   senderDeviceId?: number | null
   /** Sender's Ed25519 identity key; equal to the one authenticated by the envelope. */
   senderIdentityKey?: Uint8Array | null
+  /** The PQXDH initial message: every message of a new session, until the recipient has answered. */
   prekeyMessage?: PrekeyMessageInput | null
+  /** A Double Ratchet message: every message once the recipient has answered. */
   ratchetMessage?: RatchetMessageInput | null
   /**
    * An encoded SenderCertificate from the relay. The recipient refuses the message unless it chains to the
@@ -90,6 +97,7 @@ export interface SealedContentInput {
    * empty when the sender does not state its number. A wrong opening refuses the message.
    */
   senderNumber?: string | null
+  /** The salt for sender_number (32 bytes); empty with it. */
   senderNumberSalt?: Uint8Array | null
 }
 
@@ -98,9 +106,17 @@ export interface SealedContentInput {
  * `parley.v1.ServerCertificateBody` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
  */
 export interface ServerCertificateBody {
+  /**
+   * The signing key's number: the relay starts at 1 and counts up each time it replaces the key (before it
+   * expires). Informational: verifiers go by the certified public_key.
+   */
   keyId: number
   /** Ed25519 public key (32 bytes). */
   publicKey: Uint8Array
+  /**
+   * End of the signing key's validity, in ms since the Unix epoch (30 days after it was made, at the reference
+   * relay); a sender certificate it signs never expires later, or it is refused.
+   */
   expiresAtMs: number
 }
 
@@ -123,6 +139,7 @@ export type ServerCertificateInput = InputOf<ServerCertificate>
  * `parley.v1.OprfKeyCertificateBody` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
  */
 export interface OprfKeyCertificateBody {
+  /** The key epoch (OprfPublicKey.key_id) whose public_key this certifies. */
   keyId: number
   /** ristretto255 element (32 bytes). */
   publicKey: Uint8Array
@@ -151,10 +168,16 @@ export type OprfKeyCertificateInput = InputOf<OprfKeyCertificate>
  * `parley.v1.SenderCertificateBody` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
  */
 export interface SenderCertificateBody {
+  /** The device's 32-byte account address (Activated.address). */
   address: Uint8Array
+  /** The device's id (Activated.device_id). */
   deviceId: number
   /** The device's Ed25519 identity key (32 bytes). */
   identityKey: Uint8Array
+  /**
+   * End of validity, in ms since the Unix epoch: a day after issue by default, never after the signer's
+   * expires_at_ms. The recipient checks it at Delivery.received_at_ms, with 5 minutes of clock skew.
+   */
   expiresAtMs: number
   /** SHA-256("parley/v1/number-commitment" ‖ salt ‖ E.164), fixed at activation; empty if the account has none. */
   numberCommitment: Uint8Array
@@ -194,9 +217,11 @@ export interface PrekeyMessage {
   identityKey: Uint8Array
   /** Initiator's X25519 ephemeral key (EK_A, the "base key"). */
   baseKey: Uint8Array
+  /** Key id of the responder's signed prekey (SignedPrekey.key_id) the initiator used. */
   signedPrekeyId: number
   /** Present when the bundle had a one-time X25519 prekey. */
   oneTimePrekeyId?: number
+  /** Key id of the responder's KEM prekey it encapsulated to (one-time or last-resort). */
   kemPrekeyId: number
   /** ML-KEM-768 ciphertext (1088 bytes). */
   kemCiphertext: Uint8Array
@@ -236,6 +261,7 @@ export type RatchetMessageInput = InputOf<RatchetMessage>
 
 /** The members of `parley.v1.Content`'s oneof `body`, by name. */
 export interface ContentBodyMembers {
+  /** A text message. */
   text: string
   /** Application-defined bytes. */
   data: Uint8Array
@@ -251,6 +277,7 @@ export type ContentBody = OneOf<'body', ContentBodyMembers>
 export type Content = {
   /** 16 random bytes chosen by the sender; the receiver delivers each id once. */
   messageId: Uint8Array
+  /** The sender's clock when the message was sent, in ms since the Unix epoch. */
   sentAtMs: number
   /**
    * Superseded by SealedContent.sender_number and its certified commitment: no longer sent, and ignored when
@@ -267,7 +294,9 @@ export type Content = {
 export interface ContentInput {
   /** 16 random bytes chosen by the sender; the receiver delivers each id once. */
   messageId?: Uint8Array | null
+  /** The sender's clock when the message was sent, in ms since the Unix epoch. */
   sentAtMs?: number | null
+  /** A text message. */
   text?: string | null
   /** Application-defined bytes. */
   data?: Uint8Array | null
@@ -287,6 +316,7 @@ export interface ContentInput {
  * Values of the `parley.v1.DataClass` enum (a decoded field may hold a value this version does not know).
  */
 export const DataClass = {
+  /** No class: not valid on a field (the schema tests fail for a field without one). */
   DATA_CLASS_UNSPECIFIED: 0,
   /** Protocol mechanics the relay may read freely: versions, limits, counters, flags. */
   DATA_CLASS_PUBLIC: 1,
@@ -1175,22 +1205,35 @@ export type ErrorInput = InputOf<
 export interface SessionRecord {
   /** Record format version (1). */
   version: number
+  /** This device's Ed25519 identity public key (32 bytes). */
   localIdentityKey: Uint8Array
+  /** The peer device's Ed25519 identity public key (32 bytes). */
   remoteIdentityKey: Uint8Array
+  /** The peer's 32-byte account address. */
   remoteAddress: Uint8Array
+  /** The peer's device id. */
   remoteDeviceId: number
   /** PQXDH associated data (Signal PQXDH §3.3). */
   associatedData: Uint8Array
   /** The initiator's PQXDH ephemeral key; identifies repeated prekey messages of this session. */
   baseKey: Uint8Array
+  /** Double Ratchet root key (RK, 32 bytes). */
   rootKey: Uint8Array
+  /** This side's current X25519 ratchet key pair (DHs): its secret half (32 bytes). */
   sendingRatchetSecret: Uint8Array
+  /** Its public half (32 bytes), sent as RatchetMessage.ratchet_key. */
   sendingRatchetPublic: Uint8Array
+  /** The peer's current ratchet public key (DHr, 32 bytes); empty until a message from the peer was received. */
   receivingRatchetKey: Uint8Array
+  /** Sending chain key (CKs, 32 bytes); empty on the responder until it has received, as it cannot send before. */
   sendingChainKey: Uint8Array
+  /** Receiving chain key (CKr, 32 bytes); empty exactly when receiving_ratchet_key is. */
   receivingChainKey: Uint8Array
+  /** Messages sent in the current sending chain (Ns): the next RatchetMessage.counter. */
   sendingCounter: number
+  /** Messages received in the current receiving chain (Nr). */
   receivingCounter: number
+  /** Length of the previous sending chain (PN), sent as RatchetMessage.previous_counter. */
   previousCounter: number
   /** Earlier receiving chains, oldest first, with the keys of messages not yet received. */
   skippedChains: SkippedChain[]
@@ -1224,7 +1267,9 @@ export type SessionRecordInput = InputOf<
 
 /** `parley.v1.SkippedChain` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface SkippedChain {
+  /** The peer's ratchet public key of this receiving chain (32 bytes). */
   ratchetKey: Uint8Array
+  /** Counters (N) of the messages of this chain not yet received whose keys are kept, at most 2,000. */
   counters: number[]
   /** 32 bytes per entry of `counters`, in the same order. */
   messageKeys: Uint8Array
@@ -1235,9 +1280,13 @@ export type SkippedChainInput = InputOf<SkippedChain>
 
 /** `parley.v1.PendingPrekey` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface PendingPrekey {
+  /** Key id of the responder's signed prekey (PrekeyMessage.signed_prekey_id). */
   signedPrekeyId: number
+  /** Key id of the responder's one-time prekey; absent when the bundle had none. */
   oneTimePrekeyId?: number
+  /** Key id of the responder's KEM prekey (one-time or last-resort). */
   kemPrekeyId: number
+  /** The ML-KEM-768 ciphertext to that KEM prekey (1088 bytes). */
   kemCiphertext: Uint8Array
 }
 
