@@ -335,24 +335,46 @@ export const DataClass = {
 
 /** The members of `parley.v1.ClientFrame`'s oneof `body`, by name. */
 export interface ClientFrameBodyMembers {
+  /** First frame of every connection (only ping may come before it); answered server_hello. */
   hello: Hello
+  /** Logs the connection in as a registered device; answered authenticated. */
   authenticate: Authenticate
+  /** Asks for a verification code for the user's own number; answered activation_started. */
   activationStart: ActivationStart
+  /** Registers this device with the code; answered activated, and the connection is then authenticated. */
   activationConfirm: ActivationConfirm
+  /** Authenticated only: blind OPRF evaluation of numbers for discovery; answered oprf_evaluated. */
   oprfEvaluate: OprfEvaluate
+  /** Authenticated only: the registered addresses under address prefixes; answered membership_result. */
   membershipQuery: MembershipQuery
+  /** Authenticated only: adds or replaces this device's prekeys; answered prekey_uploaded. */
   prekeyUpload: PrekeyUpload
+  /** Authenticated only: takes a device's prekey bundle to start a session; answered prekey_bundle. */
   prekeyBundleQuery: PrekeyBundleQuery
+  /** Authenticated only: how many one-time prekeys the relay still holds; answered prekey_count. */
   prekeyCountQuery: PrekeyCountQuery
+  /** Authenticated only: stores a sealed envelope in a recipient's mailbox; answered message_accepted. */
   sendMessage: SendMessage
+  /** Authenticated only: deletes delivered mailbox entries; answered acked. */
   ackMessages: AckMessages
+  /** Authenticated only: pushes the mailbox after a cursor, then live; answered sync_done. */
   syncMailbox: SyncMailbox
+  /** Authenticated only: erases the account; answered deactivated. */
   deactivate: Deactivate
+  /** Keep-alive, allowed at any time, before Hello too; answered pong. */
   ping: Ping
+  /** Authenticated only: a sender certificate for this device; answered sender_certificate_issued. */
   senderCertificateRequest: SenderCertificateRequest
+  /** Authenticated only: sets the account's delivery token verifier; answered delivery_token_set. */
   setDeliveryToken: SetDeliveryToken
+  /**
+   * A sealed envelope from a sender the relay does not learn, on a connection that never authenticated or
+   * activated; answered message_accepted.
+   */
   unidentifiedSend: UnidentifiedSend
+  /** Authenticated only: sets or clears the account's registration lock; answered registration_lock_set. */
   setRegistrationLock: SetRegistrationLock
+  /** Authenticated only: moves the account to its address under the current OPRF key; answered address_rebound. */
   rebindAddress: RebindAddress
 }
 
@@ -369,50 +391,94 @@ export type ClientFrame = {
 export interface ClientFrameInput {
   /** Chosen by the client, unique per connection, echoed in the response. 0 is not a valid id. */
   requestId?: number | null
+  /** First frame of every connection (only ping may come before it); answered server_hello. */
   hello?: HelloInput | null
+  /** Logs the connection in as a registered device; answered authenticated. */
   authenticate?: AuthenticateInput | null
+  /** Asks for a verification code for the user's own number; answered activation_started. */
   activationStart?: ActivationStartInput | null
+  /** Registers this device with the code; answered activated, and the connection is then authenticated. */
   activationConfirm?: ActivationConfirmInput | null
+  /** Authenticated only: blind OPRF evaluation of numbers for discovery; answered oprf_evaluated. */
   oprfEvaluate?: OprfEvaluateInput | null
+  /** Authenticated only: the registered addresses under address prefixes; answered membership_result. */
   membershipQuery?: MembershipQueryInput | null
+  /** Authenticated only: adds or replaces this device's prekeys; answered prekey_uploaded. */
   prekeyUpload?: PrekeyUploadInput | null
+  /** Authenticated only: takes a device's prekey bundle to start a session; answered prekey_bundle. */
   prekeyBundleQuery?: PrekeyBundleQueryInput | null
+  /** Authenticated only: how many one-time prekeys the relay still holds; answered prekey_count. */
   prekeyCountQuery?: PrekeyCountQueryInput | null
+  /** Authenticated only: stores a sealed envelope in a recipient's mailbox; answered message_accepted. */
   sendMessage?: SendMessageInput | null
+  /** Authenticated only: deletes delivered mailbox entries; answered acked. */
   ackMessages?: AckMessagesInput | null
+  /** Authenticated only: pushes the mailbox after a cursor, then live; answered sync_done. */
   syncMailbox?: SyncMailboxInput | null
+  /** Authenticated only: erases the account; answered deactivated. */
   deactivate?: DeactivateInput | null
+  /** Keep-alive, allowed at any time, before Hello too; answered pong. */
   ping?: PingInput | null
+  /** Authenticated only: a sender certificate for this device; answered sender_certificate_issued. */
   senderCertificateRequest?: SenderCertificateRequestInput | null
+  /** Authenticated only: sets the account's delivery token verifier; answered delivery_token_set. */
   setDeliveryToken?: SetDeliveryTokenInput | null
+  /**
+   * A sealed envelope from a sender the relay does not learn, on a connection that never authenticated or
+   * activated; answered message_accepted.
+   */
   unidentifiedSend?: UnidentifiedSendInput | null
+  /** Authenticated only: sets or clears the account's registration lock; answered registration_lock_set. */
   setRegistrationLock?: SetRegistrationLockInput | null
+  /** Authenticated only: moves the account to its address under the current OPRF key; answered address_rebound. */
   rebindAddress?: RebindAddressInput | null
 }
 
 /** The members of `parley.v1.ServerFrame`'s oneof `body`, by name. */
 export interface ServerFrameBodyMembers {
+  /** Answers hello. */
   serverHello: ServerHello
+  /** Answers a request that failed; with request_id 0, a failure of the connection itself. */
   error: Error
+  /** Answers authenticate. */
   authenticated: Authenticated
+  /** Answers activation_start. */
   activationStarted: ActivationStarted
+  /** Answers activation_confirm. */
   activated: Activated
+  /** Answers oprf_evaluate. */
   oprfEvaluated: OprfEvaluated
+  /** Answers membership_query. */
   membershipResult: MembershipResult
+  /** Answers prekey_upload. */
   prekeyUploaded: PrekeyUploaded
+  /** Answers prekey_bundle_query. */
   prekeyBundle: PrekeyBundle
+  /** Answers prekey_count_query. */
   prekeyCount: PrekeyCount
+  /** Answers send_message and unidentified_send. */
   messageAccepted: MessageAccepted
+  /** Push (request_id 0): one entry of this device's mailbox. */
   delivery: Delivery
+  /** Answers ack_messages. */
   acked: Acked
+  /** Push (request_id 0): mail of this device's mailbox that is gone for good. */
   mailboxGap: MailboxGap
+  /** Answers sync_mailbox, once the pushes it asked for have been sent. */
   syncDone: SyncDone
+  /** Answers deactivate. */
   deactivated: Deactivated
+  /** Answers ping. */
   pong: Pong
+  /** Answers sender_certificate_request. */
   senderCertificateIssued: SenderCertificateIssued
+  /** Answers set_delivery_token. */
   deliveryTokenSet: DeliveryTokenSet
+  /** Push (request_id 0) before the relay closes the connection: the device was replaced, or the account erased. */
   deviceReplaced: DeviceReplaced
+  /** Answers set_registration_lock. */
   registrationLockSet: RegistrationLockSet
+  /** Answers rebind_address. */
   addressRebound: AddressRebound
 }
 
@@ -421,35 +487,57 @@ export type ServerFrameBody = OneOf<'body', ServerFrameBodyMembers>
 
 /** `parley.v1.ServerFrame` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export type ServerFrame = {
-  /** Echo of the request's id; 0 on a push (Delivery, MailboxGap) and on a connection-level Error. */
+  /** Echo of the request's id; 0 on a push (Delivery, MailboxGap, DeviceReplaced) and on a connection-level Error. */
   requestId: number
 } & (ServerFrameBody | NoneOf<'body', ServerFrameBodyMembers>)
 
 /** `parley.v1.ServerFrame` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
 export interface ServerFrameInput {
-  /** Echo of the request's id; 0 on a push (Delivery, MailboxGap) and on a connection-level Error. */
+  /** Echo of the request's id; 0 on a push (Delivery, MailboxGap, DeviceReplaced) and on a connection-level Error. */
   requestId?: number | null
+  /** Answers hello. */
   serverHello?: ServerHelloInput | null
+  /** Answers a request that failed; with request_id 0, a failure of the connection itself. */
   error?: ErrorInput | null
+  /** Answers authenticate. */
   authenticated?: AuthenticatedInput | null
+  /** Answers activation_start. */
   activationStarted?: ActivationStartedInput | null
+  /** Answers activation_confirm. */
   activated?: ActivatedInput | null
+  /** Answers oprf_evaluate. */
   oprfEvaluated?: OprfEvaluatedInput | null
+  /** Answers membership_query. */
   membershipResult?: MembershipResultInput | null
+  /** Answers prekey_upload. */
   prekeyUploaded?: PrekeyUploadedInput | null
+  /** Answers prekey_bundle_query. */
   prekeyBundle?: PrekeyBundleInput | null
+  /** Answers prekey_count_query. */
   prekeyCount?: PrekeyCountInput | null
+  /** Answers send_message and unidentified_send. */
   messageAccepted?: MessageAcceptedInput | null
+  /** Push (request_id 0): one entry of this device's mailbox. */
   delivery?: DeliveryInput | null
+  /** Answers ack_messages. */
   acked?: AckedInput | null
+  /** Push (request_id 0): mail of this device's mailbox that is gone for good. */
   mailboxGap?: MailboxGapInput | null
+  /** Answers sync_mailbox, once the pushes it asked for have been sent. */
   syncDone?: SyncDoneInput | null
+  /** Answers deactivate. */
   deactivated?: DeactivatedInput | null
+  /** Answers ping. */
   pong?: PongInput | null
+  /** Answers sender_certificate_request. */
   senderCertificateIssued?: SenderCertificateIssuedInput | null
+  /** Answers set_delivery_token. */
   deliveryTokenSet?: DeliveryTokenSetInput | null
+  /** Push (request_id 0) before the relay closes the connection: the device was replaced, or the account erased. */
   deviceReplaced?: DeviceReplacedInput | null
+  /** Answers set_registration_lock. */
   registrationLockSet?: RegistrationLockSetInput | null
+  /** Answers rebind_address. */
   addressRebound?: AddressReboundInput | null
 }
 
@@ -458,7 +546,9 @@ export interface ServerFrameInput {
  * `parley.v1.Hello` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
  */
 export interface Hello {
+  /** The client's protocol major version (1); the relay refuses another. */
   protocolMajor: number
+  /** The client's protocol minor version; the relay does not check it. */
   protocolMinor: number
 }
 
@@ -467,13 +557,17 @@ export type HelloInput = InputOf<Hello>
 
 /** `parley.v1.ServerHello` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface ServerHello {
+  /** The relay's protocol major version, the same as Hello's (it refuses another). */
   protocolMajor: number
+  /** The relay's protocol minor version; within a major, fields are only ever added. */
   protocolMinor: number
+  /** This relay's limits; always set. */
   limits?: Limits
   /** Current OPRF key first; during a rotation's grace period the previous epoch follows. */
   oprfKeys: OprfPublicKey[]
   /** 32 random bytes, fresh per connection; signed in Authenticate. */
   authNonce: Uint8Array
+  /** The relay's clock when it answered, in ms since the Unix epoch. */
   serverTimeMs: number
   /**
    * The relay's long-term Ed25519 trust root (32 bytes). Clients pin it at first use (or are given it); it
@@ -492,7 +586,10 @@ export interface ServerHello {
 export type ServerHelloInput = InputOf<
   ServerHello,
   {
-    /** `limits` as the encoder takes it. */
+    /**
+     * This relay's limits; always set.
+     * `limits` as the encoder takes it.
+     */
     limits: LimitsInput
     /**
      * Current OPRF key first; during a rotation's grace period the previous epoch follows.
@@ -507,13 +604,22 @@ export type ServerHelloInput = InputOf<
  * `parley.v1.Limits` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
  */
 export interface Limits {
+  /** Largest frame the relay accepts or sends, in bytes (default 320 KiB). */
   maxFrameBytes: number
+  /** Largest envelope of a SendMessage or UnidentifiedSend, in bytes (default 256 KiB); TOO_LARGE beyond. */
   maxEnvelopeBytes: number
+  /** Most blinded elements in one OprfEvaluate, and most prefixes in one MembershipQuery (default 500). */
   maxDiscoveryBatch: number
+  /** Most unread messages a device's mailbox holds (default 10,000); new mail beyond is refused MAILBOX_FULL. */
   maxMailboxMessages: number
+  /**
+   * How long the relay keeps mail that is not acked, in seconds from its arrival (default 30 days); then it is
+   * deleted and reported as a MailboxGap (EXPIRED).
+   */
   messageTtlSeconds: number
   /** Bits of an address sent in a MembershipQuery (k-anonymity; default 16). */
   membershipPrefixBits: number
+  /** Most prekeys in one PrekeyUpload, its four fields together (default 200); TOO_LARGE beyond. */
   maxPrekeysPerUpload: number
 }
 
@@ -542,8 +648,14 @@ export type OprfPublicKeyInput = InputOf<OprfPublicKey>
  * `parley.v1.Authenticate` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
  */
 export interface Authenticate {
+  /** The account's 32-byte address (Activated.address, or AddressRebound.address after a move). */
   address: Uint8Array
+  /** The device's id (Activated.device_id); UNAUTHENTICATED unless it is the address's registered device. */
   deviceId: number
+  /**
+   * Ed25519 signature over the payload above, by the identity key registered at activation; one attempt per
+   * connection (the nonce is single use).
+   */
   signature: Uint8Array
 }
 
@@ -579,7 +691,9 @@ export type ActivationStartInput = InputOf<ActivationStart>
 export interface ActivationStarted {
   /** Random handle for the pending activation (16 bytes); the confirm refers to it, not to the number. */
   activationId: Uint8Array
+  /** How long the code is valid, in seconds from now (10 minutes by default). */
   expiresInSeconds: number
+  /** Wrong codes the activation allows (5 by default); once they are used up, it is locked and refused EXPIRED. */
   attemptsLeft: number
 }
 
@@ -588,6 +702,7 @@ export type ActivationStartedInput = InputOf<ActivationStarted>
 
 /** `parley.v1.ActivationConfirm` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface ActivationConfirm {
+  /** ActivationStarted.activation_id (16 bytes); an unknown one is refused NOT_FOUND. */
   activationId: Uint8Array
   /** The six-digit code the verifier delivered (digits only). */
   code: string
@@ -678,8 +793,6 @@ export interface Deactivated {
 export type DeactivatedInput = InputOf<Deactivated>
 
 /**
- * Push, just before the relay closes a device's connections for good (close code 4001): the number was
- * activated on another device (which took the account over), or the account was deactivated.
  * Authenticated only. Sets, replaces or (with an empty verifier) clears the account's registration lock: a later
  * activation of the number on another device must then prove the PIN (ActivationConfirm.registration_lock_proof)
  * until the account has been inactive for the relay's lapse period. The PIN never reaches the relay; the verifier
@@ -737,6 +850,7 @@ export type RebindAddressInput = InputOf<RebindAddress>
 export interface AddressRebound {
   /** The account's address under key_id. */
   address: Uint8Array
+  /** The current OPRF key id (RebindAddress.key_id) that address is derived under. */
   keyId: number
   /** The evaluation of RebindAddress.blinded_number, with its proof; absent when none was sent. */
   ownNumber?: OprfEvaluated
@@ -760,7 +874,9 @@ export type AddressReboundInput = InputOf<
  * `parley.v1.RegistrationLockChallenge` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
  */
 export interface RegistrationLockChallenge {
+  /** The lock's scrypt salt (16 bytes), as SetRegistrationLock.salt set it. */
   salt: Uint8Array
+  /** The lock's scrypt cost, as set: N = 2^log_n. */
   logN: number
   /** PIN guesses left now; 0 means none until retry_after_ms (or until the lock lapses). */
   attemptsLeft: number
@@ -771,7 +887,11 @@ export interface RegistrationLockChallenge {
 /** `parley.v1.RegistrationLockChallenge` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
 export type RegistrationLockChallengeInput = InputOf<RegistrationLockChallenge>
 
-/** `parley.v1.DeviceReplaced` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
+/**
+ * Push, just before the relay closes a device's connections for good (close code 4001): the number was
+ * activated on another device (which took the account over), or the account was deactivated.
+ * `parley.v1.DeviceReplaced` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
+ */
 export interface DeviceReplaced {
   /** True when the account was deactivated (erased); false when another device activated the number. */
   erased: boolean
@@ -786,6 +906,7 @@ export type DeviceReplacedInput = InputOf<DeviceReplaced>
  * `parley.v1.OprfEvaluate` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
  */
 export interface OprfEvaluate {
+  /** The key epoch to evaluate under: one announced in ServerHello.oprf_keys (else NOT_FOUND). */
   keyId: number
   /** Serialized blinded elements (32 bytes each). */
   blindedElements: Uint8Array[]
@@ -796,6 +917,7 @@ export type OprfEvaluateInput = InputOf<OprfEvaluate>
 
 /** `parley.v1.OprfEvaluated` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface OprfEvaluated {
+  /** The key epoch used: OprfEvaluate.key_id, or the current key for an own_number. */
   keyId: number
   /** In request order (32 bytes each). */
   evaluatedElements: Uint8Array[]
@@ -811,6 +933,7 @@ export type OprfEvaluatedInput = InputOf<OprfEvaluated>
  * `parley.v1.MembershipQuery` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
  */
 export interface MembershipQuery {
+  /** Must be this connection's ServerHello.limits.membership_prefix_bits, else BAD_REQUEST. */
   prefixBits: number
   /** ceil(prefix_bits / 8) bytes each; unused trailing bits are zero. */
   prefixes: Uint8Array[]
@@ -839,6 +962,7 @@ export type MembershipResultInput = InputOf<
 
 /** `parley.v1.PrefixBucket` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface PrefixBucket {
+  /** One of the queried prefixes, as sent. */
   prefix: Uint8Array
   /** Every registered address under the prefix; the client matches its own locally. */
   addresses: Uint8Array[]
@@ -852,8 +976,11 @@ export type PrefixBucketInput = InputOf<PrefixBucket>
  * `parley.v1.SignedPrekey` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
  */
 export interface SignedPrekey {
+  /** Chosen by the device (u32); PrekeyMessage.signed_prekey_id names it. */
   keyId: number
+  /** X25519 public key (32 bytes). */
   publicKey: Uint8Array
+  /** Ed25519 signature (64 bytes); the relay checks it on upload, the sender before use. */
   signature: Uint8Array
 }
 
@@ -862,7 +989,9 @@ export type SignedPrekeyInput = InputOf<SignedPrekey>
 
 /** `parley.v1.OneTimePrekey` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface OneTimePrekey {
+  /** Chosen by the device (u32); PrekeyMessage.one_time_prekey_id names it. */
   keyId: number
+  /** X25519 public key (32 bytes). */
   publicKey: Uint8Array
 }
 
@@ -874,8 +1003,11 @@ export type OneTimePrekeyInput = InputOf<OneTimePrekey>
  * `parley.v1.KemPrekey` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
  */
 export interface KemPrekey {
+  /** Chosen by the device (u32); PrekeyMessage.kem_prekey_id names it. */
   keyId: number
+  /** ML-KEM-768 encapsulation key (1184 bytes). */
   publicKey: Uint8Array
+  /** Ed25519 signature (64 bytes); the relay checks it on upload, the sender before use. */
   signature: Uint8Array
 }
 
@@ -887,9 +1019,16 @@ export type KemPrekeyInput = InputOf<KemPrekey>
  * `parley.v1.PrekeyUpload` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
  */
 export interface PrekeyUpload {
+  /** Replaces the device's signed prekey when set; required at activation. */
   signedPrekey?: SignedPrekey
+  /**
+   * One-time X25519 prekeys to add (one with a stored key id replaces it); the relay stores a bounded number of
+   * each kind (1,000 by default; TOO_LARGE beyond).
+   */
   oneTimePrekeys: OneTimePrekey[]
+  /** Replaces the device's last-resort KEM prekey when set; required at activation. */
   lastResortKemPrekey?: KemPrekey
+  /** One-time KEM prekeys to add, as one_time_prekeys. */
   oneTimeKemPrekeys: KemPrekey[]
 }
 
@@ -897,20 +1036,35 @@ export interface PrekeyUpload {
 export type PrekeyUploadInput = InputOf<
   PrekeyUpload,
   {
-    /** `signedPrekey` as the encoder takes it. */
+    /**
+     * Replaces the device's signed prekey when set; required at activation.
+     * `signedPrekey` as the encoder takes it.
+     */
     signedPrekey: SignedPrekeyInput
-    /** `oneTimePrekeys` as the encoder takes it. */
+    /**
+     * One-time X25519 prekeys to add (one with a stored key id replaces it); the relay stores a bounded number of
+     * each kind (1,000 by default; TOO_LARGE beyond).
+     * `oneTimePrekeys` as the encoder takes it.
+     */
     oneTimePrekeys: OneTimePrekeyInput[]
-    /** `lastResortKemPrekey` as the encoder takes it. */
+    /**
+     * Replaces the device's last-resort KEM prekey when set; required at activation.
+     * `lastResortKemPrekey` as the encoder takes it.
+     */
     lastResortKemPrekey: KemPrekeyInput
-    /** `oneTimeKemPrekeys` as the encoder takes it. */
+    /**
+     * One-time KEM prekeys to add, as one_time_prekeys.
+     * `oneTimeKemPrekeys` as the encoder takes it.
+     */
     oneTimeKemPrekeys: KemPrekeyInput[]
   }
 >
 
 /** `parley.v1.PrekeyUploaded` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface PrekeyUploaded {
+  /** One-time X25519 prekeys stored for this device after the upload. */
   oneTimeCount: number
+  /** One-time KEM prekeys stored for this device after the upload (the last-resort one not counted). */
   kemOneTimeCount: number
 }
 
@@ -922,6 +1076,7 @@ export type PrekeyUploadedInput = InputOf<PrekeyUploaded>
  * `parley.v1.PrekeyBundleQuery` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
  */
 export interface PrekeyBundleQuery {
+  /** The 32-byte address to take a bundle of; NOT_FOUND when no account is registered there. */
   address: Uint8Array
 }
 
@@ -930,13 +1085,19 @@ export type PrekeyBundleQueryInput = InputOf<PrekeyBundleQuery>
 
 /** `parley.v1.PrekeyBundle` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface PrekeyBundle {
+  /** The queried address. */
   address: Uint8Array
+  /** The address's registered device: what SendMessage.recipient_device_id must name. */
   deviceId: number
+  /** The device's Ed25519 identity key (32 bytes), which signed its prekeys. */
   identityKey: Uint8Array
+  /** The device's current signed prekey. */
   signedPrekey?: SignedPrekey
   /** Absent when the account has run out of one-time prekeys. */
   oneTimePrekey?: OneTimePrekey
+  /** A one-time KEM prekey, which this fetch consumed, or the last-resort one when none is left. */
   kemPrekey?: KemPrekey
+  /** True when kem_prekey is the last-resort one, which stays and may be handed out again. */
   kemPrekeyIsLastResort: boolean
 }
 
@@ -944,14 +1105,20 @@ export interface PrekeyBundle {
 export type PrekeyBundleInput = InputOf<
   PrekeyBundle,
   {
-    /** `signedPrekey` as the encoder takes it. */
+    /**
+     * The device's current signed prekey.
+     * `signedPrekey` as the encoder takes it.
+     */
     signedPrekey: SignedPrekeyInput
     /**
      * Absent when the account has run out of one-time prekeys.
      * `oneTimePrekey` as the encoder takes it.
      */
     oneTimePrekey: OneTimePrekeyInput
-    /** `kemPrekey` as the encoder takes it. */
+    /**
+     * A one-time KEM prekey, which this fetch consumed, or the last-resort one when none is left.
+     * `kemPrekey` as the encoder takes it.
+     */
     kemPrekey: KemPrekeyInput
   }
 >
@@ -966,7 +1133,9 @@ export type PrekeyCountQueryInput = InputOf<PrekeyCountQuery>
 
 /** `parley.v1.PrekeyCount` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface PrekeyCount {
+  /** One-time X25519 prekeys the relay still holds for this device. */
   oneTimeCount: number
+  /** One-time KEM prekeys the relay still holds for this device (the last-resort one not counted). */
   kemOneTimeCount: number
 }
 
@@ -978,6 +1147,7 @@ export type PrekeyCountInput = InputOf<PrekeyCount>
  * `parley.v1.SendMessage` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
  */
 export interface SendMessage {
+  /** The recipient's 32-byte address; NOT_FOUND when no account is registered there. */
   recipientAddress: Uint8Array
   /** Must be the recipient's current device, else CONFLICT (fetch a new bundle). */
   recipientDeviceId: number
@@ -995,6 +1165,7 @@ export type SendMessageInput = InputOf<SendMessage>
  * `parley.v1.MessageAccepted` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
  */
 export interface MessageAccepted {
+  /** The request's message_id, also when it was a resend already stored. */
   messageId: Uint8Array
 }
 
@@ -1006,9 +1177,16 @@ export type MessageAcceptedInput = InputOf<MessageAccepted>
  * `parley.v1.Delivery` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
  */
 export interface Delivery {
+  /** The entry's sequence number in this device's mailbox, assigned by the relay, increasing; AckMessages names it. */
   seq: number
+  /** The sender's message_id (16 bytes). */
   messageId: Uint8Array
+  /** The sealed envelope, as the sender sent it. */
   envelope: Uint8Array
+  /**
+   * When the relay stored the message, in ms since the Unix epoch (its clock); the recipient checks the sender
+   * certificate at this time.
+   */
   receivedAtMs: number
 }
 
@@ -1020,6 +1198,7 @@ export type DeliveryInput = InputOf<Delivery>
  * `parley.v1.AckMessages` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
  */
 export interface AckMessages {
+  /** Delivery.seq of each entry to delete; at most 500 per frame by default (TOO_LARGE beyond). */
   seqs: number[]
 }
 
@@ -1028,6 +1207,7 @@ export type AckMessagesInput = InputOf<AckMessages>
 
 /** `parley.v1.Acked` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface Acked {
+  /** Entries deleted: a seq listed twice counts once, an unknown or already acked one not at all. */
   count: number
 }
 
@@ -1039,6 +1219,7 @@ export type AckedInput = InputOf<Acked>
  * `parley.v1.SyncMailbox` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
  */
 export interface SyncMailbox {
+  /** The cursor: the highest seq the device has dealt with (0: from the start). */
   afterSeq: number
 }
 
@@ -1047,6 +1228,7 @@ export type SyncMailboxInput = InputOf<SyncMailbox>
 
 /** `parley.v1.SyncDone` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface SyncDone {
+  /** The highest seq assigned in this device's mailbox when the pushes caught up; newer mail is pushed live. */
   headSeq: number
 }
 
@@ -1055,10 +1237,14 @@ export type SyncDoneInput = InputOf<SyncDone>
 
 /** Values of the `parley.v1.GapReason` enum (a decoded field may hold a value this version does not know). */
 export const GapReason = {
+  /** Never sent; the SDKs report it, as any value they do not know, as reason 'unknown'. */
   GAP_REASON_UNSPECIFIED: 0,
   /** Older than the message TTL. */
   GAP_REASON_EXPIRED: 1,
-  /** Pushed out by the mailbox limit. */
+  /**
+   * Pushed out by the mailbox limit. Only relays from before mail beyond the limit was refused (MAILBOX_FULL)
+   * recorded such gaps; they are still reported until the TTL sweep drops them.
+   */
   GAP_REASON_EVICTED: 2,
 } as const
 
@@ -1067,8 +1253,11 @@ export const GapReason = {
  * `parley.v1.MailboxGap` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
  */
 export interface MailboxGap {
+  /** First missing sequence number (inclusive). */
   firstSeq: number
+  /** Last missing sequence number (inclusive). */
   lastSeq: number
+  /** Why the mail is gone. */
   reason: number
 }
 
@@ -1124,9 +1313,13 @@ export type DeliveryTokenSetInput = InputOf<DeliveryTokenSet>
  * `parley.v1.UnidentifiedSend` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
  */
 export interface UnidentifiedSend {
+  /** The recipient's 32-byte address; no account there is answered FORBIDDEN, as a wrong token is. */
   recipientAddress: Uint8Array
+  /** Must be the recipient's current device, else CONFLICT (fetch a new bundle). */
   recipientDeviceId: number
+  /** 16 random bytes chosen by the sender; a resend with the same id is stored once. */
   messageId: Uint8Array
+  /** Sealed envelope (see e2e.proto), as in SendMessage. */
   envelope: Uint8Array
   /** The recipient's 32-byte delivery token, as the recipient shared it in an end-to-end message. */
   deliveryToken: Uint8Array
@@ -1145,6 +1338,7 @@ export type PingInput = InputOf<Ping>
 
 /** `parley.v1.Pong` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface Pong {
+  /** The relay's clock when it answered, in ms since the Unix epoch. */
   serverTimeMs: number
 }
 
@@ -1156,20 +1350,56 @@ export type PongInput = InputOf<Pong>
  * Values of the `parley.v1.ErrorCode` enum (a decoded field may hold a value this version does not know).
  */
 export const ErrorCode = {
+  /** Never sent; the SDKs read it, as any code they do not know, as INTERNAL. */
   ERROR_CODE_UNSPECIFIED: 0,
+  /**
+   * Malformed or not allowed now, e.g. an undecodable frame, a field of the wrong length, request_id 0, a frame
+   * before Hello.
+   */
   ERROR_CODE_BAD_REQUEST: 1,
+  /**
+   * The request needs an authenticated connection, the authentication failed, or this device was replaced,
+   * revoked or erased.
+   */
   ERROR_CODE_UNAUTHENTICATED: 2,
+  /**
+   * A quota or rate was exceeded (the relay's, or the verification service's); Error.retry_after_ms says when to
+   * try again.
+   */
   ERROR_CODE_RATE_LIMITED: 3,
+  /** A frame, envelope, batch or upload is over a limit (ServerHello.limits, or one the relay does not announce). */
   ERROR_CODE_TOO_LARGE: 4,
+  /** No account at the address, no such activation, or an OPRF key id the relay does not know. */
   ERROR_CODE_NOT_FOUND: 5,
+  /**
+   * The request does not fit the current state: the recipient has another device now (fetch a new bundle), or a
+   * RebindAddress names a key that is not the current one or an address another account holds.
+   */
   ERROR_CODE_CONFLICT: 6,
+  /** An unknown protocol major (in answer to Hello; the connection is then closed) or body type. */
   ERROR_CODE_UNSUPPORTED: 7,
+  /** An unexpected failure of the relay (a bug, its store failing); the message says no more. */
   ERROR_CODE_INTERNAL: 8,
+  /** The phone number is not in E.164 form. */
   ERROR_CODE_INVALID_NUMBER: 9,
+  /** Wrong verification code; the message says how many attempts are left. */
   ERROR_CODE_INVALID_CODE: 10,
+  /** The activation is past its lifetime, or locked after too many wrong codes: request a new code. */
   ERROR_CODE_EXPIRED: 11,
+  /**
+   * Not allowed: a wrong delivery token, a banned account, a number the verification service refuses to send a
+   * code to, or a number and salt that do not open the account's commitment.
+   */
   ERROR_CODE_FORBIDDEN: 12,
+  /**
+   * The relay or its verification service cannot take the request now (shutting down, busy, unreachable): try
+   * again, after Error.retry_after_ms when it is set.
+   */
   ERROR_CODE_UNAVAILABLE: 13,
+  /**
+   * The recipient's mailbox is at its message or byte limit, or the relay's disk is nearly full: nothing was
+   * stored, and nothing pushed out; try again after Error.retry_after_ms.
+   */
   ERROR_CODE_MAILBOX_FULL: 14,
   /** The number's account has a registration lock: prove the PIN (Error.registration_lock says how). */
   ERROR_CODE_REGISTRATION_LOCKED: 15,
@@ -1177,6 +1407,7 @@ export const ErrorCode = {
 
 /** `parley.v1.Error` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface Error {
+  /** What failed; the SDKs read a code they do not know as INTERNAL. */
   code: number
   /** Human-readable; never contains a number, a code or key material. */
   message: string
