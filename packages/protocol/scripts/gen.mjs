@@ -139,16 +139,22 @@ ${table.join('\n')}
     return input ? `${d.type}Input` : d.type
   }
   const pascal = (s) => s[0].toUpperCase() + s.slice(1)
-  // The `//` comment above each message and field of parley.v1, which the JSON descriptor drops: parsed again
-  // from each file, keyed `Message` and `Message.camelCaseField`.
+  // The `//` comment above each message, field, enum and enum value of parley.v1, which the JSON descriptor
+  // drops: parsed again from each file (options.proto too, for DataClass), keyed `Message`,
+  // `Message.camelCaseField`, `Enum` and `Enum.VALUE`.
   const comments = new Map()
-  for (const file of files) {
+  for (const file of [...files, join(protoRoot, 'parley', 'v1', 'options.proto')]) {
     const { root } = protobuf.parse(readFileSync(file, 'utf8'), {
       alternateCommentMode: true,
       keepCase: true,
     })
     const v1 = root.lookup('parley.v1')
     for (const t of v1?.nestedArray ?? []) {
+      if (t instanceof protobuf.Enum) {
+        if (t.comment) comments.set(t.name, t.comment)
+        for (const [v, c] of Object.entries(t.comments ?? {})) if (c) comments.set(`${t.name}.${v}`, c)
+        continue
+      }
       if (!(t instanceof protobuf.Type)) continue
       if (t.comment) comments.set(t.name, t.comment)
       for (const f of t.fieldsArray)
@@ -190,9 +196,18 @@ ${table.join('\n')}
   ]
   for (const [name, t] of Object.entries(types)) {
     if (t.values) {
-      const values = Object.entries(t.values).map(([k, v]) => `  ${k}: ${v},`)
+      const values = Object.entries(t.values).map(([k, v]) => {
+        const c = comments.get(`${name}.${k}`)
+        return `${c ? `${jsdoc([c], '  ')}\n` : ''}  ${k}: ${v},`
+      })
       out.push(
-        `/** Values of the \`parley.v1.${name}\` enum (a decoded field may hold a value this version does not know). */`,
+        jsdoc(
+          [
+            comments.get(name),
+            `Values of the \`parley.v1.${name}\` enum (a decoded field may hold a value this version does not know).`,
+          ].filter(Boolean),
+          '',
+        ),
         `export const ${name} = {\n${values.join('\n')}\n} as const`,
         '',
       )
@@ -268,10 +283,10 @@ ${table.join('\n')}
     .map(([n]) => n)
   out.push(
     '/** Every message of package parley.v1 by name, as decoded. */',
-    `export interface Messages {\n${names.map((n) => `  ${n}: ${n}`).join('\n')}\n}`,
+    `export interface Messages {\n${names.map((n) => `  /** \`parley.v1.${n}\` as decoded: {@link ${n}}. */\n  ${n}: ${n}`).join('\n')}\n}`,
     '',
     '/** Every message of package parley.v1 by name, as the encoder takes it. */',
-    `export interface MessageInputs {\n${names.map((n) => `  ${n}: ${n}Input`).join('\n')}\n}`,
+    `export interface MessageInputs {\n${names.map((n) => `  /** \`parley.v1.${n}\` as the encoder takes it: {@link ${n}Input}. */\n  ${n}: ${n}Input`).join('\n')}\n}`,
     '',
   )
   writeFileSync(join(gen, 'types.ts'), `${out.join('\n')}`)

@@ -39,7 +39,9 @@ export type SealedEnvelopeInput = InputOf<SealedEnvelope>
 
 /** The members of `parley.v1.SealedContent`'s oneof `message`, by name. */
 export interface SealedContentMessageMembers {
+  /** The PQXDH initial message: every message of a new session, until the recipient has answered. */
   prekeyMessage: PrekeyMessage
+  /** A Double Ratchet message: every message once the recipient has answered. */
   ratchetMessage: RatchetMessage
 }
 
@@ -53,6 +55,7 @@ export type SealedContentMessage = OneOf<'message', SealedContentMessageMembers>
 export type SealedContent = {
   /** Sender's 32-byte account address. */
   senderAddress: Uint8Array
+  /** Sender's device id; must equal the sender certificate's. */
   senderDeviceId: number
   /** Sender's Ed25519 identity key; equal to the one authenticated by the envelope. */
   senderIdentityKey: Uint8Array
@@ -67,6 +70,7 @@ export type SealedContent = {
    * empty when the sender does not state its number. A wrong opening refuses the message.
    */
   senderNumber: string
+  /** The salt for sender_number (32 bytes); empty with it. */
   senderNumberSalt: Uint8Array
 } & (SealedContentMessage | NoneOf<'message', SealedContentMessageMembers>)
 
@@ -74,10 +78,13 @@ export type SealedContent = {
 export interface SealedContentInput {
   /** Sender's 32-byte account address. */
   senderAddress?: Uint8Array | null
+  /** Sender's device id; must equal the sender certificate's. */
   senderDeviceId?: number | null
   /** Sender's Ed25519 identity key; equal to the one authenticated by the envelope. */
   senderIdentityKey?: Uint8Array | null
+  /** The PQXDH initial message: every message of a new session, until the recipient has answered. */
   prekeyMessage?: PrekeyMessageInput | null
+  /** A Double Ratchet message: every message once the recipient has answered. */
   ratchetMessage?: RatchetMessageInput | null
   /**
    * An encoded SenderCertificate from the relay. The recipient refuses the message unless it chains to the
@@ -90,6 +97,7 @@ export interface SealedContentInput {
    * empty when the sender does not state its number. A wrong opening refuses the message.
    */
   senderNumber?: string | null
+  /** The salt for sender_number (32 bytes); empty with it. */
   senderNumberSalt?: Uint8Array | null
 }
 
@@ -98,9 +106,17 @@ export interface SealedContentInput {
  * `parley.v1.ServerCertificateBody` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
  */
 export interface ServerCertificateBody {
+  /**
+   * The signing key's number: the relay starts at 1 and counts up each time it replaces the key (before it
+   * expires). Informational: verifiers go by the certified public_key.
+   */
   keyId: number
   /** Ed25519 public key (32 bytes). */
   publicKey: Uint8Array
+  /**
+   * End of the signing key's validity, in ms since the Unix epoch (30 days after it was made, at the reference
+   * relay); a sender certificate it signs never expires later, or it is refused.
+   */
   expiresAtMs: number
 }
 
@@ -123,6 +139,7 @@ export type ServerCertificateInput = InputOf<ServerCertificate>
  * `parley.v1.OprfKeyCertificateBody` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
  */
 export interface OprfKeyCertificateBody {
+  /** The key epoch (OprfPublicKey.key_id) whose public_key this certifies. */
   keyId: number
   /** ristretto255 element (32 bytes). */
   publicKey: Uint8Array
@@ -151,10 +168,16 @@ export type OprfKeyCertificateInput = InputOf<OprfKeyCertificate>
  * `parley.v1.SenderCertificateBody` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
  */
 export interface SenderCertificateBody {
+  /** The device's 32-byte account address (Activated.address). */
   address: Uint8Array
+  /** The device's id (Activated.device_id). */
   deviceId: number
   /** The device's Ed25519 identity key (32 bytes). */
   identityKey: Uint8Array
+  /**
+   * End of validity, in ms since the Unix epoch: a day after issue by default, never after the signer's
+   * expires_at_ms. The recipient checks it at Delivery.received_at_ms, with 5 minutes of clock skew.
+   */
   expiresAtMs: number
   /** SHA-256("parley/v1/number-commitment" ‖ salt ‖ E.164), fixed at activation; empty if the account has none. */
   numberCommitment: Uint8Array
@@ -194,9 +217,11 @@ export interface PrekeyMessage {
   identityKey: Uint8Array
   /** Initiator's X25519 ephemeral key (EK_A, the "base key"). */
   baseKey: Uint8Array
+  /** Key id of the responder's signed prekey (SignedPrekey.key_id) the initiator used. */
   signedPrekeyId: number
   /** Present when the bundle had a one-time X25519 prekey. */
   oneTimePrekeyId?: number
+  /** Key id of the responder's KEM prekey it encapsulated to (one-time or last-resort). */
   kemPrekeyId: number
   /** ML-KEM-768 ciphertext (1088 bytes). */
   kemCiphertext: Uint8Array
@@ -236,6 +261,7 @@ export type RatchetMessageInput = InputOf<RatchetMessage>
 
 /** The members of `parley.v1.Content`'s oneof `body`, by name. */
 export interface ContentBodyMembers {
+  /** A text message. */
   text: string
   /** Application-defined bytes. */
   data: Uint8Array
@@ -251,6 +277,7 @@ export type ContentBody = OneOf<'body', ContentBodyMembers>
 export type Content = {
   /** 16 random bytes chosen by the sender; the receiver delivers each id once. */
   messageId: Uint8Array
+  /** The sender's clock when the message was sent, in ms since the Unix epoch. */
   sentAtMs: number
   /**
    * Superseded by SealedContent.sender_number and its certified commitment: no longer sent, and ignored when
@@ -267,7 +294,9 @@ export type Content = {
 export interface ContentInput {
   /** 16 random bytes chosen by the sender; the receiver delivers each id once. */
   messageId?: Uint8Array | null
+  /** The sender's clock when the message was sent, in ms since the Unix epoch. */
   sentAtMs?: number | null
+  /** A text message. */
   text?: string | null
   /** Application-defined bytes. */
   data?: Uint8Array | null
@@ -282,36 +311,70 @@ export interface ContentInput {
   padding?: Uint8Array | null
 }
 
-/** Values of the `parley.v1.DataClass` enum (a decoded field may hold a value this version does not know). */
+/**
+ * What a field holds, from the relay's point of view.
+ * Values of the `parley.v1.DataClass` enum (a decoded field may hold a value this version does not know).
+ */
 export const DataClass = {
+  /** No class: not valid on a field (the schema tests fail for a field without one). */
   DATA_CLASS_UNSPECIFIED: 0,
+  /** Protocol mechanics the relay may read freely: versions, limits, counters, flags. */
   DATA_CLASS_PUBLIC: 1,
+  /** Pseudonyms and public keys: OPRF-derived addresses, address prefixes, key ids, blinded elements. */
   DATA_CLASS_PSEUDONYMOUS: 2,
+  /** End-to-end ciphertext, or a field that only ever travels inside it; opaque to the relay. */
   DATA_CLASS_CIPHERTEXT: 3,
+  /**
+   * Personal data: only the user's own phone number: at activation (for the verifier), and once after each OPRF
+   * key rotation (RebindAddress, checked against the account's commitment); held in memory only.
+   */
   DATA_CLASS_PERSONAL: 4,
+  /** Never put on the wire; a field of this class in a frame is a bug. */
   DATA_CLASS_SECRET_NEVER_SENT: 5,
 } as const
 
 /** The members of `parley.v1.ClientFrame`'s oneof `body`, by name. */
 export interface ClientFrameBodyMembers {
+  /** First frame of every connection (only ping may come before it); answered server_hello. */
   hello: Hello
+  /** Logs the connection in as a registered device; answered authenticated. */
   authenticate: Authenticate
+  /** Asks for a verification code for the user's own number; answered activation_started. */
   activationStart: ActivationStart
+  /** Registers this device with the code; answered activated, and the connection is then authenticated. */
   activationConfirm: ActivationConfirm
+  /** Authenticated only: blind OPRF evaluation of numbers for discovery; answered oprf_evaluated. */
   oprfEvaluate: OprfEvaluate
+  /** Authenticated only: the registered addresses under address prefixes; answered membership_result. */
   membershipQuery: MembershipQuery
+  /** Authenticated only: adds or replaces this device's prekeys; answered prekey_uploaded. */
   prekeyUpload: PrekeyUpload
+  /** Authenticated only: takes a device's prekey bundle to start a session; answered prekey_bundle. */
   prekeyBundleQuery: PrekeyBundleQuery
+  /** Authenticated only: how many one-time prekeys the relay still holds; answered prekey_count. */
   prekeyCountQuery: PrekeyCountQuery
+  /** Authenticated only: stores a sealed envelope in a recipient's mailbox; answered message_accepted. */
   sendMessage: SendMessage
+  /** Authenticated only: deletes delivered mailbox entries; answered acked. */
   ackMessages: AckMessages
+  /** Authenticated only: pushes the mailbox after a cursor, then live; answered sync_done. */
   syncMailbox: SyncMailbox
+  /** Authenticated only: erases the account; answered deactivated. */
   deactivate: Deactivate
+  /** Keep-alive, allowed at any time, before Hello too; answered pong. */
   ping: Ping
+  /** Authenticated only: a sender certificate for this device; answered sender_certificate_issued. */
   senderCertificateRequest: SenderCertificateRequest
+  /** Authenticated only: sets the account's delivery token verifier; answered delivery_token_set. */
   setDeliveryToken: SetDeliveryToken
+  /**
+   * A sealed envelope from a sender the relay does not learn, on a connection that never authenticated or
+   * activated; answered message_accepted.
+   */
   unidentifiedSend: UnidentifiedSend
+  /** Authenticated only: sets or clears the account's registration lock; answered registration_lock_set. */
   setRegistrationLock: SetRegistrationLock
+  /** Authenticated only: moves the account to its address under the current OPRF key; answered address_rebound. */
   rebindAddress: RebindAddress
 }
 
@@ -328,50 +391,94 @@ export type ClientFrame = {
 export interface ClientFrameInput {
   /** Chosen by the client, unique per connection, echoed in the response. 0 is not a valid id. */
   requestId?: number | null
+  /** First frame of every connection (only ping may come before it); answered server_hello. */
   hello?: HelloInput | null
+  /** Logs the connection in as a registered device; answered authenticated. */
   authenticate?: AuthenticateInput | null
+  /** Asks for a verification code for the user's own number; answered activation_started. */
   activationStart?: ActivationStartInput | null
+  /** Registers this device with the code; answered activated, and the connection is then authenticated. */
   activationConfirm?: ActivationConfirmInput | null
+  /** Authenticated only: blind OPRF evaluation of numbers for discovery; answered oprf_evaluated. */
   oprfEvaluate?: OprfEvaluateInput | null
+  /** Authenticated only: the registered addresses under address prefixes; answered membership_result. */
   membershipQuery?: MembershipQueryInput | null
+  /** Authenticated only: adds or replaces this device's prekeys; answered prekey_uploaded. */
   prekeyUpload?: PrekeyUploadInput | null
+  /** Authenticated only: takes a device's prekey bundle to start a session; answered prekey_bundle. */
   prekeyBundleQuery?: PrekeyBundleQueryInput | null
+  /** Authenticated only: how many one-time prekeys the relay still holds; answered prekey_count. */
   prekeyCountQuery?: PrekeyCountQueryInput | null
+  /** Authenticated only: stores a sealed envelope in a recipient's mailbox; answered message_accepted. */
   sendMessage?: SendMessageInput | null
+  /** Authenticated only: deletes delivered mailbox entries; answered acked. */
   ackMessages?: AckMessagesInput | null
+  /** Authenticated only: pushes the mailbox after a cursor, then live; answered sync_done. */
   syncMailbox?: SyncMailboxInput | null
+  /** Authenticated only: erases the account; answered deactivated. */
   deactivate?: DeactivateInput | null
+  /** Keep-alive, allowed at any time, before Hello too; answered pong. */
   ping?: PingInput | null
+  /** Authenticated only: a sender certificate for this device; answered sender_certificate_issued. */
   senderCertificateRequest?: SenderCertificateRequestInput | null
+  /** Authenticated only: sets the account's delivery token verifier; answered delivery_token_set. */
   setDeliveryToken?: SetDeliveryTokenInput | null
+  /**
+   * A sealed envelope from a sender the relay does not learn, on a connection that never authenticated or
+   * activated; answered message_accepted.
+   */
   unidentifiedSend?: UnidentifiedSendInput | null
+  /** Authenticated only: sets or clears the account's registration lock; answered registration_lock_set. */
   setRegistrationLock?: SetRegistrationLockInput | null
+  /** Authenticated only: moves the account to its address under the current OPRF key; answered address_rebound. */
   rebindAddress?: RebindAddressInput | null
 }
 
 /** The members of `parley.v1.ServerFrame`'s oneof `body`, by name. */
 export interface ServerFrameBodyMembers {
+  /** Answers hello. */
   serverHello: ServerHello
+  /** Answers a request that failed; with request_id 0, a failure of the connection itself. */
   error: Error
+  /** Answers authenticate. */
   authenticated: Authenticated
+  /** Answers activation_start. */
   activationStarted: ActivationStarted
+  /** Answers activation_confirm. */
   activated: Activated
+  /** Answers oprf_evaluate. */
   oprfEvaluated: OprfEvaluated
+  /** Answers membership_query. */
   membershipResult: MembershipResult
+  /** Answers prekey_upload. */
   prekeyUploaded: PrekeyUploaded
+  /** Answers prekey_bundle_query. */
   prekeyBundle: PrekeyBundle
+  /** Answers prekey_count_query. */
   prekeyCount: PrekeyCount
+  /** Answers send_message and unidentified_send. */
   messageAccepted: MessageAccepted
+  /** Push (request_id 0): one entry of this device's mailbox. */
   delivery: Delivery
+  /** Answers ack_messages. */
   acked: Acked
+  /** Push (request_id 0): mail of this device's mailbox that is gone for good. */
   mailboxGap: MailboxGap
+  /** Answers sync_mailbox, once the pushes it asked for have been sent. */
   syncDone: SyncDone
+  /** Answers deactivate. */
   deactivated: Deactivated
+  /** Answers ping. */
   pong: Pong
+  /** Answers sender_certificate_request. */
   senderCertificateIssued: SenderCertificateIssued
+  /** Answers set_delivery_token. */
   deliveryTokenSet: DeliveryTokenSet
+  /** Push (request_id 0) before the relay closes the connection: the device was replaced, or the account erased. */
   deviceReplaced: DeviceReplaced
+  /** Answers set_registration_lock. */
   registrationLockSet: RegistrationLockSet
+  /** Answers rebind_address. */
   addressRebound: AddressRebound
 }
 
@@ -380,35 +487,57 @@ export type ServerFrameBody = OneOf<'body', ServerFrameBodyMembers>
 
 /** `parley.v1.ServerFrame` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export type ServerFrame = {
-  /** Echo of the request's id; 0 on a push (Delivery, MailboxGap) and on a connection-level Error. */
+  /** Echo of the request's id; 0 on a push (Delivery, MailboxGap, DeviceReplaced) and on a connection-level Error. */
   requestId: number
 } & (ServerFrameBody | NoneOf<'body', ServerFrameBodyMembers>)
 
 /** `parley.v1.ServerFrame` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
 export interface ServerFrameInput {
-  /** Echo of the request's id; 0 on a push (Delivery, MailboxGap) and on a connection-level Error. */
+  /** Echo of the request's id; 0 on a push (Delivery, MailboxGap, DeviceReplaced) and on a connection-level Error. */
   requestId?: number | null
+  /** Answers hello. */
   serverHello?: ServerHelloInput | null
+  /** Answers a request that failed; with request_id 0, a failure of the connection itself. */
   error?: ErrorInput | null
+  /** Answers authenticate. */
   authenticated?: AuthenticatedInput | null
+  /** Answers activation_start. */
   activationStarted?: ActivationStartedInput | null
+  /** Answers activation_confirm. */
   activated?: ActivatedInput | null
+  /** Answers oprf_evaluate. */
   oprfEvaluated?: OprfEvaluatedInput | null
+  /** Answers membership_query. */
   membershipResult?: MembershipResultInput | null
+  /** Answers prekey_upload. */
   prekeyUploaded?: PrekeyUploadedInput | null
+  /** Answers prekey_bundle_query. */
   prekeyBundle?: PrekeyBundleInput | null
+  /** Answers prekey_count_query. */
   prekeyCount?: PrekeyCountInput | null
+  /** Answers send_message and unidentified_send. */
   messageAccepted?: MessageAcceptedInput | null
+  /** Push (request_id 0): one entry of this device's mailbox. */
   delivery?: DeliveryInput | null
+  /** Answers ack_messages. */
   acked?: AckedInput | null
+  /** Push (request_id 0): mail of this device's mailbox that is gone for good. */
   mailboxGap?: MailboxGapInput | null
+  /** Answers sync_mailbox, once the pushes it asked for have been sent. */
   syncDone?: SyncDoneInput | null
+  /** Answers deactivate. */
   deactivated?: DeactivatedInput | null
+  /** Answers ping. */
   pong?: PongInput | null
+  /** Answers sender_certificate_request. */
   senderCertificateIssued?: SenderCertificateIssuedInput | null
+  /** Answers set_delivery_token. */
   deliveryTokenSet?: DeliveryTokenSetInput | null
+  /** Push (request_id 0) before the relay closes the connection: the device was replaced, or the account erased. */
   deviceReplaced?: DeviceReplacedInput | null
+  /** Answers set_registration_lock. */
   registrationLockSet?: RegistrationLockSetInput | null
+  /** Answers rebind_address. */
   addressRebound?: AddressReboundInput | null
 }
 
@@ -417,7 +546,9 @@ export interface ServerFrameInput {
  * `parley.v1.Hello` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
  */
 export interface Hello {
+  /** The client's protocol major version (1); the relay refuses another. */
   protocolMajor: number
+  /** The client's protocol minor version; the relay does not check it. */
   protocolMinor: number
 }
 
@@ -426,13 +557,17 @@ export type HelloInput = InputOf<Hello>
 
 /** `parley.v1.ServerHello` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface ServerHello {
+  /** The relay's protocol major version, the same as Hello's (it refuses another). */
   protocolMajor: number
+  /** The relay's protocol minor version; within a major, fields are only ever added. */
   protocolMinor: number
+  /** This relay's limits; always set. */
   limits?: Limits
   /** Current OPRF key first; during a rotation's grace period the previous epoch follows. */
   oprfKeys: OprfPublicKey[]
   /** 32 random bytes, fresh per connection; signed in Authenticate. */
   authNonce: Uint8Array
+  /** The relay's clock when it answered, in ms since the Unix epoch. */
   serverTimeMs: number
   /**
    * The relay's long-term Ed25519 trust root (32 bytes). Clients pin it at first use (or are given it); it
@@ -451,7 +586,10 @@ export interface ServerHello {
 export type ServerHelloInput = InputOf<
   ServerHello,
   {
-    /** `limits` as the encoder takes it. */
+    /**
+     * This relay's limits; always set.
+     * `limits` as the encoder takes it.
+     */
     limits: LimitsInput
     /**
      * Current OPRF key first; during a rotation's grace period the previous epoch follows.
@@ -466,13 +604,22 @@ export type ServerHelloInput = InputOf<
  * `parley.v1.Limits` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
  */
 export interface Limits {
+  /** Largest frame the relay accepts or sends, in bytes (default 320 KiB). */
   maxFrameBytes: number
+  /** Largest envelope of a SendMessage or UnidentifiedSend, in bytes (default 256 KiB); TOO_LARGE beyond. */
   maxEnvelopeBytes: number
+  /** Most blinded elements in one OprfEvaluate, and most prefixes in one MembershipQuery (default 500). */
   maxDiscoveryBatch: number
+  /** Most unread messages a device's mailbox holds (default 10,000); new mail beyond is refused MAILBOX_FULL. */
   maxMailboxMessages: number
+  /**
+   * How long the relay keeps mail that is not acked, in seconds from its arrival (default 30 days); then it is
+   * deleted and reported as a MailboxGap (EXPIRED).
+   */
   messageTtlSeconds: number
   /** Bits of an address sent in a MembershipQuery (k-anonymity; default 16). */
   membershipPrefixBits: number
+  /** Most prekeys in one PrekeyUpload, its four fields together (default 200); TOO_LARGE beyond. */
   maxPrekeysPerUpload: number
 }
 
@@ -501,8 +648,14 @@ export type OprfPublicKeyInput = InputOf<OprfPublicKey>
  * `parley.v1.Authenticate` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
  */
 export interface Authenticate {
+  /** The account's 32-byte address (Activated.address, or AddressRebound.address after a move). */
   address: Uint8Array
+  /** The device's id (Activated.device_id); UNAUTHENTICATED unless it is the address's registered device. */
   deviceId: number
+  /**
+   * Ed25519 signature over the payload above, by the identity key registered at activation; one attempt per
+   * connection (the nonce is single use).
+   */
   signature: Uint8Array
 }
 
@@ -538,7 +691,9 @@ export type ActivationStartInput = InputOf<ActivationStart>
 export interface ActivationStarted {
   /** Random handle for the pending activation (16 bytes); the confirm refers to it, not to the number. */
   activationId: Uint8Array
+  /** How long the code is valid, in seconds from now (10 minutes by default). */
   expiresInSeconds: number
+  /** Wrong codes the activation allows (5 by default); once they are used up, it is locked and refused EXPIRED. */
   attemptsLeft: number
 }
 
@@ -547,6 +702,7 @@ export type ActivationStartedInput = InputOf<ActivationStarted>
 
 /** `parley.v1.ActivationConfirm` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface ActivationConfirm {
+  /** ActivationStarted.activation_id (16 bytes); an unknown one is refused NOT_FOUND. */
   activationId: Uint8Array
   /** The six-digit code the verifier delivered (digits only). */
   code: string
@@ -637,8 +793,6 @@ export interface Deactivated {
 export type DeactivatedInput = InputOf<Deactivated>
 
 /**
- * Push, just before the relay closes a device's connections for good (close code 4001): the number was
- * activated on another device (which took the account over), or the account was deactivated.
  * Authenticated only. Sets, replaces or (with an empty verifier) clears the account's registration lock: a later
  * activation of the number on another device must then prove the PIN (ActivationConfirm.registration_lock_proof)
  * until the account has been inactive for the relay's lapse period. The PIN never reaches the relay; the verifier
@@ -696,6 +850,7 @@ export type RebindAddressInput = InputOf<RebindAddress>
 export interface AddressRebound {
   /** The account's address under key_id. */
   address: Uint8Array
+  /** The current OPRF key id (RebindAddress.key_id) that address is derived under. */
   keyId: number
   /** The evaluation of RebindAddress.blinded_number, with its proof; absent when none was sent. */
   ownNumber?: OprfEvaluated
@@ -719,7 +874,9 @@ export type AddressReboundInput = InputOf<
  * `parley.v1.RegistrationLockChallenge` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
  */
 export interface RegistrationLockChallenge {
+  /** The lock's scrypt salt (16 bytes), as SetRegistrationLock.salt set it. */
   salt: Uint8Array
+  /** The lock's scrypt cost, as set: N = 2^log_n. */
   logN: number
   /** PIN guesses left now; 0 means none until retry_after_ms (or until the lock lapses). */
   attemptsLeft: number
@@ -730,7 +887,11 @@ export interface RegistrationLockChallenge {
 /** `parley.v1.RegistrationLockChallenge` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
 export type RegistrationLockChallengeInput = InputOf<RegistrationLockChallenge>
 
-/** `parley.v1.DeviceReplaced` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
+/**
+ * Push, just before the relay closes a device's connections for good (close code 4001): the number was
+ * activated on another device (which took the account over), or the account was deactivated.
+ * `parley.v1.DeviceReplaced` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
+ */
 export interface DeviceReplaced {
   /** True when the account was deactivated (erased); false when another device activated the number. */
   erased: boolean
@@ -745,6 +906,7 @@ export type DeviceReplacedInput = InputOf<DeviceReplaced>
  * `parley.v1.OprfEvaluate` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
  */
 export interface OprfEvaluate {
+  /** The key epoch to evaluate under: one announced in ServerHello.oprf_keys (else NOT_FOUND). */
   keyId: number
   /** Serialized blinded elements (32 bytes each). */
   blindedElements: Uint8Array[]
@@ -755,6 +917,7 @@ export type OprfEvaluateInput = InputOf<OprfEvaluate>
 
 /** `parley.v1.OprfEvaluated` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface OprfEvaluated {
+  /** The key epoch used: OprfEvaluate.key_id, or the current key for an own_number. */
   keyId: number
   /** In request order (32 bytes each). */
   evaluatedElements: Uint8Array[]
@@ -770,6 +933,7 @@ export type OprfEvaluatedInput = InputOf<OprfEvaluated>
  * `parley.v1.MembershipQuery` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
  */
 export interface MembershipQuery {
+  /** Must be this connection's ServerHello.limits.membership_prefix_bits, else BAD_REQUEST. */
   prefixBits: number
   /** ceil(prefix_bits / 8) bytes each; unused trailing bits are zero. */
   prefixes: Uint8Array[]
@@ -798,6 +962,7 @@ export type MembershipResultInput = InputOf<
 
 /** `parley.v1.PrefixBucket` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface PrefixBucket {
+  /** One of the queried prefixes, as sent. */
   prefix: Uint8Array
   /** Every registered address under the prefix; the client matches its own locally. */
   addresses: Uint8Array[]
@@ -811,8 +976,11 @@ export type PrefixBucketInput = InputOf<PrefixBucket>
  * `parley.v1.SignedPrekey` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
  */
 export interface SignedPrekey {
+  /** Chosen by the device (u32); PrekeyMessage.signed_prekey_id names it. */
   keyId: number
+  /** X25519 public key (32 bytes). */
   publicKey: Uint8Array
+  /** Ed25519 signature (64 bytes); the relay checks it on upload, the sender before use. */
   signature: Uint8Array
 }
 
@@ -821,7 +989,9 @@ export type SignedPrekeyInput = InputOf<SignedPrekey>
 
 /** `parley.v1.OneTimePrekey` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface OneTimePrekey {
+  /** Chosen by the device (u32); PrekeyMessage.one_time_prekey_id names it. */
   keyId: number
+  /** X25519 public key (32 bytes). */
   publicKey: Uint8Array
 }
 
@@ -833,8 +1003,11 @@ export type OneTimePrekeyInput = InputOf<OneTimePrekey>
  * `parley.v1.KemPrekey` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
  */
 export interface KemPrekey {
+  /** Chosen by the device (u32); PrekeyMessage.kem_prekey_id names it. */
   keyId: number
+  /** ML-KEM-768 encapsulation key (1184 bytes). */
   publicKey: Uint8Array
+  /** Ed25519 signature (64 bytes); the relay checks it on upload, the sender before use. */
   signature: Uint8Array
 }
 
@@ -846,9 +1019,16 @@ export type KemPrekeyInput = InputOf<KemPrekey>
  * `parley.v1.PrekeyUpload` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
  */
 export interface PrekeyUpload {
+  /** Replaces the device's signed prekey when set; required at activation. */
   signedPrekey?: SignedPrekey
+  /**
+   * One-time X25519 prekeys to add (one with a stored key id replaces it); the relay stores a bounded number of
+   * each kind (1,000 by default; TOO_LARGE beyond).
+   */
   oneTimePrekeys: OneTimePrekey[]
+  /** Replaces the device's last-resort KEM prekey when set; required at activation. */
   lastResortKemPrekey?: KemPrekey
+  /** One-time KEM prekeys to add, as one_time_prekeys. */
   oneTimeKemPrekeys: KemPrekey[]
 }
 
@@ -856,20 +1036,35 @@ export interface PrekeyUpload {
 export type PrekeyUploadInput = InputOf<
   PrekeyUpload,
   {
-    /** `signedPrekey` as the encoder takes it. */
+    /**
+     * Replaces the device's signed prekey when set; required at activation.
+     * `signedPrekey` as the encoder takes it.
+     */
     signedPrekey: SignedPrekeyInput
-    /** `oneTimePrekeys` as the encoder takes it. */
+    /**
+     * One-time X25519 prekeys to add (one with a stored key id replaces it); the relay stores a bounded number of
+     * each kind (1,000 by default; TOO_LARGE beyond).
+     * `oneTimePrekeys` as the encoder takes it.
+     */
     oneTimePrekeys: OneTimePrekeyInput[]
-    /** `lastResortKemPrekey` as the encoder takes it. */
+    /**
+     * Replaces the device's last-resort KEM prekey when set; required at activation.
+     * `lastResortKemPrekey` as the encoder takes it.
+     */
     lastResortKemPrekey: KemPrekeyInput
-    /** `oneTimeKemPrekeys` as the encoder takes it. */
+    /**
+     * One-time KEM prekeys to add, as one_time_prekeys.
+     * `oneTimeKemPrekeys` as the encoder takes it.
+     */
     oneTimeKemPrekeys: KemPrekeyInput[]
   }
 >
 
 /** `parley.v1.PrekeyUploaded` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface PrekeyUploaded {
+  /** One-time X25519 prekeys stored for this device after the upload. */
   oneTimeCount: number
+  /** One-time KEM prekeys stored for this device after the upload (the last-resort one not counted). */
   kemOneTimeCount: number
 }
 
@@ -881,6 +1076,7 @@ export type PrekeyUploadedInput = InputOf<PrekeyUploaded>
  * `parley.v1.PrekeyBundleQuery` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
  */
 export interface PrekeyBundleQuery {
+  /** The 32-byte address to take a bundle of; NOT_FOUND when no account is registered there. */
   address: Uint8Array
 }
 
@@ -889,13 +1085,19 @@ export type PrekeyBundleQueryInput = InputOf<PrekeyBundleQuery>
 
 /** `parley.v1.PrekeyBundle` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface PrekeyBundle {
+  /** The queried address. */
   address: Uint8Array
+  /** The address's registered device: what SendMessage.recipient_device_id must name. */
   deviceId: number
+  /** The device's Ed25519 identity key (32 bytes), which signed its prekeys. */
   identityKey: Uint8Array
+  /** The device's current signed prekey. */
   signedPrekey?: SignedPrekey
   /** Absent when the account has run out of one-time prekeys. */
   oneTimePrekey?: OneTimePrekey
+  /** A one-time KEM prekey, which this fetch consumed, or the last-resort one when none is left. */
   kemPrekey?: KemPrekey
+  /** True when kem_prekey is the last-resort one, which stays and may be handed out again. */
   kemPrekeyIsLastResort: boolean
 }
 
@@ -903,14 +1105,20 @@ export interface PrekeyBundle {
 export type PrekeyBundleInput = InputOf<
   PrekeyBundle,
   {
-    /** `signedPrekey` as the encoder takes it. */
+    /**
+     * The device's current signed prekey.
+     * `signedPrekey` as the encoder takes it.
+     */
     signedPrekey: SignedPrekeyInput
     /**
      * Absent when the account has run out of one-time prekeys.
      * `oneTimePrekey` as the encoder takes it.
      */
     oneTimePrekey: OneTimePrekeyInput
-    /** `kemPrekey` as the encoder takes it. */
+    /**
+     * A one-time KEM prekey, which this fetch consumed, or the last-resort one when none is left.
+     * `kemPrekey` as the encoder takes it.
+     */
     kemPrekey: KemPrekeyInput
   }
 >
@@ -925,7 +1133,9 @@ export type PrekeyCountQueryInput = InputOf<PrekeyCountQuery>
 
 /** `parley.v1.PrekeyCount` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface PrekeyCount {
+  /** One-time X25519 prekeys the relay still holds for this device. */
   oneTimeCount: number
+  /** One-time KEM prekeys the relay still holds for this device (the last-resort one not counted). */
   kemOneTimeCount: number
 }
 
@@ -937,6 +1147,7 @@ export type PrekeyCountInput = InputOf<PrekeyCount>
  * `parley.v1.SendMessage` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
  */
 export interface SendMessage {
+  /** The recipient's 32-byte address; NOT_FOUND when no account is registered there. */
   recipientAddress: Uint8Array
   /** Must be the recipient's current device, else CONFLICT (fetch a new bundle). */
   recipientDeviceId: number
@@ -954,6 +1165,7 @@ export type SendMessageInput = InputOf<SendMessage>
  * `parley.v1.MessageAccepted` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
  */
 export interface MessageAccepted {
+  /** The request's message_id, also when it was a resend already stored. */
   messageId: Uint8Array
 }
 
@@ -965,9 +1177,16 @@ export type MessageAcceptedInput = InputOf<MessageAccepted>
  * `parley.v1.Delivery` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
  */
 export interface Delivery {
+  /** The entry's sequence number in this device's mailbox, assigned by the relay, increasing; AckMessages names it. */
   seq: number
+  /** The sender's message_id (16 bytes). */
   messageId: Uint8Array
+  /** The sealed envelope, as the sender sent it. */
   envelope: Uint8Array
+  /**
+   * When the relay stored the message, in ms since the Unix epoch (its clock); the recipient checks the sender
+   * certificate at this time.
+   */
   receivedAtMs: number
 }
 
@@ -979,6 +1198,7 @@ export type DeliveryInput = InputOf<Delivery>
  * `parley.v1.AckMessages` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
  */
 export interface AckMessages {
+  /** Delivery.seq of each entry to delete; at most 500 per frame by default (TOO_LARGE beyond). */
   seqs: number[]
 }
 
@@ -987,6 +1207,7 @@ export type AckMessagesInput = InputOf<AckMessages>
 
 /** `parley.v1.Acked` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface Acked {
+  /** Entries deleted: a seq listed twice counts once, an unknown or already acked one not at all. */
   count: number
 }
 
@@ -998,6 +1219,7 @@ export type AckedInput = InputOf<Acked>
  * `parley.v1.SyncMailbox` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
  */
 export interface SyncMailbox {
+  /** The cursor: the highest seq the device has dealt with (0: from the start). */
   afterSeq: number
 }
 
@@ -1006,6 +1228,7 @@ export type SyncMailboxInput = InputOf<SyncMailbox>
 
 /** `parley.v1.SyncDone` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface SyncDone {
+  /** The highest seq assigned in this device's mailbox when the pushes caught up; newer mail is pushed live. */
   headSeq: number
 }
 
@@ -1014,8 +1237,14 @@ export type SyncDoneInput = InputOf<SyncDone>
 
 /** Values of the `parley.v1.GapReason` enum (a decoded field may hold a value this version does not know). */
 export const GapReason = {
+  /** Never sent; the SDKs report it, as any value they do not know, as reason 'unknown'. */
   GAP_REASON_UNSPECIFIED: 0,
+  /** Older than the message TTL. */
   GAP_REASON_EXPIRED: 1,
+  /**
+   * Pushed out by the mailbox limit. Only relays from before mail beyond the limit was refused (MAILBOX_FULL)
+   * recorded such gaps; they are still reported until the TTL sweep drops them.
+   */
   GAP_REASON_EVICTED: 2,
 } as const
 
@@ -1024,8 +1253,11 @@ export const GapReason = {
  * `parley.v1.MailboxGap` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
  */
 export interface MailboxGap {
+  /** First missing sequence number (inclusive). */
   firstSeq: number
+  /** Last missing sequence number (inclusive). */
   lastSeq: number
+  /** Why the mail is gone. */
   reason: number
 }
 
@@ -1081,9 +1313,13 @@ export type DeliveryTokenSetInput = InputOf<DeliveryTokenSet>
  * `parley.v1.UnidentifiedSend` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
  */
 export interface UnidentifiedSend {
+  /** The recipient's 32-byte address; no account there is answered FORBIDDEN, as a wrong token is. */
   recipientAddress: Uint8Array
+  /** Must be the recipient's current device, else CONFLICT (fetch a new bundle). */
   recipientDeviceId: number
+  /** 16 random bytes chosen by the sender; a resend with the same id is stored once. */
   messageId: Uint8Array
+  /** Sealed envelope (see e2e.proto), as in SendMessage. */
   envelope: Uint8Array
   /** The recipient's 32-byte delivery token, as the recipient shared it in an end-to-end message. */
   deliveryToken: Uint8Array
@@ -1102,34 +1338,76 @@ export type PingInput = InputOf<Ping>
 
 /** `parley.v1.Pong` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface Pong {
+  /** The relay's clock when it answered, in ms since the Unix epoch. */
   serverTimeMs: number
 }
 
 /** `parley.v1.Pong` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
 export type PongInput = InputOf<Pong>
 
-/** Values of the `parley.v1.ErrorCode` enum (a decoded field may hold a value this version does not know). */
+/**
+ * Mirrors ERROR_CODES in @parley/protocol (errors.ts); the SDKs surface it as ParleyError.
+ * Values of the `parley.v1.ErrorCode` enum (a decoded field may hold a value this version does not know).
+ */
 export const ErrorCode = {
+  /** Never sent; the SDKs read it, as any code they do not know, as INTERNAL. */
   ERROR_CODE_UNSPECIFIED: 0,
+  /**
+   * Malformed or not allowed now, e.g. an undecodable frame, a field of the wrong length, request_id 0, a frame
+   * before Hello.
+   */
   ERROR_CODE_BAD_REQUEST: 1,
+  /**
+   * The request needs an authenticated connection, the authentication failed, or this device was replaced,
+   * revoked or erased.
+   */
   ERROR_CODE_UNAUTHENTICATED: 2,
+  /**
+   * A quota or rate was exceeded (the relay's, or the verification service's); Error.retry_after_ms says when to
+   * try again.
+   */
   ERROR_CODE_RATE_LIMITED: 3,
+  /** A frame, envelope, batch or upload is over a limit (ServerHello.limits, or one the relay does not announce). */
   ERROR_CODE_TOO_LARGE: 4,
+  /** No account at the address, no such activation, or an OPRF key id the relay does not know. */
   ERROR_CODE_NOT_FOUND: 5,
+  /**
+   * The request does not fit the current state: the recipient has another device now (fetch a new bundle), or a
+   * RebindAddress names a key that is not the current one or an address another account holds.
+   */
   ERROR_CODE_CONFLICT: 6,
+  /** An unknown protocol major (in answer to Hello; the connection is then closed) or body type. */
   ERROR_CODE_UNSUPPORTED: 7,
+  /** An unexpected failure of the relay (a bug, its store failing); the message says no more. */
   ERROR_CODE_INTERNAL: 8,
+  /** The phone number is not in E.164 form. */
   ERROR_CODE_INVALID_NUMBER: 9,
+  /** Wrong verification code; the message says how many attempts are left. */
   ERROR_CODE_INVALID_CODE: 10,
+  /** The activation is past its lifetime, or locked after too many wrong codes: request a new code. */
   ERROR_CODE_EXPIRED: 11,
+  /**
+   * Not allowed: a wrong delivery token, a banned account, a number the verification service refuses to send a
+   * code to, or a number and salt that do not open the account's commitment.
+   */
   ERROR_CODE_FORBIDDEN: 12,
+  /**
+   * The relay or its verification service cannot take the request now (shutting down, busy, unreachable): try
+   * again, after Error.retry_after_ms when it is set.
+   */
   ERROR_CODE_UNAVAILABLE: 13,
+  /**
+   * The recipient's mailbox is at its message or byte limit, or the relay's disk is nearly full: nothing was
+   * stored, and nothing pushed out; try again after Error.retry_after_ms.
+   */
   ERROR_CODE_MAILBOX_FULL: 14,
+  /** The number's account has a registration lock: prove the PIN (Error.registration_lock says how). */
   ERROR_CODE_REGISTRATION_LOCKED: 15,
 } as const
 
 /** `parley.v1.Error` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface Error {
+  /** What failed; the SDKs read a code they do not know as INTERNAL. */
   code: number
   /** Human-readable; never contains a number, a code or key material. */
   message: string
@@ -1158,22 +1436,35 @@ export type ErrorInput = InputOf<
 export interface SessionRecord {
   /** Record format version (1). */
   version: number
+  /** This device's Ed25519 identity public key (32 bytes). */
   localIdentityKey: Uint8Array
+  /** The peer device's Ed25519 identity public key (32 bytes). */
   remoteIdentityKey: Uint8Array
+  /** The peer's 32-byte account address. */
   remoteAddress: Uint8Array
+  /** The peer's device id. */
   remoteDeviceId: number
   /** PQXDH associated data (Signal PQXDH §3.3). */
   associatedData: Uint8Array
   /** The initiator's PQXDH ephemeral key; identifies repeated prekey messages of this session. */
   baseKey: Uint8Array
+  /** Double Ratchet root key (RK, 32 bytes). */
   rootKey: Uint8Array
+  /** This side's current X25519 ratchet key pair (DHs): its secret half (32 bytes). */
   sendingRatchetSecret: Uint8Array
+  /** Its public half (32 bytes), sent as RatchetMessage.ratchet_key. */
   sendingRatchetPublic: Uint8Array
+  /** The peer's current ratchet public key (DHr, 32 bytes); empty until a message from the peer was received. */
   receivingRatchetKey: Uint8Array
+  /** Sending chain key (CKs, 32 bytes); empty on the responder until it has received, as it cannot send before. */
   sendingChainKey: Uint8Array
+  /** Receiving chain key (CKr, 32 bytes); empty exactly when receiving_ratchet_key is. */
   receivingChainKey: Uint8Array
+  /** Messages sent in the current sending chain (Ns): the next RatchetMessage.counter. */
   sendingCounter: number
+  /** Messages received in the current receiving chain (Nr). */
   receivingCounter: number
+  /** Length of the previous sending chain (PN), sent as RatchetMessage.previous_counter. */
   previousCounter: number
   /** Earlier receiving chains, oldest first, with the keys of messages not yet received. */
   skippedChains: SkippedChain[]
@@ -1207,7 +1498,9 @@ export type SessionRecordInput = InputOf<
 
 /** `parley.v1.SkippedChain` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface SkippedChain {
+  /** The peer's ratchet public key of this receiving chain (32 bytes). */
   ratchetKey: Uint8Array
+  /** Counters (N) of the messages of this chain not yet received whose keys are kept, at most 2,000. */
   counters: number[]
   /** 32 bytes per entry of `counters`, in the same order. */
   messageKeys: Uint8Array
@@ -1218,9 +1511,13 @@ export type SkippedChainInput = InputOf<SkippedChain>
 
 /** `parley.v1.PendingPrekey` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface PendingPrekey {
+  /** Key id of the responder's signed prekey (PrekeyMessage.signed_prekey_id). */
   signedPrekeyId: number
+  /** Key id of the responder's one-time prekey; absent when the bundle had none. */
   oneTimePrekeyId?: number
+  /** Key id of the responder's KEM prekey (one-time or last-resort). */
   kemPrekeyId: number
+  /** The ML-KEM-768 ciphertext to that KEM prekey (1088 bytes). */
   kemCiphertext: Uint8Array
 }
 
@@ -1229,136 +1526,264 @@ export type PendingPrekeyInput = InputOf<PendingPrekey>
 
 /** Every message of package parley.v1 by name, as decoded. */
 export interface Messages {
+  /** `parley.v1.SealedEnvelope` as decoded: {@link SealedEnvelope}. */
   SealedEnvelope: SealedEnvelope
+  /** `parley.v1.SealedContent` as decoded: {@link SealedContent}. */
   SealedContent: SealedContent
+  /** `parley.v1.ServerCertificateBody` as decoded: {@link ServerCertificateBody}. */
   ServerCertificateBody: ServerCertificateBody
+  /** `parley.v1.ServerCertificate` as decoded: {@link ServerCertificate}. */
   ServerCertificate: ServerCertificate
+  /** `parley.v1.OprfKeyCertificateBody` as decoded: {@link OprfKeyCertificateBody}. */
   OprfKeyCertificateBody: OprfKeyCertificateBody
+  /** `parley.v1.OprfKeyCertificate` as decoded: {@link OprfKeyCertificate}. */
   OprfKeyCertificate: OprfKeyCertificate
+  /** `parley.v1.SenderCertificateBody` as decoded: {@link SenderCertificateBody}. */
   SenderCertificateBody: SenderCertificateBody
+  /** `parley.v1.SenderCertificate` as decoded: {@link SenderCertificate}. */
   SenderCertificate: SenderCertificate
+  /** `parley.v1.PrekeyMessage` as decoded: {@link PrekeyMessage}. */
   PrekeyMessage: PrekeyMessage
+  /** `parley.v1.RatchetMessage` as decoded: {@link RatchetMessage}. */
   RatchetMessage: RatchetMessage
+  /** `parley.v1.Content` as decoded: {@link Content}. */
   Content: Content
+  /** `parley.v1.ClientFrame` as decoded: {@link ClientFrame}. */
   ClientFrame: ClientFrame
+  /** `parley.v1.ServerFrame` as decoded: {@link ServerFrame}. */
   ServerFrame: ServerFrame
+  /** `parley.v1.Hello` as decoded: {@link Hello}. */
   Hello: Hello
+  /** `parley.v1.ServerHello` as decoded: {@link ServerHello}. */
   ServerHello: ServerHello
+  /** `parley.v1.Limits` as decoded: {@link Limits}. */
   Limits: Limits
+  /** `parley.v1.OprfPublicKey` as decoded: {@link OprfPublicKey}. */
   OprfPublicKey: OprfPublicKey
+  /** `parley.v1.Authenticate` as decoded: {@link Authenticate}. */
   Authenticate: Authenticate
+  /** `parley.v1.Authenticated` as decoded: {@link Authenticated}. */
   Authenticated: Authenticated
+  /** `parley.v1.ActivationStart` as decoded: {@link ActivationStart}. */
   ActivationStart: ActivationStart
+  /** `parley.v1.ActivationStarted` as decoded: {@link ActivationStarted}. */
   ActivationStarted: ActivationStarted
+  /** `parley.v1.ActivationConfirm` as decoded: {@link ActivationConfirm}. */
   ActivationConfirm: ActivationConfirm
+  /** `parley.v1.Activated` as decoded: {@link Activated}. */
   Activated: Activated
+  /** `parley.v1.Deactivate` as decoded: {@link Deactivate}. */
   Deactivate: Deactivate
+  /** `parley.v1.Deactivated` as decoded: {@link Deactivated}. */
   Deactivated: Deactivated
+  /** `parley.v1.SetRegistrationLock` as decoded: {@link SetRegistrationLock}. */
   SetRegistrationLock: SetRegistrationLock
+  /** `parley.v1.RegistrationLockSet` as decoded: {@link RegistrationLockSet}. */
   RegistrationLockSet: RegistrationLockSet
+  /** `parley.v1.RebindAddress` as decoded: {@link RebindAddress}. */
   RebindAddress: RebindAddress
+  /** `parley.v1.AddressRebound` as decoded: {@link AddressRebound}. */
   AddressRebound: AddressRebound
+  /** `parley.v1.RegistrationLockChallenge` as decoded: {@link RegistrationLockChallenge}. */
   RegistrationLockChallenge: RegistrationLockChallenge
+  /** `parley.v1.DeviceReplaced` as decoded: {@link DeviceReplaced}. */
   DeviceReplaced: DeviceReplaced
+  /** `parley.v1.OprfEvaluate` as decoded: {@link OprfEvaluate}. */
   OprfEvaluate: OprfEvaluate
+  /** `parley.v1.OprfEvaluated` as decoded: {@link OprfEvaluated}. */
   OprfEvaluated: OprfEvaluated
+  /** `parley.v1.MembershipQuery` as decoded: {@link MembershipQuery}. */
   MembershipQuery: MembershipQuery
+  /** `parley.v1.MembershipResult` as decoded: {@link MembershipResult}. */
   MembershipResult: MembershipResult
+  /** `parley.v1.PrefixBucket` as decoded: {@link PrefixBucket}. */
   PrefixBucket: PrefixBucket
+  /** `parley.v1.SignedPrekey` as decoded: {@link SignedPrekey}. */
   SignedPrekey: SignedPrekey
+  /** `parley.v1.OneTimePrekey` as decoded: {@link OneTimePrekey}. */
   OneTimePrekey: OneTimePrekey
+  /** `parley.v1.KemPrekey` as decoded: {@link KemPrekey}. */
   KemPrekey: KemPrekey
+  /** `parley.v1.PrekeyUpload` as decoded: {@link PrekeyUpload}. */
   PrekeyUpload: PrekeyUpload
+  /** `parley.v1.PrekeyUploaded` as decoded: {@link PrekeyUploaded}. */
   PrekeyUploaded: PrekeyUploaded
+  /** `parley.v1.PrekeyBundleQuery` as decoded: {@link PrekeyBundleQuery}. */
   PrekeyBundleQuery: PrekeyBundleQuery
+  /** `parley.v1.PrekeyBundle` as decoded: {@link PrekeyBundle}. */
   PrekeyBundle: PrekeyBundle
+  /** `parley.v1.PrekeyCountQuery` as decoded: {@link PrekeyCountQuery}. */
   PrekeyCountQuery: PrekeyCountQuery
+  /** `parley.v1.PrekeyCount` as decoded: {@link PrekeyCount}. */
   PrekeyCount: PrekeyCount
+  /** `parley.v1.SendMessage` as decoded: {@link SendMessage}. */
   SendMessage: SendMessage
+  /** `parley.v1.MessageAccepted` as decoded: {@link MessageAccepted}. */
   MessageAccepted: MessageAccepted
+  /** `parley.v1.Delivery` as decoded: {@link Delivery}. */
   Delivery: Delivery
+  /** `parley.v1.AckMessages` as decoded: {@link AckMessages}. */
   AckMessages: AckMessages
+  /** `parley.v1.Acked` as decoded: {@link Acked}. */
   Acked: Acked
+  /** `parley.v1.SyncMailbox` as decoded: {@link SyncMailbox}. */
   SyncMailbox: SyncMailbox
+  /** `parley.v1.SyncDone` as decoded: {@link SyncDone}. */
   SyncDone: SyncDone
+  /** `parley.v1.MailboxGap` as decoded: {@link MailboxGap}. */
   MailboxGap: MailboxGap
+  /** `parley.v1.SenderCertificateRequest` as decoded: {@link SenderCertificateRequest}. */
   SenderCertificateRequest: SenderCertificateRequest
+  /** `parley.v1.SenderCertificateIssued` as decoded: {@link SenderCertificateIssued}. */
   SenderCertificateIssued: SenderCertificateIssued
+  /** `parley.v1.SetDeliveryToken` as decoded: {@link SetDeliveryToken}. */
   SetDeliveryToken: SetDeliveryToken
+  /** `parley.v1.DeliveryTokenSet` as decoded: {@link DeliveryTokenSet}. */
   DeliveryTokenSet: DeliveryTokenSet
+  /** `parley.v1.UnidentifiedSend` as decoded: {@link UnidentifiedSend}. */
   UnidentifiedSend: UnidentifiedSend
+  /** `parley.v1.Ping` as decoded: {@link Ping}. */
   Ping: Ping
+  /** `parley.v1.Pong` as decoded: {@link Pong}. */
   Pong: Pong
+  /** `parley.v1.Error` as decoded: {@link Error}. */
   Error: Error
+  /** `parley.v1.SessionRecord` as decoded: {@link SessionRecord}. */
   SessionRecord: SessionRecord
+  /** `parley.v1.SkippedChain` as decoded: {@link SkippedChain}. */
   SkippedChain: SkippedChain
+  /** `parley.v1.PendingPrekey` as decoded: {@link PendingPrekey}. */
   PendingPrekey: PendingPrekey
 }
 
 /** Every message of package parley.v1 by name, as the encoder takes it. */
 export interface MessageInputs {
+  /** `parley.v1.SealedEnvelope` as the encoder takes it: {@link SealedEnvelopeInput}. */
   SealedEnvelope: SealedEnvelopeInput
+  /** `parley.v1.SealedContent` as the encoder takes it: {@link SealedContentInput}. */
   SealedContent: SealedContentInput
+  /** `parley.v1.ServerCertificateBody` as the encoder takes it: {@link ServerCertificateBodyInput}. */
   ServerCertificateBody: ServerCertificateBodyInput
+  /** `parley.v1.ServerCertificate` as the encoder takes it: {@link ServerCertificateInput}. */
   ServerCertificate: ServerCertificateInput
+  /** `parley.v1.OprfKeyCertificateBody` as the encoder takes it: {@link OprfKeyCertificateBodyInput}. */
   OprfKeyCertificateBody: OprfKeyCertificateBodyInput
+  /** `parley.v1.OprfKeyCertificate` as the encoder takes it: {@link OprfKeyCertificateInput}. */
   OprfKeyCertificate: OprfKeyCertificateInput
+  /** `parley.v1.SenderCertificateBody` as the encoder takes it: {@link SenderCertificateBodyInput}. */
   SenderCertificateBody: SenderCertificateBodyInput
+  /** `parley.v1.SenderCertificate` as the encoder takes it: {@link SenderCertificateInput}. */
   SenderCertificate: SenderCertificateInput
+  /** `parley.v1.PrekeyMessage` as the encoder takes it: {@link PrekeyMessageInput}. */
   PrekeyMessage: PrekeyMessageInput
+  /** `parley.v1.RatchetMessage` as the encoder takes it: {@link RatchetMessageInput}. */
   RatchetMessage: RatchetMessageInput
+  /** `parley.v1.Content` as the encoder takes it: {@link ContentInput}. */
   Content: ContentInput
+  /** `parley.v1.ClientFrame` as the encoder takes it: {@link ClientFrameInput}. */
   ClientFrame: ClientFrameInput
+  /** `parley.v1.ServerFrame` as the encoder takes it: {@link ServerFrameInput}. */
   ServerFrame: ServerFrameInput
+  /** `parley.v1.Hello` as the encoder takes it: {@link HelloInput}. */
   Hello: HelloInput
+  /** `parley.v1.ServerHello` as the encoder takes it: {@link ServerHelloInput}. */
   ServerHello: ServerHelloInput
+  /** `parley.v1.Limits` as the encoder takes it: {@link LimitsInput}. */
   Limits: LimitsInput
+  /** `parley.v1.OprfPublicKey` as the encoder takes it: {@link OprfPublicKeyInput}. */
   OprfPublicKey: OprfPublicKeyInput
+  /** `parley.v1.Authenticate` as the encoder takes it: {@link AuthenticateInput}. */
   Authenticate: AuthenticateInput
+  /** `parley.v1.Authenticated` as the encoder takes it: {@link AuthenticatedInput}. */
   Authenticated: AuthenticatedInput
+  /** `parley.v1.ActivationStart` as the encoder takes it: {@link ActivationStartInput}. */
   ActivationStart: ActivationStartInput
+  /** `parley.v1.ActivationStarted` as the encoder takes it: {@link ActivationStartedInput}. */
   ActivationStarted: ActivationStartedInput
+  /** `parley.v1.ActivationConfirm` as the encoder takes it: {@link ActivationConfirmInput}. */
   ActivationConfirm: ActivationConfirmInput
+  /** `parley.v1.Activated` as the encoder takes it: {@link ActivatedInput}. */
   Activated: ActivatedInput
+  /** `parley.v1.Deactivate` as the encoder takes it: {@link DeactivateInput}. */
   Deactivate: DeactivateInput
+  /** `parley.v1.Deactivated` as the encoder takes it: {@link DeactivatedInput}. */
   Deactivated: DeactivatedInput
+  /** `parley.v1.SetRegistrationLock` as the encoder takes it: {@link SetRegistrationLockInput}. */
   SetRegistrationLock: SetRegistrationLockInput
+  /** `parley.v1.RegistrationLockSet` as the encoder takes it: {@link RegistrationLockSetInput}. */
   RegistrationLockSet: RegistrationLockSetInput
+  /** `parley.v1.RebindAddress` as the encoder takes it: {@link RebindAddressInput}. */
   RebindAddress: RebindAddressInput
+  /** `parley.v1.AddressRebound` as the encoder takes it: {@link AddressReboundInput}. */
   AddressRebound: AddressReboundInput
+  /** `parley.v1.RegistrationLockChallenge` as the encoder takes it: {@link RegistrationLockChallengeInput}. */
   RegistrationLockChallenge: RegistrationLockChallengeInput
+  /** `parley.v1.DeviceReplaced` as the encoder takes it: {@link DeviceReplacedInput}. */
   DeviceReplaced: DeviceReplacedInput
+  /** `parley.v1.OprfEvaluate` as the encoder takes it: {@link OprfEvaluateInput}. */
   OprfEvaluate: OprfEvaluateInput
+  /** `parley.v1.OprfEvaluated` as the encoder takes it: {@link OprfEvaluatedInput}. */
   OprfEvaluated: OprfEvaluatedInput
+  /** `parley.v1.MembershipQuery` as the encoder takes it: {@link MembershipQueryInput}. */
   MembershipQuery: MembershipQueryInput
+  /** `parley.v1.MembershipResult` as the encoder takes it: {@link MembershipResultInput}. */
   MembershipResult: MembershipResultInput
+  /** `parley.v1.PrefixBucket` as the encoder takes it: {@link PrefixBucketInput}. */
   PrefixBucket: PrefixBucketInput
+  /** `parley.v1.SignedPrekey` as the encoder takes it: {@link SignedPrekeyInput}. */
   SignedPrekey: SignedPrekeyInput
+  /** `parley.v1.OneTimePrekey` as the encoder takes it: {@link OneTimePrekeyInput}. */
   OneTimePrekey: OneTimePrekeyInput
+  /** `parley.v1.KemPrekey` as the encoder takes it: {@link KemPrekeyInput}. */
   KemPrekey: KemPrekeyInput
+  /** `parley.v1.PrekeyUpload` as the encoder takes it: {@link PrekeyUploadInput}. */
   PrekeyUpload: PrekeyUploadInput
+  /** `parley.v1.PrekeyUploaded` as the encoder takes it: {@link PrekeyUploadedInput}. */
   PrekeyUploaded: PrekeyUploadedInput
+  /** `parley.v1.PrekeyBundleQuery` as the encoder takes it: {@link PrekeyBundleQueryInput}. */
   PrekeyBundleQuery: PrekeyBundleQueryInput
+  /** `parley.v1.PrekeyBundle` as the encoder takes it: {@link PrekeyBundleInput}. */
   PrekeyBundle: PrekeyBundleInput
+  /** `parley.v1.PrekeyCountQuery` as the encoder takes it: {@link PrekeyCountQueryInput}. */
   PrekeyCountQuery: PrekeyCountQueryInput
+  /** `parley.v1.PrekeyCount` as the encoder takes it: {@link PrekeyCountInput}. */
   PrekeyCount: PrekeyCountInput
+  /** `parley.v1.SendMessage` as the encoder takes it: {@link SendMessageInput}. */
   SendMessage: SendMessageInput
+  /** `parley.v1.MessageAccepted` as the encoder takes it: {@link MessageAcceptedInput}. */
   MessageAccepted: MessageAcceptedInput
+  /** `parley.v1.Delivery` as the encoder takes it: {@link DeliveryInput}. */
   Delivery: DeliveryInput
+  /** `parley.v1.AckMessages` as the encoder takes it: {@link AckMessagesInput}. */
   AckMessages: AckMessagesInput
+  /** `parley.v1.Acked` as the encoder takes it: {@link AckedInput}. */
   Acked: AckedInput
+  /** `parley.v1.SyncMailbox` as the encoder takes it: {@link SyncMailboxInput}. */
   SyncMailbox: SyncMailboxInput
+  /** `parley.v1.SyncDone` as the encoder takes it: {@link SyncDoneInput}. */
   SyncDone: SyncDoneInput
+  /** `parley.v1.MailboxGap` as the encoder takes it: {@link MailboxGapInput}. */
   MailboxGap: MailboxGapInput
+  /** `parley.v1.SenderCertificateRequest` as the encoder takes it: {@link SenderCertificateRequestInput}. */
   SenderCertificateRequest: SenderCertificateRequestInput
+  /** `parley.v1.SenderCertificateIssued` as the encoder takes it: {@link SenderCertificateIssuedInput}. */
   SenderCertificateIssued: SenderCertificateIssuedInput
+  /** `parley.v1.SetDeliveryToken` as the encoder takes it: {@link SetDeliveryTokenInput}. */
   SetDeliveryToken: SetDeliveryTokenInput
+  /** `parley.v1.DeliveryTokenSet` as the encoder takes it: {@link DeliveryTokenSetInput}. */
   DeliveryTokenSet: DeliveryTokenSetInput
+  /** `parley.v1.UnidentifiedSend` as the encoder takes it: {@link UnidentifiedSendInput}. */
   UnidentifiedSend: UnidentifiedSendInput
+  /** `parley.v1.Ping` as the encoder takes it: {@link PingInput}. */
   Ping: PingInput
+  /** `parley.v1.Pong` as the encoder takes it: {@link PongInput}. */
   Pong: PongInput
+  /** `parley.v1.Error` as the encoder takes it: {@link ErrorInput}. */
   Error: ErrorInput
+  /** `parley.v1.SessionRecord` as the encoder takes it: {@link SessionRecordInput}. */
   SessionRecord: SessionRecordInput
+  /** `parley.v1.SkippedChain` as the encoder takes it: {@link SkippedChainInput}. */
   SkippedChain: SkippedChainInput
+  /** `parley.v1.PendingPrekey` as the encoder takes it: {@link PendingPrekeyInput}. */
   PendingPrekey: PendingPrekeyInput
 }
