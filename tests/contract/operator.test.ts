@@ -2,11 +2,12 @@
 // admin ban <number>` run beside the running relay closes the account's open connection within a sweep, its next
 // login is FORBIDDEN and so is a new activation of its number; the mail waiting for it stays (and is there after
 // `unban`); `admin revoke` cuts one device off until the number is activated again; honest accounts see none of
-// it; and no command prints the number. On SQLite and on PostgreSQL + Redis.
+// it; a banned account's SDK client makes one login, is told FORBIDDEN and stops; and no command prints the
+// number. On SQLite and on PostgreSQL + Redis.
 import { join } from 'node:path'
 import type { ParleyError } from '@parley/node'
 import { expect, it } from 'vitest'
-import { login, readDevice } from './attacker.js'
+import { login, metric, readDevice } from './attacker.js'
 import { activatedClient, clientDir, nodeClient, until } from './harness.js'
 import { onEveryStore } from './stores.js'
 import { useRelay } from './useRelay.js'
@@ -85,6 +86,38 @@ function operatorSuite(storeArgs: string[]) {
     await until(async () => (await back.history()).length === 2, 15_000, 'the mail kept through the ban')
     expect((await back.history()).map((m) => m.text)).toContain('pending while you were away')
     await back.close()
+  })
+
+  it('a client of a banned account logs in once, is told FORBIDDEN, and stops reconnecting', async () => {
+    const number = '+14155550184'
+    const path = join(dir, 'banned-client.db')
+    const first = await activatedClient(env.relay, env.codes, number, { storePath: path })
+    await first.close()
+    expect(admin('ban', number).status).toBe(0)
+    const logins = () => metric(env.relay.metricsUrl, 'parley_relay_frames_total', '{type="authenticate"}')
+    const refusals = () => metric(env.relay.metricsUrl, 'parley_relay_errors_total', '{code="FORBIDDEN"}')
+    const [loginsBefore, refusalsBefore] = [await logins(), await refusals()]
+
+    // Restarted while banned (reconnecting every 50 ms to 1 s, as the harness's clients do).
+    const banned = await nodeClient(env.relay, { storePath: path })
+    const errors: ParleyError[] = []
+    banned.on('error', (e) => {
+      errors.push(e)
+    })
+    await until(() => errors.length > 0, 15_000, 'the refusal')
+    expect(errors.map((e) => e.code)).toEqual(['FORBIDDEN'])
+    expect(banned.connectionState).toBe('offline')
+    // Long enough for several reconnects at that backoff: there are none.
+    await new Promise((r) => setTimeout(r, 3000))
+    expect(await logins()).toBe(loginsBefore + 1)
+    expect(await refusals()).toBe(refusalsBefore + 1)
+    expect(errors).toHaveLength(1)
+    await expect(banned.send('+14155550182', 'from a banned account')).rejects.toMatchObject({
+      code: 'FORBIDDEN',
+    })
+    expect(banned.activated).toBe(true)
+    await banned.close()
+    expect(admin('unban', number).status).toBe(0)
   })
 
   it('revokes a device: its connection is closed, its credentials fail, and activating the number again works', async () => {

@@ -1,8 +1,10 @@
-// One relay per SQLite data directory: a live holder refuses a second one, a dead or replaced one does not.
-import { spawn } from 'node:child_process'
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+// One relay per SQLite data directory: a live holder refuses a second one, a dead or replaced one does not, and
+// of many relays starting at once over a stale lock exactly one takes it.
+import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process'
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { createInterface } from 'node:readline'
 import { afterEach, describe, expect, it } from 'vitest'
 import { LOCK_FILE, lockDataDir } from '../src/dataDirLock.js'
 import { startRelay } from '../src/server.js'
@@ -21,6 +23,53 @@ afterEach(() => {
 function sleeper() {
   const child = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' })
   return child
+}
+
+/** What a contender (dataDirLockContender.ts) answered. */
+interface Answer {
+  pid: number
+  outcome: string
+  message?: string
+  step?: number
+}
+
+/** A contender process, and its answers one at a time. */
+function contender() {
+  const child: ChildProcessWithoutNullStreams = spawn(
+    process.execPath,
+    ['--conditions=parley-source', '--import', 'tsx', join(import.meta.dirname, 'dataDirLockContender.ts')],
+    { stdio: 'pipe' },
+  )
+  const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]()
+  const next = async (): Promise<Answer> => {
+    const line = await lines.next()
+    if (line.done) throw new Error(`contender ${child.pid} exited`)
+    return JSON.parse(line.value) as Answer
+  }
+  return {
+    child,
+    next,
+    /** Its last answer, past the `paused` ones of a `step` let go. */
+    async outcome(): Promise<Answer> {
+      for (;;) {
+        const a = await next()
+        if (a.outcome !== 'paused') return a
+      }
+    },
+    ask(command: string): Promise<Answer> {
+      child.stdin.write(`${command}\n`)
+      return next()
+    },
+  }
+}
+
+/** The pid of a process that has exited. */
+async function deadPid(): Promise<number> {
+  const gone = sleeper()
+  const pid = gone.pid!
+  gone.kill('SIGKILL')
+  await new Promise((r) => gone.once('exit', r))
+  return pid
 }
 
 describe('lockDataDir', () => {
@@ -68,6 +117,34 @@ describe('lockDataDir', () => {
     }
   })
 
+  it('takes over past the claim of a relay that died taking over, and is refused while a live relay claims it', async () => {
+    const dir = tempDir()
+    const lockPath = join(dir, LOCK_FILE)
+    writeFileSync(lockPath, JSON.stringify({ pid: await deadPid(), started: '1' }))
+    const claim = (n: number) => `${lockPath}.${statSync(lockPath, { bigint: true }).ino}.takeover-${n}`
+    const claimant = sleeper()
+    try {
+      const started = readFileSync(`/proc/${claimant.pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[19]
+      writeFileSync(claim(0), JSON.stringify({ pid: await deadPid(), started: '1' }))
+      writeFileSync(claim(1), JSON.stringify({ pid: claimant.pid, started }))
+      expect(() => lockDataDir(dir)).toThrow(
+        expect.objectContaining({
+          code: 'CONFLICT',
+          message: expect.stringContaining(`another relay (pid ${claimant.pid}) is using the data directory`),
+        }),
+      )
+      rmSync(claim(1))
+      const dead = claim(0)
+      const lock = lockDataDir(dir)
+      expect(JSON.parse(readFileSync(lock.path, 'utf8'))).toMatchObject({ pid: process.pid })
+      // The dead relay's claim stays (it names only the stale file, gone now); ours is removed.
+      expect(readdirSync(dir).sort()).toEqual([LOCK_FILE, dead.slice(dir.length + 1)].sort())
+      lock.release()
+    } finally {
+      claimant.kill('SIGKILL')
+    }
+  })
+
   it('makes a second relay on the same SQLite data directory fail to start, and frees it at close', async () => {
     const dataDir = tempDir()
     const options = {
@@ -84,4 +161,58 @@ describe('lockDataDir', () => {
     const again = await startRelay(options)
     await again.close()
   })
+
+  it('keeps one holder when a relay that found the lock stale goes on after another took it over', async () => {
+    const dir = tempDir()
+    const control = tempDir()
+    writeFileSync(join(dir, LOCK_FILE), JSON.stringify({ pid: await deadPid(), started: '1' }))
+    const [slow, first, late] = [contender(), contender(), contender()]
+    try {
+      // `slow` has found the lock stale and is about to change the directory; `first` takes the lock over now.
+      expect(await slow.ask(`step ${dir} ${control}`)).toMatchObject({ outcome: 'paused', step: 1 })
+      const firstAnswer = await first.ask(`take ${dir} 0`)
+      expect(firstAnswer).toMatchObject({ outcome: 'held' })
+      // One change by `slow`, then a third relay starts before the rest of them.
+      writeFileSync(join(control, 'go-1'), '')
+      const afterOne = await slow.next()
+      const lateAnswer = await late.ask(`take ${dir} 0`)
+      writeFileSync(join(control, 'go-all'), '')
+      const slowAnswer = afterOne.outcome === 'paused' ? await slow.outcome() : afterOne
+      expect([slowAnswer.outcome, lateAnswer.outcome]).toEqual(['CONFLICT', 'CONFLICT'])
+      expect(JSON.parse(readFileSync(join(dir, LOCK_FILE), 'utf8'))).toMatchObject({ pid: firstAnswer.pid })
+      expect(readdirSync(dir)).toEqual([LOCK_FILE])
+    } finally {
+      for (const c of [slow, first, late]) c.child.kill('SIGKILL')
+    }
+  })
+
+  it('lets exactly one of eight relays starting at once over a stale lock take it, and refuses the others', async () => {
+    const contenders = Array.from({ length: 8 }, contender)
+    try {
+      const stale = JSON.stringify({ pid: await deadPid(), started: '1' })
+      for (let trial = 0; trial < 40; trial++) {
+        const dir = tempDir()
+        writeFileSync(join(dir, LOCK_FILE), stale)
+        // Every contender leaves its spin at the same millisecond.
+        const at = Date.now() + 50
+        const answers = await Promise.all(contenders.map((c) => c.ask(`take ${dir} ${at}`)))
+        const winners = answers.filter((a) => a.outcome === 'held')
+        expect(winners, `trial ${trial}: ${JSON.stringify(answers)}`).toHaveLength(1)
+        const winner = winners[0]!.pid
+        expect(JSON.parse(readFileSync(join(dir, LOCK_FILE), 'utf8'))).toMatchObject({ pid: winner })
+        for (const a of answers.filter((a) => a.pid !== winner)) {
+          expect(a, `trial ${trial}`).toMatchObject({
+            outcome: 'CONFLICT',
+            message: expect.stringMatching(/^another relay \(pid \d+\) is using the data directory /),
+          })
+        }
+        // Nothing left beside the lock: no draft, no lock moved aside.
+        expect(readdirSync(dir), `trial ${trial}`).toEqual([LOCK_FILE])
+        await Promise.all(contenders.map((c) => c.ask('release')))
+        expect(existsSync(join(dir, LOCK_FILE))).toBe(false)
+      }
+    } finally {
+      for (const c of contenders) c.child.kill('SIGKILL')
+    }
+  }, 120_000)
 })

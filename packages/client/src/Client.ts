@@ -118,7 +118,11 @@ export class ParleyClient {
     })
     const discovery = new Discovery(engine, options.defaultRegion)
     const prekeys = new Prekeys(engine)
-    const session = new RelaySession(engine, discovery, givenTrustRoot)
+    const session = new RelaySession(engine, discovery, givenTrustRoot, {
+      banned: (error) => {
+        void this.#outbox.failQueued(error).catch((err) => engine.emitError(err))
+      },
+    })
     const contacts = new Contacts(engine, discovery)
     const delivery = new Delivery(engine, session, contacts)
     const ttl = options.discoveryTtlMs ?? DEFAULT_DISCOVERY_TTL_MS
@@ -289,7 +293,7 @@ export class ParleyClient {
    * @returns the message id and its route
    * @throws TypeError when `text` is not a string; ParleyError `TOO_LARGE` for a text over 64 KiB of UTF-8,
    *   `INVALID_NUMBER`, `INVALID_STATE` before activation, `NOT_FOUND` when the recipient is not on Parley and there
-   *   is no `smsFallback`
+   *   is no `smsFallback`, `FORBIDDEN` once the relay has refused this account's login (a ban; see the `error` event)
    * @example const { id, route } = await parley.send('+1 415 555 0101', 'hi')
    */
   async send(to: string, text: string, options: CallOptions = {}): Promise<SendResult> {

@@ -67,6 +67,9 @@ export class RelayLink {
   #state: ConnectionState = 'offline'
   #online: Promise<void> | null = null
   #resolveOnline: (() => void) | null = null
+  #rejectOnline: ((err: ParleyError) => void) | null = null
+  /** Set by {@link halt}: what every wait and request fails with until {@link start}. */
+  #halted: ParleyError | null = null
   #retryTimer: unknown = null
   #abort: AbortController | null = null
 
@@ -89,20 +92,30 @@ export class RelayLink {
     return this.#hello?.limits?.maxFrameBytes || DEFAULT_LIMITS.maxFrameBytes
   }
 
-  /** Starts connecting (and keeps reconnecting) until {@link stop}. Idempotent. */
+  /** Starts connecting (and keeps reconnecting) until {@link stop}. Idempotent. Clears a {@link halt}. */
   start(): void {
     if (this.#state === 'closed') throw new ParleyError('CLOSED', 'the client is closed')
+    this.#halted = null
     if (this.#wanted) return
     this.#wanted = true
     this.#connectSoon(0)
   }
 
-  /** Resolves when the link is online (handshake and hooks done); rejects on abort or timeout. */
+  /**
+   * Resolves when the link is online (handshake and hooks done); rejects on abort or timeout, and with the
+   * refusal of a {@link halt} (at once, or when it halts meanwhile) instead of starting the link again.
+   */
   async waitOnline(signal?: AbortSignal, timeoutMs = this.#o.requestTimeoutMs): Promise<void> {
     if (this.#state === 'online') return
     if (this.#state === 'closed') throw new ParleyError('CLOSED', 'the client is closed')
+    if (this.#halted !== null) throw this.#halted
     if (!this.#wanted) this.start()
-    if (this.#online === null) this.#online = new Promise((r) => (this.#resolveOnline = r))
+    if (this.#online === null) {
+      this.#online = new Promise((resolve, reject) => {
+        this.#resolveOnline = resolve
+        this.#rejectOnline = reject
+      })
+    }
     await this.#race(this.#online, signal, timeoutMs, 'relay not reachable')
   }
 
@@ -162,6 +175,29 @@ export class RelayLink {
 
   /** Stops reconnecting and closes the connection; the link can be started again unless `final`. */
   stop(final = false): void {
+    this.#shutDown(
+      final ? 'closed' : 'offline',
+      new ParleyError(final ? 'CLOSED' : 'UNAVAILABLE', 'connection closed by the client'),
+    )
+  }
+
+  /**
+   * Stops for a refusal that reconnecting cannot cure (an operator's ban): closes the connection and stops
+   * reconnecting, like {@link stop}, but the requests and waits in progress fail with `error`, and so does every
+   * later {@link waitOnline} or {@link request}, instead of starting the link again, until {@link start}.
+   * @param error - the refusal, also reported as the `offline` state's error
+   */
+  halt(error: ParleyError): void {
+    this.#halted = error
+    this.#shutDown('offline', error, error)
+    const reject = this.#rejectOnline
+    this.#online = null
+    this.#resolveOnline = null
+    this.#rejectOnline = null
+    reject?.(error)
+  }
+
+  #shutDown(state: 'offline' | 'closed', pendingError: ParleyError, stateError?: ParleyError): void {
     this.#wanted = false
     if (this.#retryTimer !== null) this.#o.clock.clearTimeout(this.#retryTimer)
     this.#retryTimer = null
@@ -169,8 +205,11 @@ export class RelayLink {
     const socket = this.#socket
     this.#socket = null
     socket?.close(1000, 'client closing')
-    this.#failPending(new ParleyError(final ? 'CLOSED' : 'UNAVAILABLE', 'connection closed by the client'))
-    this.#setState(final ? 'closed' : 'offline', { attempt: this.#attempt })
+    this.#failPending(pendingError)
+    this.#setState(state, {
+      attempt: this.#attempt,
+      ...(stateError === undefined ? {} : { error: stateError }),
+    })
   }
 
   #connectSoon(delay: number): void {
@@ -225,6 +264,7 @@ export class RelayLink {
       this.#resolveOnline?.()
       this.#online = null
       this.#resolveOnline = null
+      this.#rejectOnline = null
     } catch (err) {
       const e = ParleyError.fromUnknown(err)
       if (this.#socket === socket) {
@@ -285,7 +325,7 @@ export class RelayLink {
     info: { attempt: number; retryInMs?: number; error?: ParleyError },
   ): void {
     if (this.#state === 'closed') return
-    const changed = state !== this.#state || info.retryInMs !== undefined
+    const changed = state !== this.#state || info.retryInMs !== undefined || info.error !== undefined
     this.#state = state
     if (changed) this.#o.hooks.onState(state, info)
   }

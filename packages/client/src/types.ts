@@ -212,7 +212,10 @@ export interface SendFailedEvent {
   id: string
   /** The recipient's number, in E.164. */
   to: string
-  /** Why it can never be delivered, e.g. `IDENTITY_UNTRUSTED` or `NOT_FOUND`. */
+  /**
+   * Why it can never be delivered, e.g. `IDENTITY_UNTRUSTED` or `NOT_FOUND`; `FORBIDDEN` when the relay refused
+   * this account's login (its operator banned it).
+   */
   error: ParleyError
 }
 
@@ -232,6 +235,11 @@ export interface ParleyEvents {
   gap: MailboxGapEvent
   /** The relay no longer serves this device (the number was taken over, or the account erased). */
   deviceReplaced: DeviceReplacedEvent
-  /** Something failed in the background (a message refused, a connection lost); never thrown. */
+  /**
+   * Something failed in the background (a message refused, a connection lost); never thrown. `FORBIDDEN` when the
+   * relay refuses this account's login (its operator banned it): the client stops connecting instead of retrying,
+   * its queued messages fail (`sendFailed`), and calls that need the relay reject with the same error, until the
+   * client is created again (or `activate()` is called) and a login succeeds; the account stays on this device.
+   */
   error: ParleyError
 }

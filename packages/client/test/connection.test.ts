@@ -1,8 +1,8 @@
 // The connection against a FakeRelay: dropped and refused connections, backoff on the manual clock, resuming
-// the mailbox, pushes, and the device being replaced while online or offline.
+// the mailbox, pushes, the device being replaced while online or offline, and a login the relay forbids.
 import { MemoryStore } from '@parley/client'
 import { describe, expect, it } from 'vitest'
-import { ALICE, aliceAndBob, BOB, codeOf, collect, reopenable, world } from './harness.js'
+import { ALICE, aliceAndBob, BOB, CAROL, codeOf, collect, reopenable, world } from './harness.js'
 
 describe('connection', () => {
   it('reconnects after a drop and resumes the mailbox: nothing lost, nothing twice', async () => {
@@ -134,5 +134,53 @@ describe('connection', () => {
     expect(errors.map((e) => e.code)).toEqual(['UNAUTHENTICATED'])
     expect(replaced).toEqual([{ erased: false }])
     expect(restarted.activated).toBe(false)
+  })
+
+  it('stops at a FORBIDDEN login (a ban): one attempt, the app told, waits and queued sends failed with it', async () => {
+    const { relay, clock, client, activated, step } = world()
+    await activated(BOB)
+    const disk = new MemoryStore()
+    const first = await activated(ALICE, { store: reopenable(disk) })
+    await first.send(BOB, 'delivered before the ban')
+    await relay.settle()
+    relay.drop(ALICE)
+    relay.refuseConnections()
+    await relay.settle()
+    const { id } = await first.send(BOB, 'queued when the ban came')
+    await first.close()
+    relay.refuseConnections(false)
+
+    // The operator bans the account while the app is closed: its next login is refused.
+    const lift = relay.refuse('authenticate', 'FORBIDDEN')
+    const attempts = relay.connectionAttempts
+    const logins = relay.received('authenticate').length
+    const banned = await client({ store: reopenable(disk) })
+    const errors = collect(banned, 'error')
+    const failed = collect(banned, 'sendFailed')
+    const states = collect(banned, 'connection')
+    const waiting = codeOf(banned.discover([CAROL]))
+    await relay.settle()
+    await clock.advance(600_000)
+    await relay.settle()
+    expect(relay.connectionAttempts - attempts).toBe(1)
+    expect(relay.received('authenticate').length - logins).toBe(1)
+    expect(errors.map((e) => e.code)).toEqual(['FORBIDDEN'])
+    expect(states.at(-1)).toMatchObject({ state: 'offline', error: { code: 'FORBIDDEN' } })
+    expect(states.some((s) => s.retryInMs !== undefined)).toBe(false)
+    expect(banned.connectionState).toBe('offline')
+    expect(await waiting).toBe('FORBIDDEN')
+    expect(failed.map((f) => [f.id, f.error.code])).toEqual([[id, 'FORBIDDEN']])
+    expect(await banned.pendingCount()).toBe(0)
+    expect(await codeOf(banned.send(BOB, 'after the ban'))).toBe('FORBIDDEN')
+    expect(await codeOf(banned.discover([CAROL]))).toBe('FORBIDDEN')
+    expect(relay.connectionAttempts - attempts).toBe(1)
+    // The account is kept: once the ban is lifted, the next start logs in as before.
+    expect(banned.activated).toBe(true)
+    await banned.close()
+    lift()
+    const back = await client({ store: reopenable(disk) })
+    await step(10)
+    expect(back.connectionState).toBe('online')
+    expect(relay.received('authenticate').length - logins).toBe(2)
   })
 })

@@ -184,6 +184,7 @@ export class Activator {
     ])
     engine.account = account
     engine.replaced = false
+    engine.banned = null
     this.#session.forgetCertificate()
     // Authenticate on this connection now; later connections authenticate in the handshake.
     const hello = link.hello

@@ -56,6 +56,12 @@ export class Engine {
   authenticated = false
   /** Set when the relay said DeviceReplaced: this device no longer has an account there. */
   replaced = false
+  /**
+   * The relay refused this account's login with FORBIDDEN (its operator banned it): the main connection stays
+   * stopped, and what needs it fails with this error, until a login succeeds again (after a restart of the
+   * client, or an activation).
+   */
+  banned: ParleyError | null = null
   closed = false
   /** The outbox flush running now, if any (the outbox sets it; a safety number may wait for it). */
   flushing: Promise<void> | null = null

@@ -68,6 +68,8 @@ export class Outbox {
     }
     const e164 = await this.#discovery.normalize(to)
     engine.requireAccount()
+    // Queued, it would wait for a connection that the ban keeps closed.
+    if (engine.banned !== null) throw engine.banned
     const id = toHex(engine.random(16))
     let contact = await contactRecord(store, e164)
     if (contact === null || clock.now() - contact.checkedAt > this.#discoveryTtlMs) {
@@ -107,10 +109,29 @@ export class Outbox {
     if (this.#deferralTimer !== null) clock.clearTimeout(this.#deferralTimer)
   }
 
+  /**
+   * The account is banned (a FORBIDDEN login): once the running flush has ended (its sends in flight fail with
+   * the same error), every message still queued leaves the outbox with a `sendFailed` event carrying `error`.
+   */
+  async failQueued(error: ParleyError): Promise<void> {
+    const engine = this.#engine
+    await engine.flushing?.catch(() => {})
+    await engine.serial.run(async () => {
+      if (engine.banned !== error) return // logged in again meanwhile
+      const queued = (await engine.store.list(K.outbox.prefix)).map((e) => ({
+        key: e.key,
+        entry: decodeEntry(K.outbox, e),
+      }))
+      if (queued.length === 0) return
+      await engine.store.write(queued.map((q) => del(q.key)))
+      for (const { entry } of queued) engine.events.emit('sendFailed', { id: entry.id, to: entry.to, error })
+    })
+  }
+
   /** Starts a flush, or asks the running one to look at the outbox once more. */
   kick(): void {
     const engine = this.#engine
-    if (engine.account === null || engine.closed) return
+    if (engine.account === null || engine.closed || engine.banned !== null) return
     if (engine.flushing !== null) {
       // The running flush may already have taken its last look at the outbox (or at a deferral that just ended).
       this.#kickAgain = true

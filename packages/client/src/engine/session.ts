@@ -33,10 +33,18 @@ export class RelaySession {
   #pinnedRoot: Uint8Array | undefined
   #certificate: { bytes: Uint8Array; cert: SenderCertificate } | null = null
 
-  constructor(engine: Engine, discovery: Discovery, givenTrustRoot: Uint8Array | undefined) {
+  readonly #hooks: { banned(error: ParleyError): void }
+
+  constructor(
+    engine: Engine,
+    discovery: Discovery,
+    givenTrustRoot: Uint8Array | undefined,
+    hooks: { banned(error: ParleyError): void },
+  ) {
     this.#engine = engine
     this.#discovery = discovery
     this.#givenTrustRoot = givenTrustRoot
+    this.#hooks = hooks
   }
 
   /** The main connection's handshake hook: pins, then (with an account) authentication and a rebind. */
@@ -152,8 +160,15 @@ export class RelaySession {
       )
       expectBody(frame, 'authenticated')
       this.#engine.authenticated = true
+      this.#engine.banned = null
     } catch (err) {
       const e = ParleyError.fromUnknown(err)
+      if (e.code === 'FORBIDDEN') {
+        // The relay's operator banned this account: every reconnect would be refused the same way, so none is
+        // made. The account (keys, history, contacts) stays, for when the ban is lifted.
+        this.#onBanned(e)
+        throw e
+      }
       if (e.code === 'UNAUTHENTICATED' || e.code === 'NOT_FOUND') {
         // This device was replaced (or the account erased) while it was offline: tell the app, keep the history,
         // stop reconnecting, and keep the identity to take the number back with (as on a DeviceReplaced push).
@@ -164,6 +179,23 @@ export class RelaySession {
       }
       throw e
     }
+  }
+
+  /**
+   * The relay refused the login with FORBIDDEN: stop both connections (and their retries), tell the app, and
+   * fail what waits for the relay with the same error (the outbox's queued messages through the hook).
+   */
+  #onBanned(cause: ParleyError): void {
+    const engine = this.#engine
+    const error = new ParleyError('FORBIDDEN', 'the relay refuses this account (banned by its operator)', {
+      cause,
+    })
+    engine.banned = error
+    engine.authenticated = false
+    engine.emitError(error)
+    engine.link.halt(error)
+    engine.anonymous.stop()
+    this.#hooks.banned(error)
   }
 
   /** Checks (and pins at first use) the relay's trust root and its certified OPRF keys. */
