@@ -120,6 +120,33 @@ function operatorSuite(storeArgs: string[]) {
     expect(admin('unban', number).status).toBe(0)
   })
 
+  it('a client online when its account is banned is told FORBIDDEN, not replaced, and keeps its account for unban', async () => {
+    const number = '+14155550185'
+    const path = join(dir, 'online-banned.db')
+    const online = await activatedClient(env.relay, env.codes, number, { storePath: path })
+    const errors: ParleyError[] = []
+    const replaced: unknown[] = []
+    online.on('error', (e) => {
+      errors.push(e)
+    })
+    online.on('deviceReplaced', (e) => {
+      replaced.push(e)
+    })
+    expect(admin('ban', number).status).toBe(0)
+    // Closed at the next sweep with FORBIDDEN; the reconnect's login is refused the same way, and it stops.
+    await until(() => online.connectionState === 'offline' && errors.length > 0, 15_000, 'the ban applied')
+    expect(new Set(errors.map((e) => e.code))).toEqual(new Set(['FORBIDDEN']))
+    expect(replaced).toEqual([])
+    expect(online.activated).toBe(true)
+    await online.close()
+
+    expect(admin('unban', number).status).toBe(0)
+    const back = await nodeClient(env.relay, { storePath: path })
+    await until(() => back.connectionState === 'online', 15_000, 'logged in again after unban')
+    expect(back.activated).toBe(true)
+    await back.close()
+  })
+
   it('revokes a device: its connection is closed, its credentials fail, and activating the number again works', async () => {
     const number = '+14155550183'
     const path = join(dir, 'revoked.db')

@@ -27,6 +27,7 @@ import type { WebSocket } from 'ws'
 import { CloseCode } from './closeCodes.js'
 import type { RelayContext } from './context.js'
 import type { FanoutEvent } from './Fanout.js'
+import { heldError } from './handlers/holds.js'
 import { admit, type Commit, dispatch, isSplit, needsAuthentication, type Reply } from './handlers/index.js'
 import type { BoundDevice, Caller } from './handlers/scope.js'
 import { deviceGone, quotaId, quotaScopeOf } from './handlers/util.js'
@@ -576,6 +577,11 @@ export class Connection implements Caller {
   #onFanout(event: FanoutEvent): void {
     const device = this.device
     if (!device || this.#closed) return
+    if (event.kind === 'banned') {
+      this.sendError(0, heldError('banned'))
+      this.close(CloseCode.revoked, 'account banned', 'banned')
+      return
+    }
     if (event.kind === 'revoked') {
       if (event.keepDeviceId === device.deviceId) return
       // Told first, so that a takeover (someone else activated the number) is visible on the old device.

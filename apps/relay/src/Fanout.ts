@@ -11,6 +11,11 @@ export type FanoutEvent =
   | { kind: 'mail'; deviceId: number; seq: number }
   /** The account was re-activated or erased: close every connection not bound to `keepDeviceId` (0: all). */
   | { kind: 'revoked'; keepDeviceId: number }
+  /**
+   * The operator banned the account (`parley-relay admin ban`): close every connection, telling it FORBIDDEN —
+   * not "replaced", which would make the device forget an account it gets back at `unban`.
+   */
+  | { kind: 'banned' }
 
 /** Receives events for one address. */
 export type FanoutListener = (event: FanoutEvent) => void

@@ -25,6 +25,7 @@ function parseEvent(raw: string): FanoutEvent | null {
       return { kind: 'mail', deviceId: e.deviceId as number, seq: e.seq as number }
     if (e.kind === 'revoked' && Number.isSafeInteger(e.keepDeviceId))
       return { kind: 'revoked', keepDeviceId: e.keepDeviceId as number }
+    if (e.kind === 'banned') return { kind: 'banned' }
   } catch {}
   return null
 }

@@ -31,11 +31,12 @@ export async function closeHeldConnections(ctx: RelayContext): Promise<number> {
   }
   const actions = await ctx.store.operatorActions(cursor.seq, cursor.sinceMs, ACTIONS_PER_SWEEP)
   for (const action of actions) {
-    // One device per address: closing every connection of the address closes the revoked device's.
-    await ctx.fanout.publish(Buffer.from(action.address).toString('hex'), {
-      kind: 'revoked',
-      keepDeviceId: 0,
-    })
+    // One device per address: closing every connection of the address closes the revoked device's. A ban is told
+    // as such (FORBIDDEN), so the device keeps its account for the day it is unbanned.
+    await ctx.fanout.publish(
+      Buffer.from(action.address).toString('hex'),
+      action.deviceId === 0 ? { kind: 'banned' } : { kind: 'revoked', keepDeviceId: 0 },
+    )
     cursor.seq = action.seq
   }
   if (actions.length > 0)

@@ -24,7 +24,7 @@ export function fanoutConformance(h: FanoutHarness): void {
     for (const node of [a, b]) if (node.ping) await expect(node.ping()).resolves.toBeUndefined()
   })
 
-  it('delivers a notice published on any node to every listener of the address, on every node', async () => {
+  it('delivers every kind of notice published on any node to every listener of the address, on every node', async () => {
     const [a, b] = await h.cluster()
     const addr = address()
     const onA: FanoutEvent[] = []
@@ -33,10 +33,12 @@ export function fanoutConformance(h: FanoutHarness): void {
     await b.subscribe(addr, (e) => onB.push(e))
     await a.publish(addr, { kind: 'mail', deviceId: 1, seq: 7 })
     await b.publish(addr, { kind: 'revoked', keepDeviceId: 2 })
-    await waitFor(() => onA.length === 2 && onB.length === 2, 5000, 'both notices on both nodes')
+    await a.publish(addr, { kind: 'banned' })
+    await waitFor(() => onA.length === 3 && onB.length === 3, 5000, 'every notice on both nodes')
     const want = [
       { kind: 'mail', deviceId: 1, seq: 7 },
       { kind: 'revoked', keepDeviceId: 2 },
+      { kind: 'banned' },
     ]
     expect(onA).toEqual(want)
     expect(onB).toEqual(want)
