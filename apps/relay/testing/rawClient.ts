@@ -109,9 +109,13 @@ export class RawClient {
     })
   }
 
-  /** Connects (without Hello). */
-  static async connect(url: string): Promise<RawClient> {
-    const ws = new WebSocket(url)
+  /**
+   * Connects (without Hello).
+   * @param options.localAddress - the source address to connect from (e.g. another loopback address, as an
+   *   attacker with several addresses would)
+   */
+  static async connect(url: string, options: { localAddress?: string } = {}): Promise<RawClient> {
+    const ws = new WebSocket(url, options.localAddress ? { localAddress: options.localAddress } : undefined)
     ws.binaryType = 'nodebuffer'
     await new Promise((resolve, reject) => {
       ws.once('open', resolve)
@@ -120,9 +124,9 @@ export class RawClient {
     return new RawClient(ws)
   }
 
-  /** Connects and completes the Hello. */
-  static async open(url: string): Promise<RawClient> {
-    const c = await RawClient.connect(url)
+  /** Connects and completes the Hello (`options` as for {@link RawClient.connect}). */
+  static async open(url: string, options: { localAddress?: string } = {}): Promise<RawClient> {
+    const c = await RawClient.connect(url, options)
     const f = await c.request({ hello: { protocolMajor: PROTOCOL_MAJOR, protocolMinor: PROTOCOL_MINOR } })
     c.hello = f.serverHello!
     return c
@@ -239,9 +243,13 @@ export async function activate(
   }
 }
 
-/** Opens a new connection and authenticates it as `account`. */
-export async function login(url: string, account: Account): Promise<{ client: RawClient; head: number }> {
-  const client = await RawClient.open(url)
+/** Opens a new connection and authenticates it as `account` (`options` as for {@link RawClient.connect}). */
+export async function login(
+  url: string,
+  account: Account,
+  options: { localAddress?: string } = {},
+): Promise<{ client: RawClient; head: number }> {
+  const client = await RawClient.open(url, options)
   const f = await client.request({
     authenticate: {
       address: account.address,

@@ -11,7 +11,7 @@ import { charge, type Reply, requireBytes } from './util.js'
 /** Most addresses returned for one prefix (a prefix this crowded means the prefix is too short). */
 const MAX_BUCKET = 4096
 /** Prefixes read from the store per slice of the heavy lane. */
-const PREFIXES_PER_SLICE = 25
+const PREFIXES_PER_SLICE = 10
 
 /**
  * The device's own number, blinded (`ActivationConfirm` / `RebindAddress` `.blinded_number`), evaluated under
