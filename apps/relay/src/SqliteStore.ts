@@ -1,10 +1,13 @@
 /**
- * The default {@link port.Store | Store}: one SQLite file through better-sqlite3, in WAL mode with
- * `synchronous = FULL` so a committed message survives a crash or power loss before `MessageAccepted` is sent.
+ * The default {@link port.Store | Store}: one SQLite file through better-sqlite3, in WAL mode, so that a
+ * committed message survives a crash or power loss before `MessageAccepted` is sent: `synchronous = FULL` for
+ * every write, except the group commit of mail (`enqueue`, `ack`), whose fsync of the WAL runs on libuv's thread
+ * pool, off the event loop, and settles the callers only once it is done.
  * Versioned migrations, prepared statements, one transaction per operation. What it shares with
  * {@link PostgresStore} beside the SQL — the decisions and row mappings — is in `store/`.
  * @module
  */
+import { closeSync, fsync, fsyncSync, openSync } from 'node:fs'
 import Database from 'better-sqlite3'
 import type * as port from './Store.js'
 import * as accounts from './store/accounts.js'
@@ -147,6 +150,15 @@ const MIGRATIONS: { version: number; sql: string }[] = [
 /** The highest schema version this code knows. */
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version
 
+/** How the store makes a file durable: `node:fs`'s `fsync`, or a test's (to hold a commit back). */
+export type Fsync = (fd: number, done: (err: NodeJS.ErrnoException | null) => void) => void
+
+/** Options of {@link SqliteStore}. */
+export interface SqliteStoreOptions {
+  /** Replaces `node:fs`'s `fsync` for the group commit's WAL sync (tests). */
+  fsync?: Fsync
+}
+
 /** SQLite implementation of {@link port.Store | Store}. */
 export class SqliteStore implements port.Store {
   /**
@@ -158,15 +170,25 @@ export class SqliteStore implements port.Store {
   readonly #s: ReturnType<SqliteStore['prepare']>
   #closed = false
   readonly #batch: { work: () => unknown; resolve: (v: unknown) => void; reject: (e: unknown) => void }[] = []
+  /** The WAL file, for the group commit's own fsync; undefined for an in-memory database. */
+  readonly #walPath: string | undefined
+  #walFd: number | undefined
+  readonly #fsync: Fsync
+  /** Settles group-committed work once the WAL is durable: called with the sync's error, or null. */
+  #durableWaiters: ((err: Error | null) => void)[] = []
+  /** The fsync in flight, if any; a second waits for it (and then covers everything committed meanwhile). */
+  #syncing: Promise<void> | undefined
 
   /**
    * Opens (creating if needed) and migrates the database.
    * @param path - file path, or `':memory:'` for tests
    * @throws Error when the file was written by a newer schema version
    */
-  constructor(path: string) {
+  constructor(path: string, options: SqliteStoreOptions = {}) {
     this.#db = new Database(path)
-    this.#db.pragma('journal_mode = WAL')
+    const mode = this.#db.pragma('journal_mode = WAL', { simple: true })
+    this.#walPath = mode === 'wal' ? `${this.#db.name}-wal` : undefined
+    this.#fsync = options.fsync ?? fsync
     this.#db.pragma('synchronous = FULL')
     this.#db.pragma('foreign_keys = ON')
     this.#db.pragma('busy_timeout = 5000')
@@ -323,11 +345,13 @@ export class SqliteStore implements port.Store {
   }
 
   /**
-   * Group commit: `work` runs in the next shared write transaction, which commits (one fsync, with
-   * `synchronous = FULL`) everything queued during this turn of the event loop, and the promise settles only
-   * after that commit, so nothing is acknowledged before it is durable. One fsync per message capped the relay
-   * at ~900 messages/s on loopback (bench/README.md). If the shared transaction fails, each piece of work is
-   * retried in its own transaction so only the failing one rejects.
+   * Group commit: `work` runs in the next shared write transaction, which commits everything queued during this
+   * turn of the event loop, and the promise settles only after the WAL holding that commit has been synced to disk,
+   * so nothing is acknowledged before it is durable. One fsync per message capped the relay at ~900 messages/s on
+   * loopback (bench/README.md). The transaction commits with `synchronous = NORMAL` (no fsync on the event loop;
+   * a disk's fsync takes up to tens of ms, during which every other client would wait) and the fsync runs on the
+   * thread pool ({@link SqliteStore.#whenDurable}). If the shared transaction fails, each piece of work is retried
+   * in its own transaction so only the failing one rejects.
    */
   #grouped<T>(work: () => T): Promise<T> {
     return new Promise<T>((resolve, reject) => {
@@ -343,24 +367,63 @@ export class SqliteStore implements port.Store {
       for (const b of batch) b.reject(storeClosed())
       return
     }
-    let results: unknown[]
+    const done: { resolve: (v: unknown) => void; reject: (e: unknown) => void; value: unknown }[] = []
+    if (this.#walPath) this.#db.pragma('synchronous = NORMAL')
     try {
-      results = this.#db.transaction(() => batch.map((b) => b.work()))()
+      const results = this.#db.transaction(() => batch.map((b) => b.work()))()
+      for (const [i, b] of batch.entries()) done.push({ ...b, value: results[i] })
     } catch (err) {
-      if (batch.length === 1) {
-        batch[0]!.reject(err)
-        return
-      }
-      for (const b of batch) {
-        try {
-          b.resolve(this.#db.transaction(b.work)())
-        } catch (e) {
-          b.reject(e)
+      if (batch.length === 1) batch[0]!.reject(err)
+      else {
+        for (const b of batch) {
+          try {
+            done.push({ ...b, value: this.#db.transaction(b.work)() })
+          } catch (e) {
+            b.reject(e)
+          }
         }
       }
+    } finally {
+      if (this.#walPath) this.#db.pragma('synchronous = FULL')
+    }
+    if (done.length === 0) return
+    this.#whenDurable((err) => {
+      for (const d of done) {
+        if (err) d.reject(err)
+        else d.resolve(d.value)
+      }
+    })
+  }
+
+  /**
+   * Calls `then` once everything committed so far is on disk: at once for an in-memory database, otherwise after
+   * an fsync of the WAL on the thread pool. Syncs do not overlap: callers that arrive while one is in flight share
+   * the next, which covers everything committed until it starts.
+   */
+  #whenDurable(then: (err: Error | null) => void): void {
+    if (!this.#walPath) {
+      then(null)
       return
     }
-    for (const [i, b] of batch.entries()) b.resolve(results[i])
+    this.#durableWaiters.push(then)
+    if (!this.#syncing) this.#syncing = this.#syncWal()
+  }
+
+  async #syncWal(): Promise<void> {
+    while (this.#durableWaiters.length > 0) {
+      const waiters = this.#durableWaiters
+      this.#durableWaiters = []
+      let failure: Error | null = null
+      try {
+        this.#walFd ??= openSync(this.#walPath!, 'r')
+        const fd = this.#walFd
+        await new Promise<void>((resolve, reject) => this.#fsync(fd, (err) => (err ? reject(err) : resolve())))
+      } catch (err) {
+        failure = err as Error
+      }
+      for (const w of waiters) w(failure)
+    }
+    this.#syncing = undefined
   }
 
   #row(address: Uint8Array): AccountRow | undefined {
@@ -419,6 +482,13 @@ export class SqliteStore implements port.Store {
     if (this.#closed) return
     this.#flush() // commit what callers are already waiting for
     this.#closed = true
+    // ... and let them hear that it is on disk before the WAL file is closed under the sync.
+    while (this.#syncing) await this.#syncing
+    if (this.#walFd !== undefined) {
+      fsyncSync(this.#walFd)
+      closeSync(this.#walFd)
+      this.#walFd = undefined
+    }
     // Folds the WAL back into the main file so a plain file copy after shutdown is a complete backup.
     this.#db.pragma('wal_checkpoint(TRUNCATE)')
     this.#db.close()

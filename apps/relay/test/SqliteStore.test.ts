@@ -72,6 +72,54 @@ describe('SqliteStore', () => {
     for (const s of stores.splice(0)) await s.close()
   })
 
+  it('settles a group-committed enqueue or ack only after its WAL fsync, which runs off the event loop', async () => {
+    // A controllable fsync: each call waits until the test lets it finish (or fail).
+    const calls: { fd: number; done: (err: NodeJS.ErrnoException | null) => void }[] = []
+    const s = new SqliteStore(join(tempDir(), 'relay.db'), { fsync: (fd, done) => calls.push({ fd, done }) })
+    stores.push(s)
+    const { address } = await register(s)
+    let settled = false
+    const first = enqueue(s, address).then((r) => {
+      settled = true
+      return r
+    })
+    await new Promise((r) => setTimeout(r, 20))
+    // Committed (another reader sees it) but not acknowledged: the sync has not finished.
+    expect(await s.mailboxHead(address, 1)).toBe(1)
+    expect(settled).toBe(false)
+    expect(calls).toHaveLength(1)
+    // Work committed while a sync is in flight waits for the next sync, which starts only after this one.
+    const second = enqueue(s, address)
+    const third = enqueue(s, address)
+    await new Promise((r) => setTimeout(r, 20))
+    expect(calls).toHaveLength(1)
+    calls[0]!.done(null)
+    expect((await first).status).toBe('stored')
+    await new Promise((r) => setTimeout(r, 20))
+    expect(calls).toHaveLength(2)
+    const failure = Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' })
+    calls[1]!.done(failure)
+    // Not known to be durable: refused, so the sender sends again (the relay deduplicates by message id).
+    await expect(second).rejects.toThrow(/EIO/)
+    await expect(third).rejects.toThrow(/EIO/)
+    const acked = s.ack(address, 1, [1])
+    await new Promise((r) => setTimeout(r, 20))
+    expect(calls).toHaveLength(3)
+    calls[2]!.done(null)
+    expect(await acked).toBe(1)
+  })
+
+  it('needs no WAL sync for an in-memory database', async () => {
+    const s = new SqliteStore(':memory:', {
+      fsync: () => {
+        throw new Error('no fsync expected')
+      },
+    })
+    stores.push(s)
+    const { address } = await register(s)
+    expect((await enqueue(s, address)).status).toBe('stored')
+  })
+
   it('migrates a new file to the latest schema, in WAL mode, and reopens it without re-running migrations', async () => {
     const path = join(tempDir(), 'relay.db')
     const s = open(path)
