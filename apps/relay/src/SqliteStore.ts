@@ -417,7 +417,9 @@ export class SqliteStore implements port.Store {
       try {
         this.#walFd ??= openSync(this.#walPath!, 'r')
         const fd = this.#walFd
-        await new Promise<void>((resolve, reject) => this.#fsync(fd, (err) => (err ? reject(err) : resolve())))
+        await new Promise<void>((resolve, reject) =>
+          this.#fsync(fd, (err) => (err ? reject(err) : resolve())),
+        )
       } catch (err) {
         failure = err as Error
       }
