@@ -1,8 +1,9 @@
 /**
  * The default {@link port.Store | Store}: one SQLite file through better-sqlite3, in WAL mode, so that a
  * committed message survives a crash or power loss before `MessageAccepted` is sent: `synchronous = FULL` for
- * every write, except the group commit of mail (`enqueue`, `ack`), whose fsync of the WAL runs on libuv's thread
- * pool, off the event loop, and settles the callers only once it is done.
+ * every write, except the hot paths — the group commit of mail (`enqueue`, `ack`), prekey uploads and bundle
+ * hand-outs — whose fsync of the WAL runs on libuv's thread pool, off the event loop, and settles the callers only
+ * once it is done.
  * Versioned migrations, prepared statements, one transaction per operation. What it shares with
  * {@link PostgresStore} beside the SQL — the decisions and row mappings — is in `store/`.
  * @module
@@ -396,6 +397,22 @@ export class SqliteStore implements port.Store {
   }
 
   /**
+   * One transaction of the hot write paths other than mail (prekey uploads, bundle hand-outs): committed with
+   * `synchronous = NORMAL`, settled after the WAL fsync on the thread pool, as the group commit is.
+   */
+  async #durably<T>(work: () => T): Promise<T> {
+    if (this.#walPath) this.#db.pragma('synchronous = NORMAL')
+    let result: T
+    try {
+      result = this.#db.transaction(work)()
+    } finally {
+      if (this.#walPath) this.#db.pragma('synchronous = FULL')
+    }
+    await new Promise<void>((resolve, reject) => this.#whenDurable((err) => (err ? reject(err) : resolve())))
+    return result
+  }
+
+  /**
    * Calls `then` once everything committed so far is on disk: at once for an in-memory database, otherwise after
    * an fsync of the WAL on the thread pool. Syncs do not overlap: callers that arrive while one is in flight share
    * the next, which covers everything committed until it starts.
@@ -696,7 +713,7 @@ export class SqliteStore implements port.Store {
     maxStored: number,
   ): Promise<port.PutPrekeysResult> {
     this.#open()
-    return this.#db.transaction((): port.PutPrekeysResult => {
+    return this.#durably((): port.PutPrekeysResult => {
       const a = buf(address)
       if (!accounts.isDevice(this.#row(address), deviceId)) return { status: 'not_found' }
       const before = this.#counts(a)
@@ -712,12 +729,12 @@ export class SqliteStore implements port.Store {
       }
       this.#putKeys(a, keys)
       return { status: 'stored', counts: this.#counts(a) }
-    })()
+    })
   }
 
   async takePrekeyBundle(address: Uint8Array): Promise<port.PrekeyBundle | null> {
     this.#open()
-    return this.#db.transaction(() => {
+    return this.#durably(() => {
       const a = buf(address)
       const row = this.#row(address)
       if (!row) return null
@@ -746,7 +763,7 @@ export class SqliteStore implements port.Store {
           signature: u8(row.kem_prekey_sig),
         }),
       })
-    })()
+    })
   }
 
   async countPrekeys(address: Uint8Array, deviceId: number): Promise<port.PrekeyCounts> {

@@ -72,7 +72,7 @@ describe('SqliteStore', () => {
     for (const s of stores.splice(0)) await s.close()
   })
 
-  it('settles a group-committed enqueue or ack only after its WAL fsync, which runs off the event loop', async () => {
+  it('settles an enqueue, an ack or a bundle hand-out only after its WAL fsync, which runs off the event loop', async () => {
     // A controllable fsync: each call waits until the test lets it finish (or fail).
     const calls: { fd: number; done: (err: NodeJS.ErrnoException | null) => void }[] = []
     const s = new SqliteStore(join(tempDir(), 'relay.db'), { fsync: (fd, done) => calls.push({ fd, done }) })
@@ -107,6 +107,17 @@ describe('SqliteStore', () => {
     expect(calls).toHaveLength(3)
     calls[2]!.done(null)
     expect(await acked).toBe(1)
+    // Prekey bundle hand-outs (a one-time key deleted) wait for their sync the same way.
+    let handedOut = false
+    const bundle = s.takePrekeyBundle(address).then((b) => {
+      handedOut = true
+      return b
+    })
+    await new Promise((r) => setTimeout(r, 20))
+    expect(handedOut).toBe(false)
+    expect(calls).toHaveLength(4)
+    calls[3]!.done(null)
+    expect((await bundle)?.oneTimePrekey).toBeDefined()
   })
 
   it('needs no WAL sync for an in-memory database', async () => {
