@@ -34,6 +34,14 @@ export { CONTENT_BUCKET_BYTES, decodeContent, encodeContent, MESSAGE_ID_BYTES } 
 // End-to-end encryption (docs/architecture.md §6): identity, prekeys, PQXDH + Double Ratchet sessions, sealed envelopes.
 export type { AeadProvider, CryptoOptions, CryptoProvider, X25519Provider } from './cryptoProvider.js'
 export { assertCryptoProvider } from './cryptoProvider.js'
+// Signed device lists (docs/architecture.md §9.2).
+export type {
+  DeviceListEntry,
+  DeviceListFields,
+  VerifiedDeviceList,
+  VerifyDeviceListOptions,
+} from './deviceList.js'
+export { MAX_DEVICES, PRIMARY_DEVICE_ID, signDeviceList, verifyDeviceList } from './deviceList.js'
 export type { ErrorCode, ParleyErrorOptions, RegistrationLockChallenge } from './errors.js'
 export { ERROR_CODES, errorCodeFromWire, errorCodeToWire, isErrorCode, ParleyError } from './errors.js'
 export type {
