@@ -10,6 +10,9 @@ export {
   solveActivationPow,
 } from './activationPow.js'
 export { ADDRESS_BYTES, addressFromToken, addressHasPrefix, addressPrefix } from './address.js'
+// Number-change notices (docs/architecture.md §9.8).
+export type { AddressChangeFields, VerifyAddressChangeOptions } from './addressChange.js'
+export { signAddressChange, verifyAddressChange } from './addressChange.js'
 // Sender certificates and unidentified delivery tokens.
 export type {
   OprfKeyCertificateFields,
