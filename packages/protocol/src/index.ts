@@ -79,6 +79,31 @@ export {
 export type * as wire from './gen/types.js'
 export type { IdentityKeyPair, RandomSource } from './identity.js'
 export { generateIdentity } from './identity.js'
+// Linking a device (docs/architecture.md §9.3): link codes, link messages and what they carry.
+export type {
+  LinkCode,
+  LinkDirection,
+  LinkGrantFields,
+  LinkRequestFields,
+  OpenLinkInput,
+  SealLinkInput,
+} from './linking.js'
+export {
+  createLinkSecret,
+  decodeLinkCode,
+  decodeLinkGrant,
+  decodeLinkRequest,
+  encodeLinkCode,
+  encodeLinkGrant,
+  encodeLinkRequest,
+  LINK_CODE_PREFIX,
+  LINK_CODE_VERSION,
+  LINK_NONCE_BYTES,
+  LINK_SECRET_BYTES,
+  openLinkMessage,
+  RENDEZVOUS_ID_BYTES,
+  sealLinkMessage,
+} from './linking.js'
 export { normalizeNumber } from './normalizeNumber.js'
 export type { OprfBlinded, OprfEvaluation, OprfKeyPair } from './oprf.js'
 export {
