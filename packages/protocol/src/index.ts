@@ -13,6 +13,18 @@ export { ADDRESS_BYTES, addressFromToken, addressHasPrefix, addressPrefix } from
 // Number-change notices (docs/architecture.md §9.8).
 export type { AddressChangeFields, VerifyAddressChangeOptions } from './addressChange.js'
 export { signAddressChange, verifyAddressChange } from './addressChange.js'
+// Backup archives (docs/architecture.md §9.7).
+export type { SealBackupOptions } from './backup.js'
+export {
+  BACKUP_HEADER_BYTES,
+  BACKUP_LOG_N,
+  BACKUP_VERSION,
+  MAX_BACKUP_LOG_N,
+  MIN_BACKUP_LOG_N,
+  MIN_BACKUP_PASSPHRASE_LENGTH,
+  openBackup,
+  sealBackup,
+} from './backup.js'
 // Sender certificates and unidentified delivery tokens.
 export type {
   OprfKeyCertificateFields,
