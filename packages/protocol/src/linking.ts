@@ -47,13 +47,13 @@ export const LINK_SECRET_BYTES = 32
 export const LINK_NONCE_BYTES = 12
 
 const CODE_BYTES = 1 + RENDEZVOUS_ID_BYTES + LINK_SECRET_BYTES
-const INFO = {
+/** Which way a link message goes: from the new device to the primary, or back. */
+export type LinkDirection = 'to-primary' | 'to-new-device'
+
+const INFO: Readonly<Record<LinkDirection, Uint8Array>> = {
   'to-primary': label('parley/v1/link/to-primary'),
   'to-new-device': label('parley/v1/link/to-new-device'),
-} as const
-
-/** Which way a link message goes: from the new device to the primary, or back. */
-export type LinkDirection = keyof typeof INFO
+}
 
 /** What a link code carries. */
 export interface LinkCode {
