@@ -89,8 +89,9 @@ async function deriveKey(passphrase: Uint8Array, salt: Uint8Array, logN: number)
 }
 
 /**
- * Seals bytes into a backup archive under a passphrase. Takes about a second at the default cost (less natively,
- * more in a browser) and 128 MiB of memory; yields to the event loop while it runs.
+ * Seals bytes into a backup archive under a passphrase. At the default cost this takes about two seconds in
+ * Node and 128 MiB of memory (scrypt runs in pure JS, so a browser is no faster); it yields to the event loop
+ * while it runs.
  * @param plaintext - what to back up
  * @param passphrase - the user's passphrase: at least {@link MIN_BACKUP_PASSPHRASE_LENGTH} characters after NFKC
  * @param options - `logN`: the scrypt cost; `random` for tests; `crypto`: a faster ChaCha20-Poly1305
