@@ -10,6 +10,21 @@ export {
   solveActivationPow,
 } from './activationPow.js'
 export { ADDRESS_BYTES, addressFromToken, addressHasPrefix, addressPrefix } from './address.js'
+// Number-change notices (docs/architecture.md §9.8).
+export type { AddressChangeFields, VerifyAddressChangeOptions } from './addressChange.js'
+export { signAddressChange, verifyAddressChange } from './addressChange.js'
+// Backup archives (docs/architecture.md §9.7).
+export type { SealBackupOptions } from './backup.js'
+export {
+  BACKUP_HEADER_BYTES,
+  BACKUP_LOG_N,
+  BACKUP_VERSION,
+  MAX_BACKUP_LOG_N,
+  MIN_BACKUP_LOG_N,
+  MIN_BACKUP_PASSPHRASE_LENGTH,
+  openBackup,
+  sealBackup,
+} from './backup.js'
 // Sender certificates and unidentified delivery tokens.
 export type {
   OprfKeyCertificateFields,
@@ -34,6 +49,14 @@ export { CONTENT_BUCKET_BYTES, decodeContent, encodeContent, MESSAGE_ID_BYTES } 
 // End-to-end encryption (docs/architecture.md §6): identity, prekeys, PQXDH + Double Ratchet sessions, sealed envelopes.
 export type { AeadProvider, CryptoOptions, CryptoProvider, X25519Provider } from './cryptoProvider.js'
 export { assertCryptoProvider } from './cryptoProvider.js'
+// Signed device lists (docs/architecture.md §9.2).
+export type {
+  DeviceListEntry,
+  DeviceListFields,
+  VerifiedDeviceList,
+  VerifyDeviceListOptions,
+} from './deviceList.js'
+export { MAX_DEVICES, PRIMARY_DEVICE_ID, signDeviceList, verifyDeviceList } from './deviceList.js'
 export type { ErrorCode, ParleyErrorOptions, RegistrationLockChallenge } from './errors.js'
 export { ERROR_CODES, errorCodeFromWire, errorCodeToWire, isErrorCode, ParleyError } from './errors.js'
 export type {
@@ -68,6 +91,31 @@ export {
 export type * as wire from './gen/types.js'
 export type { IdentityKeyPair, RandomSource } from './identity.js'
 export { generateIdentity } from './identity.js'
+// Linking a device (docs/architecture.md §9.3): link codes, link messages and what they carry.
+export type {
+  LinkCode,
+  LinkDirection,
+  LinkGrantFields,
+  LinkRequestFields,
+  OpenLinkInput,
+  SealLinkInput,
+} from './linking.js'
+export {
+  createLinkSecret,
+  decodeLinkCode,
+  decodeLinkGrant,
+  decodeLinkRequest,
+  encodeLinkCode,
+  encodeLinkGrant,
+  encodeLinkRequest,
+  LINK_CODE_PREFIX,
+  LINK_CODE_VERSION,
+  LINK_NONCE_BYTES,
+  LINK_SECRET_BYTES,
+  openLinkMessage,
+  RENDEZVOUS_ID_BYTES,
+  sealLinkMessage,
+} from './linking.js'
 export { normalizeNumber } from './normalizeNumber.js'
 export type { OprfBlinded, OprfEvaluation, OprfKeyPair } from './oprf.js'
 export {

@@ -312,6 +312,126 @@ export interface ContentInput {
 }
 
 /**
+ * What an account identity vouches for: the devices of an account, one version of the list.
+ * `parley.v1.DeviceListBody` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
+ */
+export interface DeviceListBody {
+  /** The account's 32-byte address. */
+  address: Uint8Array
+  /**
+   * Grows by at least one with each list the account identity signs; a verifier refuses a list older than the
+   * newest one it has seen.
+   */
+  version: number
+  /** The account's devices, ordered by device_id, each id once; device 1 is the primary. */
+  devices: DeviceEntry[]
+}
+
+/** `parley.v1.DeviceListBody` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
+export type DeviceListBodyInput = InputOf<
+  DeviceListBody,
+  {
+    /**
+     * The account's devices, ordered by device_id, each id once; device 1 is the primary.
+     * `devices` as the encoder takes it.
+     */
+    devices: DeviceEntryInput[]
+  }
+>
+
+/**
+ * One device of a DeviceListBody.
+ * `parley.v1.DeviceEntry` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
+ */
+export interface DeviceEntry {
+  /** The device's id within the account (1 to 2^32 − 1; 1 is the primary). */
+  deviceId: number
+  /** The device's Ed25519 public key (32 bytes); for device 1, the account identity itself. */
+  deviceKey: Uint8Array
+}
+
+/** `parley.v1.DeviceEntry` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
+export type DeviceEntryInput = InputOf<DeviceEntry>
+
+/**
+ * A signed device list, as the relay stores and serves it; contacts verify it against the identity they pinned.
+ * `parley.v1.DeviceList` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
+ */
+export interface DeviceList {
+  /** An encoded DeviceListBody, kept as the exact signed bytes. */
+  body: Uint8Array
+  /** Ed25519 signature by the account identity over "parley/v1/device-list" ‖ body. */
+  signature: Uint8Array
+}
+
+/** `parley.v1.DeviceList` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
+export type DeviceListInput = InputOf<DeviceList>
+
+/**
+ * What a new device sends the primary through the rendezvous, sealed under the link secret.
+ * `parley.v1.LinkRequest` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
+ */
+export interface LinkRequest {
+  /** The new device's Ed25519 device key (32 bytes). */
+  deviceKey: Uint8Array
+}
+
+/** `parley.v1.LinkRequest` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
+export type LinkRequestInput = InputOf<LinkRequest>
+
+/**
+ * What the primary answers a new device through the rendezvous, sealed under the link secret.
+ * `parley.v1.LinkGrant` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
+ */
+export interface LinkGrant {
+  /** The account's 32-byte address. */
+  address: Uint8Array
+  /** The id the primary gave the new device in device_list. */
+  deviceId: number
+  /** An encoded DeviceList signed by the account identity, with the new device in it. */
+  deviceList: Uint8Array
+  /** The account's number (E.164), which the new device states to contacts with number_salt. */
+  number: string
+  /** The 32-byte salt of the account's number commitment (ActivationConfirm.number_salt). */
+  numberSalt: Uint8Array
+  /** A fresh 32-byte key the primary's history upload is sealed under; empty when no history is sent. */
+  historyKey: Uint8Array
+}
+
+/** `parley.v1.LinkGrant` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
+export type LinkGrantInput = InputOf<LinkGrant>
+
+/**
+ * An account's notice to its contacts that its number, and so its address, changed.
+ * `parley.v1.AddressChangeBody` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
+ */
+export interface AddressChangeBody {
+  /** The account's address before the change (32 bytes). */
+  oldAddress: Uint8Array
+  /** The account's address after the change (32 bytes). */
+  newAddress: Uint8Array
+  /** When the account changed its number, in ms since the Unix epoch. */
+  changedAtMs: number
+}
+
+/** `parley.v1.AddressChangeBody` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
+export type AddressChangeBodyInput = InputOf<AddressChangeBody>
+
+/**
+ * A signed AddressChangeBody; a contact follows it only when it verifies against the identity it pinned.
+ * `parley.v1.AddressChange` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
+ */
+export interface AddressChange {
+  /** An encoded AddressChangeBody, kept as the exact signed bytes. */
+  body: Uint8Array
+  /** Ed25519 signature by the account identity over "parley/v1/address-change" ‖ body. */
+  signature: Uint8Array
+}
+
+/** `parley.v1.AddressChange` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
+export type AddressChangeInput = InputOf<AddressChange>
+
+/**
  * What a field holds, from the relay's point of view.
  * Values of the `parley.v1.DataClass` enum (a decoded field may hold a value this version does not know).
  */
@@ -1548,6 +1668,20 @@ export interface Messages {
   RatchetMessage: RatchetMessage
   /** `parley.v1.Content` as decoded: {@link Content}. */
   Content: Content
+  /** `parley.v1.DeviceListBody` as decoded: {@link DeviceListBody}. */
+  DeviceListBody: DeviceListBody
+  /** `parley.v1.DeviceEntry` as decoded: {@link DeviceEntry}. */
+  DeviceEntry: DeviceEntry
+  /** `parley.v1.DeviceList` as decoded: {@link DeviceList}. */
+  DeviceList: DeviceList
+  /** `parley.v1.LinkRequest` as decoded: {@link LinkRequest}. */
+  LinkRequest: LinkRequest
+  /** `parley.v1.LinkGrant` as decoded: {@link LinkGrant}. */
+  LinkGrant: LinkGrant
+  /** `parley.v1.AddressChangeBody` as decoded: {@link AddressChangeBody}. */
+  AddressChangeBody: AddressChangeBody
+  /** `parley.v1.AddressChange` as decoded: {@link AddressChange}. */
+  AddressChange: AddressChange
   /** `parley.v1.ClientFrame` as decoded: {@link ClientFrame}. */
   ClientFrame: ClientFrame
   /** `parley.v1.ServerFrame` as decoded: {@link ServerFrame}. */
@@ -1680,6 +1814,20 @@ export interface MessageInputs {
   RatchetMessage: RatchetMessageInput
   /** `parley.v1.Content` as the encoder takes it: {@link ContentInput}. */
   Content: ContentInput
+  /** `parley.v1.DeviceListBody` as the encoder takes it: {@link DeviceListBodyInput}. */
+  DeviceListBody: DeviceListBodyInput
+  /** `parley.v1.DeviceEntry` as the encoder takes it: {@link DeviceEntryInput}. */
+  DeviceEntry: DeviceEntryInput
+  /** `parley.v1.DeviceList` as the encoder takes it: {@link DeviceListInput}. */
+  DeviceList: DeviceListInput
+  /** `parley.v1.LinkRequest` as the encoder takes it: {@link LinkRequestInput}. */
+  LinkRequest: LinkRequestInput
+  /** `parley.v1.LinkGrant` as the encoder takes it: {@link LinkGrantInput}. */
+  LinkGrant: LinkGrantInput
+  /** `parley.v1.AddressChangeBody` as the encoder takes it: {@link AddressChangeBodyInput}. */
+  AddressChangeBody: AddressChangeBodyInput
+  /** `parley.v1.AddressChange` as the encoder takes it: {@link AddressChangeInput}. */
+  AddressChange: AddressChangeInput
   /** `parley.v1.ClientFrame` as the encoder takes it: {@link ClientFrameInput}. */
   ClientFrame: ClientFrameInput
   /** `parley.v1.ServerFrame` as the encoder takes it: {@link ServerFrameInput}. */

@@ -340,6 +340,177 @@ export namespace parley {
             );
         }
 
+        interface IDeviceListBody extends parley.v1.DeviceListBody.$Properties {
+        }
+
+        class DeviceListBody {
+            constructor(properties?: parley.v1.DeviceListBody.$Properties);
+            $unknowns?: Uint8Array[];
+            address: Uint8Array;
+            version: (number|Long);
+            devices: parley.v1.DeviceEntry.$Properties[];
+            static create(properties: parley.v1.DeviceListBody.$Shape): parley.v1.DeviceListBody & parley.v1.DeviceListBody.$Shape;
+            static create(properties?: parley.v1.DeviceListBody.$Properties): parley.v1.DeviceListBody;
+            static encode(message: parley.v1.DeviceListBody.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): parley.v1.DeviceListBody & parley.v1.DeviceListBody.$Shape;
+        }
+
+        namespace DeviceListBody {
+            interface $Properties {
+                address?: (Uint8Array|null);
+                version?: (number|Long|null);
+                devices?: (parley.v1.DeviceEntry.$Properties[]|null);
+                $unknowns?: Uint8Array[];
+            }
+            type $Shape = parley.v1.DeviceListBody.$Properties;
+        }
+
+        interface IDeviceEntry extends parley.v1.DeviceEntry.$Properties {
+        }
+
+        class DeviceEntry {
+            constructor(properties?: parley.v1.DeviceEntry.$Properties);
+            $unknowns?: Uint8Array[];
+            deviceId: number;
+            deviceKey: Uint8Array;
+            static create(properties: parley.v1.DeviceEntry.$Shape): parley.v1.DeviceEntry & parley.v1.DeviceEntry.$Shape;
+            static create(properties?: parley.v1.DeviceEntry.$Properties): parley.v1.DeviceEntry;
+            static encode(message: parley.v1.DeviceEntry.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): parley.v1.DeviceEntry & parley.v1.DeviceEntry.$Shape;
+        }
+
+        namespace DeviceEntry {
+            interface $Properties {
+                deviceId?: (number|null);
+                deviceKey?: (Uint8Array|null);
+                $unknowns?: Uint8Array[];
+            }
+            type $Shape = parley.v1.DeviceEntry.$Properties;
+        }
+
+        interface IDeviceList extends parley.v1.DeviceList.$Properties {
+        }
+
+        class DeviceList {
+            constructor(properties?: parley.v1.DeviceList.$Properties);
+            $unknowns?: Uint8Array[];
+            body: Uint8Array;
+            signature: Uint8Array;
+            static create(properties: parley.v1.DeviceList.$Shape): parley.v1.DeviceList & parley.v1.DeviceList.$Shape;
+            static create(properties?: parley.v1.DeviceList.$Properties): parley.v1.DeviceList;
+            static encode(message: parley.v1.DeviceList.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): parley.v1.DeviceList & parley.v1.DeviceList.$Shape;
+        }
+
+        namespace DeviceList {
+            interface $Properties {
+                body?: (Uint8Array|null);
+                signature?: (Uint8Array|null);
+                $unknowns?: Uint8Array[];
+            }
+            type $Shape = parley.v1.DeviceList.$Properties;
+        }
+
+        interface ILinkRequest extends parley.v1.LinkRequest.$Properties {
+        }
+
+        class LinkRequest {
+            constructor(properties?: parley.v1.LinkRequest.$Properties);
+            $unknowns?: Uint8Array[];
+            deviceKey: Uint8Array;
+            static create(properties: parley.v1.LinkRequest.$Shape): parley.v1.LinkRequest & parley.v1.LinkRequest.$Shape;
+            static create(properties?: parley.v1.LinkRequest.$Properties): parley.v1.LinkRequest;
+            static encode(message: parley.v1.LinkRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): parley.v1.LinkRequest & parley.v1.LinkRequest.$Shape;
+        }
+
+        namespace LinkRequest {
+            interface $Properties {
+                deviceKey?: (Uint8Array|null);
+                $unknowns?: Uint8Array[];
+            }
+            type $Shape = parley.v1.LinkRequest.$Properties;
+        }
+
+        interface ILinkGrant extends parley.v1.LinkGrant.$Properties {
+        }
+
+        class LinkGrant {
+            constructor(properties?: parley.v1.LinkGrant.$Properties);
+            $unknowns?: Uint8Array[];
+            address: Uint8Array;
+            deviceId: number;
+            deviceList: Uint8Array;
+            number: string;
+            numberSalt: Uint8Array;
+            historyKey: Uint8Array;
+            static create(properties: parley.v1.LinkGrant.$Shape): parley.v1.LinkGrant & parley.v1.LinkGrant.$Shape;
+            static create(properties?: parley.v1.LinkGrant.$Properties): parley.v1.LinkGrant;
+            static encode(message: parley.v1.LinkGrant.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): parley.v1.LinkGrant & parley.v1.LinkGrant.$Shape;
+        }
+
+        namespace LinkGrant {
+            interface $Properties {
+                address?: (Uint8Array|null);
+                deviceId?: (number|null);
+                deviceList?: (Uint8Array|null);
+                number?: (string|null);
+                numberSalt?: (Uint8Array|null);
+                historyKey?: (Uint8Array|null);
+                $unknowns?: Uint8Array[];
+            }
+            type $Shape = parley.v1.LinkGrant.$Properties;
+        }
+
+        interface IAddressChangeBody extends parley.v1.AddressChangeBody.$Properties {
+        }
+
+        class AddressChangeBody {
+            constructor(properties?: parley.v1.AddressChangeBody.$Properties);
+            $unknowns?: Uint8Array[];
+            oldAddress: Uint8Array;
+            newAddress: Uint8Array;
+            changedAtMs: (number|Long);
+            static create(properties: parley.v1.AddressChangeBody.$Shape): parley.v1.AddressChangeBody & parley.v1.AddressChangeBody.$Shape;
+            static create(properties?: parley.v1.AddressChangeBody.$Properties): parley.v1.AddressChangeBody;
+            static encode(message: parley.v1.AddressChangeBody.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): parley.v1.AddressChangeBody & parley.v1.AddressChangeBody.$Shape;
+        }
+
+        namespace AddressChangeBody {
+            interface $Properties {
+                oldAddress?: (Uint8Array|null);
+                newAddress?: (Uint8Array|null);
+                changedAtMs?: (number|Long|null);
+                $unknowns?: Uint8Array[];
+            }
+            type $Shape = parley.v1.AddressChangeBody.$Properties;
+        }
+
+        interface IAddressChange extends parley.v1.AddressChange.$Properties {
+        }
+
+        class AddressChange {
+            constructor(properties?: parley.v1.AddressChange.$Properties);
+            $unknowns?: Uint8Array[];
+            body: Uint8Array;
+            signature: Uint8Array;
+            static create(properties: parley.v1.AddressChange.$Shape): parley.v1.AddressChange & parley.v1.AddressChange.$Shape;
+            static create(properties?: parley.v1.AddressChange.$Properties): parley.v1.AddressChange;
+            static encode(message: parley.v1.AddressChange.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): parley.v1.AddressChange & parley.v1.AddressChange.$Shape;
+        }
+
+        namespace AddressChange {
+            interface $Properties {
+                body?: (Uint8Array|null);
+                signature?: (Uint8Array|null);
+                $unknowns?: Uint8Array[];
+            }
+            type $Shape = parley.v1.AddressChange.$Properties;
+        }
+
         interface IClientFrame extends parley.v1.ClientFrame.$Properties {
         }
 

@@ -2505,6 +2505,1311 @@ export const parley = $root.parley = (() => {
             return Content;
         })();
 
+        v1.DeviceListBody = (function() {
+
+            /**
+             * Properties of a DeviceListBody.
+             * @typedef {Object} parley.v1.DeviceListBody.$Properties
+             * @property {Uint8Array|null} [address] DeviceListBody address
+             * @property {number|Long|null} [version] DeviceListBody version
+             * @property {Array.<parley.v1.DeviceEntry.$Properties>|null} [devices] DeviceListBody devices
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of a DeviceListBody.
+             * @memberof parley.v1
+             * @interface IDeviceListBody
+             * @augments parley.v1.DeviceListBody.$Properties
+             * @deprecated Use parley.v1.DeviceListBody.$Properties instead.
+             */
+
+            /**
+             * Shape of a DeviceListBody.
+             * @typedef {parley.v1.DeviceListBody.$Properties} parley.v1.DeviceListBody.$Shape
+             */
+
+            /**
+             * Constructs a new DeviceListBody.
+             * @memberof parley.v1
+             * @classdesc Represents a DeviceListBody.
+             * @constructor
+             * @param {parley.v1.DeviceListBody.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const DeviceListBody = function (properties) {
+                this.devices = [];
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * DeviceListBody address.
+             * @member {Uint8Array} address
+             * @memberof parley.v1.DeviceListBody
+             * @instance
+             */
+            DeviceListBody.prototype.address = $util.newBuffer([]);
+
+            /**
+             * DeviceListBody version.
+             * @member {number|Long} version
+             * @memberof parley.v1.DeviceListBody
+             * @instance
+             */
+            DeviceListBody.prototype.version = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+
+            /**
+             * DeviceListBody devices.
+             * @member {Array.<parley.v1.DeviceEntry.$Properties>} devices
+             * @memberof parley.v1.DeviceListBody
+             * @instance
+             */
+            DeviceListBody.prototype.devices = $util.emptyArray;
+
+            /**
+             * Creates a new DeviceListBody instance using the specified properties.
+             * @function create
+             * @memberof parley.v1.DeviceListBody
+             * @static
+             * @param {parley.v1.DeviceListBody.$Properties=} [properties] Properties to set
+             * @returns {parley.v1.DeviceListBody} DeviceListBody instance
+             * @type {{
+             *   (properties: parley.v1.DeviceListBody.$Shape): parley.v1.DeviceListBody & parley.v1.DeviceListBody.$Shape;
+             *   (properties?: parley.v1.DeviceListBody.$Properties): parley.v1.DeviceListBody;
+             * }}
+             */
+            DeviceListBody.create = function(properties) {
+                return new DeviceListBody(properties);
+            };
+
+            /**
+             * Encodes the specified DeviceListBody message. Does not implicitly {@link parley.v1.DeviceListBody.verify|verify} messages.
+             * @function encode
+             * @memberof parley.v1.DeviceListBody
+             * @static
+             * @param {parley.v1.DeviceListBody.$Properties} message DeviceListBody message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            DeviceListBody.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.address != null && $Object.hasOwnProperty.call(message, "address") && message.address.length)
+                    writer.uint32(/* id 1, wireType 2 =*/10).bytes(message.address);
+                if (message.version != null && $Object.hasOwnProperty.call(message, "version") && (typeof message.version === "object" ? message.version.low || message.version.high : message.version !== 0))
+                    writer.uint32(/* id 2, wireType 0 =*/16).uint64(message.version);
+                if (message.devices != null && message.devices.length)
+                    for (let i = 0; i < message.devices.length; ++i)
+                        $root.parley.v1.DeviceEntry.encode(message.devices[i], writer.uint32(/* id 3, wireType 2 =*/26).fork(), _depth + 1).ldelim();
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes a DeviceListBody message from the specified reader or buffer.
+             * @function decode
+             * @memberof parley.v1.DeviceListBody
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {parley.v1.DeviceListBody & parley.v1.DeviceListBody.$Shape} DeviceListBody
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            DeviceListBody.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.parley.v1.DeviceListBody();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.address = value;
+                            else
+                                delete message.address;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                                message.version = value;
+                            else
+                                delete message.version;
+                            continue;
+                        }
+                    case 3: {
+                            if (wireType !== 2)
+                                break;
+                            if (!(message.devices && message.devices.length))
+                                message.devices = [];
+                            message.devices.push($root.parley.v1.DeviceEntry.decode(reader, reader.size(), $undefined, _depth + 1));
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return DeviceListBody;
+        })();
+
+        v1.DeviceEntry = (function() {
+
+            /**
+             * Properties of a DeviceEntry.
+             * @typedef {Object} parley.v1.DeviceEntry.$Properties
+             * @property {number|null} [deviceId] DeviceEntry deviceId
+             * @property {Uint8Array|null} [deviceKey] DeviceEntry deviceKey
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of a DeviceEntry.
+             * @memberof parley.v1
+             * @interface IDeviceEntry
+             * @augments parley.v1.DeviceEntry.$Properties
+             * @deprecated Use parley.v1.DeviceEntry.$Properties instead.
+             */
+
+            /**
+             * Shape of a DeviceEntry.
+             * @typedef {parley.v1.DeviceEntry.$Properties} parley.v1.DeviceEntry.$Shape
+             */
+
+            /**
+             * Constructs a new DeviceEntry.
+             * @memberof parley.v1
+             * @classdesc Represents a DeviceEntry.
+             * @constructor
+             * @param {parley.v1.DeviceEntry.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const DeviceEntry = function (properties) {
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * DeviceEntry deviceId.
+             * @member {number} deviceId
+             * @memberof parley.v1.DeviceEntry
+             * @instance
+             */
+            DeviceEntry.prototype.deviceId = 0;
+
+            /**
+             * DeviceEntry deviceKey.
+             * @member {Uint8Array} deviceKey
+             * @memberof parley.v1.DeviceEntry
+             * @instance
+             */
+            DeviceEntry.prototype.deviceKey = $util.newBuffer([]);
+
+            /**
+             * Creates a new DeviceEntry instance using the specified properties.
+             * @function create
+             * @memberof parley.v1.DeviceEntry
+             * @static
+             * @param {parley.v1.DeviceEntry.$Properties=} [properties] Properties to set
+             * @returns {parley.v1.DeviceEntry} DeviceEntry instance
+             * @type {{
+             *   (properties: parley.v1.DeviceEntry.$Shape): parley.v1.DeviceEntry & parley.v1.DeviceEntry.$Shape;
+             *   (properties?: parley.v1.DeviceEntry.$Properties): parley.v1.DeviceEntry;
+             * }}
+             */
+            DeviceEntry.create = function(properties) {
+                return new DeviceEntry(properties);
+            };
+
+            /**
+             * Encodes the specified DeviceEntry message. Does not implicitly {@link parley.v1.DeviceEntry.verify|verify} messages.
+             * @function encode
+             * @memberof parley.v1.DeviceEntry
+             * @static
+             * @param {parley.v1.DeviceEntry.$Properties} message DeviceEntry message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            DeviceEntry.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.deviceId != null && $Object.hasOwnProperty.call(message, "deviceId") && message.deviceId !== 0)
+                    writer.uint32(/* id 1, wireType 0 =*/8).uint32(message.deviceId);
+                if (message.deviceKey != null && $Object.hasOwnProperty.call(message, "deviceKey") && message.deviceKey.length)
+                    writer.uint32(/* id 2, wireType 2 =*/18).bytes(message.deviceKey);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes a DeviceEntry message from the specified reader or buffer.
+             * @function decode
+             * @memberof parley.v1.DeviceEntry
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {parley.v1.DeviceEntry & parley.v1.DeviceEntry.$Shape} DeviceEntry
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            DeviceEntry.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.parley.v1.DeviceEntry();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.uint32())
+                                message.deviceId = value;
+                            else
+                                delete message.deviceId;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.deviceKey = value;
+                            else
+                                delete message.deviceKey;
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return DeviceEntry;
+        })();
+
+        v1.DeviceList = (function() {
+
+            /**
+             * Properties of a DeviceList.
+             * @typedef {Object} parley.v1.DeviceList.$Properties
+             * @property {Uint8Array|null} [body] DeviceList body
+             * @property {Uint8Array|null} [signature] DeviceList signature
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of a DeviceList.
+             * @memberof parley.v1
+             * @interface IDeviceList
+             * @augments parley.v1.DeviceList.$Properties
+             * @deprecated Use parley.v1.DeviceList.$Properties instead.
+             */
+
+            /**
+             * Shape of a DeviceList.
+             * @typedef {parley.v1.DeviceList.$Properties} parley.v1.DeviceList.$Shape
+             */
+
+            /**
+             * Constructs a new DeviceList.
+             * @memberof parley.v1
+             * @classdesc Represents a DeviceList.
+             * @constructor
+             * @param {parley.v1.DeviceList.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const DeviceList = function (properties) {
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * DeviceList body.
+             * @member {Uint8Array} body
+             * @memberof parley.v1.DeviceList
+             * @instance
+             */
+            DeviceList.prototype.body = $util.newBuffer([]);
+
+            /**
+             * DeviceList signature.
+             * @member {Uint8Array} signature
+             * @memberof parley.v1.DeviceList
+             * @instance
+             */
+            DeviceList.prototype.signature = $util.newBuffer([]);
+
+            /**
+             * Creates a new DeviceList instance using the specified properties.
+             * @function create
+             * @memberof parley.v1.DeviceList
+             * @static
+             * @param {parley.v1.DeviceList.$Properties=} [properties] Properties to set
+             * @returns {parley.v1.DeviceList} DeviceList instance
+             * @type {{
+             *   (properties: parley.v1.DeviceList.$Shape): parley.v1.DeviceList & parley.v1.DeviceList.$Shape;
+             *   (properties?: parley.v1.DeviceList.$Properties): parley.v1.DeviceList;
+             * }}
+             */
+            DeviceList.create = function(properties) {
+                return new DeviceList(properties);
+            };
+
+            /**
+             * Encodes the specified DeviceList message. Does not implicitly {@link parley.v1.DeviceList.verify|verify} messages.
+             * @function encode
+             * @memberof parley.v1.DeviceList
+             * @static
+             * @param {parley.v1.DeviceList.$Properties} message DeviceList message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            DeviceList.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.body != null && $Object.hasOwnProperty.call(message, "body") && message.body.length)
+                    writer.uint32(/* id 1, wireType 2 =*/10).bytes(message.body);
+                if (message.signature != null && $Object.hasOwnProperty.call(message, "signature") && message.signature.length)
+                    writer.uint32(/* id 2, wireType 2 =*/18).bytes(message.signature);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes a DeviceList message from the specified reader or buffer.
+             * @function decode
+             * @memberof parley.v1.DeviceList
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {parley.v1.DeviceList & parley.v1.DeviceList.$Shape} DeviceList
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            DeviceList.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.parley.v1.DeviceList();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.body = value;
+                            else
+                                delete message.body;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.signature = value;
+                            else
+                                delete message.signature;
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return DeviceList;
+        })();
+
+        v1.LinkRequest = (function() {
+
+            /**
+             * Properties of a LinkRequest.
+             * @typedef {Object} parley.v1.LinkRequest.$Properties
+             * @property {Uint8Array|null} [deviceKey] LinkRequest deviceKey
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of a LinkRequest.
+             * @memberof parley.v1
+             * @interface ILinkRequest
+             * @augments parley.v1.LinkRequest.$Properties
+             * @deprecated Use parley.v1.LinkRequest.$Properties instead.
+             */
+
+            /**
+             * Shape of a LinkRequest.
+             * @typedef {parley.v1.LinkRequest.$Properties} parley.v1.LinkRequest.$Shape
+             */
+
+            /**
+             * Constructs a new LinkRequest.
+             * @memberof parley.v1
+             * @classdesc Represents a LinkRequest.
+             * @constructor
+             * @param {parley.v1.LinkRequest.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const LinkRequest = function (properties) {
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * LinkRequest deviceKey.
+             * @member {Uint8Array} deviceKey
+             * @memberof parley.v1.LinkRequest
+             * @instance
+             */
+            LinkRequest.prototype.deviceKey = $util.newBuffer([]);
+
+            /**
+             * Creates a new LinkRequest instance using the specified properties.
+             * @function create
+             * @memberof parley.v1.LinkRequest
+             * @static
+             * @param {parley.v1.LinkRequest.$Properties=} [properties] Properties to set
+             * @returns {parley.v1.LinkRequest} LinkRequest instance
+             * @type {{
+             *   (properties: parley.v1.LinkRequest.$Shape): parley.v1.LinkRequest & parley.v1.LinkRequest.$Shape;
+             *   (properties?: parley.v1.LinkRequest.$Properties): parley.v1.LinkRequest;
+             * }}
+             */
+            LinkRequest.create = function(properties) {
+                return new LinkRequest(properties);
+            };
+
+            /**
+             * Encodes the specified LinkRequest message. Does not implicitly {@link parley.v1.LinkRequest.verify|verify} messages.
+             * @function encode
+             * @memberof parley.v1.LinkRequest
+             * @static
+             * @param {parley.v1.LinkRequest.$Properties} message LinkRequest message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            LinkRequest.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.deviceKey != null && $Object.hasOwnProperty.call(message, "deviceKey") && message.deviceKey.length)
+                    writer.uint32(/* id 1, wireType 2 =*/10).bytes(message.deviceKey);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes a LinkRequest message from the specified reader or buffer.
+             * @function decode
+             * @memberof parley.v1.LinkRequest
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {parley.v1.LinkRequest & parley.v1.LinkRequest.$Shape} LinkRequest
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            LinkRequest.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.parley.v1.LinkRequest();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.deviceKey = value;
+                            else
+                                delete message.deviceKey;
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return LinkRequest;
+        })();
+
+        v1.LinkGrant = (function() {
+
+            /**
+             * Properties of a LinkGrant.
+             * @typedef {Object} parley.v1.LinkGrant.$Properties
+             * @property {Uint8Array|null} [address] LinkGrant address
+             * @property {number|null} [deviceId] LinkGrant deviceId
+             * @property {Uint8Array|null} [deviceList] LinkGrant deviceList
+             * @property {string|null} [number] LinkGrant number
+             * @property {Uint8Array|null} [numberSalt] LinkGrant numberSalt
+             * @property {Uint8Array|null} [historyKey] LinkGrant historyKey
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of a LinkGrant.
+             * @memberof parley.v1
+             * @interface ILinkGrant
+             * @augments parley.v1.LinkGrant.$Properties
+             * @deprecated Use parley.v1.LinkGrant.$Properties instead.
+             */
+
+            /**
+             * Shape of a LinkGrant.
+             * @typedef {parley.v1.LinkGrant.$Properties} parley.v1.LinkGrant.$Shape
+             */
+
+            /**
+             * Constructs a new LinkGrant.
+             * @memberof parley.v1
+             * @classdesc Represents a LinkGrant.
+             * @constructor
+             * @param {parley.v1.LinkGrant.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const LinkGrant = function (properties) {
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * LinkGrant address.
+             * @member {Uint8Array} address
+             * @memberof parley.v1.LinkGrant
+             * @instance
+             */
+            LinkGrant.prototype.address = $util.newBuffer([]);
+
+            /**
+             * LinkGrant deviceId.
+             * @member {number} deviceId
+             * @memberof parley.v1.LinkGrant
+             * @instance
+             */
+            LinkGrant.prototype.deviceId = 0;
+
+            /**
+             * LinkGrant deviceList.
+             * @member {Uint8Array} deviceList
+             * @memberof parley.v1.LinkGrant
+             * @instance
+             */
+            LinkGrant.prototype.deviceList = $util.newBuffer([]);
+
+            /**
+             * LinkGrant number.
+             * @member {string} number
+             * @memberof parley.v1.LinkGrant
+             * @instance
+             */
+            LinkGrant.prototype.number = "";
+
+            /**
+             * LinkGrant numberSalt.
+             * @member {Uint8Array} numberSalt
+             * @memberof parley.v1.LinkGrant
+             * @instance
+             */
+            LinkGrant.prototype.numberSalt = $util.newBuffer([]);
+
+            /**
+             * LinkGrant historyKey.
+             * @member {Uint8Array} historyKey
+             * @memberof parley.v1.LinkGrant
+             * @instance
+             */
+            LinkGrant.prototype.historyKey = $util.newBuffer([]);
+
+            /**
+             * Creates a new LinkGrant instance using the specified properties.
+             * @function create
+             * @memberof parley.v1.LinkGrant
+             * @static
+             * @param {parley.v1.LinkGrant.$Properties=} [properties] Properties to set
+             * @returns {parley.v1.LinkGrant} LinkGrant instance
+             * @type {{
+             *   (properties: parley.v1.LinkGrant.$Shape): parley.v1.LinkGrant & parley.v1.LinkGrant.$Shape;
+             *   (properties?: parley.v1.LinkGrant.$Properties): parley.v1.LinkGrant;
+             * }}
+             */
+            LinkGrant.create = function(properties) {
+                return new LinkGrant(properties);
+            };
+
+            /**
+             * Encodes the specified LinkGrant message. Does not implicitly {@link parley.v1.LinkGrant.verify|verify} messages.
+             * @function encode
+             * @memberof parley.v1.LinkGrant
+             * @static
+             * @param {parley.v1.LinkGrant.$Properties} message LinkGrant message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            LinkGrant.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.address != null && $Object.hasOwnProperty.call(message, "address") && message.address.length)
+                    writer.uint32(/* id 1, wireType 2 =*/10).bytes(message.address);
+                if (message.deviceId != null && $Object.hasOwnProperty.call(message, "deviceId") && message.deviceId !== 0)
+                    writer.uint32(/* id 2, wireType 0 =*/16).uint32(message.deviceId);
+                if (message.deviceList != null && $Object.hasOwnProperty.call(message, "deviceList") && message.deviceList.length)
+                    writer.uint32(/* id 3, wireType 2 =*/26).bytes(message.deviceList);
+                if (message.number != null && $Object.hasOwnProperty.call(message, "number") && message.number !== "")
+                    writer.uint32(/* id 4, wireType 2 =*/34).string(message.number);
+                if (message.numberSalt != null && $Object.hasOwnProperty.call(message, "numberSalt") && message.numberSalt.length)
+                    writer.uint32(/* id 5, wireType 2 =*/42).bytes(message.numberSalt);
+                if (message.historyKey != null && $Object.hasOwnProperty.call(message, "historyKey") && message.historyKey.length)
+                    writer.uint32(/* id 6, wireType 2 =*/50).bytes(message.historyKey);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes a LinkGrant message from the specified reader or buffer.
+             * @function decode
+             * @memberof parley.v1.LinkGrant
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {parley.v1.LinkGrant & parley.v1.LinkGrant.$Shape} LinkGrant
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            LinkGrant.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.parley.v1.LinkGrant();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.address = value;
+                            else
+                                delete message.address;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.uint32())
+                                message.deviceId = value;
+                            else
+                                delete message.deviceId;
+                            continue;
+                        }
+                    case 3: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.deviceList = value;
+                            else
+                                delete message.deviceList;
+                            continue;
+                        }
+                    case 4: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.stringVerify()).length)
+                                message.number = value;
+                            else
+                                delete message.number;
+                            continue;
+                        }
+                    case 5: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.numberSalt = value;
+                            else
+                                delete message.numberSalt;
+                            continue;
+                        }
+                    case 6: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.historyKey = value;
+                            else
+                                delete message.historyKey;
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return LinkGrant;
+        })();
+
+        v1.AddressChangeBody = (function() {
+
+            /**
+             * Properties of an AddressChangeBody.
+             * @typedef {Object} parley.v1.AddressChangeBody.$Properties
+             * @property {Uint8Array|null} [oldAddress] AddressChangeBody oldAddress
+             * @property {Uint8Array|null} [newAddress] AddressChangeBody newAddress
+             * @property {number|Long|null} [changedAtMs] AddressChangeBody changedAtMs
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of an AddressChangeBody.
+             * @memberof parley.v1
+             * @interface IAddressChangeBody
+             * @augments parley.v1.AddressChangeBody.$Properties
+             * @deprecated Use parley.v1.AddressChangeBody.$Properties instead.
+             */
+
+            /**
+             * Shape of an AddressChangeBody.
+             * @typedef {parley.v1.AddressChangeBody.$Properties} parley.v1.AddressChangeBody.$Shape
+             */
+
+            /**
+             * Constructs a new AddressChangeBody.
+             * @memberof parley.v1
+             * @classdesc Represents an AddressChangeBody.
+             * @constructor
+             * @param {parley.v1.AddressChangeBody.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const AddressChangeBody = function (properties) {
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * AddressChangeBody oldAddress.
+             * @member {Uint8Array} oldAddress
+             * @memberof parley.v1.AddressChangeBody
+             * @instance
+             */
+            AddressChangeBody.prototype.oldAddress = $util.newBuffer([]);
+
+            /**
+             * AddressChangeBody newAddress.
+             * @member {Uint8Array} newAddress
+             * @memberof parley.v1.AddressChangeBody
+             * @instance
+             */
+            AddressChangeBody.prototype.newAddress = $util.newBuffer([]);
+
+            /**
+             * AddressChangeBody changedAtMs.
+             * @member {number|Long} changedAtMs
+             * @memberof parley.v1.AddressChangeBody
+             * @instance
+             */
+            AddressChangeBody.prototype.changedAtMs = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+
+            /**
+             * Creates a new AddressChangeBody instance using the specified properties.
+             * @function create
+             * @memberof parley.v1.AddressChangeBody
+             * @static
+             * @param {parley.v1.AddressChangeBody.$Properties=} [properties] Properties to set
+             * @returns {parley.v1.AddressChangeBody} AddressChangeBody instance
+             * @type {{
+             *   (properties: parley.v1.AddressChangeBody.$Shape): parley.v1.AddressChangeBody & parley.v1.AddressChangeBody.$Shape;
+             *   (properties?: parley.v1.AddressChangeBody.$Properties): parley.v1.AddressChangeBody;
+             * }}
+             */
+            AddressChangeBody.create = function(properties) {
+                return new AddressChangeBody(properties);
+            };
+
+            /**
+             * Encodes the specified AddressChangeBody message. Does not implicitly {@link parley.v1.AddressChangeBody.verify|verify} messages.
+             * @function encode
+             * @memberof parley.v1.AddressChangeBody
+             * @static
+             * @param {parley.v1.AddressChangeBody.$Properties} message AddressChangeBody message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            AddressChangeBody.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.oldAddress != null && $Object.hasOwnProperty.call(message, "oldAddress") && message.oldAddress.length)
+                    writer.uint32(/* id 1, wireType 2 =*/10).bytes(message.oldAddress);
+                if (message.newAddress != null && $Object.hasOwnProperty.call(message, "newAddress") && message.newAddress.length)
+                    writer.uint32(/* id 2, wireType 2 =*/18).bytes(message.newAddress);
+                if (message.changedAtMs != null && $Object.hasOwnProperty.call(message, "changedAtMs") && (typeof message.changedAtMs === "object" ? message.changedAtMs.low || message.changedAtMs.high : message.changedAtMs !== 0))
+                    writer.uint32(/* id 3, wireType 0 =*/24).uint64(message.changedAtMs);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes an AddressChangeBody message from the specified reader or buffer.
+             * @function decode
+             * @memberof parley.v1.AddressChangeBody
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {parley.v1.AddressChangeBody & parley.v1.AddressChangeBody.$Shape} AddressChangeBody
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            AddressChangeBody.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.parley.v1.AddressChangeBody();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.oldAddress = value;
+                            else
+                                delete message.oldAddress;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.newAddress = value;
+                            else
+                                delete message.newAddress;
+                            continue;
+                        }
+                    case 3: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                                message.changedAtMs = value;
+                            else
+                                delete message.changedAtMs;
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return AddressChangeBody;
+        })();
+
+        v1.AddressChange = (function() {
+
+            /**
+             * Properties of an AddressChange.
+             * @typedef {Object} parley.v1.AddressChange.$Properties
+             * @property {Uint8Array|null} [body] AddressChange body
+             * @property {Uint8Array|null} [signature] AddressChange signature
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of an AddressChange.
+             * @memberof parley.v1
+             * @interface IAddressChange
+             * @augments parley.v1.AddressChange.$Properties
+             * @deprecated Use parley.v1.AddressChange.$Properties instead.
+             */
+
+            /**
+             * Shape of an AddressChange.
+             * @typedef {parley.v1.AddressChange.$Properties} parley.v1.AddressChange.$Shape
+             */
+
+            /**
+             * Constructs a new AddressChange.
+             * @memberof parley.v1
+             * @classdesc Represents an AddressChange.
+             * @constructor
+             * @param {parley.v1.AddressChange.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const AddressChange = function (properties) {
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * AddressChange body.
+             * @member {Uint8Array} body
+             * @memberof parley.v1.AddressChange
+             * @instance
+             */
+            AddressChange.prototype.body = $util.newBuffer([]);
+
+            /**
+             * AddressChange signature.
+             * @member {Uint8Array} signature
+             * @memberof parley.v1.AddressChange
+             * @instance
+             */
+            AddressChange.prototype.signature = $util.newBuffer([]);
+
+            /**
+             * Creates a new AddressChange instance using the specified properties.
+             * @function create
+             * @memberof parley.v1.AddressChange
+             * @static
+             * @param {parley.v1.AddressChange.$Properties=} [properties] Properties to set
+             * @returns {parley.v1.AddressChange} AddressChange instance
+             * @type {{
+             *   (properties: parley.v1.AddressChange.$Shape): parley.v1.AddressChange & parley.v1.AddressChange.$Shape;
+             *   (properties?: parley.v1.AddressChange.$Properties): parley.v1.AddressChange;
+             * }}
+             */
+            AddressChange.create = function(properties) {
+                return new AddressChange(properties);
+            };
+
+            /**
+             * Encodes the specified AddressChange message. Does not implicitly {@link parley.v1.AddressChange.verify|verify} messages.
+             * @function encode
+             * @memberof parley.v1.AddressChange
+             * @static
+             * @param {parley.v1.AddressChange.$Properties} message AddressChange message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            AddressChange.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.body != null && $Object.hasOwnProperty.call(message, "body") && message.body.length)
+                    writer.uint32(/* id 1, wireType 2 =*/10).bytes(message.body);
+                if (message.signature != null && $Object.hasOwnProperty.call(message, "signature") && message.signature.length)
+                    writer.uint32(/* id 2, wireType 2 =*/18).bytes(message.signature);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes an AddressChange message from the specified reader or buffer.
+             * @function decode
+             * @memberof parley.v1.AddressChange
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {parley.v1.AddressChange & parley.v1.AddressChange.$Shape} AddressChange
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            AddressChange.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.parley.v1.AddressChange();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.body = value;
+                            else
+                                delete message.body;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.signature = value;
+                            else
+                                delete message.signature;
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return AddressChange;
+        })();
+
         v1.ClientFrame = (function() {
 
             /**
