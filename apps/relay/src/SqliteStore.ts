@@ -369,24 +369,23 @@ export class SqliteStore implements port.Store {
       return
     }
     const done: { resolve: (v: unknown) => void; reject: (e: unknown) => void; value: unknown }[] = []
-    if (this.#walPath) this.#db.pragma('synchronous = NORMAL')
-    try {
-      const results = this.#db.transaction(() => batch.map((b) => b.work()))()
-      for (const [i, b] of batch.entries()) done.push({ ...b, value: results[i] })
-    } catch (err) {
-      if (batch.length === 1) batch[0]!.reject(err)
-      else {
-        for (const b of batch) {
-          try {
-            done.push({ ...b, value: this.#db.transaction(b.work)() })
-          } catch (e) {
-            b.reject(e)
+    this.#withoutSync(() => {
+      try {
+        const results = this.#db.transaction(() => batch.map((b) => b.work()))()
+        for (const [i, b] of batch.entries()) done.push({ ...b, value: results[i] })
+      } catch (err) {
+        if (batch.length === 1) batch[0]!.reject(err)
+        else {
+          for (const b of batch) {
+            try {
+              done.push({ ...b, value: this.#db.transaction(b.work)() })
+            } catch (e) {
+              b.reject(e)
+            }
           }
         }
       }
-    } finally {
-      if (this.#walPath) this.#db.pragma('synchronous = FULL')
-    }
+    })
     if (done.length === 0) return
     this.#whenDurable((err) => {
       for (const d of done) {
@@ -401,15 +400,23 @@ export class SqliteStore implements port.Store {
    * `synchronous = NORMAL`, settled after the WAL fsync on the thread pool, as the group commit is.
    */
   async #durably<T>(work: () => T): Promise<T> {
-    if (this.#walPath) this.#db.pragma('synchronous = NORMAL')
-    let result: T
-    try {
-      result = this.#db.transaction(work)()
-    } finally {
-      if (this.#walPath) this.#db.pragma('synchronous = FULL')
-    }
+    const result = this.#withoutSync(() => this.#db.transaction(work)())
     await new Promise<void>((resolve, reject) => this.#whenDurable((err) => (err ? reject(err) : resolve())))
     return result
+  }
+
+  /**
+   * Runs `fn` with `synchronous = NORMAL`: its commits do no fsync on the event loop, and the caller must wait
+   * for {@link SqliteStore.#whenDurable} before telling anyone they are durable. Back to `FULL` afterwards.
+   */
+  #withoutSync<T>(fn: () => T): T {
+    if (!this.#walPath) return fn()
+    this.#db.pragma('synchronous = NORMAL')
+    try {
+      return fn()
+    } finally {
+      this.#db.pragma('synchronous = FULL')
+    }
   }
 
   /**
