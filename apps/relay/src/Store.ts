@@ -188,6 +188,77 @@ export interface OperatorAction {
   atMs: number
 }
 
+/**
+ * A linked device of an account (docs/architecture.md §9): a device other than the primary, added by a device list
+ * the account identity signed. Its device key authenticates it and signs its prekeys.
+ */
+export interface LinkedDevice {
+  deviceId: number
+  /** The device's Ed25519 device key (32 bytes), as the signed list gives it. */
+  deviceKey: Uint8Array
+  createdAtMs: number
+}
+
+/** A device of an account as authentication and sender certificates see it: the primary or a linked device. */
+export interface DeviceRecord {
+  deviceId: number
+  /** The primary's identity key (the account identity), or the linked device's device key. */
+  key: Uint8Array
+  primary: boolean
+}
+
+/** The account's devices, as a multi-device send is checked against. */
+export interface DeviceSet {
+  /** The registered primary device's id. */
+  primaryDeviceId: number
+  /** The linked devices' ids, ascending. */
+  linkedDeviceIds: number[]
+  /** The version of the stored signed list; 0 when the account never published one. */
+  listVersion: number
+}
+
+/** The newest signed device list an account published, as stored (already verified by the relay). */
+export interface StoredDeviceList {
+  version: number
+  /** The encoded `parley.v1.DeviceList`, exactly as the primary sent it. */
+  list: Uint8Array
+}
+
+/** What {@link Store.putDeviceList} is given: a list the caller verified against the account identity. */
+export interface PutDeviceListInput {
+  address: Uint8Array
+  /** The publishing device; the list is stored only when it is the registered primary. */
+  primaryDeviceId: number
+  version: number
+  list: Uint8Array
+  /** The list's devices other than the primary: exactly the linked devices the account has afterwards. */
+  linked: { deviceId: number; deviceKey: Uint8Array }[]
+  /** Most linked devices an account may have. */
+  maxLinked: number
+  nowMs: number
+}
+
+/**
+ * The outcome of {@link Store.putDeviceList}. `stored`: the ids of the linked devices added and removed (a removed
+ * device's row, prekeys, mailbox and gap records are erased in the same transaction). `not_found`: no account, or
+ * the publisher is not its primary. `stale_version`: the version is not above the stored one. `over_limit`: more
+ * than `maxLinked` linked devices. `bad_device_id`: a new device's id is not above every id the address used
+ * before (ids are never reused, so a contact's session with an old device cannot be taken for a new one), or a
+ * kept device's key changed.
+ */
+export type PutDeviceListResult =
+  | { status: 'stored'; added: number[]; removed: number[] }
+  | { status: 'not_found' }
+  | { status: 'stale_version'; currentVersion: number }
+  | { status: 'over_limit' }
+  | { status: 'bad_device_id'; deviceId: number }
+
+/** Which side of a link rendezvous a message goes to. */
+export type RendezvousSide = 'primary' | 'device'
+
+/** The outcome of {@link Store.postRendezvous}. */
+export type RendezvousPostResult = 'posted' | 'not_found' | 'taken' | 'forbidden'
+
 /** The storage port. */
 export interface Store {
   /**
@@ -207,7 +278,9 @@ export interface Store {
 
   /**
    * Registers the device for an address with its identity key and initial prekeys, replacing (and erasing the
-   * prekeys of) any earlier device. The new device id is the old one plus one, or 1. The account's registration
+   * prekeys of) any earlier device. The new device id is one above the highest id the address used (its primary's
+   * or a linked device's, {@link putDeviceList}), or 1. The account's linked devices (rows, prekeys, mailboxes,
+   * gaps) and its device list are erased: they were linked by the identity being replaced. The account's registration
    * lock stays when `keepRegistrationLock` (the new device proved the PIN) and is removed otherwise. The new device
    * counts as active at `nowMs`.
    *
@@ -249,7 +322,8 @@ export interface Store {
   /** Records that the registered device was active at `nowMs` (callers write at most about once an hour). */
   touchAccount(address: Uint8Array, deviceId: number, nowMs: number): Promise<void>
   /**
-   * Erases the account: address, keys, prekeys, mail (retained mail too), gap records and registration lock.
+   * Erases the account: address, keys, prekeys, mail (retained mail too), gap records and registration lock, its
+   * linked devices (rows, prekeys, mail, gaps), its device list, the rendezvous it opened and its highest device id.
    * Resolves whether it existed.
    */
   deleteAccount(address: Uint8Array): Promise<boolean>
@@ -257,7 +331,8 @@ export interface Store {
    * Moves the account registered at `from` (device `deviceId`) to the address `to` — after an OPRF key rotation,
    * its address under the new key — in one transaction: the account row (device id, keys, commitment, delivery
    * verifier, activity, mailbox counters and head), its one-time prekeys, mailbox entries (same sequence numbers),
-   * gap records and registration lock are afterwards found under `to` only, and nothing of the account remains
+   * gap records, registration lock, linked devices (with their prekeys, mail and gaps), device list and highest
+   * device id are afterwards found under `to` only, and nothing of the account remains
    * readable under `from`. Resolves `moved`; `not_found` when `from` has no account or another device; `taken`
    * when `to` already has an account (nothing changes then).
    */
@@ -267,7 +342,9 @@ export interface Store {
 
   /**
    * Adds one-time prekeys (same key id replaces) and replaces the signed / last-resort prekeys when given; stores
-   * nothing when the device is not the registered one, or when more than `maxStored` one-time keys would result.
+   * nothing when the device is not one of the account's (its primary or a linked device), or when more than
+   * `maxStored` one-time keys would result. A linked device's first upload must carry its signed prekey and
+   * last-resort KEM prekey (else `not_found`: it has no bundle to complete).
    */
   putPrekeys(
     address: Uint8Array,
@@ -275,16 +352,22 @@ export interface Store {
     keys: PrekeySet,
     maxStored: number,
   ): Promise<PutPrekeysResult>
-  /** Takes a bundle, consuming one one-time prekey and one one-time KEM prekey when there are any. */
-  takePrekeyBundle(address: Uint8Array): Promise<PrekeyBundle | null>
+  /**
+   * Takes a bundle of the device `deviceId` (the primary when 0 or omitted; a linked device's bundle carries its
+   * device key as `identityKey`), consuming one one-time prekey and one one-time KEM prekey when there are any.
+   * Null when the address has no such device, or a linked device has uploaded no signed prekeys yet.
+   */
+  takePrekeyBundle(address: Uint8Array, deviceId?: number): Promise<PrekeyBundle | null>
   /** Counts of the remaining one-time prekeys. */
   countPrekeys(address: Uint8Array, deviceId: number): Promise<PrekeyCounts>
 
   /**
-   * Durably stores a message (idempotent by recipient and message id) and assigns its sequence number, unless
+   * Durably stores a message for the primary or a linked device (idempotent by recipient device and message id;
+   * `stale_device` with the primary's id when `deviceId` is neither) and assigns its sequence number, unless
    * the mailbox is full (`maxMessages`, `maxBytes`): then nothing changes. A duplicate is reported as such even
    * when the mailbox is full. The account row keeps the count and the envelope bytes of the unread mail, updated
-   * in the same transaction by enqueue, ack and expire, and reset by registerDevice and deleteAccount.
+   * in the same transaction by enqueue, ack and expire, and reset by registerDevice and deleteAccount; a linked
+   * device's row keeps its own.
    */
   enqueue(input: EnqueueInput): Promise<EnqueueResult>
   /**
@@ -314,10 +397,63 @@ export interface Store {
   ack(address: Uint8Array, deviceId: number, seqs: number[]): Promise<number>
   /**
    * Deletes mail received before `cutoffMs` (recording the ranges as `expired` gaps), gap records older than
-   * `cutoffMs`, and the records of mail retained before `cutoffMs` (all of which has expired by then). Resolves
-   * how many messages expired.
+   * `cutoffMs`, and the records of mail retained before `cutoffMs` (all of which has expired by then), for the
+   * primary and linked devices alike; also every rendezvous whose expiry is at or before `nowMs` (default
+   * `Date.now()`). Resolves how many messages expired.
    */
-  expire(cutoffMs: number): Promise<number>
+  expire(cutoffMs: number, nowMs?: number): Promise<number>
+
+  // ── Linked devices (docs/architecture.md §9) ──
+
+  /**
+   * The device `deviceId` of the account at `address` — its primary or a linked device — with the key that
+   * authenticates it, or null when the address has no such device.
+   */
+  getDevice(address: Uint8Array, deviceId: number): Promise<DeviceRecord | null>
+  /** The account's devices and list version, or null when the address has no account. */
+  deviceSet(address: Uint8Array): Promise<DeviceSet | null>
+  /** The linked devices of the account at `address`, by id (empty when none or no account). */
+  linkedDevices(address: Uint8Array): Promise<LinkedDevice[]>
+  /** The newest signed device list the account published, or null (none, or no account). */
+  getDeviceList(address: Uint8Array): Promise<StoredDeviceList | null>
+  /**
+   * Stores a signed device list and, in the same transaction, makes the account's linked devices those of
+   * `linked`: adds the new ones (no prekeys, an empty mailbox, head 0), keeps the others, and erases the ones
+   * missing (row, prekeys, mailbox, gaps). See {@link PutDeviceListResult} for the refusals (nothing changes then).
+   * The address's highest device id ever used rises with every added device; {@link registerDevice} gives a new
+   * primary an id above it, and the erasure of the account forgets it.
+   */
+  putDeviceList(input: PutDeviceListInput): Promise<PutDeviceListResult>
+
+  /**
+   * Opens a link rendezvous for the primary of `address`: an id (16 bytes, chosen by the caller) valid until
+   * `expiresAtMs`, with no message on either side. Resolves false when the id exists already.
+   */
+  openRendezvous(id: Uint8Array, address: Uint8Array, expiresAtMs: number): Promise<boolean>
+  /**
+   * Posts the one message of one side of a rendezvous. `primary` (the new device's request) may be posted by
+   * anyone who knows the id, once; `device` (the primary's answer) only by the account that opened it (`address`,
+   * else `forbidden`), once. `not_found`: no such rendezvous, or it expired (`nowMs` ≥ its expiry); `taken`: that
+   * side has its message already.
+   */
+  postRendezvous(
+    id: Uint8Array,
+    side: RendezvousSide,
+    message: Uint8Array,
+    address: Uint8Array | null,
+    nowMs: number,
+  ): Promise<RendezvousPostResult>
+  /**
+   * Reads the message of one side of a live rendezvous: null when it has none yet, or the rendezvous is missing or
+   * expired. Reading the `device` side's message erases the rendezvous (its one use is over); reading the
+   * `primary` side is allowed only to the opener (`address`; another address reads null).
+   */
+  readRendezvous(
+    id: Uint8Array,
+    side: RendezvousSide,
+    address: Uint8Array | null,
+    nowMs: number,
+  ): Promise<Uint8Array | null>
 
   // ── Operator holds (`parley-relay admin`): bans by address and device revocations ──
 

@@ -71,7 +71,7 @@ describe('signed device lists', () => {
     expect(verifyDeviceList(one, expected).devices).toHaveLength(1)
     const full = Array.from({ length: MAX_DEVICES }, (_, i) => ({
       deviceId: i + 1,
-      deviceKey: i === 0 ? account.publicKey : laptop.publicKey,
+      deviceKey: i === 0 ? account.publicKey : generateIdentity(random).publicKey,
     }))
     expect(MAX_DEVICES).toBe(16)
     expect(verifyDeviceList(independentList({ devices: full }), expected).devices).toHaveLength(16)
@@ -115,8 +115,17 @@ describe('signed device lists', () => {
     expect(verifyCode(independentList({ devices: [p, b, a] }))).toBe('VERIFICATION_FAILED')
   })
 
-  it('refuses a list whose primary is missing or whose device 1 is not the account identity', () => {
-    const [, a, b] = devices as [DeviceListEntry, DeviceListEntry, DeviceListEntry]
+  it('finds the primary by its key whatever its id, and refuses a list with no primary or a key twice', () => {
+    const [p, a, b] = devices as [DeviceListEntry, DeviceListEntry, DeviceListEntry]
+    expect(verifyDeviceList(independentList({ devices: [p, a, b] }), expected).primaryDeviceId).toBe(p.deviceId)
+    const moved = independentList({ devices: [a, b, { ...p, deviceId: 9 }] })
+    expect(verifyDeviceList(moved, expected).primaryDeviceId).toBe(9)
+    expect(verifyCode(independentList({ devices: [p, { ...a, deviceKey: b.deviceKey }, b] }))).toBe(
+      'VERIFICATION_FAILED',
+    )
+    expect(verifyCode(independentList({ devices: [p, { ...a, deviceKey: p.deviceKey }] }))).toBe(
+      'VERIFICATION_FAILED',
+    )
     expect(verifyCode(independentList({ devices: [a, b] }))).toBe('VERIFICATION_FAILED')
     expect(verifyCode(independentList({ devices: [] }))).toBe('VERIFICATION_FAILED')
     expect(verifyCode(independentList({ devices: [{ deviceId: 1, deviceKey: laptop.publicKey }, a] }))).toBe(
@@ -180,7 +189,9 @@ describe('signed device lists', () => {
     expect(sign({ devices: [p, { ...a, deviceId: 0 }] })).toBe('RangeError')
     expect(sign({ devices: [p, { ...a, deviceId: 2 ** 32 }] })).toBe('RangeError')
     expect(sign({ devices: [a] })).toBe('RangeError')
-    expect(sign({ devices: [{ ...p, deviceId: 2 }] })).toBe('RangeError')
+    // The primary is the device holding the identity, whatever its id (a number activated again gets id 2).
+    expect(sign({ devices: [{ ...p, deviceId: 2 }] })).toBe('no error')
+    expect(sign({ devices: [p, { ...a, deviceKey: p.deviceKey }] })).toBe('RangeError')
     expect(sign({ devices: [{ ...p, deviceKey: laptop.publicKey }, a] })).toBe('RangeError')
     expect(sign({}, stranger.secretKey)).toBe('RangeError')
     expect(sign({ devices: [p, { ...a, deviceKey: new Uint8Array(31) }] })).toBe('RangeError')

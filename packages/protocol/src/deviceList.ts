@@ -1,12 +1,14 @@
 /**
  * Signed device lists (docs/architecture.md §9.2): which devices an account has, signed by its **account
- * identity** (the Ed25519 key contacts pin, held by the primary, device 1) under the label
+ * identity** (the Ed25519 key contacts pin, held by the primary) under the label
  * `"parley/v1/device-list"`. The relay stores and serves the newest list but cannot make one, so it cannot add a
  * device to an account; a sender encrypts only to the devices of a list it verified against the identity it
  * pinned, and refuses one whose version is below the newest it has seen.
  *
- * The list is canonical: devices ordered by id, each id once, device 1 present and holding the account identity
- * itself (the primary's device key is the account identity, so a single-device account is today's account).
+ * The list is canonical: devices ordered by id, each id and each key once, and exactly one device holding the
+ * account identity itself: the primary (its device key is the account identity, so a single-device account is
+ * today's account). The primary's id is the one the relay gave it at activation (1, or higher after the number
+ * was activated again), so it is named by its key, not by a fixed id.
  * @module
  */
 import { ed25519 } from '@noble/curves/ed25519.js'
@@ -20,12 +22,12 @@ const LABEL_DEVICE_LIST = label('parley/v1/device-list')
 
 /** Most devices a device list may hold, the primary included. */
 export const MAX_DEVICES = 16
-/** The primary device's id: its device key is the account identity. */
+/** The id of an account's first primary device (a number activated again gets a higher one). */
 export const PRIMARY_DEVICE_ID = 1
 
 /** One device of a device list. */
 export interface DeviceListEntry {
-  /** The device's id within the account (u32, not 0); {@link PRIMARY_DEVICE_ID} is the primary. */
+  /** The device's id within the account (u32, not 0). */
   readonly deviceId: number
   /** The device's 32-byte Ed25519 device key; for the primary, the account identity. */
   readonly deviceKey: Uint8Array
@@ -50,8 +52,10 @@ export interface VerifiedDeviceList {
   readonly address: Uint8Array
   /** The list's version; keep the highest seen and pass it as the next `minVersion`. */
   readonly version: number
-  /** The devices, ordered by id; the first is the primary. */
+  /** The devices, ordered by id. */
   readonly devices: readonly DeviceListEntry[]
+  /** The id of the device whose key is the account identity. */
+  readonly primaryDeviceId: number
 }
 
 /** What {@link verifyDeviceList} checks a list against. */
@@ -97,19 +101,19 @@ export function signDeviceList(fields: DeviceListFields, identitySecretKey: Uint
     abytes(d.deviceKey, IDENTITY_KEY_BYTES, `devices[${i}].deviceKey`)
     return { deviceId: d.deviceId, deviceKey: d.deviceKey }
   })
-  // Sorted, an id 0 comes first, where the primary must be.
   devices.sort((a, b) => a.deviceId - b.deviceId)
   for (let i = 1; i < devices.length; i++) {
     if (devices[i]!.deviceId === devices[i - 1]!.deviceId) {
       throw new RangeError(`device id ${devices[i]!.deviceId} is given twice`)
     }
   }
-  const primary = devices[0]
-  if (
-    primary?.deviceId !== PRIMARY_DEVICE_ID ||
-    !equalBytes(primary.deviceKey, ed25519.getPublicKey(identitySecretKey))
-  ) {
-    throw new RangeError('the primary (device 1) must be in the list with the account identity as its key')
+  if (devices[0]?.deviceId === 0) throw new RangeError('a device id must not be 0')
+  if (devices.some((d, i) => devices.some((e, j) => j > i && equalBytes(d.deviceKey, e.deviceKey)))) {
+    throw new RangeError('a device key is given twice')
+  }
+  const identity = ed25519.getPublicKey(identitySecretKey)
+  if (!devices.some((d) => equalBytes(d.deviceKey, identity))) {
+    throw new RangeError('the primary must be in the list with the account identity as its key')
   }
   return signBody(
     'DeviceList',
@@ -169,10 +173,13 @@ export function verifyDeviceList(
     if (deviceKey.length !== IDENTITY_KEY_BYTES) fail('a device key is not 32 bytes')
     devices.push({ deviceId: d.deviceId, deviceKey })
   }
-  // Ordered by id, each once, the first being 1: so no id is 0.
-  const primary = devices[0]
-  if (primary?.deviceId !== PRIMARY_DEVICE_ID) fail('it has no primary (device 1)')
-  if (!equalBytes(primary!.deviceKey, expected.identityKey))
-    fail("the primary's key is not the account identity")
-  return { address: expected.address.slice(), version: body.version, devices }
+  if (devices[0]?.deviceId === 0) fail('a device id is 0')
+  for (let i = 0; i < devices.length; i++) {
+    for (let j = i + 1; j < devices.length; j++) {
+      if (equalBytes(devices[i]!.deviceKey, devices[j]!.deviceKey)) fail('a device key is given twice')
+    }
+  }
+  const primary = devices.find((d) => equalBytes(d.deviceKey, expected.identityKey))
+  if (primary === undefined) fail('no device holds the account identity (no primary)')
+  return { address: expected.address.slice(), version: body.version, devices, primaryDeviceId: primary!.deviceId }
 }

@@ -48,6 +48,11 @@ export const ERROR_CODES = {
    * left and when the lock lapses if the account stays inactive.
    */
   REGISTRATION_LOCKED: 15,
+  /**
+   * A multi-device send named other devices than the recipient account has, or an older device list:
+   * `deviceListVersion` is the current one. Fetch the list again and send to its devices.
+   */
+  STALE_DEVICES: 16,
   // ── SDK-only codes (never on the wire) ──
   /** A proof, signature or MAC did not verify: the relay or a peer sent something forged or corrupted. */
   VERIFICATION_FAILED: 100,
@@ -116,6 +121,8 @@ export interface ParleyErrorOptions {
   retryAfterMs?: number
   /** With `REGISTRATION_LOCKED`: how to prove the PIN, and how many guesses are left. */
   registrationLock?: RegistrationLockChallenge
+  /** With `STALE_DEVICES`: the version of the recipient's current device list. */
+  deviceListVersion?: number
 }
 
 /** What a relay says about a registration lock it refused an activation for (`REGISTRATION_LOCKED`). */
@@ -145,11 +152,13 @@ export class ParleyError extends Error {
   readonly retryAfterMs: number | undefined
   /** Set with `REGISTRATION_LOCKED`: guesses left, when the lock lapses, and how to prove the PIN. */
   readonly registrationLock: RegistrationLockChallenge | undefined
+  /** Set with `STALE_DEVICES`: the version of the recipient's current device list. */
+  readonly deviceListVersion: number | undefined
 
   /**
    * @param code - one of {@link ERROR_CODES}
    * @param message - a human-readable explanation; must not contain numbers, codes or keys
-   * @param options - `cause`, `retryAfterMs` and `registrationLock`
+   * @param options - `cause`, `retryAfterMs`, `registrationLock` and `deviceListVersion`
    */
   constructor(code: ErrorCode, message: string, options: ParleyErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause })
@@ -157,6 +166,7 @@ export class ParleyError extends Error {
     this.code = code
     this.retryAfterMs = options.retryAfterMs
     this.registrationLock = options.registrationLock
+    this.deviceListVersion = options.deviceListVersion
   }
 
   /**

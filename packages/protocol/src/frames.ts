@@ -305,6 +305,8 @@ export interface WireError {
     /** Milliseconds from now until the lock lapses if the account stays inactive (rounded up). */
     lapsesInMs: number
   }
+  /** With STALE_DEVICES: the recipient's current device list version. */
+  deviceListVersion?: number
 }
 
 /**
@@ -321,6 +323,7 @@ export function parleyErrorFromWire(err: {
     attemptsLeft?: number | null
     lapsesInMs?: number | null
   } | null
+  deviceListVersion?: number | null
 }): ParleyError {
   const code: ErrorCode = errorCodeFromWire(err.code ?? 0)
   const retryAfterMs = err.retryAfterMs ? err.retryAfterMs : undefined
@@ -334,7 +337,8 @@ export function parleyErrorFromWire(err: {
           lapsesInMs: lock.lapsesInMs ?? 0,
         }
       : undefined
-  return new ParleyError(code, err.message || code, { retryAfterMs, registrationLock })
+  const deviceListVersion = code === 'STALE_DEVICES' ? (err.deviceListVersion ?? 0) : undefined
+  return new ParleyError(code, err.message || code, { retryAfterMs, registrationLock, deviceListVersion })
 }
 
 /**
@@ -359,6 +363,9 @@ export function wireErrorFrom(err: unknown): WireError {
       attemptsLeft: lock.attemptsLeft,
       lapsesInMs: Math.max(0, Math.ceil(lock.lapsesInMs)),
     }
+  }
+  if (err.code === 'STALE_DEVICES' && err.deviceListVersion !== undefined) {
+    wire.deviceListVersion = err.deviceListVersion
   }
   return wire
 }

@@ -14,7 +14,6 @@
 
 import { COMMITMENT_BYTES } from './certificates.js'
 import type { CryptoOptions } from './cryptoProvider.js'
-import { PRIMARY_DEVICE_ID } from './deviceList.js'
 import { ParleyError } from './errors.js'
 import type * as wire from './gen/types.js'
 import { fromBase64url, toBase64url } from './internal/base64url.js'
@@ -89,7 +88,7 @@ export interface LinkRequestFields {
 export interface LinkGrantFields {
   /** The account's 32-byte address. */
   readonly address: Uint8Array
-  /** The id the primary gave the new device (u32, not {@link PRIMARY_DEVICE_ID} nor 0). */
+  /** The id the primary gave the new device (u32, not 0, and not the primary's). */
   readonly deviceId: number
   /**
    * The encoded `DeviceList` with the new device in it, signed by the account identity; not checked here: the
@@ -273,16 +272,14 @@ function aNumber(value: unknown): asserts value is string {
  * Encodes what the primary answers a new device with.
  * @param fields - address, the new device's id, the signed device list, the number, its salt and the history key
  * @returns an encoded `parley.v1.LinkGrant`, to seal `'to-new-device'`
- * @throws TypeError / RangeError for wrong lengths, a device id that is 0 or 1, or an empty device list
+ * @throws TypeError / RangeError for wrong lengths, a device id that is 0, or an empty device list
  * @example const plaintext = encodeLinkGrant({ address, deviceId: 2, deviceList, number, numberSalt, historyKey })
  */
 export function encodeLinkGrant(fields: LinkGrantFields): Uint8Array {
   if (typeof fields !== 'object' || fields === null) throw new TypeError('fields must be an object')
   abytes(fields.address, ADDRESS_BYTES, 'address')
   au32(fields.deviceId, 'deviceId')
-  if (fields.deviceId === 0 || fields.deviceId === PRIMARY_DEVICE_ID) {
-    throw new RangeError('a linked device cannot have device id 0 or 1')
-  }
+  if (fields.deviceId === 0) throw new RangeError('a device id must not be 0')
   abytes(fields.deviceList, undefined, 'deviceList')
   if (fields.deviceList.length === 0) throw new RangeError('deviceList must not be empty')
   aNumber(fields.number)

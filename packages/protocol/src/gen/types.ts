@@ -496,6 +496,24 @@ export interface ClientFrameBodyMembers {
   setRegistrationLock: SetRegistrationLock
   /** Authenticated only: moves the account to its address under the current OPRF key; answered address_rebound. */
   rebindAddress: RebindAddress
+  /** Authenticated primary only: publishes the account's new signed device list; answered device_list_published. */
+  publishDeviceList: PublishDeviceList
+  /** Authenticated only: an account's signed device list; answered device_list_result. */
+  deviceListQuery: DeviceListQuery
+  /** Authenticated primary only: opens a link rendezvous; answered rendezvous_opened. */
+  openRendezvous: OpenRendezvous
+  /**
+   * Posts one side's sealed message to a rendezvous: the new device's on any connection (it has no account yet),
+   * the primary's answer only from the account that opened it; answered rendezvous_posted.
+   */
+  rendezvousPost: RendezvousPost
+  /** Reads one side's message of a rendezvous; answered rendezvous_message. */
+  rendezvousRead: RendezvousRead
+  /**
+   * One message sealed once per device of an account, stored in every device's mailbox; on an authenticated
+   * connection, or on one that never authenticated with the recipient's delivery token; answered message_accepted.
+   */
+  multiSend: MultiSend
 }
 
 /** `parley.v1.ClientFrame`'s oneof `body` with one member set. */
@@ -552,6 +570,24 @@ export interface ClientFrameInput {
   setRegistrationLock?: SetRegistrationLockInput | null
   /** Authenticated only: moves the account to its address under the current OPRF key; answered address_rebound. */
   rebindAddress?: RebindAddressInput | null
+  /** Authenticated primary only: publishes the account's new signed device list; answered device_list_published. */
+  publishDeviceList?: PublishDeviceListInput | null
+  /** Authenticated only: an account's signed device list; answered device_list_result. */
+  deviceListQuery?: DeviceListQueryInput | null
+  /** Authenticated primary only: opens a link rendezvous; answered rendezvous_opened. */
+  openRendezvous?: OpenRendezvousInput | null
+  /**
+   * Posts one side's sealed message to a rendezvous: the new device's on any connection (it has no account yet),
+   * the primary's answer only from the account that opened it; answered rendezvous_posted.
+   */
+  rendezvousPost?: RendezvousPostInput | null
+  /** Reads one side's message of a rendezvous; answered rendezvous_message. */
+  rendezvousRead?: RendezvousReadInput | null
+  /**
+   * One message sealed once per device of an account, stored in every device's mailbox; on an authenticated
+   * connection, or on one that never authenticated with the recipient's delivery token; answered message_accepted.
+   */
+  multiSend?: MultiSendInput | null
 }
 
 /** The members of `parley.v1.ServerFrame`'s oneof `body`, by name. */
@@ -600,6 +636,16 @@ export interface ServerFrameBodyMembers {
   registrationLockSet: RegistrationLockSet
   /** Answers rebind_address. */
   addressRebound: AddressRebound
+  /** Answers publish_device_list. */
+  deviceListPublished: DeviceListPublished
+  /** Answers device_list_query. */
+  deviceListResult: DeviceListResult
+  /** Answers open_rendezvous. */
+  rendezvousOpened: RendezvousOpened
+  /** Answers rendezvous_post. */
+  rendezvousPosted: RendezvousPosted
+  /** Answers rendezvous_read. */
+  rendezvousMessage: RendezvousMessage
 }
 
 /** `parley.v1.ServerFrame`'s oneof `body` with one member set. */
@@ -659,6 +705,16 @@ export interface ServerFrameInput {
   registrationLockSet?: RegistrationLockSetInput | null
   /** Answers rebind_address. */
   addressRebound?: AddressReboundInput | null
+  /** Answers publish_device_list. */
+  deviceListPublished?: DeviceListPublishedInput | null
+  /** Answers device_list_query. */
+  deviceListResult?: DeviceListResultInput | null
+  /** Answers open_rendezvous. */
+  rendezvousOpened?: RendezvousOpenedInput | null
+  /** Answers rendezvous_post. */
+  rendezvousPosted?: RendezvousPostedInput | null
+  /** Answers rendezvous_read. */
+  rendezvousMessage?: RendezvousMessageInput | null
 }
 
 /**
@@ -1015,6 +1071,8 @@ export type RegistrationLockChallengeInput = InputOf<RegistrationLockChallenge>
 export interface DeviceReplaced {
   /** True when the account was deactivated (erased); false when another device activated the number. */
   erased: boolean
+  /** True when the account's primary removed this linked device from its device list. */
+  removed: boolean
 }
 
 /** `parley.v1.DeviceReplaced` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
@@ -1198,6 +1256,8 @@ export type PrekeyUploadedInput = InputOf<PrekeyUploaded>
 export interface PrekeyBundleQuery {
   /** The 32-byte address to take a bundle of; NOT_FOUND when no account is registered there. */
   address: Uint8Array
+  /** Which device's bundle: 0 for the account's primary, else a linked device of its device list. */
+  deviceId: number
 }
 
 /** `parley.v1.PrekeyBundleQuery` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
@@ -1523,6 +1583,11 @@ export const ErrorCode = {
   ERROR_CODE_MAILBOX_FULL: 14,
   /** The number's account has a registration lock: prove the PIN (Error.registration_lock says how). */
   ERROR_CODE_REGISTRATION_LOCKED: 15,
+  /**
+   * A multi-device send did not name exactly the recipient's devices, or named an older device list:
+   * Error.device_list_version says the current one; fetch the list and send again.
+   */
+  ERROR_CODE_STALE_DEVICES: 16,
 } as const
 
 /** `parley.v1.Error` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
@@ -1538,6 +1603,8 @@ export interface Error {
   retryAfterMs: number
   /** Set with REGISTRATION_LOCKED. */
   registrationLock?: RegistrationLockChallenge
+  /** Set with STALE_DEVICES: the version of the recipient's current device list. */
+  deviceListVersion: number
 }
 
 /** `parley.v1.Error` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
@@ -1549,6 +1616,173 @@ export type ErrorInput = InputOf<
      * `registrationLock` as the encoder takes it.
      */
     registrationLock: RegistrationLockChallengeInput
+  }
+>
+
+/**
+ * The primary's new signed device list. The relay checks the signature against the account identity, that the
+ * version grows, that new devices have ids above every id the account used and that the linked devices are at
+ * most --max-linked-devices; it then adds and removes linked devices to match (a removed device's prekeys and
+ * mail are erased and its connections closed).
+ * `parley.v1.PublishDeviceList` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
+ */
+export interface PublishDeviceList {
+  /** An encoded DeviceList (e2e.proto) signed by the account identity. */
+  deviceList: Uint8Array
+}
+
+/** `parley.v1.PublishDeviceList` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
+export type PublishDeviceListInput = InputOf<PublishDeviceList>
+
+/** `parley.v1.DeviceListPublished` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
+export interface DeviceListPublished {
+  /** The version now stored. */
+  version: number
+}
+
+/** `parley.v1.DeviceListPublished` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
+export type DeviceListPublishedInput = InputOf<DeviceListPublished>
+
+/** `parley.v1.DeviceListQuery` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
+export interface DeviceListQuery {
+  /** The 32-byte address whose list is asked for; NOT_FOUND when no account is registered there. */
+  address: Uint8Array
+}
+
+/** `parley.v1.DeviceListQuery` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
+export type DeviceListQueryInput = InputOf<DeviceListQuery>
+
+/** `parley.v1.DeviceListResult` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
+export interface DeviceListResult {
+  /**
+   * The newest DeviceList the account published, as it was signed; empty when it never published one (the
+   * primary alone).
+   */
+  deviceList: Uint8Array
+  /** The account's primary device id, as the relay routes mail to it. */
+  primaryDeviceId: number
+}
+
+/** `parley.v1.DeviceListResult` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
+export type DeviceListResultInput = InputOf<DeviceListResult>
+
+/** `parley.v1.OpenRendezvous` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
+export interface OpenRendezvous {
+
+}
+
+/** `parley.v1.OpenRendezvous` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
+export type OpenRendezvousInput = InputOf<OpenRendezvous>
+
+/** `parley.v1.RendezvousOpened` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
+export interface RendezvousOpened {
+  /** 16 random bytes: the rendezvous, good for one link. */
+  rendezvousId: Uint8Array
+  /** How long it stays open. */
+  expiresInSeconds: number
+}
+
+/** `parley.v1.RendezvousOpened` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
+export type RendezvousOpenedInput = InputOf<RendezvousOpened>
+
+/**
+ * Which side of a rendezvous a message is for.
+ * Values of the `parley.v1.RendezvousSide` enum (a decoded field may hold a value this version does not know).
+ */
+export const RendezvousSide = {
+  RENDEZVOUS_SIDE_UNSPECIFIED: 0,
+  /** The new device's request, read by the primary. */
+  RENDEZVOUS_SIDE_PRIMARY: 1,
+  /** The primary's answer, read by the new device. */
+  RENDEZVOUS_SIDE_DEVICE: 2,
+} as const
+
+/** `parley.v1.RendezvousPost` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
+export interface RendezvousPost {
+  /** From RendezvousOpened. */
+  rendezvousId: Uint8Array
+  /** Which side the message is for; each side takes one message (CONFLICT for a second). */
+  side: number
+  /** Sealed under the link secret, which the relay never has. */
+  sealed: Uint8Array
+}
+
+/** `parley.v1.RendezvousPost` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
+export type RendezvousPostInput = InputOf<RendezvousPost>
+
+/** `parley.v1.RendezvousPosted` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
+export interface RendezvousPosted {
+
+}
+
+/** `parley.v1.RendezvousPosted` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
+export type RendezvousPostedInput = InputOf<RendezvousPosted>
+
+/** `parley.v1.RendezvousRead` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
+export interface RendezvousRead {
+  /** From RendezvousOpened. */
+  rendezvousId: Uint8Array
+  /**
+   * Which side's message to read: PRIMARY only by the account that opened it; DEVICE by anyone with the id,
+   * which ends the rendezvous.
+   */
+  side: number
+}
+
+/** `parley.v1.RendezvousRead` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
+export type RendezvousReadInput = InputOf<RendezvousRead>
+
+/** `parley.v1.RendezvousMessage` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
+export interface RendezvousMessage {
+  /** The side's sealed message; empty while there is none yet. NOT_FOUND once the rendezvous expired or ended. */
+  sealed: Uint8Array
+}
+
+/** `parley.v1.RendezvousMessage` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
+export type RendezvousMessageInput = InputOf<RendezvousMessage>
+
+/**
+ * One device's copy of a multi-device message.
+ * `parley.v1.DeviceEnvelope` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
+ */
+export interface DeviceEnvelope {
+  /** The recipient device. */
+  deviceId: number
+  /** Its sealed envelope (e2e.proto SealedEnvelope). */
+  envelope: Uint8Array
+}
+
+/** `parley.v1.DeviceEnvelope` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
+export type DeviceEnvelopeInput = InputOf<DeviceEnvelope>
+
+/**
+ * A message to every device of one account (to the sender's own address: every device but the sender's), each
+ * stored in that device's mailbox under the same message id. The relay refuses it with STALE_DEVICES unless it
+ * names exactly the account's devices and its current device list version.
+ * `parley.v1.MultiSend` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
+ */
+export interface MultiSend {
+  /** The recipient account's 32-byte address. */
+  recipientAddress: Uint8Array
+  /** 16 random bytes, the same for every device; the relay keeps one copy per device and message id. */
+  messageId: Uint8Array
+  /** The version of the recipient's device list the sender encrypted to (0: the account has none). */
+  deviceListVersion: number
+  /** One per device, each device once. */
+  envelopes: DeviceEnvelope[]
+  /** On a connection that never authenticated: the recipient's delivery token (as UnidentifiedSend). */
+  deliveryToken: Uint8Array
+}
+
+/** `parley.v1.MultiSend` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
+export type MultiSendInput = InputOf<
+  MultiSend,
+  {
+    /**
+     * One per device, each device once.
+     * `envelopes` as the encoder takes it.
+     */
+    envelopes: DeviceEnvelopeInput[]
   }
 >
 
@@ -1782,6 +2016,30 @@ export interface Messages {
   Pong: Pong
   /** `parley.v1.Error` as decoded: {@link Error}. */
   Error: Error
+  /** `parley.v1.PublishDeviceList` as decoded: {@link PublishDeviceList}. */
+  PublishDeviceList: PublishDeviceList
+  /** `parley.v1.DeviceListPublished` as decoded: {@link DeviceListPublished}. */
+  DeviceListPublished: DeviceListPublished
+  /** `parley.v1.DeviceListQuery` as decoded: {@link DeviceListQuery}. */
+  DeviceListQuery: DeviceListQuery
+  /** `parley.v1.DeviceListResult` as decoded: {@link DeviceListResult}. */
+  DeviceListResult: DeviceListResult
+  /** `parley.v1.OpenRendezvous` as decoded: {@link OpenRendezvous}. */
+  OpenRendezvous: OpenRendezvous
+  /** `parley.v1.RendezvousOpened` as decoded: {@link RendezvousOpened}. */
+  RendezvousOpened: RendezvousOpened
+  /** `parley.v1.RendezvousPost` as decoded: {@link RendezvousPost}. */
+  RendezvousPost: RendezvousPost
+  /** `parley.v1.RendezvousPosted` as decoded: {@link RendezvousPosted}. */
+  RendezvousPosted: RendezvousPosted
+  /** `parley.v1.RendezvousRead` as decoded: {@link RendezvousRead}. */
+  RendezvousRead: RendezvousRead
+  /** `parley.v1.RendezvousMessage` as decoded: {@link RendezvousMessage}. */
+  RendezvousMessage: RendezvousMessage
+  /** `parley.v1.DeviceEnvelope` as decoded: {@link DeviceEnvelope}. */
+  DeviceEnvelope: DeviceEnvelope
+  /** `parley.v1.MultiSend` as decoded: {@link MultiSend}. */
+  MultiSend: MultiSend
   /** `parley.v1.SessionRecord` as decoded: {@link SessionRecord}. */
   SessionRecord: SessionRecord
   /** `parley.v1.SkippedChain` as decoded: {@link SkippedChain}. */
@@ -1928,6 +2186,30 @@ export interface MessageInputs {
   Pong: PongInput
   /** `parley.v1.Error` as the encoder takes it: {@link ErrorInput}. */
   Error: ErrorInput
+  /** `parley.v1.PublishDeviceList` as the encoder takes it: {@link PublishDeviceListInput}. */
+  PublishDeviceList: PublishDeviceListInput
+  /** `parley.v1.DeviceListPublished` as the encoder takes it: {@link DeviceListPublishedInput}. */
+  DeviceListPublished: DeviceListPublishedInput
+  /** `parley.v1.DeviceListQuery` as the encoder takes it: {@link DeviceListQueryInput}. */
+  DeviceListQuery: DeviceListQueryInput
+  /** `parley.v1.DeviceListResult` as the encoder takes it: {@link DeviceListResultInput}. */
+  DeviceListResult: DeviceListResultInput
+  /** `parley.v1.OpenRendezvous` as the encoder takes it: {@link OpenRendezvousInput}. */
+  OpenRendezvous: OpenRendezvousInput
+  /** `parley.v1.RendezvousOpened` as the encoder takes it: {@link RendezvousOpenedInput}. */
+  RendezvousOpened: RendezvousOpenedInput
+  /** `parley.v1.RendezvousPost` as the encoder takes it: {@link RendezvousPostInput}. */
+  RendezvousPost: RendezvousPostInput
+  /** `parley.v1.RendezvousPosted` as the encoder takes it: {@link RendezvousPostedInput}. */
+  RendezvousPosted: RendezvousPostedInput
+  /** `parley.v1.RendezvousRead` as the encoder takes it: {@link RendezvousReadInput}. */
+  RendezvousRead: RendezvousReadInput
+  /** `parley.v1.RendezvousMessage` as the encoder takes it: {@link RendezvousMessageInput}. */
+  RendezvousMessage: RendezvousMessageInput
+  /** `parley.v1.DeviceEnvelope` as the encoder takes it: {@link DeviceEnvelopeInput}. */
+  DeviceEnvelope: DeviceEnvelopeInput
+  /** `parley.v1.MultiSend` as the encoder takes it: {@link MultiSendInput}. */
+  MultiSend: MultiSendInput
   /** `parley.v1.SessionRecord` as the encoder takes it: {@link SessionRecordInput}. */
   SessionRecord: SessionRecordInput
   /** `parley.v1.SkippedChain` as the encoder takes it: {@link SkippedChainInput}. */

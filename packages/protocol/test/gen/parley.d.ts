@@ -537,7 +537,13 @@ export namespace parley {
             unidentifiedSend?: (parley.v1.UnidentifiedSend.$Properties|null);
             setRegistrationLock?: (parley.v1.SetRegistrationLock.$Properties|null);
             rebindAddress?: (parley.v1.RebindAddress.$Properties|null);
-            body?: ("hello"|"authenticate"|"activationStart"|"activationConfirm"|"oprfEvaluate"|"membershipQuery"|"prekeyUpload"|"prekeyBundleQuery"|"prekeyCountQuery"|"sendMessage"|"ackMessages"|"syncMailbox"|"deactivate"|"ping"|"senderCertificateRequest"|"setDeliveryToken"|"unidentifiedSend"|"setRegistrationLock"|"rebindAddress");
+            publishDeviceList?: (parley.v1.PublishDeviceList.$Properties|null);
+            deviceListQuery?: (parley.v1.DeviceListQuery.$Properties|null);
+            openRendezvous?: (parley.v1.OpenRendezvous.$Properties|null);
+            rendezvousPost?: (parley.v1.RendezvousPost.$Properties|null);
+            rendezvousRead?: (parley.v1.RendezvousRead.$Properties|null);
+            multiSend?: (parley.v1.MultiSend.$Properties|null);
+            body?: ("hello"|"authenticate"|"activationStart"|"activationConfirm"|"oprfEvaluate"|"membershipQuery"|"prekeyUpload"|"prekeyBundleQuery"|"prekeyCountQuery"|"sendMessage"|"ackMessages"|"syncMailbox"|"deactivate"|"ping"|"senderCertificateRequest"|"setDeliveryToken"|"unidentifiedSend"|"setRegistrationLock"|"rebindAddress"|"publishDeviceList"|"deviceListQuery"|"openRendezvous"|"rendezvousPost"|"rendezvousRead"|"multiSend");
             static create(properties: parley.v1.ClientFrame.$Shape): parley.v1.ClientFrame & parley.v1.ClientFrame.$Shape;
             static create(properties?: parley.v1.ClientFrame.$Properties): parley.v1.ClientFrame;
             static encode(message: parley.v1.ClientFrame.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
@@ -566,7 +572,13 @@ export namespace parley {
                 unidentifiedSend?: (parley.v1.UnidentifiedSend.$Properties|null);
                 setRegistrationLock?: (parley.v1.SetRegistrationLock.$Properties|null);
                 rebindAddress?: (parley.v1.RebindAddress.$Properties|null);
-                body?: ("hello"|"authenticate"|"activationStart"|"activationConfirm"|"oprfEvaluate"|"membershipQuery"|"prekeyUpload"|"prekeyBundleQuery"|"prekeyCountQuery"|"sendMessage"|"ackMessages"|"syncMailbox"|"deactivate"|"ping"|"senderCertificateRequest"|"setDeliveryToken"|"unidentifiedSend"|"setRegistrationLock"|"rebindAddress");
+                publishDeviceList?: (parley.v1.PublishDeviceList.$Properties|null);
+                deviceListQuery?: (parley.v1.DeviceListQuery.$Properties|null);
+                openRendezvous?: (parley.v1.OpenRendezvous.$Properties|null);
+                rendezvousPost?: (parley.v1.RendezvousPost.$Properties|null);
+                rendezvousRead?: (parley.v1.RendezvousRead.$Properties|null);
+                multiSend?: (parley.v1.MultiSend.$Properties|null);
+                body?: ("hello"|"authenticate"|"activationStart"|"activationConfirm"|"oprfEvaluate"|"membershipQuery"|"prekeyUpload"|"prekeyBundleQuery"|"prekeyCountQuery"|"sendMessage"|"ackMessages"|"syncMailbox"|"deactivate"|"ping"|"senderCertificateRequest"|"setDeliveryToken"|"unidentifiedSend"|"setRegistrationLock"|"rebindAddress"|"publishDeviceList"|"deviceListQuery"|"openRendezvous"|"rendezvousPost"|"rendezvousRead"|"multiSend");
                 $unknowns?: Uint8Array[];
             }
             type $Shape = {
@@ -590,9 +602,15 @@ export namespace parley {
               unidentifiedSend?: parley.v1.UnidentifiedSend.$Shape|null;
               setRegistrationLock?: parley.v1.SetRegistrationLock.$Shape|null;
               rebindAddress?: parley.v1.RebindAddress.$Shape|null;
+              publishDeviceList?: parley.v1.PublishDeviceList.$Shape|null;
+              deviceListQuery?: parley.v1.DeviceListQuery.$Shape|null;
+              openRendezvous?: parley.v1.OpenRendezvous.$Shape|null;
+              rendezvousPost?: parley.v1.RendezvousPost.$Shape|null;
+              rendezvousRead?: parley.v1.RendezvousRead.$Shape|null;
+              multiSend?: parley.v1.MultiSend.$Shape|null;
               $unknowns?: Uint8Array[];
             } & (
-              ({ body?: undefined; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null }|{ body?: "hello"; hello: parley.v1.Hello.$Shape; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null }|{ body?: "authenticate"; hello?: null; authenticate: parley.v1.Authenticate.$Shape; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null }|{ body?: "activationStart"; hello?: null; authenticate?: null; activationStart: parley.v1.ActivationStart.$Shape; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null }|{ body?: "activationConfirm"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm: parley.v1.ActivationConfirm.$Shape; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null }|{ body?: "oprfEvaluate"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate: parley.v1.OprfEvaluate.$Shape; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null }|{ body?: "membershipQuery"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery: parley.v1.MembershipQuery.$Shape; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null }|{ body?: "prekeyUpload"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload: parley.v1.PrekeyUpload.$Shape; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null }|{ body?: "prekeyBundleQuery"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery: parley.v1.PrekeyBundleQuery.$Shape; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null }|{ body?: "prekeyCountQuery"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery: parley.v1.PrekeyCountQuery.$Shape; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null }|{ body?: "sendMessage"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage: parley.v1.SendMessage.$Shape; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null }|{ body?: "ackMessages"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages: parley.v1.AckMessages.$Shape; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null }|{ body?: "syncMailbox"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox: parley.v1.SyncMailbox.$Shape; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null }|{ body?: "deactivate"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate: parley.v1.Deactivate.$Shape; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null }|{ body?: "ping"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping: parley.v1.Ping.$Shape; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null }|{ body?: "senderCertificateRequest"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest: parley.v1.SenderCertificateRequest.$Shape; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null }|{ body?: "setDeliveryToken"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken: parley.v1.SetDeliveryToken.$Shape; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null }|{ body?: "unidentifiedSend"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend: parley.v1.UnidentifiedSend.$Shape; setRegistrationLock?: null; rebindAddress?: null }|{ body?: "setRegistrationLock"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock: parley.v1.SetRegistrationLock.$Shape; rebindAddress?: null }|{ body?: "rebindAddress"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress: parley.v1.RebindAddress.$Shape })
+              ({ body?: undefined; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null }|{ body?: "hello"; hello: parley.v1.Hello.$Shape; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null }|{ body?: "authenticate"; hello?: null; authenticate: parley.v1.Authenticate.$Shape; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null }|{ body?: "activationStart"; hello?: null; authenticate?: null; activationStart: parley.v1.ActivationStart.$Shape; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null }|{ body?: "activationConfirm"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm: parley.v1.ActivationConfirm.$Shape; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null }|{ body?: "oprfEvaluate"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate: parley.v1.OprfEvaluate.$Shape; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null }|{ body?: "membershipQuery"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery: parley.v1.MembershipQuery.$Shape; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null }|{ body?: "prekeyUpload"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload: parley.v1.PrekeyUpload.$Shape; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null }|{ body?: "prekeyBundleQuery"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery: parley.v1.PrekeyBundleQuery.$Shape; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null }|{ body?: "prekeyCountQuery"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery: parley.v1.PrekeyCountQuery.$Shape; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null }|{ body?: "sendMessage"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage: parley.v1.SendMessage.$Shape; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null }|{ body?: "ackMessages"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages: parley.v1.AckMessages.$Shape; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null }|{ body?: "syncMailbox"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox: parley.v1.SyncMailbox.$Shape; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null }|{ body?: "deactivate"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate: parley.v1.Deactivate.$Shape; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null }|{ body?: "ping"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping: parley.v1.Ping.$Shape; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null }|{ body?: "senderCertificateRequest"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest: parley.v1.SenderCertificateRequest.$Shape; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null }|{ body?: "setDeliveryToken"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken: parley.v1.SetDeliveryToken.$Shape; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null }|{ body?: "unidentifiedSend"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend: parley.v1.UnidentifiedSend.$Shape; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null }|{ body?: "setRegistrationLock"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock: parley.v1.SetRegistrationLock.$Shape; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null }|{ body?: "rebindAddress"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress: parley.v1.RebindAddress.$Shape; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null }|{ body?: "publishDeviceList"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList: parley.v1.PublishDeviceList.$Shape; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null }|{ body?: "deviceListQuery"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery: parley.v1.DeviceListQuery.$Shape; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null }|{ body?: "openRendezvous"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous: parley.v1.OpenRendezvous.$Shape; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null }|{ body?: "rendezvousPost"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost: parley.v1.RendezvousPost.$Shape; rendezvousRead?: null; multiSend?: null }|{ body?: "rendezvousRead"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead: parley.v1.RendezvousRead.$Shape; multiSend?: null }|{ body?: "multiSend"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend: parley.v1.MultiSend.$Shape })
             );
         }
 
@@ -625,7 +643,12 @@ export namespace parley {
             deviceReplaced?: (parley.v1.DeviceReplaced.$Properties|null);
             registrationLockSet?: (parley.v1.RegistrationLockSet.$Properties|null);
             addressRebound?: (parley.v1.AddressRebound.$Properties|null);
-            body?: ("serverHello"|"error"|"authenticated"|"activationStarted"|"activated"|"oprfEvaluated"|"membershipResult"|"prekeyUploaded"|"prekeyBundle"|"prekeyCount"|"messageAccepted"|"delivery"|"acked"|"mailboxGap"|"syncDone"|"deactivated"|"pong"|"senderCertificateIssued"|"deliveryTokenSet"|"deviceReplaced"|"registrationLockSet"|"addressRebound");
+            deviceListPublished?: (parley.v1.DeviceListPublished.$Properties|null);
+            deviceListResult?: (parley.v1.DeviceListResult.$Properties|null);
+            rendezvousOpened?: (parley.v1.RendezvousOpened.$Properties|null);
+            rendezvousPosted?: (parley.v1.RendezvousPosted.$Properties|null);
+            rendezvousMessage?: (parley.v1.RendezvousMessage.$Properties|null);
+            body?: ("serverHello"|"error"|"authenticated"|"activationStarted"|"activated"|"oprfEvaluated"|"membershipResult"|"prekeyUploaded"|"prekeyBundle"|"prekeyCount"|"messageAccepted"|"delivery"|"acked"|"mailboxGap"|"syncDone"|"deactivated"|"pong"|"senderCertificateIssued"|"deliveryTokenSet"|"deviceReplaced"|"registrationLockSet"|"addressRebound"|"deviceListPublished"|"deviceListResult"|"rendezvousOpened"|"rendezvousPosted"|"rendezvousMessage");
             static create(properties: parley.v1.ServerFrame.$Shape): parley.v1.ServerFrame & parley.v1.ServerFrame.$Shape;
             static create(properties?: parley.v1.ServerFrame.$Properties): parley.v1.ServerFrame;
             static encode(message: parley.v1.ServerFrame.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
@@ -657,7 +680,12 @@ export namespace parley {
                 deviceReplaced?: (parley.v1.DeviceReplaced.$Properties|null);
                 registrationLockSet?: (parley.v1.RegistrationLockSet.$Properties|null);
                 addressRebound?: (parley.v1.AddressRebound.$Properties|null);
-                body?: ("serverHello"|"error"|"authenticated"|"activationStarted"|"activated"|"oprfEvaluated"|"membershipResult"|"prekeyUploaded"|"prekeyBundle"|"prekeyCount"|"messageAccepted"|"delivery"|"acked"|"mailboxGap"|"syncDone"|"deactivated"|"pong"|"senderCertificateIssued"|"deliveryTokenSet"|"deviceReplaced"|"registrationLockSet"|"addressRebound");
+                deviceListPublished?: (parley.v1.DeviceListPublished.$Properties|null);
+                deviceListResult?: (parley.v1.DeviceListResult.$Properties|null);
+                rendezvousOpened?: (parley.v1.RendezvousOpened.$Properties|null);
+                rendezvousPosted?: (parley.v1.RendezvousPosted.$Properties|null);
+                rendezvousMessage?: (parley.v1.RendezvousMessage.$Properties|null);
+                body?: ("serverHello"|"error"|"authenticated"|"activationStarted"|"activated"|"oprfEvaluated"|"membershipResult"|"prekeyUploaded"|"prekeyBundle"|"prekeyCount"|"messageAccepted"|"delivery"|"acked"|"mailboxGap"|"syncDone"|"deactivated"|"pong"|"senderCertificateIssued"|"deliveryTokenSet"|"deviceReplaced"|"registrationLockSet"|"addressRebound"|"deviceListPublished"|"deviceListResult"|"rendezvousOpened"|"rendezvousPosted"|"rendezvousMessage");
                 $unknowns?: Uint8Array[];
             }
             type $Shape = {
@@ -684,9 +712,14 @@ export namespace parley {
               deviceReplaced?: parley.v1.DeviceReplaced.$Shape|null;
               registrationLockSet?: parley.v1.RegistrationLockSet.$Shape|null;
               addressRebound?: parley.v1.AddressRebound.$Shape|null;
+              deviceListPublished?: parley.v1.DeviceListPublished.$Shape|null;
+              deviceListResult?: parley.v1.DeviceListResult.$Shape|null;
+              rendezvousOpened?: parley.v1.RendezvousOpened.$Shape|null;
+              rendezvousPosted?: parley.v1.RendezvousPosted.$Shape|null;
+              rendezvousMessage?: parley.v1.RendezvousMessage.$Shape|null;
               $unknowns?: Uint8Array[];
             } & (
-              ({ body?: undefined; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null }|{ body?: "serverHello"; serverHello: parley.v1.ServerHello.$Shape; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null }|{ body?: "error"; serverHello?: null; error: parley.v1.Error.$Shape; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null }|{ body?: "authenticated"; serverHello?: null; error?: null; authenticated: parley.v1.Authenticated.$Shape; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null }|{ body?: "activationStarted"; serverHello?: null; error?: null; authenticated?: null; activationStarted: parley.v1.ActivationStarted.$Shape; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null }|{ body?: "activated"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated: parley.v1.Activated.$Shape; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null }|{ body?: "oprfEvaluated"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated: parley.v1.OprfEvaluated.$Shape; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null }|{ body?: "membershipResult"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult: parley.v1.MembershipResult.$Shape; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null }|{ body?: "prekeyUploaded"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded: parley.v1.PrekeyUploaded.$Shape; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null }|{ body?: "prekeyBundle"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle: parley.v1.PrekeyBundle.$Shape; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null }|{ body?: "prekeyCount"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount: parley.v1.PrekeyCount.$Shape; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null }|{ body?: "messageAccepted"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted: parley.v1.MessageAccepted.$Shape; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null }|{ body?: "delivery"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery: parley.v1.Delivery.$Shape; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null }|{ body?: "acked"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked: parley.v1.Acked.$Shape; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null }|{ body?: "mailboxGap"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap: parley.v1.MailboxGap.$Shape; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null }|{ body?: "syncDone"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone: parley.v1.SyncDone.$Shape; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null }|{ body?: "deactivated"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated: parley.v1.Deactivated.$Shape; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null }|{ body?: "pong"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong: parley.v1.Pong.$Shape; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null }|{ body?: "senderCertificateIssued"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued: parley.v1.SenderCertificateIssued.$Shape; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null }|{ body?: "deliveryTokenSet"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet: parley.v1.DeliveryTokenSet.$Shape; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null }|{ body?: "deviceReplaced"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced: parley.v1.DeviceReplaced.$Shape; registrationLockSet?: null; addressRebound?: null }|{ body?: "registrationLockSet"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet: parley.v1.RegistrationLockSet.$Shape; addressRebound?: null }|{ body?: "addressRebound"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound: parley.v1.AddressRebound.$Shape })
+              ({ body?: undefined; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "serverHello"; serverHello: parley.v1.ServerHello.$Shape; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "error"; serverHello?: null; error: parley.v1.Error.$Shape; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "authenticated"; serverHello?: null; error?: null; authenticated: parley.v1.Authenticated.$Shape; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "activationStarted"; serverHello?: null; error?: null; authenticated?: null; activationStarted: parley.v1.ActivationStarted.$Shape; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "activated"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated: parley.v1.Activated.$Shape; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "oprfEvaluated"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated: parley.v1.OprfEvaluated.$Shape; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "membershipResult"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult: parley.v1.MembershipResult.$Shape; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "prekeyUploaded"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded: parley.v1.PrekeyUploaded.$Shape; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "prekeyBundle"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle: parley.v1.PrekeyBundle.$Shape; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "prekeyCount"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount: parley.v1.PrekeyCount.$Shape; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "messageAccepted"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted: parley.v1.MessageAccepted.$Shape; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "delivery"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery: parley.v1.Delivery.$Shape; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "acked"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked: parley.v1.Acked.$Shape; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "mailboxGap"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap: parley.v1.MailboxGap.$Shape; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "syncDone"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone: parley.v1.SyncDone.$Shape; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "deactivated"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated: parley.v1.Deactivated.$Shape; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "pong"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong: parley.v1.Pong.$Shape; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "senderCertificateIssued"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued: parley.v1.SenderCertificateIssued.$Shape; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "deliveryTokenSet"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet: parley.v1.DeliveryTokenSet.$Shape; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "deviceReplaced"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced: parley.v1.DeviceReplaced.$Shape; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "registrationLockSet"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet: parley.v1.RegistrationLockSet.$Shape; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "addressRebound"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound: parley.v1.AddressRebound.$Shape; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "deviceListPublished"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished: parley.v1.DeviceListPublished.$Shape; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "deviceListResult"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult: parley.v1.DeviceListResult.$Shape; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "rendezvousOpened"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened: parley.v1.RendezvousOpened.$Shape; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "rendezvousPosted"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted: parley.v1.RendezvousPosted.$Shape; rendezvousMessage?: null }|{ body?: "rendezvousMessage"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage: parley.v1.RendezvousMessage.$Shape })
             );
         }
 
@@ -1136,6 +1169,7 @@ export namespace parley {
             constructor(properties?: parley.v1.DeviceReplaced.$Properties);
             $unknowns?: Uint8Array[];
             erased: boolean;
+            removed: boolean;
             static create(properties: parley.v1.DeviceReplaced.$Shape): parley.v1.DeviceReplaced & parley.v1.DeviceReplaced.$Shape;
             static create(properties?: parley.v1.DeviceReplaced.$Properties): parley.v1.DeviceReplaced;
             static encode(message: parley.v1.DeviceReplaced.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
@@ -1145,6 +1179,7 @@ export namespace parley {
         namespace DeviceReplaced {
             interface $Properties {
                 erased?: (boolean|null);
+                removed?: (boolean|null);
                 $unknowns?: Uint8Array[];
             }
             type $Shape = parley.v1.DeviceReplaced.$Properties;
@@ -1395,6 +1430,7 @@ export namespace parley {
             constructor(properties?: parley.v1.PrekeyBundleQuery.$Properties);
             $unknowns?: Uint8Array[];
             address: Uint8Array;
+            deviceId: number;
             static create(properties: parley.v1.PrekeyBundleQuery.$Shape): parley.v1.PrekeyBundleQuery & parley.v1.PrekeyBundleQuery.$Shape;
             static create(properties?: parley.v1.PrekeyBundleQuery.$Properties): parley.v1.PrekeyBundleQuery;
             static encode(message: parley.v1.PrekeyBundleQuery.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
@@ -1404,6 +1440,7 @@ export namespace parley {
         namespace PrekeyBundleQuery {
             interface $Properties {
                 address?: (Uint8Array|null);
+                deviceId?: (number|null);
                 $unknowns?: Uint8Array[];
             }
             type $Shape = parley.v1.PrekeyBundleQuery.$Properties;
@@ -1839,7 +1876,8 @@ export namespace parley {
             ERROR_CODE_FORBIDDEN = 12,
             ERROR_CODE_UNAVAILABLE = 13,
             ERROR_CODE_MAILBOX_FULL = 14,
-            ERROR_CODE_REGISTRATION_LOCKED = 15
+            ERROR_CODE_REGISTRATION_LOCKED = 15,
+            ERROR_CODE_STALE_DEVICES = 16
         }
 
         interface IError extends parley.v1.Error.$Properties {
@@ -1852,6 +1890,7 @@ export namespace parley {
             message: string;
             retryAfterMs: number;
             registrationLock?: (parley.v1.RegistrationLockChallenge.$Properties|null);
+            deviceListVersion: (number|Long);
             static create(properties: parley.v1.Error.$Shape): parley.v1.Error & parley.v1.Error.$Shape;
             static create(properties?: parley.v1.Error.$Properties): parley.v1.Error;
             static encode(message: parley.v1.Error.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
@@ -1864,9 +1903,284 @@ export namespace parley {
                 message?: (string|null);
                 retryAfterMs?: (number|null);
                 registrationLock?: (parley.v1.RegistrationLockChallenge.$Properties|null);
+                deviceListVersion?: (number|Long|null);
                 $unknowns?: Uint8Array[];
             }
             type $Shape = parley.v1.Error.$Properties;
+        }
+
+        interface IPublishDeviceList extends parley.v1.PublishDeviceList.$Properties {
+        }
+
+        class PublishDeviceList {
+            constructor(properties?: parley.v1.PublishDeviceList.$Properties);
+            $unknowns?: Uint8Array[];
+            deviceList: Uint8Array;
+            static create(properties: parley.v1.PublishDeviceList.$Shape): parley.v1.PublishDeviceList & parley.v1.PublishDeviceList.$Shape;
+            static create(properties?: parley.v1.PublishDeviceList.$Properties): parley.v1.PublishDeviceList;
+            static encode(message: parley.v1.PublishDeviceList.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): parley.v1.PublishDeviceList & parley.v1.PublishDeviceList.$Shape;
+        }
+
+        namespace PublishDeviceList {
+            interface $Properties {
+                deviceList?: (Uint8Array|null);
+                $unknowns?: Uint8Array[];
+            }
+            type $Shape = parley.v1.PublishDeviceList.$Properties;
+        }
+
+        interface IDeviceListPublished extends parley.v1.DeviceListPublished.$Properties {
+        }
+
+        class DeviceListPublished {
+            constructor(properties?: parley.v1.DeviceListPublished.$Properties);
+            $unknowns?: Uint8Array[];
+            version: (number|Long);
+            static create(properties: parley.v1.DeviceListPublished.$Shape): parley.v1.DeviceListPublished & parley.v1.DeviceListPublished.$Shape;
+            static create(properties?: parley.v1.DeviceListPublished.$Properties): parley.v1.DeviceListPublished;
+            static encode(message: parley.v1.DeviceListPublished.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): parley.v1.DeviceListPublished & parley.v1.DeviceListPublished.$Shape;
+        }
+
+        namespace DeviceListPublished {
+            interface $Properties {
+                version?: (number|Long|null);
+                $unknowns?: Uint8Array[];
+            }
+            type $Shape = parley.v1.DeviceListPublished.$Properties;
+        }
+
+        interface IDeviceListQuery extends parley.v1.DeviceListQuery.$Properties {
+        }
+
+        class DeviceListQuery {
+            constructor(properties?: parley.v1.DeviceListQuery.$Properties);
+            $unknowns?: Uint8Array[];
+            address: Uint8Array;
+            static create(properties: parley.v1.DeviceListQuery.$Shape): parley.v1.DeviceListQuery & parley.v1.DeviceListQuery.$Shape;
+            static create(properties?: parley.v1.DeviceListQuery.$Properties): parley.v1.DeviceListQuery;
+            static encode(message: parley.v1.DeviceListQuery.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): parley.v1.DeviceListQuery & parley.v1.DeviceListQuery.$Shape;
+        }
+
+        namespace DeviceListQuery {
+            interface $Properties {
+                address?: (Uint8Array|null);
+                $unknowns?: Uint8Array[];
+            }
+            type $Shape = parley.v1.DeviceListQuery.$Properties;
+        }
+
+        interface IDeviceListResult extends parley.v1.DeviceListResult.$Properties {
+        }
+
+        class DeviceListResult {
+            constructor(properties?: parley.v1.DeviceListResult.$Properties);
+            $unknowns?: Uint8Array[];
+            deviceList: Uint8Array;
+            primaryDeviceId: number;
+            static create(properties: parley.v1.DeviceListResult.$Shape): parley.v1.DeviceListResult & parley.v1.DeviceListResult.$Shape;
+            static create(properties?: parley.v1.DeviceListResult.$Properties): parley.v1.DeviceListResult;
+            static encode(message: parley.v1.DeviceListResult.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): parley.v1.DeviceListResult & parley.v1.DeviceListResult.$Shape;
+        }
+
+        namespace DeviceListResult {
+            interface $Properties {
+                deviceList?: (Uint8Array|null);
+                primaryDeviceId?: (number|null);
+                $unknowns?: Uint8Array[];
+            }
+            type $Shape = parley.v1.DeviceListResult.$Properties;
+        }
+
+        interface IOpenRendezvous extends parley.v1.OpenRendezvous.$Properties {
+        }
+
+        class OpenRendezvous {
+            constructor(properties?: parley.v1.OpenRendezvous.$Properties);
+            $unknowns?: Uint8Array[];
+            static create(properties: parley.v1.OpenRendezvous.$Shape): parley.v1.OpenRendezvous & parley.v1.OpenRendezvous.$Shape;
+            static create(properties?: parley.v1.OpenRendezvous.$Properties): parley.v1.OpenRendezvous;
+            static encode(message: parley.v1.OpenRendezvous.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): parley.v1.OpenRendezvous & parley.v1.OpenRendezvous.$Shape;
+        }
+
+        namespace OpenRendezvous {
+            interface $Properties {
+                $unknowns?: Uint8Array[];
+            }
+            type $Shape = parley.v1.OpenRendezvous.$Properties;
+        }
+
+        interface IRendezvousOpened extends parley.v1.RendezvousOpened.$Properties {
+        }
+
+        class RendezvousOpened {
+            constructor(properties?: parley.v1.RendezvousOpened.$Properties);
+            $unknowns?: Uint8Array[];
+            rendezvousId: Uint8Array;
+            expiresInSeconds: number;
+            static create(properties: parley.v1.RendezvousOpened.$Shape): parley.v1.RendezvousOpened & parley.v1.RendezvousOpened.$Shape;
+            static create(properties?: parley.v1.RendezvousOpened.$Properties): parley.v1.RendezvousOpened;
+            static encode(message: parley.v1.RendezvousOpened.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): parley.v1.RendezvousOpened & parley.v1.RendezvousOpened.$Shape;
+        }
+
+        namespace RendezvousOpened {
+            interface $Properties {
+                rendezvousId?: (Uint8Array|null);
+                expiresInSeconds?: (number|null);
+                $unknowns?: Uint8Array[];
+            }
+            type $Shape = parley.v1.RendezvousOpened.$Properties;
+        }
+
+        enum RendezvousSide {
+            RENDEZVOUS_SIDE_UNSPECIFIED = 0,
+            RENDEZVOUS_SIDE_PRIMARY = 1,
+            RENDEZVOUS_SIDE_DEVICE = 2
+        }
+
+        interface IRendezvousPost extends parley.v1.RendezvousPost.$Properties {
+        }
+
+        class RendezvousPost {
+            constructor(properties?: parley.v1.RendezvousPost.$Properties);
+            $unknowns?: Uint8Array[];
+            rendezvousId: Uint8Array;
+            side: parley.v1.RendezvousSide;
+            sealed: Uint8Array;
+            static create(properties: parley.v1.RendezvousPost.$Shape): parley.v1.RendezvousPost & parley.v1.RendezvousPost.$Shape;
+            static create(properties?: parley.v1.RendezvousPost.$Properties): parley.v1.RendezvousPost;
+            static encode(message: parley.v1.RendezvousPost.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): parley.v1.RendezvousPost & parley.v1.RendezvousPost.$Shape;
+        }
+
+        namespace RendezvousPost {
+            interface $Properties {
+                rendezvousId?: (Uint8Array|null);
+                side?: (parley.v1.RendezvousSide|null);
+                sealed?: (Uint8Array|null);
+                $unknowns?: Uint8Array[];
+            }
+            type $Shape = parley.v1.RendezvousPost.$Properties;
+        }
+
+        interface IRendezvousPosted extends parley.v1.RendezvousPosted.$Properties {
+        }
+
+        class RendezvousPosted {
+            constructor(properties?: parley.v1.RendezvousPosted.$Properties);
+            $unknowns?: Uint8Array[];
+            static create(properties: parley.v1.RendezvousPosted.$Shape): parley.v1.RendezvousPosted & parley.v1.RendezvousPosted.$Shape;
+            static create(properties?: parley.v1.RendezvousPosted.$Properties): parley.v1.RendezvousPosted;
+            static encode(message: parley.v1.RendezvousPosted.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): parley.v1.RendezvousPosted & parley.v1.RendezvousPosted.$Shape;
+        }
+
+        namespace RendezvousPosted {
+            interface $Properties {
+                $unknowns?: Uint8Array[];
+            }
+            type $Shape = parley.v1.RendezvousPosted.$Properties;
+        }
+
+        interface IRendezvousRead extends parley.v1.RendezvousRead.$Properties {
+        }
+
+        class RendezvousRead {
+            constructor(properties?: parley.v1.RendezvousRead.$Properties);
+            $unknowns?: Uint8Array[];
+            rendezvousId: Uint8Array;
+            side: parley.v1.RendezvousSide;
+            static create(properties: parley.v1.RendezvousRead.$Shape): parley.v1.RendezvousRead & parley.v1.RendezvousRead.$Shape;
+            static create(properties?: parley.v1.RendezvousRead.$Properties): parley.v1.RendezvousRead;
+            static encode(message: parley.v1.RendezvousRead.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): parley.v1.RendezvousRead & parley.v1.RendezvousRead.$Shape;
+        }
+
+        namespace RendezvousRead {
+            interface $Properties {
+                rendezvousId?: (Uint8Array|null);
+                side?: (parley.v1.RendezvousSide|null);
+                $unknowns?: Uint8Array[];
+            }
+            type $Shape = parley.v1.RendezvousRead.$Properties;
+        }
+
+        interface IRendezvousMessage extends parley.v1.RendezvousMessage.$Properties {
+        }
+
+        class RendezvousMessage {
+            constructor(properties?: parley.v1.RendezvousMessage.$Properties);
+            $unknowns?: Uint8Array[];
+            sealed: Uint8Array;
+            static create(properties: parley.v1.RendezvousMessage.$Shape): parley.v1.RendezvousMessage & parley.v1.RendezvousMessage.$Shape;
+            static create(properties?: parley.v1.RendezvousMessage.$Properties): parley.v1.RendezvousMessage;
+            static encode(message: parley.v1.RendezvousMessage.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): parley.v1.RendezvousMessage & parley.v1.RendezvousMessage.$Shape;
+        }
+
+        namespace RendezvousMessage {
+            interface $Properties {
+                sealed?: (Uint8Array|null);
+                $unknowns?: Uint8Array[];
+            }
+            type $Shape = parley.v1.RendezvousMessage.$Properties;
+        }
+
+        interface IDeviceEnvelope extends parley.v1.DeviceEnvelope.$Properties {
+        }
+
+        class DeviceEnvelope {
+            constructor(properties?: parley.v1.DeviceEnvelope.$Properties);
+            $unknowns?: Uint8Array[];
+            deviceId: number;
+            envelope: Uint8Array;
+            static create(properties: parley.v1.DeviceEnvelope.$Shape): parley.v1.DeviceEnvelope & parley.v1.DeviceEnvelope.$Shape;
+            static create(properties?: parley.v1.DeviceEnvelope.$Properties): parley.v1.DeviceEnvelope;
+            static encode(message: parley.v1.DeviceEnvelope.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): parley.v1.DeviceEnvelope & parley.v1.DeviceEnvelope.$Shape;
+        }
+
+        namespace DeviceEnvelope {
+            interface $Properties {
+                deviceId?: (number|null);
+                envelope?: (Uint8Array|null);
+                $unknowns?: Uint8Array[];
+            }
+            type $Shape = parley.v1.DeviceEnvelope.$Properties;
+        }
+
+        interface IMultiSend extends parley.v1.MultiSend.$Properties {
+        }
+
+        class MultiSend {
+            constructor(properties?: parley.v1.MultiSend.$Properties);
+            $unknowns?: Uint8Array[];
+            recipientAddress: Uint8Array;
+            messageId: Uint8Array;
+            deviceListVersion: (number|Long);
+            envelopes: parley.v1.DeviceEnvelope.$Properties[];
+            deliveryToken: Uint8Array;
+            static create(properties: parley.v1.MultiSend.$Shape): parley.v1.MultiSend & parley.v1.MultiSend.$Shape;
+            static create(properties?: parley.v1.MultiSend.$Properties): parley.v1.MultiSend;
+            static encode(message: parley.v1.MultiSend.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): parley.v1.MultiSend & parley.v1.MultiSend.$Shape;
+        }
+
+        namespace MultiSend {
+            interface $Properties {
+                recipientAddress?: (Uint8Array|null);
+                messageId?: (Uint8Array|null);
+                deviceListVersion?: (number|Long|null);
+                envelopes?: (parley.v1.DeviceEnvelope.$Properties[]|null);
+                deliveryToken?: (Uint8Array|null);
+                $unknowns?: Uint8Array[];
+            }
+            type $Shape = parley.v1.MultiSend.$Properties;
         }
 
         interface ISessionRecord extends parley.v1.SessionRecord.$Properties {

@@ -3835,7 +3835,13 @@ export const parley = $root.parley = (() => {
              * @property {parley.v1.UnidentifiedSend.$Properties|null} [unidentifiedSend] ClientFrame unidentifiedSend
              * @property {parley.v1.SetRegistrationLock.$Properties|null} [setRegistrationLock] ClientFrame setRegistrationLock
              * @property {parley.v1.RebindAddress.$Properties|null} [rebindAddress] ClientFrame rebindAddress
-             * @property {"hello"|"authenticate"|"activationStart"|"activationConfirm"|"oprfEvaluate"|"membershipQuery"|"prekeyUpload"|"prekeyBundleQuery"|"prekeyCountQuery"|"sendMessage"|"ackMessages"|"syncMailbox"|"deactivate"|"ping"|"senderCertificateRequest"|"setDeliveryToken"|"unidentifiedSend"|"setRegistrationLock"|"rebindAddress"} [body] ClientFrame body
+             * @property {parley.v1.PublishDeviceList.$Properties|null} [publishDeviceList] ClientFrame publishDeviceList
+             * @property {parley.v1.DeviceListQuery.$Properties|null} [deviceListQuery] ClientFrame deviceListQuery
+             * @property {parley.v1.OpenRendezvous.$Properties|null} [openRendezvous] ClientFrame openRendezvous
+             * @property {parley.v1.RendezvousPost.$Properties|null} [rendezvousPost] ClientFrame rendezvousPost
+             * @property {parley.v1.RendezvousRead.$Properties|null} [rendezvousRead] ClientFrame rendezvousRead
+             * @property {parley.v1.MultiSend.$Properties|null} [multiSend] ClientFrame multiSend
+             * @property {"hello"|"authenticate"|"activationStart"|"activationConfirm"|"oprfEvaluate"|"membershipQuery"|"prekeyUpload"|"prekeyBundleQuery"|"prekeyCountQuery"|"sendMessage"|"ackMessages"|"syncMailbox"|"deactivate"|"ping"|"senderCertificateRequest"|"setDeliveryToken"|"unidentifiedSend"|"setRegistrationLock"|"rebindAddress"|"publishDeviceList"|"deviceListQuery"|"openRendezvous"|"rendezvousPost"|"rendezvousRead"|"multiSend"} [body] ClientFrame body
              * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
              */
 
@@ -3870,9 +3876,15 @@ export const parley = $root.parley = (() => {
              *   unidentifiedSend?: parley.v1.UnidentifiedSend.$Shape|null;
              *   setRegistrationLock?: parley.v1.SetRegistrationLock.$Shape|null;
              *   rebindAddress?: parley.v1.RebindAddress.$Shape|null;
+             *   publishDeviceList?: parley.v1.PublishDeviceList.$Shape|null;
+             *   deviceListQuery?: parley.v1.DeviceListQuery.$Shape|null;
+             *   openRendezvous?: parley.v1.OpenRendezvous.$Shape|null;
+             *   rendezvousPost?: parley.v1.RendezvousPost.$Shape|null;
+             *   rendezvousRead?: parley.v1.RendezvousRead.$Shape|null;
+             *   multiSend?: parley.v1.MultiSend.$Shape|null;
              *   $unknowns?: Array.<Uint8Array>;
              * } & (
-             *   ({ body?: undefined; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null }|{ body?: "hello"; hello: parley.v1.Hello.$Shape; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null }|{ body?: "authenticate"; hello?: null; authenticate: parley.v1.Authenticate.$Shape; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null }|{ body?: "activationStart"; hello?: null; authenticate?: null; activationStart: parley.v1.ActivationStart.$Shape; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null }|{ body?: "activationConfirm"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm: parley.v1.ActivationConfirm.$Shape; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null }|{ body?: "oprfEvaluate"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate: parley.v1.OprfEvaluate.$Shape; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null }|{ body?: "membershipQuery"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery: parley.v1.MembershipQuery.$Shape; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null }|{ body?: "prekeyUpload"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload: parley.v1.PrekeyUpload.$Shape; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null }|{ body?: "prekeyBundleQuery"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery: parley.v1.PrekeyBundleQuery.$Shape; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null }|{ body?: "prekeyCountQuery"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery: parley.v1.PrekeyCountQuery.$Shape; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null }|{ body?: "sendMessage"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage: parley.v1.SendMessage.$Shape; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null }|{ body?: "ackMessages"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages: parley.v1.AckMessages.$Shape; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null }|{ body?: "syncMailbox"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox: parley.v1.SyncMailbox.$Shape; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null }|{ body?: "deactivate"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate: parley.v1.Deactivate.$Shape; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null }|{ body?: "ping"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping: parley.v1.Ping.$Shape; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null }|{ body?: "senderCertificateRequest"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest: parley.v1.SenderCertificateRequest.$Shape; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null }|{ body?: "setDeliveryToken"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken: parley.v1.SetDeliveryToken.$Shape; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null }|{ body?: "unidentifiedSend"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend: parley.v1.UnidentifiedSend.$Shape; setRegistrationLock?: null; rebindAddress?: null }|{ body?: "setRegistrationLock"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock: parley.v1.SetRegistrationLock.$Shape; rebindAddress?: null }|{ body?: "rebindAddress"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress: parley.v1.RebindAddress.$Shape })
+             *   ({ body?: undefined; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null }|{ body?: "hello"; hello: parley.v1.Hello.$Shape; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null }|{ body?: "authenticate"; hello?: null; authenticate: parley.v1.Authenticate.$Shape; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null }|{ body?: "activationStart"; hello?: null; authenticate?: null; activationStart: parley.v1.ActivationStart.$Shape; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null }|{ body?: "activationConfirm"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm: parley.v1.ActivationConfirm.$Shape; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null }|{ body?: "oprfEvaluate"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate: parley.v1.OprfEvaluate.$Shape; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null }|{ body?: "membershipQuery"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery: parley.v1.MembershipQuery.$Shape; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null }|{ body?: "prekeyUpload"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload: parley.v1.PrekeyUpload.$Shape; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null }|{ body?: "prekeyBundleQuery"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery: parley.v1.PrekeyBundleQuery.$Shape; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null }|{ body?: "prekeyCountQuery"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery: parley.v1.PrekeyCountQuery.$Shape; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null }|{ body?: "sendMessage"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage: parley.v1.SendMessage.$Shape; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null }|{ body?: "ackMessages"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages: parley.v1.AckMessages.$Shape; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null }|{ body?: "syncMailbox"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox: parley.v1.SyncMailbox.$Shape; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null }|{ body?: "deactivate"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate: parley.v1.Deactivate.$Shape; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null }|{ body?: "ping"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping: parley.v1.Ping.$Shape; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null }|{ body?: "senderCertificateRequest"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest: parley.v1.SenderCertificateRequest.$Shape; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null }|{ body?: "setDeliveryToken"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken: parley.v1.SetDeliveryToken.$Shape; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null }|{ body?: "unidentifiedSend"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend: parley.v1.UnidentifiedSend.$Shape; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null }|{ body?: "setRegistrationLock"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock: parley.v1.SetRegistrationLock.$Shape; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null }|{ body?: "rebindAddress"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress: parley.v1.RebindAddress.$Shape; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null }|{ body?: "publishDeviceList"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList: parley.v1.PublishDeviceList.$Shape; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null }|{ body?: "deviceListQuery"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery: parley.v1.DeviceListQuery.$Shape; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null }|{ body?: "openRendezvous"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous: parley.v1.OpenRendezvous.$Shape; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null }|{ body?: "rendezvousPost"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost: parley.v1.RendezvousPost.$Shape; rendezvousRead?: null; multiSend?: null }|{ body?: "rendezvousRead"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead: parley.v1.RendezvousRead.$Shape; multiSend?: null }|{ body?: "multiSend"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend: parley.v1.MultiSend.$Shape })
              * )} parley.v1.ClientFrame.$Shape
              */
 
@@ -4051,17 +4063,65 @@ export const parley = $root.parley = (() => {
              */
             ClientFrame.prototype.rebindAddress = null;
 
+            /**
+             * ClientFrame publishDeviceList.
+             * @member {parley.v1.PublishDeviceList.$Properties|null|undefined} publishDeviceList
+             * @memberof parley.v1.ClientFrame
+             * @instance
+             */
+            ClientFrame.prototype.publishDeviceList = null;
+
+            /**
+             * ClientFrame deviceListQuery.
+             * @member {parley.v1.DeviceListQuery.$Properties|null|undefined} deviceListQuery
+             * @memberof parley.v1.ClientFrame
+             * @instance
+             */
+            ClientFrame.prototype.deviceListQuery = null;
+
+            /**
+             * ClientFrame openRendezvous.
+             * @member {parley.v1.OpenRendezvous.$Properties|null|undefined} openRendezvous
+             * @memberof parley.v1.ClientFrame
+             * @instance
+             */
+            ClientFrame.prototype.openRendezvous = null;
+
+            /**
+             * ClientFrame rendezvousPost.
+             * @member {parley.v1.RendezvousPost.$Properties|null|undefined} rendezvousPost
+             * @memberof parley.v1.ClientFrame
+             * @instance
+             */
+            ClientFrame.prototype.rendezvousPost = null;
+
+            /**
+             * ClientFrame rendezvousRead.
+             * @member {parley.v1.RendezvousRead.$Properties|null|undefined} rendezvousRead
+             * @memberof parley.v1.ClientFrame
+             * @instance
+             */
+            ClientFrame.prototype.rendezvousRead = null;
+
+            /**
+             * ClientFrame multiSend.
+             * @member {parley.v1.MultiSend.$Properties|null|undefined} multiSend
+             * @memberof parley.v1.ClientFrame
+             * @instance
+             */
+            ClientFrame.prototype.multiSend = null;
+
             // OneOf field names bound to virtual getters and setters
             let $oneOfFields;
 
             /**
              * ClientFrame body.
-             * @member {"hello"|"authenticate"|"activationStart"|"activationConfirm"|"oprfEvaluate"|"membershipQuery"|"prekeyUpload"|"prekeyBundleQuery"|"prekeyCountQuery"|"sendMessage"|"ackMessages"|"syncMailbox"|"deactivate"|"ping"|"senderCertificateRequest"|"setDeliveryToken"|"unidentifiedSend"|"setRegistrationLock"|"rebindAddress"|undefined} body
+             * @member {"hello"|"authenticate"|"activationStart"|"activationConfirm"|"oprfEvaluate"|"membershipQuery"|"prekeyUpload"|"prekeyBundleQuery"|"prekeyCountQuery"|"sendMessage"|"ackMessages"|"syncMailbox"|"deactivate"|"ping"|"senderCertificateRequest"|"setDeliveryToken"|"unidentifiedSend"|"setRegistrationLock"|"rebindAddress"|"publishDeviceList"|"deviceListQuery"|"openRendezvous"|"rendezvousPost"|"rendezvousRead"|"multiSend"|undefined} body
              * @memberof parley.v1.ClientFrame
              * @instance
              */
             $Object.defineProperty(ClientFrame.prototype, "body", {
-                get: $util.oneOfGetter($oneOfFields = ["hello", "authenticate", "activationStart", "activationConfirm", "oprfEvaluate", "membershipQuery", "prekeyUpload", "prekeyBundleQuery", "prekeyCountQuery", "sendMessage", "ackMessages", "syncMailbox", "deactivate", "ping", "senderCertificateRequest", "setDeliveryToken", "unidentifiedSend", "setRegistrationLock", "rebindAddress"]),
+                get: $util.oneOfGetter($oneOfFields = ["hello", "authenticate", "activationStart", "activationConfirm", "oprfEvaluate", "membershipQuery", "prekeyUpload", "prekeyBundleQuery", "prekeyCountQuery", "sendMessage", "ackMessages", "syncMailbox", "deactivate", "ping", "senderCertificateRequest", "setDeliveryToken", "unidentifiedSend", "setRegistrationLock", "rebindAddress", "publishDeviceList", "deviceListQuery", "openRendezvous", "rendezvousPost", "rendezvousRead", "multiSend"]),
                 set: $util.oneOfSetter($oneOfFields)
             });
 
@@ -4137,6 +4197,18 @@ export const parley = $root.parley = (() => {
                     $root.parley.v1.SetRegistrationLock.encode(message.setRegistrationLock, writer.uint32(/* id 27, wireType 2 =*/218).fork(), _depth + 1).ldelim();
                 if (message.rebindAddress != null && $Object.hasOwnProperty.call(message, "rebindAddress"))
                     $root.parley.v1.RebindAddress.encode(message.rebindAddress, writer.uint32(/* id 28, wireType 2 =*/226).fork(), _depth + 1).ldelim();
+                if (message.publishDeviceList != null && $Object.hasOwnProperty.call(message, "publishDeviceList"))
+                    $root.parley.v1.PublishDeviceList.encode(message.publishDeviceList, writer.uint32(/* id 29, wireType 2 =*/234).fork(), _depth + 1).ldelim();
+                if (message.deviceListQuery != null && $Object.hasOwnProperty.call(message, "deviceListQuery"))
+                    $root.parley.v1.DeviceListQuery.encode(message.deviceListQuery, writer.uint32(/* id 30, wireType 2 =*/242).fork(), _depth + 1).ldelim();
+                if (message.openRendezvous != null && $Object.hasOwnProperty.call(message, "openRendezvous"))
+                    $root.parley.v1.OpenRendezvous.encode(message.openRendezvous, writer.uint32(/* id 31, wireType 2 =*/250).fork(), _depth + 1).ldelim();
+                if (message.rendezvousPost != null && $Object.hasOwnProperty.call(message, "rendezvousPost"))
+                    $root.parley.v1.RendezvousPost.encode(message.rendezvousPost, writer.uint32(/* id 32, wireType 2 =*/258).fork(), _depth + 1).ldelim();
+                if (message.rendezvousRead != null && $Object.hasOwnProperty.call(message, "rendezvousRead"))
+                    $root.parley.v1.RendezvousRead.encode(message.rendezvousRead, writer.uint32(/* id 33, wireType 2 =*/266).fork(), _depth + 1).ldelim();
+                if (message.multiSend != null && $Object.hasOwnProperty.call(message, "multiSend"))
+                    $root.parley.v1.MultiSend.encode(message.multiSend, writer.uint32(/* id 34, wireType 2 =*/274).fork(), _depth + 1).ldelim();
                 if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
@@ -4323,6 +4395,48 @@ export const parley = $root.parley = (() => {
                             message.body = "rebindAddress";
                             continue;
                         }
+                    case 29: {
+                            if (wireType !== 2)
+                                break;
+                            message.publishDeviceList = $root.parley.v1.PublishDeviceList.decode(reader, reader.size(), $undefined, _depth + 1, message.publishDeviceList);
+                            message.body = "publishDeviceList";
+                            continue;
+                        }
+                    case 30: {
+                            if (wireType !== 2)
+                                break;
+                            message.deviceListQuery = $root.parley.v1.DeviceListQuery.decode(reader, reader.size(), $undefined, _depth + 1, message.deviceListQuery);
+                            message.body = "deviceListQuery";
+                            continue;
+                        }
+                    case 31: {
+                            if (wireType !== 2)
+                                break;
+                            message.openRendezvous = $root.parley.v1.OpenRendezvous.decode(reader, reader.size(), $undefined, _depth + 1, message.openRendezvous);
+                            message.body = "openRendezvous";
+                            continue;
+                        }
+                    case 32: {
+                            if (wireType !== 2)
+                                break;
+                            message.rendezvousPost = $root.parley.v1.RendezvousPost.decode(reader, reader.size(), $undefined, _depth + 1, message.rendezvousPost);
+                            message.body = "rendezvousPost";
+                            continue;
+                        }
+                    case 33: {
+                            if (wireType !== 2)
+                                break;
+                            message.rendezvousRead = $root.parley.v1.RendezvousRead.decode(reader, reader.size(), $undefined, _depth + 1, message.rendezvousRead);
+                            message.body = "rendezvousRead";
+                            continue;
+                        }
+                    case 34: {
+                            if (wireType !== 2)
+                                break;
+                            message.multiSend = $root.parley.v1.MultiSend.decode(reader, reader.size(), $undefined, _depth + 1, message.multiSend);
+                            message.body = "multiSend";
+                            continue;
+                        }
                     }
                     reader.skipType(wireType, _depth, tag);
                     if (!reader.discardUnknown) {
@@ -4371,7 +4485,12 @@ export const parley = $root.parley = (() => {
              * @property {parley.v1.DeviceReplaced.$Properties|null} [deviceReplaced] ServerFrame deviceReplaced
              * @property {parley.v1.RegistrationLockSet.$Properties|null} [registrationLockSet] ServerFrame registrationLockSet
              * @property {parley.v1.AddressRebound.$Properties|null} [addressRebound] ServerFrame addressRebound
-             * @property {"serverHello"|"error"|"authenticated"|"activationStarted"|"activated"|"oprfEvaluated"|"membershipResult"|"prekeyUploaded"|"prekeyBundle"|"prekeyCount"|"messageAccepted"|"delivery"|"acked"|"mailboxGap"|"syncDone"|"deactivated"|"pong"|"senderCertificateIssued"|"deliveryTokenSet"|"deviceReplaced"|"registrationLockSet"|"addressRebound"} [body] ServerFrame body
+             * @property {parley.v1.DeviceListPublished.$Properties|null} [deviceListPublished] ServerFrame deviceListPublished
+             * @property {parley.v1.DeviceListResult.$Properties|null} [deviceListResult] ServerFrame deviceListResult
+             * @property {parley.v1.RendezvousOpened.$Properties|null} [rendezvousOpened] ServerFrame rendezvousOpened
+             * @property {parley.v1.RendezvousPosted.$Properties|null} [rendezvousPosted] ServerFrame rendezvousPosted
+             * @property {parley.v1.RendezvousMessage.$Properties|null} [rendezvousMessage] ServerFrame rendezvousMessage
+             * @property {"serverHello"|"error"|"authenticated"|"activationStarted"|"activated"|"oprfEvaluated"|"membershipResult"|"prekeyUploaded"|"prekeyBundle"|"prekeyCount"|"messageAccepted"|"delivery"|"acked"|"mailboxGap"|"syncDone"|"deactivated"|"pong"|"senderCertificateIssued"|"deliveryTokenSet"|"deviceReplaced"|"registrationLockSet"|"addressRebound"|"deviceListPublished"|"deviceListResult"|"rendezvousOpened"|"rendezvousPosted"|"rendezvousMessage"} [body] ServerFrame body
              * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
              */
 
@@ -4409,9 +4528,14 @@ export const parley = $root.parley = (() => {
              *   deviceReplaced?: parley.v1.DeviceReplaced.$Shape|null;
              *   registrationLockSet?: parley.v1.RegistrationLockSet.$Shape|null;
              *   addressRebound?: parley.v1.AddressRebound.$Shape|null;
+             *   deviceListPublished?: parley.v1.DeviceListPublished.$Shape|null;
+             *   deviceListResult?: parley.v1.DeviceListResult.$Shape|null;
+             *   rendezvousOpened?: parley.v1.RendezvousOpened.$Shape|null;
+             *   rendezvousPosted?: parley.v1.RendezvousPosted.$Shape|null;
+             *   rendezvousMessage?: parley.v1.RendezvousMessage.$Shape|null;
              *   $unknowns?: Array.<Uint8Array>;
              * } & (
-             *   ({ body?: undefined; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null }|{ body?: "serverHello"; serverHello: parley.v1.ServerHello.$Shape; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null }|{ body?: "error"; serverHello?: null; error: parley.v1.Error.$Shape; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null }|{ body?: "authenticated"; serverHello?: null; error?: null; authenticated: parley.v1.Authenticated.$Shape; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null }|{ body?: "activationStarted"; serverHello?: null; error?: null; authenticated?: null; activationStarted: parley.v1.ActivationStarted.$Shape; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null }|{ body?: "activated"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated: parley.v1.Activated.$Shape; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null }|{ body?: "oprfEvaluated"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated: parley.v1.OprfEvaluated.$Shape; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null }|{ body?: "membershipResult"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult: parley.v1.MembershipResult.$Shape; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null }|{ body?: "prekeyUploaded"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded: parley.v1.PrekeyUploaded.$Shape; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null }|{ body?: "prekeyBundle"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle: parley.v1.PrekeyBundle.$Shape; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null }|{ body?: "prekeyCount"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount: parley.v1.PrekeyCount.$Shape; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null }|{ body?: "messageAccepted"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted: parley.v1.MessageAccepted.$Shape; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null }|{ body?: "delivery"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery: parley.v1.Delivery.$Shape; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null }|{ body?: "acked"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked: parley.v1.Acked.$Shape; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null }|{ body?: "mailboxGap"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap: parley.v1.MailboxGap.$Shape; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null }|{ body?: "syncDone"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone: parley.v1.SyncDone.$Shape; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null }|{ body?: "deactivated"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated: parley.v1.Deactivated.$Shape; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null }|{ body?: "pong"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong: parley.v1.Pong.$Shape; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null }|{ body?: "senderCertificateIssued"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued: parley.v1.SenderCertificateIssued.$Shape; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null }|{ body?: "deliveryTokenSet"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet: parley.v1.DeliveryTokenSet.$Shape; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null }|{ body?: "deviceReplaced"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced: parley.v1.DeviceReplaced.$Shape; registrationLockSet?: null; addressRebound?: null }|{ body?: "registrationLockSet"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet: parley.v1.RegistrationLockSet.$Shape; addressRebound?: null }|{ body?: "addressRebound"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound: parley.v1.AddressRebound.$Shape })
+             *   ({ body?: undefined; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "serverHello"; serverHello: parley.v1.ServerHello.$Shape; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "error"; serverHello?: null; error: parley.v1.Error.$Shape; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "authenticated"; serverHello?: null; error?: null; authenticated: parley.v1.Authenticated.$Shape; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "activationStarted"; serverHello?: null; error?: null; authenticated?: null; activationStarted: parley.v1.ActivationStarted.$Shape; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "activated"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated: parley.v1.Activated.$Shape; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "oprfEvaluated"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated: parley.v1.OprfEvaluated.$Shape; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "membershipResult"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult: parley.v1.MembershipResult.$Shape; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "prekeyUploaded"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded: parley.v1.PrekeyUploaded.$Shape; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "prekeyBundle"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle: parley.v1.PrekeyBundle.$Shape; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "prekeyCount"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount: parley.v1.PrekeyCount.$Shape; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "messageAccepted"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted: parley.v1.MessageAccepted.$Shape; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "delivery"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery: parley.v1.Delivery.$Shape; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "acked"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked: parley.v1.Acked.$Shape; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "mailboxGap"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap: parley.v1.MailboxGap.$Shape; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "syncDone"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone: parley.v1.SyncDone.$Shape; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "deactivated"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated: parley.v1.Deactivated.$Shape; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "pong"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong: parley.v1.Pong.$Shape; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "senderCertificateIssued"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued: parley.v1.SenderCertificateIssued.$Shape; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "deliveryTokenSet"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet: parley.v1.DeliveryTokenSet.$Shape; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "deviceReplaced"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced: parley.v1.DeviceReplaced.$Shape; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "registrationLockSet"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet: parley.v1.RegistrationLockSet.$Shape; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "addressRebound"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound: parley.v1.AddressRebound.$Shape; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "deviceListPublished"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished: parley.v1.DeviceListPublished.$Shape; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "deviceListResult"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult: parley.v1.DeviceListResult.$Shape; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "rendezvousOpened"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened: parley.v1.RendezvousOpened.$Shape; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "rendezvousPosted"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted: parley.v1.RendezvousPosted.$Shape; rendezvousMessage?: null }|{ body?: "rendezvousMessage"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage: parley.v1.RendezvousMessage.$Shape })
              * )} parley.v1.ServerFrame.$Shape
              */
 
@@ -4614,17 +4738,57 @@ export const parley = $root.parley = (() => {
              */
             ServerFrame.prototype.addressRebound = null;
 
+            /**
+             * ServerFrame deviceListPublished.
+             * @member {parley.v1.DeviceListPublished.$Properties|null|undefined} deviceListPublished
+             * @memberof parley.v1.ServerFrame
+             * @instance
+             */
+            ServerFrame.prototype.deviceListPublished = null;
+
+            /**
+             * ServerFrame deviceListResult.
+             * @member {parley.v1.DeviceListResult.$Properties|null|undefined} deviceListResult
+             * @memberof parley.v1.ServerFrame
+             * @instance
+             */
+            ServerFrame.prototype.deviceListResult = null;
+
+            /**
+             * ServerFrame rendezvousOpened.
+             * @member {parley.v1.RendezvousOpened.$Properties|null|undefined} rendezvousOpened
+             * @memberof parley.v1.ServerFrame
+             * @instance
+             */
+            ServerFrame.prototype.rendezvousOpened = null;
+
+            /**
+             * ServerFrame rendezvousPosted.
+             * @member {parley.v1.RendezvousPosted.$Properties|null|undefined} rendezvousPosted
+             * @memberof parley.v1.ServerFrame
+             * @instance
+             */
+            ServerFrame.prototype.rendezvousPosted = null;
+
+            /**
+             * ServerFrame rendezvousMessage.
+             * @member {parley.v1.RendezvousMessage.$Properties|null|undefined} rendezvousMessage
+             * @memberof parley.v1.ServerFrame
+             * @instance
+             */
+            ServerFrame.prototype.rendezvousMessage = null;
+
             // OneOf field names bound to virtual getters and setters
             let $oneOfFields;
 
             /**
              * ServerFrame body.
-             * @member {"serverHello"|"error"|"authenticated"|"activationStarted"|"activated"|"oprfEvaluated"|"membershipResult"|"prekeyUploaded"|"prekeyBundle"|"prekeyCount"|"messageAccepted"|"delivery"|"acked"|"mailboxGap"|"syncDone"|"deactivated"|"pong"|"senderCertificateIssued"|"deliveryTokenSet"|"deviceReplaced"|"registrationLockSet"|"addressRebound"|undefined} body
+             * @member {"serverHello"|"error"|"authenticated"|"activationStarted"|"activated"|"oprfEvaluated"|"membershipResult"|"prekeyUploaded"|"prekeyBundle"|"prekeyCount"|"messageAccepted"|"delivery"|"acked"|"mailboxGap"|"syncDone"|"deactivated"|"pong"|"senderCertificateIssued"|"deliveryTokenSet"|"deviceReplaced"|"registrationLockSet"|"addressRebound"|"deviceListPublished"|"deviceListResult"|"rendezvousOpened"|"rendezvousPosted"|"rendezvousMessage"|undefined} body
              * @memberof parley.v1.ServerFrame
              * @instance
              */
             $Object.defineProperty(ServerFrame.prototype, "body", {
-                get: $util.oneOfGetter($oneOfFields = ["serverHello", "error", "authenticated", "activationStarted", "activated", "oprfEvaluated", "membershipResult", "prekeyUploaded", "prekeyBundle", "prekeyCount", "messageAccepted", "delivery", "acked", "mailboxGap", "syncDone", "deactivated", "pong", "senderCertificateIssued", "deliveryTokenSet", "deviceReplaced", "registrationLockSet", "addressRebound"]),
+                get: $util.oneOfGetter($oneOfFields = ["serverHello", "error", "authenticated", "activationStarted", "activated", "oprfEvaluated", "membershipResult", "prekeyUploaded", "prekeyBundle", "prekeyCount", "messageAccepted", "delivery", "acked", "mailboxGap", "syncDone", "deactivated", "pong", "senderCertificateIssued", "deliveryTokenSet", "deviceReplaced", "registrationLockSet", "addressRebound", "deviceListPublished", "deviceListResult", "rendezvousOpened", "rendezvousPosted", "rendezvousMessage"]),
                 set: $util.oneOfSetter($oneOfFields)
             });
 
@@ -4706,6 +4870,16 @@ export const parley = $root.parley = (() => {
                     $root.parley.v1.RegistrationLockSet.encode(message.registrationLockSet, writer.uint32(/* id 30, wireType 2 =*/242).fork(), _depth + 1).ldelim();
                 if (message.addressRebound != null && $Object.hasOwnProperty.call(message, "addressRebound"))
                     $root.parley.v1.AddressRebound.encode(message.addressRebound, writer.uint32(/* id 31, wireType 2 =*/250).fork(), _depth + 1).ldelim();
+                if (message.deviceListPublished != null && $Object.hasOwnProperty.call(message, "deviceListPublished"))
+                    $root.parley.v1.DeviceListPublished.encode(message.deviceListPublished, writer.uint32(/* id 32, wireType 2 =*/258).fork(), _depth + 1).ldelim();
+                if (message.deviceListResult != null && $Object.hasOwnProperty.call(message, "deviceListResult"))
+                    $root.parley.v1.DeviceListResult.encode(message.deviceListResult, writer.uint32(/* id 33, wireType 2 =*/266).fork(), _depth + 1).ldelim();
+                if (message.rendezvousOpened != null && $Object.hasOwnProperty.call(message, "rendezvousOpened"))
+                    $root.parley.v1.RendezvousOpened.encode(message.rendezvousOpened, writer.uint32(/* id 34, wireType 2 =*/274).fork(), _depth + 1).ldelim();
+                if (message.rendezvousPosted != null && $Object.hasOwnProperty.call(message, "rendezvousPosted"))
+                    $root.parley.v1.RendezvousPosted.encode(message.rendezvousPosted, writer.uint32(/* id 35, wireType 2 =*/282).fork(), _depth + 1).ldelim();
+                if (message.rendezvousMessage != null && $Object.hasOwnProperty.call(message, "rendezvousMessage"))
+                    $root.parley.v1.RendezvousMessage.encode(message.rendezvousMessage, writer.uint32(/* id 36, wireType 2 =*/290).fork(), _depth + 1).ldelim();
                 if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
@@ -4911,6 +5085,41 @@ export const parley = $root.parley = (() => {
                                 break;
                             message.addressRebound = $root.parley.v1.AddressRebound.decode(reader, reader.size(), $undefined, _depth + 1, message.addressRebound);
                             message.body = "addressRebound";
+                            continue;
+                        }
+                    case 32: {
+                            if (wireType !== 2)
+                                break;
+                            message.deviceListPublished = $root.parley.v1.DeviceListPublished.decode(reader, reader.size(), $undefined, _depth + 1, message.deviceListPublished);
+                            message.body = "deviceListPublished";
+                            continue;
+                        }
+                    case 33: {
+                            if (wireType !== 2)
+                                break;
+                            message.deviceListResult = $root.parley.v1.DeviceListResult.decode(reader, reader.size(), $undefined, _depth + 1, message.deviceListResult);
+                            message.body = "deviceListResult";
+                            continue;
+                        }
+                    case 34: {
+                            if (wireType !== 2)
+                                break;
+                            message.rendezvousOpened = $root.parley.v1.RendezvousOpened.decode(reader, reader.size(), $undefined, _depth + 1, message.rendezvousOpened);
+                            message.body = "rendezvousOpened";
+                            continue;
+                        }
+                    case 35: {
+                            if (wireType !== 2)
+                                break;
+                            message.rendezvousPosted = $root.parley.v1.RendezvousPosted.decode(reader, reader.size(), $undefined, _depth + 1, message.rendezvousPosted);
+                            message.body = "rendezvousPosted";
+                            continue;
+                        }
+                    case 36: {
+                            if (wireType !== 2)
+                                break;
+                            message.rendezvousMessage = $root.parley.v1.RendezvousMessage.decode(reader, reader.size(), $undefined, _depth + 1, message.rendezvousMessage);
+                            message.body = "rendezvousMessage";
                             continue;
                         }
                     }
@@ -8323,6 +8532,7 @@ export const parley = $root.parley = (() => {
              * Properties of a DeviceReplaced.
              * @typedef {Object} parley.v1.DeviceReplaced.$Properties
              * @property {boolean|null} [erased] DeviceReplaced erased
+             * @property {boolean|null} [removed] DeviceReplaced removed
              * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
              */
 
@@ -8363,6 +8573,14 @@ export const parley = $root.parley = (() => {
             DeviceReplaced.prototype.erased = false;
 
             /**
+             * DeviceReplaced removed.
+             * @member {boolean} removed
+             * @memberof parley.v1.DeviceReplaced
+             * @instance
+             */
+            DeviceReplaced.prototype.removed = false;
+
+            /**
              * Creates a new DeviceReplaced instance using the specified properties.
              * @function create
              * @memberof parley.v1.DeviceReplaced
@@ -8396,6 +8614,8 @@ export const parley = $root.parley = (() => {
                     throw $Error("max depth exceeded");
                 if (message.erased != null && $Object.hasOwnProperty.call(message, "erased") && message.erased !== false)
                     writer.uint32(/* id 1, wireType 0 =*/8).bool(message.erased);
+                if (message.removed != null && $Object.hasOwnProperty.call(message, "removed") && message.removed !== false)
+                    writer.uint32(/* id 2, wireType 0 =*/16).bool(message.removed);
                 if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
@@ -8447,6 +8667,15 @@ export const parley = $root.parley = (() => {
                                 message.erased = value;
                             else
                                 delete message.erased;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.bool())
+                                message.removed = value;
+                            else
+                                delete message.removed;
                             continue;
                         }
                     }
@@ -10276,6 +10505,7 @@ export const parley = $root.parley = (() => {
              * Properties of a PrekeyBundleQuery.
              * @typedef {Object} parley.v1.PrekeyBundleQuery.$Properties
              * @property {Uint8Array|null} [address] PrekeyBundleQuery address
+             * @property {number|null} [deviceId] PrekeyBundleQuery deviceId
              * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
              */
 
@@ -10316,6 +10546,14 @@ export const parley = $root.parley = (() => {
             PrekeyBundleQuery.prototype.address = $util.newBuffer([]);
 
             /**
+             * PrekeyBundleQuery deviceId.
+             * @member {number} deviceId
+             * @memberof parley.v1.PrekeyBundleQuery
+             * @instance
+             */
+            PrekeyBundleQuery.prototype.deviceId = 0;
+
+            /**
              * Creates a new PrekeyBundleQuery instance using the specified properties.
              * @function create
              * @memberof parley.v1.PrekeyBundleQuery
@@ -10349,6 +10587,8 @@ export const parley = $root.parley = (() => {
                     throw $Error("max depth exceeded");
                 if (message.address != null && $Object.hasOwnProperty.call(message, "address") && message.address.length)
                     writer.uint32(/* id 1, wireType 2 =*/10).bytes(message.address);
+                if (message.deviceId != null && $Object.hasOwnProperty.call(message, "deviceId") && message.deviceId !== 0)
+                    writer.uint32(/* id 2, wireType 0 =*/16).uint32(message.deviceId);
                 if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
@@ -10400,6 +10640,15 @@ export const parley = $root.parley = (() => {
                                 message.address = value;
                             else
                                 delete message.address;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.uint32())
+                                message.deviceId = value;
+                            else
+                                delete message.deviceId;
                             continue;
                         }
                     }
@@ -13479,6 +13728,7 @@ export const parley = $root.parley = (() => {
          * @property {number} ERROR_CODE_UNAVAILABLE=13 ERROR_CODE_UNAVAILABLE value
          * @property {number} ERROR_CODE_MAILBOX_FULL=14 ERROR_CODE_MAILBOX_FULL value
          * @property {number} ERROR_CODE_REGISTRATION_LOCKED=15 ERROR_CODE_REGISTRATION_LOCKED value
+         * @property {number} ERROR_CODE_STALE_DEVICES=16 ERROR_CODE_STALE_DEVICES value
          */
         v1.ErrorCode = (function() {
             const valuesById = $Object.create(null), values = $Object.create(valuesById);
@@ -13498,6 +13748,7 @@ export const parley = $root.parley = (() => {
             values[valuesById[13] = "ERROR_CODE_UNAVAILABLE"] = 13;
             values[valuesById[14] = "ERROR_CODE_MAILBOX_FULL"] = 14;
             values[valuesById[15] = "ERROR_CODE_REGISTRATION_LOCKED"] = 15;
+            values[valuesById[16] = "ERROR_CODE_STALE_DEVICES"] = 16;
             return values;
         })();
 
@@ -13510,6 +13761,7 @@ export const parley = $root.parley = (() => {
              * @property {string|null} [message] Error message
              * @property {number|null} [retryAfterMs] Error retryAfterMs
              * @property {parley.v1.RegistrationLockChallenge.$Properties|null} [registrationLock] Error registrationLock
+             * @property {number|Long|null} [deviceListVersion] Error deviceListVersion
              * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
              */
 
@@ -13574,6 +13826,14 @@ export const parley = $root.parley = (() => {
             Error.prototype.registrationLock = null;
 
             /**
+             * Error deviceListVersion.
+             * @member {number|Long} deviceListVersion
+             * @memberof parley.v1.Error
+             * @instance
+             */
+            Error.prototype.deviceListVersion = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+
+            /**
              * Creates a new Error instance using the specified properties.
              * @function create
              * @memberof parley.v1.Error
@@ -13613,6 +13873,8 @@ export const parley = $root.parley = (() => {
                     writer.uint32(/* id 3, wireType 0 =*/24).uint32(message.retryAfterMs);
                 if (message.registrationLock != null && $Object.hasOwnProperty.call(message, "registrationLock"))
                     $root.parley.v1.RegistrationLockChallenge.encode(message.registrationLock, writer.uint32(/* id 4, wireType 2 =*/34).fork(), _depth + 1).ldelim();
+                if (message.deviceListVersion != null && $Object.hasOwnProperty.call(message, "deviceListVersion") && (typeof message.deviceListVersion === "object" ? message.deviceListVersion.low || message.deviceListVersion.high : message.deviceListVersion !== 0))
+                    writer.uint32(/* id 5, wireType 0 =*/40).uint64(message.deviceListVersion);
                 if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
@@ -13690,6 +13952,15 @@ export const parley = $root.parley = (() => {
                             message.registrationLock = $root.parley.v1.RegistrationLockChallenge.decode(reader, reader.size(), $undefined, _depth + 1, message.registrationLock);
                             continue;
                         }
+                    case 5: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                                message.deviceListVersion = value;
+                            else
+                                delete message.deviceListVersion;
+                            continue;
+                        }
                     }
                     reader.skipType(wireType, _depth, tag);
                     if (!reader.discardUnknown) {
@@ -13708,6 +13979,2001 @@ export const parley = $root.parley = (() => {
             };
 
             return Error;
+        })();
+
+        v1.PublishDeviceList = (function() {
+
+            /**
+             * Properties of a PublishDeviceList.
+             * @typedef {Object} parley.v1.PublishDeviceList.$Properties
+             * @property {Uint8Array|null} [deviceList] PublishDeviceList deviceList
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of a PublishDeviceList.
+             * @memberof parley.v1
+             * @interface IPublishDeviceList
+             * @augments parley.v1.PublishDeviceList.$Properties
+             * @deprecated Use parley.v1.PublishDeviceList.$Properties instead.
+             */
+
+            /**
+             * Shape of a PublishDeviceList.
+             * @typedef {parley.v1.PublishDeviceList.$Properties} parley.v1.PublishDeviceList.$Shape
+             */
+
+            /**
+             * Constructs a new PublishDeviceList.
+             * @memberof parley.v1
+             * @classdesc Represents a PublishDeviceList.
+             * @constructor
+             * @param {parley.v1.PublishDeviceList.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const PublishDeviceList = function (properties) {
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * PublishDeviceList deviceList.
+             * @member {Uint8Array} deviceList
+             * @memberof parley.v1.PublishDeviceList
+             * @instance
+             */
+            PublishDeviceList.prototype.deviceList = $util.newBuffer([]);
+
+            /**
+             * Creates a new PublishDeviceList instance using the specified properties.
+             * @function create
+             * @memberof parley.v1.PublishDeviceList
+             * @static
+             * @param {parley.v1.PublishDeviceList.$Properties=} [properties] Properties to set
+             * @returns {parley.v1.PublishDeviceList} PublishDeviceList instance
+             * @type {{
+             *   (properties: parley.v1.PublishDeviceList.$Shape): parley.v1.PublishDeviceList & parley.v1.PublishDeviceList.$Shape;
+             *   (properties?: parley.v1.PublishDeviceList.$Properties): parley.v1.PublishDeviceList;
+             * }}
+             */
+            PublishDeviceList.create = function(properties) {
+                return new PublishDeviceList(properties);
+            };
+
+            /**
+             * Encodes the specified PublishDeviceList message. Does not implicitly {@link parley.v1.PublishDeviceList.verify|verify} messages.
+             * @function encode
+             * @memberof parley.v1.PublishDeviceList
+             * @static
+             * @param {parley.v1.PublishDeviceList.$Properties} message PublishDeviceList message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            PublishDeviceList.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.deviceList != null && $Object.hasOwnProperty.call(message, "deviceList") && message.deviceList.length)
+                    writer.uint32(/* id 1, wireType 2 =*/10).bytes(message.deviceList);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes a PublishDeviceList message from the specified reader or buffer.
+             * @function decode
+             * @memberof parley.v1.PublishDeviceList
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {parley.v1.PublishDeviceList & parley.v1.PublishDeviceList.$Shape} PublishDeviceList
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            PublishDeviceList.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.parley.v1.PublishDeviceList();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.deviceList = value;
+                            else
+                                delete message.deviceList;
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return PublishDeviceList;
+        })();
+
+        v1.DeviceListPublished = (function() {
+
+            /**
+             * Properties of a DeviceListPublished.
+             * @typedef {Object} parley.v1.DeviceListPublished.$Properties
+             * @property {number|Long|null} [version] DeviceListPublished version
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of a DeviceListPublished.
+             * @memberof parley.v1
+             * @interface IDeviceListPublished
+             * @augments parley.v1.DeviceListPublished.$Properties
+             * @deprecated Use parley.v1.DeviceListPublished.$Properties instead.
+             */
+
+            /**
+             * Shape of a DeviceListPublished.
+             * @typedef {parley.v1.DeviceListPublished.$Properties} parley.v1.DeviceListPublished.$Shape
+             */
+
+            /**
+             * Constructs a new DeviceListPublished.
+             * @memberof parley.v1
+             * @classdesc Represents a DeviceListPublished.
+             * @constructor
+             * @param {parley.v1.DeviceListPublished.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const DeviceListPublished = function (properties) {
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * DeviceListPublished version.
+             * @member {number|Long} version
+             * @memberof parley.v1.DeviceListPublished
+             * @instance
+             */
+            DeviceListPublished.prototype.version = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+
+            /**
+             * Creates a new DeviceListPublished instance using the specified properties.
+             * @function create
+             * @memberof parley.v1.DeviceListPublished
+             * @static
+             * @param {parley.v1.DeviceListPublished.$Properties=} [properties] Properties to set
+             * @returns {parley.v1.DeviceListPublished} DeviceListPublished instance
+             * @type {{
+             *   (properties: parley.v1.DeviceListPublished.$Shape): parley.v1.DeviceListPublished & parley.v1.DeviceListPublished.$Shape;
+             *   (properties?: parley.v1.DeviceListPublished.$Properties): parley.v1.DeviceListPublished;
+             * }}
+             */
+            DeviceListPublished.create = function(properties) {
+                return new DeviceListPublished(properties);
+            };
+
+            /**
+             * Encodes the specified DeviceListPublished message. Does not implicitly {@link parley.v1.DeviceListPublished.verify|verify} messages.
+             * @function encode
+             * @memberof parley.v1.DeviceListPublished
+             * @static
+             * @param {parley.v1.DeviceListPublished.$Properties} message DeviceListPublished message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            DeviceListPublished.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.version != null && $Object.hasOwnProperty.call(message, "version") && (typeof message.version === "object" ? message.version.low || message.version.high : message.version !== 0))
+                    writer.uint32(/* id 1, wireType 0 =*/8).uint64(message.version);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes a DeviceListPublished message from the specified reader or buffer.
+             * @function decode
+             * @memberof parley.v1.DeviceListPublished
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {parley.v1.DeviceListPublished & parley.v1.DeviceListPublished.$Shape} DeviceListPublished
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            DeviceListPublished.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.parley.v1.DeviceListPublished();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                                message.version = value;
+                            else
+                                delete message.version;
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return DeviceListPublished;
+        })();
+
+        v1.DeviceListQuery = (function() {
+
+            /**
+             * Properties of a DeviceListQuery.
+             * @typedef {Object} parley.v1.DeviceListQuery.$Properties
+             * @property {Uint8Array|null} [address] DeviceListQuery address
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of a DeviceListQuery.
+             * @memberof parley.v1
+             * @interface IDeviceListQuery
+             * @augments parley.v1.DeviceListQuery.$Properties
+             * @deprecated Use parley.v1.DeviceListQuery.$Properties instead.
+             */
+
+            /**
+             * Shape of a DeviceListQuery.
+             * @typedef {parley.v1.DeviceListQuery.$Properties} parley.v1.DeviceListQuery.$Shape
+             */
+
+            /**
+             * Constructs a new DeviceListQuery.
+             * @memberof parley.v1
+             * @classdesc Represents a DeviceListQuery.
+             * @constructor
+             * @param {parley.v1.DeviceListQuery.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const DeviceListQuery = function (properties) {
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * DeviceListQuery address.
+             * @member {Uint8Array} address
+             * @memberof parley.v1.DeviceListQuery
+             * @instance
+             */
+            DeviceListQuery.prototype.address = $util.newBuffer([]);
+
+            /**
+             * Creates a new DeviceListQuery instance using the specified properties.
+             * @function create
+             * @memberof parley.v1.DeviceListQuery
+             * @static
+             * @param {parley.v1.DeviceListQuery.$Properties=} [properties] Properties to set
+             * @returns {parley.v1.DeviceListQuery} DeviceListQuery instance
+             * @type {{
+             *   (properties: parley.v1.DeviceListQuery.$Shape): parley.v1.DeviceListQuery & parley.v1.DeviceListQuery.$Shape;
+             *   (properties?: parley.v1.DeviceListQuery.$Properties): parley.v1.DeviceListQuery;
+             * }}
+             */
+            DeviceListQuery.create = function(properties) {
+                return new DeviceListQuery(properties);
+            };
+
+            /**
+             * Encodes the specified DeviceListQuery message. Does not implicitly {@link parley.v1.DeviceListQuery.verify|verify} messages.
+             * @function encode
+             * @memberof parley.v1.DeviceListQuery
+             * @static
+             * @param {parley.v1.DeviceListQuery.$Properties} message DeviceListQuery message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            DeviceListQuery.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.address != null && $Object.hasOwnProperty.call(message, "address") && message.address.length)
+                    writer.uint32(/* id 1, wireType 2 =*/10).bytes(message.address);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes a DeviceListQuery message from the specified reader or buffer.
+             * @function decode
+             * @memberof parley.v1.DeviceListQuery
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {parley.v1.DeviceListQuery & parley.v1.DeviceListQuery.$Shape} DeviceListQuery
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            DeviceListQuery.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.parley.v1.DeviceListQuery();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.address = value;
+                            else
+                                delete message.address;
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return DeviceListQuery;
+        })();
+
+        v1.DeviceListResult = (function() {
+
+            /**
+             * Properties of a DeviceListResult.
+             * @typedef {Object} parley.v1.DeviceListResult.$Properties
+             * @property {Uint8Array|null} [deviceList] DeviceListResult deviceList
+             * @property {number|null} [primaryDeviceId] DeviceListResult primaryDeviceId
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of a DeviceListResult.
+             * @memberof parley.v1
+             * @interface IDeviceListResult
+             * @augments parley.v1.DeviceListResult.$Properties
+             * @deprecated Use parley.v1.DeviceListResult.$Properties instead.
+             */
+
+            /**
+             * Shape of a DeviceListResult.
+             * @typedef {parley.v1.DeviceListResult.$Properties} parley.v1.DeviceListResult.$Shape
+             */
+
+            /**
+             * Constructs a new DeviceListResult.
+             * @memberof parley.v1
+             * @classdesc Represents a DeviceListResult.
+             * @constructor
+             * @param {parley.v1.DeviceListResult.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const DeviceListResult = function (properties) {
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * DeviceListResult deviceList.
+             * @member {Uint8Array} deviceList
+             * @memberof parley.v1.DeviceListResult
+             * @instance
+             */
+            DeviceListResult.prototype.deviceList = $util.newBuffer([]);
+
+            /**
+             * DeviceListResult primaryDeviceId.
+             * @member {number} primaryDeviceId
+             * @memberof parley.v1.DeviceListResult
+             * @instance
+             */
+            DeviceListResult.prototype.primaryDeviceId = 0;
+
+            /**
+             * Creates a new DeviceListResult instance using the specified properties.
+             * @function create
+             * @memberof parley.v1.DeviceListResult
+             * @static
+             * @param {parley.v1.DeviceListResult.$Properties=} [properties] Properties to set
+             * @returns {parley.v1.DeviceListResult} DeviceListResult instance
+             * @type {{
+             *   (properties: parley.v1.DeviceListResult.$Shape): parley.v1.DeviceListResult & parley.v1.DeviceListResult.$Shape;
+             *   (properties?: parley.v1.DeviceListResult.$Properties): parley.v1.DeviceListResult;
+             * }}
+             */
+            DeviceListResult.create = function(properties) {
+                return new DeviceListResult(properties);
+            };
+
+            /**
+             * Encodes the specified DeviceListResult message. Does not implicitly {@link parley.v1.DeviceListResult.verify|verify} messages.
+             * @function encode
+             * @memberof parley.v1.DeviceListResult
+             * @static
+             * @param {parley.v1.DeviceListResult.$Properties} message DeviceListResult message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            DeviceListResult.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.deviceList != null && $Object.hasOwnProperty.call(message, "deviceList") && message.deviceList.length)
+                    writer.uint32(/* id 1, wireType 2 =*/10).bytes(message.deviceList);
+                if (message.primaryDeviceId != null && $Object.hasOwnProperty.call(message, "primaryDeviceId") && message.primaryDeviceId !== 0)
+                    writer.uint32(/* id 2, wireType 0 =*/16).uint32(message.primaryDeviceId);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes a DeviceListResult message from the specified reader or buffer.
+             * @function decode
+             * @memberof parley.v1.DeviceListResult
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {parley.v1.DeviceListResult & parley.v1.DeviceListResult.$Shape} DeviceListResult
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            DeviceListResult.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.parley.v1.DeviceListResult();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.deviceList = value;
+                            else
+                                delete message.deviceList;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.uint32())
+                                message.primaryDeviceId = value;
+                            else
+                                delete message.primaryDeviceId;
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return DeviceListResult;
+        })();
+
+        v1.OpenRendezvous = (function() {
+
+            /**
+             * Properties of an OpenRendezvous.
+             * @typedef {Object} parley.v1.OpenRendezvous.$Properties
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of an OpenRendezvous.
+             * @memberof parley.v1
+             * @interface IOpenRendezvous
+             * @augments parley.v1.OpenRendezvous.$Properties
+             * @deprecated Use parley.v1.OpenRendezvous.$Properties instead.
+             */
+
+            /**
+             * Shape of an OpenRendezvous.
+             * @typedef {parley.v1.OpenRendezvous.$Properties} parley.v1.OpenRendezvous.$Shape
+             */
+
+            /**
+             * Constructs a new OpenRendezvous.
+             * @memberof parley.v1
+             * @classdesc Represents an OpenRendezvous.
+             * @constructor
+             * @param {parley.v1.OpenRendezvous.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const OpenRendezvous = function (properties) {
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * Creates a new OpenRendezvous instance using the specified properties.
+             * @function create
+             * @memberof parley.v1.OpenRendezvous
+             * @static
+             * @param {parley.v1.OpenRendezvous.$Properties=} [properties] Properties to set
+             * @returns {parley.v1.OpenRendezvous} OpenRendezvous instance
+             * @type {{
+             *   (properties: parley.v1.OpenRendezvous.$Shape): parley.v1.OpenRendezvous & parley.v1.OpenRendezvous.$Shape;
+             *   (properties?: parley.v1.OpenRendezvous.$Properties): parley.v1.OpenRendezvous;
+             * }}
+             */
+            OpenRendezvous.create = function(properties) {
+                return new OpenRendezvous(properties);
+            };
+
+            /**
+             * Encodes the specified OpenRendezvous message. Does not implicitly {@link parley.v1.OpenRendezvous.verify|verify} messages.
+             * @function encode
+             * @memberof parley.v1.OpenRendezvous
+             * @static
+             * @param {parley.v1.OpenRendezvous.$Properties} message OpenRendezvous message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            OpenRendezvous.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes an OpenRendezvous message from the specified reader or buffer.
+             * @function decode
+             * @memberof parley.v1.OpenRendezvous
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {parley.v1.OpenRendezvous & parley.v1.OpenRendezvous.$Shape} OpenRendezvous
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            OpenRendezvous.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.parley.v1.OpenRendezvous();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    reader.skipType(tag & 7, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return OpenRendezvous;
+        })();
+
+        v1.RendezvousOpened = (function() {
+
+            /**
+             * Properties of a RendezvousOpened.
+             * @typedef {Object} parley.v1.RendezvousOpened.$Properties
+             * @property {Uint8Array|null} [rendezvousId] RendezvousOpened rendezvousId
+             * @property {number|null} [expiresInSeconds] RendezvousOpened expiresInSeconds
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of a RendezvousOpened.
+             * @memberof parley.v1
+             * @interface IRendezvousOpened
+             * @augments parley.v1.RendezvousOpened.$Properties
+             * @deprecated Use parley.v1.RendezvousOpened.$Properties instead.
+             */
+
+            /**
+             * Shape of a RendezvousOpened.
+             * @typedef {parley.v1.RendezvousOpened.$Properties} parley.v1.RendezvousOpened.$Shape
+             */
+
+            /**
+             * Constructs a new RendezvousOpened.
+             * @memberof parley.v1
+             * @classdesc Represents a RendezvousOpened.
+             * @constructor
+             * @param {parley.v1.RendezvousOpened.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const RendezvousOpened = function (properties) {
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * RendezvousOpened rendezvousId.
+             * @member {Uint8Array} rendezvousId
+             * @memberof parley.v1.RendezvousOpened
+             * @instance
+             */
+            RendezvousOpened.prototype.rendezvousId = $util.newBuffer([]);
+
+            /**
+             * RendezvousOpened expiresInSeconds.
+             * @member {number} expiresInSeconds
+             * @memberof parley.v1.RendezvousOpened
+             * @instance
+             */
+            RendezvousOpened.prototype.expiresInSeconds = 0;
+
+            /**
+             * Creates a new RendezvousOpened instance using the specified properties.
+             * @function create
+             * @memberof parley.v1.RendezvousOpened
+             * @static
+             * @param {parley.v1.RendezvousOpened.$Properties=} [properties] Properties to set
+             * @returns {parley.v1.RendezvousOpened} RendezvousOpened instance
+             * @type {{
+             *   (properties: parley.v1.RendezvousOpened.$Shape): parley.v1.RendezvousOpened & parley.v1.RendezvousOpened.$Shape;
+             *   (properties?: parley.v1.RendezvousOpened.$Properties): parley.v1.RendezvousOpened;
+             * }}
+             */
+            RendezvousOpened.create = function(properties) {
+                return new RendezvousOpened(properties);
+            };
+
+            /**
+             * Encodes the specified RendezvousOpened message. Does not implicitly {@link parley.v1.RendezvousOpened.verify|verify} messages.
+             * @function encode
+             * @memberof parley.v1.RendezvousOpened
+             * @static
+             * @param {parley.v1.RendezvousOpened.$Properties} message RendezvousOpened message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            RendezvousOpened.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.rendezvousId != null && $Object.hasOwnProperty.call(message, "rendezvousId") && message.rendezvousId.length)
+                    writer.uint32(/* id 1, wireType 2 =*/10).bytes(message.rendezvousId);
+                if (message.expiresInSeconds != null && $Object.hasOwnProperty.call(message, "expiresInSeconds") && message.expiresInSeconds !== 0)
+                    writer.uint32(/* id 2, wireType 0 =*/16).uint32(message.expiresInSeconds);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes a RendezvousOpened message from the specified reader or buffer.
+             * @function decode
+             * @memberof parley.v1.RendezvousOpened
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {parley.v1.RendezvousOpened & parley.v1.RendezvousOpened.$Shape} RendezvousOpened
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            RendezvousOpened.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.parley.v1.RendezvousOpened();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.rendezvousId = value;
+                            else
+                                delete message.rendezvousId;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.uint32())
+                                message.expiresInSeconds = value;
+                            else
+                                delete message.expiresInSeconds;
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return RendezvousOpened;
+        })();
+
+        /**
+         * RendezvousSide enum.
+         * @name parley.v1.RendezvousSide
+         * @enum {number}
+         * @property {number} RENDEZVOUS_SIDE_UNSPECIFIED=0 RENDEZVOUS_SIDE_UNSPECIFIED value
+         * @property {number} RENDEZVOUS_SIDE_PRIMARY=1 RENDEZVOUS_SIDE_PRIMARY value
+         * @property {number} RENDEZVOUS_SIDE_DEVICE=2 RENDEZVOUS_SIDE_DEVICE value
+         */
+        v1.RendezvousSide = (function() {
+            const valuesById = $Object.create(null), values = $Object.create(valuesById);
+            values[valuesById[0] = "RENDEZVOUS_SIDE_UNSPECIFIED"] = 0;
+            values[valuesById[1] = "RENDEZVOUS_SIDE_PRIMARY"] = 1;
+            values[valuesById[2] = "RENDEZVOUS_SIDE_DEVICE"] = 2;
+            return values;
+        })();
+
+        v1.RendezvousPost = (function() {
+
+            /**
+             * Properties of a RendezvousPost.
+             * @typedef {Object} parley.v1.RendezvousPost.$Properties
+             * @property {Uint8Array|null} [rendezvousId] RendezvousPost rendezvousId
+             * @property {parley.v1.RendezvousSide|null} [side] RendezvousPost side
+             * @property {Uint8Array|null} [sealed] RendezvousPost sealed
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of a RendezvousPost.
+             * @memberof parley.v1
+             * @interface IRendezvousPost
+             * @augments parley.v1.RendezvousPost.$Properties
+             * @deprecated Use parley.v1.RendezvousPost.$Properties instead.
+             */
+
+            /**
+             * Shape of a RendezvousPost.
+             * @typedef {parley.v1.RendezvousPost.$Properties} parley.v1.RendezvousPost.$Shape
+             */
+
+            /**
+             * Constructs a new RendezvousPost.
+             * @memberof parley.v1
+             * @classdesc Represents a RendezvousPost.
+             * @constructor
+             * @param {parley.v1.RendezvousPost.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const RendezvousPost = function (properties) {
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * RendezvousPost rendezvousId.
+             * @member {Uint8Array} rendezvousId
+             * @memberof parley.v1.RendezvousPost
+             * @instance
+             */
+            RendezvousPost.prototype.rendezvousId = $util.newBuffer([]);
+
+            /**
+             * RendezvousPost side.
+             * @member {parley.v1.RendezvousSide} side
+             * @memberof parley.v1.RendezvousPost
+             * @instance
+             */
+            RendezvousPost.prototype.side = 0;
+
+            /**
+             * RendezvousPost sealed.
+             * @member {Uint8Array} sealed
+             * @memberof parley.v1.RendezvousPost
+             * @instance
+             */
+            RendezvousPost.prototype.sealed = $util.newBuffer([]);
+
+            /**
+             * Creates a new RendezvousPost instance using the specified properties.
+             * @function create
+             * @memberof parley.v1.RendezvousPost
+             * @static
+             * @param {parley.v1.RendezvousPost.$Properties=} [properties] Properties to set
+             * @returns {parley.v1.RendezvousPost} RendezvousPost instance
+             * @type {{
+             *   (properties: parley.v1.RendezvousPost.$Shape): parley.v1.RendezvousPost & parley.v1.RendezvousPost.$Shape;
+             *   (properties?: parley.v1.RendezvousPost.$Properties): parley.v1.RendezvousPost;
+             * }}
+             */
+            RendezvousPost.create = function(properties) {
+                return new RendezvousPost(properties);
+            };
+
+            /**
+             * Encodes the specified RendezvousPost message. Does not implicitly {@link parley.v1.RendezvousPost.verify|verify} messages.
+             * @function encode
+             * @memberof parley.v1.RendezvousPost
+             * @static
+             * @param {parley.v1.RendezvousPost.$Properties} message RendezvousPost message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            RendezvousPost.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.rendezvousId != null && $Object.hasOwnProperty.call(message, "rendezvousId") && message.rendezvousId.length)
+                    writer.uint32(/* id 1, wireType 2 =*/10).bytes(message.rendezvousId);
+                if (message.side != null && $Object.hasOwnProperty.call(message, "side") && message.side !== 0)
+                    writer.uint32(/* id 2, wireType 0 =*/16).int32(message.side);
+                if (message.sealed != null && $Object.hasOwnProperty.call(message, "sealed") && message.sealed.length)
+                    writer.uint32(/* id 3, wireType 2 =*/26).bytes(message.sealed);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes a RendezvousPost message from the specified reader or buffer.
+             * @function decode
+             * @memberof parley.v1.RendezvousPost
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {parley.v1.RendezvousPost & parley.v1.RendezvousPost.$Shape} RendezvousPost
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            RendezvousPost.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.parley.v1.RendezvousPost();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.rendezvousId = value;
+                            else
+                                delete message.rendezvousId;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.int32())
+                                message.side = value;
+                            else
+                                delete message.side;
+                            continue;
+                        }
+                    case 3: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.sealed = value;
+                            else
+                                delete message.sealed;
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return RendezvousPost;
+        })();
+
+        v1.RendezvousPosted = (function() {
+
+            /**
+             * Properties of a RendezvousPosted.
+             * @typedef {Object} parley.v1.RendezvousPosted.$Properties
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of a RendezvousPosted.
+             * @memberof parley.v1
+             * @interface IRendezvousPosted
+             * @augments parley.v1.RendezvousPosted.$Properties
+             * @deprecated Use parley.v1.RendezvousPosted.$Properties instead.
+             */
+
+            /**
+             * Shape of a RendezvousPosted.
+             * @typedef {parley.v1.RendezvousPosted.$Properties} parley.v1.RendezvousPosted.$Shape
+             */
+
+            /**
+             * Constructs a new RendezvousPosted.
+             * @memberof parley.v1
+             * @classdesc Represents a RendezvousPosted.
+             * @constructor
+             * @param {parley.v1.RendezvousPosted.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const RendezvousPosted = function (properties) {
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * Creates a new RendezvousPosted instance using the specified properties.
+             * @function create
+             * @memberof parley.v1.RendezvousPosted
+             * @static
+             * @param {parley.v1.RendezvousPosted.$Properties=} [properties] Properties to set
+             * @returns {parley.v1.RendezvousPosted} RendezvousPosted instance
+             * @type {{
+             *   (properties: parley.v1.RendezvousPosted.$Shape): parley.v1.RendezvousPosted & parley.v1.RendezvousPosted.$Shape;
+             *   (properties?: parley.v1.RendezvousPosted.$Properties): parley.v1.RendezvousPosted;
+             * }}
+             */
+            RendezvousPosted.create = function(properties) {
+                return new RendezvousPosted(properties);
+            };
+
+            /**
+             * Encodes the specified RendezvousPosted message. Does not implicitly {@link parley.v1.RendezvousPosted.verify|verify} messages.
+             * @function encode
+             * @memberof parley.v1.RendezvousPosted
+             * @static
+             * @param {parley.v1.RendezvousPosted.$Properties} message RendezvousPosted message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            RendezvousPosted.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes a RendezvousPosted message from the specified reader or buffer.
+             * @function decode
+             * @memberof parley.v1.RendezvousPosted
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {parley.v1.RendezvousPosted & parley.v1.RendezvousPosted.$Shape} RendezvousPosted
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            RendezvousPosted.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.parley.v1.RendezvousPosted();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    reader.skipType(tag & 7, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return RendezvousPosted;
+        })();
+
+        v1.RendezvousRead = (function() {
+
+            /**
+             * Properties of a RendezvousRead.
+             * @typedef {Object} parley.v1.RendezvousRead.$Properties
+             * @property {Uint8Array|null} [rendezvousId] RendezvousRead rendezvousId
+             * @property {parley.v1.RendezvousSide|null} [side] RendezvousRead side
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of a RendezvousRead.
+             * @memberof parley.v1
+             * @interface IRendezvousRead
+             * @augments parley.v1.RendezvousRead.$Properties
+             * @deprecated Use parley.v1.RendezvousRead.$Properties instead.
+             */
+
+            /**
+             * Shape of a RendezvousRead.
+             * @typedef {parley.v1.RendezvousRead.$Properties} parley.v1.RendezvousRead.$Shape
+             */
+
+            /**
+             * Constructs a new RendezvousRead.
+             * @memberof parley.v1
+             * @classdesc Represents a RendezvousRead.
+             * @constructor
+             * @param {parley.v1.RendezvousRead.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const RendezvousRead = function (properties) {
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * RendezvousRead rendezvousId.
+             * @member {Uint8Array} rendezvousId
+             * @memberof parley.v1.RendezvousRead
+             * @instance
+             */
+            RendezvousRead.prototype.rendezvousId = $util.newBuffer([]);
+
+            /**
+             * RendezvousRead side.
+             * @member {parley.v1.RendezvousSide} side
+             * @memberof parley.v1.RendezvousRead
+             * @instance
+             */
+            RendezvousRead.prototype.side = 0;
+
+            /**
+             * Creates a new RendezvousRead instance using the specified properties.
+             * @function create
+             * @memberof parley.v1.RendezvousRead
+             * @static
+             * @param {parley.v1.RendezvousRead.$Properties=} [properties] Properties to set
+             * @returns {parley.v1.RendezvousRead} RendezvousRead instance
+             * @type {{
+             *   (properties: parley.v1.RendezvousRead.$Shape): parley.v1.RendezvousRead & parley.v1.RendezvousRead.$Shape;
+             *   (properties?: parley.v1.RendezvousRead.$Properties): parley.v1.RendezvousRead;
+             * }}
+             */
+            RendezvousRead.create = function(properties) {
+                return new RendezvousRead(properties);
+            };
+
+            /**
+             * Encodes the specified RendezvousRead message. Does not implicitly {@link parley.v1.RendezvousRead.verify|verify} messages.
+             * @function encode
+             * @memberof parley.v1.RendezvousRead
+             * @static
+             * @param {parley.v1.RendezvousRead.$Properties} message RendezvousRead message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            RendezvousRead.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.rendezvousId != null && $Object.hasOwnProperty.call(message, "rendezvousId") && message.rendezvousId.length)
+                    writer.uint32(/* id 1, wireType 2 =*/10).bytes(message.rendezvousId);
+                if (message.side != null && $Object.hasOwnProperty.call(message, "side") && message.side !== 0)
+                    writer.uint32(/* id 2, wireType 0 =*/16).int32(message.side);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes a RendezvousRead message from the specified reader or buffer.
+             * @function decode
+             * @memberof parley.v1.RendezvousRead
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {parley.v1.RendezvousRead & parley.v1.RendezvousRead.$Shape} RendezvousRead
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            RendezvousRead.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.parley.v1.RendezvousRead();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.rendezvousId = value;
+                            else
+                                delete message.rendezvousId;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.int32())
+                                message.side = value;
+                            else
+                                delete message.side;
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return RendezvousRead;
+        })();
+
+        v1.RendezvousMessage = (function() {
+
+            /**
+             * Properties of a RendezvousMessage.
+             * @typedef {Object} parley.v1.RendezvousMessage.$Properties
+             * @property {Uint8Array|null} [sealed] RendezvousMessage sealed
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of a RendezvousMessage.
+             * @memberof parley.v1
+             * @interface IRendezvousMessage
+             * @augments parley.v1.RendezvousMessage.$Properties
+             * @deprecated Use parley.v1.RendezvousMessage.$Properties instead.
+             */
+
+            /**
+             * Shape of a RendezvousMessage.
+             * @typedef {parley.v1.RendezvousMessage.$Properties} parley.v1.RendezvousMessage.$Shape
+             */
+
+            /**
+             * Constructs a new RendezvousMessage.
+             * @memberof parley.v1
+             * @classdesc Represents a RendezvousMessage.
+             * @constructor
+             * @param {parley.v1.RendezvousMessage.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const RendezvousMessage = function (properties) {
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * RendezvousMessage sealed.
+             * @member {Uint8Array} sealed
+             * @memberof parley.v1.RendezvousMessage
+             * @instance
+             */
+            RendezvousMessage.prototype.sealed = $util.newBuffer([]);
+
+            /**
+             * Creates a new RendezvousMessage instance using the specified properties.
+             * @function create
+             * @memberof parley.v1.RendezvousMessage
+             * @static
+             * @param {parley.v1.RendezvousMessage.$Properties=} [properties] Properties to set
+             * @returns {parley.v1.RendezvousMessage} RendezvousMessage instance
+             * @type {{
+             *   (properties: parley.v1.RendezvousMessage.$Shape): parley.v1.RendezvousMessage & parley.v1.RendezvousMessage.$Shape;
+             *   (properties?: parley.v1.RendezvousMessage.$Properties): parley.v1.RendezvousMessage;
+             * }}
+             */
+            RendezvousMessage.create = function(properties) {
+                return new RendezvousMessage(properties);
+            };
+
+            /**
+             * Encodes the specified RendezvousMessage message. Does not implicitly {@link parley.v1.RendezvousMessage.verify|verify} messages.
+             * @function encode
+             * @memberof parley.v1.RendezvousMessage
+             * @static
+             * @param {parley.v1.RendezvousMessage.$Properties} message RendezvousMessage message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            RendezvousMessage.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.sealed != null && $Object.hasOwnProperty.call(message, "sealed") && message.sealed.length)
+                    writer.uint32(/* id 1, wireType 2 =*/10).bytes(message.sealed);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes a RendezvousMessage message from the specified reader or buffer.
+             * @function decode
+             * @memberof parley.v1.RendezvousMessage
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {parley.v1.RendezvousMessage & parley.v1.RendezvousMessage.$Shape} RendezvousMessage
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            RendezvousMessage.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.parley.v1.RendezvousMessage();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.sealed = value;
+                            else
+                                delete message.sealed;
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return RendezvousMessage;
+        })();
+
+        v1.DeviceEnvelope = (function() {
+
+            /**
+             * Properties of a DeviceEnvelope.
+             * @typedef {Object} parley.v1.DeviceEnvelope.$Properties
+             * @property {number|null} [deviceId] DeviceEnvelope deviceId
+             * @property {Uint8Array|null} [envelope] DeviceEnvelope envelope
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of a DeviceEnvelope.
+             * @memberof parley.v1
+             * @interface IDeviceEnvelope
+             * @augments parley.v1.DeviceEnvelope.$Properties
+             * @deprecated Use parley.v1.DeviceEnvelope.$Properties instead.
+             */
+
+            /**
+             * Shape of a DeviceEnvelope.
+             * @typedef {parley.v1.DeviceEnvelope.$Properties} parley.v1.DeviceEnvelope.$Shape
+             */
+
+            /**
+             * Constructs a new DeviceEnvelope.
+             * @memberof parley.v1
+             * @classdesc Represents a DeviceEnvelope.
+             * @constructor
+             * @param {parley.v1.DeviceEnvelope.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const DeviceEnvelope = function (properties) {
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * DeviceEnvelope deviceId.
+             * @member {number} deviceId
+             * @memberof parley.v1.DeviceEnvelope
+             * @instance
+             */
+            DeviceEnvelope.prototype.deviceId = 0;
+
+            /**
+             * DeviceEnvelope envelope.
+             * @member {Uint8Array} envelope
+             * @memberof parley.v1.DeviceEnvelope
+             * @instance
+             */
+            DeviceEnvelope.prototype.envelope = $util.newBuffer([]);
+
+            /**
+             * Creates a new DeviceEnvelope instance using the specified properties.
+             * @function create
+             * @memberof parley.v1.DeviceEnvelope
+             * @static
+             * @param {parley.v1.DeviceEnvelope.$Properties=} [properties] Properties to set
+             * @returns {parley.v1.DeviceEnvelope} DeviceEnvelope instance
+             * @type {{
+             *   (properties: parley.v1.DeviceEnvelope.$Shape): parley.v1.DeviceEnvelope & parley.v1.DeviceEnvelope.$Shape;
+             *   (properties?: parley.v1.DeviceEnvelope.$Properties): parley.v1.DeviceEnvelope;
+             * }}
+             */
+            DeviceEnvelope.create = function(properties) {
+                return new DeviceEnvelope(properties);
+            };
+
+            /**
+             * Encodes the specified DeviceEnvelope message. Does not implicitly {@link parley.v1.DeviceEnvelope.verify|verify} messages.
+             * @function encode
+             * @memberof parley.v1.DeviceEnvelope
+             * @static
+             * @param {parley.v1.DeviceEnvelope.$Properties} message DeviceEnvelope message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            DeviceEnvelope.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.deviceId != null && $Object.hasOwnProperty.call(message, "deviceId") && message.deviceId !== 0)
+                    writer.uint32(/* id 1, wireType 0 =*/8).uint32(message.deviceId);
+                if (message.envelope != null && $Object.hasOwnProperty.call(message, "envelope") && message.envelope.length)
+                    writer.uint32(/* id 2, wireType 2 =*/18).bytes(message.envelope);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes a DeviceEnvelope message from the specified reader or buffer.
+             * @function decode
+             * @memberof parley.v1.DeviceEnvelope
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {parley.v1.DeviceEnvelope & parley.v1.DeviceEnvelope.$Shape} DeviceEnvelope
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            DeviceEnvelope.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.parley.v1.DeviceEnvelope();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.uint32())
+                                message.deviceId = value;
+                            else
+                                delete message.deviceId;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.envelope = value;
+                            else
+                                delete message.envelope;
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return DeviceEnvelope;
+        })();
+
+        v1.MultiSend = (function() {
+
+            /**
+             * Properties of a MultiSend.
+             * @typedef {Object} parley.v1.MultiSend.$Properties
+             * @property {Uint8Array|null} [recipientAddress] MultiSend recipientAddress
+             * @property {Uint8Array|null} [messageId] MultiSend messageId
+             * @property {number|Long|null} [deviceListVersion] MultiSend deviceListVersion
+             * @property {Array.<parley.v1.DeviceEnvelope.$Properties>|null} [envelopes] MultiSend envelopes
+             * @property {Uint8Array|null} [deliveryToken] MultiSend deliveryToken
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of a MultiSend.
+             * @memberof parley.v1
+             * @interface IMultiSend
+             * @augments parley.v1.MultiSend.$Properties
+             * @deprecated Use parley.v1.MultiSend.$Properties instead.
+             */
+
+            /**
+             * Shape of a MultiSend.
+             * @typedef {parley.v1.MultiSend.$Properties} parley.v1.MultiSend.$Shape
+             */
+
+            /**
+             * Constructs a new MultiSend.
+             * @memberof parley.v1
+             * @classdesc Represents a MultiSend.
+             * @constructor
+             * @param {parley.v1.MultiSend.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const MultiSend = function (properties) {
+                this.envelopes = [];
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * MultiSend recipientAddress.
+             * @member {Uint8Array} recipientAddress
+             * @memberof parley.v1.MultiSend
+             * @instance
+             */
+            MultiSend.prototype.recipientAddress = $util.newBuffer([]);
+
+            /**
+             * MultiSend messageId.
+             * @member {Uint8Array} messageId
+             * @memberof parley.v1.MultiSend
+             * @instance
+             */
+            MultiSend.prototype.messageId = $util.newBuffer([]);
+
+            /**
+             * MultiSend deviceListVersion.
+             * @member {number|Long} deviceListVersion
+             * @memberof parley.v1.MultiSend
+             * @instance
+             */
+            MultiSend.prototype.deviceListVersion = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+
+            /**
+             * MultiSend envelopes.
+             * @member {Array.<parley.v1.DeviceEnvelope.$Properties>} envelopes
+             * @memberof parley.v1.MultiSend
+             * @instance
+             */
+            MultiSend.prototype.envelopes = $util.emptyArray;
+
+            /**
+             * MultiSend deliveryToken.
+             * @member {Uint8Array} deliveryToken
+             * @memberof parley.v1.MultiSend
+             * @instance
+             */
+            MultiSend.prototype.deliveryToken = $util.newBuffer([]);
+
+            /**
+             * Creates a new MultiSend instance using the specified properties.
+             * @function create
+             * @memberof parley.v1.MultiSend
+             * @static
+             * @param {parley.v1.MultiSend.$Properties=} [properties] Properties to set
+             * @returns {parley.v1.MultiSend} MultiSend instance
+             * @type {{
+             *   (properties: parley.v1.MultiSend.$Shape): parley.v1.MultiSend & parley.v1.MultiSend.$Shape;
+             *   (properties?: parley.v1.MultiSend.$Properties): parley.v1.MultiSend;
+             * }}
+             */
+            MultiSend.create = function(properties) {
+                return new MultiSend(properties);
+            };
+
+            /**
+             * Encodes the specified MultiSend message. Does not implicitly {@link parley.v1.MultiSend.verify|verify} messages.
+             * @function encode
+             * @memberof parley.v1.MultiSend
+             * @static
+             * @param {parley.v1.MultiSend.$Properties} message MultiSend message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            MultiSend.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.recipientAddress != null && $Object.hasOwnProperty.call(message, "recipientAddress") && message.recipientAddress.length)
+                    writer.uint32(/* id 1, wireType 2 =*/10).bytes(message.recipientAddress);
+                if (message.messageId != null && $Object.hasOwnProperty.call(message, "messageId") && message.messageId.length)
+                    writer.uint32(/* id 2, wireType 2 =*/18).bytes(message.messageId);
+                if (message.deviceListVersion != null && $Object.hasOwnProperty.call(message, "deviceListVersion") && (typeof message.deviceListVersion === "object" ? message.deviceListVersion.low || message.deviceListVersion.high : message.deviceListVersion !== 0))
+                    writer.uint32(/* id 3, wireType 0 =*/24).uint64(message.deviceListVersion);
+                if (message.envelopes != null && message.envelopes.length)
+                    for (let i = 0; i < message.envelopes.length; ++i)
+                        $root.parley.v1.DeviceEnvelope.encode(message.envelopes[i], writer.uint32(/* id 4, wireType 2 =*/34).fork(), _depth + 1).ldelim();
+                if (message.deliveryToken != null && $Object.hasOwnProperty.call(message, "deliveryToken") && message.deliveryToken.length)
+                    writer.uint32(/* id 5, wireType 2 =*/42).bytes(message.deliveryToken);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes a MultiSend message from the specified reader or buffer.
+             * @function decode
+             * @memberof parley.v1.MultiSend
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {parley.v1.MultiSend & parley.v1.MultiSend.$Shape} MultiSend
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            MultiSend.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.parley.v1.MultiSend();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.recipientAddress = value;
+                            else
+                                delete message.recipientAddress;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.messageId = value;
+                            else
+                                delete message.messageId;
+                            continue;
+                        }
+                    case 3: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                                message.deviceListVersion = value;
+                            else
+                                delete message.deviceListVersion;
+                            continue;
+                        }
+                    case 4: {
+                            if (wireType !== 2)
+                                break;
+                            if (!(message.envelopes && message.envelopes.length))
+                                message.envelopes = [];
+                            message.envelopes.push($root.parley.v1.DeviceEnvelope.decode(reader, reader.size(), $undefined, _depth + 1));
+                            continue;
+                        }
+                    case 5: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.deliveryToken = value;
+                            else
+                                delete message.deliveryToken;
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return MultiSend;
         })();
 
         v1.SessionRecord = (function() {
