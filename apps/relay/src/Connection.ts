@@ -582,6 +582,16 @@ export class Connection implements Caller {
       this.close(CloseCode.revoked, 'account banned', 'banned')
       return
     }
+    if (event.kind === 'removed') {
+      if (event.deviceId !== device.deviceId) return
+      this.ctx.metrics.devicesReplaced.inc({ reason: 'removed' })
+      try {
+        this.send({ requestId: 0, deviceReplaced: { erased: false, removed: true } })
+      } catch {}
+      this.sendError(0, deviceGone())
+      this.close(CloseCode.revoked, 'device removed', 'revoked')
+      return
+    }
     if (event.kind === 'revoked') {
       if (event.keepDeviceId === device.deviceId) return
       // Told first, so that a takeover (someone else activated the number) is visible on the old device.

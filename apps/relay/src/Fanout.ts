@@ -16,6 +16,8 @@ export type FanoutEvent =
    * not "replaced", which would make the device forget an account it gets back at `unban`.
    */
   | { kind: 'banned' }
+  /** The account's primary removed a linked device from its device list: close that device's connections. */
+  | { kind: 'removed'; deviceId: number }
 
 /** Receives events for one address. */
 export type FanoutListener = (event: FanoutEvent) => void

@@ -61,6 +61,13 @@ export function policies(config: RelayConfig) {
       refillTokens: config.sendBytesPerDay,
       refillIntervalMs: DAY,
     },
+    links: { capacity: config.linksPerHour, refillTokens: config.linksPerHour, refillIntervalMs: HOUR },
+    // A new device polls the rendezvous for its answer: a read every few seconds for a few minutes.
+    rendezvousNetwork: {
+      capacity: config.rendezvousPerNetworkPerHour,
+      refillTokens: config.rendezvousPerNetworkPerHour,
+      refillIntervalMs: HOUR,
+    },
     // RebindAddress: one OPRF evaluation each, needed once per key rotation; a few retries a day are plenty.
     rebind: { capacity: 10, refillTokens: 10, refillIntervalMs: DAY },
     prekeySignatures: {

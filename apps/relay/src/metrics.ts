@@ -65,6 +65,22 @@ export function createMetrics() {
       'outcome',
     ),
     bundlesServed: counter('prekey_bundles_served', 'Prekey bundles handed out (each starts a new session)'),
+    deviceLists: counter(
+      'device_lists',
+      'PublishDeviceList outcomes: stored, refused (bad signature, stale version, over the limit, a reused id)',
+      'outcome',
+    ),
+    linkedDevices: counter('linked_devices', 'Linked devices added and removed by published device lists', 'change'),
+    rendezvous: counter(
+      'rendezvous',
+      'Link rendezvous events: opened, posted, taken (a second post to a side), missing (unknown or expired), read',
+      'event',
+    ),
+    multiSends: counter(
+      'multi_sends',
+      'MultiSend outcomes: stored, stale (STALE_DEVICES: the sender named other devices or an older list), refused',
+      'outcome',
+    ),
     addressRebinds: counter(
       'address_rebinds',
       'RebindAddress outcomes after an OPRF key rotation: moved, current (already there), refused, conflict',
@@ -76,7 +92,7 @@ export function createMetrics() {
     ),
     devicesReplaced: counter(
       'devices_replaced',
-      'Connections told DeviceReplaced before being closed, by reason: reactivated (another device took the number), erased',
+      'Connections told DeviceReplaced before being closed, by reason: reactivated (another device took the number), erased, removed (the primary unlinked the device)',
       'reason',
     ),
     refusedUndecoded: counter(

@@ -32,6 +32,11 @@ export interface Content {
   readonly senderNumber?: string | undefined
   /** The sender's 32-byte delivery token, so the recipient can answer by unidentified delivery. */
   readonly deliveryToken?: Uint8Array | undefined
+  /**
+   * On a sent transcript (a copy of a message this account sent, for its other devices): the 32-byte address of
+   * the recipient. A receiver honours it only on a message from its own account.
+   */
+  readonly transcriptTo?: Uint8Array | undefined
 }
 
 const PADDING_TAG = (15 << 3) | 2
@@ -70,9 +75,11 @@ export function encodeContent(content: Content): Uint8Array {
     throw new TypeError('senderNumber must be a string of at most 32 characters')
   }
   if (content.deliveryToken !== undefined) abytes(content.deliveryToken, 32, 'deliveryToken')
+  if (content.transcriptTo !== undefined) abytes(content.transcriptTo, 32, 'transcriptTo')
   const props: wire.ContentInput = { messageId: content.messageId, sentAtMs: content.sentAtMs }
   if (content.senderNumber) props.senderNumber = content.senderNumber
   if (content.deliveryToken) props.deliveryToken = content.deliveryToken
+  if (content.transcriptTo) props.transcriptTo = content.transcriptTo
   if (hasText) props.text = content.text as string
   else props.data = content.data as Uint8Array
   const body = encodeMessage('Content', props)
@@ -118,9 +125,13 @@ export function decodeContent(bytes: Uint8Array): Content {
   const token = own(c.deliveryToken)
   if (token.length !== 0 && token.length !== 32)
     throw new ParleyError('BAD_REQUEST', 'malformed delivery token')
+  const transcriptTo = own(c.transcriptTo)
+  if (transcriptTo.length !== 0 && transcriptTo.length !== 32)
+    throw new ParleyError('BAD_REQUEST', 'malformed transcript address')
   const stated = {
     ...(c.senderNumber ? { senderNumber: c.senderNumber } : {}),
     ...(token.length === 32 ? { deliveryToken: token } : {}),
+    ...(transcriptTo.length === 32 ? { transcriptTo } : {}),
   }
   if (c.body === 'text') return { messageId, sentAtMs, text: c.text ?? '', ...stated }
   if (c.body === 'data') return { messageId, sentAtMs, data: own(c.data), ...stated }

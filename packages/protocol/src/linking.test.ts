@@ -250,9 +250,13 @@ describe('LinkRequest and LinkGrant', () => {
     expect(decodeLinkRequest(request)).toEqual({ deviceKey: device.publicKey })
     const encoded = encodeLinkGrant(grant)
     expect(encoded).toEqual(pbEncode('LinkGrant', grant))
-    expect(decodeLinkGrant(encoded)).toEqual(grant)
+    // A grant without the account identity (as the first ones) reads back with it empty.
+    expect(decodeLinkGrant(encoded)).toEqual({ ...grant, accountIdentity: new Uint8Array(0) })
+    const withIdentity = { ...grant, accountIdentity: device.publicKey }
+    expect(decodeLinkGrant(encodeLinkGrant(withIdentity))).toEqual(withIdentity)
+    expect(() => encodeLinkGrant({ ...grant, accountIdentity: new Uint8Array(31) })).toThrow(RangeError)
     const noHistory = { ...grant, historyKey: new Uint8Array(0) }
-    expect(decodeLinkGrant(encodeLinkGrant(noHistory))).toEqual(noHistory)
+    expect(decodeLinkGrant(encodeLinkGrant(noHistory))).toEqual({ ...noHistory, accountIdentity: new Uint8Array(0) })
   })
 
   it('refuse a device key that is not a 32-byte point of large order', () => {

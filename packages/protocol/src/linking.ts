@@ -101,6 +101,11 @@ export interface LinkGrantFields {
   readonly numberSalt: Uint8Array
   /** A 32-byte key the primary's history upload is sealed under; empty when no history is sent. */
   readonly historyKey: Uint8Array
+  /**
+   * The account identity (32-byte Ed25519 public key) that signed `deviceList`; empty in grants from before it
+   * was carried. The new device verifies the list, and later ones, under it.
+   */
+  readonly accountIdentity?: Uint8Array
 }
 
 function aDirection(direction: unknown): asserts direction is LinkDirection {
@@ -288,6 +293,11 @@ export function encodeLinkGrant(fields: LinkGrantFields): Uint8Array {
   if (fields.historyKey.length !== 0 && fields.historyKey.length !== 32) {
     throw new RangeError('historyKey must be empty or 32 bytes')
   }
+  const accountIdentity = fields.accountIdentity ?? new Uint8Array(0)
+  abytes(accountIdentity, undefined, 'accountIdentity')
+  if (accountIdentity.length !== 0 && accountIdentity.length !== 32) {
+    throw new RangeError('accountIdentity must be empty or 32 bytes')
+  }
   return encodeMessage('LinkGrant', {
     address: fields.address,
     deviceId: fields.deviceId,
@@ -295,6 +305,7 @@ export function encodeLinkGrant(fields: LinkGrantFields): Uint8Array {
     number: fields.number,
     numberSalt: fields.numberSalt,
     historyKey: fields.historyKey,
+    accountIdentity,
   })
 }
 
@@ -316,6 +327,7 @@ export function decodeLinkGrant(bytes: Uint8Array): LinkGrantFields {
     number: m.number,
     numberSalt: own(m.numberSalt),
     historyKey: own(m.historyKey),
+    accountIdentity: own(m.accountIdentity),
   }
   try {
     encodeLinkGrant(fields)

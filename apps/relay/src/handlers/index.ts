@@ -13,6 +13,15 @@ import {
   ParleyError,
 } from '@parley/protocol'
 import { activationConfirm, activationStart } from './activation.js'
+import {
+  deviceListQuery,
+  multiSendIdentified,
+  multiSendUnidentified,
+  openRendezvous,
+  publishDeviceList,
+  rendezvousPost,
+  rendezvousRead,
+} from './devices.js'
 import { membershipQuery, oprfEvaluate } from './discovery.js'
 import {
   ackMessages,
@@ -101,6 +110,19 @@ const ROUTES: { readonly [B in ClientBody]: Route<B> } = {
   setRegistrationLock: device(setRegistrationLock),
   rebindAddress: device(rebindAddress),
   unidentifiedSend: anonymous(unidentifiedSend),
+  publishDeviceList: device(publishDeviceList),
+  deviceListQuery: device(deviceListQuery),
+  openRendezvous: device(openRendezvous),
+  // A new device links before it has an account; the primary answers authenticated (each handler checks which).
+  rendezvousPost: open(rendezvousPost),
+  rendezvousRead: open(rendezvousRead),
+  // Identified on an authenticated connection, unidentified (with the recipient's delivery token) on one that never
+  // authenticated: the same checks either way, and the anonymous path still never sees a sender.
+  multiSend: open(async (conn, request) =>
+    conn.device
+      ? multiSendIdentified(authenticated(conn), request)
+      : multiSendUnidentified(anonymousScope(conn), request),
+  ),
 }
 
 /** The first half of a split request (see {@link admit}). */

@@ -159,8 +159,8 @@ export async function prekeyUpload(
       policies.prekeySignatures,
     )
   }
-  const account = await store.getAccount(device.address)
-  if (!account || account.deviceId !== device.deviceId) {
+  const known = await store.getDevice(device.address, device.deviceId)
+  if (!known) {
     throw new ParleyError('UNAUTHENTICATED', 'this device is no longer registered')
   }
   const checked = checkPrekeys(upload, config.maxPrekeysPerUpload, false)
@@ -175,7 +175,7 @@ export async function prekeyUpload(
     )
   }
   if (signatures > 0) metrics.signatureChecks.inc({ frame: 'prekey_upload' }, signatures)
-  const set = await verifyPrekeys(checked, account.identityKey, lane)
+  const set = await verifyPrekeys(checked, known.key, lane)
   const result = await store.putPrekeys(device.address, device.deviceId, set, config.maxStoredPrekeys)
   if (result.status === 'not_found')
     throw new ParleyError('UNAUTHENTICATED', 'this device is no longer registered')
@@ -196,8 +196,8 @@ export async function prekeyBundleQuery(
   const device = scope.device
   const address = requireBytes(request.address, 32, 'address')
   await charge(scope, 'bundle', `bundle:acct:${device.quotaId}`, 1, scope.ctx.policies.bundle)
-  const bundle = await scope.ctx.store.takePrekeyBundle(address)
-  if (!bundle) throw new ParleyError('NOT_FOUND', 'no account at this address')
+  const bundle = await scope.ctx.store.takePrekeyBundle(address, request.deviceId)
+  if (!bundle) throw new ParleyError('NOT_FOUND', 'no such device at this address')
   scope.ctx.metrics.bundlesServed.inc()
   return {
     prekeyBundle: {

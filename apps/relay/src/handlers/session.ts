@@ -99,13 +99,15 @@ export async function authenticate(conn: Caller, request: ClientBodyOf<'authenti
   const address = requireBytes(a.address, 32, 'address')
   const deviceId = a.deviceId
   const account = await conn.ctx.store.getAccount(address)
-  if (!account || account.deviceId !== deviceId) {
-    throw new ParleyError('UNAUTHENTICATED', 'unknown device; it may have been replaced or deactivated')
+  // The primary, or a linked device of the account's device list: its own device key signs.
+  const device = account ? await conn.ctx.store.getDevice(address, deviceId) : null
+  if (!account || !device) {
+    throw new ParleyError('UNAUTHENTICATED', 'unknown device; it may have been replaced, removed or deactivated')
   }
   const signature = a.signature
   if (
     !verifyIdentitySignature(
-      account.identityKey,
+      device.key,
       authPayload(conn.nonce, address, deviceId, conn.ctx.relayKeys.trustRoot),
       signature,
       RELAY_CRYPTO,
@@ -114,11 +116,22 @@ export async function authenticate(conn: Caller, request: ClientBodyOf<'authenti
     throw new ParleyError('UNAUTHENTICATED', 'the auth signature does not verify')
   }
   const summary = await conn.ctx.store.accountSummary(address)
-  refuseHeld(summary?.banned ? 'banned' : summary?.revoked ? 'revoked' : null)
+  refuseHeld(
+    device.primary
+      ? summary?.banned
+        ? 'banned'
+        : summary?.revoked
+          ? 'revoked'
+          : null
+      : await conn.ctx.store.operatorHold(address, deviceId),
+  )
   await conn.bind(address, deviceId)
   // Activity, for the registration lock's lapse: written at most about once per interval per account.
   const nowMs = Date.now()
-  if (nowMs - account.lastActiveMs >= activityResolutionMs(conn.ctx.config.registrationLockLapseSeconds)) {
+  if (
+    device.primary &&
+    nowMs - account.lastActiveMs >= activityResolutionMs(conn.ctx.config.registrationLockLapseSeconds)
+  ) {
     await conn.ctx.store.touchAccount(address, deviceId, nowMs)
   }
   const head = await conn.ctx.store.mailboxHead(address, deviceId)
@@ -147,14 +160,17 @@ export function refuseOnAnonymous(conn: Caller): void {
 export async function senderCertificateRequest(scope: DeviceScope): Promise<Reply> {
   const device = scope.device
   const account = await scope.ctx.store.getAccount(device.address)
-  if (!account || account.deviceId !== device.deviceId) {
+  const known = account ? await scope.ctx.store.getDevice(device.address, device.deviceId) : null
+  if (!account || !known) {
     throw deviceGone()
   }
+  // A linked device's certificate names its device key; recipients accept it only for a device of the list the
+  // account identity signed, so the relay cannot certify a device of its own into a conversation.
   const { certificate } = scope.ctx.relayKeys.issue(
     {
       address: account.address,
-      deviceId: account.deviceId,
-      identityKey: account.identityKey,
+      deviceId: known.deviceId,
+      identityKey: known.key,
       numberCommitment: account.numberCommitment,
     },
     scope.ctx.config.senderCertificateTtlSeconds * 1000,
@@ -189,6 +205,10 @@ export async function setDeliveryToken(
  */
 export async function deactivate(scope: DeviceScope): Promise<Reply> {
   const device = scope.device
+  const known = await scope.ctx.store.getDevice(device.address, device.deviceId)
+  if (!known) throw deviceGone()
+  // Erasing the account erases every device; a linked device (a browser, say) may not do that to the phone.
+  if (!known.primary) throw new ParleyError('FORBIDDEN', "only the account's primary device may deactivate it")
   await scope.unbind()
   await scope.ctx.store.deleteAccount(device.address)
   await scope.ctx.fanout.publish(device.addressHex, { kind: 'revoked', keepDeviceId: 0 })

@@ -286,6 +286,11 @@ export type Content = {
   senderNumber: string
   /** The sender's 32-byte delivery token: lets the recipient send back by UnidentifiedSend. */
   deliveryToken: Uint8Array
+  /**
+   * Set only on a sent transcript, a copy of a message one of the account's devices sent, for its other devices:
+   * the 32-byte address of the conversation (the recipient). Ignored on a message from another account.
+   */
+  transcriptTo: Uint8Array
   /** Zero bytes; always the last field, sized to reach the next bucket. */
   padding: Uint8Array
 } & (ContentBody | NoneOf<'body', ContentBodyMembers>)
@@ -307,6 +312,11 @@ export interface ContentInput {
   senderNumber?: string | null
   /** The sender's 32-byte delivery token: lets the recipient send back by UnidentifiedSend. */
   deliveryToken?: Uint8Array | null
+  /**
+   * Set only on a sent transcript, a copy of a message one of the account's devices sent, for its other devices:
+   * the 32-byte address of the conversation (the recipient). Ignored on a message from another account.
+   */
+  transcriptTo?: Uint8Array | null
   /** Zero bytes; always the last field, sized to reach the next bucket. */
   padding?: Uint8Array | null
 }
@@ -323,7 +333,10 @@ export interface DeviceListBody {
    * newest one it has seen.
    */
   version: number
-  /** The account's devices, ordered by device_id, each id once; device 1 is the primary. */
+  /**
+   * The account's devices, ordered by device_id, each id and each key once; the primary is the device whose key
+   * is the account identity.
+   */
   devices: DeviceEntry[]
 }
 
@@ -332,7 +345,8 @@ export type DeviceListBodyInput = InputOf<
   DeviceListBody,
   {
     /**
-     * The account's devices, ordered by device_id, each id once; device 1 is the primary.
+     * The account's devices, ordered by device_id, each id and each key once; the primary is the device whose key
+     * is the account identity.
      * `devices` as the encoder takes it.
      */
     devices: DeviceEntryInput[]
@@ -344,7 +358,7 @@ export type DeviceListBodyInput = InputOf<
  * `parley.v1.DeviceEntry` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
  */
 export interface DeviceEntry {
-  /** The device's id within the account (1 to 2^32 − 1; 1 is the primary). */
+  /** The device's id within the account (1 to 2^32 − 1), as the relay routes mail to it. */
   deviceId: number
   /** The device's Ed25519 public key (32 bytes); for device 1, the account identity itself. */
   deviceKey: Uint8Array
@@ -396,6 +410,11 @@ export interface LinkGrant {
   numberSalt: Uint8Array
   /** A fresh 32-byte key the primary's history upload is sealed under; empty when no history is sent. */
   historyKey: Uint8Array
+  /**
+   * The account identity (32-byte Ed25519 public key) that signed device_list: the key the new device verifies
+   * the account's lists under, and the one contacts pinned.
+   */
+  accountIdentity: Uint8Array
 }
 
 /** `parley.v1.LinkGrant` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */

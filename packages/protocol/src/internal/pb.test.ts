@@ -124,6 +124,7 @@ describe('pb (compact protobuf codec)', () => {
       sentAtMs: 0,
       senderNumber: '',
       deliveryToken: new Uint8Array(0),
+      transcriptTo: new Uint8Array(0),
       padding: new Uint8Array(0),
     }
     const c = decodeMessage('Content', encodeMessage('Content', { sentAtMs: 0, text: '' }))
@@ -159,7 +160,7 @@ describe('pb (compact protobuf codec)', () => {
     expect(() =>
       reference('Error').decode(reference('Error').encode({ message: 'a\ud800b' }).finish()),
     ).toThrow()
-    expect(decodeMessage('Error', bytes)).toEqual({ code: 0, message: 'a\ufffdb', retryAfterMs: 0 })
+    expect(decodeMessage('Error', bytes)).toEqual({ code: 0, message: 'a\ufffdb', retryAfterMs: 0, deviceListVersion: 0 })
   })
 
   it('returns bytes as plain Uint8Array copies and 64-bit integers as numbers', () => {

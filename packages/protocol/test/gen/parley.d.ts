@@ -306,6 +306,7 @@ export namespace parley {
             data?: (Uint8Array|null);
             senderNumber: string;
             deliveryToken: Uint8Array;
+            transcriptTo: Uint8Array;
             padding: Uint8Array;
             body?: ("text"|"data");
             static create(properties: parley.v1.Content.$Shape): parley.v1.Content & parley.v1.Content.$Shape;
@@ -322,6 +323,7 @@ export namespace parley {
                 data?: (Uint8Array|null);
                 senderNumber?: (string|null);
                 deliveryToken?: (Uint8Array|null);
+                transcriptTo?: (Uint8Array|null);
                 padding?: (Uint8Array|null);
                 body?: ("text"|"data");
                 $unknowns?: Uint8Array[];
@@ -333,6 +335,7 @@ export namespace parley {
               data?: Uint8Array|null;
               senderNumber?: string|null;
               deliveryToken?: Uint8Array|null;
+              transcriptTo?: Uint8Array|null;
               padding?: Uint8Array|null;
               $unknowns?: Uint8Array[];
             } & (
@@ -444,6 +447,7 @@ export namespace parley {
             number: string;
             numberSalt: Uint8Array;
             historyKey: Uint8Array;
+            accountIdentity: Uint8Array;
             static create(properties: parley.v1.LinkGrant.$Shape): parley.v1.LinkGrant & parley.v1.LinkGrant.$Shape;
             static create(properties?: parley.v1.LinkGrant.$Properties): parley.v1.LinkGrant;
             static encode(message: parley.v1.LinkGrant.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
@@ -458,6 +462,7 @@ export namespace parley {
                 number?: (string|null);
                 numberSalt?: (Uint8Array|null);
                 historyKey?: (Uint8Array|null);
+                accountIdentity?: (Uint8Array|null);
                 $unknowns?: Uint8Array[];
             }
             type $Shape = parley.v1.LinkGrant.$Properties;

@@ -2222,6 +2222,7 @@ export const parley = $root.parley = (() => {
              * @property {Uint8Array|null} [data] Content data
              * @property {string|null} [senderNumber] Content senderNumber
              * @property {Uint8Array|null} [deliveryToken] Content deliveryToken
+             * @property {Uint8Array|null} [transcriptTo] Content transcriptTo
              * @property {Uint8Array|null} [padding] Content padding
              * @property {"text"|"data"} [body] Content body
              * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
@@ -2244,6 +2245,7 @@ export const parley = $root.parley = (() => {
              *   data?: Uint8Array|null;
              *   senderNumber?: string|null;
              *   deliveryToken?: Uint8Array|null;
+             *   transcriptTo?: Uint8Array|null;
              *   padding?: Uint8Array|null;
              *   $unknowns?: Array.<Uint8Array>;
              * } & (
@@ -2315,6 +2317,14 @@ export const parley = $root.parley = (() => {
             Content.prototype.deliveryToken = $util.newBuffer([]);
 
             /**
+             * Content transcriptTo.
+             * @member {Uint8Array} transcriptTo
+             * @memberof parley.v1.Content
+             * @instance
+             */
+            Content.prototype.transcriptTo = $util.newBuffer([]);
+
+            /**
              * Content padding.
              * @member {Uint8Array} padding
              * @memberof parley.v1.Content
@@ -2380,6 +2390,8 @@ export const parley = $root.parley = (() => {
                     writer.uint32(/* id 5, wireType 2 =*/42).string(message.senderNumber);
                 if (message.deliveryToken != null && $Object.hasOwnProperty.call(message, "deliveryToken") && message.deliveryToken.length)
                     writer.uint32(/* id 6, wireType 2 =*/50).bytes(message.deliveryToken);
+                if (message.transcriptTo != null && $Object.hasOwnProperty.call(message, "transcriptTo") && message.transcriptTo.length)
+                    writer.uint32(/* id 7, wireType 2 =*/58).bytes(message.transcriptTo);
                 if (message.padding != null && $Object.hasOwnProperty.call(message, "padding") && message.padding.length)
                     writer.uint32(/* id 15, wireType 2 =*/122).bytes(message.padding);
                 if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
@@ -2474,6 +2486,15 @@ export const parley = $root.parley = (() => {
                                 message.deliveryToken = value;
                             else
                                 delete message.deliveryToken;
+                            continue;
+                        }
+                    case 7: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.transcriptTo = value;
+                            else
+                                delete message.transcriptTo;
                             continue;
                         }
                     case 15: {
@@ -3205,6 +3226,7 @@ export const parley = $root.parley = (() => {
              * @property {string|null} [number] LinkGrant number
              * @property {Uint8Array|null} [numberSalt] LinkGrant numberSalt
              * @property {Uint8Array|null} [historyKey] LinkGrant historyKey
+             * @property {Uint8Array|null} [accountIdentity] LinkGrant accountIdentity
              * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
              */
 
@@ -3285,6 +3307,14 @@ export const parley = $root.parley = (() => {
             LinkGrant.prototype.historyKey = $util.newBuffer([]);
 
             /**
+             * LinkGrant accountIdentity.
+             * @member {Uint8Array} accountIdentity
+             * @memberof parley.v1.LinkGrant
+             * @instance
+             */
+            LinkGrant.prototype.accountIdentity = $util.newBuffer([]);
+
+            /**
              * Creates a new LinkGrant instance using the specified properties.
              * @function create
              * @memberof parley.v1.LinkGrant
@@ -3328,6 +3358,8 @@ export const parley = $root.parley = (() => {
                     writer.uint32(/* id 5, wireType 2 =*/42).bytes(message.numberSalt);
                 if (message.historyKey != null && $Object.hasOwnProperty.call(message, "historyKey") && message.historyKey.length)
                     writer.uint32(/* id 6, wireType 2 =*/50).bytes(message.historyKey);
+                if (message.accountIdentity != null && $Object.hasOwnProperty.call(message, "accountIdentity") && message.accountIdentity.length)
+                    writer.uint32(/* id 7, wireType 2 =*/58).bytes(message.accountIdentity);
                 if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
@@ -3424,6 +3456,15 @@ export const parley = $root.parley = (() => {
                                 message.historyKey = value;
                             else
                                 delete message.historyKey;
+                            continue;
+                        }
+                    case 7: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.accountIdentity = value;
+                            else
+                                delete message.accountIdentity;
                             continue;
                         }
                     }
