@@ -10,6 +10,7 @@ import { Activator } from './engine/activation.js'
 import { Contacts } from './engine/contacts.js'
 import { Engine } from './engine/context.js'
 import { Delivery } from './engine/delivery.js'
+import { Devices } from './engine/devices.js'
 import { DEFAULT_DISCOVERY_TTL_MS, Discovery } from './engine/discovery.js'
 import { Inbox } from './engine/inbox.js'
 import { get, K } from './engine/keyspace.js'
@@ -25,8 +26,12 @@ import type {
   ActivationPending,
   CallOptions,
   ConfirmOptions,
+  DeviceInfo,
   DiscoveryResult,
   IncomingMessage,
+  LinkCodeOptions,
+  LinkedAccount,
+  LinkInvitation,
   ParleyClientOptions,
   ParleyEvents,
   SendResult,
@@ -64,6 +69,7 @@ export class ParleyClient {
   readonly #inbox: Inbox
   readonly #outbox: Outbox
   readonly #delivery: Delivery
+  readonly #devices: Devices
   readonly #contacts: Contacts
   readonly #discovery: Discovery
   readonly #activation: Activator
@@ -124,10 +130,23 @@ export class ParleyClient {
       },
     })
     const contacts = new Contacts(engine, discovery)
-    const delivery = new Delivery(engine, session, contacts)
+    const devices = new Devices(engine, prekeys, {
+      linked: async () => {
+        // Log in on this connection now (as after an activation), then hand the relay this device's prekeys.
+        const hello = link.hello
+        if (hello !== null && link.state === 'online') {
+          await session.authenticate(hello, link)
+          this.#afterOnline()
+        } else {
+          link.drop('linked')
+        }
+      },
+    })
+    const delivery = new Delivery(engine, session, contacts, devices)
     const ttl = options.discoveryTtlMs ?? DEFAULT_DISCOVERY_TTL_MS
     const outbox = new Outbox(engine, delivery, discovery, options.smsFallback, ttl)
-    this.#inbox = new Inbox(engine, session, contacts, discovery, prekeys)
+    this.#inbox = new Inbox(engine, session, contacts, discovery, prekeys, devices)
+    this.#devices = devices
     this.#activation = new Activator(engine, session, discovery, prekeys, {
       afterOnline: () => this.#afterOnline(),
       deactivated: () => outbox.clearDeferrals(),
@@ -391,6 +410,66 @@ export class ParleyClient {
     return { ...this.#engine.stats }
   }
 
+  /**
+   * On the primary device: opens a link for a new device of this account (no SMS). Show `code` on this screen
+   * (as a QR code, or text); the new device passes it to {@link ParleyClient.link}. The exchange is end-to-end
+   * encrypted between the two devices under the code's secret, which the relay never sees; `linked` resolves
+   * once the device was added to the account's signed device list. The code works once, for ten minutes.
+   * @param options - `confirm`: asked with the new device's key fingerprint before it is added; `signal`
+   * @returns the code, when it expires, and the pending outcome
+   * @throws ParleyError `INVALID_STATE` on a linked device or before activation; `RATE_LIMITED` (links per hour)
+   * @example
+   * const { code, linked } = await phone.createLinkCode()
+   * showQr(code)
+   * const { deviceId } = await linked
+   */
+  async createLinkCode(options: LinkCodeOptions = {}): Promise<LinkInvitation> {
+    this.#engine.checkOpen()
+    return this.#devices.createLinkCode(options)
+  }
+
+  /**
+   * On a new device (not activated): becomes a linked device of the account whose primary showed `code`. It gets
+   * its own device key, sessions and mailbox; contacts encrypt to it as well; messages this device sends show
+   * on the account's other devices. Waits (polling the relay) until the primary answers.
+   * @param code - the `parley-link:` code from {@link ParleyClient.createLinkCode}
+   * @param options - `timeoutMs` (default 10 minutes) and `signal`
+   * @returns the account's address and number, this device's id and key fingerprint
+   * @throws ParleyError `INVALID_STATE` when this device has an account; `BAD_REQUEST` for a malformed code;
+   *   `CONFLICT` (the code was used already), `NOT_FOUND` (expired or unknown), `EXPIRED` (no answer in time),
+   *   `VERIFICATION_FAILED` (an answer that does not hold this device)
+   * @example const account = await browser.link(scannedCode)
+   */
+  async link(code: string, options: CallOptions & { timeoutMs?: number } = {}): Promise<LinkedAccount> {
+    this.#engine.checkOpen()
+    positiveMs(options.timeoutMs, 'timeoutMs')
+    return this.#devices.link(code, options)
+  }
+
+  /**
+   * This account's devices, from the device list on the relay (verified against the account identity).
+   * @returns each device's id, whether it is the primary and whether it is this one
+   * @throws ParleyError `INVALID_STATE` before activation; `VERIFICATION_FAILED` for a list that does not verify
+   * @example const devices = await parley.devices()
+   */
+  async devices(): Promise<DeviceInfo[]> {
+    this.#engine.checkOpen()
+    return this.#devices.list()
+  }
+
+  /**
+   * On the primary: removes a linked device (a lost laptop, say). The account signs a device list without it;
+   * the relay erases the device's keys and mail and closes its connections, and contacts stop encrypting to it.
+   * @param deviceId - the device's id, from {@link ParleyClient.devices}
+   * @throws ParleyError `INVALID_STATE` on a linked device or for the primary itself; `NOT_FOUND` for an unknown id
+   * @example await phone.removeDevice(2)
+   */
+  async removeDevice(deviceId: number): Promise<void> {
+    this.#engine.checkOpen()
+    if (!Number.isSafeInteger(deviceId) || deviceId <= 0) throw new RangeError('deviceId must be a positive integer')
+    return this.#devices.remove(deviceId)
+  }
+
   /** Number of messages queued in the outbox, not yet accepted by the relay. */
   async pendingCount(): Promise<number> {
     this.#engine.checkOpen()
@@ -446,6 +525,8 @@ export class ParleyClient {
     void engine.serial
       .run(() => this.#session.registerDeliveryToken())
       .catch((err) => engine.emitRecoverable(err))
+    // A linked device's first prekeys, if the relay does not have them yet (before anything that needs them).
+    void engine.serial.run(() => this.#devices.uploadLinkPrekeys()).catch((err) => engine.emitRecoverable(err))
     void engine.serial.run(() => this.#session.sync()).catch((err) => engine.emitRecoverable(err))
     this.#outbox.kick()
     void engine.serial.run(() => this.#prekeys.refill()).catch((err) => engine.emitRecoverable(err))

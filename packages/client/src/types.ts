@@ -145,6 +145,72 @@ export interface IncomingMessage {
   sentAt: Date
   /** When the relay received it. */
   receivedAt: Date
+  /**
+   * Set on a sent transcript: a message another device of this account sent (`from` is then this account's own
+   * number), to this number (null when this device has not resolved the address). Absent on received messages.
+   */
+  to?: string | null
+  /** With `to`: the address the transcript's message was sent to (hex). */
+  toAddress?: string
+}
+
+/** One device of an account, as its device list (signed by the account identity) names it. */
+export interface DeviceInfo {
+  /** The device's id within the account. */
+  deviceId: number
+  /** Whether it is the primary: the device holding the account identity, which links and removes devices. */
+  primary: boolean
+  /** Whether it is this device. */
+  current: boolean
+}
+
+/** Payload of the `devicesChanged` event: an account's set of devices changed (the safety number did not). */
+export interface DevicesChangedEvent {
+  /** The account's number when known (null for one not resolved); this account's own for its own devices. */
+  number: string | null
+  /** The account's address (hex). */
+  address: string
+  /** Whether it is this device's own account. */
+  own: boolean
+  /** The device ids now in the account's verified list, ascending. */
+  deviceIds: number[]
+}
+
+/** What {@link ParleyClient.createLinkCode} returns: the code to show the new device, and the link's outcome. */
+export interface LinkInvitation {
+  /** `parley-link:…`: show it as a QR code or text on this device; it holds the link secret, never sent to the relay. */
+  code: string
+  /** When the code stops working. */
+  expiresAt: Date
+  /**
+   * Resolves with the new device's id once a device used the code, `confirm` (if given) accepted it, and the
+   * account's new device list is on the relay; rejects with `EXPIRED` when no device came in time, `ABORTED`
+   * (the signal, or `confirm` said no), or the relay's error.
+   */
+  linked: Promise<{ deviceId: number }>
+}
+
+/** Options of {@link ParleyClient.createLinkCode}. */
+export interface LinkCodeOptions {
+  /**
+   * Asked before the device is added, with a short fingerprint of its device key (the new device shows the same
+   * one): resolve false to refuse it. Default: accept.
+   */
+  confirm?: (request: { fingerprint: string }) => boolean | Promise<boolean>
+  /** Aborts the wait for a device (the code then stops working). */
+  signal?: AbortSignal
+}
+
+/** What {@link ParleyClient.link} resolves with. */
+export interface LinkedAccount {
+  /** The account's address (hex). */
+  address: string
+  /** This device's id within the account. */
+  deviceId: number
+  /** The account's number, E.164. */
+  number: string
+  /** The fingerprint of this device's key, which the primary was shown. */
+  fingerprint: string
 }
 
 /** Payload of the `identityChanged` event. */
@@ -184,6 +250,8 @@ export interface MailboxGapEvent {
 export interface DeviceReplacedEvent {
   /** True when the account was deactivated (erased); false when another device activated the number. */
   erased: boolean
+  /** True when this was a linked device and the account's primary removed it. */
+  removed?: boolean
 }
 
 /** Payload of the `connection` event. */
@@ -233,8 +301,10 @@ export interface ParleyEvents {
   connection: ConnectionEvent
   /** Mail was lost on the relay before this device fetched it. */
   gap: MailboxGapEvent
-  /** The relay no longer serves this device (the number was taken over, or the account erased). */
+  /** The relay no longer serves this device (the number was taken over, the account erased, or the device removed). */
   deviceReplaced: DeviceReplacedEvent
+  /** A contact's (or this account's) set of devices changed. */
+  devicesChanged: DevicesChangedEvent
   /**
    * Something failed in the background (a message refused, a connection lost); never thrown. `FORBIDDEN` when the
    * relay refuses this account's login (its operator banned it): the client stops connecting instead of retrying,

@@ -8,6 +8,7 @@ import { cat, nodeSign, nodeVerify, pbEncode, utf8 } from '../test/independent.j
 import {
   type CryptoProvider,
   type DeviceListEntry,
+  deviceKeyNamedIn,
   generateIdentity,
   MAX_DEVICES,
   signDeviceList,
@@ -230,5 +231,13 @@ describe('signed device lists', () => {
       { numRuns: 300 },
     )
     expect(verifyCode(cat(list, Uint8Array.of(0)))).toBe('VERIFICATION_FAILED')
+  })
+
+  it('names the key an unverified list gives a device (to pick the key to verify under), and null for junk', () => {
+    const list = signDeviceList({ address, version: 3, devices }, account.secretKey)
+    for (const d of devices) expect(deviceKeyNamedIn(list, d.deviceId)).toEqual(d.deviceKey)
+    expect(deviceKeyNamedIn(list, 999)).toBeNull()
+    expect(deviceKeyNamedIn(new Uint8Array([1, 2, 3]), 1)).toBeNull()
+    expect(deviceKeyNamedIn(list.subarray(0, 20), devices[0]!.deviceId)).toBeNull()
   })
 })

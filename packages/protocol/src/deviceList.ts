@@ -16,6 +16,7 @@ import type { CryptoOptions } from './cryptoProvider.js'
 import { ParleyError } from './errors.js'
 import { ADDRESS_BYTES, abytes, au32, equalBytes, IDENTITY_KEY_BYTES } from './internal/bytes.js'
 import { label, own, primitives } from './internal/e2eCrypto.js'
+import { decodeMessage } from './internal/pb.js'
 import { openSignedBody, signBody } from './internal/signedBody.js'
 
 const LABEL_DEVICE_LIST = label('parley/v1/device-list')
@@ -182,4 +183,27 @@ export function verifyDeviceList(
   const primary = devices.find((d) => equalBytes(d.deviceKey, expected.identityKey))
   if (primary === undefined) fail('no device holds the account identity (no primary)')
   return { address: expected.address.slice(), version: body.version, devices, primaryDeviceId: primary!.deviceId }
+}
+
+/**
+ * The key an unverified device list names for one device: only to choose the identity to verify the list under
+ * when the caller has pinned none yet for the account (trust on first use, as for a first prekey bundle). Read
+ * the list only through {@link verifyDeviceList} with that key afterwards; this returns nothing else of it.
+ * @param list - an encoded `parley.v1.DeviceList` (network input)
+ * @param deviceId - the device whose key is wanted (the primary's id, as the relay routes to it)
+ * @returns the 32-byte key the list names for `deviceId`, or null when it names none or does not decode
+ * @example
+ * const candidate = deviceKeyNamedIn(bytes, primaryDeviceId)
+ * const verified = candidate && verifyDeviceList(bytes, { identityKey: candidate, address })
+ */
+export function deviceKeyNamedIn(list: Uint8Array, deviceId: number): Uint8Array | null {
+  abytes(list, undefined, 'list')
+  try {
+    const outer = decodeMessage('DeviceList', list)
+    const body = decodeMessage('DeviceListBody', outer.body, { maxRepeated: MAX_DEVICES })
+    const entry = body.devices.find((d) => d.deviceId === deviceId)
+    return entry !== undefined && entry.deviceKey.length === IDENTITY_KEY_BYTES ? own(entry.deviceKey) : null
+  } catch {
+    return null
+  }
 }

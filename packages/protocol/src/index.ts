@@ -56,7 +56,13 @@ export type {
   VerifiedDeviceList,
   VerifyDeviceListOptions,
 } from './deviceList.js'
-export { MAX_DEVICES, PRIMARY_DEVICE_ID, signDeviceList, verifyDeviceList } from './deviceList.js'
+export {
+  deviceKeyNamedIn,
+  MAX_DEVICES,
+  PRIMARY_DEVICE_ID,
+  signDeviceList,
+  verifyDeviceList,
+} from './deviceList.js'
 export type { ErrorCode, ParleyErrorOptions, RegistrationLockChallenge } from './errors.js'
 export { ERROR_CODES, errorCodeFromWire, errorCodeToWire, isErrorCode, ParleyError } from './errors.js'
 export type {
@@ -112,6 +118,7 @@ export {
   LINK_CODE_VERSION,
   LINK_NONCE_BYTES,
   LINK_SECRET_BYTES,
+  linkFingerprint,
   openLinkMessage,
   RENDEZVOUS_ID_BYTES,
   sealLinkMessage,

@@ -17,6 +17,7 @@ import {
   generateIdentity,
   type LinkDirection,
   type LinkGrantFields,
+  linkFingerprint,
   openLinkMessage,
   sealLinkMessage,
 } from './index.js'
@@ -332,5 +333,17 @@ describe('LinkRequest and LinkGrant', () => {
     expect(enc({ number: 14155550100 })).toBe('TypeError')
     expect(enc({ historyKey: undefined })).toBe('TypeError')
     expect(errorCode(() => encodeLinkRequest({ deviceKey: random(33) }))).toBe('RangeError')
+  })
+
+  it('fingerprints a device key as 12 digits of SHA-256 over the label and the key, as node:crypto computes them', async () => {
+    const { createHash } = await import('node:crypto')
+    for (let i = 0; i < 20; i++) {
+      const key = generateIdentity(seededRandom(i)).publicKey
+      const digest = createHash('sha256').update('parley/v1/link-fingerprint').update(key).digest()
+      const n = BigInt(`0x${digest.subarray(0, 5).toString('hex')}`) % 10n ** 12n
+      const digits = n.toString().padStart(12, '0')
+      expect(linkFingerprint(key)).toBe(`${digits.slice(0, 4)} ${digits.slice(4, 8)} ${digits.slice(8)}`)
+    }
+    expect(() => linkFingerprint(new Uint8Array(31))).toThrow(RangeError)
   })
 })

@@ -16,6 +16,7 @@ import { COMMITMENT_BYTES } from './certificates.js'
 import type { CryptoOptions } from './cryptoProvider.js'
 import { ParleyError } from './errors.js'
 import type * as wire from './gen/types.js'
+import { sha256 } from '@noble/hashes/sha2.js'
 import { fromBase64url, toBase64url } from './internal/base64url.js'
 import { ADDRESS_BYTES, abytes, au32, concatBytes, IDENTITY_KEY_BYTES } from './internal/bytes.js'
 import {
@@ -335,4 +336,23 @@ export function decodeLinkGrant(bytes: Uint8Array): LinkGrantFields {
     throw new ParleyError('BAD_REQUEST', 'malformed link grant', { cause })
   }
   return fields
+}
+
+/**
+ * A short fingerprint of a new device's key for the two screens of a link to show (the user checks that they
+ * match): 12 decimal digits, in groups of four, from SHA-256(`"parley/v1/link-fingerprint"` ‖ key). It is a
+ * convenience on top of the link secret, which already authenticates the exchange.
+ * @param deviceKey - the new device's 32-byte Ed25519 device key
+ * @returns e.g. `"0412 9931 7750"`
+ * @throws TypeError / RangeError when `deviceKey` is not 32 bytes
+ * @example linkFingerprint(request.deviceKey)
+ */
+export function linkFingerprint(deviceKey: Uint8Array): string {
+  abytes(deviceKey, IDENTITY_KEY_BYTES, 'deviceKey')
+  const digest = sha256(concatBytes(new TextEncoder().encode('parley/v1/link-fingerprint'), deviceKey))
+  // 40 bits is 1.1e12 values; the first 12 decimal digits of it are close enough to uniform for a visual check.
+  let n = 0n
+  for (const byte of digest.subarray(0, 5)) n = (n << 8n) | BigInt(byte)
+  const digits = (n % 1_000_000_000_000n).toString().padStart(12, '0')
+  return `${digits.slice(0, 4)} ${digits.slice(4, 8)} ${digits.slice(8)}`
 }

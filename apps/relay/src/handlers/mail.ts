@@ -5,6 +5,7 @@
  * @module
  */
 import { type ClientBodyOf, ParleyError } from '@parley/protocol'
+import type { Store } from '../Store.js'
 import { refuseFull, requireEnvelope } from './mailboxGuard.js'
 import type { DeviceScope } from './scope.js'
 import { charge, type Reply, requireBytes } from './util.js'
@@ -36,6 +37,7 @@ export async function admitSendMessage(
   // spreads over many (--send-bytes-*).
   await charge(scope, 'send_bytes', `sendb:acct:${scope.device.quotaId}`, envelope.length, policies.sendBytes)
   const deviceId = m.recipientDeviceId
+  await refuseLinked(store, address)
   const written = store.enqueue({
     address,
     deviceId,
@@ -69,6 +71,20 @@ export async function admitSendMessage(
         return { messageAccepted: { messageId } }
       }
     }
+  }
+}
+
+/**
+ * A single-device send to an account that has linked devices would reach only one of them: refused with
+ * STALE_DEVICES (and the list version), so that a sender who does not know of them fetches the device list and
+ * sends a `MultiSend` instead.
+ */
+export async function refuseLinked(store: Store, address: Uint8Array): Promise<void> {
+  const set = await store.deviceSet(address)
+  if (set && set.linkedDeviceIds.length > 0) {
+    throw new ParleyError('STALE_DEVICES', 'the recipient has linked devices; send to each with MultiSend', {
+      deviceListVersion: set.listVersion,
+    })
   }
 }
 

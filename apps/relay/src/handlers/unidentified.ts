@@ -8,6 +8,7 @@
 import { timingSafeEqual } from 'node:crypto'
 import { type ClientBodyOf, deliveryTokenVerifier, ParleyError } from '@parley/protocol'
 import type { RelayContext } from '../context.js'
+import { refuseLinked } from './mail.js'
 import { refuseFull, requireEnvelope } from './mailboxGuard.js'
 import { type Reply, requireBytes } from './util.js'
 
@@ -67,6 +68,7 @@ export async function unidentifiedSend(
     throw new ParleyError('FORBIDDEN', 'the delivery token is not valid for this recipient')
   }
   await charge(scope, 'recipient', addressHex)
+  await refuseLinked(scope.store, address)
   const deviceId = m.recipientDeviceId
   const result = await scope.store.enqueue({
     address,

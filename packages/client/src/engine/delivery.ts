@@ -2,13 +2,16 @@
 // from its prekey bundle when there is none), sealed with the current sender certificate, and sent by
 // unidentified delivery when the contact gave us its token, else on the authenticated connection. A moved
 // recipient is followed; a replaced recipient device gets a new session. Not exported.
-import { opensNumberCommitment, ParleyError } from '@parley/protocol'
+import { type ClientFrameInput, opensNumberCommitment, ParleyError } from '@parley/protocol'
 import { fromHex, toHex } from '../internal/codec.js'
 import * as e2e from '../internal/e2e.js'
 import type { Contacts } from './contacts.js'
+import { accountIdentity, type Devices } from './devices.js'
 import { type Engine, expectBody } from './context.js'
 import {
   type AccountRecord,
+  type CopyRecord,
+  type DeviceListRecord,
   del,
   get,
   K,
@@ -18,6 +21,7 @@ import {
   type SessionRecord,
   sessionRecord,
 } from './keyspace.js'
+import type { StoreWrite } from '../Store.js'
 import type { RelaySession } from './session.js'
 
 /** The unidentified connection is closed after this long without a send (the relay closes idle ones too). */
@@ -27,13 +31,15 @@ export class Delivery {
   readonly #engine: Engine
   readonly #session: RelaySession
   readonly #contacts: Contacts
+  readonly #devices: Devices
   #anonymousIdle: unknown = null
   #anonymousInFlight = 0
 
-  constructor(engine: Engine, session: RelaySession, contacts: Contacts) {
+  constructor(engine: Engine, session: RelaySession, contacts: Contacts, devices: Devices) {
     this.#engine = engine
     this.#session = session
     this.#contacts = contacts
+    this.#devices = devices
   }
 
   /** Cancels the timer that closes the idle unidentified connection (the client is closing). */
@@ -41,8 +47,38 @@ export class Delivery {
     if (this.#anonymousIdle !== null) this.#engine.clock.clearTimeout(this.#anonymousIdle)
   }
 
-  /** Encrypts (once), seals and sends the outbox entry under `key`, and removes it once the relay accepted it. */
+  /**
+   * Encrypts (once), seals and sends the outbox entry under `key`, and removes it once the relay accepted it: to
+   * the recipient's one device as before linked devices existed, or, once the recipient or this account has
+   * several, one copy per device (and sent transcripts for this account's other devices).
+   */
   async deliver(key: string, entry: OutboxRecord): Promise<void> {
+    if (entry.multi === undefined && !(await this.#needsMulti(entry))) {
+      try {
+        await this.#deliverSingle(key, entry)
+        return
+      } catch (err) {
+        const e = ParleyError.fromUnknown(err)
+        if (e.code !== 'STALE_DEVICES') throw e
+        // The recipient has linked devices: fetch its list and send to each device. The message already
+        // encrypted for its primary (if any) becomes the primary's copy, so no ratchet step is wasted.
+        await this.#devices.refresh(entry.address)
+        const stored = await this.#engine.store.get(key)
+        if (stored !== undefined) entry = K.outbox.codec.decode(stored)
+      }
+    }
+    await this.#deliverMulti(key, entry)
+  }
+
+  /** Whether the entry goes to several devices: this account has others, or the recipient's list has several. */
+  async #needsMulti(entry: OutboxRecord): Promise<boolean> {
+    if (this.#devices.ownOthers().length > 0) return true
+    const list = await this.#devices.cached(entry.address)
+    return list !== undefined && list.devices.length > 1
+  }
+
+  /** The single-device path: one envelope, `SendMessage` or `UnidentifiedSend`. */
+  async #deliverSingle(key: string, entry: OutboxRecord): Promise<void> {
     const engine = this.#engine
     const { store, serial } = engine
     for (let attempt = 0; attempt < 2; attempt++) {
@@ -60,7 +96,7 @@ export class Delivery {
         const token = await get(store, K.peerToken(toHex(entry.address)))
         if (token !== undefined && entry.message?.kind === 'ratchet') {
           // The contact has written to us and gave us its token: the relay need not learn who sends this.
-          if (await this.#sendUnidentified(base, token, entry.address)) {
+          if (await this.#sendUnidentified({ unidentifiedSend: { ...base, deliveryToken: token } }, entry.address)) {
             engine.stats.unidentifiedSent++
             await store.write([del(key)])
             engine.events.emit('delivered', { id: entry.id, to: entry.to })
@@ -106,13 +142,7 @@ export class Delivery {
    * sends on the authenticated path instead.
    */
   async #sendUnidentified(
-    base: {
-      recipientAddress: Uint8Array
-      recipientDeviceId: number
-      messageId: Uint8Array
-      envelope: Uint8Array
-    },
-    token: Uint8Array,
+    request: Pick<ClientFrameInput, 'unidentifiedSend'> | Pick<ClientFrameInput, 'multiSend'>,
     address: Uint8Array,
   ): Promise<boolean> {
     const engine = this.#engine
@@ -123,7 +153,7 @@ export class Delivery {
     anonymous.start()
     try {
       await anonymous.waitOnline()
-      const frame = await anonymous.request({ unidentifiedSend: { ...base, deliveryToken: token } })
+      const frame = await anonymous.request(request)
       expectBody(frame, 'messageAccepted')
       return true
     } catch (err) {
@@ -240,4 +270,211 @@ export class Delivery {
     if (identityChanged) this.#contacts.emitIdentityChanged(entry.to, entry.address, session.identityKey)
     return updated
   }
+  // ───────────────────────────── several devices ─────────────────────────────
+
+  /**
+   * The multi-device path: one copy per device of the recipient's verified list in one `MultiSend` (again with
+   * a fresh list after STALE_DEVICES), then one sent transcript per other device of this account. What is
+   * encrypted is persisted with the session steps it used, so a retry after a crash resends the same copies.
+   */
+  async #deliverMulti(key: string, entry: OutboxRecord): Promise<void> {
+    const engine = this.#engine
+    const account = engine.requireAccount()
+    let multi = entry.multi ?? {
+      listVersion: 0,
+      // A message encrypted for the primary on the single-device path is that device's copy.
+      copies:
+        entry.message !== undefined && entry.deviceId !== undefined && entry.recipientIdentityKey !== undefined
+          ? [{ deviceId: entry.deviceId, identityKey: entry.recipientIdentityKey, message: entry.message }]
+          : [],
+      transcripts: [],
+    }
+    entry = { ...entry, multi }
+    if (multi.recipientDone !== true) {
+      entry = await this.#sendCopies(key, entry, entry.address, 'copies')
+      multi = { ...entry.multi!, recipientDone: true }
+      entry = { ...entry, multi }
+      await engine.store.write([putAt(K.outbox, key, entry)])
+      engine.events.emit('delivered', { id: entry.id, to: entry.to })
+    }
+    if (this.#devices.ownOthers().length > 0) {
+      await this.#sendCopies(key, entry, account.address, 'transcripts')
+    }
+    await engine.store.write([del(key)])
+  }
+
+  /**
+   * Encrypts what is missing of one account's copies, seals them all and sends them in one `MultiSend`; on
+   * STALE_DEVICES fetches the account's list again and sends to its devices now (copies for devices still in
+   * it, with the same key, are kept). Resolves the entry as persisted.
+   */
+  async #sendCopies(
+    key: string,
+    entry: OutboxRecord,
+    address: Uint8Array,
+    field: 'copies' | 'transcripts',
+  ): Promise<OutboxRecord> {
+    const engine = this.#engine
+    const account = engine.requireAccount()
+    const own = field === 'transcripts'
+    for (let attempt = 0; ; attempt++) {
+      const list =
+        (own ? account.devices : await this.#devices.cached(address)) ??
+        (own ? undefined : await this.#devices.refresh(address))
+      const targets = targetsOf(list, own ? account : null)
+      entry = await engine.serial.run(() => this.#encryptCopies(key, entry, address, targets, list, field))
+      const copies = entry.multi![field]
+      if (copies.length === 0) return entry
+      const envelopes = copies.map((c) => ({
+        deviceId: c.deviceId,
+        envelope: this.#sealCopy(engine.requireAccount(), c),
+      }))
+      const base = {
+        recipientAddress: address,
+        messageId: fromHex(entry.id),
+        deviceListVersion: list?.devices.length ? list.version : 0,
+      }
+      try {
+        const token = own ? undefined : await get(engine.store, K.peerToken(toHex(address)))
+        const sealedAll = await Promise.all(envelopes.map(async (e) => ({ ...e, envelope: await e.envelope })))
+        if (token !== undefined && copies.every((c) => c.message.kind === 'ratchet')) {
+          if (await this.#sendUnidentified({ multiSend: { ...base, envelopes: sealedAll, deliveryToken: token } }, address)) {
+            engine.stats.unidentifiedSent++
+            return entry
+          }
+        }
+        expectBody(await engine.link.request({ multiSend: { ...base, envelopes: sealedAll } }), 'messageAccepted')
+        return entry
+      } catch (err) {
+        const e = ParleyError.fromUnknown(err)
+        if (e.code !== 'STALE_DEVICES' || attempt >= 2) throw e
+        await this.#devices.refresh(address)
+      }
+    }
+  }
+
+  /** Seals one device's copy with the current certificate. */
+  async #sealCopy(account: AccountRecord, copy: CopyRecord): Promise<Uint8Array> {
+    return this.#sealEntry(account, { message: copy.message, recipientIdentityKey: copy.identityKey } as OutboxRecord)
+  }
+
+  /**
+   * Encrypts the entry for every target device that has no copy yet (in the serial queue), starting a session
+   * from the device's prekey bundle where there is none. A linked device's bundle must carry the key the
+   * verified list gives it, and the primary's the identity pinned for the account: a relay that answers with
+   * another key gets no ciphertext. Copies for devices no longer targeted are dropped. One atomic write.
+   */
+  async #encryptCopies(
+    key: string,
+    entry: OutboxRecord,
+    address: Uint8Array,
+    targets: Target[],
+    list: DeviceListRecord | undefined,
+    field: 'copies' | 'transcripts',
+  ): Promise<OutboxRecord> {
+    const engine = this.#engine
+    const { store, link } = engine
+    const account = engine.requireAccount()
+    const hex = toHex(address)
+    const own = field === 'transcripts'
+    const kept = entry.multi![field].filter((c) =>
+      targets.some((t) => t.deviceId === c.deviceId && (t.deviceKey === undefined || e2e.equal(t.deviceKey, c.identityKey))),
+    )
+    const writes: StoreWrite[] = []
+    const copies: CopyRecord[] = [...kept]
+    let changedIdentity: Uint8Array | null = null
+    const token = !own && account.deliveryTokenSet === true ? account.deliveryToken : undefined
+    for (const t of targets) {
+      if (copies.some((c) => c.deviceId === t.deviceId)) continue
+      const slot = t.primary ? K.session(hex) : K.deviceSession(hex, t.deviceId)
+      let session = (await get(store, slot)) ?? null
+      const usable =
+        session !== null &&
+        session.stale !== true &&
+        session.deviceId === t.deviceId &&
+        (t.deviceKey === undefined || e2e.equal(session.identityKey, t.deviceKey))
+      if (!usable) {
+        const frame = await link.request({ prekeyBundleQuery: { address, deviceId: t.primary ? 0 : t.deviceId } })
+        const bundle = expectBody(frame, 'prekeyBundle')
+        const started = e2e.initiate(account, address, bundle, engine)
+        if (started.deviceId !== t.deviceId) {
+          throw new ParleyError('STALE_DEVICES', 'the relay gave a bundle of another device', {
+            deviceListVersion: list?.version ?? 0,
+          })
+        }
+        const expected = t.deviceKey ?? (own ? accountIdentity(account) : undefined)
+        if (expected !== undefined && !e2e.equal(expected, started.identityKey)) {
+          throw new ParleyError(
+            'VERIFICATION_FAILED',
+            "the relay's prekey bundle is not signed by the device key in the account's device list",
+          )
+        }
+        if (t.primary && !own) {
+          const verified = await get(store, K.verified(hex))
+          if (verified !== undefined && !e2e.equal(verified, started.identityKey)) {
+            throw new ParleyError(
+              'IDENTITY_UNTRUSTED',
+              "the contact's verified identity changed; approveIdentity() after comparing safety numbers",
+            )
+          }
+          if (await this.#contacts.identityChanged(hex, started.identityKey)) changedIdentity = started.identityKey
+          writes.push(put(K.identity(hex), started.identityKey))
+        }
+        const old = session
+        session = {
+          deviceId: started.deviceId,
+          identityKey: started.identityKey,
+          state: started.state,
+          previous: old === null ? [] : [old.state, ...(old.previous ?? [])].slice(0, e2e.MAX_PREVIOUS_SESSIONS),
+        }
+      }
+      const sealed = e2e.encrypt({
+        session: session!.state,
+        content: {
+          messageId: fromHex(entry.id),
+          sentAtMs: entry.sentAt,
+          text: entry.text,
+          ...(token === undefined ? {} : { deliveryToken: token }),
+          ...(own ? { transcriptTo: entry.address } : {}),
+        },
+        env: engine,
+      })
+      writes.push(put(slot, { ...session!, state: sealed.state }))
+      copies.push({ deviceId: t.deviceId, identityKey: session!.identityKey, message: sealed.message })
+    }
+    const updated: OutboxRecord = {
+      ...entry,
+      multi: {
+        ...entry.multi!,
+        [field]: copies,
+        ...(field === 'copies' ? { listVersion: list?.version ?? 0 } : { ownVersion: list?.version ?? 0 }),
+      },
+    }
+    if (!own) writes.push(put(K.byAddress(hex), entry.to))
+    // The ratchet steps and the copies that used them are persisted together.
+    await store.write([...writes, putAt(K.outbox, key, updated)])
+    if (changedIdentity !== null) this.#contacts.emitIdentityChanged(entry.to, address, changedIdentity)
+    return updated
+  }
+}
+
+/** One device a copy goes to: its id, the key the verified list gives it (absent: the primary of no list). */
+interface Target {
+  deviceId: number
+  primary: boolean
+  deviceKey?: Uint8Array
+}
+
+/**
+ * The devices to send to: every device of the verified list, or the primary alone when the account has none;
+ * for this account's own list (`own` set), every device but this one.
+ */
+function targetsOf(list: DeviceListRecord | undefined, own: AccountRecord | null): Target[] {
+  if (list === undefined || list.devices.length === 0) {
+    if (own !== null) return []
+    return list === undefined ? [] : [{ deviceId: list.primaryDeviceId, primary: true }]
+  }
+  return list.devices
+    .filter((d) => own === null || d.deviceId !== own.deviceId)
+    .map((d) => ({ deviceId: d.deviceId, primary: d.deviceId === list.primaryDeviceId, deviceKey: d.deviceKey }))
 }

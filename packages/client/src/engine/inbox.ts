@@ -7,6 +7,7 @@ import * as e2e from '../internal/e2e.js'
 import type { StoreWrite } from '../Store.js'
 import type { CallOptions, IncomingMessage } from '../types.js'
 import type { Contacts } from './contacts.js'
+import { accountIdentity, type Devices } from './devices.js'
 import type { Engine } from './context.js'
 import type { Discovery } from './discovery.js'
 import {
@@ -39,6 +40,7 @@ export class Inbox {
   readonly #contacts: Contacts
   readonly #discovery: Discovery
   readonly #prekeys: Prekeys
+  readonly #devices: Devices
   #acks: number[] = []
   #ackTimer: unknown = null
 
@@ -48,7 +50,9 @@ export class Inbox {
     contacts: Contacts,
     discovery: Discovery,
     prekeys: Prekeys,
+    devices: Devices,
   ) {
+    this.#devices = devices
     this.#engine = engine
     this.#session = session
     this.#contacts = contacts
@@ -73,8 +77,11 @@ export class Inbox {
       engine.events.emit('gap', { firstSeq: g.firstSeq, lastSeq: g.lastSeq, reason })
     } else if (frame.body === 'deviceReplaced') {
       const erased = frame.deviceReplaced?.erased === true
+      const removed = frame.deviceReplaced?.removed === true
       engine.replaced = true
-      void engine.serial.run(() => this.#session.onReplaced(erased)).catch((err) => engine.emitError(err))
+      void engine.serial
+        .run(() => this.#session.onReplaced(erased, removed))
+        .catch((err) => engine.emitError(err))
     } else if (frame.body === 'error' && frame.error) {
       const err = ParleyError.fromUnknown(e2e.wireError(frame.error))
       // The relay's UNAUTHENTICATED that follows DeviceReplaced says nothing the event did not.
@@ -200,14 +207,27 @@ export class Inbox {
       engine.emitError(e)
       return ack()
     }
-    await this.#contacts.followSender(opened)
+    const own = e2e.equal(opened.senderAddress, account.address)
+    if (!own) await this.#contacts.followSender(opened)
     const senderHex = toHex(opened.senderAddress)
-    const verified = await get(store, K.verified(senderHex))
+    // A linked device of the sender's account seals with its own device key, which must be in the account's
+    // device list as verified against the identity pinned for it (a relay cannot certify a device into it).
+    const pinned = own ? accountIdentity(account) : await get(store, K.identity(senderHex))
+    const linkedSender =
+      (pinned === undefined || !e2e.equal(pinned, opened.senderIdentityKey)) &&
+      (await this.#devices.linkedKey(opened.senderAddress, opened.senderDeviceId, opened.senderIdentityKey))
+    if (own && (opened.senderDeviceId === account.deviceId || (!linkedSender && !e2e.equal(pinned!, opened.senderIdentityKey)))) {
+      stats.senderUnverified++
+      engine.emitError(new ParleyError('SENDER_UNVERIFIED', "a message from a device not in this account's device list"))
+      return ack()
+    }
+    const verified = linkedSender ? undefined : await get(store, K.verified(senderHex))
     if (verified !== undefined && !e2e.equal(verified, opened.senderIdentityKey)) {
       await this.#hold(senderHex, opened, envelope, receivedAtMs)
       return ack()
     }
-    const existing = await sessionRecord(store, opened.senderAddress)
+    const slot = linkedSender ? K.deviceSession(senderHex, opened.senderDeviceId) : K.session(senderHex)
+    const existing = (await get(store, slot)) ?? null
     const writes: StoreWrite[] = []
     let result: e2e.Decrypted
     try {
@@ -231,11 +251,14 @@ export class Inbox {
     const record = sessionAfter(existing, opened, result)
     if ((await store.get(K.seen(idHex).key)) !== undefined) {
       // Same message again (a resend after a lost ACCEPTED): keep the session step, deliver nothing.
-      await store.write([put(K.session(senderHex), record)])
+      await store.write([put(slot, record)])
       return ack()
     }
-    const identityChanged = await this.#contacts.identityChanged(senderHex, opened.senderIdentityKey)
-    const from = await this.#contacts.provenSender(opened, writes)
+    const identityChanged =
+      !linkedSender && !own && (await this.#contacts.identityChanged(senderHex, opened.senderIdentityKey))
+    const from = own ? account.e164 : await this.#contacts.provenSender(opened, writes)
+    // A sent transcript counts only from this account's own devices.
+    const transcriptTo = own ? content.transcriptTo : undefined
     const message: StoredMessage = {
       id: idHex,
       from,
@@ -244,6 +267,9 @@ export class Inbox {
       sentAt: content.sentAtMs,
       receivedAt: receivedAtMs,
       ...(delivery.seq > 0 ? { seq: delivery.seq } : {}),
+      ...(transcriptTo === undefined
+        ? {}
+        : { to: (await get(store, K.byAddress(toHex(transcriptTo)))) ?? null, toAddress: toHex(transcriptTo) }),
     }
     for (const id of result.consumedOneTimePrekeys) writes.push(del(K.prekey('otp', id)))
     for (const id of result.consumedKemPrekeys) writes.push(del(K.prekey('kem', id)))
@@ -251,13 +277,10 @@ export class Inbox {
       const r = result.replayKey
       writes.push(put(K.replay(r.signedPrekeyId, toHex(r.baseKey)), receivedAtMs))
     }
-    if (content.deliveryToken) writes.push(put(K.peerToken(senderHex), content.deliveryToken))
-    writes.push(
-      put(K.session(senderHex), record),
-      put(K.seen(idHex), receivedAtMs),
-      put(K.inbox(receivedAtMs, idHex), message),
-      put(K.identity(senderHex), opened.senderIdentityKey),
-    )
+    if (content.deliveryToken && !own) writes.push(put(K.peerToken(senderHex), content.deliveryToken))
+    writes.push(put(slot, record), put(K.seen(idHex), receivedAtMs), put(K.inbox(receivedAtMs, idHex), message))
+    // The identity pinned for an account is its primary's: a linked device's key never replaces it.
+    if (!linkedSender && !own) writes.push(put(K.identity(senderHex), opened.senderIdentityKey))
     // One atomic write: the ratchet step, the dedupe marker and the message stand or fall together.
     await store.write(writes)
     if (identityChanged)
@@ -371,5 +394,6 @@ function toIncoming(m: StoredMessage): IncomingMessage {
     text: m.text,
     sentAt: new Date(m.sentAt),
     receivedAt: new Date(m.receivedAt),
+    ...(m.toAddress === undefined ? {} : { to: m.to ?? null, toAddress: m.toAddress }),
   }
 }

@@ -27,6 +27,40 @@ export interface AccountRecord {
   deliveryTokenSet?: boolean
   /** The OPRF key epoch the address is derived under (absent in records from before key rotation). */
   keyId?: number
+  /**
+   * On a linked device: the account identity (the primary's key, which contacts pinned and the device list is
+   * signed by); `identity` is then this device's own device key. Absent on the primary, whose device key is the
+   * account identity.
+   */
+  accountIdentityKey?: Uint8Array
+  /** The account's newest signed device list this device knows (absent: it never had one; the primary alone). */
+  devices?: DeviceListRecord
+  /** On the primary: the highest device id the account has used (a new linked device gets one above it). */
+  maxDeviceId?: number
+}
+
+/** A linked device's first prekey upload: public keys and their signatures, as `PrekeyUpload` carries them. */
+export interface LinkUploadRecord {
+  signedPrekey: { keyId: number; publicKey: Uint8Array; signature: Uint8Array }
+  oneTimePrekeys: { keyId: number; publicKey: Uint8Array }[]
+  lastResortKemPrekey: { keyId: number; publicKey: Uint8Array; signature: Uint8Array }
+  oneTimeKemPrekeys: { keyId: number; publicKey: Uint8Array; signature: Uint8Array }[]
+}
+
+/** One device of a verified device list. */
+export interface DeviceEntryRecord {
+  deviceId: number
+  deviceKey: Uint8Array
+}
+
+/** An account's device list as this device verified it (its own account's, or a contact's). */
+export interface DeviceListRecord {
+  version: number
+  primaryDeviceId: number
+  /** Every device, the primary included, ordered by id. */
+  devices: DeviceEntryRecord[]
+  /** The signed list as the relay served it (empty for an account that never published one). */
+  list: Uint8Array
 }
 
 /** What a replaced device keeps of its account to take the number back with the same identity. */
@@ -94,6 +128,26 @@ export interface OutboxRecord {
   /** The recipient device's identity key the message was encrypted for. */
   recipientIdentityKey?: Uint8Array
   deviceId?: number
+  /**
+   * Set once the message goes to several devices (the recipient has linked devices, or this account has): the
+   * copies encrypted so far, per device, for the recipient (`copies`, at list version `listVersion`) and for this
+   * account's other devices as sent transcripts (`transcripts`); `recipientDone` once the relay took the
+   * recipient's copies.
+   */
+  multi?: {
+    listVersion: number
+    copies: CopyRecord[]
+    recipientDone?: boolean
+    ownVersion?: number
+    transcripts: CopyRecord[]
+  }
+}
+
+/** One device's copy of a multi-device message: the session message made for it and the key it is for. */
+export interface CopyRecord {
+  deviceId: number
+  identityKey: Uint8Array
+  message: { kind: 'prekey' | 'ratchet'; body: Uint8Array }
 }
 
 export interface HeldRecord {
@@ -110,6 +164,10 @@ export interface StoredMessage {
   receivedAt: number
   /** The relay's mailbox sequence number, when it gave one (records stored before 2026-12 have none). */
   seq?: number
+  /** A sent transcript: another device of this account sent it, to this number (null: not resolved). */
+  to?: string | null
+  /** A sent transcript: the address it was sent to. */
+  toAddress?: string
 }
 
 // ───────────────────────────── keys ─────────────────────────────
@@ -163,6 +221,8 @@ export const K = {
   /** The highest mailbox seq acked, where the next sync resumes. */
   cursor: slot('mailbox/cursor', json<number>()),
   prekeyMeta: slot('prekey/meta', json<PrekeyMeta>()),
+  /** A linked device's first prekeys (public parts), until the relay has them. */
+  linkUpload: slot('link/prekey-upload', json<LinkUploadRecord>()),
   prekey: family('prekey/', json<PrekeySecret>(), (kind: PrekeyKind, id: number) => `${kind}/${pad(id)}`),
   oprfPin: family('oprf/pin/', bytes, (keyId: number) => pad(keyId)),
   /** The relay's trust root, pinned at first use (or given in the options). */
@@ -186,6 +246,17 @@ export const K = {
   /** The number this device resolved an address to. */
   byAddress: family('address/', json<string>(), (addressHex: string) => addressHex),
   session: family('session/', json<SessionRecord>(), (addressHex: string) => addressHex),
+  /**
+   * The session with a linked device of an account (a contact's, or this account's own other devices); the
+   * session with an account's primary stays under `session/`.
+   */
+  deviceSession: family(
+    'device-session/',
+    json<SessionRecord>(),
+    (addressHex: string, deviceId: number) => `${addressHex}/${pad(deviceId)}`,
+  ),
+  /** A contact's device list, verified against the identity pinned for it. */
+  deviceList: family('device-list/', json<DeviceListRecord>(), (addressHex: string) => addressHex),
   /** The last identity key seen for a contact, kept even when the session is dropped. */
   identity: family('identity/', bytes, (addressHex: string) => addressHex),
   outbox: family('outbox/', json<OutboxRecord>(), (seq: number) => pad(seq)),

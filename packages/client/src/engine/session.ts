@@ -338,7 +338,7 @@ export class RelaySession {
    * The relay says another device took the account over (or it was erased): forget the account (keeping
    * history, contacts and the outbox), stop reconnecting, and tell the app.
    */
-  async onReplaced(erased: boolean): Promise<void> {
+  async onReplaced(erased: boolean, removed = false): Promise<void> {
     const engine = this.#engine
     const account = engine.account
     if (account === null) return
@@ -350,7 +350,7 @@ export class RelaySession {
     await engine.store.write([del(K.account), erased ? del(K.previous) : put(K.previous, previous)])
     engine.link.stop()
     engine.anonymous.stop()
-    engine.events.emit('deviceReplaced', { erased })
+    engine.events.emit('deviceReplaced', removed ? { erased, removed } : { erased })
   }
 }
 

@@ -20,7 +20,7 @@ import {
   signWithIdentity,
   type wire,
 } from '@parley/protocol'
-import { K, type PrekeyKind, put } from '../engine/keyspace.js'
+import { K, type LinkUploadRecord, type PrekeyKind, put } from '../engine/keyspace.js'
 import type { StoreWrite } from '../Store.js'
 import { decodeRecord } from './codec.js'
 
@@ -58,6 +58,8 @@ export interface DecryptedContent {
   text: string
   /** The sender's delivery token for unidentified replies. */
   deliveryToken?: Uint8Array
+  /** On a sent transcript from another device of this account: the address the message went to. */
+  transcriptTo?: Uint8Array
 }
 
 function toDecrypted(c: ReturnType<typeof decodeContent>): DecryptedContent {
@@ -67,6 +69,7 @@ function toDecrypted(c: ReturnType<typeof decodeContent>): DecryptedContent {
     sentAtMs: c.sentAtMs,
     text: c.text ?? '',
     ...(c.deliveryToken ? { deliveryToken: c.deliveryToken } : {}),
+    ...(c.transcriptTo ? { transcriptTo: c.transcriptTo } : {}),
   }
 }
 
@@ -121,7 +124,7 @@ export function generateInitialPrekeys(
     put(K.prekey('kem', lastResort.keyId), { secretKey: lastResort.secretKey, lastResort: true }),
     ...kems.map((k) => put(K.prekey('kem', k.keyId), { secretKey: k.secretKey })),
   ]
-  const upload: Upload = {
+  const upload: LinkUploadRecord = {
     signedPrekey: { keyId: spk.keyId, publicKey: spk.publicKey, signature: spk.signature },
     oneTimePrekeys: otps.map((k) => ({ keyId: k.keyId, publicKey: k.publicKey })),
     lastResortKemPrekey: {
