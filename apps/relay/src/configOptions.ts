@@ -111,6 +111,7 @@ export const OPTIONS = [
   int('bundlePerHour', 100, 'prekey bundle fetches per account: refill per hour'),
   int('maxLinkedDevices', 5, 'linked devices per account besides its primary (a device list with more is refused)'),
   int('linksPerHour', 10, 'link rendezvous an account may open per hour'),
+  int('linkTtlSeconds', 600, 'how long a link code (its rendezvous) stays usable'),
   int('rendezvousPerNetworkPerHour', 60, 'rendezvous posts and reads before authentication, per source network per hour'),
   int('sendBytesCapacity', 268_435_456, 'envelope bytes one account may send, over all its recipients: burst (256 MiB)'),
   int('sendBytesPerDay', 1_073_741_824, 'envelope bytes one account may send: refill per day (1 GiB)'),

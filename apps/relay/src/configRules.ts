@@ -54,6 +54,9 @@ const AT_LEAST_ONE = [
   'maxMailboxMessages',
   'maxAcksPerFrame',
   'acksPerSecond',
+  'linkTtlSeconds',
+  'linksPerHour',
+  'rendezvousPerNetworkPerHour',
 ] as const
 
 /** `[broken, message]` pairs: each rule that does not depend on who supplies the verifier. */

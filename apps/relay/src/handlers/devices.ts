@@ -20,8 +20,6 @@ import type { Caller, DeviceScope } from './scope.js'
 import type { AnonymousScope } from './unidentified.js'
 import { charge, deviceGone, type Reply, requireBytes } from './util.js'
 
-/** How long a link rendezvous stays open. */
-export const RENDEZVOUS_TTL_MS = 10 * 60_000
 /** Largest sealed message one side of a rendezvous takes (a link grant holds a device list and a number). */
 export const MAX_RENDEZVOUS_MESSAGE_BYTES = 16 * 1024
 
@@ -124,11 +122,12 @@ export async function openRendezvous(scope: DeviceScope): Promise<Reply> {
   await requirePrimary(scope, 'link a device')
   await charge(scope, 'links', `links:acct:${scope.device.quotaId}`, 1, scope.ctx.policies.links)
   const id = new Uint8Array(randomBytes(16))
-  if (!(await scope.ctx.store.openRendezvous(id, scope.device.address, Date.now() + RENDEZVOUS_TTL_MS))) {
+  const ttlSeconds = scope.ctx.config.linkTtlSeconds
+  if (!(await scope.ctx.store.openRendezvous(id, scope.device.address, Date.now() + ttlSeconds * 1000))) {
     throw new ParleyError('INTERNAL', 'rendezvous id collision')
   }
   scope.ctx.metrics.rendezvous.inc({ event: 'opened' })
-  return { rendezvousOpened: { rendezvousId: id, expiresInSeconds: RENDEZVOUS_TTL_MS / 1000 } }
+  return { rendezvousOpened: { rendezvousId: id, expiresInSeconds: ttlSeconds } }
 }
 
 function sideOf(value: number): RendezvousSide {

@@ -1,0 +1,155 @@
+// Linked devices through a real relay process (docs/architecture.md §9): a primary links a second Node device with
+// a link code (no SMS); a contact's message reaches both; what either device sends reaches the contact and shows
+// on the other as a sent transcript; a used or expired code is refused; a removed device gets nothing further.
+import { join } from 'node:path'
+import { type IncomingMessage, type ParleyClient, ParleyError } from '@parley/node'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { activatedClient, clientDir, nodeClient, until } from './harness.js'
+import { useRelay } from './useRelay.js'
+
+const ALICE = '+1 415 555 0120'
+const BOB = '+1 415 555 0121'
+
+/** The messages each client is shown, in order. */
+function inbox(client: ParleyClient): IncomingMessage[] {
+  const seen: IncomingMessage[] = []
+  client.on('message', (m) => seen.push(m))
+  return seen
+}
+
+async function codeOf(p: Promise<unknown>): Promise<string> {
+  try {
+    await p
+    return 'no error'
+  } catch (err) {
+    return err instanceof ParleyError ? err.code : String(err)
+  }
+}
+
+describe('linked devices through a real relay process', () => {
+  const env = useRelay()
+  const dir = clientDir()
+  let phone: ParleyClient
+  let laptop: ParleyClient
+  let bob: ParleyClient
+  let laptopId = 0
+  const got = { phone: [] as IncomingMessage[], laptop: [] as IncomingMessage[], bob: [] as IncomingMessage[] }
+  const changed: number[][] = []
+
+  beforeAll(async () => {
+    phone = await activatedClient(env.relay, env.codes, ALICE, { storePath: join(dir, 'phone.db') })
+    bob = await activatedClient(env.relay, env.codes, BOB, { storePath: join(dir, 'bob.db') })
+    laptop = await nodeClient(env.relay, { storePath: join(dir, 'laptop.db') })
+    got.phone = inbox(phone)
+    got.laptop = inbox(laptop)
+    got.bob = inbox(bob)
+    bob.on('devicesChanged', (e) => changed.push(e.deviceIds))
+  })
+
+  afterAll(async () => {
+    await Promise.all([phone?.close(), laptop?.close(), bob?.close()])
+  })
+
+  it('links a second device with a code: no SMS, both screens show the same fingerprint', async () => {
+    const smsBefore = env.codes.calls.length
+    let shown = ''
+    const invitation = await phone.createLinkCode({
+      confirm: ({ fingerprint }) => {
+        shown = fingerprint
+        return true
+      },
+    })
+    expect(invitation.code).toMatch(/^parley-link:[A-Za-z0-9_-]+$/)
+    const account = await laptop.link(invitation.code)
+    const { deviceId } = await invitation.linked
+    laptopId = deviceId
+    expect(account.deviceId).toBe(deviceId)
+    expect(account.number).toBe('+14155550120')
+    expect(account.fingerprint).toBe(shown)
+    expect(env.codes.calls.length).toBe(smsBefore)
+    const devices = await laptop.devices()
+    expect(devices.map((d) => [d.deviceId, d.primary, d.current])).toEqual([
+      [1, true, false],
+      [deviceId, false, true],
+    ])
+  })
+
+  it("delivers a contact's message to every device of the account, once each", async () => {
+    const sent = await bob.send(ALICE, 'hello both')
+    await until(() => got.phone.length === 1 && got.laptop.length === 1, 20_000, 'both devices to receive')
+    for (const m of [got.phone[0]!, got.laptop[0]!]) {
+      expect(m).toMatchObject({ id: sent.id, from: '+14155550121', text: 'hello both' })
+      expect(m.to).toBeUndefined()
+    }
+    expect(changed.at(-1)).toEqual([1, laptopId])
+  })
+
+  it('sends from the primary to the contact, with a sent transcript on the linked device', async () => {
+    const sent = await phone.send(BOB, 'from the phone')
+    await until(() => got.bob.length === 1 && got.laptop.length === 2, 20_000, 'bob and the transcript')
+    expect(got.bob[0]).toMatchObject({ id: sent.id, from: '+14155550120', text: 'from the phone' })
+    const transcript = got.laptop[1]!
+    expect(transcript).toMatchObject({ id: sent.id, from: '+14155550120', text: 'from the phone' })
+    expect(transcript.toAddress).toBe(got.phone[0]!.fromAddress)
+  })
+
+  it('sends from the linked device to the contact as the account, with a transcript on the primary', async () => {
+    const sent = await laptop.send(BOB, 'from the laptop')
+    await until(() => got.bob.length === 2 && got.phone.length === 2, 20_000, 'bob and the transcript')
+    // Bob sees the account's number: the laptop's key is in the list the account identity signed.
+    expect(got.bob[1]).toMatchObject({ id: sent.id, from: '+14155550120', text: 'from the laptop' })
+    expect(got.phone[1]).toMatchObject({ id: sent.id, text: 'from the laptop', to: '+14155550121' })
+    // The safety number covers the account identity, not the device: it is the same from either side.
+    expect(await bob.safetyNumber(ALICE)).toBe(await phone.safetyNumber(BOB))
+  })
+
+  it('refuses a link code used a second time', async () => {
+    const invitation = await phone.createLinkCode()
+    const first = await nodeClient(env.relay, { storePath: join(dir, 'first.db') })
+    const second = await nodeClient(env.relay, { storePath: join(dir, 'second.db') })
+    try {
+      const account = await first.link(invitation.code)
+      expect(await invitation.linked).toEqual({ deviceId: account.deviceId })
+      // The rendezvous ended when the first device read its answer: the code is no use to anyone after it.
+      expect(await codeOf(second.link(invitation.code, { timeoutMs: 2000 }))).toBe('NOT_FOUND')
+      expect((await phone.devices()).map((d) => d.deviceId)).toEqual([1, laptopId, account.deviceId])
+      await phone.removeDevice(account.deviceId)
+    } finally {
+      await first.close()
+      await second.close()
+    }
+  })
+
+  it('removes a device: it is told, and receives nothing further', async () => {
+    const replaced: { removed?: boolean }[] = []
+    laptop.on('deviceReplaced', (e) => replaced.push(e))
+    const before = got.laptop.length
+    await phone.removeDevice(laptopId)
+    await until(() => replaced.length === 1, 10_000, 'the laptop to be told')
+    expect(replaced[0]).toMatchObject({ erased: false, removed: true })
+    got.phone.length = 0
+    const sent = await bob.send(ALICE, 'after the removal')
+    await until(() => got.phone.length === 1, 20_000, 'the phone to receive')
+    expect(got.phone[0]!.id).toBe(sent.id)
+    expect(got.laptop.length).toBe(before)
+    expect((await phone.devices()).map((d) => d.deviceId)).toEqual([1])
+  })
+})
+
+describe('an expired link code', () => {
+  const env = useRelay(['--link-ttl-seconds', '1'])
+
+  it('is refused once its rendezvous expired, and the waiting primary is told EXPIRED', async () => {
+    const phone = await activatedClient(env.relay, env.codes, '+1 415 555 0130')
+    const late = await nodeClient(env.relay)
+    try {
+      const invitation = await phone.createLinkCode()
+      expect(await codeOf(invitation.linked)).toBe('EXPIRED')
+      expect(await codeOf(late.link(invitation.code))).toBe('NOT_FOUND')
+      expect((await phone.devices()).length).toBe(1)
+    } finally {
+      await phone.close()
+      await late.close()
+    }
+  })
+})
