@@ -143,11 +143,11 @@ describe('SqliteStore', () => {
     expect(open(path).schemaVersion).toBe(SCHEMA_VERSION)
   })
 
-  it('is at schema version 6', () => {
-    expect(SCHEMA_VERSION).toBe(6)
+  it('is at schema version 7', () => {
+    expect(SCHEMA_VERSION).toBe(7)
   })
 
-  it('migrates a version-1 file to version 6, keeping its accounts (with no commitment, verifier or lock) and mail', async () => {
+  it('migrates a version-1 file to version 7, keeping its accounts (with no commitment, verifier or lock) and mail', async () => {
     const path = join(tempDir(), 'relay.db')
     const address = bytes(32)
     const identityKey = bytes(32)
@@ -173,7 +173,7 @@ describe('SqliteStore', () => {
     v1.close()
 
     const s = open(path)
-    expect(s.schemaVersion).toBe(6)
+    expect(s.schemaVersion).toBe(7)
     const account = (await s.getAccount(address))!
     // No activity recorded before version 4: the registration time stands in.
     expect(account).toMatchObject({ deviceId: 3, createdAtMs: 1234, lastActiveMs: 1234 })
@@ -201,6 +201,7 @@ describe('SqliteStore', () => {
       { version: 4 },
       { version: 5 },
       { version: 6 },
+      { version: 7 },
     ])
     const cols = db.prepare('PRAGMA table_info(accounts)').all() as {
       name: string
@@ -217,9 +218,13 @@ describe('SqliteStore', () => {
       mailbox_count: 1,
       mailbox_bytes: envelope.length,
     })
+    // Version 7 started the account's highest device id at its registered device's.
+    expect(db.prepare('SELECT max_device_id FROM accounts').get()).toEqual({ max_device_id: 3 })
     db.close()
-    // Reopening runs no migration again.
-    expect(open(path).schemaVersion).toBe(6)
+    // Reopening runs no migration again; the next activation's id is above the migrated device's.
+    const again = open(path)
+    expect(again.schemaVersion).toBe(7)
+    expect((await register(again, address)).deviceId).toBe(4)
   })
 
   it('stores an empty commitment or verifier as NULL', async () => {
