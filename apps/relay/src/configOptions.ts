@@ -112,7 +112,7 @@ export const OPTIONS = [
   int('maxLinkedDevices', 5, 'linked devices per account besides its primary (a device list with more is refused)'),
   int('linksPerHour', 10, 'link rendezvous an account may open per hour'),
   int('linkTtlSeconds', 600, 'how long a link code (its rendezvous) stays usable'),
-  int('rendezvousPerNetworkPerHour', 60, 'rendezvous posts and reads before authentication, per source network per hour'),
+  int('rendezvousPerNetworkPerHour', 1200, 'rendezvous posts and reads before authentication, per source network per hour (a new device polls every 2 s while it waits)'),
   int('sendBytesCapacity', 268_435_456, 'envelope bytes one account may send, over all its recipients: burst (256 MiB)'),
   int('sendBytesPerDay', 1_073_741_824, 'envelope bytes one account may send: refill per day (1 GiB)'),
   int('prekeySignaturesCapacity', 1000, "prekey signatures checked for one account's uploads: burst (refused before any check beyond)"),

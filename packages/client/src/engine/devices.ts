@@ -33,8 +33,12 @@ import {
 } from './keyspace.js'
 import type { Prekeys } from './prekeys.js'
 
-/** How often both sides of a link poll the rendezvous while they wait for the other. */
-const LINK_POLL_MS = 1000
+/**
+ * How often each side of a link polls the rendezvous while it waits for the other: the primary (logged in) every
+ * second, the new device (not logged in, so charged to its network's rendezvous budget) every two.
+ */
+const PRIMARY_POLL_MS = 1000
+const NEW_DEVICE_POLL_MS = 2000
 /** How long a new device waits for the primary's answer by default (a rendezvous lives ten minutes). */
 const LINK_WAIT_MS = 10 * 60_000
 
@@ -327,10 +331,10 @@ export class Devices {
         'rendezvousMessage',
       )
       if (read.sealed.length > 0) return read.sealed
-      if (engine.clock.now() + LINK_POLL_MS > deadline) {
-        throw new ParleyError('EXPIRED', 'no answer through the link rendezvous in time')
-      }
-      await engine.sleep(LINK_POLL_MS, signal)
+      // Read once more at the deadline itself, so a message that came just before it is not missed.
+      const left = deadline - engine.clock.now()
+      if (left <= 0) throw new ParleyError('EXPIRED', 'no answer through the link rendezvous in time')
+      await engine.sleep(Math.min(side === 1 ? PRIMARY_POLL_MS : NEW_DEVICE_POLL_MS, left), signal)
     }
   }
 
