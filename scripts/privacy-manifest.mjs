@@ -33,9 +33,17 @@ export const CLASSES = [
  * they are the contents of `bytes` fields, so the path is stated here and checked against the schema below.
  */
 export const CARRIED_IN = {
-  SealedEnvelope: ['SendMessage.envelope', 'Delivery.envelope'],
+  SealedEnvelope: [
+    'SendMessage.envelope',
+    'UnidentifiedSend.envelope',
+    'DeviceEnvelope.envelope',
+    'Delivery.envelope',
+  ],
   SealedContent: ['SealedEnvelope.ciphertext'],
   Content: ['RatchetMessage.ciphertext'],
+  // Sealed under the link secret of a link code, which the relay never has (docs/architecture.md §9.3).
+  LinkRequest: ['RendezvousPost.sealed', 'RendezvousMessage.sealed'],
+  LinkGrant: ['RendezvousPost.sealed', 'RendezvousMessage.sealed'],
 }
 
 /** What the relay gets of a field of each class, by the section the field is in. */
@@ -187,6 +195,11 @@ export const RELAY_SEES = `## What the relay can and cannot see
   connections.
 - For stored mail: the recipient's address and device, a random message id, the sealed envelope's size
   (padded to 160-byte buckets) and its arrival time.
+- With linked devices: each device's id and public device key, in the account's **device list** (signed by the
+  account identity; the relay checks the signature and serves the list, but cannot make one), which devices are
+  one account's, whose list a sender fetches, and that a message went to every device of an account (one
+  \`MultiSend\`). Linking a device: a random rendezvous id and two messages sealed under the link code's secret,
+  which the relay never sees, deleted on pickup or after ten minutes.
 - Network metadata: your IP address (used for per-network quotas, kept in memory) and connection times.
 
 **It cannot see:**
