@@ -7,6 +7,7 @@ import { assertCryptoProvider, type IdentityKeyPair } from '@parley/protocol'
 import { systemClock } from './Clock.js'
 import type { Listener } from './Emitter.js'
 import { Activator } from './engine/activation.js'
+import { Backups } from './engine/backup.js'
 import { Contacts } from './engine/contacts.js'
 import { Engine } from './engine/context.js'
 import { Delivery } from './engine/delivery.js'
@@ -70,6 +71,7 @@ export class ParleyClient {
   readonly #outbox: Outbox
   readonly #delivery: Delivery
   readonly #devices: Devices
+  readonly #backups: Backups
   readonly #contacts: Contacts
   readonly #discovery: Discovery
   readonly #activation: Activator
@@ -147,6 +149,7 @@ export class ParleyClient {
     const outbox = new Outbox(engine, delivery, discovery, options.smsFallback, ttl)
     this.#inbox = new Inbox(engine, session, contacts, discovery, prekeys, devices)
     this.#devices = devices
+    this.#backups = new Backups(engine)
     this.#activation = new Activator(engine, session, discovery, prekeys, {
       afterOnline: () => this.#afterOnline(),
       deactivated: () => outbox.clearDeferrals(),
@@ -468,6 +471,41 @@ export class ParleyClient {
     this.#engine.checkOpen()
     if (!Number.isSafeInteger(deviceId) || deviceId <= 0) throw new RangeError('deviceId must be a positive integer')
     return this.#devices.remove(deviceId)
+  }
+
+  /**
+   * On the primary: this account as an encrypted archive, for a new phone after this one is lost — the account
+   * identity, prekey secrets, sessions, contacts, verified safety numbers, history and the outbox, sealed under a
+   * key derived from `passphrase` with scrypt (N = 2^17 by default: about two seconds here, on purpose) and
+   * ChaCha20-Poly1305. Keep it somewhere safe: whoever has it and the passphrase can read the history it holds
+   * (not later messages, which need the new device's keys).
+   * @param passphrase - at least 12 characters
+   * @param options - `logN`: the scrypt cost, 14–18
+   * @returns the archive (a versioned binary format)
+   * @throws RangeError for a short passphrase or a cost out of range; ParleyError `INVALID_STATE` on a linked
+   *   device (it does not hold the account identity) or before activation
+   * @example const archive = await parley.exportBackup('correct horse battery staple')
+   */
+  async exportBackup(passphrase: string, options: { logN?: number } = {}): Promise<Uint8Array> {
+    this.#engine.checkOpen()
+    return this.#backups.export(passphrase, options)
+  }
+
+  /**
+   * On a fresh device (an empty store, not activated): restores an archive from {@link ParleyClient.exportBackup}.
+   * Then `activate()` the same number and `confirm()` its SMS code as usual: the device takes the account back with
+   * the restored identity, so contacts see no new safety number, and `history()` holds the restored messages.
+   * Restored sessions still decrypt mail that was in flight; the first message to each contact starts a fresh
+   * session (forward secrecy from there on does not depend on the archive).
+   * @returns the account's number and how many messages the history holds
+   * @throws ParleyError `INVALID_STATE` (an account or a non-empty store here), `DECRYPT_FAILED` (wrong passphrase
+   *   or a damaged archive), `UNSUPPORTED` (another format), `BAD_REQUEST`
+   * @example const { number } = await fresh.restoreBackup(archive, passphrase); await fresh.activate({ phoneNumber: number, consent: true })
+   */
+  async restoreBackup(archive: Uint8Array, passphrase: string): Promise<{ number: string; messages: number }> {
+    this.#engine.checkOpen()
+    if (!(archive instanceof Uint8Array)) throw new TypeError('archive must be a Uint8Array')
+    return this.#backups.restore(archive, passphrase)
   }
 
   /** Number of messages queued in the outbox, not yet accepted by the relay. */
