@@ -309,13 +309,14 @@ describe.skipIf(!haveChromium && !required)(
       await phone.close()
     })
 
-    it('a browser links as a device of a Node account: both get a contact\'s mail, each shows what the other sent', async () => {
+    it("a browser links as a device of a Node account: both get a contact's mail, each shows what the other sent", async () => {
       const DAVE = '+1 415 555 0143'
       const phone = await activatedClient(relay, codes, DAVE, { storePath: join(nodeDir, 'dave-phone.db') })
       const phoneGot: IncomingMessage[] = []
       const carolGot: IncomingMessage[] = []
       phone.on('message', (m) => phoneGot.push(m))
-      const contact = carol ?? (await activatedClient(relay, codes, CAROL, { storePath: join(nodeDir, 'carol2.db') }))
+      const contact =
+        carol ?? (await activatedClient(relay, codes, CAROL, { storePath: join(nodeDir, 'carol2.db') }))
       contact.on('message', (m) => carolGot.push(m))
       try {
         const tab = await openPage()
@@ -337,14 +338,22 @@ describe.skipIf(!haveChromium && !required)(
         ])
 
         const fromTab = await send(tab, CAROL, 'from dave in the browser')
-        await until(() => carolGot.some((m) => m.id === fromTab.id), 20_000, 'carol to receive from the browser')
+        await until(
+          () => carolGot.some((m) => m.id === fromTab.id),
+          20_000,
+          'carol to receive from the browser',
+        )
         expect(carolGot.find((m) => m.id === fromTab.id)!.from).toBe(e164(DAVE))
         await until(() => phoneGot.some((m) => m.id === fromTab.id), 20_000, 'the transcript on the phone')
         expect(phoneGot.find((m) => m.id === fromTab.id)).toMatchObject({ to: e164(CAROL) })
 
         const fromPhone = await phone.send(CAROL, 'from dave on the phone')
         await waitFor(tab, 'from dave on the phone', 'the transcript in the browser')
-        await until(() => carolGot.some((m) => m.id === fromPhone.id), 20_000, 'carol to receive from the phone')
+        await until(
+          () => carolGot.some((m) => m.id === fromPhone.id),
+          20_000,
+          'carol to receive from the phone',
+        )
       } finally {
         await phone.close()
         if (contact !== carol) await contact.close()

@@ -33,7 +33,11 @@ describe('linked devices through a real relay process', () => {
   let laptop: ParleyClient
   let bob: ParleyClient
   let laptopId = 0
-  const got = { phone: [] as IncomingMessage[], laptop: [] as IncomingMessage[], bob: [] as IncomingMessage[] }
+  const got = {
+    phone: [] as IncomingMessage[],
+    laptop: [] as IncomingMessage[],
+    bob: [] as IncomingMessage[],
+  }
   const changed: number[][] = []
 
   beforeAll(async () => {

@@ -70,7 +70,11 @@ export function createMetrics() {
       'PublishDeviceList outcomes: stored, refused (bad signature, stale version, over the limit, a reused id)',
       'outcome',
     ),
-    linkedDevices: counter('linked_devices', 'Linked devices added and removed by published device lists', 'change'),
+    linkedDevices: counter(
+      'linked_devices',
+      'Linked devices added and removed by published device lists',
+      'change',
+    ),
     rendezvous: counter(
       'rendezvous',
       'Link rendezvous events: opened, posted, taken (a second post to a side), missing (unknown or expired), read',

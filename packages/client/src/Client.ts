@@ -469,7 +469,8 @@ export class ParleyClient {
    */
   async removeDevice(deviceId: number): Promise<void> {
     this.#engine.checkOpen()
-    if (!Number.isSafeInteger(deviceId) || deviceId <= 0) throw new RangeError('deviceId must be a positive integer')
+    if (!Number.isSafeInteger(deviceId) || deviceId <= 0)
+      throw new RangeError('deviceId must be a positive integer')
     return this.#devices.remove(deviceId)
   }
 
@@ -502,7 +503,10 @@ export class ParleyClient {
    *   or a damaged archive), `UNSUPPORTED` (another format), `BAD_REQUEST`
    * @example const { number } = await fresh.restoreBackup(archive, passphrase); await fresh.activate({ phoneNumber: number, consent: true })
    */
-  async restoreBackup(archive: Uint8Array, passphrase: string): Promise<{ number: string; messages: number }> {
+  async restoreBackup(
+    archive: Uint8Array,
+    passphrase: string,
+  ): Promise<{ number: string; messages: number }> {
     this.#engine.checkOpen()
     if (!(archive instanceof Uint8Array)) throw new TypeError('archive must be a Uint8Array')
     return this.#backups.restore(archive, passphrase)
@@ -564,7 +568,9 @@ export class ParleyClient {
       .run(() => this.#session.registerDeliveryToken())
       .catch((err) => engine.emitRecoverable(err))
     // A linked device's first prekeys, if the relay does not have them yet (before anything that needs them).
-    void engine.serial.run(() => this.#devices.uploadLinkPrekeys()).catch((err) => engine.emitRecoverable(err))
+    void engine.serial
+      .run(() => this.#devices.uploadLinkPrekeys())
+      .catch((err) => engine.emitRecoverable(err))
     void engine.serial.run(() => this.#session.sync()).catch((err) => engine.emitRecoverable(err))
     this.#outbox.kick()
     void engine.serial.run(() => this.#prekeys.refill()).catch((err) => engine.emitRecoverable(err))

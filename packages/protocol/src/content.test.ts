@@ -23,15 +23,15 @@ describe('content padding', () => {
     )
   })
 
-  it('carries a sent transcript\'s conversation address, and refuses one that is not 32 bytes', () => {
+  it("carries a sent transcript's conversation address, and refuses one that is not 32 bytes", () => {
     const messageId = new Uint8Array(16).fill(3)
     const transcriptTo = new Uint8Array(32).fill(9)
     const back = decodeContent(encodeContent({ messageId, sentAtMs: 5, text: 'hi', transcriptTo }))
     expect(back.transcriptTo).toEqual(transcriptTo)
     expect(decodeContent(encodeContent({ messageId, sentAtMs: 5, text: 'hi' })).transcriptTo).toBeUndefined()
-    expect(() => encodeContent({ messageId, sentAtMs: 5, text: 'hi', transcriptTo: new Uint8Array(31) })).toThrow(
-      RangeError,
-    )
+    expect(() =>
+      encodeContent({ messageId, sentAtMs: 5, text: 'hi', transcriptTo: new Uint8Array(31) }),
+    ).toThrow(RangeError)
   })
 
   it('gives the same length to messages of similar size', () => {

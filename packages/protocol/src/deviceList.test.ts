@@ -118,7 +118,9 @@ describe('signed device lists', () => {
 
   it('finds the primary by its key whatever its id, and refuses a list with no primary or a key twice', () => {
     const [p, a, b] = devices as [DeviceListEntry, DeviceListEntry, DeviceListEntry]
-    expect(verifyDeviceList(independentList({ devices: [p, a, b] }), expected).primaryDeviceId).toBe(p.deviceId)
+    expect(verifyDeviceList(independentList({ devices: [p, a, b] }), expected).primaryDeviceId).toBe(
+      p.deviceId,
+    )
     const moved = independentList({ devices: [a, b, { ...p, deviceId: 9 }] })
     expect(verifyDeviceList(moved, expected).primaryDeviceId).toBe(9)
     expect(verifyCode(independentList({ devices: [p, { ...a, deviceKey: b.deviceKey }, b] }))).toBe(

@@ -182,7 +182,12 @@ export function verifyDeviceList(
   }
   const primary = devices.find((d) => equalBytes(d.deviceKey, expected.identityKey))
   if (primary === undefined) fail('no device holds the account identity (no primary)')
-  return { address: expected.address.slice(), version: body.version, devices, primaryDeviceId: primary!.deviceId }
+  return {
+    address: expected.address.slice(),
+    version: body.version,
+    devices,
+    primaryDeviceId: primary!.deviceId,
+  }
 }
 
 /**

@@ -257,7 +257,10 @@ describe('LinkRequest and LinkGrant', () => {
     expect(decodeLinkGrant(encodeLinkGrant(withIdentity))).toEqual(withIdentity)
     expect(() => encodeLinkGrant({ ...grant, accountIdentity: new Uint8Array(31) })).toThrow(RangeError)
     const noHistory = { ...grant, historyKey: new Uint8Array(0) }
-    expect(decodeLinkGrant(encodeLinkGrant(noHistory))).toEqual({ ...noHistory, accountIdentity: new Uint8Array(0) })
+    expect(decodeLinkGrant(encodeLinkGrant(noHistory))).toEqual({
+      ...noHistory,
+      accountIdentity: new Uint8Array(0),
+    })
   })
 
   it('refuse a device key that is not a 32-byte point of large order', () => {
@@ -338,7 +341,7 @@ describe('LinkRequest and LinkGrant', () => {
   it('fingerprints a device key as 12 digits of SHA-256 over the label and the key, as node:crypto computes them', async () => {
     const { createHash } = await import('node:crypto')
     for (let i = 0; i < 20; i++) {
-      const key = generateIdentity(seededRandom(i)).publicKey
+      const key = generateIdentity(seededRandom(`fingerprint-${i}`)).publicKey
       const digest = createHash('sha256').update('parley/v1/link-fingerprint').update(key).digest()
       const n = BigInt(`0x${digest.subarray(0, 5).toString('hex')}`) % 10n ** 12n
       const digits = n.toString().padStart(12, '0')

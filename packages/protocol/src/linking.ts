@@ -12,11 +12,11 @@
  * @module
  */
 
+import { sha256 } from '@noble/hashes/sha2.js'
 import { COMMITMENT_BYTES } from './certificates.js'
 import type { CryptoOptions } from './cryptoProvider.js'
 import { ParleyError } from './errors.js'
 import type * as wire from './gen/types.js'
-import { sha256 } from '@noble/hashes/sha2.js'
 import { fromBase64url, toBase64url } from './internal/base64url.js'
 import { ADDRESS_BYTES, abytes, au32, concatBytes, IDENTITY_KEY_BYTES } from './internal/bytes.js'
 import {

@@ -89,7 +89,8 @@ export async function publishDeviceList(
       metrics.deviceLists.inc({ outcome: 'stored' })
       if (result.added.length > 0) metrics.linkedDevices.inc({ change: 'added' }, result.added.length)
       if (result.removed.length > 0) metrics.linkedDevices.inc({ change: 'removed' }, result.removed.length)
-      for (const removed of result.removed) await fanout.publish(addressHex, { kind: 'removed', deviceId: removed })
+      for (const removed of result.removed)
+        await fanout.publish(addressHex, { kind: 'removed', deviceId: removed })
       scope.ctx.log.info(
         { conn: scope.id, added: result.added.length, removed: result.removed.length },
         'device list published',
@@ -157,11 +158,20 @@ export async function rendezvousPost(conn: Caller, request: ClientBodyOf<'rendez
   const sealed = request.sealed
   if (sealed.length === 0) throw new ParleyError('BAD_REQUEST', 'sealed is empty')
   if (sealed.length > MAX_RENDEZVOUS_MESSAGE_BYTES) {
-    throw new ParleyError('TOO_LARGE', `a rendezvous message is at most ${MAX_RENDEZVOUS_MESSAGE_BYTES} bytes`)
+    throw new ParleyError(
+      'TOO_LARGE',
+      `a rendezvous message is at most ${MAX_RENDEZVOUS_MESSAGE_BYTES} bytes`,
+    )
   }
   if (side === 'device' && !conn.device) throw new ParleyError('UNAUTHENTICATED', 'authenticate first')
   await chargeUnauthenticated(conn)
-  const result = await conn.ctx.store.postRendezvous(id, side, sealed, conn.device?.address ?? null, Date.now())
+  const result = await conn.ctx.store.postRendezvous(
+    id,
+    side,
+    sealed,
+    conn.device?.address ?? null,
+    Date.now(),
+  )
   const metrics = conn.ctx.metrics
   switch (result) {
     case 'posted':
@@ -207,7 +217,10 @@ function checkMultiSend(parts: SendParts, request: ClientBodyOf<'multiSend'>) {
   if (envelopes.length > MAX_DEVICES) {
     throw new ParleyError('TOO_LARGE', `at most ${MAX_DEVICES} envelopes, one per device`)
   }
-  const copies = envelopes.map((e) => ({ deviceId: e.deviceId, envelope: requireEnvelope(parts, e.envelope) }))
+  const copies = envelopes.map((e) => ({
+    deviceId: e.deviceId,
+    envelope: requireEnvelope(parts, e.envelope),
+  }))
   const ids = new Set(copies.map((c) => c.deviceId))
   if (ids.size !== copies.length || ids.has(0)) {
     throw new ParleyError('BAD_REQUEST', 'each envelope names a different device, none 0')
@@ -313,7 +326,8 @@ export async function multiSendUnidentified(
   const token = requireBytes(request.deliveryToken, 32, 'delivery_token')
   if (await scope.disk.low()) refuseFull(scope, 'disk')
   const take = async (kind: 'network' | 'recipient', key: string, cost: number) => {
-    const policy = kind === 'network' ? scope.policies.unidentifiedNetwork : scope.policies.unidentifiedRecipient
+    const policy =
+      kind === 'network' ? scope.policies.unidentifiedNetwork : scope.policies.unidentifiedRecipient
     const r = await scope.limiter.take(`ud:${kind}:${key}`, cost, policy)
     if (r.allowed) return
     scope.metrics.rateLimited.inc({ scope: `unidentified_${kind}` })

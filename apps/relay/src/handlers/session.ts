@@ -102,7 +102,10 @@ export async function authenticate(conn: Caller, request: ClientBodyOf<'authenti
   // The primary, or a linked device of the account's device list: its own device key signs.
   const device = account ? await conn.ctx.store.getDevice(address, deviceId) : null
   if (!account || !device) {
-    throw new ParleyError('UNAUTHENTICATED', 'unknown device; it may have been replaced, removed or deactivated')
+    throw new ParleyError(
+      'UNAUTHENTICATED',
+      'unknown device; it may have been replaced, removed or deactivated',
+    )
   }
   const signature = a.signature
   if (
@@ -208,7 +211,8 @@ export async function deactivate(scope: DeviceScope): Promise<Reply> {
   const known = await scope.ctx.store.getDevice(device.address, device.deviceId)
   if (!known) throw deviceGone()
   // Erasing the account erases every device; a linked device (a browser, say) may not do that to the phone.
-  if (!known.primary) throw new ParleyError('FORBIDDEN', "only the account's primary device may deactivate it")
+  if (!known.primary)
+    throw new ParleyError('FORBIDDEN', "only the account's primary device may deactivate it")
   await scope.unbind()
   await scope.ctx.store.deleteAccount(device.address)
   await scope.ctx.fanout.publish(device.addressHex, { kind: 'revoked', keepDeviceId: 0 })

@@ -49,7 +49,10 @@ export class Backups {
     const engine = this.#engine
     const account = engine.requireAccount()
     if (!isPrimary(account)) {
-      throw new ParleyError('INVALID_STATE', "only the primary holds the account identity a backup must carry")
+      throw new ParleyError(
+        'INVALID_STATE',
+        'only the primary holds the account identity a backup must carry',
+      )
     }
     // A consistent snapshot: no session step or received message lands halfway through the listing.
     const entries = await engine.serial.run(() => engine.store.list(''))
@@ -85,7 +88,11 @@ export class Backups {
     } catch (cause) {
       throw new ParleyError('BAD_REQUEST', 'the backup does not hold a Parley client store', { cause })
     }
-    if (plaintext?.format !== FORMAT || plaintext.version !== FORMAT_VERSION || !Array.isArray(plaintext.entries)) {
+    if (
+      plaintext?.format !== FORMAT ||
+      plaintext.version !== FORMAT_VERSION ||
+      !Array.isArray(plaintext.entries)
+    ) {
       throw new ParleyError('UNSUPPORTED', 'not a Parley client backup of a version this SDK reads')
     }
     const byKey = new Map(plaintext.entries.map((e) => [e.key, e.value]))

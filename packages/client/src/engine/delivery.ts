@@ -5,9 +5,10 @@
 import { type ClientFrameInput, opensNumberCommitment, ParleyError } from '@parley/protocol'
 import { fromHex, toHex } from '../internal/codec.js'
 import * as e2e from '../internal/e2e.js'
+import type { StoreWrite } from '../Store.js'
 import type { Contacts } from './contacts.js'
-import { accountIdentity, type Devices } from './devices.js'
 import { type Engine, expectBody } from './context.js'
+import { accountIdentity, type Devices } from './devices.js'
 import {
   type AccountRecord,
   type CopyRecord,
@@ -21,7 +22,6 @@ import {
   type SessionRecord,
   sessionRecord,
 } from './keyspace.js'
-import type { StoreWrite } from '../Store.js'
 import type { RelaySession } from './session.js'
 
 /** The unidentified connection is closed after this long without a send (the relay closes idle ones too). */
@@ -96,7 +96,12 @@ export class Delivery {
         const token = await get(store, K.peerToken(toHex(entry.address)))
         if (token !== undefined && entry.message?.kind === 'ratchet') {
           // The contact has written to us and gave us its token: the relay need not learn who sends this.
-          if (await this.#sendUnidentified({ unidentifiedSend: { ...base, deliveryToken: token } }, entry.address)) {
+          if (
+            await this.#sendUnidentified(
+              { unidentifiedSend: { ...base, deliveryToken: token } },
+              entry.address,
+            )
+          ) {
             engine.stats.unidentifiedSent++
             await store.write([del(key)])
             engine.events.emit('delivered', { id: entry.id, to: entry.to })
@@ -284,7 +289,9 @@ export class Delivery {
       listVersion: 0,
       // A message encrypted for the primary on the single-device path is that device's copy.
       copies:
-        entry.message !== undefined && entry.deviceId !== undefined && entry.recipientIdentityKey !== undefined
+        entry.message !== undefined &&
+        entry.deviceId !== undefined &&
+        entry.recipientIdentityKey !== undefined
           ? [{ deviceId: entry.deviceId, identityKey: entry.recipientIdentityKey, message: entry.message }]
           : [],
       transcripts: [],
@@ -336,14 +343,24 @@ export class Delivery {
       }
       try {
         const token = own ? undefined : await get(engine.store, K.peerToken(toHex(address)))
-        const sealedAll = await Promise.all(envelopes.map(async (e) => ({ ...e, envelope: await e.envelope })))
+        const sealedAll = await Promise.all(
+          envelopes.map(async (e) => ({ ...e, envelope: await e.envelope })),
+        )
         if (token !== undefined && copies.every((c) => c.message.kind === 'ratchet')) {
-          if (await this.#sendUnidentified({ multiSend: { ...base, envelopes: sealedAll, deliveryToken: token } }, address)) {
+          if (
+            await this.#sendUnidentified(
+              { multiSend: { ...base, envelopes: sealedAll, deliveryToken: token } },
+              address,
+            )
+          ) {
             engine.stats.unidentifiedSent++
             return entry
           }
         }
-        expectBody(await engine.link.request({ multiSend: { ...base, envelopes: sealedAll } }), 'messageAccepted')
+        expectBody(
+          await engine.link.request({ multiSend: { ...base, envelopes: sealedAll } }),
+          'messageAccepted',
+        )
         return entry
       } catch (err) {
         const e = ParleyError.fromUnknown(err)
@@ -355,7 +372,10 @@ export class Delivery {
 
   /** Seals one device's copy with the current certificate. */
   async #sealCopy(account: AccountRecord, copy: CopyRecord): Promise<Uint8Array> {
-    return this.#sealEntry(account, { message: copy.message, recipientIdentityKey: copy.identityKey } as OutboxRecord)
+    return this.#sealEntry(account, {
+      message: copy.message,
+      recipientIdentityKey: copy.identityKey,
+    } as OutboxRecord)
   }
 
   /**
@@ -378,7 +398,10 @@ export class Delivery {
     const hex = toHex(address)
     const own = field === 'transcripts'
     const kept = entry.multi![field].filter((c) =>
-      targets.some((t) => t.deviceId === c.deviceId && (t.deviceKey === undefined || e2e.equal(t.deviceKey, c.identityKey))),
+      targets.some(
+        (t) =>
+          t.deviceId === c.deviceId && (t.deviceKey === undefined || e2e.equal(t.deviceKey, c.identityKey)),
+      ),
     )
     const writes: StoreWrite[] = []
     const copies: CopyRecord[] = [...kept]
@@ -394,7 +417,9 @@ export class Delivery {
         session.deviceId === t.deviceId &&
         (t.deviceKey === undefined || e2e.equal(session.identityKey, t.deviceKey))
       if (!usable) {
-        const frame = await link.request({ prekeyBundleQuery: { address, deviceId: t.primary ? 0 : t.deviceId } })
+        const frame = await link.request({
+          prekeyBundleQuery: { address, deviceId: t.primary ? 0 : t.deviceId },
+        })
         const bundle = expectBody(frame, 'prekeyBundle')
         const started = e2e.initiate(account, address, bundle, engine)
         if (started.deviceId !== t.deviceId) {
@@ -417,7 +442,8 @@ export class Delivery {
               "the contact's verified identity changed; approveIdentity() after comparing safety numbers",
             )
           }
-          if (await this.#contacts.identityChanged(hex, started.identityKey)) changedIdentity = started.identityKey
+          if (await this.#contacts.identityChanged(hex, started.identityKey))
+            changedIdentity = started.identityKey
           writes.push(put(K.identity(hex), started.identityKey))
         }
         const old = session
@@ -425,7 +451,8 @@ export class Delivery {
           deviceId: started.deviceId,
           identityKey: started.identityKey,
           state: started.state,
-          previous: old === null ? [] : [old.state, ...(old.previous ?? [])].slice(0, e2e.MAX_PREVIOUS_SESSIONS),
+          previous:
+            old === null ? [] : [old.state, ...(old.previous ?? [])].slice(0, e2e.MAX_PREVIOUS_SESSIONS),
         }
       }
       const sealed = e2e.encrypt({
@@ -476,5 +503,9 @@ function targetsOf(list: DeviceListRecord | undefined, own: AccountRecord | null
   }
   return list.devices
     .filter((d) => own === null || d.deviceId !== own.deviceId)
-    .map((d) => ({ deviceId: d.deviceId, primary: d.deviceId === list.primaryDeviceId, deviceKey: d.deviceKey }))
+    .map((d) => ({
+      deviceId: d.deviceId,
+      primary: d.deviceId === list.primaryDeviceId,
+      deviceKey: d.deviceKey,
+    }))
 }

@@ -54,9 +54,7 @@ export function isPrimary(account: AccountRecord): boolean {
 
 /** The devices of a list record, or the primary alone when the account never published a list. */
 function entriesOf(account: AccountRecord): DeviceEntryRecord[] {
-  return (
-    account.devices?.devices ?? [{ deviceId: account.deviceId, deviceKey: accountIdentity(account) }]
-  )
+  return account.devices?.devices ?? [{ deviceId: account.deviceId, deviceKey: accountIdentity(account) }]
 }
 
 function recordOf(
@@ -75,7 +73,9 @@ function sameDevices(a: DeviceListRecord | undefined, b: DeviceListRecord): bool
   const x = a?.devices ?? []
   return (
     x.length === b.devices.length &&
-    x.every((d, i) => d.deviceId === b.devices[i]!.deviceId && e2e.equal(d.deviceKey, b.devices[i]!.deviceKey))
+    x.every(
+      (d, i) => d.deviceId === b.devices[i]!.deviceId && e2e.equal(d.deviceKey, b.devices[i]!.deviceKey),
+    )
   )
 }
 
@@ -113,10 +113,7 @@ export class Devices {
     const account = engine.requireAccount()
     const hex = toHex(address)
     const own = e2e.equal(address, account.address)
-    const result = expectBody(
-      await engine.link.request({ deviceListQuery: { address } }),
-      'deviceListResult',
-    )
+    const result = expectBody(await engine.link.request({ deviceListQuery: { address } }), 'deviceListResult')
     const before = own ? account.devices : await get(store, K.deviceList(hex))
     let record: DeviceListRecord
     if (result.deviceList.length === 0) {
@@ -302,7 +299,9 @@ export class Devices {
     try {
       const answer = sealLinkMessage({ ...code, direction: 'to-new-device', plaintext: grant }, engine)
       expectBody(
-        await engine.link.request({ rendezvousPost: { rendezvousId: code.rendezvousId, side: 2, sealed: answer } }),
+        await engine.link.request({
+          rendezvousPost: { rendezvousId: code.rendezvousId, side: 2, sealed: answer },
+        }),
         'rendezvousPosted',
       )
     } catch (err) {
@@ -368,7 +367,11 @@ export class Devices {
       { crypto: engine.crypto },
     )
     const mine = verified.devices.find((d) => d.deviceId === grant.deviceId)
-    if (mine === undefined || !e2e.equal(mine.deviceKey, identity.publicKey) || grant.deviceId === verified.primaryDeviceId) {
+    if (
+      mine === undefined ||
+      !e2e.equal(mine.deviceKey, identity.publicKey) ||
+      grant.deviceId === verified.primaryDeviceId
+    ) {
       throw new ParleyError('VERIFICATION_FAILED', "the account's device list does not hold this device")
     }
     const keys = this.#prekeys.initial(identity, undefined)
@@ -421,7 +424,8 @@ export class Devices {
   async remove(deviceId: number): Promise<void> {
     const account = this.#requirePrimary('remove a device')
     const current = entriesOf(account)
-    if (deviceId === account.deviceId) throw new ParleyError('INVALID_STATE', 'the primary cannot remove itself')
+    if (deviceId === account.deviceId)
+      throw new ParleyError('INVALID_STATE', 'the primary cannot remove itself')
     if (!current.some((d) => d.deviceId === deviceId)) {
       throw new ParleyError('NOT_FOUND', 'no such device in this account')
     }

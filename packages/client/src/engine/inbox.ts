@@ -7,8 +7,8 @@ import * as e2e from '../internal/e2e.js'
 import type { StoreWrite } from '../Store.js'
 import type { CallOptions, IncomingMessage } from '../types.js'
 import type { Contacts } from './contacts.js'
-import { accountIdentity, type Devices } from './devices.js'
 import type { Engine } from './context.js'
+import { accountIdentity, type Devices } from './devices.js'
 import type { Discovery } from './discovery.js'
 import {
   contactRecord,
@@ -21,7 +21,6 @@ import {
   put,
   type SessionRecord,
   type StoredMessage,
-  sessionRecord,
 } from './keyspace.js'
 import type { Prekeys } from './prekeys.js'
 import type { RelaySession } from './session.js'
@@ -216,9 +215,15 @@ export class Inbox {
     const linkedSender =
       (pinned === undefined || !e2e.equal(pinned, opened.senderIdentityKey)) &&
       (await this.#devices.linkedKey(opened.senderAddress, opened.senderDeviceId, opened.senderIdentityKey))
-    if (own && (opened.senderDeviceId === account.deviceId || (!linkedSender && !e2e.equal(pinned!, opened.senderIdentityKey)))) {
+    if (
+      own &&
+      (opened.senderDeviceId === account.deviceId ||
+        (!linkedSender && !e2e.equal(pinned!, opened.senderIdentityKey)))
+    ) {
       stats.senderUnverified++
-      engine.emitError(new ParleyError('SENDER_UNVERIFIED', "a message from a device not in this account's device list"))
+      engine.emitError(
+        new ParleyError('SENDER_UNVERIFIED', "a message from a device not in this account's device list"),
+      )
       return ack()
     }
     const verified = linkedSender ? undefined : await get(store, K.verified(senderHex))
@@ -269,7 +274,10 @@ export class Inbox {
       ...(delivery.seq > 0 ? { seq: delivery.seq } : {}),
       ...(transcriptTo === undefined
         ? {}
-        : { to: (await get(store, K.byAddress(toHex(transcriptTo)))) ?? null, toAddress: toHex(transcriptTo) }),
+        : {
+            to: (await get(store, K.byAddress(toHex(transcriptTo)))) ?? null,
+            toAddress: toHex(transcriptTo),
+          }),
     }
     for (const id of result.consumedOneTimePrekeys) writes.push(del(K.prekey('otp', id)))
     for (const id of result.consumedKemPrekeys) writes.push(del(K.prekey('kem', id)))
@@ -278,7 +286,11 @@ export class Inbox {
       writes.push(put(K.replay(r.signedPrekeyId, toHex(r.baseKey)), receivedAtMs))
     }
     if (content.deliveryToken && !own) writes.push(put(K.peerToken(senderHex), content.deliveryToken))
-    writes.push(put(slot, record), put(K.seen(idHex), receivedAtMs), put(K.inbox(receivedAtMs, idHex), message))
+    writes.push(
+      put(slot, record),
+      put(K.seen(idHex), receivedAtMs),
+      put(K.inbox(receivedAtMs, idHex), message),
+    )
     // The identity pinned for an account is its primary's: a linked device's key never replaces it.
     if (!linkedSender && !own) writes.push(put(K.identity(senderHex), opened.senderIdentityKey))
     // One atomic write: the ratchet step, the dedupe marker and the message stand or fall together.

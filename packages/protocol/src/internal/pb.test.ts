@@ -160,7 +160,12 @@ describe('pb (compact protobuf codec)', () => {
     expect(() =>
       reference('Error').decode(reference('Error').encode({ message: 'a\ud800b' }).finish()),
     ).toThrow()
-    expect(decodeMessage('Error', bytes)).toEqual({ code: 0, message: 'a\ufffdb', retryAfterMs: 0, deviceListVersion: 0 })
+    expect(decodeMessage('Error', bytes)).toEqual({
+      code: 0,
+      message: 'a\ufffdb',
+      retryAfterMs: 0,
+      deviceListVersion: 0,
+    })
   })
 
   it('returns bytes as plain Uint8Array copies and 64-bit integers as numbers', () => {
