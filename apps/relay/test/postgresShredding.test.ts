@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto'
 import pg from 'pg'
 import { afterAll, afterEach, expect, it } from 'vitest'
-import { PostgresStore, type PostgresStoreOptions } from '../src/PostgresStore.js'
+import { PG_SCHEMA_VERSION, PostgresStore, type PostgresStoreOptions } from '../src/PostgresStore.js'
 import { describeWith, PG_URL, probePostgres, uniqueName, waitFor } from './conformance/services.js'
 import { bytes, enqueue, hex, key, register } from './conformance/store.js'
 
@@ -596,7 +596,7 @@ describeWith('PostgresStore crypto-shredding', [pgAbsent], () => {
       const plainText = await dump(schema)
       expect(plainText).toContain(hex(accounts[0]!.identityKey))
       const s = await openIn(schema, { storeKey: storeKey() })
-      expect(await s.schemaVersion()).toBe(7)
+      expect(await s.schemaVersion()).toBe(PG_SCHEMA_VERSION)
       const text = await dump(schema)
       const secrets = accounts.flatMap((a) => [
         a.identityKey,
