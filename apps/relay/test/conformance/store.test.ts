@@ -10,7 +10,8 @@ import { SqliteStore } from '../../src/SqliteStore.js'
 import type { Store } from '../../src/Store.js'
 import { tempDir } from '../../testing/index.js'
 import { describeWith, PG_URL, probePostgres, uniqueName } from './services.js'
-import { storeConformance } from './store.js'
+import { type StoreHarness, storeConformance } from './store.js'
+import { storeDevicesConformance } from './storeDevices.js'
 
 describe('Store conformance: SqliteStore', () => {
   const paths = new Map<Store, string>()
@@ -23,7 +24,7 @@ describe('Store conformance: SqliteStore', () => {
       db.close()
     }
   }
-  storeConformance({
+  const harness: StoreHarness = {
     async open() {
       const path = join(tempDir(), 'relay.db')
       const s = new SqliteStore(path)
@@ -64,7 +65,9 @@ describe('Store conformance: SqliteStore', () => {
     async cleanup() {
       for (const s of opened.splice(0)) await s.close()
     },
-  })
+  }
+  storeConformance(harness)
+  storeDevicesConformance(harness)
 })
 
 const pgAbsent = await probePostgres()
@@ -96,7 +99,7 @@ describeWith('Store conformance: PostgresStore', [pgAbsent], () => {
     opened.push(s)
     return s
   }
-  storeConformance({
+  const harness: StoreHarness = {
     open: () => openIn(uniqueName('store')),
     peer: (store) => openIn(schemas.get(store)!),
     async rows(store, table) {
@@ -125,5 +128,7 @@ describeWith('Store conformance: PostgresStore', [pgAbsent], () => {
       for (const schema of new Set(schemas.values())) await admin(`DROP SCHEMA IF EXISTS ${schema} CASCADE`)
       schemas.clear()
     },
-  })
+  }
+  storeConformance(harness)
+  storeDevicesConformance(harness)
 })
