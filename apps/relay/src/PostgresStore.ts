@@ -1765,25 +1765,8 @@ export class PostgresStore implements port.Store {
       return { status: 'not_found' }
     const tables: PrekeyTables = { kind: 'linked', deviceId }
     const before = await this.#counts(c, a, tables)
-    // The limit is on the keys that would result: a key id the device has already (or lists twice) replaces
-    // rather than adds, so a device re-sending its upload at the limit is not refused.
-    const fresh = async <K extends { keyId: number }>(table: string, list: K[]): Promise<K[]> => {
-      if (list.length === 0) return list
-      const held = new Set(
-        (
-          await c.query<{ key_id: number }>(
-            `SELECT key_id FROM ${table} WHERE address = $1 AND device_id = $2 AND key_id = ANY($3::bigint[])`,
-            [a, deviceId, list.map((k) => k.keyId)],
-          )
-        ).rows.map((r) => r.key_id),
-      )
-      return [...new Map(list.filter((k) => !held.has(k.keyId)).map((k) => [k.keyId, k])).values()]
-    }
-    const added = {
-      oneTimePrekeys: await fresh('linked_one_time_prekeys', keys.oneTimePrekeys),
-      oneTimeKemPrekeys: await fresh('linked_kem_prekeys', keys.oneTimeKemPrekeys),
-    }
-    if (accounts.exceedsPrekeyLimit(before, added, maxStored)) return { status: 'over_limit', counts: before }
+    // Weighed as the primary's upload: every key uploaded counts, whether it replaces one or not.
+    if (accounts.exceedsPrekeyLimit(before, keys, maxStored)) return { status: 'over_limit', counts: before }
     const s = await this.#sealer(c, a, account.key_id)
     for (const column of ['signed_prekey', 'kem_prekey'] as const) {
       const k = column === 'signed_prekey' ? keys.signedPrekey : keys.lastResortKemPrekey
