@@ -462,17 +462,37 @@ class Sealer {
     }
   }
 
-  /** The inverse of {@link linkedSignedKey}, or undefined while the device has uploaded none. */
-  openLinkedSignedKey(row: PgLinkedRow, column: 'signed_prekey' | 'kem_prekey'): port.SignedKey | undefined {
-    const keyId = row[`${column}_id`]
-    const publicKey = row[column]
-    const signature = row[`${column}_sig`]
-    if (keyId === null || publicKey === null || signature === null) return undefined
-    const ids = [row.device_id, keyId]
+  /**
+   * A linked device's row with its device key and signed keys opened (NULL stays NULL: no upload yet), in the
+   * shape the shared decisions of store/devices.ts read.
+   */
+  openLinked(row: PgLinkedRow): devices.LinkedKeysRow {
+    const d = row.device_id
+    const opened = (column: string, keyId: number | null, value: Buffer | null) =>
+      keyId === null || value === null ? null : buf(this.open(`linked_devices.${column}`, [d, keyId], value))
     return {
-      keyId,
-      publicKey: this.open(`linked_devices.${column}`, ids, publicKey),
-      signature: this.open(`linked_devices.${column}_sig`, ids, signature),
+      device_id: d,
+      device_key: buf(this.open('linked_devices.device_key', [d], row.device_key)),
+      signed_prekey_id: row.signed_prekey_id,
+      signed_prekey: opened('signed_prekey', row.signed_prekey_id, row.signed_prekey),
+      signed_prekey_sig: opened('signed_prekey_sig', row.signed_prekey_id, row.signed_prekey_sig),
+      kem_prekey_id: row.kem_prekey_id,
+      kem_prekey: opened('kem_prekey', row.kem_prekey_id, row.kem_prekey),
+      kem_prekey_sig: opened('kem_prekey_sig', row.kem_prekey_id, row.kem_prekey_sig),
+    }
+  }
+
+  /** The inverse of {@link openLinked}: the row's sealed columns (NULL for a key not uploaded yet). */
+  sealLinked(row: devices.LinkedKeysRow) {
+    const d = row.device_id
+    const sealed = (column: string, keyId: number | null, value: Buffer | null) =>
+      keyId === null || value === null ? null : this.seal(`linked_devices.${column}`, [d, keyId], value)
+    return {
+      deviceKey: this.seal('linked_devices.device_key', [d], row.device_key),
+      signedPrekey: sealed('signed_prekey', row.signed_prekey_id, row.signed_prekey),
+      signedPrekeySig: sealed('signed_prekey_sig', row.signed_prekey_id, row.signed_prekey_sig),
+      kemPrekey: sealed('kem_prekey', row.kem_prekey_id, row.kem_prekey),
+      kemPrekeySig: sealed('kem_prekey_sig', row.kem_prekey_id, row.kem_prekey_sig),
     }
   }
 }
@@ -1071,8 +1091,9 @@ export class PostgresStore implements port.Store {
       // Above every id the address used, a linked device's too: a contact's session with an earlier device (of
       // this identity or the one replaced) cannot be taken for the new device's. The mark stays; deleteAccount
       // forgets it.
+      const mark = await this.#highWater(c, address)
       const deviceId = accounts.nextDeviceId(
-        devices.highestDeviceId(await this.#highWater(c, address), old?.device_id),
+        old && devices.highestDeviceId({ device_id: old.device_id, max_device_id: mark }),
       )
       const s = new Sealer(key, address)
       // A lock the new device proved the PIN of stays with the account, resealed under the new key below.
@@ -1583,21 +1604,18 @@ export class PostgresStore implements port.Store {
     ).rows
     for (const r of rows) {
       const d = r.device_id
-      const spk = old.openLinkedSignedKey(r, 'signed_prekey')
-      const kem = old.openLinkedSignedKey(r, 'kem_prekey')
-      const spkSealed = spk && s.linkedSignedKey('signed_prekey', d, spk)
-      const kemSealed = kem && s.linkedSignedKey('kem_prekey', d, kem)
+      const v = s.sealLinked(old.openLinked(r))
       await c.query(
         `UPDATE linked_devices SET address = $1, device_key = $2, signed_prekey = $3, signed_prekey_sig = $4,
            kem_prekey = $5, kem_prekey_sig = $6
          WHERE address = $7 AND device_id = $8`,
         [
           s.address,
-          s.seal('linked_devices.device_key', [d], old.open('linked_devices.device_key', [d], r.device_key)),
-          spkSealed?.publicKey ?? null,
-          spkSealed?.signature ?? null,
-          kemSealed?.publicKey ?? null,
-          kemSealed?.signature ?? null,
+          v.deviceKey,
+          v.signedPrekey,
+          v.signedPrekeySig,
+          v.kemPrekey,
+          v.kemPrekeySig,
           old.address,
           d,
         ],
@@ -1761,8 +1779,7 @@ export class PostgresStore implements port.Store {
     const a = account.address
     const device = await this.#linkedRow(c, a, deviceId, true)
     if (!device) return { status: 'not_found' }
-    if (device.signed_prekey === null && !(keys.signedPrekey && keys.lastResortKemPrekey))
-      return { status: 'not_found' }
+    if (!devices.completesBundle(device, keys)) return { status: 'not_found' }
     const tables: PrekeyTables = { kind: 'linked', deviceId }
     const before = await this.#counts(c, a, tables)
     // Weighed as the primary's upload: every key uploaded counts, whether it replaces one or not.
@@ -1865,7 +1882,12 @@ export class PostgresStore implements port.Store {
   async #takeLinkedBundle(c: Tx, account: PgAccountRow, deviceId: number): Promise<port.PrekeyBundle | null> {
     const a = account.address
     const device = await this.#linkedRow(c, a, deviceId, true)
-    if (!device || device.signed_prekey === null) return null
+    if (!device) return null
+    const s = await this.#sealer(c, a, account.key_id)
+    const opened = s.openLinked(device)
+    // Before its first upload the device has no bundle, and no one-time key of it is taken.
+    const keys = devices.bundleKeys(opened)
+    if (!keys) return null
     const otpk = (
       await c.query<{ key_id: number; public_key: Buffer }>(
         `DELETE FROM linked_one_time_prekeys WHERE address = $1 AND device_id = $2 AND key_id =
@@ -1882,12 +1904,9 @@ export class PostgresStore implements port.Store {
         [a, deviceId],
       )
     ).rows[0]
-    const s = await this.#sealer(c, a, account.key_id)
-    const signedPrekey = s.openLinkedSignedKey(device, 'signed_prekey')
-    if (!signedPrekey) return null
     return accounts.toPrekeyBundle(device, {
-      identityKey: s.open('linked_devices.device_key', [deviceId], device.device_key),
-      signedPrekey,
+      identityKey: u8(opened.device_key),
+      signedPrekey: keys.signedPrekey,
       oneTimeKemPrekey: kem && {
         keyId: kem.key_id,
         publicKey: s.open('linked_kem_prekeys.public_key', [deviceId, kem.key_id], kem.public_key),
@@ -1897,8 +1916,7 @@ export class PostgresStore implements port.Store {
         keyId: otpk.key_id,
         publicKey: s.open('linked_one_time_prekeys.public_key', [deviceId, otpk.key_id], otpk.public_key),
       },
-      // The first upload carries both signed keys, so a device with a signed prekey has its last-resort one.
-      lastResortKemPrekey: () => s.openLinkedSignedKey(device, 'kem_prekey')!,
+      lastResortKemPrekey: () => keys.lastResortKemPrekey,
     })
   }
 
@@ -2287,11 +2305,12 @@ export class PostgresStore implements port.Store {
         [s.address],
       )
     ).rows
-    return rows.map((r) => ({
-      deviceId: r.device_id,
-      deviceKey: s.open('linked_devices.device_key', [r.device_id], r.device_key),
-      createdAtMs: r.created_at_ms,
-    }))
+    return rows.map((r) =>
+      devices.toLinkedDevice({
+        ...r,
+        device_key: buf(s.open('linked_devices.device_key', [r.device_id], r.device_key)),
+      }),
+    )
   }
 
   async getDevice(address: Uint8Array, deviceId: number): Promise<port.DeviceRecord | null> {
@@ -2331,12 +2350,8 @@ export class PostgresStore implements port.Store {
       )
     ).rows[0]
     if (!row) return null
-    return {
-      primaryDeviceId: row.device_id,
-      // array_agg of BIGINT reads as strings (pg parses int8[] elements apart from int8).
-      linkedDeviceIds: (row.linked ?? []).map(Number),
-      listVersion: row.version ?? 0,
-    }
+    // array_agg of BIGINT reads as strings (pg parses int8[] elements apart from int8).
+    return devices.toDeviceSet(row.device_id, (row.linked ?? []).map(Number), row.version ?? 0)
   }
 
   async linkedDevices(address: Uint8Array): Promise<port.LinkedDevice[]> {
@@ -2384,9 +2399,15 @@ export class PostgresStore implements port.Store {
       const plan = devices.planDeviceList(
         {
           primaryDeviceId: row.device_id,
-          listVersion: version ?? 0,
-          highestDeviceId: Math.max(row.device_id, (await this.#highWater(c, a)) ?? 0),
-          linked: await this.#linkedKeys(c, s),
+          version: version ?? 0,
+          highestDeviceId: devices.highestDeviceId({
+            device_id: row.device_id,
+            max_device_id: await this.#highWater(c, a),
+          }),
+          linked: (await this.#linkedKeys(c, s)).map((d) => ({
+            device_id: d.deviceId,
+            device_key: buf(d.deviceKey),
+          })),
         },
         input,
       )
@@ -2444,18 +2465,14 @@ export class PostgresStore implements port.Store {
     const column = side === 'primary' ? 'to_primary' : 'to_device'
     return this.#tx(async (c): Promise<port.RendezvousPostResult> => {
       const r = (
-        await c.query<{ address: Buffer; expires_at_ms: number; posted: boolean }>(
-          `SELECT address, expires_at_ms, ${column} IS NOT NULL AS posted FROM rendezvous WHERE id = $1 FOR UPDATE`,
+        await c.query<devices.RendezvousRow>(
+          `SELECT address, expires_at_ms, to_primary IS NOT NULL AS has_primary, to_device IS NOT NULL AS has_device
+           FROM rendezvous WHERE id = $1 FOR UPDATE`,
           [buf(id)],
         )
       ).rows[0]
-      const refusal = devices.rendezvousPostRefusal(
-        r && { address: r.address, expiresAtMs: r.expires_at_ms, posted: r.posted },
-        side,
-        address,
-        nowMs,
-      )
-      if (refusal) return refusal
+      const outcome = devices.rendezvousPost(r, side, address, nowMs)
+      if (outcome !== 'posted') return outcome
       await c.query(`UPDATE rendezvous SET ${column} = $1 WHERE id = $2`, [buf(message), buf(id)])
       return 'posted'
     })
@@ -2483,8 +2500,8 @@ export class PostgresStore implements port.Store {
         [buf(id)],
       )
     ).rows[0]
-    if (!r || !devices.rendezvousLive({ expiresAtMs: r.expires_at_ms }, nowMs)) return null
-    if (!devices.isOpener(r, address) || r.to_primary === null) return null
+    if (!r || devices.rendezvousExpired(r, nowMs)) return null
+    if (!devices.isOpener(r.address, address) || r.to_primary === null) return null
     return u8(r.to_primary)
   }
 

@@ -12,6 +12,7 @@ import { closeSync, fsync, fsyncSync, openSync } from 'node:fs'
 import Database from 'better-sqlite3'
 import type * as port from './Store.js'
 import * as accounts from './store/accounts.js'
+import * as devices from './store/devices.js'
 import { storeClosed } from './store/errors.js'
 import * as mail from './store/mailbox.js'
 import { ACTION_RETENTION_MS, SUMMARY_QUERY, type SummaryRow, toSummary } from './store/operator.js'
@@ -146,6 +147,63 @@ const MIGRATIONS: { version: number; sql: string }[] = [
       );
     `,
   },
+  {
+    // Linked devices (docs/architecture.md §9). The primary stays the accounts row; a linked device's bundle keys
+    // are NULL until its first upload, and its mailbox counters live in its row while its mail shares mailbox
+    // and mailbox_gaps (keyed by device). max_device_id is the high-water mark ids are never reused below,
+    // starting at the registered device's. Rendezvous hold the link messages (a history transfer can be large):
+    // a rowid table, so that a big message sits in overflow pages rather than in the index.
+    version: 7,
+    sql: `
+      ALTER TABLE accounts ADD COLUMN max_device_id INTEGER NOT NULL DEFAULT 0;
+      UPDATE accounts SET max_device_id = device_id;
+      CREATE TABLE linked_devices (
+        address BLOB NOT NULL,
+        device_id INTEGER NOT NULL,
+        device_key BLOB NOT NULL,
+        signed_prekey_id INTEGER,
+        signed_prekey BLOB,
+        signed_prekey_sig BLOB,
+        kem_prekey_id INTEGER,
+        kem_prekey BLOB,
+        kem_prekey_sig BLOB,
+        mailbox_head_seq INTEGER NOT NULL DEFAULT 0,
+        mailbox_count INTEGER NOT NULL DEFAULT 0,
+        mailbox_bytes INTEGER NOT NULL DEFAULT 0,
+        created_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (address, device_id)
+      ) WITHOUT ROWID;
+      CREATE TABLE linked_one_time_prekeys (
+        address BLOB NOT NULL,
+        device_id INTEGER NOT NULL,
+        key_id INTEGER NOT NULL,
+        public_key BLOB NOT NULL,
+        PRIMARY KEY (address, device_id, key_id)
+      ) WITHOUT ROWID;
+      CREATE TABLE linked_kem_prekeys (
+        address BLOB NOT NULL,
+        device_id INTEGER NOT NULL,
+        key_id INTEGER NOT NULL,
+        public_key BLOB NOT NULL,
+        signature BLOB NOT NULL,
+        PRIMARY KEY (address, device_id, key_id)
+      ) WITHOUT ROWID;
+      CREATE TABLE device_lists (
+        address BLOB PRIMARY KEY,
+        version INTEGER NOT NULL,
+        list BLOB NOT NULL
+      ) WITHOUT ROWID;
+      CREATE TABLE rendezvous (
+        id BLOB NOT NULL UNIQUE,
+        address BLOB NOT NULL,
+        expires_at_ms INTEGER NOT NULL,
+        to_primary BLOB,
+        to_device BLOB
+      );
+      CREATE INDEX rendezvous_by_address ON rendezvous (address);
+      CREATE INDEX rendezvous_by_expiry ON rendezvous (expires_at_ms);
+    `,
+  },
 ]
 
 /** The highest schema version this code knows. */
@@ -237,7 +295,8 @@ export class SqliteStore implements port.Store {
       insertAccount:
         db.prepare(`INSERT INTO accounts (address, device_id, identity_key, signed_prekey_id, signed_prekey,
         signed_prekey_sig, kem_prekey_id, kem_prekey, kem_prekey_sig, mailbox_head_seq, mailbox_count, mailbox_bytes,
-        created_at_ms, number_commitment, last_active_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, 0, ?, ?, ?)`),
+        created_at_ms, number_commitment, last_active_ms, max_device_id)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, 0, ?, ?, ?, ?)`),
       getLock: db.prepare(
         'SELECT salt, log_n, verifier, set_at_ms FROM registration_locks WHERE address = ?',
       ),
@@ -338,6 +397,89 @@ export class SqliteStore implements port.Store {
       expiredBatch: db.prepare(`SELECT address, device_id, seq, length(envelope) AS n FROM mailbox
         WHERE received_at_ms < ? ORDER BY address, device_id, seq LIMIT ?`),
       expireGaps: db.prepare('DELETE FROM mailbox_gaps WHERE recorded_at_ms < ?'),
+      // Linked devices. Their mail is in mailbox / mailbox_gaps under their own device ids.
+      primaryKey: db.prepare('SELECT device_id, identity_key FROM accounts WHERE address = ?'),
+      deviceListState: db.prepare('SELECT device_id, max_device_id FROM accounts WHERE address = ?'),
+      setMaxDeviceId: db.prepare('UPDATE accounts SET max_device_id = ? WHERE address = ?'),
+      linkedDevices: db.prepare(
+        'SELECT device_id, device_key, created_at_ms FROM linked_devices WHERE address = ? ORDER BY device_id',
+      ),
+      linkedDevice: db.prepare(
+        'SELECT device_id, device_key, created_at_ms FROM linked_devices WHERE address = ? AND device_id = ?',
+      ),
+      linkedBundleKeys:
+        db.prepare(`SELECT device_id, device_key, signed_prekey_id, signed_prekey, signed_prekey_sig,
+        kem_prekey_id, kem_prekey, kem_prekey_sig FROM linked_devices WHERE address = ? AND device_id = ?`),
+      insertLinked: db.prepare(
+        'INSERT INTO linked_devices (address, device_id, device_key, created_at_ms) VALUES (?, ?, ?, ?)',
+      ),
+      linkedMailboxState: db.prepare(`SELECT device_id, mailbox_head_seq, mailbox_count, mailbox_bytes
+        FROM linked_devices WHERE address = ? AND device_id = ?`),
+      setLinkedMailbox: db.prepare(`UPDATE linked_devices SET mailbox_head_seq = ?, mailbox_count = ?,
+        mailbox_bytes = ? WHERE address = ? AND device_id = ?`),
+      lowerLinkedMailbox: db.prepare(`UPDATE linked_devices SET mailbox_count = max(0, mailbox_count - ?),
+        mailbox_bytes = max(0, mailbox_bytes - ?) WHERE address = ? AND device_id = ?`),
+      setLinkedSigned: db.prepare(`UPDATE linked_devices SET signed_prekey_id = ?, signed_prekey = ?,
+        signed_prekey_sig = ? WHERE address = ? AND device_id = ?`),
+      setLinkedLastResort: db.prepare(`UPDATE linked_devices SET kem_prekey_id = ?, kem_prekey = ?,
+        kem_prekey_sig = ? WHERE address = ? AND device_id = ?`),
+      putLinkedOtpk: db.prepare(`INSERT OR REPLACE INTO linked_one_time_prekeys (address, device_id, key_id,
+        public_key) VALUES (?, ?, ?, ?)`),
+      putLinkedKem:
+        db.prepare(`INSERT OR REPLACE INTO linked_kem_prekeys (address, device_id, key_id, public_key,
+        signature) VALUES (?, ?, ?, ?, ?)`),
+      countLinkedOtpk: db.prepare(
+        'SELECT count(*) AS n FROM linked_one_time_prekeys WHERE address = ? AND device_id = ?',
+      ),
+      countLinkedKem: db.prepare(
+        'SELECT count(*) AS n FROM linked_kem_prekeys WHERE address = ? AND device_id = ?',
+      ),
+      firstLinkedOtpk: db.prepare(`SELECT key_id, public_key FROM linked_one_time_prekeys
+        WHERE address = ? AND device_id = ? ORDER BY key_id LIMIT 1`),
+      firstLinkedKem: db.prepare(`SELECT key_id, public_key, signature FROM linked_kem_prekeys
+        WHERE address = ? AND device_id = ? ORDER BY key_id LIMIT 1`),
+      delLinkedOtpk: db.prepare(
+        'DELETE FROM linked_one_time_prekeys WHERE address = ? AND device_id = ? AND key_id = ?',
+      ),
+      delLinkedKem: db.prepare(
+        'DELETE FROM linked_kem_prekeys WHERE address = ? AND device_id = ? AND key_id = ?',
+      ),
+      // One removed device: its row, prekeys, mail and gaps.
+      eraseLinkedDevice: db.prepare('DELETE FROM linked_devices WHERE address = ? AND device_id = ?'),
+      eraseLinkedOtpks: db.prepare('DELETE FROM linked_one_time_prekeys WHERE address = ? AND device_id = ?'),
+      eraseLinkedKems: db.prepare('DELETE FROM linked_kem_prekeys WHERE address = ? AND device_id = ?'),
+      eraseDeviceMail: db.prepare('DELETE FROM mailbox WHERE address = ? AND device_id = ?'),
+      eraseDeviceGaps: db.prepare('DELETE FROM mailbox_gaps WHERE address = ? AND device_id = ?'),
+      // Every linked device and the list of an address (erasure, re-activation).
+      deleteLinked: db.prepare('DELETE FROM linked_devices WHERE address = ?'),
+      deleteLinkedOtpks: db.prepare('DELETE FROM linked_one_time_prekeys WHERE address = ?'),
+      deleteLinkedKems: db.prepare('DELETE FROM linked_kem_prekeys WHERE address = ?'),
+      deleteDeviceList: db.prepare('DELETE FROM device_lists WHERE address = ?'),
+      deleteRendezvousOf: db.prepare('DELETE FROM rendezvous WHERE address = ?'),
+      moveLinked: db.prepare('UPDATE linked_devices SET address = ? WHERE address = ?'),
+      moveLinkedOtpks: db.prepare('UPDATE linked_one_time_prekeys SET address = ? WHERE address = ?'),
+      moveLinkedKems: db.prepare('UPDATE linked_kem_prekeys SET address = ? WHERE address = ?'),
+      moveDeviceList: db.prepare('UPDATE device_lists SET address = ? WHERE address = ?'),
+      moveRendezvous: db.prepare('UPDATE rendezvous SET address = ? WHERE address = ?'),
+      getDeviceList: db.prepare('SELECT version, list FROM device_lists WHERE address = ?'),
+      listVersion: db.prepare('SELECT version FROM device_lists WHERE address = ?'),
+      linkedIds: db.prepare('SELECT device_id FROM linked_devices WHERE address = ? ORDER BY device_id'),
+      putDeviceList: db.prepare(`INSERT INTO device_lists (address, version, list) VALUES (?, ?, ?)
+        ON CONFLICT (address) DO UPDATE SET version = excluded.version, list = excluded.list`),
+      openRendezvous: db.prepare(`INSERT INTO rendezvous (id, address, expires_at_ms) VALUES (?, ?, ?)
+        ON CONFLICT (id) DO NOTHING`),
+      getRendezvous: db.prepare(`SELECT address, expires_at_ms, to_primary IS NOT NULL AS has_primary,
+        to_device IS NOT NULL AS has_device FROM rendezvous WHERE id = ?`),
+      postToPrimary: db.prepare('UPDATE rendezvous SET to_primary = ? WHERE id = ?'),
+      postToDevice: db.prepare('UPDATE rendezvous SET to_device = ? WHERE id = ?'),
+      readToPrimary: db.prepare(
+        'SELECT address, to_primary FROM rendezvous WHERE id = ? AND expires_at_ms > ?',
+      ),
+      // The answer's one read ends the rendezvous, in one statement: two readers cannot both get it.
+      takeToDevice:
+        db.prepare(`DELETE FROM rendezvous WHERE id = ? AND expires_at_ms > ? AND to_device IS NOT NULL
+        RETURNING to_device`),
+      expireRendezvous: db.prepare('DELETE FROM rendezvous WHERE expires_at_ms <= ?'),
     }
   }
 
@@ -460,6 +602,59 @@ export class SqliteStore implements port.Store {
     return this.#s.getMailboxState.get(buf(address)) as mail.MailboxState | undefined
   }
 
+  /**
+   * The mailbox of device `deviceId` at `address` (`state`): the account row's counters for the primary, the
+   * device's own row for a linked device (`linked`), or none. `primary` is the account row, for the refusal.
+   */
+  #deviceMailbox(
+    address: Uint8Array,
+    deviceId: number,
+  ): { primary: mail.MailboxState | undefined; state: mail.MailboxState | undefined; linked: boolean } {
+    const primary = this.#mailboxState(address)
+    // The primary's mail is the hot path: one read, as before linked devices.
+    if (!primary || primary.device_id === deviceId) return { primary, state: primary, linked: false }
+    const state = this.#s.linkedMailboxState.get(buf(address), deviceId) as mail.MailboxState | undefined
+    return { primary, state, linked: true }
+  }
+
+  /**
+   * Takes acked or expired mail off its device's counters: the account row's when the device is the primary,
+   * else its linked row's. Mail of neither (retained for a replaced device) counts nowhere.
+   */
+  #lowerMailbox(address: Buffer, deviceId: number, count: number, bytes: number): void {
+    if (this.#s.lowerMailbox.run(count, bytes, address, deviceId).changes === 0) {
+      this.#s.lowerLinkedMailbox.run(count, bytes, address, deviceId)
+    }
+  }
+
+  /** Erases every linked device of an address (rows, prekeys) and its device list; their mail is the caller's. */
+  #eraseLinked(address: Buffer): void {
+    this.#s.deleteLinked.run(address)
+    this.#s.deleteLinkedOtpks.run(address)
+    this.#s.deleteLinkedKems.run(address)
+    this.#s.deleteDeviceList.run(address)
+  }
+
+  /** Erases one linked device a new list removed: its row, prekeys, mail and gap records. */
+  #eraseLinkedDevice(address: Buffer, deviceId: number): void {
+    for (const erase of [
+      this.#s.eraseLinkedDevice,
+      this.#s.eraseLinkedOtpks,
+      this.#s.eraseLinkedKems,
+      this.#s.eraseDeviceMail,
+      this.#s.eraseDeviceGaps,
+    ]) {
+      erase.run(address, deviceId)
+    }
+  }
+
+  #linkedCounts(address: Buffer, deviceId: number): port.PrekeyCounts {
+    return {
+      oneTimeCount: (this.#s.countLinkedOtpk.get(address, deviceId) as { n: number }).n,
+      kemOneTimeCount: (this.#s.countLinkedKem.get(address, deviceId) as { n: number }).n,
+    }
+  }
+
   #eraseKeysAndMail(address: Buffer): void {
     this.#s.deleteOtpks.run(address)
     this.#s.deleteKems.run(address)
@@ -554,6 +749,8 @@ export class SqliteStore implements port.Store {
         this.#s.eraseOtherMail.run(address, keepA, keepB)
         this.#s.eraseOtherGaps.run(address, keepA, keepB)
         this.#s.deleteRetained.run(address)
+        // The linked devices were linked by the identity being replaced; their mail went with eraseOtherMail.
+        this.#eraseLinked(address)
         this.#s.deleteAccount.run(address)
         if (plan.retainOld) {
           this.#s.putRetained.run(address, old.device_id, old.identity_key, old.mailbox_head_seq, input.nowMs)
@@ -567,7 +764,8 @@ export class SqliteStore implements port.Store {
           )
         }
       }
-      const deviceId = accounts.nextDeviceId(old?.device_id)
+      // Above every id the address used, linked devices' too: a contact's session with one is not the new device's.
+      const deviceId = accounts.nextDeviceId(old && devices.highestDeviceId(old))
       const { signedPrekey: spk, lastResortKemPrekey: kem } = input
       this.#s.insertAccount.run(
         address,
@@ -582,6 +780,7 @@ export class SqliteStore implements port.Store {
         input.nowMs,
         bufOrNull(input.numberCommitment),
         input.nowMs,
+        deviceId,
       )
       let restoredMessages = 0
       if (restore) {
@@ -652,6 +851,8 @@ export class SqliteStore implements port.Store {
     const deleted = this.#db.transaction(() => {
       const a = buf(address)
       this.#eraseKeysAndMail(a)
+      this.#eraseLinked(a)
+      this.#s.deleteRendezvousOf.run(a)
       this.#s.deleteLock.run(a)
       this.#s.deleteRetained.run(a)
       return this.#s.deleteAccount.run(a).changes > 0
@@ -680,6 +881,8 @@ export class SqliteStore implements port.Store {
       const a = buf(from)
       const b = buf(to)
       this.#eraseKeysAndMail(b)
+      this.#eraseLinked(b)
+      this.#s.deleteRendezvousOf.run(b)
       this.#s.deleteLock.run(b)
       for (const move of [
         this.#s.moveOtpks,
@@ -688,6 +891,11 @@ export class SqliteStore implements port.Store {
         this.#s.moveGaps,
         this.#s.moveLock,
         this.#s.moveRetained,
+        this.#s.moveLinked,
+        this.#s.moveLinkedOtpks,
+        this.#s.moveLinkedKems,
+        this.#s.moveDeviceList,
+        this.#s.moveRendezvous,
         this.#s.moveAccount,
       ]) {
         move.run(b, a)
@@ -722,7 +930,9 @@ export class SqliteStore implements port.Store {
     this.#open()
     return this.#durably((): port.PutPrekeysResult => {
       const a = buf(address)
-      if (!accounts.isDevice(this.#row(address), deviceId)) return { status: 'not_found' }
+      const primary = this.#mailboxState(address)
+      if (!primary) return { status: 'not_found' }
+      if (!accounts.isDevice(primary, deviceId)) return this.#putLinkedPrekeys(a, deviceId, keys, maxStored)
       const before = this.#counts(a)
       if (accounts.exceedsPrekeyLimit(before, keys, maxStored))
         return { status: 'over_limit', counts: before }
@@ -739,12 +949,68 @@ export class SqliteStore implements port.Store {
     })
   }
 
-  async takePrekeyBundle(address: Uint8Array): Promise<port.PrekeyBundle | null> {
+  /** A linked device's upload (Store.putPrekeys): the first must complete its bundle. */
+  #putLinkedPrekeys(
+    a: Buffer,
+    deviceId: number,
+    keys: port.PrekeySet,
+    maxStored: number,
+  ): port.PutPrekeysResult {
+    const row = this.#s.linkedBundleKeys.get(a, deviceId) as devices.LinkedKeysRow | undefined
+    if (!row || !devices.completesBundle(row, keys)) return { status: 'not_found' }
+    const before = this.#linkedCounts(a, deviceId)
+    if (accounts.exceedsPrekeyLimit(before, keys, maxStored)) return { status: 'over_limit', counts: before }
+    if (keys.signedPrekey) {
+      const k = keys.signedPrekey
+      this.#s.setLinkedSigned.run(k.keyId, buf(k.publicKey), buf(k.signature), a, deviceId)
+    }
+    if (keys.lastResortKemPrekey) {
+      const k = keys.lastResortKemPrekey
+      this.#s.setLinkedLastResort.run(k.keyId, buf(k.publicKey), buf(k.signature), a, deviceId)
+    }
+    for (const k of keys.oneTimePrekeys) this.#s.putLinkedOtpk.run(a, deviceId, k.keyId, buf(k.publicKey))
+    for (const k of keys.oneTimeKemPrekeys) {
+      this.#s.putLinkedKem.run(a, deviceId, k.keyId, buf(k.publicKey), buf(k.signature))
+    }
+    return { status: 'stored', counts: this.#linkedCounts(a, deviceId) }
+  }
+
+  /** A linked device's bundle (Store.takePrekeyBundle), its device key as the identity; null before its upload. */
+  #takeLinkedBundle(address: Buffer, deviceId: number): port.PrekeyBundle | null {
+    const row = this.#s.linkedBundleKeys.get(address, deviceId) as devices.LinkedKeysRow | undefined
+    const keys = row && devices.bundleKeys(row)
+    if (!keys) return null
+    const otpk = this.#s.firstLinkedOtpk.get(address, deviceId) as
+      | { key_id: number; public_key: Buffer }
+      | undefined
+    if (otpk) this.#s.delLinkedOtpk.run(address, deviceId, otpk.key_id)
+    const kem = this.#s.firstLinkedKem.get(address, deviceId) as
+      | { key_id: number; public_key: Buffer; signature: Buffer }
+      | undefined
+    if (kem) this.#s.delLinkedKem.run(address, deviceId, kem.key_id)
+    return accounts.toPrekeyBundle(
+      { address, device_id: deviceId },
+      {
+        identityKey: u8(row.device_key),
+        signedPrekey: keys.signedPrekey,
+        oneTimePrekey: otpk && { keyId: otpk.key_id, publicKey: u8(otpk.public_key) },
+        oneTimeKemPrekey: kem && {
+          keyId: kem.key_id,
+          publicKey: u8(kem.public_key),
+          signature: u8(kem.signature),
+        },
+        lastResortKemPrekey: () => keys.lastResortKemPrekey,
+      },
+    )
+  }
+
+  async takePrekeyBundle(address: Uint8Array, deviceId = 0): Promise<port.PrekeyBundle | null> {
     this.#open()
     return this.#durably(() => {
       const a = buf(address)
       const row = this.#row(address)
       if (!row) return null
+      if (deviceId !== 0 && deviceId !== row.device_id) return this.#takeLinkedBundle(a, deviceId)
       const otpk = this.#s.firstOtpk.get(a) as { key_id: number; public_key: Buffer } | undefined
       if (otpk) this.#s.delOtpk.run(a, otpk.key_id)
       const kem = this.#s.firstKem.get(a) as
@@ -775,7 +1041,10 @@ export class SqliteStore implements port.Store {
 
   async countPrekeys(address: Uint8Array, deviceId: number): Promise<port.PrekeyCounts> {
     this.#open()
-    if (!accounts.isDevice(this.#row(address), deviceId)) return accounts.noPrekeys()
+    const primary = this.#mailboxState(address)
+    if (!primary) return accounts.noPrekeys()
+    // Another id counts the linked tables, which hold nothing of a device the account does not have.
+    if (!accounts.isDevice(primary, deviceId)) return this.#linkedCounts(buf(address), deviceId)
     return this.#counts(buf(address))
   }
 
@@ -783,8 +1052,9 @@ export class SqliteStore implements port.Store {
     this.#open()
     return this.#grouped((): port.EnqueueResult => {
       const a = buf(input.address)
-      const row = this.#mailboxState(input.address)
-      if (!accounts.isDevice(row, input.deviceId)) return mail.enqueueRefusal(row)
+      const box = this.#deviceMailbox(input.address, input.deviceId)
+      const row = box.state
+      if (!row) return mail.enqueueRefusal(box.primary)
       const existing = this.#s.findMessage.get(a, input.deviceId, buf(input.messageId)) as
         | { seq: number }
         | undefined
@@ -800,7 +1070,8 @@ export class SqliteStore implements port.Store {
         buf(input.envelope),
         input.receivedAtMs,
       )
-      this.#s.setMailbox.run(seq, place.count, place.bytes, a)
+      if (box.linked) this.#s.setLinkedMailbox.run(seq, place.count, place.bytes, a, input.deviceId)
+      else this.#s.setMailbox.run(seq, place.count, place.bytes, a)
       return { status: 'stored', seq }
     })
   }
@@ -815,8 +1086,8 @@ export class SqliteStore implements port.Store {
     this.#open()
     return this.#db.transaction((): port.MailboxPage => {
       const a = buf(address)
-      const row = this.#mailboxState(address)
-      if (!accounts.isDevice(row, deviceId)) return mail.emptyPage()
+      const row = this.#deviceMailbox(address, deviceId).state
+      if (!row) return mail.emptyPage()
       // Sizes first, then only the envelopes that fit: the page never loads more than it returns.
       const sizes = this.#s.pageSizes.all(a, deviceId, afterSeq, limit) as { seq: number; n: number }[]
       const cut = cutPage(sizes, limit, maxBytes)
@@ -846,8 +1117,7 @@ export class SqliteStore implements port.Store {
 
   async mailboxHead(address: Uint8Array, deviceId: number): Promise<number> {
     this.#open()
-    const row = this.#mailboxState(address)
-    return accounts.isDevice(row, deviceId) ? row.mailbox_head_seq : 0
+    return this.#deviceMailbox(address, deviceId).state?.mailbox_head_seq ?? 0
   }
 
   async ack(address: Uint8Array, deviceId: number, seqs: number[]): Promise<number> {
@@ -859,18 +1129,18 @@ export class SqliteStore implements port.Store {
       const a = buf(address)
       const sizes = this.#s.delSeqs.all(a, deviceId, list) as { n: number }[]
       if (sizes.length > 0) {
-        this.#s.lowerMailbox.run(
-          sizes.length,
-          sizes.reduce((sum, r) => sum + r.n, 0),
+        this.#lowerMailbox(
           a,
           deviceId,
+          sizes.length,
+          sizes.reduce((sum, r) => sum + r.n, 0),
         )
       }
       return sizes.length
     })
   }
 
-  async expire(cutoffMs: number): Promise<number> {
+  async expire(cutoffMs: number, nowMs = Date.now()): Promise<number> {
     this.#open()
     let total = 0
     // Bounded batches keep each write transaction short, so senders are not blocked for long.
@@ -888,7 +1158,7 @@ export class SqliteStore implements port.Store {
           for (const seq of seqs) this.#s.delSeq.run(g.address, g.deviceId, seq)
           this.#recordExpired(g.address, g.deviceId, seqs, now)
           const bytes = g.rows.reduce((sum, r) => sum + r.n, 0)
-          this.#s.lowerMailbox.run(seqs.length, bytes, g.address, g.deviceId)
+          this.#lowerMailbox(g.address, g.deviceId, seqs.length, bytes)
         }
         return rows.length
       })()
@@ -897,7 +1167,127 @@ export class SqliteStore implements port.Store {
     }
     this.#s.expireGaps.run(cutoffMs)
     this.#s.expireRetained.run(cutoffMs)
+    this.#s.expireRendezvous.run(nowMs)
     return total
+  }
+
+  async getDevice(address: Uint8Array, deviceId: number): Promise<port.DeviceRecord | null> {
+    this.#open()
+    const a = buf(address)
+    // One read transaction: the primary and the linked rows as of one state.
+    return this.#db.transaction((): port.DeviceRecord | null => {
+      const primary = this.#s.primaryKey.get(a) as { device_id: number; identity_key: Buffer } | undefined
+      if (!primary) return null
+      if (primary.device_id === deviceId) return { deviceId, key: u8(primary.identity_key), primary: true }
+      const linked = this.#s.linkedDevice.get(a, deviceId) as devices.LinkedDeviceRow | undefined
+      return linked ? { deviceId, key: u8(linked.device_key), primary: false } : null
+    })()
+  }
+
+  async deviceSet(address: Uint8Array): Promise<port.DeviceSet | null> {
+    this.#open()
+    const a = buf(address)
+    return this.#db.transaction((): port.DeviceSet | null => {
+      const primary = this.#s.deviceListState.get(a) as { device_id: number } | undefined
+      if (!primary) return null
+      const ids = (this.#s.linkedIds.all(a) as { device_id: number }[]).map((r) => r.device_id)
+      const list = this.#s.listVersion.get(a) as { version: number } | undefined
+      return devices.toDeviceSet(primary.device_id, ids, list?.version ?? 0)
+    })()
+  }
+
+  async linkedDevices(address: Uint8Array): Promise<port.LinkedDevice[]> {
+    this.#open()
+    const rows = this.#s.linkedDevices.all(buf(address)) as devices.LinkedDeviceRow[]
+    return rows.map(devices.toLinkedDevice)
+  }
+
+  async getDeviceList(address: Uint8Array): Promise<port.StoredDeviceList | null> {
+    this.#open()
+    const row = this.#s.getDeviceList.get(buf(address)) as { version: number; list: Buffer } | undefined
+    return row ? { version: row.version, list: u8(row.list) } : null
+  }
+
+  /**
+   * One immediate transaction (the write lock first, so that two nodes' lists of one version cannot both read
+   * the old one), committed with `synchronous = FULL`: the relay tells the primary and closes removed devices'
+   * connections only once the list is durable. Then the WAL is folded when a device was erased, as after an
+   * account erasure.
+   */
+  async putDeviceList(input: port.PutDeviceListInput): Promise<port.PutDeviceListResult> {
+    this.#open()
+    // Mail and acks called before the list take effect before it (ordersConcurrentWrites): a removed device's
+    // mail already queued is erased with it rather than stored after it.
+    this.#flush()
+    const result = this.#db
+      .transaction((): port.PutDeviceListResult => {
+        const a = buf(input.address)
+        const account = this.#s.deviceListState.get(a) as
+          | { device_id: number; max_device_id: number }
+          | undefined
+        const state = account && {
+          primaryDeviceId: account.device_id,
+          highestDeviceId: devices.highestDeviceId(account),
+          version: (this.#s.listVersion.get(a) as { version: number } | undefined)?.version ?? 0,
+          linked: this.#s.linkedDevices.all(a) as devices.LinkedDeviceRow[],
+        }
+        const plan = devices.planDeviceList(state, input)
+        if (plan.status !== 'stored') return plan
+        for (const id of plan.removed) this.#eraseLinkedDevice(a, id)
+        for (const d of plan.added) this.#s.insertLinked.run(a, d.deviceId, buf(d.deviceKey), input.nowMs)
+        this.#s.setMaxDeviceId.run(plan.highestDeviceId, a)
+        this.#s.putDeviceList.run(a, input.version, buf(input.list))
+        return { status: 'stored', added: plan.added.map((d) => d.deviceId), removed: plan.removed }
+      })
+      .immediate()
+    if (result.status === 'stored' && result.removed.length > 0) this.#foldErasures()
+    return result
+  }
+
+  async openRendezvous(id: Uint8Array, address: Uint8Array, expiresAtMs: number): Promise<boolean> {
+    this.#open()
+    return this.#s.openRendezvous.run(buf(id), buf(address), expiresAtMs).changes > 0
+  }
+
+  async postRendezvous(
+    id: Uint8Array,
+    side: port.RendezvousSide,
+    message: Uint8Array,
+    address: Uint8Array | null,
+    nowMs: number,
+  ): Promise<port.RendezvousPostResult> {
+    this.#open()
+    const i = buf(id)
+    // Immediate: the side is checked empty and written under one write lock, so a second post is `taken`.
+    return this.#db
+      .transaction((): port.RendezvousPostResult => {
+        const row = this.#s.getRendezvous.get(i) as devices.RendezvousRow | undefined
+        const outcome = devices.rendezvousPost(row, side, address, nowMs)
+        if (outcome === 'posted') {
+          ;(side === 'primary' ? this.#s.postToPrimary : this.#s.postToDevice).run(buf(message), i)
+        }
+        return outcome
+      })
+      .immediate()
+  }
+
+  async readRendezvous(
+    id: Uint8Array,
+    side: port.RendezvousSide,
+    address: Uint8Array | null,
+    nowMs: number,
+  ): Promise<Uint8Array | null> {
+    this.#open()
+    const i = buf(id)
+    if (side === 'device') {
+      const taken = this.#s.takeToDevice.get(i, nowMs) as { to_device: Buffer } | undefined
+      return taken ? u8(taken.to_device) : null
+    }
+    const row = this.#s.readToPrimary.get(i, nowMs) as
+      | { address: Buffer; to_primary: Buffer | null }
+      | undefined
+    if (!row || row.to_primary === null || !devices.isOpener(row.address, address)) return null
+    return u8(row.to_primary)
   }
 
   /**

@@ -1,6 +1,7 @@
 // Unit tests of what is SQLite's own (migrations, schema version, erasure of every table, device replacement).
 // Behaviour every store shares (prefixes, prekey hand-out, acks, mailbox limits, expiry) runs against SQLite too, in
 // conformance/store.test.ts.
+import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
 import { afterEach, describe, expect, it } from 'vitest'
@@ -143,11 +144,11 @@ describe('SqliteStore', () => {
     expect(open(path).schemaVersion).toBe(SCHEMA_VERSION)
   })
 
-  it('is at schema version 6', () => {
-    expect(SCHEMA_VERSION).toBe(6)
+  it('is at schema version 7', () => {
+    expect(SCHEMA_VERSION).toBe(7)
   })
 
-  it('migrates a version-1 file to version 6, keeping its accounts (with no commitment, verifier or lock) and mail', async () => {
+  it('migrates a version-1 file to version 7, keeping its accounts (with no commitment, verifier or lock) and mail', async () => {
     const path = join(tempDir(), 'relay.db')
     const address = bytes(32)
     const identityKey = bytes(32)
@@ -173,7 +174,7 @@ describe('SqliteStore', () => {
     v1.close()
 
     const s = open(path)
-    expect(s.schemaVersion).toBe(6)
+    expect(s.schemaVersion).toBe(7)
     const account = (await s.getAccount(address))!
     // No activity recorded before version 4: the registration time stands in.
     expect(account).toMatchObject({ deviceId: 3, createdAtMs: 1234, lastActiveMs: 1234 })
@@ -201,6 +202,7 @@ describe('SqliteStore', () => {
       { version: 4 },
       { version: 5 },
       { version: 6 },
+      { version: 7 },
     ])
     const cols = db.prepare('PRAGMA table_info(accounts)').all() as {
       name: string
@@ -217,9 +219,13 @@ describe('SqliteStore', () => {
       mailbox_count: 1,
       mailbox_bytes: envelope.length,
     })
+    // Version 7 started the account's highest device id at its registered device's.
+    expect(db.prepare('SELECT max_device_id FROM accounts').get()).toEqual({ max_device_id: 3 })
     db.close()
-    // Reopening runs no migration again.
-    expect(open(path).schemaVersion).toBe(6)
+    // Reopening runs no migration again; the next activation's id is above the migrated device's.
+    const again = open(path)
+    expect(again.schemaVersion).toBe(7)
+    expect((await register(again, address)).deviceId).toBe(4)
   })
 
   it('stores an empty commitment or verifier as NULL', async () => {
@@ -326,5 +332,86 @@ describe('SqliteStore', () => {
       expect(db.prepare(`SELECT count(*) AS n FROM ${table}`).get()).toEqual({ n: 0 })
     }
     db.close()
+  })
+
+  it('leaves no byte of a removed linked device in the database file or its WAL', async () => {
+    const path = join(tempDir(), 'relay.db')
+    const s = open(path)
+    const { address } = await register(s)
+    const removed = { deviceId: 2, deviceKey: bytes(32) }
+    const list = (version: number, linked: (typeof removed)[]) =>
+      s.putDeviceList({
+        address,
+        primaryDeviceId: 1,
+        version,
+        list: bytes(64),
+        linked,
+        maxLinked: 5,
+        nowMs: 1,
+      })
+    expect((await list(1, [removed])).status).toBe('stored')
+    const spk = key(7)
+    const keys = {
+      signedPrekey: spk,
+      lastResortKemPrekey: key(8, 1184),
+      oneTimePrekeys: [],
+      oneTimeKemPrekeys: [],
+    }
+    expect((await s.putPrekeys(address, 2, keys, 10)).status).toBe('stored')
+    const envelope = bytes(64)
+    await s.enqueue({
+      address,
+      deviceId: 2,
+      messageId: bytes(16),
+      envelope,
+      receivedAtMs: Date.now(),
+      maxMessages: 10,
+      maxBytes: 1 << 20,
+    })
+    expect(await list(2, [])).toEqual({ status: 'stored', added: [], removed: [2] })
+    const onDisk = (needle: Uint8Array) =>
+      [path, `${path}-wal`].some((f) => existsSync(f) && readFileSync(f).includes(Buffer.from(needle)))
+    for (const needle of [removed.deviceKey, spk.publicKey, envelope])
+      expect(onDisk(needle), hex(needle)).toBe(false)
+  })
+
+  it('settles a linked device’s enqueue and bundle hand-out only after the WAL fsync, as the primary’s', async () => {
+    const calls: { done: (err: NodeJS.ErrnoException | null) => void }[] = []
+    const s = new SqliteStore(join(tempDir(), 'relay.db'), { fsync: (_fd, done) => calls.push({ done }) })
+    stores.push(s)
+    const { address } = await register(s)
+    const linked = [{ deviceId: 2, deviceKey: bytes(32) }]
+    await s.putDeviceList({
+      address,
+      primaryDeviceId: 1,
+      version: 1,
+      list: bytes(64),
+      linked,
+      maxLinked: 5,
+      nowMs: 1,
+    })
+    const keys = {
+      signedPrekey: key(7),
+      lastResortKemPrekey: key(8, 1184),
+      oneTimePrekeys: [],
+      oneTimeKemPrekeys: [],
+    }
+    const upload = s.putPrekeys(address, 2, keys, 10)
+    await new Promise((r) => setTimeout(r, 20))
+    expect(calls).toHaveLength(1)
+    calls[0]!.done(null)
+    expect((await upload).status).toBe('stored')
+    for (const [i, work] of [() => enqueue(s, address, 2), () => s.takePrekeyBundle(address, 2)].entries()) {
+      let settled = false
+      const pending = work().then((r) => {
+        settled = true
+        return r
+      })
+      await new Promise((r) => setTimeout(r, 20))
+      expect(settled).toBe(false)
+      expect(calls).toHaveLength(i + 2)
+      calls[i + 1]!.done(null)
+      expect(await pending).not.toBeNull()
+    }
   })
 })

@@ -1,130 +1,189 @@
-// What the SQL stores decide about linked devices (docs/architecture.md §9), apart from the SQL that reads and
-// writes the rows: which device a device id names, what a new signed device list changes (or why it is refused),
-// who may post to or read a link rendezvous. Each store passes in its values as stored (SQLite) or opened under
-// the account's data key (PostgreSQL).
+// What the SQL stores (SqliteStore, PostgresStore) decide about linked devices (docs/architecture.md §9), apart
+// from the SQL that reads and writes the rows: which device lists they take, which ids a new device may have,
+// who may post to or read a side of a link rendezvous, and the rows as the Store port's objects.
 
 import type {
+  DeviceSet,
+  LinkedDevice,
+  PrekeySet,
   PutDeviceListInput,
   PutDeviceListResult,
   RendezvousPostResult,
   RendezvousSide,
+  SignedKey,
 } from '../Store.js'
-import { buf } from './rows.js'
+import { buf, u8 } from './rows.js'
 
-/** A linked device as a device list names it: its id and its device key. */
-export interface ListedDevice {
-  deviceId: number
-  deviceKey: Uint8Array
+/** A `linked_devices` row as the device paths read it. */
+export interface LinkedDeviceRow {
+  device_id: number
+  device_key: Buffer
+  created_at_ms: number
 }
 
-/** An account's devices as {@link planDeviceList} weighs a new list against them. */
-export interface CurrentDevices {
-  /** The registered primary's device id. */
+/**
+ * The highest device id the address ever used: its high-water mark, which no row below version 7 (SQLite) had,
+ * and never below the registered primary's id, which counts too.
+ */
+export function highestDeviceId(row: { device_id: number; max_device_id?: number | null }): number {
+  return Math.max(row.max_device_id ?? 0, row.device_id)
+}
+
+/** What an account holds that a device list publication is weighed against ({@link planDeviceList}). */
+export interface DeviceListState {
   primaryDeviceId: number
-  /** The version of the stored list; 0 when the account never published one. */
-  listVersion: number
-  /**
-   * The highest device id the address ever used, the primary's included (the stored high-water mark, or the
-   * primary's id when that is higher: an account activated before linked devices existed has no mark).
-   */
   highestDeviceId: number
-  /** The linked devices the account has now, with their keys (opened, on PostgreSQL). */
-  linked: ListedDevice[]
+  /** The stored list's version, 0 when none. */
+  version: number
+  linked: Pick<LinkedDeviceRow, 'device_id' | 'device_key'>[]
 }
 
-/** What a list {@link planDeviceList} accepts changes: the devices to add and remove, and the new high-water mark. */
+/** A device list the store takes: the devices to insert and erase, and the address's new high-water mark. */
 export interface DeviceListPlan {
   status: 'stored'
-  /** New linked devices, in ascending id order. */
-  added: ListedDevice[]
-  /** Ids of the linked devices the list no longer names, ascending: erased with their keys, mail and gaps. */
+  added: PutDeviceListInput['linked']
   removed: number[]
-  /** The address's highest device id once the list is stored. */
   highestDeviceId: number
 }
 
 /**
- * The Store.putDeviceList rules, checked in the port's order: `not_found` (no account, or the publisher is not
- * its primary), `stale_version` (not above the stored version), `over_limit` (more than `maxLinked` linked
- * devices), `bad_device_id` (a new device whose id is not above every id the address used, a kept device whose
- * key changed, or an id the list names twice — the first offender in the list's order). Otherwise the plan.
+ * The Store.putDeviceList rules, in the order the refusals are checked: no account or not its primary
+ * (`not_found`), a version not above the stored one, more linked devices than allowed, then each device of the
+ * list in turn — a kept one must keep its key, a new one (or one listed twice) must have an id above every id the
+ * address used, so that no contact's session with a removed device can be taken for a new one.
  */
 export function planDeviceList(
-  current: CurrentDevices | undefined,
-  input: Pick<PutDeviceListInput, 'primaryDeviceId' | 'version' | 'linked' | 'maxLinked'>,
+  state: DeviceListState | undefined,
+  input: PutDeviceListInput,
 ): DeviceListPlan | Exclude<PutDeviceListResult, { status: 'stored' }> {
-  if (!current || current.primaryDeviceId !== input.primaryDeviceId) return { status: 'not_found' }
-  if (!(input.version > current.listVersion))
-    return { status: 'stale_version', currentVersion: current.listVersion }
+  if (!state || state.primaryDeviceId !== input.primaryDeviceId) return { status: 'not_found' }
+  if (input.version <= state.version) return { status: 'stale_version', currentVersion: state.version }
   if (input.linked.length > input.maxLinked) return { status: 'over_limit' }
-  const now = new Map(current.linked.map((d) => [d.deviceId, d.deviceKey]))
-  const seen = new Set<number>()
-  const added: ListedDevice[] = []
+  const current = new Map(state.linked.map((d) => [d.device_id, d.device_key]))
+  const listed = new Set<number>()
+  const added: PutDeviceListInput['linked'] = []
+  let highest = state.highestDeviceId
   for (const d of input.linked) {
-    // Named twice: the list cannot mean two devices (or two keys) with one id.
-    if (seen.has(d.deviceId)) return { status: 'bad_device_id', deviceId: d.deviceId }
-    seen.add(d.deviceId)
-    const key = now.get(d.deviceId)
-    if (key !== undefined) {
-      // A kept device keeps its key: a new key under an old id would let the relay swap a device in silently.
-      if (!buf(key).equals(d.deviceKey)) return { status: 'bad_device_id', deviceId: d.deviceId }
-      continue
-    }
-    // Ids are never reused, so a contact's session with an earlier device cannot be taken for a new one's.
-    if (!Number.isSafeInteger(d.deviceId) || d.deviceId <= current.highestDeviceId)
+    const kept = current.get(d.deviceId)
+    if (listed.has(d.deviceId)) return { status: 'bad_device_id', deviceId: d.deviceId }
+    listed.add(d.deviceId)
+    if (kept) {
+      if (!kept.equals(buf(d.deviceKey))) return { status: 'bad_device_id', deviceId: d.deviceId }
+    } else if (!Number.isSafeInteger(d.deviceId) || d.deviceId <= state.highestDeviceId) {
       return { status: 'bad_device_id', deviceId: d.deviceId }
-    added.push(d)
+    } else {
+      added.push(d)
+      highest = Math.max(highest, d.deviceId)
+    }
   }
   added.sort((x, y) => x.deviceId - y.deviceId)
-  const removed = current.linked
-    .map((d) => d.deviceId)
-    .filter((id) => !seen.has(id))
-    .sort((x, y) => x - y)
-  const highestDeviceId = added.reduce((m, d) => Math.max(m, d.deviceId), current.highestDeviceId)
-  return { status: 'stored', added, removed, highestDeviceId }
+  const removed = [...current.keys()].filter((id) => !listed.has(id)).sort((x, y) => x - y)
+  return { status: 'stored', added, removed, highestDeviceId: highest }
 }
 
-/** The highest device id an address used: its stored mark (none: undefined) or its primary's, whichever is higher. */
-export function highestDeviceId(
-  mark: number | undefined,
-  primaryDeviceId: number | undefined,
-): number | undefined {
-  if (mark === undefined) return primaryDeviceId
-  if (primaryDeviceId === undefined) return mark
-  return Math.max(mark, primaryDeviceId)
-}
-
-/** A rendezvous as {@link rendezvousPostRefusal} sees it. */
-export interface RendezvousState {
-  address: Uint8Array
-  expiresAtMs: number
-  /** Whether the side asked about has its message already. */
-  posted: boolean
-}
-
-/** Whether a rendezvous is still usable at `nowMs` (it is not from its expiry on). */
-export function rendezvousLive(r: { expiresAtMs: number } | undefined, nowMs: number): boolean {
-  return r !== undefined && nowMs < r.expiresAtMs
+/** A `linked_devices` row with its bundle keys: NULL until the device's first prekey upload. */
+export interface LinkedKeysRow {
+  device_id: number
+  device_key: Buffer
+  signed_prekey_id: number | null
+  signed_prekey: Buffer | null
+  signed_prekey_sig: Buffer | null
+  kem_prekey_id: number | null
+  kem_prekey: Buffer | null
+  kem_prekey_sig: Buffer | null
 }
 
 /**
- * Why Store.postRendezvous refuses a message, or null when it may be posted: `not_found` (no such rendezvous, or
- * expired), `forbidden` (the `device` side, which carries the primary's answer, from anyone but the opener),
- * `taken` (that side has its one message already).
+ * Whether a linked device's upload of `keys` leaves it a complete bundle (Store.putPrekeys): what it has not
+ * stored yet — its signed prekey, its last-resort KEM prekey — the upload must carry, or a sender could get
+ * one-time keys without the keys a session needs.
  */
-export function rendezvousPostRefusal(
-  r: RendezvousState | undefined,
+export function completesBundle(
+  row: Pick<LinkedKeysRow, 'signed_prekey' | 'kem_prekey'>,
+  keys: Pick<PrekeySet, 'signedPrekey' | 'lastResortKemPrekey'>,
+): boolean {
+  return (
+    (row.signed_prekey !== null || keys.signedPrekey !== undefined) &&
+    (row.kem_prekey !== null || keys.lastResortKemPrekey !== undefined)
+  )
+}
+
+/** A linked device's signed and last-resort KEM prekeys, or undefined before its first upload. */
+export function bundleKeys(
+  row: LinkedKeysRow,
+): { signedPrekey: SignedKey; lastResortKemPrekey: SignedKey } | undefined {
+  if (
+    row.signed_prekey_id === null ||
+    row.signed_prekey === null ||
+    row.signed_prekey_sig === null ||
+    row.kem_prekey_id === null ||
+    row.kem_prekey === null ||
+    row.kem_prekey_sig === null
+  ) {
+    return undefined
+  }
+  return {
+    signedPrekey: {
+      keyId: row.signed_prekey_id,
+      publicKey: u8(row.signed_prekey),
+      signature: u8(row.signed_prekey_sig),
+    },
+    lastResortKemPrekey: {
+      keyId: row.kem_prekey_id,
+      publicKey: u8(row.kem_prekey),
+      signature: u8(row.kem_prekey_sig),
+    },
+  }
+}
+
+/** A `linked_devices` row as the port's {@link LinkedDevice}. */
+export function toLinkedDevice(row: LinkedDeviceRow): LinkedDevice {
+  return { deviceId: row.device_id, deviceKey: u8(row.device_key), createdAtMs: row.created_at_ms }
+}
+
+/** The port's {@link DeviceSet} from the primary's id, the linked devices' ids and the list version (0: none). */
+export function toDeviceSet(primaryDeviceId: number, linkedIds: number[], version: number): DeviceSet {
+  return {
+    primaryDeviceId,
+    linkedDeviceIds: [...linkedIds].sort((x, y) => x - y),
+    listVersion: version,
+  }
+}
+
+/** A rendezvous row as the post and read paths weigh it. */
+export interface RendezvousRow {
+  address: Buffer
+  expires_at_ms: number
+  /** Whether each side holds its message (SQLite gives 0 / 1, PostgreSQL booleans). */
+  has_primary: number | boolean
+  has_device: number | boolean
+}
+
+/** Whether the rendezvous is past its expiry at `nowMs` (its expiry instant is already too late). */
+export function rendezvousExpired(row: Pick<RendezvousRow, 'expires_at_ms'>, nowMs: number): boolean {
+  return nowMs >= row.expires_at_ms
+}
+
+/**
+ * Whether `address` may use the opener's part of a rendezvous opened by `opener`: post the `device` side (the
+ * primary's answer) or read the `primary` side (the new device's request). Anyone may do the rest.
+ */
+export function isOpener(opener: Buffer, address: Uint8Array | null): boolean {
+  return address !== null && opener.equals(buf(address))
+}
+
+/**
+ * Store.postRendezvous's outcome for `row` (the rendezvous before the post, if any): `posted` when the side may
+ * take the message now, else why not — missing or expired, not the opener (for the `device` side), or taken.
+ */
+export function rendezvousPost(
+  row: RendezvousRow | undefined,
   side: RendezvousSide,
   address: Uint8Array | null,
   nowMs: number,
-): Exclude<RendezvousPostResult, 'posted'> | null {
-  if (!r || !rendezvousLive(r, nowMs)) return 'not_found'
-  if (side === 'device' && !isOpener(r, address)) return 'forbidden'
-  if (r.posted) return 'taken'
-  return null
-}
-
-/** Whether `address` opened the rendezvous (null: an unauthenticated caller, never the opener). */
-export function isOpener(r: { address: Uint8Array }, address: Uint8Array | null): boolean {
-  return address !== null && buf(r.address).equals(address)
+): RendezvousPostResult {
+  if (!row || rendezvousExpired(row, nowMs)) return 'not_found'
+  if (side === 'device' && !isOpener(row.address, address)) return 'forbidden'
+  const has = side === 'primary' ? row.has_primary : row.has_device
+  return has ? 'taken' : 'posted'
 }

@@ -23,6 +23,11 @@ export interface AccountRow {
   delivery_verifier: Buffer | null
   /** Added in schema version 4 (SQLite) / 5 (PostgreSQL): NULL until the first activity recorded since. */
   last_active_ms: number | null
+  /**
+   * Added in schema version 7 (SQLite): the highest device id the address ever used, primary or linked
+   * (`highestDeviceId` in ./devices.ts reads it); absent where a store keeps it elsewhere or not yet.
+   */
+  max_device_id?: number | null
 }
 
 /** A Buffer from the database as a plain Uint8Array view. */

@@ -57,7 +57,9 @@ describe('Store conformance: SqliteStore', () => {
       try {
         db.exec(`ALTER TABLE accounts DROP COLUMN mailbox_bytes; ALTER TABLE accounts DROP COLUMN last_active_ms;
           DROP TABLE registration_locks; DROP TABLE retained_mail; DROP TABLE account_bans;
-          DROP TABLE revoked_devices; DROP TABLE operator_actions; DELETE FROM schema_migrations WHERE version >= 3`)
+          DROP TABLE revoked_devices; DROP TABLE operator_actions; ALTER TABLE accounts DROP COLUMN max_device_id;
+          DROP TABLE linked_devices; DROP TABLE linked_one_time_prekeys; DROP TABLE linked_kem_prekeys;
+          DROP TABLE device_lists; DROP TABLE rendezvous; DELETE FROM schema_migrations WHERE version >= 3`)
       } finally {
         db.close()
       }
