@@ -2169,8 +2169,9 @@ export class PostgresStore implements port.Store {
   /**
    * Writes a whole store read elsewhere (`parley-relay migrate` from SQLite) into this empty one, in one
    * transaction: every account with the same address, device id, keys, prekeys, mailbox head and counters, mail
-   * (same seqs and message ids), gap records, registration lock and retained mail, so that its device logs in
-   * and reads on without activating again; and the bans and revoked devices. Each account gets a fresh data key
+   * (same seqs and message ids), gap records, registration lock, retained mail and (when the snapshot carries
+   * them) linked devices, device list and highest device id, so that its devices log in
+   * and read on without activating again; and the bans and revoked devices. Each account gets a fresh data key
    * and its values are sealed under it, as this store writes them.
    * @param snapshot - the source, read in one consistent transaction
    * @returns how many accounts and mail rows were written
@@ -2261,6 +2262,7 @@ export class PostgresStore implements port.Store {
           [address, fresh.keyId, s.seal('registration_locks.lock', [], packLock(a.lock)), a.lock.setAtMs],
         )
       }
+      await this.#importDevices(c, s, a)
       if (a.retained) {
         const r = a.retained
         await c.query(
@@ -2503,6 +2505,60 @@ export class PostgresStore implements port.Store {
     if (!r || devices.rendezvousExpired(r, nowMs)) return null
     if (!devices.isOpener(r.address, address) || r.to_primary === null) return null
     return u8(r.to_primary)
+  }
+
+  /**
+   * One account's linked devices, device list and highest device id of {@link importSnapshot} (its mail came with
+   * the account's), sealed by `s` as this store writes them.
+   */
+  async #importDevices(c: Tx, s: Sealer, a: AccountSnapshot): Promise<void> {
+    for (const d of a.linked ?? []) {
+      const v = s.sealLinked({
+        device_id: d.deviceId,
+        device_key: buf(d.deviceKey),
+        signed_prekey_id: d.signedPrekey?.keyId ?? null,
+        signed_prekey: d.signedPrekey ? buf(d.signedPrekey.publicKey) : null,
+        signed_prekey_sig: d.signedPrekey ? buf(d.signedPrekey.signature) : null,
+        kem_prekey_id: d.lastResortKemPrekey?.keyId ?? null,
+        kem_prekey: d.lastResortKemPrekey ? buf(d.lastResortKemPrekey.publicKey) : null,
+        kem_prekey_sig: d.lastResortKemPrekey ? buf(d.lastResortKemPrekey.signature) : null,
+      })
+      await c.query(
+        `INSERT INTO linked_devices (address, device_id, device_key, signed_prekey_id, signed_prekey,
+           signed_prekey_sig, kem_prekey_id, kem_prekey, kem_prekey_sig, mailbox_head_seq, mailbox_count,
+           mailbox_bytes, created_at_ms)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
+        [
+          s.address,
+          d.deviceId,
+          v.deviceKey,
+          d.signedPrekey?.keyId ?? null,
+          v.signedPrekey,
+          v.signedPrekeySig,
+          d.lastResortKemPrekey?.keyId ?? null,
+          v.kemPrekey,
+          v.kemPrekeySig,
+          d.mailboxHeadSeq,
+          d.mailboxCount,
+          d.mailboxBytes,
+          d.createdAtMs,
+        ],
+      )
+      await this.#putKeys(c, s, d, { kind: 'linked', deviceId: d.deviceId })
+    }
+    if (a.deviceList) {
+      await c.query('INSERT INTO device_lists (address, version, list) VALUES ($1, $2, $3)', [
+        s.address,
+        a.deviceList.version,
+        s.seal('device_lists.list', [a.deviceList.version], a.deviceList.list),
+      ])
+    }
+    if (a.highestDeviceId != null) {
+      await c.query('INSERT INTO device_id_high_water (address, device_id) VALUES ($1, $2)', [
+        s.address,
+        a.highestDeviceId,
+      ])
+    }
   }
 
   async listAccounts(after: Uint8Array | null, limit: number): Promise<port.AccountSummary[]> {
