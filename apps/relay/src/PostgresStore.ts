@@ -7,25 +7,27 @@
  * the mailbox limits, acks, the TTL sweep and one-time prekey consumption are race-free across nodes. Locks are always
  * taken account row first, then its keys or mail, so concurrent transactions cannot deadlock on each other.
  *
- * **Erasure is crypto-shredding** (SECURITY.md, "Erasure"). PostgreSQL does not overwrite what it deletes: dead
- * row versions stay in table, index and TOAST pages until vacuum and later writes reuse the space, and every
- * write is in the WAL (and any WAL archive or physical backup) until the segment is recycled. So every value of
- * an account beyond its lookup keys — identity key, signed and KEM prekeys and their signatures, one-time
- * prekeys, number commitment, delivery verifier, the envelopes in its mailbox, the identity key its retained
- * mail was sealed to — is stored sealed (AES-256-GCM, a fresh random nonce per value, the row's table, column,
- * address and ids as associated data) under a random data key of that account alone. The data key is one small
- * row of `account_keys`, wrapped under the store key ({@link PostgresStoreOptions.storeKey}), which is kept
- * outside the database. Deactivation deletes that row in the same transaction as the rest, and a re-activation
- * that replaces the device gets a new data key, so whatever PostgreSQL leaves behind of the old account is
- * ciphertext under a key that exists nowhere. The mail a re-activation keeps (retained for the replaced device's
- * identity key, or restored to the new device) is resealed under the new key first: every mail row of an
- * address is sealed under the account's current key.
+ * **Erasure is crypto-shredding** (SECURITY.md, "Erasure"). PostgreSQL does not overwrite what it deletes: dead row
+ * versions stay in table, index and TOAST pages until vacuum and later writes reuse the space, and every write is
+ * in the WAL (and any WAL archive or physical backup) until the segment is recycled. So every value of an account
+ * beyond its lookup keys — identity key, signed and KEM prekeys and their signatures, one-time prekeys, number
+ * commitment, delivery verifier, the envelopes in its mailbox, the identity key its retained mail was sealed to,
+ * its linked devices' device keys and prekeys, its signed device list — is stored sealed (AES-256-GCM, a fresh
+ * random nonce per value, the row's table, column, address and ids as associated data) under a random data key of
+ * that account alone. The data key is one small row of `account_keys`, wrapped under the store key
+ * ({@link PostgresStoreOptions.storeKey}), which is kept outside the database. Deactivation deletes that row in the same
+ * transaction as the rest, and a re-activation that replaces the device gets a new data key, so whatever PostgreSQL
+ * leaves behind of the old account is ciphertext under a key that exists nowhere. The mail a re-activation keeps
+ * (retained for the replaced device's identity key, or restored to the new device) is resealed under the new key
+ * first: every mail row of an address is sealed under the account's current key.
  *
  * What stays in the clear, because the store must query it: the address (primary key of every table and the
- * membership directory's range scans), device ids, sequence numbers, message ids (the idempotency key), prekey
- * ids, arrival times, mailbox counts and sizes, gap ranges, and a retained mailbox's head and retention time. A
- * deleted account's address therefore remains in old pages and WAL until PostgreSQL reuses them — the known
- * limit documented in SECURITY.md.
+ * membership directory's range scans), device ids, sequence numbers, message ids (the idempotency key), prekey ids,
+ * arrival times, mailbox counts and sizes, gap ranges, a retained mailbox's head and retention time, the device
+ * list's version and the highest device id, and a rendezvous' id, opener and expiry (its messages are stored as the
+ * devices sealed them, under a secret the relay never has: see {@link PostgresStore.postRendezvous}). A deleted
+ * account's address therefore remains in old pages and WAL until PostgreSQL reuses them — the known limit
+ * documented in SECURITY.md.
  * @module
  */
 import { type KeyObject, timingSafeEqual } from 'node:crypto'
