@@ -227,6 +227,63 @@ describeWith('PostgresStore crypto-shredding', [pgAbsent], () => {
     }
   })
 
+  it('a rebind reseals linked devices, their prekeys and mail and the list under the new key, leaving no value or old address in any row', async () => {
+    const schema = fresh()
+    const s = await openIn(schema, { storeKey: storeKey() })
+    const from = bytes(32)
+    const to = bytes(32)
+    await register(s, from)
+    const device = { deviceId: 2, deviceKey: bytes(32) }
+    const list = bytes(120)
+    const linked = { address: from, primaryDeviceId: 1, list, linked: [device], maxLinked: 5, nowMs: 1 }
+    expect((await s.putDeviceList({ ...linked, version: 1 })).status).toBe('stored')
+    const keys = {
+      signedPrekey: key(7),
+      lastResortKemPrekey: key(8, 1184),
+      oneTimePrekeys: [{ keyId: 11, publicKey: bytes(32) }],
+      oneTimeKemPrekeys: [key(21, 1184)],
+    }
+    expect((await s.putPrekeys(from, 2, keys, 100)).status).toBe('stored')
+    const envelope = bytes(500)
+    const sent = {
+      deviceId: 2,
+      messageId: bytes(16),
+      envelope,
+      receivedAtMs: Date.now(),
+      maxMessages: 100,
+      maxBytes: 1 << 20,
+    }
+    expect(await s.enqueue({ ...sent, address: from })).toEqual({ status: 'stored', seq: 1 })
+    const rid = bytes(16)
+    expect(await s.openRendezvous(rid, from, Date.now() + 60_000)).toBe(true)
+    const sealedKey = (
+      await admin<{ device_key: Buffer }>(`SELECT device_key FROM ${schema}.linked_devices`)
+    )[0]!
+
+    expect(await s.rebindAddress(from, 1, to)).toBe('moved')
+
+    const text = await dump(schema)
+    expect(text).toContain(hex(to))
+    expect(text).not.toContain(hex(from))
+    const secrets = [
+      device.deviceKey,
+      list,
+      keys.signedPrekey.publicKey,
+      keys.signedPrekey.signature,
+      keys.lastResortKemPrekey.publicKey,
+      keys.oneTimePrekeys[0]!.publicKey,
+      keys.oneTimeKemPrekeys[0]!.signature,
+      envelope,
+    ]
+    expect(secrets.filter((v) => text.includes(hex(v.subarray(0, 16))))).toEqual([])
+    expect(await s.getDeviceList(to)).toEqual({ version: 1, list })
+    expect(hex((await s.fetchMailbox(to, 2, 0, 10)).entries[0]!.envelope)).toBe(hex(envelope))
+    expect(await s.enqueue({ ...sent, address: to })).toEqual({ status: 'duplicate', seq: 1 })
+    // The device key sealed before the move, put back (a replayed old page), does not open under the new key.
+    await admin(`UPDATE ${schema}.linked_devices SET device_key = $1`, [sealedKey.device_key])
+    await expect(s.getDevice(to, 2)).rejects.toThrow(/does not open/)
+  })
+
   it('a sealed value opens only in its own row: swapped envelopes, keys or data keys are refused', async () => {
     const schema = fresh()
     const k = storeKey()
