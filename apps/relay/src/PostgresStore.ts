@@ -15,9 +15,9 @@
  * its linked devices' device keys and prekeys, its signed device list — is stored sealed (AES-256-GCM, a fresh
  * random nonce per value, the row's table, column, address and ids as associated data) under a random data key of
  * that account alone. The data key is one small row of `account_keys`, wrapped under the store key
- * ({@link PostgresStoreOptions.storeKey}), which is kept outside the database. Deactivation deletes that row in the same
- * transaction as the rest, and a re-activation that replaces the device gets a new data key, so whatever PostgreSQL
- * leaves behind of the old account is ciphertext under a key that exists nowhere. The mail a re-activation keeps
+ * ({@link PostgresStoreOptions.storeKey}), which is kept outside the database. Deactivation deletes that row in
+ * the same transaction as the rest, and a re-activation that replaces the device gets a new data key, so whatever
+ * PostgreSQL leaves behind of the old account is ciphertext under a key that exists nowhere. The mail a re-activation keeps
  * (retained for the replaced device's identity key, or restored to the new device) is resealed under the new key
  * first: every mail row of an address is sealed under the account's current key.
  *
@@ -2385,7 +2385,7 @@ export class PostgresStore implements port.Store {
   }
 
   /**
-   * One transaction, the account row locked first (then its linked devices, as every write to them): the current
+   * One transaction, the account row locked first (as by every write to its linked devices): the current
    * devices and list are read and opened, {@link devices.planDeviceList} decides (as in SQLite), and the plan is
    * written — the list sealed under the account's key (it names device keys) and bound to its version, the new
    * devices' keys sealed, the removed devices erased, the high-water mark raised.
@@ -2395,8 +2395,8 @@ export class PostgresStore implements port.Store {
       const a = buf(input.address)
       const row = await this.#lockAccount(c, a)
       if (!row) return { status: 'not_found' }
+      // The account row lock is enough: every write to its linked devices takes it first.
       const s = await this.#sealer(c, a, row.key_id)
-      await c.query('SELECT 1 FROM linked_devices WHERE address = $1 FOR UPDATE', [a])
       const version = (
         await c.query<{ version: number }>('SELECT version FROM device_lists WHERE address = $1', [a])
       ).rows[0]?.version
