@@ -7,25 +7,27 @@
  * the mailbox limits, acks, the TTL sweep and one-time prekey consumption are race-free across nodes. Locks are always
  * taken account row first, then its keys or mail, so concurrent transactions cannot deadlock on each other.
  *
- * **Erasure is crypto-shredding** (SECURITY.md, "Erasure"). PostgreSQL does not overwrite what it deletes: dead
- * row versions stay in table, index and TOAST pages until vacuum and later writes reuse the space, and every
- * write is in the WAL (and any WAL archive or physical backup) until the segment is recycled. So every value of
- * an account beyond its lookup keys — identity key, signed and KEM prekeys and their signatures, one-time
- * prekeys, number commitment, delivery verifier, the envelopes in its mailbox, the identity key its retained
- * mail was sealed to — is stored sealed (AES-256-GCM, a fresh random nonce per value, the row's table, column,
- * address and ids as associated data) under a random data key of that account alone. The data key is one small
- * row of `account_keys`, wrapped under the store key ({@link PostgresStoreOptions.storeKey}), which is kept
- * outside the database. Deactivation deletes that row in the same transaction as the rest, and a re-activation
- * that replaces the device gets a new data key, so whatever PostgreSQL leaves behind of the old account is
- * ciphertext under a key that exists nowhere. The mail a re-activation keeps (retained for the replaced device's
- * identity key, or restored to the new device) is resealed under the new key first: every mail row of an
- * address is sealed under the account's current key.
+ * **Erasure is crypto-shredding** (SECURITY.md, "Erasure"). PostgreSQL does not overwrite what it deletes: dead row
+ * versions stay in table, index and TOAST pages until vacuum and later writes reuse the space, and every write is
+ * in the WAL (and any WAL archive or physical backup) until the segment is recycled. So every value of an account
+ * beyond its lookup keys — identity key, signed and KEM prekeys and their signatures, one-time prekeys, number
+ * commitment, delivery verifier, the envelopes in its mailbox, the identity key its retained mail was sealed to,
+ * its linked devices' device keys and prekeys, its signed device list — is stored sealed (AES-256-GCM, a fresh
+ * random nonce per value, the row's table, column, address and ids as associated data) under a random data key of
+ * that account alone. The data key is one small row of `account_keys`, wrapped under the store key
+ * ({@link PostgresStoreOptions.storeKey}), which is kept outside the database. Deactivation deletes that row in
+ * the same transaction as the rest, and a re-activation that replaces the device gets a new data key, so whatever
+ * PostgreSQL leaves behind of the old account is ciphertext under a key that exists nowhere. The mail a re-activation keeps
+ * (retained for the replaced device's identity key, or restored to the new device) is resealed under the new key
+ * first: every mail row of an address is sealed under the account's current key.
  *
  * What stays in the clear, because the store must query it: the address (primary key of every table and the
- * membership directory's range scans), device ids, sequence numbers, message ids (the idempotency key), prekey
- * ids, arrival times, mailbox counts and sizes, gap ranges, and a retained mailbox's head and retention time. A
- * deleted account's address therefore remains in old pages and WAL until PostgreSQL reuses them — the known
- * limit documented in SECURITY.md.
+ * membership directory's range scans), device ids, sequence numbers, message ids (the idempotency key), prekey ids,
+ * arrival times, mailbox counts and sizes, gap ranges, a retained mailbox's head and retention time, the device
+ * list's version and the highest device id, and a rendezvous' id, opener and expiry (its messages are stored as the
+ * devices sealed them, under a secret the relay never has: see {@link PostgresStore.postRendezvous}). A deleted
+ * account's address therefore remains in old pages and WAL until PostgreSQL reuses them — the known limit
+ * documented in SECURITY.md.
  * @module
  */
 import { type KeyObject, timingSafeEqual } from 'node:crypto'
@@ -42,6 +44,7 @@ import {
 } from './internal/accountKeys.js'
 import type * as port from './Store.js'
 import * as accounts from './store/accounts.js'
+import * as devices from './store/devices.js'
 import { storeClosed } from './store/errors.js'
 import * as mail from './store/mailbox.js'
 import { ACTION_RETENTION_MS, SUMMARY_QUERY, type SummaryRow, toSummary } from './store/operator.js'
@@ -219,6 +222,67 @@ const MIGRATIONS: { version: number; sql: string; run?: (c: Tx, ctx: MigrationCo
       );
     `,
     },
+    {
+      // Linked devices (docs/architecture.md §9, Store.putDeviceList). A linked device's row holds its device key,
+      // its signed and last-resort KEM prekeys (NULL until its first upload) and its own mailbox head and counters;
+      // its mail and gaps go in `mailbox` / `mailbox_gaps` under its device id. Every key, the signed list (it
+      // names the device keys) and every one-time prekey is sealed under the account's data key, as the primary's
+      // are, so erasing the account's key row shreds them too. The high-water mark (ids are never reused) and the
+      // rendezvous' opener, expiry and ids are lookup data, in the clear like every address and device id; the
+      // rendezvous messages are stored as the clients sealed them (see PostgresStore.postRendezvous).
+      version: 8,
+      sql: `
+      CREATE TABLE linked_devices (
+        address BYTEA NOT NULL,
+        device_id BIGINT NOT NULL,
+        device_key BYTEA NOT NULL,
+        signed_prekey_id BIGINT,
+        signed_prekey BYTEA,
+        signed_prekey_sig BYTEA,
+        kem_prekey_id BIGINT,
+        kem_prekey BYTEA,
+        kem_prekey_sig BYTEA,
+        mailbox_head_seq BIGINT NOT NULL DEFAULT 0,
+        mailbox_count BIGINT NOT NULL DEFAULT 0,
+        mailbox_bytes BIGINT NOT NULL DEFAULT 0,
+        created_at_ms BIGINT NOT NULL,
+        PRIMARY KEY (address, device_id)
+      );
+      CREATE TABLE linked_one_time_prekeys (
+        address BYTEA NOT NULL,
+        device_id BIGINT NOT NULL,
+        key_id BIGINT NOT NULL,
+        public_key BYTEA NOT NULL,
+        PRIMARY KEY (address, device_id, key_id)
+      );
+      CREATE TABLE linked_kem_prekeys (
+        address BYTEA NOT NULL,
+        device_id BIGINT NOT NULL,
+        key_id BIGINT NOT NULL,
+        public_key BYTEA NOT NULL,
+        signature BYTEA NOT NULL,
+        PRIMARY KEY (address, device_id, key_id)
+      );
+      CREATE TABLE device_lists (
+        address BYTEA PRIMARY KEY,
+        version BIGINT NOT NULL,
+        list BYTEA NOT NULL
+      );
+      CREATE TABLE device_id_high_water (
+        address BYTEA PRIMARY KEY,
+        device_id BIGINT NOT NULL
+      );
+      CREATE TABLE rendezvous (
+        id BYTEA PRIMARY KEY,
+        address BYTEA NOT NULL,
+        expires_at_ms BIGINT NOT NULL,
+        to_primary BYTEA,
+        to_device BYTEA
+      );
+      CREATE INDEX rendezvous_by_address ON rendezvous (address);
+      CREATE INDEX rendezvous_by_expiry ON rendezvous (expires_at_ms);
+    `,
+    },
   ]
 
 /** The highest schema version this code knows. */
@@ -299,6 +363,30 @@ export function parsePostgresUrl(url: string): { connectionString: string; schem
 /** An `accounts` row of this store: the shared shape plus the id of the account's data key. */
 type PgAccountRow = AccountRow & { key_id: Buffer }
 
+/**
+ * A `linked_devices` row: a linked device's device key and its signed and last-resort KEM prekeys (all sealed,
+ * the prekeys NULL until its first upload), with its own mailbox head and counters (plaintext bytes, as the
+ * account row's).
+ */
+interface PgLinkedRow {
+  address: Buffer
+  device_id: number
+  device_key: Buffer
+  signed_prekey_id: number | null
+  signed_prekey: Buffer | null
+  signed_prekey_sig: Buffer | null
+  kem_prekey_id: number | null
+  kem_prekey: Buffer | null
+  kem_prekey_sig: Buffer | null
+  mailbox_head_seq: number
+  mailbox_count: number
+  mailbox_bytes: number
+  created_at_ms: number
+}
+
+/** Which one-time prekey tables a device's keys are in: the primary's (by address) or the linked devices'. */
+type PrekeyTables = { kind: 'primary' } | { kind: 'linked'; deviceId: number }
+
 /** The mail a re-activation keeps: the new device's mailbox (restored mail, or none) and how much is retained. */
 interface KeptMail {
   mailbox: { headSeq: number; count: number; bytes: number }
@@ -361,6 +449,52 @@ class Sealer {
       kemPrekey: this.seal('accounts.kem_prekey', kem, v.lastResortKemPrekey.publicKey),
       kemPrekeySig: this.seal('accounts.kem_prekey_sig', kem, v.lastResortKemPrekey.signature),
       numberCommitment: this.seal('accounts.number_commitment', [deviceId], v.numberCommitment),
+    }
+  }
+
+  /**
+   * A linked device's signed prekey (`signed_prekey`) or last-resort KEM prekey (`kem_prekey`) as stored in its
+   * `linked_devices` row: the public key and signature sealed, bound to the device and key ids.
+   */
+  linkedSignedKey(column: 'signed_prekey' | 'kem_prekey', deviceId: number, k: port.SignedKey) {
+    const ids = [deviceId, k.keyId]
+    return {
+      publicKey: this.seal(`linked_devices.${column}`, ids, k.publicKey),
+      signature: this.seal(`linked_devices.${column}_sig`, ids, k.signature),
+    }
+  }
+
+  /**
+   * A linked device's row with its device key and signed keys opened (NULL stays NULL: no upload yet), in the
+   * shape the shared decisions of store/devices.ts read.
+   */
+  openLinked(row: PgLinkedRow): devices.LinkedKeysRow {
+    const d = row.device_id
+    const opened = (column: string, keyId: number | null, value: Buffer | null) =>
+      keyId === null || value === null ? null : buf(this.open(`linked_devices.${column}`, [d, keyId], value))
+    return {
+      device_id: d,
+      device_key: buf(this.open('linked_devices.device_key', [d], row.device_key)),
+      signed_prekey_id: row.signed_prekey_id,
+      signed_prekey: opened('signed_prekey', row.signed_prekey_id, row.signed_prekey),
+      signed_prekey_sig: opened('signed_prekey_sig', row.signed_prekey_id, row.signed_prekey_sig),
+      kem_prekey_id: row.kem_prekey_id,
+      kem_prekey: opened('kem_prekey', row.kem_prekey_id, row.kem_prekey),
+      kem_prekey_sig: opened('kem_prekey_sig', row.kem_prekey_id, row.kem_prekey_sig),
+    }
+  }
+
+  /** The inverse of {@link openLinked}: the row's sealed columns (NULL for a key not uploaded yet). */
+  sealLinked(row: devices.LinkedKeysRow) {
+    const d = row.device_id
+    const sealed = (column: string, keyId: number | null, value: Buffer | null) =>
+      keyId === null || value === null ? null : this.seal(`linked_devices.${column}`, [d, keyId], value)
+    return {
+      deviceKey: this.seal('linked_devices.device_key', [d], row.device_key),
+      signedPrekey: sealed('signed_prekey', row.signed_prekey_id, row.signed_prekey),
+      signedPrekeySig: sealed('signed_prekey_sig', row.signed_prekey_id, row.signed_prekey_sig),
+      kemPrekey: sealed('kem_prekey', row.kem_prekey_id, row.kem_prekey),
+      kemPrekeySig: sealed('kem_prekey_sig', row.kem_prekey_id, row.kem_prekey_sig),
     }
   }
 }
@@ -731,11 +865,55 @@ export class PostgresStore implements port.Store {
     await c.query('DELETE FROM mailbox_gaps WHERE address = $1', [address])
   }
 
+  /**
+   * Adds one-time X25519 and KEM prekeys (same key id replaces), sealed: the primary's in `one_time_prekeys` /
+   * `kem_prekeys` (bound to the key id), a linked device's in `linked_one_time_prekeys` / `linked_kem_prekeys`
+   * (bound to its device id and the key id).
+   */
   async #putKeys(
     c: Tx,
     s: Sealer,
     keys: { oneTimePrekeys: port.OneTimeKey[]; oneTimeKemPrekeys: port.SignedKey[] },
+    tables: PrekeyTables = { kind: 'primary' },
   ): Promise<void> {
+    if (tables.kind === 'linked') {
+      const d = tables.deviceId
+      if (keys.oneTimePrekeys.length > 0) {
+        await c.query(
+          `INSERT INTO linked_one_time_prekeys (address, device_id, key_id, public_key)
+           SELECT $1, $2, k, p FROM unnest($3::bigint[], $4::bytea[]) AS t(k, p)
+           ON CONFLICT (address, device_id, key_id) DO UPDATE SET public_key = excluded.public_key`,
+          [
+            s.address,
+            d,
+            keys.oneTimePrekeys.map((k) => k.keyId),
+            keys.oneTimePrekeys.map((k) =>
+              s.seal('linked_one_time_prekeys.public_key', [d, k.keyId], k.publicKey),
+            ),
+          ],
+        )
+      }
+      if (keys.oneTimeKemPrekeys.length > 0) {
+        await c.query(
+          `INSERT INTO linked_kem_prekeys (address, device_id, key_id, public_key, signature)
+           SELECT $1, $2, k, p, s FROM unnest($3::bigint[], $4::bytea[], $5::bytea[]) AS t(k, p, s)
+           ON CONFLICT (address, device_id, key_id)
+             DO UPDATE SET public_key = excluded.public_key, signature = excluded.signature`,
+          [
+            s.address,
+            d,
+            keys.oneTimeKemPrekeys.map((k) => k.keyId),
+            keys.oneTimeKemPrekeys.map((k) =>
+              s.seal('linked_kem_prekeys.public_key', [d, k.keyId], k.publicKey),
+            ),
+            keys.oneTimeKemPrekeys.map((k) =>
+              s.seal('linked_kem_prekeys.signature', [d, k.keyId], k.signature),
+            ),
+          ],
+        )
+      }
+      return
+    }
     if (keys.oneTimePrekeys.length > 0) {
       await c.query(
         `INSERT INTO one_time_prekeys (address, key_id, public_key)
@@ -763,13 +941,79 @@ export class PostgresStore implements port.Store {
     }
   }
 
-  async #counts(c: Tx | pg.Pool, address: Buffer): Promise<port.PrekeyCounts> {
-    const r = await c.query<{ o: number; k: number }>(
-      `SELECT (SELECT count(*) FROM one_time_prekeys WHERE address = $1) AS o,
-              (SELECT count(*) FROM kem_prekeys WHERE address = $1) AS k`,
+  async #counts(
+    c: Tx | pg.Pool,
+    address: Buffer,
+    tables: PrekeyTables = { kind: 'primary' },
+  ): Promise<port.PrekeyCounts> {
+    const r =
+      tables.kind === 'primary'
+        ? await c.query<{ o: number; k: number }>(
+            `SELECT (SELECT count(*) FROM one_time_prekeys WHERE address = $1) AS o,
+                    (SELECT count(*) FROM kem_prekeys WHERE address = $1) AS k`,
+            [address],
+          )
+        : await c.query<{ o: number; k: number }>(
+            `SELECT (SELECT count(*) FROM linked_one_time_prekeys WHERE address = $1 AND device_id = $2) AS o,
+                    (SELECT count(*) FROM linked_kem_prekeys WHERE address = $1 AND device_id = $2) AS k`,
+            [address, tables.deviceId],
+          )
+    return { oneTimeCount: r.rows[0]!.o, kemOneTimeCount: r.rows[0]!.k }
+  }
+
+  /** The linked device `deviceId` of an address, locked (`FOR UPDATE`) when `lock`: after its account row. */
+  async #linkedRow(
+    c: Tx | pg.Pool,
+    address: Buffer,
+    deviceId: number,
+    lock = false,
+  ): Promise<PgLinkedRow | undefined> {
+    // A device id the column cannot hold names no device (and must not reach PostgreSQL as an error).
+    if (!Number.isSafeInteger(deviceId) || deviceId < 0) return undefined
+    const r = await c.query<PgLinkedRow>(
+      `SELECT * FROM linked_devices WHERE address = $1 AND device_id = $2${lock ? ' FOR UPDATE' : ''}`,
+      [address, deviceId],
+    )
+    return r.rows[0]
+  }
+
+  /**
+   * Erases linked devices of an address — `ids`, or all of them — with everything that is theirs: their rows
+   * (device keys, signed prekeys, mailbox counters), one-time prekeys, mail and gap records. Their values were
+   * sealed under the account's key like the rest; deleting the rows is what a removal does, erasing that key
+   * (deactivation, re-activation) what shreds every copy PostgreSQL keeps.
+   */
+  async #eraseLinked(c: Tx, address: Buffer, ids?: number[]): Promise<void> {
+    if (ids?.length === 0) return
+    const which = ids
+      ? 'device_id = ANY($2::bigint[])'
+      : 'device_id IN (SELECT device_id FROM linked_devices WHERE address = $1)'
+    const params = ids ? [address, ids] : [address]
+    await c.query(`DELETE FROM mailbox WHERE address = $1 AND ${which}`, params)
+    await c.query(`DELETE FROM mailbox_gaps WHERE address = $1 AND ${which}`, params)
+    const own = ids ? ' AND device_id = ANY($2::bigint[])' : ''
+    await c.query(`DELETE FROM linked_one_time_prekeys WHERE address = $1${own}`, params)
+    await c.query(`DELETE FROM linked_kem_prekeys WHERE address = $1${own}`, params)
+    await c.query(`DELETE FROM linked_devices WHERE address = $1${own}`, params)
+  }
+
+  /**
+   * Erases what an address keeps of its devices beyond their rows: its device list, its highest device id, and
+   * the rendezvous it opened (deactivation; a rebind clearing its target address).
+   */
+  async #eraseDeviceRecords(c: Tx, address: Buffer): Promise<void> {
+    await c.query('DELETE FROM device_lists WHERE address = $1', [address])
+    await c.query('DELETE FROM device_id_high_water WHERE address = $1', [address])
+    await c.query('DELETE FROM rendezvous WHERE address = $1', [address])
+  }
+
+  /** The address's stored highest device id (none before its first linked device). */
+  async #highWater(c: Tx, address: Buffer): Promise<number | undefined> {
+    const r = await c.query<{ device_id: number }>(
+      'SELECT device_id FROM device_id_high_water WHERE address = $1',
       [address],
     )
-    return { oneTimeCount: r.rows[0]!.o, kemOneTimeCount: r.rows[0]!.k }
+    return r.rows[0]?.device_id
   }
 
   /**
@@ -846,7 +1090,13 @@ export class PostgresStore implements port.Store {
       const address = buf(input.address)
       const old = await this.#lockAccount(c, address)
       erased = old?.key_id
-      const deviceId = accounts.nextDeviceId(old?.device_id)
+      // Above every id the address used, a linked device's too: a contact's session with an earlier device (of
+      // this identity or the one replaced) cannot be taken for the new device's. The mark stays; deleteAccount
+      // forgets it.
+      const mark = await this.#highWater(c, address)
+      const deviceId = accounts.nextDeviceId(
+        old && devices.highestDeviceId({ device_id: old.device_id, max_device_id: mark }),
+      )
       const s = new Sealer(key, address)
       // A lock the new device proved the PIN of stays with the account, resealed under the new key below.
       let keptLock: { lock: Uint8Array; setAtMs: number } | undefined
@@ -866,6 +1116,10 @@ export class PostgresStore implements port.Store {
         }
       }
       await c.query('DELETE FROM registration_locks WHERE address = $1', [address])
+      // The linked devices were linked by the identity being replaced: they go, with their keys, mail and gaps,
+      // and the list that named them. Their mail is sealed to their device keys, so none of it is retained.
+      await this.#eraseLinked(c, address)
+      await c.query('DELETE FROM device_lists WHERE address = $1', [address])
       let kept: KeptMail = { mailbox: { headSeq: 0, count: 0, bytes: 0 }, retainedMessages: 0 }
       if (old) {
         kept = await this.#keepMail(c, old, s, deviceId, input)
@@ -1103,9 +1357,11 @@ export class PostgresStore implements port.Store {
       const a = buf(address)
       const row = await this.#lockAccount(c, a)
       erased = row?.key_id
+      await this.#eraseLinked(c, a)
       await this.#eraseKeysAndMail(c, a)
       await c.query('DELETE FROM registration_locks WHERE address = $1', [a])
       await c.query('DELETE FROM retained_mail WHERE address = $1', [a])
+      await this.#eraseDeviceRecords(c, a)
       if (row) await this.#eraseKey(c, a, row.key_id)
       const r = await c.query('DELETE FROM accounts WHERE address = $1', [a])
       return (r.rowCount ?? 0) > 0
@@ -1144,9 +1400,11 @@ export class PostgresStore implements port.Store {
         const s = new Sealer(key, b)
         // Rows under `to` of no account (none should exist: erasure takes them with the account) would collide
         // with the moved primary keys, or join the moved account; they go first.
+        await this.#eraseLinked(c, b)
         await this.#eraseKeysAndMail(c, b)
         await c.query('DELETE FROM registration_locks WHERE address = $1', [b])
         await c.query('DELETE FROM retained_mail WHERE address = $1', [b])
+        await this.#eraseDeviceRecords(c, b)
         await c.query('DELETE FROM account_keys WHERE address = $1', [b])
         await c.query('INSERT INTO account_keys (address, key_id, data_key) VALUES ($1, $2, $3)', [
           b,
@@ -1159,6 +1417,7 @@ export class PostgresStore implements port.Store {
         await c.query('UPDATE mailbox_gaps SET address = $1 WHERE address = $2', [b, a])
         await this.#moveRetained(c, old, s)
         await this.#moveRegistrationLock(c, a, s, fresh.keyId)
+        await this.#moveLinkedDevices(c, old, s)
         await this.#eraseKey(c, a, row.key_id)
         return { status: 'moved', erased: row.key_id }
       },
@@ -1334,6 +1593,103 @@ export class PostgresStore implements port.Store {
   }
 
   /**
+   * A rebind's linked devices (their mail moved with the account's, by {@link PostgresStore.#resealMail}): each
+   * row's device key and prekeys, their one-time prekeys in batches, and the device list, opened under the old
+   * sealer and resealed under the new one for the new address (same device, key and version ids); the highest
+   * device id and the rendezvous the account opened move as they are (nothing of them is sealed).
+   */
+  async #moveLinkedDevices(c: Tx, old: Sealer, s: Sealer): Promise<void> {
+    const rows = (
+      await c.query<PgLinkedRow>('SELECT * FROM linked_devices WHERE address = $1 ORDER BY device_id', [
+        old.address,
+      ])
+    ).rows
+    for (const r of rows) {
+      const d = r.device_id
+      const v = s.sealLinked(old.openLinked(r))
+      await c.query(
+        `UPDATE linked_devices SET address = $1, device_key = $2, signed_prekey = $3, signed_prekey_sig = $4,
+           kem_prekey = $5, kem_prekey_sig = $6
+         WHERE address = $7 AND device_id = $8`,
+        [
+          s.address,
+          v.deviceKey,
+          v.signedPrekey,
+          v.signedPrekeySig,
+          v.kemPrekey,
+          v.kemPrekeySig,
+          old.address,
+          d,
+        ],
+      )
+    }
+    const reseal = (column: string, ids: number[], value: Buffer) =>
+      s.seal(column, ids, old.open(column, ids, value))
+    for (;;) {
+      const batch = (
+        await c.query<{ device_id: number; key_id: number; public_key: Buffer }>(
+          `SELECT device_id, key_id, public_key FROM linked_one_time_prekeys WHERE address = $1
+           ORDER BY device_id, key_id LIMIT $2`,
+          [old.address, REBIND_PREKEY_BATCH],
+        )
+      ).rows
+      if (batch.length === 0) break
+      await c.query(
+        `UPDATE linked_one_time_prekeys t SET address = $1, public_key = v.p
+         FROM unnest($2::bigint[], $3::bigint[], $4::bytea[]) AS v(d, k, p)
+         WHERE t.address = $5 AND t.device_id = v.d AND t.key_id = v.k`,
+        [
+          s.address,
+          batch.map((r) => r.device_id),
+          batch.map((r) => r.key_id),
+          batch.map((r) =>
+            reseal('linked_one_time_prekeys.public_key', [r.device_id, r.key_id], r.public_key),
+          ),
+          old.address,
+        ],
+      )
+    }
+    for (;;) {
+      const batch = (
+        await c.query<{ device_id: number; key_id: number; public_key: Buffer; signature: Buffer }>(
+          `SELECT device_id, key_id, public_key, signature FROM linked_kem_prekeys WHERE address = $1
+           ORDER BY device_id, key_id LIMIT $2`,
+          [old.address, REBIND_PREKEY_BATCH],
+        )
+      ).rows
+      if (batch.length === 0) break
+      await c.query(
+        `UPDATE linked_kem_prekeys t SET address = $1, public_key = v.p, signature = v.s
+         FROM unnest($2::bigint[], $3::bigint[], $4::bytea[], $5::bytea[]) AS v(d, k, p, s)
+         WHERE t.address = $6 AND t.device_id = v.d AND t.key_id = v.k`,
+        [
+          s.address,
+          batch.map((r) => r.device_id),
+          batch.map((r) => r.key_id),
+          batch.map((r) => reseal('linked_kem_prekeys.public_key', [r.device_id, r.key_id], r.public_key)),
+          batch.map((r) => reseal('linked_kem_prekeys.signature', [r.device_id, r.key_id], r.signature)),
+          old.address,
+        ],
+      )
+    }
+    const list = (
+      await c.query<{ version: number; list: Buffer }>(
+        'SELECT version, list FROM device_lists WHERE address = $1',
+        [old.address],
+      )
+    ).rows[0]
+    if (list) {
+      await c.query('UPDATE device_lists SET address = $1, list = $2 WHERE address = $3', [
+        s.address,
+        reseal('device_lists.list', [list.version], list.list),
+        old.address,
+      ])
+    }
+    await c.query('UPDATE device_id_high_water SET address = $1 WHERE address = $2', [s.address, old.address])
+    await c.query('UPDATE rendezvous SET address = $1 WHERE address = $2', [s.address, old.address])
+  }
+
+  /**
    * A rebind's retained-mail record (Store.registerDevice), its identity key resealed for the new address under
    * the new key; its device id, head and time move as they are.
    */
@@ -1396,7 +1752,8 @@ export class PostgresStore implements port.Store {
     return this.#tx(async (c): Promise<port.PutPrekeysResult> => {
       const a = buf(address)
       const row = await this.#lockAccount(c, a)
-      if (!accounts.isDevice(row, deviceId)) return { status: 'not_found' }
+      if (!row) return { status: 'not_found' }
+      if (!accounts.isDevice(row, deviceId)) return this.#putLinkedPrekeys(c, row, deviceId, keys, maxStored)
       const before = await this.#counts(c, a)
       if (accounts.exceedsPrekeyLimit(before, keys, maxStored))
         return { status: 'over_limit', counts: before }
@@ -1408,6 +1765,40 @@ export class PostgresStore implements port.Store {
       await this.#putKeys(c, s, keys)
       return { status: 'stored', counts: await this.#counts(c, a) }
     })
+  }
+
+  /**
+   * Store.putPrekeys for a linked device, its account row locked: its row next, then its one-time prekeys. Its
+   * first upload completes its bundle, so it must carry both signed keys.
+   */
+  async #putLinkedPrekeys(
+    c: Tx,
+    account: PgAccountRow,
+    deviceId: number,
+    keys: port.PrekeySet,
+    maxStored: number,
+  ): Promise<port.PutPrekeysResult> {
+    const a = account.address
+    const device = await this.#linkedRow(c, a, deviceId, true)
+    if (!device) return { status: 'not_found' }
+    if (!devices.completesBundle(device, keys)) return { status: 'not_found' }
+    const tables: PrekeyTables = { kind: 'linked', deviceId }
+    const before = await this.#counts(c, a, tables)
+    // Weighed as the primary's upload: every key uploaded counts, whether it replaces one or not.
+    if (accounts.exceedsPrekeyLimit(before, keys, maxStored)) return { status: 'over_limit', counts: before }
+    const s = await this.#sealer(c, a, account.key_id)
+    for (const column of ['signed_prekey', 'kem_prekey'] as const) {
+      const k = column === 'signed_prekey' ? keys.signedPrekey : keys.lastResortKemPrekey
+      if (!k) continue
+      const sealed = s.linkedSignedKey(column, deviceId, k)
+      await c.query(
+        `UPDATE linked_devices SET ${column}_id = $1, ${column} = $2, ${column}_sig = $3
+         WHERE address = $4 AND device_id = $5`,
+        [k.keyId, sealed.publicKey, sealed.signature, a, deviceId],
+      )
+    }
+    await this.#putKeys(c, s, keys, tables)
+    return { status: 'stored', counts: await this.#counts(c, a, tables) }
   }
 
   /**
@@ -1433,12 +1824,13 @@ export class PostgresStore implements port.Store {
     )
   }
 
-  async takePrekeyBundle(address: Uint8Array): Promise<port.PrekeyBundle | null> {
+  async takePrekeyBundle(address: Uint8Array, deviceId = 0): Promise<port.PrekeyBundle | null> {
     return this.#tx(async (c) => {
       const a = buf(address)
       // The account lock serialises takers on every node: no one-time key is handed out twice.
       const row = await this.#lockAccount(c, a)
       if (!row) return null
+      if (deviceId !== 0 && deviceId !== row.device_id) return this.#takeLinkedBundle(c, row, deviceId)
       const otpk = (
         await c.query<{ key_id: number; public_key: Buffer }>(
           `DELETE FROM one_time_prekeys WHERE address = $1 AND key_id =
@@ -1485,15 +1877,64 @@ export class PostgresStore implements port.Store {
     })
   }
 
+  /**
+   * Store.takePrekeyBundle for a linked device, its account row locked: null until the device uploaded its
+   * signed prekeys; its device key is the bundle's identity key.
+   */
+  async #takeLinkedBundle(c: Tx, account: PgAccountRow, deviceId: number): Promise<port.PrekeyBundle | null> {
+    const a = account.address
+    const device = await this.#linkedRow(c, a, deviceId, true)
+    if (!device) return null
+    const s = await this.#sealer(c, a, account.key_id)
+    const opened = s.openLinked(device)
+    // Before its first upload the device has no bundle, and no one-time key of it is taken.
+    const keys = devices.bundleKeys(opened)
+    if (!keys) return null
+    const otpk = (
+      await c.query<{ key_id: number; public_key: Buffer }>(
+        `DELETE FROM linked_one_time_prekeys WHERE address = $1 AND device_id = $2 AND key_id =
+           (SELECT min(key_id) FROM linked_one_time_prekeys WHERE address = $1 AND device_id = $2)
+         RETURNING key_id, public_key`,
+        [a, deviceId],
+      )
+    ).rows[0]
+    const kem = (
+      await c.query<{ key_id: number; public_key: Buffer; signature: Buffer }>(
+        `DELETE FROM linked_kem_prekeys WHERE address = $1 AND device_id = $2 AND key_id =
+           (SELECT min(key_id) FROM linked_kem_prekeys WHERE address = $1 AND device_id = $2)
+         RETURNING key_id, public_key, signature`,
+        [a, deviceId],
+      )
+    ).rows[0]
+    return accounts.toPrekeyBundle(device, {
+      identityKey: u8(opened.device_key),
+      signedPrekey: keys.signedPrekey,
+      oneTimeKemPrekey: kem && {
+        keyId: kem.key_id,
+        publicKey: s.open('linked_kem_prekeys.public_key', [deviceId, kem.key_id], kem.public_key),
+        signature: s.open('linked_kem_prekeys.signature', [deviceId, kem.key_id], kem.signature),
+      },
+      oneTimePrekey: otpk && {
+        keyId: otpk.key_id,
+        publicKey: s.open('linked_one_time_prekeys.public_key', [deviceId, otpk.key_id], otpk.public_key),
+      },
+      lastResortKemPrekey: () => keys.lastResortKemPrekey,
+    })
+  }
+
   async countPrekeys(address: Uint8Array, deviceId: number): Promise<port.PrekeyCounts> {
     this.#open()
     const a = buf(address)
-    const r = await this.#pool.query<{ device_id: number }>(
-      'SELECT device_id FROM accounts WHERE address = $1',
-      [a],
+    const r = await this.#pool.query<{ device_id: number; linked: boolean }>(
+      `SELECT device_id, EXISTS (SELECT 1 FROM linked_devices l WHERE l.address = $1 AND l.device_id = $2) AS linked
+       FROM accounts WHERE address = $1`,
+      [a, Number.isSafeInteger(deviceId) && deviceId >= 0 ? deviceId : -1],
     )
-    if (!accounts.isDevice(r.rows[0], deviceId)) return accounts.noPrekeys()
-    return this.#counts(this.#pool, a)
+    const row = r.rows[0]
+    const linked = row?.linked === true
+    if (accounts.isDevice(row, deviceId)) return this.#counts(this.#pool, a)
+    if (linked) return this.#counts(this.#pool, a, { kind: 'linked', deviceId })
+    return accounts.noPrekeys()
   }
 
   async enqueue(input: port.EnqueueInput): Promise<port.EnqueueResult> {
@@ -1508,7 +1949,13 @@ export class PostgresStore implements port.Store {
           [a],
         )
       ).rows[0]
-      if (!accounts.isDevice(row, input.deviceId)) return mail.enqueueRefusal(row)
+      if (!row) return mail.enqueueRefusal(row)
+      // The primary's mailbox state is in its account row; a linked device's in its own row, locked next.
+      const primary = accounts.isDevice(row, input.deviceId)
+      const box: mail.MailboxState | undefined = primary
+        ? row
+        : await this.#linkedRow(c, a, input.deviceId, true)
+      if (!box) return mail.enqueueRefusal(row)
       const existing = (
         await c.query<{ seq: number }>(
           'SELECT seq FROM mailbox WHERE address = $1 AND device_id = $2 AND message_id = $3',
@@ -1516,7 +1963,7 @@ export class PostgresStore implements port.Store {
         )
       ).rows[0]
       if (existing) return { status: 'duplicate', seq: existing.seq }
-      const place = mail.placeMessage(row, input)
+      const place = mail.placeMessage(box, input)
       if (place.status === 'full') return place
       const { seq } = place
       // Usually cached: no key lookup per message. The id came from the row this transaction holds locked.
@@ -1533,10 +1980,18 @@ export class PostgresStore implements port.Store {
           input.receivedAtMs,
         ],
       )
-      await c.query(
-        'UPDATE accounts SET mailbox_head_seq = $1, mailbox_count = $2, mailbox_bytes = $3 WHERE address = $4',
-        [seq, place.count, place.bytes, a],
-      )
+      if (primary) {
+        await c.query(
+          'UPDATE accounts SET mailbox_head_seq = $1, mailbox_count = $2, mailbox_bytes = $3 WHERE address = $4',
+          [seq, place.count, place.bytes, a],
+        )
+      } else {
+        await c.query(
+          `UPDATE linked_devices SET mailbox_head_seq = $1, mailbox_count = $2, mailbox_bytes = $3
+           WHERE address = $4 AND device_id = $5`,
+          [seq, place.count, place.bytes, a, input.deviceId],
+        )
+      }
       return { status: 'stored', seq }
     })
   }
@@ -1558,7 +2013,12 @@ export class PostgresStore implements port.Store {
           [a],
         )
       ).rows[0]
-      if (!accounts.isDevice(row, deviceId)) return mail.emptyPage()
+      if (!row) return mail.emptyPage()
+      // A linked device's head is in its own row, read in the same snapshot.
+      const headSeq = accounts.isDevice(row, deviceId)
+        ? row.mailbox_head_seq
+        : (await this.#linkedRow(c, a, deviceId))?.mailbox_head_seq
+      if (headSeq === undefined) return mail.emptyPage()
       // Sizes first (octet_length of a TOASTed bytea reads its header, not the value; a sealed envelope is its
       // plaintext plus SEAL_OVERHEAD bytes), then only the envelopes that fit: the page never loads more than
       // it returns.
@@ -1591,21 +2051,30 @@ export class PostgresStore implements port.Store {
         await c.query<{ first_seq: number; last_seq: number; reason: port.GapKind }>(
           `SELECT first_seq, last_seq, reason FROM mailbox_gaps
            WHERE address = $1 AND device_id = $2 AND last_seq > $3 AND first_seq <= $4 ORDER BY first_seq`,
-          [a, deviceId, afterSeq, mail.gapsUpTo(cut, row.mailbox_head_seq)],
+          [a, deviceId, afterSeq, mail.gapsUpTo(cut, headSeq)],
         )
       ).rows
-      return { entries, gaps: mail.clipGaps(gaps, afterSeq), headSeq: row.mailbox_head_seq }
+      return { entries, gaps: mail.clipGaps(gaps, afterSeq), headSeq }
     }, 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY')
   }
 
   async mailboxHead(address: Uint8Array, deviceId: number): Promise<number> {
     this.#open()
-    const r = await this.#pool.query<{ device_id: number; mailbox_head_seq: number }>(
-      'SELECT device_id, mailbox_head_seq FROM accounts WHERE address = $1',
-      [buf(address)],
+    const a = buf(address)
+    // One statement: the account's primary, or a linked device of it (never one left behind by an erasure).
+    const r = await this.#pool.query<{
+      device_id: number
+      mailbox_head_seq: number
+      linked_head: number | null
+    }>(
+      `SELECT a.device_id, a.mailbox_head_seq, l.mailbox_head_seq AS linked_head FROM accounts a
+       LEFT JOIN linked_devices l ON l.address = a.address AND l.device_id = $2
+       WHERE a.address = $1`,
+      [a, Number.isSafeInteger(deviceId) && deviceId >= 0 ? deviceId : -1],
     )
     const row = r.rows[0]
-    return accounts.isDevice(row, deviceId) ? row.mailbox_head_seq : 0
+    const linkedHead = row?.linked_head ?? 0
+    return accounts.isDevice(row, deviceId) ? row.mailbox_head_seq : linkedHead
   }
 
   async ack(address: Uint8Array, deviceId: number, seqs: number[]): Promise<number> {
@@ -1627,18 +2096,31 @@ export class PostgresStore implements port.Store {
           [a, deviceId, unique],
         )
       ).rows[0]!
-      if (n > 0) {
-        await c.query(
-          `UPDATE accounts SET mailbox_count = GREATEST(0, mailbox_count - $1),
-             mailbox_bytes = GREATEST(0, mailbox_bytes - $2) WHERE address = $3 AND device_id = $4`,
-          [n, bytes, a, deviceId],
-        )
-      }
+      if (n > 0) await this.#lowerCounters(c, a, deviceId, n, bytes)
       return n
     })
   }
 
-  async expire(cutoffMs: number): Promise<number> {
+  /**
+   * Takes `n` messages of `bytes` plaintext bytes off the counters of device `deviceId` of an address: the account
+   * row's when it is the primary, else its linked device row's (neither, for mail retained for a replaced device:
+   * its mail is counted nowhere). The account row is locked.
+   */
+  async #lowerCounters(c: Tx, address: Buffer, deviceId: number, n: number, bytes: number): Promise<void> {
+    const primary = await c.query(
+      `UPDATE accounts SET mailbox_count = GREATEST(0, mailbox_count - $1),
+         mailbox_bytes = GREATEST(0, mailbox_bytes - $2) WHERE address = $3 AND device_id = $4`,
+      [n, bytes, address, deviceId],
+    )
+    if ((primary.rowCount ?? 0) > 0) return
+    await c.query(
+      `UPDATE linked_devices SET mailbox_count = GREATEST(0, mailbox_count - $1),
+         mailbox_bytes = GREATEST(0, mailbox_bytes - $2) WHERE address = $3 AND device_id = $4`,
+      [n, bytes, address, deviceId],
+    )
+  }
+
+  async expire(cutoffMs: number, nowMs = Date.now()): Promise<number> {
     this.#open()
     let total = 0
     // Bounded batches keep each write transaction short, so senders are not blocked for long. Several nodes may
@@ -1669,11 +2151,8 @@ export class PostgresStore implements port.Store {
           if (gone.length === 0) continue
           await this.#recordExpired(c, g.address, g.deviceId, gone, now)
           // By device too: a retained device's mail expiring must not lower the current device's counters.
-          await c.query(
-            `UPDATE accounts SET mailbox_count = GREATEST(0, mailbox_count - $1),
-               mailbox_bytes = GREATEST(0, mailbox_bytes - $2) WHERE address = $3 AND device_id = $4`,
-            [gone.length, removed.reduce((sum, r) => sum + r.size, 0), g.address, g.deviceId],
-          )
+          const bytes = removed.reduce((sum, r) => sum + r.size, 0)
+          await this.#lowerCounters(c, g.address, g.deviceId, gone.length, bytes)
           deleted += gone.length
         }
         return { scanned: rows.length, n: deleted }
@@ -1684,14 +2163,17 @@ export class PostgresStore implements port.Store {
     await this.#pool.query('DELETE FROM mailbox_gaps WHERE recorded_at_ms < $1', [cutoffMs])
     // Mail retained before the cutoff was received before it too, and has just expired: its record goes.
     await this.#pool.query('DELETE FROM retained_mail WHERE retained_at_ms < $1', [cutoffMs])
+    // A rendezvous is unusable from its expiry on (Store.postRendezvous): it goes, with what was posted to it.
+    await this.#pool.query('DELETE FROM rendezvous WHERE expires_at_ms <= $1', [nowMs])
     return total
   }
 
   /**
    * Writes a whole store read elsewhere (`parley-relay migrate` from SQLite) into this empty one, in one
    * transaction: every account with the same address, device id, keys, prekeys, mailbox head and counters, mail
-   * (same seqs and message ids), gap records, registration lock and retained mail, so that its device logs in
-   * and reads on without activating again; and the bans and revoked devices. Each account gets a fresh data key
+   * (same seqs and message ids), gap records, registration lock, retained mail and (when the snapshot carries
+   * them) linked devices, device list and highest device id, so that its devices log in
+   * and read on without activating again; and the bans and revoked devices. Each account gets a fresh data key
    * and its values are sealed under it, as this store writes them.
    * @param snapshot - the source, read in one consistent transaction
    * @returns how many accounts and mail rows were written
@@ -1782,6 +2264,7 @@ export class PostgresStore implements port.Store {
           [address, fresh.keyId, s.seal('registration_locks.lock', [], packLock(a.lock)), a.lock.setAtMs],
         )
       }
+      await this.#importDevices(c, s, a)
       if (a.retained) {
         const r = a.retained
         await c.query(
@@ -1799,6 +2282,284 @@ export class PostgresStore implements port.Store {
       return messages
     } finally {
       fresh.raw.fill(0)
+    }
+  }
+
+  // ── Linked devices (docs/architecture.md §9) ──
+
+  /** A read of several statements in one snapshot (the account row, its devices and its data key agree). */
+  #read<T>(fn: (c: Tx) => Promise<T>): Promise<T> {
+    return this.#tx(fn, 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY')
+  }
+
+  /** The account row's device id and data key id, or undefined when the address has no account. */
+  async #accountKey(c: Tx, address: Buffer): Promise<{ device_id: number; key_id: Buffer } | undefined> {
+    const r = await c.query<{ device_id: number; key_id: Buffer }>(
+      'SELECT device_id, key_id FROM accounts WHERE address = $1',
+      [address],
+    )
+    return r.rows[0]
+  }
+
+  /** The linked devices of an account, by id, with their device keys opened by `s`. */
+  async #linkedKeys(c: Tx, s: Sealer): Promise<port.LinkedDevice[]> {
+    const rows = (
+      await c.query<{ device_id: number; device_key: Buffer; created_at_ms: number }>(
+        'SELECT device_id, device_key, created_at_ms FROM linked_devices WHERE address = $1 ORDER BY device_id',
+        [s.address],
+      )
+    ).rows
+    return rows.map((r) =>
+      devices.toLinkedDevice({
+        ...r,
+        device_key: buf(s.open('linked_devices.device_key', [r.device_id], r.device_key)),
+      }),
+    )
+  }
+
+  async getDevice(address: Uint8Array, deviceId: number): Promise<port.DeviceRecord | null> {
+    return this.#read(async (c) => {
+      const a = buf(address)
+      const row = (
+        await c.query<{ device_id: number; identity_key: Buffer; key_id: Buffer }>(
+          'SELECT device_id, identity_key, key_id FROM accounts WHERE address = $1',
+          [a],
+        )
+      ).rows[0]
+      if (!row) return null
+      const s = await this.#sealer(c, a, row.key_id)
+      if (accounts.isDevice(row, deviceId))
+        return { deviceId, key: s.open('accounts.identity_key', [deviceId], row.identity_key), primary: true }
+      const device = await this.#linkedRow(c, a, deviceId)
+      if (!device) return null
+      return {
+        deviceId,
+        key: s.open('linked_devices.device_key', [deviceId], device.device_key),
+        primary: false,
+      }
+    })
+  }
+
+  async deviceSet(address: Uint8Array): Promise<port.DeviceSet | null> {
+    this.#open()
+    // One statement, so the primary, its linked devices and the list version are of one snapshot; nothing sealed.
+    const row = (
+      await this.#pool.query<{ device_id: number; linked: number[] | null; version: number | null }>(
+        `SELECT a.device_id,
+           (SELECT array_agg(l.device_id ORDER BY l.device_id) FROM linked_devices l WHERE l.address = a.address)
+             AS linked,
+           (SELECT d.version FROM device_lists d WHERE d.address = a.address) AS version
+         FROM accounts a WHERE a.address = $1`,
+        [buf(address)],
+      )
+    ).rows[0]
+    if (!row) return null
+    // array_agg of BIGINT reads as strings (pg parses int8[] elements apart from int8).
+    return devices.toDeviceSet(row.device_id, (row.linked ?? []).map(Number), row.version ?? 0)
+  }
+
+  async linkedDevices(address: Uint8Array): Promise<port.LinkedDevice[]> {
+    return this.#read(async (c) => {
+      const a = buf(address)
+      const row = await this.#accountKey(c, a)
+      if (!row) return []
+      return this.#linkedKeys(c, await this.#sealer(c, a, row.key_id))
+    })
+  }
+
+  async getDeviceList(address: Uint8Array): Promise<port.StoredDeviceList | null> {
+    return this.#read(async (c) => {
+      const a = buf(address)
+      const row = await this.#accountKey(c, a)
+      if (!row) return null
+      const list = (
+        await c.query<{ version: number; list: Buffer }>(
+          'SELECT version, list FROM device_lists WHERE address = $1',
+          [a],
+        )
+      ).rows[0]
+      if (!list) return null
+      const s = await this.#sealer(c, a, row.key_id)
+      return { version: list.version, list: s.open('device_lists.list', [list.version], list.list) }
+    })
+  }
+
+  /**
+   * One transaction, the account row locked first (as by every write to its linked devices): the current
+   * devices and list are read and opened, {@link devices.planDeviceList} decides (as in SQLite), and the plan is
+   * written — the list sealed under the account's key (it names device keys) and bound to its version, the new
+   * devices' keys sealed, the removed devices erased, the high-water mark raised.
+   */
+  async putDeviceList(input: port.PutDeviceListInput): Promise<port.PutDeviceListResult> {
+    return this.#tx(async (c): Promise<port.PutDeviceListResult> => {
+      const a = buf(input.address)
+      const row = await this.#lockAccount(c, a)
+      if (!row) return { status: 'not_found' }
+      // The account row lock is enough: every write to its linked devices takes it first.
+      const s = await this.#sealer(c, a, row.key_id)
+      const version = (
+        await c.query<{ version: number }>('SELECT version FROM device_lists WHERE address = $1', [a])
+      ).rows[0]?.version
+      const plan = devices.planDeviceList(
+        {
+          primaryDeviceId: row.device_id,
+          version: version ?? 0,
+          highestDeviceId: devices.highestDeviceId({
+            device_id: row.device_id,
+            max_device_id: await this.#highWater(c, a),
+          }),
+          linked: (await this.#linkedKeys(c, s)).map((d) => ({
+            device_id: d.deviceId,
+            device_key: buf(d.deviceKey),
+          })),
+        },
+        input,
+      )
+      if (plan.status !== 'stored') return plan
+      await this.#eraseLinked(c, a, plan.removed)
+      if (plan.added.length > 0) {
+        await c.query(
+          `INSERT INTO linked_devices (address, device_id, device_key, created_at_ms)
+           SELECT $1, d, k, $4 FROM unnest($2::bigint[], $3::bytea[]) AS v(d, k)`,
+          [
+            a,
+            plan.added.map((d) => d.deviceId),
+            plan.added.map((d) => s.seal('linked_devices.device_key', [d.deviceId], d.deviceKey)),
+            input.nowMs,
+          ],
+        )
+      }
+      await c.query(
+        `INSERT INTO device_id_high_water (address, device_id) VALUES ($1, $2)
+         ON CONFLICT (address) DO UPDATE SET device_id = GREATEST(device_id_high_water.device_id, excluded.device_id)`,
+        [a, plan.highestDeviceId],
+      )
+      await c.query(
+        `INSERT INTO device_lists (address, version, list) VALUES ($1, $2, $3)
+         ON CONFLICT (address) DO UPDATE SET version = excluded.version, list = excluded.list`,
+        [a, input.version, s.seal('device_lists.list', [input.version], input.list)],
+      )
+      return { status: 'stored', added: plan.added.map((d) => d.deviceId), removed: plan.removed }
+    })
+  }
+
+  async openRendezvous(id: Uint8Array, address: Uint8Array, expiresAtMs: number): Promise<boolean> {
+    this.#open()
+    const r = await this.#pool.query(
+      `INSERT INTO rendezvous (id, address, expires_at_ms) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING`,
+      [buf(id), buf(address), expiresAtMs],
+    )
+    return (r.rowCount ?? 0) > 0
+  }
+
+  /**
+   * The message is stored as it is, not sealed under the opener's data key: it is already ciphertext
+   * (ChaCha20-Poly1305 under a key derived from the link secret, which travels in the link code from screen to
+   * screen and never reaches the relay, docs/architecture.md §9.3), so the relay holds nothing it could read, and
+   * the `primary` side is posted by a device that has no account, before the relay could bind it to one. It lives
+   * ten minutes: read once (the `device` side), swept by Store.expire, or erased with the opener's account.
+   */
+  async postRendezvous(
+    id: Uint8Array,
+    side: port.RendezvousSide,
+    message: Uint8Array,
+    address: Uint8Array | null,
+    nowMs: number,
+  ): Promise<port.RendezvousPostResult> {
+    const column = side === 'primary' ? 'to_primary' : 'to_device'
+    return this.#tx(async (c): Promise<port.RendezvousPostResult> => {
+      const r = (
+        await c.query<devices.RendezvousRow>(
+          `SELECT address, expires_at_ms, to_primary IS NOT NULL AS has_primary, to_device IS NOT NULL AS has_device
+           FROM rendezvous WHERE id = $1 FOR UPDATE`,
+          [buf(id)],
+        )
+      ).rows[0]
+      const outcome = devices.rendezvousPost(r, side, address, nowMs)
+      if (outcome !== 'posted') return outcome
+      await c.query(`UPDATE rendezvous SET ${column} = $1 WHERE id = $2`, [buf(message), buf(id)])
+      return 'posted'
+    })
+  }
+
+  async readRendezvous(
+    id: Uint8Array,
+    side: port.RendezvousSide,
+    address: Uint8Array | null,
+    nowMs: number,
+  ): Promise<Uint8Array | null> {
+    this.#open()
+    if (side === 'device') {
+      // Its one use is over once read: taken and erased in one statement, so two readers cannot both get it.
+      const r = await this.#pool.query<{ to_device: Buffer }>(
+        `DELETE FROM rendezvous WHERE id = $1 AND expires_at_ms > $2 AND to_device IS NOT NULL
+         RETURNING to_device`,
+        [buf(id), nowMs],
+      )
+      return r.rows[0] ? u8(r.rows[0].to_device) : null
+    }
+    const r = (
+      await this.#pool.query<{ address: Buffer; expires_at_ms: number; to_primary: Buffer | null }>(
+        'SELECT address, expires_at_ms, to_primary FROM rendezvous WHERE id = $1',
+        [buf(id)],
+      )
+    ).rows[0]
+    if (!r || devices.rendezvousExpired(r, nowMs)) return null
+    if (!devices.isOpener(r.address, address) || r.to_primary === null) return null
+    return u8(r.to_primary)
+  }
+
+  /**
+   * One account's linked devices, device list and highest device id of {@link importSnapshot} (its mail came with
+   * the account's), sealed by `s` as this store writes them.
+   */
+  async #importDevices(c: Tx, s: Sealer, a: AccountSnapshot): Promise<void> {
+    for (const d of a.linked ?? []) {
+      const v = s.sealLinked({
+        device_id: d.deviceId,
+        device_key: buf(d.deviceKey),
+        signed_prekey_id: d.signedPrekey?.keyId ?? null,
+        signed_prekey: d.signedPrekey ? buf(d.signedPrekey.publicKey) : null,
+        signed_prekey_sig: d.signedPrekey ? buf(d.signedPrekey.signature) : null,
+        kem_prekey_id: d.lastResortKemPrekey?.keyId ?? null,
+        kem_prekey: d.lastResortKemPrekey ? buf(d.lastResortKemPrekey.publicKey) : null,
+        kem_prekey_sig: d.lastResortKemPrekey ? buf(d.lastResortKemPrekey.signature) : null,
+      })
+      await c.query(
+        `INSERT INTO linked_devices (address, device_id, device_key, signed_prekey_id, signed_prekey,
+           signed_prekey_sig, kem_prekey_id, kem_prekey, kem_prekey_sig, mailbox_head_seq, mailbox_count,
+           mailbox_bytes, created_at_ms)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
+        [
+          s.address,
+          d.deviceId,
+          v.deviceKey,
+          d.signedPrekey?.keyId ?? null,
+          v.signedPrekey,
+          v.signedPrekeySig,
+          d.lastResortKemPrekey?.keyId ?? null,
+          v.kemPrekey,
+          v.kemPrekeySig,
+          d.mailboxHeadSeq,
+          d.mailboxCount,
+          d.mailboxBytes,
+          d.createdAtMs,
+        ],
+      )
+      await this.#putKeys(c, s, d, { kind: 'linked', deviceId: d.deviceId })
+    }
+    if (a.deviceList) {
+      await c.query('INSERT INTO device_lists (address, version, list) VALUES ($1, $2, $3)', [
+        s.address,
+        a.deviceList.version,
+        s.seal('device_lists.list', [a.deviceList.version], a.deviceList.list),
+      ])
+    }
+    if (a.highestDeviceId != null) {
+      await c.query('INSERT INTO device_id_high_water (address, device_id) VALUES ($1, $2)', [
+        s.address,
+        a.highestDeviceId,
+      ])
     }
   }
 

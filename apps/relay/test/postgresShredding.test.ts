@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto'
 import pg from 'pg'
 import { afterAll, afterEach, expect, it } from 'vitest'
-import { PostgresStore, type PostgresStoreOptions } from '../src/PostgresStore.js'
+import { PG_SCHEMA_VERSION, PostgresStore, type PostgresStoreOptions } from '../src/PostgresStore.js'
 import { describeWith, PG_URL, probePostgres, uniqueName, waitFor } from './conformance/services.js'
 import { bytes, enqueue, hex, key, register } from './conformance/store.js'
 
@@ -147,6 +147,141 @@ describeWith('PostgresStore crypto-shredding', [pgAbsent], () => {
     const lastResort = (await s.takePrekeyBundle(address))!
     expect(lastResort.kemPrekeyIsLastResort).toBe(true)
     expect(hex(lastResort.kemPrekey.publicKey)).toBe(hex(lastResortKemPrekey.publicKey))
+  })
+
+  it('keeps no value of a linked device in the clear (device keys, list, prekeys, mail), binds each to its device, and shreds them with the account', async () => {
+    const schema = fresh()
+    const s = await openIn(schema, { storeKey: storeKey() })
+    const { address } = await register(s)
+    const linked = [2, 3].map((deviceId) => ({ deviceId, deviceKey: bytes(32) }))
+    const list = bytes(160)
+    expect(
+      await s.putDeviceList({
+        address,
+        primaryDeviceId: 1,
+        version: 1,
+        list,
+        linked,
+        maxLinked: 5,
+        nowMs: 1,
+      }),
+    ).toEqual({ status: 'stored', added: [2, 3], removed: [] })
+    const keys = {
+      signedPrekey: key(7),
+      lastResortKemPrekey: key(8, 1184),
+      oneTimePrekeys: [{ keyId: 11, publicKey: bytes(32) }],
+      oneTimeKemPrekeys: [key(21, 1184)],
+    }
+    for (const d of [2, 3]) expect((await s.putPrekeys(address, d, keys, 100)).status).toBe('stored')
+    const envelope = bytes(3000)
+    expect(
+      await s.enqueue({
+        address,
+        deviceId: 2,
+        messageId: bytes(16),
+        envelope,
+        receivedAtMs: Date.now(),
+        maxMessages: 100,
+        maxBytes: 1 << 20,
+      }),
+    ).toEqual({ status: 'stored', seq: 1 })
+    const secrets = [
+      ...linked.map((d) => d.deviceKey),
+      list,
+      keys.signedPrekey.publicKey,
+      keys.signedPrekey.signature,
+      keys.lastResortKemPrekey.publicKey,
+      keys.lastResortKemPrekey.signature,
+      keys.oneTimePrekeys[0]!.publicKey,
+      keys.oneTimeKemPrekeys[0]!.publicKey,
+      keys.oneTimeKemPrekeys[0]!.signature,
+      envelope,
+    ]
+    // Addresses and ids are lookup keys and are there; no value is, not even its first 16 bytes.
+    const plain = await dump(schema)
+    expect(secrets.filter((v) => plain.includes(hex(v.subarray(0, 16))))).toEqual([])
+    expect(await s.getDeviceList(address)).toEqual({ version: 1, list })
+    // Device 2's sealed key and prekeys copied into device 3's row: bound to device 2, they do not open there.
+    await admin(
+      `UPDATE ${schema}.linked_devices t SET device_key = o.device_key, signed_prekey = o.signed_prekey
+       FROM ${schema}.linked_devices o WHERE t.device_id = 3 AND o.device_id = 2`,
+    )
+    await expect(s.getDevice(address, 3)).rejects.toThrow(/does not open/)
+    await expect(s.takePrekeyBundle(address, 3)).rejects.toThrow(/does not open/)
+    expect((await s.getDevice(address, 2))!.key).toEqual(linked[0]!.deviceKey)
+    // The list under another version: bound to its version.
+    await admin(`UPDATE ${schema}.device_lists SET version = 2`)
+    await expect(s.getDeviceList(address)).rejects.toThrow(/does not open/)
+    // Erasure: the account's key row goes, and every linked row with it.
+    expect(await s.deleteAccount(address)).toBe(true)
+    for (const table of [
+      'account_keys',
+      'linked_devices',
+      'linked_one_time_prekeys',
+      'linked_kem_prekeys',
+      'device_lists',
+      'device_id_high_water',
+      'mailbox',
+    ]) {
+      expect((await admin(`SELECT 1 FROM ${schema}.${table}`)).length, table).toBe(0)
+    }
+  })
+
+  it('a rebind reseals linked devices, their prekeys and mail and the list under the new key, leaving no value or old address in any row', async () => {
+    const schema = fresh()
+    const s = await openIn(schema, { storeKey: storeKey() })
+    const from = bytes(32)
+    const to = bytes(32)
+    await register(s, from)
+    const device = { deviceId: 2, deviceKey: bytes(32) }
+    const list = bytes(120)
+    const linked = { address: from, primaryDeviceId: 1, list, linked: [device], maxLinked: 5, nowMs: 1 }
+    expect((await s.putDeviceList({ ...linked, version: 1 })).status).toBe('stored')
+    const keys = {
+      signedPrekey: key(7),
+      lastResortKemPrekey: key(8, 1184),
+      oneTimePrekeys: [{ keyId: 11, publicKey: bytes(32) }],
+      oneTimeKemPrekeys: [key(21, 1184)],
+    }
+    expect((await s.putPrekeys(from, 2, keys, 100)).status).toBe('stored')
+    const envelope = bytes(500)
+    const sent = {
+      deviceId: 2,
+      messageId: bytes(16),
+      envelope,
+      receivedAtMs: Date.now(),
+      maxMessages: 100,
+      maxBytes: 1 << 20,
+    }
+    expect(await s.enqueue({ ...sent, address: from })).toEqual({ status: 'stored', seq: 1 })
+    const rid = bytes(16)
+    expect(await s.openRendezvous(rid, from, Date.now() + 60_000)).toBe(true)
+    const sealedKey = (
+      await admin<{ device_key: Buffer }>(`SELECT device_key FROM ${schema}.linked_devices`)
+    )[0]!
+
+    expect(await s.rebindAddress(from, 1, to)).toBe('moved')
+
+    const text = await dump(schema)
+    expect(text).toContain(hex(to))
+    expect(text).not.toContain(hex(from))
+    const secrets = [
+      device.deviceKey,
+      list,
+      keys.signedPrekey.publicKey,
+      keys.signedPrekey.signature,
+      keys.lastResortKemPrekey.publicKey,
+      keys.oneTimePrekeys[0]!.publicKey,
+      keys.oneTimeKemPrekeys[0]!.signature,
+      envelope,
+    ]
+    expect(secrets.filter((v) => text.includes(hex(v.subarray(0, 16))))).toEqual([])
+    expect(await s.getDeviceList(to)).toEqual({ version: 1, list })
+    expect(hex((await s.fetchMailbox(to, 2, 0, 10)).entries[0]!.envelope)).toBe(hex(envelope))
+    expect(await s.enqueue({ ...sent, address: to })).toEqual({ status: 'duplicate', seq: 1 })
+    // The device key sealed before the move, put back (a replayed old page), does not open under the new key.
+    await admin(`UPDATE ${schema}.linked_devices SET device_key = $1`, [sealedKey.device_key])
+    await expect(s.getDevice(to, 2)).rejects.toThrow(/does not open/)
   })
 
   it('a sealed value opens only in its own row: swapped envelopes, keys or data keys are refused', async () => {
@@ -596,7 +731,7 @@ describeWith('PostgresStore crypto-shredding', [pgAbsent], () => {
       const plainText = await dump(schema)
       expect(plainText).toContain(hex(accounts[0]!.identityKey))
       const s = await openIn(schema, { storeKey: storeKey() })
-      expect(await s.schemaVersion()).toBe(7)
+      expect(await s.schemaVersion()).toBe(PG_SCHEMA_VERSION)
       const text = await dump(schema)
       const secrets = accounts.flatMap((a) => [
         a.identityKey,

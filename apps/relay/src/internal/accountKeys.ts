@@ -63,6 +63,16 @@ export const COLUMNS = [
   'kem_prekeys.signature',
   'mailbox.envelope',
   'account_keys.data_key',
+  // Linked devices (schema version 8).
+  'linked_devices.device_key',
+  'linked_devices.signed_prekey',
+  'linked_devices.signed_prekey_sig',
+  'linked_devices.kem_prekey',
+  'linked_devices.kem_prekey_sig',
+  'linked_one_time_prekeys.public_key',
+  'linked_kem_prekeys.public_key',
+  'linked_kem_prekeys.signature',
+  'device_lists.list',
 ] as const
 const LABELS = new Map(COLUMNS.map((c) => [c as string, Buffer.from(`parley/pg/v1 ${c}\0`, 'latin1')]))
 

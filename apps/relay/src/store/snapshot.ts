@@ -1,7 +1,7 @@
 // A whole store as one consistent read, in the shape both SQL stores understand: what `parley-relay migrate`
 // reads from SQLite (`SqliteStore.openSnapshot`) and writes into PostgreSQL (`PostgresStore.importSnapshot`),
 // values in the clear between the two (the PostgreSQL side seals them under fresh account data keys).
-import type { GapKind, OneTimeKey, RegistrationLock, SignedKey } from '../Store.js'
+import type { GapKind, OneTimeKey, RegistrationLock, SignedKey, StoredDeviceList } from '../Store.js'
 
 /** One mail row: of the account's device, or of the replaced device whose mail is retained. */
 export interface MailRow {
@@ -19,6 +19,21 @@ export interface GapRow {
   lastSeq: number
   reason: GapKind
   recordedAtMs: number
+}
+
+/** A linked device of an account (docs/architecture.md §9), with its keys, mailbox counters and one-time prekeys. */
+export interface LinkedDeviceSnapshot {
+  deviceId: number
+  deviceKey: Uint8Array
+  createdAtMs: number
+  /** Null before the device's first prekey upload (then both are). */
+  signedPrekey: SignedKey | null
+  lastResortKemPrekey: SignedKey | null
+  mailboxHeadSeq: number
+  mailboxCount: number
+  mailboxBytes: number
+  oneTimePrekeys: OneTimeKey[]
+  oneTimeKemPrekeys: SignedKey[]
 }
 
 /** Everything a store holds of one account. */
@@ -45,11 +60,21 @@ export interface AccountSnapshot {
   gaps: GapRow[]
   lock: RegistrationLock | null
   retained: { deviceId: number; identityKey: Uint8Array; headSeq: number; retainedAtMs: number } | null
+  /**
+   * The account's linked devices (their mail is in {@link mail} and {@link gaps} under their ids). Optional so
+   * that a source which does not read them yet still type-checks: absent means none are carried.
+   */
+  linked?: LinkedDeviceSnapshot[]
+  /** The newest signed device list the account published, if any (absent: none carried). */
+  deviceList?: StoredDeviceList | null
+  /** The highest device id the address ever used, when one is recorded beyond the primary's id. */
+  highestDeviceId?: number | null
 }
 
 /**
  * A store read in one transaction. The operator actions running relays poll are not part of it: they concern
- * the connections of the relays that recorded them.
+ * the connections of the relays that recorded them. Nor are link rendezvous: they live ten minutes, and a link in
+ * progress during a migration is simply tried again.
  */
 export interface StoreSnapshot {
   /** Every account, in address order; valid until {@link close}. */
