@@ -17,7 +17,7 @@ import { storeClosed } from './store/errors.js'
 import * as mail from './store/mailbox.js'
 import { ACTION_RETENTION_MS, SUMMARY_QUERY, type SummaryRow, toSummary } from './store/operator.js'
 import { type AccountRow, buf, bufOrNull, cutPage, runs, u8, u8OrEmpty } from './store/rows.js'
-import type { AccountSnapshot, MailRow, StoreSnapshot } from './store/snapshot.js'
+import type { AccountSnapshot, LinkedDeviceSnapshot, MailRow, StoreSnapshot } from './store/snapshot.js'
 
 /** Ordered schema migrations; a released entry is never edited, only new ones appended. */
 const MIGRATIONS: { version: number; sql: string }[] = [
@@ -1345,7 +1345,59 @@ export class SqliteStore implements port.Store {
       retained: db.prepare(
         'SELECT device_id, identity_key, head_seq, retained_at_ms FROM retained_mail WHERE address = ?',
       ),
+      linked: db.prepare('SELECT * FROM linked_devices WHERE address = ? ORDER BY device_id'),
+      linkedOtpks: db.prepare(
+        'SELECT key_id, public_key FROM linked_one_time_prekeys WHERE address = ? AND device_id = ? ORDER BY key_id',
+      ),
+      linkedKems: db.prepare(
+        'SELECT key_id, public_key, signature FROM linked_kem_prekeys WHERE address = ? AND device_id = ? ORDER BY key_id',
+      ),
+      list: db.prepare('SELECT version, list FROM device_lists WHERE address = ?'),
     }
+    /** Every column of a linked_devices row (migration 7). */
+    type FullLinkedRow = devices.LinkedDeviceRow & {
+      signed_prekey_id: number | null
+      signed_prekey: Buffer | null
+      signed_prekey_sig: Buffer | null
+      kem_prekey_id: number | null
+      kem_prekey: Buffer | null
+      kem_prekey_sig: Buffer | null
+      mailbox_head_seq: number
+      mailbox_count: number
+      mailbox_bytes: number
+    }
+    /** A linked device row as the snapshot carries it, with its one-time prekeys. */
+    const linkedOf = (address: Buffer): LinkedDeviceSnapshot[] =>
+      (q.linked.all(address) as FullLinkedRow[]).map((d) => ({
+        deviceId: d.device_id,
+        deviceKey: u8(d.device_key),
+        createdAtMs: d.created_at_ms,
+        signedPrekey:
+          d.signed_prekey_id === null
+            ? null
+            : {
+                keyId: d.signed_prekey_id,
+                publicKey: u8(d.signed_prekey!),
+                signature: u8(d.signed_prekey_sig!),
+              },
+        lastResortKemPrekey:
+          d.kem_prekey_id === null
+            ? null
+            : { keyId: d.kem_prekey_id, publicKey: u8(d.kem_prekey!), signature: u8(d.kem_prekey_sig!) },
+        mailboxHeadSeq: d.mailbox_head_seq,
+        mailboxCount: d.mailbox_count,
+        mailboxBytes: d.mailbox_bytes,
+        oneTimePrekeys: (
+          q.linkedOtpks.all(address, d.device_id) as { key_id: number; public_key: Buffer }[]
+        ).map((k) => ({ keyId: k.key_id, publicKey: u8(k.public_key) })),
+        oneTimeKemPrekeys: (
+          q.linkedKems.all(address, d.device_id) as {
+            key_id: number
+            public_key: Buffer
+            signature: Buffer
+          }[]
+        ).map((k) => ({ keyId: k.key_id, publicKey: u8(k.public_key), signature: u8(k.signature) })),
+      }))
     const bans = (
       db.prepare('SELECT address, banned_at_ms FROM account_bans ORDER BY address').all() as {
         address: Buffer
@@ -1444,6 +1496,12 @@ export class SqliteStore implements port.Store {
                 retainedAtMs: kept.retained_at_ms,
               }
             : null,
+          linked: linkedOf(address),
+          deviceList: (() => {
+            const l = q.list.get(address) as { version: number; list: Buffer } | undefined
+            return l ? { version: l.version, list: u8(l.list) } : null
+          })(),
+          highestDeviceId: r.max_device_id ?? null,
         }
       }
     }

@@ -1,12 +1,16 @@
 // PostgresStore's linked devices beyond the shared conformance suite (conformance/storeDevices.ts): what
 // `importSnapshot` (`parley-relay migrate`) writes of an account's linked devices, device list and highest device
 // id when the snapshot carries them — sealed as the store writes them, and read back through the port.
+
+import { join } from 'node:path'
 import pg from 'pg'
 import { afterAll, afterEach, expect, it } from 'vitest'
 import { PostgresStore } from '../src/PostgresStore.js'
+import { SqliteStore } from '../src/SqliteStore.js'
 import type { AccountSnapshot, StoreSnapshot } from '../src/store/snapshot.js'
+import { tempDir } from '../testing/index.js'
 import { describeWith, PG_URL, probePostgres, uniqueName } from './conformance/services.js'
-import { bytes, EMPTY, hex, key } from './conformance/store.js'
+import { bytes, EMPTY, hex, key, register } from './conformance/store.js'
 
 const pgAbsent = await probePostgres()
 
@@ -170,5 +174,96 @@ describeWith('PostgresStore linked devices', [pgAbsent], () => {
       list.list,
     ]
     expect(secrets.filter((v) => text.includes(hex(v.subarray(0, 16))))).toEqual([])
+  })
+
+  it('carries what a SQLite relay holds of linked devices through its snapshot (parley-relay migrate)', async () => {
+    const path = join(tempDir(), 'relay.db')
+    const sqlite = new SqliteStore(path)
+    const address = bytes(32)
+    await register(sqlite, address)
+    const laptop = { deviceId: 2, deviceKey: bytes(32) }
+    const list = bytes(120)
+    expect(
+      await sqlite.putDeviceList({
+        address,
+        primaryDeviceId: 1,
+        version: 9,
+        list,
+        linked: [laptop],
+        maxLinked: 5,
+        nowMs: 1,
+      }),
+    ).toMatchObject({ status: 'stored', added: [2] })
+    const upload = {
+      signedPrekey: key(3),
+      lastResortKemPrekey: key(4, 1184),
+      oneTimePrekeys: [{ keyId: 5, publicKey: bytes(32) }],
+      oneTimeKemPrekeys: [],
+    }
+    expect((await sqlite.putPrekeys(address, 2, upload, 100)).status).toBe('stored')
+    const envelope = bytes(40)
+    const mail = {
+      address,
+      deviceId: 2,
+      messageId: bytes(16),
+      envelope,
+      receivedAtMs: Date.now(),
+      maxMessages: 10,
+      maxBytes: 1 << 20,
+    }
+    expect(await sqlite.enqueue(mail)).toEqual({ status: 'stored', seq: 1 })
+    // Device 3 linked, then removed: the highest id used is 3.
+    await sqlite.putDeviceList({
+      address,
+      primaryDeviceId: 1,
+      version: 10,
+      list,
+      linked: [laptop, { deviceId: 3, deviceKey: bytes(32) }],
+      maxLinked: 5,
+      nowMs: 2,
+    })
+    await sqlite.putDeviceList({
+      address,
+      primaryDeviceId: 1,
+      version: 11,
+      list,
+      linked: [laptop],
+      maxLinked: 5,
+      nowMs: 3,
+    })
+    await sqlite.close()
+
+    const schema = uniqueName('migrated')
+    schemas.push(schema)
+    const s = await PostgresStore.open({
+      url: `${PG_URL}?schema=${schema}`,
+      maxConnections: 4,
+      storeKey: bytes(32),
+    })
+    opened.push(s)
+    const snapshot = SqliteStore.openSnapshot(path)
+    try {
+      expect(await s.importSnapshot(snapshot)).toEqual({ accounts: 1, messages: 1 })
+    } finally {
+      snapshot.close()
+    }
+    expect(await s.deviceSet(address)).toEqual({ primaryDeviceId: 1, linkedDeviceIds: [2], listVersion: 11 })
+    expect(await s.getDeviceList(address)).toEqual({ version: 11, list })
+    expect(await s.getDevice(address, 2)).toEqual({ deviceId: 2, key: laptop.deviceKey, primary: false })
+    expect((await s.fetchMailbox(address, 2, 0, 10)).entries.map((e) => hex(e.envelope))).toEqual([
+      hex(envelope),
+    ])
+    expect((await s.takePrekeyBundle(address, 2))?.oneTimePrekey).toEqual(upload.oneTimePrekeys[0])
+    const again = (deviceId: number) =>
+      s.putDeviceList({
+        address,
+        primaryDeviceId: 1,
+        version: 12,
+        list,
+        linked: [laptop, { deviceId, deviceKey: bytes(32) }],
+        maxLinked: 5,
+        nowMs: 4,
+      })
+    expect(await again(3)).toEqual({ status: 'bad_device_id', deviceId: 3 })
   })
 })
