@@ -35,6 +35,7 @@ import type {
   LinkInvitation,
   ParleyClientOptions,
   ParleyEvents,
+  RestoredBackup,
   SendResult,
 } from './types.js'
 
@@ -503,10 +504,7 @@ export class ParleyClient {
    *   or a damaged archive), `UNSUPPORTED` (another format), `BAD_REQUEST`
    * @example const { number } = await fresh.restoreBackup(archive, passphrase); await fresh.activate({ phoneNumber: number, consent: true })
    */
-  async restoreBackup(
-    archive: Uint8Array,
-    passphrase: string,
-  ): Promise<{ number: string; messages: number }> {
+  async restoreBackup(archive: Uint8Array, passphrase: string): Promise<RestoredBackup> {
     this.#engine.checkOpen()
     if (!(archive instanceof Uint8Array)) throw new TypeError('archive must be a Uint8Array')
     return this.#backups.restore(archive, passphrase)

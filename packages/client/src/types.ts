@@ -187,7 +187,7 @@ export interface LinkInvitation {
    * account's new device list is on the relay; rejects with `EXPIRED` when no device came in time, `ABORTED`
    * (the signal, or `confirm` said no), or the relay's error.
    */
-  linked: Promise<{ deviceId: number }>
+  linked: Promise<LinkedDevice>
 }
 
 /** Options of {@link ParleyClient.createLinkCode}. */
@@ -199,6 +199,20 @@ export interface LinkCodeOptions {
   confirm?: (request: { fingerprint: string }) => boolean | Promise<boolean>
   /** Aborts the wait for a device (the code then stops working). */
   signal?: AbortSignal
+}
+
+/** What {@link ParleyClient.restoreBackup} resolves with. */
+export interface RestoredBackup {
+  /** The account's number (E.164): activate it on this device next. */
+  number: string
+  /** How many messages the restored history holds. */
+  messages: number
+}
+
+/** What {@link ParleyClient.createLinkCode}'s `linked` resolves with: the device now in the account's list. */
+export interface LinkedDevice {
+  /** The new device's id within the account. */
+  deviceId: number
 }
 
 /** What {@link ParleyClient.link} resolves with. */

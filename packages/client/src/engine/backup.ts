@@ -5,6 +5,7 @@
 import { openBackup, ParleyError, sealBackup } from '@parley/protocol'
 import { decodeRecord, encodeRecord } from '../internal/codec.js'
 import type { StoreWrite } from '../Store.js'
+import type { RestoredBackup } from '../types.js'
 import type { Engine } from './context.js'
 import { isPrimary } from './devices.js'
 import { decodeEntry, K, type PreviousRecord, put, putAt } from './keyspace.js'
@@ -74,7 +75,7 @@ export class Backups {
    * marked stale (it still decrypts mail in flight, and the next send to that contact starts a fresh PQXDH
    * session), and keeps the account identity for the next activation of the number.
    */
-  async restore(archive: Uint8Array, passphrase: string): Promise<{ number: string; messages: number }> {
+  async restore(archive: Uint8Array, passphrase: string): Promise<RestoredBackup> {
     const engine = this.#engine
     if (engine.account !== null) throw new ParleyError('INVALID_STATE', 'this device has an account already')
     if ((await engine.store.list('')).length > 0) {

@@ -20,7 +20,7 @@ import {
 } from '@parley/protocol'
 import { toHex } from '../internal/codec.js'
 import * as e2e from '../internal/e2e.js'
-import type { DeviceInfo, LinkCodeOptions, LinkedAccount, LinkInvitation } from '../types.js'
+import type { DeviceInfo, LinkCodeOptions, LinkedAccount, LinkedDevice, LinkInvitation } from '../types.js'
 import { type Engine, expectBody } from './context.js'
 import {
   type AccountRecord,
@@ -143,12 +143,20 @@ export class Devices {
           verified = verify(pinned)
         }
       } catch (err) {
-        // Signed by another identity than the pinned one: the contact activated its number again with a new
-        // identity. Not for this account's own list, and not silently for a verified contact.
+        // Signed by another identity than the pinned one: the contact may have activated its number again with
+        // a new identity. Not for this account's own list, and not silently for a verified contact; and only
+        // when the primary's own prekey bundle carries that identity too (what a new session with it would
+        // show, and announce as an identity change). A list under an identity the relay names alone is never
+        // stored, so a forged one cannot raise the version floor or stand in for the contact's devices.
         if (own || pinned === undefined || named === null || e2e.equal(named, pinned)) throw err
         if ((await get(store, K.verified(hex))) !== undefined) {
           throw new ParleyError('IDENTITY_UNTRUSTED', "the contact's device list is signed by a new identity")
         }
+        const bundle = expectBody(
+          await engine.link.request({ prekeyBundleQuery: { address, deviceId: 0 } }),
+          'prekeyBundle',
+        )
+        if (!e2e.equal(bundle.identityKey, named)) throw err
         verified = verify(named)
       }
       record = recordOf(result.deviceList, verified)
@@ -270,7 +278,7 @@ export class Devices {
     code: { rendezvousId: Uint8Array; secret: Uint8Array },
     expiresAt: number,
     options: LinkCodeOptions,
-  ): Promise<{ deviceId: number }> {
+  ): Promise<LinkedDevice> {
     const engine = this.#engine
     const sealed = await this.#poll(code.rendezvousId, 1, expiresAt, options.signal)
     const request = decodeLinkRequest(openLinkMessage({ ...code, direction: 'to-primary', sealed }, engine))

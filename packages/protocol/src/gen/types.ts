@@ -1709,6 +1709,7 @@ export type RendezvousOpenedInput = InputOf<RendezvousOpened>
  * Values of the `parley.v1.RendezvousSide` enum (a decoded field may hold a value this version does not know).
  */
 export const RendezvousSide = {
+  /** Not a side: refused (BAD_REQUEST). */
   RENDEZVOUS_SIDE_UNSPECIFIED: 0,
   /** The new device's request, read by the primary. */
   RENDEZVOUS_SIDE_PRIMARY: 1,
