@@ -11,12 +11,22 @@ export interface DbReport {
   orphanKemPrekeys: number
   orphanMail: number
   orphanGaps: number
-  /** Mail of a device that is neither the account's nor the one whose mail is retained (`retained_mail`). */
+  /**
+   * Mail of a device that is neither the account's primary, nor one of its linked devices (`linked_devices`), nor
+   * the one whose mail is retained (`retained_mail`).
+   */
   mailForReplacedDevices: number
   wrongMailboxCounts: number
   /** Accounts whose `mailbox_bytes` (the byte quota's running total) is not the sum of their envelopes. */
   wrongMailboxBytes: number
+  /** Mail above its device's head: the primary's, a linked device's or the retained device's. */
   mailAboveHead: number
+  /** Linked devices of no account, and linked prekeys of no linked device. */
+  orphanLinkedDevices: number
+  orphanLinkedPrekeys: number
+  /** Linked devices whose `mailbox_count` / `mailbox_bytes` are not the count / sum of their mail. */
+  wrongLinkedMailboxCounts: number
+  wrongLinkedMailboxBytes: number
   accounts: number
   mail: number
 }
@@ -42,7 +52,8 @@ export function checkRelayDb(dataDir: string): DbReport {
       mailForReplacedDevices: n(
         `SELECT count(*) AS n FROM mailbox m JOIN accounts a ON a.address = m.address
          LEFT JOIN retained_mail r ON r.address = m.address
-         WHERE m.device_id <> a.device_id AND (r.device_id IS NULL OR m.device_id <> r.device_id)`,
+         WHERE m.device_id <> a.device_id AND (r.device_id IS NULL OR m.device_id <> r.device_id)
+           AND NOT EXISTS (SELECT 1 FROM linked_devices l WHERE l.address = m.address AND l.device_id = m.device_id)`,
       ),
       wrongMailboxCounts: n(
         `SELECT count(*) AS n FROM accounts a
@@ -57,7 +68,27 @@ export function checkRelayDb(dataDir: string): DbReport {
         `SELECT count(*) AS n FROM mailbox m JOIN accounts a ON a.address = m.address
          LEFT JOIN retained_mail r ON r.address = m.address
          WHERE (m.device_id = a.device_id AND m.seq > a.mailbox_head_seq)
-            OR (m.device_id = r.device_id AND m.seq > r.head_seq)`,
+            OR (m.device_id = r.device_id AND m.seq > r.head_seq)
+            OR EXISTS (SELECT 1 FROM linked_devices l
+                       WHERE l.address = m.address AND l.device_id = m.device_id AND m.seq > l.mailbox_head_seq)`,
+      ),
+      orphanLinkedDevices: orphans('linked_devices'),
+      orphanLinkedPrekeys: ['linked_one_time_prekeys', 'linked_kem_prekeys']
+        .map((t) =>
+          n(
+            `SELECT count(*) AS n FROM ${t} k WHERE NOT EXISTS
+               (SELECT 1 FROM linked_devices l WHERE l.address = k.address AND l.device_id = k.device_id)`,
+          ),
+        )
+        .reduce((a, b) => a + b, 0),
+      wrongLinkedMailboxCounts: n(
+        `SELECT count(*) AS n FROM linked_devices l
+         WHERE l.mailbox_count <> (SELECT count(*) FROM mailbox m WHERE m.address = l.address AND m.device_id = l.device_id)`,
+      ),
+      wrongLinkedMailboxBytes: n(
+        `SELECT count(*) AS n FROM linked_devices l
+         WHERE l.mailbox_bytes <> (SELECT coalesce(sum(length(m.envelope)), 0) FROM mailbox m
+           WHERE m.address = l.address AND m.device_id = l.device_id)`,
       ),
       accounts: n('SELECT count(*) AS n FROM accounts'),
       mail: n('SELECT count(*) AS n FROM mailbox'),
@@ -79,6 +110,10 @@ export const CONSISTENT = {
   wrongMailboxCounts: 0,
   wrongMailboxBytes: 0,
   mailAboveHead: 0,
+  orphanLinkedDevices: 0,
+  orphanLinkedPrekeys: 0,
+  wrongLinkedMailboxCounts: 0,
+  wrongLinkedMailboxBytes: 0,
 }
 
 /** Scrapes a relay's metrics listener (`metricsUrl`, …/metrics) and parses the text into `name{labels}` → value. */
