@@ -316,21 +316,26 @@ describe('a device list the account did not sign, written by a modified relay', 
     )
     plant(attackerId, attacker, list, version)
     const aliceBefore = got.alice.length
+    const changesBefore = bobSawDevices.length
     let result: Awaited<ReturnType<typeof bobSends>>
     try {
       result = await bobSends('to alice, past the stranger list')
-      // Bob takes the list for alice's re-activation (signed by a new identity, bob never verified alice's: nothing
-      // forbids it, and devicesChanged fires), but the primary's bundle still carries alice's pinned identity, not
-      // the key the list gives the primary: refused before any copy (the attacker's included) was sealed or sent.
-      // Not asserted, since it is a bug (see the report): bob keeps that list, so every later send to alice fails
-      // the same way, each taking one of her one-time prekeys, even once the relay serves the genuine list again.
+      // To bob the list reads as alice having activated again with a new identity; he takes it only if alice's
+      // primary's own bundle carries that identity too. It carries alice's pinned one: refused before any copy
+      // (the attacker's included) was sealed or sent, and the list is not kept.
       expect(result.failure).toBe('VERIFICATION_FAILED')
       expect(heldFor(attackerId)).toEqual({ mail: 0, oneTimePrekeys: 1, kemPrekeys: 1 })
       expect(got.alice.length).toBe(aliceBefore)
+      expect(bobSawDevices.length).toBe(changesBefore)
     } finally {
       unplant(attackerId, genuine)
     }
-    report('planted device lists', { stranger: result, devicesChangedSeenByBob: bobSawDevices })
+    // Once the relay is honest again, bob reaches alice: the forged list left nothing behind (no raised version
+    // floor, no stored devices) that would block his later sends.
+    const after = await bobSends('to alice, after the stranger list')
+    expect(after.failure).toBeNull()
+    await until(() => got.alice.length === aliceBefore + 1, 20_000, 'alice to receive after the stranger list')
+    report('planted device lists', { stranger: result, after, devicesChangedSeenByBob: bobSawDevices })
   })
 })
 
