@@ -417,9 +417,18 @@ export class Delivery {
         session.deviceId === t.deviceId &&
         (t.deviceKey === undefined || e2e.equal(session.identityKey, t.deviceKey))
       if (!usable) {
-        const frame = await link.request({
-          prekeyBundleQuery: { address, deviceId: t.primary ? 0 : t.deviceId },
-        })
+        const frame = await link
+          .request({ prekeyBundleQuery: { address, deviceId: t.primary ? 0 : t.deviceId } })
+          .catch((err: unknown) => {
+            const e = ParleyError.fromUnknown(err)
+            // A device just linked has not uploaded its prekeys yet: the message waits and is retried; it is not
+            // dropped as undeliverable.
+            if (e.code !== 'NOT_FOUND' || t.primary) throw e
+            throw new ParleyError('UNAVAILABLE', 'a linked device of the recipient has no prekeys yet', {
+              retryAfterMs: 2000,
+              cause: e,
+            })
+          })
         const bundle = expectBody(frame, 'prekeyBundle')
         const started = e2e.initiate(account, address, bundle, engine)
         if (started.deviceId !== t.deviceId) {
