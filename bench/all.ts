@@ -5,7 +5,15 @@ import { readFileSync } from 'node:fs'
 import { machine, RESULTS, type Row, runScript, table } from './lib.js'
 
 const quick = process.argv.includes('--quick') ? ['--quick'] : []
-const BENCHES = ['crypto.ts', 'relay.ts', 'discovery.ts', 'connections.ts', 'bundle.ts', 'abuse.ts']
+const BENCHES = [
+  'crypto.ts',
+  'relay.ts',
+  'discovery.ts',
+  'connections.ts',
+  'bundle.ts',
+  'abuse.ts',
+  'fanout.ts',
+]
 const failed: string[] = []
 const ran: string[] = []
 for (const file of BENCHES) {

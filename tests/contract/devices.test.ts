@@ -107,6 +107,39 @@ describe('linked devices through a real relay process', () => {
     expect(await bob.safetyNumber(ALICE)).toBe(await phone.safetyNumber(BOB))
   })
 
+  it('sends from a device linked before another one: it fetches its own list again, the new one gets the transcript', async () => {
+    const invitation = await phone.createLinkCode()
+    const tablet = await nodeClient(env.relay, { storePath: join(dir, 'tablet.db') })
+    let tabletId = 0
+    try {
+      const tabletGot = inbox(tablet)
+      await tablet.link(invitation.code)
+      tabletId = (await invitation.linked).deviceId
+      // The laptop still holds the list from before the tablet, so the relay answers its transcripts
+      // STALE_DEVICES; each retry used to send with that same list again, and the message failed.
+      const failed: string[] = []
+      const off = laptop.on('sendFailed', (e) => failed.push(e.error.code))
+      const sent = await laptop.send(BOB, 'after the tablet')
+      await until(
+        () => failed.length > 0 || (got.bob.length === 3 && got.phone.length === 3 && tabletGot.length === 1),
+        20_000,
+        'bob and both transcripts',
+      )
+      off()
+      expect(failed).toEqual([])
+      expect(got.phone[2]).toMatchObject({ id: sent.id, text: 'after the tablet', to: '+14155550121' })
+      // The tablet never saw bob's number, only the address the transcript names.
+      expect(tabletGot[0]).toMatchObject({
+        id: sent.id,
+        text: 'after the tablet',
+        toAddress: got.phone[0]!.fromAddress,
+      })
+    } finally {
+      if (tabletId !== 0) await phone.removeDevice(tabletId)
+      await tablet.close()
+    }
+  })
+
   it('refuses a link code used a second time', async () => {
     const invitation = await phone.createLinkCode()
     const first = await nodeClient(env.relay, { storePath: join(dir, 'first.db') })

@@ -322,9 +322,12 @@ export class Delivery {
     field: 'copies' | 'transcripts',
   ): Promise<OutboxRecord> {
     const engine = this.#engine
-    const account = engine.requireAccount()
     const own = field === 'transcripts'
     for (let attempt = 0; ; attempt++) {
+      // Read again on every attempt: after STALE_DEVICES for this account's own list, `refresh` replaced the
+      // account record, and the list held before it (say, from before later devices were linked) would be
+      // refused again every time, so a device linked early could never send.
+      const account = engine.requireAccount()
       const list =
         (own ? account.devices : await this.#devices.cached(address)) ??
         (own ? undefined : await this.#devices.refresh(address))
