@@ -305,7 +305,8 @@ export async function multiSendIdentified(
     throw new ParleyError('BAD_REQUEST', 'a delivery token is for connections that never authenticated')
   }
   if (await ctx.disk.low()) refuseFull(parts, 'disk')
-  await charge(scope, 'send', `send:acct:${device.quotaId}`, checked.copies.length, ctx.policies.send)
+  // One message, however many devices it is copied to (at most MAX_DEVICES): the byte quota weighs the copies.
+  await charge(scope, 'send', `send:acct:${device.quotaId}`, 1, ctx.policies.send)
   await charge(scope, 'send_bytes', `sendb:acct:${device.quotaId}`, checked.bytes, ctx.policies.sendBytes)
   const own = Buffer.compare(Buffer.from(checked.address), Buffer.from(device.address)) === 0
   return storeCopies(parts, checked, request.deviceListVersion, own ? device.deviceId : null, () => {
@@ -335,7 +336,9 @@ export async function multiSendUnidentified(
       retryAfterMs: r.retryAfterMs,
     })
   }
-  await take('network', scope.network, checked.copies.length)
+  // Per message, as UnidentifiedSend: a contact with five devices is no cheaper to flood than one with one, and
+  // no dearer to write to.
+  await take('network', scope.network, 1)
   const forbidden = (): never => {
     scope.metrics.multiSends.inc({ outcome: 'refused' })
     throw new ParleyError('FORBIDDEN', 'the delivery token is not valid for this recipient')
@@ -350,6 +353,6 @@ export async function multiSendUnidentified(
   ) {
     return forbidden()
   }
-  await take('recipient', Buffer.from(checked.address).toString('hex'), checked.copies.length)
+  await take('recipient', Buffer.from(checked.address).toString('hex'), 1)
   return storeCopies(scope, checked, request.deviceListVersion, null, forbidden)
 }
