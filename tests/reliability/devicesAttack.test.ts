@@ -668,6 +668,65 @@ describe('linked devices under attack, on a relay process', () => {
     })
   })
 
+  describe("a linked device and the account's settings", () => {
+    it('may not set the delivery token, the registration lock or move the address; the account is intact', async () => {
+      const o = await owner()
+      const d = await link(o, 2)
+      const token = new Uint8Array(randomBytes(32))
+      await o.client.request({ setDeliveryToken: { verifier: deliveryTokenVerifier(token) } })
+      const mine = new Uint8Array(randomBytes(32))
+      const answers = [
+        await outcome(d.request({ setDeliveryToken: { verifier: deliveryTokenVerifier(mine) } })),
+        await outcome(d.request({ setDeliveryToken: { verifier: new Uint8Array() } })),
+        await outcome(
+          d.request({
+            setRegistrationLock: { salt: new Uint8Array(16), logN: 14, verifier: new Uint8Array(32) },
+          }),
+        ),
+        await outcome(
+          d.request({
+            rebindAddress: {
+              phoneNumber: o.account.number,
+              numberSalt: new Uint8Array(32),
+              keyId: d.hello!.oprfKeys.at(-1)!.keyId,
+              blindedNumber: new Uint8Array(),
+            },
+          }),
+        ),
+      ]
+      // Refused as not the primary's to do, as Deactivate is, not as a device that was removed.
+      expect(answers).toEqual(['FORBIDDEN', 'FORBIDDEN', 'FORBIDDEN', 'FORBIDDEN'])
+      // The device is still linked and its connection open.
+      expect(await outcome(d.request({ ping: {} }))).toBe('pong')
+      // The primary's token still reaches both devices; the attacker's does not.
+      const anon = await RawClient.open(relay.url, freshNetwork())
+      const send = (t: Uint8Array) =>
+        anon.request({
+          multiSend: {
+            recipientAddress: o.account.address,
+            messageId: messageId(),
+            deviceListVersion: o.version,
+            envelopes: [1, 2].map((deviceId) => ({ deviceId, envelope: sealedShape('x') })),
+            deliveryToken: t,
+          },
+        })
+      await expectError(send(mine), 'FORBIDDEN')
+      expect((await send(token)).body).toBe('messageAccepted')
+      // No registration lock was set.
+      const db = new Database(join(relay.dataDir, 'relay.db'), { readonly: true })
+      const locks = (
+        db
+          .prepare('SELECT count(*) AS n FROM registration_locks WHERE address = ?')
+          .get(Buffer.from(o.account.address)) as {
+          n: number
+        }
+      ).n
+      db.close()
+      expect(locks).toBe(0)
+      for (const c of [o.client, d, anon]) c.close()
+    })
+  })
+
   describe('sender certificates', () => {
     it("a linked device's certificate names the device's id and key, not the primary's", async () => {
       const o = await owner()
