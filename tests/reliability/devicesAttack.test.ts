@@ -327,8 +327,16 @@ describe('linked devices under attack, on a relay process', () => {
         publish(o.client, list(o, o.version + 1, entries(o, new Map([[2, new SeedKey()]])))),
         'CONFLICT',
       )
-      await publishLinked(o, new Map([[3, k3]]))
+      // Exactly --max-linked-devices, with fresh ids, is within the limit.
+      await publishLinked(
+        o,
+        new Map([
+          [3, k3],
+          [4, new SeedKey()],
+        ]),
+      )
       expect(o.version).toBe(3)
+      expect((await storedList(o.client, o.account.address)).deviceList).toEqual(o.published)
       d.close()
       o.client.close()
     })
@@ -376,6 +384,29 @@ describe('linked devices under attack, on a relay process', () => {
       expect(rowsOf(o.account.address, 2)).toEqual({ device: 0, mail: 0, prekeys: 0 })
       // The primary's own mail is untouched.
       expect(rowsOf(o.account.address, o.account.deviceId).mail).toBe(1)
+      // A sender that still knows the old list is told the new version; the one-device path is open again.
+      const stale = await expectError(
+        peer.client.request({
+          multiSend: {
+            recipientAddress: o.account.address,
+            messageId: messageId(),
+            deviceListVersion: o.version - 1,
+            envelopes: [1, 2].map((deviceId) => ({ deviceId, envelope: sealedShape('stale') })),
+          },
+        }),
+        'STALE_DEVICES',
+      )
+      expect(stale.deviceListVersion).toBe(o.version)
+      const plain = await peer.client.request({
+        sendMessage: {
+          recipientAddress: o.account.address,
+          recipientDeviceId: o.account.deviceId,
+          messageId: messageId(),
+          envelope: sealedShape('plain again'),
+        },
+      })
+      expect(plain.body).toBe('messageAccepted')
+      expect(rowsOf(o.account.address, 2).mail).toBe(0)
       o.client.close()
       peer.client.close()
     })
@@ -653,6 +684,7 @@ describe('linked devices under attack, on a relay process', () => {
       expect((await storedList(peer.client, o.account.address)).deviceList.length).toBeGreaterThan(0)
       expect(await outcome(d.request({ ping: {} }))).toBe('pong')
       const { client: second } = await login(relay.url, o.account)
+      const rendezvousId = (await o.client.request({ openRendezvous: {} })).rendezvousOpened!.rendezvousId
 
       expect(await outcome(o.client.request({ deactivate: {} }))).toBe('deactivated')
       for (const c of [d, second]) {
@@ -663,6 +695,11 @@ describe('linked devices under attack, on a relay process', () => {
       await expectError(peer.client.request({ deviceListQuery: { address: o.account.address } }), 'NOT_FOUND')
       await expectError(login(relay.url, deviceAccount(o, 2)), 'UNAUTHENTICATED')
       expect(rowsOf(o.account.address, 2)).toEqual({ device: 0, mail: 0, prekeys: 0 })
+      // Its open rendezvous went with it.
+      await expectError(
+        peer.client.request({ rendezvousPost: { rendezvousId, side: PRIMARY, sealed: new Uint8Array(8) } }),
+        'NOT_FOUND',
+      )
       o.client.close()
       peer.client.close()
     })
