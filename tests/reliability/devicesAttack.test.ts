@@ -62,6 +62,8 @@ const DEVICE = 2
 const MAX_LINKED = 2
 const LINKS_PER_HOUR = 6
 const RENDEZVOUS_PER_NETWORK = 5
+/** Bundle fetches (and device list queries) per account: more than any one test's honest parties need. */
+const BUNDLES = 12
 /** Activations come from a network of their own. */
 const ACTIVATING = { localAddress: '127.0.9.1' }
 /** A distinct source network (/24) per use, so the rendezvous network budget of one test is its own. */
@@ -92,6 +94,10 @@ describe('linked devices under attack, on a relay process', () => {
       String(LINKS_PER_HOUR),
       '--rendezvous-per-network-per-hour',
       String(RENDEZVOUS_PER_NETWORK),
+      '--bundle-capacity',
+      String(BUNDLES),
+      '--bundle-per-hour',
+      '1',
       '--frames-burst',
       '1000',
       '--frames-per-second',
@@ -114,6 +120,7 @@ describe('linked devices under attack, on a relay process', () => {
       rdvNetwork: metric(m, 'parley_relay_rate_limited_total', { scope: 'rendezvous_network' }),
       links: metric(m, 'parley_relay_rate_limited_total', { scope: 'links' }),
       removed: metric(m, 'parley_relay_linked_devices_total', { change: 'removed' }),
+      bundle: metric(m, 'parley_relay_rate_limited_total', { scope: 'bundle' }),
     }
   }
 
@@ -761,6 +768,28 @@ describe('linked devices under attack, on a relay process', () => {
       db.close()
       expect(locks).toBe(0)
       for (const c of [o.client, d, anon]) c.close()
+    })
+  })
+
+  describe('quotas', () => {
+    it("a linked device spends its account's quotas: linking devices buys no new bundle fetches", async () => {
+      const o = await owner()
+      const d1 = await link(o, 2)
+      const d2 = await link(o, 3)
+      const peer = await owner()
+      const before = await counts()
+      const bundleOf = (c: RawClient) =>
+        outcome(c.request({ prekeyBundleQuery: { address: peer.account.address } }))
+      const answers: string[] = []
+      for (let i = 0; i < BUNDLES + 3; i++) answers.push(await bundleOf([o.client, d1, d2][i % 3]!))
+      expect(answers.filter((a) => a === 'prekeyBundle')).toHaveLength(BUNDLES)
+      expect(answers.slice(BUNDLES)).toEqual(['RATE_LIMITED', 'RATE_LIMITED', 'RATE_LIMITED'])
+      // The device list query is paid from the same account bucket.
+      await expectError(d1.request({ deviceListQuery: { address: peer.account.address } }), 'RATE_LIMITED')
+      expect((await counts()).bundle - before.bundle).toBe(4)
+      // Another account's quota is its own.
+      expect(await bundleOf(peer.client)).toBe('prekeyBundle')
+      for (const c of [o.client, d1, d2, peer.client]) c.close()
     })
   })
 
