@@ -177,8 +177,18 @@ export async function prekeyUpload(
   if (signatures > 0) metrics.signatureChecks.inc({ frame: 'prekey_upload' }, signatures)
   const set = await verifyPrekeys(checked, known.key, lane)
   const result = await store.putPrekeys(device.address, device.deviceId, set, config.maxStoredPrekeys)
-  if (result.status === 'not_found')
+  if (result.status === 'not_found') {
+    // The store also answers not_found for a linked device's upload that would leave it no complete bundle (its
+    // first upload without the signed or the last-resort KEM prekey). The device is still registered then: say
+    // what is missing, rather than telling it that it was removed (UNAUTHENTICATED), which it would act on.
+    if (!known.primary && (await store.getDevice(device.address, device.deviceId))) {
+      throw new ParleyError(
+        'BAD_REQUEST',
+        "a linked device's first upload needs its signed prekey and its last-resort KEM prekey",
+      )
+    }
     throw new ParleyError('UNAUTHENTICATED', 'this device is no longer registered')
+  }
   if (result.status === 'over_limit') {
     throw new ParleyError(
       'TOO_LARGE',

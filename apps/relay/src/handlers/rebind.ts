@@ -17,7 +17,7 @@ import {
 } from '@parley/protocol'
 import { evaluateOwnNumber } from './discovery.js'
 import type { DeviceScope } from './scope.js'
-import { charge, deviceGone, type Reply, requireE164 } from './util.js'
+import { charge, deviceGone, notPrimaryOrGone, type Reply, requireE164 } from './util.js'
 
 /** `RebindAddress` → `AddressRebound`. */
 export async function rebindAddress(
@@ -41,7 +41,8 @@ export async function rebindAddress(
   // Each rebind is one OPRF evaluation the requester did not pay discovery quota for.
   await charge(scope, 'rebind', `rebind:acct:${device.quotaId}`, 1, policies.rebind)
   const account = await store.getAccount(device.address)
-  if (!account || account.deviceId !== device.deviceId) throw deviceGone()
+  if (!account || account.deviceId !== device.deviceId)
+    throw await notPrimaryOrGone(scope, 'move the address')
   const e164 = normalizeNumber(raw)
   const commitment = account.numberCommitment
   if (commitment.length !== 32 || !timingSafeEqual(numberCommitment(e164, salt), commitment)) {

@@ -16,7 +16,7 @@ import {
   registrationLockVerifier,
 } from '@parley/protocol'
 import type { DeviceScope, RequestScope } from './scope.js'
-import { deviceGone, quotaId, type Reply } from './util.js'
+import { notPrimaryOrGone, quotaId, type Reply } from './util.js'
 
 /** `SetRegistrationLock` → `RegistrationLockSet`: sets, replaces or (with an empty verifier) clears the lock. */
 export async function setRegistrationLock(
@@ -28,7 +28,8 @@ export async function setRegistrationLock(
   const verifier = f.verifier
   const { store, metrics } = scope.ctx
   if (verifier.length === 0) {
-    if (!(await store.setRegistrationLock(device.address, device.deviceId, null))) throw deviceGone()
+    if (!(await store.setRegistrationLock(device.address, device.deviceId, null)))
+      throw await notPrimaryOrGone(scope, 'set the registration lock')
     metrics.registrationLock.inc({ outcome: 'cleared' })
     return { registrationLockSet: {} }
   }
@@ -39,7 +40,8 @@ export async function setRegistrationLock(
     throw new ParleyError('BAD_REQUEST', `salt must be ${REGISTRATION_LOCK_SALT_BYTES} bytes`)
   if (!isRegistrationLockLogN(f.logN)) throw new ParleyError('BAD_REQUEST', 'log_n must be from 14 to 17')
   const lock = { salt, logN: f.logN, verifier, setAtMs: Date.now() }
-  if (!(await store.setRegistrationLock(device.address, device.deviceId, lock))) throw deviceGone()
+  if (!(await store.setRegistrationLock(device.address, device.deviceId, lock)))
+    throw await notPrimaryOrGone(scope, 'set the registration lock')
   metrics.registrationLock.inc({ outcome: 'set' })
   scope.ctx.log.info({ conn: scope.id }, 'registration lock set')
   return { registrationLockSet: {} }

@@ -15,7 +15,7 @@ import { RELAY_CRYPTO } from '../internal/nodeVerify.js'
 import { smsGuard } from '../SmsGuard.js'
 import { refuseHeld } from './holds.js'
 import type { Caller, DeviceScope } from './scope.js'
-import { deviceGone, type Reply, requireBytes } from './util.js'
+import { deviceGone, notPrimaryOrGone, type Reply, requireBytes } from './util.js'
 
 /**
  * How finely account activity is recorded for the registration lock's lapse: one write per account per hour at
@@ -196,7 +196,7 @@ export async function setDeliveryToken(
     )
   }
   if (!(await scope.ctx.store.setDeliveryVerifier(device.address, device.deviceId, verifier))) {
-    throw deviceGone()
+    throw await notPrimaryOrGone(scope, 'set the delivery token')
   }
   return { deliveryTokenSet: {} }
 }

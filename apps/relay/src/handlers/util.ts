@@ -5,7 +5,7 @@
 import { createHmac } from 'node:crypto'
 import { ParleyError, type ServerFrameInput } from '@parley/protocol'
 import type { BucketPolicy } from '../config.js'
-import type { RequestScope } from './scope.js'
+import type { DeviceScope, RequestScope } from './scope.js'
 
 /** A handler's reply: one server body, without the request id (added by the connection). */
 export type Reply = Omit<ServerFrameInput, 'requestId'>
@@ -36,6 +36,22 @@ export function requireBytes(value: unknown, length: number, what: string): Uint
  */
 export function deviceGone(): ParleyError {
   return new ParleyError('UNAUTHENTICATED', 'this device was replaced or the account was erased')
+}
+
+/**
+ * The refusal of an account-wide change (delivery token, registration lock, address) that the store made only
+ * for the account's primary and refused for this device. A linked device still registered is FORBIDDEN, as for
+ * Deactivate: answering it {@link deviceGone} would tell it that it was removed, and it would act on that.
+ * Read only once the store refused, so the primary's path costs nothing more.
+ */
+export async function notPrimaryOrGone(
+  scope: Pick<DeviceScope, 'ctx' | 'device'>,
+  what: string,
+): Promise<ParleyError> {
+  const known = await scope.ctx.store.getDevice(scope.device.address, scope.device.deviceId)
+  if (known && !known.primary)
+    return new ParleyError('FORBIDDEN', `only the account's primary device may ${what}`)
+  return deviceGone()
 }
 
 /** Throws RATE_LIMITED (counted in metrics) when the bucket is empty. */
