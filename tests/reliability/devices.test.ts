@@ -334,7 +334,11 @@ describe('a device list the account did not sign, written by a modified relay', 
     // floor, no stored devices) that would block his later sends.
     const after = await bobSends('to alice, after the stranger list')
     expect(after.failure).toBeNull()
-    await until(() => got.alice.length === aliceBefore + 1, 20_000, 'alice to receive after the stranger list')
+    await until(
+      () => got.alice.length === aliceBefore + 1,
+      20_000,
+      'alice to receive after the stranger list',
+    )
     report('planted device lists', { stranger: result, after, devicesChangedSeenByBob: bobSawDevices })
   })
 })

@@ -610,6 +610,21 @@ describe('linked devices under attack, on a relay process', () => {
       for (const c of [alice.client, laptop, bob.client, anon]) c.close()
     })
 
+    it('charges an unidentified MultiSend once per message, however many devices it is copied to', async () => {
+      const { alice, laptop, bob } = await household()
+      const token = new Uint8Array(randomBytes(32))
+      await alice.client.request({ setDeliveryToken: { verifier: deliveryTokenVerifier(token) } })
+      const anon = await RawClient.open(relay.url, freshNetwork())
+      // The recipient's unidentified bucket holds 600 (the default): 400 messages of two copies each fit when a
+      // message costs one, and would stop at the 301st if each copy cost one.
+      const SENDS = 400
+      const answers: string[] = []
+      for (let i = 0; i < SENDS; i++) answers.push(await outcome(multi(anon, alice, [1, 2], { token })))
+      expect(answers.filter((a) => a === 'messageAccepted')).toHaveLength(SENDS)
+      expect(await heads(alice)).toEqual([SENDS, SENDS])
+      for (const c of [alice.client, laptop, bob.client, anon]) c.close()
+    })
+
     it('delivers the exact set to every device once, idempotently; to its own account, every other device', async () => {
       const { alice, laptop, bob } = await household()
       const before = await counts()

@@ -368,21 +368,7 @@ type PgAccountRow = AccountRow & { key_id: Buffer }
  * the prekeys NULL until its first upload), with its own mailbox head and counters (plaintext bytes, as the
  * account row's).
  */
-interface PgLinkedRow {
-  address: Buffer
-  device_id: number
-  device_key: Buffer
-  signed_prekey_id: number | null
-  signed_prekey: Buffer | null
-  signed_prekey_sig: Buffer | null
-  kem_prekey_id: number | null
-  kem_prekey: Buffer | null
-  kem_prekey_sig: Buffer | null
-  mailbox_head_seq: number
-  mailbox_count: number
-  mailbox_bytes: number
-  created_at_ms: number
-}
+type PgLinkedRow = devices.LinkedDeviceColumns & { address: Buffer }
 
 /** Which one-time prekey tables a device's keys are in: the primary's (by address) or the linked devices'. */
 type PrekeyTables = { kind: 'primary' } | { kind: 'linked'; deviceId: number }

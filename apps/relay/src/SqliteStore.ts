@@ -1354,21 +1354,9 @@ export class SqliteStore implements port.Store {
       ),
       list: db.prepare('SELECT version, list FROM device_lists WHERE address = ?'),
     }
-    /** Every column of a linked_devices row (migration 7). */
-    type FullLinkedRow = devices.LinkedDeviceRow & {
-      signed_prekey_id: number | null
-      signed_prekey: Buffer | null
-      signed_prekey_sig: Buffer | null
-      kem_prekey_id: number | null
-      kem_prekey: Buffer | null
-      kem_prekey_sig: Buffer | null
-      mailbox_head_seq: number
-      mailbox_count: number
-      mailbox_bytes: number
-    }
     /** A linked device row as the snapshot carries it, with its one-time prekeys. */
     const linkedOf = (address: Buffer): LinkedDeviceSnapshot[] =>
-      (q.linked.all(address) as FullLinkedRow[]).map((d) => ({
+      (q.linked.all(address) as devices.LinkedDeviceColumns[]).map((d) => ({
         deviceId: d.device_id,
         deviceKey: u8(d.device_key),
         createdAtMs: d.created_at_ms,

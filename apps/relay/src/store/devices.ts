@@ -22,6 +22,22 @@ export interface LinkedDeviceRow {
 }
 
 /**
+ * Every column of a `linked_devices` row, as both stores name them: the prekeys NULL until the device's first
+ * upload, and the device's own mailbox head and counters (PostgreSQL seals the key and prekey values).
+ */
+export interface LinkedDeviceColumns extends LinkedDeviceRow {
+  signed_prekey_id: number | null
+  signed_prekey: Buffer | null
+  signed_prekey_sig: Buffer | null
+  kem_prekey_id: number | null
+  kem_prekey: Buffer | null
+  kem_prekey_sig: Buffer | null
+  mailbox_head_seq: number
+  mailbox_count: number
+  mailbox_bytes: number
+}
+
+/**
  * The highest device id the address ever used: its high-water mark, which no row below version 7 (SQLite) had,
  * and never below the registered primary's id, which counts too.
  */

@@ -73,6 +73,9 @@ export class RelaySession {
     if (account === null || !engine.authenticated || !current?.publicKey || typeof current.keyId !== 'number')
       return
     if (account.keyId === current.keyId) return
+    // Only the primary moves the account (the relay refuses a linked device's RebindAddress). A linked device
+    // keeps the address it was given; following the primary's move is not built yet (docs/architecture.md §9).
+    if (account.accountIdentityKey !== undefined) return
     if (account.keyId === undefined && hello.oprfKeys.length <= 1) {
       // A record from before rotations existed, on a relay that has never rotated: its address is current.
       await this.#updateAccount((a) => ({ ...a, keyId: current.keyId as number }))
