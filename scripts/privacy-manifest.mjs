@@ -41,6 +41,7 @@ export const CARRIED_IN = {
   ],
   SealedContent: ['SealedEnvelope.ciphertext'],
   Content: ['RatchetMessage.ciphertext'],
+  HistoryChunk: ['Content.history'],
   // Sealed under the link secret of a link code, which the relay never has (docs/architecture.md §9.3).
   LinkRequest: ['RendezvousPost.sealed', 'RendezvousMessage.sealed'],
   LinkGrant: ['RendezvousPost.sealed', 'RendezvousMessage.sealed'],

@@ -173,6 +173,44 @@ describe('linked devices through a real relay process', () => {
   })
 })
 
+describe('history transfer to a newly linked device', () => {
+  const env = useRelay()
+  const dir = clientDir()
+
+  it("sends the primary's history of 1,000 messages, end-to-end encrypted, and the new device shows it in order", async () => {
+    const N = 1000
+    const phone = await activatedClient(env.relay, env.codes, '+1 415 555 0160', {
+      storePath: join(dir, 'phone.db'),
+    })
+    const bob = await activatedClient(env.relay, env.codes, '+1 415 555 0161', {
+      storePath: join(dir, 'bob.db'),
+    })
+    const laptop = await nodeClient(env.relay, { storePath: join(dir, 'laptop.db') })
+    try {
+      const got = inbox(phone)
+      for (let i = 0; i < N; i++) await bob.send('+1 415 555 0160', `old ${i}`)
+      await until(() => got.length === N, 120_000, `${N} messages to the phone`)
+      const parts: { added: number; index: number; total: number }[] = []
+      laptop.on('history', (e) => parts.push(e))
+      const shown = inbox(laptop)
+      const invitation = await phone.createLinkCode({ history: true })
+      await laptop.link(invitation.code)
+      await invitation.linked
+      await until(() => parts.length > 0 && parts.length === parts[0]!.total, 60_000, 'every history part')
+      expect(parts.reduce((n, p) => n + p.added, 0)).toBe(N)
+      expect(parts.map((p) => p.index).sort((a, b) => a - b)).toEqual(parts.map((_, i) => i))
+      const before = await phone.history()
+      const after = await laptop.history()
+      expect(after.map((m) => [m.id, m.from, m.text])).toEqual(before.map((m) => [m.id, m.from, m.text]))
+      // History is not news: no message event for it on the new device.
+      expect(shown).toHaveLength(0)
+      await until(async () => (await phone.pendingCount()) === 0, 20_000, 'the history to leave the outbox')
+    } finally {
+      await Promise.all([phone.close(), bob.close(), laptop.close()])
+    }
+  }, 240_000)
+})
+
 describe('an expired link code', () => {
   const env = useRelay(['--link-ttl-seconds', '1'])
 

@@ -144,6 +144,7 @@ export class ParleyClient {
           link.drop('linked')
         }
       },
+      queueHistory: (chunks) => this.#outbox.queueHistory(chunks),
     })
     const delivery = new Delivery(engine, session, contacts, devices)
     const ttl = options.discoveryTtlMs ?? DEFAULT_DISCOVERY_TTL_MS

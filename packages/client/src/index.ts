@@ -25,6 +25,7 @@ export type {
   DeviceReplacedEvent,
   DevicesChangedEvent,
   DiscoveryResult,
+  HistoryEvent,
   IdentityChange,
   IncomingMessage,
   LinkCodeOptions,

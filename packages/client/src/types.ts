@@ -176,6 +176,16 @@ export interface DevicesChangedEvent {
   deviceIds: number[]
 }
 
+/** Payload of the `history` event: one part of a history transfer was added to `history()`. */
+export interface HistoryEvent {
+  /** Messages added (those already here are skipped). */
+  added: number
+  /** This part's place (0-based) among `total`. */
+  index: number
+  /** How many parts the transfer has. */
+  total: number
+}
+
 /** What {@link ParleyClient.createLinkCode} returns: the code to show the new device, and the link's outcome. */
 export interface LinkInvitation {
   /** `parley-link:…`: show it as a QR code or text on this device; it holds the link secret, never sent to the relay. */
@@ -199,6 +209,11 @@ export interface LinkCodeOptions {
   confirm?: (request: { fingerprint: string }) => boolean | Promise<boolean>
   /** Aborts the wait for a device (the code then stops working). */
   signal?: AbortSignal
+  /**
+   * Also send the new device this device's message history (the newest 10,000 messages, end-to-end encrypted
+   * to the account's other devices, through their mailboxes). Default false.
+   */
+  history?: boolean
 }
 
 /** What {@link ParleyClient.restoreBackup} resolves with. */
@@ -319,6 +334,8 @@ export interface ParleyEvents {
   deviceReplaced: DeviceReplacedEvent
   /** A contact's (or this account's) set of devices changed. */
   devicesChanged: DevicesChangedEvent
+  /** A part of the account's history arrived from its primary (after this device was linked with history). */
+  history: HistoryEvent
   /**
    * Something failed in the background (a message refused, a connection lost); never thrown. `FORBIDDEN` when the
    * relay refuses this account's login (its operator banned it): the client stops connecting instead of retrying,

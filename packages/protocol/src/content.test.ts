@@ -1,7 +1,14 @@
 // Padded content: every encoding is a multiple of 160 bytes and decodes to what was encoded.
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { CONTENT_BUCKET_BYTES, decodeContent, encodeContent, ParleyError } from './index.js'
+import {
+  CONTENT_BUCKET_BYTES,
+  decodeContent,
+  decodeHistoryChunk,
+  encodeContent,
+  encodeHistoryChunk,
+  ParleyError,
+} from './index.js'
 
 describe('content padding', () => {
   it('pads to 160-byte buckets and round-trips text and data', () => {
@@ -32,6 +39,51 @@ describe('content padding', () => {
     expect(() =>
       encodeContent({ messageId, sentAtMs: 5, text: 'hi', transcriptTo: new Uint8Array(31) }),
     ).toThrow(RangeError)
+  })
+
+  it('carries a history chunk as the body, read back entry by entry; a malformed chunk is BAD_REQUEST', () => {
+    const id = (n: number) => new Uint8Array(16).fill(n)
+    const entries = [
+      {
+        messageId: id(1),
+        from: '+14155550100',
+        fromAddress: new Uint8Array(32).fill(1),
+        text: 'hi',
+        sentAtMs: 5,
+        receivedAtMs: 6,
+      },
+      {
+        messageId: id(2),
+        from: null,
+        fromAddress: new Uint8Array(32).fill(2),
+        text: 'sent',
+        sentAtMs: 7,
+        receivedAtMs: 8,
+        toAddress: new Uint8Array(32).fill(3),
+        to: null,
+      },
+    ]
+    const chunk = encodeHistoryChunk({ entries, index: 1, total: 2 })
+    const content = decodeContent(encodeContent({ messageId: id(9), sentAtMs: 1, history: chunk }))
+    expect(content.text).toBeUndefined()
+    expect(decodeHistoryChunk(content.history!)).toEqual({ entries, index: 1, total: 2 })
+    expect(() => encodeContent({ messageId: id(9), sentAtMs: 1, text: 'x', history: chunk })).toThrow(
+      TypeError,
+    )
+    expect(() => encodeHistoryChunk({ entries, index: 2, total: 2 })).toThrow(RangeError)
+    expect(() =>
+      encodeHistoryChunk({ entries: [{ ...entries[0]!, messageId: id(1).subarray(1) }], index: 0, total: 1 }),
+    ).toThrow(RangeError)
+    const code = (b: Uint8Array) => {
+      try {
+        decodeHistoryChunk(b)
+        return 'no error'
+      } catch (e) {
+        return e instanceof ParleyError ? e.code : String(e)
+      }
+    }
+    expect(code(chunk.subarray(0, chunk.length - 3))).toBe('BAD_REQUEST')
+    expect(code(new Uint8Array([0x0a, 0x02, 0x0a, 0x00]))).toBe('BAD_REQUEST')
   })
 
   it('gives the same length to messages of similar size', () => {

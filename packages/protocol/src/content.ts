@@ -37,6 +37,35 @@ export interface Content {
    * the recipient. A receiver honours it only on a message from its own account.
    */
   readonly transcriptTo?: Uint8Array | undefined
+  /**
+   * Instead of `text` or `data`: a part of the account's history for its other devices ({@link encodeHistoryChunk});
+   * a receiver honours it only on a message from its own account.
+   */
+  readonly history?: Uint8Array | undefined
+}
+
+/** One message of a {@link HistoryChunkFields} transfer. */
+export interface HistoryEntryFields {
+  /** The sender's 16-byte message id. */
+  readonly messageId: Uint8Array
+  /** The sender's proven number (E.164), or null. */
+  readonly from: string | null
+  /** The sender's 32-byte address. */
+  readonly fromAddress: Uint8Array
+  readonly text: string
+  readonly sentAtMs: number
+  readonly receivedAtMs: number
+  /** For a message the account sent: the 32-byte address it went to, and the number when known. */
+  readonly toAddress?: Uint8Array | undefined
+  readonly to?: string | null | undefined
+}
+
+/** A part of an account's history, from its primary to its other devices after a link. */
+export interface HistoryChunkFields {
+  readonly entries: readonly HistoryEntryFields[]
+  /** This chunk's place among `total` (0-based). */
+  readonly index: number
+  readonly total: number
 }
 
 const PADDING_TAG = (15 << 3) | 2
@@ -65,7 +94,11 @@ export function encodeContent(content: Content): Uint8Array {
   }
   const hasText = content.text !== undefined
   const hasData = content.data !== undefined
-  if (hasText === hasData) throw new TypeError('content needs exactly one of text or data')
+  const hasHistory = content.history !== undefined
+  if (Number(hasText) + Number(hasData) + Number(hasHistory) !== 1) {
+    throw new TypeError('content needs exactly one of text, data or history')
+  }
+  if (hasHistory) abytes(content.history, undefined, 'history')
   if (hasText && typeof content.text !== 'string') throw new TypeError('text must be a string')
   if (hasData) abytes(content.data, undefined, 'data')
   if (
@@ -81,7 +114,8 @@ export function encodeContent(content: Content): Uint8Array {
   if (content.deliveryToken) props.deliveryToken = content.deliveryToken
   if (content.transcriptTo) props.transcriptTo = content.transcriptTo
   if (hasText) props.text = content.text as string
-  else props.data = content.data as Uint8Array
+  else if (hasData) props.data = content.data as Uint8Array
+  else props.history = content.history as Uint8Array
   const body = encodeMessage('Content', props)
   // Append the padding field (tag ‖ varint length ‖ zeros) so the total lands exactly on a bucket boundary:
   // find the smallest bucket where some varint width w gives pad = bucket - body - 1 - w of that width.
@@ -135,5 +169,84 @@ export function decodeContent(bytes: Uint8Array): Content {
   }
   if (c.body === 'text') return { messageId, sentAtMs, text: c.text ?? '', ...stated }
   if (c.body === 'data') return { messageId, sentAtMs, data: own(c.data), ...stated }
+  if (c.body === 'history') return { messageId, sentAtMs, history: own(c.history), ...stated }
   throw new ParleyError('BAD_REQUEST', 'content has no body')
+}
+
+const aNumberText = (v: unknown, name: string) => {
+  if (typeof v !== 'string' || v.length > 32)
+    throw new TypeError(`${name} must be a string of at most 32 characters`)
+}
+
+/**
+ * Encodes a part of an account's history, to send in `Content.history` to the account's other devices.
+ * @param chunk - the entries, oldest first, and the chunk's place in the transfer
+ * @returns an encoded `parley.v1.HistoryChunk`
+ * @throws TypeError / RangeError for malformed entries (ids not 16 bytes, addresses not 32, bad times or numbers)
+ * @example const bytes = encodeHistoryChunk({ entries, index: 0, total: 1 })
+ */
+export function encodeHistoryChunk(chunk: HistoryChunkFields): Uint8Array {
+  if (typeof chunk !== 'object' || chunk === null || !Array.isArray(chunk.entries)) {
+    throw new TypeError('chunk must be an object with entries')
+  }
+  for (const n of [chunk.index, chunk.total]) {
+    if (!Number.isInteger(n) || n < 0 || n > 0xffffffff) throw new RangeError('index and total must be u32')
+  }
+  if (chunk.index >= chunk.total) throw new RangeError('index must be below total')
+  const entries = chunk.entries.map((e) => {
+    abytes(e.messageId, MESSAGE_ID_BYTES, 'messageId')
+    abytes(e.fromAddress, 32, 'fromAddress')
+    if (typeof e.text !== 'string') throw new TypeError('text must be a string')
+    if (e.from !== null) aNumberText(e.from, 'from')
+    for (const t of [e.sentAtMs, e.receivedAtMs]) {
+      if (!Number.isSafeInteger(t) || t < 0) throw new RangeError('times must be non-negative safe integers')
+    }
+    if (e.toAddress !== undefined) abytes(e.toAddress, 32, 'toAddress')
+    if (e.to !== undefined && e.to !== null) aNumberText(e.to, 'to')
+    return {
+      messageId: e.messageId,
+      from: e.from ?? '',
+      fromAddress: e.fromAddress,
+      text: e.text,
+      sentAtMs: e.sentAtMs,
+      receivedAtMs: e.receivedAtMs,
+      toAddress: e.toAddress ?? new Uint8Array(0),
+      to: e.to ?? '',
+    }
+  })
+  return encodeMessage('HistoryChunk', { entries, index: chunk.index, total: chunk.total })
+}
+
+/**
+ * Decodes a part of an account's history (from `Content.history`).
+ * @param bytes - an encoded `parley.v1.HistoryChunk` (from a decrypted message)
+ * @returns its fields, with empty numbers as null and no `toAddress` on received messages
+ * @throws ParleyError `BAD_REQUEST` for anything malformed
+ * @example const { entries } = decodeHistoryChunk(content.history)
+ */
+export function decodeHistoryChunk(bytes: Uint8Array): HistoryChunkFields {
+  abytes(bytes, undefined, 'bytes')
+  const m = decodeOrRefuse('HistoryChunk', bytes, 'history chunk')
+  const chunk: HistoryChunkFields = {
+    index: m.index,
+    total: m.total,
+    entries: m.entries.map((e) => {
+      const toAddress = own(e.toAddress)
+      return {
+        messageId: own(e.messageId),
+        from: e.from === '' ? null : e.from,
+        fromAddress: own(e.fromAddress),
+        text: e.text,
+        sentAtMs: Number(e.sentAtMs),
+        receivedAtMs: Number(e.receivedAtMs),
+        ...(toAddress.length === 0 ? {} : { toAddress, to: e.to === '' ? null : e.to }),
+      }
+    }),
+  }
+  try {
+    encodeHistoryChunk(chunk)
+  } catch (cause) {
+    throw new ParleyError('BAD_REQUEST', 'malformed history chunk', { cause })
+  }
+  return chunk
 }

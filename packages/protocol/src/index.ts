@@ -44,8 +44,15 @@ export {
   verifyOprfKeyCertificate,
   verifySenderCertificate,
 } from './certificates.js'
-export type { Content } from './content.js'
-export { CONTENT_BUCKET_BYTES, decodeContent, encodeContent, MESSAGE_ID_BYTES } from './content.js'
+export type { Content, HistoryChunkFields, HistoryEntryFields } from './content.js'
+export {
+  CONTENT_BUCKET_BYTES,
+  decodeContent,
+  decodeHistoryChunk,
+  encodeContent,
+  encodeHistoryChunk,
+  MESSAGE_ID_BYTES,
+} from './content.js'
 // End-to-end encryption (docs/architecture.md §6): identity, prekeys, PQXDH + Double Ratchet sessions, sealed envelopes.
 export type { AeadProvider, CryptoOptions, CryptoProvider, X25519Provider } from './cryptoProvider.js'
 export { assertCryptoProvider } from './cryptoProvider.js'

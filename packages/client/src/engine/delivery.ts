@@ -53,7 +53,7 @@ export class Delivery {
    * several, one copy per device (and sent transcripts for this account's other devices).
    */
   async deliver(key: string, entry: OutboxRecord): Promise<void> {
-    if (entry.multi === undefined && !(await this.#needsMulti(entry))) {
+    if (entry.multi === undefined && entry.history === undefined && !(await this.#needsMulti(entry))) {
       try {
         await this.#deliverSingle(key, entry)
         return
@@ -286,6 +286,8 @@ export class Delivery {
     const engine = this.#engine
     const account = engine.requireAccount()
     let multi = entry.multi ?? {
+      // A history chunk goes to this account's other devices alone: there is no recipient part.
+      ...(entry.history === undefined ? {} : { recipientDone: true }),
       listVersion: 0,
       // A message encrypted for the primary on the single-device path is that device's copy.
       copies:
@@ -469,13 +471,16 @@ export class Delivery {
       }
       const sealed = e2e.encrypt({
         session: session!.state,
-        content: {
-          messageId: fromHex(entry.id),
-          sentAtMs: entry.sentAt,
-          text: entry.text,
-          ...(token === undefined ? {} : { deliveryToken: token }),
-          ...(own ? { transcriptTo: entry.address } : {}),
-        },
+        content:
+          entry.history !== undefined
+            ? { messageId: fromHex(entry.id), sentAtMs: entry.sentAt, history: entry.history }
+            : {
+                messageId: fromHex(entry.id),
+                sentAtMs: entry.sentAt,
+                text: entry.text,
+                ...(token === undefined ? {} : { deliveryToken: token }),
+                ...(own ? { transcriptTo: entry.address } : {}),
+              },
         env: engine,
       })
       writes.push(put(slot, { ...session!, state: sealed.state }))

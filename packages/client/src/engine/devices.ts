@@ -7,6 +7,7 @@ import {
   decodeLinkGrant,
   decodeLinkRequest,
   deviceKeyNamedIn,
+  encodeHistoryChunk,
   encodeLinkCode,
   encodeLinkGrant,
   encodeLinkRequest,
@@ -18,7 +19,7 @@ import {
   signDeviceList,
   verifyDeviceList,
 } from '@parley/protocol'
-import { toHex } from '../internal/codec.js'
+import { fromHex, toHex } from '../internal/codec.js'
 import * as e2e from '../internal/e2e.js'
 import type { DeviceInfo, LinkCodeOptions, LinkedAccount, LinkedDevice, LinkInvitation } from '../types.js'
 import { type Engine, expectBody } from './context.js'
@@ -26,6 +27,7 @@ import {
   type AccountRecord,
   type DeviceEntryRecord,
   type DeviceListRecord,
+  decodeEntry,
   del,
   get,
   K,
@@ -79,12 +81,25 @@ function sameDevices(a: DeviceListRecord | undefined, b: DeviceListRecord): bool
   )
 }
 
+/** What the devices part asks of the rest of the client. */
+export interface DevicesHooks {
+  /** This device just got its account by linking: log in and hand the relay its prekeys. */
+  linked(): Promise<void>
+  /** Queue these history chunks for the account's other devices. */
+  queueHistory(chunks: Uint8Array[]): Promise<void>
+}
+
+/** Most messages of the history a new device is sent (the newest ones). */
+export const MAX_HISTORY_MESSAGES = 10_000
+/** About how many bytes of messages go in one history chunk (five copies of one fit a frame). */
+const HISTORY_CHUNK_BYTES = 24 * 1024
+
 export class Devices {
   readonly #engine: Engine
   readonly #prekeys: Prekeys
-  readonly #hooks: { linked(): Promise<void> }
+  readonly #hooks: DevicesHooks
 
-  constructor(engine: Engine, prekeys: Prekeys, hooks: { linked(): Promise<void> }) {
+  constructor(engine: Engine, prekeys: Prekeys, hooks: DevicesHooks) {
     this.#engine = engine
     this.#prekeys = prekeys
     this.#hooks = hooks
@@ -321,7 +336,38 @@ export class Devices {
       ).catch((e) => engine.emitRecoverable(e))
       throw err
     }
+    if (options.history === true) await this.#hooks.queueHistory(await this.#historyChunks())
     return { deviceId }
+  }
+
+  /**
+   * This device's history (received messages and sent transcripts, the newest {@link MAX_HISTORY_MESSAGES}) as
+   * encoded chunks of about {@link HISTORY_CHUNK_BYTES}, oldest first.
+   */
+  async #historyChunks(): Promise<Uint8Array[]> {
+    const stored = (await this.#engine.store.list(K.inbox.prefix)).map((e) => decodeEntry(K.inbox, e))
+    stored.sort((a, b) => a.receivedAt - b.receivedAt || (a.seq ?? 0) - (b.seq ?? 0))
+    const entries = stored.slice(-MAX_HISTORY_MESSAGES).map((m) => ({
+      messageId: fromHex(m.id),
+      from: m.from,
+      fromAddress: fromHex(m.fromAddress),
+      text: m.text,
+      sentAtMs: m.sentAt,
+      receivedAtMs: m.receivedAt,
+      ...(m.toAddress === undefined ? {} : { toAddress: fromHex(m.toAddress), to: m.to ?? null }),
+    }))
+    const groups: (typeof entries)[] = []
+    let size = 0
+    for (const e of entries) {
+      const bytes = 120 + new TextEncoder().encode(e.text).length
+      if (groups.length === 0 || size + bytes > HISTORY_CHUNK_BYTES) {
+        groups.push([])
+        size = 0
+      }
+      groups.at(-1)!.push(e)
+      size += bytes
+    }
+    return groups.map((g, index) => encodeHistoryChunk({ entries: g, index, total: groups.length }))
   }
 
   /** Reads one side of a rendezvous until it holds a message, the deadline passes or the signal aborts. */

@@ -1,7 +1,13 @@
 // The inbox (docs/architecture.md §6, §8): the relay's pushes, each delivery opened, its sender proved and then
 // decrypted, in one atomic write with its dedupe marker; mail from a changed verified identity held until the
 // app approves it; acks in batches, which move the resume cursor. Not exported.
-import { GapReason, ParleyError, type ServerBodyOf, type ServerFrame } from '@parley/protocol'
+import {
+  decodeHistoryChunk,
+  GapReason,
+  ParleyError,
+  type ServerBodyOf,
+  type ServerFrame,
+} from '@parley/protocol'
 import { toHex } from '../internal/codec.js'
 import * as e2e from '../internal/e2e.js'
 import type { StoreWrite } from '../Store.js'
@@ -32,6 +38,9 @@ const ACK_DELAY_MS = 10
  * room, counted in `stats.heldDropped`.
  */
 const MAX_HELD_PER_CONTACT = 1000
+
+/** Room per history chunk in the order key of imported messages (a chunk holds far fewer). */
+const HISTORY_ORDER_STRIDE = 1_000_000
 
 export class Inbox {
   readonly #engine: Engine
@@ -259,6 +268,27 @@ export class Inbox {
       await store.write([put(slot, record)])
       return ack()
     }
+    /** The prekeys this first message used, and its replay marker: written with whatever the message brings. */
+    const consumed = () => {
+      for (const id of result.consumedOneTimePrekeys) writes.push(del(K.prekey('otp', id)))
+      for (const id of result.consumedKemPrekeys) writes.push(del(K.prekey('kem', id)))
+      if (result.replayKey) {
+        const r = result.replayKey
+        writes.push(put(K.replay(r.signedPrekeyId, toHex(r.baseKey)), receivedAtMs))
+      }
+    }
+    if (content.history !== undefined) {
+      // Only this account's own devices send history; anyone else's is dropped (the session step is kept).
+      if (own) await this.#importHistory(content.history, writes)
+      consumed()
+      writes.push(put(slot, record), put(K.seen(idHex), receivedAtMs))
+      await store.write(writes)
+      if (result.consumedOneTimePrekeys.length > 0 || result.consumedKemPrekeys.length > 0) {
+        void engine.serial.run(() => this.#prekeys.refill()).catch((err) => engine.emitRecoverable(err))
+      }
+      ack()
+      return false
+    }
     const identityChanged =
       !linkedSender && !own && (await this.#contacts.identityChanged(senderHex, opened.senderIdentityKey))
     const from = own ? account.e164 : await this.#contacts.provenSender(opened, writes)
@@ -279,12 +309,7 @@ export class Inbox {
             toAddress: toHex(transcriptTo),
           }),
     }
-    for (const id of result.consumedOneTimePrekeys) writes.push(del(K.prekey('otp', id)))
-    for (const id of result.consumedKemPrekeys) writes.push(del(K.prekey('kem', id)))
-    if (result.replayKey) {
-      const r = result.replayKey
-      writes.push(put(K.replay(r.signedPrekeyId, toHex(r.baseKey)), receivedAtMs))
-    }
+    consumed()
     if (content.deliveryToken && !own) writes.push(put(K.peerToken(senderHex), content.deliveryToken))
     writes.push(
       put(slot, record),
@@ -305,6 +330,41 @@ export class Inbox {
     }
     ack()
     return true
+  }
+
+  /**
+   * Adds a history chunk from this account's primary to the history (each message once: one already here, by
+   * its id, is skipped), into `writes`; tells the app how many it added. A malformed chunk adds nothing.
+   */
+  async #importHistory(bytes: Uint8Array, writes: StoreWrite[]): Promise<void> {
+    const engine = this.#engine
+    let chunk: ReturnType<typeof decodeHistoryChunk>
+    try {
+      chunk = decodeHistoryChunk(bytes)
+    } catch (err) {
+      engine.emitError(err)
+      return
+    }
+    let added = 0
+    for (const [i, e] of chunk.entries.entries()) {
+      const id = toHex(e.messageId)
+      if ((await engine.store.get(K.seen(id).key)) !== undefined) continue
+      const message: StoredMessage = {
+        id,
+        from: e.from,
+        fromAddress: toHex(e.fromAddress),
+        text: e.text,
+        sentAt: e.sentAtMs,
+        receivedAt: e.receivedAtMs,
+        // The transfer's order (the primary's), for messages received in the same millisecond: history() orders
+        // by receipt time, then by this.
+        seq: chunk.index * HISTORY_ORDER_STRIDE + i + 1,
+        ...(e.toAddress === undefined ? {} : { to: e.to ?? null, toAddress: toHex(e.toAddress) }),
+      }
+      writes.push(put(K.seen(id), e.receivedAtMs), put(K.inbox(e.receivedAtMs, id), message))
+      added++
+    }
+    engine.events.emit('history', { added, index: chunk.index, total: chunk.total })
   }
 
   /**

@@ -123,6 +123,11 @@ export interface OutboxRecord {
   address: Uint8Array
   text: string
   sentAt: number
+  /**
+   * A part of this account's history for its other devices (an encoded `HistoryChunk`), sent instead of `text`
+   * after a link; such an entry goes to this account's own devices only.
+   */
+  history?: Uint8Array
   /** The session message once encrypted; a retry reseals (with a current certificate) the same message. */
   message?: { kind: 'prekey' | 'ratchet'; body: Uint8Array }
   /** The recipient device's identity key the message was encrypted for. */

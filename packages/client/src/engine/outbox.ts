@@ -92,6 +92,30 @@ export class Outbox {
     return { id, route: 'ip' }
   }
 
+  /**
+   * Queues parts of this account's history for its other devices (after a link); each is sent like a message,
+   * durably and retried, to every other device of the account.
+   */
+  async queueHistory(chunks: Uint8Array[]): Promise<void> {
+    const engine = this.#engine
+    const account = engine.requireAccount()
+    await engine.serial.run(async () => {
+      const writes = chunks.map((history) => {
+        const entry: OutboxRecord = {
+          id: toHex(engine.random(16)),
+          to: account.e164,
+          address: account.address,
+          text: '',
+          sentAt: engine.clock.now(),
+          history,
+        }
+        return put(K.outbox(++this.#outboxSeq), entry)
+      })
+      await engine.store.write(writes)
+    })
+    this.kick()
+  }
+
   /** `ParleyClient.pendingCount`, after the open check. */
   async pendingCount(): Promise<number> {
     return (await this.#engine.store.list(K.outbox.prefix)).length

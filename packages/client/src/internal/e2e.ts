@@ -2,6 +2,7 @@
 // envelopes, content encoding and prekey generation. Not exported from the package.
 import {
   type CiphertextMessage,
+  type Content,
   type CryptoProvider,
   decodeContent,
   encodeContent,
@@ -60,6 +61,8 @@ export interface DecryptedContent {
   deliveryToken?: Uint8Array
   /** On a sent transcript from another device of this account: the address the message went to. */
   transcriptTo?: Uint8Array
+  /** A part of the account's history (an encoded `HistoryChunk`) instead of a text; `text` is then empty. */
+  history?: Uint8Array
 }
 
 function toDecrypted(c: ReturnType<typeof decodeContent>): DecryptedContent {
@@ -70,6 +73,7 @@ function toDecrypted(c: ReturnType<typeof decodeContent>): DecryptedContent {
     text: c.text ?? '',
     ...(c.deliveryToken ? { deliveryToken: c.deliveryToken } : {}),
     ...(c.transcriptTo ? { transcriptTo: c.transcriptTo } : {}),
+    ...(c.history ? { history: c.history } : {}),
   }
 }
 
@@ -195,7 +199,7 @@ export function initiate(ours: Ours, requested: Uint8Array, bundleWire: wire.Pre
 }
 
 /** Encrypts content in a session; returns the new session state and the session message (not yet sealed). */
-export function encrypt(args: { session: Uint8Array; content: DecryptedContent; env: Env }): {
+export function encrypt(args: { session: Uint8Array; content: Content; env: Env }): {
   state: Uint8Array
   message: CiphertextMessage
 } {

@@ -265,6 +265,11 @@ export interface ContentBodyMembers {
   text: string
   /** Application-defined bytes. */
   data: Uint8Array
+  /**
+   * A part of the account's message history, from its primary to its other devices after a link: an encoded
+   * HistoryChunk. Honoured only on a message from the receiver's own account.
+   */
+  history: Uint8Array
 }
 
 /** `parley.v1.Content`'s oneof `body` with one member set. */
@@ -317,6 +322,11 @@ export interface ContentInput {
    * the 32-byte address of the conversation (the recipient). Ignored on a message from another account.
    */
   transcriptTo?: Uint8Array | null
+  /**
+   * A part of the account's message history, from its primary to its other devices after a link: an encoded
+   * HistoryChunk. Honoured only on a message from the receiver's own account.
+   */
+  history?: Uint8Array | null
   /** Zero bytes; always the last field, sized to reach the next bucket. */
   padding?: Uint8Array | null
 }
@@ -449,6 +459,57 @@ export interface AddressChange {
 
 /** `parley.v1.AddressChange` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
 export type AddressChangeInput = InputOf<AddressChange>
+
+/**
+ * A part of an account's message history, sent by its primary to its other devices (docs/architecture.md §9.6).
+ * `parley.v1.HistoryChunk` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
+ */
+export interface HistoryChunk {
+  /** The messages, oldest first. */
+  entries: HistoryEntry[]
+  /** This chunk's place (0-based) among `total`. */
+  index: number
+  /** How many chunks the transfer has. */
+  total: number
+}
+
+/** `parley.v1.HistoryChunk` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
+export type HistoryChunkInput = InputOf<
+  HistoryChunk,
+  {
+    /**
+     * The messages, oldest first.
+     * `entries` as the encoder takes it.
+     */
+    entries: HistoryEntryInput[]
+  }
+>
+
+/**
+ * One message of the history, as the primary's history shows it.
+ * `parley.v1.HistoryEntry` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
+ */
+export interface HistoryEntry {
+  /** The sender's 16-byte message id (the receiver keeps each once). */
+  messageId: Uint8Array
+  /** The sender's proven number (E.164), or empty when the primary had none. */
+  from: string
+  /** The sender's 32-byte address. */
+  fromAddress: Uint8Array
+  /** The text. */
+  text: string
+  /** When the sender says it sent it, in ms since the Unix epoch. */
+  sentAtMs: number
+  /** When the relay received it, in ms since the Unix epoch. */
+  receivedAtMs: number
+  /** For a message this account sent (a sent transcript): the 32-byte address it went to; else empty. */
+  toAddress: Uint8Array
+  /** With to_address: the recipient's number (E.164) when the primary knew it. */
+  to: string
+}
+
+/** `parley.v1.HistoryEntry` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
+export type HistoryEntryInput = InputOf<HistoryEntry>
 
 /**
  * What a field holds, from the relay's point of view.
@@ -1936,6 +1997,10 @@ export interface Messages {
   AddressChangeBody: AddressChangeBody
   /** `parley.v1.AddressChange` as decoded: {@link AddressChange}. */
   AddressChange: AddressChange
+  /** `parley.v1.HistoryChunk` as decoded: {@link HistoryChunk}. */
+  HistoryChunk: HistoryChunk
+  /** `parley.v1.HistoryEntry` as decoded: {@link HistoryEntry}. */
+  HistoryEntry: HistoryEntry
   /** `parley.v1.ClientFrame` as decoded: {@link ClientFrame}. */
   ClientFrame: ClientFrame
   /** `parley.v1.ServerFrame` as decoded: {@link ServerFrame}. */
@@ -2106,6 +2171,10 @@ export interface MessageInputs {
   AddressChangeBody: AddressChangeBodyInput
   /** `parley.v1.AddressChange` as the encoder takes it: {@link AddressChangeInput}. */
   AddressChange: AddressChangeInput
+  /** `parley.v1.HistoryChunk` as the encoder takes it: {@link HistoryChunkInput}. */
+  HistoryChunk: HistoryChunkInput
+  /** `parley.v1.HistoryEntry` as the encoder takes it: {@link HistoryEntryInput}. */
+  HistoryEntry: HistoryEntryInput
   /** `parley.v1.ClientFrame` as the encoder takes it: {@link ClientFrameInput}. */
   ClientFrame: ClientFrameInput
   /** `parley.v1.ServerFrame` as the encoder takes it: {@link ServerFrameInput}. */

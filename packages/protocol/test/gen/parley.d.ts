@@ -304,11 +304,12 @@ export namespace parley {
             sentAtMs: (number|Long);
             text?: (string|null);
             data?: (Uint8Array|null);
+            history?: (Uint8Array|null);
             senderNumber: string;
             deliveryToken: Uint8Array;
             transcriptTo: Uint8Array;
             padding: Uint8Array;
-            body?: ("text"|"data");
+            body?: ("text"|"data"|"history");
             static create(properties: parley.v1.Content.$Shape): parley.v1.Content & parley.v1.Content.$Shape;
             static create(properties?: parley.v1.Content.$Properties): parley.v1.Content;
             static encode(message: parley.v1.Content.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
@@ -321,11 +322,12 @@ export namespace parley {
                 sentAtMs?: (number|Long|null);
                 text?: (string|null);
                 data?: (Uint8Array|null);
+                history?: (Uint8Array|null);
                 senderNumber?: (string|null);
                 deliveryToken?: (Uint8Array|null);
                 transcriptTo?: (Uint8Array|null);
                 padding?: (Uint8Array|null);
-                body?: ("text"|"data");
+                body?: ("text"|"data"|"history");
                 $unknowns?: Uint8Array[];
             }
             type $Shape = {
@@ -333,13 +335,14 @@ export namespace parley {
               sentAtMs?: number|Long|null;
               text?: string|null;
               data?: Uint8Array|null;
+              history?: Uint8Array|null;
               senderNumber?: string|null;
               deliveryToken?: Uint8Array|null;
               transcriptTo?: Uint8Array|null;
               padding?: Uint8Array|null;
               $unknowns?: Uint8Array[];
             } & (
-              ({ body?: undefined; text?: null; data?: null }|{ body?: "text"; text: string; data?: null }|{ body?: "data"; text?: null; data: Uint8Array })
+              ({ body?: undefined; text?: null; data?: null; history?: null }|{ body?: "text"; text: string; data?: null; history?: null }|{ body?: "data"; text?: null; data: Uint8Array; history?: null }|{ body?: "history"; text?: null; data?: null; history: Uint8Array })
             );
         }
 
@@ -514,6 +517,66 @@ export namespace parley {
                 $unknowns?: Uint8Array[];
             }
             type $Shape = parley.v1.AddressChange.$Properties;
+        }
+
+        interface IHistoryChunk extends parley.v1.HistoryChunk.$Properties {
+        }
+
+        class HistoryChunk {
+            constructor(properties?: parley.v1.HistoryChunk.$Properties);
+            $unknowns?: Uint8Array[];
+            entries: parley.v1.HistoryEntry.$Properties[];
+            index: number;
+            total: number;
+            static create(properties: parley.v1.HistoryChunk.$Shape): parley.v1.HistoryChunk & parley.v1.HistoryChunk.$Shape;
+            static create(properties?: parley.v1.HistoryChunk.$Properties): parley.v1.HistoryChunk;
+            static encode(message: parley.v1.HistoryChunk.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): parley.v1.HistoryChunk & parley.v1.HistoryChunk.$Shape;
+        }
+
+        namespace HistoryChunk {
+            interface $Properties {
+                entries?: (parley.v1.HistoryEntry.$Properties[]|null);
+                index?: (number|null);
+                total?: (number|null);
+                $unknowns?: Uint8Array[];
+            }
+            type $Shape = parley.v1.HistoryChunk.$Properties;
+        }
+
+        interface IHistoryEntry extends parley.v1.HistoryEntry.$Properties {
+        }
+
+        class HistoryEntry {
+            constructor(properties?: parley.v1.HistoryEntry.$Properties);
+            $unknowns?: Uint8Array[];
+            messageId: Uint8Array;
+            from: string;
+            fromAddress: Uint8Array;
+            text: string;
+            sentAtMs: (number|Long);
+            receivedAtMs: (number|Long);
+            toAddress: Uint8Array;
+            to: string;
+            static create(properties: parley.v1.HistoryEntry.$Shape): parley.v1.HistoryEntry & parley.v1.HistoryEntry.$Shape;
+            static create(properties?: parley.v1.HistoryEntry.$Properties): parley.v1.HistoryEntry;
+            static encode(message: parley.v1.HistoryEntry.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): parley.v1.HistoryEntry & parley.v1.HistoryEntry.$Shape;
+        }
+
+        namespace HistoryEntry {
+            interface $Properties {
+                messageId?: (Uint8Array|null);
+                from?: (string|null);
+                fromAddress?: (Uint8Array|null);
+                text?: (string|null);
+                sentAtMs?: (number|Long|null);
+                receivedAtMs?: (number|Long|null);
+                toAddress?: (Uint8Array|null);
+                to?: (string|null);
+                $unknowns?: Uint8Array[];
+            }
+            type $Shape = parley.v1.HistoryEntry.$Properties;
         }
 
         interface IClientFrame extends parley.v1.ClientFrame.$Properties {

@@ -2220,11 +2220,12 @@ export const parley = $root.parley = (() => {
              * @property {number|Long|null} [sentAtMs] Content sentAtMs
              * @property {string|null} [text] Content text
              * @property {Uint8Array|null} [data] Content data
+             * @property {Uint8Array|null} [history] Content history
              * @property {string|null} [senderNumber] Content senderNumber
              * @property {Uint8Array|null} [deliveryToken] Content deliveryToken
              * @property {Uint8Array|null} [transcriptTo] Content transcriptTo
              * @property {Uint8Array|null} [padding] Content padding
-             * @property {"text"|"data"} [body] Content body
+             * @property {"text"|"data"|"history"} [body] Content body
              * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
              */
 
@@ -2243,13 +2244,14 @@ export const parley = $root.parley = (() => {
              *   sentAtMs?: number|Long|null;
              *   text?: string|null;
              *   data?: Uint8Array|null;
+             *   history?: Uint8Array|null;
              *   senderNumber?: string|null;
              *   deliveryToken?: Uint8Array|null;
              *   transcriptTo?: Uint8Array|null;
              *   padding?: Uint8Array|null;
              *   $unknowns?: Array.<Uint8Array>;
              * } & (
-             *   ({ body?: undefined; text?: null; data?: null }|{ body?: "text"; text: string; data?: null }|{ body?: "data"; text?: null; data: Uint8Array })
+             *   ({ body?: undefined; text?: null; data?: null; history?: null }|{ body?: "text"; text: string; data?: null; history?: null }|{ body?: "data"; text?: null; data: Uint8Array; history?: null }|{ body?: "history"; text?: null; data?: null; history: Uint8Array })
              * )} parley.v1.Content.$Shape
              */
 
@@ -2301,6 +2303,14 @@ export const parley = $root.parley = (() => {
             Content.prototype.data = null;
 
             /**
+             * Content history.
+             * @member {Uint8Array|null|undefined} history
+             * @memberof parley.v1.Content
+             * @instance
+             */
+            Content.prototype.history = null;
+
+            /**
              * Content senderNumber.
              * @member {string} senderNumber
              * @memberof parley.v1.Content
@@ -2337,12 +2347,12 @@ export const parley = $root.parley = (() => {
 
             /**
              * Content body.
-             * @member {"text"|"data"|undefined} body
+             * @member {"text"|"data"|"history"|undefined} body
              * @memberof parley.v1.Content
              * @instance
              */
             $Object.defineProperty(Content.prototype, "body", {
-                get: $util.oneOfGetter($oneOfFields = ["text", "data"]),
+                get: $util.oneOfGetter($oneOfFields = ["text", "data", "history"]),
                 set: $util.oneOfSetter($oneOfFields)
             });
 
@@ -2392,6 +2402,8 @@ export const parley = $root.parley = (() => {
                     writer.uint32(/* id 6, wireType 2 =*/50).bytes(message.deliveryToken);
                 if (message.transcriptTo != null && $Object.hasOwnProperty.call(message, "transcriptTo") && message.transcriptTo.length)
                     writer.uint32(/* id 7, wireType 2 =*/58).bytes(message.transcriptTo);
+                if (message.history != null && $Object.hasOwnProperty.call(message, "history"))
+                    writer.uint32(/* id 8, wireType 2 =*/66).bytes(message.history);
                 if (message.padding != null && $Object.hasOwnProperty.call(message, "padding") && message.padding.length)
                     writer.uint32(/* id 15, wireType 2 =*/122).bytes(message.padding);
                 if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
@@ -2468,6 +2480,13 @@ export const parley = $root.parley = (() => {
                                 break;
                             message.data = reader.bytes();
                             message.body = "data";
+                            continue;
+                        }
+                    case 8: {
+                            if (wireType !== 2)
+                                break;
+                            message.history = reader.bytes();
+                            message.body = "history";
                             continue;
                         }
                     case 5: {
@@ -3849,6 +3868,491 @@ export const parley = $root.parley = (() => {
             };
 
             return AddressChange;
+        })();
+
+        v1.HistoryChunk = (function() {
+
+            /**
+             * Properties of a HistoryChunk.
+             * @typedef {Object} parley.v1.HistoryChunk.$Properties
+             * @property {Array.<parley.v1.HistoryEntry.$Properties>|null} [entries] HistoryChunk entries
+             * @property {number|null} [index] HistoryChunk index
+             * @property {number|null} [total] HistoryChunk total
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of a HistoryChunk.
+             * @memberof parley.v1
+             * @interface IHistoryChunk
+             * @augments parley.v1.HistoryChunk.$Properties
+             * @deprecated Use parley.v1.HistoryChunk.$Properties instead.
+             */
+
+            /**
+             * Shape of a HistoryChunk.
+             * @typedef {parley.v1.HistoryChunk.$Properties} parley.v1.HistoryChunk.$Shape
+             */
+
+            /**
+             * Constructs a new HistoryChunk.
+             * @memberof parley.v1
+             * @classdesc Represents a HistoryChunk.
+             * @constructor
+             * @param {parley.v1.HistoryChunk.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const HistoryChunk = function (properties) {
+                this.entries = [];
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * HistoryChunk entries.
+             * @member {Array.<parley.v1.HistoryEntry.$Properties>} entries
+             * @memberof parley.v1.HistoryChunk
+             * @instance
+             */
+            HistoryChunk.prototype.entries = $util.emptyArray;
+
+            /**
+             * HistoryChunk index.
+             * @member {number} index
+             * @memberof parley.v1.HistoryChunk
+             * @instance
+             */
+            HistoryChunk.prototype.index = 0;
+
+            /**
+             * HistoryChunk total.
+             * @member {number} total
+             * @memberof parley.v1.HistoryChunk
+             * @instance
+             */
+            HistoryChunk.prototype.total = 0;
+
+            /**
+             * Creates a new HistoryChunk instance using the specified properties.
+             * @function create
+             * @memberof parley.v1.HistoryChunk
+             * @static
+             * @param {parley.v1.HistoryChunk.$Properties=} [properties] Properties to set
+             * @returns {parley.v1.HistoryChunk} HistoryChunk instance
+             * @type {{
+             *   (properties: parley.v1.HistoryChunk.$Shape): parley.v1.HistoryChunk & parley.v1.HistoryChunk.$Shape;
+             *   (properties?: parley.v1.HistoryChunk.$Properties): parley.v1.HistoryChunk;
+             * }}
+             */
+            HistoryChunk.create = function(properties) {
+                return new HistoryChunk(properties);
+            };
+
+            /**
+             * Encodes the specified HistoryChunk message. Does not implicitly {@link parley.v1.HistoryChunk.verify|verify} messages.
+             * @function encode
+             * @memberof parley.v1.HistoryChunk
+             * @static
+             * @param {parley.v1.HistoryChunk.$Properties} message HistoryChunk message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            HistoryChunk.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.entries != null && message.entries.length)
+                    for (let i = 0; i < message.entries.length; ++i)
+                        $root.parley.v1.HistoryEntry.encode(message.entries[i], writer.uint32(/* id 1, wireType 2 =*/10).fork(), _depth + 1).ldelim();
+                if (message.index != null && $Object.hasOwnProperty.call(message, "index") && message.index !== 0)
+                    writer.uint32(/* id 2, wireType 0 =*/16).uint32(message.index);
+                if (message.total != null && $Object.hasOwnProperty.call(message, "total") && message.total !== 0)
+                    writer.uint32(/* id 3, wireType 0 =*/24).uint32(message.total);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes a HistoryChunk message from the specified reader or buffer.
+             * @function decode
+             * @memberof parley.v1.HistoryChunk
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {parley.v1.HistoryChunk & parley.v1.HistoryChunk.$Shape} HistoryChunk
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            HistoryChunk.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.parley.v1.HistoryChunk();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 2)
+                                break;
+                            if (!(message.entries && message.entries.length))
+                                message.entries = [];
+                            message.entries.push($root.parley.v1.HistoryEntry.decode(reader, reader.size(), $undefined, _depth + 1));
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.uint32())
+                                message.index = value;
+                            else
+                                delete message.index;
+                            continue;
+                        }
+                    case 3: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.uint32())
+                                message.total = value;
+                            else
+                                delete message.total;
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return HistoryChunk;
+        })();
+
+        v1.HistoryEntry = (function() {
+
+            /**
+             * Properties of a HistoryEntry.
+             * @typedef {Object} parley.v1.HistoryEntry.$Properties
+             * @property {Uint8Array|null} [messageId] HistoryEntry messageId
+             * @property {string|null} [from] HistoryEntry from
+             * @property {Uint8Array|null} [fromAddress] HistoryEntry fromAddress
+             * @property {string|null} [text] HistoryEntry text
+             * @property {number|Long|null} [sentAtMs] HistoryEntry sentAtMs
+             * @property {number|Long|null} [receivedAtMs] HistoryEntry receivedAtMs
+             * @property {Uint8Array|null} [toAddress] HistoryEntry toAddress
+             * @property {string|null} [to] HistoryEntry to
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of a HistoryEntry.
+             * @memberof parley.v1
+             * @interface IHistoryEntry
+             * @augments parley.v1.HistoryEntry.$Properties
+             * @deprecated Use parley.v1.HistoryEntry.$Properties instead.
+             */
+
+            /**
+             * Shape of a HistoryEntry.
+             * @typedef {parley.v1.HistoryEntry.$Properties} parley.v1.HistoryEntry.$Shape
+             */
+
+            /**
+             * Constructs a new HistoryEntry.
+             * @memberof parley.v1
+             * @classdesc Represents a HistoryEntry.
+             * @constructor
+             * @param {parley.v1.HistoryEntry.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const HistoryEntry = function (properties) {
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * HistoryEntry messageId.
+             * @member {Uint8Array} messageId
+             * @memberof parley.v1.HistoryEntry
+             * @instance
+             */
+            HistoryEntry.prototype.messageId = $util.newBuffer([]);
+
+            /**
+             * HistoryEntry from.
+             * @member {string} from
+             * @memberof parley.v1.HistoryEntry
+             * @instance
+             */
+            HistoryEntry.prototype.from = "";
+
+            /**
+             * HistoryEntry fromAddress.
+             * @member {Uint8Array} fromAddress
+             * @memberof parley.v1.HistoryEntry
+             * @instance
+             */
+            HistoryEntry.prototype.fromAddress = $util.newBuffer([]);
+
+            /**
+             * HistoryEntry text.
+             * @member {string} text
+             * @memberof parley.v1.HistoryEntry
+             * @instance
+             */
+            HistoryEntry.prototype.text = "";
+
+            /**
+             * HistoryEntry sentAtMs.
+             * @member {number|Long} sentAtMs
+             * @memberof parley.v1.HistoryEntry
+             * @instance
+             */
+            HistoryEntry.prototype.sentAtMs = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+
+            /**
+             * HistoryEntry receivedAtMs.
+             * @member {number|Long} receivedAtMs
+             * @memberof parley.v1.HistoryEntry
+             * @instance
+             */
+            HistoryEntry.prototype.receivedAtMs = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+
+            /**
+             * HistoryEntry toAddress.
+             * @member {Uint8Array} toAddress
+             * @memberof parley.v1.HistoryEntry
+             * @instance
+             */
+            HistoryEntry.prototype.toAddress = $util.newBuffer([]);
+
+            /**
+             * HistoryEntry to.
+             * @member {string} to
+             * @memberof parley.v1.HistoryEntry
+             * @instance
+             */
+            HistoryEntry.prototype.to = "";
+
+            /**
+             * Creates a new HistoryEntry instance using the specified properties.
+             * @function create
+             * @memberof parley.v1.HistoryEntry
+             * @static
+             * @param {parley.v1.HistoryEntry.$Properties=} [properties] Properties to set
+             * @returns {parley.v1.HistoryEntry} HistoryEntry instance
+             * @type {{
+             *   (properties: parley.v1.HistoryEntry.$Shape): parley.v1.HistoryEntry & parley.v1.HistoryEntry.$Shape;
+             *   (properties?: parley.v1.HistoryEntry.$Properties): parley.v1.HistoryEntry;
+             * }}
+             */
+            HistoryEntry.create = function(properties) {
+                return new HistoryEntry(properties);
+            };
+
+            /**
+             * Encodes the specified HistoryEntry message. Does not implicitly {@link parley.v1.HistoryEntry.verify|verify} messages.
+             * @function encode
+             * @memberof parley.v1.HistoryEntry
+             * @static
+             * @param {parley.v1.HistoryEntry.$Properties} message HistoryEntry message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            HistoryEntry.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.messageId != null && $Object.hasOwnProperty.call(message, "messageId") && message.messageId.length)
+                    writer.uint32(/* id 1, wireType 2 =*/10).bytes(message.messageId);
+                if (message.from != null && $Object.hasOwnProperty.call(message, "from") && message.from !== "")
+                    writer.uint32(/* id 2, wireType 2 =*/18).string(message.from);
+                if (message.fromAddress != null && $Object.hasOwnProperty.call(message, "fromAddress") && message.fromAddress.length)
+                    writer.uint32(/* id 3, wireType 2 =*/26).bytes(message.fromAddress);
+                if (message.text != null && $Object.hasOwnProperty.call(message, "text") && message.text !== "")
+                    writer.uint32(/* id 4, wireType 2 =*/34).string(message.text);
+                if (message.sentAtMs != null && $Object.hasOwnProperty.call(message, "sentAtMs") && (typeof message.sentAtMs === "object" ? message.sentAtMs.low || message.sentAtMs.high : message.sentAtMs !== 0))
+                    writer.uint32(/* id 5, wireType 0 =*/40).uint64(message.sentAtMs);
+                if (message.receivedAtMs != null && $Object.hasOwnProperty.call(message, "receivedAtMs") && (typeof message.receivedAtMs === "object" ? message.receivedAtMs.low || message.receivedAtMs.high : message.receivedAtMs !== 0))
+                    writer.uint32(/* id 6, wireType 0 =*/48).uint64(message.receivedAtMs);
+                if (message.toAddress != null && $Object.hasOwnProperty.call(message, "toAddress") && message.toAddress.length)
+                    writer.uint32(/* id 7, wireType 2 =*/58).bytes(message.toAddress);
+                if (message.to != null && $Object.hasOwnProperty.call(message, "to") && message.to !== "")
+                    writer.uint32(/* id 8, wireType 2 =*/66).string(message.to);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes a HistoryEntry message from the specified reader or buffer.
+             * @function decode
+             * @memberof parley.v1.HistoryEntry
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {parley.v1.HistoryEntry & parley.v1.HistoryEntry.$Shape} HistoryEntry
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            HistoryEntry.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.parley.v1.HistoryEntry();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.messageId = value;
+                            else
+                                delete message.messageId;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.stringVerify()).length)
+                                message.from = value;
+                            else
+                                delete message.from;
+                            continue;
+                        }
+                    case 3: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.fromAddress = value;
+                            else
+                                delete message.fromAddress;
+                            continue;
+                        }
+                    case 4: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.stringVerify()).length)
+                                message.text = value;
+                            else
+                                delete message.text;
+                            continue;
+                        }
+                    case 5: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                                message.sentAtMs = value;
+                            else
+                                delete message.sentAtMs;
+                            continue;
+                        }
+                    case 6: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                                message.receivedAtMs = value;
+                            else
+                                delete message.receivedAtMs;
+                            continue;
+                        }
+                    case 7: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.toAddress = value;
+                            else
+                                delete message.toAddress;
+                            continue;
+                        }
+                    case 8: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.stringVerify()).length)
+                                message.to = value;
+                            else
+                                delete message.to;
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return HistoryEntry;
         })();
 
         v1.ClientFrame = (function() {
