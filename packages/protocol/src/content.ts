@@ -52,19 +52,25 @@ export interface HistoryEntryFields {
   readonly from: string | null
   /** The sender's 32-byte address. */
   readonly fromAddress: Uint8Array
+  /** The message's text. */
   readonly text: string
+  /** When the sender says it sent it (ms since the Unix epoch). */
   readonly sentAtMs: number
+  /** When the relay received it (ms since the Unix epoch). */
   readonly receivedAtMs: number
-  /** For a message the account sent: the 32-byte address it went to, and the number when known. */
+  /** For a message the account sent (a sent transcript): the 32-byte address it went to. */
   readonly toAddress?: Uint8Array | undefined
+  /** With `toAddress`: the recipient's number (E.164) when known, else null. */
   readonly to?: string | null | undefined
 }
 
 /** A part of an account's history, from its primary to its other devices after a link. */
 export interface HistoryChunkFields {
+  /** The messages, oldest first. */
   readonly entries: readonly HistoryEntryFields[]
   /** This chunk's place among `total` (0-based). */
   readonly index: number
+  /** How many chunks the transfer has. */
   readonly total: number
 }
 
