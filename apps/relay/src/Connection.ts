@@ -523,6 +523,10 @@ export class Connection implements Caller {
     this.ctx.metrics.closedConnections.inc({ reason: metricReason })
     void this.unbind()
     try {
+      // A held socket (heavy lane, pre-login pacing) would never read the client's answering close frame, and the
+      // socket would linger until the WebSocket close timeout (30 s). Reading again is safe: frames that arrive
+      // after this are dropped (#onMessage stops at #closed).
+      if (this.#holds > 0) this.#ws.resume()
       this.#ws.close(code, reason)
     } catch {
       this.#ws.terminate()

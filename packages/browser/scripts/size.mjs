@@ -20,8 +20,13 @@ import { browserOptions } from './esbuildOptions.mjs'
 // crypto provider's check and resolution (cryptoProvider.ts +0.7 KB, e2eCrypto.ts +0.4), the engine fixes (close()
 // sending queued acks, Engine.sleep ending waits on abort/close, the 'error' listener guard, duration checks:
 // context.ts +0.7, Client.ts +0.7, inbox.ts +0.3) and the shared createPlatformClient (+0.4); the budget moved to
-// 90 KB. A table-driven assertCryptoProvider was tried and gzipped larger.
-export const BUDGET_KB = 90
+// 90 KB. A table-driven assertCryptoProvider was tried and gzipped larger. 90 KB until issue 18: linked devices
+// took it from 89.2 to 98.0 KB (79.5 up front, 18.5 on first use as before), measured minified per file: the
+// engine's devices part (engine/devices.ts 7.5 KB: verified lists, linking, removal, history chunks), fan-out and
+// sent transcripts in delivery.ts (7.6 KB, was about 4), backup (engine/backup.ts 1.7, protocol backup.ts 1.4 and
+// its scrypt 1.9), the protocol's link codes and messages (linking.ts 3.5), signed device lists (deviceList.ts
+// 2.6) and history chunks (content.ts +1.5); the budget moved to 99 KB.
+export const BUDGET_KB = 99
 
 /**
  * Bundles the SDK as a user's bundler would (ESM, minified, code splitting on) and measures min+gzip of what a

@@ -36,9 +36,13 @@ import {
 import type { Prekeys } from './prekeys.js'
 
 /**
- * How often each side of a link polls the rendezvous while it waits for the other: the primary (logged in) every
- * second, the new device (not logged in, so charged to its network's rendezvous budget) every two.
+ * How often each side of a link polls the rendezvous while it waits for the other: every quarter second for the
+ * first ten seconds (the other side usually answers within them: the user is holding both devices), then the
+ * primary (logged in) every second and the new device (not logged in, so charged to its network's rendezvous
+ * budget: 40 + 295 reads at most over ten minutes) every two.
  */
+const EAGER_POLL_MS = 250
+const EAGER_POLL_FOR_MS = 10_000
 const PRIMARY_POLL_MS = 1000
 const NEW_DEVICE_POLL_MS = 2000
 /** How long a new device waits for the primary's answer by default (a rendezvous lives ten minutes). */
@@ -378,6 +382,7 @@ export class Devices {
     signal: AbortSignal | undefined,
   ): Promise<Uint8Array> {
     const engine = this.#engine
+    const eagerUntil = engine.clock.now() + EAGER_POLL_FOR_MS
     for (;;) {
       const read = expectBody(
         await engine.link.request({ rendezvousRead: { rendezvousId, side } }, { signal }),
@@ -387,7 +392,9 @@ export class Devices {
       // Read once more at the deadline itself, so a message that came just before it is not missed.
       const left = deadline - engine.clock.now()
       if (left <= 0) throw new ParleyError('EXPIRED', 'no answer through the link rendezvous in time')
-      await engine.sleep(Math.min(side === 1 ? PRIMARY_POLL_MS : NEW_DEVICE_POLL_MS, left), signal)
+      const interval =
+        engine.clock.now() < eagerUntil ? EAGER_POLL_MS : side === 1 ? PRIMARY_POLL_MS : NEW_DEVICE_POLL_MS
+      await engine.sleep(Math.min(interval, left), signal)
     }
   }
 
