@@ -41,6 +41,21 @@ function inbox(client: ParleyClient): IncomingMessage[] {
 }
 
 /** Opens the running relay's database as a second writer (WAL: the relay keeps serving), runs `fn`, closes it. */
+/** A record of a client's Node store (`kv` table; JSON with bytes as {$b64}), read while the client runs. */
+function withClientDb(path: string, key: string): unknown {
+  const db = new Database(path, { readonly: true })
+  try {
+    const row = db.prepare('SELECT value FROM kv WHERE key = ?').get(key) as { value: Buffer }
+    return JSON.parse(row.value.toString('utf8'), (_k, v) =>
+      v !== null && typeof v === 'object' && typeof v.$b64 === 'string'
+        ? new Uint8Array(Buffer.from(v.$b64, 'base64'))
+        : v,
+    )
+  } finally {
+    db.close()
+  }
+}
+
 function withRelayDb<T>(relay: Relay, fn: (db: InstanceType<typeof Database>) => T): T {
   const db = new Database(join(relay.dataDir, 'relay.db'))
   try {
@@ -291,6 +306,77 @@ describe('a device list the account did not sign, written by a modified relay', 
       unplant(laptopId, v2)
     } finally {
       await laptop.close()
+    }
+  })
+
+  it('waits for a device of a genuine list that has no prekeys yet, and reaches it once it has: nothing dropped', async () => {
+    // Alice's primary signs a list with a new device that has not uploaded its prekeys yet (the moment between a
+    // link and the new device's first upload). The relay here is honest; the list is written straight into its
+    // store with alice's identity, read from her device's store, as her phone would publish it.
+    const record = withClientDb(join(dir, 'alice.db'), 'account') as {
+      identity: { publicKey: Uint8Array; secretKey: Uint8Array }
+    }
+    const r = account()
+    const device = generateIdentity()
+    const deviceId = r.max_device_id + 1
+    const genuine = storedList()
+    const version = Date.now()
+    const list = signDeviceList(
+      {
+        address: aliceAddress,
+        version,
+        devices: [
+          { deviceId: r.device_id, deviceKey: record.identity.publicKey },
+          { deviceId, deviceKey: device.publicKey },
+        ],
+      },
+      record.identity.secretKey,
+    )
+    withRelayDb(relay, (db) => {
+      db.prepare(
+        'INSERT INTO linked_devices (address, device_id, device_key, created_at_ms) VALUES (?, ?, ?, ?)',
+      ).run(aliceAddress, deviceId, Buffer.from(device.publicKey), Date.now())
+      db.prepare('INSERT OR REPLACE INTO device_lists (address, version, list) VALUES (?, ?, ?)').run(
+        aliceAddress,
+        version,
+        Buffer.from(list),
+      )
+    })
+    const notFound = async () =>
+      metric(await scrape(relay.metricsUrl), 'parley_relay_errors_total', { code: 'NOT_FOUND' })
+    const failedBefore = failed.length
+    const refusedBefore = await notFound()
+    try {
+      const sent = await bob.send(ALICE, 'to alice and her device to come')
+      // Bob asks for the new device's bundle, is told there is none yet, and asks again later.
+      await until(async () => (await notFound()) >= refusedBefore + 2, 30_000, 'two refused bundle requests')
+      expect(await bob.pendingCount()).toBe(1)
+      expect(failed.length).toBe(failedBefore)
+      expect(heldFor(deviceId).mail).toBe(0)
+      // The device uploads its prekeys (written as the relay's store would keep them).
+      const spk = generateSignedPrekey(device, 1)
+      const lastResort = generateKemPrekey(device, 1)
+      withRelayDb(relay, (db) => {
+        db.prepare(
+          `UPDATE linked_devices SET signed_prekey_id = ?, signed_prekey = ?, signed_prekey_sig = ?, kem_prekey_id = ?,
+             kem_prekey = ?, kem_prekey_sig = ? WHERE address = ? AND device_id = ?`,
+        ).run(
+          spk.keyId,
+          Buffer.from(spk.publicKey),
+          Buffer.from(spk.signature),
+          lastResort.keyId,
+          Buffer.from(lastResort.publicKey),
+          Buffer.from(lastResort.signature),
+          aliceAddress,
+          deviceId,
+        )
+      })
+      await until(async () => (await bob.pendingCount()) === 0, 30_000, "bob's message to leave his outbox")
+      expect(failed.length).toBe(failedBefore)
+      expect(heldFor(deviceId).mail).toBe(1)
+      await until(() => got.alice.some((m) => m.id === sent.id), 20_000, 'alice to receive it')
+    } finally {
+      unplant(deviceId, genuine)
     }
   })
 
