@@ -319,7 +319,6 @@ describe('a device list the account did not sign, written by a modified relay', 
     const r = account()
     const device = generateIdentity()
     const deviceId = r.max_device_id + 1
-    const genuine = storedList()
     const version = Date.now()
     const list = signDeviceList(
       {
@@ -336,6 +335,8 @@ describe('a device list the account did not sign, written by a modified relay', 
       db.prepare(
         'INSERT INTO linked_devices (address, device_id, device_key, created_at_ms) VALUES (?, ?, ?, ?)',
       ).run(aliceAddress, deviceId, Buffer.from(device.publicKey), Date.now())
+      // As the relay records every id an account used: no later device takes this one.
+      db.prepare('UPDATE accounts SET max_device_id = ? WHERE address = ?').run(deviceId, aliceAddress)
       db.prepare('INSERT OR REPLACE INTO device_lists (address, version, list) VALUES (?, ?, ?)').run(
         aliceAddress,
         version,
@@ -376,7 +377,18 @@ describe('a device list the account did not sign, written by a modified relay', 
       expect(heldFor(deviceId).mail).toBe(1)
       await until(() => got.alice.some((m) => m.id === sent.id), 20_000, 'alice to receive it')
     } finally {
-      unplant(deviceId, genuine)
+      // As alice would remove the device: a newer list without it (restoring the older one would be a rollback,
+      // which bob rightly refuses).
+      const after = Date.now()
+      const without = signDeviceList(
+        {
+          address: aliceAddress,
+          version: after,
+          devices: [{ deviceId: r.device_id, deviceKey: record.identity.publicKey }],
+        },
+        record.identity.secretKey,
+      )
+      unplant(deviceId, { version: after, list: Buffer.from(without) })
     }
   })
 
@@ -544,6 +556,23 @@ describe('the relay SIGKILLed during a fan-out to linked devices', () => {
       await sendAll(bob, ALICE, 't', TAIL)
       await until(() => got.phone.length === N + TAIL, 20_000, 'the tail to the phone')
       await until(async () => (await bob.pendingCount()) === 0, 20_000, "bob's outbox")
+      // The online devices ack in batches: wait until every copy but the laptop's is acked (a count, not a delay).
+      const unackedOnline = () => {
+        const db = new Database(join(relay.dataDir, 'relay.db'), { readonly: true })
+        try {
+          return (
+            db
+              .prepare(
+                `SELECT count(*) AS n FROM mailbox m WHERE NOT EXISTS
+                   (SELECT 1 FROM linked_devices l WHERE l.address = m.address AND l.device_id = m.device_id)`,
+              )
+              .get() as { n: number }
+          ).n
+        } finally {
+          db.close()
+        }
+      }
+      await until(() => unackedOnline() === 0, 20_000, 'the online devices to ack')
       await relay.stop()
       const db = checkRelayDb(relay.dataDir)
       expect(db).toMatchObject(CONSISTENT)

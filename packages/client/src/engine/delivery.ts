@@ -334,7 +334,26 @@ export class Delivery {
         (own ? account.devices : await this.#devices.cached(address)) ??
         (own ? undefined : await this.#devices.refresh(address))
       const targets = targetsOf(list, own ? account : null)
-      entry = await engine.serial.run(() => this.#encryptCopies(key, entry, address, targets, list, field))
+      try {
+        entry = await engine.serial.run(() => this.#encryptCopies(key, entry, address, targets, list, field))
+      } catch (err) {
+        const e = ParleyError.fromUnknown(err)
+        const missing = e.cause
+        if (!(missing instanceof NoBundle)) throw e
+        // A linked device with no bundle: either it is gone from the account (the list held here is old: fetch
+        // it again and send to the devices it has now), or it has not uploaded its prekeys yet (then the
+        // message waits and is retried, never dropped as undeliverable).
+        if (
+          attempt >= 2 ||
+          (await this.#devices.refresh(address)).devices.some((d) => d.deviceId === missing.deviceId)
+        ) {
+          throw new ParleyError('UNAVAILABLE', 'a linked device of the recipient has no prekeys yet', {
+            retryAfterMs: 2000,
+            cause: e,
+          })
+        }
+        continue
+      }
       const copies = entry.multi![field]
       if (copies.length === 0) return entry
       const envelopes = copies.map((c) => ({
@@ -426,12 +445,10 @@ export class Delivery {
           .request({ prekeyBundleQuery: { address, deviceId: t.primary ? 0 : t.deviceId } })
           .catch((err: unknown) => {
             const e = ParleyError.fromUnknown(err)
-            // A device just linked has not uploaded its prekeys yet: the message waits and is retried; it is not
-            // dropped as undeliverable.
             if (e.code !== 'NOT_FOUND' || t.primary) throw e
-            throw new ParleyError('UNAVAILABLE', 'a linked device of the recipient has no prekeys yet', {
-              retryAfterMs: 2000,
-              cause: e,
+            // Decided by the caller (#sendCopies), which may fetch the list again first.
+            throw new ParleyError('NOT_FOUND', 'a linked device of the recipient has no prekey bundle', {
+              cause: new NoBundle(t.deviceId),
             })
           })
         const bundle = expectBody(frame, 'prekeyBundle')
@@ -500,6 +517,11 @@ export class Delivery {
     if (changedIdentity !== null) this.#contacts.emitIdentityChanged(entry.to, address, changedIdentity)
     return updated
   }
+}
+
+/** Why a copy could not be made: the relay has no prekey bundle for the linked device `deviceId`. */
+class NoBundle {
+  constructor(readonly deviceId: number) {}
 }
 
 /** One device a copy goes to: its id, the key the verified list gives it (absent: the primary of no list). */
