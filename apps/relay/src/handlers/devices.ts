@@ -5,19 +5,13 @@
  * themselves, against the identity they pinned, and the relay cannot add a device to an account.
  * @module
  */
-import { randomBytes, timingSafeEqual } from 'node:crypto'
-import {
-  type ClientBodyOf,
-  deliveryTokenVerifier,
-  MAX_DEVICES,
-  ParleyError,
-  verifyDeviceList,
-} from '@parley/protocol'
+import { randomBytes } from 'node:crypto'
+import { type ClientBodyOf, MAX_DEVICES, ParleyError, verifyDeviceList } from '@parley/protocol'
 import { RELAY_CRYPTO } from '../internal/nodeVerify.js'
 import type { RendezvousSide } from '../Store.js'
 import { refuseFull, requireEnvelope } from './mailboxGuard.js'
 import type { Caller, DeviceScope } from './scope.js'
-import type { AnonymousScope } from './unidentified.js'
+import { type AnonymousScope, chargeUnidentified, deliveryTokenOpens } from './unidentified.js'
 import { charge, deviceGone, type Reply, requireBytes } from './util.js'
 
 /** Largest sealed message one side of a rendezvous takes (a link grant holds a device list and a number). */
@@ -326,33 +320,14 @@ export async function multiSendUnidentified(
   const checked = checkMultiSend(scope, request)
   const token = requireBytes(request.deliveryToken, 32, 'delivery_token')
   if (await scope.disk.low()) refuseFull(scope, 'disk')
-  const take = async (kind: 'network' | 'recipient', key: string, cost: number) => {
-    const policy =
-      kind === 'network' ? scope.policies.unidentifiedNetwork : scope.policies.unidentifiedRecipient
-    const r = await scope.limiter.take(`ud:${kind}:${key}`, cost, policy)
-    if (r.allowed) return
-    scope.metrics.rateLimited.inc({ scope: `unidentified_${kind}` })
-    throw new ParleyError('RATE_LIMITED', `unidentified sends to this ${kind} are over quota`, {
-      retryAfterMs: r.retryAfterMs,
-    })
-  }
   // Per message, as UnidentifiedSend: a contact with five devices is no cheaper to flood than one with one, and
   // no dearer to write to.
-  await take('network', scope.network, 1)
+  await chargeUnidentified(scope, 'network', scope.network)
   const forbidden = (): never => {
     scope.metrics.multiSends.inc({ outcome: 'refused' })
     throw new ParleyError('FORBIDDEN', 'the delivery token is not valid for this recipient')
   }
-  const account = await scope.store.getAccount(checked.address)
-  const expected = account?.deliveryVerifier
-  if (
-    !account ||
-    !expected ||
-    expected.length !== 32 ||
-    !timingSafeEqual(Buffer.from(deliveryTokenVerifier(token)), Buffer.from(expected))
-  ) {
-    return forbidden()
-  }
-  await take('recipient', Buffer.from(checked.address).toString('hex'), 1)
+  if (!(await deliveryTokenOpens(scope.store, checked.address, token))) return forbidden()
+  await chargeUnidentified(scope, 'recipient', Buffer.from(checked.address).toString('hex'))
   return storeCopies(scope, checked, request.deviceListVersion, null, forbidden)
 }

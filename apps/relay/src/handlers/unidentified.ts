@@ -26,16 +26,50 @@ export interface AnonymousScope {
   readonly network: string
 }
 
-async function charge(scope: AnonymousScope, kind: 'recipient' | 'network', key: string): Promise<void> {
+/**
+ * Charges one unidentified send to the source network's or the recipient's bucket (`ud:<kind>:<key>`); RATE_LIMITED,
+ * counted in `rate_limited{scope="unidentified_<kind>"}`, when it is empty. Shared with the unidentified MultiSend.
+ */
+export async function chargeUnidentified(
+  scope: AnonymousScope,
+  kind: 'recipient' | 'network',
+  key: string,
+): Promise<void> {
   const policy =
     kind === 'recipient' ? scope.policies.unidentifiedRecipient : scope.policies.unidentifiedNetwork
   const result = await scope.limiter.take(`ud:${kind}:${key}`, 1, policy)
   if (result.allowed) return
   scope.metrics.rateLimited.inc({ scope: `unidentified_${kind}` })
-  scope.metrics.unidentified.inc({ outcome: 'rate_limited' })
   throw new ParleyError('RATE_LIMITED', `unidentified sends to this ${kind} are over quota`, {
     retryAfterMs: result.retryAfterMs,
   })
+}
+
+/** {@link chargeUnidentified}, with a refusal also counted among UnidentifiedSend's outcomes. */
+async function charge(scope: AnonymousScope, kind: 'recipient' | 'network', key: string): Promise<void> {
+  try {
+    await chargeUnidentified(scope, kind, key)
+  } catch (err) {
+    scope.metrics.unidentified.inc({ outcome: 'rate_limited' })
+    throw err
+  }
+}
+
+/**
+ * Whether `token` is the delivery token of the account at `address`. One answer (false) for "no such account",
+ * "no token set" and "wrong token", so that a path refusing on it reveals no registration.
+ */
+export async function deliveryTokenOpens(
+  store: AnonymousScope['store'],
+  address: Uint8Array,
+  token: Uint8Array,
+): Promise<boolean> {
+  const expected = (await store.getAccount(address))?.deliveryVerifier
+  return (
+    expected !== undefined &&
+    expected.length === 32 &&
+    timingSafeEqual(Buffer.from(deliveryTokenVerifier(token)), Buffer.from(expected))
+  )
 }
 
 /** `UnidentifiedSend` → `MessageAccepted`, once the message is committed to the recipient's mailbox. */
@@ -55,15 +89,7 @@ export async function unidentifiedSend(
   // The network pays first, so guessing tokens for many recipients costs the guesser's own budget.
   await charge(scope, 'network', scope.network)
   const addressHex = Buffer.from(address).toString('hex')
-  const account = await scope.store.getAccount(address)
-  const expected = account?.deliveryVerifier
-  // One answer for "no such account", "no token set" and "wrong token", so the path reveals no registration.
-  if (
-    !account ||
-    !expected ||
-    expected.length !== 32 ||
-    !timingSafeEqual(Buffer.from(deliveryTokenVerifier(token)), Buffer.from(expected))
-  ) {
+  if (!(await deliveryTokenOpens(scope.store, address, token))) {
     scope.metrics.unidentified.inc({ outcome: 'forbidden' })
     throw new ParleyError('FORBIDDEN', 'the delivery token is not valid for this recipient')
   }

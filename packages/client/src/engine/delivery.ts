@@ -86,7 +86,7 @@ export class Delivery {
         // A new session fetches the recipient's bundle here: NOT_FOUND from it is followed like one from the send.
         if (entry.message === undefined) entry = await serial.run(() => this.#encryptEntry(key, entry))
         const account = engine.requireAccount()
-        const envelope = await this.#sealEntry(account, entry)
+        const envelope = await this.#seal(account, entry.recipientIdentityKey!, entry.message!)
         const base = {
           recipientAddress: entry.address,
           recipientDeviceId: entry.deviceId ?? 0,
@@ -187,8 +187,15 @@ export class Delivery {
     }
   }
 
-  /** Seals an encrypted outbox entry with the current certificate (and the number, when it is certified). */
-  async #sealEntry(account: AccountRecord, entry: OutboxRecord): Promise<Uint8Array> {
+  /**
+   * Seals a session message for one recipient device with the current certificate (and the number, when it is
+   * certified): an outbox entry's, or one device's copy of a multi-device message.
+   */
+  async #seal(
+    account: AccountRecord,
+    recipientIdentityKey: Uint8Array,
+    message: CopyRecord['message'],
+  ): Promise<Uint8Array> {
     const { bytes, cert } = await this.#session.senderCertificate(account)
     const salt = account.numberSalt
     // Stating a number the certificate does not commit to would make every recipient refuse the message.
@@ -198,8 +205,8 @@ export class Delivery {
         : undefined
     return e2e.seal({
       ours: account,
-      recipientIdentityKey: entry.recipientIdentityKey!,
-      message: entry.message!,
+      recipientIdentityKey,
+      message,
       certificate: bytes,
       number,
       env: this.#engine,
@@ -358,7 +365,7 @@ export class Delivery {
       if (copies.length === 0) return entry
       const envelopes = copies.map((c) => ({
         deviceId: c.deviceId,
-        envelope: this.#sealCopy(engine.requireAccount(), c),
+        envelope: this.#seal(engine.requireAccount(), c.identityKey, c.message),
       }))
       const base = {
         recipientAddress: address,
@@ -392,14 +399,6 @@ export class Delivery {
         await this.#devices.refresh(address)
       }
     }
-  }
-
-  /** Seals one device's copy with the current certificate. */
-  async #sealCopy(account: AccountRecord, copy: CopyRecord): Promise<Uint8Array> {
-    return this.#sealEntry(account, {
-      message: copy.message,
-      recipientIdentityKey: copy.identityKey,
-    } as OutboxRecord)
   }
 
   /**
