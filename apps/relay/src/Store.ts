@@ -157,6 +157,17 @@ export interface MailboxPage {
  */
 export type RebindResult = 'moved' | 'not_found' | 'taken'
 
+/** What a move of {@link Store.rebindAddress} changes besides the address. */
+export interface RebindOptions {
+  /** A number change: the account's new number commitment (32 bytes). */
+  numberCommitment?: Uint8Array
+  /** Keep a forward from the old address to the new one until this time (ms since the epoch). */
+  forwardUntilMs?: number
+}
+
+/** How many forwards {@link Store.addressForward} follows (an account moved again before its devices followed). */
+export const MAX_FORWARD_HOPS = 4
+
 /**
  * An account as the operator sees it (`parley-relay admin`): its address and counters, never a key or a number.
  */
@@ -282,7 +293,8 @@ export interface Store {
    * or a linked device's, {@link putDeviceList}), or 1. The account's linked devices (rows, prekeys, mailboxes,
    * gaps) and its device list are erased: they were linked by the identity being replaced. The account's registration
    * lock stays when `keepRegistrationLock` (the new device proved the PIN) and is removed otherwise. The new device
-   * counts as active at `nowMs`.
+   * counts as active at `nowMs`. A forward kept from `address` (an account that moved away from it) is erased: the
+   * address is a new account's now.
    *
    * Mail is not erased silently with the device it was sealed to. The replaced device's unread mail (and its gap
    * records) is *retained*, with its identity key, until it expires or the account is erased. At most one
@@ -323,8 +335,8 @@ export interface Store {
   touchAccount(address: Uint8Array, deviceId: number, nowMs: number): Promise<void>
   /**
    * Erases the account: address, keys, prekeys, mail (retained mail too), gap records and registration lock, its
-   * linked devices (rows, prekeys, mail, gaps), its device list, the rendezvous it opened and its highest device id.
-   * Resolves whether it existed.
+   * linked devices (rows, prekeys, mail, gaps), its device list, the rendezvous it opened, its highest device id
+   * and the forwards that lead to its address. Resolves whether it existed.
    */
   deleteAccount(address: Uint8Array): Promise<boolean>
   /**
@@ -335,8 +347,26 @@ export interface Store {
    * device id are afterwards found under `to` only, and nothing of the account remains
    * readable under `from`. Resolves `moved`; `not_found` when `from` has no account or another device; `taken`
    * when `to` already has an account (nothing changes then).
+   *
+   * `options.numberCommitment` (a number change, `ChangeNumber`): the moved account's number commitment is
+   * replaced by it (32 bytes). `options.forwardUntilMs`: in the same transaction, a *forward* from `from` to `to`
+   * is kept until then, so that the account's devices that still log in under `from` find it
+   * ({@link addressForward}). A forward is stored under a keyed hash of `from`, its target sealed under a key
+   * derived from `from`, so the store alone does not link the two addresses.
    */
-  rebindAddress(from: Uint8Array, deviceId: number, to: Uint8Array): Promise<RebindResult>
+  rebindAddress(
+    from: Uint8Array,
+    deviceId: number,
+    to: Uint8Array,
+    options?: RebindOptions,
+  ): Promise<RebindResult>
+  /**
+   * Where an account that was at `from` is now: follows the forwards {@link rebindAddress} kept (at most
+   * {@link MAX_FORWARD_HOPS} of them, each unexpired at `nowMs`) to an address that has an account. Resolves
+   * undefined when `from` has no forward, one has expired, or the chain ends at no account. Callers ask only when
+   * `from` itself has no account.
+   */
+  addressForward(from: Uint8Array, nowMs: number): Promise<Uint8Array | undefined>
   /** Every registered address whose first `bits` bits equal `prefix`'s. */
   addressesWithPrefix(prefix: Uint8Array, bits: number, limit: number): Promise<Uint8Array[]>
 
@@ -399,7 +429,8 @@ export interface Store {
    * Deletes mail received before `cutoffMs` (recording the ranges as `expired` gaps), gap records older than
    * `cutoffMs`, and the records of mail retained before `cutoffMs` (all of which has expired by then), for the
    * primary and linked devices alike; also every rendezvous whose expiry is at or before `nowMs` (default
-   * `Date.now()`). Resolves how many messages expired.
+   * `Date.now()`), and the forwards ({@link rebindAddress}) whose time ran out before `nowMs`. Resolves how many
+   * messages expired.
    */
   expire(cutoffMs: number, nowMs?: number): Promise<number>
 

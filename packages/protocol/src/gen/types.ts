@@ -72,6 +72,12 @@ export type SealedContent = {
   senderNumber: string
   /** The salt for sender_number (32 bytes); empty with it. */
   senderNumberSalt: Uint8Array
+  /**
+   * For a while after the sender's account changed its number: the encoded AddressChange notice, signed by the
+   * account identity, that moves the account from the address the recipient knew to sender_address. The
+   * recipient follows it only when it verifies against the identity pinned for the old address.
+   */
+  addressChange: Uint8Array
 } & (SealedContentMessage | NoneOf<'message', SealedContentMessageMembers>)
 
 /** `parley.v1.SealedContent` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
@@ -99,6 +105,12 @@ export interface SealedContentInput {
   senderNumber?: string | null
   /** The salt for sender_number (32 bytes); empty with it. */
   senderNumberSalt?: Uint8Array | null
+  /**
+   * For a while after the sender's account changed its number: the encoded AddressChange notice, signed by the
+   * account identity, that moves the account from the address the recipient knew to sender_address. The
+   * recipient follows it only when it verifies against the identity pinned for the old address.
+   */
+  addressChange?: Uint8Array | null
 }
 
 /**
@@ -270,6 +282,12 @@ export interface ContentBodyMembers {
    * HistoryChunk. Honoured only on a message from the receiver's own account.
    */
   history: Uint8Array
+  /**
+   * The sender's account changed its number: an encoded AddressChange (the same notice as the envelope's
+   * SealedContent.address_change). A control message, never shown as a message. From the receiver's own
+   * account's primary it also carries the new number and its commitment salt (account_number below).
+   */
+  addressChange: Uint8Array
 }
 
 /** `parley.v1.Content`'s oneof `body` with one member set. */
@@ -296,6 +314,12 @@ export type Content = {
    * the 32-byte address of the conversation (the recipient). Ignored on a message from another account.
    */
   transcriptTo: Uint8Array
+  /**
+   * Set only with address_change, from an account's primary to its other devices: the account's new number (E.164)
+   * and the 32-byte salt of its new commitment, so they state the number in their own messages. Ignored otherwise.
+   */
+  accountNumber: string
+  accountNumberSalt: Uint8Array
   /** Zero bytes; always the last field, sized to reach the next bucket. */
   padding: Uint8Array
 } & (ContentBody | NoneOf<'body', ContentBodyMembers>)
@@ -327,6 +351,18 @@ export interface ContentInput {
    * HistoryChunk. Honoured only on a message from the receiver's own account.
    */
   history?: Uint8Array | null
+  /**
+   * The sender's account changed its number: an encoded AddressChange (the same notice as the envelope's
+   * SealedContent.address_change). A control message, never shown as a message. From the receiver's own
+   * account's primary it also carries the new number and its commitment salt (account_number below).
+   */
+  addressChange?: Uint8Array | null
+  /**
+   * Set only with address_change, from an account's primary to its other devices: the account's new number (E.164)
+   * and the 32-byte salt of its new commitment, so they state the number in their own messages. Ignored otherwise.
+   */
+  accountNumber?: string | null
+  accountNumberSalt?: Uint8Array | null
   /** Zero bytes; always the last field, sized to reach the next bucket. */
   padding?: Uint8Array | null
 }
@@ -594,6 +630,11 @@ export interface ClientFrameBodyMembers {
    * connection, or on one that never authenticated with the recipient's delivery token; answered message_accepted.
    */
   multiSend: MultiSend
+  /**
+   * Authenticated primary only: moves the account to a new number, proven by the code of an ActivationStart for
+   * it; answered number_changed.
+   */
+  changeNumber: ChangeNumber
 }
 
 /** `parley.v1.ClientFrame`'s oneof `body` with one member set. */
@@ -668,6 +709,11 @@ export interface ClientFrameInput {
    * connection, or on one that never authenticated with the recipient's delivery token; answered message_accepted.
    */
   multiSend?: MultiSendInput | null
+  /**
+   * Authenticated primary only: moves the account to a new number, proven by the code of an ActivationStart for
+   * it; answered number_changed.
+   */
+  changeNumber?: ChangeNumberInput | null
 }
 
 /** The members of `parley.v1.ServerFrame`'s oneof `body`, by name. */
@@ -726,6 +772,8 @@ export interface ServerFrameBodyMembers {
   rendezvousPosted: RendezvousPosted
   /** Answers rendezvous_read. */
   rendezvousMessage: RendezvousMessage
+  /** Answers change_number. */
+  numberChanged: NumberChanged
 }
 
 /** `parley.v1.ServerFrame`'s oneof `body` with one member set. */
@@ -795,6 +843,8 @@ export interface ServerFrameInput {
   rendezvousPosted?: RendezvousPostedInput | null
   /** Answers rendezvous_read. */
   rendezvousMessage?: RendezvousMessageInput | null
+  /** Answers change_number. */
+  numberChanged?: NumberChangedInput | null
 }
 
 /**
@@ -922,6 +972,13 @@ export type AuthenticateInput = InputOf<Authenticate>
 export interface Authenticated {
   /** Highest mailbox sequence number the relay has assigned to this device so far. */
   mailboxHeadSeq: number
+  /**
+   * Set when Authenticate named an address the account has moved away from (its primary changed the number, or
+   * rebound it after an OPRF key rotation) and this device is still one of the account's: the account's address
+   * now, which the connection is bound to and the device uses from now on. The relay keeps such a forward, found
+   * only by a device of the account proving its key, for --move-forward-days (30 by default).
+   */
+  address: Uint8Array
 }
 
 /** `parley.v1.Authenticated` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
@@ -1118,6 +1175,52 @@ export type AddressReboundInput = InputOf<
   {
     /**
      * The evaluation of RebindAddress.blinded_number, with its proof; absent when none was sent.
+     * `ownNumber` as the encoder takes it.
+     */
+    ownNumber: OprfEvaluatedInput
+  }
+>
+
+/**
+ * Authenticated primary only. Moves the account to a new number: an ActivationStart for the new number (on any
+ * connection) had the verifier deliver a code, and this frame proves it. The relay derives the new address from the
+ * new number under the current OPRF key and moves the account there as RebindAddress does (keys, mail, linked
+ * devices, device list, registration lock), with a new number commitment. The account keeps its identity, devices
+ * and sessions; the old address is free afterwards. Answered NumberChanged; INVALID_CODE / EXPIRED / NOT_FOUND as
+ * ActivationConfirm, CONFLICT when the new number already has an account (deactivate it first), FORBIDDEN from a
+ * linked device.
+ * `parley.v1.ChangeNumber` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
+ */
+export interface ChangeNumber {
+  /** ActivationStarted.activation_id of the new number's code (16 bytes). */
+  activationId: Uint8Array
+  /** The six-digit code sent to the new number. */
+  code: string
+  /** 32 random bytes: the new number commitment's salt (as ActivationConfirm.number_salt). */
+  numberSalt: Uint8Array
+  /** The new number, blinded under the current key (32 bytes, optional): evaluated in NumberChanged.own_number. */
+  blindedNumber: Uint8Array
+}
+
+/** `parley.v1.ChangeNumber` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
+export type ChangeNumberInput = InputOf<ChangeNumber>
+
+/** `parley.v1.NumberChanged` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
+export interface NumberChanged {
+  /** The account's new address: its new number's under key_id. */
+  address: Uint8Array
+  /** The current OPRF key id the address is derived under. */
+  keyId: number
+  /** The evaluation of ChangeNumber.blinded_number, with its proof; absent when none was sent. */
+  ownNumber?: OprfEvaluated
+}
+
+/** `parley.v1.NumberChanged` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
+export type NumberChangedInput = InputOf<
+  NumberChanged,
+  {
+    /**
+     * The evaluation of ChangeNumber.blinded_number, with its proof; absent when none was sent.
      * `ownNumber` as the encoder takes it.
      */
     ownNumber: OprfEvaluatedInput
@@ -2037,6 +2140,10 @@ export interface Messages {
   RebindAddress: RebindAddress
   /** `parley.v1.AddressRebound` as decoded: {@link AddressRebound}. */
   AddressRebound: AddressRebound
+  /** `parley.v1.ChangeNumber` as decoded: {@link ChangeNumber}. */
+  ChangeNumber: ChangeNumber
+  /** `parley.v1.NumberChanged` as decoded: {@link NumberChanged}. */
+  NumberChanged: NumberChanged
   /** `parley.v1.RegistrationLockChallenge` as decoded: {@link RegistrationLockChallenge}. */
   RegistrationLockChallenge: RegistrationLockChallenge
   /** `parley.v1.DeviceReplaced` as decoded: {@link DeviceReplaced}. */
@@ -2211,6 +2318,10 @@ export interface MessageInputs {
   RebindAddress: RebindAddressInput
   /** `parley.v1.AddressRebound` as the encoder takes it: {@link AddressReboundInput}. */
   AddressRebound: AddressReboundInput
+  /** `parley.v1.ChangeNumber` as the encoder takes it: {@link ChangeNumberInput}. */
+  ChangeNumber: ChangeNumberInput
+  /** `parley.v1.NumberChanged` as the encoder takes it: {@link NumberChangedInput}. */
+  NumberChanged: NumberChangedInput
   /** `parley.v1.RegistrationLockChallenge` as the encoder takes it: {@link RegistrationLockChallengeInput}. */
   RegistrationLockChallenge: RegistrationLockChallengeInput
   /** `parley.v1.DeviceReplaced` as the encoder takes it: {@link DeviceReplacedInput}. */

@@ -252,6 +252,7 @@ export const parley = $root.parley = (() => {
              * @property {Uint8Array|null} [senderCertificate] SealedContent senderCertificate
              * @property {string|null} [senderNumber] SealedContent senderNumber
              * @property {Uint8Array|null} [senderNumberSalt] SealedContent senderNumberSalt
+             * @property {Uint8Array|null} [addressChange] SealedContent addressChange
              * @property {"prekeyMessage"|"ratchetMessage"} [message] SealedContent message
              * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
              */
@@ -275,6 +276,7 @@ export const parley = $root.parley = (() => {
              *   senderCertificate?: Uint8Array|null;
              *   senderNumber?: string|null;
              *   senderNumberSalt?: Uint8Array|null;
+             *   addressChange?: Uint8Array|null;
              *   $unknowns?: Array.<Uint8Array>;
              * } & (
              *   ({ message?: undefined; prekeyMessage?: null; ratchetMessage?: null }|{ message?: "prekeyMessage"; prekeyMessage: parley.v1.PrekeyMessage.$Shape; ratchetMessage?: null }|{ message?: "ratchetMessage"; prekeyMessage?: null; ratchetMessage: parley.v1.RatchetMessage.$Shape })
@@ -360,6 +362,14 @@ export const parley = $root.parley = (() => {
              */
             SealedContent.prototype.senderNumberSalt = $util.newBuffer([]);
 
+            /**
+             * SealedContent addressChange.
+             * @member {Uint8Array} addressChange
+             * @memberof parley.v1.SealedContent
+             * @instance
+             */
+            SealedContent.prototype.addressChange = $util.newBuffer([]);
+
             // OneOf field names bound to virtual getters and setters
             let $oneOfFields;
 
@@ -422,6 +432,8 @@ export const parley = $root.parley = (() => {
                     writer.uint32(/* id 7, wireType 2 =*/58).string(message.senderNumber);
                 if (message.senderNumberSalt != null && $Object.hasOwnProperty.call(message, "senderNumberSalt") && message.senderNumberSalt.length)
                     writer.uint32(/* id 8, wireType 2 =*/66).bytes(message.senderNumberSalt);
+                if (message.addressChange != null && $Object.hasOwnProperty.call(message, "addressChange") && message.addressChange.length)
+                    writer.uint32(/* id 9, wireType 2 =*/74).bytes(message.addressChange);
                 if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
@@ -532,6 +544,15 @@ export const parley = $root.parley = (() => {
                                 message.senderNumberSalt = value;
                             else
                                 delete message.senderNumberSalt;
+                            continue;
+                        }
+                    case 9: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.addressChange = value;
+                            else
+                                delete message.addressChange;
                             continue;
                         }
                     }
@@ -2221,11 +2242,14 @@ export const parley = $root.parley = (() => {
              * @property {string|null} [text] Content text
              * @property {Uint8Array|null} [data] Content data
              * @property {Uint8Array|null} [history] Content history
+             * @property {Uint8Array|null} [addressChange] Content addressChange
              * @property {string|null} [senderNumber] Content senderNumber
              * @property {Uint8Array|null} [deliveryToken] Content deliveryToken
              * @property {Uint8Array|null} [transcriptTo] Content transcriptTo
+             * @property {string|null} [accountNumber] Content accountNumber
+             * @property {Uint8Array|null} [accountNumberSalt] Content accountNumberSalt
              * @property {Uint8Array|null} [padding] Content padding
-             * @property {"text"|"data"|"history"} [body] Content body
+             * @property {"text"|"data"|"history"|"addressChange"} [body] Content body
              * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
              */
 
@@ -2245,13 +2269,16 @@ export const parley = $root.parley = (() => {
              *   text?: string|null;
              *   data?: Uint8Array|null;
              *   history?: Uint8Array|null;
+             *   addressChange?: Uint8Array|null;
              *   senderNumber?: string|null;
              *   deliveryToken?: Uint8Array|null;
              *   transcriptTo?: Uint8Array|null;
+             *   accountNumber?: string|null;
+             *   accountNumberSalt?: Uint8Array|null;
              *   padding?: Uint8Array|null;
              *   $unknowns?: Array.<Uint8Array>;
              * } & (
-             *   ({ body?: undefined; text?: null; data?: null; history?: null }|{ body?: "text"; text: string; data?: null; history?: null }|{ body?: "data"; text?: null; data: Uint8Array; history?: null }|{ body?: "history"; text?: null; data?: null; history: Uint8Array })
+             *   ({ body?: undefined; text?: null; data?: null; history?: null; addressChange?: null }|{ body?: "text"; text: string; data?: null; history?: null; addressChange?: null }|{ body?: "data"; text?: null; data: Uint8Array; history?: null; addressChange?: null }|{ body?: "history"; text?: null; data?: null; history: Uint8Array; addressChange?: null }|{ body?: "addressChange"; text?: null; data?: null; history?: null; addressChange: Uint8Array })
              * )} parley.v1.Content.$Shape
              */
 
@@ -2311,6 +2338,14 @@ export const parley = $root.parley = (() => {
             Content.prototype.history = null;
 
             /**
+             * Content addressChange.
+             * @member {Uint8Array|null|undefined} addressChange
+             * @memberof parley.v1.Content
+             * @instance
+             */
+            Content.prototype.addressChange = null;
+
+            /**
              * Content senderNumber.
              * @member {string} senderNumber
              * @memberof parley.v1.Content
@@ -2335,6 +2370,22 @@ export const parley = $root.parley = (() => {
             Content.prototype.transcriptTo = $util.newBuffer([]);
 
             /**
+             * Content accountNumber.
+             * @member {string} accountNumber
+             * @memberof parley.v1.Content
+             * @instance
+             */
+            Content.prototype.accountNumber = "";
+
+            /**
+             * Content accountNumberSalt.
+             * @member {Uint8Array} accountNumberSalt
+             * @memberof parley.v1.Content
+             * @instance
+             */
+            Content.prototype.accountNumberSalt = $util.newBuffer([]);
+
+            /**
              * Content padding.
              * @member {Uint8Array} padding
              * @memberof parley.v1.Content
@@ -2347,12 +2398,12 @@ export const parley = $root.parley = (() => {
 
             /**
              * Content body.
-             * @member {"text"|"data"|"history"|undefined} body
+             * @member {"text"|"data"|"history"|"addressChange"|undefined} body
              * @memberof parley.v1.Content
              * @instance
              */
             $Object.defineProperty(Content.prototype, "body", {
-                get: $util.oneOfGetter($oneOfFields = ["text", "data", "history"]),
+                get: $util.oneOfGetter($oneOfFields = ["text", "data", "history", "addressChange"]),
                 set: $util.oneOfSetter($oneOfFields)
             });
 
@@ -2404,6 +2455,12 @@ export const parley = $root.parley = (() => {
                     writer.uint32(/* id 7, wireType 2 =*/58).bytes(message.transcriptTo);
                 if (message.history != null && $Object.hasOwnProperty.call(message, "history"))
                     writer.uint32(/* id 8, wireType 2 =*/66).bytes(message.history);
+                if (message.addressChange != null && $Object.hasOwnProperty.call(message, "addressChange"))
+                    writer.uint32(/* id 9, wireType 2 =*/74).bytes(message.addressChange);
+                if (message.accountNumber != null && $Object.hasOwnProperty.call(message, "accountNumber") && message.accountNumber !== "")
+                    writer.uint32(/* id 10, wireType 2 =*/82).string(message.accountNumber);
+                if (message.accountNumberSalt != null && $Object.hasOwnProperty.call(message, "accountNumberSalt") && message.accountNumberSalt.length)
+                    writer.uint32(/* id 11, wireType 2 =*/90).bytes(message.accountNumberSalt);
                 if (message.padding != null && $Object.hasOwnProperty.call(message, "padding") && message.padding.length)
                     writer.uint32(/* id 15, wireType 2 =*/122).bytes(message.padding);
                 if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
@@ -2489,6 +2546,13 @@ export const parley = $root.parley = (() => {
                             message.body = "history";
                             continue;
                         }
+                    case 9: {
+                            if (wireType !== 2)
+                                break;
+                            message.addressChange = reader.bytes();
+                            message.body = "addressChange";
+                            continue;
+                        }
                     case 5: {
                             if (wireType !== 2)
                                 break;
@@ -2514,6 +2578,24 @@ export const parley = $root.parley = (() => {
                                 message.transcriptTo = value;
                             else
                                 delete message.transcriptTo;
+                            continue;
+                        }
+                    case 10: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.stringVerify()).length)
+                                message.accountNumber = value;
+                            else
+                                delete message.accountNumber;
+                            continue;
+                        }
+                    case 11: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.accountNumberSalt = value;
+                            else
+                                delete message.accountNumberSalt;
                             continue;
                         }
                     case 15: {
@@ -4386,7 +4468,8 @@ export const parley = $root.parley = (() => {
              * @property {parley.v1.RendezvousPost.$Properties|null} [rendezvousPost] ClientFrame rendezvousPost
              * @property {parley.v1.RendezvousRead.$Properties|null} [rendezvousRead] ClientFrame rendezvousRead
              * @property {parley.v1.MultiSend.$Properties|null} [multiSend] ClientFrame multiSend
-             * @property {"hello"|"authenticate"|"activationStart"|"activationConfirm"|"oprfEvaluate"|"membershipQuery"|"prekeyUpload"|"prekeyBundleQuery"|"prekeyCountQuery"|"sendMessage"|"ackMessages"|"syncMailbox"|"deactivate"|"ping"|"senderCertificateRequest"|"setDeliveryToken"|"unidentifiedSend"|"setRegistrationLock"|"rebindAddress"|"publishDeviceList"|"deviceListQuery"|"openRendezvous"|"rendezvousPost"|"rendezvousRead"|"multiSend"} [body] ClientFrame body
+             * @property {parley.v1.ChangeNumber.$Properties|null} [changeNumber] ClientFrame changeNumber
+             * @property {"hello"|"authenticate"|"activationStart"|"activationConfirm"|"oprfEvaluate"|"membershipQuery"|"prekeyUpload"|"prekeyBundleQuery"|"prekeyCountQuery"|"sendMessage"|"ackMessages"|"syncMailbox"|"deactivate"|"ping"|"senderCertificateRequest"|"setDeliveryToken"|"unidentifiedSend"|"setRegistrationLock"|"rebindAddress"|"publishDeviceList"|"deviceListQuery"|"openRendezvous"|"rendezvousPost"|"rendezvousRead"|"multiSend"|"changeNumber"} [body] ClientFrame body
              * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
              */
 
@@ -4427,9 +4510,10 @@ export const parley = $root.parley = (() => {
              *   rendezvousPost?: parley.v1.RendezvousPost.$Shape|null;
              *   rendezvousRead?: parley.v1.RendezvousRead.$Shape|null;
              *   multiSend?: parley.v1.MultiSend.$Shape|null;
+             *   changeNumber?: parley.v1.ChangeNumber.$Shape|null;
              *   $unknowns?: Array.<Uint8Array>;
              * } & (
-             *   ({ body?: undefined; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null }|{ body?: "hello"; hello: parley.v1.Hello.$Shape; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null }|{ body?: "authenticate"; hello?: null; authenticate: parley.v1.Authenticate.$Shape; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null }|{ body?: "activationStart"; hello?: null; authenticate?: null; activationStart: parley.v1.ActivationStart.$Shape; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null }|{ body?: "activationConfirm"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm: parley.v1.ActivationConfirm.$Shape; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null }|{ body?: "oprfEvaluate"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate: parley.v1.OprfEvaluate.$Shape; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null }|{ body?: "membershipQuery"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery: parley.v1.MembershipQuery.$Shape; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null }|{ body?: "prekeyUpload"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload: parley.v1.PrekeyUpload.$Shape; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null }|{ body?: "prekeyBundleQuery"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery: parley.v1.PrekeyBundleQuery.$Shape; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null }|{ body?: "prekeyCountQuery"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery: parley.v1.PrekeyCountQuery.$Shape; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null }|{ body?: "sendMessage"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage: parley.v1.SendMessage.$Shape; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null }|{ body?: "ackMessages"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages: parley.v1.AckMessages.$Shape; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null }|{ body?: "syncMailbox"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox: parley.v1.SyncMailbox.$Shape; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null }|{ body?: "deactivate"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate: parley.v1.Deactivate.$Shape; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null }|{ body?: "ping"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping: parley.v1.Ping.$Shape; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null }|{ body?: "senderCertificateRequest"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest: parley.v1.SenderCertificateRequest.$Shape; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null }|{ body?: "setDeliveryToken"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken: parley.v1.SetDeliveryToken.$Shape; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null }|{ body?: "unidentifiedSend"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend: parley.v1.UnidentifiedSend.$Shape; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null }|{ body?: "setRegistrationLock"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock: parley.v1.SetRegistrationLock.$Shape; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null }|{ body?: "rebindAddress"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress: parley.v1.RebindAddress.$Shape; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null }|{ body?: "publishDeviceList"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList: parley.v1.PublishDeviceList.$Shape; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null }|{ body?: "deviceListQuery"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery: parley.v1.DeviceListQuery.$Shape; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null }|{ body?: "openRendezvous"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous: parley.v1.OpenRendezvous.$Shape; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null }|{ body?: "rendezvousPost"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost: parley.v1.RendezvousPost.$Shape; rendezvousRead?: null; multiSend?: null }|{ body?: "rendezvousRead"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead: parley.v1.RendezvousRead.$Shape; multiSend?: null }|{ body?: "multiSend"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend: parley.v1.MultiSend.$Shape })
+             *   ({ body?: undefined; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber?: null }|{ body?: "hello"; hello: parley.v1.Hello.$Shape; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber?: null }|{ body?: "authenticate"; hello?: null; authenticate: parley.v1.Authenticate.$Shape; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber?: null }|{ body?: "activationStart"; hello?: null; authenticate?: null; activationStart: parley.v1.ActivationStart.$Shape; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber?: null }|{ body?: "activationConfirm"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm: parley.v1.ActivationConfirm.$Shape; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber?: null }|{ body?: "oprfEvaluate"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate: parley.v1.OprfEvaluate.$Shape; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber?: null }|{ body?: "membershipQuery"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery: parley.v1.MembershipQuery.$Shape; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber?: null }|{ body?: "prekeyUpload"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload: parley.v1.PrekeyUpload.$Shape; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber?: null }|{ body?: "prekeyBundleQuery"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery: parley.v1.PrekeyBundleQuery.$Shape; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber?: null }|{ body?: "prekeyCountQuery"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery: parley.v1.PrekeyCountQuery.$Shape; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber?: null }|{ body?: "sendMessage"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage: parley.v1.SendMessage.$Shape; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber?: null }|{ body?: "ackMessages"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages: parley.v1.AckMessages.$Shape; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber?: null }|{ body?: "syncMailbox"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox: parley.v1.SyncMailbox.$Shape; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber?: null }|{ body?: "deactivate"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate: parley.v1.Deactivate.$Shape; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber?: null }|{ body?: "ping"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping: parley.v1.Ping.$Shape; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber?: null }|{ body?: "senderCertificateRequest"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest: parley.v1.SenderCertificateRequest.$Shape; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber?: null }|{ body?: "setDeliveryToken"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken: parley.v1.SetDeliveryToken.$Shape; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber?: null }|{ body?: "unidentifiedSend"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend: parley.v1.UnidentifiedSend.$Shape; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber?: null }|{ body?: "setRegistrationLock"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock: parley.v1.SetRegistrationLock.$Shape; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber?: null }|{ body?: "rebindAddress"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress: parley.v1.RebindAddress.$Shape; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber?: null }|{ body?: "publishDeviceList"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList: parley.v1.PublishDeviceList.$Shape; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber?: null }|{ body?: "deviceListQuery"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery: parley.v1.DeviceListQuery.$Shape; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber?: null }|{ body?: "openRendezvous"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous: parley.v1.OpenRendezvous.$Shape; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber?: null }|{ body?: "rendezvousPost"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost: parley.v1.RendezvousPost.$Shape; rendezvousRead?: null; multiSend?: null; changeNumber?: null }|{ body?: "rendezvousRead"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead: parley.v1.RendezvousRead.$Shape; multiSend?: null; changeNumber?: null }|{ body?: "multiSend"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend: parley.v1.MultiSend.$Shape; changeNumber?: null }|{ body?: "changeNumber"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber: parley.v1.ChangeNumber.$Shape })
              * )} parley.v1.ClientFrame.$Shape
              */
 
@@ -4656,17 +4740,25 @@ export const parley = $root.parley = (() => {
              */
             ClientFrame.prototype.multiSend = null;
 
+            /**
+             * ClientFrame changeNumber.
+             * @member {parley.v1.ChangeNumber.$Properties|null|undefined} changeNumber
+             * @memberof parley.v1.ClientFrame
+             * @instance
+             */
+            ClientFrame.prototype.changeNumber = null;
+
             // OneOf field names bound to virtual getters and setters
             let $oneOfFields;
 
             /**
              * ClientFrame body.
-             * @member {"hello"|"authenticate"|"activationStart"|"activationConfirm"|"oprfEvaluate"|"membershipQuery"|"prekeyUpload"|"prekeyBundleQuery"|"prekeyCountQuery"|"sendMessage"|"ackMessages"|"syncMailbox"|"deactivate"|"ping"|"senderCertificateRequest"|"setDeliveryToken"|"unidentifiedSend"|"setRegistrationLock"|"rebindAddress"|"publishDeviceList"|"deviceListQuery"|"openRendezvous"|"rendezvousPost"|"rendezvousRead"|"multiSend"|undefined} body
+             * @member {"hello"|"authenticate"|"activationStart"|"activationConfirm"|"oprfEvaluate"|"membershipQuery"|"prekeyUpload"|"prekeyBundleQuery"|"prekeyCountQuery"|"sendMessage"|"ackMessages"|"syncMailbox"|"deactivate"|"ping"|"senderCertificateRequest"|"setDeliveryToken"|"unidentifiedSend"|"setRegistrationLock"|"rebindAddress"|"publishDeviceList"|"deviceListQuery"|"openRendezvous"|"rendezvousPost"|"rendezvousRead"|"multiSend"|"changeNumber"|undefined} body
              * @memberof parley.v1.ClientFrame
              * @instance
              */
             $Object.defineProperty(ClientFrame.prototype, "body", {
-                get: $util.oneOfGetter($oneOfFields = ["hello", "authenticate", "activationStart", "activationConfirm", "oprfEvaluate", "membershipQuery", "prekeyUpload", "prekeyBundleQuery", "prekeyCountQuery", "sendMessage", "ackMessages", "syncMailbox", "deactivate", "ping", "senderCertificateRequest", "setDeliveryToken", "unidentifiedSend", "setRegistrationLock", "rebindAddress", "publishDeviceList", "deviceListQuery", "openRendezvous", "rendezvousPost", "rendezvousRead", "multiSend"]),
+                get: $util.oneOfGetter($oneOfFields = ["hello", "authenticate", "activationStart", "activationConfirm", "oprfEvaluate", "membershipQuery", "prekeyUpload", "prekeyBundleQuery", "prekeyCountQuery", "sendMessage", "ackMessages", "syncMailbox", "deactivate", "ping", "senderCertificateRequest", "setDeliveryToken", "unidentifiedSend", "setRegistrationLock", "rebindAddress", "publishDeviceList", "deviceListQuery", "openRendezvous", "rendezvousPost", "rendezvousRead", "multiSend", "changeNumber"]),
                 set: $util.oneOfSetter($oneOfFields)
             });
 
@@ -4754,6 +4846,8 @@ export const parley = $root.parley = (() => {
                     $root.parley.v1.RendezvousRead.encode(message.rendezvousRead, writer.uint32(/* id 33, wireType 2 =*/266).fork(), _depth + 1).ldelim();
                 if (message.multiSend != null && $Object.hasOwnProperty.call(message, "multiSend"))
                     $root.parley.v1.MultiSend.encode(message.multiSend, writer.uint32(/* id 34, wireType 2 =*/274).fork(), _depth + 1).ldelim();
+                if (message.changeNumber != null && $Object.hasOwnProperty.call(message, "changeNumber"))
+                    $root.parley.v1.ChangeNumber.encode(message.changeNumber, writer.uint32(/* id 35, wireType 2 =*/282).fork(), _depth + 1).ldelim();
                 if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
@@ -4982,6 +5076,13 @@ export const parley = $root.parley = (() => {
                             message.body = "multiSend";
                             continue;
                         }
+                    case 35: {
+                            if (wireType !== 2)
+                                break;
+                            message.changeNumber = $root.parley.v1.ChangeNumber.decode(reader, reader.size(), $undefined, _depth + 1, message.changeNumber);
+                            message.body = "changeNumber";
+                            continue;
+                        }
                     }
                     reader.skipType(wireType, _depth, tag);
                     if (!reader.discardUnknown) {
@@ -5035,7 +5136,8 @@ export const parley = $root.parley = (() => {
              * @property {parley.v1.RendezvousOpened.$Properties|null} [rendezvousOpened] ServerFrame rendezvousOpened
              * @property {parley.v1.RendezvousPosted.$Properties|null} [rendezvousPosted] ServerFrame rendezvousPosted
              * @property {parley.v1.RendezvousMessage.$Properties|null} [rendezvousMessage] ServerFrame rendezvousMessage
-             * @property {"serverHello"|"error"|"authenticated"|"activationStarted"|"activated"|"oprfEvaluated"|"membershipResult"|"prekeyUploaded"|"prekeyBundle"|"prekeyCount"|"messageAccepted"|"delivery"|"acked"|"mailboxGap"|"syncDone"|"deactivated"|"pong"|"senderCertificateIssued"|"deliveryTokenSet"|"deviceReplaced"|"registrationLockSet"|"addressRebound"|"deviceListPublished"|"deviceListResult"|"rendezvousOpened"|"rendezvousPosted"|"rendezvousMessage"} [body] ServerFrame body
+             * @property {parley.v1.NumberChanged.$Properties|null} [numberChanged] ServerFrame numberChanged
+             * @property {"serverHello"|"error"|"authenticated"|"activationStarted"|"activated"|"oprfEvaluated"|"membershipResult"|"prekeyUploaded"|"prekeyBundle"|"prekeyCount"|"messageAccepted"|"delivery"|"acked"|"mailboxGap"|"syncDone"|"deactivated"|"pong"|"senderCertificateIssued"|"deliveryTokenSet"|"deviceReplaced"|"registrationLockSet"|"addressRebound"|"deviceListPublished"|"deviceListResult"|"rendezvousOpened"|"rendezvousPosted"|"rendezvousMessage"|"numberChanged"} [body] ServerFrame body
              * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
              */
 
@@ -5078,9 +5180,10 @@ export const parley = $root.parley = (() => {
              *   rendezvousOpened?: parley.v1.RendezvousOpened.$Shape|null;
              *   rendezvousPosted?: parley.v1.RendezvousPosted.$Shape|null;
              *   rendezvousMessage?: parley.v1.RendezvousMessage.$Shape|null;
+             *   numberChanged?: parley.v1.NumberChanged.$Shape|null;
              *   $unknowns?: Array.<Uint8Array>;
              * } & (
-             *   ({ body?: undefined; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "serverHello"; serverHello: parley.v1.ServerHello.$Shape; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "error"; serverHello?: null; error: parley.v1.Error.$Shape; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "authenticated"; serverHello?: null; error?: null; authenticated: parley.v1.Authenticated.$Shape; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "activationStarted"; serverHello?: null; error?: null; authenticated?: null; activationStarted: parley.v1.ActivationStarted.$Shape; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "activated"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated: parley.v1.Activated.$Shape; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "oprfEvaluated"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated: parley.v1.OprfEvaluated.$Shape; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "membershipResult"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult: parley.v1.MembershipResult.$Shape; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "prekeyUploaded"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded: parley.v1.PrekeyUploaded.$Shape; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "prekeyBundle"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle: parley.v1.PrekeyBundle.$Shape; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "prekeyCount"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount: parley.v1.PrekeyCount.$Shape; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "messageAccepted"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted: parley.v1.MessageAccepted.$Shape; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "delivery"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery: parley.v1.Delivery.$Shape; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "acked"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked: parley.v1.Acked.$Shape; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "mailboxGap"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap: parley.v1.MailboxGap.$Shape; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "syncDone"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone: parley.v1.SyncDone.$Shape; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "deactivated"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated: parley.v1.Deactivated.$Shape; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "pong"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong: parley.v1.Pong.$Shape; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "senderCertificateIssued"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued: parley.v1.SenderCertificateIssued.$Shape; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "deliveryTokenSet"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet: parley.v1.DeliveryTokenSet.$Shape; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "deviceReplaced"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced: parley.v1.DeviceReplaced.$Shape; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "registrationLockSet"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet: parley.v1.RegistrationLockSet.$Shape; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "addressRebound"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound: parley.v1.AddressRebound.$Shape; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "deviceListPublished"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished: parley.v1.DeviceListPublished.$Shape; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "deviceListResult"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult: parley.v1.DeviceListResult.$Shape; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "rendezvousOpened"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened: parley.v1.RendezvousOpened.$Shape; rendezvousPosted?: null; rendezvousMessage?: null }|{ body?: "rendezvousPosted"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted: parley.v1.RendezvousPosted.$Shape; rendezvousMessage?: null }|{ body?: "rendezvousMessage"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage: parley.v1.RendezvousMessage.$Shape })
+             *   ({ body?: undefined; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null }|{ body?: "serverHello"; serverHello: parley.v1.ServerHello.$Shape; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null }|{ body?: "error"; serverHello?: null; error: parley.v1.Error.$Shape; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null }|{ body?: "authenticated"; serverHello?: null; error?: null; authenticated: parley.v1.Authenticated.$Shape; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null }|{ body?: "activationStarted"; serverHello?: null; error?: null; authenticated?: null; activationStarted: parley.v1.ActivationStarted.$Shape; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null }|{ body?: "activated"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated: parley.v1.Activated.$Shape; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null }|{ body?: "oprfEvaluated"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated: parley.v1.OprfEvaluated.$Shape; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null }|{ body?: "membershipResult"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult: parley.v1.MembershipResult.$Shape; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null }|{ body?: "prekeyUploaded"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded: parley.v1.PrekeyUploaded.$Shape; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null }|{ body?: "prekeyBundle"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle: parley.v1.PrekeyBundle.$Shape; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null }|{ body?: "prekeyCount"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount: parley.v1.PrekeyCount.$Shape; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null }|{ body?: "messageAccepted"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted: parley.v1.MessageAccepted.$Shape; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null }|{ body?: "delivery"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery: parley.v1.Delivery.$Shape; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null }|{ body?: "acked"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked: parley.v1.Acked.$Shape; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null }|{ body?: "mailboxGap"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap: parley.v1.MailboxGap.$Shape; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null }|{ body?: "syncDone"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone: parley.v1.SyncDone.$Shape; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null }|{ body?: "deactivated"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated: parley.v1.Deactivated.$Shape; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null }|{ body?: "pong"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong: parley.v1.Pong.$Shape; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null }|{ body?: "senderCertificateIssued"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued: parley.v1.SenderCertificateIssued.$Shape; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null }|{ body?: "deliveryTokenSet"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet: parley.v1.DeliveryTokenSet.$Shape; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null }|{ body?: "deviceReplaced"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced: parley.v1.DeviceReplaced.$Shape; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null }|{ body?: "registrationLockSet"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet: parley.v1.RegistrationLockSet.$Shape; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null }|{ body?: "addressRebound"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound: parley.v1.AddressRebound.$Shape; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null }|{ body?: "deviceListPublished"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished: parley.v1.DeviceListPublished.$Shape; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null }|{ body?: "deviceListResult"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult: parley.v1.DeviceListResult.$Shape; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null }|{ body?: "rendezvousOpened"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened: parley.v1.RendezvousOpened.$Shape; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null }|{ body?: "rendezvousPosted"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted: parley.v1.RendezvousPosted.$Shape; rendezvousMessage?: null; numberChanged?: null }|{ body?: "rendezvousMessage"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage: parley.v1.RendezvousMessage.$Shape; numberChanged?: null }|{ body?: "numberChanged"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged: parley.v1.NumberChanged.$Shape })
              * )} parley.v1.ServerFrame.$Shape
              */
 
@@ -5323,17 +5426,25 @@ export const parley = $root.parley = (() => {
              */
             ServerFrame.prototype.rendezvousMessage = null;
 
+            /**
+             * ServerFrame numberChanged.
+             * @member {parley.v1.NumberChanged.$Properties|null|undefined} numberChanged
+             * @memberof parley.v1.ServerFrame
+             * @instance
+             */
+            ServerFrame.prototype.numberChanged = null;
+
             // OneOf field names bound to virtual getters and setters
             let $oneOfFields;
 
             /**
              * ServerFrame body.
-             * @member {"serverHello"|"error"|"authenticated"|"activationStarted"|"activated"|"oprfEvaluated"|"membershipResult"|"prekeyUploaded"|"prekeyBundle"|"prekeyCount"|"messageAccepted"|"delivery"|"acked"|"mailboxGap"|"syncDone"|"deactivated"|"pong"|"senderCertificateIssued"|"deliveryTokenSet"|"deviceReplaced"|"registrationLockSet"|"addressRebound"|"deviceListPublished"|"deviceListResult"|"rendezvousOpened"|"rendezvousPosted"|"rendezvousMessage"|undefined} body
+             * @member {"serverHello"|"error"|"authenticated"|"activationStarted"|"activated"|"oprfEvaluated"|"membershipResult"|"prekeyUploaded"|"prekeyBundle"|"prekeyCount"|"messageAccepted"|"delivery"|"acked"|"mailboxGap"|"syncDone"|"deactivated"|"pong"|"senderCertificateIssued"|"deliveryTokenSet"|"deviceReplaced"|"registrationLockSet"|"addressRebound"|"deviceListPublished"|"deviceListResult"|"rendezvousOpened"|"rendezvousPosted"|"rendezvousMessage"|"numberChanged"|undefined} body
              * @memberof parley.v1.ServerFrame
              * @instance
              */
             $Object.defineProperty(ServerFrame.prototype, "body", {
-                get: $util.oneOfGetter($oneOfFields = ["serverHello", "error", "authenticated", "activationStarted", "activated", "oprfEvaluated", "membershipResult", "prekeyUploaded", "prekeyBundle", "prekeyCount", "messageAccepted", "delivery", "acked", "mailboxGap", "syncDone", "deactivated", "pong", "senderCertificateIssued", "deliveryTokenSet", "deviceReplaced", "registrationLockSet", "addressRebound", "deviceListPublished", "deviceListResult", "rendezvousOpened", "rendezvousPosted", "rendezvousMessage"]),
+                get: $util.oneOfGetter($oneOfFields = ["serverHello", "error", "authenticated", "activationStarted", "activated", "oprfEvaluated", "membershipResult", "prekeyUploaded", "prekeyBundle", "prekeyCount", "messageAccepted", "delivery", "acked", "mailboxGap", "syncDone", "deactivated", "pong", "senderCertificateIssued", "deliveryTokenSet", "deviceReplaced", "registrationLockSet", "addressRebound", "deviceListPublished", "deviceListResult", "rendezvousOpened", "rendezvousPosted", "rendezvousMessage", "numberChanged"]),
                 set: $util.oneOfSetter($oneOfFields)
             });
 
@@ -5425,6 +5536,8 @@ export const parley = $root.parley = (() => {
                     $root.parley.v1.RendezvousPosted.encode(message.rendezvousPosted, writer.uint32(/* id 35, wireType 2 =*/282).fork(), _depth + 1).ldelim();
                 if (message.rendezvousMessage != null && $Object.hasOwnProperty.call(message, "rendezvousMessage"))
                     $root.parley.v1.RendezvousMessage.encode(message.rendezvousMessage, writer.uint32(/* id 36, wireType 2 =*/290).fork(), _depth + 1).ldelim();
+                if (message.numberChanged != null && $Object.hasOwnProperty.call(message, "numberChanged"))
+                    $root.parley.v1.NumberChanged.encode(message.numberChanged, writer.uint32(/* id 37, wireType 2 =*/298).fork(), _depth + 1).ldelim();
                 if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
@@ -5665,6 +5778,13 @@ export const parley = $root.parley = (() => {
                                 break;
                             message.rendezvousMessage = $root.parley.v1.RendezvousMessage.decode(reader, reader.size(), $undefined, _depth + 1, message.rendezvousMessage);
                             message.body = "rendezvousMessage";
+                            continue;
+                        }
+                    case 37: {
+                            if (wireType !== 2)
+                                break;
+                            message.numberChanged = $root.parley.v1.NumberChanged.decode(reader, reader.size(), $undefined, _depth + 1, message.numberChanged);
+                            message.body = "numberChanged";
                             continue;
                         }
                     }
@@ -6831,6 +6951,7 @@ export const parley = $root.parley = (() => {
              * Properties of an Authenticated.
              * @typedef {Object} parley.v1.Authenticated.$Properties
              * @property {number|Long|null} [mailboxHeadSeq] Authenticated mailboxHeadSeq
+             * @property {Uint8Array|null} [address] Authenticated address
              * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
              */
 
@@ -6871,6 +6992,14 @@ export const parley = $root.parley = (() => {
             Authenticated.prototype.mailboxHeadSeq = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
 
             /**
+             * Authenticated address.
+             * @member {Uint8Array} address
+             * @memberof parley.v1.Authenticated
+             * @instance
+             */
+            Authenticated.prototype.address = $util.newBuffer([]);
+
+            /**
              * Creates a new Authenticated instance using the specified properties.
              * @function create
              * @memberof parley.v1.Authenticated
@@ -6904,6 +7033,8 @@ export const parley = $root.parley = (() => {
                     throw $Error("max depth exceeded");
                 if (message.mailboxHeadSeq != null && $Object.hasOwnProperty.call(message, "mailboxHeadSeq") && (typeof message.mailboxHeadSeq === "object" ? message.mailboxHeadSeq.low || message.mailboxHeadSeq.high : message.mailboxHeadSeq !== 0))
                     writer.uint32(/* id 1, wireType 0 =*/8).uint64(message.mailboxHeadSeq);
+                if (message.address != null && $Object.hasOwnProperty.call(message, "address") && message.address.length)
+                    writer.uint32(/* id 2, wireType 2 =*/18).bytes(message.address);
                 if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
@@ -6955,6 +7086,15 @@ export const parley = $root.parley = (() => {
                                 message.mailboxHeadSeq = value;
                             else
                                 delete message.mailboxHeadSeq;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.address = value;
+                            else
+                                delete message.address;
                             continue;
                         }
                     }
@@ -8857,6 +8997,407 @@ export const parley = $root.parley = (() => {
             };
 
             return AddressRebound;
+        })();
+
+        v1.ChangeNumber = (function() {
+
+            /**
+             * Properties of a ChangeNumber.
+             * @typedef {Object} parley.v1.ChangeNumber.$Properties
+             * @property {Uint8Array|null} [activationId] ChangeNumber activationId
+             * @property {string|null} [code] ChangeNumber code
+             * @property {Uint8Array|null} [numberSalt] ChangeNumber numberSalt
+             * @property {Uint8Array|null} [blindedNumber] ChangeNumber blindedNumber
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of a ChangeNumber.
+             * @memberof parley.v1
+             * @interface IChangeNumber
+             * @augments parley.v1.ChangeNumber.$Properties
+             * @deprecated Use parley.v1.ChangeNumber.$Properties instead.
+             */
+
+            /**
+             * Shape of a ChangeNumber.
+             * @typedef {parley.v1.ChangeNumber.$Properties} parley.v1.ChangeNumber.$Shape
+             */
+
+            /**
+             * Constructs a new ChangeNumber.
+             * @memberof parley.v1
+             * @classdesc Represents a ChangeNumber.
+             * @constructor
+             * @param {parley.v1.ChangeNumber.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const ChangeNumber = function (properties) {
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * ChangeNumber activationId.
+             * @member {Uint8Array} activationId
+             * @memberof parley.v1.ChangeNumber
+             * @instance
+             */
+            ChangeNumber.prototype.activationId = $util.newBuffer([]);
+
+            /**
+             * ChangeNumber code.
+             * @member {string} code
+             * @memberof parley.v1.ChangeNumber
+             * @instance
+             */
+            ChangeNumber.prototype.code = "";
+
+            /**
+             * ChangeNumber numberSalt.
+             * @member {Uint8Array} numberSalt
+             * @memberof parley.v1.ChangeNumber
+             * @instance
+             */
+            ChangeNumber.prototype.numberSalt = $util.newBuffer([]);
+
+            /**
+             * ChangeNumber blindedNumber.
+             * @member {Uint8Array} blindedNumber
+             * @memberof parley.v1.ChangeNumber
+             * @instance
+             */
+            ChangeNumber.prototype.blindedNumber = $util.newBuffer([]);
+
+            /**
+             * Creates a new ChangeNumber instance using the specified properties.
+             * @function create
+             * @memberof parley.v1.ChangeNumber
+             * @static
+             * @param {parley.v1.ChangeNumber.$Properties=} [properties] Properties to set
+             * @returns {parley.v1.ChangeNumber} ChangeNumber instance
+             * @type {{
+             *   (properties: parley.v1.ChangeNumber.$Shape): parley.v1.ChangeNumber & parley.v1.ChangeNumber.$Shape;
+             *   (properties?: parley.v1.ChangeNumber.$Properties): parley.v1.ChangeNumber;
+             * }}
+             */
+            ChangeNumber.create = function(properties) {
+                return new ChangeNumber(properties);
+            };
+
+            /**
+             * Encodes the specified ChangeNumber message. Does not implicitly {@link parley.v1.ChangeNumber.verify|verify} messages.
+             * @function encode
+             * @memberof parley.v1.ChangeNumber
+             * @static
+             * @param {parley.v1.ChangeNumber.$Properties} message ChangeNumber message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            ChangeNumber.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.activationId != null && $Object.hasOwnProperty.call(message, "activationId") && message.activationId.length)
+                    writer.uint32(/* id 1, wireType 2 =*/10).bytes(message.activationId);
+                if (message.code != null && $Object.hasOwnProperty.call(message, "code") && message.code !== "")
+                    writer.uint32(/* id 2, wireType 2 =*/18).string(message.code);
+                if (message.numberSalt != null && $Object.hasOwnProperty.call(message, "numberSalt") && message.numberSalt.length)
+                    writer.uint32(/* id 3, wireType 2 =*/26).bytes(message.numberSalt);
+                if (message.blindedNumber != null && $Object.hasOwnProperty.call(message, "blindedNumber") && message.blindedNumber.length)
+                    writer.uint32(/* id 4, wireType 2 =*/34).bytes(message.blindedNumber);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes a ChangeNumber message from the specified reader or buffer.
+             * @function decode
+             * @memberof parley.v1.ChangeNumber
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {parley.v1.ChangeNumber & parley.v1.ChangeNumber.$Shape} ChangeNumber
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            ChangeNumber.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.parley.v1.ChangeNumber();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.activationId = value;
+                            else
+                                delete message.activationId;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.stringVerify()).length)
+                                message.code = value;
+                            else
+                                delete message.code;
+                            continue;
+                        }
+                    case 3: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.numberSalt = value;
+                            else
+                                delete message.numberSalt;
+                            continue;
+                        }
+                    case 4: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.blindedNumber = value;
+                            else
+                                delete message.blindedNumber;
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return ChangeNumber;
+        })();
+
+        v1.NumberChanged = (function() {
+
+            /**
+             * Properties of a NumberChanged.
+             * @typedef {Object} parley.v1.NumberChanged.$Properties
+             * @property {Uint8Array|null} [address] NumberChanged address
+             * @property {number|null} [keyId] NumberChanged keyId
+             * @property {parley.v1.OprfEvaluated.$Properties|null} [ownNumber] NumberChanged ownNumber
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of a NumberChanged.
+             * @memberof parley.v1
+             * @interface INumberChanged
+             * @augments parley.v1.NumberChanged.$Properties
+             * @deprecated Use parley.v1.NumberChanged.$Properties instead.
+             */
+
+            /**
+             * Shape of a NumberChanged.
+             * @typedef {parley.v1.NumberChanged.$Properties} parley.v1.NumberChanged.$Shape
+             */
+
+            /**
+             * Constructs a new NumberChanged.
+             * @memberof parley.v1
+             * @classdesc Represents a NumberChanged.
+             * @constructor
+             * @param {parley.v1.NumberChanged.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const NumberChanged = function (properties) {
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * NumberChanged address.
+             * @member {Uint8Array} address
+             * @memberof parley.v1.NumberChanged
+             * @instance
+             */
+            NumberChanged.prototype.address = $util.newBuffer([]);
+
+            /**
+             * NumberChanged keyId.
+             * @member {number} keyId
+             * @memberof parley.v1.NumberChanged
+             * @instance
+             */
+            NumberChanged.prototype.keyId = 0;
+
+            /**
+             * NumberChanged ownNumber.
+             * @member {parley.v1.OprfEvaluated.$Properties|null|undefined} ownNumber
+             * @memberof parley.v1.NumberChanged
+             * @instance
+             */
+            NumberChanged.prototype.ownNumber = null;
+
+            /**
+             * Creates a new NumberChanged instance using the specified properties.
+             * @function create
+             * @memberof parley.v1.NumberChanged
+             * @static
+             * @param {parley.v1.NumberChanged.$Properties=} [properties] Properties to set
+             * @returns {parley.v1.NumberChanged} NumberChanged instance
+             * @type {{
+             *   (properties: parley.v1.NumberChanged.$Shape): parley.v1.NumberChanged & parley.v1.NumberChanged.$Shape;
+             *   (properties?: parley.v1.NumberChanged.$Properties): parley.v1.NumberChanged;
+             * }}
+             */
+            NumberChanged.create = function(properties) {
+                return new NumberChanged(properties);
+            };
+
+            /**
+             * Encodes the specified NumberChanged message. Does not implicitly {@link parley.v1.NumberChanged.verify|verify} messages.
+             * @function encode
+             * @memberof parley.v1.NumberChanged
+             * @static
+             * @param {parley.v1.NumberChanged.$Properties} message NumberChanged message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            NumberChanged.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.address != null && $Object.hasOwnProperty.call(message, "address") && message.address.length)
+                    writer.uint32(/* id 1, wireType 2 =*/10).bytes(message.address);
+                if (message.keyId != null && $Object.hasOwnProperty.call(message, "keyId") && message.keyId !== 0)
+                    writer.uint32(/* id 2, wireType 0 =*/16).uint32(message.keyId);
+                if (message.ownNumber != null && $Object.hasOwnProperty.call(message, "ownNumber"))
+                    $root.parley.v1.OprfEvaluated.encode(message.ownNumber, writer.uint32(/* id 3, wireType 2 =*/26).fork(), _depth + 1).ldelim();
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes a NumberChanged message from the specified reader or buffer.
+             * @function decode
+             * @memberof parley.v1.NumberChanged
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {parley.v1.NumberChanged & parley.v1.NumberChanged.$Shape} NumberChanged
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            NumberChanged.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.parley.v1.NumberChanged();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.address = value;
+                            else
+                                delete message.address;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.uint32())
+                                message.keyId = value;
+                            else
+                                delete message.keyId;
+                            continue;
+                        }
+                    case 3: {
+                            if (wireType !== 2)
+                                break;
+                            message.ownNumber = $root.parley.v1.OprfEvaluated.decode(reader, reader.size(), $undefined, _depth + 1, message.ownNumber);
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return NumberChanged;
         })();
 
         v1.RegistrationLockChallenge = (function() {
