@@ -27,7 +27,9 @@
  * list's version and the highest device id, and a rendezvous' id, opener and expiry (its messages are stored as the
  * devices sealed them, under a secret the relay never has: see {@link PostgresStore.postRendezvous}). A deleted
  * account's address therefore remains in old pages and WAL until PostgreSQL reuses them — the known limit
- * documented in SECURITY.md.
+ * documented in SECURITY.md. An address forward (a number change, {@link PostgresStore.rebindAddress}) holds
+ * neither address in the clear: it is keyed by a hash of the old address and its target is sealed under a key
+ * derived from the old address (store/forwards.ts), the same opaque row as in SQLite.
  * @module
  */
 import { type KeyObject, timingSafeEqual } from 'node:crypto'
@@ -46,6 +48,7 @@ import type * as port from './Store.js'
 import * as accounts from './store/accounts.js'
 import * as devices from './store/devices.js'
 import { storeClosed } from './store/errors.js'
+import * as forwards from './store/forwards.js'
 import * as mail from './store/mailbox.js'
 import { ACTION_RETENTION_MS, SUMMARY_QUERY, type SummaryRow, toSummary } from './store/operator.js'
 import { type AccountRow, buf, cutPage, runs, u8 } from './store/rows.js'
@@ -281,6 +284,24 @@ const MIGRATIONS: { version: number; sql: string; run?: (c: Tx, ctx: MigrationCo
       );
       CREATE INDEX rendezvous_by_address ON rendezvous (address);
       CREATE INDEX rendezvous_by_expiry ON rendezvous (expires_at_ms);
+    `,
+    },
+    {
+      // Address forwards (Store.rebindAddress with forwardUntilMs, Store.addressForward): opaque rows, the same
+      // as SQLite's (store/forwards.ts) — a hash of the old address, a hash of the new one (erased with its
+      // account), the new address sealed under a key derived from the old one, and the forward's end. Not
+      // sealed under an account's data key: a forward outlives the move that erased the old key, and leads from
+      // an address that has no account. Neither address is in the clear in it.
+      version: 9,
+      sql: `
+      CREATE TABLE address_forwards (
+        from_key BYTEA PRIMARY KEY,
+        to_key BYTEA NOT NULL,
+        target BYTEA NOT NULL,
+        expires_at_ms BIGINT NOT NULL
+      );
+      CREATE INDEX address_forwards_by_to ON address_forwards (to_key);
+      CREATE INDEX address_forwards_by_expiry ON address_forwards (expires_at_ms);
     `,
     },
   ]
@@ -1137,6 +1158,8 @@ export class PostgresStore implements port.Store {
         )
         keptLock.lock.fill(0)
       }
+      // The address is this new account's now: a forward kept from it (an account that moved away) goes.
+      await c.query('DELETE FROM address_forwards WHERE from_key = $1', [forwards.forwardFromKey(address)])
       await this.#putKeys(c, s, input)
       return {
         deviceId,
@@ -1348,6 +1371,7 @@ export class PostgresStore implements port.Store {
       await c.query('DELETE FROM registration_locks WHERE address = $1', [a])
       await c.query('DELETE FROM retained_mail WHERE address = $1', [a])
       await this.#eraseDeviceRecords(c, a)
+      await c.query('DELETE FROM address_forwards WHERE to_key = $1', [forwards.forwardToKey(address)])
       if (row) await this.#eraseKey(c, a, row.key_id)
       const r = await c.query('DELETE FROM accounts WHERE address = $1', [a])
       return (r.rowCount ?? 0) > 0
@@ -1366,8 +1390,17 @@ export class PostgresStore implements port.Store {
    * that exists nowhere, as after a deactivation. Other nodes drop the old key at commit (the erasure notice);
    * this node caches the new one, as a registration does.
    * `mailbox_bytes` counts plaintext and a reseal keeps every size, so the account row's counters move as they are.
+   * A new number commitment is sealed in the moved row in place of the old one (under the new key, as the rest),
+   * and a forward from `from` (store/forwards.ts) is written in the same transaction, replacing any forward kept
+   * from `from` before.
    */
-  async rebindAddress(from: Uint8Array, deviceId: number, to: Uint8Array): Promise<port.RebindResult> {
+  async rebindAddress(
+    from: Uint8Array,
+    deviceId: number,
+    to: Uint8Array,
+    options: port.RebindOptions = {},
+  ): Promise<port.RebindResult> {
+    forwards.checkRebindOptions(options)
     const fresh = newDataKey()
     const key = dataKeyObject(fresh.raw)
     const outcome = await this.#tx(
@@ -1397,13 +1430,22 @@ export class PostgresStore implements port.Store {
           fresh.keyId,
           this.#wrap(b, fresh.keyId, fresh.raw),
         ])
-        await this.#moveAccountRow(c, row, old, s, fresh.keyId)
+        await this.#moveAccountRow(c, row, old, s, fresh.keyId, options.numberCommitment)
         await this.#moveOneTimePrekeys(c, old, s)
         await this.#resealMail(c, old, s)
         await c.query('UPDATE mailbox_gaps SET address = $1 WHERE address = $2', [b, a])
         await this.#moveRetained(c, old, s)
         await this.#moveRegistrationLock(c, a, s, fresh.keyId)
         await this.#moveLinkedDevices(c, old, s)
+        if (options.forwardUntilMs !== undefined) {
+          const f = forwards.forwardRow(from, to, options.forwardUntilMs)
+          await c.query(
+            `INSERT INTO address_forwards (from_key, to_key, target, expires_at_ms) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (from_key) DO UPDATE SET to_key = excluded.to_key, target = excluded.target,
+               expires_at_ms = excluded.expires_at_ms`,
+            [f.from_key, f.to_key, f.target, f.expires_at_ms],
+          )
+        }
         await this.#eraseKey(c, a, row.key_id)
         return { status: 'moved', erased: row.key_id }
       },
@@ -1415,11 +1457,39 @@ export class PostgresStore implements port.Store {
   }
 
   /**
-   * A rebind's account row: its sealed values opened under the old sealer and resealed under the new one (same
-   * device and prekey ids), written with the new address and key id. Everything else (device id, prekey ids,
-   * mailbox head, count and bytes, creation and activity times) moves as it is.
+   * One read snapshot: each forward and whether its target has an account, as of one state (store/forwards.ts
+   * decides; the rows are opaque to PostgreSQL).
    */
-  async #moveAccountRow(c: Tx, row: PgAccountRow, old: Sealer, s: Sealer, keyId: Buffer): Promise<void> {
+  async addressForward(from: Uint8Array, nowMs: number): Promise<Uint8Array | undefined> {
+    return this.#read((c) =>
+      forwards.followForwards(from, nowMs, {
+        forward: async (fromKey) =>
+          (
+            await c.query<forwards.ForwardRow>(
+              'SELECT from_key, to_key, target, expires_at_ms FROM address_forwards WHERE from_key = $1',
+              [fromKey],
+            )
+          ).rows[0],
+        hasAccount: async (address) =>
+          (await c.query('SELECT 1 FROM accounts WHERE address = $1', [buf(address)])).rows.length > 0,
+      }),
+    )
+  }
+
+  /**
+   * A rebind's account row: its sealed values opened under the old sealer and resealed under the new one (same
+   * device and prekey ids), written with the new address and key id; `numberCommitment`, when given, in place of
+   * the old commitment. Everything else (device id, prekey ids, mailbox head, count and bytes, creation and
+   * activity times) moves as it is.
+   */
+  async #moveAccountRow(
+    c: Tx,
+    row: PgAccountRow,
+    old: Sealer,
+    s: Sealer,
+    keyId: Buffer,
+    numberCommitment?: Uint8Array,
+  ): Promise<void> {
     const d = row.device_id
     const spk = [d, row.signed_prekey_id]
     const kem = [d, row.kem_prekey_id]
@@ -1435,7 +1505,8 @@ export class PostgresStore implements port.Store {
         publicKey: old.open('accounts.kem_prekey', kem, row.kem_prekey),
         signature: old.open('accounts.kem_prekey_sig', kem, row.kem_prekey_sig),
       },
-      numberCommitment: old.open('accounts.number_commitment', [d], row.number_commitment),
+      numberCommitment:
+        numberCommitment ?? old.open('accounts.number_commitment', [d], row.number_commitment),
     })
     const verifier = old.open('accounts.delivery_verifier', [d], row.delivery_verifier)
     await c.query(
@@ -2151,6 +2222,8 @@ export class PostgresStore implements port.Store {
     await this.#pool.query('DELETE FROM retained_mail WHERE retained_at_ms < $1', [cutoffMs])
     // A rendezvous is unusable from its expiry on (Store.postRendezvous): it goes, with what was posted to it.
     await this.#pool.query('DELETE FROM rendezvous WHERE expires_at_ms <= $1', [nowMs])
+    // A forward holds through its end (store/forwards.ts), and goes once that has passed.
+    await this.#pool.query('DELETE FROM address_forwards WHERE expires_at_ms < $1', [nowMs])
     return total
   }
 
@@ -2159,7 +2232,8 @@ export class PostgresStore implements port.Store {
    * transaction: every account with the same address, device id, keys, prekeys, mailbox head and counters, mail
    * (same seqs and message ids), gap records, registration lock, retained mail and (when the snapshot carries
    * them) linked devices, device list and highest device id, so that its devices log in
-   * and read on without activating again; and the bans and revoked devices. Each account gets a fresh data key
+   * and read on without activating again; the bans and revoked devices; and the address forwards (when the
+   * snapshot carries them), copied as they are. Each account gets a fresh data key
    * and its values are sealed under it, as this store writes them.
    * @param snapshot - the source, read in one consistent transaction
    * @returns how many accounts and mail rows were written
@@ -2168,11 +2242,12 @@ export class PostgresStore implements port.Store {
   async importSnapshot(snapshot: StoreSnapshot): Promise<{ accounts: number; messages: number }> {
     return this.#tx(async (c) => {
       // Whatever else runs on this database waits until the import commits.
-      await c.query('LOCK TABLE accounts, account_bans, revoked_devices IN EXCLUSIVE MODE')
+      await c.query('LOCK TABLE accounts, account_bans, revoked_devices, address_forwards IN EXCLUSIVE MODE')
       const held = (
         await c.query<{ n: number }>(
           `SELECT (SELECT count(*) FROM accounts) + (SELECT count(*) FROM account_bans)
-             + (SELECT count(*) FROM revoked_devices) + (SELECT count(*) FROM mailbox) AS n`,
+             + (SELECT count(*) FROM revoked_devices) + (SELECT count(*) FROM mailbox)
+             + (SELECT count(*) FROM address_forwards) AS n`,
         )
       ).rows[0]!.n
       if (Number(held) > 0) {
@@ -2196,6 +2271,13 @@ export class PostgresStore implements port.Store {
           r.deviceId,
           r.revokedAtMs,
         ])
+      }
+      // Opaque rows, copied as they are: their targets are sealed under keys derived from the old addresses.
+      for (const f of snapshot.forwards ?? []) {
+        await c.query(
+          'INSERT INTO address_forwards (from_key, to_key, target, expires_at_ms) VALUES ($1, $2, $3, $4)',
+          [buf(f.fromKey), buf(f.toKey), buf(f.target), f.expiresAtMs],
+        )
       }
       return { accounts, messages }
     })

@@ -14,6 +14,7 @@ import type * as port from './Store.js'
 import * as accounts from './store/accounts.js'
 import * as devices from './store/devices.js'
 import { storeClosed } from './store/errors.js'
+import * as forwards from './store/forwards.js'
 import * as mail from './store/mailbox.js'
 import { ACTION_RETENTION_MS, SUMMARY_QUERY, type SummaryRow, toSummary } from './store/operator.js'
 import { type AccountRow, buf, bufOrNull, cutPage, runs, u8, u8OrEmpty } from './store/rows.js'
@@ -202,6 +203,22 @@ const MIGRATIONS: { version: number; sql: string }[] = [
       );
       CREATE INDEX rendezvous_by_address ON rendezvous (address);
       CREATE INDEX rendezvous_by_expiry ON rendezvous (expires_at_ms);
+    `,
+  },
+  {
+    // Address forwards (Store.rebindAddress with forwardUntilMs, Store.addressForward): opaque rows, as
+    // store/forwards.ts writes them — a hash of the old address, a hash of the new one (erased with its account),
+    // the new address sealed under a key derived from the old one, and the forward's end (the sweep's index).
+    version: 8,
+    sql: `
+      CREATE TABLE address_forwards (
+        from_key BLOB PRIMARY KEY,
+        to_key BLOB NOT NULL,
+        target BLOB NOT NULL,
+        expires_at_ms INTEGER NOT NULL
+      ) WITHOUT ROWID;
+      CREATE INDEX address_forwards_by_to ON address_forwards (to_key);
+      CREATE INDEX address_forwards_by_expiry ON address_forwards (expires_at_ms);
     `,
   },
 ]
@@ -480,6 +497,18 @@ export class SqliteStore implements port.Store {
         db.prepare(`DELETE FROM rendezvous WHERE id = ? AND expires_at_ms > ? AND to_device IS NOT NULL
         RETURNING to_device`),
       expireRendezvous: db.prepare('DELETE FROM rendezvous WHERE expires_at_ms <= ?'),
+      // Address forwards (store/forwards.ts): by the hash of the old address, or of the new one.
+      getForward: db.prepare(
+        'SELECT from_key, to_key, target, expires_at_ms FROM address_forwards WHERE from_key = ?',
+      ),
+      putForward: db.prepare(`INSERT INTO address_forwards (from_key, to_key, target, expires_at_ms)
+        VALUES (?, ?, ?, ?) ON CONFLICT (from_key) DO UPDATE SET to_key = excluded.to_key,
+        target = excluded.target, expires_at_ms = excluded.expires_at_ms`),
+      deleteForwardFrom: db.prepare('DELETE FROM address_forwards WHERE from_key = ?'),
+      deleteForwardsTo: db.prepare('DELETE FROM address_forwards WHERE to_key = ?'),
+      expireForwards: db.prepare('DELETE FROM address_forwards WHERE expires_at_ms < ?'),
+      hasAccount: db.prepare('SELECT 1 AS x FROM accounts WHERE address = ?'),
+      setCommitment: db.prepare('UPDATE accounts SET number_commitment = ? WHERE address = ?'),
     }
   }
 
@@ -717,6 +746,7 @@ export class SqliteStore implements port.Store {
 
   async registerDevice(input: Parameters<port.Store['registerDevice']>[0]): Promise<port.RegisteredDevice> {
     this.#open()
+    let erasedForward = false
     const result = this.#db.transaction((): port.RegisteredDevice => {
       const address = buf(input.address)
       const old = this.#row(input.address)
@@ -791,10 +821,12 @@ export class SqliteStore implements port.Store {
         restoredMessages = stats.n
       }
       if (input.keepRegistrationLock !== true) this.#s.deleteLock.run(address)
+      // The address is this new account's now: a forward kept from it (an account that moved away) goes.
+      erasedForward = this.#s.deleteForwardFrom.run(forwards.forwardFromKey(address)).changes > 0
       this.#putKeys(address, input)
       return { deviceId, replacedDevice: old !== undefined, restoredMessages, retainedMessages }
     })()
-    if (result.replacedDevice) this.#foldErasures()
+    if (result.replacedDevice || erasedForward) this.#foldErasures()
     return result
   }
 
@@ -855,6 +887,7 @@ export class SqliteStore implements port.Store {
       this.#s.deleteRendezvousOf.run(a)
       this.#s.deleteLock.run(a)
       this.#s.deleteRetained.run(a)
+      this.#s.deleteForwardsTo.run(forwards.forwardToKey(address))
       return this.#s.deleteAccount.run(a).changes > 0
     })()
     this.#foldErasures()
@@ -867,10 +900,18 @@ export class SqliteStore implements port.Store {
    * with the account row last. Rows under `to` that belong to no account (none should exist: erasure takes them
    * with the account) are erased first, so they can neither collide with a moved primary key nor join the
    * moved account. Then the WAL is folded, as after an erasure: `from` is gone from the main file (secure_delete
-   * zeroes the pages the rows left) but not yet from the WAL's copies of those pages.
+   * zeroes the pages the rows left) but not yet from the WAL's copies of those pages. A new number commitment
+   * replaces the moved row's, and a forward from `from` (store/forwards.ts) is written in the same transaction,
+   * in place of any forward kept from `from` before.
    */
-  async rebindAddress(from: Uint8Array, deviceId: number, to: Uint8Array): Promise<port.RebindResult> {
+  async rebindAddress(
+    from: Uint8Array,
+    deviceId: number,
+    to: Uint8Array,
+    options: port.RebindOptions = {},
+  ): Promise<port.RebindResult> {
     this.#open()
+    forwards.checkRebindOptions(options)
     // Mail and acks called before the move take effect before it (call order, as ordersConcurrentWrites says):
     // the group commit waiting for this turn of the event loop commits now, and its mail moves with the account.
     this.#flush()
@@ -900,10 +941,23 @@ export class SqliteStore implements port.Store {
       ]) {
         move.run(b, a)
       }
+      if (options.numberCommitment) this.#s.setCommitment.run(buf(options.numberCommitment), b)
+      if (options.forwardUntilMs !== undefined) {
+        const f = forwards.forwardRow(from, to, options.forwardUntilMs)
+        this.#s.putForward.run(f.from_key, f.to_key, f.target, f.expires_at_ms)
+      }
       return 'moved'
     })()
     if (result === 'moved') this.#foldErasures()
     return result
+  }
+
+  async addressForward(from: Uint8Array, nowMs: number): Promise<Uint8Array | undefined> {
+    this.#open()
+    return forwards.followForwards(from, nowMs, {
+      forward: (fromKey) => this.#s.getForward.get(fromKey) as forwards.ForwardRow | undefined,
+      hasAccount: (address) => this.#s.hasAccount.get(buf(address)) !== undefined,
+    })
   }
 
   /**
@@ -1168,6 +1222,7 @@ export class SqliteStore implements port.Store {
     this.#s.expireGaps.run(cutoffMs)
     this.#s.expireRetained.run(cutoffMs)
     this.#s.expireRendezvous.run(nowMs)
+    this.#s.expireForwards.run(nowMs)
     return total
   }
 
@@ -1399,6 +1454,16 @@ export class SqliteStore implements port.Store {
         revoked_at_ms: number
       }[]
     ).map((r) => ({ address: u8(r.address), deviceId: r.device_id, revokedAtMs: r.revoked_at_ms }))
+    const forwardRows = (
+      db
+        .prepare('SELECT from_key, to_key, target, expires_at_ms FROM address_forwards ORDER BY from_key')
+        .all() as forwards.ForwardRow[]
+    ).map((r) => ({
+      fromKey: u8(r.from_key),
+      toKey: u8(r.to_key),
+      target: u8(r.target),
+      expiresAtMs: r.expires_at_ms,
+    }))
     function* mail(address: Buffer): Iterable<MailRow[]> {
       for (let after: [number, number] = [-1, -1]; ; ) {
         const rows = q.mail.all(address, ...after) as {
@@ -1497,6 +1562,7 @@ export class SqliteStore implements port.Store {
       accounts: accountsOf,
       bans,
       revoked,
+      forwards: forwardRows,
       close: () => {
         if (!db.open) return
         db.exec('COMMIT')

@@ -144,11 +144,11 @@ describe('SqliteStore', () => {
     expect(open(path).schemaVersion).toBe(SCHEMA_VERSION)
   })
 
-  it('is at schema version 7', () => {
-    expect(SCHEMA_VERSION).toBe(7)
+  it('is at schema version 8', () => {
+    expect(SCHEMA_VERSION).toBe(8)
   })
 
-  it('migrates a version-1 file to version 7, keeping its accounts (with no commitment, verifier or lock) and mail', async () => {
+  it('migrates a version-1 file to version 8, keeping its accounts (with no commitment, verifier or lock) and mail', async () => {
     const path = join(tempDir(), 'relay.db')
     const address = bytes(32)
     const identityKey = bytes(32)
@@ -174,7 +174,7 @@ describe('SqliteStore', () => {
     v1.close()
 
     const s = open(path)
-    expect(s.schemaVersion).toBe(7)
+    expect(s.schemaVersion).toBe(8)
     const account = (await s.getAccount(address))!
     // No activity recorded before version 4: the registration time stands in.
     expect(account).toMatchObject({ deviceId: 3, createdAtMs: 1234, lastActiveMs: 1234 })
@@ -203,6 +203,7 @@ describe('SqliteStore', () => {
       { version: 5 },
       { version: 6 },
       { version: 7 },
+      { version: 8 },
     ])
     const cols = db.prepare('PRAGMA table_info(accounts)').all() as {
       name: string
@@ -224,7 +225,7 @@ describe('SqliteStore', () => {
     db.close()
     // Reopening runs no migration again; the next activation's id is above the migrated device's.
     const again = open(path)
-    expect(again.schemaVersion).toBe(7)
+    expect(again.schemaVersion).toBe(8)
     expect((await register(again, address)).deviceId).toBe(4)
   })
 

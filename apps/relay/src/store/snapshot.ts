@@ -72,6 +72,18 @@ export interface AccountSnapshot {
 }
 
 /**
+ * An address forward (Store.rebindAddress with `forwardUntilMs`) as both stores keep it: opaque bytes the
+ * migration copies as they are (store/forwards.ts; the target is sealed under a key derived from the old address,
+ * not under an account's data key, so it needs no resealing).
+ */
+export interface ForwardSnapshot {
+  fromKey: Uint8Array
+  toKey: Uint8Array
+  target: Uint8Array
+  expiresAtMs: number
+}
+
+/**
  * A store read in one transaction. The operator actions running relays poll are not part of it: they concern
  * the connections of the relays that recorded them. Nor are link rendezvous: they live ten minutes, and a link in
  * progress during a migration is simply tried again.
@@ -83,6 +95,8 @@ export interface StoreSnapshot {
   bans: { address: Uint8Array; bannedAtMs: number }[]
   /** Revoked devices. */
   revoked: { address: Uint8Array; deviceId: number; revokedAtMs: number }[]
+  /** Address forwards (absent: none carried, as from a source that does not read them). */
+  forwards?: ForwardSnapshot[]
   /** Ends the read. */
   close(): void
 }

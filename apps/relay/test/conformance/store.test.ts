@@ -59,7 +59,8 @@ describe('Store conformance: SqliteStore', () => {
           DROP TABLE registration_locks; DROP TABLE retained_mail; DROP TABLE account_bans;
           DROP TABLE revoked_devices; DROP TABLE operator_actions; ALTER TABLE accounts DROP COLUMN max_device_id;
           DROP TABLE linked_devices; DROP TABLE linked_one_time_prekeys; DROP TABLE linked_kem_prekeys;
-          DROP TABLE device_lists; DROP TABLE rendezvous; DELETE FROM schema_migrations WHERE version >= 3`)
+          DROP TABLE device_lists; DROP TABLE rendezvous; DROP TABLE address_forwards;
+          DELETE FROM schema_migrations WHERE version >= 3`)
       } finally {
         db.close()
       }
