@@ -376,6 +376,30 @@ describe('SqliteStore', () => {
       expect(onDisk(needle), hex(needle)).toBe(false)
   })
 
+  it('leaves no byte of the old address in the database file or its WAL after a move with a forward', async () => {
+    const path = join(tempDir(), 'relay.db')
+    const s = open(path)
+    const { address: from } = await register(s)
+    const to = bytes(32)
+    expect(await s.rebindAddress(from, 1, to, { numberCommitment: bytes(32), forwardUntilMs: 10_000 })).toBe(
+      'moved',
+    )
+    expect(hex((await s.addressForward(from, 5000))!)).toBe(hex(to))
+    const onDisk = (needle: Uint8Array) =>
+      [path, `${path}-wal`].some((f) => existsSync(f) && readFileSync(f).includes(Buffer.from(needle)))
+    expect(onDisk(from)).toBe(false)
+    // The new address is there (the account's key), but not in the forward's row.
+    expect(onDisk(to)).toBe(true)
+    await s.close()
+    const db = new Database(path, { readonly: true })
+    const rows = db.prepare('SELECT * FROM address_forwards').all() as Record<string, Buffer | number>[]
+    db.close()
+    expect(rows).toHaveLength(1)
+    for (const v of Object.values(rows[0]!)) {
+      if (Buffer.isBuffer(v)) for (const a of [from, to]) expect(v.includes(Buffer.from(a))).toBe(false)
+    }
+  })
+
   it('settles a linked device’s enqueue and bundle hand-out only after the WAL fsync, as the primary’s', async () => {
     const calls: { done: (err: NodeJS.ErrnoException | null) => void }[] = []
     const s = new SqliteStore(join(tempDir(), 'relay.db'), { fsync: (_fd, done) => calls.push({ done }) })

@@ -1,8 +1,10 @@
 // PostgresStore's linked devices beyond the shared conformance suite (conformance/storeDevices.ts): what
 // `importSnapshot` (`parley-relay migrate`) writes of an account's linked devices, device list and highest device
-// id when the snapshot carries them — sealed as the store writes them, and read back through the port.
+// id when the snapshot carries them — sealed as the store writes them, and read back through the port — and of
+// its address forwards, copied as they are.
 
 import { join } from 'node:path'
+import Database from 'better-sqlite3'
 import pg from 'pg'
 import { afterAll, afterEach, expect, it } from 'vitest'
 import { PostgresStore } from '../src/PostgresStore.js'
@@ -265,5 +267,49 @@ describeWith('PostgresStore linked devices', [pgAbsent], () => {
         nowMs: 4,
       })
     expect(await again(3)).toEqual({ status: 'bad_device_id', deviceId: 3 })
+  })
+
+  it('carries a SQLite relay’s address forwards through its snapshot as they are (parley-relay migrate)', async () => {
+    const path = join(tempDir(), 'relay.db')
+    const sqlite = new SqliteStore(path)
+    const [a, b, c] = [bytes(32), bytes(32), bytes(32)]
+    await register(sqlite, a)
+    expect(await sqlite.rebindAddress(a, 1, b, { forwardUntilMs: 10_000 })).toBe('moved')
+    expect(await sqlite.rebindAddress(b, 1, c, { forwardUntilMs: 20_000 })).toBe('moved')
+    await sqlite.close()
+    const raw = (sql: string) => {
+      const db = new Database(path, { readonly: true })
+      try {
+        return db.prepare(sql).all() as Record<string, unknown>[]
+      } finally {
+        db.close()
+      }
+    }
+    const before = raw(
+      'SELECT from_key, to_key, target, expires_at_ms FROM address_forwards ORDER BY from_key',
+    )
+
+    const schema = uniqueName('forwards')
+    schemas.push(schema)
+    const s = await PostgresStore.open({
+      url: `${PG_URL}?schema=${schema}`,
+      maxConnections: 4,
+      storeKey: bytes(32),
+    })
+    opened.push(s)
+    const snapshot = SqliteStore.openSnapshot(path)
+    try {
+      expect(snapshot.forwards).toHaveLength(2)
+      expect(await s.importSnapshot(snapshot)).toEqual({ accounts: 1, messages: 0 })
+    } finally {
+      snapshot.close()
+    }
+    const after = await admin<Record<string, unknown>>(
+      `SELECT from_key, to_key, target, expires_at_ms FROM ${schema}.address_forwards ORDER BY from_key`,
+    )
+    expect(after.map((r) => ({ ...r, expires_at_ms: Number(r.expires_at_ms) }))).toEqual(before)
+    expect(hex((await s.addressForward(a, 5000))!)).toBe(hex(c))
+    expect(await s.addressForward(a, 15_000)).toBeUndefined()
+    expect(hex((await s.addressForward(b, 15_000))!)).toBe(hex(c))
   })
 })

@@ -358,6 +358,31 @@ describeWith('PostgresStore crypto-shredding', [pgAbsent], () => {
     }
   })
 
+  it('a number change seals the new commitment under the new key, and its forward holds neither address in the clear', async () => {
+    const schema = fresh()
+    const s = await openIn(schema, { storeKey: storeKey() })
+    const [from, to] = [bytes(32), bytes(32)]
+    const [oldCommitment, newCommitment] = [bytes(32), bytes(32)]
+    await register(s, from, { numberCommitment: oldCommitment })
+    expect(
+      await s.rebindAddress(from, 1, to, { numberCommitment: newCommitment, forwardUntilMs: 10_000 }),
+    ).toBe('moved')
+    expect(hex((await s.getAccount(to))!.numberCommitment)).toBe(hex(newCommitment))
+    expect(hex((await s.addressForward(from, 5000))!)).toBe(hex(to))
+    const text = await dump(schema)
+    expect(text).not.toContain(hex(from))
+    expect(text).not.toContain(hex(newCommitment.subarray(0, 16)))
+    expect(text).not.toContain(hex(oldCommitment.subarray(0, 16)))
+    // The commitment is sealed under the account's (new) data key, bound to its row.
+    const [row] = await admin<{ number_commitment: Buffer }>(
+      `SELECT number_commitment FROM ${schema}.accounts`,
+    )
+    expect(row!.number_commitment.length).toBe(32 + OVERHEAD)
+    const forwards = await admin<{ t: string }>(`SELECT t::text AS t FROM ${schema}.address_forwards t`)
+    expect(forwards).toHaveLength(1)
+    expect(forwards[0]!.t).not.toContain(hex(to))
+  })
+
   it('a rebind reseals every value under a new data key for the new address, and erases the old key on every node', async () => {
     const schema = fresh()
     const k = storeKey()

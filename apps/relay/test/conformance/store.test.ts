@@ -12,6 +12,7 @@ import { tempDir } from '../../testing/index.js'
 import { describeWith, PG_URL, probePostgres, uniqueName } from './services.js'
 import { type StoreHarness, storeConformance } from './store.js'
 import { storeDevicesConformance } from './storeDevices.js'
+import { storeForwardsConformance } from './storeForwards.js'
 
 describe('Store conformance: SqliteStore', () => {
   const paths = new Map<Store, string>()
@@ -44,6 +45,19 @@ describe('Store conformance: SqliteStore', () => {
     async columns(store, table) {
       return query<{ name: string }>(store, `PRAGMA table_info(${table})`).map((c) => c.name)
     },
+    async run(store, sql) {
+      const db = new Database(paths.get(store)!)
+      try {
+        db.exec(sql)
+      } finally {
+        db.close()
+      }
+    },
+    async values(store, table) {
+      return query<Record<string, unknown>>(store, `SELECT * FROM ${table}`).flatMap((row) =>
+        Object.values(row).filter((v): v is Buffer => Buffer.isBuffer(v)),
+      )
+    },
     async mailbox(store, address) {
       const hex = Buffer.from(address).toString('hex')
       const [row] = query<{ count: number; bytes: number }>(
@@ -71,6 +85,7 @@ describe('Store conformance: SqliteStore', () => {
   }
   storeConformance(harness)
   storeDevicesConformance(harness)
+  storeForwardsConformance(harness)
 })
 
 const pgAbsent = await probePostgres()
@@ -118,6 +133,14 @@ describeWith('Store conformance: PostgresStore', [pgAbsent], () => {
         )
       ).map((r) => r.column_name)
     },
+    async run(store, sql) {
+      await admin(`SET search_path = ${schemas.get(store)}; ${sql}`)
+    },
+    async values(store, table) {
+      return (await admin<Record<string, unknown>>(`SELECT * FROM ${schemas.get(store)}.${table}`)).flatMap(
+        (row) => Object.values(row).filter((v): v is Buffer => Buffer.isBuffer(v)),
+      )
+    },
     async mailbox(store, address) {
       const [row] = await admin<{ count: string; bytes: string }>(
         `SELECT mailbox_count AS count, mailbox_bytes AS bytes FROM ${schemas.get(store)}.accounts
@@ -134,4 +157,5 @@ describeWith('Store conformance: PostgresStore', [pgAbsent], () => {
   }
   storeConformance(harness)
   storeDevicesConformance(harness)
+  storeForwardsConformance(harness)
 })

@@ -15,6 +15,10 @@ export interface StoreHarness {
   rows(store: Store, table: string): Promise<number>
   /** Column names of a table of `store`'s data. */
   columns(store: Store, table: string): Promise<string[]>
+  /** Every byte string (BLOB / bytea column value) of every row of a table of `store`'s data, as stored. */
+  values(store: Store, table: string): Promise<Uint8Array[]>
+  /** Runs one SQL statement (the same text in SQLite and PostgreSQL) on `store`'s data, behind its back. */
+  run(store: Store, sql: string): Promise<void>
   /** The mailbox count and byte total kept in the account row of `address`, or null when there is none. */
   mailbox(store: Store, address: Uint8Array): Promise<{ count: number; bytes: number } | null>
   /**
