@@ -108,7 +108,9 @@ export function checkRebindOptions(options: RebindOptions): void {
 
 /** How a store answers {@link followForwards}: one forward row by its lookup key, and whether an address has an account. */
 export interface ForwardReader {
+  /** The forward row whose `from_key` is `fromKey`, expired or not, or undefined. */
   forward(fromKey: Buffer): ForwardRow | undefined | Promise<ForwardRow | undefined>
+  /** Whether `address` has an account. */
   hasAccount(address: Uint8Array): boolean | Promise<boolean>
 }
 
