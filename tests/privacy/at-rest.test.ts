@@ -345,12 +345,9 @@ function atRestScan(store: string, engine: () => Promise<Engine>): void {
       'received_at_ms',
       'seq',
     ])
-    // One named exception: `address_forwards.from_key` is the hash of the old address of an account that moved
-    // (a number change, Store.addressForward), the forward's lookup key — no message's sender.
-    const notSender = (t: string, c: string) => t === 'address_forwards' && c === 'from_key'
     for (const [t, cols] of tables) {
       expect(
-        cols.filter((c) => /sender|from|source|origin|author|^ip$|_ip$|^ip_/i.test(c) && !notSender(t, c)),
+        cols.filter((c) => /sender|from|source|origin|author|^ip$|_ip$|^ip_/i.test(c)),
         t,
       ).toEqual([])
     }

@@ -295,12 +295,12 @@ const MIGRATIONS: { version: number; sql: string; run?: (c: Tx, ctx: MigrationCo
       version: 9,
       sql: `
       CREATE TABLE address_forwards (
-        from_key BYTEA PRIMARY KEY,
-        to_key BYTEA NOT NULL,
+        old_key BYTEA PRIMARY KEY,
+        new_key BYTEA NOT NULL,
         target BYTEA NOT NULL,
         expires_at_ms BIGINT NOT NULL
       );
-      CREATE INDEX address_forwards_by_to ON address_forwards (to_key);
+      CREATE INDEX address_forwards_by_to ON address_forwards (new_key);
       CREATE INDEX address_forwards_by_expiry ON address_forwards (expires_at_ms);
     `,
     },
@@ -1159,7 +1159,7 @@ export class PostgresStore implements port.Store {
         keptLock.lock.fill(0)
       }
       // The address is this new account's now: a forward kept from it (an account that moved away) goes.
-      await c.query('DELETE FROM address_forwards WHERE from_key = $1', [forwards.forwardFromKey(address)])
+      await c.query('DELETE FROM address_forwards WHERE old_key = $1', [forwards.forwardFromKey(address)])
       await this.#putKeys(c, s, input)
       return {
         deviceId,
@@ -1371,7 +1371,7 @@ export class PostgresStore implements port.Store {
       await c.query('DELETE FROM registration_locks WHERE address = $1', [a])
       await c.query('DELETE FROM retained_mail WHERE address = $1', [a])
       await this.#eraseDeviceRecords(c, a)
-      await c.query('DELETE FROM address_forwards WHERE to_key = $1', [forwards.forwardToKey(address)])
+      await c.query('DELETE FROM address_forwards WHERE new_key = $1', [forwards.forwardToKey(address)])
       if (row) await this.#eraseKey(c, a, row.key_id)
       const r = await c.query('DELETE FROM accounts WHERE address = $1', [a])
       return (r.rowCount ?? 0) > 0
@@ -1437,13 +1437,15 @@ export class PostgresStore implements port.Store {
         await this.#moveRetained(c, old, s)
         await this.#moveRegistrationLock(c, a, s, fresh.keyId)
         await this.#moveLinkedDevices(c, old, s)
+        // `to` is this account's now: a forward kept from it (an account that moved away, maybe this one) goes.
+        await c.query('DELETE FROM address_forwards WHERE old_key = $1', [forwards.forwardFromKey(to)])
         if (options.forwardUntilMs !== undefined) {
           const f = forwards.forwardRow(from, to, options.forwardUntilMs)
           await c.query(
-            `INSERT INTO address_forwards (from_key, to_key, target, expires_at_ms) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (from_key) DO UPDATE SET to_key = excluded.to_key, target = excluded.target,
+            `INSERT INTO address_forwards (old_key, new_key, target, expires_at_ms) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (old_key) DO UPDATE SET new_key = excluded.new_key, target = excluded.target,
                expires_at_ms = excluded.expires_at_ms`,
-            [f.from_key, f.to_key, f.target, f.expires_at_ms],
+            [f.old_key, f.new_key, f.target, f.expires_at_ms],
           )
         }
         await this.#eraseKey(c, a, row.key_id)
@@ -1466,7 +1468,7 @@ export class PostgresStore implements port.Store {
         forward: async (fromKey) =>
           (
             await c.query<forwards.ForwardRow>(
-              'SELECT from_key, to_key, target, expires_at_ms FROM address_forwards WHERE from_key = $1',
+              'SELECT old_key, new_key, target, expires_at_ms FROM address_forwards WHERE old_key = $1',
               [fromKey],
             )
           ).rows[0],
@@ -2275,7 +2277,7 @@ export class PostgresStore implements port.Store {
       // Opaque rows, copied as they are: their targets are sealed under keys derived from the old addresses.
       for (const f of snapshot.forwards ?? []) {
         await c.query(
-          'INSERT INTO address_forwards (from_key, to_key, target, expires_at_ms) VALUES ($1, $2, $3, $4)',
+          'INSERT INTO address_forwards (old_key, new_key, target, expires_at_ms) VALUES ($1, $2, $3, $4)',
           [buf(f.fromKey), buf(f.toKey), buf(f.target), f.expiresAtMs],
         )
       }

@@ -212,12 +212,12 @@ const MIGRATIONS: { version: number; sql: string }[] = [
     version: 8,
     sql: `
       CREATE TABLE address_forwards (
-        from_key BLOB PRIMARY KEY,
-        to_key BLOB NOT NULL,
+        old_key BLOB PRIMARY KEY,
+        new_key BLOB NOT NULL,
         target BLOB NOT NULL,
         expires_at_ms INTEGER NOT NULL
       ) WITHOUT ROWID;
-      CREATE INDEX address_forwards_by_to ON address_forwards (to_key);
+      CREATE INDEX address_forwards_by_to ON address_forwards (new_key);
       CREATE INDEX address_forwards_by_expiry ON address_forwards (expires_at_ms);
     `,
   },
@@ -499,13 +499,13 @@ export class SqliteStore implements port.Store {
       expireRendezvous: db.prepare('DELETE FROM rendezvous WHERE expires_at_ms <= ?'),
       // Address forwards (store/forwards.ts): by the hash of the old address, or of the new one.
       getForward: db.prepare(
-        'SELECT from_key, to_key, target, expires_at_ms FROM address_forwards WHERE from_key = ?',
+        'SELECT old_key, new_key, target, expires_at_ms FROM address_forwards WHERE old_key = ?',
       ),
-      putForward: db.prepare(`INSERT INTO address_forwards (from_key, to_key, target, expires_at_ms)
-        VALUES (?, ?, ?, ?) ON CONFLICT (from_key) DO UPDATE SET to_key = excluded.to_key,
+      putForward: db.prepare(`INSERT INTO address_forwards (old_key, new_key, target, expires_at_ms)
+        VALUES (?, ?, ?, ?) ON CONFLICT (old_key) DO UPDATE SET new_key = excluded.new_key,
         target = excluded.target, expires_at_ms = excluded.expires_at_ms`),
-      deleteForwardFrom: db.prepare('DELETE FROM address_forwards WHERE from_key = ?'),
-      deleteForwardsTo: db.prepare('DELETE FROM address_forwards WHERE to_key = ?'),
+      deleteForwardFrom: db.prepare('DELETE FROM address_forwards WHERE old_key = ?'),
+      deleteForwardsTo: db.prepare('DELETE FROM address_forwards WHERE new_key = ?'),
       expireForwards: db.prepare('DELETE FROM address_forwards WHERE expires_at_ms < ?'),
       hasAccount: db.prepare('SELECT 1 AS x FROM accounts WHERE address = ?'),
       setCommitment: db.prepare('UPDATE accounts SET number_commitment = ? WHERE address = ?'),
@@ -942,9 +942,11 @@ export class SqliteStore implements port.Store {
         move.run(b, a)
       }
       if (options.numberCommitment) this.#s.setCommitment.run(buf(options.numberCommitment), b)
+      // `to` is this account's now: a forward kept from it (an account that moved away, maybe this one) goes.
+      this.#s.deleteForwardFrom.run(forwards.forwardFromKey(to))
       if (options.forwardUntilMs !== undefined) {
         const f = forwards.forwardRow(from, to, options.forwardUntilMs)
-        this.#s.putForward.run(f.from_key, f.to_key, f.target, f.expires_at_ms)
+        this.#s.putForward.run(f.old_key, f.new_key, f.target, f.expires_at_ms)
       }
       return 'moved'
     })()
@@ -1456,11 +1458,11 @@ export class SqliteStore implements port.Store {
     ).map((r) => ({ address: u8(r.address), deviceId: r.device_id, revokedAtMs: r.revoked_at_ms }))
     const forwardRows = (
       db
-        .prepare('SELECT from_key, to_key, target, expires_at_ms FROM address_forwards ORDER BY from_key')
+        .prepare('SELECT old_key, new_key, target, expires_at_ms FROM address_forwards ORDER BY old_key')
         .all() as forwards.ForwardRow[]
     ).map((r) => ({
-      fromKey: u8(r.from_key),
-      toKey: u8(r.to_key),
+      fromKey: u8(r.old_key),
+      toKey: u8(r.new_key),
       target: u8(r.target),
       expiresAtMs: r.expires_at_ms,
     }))

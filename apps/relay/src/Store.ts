@@ -352,7 +352,8 @@ export interface Store {
    * replaced by it (32 bytes). `options.forwardUntilMs`: in the same transaction, a *forward* from `from` to `to`
    * is kept until then, so that the account's devices that still log in under `from` find it
    * ({@link addressForward}). A forward is stored under a keyed hash of `from`, its target sealed under a key
-   * derived from `from`, so the store alone does not link the two addresses.
+   * derived from `from`, so the store alone does not link the two addresses. A forward kept from `to` (an account
+   * that moved away from it, this one included) is erased: `to` is this account's now.
    */
   rebindAddress(
     from: Uint8Array,

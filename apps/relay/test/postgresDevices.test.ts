@@ -286,7 +286,7 @@ describeWith('PostgresStore linked devices', [pgAbsent], () => {
       }
     }
     const before = raw(
-      'SELECT from_key, to_key, target, expires_at_ms FROM address_forwards ORDER BY from_key',
+      'SELECT old_key, new_key, target, expires_at_ms FROM address_forwards ORDER BY old_key',
     )
 
     const schema = uniqueName('forwards')
@@ -305,7 +305,7 @@ describeWith('PostgresStore linked devices', [pgAbsent], () => {
       snapshot.close()
     }
     const after = await admin<Record<string, unknown>>(
-      `SELECT from_key, to_key, target, expires_at_ms FROM ${schema}.address_forwards ORDER BY from_key`,
+      `SELECT old_key, new_key, target, expires_at_ms FROM ${schema}.address_forwards ORDER BY old_key`,
     )
     expect(after.map((r) => ({ ...r, expires_at_ms: Number(r.expires_at_ms) }))).toEqual(before)
     expect(hex((await s.addressForward(a, 5000))!)).toBe(hex(c))

@@ -21,9 +21,9 @@ const TAG_BYTES = 16
 /** A forward row as both stores name its columns (all four opaque to the database). */
 export interface ForwardRow {
   /** SHA-256("parley/v1/forward" ‖ from): the primary key. */
-  from_key: Buffer
+  old_key: Buffer
   /** SHA-256("parley/v1/forward-to" ‖ to): indexed, for Store.deleteAccount of `to`. */
-  to_key: Buffer
+  new_key: Buffer
   /** `to` sealed ({@link sealForwardTarget}). */
   target: Buffer
   /** The forward holds until this time (ms since the epoch) and is swept once it has passed. */
@@ -82,8 +82,8 @@ export function openForwardTarget(from: Uint8Array, target: Uint8Array): Uint8Ar
 /** The row of a forward from `from` to `to` until `untilMs`, its target freshly sealed. */
 export function forwardRow(from: Uint8Array, to: Uint8Array, untilMs: number): ForwardRow {
   return {
-    from_key: forwardFromKey(from),
-    to_key: forwardToKey(to),
+    old_key: forwardFromKey(from),
+    new_key: forwardToKey(to),
     target: sealForwardTarget(from, to),
     expires_at_ms: untilMs,
   }
@@ -108,7 +108,7 @@ export function checkRebindOptions(options: RebindOptions): void {
 
 /** How a store answers {@link followForwards}: one forward row by its lookup key, and whether an address has an account. */
 export interface ForwardReader {
-  /** The forward row whose `from_key` is `fromKey`, expired or not, or undefined. */
+  /** The forward row whose `old_key` is `fromKey`, expired or not, or undefined. */
   forward(fromKey: Buffer): ForwardRow | undefined | Promise<ForwardRow | undefined>
   /** Whether `address` has an account. */
   hasAccount(address: Uint8Array): boolean | Promise<boolean>

@@ -1,8 +1,8 @@
 // The Store conformance suite for number changes and address forwards (Store.rebindAddress with its options,
 // Store.addressForward): the new number commitment, the forward kept from the old address, its chain, its end,
 // and what erasure, a new account at the old address and the TTL sweep do to it. Every implementation runs
-// exactly these tests beside `storeConformance`. The forward row's format (table `address_forwards`: from_key,
-// to_key, target, expires_at_ms) is checked here too: both stores must write the same opaque rows, since
+// exactly these tests beside `storeConformance`. The forward row's format (table `address_forwards`: old_key,
+// new_key, target, expires_at_ms) is checked here too: both stores must write the same opaque rows, since
 // `parley-relay migrate` copies them as they are.
 import { createDecipheriv, createHash, hkdfSync } from 'node:crypto'
 import { expect, it } from 'vitest'
@@ -176,6 +176,18 @@ export function storeForwardsConformance(h: StoreHarness): void {
     expect(await found(s, x!)).toBe(hex(y!))
   })
 
+  it('forwards: a move back to an address erases the forward kept from it', async () => {
+    const s = await open()
+    // A → B with a forward, then back B → A without one: A is the account's again, and A's forward goes.
+    const [a, b] = await chain(s, 1)
+    expect(await move(s, b!, a!)).toBe('moved')
+    expect(await h.rows(s, TABLE)).toBe(0)
+    // Once the account is erased at A, A leads nowhere (not along the stale A → B forward).
+    expect(await s.deleteAccount(a!)).toBe(true)
+    await register(s, b!)
+    expect(await found(s, a!)).toBeUndefined()
+  })
+
   it('forwards: a second move from an address replaces the forward kept from it', async () => {
     const s = await open()
     const [a, b] = await chain(s, 1)
@@ -189,14 +201,14 @@ export function storeForwardsConformance(h: StoreHarness): void {
   it('forwards: a forward that does not open leads nowhere, without an error', async () => {
     const s = await open()
     const [a] = await chain(s, 1)
-    await h.run(s, `UPDATE ${TABLE} SET target = to_key`)
+    await h.run(s, `UPDATE ${TABLE} SET target = new_key`)
     expect(await s.addressForward(a!, BEFORE)).toBeUndefined()
   })
 
   it('forwards: the row holds neither address in the clear, only their hashes and the sealed target', async () => {
     const s = await open()
     const [a, b] = await chain(s, 1)
-    expect((await h.columns(s, TABLE)).sort()).toEqual(['expires_at_ms', 'from_key', 'target', 'to_key'])
+    expect((await h.columns(s, TABLE)).sort()).toEqual(['expires_at_ms', 'new_key', 'old_key', 'target'])
     const values = await h.values(s, TABLE)
     expect(values).toHaveLength(3)
     for (const v of values) {
