@@ -4,7 +4,13 @@ import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { errorCode, seededRandom } from '../test/fixtures.js'
 import { cat, nodeSign, nodeVerify, pbEncode, utf8 } from '../test/independent.js'
-import { type CryptoProvider, generateIdentity, signAddressChange, verifyAddressChange } from './index.js'
+import {
+  addressChangeClaims,
+  type CryptoProvider,
+  generateIdentity,
+  signAddressChange,
+  verifyAddressChange,
+} from './index.js'
 import { decodeMessage } from './internal/pb.js'
 
 const random = seededRandom('address-change')
@@ -24,6 +30,20 @@ const verifyCode = (notice: Uint8Array, over: object = {}) =>
   errorCode(() => verifyAddressChange(notice, { ...expected, ...over }))
 
 describe('address-change notices', () => {
+  it('reads what a notice claims without trusting it: a forged one claims as well, and only verifying tells', () => {
+    const forged = independentNotice({}, stranger.secretKey)
+    expect(addressChangeClaims(forged)).toEqual({ oldAddress, newAddress, changedAtMs: AT })
+    expect(verifyCode(forged)).toBe('VERIFICATION_FAILED')
+    expect(addressChangeClaims(independentNotice({}))).toEqual({ oldAddress, newAddress, changedAtMs: AT })
+    for (const bad of [
+      new Uint8Array([1, 2, 3]),
+      independentNotice({ newAddress: random(31) }),
+      new Uint8Array(0),
+    ]) {
+      expect(errorCode(() => addressChangeClaims(bad))).toBe('BAD_REQUEST')
+    }
+  })
+
   it('signs a notice that verifies, byte for byte what protobufjs and OpenSSL make, and OpenSSL verifies', () => {
     const notice = signAddressChange({ oldAddress, newAddress, changedAtMs: AT }, account.secretKey)
     expect(verifyAddressChange(notice, expected)).toEqual({ oldAddress, newAddress, changedAtMs: AT })

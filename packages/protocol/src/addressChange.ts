@@ -9,6 +9,7 @@ import type { CryptoOptions } from './cryptoProvider.js'
 import { ParleyError } from './errors.js'
 import { ADDRESS_BYTES, abytes, equalBytes, IDENTITY_KEY_BYTES } from './internal/bytes.js'
 import { label, own, primitives } from './internal/e2eCrypto.js'
+import { decodeMessage } from './internal/pb.js'
 import { openSignedBody, signBody } from './internal/signedBody.js'
 
 const LABEL_ADDRESS_CHANGE = label('parley/v1/address-change')
@@ -99,4 +100,29 @@ export function verifyAddressChange(
   if (newAddress.length !== ADDRESS_BYTES) fail('the new address is not 32 bytes')
   if (equalBytes(newAddress, oldAddress)) fail('the new address is the old one')
   return { oldAddress, newAddress, changedAtMs: body.changedAtMs }
+}
+
+/**
+ * What an address-change notice *claims*, unverified: read to find the identity to verify it with (the one pinned
+ * for `oldAddress`), never to act on. Act only on what {@link verifyAddressChange} returns.
+ * @param notice - an encoded `parley.v1.AddressChange` (network input)
+ * @returns the claimed addresses and time
+ * @throws ParleyError `BAD_REQUEST` when it does not decode to two 32-byte addresses
+ * @example const { oldAddress } = addressChangeClaims(bytes); const pinned = identityPinnedFor(oldAddress)
+ */
+export function addressChangeClaims(notice: Uint8Array): AddressChangeFields {
+  abytes(notice, undefined, 'notice')
+  try {
+    const body = decodeMessage('AddressChangeBody', decodeMessage('AddressChange', notice).body)
+    const oldAddress = own(body.oldAddress)
+    const newAddress = own(body.newAddress)
+    const changedAtMs = Number(body.changedAtMs ?? 0)
+    if (
+      oldAddress.length === ADDRESS_BYTES &&
+      newAddress.length === ADDRESS_BYTES &&
+      Number.isSafeInteger(changedAtMs)
+    )
+      return { oldAddress, newAddress, changedAtMs }
+  } catch {}
+  throw new ParleyError('BAD_REQUEST', 'malformed address change')
 }

@@ -30,6 +30,30 @@ describe('content padding', () => {
     )
   })
 
+  it('carries an address-change notice as a body, with the account number only beside it', () => {
+    const messageId = new Uint8Array(16).fill(4)
+    const notice = new Uint8Array(140).fill(7)
+    const accountNumber = { e164: '+14155550100', salt: new Uint8Array(32).fill(5) }
+    const back = decodeContent(
+      encodeContent({ messageId, sentAtMs: 6, addressChange: notice, accountNumber }),
+    )
+    expect(back).toEqual({ messageId, sentAtMs: 6, addressChange: notice, accountNumber })
+    const bare = decodeContent(encodeContent({ messageId, sentAtMs: 6, addressChange: notice }))
+    expect(bare).toEqual({ messageId, sentAtMs: 6, addressChange: notice })
+    expect(() => encodeContent({ messageId, sentAtMs: 6, text: 'x', addressChange: notice })).toThrow(
+      TypeError,
+    )
+    expect(() => encodeContent({ messageId, sentAtMs: 6, text: 'x', accountNumber })).toThrow(TypeError)
+    expect(() =>
+      encodeContent({
+        messageId,
+        sentAtMs: 6,
+        addressChange: notice,
+        accountNumber: { e164: '+1', salt: new Uint8Array(31) },
+      }),
+    ).toThrow(RangeError)
+  })
+
   it("carries a sent transcript's conversation address, and refuses one that is not 32 bytes", () => {
     const messageId = new Uint8Array(16).fill(3)
     const transcriptTo = new Uint8Array(32).fill(9)

@@ -42,6 +42,23 @@ export interface Content {
    * a receiver honours it only on a message from its own account.
    */
   readonly history?: Uint8Array | undefined
+  /**
+   * Instead of `text`, `data` or `history`: the sender's account changed its number, an encoded `AddressChange`
+   * (`signAddressChange`). A control message, not shown as a message.
+   */
+  readonly addressChange?: Uint8Array | undefined
+  /**
+   * With `addressChange`, from an account's primary to its own other devices: the new number and the 32-byte salt
+   * of its new commitment. Ignored on a message from another account.
+   */
+  readonly accountNumber?:
+    | {
+        /** The account's new number, E.164. */
+        readonly e164: string
+        /** The 32-byte salt of the account's new number commitment. */
+        readonly salt: Uint8Array
+      }
+    | undefined
 }
 
 /** One message of a {@link HistoryChunkFields} transfer. */
@@ -101,10 +118,18 @@ export function encodeContent(content: Content): Uint8Array {
   const hasText = content.text !== undefined
   const hasData = content.data !== undefined
   const hasHistory = content.history !== undefined
-  if (Number(hasText) + Number(hasData) + Number(hasHistory) !== 1) {
-    throw new TypeError('content needs exactly one of text, data or history')
+  const hasNotice = content.addressChange !== undefined
+  if (Number(hasText) + Number(hasData) + Number(hasHistory) + Number(hasNotice) !== 1) {
+    throw new TypeError('content needs exactly one of text, data, history or addressChange')
   }
   if (hasHistory) abytes(content.history, undefined, 'history')
+  if (hasNotice) abytes(content.addressChange, undefined, 'addressChange')
+  const account = content.accountNumber
+  if (account !== undefined) {
+    if (!hasNotice) throw new TypeError('accountNumber goes only with addressChange')
+    aNumberText(account?.e164, 'accountNumber.e164')
+    abytes(account.salt, 32, 'accountNumber.salt')
+  }
   if (hasText && typeof content.text !== 'string') throw new TypeError('text must be a string')
   if (hasData) abytes(content.data, undefined, 'data')
   if (
@@ -119,9 +144,14 @@ export function encodeContent(content: Content): Uint8Array {
   if (content.senderNumber) props.senderNumber = content.senderNumber
   if (content.deliveryToken) props.deliveryToken = content.deliveryToken
   if (content.transcriptTo) props.transcriptTo = content.transcriptTo
+  if (account) {
+    props.accountNumber = account.e164
+    props.accountNumberSalt = account.salt
+  }
   if (hasText) props.text = content.text as string
   else if (hasData) props.data = content.data as Uint8Array
-  else props.history = content.history as Uint8Array
+  else if (hasHistory) props.history = content.history as Uint8Array
+  else props.addressChange = content.addressChange as Uint8Array
   const body = encodeMessage('Content', props)
   // Append the padding field (tag ‖ varint length ‖ zeros) so the total lands exactly on a bucket boundary:
   // find the smallest bucket where some varint width w gives pad = bucket - body - 1 - w of that width.
@@ -176,6 +206,23 @@ export function decodeContent(bytes: Uint8Array): Content {
   if (c.body === 'text') return { messageId, sentAtMs, text: c.text ?? '', ...stated }
   if (c.body === 'data') return { messageId, sentAtMs, data: own(c.data), ...stated }
   if (c.body === 'history') return { messageId, sentAtMs, history: own(c.history), ...stated }
+  if (c.body === 'addressChange') {
+    const salt = own(c.accountNumberSalt)
+    const number = c.accountNumber ?? ''
+    if (
+      (number === '') !== (salt.length === 0) ||
+      (salt.length !== 0 && salt.length !== 32) ||
+      number.length > 32
+    )
+      throw new ParleyError('BAD_REQUEST', 'malformed account number')
+    return {
+      messageId,
+      sentAtMs,
+      addressChange: own(c.addressChange),
+      ...(number !== '' ? { accountNumber: { e164: number, salt } } : {}),
+      ...stated,
+    }
+  }
   throw new ParleyError('BAD_REQUEST', 'content has no body')
 }
 

@@ -12,7 +12,7 @@ export {
 export { ADDRESS_BYTES, addressFromToken, addressHasPrefix, addressPrefix } from './address.js'
 // Number-change notices (docs/architecture.md §9.8).
 export type { AddressChangeFields, VerifyAddressChangeOptions } from './addressChange.js'
-export { signAddressChange, verifyAddressChange } from './addressChange.js'
+export { addressChangeClaims, signAddressChange, verifyAddressChange } from './addressChange.js'
 // Backup archives (docs/architecture.md §9.7).
 export type { SealBackupOptions } from './backup.js'
 export {
@@ -190,6 +190,7 @@ export {
 } from './safetyNumber.js'
 export type { OpenedEnvelope, SealInput, VerifiedSender } from './sealedEnvelope.js'
 export {
+  MAX_ADDRESS_CHANGE_BYTES,
   MAX_ENVELOPE_BYTES,
   openEnvelope,
   openSealedMessage,

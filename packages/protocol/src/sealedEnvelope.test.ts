@@ -22,7 +22,7 @@ const prekeyBody = new Uint8Array(
   }),
 )
 const message: CiphertextMessage = { kind: 'ratchet', body: ratchetBody }
-const seal = (m = message) =>
+const seal = (m = message, addressChange?: Uint8Array) =>
   sealEnvelope({
     senderAddress: alice.address,
     senderDeviceId: 7,
@@ -30,6 +30,7 @@ const seal = (m = message) =>
     recipientIdentityKey: bob.identity.publicKey,
     message: m,
     senderCertificate: random(100),
+    ...(addressChange === undefined ? {} : { addressChange }),
   })
 
 describe('sealed envelopes', () => {
@@ -47,6 +48,17 @@ describe('sealed envelopes', () => {
     }
     // The secret key alone works too.
     expect(openEnvelope(bob.identity.secretKey, seal()).senderDeviceId).toBe(7)
+  })
+
+  it('carries an address-change notice, bounded, and nothing when none was given', () => {
+    const notice = random(150)
+    const sealed = seal(message, notice)
+    expect(openEnvelope(bob.identity, sealed).addressChange).toEqual(notice)
+    expect(Buffer.from(sealed).indexOf(Buffer.from(notice))).toBe(-1)
+    expect(openEnvelope(bob.identity, seal()).addressChange).toEqual(new Uint8Array(0))
+    for (const bad of [new Uint8Array(0), new Uint8Array(513)]) {
+      expect(() => seal(message, bad)).toThrow(RangeError)
+    }
   })
 
   it('shows the relay neither the sender address nor the identity key', () => {

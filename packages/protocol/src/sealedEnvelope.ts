@@ -70,7 +70,16 @@ export interface SealInput {
         readonly salt: Uint8Array
       }
     | undefined
+  /**
+   * After the sender's account changed its number: the encoded `AddressChange` notice (`signAddressChange`) that
+   * moves the account from the address the recipient knew to `senderAddress`; at most
+   * {@link MAX_ADDRESS_CHANGE_BYTES}.
+   */
+  readonly addressChange?: Uint8Array | undefined
 }
+
+/** The largest `SealInput.addressChange` (an `AddressChange` notice is about 150 bytes). */
+export const MAX_ADDRESS_CHANGE_BYTES = 512
 
 /** What {@link openEnvelope} returns: nothing in it but `senderIdentityKey` is proven yet. */
 export interface OpenedEnvelope {
@@ -88,6 +97,8 @@ export interface OpenedEnvelope {
   readonly senderNumber: string
   /** The stated salt opening the certificate's commitment to `senderNumber`; empty when not stated. */
   readonly senderNumberSalt: Uint8Array
+  /** The carried address-change notice, not yet verified (`verifyAddressChange`); empty when none. */
+  readonly addressChange: Uint8Array
 }
 
 /** What {@link openSealedMessage} returns: every field is proven. */
@@ -102,6 +113,11 @@ export interface VerifiedSender {
   readonly number: string | undefined
   /** The verified certificate. */
   readonly certificate: SenderCertificate
+  /**
+   * The address-change notice the sender carried, if any: the envelope authenticates who carried it, but what it
+   * says is proven only by `verifyAddressChange` against the identity pinned for the old address.
+   */
+  readonly addressChange: Uint8Array | undefined
 }
 
 function ephemeralKeys(c: Primitives, dhOut: Uint8Array, recipient: Uint8Array, ephemeral: Uint8Array) {
@@ -151,6 +167,13 @@ export function sealEnvelope(
     }
     abytes(stated.salt, 32, 'senderNumber.salt')
   }
+  const notice = input.addressChange
+  if (notice !== undefined) {
+    abytes(notice, undefined, 'addressChange')
+    if (notice.length === 0 || notice.length > MAX_ADDRESS_CHANGE_BYTES) {
+      throw new RangeError(`addressChange must be 1 to ${MAX_ADDRESS_CHANGE_BYTES} bytes`)
+    }
+  }
   const random = options.random ?? defaultRandom
   const c = primitives(options.crypto)
 
@@ -175,6 +198,7 @@ export function sealEnvelope(
     encodeMessage('SealedContent', {
       senderCertificate: input.senderCertificate,
       ...(stated ? { senderNumber: stated.e164, senderNumberSalt: stated.salt } : {}),
+      ...(notice ? { addressChange: notice } : {}),
     }),
   )
   const ciphertext = aeadSeal(c, k2, ZERO_NONCE, content, concatBytes(e.publicKey, recipient))
@@ -252,6 +276,8 @@ export function openEnvelope(
     else if (sealed.ratchetMessage) {
       message = { kind: 'ratchet', body: encodeMessage('RatchetMessage', sealed.ratchetMessage) }
     } else throw new ParleyError('BAD_REQUEST', 'sealed content carries no message')
+    if ((sealed.addressChange?.length ?? 0) > MAX_ADDRESS_CHANGE_BYTES)
+      throw new ParleyError('BAD_REQUEST', 'the address-change notice is too large')
     return {
       senderAddress,
       senderDeviceId: sealed.senderDeviceId ?? 0,
@@ -260,6 +286,7 @@ export function openEnvelope(
       senderCertificate: own(sealed.senderCertificate),
       senderNumber: sealed.senderNumber ?? '',
       senderNumberSalt: own(sealed.senderNumberSalt),
+      addressChange: own(sealed.addressChange),
     }
   } finally {
     recipientSecret.fill(0)
@@ -323,6 +350,7 @@ export function openSealedMessage(
       identityKey: certificate.identityKey,
       number,
       certificate,
+      addressChange: opened.addressChange.length > 0 ? opened.addressChange : undefined,
     },
     message: opened.message,
   }

@@ -315,10 +315,11 @@ export type Content = {
    */
   transcriptTo: Uint8Array
   /**
-   * Set only with address_change, from an account's primary to its other devices: the account's new number (E.164)
-   * and the 32-byte salt of its new commitment, so they state the number in their own messages. Ignored otherwise.
+   * Set only with address_change, from an account's primary to its other devices: the account's new number (E.164),
+   * so they state the number in their own messages. Ignored otherwise.
    */
   accountNumber: string
+  /** With account_number: the 32-byte salt that, with it, opens the account's new number commitment. */
   accountNumberSalt: Uint8Array
   /** Zero bytes; always the last field, sized to reach the next bucket. */
   padding: Uint8Array
@@ -358,10 +359,11 @@ export interface ContentInput {
    */
   addressChange?: Uint8Array | null
   /**
-   * Set only with address_change, from an account's primary to its other devices: the account's new number (E.164)
-   * and the 32-byte salt of its new commitment, so they state the number in their own messages. Ignored otherwise.
+   * Set only with address_change, from an account's primary to its other devices: the account's new number (E.164),
+   * so they state the number in their own messages. Ignored otherwise.
    */
   accountNumber?: string | null
+  /** With account_number: the 32-byte salt that, with it, opens the account's new number commitment. */
   accountNumberSalt?: Uint8Array | null
   /** Zero bytes; always the last field, sized to reach the next bucket. */
   padding?: Uint8Array | null

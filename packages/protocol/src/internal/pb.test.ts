@@ -125,6 +125,8 @@ describe('pb (compact protobuf codec)', () => {
       senderNumber: '',
       deliveryToken: new Uint8Array(0),
       transcriptTo: new Uint8Array(0),
+      accountNumber: '',
+      accountNumberSalt: new Uint8Array(0),
       padding: new Uint8Array(0),
     }
     const c = decodeMessage('Content', encodeMessage('Content', { sentAtMs: 0, text: '' }))
