@@ -561,6 +561,14 @@ export class Connection implements Caller {
     else this.#unsubscribe = unsubscribe
   }
 
+  async move(address: Uint8Array): Promise<void> {
+    const device = this.device
+    if (!device) throw new ParleyError('UNAUTHENTICATED', 'not authenticated')
+    const cursor = this.#cursor
+    await this.bind(address, device.deviceId)
+    this.#cursor = cursor
+  }
+
   /** Forgets the authenticated device. */
   async unbind(): Promise<void> {
     if (this.device) {
@@ -584,6 +592,11 @@ export class Connection implements Caller {
     if (event.kind === 'banned') {
       this.sendError(0, heldError('banned'))
       this.close(CloseCode.revoked, 'account banned', 'banned')
+      return
+    }
+    if (event.kind === 'moved') {
+      // Not "replaced": the device is still the account's, at its new address, which it learns on reconnecting.
+      this.close(CloseCode.serviceRestart, 'the account moved; reconnect', 'moved')
       return
     }
     if (event.kind === 'removed') {

@@ -18,6 +18,12 @@ export type FanoutEvent =
   | { kind: 'banned' }
   /** The account's primary removed a linked device from its device list: close that device's connections. */
   | { kind: 'removed'; deviceId: number }
+  /**
+   * The account moved to another address (its primary changed the number, or rebound it after an OPRF key
+   * rotation): close every connection still bound to the old address, asking it to reconnect; it then logs in
+   * under the old address and follows the relay's forward to the new one.
+   */
+  | { kind: 'moved' }
 
 /** Receives events for one address. */
 export type FanoutListener = (event: FanoutEvent) => void

@@ -26,6 +26,7 @@ function parseEvent(raw: string): FanoutEvent | null {
     if (e.kind === 'revoked' && Number.isSafeInteger(e.keepDeviceId))
       return { kind: 'revoked', keepDeviceId: e.keepDeviceId as number }
     if (e.kind === 'banned') return { kind: 'banned' }
+    if (e.kind === 'moved') return { kind: 'moved' }
     if (e.kind === 'removed' && Number.isSafeInteger(e.deviceId))
       return { kind: 'removed', deviceId: e.deviceId as number }
   } catch {}

@@ -112,6 +112,8 @@ export const OPTIONS = [
   int('maxLinkedDevices', 5, 'linked devices per account besides its primary (a device list with more is refused)'),
   int('linksPerHour', 10, 'link rendezvous an account may open per hour'),
   int('linkTtlSeconds', 600, 'how long a link code (its rendezvous) stays usable'),
+  int('moveForwardDays', 30, "how long a moved account's devices may still log in under its old address and be sent to the new one (a number change, an OPRF rebind)"),
+  int('numberChangesPerDay', 3, 'number changes an account may make per day'),
   int('rendezvousPerNetworkPerHour', 1200, 'rendezvous posts and reads before authentication, per source network per hour (a new device polls every 2 s while it waits)'),
   int('sendBytesCapacity', 268_435_456, 'envelope bytes one account may send, over all its recipients: burst (256 MiB)'),
   int('sendBytesPerDay', 1_073_741_824, 'envelope bytes one account may send: refill per day (1 GiB)'),

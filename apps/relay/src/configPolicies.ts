@@ -70,6 +70,12 @@ export function policies(config: RelayConfig) {
     },
     // RebindAddress: one OPRF evaluation each, needed once per key rotation; a few retries a day are plenty.
     rebind: { capacity: 10, refillTokens: 10, refillIntervalMs: DAY },
+    // ChangeNumber: each moves the account (and costs an SMS before it, charged as every ActivationStart is).
+    numberChange: {
+      capacity: config.numberChangesPerDay,
+      refillTokens: config.numberChangesPerDay,
+      refillIntervalMs: DAY,
+    },
     prekeySignatures: {
       capacity: config.prekeySignaturesCapacity,
       refillTokens: config.prekeySignaturesPerDay,

@@ -57,6 +57,8 @@ const AT_LEAST_ONE = [
   'linkTtlSeconds',
   'linksPerHour',
   'rendezvousPerNetworkPerHour',
+  'moveForwardDays',
+  'numberChangesPerDay',
 ] as const
 
 /** `[broken, message]` pairs: each rule that does not depend on who supplies the verifier. */

@@ -90,6 +90,16 @@ export function createMetrics() {
       'RebindAddress outcomes after an OPRF key rotation: moved, current (already there), refused, conflict',
       'outcome',
     ),
+    numberChanges: counter(
+      'number_changes',
+      'ChangeNumber outcomes: moved, refused (a wrong, expired or unknown code), conflict (the new number has an account), forbidden (a linked device)',
+      'outcome',
+    ),
+    addressForwards: counter(
+      'address_forwards',
+      'Logins under an address the account moved away from: followed (the device logged in at the new address), missing (no forward, or it expired)',
+      'outcome',
+    ),
     oprfKeysServed: gauge(
       'oprf_keys_served',
       'OPRF key epochs served in ServerHello (2 during a rotation grace period)',

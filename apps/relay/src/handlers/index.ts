@@ -31,6 +31,7 @@ import {
   sendMessage,
   syncMailbox,
 } from './mail.js'
+import { changeNumber } from './numberChange.js'
 import { prekeyBundleQuery, prekeyCountQuery, prekeyUpload } from './prekeys.js'
 import { rebindAddress } from './rebind.js'
 import { setRegistrationLock } from './registrationLock.js'
@@ -109,6 +110,7 @@ const ROUTES: { readonly [B in ClientBody]: Route<B> } = {
   setDeliveryToken: device(setDeliveryToken),
   setRegistrationLock: device(setRegistrationLock),
   rebindAddress: device(rebindAddress),
+  changeNumber: device(changeNumber),
   unidentifiedSend: anonymous(unidentifiedSend),
   publishDeviceList: device(publishDeviceList),
   deviceListQuery: device(deviceListQuery),

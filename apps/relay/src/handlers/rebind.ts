@@ -24,7 +24,7 @@ export async function rebindAddress(
   scope: DeviceScope,
   request: ClientBodyOf<'rebindAddress'>,
 ): Promise<Reply> {
-  const { store, oprf, metrics, log, policies } = scope.ctx
+  const { store, oprf, metrics, log, policies, fanout, config } = scope.ctx
   const device = scope.device
   const r = request
   const raw = requireE164(r.phoneNumber)
@@ -61,16 +61,20 @@ export async function rebindAddress(
     metrics.addressRebinds.inc({ outcome: 'current' })
     return reply
   }
-  const outcome = await store.rebindAddress(device.address, device.deviceId, address)
+  const outcome = await store.rebindAddress(device.address, device.deviceId, address, {
+    forwardUntilMs: Date.now() + config.moveForwardDays * 86_400_000,
+  })
   if (outcome === 'not_found') throw deviceGone()
   if (outcome === 'taken') {
     // The number was activated again under the current key, on another device: that one is the account now.
     metrics.addressRebinds.inc({ outcome: 'conflict' })
     throw new ParleyError('CONFLICT', 'the number has a newer account at its new address; activate again')
   }
-  // This connection follows the account; the device's other connections (if any) hold the old address and fail
-  // their next request, as after a replacement, and reconnect under the new one.
-  await scope.bind(address, device.deviceId)
+  // This connection follows the account.
+  const oldHex = device.addressHex
+  await scope.move(address)
+  // The account's other connections (its linked devices) reconnect and follow the forward to the new address.
+  await fanout.publish(oldHex, { kind: 'moved' })
   metrics.addressRebinds.inc({ outcome: 'moved' })
   log.info({ conn: scope.id, keyId: key.keyId }, 'account moved to its address under the current OPRF key')
   return reply

@@ -53,6 +53,11 @@ export interface Caller extends RequestScope {
   bind(address: Uint8Array, deviceId: number): Promise<void>
   /** Forgets the authenticated device. */
   unbind(): Promise<void>
+  /**
+   * Ties the connection to the same device at the address its account moved to (a rebind, a number change),
+   * keeping its mailbox cursor: the mail moved with its sequence numbers, and pushes go on from where they were.
+   */
+  move(address: Uint8Array): Promise<void>
   /** Sends a frame now (outside the request/response flow). */
   send(frame: ServerFrameInput): void
   /** Sends an error answer to a request (or, with id 0, a connection-level error). */
@@ -71,7 +76,7 @@ export interface Caller extends RequestScope {
  */
 export interface DeviceScope
   extends RequestScope,
-    Readonly<Pick<Caller, 'membershipPrefixBits' | 'bind' | 'unbind' | 'chargeAcks' | 'sync'>> {
+    Readonly<Pick<Caller, 'membershipPrefixBits' | 'bind' | 'unbind' | 'move' | 'chargeAcks' | 'sync'>> {
   /** The authenticated device. */
   readonly device: BoundDevice
 }
@@ -96,6 +101,7 @@ export function deviceScope(conn: Caller, device: BoundDevice): DeviceScope {
       firstRefusal: (s) => conn.firstRefusal(s),
       bind: (address, deviceId) => conn.bind(address, deviceId),
       unbind: () => conn.unbind(),
+      move: (address) => conn.move(address),
       chargeAcks: (n) => conn.chargeAcks(n),
       sync: (afterSeq) => conn.sync(afterSeq),
     }

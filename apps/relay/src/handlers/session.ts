@@ -90,33 +90,46 @@ export async function ping(): Promise<Reply> {
 /**
  * `Authenticate`: the device signs `"parley/v1/auth" ‖ nonce ‖ address ‖ device_id`. The nonce is single use:
  * one attempt per connection, so a captured signature cannot be replayed.
+ *
+ * An address with no account may be one the account moved away from (a number change, a rebind): the store's
+ * forward then names where it is now, and a device of the account there — proving its key over the address it
+ * knew — is logged in at the new address and told it in `Authenticated.address`. Nobody else learns where a
+ * forward leads: the answer without a valid signature is the same UNAUTHENTICATED as for an unknown address.
  */
 export async function authenticate(conn: Caller, request: ClientBodyOf<'authenticate'>): Promise<Reply> {
   const a = request
   refuseOnAnonymous(conn)
   if (conn.nonceUsed) throw new ParleyError('UNAUTHENTICATED', 'the auth nonce was already used; reconnect')
   conn.nonceUsed = true
-  const address = requireBytes(a.address, 32, 'address')
+  const named = requireBytes(a.address, 32, 'address')
   const deviceId = a.deviceId
-  const account = await conn.ctx.store.getAccount(address)
+  let address = named
+  let account = await conn.ctx.store.getAccount(named)
+  if (!account) {
+    const forward = await conn.ctx.store.addressForward(named, Date.now())
+    if (forward) {
+      address = forward
+      account = await conn.ctx.store.getAccount(forward)
+    } else conn.ctx.metrics.addressForwards.inc({ outcome: 'missing' })
+  }
+  const unknown = () =>
+    new ParleyError('UNAUTHENTICATED', 'unknown device; it may have been replaced, removed or deactivated')
   // The primary, or a linked device of the account's device list: its own device key signs.
   const device = account ? await conn.ctx.store.getDevice(address, deviceId) : null
-  if (!account || !device) {
-    throw new ParleyError(
-      'UNAUTHENTICATED',
-      'unknown device; it may have been replaced, removed or deactivated',
-    )
-  }
+  if (!account || !device) throw unknown()
   const signature = a.signature
   if (
     !verifyIdentitySignature(
       device.key,
-      authPayload(conn.nonce, address, deviceId, conn.ctx.relayKeys.trustRoot),
+      authPayload(conn.nonce, named, deviceId, conn.ctx.relayKeys.trustRoot),
       signature,
       RELAY_CRYPTO,
     )
   ) {
-    throw new ParleyError('UNAUTHENTICATED', 'the auth signature does not verify')
+    // Behind a forward, a wrong signature reads as an unknown address: where the account went stays unsaid.
+    throw address === named
+      ? new ParleyError('UNAUTHENTICATED', 'the auth signature does not verify')
+      : unknown()
   }
   const summary = await conn.ctx.store.accountSummary(address)
   refuseHeld(
@@ -139,7 +152,9 @@ export async function authenticate(conn: Caller, request: ClientBodyOf<'authenti
   }
   const head = await conn.ctx.store.mailboxHead(address, deviceId)
   if (summary) conn.ctx.metrics.mailboxDepth.observe(summary.mailboxMessages)
-  return { authenticated: { mailboxHeadSeq: head } }
+  const moved = address !== named
+  if (moved) conn.ctx.metrics.addressForwards.inc({ outcome: 'followed' })
+  return { authenticated: { mailboxHeadSeq: head, ...(moved ? { address } : {}) } }
 }
 
 /**
