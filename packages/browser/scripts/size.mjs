@@ -25,8 +25,14 @@ import { browserOptions } from './esbuildOptions.mjs'
 // engine's devices part (engine/devices.ts 7.5 KB: verified lists, linking, removal, history chunks), fan-out and
 // sent transcripts in delivery.ts (7.6 KB, was about 4), backup (engine/backup.ts 1.7, protocol backup.ts 1.4 and
 // its scrypt 1.9), the protocol's link codes and messages (linking.ts 3.5), signed device lists (deviceList.ts
-// 2.6) and history chunks (content.ts +1.5); the budget moved to 99 KB.
-export const BUDGET_KB = 99
+// 2.6) and history chunks (content.ts +1.5); the budget moved to 99 KB. 99 KB until the number change (the rest of
+// issue 18): 98.1 → 100.3 KB (81.8 up front), measured minified per file against b2e8697: changeNumber and
+// confirmNumberChange (engine/activation.ts +1.8 KB, the code request shared with activate), the signed notice
+// (protocol addressChange.ts +1.5, till then unused by the client), following a contact's notice and the own
+// account's (contacts.ts +0.6, inbox.ts +0.8), the moved records and notice entries (keyspace.ts +0.6, outbox.ts
+// +0.4, delivery.ts +0.5, session.ts +0.3, devices.ts +0.3, Client.ts +0.3), the notice in content and envelopes (content.ts +0.6,
+// sealedEnvelope.ts +0.3) and the new frames in the schema (+0.4); the budget moved to 101 KB.
+export const BUDGET_KB = 101
 
 /**
  * Bundles the SDK as a user's bundler would (ESM, minified, code splitting on) and measures min+gzip of what a

@@ -33,6 +33,7 @@ import type {
   LinkCodeOptions,
   LinkedAccount,
   LinkInvitation,
+  NumberChange,
   ParleyClientOptions,
   ParleyEvents,
   RestoredBackup,
@@ -131,6 +132,9 @@ export class ParleyClient {
       banned: (error) => {
         void this.#outbox.failQueued(error).catch((err) => engine.emitError(err))
       },
+      moved: () => {
+        void this.#devices.republish().catch((err) => engine.emitRecoverable(err))
+      },
     })
     const contacts = new Contacts(engine, discovery)
     const devices = new Devices(engine, prekeys, {
@@ -155,6 +159,7 @@ export class ParleyClient {
     this.#activation = new Activator(engine, session, discovery, prekeys, {
       afterOnline: () => this.#afterOnline(),
       deactivated: () => outbox.clearDeferrals(),
+      queueNotices: (to) => outbox.queueNotices(to),
     })
     this.#engine = engine
     this.#discovery = discovery
@@ -261,6 +266,41 @@ export class ParleyClient {
   async confirm(code: string, options: ConfirmOptions = {}): Promise<Activation> {
     this.#engine.checkOpen()
     return this.#activation.confirm(code, options)
+  }
+
+  /**
+   * Starts moving this account to a new number (the user got a new SIM, say): the relay has its verifier send a
+   * code to `number`, as for an activation. Nothing changes until {@link ParleyClient.confirmNumberChange}.
+   * Only the primary device (the one that activated the number) can.
+   * @param number - the new number, in any common format
+   * @param options - `signal`
+   * @returns the new number in E.164 form and the code's lifetime
+   * @throws ParleyError `INVALID_STATE` before activation, on a linked device, or for the account's own number;
+   *   `INVALID_NUMBER`, `RATE_LIMITED`, `UNAVAILABLE`
+   * @example await parley.changeNumber('+1 415 555 0199')
+   */
+  async changeNumber(number: string, options: CallOptions = {}): Promise<ActivationPending> {
+    this.#engine.checkOpen()
+    return this.#activation.changeNumber(number, options)
+  }
+
+  /**
+   * Completes a number change with the code sent to the new number. The account keeps its identity (safety
+   * numbers do not change), sessions, linked devices and waiting mail; it moves to the new number's address, and
+   * every contact is sent a notice signed by the account identity, so its conversation continues under the new
+   * number (`numberChanged` on its side). Linked devices follow when they next connect. The old number no longer
+   * leads to this account.
+   * @param code - the six-digit code sent to the new number
+   * @param options - `signal`
+   * @returns the new number and address, and how many contacts the notice was queued for
+   * @throws TypeError for a code that is not six digits; ParleyError `INVALID_STATE` (no pending change, or a
+   *   linked device), `INVALID_CODE`, `EXPIRED`, `CONFLICT` (the new number has a Parley account of its own:
+   *   deactivate that one first, then confirm again with the same code), `RATE_LIMITED`, `VERIFICATION_FAILED`
+   * @example const { e164 } = await parley.confirmNumberChange('123456')
+   */
+  async confirmNumberChange(code: string, options: CallOptions = {}): Promise<NumberChange> {
+    this.#engine.checkOpen()
+    return this.#activation.confirmNumberChange(code, options)
   }
 
   /**

@@ -33,6 +33,8 @@ export type {
   LinkedDevice,
   LinkInvitation,
   MailboxGapEvent,
+  NumberChange,
+  NumberChangedEvent,
   ParleyClientOptions,
   ParleyEvents,
   RelayKeys,

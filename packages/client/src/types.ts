@@ -176,6 +176,31 @@ export interface DevicesChangedEvent {
   deviceIds: number[]
 }
 
+/** What {@link ParleyClient.confirmNumberChange} returns. */
+export interface NumberChange {
+  /** The account's new number, E.164. */
+  e164: string
+  /** The account's new address (hex): the new number's, through the relay's OPRF. */
+  address: string
+  /** How many contacts (sessions) were sent the signed notice. */
+  contactsNotified: number
+}
+
+/**
+ * Payload of the `numberChanged` event: a contact (proven by the identity this device pinned for it) moved its
+ * account to a new number, or this account did (on a linked device, told by its primary).
+ */
+export interface NumberChangedEvent {
+  /** The number this device knew the account by, when it had one. */
+  previousNumber: string | null
+  /** The new number when the account stated it (its certified commitment opened to it), else null. */
+  number: string | null
+  /** The account's new address (hex). */
+  address: string
+  /** Whether it is this device's own account. */
+  own: boolean
+}
+
 /** Payload of the `history` event: one part of a history transfer was added to `history()`. */
 export interface HistoryEvent {
   /** Messages added (those already here are skipped). */
@@ -336,6 +361,11 @@ export interface ParleyEvents {
   devicesChanged: DevicesChangedEvent
   /** A part of the account's history arrived from its primary (after this device was linked with history). */
   history: HistoryEvent
+  /**
+   * A contact changed its number (a notice signed by the identity pinned for it): its conversation goes on under
+   * the new number. Also this account's own change, seen on its linked devices.
+   */
+  numberChanged: NumberChangedEvent
   /**
    * Something failed in the background (a message refused, a connection lost); never thrown. `FORBIDDEN` when the
    * relay refuses this account's login (its operator banned it): the client stops connecting instead of retrying,

@@ -16,16 +16,42 @@ import {
   registrationLockProof,
   registrationLockVerifier,
   type ServerFrame,
+  signAddressChange,
   solveActivationPow,
 } from '@parley/protocol'
-import { toHex } from '../internal/codec.js'
+import { fromHex, toHex } from '../internal/codec.js'
 import * as e2e from '../internal/e2e.js'
-import type { ActivateOptions, Activation, ActivationPending, CallOptions, ConfirmOptions } from '../types.js'
+import type {
+  ActivateOptions,
+  Activation,
+  ActivationPending,
+  CallOptions,
+  ConfirmOptions,
+  NumberChange,
+} from '../types.js'
 import { type Engine, expectBody } from './context.js'
 import type { Discovery } from './discovery.js'
-import { type AccountRecord, del, get, K, type PendingRecord, put } from './keyspace.js'
+import {
+  type AccountRecord,
+  ADDRESS_CHANGE_CARRY_MS,
+  del,
+  get,
+  K,
+  type PendingRecord,
+  put,
+} from './keyspace.js'
 import type { Prekeys } from './prekeys.js'
 import type { RelaySession } from './session.js'
+
+/** What the activation part asks of the rest of the engine. */
+export interface ActivatorHooks {
+  /** The device is activated and online: start the rest (sync, prekeys, outbox). */
+  afterOnline(): void
+  /** The account was erased. */
+  deactivated(): void
+  /** After a number change: queue the signed notice for these contacts (and this account's other devices). */
+  queueNotices(to: { address: Uint8Array; number: string }[]): Promise<void>
+}
 
 export class Activator {
   readonly #engine: Engine
@@ -33,7 +59,7 @@ export class Activator {
   readonly #discovery: Discovery
   readonly #prekeys: Prekeys
   /** What to do once the device is activated and online (or deactivated): the facade's wiring of the parts. */
-  readonly #hooks: { afterOnline(): void; deactivated(): void }
+  readonly #hooks: ActivatorHooks
   /** The PIN given to `activate` (memory only), and the relay's lock challenge for the pending activation. */
   #pendingPin: string | undefined
   #lockChallenge: { activationId: Uint8Array; challenge: RegistrationLockChallenge } | undefined
@@ -43,7 +69,7 @@ export class Activator {
     session: RelaySession,
     discovery: Discovery,
     prekeys: Prekeys,
-    hooks: { afterOnline(): void; deactivated(): void },
+    hooks: ActivatorHooks,
   ) {
     this.#engine = engine
     this.#session = session
@@ -54,22 +80,36 @@ export class Activator {
 
   /** `ParleyClient.activate`, after the open check. */
   async activate(options: ActivateOptions): Promise<ActivationPending> {
-    const { link, store, clock } = this.#engine
     if (typeof options !== 'object' || options === null || options.consent !== true) {
       throw new TypeError('activate() needs { consent: true }: the user must agree before anything is sent')
     }
     const e164 = await this.#discovery.normalize(options.phoneNumber)
     const pin = options.pin === undefined ? undefined : normalizePin(options.pin)
+    const started = await this.#requestCode(e164, K.pending, options.signal)
+    this.#pendingPin = pin
+    this.#lockChallenge = undefined
+    return started
+  }
+
+  /**
+   * Has the relay send a code to `e164` (`ActivationStart`, with the proof of work a relay under load asks for,
+   * bound to this connection's nonce) and records the pending code under `slot`.
+   */
+  async #requestCode(
+    e164: string,
+    slot: typeof K.pending,
+    signal: AbortSignal | undefined,
+  ): Promise<ActivationPending> {
+    const { link, store, clock } = this.#engine
     link.start()
-    await link.waitOnline(options.signal)
-    // A relay under load asks for proof of work per code request, bound to this connection's nonce.
+    await link.waitOnline(signal)
     const hello = link.hello
     const bits = hello?.activationPowBits ?? 0
     const powSolution =
       bits > 0 && hello?.authNonce ? solveActivationPow(hello.authNonce, e164, bits) : new Uint8Array(0)
     const frame = await link.request(
       { activationStart: { phoneNumber: e164, consent: true, ...(bits > 0 ? { powSolution } : {}) } },
-      { signal: options.signal },
+      { signal },
     )
     const started = expectBody(frame, 'activationStarted')
     const pending: PendingRecord = {
@@ -77,9 +117,7 @@ export class Activator {
       activationId: started.activationId,
       expiresAt: clock.now() + started.expiresInSeconds * 1000,
     }
-    await store.write([put(K.pending, pending)])
-    this.#pendingPin = pin
-    this.#lockChallenge = undefined
+    await store.write([put(slot, pending)])
     return { e164, expiresInSeconds: started.expiresInSeconds, attemptsLeft: started.attemptsLeft }
   }
 
@@ -200,6 +238,96 @@ export class Activator {
       replacedDevice: activated.replacedDevice === true,
       restoredMessages: activated.restoredMessages,
     }
+  }
+
+  /** `ParleyClient.changeNumber`, after the open check: the relay has a code sent to the new number. */
+  async changeNumber(number: string, options: CallOptions): Promise<ActivationPending> {
+    const account = this.#requirePrimary()
+    const e164 = await this.#discovery.normalize(number)
+    if (e164 === account.e164) throw new ParleyError('INVALID_STATE', 'this is already the account’s number')
+    return this.#requestCode(e164, K.numberChange, options.signal)
+  }
+
+  /**
+   * `ParleyClient.confirmNumberChange`, after the open check: the relay moves the account to the new number's
+   * address (checked against this device's own proven evaluation of the new number), this device records it,
+   * signs the notice with the account identity, and queues it for every contact it has a session with.
+   */
+  async confirmNumberChange(code: string, options: CallOptions): Promise<NumberChange> {
+    const engine = this.#engine
+    const { link, store, clock, random } = engine
+    if (typeof code !== 'string' || !/^\d{6}$/.test(code.trim()))
+      throw new TypeError('code must be six digits')
+    const account = this.#requirePrimary()
+    const pending = await get(store, K.numberChange)
+    if (pending === undefined) throw new ParleyError('INVALID_STATE', 'call changeNumber() first')
+    if (pending.expiresAt < clock.now()) {
+      await store.write([del(K.numberChange)])
+      throw new ParleyError('EXPIRED', 'the number change expired; call changeNumber() again')
+    }
+    await link.waitOnline(options.signal)
+    const key = link.hello?.oprfKeys?.[0]
+    const input = numberToOprfInput(pending.e164)
+    const blind = key?.publicKey ? oprfBlind(input) : undefined
+    const numberSalt = random(32)
+    const frame = await link.request(
+      {
+        changeNumber: {
+          activationId: pending.activationId,
+          code: code.trim(),
+          numberSalt,
+          ...(blind ? { blindedNumber: blind.blindedElement } : {}),
+        },
+      },
+      { signal: options.signal },
+    )
+    const changed = expectBody(frame, 'numberChanged')
+    const address = changed.address
+    const token = this.#discovery.ownToken(input, blind, changed.ownNumber, key)
+    if (token === undefined || !e2e.equal(addressFromToken(token), address)) {
+      // The relay moved the account somewhere this device cannot check: it is no longer where this device
+      // says it is either, so the next login decides (a forward of the relay's, if any, is followed).
+      throw new ParleyError(
+        'VERIFICATION_FAILED',
+        'the relay moved this account to an address not its new number’s',
+      )
+    }
+    const now = clock.now()
+    const notice = signAddressChange(
+      { oldAddress: account.address, newAddress: address, changedAtMs: now },
+      account.identity.secretKey,
+    )
+    const contacts = await engine.serial.run(async () => {
+      const current = engine.requireAccount()
+      await this.#session.moveOwnAddress({
+        ...current,
+        e164: pending.e164,
+        address,
+        numberSalt,
+        keyId: changed.keyId,
+        addressChange: { notice, until: now + ADDRESS_CHANGE_CARRY_MS },
+      })
+      await store.write([del(K.numberChange)])
+      // Every account this device holds an identity for (a session, now or before): all of them may write to
+      // the old number's address, which leads nowhere now.
+      const oldHex = toHex(account.address)
+      const found: { address: Uint8Array; number: string }[] = []
+      for (const e of await store.list(K.identity.prefix)) {
+        const hex = e.key.slice(K.identity.prefix.length)
+        if (hex === oldHex || hex === toHex(address)) continue
+        found.push({ address: fromHex(hex), number: (await get(store, K.byAddress(hex))) ?? '' })
+      }
+      return found
+    })
+    await this.#hooks.queueNotices(contacts)
+    return { e164: pending.e164, address: toHex(address), contactsNotified: contacts.length }
+  }
+
+  #requirePrimary(): AccountRecord {
+    const account = this.#engine.requireAccount()
+    if (account.accountIdentityKey !== undefined)
+      throw new ParleyError('INVALID_STATE', "only the account's primary device can change its number")
+    return account
   }
 
   /** The proof of `pin` for the lock challenge held for this activation, if both are there. */

@@ -1,13 +1,27 @@
 // What this device knows of its contacts (docs/architecture.md §4.8, §6.7): their identities and identity
 // changes, safety numbers and verification, the number proven for a sender, and following a contact that moved
 // to a new address after an OPRF key rotation. Not exported.
-import { ParleyError } from '@parley/protocol'
+import {
+  type AddressChangeFields,
+  addressChangeClaims,
+  ParleyError,
+  verifyAddressChange,
+} from '@parley/protocol'
 import { toHex } from '../internal/codec.js'
 import * as e2e from '../internal/e2e.js'
 import type { StoreWrite } from '../Store.js'
 import type { Engine } from './context.js'
 import type { Discovery } from './discovery.js'
-import { type ContactRecord, contactRecord, del, get, heldPrefix, K, put, sessionRecord } from './keyspace.js'
+import {
+  type ContactRecord,
+  contactRecord,
+  del,
+  get,
+  K,
+  moveAddressRecords,
+  put,
+  sessionRecord,
+} from './keyspace.js'
 
 export class Contacts {
   readonly #engine: Engine
@@ -131,25 +145,7 @@ export class Contacts {
     const from = toHex(contact.address)
     const next = toHex(to)
     if (from === next) return
-    const writes: StoreWrite[] = []
-    const move = async (oldKey: string, newKey: string, change?: (v: Uint8Array) => Uint8Array) => {
-      const value = await store.get(oldKey)
-      if (value === undefined) return
-      writes.push(del(oldKey), { key: newKey, value: change ? change(value) : value })
-    }
-    await move(K.session(from).key, K.session(next).key, (v) =>
-      retire ? K.session.codec.encode({ ...K.session.codec.decode(v), stale: true }) : v,
-    )
-    await move(K.identity(from).key, K.identity(next).key)
-    await move(K.verified(from).key, K.verified(next).key)
-    await move(K.peerToken(from).key, K.peerToken(next).key)
-    await move(K.byAddress(from).key, K.byAddress(next).key)
-    for (const e of await store.list(heldPrefix(from))) {
-      writes.push(del(e.key), {
-        key: `${heldPrefix(next)}${e.key.slice(heldPrefix(from).length)}`,
-        value: e.value,
-      })
-    }
+    const writes = await moveAddressRecords(store, from, next, retire)
     const record: ContactRecord = {
       e164: contact.e164,
       address: to,
@@ -160,6 +156,76 @@ export class Contacts {
     writes.push(put(K.contact(contact.e164), record))
     writes.push(put(K.byAddress(next), contact.e164))
     await store.write(writes)
+  }
+
+  /**
+   * Mail carrying an address-change notice (a contact changed its number): when the notice moves an address this
+   * device knows, verifies against the identity pinned for it, names the address the mail comes from, and the
+   * mail was sealed by that identity or by a device of its verified list, everything kept about the contact
+   * follows it to the new address (a session still waiting for a first reply is retired: it was bound to the old
+   * address). The old number no longer leads to the contact; the new one does when the sender proved it. Emits
+   * `numberChanged`. Anything else about the notice is ignored (the mail itself is still handled as usual).
+   * Called from `Inbox.receive`, in the serial queue.
+   */
+  async followNumberChange(opened: e2e.Opened): Promise<void> {
+    const engine = this.#engine
+    const { store, clock } = engine
+    const notice = opened.addressChange
+    if (notice === undefined) return
+    let claims: AddressChangeFields
+    try {
+      claims = addressChangeClaims(notice)
+    } catch {
+      return
+    }
+    if (!e2e.equal(claims.newAddress, opened.senderAddress)) return
+    const oldHex = toHex(claims.oldAddress)
+    const newHex = toHex(opened.senderAddress)
+    const identity = await get(store, K.identity(oldHex))
+    // Nothing known at the old address (never met, or already followed: every message carries the notice for a
+    // while), or another identity already known at the new one.
+    if (identity === undefined) return
+    const there = await get(store, K.identity(newHex))
+    if (there !== undefined && !e2e.equal(there, identity)) return
+    try {
+      verifyAddressChange(
+        notice,
+        { identityKey: identity, oldAddress: claims.oldAddress },
+        { crypto: engine.crypto },
+      )
+    } catch (err) {
+      engine.emitRecoverable(err)
+      return
+    }
+    const list = await get(store, K.deviceList(oldHex))
+    const carrier =
+      e2e.equal(identity, opened.senderIdentityKey) ||
+      (list?.devices.some(
+        (d) => d.deviceId === opened.senderDeviceId && e2e.equal(d.deviceKey, opened.senderIdentityKey),
+      ) ??
+        false)
+    if (!carrier) return
+    const previous = (await get(store, K.byAddress(oldHex))) ?? null
+    const session = await get(store, K.session(oldHex))
+    const retire = session !== undefined && !session.stale && e2e.awaitingReply(session.state)
+    const writes = await moveAddressRecords(store, oldHex, newHex, retire)
+    const number = opened.senderNumber ?? null
+    if (previous !== null) {
+      const contact = await contactRecord(store, previous)
+      if (contact !== null && toHex(contact.address) === oldHex) writes.push(del(K.contact(previous)))
+    }
+    writes.push(del(K.byAddress(newHex)))
+    if (number !== null) {
+      const record: ContactRecord = {
+        e164: number,
+        address: opened.senderAddress,
+        registered: true,
+        checkedAt: clock.now(),
+      }
+      writes.push(put(K.contact(number), record), put(K.byAddress(newHex), number))
+    }
+    await store.write(writes)
+    engine.events.emit('numberChanged', { previousNumber: previous, number, address: newHex, own: false })
   }
 
   /** Whether `identityKey` differs from the one last seen for the address (none seen yet: not a change). */

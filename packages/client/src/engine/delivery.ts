@@ -2,7 +2,7 @@
 // from its prekey bundle when there is none), sealed with the current sender certificate, and sent by
 // unidentified delivery when the contact gave us its token, else on the authenticated connection. A moved
 // recipient is followed; a replaced recipient device gets a new session. Not exported.
-import { type ClientFrameInput, opensNumberCommitment, ParleyError } from '@parley/protocol'
+import { type ClientFrameInput, type Content, opensNumberCommitment, ParleyError } from '@parley/protocol'
 import { fromHex, toHex } from '../internal/codec.js'
 import * as e2e from '../internal/e2e.js'
 import type { StoreWrite } from '../Store.js'
@@ -53,7 +53,11 @@ export class Delivery {
    * several, one copy per device (and sent transcripts for this account's other devices).
    */
   async deliver(key: string, entry: OutboxRecord): Promise<void> {
-    if (entry.multi === undefined && entry.history === undefined && !(await this.#needsMulti(entry))) {
+    if (
+      entry.multi === undefined &&
+      !ownOnly(entry, this.#engine.requireAccount()) &&
+      !(await this.#needsMulti(entry))
+    ) {
       try {
         await this.#deliverSingle(key, entry)
         return
@@ -104,17 +108,17 @@ export class Delivery {
           ) {
             engine.stats.unidentifiedSent++
             await store.write([del(key)])
-            engine.events.emit('delivered', { id: entry.id, to: entry.to })
+            if (entry.notice !== true) engine.events.emit('delivered', { id: entry.id, to: entry.to })
             return
           }
         }
         expectBody(await engine.link.request({ sendMessage: base }), 'messageAccepted')
         await store.write([del(key)])
-        engine.events.emit('delivered', { id: entry.id, to: entry.to })
+        if (entry.notice !== true) engine.events.emit('delivered', { id: entry.id, to: entry.to })
         return
       } catch (err) {
         const e = ParleyError.fromUnknown(err)
-        if (e.code === 'NOT_FOUND' && attempt === 0) {
+        if (e.code === 'NOT_FOUND' && attempt === 0 && entry.notice !== true) {
           // Nobody at the address any more: after an OPRF key rotation the contact may have moved to its address
           // under the new key. Followed there (the same session, unless it still waits for a first reply).
           const moved = await this.#contacts.followContact(entry.to, entry.address)
@@ -203,12 +207,17 @@ export class Delivery {
       salt !== undefined && opensNumberCommitment(cert, account.e164, salt)
         ? { e164: account.e164, salt }
         : undefined
+    // For a while after a number change, every envelope carries the signed notice, for contacts that missed it.
+    const change = account.addressChange
+    const addressChange =
+      change !== undefined && this.#engine.clock.now() < change.until ? change.notice : undefined
     return e2e.seal({
       ours: account,
       recipientIdentityKey,
       message,
       certificate: bytes,
       number,
+      addressChange,
       env: this.#engine,
     })
   }
@@ -257,12 +266,7 @@ export class Delivery {
     const token = account.deliveryTokenSet === true ? account.deliveryToken : undefined
     const sealed = e2e.encrypt({
       session: session.state,
-      content: {
-        messageId: fromHex(entry.id),
-        sentAtMs: entry.sentAt,
-        text: entry.text,
-        ...(token === undefined ? {} : { deliveryToken: token }),
-      },
+      content: contentOf(entry, account, token, false),
       env: engine,
     })
     const updated: OutboxRecord = {
@@ -276,7 +280,7 @@ export class Delivery {
     await store.write([
       put(K.session(addressHex), record),
       putAt(K.outbox, key, updated),
-      put(K.byAddress(addressHex), entry.to),
+      ...(entry.to === '' ? [] : [put(K.byAddress(addressHex), entry.to)]),
       put(K.identity(addressHex), session.identityKey),
     ])
     if (identityChanged) this.#contacts.emitIdentityChanged(entry.to, entry.address, session.identityKey)
@@ -293,8 +297,9 @@ export class Delivery {
     const engine = this.#engine
     const account = engine.requireAccount()
     let multi = entry.multi ?? {
-      // A history chunk goes to this account's other devices alone: there is no recipient part.
-      ...(entry.history === undefined ? {} : { recipientDone: true }),
+      // A history chunk (or the number-change notice) goes to this account's other devices alone: there is no
+      // recipient part.
+      ...(ownOnly(entry, account) ? { recipientDone: true } : {}),
       listVersion: 0,
       // A message encrypted for the primary on the single-device path is that device's copy.
       copies:
@@ -311,9 +316,10 @@ export class Delivery {
       multi = { ...entry.multi!, recipientDone: true }
       entry = { ...entry, multi }
       await engine.store.write([putAt(K.outbox, key, entry)])
-      engine.events.emit('delivered', { id: entry.id, to: entry.to })
+      if (entry.notice !== true) engine.events.emit('delivered', { id: entry.id, to: entry.to })
     }
-    if (this.#devices.ownOthers().length > 0) {
+    // A notice to a contact has no transcript: this account's devices get their own notice.
+    if (this.#devices.ownOthers().length > 0 && !(entry.notice === true && !ownOnly(entry, account))) {
       await this.#sendCopies(key, entry, account.address, 'transcripts')
     }
     await engine.store.write([del(key)])
@@ -487,16 +493,7 @@ export class Delivery {
       }
       const sealed = e2e.encrypt({
         session: session!.state,
-        content:
-          entry.history !== undefined
-            ? { messageId: fromHex(entry.id), sentAtMs: entry.sentAt, history: entry.history }
-            : {
-                messageId: fromHex(entry.id),
-                sentAtMs: entry.sentAt,
-                text: entry.text,
-                ...(token === undefined ? {} : { deliveryToken: token }),
-                ...(own ? { transcriptTo: entry.address } : {}),
-              },
+        content: contentOf(entry, account, token, own),
         env: engine,
       })
       writes.push(put(slot, { ...session!, state: sealed.state }))
@@ -510,11 +507,47 @@ export class Delivery {
         ...(field === 'copies' ? { listVersion: list?.version ?? 0 } : { ownVersion: list?.version ?? 0 }),
       },
     }
-    if (!own) writes.push(put(K.byAddress(hex), entry.to))
+    if (!own && entry.to !== '') writes.push(put(K.byAddress(hex), entry.to))
     // The ratchet steps and the copies that used them are persisted together.
     await store.write([...writes, putAt(K.outbox, key, updated)])
     if (changedIdentity !== null) this.#contacts.emitIdentityChanged(entry.to, address, changedIdentity)
     return updated
+  }
+}
+
+/** Whether the entry goes to this account's other devices alone: a history chunk, or its own number-change notice. */
+function ownOnly(entry: OutboxRecord, account: AccountRecord): boolean {
+  return entry.history !== undefined || (entry.notice === true && e2e.equal(entry.address, account.address))
+}
+
+/**
+ * What an outbox entry encrypts to: its text (with this account's delivery token, and on a sent transcript the
+ * conversation's address), a history chunk, or the number-change notice (to this account's own devices with its
+ * new number and salt). `own`: the copy is for one of this account's devices.
+ */
+function contentOf(
+  entry: OutboxRecord,
+  account: AccountRecord,
+  token: Uint8Array | undefined,
+  own: boolean,
+): Content {
+  const head = { messageId: fromHex(entry.id), sentAtMs: entry.sentAt }
+  if (entry.history !== undefined) return { ...head, history: entry.history }
+  if (entry.notice === true) {
+    const notice = account.addressChange?.notice
+    if (notice === undefined) throw new ParleyError('INVALID_STATE', 'no number-change notice to send')
+    const salt = account.numberSalt
+    return {
+      ...head,
+      addressChange: notice,
+      ...(own && salt !== undefined ? { accountNumber: { e164: account.e164, salt } } : {}),
+    }
+  }
+  return {
+    ...head,
+    text: entry.text,
+    ...(token === undefined ? {} : { deliveryToken: token }),
+    ...(own ? { transcriptTo: entry.address } : {}),
   }
 }
 

@@ -241,7 +241,11 @@ export class Devices {
   // ───────────────────────────── this account's list (primary) ─────────────────────────────
 
   /** Signs and publishes a new list of this account's devices, then records it (primary only). */
-  async #publish(devices: DeviceEntryRecord[], maxDeviceId: number): Promise<DeviceListRecord> {
+  async #publish(
+    devices: DeviceEntryRecord[],
+    maxDeviceId: number,
+    announce = true,
+  ): Promise<DeviceListRecord> {
     const engine = this.#engine
     const account = engine.requireAccount()
     // Versions from the clock as well as the count: a primary activated again (whose relay forgot the old list)
@@ -259,6 +263,7 @@ export class Devices {
       await engine.store.write([put(K.account, next)])
       engine.account = next
     })
+    if (!announce) return record
     engine.events.emit('devicesChanged', {
       number: account.e164,
       address: toHex(account.address),
@@ -266,6 +271,20 @@ export class Devices {
       deviceIds: record.devices.map((d) => d.deviceId),
     })
     return record
+  }
+
+  /**
+   * After this account moved to a new address (a number change, a rebind): the primary signs its device list again
+   * for the new address (contacts verify a list against the address they reach the account at). Nothing to do on
+   * a linked device, or for an account that never published a list.
+   */
+  async republish(): Promise<void> {
+    const account = this.#engine.requireAccount()
+    const list = account.devices
+    if (!isPrimary(account) || list === undefined || list.devices.length === 0) return
+    const max = account.maxDeviceId ?? Math.max(...list.devices.map((d) => d.deviceId))
+    // The same devices: no devicesChanged.
+    await this.#publish(list.devices, max, false)
   }
 
   #requirePrimary(what: string): AccountRecord {

@@ -2,21 +2,26 @@
 // decrypted, in one atomic write with its dedupe marker; mail from a changed verified identity held until the
 // app approves it; acks in batches, which move the resume cursor. Not exported.
 import {
+  type AddressChangeFields,
+  addressChangeClaims,
   decodeHistoryChunk,
   GapReason,
   ParleyError,
   type ServerBodyOf,
   type ServerFrame,
+  verifyAddressChange,
 } from '@parley/protocol'
 import { toHex } from '../internal/codec.js'
 import * as e2e from '../internal/e2e.js'
 import type { StoreWrite } from '../Store.js'
-import type { CallOptions, IncomingMessage } from '../types.js'
+import type { CallOptions, IncomingMessage, NumberChangedEvent } from '../types.js'
 import type { Contacts } from './contacts.js'
 import type { Engine } from './context.js'
 import { accountIdentity, type Devices } from './devices.js'
 import type { Discovery } from './discovery.js'
 import {
+  type AccountRecord,
+  ADDRESS_CHANGE_CARRY_MS,
   contactRecord,
   decodeEntry,
   del,
@@ -147,6 +152,51 @@ export class Inbox {
     return iterator
   }
 
+  /**
+   * The primary's notice of the account's own number change, on a linked device: verified against the account
+   * identity, it must move the account to the address this device is at now (the relay's forward took it there);
+   * the new number must open the commitment the relay certified for the primary's message. Undefined when any of
+   * that fails (the notice is then dropped, and this device keeps stating its old number, which its certificate no
+   * longer commits to: it states none).
+   */
+  #ownNumberChange(
+    content: e2e.DecryptedContent,
+    opened: e2e.Opened,
+  ): { account: AccountRecord; event: NumberChangedEvent } | undefined {
+    const engine = this.#engine
+    const account = engine.requireAccount()
+    const stated = content.accountNumber
+    if (stated === undefined || content.addressChange === undefined) return undefined
+    let fields: AddressChangeFields
+    try {
+      const claims = addressChangeClaims(content.addressChange)
+      fields = verifyAddressChange(
+        content.addressChange,
+        { identityKey: accountIdentity(account), oldAddress: claims.oldAddress },
+        { crypto: engine.crypto },
+      )
+    } catch (err) {
+      engine.emitRecoverable(err)
+      return undefined
+    }
+    if (!e2e.equal(fields.newAddress, account.address) || opened.senderNumber !== stated.e164)
+      return undefined
+    return {
+      account: {
+        ...account,
+        e164: stated.e164,
+        numberSalt: stated.salt,
+        addressChange: { notice: content.addressChange, until: fields.changedAtMs + ADDRESS_CHANGE_CARRY_MS },
+      },
+      event: {
+        previousNumber: account.e164,
+        number: stated.e164,
+        address: toHex(account.address),
+        own: true,
+      },
+    }
+  }
+
   /** `ParleyClient.history`, after the open check. */
   async history(): Promise<IncomingMessage[]> {
     const entries = await this.#engine.store.list(K.inbox.prefix)
@@ -216,6 +266,7 @@ export class Inbox {
       return ack()
     }
     const own = e2e.equal(opened.senderAddress, account.address)
+    if (!own && opened.addressChange !== undefined) await this.#contacts.followNumberChange(opened)
     if (!own) await this.#contacts.followSender(opened)
     const senderHex = toHex(opened.senderAddress)
     // A linked device of the sender's account seals with its own device key, which must be in the account's
@@ -285,6 +336,21 @@ export class Inbox {
       await store.write(writes)
       if (result.consumedOneTimePrekeys.length > 0 || result.consumedKemPrekeys.length > 0) {
         void engine.serial.run(() => this.#prekeys.refill()).catch((err) => engine.emitRecoverable(err))
+      }
+      ack()
+      return false
+    }
+    if (content.addressChange !== undefined) {
+      // A control message: a contact's notice was followed when its envelope was opened (above). From this
+      // account's primary, it brings the account's new number to this device.
+      consumed()
+      writes.push(put(slot, record), put(K.seen(idHex), receivedAtMs))
+      const change = own && !linkedSender ? this.#ownNumberChange(content, opened) : undefined
+      if (change !== undefined) writes.push(put(K.account, change.account))
+      await store.write(writes)
+      if (change !== undefined) {
+        engine.account = change.account
+        engine.events.emit('numberChanged', change.event)
       }
       ack()
       return false

@@ -12,6 +12,9 @@ import type { Store, StoreEntry, StoreWrite } from '../Store.js'
  */
 export const KEYSPACE_VERSION = 1
 
+/** How long after a number change the account's envelopes carry its address-change notice (30 days). */
+export const ADDRESS_CHANGE_CARRY_MS = 30 * 86_400_000
+
 // ───────────────────────────── records ─────────────────────────────
 
 export interface AccountRecord {
@@ -37,6 +40,11 @@ export interface AccountRecord {
   devices?: DeviceListRecord
   /** On the primary: the highest device id the account has used (a new linked device gets one above it). */
   maxDeviceId?: number
+  /**
+   * After a number change: the signed notice (an encoded `AddressChange`, old address → this one) carried in every
+   * envelope sealed until `until` (ms), so that a contact who missed the notice message still follows.
+   */
+  addressChange?: { notice: Uint8Array; until: number }
 }
 
 /** A linked device's first prekey upload: public keys and their signatures, as `PrekeyUpload` carries them. */
@@ -128,6 +136,12 @@ export interface OutboxRecord {
    * after a link; such an entry goes to this account's own devices only.
    */
   history?: Uint8Array
+  /**
+   * An address-change notice (after a number change) instead of `text`: to a contact, or to this account's own
+   * other devices (`address` is then this account's, and the new number goes with it). Never reported to the app
+   * (no `delivered` or `sendFailed`).
+   */
+  notice?: true
   /** The session message once encrypted; a retry reseals (with a current certificate) the same message. */
   message?: { kind: 'prekey' | 'ratchet'; body: Uint8Array }
   /** The recipient device's identity key the message was encrypted for. */
@@ -221,6 +235,8 @@ function family<A extends unknown[], T>(
 export const K = {
   account: slot('account', json<AccountRecord>()),
   pending: slot('activation/pending', json<PendingRecord>()),
+  /** A number change waiting for the new number's code (`changeNumber` → `confirmNumberChange`). */
+  numberChange: slot('account/number-change', json<PendingRecord>()),
   /** This device's identity after another device took the number over: used again if it activates the number. */
   previous: slot('account/previous', json<PreviousRecord>()),
   /** The highest mailbox seq acked, where the next sync resumes. */
@@ -305,6 +321,39 @@ export function decodeEntry<T>(family: { readonly codec: Codec<T> }, entry: Stor
 /** The write that puts `value` under a key listed from the store under `family`'s prefix. */
 export function putAt<T>(family: { readonly codec: Codec<T> }, key: string, value: T): StoreWrite {
   return { key, value: family.codec.encode(value) }
+}
+
+/**
+ * The writes that move everything kept under one address (a contact's, or this account's own: sessions with its
+ * devices, device list, identity, verified mark, delivery token, the number it resolves to, held mail) to
+ * another, for one batch. `retire` marks the session with the account's primary stale (the next send starts a new
+ * one). The contact record (keyed by number) is the caller's.
+ */
+export async function moveAddressRecords(
+  store: Store,
+  fromHex: string,
+  toHex: string,
+  retire = false,
+): Promise<StoreWrite[]> {
+  const writes: StoreWrite[] = []
+  const move = async (from: string, to: string, change?: (v: Uint8Array) => Uint8Array) => {
+    const value = await store.get(from)
+    if (value === undefined) return
+    writes.push(del(from), { key: to, value: change ? change(value) : value })
+  }
+  await move(K.session(fromHex).key, K.session(toHex).key, (v) =>
+    retire ? K.session.codec.encode({ ...K.session.codec.decode(v), stale: true }) : v,
+  )
+  for (const slot of [K.deviceList, K.identity, K.verified, K.peerToken, K.byAddress] as const) {
+    await move(slot(fromHex).key, slot(toHex).key)
+  }
+  for (const prefix of [`${K.deviceSession.prefix}${fromHex}/`, heldPrefix(fromHex)]) {
+    const next = prefix.replace(fromHex, toHex)
+    for (const e of await store.list(prefix)) {
+      writes.push(del(e.key), { key: next + e.key.slice(prefix.length), value: e.value })
+    }
+  }
+  return writes
 }
 
 /** A contact's record, or null when the number was never looked up. */

@@ -116,9 +116,35 @@ export class Outbox {
     this.kick()
   }
 
+  /**
+   * Queues this account's number-change notice (`AccountRecord.addressChange`) for each contact at `to` (its
+   * number, or '' when none is known) and, when the account has other devices, for them; sent like messages,
+   * durably and retried, never reported to the app as messages.
+   */
+  async queueNotices(to: { address: Uint8Array; number: string }[]): Promise<void> {
+    const engine = this.#engine
+    const account = engine.requireAccount()
+    await engine.serial.run(async () => {
+      const entry = (address: Uint8Array, number: string): OutboxRecord => ({
+        id: toHex(engine.random(16)),
+        to: number,
+        address,
+        text: '',
+        sentAt: engine.clock.now(),
+        notice: true,
+      })
+      const entries = to.map((c) => entry(c.address, c.number))
+      if ((account.devices?.devices.length ?? 0) > 1) entries.unshift(entry(account.address, account.e164))
+      await engine.store.write(entries.map((e) => put(K.outbox(++this.#outboxSeq), e)))
+    })
+    this.kick()
+  }
+
   /** `ParleyClient.pendingCount`, after the open check. */
   async pendingCount(): Promise<number> {
-    return (await this.#engine.store.list(K.outbox.prefix)).length
+    // Number-change notices are not the app's messages.
+    const entries = await this.#engine.store.list(K.outbox.prefix)
+    return entries.filter((e) => decodeEntry(K.outbox, e).notice !== true).length
   }
 
   /** Forgets every deferral (the account is gone). */
@@ -148,7 +174,9 @@ export class Outbox {
       }))
       if (queued.length === 0) return
       await engine.store.write(queued.map((q) => del(q.key)))
-      for (const { entry } of queued) engine.events.emit('sendFailed', { id: entry.id, to: entry.to, error })
+      for (const { entry } of queued) {
+        if (entry.notice !== true) engine.events.emit('sendFailed', { id: entry.id, to: entry.to, error })
+      }
     })
   }
 
@@ -282,7 +310,9 @@ export class Outbox {
     if (e.code === 'UNAVAILABLE' || e.code === 'TIMEOUT' || e.code === 'CLOSED') return 'halt' // retried on reconnect
     // Permanent: tell the app and drop the entry so the queue moves on.
     await engine.store.write([del(key)])
-    engine.events.emit('sendFailed', { id: entry.id, to: entry.to, error: e })
+    // A notice is not the app's message: its loss is reported as a background error.
+    if (entry.notice === true) engine.emitRecoverable(e)
+    else engine.events.emit('sendFailed', { id: entry.id, to: entry.to, error: e })
     return 'dropped'
   }
 

@@ -13,14 +13,32 @@ import {
   verifyOprfKeyCertificate,
   verifySenderCertificate,
 } from '@parley/protocol'
-import { fromHex } from '../internal/codec.js'
+import { fromHex, toHex } from '../internal/codec.js'
 import * as e2e from '../internal/e2e.js'
 import type { RelayLink, ServerHello } from '../RelayLink.js'
 import type { StoreWrite } from '../Store.js'
 import type { CallOptions, ParleyClientOptions } from '../types.js'
 import { type Engine, expectBody } from './context.js'
 import type { Discovery } from './discovery.js'
-import { type AccountRecord, decodeEntry, del, get, K, type PreviousRecord, put, putAt } from './keyspace.js'
+import {
+  type AccountRecord,
+  decodeEntry,
+  del,
+  get,
+  K,
+  moveAddressRecords,
+  type PreviousRecord,
+  put,
+  putAt,
+} from './keyspace.js'
+
+/** What the session tells the rest of the engine. */
+export interface SessionHooks {
+  /** The relay refused the login FORBIDDEN (the operator banned the account). */
+  banned(error: ParleyError): void
+  /** This account moved to a new address (recorded already): the primary signs its device list for it again. */
+  moved(): void
+}
 
 /** A sender certificate with less validity left than this is replaced before the next send. */
 const CERTIFICATE_REFRESH_MS = 6 * 3600_000
@@ -33,13 +51,13 @@ export class RelaySession {
   #pinnedRoot: Uint8Array | undefined
   #certificate: { bytes: Uint8Array; cert: SenderCertificate } | null = null
 
-  readonly #hooks: { banned(error: ParleyError): void }
+  readonly #hooks: SessionHooks
 
   constructor(
     engine: Engine,
     discovery: Discovery,
     givenTrustRoot: Uint8Array | undefined,
-    hooks: { banned(error: ParleyError): void },
+    hooks: SessionHooks,
   ) {
     this.#engine = engine
     this.#discovery = discovery
@@ -109,21 +127,38 @@ export class RelaySession {
         'the relay moved this account to an address that is not its own',
       )
     }
-    const moved = !e2e.equal(address, account.address)
     // Written here, not in the serial queue (which may be waiting for this very handshake): the connection is
     // already bound to the new address, and so is every later one.
     const now = engine.account
     if (now === null || !e2e.equal(now.address, account.address)) return
-    const next: AccountRecord = { ...now, address, keyId: current.keyId }
+    await this.moveOwnAddress({ ...now, address, keyId: current.keyId })
+  }
+
+  /**
+   * This account is at a new address now (`next.address`: a rebind, a number change, or, on a linked device, the
+   * relay's forward after either): records it with what is kept under the old one (sessions with this account's
+   * other devices), drops the certificate that names the old address, and retires our first messages not yet
+   * answered (bound to the old address: the next send to each contact starts afresh). Not in the serial queue:
+   * callers run where the connection is already bound to the new address.
+   */
+  async moveOwnAddress(next: AccountRecord): Promise<void> {
+    const engine = this.#engine
+    const before = engine.account
+    if (before === null) return
+    const moved = !e2e.equal(next.address, before.address)
     engine.account = next
     if (moved) this.#certificate = null
     await engine.store.write([
       put(K.account, next),
-      // The certificate names the old address.
-      ...(moved ? [del(K.senderCertificate)] : []),
+      ...(moved
+        ? [
+            del(K.senderCertificate),
+            ...(await moveAddressRecords(engine.store, toHex(before.address), toHex(next.address))),
+          ]
+        : []),
     ])
     if (!moved) return
-    // Our first messages not yet answered were bound to the old address: the next send to each starts afresh.
+    this.#hooks.moved()
     void engine.serial
       .run(async () => {
         const writes: StoreWrite[] = []
@@ -161,7 +196,13 @@ export class RelaySession {
         { authenticate: { address: account.address, deviceId: account.deviceId, signature } },
         { raw: true },
       )
-      expectBody(frame, 'authenticated')
+      const done = expectBody(frame, 'authenticated')
+      if (done.address.length === 32 && !e2e.equal(done.address, account.address)) {
+        // The account moved while this device was away (its primary changed the number, or rebound it): the relay
+        // followed its forward and logged this device in at the new address. The primary's signed notice, in
+        // this device's mailbox, brings the new number.
+        await this.moveOwnAddress({ ...account, address: done.address })
+      }
       this.#engine.authenticated = true
       this.#engine.banned = null
     } catch (err) {

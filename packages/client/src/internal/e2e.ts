@@ -50,6 +50,8 @@ export interface Opened {
   senderIdentityKey: Uint8Array
   /** The sender's number when it stated it and the certified commitment opened to it. */
   senderNumber: string | undefined
+  /** An address-change notice the sender carried (not yet verified: `Contacts.followNumberChange` does). */
+  addressChange: Uint8Array | undefined
   message: CiphertextMessage
 }
 
@@ -63,6 +65,10 @@ export interface DecryptedContent {
   transcriptTo?: Uint8Array
   /** A part of the account's history (an encoded `HistoryChunk`) instead of a text; `text` is then empty. */
   history?: Uint8Array
+  /** An address-change notice (a control message) instead of a text; `text` is then empty. */
+  addressChange?: Uint8Array
+  /** With `addressChange`, from this account's primary: the account's new number and its commitment salt. */
+  accountNumber?: { e164: string; salt: Uint8Array }
 }
 
 function toDecrypted(c: ReturnType<typeof decodeContent>): DecryptedContent {
@@ -74,6 +80,8 @@ function toDecrypted(c: ReturnType<typeof decodeContent>): DecryptedContent {
     ...(c.deliveryToken ? { deliveryToken: c.deliveryToken } : {}),
     ...(c.transcriptTo ? { transcriptTo: c.transcriptTo } : {}),
     ...(c.history ? { history: c.history } : {}),
+    ...(c.addressChange ? { addressChange: c.addressChange } : {}),
+    ...(c.accountNumber ? { accountNumber: { e164: c.accountNumber.e164, salt: c.accountNumber.salt } } : {}),
   }
 }
 
@@ -219,6 +227,8 @@ export function seal(args: {
   message: CiphertextMessage
   certificate: Uint8Array
   number: { e164: string; salt: Uint8Array } | undefined
+  /** The account's address-change notice, carried for a while after a number change. */
+  addressChange?: Uint8Array | undefined
   env: Env
 }): Uint8Array {
   return sealEnvelope(
@@ -230,6 +240,7 @@ export function seal(args: {
       message: args.message,
       senderCertificate: args.certificate,
       senderNumber: args.number,
+      ...(args.addressChange ? { addressChange: args.addressChange } : {}),
     },
     args.env,
   )
@@ -256,6 +267,7 @@ export function open(
     senderDeviceId: sender.deviceId,
     senderIdentityKey: sender.identityKey,
     senderNumber: sender.number,
+    addressChange: sender.addressChange,
     message,
   }
 }
