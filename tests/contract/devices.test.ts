@@ -2,29 +2,13 @@
 // a link code (no SMS); a contact's message reaches both; what either device sends reaches the contact and shows
 // on the other as a sent transcript; a used or expired code is refused; a removed device gets nothing further.
 import { join } from 'node:path'
-import { type IncomingMessage, type ParleyClient, ParleyError } from '@parley/node'
+import type { IncomingMessage, ParleyClient } from '@parley/node'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { activatedClient, clientDir, nodeClient, until } from './harness.js'
+import { activatedClient, clientDir, codeOf, inbox, nodeClient, until } from './harness.js'
 import { useRelay } from './useRelay.js'
 
 const ALICE = '+1 415 555 0120'
 const BOB = '+1 415 555 0121'
-
-/** The messages each client is shown, in order. */
-function inbox(client: ParleyClient): IncomingMessage[] {
-  const seen: IncomingMessage[] = []
-  client.on('message', (m) => seen.push(m))
-  return seen
-}
-
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p
-    return 'no error'
-  } catch (err) {
-    return err instanceof ParleyError ? err.code : String(err)
-  }
-}
 
 describe('linked devices through a real relay process', () => {
   const env = useRelay()

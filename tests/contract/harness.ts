@@ -4,7 +4,13 @@
 import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { createClient, type NodeClientOptions, type ParleyClient } from '@parley/node'
+import {
+  createClient,
+  type IncomingMessage,
+  type NodeClientOptions,
+  type ParleyClient,
+  ParleyError,
+} from '@parley/node'
 import {
   type CodeInbox,
   type RelayProcess,
@@ -98,5 +104,22 @@ export async function until(
   while (!(await predicate())) {
     if (Date.now() - start > timeoutMs) throw new Error(`timed out waiting for ${what}`)
     await new Promise((r) => setTimeout(r, 20))
+  }
+}
+
+/** The messages `client` is shown from now on, in order (a live array). */
+export function inbox(client: ParleyClient): IncomingMessage[] {
+  const seen: IncomingMessage[] = []
+  client.on('message', (m) => seen.push(m))
+  return seen
+}
+
+/** The code of the ParleyError `p` rejects with, 'no error' when it resolves (anything else as a string). */
+export async function codeOf(p: Promise<unknown>): Promise<string> {
+  try {
+    await p
+    return 'no error'
+  } catch (err) {
+    return err instanceof ParleyError ? err.code : String(err)
   }
 }

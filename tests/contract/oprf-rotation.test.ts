@@ -59,6 +59,16 @@ function rotationSuite(storeArgs: string[]) {
     await dave.send(NUMBERS.alice, 'dave before')
     await until(() => aliceGot.length === 2, 15_000, 'dave before')
     expect((await carol.discover([NUMBERS.alice]))[0]?.registered).toBe(true)
+    // Carol also has a linked laptop, away during the rotation: only her primary rebinds.
+    const laptop = await createClient({
+      relayUrl: env.relay.baseUrl,
+      storePath: join(dir, 'carol-laptop.db'),
+      defaultRegion: 'US',
+    })
+    const invitation = await carol.createLinkCode({ confirm: () => true })
+    await laptop.link(invitation.code)
+    await invitation.linked
+    await laptop.close()
     await eve.close()
     const before = {
       alice: alice.address,
@@ -106,6 +116,21 @@ function rotationSuite(storeArgs: string[]) {
     ).toEqual([true, true, true])
     await carol.send(NUMBERS.alice, 'carol after')
     await until(() => aliceGot.some((m) => m.text === 'carol after'), 15_000, 'carol after')
+    // Carol's laptop comes back under her old address: the relay's forward logs it in at the new one, where
+    // alice's message to carol reaches it too.
+    const laptopBack = await createClient({
+      relayUrl: env.relay.baseUrl,
+      storePath: join(dir, 'carol-laptop.db'),
+      defaultRegion: 'US',
+    })
+    const laptopGot = inbox(laptopBack)
+    await until(() => laptopBack.address === carol.address, 15_000, 'the laptop follows carol')
+    await alice.send(NUMBERS.carol, 'to both of carol’s devices')
+    await until(() => laptopGot.some((m) => m.text === 'to both of carol’s devices'), 15_000, 'laptop reads')
+    expect(
+      await metric(env.relay.metricsUrl, 'parley_relay_address_forwards_total', '{outcome="followed"}'),
+    ).toBe(1)
+    await laptopBack.close()
     // Safety numbers did not change: the identities are the same, only the addresses moved.
     expect(await bob.safetyNumber(NUMBERS.alice)).toBe(await alice.safetyNumber(NUMBERS.bob))
 
