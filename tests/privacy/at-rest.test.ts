@@ -1,5 +1,5 @@
 // At-rest scan (docs/architecture.md §1 P4, P5, P6, P8): after a full scenario against a real relay process — 20 accounts,
-// discovery, 1,000 messages, a restart, half the accounts deactivated — nothing the relay holds on disk or wrote
+// discovery, 1,000 messages, a restart, a number change, half the accounts deactivated — nothing the relay holds on disk or wrote
 // to its log contains a number, a verification code, a message text, a sender, or a deactivated account. Run once
 // with the SQLite store (its file, WAL and shared memory) and once with the PostgreSQL store: there the scan reads
 // PostgreSQL's own files after a CHECKPOINT — the database's directory `base/<oid>/`, which keeps dead row
@@ -159,6 +159,7 @@ function atRestScan(store: string, engine: () => Promise<Engine>): void {
   const texts: string[] = []
   const numbers = generateNumbers(ACCOUNTS, 7000)
   const strangers = generateNumbers(40, 8000) // discovered, never registered
+  const changedTo = generateNumbers(1, 9000) // account 12's new number (a number change)
   let storeSecrets = new Map<number, Uint8Array[]>()
 
   beforeAll(async () => {
@@ -230,6 +231,13 @@ function atRestScan(store: string, engine: () => Promise<Engine>): void {
     )
     expect(texts.length).toBe(1000)
 
+    // One account changes its number: the new one reaches the relay for its code and the move, and is not kept.
+    const mover = accounts[12]!
+    const change = await mover.client.changeNumber(changedTo[0]!.e164)
+    const changeCode = await codes.next(change.e164)
+    issuedCodes.push(changeCode)
+    expect((await mover.client.confirmNumberChange(changeCode)).e164).toBe(changedTo[0]!.e164)
+
     // Half the accounts deactivate.
     storeSecrets = (await e.secretsOf?.(relay, accounts.slice(0, DEACTIVATED))) ?? storeSecrets
     for (const a of accounts.slice(0, DEACTIVATED)) await a.client.deactivate()
@@ -249,13 +257,16 @@ function atRestScan(store: string, engine: () => Promise<Engine>): void {
   const isCodeText = (label: string) => label.startsWith('code ') && label.endsWith('(utf8)')
 
   function findSecrets(sources: Iterable<Source>): string[] {
-    const scanner = new NumberScanner([...numbers, ...strangers])
+    const scanner = new NumberScanner([...numbers, ...strangers, ...changedTo])
     const textNeedleList = texts.flatMap((t, i) => textNeedles(`text ${i}`, t))
     const needles = new NeedleSet([
       ...issuedCodes.flatMap((c, i) => textNeedles(`code ${i}`, c)),
       ...textNeedleList,
     ])
-    const walNeedles = new NeedleSet([...numberRunNeedles([...numbers, ...strangers]), ...textNeedleList])
+    const walNeedles = new NeedleSet([
+      ...numberRunNeedles([...numbers, ...strangers, ...changedTo]),
+      ...textNeedleList,
+    ])
     const out: string[] = []
     for (const [name, data] of sources) {
       if (isWal(name)) {
@@ -329,7 +340,7 @@ function atRestScan(store: string, engine: () => Promise<Engine>): void {
   }
 
   it(`P4, P5: no number, verification code or message text in any ${store} file or the log`, async () => {
-    expect(issuedCodes.length).toBe(ACCOUNTS)
+    expect(issuedCodes.length).toBe(ACCOUNTS + changedTo.length)
     const names: string[] = []
     expect(findSecrets(noting(withLog(await e.sources(relay)), names))).toEqual([])
     expect(names).toContain('log')
