@@ -3,7 +3,7 @@
  * every batch in one readwrite transaction.
  * @module
  */
-import type { Store, StoreEntry, StoreWrite } from '@parley/client'
+import type { PageOptions, Store, StoreEntry, StoreWrite } from '@parley/client'
 
 const SCHEMA_VERSION = 1
 const KV = 'kv'
@@ -123,6 +123,33 @@ export class IndexedDbStore implements Store {
     // read in one transaction over one range line up.
     const [keys, values] = await Promise.all([done(store.getAllKeys(range)), done(store.getAll(range))])
     return keys.map((key, i) => ({ key: key as string, value: toBytes(values[i]) }))
+  }
+
+  /** @inheritDoc */
+  async page(prefix: string, options: PageOptions): Promise<StoreEntry[]> {
+    const { after, before, limit } = options
+    if (!Number.isSafeInteger(limit) || limit < 1) throw new RangeError('limit must be a positive integer')
+    const whole = this.#prefixRange(prefix)
+    const lo = after !== undefined && after >= prefix ? after : prefix
+    const hi = whole?.upper as string | undefined
+    const upper = before !== undefined && (hi === undefined || before < hi) ? before : hi
+    const range =
+      upper === undefined
+        ? this.#keyRange.lowerBound(lo, after !== undefined && lo === after)
+        : this.#keyRange.bound(lo, upper, after !== undefined && lo === after, true)
+    const store = this.#transaction('readonly')
+    const out: StoreEntry[] = []
+    await new Promise<void>((resolve, reject) => {
+      const request = store.openCursor(range, options.reverse === true ? 'prev' : 'next')
+      request.onerror = () => reject(request.error ?? new Error('IndexedDB request failed'))
+      request.onsuccess = () => {
+        const cursor = request.result
+        if (cursor === null || out.length >= limit) return resolve()
+        out.push({ key: cursor.key as string, value: toBytes(cursor.value) })
+        cursor.continue()
+      }
+    })
+    return out
   }
 
   /** @inheritDoc */

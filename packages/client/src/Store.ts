@@ -24,6 +24,30 @@ export interface StoreEntry {
   value: Uint8Array
 }
 
+/** Which part of a prefix {@link Store.page} reads. */
+export interface PageOptions {
+  /** Only keys after this one (exclusive). */
+  after?: string | undefined
+  /** Only keys before this one (exclusive). */
+  before?: string | undefined
+  /** At most this many entries (a positive integer). */
+  limit: number
+  /** Descending key order (the last `limit` keys of the range, last first) instead of ascending. */
+  reverse?: boolean | undefined
+}
+
+/**
+ * The entries of {@link Store.page}, computed from {@link Store.list} (what the engine does for a store without
+ * `page`; also a reference for implementations).
+ */
+export function pageFromList(entries: readonly StoreEntry[], options: PageOptions): StoreEntry[] {
+  const { after, before, limit } = options
+  const inRange = entries.filter(
+    (e) => (after === undefined || e.key > after) && (before === undefined || e.key < before),
+  )
+  return options.reverse === true ? inRange.slice(-limit).reverse() : inRange.slice(0, limit)
+}
+
 /** Durable key/value storage with atomic batches, injected into the engine. */
 export interface Store {
   /** Reads one key. */
@@ -32,6 +56,11 @@ export interface Store {
   write(batch: readonly StoreWrite[]): Promise<void>
   /** Every entry whose key starts with `prefix`, in ascending key order (by UTF-16 code units). */
   list(prefix: string): Promise<StoreEntry[]>
+  /**
+   * Optional: one page of the entries under `prefix` (what {@link pageFromList} gives from `list`), read without
+   * reading the rest — conversation history pages through it. A store without it is paged through `list`.
+   */
+  page?(prefix: string, options: PageOptions): Promise<StoreEntry[]>
   /** Releases the underlying resources. Further calls reject. */
   close(): Promise<void>
 }
@@ -66,6 +95,11 @@ export class MemoryStore implements Store {
     const out: StoreEntry[] = []
     for (const [key, value] of this.#map) if (key.startsWith(prefix)) out.push({ key, value: value.slice() })
     return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
+  }
+
+  /** @inheritDoc */
+  async page(prefix: string, options: PageOptions): Promise<StoreEntry[]> {
+    return pageFromList(await this.list(prefix), options)
   }
 
   /** @inheritDoc */

@@ -10,8 +10,8 @@ export { createPlatformClient } from './createPlatformClient.js'
 export type { Listener } from './Emitter.js'
 export { Emitter } from './Emitter.js'
 export type { ConnectionState } from './RelayLink.js'
-export type { Store, StoreEntry, StoreWrite } from './Store.js'
-export { MemoryStore } from './Store.js'
+export type { PageOptions, Store, StoreEntry, StoreWrite } from './Store.js'
+export { MemoryStore, pageFromList } from './Store.js'
 export type { Transport, TransportSocket } from './Transport.js'
 export type {
   ActivateOptions,
@@ -20,12 +20,16 @@ export type {
   CallOptions,
   ConfirmOptions,
   ConnectionEvent,
+  Conversation,
+  ConversationMessage,
+  ConversationPage,
   DeliveredEvent,
   DeviceInfo,
   DeviceReplacedEvent,
   DevicesChangedEvent,
   DiscoveryResult,
   HistoryEvent,
+  HistoryPageOptions,
   IdentityChange,
   IncomingMessage,
   LinkCodeOptions,
@@ -33,6 +37,7 @@ export type {
   LinkedDevice,
   LinkInvitation,
   MailboxGapEvent,
+  MessageState,
   NumberChange,
   NumberChangedEvent,
   ParleyClientOptions,

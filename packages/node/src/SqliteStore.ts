@@ -3,7 +3,7 @@
  * key → blob, every batch in one transaction.
  * @module
  */
-import type { Store, StoreEntry, StoreWrite } from '@parley/client'
+import type { PageOptions, Store, StoreEntry, StoreWrite } from '@parley/client'
 import type Database from 'better-sqlite3'
 import { loadSqlite } from './internal/loadSqlite.js'
 
@@ -20,6 +20,8 @@ export class SqliteStore implements Store {
   readonly #put: Database.Statement<[string, Uint8Array]>
   readonly #del: Database.Statement<[string]>
   readonly #range: Database.Statement<[string, string], { key: string; value: Buffer }>
+  readonly #pageUp: Database.Statement<[string, string, number], { key: string; value: Buffer }>
+  readonly #pageDown: Database.Statement<[string, string, number], { key: string; value: Buffer }>
   readonly #batch: (batch: readonly StoreWrite[]) => void
 
   private constructor(db: Database.Database) {
@@ -30,6 +32,10 @@ export class SqliteStore implements Store {
     )
     this.#del = db.prepare('DELETE FROM kv WHERE key = ?')
     this.#range = db.prepare('SELECT key, value FROM kv WHERE key >= ? AND key < ? ORDER BY key')
+    this.#pageUp = db.prepare('SELECT key, value FROM kv WHERE key >= ? AND key < ? ORDER BY key LIMIT ?')
+    this.#pageDown = db.prepare(
+      'SELECT key, value FROM kv WHERE key >= ? AND key < ? ORDER BY key DESC LIMIT ?',
+    )
     this.#batch = db.transaction((batch: readonly StoreWrite[]) => {
       for (const { key, value } of batch) {
         if (value === undefined) this.#del.run(key)
@@ -80,6 +86,21 @@ export class SqliteStore implements Store {
     // Keys are ASCII, so SQLite's byte order equals the Store contract's code-unit order.
     return this.#range
       .all(prefix, `${prefix}\uffff`)
+      .map((r) => ({ key: r.key, value: new Uint8Array(r.value) }))
+  }
+
+  /** @inheritDoc */
+  async page(prefix: string, options: PageOptions): Promise<StoreEntry[]> {
+    const { after, before, limit } = options
+    if (!Number.isSafeInteger(limit) || limit < 1) throw new RangeError('limit must be a positive integer')
+    const lo = after !== undefined && after > prefix ? after : prefix
+    const end = `${prefix}\uffff`
+    const hi = before !== undefined && before < end ? before : end
+    // `after` is exclusive: one more row, in case the first is `after` itself.
+    const rows = (options.reverse === true ? this.#pageDown : this.#pageUp).all(lo, hi, limit + 1)
+    return rows
+      .filter((r) => r.key !== after)
+      .slice(0, limit)
       .map((r) => ({ key: r.key, value: new Uint8Array(r.value) }))
   }
 

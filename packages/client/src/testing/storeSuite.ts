@@ -4,7 +4,7 @@
  * and checks with its own assertions, so it needs no particular runner.
  * @module
  */
-import type { Store } from '../Store.js'
+import { pageFromList, type Store } from '../Store.js'
 
 /** The two functions of a test runner the suite registers its tests with (vitest, jest, mocha, node:test). */
 export interface TestRegistrar {
@@ -128,6 +128,45 @@ export function storeConformance(
       same(await store.get('empty'), new Uint8Array(0), 'get(empty)')
       same(await store.get('big'), big, 'get(big)')
     })
+
+    storeTest(
+      'pages within a prefix as list() would, both ways, bounds exclusive (when it has page)',
+      async (store) => {
+        if (store.page === undefined) return
+        const keys = Array.from({ length: 250 }, (_, i) => `conv/x/${String(i).padStart(4, '0')}`)
+        await store.write([
+          ...keys.map((key, i) => ({ key, value: b(i & 0xff) })),
+          // Neighbours on both sides of the prefix must never show up.
+          { key: 'conv/w/9999', value: b(1) },
+          { key: 'conv/x', value: b(2) },
+          { key: 'conv/y/0000', value: b(3) },
+        ])
+        const all = await store.list('conv/x/')
+        same(all.length, 250, 'list(conv/x/)')
+        const cases = [
+          { limit: 10 },
+          { limit: 10, reverse: true },
+          { limit: 1000 },
+          { limit: 1000, reverse: true },
+          { after: keys[100], limit: 20 },
+          { after: keys[100], limit: 20, reverse: true },
+          { before: keys[100], limit: 20, reverse: true },
+          { before: keys[100], limit: 20 },
+          { after: keys[10], before: keys[15], limit: 100 },
+          { after: keys[10], before: keys[11], limit: 100 },
+          { after: keys[249], limit: 5 },
+          { before: keys[0], limit: 5, reverse: true },
+          { after: 'conv/a', limit: 3 },
+          { before: 'conv/z', limit: 3, reverse: true },
+          { after: 'conv/x/0100x', limit: 2 },
+        ]
+        for (const options of cases) {
+          const got = (await store.page('conv/x/', options)).map((e) => [e.key, e.value[0]])
+          const want = pageFromList(all, options).map((e) => [e.key, e.value[0]])
+          same(got, want, `page(conv/x/, ${JSON.stringify(options)})`)
+        }
+      },
+    )
 
     it('persists across reopening when durable', async () => {
       const { store, reopen } = await open()
