@@ -10,6 +10,7 @@ import { Activator } from './engine/activation.js'
 import { Backups } from './engine/backup.js'
 import { Contacts } from './engine/contacts.js'
 import { Engine } from './engine/context.js'
+import { Conversations } from './engine/conversations.js'
 import { Delivery } from './engine/delivery.js'
 import { Devices } from './engine/devices.js'
 import { DEFAULT_DISCOVERY_TTL_MS, Discovery } from './engine/discovery.js'
@@ -27,8 +28,11 @@ import type {
   ActivationPending,
   CallOptions,
   ConfirmOptions,
+  Conversation,
+  ConversationPage,
   DeviceInfo,
   DiscoveryResult,
+  HistoryPageOptions,
   IncomingMessage,
   LinkCodeOptions,
   LinkedAccount,
@@ -72,6 +76,7 @@ export class ParleyClient {
   readonly #inbox: Inbox
   readonly #outbox: Outbox
   readonly #delivery: Delivery
+  readonly #conversations: Conversations
   readonly #devices: Devices
   readonly #backups: Backups
   readonly #contacts: Contacts
@@ -136,6 +141,7 @@ export class ParleyClient {
         void this.#devices.republish().catch((err) => engine.emitRecoverable(err))
       },
     })
+    const conversations = new Conversations(engine, discovery)
     const contacts = new Contacts(engine, discovery)
     const devices = new Devices(engine, prekeys, {
       linked: async () => {
@@ -150,10 +156,11 @@ export class ParleyClient {
       },
       queueHistory: (chunks) => this.#outbox.queueHistory(chunks),
     })
-    const delivery = new Delivery(engine, session, contacts, devices)
+    const delivery = new Delivery(engine, session, contacts, devices, conversations)
     const ttl = options.discoveryTtlMs ?? DEFAULT_DISCOVERY_TTL_MS
-    const outbox = new Outbox(engine, delivery, discovery, options.smsFallback, ttl)
-    this.#inbox = new Inbox(engine, session, contacts, discovery, prekeys, devices)
+    const outbox = new Outbox(engine, delivery, discovery, options.smsFallback, ttl, conversations)
+    this.#inbox = new Inbox(engine, session, contacts, discovery, prekeys, devices, conversations)
+    this.#conversations = conversations
     this.#devices = devices
     this.#backups = new Backups(engine)
     this.#activation = new Activator(engine, session, discovery, prekeys, {
@@ -375,6 +382,71 @@ export class ParleyClient {
   async safetyNumber(number: string): Promise<string | null> {
     this.#engine.checkOpen()
     return this.#contacts.safetyNumber(number)
+  }
+
+  /**
+   * Every conversation on this device, the most recently active first: one per peer (a Parley contact, kept
+   * across its number changes, or a number reached only by SMS), with its newest message and unread count.
+   * Messages in both directions are kept as they are received or sent (and as sent transcripts from this
+   * account's other devices).
+   * @example for (const c of await parley.conversations()) console.log(c.number, c.unread, c.lastMessage?.text)
+   */
+  async conversations(): Promise<Conversation[]> {
+    this.#engine.checkOpen()
+    return this.#conversations.list()
+  }
+
+  /**
+   * One page of a conversation, oldest first: without a cursor the newest `limit` messages (50 by default);
+   * pass a page's `before` for the page of older messages, its `after` for newer ones. Sent messages carry
+   * their state (`queued`, `sent`, `failed`, `sms`).
+   * @param conversation - a conversation's id, or the peer's number (any common format)
+   * @param options - `before` or `after` (a cursor from an earlier page), `limit` (1–500)
+   * @returns the messages and the cursors of the neighbouring pages (null where there is none)
+   * @throws TypeError for a cursor of another conversation; RangeError for a limit out of range
+   * @example
+   * let page = await parley.conversationHistory('+1 415 555 0100')
+   * while (page.before) page = await parley.conversationHistory('+1 415 555 0100', { before: page.before })
+   */
+  async conversationHistory(
+    conversation: string,
+    options: HistoryPageOptions = {},
+  ): Promise<ConversationPage> {
+    this.#engine.checkOpen()
+    return this.#conversations.page(conversation, options)
+  }
+
+  /**
+   * Marks a conversation's received messages read on this device, up to and including the message `upTo`
+   * (default: all of them).
+   * @returns the unread count left
+   * @throws ParleyError `NOT_FOUND` for an unknown conversation or a message not in it
+   * @example await parley.markRead(conversation.id)
+   */
+  async markRead(conversation: string, upTo?: string): Promise<number> {
+    this.#engine.checkOpen()
+    return this.#conversations.markRead(conversation, upTo)
+  }
+
+  /**
+   * Deletes a message from this device's conversations (not from anyone else's).
+   * @param id - the message id (32 hex digits)
+   * @returns whether it was there
+   * @example await parley.deleteMessage(message.id)
+   */
+  async deleteMessage(id: string): Promise<boolean> {
+    this.#engine.checkOpen()
+    return this.#conversations.deleteMessage(id)
+  }
+
+  /**
+   * Deletes a conversation and all its messages from this device (not from the peer's).
+   * @returns how many messages were deleted
+   * @example await parley.deleteConversation(conversation.id)
+   */
+  async deleteConversation(conversation: string): Promise<number> {
+    this.#engine.checkOpen()
+    return this.#conversations.deleteConversation(conversation)
   }
 
   /**

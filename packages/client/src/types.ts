@@ -176,6 +176,71 @@ export interface DevicesChangedEvent {
   deviceIds: number[]
 }
 
+/**
+ * Where a message stands: received (`received`); for one sent from this account, `queued` (in the outbox),
+ * `sent` (the relay holds it for the recipient), `failed` (it can never be delivered over Parley), `sms` (it went
+ * by the app's SMS fallback).
+ */
+export type MessageState = 'queued' | 'sent' | 'failed' | 'sms' | 'received'
+
+/** A message of a conversation, in either direction ({@link ParleyClient.conversationHistory}). */
+export interface ConversationMessage {
+  /** The message id (32 hex digits). */
+  id: string
+  /** The conversation's id. */
+  conversation: string
+  /** Sent by this account (from this device, or from another of its devices). */
+  outgoing: boolean
+  /** The sender's number when known (this account's own on an outgoing message). */
+  from: string | null
+  /** The text. */
+  text: string
+  /** When the sender says it sent the message. */
+  sentAt: Date
+  /** When the relay received it; null for a message sent from this device. */
+  receivedAt: Date | null
+  /** See {@link MessageState}. */
+  state: MessageState
+  /** Whether the app marked it read ({@link ParleyClient.markRead}); always true for an outgoing message. */
+  read: boolean
+}
+
+/** A conversation: everything exchanged with one peer ({@link ParleyClient.conversations}). */
+export interface Conversation {
+  /** The conversation's id (32 hex digits), stable across the peer's number changes. */
+  id: string
+  /** The peer's number when known. */
+  number: string | null
+  /** The peer's address (hex); null for a number reached only by SMS. */
+  address: string | null
+  /** Received messages not marked read. */
+  unread: number
+  /** When its newest message was sent or received. */
+  updatedAt: Date
+  /** Its newest message. */
+  lastMessage: ConversationMessage | null
+}
+
+/** Which page of a conversation {@link ParleyClient.conversationHistory} returns. */
+export interface HistoryPageOptions {
+  /** Messages older than this cursor (a page's `before`); without a cursor, the newest messages. */
+  before?: string
+  /** Messages newer than this cursor (a page's `after`). */
+  after?: string
+  /** At most this many messages (1 to 500; 50 by default). */
+  limit?: number
+}
+
+/** One page of a conversation, oldest first. */
+export interface ConversationPage {
+  /** The messages, oldest first. */
+  messages: ConversationMessage[]
+  /** The cursor for the page before this one (older messages), or null at the start. */
+  before: string | null
+  /** The cursor for the page after this one (newer messages), or null at the end. */
+  after: string | null
+}
+
 /** What {@link ParleyClient.confirmNumberChange} returns. */
 export interface NumberChange {
   /** The account's new number, E.164. */

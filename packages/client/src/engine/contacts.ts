@@ -146,6 +146,7 @@ export class Contacts {
     const next = toHex(to)
     if (from === next) return
     const writes = await moveAddressRecords(store, from, next, retire)
+    writes.push(...(await this.#movedConversation(from, next, contact.e164)))
     const record: ContactRecord = {
       e164: contact.e164,
       address: to,
@@ -210,6 +211,7 @@ export class Contacts {
     const retire = session !== undefined && !session.stale && e2e.awaitingReply(session.state)
     const writes = await moveAddressRecords(store, oldHex, newHex, retire)
     const number = opened.senderNumber ?? null
+    writes.push(...(await this.#movedConversation(oldHex, newHex, number)))
     if (previous !== null) {
       const contact = await contactRecord(store, previous)
       if (contact !== null && toHex(contact.address) === oldHex) writes.push(del(K.contact(previous)))
@@ -226,6 +228,15 @@ export class Contacts {
     }
     await store.write(writes)
     engine.events.emit('numberChanged', { previousNumber: previous, number, address: newHex, own: false })
+  }
+
+  /** The conversation with the peer at `fromHex`, renamed for its new address (and number, when known). */
+  async #movedConversation(fromHex: string, nextHex: string, number: string | null): Promise<StoreWrite[]> {
+    const { store } = this.#engine
+    const id = await get(store, K.convOf(fromHex))
+    const c = id === undefined ? undefined : await get(store, K.conversation(id))
+    if (id === undefined || c === undefined) return []
+    return [put(K.conversation(id), { ...c, peer: nextHex, number: number ?? c.number })]
   }
 
   /** Whether `identityKey` differs from the one last seen for the address (none seen yet: not a change). */

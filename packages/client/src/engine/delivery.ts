@@ -8,6 +8,7 @@ import * as e2e from '../internal/e2e.js'
 import type { StoreWrite } from '../Store.js'
 import type { Contacts } from './contacts.js'
 import { type Engine, expectBody } from './context.js'
+import type { Conversations } from './conversations.js'
 import { accountIdentity, type Devices } from './devices.js'
 import {
   type AccountRecord,
@@ -32,10 +33,18 @@ export class Delivery {
   readonly #session: RelaySession
   readonly #contacts: Contacts
   readonly #devices: Devices
+  readonly #conversations: Conversations
   #anonymousIdle: unknown = null
   #anonymousInFlight = 0
 
-  constructor(engine: Engine, session: RelaySession, contacts: Contacts, devices: Devices) {
+  constructor(
+    engine: Engine,
+    session: RelaySession,
+    contacts: Contacts,
+    devices: Devices,
+    conversations: Conversations,
+  ) {
+    this.#conversations = conversations
     this.#engine = engine
     this.#session = session
     this.#contacts = contacts
@@ -74,6 +83,20 @@ export class Delivery {
     await this.#deliverMulti(key, entry)
   }
 
+  /**
+   * The relay holds the entry's message for its recipient: `writes` (the outbox's part) with the message's new
+   * state in its conversation, then `delivered` (never for a notice, which is not the app's message).
+   */
+  async #accepted(entry: OutboxRecord, writes: StoreWrite[]): Promise<void> {
+    const engine = this.#engine
+    if (entry.notice === true || entry.history !== undefined) {
+      await engine.store.write(writes)
+      return
+    }
+    await engine.store.write([...writes, ...(await this.#conversations.setState(entry.id, 'sent'))])
+    engine.events.emit('delivered', { id: entry.id, to: entry.to })
+  }
+
   /** Whether the entry goes to several devices: this account has others, or the recipient's list has several. */
   async #needsMulti(entry: OutboxRecord): Promise<boolean> {
     if (this.#devices.ownOthers().length > 0) return true
@@ -107,14 +130,12 @@ export class Delivery {
             )
           ) {
             engine.stats.unidentifiedSent++
-            await store.write([del(key)])
-            if (entry.notice !== true) engine.events.emit('delivered', { id: entry.id, to: entry.to })
+            await this.#accepted(entry, [del(key)])
             return
           }
         }
         expectBody(await engine.link.request({ sendMessage: base }), 'messageAccepted')
-        await store.write([del(key)])
-        if (entry.notice !== true) engine.events.emit('delivered', { id: entry.id, to: entry.to })
+        await this.#accepted(entry, [del(key)])
         return
       } catch (err) {
         const e = ParleyError.fromUnknown(err)
@@ -315,8 +336,7 @@ export class Delivery {
       entry = await this.#sendCopies(key, entry, entry.address, 'copies')
       multi = { ...entry.multi!, recipientDone: true }
       entry = { ...entry, multi }
-      await engine.store.write([putAt(K.outbox, key, entry)])
-      if (entry.notice !== true) engine.events.emit('delivered', { id: entry.id, to: entry.to })
+      await this.#accepted(entry, [putAt(K.outbox, key, entry)])
     }
     // A notice to a contact has no transcript: this account's devices get their own notice.
     if (this.#devices.ownOthers().length > 0 && !(entry.notice === true && !ownOnly(entry, account))) {

@@ -17,6 +17,7 @@ import type { StoreWrite } from '../Store.js'
 import type { CallOptions, IncomingMessage, NumberChangedEvent } from '../types.js'
 import type { Contacts } from './contacts.js'
 import type { Engine } from './context.js'
+import { type Conversations, entryOfStored } from './conversations.js'
 import { accountIdentity, type Devices } from './devices.js'
 import type { Discovery } from './discovery.js'
 import {
@@ -57,6 +58,8 @@ export class Inbox {
   #acks: number[] = []
   #ackTimer: unknown = null
 
+  readonly #conversations: Conversations
+
   constructor(
     engine: Engine,
     session: RelaySession,
@@ -64,7 +67,9 @@ export class Inbox {
     discovery: Discovery,
     prekeys: Prekeys,
     devices: Devices,
+    conversations: Conversations,
   ) {
+    this.#conversations = conversations
     this.#devices = devices
     this.#engine = engine
     this.#session = session
@@ -382,6 +387,8 @@ export class Inbox {
       put(K.seen(idHex), receivedAtMs),
       put(K.inbox(receivedAtMs, idHex), message),
     )
+    const entry = entryOfStored(message, account.e164, toHex(account.address))
+    if (entry !== null) writes.push(...(await this.#conversations.add(entry, writes)))
     // The identity pinned for an account is its primary's: a linked device's key never replaces it.
     if (!linkedSender && !own) writes.push(put(K.identity(senderHex), opened.senderIdentityKey))
     // One atomic write: the ratchet step, the dedupe marker and the message stand or fall together.
@@ -428,6 +435,9 @@ export class Inbox {
         ...(e.toAddress === undefined ? {} : { to: e.to ?? null, toAddress: toHex(e.toAddress) }),
       }
       writes.push(put(K.seen(id), e.receivedAtMs), put(K.inbox(e.receivedAtMs, id), message))
+      const account = engine.requireAccount()
+      const entry = entryOfStored(message, account.e164, toHex(account.address))
+      if (entry !== null) writes.push(...(await this.#conversations.add(entry, writes)))
       added++
     }
     engine.events.emit('history', { added, index: chunk.index, total: chunk.total })

@@ -189,6 +189,43 @@ export interface StoredMessage {
   toAddress?: string
 }
 
+/** A conversation (engine/conversations.ts): one per peer. */
+export interface ConversationRecord {
+  /** 32 hex digits, random, chosen when the first message arrived or was sent. */
+  id: string
+  /** A Parley account's address (hex), or `sms:` + E.164 for a number reached only by SMS. */
+  peer: string
+  /** The peer's number when known. */
+  number: string | null
+  /** Received messages not marked read. */
+  unread: number
+  /** The newest message's time (ms). */
+  updatedAt: number
+  /** The newest message: its key and id. */
+  last?: { key: string; id: string }
+}
+
+/** One message of a conversation, in either direction. */
+export interface ConversationMessageRecord {
+  /** The message id (hex). */
+  id: string
+  /** Sent by this account (from this device or, as a sent transcript, another of its devices). */
+  outgoing: boolean
+  /** The sender's number when known (this account's own for an outgoing message). */
+  from: string | null
+  text: string
+  /** The sender's clock (ms). */
+  sentAt: number
+  /** When the relay received it (ms); null for a message sent from this device. */
+  receivedAt: number | null
+  /** See `MessageState`. */
+  state: 'queued' | 'sent' | 'failed' | 'sms' | 'received'
+  /** A received message the app marked read. */
+  read?: boolean
+  /** Its mailbox sequence number (received messages and sent transcripts), which orders mail of one millisecond. */
+  seq?: number
+}
+
 // ───────────────────────────── keys ─────────────────────────────
 
 /** How a value becomes the bytes stored under its key, and back. */
@@ -276,6 +313,17 @@ export const K = {
     json<SessionRecord>(),
     (addressHex: string, deviceId: number) => `${addressHex}/${pad(deviceId)}`,
   ),
+  /** The conversation of a peer (an address in hex, or `sms:` + E.164): its id. */
+  convOf: family('conversation/of/', json<string>(), (peer: string) => peer),
+  conversation: family('conversation/record/', json<ConversationRecord>(), (id: string) => id),
+  conversationMessage: family(
+    'conversation/message/',
+    json<ConversationMessageRecord>(),
+    // Time, then the relay's mailbox order for mail received in the same millisecond, then the id.
+    (id: string, at: number, seq: number, idHex: string) => `${id}/${pad(at)}/${pad(seq)}/${idHex}`,
+  ),
+  /** Where a conversation message is stored (its key), by message id. */
+  messageIndex: family('conversation/index/', json<string>(), (idHex: string) => idHex),
   /** A contact's device list, verified against the identity pinned for it. */
   deviceList: family('device-list/', json<DeviceListRecord>(), (addressHex: string) => addressHex),
   /** The last identity key seen for a contact, kept even when the session is dropped. */
@@ -344,7 +392,7 @@ export async function moveAddressRecords(
   await move(K.session(fromHex).key, K.session(toHex).key, (v) =>
     retire ? K.session.codec.encode({ ...K.session.codec.decode(v), stale: true }) : v,
   )
-  for (const slot of [K.deviceList, K.identity, K.verified, K.peerToken, K.byAddress] as const) {
+  for (const slot of [K.deviceList, K.identity, K.verified, K.peerToken, K.byAddress, K.convOf] as const) {
     await move(slot(fromHex).key, slot(toHex).key)
   }
   for (const prefix of [`${K.deviceSession.prefix}${fromHex}/`, heldPrefix(fromHex)]) {

@@ -3,8 +3,10 @@
 // that recipient only; account-wide refusals halt the queue until a timer or a reconnect. Not exported.
 import { ParleyError } from '@parley/protocol'
 import { toHex } from '../internal/codec.js'
+import type { StoreWrite } from '../Store.js'
 import type { CallOptions, SendResult, SmsFallback } from '../types.js'
 import type { Engine } from './context.js'
+import type { ConversationEntry, Conversations } from './conversations.js'
 import type { Delivery } from './delivery.js'
 import type { Discovery } from './discovery.js'
 import { contactRecord, decodeEntry, del, K, type OutboxRecord, put } from './keyspace.js'
@@ -24,6 +26,7 @@ export class Outbox {
   readonly #discovery: Discovery
   readonly #smsFallback: SmsFallback | undefined
   readonly #discoveryTtlMs: number
+  readonly #conversations: Conversations
   #outboxSeq = 0
   #retryTimer: unknown = null
   /** A kick came while the outbox was being flushed: flush once more when it ends. */
@@ -42,7 +45,9 @@ export class Outbox {
     discovery: Discovery,
     smsFallback: SmsFallback | undefined,
     discoveryTtlMs: number,
+    conversations: Conversations,
   ) {
+    this.#conversations = conversations
     this.#engine = engine
     this.#delivery = delivery
     this.#discovery = discovery
@@ -81,12 +86,28 @@ export class Outbox {
         throw new ParleyError('NOT_FOUND', 'the recipient is not on Parley and no smsFallback is configured')
       }
       await this.#smsFallback(e164, text)
+      await engine.serial.run(async () => {
+        await store.write(
+          await this.#conversations.add(
+            outgoing(`sms:${e164}`, e164, id, text, clock.now(), 'sms', engine.requireAccount().e164),
+          ),
+        )
+      })
       return { id, route: 'sms' }
     }
     const entry: OutboxRecord = { id, to: e164, address: contact.address, text, sentAt: clock.now() }
     await engine.serial.run(async () => {
       const seq = ++this.#outboxSeq
-      await store.write([put(K.outbox(seq), entry)])
+      const conversation = outgoing(
+        toHex(contact.address),
+        e164,
+        id,
+        text,
+        entry.sentAt,
+        'queued',
+        engine.requireAccount().e164,
+      )
+      await store.write([put(K.outbox(seq), entry), ...(await this.#conversations.add(conversation))])
     })
     this.kick()
     return { id, route: 'ip' }
@@ -173,7 +194,9 @@ export class Outbox {
         entry: decodeEntry(K.outbox, e),
       }))
       if (queued.length === 0) return
-      await engine.store.write(queued.map((q) => del(q.key)))
+      const states: StoreWrite[] = []
+      for (const { entry } of queued) states.push(...(await this.#conversations.setState(entry.id, 'failed')))
+      await engine.store.write([...queued.map((q) => del(q.key)), ...states])
       for (const { entry } of queued) {
         if (entry.notice !== true) engine.events.emit('sendFailed', { id: entry.id, to: entry.to, error })
       }
@@ -309,10 +332,14 @@ export class Outbox {
     }
     if (e.code === 'UNAVAILABLE' || e.code === 'TIMEOUT' || e.code === 'CLOSED') return 'halt' // retried on reconnect
     // Permanent: tell the app and drop the entry so the queue moves on.
-    await engine.store.write([del(key)])
     // A notice is not the app's message: its loss is reported as a background error.
-    if (entry.notice === true) engine.emitRecoverable(e)
-    else engine.events.emit('sendFailed', { id: entry.id, to: entry.to, error: e })
+    if (entry.notice === true) {
+      await engine.store.write([del(key)])
+      engine.emitRecoverable(e)
+      return 'dropped'
+    }
+    await engine.store.write([del(key), ...(await this.#conversations.setState(entry.id, 'failed'))])
+    engine.events.emit('sendFailed', { id: entry.id, to: entry.to, error: e })
     return 'dropped'
   }
 
@@ -349,4 +376,17 @@ export class Outbox {
     const now = this.#engine.clock.now()
     for (const [to, until] of this.#deferred) if (until <= now && !queued.has(to)) this.#deferred.delete(to)
   }
+}
+
+/** A message sent from this device, for its conversation with `peer`. */
+function outgoing(
+  peer: string,
+  number: string,
+  id: string,
+  text: string,
+  sentAt: number,
+  state: 'queued' | 'sms',
+  from: string,
+): ConversationEntry {
+  return { peer, number, message: { id, outgoing: true, from, text, sentAt, receivedAt: null, state } }
 }

@@ -1,0 +1,356 @@
+// Conversations (docs/architecture.md §8, "Conversations"): one per peer — a Parley account (by address, so a number change
+// keeps it) or a number reached only by SMS — with its messages in both directions in time order, an unread
+// count and the newest message, kept in the same atomic writes as the messages themselves. History pages
+// through the store's `page` (or `list`). Not exported.
+import { ParleyError } from '@parley/protocol'
+import { toHex } from '../internal/codec.js'
+import { pageFromList, type StoreEntry, type StoreWrite } from '../Store.js'
+import type {
+  Conversation,
+  ConversationMessage,
+  ConversationPage,
+  HistoryPageOptions,
+  MessageState,
+} from '../types.js'
+import type { Engine } from './context.js'
+import type { Discovery } from './discovery.js'
+import {
+  type ConversationMessageRecord,
+  type ConversationRecord,
+  contactRecord,
+  del,
+  get,
+  K,
+  put,
+  type StoredMessage,
+} from './keyspace.js'
+
+/** The most messages one history page returns. */
+export const MAX_PAGE = 500
+const DEFAULT_PAGE = 50
+const ID = /^[0-9a-f]{32}$/
+
+/** What a new message brings to its conversation. */
+export interface ConversationEntry {
+  /** The peer: a Parley account's address (hex), or `sms:` + E.164 for a number reached only by SMS. */
+  peer: string
+  /** The peer's number when known. */
+  number: string | null
+  message: ConversationMessageRecord
+}
+
+/**
+ * The conversation entry of a message stored in the inbox: a received one under its sender, a sent transcript
+ * (another device of this account sent it) under its recipient; null for anything else.
+ */
+export function entryOfStored(
+  m: StoredMessage,
+  ownNumber: string,
+  ownAddressHex: string,
+): ConversationEntry | null {
+  if (m.toAddress !== undefined) {
+    return {
+      peer: m.toAddress,
+      number: m.to ?? null,
+      message: {
+        id: m.id,
+        outgoing: true,
+        from: ownNumber,
+        text: m.text,
+        sentAt: m.sentAt,
+        receivedAt: m.receivedAt,
+        state: 'sent',
+        ...(m.seq === undefined ? {} : { seq: m.seq }),
+      },
+    }
+  }
+  if (m.fromAddress === ownAddressHex) return null
+  return {
+    peer: m.fromAddress,
+    number: m.from,
+    message: {
+      id: m.id,
+      outgoing: false,
+      from: m.from,
+      text: m.text,
+      sentAt: m.sentAt,
+      receivedAt: m.receivedAt,
+      state: 'received',
+      ...(m.seq === undefined ? {} : { seq: m.seq }),
+    },
+  }
+}
+
+export class Conversations {
+  readonly #engine: Engine
+  readonly #discovery: Discovery
+
+  constructor(engine: Engine, discovery: Discovery) {
+    this.#engine = engine
+    this.#discovery = discovery
+  }
+
+  /**
+   * The writes that add `entry.message` to its peer's conversation (made on first use): the message, its index
+   * entry, and the conversation's newest message, time and unread count. For the caller's batch, in the serial
+   * queue. A message id already in the conversation is not added twice.
+   */
+  async add(entry: ConversationEntry, pending: StoreWrite[] = []): Promise<StoreWrite[]> {
+    const { store, random } = this.#engine
+    const m = entry.message
+    if ((await store.get(K.messageIndex(m.id).key)) !== undefined) return []
+    // A conversation made earlier in the same batch (two messages of one history chunk, say).
+    const fromBatch = (key: string) => {
+      for (let i = pending.length - 1; i >= 0; i--) {
+        const w = pending[i]!
+        if (w.key === key && w.value !== undefined) return w.value
+      }
+      return undefined
+    }
+    const ofKey = K.convOf(entry.peer).key
+    const known = fromBatch(ofKey) ?? (await store.get(ofKey))
+    const id = known === undefined ? toHex(random(16)) : K.convOf.codec.decode(known)
+    const convKey = K.conversation(id).key
+    const raw = fromBatch(convKey) ?? (await store.get(convKey))
+    const before: ConversationRecord =
+      raw === undefined
+        ? { id, peer: entry.peer, number: entry.number, unread: 0, updatedAt: 0 }
+        : K.conversation.codec.decode(raw)
+    const at = orderOf(m)
+    const key = K.conversationMessage(id, at, m.seq ?? 0, m.id).key
+    const newest = before.last === undefined || key >= before.last.key
+    const next: ConversationRecord = {
+      ...before,
+      number: entry.number ?? before.number,
+      unread: before.unread + (m.outgoing ? 0 : 1),
+      updatedAt: Math.max(before.updatedAt, at),
+      ...(newest ? { last: { key, id: m.id } } : {}),
+    }
+    return [
+      ...(known === undefined ? [put(K.convOf(entry.peer), id)] : []),
+      put(K.conversation(id), next),
+      { key, value: K.conversationMessage.codec.encode(m) },
+      put(K.messageIndex(m.id), key),
+    ]
+  }
+
+  /** The writes that set a sent message's state (`sent`, `failed`), if it is in a conversation. */
+  async setState(idHex: string, state: MessageState): Promise<StoreWrite[]> {
+    const { store } = this.#engine
+    const key = await get(store, K.messageIndex(idHex))
+    if (key === undefined) return []
+    const raw = await store.get(key)
+    if (raw === undefined) return []
+    const m = K.conversationMessage.codec.decode(raw)
+    if (m.state === state) return []
+    return [{ key, value: K.conversationMessage.codec.encode({ ...m, state }) }]
+  }
+
+  /** `ParleyClient.conversations`: every conversation, the most recently active first. */
+  async list(): Promise<Conversation[]> {
+    const { store } = this.#engine
+    this.#engine.requireAccount()
+    const out: Conversation[] = []
+    for (const e of await store.list(K.conversation.prefix)) {
+      const c = K.conversation.codec.decode(e.value)
+      const last = c.last === undefined ? undefined : await store.get(c.last.key)
+      out.push(
+        toConversation(
+          c,
+          last === undefined ? null : toMessage(c.id, K.conversationMessage.codec.decode(last)),
+        ),
+      )
+    }
+    return out.sort((a, b) => b.updatedAt.getTime() - a.updatedAt.getTime() || (a.id < b.id ? -1 : 1))
+  }
+
+  /**
+   * `ParleyClient.conversationHistory`: one page of a conversation, oldest first. Without cursors, the newest
+   * `limit` messages; `before` pages back from a cursor, `after` forward.
+   */
+  async page(conversation: string, options: HistoryPageOptions): Promise<ConversationPage> {
+    const { store } = this.#engine
+    this.#engine.requireAccount()
+    const limit = options.limit ?? DEFAULT_PAGE
+    if (!Number.isSafeInteger(limit) || limit < 1 || limit > MAX_PAGE)
+      throw new RangeError(`limit must be an integer from 1 to ${MAX_PAGE}`)
+    if (options.before !== undefined && options.after !== undefined)
+      throw new TypeError('give before or after, not both')
+    const c = await this.#resolve(conversation)
+    if (c === null) return { messages: [], before: null, after: null }
+    const prefix = `${K.conversationMessage.prefix}${c.id}/`
+    const cursor = (v: string | undefined) => {
+      if (v === undefined) return undefined
+      if (typeof v !== 'string' || !v.startsWith(prefix))
+        throw new TypeError('not a cursor of this conversation')
+      return v
+    }
+    const after = cursor(options.after)
+    const before = cursor(options.before)
+    const read = (o: {
+      after?: string
+      before?: string
+      limit: number
+      reverse?: boolean
+    }): Promise<StoreEntry[]> =>
+      store.page !== undefined
+        ? store.page(prefix, o)
+        : store.list(prefix).then((all) => pageFromList(all, o))
+    // One more than asked tells whether there is a further page that way.
+    let entries: StoreEntry[]
+    let more: boolean
+    if (after !== undefined) {
+      entries = await read({ after, limit: limit + 1 })
+      more = entries.length > limit
+      entries = entries.slice(0, limit)
+    } else {
+      entries = (await read({ before, limit: limit + 1, reverse: true })).reverse()
+      more = entries.length > limit
+      entries = entries.slice(entries.length - Math.min(limit, entries.length))
+    }
+    const first = entries[0]?.key
+    const last = entries[entries.length - 1]?.key
+    const olderExists =
+      first !== undefined &&
+      (after === undefined ? more : (await read({ before: first, limit: 1, reverse: true })).length > 0)
+    const newerExists =
+      last !== undefined && (after !== undefined ? more : (await read({ after: last, limit: 1 })).length > 0)
+    return {
+      messages: entries.map((e) => toMessage(c.id, K.conversationMessage.codec.decode(e.value))),
+      before: olderExists ? (first ?? null) : null,
+      after: newerExists ? (last ?? null) : null,
+    }
+  }
+
+  /**
+   * `ParleyClient.markRead`: the conversation's received messages up to `upTo` (a message id; default: all) are
+   * read; the unread count is what is left after it.
+   */
+  async markRead(conversation: string, upTo: string | undefined): Promise<number> {
+    const engine = this.#engine
+    engine.requireAccount()
+    return engine.serial.run(async () => {
+      const c = await this.#resolve(conversation)
+      if (c === null) throw new ParleyError('NOT_FOUND', 'no such conversation')
+      let until: string | undefined
+      if (upTo !== undefined) {
+        until = await get(engine.store, K.messageIndex(upTo))
+        if (until === undefined || !until.startsWith(`${K.conversationMessage.prefix}${c.id}/`))
+          throw new ParleyError('NOT_FOUND', 'no such message in this conversation')
+      }
+      const writes: StoreWrite[] = []
+      let unread = 0
+      for (const e of await engine.store.list(`${K.conversationMessage.prefix}${c.id}/`)) {
+        const m = K.conversationMessage.codec.decode(e.value)
+        if (m.outgoing || m.read === true) continue
+        if (until === undefined || e.key <= until)
+          writes.push({ key: e.key, value: K.conversationMessage.codec.encode({ ...m, read: true }) })
+        else unread++
+      }
+      writes.push(put(K.conversation(c.id), { ...c, unread }))
+      await engine.store.write(writes)
+      return unread
+    })
+  }
+
+  /** `ParleyClient.deleteMessage`: removes one message from this device (not from the peer's). */
+  async deleteMessage(idHex: string): Promise<boolean> {
+    const engine = this.#engine
+    engine.requireAccount()
+    if (!ID.test(idHex)) throw new TypeError('a message id is 32 hex digits')
+    return engine.serial.run(async () => {
+      const key = await get(engine.store, K.messageIndex(idHex))
+      if (key === undefined) return false
+      const raw = await engine.store.get(key)
+      const convId = key.slice(K.conversationMessage.prefix.length).split('/')[0]!
+      const c = await get(engine.store, K.conversation(convId))
+      const writes: StoreWrite[] = [del(key), del(K.messageIndex(idHex))]
+      if (c !== undefined) {
+        const m = raw === undefined ? undefined : K.conversationMessage.codec.decode(raw)
+        const unread = c.unread - (m !== undefined && !m.outgoing && m.read !== true ? 1 : 0)
+        let last = c.last
+        if (last?.key === key) {
+          const [previous] = await pageFromStore(engine, `${K.conversationMessage.prefix}${convId}/`, key)
+          last =
+            previous === undefined
+              ? undefined
+              : { key: previous.key, id: K.conversationMessage.codec.decode(previous.value).id }
+        }
+        const { last: _dropped, ...rest } = c
+        writes.push(
+          put(K.conversation(convId), { ...rest, unread: Math.max(0, unread), ...(last ? { last } : {}) }),
+        )
+      }
+      await engine.store.write(writes)
+      return true
+    })
+  }
+
+  /** `ParleyClient.deleteConversation`: removes a conversation and all its messages from this device. */
+  async deleteConversation(conversation: string): Promise<number> {
+    const engine = this.#engine
+    engine.requireAccount()
+    return engine.serial.run(async () => {
+      const c = await this.#resolve(conversation)
+      if (c === null) return 0
+      const entries = await engine.store.list(`${K.conversationMessage.prefix}${c.id}/`)
+      const writes: StoreWrite[] = [del(K.conversation(c.id)), del(K.convOf(c.peer))]
+      for (const e of entries) {
+        writes.push(del(e.key), del(K.messageIndex(K.conversationMessage.codec.decode(e.value).id)))
+      }
+      await engine.store.write(writes)
+      return entries.length
+    })
+  }
+
+  /** The conversation named by its id, or by the peer's number (any common format). */
+  async #resolve(conversation: string): Promise<ConversationRecord | null> {
+    const { store } = this.#engine
+    if (typeof conversation !== 'string') throw new TypeError('conversation must be an id or a number')
+    if (ID.test(conversation)) return (await get(store, K.conversation(conversation))) ?? null
+    const e164 = await this.#discovery.normalize(conversation)
+    const contact = await contactRecord(store, e164)
+    for (const peer of [...(contact?.registered ? [toHex(contact.address)] : []), `sms:${e164}`]) {
+      const id = await get(store, K.convOf(peer))
+      if (id !== undefined) return (await get(store, K.conversation(id))) ?? null
+    }
+    return null
+  }
+}
+
+/** The entry before `key` under `prefix`, if any. */
+async function pageFromStore(engine: Engine, prefix: string, key: string): Promise<StoreEntry[]> {
+  const { store } = engine
+  const o = { before: key, limit: 1, reverse: true }
+  return store.page !== undefined ? store.page(prefix, o) : pageFromList(await store.list(prefix), o)
+}
+
+/** Where a message sorts in its conversation: when it was received, or for one sent here, when it was sent. */
+function orderOf(m: ConversationMessageRecord): number {
+  return m.outgoing ? m.sentAt : (m.receivedAt ?? m.sentAt)
+}
+
+function toMessage(conversation: string, m: ConversationMessageRecord): ConversationMessage {
+  return {
+    id: m.id,
+    conversation,
+    outgoing: m.outgoing,
+    from: m.from,
+    text: m.text,
+    sentAt: new Date(m.sentAt),
+    receivedAt: m.receivedAt === null ? null : new Date(m.receivedAt),
+    state: m.state,
+    read: m.outgoing || m.read === true,
+  }
+}
+
+function toConversation(c: ConversationRecord, last: ConversationMessage | null): Conversation {
+  return {
+    id: c.id,
+    number: c.number,
+    address: c.peer.startsWith('sms:') ? null : c.peer,
+    unread: c.unread,
+    updatedAt: new Date(c.updatedAt),
+    lastMessage: last,
+  }
+}
