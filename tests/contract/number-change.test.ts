@@ -45,6 +45,7 @@ describe('number change through a real relay process', () => {
   }
   const seen = { bob: [] as NumberChangedEvent[], laptop: [] as NumberChangedEvent[] }
   let bobReceivedBefore = 0
+  let bobConversation = ''
 
   beforeAll(async () => {
     alice = await activatedClient(env.relay, env.codes, ALICE, { storePath: join(dir, 'alice.db') })
@@ -70,6 +71,7 @@ describe('number change through a real relay process', () => {
     await carol.send(ALICE, 'carol before')
     await until(() => got.alice.some((m) => m.text === 'carol before'), 30_000, 'carol → alice')
     bobReceivedBefore = (await bob.history()).length
+    bobConversation = (await bob.conversations()).find((c) => c.number === '+14155550130')!.id
     // Bob compared safety numbers with alice: the mark is on her identity key, which the change keeps.
     await bob.markVerified(ALICE)
     // Carol is offline during the change; the laptop too.
@@ -162,6 +164,21 @@ describe('number change through a real relay process', () => {
     // The same sessions: no identity change was announced, and the history holds both sides of the move.
     expect((await bob.history()).length).toBe(bobReceivedBefore + 1)
     expect(await bob.isVerified(ALICE_NEW)).toBe(true)
+    // One conversation, the same one, now under the new number, with both sides of the move in it.
+    const [conversation, ...others] = await bob.conversations()
+    expect(others).toEqual([])
+    expect(conversation).toMatchObject({
+      id: bobConversation,
+      number: '+14155550139',
+      address: got.bob.find((x) => x.text === 'alice after')!.fromAddress,
+    })
+    expect((await bob.conversationHistory(ALICE_NEW)).messages.map((x) => x.text)).toEqual([
+      'bob before',
+      'alice before',
+      'still the old number',
+      'bob after',
+      'alice after',
+    ])
     expect(await bob.isVerified(ALICE)).toBe(false)
   })
 
