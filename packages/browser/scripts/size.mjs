@@ -37,7 +37,10 @@ import { browserOptions } from './esbuildOptions.mjs'
 // (+0.4), contacts.ts, inbox.ts and keyspace.ts (+0.2 each); the budget moved to 103 KB. Issue 19's own target —
 // the whole SDK ≤ 100 KB with lazy chunks allowed, ≤ 64 KB up front — is not met yet: it needs the rarely used
 // parts (linking, backup, history transfer, number change, scrypt) loaded on first use and a smaller codec table.
-export const BUDGET_KB = 103
+// 103 KB until the SMS fallback policy: 102.8 → 103.6 KB (85.1 up front): outbox.ts (the deadline timer and the
+// hand-over, +1.5 KB minified), delivery.ts (claiming an entry before a send, +0.6) and Client.ts (the policy's
+// parsing, +0.5); the budget moved to 104 KB.
+export const BUDGET_KB = 104
 
 /**
  * Bundles the SDK as a user's bundler would (ESM, minified, code splitting on) and measures min+gzip of what a

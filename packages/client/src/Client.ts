@@ -17,7 +17,7 @@ import { DEFAULT_DISCOVERY_TTL_MS, Discovery } from './engine/discovery.js'
 import { Inbox } from './engine/inbox.js'
 import { get, K } from './engine/keyspace.js'
 import { createLinks } from './engine/links.js'
-import { Outbox } from './engine/outbox.js'
+import { Outbox, type SmsRoute } from './engine/outbox.js'
 import { Prekeys } from './engine/prekeys.js'
 import { parseTrustRoot, RelaySession } from './engine/session.js'
 import { toHex } from './internal/codec.js'
@@ -91,9 +91,7 @@ export class ParleyClient {
     if (typeof options.transport?.open !== 'function') throw new TypeError('transport must implement open()')
     if (typeof options.store?.write !== 'function')
       throw new TypeError('store must implement the Store interface')
-    if (options.smsFallback !== undefined && typeof options.smsFallback !== 'function') {
-      throw new TypeError('smsFallback must be a function')
-    }
+    const sms = smsPolicy(options.smsFallback)
     if (options.crypto !== undefined) assertCryptoProvider(options.crypto)
     positiveMs(options.requestTimeoutMs, 'requestTimeoutMs')
     positiveMs(options.discoveryTtlMs, 'discoveryTtlMs')
@@ -158,7 +156,7 @@ export class ParleyClient {
     })
     const delivery = new Delivery(engine, session, contacts, devices, conversations)
     const ttl = options.discoveryTtlMs ?? DEFAULT_DISCOVERY_TTL_MS
-    const outbox = new Outbox(engine, delivery, discovery, options.smsFallback, ttl, conversations)
+    const outbox = new Outbox(engine, delivery, discovery, sms, ttl, conversations)
     this.#inbox = new Inbox(engine, session, contacts, discovery, prekeys, devices, conversations)
     this.#conversations = conversations
     this.#devices = devices
@@ -358,7 +356,9 @@ export class ParleyClient {
    * recipient's mailbox on the relay is full (`MAILBOX_FULL`), only messages to that recipient wait: they
    * stay queued, in order, and are tried again when the relay's `retryAfterMs` ends (at most 10 minutes
    * later, or at once after a restart), while messages to everyone else go on. To a number not on Parley it
-   * is handed to `smsFallback` (`route: 'sms'`) and nothing is uploaded.
+   * is handed to `smsFallback` (`route: 'sms'`) and nothing is uploaded. With an SMS policy
+   * (`smsFallback: { send, after }`), a queued message the relay has not taken within `after` goes by SMS
+   * instead (`sentBySms`), and with no connection a number never looked up goes by SMS at once.
    * @param to - the recipient's number
    * @param text - the message (at most 64 KiB of UTF-8)
    * @returns the message id and its route
@@ -689,3 +689,24 @@ export class ParleyClient {
 }
 
 export type { IdentityKeyPair }
+
+/** The SMS fallback as the outbox takes it: the hook, and how long a message may wait for IP (undefined: forever). */
+function smsPolicy(option: ParleyClientOptions['smsFallback']): SmsRoute | undefined {
+  if (option === undefined) return undefined
+  if (typeof option === 'function') return { send: option }
+  if (typeof option !== 'object' || option === null || typeof option.send !== 'function') {
+    throw new TypeError('smsFallback must be a function or { send, after }')
+  }
+  const after = option.after
+  let ms: number
+  if (typeof after === 'number') ms = after
+  else {
+    const m = typeof after === 'string' ? /^(\d+(?:\.\d+)?)\s*(ms|s|m|h)$/.exec(after.trim()) : null
+    if (m === null)
+      throw new TypeError("smsFallback.after must be milliseconds or a duration like '30s', '5m', '1h'")
+    ms = Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as 'ms' | 's' | 'm' | 'h']
+  }
+  if (!Number.isFinite(ms) || ms < 1 || ms > 2 ** 31 - 1)
+    throw new RangeError('smsFallback.after is out of range')
+  return { send: option.send, afterMs: Math.round(ms) }
+}

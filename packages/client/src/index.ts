@@ -46,5 +46,7 @@ export type {
   RestoredBackup,
   SendFailedEvent,
   SendResult,
+  SentBySmsEvent,
   SmsFallback,
+  SmsFallbackPolicy,
 } from './types.js'

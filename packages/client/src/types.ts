@@ -11,6 +11,18 @@ import type { Transport } from './Transport.js'
 /** Sends a text by the carrier's SMS when the recipient is not on Parley. The text is never uploaded. */
 export type SmsFallback = (to: string, text: string) => void | Promise<void>
 
+/**
+ * An {@link SmsFallback} that also takes over when IP fails: a message to a Parley contact that the relay has not
+ * taken within `after` goes by SMS instead (and never also over IP), and so does a message to a number whose
+ * registration is unknown when there is no connection to the relay.
+ */
+export interface SmsFallbackPolicy {
+  /** Sends the text by SMS (the app's hook). */
+  send: SmsFallback
+  /** How long a message may wait for the relay: milliseconds, or `'30s'`, `'5m'`, `'1h'`. */
+  after: number | string
+}
+
 /** Options of {@link ParleyClient.create}. Platform SDKs fill `transport` and `store` for you. */
 export interface ParleyClientOptions {
   /** The relay's WebSocket URL, e.g. `wss://relay.example.org` (the `/v1/ws` path is added when missing). */
@@ -21,8 +33,11 @@ export interface ParleyClientOptions {
   store: Store
   /** Region for numbers written without a country code, e.g. `'US'`. */
   defaultRegion?: CountryCode
-  /** Called for recipients who are not on Parley; without it, such a `send()` fails with `NOT_FOUND`. */
-  smsFallback?: SmsFallback
+  /**
+   * Called for recipients who are not on Parley; without it, such a `send()` fails with `NOT_FOUND`. As a
+   * {@link SmsFallbackPolicy}, also when IP fails.
+   */
+  smsFallback?: SmsFallback | SmsFallbackPolicy
   /** Time source (tests inject a fake one). */
   clock?: Clock
   /** CSPRNG returning `n` bytes (tests inject a seeded one). */
@@ -393,6 +408,14 @@ export interface DeliveredEvent {
   to: string
 }
 
+/** Payload of the `sentBySms` event. */
+export interface SentBySmsEvent {
+  /** The message id that `send()` returned. */
+  id: string
+  /** The recipient's number, in E.164. */
+  to: string
+}
+
 /** Payload of the `sendFailed` event: a queued message that can never be delivered over Parley. */
 export interface SendFailedEvent {
   /** The message id that `send()` returned. */
@@ -414,6 +437,11 @@ export interface ParleyEvents {
   delivered: DeliveredEvent
   /** A queued message can never be delivered over Parley and left the outbox. */
   sendFailed: SendFailedEvent
+  /**
+   * A queued message waited longer than `smsFallback.after` and was handed to the SMS hook instead; it left the
+   * outbox and is never sent over IP.
+   */
+  sentBySms: SentBySmsEvent
   /** A contact's identity key changed: compare the new safety number. */
   identityChanged: IdentityChange
   /** The connection to the relay went online, offline or closed. */

@@ -65,6 +65,11 @@ export class Engine {
   closed = false
   /** The outbox flush running now, if any (the outbox sets it; a safety number may wait for it). */
   flushing: Promise<void> | null = null
+  /**
+   * Ids of outbox entries claimed for a send to the relay (from the claim, in the serial queue, to the answer):
+   * the SMS fallback never takes one of them.
+   */
+  readonly sending = new Set<string>()
 
   constructor(ports: {
     store: Store

@@ -62,6 +62,18 @@ export class Delivery {
    * several, one copy per device (and sent transcripts for this account's other devices).
    */
   async deliver(key: string, entry: OutboxRecord): Promise<void> {
+    try {
+      await this.#deliver(key, entry)
+    } catch (err) {
+      // The entry left the outbox meanwhile (the SMS fallback took it): nothing more to do.
+      if (!(err instanceof Gone)) throw err
+    } finally {
+      this.#engine.sending.delete(entry.id)
+    }
+  }
+
+  /** {@link deliver}, which may throw {@link Gone}. */
+  async #deliver(key: string, entry: OutboxRecord): Promise<void> {
     if (
       entry.multi === undefined &&
       !ownOnly(entry, this.#engine.requireAccount()) &&
@@ -81,6 +93,20 @@ export class Delivery {
       }
     }
     await this.#deliverMulti(key, entry)
+  }
+
+  /**
+   * Claims the entry for a send to the relay, once connected: in the serial queue (where the SMS fallback takes
+   * entries too), so that an entry is either still queued and now claimed, or gone (throws {@link Gone}). The
+   * caller releases the claim (`engine.sending`) when the relay answered or the send failed.
+   */
+  async #claim(key: string, entry: OutboxRecord): Promise<void> {
+    const engine = this.#engine
+    await engine.link.waitOnline()
+    await engine.serial.run(async () => {
+      if ((await engine.store.get(key)) === undefined) throw new Gone()
+      engine.sending.add(entry.id)
+    })
   }
 
   /**
@@ -112,6 +138,7 @@ export class Delivery {
       try {
         // A new session fetches the recipient's bundle here: NOT_FOUND from it is followed like one from the send.
         if (entry.message === undefined) entry = await serial.run(() => this.#encryptEntry(key, entry))
+        await this.#claim(key, entry)
         const account = engine.requireAccount()
         const envelope = await this.#seal(account, entry.recipientIdentityKey!, entry.message!)
         const base = {
@@ -131,13 +158,17 @@ export class Delivery {
           ) {
             engine.stats.unidentifiedSent++
             await this.#accepted(entry, [del(key)])
+            engine.sending.delete(entry.id)
             return
           }
         }
         expectBody(await engine.link.request({ sendMessage: base }), 'messageAccepted')
         await this.#accepted(entry, [del(key)])
+        engine.sending.delete(entry.id)
         return
       } catch (err) {
+        engine.sending.delete(entry.id)
+        if (err instanceof Gone) throw err
         const e = ParleyError.fromUnknown(err)
         if (e.code === 'NOT_FOUND' && attempt === 0 && entry.notice !== true) {
           // Nobody at the address any more: after an OPRF key rotation the contact may have moved to its address
@@ -259,6 +290,8 @@ export class Delivery {
     const engine = this.#engine
     const { store, link } = engine
     const account = engine.requireAccount()
+    // Taken by the SMS fallback meanwhile: writing the entry back would send it twice.
+    if ((await store.get(key)) === undefined) throw new Gone()
     const addressHex = toHex(entry.address)
     let session = await sessionRecord(store, entry.address)
     let identityChanged = false
@@ -337,6 +370,7 @@ export class Delivery {
       multi = { ...entry.multi!, recipientDone: true }
       entry = { ...entry, multi }
       await this.#accepted(entry, [putAt(K.outbox, key, entry)])
+      engine.sending.delete(entry.id)
     }
     // A notice to a contact has no transcript: this account's devices get their own notice.
     if (this.#devices.ownOthers().length > 0 && !(entry.notice === true && !ownOnly(entry, account))) {
@@ -370,6 +404,7 @@ export class Delivery {
       try {
         entry = await engine.serial.run(() => this.#encryptCopies(key, entry, address, targets, list, field))
       } catch (err) {
+        if (err instanceof Gone) throw err
         const e = ParleyError.fromUnknown(err)
         const missing = e.cause
         if (!(missing instanceof NoBundle)) throw e
@@ -389,6 +424,8 @@ export class Delivery {
       }
       const copies = entry.multi![field]
       if (copies.length === 0) return entry
+      // The recipient's part may still go by SMS instead (a sent transcript, after it, never does).
+      if (!own) await this.#claim(key, entry)
       const envelopes = copies.map((c) => ({
         deviceId: c.deviceId,
         envelope: this.#seal(engine.requireAccount(), c.identityKey, c.message),
@@ -420,6 +457,8 @@ export class Delivery {
         )
         return entry
       } catch (err) {
+        // Released here on failure; on success the caller releases it once `recipientDone` is written.
+        if (!own) engine.sending.delete(entry.id)
         const e = ParleyError.fromUnknown(err)
         if (e.code !== 'STALE_DEVICES' || attempt >= 2) throw e
         await this.#devices.refresh(address)
@@ -444,6 +483,7 @@ export class Delivery {
     const engine = this.#engine
     const { store, link } = engine
     const account = engine.requireAccount()
+    if ((await store.get(key)) === undefined) throw new Gone()
     const hex = toHex(address)
     const own = field === 'transcripts'
     const kept = entry.multi![field].filter((c) =>
@@ -570,6 +610,9 @@ function contentOf(
     ...(own ? { transcriptTo: entry.address } : {}),
   }
 }
+
+/** The entry left the outbox while it was being sent (the SMS fallback took it). */
+class Gone {}
 
 /** Why a copy could not be made: the relay has no prekey bundle for the linked device `deviceId`. */
 class NoBundle {

@@ -20,11 +20,21 @@ const MAILBOX_FULL_RETRY_MS = 60_000
 const MIN_DEFERRAL_MS = 1000
 const MAX_DEFERRAL_MS = 10 * 60_000
 
+/** The SMS route: the app's hook and, as a policy, how long a queued message may wait for the relay. */
+export interface SmsRoute {
+  send: SmsFallback
+  afterMs?: number
+}
+
+/** The codes of a lookup that found no connection to the relay (as opposed to an answer). */
+const NO_CONNECTION = new Set(['TIMEOUT', 'UNAVAILABLE', 'CLOSED'])
+
 export class Outbox {
   readonly #engine: Engine
   readonly #delivery: Delivery
   readonly #discovery: Discovery
-  readonly #smsFallback: SmsFallback | undefined
+  readonly #sms: SmsRoute | undefined
+  #smsTimer: unknown = null
   readonly #discoveryTtlMs: number
   readonly #conversations: Conversations
   #outboxSeq = 0
@@ -43,7 +53,7 @@ export class Outbox {
     engine: Engine,
     delivery: Delivery,
     discovery: Discovery,
-    smsFallback: SmsFallback | undefined,
+    sms: SmsRoute | undefined,
     discoveryTtlMs: number,
     conversations: Conversations,
   ) {
@@ -51,7 +61,7 @@ export class Outbox {
     this.#engine = engine
     this.#delivery = delivery
     this.#discovery = discovery
-    this.#smsFallback = smsFallback
+    this.#sms = sms
     this.#discoveryTtlMs = discoveryTtlMs
   }
 
@@ -60,6 +70,73 @@ export class Outbox {
     const outbox = await this.#engine.store.list(K.outbox.prefix)
     const last = outbox.at(-1)
     this.#outboxSeq = last === undefined ? 0 : Number(last.key.slice(K.outbox.prefix.length))
+    if (outbox.length > 0) this.#scheduleSms()
+  }
+
+  /**
+   * With an SMS policy: a timer for the oldest queued message's deadline (`sentAt + after`), which hands every
+   * message past its deadline to the SMS hook ({@link #smsDue}).
+   */
+  #scheduleSms(): void {
+    const engine = this.#engine
+    const afterMs = this.#sms?.afterMs
+    if (afterMs === undefined || this.#smsTimer !== null || engine.closed) return
+    void engine.store
+      .list(K.outbox.prefix)
+      .then((entries) => {
+        const due = entries
+          .map((e) => decodeEntry(K.outbox, e))
+          .filter(smsEligible)
+          .reduce((min, e) => Math.min(min, e.sentAt + afterMs), Number.POSITIVE_INFINITY)
+        if (!Number.isFinite(due) || this.#smsTimer !== null || engine.closed) return
+        this.#smsTimer = engine.clock.setTimeout(
+          () => {
+            this.#smsTimer = null
+            this.#smsDue().catch((err) => engine.emitRecoverable(err))
+          },
+          Math.max(0, due - engine.clock.now()),
+        )
+      })
+      .catch((err) => engine.emitRecoverable(err))
+  }
+
+  /**
+   * Every queued message past its deadline that is not being sent right now leaves the outbox and its state
+   * becomes `sms`, in one write (in the serial queue, so no send can start on it after), and only then goes to
+   * the SMS hook: it is never sent both ways. A hook that throws fails the message (`sendFailed`).
+   */
+  async #smsDue(): Promise<void> {
+    const engine = this.#engine
+    const sms = this.#sms
+    if (sms?.afterMs === undefined || engine.closed) return
+    const afterMs = sms.afterMs
+    const taken = await engine.serial.run(async () => {
+      const now = engine.clock.now()
+      const due = (await engine.store.list(K.outbox.prefix))
+        .map((e) => ({ key: e.key, entry: decodeEntry(K.outbox, e) }))
+        .filter(
+          ({ entry }) => smsEligible(entry) && now >= entry.sentAt + afterMs && !engine.sending.has(entry.id),
+        )
+      if (due.length === 0) return due
+      const writes: StoreWrite[] = []
+      for (const { key, entry } of due)
+        writes.push(del(key), ...(await this.#conversations.setState(entry.id, 'sms')))
+      await engine.store.write(writes)
+      return due
+    })
+    for (const { entry } of taken) {
+      try {
+        await sms.send(entry.to, entry.text)
+        engine.events.emit('sentBySms', { id: entry.id, to: entry.to })
+      } catch (err) {
+        const error = new ParleyError('UNAVAILABLE', 'the SMS fallback failed', { cause: err })
+        await engine.serial.run(async () =>
+          engine.store.write(await this.#conversations.setState(entry.id, 'failed')),
+        )
+        engine.events.emit('sendFailed', { id: entry.id, to: entry.to, error })
+      }
+    }
+    this.#scheduleSms()
   }
 
   /** `ParleyClient.send`, after the open check. */
@@ -78,14 +155,23 @@ export class Outbox {
     const id = toHex(engine.random(16))
     let contact = await contactRecord(store, e164)
     if (contact === null || clock.now() - contact.checkedAt > this.#discoveryTtlMs) {
-      await this.#discovery.lookup([e164], options.signal)
+      // With an SMS policy and no connection, nothing waits for one: a number never looked up goes by SMS now,
+      // one looked up before is sent to as it was registered then (by SMS after the deadline if IP stays down).
+      const policy = this.#sms?.afterMs !== undefined
+      if (!policy || engine.link.state === 'online') {
+        try {
+          await this.#discovery.lookup([e164], options.signal)
+        } catch (err) {
+          if (!policy || !NO_CONNECTION.has(ParleyError.fromUnknown(err).code)) throw err
+        }
+      }
       contact = await contactRecord(store, e164)
     }
     if (contact === null || !contact.registered) {
-      if (this.#smsFallback === undefined) {
+      if (this.#sms === undefined) {
         throw new ParleyError('NOT_FOUND', 'the recipient is not on Parley and no smsFallback is configured')
       }
-      await this.#smsFallback(e164, text)
+      await this.#sms.send(e164, text)
       await engine.serial.run(async () => {
         await store.write(
           await this.#conversations.add(
@@ -110,6 +196,7 @@ export class Outbox {
       await store.write([put(K.outbox(seq), entry), ...(await this.#conversations.add(conversation))])
     })
     this.kick()
+    this.#scheduleSms()
     return { id, route: 'ip' }
   }
 
@@ -178,6 +265,7 @@ export class Outbox {
     const { clock } = this.#engine
     if (this.#retryTimer !== null) clock.clearTimeout(this.#retryTimer)
     if (this.#deferralTimer !== null) clock.clearTimeout(this.#deferralTimer)
+    if (this.#smsTimer !== null) clock.clearTimeout(this.#smsTimer)
   }
 
   /**
@@ -389,4 +477,14 @@ function outgoing(
   from: string,
 ): ConversationEntry {
   return { peer, number, message: { id, outgoing: true, from, text, sentAt, receivedAt: null, state } }
+}
+
+/** Whether a queued entry may go by SMS: the app's message to a contact (not a notice or history, nor our own). */
+function smsEligible(entry: OutboxRecord): boolean {
+  return (
+    entry.notice !== true &&
+    entry.history === undefined &&
+    entry.to !== '' &&
+    entry.multi?.recipientDone !== true
+  )
 }
