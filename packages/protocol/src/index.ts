@@ -13,6 +13,28 @@ export { ADDRESS_BYTES, addressFromToken, addressHasPrefix, addressPrefix } from
 // Number-change notices (docs/architecture.md §9.8).
 export type { AddressChangeFields, VerifyAddressChangeOptions } from './addressChange.js'
 export { addressChangeClaims, signAddressChange, verifyAddressChange } from './addressChange.js'
+// Attachments: chunked encryption of files, whose key and digest travel in Content.attachment.
+export type {
+  AttachmentDecryptOptions,
+  AttachmentDecryptor,
+  AttachmentEncryptOptions,
+  AttachmentEncryptor,
+  AttachmentEncryptorResult,
+  AttachmentSecrets,
+  EncryptedAttachment,
+} from './attachment.js'
+export {
+  ATTACHMENT_DIGEST_BYTES,
+  ATTACHMENT_KEY_BYTES,
+  attachmentCiphertextSize,
+  createAttachmentDecryptor,
+  createAttachmentEncryptor,
+  DEFAULT_ATTACHMENT_CHUNK_BYTES,
+  decryptAttachment,
+  encryptAttachment,
+  MAX_ATTACHMENT_CHUNK_BYTES,
+  MIN_ATTACHMENT_CHUNK_BYTES,
+} from './attachment.js'
 // Backup archives (docs/architecture.md §9.7).
 export type { SealBackupOptions } from './backup.js'
 export {
@@ -44,13 +66,27 @@ export {
   verifyOprfKeyCertificate,
   verifySenderCertificate,
 } from './certificates.js'
-export type { Content, HistoryChunkFields, HistoryEntryFields } from './content.js'
+// Message content: the padded plaintext of every message and its bodies.
+export type {
+  AttachmentFields,
+  Content,
+  EditFields,
+  HistoryChunkFields,
+  HistoryEntryFields,
+  ReactionFields,
+  ReceiptFields,
+  TypingFields,
+} from './content.js'
 export {
+  BLOB_ID_BYTES,
   CONTENT_BUCKET_BYTES,
   decodeContent,
   decodeHistoryChunk,
   encodeContent,
   encodeHistoryChunk,
+  MAX_PREVIEW_BYTES,
+  MAX_REACTION_BYTES,
+  MAX_RECEIPT_IDS,
   MESSAGE_ID_BYTES,
 } from './content.js'
 // End-to-end encryption (docs/architecture.md §6): identity, prekeys, PQXDH + Double Ratchet sessions, sealed envelopes.

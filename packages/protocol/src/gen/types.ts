@@ -288,13 +288,27 @@ export interface ContentBodyMembers {
    * account's primary it also carries the new number and its commitment salt (account_number below).
    */
   addressChange: Uint8Array
+  /** A file: where the encrypted blob is, and the key and digest that open and check it. */
+  attachment: Attachment
+  /** A reaction to a message, or the removal of one. */
+  reaction: Reaction
+  /** A new text for one of the sender's own text messages. */
+  edit: Edit
+  /** The 16-byte message_id of one of the sender's own messages, which every receiver removes. */
+  deleteForEveryone: Uint8Array
+  /** That messages were delivered to, or read on, the sender's device. */
+  receipt: Receipt
+  /** That the sender started or stopped typing. Ephemeral: never shown as a message. */
+  typing: Typing
 }
 
 /** `parley.v1.Content`'s oneof `body` with one member set. */
 export type ContentBody = OneOf<'body', ContentBodyMembers>
 
 /**
- * The plaintext of a RatchetMessage, padded so its length is a multiple of 160 bytes.
+ * The plaintext of a RatchetMessage, padded so its length is a multiple of 160 bytes. Unlike the signed messages,
+ * it is read with proto3 semantics: unknown fields are skipped, and a Content whose body a receiver does not know
+ * (a newer sender's) is an unsupported message, shown by its fallback_text.
  * `parley.v1.Content` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
  */
 export type Content = {
@@ -321,8 +335,15 @@ export type Content = {
   accountNumber: string
   /** With account_number: the 32-byte salt that, with it, opens the account's new number commitment. */
   accountNumberSalt: Uint8Array
-  /** Zero bytes; always the last field, sized to reach the next bucket. */
+  /**
+   * Zero bytes; always the last field on the wire, sized to reach the next bucket (the encoder writes it after
+   * every other field, including those numbered above 15).
+   */
   padding: Uint8Array
+  /** With text or attachment: the 16-byte message_id of the message this one quotes (a reply). */
+  replyTo: Uint8Array
+  /** What a receiver that does not know the body shows instead; senders set it for every body but text. */
+  fallbackText: string
 } & (ContentBody | NoneOf<'body', ContentBodyMembers>)
 
 /** `parley.v1.Content` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
@@ -365,9 +386,128 @@ export interface ContentInput {
   accountNumber?: string | null
   /** With account_number: the 32-byte salt that, with it, opens the account's new number commitment. */
   accountNumberSalt?: Uint8Array | null
-  /** Zero bytes; always the last field, sized to reach the next bucket. */
+  /**
+   * Zero bytes; always the last field on the wire, sized to reach the next bucket (the encoder writes it after
+   * every other field, including those numbered above 15).
+   */
   padding?: Uint8Array | null
+  /** A file: where the encrypted blob is, and the key and digest that open and check it. */
+  attachment?: AttachmentInput | null
+  /** A reaction to a message, or the removal of one. */
+  reaction?: ReactionInput | null
+  /** A new text for one of the sender's own text messages. */
+  edit?: EditInput | null
+  /** The 16-byte message_id of one of the sender's own messages, which every receiver removes. */
+  deleteForEveryone?: Uint8Array | null
+  /** That messages were delivered to, or read on, the sender's device. */
+  receipt?: ReceiptInput | null
+  /** That the sender started or stopped typing. Ephemeral: never shown as a message. */
+  typing?: TypingInput | null
+  /** With text or attachment: the 16-byte message_id of the message this one quotes (a reply). */
+  replyTo?: Uint8Array | null
+  /** What a receiver that does not know the body shows instead; senders set it for every body but text. */
+  fallbackText?: string | null
 }
+
+/**
+ * A file sent in Content.attachment. The relay holds only the encrypted blob, under blob_id; everything needed to
+ * fetch, check and open it is here, inside the end-to-end encrypted content.
+ * `parley.v1.Attachment` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
+ */
+export interface Attachment {
+  /** 32 random bytes: the relay's id of the blob, and the capability to download it. */
+  blobId: Uint8Array
+  /** The 32-byte attachment key that the chunk keys are derived from. */
+  key: Uint8Array
+  /** SHA-256 of the whole encrypted blob (32 bytes), checked before any of it is trusted. */
+  digest: Uint8Array
+  /** The file's size in bytes, before encryption. */
+  size: number
+  /** The encrypted blob's size in bytes. */
+  ciphertextSize: number
+  /** Plaintext bytes per encrypted chunk (every chunk but the last holds exactly this many). */
+  chunkSize: number
+  /** The file's media type, e.g. "image/jpeg"; empty when unknown. */
+  mimeType: string
+  /** The file's name as the sender had it; empty when not given. */
+  fileName: string
+  /** A small image to show before the file is fetched (at most 64 KiB), encrypted as part of this content. */
+  preview: Uint8Array
+  /** Text shown with the file. */
+  caption: string
+}
+
+/** `parley.v1.Attachment` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
+export type AttachmentInput = InputOf<Attachment>
+
+/**
+ * A reaction to a message, sent in Content.reaction.
+ * `parley.v1.Reaction` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
+ */
+export interface Reaction {
+  /** The 16-byte message_id of the message reacted to. */
+  targetId: Uint8Array
+  /** The reaction, at most 32 bytes of UTF-8 (that it is one emoji is the app's concern). */
+  emoji: string
+  /** True to take back the sender's earlier reaction with this emoji. */
+  remove: boolean
+}
+
+/** `parley.v1.Reaction` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
+export type ReactionInput = InputOf<Reaction>
+
+/**
+ * A new text for one of the sender's own text messages, sent in Content.edit.
+ * `parley.v1.Edit` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
+ */
+export interface Edit {
+  /** The 16-byte message_id of the message edited. */
+  targetId: Uint8Array
+  /** The message's new text, replacing the old one. */
+  text: string
+}
+
+/** `parley.v1.Edit` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
+export type EditInput = InputOf<Edit>
+
+/**
+ * What a Receipt says about its messages.
+ * Values of the `parley.v1.ReceiptKind` enum (a decoded field may hold a value this version does not know).
+ */
+export const ReceiptKind = {
+  /** Never sent; a receiver ignores a receipt of a kind it does not know. */
+  RECEIPT_KIND_UNSPECIFIED: 0,
+  /** The messages reached the sender of the receipt. */
+  RECEIPT_KIND_DELIVERED: 1,
+  /** The messages were shown to the sender of the receipt. */
+  RECEIPT_KIND_READ: 2,
+} as const
+
+/**
+ * A delivery or read receipt, sent in Content.receipt.
+ * `parley.v1.Receipt` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
+ */
+export interface Receipt {
+  /** Delivered or read. */
+  kind: number
+  /** The 16-byte message_id of each message it is about: 1 to 100 of them. */
+  messageIds: Uint8Array[]
+}
+
+/** `parley.v1.Receipt` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
+export type ReceiptInput = InputOf<Receipt>
+
+/**
+ * A typing indicator, sent in Content.typing.
+ * `parley.v1.Typing` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
+ */
+export interface Typing {
+  /** True when the sender started typing, false when it stopped. */
+  started: boolean
+}
+
+/** `parley.v1.Typing` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
+export type TypingInput = InputOf<Typing>
 
 /**
  * What an account identity vouches for: the devices of an account, one version of the list.
@@ -2088,6 +2228,16 @@ export interface Messages {
   RatchetMessage: RatchetMessage
   /** `parley.v1.Content` as decoded: {@link Content}. */
   Content: Content
+  /** `parley.v1.Attachment` as decoded: {@link Attachment}. */
+  Attachment: Attachment
+  /** `parley.v1.Reaction` as decoded: {@link Reaction}. */
+  Reaction: Reaction
+  /** `parley.v1.Edit` as decoded: {@link Edit}. */
+  Edit: Edit
+  /** `parley.v1.Receipt` as decoded: {@link Receipt}. */
+  Receipt: Receipt
+  /** `parley.v1.Typing` as decoded: {@link Typing}. */
+  Typing: Typing
   /** `parley.v1.DeviceListBody` as decoded: {@link DeviceListBody}. */
   DeviceListBody: DeviceListBody
   /** `parley.v1.DeviceEntry` as decoded: {@link DeviceEntry}. */
@@ -2266,6 +2416,16 @@ export interface MessageInputs {
   RatchetMessage: RatchetMessageInput
   /** `parley.v1.Content` as the encoder takes it: {@link ContentInput}. */
   Content: ContentInput
+  /** `parley.v1.Attachment` as the encoder takes it: {@link AttachmentInput}. */
+  Attachment: AttachmentInput
+  /** `parley.v1.Reaction` as the encoder takes it: {@link ReactionInput}. */
+  Reaction: ReactionInput
+  /** `parley.v1.Edit` as the encoder takes it: {@link EditInput}. */
+  Edit: EditInput
+  /** `parley.v1.Receipt` as the encoder takes it: {@link ReceiptInput}. */
+  Receipt: ReceiptInput
+  /** `parley.v1.Typing` as the encoder takes it: {@link TypingInput}. */
+  Typing: TypingInput
   /** `parley.v1.DeviceListBody` as the encoder takes it: {@link DeviceListBodyInput}. */
   DeviceListBody: DeviceListBodyInput
   /** `parley.v1.DeviceEntry` as the encoder takes it: {@link DeviceEntryInput}. */

@@ -128,6 +128,8 @@ describe('pb (compact protobuf codec)', () => {
       accountNumber: '',
       accountNumberSalt: new Uint8Array(0),
       padding: new Uint8Array(0),
+      replyTo: new Uint8Array(0),
+      fallbackText: '',
     }
     const c = decodeMessage('Content', encodeMessage('Content', { sentAtMs: 0, text: '' }))
     expect(c).toEqual({ ...zeroContent, text: '' })

@@ -387,11 +387,16 @@ export function decodeMessage<N extends MessageName>(
 
 /**
  * {@link decodeMessage} for bytes from a peer or the network: any decoding failure becomes ParleyError
- * `BAD_REQUEST` "malformed <what>", with the codec's error as its cause.
+ * `BAD_REQUEST` "malformed <what>", with the codec's error as its cause. `options` as {@link decodeMessage}'s.
  */
-export function decodeOrRefuse<N extends MessageName>(type: N, bytes: Uint8Array, what: string): Messages[N] {
+export function decodeOrRefuse<N extends MessageName>(
+  type: N,
+  bytes: Uint8Array,
+  what: string,
+  options: DecodeOptions = {},
+): Messages[N] {
   try {
-    return decodeMessage(type, bytes)
+    return decodeMessage(type, bytes, options)
   } catch (cause) {
     throw new ParleyError('BAD_REQUEST', `malformed ${what}`, { cause })
   }

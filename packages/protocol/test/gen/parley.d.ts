@@ -309,13 +309,21 @@ export namespace parley {
             data?: (Uint8Array|null);
             history?: (Uint8Array|null);
             addressChange?: (Uint8Array|null);
+            attachment?: (parley.v1.Attachment.$Properties|null);
+            reaction?: (parley.v1.Reaction.$Properties|null);
+            edit?: (parley.v1.Edit.$Properties|null);
+            deleteForEveryone?: (Uint8Array|null);
+            receipt?: (parley.v1.Receipt.$Properties|null);
+            typing?: (parley.v1.Typing.$Properties|null);
             senderNumber: string;
             deliveryToken: Uint8Array;
             transcriptTo: Uint8Array;
             accountNumber: string;
             accountNumberSalt: Uint8Array;
             padding: Uint8Array;
-            body?: ("text"|"data"|"history"|"addressChange");
+            replyTo: Uint8Array;
+            fallbackText: string;
+            body?: ("text"|"data"|"history"|"addressChange"|"attachment"|"reaction"|"edit"|"deleteForEveryone"|"receipt"|"typing");
             static create(properties: parley.v1.Content.$Shape): parley.v1.Content & parley.v1.Content.$Shape;
             static create(properties?: parley.v1.Content.$Properties): parley.v1.Content;
             static encode(message: parley.v1.Content.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
@@ -330,13 +338,21 @@ export namespace parley {
                 data?: (Uint8Array|null);
                 history?: (Uint8Array|null);
                 addressChange?: (Uint8Array|null);
+                attachment?: (parley.v1.Attachment.$Properties|null);
+                reaction?: (parley.v1.Reaction.$Properties|null);
+                edit?: (parley.v1.Edit.$Properties|null);
+                deleteForEveryone?: (Uint8Array|null);
+                receipt?: (parley.v1.Receipt.$Properties|null);
+                typing?: (parley.v1.Typing.$Properties|null);
                 senderNumber?: (string|null);
                 deliveryToken?: (Uint8Array|null);
                 transcriptTo?: (Uint8Array|null);
                 accountNumber?: (string|null);
                 accountNumberSalt?: (Uint8Array|null);
                 padding?: (Uint8Array|null);
-                body?: ("text"|"data"|"history"|"addressChange");
+                replyTo?: (Uint8Array|null);
+                fallbackText?: (string|null);
+                body?: ("text"|"data"|"history"|"addressChange"|"attachment"|"reaction"|"edit"|"deleteForEveryone"|"receipt"|"typing");
                 $unknowns?: Uint8Array[];
             }
             type $Shape = {
@@ -346,16 +362,161 @@ export namespace parley {
               data?: Uint8Array|null;
               history?: Uint8Array|null;
               addressChange?: Uint8Array|null;
+              attachment?: parley.v1.Attachment.$Shape|null;
+              reaction?: parley.v1.Reaction.$Shape|null;
+              edit?: parley.v1.Edit.$Shape|null;
+              deleteForEveryone?: Uint8Array|null;
+              receipt?: parley.v1.Receipt.$Shape|null;
+              typing?: parley.v1.Typing.$Shape|null;
               senderNumber?: string|null;
               deliveryToken?: Uint8Array|null;
               transcriptTo?: Uint8Array|null;
               accountNumber?: string|null;
               accountNumberSalt?: Uint8Array|null;
               padding?: Uint8Array|null;
+              replyTo?: Uint8Array|null;
+              fallbackText?: string|null;
               $unknowns?: Uint8Array[];
             } & (
-              ({ body?: undefined; text?: null; data?: null; history?: null; addressChange?: null }|{ body?: "text"; text: string; data?: null; history?: null; addressChange?: null }|{ body?: "data"; text?: null; data: Uint8Array; history?: null; addressChange?: null }|{ body?: "history"; text?: null; data?: null; history: Uint8Array; addressChange?: null }|{ body?: "addressChange"; text?: null; data?: null; history?: null; addressChange: Uint8Array })
+              ({ body?: undefined; text?: null; data?: null; history?: null; addressChange?: null; attachment?: null; reaction?: null; edit?: null; deleteForEveryone?: null; receipt?: null; typing?: null }|{ body?: "text"; text: string; data?: null; history?: null; addressChange?: null; attachment?: null; reaction?: null; edit?: null; deleteForEveryone?: null; receipt?: null; typing?: null }|{ body?: "data"; text?: null; data: Uint8Array; history?: null; addressChange?: null; attachment?: null; reaction?: null; edit?: null; deleteForEveryone?: null; receipt?: null; typing?: null }|{ body?: "history"; text?: null; data?: null; history: Uint8Array; addressChange?: null; attachment?: null; reaction?: null; edit?: null; deleteForEveryone?: null; receipt?: null; typing?: null }|{ body?: "addressChange"; text?: null; data?: null; history?: null; addressChange: Uint8Array; attachment?: null; reaction?: null; edit?: null; deleteForEveryone?: null; receipt?: null; typing?: null }|{ body?: "attachment"; text?: null; data?: null; history?: null; addressChange?: null; attachment: parley.v1.Attachment.$Shape; reaction?: null; edit?: null; deleteForEveryone?: null; receipt?: null; typing?: null }|{ body?: "reaction"; text?: null; data?: null; history?: null; addressChange?: null; attachment?: null; reaction: parley.v1.Reaction.$Shape; edit?: null; deleteForEveryone?: null; receipt?: null; typing?: null }|{ body?: "edit"; text?: null; data?: null; history?: null; addressChange?: null; attachment?: null; reaction?: null; edit: parley.v1.Edit.$Shape; deleteForEveryone?: null; receipt?: null; typing?: null }|{ body?: "deleteForEveryone"; text?: null; data?: null; history?: null; addressChange?: null; attachment?: null; reaction?: null; edit?: null; deleteForEveryone: Uint8Array; receipt?: null; typing?: null }|{ body?: "receipt"; text?: null; data?: null; history?: null; addressChange?: null; attachment?: null; reaction?: null; edit?: null; deleteForEveryone?: null; receipt: parley.v1.Receipt.$Shape; typing?: null }|{ body?: "typing"; text?: null; data?: null; history?: null; addressChange?: null; attachment?: null; reaction?: null; edit?: null; deleteForEveryone?: null; receipt?: null; typing: parley.v1.Typing.$Shape })
             );
+        }
+
+        interface IAttachment extends parley.v1.Attachment.$Properties {
+        }
+
+        class Attachment {
+            constructor(properties?: parley.v1.Attachment.$Properties);
+            $unknowns?: Uint8Array[];
+            blobId: Uint8Array;
+            key: Uint8Array;
+            digest: Uint8Array;
+            size: (number|Long);
+            ciphertextSize: (number|Long);
+            chunkSize: number;
+            mimeType: string;
+            fileName: string;
+            preview: Uint8Array;
+            caption: string;
+            static create(properties: parley.v1.Attachment.$Shape): parley.v1.Attachment & parley.v1.Attachment.$Shape;
+            static create(properties?: parley.v1.Attachment.$Properties): parley.v1.Attachment;
+            static encode(message: parley.v1.Attachment.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): parley.v1.Attachment & parley.v1.Attachment.$Shape;
+        }
+
+        namespace Attachment {
+            interface $Properties {
+                blobId?: (Uint8Array|null);
+                key?: (Uint8Array|null);
+                digest?: (Uint8Array|null);
+                size?: (number|Long|null);
+                ciphertextSize?: (number|Long|null);
+                chunkSize?: (number|null);
+                mimeType?: (string|null);
+                fileName?: (string|null);
+                preview?: (Uint8Array|null);
+                caption?: (string|null);
+                $unknowns?: Uint8Array[];
+            }
+            type $Shape = parley.v1.Attachment.$Properties;
+        }
+
+        interface IReaction extends parley.v1.Reaction.$Properties {
+        }
+
+        class Reaction {
+            constructor(properties?: parley.v1.Reaction.$Properties);
+            $unknowns?: Uint8Array[];
+            targetId: Uint8Array;
+            emoji: string;
+            remove: boolean;
+            static create(properties: parley.v1.Reaction.$Shape): parley.v1.Reaction & parley.v1.Reaction.$Shape;
+            static create(properties?: parley.v1.Reaction.$Properties): parley.v1.Reaction;
+            static encode(message: parley.v1.Reaction.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): parley.v1.Reaction & parley.v1.Reaction.$Shape;
+        }
+
+        namespace Reaction {
+            interface $Properties {
+                targetId?: (Uint8Array|null);
+                emoji?: (string|null);
+                remove?: (boolean|null);
+                $unknowns?: Uint8Array[];
+            }
+            type $Shape = parley.v1.Reaction.$Properties;
+        }
+
+        interface IEdit extends parley.v1.Edit.$Properties {
+        }
+
+        class Edit {
+            constructor(properties?: parley.v1.Edit.$Properties);
+            $unknowns?: Uint8Array[];
+            targetId: Uint8Array;
+            text: string;
+            static create(properties: parley.v1.Edit.$Shape): parley.v1.Edit & parley.v1.Edit.$Shape;
+            static create(properties?: parley.v1.Edit.$Properties): parley.v1.Edit;
+            static encode(message: parley.v1.Edit.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): parley.v1.Edit & parley.v1.Edit.$Shape;
+        }
+
+        namespace Edit {
+            interface $Properties {
+                targetId?: (Uint8Array|null);
+                text?: (string|null);
+                $unknowns?: Uint8Array[];
+            }
+            type $Shape = parley.v1.Edit.$Properties;
+        }
+
+        enum ReceiptKind {
+            RECEIPT_KIND_UNSPECIFIED = 0,
+            RECEIPT_KIND_DELIVERED = 1,
+            RECEIPT_KIND_READ = 2
+        }
+
+        interface IReceipt extends parley.v1.Receipt.$Properties {
+        }
+
+        class Receipt {
+            constructor(properties?: parley.v1.Receipt.$Properties);
+            $unknowns?: Uint8Array[];
+            kind: parley.v1.ReceiptKind;
+            messageIds: Uint8Array[];
+            static create(properties: parley.v1.Receipt.$Shape): parley.v1.Receipt & parley.v1.Receipt.$Shape;
+            static create(properties?: parley.v1.Receipt.$Properties): parley.v1.Receipt;
+            static encode(message: parley.v1.Receipt.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): parley.v1.Receipt & parley.v1.Receipt.$Shape;
+        }
+
+        namespace Receipt {
+            interface $Properties {
+                kind?: (parley.v1.ReceiptKind|null);
+                messageIds?: (Uint8Array[]|null);
+                $unknowns?: Uint8Array[];
+            }
+            type $Shape = parley.v1.Receipt.$Properties;
+        }
+
+        interface ITyping extends parley.v1.Typing.$Properties {
+        }
+
+        class Typing {
+            constructor(properties?: parley.v1.Typing.$Properties);
+            $unknowns?: Uint8Array[];
+            started: boolean;
+            static create(properties: parley.v1.Typing.$Shape): parley.v1.Typing & parley.v1.Typing.$Shape;
+            static create(properties?: parley.v1.Typing.$Properties): parley.v1.Typing;
+            static encode(message: parley.v1.Typing.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): parley.v1.Typing & parley.v1.Typing.$Shape;
+        }
+
+        namespace Typing {
+            interface $Properties {
+                started?: (boolean|null);
+                $unknowns?: Uint8Array[];
+            }
+            type $Shape = parley.v1.Typing.$Properties;
         }
 
         interface IDeviceListBody extends parley.v1.DeviceListBody.$Properties {

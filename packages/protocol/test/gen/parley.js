@@ -2243,13 +2243,21 @@ export const parley = $root.parley = (() => {
              * @property {Uint8Array|null} [data] Content data
              * @property {Uint8Array|null} [history] Content history
              * @property {Uint8Array|null} [addressChange] Content addressChange
+             * @property {parley.v1.Attachment.$Properties|null} [attachment] Content attachment
+             * @property {parley.v1.Reaction.$Properties|null} [reaction] Content reaction
+             * @property {parley.v1.Edit.$Properties|null} [edit] Content edit
+             * @property {Uint8Array|null} [deleteForEveryone] Content deleteForEveryone
+             * @property {parley.v1.Receipt.$Properties|null} [receipt] Content receipt
+             * @property {parley.v1.Typing.$Properties|null} [typing] Content typing
              * @property {string|null} [senderNumber] Content senderNumber
              * @property {Uint8Array|null} [deliveryToken] Content deliveryToken
              * @property {Uint8Array|null} [transcriptTo] Content transcriptTo
              * @property {string|null} [accountNumber] Content accountNumber
              * @property {Uint8Array|null} [accountNumberSalt] Content accountNumberSalt
              * @property {Uint8Array|null} [padding] Content padding
-             * @property {"text"|"data"|"history"|"addressChange"} [body] Content body
+             * @property {Uint8Array|null} [replyTo] Content replyTo
+             * @property {string|null} [fallbackText] Content fallbackText
+             * @property {"text"|"data"|"history"|"addressChange"|"attachment"|"reaction"|"edit"|"deleteForEveryone"|"receipt"|"typing"} [body] Content body
              * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
              */
 
@@ -2270,15 +2278,23 @@ export const parley = $root.parley = (() => {
              *   data?: Uint8Array|null;
              *   history?: Uint8Array|null;
              *   addressChange?: Uint8Array|null;
+             *   attachment?: parley.v1.Attachment.$Shape|null;
+             *   reaction?: parley.v1.Reaction.$Shape|null;
+             *   edit?: parley.v1.Edit.$Shape|null;
+             *   deleteForEveryone?: Uint8Array|null;
+             *   receipt?: parley.v1.Receipt.$Shape|null;
+             *   typing?: parley.v1.Typing.$Shape|null;
              *   senderNumber?: string|null;
              *   deliveryToken?: Uint8Array|null;
              *   transcriptTo?: Uint8Array|null;
              *   accountNumber?: string|null;
              *   accountNumberSalt?: Uint8Array|null;
              *   padding?: Uint8Array|null;
+             *   replyTo?: Uint8Array|null;
+             *   fallbackText?: string|null;
              *   $unknowns?: Array.<Uint8Array>;
              * } & (
-             *   ({ body?: undefined; text?: null; data?: null; history?: null; addressChange?: null }|{ body?: "text"; text: string; data?: null; history?: null; addressChange?: null }|{ body?: "data"; text?: null; data: Uint8Array; history?: null; addressChange?: null }|{ body?: "history"; text?: null; data?: null; history: Uint8Array; addressChange?: null }|{ body?: "addressChange"; text?: null; data?: null; history?: null; addressChange: Uint8Array })
+             *   ({ body?: undefined; text?: null; data?: null; history?: null; addressChange?: null; attachment?: null; reaction?: null; edit?: null; deleteForEveryone?: null; receipt?: null; typing?: null }|{ body?: "text"; text: string; data?: null; history?: null; addressChange?: null; attachment?: null; reaction?: null; edit?: null; deleteForEveryone?: null; receipt?: null; typing?: null }|{ body?: "data"; text?: null; data: Uint8Array; history?: null; addressChange?: null; attachment?: null; reaction?: null; edit?: null; deleteForEveryone?: null; receipt?: null; typing?: null }|{ body?: "history"; text?: null; data?: null; history: Uint8Array; addressChange?: null; attachment?: null; reaction?: null; edit?: null; deleteForEveryone?: null; receipt?: null; typing?: null }|{ body?: "addressChange"; text?: null; data?: null; history?: null; addressChange: Uint8Array; attachment?: null; reaction?: null; edit?: null; deleteForEveryone?: null; receipt?: null; typing?: null }|{ body?: "attachment"; text?: null; data?: null; history?: null; addressChange?: null; attachment: parley.v1.Attachment.$Shape; reaction?: null; edit?: null; deleteForEveryone?: null; receipt?: null; typing?: null }|{ body?: "reaction"; text?: null; data?: null; history?: null; addressChange?: null; attachment?: null; reaction: parley.v1.Reaction.$Shape; edit?: null; deleteForEveryone?: null; receipt?: null; typing?: null }|{ body?: "edit"; text?: null; data?: null; history?: null; addressChange?: null; attachment?: null; reaction?: null; edit: parley.v1.Edit.$Shape; deleteForEveryone?: null; receipt?: null; typing?: null }|{ body?: "deleteForEveryone"; text?: null; data?: null; history?: null; addressChange?: null; attachment?: null; reaction?: null; edit?: null; deleteForEveryone: Uint8Array; receipt?: null; typing?: null }|{ body?: "receipt"; text?: null; data?: null; history?: null; addressChange?: null; attachment?: null; reaction?: null; edit?: null; deleteForEveryone?: null; receipt: parley.v1.Receipt.$Shape; typing?: null }|{ body?: "typing"; text?: null; data?: null; history?: null; addressChange?: null; attachment?: null; reaction?: null; edit?: null; deleteForEveryone?: null; receipt?: null; typing: parley.v1.Typing.$Shape })
              * )} parley.v1.Content.$Shape
              */
 
@@ -2346,6 +2362,54 @@ export const parley = $root.parley = (() => {
             Content.prototype.addressChange = null;
 
             /**
+             * Content attachment.
+             * @member {parley.v1.Attachment.$Properties|null|undefined} attachment
+             * @memberof parley.v1.Content
+             * @instance
+             */
+            Content.prototype.attachment = null;
+
+            /**
+             * Content reaction.
+             * @member {parley.v1.Reaction.$Properties|null|undefined} reaction
+             * @memberof parley.v1.Content
+             * @instance
+             */
+            Content.prototype.reaction = null;
+
+            /**
+             * Content edit.
+             * @member {parley.v1.Edit.$Properties|null|undefined} edit
+             * @memberof parley.v1.Content
+             * @instance
+             */
+            Content.prototype.edit = null;
+
+            /**
+             * Content deleteForEveryone.
+             * @member {Uint8Array|null|undefined} deleteForEveryone
+             * @memberof parley.v1.Content
+             * @instance
+             */
+            Content.prototype.deleteForEveryone = null;
+
+            /**
+             * Content receipt.
+             * @member {parley.v1.Receipt.$Properties|null|undefined} receipt
+             * @memberof parley.v1.Content
+             * @instance
+             */
+            Content.prototype.receipt = null;
+
+            /**
+             * Content typing.
+             * @member {parley.v1.Typing.$Properties|null|undefined} typing
+             * @memberof parley.v1.Content
+             * @instance
+             */
+            Content.prototype.typing = null;
+
+            /**
              * Content senderNumber.
              * @member {string} senderNumber
              * @memberof parley.v1.Content
@@ -2393,17 +2457,33 @@ export const parley = $root.parley = (() => {
              */
             Content.prototype.padding = $util.newBuffer([]);
 
+            /**
+             * Content replyTo.
+             * @member {Uint8Array} replyTo
+             * @memberof parley.v1.Content
+             * @instance
+             */
+            Content.prototype.replyTo = $util.newBuffer([]);
+
+            /**
+             * Content fallbackText.
+             * @member {string} fallbackText
+             * @memberof parley.v1.Content
+             * @instance
+             */
+            Content.prototype.fallbackText = "";
+
             // OneOf field names bound to virtual getters and setters
             let $oneOfFields;
 
             /**
              * Content body.
-             * @member {"text"|"data"|"history"|"addressChange"|undefined} body
+             * @member {"text"|"data"|"history"|"addressChange"|"attachment"|"reaction"|"edit"|"deleteForEveryone"|"receipt"|"typing"|undefined} body
              * @memberof parley.v1.Content
              * @instance
              */
             $Object.defineProperty(Content.prototype, "body", {
-                get: $util.oneOfGetter($oneOfFields = ["text", "data", "history", "addressChange"]),
+                get: $util.oneOfGetter($oneOfFields = ["text", "data", "history", "addressChange", "attachment", "reaction", "edit", "deleteForEveryone", "receipt", "typing"]),
                 set: $util.oneOfSetter($oneOfFields)
             });
 
@@ -2463,6 +2543,22 @@ export const parley = $root.parley = (() => {
                     writer.uint32(/* id 11, wireType 2 =*/90).bytes(message.accountNumberSalt);
                 if (message.padding != null && $Object.hasOwnProperty.call(message, "padding") && message.padding.length)
                     writer.uint32(/* id 15, wireType 2 =*/122).bytes(message.padding);
+                if (message.attachment != null && $Object.hasOwnProperty.call(message, "attachment"))
+                    $root.parley.v1.Attachment.encode(message.attachment, writer.uint32(/* id 16, wireType 2 =*/130).fork(), _depth + 1).ldelim();
+                if (message.reaction != null && $Object.hasOwnProperty.call(message, "reaction"))
+                    $root.parley.v1.Reaction.encode(message.reaction, writer.uint32(/* id 17, wireType 2 =*/138).fork(), _depth + 1).ldelim();
+                if (message.edit != null && $Object.hasOwnProperty.call(message, "edit"))
+                    $root.parley.v1.Edit.encode(message.edit, writer.uint32(/* id 18, wireType 2 =*/146).fork(), _depth + 1).ldelim();
+                if (message.deleteForEveryone != null && $Object.hasOwnProperty.call(message, "deleteForEveryone"))
+                    writer.uint32(/* id 19, wireType 2 =*/154).bytes(message.deleteForEveryone);
+                if (message.receipt != null && $Object.hasOwnProperty.call(message, "receipt"))
+                    $root.parley.v1.Receipt.encode(message.receipt, writer.uint32(/* id 20, wireType 2 =*/162).fork(), _depth + 1).ldelim();
+                if (message.typing != null && $Object.hasOwnProperty.call(message, "typing"))
+                    $root.parley.v1.Typing.encode(message.typing, writer.uint32(/* id 21, wireType 2 =*/170).fork(), _depth + 1).ldelim();
+                if (message.replyTo != null && $Object.hasOwnProperty.call(message, "replyTo") && message.replyTo.length)
+                    writer.uint32(/* id 22, wireType 2 =*/178).bytes(message.replyTo);
+                if (message.fallbackText != null && $Object.hasOwnProperty.call(message, "fallbackText") && message.fallbackText !== "")
+                    writer.uint32(/* id 23, wireType 2 =*/186).string(message.fallbackText);
                 if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
@@ -2553,6 +2649,48 @@ export const parley = $root.parley = (() => {
                             message.body = "addressChange";
                             continue;
                         }
+                    case 16: {
+                            if (wireType !== 2)
+                                break;
+                            message.attachment = $root.parley.v1.Attachment.decode(reader, reader.size(), $undefined, _depth + 1, message.attachment);
+                            message.body = "attachment";
+                            continue;
+                        }
+                    case 17: {
+                            if (wireType !== 2)
+                                break;
+                            message.reaction = $root.parley.v1.Reaction.decode(reader, reader.size(), $undefined, _depth + 1, message.reaction);
+                            message.body = "reaction";
+                            continue;
+                        }
+                    case 18: {
+                            if (wireType !== 2)
+                                break;
+                            message.edit = $root.parley.v1.Edit.decode(reader, reader.size(), $undefined, _depth + 1, message.edit);
+                            message.body = "edit";
+                            continue;
+                        }
+                    case 19: {
+                            if (wireType !== 2)
+                                break;
+                            message.deleteForEveryone = reader.bytes();
+                            message.body = "deleteForEveryone";
+                            continue;
+                        }
+                    case 20: {
+                            if (wireType !== 2)
+                                break;
+                            message.receipt = $root.parley.v1.Receipt.decode(reader, reader.size(), $undefined, _depth + 1, message.receipt);
+                            message.body = "receipt";
+                            continue;
+                        }
+                    case 21: {
+                            if (wireType !== 2)
+                                break;
+                            message.typing = $root.parley.v1.Typing.decode(reader, reader.size(), $undefined, _depth + 1, message.typing);
+                            message.body = "typing";
+                            continue;
+                        }
                     case 5: {
                             if (wireType !== 2)
                                 break;
@@ -2607,6 +2745,24 @@ export const parley = $root.parley = (() => {
                                 delete message.padding;
                             continue;
                         }
+                    case 22: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.replyTo = value;
+                            else
+                                delete message.replyTo;
+                            continue;
+                        }
+                    case 23: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.stringVerify()).length)
+                                message.fallbackText = value;
+                            else
+                                delete message.fallbackText;
+                            continue;
+                        }
                     }
                     reader.skipType(wireType, _depth, tag);
                     if (!reader.discardUnknown) {
@@ -2625,6 +2781,1043 @@ export const parley = $root.parley = (() => {
             };
 
             return Content;
+        })();
+
+        v1.Attachment = (function() {
+
+            /**
+             * Properties of an Attachment.
+             * @typedef {Object} parley.v1.Attachment.$Properties
+             * @property {Uint8Array|null} [blobId] Attachment blobId
+             * @property {Uint8Array|null} [key] Attachment key
+             * @property {Uint8Array|null} [digest] Attachment digest
+             * @property {number|Long|null} [size] Attachment size
+             * @property {number|Long|null} [ciphertextSize] Attachment ciphertextSize
+             * @property {number|null} [chunkSize] Attachment chunkSize
+             * @property {string|null} [mimeType] Attachment mimeType
+             * @property {string|null} [fileName] Attachment fileName
+             * @property {Uint8Array|null} [preview] Attachment preview
+             * @property {string|null} [caption] Attachment caption
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of an Attachment.
+             * @memberof parley.v1
+             * @interface IAttachment
+             * @augments parley.v1.Attachment.$Properties
+             * @deprecated Use parley.v1.Attachment.$Properties instead.
+             */
+
+            /**
+             * Shape of an Attachment.
+             * @typedef {parley.v1.Attachment.$Properties} parley.v1.Attachment.$Shape
+             */
+
+            /**
+             * Constructs a new Attachment.
+             * @memberof parley.v1
+             * @classdesc Represents an Attachment.
+             * @constructor
+             * @param {parley.v1.Attachment.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const Attachment = function (properties) {
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * Attachment blobId.
+             * @member {Uint8Array} blobId
+             * @memberof parley.v1.Attachment
+             * @instance
+             */
+            Attachment.prototype.blobId = $util.newBuffer([]);
+
+            /**
+             * Attachment key.
+             * @member {Uint8Array} key
+             * @memberof parley.v1.Attachment
+             * @instance
+             */
+            Attachment.prototype.key = $util.newBuffer([]);
+
+            /**
+             * Attachment digest.
+             * @member {Uint8Array} digest
+             * @memberof parley.v1.Attachment
+             * @instance
+             */
+            Attachment.prototype.digest = $util.newBuffer([]);
+
+            /**
+             * Attachment size.
+             * @member {number|Long} size
+             * @memberof parley.v1.Attachment
+             * @instance
+             */
+            Attachment.prototype.size = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+
+            /**
+             * Attachment ciphertextSize.
+             * @member {number|Long} ciphertextSize
+             * @memberof parley.v1.Attachment
+             * @instance
+             */
+            Attachment.prototype.ciphertextSize = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+
+            /**
+             * Attachment chunkSize.
+             * @member {number} chunkSize
+             * @memberof parley.v1.Attachment
+             * @instance
+             */
+            Attachment.prototype.chunkSize = 0;
+
+            /**
+             * Attachment mimeType.
+             * @member {string} mimeType
+             * @memberof parley.v1.Attachment
+             * @instance
+             */
+            Attachment.prototype.mimeType = "";
+
+            /**
+             * Attachment fileName.
+             * @member {string} fileName
+             * @memberof parley.v1.Attachment
+             * @instance
+             */
+            Attachment.prototype.fileName = "";
+
+            /**
+             * Attachment preview.
+             * @member {Uint8Array} preview
+             * @memberof parley.v1.Attachment
+             * @instance
+             */
+            Attachment.prototype.preview = $util.newBuffer([]);
+
+            /**
+             * Attachment caption.
+             * @member {string} caption
+             * @memberof parley.v1.Attachment
+             * @instance
+             */
+            Attachment.prototype.caption = "";
+
+            /**
+             * Creates a new Attachment instance using the specified properties.
+             * @function create
+             * @memberof parley.v1.Attachment
+             * @static
+             * @param {parley.v1.Attachment.$Properties=} [properties] Properties to set
+             * @returns {parley.v1.Attachment} Attachment instance
+             * @type {{
+             *   (properties: parley.v1.Attachment.$Shape): parley.v1.Attachment & parley.v1.Attachment.$Shape;
+             *   (properties?: parley.v1.Attachment.$Properties): parley.v1.Attachment;
+             * }}
+             */
+            Attachment.create = function(properties) {
+                return new Attachment(properties);
+            };
+
+            /**
+             * Encodes the specified Attachment message. Does not implicitly {@link parley.v1.Attachment.verify|verify} messages.
+             * @function encode
+             * @memberof parley.v1.Attachment
+             * @static
+             * @param {parley.v1.Attachment.$Properties} message Attachment message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            Attachment.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.blobId != null && $Object.hasOwnProperty.call(message, "blobId") && message.blobId.length)
+                    writer.uint32(/* id 1, wireType 2 =*/10).bytes(message.blobId);
+                if (message.key != null && $Object.hasOwnProperty.call(message, "key") && message.key.length)
+                    writer.uint32(/* id 2, wireType 2 =*/18).bytes(message.key);
+                if (message.digest != null && $Object.hasOwnProperty.call(message, "digest") && message.digest.length)
+                    writer.uint32(/* id 3, wireType 2 =*/26).bytes(message.digest);
+                if (message.size != null && $Object.hasOwnProperty.call(message, "size") && (typeof message.size === "object" ? message.size.low || message.size.high : message.size !== 0))
+                    writer.uint32(/* id 4, wireType 0 =*/32).uint64(message.size);
+                if (message.ciphertextSize != null && $Object.hasOwnProperty.call(message, "ciphertextSize") && (typeof message.ciphertextSize === "object" ? message.ciphertextSize.low || message.ciphertextSize.high : message.ciphertextSize !== 0))
+                    writer.uint32(/* id 5, wireType 0 =*/40).uint64(message.ciphertextSize);
+                if (message.chunkSize != null && $Object.hasOwnProperty.call(message, "chunkSize") && message.chunkSize !== 0)
+                    writer.uint32(/* id 6, wireType 0 =*/48).uint32(message.chunkSize);
+                if (message.mimeType != null && $Object.hasOwnProperty.call(message, "mimeType") && message.mimeType !== "")
+                    writer.uint32(/* id 7, wireType 2 =*/58).string(message.mimeType);
+                if (message.fileName != null && $Object.hasOwnProperty.call(message, "fileName") && message.fileName !== "")
+                    writer.uint32(/* id 8, wireType 2 =*/66).string(message.fileName);
+                if (message.preview != null && $Object.hasOwnProperty.call(message, "preview") && message.preview.length)
+                    writer.uint32(/* id 9, wireType 2 =*/74).bytes(message.preview);
+                if (message.caption != null && $Object.hasOwnProperty.call(message, "caption") && message.caption !== "")
+                    writer.uint32(/* id 10, wireType 2 =*/82).string(message.caption);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes an Attachment message from the specified reader or buffer.
+             * @function decode
+             * @memberof parley.v1.Attachment
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {parley.v1.Attachment & parley.v1.Attachment.$Shape} Attachment
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            Attachment.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.parley.v1.Attachment();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.blobId = value;
+                            else
+                                delete message.blobId;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.key = value;
+                            else
+                                delete message.key;
+                            continue;
+                        }
+                    case 3: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.digest = value;
+                            else
+                                delete message.digest;
+                            continue;
+                        }
+                    case 4: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                                message.size = value;
+                            else
+                                delete message.size;
+                            continue;
+                        }
+                    case 5: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                                message.ciphertextSize = value;
+                            else
+                                delete message.ciphertextSize;
+                            continue;
+                        }
+                    case 6: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.uint32())
+                                message.chunkSize = value;
+                            else
+                                delete message.chunkSize;
+                            continue;
+                        }
+                    case 7: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.stringVerify()).length)
+                                message.mimeType = value;
+                            else
+                                delete message.mimeType;
+                            continue;
+                        }
+                    case 8: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.stringVerify()).length)
+                                message.fileName = value;
+                            else
+                                delete message.fileName;
+                            continue;
+                        }
+                    case 9: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.preview = value;
+                            else
+                                delete message.preview;
+                            continue;
+                        }
+                    case 10: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.stringVerify()).length)
+                                message.caption = value;
+                            else
+                                delete message.caption;
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return Attachment;
+        })();
+
+        v1.Reaction = (function() {
+
+            /**
+             * Properties of a Reaction.
+             * @typedef {Object} parley.v1.Reaction.$Properties
+             * @property {Uint8Array|null} [targetId] Reaction targetId
+             * @property {string|null} [emoji] Reaction emoji
+             * @property {boolean|null} [remove] Reaction remove
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of a Reaction.
+             * @memberof parley.v1
+             * @interface IReaction
+             * @augments parley.v1.Reaction.$Properties
+             * @deprecated Use parley.v1.Reaction.$Properties instead.
+             */
+
+            /**
+             * Shape of a Reaction.
+             * @typedef {parley.v1.Reaction.$Properties} parley.v1.Reaction.$Shape
+             */
+
+            /**
+             * Constructs a new Reaction.
+             * @memberof parley.v1
+             * @classdesc Represents a Reaction.
+             * @constructor
+             * @param {parley.v1.Reaction.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const Reaction = function (properties) {
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * Reaction targetId.
+             * @member {Uint8Array} targetId
+             * @memberof parley.v1.Reaction
+             * @instance
+             */
+            Reaction.prototype.targetId = $util.newBuffer([]);
+
+            /**
+             * Reaction emoji.
+             * @member {string} emoji
+             * @memberof parley.v1.Reaction
+             * @instance
+             */
+            Reaction.prototype.emoji = "";
+
+            /**
+             * Reaction remove.
+             * @member {boolean} remove
+             * @memberof parley.v1.Reaction
+             * @instance
+             */
+            Reaction.prototype.remove = false;
+
+            /**
+             * Creates a new Reaction instance using the specified properties.
+             * @function create
+             * @memberof parley.v1.Reaction
+             * @static
+             * @param {parley.v1.Reaction.$Properties=} [properties] Properties to set
+             * @returns {parley.v1.Reaction} Reaction instance
+             * @type {{
+             *   (properties: parley.v1.Reaction.$Shape): parley.v1.Reaction & parley.v1.Reaction.$Shape;
+             *   (properties?: parley.v1.Reaction.$Properties): parley.v1.Reaction;
+             * }}
+             */
+            Reaction.create = function(properties) {
+                return new Reaction(properties);
+            };
+
+            /**
+             * Encodes the specified Reaction message. Does not implicitly {@link parley.v1.Reaction.verify|verify} messages.
+             * @function encode
+             * @memberof parley.v1.Reaction
+             * @static
+             * @param {parley.v1.Reaction.$Properties} message Reaction message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            Reaction.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.targetId != null && $Object.hasOwnProperty.call(message, "targetId") && message.targetId.length)
+                    writer.uint32(/* id 1, wireType 2 =*/10).bytes(message.targetId);
+                if (message.emoji != null && $Object.hasOwnProperty.call(message, "emoji") && message.emoji !== "")
+                    writer.uint32(/* id 2, wireType 2 =*/18).string(message.emoji);
+                if (message.remove != null && $Object.hasOwnProperty.call(message, "remove") && message.remove !== false)
+                    writer.uint32(/* id 3, wireType 0 =*/24).bool(message.remove);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes a Reaction message from the specified reader or buffer.
+             * @function decode
+             * @memberof parley.v1.Reaction
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {parley.v1.Reaction & parley.v1.Reaction.$Shape} Reaction
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            Reaction.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.parley.v1.Reaction();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.targetId = value;
+                            else
+                                delete message.targetId;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.stringVerify()).length)
+                                message.emoji = value;
+                            else
+                                delete message.emoji;
+                            continue;
+                        }
+                    case 3: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.bool())
+                                message.remove = value;
+                            else
+                                delete message.remove;
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return Reaction;
+        })();
+
+        v1.Edit = (function() {
+
+            /**
+             * Properties of an Edit.
+             * @typedef {Object} parley.v1.Edit.$Properties
+             * @property {Uint8Array|null} [targetId] Edit targetId
+             * @property {string|null} [text] Edit text
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of an Edit.
+             * @memberof parley.v1
+             * @interface IEdit
+             * @augments parley.v1.Edit.$Properties
+             * @deprecated Use parley.v1.Edit.$Properties instead.
+             */
+
+            /**
+             * Shape of an Edit.
+             * @typedef {parley.v1.Edit.$Properties} parley.v1.Edit.$Shape
+             */
+
+            /**
+             * Constructs a new Edit.
+             * @memberof parley.v1
+             * @classdesc Represents an Edit.
+             * @constructor
+             * @param {parley.v1.Edit.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const Edit = function (properties) {
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * Edit targetId.
+             * @member {Uint8Array} targetId
+             * @memberof parley.v1.Edit
+             * @instance
+             */
+            Edit.prototype.targetId = $util.newBuffer([]);
+
+            /**
+             * Edit text.
+             * @member {string} text
+             * @memberof parley.v1.Edit
+             * @instance
+             */
+            Edit.prototype.text = "";
+
+            /**
+             * Creates a new Edit instance using the specified properties.
+             * @function create
+             * @memberof parley.v1.Edit
+             * @static
+             * @param {parley.v1.Edit.$Properties=} [properties] Properties to set
+             * @returns {parley.v1.Edit} Edit instance
+             * @type {{
+             *   (properties: parley.v1.Edit.$Shape): parley.v1.Edit & parley.v1.Edit.$Shape;
+             *   (properties?: parley.v1.Edit.$Properties): parley.v1.Edit;
+             * }}
+             */
+            Edit.create = function(properties) {
+                return new Edit(properties);
+            };
+
+            /**
+             * Encodes the specified Edit message. Does not implicitly {@link parley.v1.Edit.verify|verify} messages.
+             * @function encode
+             * @memberof parley.v1.Edit
+             * @static
+             * @param {parley.v1.Edit.$Properties} message Edit message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            Edit.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.targetId != null && $Object.hasOwnProperty.call(message, "targetId") && message.targetId.length)
+                    writer.uint32(/* id 1, wireType 2 =*/10).bytes(message.targetId);
+                if (message.text != null && $Object.hasOwnProperty.call(message, "text") && message.text !== "")
+                    writer.uint32(/* id 2, wireType 2 =*/18).string(message.text);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes an Edit message from the specified reader or buffer.
+             * @function decode
+             * @memberof parley.v1.Edit
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {parley.v1.Edit & parley.v1.Edit.$Shape} Edit
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            Edit.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.parley.v1.Edit();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.targetId = value;
+                            else
+                                delete message.targetId;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.stringVerify()).length)
+                                message.text = value;
+                            else
+                                delete message.text;
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return Edit;
+        })();
+
+        /**
+         * ReceiptKind enum.
+         * @name parley.v1.ReceiptKind
+         * @enum {number}
+         * @property {number} RECEIPT_KIND_UNSPECIFIED=0 RECEIPT_KIND_UNSPECIFIED value
+         * @property {number} RECEIPT_KIND_DELIVERED=1 RECEIPT_KIND_DELIVERED value
+         * @property {number} RECEIPT_KIND_READ=2 RECEIPT_KIND_READ value
+         */
+        v1.ReceiptKind = (function() {
+            const valuesById = $Object.create(null), values = $Object.create(valuesById);
+            values[valuesById[0] = "RECEIPT_KIND_UNSPECIFIED"] = 0;
+            values[valuesById[1] = "RECEIPT_KIND_DELIVERED"] = 1;
+            values[valuesById[2] = "RECEIPT_KIND_READ"] = 2;
+            return values;
+        })();
+
+        v1.Receipt = (function() {
+
+            /**
+             * Properties of a Receipt.
+             * @typedef {Object} parley.v1.Receipt.$Properties
+             * @property {parley.v1.ReceiptKind|null} [kind] Receipt kind
+             * @property {Array.<Uint8Array>|null} [messageIds] Receipt messageIds
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of a Receipt.
+             * @memberof parley.v1
+             * @interface IReceipt
+             * @augments parley.v1.Receipt.$Properties
+             * @deprecated Use parley.v1.Receipt.$Properties instead.
+             */
+
+            /**
+             * Shape of a Receipt.
+             * @typedef {parley.v1.Receipt.$Properties} parley.v1.Receipt.$Shape
+             */
+
+            /**
+             * Constructs a new Receipt.
+             * @memberof parley.v1
+             * @classdesc Represents a Receipt.
+             * @constructor
+             * @param {parley.v1.Receipt.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const Receipt = function (properties) {
+                this.messageIds = [];
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * Receipt kind.
+             * @member {parley.v1.ReceiptKind} kind
+             * @memberof parley.v1.Receipt
+             * @instance
+             */
+            Receipt.prototype.kind = 0;
+
+            /**
+             * Receipt messageIds.
+             * @member {Array.<Uint8Array>} messageIds
+             * @memberof parley.v1.Receipt
+             * @instance
+             */
+            Receipt.prototype.messageIds = $util.emptyArray;
+
+            /**
+             * Creates a new Receipt instance using the specified properties.
+             * @function create
+             * @memberof parley.v1.Receipt
+             * @static
+             * @param {parley.v1.Receipt.$Properties=} [properties] Properties to set
+             * @returns {parley.v1.Receipt} Receipt instance
+             * @type {{
+             *   (properties: parley.v1.Receipt.$Shape): parley.v1.Receipt & parley.v1.Receipt.$Shape;
+             *   (properties?: parley.v1.Receipt.$Properties): parley.v1.Receipt;
+             * }}
+             */
+            Receipt.create = function(properties) {
+                return new Receipt(properties);
+            };
+
+            /**
+             * Encodes the specified Receipt message. Does not implicitly {@link parley.v1.Receipt.verify|verify} messages.
+             * @function encode
+             * @memberof parley.v1.Receipt
+             * @static
+             * @param {parley.v1.Receipt.$Properties} message Receipt message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            Receipt.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.kind != null && $Object.hasOwnProperty.call(message, "kind") && message.kind !== 0)
+                    writer.uint32(/* id 1, wireType 0 =*/8).int32(message.kind);
+                if (message.messageIds != null && message.messageIds.length)
+                    for (let i = 0; i < message.messageIds.length; ++i)
+                        writer.uint32(/* id 2, wireType 2 =*/18).bytes(message.messageIds[i]);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes a Receipt message from the specified reader or buffer.
+             * @function decode
+             * @memberof parley.v1.Receipt
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {parley.v1.Receipt & parley.v1.Receipt.$Shape} Receipt
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            Receipt.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.parley.v1.Receipt();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.int32())
+                                message.kind = value;
+                            else
+                                delete message.kind;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 2)
+                                break;
+                            if (!(message.messageIds && message.messageIds.length))
+                                message.messageIds = [];
+                            message.messageIds.push(reader.bytes());
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return Receipt;
+        })();
+
+        v1.Typing = (function() {
+
+            /**
+             * Properties of a Typing.
+             * @typedef {Object} parley.v1.Typing.$Properties
+             * @property {boolean|null} [started] Typing started
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of a Typing.
+             * @memberof parley.v1
+             * @interface ITyping
+             * @augments parley.v1.Typing.$Properties
+             * @deprecated Use parley.v1.Typing.$Properties instead.
+             */
+
+            /**
+             * Shape of a Typing.
+             * @typedef {parley.v1.Typing.$Properties} parley.v1.Typing.$Shape
+             */
+
+            /**
+             * Constructs a new Typing.
+             * @memberof parley.v1
+             * @classdesc Represents a Typing.
+             * @constructor
+             * @param {parley.v1.Typing.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const Typing = function (properties) {
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * Typing started.
+             * @member {boolean} started
+             * @memberof parley.v1.Typing
+             * @instance
+             */
+            Typing.prototype.started = false;
+
+            /**
+             * Creates a new Typing instance using the specified properties.
+             * @function create
+             * @memberof parley.v1.Typing
+             * @static
+             * @param {parley.v1.Typing.$Properties=} [properties] Properties to set
+             * @returns {parley.v1.Typing} Typing instance
+             * @type {{
+             *   (properties: parley.v1.Typing.$Shape): parley.v1.Typing & parley.v1.Typing.$Shape;
+             *   (properties?: parley.v1.Typing.$Properties): parley.v1.Typing;
+             * }}
+             */
+            Typing.create = function(properties) {
+                return new Typing(properties);
+            };
+
+            /**
+             * Encodes the specified Typing message. Does not implicitly {@link parley.v1.Typing.verify|verify} messages.
+             * @function encode
+             * @memberof parley.v1.Typing
+             * @static
+             * @param {parley.v1.Typing.$Properties} message Typing message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            Typing.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.started != null && $Object.hasOwnProperty.call(message, "started") && message.started !== false)
+                    writer.uint32(/* id 1, wireType 0 =*/8).bool(message.started);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes a Typing message from the specified reader or buffer.
+             * @function decode
+             * @memberof parley.v1.Typing
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {parley.v1.Typing & parley.v1.Typing.$Shape} Typing
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            Typing.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.parley.v1.Typing();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.bool())
+                                message.started = value;
+                            else
+                                delete message.started;
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return Typing;
         })();
 
         v1.DeviceListBody = (function() {
