@@ -39,8 +39,11 @@ import { browserOptions } from './esbuildOptions.mjs'
 // parts (linking, backup, history transfer, number change, scrypt) loaded on first use and a smaller codec table.
 // 103 KB until the SMS fallback policy: 102.8 → 103.6 KB (85.1 up front): outbox.ts (the deadline timer and the
 // hand-over, +1.5 KB minified), delivery.ts (claiming an entry before a send, +0.6) and Client.ts (the policy's
-// parsing, +0.5); the budget moved to 104 KB.
-export const BUDGET_KB = 104
+// parsing, +0.5); the budget moved to 104 KB. 104 KB until typed content: 103.6 → 105.4 KB (86.9 up front):
+// protocol content.ts (the new bodies' encoding and checks, +5.2 KB minified), their schema entries (+0.7),
+// attachment.ts's size helper (+0.5) and the client treating them as unsupported or as signals (+0.4); the budget
+// moved to 106 KB. The codec's checks are the part to slim when the lazy split (above) is made.
+export const BUDGET_KB = 106
 
 /**
  * Bundles the SDK as a user's bundler would (ESM, minified, code splitting on) and measures min+gzip of what a

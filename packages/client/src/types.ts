@@ -167,6 +167,11 @@ export interface IncomingMessage {
   to?: string | null
   /** With `to`: the address the transcript's message was sent to (hex). */
   toAddress?: string
+  /**
+   * Set on a message of a kind this SDK version does not show yet — an attachment, a reaction, an edit, a
+   * deletion, or a newer app's type: `text` is then the fallback text its sender gave (possibly empty).
+   */
+  unsupported?: boolean
 }
 
 /** One device of an account, as its device list (signed by the account identity) names it. */

@@ -345,6 +345,14 @@ export class Inbox {
       ack()
       return false
     }
+    if (content.signal === true) {
+      // A receipt or typing indicator: consumed (the session step is kept), never shown as a message.
+      consumed()
+      writes.push(put(slot, record), put(K.seen(idHex), receivedAtMs))
+      await store.write(writes)
+      ack()
+      return false
+    }
     if (content.addressChange !== undefined) {
       // A control message: a contact's notice was followed when its envelope was opened (above). From this
       // account's primary, it brings the account's new number to this device.
@@ -373,6 +381,7 @@ export class Inbox {
       sentAt: content.sentAtMs,
       receivedAt: receivedAtMs,
       ...(delivery.seq > 0 ? { seq: delivery.seq } : {}),
+      ...(content.unsupported ? { unsupported: true as const } : {}),
       ...(transcriptTo === undefined
         ? {}
         : {
@@ -543,5 +552,6 @@ function toIncoming(m: StoredMessage): IncomingMessage {
     sentAt: new Date(m.sentAt),
     receivedAt: new Date(m.receivedAt),
     ...(m.toAddress === undefined ? {} : { to: m.to ?? null, toAddress: m.toAddress }),
+    ...(m.unsupported ? { unsupported: true } : {}),
   }
 }

@@ -187,6 +187,8 @@ export interface StoredMessage {
   to?: string | null
   /** A sent transcript: the address it was sent to. */
   toAddress?: string
+  /** A body this SDK does not show yet; `text` is the sender's fallback text. */
+  unsupported?: true
 }
 
 /** A conversation (engine/conversations.ts): one per peer. */

@@ -69,14 +69,25 @@ export interface DecryptedContent {
   addressChange?: Uint8Array
   /** With `addressChange`, from this account's primary: the account's new number and its commitment salt. */
   accountNumber?: { e164: string; salt: Uint8Array }
+  /**
+   * A body this SDK does not show yet (an attachment, a reaction, an edit, a deletion, or a newer peer's type):
+   * `text` is then the sender's fallback text.
+   */
+  unsupported?: true
+  /** A receipt or a typing indicator: not a message, never shown as one (their events are not built yet). */
+  signal?: true
 }
 
 function toDecrypted(c: ReturnType<typeof decodeContent>): DecryptedContent {
   // Content.sender_number is ignored: only the certified opening in the sealed envelope proves a number.
+  const shown =
+    c.text !== undefined || c.data !== undefined || c.history !== undefined || c.addressChange !== undefined
+  const signal = c.receipt !== undefined || c.typing !== undefined
   return {
     messageId: c.messageId,
     sentAtMs: c.sentAtMs,
-    text: c.text ?? '',
+    text: c.text ?? (shown ? '' : (c.fallbackText ?? '')),
+    ...(signal ? { signal: true as const } : !shown ? { unsupported: true as const } : {}),
     ...(c.deliveryToken ? { deliveryToken: c.deliveryToken } : {}),
     ...(c.transcriptTo ? { transcriptTo: c.transcriptTo } : {}),
     ...(c.history ? { history: c.history } : {}),
