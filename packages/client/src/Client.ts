@@ -41,6 +41,7 @@ import type {
   ParleyClientOptions,
   ParleyEvents,
   RestoredBackup,
+  SendOptions,
   SendResult,
 } from './types.js'
 
@@ -92,6 +93,16 @@ export class ParleyClient {
     if (typeof options.store?.write !== 'function')
       throw new TypeError('store must implement the Store interface')
     const sms = smsPolicy(options.smsFallback)
+    const r = options.receipts
+    if (
+      r !== undefined &&
+      (typeof r !== 'object' ||
+        r === null ||
+        (r.delivery !== undefined && typeof r.delivery !== 'boolean') ||
+        (r.read !== undefined && typeof r.read !== 'boolean'))
+    ) {
+      throw new TypeError('receipts must be { delivery?: boolean, read?: boolean }')
+    }
     if (options.crypto !== undefined) assertCryptoProvider(options.crypto)
     positiveMs(options.requestTimeoutMs, 'requestTimeoutMs')
     positiveMs(options.discoveryTtlMs, 'discoveryTtlMs')
@@ -139,7 +150,7 @@ export class ParleyClient {
         void this.#devices.republish().catch((err) => engine.emitRecoverable(err))
       },
     })
-    const conversations = new Conversations(engine, discovery)
+    const conversations = new Conversations(engine, discovery, options.receipts)
     const contacts = new Contacts(engine, discovery)
     const devices = new Devices(engine, prekeys, {
       linked: async () => {
@@ -159,6 +170,7 @@ export class ParleyClient {
     const outbox = new Outbox(engine, delivery, discovery, sms, ttl, conversations)
     this.#inbox = new Inbox(engine, session, contacts, discovery, prekeys, devices, conversations)
     this.#conversations = conversations
+    conversations.sendControl = (address, number, body) => outbox.queueControl(address, number, body)
     this.#devices = devices
     this.#backups = new Backups(engine)
     this.#activation = new Activator(engine, session, discovery, prekeys, {
@@ -367,7 +379,7 @@ export class ParleyClient {
    *   is no `smsFallback`, `FORBIDDEN` once the relay has refused this account's login (a ban; see the `error` event)
    * @example const { id, route } = await parley.send('+1 415 555 0101', 'hi')
    */
-  async send(to: string, text: string, options: CallOptions = {}): Promise<SendResult> {
+  async send(to: string, text: string, options: SendOptions = {}): Promise<SendResult> {
     this.#engine.checkOpen()
     return this.#outbox.send(to, text, options)
   }
@@ -426,6 +438,46 @@ export class ParleyClient {
   async markRead(conversation: string, upTo?: string): Promise<number> {
     this.#engine.checkOpen()
     return this.#conversations.markRead(conversation, upTo)
+  }
+
+  /**
+   * Reacts to a message of a conversation with an emoji (or, with `remove`, takes the reaction back): sent end to
+   * end to the peer and to this account's other devices; the peer gets a `reaction` event.
+   * @param messageId - a message of a Parley conversation (32 hex digits)
+   * @param emoji - 1 to 32 UTF-8 bytes
+   * @throws ParleyError `NOT_FOUND` for a message not on this device, `INVALID_STATE` for one reached by SMS
+   * @example await parley.react(message.id, '👍')
+   */
+  async react(messageId: string, emoji: string, options: { remove?: boolean } = {}): Promise<void> {
+    this.#engine.checkOpen()
+    if (typeof emoji !== 'string' || emoji.length === 0 || new TextEncoder().encode(emoji).length > 32)
+      throw new TypeError('emoji must be 1 to 32 UTF-8 bytes')
+    return this.#conversations.sendAction(messageId, {
+      reaction: { targetId: messageId, emoji, remove: options.remove === true },
+    })
+  }
+
+  /**
+   * Replaces the text of one of this account's own messages, within 24 hours of sending it; the peer's copy
+   * changes too (`messageEdited` there).
+   * @throws ParleyError `NOT_FOUND`, `FORBIDDEN` (not this account's message, or deleted), `EXPIRED` (over 24 hours)
+   * @example await parley.edit(sent.id, 'see you at 8')
+   */
+  async edit(messageId: string, text: string): Promise<void> {
+    this.#engine.checkOpen()
+    if (typeof text !== 'string') throw new TypeError('text must be a string')
+    return this.#conversations.sendAction(messageId, { edit: { targetId: messageId, text } })
+  }
+
+  /**
+   * Deletes one of this account's own messages for everyone, within 24 hours of sending it: its text is gone
+   * here, on the peer's devices (`messageDeleted`) and on this account's other devices.
+   * @throws ParleyError `NOT_FOUND`, `FORBIDDEN` (not this account's message), `EXPIRED` (over 24 hours)
+   * @example await parley.deleteForEveryone(sent.id)
+   */
+  async deleteForEveryone(messageId: string): Promise<void> {
+    this.#engine.checkOpen()
+    return this.#conversations.sendAction(messageId, { deleteForEveryone: messageId })
   }
 
   /**
@@ -647,6 +699,8 @@ export class ParleyClient {
   async close(): Promise<void> {
     const engine = this.#engine
     if (engine.closed) return
+    // Delivery receipts still waiting for their batch go to the outbox (sent at the next start if not now).
+    await this.#conversations.flushReceipts().catch(() => {})
     engine.close()
     this.#outbox.stopTimers()
     this.#delivery.stopTimers()

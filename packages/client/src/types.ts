@@ -48,6 +48,12 @@ export interface ParleyClientOptions {
    * @throws TypeError from the constructor when it is not a `CryptoProvider`
    */
   crypto?: CryptoProvider
+  /**
+   * End-to-end receipts this device sends: `delivery` when a message was decrypted here, `read` when the app
+   * marks messages read. Both on by default. Turning one off sends none of that kind; the states of this
+   * account's own messages still move on with its contacts' receipts.
+   */
+  receipts?: { delivery?: boolean; read?: boolean }
   /** How long one request may wait for the relay (default 20 s). */
   requestTimeoutMs?: number
   /** Reconnect backoff: first delay (default 250 ms) and cap (default 30 s); full jitter is applied. */
@@ -172,6 +178,8 @@ export interface IncomingMessage {
    * deletion, or a newer app's type: `text` is then the fallback text its sender gave (possibly empty).
    */
   unsupported?: boolean
+  /** The id of the message it quotes (a reply), if any. */
+  replyTo?: string
 }
 
 /** One device of an account, as its device list (signed by the account identity) names it. */
@@ -198,10 +206,11 @@ export interface DevicesChangedEvent {
 
 /**
  * Where a message stands: received (`received`); for one sent from this account, `queued` (in the outbox),
- * `sent` (the relay holds it for the recipient), `failed` (it can never be delivered over Parley), `sms` (it went
- * by the app's SMS fallback).
+ * `sent` (the relay holds it for the recipient), `delivered` (a device of the recipient decrypted it: its
+ * delivery receipt), `read` (the recipient's app marked it read: its read receipt), `failed` (it can never be
+ * delivered over Parley), `sms` (it went by the app's SMS fallback).
  */
-export type MessageState = 'queued' | 'sent' | 'failed' | 'sms' | 'received'
+export type MessageState = 'queued' | 'sent' | 'delivered' | 'read' | 'failed' | 'sms' | 'received'
 
 /** A message of a conversation, in either direction ({@link ParleyClient.conversationHistory}). */
 export interface ConversationMessage {
@@ -223,6 +232,54 @@ export interface ConversationMessage {
   state: MessageState
   /** Whether the app marked it read ({@link ParleyClient.markRead}); always true for an outgoing message. */
   read: boolean
+  /** The id of the message it quotes (a reply), if any. */
+  replyTo?: string
+  /** Its reactions: who (an address in hex, or `'me'` for this account) reacted with which emoji. */
+  reactions?: Record<string, string>
+  /** Its sender edited it; `text` is the newest. */
+  edited?: boolean
+  /** Its sender deleted it for everyone; `text` is empty. */
+  deleted?: boolean
+}
+
+/** Payload of the `reaction` event. */
+export interface ReactionEvent {
+  /** The conversation's id. */
+  conversation: string
+  /** The message reacted to. */
+  messageId: string
+  /** Who reacted: an address (hex), or `'me'` for another device of this account. */
+  from: string
+  /** The emoji. */
+  emoji: string
+  /** The reaction was taken back. */
+  removed: boolean
+}
+
+/** Payload of the `messageEdited` and `messageDeleted` events. */
+export interface MessageChangedEvent {
+  /** The conversation's id. */
+  conversation: string
+  /** The message changed. */
+  messageId: string
+  /** Its new text (empty once deleted). */
+  text: string
+}
+
+/** Payload of the `receipt` event: a contact's device got, or its app showed, messages this account sent. */
+export interface ReceiptEvent {
+  /** The conversation's id. */
+  conversation: string
+  /** `delivered` or `read`. */
+  kind: 'delivered' | 'read'
+  /** The messages it is about (those in the conversation). */
+  messageIds: string[]
+}
+
+/** Options of {@link ParleyClient.send}. */
+export interface SendOptions extends CallOptions {
+  /** The id of a message of the conversation this one quotes (a reply). */
+  replyTo?: string
 }
 
 /** A conversation: everything exchanged with one peer ({@link ParleyClient.conversations}). */
@@ -464,6 +521,14 @@ export interface ParleyEvents {
    * the new number. Also this account's own change, seen on its linked devices.
    */
   numberChanged: NumberChangedEvent
+  /** A contact (or another device of this account) reacted to a message, or took a reaction back. */
+  reaction: ReactionEvent
+  /** A contact edited one of its messages. */
+  messageEdited: MessageChangedEvent
+  /** A contact deleted one of its messages for everyone. */
+  messageDeleted: MessageChangedEvent
+  /** A contact's device got, or its app showed, messages this account sent (their state moved on). */
+  receipt: ReceiptEvent
   /**
    * Something failed in the background (a message refused, a connection lost); never thrown. `FORBIDDEN` when the
    * relay refuses this account's login (its operator banned it): the client stops connecting instead of retrying,

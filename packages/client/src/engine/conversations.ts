@@ -3,7 +3,7 @@
 // count and the newest message, kept in the same atomic writes as the messages themselves. History pages
 // through the store's `page` (or `list`). Not exported.
 import { ParleyError } from '@parley/protocol'
-import { toHex } from '../internal/codec.js'
+import { fromHex, toHex } from '../internal/codec.js'
 import { pageFromList, type StoreEntry, type StoreWrite } from '../Store.js'
 import type {
   Conversation,
@@ -21,6 +21,7 @@ import {
   del,
   get,
   K,
+  type OutgoingBody,
   put,
   type StoredMessage,
 } from './keyspace.js'
@@ -61,6 +62,7 @@ export function entryOfStored(
         receivedAt: m.receivedAt,
         state: 'sent',
         ...(m.seq === undefined ? {} : { seq: m.seq }),
+        ...(m.replyTo === undefined ? {} : { replyTo: m.replyTo }),
       },
     }
   }
@@ -77,17 +79,193 @@ export function entryOfStored(
       receivedAt: m.receivedAt,
       state: 'received',
       ...(m.seq === undefined ? {} : { seq: m.seq }),
+      ...(m.replyTo === undefined ? {} : { replyTo: m.replyTo }),
     },
   }
 }
 
+/** How long after sending it a message may be edited or deleted for everyone (24 hours). */
+export const EDIT_WINDOW_MS = 24 * 3600_000
+/** Delivery receipts wait this long to go out together (one message for a burst of mail). */
+const RECEIPT_BATCH_MS = 300
+/** Most ids in one receipt. */
+const RECEIPT_MAX_IDS = 100
+/** How far each state is along: a receipt never moves a message back. */
+const STATE_RANK: Record<string, number> = { queued: 0, sent: 1, delivered: 2, read: 3 }
+
+/** Sends a control message (the outbox's `queueControl`), wired in by the facade. */
+export type SendControl = (address: Uint8Array, number: string, body: OutgoingBody) => Promise<string>
+
 export class Conversations {
   readonly #engine: Engine
   readonly #discovery: Discovery
+  readonly #receipts: { delivery: boolean; read: boolean }
+  /** Set by the facade once the outbox exists. */
+  sendControl: SendControl | null = null
+  /** Delivery receipts not sent yet, by sender address (hex). */
+  readonly #pendingReceipts = new Map<string, { number: string; ids: string[] }>()
+  #receiptTimer: unknown = null
 
-  constructor(engine: Engine, discovery: Discovery) {
+  constructor(engine: Engine, discovery: Discovery, receipts: { delivery?: boolean; read?: boolean } = {}) {
     this.#engine = engine
     this.#discovery = discovery
+    this.#receipts = { delivery: receipts.delivery !== false, read: receipts.read !== false }
+  }
+
+  /**
+   * A message from the contact at `senderHex` was decrypted and stored here: its delivery receipt goes out soon,
+   * together with the others of a burst (unless delivery receipts are off).
+   */
+  delivered(senderHex: string, number: string | null, idHex: string): void {
+    if (!this.#receipts.delivery) return
+    const batch = this.#pendingReceipts.get(senderHex) ?? { number: number ?? '', ids: [] }
+    batch.ids.push(idHex)
+    this.#pendingReceipts.set(senderHex, batch)
+    if (batch.ids.length >= RECEIPT_MAX_IDS) void this.flushReceipts()
+    else if (this.#receiptTimer === null) {
+      this.#receiptTimer = this.#engine.clock.setTimeout(() => void this.flushReceipts(), RECEIPT_BATCH_MS)
+    }
+  }
+
+  /** Sends the delivery receipts waiting (the client is closing, a batch is full, or its time came). */
+  async flushReceipts(): Promise<void> {
+    const engine = this.#engine
+    if (this.#receiptTimer !== null) engine.clock.clearTimeout(this.#receiptTimer)
+    this.#receiptTimer = null
+    const send = this.sendControl
+    const queued: Promise<unknown>[] = []
+    for (const [hex, batch] of this.#pendingReceipts) {
+      this.#pendingReceipts.delete(hex)
+      if (send === null || engine.account === null) continue
+      for (let i = 0; i < batch.ids.length; i += RECEIPT_MAX_IDS) {
+        const messageIds = batch.ids.slice(i, i + RECEIPT_MAX_IDS)
+        queued.push(
+          send(fromHex(hex), batch.number, { receipt: { kind: 'delivered', messageIds } }).catch((err) =>
+            engine.emitRecoverable(err),
+          ),
+        )
+      }
+    }
+    await Promise.all(queued)
+  }
+
+  /**
+   * What a reaction, edit, deletion or receipt does to the conversation with `peer`, as `actor` (the contact's
+   * address, or `me` for a sent transcript from another device of this account): the writes for the caller's
+   * batch, and the event to emit once they are written. Edits and deletions apply only to the actor's own
+   * messages within {@link EDIT_WINDOW_MS} of their sending; receipts only to this account's messages, and only
+   * forward (`sent` → `delivered` → `read`). Anything else is ignored.
+   */
+  async act(
+    peer: string,
+    actor: string,
+    action: OutgoingBody,
+    atMs: number,
+  ): Promise<{ writes: StoreWrite[]; emit?: () => void }> {
+    const { store, events } = this.#engine
+    const id = await get(store, K.convOf(peer))
+    if (id === undefined) return { writes: [] }
+    const prefix = `${K.conversationMessage.prefix}${id}/`
+    const target = async (idHex: string) => {
+      const key = await get(store, K.messageIndex(idHex))
+      if (key === undefined || !key.startsWith(prefix)) return undefined
+      const raw = await store.get(key)
+      return raw === undefined ? undefined : { key, m: K.conversationMessage.codec.decode(raw) }
+    }
+    const write = (key: string, m: ConversationMessageRecord) => ({
+      key,
+      value: K.conversationMessage.codec.encode(m),
+    })
+    if ('receipt' in action) {
+      if (actor === 'me') return { writes: [] }
+      const { kind, messageIds } = action.receipt
+      const writes: StoreWrite[] = []
+      const moved: string[] = []
+      for (const idHex of messageIds) {
+        const t = await target(idHex)
+        if (t === undefined || !t.m.outgoing) continue
+        if ((STATE_RANK[t.m.state] ?? 99) >= STATE_RANK[kind]!) continue
+        writes.push(write(t.key, { ...t.m, state: kind }))
+        moved.push(idHex)
+      }
+      if (moved.length === 0) return { writes }
+      return { writes, emit: () => events.emit('receipt', { conversation: id, kind, messageIds: moved }) }
+    }
+    if ('reaction' in action) {
+      const r = action.reaction
+      const t = await target(r.targetId)
+      if (t === undefined) return { writes: [] }
+      const reactions = { ...(t.m.reactions ?? {}) }
+      if (r.remove) {
+        if (reactions[actor] !== r.emoji) return { writes: [] }
+        delete reactions[actor]
+      } else reactions[actor] = r.emoji
+      const { reactions: _old, ...rest } = t.m
+      const next = Object.keys(reactions).length > 0 ? { ...rest, reactions } : rest
+      return {
+        writes: [write(t.key, next)],
+        emit: () =>
+          events.emit('reaction', {
+            conversation: id,
+            messageId: r.targetId,
+            from: actor,
+            emoji: r.emoji,
+            removed: r.remove,
+          }),
+      }
+    }
+    const targetId = 'edit' in action ? action.edit.targetId : action.deleteForEveryone
+    const t = await target(targetId)
+    // Only the actor's own message: a contact's incoming one, or (from another device of ours) our outgoing one.
+    if (t === undefined || t.m.outgoing !== (actor === 'me') || t.m.deleted === true) return { writes: [] }
+    if (atMs - t.m.sentAt > EDIT_WINDOW_MS) return { writes: [] }
+    if ('edit' in action) {
+      const text = action.edit.text
+      return {
+        writes: [write(t.key, { ...t.m, text, edited: true })],
+        emit: () => events.emit('messageEdited', { conversation: id, messageId: targetId, text }),
+      }
+    }
+    const { reactions: _r, edited: _e, ...rest } = t.m
+    return {
+      writes: [write(t.key, { ...rest, text: '', deleted: true })],
+      emit: () => events.emit('messageDeleted', { conversation: id, messageId: targetId, text: '' }),
+    }
+  }
+
+  /**
+   * `ParleyClient.react`, `edit`, `deleteForEveryone`: an action on a message of a conversation, sent to the peer
+   * (and, as sent transcripts, to this account's other devices) and applied here at once. Edits and deletions are
+   * for this account's own messages, within {@link EDIT_WINDOW_MS}.
+   */
+  async sendAction(messageId: string, action: OutgoingBody): Promise<void> {
+    const engine = this.#engine
+    engine.requireAccount()
+    if (!ID.test(messageId)) throw new TypeError('a message id is 32 hex digits')
+    const send = this.sendControl
+    if (send === null) throw new ParleyError('INVALID_STATE', 'the client is not ready')
+    const found = await engine.serial.run(async () => {
+      const key = await get(engine.store, K.messageIndex(messageId))
+      const raw = key === undefined ? undefined : await engine.store.get(key)
+      if (key === undefined || raw === undefined) throw new ParleyError('NOT_FOUND', 'no such message here')
+      const m = K.conversationMessage.codec.decode(raw)
+      const c = await get(
+        engine.store,
+        K.conversation(key.slice(K.conversationMessage.prefix.length).split('/')[0]!),
+      )
+      if (c === undefined || c.peer.startsWith('sms:'))
+        throw new ParleyError('INVALID_STATE', 'only a message of a Parley conversation')
+      if (!('reaction' in action)) {
+        if (!m.outgoing || m.deleted === true) throw new ParleyError('FORBIDDEN', 'only your own messages')
+        if (engine.clock.now() - m.sentAt > EDIT_WINDOW_MS)
+          throw new ParleyError('EXPIRED', 'messages can be changed for 24 hours after sending')
+      }
+      const result = await this.act(c.peer, 'me', action, engine.clock.now())
+      await engine.store.write(result.writes)
+      return { c, emit: result.emit }
+    })
+    found.emit?.()
+    await send(fromHex(found.c.peer), found.c.number ?? '', action)
   }
 
   /**
@@ -229,7 +407,7 @@ export class Conversations {
   async markRead(conversation: string, upTo: string | undefined): Promise<number> {
     const engine = this.#engine
     engine.requireAccount()
-    return engine.serial.run(async () => {
+    const done = await engine.serial.run(async () => {
       const c = await this.#resolve(conversation)
       if (c === null) throw new ParleyError('NOT_FOUND', 'no such conversation')
       let until: string | undefined
@@ -239,18 +417,29 @@ export class Conversations {
           throw new ParleyError('NOT_FOUND', 'no such message in this conversation')
       }
       const writes: StoreWrite[] = []
+      const read: string[] = []
       let unread = 0
       for (const e of await engine.store.list(`${K.conversationMessage.prefix}${c.id}/`)) {
         const m = K.conversationMessage.codec.decode(e.value)
         if (m.outgoing || m.read === true) continue
-        if (until === undefined || e.key <= until)
+        if (until === undefined || e.key <= until) {
           writes.push({ key: e.key, value: K.conversationMessage.codec.encode({ ...m, read: true }) })
-        else unread++
+          read.push(m.id)
+        } else unread++
       }
       writes.push(put(K.conversation(c.id), { ...c, unread }))
       await engine.store.write(writes)
-      return unread
+      return { unread, read, c }
     })
+    // Read receipts to the peer (a Parley contact), unless they are off.
+    const send = this.sendControl
+    if (this.#receipts.read && send !== null && done.read.length > 0 && !done.c.peer.startsWith('sms:')) {
+      for (let i = 0; i < done.read.length; i += RECEIPT_MAX_IDS) {
+        const messageIds = done.read.slice(i, i + RECEIPT_MAX_IDS)
+        await send(fromHex(done.c.peer), done.c.number ?? '', { receipt: { kind: 'read', messageIds } })
+      }
+    }
+    return done.unread
   }
 
   /** `ParleyClient.deleteMessage`: removes one message from this device (not from the peer's). */
@@ -341,6 +530,10 @@ function toMessage(conversation: string, m: ConversationMessageRecord): Conversa
     receivedAt: m.receivedAt === null ? null : new Date(m.receivedAt),
     state: m.state,
     read: m.outgoing || m.read === true,
+    ...(m.replyTo === undefined ? {} : { replyTo: m.replyTo }),
+    ...(m.reactions === undefined ? {} : { reactions: { ...m.reactions } }),
+    ...(m.edited ? { edited: true } : {}),
+    ...(m.deleted ? { deleted: true } : {}),
   }
 }
 

@@ -18,6 +18,7 @@ import {
   get,
   K,
   type OutboxRecord,
+  type OutgoingBody,
   put,
   putAt,
   type SessionRecord,
@@ -115,7 +116,7 @@ export class Delivery {
    */
   async #accepted(entry: OutboxRecord, writes: StoreWrite[]): Promise<void> {
     const engine = this.#engine
-    if (entry.notice === true || entry.history !== undefined) {
+    if (isControl(entry) || entry.history !== undefined) {
       await engine.store.write(writes)
       return
     }
@@ -170,7 +171,7 @@ export class Delivery {
         engine.sending.delete(entry.id)
         if (err instanceof Gone) throw err
         const e = ParleyError.fromUnknown(err)
-        if (e.code === 'NOT_FOUND' && attempt === 0 && entry.notice !== true) {
+        if (e.code === 'NOT_FOUND' && attempt === 0 && !isControl(entry)) {
           // Nobody at the address any more: after an OPRF key rotation the contact may have moved to its address
           // under the new key. Followed there (the same session, unless it still waits for a first reply).
           const moved = await this.#contacts.followContact(entry.to, entry.address)
@@ -372,8 +373,10 @@ export class Delivery {
       await this.#accepted(entry, [putAt(K.outbox, key, entry)])
       engine.sending.delete(entry.id)
     }
-    // A notice to a contact has no transcript: this account's devices get their own notice.
-    if (this.#devices.ownOthers().length > 0 && !(entry.notice === true && !ownOnly(entry, account))) {
+    // A notice to a contact has no transcript (this account's devices get their own notice), nor has a receipt.
+    const transcript =
+      !(entry.notice === true && !ownOnly(entry, account)) && !('receipt' in (entry.body ?? {}))
+    if (this.#devices.ownOthers().length > 0 && transcript) {
       await this.#sendCopies(key, entry, account.address, 'transcripts')
     }
     await engine.store.write([del(key)])
@@ -603,12 +606,44 @@ function contentOf(
       ...(own && salt !== undefined ? { accountNumber: { e164: account.e164, salt } } : {}),
     }
   }
-  return {
-    ...head,
-    text: entry.text,
+  const context = {
     ...(token === undefined ? {} : { deliveryToken: token }),
     ...(own ? { transcriptTo: entry.address } : {}),
   }
+  const body = entry.body
+  if (body !== undefined) return { ...head, ...bodyContent(body), ...context }
+  return {
+    ...head,
+    text: entry.text,
+    ...(entry.replyTo === undefined ? {} : { replyTo: fromHex(entry.replyTo) }),
+    ...context,
+  }
+}
+
+/** The content of a reaction, edit, deletion or receipt, with the fallback text a peer without it shows. */
+function bodyContent(body: OutgoingBody): Omit<Content, 'messageId' | 'sentAtMs'> {
+  if ('reaction' in body) {
+    const r = body.reaction
+    return {
+      reaction: { targetId: fromHex(r.targetId), emoji: r.emoji, remove: r.remove },
+      fallbackText: r.remove ? `took back ${r.emoji}` : `reacted ${r.emoji}`,
+    }
+  }
+  if ('edit' in body) {
+    return {
+      edit: { targetId: fromHex(body.edit.targetId), text: body.edit.text },
+      fallbackText: `edited: ${body.edit.text}`,
+    }
+  }
+  if ('deleteForEveryone' in body) {
+    return { deleteForEveryone: fromHex(body.deleteForEveryone), fallbackText: 'deleted a message' }
+  }
+  return { receipt: { kind: body.receipt.kind, messageIds: body.receipt.messageIds.map(fromHex) } }
+}
+
+/** Whether an entry is not the app's message but a control message (a notice, reaction, edit, deletion, receipt). */
+export function isControl(entry: OutboxRecord): boolean {
+  return entry.notice === true || entry.body !== undefined
 }
 
 /** The entry left the outbox while it was being sent (the SMS fallback took it). */

@@ -345,6 +345,20 @@ export class Inbox {
       ack()
       return false
     }
+    if (content.action !== undefined) {
+      // A reaction, edit, deletion or receipt: it changes messages of a conversation, and is none itself. From
+      // another device of this account (a sent transcript) it is this account's own, on the conversation it names.
+      const transcriptTo = own ? content.transcriptTo : undefined
+      if (own && transcriptTo === undefined) return ack()
+      const peer = transcriptTo !== undefined ? toHex(transcriptTo) : senderHex
+      const done = await this.#conversations.act(peer, own ? 'me' : senderHex, content.action, receivedAtMs)
+      consumed()
+      writes.push(...done.writes, put(slot, record), put(K.seen(idHex), receivedAtMs))
+      await store.write(writes)
+      done.emit?.()
+      ack()
+      return false
+    }
     if (content.signal === true) {
       // A receipt or typing indicator: consumed (the session step is kept), never shown as a message.
       consumed()
@@ -382,6 +396,7 @@ export class Inbox {
       receivedAt: receivedAtMs,
       ...(delivery.seq > 0 ? { seq: delivery.seq } : {}),
       ...(content.unsupported ? { unsupported: true as const } : {}),
+      ...(content.replyTo === undefined ? {} : { replyTo: content.replyTo }),
       ...(transcriptTo === undefined
         ? {}
         : {
@@ -404,6 +419,8 @@ export class Inbox {
     await store.write(writes)
     if (identityChanged)
       this.#contacts.emitIdentityChanged(from, opened.senderAddress, opened.senderIdentityKey)
+    // A device of the sender's contact decrypted it: the delivery receipt (batched; not for our own devices).
+    if (!own) this.#conversations.delivered(senderHex, from, idHex)
     const incoming = toIncoming(message)
     engine.events.emit('message', incoming)
     for (const push of engine.iterators) push(incoming)
@@ -553,5 +570,6 @@ function toIncoming(m: StoredMessage): IncomingMessage {
     receivedAt: new Date(m.receivedAt),
     ...(m.toAddress === undefined ? {} : { to: m.to ?? null, toAddress: m.toAddress }),
     ...(m.unsupported ? { unsupported: true } : {}),
+    ...(m.replyTo === undefined ? {} : { replyTo: m.replyTo }),
   }
 }

@@ -142,6 +142,13 @@ export interface OutboxRecord {
    * (no `delivered` or `sendFailed`).
    */
   notice?: true
+  /**
+   * Instead of `text`: a reaction, an edit, a deletion for everyone or a receipt (ids in hex). Like a notice, never
+   * reported to the app as a message of its own, and never sent by SMS.
+   */
+  body?: OutgoingBody
+  /** With `text`: the id (hex) of the message this one quotes. */
+  replyTo?: string
   /** The session message once encrypted; a retry reseals (with a current certificate) the same message. */
   message?: { kind: 'prekey' | 'ratchet'; body: Uint8Array }
   /** The recipient device's identity key the message was encrypted for. */
@@ -161,6 +168,13 @@ export interface OutboxRecord {
     transcripts: CopyRecord[]
   }
 }
+
+/** What an outbox entry carries besides a text (`OutboxRecord.body`). */
+export type OutgoingBody =
+  | { reaction: { targetId: string; emoji: string; remove: boolean } }
+  | { edit: { targetId: string; text: string } }
+  | { deleteForEveryone: string }
+  | { receipt: { kind: 'delivered' | 'read'; messageIds: string[] } }
 
 /** One device's copy of a multi-device message: the session message made for it and the key it is for. */
 export interface CopyRecord {
@@ -189,6 +203,8 @@ export interface StoredMessage {
   toAddress?: string
   /** A body this SDK does not show yet; `text` is the sender's fallback text. */
   unsupported?: true
+  /** The id (hex) of the message it quotes. */
+  replyTo?: string
 }
 
 /** A conversation (engine/conversations.ts): one per peer. */
@@ -221,9 +237,17 @@ export interface ConversationMessageRecord {
   /** When the relay received it (ms); null for a message sent from this device. */
   receivedAt: number | null
   /** See `MessageState`. */
-  state: 'queued' | 'sent' | 'failed' | 'sms' | 'received'
+  state: 'queued' | 'sent' | 'delivered' | 'read' | 'failed' | 'sms' | 'received'
   /** A received message the app marked read. */
   read?: boolean
+  /** The id (hex) of the message this one quotes. */
+  replyTo?: string
+  /** Reactions, by who reacted (an address in hex; `me` for this account) to the emoji. */
+  reactions?: Record<string, string>
+  /** Its sender edited it (the text is the newest). */
+  edited?: true
+  /** Its sender deleted it for everyone (the text is gone). */
+  deleted?: true
   /** Its mailbox sequence number (received messages and sent transcripts), which orders mail of one millisecond. */
   seq?: number
 }

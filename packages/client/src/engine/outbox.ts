@@ -4,12 +4,12 @@
 import { ParleyError } from '@parley/protocol'
 import { toHex } from '../internal/codec.js'
 import type { StoreWrite } from '../Store.js'
-import type { CallOptions, SendResult, SmsFallback } from '../types.js'
+import type { SendOptions, SendResult, SmsFallback } from '../types.js'
 import type { Engine } from './context.js'
 import type { ConversationEntry, Conversations } from './conversations.js'
-import type { Delivery } from './delivery.js'
+import { type Delivery, isControl } from './delivery.js'
 import type { Discovery } from './discovery.js'
-import { contactRecord, decodeEntry, del, K, type OutboxRecord, put } from './keyspace.js'
+import { contactRecord, decodeEntry, del, K, type OutboxRecord, type OutgoingBody, put } from './keyspace.js'
 
 const MAX_TEXT_BYTES = 64 * 1024
 /** Most outbox messages awaiting the relay's MessageAccepted at once. */
@@ -140,10 +140,13 @@ export class Outbox {
   }
 
   /** `ParleyClient.send`, after the open check. */
-  async send(to: string, text: string, options: CallOptions): Promise<SendResult> {
+  async send(to: string, text: string, options: SendOptions): Promise<SendResult> {
     const engine = this.#engine
     const { store, clock } = engine
     if (typeof text !== 'string') throw new TypeError('text must be a string')
+    const replyTo = options.replyTo
+    if (replyTo !== undefined && (typeof replyTo !== 'string' || !/^[0-9a-f]{32}$/.test(replyTo)))
+      throw new TypeError('replyTo must be a message id (32 hex digits)')
     // User content, not a programming mistake: the limit is in UTF-8 bytes, which `text.length` does not tell.
     if (new TextEncoder().encode(text).length > MAX_TEXT_BYTES) {
       throw new ParleyError('TOO_LARGE', 'the text is over 64 KiB of UTF-8')
@@ -181,7 +184,14 @@ export class Outbox {
       })
       return { id, route: 'sms' }
     }
-    const entry: OutboxRecord = { id, to: e164, address: contact.address, text, sentAt: clock.now() }
+    const entry: OutboxRecord = {
+      id,
+      to: e164,
+      address: contact.address,
+      text,
+      sentAt: clock.now(),
+      ...(replyTo === undefined ? {} : { replyTo }),
+    }
     await engine.serial.run(async () => {
       const seq = ++this.#outboxSeq
       const conversation = outgoing(
@@ -193,6 +203,7 @@ export class Outbox {
         'queued',
         engine.requireAccount().e164,
       )
+      if (replyTo !== undefined) conversation.message.replyTo = replyTo
       await store.write([put(K.outbox(seq), entry), ...(await this.#conversations.add(conversation))])
     })
     this.kick()
@@ -248,11 +259,27 @@ export class Outbox {
     this.kick()
   }
 
+  /**
+   * Queues a control message (a reaction, edit, deletion or receipt) for the account at `address` (`number`: its
+   * number, or '' when none is known); sent like a message, durably, never reported to the app as one.
+   */
+  async queueControl(address: Uint8Array, number: string, body: OutgoingBody): Promise<string> {
+    const engine = this.#engine
+    engine.requireAccount()
+    const id = toHex(engine.random(16))
+    await engine.serial.run(async () => {
+      const entry: OutboxRecord = { id, to: number, address, text: '', sentAt: engine.clock.now(), body }
+      await engine.store.write([put(K.outbox(++this.#outboxSeq), entry)])
+    })
+    this.kick()
+    return id
+  }
+
   /** `ParleyClient.pendingCount`, after the open check. */
   async pendingCount(): Promise<number> {
-    // Number-change notices are not the app's messages.
+    // Notices, reactions, edits, deletions and receipts are not the app's messages.
     const entries = await this.#engine.store.list(K.outbox.prefix)
-    return entries.filter((e) => decodeEntry(K.outbox, e).notice !== true).length
+    return entries.filter((e) => !isControl(decodeEntry(K.outbox, e))).length
   }
 
   /** Forgets every deferral (the account is gone). */
@@ -286,7 +313,7 @@ export class Outbox {
       for (const { entry } of queued) states.push(...(await this.#conversations.setState(entry.id, 'failed')))
       await engine.store.write([...queued.map((q) => del(q.key)), ...states])
       for (const { entry } of queued) {
-        if (entry.notice !== true) engine.events.emit('sendFailed', { id: entry.id, to: entry.to, error })
+        if (!isControl(entry)) engine.events.emit('sendFailed', { id: entry.id, to: entry.to, error })
       }
     })
   }
@@ -420,8 +447,8 @@ export class Outbox {
     }
     if (e.code === 'UNAVAILABLE' || e.code === 'TIMEOUT' || e.code === 'CLOSED') return 'halt' // retried on reconnect
     // Permanent: tell the app and drop the entry so the queue moves on.
-    // A notice is not the app's message: its loss is reported as a background error.
-    if (entry.notice === true) {
+    // A control message is not the app's message: its loss is reported as a background error.
+    if (isControl(entry)) {
       await engine.store.write([del(key)])
       engine.emitRecoverable(e)
       return 'dropped'
@@ -482,9 +509,6 @@ function outgoing(
 /** Whether a queued entry may go by SMS: the app's message to a contact (not a notice or history, nor our own). */
 function smsEligible(entry: OutboxRecord): boolean {
   return (
-    entry.notice !== true &&
-    entry.history === undefined &&
-    entry.to !== '' &&
-    entry.multi?.recipientDone !== true
+    !isControl(entry) && entry.history === undefined && entry.to !== '' && entry.multi?.recipientDone !== true
   )
 }

@@ -21,9 +21,9 @@ import {
   signWithIdentity,
   type wire,
 } from '@parley/protocol'
-import { K, type LinkUploadRecord, type PrekeyKind, put } from '../engine/keyspace.js'
+import { K, type LinkUploadRecord, type OutgoingBody, type PrekeyKind, put } from '../engine/keyspace.js'
 import type { StoreWrite } from '../Store.js'
-import { decodeRecord } from './codec.js'
+import { decodeRecord, toHex as toHexString } from './codec.js'
 
 type Random = (n: number) => Uint8Array
 
@@ -74,26 +74,50 @@ export interface DecryptedContent {
    * `text` is then the sender's fallback text.
    */
   unsupported?: true
-  /** A receipt or a typing indicator: not a message, never shown as one (their events are not built yet). */
+  /** A typing indicator: not a message, never shown as one (its event is not built yet). */
   signal?: true
+  /** A reaction, an edit, a deletion for everyone or a receipt (ids in hex): acts on other messages. */
+  action?: OutgoingBody
+  /** With a text: the id (hex) of the message it quotes. */
+  replyTo?: string
 }
 
 function toDecrypted(c: ReturnType<typeof decodeContent>): DecryptedContent {
   // Content.sender_number is ignored: only the certified opening in the sealed envelope proves a number.
+  const action = actionOf(c)
   const shown =
-    c.text !== undefined || c.data !== undefined || c.history !== undefined || c.addressChange !== undefined
-  const signal = c.receipt !== undefined || c.typing !== undefined
+    c.text !== undefined ||
+    c.data !== undefined ||
+    c.history !== undefined ||
+    c.addressChange !== undefined ||
+    action !== undefined
+  const signal = c.typing !== undefined
   return {
     messageId: c.messageId,
     sentAtMs: c.sentAtMs,
     text: c.text ?? (shown ? '' : (c.fallbackText ?? '')),
     ...(signal ? { signal: true as const } : !shown ? { unsupported: true as const } : {}),
+    ...(action === undefined ? {} : { action }),
+    ...(c.replyTo !== undefined && c.text !== undefined ? { replyTo: toHexString(c.replyTo) } : {}),
     ...(c.deliveryToken ? { deliveryToken: c.deliveryToken } : {}),
     ...(c.transcriptTo ? { transcriptTo: c.transcriptTo } : {}),
     ...(c.history ? { history: c.history } : {}),
     ...(c.addressChange ? { addressChange: c.addressChange } : {}),
     ...(c.accountNumber ? { accountNumber: { e164: c.accountNumber.e164, salt: c.accountNumber.salt } } : {}),
   }
+}
+
+/** The action a decoded content carries, its ids in hex; undefined for any other body. */
+function actionOf(c: ReturnType<typeof decodeContent>): OutgoingBody | undefined {
+  if (c.reaction) {
+    const r = c.reaction
+    return { reaction: { targetId: toHexString(r.targetId), emoji: r.emoji, remove: r.remove === true } }
+  }
+  if (c.edit) return { edit: { targetId: toHexString(c.edit.targetId), text: c.edit.text } }
+  if (c.deleteForEveryone) return { deleteForEveryone: toHexString(c.deleteForEveryone) }
+  if (c.receipt)
+    return { receipt: { kind: c.receipt.kind, messageIds: c.receipt.messageIds.map(toHexString) } }
+  return undefined
 }
 
 export interface Decrypted {
