@@ -1,6 +1,6 @@
 // Typed content from a newer or richer peer, through a real relay process: an account that sends what this SDK
-// does not show yet (a reaction, a newer app's unknown type) has it delivered as `unsupported` with the sender's
-// fallback text, never dropped or crashing; a receipt is not a message at all; the conversation goes on.
+// does not show (a newer app's unknown type) has it delivered as `unsupported` with the sender's fallback text,
+// never dropped or crashing; a reaction lands on its message; a receipt is not a message; the conversation goes on.
 import { join } from 'node:path'
 import type { IncomingMessage } from '@parley/node'
 import { type Content, encodeContent, prekeyBundleFromWire, Session, sealEnvelope } from '@parley/protocol'
@@ -45,7 +45,7 @@ describe('typed content this SDK does not show yet', () => {
     await bob?.close()
   })
 
-  it('delivers a reaction and an unknown type as unsupported with their fallback text, and no receipt', async () => {
+  it('delivers an unknown type as unsupported with its fallback text, a reaction on its message, and no receipt', async () => {
     const path = join(dir, 'peer.db')
     const peerClient = await activatedClient(env.relay, env.codes, PEER, { storePath: path })
     await peerClient.close()
@@ -91,20 +91,17 @@ describe('typed content this SDK does not show yet', () => {
       await send(newerContent(newer, 'a poll: lunch?'), newer)
       await content({ text: 'last' })
       await until(() => got.some((m) => m.text === 'last'), 30_000, 'the last message')
+      // The reaction lands on 'hello' (this SDK shows reactions); the unknown type shows its fallback text.
       expect(got.map((m) => [m.text, m.unsupported === true])).toEqual([
         ['hello', false],
-        ['reacted 👍', true],
         ['a poll: lunch?', true],
         ['last', false],
       ])
-      // The conversation holds the same four; the receipt is in neither.
+      // The conversation holds the same three; the receipt and the reaction are in neither as messages.
       const [conversation] = await bob.conversations()
-      expect((await bob.conversationHistory(conversation!.id)).messages.map((m) => m.text)).toEqual([
-        'hello',
-        'reacted 👍',
-        'a poll: lunch?',
-        'last',
-      ])
+      const messages = (await bob.conversationHistory(conversation!.id)).messages
+      expect(messages.map((m) => m.text)).toEqual(['hello', 'a poll: lunch?', 'last'])
+      expect(messages[0]!.reactions).toEqual({ [Buffer.from(peer.address).toString('hex')]: '👍' })
     } finally {
       conn.close()
     }

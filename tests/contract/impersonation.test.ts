@@ -36,8 +36,16 @@ describe('impersonation: a registered account claims to be another sender', () =
   const targets: { name: string; e164: string; address: Uint8Array }[] = []
 
   beforeAll(async () => {
-    alice = await activatedClient(env.relay, env.codes, ALICE, { storePath: join(dir, 'alice.db') })
-    bob = await activatedClient(env.relay, env.codes, BOB, { storePath: join(dir, 'bob.db') })
+    alice = await activatedClient(env.relay, env.codes, ALICE, {
+      receipts: { delivery: false, read: false },
+      storePath: join(dir, 'alice.db'),
+    })
+    // No receipts from alice or bob: the test compares bob's session records before and after the forgeries, and
+    // a receipt (a message either way) would step his session with alice, which is no forgery's doing.
+    bob = await activatedClient(env.relay, env.codes, BOB, {
+      storePath: join(dir, 'bob.db'),
+      receipts: { delivery: false, read: false },
+    })
     const carol = await activatedClient(env.relay, env.codes, CAROL)
     bob.on('message', (m) => bobGot.push(m))
     bob.on('error', (e) => bobErrors.push(e))

@@ -42,8 +42,12 @@ import { browserOptions } from './esbuildOptions.mjs'
 // parsing, +0.5); the budget moved to 104 KB. 104 KB until typed content: 103.6 → 105.4 KB (86.9 up front):
 // protocol content.ts (the new bodies' encoding and checks, +5.2 KB minified), their schema entries (+0.7),
 // attachment.ts's size helper (+0.5) and the client treating them as unsupported or as signals (+0.4); the budget
-// moved to 106 KB. The codec's checks are the part to slim when the lazy split (above) is made.
-export const BUDGET_KB = 106
+// moved to 106 KB. The codec's checks are the part to slim when the lazy split (above) is made. 106 KB until
+// replies, reactions, edits, deletions and receipts: 105.4 → 107.4 KB (88.9 up front): conversations.ts (acting
+// on messages, receipts and their batching, +4.0 KB minified), Client.ts (react, edit, deleteForEveryone, the
+// receipts option, +0.8), delivery.ts (+0.6), outbox.ts (+0.4), e2e.ts (+0.4), inbox.ts (+0.3); the budget
+// moved to 108 KB.
+export const BUDGET_KB = 108
 
 /**
  * Bundles the SDK as a user's bundler would (ESM, minified, code splitting on) and measures min+gzip of what a

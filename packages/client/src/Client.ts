@@ -699,11 +699,12 @@ export class ParleyClient {
   async close(): Promise<void> {
     const engine = this.#engine
     if (engine.closed) return
-    // Delivery receipts still waiting for their batch go to the outbox (sent at the next start if not now).
-    await this.#conversations.flushReceipts().catch(() => {})
     engine.close()
     this.#outbox.stopTimers()
     this.#delivery.stopTimers()
+    // Delivery receipts still waiting for their batch (300 ms) are dropped: they are best effort. (Queuing them
+    // here changed what the closing client still wrote of a link's first prekeys: see the closing note.)
+    this.#conversations.dropReceipts()
     // Acks still queued go out before the connection closes: otherwise the relay redelivers those messages
     // at the next start (the dedupe drops them, but they cost a download and a decrypt each). Bounded, so
     // close() never waits on an unresponsive relay.

@@ -48,6 +48,9 @@ export function world(relayOptions: FakeRelayOptions = {}): World {
       clock,
       crypto: testCrypto,
       defaultRegion: 'US',
+      // These tests count frames and mailbox entries; receipts (which answer every message) are tested on their
+      // own against a real relay (tests/contract/reactions-receipts.test.ts). A test may turn them on.
+      receipts: { delivery: false, read: false },
       ...options,
     })
     clients.push(c)

@@ -127,7 +127,14 @@ export class Conversations {
     }
   }
 
-  /** Sends the delivery receipts waiting (the client is closing, a batch is full, or its time came). */
+  /** Forgets the delivery receipts not sent yet, and their timer (the client is closing). */
+  dropReceipts(): void {
+    if (this.#receiptTimer !== null) this.#engine.clock.clearTimeout(this.#receiptTimer)
+    this.#receiptTimer = null
+    this.#pendingReceipts.clear()
+  }
+
+  /** Sends the delivery receipts waiting (a batch is full, or its time came). */
   async flushReceipts(): Promise<void> {
     const engine = this.#engine
     if (this.#receiptTimer !== null) engine.clock.clearTimeout(this.#receiptTimer)

@@ -296,6 +296,9 @@ export class Delivery {
     const addressHex = toHex(entry.address)
     let session = await sessionRecord(store, entry.address)
     let identityChanged = false
+    // A session started here pins its identity; an existing one must not re-pin its (maybe older) identity over
+    // one announced since (a held message's), which would make a changed verified contact look unchanged.
+    let fresh = false
     if (session === null || session.stale === true) {
       const frame = await link.request({ prekeyBundleQuery: { address: entry.address } })
       const bundle = expectBody(frame, 'prekeyBundle')
@@ -308,6 +311,7 @@ export class Delivery {
         )
       }
       identityChanged = await this.#contacts.identityChanged(addressHex, started.identityKey)
+      fresh = true
       // Earlier sessions (another identity, or mail still in flight) stay archived behind the new one.
       const old = session
       session = {
@@ -336,7 +340,7 @@ export class Delivery {
       put(K.session(addressHex), record),
       putAt(K.outbox, key, updated),
       ...(entry.to === '' ? [] : [put(K.byAddress(addressHex), entry.to)]),
-      put(K.identity(addressHex), session.identityKey),
+      ...(fresh ? [put(K.identity(addressHex), session.identityKey)] : []),
     ])
     if (identityChanged) this.#contacts.emitIdentityChanged(entry.to, entry.address, session.identityKey)
     return updated
