@@ -5,6 +5,7 @@
 // refused and counted, and a refused upload leaves nothing stored.
 import { createHash, randomBytes } from 'node:crypto'
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs'
+import { connect, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type DeviceKeys, login, metric, RawConn, readDevice } from './attacker.js'
@@ -14,6 +15,7 @@ import { useRelay } from './useRelay.js'
 const ALICE = '+14155550180'
 const CAROL = '+14155550181'
 const DAVE = '+14155550182'
+const ERIN = '+14155550183'
 const MiB = 1024 * 1024
 const BIG = 20 * MiB
 
@@ -42,6 +44,31 @@ function streamed(bytes: Uint8Array): ReadableStream<Uint8Array> {
       controller.enqueue(bytes.subarray(at, at + MiB))
       at += MiB
     },
+  })
+}
+
+/**
+ * A raw HTTP request whose body never ends: the headers announce `length` bytes, and one byte goes every 100 ms
+ * until the relay closes the connection. Resolves what the relay answered (its status line, or '' for none) once
+ * it has closed.
+ */
+function dripped(httpUrl: string, head: string, length: number): Promise<string> {
+  const { hostname, port } = new URL(httpUrl)
+  return new Promise((resolve) => {
+    const socket: Socket = connect(Number(port), hostname)
+    let answer = ''
+    const drip = setInterval(() => socket.write('x'), 100)
+    socket.on('connect', () =>
+      socket.write(`${head}\r\nhost: ${hostname}\r\ncontent-length: ${length}\r\n\r\n`),
+    )
+    socket.on('data', (d) => {
+      answer += d.toString('latin1')
+    })
+    socket.on('error', () => {})
+    socket.on('close', () => {
+      clearInterval(drip)
+      resolve(answer.split('\r\n')[0] ?? '')
+    })
   })
 }
 
@@ -220,6 +247,12 @@ describe('blobs: encrypted attachments through the relay', () => {
     c.close()
   })
 
+  it('closes a connection that sends a body to any other path once answered, without waiting for the body', async () => {
+    expect(await dripped(env.relay.httpUrl, 'POST /healthz HTTP/1.1', 1_000_000)).toBe(
+      'HTTP/1.1 405 Method Not Allowed',
+    )
+  }, 20_000)
+
   it('answers the CORS preflight of a browser client', async () => {
     const res = await fetch(url(randomBytes(32).toString('hex')), {
       method: 'OPTIONS',
@@ -308,4 +341,40 @@ describe('blobs: grants that are never uploaded, and the hourly grant quota', ()
       await metric(env.relay.metricsUrl, 'parley_relay_rate_limited_total', '{scope="blob_uploads"}'),
     ).toBe(1)
   })
+})
+
+describe('blobs: an upload slower than --blob-upload-timeout-seconds', () => {
+  const env = useRelay(['--blob-upload-timeout-seconds', '2', '--headers-timeout-ms', '1000'])
+  const dir = clientDir()
+  let conn: RawConn
+
+  beforeAll(async () => {
+    conn = await login(env.relay.baseUrl, await account(env, ERIN, dir))
+  }, 60_000)
+
+  afterAll(() => conn?.close())
+
+  it('is cut off, and neither its bytes nor its grant stay', async () => {
+    const short = await metric(env.relay.metricsUrl, 'parley_relay_blobs_total', '{event="refused_short"}')
+    const g = await grant(conn, 1_000_000)
+    await dripped(
+      env.relay.httpUrl,
+      `PUT /v1/blobs/${g.id} HTTP/1.1\r\nauthorization: Bearer ${g.token}`,
+      1_000_000,
+    )
+    await until(
+      async () =>
+        (await metric(env.relay.metricsUrl, 'parley_relay_blobs_total', '{event="refused_short"}')) ===
+        short + 1,
+      10_000,
+      'the cut upload to be counted',
+    )
+    expect(readdirSync(join(env.relay.dataDir, 'blobs')).filter((f) => f.startsWith(g.id))).toEqual([])
+    const again = await fetch(`${env.relay.httpUrl}/v1/blobs/${g.id}`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${g.token}` },
+      body: randomBytes(1_000_000),
+    })
+    expect(again.status).toBe(404)
+  }, 20_000)
 })

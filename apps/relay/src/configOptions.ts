@@ -81,6 +81,7 @@ export const OPTIONS = [
   int('blobMaxBytes', 104_857_600, 'largest end-to-end encrypted attachment (blob) one BlobUploadRequest may reserve (100 MiB; TOO_LARGE beyond)'),
   int('blobTtlSeconds', 2_592_000, 'how long a blob is kept at most, downloaded or not (30 days)'),
   int('blobUploadTtlSeconds', 3600, "how long a blob's single-use upload token is valid; a grant not uploaded by then is swept"),
+  int('blobUploadTimeoutSeconds', 900, 'time one blob upload (PUT) may take from its request line to its last byte; the connection is closed after (15 min: 100 MiB at 115 KB/s)'),
   int('blobBytesPerAccount', 1_073_741_824, 'blob bytes one account may hold at once, granted sizes included until deleted (1 GiB; RATE_LIMITED beyond)'),
   int('blobUploadsPerHour', 200, 'blob upload grants per account per hour'),
   int('membershipPrefixBits', DEFAULT_LIMITS.membershipPrefixBits, 'most address prefix bits of a membership query (the length announced is the only one accepted)'),

@@ -62,6 +62,7 @@ const AT_LEAST_ONE = [
   'blobMaxBytes',
   'blobTtlSeconds',
   'blobUploadTtlSeconds',
+  'blobUploadTimeoutSeconds',
   'blobUploadsPerHour',
 ] as const
 

@@ -380,6 +380,10 @@ export async function startRelay(options: RelayOptions = {}): Promise<RunningRel
   const server: Server = createServer({ connectionsCheckingInterval }, (req, res) => {
     const path = (req.url ?? '/').split('?')[0] ?? '/'
     if (serveBlob(ctx, path, req, res)) return
+    // A body sent anywhere else is never read: the connection closes with the answer rather than wait for it.
+    res.on('finish', () => {
+      if (!req.complete) req.socket.destroy()
+    })
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405).end()
       return
@@ -402,7 +406,9 @@ export async function startRelay(options: RelayOptions = {}): Promise<RunningRel
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n')
     }
   })
-  server.requestTimeout = Math.max(30_000, config.headersTimeoutMs)
+  // The whole request must arrive within this: only a blob upload has a body worth waiting for (others are closed
+  // once answered, below), so the limit is the one for a blob's body.
+  server.requestTimeout = Math.max(config.headersTimeoutMs, config.blobUploadTimeoutSeconds * 1000)
   server.headersTimeout = config.headersTimeoutMs
 
   // `/metrics` has its own listener (default 127.0.0.1:9464), so the public client port never serves it.
@@ -425,7 +431,7 @@ export async function startRelay(options: RelayOptions = {}): Promise<RunningRel
       }
     })
   if (metricsServer) {
-    metricsServer.requestTimeout = server.requestTimeout
+    metricsServer.requestTimeout = Math.max(30_000, config.headersTimeoutMs)
     metricsServer.headersTimeout = config.headersTimeoutMs
   }
 
