@@ -15,8 +15,10 @@ import { join } from 'node:path'
 import type { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 
-/** Where a blob is in its life: granted and awaiting its bytes, or uploaded and readable. */
-export type BlobState = 'pending' | 'complete'
+/**
+ * Where a blob is in its life: granted and awaiting its bytes, its one upload under way, or uploaded and readable.
+ */
+export type BlobState = 'pending' | 'uploading' | 'complete'
 
 /** What the relay knows of one blob besides its bytes. */
 export interface BlobMeta {
@@ -64,14 +66,22 @@ export interface BlobStore {
   /** A blob's metadata, whatever its state or expiry. */
   get(id: string): Promise<BlobMeta | undefined>
   /**
-   * Streams `source` into the pending blob's upload area, replacing anything there; never readable until
-   * {@link BlobStore.complete}. Rejects with the source's error (the partial bytes stay until `discard` or
-   * `delete`).
+   * Claims a pending blob for its one upload (`pending` → `uploading`), atomically: of concurrent callers, on any
+   * node, one gets true. False while another upload of it runs, once it is complete, or when it is gone.
+   */
+  begin(id: string): Promise<boolean>
+  /**
+   * Streams `source` into the upload area of a blob being uploaded ({@link BlobStore.begin}), replacing anything
+   * there; never readable until {@link BlobStore.complete}. Rejects with the source's error (the partial bytes
+   * stay until `discard` or `delete`).
    * @returns the bytes written
    */
   write(id: string, source: AsyncIterable<Uint8Array> | Readable): Promise<number>
-  /** Makes a fully written pending blob readable: its bytes durable first, then its state `complete`. */
-  complete(id: string): Promise<void>
+  /**
+   * Makes a fully written blob readable: its bytes durable first, then its state `complete`.
+   * @returns false when it is no longer being uploaded (deleted meanwhile): nothing of it stays
+   */
+  complete(id: string): Promise<boolean>
   /** Removes a pending blob's partial bytes (its grant stays). */
   discard(id: string): Promise<void>
   /** A complete blob's bytes as a stream, or `undefined` when it is not complete (or gone). */
@@ -83,8 +93,11 @@ export interface BlobStore {
   /** Bytes held for `owner`: the sizes of its pending and complete blobs. */
   ownerBytes(owner: string): Promise<number>
   /** Ciphertext bytes of all complete blobs. */
-  storedBytes(): number
-  /** Deletes every blob past its expiry, and every pending blob past its upload token's expiry. */
+  storedBytes(): Promise<number>
+  /**
+   * Deletes every blob past its expiry, and every pending blob past its upload token's expiry (one being uploaded
+   * is left to its upload, which either completes it or deletes it).
+   */
   sweep(nowMs: number): Promise<BlobSweep>
   /** Releases the store (and, for a temporary one, deletes its directory). */
   close(): Promise<void>
@@ -105,7 +118,8 @@ export interface FileBlobStoreOptions {
  * says `complete`, so a crash at any point leaves either a pending blob (never readable; swept when its token
  * expires) or a complete one whose bytes are all there. At open, partial uploads and files without metadata are
  * deleted. The metadata is also kept in memory (the per-owner sums and the sweep read it), so one directory
- * belongs to one relay process.
+ * belongs to one relay process; so is the `uploading` state, which is never written (an upload does not survive
+ * its process: the blob is `pending` again after a restart).
  */
 export class FileBlobStore implements BlobStore {
   readonly dir: string
@@ -146,6 +160,7 @@ export class FileBlobStore implements BlobStore {
       try {
         const meta = JSON.parse(await readFile(join(this.dir, name), 'utf8')) as BlobMeta
         if (meta.id !== m[1]) continue
+        if (meta.state === 'uploading') meta.state = 'pending'
         if (meta.state === 'complete' && !(await exists(this.#path(meta.id, 'blob')))) {
           await this.delete(meta.id)
           continue
@@ -204,27 +219,42 @@ export class FileBlobStore implements BlobStore {
     return meta && { ...meta }
   }
 
-  async write(id: string, source: AsyncIterable<Uint8Array> | Readable): Promise<number> {
+  async begin(id: string): Promise<boolean> {
     const meta = this.#meta.get(id)
-    if (meta?.state !== 'pending') throw new Error('no pending blob with this id')
+    if (meta?.state !== 'pending') return false
+    this.#meta.set(id, { ...meta, state: 'uploading' })
+    return true
+  }
+
+  async write(id: string, source: AsyncIterable<Uint8Array> | Readable): Promise<number> {
+    if (this.#meta.get(id)?.state !== 'uploading') throw new Error('no upload of this blob under way')
     let written = 0
     const out = createWriteStream(this.#path(id, 'part'), { mode: 0o600 })
-    await pipeline(
-      source,
-      async function* (chunks: AsyncIterable<Uint8Array>) {
-        for await (const chunk of chunks) {
-          written += chunk.length
-          yield chunk
-        }
-      },
-      out,
-    )
+    try {
+      await pipeline(
+        source,
+        async function* (chunks: AsyncIterable<Uint8Array>) {
+          for await (const chunk of chunks) {
+            written += chunk.length
+            yield chunk
+          }
+        },
+        out,
+      )
+    } catch (err) {
+      // The file may still be opening: wait until it is closed, so that a delete after this finds it.
+      if (!out.closed) await new Promise<void>((resolve) => out.once('close', () => resolve()))
+      throw err
+    }
     return written
   }
 
-  async complete(id: string): Promise<void> {
+  async complete(id: string): Promise<boolean> {
     const meta = this.#meta.get(id)
-    if (meta?.state !== 'pending') throw new Error('no pending blob with this id')
+    if (meta?.state !== 'uploading') {
+      await this.#removeFiles(id)
+      return false
+    }
     const part = this.#path(id, 'part')
     const fh = await open(part, 'r+')
     try {
@@ -240,10 +270,11 @@ export class FileBlobStore implements BlobStore {
     if (!this.#meta.has(id)) {
       await rm(this.#path(id, 'json'), { force: true })
       await this.#removeFiles(id)
-      return
+      return false
     }
     this.#meta.set(id, done)
     this.#stored += done.size
+    return true
   }
 
   async discard(id: string): Promise<void> {
@@ -302,7 +333,7 @@ export class FileBlobStore implements BlobStore {
     return this.#ownerBytes(owner)
   }
 
-  storedBytes(): number {
+  async storedBytes(): Promise<number> {
     return this.#stored
   }
 

@@ -85,9 +85,6 @@ export function serveBlob(
   return true
 }
 
-/** Blobs being uploaded now: a second PUT for one of them is a conflict. */
-const uploading = new WeakMap<RelayContext, Set<string>>()
-
 async function upload(
   ctx: RelayContext,
   id: string,
@@ -111,12 +108,11 @@ async function upload(
   if (!meta || !tokenOk || meta.expiresAtMs <= now) {
     return refuse('refused_token', 404, 'no upload with this id and token')
   }
-  const busy = uploading.get(ctx) ?? new Set<string>()
-  uploading.set(ctx, busy)
-  if (meta.state === 'complete' || busy.has(id)) {
-    return refuse('refused_conflict', 409, 'this blob is already uploaded')
+  if (meta.state !== 'complete' && meta.uploadExpiresAtMs <= now) {
+    return refuse('refused_token', 404, 'no upload with this id and token')
   }
-  if (meta.uploadExpiresAtMs <= now) return refuse('refused_token', 404, 'no upload with this id and token')
+  // One upload per grant, whichever node it reaches.
+  if (!(await blobs.begin(id))) return refuse('refused_conflict', 409, 'this blob is already uploaded')
   const declared = req.headers['content-length']
   if (declared !== undefined && Number(declared) !== meta.size) {
     // Single use: the grant goes with a refused upload.
@@ -124,42 +120,41 @@ async function upload(
     if (Number(declared) > meta.size) return refuse('refused_oversize', 413, `the blob is ${meta.size} bytes`)
     return refuse('refused_short', 400, `the blob is ${meta.size} bytes`)
   }
-  busy.add(id)
-  try {
-    let over = false
-    const limited = async function* (source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
-      let n = 0
-      for await (const chunk of source) {
-        n += chunk.length
-        if (n > meta.size) {
-          over = true
-          throw new Error('body longer than granted')
-        }
-        yield chunk
+  let over = false
+  const limited = async function* (source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+    let n = 0
+    for await (const chunk of source) {
+      n += chunk.length
+      if (n > meta.size) {
+        over = true
+        throw new Error('body longer than granted')
       }
+      yield chunk
     }
-    let written = -1
-    try {
-      // Not destroyed when the limit stops reading it: the refusal below still goes out on its socket.
-      written = await blobs.write(id, limited(req.iterator({ destroyOnReturn: false })))
-    } catch {}
-    if (written !== meta.size) {
-      await blobs.delete(id)
-      if (over) return refuse('refused_oversize', 413, `the blob is ${meta.size} bytes`)
-      return refuse('refused_short', 400, `the blob is ${meta.size} bytes`)
-    }
-    if ((await blobs.get(id))?.state !== 'pending') {
-      // Swept meanwhile (its token expired during the upload): nothing of it may stay.
-      await blobs.delete(id)
-      return refuse('refused_token', 404, 'no upload with this id and token')
-    }
-    await blobs.complete(id)
-    metrics.blobs.inc({ event: 'uploaded' })
-    metrics.blobBytes.set(blobs.storedBytes())
-    res.writeHead(201, { ...CORS, 'content-type': 'text/plain; charset=utf-8' }).end('uploaded\n')
-  } finally {
-    busy.delete(id)
   }
+  let written = -1
+  try {
+    // Not destroyed when the limit stops reading it: the refusal below still goes out on its socket.
+    written = await blobs.write(id, limited(req.iterator({ destroyOnReturn: false })))
+  } catch {}
+  if (written !== meta.size) {
+    await blobs.delete(id)
+    if (over) return refuse('refused_oversize', 413, `the blob is ${meta.size} bytes`)
+    return refuse('refused_short', 400, `the blob is ${meta.size} bytes`)
+  }
+  const completed = await blobs.complete(id).catch(async (err: unknown) => {
+    // Never left claimed: a grant that failed here is gone, and its owner's bytes free.
+    await blobs.delete(id)
+    throw err
+  })
+  if (!completed) {
+    // Expired during the upload: nothing of it stays.
+    await blobs.delete(id)
+    return refuse('refused_token', 404, 'no upload with this id and token')
+  }
+  metrics.blobs.inc({ event: 'uploaded' })
+  metrics.blobBytes.set(await blobs.storedBytes())
+  res.writeHead(201, { ...CORS, 'content-type': 'text/plain; charset=utf-8' }).end('uploaded\n')
 }
 
 async function download(
@@ -198,15 +193,16 @@ async function download(
   res.on('finish', () => {
     if (sent !== meta.size) return
     metrics.blobs.inc({ event: 'downloaded' })
-    blobs.countDownload(id).then(
-      (counted) => {
+    blobs
+      .countDownload(id)
+      .then(async (counted) => {
         if (!counted?.deleted) return
         metrics.blobs.inc({ event: 'deleted' })
-        metrics.blobBytes.set(blobs.storedBytes())
-      },
-      (err: unknown) =>
+        metrics.blobBytes.set(await blobs.storedBytes())
+      })
+      .catch((err: unknown) =>
         ctx.log.error({ err: { message: (err as Error).message } }, 'blob download count failed'),
-    )
+      )
   })
   stream.pipe(res)
 }

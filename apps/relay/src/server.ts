@@ -542,7 +542,7 @@ export async function startRelay(options: RelayOptions = {}): Promise<RunningRel
     if (blobSweep.expired > 0) ctx.metrics.blobs.inc({ event: 'expired' }, blobSweep.expired)
     if (blobSweep.abandoned > 0) ctx.metrics.blobs.inc({ event: 'abandoned' }, blobSweep.abandoned)
     if (blobSweep.expired + blobSweep.abandoned > 0) log.info({ ...blobSweep }, 'blobs swept')
-    ctx.metrics.blobBytes.set(ctx.blobs.storedBytes())
+    ctx.metrics.blobBytes.set(await ctx.blobs.storedBytes())
     ctx.activations.sweep()
     await closeHeldConnections(ctx)
     ctx.metrics.membershipPrefixBits.set(await ctx.membership.refresh())

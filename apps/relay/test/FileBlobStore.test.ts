@@ -61,10 +61,11 @@ describe('FileBlobStore', () => {
     const m = meta()
     const bytes = randomBytes(m.size)
     expect(await store.create(m, 10_000)).toBe(true)
+    await store.begin(m.id)
     expect(await store.write(m.id, Readable.from([bytes.subarray(0, 300), bytes.subarray(300)]))).toBe(m.size)
     expect(await store.read(m.id)).toBeUndefined()
     await store.complete(m.id)
-    expect(store.storedBytes()).toBe(m.size)
+    expect(await store.storedBytes()).toBe(m.size)
     expect((await bytesOf(await store.read(m.id)))?.equals(bytes)).toBe(true)
     // The file holds exactly the ciphertext.
     expect(readFileSync(join(dir, `${m.id}.blob`)).equals(bytes)).toBe(true)
@@ -74,7 +75,7 @@ describe('FileBlobStore', () => {
     expect(await store.get(m.id)).toBeUndefined()
     expect(await store.read(m.id)).toBeUndefined()
     expect(readdirSync(dir)).toEqual([])
-    expect(store.storedBytes()).toBe(0)
+    expect(await store.storedBytes()).toBe(0)
     await store.close()
   })
 
@@ -83,13 +84,14 @@ describe('FileBlobStore', () => {
     const store = await FileBlobStore.open(dir)
     const m = meta({ downloadsLeft: 3 })
     await store.create(m, 10_000)
+    await store.begin(m.id)
     await store.write(m.id, Readable.from([randomBytes(m.size)]))
     await store.complete(m.id)
     await store.countDownload(m.id)
     await store.close()
     const again = await FileBlobStore.open(dir)
     expect((await again.get(m.id))?.downloadsLeft).toBe(2)
-    expect(again.storedBytes()).toBe(m.size)
+    expect(await again.storedBytes()).toBe(m.size)
     await again.close()
   })
 
@@ -99,25 +101,33 @@ describe('FileBlobStore', () => {
     const m = meta()
     const bytes = randomBytes(m.size)
     await store.create(m, 10_000)
+    // Only a claimed upload is written, and a grant is claimed once.
+    await expect(store.write(m.id, Readable.from([bytes]))).rejects.toThrow()
+    expect(await store.begin(m.id)).toBe(true)
+    expect(await store.begin(m.id)).toBe(false)
     await expect(store.write(m.id, cutOff(bytes))).rejects.toThrow('connection reset')
     expect(await store.read(m.id)).toBeUndefined()
     // A crash mid-upload: the partial bytes are on disk, the metadata says pending.
     expect(existsSync(join(dir, `${m.id}.part`))).toBe(true)
     const reopened = await FileBlobStore.open(dir)
     expect(existsSync(join(dir, `${m.id}.part`))).toBe(false)
+    // The upload died with its process: the grant may be uploaded again.
     expect((await reopened.get(m.id))?.state).toBe('pending')
     expect(await reopened.read(m.id)).toBeUndefined()
     // A crash after the bytes were renamed into place but before the metadata said complete: still pending, and
     // never readable.
+    await reopened.begin(m.id)
     await reopened.write(m.id, Readable.from([bytes]))
     renameSync(join(dir, `${m.id}.part`), join(dir, `${m.id}.blob`))
     const afterRename = await FileBlobStore.open(dir)
     expect((await afterRename.get(m.id))?.state).toBe('pending')
     expect(await afterRename.read(m.id)).toBeUndefined()
     // The grant can still be uploaded in full.
+    await afterRename.begin(m.id)
     await afterRename.write(m.id, Readable.from([bytes]))
-    await afterRename.complete(m.id)
+    expect(await afterRename.complete(m.id)).toBe(true)
     expect((await bytesOf(await afterRename.read(m.id)))?.equals(bytes)).toBe(true)
+    expect(await afterRename.begin(m.id)).toBe(false)
     await afterRename.close()
   })
 
@@ -131,7 +141,7 @@ describe('FileBlobStore', () => {
     const store = await FileBlobStore.open(dir)
     expect(readdirSync(dir)).toEqual([])
     expect(await store.get(lost.id)).toBeUndefined()
-    expect(store.storedBytes()).toBe(0)
+    expect(await store.storedBytes()).toBe(0)
     await store.close()
   })
 
@@ -151,6 +161,39 @@ describe('FileBlobStore', () => {
     await store.close()
   })
 
+  it('settles a failed write only once its file is closed, so a delete right after leaves nothing', async () => {
+    const dir = tempDir()
+    const store = await FileBlobStore.open(dir)
+    for (let i = 0; i < 5; i++) {
+      const m = meta()
+      await store.create(m, 1_000_000)
+      await store.begin(m.id)
+      // Fails before a byte: the file is still being opened when the pipeline gives up.
+      const failing = (async function* (): AsyncGenerator<Buffer> {
+        throw new Error('connection reset')
+      })()
+      await expect(store.write(m.id, failing)).rejects.toThrow('connection reset')
+      expect(existsSync(join(dir, `${m.id}.part`))).toBe(true)
+      await store.delete(m.id)
+      expect(readdirSync(dir)).toEqual([])
+    }
+    await store.close()
+  })
+
+  it('leaves an upload under way to its upload, and completes nothing that was deleted meanwhile', async () => {
+    const dir = tempDir()
+    const store = await FileBlobStore.open(dir)
+    const m = meta({ uploadExpiresAtMs: NOW + 1000 })
+    await store.create(m, 10_000)
+    await store.begin(m.id)
+    await store.write(m.id, Readable.from([randomBytes(m.size)]))
+    expect(await store.sweep(NOW + 1000)).toEqual({ expired: 0, abandoned: 0, bytes: 0 })
+    await store.delete(m.id)
+    expect(await store.complete(m.id)).toBe(false)
+    expect(readdirSync(dir)).toEqual([])
+    await store.close()
+  })
+
   it('sweeps expired blobs and abandoned grants by the time it is given', async () => {
     const dir = tempDir()
     const store = await FileBlobStore.open(dir)
@@ -158,6 +201,7 @@ describe('FileBlobStore', () => {
     const abandoned = meta({ expiresAtMs: NOW + 10_000, uploadExpiresAtMs: NOW + 1000 })
     const later = meta({ expiresAtMs: NOW + 20_000, uploadExpiresAtMs: NOW + 20_000 })
     for (const m of [done, abandoned, later]) await store.create(m, 10_000)
+    await store.begin(done.id)
     await store.write(done.id, Readable.from([randomBytes(done.size)]))
     await store.complete(done.id)
     expect(await store.sweep(NOW)).toEqual({ expired: 0, abandoned: 0, bytes: 0 })
@@ -166,7 +210,7 @@ describe('FileBlobStore', () => {
     expect(await store.get(done.id)).toBeDefined()
     expect(await store.sweep(NOW + 10_000)).toEqual({ expired: 1, abandoned: 0, bytes: done.size })
     expect(await store.read(done.id)).toBeUndefined()
-    expect(store.storedBytes()).toBe(0)
+    expect(await store.storedBytes()).toBe(0)
     expect(readdirSync(dir).sort()).toEqual([`${later.id}.json`])
     await store.close()
   })
