@@ -190,7 +190,11 @@ describe('blobs: encrypted attachments through the relay', () => {
     const missing = await blobs('missing')
     expect((await fetch(url(pending.id))).status).toBe(404)
     expect((await fetch(url(randomBytes(32).toString('hex')))).status).toBe(404)
-    expect(await blobs('missing')).toBe(missing + 2)
+    expect((await fetch(url('not-an-id'))).status).toBe(404)
+    expect(await blobs('missing')).toBe(missing + 3)
+    const method = await blobs('refused_method')
+    expect((await fetch(url(g.id), { method: 'DELETE' })).status).toBe(405)
+    expect(await blobs('refused_method')).toBe(method + 1)
   })
 
   it('refuses a longer body 413 and a shorter one 400, and keeps nothing of either', async () => {

@@ -70,7 +70,10 @@ export function serveBlob(
     return true
   }
   if (!ID_RE.test(id)) {
-    answer(res, 404, 'not found')
+    // Not an id at all: refused as an unknown one is.
+    ctx.metrics.blobs.inc({ event: req.method === 'PUT' ? 'refused_token' : 'missing' })
+    answer(res, 404, 'not found', req.method === 'PUT')
+    if (req.method === 'PUT') req.resume()
     return true
   }
   const done = (err: unknown) => {
@@ -80,7 +83,8 @@ export function serveBlob(
   if (req.method === 'PUT') upload(ctx, id, req, res).catch(done)
   else if (req.method === 'GET' || req.method === 'HEAD') download(ctx, id, req, res).catch(done)
   else {
-    res.writeHead(405, { ...CORS, allow: 'PUT, GET, OPTIONS' }).end()
+    ctx.metrics.blobs.inc({ event: 'refused_method' })
+    res.writeHead(405, { ...CORS, allow: 'PUT, GET, OPTIONS', connection: 'close' }).end()
   }
   return true
 }

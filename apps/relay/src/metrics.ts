@@ -137,7 +137,8 @@ export function createMetrics() {
         'refused_too_large, refused_downloads (not 1..64), refused_quota (bytes per account), refused_rate (grants ' +
         'per hour), refused_disk, ' +
         'refused_token (an unknown id, a wrong or expired token), refused_conflict (already uploaded or uploading), ' +
-        'refused_oversize (a body longer than granted), refused_short (a body shorter than granted), missing (GET ' +
+        'refused_oversize (a body longer than granted), refused_short (a body shorter than granted), refused_method ' +
+        '(neither PUT, GET, HEAD nor OPTIONS), missing (GET ' +
         'of an unknown, incomplete or expired blob)',
       'event',
     ),
