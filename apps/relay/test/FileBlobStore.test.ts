@@ -169,9 +169,11 @@ describe('FileBlobStore', () => {
       await store.create(m, 1_000_000)
       await store.begin(m.id)
       // Fails before a byte: the file is still being opened when the pipeline gives up.
-      const failing = (async function* (): AsyncGenerator<Buffer> {
-        throw new Error('connection reset')
-      })()
+      const failing = new Readable({
+        read() {
+          this.destroy(new Error('connection reset'))
+        },
+      })
       await expect(store.write(m.id, failing)).rejects.toThrow('connection reset')
       expect(existsSync(join(dir, `${m.id}.part`))).toBe(true)
       await store.delete(m.id)
