@@ -62,6 +62,11 @@ export function policies(config: RelayConfig) {
       refillIntervalMs: DAY,
     },
     links: { capacity: config.linksPerHour, refillTokens: config.linksPerHour, refillIntervalMs: HOUR },
+    blobUploads: {
+      capacity: config.blobUploadsPerHour,
+      refillTokens: config.blobUploadsPerHour,
+      refillIntervalMs: HOUR,
+    },
     // A new device polls the rendezvous for its answer: a read every few seconds for a few minutes.
     rendezvousNetwork: {
       capacity: config.rendezvousPerNetworkPerHour,

@@ -59,6 +59,11 @@ const AT_LEAST_ONE = [
   'rendezvousPerNetworkPerHour',
   'moveForwardDays',
   'numberChangesPerDay',
+  'blobMaxBytes',
+  'blobTtlSeconds',
+  'blobUploadTtlSeconds',
+  'blobUploadTimeoutSeconds',
+  'blobUploadsPerHour',
 ] as const
 
 /** `[broken, message]` pairs: each rule that does not depend on who supplies the verifier. */
@@ -112,6 +117,8 @@ function rules(c: RelayConfig): [boolean, string][] {
       'activation-pow-bits must be at most activation-pow-max-bits, which is at most 32',
     ],
     [c.codeBackoffMaxMs < c.codeBackoffBaseMs, 'code-backoff-max-ms must be at least code-backoff-base-ms'],
+    [c.blobBytesPerAccount < c.blobMaxBytes, 'blob-bytes-per-account must be at least blob-max-bytes'],
+    [c.blobUploadTtlSeconds > c.blobTtlSeconds, 'blob-upload-ttl-seconds must be at most blob-ttl-seconds'],
     ...AT_LEAST_ONE.map((key): [boolean, string] => [
       c[key] < 1,
       `${flagOf(key).slice(2)} must be at least 1`,

@@ -3,6 +3,7 @@
  * @module
  */
 import type { PendingActivations } from './Activations.js'
+import type { BlobStore } from './BlobStore.js'
 import type { policies, RelayConfig } from './config.js'
 import type { DiskGuard } from './DiskGuard.js'
 import type { Fanout } from './Fanout.js'
@@ -37,6 +38,13 @@ export interface RelayContext {
   disk: DiskGuard
   /** CPU-heavy work in slices, one per event-loop turn (prekey signatures, membership reads, mailbox pages). */
   lane: HeavyLane
+  /** End-to-end encrypted attachments (handlers/blobs.ts grants them, blobHttp.ts moves their bytes). */
+  blobs: BlobStore
+  /**
+   * The disk high-water mark for blobs (the data directory's file system, measured with every store): new blob
+   * grants are refused UNAVAILABLE below it.
+   */
+  blobDisk: DiskGuard
   /** The membership prefix length announced now (adapts to the registered population). */
   membership: MembershipLength
   metrics: Metrics

@@ -130,6 +130,19 @@ export function createMetrics() {
       'Messages refused with BAD_REQUEST because the envelope is not shaped as a v1 SealedEnvelope',
     ),
     rateLimited: counter('rate_limited', 'Requests refused by a quota, by scope', 'scope'),
+    blobs: counter(
+      'blobs',
+      'Blob (encrypted attachment) events: granted, uploaded, downloaded (complete downloads), deleted (downloads ' +
+        'used up), expired, abandoned (a grant never uploaded before its token expired); refusals: ' +
+        'refused_too_large, refused_downloads (not 1..64), refused_quota (bytes per account), refused_rate (grants ' +
+        'per hour), refused_disk, ' +
+        'refused_token (an unknown id, a wrong or expired token), refused_conflict (already uploaded or uploading), ' +
+        'refused_oversize (a body longer than granted), refused_short (a body shorter than granted), refused_method ' +
+        '(neither PUT, GET, HEAD nor OPTIONS), missing (GET ' +
+        'of an unknown, incomplete or expired blob)',
+      'event',
+    ),
+    blobBytes: gauge('blob_bytes', 'Ciphertext bytes of complete blobs stored'),
     membershipAddresses: counter('membership_addresses', 'Addresses returned by membership queries'),
     membershipPrefixBits: gauge(
       'membership_prefix_bits',

@@ -1,6 +1,6 @@
 /**
- * The HTTP + WebSocket server: `/v1/ws` (the protocol), `/healthz`, `/readyz` (and the demo page in development)
- * on the client port, `/metrics` on its own listener (`--metrics-listen`); periodic sweeps; graceful shutdown
+ * The HTTP + WebSocket server: `/v1/ws` (the protocol), `/v1/blobs/<id>` (encrypted attachments, blobHttp.ts),
+ * `/healthz`, `/readyz` (and the demo page in development) on the client port, `/metrics` on its own listener (`--metrics-listen`); periodic sweeps; graceful shutdown
  * (stop accepting, finish in-flight requests, close the store).
  * @module
  */
@@ -23,6 +23,8 @@ import { ParleyError } from '@parley/protocol'
 import { type WebSocket, WebSocketServer } from 'ws'
 import { Activations } from './Activations.js'
 import { closeHeldConnections } from './admin/watch.js'
+import { type BlobStore, FileBlobStore } from './BlobStore.js'
+import { serveBlob } from './blobHttp.js'
 import { Connection } from './Connection.js'
 import { CloseCode } from './closeCodes.js'
 import { DEFAULT_CONFIG, metricsAddress, policies, type RelayConfig, validateConfig } from './config.js'
@@ -53,6 +55,11 @@ export interface RelayOptions extends Omit<Partial<RelayConfig>, 'store'> {
   store?: Store | string
   /** Fan-out; default in-process. */
   fanout?: Fanout
+  /**
+   * Blobs (end-to-end encrypted attachments); default a {@link FileBlobStore} in `<dataDir>/blobs/` (a temporary
+   * directory with `dataDir: ':memory:'`), whatever the store.
+   */
+  blobStore?: BlobStore
   /** Rate limiter; default in-memory. */
   limiter?: RateLimiter
   /** Verifier; default from `verifier` / `webhookUrl`. Tests may pass their own to capture codes. */
@@ -227,6 +234,7 @@ export async function startRelay(options: RelayOptions = {}): Promise<RunningRel
   const {
     store: storeOpt,
     fanout,
+    blobStore,
     limiter,
     verifierImpl,
     oprfKeyring,
@@ -275,6 +283,17 @@ export async function startRelay(options: RelayOptions = {}): Promise<RunningRel
   }
   const store =
     given ?? scaleOut.store ?? new SqliteStore(inMemory ? ':memory:' : join(config.dataDir, 'relay.db'))
+  let blobs: BlobStore
+  try {
+    blobs =
+      blobStore ??
+      (inMemory ? await FileBlobStore.temporary() : await FileBlobStore.open(join(config.dataDir, 'blobs')))
+  } catch (err) {
+    await Promise.allSettled([given ? undefined : store.close(), scaleOut.close()])
+    lock?.release()
+    const why = (err as NodeJS.ErrnoException).code ?? (err as Error).message
+    throw new ParleyError('UNAVAILABLE', `the blob directory cannot be opened (${why})`)
+  }
   const verifier =
     verifierImpl ??
     (config.verifier === 'webhook'
@@ -322,6 +341,13 @@ export async function startRelay(options: RelayOptions = {}): Promise<RunningRel
       intervalMs: diskCheckIntervalMs,
       onError: (err) => log.warn({ err }, 'could not measure free disk space'),
     }),
+    blobs,
+    blobDisk: new DiskGuard({
+      minFreeBytes: config.minFreeDiskBytes,
+      free: diskFree ?? (inMemory || blobStore ? undefined : statfsFree(config.dataDir)),
+      intervalMs: diskCheckIntervalMs,
+      onError: (err) => log.warn({ err }, 'could not measure free disk space of the blob directory'),
+    }),
     lane: new HeavyLane(),
     membership: new MembershipLength({
       maxBits: config.membershipPrefixBits,
@@ -352,7 +378,12 @@ export async function startRelay(options: RelayOptions = {}): Promise<RunningRel
   // Node checks header deadlines on this interval; a short one makes --headers-timeout-ms (slowloris) exact.
   const connectionsCheckingInterval = Math.max(100, Math.min(30_000, Math.floor(config.headersTimeoutMs / 4)))
   const server: Server = createServer({ connectionsCheckingInterval }, (req, res) => {
-    const path = (req.url ?? '/').split('?')[0]
+    const path = (req.url ?? '/').split('?')[0] ?? '/'
+    if (serveBlob(ctx, path, req, res)) return
+    // A body sent anywhere else is never read: the connection closes with the answer rather than wait for it.
+    res.on('finish', () => {
+      if (!req.complete) req.socket.destroy()
+    })
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405).end()
       return
@@ -371,11 +402,13 @@ export async function startRelay(options: RelayOptions = {}): Promise<RunningRel
         },
         (why: unknown) => res.writeHead(503, { 'content-type': 'text/plain' }).end(`${String(why)}\n`),
       )
-    } else if (!(config.demo && serveDemo(path ?? '/', req, res, log))) {
+    } else if (!(config.demo && serveDemo(path, req, res, log))) {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n')
     }
   })
-  server.requestTimeout = Math.max(30_000, config.headersTimeoutMs)
+  // The whole request must arrive within this: only a blob upload has a body worth waiting for (others are closed
+  // once answered, below), so the limit is the one for a blob's body.
+  server.requestTimeout = Math.max(config.headersTimeoutMs, config.blobUploadTimeoutSeconds * 1000)
   server.headersTimeout = config.headersTimeoutMs
 
   // `/metrics` has its own listener (default 127.0.0.1:9464), so the public client port never serves it.
@@ -398,7 +431,7 @@ export async function startRelay(options: RelayOptions = {}): Promise<RunningRel
       }
     })
   if (metricsServer) {
-    metricsServer.requestTimeout = server.requestTimeout
+    metricsServer.requestTimeout = Math.max(30_000, config.headersTimeoutMs)
     metricsServer.headersTimeout = config.headersTimeoutMs
   }
 
@@ -505,6 +538,11 @@ export async function startRelay(options: RelayOptions = {}): Promise<RunningRel
       ctx.metrics.expired.inc(expired)
       log.info({ expired }, 'expired mail swept')
     }
+    const blobSweep = await ctx.blobs.sweep(Date.now())
+    if (blobSweep.expired > 0) ctx.metrics.blobs.inc({ event: 'expired' }, blobSweep.expired)
+    if (blobSweep.abandoned > 0) ctx.metrics.blobs.inc({ event: 'abandoned' }, blobSweep.abandoned)
+    if (blobSweep.expired + blobSweep.abandoned > 0) log.info({ ...blobSweep }, 'blobs swept')
+    ctx.metrics.blobBytes.set(await ctx.blobs.storedBytes())
     ctx.activations.sweep()
     await closeHeldConnections(ctx)
     ctx.metrics.membershipPrefixBits.set(await ctx.membership.refresh())
@@ -536,7 +574,13 @@ export async function startRelay(options: RelayOptions = {}): Promise<RunningRel
     metricsServer?.close()
     await sweeping
     ctx.activations.clear()
-    await Promise.allSettled([ctx.fanout.close(), ctx.limiter.close(), ctx.store.close(), scaleOut.close()])
+    await Promise.allSettled([
+      ctx.fanout.close(),
+      ctx.limiter.close(),
+      ctx.store.close(),
+      ctx.blobs.close(),
+      scaleOut.close(),
+    ])
     lock?.release()
     // The listen error keeps its code (EADDRINUSE, EACCES); the message says which listener failed.
     if (err instanceof Error) err.message = `cannot listen on ${listening}: ${err.message}`
@@ -590,6 +634,7 @@ export async function startRelay(options: RelayOptions = {}): Promise<RunningRel
       await ctx.fanout.close()
       await ctx.limiter.close()
       await ctx.store.close()
+      await ctx.blobs.close()
       await scaleOut.close()
       lock?.release()
       log.info('relay stopped')

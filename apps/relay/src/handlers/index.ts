@@ -13,6 +13,7 @@ import {
   ParleyError,
 } from '@parley/protocol'
 import { activationConfirm, activationStart } from './activation.js'
+import { blobUploadRequest } from './blobs.js'
 import {
   deviceListQuery,
   multiSendIdentified,
@@ -111,6 +112,7 @@ const ROUTES: { readonly [B in ClientBody]: Route<B> } = {
   setRegistrationLock: device(setRegistrationLock),
   rebindAddress: device(rebindAddress),
   changeNumber: device(changeNumber),
+  blobUploadRequest: device(blobUploadRequest),
   unidentifiedSend: anonymous(unidentifiedSend),
   publishDeviceList: device(publishDeviceList),
   deviceListQuery: device(deviceListQuery),

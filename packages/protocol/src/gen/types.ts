@@ -777,6 +777,11 @@ export interface ClientFrameBodyMembers {
    * it; answered number_changed.
    */
   changeNumber: ChangeNumber
+  /**
+   * Authenticated only: reserves room for one end-to-end encrypted attachment (its ciphertext goes over HTTP,
+   * PUT /v1/blobs/<id>); answered blob_upload_granted.
+   */
+  blobUploadRequest: BlobUploadRequest
 }
 
 /** `parley.v1.ClientFrame`'s oneof `body` with one member set. */
@@ -856,6 +861,11 @@ export interface ClientFrameInput {
    * it; answered number_changed.
    */
   changeNumber?: ChangeNumberInput | null
+  /**
+   * Authenticated only: reserves room for one end-to-end encrypted attachment (its ciphertext goes over HTTP,
+   * PUT /v1/blobs/<id>); answered blob_upload_granted.
+   */
+  blobUploadRequest?: BlobUploadRequestInput | null
 }
 
 /** The members of `parley.v1.ServerFrame`'s oneof `body`, by name. */
@@ -916,6 +926,8 @@ export interface ServerFrameBodyMembers {
   rendezvousMessage: RendezvousMessage
   /** Answers change_number. */
   numberChanged: NumberChanged
+  /** Answers blob_upload_request. */
+  blobUploadGranted: BlobUploadGranted
 }
 
 /** `parley.v1.ServerFrame`'s oneof `body` with one member set. */
@@ -987,6 +999,8 @@ export interface ServerFrameInput {
   rendezvousMessage?: RendezvousMessageInput | null
   /** Answers change_number. */
   numberChanged?: NumberChangedInput | null
+  /** Answers blob_upload_request. */
+  blobUploadGranted?: BlobUploadGrantedInput | null
 }
 
 /**
@@ -2112,6 +2126,48 @@ export type MultiSendInput = InputOf<
   }
 >
 
+/**
+ * Reserves room at the relay for one attachment the client encrypted itself. The relay answers a random blob id
+ * and a single-use upload token; the client then PUTs exactly `size` ciphertext bytes to /v1/blobs/<hex id> with
+ * `Authorization: Bearer <hex token>`, and sends the id (with the key and digest, which the relay never sees)
+ * inside an end-to-end message. Anyone who knows the id may GET the blob: the 32 random bytes are the capability.
+ * Refused TOO_LARGE beyond --blob-max-bytes, RATE_LIMITED beyond the account's --blob-bytes-per-account (granted
+ * sizes count until the blob is deleted) or --blob-uploads-per-hour, UNAVAILABLE while the relay's disk is nearly
+ * full.
+ * `parley.v1.BlobUploadRequest` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
+ */
+export interface BlobUploadRequest {
+  /** The ciphertext's length in bytes, 1..--blob-max-bytes; the upload must be exactly this long. */
+  size: number
+  /**
+   * Complete downloads after which the relay deletes the blob (one per recipient device and per other device of
+   * the sender), 1..64; it is deleted at expires_at_ms in any case.
+   */
+  downloads: number
+}
+
+/** `parley.v1.BlobUploadRequest` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
+export type BlobUploadRequestInput = InputOf<BlobUploadRequest>
+
+/** `parley.v1.BlobUploadGranted` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
+export interface BlobUploadGranted {
+  /** 32 random bytes chosen by the relay: the blob's name in /v1/blobs/<hex id>, and the capability to read it. */
+  blobId: Uint8Array
+  /**
+   * 32 random bytes: the Bearer token of the one upload, valid for --blob-upload-ttl-seconds; the relay keeps
+   * only its hash.
+   */
+  uploadToken: Uint8Array
+  /**
+   * Unix ms when the relay deletes the blob at the latest, downloaded or not: now + --blob-ttl-seconds (30 days
+   * by default).
+   */
+  expiresAtMs: number
+}
+
+/** `parley.v1.BlobUploadGranted` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
+export type BlobUploadGrantedInput = InputOf<BlobUploadGranted>
+
 /** `parley.v1.SessionRecord` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
 export interface SessionRecord {
   /** Record format version (1). */
@@ -2384,6 +2440,10 @@ export interface Messages {
   DeviceEnvelope: DeviceEnvelope
   /** `parley.v1.MultiSend` as decoded: {@link MultiSend}. */
   MultiSend: MultiSend
+  /** `parley.v1.BlobUploadRequest` as decoded: {@link BlobUploadRequest}. */
+  BlobUploadRequest: BlobUploadRequest
+  /** `parley.v1.BlobUploadGranted` as decoded: {@link BlobUploadGranted}. */
+  BlobUploadGranted: BlobUploadGranted
   /** `parley.v1.SessionRecord` as decoded: {@link SessionRecord}. */
   SessionRecord: SessionRecord
   /** `parley.v1.SkippedChain` as decoded: {@link SkippedChain}. */
@@ -2572,6 +2632,10 @@ export interface MessageInputs {
   DeviceEnvelope: DeviceEnvelopeInput
   /** `parley.v1.MultiSend` as the encoder takes it: {@link MultiSendInput}. */
   MultiSend: MultiSendInput
+  /** `parley.v1.BlobUploadRequest` as the encoder takes it: {@link BlobUploadRequestInput}. */
+  BlobUploadRequest: BlobUploadRequestInput
+  /** `parley.v1.BlobUploadGranted` as the encoder takes it: {@link BlobUploadGrantedInput}. */
+  BlobUploadGranted: BlobUploadGrantedInput
   /** `parley.v1.SessionRecord` as the encoder takes it: {@link SessionRecordInput}. */
   SessionRecord: SessionRecordInput
   /** `parley.v1.SkippedChain` as the encoder takes it: {@link SkippedChainInput}. */

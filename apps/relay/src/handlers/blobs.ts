@@ -1,0 +1,81 @@
+/**
+ * `BlobUploadRequest` → `BlobUploadGranted`: room for one end-to-end encrypted attachment. The relay picks a
+ * random 32-byte id and a random single-use upload token (it keeps only the token's hash), records the grant under
+ * the account's quota id, and the client PUTs the ciphertext over HTTP (blobHttp.ts). Refused, each counted in
+ * `parley_relay_blobs_total{event}`: TOO_LARGE (a size of 0 or beyond --blob-max-bytes, BAD_REQUEST for a
+ * download count outside 1..64), RATE_LIMITED (--blob-uploads-per-hour, or the account's blobs would hold more
+ * than --blob-bytes-per-account), UNAVAILABLE (the disk of the blob directory nearly full).
+ * @module
+ */
+import { createHash, randomBytes } from 'node:crypto'
+import { type ClientBodyOf, ParleyError } from '@parley/protocol'
+import { MAILBOX_FULL_RETRY_MS } from './mailboxGuard.js'
+import type { DeviceScope } from './scope.js'
+import { charge, type Reply } from './util.js'
+
+/** Most complete downloads one blob may be granted (its recipients' devices and its sender's other ones). */
+export const MAX_BLOB_DOWNLOADS = 64
+
+/** SHA-256 of an upload token, hex: what the blob store keeps in its place. */
+export function blobTokenHash(token: Uint8Array): string {
+  return createHash('sha256').update('parley/relay/blob-upload-token\0').update(token).digest('hex')
+}
+
+/** `BlobUploadRequest` → `BlobUploadGranted`. */
+export async function blobUploadRequest(
+  scope: DeviceScope,
+  request: ClientBodyOf<'blobUploadRequest'>,
+): Promise<Reply> {
+  const { config, metrics, blobs, blobDisk, policies } = scope.ctx
+  const size = request.size
+  const downloads = request.downloads
+  if (!Number.isSafeInteger(size) || size < 1 || size > config.blobMaxBytes) {
+    metrics.blobs.inc({ event: 'refused_too_large' })
+    throw new ParleyError('TOO_LARGE', `size must be 1..${config.blobMaxBytes} bytes`)
+  }
+  if (!Number.isInteger(downloads) || downloads < 1 || downloads > MAX_BLOB_DOWNLOADS) {
+    metrics.blobs.inc({ event: 'refused_downloads' })
+    throw new ParleyError('BAD_REQUEST', `downloads must be 1..${MAX_BLOB_DOWNLOADS}`)
+  }
+  if (await blobDisk.low()) {
+    metrics.blobs.inc({ event: 'refused_disk' })
+    throw new ParleyError('UNAVAILABLE', 'the relay is nearly out of disk space; try again later', {
+      retryAfterMs: MAILBOX_FULL_RETRY_MS,
+    })
+  }
+  const owner = scope.device.quotaId
+  try {
+    await charge(scope, 'blob_uploads', `blobs:acct:${owner}`, 1, policies.blobUploads)
+  } catch (err) {
+    metrics.blobs.inc({ event: 'refused_rate' })
+    throw err
+  }
+  const id = randomBytes(32)
+  const token = randomBytes(32)
+  const now = Date.now()
+  const expiresAtMs = now + config.blobTtlSeconds * 1000
+  const created = await blobs.create(
+    {
+      id: id.toString('hex'),
+      owner,
+      size,
+      downloadsLeft: downloads,
+      expiresAtMs,
+      uploadExpiresAtMs: now + config.blobUploadTtlSeconds * 1000,
+      tokenHash: blobTokenHash(token),
+      state: 'pending',
+    },
+    config.blobBytesPerAccount,
+  )
+  if (!created) {
+    metrics.blobs.inc({ event: 'refused_quota' })
+    metrics.rateLimited.inc({ scope: 'blob_bytes' })
+    throw new ParleyError(
+      'RATE_LIMITED',
+      `this account's blobs would hold more than ${config.blobBytesPerAccount} bytes; try again once some are downloaded or expired`,
+      { retryAfterMs: MAILBOX_FULL_RETRY_MS },
+    )
+  }
+  metrics.blobs.inc({ event: 'granted' })
+  return { blobUploadGranted: { blobId: id, uploadToken: token, expiresAtMs } }
+}
