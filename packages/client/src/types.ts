@@ -53,7 +53,12 @@ export interface ParleyClientOptions {
    * marks messages read. Both on by default. Turning one off sends none of that kind; the states of this
    * account's own messages still move on with its contacts' receipts.
    */
-  receipts?: { delivery?: boolean; read?: boolean }
+  receipts?: {
+    /** Send delivery receipts (default true). */
+    delivery?: boolean
+    /** Send read receipts (default true). */
+    read?: boolean
+  }
   /** How long one request may wait for the relay (default 20 s). */
   requestTimeoutMs?: number
   /** Reconnect backoff: first delay (default 250 ms) and cap (default 30 s); full jitter is applied. */
