@@ -46,8 +46,11 @@ import { browserOptions } from './esbuildOptions.mjs'
 // replies, reactions, edits, deletions and receipts: 105.4 → 107.4 KB (88.9 up front): conversations.ts (acting
 // on messages, receipts and their batching, +4.0 KB minified), Client.ts (react, edit, deleteForEveryone, the
 // receipts option, +0.8), delivery.ts (+0.6), outbox.ts (+0.4), e2e.ts (+0.4), inbox.ts (+0.3); the budget
-// moved to 108 KB.
-export const BUDGET_KB = 108
+// moved to 108 KB. 108 KB until attachments in the SDK: 107.4 → 109.9 KB (91.3 up front): protocol
+// attachment.ts (the chunked cipher, +2.8 KB minified), engine/attachments.ts (upload and download, +1.9),
+// conversations.ts (+0.6), Client.ts (+0.5), delivery.ts, e2e.ts (+0.4 each), outbox.ts (+0.3); the budget moved to
+// 110 KB. Attachments are the first candidate for a lazy chunk (they are needed only when a file is sent or opened).
+export const BUDGET_KB = 110
 
 /**
  * Bundles the SDK as a user's bundler would (ESM, minified, code splitting on) and measures min+gzip of what a

@@ -3,10 +3,11 @@
  * a durable outbox and an exactly-once inbox, over an injected transport and store.
  * @module
  */
-import { assertCryptoProvider, type IdentityKeyPair } from '@parley/protocol'
+import { assertCryptoProvider, type IdentityKeyPair, ParleyError } from '@parley/protocol'
 import { systemClock } from './Clock.js'
 import type { Listener } from './Emitter.js'
 import { Activator } from './engine/activation.js'
+import { Attachments } from './engine/attachments.js'
 import { Backups } from './engine/backup.js'
 import { Contacts } from './engine/contacts.js'
 import { Engine } from './engine/context.js'
@@ -38,6 +39,7 @@ import type {
   LinkedAccount,
   LinkInvitation,
   NumberChange,
+  OutgoingAttachment,
   ParleyClientOptions,
   ParleyEvents,
   RestoredBackup,
@@ -77,6 +79,7 @@ export class ParleyClient {
   readonly #inbox: Inbox
   readonly #outbox: Outbox
   readonly #delivery: Delivery
+  readonly #attachments: Attachments
   readonly #conversations: Conversations
   readonly #devices: Devices
   readonly #backups: Backups
@@ -170,6 +173,7 @@ export class ParleyClient {
     const outbox = new Outbox(engine, delivery, discovery, sms, ttl, conversations)
     this.#inbox = new Inbox(engine, session, contacts, discovery, prekeys, devices, conversations)
     this.#conversations = conversations
+    this.#attachments = new Attachments(engine, options.relayUrl, undefined)
     conversations.sendControl = (address, number, body) => outbox.queueControl(address, number, body)
     this.#devices = devices
     this.#backups = new Backups(engine)
@@ -438,6 +442,50 @@ export class ParleyClient {
   async markRead(conversation: string, upTo?: string): Promise<number> {
     this.#engine.checkOpen()
     return this.#conversations.markRead(conversation, upTo)
+  }
+
+  /**
+   * Sends a file, end to end: it is encrypted here with a fresh key (chunked ChaCha20-Poly1305), its encrypted
+   * blob is uploaded to the relay's blob store under a random id, and the key, digest and id travel inside the
+   * end-to-end message. The relay sees only ciphertext. The recipient's devices (and this account's others) get a
+   * message with `attachment` and call {@link downloadAttachment}; the relay deletes the blob once each has fetched
+   * it, or after 30 days.
+   * @param to - the recipient's number (on Parley: attachments never go by SMS)
+   * @param file - `data`, and optionally `mimeType`, `fileName`, `caption` (the message's text), `preview`
+   * @returns the message id and its route (`ip`)
+   * @throws TypeError for a malformed file; ParleyError `NOT_FOUND` for a number not on Parley, `TOO_LARGE` over the
+   *   relay's size limit, `RATE_LIMITED` over the account's upload quotas, `UNAVAILABLE` when the upload fails
+   * @example await parley.sendAttachment('+1 415 555 0101', { data: jpeg, mimeType: 'image/jpeg', caption: 'look' })
+   */
+  async sendAttachment(to: string, file: OutgoingAttachment, options: SendOptions = {}): Promise<SendResult> {
+    this.#engine.checkOpen()
+    Attachments.check(file)
+    return this.#outbox.send(to, file.caption ?? '', {
+      ...options,
+      attachment: async (address) => {
+        const list = (await this.#devices.cached(address)) ?? (await this.#devices.refresh(address))
+        const downloads = Math.max(1, list.devices.length) + this.#devices.ownOthers().length
+        return this.#attachments.upload(file, downloads)
+      },
+    })
+  }
+
+  /**
+   * Downloads and decrypts the file of a message that has an `attachment`, checking it is the one the message
+   * named.
+   * @param messageId - the message's id
+   * @returns the file's bytes
+   * @throws ParleyError `NOT_FOUND` for a message without an attachment here, or one the relay no longer has
+   *   (every device it was for fetched it, or it expired); `VERIFICATION_FAILED` for a blob that is not the one
+   *   the message named (corrupted or replaced); `UNAVAILABLE` when the download fails
+   * @example const bytes = await parley.downloadAttachment(message.id)
+   */
+  async downloadAttachment(messageId: string): Promise<Uint8Array> {
+    this.#engine.checkOpen()
+    const record = await this.#conversations.attachmentOf(messageId)
+    if (record === undefined)
+      throw new ParleyError('NOT_FOUND', 'no attachment of that message on this device')
+    return this.#attachments.download(record)
   }
 
   /**

@@ -185,6 +185,8 @@ export interface IncomingMessage {
   unsupported?: boolean
   /** The id of the message it quotes (a reply), if any. */
   replyTo?: string
+  /** Its attachment, if any ({@link ParleyClient.downloadAttachment} fetches the file). */
+  attachment?: AttachmentInfo
 }
 
 /** One device of an account, as its device list (signed by the account identity) names it. */
@@ -245,6 +247,36 @@ export interface ConversationMessage {
   edited?: boolean
   /** Its sender deleted it for everyone; `text` is empty. */
   deleted?: boolean
+  /** Its attachment, if any. */
+  attachment?: AttachmentInfo
+}
+
+/** An attachment of a message, as the app sees it ({@link ParleyClient.downloadAttachment} fetches the file). */
+export interface AttachmentInfo {
+  /** The file's size in bytes. */
+  size: number
+  /** Its media type, when the sender gave one. */
+  mimeType: string | null
+  /** Its name, when the sender gave one. */
+  fileName: string | null
+  /** Its caption (also the message's `text`). */
+  caption: string | null
+  /** A small preview image the sender included, if any. */
+  preview: Uint8Array | null
+}
+
+/** What {@link ParleyClient.sendAttachment} sends. */
+export interface OutgoingAttachment {
+  /** The file's bytes (at most the relay's limit, 100 MiB by default). */
+  data: Uint8Array
+  /** Its media type, e.g. `image/jpeg`. */
+  mimeType?: string
+  /** Its name. */
+  fileName?: string
+  /** Text shown with it. */
+  caption?: string
+  /** A small preview image (at most 64 KiB), sent inside the end-to-end message. */
+  preview?: Uint8Array
 }
 
 /** Payload of the `reaction` event. */

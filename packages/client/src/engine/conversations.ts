@@ -6,6 +6,7 @@ import { ParleyError } from '@parley/protocol'
 import { fromHex, toHex } from '../internal/codec.js'
 import { pageFromList, type StoreEntry, type StoreWrite } from '../Store.js'
 import type {
+  AttachmentInfo,
   Conversation,
   ConversationMessage,
   ConversationPage,
@@ -15,6 +16,7 @@ import type {
 import type { Engine } from './context.js'
 import type { Discovery } from './discovery.js'
 import {
+  type AttachmentRecord,
   type ConversationMessageRecord,
   type ConversationRecord,
   contactRecord,
@@ -63,6 +65,7 @@ export function entryOfStored(
         state: 'sent',
         ...(m.seq === undefined ? {} : { seq: m.seq }),
         ...(m.replyTo === undefined ? {} : { replyTo: m.replyTo }),
+        ...(m.attachment === undefined ? {} : { attachment: m.attachment }),
       },
     }
   }
@@ -80,6 +83,7 @@ export function entryOfStored(
       state: 'received',
       ...(m.seq === undefined ? {} : { seq: m.seq }),
       ...(m.replyTo === undefined ? {} : { replyTo: m.replyTo }),
+      ...(m.attachment === undefined ? {} : { attachment: m.attachment }),
     },
   }
 }
@@ -221,6 +225,7 @@ export class Conversations {
           }),
       }
     }
+    if ('attachment' in action) return { writes: [] }
     const targetId = 'edit' in action ? action.edit.targetId : action.deleteForEveryone
     const t = await target(targetId)
     // Only the actor's own message: a contact's incoming one, or (from another device of ours) our outgoing one.
@@ -449,6 +454,17 @@ export class Conversations {
     return done.unread
   }
 
+  /** The attachment of a message on this device, if it has one. */
+  async attachmentOf(idHex: string): Promise<AttachmentRecord | undefined> {
+    const { store } = this.#engine
+    if (!ID.test(idHex)) throw new TypeError('a message id is 32 hex digits')
+    const key = await get(store, K.messageIndex(idHex))
+    const raw = key === undefined ? undefined : await store.get(key)
+    if (raw === undefined) return undefined
+    const m = K.conversationMessage.codec.decode(raw)
+    return m.deleted === true ? undefined : m.attachment
+  }
+
   /** `ParleyClient.deleteMessage`: removes one message from this device (not from the peer's). */
   async deleteMessage(idHex: string): Promise<boolean> {
     const engine = this.#engine
@@ -521,6 +537,17 @@ async function pageFromStore(engine: Engine, prefix: string, key: string): Promi
   return store.page !== undefined ? store.page(prefix, o) : pageFromList(await store.list(prefix), o)
 }
 
+/** What the app sees of an attachment (its key and blob id stay in the store). */
+export function attachmentInfo(a: AttachmentRecord): AttachmentInfo {
+  return {
+    size: a.size,
+    mimeType: a.mimeType ?? null,
+    fileName: a.fileName ?? null,
+    caption: a.caption ?? null,
+    preview: a.preview ?? null,
+  }
+}
+
 /** Where a message sorts in its conversation: when it was received, or for one sent here, when it was sent. */
 function orderOf(m: ConversationMessageRecord): number {
   return m.outgoing ? m.sentAt : (m.receivedAt ?? m.sentAt)
@@ -541,6 +568,7 @@ function toMessage(conversation: string, m: ConversationMessageRecord): Conversa
     ...(m.reactions === undefined ? {} : { reactions: { ...m.reactions } }),
     ...(m.edited ? { edited: true } : {}),
     ...(m.deleted ? { deleted: true } : {}),
+    ...(m.attachment === undefined || m.deleted ? {} : { attachment: attachmentInfo(m.attachment) }),
   }
 }
 

@@ -626,6 +626,24 @@ function contentOf(
 
 /** The content of a reaction, edit, deletion or receipt, with the fallback text a peer without it shows. */
 function bodyContent(body: OutgoingBody): Omit<Content, 'messageId' | 'sentAtMs'> {
+  if ('attachment' in body) {
+    const a = body.attachment
+    return {
+      attachment: {
+        blobId: fromHex(a.blobId),
+        key: a.key,
+        digest: a.digest,
+        size: a.size,
+        ciphertextSize: a.ciphertextSize,
+        chunkSize: a.chunkSize,
+        ...(a.mimeType === undefined ? {} : { mimeType: a.mimeType }),
+        ...(a.fileName === undefined ? {} : { fileName: a.fileName }),
+        ...(a.caption === undefined ? {} : { caption: a.caption }),
+        ...(a.preview === undefined ? {} : { preview: a.preview }),
+      },
+      fallbackText: a.caption ? `[file] ${a.caption}` : '[file]',
+    }
+  }
   if ('reaction' in body) {
     const r = body.reaction
     return {
@@ -647,7 +665,7 @@ function bodyContent(body: OutgoingBody): Omit<Content, 'messageId' | 'sentAtMs'
 
 /** Whether an entry is not the app's message but a control message (a notice, reaction, edit, deletion, receipt). */
 export function isControl(entry: OutboxRecord): boolean {
-  return entry.notice === true || entry.body !== undefined
+  return entry.notice === true || (entry.body !== undefined && !('attachment' in entry.body))
 }
 
 /** The entry left the outbox while it was being sent (the SMS fallback took it). */

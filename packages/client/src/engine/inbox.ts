@@ -17,7 +17,7 @@ import type { StoreWrite } from '../Store.js'
 import type { CallOptions, IncomingMessage, NumberChangedEvent } from '../types.js'
 import type { Contacts } from './contacts.js'
 import type { Engine } from './context.js'
-import { type Conversations, entryOfStored } from './conversations.js'
+import { attachmentInfo, type Conversations, entryOfStored } from './conversations.js'
 import { accountIdentity, type Devices } from './devices.js'
 import type { Discovery } from './discovery.js'
 import {
@@ -397,6 +397,7 @@ export class Inbox {
       ...(delivery.seq > 0 ? { seq: delivery.seq } : {}),
       ...(content.unsupported ? { unsupported: true as const } : {}),
       ...(content.replyTo === undefined ? {} : { replyTo: content.replyTo }),
+      ...(content.attachment === undefined ? {} : { attachment: content.attachment }),
       ...(transcriptTo === undefined
         ? {}
         : {
@@ -571,5 +572,6 @@ function toIncoming(m: StoredMessage): IncomingMessage {
     ...(m.toAddress === undefined ? {} : { to: m.to ?? null, toAddress: m.toAddress }),
     ...(m.unsupported ? { unsupported: true } : {}),
     ...(m.replyTo === undefined ? {} : { replyTo: m.replyTo }),
+    ...(m.attachment === undefined ? {} : { attachment: attachmentInfo(m.attachment) }),
   }
 }

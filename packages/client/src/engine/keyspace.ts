@@ -169,8 +169,23 @@ export interface OutboxRecord {
   }
 }
 
+/** An attachment as this device keeps it: where its blob is (hex id) and how to open it. */
+export interface AttachmentRecord {
+  blobId: string
+  key: Uint8Array
+  digest: Uint8Array
+  size: number
+  ciphertextSize: number
+  chunkSize: number
+  mimeType?: string
+  fileName?: string
+  caption?: string
+  preview?: Uint8Array
+}
+
 /** What an outbox entry carries besides a text (`OutboxRecord.body`). */
 export type OutgoingBody =
+  | { attachment: AttachmentRecord }
   | { reaction: { targetId: string; emoji: string; remove: boolean } }
   | { edit: { targetId: string; text: string } }
   | { deleteForEveryone: string }
@@ -205,6 +220,8 @@ export interface StoredMessage {
   unsupported?: true
   /** The id (hex) of the message it quotes. */
   replyTo?: string
+  /** An attachment (the text is its caption). */
+  attachment?: AttachmentRecord
 }
 
 /** A conversation (engine/conversations.ts): one per peer. */
@@ -248,6 +265,8 @@ export interface ConversationMessageRecord {
   edited?: true
   /** Its sender deleted it for everyone (the text is gone). */
   deleted?: true
+  /** An attachment (the text is its caption). */
+  attachment?: AttachmentRecord
   /** Its mailbox sequence number (received messages and sent transcripts), which orders mail of one millisecond. */
   seq?: number
 }

@@ -9,7 +9,16 @@ import type { Engine } from './context.js'
 import type { ConversationEntry, Conversations } from './conversations.js'
 import { type Delivery, isControl } from './delivery.js'
 import type { Discovery } from './discovery.js'
-import { contactRecord, decodeEntry, del, K, type OutboxRecord, type OutgoingBody, put } from './keyspace.js'
+import {
+  type AttachmentRecord,
+  contactRecord,
+  decodeEntry,
+  del,
+  K,
+  type OutboxRecord,
+  type OutgoingBody,
+  put,
+} from './keyspace.js'
 
 const MAX_TEXT_BYTES = 64 * 1024
 /** Most outbox messages awaiting the relay's MessageAccepted at once. */
@@ -140,7 +149,14 @@ export class Outbox {
   }
 
   /** `ParleyClient.send`, after the open check. */
-  async send(to: string, text: string, options: SendOptions): Promise<SendResult> {
+  async send(
+    to: string,
+    text: string,
+    options: SendOptions & {
+      /** For an attachment: encrypts and uploads the file for `downloads` devices, once the recipient is known. */
+      attachment?: (address: Uint8Array) => Promise<AttachmentRecord>
+    },
+  ): Promise<SendResult> {
     const engine = this.#engine
     const { store, clock } = engine
     if (typeof text !== 'string') throw new TypeError('text must be a string')
@@ -170,6 +186,9 @@ export class Outbox {
       }
       contact = await contactRecord(store, e164)
     }
+    if ((contact === null || !contact.registered) && options.attachment !== undefined) {
+      throw new ParleyError('NOT_FOUND', 'the recipient is not on Parley: attachments go end to end only')
+    }
     if (contact === null || !contact.registered) {
       if (this.#sms === undefined) {
         throw new ParleyError('NOT_FOUND', 'the recipient is not on Parley and no smsFallback is configured')
@@ -184,6 +203,8 @@ export class Outbox {
       })
       return { id, route: 'sms' }
     }
+    const attachment =
+      options.attachment === undefined ? undefined : await options.attachment(contact.address)
     const entry: OutboxRecord = {
       id,
       to: e164,
@@ -191,6 +212,7 @@ export class Outbox {
       text,
       sentAt: clock.now(),
       ...(replyTo === undefined ? {} : { replyTo }),
+      ...(attachment === undefined ? {} : { body: { attachment } }),
     }
     await engine.serial.run(async () => {
       const seq = ++this.#outboxSeq
@@ -204,6 +226,7 @@ export class Outbox {
         engine.requireAccount().e164,
       )
       if (replyTo !== undefined) conversation.message.replyTo = replyTo
+      if (attachment !== undefined) conversation.message.attachment = attachment
       await store.write([put(K.outbox(seq), entry), ...(await this.#conversations.add(conversation))])
     })
     this.kick()
@@ -509,6 +532,9 @@ function outgoing(
 /** Whether a queued entry may go by SMS: the app's message to a contact (not a notice or history, nor our own). */
 function smsEligible(entry: OutboxRecord): boolean {
   return (
-    !isControl(entry) && entry.history === undefined && entry.to !== '' && entry.multi?.recipientDone !== true
+    entry.body === undefined &&
+    entry.history === undefined &&
+    entry.to !== '' &&
+    entry.multi?.recipientDone !== true
   )
 }

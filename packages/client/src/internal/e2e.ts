@@ -21,7 +21,14 @@ import {
   signWithIdentity,
   type wire,
 } from '@parley/protocol'
-import { K, type LinkUploadRecord, type OutgoingBody, type PrekeyKind, put } from '../engine/keyspace.js'
+import {
+  type AttachmentRecord,
+  K,
+  type LinkUploadRecord,
+  type OutgoingBody,
+  type PrekeyKind,
+  put,
+} from '../engine/keyspace.js'
 import type { StoreWrite } from '../Store.js'
 import { decodeRecord, toHex as toHexString } from './codec.js'
 
@@ -80,12 +87,31 @@ export interface DecryptedContent {
   action?: OutgoingBody
   /** With a text: the id (hex) of the message it quotes. */
   replyTo?: string
+  /** An attachment (then `text` is its caption). */
+  attachment?: AttachmentRecord
 }
 
 function toDecrypted(c: ReturnType<typeof decodeContent>): DecryptedContent {
   // Content.sender_number is ignored: only the certified opening in the sealed envelope proves a number.
   const action = actionOf(c)
+  const a = c.attachment
+  const attachment: AttachmentRecord | undefined =
+    a === undefined
+      ? undefined
+      : {
+          blobId: toHexString(a.blobId),
+          key: a.key,
+          digest: a.digest,
+          size: a.size,
+          ciphertextSize: a.ciphertextSize,
+          chunkSize: a.chunkSize,
+          ...(a.mimeType === undefined ? {} : { mimeType: a.mimeType }),
+          ...(a.fileName === undefined ? {} : { fileName: a.fileName }),
+          ...(a.caption === undefined ? {} : { caption: a.caption }),
+          ...(a.preview === undefined ? {} : { preview: a.preview }),
+        }
   const shown =
+    attachment !== undefined ||
     c.text !== undefined ||
     c.data !== undefined ||
     c.history !== undefined ||
@@ -95,7 +121,8 @@ function toDecrypted(c: ReturnType<typeof decodeContent>): DecryptedContent {
   return {
     messageId: c.messageId,
     sentAtMs: c.sentAtMs,
-    text: c.text ?? (shown ? '' : (c.fallbackText ?? '')),
+    text: c.text ?? attachment?.caption ?? (shown ? '' : (c.fallbackText ?? '')),
+    ...(attachment === undefined ? {} : { attachment }),
     ...(signal ? { signal: true as const } : !shown ? { unsupported: true as const } : {}),
     ...(action === undefined ? {} : { action }),
     ...(c.replyTo !== undefined && c.text !== undefined ? { replyTo: toHexString(c.replyTo) } : {}),
