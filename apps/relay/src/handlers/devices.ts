@@ -328,6 +328,6 @@ export async function multiSendUnidentified(
     throw new ParleyError('FORBIDDEN', 'the delivery token is not valid for this recipient')
   }
   if (!(await deliveryTokenOpens(scope.store, checked.address, token))) return forbidden()
-  await chargeUnidentified(scope, 'recipient', Buffer.from(checked.address).toString('hex'))
+  await chargeUnidentified(scope, 'recipient', scope.recipientQuotaId(checked.address))
   return storeCopies(scope, checked, request.deviceListVersion, null, forbidden)
 }

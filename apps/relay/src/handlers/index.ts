@@ -47,8 +47,8 @@ import {
   setDeliveryToken,
 } from './session.js'
 import { type AnonymousScope, unidentifiedSend } from './unidentified.js'
-
 import type { Reply } from './util.js'
+import { quotaId } from './util.js'
 
 export type { Commit } from './mail.js'
 export type { Reply } from './util.js'
@@ -185,7 +185,17 @@ function anonymousScope(conn: Caller): AnonymousScope {
   }
   conn.anonymous = true
   const { store, fanout, limiter, config, policies, metrics, disk } = conn.ctx
-  return { store, fanout, limiter, config, policies, metrics, disk, network: conn.network }
+  return {
+    store,
+    fanout,
+    limiter,
+    config,
+    policies,
+    metrics,
+    disk,
+    network: conn.network,
+    recipientQuotaId: (address) => quotaId(conn, address),
+  }
 }
 
 /**

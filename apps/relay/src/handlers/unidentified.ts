@@ -24,6 +24,11 @@ export interface AnonymousScope {
   readonly disk: RelayContext['disk']
   /** The source network (IPv4 /24, IPv6 /56) of the connection, for its limit. */
   readonly network: string
+  /**
+   * What a recipient's quota is filed under: a keyed hash of its address (handlers/util.ts `quotaId`), never the
+   * address, so that the persisted quotas name no account (nor one deactivated since).
+   */
+  readonly recipientQuotaId: (address: Uint8Array) => string
 }
 
 /**
@@ -93,7 +98,7 @@ export async function unidentifiedSend(
     scope.metrics.unidentified.inc({ outcome: 'forbidden' })
     throw new ParleyError('FORBIDDEN', 'the delivery token is not valid for this recipient')
   }
-  await charge(scope, 'recipient', addressHex)
+  await charge(scope, 'recipient', scope.recipientQuotaId(address))
   await refuseLinked(scope.store, address)
   const deviceId = m.recipientDeviceId
   const result = await scope.store.enqueue({
