@@ -240,7 +240,18 @@ describe('unidentified sends', () => {
     const source = readFileSync(new URL('../src/handlers/unidentified.ts', import.meta.url), 'utf8')
     const scope = /export interface AnonymousScope \{([\s\S]*?)\n\}/.exec(source)![1]!
     const fields = [...scope.matchAll(/readonly (\w+):/g)].map((m) => m[1])
-    expect(fields).toEqual(['store', 'fanout', 'limiter', 'config', 'policies', 'metrics', 'disk', 'network'])
+    // recipientQuotaId hashes the *recipient's* address (which the frame names anyway); nothing names the sender.
+    expect(fields).toEqual([
+      'store',
+      'fanout',
+      'limiter',
+      'config',
+      'policies',
+      'metrics',
+      'disk',
+      'network',
+      'recipientQuotaId',
+    ])
     const code = source.replace(/\/\*[\s\S]*?\*\//g, '').replace(/\/\/.*$/gm, '')
     expect(code).not.toMatch(/\bConnection\b|\bconn\.|\.device\b|\.ip\b|addressHex\b.*log/)
   })
