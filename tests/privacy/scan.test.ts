@@ -1,7 +1,7 @@
 // The scanners must find what they look for, or the audits built on them prove nothing.
 import { createHash, randomBytes } from 'node:crypto'
 import { describe, expect, it } from 'vitest'
-import { bytesNeedles, NeedleSet, NumberScanner, textNeedles, withinDigitRun } from './scan.js'
+import { bytesNeedles, NeedleSet, NumberScanner, textNeedles, withinDigitRun, withinHexRun } from './scan.js'
 
 /** `length` pseudo-random bytes, the same on every run: SHA-256(seed ‖ counter) blocks. */
 function noise(seed: number, length: number): Uint8Array {
@@ -155,5 +155,18 @@ describe('NeedleSet', () => {
 
   it('refuses needles too short to search for without false alarms', () => {
     expect(() => new NeedleSet([{ label: 'x', bytes: new Uint8Array(3) }])).toThrow(RangeError)
+  })
+})
+
+describe('withinHexRun', () => {
+  it('takes a code inside a 32+ digit hex run for chance, and one written out for the code', () => {
+    const at = (text: string) => {
+      const data = new Uint8Array(Buffer.from(text))
+      return withinHexRun(data, text.indexOf('483920'), 6)
+    }
+    expect(at(`"ud:recipient:${'a'.repeat(13)}483920${'f'.repeat(13)}"`)).toBe(true)
+    expect(at('"code":"483920"')).toBe(false)
+    expect(at(`${'a'.repeat(10)}483920${'b'.repeat(10)}`)).toBe(false)
+    expect(at(`${'A'.repeat(20)}483920${'B'.repeat(20)}`)).toBe(false)
   })
 })
