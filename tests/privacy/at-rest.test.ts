@@ -27,6 +27,7 @@ import {
 } from '../../apps/relay/test/conformance/postgresFiles.js'
 import { describeWith, probePostgres } from '../../apps/relay/test/conformance/services.js'
 import { recordingTransport } from '../../packages/client/src/testing/recordingTransport.js'
+import { metric } from '../contract/attacker.js'
 import { CodeInbox, clientDir, type Relay, startRelay, until } from '../contract/harness.js'
 import { generateNumbers } from './numbers.js'
 import {
@@ -119,6 +120,8 @@ interface Engine {
   secretsOf?(relay: Relay, accounts: Account[]): Promise<Map<number, Uint8Array[]>>
   /** Kinds of deactivated values that are a documented limit of the store: reported, not asserted. */
   remains?: Set<string>
+  /** Resolves once the store has done what it does after erasures (SQLite: the scrub of its file). */
+  settled?(relay: Relay): Promise<void>
   close(): Promise<void>
 }
 
@@ -241,6 +244,7 @@ function atRestScan(store: string, engine: () => Promise<Engine>): void {
     // Half the accounts deactivate.
     storeSecrets = (await e.secretsOf?.(relay, accounts.slice(0, DEACTIVATED))) ?? storeSecrets
     for (const a of accounts.slice(0, DEACTIVATED)) await a.client.deactivate()
+    await e.settled?.(relay)
   }, 240_000)
 
   afterAll(async () => {
@@ -403,7 +407,16 @@ describe('at-rest scan of a relay on SQLite after a full scenario (P4, P5, P6, P
     }
   }
   atRestScan('data', async () => ({
-    args: [],
+    // Erasures are scrubbed (VACUUM) within a second rather than the default minute: the scan waits for it.
+    args: ['--erasure-scrub-seconds', '1'],
+    async settled(relay) {
+      const scrub = async () => ({
+        due: await metric(relay.metricsUrl, 'parley_relay_store_scrub_due'),
+        done: await metric(relay.metricsUrl, 'parley_relay_store_scrubs_total', '{outcome="done"}'),
+      })
+      await until(async () => (await scrub()).due === 0, 30_000, 'the scrub after the deactivations')
+      expect((await scrub()).done).toBeGreaterThan(0)
+    },
     async sources(relay) {
       const files = dataFiles(relay.dataDir)
       expect(files.map(([f]) => f)).toEqual(expect.arrayContaining(['relay.db']))

@@ -74,6 +74,7 @@ export const OPTIONS = [
   int('maxDiscoveryBatch', DEFAULT_LIMITS.maxDiscoveryBatch, 'most elements or prefixes in one discovery request'),
   int('maxMailboxMessages', DEFAULT_LIMITS.maxMailboxMessages, 'unread messages per device; new mail beyond it is refused (MAILBOX_FULL), none evicted'),
   int('maxMailboxBytes', 67_108_864, 'envelope bytes of unread mail per device (64 MiB); new mail beyond is refused (MAILBOX_FULL), none evicted'),
+  int('erasureScrubSeconds', 60, 'SQLite: the longest an erasure (deactivation, a replaced or removed device, a move) waits for the rewrite of relay.db (VACUUM) that leaves no stale copy of it in unused page space; erasures meanwhile share one, which holds the relay about 8 ms per MB of database (0 = at once)'),
   int('minFreeDiskBytes', 268_435_456, 'refuse new mail (MAILBOX_FULL) while the data directory has less free space, and new blob grants (UNAVAILABLE) with any store (256 MiB; 0 = off)'),
   int('maxAcksPerFrame', 500, 'most sequence numbers in one AckMessages (TOO_LARGE beyond)'),
   int('acksPerSecond', 2000, 'acked sequence numbers per connection per second (burst: 2 x max-acks-per-frame)'),

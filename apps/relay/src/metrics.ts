@@ -119,6 +119,16 @@ export function createMetrics() {
     delivered: counter('messages_delivered', 'Deliveries pushed'),
     acked: counter('messages_acked', 'Messages acked and deleted'),
     expired: counter('messages_expired', 'Messages expired by TTL'),
+    storeScrubs: counter(
+      'store_scrubs',
+      'SQLite: rewrites of the database file (VACUUM) after erasures, so no stale copy of an erased row stays in it, by outcome (done, failed)',
+      'outcome',
+    ),
+    storeScrubDue: gauge(
+      'store_scrub_due',
+      'SQLite: 1 while an erasure awaits its scrub (--erasure-scrub-seconds)',
+    ),
+    storeScrubSeconds: gauge('store_scrub_seconds', 'SQLite: how long the last scrub held the event loop'),
     mailboxFull: counter(
       'mailbox_full',
       'Messages refused with MAILBOX_FULL, nothing stored and nothing evicted, by the limit: messages or bytes ' +

@@ -281,8 +281,23 @@ export async function startRelay(options: RelayOptions = {}): Promise<RunningRel
     lock?.release()
     throw err
   }
+  const metrics = createMetrics()
   const store =
-    given ?? scaleOut.store ?? new SqliteStore(inMemory ? ':memory:' : join(config.dataDir, 'relay.db'))
+    given ??
+    scaleOut.store ??
+    new SqliteStore(inMemory ? ':memory:' : join(config.dataDir, 'relay.db'), {
+      scrubDelayMs: config.erasureScrubSeconds * 1000,
+      onScrub: (event) => {
+        if (event.kind === 'due') return metrics.storeScrubDue.set(1)
+        if (event.kind === 'failed') {
+          metrics.storeScrubs.inc({ outcome: 'failed' })
+          return log.error({ err: event.error }, 'scrub after an erasure failed; tried again at the next one')
+        }
+        metrics.storeScrubs.inc({ outcome: 'done' })
+        metrics.storeScrubDue.set(0)
+        metrics.storeScrubSeconds.set(event.ms / 1000)
+      },
+    })
   let blobs: BlobStore
   try {
     blobs =
@@ -354,7 +369,7 @@ export async function startRelay(options: RelayOptions = {}): Promise<RunningRel
       minBucket: config.membershipMinBucket,
       count: () => store.accountCount(),
     }),
-    metrics: createMetrics(),
+    metrics,
     log,
   }
 

@@ -4,8 +4,8 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
-import { afterEach, describe, expect, it } from 'vitest'
-import { SCHEMA_VERSION, SqliteStore } from '../src/SqliteStore.js'
+import { afterEach, describe, expect, it, vi } from 'vitest'
+import { SCHEMA_VERSION, type ScrubEvent, SqliteStore } from '../src/SqliteStore.js'
 import { tempDir } from '../testing/index.js'
 import { bytes, EMPTY, enqueue, hex, key, register } from './conformance/store.js'
 
@@ -333,6 +333,108 @@ describe('SqliteStore', () => {
       expect(db.prepare(`SELECT count(*) AS n FROM ${table}`).get()).toEqual({ n: 0 })
     }
     db.close()
+  })
+
+  describe('scrub after erasures', () => {
+    /** A store whose fsync is a no-op (the churn below commits thousands of batches) and whose events are kept. */
+    const scrubbing = (path: string, scrubDelayMs: number) => {
+      const events: ScrubEvent['kind'][] = []
+      const s = new SqliteStore(path, {
+        fsync: (_fd, done) => done(null),
+        scrubDelayMs,
+        onScrub: (e) => events.push(e.kind),
+      })
+      stores.push(s)
+      return { s, events }
+    }
+    /** How many of `needles` occur anywhere in the file at `path` or its WAL. */
+    const foundIn = (path: string, needles: Uint8Array[]) => {
+      const files = [path, `${path}-wal`].filter(existsSync).map((f) => readFileSync(f))
+      return needles.filter((n) => files.some((f) => f.includes(Buffer.from(n)))).length
+    }
+
+    it('leaves no stale copy of an erased address in unused page space, which secure_delete alone does', async () => {
+      const path = join(tempDir(), 'relay.db')
+      const { s, events } = scrubbing(path, 3_600_000)
+      const addresses: Uint8Array[] = []
+      for (let i = 0; i < 20; i++) addresses.push((await register(s)).address)
+      // Mail comes and is acked, as on a relay: b-tree pages fill, split and rebalance. A fixed sequence of acks
+      // (a small LCG), so the page layout, and what SQLite leaves behind, is the same every run.
+      let lcg = 12345
+      const next = (n: number) => {
+        lcg = (lcg * 1103515245 + 12345) % 2 ** 31
+        return lcg % n
+      }
+      const live: { a: number; seq: number }[] = []
+      for (let batch = 0; batch < 600; batch++) {
+        const sent = await Promise.all(
+          Array.from({ length: 100 }, (_, j) => {
+            const a = (batch * 100 + j) % 20
+            return enqueue(s, addresses[a]!, 1, {
+              size: 200 + (((batch * 100 + j) * 37) % 400),
+              max: 100_000,
+            }).then((r) => ({ a, seq: r.status === 'stored' ? r.seq : -1 }))
+          }),
+        )
+        live.push(...sent)
+        const acks: { a: number; seq: number }[] = []
+        while (live.length > 2000) acks.push(...live.splice(next(live.length), 1))
+        await Promise.all(acks.map((m) => s.ack(addresses[m.a]!, 1, [m.seq])))
+      }
+      const erased = addresses.slice(0, 10)
+      for (const a of erased) expect(await s.deleteAccount(a)).toBe(true)
+      expect(s.scrubDue).toBe(true)
+      expect(events).toEqual(['due'])
+      // Every row is deleted and zeroed, the WAL folded — and still some of these addresses are in the file: the
+      // bytes a page rebuild left between the cell pointers and the cell area (SqliteStore.scrub). Should SQLite
+      // one day zero them itself, this fails, and the scrub may no longer be needed.
+      expect(foundIn(path, erased)).toBeGreaterThan(0)
+      expect(s.scrub()).toBe(true)
+      expect(foundIn(path, erased)).toBe(0)
+      expect(foundIn(path, addresses.slice(10))).toBe(10) // the rest of the data is all still there
+      expect(s.scrubDue).toBe(false)
+      expect(events).toEqual(['due', 'done'])
+    }, 60_000)
+
+    it('shares one scrub among the erasures of its delay, and runs it when the timer fires', async () => {
+      vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] })
+      try {
+        const path = join(tempDir(), 'relay.db')
+        const { s, events } = scrubbing(path, 60_000)
+        const addresses = [
+          (await register(s)).address,
+          (await register(s)).address,
+          (await register(s)).address,
+        ]
+        for (const a of addresses) await s.deleteAccount(a)
+        expect(events).toEqual(['due'])
+        vi.advanceTimersByTime(59_999)
+        expect(events).toEqual(['due'])
+        vi.advanceTimersByTime(1)
+        expect(events).toEqual(['due', 'done'])
+        expect(s.scrubDue).toBe(false)
+        // The next erasure starts the next delay.
+        await s.deleteAccount((await register(s)).address)
+        vi.advanceTimersByTime(60_000)
+        expect(events).toEqual(['due', 'done', 'due', 'done'])
+      } finally {
+        vi.useRealTimers()
+      }
+    })
+
+    it('scrubs before an erasing call returns when the delay is 0, and at close when one is due', async () => {
+      const now = scrubbing(join(tempDir(), 'relay.db'), 0)
+      await now.s.deleteAccount((await register(now.s)).address)
+      expect(now.events).toEqual(['due', 'done'])
+      const later = scrubbing(join(tempDir(), 'relay.db'), 3_600_000)
+      await later.s.deleteAccount((await register(later.s)).address)
+      // Mail and keys that are no erasure make nothing due.
+      const { address } = await register(later.s)
+      await enqueue(later.s, address)
+      expect(later.events).toEqual(['due'])
+      await later.s.close()
+      expect(later.events).toEqual(['due', 'done'])
+    })
   })
 
   it('leaves no byte of a removed linked device in the database file or its WAL', async () => {
