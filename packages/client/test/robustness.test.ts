@@ -1,5 +1,5 @@
 // Engine edges an app runs into: an 'error' listener that throws, iterators ended by an abort signal, the order
-// of history within one millisecond, and acks still queued when the app closes the client.
+// of history within one millisecond, acks still queued when the app closes the client, and work close() cuts short.
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { aliceAndBob, BOB, collect, world } from './harness.js'
 
@@ -25,6 +25,23 @@ describe('engine robustness', () => {
       expect.stringContaining("an 'error' listener threw"),
     ])
     await bob.close()
+  })
+
+  it('reports nothing of the work that close() cuts short', async () => {
+    const { relay, activated } = world()
+    const bob = await activated(BOB)
+    const warn = vi.spyOn(console, 'warn').mockImplementation(() => {})
+    const errors: unknown[] = []
+    bob.on('error', (e) => errors.push(e))
+    // The delivery fails to open, as in the test above, but the app has closed the client meanwhile.
+    relay.push(BOB, {
+      delivery: { seq: 1, messageId: new Uint8Array(16), envelope: new Uint8Array(40), receivedAtMs: 0 },
+    })
+    const closed = bob.close()
+    await relay.settle()
+    await closed
+    expect(errors).toEqual([])
+    expect(warn).not.toHaveBeenCalled()
   })
 
   it('ends messages() at once for a signal that is already aborted, and registers nothing', async () => {

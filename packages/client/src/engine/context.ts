@@ -138,6 +138,10 @@ export class Engine {
   }
 
   emitError(err: unknown): void {
+    // Background work that close() cut short fails on the closed store or connection: that is the close the app
+    // asked for, not an error to report (in a test suite it was a stream of "INTERNAL: The database connection
+    // is not open" from clients closed while mail was arriving).
+    if (this.closed) return
     const e = ParleyError.fromUnknown(err)
     if (this.#reportingError) {
       // An 'error' listener threw: reporting that through the same listener would recurse without end.
