@@ -153,8 +153,13 @@ export interface DiscoveryResult {
 export interface SendResult {
   /** The message id (32 hex characters). */
   id: string
-  /** `'ip'`: end-to-end encrypted over Parley (queued durably); `'sms'`: handed to `smsFallback`. */
-  route: 'ip' | 'sms'
+  /**
+   * `'ip'`: end-to-end encrypted over Parley (queued durably); `'sms'`: handed to `smsFallback`; `'pending'`: sent
+   * with no connection to a number not known to be on Parley and no `smsFallback` policy — queued durably until
+   * the client is online and has looked the number up, then sent over IP (it joins the conversation then, at the
+   * time it was sent), or reported by `sendFailed` with NOT_FOUND when the number is not on Parley.
+   */
+  route: 'ip' | 'sms' | 'pending'
 }
 
 /** A received message. */

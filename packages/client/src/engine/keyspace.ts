@@ -125,6 +125,20 @@ export interface SessionRecord {
   stale?: boolean
 }
 
+/**
+ * A message sent while offline to a number whose registration is unknown (never looked up, or not lately, and
+ * last seen not on Parley): it waits here until the client is online and has looked the number up, then moves
+ * to the outbox (on Parley) or fails with `sendFailed` NOT_FOUND (not, and no `smsFallback`).
+ */
+export interface UnresolvedSendRecord {
+  id: string
+  /** The recipient's number (E.164). */
+  to: string
+  text: string
+  sentAt: number
+  replyTo?: string
+}
+
 export interface OutboxRecord {
   id: string
   to: string
@@ -374,6 +388,8 @@ export const K = {
   /** The last identity key seen for a contact, kept even when the session is dropped. */
   identity: family('identity/', bytes, (addressHex: string) => addressHex),
   outbox: family('outbox/', json<OutboxRecord>(), (seq: number) => pad(seq)),
+  /** Sends waiting for the client to be online to look their number up (in sending order). */
+  unresolved: family('unresolved/', json<UnresolvedSendRecord>(), (seq: number) => pad(seq)),
   /** Message ids already delivered (the inbox's dedupe): when, received. */
   seen: family('inbox/seen/', json<number>(), (idHex: string) => idHex),
   inbox: family(

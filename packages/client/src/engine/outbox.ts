@@ -18,6 +18,7 @@ import {
   type OutboxRecord,
   type OutgoingBody,
   put,
+  type UnresolvedSendRecord,
 } from './keyspace.js'
 
 const MAX_TEXT_BYTES = 64 * 1024
@@ -77,8 +78,14 @@ export class Outbox {
   /** Continues the outbox's numbering after the last entry queued before this start. */
   async load(): Promise<void> {
     const outbox = await this.#engine.store.list(K.outbox.prefix)
-    const last = outbox.at(-1)
-    this.#outboxSeq = last === undefined ? 0 : Number(last.key.slice(K.outbox.prefix.length))
+    const unresolved = await this.#engine.store.list(K.unresolved.prefix)
+    // One numbering for both: a send queued offline keeps its place among the sends after it.
+    const seqOf = (key: string | undefined, prefix: string) =>
+      key === undefined ? 0 : Number(key.slice(prefix.length))
+    this.#outboxSeq = Math.max(
+      seqOf(outbox.at(-1)?.key, K.outbox.prefix),
+      seqOf(unresolved.at(-1)?.key, K.unresolved.prefix),
+    )
     if (outbox.length > 0) this.#scheduleSms()
   }
 
@@ -172,19 +179,38 @@ export class Outbox {
     // Queued, it would wait for a connection that the ban keeps closed.
     if (engine.banned !== null) throw engine.banned
     const id = toHex(engine.random(16))
+    // Earlier sends to this number still wait for its lookup: this one goes after them, never before.
+    let waiting = (await this.#unresolved()).some((u) => u.entry.to === e164)
+    if (waiting && engine.link.state === 'online') waiting = !(await this.#resolveUnresolved(options.signal))
     let contact = await contactRecord(store, e164)
-    if (contact === null || clock.now() - contact.checkedAt > this.#discoveryTtlMs) {
-      // With an SMS policy and no connection, nothing waits for one: a number never looked up goes by SMS now,
-      // one looked up before is sent to as it was registered then (by SMS after the deadline if IP stays down).
+    if (waiting || contact === null || clock.now() - contact.checkedAt > this.#discoveryTtlMs) {
+      // Without a connection nothing waits for one. With an SMS policy, a number never looked up goes by SMS
+      // now; without one, a number not known to be on Parley is queued until the client can look it up. A number
+      // found on Parley before is sent to as it was registered then (by SMS after the deadline if IP stays
+      // down). An attachment needs the recipient's devices, so it still waits for the lookup.
       const policy = this.#sms?.afterMs !== undefined
-      if (!policy || engine.link.state === 'online') {
+      let offline = engine.link.state !== 'online' && options.attachment === undefined
+      if (!offline) {
         try {
           await this.#discovery.lookup([e164], options.signal)
         } catch (err) {
-          if (!policy || !NO_CONNECTION.has(ParleyError.fromUnknown(err).code)) throw err
+          if (!NO_CONNECTION.has(ParleyError.fromUnknown(err).code) || options.attachment !== undefined)
+            throw err
+          offline = true
         }
       }
       contact = await contactRecord(store, e164)
+      if (!policy && offline && (waiting || contact === null || !contact.registered)) {
+        const entry: UnresolvedSendRecord = {
+          id,
+          to: e164,
+          text,
+          sentAt: clock.now(),
+          ...(replyTo === undefined ? {} : { replyTo }),
+        }
+        await engine.serial.run(() => store.write([put(K.unresolved(++this.#outboxSeq), entry)]))
+        return { id, route: 'pending' }
+      }
     }
     if ((contact === null || !contact.registered) && options.attachment !== undefined) {
       throw new ParleyError('NOT_FOUND', 'the recipient is not on Parley: attachments go end to end only')
@@ -302,7 +328,89 @@ export class Outbox {
   async pendingCount(): Promise<number> {
     // Notices, reactions, edits, deletions and receipts are not the app's messages.
     const entries = await this.#engine.store.list(K.outbox.prefix)
-    return entries.filter((e) => !isControl(decodeEntry(K.outbox, e))).length
+    const unresolved = await this.#engine.store.list(K.unresolved.prefix)
+    return entries.filter((e) => !isControl(decodeEntry(K.outbox, e))).length + unresolved.length
+  }
+
+  /** The sends waiting for their number's lookup, in sending order. */
+  async #unresolved(): Promise<{ key: string; entry: UnresolvedSendRecord }[]> {
+    const listed = await this.#engine.store.list(K.unresolved.prefix)
+    return listed.map((e) => ({ key: e.key, entry: decodeEntry(K.unresolved, e) }))
+  }
+
+  #resolving: Promise<boolean> | null = null
+
+  /**
+   * Looks up the numbers of the sends queued while offline (one batch), then moves each to the outbox (its
+   * number is on Parley: it appears in the conversation, queued, at the time it was sent) or fails it with
+   * `sendFailed` NOT_FOUND (it is not, and there is no SMS policy to hand it to). Runs once at a time.
+   * @returns true when none is left waiting; false when the lookup failed for want of a connection
+   */
+  #resolveUnresolved(signal?: AbortSignal): Promise<boolean> {
+    this.#resolving ??= this.#resolveOnce(signal).finally(() => {
+      this.#resolving = null
+    })
+    return this.#resolving
+  }
+
+  async #resolveOnce(signal?: AbortSignal): Promise<boolean> {
+    const engine = this.#engine
+    const { store } = engine
+    const waiting = await this.#unresolved()
+    if (waiting.length === 0) return true
+    try {
+      await this.#discovery.lookup([...new Set(waiting.map((w) => w.entry.to))], signal)
+    } catch (err) {
+      if (NO_CONNECTION.has(ParleyError.fromUnknown(err).code)) return false
+      throw err
+    }
+    const failed: UnresolvedSendRecord[] = []
+    await engine.serial.run(async () => {
+      const account = engine.requireAccount()
+      // One write each: a conversation's next entry builds on what the previous one wrote.
+      for (const { key, entry: u } of waiting) {
+        const contact = await contactRecord(store, u.to)
+        if (contact === null || !contact.registered) {
+          failed.push(u)
+          await store.write([del(key)])
+          continue
+        }
+        const entry: OutboxRecord = {
+          id: u.id,
+          to: u.to,
+          address: contact.address,
+          text: u.text,
+          sentAt: u.sentAt,
+          ...(u.replyTo === undefined ? {} : { replyTo: u.replyTo }),
+        }
+        const conversation = outgoing(
+          toHex(contact.address),
+          u.to,
+          u.id,
+          u.text,
+          u.sentAt,
+          'queued',
+          account.e164,
+        )
+        if (u.replyTo !== undefined) conversation.message.replyTo = u.replyTo
+        await store.write([
+          del(key),
+          put(K.outbox(++this.#outboxSeq), entry),
+          ...(await this.#conversations.add(conversation)),
+        ])
+      }
+    })
+    for (const u of failed) {
+      engine.events.emit('sendFailed', {
+        id: u.id,
+        to: u.to,
+        error: new ParleyError(
+          'NOT_FOUND',
+          'the recipient is not on Parley and no smsFallback is configured',
+        ),
+      })
+    }
+    return true
   }
 
   /** Forgets every deferral (the account is gone). */
@@ -327,16 +435,20 @@ export class Outbox {
     await engine.flushing?.catch(() => {})
     await engine.serial.run(async () => {
       if (engine.banned !== error) return // logged in again meanwhile
-      const queued = (await engine.store.list(K.outbox.prefix)).map((e) => ({
-        key: e.key,
-        entry: decodeEntry(K.outbox, e),
-      }))
+      const queued: { key: string; entry: OutboxRecord | UnresolvedSendRecord }[] = [
+        ...(await engine.store.list(K.outbox.prefix)).map((e) => ({
+          key: e.key,
+          entry: decodeEntry(K.outbox, e),
+        })),
+        ...(await this.#unresolved()),
+      ]
       if (queued.length === 0) return
       const states: StoreWrite[] = []
       for (const { entry } of queued) states.push(...(await this.#conversations.setState(entry.id, 'failed')))
       await engine.store.write([...queued.map((q) => del(q.key)), ...states])
       for (const { entry } of queued) {
-        if (!isControl(entry)) engine.events.emit('sendFailed', { id: entry.id, to: entry.to, error })
+        if (!('address' in entry && isControl(entry)))
+          engine.events.emit('sendFailed', { id: entry.id, to: entry.to, error })
       }
     })
   }
@@ -371,6 +483,8 @@ export class Outbox {
     // its oldest entry goes alone first, and the others follow only once the relay has accepted it.
     const engine = this.#engine
     const { store, clock } = engine
+    // Sends queued offline to numbers not looked up go first: they were sent before anything queued since.
+    if (!(await this.#resolveUnresolved())) return
     const inFlight = new Map<string, Promise<void>>()
     const started = new Set<string>()
     /** The recipient (address hex) of each entry looked at, by key; an entry's recipient never changes. */
