@@ -50,7 +50,9 @@ import { browserOptions } from './esbuildOptions.mjs'
 // attachment.ts (the chunked cipher, +2.8 KB minified), engine/attachments.ts (upload and download, +1.9),
 // conversations.ts (+0.6), Client.ts (+0.5), delivery.ts, e2e.ts (+0.4 each), outbox.ts (+0.3); the budget moved to
 // 110 KB. Attachments are the first candidate for a lazy chunk (they are needed only when a file is sent or opened).
-export const BUDGET_KB = 110
+// 110 KB until sends queued offline to numbers not looked up (route 'pending'): 109.9 → 110.3 KB (91.8 up front),
+// all of it outbox.ts (the unresolved queue and its batch lookup); the budget moved to 111 KB.
+export const BUDGET_KB = 111
 
 /**
  * Bundles the SDK as a user's bundler would (ESM, minified, code splitting on) and measures min+gzip of what a
