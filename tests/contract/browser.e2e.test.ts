@@ -215,6 +215,32 @@ describe.skipIf(!haveChromium && !required)(
       expect((await inbox(bob)).filter((m) => m.id === queued.id)).toHaveLength(1)
     })
 
+    it('a second tab of the same store is refused with INVALID_STATE until the first closes its client', async () => {
+      const context = await browser.newContext()
+      contexts.push(context)
+      const first = await context.newPage()
+      await load(first)
+      const second = await context.newPage()
+      await second.goto(pageUrl)
+      const outcome = (page: Page) =>
+        page.evaluate(() =>
+          (window as unknown as TestWindow).ready.then(
+            () => 'opened',
+            (e: { code?: string; message: string }) => `${e.code}: ${e.message}`,
+          ),
+        )
+      expect(await outcome(second)).toMatch(/^INVALID_STATE: the Parley store parley is open in another tab/)
+      // The first tab's client still works: the second never touched the store.
+      expect(await pending(first)).toBe(0)
+      await first.evaluate(() => (window as unknown as TestWindow).client.close())
+      await second.reload()
+      expect(await outcome(second)).toBe('opened')
+      expect(await pending(second)).toBe(0)
+      // A reload of the tab holding it opens again (its old document let go).
+      await second.reload()
+      expect(await outcome(second)).toBe('opened')
+    })
+
     it('a browser client and a Node client talk both ways', async () => {
       const received: IncomingMessage[] = []
       carol = await activatedClient(relay, codes, CAROL, { storePath: join(nodeDir, 'carol.db') })

@@ -3,10 +3,12 @@
  * every batch in one readwrite transaction.
  * @module
  */
-import type { PageOptions, Store, StoreEntry, StoreWrite } from '@parley/client'
+import { type PageOptions, ParleyError, type Store, type StoreEntry, type StoreWrite } from '@parley/client'
 
 const SCHEMA_VERSION = 1
 const KV = 'kv'
+/** How long opening waits for another tab's hold on the same store to end (a reload's old document). */
+const LOCK_WAIT_MS = 2000
 
 /** Options of {@link IndexedDbStore.open}. */
 export interface IndexedDbStoreOptions {
@@ -14,6 +16,40 @@ export interface IndexedDbStoreOptions {
   indexedDB?: IDBFactory
   /** The key range class that goes with `indexedDB` (default: the global `IDBKeyRange`). */
   keyRange?: typeof IDBKeyRange
+  /** The Web Locks manager that keeps a second tab out (default: `navigator.locks`; none: no lock is taken). */
+  locks?: LockManager | null
+}
+
+/**
+ * Holds the exclusive Web Lock `parley-store:<name>` until the returned function is called (or the tab goes):
+ * two tabs of one origin over one database would be one device twice, each advancing the same ratchets from
+ * its own copy, and the first message either of them then sends or opens could break the sessions of both.
+ * @throws ParleyError `INVALID_STATE` when another tab (or another client in this one) still holds it after
+ *   {@link LOCK_WAIT_MS}
+ */
+function holdStoreLock(locks: LockManager, name: string): Promise<() => void> {
+  return new Promise((resolve, reject) => {
+    // A short wait rather than none: a reloading tab's old document may still hold the lock for a moment.
+    locks
+      .request(
+        `parley-store:${name}`,
+        { mode: 'exclusive', signal: AbortSignal.timeout(LOCK_WAIT_MS) },
+        () => {
+          // Held as long as this promise is pending.
+          return new Promise<void>((release) => resolve(release))
+        },
+      )
+      .catch((err: unknown) => {
+        const kind = (err as { name?: string } | null)?.name
+        if (kind !== 'AbortError' && kind !== 'TimeoutError') return reject(err)
+        reject(
+          new ParleyError(
+            'INVALID_STATE',
+            `the Parley store ${name} is open in another tab (or client); close it there first — one device, one tab`,
+          ),
+        )
+      })
+  })
 }
 
 /**
@@ -26,15 +62,18 @@ export interface IndexedDbStoreOptions {
 export class IndexedDbStore implements Store {
   readonly #db: IDBDatabase
   readonly #keyRange: typeof IDBKeyRange
+  readonly #unlock: () => void
   #closed = false
 
-  private constructor(db: IDBDatabase, keyRange: typeof IDBKeyRange) {
+  private constructor(db: IDBDatabase, keyRange: typeof IDBKeyRange, unlock: () => void) {
     this.#db = db
     this.#keyRange = keyRange
+    this.#unlock = unlock
     // Another tab wants to upgrade or delete the database: let it, and fail our own calls loudly from now on.
     db.onversionchange = () => {
       this.#closed = true
       db.close()
+      unlock()
     }
   }
 
@@ -43,7 +82,8 @@ export class IndexedDbStore implements Store {
    * @param name - the IndexedDB database name, e.g. `'parley'`
    * @param options - an IndexedDB implementation other than the global one
    * @returns the store
-   * @throws TypeError for an empty name or when IndexedDB is not available; Error when the database
+   * @throws TypeError for an empty name or when IndexedDB is not available; ParleyError `INVALID_STATE` when
+   *   another tab (or client) has the database open, held by a Web Lock until it closes; Error when the database
    *   cannot be opened (private browsing in some browsers, blocked by another tab, written by a newer SDK)
    * @example const store = await IndexedDbStore.open('parley')
    */
@@ -54,6 +94,8 @@ export class IndexedDbStore implements Store {
     if (factory === undefined || keyRange === undefined) {
       throw new TypeError('IndexedDB is not available here; pass a store of your own')
     }
+    const locks = options.locks === undefined ? globalThis.navigator?.locks : options.locks
+    const unlock = locks ? await holdStoreLock(locks, name) : () => {}
     const db = await new Promise<IDBDatabase>((resolve, reject) => {
       let request: IDBOpenDBRequest
       try {
@@ -82,8 +124,11 @@ export class IndexedDbStore implements Store {
       request.onblocked = () => {
         reject(new Error(`IndexedDB database ${name} is held open by an older version in another tab`))
       }
+    }).catch((err: unknown) => {
+      unlock()
+      throw err
     })
-    return new IndexedDbStore(db, keyRange)
+    return new IndexedDbStore(db, keyRange, unlock)
   }
 
   /** @inheritDoc */
@@ -157,6 +202,7 @@ export class IndexedDbStore implements Store {
     if (this.#closed) return
     this.#closed = true
     this.#db.close()
+    this.#unlock()
   }
 
   #transaction(mode: IDBTransactionMode): IDBObjectStore {
