@@ -52,8 +52,12 @@ import { browserOptions } from './esbuildOptions.mjs'
 // 110 KB. Attachments are the first candidate for a lazy chunk (they are needed only when a file is sent or opened).
 // 110 KB until sends queued offline to numbers not looked up (route 'pending'): 109.9 → 110.3 KB (91.8 up front),
 // all of it outbox.ts (the unresolved queue and its batch lookup); the budget moved to 111 KB. The store's Web Lock
-// against a second tab: +0.2 KB (IndexedDbStore.ts), 110.5 KB.
-export const BUDGET_KB = 111
+// against a second tab: +0.2 KB (IndexedDbStore.ts), 110.5 KB. 111 KB until the store sealed at rest
+// (storeEncryptionKey): 110.5 → 111.5 KB (93.0 up front), protocol storeSeal.ts (+1.2 KB minified), client
+// EncryptedStore.ts (+1.0) and its mark (+0.2); the budget moved to 112 KB. (A dynamic import() of the sealing
+// code made it worse, 113.0 KB: the protocol barrel keeps storeSeal.ts in the entry's graph, and the chunk
+// costs its own overhead.)
+export const BUDGET_KB = 112
 
 /**
  * Bundles the SDK as a user's bundler would (ESM, minified, code splitting on) and measures min+gzip of what a

@@ -6,7 +6,9 @@
 
 import type { CryptoProvider } from '@parley/protocol'
 import { ParleyClient } from './Client.js'
+import { EncryptedStore } from './EncryptedStore.js'
 import { MemoryStore, type Store } from './Store.js'
+import { refuseSealedWithoutKey } from './storeSealMark.js'
 import type { Transport } from './Transport.js'
 import type { ParleyClientOptions } from './types.js'
 
@@ -23,6 +25,14 @@ export interface PlatformClientOptions extends Omit<ParleyClientOptions, 'transp
   storePath?: string
   /** A store of your own instead of `storePath`. */
   store?: Store
+  /**
+   * 32 random bytes that seal the store at rest (`storePath`'s or your own `store`): every record is encrypted
+   * (XChaCha20-Poly1305) and the phone numbers in record names are hashed, so the file or IndexedDB database
+   * reveals no message, key, contact or number without it — only record counts, sizes and opaque names. Keep it
+   * in the platform's keystore: a sealed store does not open without it (`INVALID_STATE`) or under another key
+   * (`DECRYPT_FAILED`). Applies to a new store; one written without it is refused rather than converted.
+   */
+  storeEncryptionKey?: Uint8Array
   /** A transport of your own instead of the platform's WebSocket. */
   transport?: Transport
 }
@@ -49,7 +59,9 @@ export interface PlatformDefaults {
  * @param platform - the platform's default transport and store
  * @returns the client, as {@link ParleyClient.create} returns it
  * @throws TypeError when `options` is not an object, both `storePath` and `store` are given, or
- *   {@link ParleyClient.create} refuses the options; whatever `platform.openStore` throws (a bad `storePath`)
+ *   {@link ParleyClient.create} refuses the options, or `storeEncryptionKey` is not 32 bytes; ParleyError
+ *   `INVALID_STATE` for a sealed store without its key (or a plain one with a key), `DECRYPT_FAILED` for a sealed
+ *   store under another key; whatever `platform.openStore` throws (a bad `storePath`)
  * @example
  * export const createClient = (options: PlatformClientOptions) =>
  *   createPlatformClient(options, { transport: () => new MyTransport(), openStore: (path) => MyStore.open(path) })
@@ -59,15 +71,23 @@ export async function createPlatformClient(
   platform: PlatformDefaults,
 ): Promise<ParleyClient> {
   if (typeof options !== 'object' || options === null) throw new TypeError('options are required')
-  const { storePath, store, transport, ...rest } = options
+  const { storePath, store, transport, storeEncryptionKey, ...rest } = options
   if (storePath !== undefined && store !== undefined) throw new TypeError('pass storePath or store, not both')
+  if (
+    storeEncryptionKey !== undefined &&
+    !(storeEncryptionKey instanceof Uint8Array && storeEncryptionKey.length === 32)
+  )
+    throw new TypeError('storeEncryptionKey must be 32 bytes')
   const opened = store ?? (storePath === undefined ? new MemoryStore() : await platform.openStore(storePath))
   try {
+    let used: Store = opened
+    if (storeEncryptionKey !== undefined) used = await EncryptedStore.open(opened, storeEncryptionKey)
+    else await refuseSealedWithoutKey(opened)
     return await ParleyClient.create({
       crypto: platform.crypto,
       ...rest,
       transport: transport ?? platform.transport(),
-      store: opened,
+      store: used,
     })
   } catch (err) {
     // A store opened here is ours to close when the client cannot be made; the app's own store stays open.

@@ -9,6 +9,7 @@ export type { PlatformClientOptions, PlatformDefaults } from './createPlatformCl
 export { createPlatformClient } from './createPlatformClient.js'
 export type { Listener } from './Emitter.js'
 export { Emitter } from './Emitter.js'
+export { EncryptedStore } from './EncryptedStore.js'
 export type { ConnectionState } from './RelayLink.js'
 export type { PageOptions, Store, StoreEntry, StoreWrite } from './Store.js'
 export { MemoryStore, pageFromList } from './Store.js'

@@ -242,3 +242,6 @@ export {
   signWithIdentity,
   verifyIdentitySignature,
 } from './signing.js'
+// A client store's records sealed at rest under the app's key (storeEncryptionKey).
+export type { OpenedStoreRecord, StoreKeys } from './storeSeal.js'
+export { deriveStoreKeys, openStoreRecord, sealStoreRecord, storedName } from './storeSeal.js'
