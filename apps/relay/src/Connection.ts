@@ -620,6 +620,10 @@ export class Connection implements Caller {
       this.close(CloseCode.revoked, 'device revoked', 'revoked')
       return
     }
+    if (event.kind === 'ephemeral') {
+      this.#pushEphemeral(device.deviceId, event)
+      return
+    }
     if (event.deviceId !== device.deviceId || this.#cursor === null || event.seq <= this.#cursor) return
     if (this.#pumpQueued) return
     this.#pumpQueued = true
@@ -627,6 +631,29 @@ export class Connection implements Caller {
       this.#pumpQueued = false
       return this.#drain().catch((err) => this.#log().error({ err }, 'mailbox push failed'))
     })
+  }
+
+  /**
+   * Pushes an ephemeral message (a typing indicator) to this connection's device as a Delivery with seq 0, now:
+   * only once the device reads live mail (it has sent SyncMailbox), and dropped, counted, when the socket is
+   * already over its high-water mark — an indicator that comes late is worth nothing, and is never queued.
+   */
+  #pushEphemeral(deviceId: number, event: Extract<FanoutEvent, { kind: 'ephemeral' }>): void {
+    if (event.deviceId !== deviceId || this.#cursor === null) return
+    const { metrics } = this.ctx
+    if (this.#ws.bufferedAmount >= HIGH_WATER_BYTES) {
+      metrics.ephemeral.inc({ outcome: 'dropped' })
+      return
+    }
+    try {
+      this.send({
+        requestId: 0,
+        delivery: { seq: 0, messageId: event.messageId, envelope: event.envelope, receivedAtMs: Date.now() },
+      })
+      metrics.ephemeral.inc({ outcome: 'pushed' })
+    } catch {
+      metrics.ephemeral.inc({ outcome: 'dropped' })
+    }
   }
 
   /**

@@ -1,7 +1,8 @@
 /**
  * The fan-out port (docs/architecture.md §7): tells the connection of a device that it has new mail, or that it was
  * replaced or erased. Events carry no message content — the connection reads its mailbox from the
- * {@link Store} — so a Redis pub/sub implementation only moves tiny notices between nodes.
+ * {@link Store} — so a Redis pub/sub implementation only moves tiny notices between nodes; the one exception is an
+ * ephemeral message's sealed envelope, which is stored nowhere.
  * @module
  */
 
@@ -24,6 +25,12 @@ export type FanoutEvent =
    * under the old address and follows the relay's forward to the new one.
    */
   | { kind: 'moved' }
+  /**
+   * An ephemeral message (`SendMessage.ephemeral`: a typing indicator) for device `deviceId`: pushed by each of
+   * its connections that is online now, as a Delivery with seq 0, and stored nowhere. The only event that carries
+   * content — a sealed envelope, ciphertext the relay cannot open — because there is no mailbox to read it from.
+   */
+  | { kind: 'ephemeral'; deviceId: number; messageId: Uint8Array; envelope: Uint8Array }
 
 /** Receives events for one address. */
 export type FanoutListener = (event: FanoutEvent) => void

@@ -3,7 +3,8 @@
  * subscribes to an address's channel while it holds a connection of that device, so Redis's own subscription
  * table is the presence map — a notice published by whichever node accepted a message reaches exactly the nodes
  * holding the recipient, and a `revoked` notice reaches every connection of a replaced or erased device.
- * Notices carry no content (only a device id and a sequence number); the mail itself is in the {@link Store}.
+ * Notices carry no content (only a device id and a sequence number); the mail itself is in the {@link Store}. The
+ * exception is an ephemeral message (a typing indicator), whose sealed envelope travels in its notice, base64.
  * @module
  */
 import type { Redis } from 'ioredis'
@@ -14,7 +15,7 @@ import { connectRedis, parseRedisUrl, type RedisTarget } from './internal/redis.
 export interface RedisFanoutOptions {
   /** `redis://host:port[/db][?prefix=<p>]`. */
   url: string
-  /** Told of malformed notices and connection trouble (never of content; there is none). */
+  /** Told of malformed notices and connection trouble (never of content). */
   onError?: (err: Error) => void
 }
 
@@ -29,8 +30,32 @@ function parseEvent(raw: string): FanoutEvent | null {
     if (e.kind === 'moved') return { kind: 'moved' }
     if (e.kind === 'removed' && Number.isSafeInteger(e.deviceId))
       return { kind: 'removed', deviceId: e.deviceId as number }
+    if (
+      e.kind === 'ephemeral' &&
+      Number.isSafeInteger(e.deviceId) &&
+      typeof e.messageId === 'string' &&
+      typeof e.envelope === 'string'
+    ) {
+      return {
+        kind: 'ephemeral',
+        deviceId: e.deviceId as number,
+        messageId: new Uint8Array(Buffer.from(e.messageId, 'base64')),
+        envelope: new Uint8Array(Buffer.from(e.envelope, 'base64')),
+      }
+    }
   } catch {}
   return null
+}
+
+/** An event as JSON carries it: an ephemeral message's bytes in base64. */
+function wire(event: FanoutEvent): unknown {
+  if (event.kind !== 'ephemeral') return event
+  return {
+    kind: 'ephemeral',
+    deviceId: event.deviceId,
+    messageId: Buffer.from(event.messageId).toString('base64'),
+    envelope: Buffer.from(event.envelope).toString('base64'),
+  }
 }
 
 /** Redis pub/sub implementation of {@link Fanout}. */
@@ -117,7 +142,7 @@ export class RedisFanout implements Fanout {
 
   async publish(addressHex: string, event: FanoutEvent): Promise<void> {
     if (this.#closed) return
-    await this.#pub.publish(this.#channel(addressHex), JSON.stringify(event))
+    await this.#pub.publish(this.#channel(addressHex), JSON.stringify(wire(event)))
   }
 
   /** Addresses with local listeners (for tests and metrics). */

@@ -82,7 +82,12 @@ export function createMetrics() {
     ),
     multiSends: counter(
       'multi_sends',
-      'MultiSend outcomes: stored, stale (STALE_DEVICES: the sender named other devices or an older list), refused',
+      'MultiSend outcomes: stored, ephemeral (handed to the fan-out, stored nowhere), stale (STALE_DEVICES: the sender named other devices or an older list), refused',
+      'outcome',
+    ),
+    ephemeral: counter(
+      'ephemeral',
+      'Ephemeral messages (typing indicators, never stored): accepted from a sender; pushed to an online connection of the recipient device; dropped by a connection too far behind on its pushes',
       'outcome',
     ),
     addressRebinds: counter(

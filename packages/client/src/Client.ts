@@ -21,7 +21,7 @@ import { createLinks } from './engine/links.js'
 import { Outbox, type SmsRoute } from './engine/outbox.js'
 import { Prekeys } from './engine/prekeys.js'
 import { parseTrustRoot, RelaySession } from './engine/session.js'
-import { toHex } from './internal/codec.js'
+import { fromHex, toHex } from './internal/codec.js'
 import type { ConnectionState } from './RelayLink.js'
 import type {
   ActivateOptions,
@@ -506,6 +506,29 @@ export class ParleyClient {
   }
 
   /**
+   * Tells the peer of a conversation that this user started (or, with `false`, stopped) typing: an end-to-end
+   * encrypted indicator that the relay never stores. It reaches the peer's devices online at the moment (a
+   * `typing` event there) and is dropped otherwise; it goes to no other device of this account. Sent only while
+   * this client is online and in a session the peer has already answered; nothing is queued otherwise. Apps
+   * usually send `true` when the user starts typing, again every few seconds while the user goes on, and `false`
+   * when the user stops or sends.
+   * @param conversation - the conversation's id ({@link conversations})
+   * @param started - true (default) when typing started, false when it stopped
+   * @returns whether the indicator was handed to the outbox (false: offline, an SMS conversation, or no answered
+   *   session yet); not whether the peer saw it
+   * @throws ParleyError `NOT_FOUND` for an unknown conversation
+   * @example await parley.typing(conversation.id)
+   */
+  async typing(conversation: string, started = true): Promise<boolean> {
+    this.#engine.checkOpen()
+    if (typeof started !== 'boolean') throw new TypeError('started must be a boolean')
+    const record = await this.#conversations.record(conversation)
+    if (record === undefined) throw new ParleyError('NOT_FOUND', 'no such conversation')
+    if (record.peer.startsWith('sms:')) return false
+    return this.#outbox.queueTyping(fromHex(record.peer), record.number ?? '', started)
+  }
+
+  /**
    * Replaces the text of one of this account's own messages, within 24 hours of sending it; the peer's copy
    * changes too (`messageEdited` there).
    * @throws ParleyError `NOT_FOUND`, `FORBIDDEN` (not this account's message, or deleted), `EXPIRED` (over 24 hours)
@@ -610,7 +633,8 @@ export class ParleyClient {
    * Counters of what this client refused or held since it was created: messages refused for an unproven sender
    * (`senderUnverified`), replayed first messages (`replaysRefused`), messages held for a changed verified
    * identity (`held`), held messages dropped because a contact's hold was full (`heldDropped`, at 1,000 held per
-   * contact the oldest goes), and messages sent by unidentified delivery (`unidentifiedSent`).
+   * contact the oldest goes), messages sent by unidentified delivery (`unidentifiedSent`), and pushes the relay
+   * stored nowhere that were anything but a typing indicator in an answered session (`ephemeralRefused`).
    */
   get stats(): Readonly<{
     /** Messages refused because their sender was not proven (`SENDER_UNVERIFIED`). */
@@ -623,6 +647,11 @@ export class ParleyClient {
     heldDropped: number
     /** Messages sent by unidentified delivery (the relay not told the sender). */
     unidentifiedSent: number
+    /**
+     * Ephemeral pushes (never stored by the relay) refused because they carried something other than a typing
+     * indicator, or came outside a session this device had answered: shown nothing, changed nothing.
+     */
+    ephemeralRefused: number
   }> {
     return { ...this.#engine.stats }
   }

@@ -56,4 +56,5 @@ export type {
   SentBySmsEvent,
   SmsFallback,
   SmsFallbackPolicy,
+  TypingEvent,
 } from './types.js'

@@ -318,6 +318,20 @@ export interface ReceiptEvent {
   messageIds: string[]
 }
 
+/**
+ * Payload of the `typing` event: a contact started or stopped typing in a conversation. Ephemeral: it reaches
+ * only a device online at the time, and the app should let a `started` lapse on its own after a few seconds
+ * without another one (the contact may have gone offline without a `stopped`).
+ */
+export interface TypingEvent {
+  /** The conversation's id. */
+  conversation: string
+  /** The contact's number, when this device knows it. */
+  from: string | null
+  /** True when the contact started typing, false when it stopped. */
+  started: boolean
+}
+
 /** Options of {@link ParleyClient.send}. */
 export interface SendOptions extends CallOptions {
   /** The id of a message of the conversation this one quotes (a reply). */
@@ -571,6 +585,8 @@ export interface ParleyEvents {
   messageDeleted: MessageChangedEvent
   /** A contact's device got, or its app showed, messages this account sent (their state moved on). */
   receipt: ReceiptEvent
+  /** A contact started or stopped typing (ephemeral: only while this device is online). */
+  typing: TypingEvent
   /**
    * Something failed in the background (a message refused, a connection lost); never thrown. `FORBIDDEN` when the
    * relay refuses this account's login (its operator banned it): the client stops connecting instead of retrying,

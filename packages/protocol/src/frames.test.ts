@@ -147,6 +147,7 @@ describe('frame codecs', () => {
           recipientDeviceId: u32,
           messageId: b(16),
           envelope: b(300),
+          ephemeral: fc.boolean(),
         }),
       }),
       fc.record({

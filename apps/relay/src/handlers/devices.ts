@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto'
 import { type ClientBodyOf, MAX_DEVICES, ParleyError, verifyDeviceList } from '@parley/protocol'
 import { RELAY_CRYPTO } from '../internal/nodeVerify.js'
 import type { RendezvousSide } from '../Store.js'
+import { publishEphemeral } from './ephemeral.js'
 import { refuseFull, requireEnvelope } from './mailboxGuard.js'
 import type { Caller, DeviceScope } from './scope.js'
 import { type AnonymousScope, chargeUnidentified, deliveryTokenOpens } from './unidentified.js'
@@ -232,7 +233,8 @@ function stale(parts: SendParts, version: number): never {
 /**
  * Stores every copy, once the set of devices it names is exactly the account's (less the sender's own device
  * when the sender writes to its own account) at the list version the sender encrypted to. Copies are idempotent
- * by device and message id, so a retry after a partial failure stores each copy once.
+ * by device and message id, so a retry after a partial failure stores each copy once. An ephemeral message's
+ * copies, after the same check, go to the fan-out and are stored nowhere.
  */
 async function storeCopies(
   parts: SendParts,
@@ -240,6 +242,7 @@ async function storeCopies(
   listVersion: number,
   senderDevice: number | null,
   notFound: () => never,
+  ephemeral: boolean,
 ): Promise<Reply> {
   const { address, messageId, copies } = checked
   const set = await parts.store.deviceSet(address)
@@ -252,6 +255,10 @@ async function storeCopies(
     expected.some((id) => !named.has(id))
   ) {
     return stale(parts, set.listVersion)
+  }
+  if (ephemeral) {
+    parts.metrics.multiSends.inc({ outcome: 'ephemeral' })
+    return publishEphemeral(parts, address, messageId, copies)
   }
   const receivedAtMs = Date.now()
   const results = await Promise.all(
@@ -303,9 +310,16 @@ export async function multiSendIdentified(
   await charge(scope, 'send', `send:acct:${device.quotaId}`, 1, ctx.policies.send)
   await charge(scope, 'send_bytes', `sendb:acct:${device.quotaId}`, checked.bytes, ctx.policies.sendBytes)
   const own = Buffer.compare(Buffer.from(checked.address), Buffer.from(device.address)) === 0
-  return storeCopies(parts, checked, request.deviceListVersion, own ? device.deviceId : null, () => {
-    throw new ParleyError('NOT_FOUND', 'no account at this address')
-  })
+  return storeCopies(
+    parts,
+    checked,
+    request.deviceListVersion,
+    own ? device.deviceId : null,
+    () => {
+      throw new ParleyError('NOT_FOUND', 'no account at this address')
+    },
+    request.ephemeral,
+  )
 }
 
 /**
@@ -329,5 +343,5 @@ export async function multiSendUnidentified(
   }
   if (!(await deliveryTokenOpens(scope.store, checked.address, token))) return forbidden()
   await chargeUnidentified(scope, 'recipient', scope.recipientQuotaId(checked.address))
-  return storeCopies(scope, checked, request.deviceListVersion, null, forbidden)
+  return storeCopies(scope, checked, request.deviceListVersion, null, forbidden, request.ephemeral)
 }

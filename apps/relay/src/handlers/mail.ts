@@ -6,6 +6,7 @@
  */
 import { type ClientBodyOf, ParleyError } from '@parley/protocol'
 import type { Store } from '../Store.js'
+import { pushEphemeral } from './ephemeral.js'
 import { refuseFull, requireEnvelope } from './mailboxGuard.js'
 import type { DeviceScope } from './scope.js'
 import { charge, type Reply, requireBytes } from './util.js'
@@ -20,7 +21,8 @@ export type Commit = () => Promise<Reply>
  * `SendMessage`, first half ("admit"): validation and the per-message quota, then the store write is
  * *submitted* (not awaited). The connection runs admit halves strictly one after another in arrival order, so
  * writes are submitted in arrival order; with a store whose `ordersConcurrentWrites` is true that is also the
- * order of their sequence numbers. Throws for every refusal that needs no store write.
+ * order of their sequence numbers. Throws for every refusal that needs no store write. An ephemeral message
+ * (`SendMessage.ephemeral`) is checked and charged the same, then handed to the fan-out instead of the store.
  */
 export async function admitSendMessage(
   scope: DeviceScope,
@@ -38,6 +40,12 @@ export async function admitSendMessage(
   await charge(scope, 'send_bytes', `sendb:acct:${scope.device.quotaId}`, envelope.length, policies.sendBytes)
   const deviceId = m.recipientDeviceId
   await refuseLinked(store, address)
+  if (m.ephemeral) {
+    const reply = await pushEphemeral(scope.ctx, address, messageId, [{ deviceId, envelope }], () => {
+      throw new ParleyError('NOT_FOUND', 'no account at this address')
+    })
+    return async () => reply
+  }
   const written = store.enqueue({
     address,
     deviceId,

@@ -8,6 +8,7 @@
 import { timingSafeEqual } from 'node:crypto'
 import { type ClientBodyOf, deliveryTokenVerifier, ParleyError } from '@parley/protocol'
 import type { RelayContext } from '../context.js'
+import { pushEphemeral } from './ephemeral.js'
 import { refuseLinked } from './mail.js'
 import { refuseFull, requireEnvelope } from './mailboxGuard.js'
 import { type Reply, requireBytes } from './util.js'
@@ -101,6 +102,14 @@ export async function unidentifiedSend(
   await charge(scope, 'recipient', scope.recipientQuotaId(address))
   await refuseLinked(scope.store, address)
   const deviceId = m.recipientDeviceId
+  if (m.ephemeral) {
+    const reply = await pushEphemeral(scope, address, messageId, [{ deviceId, envelope }], () => {
+      scope.metrics.unidentified.inc({ outcome: 'forbidden' })
+      throw new ParleyError('FORBIDDEN', 'the delivery token is not valid for this recipient')
+    })
+    scope.metrics.unidentified.inc({ outcome: 'ephemeral' })
+    return reply
+  }
   const result = await scope.store.enqueue({
     address,
     deviceId,

@@ -44,6 +44,26 @@ export function fanoutConformance(h: FanoutHarness): void {
     expect(onB).toEqual(want)
   })
 
+  it('carries an ephemeral message’s bytes unchanged to every node', async () => {
+    const [a, b] = await h.cluster()
+    const addr = address()
+    const onA: FanoutEvent[] = []
+    const onB: FanoutEvent[] = []
+    await a.subscribe(addr, (e) => onA.push(e))
+    await b.subscribe(addr, (e) => onB.push(e))
+    const envelope = Uint8Array.from({ length: 300 }, (_, i) => (i * 37) & 0xff)
+    const messageId = Uint8Array.from({ length: 16 }, (_, i) => 255 - i)
+    await b.publish(addr, { kind: 'ephemeral', deviceId: 3, messageId, envelope })
+    await waitFor(() => onA.length === 1 && onB.length === 1, 5000, 'the ephemeral notice on both nodes')
+    for (const got of [onA[0], onB[0]]) {
+      expect(got?.kind).toBe('ephemeral')
+      if (got?.kind !== 'ephemeral') continue
+      expect(got.deviceId).toBe(3)
+      expect([...got.messageId]).toEqual([...messageId])
+      expect([...got.envelope]).toEqual([...envelope])
+    }
+  })
+
   it('delivers nothing for other addresses, and notices of one address in publish order', async () => {
     const [a, b] = await h.cluster()
     const mine = address()

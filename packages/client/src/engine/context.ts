@@ -26,6 +26,7 @@ export interface EngineStats {
   held: number
   heldDropped: number
   unidentifiedSent: number
+  ephemeralRefused: number
 }
 
 /** The state of one client, shared by its parts. */
@@ -44,6 +45,7 @@ export class Engine {
     held: 0,
     heldDropped: 0,
     unidentifiedSent: 0,
+    ephemeralRefused: 0,
   }
   #reportingError = false
   /** The async iterators of `messages()`: each gets every message shown, and null when the client closes. */

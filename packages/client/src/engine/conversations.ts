@@ -225,7 +225,7 @@ export class Conversations {
           }),
       }
     }
-    if ('attachment' in action) return { writes: [] }
+    if ('attachment' in action || 'typing' in action) return { writes: [] }
     const targetId = 'edit' in action ? action.edit.targetId : action.deleteForEveryone
     const t = await target(targetId)
     // Only the actor's own message: a contact's incoming one, or (from another device of ours) our outgoing one.
@@ -322,6 +322,12 @@ export class Conversations {
       { key, value: K.conversationMessage.codec.encode(m) },
       put(K.messageIndex(m.id), key),
     ]
+  }
+
+  /** The record of a conversation by its id, if there is one (a malformed id is none). */
+  async record(conversation: string): Promise<ConversationRecord | undefined> {
+    if (typeof conversation !== 'string' || !ID.test(conversation)) return undefined
+    return get(this.#engine.store, K.conversation(conversation))
   }
 
   /** The writes that set a sent message's state (`sent`, `failed`), if it is in a conversation. */

@@ -139,6 +139,10 @@ export class Delivery {
       try {
         // A new session fetches the recipient's bundle here: NOT_FOUND from it is followed like one from the send.
         if (entry.message === undefined) entry = await serial.run(() => this.#encryptEntry(key, entry))
+        // An indicator in a session the contact has not answered yet would be a prekey message, whose loss (it is
+        // stored nowhere) or early arrival could confuse the start of the session: not sent.
+        const typing = isTyping(entry)
+        if (typing && entry.message?.kind !== 'ratchet') throw noTyping('the contact has not answered yet')
         await this.#claim(key, entry)
         const account = engine.requireAccount()
         const envelope = await this.#seal(account, entry.recipientIdentityKey!, entry.message!)
@@ -147,6 +151,7 @@ export class Delivery {
           recipientDeviceId: entry.deviceId ?? 0,
           messageId: fromHex(entry.id),
           envelope,
+          ...(typing ? { ephemeral: true } : {}),
         }
         const token = await get(store, K.peerToken(toHex(entry.address)))
         if (token !== undefined && entry.message?.kind === 'ratchet') {
@@ -300,6 +305,7 @@ export class Delivery {
     // one announced since (a held message's), which would make a changed verified contact look unchanged.
     let fresh = false
     if (session === null || session.stale === true) {
+      if (isTyping(entry)) throw noTyping('no session with the contact')
       const frame = await link.request({ prekeyBundleQuery: { address: entry.address } })
       const bundle = expectBody(frame, 'prekeyBundle')
       const started = e2e.initiate(account, entry.address, bundle, engine)
@@ -377,9 +383,12 @@ export class Delivery {
       await this.#accepted(entry, [putAt(K.outbox, key, entry)])
       engine.sending.delete(entry.id)
     }
-    // A notice to a contact has no transcript (this account's devices get their own notice), nor has a receipt.
+    // A notice to a contact has no transcript (this account's devices get their own notice), nor has a receipt
+    // or a typing indicator.
     const transcript =
-      !(entry.notice === true && !ownOnly(entry, account)) && !('receipt' in (entry.body ?? {}))
+      !(entry.notice === true && !ownOnly(entry, account)) &&
+      !('receipt' in (entry.body ?? {})) &&
+      !isTyping(entry)
     if (this.#devices.ownOthers().length > 0 && transcript) {
       await this.#sendCopies(key, entry, account.address, 'transcripts')
     }
@@ -431,6 +440,10 @@ export class Delivery {
       }
       const copies = entry.multi![field]
       if (copies.length === 0) return entry
+      const typing = isTyping(entry)
+      if (typing && copies.some((c) => c.message.kind !== 'ratchet')) {
+        throw noTyping('a device of the contact has not answered yet')
+      }
       // The recipient's part may still go by SMS instead (a sent transcript, after it, never does).
       if (!own) await this.#claim(key, entry)
       const envelopes = copies.map((c) => ({
@@ -441,6 +454,7 @@ export class Delivery {
         recipientAddress: address,
         messageId: fromHex(entry.id),
         deviceListVersion: list?.devices.length ? list.version : 0,
+        ...(typing ? { ephemeral: true } : {}),
       }
       try {
         const token = own ? undefined : await get(engine.store, K.peerToken(toHex(address)))
@@ -513,6 +527,7 @@ export class Delivery {
         session.deviceId === t.deviceId &&
         (t.deviceKey === undefined || e2e.equal(session.identityKey, t.deviceKey))
       if (!usable) {
+        if (isTyping(entry)) throw noTyping('no session with a device of the contact')
         const frame = await link
           .request({ prekeyBundleQuery: { address, deviceId: t.primary ? 0 : t.deviceId } })
           .catch((err: unknown) => {
@@ -624,7 +639,7 @@ function contentOf(
   }
 }
 
-/** The content of a reaction, edit, deletion or receipt, with the fallback text a peer without it shows. */
+/** The content of a reaction, edit, deletion, receipt or typing indicator, with a fallback text where one helps. */
 function bodyContent(body: OutgoingBody): Omit<Content, 'messageId' | 'sentAtMs'> {
   if ('attachment' in body) {
     const a = body.attachment
@@ -660,7 +675,18 @@ function bodyContent(body: OutgoingBody): Omit<Content, 'messageId' | 'sentAtMs'
   if ('deleteForEveryone' in body) {
     return { deleteForEveryone: fromHex(body.deleteForEveryone), fallbackText: 'deleted a message' }
   }
+  if ('typing' in body) return { typing: { started: body.typing } }
   return { receipt: { kind: body.receipt.kind, messageIds: body.receipt.messageIds.map(fromHex) } }
+}
+
+/** Whether an entry is a typing indicator: sent ephemeral, only in a session the contact has answered. */
+export function isTyping(entry: OutboxRecord): boolean {
+  return entry.body !== undefined && 'typing' in entry.body
+}
+
+/** What a typing indicator that cannot go now gets: dropped by the outbox, never retried or reported. */
+function noTyping(why: string): ParleyError {
+  return new ParleyError('NOT_FOUND', `typing indicator not sent: ${why}`)
 }
 
 /** Whether an entry is not the app's message but a control message (a notice, reaction, edit, deletion, receipt). */

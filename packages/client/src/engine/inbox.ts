@@ -83,7 +83,11 @@ export class Inbox {
     const engine = this.#engine
     if (frame.body === 'delivery' && frame.delivery) {
       const delivery = frame.delivery
-      void engine.serial.run(() => this.receive(delivery)).catch((err) => engine.emitError(err))
+      // seq 0: an ephemeral message, which the relay stored nowhere (a typing indicator, or nothing at all).
+      const ephemeral = delivery.seq === 0
+      void engine.serial
+        .run(() => this.receive(delivery, { ephemeral }))
+        .catch((err) => engine.emitError(err))
     } else if (frame.body === 'mailboxGap' && frame.mailboxGap) {
       const g = frame.mailboxGap
       const reason =
@@ -248,7 +252,7 @@ export class Inbox {
    * verified contact is held; only then is a session used, made or promoted. A refused message changes
    * nothing but the counters.
    */
-  async receive(delivery: ServerBodyOf<'delivery'>): Promise<boolean> {
+  async receive(delivery: ServerBodyOf<'delivery'>, options: { ephemeral?: boolean } = {}): Promise<boolean> {
     const engine = this.#engine
     const { store, stats } = engine
     const account = engine.account
@@ -269,6 +273,11 @@ export class Inbox {
       if (e.code === 'SENDER_UNVERIFIED') stats.senderUnverified++
       engine.emitError(e)
       return ack()
+    }
+    if (options.ephemeral === true && opened.message.kind !== 'ratchet') {
+      // Stored nowhere, so it must not start (or restart) a session: only an answered session's indicator.
+      stats.ephemeralRefused++
+      return false
     }
     const own = e2e.equal(opened.senderAddress, account.address)
     if (!own && opened.addressChange !== undefined) await this.#contacts.followNumberChange(opened)
@@ -293,6 +302,8 @@ export class Inbox {
     }
     const verified = linkedSender ? undefined : await get(store, K.verified(senderHex))
     if (verified !== undefined && !e2e.equal(verified, opened.senderIdentityKey)) {
+      // An indicator from a changed identity is not worth holding for the user's approval.
+      if (options.ephemeral === true) return false
       await this.#hold(senderHex, opened, envelope, receivedAtMs)
       return ack()
     }
@@ -317,6 +328,12 @@ export class Inbox {
       return ack()
     }
     const content = result.content
+    if (options.ephemeral === true && content.typing === undefined) {
+      // A message the relay stored nowhere would be lost with the next crash, and the sender's device may have
+      // meant it for no one: only typing indicators come this way. The session step is not kept.
+      stats.ephemeralRefused++
+      return false
+    }
     const idHex = toHex(content.messageId)
     const record = sessionAfter(existing, opened, result)
     if ((await store.get(K.seen(idHex).key)) !== undefined) {
@@ -359,11 +376,17 @@ export class Inbox {
       ack()
       return false
     }
-    if (content.signal === true) {
-      // A receipt or typing indicator: consumed (the session step is kept), never shown as a message.
+    if (content.typing !== undefined) {
+      // A typing indicator: consumed (the session step is kept), never shown as a message; told to the app only
+      // from a contact with a conversation here (another device of this account has nothing to say by it).
       consumed()
       writes.push(put(slot, record), put(K.seen(idHex), receivedAtMs))
+      const conversation = own ? undefined : await get(store, K.convOf(senderHex))
       await store.write(writes)
+      if (conversation !== undefined) {
+        const from = (await get(store, K.byAddress(senderHex))) ?? null
+        engine.events.emit('typing', { conversation, from, started: content.typing.started })
+      }
       ack()
       return false
     }

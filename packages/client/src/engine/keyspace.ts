@@ -157,8 +157,8 @@ export interface OutboxRecord {
    */
   notice?: true
   /**
-   * Instead of `text`: a reaction, an edit, a deletion for everyone or a receipt (ids in hex). Like a notice, never
-   * reported to the app as a message of its own, and never sent by SMS.
+   * Instead of `text`: a reaction, an edit, a deletion for everyone, a receipt (ids in hex) or a typing indicator.
+   * Like a notice, never reported to the app as a message of its own, and never sent by SMS.
    */
   body?: OutgoingBody
   /** With `text`: the id (hex) of the message this one quotes. */
@@ -204,6 +204,8 @@ export type OutgoingBody =
   | { edit: { targetId: string; text: string } }
   | { deleteForEveryone: string }
   | { receipt: { kind: 'delivered' | 'read'; messageIds: string[] } }
+  /** A typing indicator: sent ephemeral (never stored by the relay), dropped rather than retried. */
+  | { typing: boolean }
 
 /** One device's copy of a multi-device message: the session message made for it and the key it is for. */
 export interface CopyRecord {

@@ -3,17 +3,19 @@
 // that recipient only; account-wide refusals halt the queue until a timer or a reconnect. Not exported.
 import { ParleyError } from '@parley/protocol'
 import { toHex } from '../internal/codec.js'
+import * as e2e from '../internal/e2e.js'
 import type { StoreWrite } from '../Store.js'
 import type { SendOptions, SendResult, SmsFallback } from '../types.js'
 import type { Engine } from './context.js'
 import type { ConversationEntry, Conversations } from './conversations.js'
-import { type Delivery, isControl } from './delivery.js'
+import { type Delivery, isControl, isTyping } from './delivery.js'
 import type { Discovery } from './discovery.js'
 import {
   type AttachmentRecord,
   contactRecord,
   decodeEntry,
   del,
+  get,
   K,
   type OutboxRecord,
   type OutgoingBody,
@@ -35,6 +37,9 @@ export interface SmsRoute {
   send: SmsFallback
   afterMs?: number
 }
+
+/** A typing indicator not sent within this long of being queued is dropped unsent. */
+export const TYPING_TTL_MS = 10_000
 
 /** The codes of a lookup that found no connection to the relay (as opposed to an answer). */
 const NO_CONNECTION = new Set(['TIMEOUT', 'UNAVAILABLE', 'CLOSED'])
@@ -324,6 +329,21 @@ export class Outbox {
     return id
   }
 
+  /**
+   * Queues a typing indicator for the contact at `address`, sent ephemeral (the relay stores it nowhere). Only
+   * online, and only in a session the contact has answered: resolves false, queuing nothing, otherwise. One
+   * that cannot go at once is dropped, never retried: after {@link TYPING_TTL_MS} it means nothing.
+   */
+  async queueTyping(address: Uint8Array, number: string, started: boolean): Promise<boolean> {
+    const engine = this.#engine
+    engine.requireAccount()
+    if (engine.link.state !== 'online' || engine.banned !== null) return false
+    const session = await get(engine.store, K.session(toHex(address)))
+    if (session === undefined || session.stale === true || e2e.awaitingReply(session.state)) return false
+    await this.queueControl(address, number, { typing: started })
+    return true
+  }
+
   /** `ParleyClient.pendingCount`, after the open check. */
   async pendingCount(): Promise<number> {
     // Notices, reactions, edits, deletions and receipts are not the app's messages.
@@ -531,6 +551,11 @@ export class Outbox {
       }
       const key = next.key
       const entry = decodeEntry(K.outbox, next)
+      if (isTyping(entry) && clock.now() - entry.sentAt > TYPING_TTL_MS) {
+        // Held up (a reconnect, a full mailbox before it): stale, so dropped unsent.
+        await store.write([del(key)])
+        continue
+      }
       const to = toHex(entry.address)
       recipients.set(key, to)
       if (waits(to)) continue
@@ -564,6 +589,11 @@ export class Outbox {
   async #sendFailed(key: string, entry: OutboxRecord, err: unknown): Promise<'halt' | 'defer' | 'dropped'> {
     const engine = this.#engine
     const e = ParleyError.fromUnknown(err)
+    if (isTyping(entry)) {
+      // Ephemeral: whatever kept it from going (no answered session, a quota, the connection), it is not retried.
+      await engine.store.write([del(key)])
+      return 'dropped'
+    }
     if (e.code === 'MAILBOX_FULL') {
       // Nothing is dropped, on either side: tried again when the relay says the recipient may have read some
       // mail. Kept across reconnects and new sends (the mailbox is no emptier for them), but never for longer

@@ -81,8 +81,8 @@ export interface DecryptedContent {
    * `text` is then the sender's fallback text.
    */
   unsupported?: true
-  /** A typing indicator: not a message, never shown as one (its event is not built yet). */
-  signal?: true
+  /** A typing indicator: not a message, never shown as one (the `typing` event). */
+  typing?: { started: boolean }
   /** A reaction, an edit, a deletion for everyone or a receipt (ids in hex): acts on other messages. */
   action?: OutgoingBody
   /** With a text: the id (hex) of the message it quotes. */
@@ -117,13 +117,17 @@ function toDecrypted(c: ReturnType<typeof decodeContent>): DecryptedContent {
     c.history !== undefined ||
     c.addressChange !== undefined ||
     action !== undefined
-  const signal = c.typing !== undefined
+  const typing = c.typing
   return {
     messageId: c.messageId,
     sentAtMs: c.sentAtMs,
     text: c.text ?? attachment?.caption ?? (shown ? '' : (c.fallbackText ?? '')),
     ...(attachment === undefined ? {} : { attachment }),
-    ...(signal ? { signal: true as const } : !shown ? { unsupported: true as const } : {}),
+    ...(typing !== undefined
+      ? { typing: { started: typing.started } }
+      : !shown
+        ? { unsupported: true as const }
+        : {}),
     ...(action === undefined ? {} : { action }),
     ...(c.replyTo !== undefined && c.text !== undefined ? { replyTo: toHexString(c.replyTo) } : {}),
     ...(c.deliveryToken ? { deliveryToken: c.deliveryToken } : {}),
@@ -427,7 +431,6 @@ export async function decrypt(args: {
   }
 }
 
-/** The 60-digit safety number of two identities. */
 /**
  * Whether a stored session is still waiting for the peer's first reply (its messages are first messages, bound
  * to the addresses it was started with).
@@ -436,6 +439,7 @@ export function awaitingReply(state: Uint8Array): boolean {
   return Session.deserialize(state).awaitingReply
 }
 
+/** The 60-digit safety number of two identities. */
 export function safetyNumber(
   localKey: Uint8Array,
   localAddress: Uint8Array,

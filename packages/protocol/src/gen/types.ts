@@ -1674,6 +1674,12 @@ export interface SendMessage {
   messageId: Uint8Array
   /** Sealed envelope (see e2e.proto); the sender's identity is inside it, never beside it. */
   envelope: Uint8Array
+  /**
+   * True for a message that is never stored (a typing indicator): pushed to the recipient device's connections
+   * that are online now, as a Delivery with seq 0 that is not acked, and dropped when there are none. Answered
+   * MessageAccepted either way, so it tells the sender nothing about the recipient being online.
+   */
+  ephemeral: boolean
 }
 
 /** `parley.v1.SendMessage` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
@@ -1692,11 +1698,15 @@ export interface MessageAccepted {
 export type MessageAcceptedInput = InputOf<MessageAccepted>
 
 /**
- * Pushed (request_id 0) to the recipient for every mailbox entry, in sequence order.
+ * Pushed (request_id 0) to the recipient for every mailbox entry, in sequence order; and, with seq 0, for an
+ * ephemeral message (SendMessage.ephemeral) at the moment it arrives.
  * `parley.v1.Delivery` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
  */
 export interface Delivery {
-  /** The entry's sequence number in this device's mailbox, assigned by the relay, increasing; AckMessages names it. */
+  /**
+   * The entry's sequence number in this device's mailbox, assigned by the relay, increasing; AckMessages names it.
+   * 0 for an ephemeral message, which is in no mailbox and is not acked.
+   */
   seq: number
   /** The sender's message_id (16 bytes). */
   messageId: Uint8Array
@@ -1842,6 +1852,8 @@ export interface UnidentifiedSend {
   envelope: Uint8Array
   /** The recipient's 32-byte delivery token, as the recipient shared it in an end-to-end message. */
   deliveryToken: Uint8Array
+  /** As SendMessage.ephemeral: pushed to online connections only, never stored. */
+  ephemeral: boolean
 }
 
 /** `parley.v1.UnidentifiedSend` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
@@ -2112,6 +2124,8 @@ export interface MultiSend {
   envelopes: DeviceEnvelope[]
   /** On a connection that never authenticated: the recipient's delivery token (as UnidentifiedSend). */
   deliveryToken: Uint8Array
+  /** As SendMessage.ephemeral: each copy pushed to its device's online connections only, never stored. */
+  ephemeral: boolean
 }
 
 /** `parley.v1.MultiSend` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */

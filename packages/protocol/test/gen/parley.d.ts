@@ -1838,6 +1838,7 @@ export namespace parley {
             recipientDeviceId: number;
             messageId: Uint8Array;
             envelope: Uint8Array;
+            ephemeral: boolean;
             static create(properties: parley.v1.SendMessage.$Shape): parley.v1.SendMessage & parley.v1.SendMessage.$Shape;
             static create(properties?: parley.v1.SendMessage.$Properties): parley.v1.SendMessage;
             static encode(message: parley.v1.SendMessage.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
@@ -1850,6 +1851,7 @@ export namespace parley {
                 recipientDeviceId?: (number|null);
                 messageId?: (Uint8Array|null);
                 envelope?: (Uint8Array|null);
+                ephemeral?: (boolean|null);
                 $unknowns?: Uint8Array[];
             }
             type $Shape = parley.v1.SendMessage.$Properties;
@@ -2109,6 +2111,7 @@ export namespace parley {
             messageId: Uint8Array;
             envelope: Uint8Array;
             deliveryToken: Uint8Array;
+            ephemeral: boolean;
             static create(properties: parley.v1.UnidentifiedSend.$Shape): parley.v1.UnidentifiedSend & parley.v1.UnidentifiedSend.$Shape;
             static create(properties?: parley.v1.UnidentifiedSend.$Properties): parley.v1.UnidentifiedSend;
             static encode(message: parley.v1.UnidentifiedSend.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
@@ -2122,6 +2125,7 @@ export namespace parley {
                 messageId?: (Uint8Array|null);
                 envelope?: (Uint8Array|null);
                 deliveryToken?: (Uint8Array|null);
+                ephemeral?: (boolean|null);
                 $unknowns?: Uint8Array[];
             }
             type $Shape = parley.v1.UnidentifiedSend.$Properties;
@@ -2472,6 +2476,7 @@ export namespace parley {
             deviceListVersion: (number|Long);
             envelopes: parley.v1.DeviceEnvelope.$Properties[];
             deliveryToken: Uint8Array;
+            ephemeral: boolean;
             static create(properties: parley.v1.MultiSend.$Shape): parley.v1.MultiSend & parley.v1.MultiSend.$Shape;
             static create(properties?: parley.v1.MultiSend.$Properties): parley.v1.MultiSend;
             static encode(message: parley.v1.MultiSend.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
@@ -2485,6 +2490,7 @@ export namespace parley {
                 deviceListVersion?: (number|Long|null);
                 envelopes?: (parley.v1.DeviceEnvelope.$Properties[]|null);
                 deliveryToken?: (Uint8Array|null);
+                ephemeral?: (boolean|null);
                 $unknowns?: Uint8Array[];
             }
             type $Shape = parley.v1.MultiSend.$Properties;

@@ -13561,6 +13561,7 @@ export const parley = $root.parley = (() => {
              * @property {number|null} [recipientDeviceId] SendMessage recipientDeviceId
              * @property {Uint8Array|null} [messageId] SendMessage messageId
              * @property {Uint8Array|null} [envelope] SendMessage envelope
+             * @property {boolean|null} [ephemeral] SendMessage ephemeral
              * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
              */
 
@@ -13625,6 +13626,14 @@ export const parley = $root.parley = (() => {
             SendMessage.prototype.envelope = $util.newBuffer([]);
 
             /**
+             * SendMessage ephemeral.
+             * @member {boolean} ephemeral
+             * @memberof parley.v1.SendMessage
+             * @instance
+             */
+            SendMessage.prototype.ephemeral = false;
+
+            /**
              * Creates a new SendMessage instance using the specified properties.
              * @function create
              * @memberof parley.v1.SendMessage
@@ -13664,6 +13673,8 @@ export const parley = $root.parley = (() => {
                     writer.uint32(/* id 3, wireType 2 =*/26).bytes(message.messageId);
                 if (message.envelope != null && $Object.hasOwnProperty.call(message, "envelope") && message.envelope.length)
                     writer.uint32(/* id 4, wireType 2 =*/34).bytes(message.envelope);
+                if (message.ephemeral != null && $Object.hasOwnProperty.call(message, "ephemeral") && message.ephemeral !== false)
+                    writer.uint32(/* id 5, wireType 0 =*/40).bool(message.ephemeral);
                 if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
@@ -13742,6 +13753,15 @@ export const parley = $root.parley = (() => {
                                 message.envelope = value;
                             else
                                 delete message.envelope;
+                            continue;
+                        }
+                    case 5: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.bool())
+                                message.ephemeral = value;
+                            else
+                                delete message.ephemeral;
                             continue;
                         }
                     }
@@ -15522,6 +15542,7 @@ export const parley = $root.parley = (() => {
              * @property {Uint8Array|null} [messageId] UnidentifiedSend messageId
              * @property {Uint8Array|null} [envelope] UnidentifiedSend envelope
              * @property {Uint8Array|null} [deliveryToken] UnidentifiedSend deliveryToken
+             * @property {boolean|null} [ephemeral] UnidentifiedSend ephemeral
              * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
              */
 
@@ -15594,6 +15615,14 @@ export const parley = $root.parley = (() => {
             UnidentifiedSend.prototype.deliveryToken = $util.newBuffer([]);
 
             /**
+             * UnidentifiedSend ephemeral.
+             * @member {boolean} ephemeral
+             * @memberof parley.v1.UnidentifiedSend
+             * @instance
+             */
+            UnidentifiedSend.prototype.ephemeral = false;
+
+            /**
              * Creates a new UnidentifiedSend instance using the specified properties.
              * @function create
              * @memberof parley.v1.UnidentifiedSend
@@ -15635,6 +15664,8 @@ export const parley = $root.parley = (() => {
                     writer.uint32(/* id 4, wireType 2 =*/34).bytes(message.envelope);
                 if (message.deliveryToken != null && $Object.hasOwnProperty.call(message, "deliveryToken") && message.deliveryToken.length)
                     writer.uint32(/* id 5, wireType 2 =*/42).bytes(message.deliveryToken);
+                if (message.ephemeral != null && $Object.hasOwnProperty.call(message, "ephemeral") && message.ephemeral !== false)
+                    writer.uint32(/* id 6, wireType 0 =*/48).bool(message.ephemeral);
                 if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
@@ -15722,6 +15753,15 @@ export const parley = $root.parley = (() => {
                                 message.deliveryToken = value;
                             else
                                 delete message.deliveryToken;
+                            continue;
+                        }
+                    case 6: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.bool())
+                                message.ephemeral = value;
+                            else
+                                delete message.ephemeral;
                             continue;
                         }
                     }
@@ -18070,6 +18110,7 @@ export const parley = $root.parley = (() => {
              * @property {number|Long|null} [deviceListVersion] MultiSend deviceListVersion
              * @property {Array.<parley.v1.DeviceEnvelope.$Properties>|null} [envelopes] MultiSend envelopes
              * @property {Uint8Array|null} [deliveryToken] MultiSend deliveryToken
+             * @property {boolean|null} [ephemeral] MultiSend ephemeral
              * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
              */
 
@@ -18143,6 +18184,14 @@ export const parley = $root.parley = (() => {
             MultiSend.prototype.deliveryToken = $util.newBuffer([]);
 
             /**
+             * MultiSend ephemeral.
+             * @member {boolean} ephemeral
+             * @memberof parley.v1.MultiSend
+             * @instance
+             */
+            MultiSend.prototype.ephemeral = false;
+
+            /**
              * Creates a new MultiSend instance using the specified properties.
              * @function create
              * @memberof parley.v1.MultiSend
@@ -18185,6 +18234,8 @@ export const parley = $root.parley = (() => {
                         $root.parley.v1.DeviceEnvelope.encode(message.envelopes[i], writer.uint32(/* id 4, wireType 2 =*/34).fork(), _depth + 1).ldelim();
                 if (message.deliveryToken != null && $Object.hasOwnProperty.call(message, "deliveryToken") && message.deliveryToken.length)
                     writer.uint32(/* id 5, wireType 2 =*/42).bytes(message.deliveryToken);
+                if (message.ephemeral != null && $Object.hasOwnProperty.call(message, "ephemeral") && message.ephemeral !== false)
+                    writer.uint32(/* id 6, wireType 0 =*/48).bool(message.ephemeral);
                 if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
@@ -18271,6 +18322,15 @@ export const parley = $root.parley = (() => {
                                 message.deliveryToken = value;
                             else
                                 delete message.deliveryToken;
+                            continue;
+                        }
+                    case 6: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.bool())
+                                message.ephemeral = value;
+                            else
+                                delete message.ephemeral;
                             continue;
                         }
                     }
