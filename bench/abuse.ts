@@ -753,7 +753,7 @@ async function bench(): Promise<void> {
     : [
         { label: 'quotas lifted', lifted: true, n: 2000, warmup: 200, minIntervalMs: 0, hostileMs: 20_000 },
         // Paced under the default 50 frames/s per connection, and few enough sends for the default send quota.
-        { label: 'default quotas', lifted: false, n: 200, warmup: 20, minIntervalMs: 25, hostileMs: 10_000 },
+        { label: 'default quotas', lifted: false, n: 400, warmup: 20, minIntervalMs: 25, hostileMs: 15_000 },
       ]
   let accounts: Map<Kind, Device[]> | undefined
   try {

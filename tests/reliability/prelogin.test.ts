@@ -259,13 +259,15 @@ describe('reading from connections that have not authenticated', () => {
       '1000',
       '--pre-auth-bytes-per-second',
       String(RATE),
+      '--bytes-per-second',
+      String(RATE),
     ])
   })
   afterAll(async () => {
     await relay?.stop()
   })
 
-  it('is paced: a flood of huge frames is paused, not read at once, and loses nothing; accounts are not paced', async () => {
+  it('is paced: a flood of huge frames is paused, not read at once, and loses nothing; accounts at their own rate', async () => {
     const paused = async () =>
       metric(await scrape(relay.metricsUrl), 'parley_relay_pre_auth_reads_paused_total')
     const before = await paused()
@@ -287,18 +289,26 @@ describe('reading from connections that have not authenticated', () => {
     )
     expect(codes).toEqual(Array(N).fill('UNAUTHENTICATED'))
     expect((await paused()) - before).toBeGreaterThan(0)
-    // An account's connection sends as much without a pause.
+    // An account's connection is paced by --bytes-per-second instead (here the same rate, so that 4 frames are
+    // over its burst of max(rate, 2 frames)): paused on its own counter, and every frame still answered.
+    const accountPaused = async () =>
+      metric(await scrape(relay.metricsUrl), 'parley_relay_reads_paused_total')
     const c = await RawClient.open(relay.url)
     const a = await activate(c, relay, '+14155550144')
     void a
     const mid = await paused()
+    const midAccount = await accountPaused()
     // 4 × 320 KB, above the burst too (each is TOO_LARGE, a bad frame: 5 would close the connection).
     const sent = Array.from({ length: 4 }, () => {
       const requestId = c.nextRequestId()
       return c.sendBytes(framed(requestId), requestId)
     })
-    await Promise.all(sent)
+    const answers = (await Promise.all(sent)).map((f) =>
+      f.body === 'error' ? parleyErrorFromWire(f.error!).code : f.body,
+    )
+    expect(answers).toEqual(Array(4).fill('TOO_LARGE'))
     expect((await paused()) - mid).toBe(0)
+    expect((await accountPaused()) - midAccount).toBeGreaterThan(0)
     flooder.close()
     c.close()
   })

@@ -39,8 +39,10 @@ export const PAGE_ENTRIES = 100
 /**
  * Envelope bytes in one mailbox page read for pushes (a single larger envelope still makes a page of one). Pages
  * are cut by bytes, not only by count: 100 envelopes of up to 256 KiB would be 25 MiB held per syncing socket.
+ * A page is read in one go on the event loop, so this also bounds the longest such task: 1 MiB pages made
+ * re-syncing sockets the largest delay of an honest client's requests (bench/README.md, abuse).
  */
-export const PAGE_BYTES = 1024 * 1024
+export const PAGE_BYTES = 256 * 1024
 /**
  * Mailbox pushes pause while more than this much data is unsent, and the next page is read only below it: a
  * syncing connection holds at most about this plus one page ({@link PAGE_BYTES}) for its pushes.
@@ -115,8 +117,8 @@ export class Connection implements Caller {
   #refusedUntil = new Map<ClientBody, { untilMs: number; scope: string }>()
   #refusedScopes = new Set<string>()
   /** Read budget before authentication (`--pre-auth-bytes-per-second`), in bytes; refilled by time. */
-  #preAuthBytes: number
-  #preAuthBytesAt = Date.now()
+  #readBytes: number
+  #readBytesAt = Date.now()
   #paused = false
   /** Reasons reading is paused for (the pre-auth byte budget, a frame waiting for the heavy lane); reads at 0. */
   #holds = 0
@@ -133,7 +135,7 @@ export class Connection implements Caller {
     this.ctx = ctx
     this.#tokens = ctx.config.framesBurst
     this.#ackTokens = 2 * ctx.config.maxAcksPerFrame
-    this.#preAuthBytes = 2 * ctx.config.maxFrameBytes
+    this.#readBytes = 2 * ctx.config.maxFrameBytes
     const c = ctx.config
     this.#maxRepeated = Math.max(
       1,
@@ -242,29 +244,34 @@ export class Connection implements Caller {
   }
 
   /**
-   * Before authentication (and unidentified mail), reading is paced: a connection that sends more than
-   * `--pre-auth-bytes-per-second` (after a burst of two frames) has its socket paused until the budget has
-   * refilled, so TCP backpressure, not the relay's event loop, absorbs a flood of huge pre-login frames.
+   * Reading is paced by bytes: before authentication (and unidentified mail) at `--pre-auth-bytes-per-second`
+   * after a burst of two frames, afterwards at `--bytes-per-second` after a burst of one second of it. A
+   * connection over its budget has its socket paused until the budget has refilled, so TCP backpressure, not the
+   * relay's event loop (receiving, unmasking and collecting the garbage of each frame), absorbs a flood of huge
+   * frames — refused ones too, before login or after.
    */
   #chargeRead(data: unknown): void {
-    const rate = this.ctx.config.preAuthBytesPerSecond
-    if (rate <= 0 || this.device || this.anonymous) return
+    const { preAuthBytesPerSecond, bytesPerSecond, maxFrameBytes } = this.ctx.config
+    const authenticated = this.device !== null || this.anonymous
+    const rate = authenticated ? bytesPerSecond : preAuthBytesPerSecond
+    if (rate <= 0) return
     const size = sizeOf(data)
     const now = Date.now()
-    const burst = 2 * this.ctx.config.maxFrameBytes
-    this.#preAuthBytes = Math.min(burst, this.#preAuthBytes + ((now - this.#preAuthBytesAt) / 1000) * rate)
-    this.#preAuthBytesAt = now
-    this.#preAuthBytes -= size
-    if (this.#preAuthBytes >= 0 || this.#paused) return
+    const burst = authenticated ? Math.max(rate, 2 * maxFrameBytes) : 2 * maxFrameBytes
+    this.#readBytes = Math.min(burst, this.#readBytes + ((now - this.#readBytesAt) / 1000) * rate)
+    this.#readBytesAt = now
+    this.#readBytes -= size
+    if (this.#readBytes >= 0 || this.#paused) return
     this.#paused = true
-    this.ctx.metrics.preAuthPaused.inc()
+    if (authenticated) this.ctx.metrics.readsPaused.inc()
+    else this.ctx.metrics.preAuthPaused.inc()
     this.#hold()
     const timer = setTimeout(
       () => {
         this.#paused = false
         this.#release()
       },
-      Math.ceil((-this.#preAuthBytes / rate) * 1000),
+      Math.ceil((-this.#readBytes / rate) * 1000),
     )
     timer.unref()
   }
@@ -680,7 +687,7 @@ export class Connection implements Caller {
       await this.#belowHighWater()
       if (this.#closed || this.device !== device || this.#cursor === null) return head
       const cursor = this.#cursor
-      // A page read (up to 1 MiB) is a slice of the heavy lane: many syncing sockets take turns with the rest.
+      // A page read (up to PAGE_BYTES) is a slice of the heavy lane: many syncing sockets take turns with the rest.
       const page = await this.ctx.lane.slice(() =>
         this.ctx.store.fetchMailbox(device.address, device.deviceId, cursor, PAGE_ENTRIES, PAGE_BYTES),
       )
@@ -697,7 +704,7 @@ export class Connection implements Caller {
         ...page.gaps.map((g) => ({ at: g.firstSeq, gap: g })),
       ].sort((a, b) => a.at - b.at)
       let next = cursor
-      // Pushes go out in lane slices of about PUSH_SLICE_BYTES, so a syncing socket's 1 MiB page is written in
+      // Pushes go out in lane slices of about PUSH_SLICE_BYTES, so a syncing socket's page is written in
       // turns with everybody else's requests rather than in one go.
       for (let i = 0; i < items.length; ) {
         if (this.#closed || this.device !== device) return head

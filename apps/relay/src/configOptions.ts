@@ -139,6 +139,7 @@ export const OPTIONS = [
   int('ipv6NetworkBits', 56, 'IPv6 prefix length that counts as one source network for every IP-based limit'),
   int('preAuthIdleMs', 60_000, 'ms a connection may stay unauthenticated and idle after Hello before it is closed (0: never)'),
   int('preAuthBytesPerSecond', 262_144, 'bytes/s (256 KiB) read from a connection before it authenticates or sends unidentified mail; its socket is paused beyond (burst 2 x max-frame-bytes; 0: no limit)'),
+  int('bytesPerSecond', 4_194_304, 'bytes/s (4 MiB) read from a connection once it authenticated or sent unidentified mail; its socket is paused beyond (burst: one second of it, at least 2 x max-frame-bytes; 0: no limit)'),
   int('maxConnectionsPerAccount', 8, 'concurrent authenticated connections per device'),
   int('helloTimeoutMs', 10_000, 'ms a new connection has to send Hello before it is closed'),
   int('headersTimeoutMs', 15_000, 'ms a client has to send its HTTP request headers'),

@@ -54,6 +54,10 @@ export function createMetrics() {
       'pre_auth_reads_paused',
       'Times a connection that had not authenticated was paused for reading more than --pre-auth-bytes-per-second',
     ),
+    readsPaused: counter(
+      'reads_paused',
+      'Times an authenticated (or unidentified-mail) connection was paused for reading more than --bytes-per-second',
+    ),
     framesDeferred: counter(
       'frames_deferred',
       'Frames handled on the heavy lane, one per turn, rather than as read (before authentication, or larger than 4 KiB); the socket is not read meanwhile',
