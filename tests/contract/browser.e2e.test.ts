@@ -260,7 +260,7 @@ describe.skipIf(!haveChromium && !required)(
       )
     })
 
-    it('the demo page served by the relay: two panes activate, chat, show delivery and the safety number', async () => {
+    it('the demo page served by the relay: two panes activate, chat, type, send an image, show read receipts and the safety number', async () => {
       const context = await browser.newContext({
         viewport: { width: 1280, height: 860 },
         deviceScaleFactor: 1,
@@ -300,12 +300,40 @@ describe.skipIf(!haveChromium && !required)(
       await say('a', 'Great. Compare safety numbers?')
       await say('b', 'Matches mine. Talk soon!')
 
+      // Each pane shows what it got, so marks it read: every sent message ends as read (✓✓ by the read receipt).
       for (const id of ['a', 'b'] as const) {
         await expect
-          .poll(() => pane(id).locator('.msg.out:not([data-state="delivered"])').count(), { timeout: 10_000 })
+          .poll(() => pane(id).locator('.msg.out:not([data-state="read"])').count(), { timeout: 20_000 })
           .toBe(0)
+        expect(await pane(id).locator('.msg.out').count()).toBe(2)
         await expect.poll(() => pane(id).getByTestId('safety').textContent()).toMatch(/^(\d{5} ){11}\d{5}$/)
       }
+
+      // Typing in one pane shows in the other, and goes away when the message arrives.
+      await pane('b').getByTestId('text').fill('An image, then')
+      await expect
+        .poll(() => pane('a').getByTestId('typing').textContent(), { timeout: 20_000 })
+        .toContain('is typing')
+      mkdirSync(join(SCREENSHOT, '..'), { recursive: true })
+      await page.screenshot({ path: SCREENSHOT.replace(/\.png$/, '-typing.png'), fullPage: true })
+      await pane('b').getByTestId('send').click()
+      await pane('a').locator('.msg.in', { hasText: 'An image, then' }).waitFor({ timeout: 20_000 })
+      expect(await pane('a').getByTestId('typing').textContent()).toBe('')
+
+      // An image picked in pane A: encrypted there, its blob through the relay, decrypted and shown in pane B.
+      const picture = await page.screenshot({ clip: { x: 0, y: 0, width: 160, height: 96 } })
+      await pane('a')
+        .getByTestId('file')
+        .setInputFiles({ name: 'parley.png', mimeType: 'image/png', buffer: picture })
+      const shown = pane('b').locator('.msg.in img[data-testid="image"]')
+      await shown.waitFor({ timeout: 30_000 })
+      await expect
+        .poll(() => shown.evaluate((img) => (img as HTMLImageElement).naturalWidth), { timeout: 10_000 })
+        .toBe(160)
+      expect(await pane('a').locator('.msg.out img[data-testid="image"]').count()).toBe(1)
+      await expect
+        .poll(() => pane('a').locator('.msg.out:not([data-state="read"])').count(), { timeout: 20_000 })
+        .toBe(0)
       expect(await pane('a').getByTestId('safety').textContent()).toBe(
         await pane('b').getByTestId('safety').textContent(),
       )

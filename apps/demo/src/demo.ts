@@ -1,15 +1,13 @@
 // The demo page's script: two panes, each a Parley client with its own IndexedDB database, so the two
 // are distinct devices. Bundled with the SDK into dist/demo.js by lib/index.ts (`pnpm --filter @parley/demo build`,
 // or on the relay's first request of /demo.js).
-import { createClient, type IncomingMessage, type ParleyClient } from '@parley/browser'
+import { type ConversationMessage, createClient, type MessageState, type ParleyClient } from '@parley/browser'
 
-interface SentMessage {
-  id: string
-  to: string
-  text: string
-  at: number
-  state: 'queued' | 'delivered' | 'failed' | 'sms'
-}
+/** How often a typing indicator is sent again while the user goes on typing, and when a silent peer lapses. */
+const TYPING_REPEAT_MS = 3000
+const TYPING_LAPSE_MS = 6000
+/** Largest file the demo sends (the relay's own limit is 100 MiB by default). */
+const MAX_FILE_BYTES = 10 * 1024 * 1024
 
 const params = new URLSearchParams(location.search)
 const relayUrl = params.get('relay') ?? `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}`
@@ -37,9 +35,15 @@ class Pane {
   readonly #id: string
   readonly #storeName: string
   #client: ParleyClient | null = null
-  #sent: SentMessage[] = []
-  #received: IncomingMessage[] = []
   #unsubscribe: (() => void)[] = []
+  /** Images of this session by message id (object URLs): sent ones from the file, received ones once fetched. */
+  readonly #images = new Map<string, string>()
+  /** When this pane last told the peer it is typing (0: it has not, or said it stopped). */
+  #typingSentAt = 0
+  #peerTypingTimer: ReturnType<typeof setTimeout> | null = null
+  /** A render is running; another was asked for meanwhile. */
+  #rendering: Promise<void> | null = null
+  #renderAgain = false
 
   constructor(root: HTMLElement) {
     this.#root = root
@@ -55,11 +59,17 @@ class Pane {
     this.#on('confirm', (form) => this.#confirm(form))
     this.#on('discover', (form) => this.#discover(form))
     this.#on('compose', (form) => this.#send(form))
+    this.#input('compose', 'text').addEventListener('input', () => void this.#typing())
+    const file = this.#input('compose', 'file')
+    file.addEventListener('change', () => {
+      const picked = file.files?.[0]
+      file.value = ''
+      if (picked !== undefined) void this.#busy(el(this.#root, 'attach'), () => this.#sendFile(picked))
+    })
     el(root, 'reset').addEventListener('click', () => this.#busy(el(root, 'reset'), () => this.#reset()))
   }
 
   async start(): Promise<void> {
-    this.#sent = JSON.parse(this.#load('sent') ?? '[]') as SentMessage[]
     const client = await createClient({
       relayUrl,
       storeName: this.#storeName,
@@ -69,18 +79,25 @@ class Pane {
       smsFallback: () => {},
     })
     this.#client = client
+    const render = () => this.#render()
     this.#unsubscribe = [
       client.on('connection', ({ state }) => this.#state(state)),
-      client.on('message', (m) => {
-        this.#received.push(m)
-        this.#render()
+      client.on('message', () => {
+        this.#peerTyping(false)
+        render()
         void this.#refreshSafety()
       }),
-      client.on('delivered', ({ id }) => this.#mark(id, 'delivered')),
-      client.on('sendFailed', ({ id, error }) => {
-        this.#mark(id, 'failed')
+      client.on('delivered', render),
+      client.on('receipt', render),
+      client.on('sentBySms', render),
+      client.on('reaction', render),
+      client.on('messageEdited', render),
+      client.on('messageDeleted', render),
+      client.on('sendFailed', ({ error }) => {
+        render()
         this.#error(error)
       }),
+      client.on('typing', ({ started }) => this.#peerTyping(started)),
       client.on('identityChanged', ({ number, safetyNumber }) => {
         this.#error(
           `${number ?? 'A contact'} has a new device. New safety number: ${formatSafety(safetyNumber)}`,
@@ -89,12 +106,8 @@ class Pane {
       }),
     ]
     this.#state(client.activated ? client.connectionState : 'off')
-    if (client.activated) {
-      this.#received = await client.history()
-      this.#showChat()
-    } else if (this.#load('pending') !== null) {
-      this.#showConfirm(this.#load('pending') ?? '')
-    }
+    if (client.activated) this.#showChat()
+    else if (this.#load('pending') !== null) this.#showConfirm(this.#load('pending') ?? '')
   }
 
   async #activate(form: HTMLFormElement): Promise<void> {
@@ -128,20 +141,61 @@ class Pane {
     found.textContent = result.registered
       ? `✓ ${result.e164} is on Parley — messages are end-to-end encrypted.`
       : `${result.e164} is not on Parley — messages would go by SMS.`
+    this.#render()
     await this.#refreshSafety()
   }
 
   async #send(form: HTMLFormElement): Promise<void> {
     const input = this.#input('compose', 'text')
-    const peer = this.#input('discover', 'peer').value
     const text = input.value
-    const { id, route } = await this.#require().send(peer, text)
-    this.#sent.push({ id, to: peer, text, at: Date.now(), state: route === 'sms' ? 'sms' : 'queued' })
-    this.#save('sent', JSON.stringify(this.#sent))
+    await this.#stopTyping()
+    await this.#require().send(this.#peer(), text)
     input.value = ''
     form.querySelector('input')?.focus()
     this.#render()
     await this.#refreshSafety()
+  }
+
+  /** Sends a picked file end to end (the relay holds only its encrypted blob, until the peer fetched it). */
+  async #sendFile(file: File): Promise<void> {
+    if (file.size > MAX_FILE_BYTES) throw new Error('The demo sends files of up to 10 MiB.')
+    const data = new Uint8Array(await file.arrayBuffer())
+    const { id } = await this.#require().sendAttachment(this.#peer(), {
+      data,
+      ...(file.type ? { mimeType: file.type } : {}),
+      fileName: file.name,
+    })
+    if (file.type.startsWith('image/')) this.#images.set(id, URL.createObjectURL(file))
+    this.#render()
+  }
+
+  /** While the user types: tells the peer, again every few seconds, and that it stopped after a pause. */
+  async #typing(): Promise<void> {
+    const client = this.#client
+    if (client === null || !client.activated || this.#peer() === '') return
+    const now = Date.now()
+    if (now - this.#typingSentAt < TYPING_REPEAT_MS) return
+    this.#typingSentAt = now
+    await client.typing(this.#peer()).catch(() => false)
+  }
+
+  async #stopTyping(): Promise<void> {
+    if (this.#typingSentAt === 0) return
+    this.#typingSentAt = 0
+    await this.#client?.typing(this.#peer(), false).catch(() => false)
+  }
+
+  /** Shows (or hides) that the peer is typing; a `started` without a follow-up lapses on its own. */
+  #peerTyping(started: boolean): void {
+    const line = el(this.#root, 'typing')
+    if (this.#peerTypingTimer !== null) clearTimeout(this.#peerTypingTimer)
+    this.#peerTypingTimer = null
+    line.textContent = started ? `${this.#peer()} is typing…` : ''
+    if (started) this.#peerTypingTimer = setTimeout(() => this.#peerTyping(false), TYPING_LAPSE_MS)
+  }
+
+  #peer(): string {
+    return this.#input('discover', 'peer').value
   }
 
   async #reset(): Promise<void> {
@@ -154,7 +208,7 @@ class Pane {
       const request = indexedDB.deleteDatabase(this.#storeName)
       request.onsuccess = request.onerror = request.onblocked = () => resolve()
     })
-    for (const name of ['sent', 'peer', 'pending', 'me']) localStorage.removeItem(this.#key(name))
+    for (const name of ['peer', 'pending', 'me']) localStorage.removeItem(this.#key(name))
     location.reload()
   }
 
@@ -176,51 +230,94 @@ class Pane {
     void this.#refreshSafety()
   }
 
+  /** Renders the conversation with the peer (one render at a time; a request meanwhile renders once more). */
   #render(): void {
-    const list = el(this.#root, 'messages')
-    const items: { at: number; out: boolean; text: string; meta: string; state?: SentMessage['state'] }[] = [
-      ...this.#received.map((m) => ({
-        at: m.receivedAt.getTime(),
-        out: false,
-        text: m.text,
-        meta: time(m.receivedAt.getTime()),
-      })),
-      ...this.#sent.map((m) => ({
-        at: m.at,
-        out: true,
-        text: m.text,
-        meta: `${time(m.at)} · ${LABELS[m.state]}`,
-        state: m.state,
-      })),
-    ]
-    items.sort((x, y) => x.at - y.at)
-    list.replaceChildren(
-      ...items.map((item) => {
-        const li = document.createElement('li')
-        li.className = `msg ${item.out ? 'out' : 'in'}`
-        if (item.state !== undefined) li.dataset.state = item.state
-        const small = document.createElement('small')
-        small.textContent = item.meta
-        li.append(item.text, small)
-        return li
-      }),
-    )
-    list.scrollTop = list.scrollHeight
-    void this.#client?.pendingCount().then(
-      (n) => {
-        el(this.#root, 'queued').textContent =
-          n === 0 ? '' : `${n} message${n === 1 ? '' : 's'} waiting in the outbox`
-      },
-      () => {},
-    )
+    if (this.#rendering !== null) {
+      this.#renderAgain = true
+      return
+    }
+    this.#rendering = this.#draw()
+      .catch((err: unknown) => this.#error(err))
+      .finally(() => {
+        this.#rendering = null
+        if (this.#renderAgain) {
+          this.#renderAgain = false
+          this.#render()
+        }
+      })
   }
 
-  #mark(id: string, state: SentMessage['state']): void {
-    const message = this.#sent.find((m) => m.id === id)
-    if (message === undefined) return
-    message.state = state
-    this.#save('sent', JSON.stringify(this.#sent))
-    this.#render()
+  async #draw(): Promise<void> {
+    const client = this.#client
+    const peer = this.#peer()
+    if (client === null || !client.activated || peer === '') return
+    const { messages } = await client.conversationHistory(peer, { limit: 100 })
+    const list = el(this.#root, 'messages')
+    list.replaceChildren(...messages.map((m) => this.#item(m)))
+    list.scrollTop = list.scrollHeight
+    // The pane is on screen: what it shows is read, and the peer's read receipt moves its ticks.
+    if (messages.some((m) => !m.outgoing && !m.read) && document.visibilityState === 'visible') {
+      await client.markRead(peer)
+    }
+    const n = await client.pendingCount()
+    el(this.#root, 'queued').textContent =
+      n === 0 ? '' : `${n} message${n === 1 ? '' : 's'} waiting in the outbox`
+  }
+
+  #item(m: ConversationMessage): HTMLLIElement {
+    const li = document.createElement('li')
+    li.className = `msg ${m.outgoing ? 'out' : 'in'}`
+    li.dataset.id = m.id
+    if (m.outgoing) li.dataset.state = m.state
+    const a = m.attachment
+    if (a !== undefined) {
+      const url = this.#images.get(m.id)
+      if (url !== undefined) {
+        const img = document.createElement('img')
+        img.src = url
+        img.alt = a.fileName ?? 'image'
+        img.dataset.testid = 'image'
+        // Its height is known only once it loaded: keep the newest message in view.
+        img.addEventListener('load', () => {
+          const list = el(this.#root, 'messages')
+          list.scrollTop = list.scrollHeight
+        })
+        li.append(img)
+      } else {
+        const open = document.createElement('button')
+        open.type = 'button'
+        open.className = 'link'
+        open.textContent = `File: ${a.fileName ?? 'file'} (${Math.ceil(a.size / 1024)} KiB)`
+        open.addEventListener('click', () => void this.#busy(open, () => this.#open(m)))
+        li.append(open)
+        if (!m.outgoing && a.mimeType?.startsWith('image/')) void this.#busy(open, () => this.#open(m))
+      }
+    }
+    if (m.text !== '') li.append(m.text)
+    const small = document.createElement('small')
+    const at = (m.receivedAt ?? m.sentAt).getTime()
+    small.textContent = m.outgoing ? `${time(at)} · ${LABELS[m.state]}` : time(at)
+    li.append(small)
+    return li
+  }
+
+  /** Fetches and decrypts a message's file: an image is shown in place, anything else saved. */
+  async #open(m: ConversationMessage): Promise<void> {
+    if (this.#images.has(m.id)) return
+    const bytes = await this.#require().downloadAttachment(m.id)
+    const blob = new Blob([new Uint8Array(bytes)], {
+      type: m.attachment?.mimeType ?? 'application/octet-stream',
+    })
+    const url = URL.createObjectURL(blob)
+    if (m.attachment?.mimeType?.startsWith('image/')) {
+      this.#images.set(m.id, url)
+      this.#render()
+      return
+    }
+    const link = document.createElement('a')
+    link.href = url
+    link.download = m.attachment?.fileName ?? 'file'
+    link.click()
   }
 
   async #refreshSafety(): Promise<void> {
@@ -286,11 +383,14 @@ class Pane {
   }
 }
 
-const LABELS: Record<SentMessage['state'], string> = {
+const LABELS: Record<MessageState, string> = {
   queued: 'queued',
-  delivered: 'delivered ✓',
+  sent: 'sent ✓',
+  delivered: 'delivered ✓✓',
+  read: 'read ✓✓',
   failed: 'failed',
   sms: 'sent by SMS',
+  received: '',
 }
 
 async function main(): Promise<void> {

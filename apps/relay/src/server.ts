@@ -165,7 +165,9 @@ function serveDemo(path: string, req: IncomingMessage, res: ServerResponse, log:
         'content-length': body.length,
         'cache-control': 'no-cache',
         'x-content-type-options': 'nosniff',
-        'content-security-policy': "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:",
+        // blob: for the images the page decrypted itself (attachments).
+        'content-security-policy':
+          "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data: blob:",
       })
       res.end(req.method === 'HEAD' ? undefined : body)
     },

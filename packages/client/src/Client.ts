@@ -512,11 +512,12 @@ export class ParleyClient {
    * this client is online and in a session the peer has already answered; nothing is queued otherwise. Apps
    * usually send `true` when the user starts typing, again every few seconds while the user goes on, and `false`
    * when the user stops or sends.
-   * @param conversation - the conversation's id ({@link conversations})
+   * @param conversation - a conversation's id ({@link conversations}), or the peer's number (any common format)
    * @param started - true (default) when typing started, false when it stopped
    * @returns whether the indicator was handed to the outbox (false: offline, an SMS conversation, or no answered
    *   session yet); not whether the peer saw it
-   * @throws ParleyError `NOT_FOUND` for an unknown conversation
+   * @throws ParleyError `NOT_FOUND` for an unknown conversation; TypeError for a `conversation` that is no string
+   *   or a `started` that is no boolean
    * @example await parley.typing(conversation.id)
    */
   async typing(conversation: string, started = true): Promise<boolean> {

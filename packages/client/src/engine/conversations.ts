@@ -324,10 +324,9 @@ export class Conversations {
     ]
   }
 
-  /** The record of a conversation by its id, if there is one (a malformed id is none). */
+  /** The record of a conversation by its id or its peer's number, if there is one. */
   async record(conversation: string): Promise<ConversationRecord | undefined> {
-    if (typeof conversation !== 'string' || !ID.test(conversation)) return undefined
-    return get(this.#engine.store, K.conversation(conversation))
+    return (await this.#resolve(conversation)) ?? undefined
   }
 
   /** The writes that set a sent message's state (`sent`, `failed`), if it is in a conversation. */
