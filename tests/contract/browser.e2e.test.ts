@@ -2,7 +2,7 @@
 // driven by playwright-core) against the real relay process of the contract tests, with codes captured by the
 // harness's webhook inbox. Here rather than in packages/browser or apps/demo: a test that runs a relay depends on
 // @parley/relay, which depends on @parley/demo and so on @parley/browser, so it can only live downstream of them.
-import { existsSync, mkdirSync, rmSync } from 'node:fs'
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
@@ -72,11 +72,15 @@ function testPage(relayWs: string): string {
 <script>
   window.inbox = []
   window.delivered = []
+  // ?store=<name>&key=<64 hex>: another IndexedDB database, sealed under that key (storeEncryptionKey).
+  const query = new URLSearchParams(location.search)
+  const key = query.get('key')
   window.ready = Parley.createClient({
     relayUrl: ${JSON.stringify(relayWs)},
-    storeName: 'parley',
+    storeName: query.get('store') ?? 'parley',
     defaultRegion: 'US',
     reconnect: { minDelayMs: 50, maxDelayMs: 500 },
+    ...(key ? { storeEncryptionKey: Uint8Array.from(key.match(/../g), (h) => parseInt(h, 16)) } : {}),
   }).then((client) => {
     window.client = client
     client.on('message', (m) => window.inbox.push({ id: m.id, from: m.from, text: m.text }))
@@ -139,7 +143,7 @@ describe.skipIf(!haveChromium && !required)(
       relay = await startRelay(codes, ['--demo', 'true'])
       pageServer = createServer((req, res) => {
         if (req.url === '/parley.js') res.writeHead(200, { 'content-type': 'text/javascript' }).end(sdk)
-        else if (req.url === '/')
+        else if (req.url === '/' || req.url?.startsWith('/?'))
           res.writeHead(200, { 'content-type': 'text/html' }).end(testPage(relay.baseUrl))
         else res.writeHead(404).end()
       })
@@ -343,6 +347,81 @@ describe.skipIf(!haveChromium && !required)(
       mkdirSync(join(SCREENSHOT, '..'), { recursive: true })
       await page.screenshot({ path: SCREENSHOT, fullPage: true })
       expect(existsSync(SCREENSHOT)).toBe(true)
+    })
+
+    it('a store sealed under storeEncryptionKey leaves no text or number in the profile’s IndexedDB files', async () => {
+      const key = 'a7'.repeat(32)
+      const people = { sealed: '+1 415 555 0146', plain: '+1 415 555 0147' }
+      const texts = { sealed: 'sealed-in-chromium-5d1e', plain: 'plain-in-chromium-c08b' }
+      const args = [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+        '--disable-quic',
+      ]
+      // Persistent profiles (a fresh --user-data-dir each), so that IndexedDB is written to disk.
+      const profiles = { sealed: clientDir(), plain: clientDir() }
+      const open = async (who: 'sealed' | 'plain', withKey: boolean) => {
+        const context = await chromium.launchPersistentContext(profiles[who], {
+          executablePath: CHROMIUM,
+          args,
+        })
+        const page = context.pages()[0] ?? (await context.newPage())
+        await page.goto(`${pageUrl}?store=${who}${withKey ? `&key=${key}` : ''}`)
+        return { context, page }
+      }
+      const sealed = await open('sealed', true)
+      const plain = await open('plain', false)
+      try {
+        for (const [who, side] of [
+          ['sealed', sealed],
+          ['plain', plain],
+        ] as const) {
+          await side.page.evaluate(() => (window as unknown as TestWindow).ready)
+          await activate(side.page, people[who])
+        }
+        await send(sealed.page, people.plain, texts.sealed)
+        await waitFor(plain.page, texts.sealed, 'the plain profile to receive')
+        await send(plain.page, people.sealed, texts.plain)
+        await waitFor(sealed.page, texts.plain, 'the sealed profile to receive')
+        for (const side of [sealed, plain]) {
+          await side.page.evaluate(() => (window as unknown as TestWindow).client.close())
+        }
+      } finally {
+        await Promise.all([sealed.context.close(), plain.context.close()])
+      }
+      // Every file of each profile, in UTF-8 and in the UTF-16 that IndexedDB keys are written in.
+      const files = (dir: string): Buffer[] =>
+        readdirSync(dir, { recursive: true, withFileTypes: true })
+          .filter((e) => e.isFile())
+          .map((e) => readFileSync(join(e.parentPath, e.name)))
+      const found = (dir: string, needles: string[]) => {
+        const all = files(dir)
+        return needles.filter((n) =>
+          all.some((f) => f.includes(Buffer.from(n)) || f.includes(Buffer.from(n, 'utf16le'))),
+        )
+      }
+      const needles = [texts.sealed, texts.plain, '4155550146', '4155550147']
+      // Found where the store is not sealed, so finding none in the sealed profile means something.
+      expect(found(profiles.plain, needles)).toEqual(needles)
+      expect(found(profiles.sealed, needles)).toEqual([])
+      // And the sealed store does not open without its key.
+      const again = await open('sealed', false)
+      try {
+        const outcome = await again.page.evaluate(() =>
+          (window as unknown as TestWindow).ready.then(
+            () => 'opened',
+            (e: { code?: string }) => e.code ?? String(e),
+          ),
+        )
+        expect(outcome).toBe('INVALID_STATE')
+      } finally {
+        await again.context.close()
+      }
     })
 
     it('a registration lock set in the browser (its scrypt on WebCrypto) is proved by a Node device with the PIN', async () => {
