@@ -7,6 +7,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs'
 import { connect, type Socket } from 'node:net'
 import { join } from 'node:path'
+import { attachmentCiphertextSize, MIN_ATTACHMENT_CHUNK_BYTES } from '@parley/protocol'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type DeviceKeys, login, metric, RawConn, readDevice } from './attacker.js'
 import { activatedClient, clientDir, until } from './harness.js'
@@ -220,14 +221,17 @@ describe('blobs: encrypted attachments through the relay', () => {
     }
   })
 
-  it('refuses at the frame a size over --blob-max-bytes or of 0, and downloads outside 1..64', async () => {
+  it('refuses at the frame a size over --blob-max-bytes (encrypted) or of 0, and downloads outside 1..64', async () => {
     const tooLarge = await blobs('refused_too_large')
-    expect(await frameError(grant(conn, 24 * MiB + 1))).toBe('TOO_LARGE')
+    // --blob-max-bytes counts the file: its blob in the smallest chunks (1 KiB, a 16-byte tag each) still fits.
+    const largest = attachmentCiphertextSize(24 * MiB, MIN_ATTACHMENT_CHUNK_BYTES)
+    expect(largest).toBe(24 * MiB + 16 * 24 * 1024)
+    expect(await frameError(grant(conn, largest + 1))).toBe('TOO_LARGE')
     expect(await frameError(grant(conn, 0))).toBe('TOO_LARGE')
     expect(await blobs('refused_too_large')).toBe(tooLarge + 2)
     expect(await frameError(grant(conn, 10, 0))).toBe('BAD_REQUEST')
     expect(await frameError(grant(conn, 10, 65))).toBe('BAD_REQUEST')
-    expect((await grant(conn, 24 * MiB, 64)).id).toMatch(/^[0-9a-f]{64}$/)
+    expect((await grant(conn, largest, 64)).id).toMatch(/^[0-9a-f]{64}$/)
   })
 
   it("refuses a grant beyond the account's stored bytes (granted sizes count) and frees them on deletion", async () => {

@@ -79,7 +79,7 @@ export const OPTIONS = [
   int('maxAcksPerFrame', 500, 'most sequence numbers in one AckMessages (TOO_LARGE beyond)'),
   int('acksPerSecond', 2000, 'acked sequence numbers per connection per second (burst: 2 x max-acks-per-frame)'),
   int('messageTtlSeconds', DEFAULT_LIMITS.messageTtlSeconds, 'message time-to-live'),
-  int('blobMaxBytes', 104_857_600, 'largest end-to-end encrypted attachment (blob) one BlobUploadRequest may reserve (100 MiB; TOO_LARGE beyond)'),
+  int('blobMaxBytes', 104_857_600, 'largest attachment file one BlobUploadRequest may reserve room for (100 MiB; its encrypted blob may be up to 1.6% larger; TOO_LARGE beyond)'),
   int('blobTtlSeconds', 2_592_000, 'how long a blob is kept at most, downloaded or not (30 days)'),
   int('blobUploadTtlSeconds', 3600, "how long a blob's single-use upload token is valid; a grant not uploaded by then is swept"),
   int('blobUploadTimeoutSeconds', 900, 'time one blob upload (PUT) may take from its request line to its last byte; the connection is closed after (15 min: 100 MiB at 115 KB/s)'),

@@ -8,7 +8,12 @@
  * @module
  */
 import { createHash, randomBytes } from 'node:crypto'
-import { type ClientBodyOf, ParleyError } from '@parley/protocol'
+import {
+  attachmentCiphertextSize,
+  type ClientBodyOf,
+  MIN_ATTACHMENT_CHUNK_BYTES,
+  ParleyError,
+} from '@parley/protocol'
 import { MAILBOX_FULL_RETRY_MS } from './mailboxGuard.js'
 import type { DeviceScope } from './scope.js'
 import { charge, type Reply } from './util.js'
@@ -22,6 +27,14 @@ export function blobTokenHash(token: Uint8Array): string {
 }
 
 /** `BlobUploadRequest` → `BlobUploadGranted`. */
+/**
+ * The largest blob a grant may be for: the encrypted form of a file of `maxFileBytes` (`--blob-max-bytes` counts
+ * the file, as users see it), in the smallest chunks the protocol allows, whose tags cost the most (1.6%).
+ */
+export function largestBlob(maxFileBytes: number): number {
+  return attachmentCiphertextSize(maxFileBytes, MIN_ATTACHMENT_CHUNK_BYTES)
+}
+
 export async function blobUploadRequest(
   scope: DeviceScope,
   request: ClientBodyOf<'blobUploadRequest'>,
@@ -29,9 +42,13 @@ export async function blobUploadRequest(
   const { config, metrics, blobs, blobDisk, policies } = scope.ctx
   const size = request.size
   const downloads = request.downloads
-  if (!Number.isSafeInteger(size) || size < 1 || size > config.blobMaxBytes) {
+  const largest = largestBlob(config.blobMaxBytes)
+  if (!Number.isSafeInteger(size) || size < 1 || size > largest) {
     metrics.blobs.inc({ event: 'refused_too_large' })
-    throw new ParleyError('TOO_LARGE', `size must be 1..${config.blobMaxBytes} bytes`)
+    throw new ParleyError(
+      'TOO_LARGE',
+      `size must be 1..${largest} bytes (a file of up to ${config.blobMaxBytes} bytes, encrypted)`,
+    )
   }
   if (!Number.isInteger(downloads) || downloads < 1 || downloads > MAX_BLOB_DOWNLOADS) {
     metrics.blobs.inc({ event: 'refused_downloads' })
