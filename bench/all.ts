@@ -13,6 +13,7 @@ const BENCHES = [
   'bundle.ts',
   'abuse.ts',
   'fanout.ts',
+  'attachments.ts',
 ]
 const failed: string[] = []
 const ran: string[] = []

@@ -5,7 +5,14 @@ import { randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { ParleyClient } from '@parley/client'
-import { type CryptoProvider, openEnvelope, Session, sealEnvelope } from '@parley/protocol'
+import {
+  type CryptoProvider,
+  decryptAttachment,
+  encryptAttachment,
+  openEnvelope,
+  Session,
+  sealEnvelope,
+} from '@parley/protocol'
 import { describe, expect, it, vi } from 'vitest'
 // The pure-JS primitives (the protocol's defaults).
 import * as noble from '../../protocol/src/internal/e2eCrypto.js'
@@ -41,6 +48,7 @@ function counted(): { crypto: CryptoProvider; calls: { n: number } } {
     chacha20poly1305: { seal: wrap(fast.chacha20poly1305.seal), open: wrap(fast.chacha20poly1305.open) },
     hkdfSha256: wrap(fast.hkdfSha256),
     ed25519Verify: wrap(fast.ed25519Verify),
+    sha256: wrap(fast.sha256),
   }
   return { crypto, calls }
 }
@@ -125,6 +133,25 @@ describe('node:crypto ChaCha20-Poly1305 and HKDF-SHA-256', () => {
       tampered[length % sealed.length]! ^= 1
       expect(() => fast.chacha20poly1305.open(key, nonce, tampered, ad)).toThrow()
     }
+  })
+
+  it('hashes attachments as noble does: the same SHA-256, fed in pieces, and the same blob digest', () => {
+    for (const length of [0, 1, 63, 64, 65, 1000, 70_000]) {
+      const data = rand(length)
+      const h = fast.sha256()
+      for (let at = 0; at < length; at += 777) h.update(data.subarray(at, at + 777))
+      const reference = noble.NOBLE.sha256()
+      reference.update(data)
+      expect(hex(h.digest())).toBe(hex(reference.digest()))
+    }
+    const file = rand(200_000)
+    const key = rand(32)
+    const viaNode = encryptAttachment(file, { key, crypto: fast })
+    expect(hex(viaNode.digest)).toBe(hex(encryptAttachment(file, { key }).digest))
+    // A plain Uint8Array (a Buffer would be stored as { type: 'Buffer', data } by JSON records).
+    expect(Object.getPrototypeOf(viaNode.digest)).toBe(Uint8Array.prototype)
+    expect(Object.getPrototypeOf(fast.sha256().digest())).toBe(Uint8Array.prototype)
+    expect(hex(decryptAttachment(viaNode.blob, { ...viaNode, crypto: fast }))).toBe(hex(file))
   })
 
   it('derives the same HKDF output for any salt, info and length', () => {

@@ -10,6 +10,7 @@
 import {
   createCipheriv,
   createDecipheriv,
+  createHash,
   createPrivateKey,
   createPublicKey,
   diffieHellman,
@@ -116,6 +117,16 @@ export const nodeCryptoProvider: Required<CryptoProvider> = Object.freeze({
       head.fill(0)
       return out
     },
+  },
+  sha256() {
+    const hash = createHash('sha256')
+    return {
+      update(data: Uint8Array) {
+        hash.update(data)
+      },
+      // A plain Uint8Array, not the Buffer node:crypto returns.
+      digest: () => new Uint8Array(hash.digest()),
+    }
   },
   hkdfSha256(ikm: Uint8Array, salt: Uint8Array, info: Uint8Array, length: number): Uint8Array {
     return new Uint8Array(hkdfSync('sha256', ikm, salt, info, length))

@@ -23,7 +23,6 @@
  * keeps what it got only when `finish()` returns.
  * @module
  */
-import { sha256 } from '@noble/hashes/sha2.js'
 import type { CryptoOptions } from './cryptoProvider.js'
 import { ParleyError } from './errors.js'
 import { abytes, equalBytes } from './internal/bytes.js'
@@ -213,7 +212,7 @@ export function createAttachmentEncryptor(options: AttachmentEncryptOptions = {}
   abytes(key, ATTACHMENT_KEY_BYTES, 'key')
   const c = primitives(options?.crypto)
   const chunkKey = deriveChunkKey(c, key)
-  const hash = sha256.create()
+  const hash = c.sha256()
   const buffer = new Uint8Array(chunkSize)
   let filled = 0
   let index = 0
@@ -257,7 +256,8 @@ export function createAttachmentEncryptor(options: AttachmentEncryptOptions = {}
       return {
         chunks,
         key,
-        digest: hash.digest(),
+        // A plain Uint8Array whatever the provider returns (node:crypto's Buffer would not survive a JSON store).
+        digest: new Uint8Array(hash.digest()),
         size,
         ciphertextSize: attachmentCiphertextSize(size, chunkSize),
         chunkSize,
@@ -294,7 +294,7 @@ export function createAttachmentDecryptor(options: AttachmentDecryptOptions): At
   const chunkKey = deriveChunkKey(c, options.key)
   const count = chunkCount(size, chunkSize)
   const lastSealed = size - (count - 1) * chunkSize + AEAD_TAG_BYTES
-  const hash = sha256.create()
+  const hash = c.sha256()
   const buffer = new Uint8Array(Math.min(chunkSize, size) + AEAD_TAG_BYTES)
   let filled = 0
   let index = 0
@@ -390,7 +390,8 @@ export function decryptAttachment(blob: Uint8Array, options: AttachmentDecryptOp
   abytes(blob, undefined, 'blob')
   const total = checkDecryptOptions(options)
   if (blob.length !== total) refuse('the attachment does not have the size its message says')
-  if (!equalBytes(sha256(blob), options.digest)) refuse('the attachment does not match its digest')
+  // The digest is checked by the decryptor's finish, before anything is returned: hashing here first too would
+  // hash the blob twice.
   const dec = createAttachmentDecryptor(options)
   const out = new Uint8Array(options.size)
   let at = 0

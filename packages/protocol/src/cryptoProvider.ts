@@ -25,6 +25,14 @@ export interface AeadProvider {
   open(key: Uint8Array, nonce: Uint8Array, ciphertextAndTag: Uint8Array, ad: Uint8Array): Uint8Array
 }
 
+/** An incremental SHA-256 (FIPS 180-4), as `node:crypto`'s `createHash('sha256')` or noble's `sha256.create()`. */
+export interface Sha256Hasher {
+  /** Adds bytes to the hash. */
+  update(data: Uint8Array): unknown
+  /** The 32-byte digest of everything added; called once, last. */
+  digest(): Uint8Array
+}
+
 /** Optional replacements; a primitive left out keeps its default. */
 export interface CryptoProvider {
   /** X25519, used by every Double Ratchet step, PQXDH and sealed envelopes. */
@@ -38,6 +46,8 @@ export interface CryptoProvider {
    * Must return false (or throw) for anything that does not verify.
    */
   ed25519Verify?: (publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array) => boolean
+  /** A fresh incremental SHA-256, used for the digest of every attachment (over its whole encrypted blob). */
+  sha256?: () => Sha256Hasher
 }
 
 /** The `crypto` option of the functions and classes that use the end-to-end primitives. */
@@ -62,7 +72,7 @@ export interface CryptoOptions {
  */
 export function assertCryptoProvider(provider: unknown): asserts provider is CryptoProvider {
   if (typeof provider !== 'object' || provider === null) throw new TypeError('crypto must be an object')
-  const { x25519, chacha20poly1305, hkdfSha256, ed25519Verify } = provider as CryptoProvider
+  const { x25519, chacha20poly1305, hkdfSha256, ed25519Verify, sha256 } = provider as CryptoProvider
   if (
     x25519 !== undefined &&
     (typeof x25519?.getPublicKey !== 'function' || typeof x25519.getSharedSecret !== 'function')
@@ -80,5 +90,8 @@ export function assertCryptoProvider(provider: unknown): asserts provider is Cry
   }
   if (ed25519Verify !== undefined && typeof ed25519Verify !== 'function') {
     throw new TypeError('crypto.ed25519Verify must be a function')
+  }
+  if (sha256 !== undefined && typeof sha256 !== 'function') {
+    throw new TypeError('crypto.sha256 must be a function')
   }
 }

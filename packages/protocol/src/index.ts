@@ -90,7 +90,13 @@ export {
   MESSAGE_ID_BYTES,
 } from './content.js'
 // End-to-end encryption (docs/architecture.md §6): identity, prekeys, PQXDH + Double Ratchet sessions, sealed envelopes.
-export type { AeadProvider, CryptoOptions, CryptoProvider, X25519Provider } from './cryptoProvider.js'
+export type {
+  AeadProvider,
+  CryptoOptions,
+  CryptoProvider,
+  Sha256Hasher,
+  X25519Provider,
+} from './cryptoProvider.js'
 export { assertCryptoProvider } from './cryptoProvider.js'
 // Signed device lists (docs/architecture.md §9.2).
 export type {

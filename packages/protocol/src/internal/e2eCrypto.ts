@@ -11,6 +11,7 @@ import {
   type AeadProvider,
   assertCryptoProvider,
   type CryptoProvider,
+  type Sha256Hasher,
   type X25519Provider,
 } from '../cryptoProvider.js'
 import { ParleyError } from '../errors.js'
@@ -45,6 +46,8 @@ export interface Primitives {
   readonly hkdf: (ikm: Uint8Array, salt: Uint8Array, info: Uint8Array, length: number) => Uint8Array
   /** Strict RFC 8032 verification; false (never a throw) for anything that does not verify. */
   readonly ed25519Verify: (publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array) => boolean
+  /** A fresh incremental SHA-256. */
+  readonly sha256: () => Sha256Hasher
 }
 
 /** zip215: false — strict RFC 8032 verification, as every signer of what Parley verifies follows RFC 8032. */
@@ -61,6 +64,7 @@ const noble: Primitives = {
   },
   hkdf: (ikm, salt, info, length) => hkdf(sha256, ikm, salt, info, length),
   ed25519Verify: guardVerify(nobleVerify),
+  sha256: () => sha256.create(),
 }
 export const NOBLE: Primitives = Object.freeze(noble)
 
@@ -92,6 +96,7 @@ export function primitives(provider: CryptoProvider | undefined): Primitives {
       aead: provider.chacha20poly1305 ?? NOBLE.aead,
       hkdf: provider.hkdfSha256 ?? NOBLE.hkdf,
       ed25519Verify: verify ? guardVerify(verify) : NOBLE.ed25519Verify,
+      sha256: provider.sha256 ?? NOBLE.sha256,
     })
     resolved.set(provider, out)
   }
