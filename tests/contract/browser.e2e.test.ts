@@ -24,6 +24,17 @@ import {
 } from './harness.js'
 
 const CHROMIUM = '/usr/bin/chromium'
+/** Every launch's flags (Playwright makes a fresh profile for launch(); persistent contexts get a fresh dir). */
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--disable-quic',
+]
 const SCREENSHOT = fileURLToPath(new URL('../../test-results/demo.png', import.meta.url))
 const haveChromium = existsSync(CHROMIUM)
 const required =
@@ -152,16 +163,7 @@ describe.skipIf(!haveChromium && !required)(
       browser = await chromium.launch({
         executablePath: CHROMIUM,
         // Playwright gives each launch a fresh temporary profile (it refuses --user-data-dir with launch()).
-        args: [
-          '--headless',
-          '--no-sandbox',
-          '--disable-gpu',
-          '--no-first-run',
-          '--disable-background-networking',
-          '--disable-component-update',
-          '--disable-sync',
-          '--disable-quic',
-        ],
+        args: CHROMIUM_ARGS,
       })
       ;[alice, bob] = await Promise.all([openPage(), openPage()])
     })
@@ -353,22 +355,12 @@ describe.skipIf(!haveChromium && !required)(
       const key = 'a7'.repeat(32)
       const people = { sealed: '+1 415 555 0146', plain: '+1 415 555 0147' }
       const texts = { sealed: 'sealed-in-chromium-5d1e', plain: 'plain-in-chromium-c08b' }
-      const args = [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-        '--disable-quic',
-      ]
       // Persistent profiles (a fresh --user-data-dir each), so that IndexedDB is written to disk.
       const profiles = { sealed: clientDir(), plain: clientDir() }
       const open = async (who: 'sealed' | 'plain', withKey: boolean) => {
         const context = await chromium.launchPersistentContext(profiles[who], {
           executablePath: CHROMIUM,
-          args,
+          args: CHROMIUM_ARGS,
         })
         const page = context.pages()[0] ?? (await context.newPage())
         await page.goto(`${pageUrl}?store=${who}${withKey ? `&key=${key}` : ''}`)
