@@ -8,6 +8,7 @@
  */
 import { ParleyError } from '@parley/protocol'
 import type { RelayContext } from '../context.js'
+import { refuseLinkedSet } from './mailboxGuard.js'
 import type { Reply } from './util.js'
 
 /** What an ephemeral send uses (identified or not). */
@@ -20,23 +21,24 @@ export interface EphemeralCopy {
 }
 
 /**
- * Hands each copy of an ephemeral message to the fan-out, once the account at `address` has every device named
- * (`notFound` when it has no account; CONFLICT when a device is not one of its devices).
+ * A single-device ephemeral message (`SendMessage`, `UnidentifiedSend`), after one read of the recipient's device
+ * set: `notFound` when there is no account, STALE_DEVICES when it has linked devices (as for mail), CONFLICT when
+ * `copy.deviceId` is not its device; then handed to the fan-out.
  */
 export async function pushEphemeral(
   parts: EphemeralParts,
   address: Uint8Array,
   messageId: Uint8Array,
-  copies: EphemeralCopy[],
+  copy: EphemeralCopy,
   notFound: () => never,
 ): Promise<Reply> {
   const set = await parts.store.deviceSet(address)
   if (!set) return notFound()
-  const devices = new Set([set.primaryDeviceId, ...set.linkedDeviceIds])
-  if (copies.some((c) => !devices.has(c.deviceId))) {
+  refuseLinkedSet(set)
+  if (copy.deviceId !== set.primaryDeviceId) {
     throw new ParleyError('CONFLICT', 'the recipient has a new device; fetch a new prekey bundle')
   }
-  return publishEphemeral(parts, address, messageId, copies)
+  return publishEphemeral(parts, address, messageId, [copy])
 }
 
 /** Hands each (checked) copy of an ephemeral message to the fan-out; nothing is stored. */

@@ -7,7 +7,7 @@
 import { type ClientBodyOf, ParleyError } from '@parley/protocol'
 import type { Store } from '../Store.js'
 import { pushEphemeral } from './ephemeral.js'
-import { refuseFull, requireEnvelope } from './mailboxGuard.js'
+import { refuseFull, refuseLinkedSet, requireEnvelope } from './mailboxGuard.js'
 import type { DeviceScope } from './scope.js'
 import { charge, type Reply, requireBytes } from './util.js'
 
@@ -39,13 +39,13 @@ export async function admitSendMessage(
   // spreads over many (--send-bytes-*).
   await charge(scope, 'send_bytes', `sendb:acct:${scope.device.quotaId}`, envelope.length, policies.sendBytes)
   const deviceId = m.recipientDeviceId
-  await refuseLinked(store, address)
   if (m.ephemeral) {
-    const reply = await pushEphemeral(scope.ctx, address, messageId, [{ deviceId, envelope }], () => {
+    const reply = await pushEphemeral(scope.ctx, address, messageId, { deviceId, envelope }, () => {
       throw new ParleyError('NOT_FOUND', 'no account at this address')
     })
     return async () => reply
   }
+  await refuseLinked(store, address)
   const written = store.enqueue({
     address,
     deviceId,
@@ -88,12 +88,7 @@ export async function admitSendMessage(
  * sends a `MultiSend` instead.
  */
 export async function refuseLinked(store: Store, address: Uint8Array): Promise<void> {
-  const set = await store.deviceSet(address)
-  if (set && set.linkedDeviceIds.length > 0) {
-    throw new ParleyError('STALE_DEVICES', 'the recipient has linked devices; send to each with MultiSend', {
-      deviceListVersion: set.listVersion,
-    })
-  }
+  refuseLinkedSet(await store.deviceSet(address))
 }
 
 /** `SendMessage` → `MessageAccepted`, only once the message is committed to the recipient's mailbox. */

@@ -6,7 +6,7 @@
  */
 import { ParleyError } from '@parley/protocol'
 import type { RelayContext } from '../context.js'
-import type { MailboxLimit } from '../Store.js'
+import type { DeviceSet, MailboxLimit } from '../Store.js'
 import { envelopeShapeProblem } from './envelopeShape.js'
 
 /** The part of the relay context these checks use (an unidentified scope has it too). */
@@ -50,4 +50,16 @@ export function refuseFull(scope: GuardScope, limit: MailboxLimit | 'disk'): nev
   throw new ParleyError('MAILBOX_FULL', `${why}; nothing was stored, try again later`, {
     retryAfterMs: MAILBOX_FULL_RETRY_MS,
   })
+}
+
+/**
+ * A single-device send to an account with linked devices (its device set, already read) is refused with
+ * STALE_DEVICES and the list version (handlers/mail.ts `refuseLinked`).
+ */
+export function refuseLinkedSet(set: DeviceSet | null): void {
+  if (set && set.linkedDeviceIds.length > 0) {
+    throw new ParleyError('STALE_DEVICES', 'the recipient has linked devices; send to each with MultiSend', {
+      deviceListVersion: set.listVersion,
+    })
+  }
 }

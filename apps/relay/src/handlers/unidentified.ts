@@ -100,16 +100,16 @@ export async function unidentifiedSend(
     throw new ParleyError('FORBIDDEN', 'the delivery token is not valid for this recipient')
   }
   await charge(scope, 'recipient', scope.recipientQuotaId(address))
-  await refuseLinked(scope.store, address)
   const deviceId = m.recipientDeviceId
   if (m.ephemeral) {
-    const reply = await pushEphemeral(scope, address, messageId, [{ deviceId, envelope }], () => {
+    const reply = await pushEphemeral(scope, address, messageId, { deviceId, envelope }, () => {
       scope.metrics.unidentified.inc({ outcome: 'forbidden' })
       throw new ParleyError('FORBIDDEN', 'the delivery token is not valid for this recipient')
     })
     scope.metrics.unidentified.inc({ outcome: 'ephemeral' })
     return reply
   }
+  await refuseLinked(scope.store, address)
   const result = await scope.store.enqueue({
     address,
     deviceId,
