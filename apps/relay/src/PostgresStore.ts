@@ -304,6 +304,35 @@ const MIGRATIONS: { version: number; sql: string; run?: (c: Tx, ctx: MigrationCo
       CREATE INDEX address_forwards_by_expiry ON address_forwards (expires_at_ms);
     `,
     },
+    {
+      // Attachment blobs for PostgresBlobStore (PostgresBlobStore.ts): a blob's metadata — its random id, the
+      // uploader's quota id (a keyed hash, not the address), sizes and times, the hash of its upload token — and
+      // its ciphertext in chunks of at most 1 MiB, which go with it. `upload_gen` and `upload_seen_ms` belong to
+      // an upload under way (the node running it, and its last sign of life); both are NULL otherwise.
+      version: 10,
+      sql: `
+      CREATE TABLE blobs (
+        id BYTEA PRIMARY KEY,
+        owner TEXT NOT NULL,
+        size BIGINT NOT NULL,
+        downloads_left INTEGER NOT NULL,
+        expires_at_ms BIGINT NOT NULL,
+        upload_expires_at_ms BIGINT NOT NULL,
+        token_hash TEXT NOT NULL,
+        state TEXT NOT NULL,
+        upload_gen TEXT,
+        upload_seen_ms BIGINT
+      );
+      CREATE INDEX blobs_by_owner ON blobs (owner);
+      CREATE INDEX blobs_by_expiry ON blobs (expires_at_ms);
+      CREATE TABLE blob_chunks (
+        id BYTEA NOT NULL REFERENCES blobs (id) ON DELETE CASCADE,
+        idx INTEGER NOT NULL,
+        bytes BYTEA NOT NULL,
+        PRIMARY KEY (id, idx)
+      );
+    `,
+    },
   ]
 
 /** The highest schema version this code knows. */
@@ -342,7 +371,8 @@ export interface PostgresStoreOptions {
 // BIGINT columns hold sequence numbers, device ids and millisecond times, all far below 2^53: read them as
 // numbers rather than pg's default strings. Scoped to this store's pool, not set globally on `pg`.
 const INT8_OID = 20
-const types = {
+/** `pg`'s type parsers with BIGINT read as a JS number (for the pools of this store and of PostgresBlobStore). */
+export const types = {
   getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
     oid === INT8_OID && format !== 'binary'
       ? (v: string) => Number(v)

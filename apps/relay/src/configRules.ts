@@ -117,6 +117,10 @@ function rules(c: RelayConfig): [boolean, string][] {
       'activation-pow-bits must be at most activation-pow-max-bits, which is at most 32',
     ],
     [c.codeBackoffMaxMs < c.codeBackoffBaseMs, 'code-backoff-max-ms must be at least code-backoff-base-ms'],
+    [
+      c.blobStore === 'postgres' && !/^postgres(ql)?:\/\/./.test(c.store),
+      'blob-store postgres needs a postgres:// --store (the blob tables are in its database)',
+    ],
     [c.blobBytesPerAccount < c.blobMaxBytes, 'blob-bytes-per-account must be at least blob-max-bytes'],
     [c.blobUploadTtlSeconds > c.blobTtlSeconds, 'blob-upload-ttl-seconds must be at most blob-ttl-seconds'],
     ...AT_LEAST_ONE.map((key): [boolean, string] => [

@@ -2,12 +2,23 @@
 
 export type { PendingActivations, StartedActivation } from './Activations.js'
 export { Activations } from './Activations.js'
+export type {
+  BlobMeta,
+  BlobState,
+  BlobStore,
+  BlobSweep,
+  CountedDownload,
+  FileBlobStoreOptions,
+} from './BlobStore.js'
+export { FileBlobStore } from './BlobStore.js'
 export type { BucketPolicy, RelayConfig } from './config.js'
 export { DEFAULT_CONFIG, helpText, parseConfig } from './config.js'
 export type { Fanout, FanoutEvent, FanoutListener } from './Fanout.js'
 export { LocalFanout } from './Fanout.js'
 export type { OprfKey } from './OprfKeyring.js'
 export { OprfKeyring } from './OprfKeyring.js'
+export type { PostgresBlobStoreOptions } from './PostgresBlobStore.js'
+export { BLOB_CHUNK_BYTES, PostgresBlobStore, UPLOAD_LEASE_MS } from './PostgresBlobStore.js'
 export type { PostgresStoreOptions } from './PostgresStore.js'
 export { PostgresStore } from './PostgresStore.js'
 export type { RateLimiter, RateLimitResult } from './RateLimiter.js'

@@ -10,6 +10,7 @@ import type { RelayConfig } from './config.js'
 import type { Fanout } from './Fanout.js'
 import { connectRedis, parseRedisUrl } from './internal/redis.js'
 import type { Logger } from './logger.js'
+import type { PostgresBlobStore } from './PostgresBlobStore.js'
 import { PostgresStore } from './PostgresStore.js'
 import type { RateLimiter } from './RateLimiter.js'
 import { RedisActivations } from './RedisActivations.js'
@@ -30,6 +31,13 @@ export interface ScaleOutEngines {
 
 /** Whether a `--store` value selects PostgreSQL. */
 export const isPostgresUrl = (store: string): boolean => /^postgres(ql)?:\/\//.test(store)
+
+/**
+ * Whether blobs go to PostgreSQL ({@link PostgresBlobStore}): `--blob-store postgres`, or `auto` (the default) with a
+ * PostgreSQL store, so that every node of a scaled-out relay serves every blob.
+ */
+export const blobsInPostgres = (config: Pick<RelayConfig, 'blobStore' | 'store'>): boolean =>
+  config.blobStore === 'postgres' || (config.blobStore === 'auto' && isPostgresUrl(config.store))
 
 /** The URL with any password replaced, for logs. */
 export function redactUrl(url: string): string {

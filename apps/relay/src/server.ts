@@ -39,15 +39,16 @@ import { MembershipLength } from './MembershipLength.js'
 import { createMetrics, type Metrics } from './metrics.js'
 import { OprfKeyring } from './OprfKeyring.js'
 import { OprfPool } from './OprfPool.js'
+import { PostgresBlobStore } from './PostgresBlobStore.js'
 import { MemoryRateLimiter, type RateLimiter, type SavedBucket } from './RateLimiter.js'
 import { RelayKeys } from './RelayKeys.js'
 import { SqliteStore } from './SqliteStore.js'
 import type { Store } from './Store.js'
-import { openScaleOut } from './scaleOut.js'
+import { blobsInPostgres, openScaleOut } from './scaleOut.js'
 import { ConsoleVerifier, type Verifier, WebhookVerifier } from './Verifier.js'
 
 /** Options of {@link startRelay}: any configuration field, plus optional port implementations. */
-export interface RelayOptions extends Omit<Partial<RelayConfig>, 'store'> {
+export interface RelayOptions extends Omit<Partial<RelayConfig>, 'store' | 'blobStore'> {
   /**
    * Storage: an implementation, or the `--store` value (`'sqlite'`, `'postgres://…'`); default SQLite at
    * `<dataDir>/relay.db` (or in memory when `dataDir` is `':memory:'`).
@@ -56,10 +57,12 @@ export interface RelayOptions extends Omit<Partial<RelayConfig>, 'store'> {
   /** Fan-out; default in-process. */
   fanout?: Fanout
   /**
-   * Blobs (end-to-end encrypted attachments); default a {@link FileBlobStore} in `<dataDir>/blobs/` (a temporary
-   * directory with `dataDir: ':memory:'`), whatever the store.
+   * Blobs (end-to-end encrypted attachments): an implementation of the port (an object store of your own, say), or
+   * the `--blob-store` value. By default (`'auto'`), a {@link PostgresBlobStore} in the store's database with a
+   * PostgreSQL store, else a {@link FileBlobStore} in `<dataDir>/blobs/` (a temporary directory with `dataDir:
+   * ':memory:'`).
    */
-  blobStore?: BlobStore
+  blobStore?: BlobStore | RelayConfig['blobStore']
   /** Rate limiter; default in-memory. */
   limiter?: RateLimiter
   /** Verifier; default from `verifier` / `webhookUrl`. Tests may pass their own to capture codes. */
@@ -236,7 +239,7 @@ export async function startRelay(options: RelayOptions = {}): Promise<RunningRel
   const {
     store: storeOpt,
     fanout,
-    blobStore,
+    blobStore: blobOpt,
     limiter,
     verifierImpl,
     oprfKeyring,
@@ -250,6 +253,8 @@ export async function startRelay(options: RelayOptions = {}): Promise<RunningRel
   for (const [k, v] of Object.entries(configOpts))
     if (v !== undefined) (config as unknown as Record<string, unknown>)[k] = v
   if (typeof storeOpt === 'string') config.store = storeOpt
+  if (typeof blobOpt === 'string') config.blobStore = blobOpt
+  const blobStore = typeof blobOpt === 'string' ? undefined : blobOpt
   validateConfig(config, { verifierGiven: verifierImpl !== undefined })
   config.demo ??= config.dev
   const metricsAt = metricsAddress(config.metricsListen)
@@ -304,12 +309,17 @@ export async function startRelay(options: RelayOptions = {}): Promise<RunningRel
   try {
     blobs =
       blobStore ??
-      (inMemory ? await FileBlobStore.temporary() : await FileBlobStore.open(join(config.dataDir, 'blobs')))
+      (blobsInPostgres(config)
+        ? await PostgresBlobStore.open({ url: config.store })
+        : inMemory
+          ? await FileBlobStore.temporary()
+          : await FileBlobStore.open(join(config.dataDir, 'blobs')))
   } catch (err) {
     await Promise.allSettled([given ? undefined : store.close(), scaleOut.close()])
     lock?.release()
     const why = (err as NodeJS.ErrnoException).code ?? (err as Error).message
-    throw new ParleyError('UNAVAILABLE', `the blob directory cannot be opened (${why})`)
+    const what = blobsInPostgres(config) ? 'the PostgreSQL blob store' : 'the blob directory'
+    throw new ParleyError('UNAVAILABLE', `${what} cannot be opened (${why})`)
   }
   const verifier =
     verifierImpl ??
@@ -361,7 +371,8 @@ export async function startRelay(options: RelayOptions = {}): Promise<RunningRel
     blobs,
     blobDisk: new DiskGuard({
       minFreeBytes: config.minFreeDiskBytes,
-      free: diskFree ?? (inMemory || blobStore ? undefined : statfsFree(config.dataDir)),
+      free:
+        diskFree ?? (inMemory || !(blobs instanceof FileBlobStore) ? undefined : statfsFree(config.dataDir)),
       intervalMs: diskCheckIntervalMs,
       onError: (err) => log.warn({ err }, 'could not measure free disk space of the blob directory'),
     }),

@@ -1,6 +1,5 @@
-// The file blob store: bytes become readable only once complete, whatever a crash leaves behind; per-owner byte
-// sums, downloads counted down to deletion, and the sweep of expired blobs and abandoned grants by the clock it is
-// given.
+// The file blob store's own behaviour (what every blob store does is in conformance/blobStore.ts): bytes become
+// readable only once complete, whatever a crash leaves behind; what a reopen keeps and deletes; the files it leaves.
 import { randomBytes } from 'node:crypto'
 import {
   existsSync,
@@ -55,7 +54,7 @@ async function* cutOff(bytes: Buffer): AsyncGenerator<Buffer> {
 }
 
 describe('FileBlobStore', () => {
-  it('stores, reads back byte for byte, counts downloads down to deletion', async () => {
+  it('keeps exactly the ciphertext in <id>.blob, and no file once the last download deleted it', async () => {
     const dir = tempDir()
     const store = await FileBlobStore.open(dir)
     const m = meta()
@@ -145,22 +144,6 @@ describe('FileBlobStore', () => {
     await store.close()
   })
 
-  it("refuses a grant beyond the owner's byte limit, counting pending grants, and frees on deletion", async () => {
-    const store = await FileBlobStore.open(tempDir())
-    const a = meta({ size: 600 })
-    const b = meta({ size: 400 })
-    expect(await store.create(a, 1000)).toBe(true)
-    expect(await store.create(b, 1000)).toBe(true)
-    expect(await store.ownerBytes('owner-a')).toBe(1000)
-    expect(await store.create(meta({ size: 1 }), 1000)).toBe(false)
-    // Another owner has its own limit.
-    expect(await store.create(meta({ size: 1000, owner: 'owner-b' }), 1000)).toBe(true)
-    await store.delete(a.id)
-    expect(await store.ownerBytes('owner-a')).toBe(400)
-    expect(await store.create(meta({ size: 600 }), 1000)).toBe(true)
-    await store.close()
-  })
-
   it('settles a failed write only once its file is closed, so a delete right after leaves nothing', async () => {
     const dir = tempDir()
     const store = await FileBlobStore.open(dir)
@@ -182,21 +165,7 @@ describe('FileBlobStore', () => {
     await store.close()
   })
 
-  it('leaves an upload under way to its upload, and completes nothing that was deleted meanwhile', async () => {
-    const dir = tempDir()
-    const store = await FileBlobStore.open(dir)
-    const m = meta({ uploadExpiresAtMs: NOW + 1000 })
-    await store.create(m, 10_000)
-    await store.begin(m.id)
-    await store.write(m.id, Readable.from([randomBytes(m.size)]))
-    expect(await store.sweep(NOW + 1000)).toEqual({ expired: 0, abandoned: 0, bytes: 0 })
-    await store.delete(m.id)
-    expect(await store.complete(m.id)).toBe(false)
-    expect(readdirSync(dir)).toEqual([])
-    await store.close()
-  })
-
-  it('sweeps expired blobs and abandoned grants by the time it is given', async () => {
+  it('leaves only the metadata of a blob not yet due after a sweep', async () => {
     const dir = tempDir()
     const store = await FileBlobStore.open(dir)
     const done = meta({ expiresAtMs: NOW + 10_000, uploadExpiresAtMs: NOW + 1000 })

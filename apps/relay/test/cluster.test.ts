@@ -2,7 +2,8 @@
 // Node SDK clients spread over the nodes exchange 5,000 messages while one node is killed with SIGKILL; every
 // accepted message must reach the API exactly once. Also: a code requested through one node is confirmed through
 // another, a re-activation on one node revokes the old device's connection on another, and an enumerator
-// spreading OPRF calls over every node still stops at its (cluster-wide) quota.
+// spreading OPRF calls over every node still stops at its (cluster-wide) quota, and an attachment uploaded through
+// one node is downloaded through another (blobs in PostgreSQL).
 import { randomBytes } from 'node:crypto'
 import {
   createClient,
@@ -114,6 +115,17 @@ describeWith('cluster: three relay nodes on PostgreSQL + Redis', [pgAbsent, redi
     nodes.push(...(await Promise.all([spawnDevRelay(args(), dataDir), spawnDevRelay(args(), dataDir)])))
   }, 60_000)
 
+  /** A query on the cluster's database. */
+  const admin = async <T>(sql: string): Promise<T[]> => {
+    const c = new pg.Client({ connectionString: PG_URL })
+    await c.connect()
+    try {
+      return (await c.query(sql)).rows as T[]
+    } finally {
+      await c.end()
+    }
+  }
+
   afterAll(async () => {
     await Promise.allSettled(clients.map((c) => c.close()))
     await Promise.allSettled(nodes.filter((n) => !dead.has(n)).map((n) => n.stop('SIGTERM')))
@@ -213,6 +225,32 @@ describeWith('cluster: three relay nodes on PostgreSQL + Redis', [pgAbsent, redi
     expect(parleyErrorFromWire(push.error!).code).toBe('UNAUTHENTICATED')
     expect(await first.client.closed).toBe(4001)
     second.client.close()
+  })
+
+  it('serves an attachment uploaded through one node from another, and deletes it from PostgreSQL once fetched', async () => {
+    const chunks = async () =>
+      (await admin<{ n: number }>(`SELECT count(*)::int AS n FROM ${schema}.blob_chunks`))[0]!.n
+    const [alice, bob] = await Promise.all(
+      ['+14155550160', '+14155550161'].map(async (number, i) => {
+        const client = await createClient({ relayUrl: nodes[i * 2]!.url, defaultRegion: 'US' })
+        const pending = await client.activate({ phoneNumber: number, consent: true })
+        await client.confirm(await codes.next(pending.e164))
+        return client
+      }),
+    )
+    const got: IncomingMessage[] = []
+    bob!.on('message', (m) => got.push(m))
+    const data = new Uint8Array(randomBytes(3 * 1024 * 1024 + 5))
+    const before = await chunks()
+    const sent = await alice!.sendAttachment('+14155550161', { data, fileName: 'across.bin' })
+    await waitFor(() => got.some((m) => m.id === sent.id), 30_000, 'the attachment message')
+    // Uploaded through node 0: its ciphertext is in PostgreSQL, in 1 MiB chunks (the file's 3 MiB and more).
+    expect((await chunks()) - before).toBe(4)
+    // Downloaded through node 2, which never saw the upload.
+    const back = await bob!.downloadAttachment(sent.id)
+    expect(Buffer.from(back).equals(Buffer.from(data))).toBe(true)
+    expect(await chunks()).toBe(before)
+    await Promise.all([alice!.close(), bob!.close()])
   })
 
   it(`delivers ${MESSAGES} messages exactly once while a node is killed with SIGKILL mid-stream`, async () => {
