@@ -156,8 +156,10 @@ export interface SendResult {
   /**
    * `'ip'`: end-to-end encrypted over Parley (queued durably); `'sms'`: handed to `smsFallback`; `'pending'`: sent
    * with no connection to a number not known to be on Parley and no `smsFallback` policy — queued durably until
-   * the client is online and has looked the number up, then sent over IP (it joins the conversation then, at the
-   * time it was sent), or reported by `sendFailed` with NOT_FOUND when the number is not on Parley.
+   * the client is online and has looked the number up, then sent over IP, or reported by `sendFailed` with
+   * NOT_FOUND when the number is not on Parley. Meanwhile it is shown, `queued`, in the number's conversation (one
+   * with no `address`, as the number's registration is not known yet); once the number is found it moves to the
+   * contact's conversation (the other is deleted if it held nothing else), and otherwise it stays, `failed`.
    */
   route: 'ip' | 'sms' | 'pending'
 }

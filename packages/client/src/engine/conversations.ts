@@ -4,7 +4,7 @@
 // through the store's `page` (or `list`). Not exported.
 import { ParleyError } from '@parley/protocol'
 import { fromHex, toHex } from '../internal/codec.js'
-import { pageFromList, type StoreEntry, type StoreWrite } from '../Store.js'
+import { type PageOptions, pageFromList, type Store, type StoreEntry, type StoreWrite } from '../Store.js'
 import type {
   AttachmentInfo,
   Conversation,
@@ -288,20 +288,19 @@ export class Conversations {
   async add(entry: ConversationEntry, pending: StoreWrite[] = []): Promise<StoreWrite[]> {
     const { store, random } = this.#engine
     const m = entry.message
-    if ((await store.get(K.messageIndex(m.id).key)) !== undefined) return []
-    // A conversation made earlier in the same batch (two messages of one history chunk, say).
-    const fromBatch = (key: string) => {
-      for (let i = pending.length - 1; i >= 0; i--) {
-        const w = pending[i]!
-        if (w.key === key && w.value !== undefined) return w.value
-      }
-      return undefined
+    // A write earlier in the same batch (two messages of one history chunk, say, or a message moved here: its
+    // removal from the other conversation deletes its index entry).
+    // The batch's last write of a key wins over the store, a deletion included.
+    const current = async (key: string): Promise<Uint8Array | undefined> => {
+      for (let i = pending.length - 1; i >= 0; i--) if (pending[i]!.key === key) return pending[i]!.value
+      return store.get(key)
     }
+    if ((await current(K.messageIndex(m.id).key)) !== undefined) return []
     const ofKey = K.convOf(entry.peer).key
-    const known = fromBatch(ofKey) ?? (await store.get(ofKey))
+    const known = await current(ofKey)
     const id = known === undefined ? toHex(random(16)) : K.convOf.codec.decode(known)
     const convKey = K.conversation(id).key
-    const raw = fromBatch(convKey) ?? (await store.get(convKey))
+    const raw = await current(convKey)
     const before: ConversationRecord =
       raw === undefined
         ? { id, peer: entry.peer, number: entry.number, unread: 0, updatedAt: 0 }
@@ -382,15 +381,7 @@ export class Conversations {
     }
     const after = cursor(options.after)
     const before = cursor(options.before)
-    const read = (o: {
-      after?: string
-      before?: string
-      limit: number
-      reverse?: boolean
-    }): Promise<StoreEntry[]> =>
-      store.page !== undefined
-        ? store.page(prefix, o)
-        : store.list(prefix).then((all) => pageFromList(all, o))
+    const read = (o: PageOptions): Promise<StoreEntry[]> => readPage(store, prefix, o)
     // One more than asked tells whether there is a further page that way.
     let entries: StoreEntry[]
     let more: boolean
@@ -476,31 +467,47 @@ export class Conversations {
     engine.requireAccount()
     if (!ID.test(idHex)) throw new TypeError('a message id is 32 hex digits')
     return engine.serial.run(async () => {
-      const key = await get(engine.store, K.messageIndex(idHex))
-      if (key === undefined) return false
-      const raw = await engine.store.get(key)
-      const convId = key.slice(K.conversationMessage.prefix.length).split('/')[0]!
-      const c = await get(engine.store, K.conversation(convId))
-      const writes: StoreWrite[] = [del(key), del(K.messageIndex(idHex))]
-      if (c !== undefined) {
-        const m = raw === undefined ? undefined : K.conversationMessage.codec.decode(raw)
-        const unread = c.unread - (m !== undefined && !m.outgoing && m.read !== true ? 1 : 0)
-        let last = c.last
-        if (last?.key === key) {
-          const [previous] = await pageFromStore(engine, `${K.conversationMessage.prefix}${convId}/`, key)
-          last =
-            previous === undefined
-              ? undefined
-              : { key: previous.key, id: K.conversationMessage.codec.decode(previous.value).id }
-        }
-        const { last: _dropped, ...rest } = c
-        writes.push(
-          put(K.conversation(convId), { ...rest, unread: Math.max(0, unread), ...(last ? { last } : {}) }),
-        )
-      }
+      const writes = await this.removal(idHex)
+      if (writes.length === 0) return false
       await engine.store.write(writes)
       return true
     })
+  }
+
+  /**
+   * The writes that take a message out of its conversation (none when it is in none): the message, its index
+   * entry, and the conversation's unread count and newest message — or, with `dropEmpty`, the whole
+   * conversation when that was its only message. For the caller's batch, in the serial queue.
+   */
+  async removal(idHex: string, options: { dropEmpty?: boolean } = {}): Promise<StoreWrite[]> {
+    const { store } = this.#engine
+    const key = await get(store, K.messageIndex(idHex))
+    if (key === undefined) return []
+    const raw = await store.get(key)
+    const convId = key.slice(K.conversationMessage.prefix.length).split('/')[0]!
+    const c = await get(store, K.conversation(convId))
+    const writes: StoreWrite[] = [del(key), del(K.messageIndex(idHex))]
+    if (c === undefined) return writes
+    const prefix = `${K.conversationMessage.prefix}${convId}/`
+    const m = raw === undefined ? undefined : K.conversationMessage.codec.decode(raw)
+    const unread = c.unread - (m !== undefined && !m.outgoing && m.read !== true ? 1 : 0)
+    const [previous] = await nextTo(store, prefix, { before: key })
+    if (options.dropEmpty === true && previous === undefined) {
+      const [next] = await nextTo(store, prefix, { after: key })
+      if (next === undefined) return [...writes, del(K.conversation(convId)), del(K.convOf(c.peer))]
+    }
+    let last = c.last
+    if (last?.key === key) {
+      last =
+        previous === undefined
+          ? undefined
+          : { key: previous.key, id: K.conversationMessage.codec.decode(previous.value).id }
+    }
+    const { last: _dropped, ...rest } = c
+    writes.push(
+      put(K.conversation(convId), { ...rest, unread: Math.max(0, unread), ...(last ? { last } : {}) }),
+    )
+    return writes
   }
 
   /** `ParleyClient.deleteConversation`: removes a conversation and all its messages from this device. */
@@ -535,11 +542,24 @@ export class Conversations {
   }
 }
 
-/** The entry before `key` under `prefix`, if any. */
-async function pageFromStore(engine: Engine, prefix: string, key: string): Promise<StoreEntry[]> {
-  const { store } = engine
-  const o = { before: key, limit: 1, reverse: true }
-  return store.page !== undefined ? store.page(prefix, o) : pageFromList(await store.list(prefix), o)
+/** One page under `prefix`: the store's own `page` when it has one, else cut from `list`. */
+function readPage(store: Store, prefix: string, o: PageOptions): Promise<StoreEntry[]> {
+  return store.page !== undefined
+    ? store.page(prefix, o)
+    : store.list(prefix).then((all) => pageFromList(all, o))
+}
+
+/** The entry just before (or just after) a key under `prefix`, if any. */
+function nextTo(
+  store: Store,
+  prefix: string,
+  at: { before: string } | { after: string },
+): Promise<StoreEntry[]> {
+  return readPage(
+    store,
+    prefix,
+    'before' in at ? { before: at.before, limit: 1, reverse: true } : { after: at.after, limit: 1 },
+  )
 }
 
 /** What the app sees of an attachment (its key and blob id stay in the store). */

@@ -213,7 +213,24 @@ export class Outbox {
           sentAt: clock.now(),
           ...(replyTo === undefined ? {} : { replyTo }),
         }
-        await engine.serial.run(() => store.write([put(K.unresolved(++this.#outboxSeq), entry)]))
+        // Shown at once in the number's conversation (one without an address: whether the number is on Parley is
+        // not known yet), queued; it moves to the contact's conversation once the lookup finds the number.
+        const shown = outgoing(
+          `sms:${e164}`,
+          e164,
+          id,
+          text,
+          entry.sentAt,
+          'queued',
+          engine.requireAccount().e164,
+        )
+        if (replyTo !== undefined) shown.message.replyTo = replyTo
+        await engine.serial.run(async () =>
+          store.write([
+            put(K.unresolved(++this.#outboxSeq), entry),
+            ...(await this.#conversations.add(shown)),
+          ]),
+        )
         return { id, route: 'pending' }
       }
     }
@@ -392,7 +409,7 @@ export class Outbox {
         const contact = await contactRecord(store, u.to)
         if (contact === null || !contact.registered) {
           failed.push(u)
-          await store.write([del(key)])
+          await store.write([del(key), ...(await this.#conversations.setState(u.id, 'failed'))])
           continue
         }
         const entry: OutboxRecord = {
@@ -413,10 +430,13 @@ export class Outbox {
           account.e164,
         )
         if (u.replyTo !== undefined) conversation.message.replyTo = u.replyTo
+        // Out of the number's conversation (gone with it when it held nothing else) into the contact's.
+        const moved = await this.#conversations.removal(u.id, { dropEmpty: true })
         await store.write([
           del(key),
           put(K.outbox(++this.#outboxSeq), entry),
-          ...(await this.#conversations.add(conversation)),
+          ...moved,
+          ...(await this.#conversations.add(conversation, moved)),
         ])
       }
     })
