@@ -283,7 +283,10 @@ export interface ConversationMessageRecord {
   deleted?: true
   /** An attachment (the text is its caption). */
   attachment?: AttachmentRecord
-  /** Its mailbox sequence number (received messages and sent transcripts), which orders mail of one millisecond. */
+  /**
+   * What orders messages of one millisecond: the mailbox sequence number of a received message or a sent
+   * transcript, or the place in this device's outbox of a message sent from here.
+   */
   seq?: number
 }
 

@@ -215,22 +215,13 @@ export class Outbox {
         }
         // Shown at once in the number's conversation (one without an address: whether the number is on Parley is
         // not known yet), queued; it moves to the contact's conversation once the lookup finds the number.
-        const shown = outgoing(
-          `sms:${e164}`,
-          e164,
-          id,
-          text,
-          entry.sentAt,
-          'queued',
-          engine.requireAccount().e164,
-        )
-        if (replyTo !== undefined) shown.message.replyTo = replyTo
-        await engine.serial.run(async () =>
-          store.write([
-            put(K.unresolved(++this.#outboxSeq), entry),
-            ...(await this.#conversations.add(shown)),
-          ]),
-        )
+        await engine.serial.run(async () => {
+          const seq = ++this.#outboxSeq
+          const account = engine.requireAccount()
+          const shown = outgoing(`sms:${e164}`, e164, id, text, entry.sentAt, 'queued', account.e164, seq)
+          if (replyTo !== undefined) shown.message.replyTo = replyTo
+          await store.write([put(K.unresolved(seq), entry), ...(await this.#conversations.add(shown))])
+        })
         return { id, route: 'pending' }
       }
     }
@@ -245,7 +236,16 @@ export class Outbox {
       await engine.serial.run(async () => {
         await store.write(
           await this.#conversations.add(
-            outgoing(`sms:${e164}`, e164, id, text, clock.now(), 'sms', engine.requireAccount().e164),
+            outgoing(
+              `sms:${e164}`,
+              e164,
+              id,
+              text,
+              clock.now(),
+              'sms',
+              engine.requireAccount().e164,
+              ++this.#outboxSeq,
+            ),
           ),
         )
       })
@@ -272,6 +272,7 @@ export class Outbox {
         entry.sentAt,
         'queued',
         engine.requireAccount().e164,
+        seq,
       )
       if (replyTo !== undefined) conversation.message.replyTo = replyTo
       if (attachment !== undefined) conversation.message.attachment = attachment
@@ -428,13 +429,14 @@ export class Outbox {
           u.sentAt,
           'queued',
           account.e164,
+          ++this.#outboxSeq,
         )
         if (u.replyTo !== undefined) conversation.message.replyTo = u.replyTo
         // Out of the number's conversation (gone with it when it held nothing else) into the contact's.
         const moved = await this.#conversations.removal(u.id, { dropEmpty: true })
         await store.write([
           del(key),
-          put(K.outbox(++this.#outboxSeq), entry),
+          put(K.outbox(this.#outboxSeq), entry),
           ...moved,
           ...(await this.#conversations.add(conversation, moved)),
         ])
@@ -689,8 +691,9 @@ function outgoing(
   sentAt: number,
   state: 'queued' | 'sms',
   from: string,
+  seq: number,
 ): ConversationEntry {
-  return { peer, number, message: { id, outgoing: true, from, text, sentAt, receivedAt: null, state } }
+  return { peer, number, message: { id, outgoing: true, from, text, sentAt, receivedAt: null, state, seq } }
 }
 
 /** Whether a queued entry may go by SMS: the app's message to a contact (not a notice or history, nor our own). */
