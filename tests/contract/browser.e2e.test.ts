@@ -266,6 +266,62 @@ describe.skipIf(!haveChromium && !required)(
       )
     })
 
+    it('a browser streams an attachment to a Node client (its chunks collected in a Blob) and downloads one as a stream', async () => {
+      // Both files are a byte pattern, so each side checks every byte without the other's copy.
+      const pattern = (at: number, salt: number) => (at * 31 + salt) & 255
+      const SIZE = 3 * 1024 * 1024 + 17
+      const received: IncomingMessage[] = []
+      carol!.on('message', (m) => received.push(m))
+      const id = await alice.evaluate(
+        async ([to, size]) => {
+          let made = 0
+          const stream = new ReadableStream<Uint8Array>({
+            pull(controller) {
+              if (made >= size) return controller.close()
+              const piece = new Uint8Array(Math.min(65_536, size - made))
+              for (let i = 0; i < piece.length; i++) piece[i] = ((made + i) * 31 + 7) & 255
+              made += piece.length
+              controller.enqueue(piece)
+            },
+          })
+          const w = window as unknown as TestWindow
+          return (await w.client.sendAttachment(to, { stream, size, fileName: 'pattern.bin' })).id
+        },
+        [CAROL, SIZE] as const,
+      )
+      await until(() => received.some((m) => m.id === id), 30_000, 'the Node client to get the attachment')
+      const file = await carol!.downloadAttachment(id)
+      expect(file.length).toBe(SIZE)
+      expect(file.every((b, i) => b === pattern(i, 7))).toBe(true)
+
+      const back = new Uint8Array(2 * 1024 * 1024 + 5).map((_, i) => pattern(i, 11))
+      const sent = await carol!.sendAttachment(ALICE, { data: back, fileName: 'back.bin' })
+      await until(
+        async () => (await inbox(alice)).some((m) => m.id === sent.id),
+        30_000,
+        'the browser to get it',
+      )
+      const got = await alice.evaluate(async (messageId) => {
+        const w = window as unknown as TestWindow
+        const stream = await w.client.downloadAttachmentStream(messageId)
+        const reader = stream.getReader()
+        let bytes = 0
+        let pieces = 0
+        let wrong = 0
+        for (;;) {
+          const { done, value } = await reader.read()
+          if (done) break
+          for (let i = 0; i < value.length; i++) if (value[i] !== (((bytes + i) * 31 + 11) & 255)) wrong++
+          bytes += value.length
+          pieces++
+        }
+        return { bytes, pieces, wrong }
+      }, sent.id)
+      expect(got).toMatchObject({ bytes: back.length, wrong: 0 })
+      // Released piece by piece, not as one buffer at the end.
+      expect(got.pieces).toBeGreaterThan(1)
+    })
+
     it('the demo page served by the relay: two panes activate, chat, type, send an image, show read receipts and the safety number', async () => {
       const context = await browser.newContext({
         viewport: { width: 1280, height: 860 },

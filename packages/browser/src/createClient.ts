@@ -37,5 +37,7 @@ export async function createClient(options: BrowserClientOptions): Promise<Parle
   return createPlatformClient(storeName === undefined ? rest : { ...rest, storePath: storeName }, {
     transport: () => new WebSocketTransport(),
     openStore: (storePath) => IndexedDbStore.open(storePath),
+    // Browsers stream request bodies only over HTTP/2; a relay speaks HTTP/1.1.
+    streamUploads: false,
   })
 }

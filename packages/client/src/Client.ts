@@ -107,6 +107,8 @@ export class ParleyClient {
       throw new TypeError('receipts must be { delivery?: boolean, read?: boolean }')
     }
     if (options.crypto !== undefined) assertCryptoProvider(options.crypto)
+    if (options.streamUploads !== undefined && typeof options.streamUploads !== 'boolean')
+      throw new TypeError('streamUploads must be a boolean')
     positiveMs(options.requestTimeoutMs, 'requestTimeoutMs')
     positiveMs(options.discoveryTtlMs, 'discoveryTtlMs')
     positiveMs(options.reconnect?.minDelayMs, 'reconnect.minDelayMs')
@@ -173,7 +175,7 @@ export class ParleyClient {
     const outbox = new Outbox(engine, delivery, discovery, sms, ttl, conversations)
     this.#inbox = new Inbox(engine, session, contacts, discovery, prekeys, devices, conversations)
     this.#conversations = conversations
-    this.#attachments = new Attachments(engine, options.relayUrl, undefined)
+    this.#attachments = new Attachments(engine, options.relayUrl, undefined, options.streamUploads ?? true)
     conversations.sendControl = (address, number, body) => outbox.queueControl(address, number, body)
     this.#devices = devices
     this.#backups = new Backups(engine)
@@ -451,11 +453,17 @@ export class ParleyClient {
    * message with `attachment` and call {@link downloadAttachment}; the relay deletes the blob once each has fetched
    * it, or after 30 days.
    * @param to - the recipient's number (on Parley: attachments never go by SMS)
-   * @param file - `data`, and optionally `mimeType`, `fileName`, `caption` (the message's text), `preview`
+   * @param file - `data` (or `stream` and its `size`, for a file read, encrypted and uploaded piece by piece),
+   *   and optionally `mimeType`, `fileName`, `caption` (the message's text), `preview`
    * @returns the message id and its route (`ip`)
-   * @throws TypeError for a malformed file; ParleyError `NOT_FOUND` for a number not on Parley, `TOO_LARGE` over the
+   * @throws TypeError for a malformed file; RangeError for a stream longer or shorter than its `size` (or the
+   *   stream's own error), nothing sent; ParleyError `NOT_FOUND` for a number not on Parley, `TOO_LARGE` over the
    *   relay's size limit, `RATE_LIMITED` over the account's upload quotas, `UNAVAILABLE` when the upload fails
    * @example await parley.sendAttachment('+1 415 555 0101', { data: jpeg, mimeType: 'image/jpeg', caption: 'look' })
+   * @example
+   * // Node: a file larger than memory
+   * const { size } = await stat(path)
+   * await parley.sendAttachment(to, { stream: createReadStream(path), size, fileName: 'video.mp4' })
    */
   async sendAttachment(to: string, file: OutgoingAttachment, options: SendOptions = {}): Promise<SendResult> {
     this.#engine.checkOpen()
@@ -486,6 +494,28 @@ export class ParleyClient {
     if (record === undefined)
       throw new ParleyError('NOT_FOUND', 'no attachment of that message on this device')
     return this.#attachments.download(record)
+  }
+
+  /**
+   * Downloads the file of a message that has an `attachment` as a stream of its decrypted bytes, for files too
+   * large to hold whole. Every piece has been authenticated; the newest is held back until the next one is, and
+   * the last until the whole blob matched the message's digest, so the stream **closes only for the file the
+   * message named** and otherwise errors before its end: keep what it gave only once it closed.
+   * @param messageId - the message's id
+   * @returns the file's bytes as a stream
+   * @throws ParleyError `NOT_FOUND` and `UNAVAILABLE` as {@link downloadAttachment}; the stream errors with
+   *   `VERIFICATION_FAILED` for a blob that is not the one the message named, `UNAVAILABLE` when the download
+   *   breaks off
+   * @example
+   * const file = await parley.downloadAttachmentStream(message.id)
+   * await pipeline(Readable.fromWeb(file), createWriteStream(tmp)) // then rename tmp into place
+   */
+  async downloadAttachmentStream(messageId: string): Promise<ReadableStream<Uint8Array>> {
+    this.#engine.checkOpen()
+    const record = await this.#conversations.attachmentOf(messageId)
+    if (record === undefined)
+      throw new ParleyError('NOT_FOUND', 'no attachment of that message on this device')
+    return this.#attachments.downloadStream(record)
   }
 
   /**

@@ -49,6 +49,8 @@ export interface PlatformDefaults {
   openStore(storePath: string): Store | Promise<Store>
   /** The platform's faster primitives, used unless the app passes its own `crypto` (e.g. `node:crypto`'s). */
   crypto?: CryptoProvider
+  /** Whether the platform's `fetch` can stream a request body to the relay (default true; the app's option wins). */
+  streamUploads?: boolean
 }
 
 /**
@@ -85,6 +87,7 @@ export async function createPlatformClient(
     else await refuseSealedWithoutKey(opened)
     return await ParleyClient.create({
       crypto: platform.crypto,
+      ...(platform.streamUploads === undefined ? {} : { streamUploads: platform.streamUploads }),
       ...rest,
       transport: transport ?? platform.transport(),
       store: used,

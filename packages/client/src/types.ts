@@ -75,6 +75,13 @@ export interface ParleyClientOptions {
    * first connection (trust on first use); with it, a relay announcing another root is refused from the start.
    */
   relayKeys?: RelayKeys
+  /**
+   * How an attachment given as a `stream` ({@link OutgoingAttachment}) goes to the relay: as a streaming request
+   * body, encrypted as it is read and never held whole (true, the default: Node); or encrypted as it is read into
+   * a `Blob` that is then uploaded (false: the browser SDK's default, as browsers stream request bodies only over
+   * HTTP/2, and a browser may keep a large Blob on disk rather than in memory).
+   */
+  streamUploads?: boolean
 }
 
 /** Public keys of a relay that an app can ship, so that nothing is trusted on first use. */
@@ -274,8 +281,15 @@ export interface AttachmentInfo {
 
 /** What {@link ParleyClient.sendAttachment} sends. */
 export interface OutgoingAttachment {
-  /** The file's bytes (at most the relay's limit, 100 MiB by default). */
-  data: Uint8Array
+  /** The file's bytes (at most the relay's limit, 100 MiB by default); or give `stream` and `size` instead. */
+  data?: Uint8Array
+  /**
+   * The file as a stream of bytes, instead of `data`: read once, encrypted and uploaded as it is read (see
+   * {@link ParleyClientOptions.streamUploads}), so a file larger than memory can go. Needs `size`.
+   */
+  stream?: AsyncIterable<Uint8Array> | ReadableStream<Uint8Array>
+  /** The exact length of `stream` in bytes (the relay reserves room for the file before it is read). */
+  size?: number
   /** Its media type, e.g. `image/jpeg`. */
   mimeType?: string
   /** Its name. */
