@@ -62,8 +62,11 @@ import { browserOptions } from './esbuildOptions.mjs'
 // 113 KB until attachments as streams: 112.1 → 113.1 KB (94.6 up front): engine/attachments.ts (the streamed
 // upload, its Blob fallback and abandon, the verified download stream, +2.3 KB minified), Client.ts
 // (downloadAttachmentStream, the option, +0.3), the pending sends shown in their conversation (outbox.ts,
-// conversations.ts, +0.3); the budget moved to 114 KB.
-export const BUDGET_KB = 114
+// conversations.ts, +0.3); the budget moved to 114 KB. 114 KB until the number metadata lost its formatting
+// rules (protocol src/gen/numberMetadata.ts, made by `pnpm gen`; parsing and validation never read them, and a
+// test compares it with the full metadata over numbers of every region): the lazily loaded chunk 18.5 → 9.7 KB,
+// 113.1 → 104.3 KB in all (94.6 up front); the budget moved to 105 KB.
+export const BUDGET_KB = 105
 
 /**
  * Bundles the SDK as a user's bundler would (ESM, minified, code splitting on) and measures min+gzip of what a

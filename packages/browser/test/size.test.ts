@@ -1,6 +1,6 @@
 // The size budget (issue 6; 84 KB since issue 13, 87 KB since issue 15, 89 KB since issue 16, 90 KB since issue 17, see scripts/size.mjs): the whole SDK,
 // minified ESM as a user's bundler would ship it, ≤ BUDGET_KB gzip in
-// all — what loads up front plus libphonenumber's metadata, a separate chunk fetched when the first number is
+// all — what loads up front plus the number metadata, a separate chunk fetched when the first number is
 // normalised.
 import { describe, expect, it } from 'vitest'
 // @ts-expect-error: a plain .mjs script without type declarations
@@ -16,9 +16,10 @@ describe('bundle size', () => {
       inputs: [string, number][]
     }
     console.log(summary(kb, lazyKb))
-    // The only lazily loaded chunk is libphonenumber's metadata; nothing else may hide behind import().
-    expect(lazy.map(([input]) => /libphonenumber-js.*metadata/.test(input))).toEqual([true])
-    expect(inputs.some(([path]) => /metadata\.min\.json/.test(path))).toBe(false)
+    // The only lazily loaded chunk is the number metadata (generated without formats); nothing else may hide
+    // behind import(), and the library's own metadata is in no chunk.
+    expect(lazy.map(([input]) => /protocol\/src\/gen\/numberMetadata\.ts$/.test(input))).toEqual([true])
+    expect(inputs.some(([path]) => /metadata\.min\.json|min\/metadata/.test(path))).toBe(false)
     if (totalKb > BUDGET_KB) {
       const top = (byPackage(inputs) as [string, number][])
         .slice(0, 6)

@@ -1,10 +1,11 @@
 /**
- * `normalizeNumber` with libphonenumber's `min` metadata bundled statically — for Node and the relay. Browser
+ * `normalizeNumber` with the number metadata (libphonenumber's `min`, without formatting rules) bundled statically
+ * — for Node and the relay. Browser
  * code should prefer `loadNumberMetadata()` + `normalizeNumberWith()` so the metadata is fetched lazily.
  * @module
  */
 import type { CountryCode } from 'libphonenumber-js/core'
-import minMetadata from 'libphonenumber-js/min/metadata'
+import minMetadata from './gen/numberMetadata.js'
 import { normalizeNumberWith } from './phoneNumbers.js'
 
 /**

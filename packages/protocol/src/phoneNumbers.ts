@@ -3,7 +3,8 @@
  * the bundled metadata; keeping the two apart lets browser bundles load the metadata lazily: whatever the user typed or the address book holds becomes
  * one canonical E.164 string, so the same number always hashes to the same OPRF input and address.
  *
- * Uses the `libphonenumber-js/min` build (smallest metadata that still validates numbers per region).
+ * Uses libphonenumber-js's `min` metadata (the smallest that still validates numbers per region) without its
+ * formatting rules, which parsing and validation never read (src/gen/numberMetadata.ts, made by `pnpm gen`).
  * `isValid()` with this metadata accepts the fictional 555-01xx numbers used in our README and tests
  * (e.g. +1 415 555 0100), so no `isPossible()` fallback is needed.
  * @module
@@ -27,13 +28,13 @@ const encoder = new TextEncoder()
 
 /**
  * Loads the number metadata that {@link normalizeNumberWith} needs, as a separate chunk: a browser bundle that
- * uses only this and `normalizeNumberWith` (as `@parley/client` does) does not carry the metadata (~19 KB
+ * uses only this and `normalizeNumberWith` (as `@parley/client` does) does not carry the metadata (~10 KB
  * gzipped) in its initial download, only when the first number is normalised.
- * @returns the `libphonenumber-js/min` metadata
+ * @returns libphonenumber-js's `min` metadata without its formatting rules
  * @example const metadata = await loadNumberMetadata(); normalizeNumberWith(metadata, '(415) 555-0102', 'US')
  */
 export async function loadNumberMetadata(): Promise<NumberMetadata> {
-  const mod = (await import('libphonenumber-js/min/metadata')) as { default: NumberMetadata }
+  const mod = await import('./gen/numberMetadata.js')
   return mod.default
 }
 
