@@ -239,6 +239,28 @@ export {
   SEALED_ENVELOPE_VERSION,
   sealEnvelope,
 } from './sealedEnvelope.js'
+export type {
+  CreateSenderKeyOptions,
+  SenderKeyEncrypted,
+  SenderKeyMessageHeader,
+  SenderKeyOpened,
+  SenderKeyReceiver,
+  SenderKeyState,
+  SkippedSenderKey,
+} from './senderKey.js'
+export {
+  createSenderKey,
+  MAX_SENDER_KEY_ITERATION,
+  MAX_SENDER_KEY_KEPT,
+  MAX_SENDER_KEY_SKIP,
+  openSenderKeyDistribution,
+  peekSenderKeyMessage,
+  SENDER_KEY_CHAIN_KEY_BYTES,
+  SENDER_KEY_DISTRIBUTION_ID_BYTES,
+  senderKeyDecrypt,
+  senderKeyDistribution,
+  senderKeyEncrypt,
+} from './senderKey.js'
 export {
   AUTH_NONCE_BYTES,
   activationPayload,

@@ -690,6 +690,46 @@ export interface HistoryEntry {
 export type HistoryEntryInput = InputOf<HistoryEntry>
 
 /**
+ * A device's sender key for one group (docs/architecture.md §6.11), given to each other member device inside
+ * their pairwise session: with it, that device can check and open the group messages this device sends on this
+ * chain from `iteration` on, and nothing sent before. A rekey (a member removed, a device replaced) starts a new
+ * chain with a new distribution_id.
+ * `parley.v1.SenderKeyDistribution` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
+ */
+export interface SenderKeyDistribution {
+  /** 16 random bytes naming this chain: new for every group and every rekey, so it is no lasting group id. */
+  distributionId: Uint8Array
+  /** The index of the first message the chain key below opens. */
+  iteration: number
+  /** The 32-byte chain key at `iteration`. */
+  chainKey: Uint8Array
+  /** The chain's Ed25519 public key (32 bytes), which signs each of its messages. */
+  signingKey: Uint8Array
+}
+
+/** `parley.v1.SenderKeyDistribution` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
+export type SenderKeyDistributionInput = InputOf<SenderKeyDistribution>
+
+/**
+ * One group message, encrypted once under the sender's chain: every member device gets the same bytes, inside
+ * the sealed envelope of its own mailbox.
+ * `parley.v1.SenderKeyMessage` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
+ */
+export interface SenderKeyMessage {
+  /** The chain's 16-byte distribution_id (SenderKeyDistribution). */
+  distributionId: Uint8Array
+  /** The message's index in the chain (its message key). */
+  iteration: number
+  /** ChaCha20-Poly1305 of the encoded Content under the message key, associated data: fields 1 and 2. */
+  ciphertext: Uint8Array
+  /** Ed25519 by the chain's signing key over "parley/v1/sender-key-message" ‖ this message without field 4. */
+  signature: Uint8Array
+}
+
+/** `parley.v1.SenderKeyMessage` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
+export type SenderKeyMessageInput = InputOf<SenderKeyMessage>
+
+/**
  * What a field holds, from the relay's point of view.
  * Values of the `parley.v1.DataClass` enum (a decoded field may hold a value this version does not know).
  */
@@ -2326,6 +2366,10 @@ export interface Messages {
   HistoryChunk: HistoryChunk
   /** `parley.v1.HistoryEntry` as decoded: {@link HistoryEntry}. */
   HistoryEntry: HistoryEntry
+  /** `parley.v1.SenderKeyDistribution` as decoded: {@link SenderKeyDistribution}. */
+  SenderKeyDistribution: SenderKeyDistribution
+  /** `parley.v1.SenderKeyMessage` as decoded: {@link SenderKeyMessage}. */
+  SenderKeyMessage: SenderKeyMessage
   /** `parley.v1.ClientFrame` as decoded: {@link ClientFrame}. */
   ClientFrame: ClientFrame
   /** `parley.v1.ServerFrame` as decoded: {@link ServerFrame}. */
@@ -2518,6 +2562,10 @@ export interface MessageInputs {
   HistoryChunk: HistoryChunkInput
   /** `parley.v1.HistoryEntry` as the encoder takes it: {@link HistoryEntryInput}. */
   HistoryEntry: HistoryEntryInput
+  /** `parley.v1.SenderKeyDistribution` as the encoder takes it: {@link SenderKeyDistributionInput}. */
+  SenderKeyDistribution: SenderKeyDistributionInput
+  /** `parley.v1.SenderKeyMessage` as the encoder takes it: {@link SenderKeyMessageInput}. */
+  SenderKeyMessage: SenderKeyMessageInput
   /** `parley.v1.ClientFrame` as the encoder takes it: {@link ClientFrameInput}. */
   ClientFrame: ClientFrameInput
   /** `parley.v1.ServerFrame` as the encoder takes it: {@link ServerFrameInput}. */

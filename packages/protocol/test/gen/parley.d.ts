@@ -752,6 +752,60 @@ export namespace parley {
             type $Shape = parley.v1.HistoryEntry.$Properties;
         }
 
+        interface ISenderKeyDistribution extends parley.v1.SenderKeyDistribution.$Properties {
+        }
+
+        class SenderKeyDistribution {
+            constructor(properties?: parley.v1.SenderKeyDistribution.$Properties);
+            $unknowns?: Uint8Array[];
+            distributionId: Uint8Array;
+            iteration: number;
+            chainKey: Uint8Array;
+            signingKey: Uint8Array;
+            static create(properties: parley.v1.SenderKeyDistribution.$Shape): parley.v1.SenderKeyDistribution & parley.v1.SenderKeyDistribution.$Shape;
+            static create(properties?: parley.v1.SenderKeyDistribution.$Properties): parley.v1.SenderKeyDistribution;
+            static encode(message: parley.v1.SenderKeyDistribution.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): parley.v1.SenderKeyDistribution & parley.v1.SenderKeyDistribution.$Shape;
+        }
+
+        namespace SenderKeyDistribution {
+            interface $Properties {
+                distributionId?: (Uint8Array|null);
+                iteration?: (number|null);
+                chainKey?: (Uint8Array|null);
+                signingKey?: (Uint8Array|null);
+                $unknowns?: Uint8Array[];
+            }
+            type $Shape = parley.v1.SenderKeyDistribution.$Properties;
+        }
+
+        interface ISenderKeyMessage extends parley.v1.SenderKeyMessage.$Properties {
+        }
+
+        class SenderKeyMessage {
+            constructor(properties?: parley.v1.SenderKeyMessage.$Properties);
+            $unknowns?: Uint8Array[];
+            distributionId: Uint8Array;
+            iteration: number;
+            ciphertext: Uint8Array;
+            signature: Uint8Array;
+            static create(properties: parley.v1.SenderKeyMessage.$Shape): parley.v1.SenderKeyMessage & parley.v1.SenderKeyMessage.$Shape;
+            static create(properties?: parley.v1.SenderKeyMessage.$Properties): parley.v1.SenderKeyMessage;
+            static encode(message: parley.v1.SenderKeyMessage.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): parley.v1.SenderKeyMessage & parley.v1.SenderKeyMessage.$Shape;
+        }
+
+        namespace SenderKeyMessage {
+            interface $Properties {
+                distributionId?: (Uint8Array|null);
+                iteration?: (number|null);
+                ciphertext?: (Uint8Array|null);
+                signature?: (Uint8Array|null);
+                $unknowns?: Uint8Array[];
+            }
+            type $Shape = parley.v1.SenderKeyMessage.$Properties;
+        }
+
         interface IClientFrame extends parley.v1.ClientFrame.$Properties {
         }
 

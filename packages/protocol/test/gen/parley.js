@@ -5630,6 +5630,430 @@ export const parley = $root.parley = (() => {
             return HistoryEntry;
         })();
 
+        v1.SenderKeyDistribution = (function() {
+
+            /**
+             * Properties of a SenderKeyDistribution.
+             * @typedef {Object} parley.v1.SenderKeyDistribution.$Properties
+             * @property {Uint8Array|null} [distributionId] SenderKeyDistribution distributionId
+             * @property {number|null} [iteration] SenderKeyDistribution iteration
+             * @property {Uint8Array|null} [chainKey] SenderKeyDistribution chainKey
+             * @property {Uint8Array|null} [signingKey] SenderKeyDistribution signingKey
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of a SenderKeyDistribution.
+             * @memberof parley.v1
+             * @interface ISenderKeyDistribution
+             * @augments parley.v1.SenderKeyDistribution.$Properties
+             * @deprecated Use parley.v1.SenderKeyDistribution.$Properties instead.
+             */
+
+            /**
+             * Shape of a SenderKeyDistribution.
+             * @typedef {parley.v1.SenderKeyDistribution.$Properties} parley.v1.SenderKeyDistribution.$Shape
+             */
+
+            /**
+             * Constructs a new SenderKeyDistribution.
+             * @memberof parley.v1
+             * @classdesc Represents a SenderKeyDistribution.
+             * @constructor
+             * @param {parley.v1.SenderKeyDistribution.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const SenderKeyDistribution = function (properties) {
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * SenderKeyDistribution distributionId.
+             * @member {Uint8Array} distributionId
+             * @memberof parley.v1.SenderKeyDistribution
+             * @instance
+             */
+            SenderKeyDistribution.prototype.distributionId = $util.newBuffer([]);
+
+            /**
+             * SenderKeyDistribution iteration.
+             * @member {number} iteration
+             * @memberof parley.v1.SenderKeyDistribution
+             * @instance
+             */
+            SenderKeyDistribution.prototype.iteration = 0;
+
+            /**
+             * SenderKeyDistribution chainKey.
+             * @member {Uint8Array} chainKey
+             * @memberof parley.v1.SenderKeyDistribution
+             * @instance
+             */
+            SenderKeyDistribution.prototype.chainKey = $util.newBuffer([]);
+
+            /**
+             * SenderKeyDistribution signingKey.
+             * @member {Uint8Array} signingKey
+             * @memberof parley.v1.SenderKeyDistribution
+             * @instance
+             */
+            SenderKeyDistribution.prototype.signingKey = $util.newBuffer([]);
+
+            /**
+             * Creates a new SenderKeyDistribution instance using the specified properties.
+             * @function create
+             * @memberof parley.v1.SenderKeyDistribution
+             * @static
+             * @param {parley.v1.SenderKeyDistribution.$Properties=} [properties] Properties to set
+             * @returns {parley.v1.SenderKeyDistribution} SenderKeyDistribution instance
+             * @type {{
+             *   (properties: parley.v1.SenderKeyDistribution.$Shape): parley.v1.SenderKeyDistribution & parley.v1.SenderKeyDistribution.$Shape;
+             *   (properties?: parley.v1.SenderKeyDistribution.$Properties): parley.v1.SenderKeyDistribution;
+             * }}
+             */
+            SenderKeyDistribution.create = function(properties) {
+                return new SenderKeyDistribution(properties);
+            };
+
+            /**
+             * Encodes the specified SenderKeyDistribution message. Does not implicitly {@link parley.v1.SenderKeyDistribution.verify|verify} messages.
+             * @function encode
+             * @memberof parley.v1.SenderKeyDistribution
+             * @static
+             * @param {parley.v1.SenderKeyDistribution.$Properties} message SenderKeyDistribution message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            SenderKeyDistribution.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.distributionId != null && $Object.hasOwnProperty.call(message, "distributionId") && message.distributionId.length)
+                    writer.uint32(/* id 1, wireType 2 =*/10).bytes(message.distributionId);
+                if (message.iteration != null && $Object.hasOwnProperty.call(message, "iteration") && message.iteration !== 0)
+                    writer.uint32(/* id 2, wireType 0 =*/16).uint32(message.iteration);
+                if (message.chainKey != null && $Object.hasOwnProperty.call(message, "chainKey") && message.chainKey.length)
+                    writer.uint32(/* id 3, wireType 2 =*/26).bytes(message.chainKey);
+                if (message.signingKey != null && $Object.hasOwnProperty.call(message, "signingKey") && message.signingKey.length)
+                    writer.uint32(/* id 4, wireType 2 =*/34).bytes(message.signingKey);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes a SenderKeyDistribution message from the specified reader or buffer.
+             * @function decode
+             * @memberof parley.v1.SenderKeyDistribution
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {parley.v1.SenderKeyDistribution & parley.v1.SenderKeyDistribution.$Shape} SenderKeyDistribution
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            SenderKeyDistribution.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.parley.v1.SenderKeyDistribution();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.distributionId = value;
+                            else
+                                delete message.distributionId;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.uint32())
+                                message.iteration = value;
+                            else
+                                delete message.iteration;
+                            continue;
+                        }
+                    case 3: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.chainKey = value;
+                            else
+                                delete message.chainKey;
+                            continue;
+                        }
+                    case 4: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.signingKey = value;
+                            else
+                                delete message.signingKey;
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return SenderKeyDistribution;
+        })();
+
+        v1.SenderKeyMessage = (function() {
+
+            /**
+             * Properties of a SenderKeyMessage.
+             * @typedef {Object} parley.v1.SenderKeyMessage.$Properties
+             * @property {Uint8Array|null} [distributionId] SenderKeyMessage distributionId
+             * @property {number|null} [iteration] SenderKeyMessage iteration
+             * @property {Uint8Array|null} [ciphertext] SenderKeyMessage ciphertext
+             * @property {Uint8Array|null} [signature] SenderKeyMessage signature
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of a SenderKeyMessage.
+             * @memberof parley.v1
+             * @interface ISenderKeyMessage
+             * @augments parley.v1.SenderKeyMessage.$Properties
+             * @deprecated Use parley.v1.SenderKeyMessage.$Properties instead.
+             */
+
+            /**
+             * Shape of a SenderKeyMessage.
+             * @typedef {parley.v1.SenderKeyMessage.$Properties} parley.v1.SenderKeyMessage.$Shape
+             */
+
+            /**
+             * Constructs a new SenderKeyMessage.
+             * @memberof parley.v1
+             * @classdesc Represents a SenderKeyMessage.
+             * @constructor
+             * @param {parley.v1.SenderKeyMessage.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const SenderKeyMessage = function (properties) {
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * SenderKeyMessage distributionId.
+             * @member {Uint8Array} distributionId
+             * @memberof parley.v1.SenderKeyMessage
+             * @instance
+             */
+            SenderKeyMessage.prototype.distributionId = $util.newBuffer([]);
+
+            /**
+             * SenderKeyMessage iteration.
+             * @member {number} iteration
+             * @memberof parley.v1.SenderKeyMessage
+             * @instance
+             */
+            SenderKeyMessage.prototype.iteration = 0;
+
+            /**
+             * SenderKeyMessage ciphertext.
+             * @member {Uint8Array} ciphertext
+             * @memberof parley.v1.SenderKeyMessage
+             * @instance
+             */
+            SenderKeyMessage.prototype.ciphertext = $util.newBuffer([]);
+
+            /**
+             * SenderKeyMessage signature.
+             * @member {Uint8Array} signature
+             * @memberof parley.v1.SenderKeyMessage
+             * @instance
+             */
+            SenderKeyMessage.prototype.signature = $util.newBuffer([]);
+
+            /**
+             * Creates a new SenderKeyMessage instance using the specified properties.
+             * @function create
+             * @memberof parley.v1.SenderKeyMessage
+             * @static
+             * @param {parley.v1.SenderKeyMessage.$Properties=} [properties] Properties to set
+             * @returns {parley.v1.SenderKeyMessage} SenderKeyMessage instance
+             * @type {{
+             *   (properties: parley.v1.SenderKeyMessage.$Shape): parley.v1.SenderKeyMessage & parley.v1.SenderKeyMessage.$Shape;
+             *   (properties?: parley.v1.SenderKeyMessage.$Properties): parley.v1.SenderKeyMessage;
+             * }}
+             */
+            SenderKeyMessage.create = function(properties) {
+                return new SenderKeyMessage(properties);
+            };
+
+            /**
+             * Encodes the specified SenderKeyMessage message. Does not implicitly {@link parley.v1.SenderKeyMessage.verify|verify} messages.
+             * @function encode
+             * @memberof parley.v1.SenderKeyMessage
+             * @static
+             * @param {parley.v1.SenderKeyMessage.$Properties} message SenderKeyMessage message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            SenderKeyMessage.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.distributionId != null && $Object.hasOwnProperty.call(message, "distributionId") && message.distributionId.length)
+                    writer.uint32(/* id 1, wireType 2 =*/10).bytes(message.distributionId);
+                if (message.iteration != null && $Object.hasOwnProperty.call(message, "iteration") && message.iteration !== 0)
+                    writer.uint32(/* id 2, wireType 0 =*/16).uint32(message.iteration);
+                if (message.ciphertext != null && $Object.hasOwnProperty.call(message, "ciphertext") && message.ciphertext.length)
+                    writer.uint32(/* id 3, wireType 2 =*/26).bytes(message.ciphertext);
+                if (message.signature != null && $Object.hasOwnProperty.call(message, "signature") && message.signature.length)
+                    writer.uint32(/* id 4, wireType 2 =*/34).bytes(message.signature);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes a SenderKeyMessage message from the specified reader or buffer.
+             * @function decode
+             * @memberof parley.v1.SenderKeyMessage
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {parley.v1.SenderKeyMessage & parley.v1.SenderKeyMessage.$Shape} SenderKeyMessage
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            SenderKeyMessage.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.parley.v1.SenderKeyMessage();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.distributionId = value;
+                            else
+                                delete message.distributionId;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.uint32())
+                                message.iteration = value;
+                            else
+                                delete message.iteration;
+                            continue;
+                        }
+                    case 3: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.ciphertext = value;
+                            else
+                                delete message.ciphertext;
+                            continue;
+                        }
+                    case 4: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.signature = value;
+                            else
+                                delete message.signature;
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return SenderKeyMessage;
+        })();
+
         v1.ClientFrame = (function() {
 
             /**
