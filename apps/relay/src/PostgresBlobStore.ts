@@ -22,9 +22,9 @@
  */
 import { randomBytes } from 'node:crypto'
 import { Readable } from 'node:stream'
-import pg from 'pg'
+import type pg from 'pg'
 import type { BlobMeta, BlobState, BlobStore, BlobSweep, CountedDownload } from './BlobStore.js'
-import { parsePostgresUrl, types } from './PostgresStore.js'
+import { openPool } from './PostgresStore.js'
 
 /** The largest ciphertext chunk stored in one `blob_chunks` row. */
 export const BLOB_CHUNK_BYTES = 1024 * 1024
@@ -97,16 +97,7 @@ export class PostgresBlobStore implements BlobStore {
     options: PostgresBlobStoreOptions,
     now: () => number = Date.now,
   ): Promise<PostgresBlobStore> {
-    const { connectionString, schema } = parsePostgresUrl(options.url)
-    const pool = new pg.Pool({
-      connectionString,
-      max: options.maxConnections ?? 4,
-      connectionTimeoutMillis: options.connectTimeoutMs ?? 5000,
-      idleTimeoutMillis: 30_000,
-      options: `-c search_path=${schema}`,
-      types,
-    })
-    pool.on('error', () => {})
+    const { pool } = openPool(options.url, options.maxConnections ?? 4, options)
     const store = new PostgresBlobStore(pool, now)
     try {
       const r = await pool.query<{ v: number | null }>('SELECT max(version) AS v FROM schema_migrations')

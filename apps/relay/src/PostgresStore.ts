@@ -371,8 +371,8 @@ export interface PostgresStoreOptions {
 // BIGINT columns hold sequence numbers, device ids and millisecond times, all far below 2^53: read them as
 // numbers rather than pg's default strings. Scoped to this store's pool, not set globally on `pg`.
 const INT8_OID = 20
-/** `pg`'s type parsers with BIGINT read as a JS number (for the pools of this store and of PostgresBlobStore). */
-export const types = {
+/** `pg`'s type parsers with BIGINT read as a JS number, for the pools {@link openPool} makes. */
+const types = {
   getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
     oid === INT8_OID && format !== 'binary'
       ? (v: string) => Number(v)
@@ -409,6 +409,29 @@ export function parsePostgresUrl(url: string): { connectionString: string; schem
     throw new RangeError('schema must be a lower-case SQL identifier (a-z, 0-9, _)')
   u.searchParams.delete('schema')
   return { connectionString: u.toString(), schema }
+}
+
+/**
+ * A pool of connections to the relay's schema (of this store, or of {@link PostgresBlobStore}, which shares it):
+ * every connection resolves unqualified table names in that schema and reads BIGINT as a number.
+ */
+export function openPool(
+  url: string,
+  max: number,
+  options: { connectTimeoutMs?: number | undefined },
+): { pool: pg.Pool; schema: string; connectionString: string } {
+  const { connectionString, schema } = parsePostgresUrl(url)
+  const pool = new pg.Pool({
+    connectionString,
+    max,
+    connectionTimeoutMillis: options.connectTimeoutMs ?? 5000,
+    idleTimeoutMillis: 30_000,
+    options: `-c search_path=${schema}`,
+    types,
+  })
+  // An idle client's error (e.g. the server restarted) must not crash the process; the pool replaces it.
+  pool.on('error', () => {})
+  return { pool, schema, connectionString }
 }
 
 /** An `accounts` row of this store: the shared shape plus the id of the account's data key. */
@@ -651,18 +674,7 @@ export class PostgresStore implements port.Store {
   }
 
   static #create(options: PostgresStoreOptions): PostgresStore {
-    const { connectionString, schema } = parsePostgresUrl(options.url)
-    const pool = new pg.Pool({
-      connectionString,
-      max: options.maxConnections ?? 10,
-      connectionTimeoutMillis: options.connectTimeoutMs ?? 5000,
-      idleTimeoutMillis: 30_000,
-      // Every pooled connection resolves unqualified table names in the relay's schema.
-      options: `-c search_path=${schema}`,
-      types,
-    })
-    // An idle client's error (e.g. the server restarted) must not crash the process; the pool replaces it.
-    pool.on('error', () => {})
+    const { pool, schema, connectionString } = openPool(options.url, options.maxConnections ?? 10, options)
     return new PostgresStore(pool, schema, connectionString, options)
   }
 

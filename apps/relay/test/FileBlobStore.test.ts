@@ -14,7 +14,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import { afterEach, describe, expect, it } from 'vitest'
-import { type BlobMeta, FileBlobStore } from '../src/BlobStore.js'
+import { FileBlobStore } from '../src/BlobStore.js'
+import { blobMeta, bytesOf, cutOff, NOW } from './conformance/blobStore.js'
 
 const dirs: string[] = []
 const tempDir = () => {
@@ -26,32 +27,7 @@ afterEach(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true })
 })
 
-const NOW = 1_700_000_000_000
-const meta = (over: Partial<BlobMeta> = {}): BlobMeta => ({
-  id: randomBytes(32).toString('hex'),
-  owner: 'owner-a',
-  size: 1000,
-  downloadsLeft: 2,
-  expiresAtMs: NOW + 86_400_000,
-  uploadExpiresAtMs: NOW + 3_600_000,
-  tokenHash: 'ab'.repeat(32),
-  state: 'pending',
-  ...over,
-})
-
-async function bytesOf(stream: Readable | undefined): Promise<Buffer | undefined> {
-  if (!stream) return undefined
-  const chunks: Buffer[] = []
-  for await (const c of stream) chunks.push(c as Buffer)
-  return Buffer.concat(chunks)
-}
-
-/** A source that yields `bytes` in a few chunks and then fails, as a connection cut mid-upload does. */
-async function* cutOff(bytes: Buffer): AsyncGenerator<Buffer> {
-  yield bytes.subarray(0, 100)
-  yield bytes.subarray(100, 200)
-  throw new Error('connection reset')
-}
+const meta = blobMeta
 
 describe('FileBlobStore', () => {
   it('keeps exactly the ciphertext in <id>.blob, and no file once the last download deleted it', async () => {

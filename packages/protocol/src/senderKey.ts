@@ -181,13 +181,7 @@ export function senderKeyDistribution(state: SenderKeyState): Uint8Array {
  * @example const theirs = openSenderKeyDistribution(content.senderKeyDistribution)
  */
 export function openSenderKeyDistribution(bytes: Uint8Array): SenderKeyReceiver {
-  abytes(bytes, undefined, 'bytes')
-  let d: ReturnType<typeof decodeCanonical<'SenderKeyDistribution'>>
-  try {
-    d = decodeCanonical('SenderKeyDistribution', bytes)
-  } catch (cause) {
-    throw malformed('sender key distribution', cause)
-  }
+  const d = decodeOrRefuse('SenderKeyDistribution', bytes, 'sender key distribution')
   const distributionId = own(d.distributionId)
   const chainKey = own(d.chainKey)
   const signingKey = own(d.signingKey)
@@ -338,18 +332,26 @@ function decodeMessageOrRefuse(bytes: Uint8Array): {
   ciphertext: Uint8Array
   signature: Uint8Array
 } {
-  abytes(bytes, undefined, 'bytes')
-  let m: ReturnType<typeof decodeCanonical<'SenderKeyMessage'>>
-  try {
-    m = decodeCanonical('SenderKeyMessage', bytes)
-  } catch (cause) {
-    throw malformed('sender key message', cause)
-  }
+  const m = decodeOrRefuse('SenderKeyMessage', bytes, 'sender key message')
   const distributionId = own(m.distributionId)
   const ciphertext = own(m.ciphertext)
   if (distributionId.length !== SENDER_KEY_DISTRIBUTION_ID_BYTES) throw malformed('sender key message: id')
   if (ciphertext.length < AEAD_TAG_BYTES) throw malformed('sender key message: ciphertext')
   return { distributionId, iteration: m.iteration, ciphertext, signature: own(m.signature) }
+}
+
+/** The canonical decoding of untrusted bytes, or `BAD_REQUEST` naming `what`. */
+function decodeOrRefuse<N extends 'SenderKeyDistribution' | 'SenderKeyMessage'>(
+  type: N,
+  bytes: Uint8Array,
+  what: string,
+): ReturnType<typeof decodeCanonical<N>> {
+  abytes(bytes, undefined, 'bytes')
+  try {
+    return decodeCanonical(type, bytes)
+  } catch (cause) {
+    throw malformed(what, cause)
+  }
 }
 
 function checkState(state: SenderKeyState): void {
