@@ -214,7 +214,7 @@ export function senderKeyEncrypt(
   const c = primitives(options?.crypto)
   const { messageKey, next } = step(state.chainKey)
   const ad = header(state.distributionId, state.iteration)
-  const ciphertext = seal(c, messageKey, plaintext, ad)
+  const ciphertext = withMessageKey(c, messageKey, aeadSeal, plaintext, ad)
   const unsigned = encodeMessage('SenderKeyMessage', {
     distributionId: state.distributionId,
     iteration: state.iteration,
@@ -277,7 +277,7 @@ export function senderKeyDecrypt(
   if (m.iteration < receiver.iteration) {
     const at = receiver.skipped.findIndex((s) => s.iteration === m.iteration)
     if (at < 0) throw new ParleyError('DUPLICATE', 'this group message was opened before, or is too old')
-    const plaintext = open(c, receiver.skipped[at]!.messageKey, m.ciphertext, ad)
+    const plaintext = withMessageKey(c, receiver.skipped[at]!.messageKey, aeadOpen, m.ciphertext, ad)
     return {
       plaintext,
       receiver: { ...receiver, skipped: receiver.skipped.filter((_, i) => i !== at) },
@@ -294,7 +294,7 @@ export function senderKeyDecrypt(
     chainKey = s.next
   }
   const { messageKey, next } = step(chainKey)
-  const plaintext = open(c, messageKey, m.ciphertext, ad)
+  const plaintext = withMessageKey(c, messageKey, aeadOpen, m.ciphertext, ad)
   return {
     plaintext,
     receiver: {
@@ -306,24 +306,16 @@ export function senderKeyDecrypt(
   }
 }
 
-function seal(
+/** Seals (`aeadSeal`) or opens (`aeadOpen`) with the AEAD key and nonce of a message key. */
+function withMessageKey(
   c: ReturnType<typeof primitives>,
   messageKey: Uint8Array,
-  plaintext: Uint8Array,
+  aead: typeof aeadSeal | typeof aeadOpen,
+  data: Uint8Array,
   ad: Uint8Array,
-) {
+): Uint8Array {
   const km = c.hkdf(messageKey, new Uint8Array(0), KEY_INFO, 44)
-  return aeadSeal(c, km.subarray(0, 32), km.subarray(32, 44), plaintext, ad)
-}
-
-function open(
-  c: ReturnType<typeof primitives>,
-  messageKey: Uint8Array,
-  ciphertext: Uint8Array,
-  ad: Uint8Array,
-) {
-  const km = c.hkdf(messageKey, new Uint8Array(0), KEY_INFO, 44)
-  return aeadOpen(c, km.subarray(0, 32), km.subarray(32, 44), ciphertext, ad)
+  return aead(c, km.subarray(0, 32), km.subarray(32, 44), data, ad)
 }
 
 function decodeMessageOrRefuse(bytes: Uint8Array): {
