@@ -76,6 +76,7 @@ export const OPTIONS = [
   int('maxMailboxBytes', 67_108_864, 'envelope bytes of unread mail per device (64 MiB); new mail beyond is refused (MAILBOX_FULL), none evicted'),
   int('erasureScrubSeconds', 60, 'SQLite: the longest an erasure (deactivation, a replaced or removed device, a move) waits for the rewrite of relay.db (VACUUM) that leaves no stale copy of it in unused page space; erasures meanwhile share one, which holds the relay about 8 ms per MB of database (0 = at once)'),
   int('minFreeDiskBytes', 268_435_456, 'refuse new mail (MAILBOX_FULL) while the data directory has less free space, and new blob grants (UNAVAILABLE) while blobs are files there (256 MiB; 0 = off)'),
+  int('maxRecipientsPerSend', 500, 'most recipients of one MultiRecipientSend (a group message; TOO_LARGE beyond; --max-frame-bytes bounds it too)'),
   int('maxAcksPerFrame', 500, 'most sequence numbers in one AckMessages (TOO_LARGE beyond)'),
   int('acksPerSecond', 2000, 'acked sequence numbers per connection per second (burst: 2 x max-acks-per-frame)'),
   int('messageTtlSeconds', DEFAULT_LIMITS.messageTtlSeconds, 'message time-to-live'),

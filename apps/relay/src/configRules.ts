@@ -64,6 +64,7 @@ const AT_LEAST_ONE = [
   'blobUploadTtlSeconds',
   'blobUploadTimeoutSeconds',
   'blobUploadsPerHour',
+  'maxRecipientsPerSend',
 ] as const
 
 /** `[broken, message]` pairs: each rule that does not depend on who supplies the verifier. */

@@ -89,6 +89,11 @@ export function createMetrics() {
       'MultiSend outcomes: stored, ephemeral (handed to the fan-out, stored nowhere), stale (STALE_DEVICES: the sender named other devices or an older list), refused',
       'outcome',
     ),
+    multiRecipients: counter(
+      'multi_recipient_recipients',
+      'Recipients of MultiRecipientSend (group messages): stored (every device, or pushed if ephemeral), refused (a wrong token, a stale device list, a full mailbox, a spent quota)',
+      'outcome',
+    ),
     ephemeral: counter(
       'ephemeral',
       'Ephemeral messages (typing indicators, never stored): accepted from a sender; pushed to an online connection of the recipient device; dropped by a connection too far behind on its pushes',

@@ -6,7 +6,13 @@
  * @module
  */
 import { randomBytes } from 'node:crypto'
-import { type ClientBodyOf, MAX_DEVICES, ParleyError, verifyDeviceList } from '@parley/protocol'
+import {
+  type ClientBodyOf,
+  MAX_DEVICES,
+  ParleyError,
+  verifyDeviceList,
+  wireErrorFrom,
+} from '@parley/protocol'
 import { RELAY_CRYPTO } from '../internal/nodeVerify.js'
 import type { RendezvousSide } from '../Store.js'
 import { publishEphemeral } from './ephemeral.js'
@@ -323,6 +329,49 @@ export async function multiSendIdentified(
 }
 
 /**
+ * `MultiRecipientSend` (a group message) on a connection that never authenticated: every recipient checked for
+ * shape first (a malformed one refuses the request, nothing stored), then each sent as its own unidentified
+ * `MultiSend` — its token, its charges, its device list, its mailboxes — in the request's order, a refusal
+ * answering that recipient only. The relay keeps nothing that ties the recipients together: each has its own
+ * message id, and nothing of the request outlives it.
+ */
+export async function multiRecipientSend(
+  scope: AnonymousScope,
+  request: ClientBodyOf<'multiRecipientSend'>,
+): Promise<Reply> {
+  const recipients = request.recipients
+  if (recipients.length === 0) throw new ParleyError('BAD_REQUEST', 'no recipients')
+  if (recipients.length > scope.config.maxRecipientsPerSend) {
+    throw new ParleyError('TOO_LARGE', `at most ${scope.config.maxRecipientsPerSend} recipients in one send`)
+  }
+  const checked = recipients.map((r) => ({
+    entry: checkMultiSend(scope, r),
+    token: requireBytes(r.deliveryToken, 32, 'delivery_token'),
+  }))
+  const addresses = new Set(checked.map((c) => Buffer.from(c.entry.address).toString('hex')))
+  if (addresses.size !== checked.length) throw new ParleyError('BAD_REQUEST', 'each recipient once')
+  const ephemeral = recipients[0]!.ephemeral
+  if (recipients.some((r) => r.ephemeral !== ephemeral)) {
+    throw new ParleyError('BAD_REQUEST', 'ephemeral must be the same for every recipient')
+  }
+  if (!ephemeral && (await scope.disk.low())) refuseFull(scope, 'disk')
+  const outcomes: { messageId: Uint8Array; error?: ReturnType<typeof wireErrorFrom> }[] = []
+  for (const [i, { entry, token }] of checked.entries()) {
+    try {
+      await unidentifiedCopies(scope, entry, token, recipients[i]!.deviceListVersion, ephemeral)
+      scope.metrics.multiRecipients.inc({ outcome: 'stored' })
+      outcomes.push({ messageId: entry.messageId })
+    } catch (err) {
+      // Only what is this recipient's answer; anything else (the store down) fails the request.
+      if (!ParleyError.is(err) || err.code === 'INTERNAL' || err.code === 'UNAVAILABLE') throw err
+      scope.metrics.multiRecipients.inc({ outcome: 'refused' })
+      outcomes.push({ messageId: entry.messageId, error: wireErrorFrom(err) })
+    }
+  }
+  return { multiRecipientAccepted: { outcomes } }
+}
+
+/**
  * `MultiSend` on a connection that never authenticated: authorised by the recipient's delivery token, charged
  * to the source network first and the recipient next, as `UnidentifiedSend`. One answer (FORBIDDEN) for no
  * account, no token and a wrong token.
@@ -334,6 +383,17 @@ export async function multiSendUnidentified(
   const checked = checkMultiSend(scope, request)
   const token = requireBytes(request.deliveryToken, 32, 'delivery_token')
   if (await scope.disk.low()) refuseFull(scope, 'disk')
+  return unidentifiedCopies(scope, checked, token, request.deviceListVersion, request.ephemeral)
+}
+
+/** The copies of one unidentified `MultiSend` (or one recipient of a `MultiRecipientSend`), checked and stored. */
+async function unidentifiedCopies(
+  scope: AnonymousScope,
+  checked: ReturnType<typeof checkMultiSend>,
+  token: Uint8Array,
+  listVersion: number,
+  ephemeral: boolean,
+): Promise<Reply> {
   // Per message, as UnidentifiedSend: a contact with five devices is no cheaper to flood than one with one, and
   // no dearer to write to.
   await chargeUnidentified(scope, 'network', scope.network)
@@ -343,5 +403,5 @@ export async function multiSendUnidentified(
   }
   if (!(await deliveryTokenOpens(scope.store, checked.address, token))) return forbidden()
   await chargeUnidentified(scope, 'recipient', scope.recipientQuotaId(checked.address))
-  return storeCopies(scope, checked, request.deviceListVersion, null, forbidden, request.ephemeral)
+  return storeCopies(scope, checked, listVersion, null, forbidden, ephemeral)
 }

@@ -16,6 +16,7 @@ import { activationConfirm, activationStart } from './activation.js'
 import { blobUploadRequest } from './blobs.js'
 import {
   deviceListQuery,
+  multiRecipientSend,
   multiSendIdentified,
   multiSendUnidentified,
   openRendezvous,
@@ -114,6 +115,7 @@ const ROUTES: { readonly [B in ClientBody]: Route<B> } = {
   changeNumber: device(changeNumber),
   blobUploadRequest: device(blobUploadRequest),
   unidentifiedSend: anonymous(unidentifiedSend),
+  multiRecipientSend: anonymous(multiRecipientSend),
   publishDeviceList: device(publishDeviceList),
   deviceListQuery: device(deviceListQuery),
   openRendezvous: device(openRendezvous),

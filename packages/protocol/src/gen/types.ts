@@ -690,7 +690,7 @@ export interface HistoryEntry {
 export type HistoryEntryInput = InputOf<HistoryEntry>
 
 /**
- * A device's sender key for one group (docs/architecture.md §6.11), given to each other member device inside
+ * A device's sender key for one group (docs/architecture.md §6.10), given to each other member device inside
  * their pairwise session: with it, that device can check and open the group messages this device sends on this
  * chain from `iteration` on, and nothing sent before. A rekey (a member removed, a device replaced) starts a new
  * chain with a new distribution_id.
@@ -822,6 +822,11 @@ export interface ClientFrameBodyMembers {
    * PUT /v1/blobs/<id>); answered blob_upload_granted.
    */
   blobUploadRequest: BlobUploadRequest
+  /**
+   * On a connection that never authenticated only: one message to several accounts at once (a group message),
+   * each recipient as a MultiSend with its own delivery token; answered multi_recipient_accepted.
+   */
+  multiRecipientSend: MultiRecipientSend
 }
 
 /** `parley.v1.ClientFrame`'s oneof `body` with one member set. */
@@ -906,6 +911,11 @@ export interface ClientFrameInput {
    * PUT /v1/blobs/<id>); answered blob_upload_granted.
    */
   blobUploadRequest?: BlobUploadRequestInput | null
+  /**
+   * On a connection that never authenticated only: one message to several accounts at once (a group message),
+   * each recipient as a MultiSend with its own delivery token; answered multi_recipient_accepted.
+   */
+  multiRecipientSend?: MultiRecipientSendInput | null
 }
 
 /** The members of `parley.v1.ServerFrame`'s oneof `body`, by name. */
@@ -968,6 +978,8 @@ export interface ServerFrameBodyMembers {
   numberChanged: NumberChanged
   /** Answers blob_upload_request. */
   blobUploadGranted: BlobUploadGranted
+  /** Answers multi_recipient_send: one outcome per recipient. */
+  multiRecipientAccepted: MultiRecipientAccepted
 }
 
 /** `parley.v1.ServerFrame`'s oneof `body` with one member set. */
@@ -1041,6 +1053,8 @@ export interface ServerFrameInput {
   numberChanged?: NumberChangedInput | null
   /** Answers blob_upload_request. */
   blobUploadGranted?: BlobUploadGrantedInput | null
+  /** Answers multi_recipient_send: one outcome per recipient. */
+  multiRecipientAccepted?: MultiRecipientAcceptedInput | null
 }
 
 /**
@@ -2181,6 +2195,78 @@ export type MultiSendInput = InputOf<
 >
 
 /**
+ * One message to several accounts in one request (a group message, docs/architecture.md §6.10), on a connection
+ * that never authenticated. Each recipient is a MultiSend with its own delivery token, checked and charged as its
+ * own unidentified send (the source network and that recipient pay), and its own message id, so that the mailbox
+ * rows the relay stores share nothing that ties them together. Every recipient is checked for shape first (a
+ * malformed one refuses the whole request, nothing stored); then each is stored or refused on its own — a wrong
+ * token, a stale device list, a full mailbox or a spent quota refuses that recipient only. At most
+ * --max-recipients-per-send recipients, each address once (TOO_LARGE, BAD_REQUEST).
+ * `parley.v1.MultiRecipientSend` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
+ */
+export interface MultiRecipientSend {
+  /** The recipients, each address once; their `ephemeral` must all be the same. */
+  recipients: MultiSend[]
+}
+
+/** `parley.v1.MultiRecipientSend` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
+export type MultiRecipientSendInput = InputOf<
+  MultiRecipientSend,
+  {
+    /**
+     * The recipients, each address once; their `ephemeral` must all be the same.
+     * `recipients` as the encoder takes it.
+     */
+    recipients: MultiSendInput[]
+  }
+>
+
+/** `parley.v1.MultiRecipientAccepted` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays. */
+export interface MultiRecipientAccepted {
+  /** One per recipient, in the request's order. */
+  outcomes: RecipientOutcome[]
+}
+
+/** `parley.v1.MultiRecipientAccepted` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
+export type MultiRecipientAcceptedInput = InputOf<
+  MultiRecipientAccepted,
+  {
+    /**
+     * One per recipient, in the request's order.
+     * `outcomes` as the encoder takes it.
+     */
+    outcomes: RecipientOutcomeInput[]
+  }
+>
+
+/**
+ * What became of one recipient of a MultiRecipientSend.
+ * `parley.v1.RecipientOutcome` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
+ */
+export interface RecipientOutcome {
+  /** The recipient's message_id, as sent. */
+  messageId: Uint8Array
+  /**
+   * Unset: stored for every device (or, ephemeral, pushed). Set: why this recipient was refused, as the error of
+   * a MultiSend to it alone would say (FORBIDDEN, STALE_DEVICES with the list version, MAILBOX_FULL, RATE_LIMITED…).
+   */
+  error?: Error
+}
+
+/** `parley.v1.RecipientOutcome` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
+export type RecipientOutcomeInput = InputOf<
+  RecipientOutcome,
+  {
+    /**
+     * Unset: stored for every device (or, ephemeral, pushed). Set: why this recipient was refused, as the error of
+     * a MultiSend to it alone would say (FORBIDDEN, STALE_DEVICES with the list version, MAILBOX_FULL, RATE_LIMITED…).
+     * `error` as the encoder takes it.
+     */
+    error: ErrorInput
+  }
+>
+
+/**
  * Reserves room at the relay for one attachment the client encrypted itself. The relay answers a random blob id
  * and a single-use upload token; the client then PUTs exactly `size` ciphertext bytes to /v1/blobs/<hex id> with
  * `Authorization: Bearer <hex token>`, and sends the id (with the key and digest, which the relay never sees)
@@ -2498,6 +2584,12 @@ export interface Messages {
   DeviceEnvelope: DeviceEnvelope
   /** `parley.v1.MultiSend` as decoded: {@link MultiSend}. */
   MultiSend: MultiSend
+  /** `parley.v1.MultiRecipientSend` as decoded: {@link MultiRecipientSend}. */
+  MultiRecipientSend: MultiRecipientSend
+  /** `parley.v1.MultiRecipientAccepted` as decoded: {@link MultiRecipientAccepted}. */
+  MultiRecipientAccepted: MultiRecipientAccepted
+  /** `parley.v1.RecipientOutcome` as decoded: {@link RecipientOutcome}. */
+  RecipientOutcome: RecipientOutcome
   /** `parley.v1.BlobUploadRequest` as decoded: {@link BlobUploadRequest}. */
   BlobUploadRequest: BlobUploadRequest
   /** `parley.v1.BlobUploadGranted` as decoded: {@link BlobUploadGranted}. */
@@ -2694,6 +2786,12 @@ export interface MessageInputs {
   DeviceEnvelope: DeviceEnvelopeInput
   /** `parley.v1.MultiSend` as the encoder takes it: {@link MultiSendInput}. */
   MultiSend: MultiSendInput
+  /** `parley.v1.MultiRecipientSend` as the encoder takes it: {@link MultiRecipientSendInput}. */
+  MultiRecipientSend: MultiRecipientSendInput
+  /** `parley.v1.MultiRecipientAccepted` as the encoder takes it: {@link MultiRecipientAcceptedInput}. */
+  MultiRecipientAccepted: MultiRecipientAcceptedInput
+  /** `parley.v1.RecipientOutcome` as the encoder takes it: {@link RecipientOutcomeInput}. */
+  RecipientOutcome: RecipientOutcomeInput
   /** `parley.v1.BlobUploadRequest` as the encoder takes it: {@link BlobUploadRequestInput}. */
   BlobUploadRequest: BlobUploadRequestInput
   /** `parley.v1.BlobUploadGranted` as the encoder takes it: {@link BlobUploadGrantedInput}. */

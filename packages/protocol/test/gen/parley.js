@@ -6087,7 +6087,8 @@ export const parley = $root.parley = (() => {
              * @property {parley.v1.MultiSend.$Properties|null} [multiSend] ClientFrame multiSend
              * @property {parley.v1.ChangeNumber.$Properties|null} [changeNumber] ClientFrame changeNumber
              * @property {parley.v1.BlobUploadRequest.$Properties|null} [blobUploadRequest] ClientFrame blobUploadRequest
-             * @property {"hello"|"authenticate"|"activationStart"|"activationConfirm"|"oprfEvaluate"|"membershipQuery"|"prekeyUpload"|"prekeyBundleQuery"|"prekeyCountQuery"|"sendMessage"|"ackMessages"|"syncMailbox"|"deactivate"|"ping"|"senderCertificateRequest"|"setDeliveryToken"|"unidentifiedSend"|"setRegistrationLock"|"rebindAddress"|"publishDeviceList"|"deviceListQuery"|"openRendezvous"|"rendezvousPost"|"rendezvousRead"|"multiSend"|"changeNumber"|"blobUploadRequest"} [body] ClientFrame body
+             * @property {parley.v1.MultiRecipientSend.$Properties|null} [multiRecipientSend] ClientFrame multiRecipientSend
+             * @property {"hello"|"authenticate"|"activationStart"|"activationConfirm"|"oprfEvaluate"|"membershipQuery"|"prekeyUpload"|"prekeyBundleQuery"|"prekeyCountQuery"|"sendMessage"|"ackMessages"|"syncMailbox"|"deactivate"|"ping"|"senderCertificateRequest"|"setDeliveryToken"|"unidentifiedSend"|"setRegistrationLock"|"rebindAddress"|"publishDeviceList"|"deviceListQuery"|"openRendezvous"|"rendezvousPost"|"rendezvousRead"|"multiSend"|"changeNumber"|"blobUploadRequest"|"multiRecipientSend"} [body] ClientFrame body
              * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
              */
 
@@ -6130,9 +6131,10 @@ export const parley = $root.parley = (() => {
              *   multiSend?: parley.v1.MultiSend.$Shape|null;
              *   changeNumber?: parley.v1.ChangeNumber.$Shape|null;
              *   blobUploadRequest?: parley.v1.BlobUploadRequest.$Shape|null;
+             *   multiRecipientSend?: parley.v1.MultiRecipientSend.$Shape|null;
              *   $unknowns?: Array.<Uint8Array>;
              * } & (
-             *   ({ body?: undefined; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber?: null; blobUploadRequest?: null }|{ body?: "hello"; hello: parley.v1.Hello.$Shape; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber?: null; blobUploadRequest?: null }|{ body?: "authenticate"; hello?: null; authenticate: parley.v1.Authenticate.$Shape; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber?: null; blobUploadRequest?: null }|{ body?: "activationStart"; hello?: null; authenticate?: null; activationStart: parley.v1.ActivationStart.$Shape; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber?: null; blobUploadRequest?: null }|{ body?: "activationConfirm"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm: parley.v1.ActivationConfirm.$Shape; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber?: null; blobUploadRequest?: null }|{ body?: "oprfEvaluate"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate: parley.v1.OprfEvaluate.$Shape; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber?: null; blobUploadRequest?: null }|{ body?: "membershipQuery"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery: parley.v1.MembershipQuery.$Shape; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber?: null; blobUploadRequest?: null }|{ body?: "prekeyUpload"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload: parley.v1.PrekeyUpload.$Shape; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber?: null; blobUploadRequest?: null }|{ body?: "prekeyBundleQuery"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery: parley.v1.PrekeyBundleQuery.$Shape; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber?: null; blobUploadRequest?: null }|{ body?: "prekeyCountQuery"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery: parley.v1.PrekeyCountQuery.$Shape; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber?: null; blobUploadRequest?: null }|{ body?: "sendMessage"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage: parley.v1.SendMessage.$Shape; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber?: null; blobUploadRequest?: null }|{ body?: "ackMessages"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages: parley.v1.AckMessages.$Shape; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber?: null; blobUploadRequest?: null }|{ body?: "syncMailbox"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox: parley.v1.SyncMailbox.$Shape; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber?: null; blobUploadRequest?: null }|{ body?: "deactivate"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate: parley.v1.Deactivate.$Shape; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber?: null; blobUploadRequest?: null }|{ body?: "ping"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping: parley.v1.Ping.$Shape; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber?: null; blobUploadRequest?: null }|{ body?: "senderCertificateRequest"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest: parley.v1.SenderCertificateRequest.$Shape; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber?: null; blobUploadRequest?: null }|{ body?: "setDeliveryToken"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken: parley.v1.SetDeliveryToken.$Shape; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber?: null; blobUploadRequest?: null }|{ body?: "unidentifiedSend"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend: parley.v1.UnidentifiedSend.$Shape; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber?: null; blobUploadRequest?: null }|{ body?: "setRegistrationLock"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock: parley.v1.SetRegistrationLock.$Shape; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber?: null; blobUploadRequest?: null }|{ body?: "rebindAddress"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress: parley.v1.RebindAddress.$Shape; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber?: null; blobUploadRequest?: null }|{ body?: "publishDeviceList"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList: parley.v1.PublishDeviceList.$Shape; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber?: null; blobUploadRequest?: null }|{ body?: "deviceListQuery"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery: parley.v1.DeviceListQuery.$Shape; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber?: null; blobUploadRequest?: null }|{ body?: "openRendezvous"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous: parley.v1.OpenRendezvous.$Shape; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber?: null; blobUploadRequest?: null }|{ body?: "rendezvousPost"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost: parley.v1.RendezvousPost.$Shape; rendezvousRead?: null; multiSend?: null; changeNumber?: null; blobUploadRequest?: null }|{ body?: "rendezvousRead"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead: parley.v1.RendezvousRead.$Shape; multiSend?: null; changeNumber?: null; blobUploadRequest?: null }|{ body?: "multiSend"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend: parley.v1.MultiSend.$Shape; changeNumber?: null; blobUploadRequest?: null }|{ body?: "changeNumber"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber: parley.v1.ChangeNumber.$Shape; blobUploadRequest?: null }|{ body?: "blobUploadRequest"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber?: null; blobUploadRequest: parley.v1.BlobUploadRequest.$Shape })
+             *   ({ body?: undefined; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber?: null; blobUploadRequest?: null; multiRecipientSend?: null }|{ body?: "hello"; hello: parley.v1.Hello.$Shape; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber?: null; blobUploadRequest?: null; multiRecipientSend?: null }|{ body?: "authenticate"; hello?: null; authenticate: parley.v1.Authenticate.$Shape; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber?: null; blobUploadRequest?: null; multiRecipientSend?: null }|{ body?: "activationStart"; hello?: null; authenticate?: null; activationStart: parley.v1.ActivationStart.$Shape; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber?: null; blobUploadRequest?: null; multiRecipientSend?: null }|{ body?: "activationConfirm"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm: parley.v1.ActivationConfirm.$Shape; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber?: null; blobUploadRequest?: null; multiRecipientSend?: null }|{ body?: "oprfEvaluate"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate: parley.v1.OprfEvaluate.$Shape; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber?: null; blobUploadRequest?: null; multiRecipientSend?: null }|{ body?: "membershipQuery"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery: parley.v1.MembershipQuery.$Shape; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber?: null; blobUploadRequest?: null; multiRecipientSend?: null }|{ body?: "prekeyUpload"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload: parley.v1.PrekeyUpload.$Shape; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber?: null; blobUploadRequest?: null; multiRecipientSend?: null }|{ body?: "prekeyBundleQuery"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery: parley.v1.PrekeyBundleQuery.$Shape; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber?: null; blobUploadRequest?: null; multiRecipientSend?: null }|{ body?: "prekeyCountQuery"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery: parley.v1.PrekeyCountQuery.$Shape; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber?: null; blobUploadRequest?: null; multiRecipientSend?: null }|{ body?: "sendMessage"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage: parley.v1.SendMessage.$Shape; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber?: null; blobUploadRequest?: null; multiRecipientSend?: null }|{ body?: "ackMessages"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages: parley.v1.AckMessages.$Shape; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber?: null; blobUploadRequest?: null; multiRecipientSend?: null }|{ body?: "syncMailbox"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox: parley.v1.SyncMailbox.$Shape; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber?: null; blobUploadRequest?: null; multiRecipientSend?: null }|{ body?: "deactivate"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate: parley.v1.Deactivate.$Shape; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber?: null; blobUploadRequest?: null; multiRecipientSend?: null }|{ body?: "ping"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping: parley.v1.Ping.$Shape; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber?: null; blobUploadRequest?: null; multiRecipientSend?: null }|{ body?: "senderCertificateRequest"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest: parley.v1.SenderCertificateRequest.$Shape; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber?: null; blobUploadRequest?: null; multiRecipientSend?: null }|{ body?: "setDeliveryToken"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken: parley.v1.SetDeliveryToken.$Shape; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber?: null; blobUploadRequest?: null; multiRecipientSend?: null }|{ body?: "unidentifiedSend"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend: parley.v1.UnidentifiedSend.$Shape; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber?: null; blobUploadRequest?: null; multiRecipientSend?: null }|{ body?: "setRegistrationLock"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock: parley.v1.SetRegistrationLock.$Shape; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber?: null; blobUploadRequest?: null; multiRecipientSend?: null }|{ body?: "rebindAddress"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress: parley.v1.RebindAddress.$Shape; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber?: null; blobUploadRequest?: null; multiRecipientSend?: null }|{ body?: "publishDeviceList"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList: parley.v1.PublishDeviceList.$Shape; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber?: null; blobUploadRequest?: null; multiRecipientSend?: null }|{ body?: "deviceListQuery"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery: parley.v1.DeviceListQuery.$Shape; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber?: null; blobUploadRequest?: null; multiRecipientSend?: null }|{ body?: "openRendezvous"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous: parley.v1.OpenRendezvous.$Shape; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber?: null; blobUploadRequest?: null; multiRecipientSend?: null }|{ body?: "rendezvousPost"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost: parley.v1.RendezvousPost.$Shape; rendezvousRead?: null; multiSend?: null; changeNumber?: null; blobUploadRequest?: null; multiRecipientSend?: null }|{ body?: "rendezvousRead"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead: parley.v1.RendezvousRead.$Shape; multiSend?: null; changeNumber?: null; blobUploadRequest?: null; multiRecipientSend?: null }|{ body?: "multiSend"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend: parley.v1.MultiSend.$Shape; changeNumber?: null; blobUploadRequest?: null; multiRecipientSend?: null }|{ body?: "changeNumber"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber: parley.v1.ChangeNumber.$Shape; blobUploadRequest?: null; multiRecipientSend?: null }|{ body?: "blobUploadRequest"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber?: null; blobUploadRequest: parley.v1.BlobUploadRequest.$Shape; multiRecipientSend?: null }|{ body?: "multiRecipientSend"; hello?: null; authenticate?: null; activationStart?: null; activationConfirm?: null; oprfEvaluate?: null; membershipQuery?: null; prekeyUpload?: null; prekeyBundleQuery?: null; prekeyCountQuery?: null; sendMessage?: null; ackMessages?: null; syncMailbox?: null; deactivate?: null; ping?: null; senderCertificateRequest?: null; setDeliveryToken?: null; unidentifiedSend?: null; setRegistrationLock?: null; rebindAddress?: null; publishDeviceList?: null; deviceListQuery?: null; openRendezvous?: null; rendezvousPost?: null; rendezvousRead?: null; multiSend?: null; changeNumber?: null; blobUploadRequest?: null; multiRecipientSend: parley.v1.MultiRecipientSend.$Shape })
              * )} parley.v1.ClientFrame.$Shape
              */
 
@@ -6375,17 +6377,25 @@ export const parley = $root.parley = (() => {
              */
             ClientFrame.prototype.blobUploadRequest = null;
 
+            /**
+             * ClientFrame multiRecipientSend.
+             * @member {parley.v1.MultiRecipientSend.$Properties|null|undefined} multiRecipientSend
+             * @memberof parley.v1.ClientFrame
+             * @instance
+             */
+            ClientFrame.prototype.multiRecipientSend = null;
+
             // OneOf field names bound to virtual getters and setters
             let $oneOfFields;
 
             /**
              * ClientFrame body.
-             * @member {"hello"|"authenticate"|"activationStart"|"activationConfirm"|"oprfEvaluate"|"membershipQuery"|"prekeyUpload"|"prekeyBundleQuery"|"prekeyCountQuery"|"sendMessage"|"ackMessages"|"syncMailbox"|"deactivate"|"ping"|"senderCertificateRequest"|"setDeliveryToken"|"unidentifiedSend"|"setRegistrationLock"|"rebindAddress"|"publishDeviceList"|"deviceListQuery"|"openRendezvous"|"rendezvousPost"|"rendezvousRead"|"multiSend"|"changeNumber"|"blobUploadRequest"|undefined} body
+             * @member {"hello"|"authenticate"|"activationStart"|"activationConfirm"|"oprfEvaluate"|"membershipQuery"|"prekeyUpload"|"prekeyBundleQuery"|"prekeyCountQuery"|"sendMessage"|"ackMessages"|"syncMailbox"|"deactivate"|"ping"|"senderCertificateRequest"|"setDeliveryToken"|"unidentifiedSend"|"setRegistrationLock"|"rebindAddress"|"publishDeviceList"|"deviceListQuery"|"openRendezvous"|"rendezvousPost"|"rendezvousRead"|"multiSend"|"changeNumber"|"blobUploadRequest"|"multiRecipientSend"|undefined} body
              * @memberof parley.v1.ClientFrame
              * @instance
              */
             $Object.defineProperty(ClientFrame.prototype, "body", {
-                get: $util.oneOfGetter($oneOfFields = ["hello", "authenticate", "activationStart", "activationConfirm", "oprfEvaluate", "membershipQuery", "prekeyUpload", "prekeyBundleQuery", "prekeyCountQuery", "sendMessage", "ackMessages", "syncMailbox", "deactivate", "ping", "senderCertificateRequest", "setDeliveryToken", "unidentifiedSend", "setRegistrationLock", "rebindAddress", "publishDeviceList", "deviceListQuery", "openRendezvous", "rendezvousPost", "rendezvousRead", "multiSend", "changeNumber", "blobUploadRequest"]),
+                get: $util.oneOfGetter($oneOfFields = ["hello", "authenticate", "activationStart", "activationConfirm", "oprfEvaluate", "membershipQuery", "prekeyUpload", "prekeyBundleQuery", "prekeyCountQuery", "sendMessage", "ackMessages", "syncMailbox", "deactivate", "ping", "senderCertificateRequest", "setDeliveryToken", "unidentifiedSend", "setRegistrationLock", "rebindAddress", "publishDeviceList", "deviceListQuery", "openRendezvous", "rendezvousPost", "rendezvousRead", "multiSend", "changeNumber", "blobUploadRequest", "multiRecipientSend"]),
                 set: $util.oneOfSetter($oneOfFields)
             });
 
@@ -6477,6 +6487,8 @@ export const parley = $root.parley = (() => {
                     $root.parley.v1.ChangeNumber.encode(message.changeNumber, writer.uint32(/* id 35, wireType 2 =*/282).fork(), _depth + 1).ldelim();
                 if (message.blobUploadRequest != null && $Object.hasOwnProperty.call(message, "blobUploadRequest"))
                     $root.parley.v1.BlobUploadRequest.encode(message.blobUploadRequest, writer.uint32(/* id 36, wireType 2 =*/290).fork(), _depth + 1).ldelim();
+                if (message.multiRecipientSend != null && $Object.hasOwnProperty.call(message, "multiRecipientSend"))
+                    $root.parley.v1.MultiRecipientSend.encode(message.multiRecipientSend, writer.uint32(/* id 37, wireType 2 =*/298).fork(), _depth + 1).ldelim();
                 if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
@@ -6719,6 +6731,13 @@ export const parley = $root.parley = (() => {
                             message.body = "blobUploadRequest";
                             continue;
                         }
+                    case 37: {
+                            if (wireType !== 2)
+                                break;
+                            message.multiRecipientSend = $root.parley.v1.MultiRecipientSend.decode(reader, reader.size(), $undefined, _depth + 1, message.multiRecipientSend);
+                            message.body = "multiRecipientSend";
+                            continue;
+                        }
                     }
                     reader.skipType(wireType, _depth, tag);
                     if (!reader.discardUnknown) {
@@ -6774,7 +6793,8 @@ export const parley = $root.parley = (() => {
              * @property {parley.v1.RendezvousMessage.$Properties|null} [rendezvousMessage] ServerFrame rendezvousMessage
              * @property {parley.v1.NumberChanged.$Properties|null} [numberChanged] ServerFrame numberChanged
              * @property {parley.v1.BlobUploadGranted.$Properties|null} [blobUploadGranted] ServerFrame blobUploadGranted
-             * @property {"serverHello"|"error"|"authenticated"|"activationStarted"|"activated"|"oprfEvaluated"|"membershipResult"|"prekeyUploaded"|"prekeyBundle"|"prekeyCount"|"messageAccepted"|"delivery"|"acked"|"mailboxGap"|"syncDone"|"deactivated"|"pong"|"senderCertificateIssued"|"deliveryTokenSet"|"deviceReplaced"|"registrationLockSet"|"addressRebound"|"deviceListPublished"|"deviceListResult"|"rendezvousOpened"|"rendezvousPosted"|"rendezvousMessage"|"numberChanged"|"blobUploadGranted"} [body] ServerFrame body
+             * @property {parley.v1.MultiRecipientAccepted.$Properties|null} [multiRecipientAccepted] ServerFrame multiRecipientAccepted
+             * @property {"serverHello"|"error"|"authenticated"|"activationStarted"|"activated"|"oprfEvaluated"|"membershipResult"|"prekeyUploaded"|"prekeyBundle"|"prekeyCount"|"messageAccepted"|"delivery"|"acked"|"mailboxGap"|"syncDone"|"deactivated"|"pong"|"senderCertificateIssued"|"deliveryTokenSet"|"deviceReplaced"|"registrationLockSet"|"addressRebound"|"deviceListPublished"|"deviceListResult"|"rendezvousOpened"|"rendezvousPosted"|"rendezvousMessage"|"numberChanged"|"blobUploadGranted"|"multiRecipientAccepted"} [body] ServerFrame body
              * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
              */
 
@@ -6819,9 +6839,10 @@ export const parley = $root.parley = (() => {
              *   rendezvousMessage?: parley.v1.RendezvousMessage.$Shape|null;
              *   numberChanged?: parley.v1.NumberChanged.$Shape|null;
              *   blobUploadGranted?: parley.v1.BlobUploadGranted.$Shape|null;
+             *   multiRecipientAccepted?: parley.v1.MultiRecipientAccepted.$Shape|null;
              *   $unknowns?: Array.<Uint8Array>;
              * } & (
-             *   ({ body?: undefined; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null; blobUploadGranted?: null }|{ body?: "serverHello"; serverHello: parley.v1.ServerHello.$Shape; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null; blobUploadGranted?: null }|{ body?: "error"; serverHello?: null; error: parley.v1.Error.$Shape; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null; blobUploadGranted?: null }|{ body?: "authenticated"; serverHello?: null; error?: null; authenticated: parley.v1.Authenticated.$Shape; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null; blobUploadGranted?: null }|{ body?: "activationStarted"; serverHello?: null; error?: null; authenticated?: null; activationStarted: parley.v1.ActivationStarted.$Shape; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null; blobUploadGranted?: null }|{ body?: "activated"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated: parley.v1.Activated.$Shape; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null; blobUploadGranted?: null }|{ body?: "oprfEvaluated"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated: parley.v1.OprfEvaluated.$Shape; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null; blobUploadGranted?: null }|{ body?: "membershipResult"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult: parley.v1.MembershipResult.$Shape; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null; blobUploadGranted?: null }|{ body?: "prekeyUploaded"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded: parley.v1.PrekeyUploaded.$Shape; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null; blobUploadGranted?: null }|{ body?: "prekeyBundle"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle: parley.v1.PrekeyBundle.$Shape; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null; blobUploadGranted?: null }|{ body?: "prekeyCount"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount: parley.v1.PrekeyCount.$Shape; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null; blobUploadGranted?: null }|{ body?: "messageAccepted"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted: parley.v1.MessageAccepted.$Shape; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null; blobUploadGranted?: null }|{ body?: "delivery"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery: parley.v1.Delivery.$Shape; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null; blobUploadGranted?: null }|{ body?: "acked"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked: parley.v1.Acked.$Shape; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null; blobUploadGranted?: null }|{ body?: "mailboxGap"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap: parley.v1.MailboxGap.$Shape; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null; blobUploadGranted?: null }|{ body?: "syncDone"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone: parley.v1.SyncDone.$Shape; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null; blobUploadGranted?: null }|{ body?: "deactivated"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated: parley.v1.Deactivated.$Shape; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null; blobUploadGranted?: null }|{ body?: "pong"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong: parley.v1.Pong.$Shape; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null; blobUploadGranted?: null }|{ body?: "senderCertificateIssued"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued: parley.v1.SenderCertificateIssued.$Shape; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null; blobUploadGranted?: null }|{ body?: "deliveryTokenSet"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet: parley.v1.DeliveryTokenSet.$Shape; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null; blobUploadGranted?: null }|{ body?: "deviceReplaced"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced: parley.v1.DeviceReplaced.$Shape; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null; blobUploadGranted?: null }|{ body?: "registrationLockSet"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet: parley.v1.RegistrationLockSet.$Shape; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null; blobUploadGranted?: null }|{ body?: "addressRebound"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound: parley.v1.AddressRebound.$Shape; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null; blobUploadGranted?: null }|{ body?: "deviceListPublished"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished: parley.v1.DeviceListPublished.$Shape; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null; blobUploadGranted?: null }|{ body?: "deviceListResult"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult: parley.v1.DeviceListResult.$Shape; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null; blobUploadGranted?: null }|{ body?: "rendezvousOpened"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened: parley.v1.RendezvousOpened.$Shape; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null; blobUploadGranted?: null }|{ body?: "rendezvousPosted"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted: parley.v1.RendezvousPosted.$Shape; rendezvousMessage?: null; numberChanged?: null; blobUploadGranted?: null }|{ body?: "rendezvousMessage"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage: parley.v1.RendezvousMessage.$Shape; numberChanged?: null; blobUploadGranted?: null }|{ body?: "numberChanged"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged: parley.v1.NumberChanged.$Shape; blobUploadGranted?: null }|{ body?: "blobUploadGranted"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null; blobUploadGranted: parley.v1.BlobUploadGranted.$Shape })
+             *   ({ body?: undefined; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null; blobUploadGranted?: null; multiRecipientAccepted?: null }|{ body?: "serverHello"; serverHello: parley.v1.ServerHello.$Shape; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null; blobUploadGranted?: null; multiRecipientAccepted?: null }|{ body?: "error"; serverHello?: null; error: parley.v1.Error.$Shape; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null; blobUploadGranted?: null; multiRecipientAccepted?: null }|{ body?: "authenticated"; serverHello?: null; error?: null; authenticated: parley.v1.Authenticated.$Shape; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null; blobUploadGranted?: null; multiRecipientAccepted?: null }|{ body?: "activationStarted"; serverHello?: null; error?: null; authenticated?: null; activationStarted: parley.v1.ActivationStarted.$Shape; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null; blobUploadGranted?: null; multiRecipientAccepted?: null }|{ body?: "activated"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated: parley.v1.Activated.$Shape; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null; blobUploadGranted?: null; multiRecipientAccepted?: null }|{ body?: "oprfEvaluated"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated: parley.v1.OprfEvaluated.$Shape; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null; blobUploadGranted?: null; multiRecipientAccepted?: null }|{ body?: "membershipResult"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult: parley.v1.MembershipResult.$Shape; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null; blobUploadGranted?: null; multiRecipientAccepted?: null }|{ body?: "prekeyUploaded"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded: parley.v1.PrekeyUploaded.$Shape; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null; blobUploadGranted?: null; multiRecipientAccepted?: null }|{ body?: "prekeyBundle"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle: parley.v1.PrekeyBundle.$Shape; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null; blobUploadGranted?: null; multiRecipientAccepted?: null }|{ body?: "prekeyCount"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount: parley.v1.PrekeyCount.$Shape; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null; blobUploadGranted?: null; multiRecipientAccepted?: null }|{ body?: "messageAccepted"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted: parley.v1.MessageAccepted.$Shape; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null; blobUploadGranted?: null; multiRecipientAccepted?: null }|{ body?: "delivery"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery: parley.v1.Delivery.$Shape; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null; blobUploadGranted?: null; multiRecipientAccepted?: null }|{ body?: "acked"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked: parley.v1.Acked.$Shape; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null; blobUploadGranted?: null; multiRecipientAccepted?: null }|{ body?: "mailboxGap"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap: parley.v1.MailboxGap.$Shape; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null; blobUploadGranted?: null; multiRecipientAccepted?: null }|{ body?: "syncDone"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone: parley.v1.SyncDone.$Shape; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null; blobUploadGranted?: null; multiRecipientAccepted?: null }|{ body?: "deactivated"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated: parley.v1.Deactivated.$Shape; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null; blobUploadGranted?: null; multiRecipientAccepted?: null }|{ body?: "pong"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong: parley.v1.Pong.$Shape; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null; blobUploadGranted?: null; multiRecipientAccepted?: null }|{ body?: "senderCertificateIssued"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued: parley.v1.SenderCertificateIssued.$Shape; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null; blobUploadGranted?: null; multiRecipientAccepted?: null }|{ body?: "deliveryTokenSet"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet: parley.v1.DeliveryTokenSet.$Shape; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null; blobUploadGranted?: null; multiRecipientAccepted?: null }|{ body?: "deviceReplaced"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced: parley.v1.DeviceReplaced.$Shape; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null; blobUploadGranted?: null; multiRecipientAccepted?: null }|{ body?: "registrationLockSet"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet: parley.v1.RegistrationLockSet.$Shape; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null; blobUploadGranted?: null; multiRecipientAccepted?: null }|{ body?: "addressRebound"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound: parley.v1.AddressRebound.$Shape; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null; blobUploadGranted?: null; multiRecipientAccepted?: null }|{ body?: "deviceListPublished"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished: parley.v1.DeviceListPublished.$Shape; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null; blobUploadGranted?: null; multiRecipientAccepted?: null }|{ body?: "deviceListResult"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult: parley.v1.DeviceListResult.$Shape; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null; blobUploadGranted?: null; multiRecipientAccepted?: null }|{ body?: "rendezvousOpened"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened: parley.v1.RendezvousOpened.$Shape; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null; blobUploadGranted?: null; multiRecipientAccepted?: null }|{ body?: "rendezvousPosted"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted: parley.v1.RendezvousPosted.$Shape; rendezvousMessage?: null; numberChanged?: null; blobUploadGranted?: null; multiRecipientAccepted?: null }|{ body?: "rendezvousMessage"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage: parley.v1.RendezvousMessage.$Shape; numberChanged?: null; blobUploadGranted?: null; multiRecipientAccepted?: null }|{ body?: "numberChanged"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged: parley.v1.NumberChanged.$Shape; blobUploadGranted?: null; multiRecipientAccepted?: null }|{ body?: "blobUploadGranted"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null; blobUploadGranted: parley.v1.BlobUploadGranted.$Shape; multiRecipientAccepted?: null }|{ body?: "multiRecipientAccepted"; serverHello?: null; error?: null; authenticated?: null; activationStarted?: null; activated?: null; oprfEvaluated?: null; membershipResult?: null; prekeyUploaded?: null; prekeyBundle?: null; prekeyCount?: null; messageAccepted?: null; delivery?: null; acked?: null; mailboxGap?: null; syncDone?: null; deactivated?: null; pong?: null; senderCertificateIssued?: null; deliveryTokenSet?: null; deviceReplaced?: null; registrationLockSet?: null; addressRebound?: null; deviceListPublished?: null; deviceListResult?: null; rendezvousOpened?: null; rendezvousPosted?: null; rendezvousMessage?: null; numberChanged?: null; blobUploadGranted?: null; multiRecipientAccepted: parley.v1.MultiRecipientAccepted.$Shape })
              * )} parley.v1.ServerFrame.$Shape
              */
 
@@ -7080,17 +7101,25 @@ export const parley = $root.parley = (() => {
              */
             ServerFrame.prototype.blobUploadGranted = null;
 
+            /**
+             * ServerFrame multiRecipientAccepted.
+             * @member {parley.v1.MultiRecipientAccepted.$Properties|null|undefined} multiRecipientAccepted
+             * @memberof parley.v1.ServerFrame
+             * @instance
+             */
+            ServerFrame.prototype.multiRecipientAccepted = null;
+
             // OneOf field names bound to virtual getters and setters
             let $oneOfFields;
 
             /**
              * ServerFrame body.
-             * @member {"serverHello"|"error"|"authenticated"|"activationStarted"|"activated"|"oprfEvaluated"|"membershipResult"|"prekeyUploaded"|"prekeyBundle"|"prekeyCount"|"messageAccepted"|"delivery"|"acked"|"mailboxGap"|"syncDone"|"deactivated"|"pong"|"senderCertificateIssued"|"deliveryTokenSet"|"deviceReplaced"|"registrationLockSet"|"addressRebound"|"deviceListPublished"|"deviceListResult"|"rendezvousOpened"|"rendezvousPosted"|"rendezvousMessage"|"numberChanged"|"blobUploadGranted"|undefined} body
+             * @member {"serverHello"|"error"|"authenticated"|"activationStarted"|"activated"|"oprfEvaluated"|"membershipResult"|"prekeyUploaded"|"prekeyBundle"|"prekeyCount"|"messageAccepted"|"delivery"|"acked"|"mailboxGap"|"syncDone"|"deactivated"|"pong"|"senderCertificateIssued"|"deliveryTokenSet"|"deviceReplaced"|"registrationLockSet"|"addressRebound"|"deviceListPublished"|"deviceListResult"|"rendezvousOpened"|"rendezvousPosted"|"rendezvousMessage"|"numberChanged"|"blobUploadGranted"|"multiRecipientAccepted"|undefined} body
              * @memberof parley.v1.ServerFrame
              * @instance
              */
             $Object.defineProperty(ServerFrame.prototype, "body", {
-                get: $util.oneOfGetter($oneOfFields = ["serverHello", "error", "authenticated", "activationStarted", "activated", "oprfEvaluated", "membershipResult", "prekeyUploaded", "prekeyBundle", "prekeyCount", "messageAccepted", "delivery", "acked", "mailboxGap", "syncDone", "deactivated", "pong", "senderCertificateIssued", "deliveryTokenSet", "deviceReplaced", "registrationLockSet", "addressRebound", "deviceListPublished", "deviceListResult", "rendezvousOpened", "rendezvousPosted", "rendezvousMessage", "numberChanged", "blobUploadGranted"]),
+                get: $util.oneOfGetter($oneOfFields = ["serverHello", "error", "authenticated", "activationStarted", "activated", "oprfEvaluated", "membershipResult", "prekeyUploaded", "prekeyBundle", "prekeyCount", "messageAccepted", "delivery", "acked", "mailboxGap", "syncDone", "deactivated", "pong", "senderCertificateIssued", "deliveryTokenSet", "deviceReplaced", "registrationLockSet", "addressRebound", "deviceListPublished", "deviceListResult", "rendezvousOpened", "rendezvousPosted", "rendezvousMessage", "numberChanged", "blobUploadGranted", "multiRecipientAccepted"]),
                 set: $util.oneOfSetter($oneOfFields)
             });
 
@@ -7186,6 +7215,8 @@ export const parley = $root.parley = (() => {
                     $root.parley.v1.NumberChanged.encode(message.numberChanged, writer.uint32(/* id 37, wireType 2 =*/298).fork(), _depth + 1).ldelim();
                 if (message.blobUploadGranted != null && $Object.hasOwnProperty.call(message, "blobUploadGranted"))
                     $root.parley.v1.BlobUploadGranted.encode(message.blobUploadGranted, writer.uint32(/* id 38, wireType 2 =*/306).fork(), _depth + 1).ldelim();
+                if (message.multiRecipientAccepted != null && $Object.hasOwnProperty.call(message, "multiRecipientAccepted"))
+                    $root.parley.v1.MultiRecipientAccepted.encode(message.multiRecipientAccepted, writer.uint32(/* id 39, wireType 2 =*/314).fork(), _depth + 1).ldelim();
                 if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
@@ -7440,6 +7471,13 @@ export const parley = $root.parley = (() => {
                                 break;
                             message.blobUploadGranted = $root.parley.v1.BlobUploadGranted.decode(reader, reader.size(), $undefined, _depth + 1, message.blobUploadGranted);
                             message.body = "blobUploadGranted";
+                            continue;
+                        }
+                    case 39: {
+                            if (wireType !== 2)
+                                break;
+                            message.multiRecipientAccepted = $root.parley.v1.MultiRecipientAccepted.decode(reader, reader.size(), $undefined, _depth + 1, message.multiRecipientAccepted);
+                            message.body = "multiRecipientAccepted";
                             continue;
                         }
                     }
@@ -18775,6 +18813,481 @@ export const parley = $root.parley = (() => {
             };
 
             return MultiSend;
+        })();
+
+        v1.MultiRecipientSend = (function() {
+
+            /**
+             * Properties of a MultiRecipientSend.
+             * @typedef {Object} parley.v1.MultiRecipientSend.$Properties
+             * @property {Array.<parley.v1.MultiSend.$Properties>|null} [recipients] MultiRecipientSend recipients
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of a MultiRecipientSend.
+             * @memberof parley.v1
+             * @interface IMultiRecipientSend
+             * @augments parley.v1.MultiRecipientSend.$Properties
+             * @deprecated Use parley.v1.MultiRecipientSend.$Properties instead.
+             */
+
+            /**
+             * Shape of a MultiRecipientSend.
+             * @typedef {parley.v1.MultiRecipientSend.$Properties} parley.v1.MultiRecipientSend.$Shape
+             */
+
+            /**
+             * Constructs a new MultiRecipientSend.
+             * @memberof parley.v1
+             * @classdesc Represents a MultiRecipientSend.
+             * @constructor
+             * @param {parley.v1.MultiRecipientSend.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const MultiRecipientSend = function (properties) {
+                this.recipients = [];
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * MultiRecipientSend recipients.
+             * @member {Array.<parley.v1.MultiSend.$Properties>} recipients
+             * @memberof parley.v1.MultiRecipientSend
+             * @instance
+             */
+            MultiRecipientSend.prototype.recipients = $util.emptyArray;
+
+            /**
+             * Creates a new MultiRecipientSend instance using the specified properties.
+             * @function create
+             * @memberof parley.v1.MultiRecipientSend
+             * @static
+             * @param {parley.v1.MultiRecipientSend.$Properties=} [properties] Properties to set
+             * @returns {parley.v1.MultiRecipientSend} MultiRecipientSend instance
+             * @type {{
+             *   (properties: parley.v1.MultiRecipientSend.$Shape): parley.v1.MultiRecipientSend & parley.v1.MultiRecipientSend.$Shape;
+             *   (properties?: parley.v1.MultiRecipientSend.$Properties): parley.v1.MultiRecipientSend;
+             * }}
+             */
+            MultiRecipientSend.create = function(properties) {
+                return new MultiRecipientSend(properties);
+            };
+
+            /**
+             * Encodes the specified MultiRecipientSend message. Does not implicitly {@link parley.v1.MultiRecipientSend.verify|verify} messages.
+             * @function encode
+             * @memberof parley.v1.MultiRecipientSend
+             * @static
+             * @param {parley.v1.MultiRecipientSend.$Properties} message MultiRecipientSend message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            MultiRecipientSend.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.recipients != null && message.recipients.length)
+                    for (let i = 0; i < message.recipients.length; ++i)
+                        $root.parley.v1.MultiSend.encode(message.recipients[i], writer.uint32(/* id 1, wireType 2 =*/10).fork(), _depth + 1).ldelim();
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes a MultiRecipientSend message from the specified reader or buffer.
+             * @function decode
+             * @memberof parley.v1.MultiRecipientSend
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {parley.v1.MultiRecipientSend & parley.v1.MultiRecipientSend.$Shape} MultiRecipientSend
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            MultiRecipientSend.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.parley.v1.MultiRecipientSend();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 2)
+                                break;
+                            if (!(message.recipients && message.recipients.length))
+                                message.recipients = [];
+                            message.recipients.push($root.parley.v1.MultiSend.decode(reader, reader.size(), $undefined, _depth + 1));
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return MultiRecipientSend;
+        })();
+
+        v1.MultiRecipientAccepted = (function() {
+
+            /**
+             * Properties of a MultiRecipientAccepted.
+             * @typedef {Object} parley.v1.MultiRecipientAccepted.$Properties
+             * @property {Array.<parley.v1.RecipientOutcome.$Properties>|null} [outcomes] MultiRecipientAccepted outcomes
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of a MultiRecipientAccepted.
+             * @memberof parley.v1
+             * @interface IMultiRecipientAccepted
+             * @augments parley.v1.MultiRecipientAccepted.$Properties
+             * @deprecated Use parley.v1.MultiRecipientAccepted.$Properties instead.
+             */
+
+            /**
+             * Shape of a MultiRecipientAccepted.
+             * @typedef {parley.v1.MultiRecipientAccepted.$Properties} parley.v1.MultiRecipientAccepted.$Shape
+             */
+
+            /**
+             * Constructs a new MultiRecipientAccepted.
+             * @memberof parley.v1
+             * @classdesc Represents a MultiRecipientAccepted.
+             * @constructor
+             * @param {parley.v1.MultiRecipientAccepted.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const MultiRecipientAccepted = function (properties) {
+                this.outcomes = [];
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * MultiRecipientAccepted outcomes.
+             * @member {Array.<parley.v1.RecipientOutcome.$Properties>} outcomes
+             * @memberof parley.v1.MultiRecipientAccepted
+             * @instance
+             */
+            MultiRecipientAccepted.prototype.outcomes = $util.emptyArray;
+
+            /**
+             * Creates a new MultiRecipientAccepted instance using the specified properties.
+             * @function create
+             * @memberof parley.v1.MultiRecipientAccepted
+             * @static
+             * @param {parley.v1.MultiRecipientAccepted.$Properties=} [properties] Properties to set
+             * @returns {parley.v1.MultiRecipientAccepted} MultiRecipientAccepted instance
+             * @type {{
+             *   (properties: parley.v1.MultiRecipientAccepted.$Shape): parley.v1.MultiRecipientAccepted & parley.v1.MultiRecipientAccepted.$Shape;
+             *   (properties?: parley.v1.MultiRecipientAccepted.$Properties): parley.v1.MultiRecipientAccepted;
+             * }}
+             */
+            MultiRecipientAccepted.create = function(properties) {
+                return new MultiRecipientAccepted(properties);
+            };
+
+            /**
+             * Encodes the specified MultiRecipientAccepted message. Does not implicitly {@link parley.v1.MultiRecipientAccepted.verify|verify} messages.
+             * @function encode
+             * @memberof parley.v1.MultiRecipientAccepted
+             * @static
+             * @param {parley.v1.MultiRecipientAccepted.$Properties} message MultiRecipientAccepted message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            MultiRecipientAccepted.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.outcomes != null && message.outcomes.length)
+                    for (let i = 0; i < message.outcomes.length; ++i)
+                        $root.parley.v1.RecipientOutcome.encode(message.outcomes[i], writer.uint32(/* id 1, wireType 2 =*/10).fork(), _depth + 1).ldelim();
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes a MultiRecipientAccepted message from the specified reader or buffer.
+             * @function decode
+             * @memberof parley.v1.MultiRecipientAccepted
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {parley.v1.MultiRecipientAccepted & parley.v1.MultiRecipientAccepted.$Shape} MultiRecipientAccepted
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            MultiRecipientAccepted.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.parley.v1.MultiRecipientAccepted();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 2)
+                                break;
+                            if (!(message.outcomes && message.outcomes.length))
+                                message.outcomes = [];
+                            message.outcomes.push($root.parley.v1.RecipientOutcome.decode(reader, reader.size(), $undefined, _depth + 1));
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return MultiRecipientAccepted;
+        })();
+
+        v1.RecipientOutcome = (function() {
+
+            /**
+             * Properties of a RecipientOutcome.
+             * @typedef {Object} parley.v1.RecipientOutcome.$Properties
+             * @property {Uint8Array|null} [messageId] RecipientOutcome messageId
+             * @property {parley.v1.Error.$Properties|null} [error] RecipientOutcome error
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of a RecipientOutcome.
+             * @memberof parley.v1
+             * @interface IRecipientOutcome
+             * @augments parley.v1.RecipientOutcome.$Properties
+             * @deprecated Use parley.v1.RecipientOutcome.$Properties instead.
+             */
+
+            /**
+             * Shape of a RecipientOutcome.
+             * @typedef {parley.v1.RecipientOutcome.$Properties} parley.v1.RecipientOutcome.$Shape
+             */
+
+            /**
+             * Constructs a new RecipientOutcome.
+             * @memberof parley.v1
+             * @classdesc Represents a RecipientOutcome.
+             * @constructor
+             * @param {parley.v1.RecipientOutcome.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const RecipientOutcome = function (properties) {
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * RecipientOutcome messageId.
+             * @member {Uint8Array} messageId
+             * @memberof parley.v1.RecipientOutcome
+             * @instance
+             */
+            RecipientOutcome.prototype.messageId = $util.newBuffer([]);
+
+            /**
+             * RecipientOutcome error.
+             * @member {parley.v1.Error.$Properties|null|undefined} error
+             * @memberof parley.v1.RecipientOutcome
+             * @instance
+             */
+            RecipientOutcome.prototype.error = null;
+
+            /**
+             * Creates a new RecipientOutcome instance using the specified properties.
+             * @function create
+             * @memberof parley.v1.RecipientOutcome
+             * @static
+             * @param {parley.v1.RecipientOutcome.$Properties=} [properties] Properties to set
+             * @returns {parley.v1.RecipientOutcome} RecipientOutcome instance
+             * @type {{
+             *   (properties: parley.v1.RecipientOutcome.$Shape): parley.v1.RecipientOutcome & parley.v1.RecipientOutcome.$Shape;
+             *   (properties?: parley.v1.RecipientOutcome.$Properties): parley.v1.RecipientOutcome;
+             * }}
+             */
+            RecipientOutcome.create = function(properties) {
+                return new RecipientOutcome(properties);
+            };
+
+            /**
+             * Encodes the specified RecipientOutcome message. Does not implicitly {@link parley.v1.RecipientOutcome.verify|verify} messages.
+             * @function encode
+             * @memberof parley.v1.RecipientOutcome
+             * @static
+             * @param {parley.v1.RecipientOutcome.$Properties} message RecipientOutcome message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            RecipientOutcome.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.messageId != null && $Object.hasOwnProperty.call(message, "messageId") && message.messageId.length)
+                    writer.uint32(/* id 1, wireType 2 =*/10).bytes(message.messageId);
+                if (message.error != null && $Object.hasOwnProperty.call(message, "error"))
+                    $root.parley.v1.Error.encode(message.error, writer.uint32(/* id 2, wireType 2 =*/18).fork(), _depth + 1).ldelim();
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes a RecipientOutcome message from the specified reader or buffer.
+             * @function decode
+             * @memberof parley.v1.RecipientOutcome
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {parley.v1.RecipientOutcome & parley.v1.RecipientOutcome.$Shape} RecipientOutcome
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            RecipientOutcome.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.parley.v1.RecipientOutcome();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.messageId = value;
+                            else
+                                delete message.messageId;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 2)
+                                break;
+                            message.error = $root.parley.v1.Error.decode(reader, reader.size(), $undefined, _depth + 1, message.error);
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return RecipientOutcome;
         })();
 
         v1.BlobUploadRequest = (function() {

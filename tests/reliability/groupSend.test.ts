@@ -1,0 +1,214 @@
+// MultiRecipientSend (one group message to several accounts, docs/architecture.md §6.10) against a relay process,
+// scripted with the raw frame client as a sender who holds some recipients' delivery tokens and wants more: each
+// recipient is authorised by its own token and charged as its own unidentified send, a refused recipient leaves
+// the others' copies stored, a malformed recipient refuses the whole request with nothing stored, and a request
+// is no cheaper per recipient than one send each. Checked on answers, mailbox heads and /metrics.
+import { randomBytes } from 'node:crypto'
+import { deliveryTokenVerifier, parleyErrorFromWire, type ServerFrame } from '@parley/protocol'
+import {
+  type Account,
+  activate,
+  expectError,
+  Identity,
+  login,
+  messageId,
+  prekeys,
+  RawClient,
+  type RelayProcess,
+  sealedShape,
+  shapePayload,
+  spawnDevRelay,
+} from '@parley/relay/testing'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { metric, scrape } from './relayDb.js'
+
+const MAX_RECIPIENTS = 4
+const NETWORK_CAPACITY = 30
+let nextNetwork = 60
+/** A source network (/24) of its own, so each test's unidentified network budget is its own. */
+const freshNetwork = () => ({ localAddress: `127.0.${nextNetwork++}.1` })
+
+interface Recipient {
+  account: Account
+  token: Uint8Array
+  client: RawClient
+}
+
+describe('MultiRecipientSend: a group message to several accounts, on a relay process', () => {
+  let relay: RelayProcess
+  let numbers = 300
+  const recipients: Recipient[] = []
+
+  beforeAll(async () => {
+    relay = await spawnDevRelay([
+      '--max-recipients-per-send',
+      String(MAX_RECIPIENTS),
+      '--unidentified-network-capacity',
+      String(NETWORK_CAPACITY),
+      '--unidentified-network-per-minute',
+      '1',
+      '--frames-burst',
+      '1000',
+      '--frames-per-second',
+      '1000',
+    ])
+    for (let i = 0; i < 5; i++) {
+      const identity = new Identity()
+      const c = await RawClient.open(relay.url, { localAddress: '127.0.9.1' })
+      const account = await activate(
+        c,
+        relay,
+        `+1415555${String(numbers++).padStart(4, '0')}`,
+        identity,
+        prekeys(identity),
+      )
+      c.close()
+      const { client } = await login(relay.url, account)
+      const token = new Uint8Array(randomBytes(32))
+      await client.request({ setDeliveryToken: { verifier: deliveryTokenVerifier(token) } })
+      // Synced, so new mail is pushed to this connection.
+      await client.request({ syncMailbox: { afterSeq: 0 } })
+      recipients.push({ account, token, client })
+    }
+  })
+  afterAll(async () => {
+    for (const r of recipients) r.client.close()
+    await relay?.stop()
+  })
+
+  /** One recipient entry: its own message id and envelope, with its token unless told otherwise. */
+  const entry = (
+    r: Recipient,
+    over: { token?: Uint8Array; version?: number; envelope?: Uint8Array } = {},
+  ) => ({
+    recipientAddress: r.account.address,
+    messageId: messageId(),
+    deviceListVersion: over.version ?? 0,
+    envelopes: [
+      { deviceId: r.account.deviceId, envelope: over.envelope ?? sealedShape(`to ${r.account.number}`) },
+    ],
+    deliveryToken: over.token ?? r.token,
+  })
+  const heads = async () => {
+    const out: number[] = []
+    for (const r of recipients) {
+      const { client, head } = await login(relay.url, r.account)
+      client.close()
+      out.push(head)
+    }
+    return out
+  }
+  const counts = async () => {
+    const m = await scrape(relay.metricsUrl)
+    return {
+      stored: metric(m, 'parley_relay_multi_recipient_recipients_total', { outcome: 'stored' }),
+      refused: metric(m, 'parley_relay_multi_recipient_recipients_total', { outcome: 'refused' }),
+      accepted: metric(m, 'parley_relay_messages_accepted_total'),
+    }
+  }
+  const send = (
+    c: RawClient,
+    entries: (ReturnType<typeof entry> & { ephemeral?: boolean })[],
+  ): Promise<ServerFrame> => c.request({ multiRecipientSend: { recipients: entries } })
+
+  it('stores each recipient its own copy under its own message id, pushed to its connection', async () => {
+    const [alice, bob, carol] = recipients
+    const before = await counts()
+    const anon = await RawClient.open(relay.url, freshNetwork())
+    const entries = [entry(alice!), entry(bob!), entry(carol!)]
+    const answer = (await send(anon, entries)).multiRecipientAccepted!
+    expect(answer.outcomes.map((o) => [o.messageId, o.error])).toEqual(
+      entries.map((e) => [e.messageId, undefined]),
+    )
+    for (const [i, r] of [alice!, bob!, carol!].entries()) {
+      const d = (await r.client.push((f) => f.body === 'delivery')).delivery!
+      expect(d.messageId).toEqual(entries[i]!.messageId)
+      expect(new TextDecoder().decode(shapePayload(d.envelope!))).toBe(`to ${r.account.number}`)
+    }
+    const after = await counts()
+    expect([after.stored - before.stored, after.refused - before.refused]).toEqual([3, 0])
+    expect(after.accepted - before.accepted).toBe(3)
+    anon.close()
+  })
+
+  it("answers each refused recipient on its own, and stores the others' copies", async () => {
+    const [alice, bob, carol] = recipients
+    const before = { counts: await counts(), heads: await heads() }
+    const anon = await RawClient.open(relay.url, freshNetwork())
+    const entries = [
+      entry(alice!, { token: new Uint8Array(32) }), // a token guessed
+      entry(bob!, { version: 7 }), // a device list it does not have
+      entry(carol!),
+    ]
+    const outcomes = (await send(anon, entries)).multiRecipientAccepted!.outcomes
+    const refusal = (i: number) => outcomes[i]!.error && parleyErrorFromWire(outcomes[i]!.error)
+    expect(refusal(0)?.code).toBe('FORBIDDEN')
+    expect(refusal(1)?.code).toBe('STALE_DEVICES')
+    expect(refusal(1)?.deviceListVersion).toBe(0)
+    expect(outcomes[2]!.error).toBeUndefined()
+    const after = { counts: await counts(), heads: await heads() }
+    expect(after.heads.map((h, i) => h - before.heads[i]!)).toEqual([0, 0, 1, 0, 0])
+    expect(after.counts.stored - before.counts.stored).toBe(1)
+    expect(after.counts.refused - before.counts.refused).toBe(2)
+    anon.close()
+  })
+
+  it('refuses the whole request, storing nothing, for a malformed or oversized one, or on a logged-in connection', async () => {
+    const [alice, bob, carol, dave, erin] = recipients
+    const before = { counts: await counts(), heads: await heads() }
+    const anon = await RawClient.open(relay.url, freshNetwork())
+    // The last recipient's envelope is not a sealed envelope: nothing of the first two is stored either.
+    await expectError(
+      send(anon, [entry(alice!), entry(bob!), entry(carol!, { envelope: new Uint8Array([1, 2, 3]) })]),
+      'BAD_REQUEST',
+    )
+    await expectError(send(anon, [entry(alice!), entry(alice!)]), 'BAD_REQUEST')
+    await expectError(
+      send(anon, [entry(alice!), { ...entry(bob!), deliveryToken: new Uint8Array(31) }]),
+      'BAD_REQUEST',
+    )
+    await expectError(send(anon, [entry(alice!), { ...entry(bob!), ephemeral: true }]), 'BAD_REQUEST')
+    await expectError(send(anon, []), 'BAD_REQUEST')
+    await expectError(
+      send(
+        anon,
+        recipients.map((r) => entry(r)),
+      ),
+      'TOO_LARGE',
+    )
+    // A logged-in sender cannot use it: it would name itself beside every recipient.
+    await expectError(send(dave!.client, [entry(erin!)]), 'BAD_REQUEST')
+    const after = { counts: await counts(), heads: await heads() }
+    expect(after.heads).toEqual(before.heads)
+    expect(after.counts).toEqual(before.counts)
+    anon.close()
+  })
+
+  it('charges the source network once per recipient: a request is no cheaper than one send each', async () => {
+    const anon = await RawClient.open(relay.url, freshNetwork())
+    const group = recipients.slice(0, MAX_RECIPIENTS)
+    let stored = 0
+    let limited = 0
+    for (let i = 0; i < Math.ceil(NETWORK_CAPACITY / MAX_RECIPIENTS) + 1; i++) {
+      const outcomes = (
+        await send(
+          anon,
+          group.map((r) => entry(r)),
+        )
+      ).multiRecipientAccepted!.outcomes
+      for (const o of outcomes) {
+        if (o.error === undefined) stored++
+        else {
+          expect(parleyErrorFromWire(o.error).code).toBe('RATE_LIMITED')
+          limited++
+        }
+      }
+    }
+    // The network's bucket held NETWORK_CAPACITY sends: exactly that many recipients got a copy.
+    expect(stored).toBe(NETWORK_CAPACITY)
+    expect(limited).toBe(
+      (Math.ceil(NETWORK_CAPACITY / MAX_RECIPIENTS) + 1) * MAX_RECIPIENTS - NETWORK_CAPACITY,
+    )
+    anon.close()
+  })
+})
