@@ -247,7 +247,7 @@ describe('Session messages (Double Ratchet)', () => {
     })
     const opened = openEnvelope(alice.identity, env)
     expect(opened.senderIdentityKey).toEqual(bob.identity.publicKey)
-    expect(dec.decode(a.decrypt(opened.message))).toBe('sealed hi')
+    expect(dec.decode(a.decrypt(opened.message as CiphertextMessage))).toBe('sealed hi')
   })
 })
 

@@ -230,7 +230,13 @@ export {
   safetyNumberQr,
   verifySafetyNumberQr,
 } from './safetyNumber.js'
-export type { OpenedEnvelope, SealInput, VerifiedSender } from './sealedEnvelope.js'
+export type {
+  GroupCiphertext,
+  OpenedEnvelope,
+  SealedMessage,
+  SealInput,
+  VerifiedSender,
+} from './sealedEnvelope.js'
 export {
   MAX_ADDRESS_CHANGE_BYTES,
   MAX_ENVELOPE_BYTES,

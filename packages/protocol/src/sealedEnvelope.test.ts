@@ -2,7 +2,17 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { errorCode, makeDevice, seededRandom } from '../test/fixtures.js'
-import { type CiphertextMessage, openEnvelope, sealEnvelope } from './index.js'
+import {
+  type CiphertextMessage,
+  createSenderKey,
+  openEnvelope,
+  openSenderKeyDistribution,
+  type SealedMessage,
+  sealEnvelope,
+  senderKeyDecrypt,
+  senderKeyDistribution,
+  senderKeyEncrypt,
+} from './index.js'
 import { decodeMessage, encodeMessage } from './internal/pb.js'
 
 const random = seededRandom('sealed')
@@ -22,7 +32,7 @@ const prekeyBody = new Uint8Array(
   }),
 )
 const message: CiphertextMessage = { kind: 'ratchet', body: ratchetBody }
-const seal = (m = message, addressChange?: Uint8Array) =>
+const seal = (m: SealedMessage = message, addressChange?: Uint8Array) =>
   sealEnvelope({
     senderAddress: alice.address,
     senderDeviceId: 7,
@@ -48,6 +58,19 @@ describe('sealed envelopes', () => {
     }
     // The secret key alone works too.
     expect(openEnvelope(bob.identity.secretKey, seal()).senderDeviceId).toBe(7)
+  })
+
+  it('carries a group message (a sender key message) as its own kind, which its chain opens', () => {
+    const chain = createSenderKey({ random })
+    const receiver = openSenderKeyDistribution(senderKeyDistribution(chain))
+    const { message: body } = senderKeyEncrypt(chain, new TextEncoder().encode('to the group'))
+    const opened = openEnvelope(bob.identity, seal({ kind: 'senderKey', body }))
+    expect(opened.message).toEqual({ kind: 'senderKey', body })
+    expect(new TextDecoder().decode(senderKeyDecrypt(receiver, opened.message.body).plaintext)).toBe(
+      'to the group',
+    )
+    // Field 10 of the sealed content: not the session kinds' 4 and 5.
+    expect(() => seal({ kind: 'group', body } as unknown as SealedMessage)).toThrow(TypeError)
   })
 
   it('carries an address-change notice, bounded, and nothing when none was given', () => {

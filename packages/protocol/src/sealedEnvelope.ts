@@ -38,6 +38,23 @@ import {
 import { decodeOrRefuse, encodeBytesField, encodeMessage } from './internal/pb.js'
 import type { CiphertextMessage } from './Session.js'
 
+/**
+ * A group message to carry in a sealed envelope: an encoded `SenderKeyMessage` (`senderKeyEncrypt`), the same
+ * bytes for every member device, opened with `senderKeyDecrypt` rather than a session.
+ */
+export interface GroupCiphertext {
+  /** Always `'senderKey'`. */
+  readonly kind: 'senderKey'
+  /** The encoded `parley.v1.SenderKeyMessage`. */
+  readonly body: Uint8Array
+}
+
+/** What a sealed envelope carries: a session message, or a group message under a sender key. */
+export type SealedMessage = CiphertextMessage | GroupCiphertext
+
+/** The SealedContent field of each kind of message. */
+const MESSAGE_FIELD = { prekey: 4, ratchet: 5, senderKey: 10 } as const
+
 /** Current sealed envelope version. */
 export const SEALED_ENVELOPE_VERSION = 1
 /** The relay's envelope limit (docs/architecture.md §3). */
@@ -57,8 +74,8 @@ export interface SealInput {
   readonly senderIdentity: IdentityKeyPair
   /** The recipient device's 32-byte Ed25519 identity key (from its bundle or session). */
   readonly recipientIdentityKey: Uint8Array
-  /** The session message to carry. */
-  readonly message: CiphertextMessage
+  /** The session message (or group message) to carry. */
+  readonly message: SealedMessage
   /** The sender device's current certificate from the relay (`SenderCertificateIssued.certificate`). */
   readonly senderCertificate: Uint8Array
   /** The sender's own number and the salt that opens its certificate's commitment, to state who wrote. */
@@ -89,8 +106,11 @@ export interface OpenedEnvelope {
   readonly senderDeviceId: number
   /** Authenticated: the sender proved it holds this identity key. Compare it with the one you pinned. */
   readonly senderIdentityKey: Uint8Array
-  /** The session message it carried, for `Session.decrypt` or `Session.respond`. */
-  readonly message: CiphertextMessage
+  /**
+   * What it carried: a session message, for `Session.decrypt` or `Session.respond`, or (kind `'senderKey'`) a
+   * group message, for `senderKeyDecrypt`.
+   */
+  readonly message: SealedMessage
   /** The encoded sender certificate (empty when the sender sent none). */
   readonly senderCertificate: Uint8Array
   /** The stated number, E.164 (empty when not stated). */
@@ -155,8 +175,8 @@ export function sealEnvelope(
   assertIdentityKeyPair(input.senderIdentity, 'senderIdentity')
   abytes(input.recipientIdentityKey, IDENTITY_KEY_BYTES, 'recipientIdentityKey')
   const m = input.message
-  if (typeof m !== 'object' || m === null || (m.kind !== 'prekey' && m.kind !== 'ratchet')) {
-    throw new TypeError("message must be { kind: 'prekey' | 'ratchet', body }")
+  if (typeof m !== 'object' || m === null || !Object.hasOwn(MESSAGE_FIELD, m.kind)) {
+    throw new TypeError("message must be { kind: 'prekey' | 'ratchet' | 'senderKey', body }")
   }
   abytes(m.body, undefined, 'message.body')
   abytes(input.senderCertificate, undefined, 'senderCertificate')
@@ -194,7 +214,7 @@ export function sealEnvelope(
       senderDeviceId: input.senderDeviceId,
       senderIdentityKey: input.senderIdentity.publicKey,
     }),
-    encodeBytesField(m.kind === 'prekey' ? 4 : 5, m.body),
+    encodeBytesField(MESSAGE_FIELD[m.kind], m.body),
     encodeMessage('SealedContent', {
       senderCertificate: input.senderCertificate,
       ...(stated ? { senderNumber: stated.e164, senderNumberSalt: stated.salt } : {}),
@@ -270,11 +290,13 @@ export function openEnvelope(
     if (!equalBytes(own(sealed.senderIdentityKey), senderIdentityKey)) {
       throw new ParleyError('VERIFICATION_FAILED', 'sealed content names another sender identity')
     }
-    let message: CiphertextMessage
+    let message: SealedMessage
     if (sealed.prekeyMessage)
       message = { kind: 'prekey', body: encodeMessage('PrekeyMessage', sealed.prekeyMessage) }
     else if (sealed.ratchetMessage) {
       message = { kind: 'ratchet', body: encodeMessage('RatchetMessage', sealed.ratchetMessage) }
+    } else if (sealed.senderKeyMessage) {
+      message = { kind: 'senderKey', body: encodeMessage('SenderKeyMessage', sealed.senderKeyMessage) }
     } else throw new ParleyError('BAD_REQUEST', 'sealed content carries no message')
     if ((sealed.addressChange?.length ?? 0) > MAX_ADDRESS_CHANGE_BYTES)
       throw new ParleyError('BAD_REQUEST', 'the address-change notice is too large')
@@ -315,8 +337,8 @@ export function openSealedMessage(
 ): {
   /** The sender, proven by its certificate. */
   sender: VerifiedSender
-  /** The session message it carried, for `Session.decrypt` or `Session.respond`; not yet decrypted. */
-  message: CiphertextMessage
+  /** What it carried (a session message, or a group message), not yet decrypted. */
+  message: SealedMessage
 } {
   if (typeof options !== 'object' || options === null) throw new TypeError('options are required')
   abytes(options.trustRoot, 32, 'trustRoot')

@@ -328,6 +328,10 @@ export function open(
     receivedAtMs,
     crypto: env.crypto,
   })
+  // A group message (under a sender key): refused whole, before any session or state is touched.
+  if (message.kind === 'senderKey') {
+    throw new ParleyError('UNSUPPORTED', 'a group message: this version of the SDK has no groups yet')
+  }
   return {
     senderAddress: sender.address,
     senderDeviceId: sender.deviceId,

@@ -9,7 +9,7 @@ export type Field = readonly [number, string, number | string, number, string?]
 /** The fields of every message of package parley.v1, in field-number order. */
 export const messages: Record<string, readonly Field[]> = {
   SealedEnvelope: [[1,'version',0,0], [2,'ephemeralKey',4,0], [3,'encryptedSenderKey',4,0], [4,'ciphertext',4,0]],
-  SealedContent: [[1,'senderAddress',4,0], [2,'senderDeviceId',0,0], [3,'senderIdentityKey',4,0], [4,'prekeyMessage','PrekeyMessage',0,'message'], [5,'ratchetMessage','RatchetMessage',0,'message'], [6,'senderCertificate',4,0], [7,'senderNumber',3,0], [8,'senderNumberSalt',4,0], [9,'addressChange',4,0]],
+  SealedContent: [[1,'senderAddress',4,0], [2,'senderDeviceId',0,0], [3,'senderIdentityKey',4,0], [4,'prekeyMessage','PrekeyMessage',0,'message'], [5,'ratchetMessage','RatchetMessage',0,'message'], [6,'senderCertificate',4,0], [7,'senderNumber',3,0], [8,'senderNumberSalt',4,0], [9,'addressChange',4,0], [10,'senderKeyMessage','SenderKeyMessage',0,'message']],
   ServerCertificateBody: [[1,'keyId',0,0], [2,'publicKey',4,0], [3,'expiresAtMs',1,0]],
   ServerCertificate: [[1,'body',4,0], [2,'signature',4,0]],
   OprfKeyCertificateBody: [[1,'keyId',0,0], [2,'publicKey',4,0], [3,'validFromMs',1,0], [4,'validUntilMs',1,0]],

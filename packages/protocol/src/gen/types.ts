@@ -43,6 +43,11 @@ export interface SealedContentMessageMembers {
   prekeyMessage: PrekeyMessage
   /** A Double Ratchet message: every message once the recipient has answered. */
   ratchetMessage: RatchetMessage
+  /**
+   * A group message under the sender's sender key (docs/architecture.md §6.10): the same bytes in every member
+   * device's envelope, opened with the chain the sender gave this device over their pairwise session.
+   */
+  senderKeyMessage: SenderKeyMessage
 }
 
 /** `parley.v1.SealedContent`'s oneof `message` with one member set. */
@@ -111,6 +116,11 @@ export interface SealedContentInput {
    * recipient follows it only when it verifies against the identity pinned for the old address.
    */
   addressChange?: Uint8Array | null
+  /**
+   * A group message under the sender's sender key (docs/architecture.md §6.10): the same bytes in every member
+   * device's envelope, opened with the chain the sender gave this device over their pairwise session.
+   */
+  senderKeyMessage?: SenderKeyMessageInput | null
 }
 
 /**

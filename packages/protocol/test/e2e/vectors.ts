@@ -2,6 +2,7 @@
 // test/vectors/parley-e2e/kat.json) and by src/kat.test.ts (to check that nothing changed).
 import { sha256 } from '@noble/hashes/sha2.js'
 import {
+  type CiphertextMessage,
   type CryptoProvider,
   encodeContent,
   openEnvelope,
@@ -74,7 +75,7 @@ export async function computeVectors(crypto?: CryptoProvider): Promise<Record<st
       },
       { random, crypto },
     )
-    b.decrypt(openEnvelope(bob.identity, envelope, { crypto }).message)
+    b.decrypt(openEnvelope(bob.identity, envelope, { crypto }).message as CiphertextMessage)
     cases.push({
       variant,
       alice: { identityKey: hex(alice.identity.publicKey), address: hex(alice.address) },

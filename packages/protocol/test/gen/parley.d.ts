@@ -44,11 +44,12 @@ export namespace parley {
             senderIdentityKey: Uint8Array;
             prekeyMessage?: (parley.v1.PrekeyMessage.$Properties|null);
             ratchetMessage?: (parley.v1.RatchetMessage.$Properties|null);
+            senderKeyMessage?: (parley.v1.SenderKeyMessage.$Properties|null);
             senderCertificate: Uint8Array;
             senderNumber: string;
             senderNumberSalt: Uint8Array;
             addressChange: Uint8Array;
-            message?: ("prekeyMessage"|"ratchetMessage");
+            message?: ("prekeyMessage"|"ratchetMessage"|"senderKeyMessage");
             static create(properties: parley.v1.SealedContent.$Shape): parley.v1.SealedContent & parley.v1.SealedContent.$Shape;
             static create(properties?: parley.v1.SealedContent.$Properties): parley.v1.SealedContent;
             static encode(message: parley.v1.SealedContent.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
@@ -62,11 +63,12 @@ export namespace parley {
                 senderIdentityKey?: (Uint8Array|null);
                 prekeyMessage?: (parley.v1.PrekeyMessage.$Properties|null);
                 ratchetMessage?: (parley.v1.RatchetMessage.$Properties|null);
+                senderKeyMessage?: (parley.v1.SenderKeyMessage.$Properties|null);
                 senderCertificate?: (Uint8Array|null);
                 senderNumber?: (string|null);
                 senderNumberSalt?: (Uint8Array|null);
                 addressChange?: (Uint8Array|null);
-                message?: ("prekeyMessage"|"ratchetMessage");
+                message?: ("prekeyMessage"|"ratchetMessage"|"senderKeyMessage");
                 $unknowns?: Uint8Array[];
             }
             type $Shape = {
@@ -75,13 +77,14 @@ export namespace parley {
               senderIdentityKey?: Uint8Array|null;
               prekeyMessage?: parley.v1.PrekeyMessage.$Shape|null;
               ratchetMessage?: parley.v1.RatchetMessage.$Shape|null;
+              senderKeyMessage?: parley.v1.SenderKeyMessage.$Shape|null;
               senderCertificate?: Uint8Array|null;
               senderNumber?: string|null;
               senderNumberSalt?: Uint8Array|null;
               addressChange?: Uint8Array|null;
               $unknowns?: Uint8Array[];
             } & (
-              ({ message?: undefined; prekeyMessage?: null; ratchetMessage?: null }|{ message?: "prekeyMessage"; prekeyMessage: parley.v1.PrekeyMessage.$Shape; ratchetMessage?: null }|{ message?: "ratchetMessage"; prekeyMessage?: null; ratchetMessage: parley.v1.RatchetMessage.$Shape })
+              ({ message?: undefined; prekeyMessage?: null; ratchetMessage?: null; senderKeyMessage?: null }|{ message?: "prekeyMessage"; prekeyMessage: parley.v1.PrekeyMessage.$Shape; ratchetMessage?: null; senderKeyMessage?: null }|{ message?: "ratchetMessage"; prekeyMessage?: null; ratchetMessage: parley.v1.RatchetMessage.$Shape; senderKeyMessage?: null }|{ message?: "senderKeyMessage"; prekeyMessage?: null; ratchetMessage?: null; senderKeyMessage: parley.v1.SenderKeyMessage.$Shape })
             );
         }
 

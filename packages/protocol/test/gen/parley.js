@@ -249,11 +249,12 @@ export const parley = $root.parley = (() => {
              * @property {Uint8Array|null} [senderIdentityKey] SealedContent senderIdentityKey
              * @property {parley.v1.PrekeyMessage.$Properties|null} [prekeyMessage] SealedContent prekeyMessage
              * @property {parley.v1.RatchetMessage.$Properties|null} [ratchetMessage] SealedContent ratchetMessage
+             * @property {parley.v1.SenderKeyMessage.$Properties|null} [senderKeyMessage] SealedContent senderKeyMessage
              * @property {Uint8Array|null} [senderCertificate] SealedContent senderCertificate
              * @property {string|null} [senderNumber] SealedContent senderNumber
              * @property {Uint8Array|null} [senderNumberSalt] SealedContent senderNumberSalt
              * @property {Uint8Array|null} [addressChange] SealedContent addressChange
-             * @property {"prekeyMessage"|"ratchetMessage"} [message] SealedContent message
+             * @property {"prekeyMessage"|"ratchetMessage"|"senderKeyMessage"} [message] SealedContent message
              * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
              */
 
@@ -273,13 +274,14 @@ export const parley = $root.parley = (() => {
              *   senderIdentityKey?: Uint8Array|null;
              *   prekeyMessage?: parley.v1.PrekeyMessage.$Shape|null;
              *   ratchetMessage?: parley.v1.RatchetMessage.$Shape|null;
+             *   senderKeyMessage?: parley.v1.SenderKeyMessage.$Shape|null;
              *   senderCertificate?: Uint8Array|null;
              *   senderNumber?: string|null;
              *   senderNumberSalt?: Uint8Array|null;
              *   addressChange?: Uint8Array|null;
              *   $unknowns?: Array.<Uint8Array>;
              * } & (
-             *   ({ message?: undefined; prekeyMessage?: null; ratchetMessage?: null }|{ message?: "prekeyMessage"; prekeyMessage: parley.v1.PrekeyMessage.$Shape; ratchetMessage?: null }|{ message?: "ratchetMessage"; prekeyMessage?: null; ratchetMessage: parley.v1.RatchetMessage.$Shape })
+             *   ({ message?: undefined; prekeyMessage?: null; ratchetMessage?: null; senderKeyMessage?: null }|{ message?: "prekeyMessage"; prekeyMessage: parley.v1.PrekeyMessage.$Shape; ratchetMessage?: null; senderKeyMessage?: null }|{ message?: "ratchetMessage"; prekeyMessage?: null; ratchetMessage: parley.v1.RatchetMessage.$Shape; senderKeyMessage?: null }|{ message?: "senderKeyMessage"; prekeyMessage?: null; ratchetMessage?: null; senderKeyMessage: parley.v1.SenderKeyMessage.$Shape })
              * )} parley.v1.SealedContent.$Shape
              */
 
@@ -339,6 +341,14 @@ export const parley = $root.parley = (() => {
             SealedContent.prototype.ratchetMessage = null;
 
             /**
+             * SealedContent senderKeyMessage.
+             * @member {parley.v1.SenderKeyMessage.$Properties|null|undefined} senderKeyMessage
+             * @memberof parley.v1.SealedContent
+             * @instance
+             */
+            SealedContent.prototype.senderKeyMessage = null;
+
+            /**
              * SealedContent senderCertificate.
              * @member {Uint8Array} senderCertificate
              * @memberof parley.v1.SealedContent
@@ -375,12 +385,12 @@ export const parley = $root.parley = (() => {
 
             /**
              * SealedContent message.
-             * @member {"prekeyMessage"|"ratchetMessage"|undefined} message
+             * @member {"prekeyMessage"|"ratchetMessage"|"senderKeyMessage"|undefined} message
              * @memberof parley.v1.SealedContent
              * @instance
              */
             $Object.defineProperty(SealedContent.prototype, "message", {
-                get: $util.oneOfGetter($oneOfFields = ["prekeyMessage", "ratchetMessage"]),
+                get: $util.oneOfGetter($oneOfFields = ["prekeyMessage", "ratchetMessage", "senderKeyMessage"]),
                 set: $util.oneOfSetter($oneOfFields)
             });
 
@@ -434,6 +444,8 @@ export const parley = $root.parley = (() => {
                     writer.uint32(/* id 8, wireType 2 =*/66).bytes(message.senderNumberSalt);
                 if (message.addressChange != null && $Object.hasOwnProperty.call(message, "addressChange") && message.addressChange.length)
                     writer.uint32(/* id 9, wireType 2 =*/74).bytes(message.addressChange);
+                if (message.senderKeyMessage != null && $Object.hasOwnProperty.call(message, "senderKeyMessage"))
+                    $root.parley.v1.SenderKeyMessage.encode(message.senderKeyMessage, writer.uint32(/* id 10, wireType 2 =*/82).fork(), _depth + 1).ldelim();
                 if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
@@ -517,6 +529,13 @@ export const parley = $root.parley = (() => {
                                 break;
                             message.ratchetMessage = $root.parley.v1.RatchetMessage.decode(reader, reader.size(), $undefined, _depth + 1, message.ratchetMessage);
                             message.message = "ratchetMessage";
+                            continue;
+                        }
+                    case 10: {
+                            if (wireType !== 2)
+                                break;
+                            message.senderKeyMessage = $root.parley.v1.SenderKeyMessage.decode(reader, reader.size(), $undefined, _depth + 1, message.senderKeyMessage);
+                            message.message = "senderKeyMessage";
                             continue;
                         }
                     case 6: {
