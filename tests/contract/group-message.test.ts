@@ -47,7 +47,8 @@ describe('a group message reaching a client without groups', () => {
       (await conn.request({ prekeyBundleQuery: { address: Buffer.from(bob.address!, 'hex') } }))
         .prekeyBundle!,
     )
-    const certificate = (await conn.request({ senderCertificateRequest: {} })).senderCertificateIssued!.certificate!
+    const certificate = (await conn.request({ senderCertificateRequest: {} })).senderCertificateIssued!
+      .certificate!
     const messageId = crypto.getRandomValues(new Uint8Array(16))
     const content = encodeContent({ messageId, sentAtMs: Date.now(), text: 'to the group' })
     const { message: body } = senderKeyEncrypt(createSenderKey(), content)

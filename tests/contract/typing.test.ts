@@ -5,6 +5,7 @@
 import { join } from 'node:path'
 import type { ParleyClient, TypingEvent } from '@parley/node'
 import {
+  type CiphertextMessage,
   encodeContent,
   openEnvelope,
   type PrekeyBundle,
@@ -199,7 +200,7 @@ describe('typing indicators through a real relay process', () => {
         await conn.request({ syncMailbox: { afterSeq: 0 } })
         await until(() => conn.pushes.some((f) => f.body === 'delivery'), 30_000, 'mallory gets the answer')
         const answer = conn.pushes.find((f) => f.body === 'delivery')!.delivery!
-        session.decrypt(openEnvelope(mallory.identity, answer.envelope).message)
+        session.decrypt(openEnvelope(mallory.identity, answer.envelope).message as CiphertextMessage)
         // A text (not a typing indicator) in the answered session, on the ephemeral path: refused after it was
         // decrypted, and the session step is not kept.
         await conn.request({
