@@ -328,7 +328,7 @@ async function parleySide(crypto: CryptoProvider | undefined) {
       receivedAtMs: NOW,
       crypto,
     })
-    b.decrypt(message)
+    b.decrypt(message as CiphertextMessage)
   }
   return { setup, oneWay, pingPong, oneWayPersisted, fingerprint, sealed }
 }
