@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { ParleyClient } from '@parley/client'
 import {
+  type CiphertextMessage,
   type CryptoProvider,
   decryptAttachment,
   encryptAttachment,
@@ -224,7 +225,7 @@ describe('sessions with the fast path', () => {
         senderAddress: opened.senderAddress,
         senderDeviceId: opened.senderDeviceId,
         senderIdentityKey: opened.senderIdentityKey,
-        message: opened.message,
+        message: opened.message as CiphertextMessage,
       },
       bob.lookup,
       { random, crypto: bobCrypto },
