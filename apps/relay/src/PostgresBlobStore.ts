@@ -39,6 +39,8 @@ export const UPLOAD_LEASE_MS = 120_000
 const BLOB_SCHEMA_VERSION = 10
 
 const ID_RE = /^[0-9a-f]{64}$/
+/** The bytes an owner's blobs hold, pending ones included (the quota's measure). */
+const OWNER_BYTES = 'SELECT coalesce(sum(size), 0)::bigint AS n FROM blobs WHERE owner = $1'
 
 /** Options of {@link PostgresBlobStore.open}. */
 export interface PostgresBlobStoreOptions {
@@ -121,10 +123,7 @@ export class PostgresBlobStore implements BlobStore {
     try {
       await c.query('BEGIN')
       await c.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`parley-blob-owner:${meta.owner}`])
-      const held = await c.query<{ n: number }>(
-        'SELECT coalesce(sum(size), 0)::bigint AS n FROM blobs WHERE owner = $1',
-        [meta.owner],
-      )
+      const held = await c.query<{ n: number }>(OWNER_BYTES, [meta.owner])
       if ((held.rows[0]?.n ?? 0) + meta.size > ownerLimit) {
         await c.query('ROLLBACK')
         return false
@@ -290,10 +289,7 @@ export class PostgresBlobStore implements BlobStore {
   }
 
   async ownerBytes(owner: string): Promise<number> {
-    const r = await this.#pool.query<{ n: number }>(
-      'SELECT coalesce(sum(size), 0)::bigint AS n FROM blobs WHERE owner = $1',
-      [owner],
-    )
+    const r = await this.#pool.query<{ n: number }>(OWNER_BYTES, [owner])
     return r.rows[0]?.n ?? 0
   }
 

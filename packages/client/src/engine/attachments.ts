@@ -42,12 +42,13 @@ export class Attachments {
 
   /** Checks what the app gave, before anything is encrypted or sent. */
   static check(file: OutgoingAttachment): void {
-    if (typeof file !== 'object' || file === null)
-      throw new TypeError('the attachment needs data (a Uint8Array), or a stream and its size')
-    if (file.data !== undefined || file.stream === undefined) {
-      if (!(file.data instanceof Uint8Array) || file.stream !== undefined)
-        throw new TypeError('the attachment needs data (a Uint8Array), or a stream and its size')
-    } else {
+    const needs = 'the attachment needs data (a Uint8Array), or a stream and its size'
+    if (typeof file !== 'object' || file === null) throw new TypeError(needs)
+    // Exactly one of the two.
+    const hasStream = file.stream !== undefined
+    if ((file.data !== undefined) === hasStream) throw new TypeError(needs)
+    if (!hasStream && !(file.data instanceof Uint8Array)) throw new TypeError(needs)
+    if (hasStream) {
       const s = file.stream as Partial<AsyncIterable<Uint8Array> & ReadableStream<Uint8Array>>
       if (
         typeof s !== 'object' ||
@@ -162,13 +163,12 @@ export class Attachments {
     } catch (err) {
       throw new ParleyError('UNAVAILABLE', 'the attachment download failed', { cause: err })
     }
-    return decryptAttachment(blob, {
-      key: a.key,
-      digest: a.digest,
-      size: a.size,
-      chunkSize: a.chunkSize,
-      crypto: this.#engine.crypto,
-    })
+    return decryptAttachment(blob, this.#opening(a))
+  }
+
+  /** What opens an attachment's blob: the message's key, digest and sizes, and this client's primitives. */
+  #opening(a: AttachmentRecord) {
+    return { key: a.key, digest: a.digest, size: a.size, chunkSize: a.chunkSize, crypto: this.#engine.crypto }
   }
 
   /** GETs an attachment's blob: the response, once it answered 200. */
@@ -197,13 +197,7 @@ export class Attachments {
     const response = await this.#get(a)
     if (response.body === null) throw new ParleyError('UNAVAILABLE', 'attachment download: no body')
     const reader = response.body.getReader()
-    const dec = createAttachmentDecryptor({
-      key: a.key,
-      digest: a.digest,
-      size: a.size,
-      chunkSize: a.chunkSize,
-      crypto: this.#engine.crypto,
-    })
+    const dec = createAttachmentDecryptor(this.#opening(a))
     let held: Uint8Array | undefined
     return new ReadableStream<Uint8Array>({
       async pull(controller) {

@@ -288,9 +288,8 @@ export class Conversations {
   async add(entry: ConversationEntry, pending: StoreWrite[] = []): Promise<StoreWrite[]> {
     const { store, random } = this.#engine
     const m = entry.message
-    // A write earlier in the same batch (two messages of one history chunk, say, or a message moved here: its
-    // removal from the other conversation deletes its index entry).
-    // The batch's last write of a key wins over the store, a deletion included.
+    // The batch's last write of a key wins over the store, a deletion included: two messages of one history chunk
+    // share a conversation made in the batch, and a message moved here was deleted from its old index entry.
     const current = async (key: string): Promise<Uint8Array | undefined> => {
       for (let i = pending.length - 1; i >= 0; i--) if (pending[i]!.key === key) return pending[i]!.value
       return store.get(key)
@@ -491,7 +490,9 @@ export class Conversations {
     const prefix = `${K.conversationMessage.prefix}${convId}/`
     const m = raw === undefined ? undefined : K.conversationMessage.codec.decode(raw)
     const unread = c.unread - (m !== undefined && !m.outgoing && m.read !== true ? 1 : 0)
-    const [previous] = await nextTo(store, prefix, { before: key })
+    // The entry before this one is read only when something needs it: the emptiness check, or a new newest.
+    const [previous] =
+      options.dropEmpty === true || c.last?.key === key ? await nextTo(store, prefix, { before: key }) : []
     if (options.dropEmpty === true && previous === undefined) {
       const [next] = await nextTo(store, prefix, { after: key })
       if (next === undefined) return [...writes, del(K.conversation(convId)), del(K.convOf(c.peer))]

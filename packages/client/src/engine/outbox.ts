@@ -421,6 +421,7 @@ export class Outbox {
           sentAt: u.sentAt,
           ...(u.replyTo === undefined ? {} : { replyTo: u.replyTo }),
         }
+        const seq = ++this.#outboxSeq
         const conversation = outgoing(
           toHex(contact.address),
           u.to,
@@ -429,14 +430,14 @@ export class Outbox {
           u.sentAt,
           'queued',
           account.e164,
-          ++this.#outboxSeq,
+          seq,
         )
         if (u.replyTo !== undefined) conversation.message.replyTo = u.replyTo
         // Out of the number's conversation (gone with it when it held nothing else) into the contact's.
         const moved = await this.#conversations.removal(u.id, { dropEmpty: true })
         await store.write([
           del(key),
-          put(K.outbox(this.#outboxSeq), entry),
+          put(K.outbox(seq), entry),
           ...moved,
           ...(await this.#conversations.add(conversation, moved)),
         ])
