@@ -24,6 +24,8 @@ export const MAX_PREVIEW_BYTES = 64 * 1024
 export const MAX_REACTION_BYTES = 32
 /** Most message ids one receipt may name. */
 export const MAX_RECEIPT_IDS = 100
+/** Length of a group id. */
+export const GROUP_ID_BYTES = 32
 
 /** A file sent as a message: what fetches, checks and opens its encrypted blob (`encryptAttachment`'s result). */
 export interface AttachmentFields {
@@ -83,8 +85,8 @@ export interface TypingFields {
 
 /**
  * A message's content: exactly one body (`text`, `data`, `history`, `addressChange`, `attachment`, `reaction`,
- * `edit`, `deleteForEveryone`, `receipt` or `typing`), or, on a decoded message whose body this version does not
- * know, `unsupported`.
+ * `edit`, `deleteForEveryone`, `receipt`, `typing`, `groupUpdate` or `groupKey`), or, on a decoded message whose
+ * body this version does not know, `unsupported`.
  */
 export interface Content {
   /** 16 random bytes chosen by the sender; also `SendMessage.message_id`. */
@@ -142,6 +144,15 @@ export interface Content {
   readonly receipt?: ReceiptFields | undefined
   /** A body: that the sender started or stopped typing (ephemeral, never shown as a message). */
   readonly typing?: TypingFields | undefined
+  /** A body: a group's new state, an encoded `GroupUpdate` ({@link encodeGroupUpdate}). A control message. */
+  readonly groupUpdate?: Uint8Array | undefined
+  /** A body: the sender device's sender key for a group, an encoded `GroupKey` ({@link encodeGroupKey}). */
+  readonly groupKey?: Uint8Array | undefined
+  /**
+   * With `text`, `attachment`, `reaction`, `edit` or `deleteForEveryone` in a group message: the 32-byte id of the
+   * group it belongs to.
+   */
+  readonly groupId?: Uint8Array | undefined
   /** With `text` or `attachment`: the 16-byte id of the message this one quotes. Ignored beside other bodies. */
   readonly replyTo?: Uint8Array | undefined
   /**
@@ -210,6 +221,8 @@ const BODIES = [
   'deleteForEveryone',
   'receipt',
   'typing',
+  'groupUpdate',
+  'groupKey',
 ] as const
 
 const utf8 = new TextEncoder()
@@ -318,6 +331,13 @@ export function encodeContent(content: Content): Uint8Array {
   if (body === 'deleteForEveryone') abytes(content.deleteForEveryone, MESSAGE_ID_BYTES, 'deleteForEveryone')
   if (body === 'receipt') checkReceipt(content.receipt as ReceiptFields)
   if (body === 'typing') checkTyping(content.typing as TypingFields)
+  if (body === 'groupUpdate') abytes(content.groupUpdate, undefined, 'groupUpdate')
+  if (body === 'groupKey') abytes(content.groupKey, undefined, 'groupKey')
+  if (content.groupId !== undefined) {
+    if (!GROUP_BODIES.has(body))
+      throw new TypeError('groupId goes only with text, attachment, reaction, edit or deleteForEveryone')
+    abytes(content.groupId, GROUP_ID_BYTES, 'groupId')
+  }
   if (content.replyTo !== undefined) {
     if (body !== 'text' && body !== 'attachment')
       throw new TypeError('replyTo goes only with text or attachment')
@@ -345,6 +365,7 @@ export function encodeContent(content: Content): Uint8Array {
   }
   if (content.replyTo) props.replyTo = content.replyTo
   if (content.fallbackText) props.fallbackText = content.fallbackText
+  if (content.groupId) props.groupId = content.groupId
   if (body === 'text') props.text = content.text as string
   else if (body === 'data') props.data = content.data as Uint8Array
   else if (body === 'history') props.history = content.history as Uint8Array
@@ -376,7 +397,9 @@ export function encodeContent(content: Content): Uint8Array {
       kind: r.kind === 'read' ? ReceiptKind.RECEIPT_KIND_READ : ReceiptKind.RECEIPT_KIND_DELIVERED,
       messageIds: [...r.messageIds],
     }
-  } else props.typing = { started: (content.typing as TypingFields).started }
+  } else if (body === 'groupUpdate') props.groupUpdate = content.groupUpdate as Uint8Array
+  else if (body === 'groupKey') props.groupKey = content.groupKey as Uint8Array
+  else props.typing = { started: (content.typing as TypingFields).started }
   // Padding (field 15) is not in props: it is appended below, after every field including those above 15.
   const encoded = encodeMessage('Content', props)
   // Append the padding field (tag ‖ varint length ‖ zeros) so the total lands exactly on a bucket boundary:
@@ -406,6 +429,9 @@ export function encodeContent(content: Content): Uint8Array {
   }
   return out
 }
+
+/** The bodies a group message may have: `groupId` goes with these alone. */
+const GROUP_BODIES = new Set<string>(['text', 'attachment', 'reaction', 'edit', 'deleteForEveryone'])
 
 /** The numbers of Content's fields in this version's schema. */
 const CONTENT_FIELDS = new Set((messages.Content ?? []).map((f) => f[0]))
@@ -454,7 +480,11 @@ export function decodeContent(bytes: Uint8Array): Content {
   const transcriptTo = own(c.transcriptTo)
   if (transcriptTo.length !== 0 && transcriptTo.length !== 32)
     throw new ParleyError('BAD_REQUEST', 'malformed transcript address')
+  const groupId = own(c.groupId)
+  if (groupId.length !== 0 && (groupId.length !== GROUP_ID_BYTES || !GROUP_BODIES.has(c.body ?? '')))
+    throw new ParleyError('BAD_REQUEST', 'malformed group id')
   const stated = {
+    ...(groupId.length === 0 ? {} : { groupId }),
     ...(c.senderNumber ? { senderNumber: c.senderNumber } : {}),
     ...(token.length === 32 ? { deliveryToken: token } : {}),
     ...(transcriptTo.length === 32 ? { transcriptTo } : {}),
@@ -538,6 +568,9 @@ export function decodeContent(bytes: Uint8Array): Content {
     refuseUnless(() => checkReceipt(receipt), 'receipt')
     return { messageId, sentAtMs, receipt, ...fallback, ...stated }
   }
+  if (c.body === 'groupUpdate')
+    return { messageId, sentAtMs, groupUpdate: own(c.groupUpdate), ...fallback, ...stated }
+  if (c.body === 'groupKey') return { messageId, sentAtMs, groupKey: own(c.groupKey), ...fallback, ...stated }
   if (c.body === 'typing')
     return { messageId, sentAtMs, typing: { started: c.typing.started }, ...fallback, ...stated }
   // No body this version knows. An unknown field (not a known one of the wrong wire type) is a newer sender's body.

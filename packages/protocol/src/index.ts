@@ -84,6 +84,7 @@ export {
   decodeHistoryChunk,
   encodeContent,
   encodeHistoryChunk,
+  GROUP_ID_BYTES,
   MAX_PREVIEW_BYTES,
   MAX_REACTION_BYTES,
   MAX_RECEIPT_IDS,
@@ -144,6 +145,24 @@ export {
 } from './frames.js'
 /** Every wire message type as decoded (`wire.Delivery`) and as encoded (`wire.DeliveryInput`), generated from proto/. */
 export type * as wire from './gen/types.js'
+export type {
+  GroupKeyFields,
+  GroupMemberFields,
+  GroupUpdateCandidate,
+  GroupUpdateFields,
+  GroupUpdateVerdict,
+} from './group.js'
+export {
+  decodeGroupKey,
+  decodeGroupUpdate,
+  encodeGroupKey,
+  encodeGroupUpdate,
+  groupMember,
+  groupUpdateHash,
+  judgeGroupUpdate,
+  MAX_GROUP_MEMBERS,
+  MAX_GROUP_NAME_BYTES,
+} from './group.js'
 export type { IdentityKeyPair, RandomSource } from './identity.js'
 export { generateIdentity } from './identity.js'
 // Linking a device (docs/architecture.md §9.3): link codes, link messages and what they carry.

@@ -310,6 +310,16 @@ export interface ContentBodyMembers {
   receipt: Receipt
   /** That the sender started or stopped typing. Ephemeral: never shown as a message. */
   typing: Typing
+  /**
+   * A group's new state (created, members added or removed, admins changed, renamed): an encoded GroupUpdate,
+   * sent over the pairwise session to every member device, removed members included. A control message.
+   */
+  groupUpdate: Uint8Array
+  /**
+   * The sending device's sender key chain for a group: an encoded GroupKey, sent over the pairwise session to
+   * every other member device before its first group message on that chain. A control message.
+   */
+  groupKey: Uint8Array
 }
 
 /** `parley.v1.Content`'s oneof `body` with one member set. */
@@ -354,6 +364,12 @@ export type Content = {
   replyTo: Uint8Array
   /** What a receiver that does not know the body shows instead; senders set it for every body but text. */
   fallbackText: string
+  /**
+   * With text, attachment, reaction, edit or delete_for_everyone in a group message (a SenderKeyMessage): the
+   * 32-byte id of the group it belongs to. Never in a pairwise message's text (a group message is never sent
+   * pairwise), and never seen by the relay.
+   */
+  groupId: Uint8Array
 } & (ContentBody | NoneOf<'body', ContentBodyMembers>)
 
 /** `parley.v1.Content` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
@@ -417,6 +433,22 @@ export interface ContentInput {
   replyTo?: Uint8Array | null
   /** What a receiver that does not know the body shows instead; senders set it for every body but text. */
   fallbackText?: string | null
+  /**
+   * A group's new state (created, members added or removed, admins changed, renamed): an encoded GroupUpdate,
+   * sent over the pairwise session to every member device, removed members included. A control message.
+   */
+  groupUpdate?: Uint8Array | null
+  /**
+   * The sending device's sender key chain for a group: an encoded GroupKey, sent over the pairwise session to
+   * every other member device before its first group message on that chain. A control message.
+   */
+  groupKey?: Uint8Array | null
+  /**
+   * With text, attachment, reaction, edit or delete_for_everyone in a group message (a SenderKeyMessage): the
+   * 32-byte id of the group it belongs to. Never in a pairwise message's text (a group message is never sent
+   * pairwise), and never seen by the relay.
+   */
+  groupId?: Uint8Array | null
 }
 
 /**
@@ -738,6 +770,74 @@ export interface SenderKeyMessage {
 
 /** `parley.v1.SenderKeyMessage` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
 export type SenderKeyMessageInput = InputOf<SenderKeyMessage>
+
+/**
+ * A group's whole state after one change, made by an admin (or, leaving, by the member who leaves) and sent in
+ * Content.group_update (docs/architecture.md §6.10). The pairwise session proves who sent it; receivers accept it
+ * only from a sender the state it replaces made an admin. The relay never sees one.
+ * `parley.v1.GroupUpdate` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
+ */
+export interface GroupUpdate {
+  /** The group's 32 random bytes, chosen by its creator; the same for every state of the group. */
+  groupId: Uint8Array
+  /**
+   * 0 at creation, one more with each change. Of two states, the higher revision wins; of two with the same
+   * revision and parent (two admins' concurrent changes), the one whose SHA-256 is lower.
+   */
+  revision: number
+  /** SHA-256 of the encoded GroupUpdate this one replaces (32 bytes); empty at revision 0. */
+  parent: Uint8Array
+  /** The 32-byte address of the account that made this state; the sender of the message that carries it. */
+  author: Uint8Array
+  /** The group's name. */
+  name: string
+  /** Every member, each once, ordered by address (SMS members, who have none, by number after them). */
+  members: GroupMember[]
+  /** A 32-byte key for the group's avatar (an attachment the app sends); empty when none. */
+  avatarKey: Uint8Array
+}
+
+/** `parley.v1.GroupUpdate` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
+export type GroupUpdateInput = InputOf<
+  GroupUpdate,
+  {
+    /**
+     * Every member, each once, ordered by address (SMS members, who have none, by number after them).
+     * `members` as the encoder takes it.
+     */
+    members: GroupMemberInput[]
+  }
+>
+
+/**
+ * One member of a GroupUpdate.
+ * `parley.v1.GroupMember` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
+ */
+export interface GroupMember {
+  /** The member's 32-byte account address; empty for a member not on Parley (reached through the app's SMS hook). */
+  address: Uint8Array
+  /** The member's number (E.164), as the group's members know it. */
+  e164: string
+  /** Whether the member may change the group. */
+  admin: boolean
+}
+
+/** `parley.v1.GroupMember` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
+export type GroupMemberInput = InputOf<GroupMember>
+
+/**
+ * A device's sender key chain for one group, sent in Content.group_key.
+ * `parley.v1.GroupKey` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
+ */
+export interface GroupKey {
+  /** The group's 32-byte id. */
+  groupId: Uint8Array
+  /** The encoded SenderKeyDistribution of the sending device's current chain for the group. */
+  distribution: Uint8Array
+}
+
+/** `parley.v1.GroupKey` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
+export type GroupKeyInput = InputOf<GroupKey>
 
 /**
  * What a field holds, from the relay's point of view.
@@ -2466,6 +2566,12 @@ export interface Messages {
   SenderKeyDistribution: SenderKeyDistribution
   /** `parley.v1.SenderKeyMessage` as decoded: {@link SenderKeyMessage}. */
   SenderKeyMessage: SenderKeyMessage
+  /** `parley.v1.GroupUpdate` as decoded: {@link GroupUpdate}. */
+  GroupUpdate: GroupUpdate
+  /** `parley.v1.GroupMember` as decoded: {@link GroupMember}. */
+  GroupMember: GroupMember
+  /** `parley.v1.GroupKey` as decoded: {@link GroupKey}. */
+  GroupKey: GroupKey
   /** `parley.v1.ClientFrame` as decoded: {@link ClientFrame}. */
   ClientFrame: ClientFrame
   /** `parley.v1.ServerFrame` as decoded: {@link ServerFrame}. */
@@ -2668,6 +2774,12 @@ export interface MessageInputs {
   SenderKeyDistribution: SenderKeyDistributionInput
   /** `parley.v1.SenderKeyMessage` as the encoder takes it: {@link SenderKeyMessageInput}. */
   SenderKeyMessage: SenderKeyMessageInput
+  /** `parley.v1.GroupUpdate` as the encoder takes it: {@link GroupUpdateInput}. */
+  GroupUpdate: GroupUpdateInput
+  /** `parley.v1.GroupMember` as the encoder takes it: {@link GroupMemberInput}. */
+  GroupMember: GroupMemberInput
+  /** `parley.v1.GroupKey` as the encoder takes it: {@link GroupKeyInput}. */
+  GroupKey: GroupKeyInput
   /** `parley.v1.ClientFrame` as the encoder takes it: {@link ClientFrameInput}. */
   ClientFrame: ClientFrameInput
   /** `parley.v1.ServerFrame` as the encoder takes it: {@link ServerFrameInput}. */

@@ -318,6 +318,8 @@ export namespace parley {
             deleteForEveryone?: (Uint8Array|null);
             receipt?: (parley.v1.Receipt.$Properties|null);
             typing?: (parley.v1.Typing.$Properties|null);
+            groupUpdate?: (Uint8Array|null);
+            groupKey?: (Uint8Array|null);
             senderNumber: string;
             deliveryToken: Uint8Array;
             transcriptTo: Uint8Array;
@@ -326,7 +328,8 @@ export namespace parley {
             padding: Uint8Array;
             replyTo: Uint8Array;
             fallbackText: string;
-            body?: ("text"|"data"|"history"|"addressChange"|"attachment"|"reaction"|"edit"|"deleteForEveryone"|"receipt"|"typing");
+            groupId: Uint8Array;
+            body?: ("text"|"data"|"history"|"addressChange"|"attachment"|"reaction"|"edit"|"deleteForEveryone"|"receipt"|"typing"|"groupUpdate"|"groupKey");
             static create(properties: parley.v1.Content.$Shape): parley.v1.Content & parley.v1.Content.$Shape;
             static create(properties?: parley.v1.Content.$Properties): parley.v1.Content;
             static encode(message: parley.v1.Content.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
@@ -347,6 +350,8 @@ export namespace parley {
                 deleteForEveryone?: (Uint8Array|null);
                 receipt?: (parley.v1.Receipt.$Properties|null);
                 typing?: (parley.v1.Typing.$Properties|null);
+                groupUpdate?: (Uint8Array|null);
+                groupKey?: (Uint8Array|null);
                 senderNumber?: (string|null);
                 deliveryToken?: (Uint8Array|null);
                 transcriptTo?: (Uint8Array|null);
@@ -355,7 +360,8 @@ export namespace parley {
                 padding?: (Uint8Array|null);
                 replyTo?: (Uint8Array|null);
                 fallbackText?: (string|null);
-                body?: ("text"|"data"|"history"|"addressChange"|"attachment"|"reaction"|"edit"|"deleteForEveryone"|"receipt"|"typing");
+                groupId?: (Uint8Array|null);
+                body?: ("text"|"data"|"history"|"addressChange"|"attachment"|"reaction"|"edit"|"deleteForEveryone"|"receipt"|"typing"|"groupUpdate"|"groupKey");
                 $unknowns?: Uint8Array[];
             }
             type $Shape = {
@@ -371,6 +377,8 @@ export namespace parley {
               deleteForEveryone?: Uint8Array|null;
               receipt?: parley.v1.Receipt.$Shape|null;
               typing?: parley.v1.Typing.$Shape|null;
+              groupUpdate?: Uint8Array|null;
+              groupKey?: Uint8Array|null;
               senderNumber?: string|null;
               deliveryToken?: Uint8Array|null;
               transcriptTo?: Uint8Array|null;
@@ -379,9 +387,10 @@ export namespace parley {
               padding?: Uint8Array|null;
               replyTo?: Uint8Array|null;
               fallbackText?: string|null;
+              groupId?: Uint8Array|null;
               $unknowns?: Uint8Array[];
             } & (
-              ({ body?: undefined; text?: null; data?: null; history?: null; addressChange?: null; attachment?: null; reaction?: null; edit?: null; deleteForEveryone?: null; receipt?: null; typing?: null }|{ body?: "text"; text: string; data?: null; history?: null; addressChange?: null; attachment?: null; reaction?: null; edit?: null; deleteForEveryone?: null; receipt?: null; typing?: null }|{ body?: "data"; text?: null; data: Uint8Array; history?: null; addressChange?: null; attachment?: null; reaction?: null; edit?: null; deleteForEveryone?: null; receipt?: null; typing?: null }|{ body?: "history"; text?: null; data?: null; history: Uint8Array; addressChange?: null; attachment?: null; reaction?: null; edit?: null; deleteForEveryone?: null; receipt?: null; typing?: null }|{ body?: "addressChange"; text?: null; data?: null; history?: null; addressChange: Uint8Array; attachment?: null; reaction?: null; edit?: null; deleteForEveryone?: null; receipt?: null; typing?: null }|{ body?: "attachment"; text?: null; data?: null; history?: null; addressChange?: null; attachment: parley.v1.Attachment.$Shape; reaction?: null; edit?: null; deleteForEveryone?: null; receipt?: null; typing?: null }|{ body?: "reaction"; text?: null; data?: null; history?: null; addressChange?: null; attachment?: null; reaction: parley.v1.Reaction.$Shape; edit?: null; deleteForEveryone?: null; receipt?: null; typing?: null }|{ body?: "edit"; text?: null; data?: null; history?: null; addressChange?: null; attachment?: null; reaction?: null; edit: parley.v1.Edit.$Shape; deleteForEveryone?: null; receipt?: null; typing?: null }|{ body?: "deleteForEveryone"; text?: null; data?: null; history?: null; addressChange?: null; attachment?: null; reaction?: null; edit?: null; deleteForEveryone: Uint8Array; receipt?: null; typing?: null }|{ body?: "receipt"; text?: null; data?: null; history?: null; addressChange?: null; attachment?: null; reaction?: null; edit?: null; deleteForEveryone?: null; receipt: parley.v1.Receipt.$Shape; typing?: null }|{ body?: "typing"; text?: null; data?: null; history?: null; addressChange?: null; attachment?: null; reaction?: null; edit?: null; deleteForEveryone?: null; receipt?: null; typing: parley.v1.Typing.$Shape })
+              ({ body?: undefined; text?: null; data?: null; history?: null; addressChange?: null; attachment?: null; reaction?: null; edit?: null; deleteForEveryone?: null; receipt?: null; typing?: null; groupUpdate?: null; groupKey?: null }|{ body?: "text"; text: string; data?: null; history?: null; addressChange?: null; attachment?: null; reaction?: null; edit?: null; deleteForEveryone?: null; receipt?: null; typing?: null; groupUpdate?: null; groupKey?: null }|{ body?: "data"; text?: null; data: Uint8Array; history?: null; addressChange?: null; attachment?: null; reaction?: null; edit?: null; deleteForEveryone?: null; receipt?: null; typing?: null; groupUpdate?: null; groupKey?: null }|{ body?: "history"; text?: null; data?: null; history: Uint8Array; addressChange?: null; attachment?: null; reaction?: null; edit?: null; deleteForEveryone?: null; receipt?: null; typing?: null; groupUpdate?: null; groupKey?: null }|{ body?: "addressChange"; text?: null; data?: null; history?: null; addressChange: Uint8Array; attachment?: null; reaction?: null; edit?: null; deleteForEveryone?: null; receipt?: null; typing?: null; groupUpdate?: null; groupKey?: null }|{ body?: "attachment"; text?: null; data?: null; history?: null; addressChange?: null; attachment: parley.v1.Attachment.$Shape; reaction?: null; edit?: null; deleteForEveryone?: null; receipt?: null; typing?: null; groupUpdate?: null; groupKey?: null }|{ body?: "reaction"; text?: null; data?: null; history?: null; addressChange?: null; attachment?: null; reaction: parley.v1.Reaction.$Shape; edit?: null; deleteForEveryone?: null; receipt?: null; typing?: null; groupUpdate?: null; groupKey?: null }|{ body?: "edit"; text?: null; data?: null; history?: null; addressChange?: null; attachment?: null; reaction?: null; edit: parley.v1.Edit.$Shape; deleteForEveryone?: null; receipt?: null; typing?: null; groupUpdate?: null; groupKey?: null }|{ body?: "deleteForEveryone"; text?: null; data?: null; history?: null; addressChange?: null; attachment?: null; reaction?: null; edit?: null; deleteForEveryone: Uint8Array; receipt?: null; typing?: null; groupUpdate?: null; groupKey?: null }|{ body?: "receipt"; text?: null; data?: null; history?: null; addressChange?: null; attachment?: null; reaction?: null; edit?: null; deleteForEveryone?: null; receipt: parley.v1.Receipt.$Shape; typing?: null; groupUpdate?: null; groupKey?: null }|{ body?: "typing"; text?: null; data?: null; history?: null; addressChange?: null; attachment?: null; reaction?: null; edit?: null; deleteForEveryone?: null; receipt?: null; typing: parley.v1.Typing.$Shape; groupUpdate?: null; groupKey?: null }|{ body?: "groupUpdate"; text?: null; data?: null; history?: null; addressChange?: null; attachment?: null; reaction?: null; edit?: null; deleteForEveryone?: null; receipt?: null; typing?: null; groupUpdate: Uint8Array; groupKey?: null }|{ body?: "groupKey"; text?: null; data?: null; history?: null; addressChange?: null; attachment?: null; reaction?: null; edit?: null; deleteForEveryone?: null; receipt?: null; typing?: null; groupUpdate?: null; groupKey: Uint8Array })
             );
         }
 
@@ -807,6 +816,87 @@ export namespace parley {
                 $unknowns?: Uint8Array[];
             }
             type $Shape = parley.v1.SenderKeyMessage.$Properties;
+        }
+
+        interface IGroupUpdate extends parley.v1.GroupUpdate.$Properties {
+        }
+
+        class GroupUpdate {
+            constructor(properties?: parley.v1.GroupUpdate.$Properties);
+            $unknowns?: Uint8Array[];
+            groupId: Uint8Array;
+            revision: (number|Long);
+            parent: Uint8Array;
+            author: Uint8Array;
+            name: string;
+            members: parley.v1.GroupMember.$Properties[];
+            avatarKey: Uint8Array;
+            static create(properties: parley.v1.GroupUpdate.$Shape): parley.v1.GroupUpdate & parley.v1.GroupUpdate.$Shape;
+            static create(properties?: parley.v1.GroupUpdate.$Properties): parley.v1.GroupUpdate;
+            static encode(message: parley.v1.GroupUpdate.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): parley.v1.GroupUpdate & parley.v1.GroupUpdate.$Shape;
+        }
+
+        namespace GroupUpdate {
+            interface $Properties {
+                groupId?: (Uint8Array|null);
+                revision?: (number|Long|null);
+                parent?: (Uint8Array|null);
+                author?: (Uint8Array|null);
+                name?: (string|null);
+                members?: (parley.v1.GroupMember.$Properties[]|null);
+                avatarKey?: (Uint8Array|null);
+                $unknowns?: Uint8Array[];
+            }
+            type $Shape = parley.v1.GroupUpdate.$Properties;
+        }
+
+        interface IGroupMember extends parley.v1.GroupMember.$Properties {
+        }
+
+        class GroupMember {
+            constructor(properties?: parley.v1.GroupMember.$Properties);
+            $unknowns?: Uint8Array[];
+            address: Uint8Array;
+            e164: string;
+            admin: boolean;
+            static create(properties: parley.v1.GroupMember.$Shape): parley.v1.GroupMember & parley.v1.GroupMember.$Shape;
+            static create(properties?: parley.v1.GroupMember.$Properties): parley.v1.GroupMember;
+            static encode(message: parley.v1.GroupMember.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): parley.v1.GroupMember & parley.v1.GroupMember.$Shape;
+        }
+
+        namespace GroupMember {
+            interface $Properties {
+                address?: (Uint8Array|null);
+                e164?: (string|null);
+                admin?: (boolean|null);
+                $unknowns?: Uint8Array[];
+            }
+            type $Shape = parley.v1.GroupMember.$Properties;
+        }
+
+        interface IGroupKey extends parley.v1.GroupKey.$Properties {
+        }
+
+        class GroupKey {
+            constructor(properties?: parley.v1.GroupKey.$Properties);
+            $unknowns?: Uint8Array[];
+            groupId: Uint8Array;
+            distribution: Uint8Array;
+            static create(properties: parley.v1.GroupKey.$Shape): parley.v1.GroupKey & parley.v1.GroupKey.$Shape;
+            static create(properties?: parley.v1.GroupKey.$Properties): parley.v1.GroupKey;
+            static encode(message: parley.v1.GroupKey.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): parley.v1.GroupKey & parley.v1.GroupKey.$Shape;
+        }
+
+        namespace GroupKey {
+            interface $Properties {
+                groupId?: (Uint8Array|null);
+                distribution?: (Uint8Array|null);
+                $unknowns?: Uint8Array[];
+            }
+            type $Shape = parley.v1.GroupKey.$Properties;
         }
 
         interface IClientFrame extends parley.v1.ClientFrame.$Properties {

@@ -2268,6 +2268,8 @@ export const parley = $root.parley = (() => {
              * @property {Uint8Array|null} [deleteForEveryone] Content deleteForEveryone
              * @property {parley.v1.Receipt.$Properties|null} [receipt] Content receipt
              * @property {parley.v1.Typing.$Properties|null} [typing] Content typing
+             * @property {Uint8Array|null} [groupUpdate] Content groupUpdate
+             * @property {Uint8Array|null} [groupKey] Content groupKey
              * @property {string|null} [senderNumber] Content senderNumber
              * @property {Uint8Array|null} [deliveryToken] Content deliveryToken
              * @property {Uint8Array|null} [transcriptTo] Content transcriptTo
@@ -2276,7 +2278,8 @@ export const parley = $root.parley = (() => {
              * @property {Uint8Array|null} [padding] Content padding
              * @property {Uint8Array|null} [replyTo] Content replyTo
              * @property {string|null} [fallbackText] Content fallbackText
-             * @property {"text"|"data"|"history"|"addressChange"|"attachment"|"reaction"|"edit"|"deleteForEveryone"|"receipt"|"typing"} [body] Content body
+             * @property {Uint8Array|null} [groupId] Content groupId
+             * @property {"text"|"data"|"history"|"addressChange"|"attachment"|"reaction"|"edit"|"deleteForEveryone"|"receipt"|"typing"|"groupUpdate"|"groupKey"} [body] Content body
              * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
              */
 
@@ -2303,6 +2306,8 @@ export const parley = $root.parley = (() => {
              *   deleteForEveryone?: Uint8Array|null;
              *   receipt?: parley.v1.Receipt.$Shape|null;
              *   typing?: parley.v1.Typing.$Shape|null;
+             *   groupUpdate?: Uint8Array|null;
+             *   groupKey?: Uint8Array|null;
              *   senderNumber?: string|null;
              *   deliveryToken?: Uint8Array|null;
              *   transcriptTo?: Uint8Array|null;
@@ -2311,9 +2316,10 @@ export const parley = $root.parley = (() => {
              *   padding?: Uint8Array|null;
              *   replyTo?: Uint8Array|null;
              *   fallbackText?: string|null;
+             *   groupId?: Uint8Array|null;
              *   $unknowns?: Array.<Uint8Array>;
              * } & (
-             *   ({ body?: undefined; text?: null; data?: null; history?: null; addressChange?: null; attachment?: null; reaction?: null; edit?: null; deleteForEveryone?: null; receipt?: null; typing?: null }|{ body?: "text"; text: string; data?: null; history?: null; addressChange?: null; attachment?: null; reaction?: null; edit?: null; deleteForEveryone?: null; receipt?: null; typing?: null }|{ body?: "data"; text?: null; data: Uint8Array; history?: null; addressChange?: null; attachment?: null; reaction?: null; edit?: null; deleteForEveryone?: null; receipt?: null; typing?: null }|{ body?: "history"; text?: null; data?: null; history: Uint8Array; addressChange?: null; attachment?: null; reaction?: null; edit?: null; deleteForEveryone?: null; receipt?: null; typing?: null }|{ body?: "addressChange"; text?: null; data?: null; history?: null; addressChange: Uint8Array; attachment?: null; reaction?: null; edit?: null; deleteForEveryone?: null; receipt?: null; typing?: null }|{ body?: "attachment"; text?: null; data?: null; history?: null; addressChange?: null; attachment: parley.v1.Attachment.$Shape; reaction?: null; edit?: null; deleteForEveryone?: null; receipt?: null; typing?: null }|{ body?: "reaction"; text?: null; data?: null; history?: null; addressChange?: null; attachment?: null; reaction: parley.v1.Reaction.$Shape; edit?: null; deleteForEveryone?: null; receipt?: null; typing?: null }|{ body?: "edit"; text?: null; data?: null; history?: null; addressChange?: null; attachment?: null; reaction?: null; edit: parley.v1.Edit.$Shape; deleteForEveryone?: null; receipt?: null; typing?: null }|{ body?: "deleteForEveryone"; text?: null; data?: null; history?: null; addressChange?: null; attachment?: null; reaction?: null; edit?: null; deleteForEveryone: Uint8Array; receipt?: null; typing?: null }|{ body?: "receipt"; text?: null; data?: null; history?: null; addressChange?: null; attachment?: null; reaction?: null; edit?: null; deleteForEveryone?: null; receipt: parley.v1.Receipt.$Shape; typing?: null }|{ body?: "typing"; text?: null; data?: null; history?: null; addressChange?: null; attachment?: null; reaction?: null; edit?: null; deleteForEveryone?: null; receipt?: null; typing: parley.v1.Typing.$Shape })
+             *   ({ body?: undefined; text?: null; data?: null; history?: null; addressChange?: null; attachment?: null; reaction?: null; edit?: null; deleteForEveryone?: null; receipt?: null; typing?: null; groupUpdate?: null; groupKey?: null }|{ body?: "text"; text: string; data?: null; history?: null; addressChange?: null; attachment?: null; reaction?: null; edit?: null; deleteForEveryone?: null; receipt?: null; typing?: null; groupUpdate?: null; groupKey?: null }|{ body?: "data"; text?: null; data: Uint8Array; history?: null; addressChange?: null; attachment?: null; reaction?: null; edit?: null; deleteForEveryone?: null; receipt?: null; typing?: null; groupUpdate?: null; groupKey?: null }|{ body?: "history"; text?: null; data?: null; history: Uint8Array; addressChange?: null; attachment?: null; reaction?: null; edit?: null; deleteForEveryone?: null; receipt?: null; typing?: null; groupUpdate?: null; groupKey?: null }|{ body?: "addressChange"; text?: null; data?: null; history?: null; addressChange: Uint8Array; attachment?: null; reaction?: null; edit?: null; deleteForEveryone?: null; receipt?: null; typing?: null; groupUpdate?: null; groupKey?: null }|{ body?: "attachment"; text?: null; data?: null; history?: null; addressChange?: null; attachment: parley.v1.Attachment.$Shape; reaction?: null; edit?: null; deleteForEveryone?: null; receipt?: null; typing?: null; groupUpdate?: null; groupKey?: null }|{ body?: "reaction"; text?: null; data?: null; history?: null; addressChange?: null; attachment?: null; reaction: parley.v1.Reaction.$Shape; edit?: null; deleteForEveryone?: null; receipt?: null; typing?: null; groupUpdate?: null; groupKey?: null }|{ body?: "edit"; text?: null; data?: null; history?: null; addressChange?: null; attachment?: null; reaction?: null; edit: parley.v1.Edit.$Shape; deleteForEveryone?: null; receipt?: null; typing?: null; groupUpdate?: null; groupKey?: null }|{ body?: "deleteForEveryone"; text?: null; data?: null; history?: null; addressChange?: null; attachment?: null; reaction?: null; edit?: null; deleteForEveryone: Uint8Array; receipt?: null; typing?: null; groupUpdate?: null; groupKey?: null }|{ body?: "receipt"; text?: null; data?: null; history?: null; addressChange?: null; attachment?: null; reaction?: null; edit?: null; deleteForEveryone?: null; receipt: parley.v1.Receipt.$Shape; typing?: null; groupUpdate?: null; groupKey?: null }|{ body?: "typing"; text?: null; data?: null; history?: null; addressChange?: null; attachment?: null; reaction?: null; edit?: null; deleteForEveryone?: null; receipt?: null; typing: parley.v1.Typing.$Shape; groupUpdate?: null; groupKey?: null }|{ body?: "groupUpdate"; text?: null; data?: null; history?: null; addressChange?: null; attachment?: null; reaction?: null; edit?: null; deleteForEveryone?: null; receipt?: null; typing?: null; groupUpdate: Uint8Array; groupKey?: null }|{ body?: "groupKey"; text?: null; data?: null; history?: null; addressChange?: null; attachment?: null; reaction?: null; edit?: null; deleteForEveryone?: null; receipt?: null; typing?: null; groupUpdate?: null; groupKey: Uint8Array })
              * )} parley.v1.Content.$Shape
              */
 
@@ -2429,6 +2435,22 @@ export const parley = $root.parley = (() => {
             Content.prototype.typing = null;
 
             /**
+             * Content groupUpdate.
+             * @member {Uint8Array|null|undefined} groupUpdate
+             * @memberof parley.v1.Content
+             * @instance
+             */
+            Content.prototype.groupUpdate = null;
+
+            /**
+             * Content groupKey.
+             * @member {Uint8Array|null|undefined} groupKey
+             * @memberof parley.v1.Content
+             * @instance
+             */
+            Content.prototype.groupKey = null;
+
+            /**
              * Content senderNumber.
              * @member {string} senderNumber
              * @memberof parley.v1.Content
@@ -2492,17 +2514,25 @@ export const parley = $root.parley = (() => {
              */
             Content.prototype.fallbackText = "";
 
+            /**
+             * Content groupId.
+             * @member {Uint8Array} groupId
+             * @memberof parley.v1.Content
+             * @instance
+             */
+            Content.prototype.groupId = $util.newBuffer([]);
+
             // OneOf field names bound to virtual getters and setters
             let $oneOfFields;
 
             /**
              * Content body.
-             * @member {"text"|"data"|"history"|"addressChange"|"attachment"|"reaction"|"edit"|"deleteForEveryone"|"receipt"|"typing"|undefined} body
+             * @member {"text"|"data"|"history"|"addressChange"|"attachment"|"reaction"|"edit"|"deleteForEveryone"|"receipt"|"typing"|"groupUpdate"|"groupKey"|undefined} body
              * @memberof parley.v1.Content
              * @instance
              */
             $Object.defineProperty(Content.prototype, "body", {
-                get: $util.oneOfGetter($oneOfFields = ["text", "data", "history", "addressChange", "attachment", "reaction", "edit", "deleteForEveryone", "receipt", "typing"]),
+                get: $util.oneOfGetter($oneOfFields = ["text", "data", "history", "addressChange", "attachment", "reaction", "edit", "deleteForEveryone", "receipt", "typing", "groupUpdate", "groupKey"]),
                 set: $util.oneOfSetter($oneOfFields)
             });
 
@@ -2578,6 +2608,12 @@ export const parley = $root.parley = (() => {
                     writer.uint32(/* id 22, wireType 2 =*/178).bytes(message.replyTo);
                 if (message.fallbackText != null && $Object.hasOwnProperty.call(message, "fallbackText") && message.fallbackText !== "")
                     writer.uint32(/* id 23, wireType 2 =*/186).string(message.fallbackText);
+                if (message.groupUpdate != null && $Object.hasOwnProperty.call(message, "groupUpdate"))
+                    writer.uint32(/* id 24, wireType 2 =*/194).bytes(message.groupUpdate);
+                if (message.groupKey != null && $Object.hasOwnProperty.call(message, "groupKey"))
+                    writer.uint32(/* id 25, wireType 2 =*/202).bytes(message.groupKey);
+                if (message.groupId != null && $Object.hasOwnProperty.call(message, "groupId") && message.groupId.length)
+                    writer.uint32(/* id 26, wireType 2 =*/210).bytes(message.groupId);
                 if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
@@ -2710,6 +2746,20 @@ export const parley = $root.parley = (() => {
                             message.body = "typing";
                             continue;
                         }
+                    case 24: {
+                            if (wireType !== 2)
+                                break;
+                            message.groupUpdate = reader.bytes();
+                            message.body = "groupUpdate";
+                            continue;
+                        }
+                    case 25: {
+                            if (wireType !== 2)
+                                break;
+                            message.groupKey = reader.bytes();
+                            message.body = "groupKey";
+                            continue;
+                        }
                     case 5: {
                             if (wireType !== 2)
                                 break;
@@ -2780,6 +2830,15 @@ export const parley = $root.parley = (() => {
                                 message.fallbackText = value;
                             else
                                 delete message.fallbackText;
+                            continue;
+                        }
+                    case 26: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.groupId = value;
+                            else
+                                delete message.groupId;
                             continue;
                         }
                     }
@@ -6071,6 +6130,643 @@ export const parley = $root.parley = (() => {
             };
 
             return SenderKeyMessage;
+        })();
+
+        v1.GroupUpdate = (function() {
+
+            /**
+             * Properties of a GroupUpdate.
+             * @typedef {Object} parley.v1.GroupUpdate.$Properties
+             * @property {Uint8Array|null} [groupId] GroupUpdate groupId
+             * @property {number|Long|null} [revision] GroupUpdate revision
+             * @property {Uint8Array|null} [parent] GroupUpdate parent
+             * @property {Uint8Array|null} [author] GroupUpdate author
+             * @property {string|null} [name] GroupUpdate name
+             * @property {Array.<parley.v1.GroupMember.$Properties>|null} [members] GroupUpdate members
+             * @property {Uint8Array|null} [avatarKey] GroupUpdate avatarKey
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of a GroupUpdate.
+             * @memberof parley.v1
+             * @interface IGroupUpdate
+             * @augments parley.v1.GroupUpdate.$Properties
+             * @deprecated Use parley.v1.GroupUpdate.$Properties instead.
+             */
+
+            /**
+             * Shape of a GroupUpdate.
+             * @typedef {parley.v1.GroupUpdate.$Properties} parley.v1.GroupUpdate.$Shape
+             */
+
+            /**
+             * Constructs a new GroupUpdate.
+             * @memberof parley.v1
+             * @classdesc Represents a GroupUpdate.
+             * @constructor
+             * @param {parley.v1.GroupUpdate.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const GroupUpdate = function (properties) {
+                this.members = [];
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * GroupUpdate groupId.
+             * @member {Uint8Array} groupId
+             * @memberof parley.v1.GroupUpdate
+             * @instance
+             */
+            GroupUpdate.prototype.groupId = $util.newBuffer([]);
+
+            /**
+             * GroupUpdate revision.
+             * @member {number|Long} revision
+             * @memberof parley.v1.GroupUpdate
+             * @instance
+             */
+            GroupUpdate.prototype.revision = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+
+            /**
+             * GroupUpdate parent.
+             * @member {Uint8Array} parent
+             * @memberof parley.v1.GroupUpdate
+             * @instance
+             */
+            GroupUpdate.prototype.parent = $util.newBuffer([]);
+
+            /**
+             * GroupUpdate author.
+             * @member {Uint8Array} author
+             * @memberof parley.v1.GroupUpdate
+             * @instance
+             */
+            GroupUpdate.prototype.author = $util.newBuffer([]);
+
+            /**
+             * GroupUpdate name.
+             * @member {string} name
+             * @memberof parley.v1.GroupUpdate
+             * @instance
+             */
+            GroupUpdate.prototype.name = "";
+
+            /**
+             * GroupUpdate members.
+             * @member {Array.<parley.v1.GroupMember.$Properties>} members
+             * @memberof parley.v1.GroupUpdate
+             * @instance
+             */
+            GroupUpdate.prototype.members = $util.emptyArray;
+
+            /**
+             * GroupUpdate avatarKey.
+             * @member {Uint8Array} avatarKey
+             * @memberof parley.v1.GroupUpdate
+             * @instance
+             */
+            GroupUpdate.prototype.avatarKey = $util.newBuffer([]);
+
+            /**
+             * Creates a new GroupUpdate instance using the specified properties.
+             * @function create
+             * @memberof parley.v1.GroupUpdate
+             * @static
+             * @param {parley.v1.GroupUpdate.$Properties=} [properties] Properties to set
+             * @returns {parley.v1.GroupUpdate} GroupUpdate instance
+             * @type {{
+             *   (properties: parley.v1.GroupUpdate.$Shape): parley.v1.GroupUpdate & parley.v1.GroupUpdate.$Shape;
+             *   (properties?: parley.v1.GroupUpdate.$Properties): parley.v1.GroupUpdate;
+             * }}
+             */
+            GroupUpdate.create = function(properties) {
+                return new GroupUpdate(properties);
+            };
+
+            /**
+             * Encodes the specified GroupUpdate message. Does not implicitly {@link parley.v1.GroupUpdate.verify|verify} messages.
+             * @function encode
+             * @memberof parley.v1.GroupUpdate
+             * @static
+             * @param {parley.v1.GroupUpdate.$Properties} message GroupUpdate message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            GroupUpdate.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.groupId != null && $Object.hasOwnProperty.call(message, "groupId") && message.groupId.length)
+                    writer.uint32(/* id 1, wireType 2 =*/10).bytes(message.groupId);
+                if (message.revision != null && $Object.hasOwnProperty.call(message, "revision") && (typeof message.revision === "object" ? message.revision.low || message.revision.high : message.revision !== 0))
+                    writer.uint32(/* id 2, wireType 0 =*/16).uint64(message.revision);
+                if (message.parent != null && $Object.hasOwnProperty.call(message, "parent") && message.parent.length)
+                    writer.uint32(/* id 3, wireType 2 =*/26).bytes(message.parent);
+                if (message.author != null && $Object.hasOwnProperty.call(message, "author") && message.author.length)
+                    writer.uint32(/* id 4, wireType 2 =*/34).bytes(message.author);
+                if (message.name != null && $Object.hasOwnProperty.call(message, "name") && message.name !== "")
+                    writer.uint32(/* id 5, wireType 2 =*/42).string(message.name);
+                if (message.members != null && message.members.length)
+                    for (let i = 0; i < message.members.length; ++i)
+                        $root.parley.v1.GroupMember.encode(message.members[i], writer.uint32(/* id 6, wireType 2 =*/50).fork(), _depth + 1).ldelim();
+                if (message.avatarKey != null && $Object.hasOwnProperty.call(message, "avatarKey") && message.avatarKey.length)
+                    writer.uint32(/* id 7, wireType 2 =*/58).bytes(message.avatarKey);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes a GroupUpdate message from the specified reader or buffer.
+             * @function decode
+             * @memberof parley.v1.GroupUpdate
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {parley.v1.GroupUpdate & parley.v1.GroupUpdate.$Shape} GroupUpdate
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            GroupUpdate.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.parley.v1.GroupUpdate();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.groupId = value;
+                            else
+                                delete message.groupId;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                                message.revision = value;
+                            else
+                                delete message.revision;
+                            continue;
+                        }
+                    case 3: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.parent = value;
+                            else
+                                delete message.parent;
+                            continue;
+                        }
+                    case 4: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.author = value;
+                            else
+                                delete message.author;
+                            continue;
+                        }
+                    case 5: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.stringVerify()).length)
+                                message.name = value;
+                            else
+                                delete message.name;
+                            continue;
+                        }
+                    case 6: {
+                            if (wireType !== 2)
+                                break;
+                            if (!(message.members && message.members.length))
+                                message.members = [];
+                            message.members.push($root.parley.v1.GroupMember.decode(reader, reader.size(), $undefined, _depth + 1));
+                            continue;
+                        }
+                    case 7: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.avatarKey = value;
+                            else
+                                delete message.avatarKey;
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return GroupUpdate;
+        })();
+
+        v1.GroupMember = (function() {
+
+            /**
+             * Properties of a GroupMember.
+             * @typedef {Object} parley.v1.GroupMember.$Properties
+             * @property {Uint8Array|null} [address] GroupMember address
+             * @property {string|null} [e164] GroupMember e164
+             * @property {boolean|null} [admin] GroupMember admin
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of a GroupMember.
+             * @memberof parley.v1
+             * @interface IGroupMember
+             * @augments parley.v1.GroupMember.$Properties
+             * @deprecated Use parley.v1.GroupMember.$Properties instead.
+             */
+
+            /**
+             * Shape of a GroupMember.
+             * @typedef {parley.v1.GroupMember.$Properties} parley.v1.GroupMember.$Shape
+             */
+
+            /**
+             * Constructs a new GroupMember.
+             * @memberof parley.v1
+             * @classdesc Represents a GroupMember.
+             * @constructor
+             * @param {parley.v1.GroupMember.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const GroupMember = function (properties) {
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * GroupMember address.
+             * @member {Uint8Array} address
+             * @memberof parley.v1.GroupMember
+             * @instance
+             */
+            GroupMember.prototype.address = $util.newBuffer([]);
+
+            /**
+             * GroupMember e164.
+             * @member {string} e164
+             * @memberof parley.v1.GroupMember
+             * @instance
+             */
+            GroupMember.prototype.e164 = "";
+
+            /**
+             * GroupMember admin.
+             * @member {boolean} admin
+             * @memberof parley.v1.GroupMember
+             * @instance
+             */
+            GroupMember.prototype.admin = false;
+
+            /**
+             * Creates a new GroupMember instance using the specified properties.
+             * @function create
+             * @memberof parley.v1.GroupMember
+             * @static
+             * @param {parley.v1.GroupMember.$Properties=} [properties] Properties to set
+             * @returns {parley.v1.GroupMember} GroupMember instance
+             * @type {{
+             *   (properties: parley.v1.GroupMember.$Shape): parley.v1.GroupMember & parley.v1.GroupMember.$Shape;
+             *   (properties?: parley.v1.GroupMember.$Properties): parley.v1.GroupMember;
+             * }}
+             */
+            GroupMember.create = function(properties) {
+                return new GroupMember(properties);
+            };
+
+            /**
+             * Encodes the specified GroupMember message. Does not implicitly {@link parley.v1.GroupMember.verify|verify} messages.
+             * @function encode
+             * @memberof parley.v1.GroupMember
+             * @static
+             * @param {parley.v1.GroupMember.$Properties} message GroupMember message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            GroupMember.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.address != null && $Object.hasOwnProperty.call(message, "address") && message.address.length)
+                    writer.uint32(/* id 1, wireType 2 =*/10).bytes(message.address);
+                if (message.e164 != null && $Object.hasOwnProperty.call(message, "e164") && message.e164 !== "")
+                    writer.uint32(/* id 2, wireType 2 =*/18).string(message.e164);
+                if (message.admin != null && $Object.hasOwnProperty.call(message, "admin") && message.admin !== false)
+                    writer.uint32(/* id 3, wireType 0 =*/24).bool(message.admin);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes a GroupMember message from the specified reader or buffer.
+             * @function decode
+             * @memberof parley.v1.GroupMember
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {parley.v1.GroupMember & parley.v1.GroupMember.$Shape} GroupMember
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            GroupMember.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.parley.v1.GroupMember();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.address = value;
+                            else
+                                delete message.address;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.stringVerify()).length)
+                                message.e164 = value;
+                            else
+                                delete message.e164;
+                            continue;
+                        }
+                    case 3: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.bool())
+                                message.admin = value;
+                            else
+                                delete message.admin;
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return GroupMember;
+        })();
+
+        v1.GroupKey = (function() {
+
+            /**
+             * Properties of a GroupKey.
+             * @typedef {Object} parley.v1.GroupKey.$Properties
+             * @property {Uint8Array|null} [groupId] GroupKey groupId
+             * @property {Uint8Array|null} [distribution] GroupKey distribution
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of a GroupKey.
+             * @memberof parley.v1
+             * @interface IGroupKey
+             * @augments parley.v1.GroupKey.$Properties
+             * @deprecated Use parley.v1.GroupKey.$Properties instead.
+             */
+
+            /**
+             * Shape of a GroupKey.
+             * @typedef {parley.v1.GroupKey.$Properties} parley.v1.GroupKey.$Shape
+             */
+
+            /**
+             * Constructs a new GroupKey.
+             * @memberof parley.v1
+             * @classdesc Represents a GroupKey.
+             * @constructor
+             * @param {parley.v1.GroupKey.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const GroupKey = function (properties) {
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * GroupKey groupId.
+             * @member {Uint8Array} groupId
+             * @memberof parley.v1.GroupKey
+             * @instance
+             */
+            GroupKey.prototype.groupId = $util.newBuffer([]);
+
+            /**
+             * GroupKey distribution.
+             * @member {Uint8Array} distribution
+             * @memberof parley.v1.GroupKey
+             * @instance
+             */
+            GroupKey.prototype.distribution = $util.newBuffer([]);
+
+            /**
+             * Creates a new GroupKey instance using the specified properties.
+             * @function create
+             * @memberof parley.v1.GroupKey
+             * @static
+             * @param {parley.v1.GroupKey.$Properties=} [properties] Properties to set
+             * @returns {parley.v1.GroupKey} GroupKey instance
+             * @type {{
+             *   (properties: parley.v1.GroupKey.$Shape): parley.v1.GroupKey & parley.v1.GroupKey.$Shape;
+             *   (properties?: parley.v1.GroupKey.$Properties): parley.v1.GroupKey;
+             * }}
+             */
+            GroupKey.create = function(properties) {
+                return new GroupKey(properties);
+            };
+
+            /**
+             * Encodes the specified GroupKey message. Does not implicitly {@link parley.v1.GroupKey.verify|verify} messages.
+             * @function encode
+             * @memberof parley.v1.GroupKey
+             * @static
+             * @param {parley.v1.GroupKey.$Properties} message GroupKey message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            GroupKey.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.groupId != null && $Object.hasOwnProperty.call(message, "groupId") && message.groupId.length)
+                    writer.uint32(/* id 1, wireType 2 =*/10).bytes(message.groupId);
+                if (message.distribution != null && $Object.hasOwnProperty.call(message, "distribution") && message.distribution.length)
+                    writer.uint32(/* id 2, wireType 2 =*/18).bytes(message.distribution);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes a GroupKey message from the specified reader or buffer.
+             * @function decode
+             * @memberof parley.v1.GroupKey
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {parley.v1.GroupKey & parley.v1.GroupKey.$Shape} GroupKey
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            GroupKey.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.parley.v1.GroupKey();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.groupId = value;
+                            else
+                                delete message.groupId;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.distribution = value;
+                            else
+                                delete message.distribution;
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return GroupKey;
         })();
 
         v1.ClientFrame = (function() {
