@@ -1,7 +1,8 @@
-// A group message (a sender-key message in a sealed envelope, docs/architecture.md §6.10) reaching a client of
-// this version, which has no groups yet, against a real relay process: sent by a real account (mallory) with its
-// own keys and certificate, so the envelope opens and the sender is proven. The client refuses it whole
-// (UNSUPPORTED), shows nothing, does not get it again, and the same sender's next ordinary message is shown.
+// A group message (a sender-key message in a sealed envelope, docs/architecture.md §6.10) under a chain its
+// recipient was never given, against a real relay process: sent by a real account (mallory) with its own keys and
+// certificate, so the envelope opens and the sender is proven, but no pairwise session ever carried the chain. The
+// client refuses it (DECRYPT_FAILED, counted in stats.groupRefused), shows nothing, does not get it again, and the
+// same sender's next ordinary message is shown.
 import { join } from 'node:path'
 import type { IncomingMessage, ParleyClient, ParleyError } from '@parley/node'
 import {
@@ -19,7 +20,7 @@ import { useRelay } from './useRelay.js'
 const BOB = '+14155550174'
 const MALLORY = '+14155550175'
 
-describe('a group message reaching a client without groups', () => {
+describe('a group message under a sender key never given', () => {
   const env = useRelay()
   const dir = clientDir()
   let bob: ParleyClient
@@ -35,7 +36,7 @@ describe('a group message reaching a client without groups', () => {
     await bob?.close()
   })
 
-  it('is refused UNSUPPORTED, shown nothing and not delivered again; the conversation goes on', async () => {
+  it('is refused DECRYPT_FAILED, shown nothing and not delivered again; the conversation goes on', async () => {
     const mallory = await activatedClient(env.relay, env.codes, MALLORY, {
       storePath: join(dir, 'mallory.db'),
     })
@@ -70,7 +71,8 @@ describe('a group message reaching a client without groups', () => {
     })
     conn.close()
     await until(() => bobErrors.length === 1, 15_000, "bob's refusal")
-    expect(bobErrors.map((e) => e.code)).toEqual(['UNSUPPORTED'])
+    expect(bobErrors.map((e) => e.code)).toEqual(['DECRYPT_FAILED'])
+    expect(bob.stats.groupRefused).toBe(1)
     // Acked: a new connection of bob's is not given it again.
     await bob.close()
     bob = await nodeClient(env.relay, { storePath: join(dir, 'bob.db') })
@@ -80,7 +82,7 @@ describe('a group message reaching a client without groups', () => {
     await again.send(BOB, 'an ordinary message')
     await until(() => bobGot.length === 1, 15_000, 'the ordinary message')
     expect(bobGot.map((m) => [m.from, m.text])).toEqual([['+14155550175', 'an ordinary message']])
-    expect(bobErrors.map((e) => e.code)).toEqual(['UNSUPPORTED'])
+    expect(bobErrors.map((e) => e.code)).toEqual(['DECRYPT_FAILED'])
     await again.close()
   })
 })

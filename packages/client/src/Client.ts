@@ -15,6 +15,7 @@ import { Conversations } from './engine/conversations.js'
 import { Delivery } from './engine/delivery.js'
 import { Devices } from './engine/devices.js'
 import { DEFAULT_DISCOVERY_TTL_MS, Discovery } from './engine/discovery.js'
+import { Groups } from './engine/groups.js'
 import { Inbox } from './engine/inbox.js'
 import { get, K } from './engine/keyspace.js'
 import { createLinks } from './engine/links.js'
@@ -31,8 +32,11 @@ import type {
   ConfirmOptions,
   Conversation,
   ConversationPage,
+  CreateGroupOptions,
   DeviceInfo,
   DiscoveryResult,
+  GroupInfo,
+  GroupSendResult,
   HistoryPageOptions,
   IncomingMessage,
   LinkCodeOptions,
@@ -86,6 +90,7 @@ export class ParleyClient {
   readonly #contacts: Contacts
   readonly #discovery: Discovery
   readonly #activation: Activator
+  readonly #groups: Groups
 
   private constructor(options: ParleyClientOptions) {
     if (typeof options !== 'object' || options === null) throw new TypeError('options are required')
@@ -173,7 +178,10 @@ export class ParleyClient {
     const delivery = new Delivery(engine, session, contacts, devices, conversations)
     const ttl = options.discoveryTtlMs ?? DEFAULT_DISCOVERY_TTL_MS
     const outbox = new Outbox(engine, delivery, discovery, sms, ttl, conversations)
-    this.#inbox = new Inbox(engine, session, contacts, discovery, prekeys, devices, conversations)
+    const groups = new Groups(engine, discovery, devices, conversations, sms?.send)
+    groups.enqueue = (build) => outbox.enqueue(build)
+    this.#groups = groups
+    this.#inbox = new Inbox(engine, session, contacts, discovery, prekeys, devices, conversations, groups)
     this.#conversations = conversations
     this.#attachments = new Attachments(engine, options.relayUrl, undefined, options.streamUploads ?? true)
     conversations.sendControl = (address, number, body) => outbox.queueControl(address, number, body)
@@ -388,6 +396,121 @@ export class ParleyClient {
   async send(to: string, text: string, options: SendOptions = {}): Promise<SendResult> {
     this.#engine.checkOpen()
     return this.#outbox.send(to, text, options)
+  }
+
+  // ───────────────────────────── groups ─────────────────────────────
+
+  /**
+   * Creates an end-to-end encrypted group with this account as its admin (docs/architecture.md §6.10). Its
+   * state — id, name, members, admins — is sent to each member over the pairwise session and lives only on
+   * members' devices; the relay never learns it. Members not on Parley are reached through `smsFallback`.
+   * @param options - `name`, and the other members' numbers
+   * @returns the group
+   * @throws ParleyError `NOT_FOUND` when a member is not on Parley and there is no `smsFallback`,
+   *   `INVALID_NUMBER`; RangeError over 1,000 members or a name over 256 UTF-8 bytes
+   * @example const group = await parley.createGroup({ name: 'Hikers', members: ['+1 415 555 0101'] })
+   */
+  async createGroup(options: CreateGroupOptions): Promise<GroupInfo> {
+    this.#engine.checkOpen()
+    return this.#groups.create(options)
+  }
+
+  /**
+   * The groups this device holds (those it left, or was removed from, included, with `left` set).
+   * @example for (const g of await parley.groups()) console.log(g.name, g.members.length)
+   */
+  async groups(): Promise<GroupInfo[]> {
+    this.#engine.checkOpen()
+    return this.#groups.list()
+  }
+
+  /**
+   * One group by its id, or null when this device holds no such group.
+   * @param groupId - the group's id (64 hex digits)
+   */
+  async group(groupId: string): Promise<GroupInfo | null> {
+    this.#engine.checkOpen()
+    return this.#groups.get(groupId)
+  }
+
+  /**
+   * Sends a text to a group: encrypted once under this device's sender key, then sealed for every member device
+   * and sent in one request per up to 100 members; members not on Parley get it through `smsFallback` (with the
+   * group named in its context), never uploaded. Queued durably like {@link ParleyClient.send}.
+   * @param groupId - the group's id
+   * @param text - the message (at most 64 KiB of UTF-8)
+   * @param options - `replyTo`: the id of a message it quotes
+   * @returns the message id and each member's route
+   * @throws ParleyError `NOT_FOUND` (no such group), `FORBIDDEN` (no longer a member), `TOO_LARGE`
+   * @example await parley.sendGroup(group.id, 'on my way')
+   */
+  async sendGroup(
+    groupId: string,
+    text: string,
+    options: { replyTo?: string } = {},
+  ): Promise<GroupSendResult> {
+    this.#engine.checkOpen()
+    return this.#groups.send(groupId, text, options)
+  }
+
+  /**
+   * Adds members to a group (admins only). They receive the group's state; each member's next message gives them
+   * its sender key, so they read what is sent from then on, never what was sent before.
+   * @param groupId - the group's id
+   * @param numbers - the new members' numbers
+   * @throws ParleyError `FORBIDDEN` for a member who is not an admin, `NOT_FOUND` (no such group, or a number
+   *   not on Parley without `smsFallback`)
+   */
+  async addGroupMembers(groupId: string, numbers: readonly string[]): Promise<GroupInfo> {
+    this.#engine.checkOpen()
+    return this.#groups.change(groupId, await this.#groups.addOp(numbers))
+  }
+
+  /**
+   * Removes members from a group (admins only). Every remaining member device starts a new sender key on its
+   * next send, given only to those left: the removed members cannot read anything sent after they learn of it.
+   * @param groupId - the group's id
+   * @param numbers - the members' numbers
+   * @throws ParleyError `FORBIDDEN` for a member who is not an admin, `NOT_FOUND` for a number not in the group
+   */
+  async removeGroupMembers(groupId: string, numbers: readonly string[]): Promise<GroupInfo> {
+    this.#engine.checkOpen()
+    return this.#groups.change(groupId, { remove: await this.#groups.memberKeys(groupId, numbers) })
+  }
+
+  /**
+   * Makes a member an admin, or no longer one (admins only; a group keeps at least one admin).
+   * @param groupId - the group's id
+   * @param number - the member's number
+   * @param admin - true to promote, false to demote
+   */
+  async setGroupAdmin(groupId: string, number: string, admin: boolean): Promise<GroupInfo> {
+    this.#engine.checkOpen()
+    if (typeof admin !== 'boolean') throw new TypeError('admin must be a boolean')
+    const [address] = await this.#groups.memberKeys(groupId, [number])
+    if (address!.startsWith('sms:'))
+      throw new ParleyError('INVALID_STATE', 'an SMS member cannot be an admin')
+    return this.#groups.change(groupId, { admin: { address: address!, admin } })
+  }
+
+  /**
+   * Renames a group (admins only).
+   * @param groupId - the group's id
+   * @param name - the new name (at most 256 UTF-8 bytes)
+   */
+  async renameGroup(groupId: string, name: string): Promise<GroupInfo> {
+    this.#engine.checkOpen()
+    return this.#groups.change(groupId, { rename: name })
+  }
+
+  /**
+   * Leaves a group: the other members are told, and this device forgets the group's keys. A last admin who
+   * leaves hands the group to the first remaining member.
+   * @param groupId - the group's id
+   */
+  async leaveGroup(groupId: string): Promise<GroupInfo> {
+    this.#engine.checkOpen()
+    return this.#groups.change(groupId, 'leave')
   }
 
   /**
@@ -683,6 +806,12 @@ export class ParleyClient {
      * indicator, or came outside a session this device had answered: shown nothing, changed nothing.
      */
     ephemeralRefused: number
+    /**
+     * Group messages and changes refused: a change by a member who is not an admin (or names another author), a
+     * message under a key this device was not given, or from someone not in the group, or of a group this
+     * account is not in.
+     */
+    groupRefused: number
   }> {
     return { ...this.#engine.stats }
   }

@@ -9,7 +9,13 @@ import type { Store } from './Store.js'
 import type { Transport } from './Transport.js'
 
 /** Sends a text by the carrier's SMS when the recipient is not on Parley. The text is never uploaded. */
-export type SmsFallback = (to: string, text: string) => void | Promise<void>
+export type SmsFallback = (to: string, text: string, context?: SmsContext) => void | Promise<void>
+
+/** What an {@link SmsFallback} is told beside the text: set for a group message to a member not on Parley. */
+export interface SmsContext {
+  /** The group the text was sent to, as a group MMS would name it. */
+  group?: { id: string; name: string }
+}
 
 /**
  * An {@link SmsFallback} that also takes over when IP fails: a message to a Parley contact that the relay has not
@@ -201,6 +207,8 @@ export interface IncomingMessage {
   replyTo?: string
   /** Its attachment, if any ({@link ParleyClient.downloadAttachment} fetches the file). */
   attachment?: AttachmentInfo
+  /** A group message: the group's id (see {@link ParleyClient.group}). */
+  group?: string
 }
 
 /** One device of an account, as its device list (signed by the account identity) names it. */
@@ -360,8 +368,10 @@ export interface Conversation {
   id: string
   /** The peer's number when known. */
   number: string | null
-  /** The peer's address (hex); null for a number reached only by SMS. */
+  /** The peer's address (hex); null for a number reached only by SMS, and for a group. */
   address: string | null
+  /** A group's conversation: the group's id (see {@link ParleyClient.group}). */
+  group?: string
   /** Received messages not marked read. */
   unread: number
   /** When its newest message was sent or received. */
@@ -604,10 +614,69 @@ export interface ParleyEvents {
   /** A contact started or stopped typing (ephemeral: only while this device is online). */
   typing: TypingEvent
   /**
+   * A group this account is in was created, changed (members, admins, name) or left, by an admin's authenticated
+   * change or this account's own; also when this account was removed from it (`group.left`).
+   */
+  groupUpdated: GroupUpdatedEvent
+  /**
    * Something failed in the background (a message refused, a connection lost); never thrown. `FORBIDDEN` when the
    * relay refuses this account's login (its operator banned it): the client stops connecting instead of retrying,
    * its queued messages fail (`sendFailed`), and calls that need the relay reject with the same error, until the
    * client is created again (or `activate()` is called) and a login succeeds; the account stays on this device.
    */
   error: ParleyError
+}
+
+/** One member of a group. */
+export interface GroupMemberInfo {
+  /** The member's number (E.164), as the admin who added it stated it (or this device knows it). */
+  number: string | null
+  /** The member's account address (hex); null for a member not on Parley. */
+  address: string | null
+  /** Whether the member may change the group. */
+  admin: boolean
+  /** Whether the member is this account. */
+  self: boolean
+  /** How the group's messages reach it: end to end over Parley, or through the app's SMS hook. */
+  route: 'ip' | 'sms'
+}
+
+/** A group, as this device holds it (its state lives only on its members' devices, never on the relay). */
+export interface GroupInfo {
+  /** The group's id (64 hex digits). */
+  id: string
+  /** Its name. */
+  name: string
+  /** How many changes it has had (0 at creation). */
+  revision: number
+  /** Every member, this account included while it is one. */
+  members: GroupMemberInfo[]
+  /** Whether this account may change it. */
+  admin: boolean
+  /** This account is no longer a member (it left, or was removed): nothing more can be sent or read. */
+  left: boolean
+}
+
+/** Options of {@link ParleyClient.createGroup}. */
+export interface CreateGroupOptions {
+  /** The group's name (at most 256 UTF-8 bytes). */
+  name: string
+  /** The other members' numbers (any common format); those not on Parley are reached by SMS. */
+  members: readonly string[]
+}
+
+/** What {@link ParleyClient.sendGroup} did, member by member. */
+export interface GroupSendResult {
+  /** The message id (32 hex digits). */
+  id: string
+  /** Each other member and the route its copy took: queued over IP, or handed to the SMS hook. */
+  routes: { number: string | null; address: string | null; route: 'ip' | 'sms' }[]
+}
+
+/** A `groupUpdated` event. */
+export interface GroupUpdatedEvent {
+  /** The group as it is now. */
+  group: GroupInfo
+  /** The number of the member who changed it (null when not known, or for this device's own change). */
+  by: string | null
 }

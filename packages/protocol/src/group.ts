@@ -113,8 +113,8 @@ function checkUpdate(u: GroupUpdateFields): void {
     if (seen.has(key)) throw new TypeError('a member is listed twice')
     seen.add(key)
   }
-  if (u.members.length > 0 && !u.members.some((m) => m.admin))
-    throw new TypeError('a group with members needs an admin')
+  if (u.members.some((m) => m.address !== undefined) && !u.members.some((m) => m.admin))
+    throw new TypeError('a group with Parley members needs an admin')
 }
 
 /**
@@ -123,7 +123,7 @@ function checkUpdate(u: GroupUpdateFields): void {
  * @returns an encoded `GroupUpdate`, for `Content.groupUpdate`
  * @throws TypeError / RangeError for a bad id, author, parent or avatar key, a name over
  *   {@link MAX_GROUP_NAME_BYTES}, over {@link MAX_GROUP_MEMBERS} members, a member twice, a member with neither
- *   address nor number, an SMS admin, or members and no admin
+ *   address nor number, an SMS admin, or Parley members and no admin
  * @example const bytes = encodeGroupUpdate({ groupId, revision: 0, author: me, name: 'Hikers', members })
  */
 export function encodeGroupUpdate(update: GroupUpdateFields): Uint8Array {
@@ -202,11 +202,21 @@ function isLeaving(base: GroupUpdateFields, next: GroupUpdateFields, author: Uin
   if ((base.avatarKey === undefined) !== (next.avatarKey === undefined)) return false
   if (base.avatarKey !== undefined && !equalBytes(base.avatarKey, next.avatarKey!)) return false
   // A leaving last admin hands the group to the first member left: the one change beside its own leaving.
-  const handover = kept.length > 0 && !kept.some((m) => m.admin)
-  const expected = handover ? kept.map((m, i) => (i === 0 ? { ...m, admin: true } : m)) : kept
+  const expected = withAdmin(kept)
   const a = encodeMembers(expected)
   const b = encodeMembers(next.members)
   return a === b
+}
+
+/**
+ * Members after one left: unchanged while one of them is an admin, else with the first Parley member (in canonical
+ * order) made one — what a leaving last admin hands over, and all it may change besides its own leaving.
+ */
+export function withAdmin(members: readonly GroupMemberFields[]): GroupMemberFields[] {
+  const sorted = canonicalOrder(members)
+  if (sorted.some((m) => m.admin)) return sorted
+  const first = sorted.findIndex((m) => m.address !== undefined)
+  return sorted.map((m, i) => (i === first ? { ...m, admin: true } : m))
 }
 
 const encodeMembers = (members: readonly GroupMemberFields[]) =>

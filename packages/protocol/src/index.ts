@@ -162,6 +162,7 @@ export {
   judgeGroupUpdate,
   MAX_GROUP_MEMBERS,
   MAX_GROUP_NAME_BYTES,
+  withAdmin,
 } from './group.js'
 export type { IdentityKeyPair, RandomSource } from './identity.js'
 export { generateIdentity } from './identity.js'

@@ -27,6 +27,7 @@ export interface EngineStats {
   heldDropped: number
   unidentifiedSent: number
   ephemeralRefused: number
+  groupRefused: number
 }
 
 /** The state of one client, shared by its parts. */
@@ -46,6 +47,7 @@ export class Engine {
     heldDropped: 0,
     unidentifiedSent: 0,
     ephemeralRefused: 0,
+    groupRefused: 0,
   }
   #reportingError = false
   /** The async iterators of `messages()`: each gets every message shown, and null when the client closes. */

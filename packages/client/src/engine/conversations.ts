@@ -88,6 +88,14 @@ export function entryOfStored(
   }
 }
 
+/** The peer of a group's conversation: this, then the group id (hex). */
+export const GROUP_PEER = 'group:'
+
+/** Whether a conversation's peer is one Parley account (not a number reached by SMS, nor a group). */
+function isAccountPeer(peer: string): boolean {
+  return !peer.startsWith('sms:') && !peer.startsWith(GROUP_PEER)
+}
+
 /** How long after sending it a message may be edited or deleted for everyone (24 hours). */
 export const EDIT_WINDOW_MS = 24 * 3600_000
 /** Delivery receipts wait this long to go out together (one message for a burst of mail). */
@@ -265,8 +273,8 @@ export class Conversations {
         engine.store,
         K.conversation(key.slice(K.conversationMessage.prefix.length).split('/')[0]!),
       )
-      if (c === undefined || c.peer.startsWith('sms:'))
-        throw new ParleyError('INVALID_STATE', 'only a message of a Parley conversation')
+      if (c === undefined || !isAccountPeer(c.peer))
+        throw new ParleyError('INVALID_STATE', 'only a message of a one-to-one Parley conversation')
       if (!('reaction' in action)) {
         if (!m.outgoing || m.deleted === true) throw new ParleyError('FORBIDDEN', 'only your own messages')
         if (engine.clock.now() - m.sentAt > EDIT_WINDOW_MS)
@@ -440,7 +448,7 @@ export class Conversations {
     })
     // Read receipts to the peer (a Parley contact), unless they are off.
     const send = this.sendControl
-    if (this.#receipts.read && send !== null && done.read.length > 0 && !done.c.peer.startsWith('sms:')) {
+    if (this.#receipts.read && send !== null && done.read.length > 0 && isAccountPeer(done.c.peer)) {
       for (let i = 0; i < done.read.length; i += RECEIPT_MAX_IDS) {
         const messageIds = done.read.slice(i, i + RECEIPT_MAX_IDS)
         await send(fromHex(done.c.peer), done.c.number ?? '', { receipt: { kind: 'read', messageIds } })
@@ -602,7 +610,8 @@ function toConversation(c: ConversationRecord, last: ConversationMessage | null)
   return {
     id: c.id,
     number: c.number,
-    address: c.peer.startsWith('sms:') ? null : c.peer,
+    address: isAccountPeer(c.peer) ? c.peer : null,
+    ...(c.peer.startsWith(GROUP_PEER) ? { group: c.peer.slice(GROUP_PEER.length) } : {}),
     unread: c.unread,
     updatedAt: new Date(c.updatedAt),
     lastMessage: last,

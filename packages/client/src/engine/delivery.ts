@@ -2,7 +2,14 @@
 // from its prekey bundle when there is none), sealed with the current sender certificate, and sent by
 // unidentified delivery when the contact gave us its token, else on the authenticated connection. A moved
 // recipient is followed; a replaced recipient device gets a new session. Not exported.
-import { type ClientFrameInput, type Content, opensNumberCommitment, ParleyError } from '@parley/protocol'
+import {
+  type ClientFrameInput,
+  type Content,
+  opensNumberCommitment,
+  ParleyError,
+  type SealedMessage,
+  type ServerFrame,
+} from '@parley/protocol'
 import { fromHex, toHex } from '../internal/codec.js'
 import * as e2e from '../internal/e2e.js'
 import type { StoreWrite } from '../Store.js'
@@ -25,6 +32,18 @@ import {
   sessionRecord,
 } from './keyspace.js'
 import type { RelaySession } from './session.js'
+
+/** Most member accounts in one `MultiRecipientSend` (the relay takes up to --max-recipients-per-send, 500). */
+const GROUP_BATCH = 100
+
+/** One member account's part of a group message, as `MultiSend` carries it. */
+interface GroupSend {
+  recipientAddress: Uint8Array
+  messageId: Uint8Array
+  deviceListVersion: number
+  envelopes: { deviceId: number; envelope: Uint8Array }[]
+  deliveryToken?: Uint8Array
+}
 
 /** The unidentified connection is closed after this long without a send (the relay closes idle ones too). */
 const ANONYMOUS_IDLE_MS = 30_000
@@ -75,6 +94,10 @@ export class Delivery {
 
   /** {@link deliver}, which may throw {@link Gone}. */
   async #deliver(key: string, entry: OutboxRecord): Promise<void> {
+    if (entry.group !== undefined) {
+      await this.#deliverGroup(key, entry)
+      return
+    }
     if (
       entry.multi === undefined &&
       !ownOnly(entry, this.#engine.requireAccount()) &&
@@ -213,15 +236,8 @@ export class Delivery {
     address: Uint8Array,
   ): Promise<boolean> {
     const engine = this.#engine
-    const { clock, anonymous } = engine
-    if (this.#anonymousIdle !== null) clock.clearTimeout(this.#anonymousIdle)
-    this.#anonymousIdle = null
-    this.#anonymousInFlight++
-    anonymous.start()
     try {
-      await anonymous.waitOnline()
-      const frame = await anonymous.request(request)
-      expectBody(frame, 'messageAccepted')
+      expectBody(await this.#onAnonymous(request), 'messageAccepted')
       return true
     } catch (err) {
       const e = ParleyError.fromUnknown(err)
@@ -229,6 +245,26 @@ export class Delivery {
         await engine.store.write([del(K.peerToken(toHex(address)))])
         return false
       }
+      throw e
+    }
+  }
+
+  /**
+   * One request on the connection that never authenticates, opened for it and closed once idle (an open socket
+   * that never authenticates is what the relay closes anyway).
+   */
+  async #onAnonymous(request: ClientFrameInput): Promise<ServerFrame> {
+    const engine = this.#engine
+    const { clock, anonymous } = engine
+    if (this.#anonymousIdle !== null) clock.clearTimeout(this.#anonymousIdle)
+    this.#anonymousIdle = null
+    this.#anonymousInFlight++
+    anonymous.start()
+    try {
+      await anonymous.waitOnline()
+      return await anonymous.request(request)
+    } catch (err) {
+      const e = ParleyError.fromUnknown(err)
       // Not the main connection's trouble: retry on a timer (a reconnect of the main link may never come), and
       // never fall back to naming the sender just because this connection failed.
       if (e.code === 'UNAVAILABLE' || e.code === 'TIMEOUT' || e.code === 'CLOSED') {
@@ -239,7 +275,6 @@ export class Delivery {
       }
       throw e
     } finally {
-      // Closed once idle: an open socket that never authenticates is what the relay closes anyway.
       if (--this.#anonymousInFlight === 0 && !engine.closed) {
         this.#anonymousIdle = clock.setTimeout(() => {
           this.#anonymousIdle = null
@@ -256,7 +291,7 @@ export class Delivery {
   async #seal(
     account: AccountRecord,
     recipientIdentityKey: Uint8Array,
-    message: CopyRecord['message'],
+    message: SealedMessage,
   ): Promise<Uint8Array> {
     const { bytes, cert } = await this.#session.senderCertificate(account)
     const salt = account.numberSalt
@@ -351,6 +386,161 @@ export class Delivery {
     if (identityChanged) this.#contacts.emitIdentityChanged(entry.to, entry.address, session.identityKey)
     return updated
   }
+  // ───────────────────────────── groups ─────────────────────────────
+
+  /**
+   * A group message (docs/architecture.md §6.10): the one `SenderKeyMessage` sealed for every device of every
+   * member account, sent in `MultiRecipientSend` requests on the connection that never authenticates for the
+   * members whose delivery token this device has, and one `MultiSend` each on the authenticated one for the rest
+   * (and for this account's other devices). Each member gets its own random message id, so the rows the relay
+   * stores share nothing but their time. Members done are persisted after each request, so a retry after a crash
+   * or a lost connection sends only to the others; a member whose list changed (STALE_DEVICES) is sent to again
+   * with its new list, and one refused for good (gone, a full mailbox) is reported and dropped from this message.
+   */
+  async #deliverGroup(key: string, entry: OutboxRecord): Promise<void> {
+    const engine = this.#engine
+    let g = entry.group!
+    const save = async (writes: StoreWrite[] = []) => {
+      entry = { ...entry, group: g }
+      await engine.store.write([putAt(K.outbox, key, entry), ...writes])
+    }
+    await this.#claim(key, entry)
+    const refused: ParleyError[] = []
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const pending = g.to.filter((hex) => !g.done.includes(hex))
+      if (pending.length === 0) break
+      const anonymousBatch: { hex: string; send: GroupSend }[] = []
+      const named: { hex: string; send: GroupSend }[] = []
+      for (const hex of pending) {
+        const send = await this.#groupCopies(fromHex(hex), g.message)
+        if (send === null) {
+          // No device key known for the member (nothing ever went to it): it cannot be sealed for.
+          g = { ...g, done: [...g.done, hex] }
+          refused.push(new ParleyError('NOT_FOUND', 'a group member has no known devices'))
+          continue
+        }
+        const token = await get(engine.store, K.peerToken(hex))
+        if (token !== undefined) anonymousBatch.push({ hex, send: { ...send, deliveryToken: token } })
+        else named.push({ hex, send })
+      }
+      const outcome = async (hex: string, error: ParleyError | null) => {
+        if (error === null) {
+          g = { ...g, done: [...g.done, hex] }
+          return
+        }
+        if (error.code === 'STALE_DEVICES') {
+          await this.#devices.refresh(fromHex(hex))
+          return
+        }
+        if (error.code === 'FORBIDDEN') {
+          // The token was rotated or the member re-activated: the next attempt names this device instead.
+          await engine.store.write([del(K.peerToken(hex))])
+          return
+        }
+        if (error.code === 'RATE_LIMITED' || error.code === 'UNAVAILABLE' || error.code === 'TIMEOUT')
+          throw error
+        g = { ...g, done: [...g.done, hex] }
+        refused.push(error)
+      }
+      // Requests of at most GROUP_BATCH recipients and about half a frame.
+      let batch: { hex: string; send: GroupSend }[] = []
+      let bytes = 0
+      const flush = async () => {
+        if (batch.length === 0) return
+        const sent = batch
+        batch = []
+        bytes = 0
+        const answer = expectBody(
+          await this.#onAnonymous({ multiRecipientSend: { recipients: sent.map((b) => b.send) } }),
+          'multiRecipientAccepted',
+        )
+        for (let i = 0; i < sent.length; i++) {
+          const error = answer.outcomes[i]?.error
+          await outcome(sent[i]!.hex, error ? e2e.wireError(error) : null)
+        }
+        engine.stats.unidentifiedSent += sent.length
+        await save()
+      }
+      for (const b of anonymousBatch) {
+        const size = b.send.envelopes.reduce((n, e) => n + e.envelope.length + 64, 64)
+        if (batch.length >= GROUP_BATCH || bytes + size > engine.anonymous.maxFrameBytes / 2) await flush()
+        batch.push(b)
+        bytes += size
+      }
+      await flush()
+      for (const n of named) {
+        try {
+          expectBody(await engine.link.request({ multiSend: n.send }), 'messageAccepted')
+          await outcome(n.hex, null)
+        } catch (err) {
+          await outcome(n.hex, ParleyError.fromUnknown(err))
+        }
+        await save()
+      }
+    }
+    // This account's other devices: their copies on the authenticated connection (as sent transcripts go).
+    const account = engine.requireAccount()
+    if (g.ownDone !== true && this.#devices.ownOthers().length > 0) {
+      const list = account.devices
+      const envelopes = await Promise.all(
+        targetsOf(list, account)
+          .filter((t) => t.deviceKey !== undefined)
+          .map(async (t) => ({
+            deviceId: t.deviceId,
+            envelope: await this.#seal(account, t.deviceKey!, { kind: 'senderKey', body: g.message }),
+          })),
+      )
+      if (envelopes.length > 0) {
+        await engine.link
+          .request({
+            multiSend: {
+              recipientAddress: account.address,
+              messageId: engine.random(16),
+              deviceListVersion: list?.version ?? 0,
+              envelopes,
+            },
+          })
+          .catch((err: unknown) => refused.push(ParleyError.fromUnknown(err)))
+      }
+      g = { ...g, ownDone: true }
+    }
+    const left = g.to.filter((hex) => !g.done.includes(hex))
+    if (left.length > 0) {
+      await save()
+      throw new ParleyError('UNAVAILABLE', 'some group members were not reached yet', { retryAfterMs: 2000 })
+    }
+    await engine.store.write([del(key), ...(await this.#conversations.setState(entry.id, 'sent'))])
+    engine.sending.delete(entry.id)
+    engine.events.emit('delivered', { id: entry.id, to: entry.to })
+    for (const e of refused) engine.emitRecoverable(e)
+  }
+
+  /**
+   * One member account's part of a group message: the message sealed for each device of its verified list (the
+   * primary of an account with no list under the identity pinned for it). Null when no device key is known.
+   */
+  async #groupCopies(address: Uint8Array, message: Uint8Array): Promise<GroupSend | null> {
+    const engine = this.#engine
+    const account = engine.requireAccount()
+    const list = (await this.#devices.cached(address)) ?? (await this.#devices.refresh(address))
+    const pinned = await get(engine.store, K.identity(toHex(address)))
+    const targets = targetsOf(list, null)
+    const keyed = targets.map((t) => ({ t, key: t.deviceKey ?? (t.primary ? pinned : undefined) }))
+    if (keyed.length === 0 || keyed.some((k) => k.key === undefined)) return null
+    const envelopes = await Promise.all(
+      keyed.map(async ({ t, key }) => ({
+        deviceId: t.deviceId,
+        envelope: await this.#seal(account, key!, { kind: 'senderKey', body: message }),
+      })),
+    )
+    return {
+      recipientAddress: address,
+      messageId: engine.random(16),
+      deviceListVersion: list.devices.length ? list.version : 0,
+      envelopes,
+    }
+  }
+
   // ───────────────────────────── several devices ─────────────────────────────
 
   /**
@@ -387,6 +577,7 @@ export class Delivery {
     // or a typing indicator.
     const transcript =
       !(entry.notice === true && !ownOnly(entry, account)) &&
+      !(entry.groupControl !== undefined && !ownOnly(entry, account)) &&
       !('receipt' in (entry.body ?? {})) &&
       !isTyping(entry)
     if (this.#devices.ownOthers().length > 0 && transcript) {
@@ -599,7 +790,10 @@ export class Delivery {
 
 /** Whether the entry goes to this account's other devices alone: a history chunk, or its own number-change notice. */
 function ownOnly(entry: OutboxRecord, account: AccountRecord): boolean {
-  return entry.history !== undefined || (entry.notice === true && e2e.equal(entry.address, account.address))
+  return (
+    entry.history !== undefined ||
+    ((entry.notice === true || entry.groupControl !== undefined) && e2e.equal(entry.address, account.address))
+  )
 }
 
 /**
@@ -615,6 +809,12 @@ function contentOf(
 ): Content {
   const head = { messageId: fromHex(entry.id), sentAtMs: entry.sentAt }
   if (entry.history !== undefined) return { ...head, history: entry.history }
+  const group = entry.groupControl
+  if (group !== undefined) {
+    const token = own || account.deliveryTokenSet !== true ? {} : { deliveryToken: account.deliveryToken! }
+    if (group.update !== undefined) return { ...head, groupUpdate: group.update, ...token }
+    return { ...head, groupKey: group.key!, ...token }
+  }
   if (entry.notice === true) {
     const notice = account.addressChange?.notice
     if (notice === undefined) throw new ParleyError('INVALID_STATE', 'no number-change notice to send')
@@ -691,7 +891,11 @@ function noTyping(why: string): ParleyError {
 
 /** Whether an entry is not the app's message but a control message (a notice, reaction, edit, deletion, receipt). */
 export function isControl(entry: OutboxRecord): boolean {
-  return entry.notice === true || (entry.body !== undefined && !('attachment' in entry.body))
+  return (
+    entry.notice === true ||
+    entry.groupControl !== undefined ||
+    (entry.body !== undefined && !('attachment' in entry.body))
+  )
 }
 
 /** The entry left the outbox while it was being sent (the SMS fallback took it). */

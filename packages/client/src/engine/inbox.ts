@@ -20,6 +20,7 @@ import type { Engine } from './context.js'
 import { attachmentInfo, type Conversations, entryOfStored } from './conversations.js'
 import { accountIdentity, type Devices } from './devices.js'
 import type { Discovery } from './discovery.js'
+import type { Groups } from './groups.js'
 import {
   type AccountRecord,
   ADDRESS_CHANGE_CARRY_MS,
@@ -59,6 +60,7 @@ export class Inbox {
   #ackTimer: unknown = null
 
   readonly #conversations: Conversations
+  readonly #groups: Groups
 
   constructor(
     engine: Engine,
@@ -68,7 +70,9 @@ export class Inbox {
     prekeys: Prekeys,
     devices: Devices,
     conversations: Conversations,
+    groups: Groups,
   ) {
+    this.#groups = groups
     this.#conversations = conversations
     this.#devices = devices
     this.#engine = engine
@@ -307,6 +311,18 @@ export class Inbox {
       await this.#hold(senderHex, opened, envelope, receivedAtMs)
       return ack()
     }
+    if (opened.message.kind === 'senderKey') {
+      // A group message: opened with the sender device's chain, no pairwise session involved.
+      const got = await this.#groups.receiveMessage(opened, { receivedAtMs, seq })
+      if (got.writes.length > 0) await store.write(got.writes)
+      if (got.message === undefined) return ack()
+      const incoming = toIncoming(got.message)
+      engine.events.emit('message', incoming)
+      for (const push of engine.iterators) push(incoming)
+      ack()
+      return true
+    }
+    const session = opened as e2e.OpenedSession
     const slot = linkedSender ? K.deviceSession(senderHex, opened.senderDeviceId) : K.session(senderHex)
     const existing = (await get(store, slot)) ?? null
     const writes: StoreWrite[] = []
@@ -316,7 +332,7 @@ export class Inbox {
         ours: account,
         current: existing === null ? null : existing.state,
         previous: existing?.previous ?? [],
-        opened,
+        opened: session,
         loadPrekey: async (kind, id) => store.get(K.prekey(kind, id).key),
         replayed: async (spk, baseKey) => (await store.get(K.replay(spk, toHex(baseKey)).key)) !== undefined,
         env: engine,
@@ -404,6 +420,38 @@ export class Inbox {
       }
       ack()
       return false
+    }
+    if (content.groupUpdate !== undefined || content.groupKey !== undefined) {
+      // A group's state or a member device's sender key: control messages, never shown.
+      consumed()
+      writes.push(put(slot, record), put(K.seen(idHex), receivedAtMs))
+      if (content.deliveryToken && !own) writes.push(put(K.peerToken(senderHex), content.deliveryToken))
+      // The identity that sealed it is what this device's group messages to the sender are sealed for.
+      if (!linkedSender && !own && pinned === undefined)
+        writes.push(put(K.identity(senderHex), opened.senderIdentityKey))
+      const emit =
+        content.groupUpdate !== undefined
+          ? await this.#groups.receiveUpdate(opened.senderAddress, content.groupUpdate, writes)
+          : await this.#groups.receiveKey(
+              {
+                address: opened.senderAddress,
+                deviceId: opened.senderDeviceId,
+                identityKey: opened.senderIdentityKey,
+              },
+              content.groupKey!,
+              writes,
+            )
+      await store.write(writes)
+      emit?.()
+      ack()
+      return false
+    }
+    if (content.groupId !== undefined) {
+      // A group's text goes under its sender key, never in a pairwise session: refused, the session step kept.
+      await store.write([put(slot, record), put(K.seen(idHex), receivedAtMs)])
+      engine.stats.groupRefused++
+      engine.emitError(new ParleyError('BAD_REQUEST', 'a group message sent in a pairwise session'))
+      return ack()
     }
     const identityChanged =
       !linkedSender && !own && (await this.#contacts.identityChanged(senderHex, opened.senderIdentityKey))
@@ -596,5 +644,6 @@ function toIncoming(m: StoredMessage): IncomingMessage {
     ...(m.unsupported ? { unsupported: true } : {}),
     ...(m.replyTo === undefined ? {} : { replyTo: m.replyTo }),
     ...(m.attachment === undefined ? {} : { attachment: attachmentInfo(m.attachment) }),
+    ...(m.group === undefined ? {} : { group: m.group }),
   }
 }

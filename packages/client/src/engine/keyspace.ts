@@ -165,6 +165,13 @@ export interface OutboxRecord {
   replyTo?: string
   /** The session message once encrypted; a retry reseals (with a current certificate) the same message. */
   message?: { kind: 'prekey' | 'ratchet'; body: Uint8Array }
+  /** A group message (engine/groups.ts): encrypted once, then sealed for every member device. */
+  group?: GroupSendRecord
+  /**
+   * Instead of `text`, to one member account of a group (engine/groups.ts): the group's new state (an encoded
+   * `GroupUpdate`) or this device's sender key for it (an encoded `GroupKey`). A control message, like `body`.
+   */
+  groupControl?: { groupId: string; update?: Uint8Array; key?: Uint8Array }
   /** The recipient device's identity key the message was encrypted for. */
   recipientIdentityKey?: Uint8Array
   deviceId?: number
@@ -207,6 +214,65 @@ export type OutgoingBody =
   /** A typing indicator: sent ephemeral (never stored by the relay), dropped rather than retried. */
   | { typing: boolean }
 
+/** The group part of an outbox entry: the one `SenderKeyMessage`, and the member accounts it goes to. */
+export interface GroupSendRecord {
+  /** The group id (hex). */
+  id: string
+  /** The encoded `SenderKeyMessage`, the same for every member device. */
+  message: Uint8Array
+  /** The member accounts (address hex) to send to: every Parley member but this account. */
+  to: string[]
+  /** Those whose mailboxes took it (or refused it for good) so far. */
+  done: string[]
+  /** Whether this account's other devices have their copies. */
+  ownDone?: true
+}
+
+/** A group as this device holds it (engine/groups.ts). */
+export interface GroupRecord {
+  /** The group id (hex). */
+  id: string
+  /** The encoded `GroupUpdate` in force. */
+  current: Uint8Array
+  /** The one it replaced, to judge a concurrent change built on it. */
+  previous?: Uint8Array
+  /** This account's own change not yet known to have won (re-applied on top if a concurrent one beat it). */
+  mine?: GroupChangeRecord
+}
+
+/** A change this account made to a group, as an operation that can be applied again to a newer state. */
+export type GroupChangeRecord =
+  | { add: { address?: string; e164: string }[] }
+  | { remove: string[] }
+  | { admin: { address: string; admin: boolean } }
+  | { rename: string }
+
+/** This device's own sender key chain for a group. */
+export interface OwnSenderKeyRecord {
+  distributionId: Uint8Array
+  iteration: number
+  chainKey: Uint8Array
+  signingKey: Uint8Array
+  signingSecret: Uint8Array
+  /** The member accounts (address hex) given this chain, with the device list version they had then. */
+  sentTo: Record<string, number>
+  /** A member was removed since this chain began: the next send starts a new one. */
+  rekey?: true
+}
+
+/** Another device's sender key chain for a group, as it gave it to this device over their pairwise session. */
+export interface PeerSenderKeyRecord {
+  /** The group id (hex). */
+  groupId: string
+  /** The identity key of the device that gave it: only that device's messages open with it. */
+  identityKey: Uint8Array
+  distributionId: Uint8Array
+  iteration: number
+  chainKey: Uint8Array
+  signingKey: Uint8Array
+  skipped: { iteration: number; messageKey: Uint8Array }[]
+}
+
 /** One device's copy of a multi-device message: the session message made for it and the key it is for. */
 export interface CopyRecord {
   deviceId: number
@@ -238,13 +304,15 @@ export interface StoredMessage {
   replyTo?: string
   /** An attachment (the text is its caption). */
   attachment?: AttachmentRecord
+  /** A group message: the group's id (hex). */
+  group?: string
 }
 
 /** A conversation (engine/conversations.ts): one per peer. */
 export interface ConversationRecord {
   /** 32 hex digits, random, chosen when the first message arrived or was sent. */
   id: string
-  /** A Parley account's address (hex), or `sms:` + E.164 for a number reached only by SMS. */
+  /** A Parley account's address (hex), `sms:` + E.164 for a number reached only by SMS, or `group:` + its id. */
   peer: string
   /** The peer's number when known. */
   number: string | null
@@ -393,6 +461,17 @@ export const K = {
   /** The last identity key seen for a contact, kept even when the session is dropped. */
   identity: family('identity/', bytes, (addressHex: string) => addressHex),
   outbox: family('outbox/', json<OutboxRecord>(), (seq: number) => pad(seq)),
+  /** The groups this account is (or was) a member of. */
+  group: family('group/state/', json<GroupRecord>(), (idHex: string) => idHex),
+  /** This device's own sender key for a group. */
+  groupOwnKey: family('group/own-key/', json<OwnSenderKeyRecord>(), (idHex: string) => idHex),
+  /** Other devices' sender keys: by sender address, device and chain. */
+  groupPeerKey: family(
+    'group/peer-key/',
+    json<PeerSenderKeyRecord>(),
+    (addressHex: string, deviceId: number, distributionIdHex: string) =>
+      `${addressHex}/${pad(deviceId)}/${distributionIdHex}`,
+  ),
   /** Sends waiting for the client to be online to look their number up (in sending order). */
   unresolved: family('unresolved/', json<UnresolvedSendRecord>(), (seq: number) => pad(seq)),
   /** Message ids already delivered (the inbox's dedupe): when, received. */

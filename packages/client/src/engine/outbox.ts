@@ -348,6 +348,20 @@ export class Outbox {
   }
 
   /**
+   * Queues entries built by `build` (which numbers them with `nextSeq`, in order) in one write with whatever else
+   * it returns, in the serial queue: the group messages and changes of engine/groups.ts.
+   */
+  async enqueue(build: (nextSeq: () => number) => Promise<StoreWrite[]>): Promise<void> {
+    const engine = this.#engine
+    engine.requireAccount()
+    await engine.serial.run(async () => {
+      const writes = await build(() => ++this.#outboxSeq)
+      await engine.store.write(writes)
+    })
+    this.kick()
+  }
+
+  /**
    * Queues a typing indicator for the contact at `address`, sent ephemeral (the relay stores it nowhere). Only
    * online, and only in a session the contact has answered: resolves false, queuing nothing, otherwise. One
    * that cannot go at once is dropped, never retried: after {@link TYPING_TTL_MS} it means nothing.
@@ -561,7 +575,7 @@ export class Outbox {
       const next = queue.shift()
       if (next === undefined) {
         const all = await store.list(K.outbox.prefix)
-        queue = all.filter((e) => !started.has(e.key))
+        queue = withoutBlockedGroups(all).filter((e) => !started.has(e.key))
         passedOver = new Set()
         if (this.#deferred.size > 0 || probing.size > 0) {
           queue = queue.filter((e) => !waits(recipientOf(e)))
@@ -697,10 +711,28 @@ function outgoing(
   return { peer, number, message: { id, outgoing: true, from, text, sentAt, receivedAt: null, state, seq } }
 }
 
+/**
+ * The outbox without the group messages that must wait: one goes only once every sender key queued before it has
+ * been taken by the relay (is gone from the outbox), so that each member's mailbox holds the key before the message.
+ */
+function withoutBlockedGroups<E extends { key: string; value: Uint8Array }>(all: E[]): E[] {
+  let keys = false
+  const out: E[] = []
+  for (const e of all) {
+    const entry = decodeEntry(K.outbox, e)
+    if (entry.group !== undefined && keys) continue
+    if (entry.groupControl?.key !== undefined) keys = true
+    out.push(e)
+  }
+  return out
+}
+
 /** Whether a queued entry may go by SMS: the app's message to a contact (not a notice or history, nor our own). */
 function smsEligible(entry: OutboxRecord): boolean {
   return (
     entry.body === undefined &&
+    entry.group === undefined &&
+    entry.groupControl === undefined &&
     entry.history === undefined &&
     entry.to !== '' &&
     entry.multi?.recipientDone !== true

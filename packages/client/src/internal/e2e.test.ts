@@ -89,7 +89,7 @@ function firstMessage(from: ReturnType<typeof device>, to: ReturnType<typeof dev
     number: undefined,
     env,
   })
-  return e2e.open(to.ours.identity, envelope, trustRoot, NOW, env)
+  return e2e.open(to.ours.identity, envelope, trustRoot, NOW, env) as e2e.OpenedSession
 }
 
 describe('engine end-to-end layer', () => {

@@ -15,6 +15,7 @@ import {
   parleyErrorFromWire,
   prekeyBundleFromWire,
   safetyNumber as protocolSafetyNumber,
+  type SealedMessage,
   type ServerBodyOf,
   Session,
   sealEnvelope,
@@ -59,8 +60,12 @@ export interface Opened {
   senderNumber: string | undefined
   /** An address-change notice the sender carried (not yet verified: `Contacts.followNumberChange` does). */
   addressChange: Uint8Array | undefined
-  message: CiphertextMessage
+  /** A session message, or (kind `senderKey`) a group message for engine/groups.ts. */
+  message: SealedMessage
 }
+
+/** An opened envelope that carries a session message (what {@link decrypt} takes). */
+export type OpenedSession = Opened & { message: CiphertextMessage }
 
 export interface DecryptedContent {
   messageId: Uint8Array
@@ -89,6 +94,12 @@ export interface DecryptedContent {
   replyTo?: string
   /** An attachment (then `text` is its caption). */
   attachment?: AttachmentRecord
+  /** A group's new state (an encoded `GroupUpdate`): a control message. */
+  groupUpdate?: Uint8Array
+  /** A member device's sender key for a group (an encoded `GroupKey`): a control message. */
+  groupKey?: Uint8Array
+  /** In a group message: the group's id (hex). */
+  groupId?: string
 }
 
 function toDecrypted(c: ReturnType<typeof decodeContent>): DecryptedContent {
@@ -116,6 +127,8 @@ function toDecrypted(c: ReturnType<typeof decodeContent>): DecryptedContent {
     c.data !== undefined ||
     c.history !== undefined ||
     c.addressChange !== undefined ||
+    c.groupUpdate !== undefined ||
+    c.groupKey !== undefined ||
     action !== undefined
   const typing = c.typing
   return {
@@ -133,6 +146,9 @@ function toDecrypted(c: ReturnType<typeof decodeContent>): DecryptedContent {
     ...(c.deliveryToken ? { deliveryToken: c.deliveryToken } : {}),
     ...(c.transcriptTo ? { transcriptTo: c.transcriptTo } : {}),
     ...(c.history ? { history: c.history } : {}),
+    ...(c.groupUpdate ? { groupUpdate: c.groupUpdate } : {}),
+    ...(c.groupKey ? { groupKey: c.groupKey } : {}),
+    ...(c.groupId ? { groupId: toHexString(c.groupId) } : {}),
     ...(c.addressChange ? { addressChange: c.addressChange } : {}),
     ...(c.accountNumber ? { accountNumber: { e164: c.accountNumber.e164, salt: c.accountNumber.salt } } : {}),
   }
@@ -290,7 +306,7 @@ export function encrypt(args: { session: Uint8Array; content: Content; env: Env 
 export function seal(args: {
   ours: Ours
   recipientIdentityKey: Uint8Array
-  message: CiphertextMessage
+  message: SealedMessage
   certificate: Uint8Array
   number: { e164: string; salt: Uint8Array } | undefined
   /** The account's address-change notice, carried for a while after a number change. */
@@ -328,10 +344,6 @@ export function open(
     receivedAtMs,
     crypto: env.crypto,
   })
-  // A group message (under a sender key): refused whole, before any session or state is touched.
-  if (message.kind === 'senderKey') {
-    throw new ParleyError('UNSUPPORTED', 'a group message: this version of the SDK has no groups yet')
-  }
   return {
     senderAddress: sender.address,
     senderDeviceId: sender.deviceId,
@@ -358,7 +370,7 @@ export async function decrypt(args: {
   ours: Ours
   current: Uint8Array | null
   previous: readonly Uint8Array[]
-  opened: Opened
+  opened: OpenedSession
   loadPrekey: (kind: PrekeyKind, id: number) => Promise<Uint8Array | undefined>
   /** Whether a first message with this base key under this signed prekey was already accepted. */
   replayed: (signedPrekeyId: number, baseKey: Uint8Array) => Promise<boolean>
@@ -433,6 +445,11 @@ export async function decrypt(args: {
     consumedKemPrekeys: kemIsLastResort ? [] : [result.consumed.kemPrekeyId],
     replayKey: { signedPrekeyId: info.signedPrekeyId, baseKey: info.baseKey },
   }
+}
+
+/** The content of a group message's plaintext (opened by `senderKeyDecrypt`). */
+export function groupContent(plaintext: Uint8Array): DecryptedContent {
+  return toDecrypted(decodeContent(plaintext))
 }
 
 /**

@@ -130,6 +130,7 @@ describe('pb (compact protobuf codec)', () => {
       padding: new Uint8Array(0),
       replyTo: new Uint8Array(0),
       fallbackText: '',
+      groupId: new Uint8Array(0),
     }
     const c = decodeMessage('Content', encodeMessage('Content', { sentAtMs: 0, text: '' }))
     expect(c).toEqual({ ...zeroContent, text: '' })

@@ -1,0 +1,655 @@
+// Groups (docs/architecture.md §6.10): the group's state lives only in members' stores, carried by
+// `GroupUpdate`s over pairwise sessions; each device has its own sender key chain per group, handed to every
+// other member device over the pairwise session before its first message on it; a group message is one
+// `SenderKeyMessage`, sealed per member device by the delivery (engine/delivery.ts). A removal makes every
+// remaining member's device start a new chain on its next send, given only to the members left. Not exported.
+import {
+  createSenderKey,
+  decodeGroupKey,
+  decodeGroupUpdate,
+  encodeContent,
+  encodeGroupKey,
+  encodeGroupUpdate,
+  type GroupMemberFields,
+  type GroupUpdateCandidate,
+  type GroupUpdateFields,
+  groupMember,
+  groupUpdateHash,
+  judgeGroupUpdate,
+  MAX_GROUP_MEMBERS,
+  openSenderKeyDistribution,
+  ParleyError,
+  peekSenderKeyMessage,
+  senderKeyDecrypt,
+  senderKeyDistribution,
+  senderKeyEncrypt,
+  withAdmin,
+} from '@parley/protocol'
+import { fromHex, toHex } from '../internal/codec.js'
+import * as e2e from '../internal/e2e.js'
+import type { StoreWrite } from '../Store.js'
+import type { CreateGroupOptions, GroupInfo, GroupSendResult, SmsFallback } from '../types.js'
+import type { Engine } from './context.js'
+import { type Conversations, GROUP_PEER } from './conversations.js'
+import type { Devices } from './devices.js'
+import type { Discovery } from './discovery.js'
+import {
+  contactRecord,
+  del,
+  type GroupChangeRecord,
+  type GroupRecord,
+  get,
+  K,
+  type OutboxRecord,
+  type OwnSenderKeyRecord,
+  type PeerSenderKeyRecord,
+  put,
+  type StoredMessage,
+} from './keyspace.js'
+
+const GROUP_ID = /^[0-9a-f]{64}$/
+const MAX_TEXT_BYTES = 64 * 1024
+
+/** Queues outbox entries in one write with `writes` (the outbox's `enqueue`), wired in by the facade. */
+export type Enqueue = (build: (nextSeq: () => number) => Promise<StoreWrite[]>) => Promise<void>
+
+/** What a received group message became: the writes to make, and the message to show once they are made. */
+export interface GroupReceived {
+  writes: StoreWrite[]
+  message?: StoredMessage
+  emit?: () => void
+}
+
+export class Groups {
+  readonly #engine: Engine
+  readonly #discovery: Discovery
+  readonly #devices: Devices
+  readonly #conversations: Conversations
+  readonly #sms: SmsFallback | undefined
+  /** Set by the facade once the outbox exists. */
+  enqueue: Enqueue | null = null
+
+  constructor(
+    engine: Engine,
+    discovery: Discovery,
+    devices: Devices,
+    conversations: Conversations,
+    sms: SmsFallback | undefined,
+  ) {
+    this.#engine = engine
+    this.#discovery = discovery
+    this.#devices = devices
+    this.#conversations = conversations
+    this.#sms = sms
+  }
+
+  // ───────────────────────────── the app's calls ─────────────────────────────
+
+  /** `ParleyClient.createGroup`. */
+  async create(options: CreateGroupOptions): Promise<GroupInfo> {
+    const engine = this.#engine
+    if (typeof options !== 'object' || options === null) throw new TypeError('options are required')
+    if (!Array.isArray(options.members)) throw new TypeError('members must be an array of numbers')
+    const account = engine.requireAccount()
+    const members = await this.#resolveMembers(options.members)
+    const all: GroupMemberFields[] = [
+      { address: account.address, e164: account.e164, admin: true },
+      ...members.filter((m) => m.address === undefined || !e2e.equal(m.address, account.address)),
+    ]
+    if (all.length > MAX_GROUP_MEMBERS)
+      throw new RangeError(`a group has at most ${MAX_GROUP_MEMBERS} members`)
+    const update: GroupUpdateFields = {
+      groupId: engine.random(32),
+      revision: 0,
+      author: account.address,
+      name: options.name,
+      members: all,
+    }
+    const encoded = encodeGroupUpdate(update)
+    const id = toHex(update.groupId)
+    await this.#ready()((nextSeq) => this.#publish(id, encoded, undefined, [], undefined, nextSeq))
+    return this.#published(encoded)
+  }
+
+  /** `ParleyClient.groups`: every group this device holds, newest change first. */
+  async list(): Promise<GroupInfo[]> {
+    const engine = this.#engine
+    const entries = await engine.store.list(K.group.prefix)
+    return entries.map((e) => this.#info(decodeGroupUpdate(K.group.codec.decode(e.value).current)))
+  }
+
+  /** `ParleyClient.group`. */
+  async get(groupId: string): Promise<GroupInfo | null> {
+    const record = await this.#record(groupId)
+    return record === undefined ? null : this.#info(decodeGroupUpdate(record.current))
+  }
+
+  /** `addGroupMembers`, `removeGroupMembers`, `setGroupAdmin`, `renameGroup`, `leaveGroup`. */
+  async change(groupId: string, op: GroupChangeRecord | 'leave'): Promise<GroupInfo> {
+    const engine = this.#engine
+    const account = engine.requireAccount()
+    if (!GROUP_ID.test(groupId)) throw new TypeError('a group id is 64 hex digits')
+    let encoded: Uint8Array | undefined
+    await this.#ready()(async (nextSeq) => {
+      const record = await this.#record(groupId)
+      if (record === undefined) throw new ParleyError('NOT_FOUND', 'no such group here')
+      const current = decodeGroupUpdate(record.current)
+      const me = groupMember(current, account.address)
+      if (me === undefined) throw new ParleyError('FORBIDDEN', 'this account is not a member of the group')
+      const change = op === 'leave' ? { remove: [toHex(account.address)] } : op
+      if (op !== 'leave' && !me.admin)
+        throw new ParleyError('FORBIDDEN', 'only an admin may change the group')
+      const next = applyChange(current, change, account.address, groupUpdateHash(record.current))
+      encoded = encodeGroupUpdate(next)
+      // Everyone who was or is a member hears of it: a removed member learns it was removed.
+      const mine = op === 'leave' ? undefined : change
+      return this.#publish(groupId, encoded, record, current.members, mine, nextSeq)
+    })
+    return this.#published(encoded!)
+  }
+
+  /** `ParleyClient.sendGroup`. */
+  async send(groupId: string, text: string, options: { replyTo?: string } = {}): Promise<GroupSendResult> {
+    const engine = this.#engine
+    if (!GROUP_ID.test(groupId)) throw new TypeError('a group id is 64 hex digits')
+    if (typeof text !== 'string') throw new TypeError('text must be a string')
+    if (new TextEncoder().encode(text).length > MAX_TEXT_BYTES)
+      throw new ParleyError('TOO_LARGE', 'the text is over 64 KiB of UTF-8')
+    const replyTo = options.replyTo
+    if (replyTo !== undefined && !/^[0-9a-f]{32}$/.test(replyTo))
+      throw new TypeError('replyTo must be a message id (32 hex digits)')
+    const account = engine.requireAccount()
+    if (engine.banned !== null) throw engine.banned
+    const enqueue = this.#ready()
+    const id = toHex(engine.random(16))
+    const sentAt = engine.clock.now()
+    let smsMembers: GroupMemberFields[] = []
+    let state: GroupUpdateFields | undefined
+    await enqueue(async (nextSeq) => {
+      const record = await this.#record(groupId)
+      if (record === undefined) throw new ParleyError('NOT_FOUND', 'no such group here')
+      state = decodeGroupUpdate(record.current)
+      if (groupMember(state, account.address) === undefined)
+        throw new ParleyError('FORBIDDEN', 'this account is no longer a member of the group')
+      smsMembers = state.members.filter((m) => m.address === undefined)
+      const others = state.members
+        .filter((m) => m.address !== undefined && !e2e.equal(m.address, account.address))
+        .map((m) => ({ hex: toHex(m.address!), e164: m.e164 }))
+      const writes: StoreWrite[] = []
+      let chain = await get(engine.store, K.groupOwnKey(groupId))
+      if (chain === undefined || chain.rekey === true) {
+        const fresh = createSenderKey({ random: engine.random })
+        chain = { ...fresh, sentTo: {} }
+      }
+      // The chain, from its current iteration on, to every member (and this account's other devices) that does
+      // not have it yet, or whose device list changed since (a device linked since has no copy).
+      const distribution = senderKeyDistribution(chain)
+      const keyBytes = encodeGroupKey({ groupId: fromHex(groupId), distribution })
+      const targets = [...others]
+      if (this.#devices.ownOthers().length > 0)
+        targets.push({ hex: toHex(account.address), e164: account.e164 })
+      const sentTo = { ...chain.sentTo }
+      for (const t of targets) {
+        const own = t.hex === toHex(account.address)
+        const version = own
+          ? (account.devices?.version ?? 0)
+          : ((await this.#devices.cached(fromHex(t.hex)))?.version ?? 0)
+        if (sentTo[t.hex] === version) continue
+        sentTo[t.hex] = version
+        const entry: OutboxRecord = {
+          id: toHex(engine.random(16)),
+          to: t.e164,
+          address: fromHex(t.hex),
+          text: '',
+          sentAt,
+          groupControl: { groupId, key: keyBytes },
+        }
+        writes.push(put(K.outbox(nextSeq()), entry))
+      }
+      const content = encodeContent({
+        messageId: fromHex(id),
+        sentAtMs: sentAt,
+        text,
+        groupId: fromHex(groupId),
+        ...(replyTo === undefined ? {} : { replyTo: fromHex(replyTo) }),
+      })
+      const sealed = senderKeyEncrypt(chain, content, engine)
+      const nextChain: OwnSenderKeyRecord = { ...sealed.state, sentTo }
+      const seq = nextSeq()
+      const entry: OutboxRecord = {
+        id,
+        to: `${GROUP_PEER}${groupId}`,
+        address: account.address,
+        text,
+        sentAt,
+        group: { id: groupId, message: sealed.message, to: others.map((o) => o.hex), done: [] },
+        ...(replyTo === undefined ? {} : { replyTo }),
+      }
+      const shown = {
+        peer: `${GROUP_PEER}${groupId}`,
+        number: null,
+        message: {
+          id,
+          outgoing: true,
+          from: account.e164,
+          text,
+          sentAt,
+          receivedAt: null,
+          state: 'queued' as const,
+          seq,
+          ...(replyTo === undefined ? {} : { replyTo }),
+        },
+      }
+      writes.push(put(K.groupOwnKey(groupId), nextChain), put(K.outbox(seq), entry))
+      writes.push(...(await this.#conversations.add(shown, writes)))
+      return writes
+    })
+    // Members not on Parley get the text through the app's hook, as a group MMS would; it is never uploaded.
+    const routes: GroupSendResult['routes'] = (state?.members ?? [])
+      .filter((m) => m.address === undefined || !e2e.equal(m.address, account.address))
+      .map((m) => ({
+        number: m.e164 || null,
+        address: m.address === undefined ? null : toHex(m.address),
+        route: m.address === undefined ? 'sms' : 'ip',
+      }))
+    if (smsMembers.length > 0) {
+      const sms = this.#sms
+      if (sms === undefined)
+        throw new ParleyError('NOT_FOUND', 'the group has SMS members and no smsFallback')
+      const group = { id: groupId, name: state!.name }
+      for (const m of smsMembers) await sms(m.e164, text, { group })
+    }
+    return { id, routes }
+  }
+
+  // ───────────────────────────── what arrives ─────────────────────────────
+
+  /**
+   * A `GroupUpdate` from `sender` (the address its pairwise session's certificate proved; this account's own for
+   * another of its devices): taken when {@link judgeGroupUpdate} says so. A change that removed members makes this
+   * device start a new chain on its next send; one that removed this account forgets the group's keys. When a
+   * concurrent change beat this account's own, the own change is made again on top of the winner.
+   */
+  async receiveUpdate(
+    sender: Uint8Array,
+    bytes: Uint8Array,
+    writes: StoreWrite[],
+  ): Promise<(() => void) | undefined> {
+    const engine = this.#engine
+    const account = engine.requireAccount()
+    let update: GroupUpdateFields
+    try {
+      update = decodeGroupUpdate(bytes)
+    } catch (err) {
+      engine.emitError(err)
+      return undefined
+    }
+    const id = toHex(update.groupId)
+    const record = await this.#record(id)
+    const incoming: GroupUpdateCandidate = { update, hash: groupUpdateHash(bytes) }
+    const current = record === undefined ? undefined : candidateOf(record.current)
+    const previous = record?.previous === undefined ? undefined : candidateOf(record.previous)
+    let verdict: 'apply' | 'ignore'
+    try {
+      verdict = judgeGroupUpdate({ incoming, sender, current, previous })
+    } catch (err) {
+      engine.stats.groupRefused++
+      engine.emitError(err)
+      return undefined
+    }
+    if (verdict === 'ignore') return undefined
+    // A new group that does not name this account is nobody's business here.
+    if (current === undefined && groupMember(update, account.address) === undefined) return undefined
+    const builtOnCurrent =
+      current !== undefined && update.parent !== undefined && e2e.equal(update.parent, current.hash)
+    const sibling =
+      current !== undefined &&
+      previous !== undefined &&
+      update.parent !== undefined &&
+      e2e.equal(update.parent, previous.hash)
+    const next: GroupRecord = {
+      id,
+      current: bytes,
+      ...(sibling
+        ? { previous: record!.previous! }
+        : current !== undefined
+          ? { previous: record!.current }
+          : {}),
+    }
+    // Our own change lost to a concurrent one: made again, on the winner, once this write is done.
+    const lost =
+      sibling && record?.mine !== undefined && e2e.equal(current!.update.author, account.address)
+        ? record.mine
+        : undefined
+    if (record?.mine !== undefined && !builtOnCurrent && lost === undefined) next.mine = record.mine
+    writes.push(put(K.group(id), next))
+    const stillMember = groupMember(update, account.address) !== undefined
+    const gone = (current?.update.members ?? []).filter(
+      (m) => m.address !== undefined && groupMember(update, m.address) === undefined,
+    )
+    if (!stillMember) {
+      writes.push(del(K.groupOwnKey(id)))
+      for (const e of await engine.store.list(K.groupPeerKey.prefix)) {
+        if (K.groupPeerKey.codec.decode(e.value).groupId === id) writes.push(del(e.key))
+      }
+    } else if (gone.length > 0) {
+      const chain = await get(engine.store, K.groupOwnKey(id))
+      if (chain !== undefined) writes.push(put(K.groupOwnKey(id), { ...chain, rekey: true }))
+      for (const m of gone) {
+        for (const e of await engine.store.list(`${K.groupPeerKey.prefix}${toHex(m.address!)}/`)) {
+          if (K.groupPeerKey.codec.decode(e.value).groupId === id) writes.push(del(e.key))
+        }
+      }
+    }
+    const own = e2e.equal(sender, account.address)
+    const by = own
+      ? null
+      : (groupMember(update, sender)?.e164 ?? groupMember(current?.update ?? update, sender)?.e164 ?? null)
+    const info = this.#info(update)
+    return () => {
+      engine.events.emit('groupUpdated', { group: info, by: by || null })
+      if (lost !== undefined && stillMember) {
+        void this.change(id, lost).catch((err) => engine.emitRecoverable(err))
+      }
+    }
+  }
+
+  /**
+   * A `GroupKey` from a member device (its pairwise session proved the device and its identity key): kept, for
+   * that device's messages only. A chain already held is not replaced (that would undo its progress).
+   */
+  async receiveKey(
+    sender: { address: Uint8Array; deviceId: number; identityKey: Uint8Array },
+    bytes: Uint8Array,
+    writes: StoreWrite[],
+  ): Promise<void> {
+    const engine = this.#engine
+    let record: PeerSenderKeyRecord
+    try {
+      const key = decodeGroupKey(bytes)
+      const receiver = openSenderKeyDistribution(key.distribution)
+      record = {
+        groupId: toHex(key.groupId),
+        identityKey: sender.identityKey,
+        distributionId: receiver.distributionId,
+        iteration: receiver.iteration,
+        chainKey: receiver.chainKey,
+        signingKey: receiver.signingKey,
+        skipped: [],
+      }
+    } catch (err) {
+      engine.emitError(err)
+      return
+    }
+    const slot = K.groupPeerKey(toHex(sender.address), sender.deviceId, toHex(record.distributionId))
+    if ((await engine.store.get(slot.key)) !== undefined) return
+    writes.push(put(slot, record))
+  }
+
+  /**
+   * A group message (a `SenderKeyMessage` in a sealed envelope whose certificate proved the sender): opened with
+   * the chain that very device gave this one, shown when the group is held here, this account is in it and the
+   * sender still is. Refused otherwise (`stats.groupRefused`), changing nothing; a replay is `DUPLICATE`.
+   */
+  async receiveMessage(
+    opened: e2e.Opened,
+    received: { receivedAtMs: number; seq: number },
+  ): Promise<GroupReceived> {
+    const engine = this.#engine
+    const account = engine.requireAccount()
+    const refuse = (
+      code: 'DECRYPT_FAILED' | 'FORBIDDEN' | 'SENDER_UNVERIFIED',
+      why: string,
+    ): GroupReceived => {
+      engine.stats.groupRefused++
+      engine.emitError(new ParleyError(code, why))
+      return { writes: [] }
+    }
+    const body = opened.message.body
+    let distributionId: Uint8Array
+    try {
+      distributionId = peekSenderKeyMessage(body).distributionId
+    } catch (err) {
+      engine.emitError(err)
+      return { writes: [] }
+    }
+    const senderHex = toHex(opened.senderAddress)
+    const slot = K.groupPeerKey(senderHex, opened.senderDeviceId, toHex(distributionId))
+    const chain = await get(engine.store, slot)
+    if (chain === undefined)
+      return refuse('DECRYPT_FAILED', 'a group message under a sender key this device was not given')
+    if (!e2e.equal(chain.identityKey, opened.senderIdentityKey))
+      return refuse(
+        'SENDER_UNVERIFIED',
+        'a group message sealed by another device than the one that gave its key',
+      )
+    let plaintext: Uint8Array
+    let receiver: ReturnType<typeof senderKeyDecrypt>['receiver']
+    try {
+      ;({ plaintext, receiver } = senderKeyDecrypt(chain, body, engine))
+    } catch (err) {
+      if (!ParleyError.is(err, 'DUPLICATE')) engine.emitError(err)
+      return { writes: [] }
+    }
+    const writes: StoreWrite[] = [put(slot, { ...chain, ...receiver, skipped: [...receiver.skipped] })]
+    const content = e2e.groupContent(plaintext)
+    if (content.groupId !== chain.groupId)
+      return refuse('FORBIDDEN', 'a group message that names another group than its key')
+    const record = await this.#record(chain.groupId)
+    const state = record === undefined ? undefined : decodeGroupUpdate(record.current)
+    if (state === undefined || groupMember(state, account.address) === undefined)
+      return refuse('FORBIDDEN', 'a message of a group this account is not in')
+    const member = groupMember(state, opened.senderAddress)
+    if (member === undefined) return refuse('FORBIDDEN', 'a group message from someone not in the group')
+    const idHex = toHex(content.messageId)
+    if ((await engine.store.get(K.seen(idHex).key)) !== undefined) return { writes }
+    writes.push(put(K.seen(idHex), received.receivedAtMs))
+    // Only texts and files are shown in groups so far; other bodies are taken (the chain moves on) and dropped.
+    if (content.text === undefined || content.typing !== undefined || content.action !== undefined)
+      return { writes }
+    const own = e2e.equal(opened.senderAddress, account.address)
+    const from = own ? account.e164 : (opened.senderNumber ?? (member.e164 || null))
+    const message: StoredMessage = {
+      id: idHex,
+      from,
+      fromAddress: senderHex,
+      text: content.text,
+      sentAt: content.sentAtMs,
+      receivedAt: received.receivedAtMs,
+      group: chain.groupId,
+      ...(received.seq > 0 ? { seq: received.seq } : {}),
+      ...(content.unsupported ? { unsupported: true as const } : {}),
+      ...(content.replyTo === undefined ? {} : { replyTo: content.replyTo }),
+      ...(content.attachment === undefined ? {} : { attachment: content.attachment }),
+    }
+    writes.push(put(K.inbox(received.receivedAtMs, idHex), message))
+    const entry = {
+      peer: `${GROUP_PEER}${chain.groupId}`,
+      number: null,
+      message: {
+        id: idHex,
+        outgoing: own,
+        from,
+        text: content.text,
+        sentAt: content.sentAtMs,
+        receivedAt: received.receivedAtMs,
+        state: own ? ('sent' as const) : ('received' as const),
+        ...(received.seq > 0 ? { seq: received.seq } : {}),
+        ...(content.replyTo === undefined ? {} : { replyTo: content.replyTo }),
+      },
+    }
+    writes.push(...(await this.#conversations.add(entry, writes)))
+    return { writes, message }
+  }
+
+  // ───────────────────────────── helpers ─────────────────────────────
+
+  #ready(): Enqueue {
+    const enqueue = this.enqueue
+    if (enqueue === null) throw new ParleyError('INVALID_STATE', 'the client is not ready')
+    return enqueue
+  }
+
+  async #record(groupId: string): Promise<GroupRecord | undefined> {
+    if (typeof groupId !== 'string' || !GROUP_ID.test(groupId))
+      throw new TypeError('a group id is 64 hex digits')
+    return get(this.#engine.store, K.group(groupId))
+  }
+
+  /** Tells the app of a state made here, and returns it. */
+  #published(encoded: Uint8Array): GroupInfo {
+    const info = this.#info(decodeGroupUpdate(encoded))
+    this.#engine.events.emit('groupUpdated', { group: info, by: null })
+    return info
+  }
+
+  /**
+   * The writes that store a new state made here and queue it for every member account of `before` and of the new state but
+   * this one (each gets it over the pairwise session), and for this account's other devices. A removal makes this
+   * device's next send start a new chain.
+   */
+  async #publish(
+    id: string,
+    encoded: Uint8Array,
+    record: GroupRecord | undefined,
+    before: readonly GroupMemberFields[],
+    mine: GroupChangeRecord | undefined,
+    nextSeq: () => number,
+  ): Promise<StoreWrite[]> {
+    const engine = this.#engine
+    const account = engine.requireAccount()
+    const update = decodeGroupUpdate(encoded)
+    const targets = new Map<string, string>()
+    for (const m of [...before, ...update.members]) {
+      if (m.address !== undefined && !e2e.equal(m.address, account.address))
+        targets.set(toHex(m.address), m.e164)
+    }
+    const removed = before.some(
+      (m) => m.address !== undefined && groupMember(update, m.address) === undefined,
+    )
+    const left = groupMember(update, account.address) === undefined
+    const writes: StoreWrite[] = [
+      put(K.group(id), {
+        id,
+        current: encoded,
+        ...(record === undefined ? {} : { previous: record.current }),
+        ...(mine === undefined ? {} : { mine }),
+      }),
+    ]
+    const entry = (hex: string, e164: string): OutboxRecord => ({
+      id: toHex(engine.random(16)),
+      to: e164,
+      address: fromHex(hex),
+      text: '',
+      sentAt: engine.clock.now(),
+      groupControl: { groupId: id, update: encoded },
+    })
+    if (this.#devices.ownOthers().length > 0)
+      writes.push(put(K.outbox(nextSeq()), entry(toHex(account.address), account.e164)))
+    for (const [hex, e164] of targets) writes.push(put(K.outbox(nextSeq()), entry(hex, e164)))
+    const chain = await get(engine.store, K.groupOwnKey(id))
+    if (left) writes.push(del(K.groupOwnKey(id)))
+    else if (removed && chain !== undefined) writes.push(put(K.groupOwnKey(id), { ...chain, rekey: true }))
+    return writes
+  }
+
+  /** Looks the numbers up: those on Parley become members by address, the others SMS members. */
+  async #resolveMembers(numbers: readonly string[]): Promise<GroupMemberFields[]> {
+    const engine = this.#engine
+    const e164s = [...new Set(await Promise.all(numbers.map((n) => this.#discovery.normalize(n))))]
+    if (e164s.length === 0) return []
+    if (e164s.length >= MAX_GROUP_MEMBERS)
+      throw new RangeError(`a group has at most ${MAX_GROUP_MEMBERS} members`)
+    await this.#discovery.lookup(e164s)
+    const members: GroupMemberFields[] = []
+    for (const e164 of e164s) {
+      const contact = await contactRecord(engine.store, e164)
+      if (contact?.registered) members.push({ address: contact.address, e164, admin: false })
+      else {
+        if (this.#sms === undefined)
+          throw new ParleyError('NOT_FOUND', `a member is not on Parley and no smsFallback is configured`)
+        members.push({ e164, admin: false })
+      }
+    }
+    return members
+  }
+
+  #info(update: GroupUpdateFields): GroupInfo {
+    const account = this.#engine.requireAccount()
+    const me = groupMember(update, account.address)
+    return {
+      id: toHex(update.groupId),
+      name: update.name,
+      revision: update.revision,
+      members: update.members.map((m) => ({
+        number: m.e164 || null,
+        address: m.address === undefined ? null : toHex(m.address),
+        admin: m.admin,
+        self: m.address !== undefined && e2e.equal(m.address, account.address),
+        route: m.address === undefined ? 'sms' : 'ip',
+      })),
+      admin: me?.admin === true,
+      left: me === undefined,
+    }
+  }
+
+  /** `changeGroup` arguments from the app: numbers resolved to members. */
+  async addOp(numbers: readonly string[]): Promise<GroupChangeRecord> {
+    const members = await this.#resolveMembers(numbers)
+    return {
+      add: members.map((m) => ({ ...(m.address ? { address: toHex(m.address) } : {}), e164: m.e164 })),
+    }
+  }
+
+  /** The member keys (address hex, or `sms:` + number) of `numbers` in the group. */
+  async memberKeys(groupId: string, numbers: readonly string[]): Promise<string[]> {
+    const record = await this.#record(groupId)
+    if (record === undefined) throw new ParleyError('NOT_FOUND', 'no such group here')
+    const state = decodeGroupUpdate(record.current)
+    const keys: string[] = []
+    for (const n of numbers) {
+      const e164 = await this.#discovery.normalize(n)
+      const contact = await contactRecord(this.#engine.store, e164)
+      const m = state.members.find(
+        (x) =>
+          x.e164 === e164 ||
+          (contact?.registered === true && x.address !== undefined && e2e.equal(x.address, contact.address)),
+      )
+      if (m === undefined) throw new ParleyError('NOT_FOUND', 'no such member in the group')
+      keys.push(m.address === undefined ? `sms:${m.e164}` : toHex(m.address))
+    }
+    return keys
+  }
+}
+
+function candidateOf(bytes: Uint8Array): GroupUpdateCandidate {
+  return { update: decodeGroupUpdate(bytes), hash: groupUpdateHash(bytes) }
+}
+
+/** The state after `change` to `base` by `author`: the next revision, built on `parentHash`. */
+function applyChange(
+  base: GroupUpdateFields,
+  change: GroupChangeRecord,
+  author: Uint8Array,
+  parentHash: Uint8Array,
+): GroupUpdateFields {
+  const keyOf = (m: GroupMemberFields) => (m.address === undefined ? `sms:${m.e164}` : toHex(m.address))
+  let members = [...base.members]
+  let name = base.name
+  if ('add' in change) {
+    for (const a of change.add) {
+      const key = a.address ?? `sms:${a.e164}`
+      if (members.some((m) => keyOf(m) === key)) continue
+      members.push({ ...(a.address ? { address: fromHex(a.address) } : {}), e164: a.e164, admin: false })
+    }
+  } else if ('remove' in change) {
+    members = withAdmin(members.filter((m) => !change.remove.includes(keyOf(m))))
+  } else if ('admin' in change) {
+    const target = change.admin.address
+    if (!members.some((m) => keyOf(m) === target))
+      throw new ParleyError('NOT_FOUND', 'no such member in the group')
+    members = members.map((m) => (keyOf(m) === target ? { ...m, admin: change.admin.admin } : m))
+    if (!members.some((m) => m.admin)) throw new ParleyError('INVALID_STATE', 'a group needs an admin')
+  } else name = change.rename
+  return { ...base, revision: base.revision + 1, parent: parentHash, author, name, members }
+}

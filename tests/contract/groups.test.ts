@@ -1,0 +1,324 @@
+// End-to-end encrypted groups against a real relay process (docs/architecture.md §6.10): a 50-member group with
+// an SMS member, messages in order at every member, a removal after which the removed member gets nothing (no
+// ciphertext at all, counted by the relay and the client), a member offline during the rekey who catches up,
+// two admins' concurrent changes converging everywhere, and a tampered client's forged change refused by every
+// member. At rest: the relay's database never holds the group id, the group's name or the SMS member's number.
+import { readdirSync, readFileSync, statSync } from 'node:fs'
+import { join } from 'node:path'
+import {
+  type GroupInfo,
+  type IncomingMessage,
+  type ParleyClient,
+  type ParleyError,
+  SqliteStore,
+} from '@parley/node'
+import {
+  decodeGroupUpdate,
+  encodeGroupUpdate,
+  openSealedMessage,
+  peekSenderKeyMessage,
+  senderKeyDecrypt,
+} from '@parley/protocol'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { login, metric, readDevice } from './attacker.js'
+import { activatedClient, clientDir, nodeClient, until } from './harness.js'
+import { useRelay } from './useRelay.js'
+
+const MEMBERS = Number(process.env.DEBUG_MEMBERS ?? 50)
+const number = (i: number) => `+1415556${String(1000 + i).padStart(4, '0')}`
+const SMS_MEMBER = '+14155569999'
+const WAIT = 60_000
+
+interface Member {
+  client: ParleyClient
+  number: string
+  path: string
+  got: IncomingMessage[]
+  errors: ParleyError[]
+}
+
+describe('groups', { timeout: 240_000 }, () => {
+  // Fifty activations from one loopback address.
+  const env = useRelay([
+    '--activations-per-ip-per-hour',
+    '200',
+    '--activation-confirms-per-network-per-hour',
+    '200',
+  ])
+  const dir = clientDir()
+  const members: Member[] = []
+  const sms: { to: string; text: string; group?: string }[] = []
+  let groupId = ''
+
+  const open = async (m: Member, fresh: boolean) => {
+    const options = {
+      storePath: m.path,
+      smsFallback: (to: string, text: string, context?: { group?: { id: string } }) => {
+        sms.push({ to, text, ...(context?.group ? { group: context.group.id } : {}) })
+      },
+    }
+    m.client = fresh
+      ? await activatedClient(env.relay, env.codes, m.number, options)
+      : await nodeClient(env.relay, options)
+    m.client.on('message', (msg) => m.got.push(msg))
+    m.client.on('error', (e) => m.errors.push(e))
+  }
+  const groupAt = (m: Member) => m.client.group(groupId)
+  const texts = (m: Member) => m.got.filter((g) => g.group === groupId).map((g) => `${g.from}:${g.text}`)
+
+  beforeAll(async () => {
+    for (let i = 0; i < MEMBERS; i += 10) {
+      await Promise.all(
+        Array.from({ length: Math.min(10, MEMBERS - i) }, async (_, j) => {
+          const m: Member = {
+            number: number(i + j),
+            path: join(dir, `m${i + j}.db`),
+            got: [],
+            errors: [],
+          } as unknown as Member
+          members[i + j] = m
+          await open(m, true)
+        }),
+      )
+    }
+  })
+  afterAll(async () => {
+    await Promise.all(members.map((m) => m?.client?.close()))
+  })
+
+  it('a 50-member group with an SMS member: created, and every message in order at every member', async () => {
+    const [alice, bob] = members as [Member, Member]
+    const group = await alice.client.createGroup({
+      name: 'Hikers',
+      members: [...members.slice(1).map((m) => m.number), SMS_MEMBER],
+    })
+    groupId = group.id
+    expect(group.members).toHaveLength(MEMBERS + 1)
+    expect(group.members.find((m) => m.number === SMS_MEMBER)?.route).toBe('sms')
+    for (const m of members) await until(async () => (await groupAt(m)) !== null, WAIT, `${m.number} joined`)
+    // Bob becomes an admin (for the concurrent changes below).
+    await alice.client.setGroupAdmin(groupId, bob.number, true)
+    await until(async () => (await groupAt(bob))?.admin === true, WAIT, 'bob an admin')
+
+    const stored = () => metric(env.relay.metricsUrl, 'parley_relay_multi_sends_total', '{outcome="stored"}')
+    const before = await stored()
+    const sent = await alice.client.sendGroup(groupId, 'one')
+    expect(sent.routes.filter((r) => r.route === 'sms').map((r) => r.number)).toEqual([SMS_MEMBER])
+    expect(sent.routes.filter((r) => r.route === 'ip')).toHaveLength(MEMBERS - 1)
+    await alice.client.sendGroup(groupId, 'two')
+    await bob.client.sendGroup(groupId, 'three')
+    await alice.client.sendGroup(groupId, 'four')
+    const others = members.slice(1)
+    for (const m of others) {
+      await until(() => texts(m).length >= (m === bob ? 3 : 4), WAIT, `${m.number} got the messages`)
+    }
+    // Each sender's messages in its order at every member (senders are not ordered among themselves: bob's first
+    // message waits for his sender key to reach every mailbox first).
+    for (const m of others.slice(1)) {
+      expect(texts(m).filter((t) => t.startsWith(alice.number))).toEqual([
+        `${alice.number}:one`,
+        `${alice.number}:two`,
+        `${alice.number}:four`,
+      ])
+      expect(texts(m).filter((t) => t.startsWith(bob.number))).toEqual([`${bob.number}:three`])
+    }
+    expect(texts(alice)).toEqual([`${bob.number}:three`])
+    // And one conversation at every member, sent messages included.
+    const histories = await Promise.all(
+      members.map(async (m) => {
+        const c = (await m.client.conversations()).find((x) => x.group === groupId)
+        return (await m.client.conversationHistory(c!.id)).messages.map((x) => `${x.from}:${x.text}`)
+      }),
+    )
+    // Received messages stand at the time the relay took them: the same order for every member but the senders,
+    // who see their own at the time they sent them.
+    expect(new Set(histories.slice(2).map((h) => h.join('|'))), JSON.stringify(histories)).toHaveLength(1)
+    for (const h of histories) expect(h.slice().sort()).toEqual(histories[2]!.slice().sort())
+    expect(histories[0]!.slice().sort()).toEqual(
+      [`${alice.number}:one`, `${alice.number}:two`, `${bob.number}:three`, `${alice.number}:four`].sort(),
+    )
+    // One mailbox write per member account and message, no more: 49 for each of alice's three, 49 for bob's.
+    await until(async () => (await stored()) - before >= 4 * (MEMBERS - 1), WAIT, 'every mailbox write')
+    expect((await stored()) - before).toBe(4 * (MEMBERS - 1))
+    // The SMS member got each text through the hook, named with the group, and nothing else went to it.
+    expect(sms.filter((s) => s.to === SMS_MEMBER).map((s) => [s.text, s.group])).toEqual([
+      ['one', groupId],
+      ['two', groupId],
+      ['three', groupId],
+      ['four', groupId],
+    ])
+    for (const m of members) expect(m.errors.map((e) => e.code)).toEqual([])
+  })
+
+  it('a removed member gets no ciphertext of what follows; a member offline during the rekey catches up', async () => {
+    const [alice, bob, carol, dave] = members as [Member, Member, Member, Member]
+    // Carol, as an attacker, keeps a copy of every sender key she holds before she is removed.
+    await carol.client.close()
+    const carolStore = SqliteStore.open(carol.path)
+    const carolChains = (await carolStore.list('group/peer-key/')).map(
+      (e) => JSON.parse(new TextDecoder().decode(e.value)) as Record<string, unknown>,
+    )
+    await carolStore.close()
+    expect(carolChains.length).toBeGreaterThanOrEqual(2) // alice's and bob's
+    await open(carol, false)
+    // Dave is offline while carol is removed and the group rekeys.
+    await dave.client.close()
+    const carolGot = carol.got.length
+    const carolRefused = carol.client.stats.groupRefused
+    const removed = await alice.client.removeGroupMembers(groupId, [carol.number])
+    expect(removed.members.some((m) => m.number === carol.number)).toBe(false)
+    await until(async () => (await groupAt(carol))?.left === true, WAIT, 'carol told she was removed')
+    await until(async () => (await groupAt(bob))?.members.length === MEMBERS, WAIT, 'bob saw the removal')
+    const stored = () => metric(env.relay.metricsUrl, 'parley_relay_multi_sends_total', '{outcome="stored"}')
+    const before = await stored()
+    await alice.client.sendGroup(groupId, 'after carol')
+    await bob.client.sendGroup(groupId, 'bob after carol')
+    const remaining = members.filter((m) => m !== carol && m !== dave)
+    for (const m of remaining) {
+      const want = [`${alice.number}:after carol`, `${bob.number}:bob after carol`].filter(
+        (t) => !t.startsWith(m.number),
+      )
+      await until(() => want.every((t) => texts(m).includes(t)), WAIT, `${m.number} after the removal`)
+    }
+    // 48 member accounts each (carol is not one): the relay stored nothing for her.
+    await until(async () => (await stored()) - before >= 2 * (MEMBERS - 2), WAIT, 'the mailbox writes')
+    expect((await stored()) - before).toBe(2 * (MEMBERS - 2))
+    // Nothing reached carol's device: no message shown, and no ciphertext it could not open.
+    await new Promise((r) => setTimeout(r, 500))
+    expect(carol.got.length).toBe(carolGot)
+    expect(carol.client.stats.groupRefused).toBe(carolRefused)
+    await expect(carol.client.sendGroup(groupId, 'still here?')).rejects.toMatchObject({ code: 'FORBIDDEN' })
+    // The ciphertext the group's members do get (taken from dave's mailbox, as the relay could): two group
+    // messages under chains carol never had, which none of her old chains opens.
+    const daveKeys = await readDevice(dave.path)
+    const spy = await login(env.relay.baseUrl, daveKeys)
+    await spy.request({ syncMailbox: { afterSeq: 0 } })
+    spy.close()
+    const groupMessages = spy.pushes
+      .filter((f) => f.body === 'delivery')
+      .map((f) =>
+        openSealedMessage(daveKeys.identity, f.delivery!.envelope!, {
+          trustRoot: spy.hello.trustRoot!,
+          receivedAtMs: Number(f.delivery!.receivedAtMs),
+        }),
+      )
+      .filter((o) => o.message.kind === 'senderKey')
+      .map((o) => o.message.body)
+    expect(groupMessages).toHaveLength(2)
+    const revive = (v: unknown) => Buffer.from((v as { $b64: string }).$b64, 'base64')
+    for (const body of groupMessages) {
+      const { distributionId } = peekSenderKeyMessage(body)
+      for (const c of carolChains) {
+        expect(revive(c.distributionId).equals(Buffer.from(distributionId))).toBe(false)
+        const receiver = {
+          distributionId: new Uint8Array(revive(c.distributionId)),
+          iteration: c.iteration as number,
+          chainKey: new Uint8Array(revive(c.chainKey)),
+          signingKey: new Uint8Array(revive(c.signingKey)),
+          skipped: [],
+        }
+        expect(() => senderKeyDecrypt(receiver, body)).toThrow()
+      }
+    }
+    // Dave comes back: the removal, both new keys and both messages are in his mailbox, in order.
+    await open(dave, false)
+    await until(() => texts(dave).length >= 6, WAIT, 'dave caught up')
+    expect(texts(dave).slice(-2).sort()).toEqual([
+      `${alice.number}:after carol`,
+      `${bob.number}:bob after carol`,
+    ])
+    expect((await groupAt(dave))?.members.some((m) => m.number === carol.number)).toBe(false)
+  })
+
+  it("two admins' concurrent changes converge on every member, both applied", async () => {
+    const [alice, bob] = members as [Member, Member]
+    const eve = members[MEMBERS - 1]!
+    // Both at once, each on the same revision: alice renames, bob removes eve.
+    await Promise.all([
+      alice.client.renameGroup(groupId, 'Hikers 2'),
+      bob.client.removeGroupMembers(groupId, [eve.number]),
+    ])
+    const stateOf = async (m: Member) => {
+      const g = (await groupAt(m)) as GroupInfo
+      return `${g.name}|${g.members.map((x) => `${x.number}${x.admin ? '*' : ''}`).join(',')}`
+    }
+    const present = members.filter((m) => m !== members[2] && m !== eve)
+    await until(
+      async () => {
+        const states = new Set(await Promise.all(present.map(stateOf)))
+        const g = await groupAt(alice)
+        return states.size === 1 && g?.name === 'Hikers 2' && !g.members.some((x) => x.number === eve.number)
+      },
+      WAIT,
+      'every member on one state with both changes',
+    )
+    await until(async () => (await groupAt(eve))?.left === true, WAIT, 'eve told she was removed')
+  })
+
+  it("a member's forged change (a tampered client that thinks it is an admin) is refused by every member", async () => {
+    const [alice] = members as [Member]
+    const mallory = members[10]!
+    const refusedBefore = await Promise.all(members.map((m) => m.client.stats.groupRefused))
+    // Mallory's own store says she is an admin: her client then makes and sends the change like an admin's.
+    await mallory.client.close()
+    const store = SqliteStore.open(mallory.path)
+    const key = `group/state/${groupId}`
+    const record = JSON.parse(new TextDecoder().decode(await store.get(key)))
+    const state = decodeGroupUpdate(Buffer.from(record.current.$b64, 'base64'))
+    const promoted = encodeGroupUpdate({
+      ...state,
+      members: state.members.map((m) => (m.e164 === mallory.number ? { ...m, admin: true } : m)),
+    })
+    record.current = { $b64: Buffer.from(promoted).toString('base64') }
+    await store.write([{ key, value: new TextEncoder().encode(JSON.stringify(record)) }])
+    await store.close()
+    await open(mallory, false)
+    await mallory.client.renameGroup(groupId, 'Mallory rules')
+    const honest = members.filter((m) => m !== mallory && m !== members[2] && m !== members[MEMBERS - 1])
+    await until(
+      async () => {
+        const counts = await Promise.all(honest.map((m) => m.client.stats.groupRefused))
+        return honest.every((m, i) => counts[i]! > refusedBefore[members.indexOf(m)]!)
+      },
+      WAIT,
+      'every member refused the forged change',
+    )
+    for (const m of honest) {
+      expect((await groupAt(m))?.name).toBe('Hikers 2')
+      expect(m.errors.filter((e) => e.code === 'FORBIDDEN').length).toBeGreaterThan(0)
+    }
+    // The group goes on for everyone honest.
+    await alice.client.sendGroup(groupId, 'still ours')
+    const bob = members[1]!
+    await until(() => texts(bob).includes(`${alice.number}:still ours`), WAIT, 'the group goes on')
+  })
+
+  it("the relay's database and log hold no group id, group name or SMS member's number", async () => {
+    await env.relay.stop()
+    const needles = [
+      Buffer.from(groupId, 'hex'),
+      Buffer.from(groupId),
+      Buffer.from('Hikers'),
+      Buffer.from(SMS_MEMBER),
+      Buffer.from(SMS_MEMBER.slice(1)),
+    ]
+    const files: string[] = []
+    const walk = (d: string) => {
+      for (const name of readdirSync(d)) {
+        const p = join(d, name)
+        if (statSync(p).isDirectory()) walk(p)
+        else files.push(p)
+      }
+    }
+    walk(env.relay.dataDir)
+    expect(files.length).toBeGreaterThan(0)
+    for (const f of files) {
+      const bytes = readFileSync(f)
+      for (const n of needles) expect(bytes.includes(n), `${n.toString('hex')} in ${f}`).toBe(false)
+    }
+    // Nor its log.
+    const log = env.relay.output.join('\n')
+    for (const n of [groupId, 'Hikers', SMS_MEMBER, SMS_MEMBER.slice(1)]) expect(log.includes(n)).toBe(false)
+    await env.relay.start()
+  })
+})
