@@ -65,8 +65,13 @@ import { browserOptions } from './esbuildOptions.mjs'
 // conversations.ts, +0.3); the budget moved to 114 KB. 114 KB until the number metadata lost its formatting
 // rules (protocol src/gen/numberMetadata.ts, made by `pnpm gen`; parsing and validation never read them, and a
 // test compares it with the full metadata over numbers of every region): the lazily loaded chunk 18.5 → 9.7 KB,
-// 113.1 → 104.3 KB in all (94.6 up front); the budget moved to 105 KB.
-export const BUDGET_KB = 105
+// 113.1 → 104.3 KB in all (94.6 up front); the budget moved to 105 KB. 105 KB until groups (issue 20): 104.5 →
+// 111.9 KB (102.2 up front): client engine/groups.ts (state, changes, sender keys, group messages, +10.6 KB
+// minified), protocol group.ts (the state's codec and judge, +4.6) and senderKey.ts (+3.7, till then unused by the
+// client), the group path of delivery.ts (+1.8), the new fields in the schema and content.ts (+0.9), Client.ts
+// (+1.0); the budget moved to 113 KB. Groups are a natural lazy chunk once the protocol barrel stops pulling every
+// module into the entry (see the storeSeal note above).
+export const BUDGET_KB = 113
 
 /**
  * Bundles the SDK as a user's bundler would (ESM, minified, code splitting on) and measures min+gzip of what a

@@ -174,8 +174,10 @@ export class ParleyClient {
         }
       },
       queueHistory: (chunks) => this.#outbox.queueHistory(chunks),
+      linkedDevice: () => this.#groups.shareWithOwnDevices(),
     })
     const delivery = new Delivery(engine, session, contacts, devices, conversations)
+    delivery.resendGroupKey = (groupId, memberHex, key) => this.#groups.resendKey(groupId, memberHex, key)
     const ttl = options.discoveryTtlMs ?? DEFAULT_DISCOVERY_TTL_MS
     const outbox = new Outbox(engine, delivery, discovery, sms, ttl, conversations)
     const groups = new Groups(engine, discovery, devices, conversations, sms?.send)

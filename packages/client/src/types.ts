@@ -669,8 +669,11 @@ export interface CreateGroupOptions {
 export interface GroupSendResult {
   /** The message id (32 hex digits). */
   id: string
-  /** Each other member and the route its copy took: queued over IP, or handed to the SMS hook. */
-  routes: { number: string | null; address: string | null; route: 'ip' | 'sms' }[]
+  /**
+   * Each other member and the route its copy took: queued over IP, handed to the SMS hook, or `unreached`: a
+   * member not on Parley, and this device has no `smsFallback` (another device of the account may).
+   */
+  routes: { number: string | null; address: string | null; route: 'ip' | 'sms' | 'unreached' }[]
 }
 
 /** A `groupUpdated` event. */

@@ -56,6 +56,11 @@ export class Delivery {
   readonly #conversations: Conversations
   #anonymousIdle: unknown = null
   #anonymousInFlight = 0
+  /**
+   * Queues a group's sender key (`key`, at the message being sent) for the member account `memberHex` again: its
+   * device list changed, and a device of it may lack the chain. Wired in by the facade (engine/groups.ts).
+   */
+  resendGroupKey: ((groupId: string, memberHex: string, key: Uint8Array) => Promise<void>) | null = null
 
   constructor(
     engine: Engine,
@@ -406,7 +411,8 @@ export class Delivery {
     }
     await this.#claim(key, entry)
     const refused: ParleyError[] = []
-    for (let attempt = 0; attempt < 3; attempt++) {
+    let rekeyed = false
+    for (let attempt = 0; attempt < 3 && !rekeyed; attempt++) {
       const pending = g.to.filter((hex) => !g.done.includes(hex))
       if (pending.length === 0) break
       const anonymousBatch: { hex: string; send: GroupSend }[] = []
@@ -429,7 +435,11 @@ export class Delivery {
           return
         }
         if (error.code === 'STALE_DEVICES') {
+          // A device was linked or removed: the list is fetched again, and the chain goes to the member again
+          // (a new device has none); this message waits until the relay has taken that (the outbox's barrier).
           await this.#devices.refresh(fromHex(hex))
+          await this.resendGroupKey?.(g.id, hex, g.key)
+          rekeyed = true
           return
         }
         if (error.code === 'FORBIDDEN') {

@@ -91,6 +91,8 @@ export interface DevicesHooks {
   linked(): Promise<void>
   /** Queue these history chunks for the account's other devices. */
   queueHistory(chunks: Uint8Array[]): Promise<void>
+  /** A device was linked to this account: hand it the state of every group the account is in. */
+  linkedDevice(): Promise<void>
 }
 
 /** Most messages of the history a new device is sent (the newest ones). */
@@ -360,6 +362,7 @@ export class Devices {
       throw err
     }
     if (options.history === true) await this.#hooks.queueHistory(await this.#historyChunks())
+    await this.#hooks.linkedDevice()
     return { deviceId }
   }
 

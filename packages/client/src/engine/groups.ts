@@ -222,7 +222,7 @@ export class Groups {
         address: account.address,
         text,
         sentAt,
-        group: { id: groupId, message: sealed.message, to: others.map((o) => o.hex), done: [] },
+        group: { id: groupId, message: sealed.message, key: keyBytes, to: others.map((o) => o.hex), done: [] },
         ...(replyTo === undefined ? {} : { replyTo }),
       }
       const shown = {
@@ -250,16 +250,68 @@ export class Groups {
       .map((m) => ({
         number: m.e164 || null,
         address: m.address === undefined ? null : toHex(m.address),
-        route: m.address === undefined ? 'sms' : 'ip',
+        route: m.address !== undefined ? 'ip' : this.#sms === undefined ? 'unreached' : 'sms',
       }))
-    if (smsMembers.length > 0) {
-      const sms = this.#sms
-      if (sms === undefined)
-        throw new ParleyError('NOT_FOUND', 'the group has SMS members and no smsFallback')
+    const sms = this.#sms
+    if (smsMembers.length > 0 && sms !== undefined) {
       const group = { id: groupId, name: state!.name }
       for (const m of smsMembers) await sms(m.e164, text, { group })
     }
     return { id, routes }
+  }
+
+  /**
+   * After a device was linked to this account: every group's state to this account's other devices (the new one
+   * has none), and this device's chains to them again on its next send of each group.
+   */
+  async shareWithOwnDevices(): Promise<void> {
+    const engine = this.#engine
+    const account = engine.requireAccount()
+    await this.#ready()(async (nextSeq) => {
+      const writes: StoreWrite[] = []
+      for (const e of await engine.store.list(K.group.prefix)) {
+        const record = K.group.codec.decode(e.value)
+        if (groupMember(decodeGroupUpdate(record.current), account.address) === undefined) continue
+        const entry: OutboxRecord = {
+          id: toHex(engine.random(16)),
+          to: account.e164,
+          address: account.address,
+          text: '',
+          sentAt: engine.clock.now(),
+          groupControl: { groupId: record.id, update: record.current },
+        }
+        writes.push(put(K.outbox(nextSeq()), entry))
+      }
+      return writes
+    })
+  }
+
+  /** Queues `key` (a chain at a message being sent) for the member account `memberHex` of a group again. */
+  async resendKey(groupId: string, memberHex: string, key: Uint8Array): Promise<void> {
+    const engine = this.#engine
+    const account = engine.requireAccount()
+    await this.#ready()(async (nextSeq) => {
+      const record = await this.#record(groupId)
+      const member =
+        record === undefined ? undefined : groupMember(decodeGroupUpdate(record.current), fromHex(memberHex))
+      if (member === undefined) return []
+      const chain = await get(engine.store, K.groupOwnKey(groupId))
+      const version = (await this.#devices.cached(fromHex(memberHex)))?.version ?? 0
+      const entry: OutboxRecord = {
+        id: toHex(engine.random(16)),
+        to: member.e164,
+        address: fromHex(memberHex),
+        text: '',
+        sentAt: engine.clock.now(),
+        groupControl: { groupId, key },
+      }
+      return [
+        put(K.outbox(nextSeq()), entry),
+        ...(chain === undefined || e2e.equal(fromHex(memberHex), account.address)
+          ? []
+          : [put(K.groupOwnKey(groupId), { ...chain, sentTo: { ...chain.sentTo, [memberHex]: version } })]),
+      ]
+    })
   }
 
   // ───────────────────────────── what arrives ─────────────────────────────
@@ -291,7 +343,10 @@ export class Groups {
     const previous = record?.previous === undefined ? undefined : candidateOf(record.previous)
     let verdict: 'apply' | 'ignore'
     try {
-      verdict = judgeGroupUpdate({ incoming, sender, current, previous })
+      // From another device of this account, a state is passed on as it came (a new device is given every
+      // group's): judged as from its author, whose right to make it is still checked.
+      const from = e2e.equal(sender, account.address) ? update.author : sender
+      verdict = judgeGroupUpdate({ incoming, sender: from, current, previous })
     } catch (err) {
       engine.stats.groupRefused++
       engine.emitError(err)

@@ -220,6 +220,8 @@ export interface GroupSendRecord {
   id: string
   /** The encoded `SenderKeyMessage`, the same for every member device. */
   message: Uint8Array
+  /** The encoded `GroupKey` of the chain at this message: for a member device that turns out to lack it. */
+  key: Uint8Array
   /** The member accounts (address hex) to send to: every Parley member but this account. */
   to: string[]
   /** Those whose mailboxes took it (or refused it for good) so far. */

@@ -712,19 +712,17 @@ function outgoing(
 }
 
 /**
- * The outbox without the group messages that must wait: one goes only once every sender key queued before it has
- * been taken by the relay (is gone from the outbox), so that each member's mailbox holds the key before the message.
+ * The outbox without the group messages that must wait: one goes only once no sender key of its group is queued
+ * (every one has been taken by the relay), so that each member's mailbox holds the key before the message — also a
+ * key queued after it, for a member device found to lack it (engine/delivery.ts).
  */
 function withoutBlockedGroups<E extends { key: string; value: Uint8Array }>(all: E[]): E[] {
-  let keys = false
-  const out: E[] = []
-  for (const e of all) {
-    const entry = decodeEntry(K.outbox, e)
-    if (entry.group !== undefined && keys) continue
-    if (entry.groupControl?.key !== undefined) keys = true
-    out.push(e)
-  }
-  return out
+  const entries = all.map((e) => ({ e, entry: decodeEntry(K.outbox, e) }))
+  const keyed = new Set(
+    entries.filter((x) => x.entry.groupControl?.key !== undefined).map((x) => x.entry.groupControl!.groupId),
+  )
+  if (keyed.size === 0) return all
+  return entries.filter((x) => x.entry.group === undefined || !keyed.has(x.entry.group.id)).map((x) => x.e)
 }
 
 /** Whether a queued entry may go by SMS: the app's message to a contact (not a notice or history, nor our own). */
