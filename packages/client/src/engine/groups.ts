@@ -222,7 +222,13 @@ export class Groups {
         address: account.address,
         text,
         sentAt,
-        group: { id: groupId, message: sealed.message, key: keyBytes, to: others.map((o) => o.hex), done: [] },
+        group: {
+          id: groupId,
+          message: sealed.message,
+          key: keyBytes,
+          to: others.map((o) => o.hex),
+          done: [],
+        },
         ...(replyTo === undefined ? {} : { replyTo }),
       }
       const shown = {
