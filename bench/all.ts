@@ -14,6 +14,7 @@ const BENCHES = [
   'abuse.ts',
   'fanout.ts',
   'attachments.ts',
+  'groups.ts',
 ]
 const failed: string[] = []
 const ran: string[] = []
