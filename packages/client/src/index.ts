@@ -33,6 +33,7 @@ export type {
   DiscoveryResult,
   GroupInfo,
   GroupMemberInfo,
+  GroupRoute,
   GroupSendResult,
   GroupUpdatedEvent,
   HistoryEvent,
@@ -62,5 +63,6 @@ export type {
   SmsContext,
   SmsFallback,
   SmsFallbackPolicy,
+  SmsGroup,
   TypingEvent,
 } from './types.js'

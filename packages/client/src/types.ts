@@ -14,7 +14,15 @@ export type SmsFallback = (to: string, text: string, context?: SmsContext) => vo
 /** What an {@link SmsFallback} is told beside the text: set for a group message to a member not on Parley. */
 export interface SmsContext {
   /** The group the text was sent to, as a group MMS would name it. */
-  group?: { id: string; name: string }
+  group?: SmsGroup
+}
+
+/** The group of an SMS ({@link SmsContext}). */
+export interface SmsGroup {
+  /** The group's id (64 hex digits). */
+  id: string
+  /** Its name. */
+  name: string
 }
 
 /**
@@ -673,7 +681,17 @@ export interface GroupSendResult {
    * Each other member and the route its copy took: queued over IP, handed to the SMS hook, or `unreached`: a
    * member not on Parley, and this device has no `smsFallback` (another device of the account may).
    */
-  routes: { number: string | null; address: string | null; route: 'ip' | 'sms' | 'unreached' }[]
+  routes: GroupRoute[]
+}
+
+/** How one member of a group got a message ({@link GroupSendResult}). */
+export interface GroupRoute {
+  /** The member's number (E.164), when known. */
+  number: string | null
+  /** The member's account address (hex); null for a member not on Parley. */
+  address: string | null
+  /** `ip`, `sms`, or `unreached` (not on Parley, and this device has no `smsFallback`). */
+  route: 'ip' | 'sms' | 'unreached'
 }
 
 /** A `groupUpdated` event. */

@@ -28,7 +28,7 @@ import {
 import { fromHex, toHex } from '../internal/codec.js'
 import * as e2e from '../internal/e2e.js'
 import type { StoreWrite } from '../Store.js'
-import type { CreateGroupOptions, GroupInfo, GroupSendResult, SmsFallback } from '../types.js'
+import type { CreateGroupOptions, GroupInfo, GroupRoute, GroupSendResult, SmsFallback } from '../types.js'
 import type { Engine } from './context.js'
 import { type Conversations, GROUP_PEER } from './conversations.js'
 import type { Devices } from './devices.js'
@@ -251,7 +251,7 @@ export class Groups {
       return writes
     })
     // Members not on Parley get the text through the app's hook, as a group MMS would; it is never uploaded.
-    const routes: GroupSendResult['routes'] = (state?.members ?? [])
+    const routes: GroupRoute[] = (state?.members ?? [])
       .filter((m) => m.address === undefined || !e2e.equal(m.address, account.address))
       .map((m) => ({
         number: m.e164 || null,
