@@ -322,7 +322,7 @@ describe.skipIf(!haveChromium && !required)(
       expect(got.pieces).toBeGreaterThan(1)
     })
 
-    it('the demo page served by the relay: two panes activate, chat, type, send an image, show read receipts and the safety number', async () => {
+    it('the demo page served by the relay: two panes activate, chat, type, send an image, show read receipts and the safety number, and form a group with an SMS member', async () => {
       const context = await browser.newContext({
         viewport: { width: 1280, height: 860 },
         deviceScaleFactor: 1,
@@ -400,6 +400,31 @@ describe.skipIf(!haveChromium && !required)(
         await pane('b').getByTestId('safety').textContent(),
       )
       expect(await pane('a').getByTestId('state').textContent()).toBe('online')
+
+      // A group of the two devices and a number not on Parley: created in pane A, shown in B, a message each
+      // way over IP, and the SMS member's copy handed to pane A's SMS hook (shown in its log, never uploaded).
+      await pane('a').getByTestId('group-members').fill(`${numbers.b}, +1 415 555 0199`)
+      await pane('a').getByTestId('group-create').click()
+      await expect
+        .poll(() => pane('b').getByTestId('group-info').textContent(), { timeout: 20_000 })
+        .toContain('Device A')
+      expect(await pane('b').getByTestId('group-info').textContent()).toContain('+14155550199 · SMS')
+      await pane('a').getByTestId('group-text').fill('Hello, group')
+      await pane('a').getByTestId('group-send').click()
+      await pane('b')
+        .getByTestId('group-messages')
+        .locator('.msg.in', { hasText: 'Hello, group' })
+        .waitFor({ timeout: 20_000 })
+      await expect
+        .poll(() => pane('a').getByTestId('sms-log').textContent())
+        .toContain("SMS to +14155550199 (Device A's group): Hello, group")
+      await pane('b').getByTestId('group-text').fill('Hi all')
+      await pane('b').getByTestId('group-send').click()
+      await pane('a')
+        .getByTestId('group-messages')
+        .locator('.msg.in', { hasText: 'Hi all' })
+        .waitFor({ timeout: 20_000 })
+      await expect.poll(() => pane('b').getByTestId('sms-log').textContent()).toContain('Hi all')
       expect(errors).toEqual([])
 
       mkdirSync(join(SCREENSHOT, '..'), { recursive: true })

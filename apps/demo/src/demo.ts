@@ -59,6 +59,10 @@ class Pane {
     this.#on('confirm', (form) => this.#confirm(form))
     this.#on('discover', (form) => this.#discover(form))
     this.#on('compose', (form) => this.#send(form))
+    this.#input('group-create', 'members').value =
+      `${root.dataset.peer ?? ''}, ${root.dataset.sms ?? ''}`.replace(/^, |, $/g, '')
+    this.#on('group-create', (form) => this.#createGroup(form))
+    this.#on('group-compose', (form) => this.#sendGroup(form))
     this.#input('compose', 'text').addEventListener('input', () => void this.#typing())
     const file = this.#input('compose', 'file')
     file.addEventListener('change', () => {
@@ -76,18 +80,26 @@ class Pane {
       defaultRegion: 'US',
       reconnect: { minDelayMs: 250, maxDelayMs: 5000 },
       // The demo has no phone to text from: show what would have gone by SMS instead.
-      smsFallback: () => {},
+      smsFallback: (to, text, context) => this.#smsSent(to, text, context?.group?.name),
     })
     this.#client = client
     const render = () => this.#render()
     this.#unsubscribe = [
       client.on('connection', ({ state }) => this.#state(state)),
-      client.on('message', () => {
+      client.on('message', (m) => {
         this.#peerTyping(false)
         render()
-        void this.#refreshSafety()
+        if (m.group !== undefined) void this.#drawGroup()
+        else void this.#refreshSafety()
       }),
-      client.on('delivered', render),
+      client.on('groupUpdated', ({ group }) => {
+        this.#save('group', group.id)
+        void this.#drawGroup()
+      }),
+      client.on('delivered', () => {
+        render()
+        void this.#drawGroup()
+      }),
       client.on('receipt', render),
       client.on('sentBySms', render),
       client.on('reaction', render),
@@ -156,6 +168,72 @@ class Pane {
     await this.#refreshSafety()
   }
 
+  /** Creates a group of this device and the numbers typed (those not on Parley are reached by SMS). */
+  async #createGroup(form: HTMLFormElement): Promise<void> {
+    const numbers = String(new FormData(form).get('members'))
+      .split(',')
+      .map((n) => n.trim())
+      .filter((n) => n !== '')
+    const group = await this.#require().createGroup({
+      name: `${el(this.#root, 'title').textContent}'s group`,
+      members: numbers,
+    })
+    this.#save('group', group.id)
+    await this.#drawGroup()
+  }
+
+  async #sendGroup(form: HTMLFormElement): Promise<void> {
+    const id = this.#load('group')
+    if (id === null) throw new Error('Create a group first.')
+    const input = this.#input('group-compose', 'text')
+    await this.#require().sendGroup(id, input.value)
+    input.value = ''
+    form.querySelector('input')?.focus()
+    await this.#drawGroup()
+  }
+
+  /** What this device's SMS hook was given (the demo has no phone: it shows the text instead). */
+  #smsSent(to: string, text: string, group: string | undefined): void {
+    const li = document.createElement('li')
+    li.textContent = `SMS to ${to}${group === undefined ? '' : ` (${group})`}: ${text}`
+    el(this.#root, 'sms-log').append(li)
+  }
+
+  /** Shows the group: its name, members and routes, and its conversation. */
+  async #drawGroup(): Promise<void> {
+    const client = this.#client
+    const id = this.#load('group')
+    if (client === null || !client.activated || id === null) return
+    const group = await client.group(id)
+    if (group === null) return
+    const members = group.members
+      .map(
+        (m) =>
+          `${m.self ? 'you' : (m.number ?? 'someone')}${m.admin ? ' (admin)' : ''}${m.route === 'sms' ? ' · SMS' : ''}`,
+      )
+      .join(', ')
+    el(this.#root, 'group-info').textContent = group.left
+      ? `You left “${group.name}”.`
+      : `“${group.name}”: ${members}`
+    el(this.#root, 'group-compose').hidden = group.left
+    el(this.#root, 'group-create').hidden = !group.left
+    const conversation = (await client.conversations()).find((c) => c.group === id)
+    const list = el(this.#root, 'group-messages')
+    if (conversation === undefined) {
+      list.replaceChildren()
+      return
+    }
+    const { messages } = await client.conversationHistory(conversation.id, { limit: 100 })
+    list.replaceChildren(
+      ...messages.map((m) => {
+        const li = this.#item(m)
+        if (!m.outgoing) li.prepend(`${m.from ?? 'someone'}: `)
+        return li
+      }),
+    )
+    list.scrollTop = list.scrollHeight
+  }
+
   /** Sends a picked file end to end (the relay holds only its encrypted blob, until the peer fetched it). */
   async #sendFile(file: File): Promise<void> {
     if (file.size > MAX_FILE_BYTES) throw new Error('The demo sends files of up to 10 MiB.')
@@ -208,7 +286,7 @@ class Pane {
       const request = indexedDB.deleteDatabase(this.#storeName)
       request.onsuccess = request.onerror = request.onblocked = () => resolve()
     })
-    for (const name of ['peer', 'pending', 'me']) localStorage.removeItem(this.#key(name))
+    for (const name of ['peer', 'pending', 'me', 'group']) localStorage.removeItem(this.#key(name))
     location.reload()
   }
 
@@ -228,6 +306,7 @@ class Pane {
     el(this.#root, 'address').textContent = `${client.address?.slice(0, 16)}…`
     this.#render()
     void this.#refreshSafety()
+    void this.#drawGroup()
   }
 
   /** Renders the conversation with the peer (one render at a time; a request meanwhile renders once more). */
