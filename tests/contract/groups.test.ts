@@ -281,6 +281,18 @@ describe('groups', { timeout: 240_000 }, () => {
     expect((await groupAt(dave))?.members.some((m) => m.number === carol.number)).toBe(false)
   })
 
+  it('a member added back reads what is sent from then on, and nothing sent while out', async () => {
+    const [alice, bob, carol] = members as [Member, Member, Member]
+    const added = await alice.client.addGroupMembers(groupId, [carol.number])
+    expect(added.members.some((m) => m.number === carol.number)).toBe(true)
+    await until(async () => (await groupAt(carol))?.left === false, WAIT, 'carol back in the group')
+    await bob.client.sendGroup(groupId, 'welcome back')
+    await until(() => texts(carol).includes(`${bob.number}:welcome back`), WAIT, 'carol reads bob')
+    // What was sent while she was out never reached her.
+    expect(texts(carol).some((t) => t.endsWith('after carol'))).toBe(false)
+    expect(carol.errors.map((e) => e.code)).toEqual([])
+  })
+
   it("two admins' concurrent changes converge on every member, both applied", async () => {
     const [alice, bob] = members as [Member, Member]
     const eve = members[MEMBERS - 1]!
@@ -367,9 +379,12 @@ describe('groups', { timeout: 240_000 }, () => {
       const bytes = readFileSync(f)
       for (const n of needles) expect(bytes.includes(n), `${n.toString('hex')} in ${f}`).toBe(false)
     }
-    // Nor its log.
+    // Nor its log, and no log line names two members together.
     const log = env.relay.output.join('\n')
     for (const n of [groupId, 'Hikers', SMS_MEMBER, SMS_MEMBER.slice(1)]) expect(log.includes(n)).toBe(false)
+    const addresses = members.map((m) => m.client.address!).filter((a) => a !== null)
+    const together = env.relay.output.filter((line) => addresses.filter((a) => line.includes(a)).length > 1)
+    expect(together).toEqual([])
     await env.relay.start()
   })
 })

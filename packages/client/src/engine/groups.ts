@@ -49,6 +49,8 @@ import {
 
 const GROUP_ID = /^[0-9a-f]{64}$/
 const MAX_TEXT_BYTES = 64 * 1024
+/** The most sender keys one account may leave here for groups this device does not hold (yet). */
+const MAX_UNKNOWN_GROUP_KEYS = 64
 
 /** Queues outbox entries in one write with `writes` (the outbox's `enqueue`), wired in by the facade. */
 export type Enqueue = (build: (nextSeq: () => number) => Promise<StoreWrite[]>) => Promise<void>
@@ -111,7 +113,7 @@ export class Groups {
     return this.#published(encoded)
   }
 
-  /** `ParleyClient.groups`: every group this device holds, newest change first. */
+  /** `ParleyClient.groups`: every group this device holds, in id order. */
   async list(): Promise<GroupInfo[]> {
     const engine = this.#engine
     const entries = await engine.store.list(K.group.prefix)
@@ -140,6 +142,11 @@ export class Groups {
       if (op !== 'leave' && !me.admin)
         throw new ParleyError('FORBIDDEN', 'only an admin may change the group')
       const next = applyChange(current, change, account.address, groupUpdateHash(record.current))
+      if (sameGroup(next, current)) {
+        // Nothing to change (a change made again on a winner that already holds it): no new revision.
+        encoded = record.current
+        return []
+      }
       encoded = encodeGroupUpdate(next)
       // Everyone who was or is a member hears of it: a removed member learns it was removed.
       const mine = op === 'leave' ? undefined : change
@@ -196,15 +203,7 @@ export class Groups {
           : ((await this.#devices.cached(fromHex(t.hex)))?.version ?? 0)
         if (sentTo[t.hex] === version) continue
         sentTo[t.hex] = version
-        const entry: OutboxRecord = {
-          id: toHex(engine.random(16)),
-          to: t.e164,
-          address: fromHex(t.hex),
-          text: '',
-          sentAt,
-          groupControl: { groupId, key: keyBytes },
-        }
-        writes.push(put(K.outbox(nextSeq()), entry))
+        writes.push(this.#control(nextSeq(), t.hex, t.e164, { groupId, key: keyBytes }))
       }
       const content = encodeContent({
         messageId: fromHex(id),
@@ -278,15 +277,10 @@ export class Groups {
       for (const e of await engine.store.list(K.group.prefix)) {
         const record = K.group.codec.decode(e.value)
         if (groupMember(decodeGroupUpdate(record.current), account.address) === undefined) continue
-        const entry: OutboxRecord = {
-          id: toHex(engine.random(16)),
-          to: account.e164,
-          address: account.address,
-          text: '',
-          sentAt: engine.clock.now(),
-          groupControl: { groupId: record.id, update: record.current },
-        }
-        writes.push(put(K.outbox(nextSeq()), entry))
+        const own = toHex(account.address)
+        writes.push(
+          this.#control(nextSeq(), own, account.e164, { groupId: record.id, update: record.current }),
+        )
       }
       return writes
     })
@@ -303,16 +297,8 @@ export class Groups {
       if (member === undefined) return []
       const chain = await get(engine.store, K.groupOwnKey(groupId))
       const version = (await this.#devices.cached(fromHex(memberHex)))?.version ?? 0
-      const entry: OutboxRecord = {
-        id: toHex(engine.random(16)),
-        to: member.e164,
-        address: fromHex(memberHex),
-        text: '',
-        sentAt: engine.clock.now(),
-        groupControl: { groupId, key },
-      }
       return [
-        put(K.outbox(nextSeq()), entry),
+        this.#control(nextSeq(), memberHex, member.e164, { groupId, key }),
         ...(chain === undefined || e2e.equal(fromHex(memberHex), account.address)
           ? []
           : [put(K.groupOwnKey(groupId), { ...chain, sentTo: { ...chain.sentTo, [memberHex]: version } })]),
@@ -437,13 +423,34 @@ export class Groups {
         chainKey: receiver.chainKey,
         signingKey: receiver.signingKey,
         skipped: [],
+        receivedAt: engine.clock.now(),
       }
     } catch (err) {
       engine.emitError(err)
       return
     }
-    const slot = K.groupPeerKey(toHex(sender.address), sender.deviceId, toHex(record.distributionId))
+    const senderHex = toHex(sender.address)
+    const slot = K.groupPeerKey(senderHex, sender.deviceId, toHex(record.distributionId))
     if ((await engine.store.get(slot.key)) !== undefined) return
+    // Bounded: a device's chains for one group, the newest two (the one before a rekey still opens mail in
+    // flight); and from one account, keys for groups not held here (yet), at most MAX_UNKNOWN_GROUP_KEYS.
+    const held = (await engine.store.list(`${K.groupPeerKey.prefix}${senderHex}/`)).map((e) => ({
+      key: e.key,
+      value: K.groupPeerKey.codec.decode(e.value),
+    }))
+    const mine = held
+      .filter((h) => h.value.groupId === record.groupId && h.key.startsWith(slot.key.slice(0, -32)))
+      .sort((a, b) => (a.value.receivedAt ?? 0) - (b.value.receivedAt ?? 0))
+    for (const old of mine.slice(0, Math.max(0, mine.length - 1))) writes.push(del(old.key))
+    if ((await this.#record(record.groupId)) === undefined) {
+      const unknown = []
+      for (const h of held) if ((await this.#record(h.value.groupId)) === undefined) unknown.push(h)
+      if (unknown.length >= MAX_UNKNOWN_GROUP_KEYS) {
+        engine.stats.groupRefused++
+        engine.emitError(new ParleyError('RATE_LIMITED', 'too many sender keys for groups not held here'))
+        return
+      }
+    }
     writes.push(put(slot, record))
   }
 
@@ -545,6 +552,25 @@ export class Groups {
 
   // ───────────────────────────── helpers ─────────────────────────────
 
+  /** The write that queues a group's state or sender key (`control`) for the account at `hex`, as outbox `seq`. */
+  #control(
+    seq: number,
+    hex: string,
+    e164: string,
+    control: NonNullable<OutboxRecord['groupControl']>,
+  ): StoreWrite {
+    const engine = this.#engine
+    const entry: OutboxRecord = {
+      id: toHex(engine.random(16)),
+      to: e164,
+      address: fromHex(hex),
+      text: '',
+      sentAt: engine.clock.now(),
+      groupControl: control,
+    }
+    return put(K.outbox(seq), entry)
+  }
+
   #ready(): Enqueue {
     const enqueue = this.enqueue
     if (enqueue === null) throw new ParleyError('INVALID_STATE', 'the client is not ready')
@@ -597,17 +623,10 @@ export class Groups {
         ...(mine === undefined ? {} : { mine }),
       }),
     ]
-    const entry = (hex: string, e164: string): OutboxRecord => ({
-      id: toHex(engine.random(16)),
-      to: e164,
-      address: fromHex(hex),
-      text: '',
-      sentAt: engine.clock.now(),
-      groupControl: { groupId: id, update: encoded },
-    })
+    const control = { groupId: id, update: encoded }
     if (this.#devices.ownOthers().length > 0)
-      writes.push(put(K.outbox(nextSeq()), entry(toHex(account.address), account.e164)))
-    for (const [hex, e164] of targets) writes.push(put(K.outbox(nextSeq()), entry(hex, e164)))
+      writes.push(this.#control(nextSeq(), toHex(account.address), account.e164, control))
+    for (const [hex, e164] of targets) writes.push(this.#control(nextSeq(), hex, e164, control))
     const chain = await get(engine.store, K.groupOwnKey(id))
     if (left) writes.push(del(K.groupOwnKey(id)))
     else if (removed && chain !== undefined) writes.push(put(K.groupOwnKey(id), { ...chain, rekey: true }))
@@ -681,6 +700,17 @@ export class Groups {
     }
     return keys
   }
+}
+
+/** Whether two states have the same name, avatar and members (revision and author aside). */
+function sameGroup(a: GroupUpdateFields, b: GroupUpdateFields): boolean {
+  const key = (u: GroupUpdateFields) =>
+    JSON.stringify([
+      u.name,
+      u.avatarKey === undefined ? '' : toHex(u.avatarKey),
+      withAdmin(u.members).map((m) => [m.address === undefined ? '' : toHex(m.address), m.e164, m.admin]),
+    ])
+  return key(a) === key(b)
 }
 
 function candidateOf(bytes: Uint8Array): GroupUpdateCandidate {

@@ -268,6 +268,8 @@ export interface PeerSenderKeyRecord {
   groupId: string
   /** The identity key of the device that gave it: only that device's messages open with it. */
   identityKey: Uint8Array
+  /** When it arrived (ms): of one device's chains for one group, only the two newest are kept. */
+  receivedAt?: number
   distributionId: Uint8Array
   iteration: number
   chainKey: Uint8Array
