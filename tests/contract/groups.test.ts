@@ -150,6 +150,50 @@ describe('groups', { timeout: 240_000 }, () => {
     for (const m of members) expect(m.errors.map((e) => e.code)).toEqual([])
   })
 
+  it("reactions, edits and deletions in the group reach every member, each on the sender's own messages", async () => {
+    const [alice, bob] = members as [Member, Member]
+    const watcher = members[5]!
+    const { id } = await alice.client.sendGroup(groupId, 'react to me')
+    await until(() => texts(watcher).includes(`${alice.number}:react to me`), WAIT, 'the message')
+    const messageOf = async (m: Member) => {
+      const c = (await m.client.conversations()).find((x) => x.group === groupId)!
+      return (await m.client.conversationHistory(c.id)).messages.find((x) => x.id === id)
+    }
+    await bob.client.react(id, '👍')
+    await until(
+      async () => (await messageOf(watcher))?.reactions?.[bob.client.address!] === '👍',
+      WAIT,
+      'the reaction',
+    )
+    await alice.client.edit(id, 'react to me (edited)')
+    await until(async () => (await messageOf(watcher))?.edited === true, WAIT, 'the edit')
+    expect((await messageOf(watcher))?.text).toBe('react to me (edited)')
+    expect((await messageOf(bob))?.text).toBe('react to me (edited)')
+    // Bob cannot edit alice's message (refused here before anything is sent)…
+    await expect(bob.client.edit(id, 'mine now')).rejects.toMatchObject({ code: 'FORBIDDEN' })
+    // …nor can a tampered client of his that thinks the message is its own: every member ignores the edit.
+    await bob.client.close()
+    const store = SqliteStore.open(bob.path)
+    const at = new TextDecoder().decode(await store.get(`conversation/index/${id}`))
+    const key = JSON.parse(at) as string
+    const record = JSON.parse(new TextDecoder().decode(await store.get(key)))
+    await store.write([
+      { key, value: new TextEncoder().encode(JSON.stringify({ ...record, outgoing: true })) },
+    ])
+    await store.close()
+    await open(bob, false)
+    await bob.client.edit(id, 'forged by bob')
+    await bob.client.sendGroup(groupId, 'after the forged edit')
+    await until(() => texts(watcher).includes(`${bob.number}:after the forged edit`), WAIT, 'bob after it')
+    expect((await messageOf(watcher))?.text).toBe('react to me (edited)')
+    expect((await messageOf(alice))?.text).toBe('react to me (edited)')
+    await alice.client.deleteForEveryone(id)
+    await until(async () => (await messageOf(watcher))?.deleted === true, WAIT, 'the deletion')
+    expect((await messageOf(watcher))?.text).toBe('')
+    expect((await messageOf(alice))?.deleted).toBe(true)
+    for (const m of members) expect(m.errors.map((e) => e.code)).toEqual([])
+  })
+
   it("a device linked to a member later gets the group's state and chains, reads its new messages and sends to it", async () => {
     const [alice, bob] = members as [Member, Member]
     const laptop: Member = {

@@ -187,6 +187,7 @@ export class ParleyClient {
     this.#conversations = conversations
     this.#attachments = new Attachments(engine, options.relayUrl, undefined, options.streamUploads ?? true)
     conversations.sendControl = (address, number, body) => outbox.queueControl(address, number, body)
+    conversations.sendGroupAction = (groupId, action) => groups.sendAction(groupId, action)
     this.#devices = devices
     this.#backups = new Backups(engine)
     this.#activation = new Activator(engine, session, discovery, prekeys, {

@@ -114,6 +114,8 @@ export class Conversations {
   readonly #receipts: { delivery: boolean; read: boolean }
   /** Set by the facade once the outbox exists. */
   sendControl: SendControl | null = null
+  /** Sends an action on a group's message to the group (engine/groups.ts), wired in by the facade. */
+  sendGroupAction: ((groupId: string, action: OutgoingBody) => Promise<void>) | null = null
   /** Delivery receipts not sent yet, by sender address (hex). */
   readonly #pendingReceipts = new Map<string, { number: string; ids: string[] }>()
   #receiptTimer: unknown = null
@@ -236,8 +238,10 @@ export class Conversations {
     if ('attachment' in action || 'typing' in action) return { writes: [] }
     const targetId = 'edit' in action ? action.edit.targetId : action.deleteForEveryone
     const t = await target(targetId)
-    // Only the actor's own message: a contact's incoming one, or (from another device of ours) our outgoing one.
+    // Only the actor's own message: a contact's incoming one, or (from another device of ours) our outgoing one;
+    // in a group, the incoming one must be the actor's too.
     if (t === undefined || t.m.outgoing !== (actor === 'me') || t.m.deleted === true) return { writes: [] }
+    if (actor !== 'me' && t.m.fromAddress !== undefined && t.m.fromAddress !== actor) return { writes: [] }
     if (atMs - t.m.sentAt > EDIT_WINDOW_MS) return { writes: [] }
     if ('edit' in action) {
       const text = action.edit.text
@@ -273,8 +277,8 @@ export class Conversations {
         engine.store,
         K.conversation(key.slice(K.conversationMessage.prefix.length).split('/')[0]!),
       )
-      if (c === undefined || !isAccountPeer(c.peer))
-        throw new ParleyError('INVALID_STATE', 'only a message of a one-to-one Parley conversation')
+      if (c === undefined || c.peer.startsWith('sms:'))
+        throw new ParleyError('INVALID_STATE', 'only a message of a Parley conversation')
       if (!('reaction' in action)) {
         if (!m.outgoing || m.deleted === true) throw new ParleyError('FORBIDDEN', 'only your own messages')
         if (engine.clock.now() - m.sentAt > EDIT_WINDOW_MS)
@@ -285,7 +289,14 @@ export class Conversations {
       return { c, emit: result.emit }
     })
     found.emit?.()
-    await send(fromHex(found.c.peer), found.c.number ?? '', action)
+    const peer = found.c.peer
+    if (peer.startsWith(GROUP_PEER)) {
+      const sendGroup = this.sendGroupAction
+      if (sendGroup === null) throw new ParleyError('INVALID_STATE', 'the client is not ready')
+      await sendGroup(peer.slice(GROUP_PEER.length), action)
+      return
+    }
+    await send(fromHex(peer), found.c.number ?? '', action)
   }
 
   /**

@@ -519,9 +519,14 @@ export class Delivery {
       await save()
       throw new ParleyError('UNAVAILABLE', 'some group members were not reached yet', { retryAfterMs: 2000 })
     }
-    await engine.store.write([del(key), ...(await this.#conversations.setState(entry.id, 'sent'))])
+    // An action (a reaction, edit or deletion) is none of the app's messages: no state, no `delivered`.
+    const control = isControl(entry)
+    await engine.store.write([
+      del(key),
+      ...(control ? [] : await this.#conversations.setState(entry.id, 'sent')),
+    ])
     engine.sending.delete(entry.id)
-    engine.events.emit('delivered', { id: entry.id, to: entry.to })
+    if (!control) engine.events.emit('delivered', { id: entry.id, to: entry.to })
     for (const e of refused) engine.emitRecoverable(e)
   }
 
@@ -850,7 +855,7 @@ function contentOf(
 }
 
 /** The content of a reaction, edit, deletion, receipt or typing indicator, with a fallback text where one helps. */
-function bodyContent(body: OutgoingBody): Omit<Content, 'messageId' | 'sentAtMs'> {
+export function bodyContent(body: OutgoingBody): Omit<Content, 'messageId' | 'sentAtMs'> {
   if ('attachment' in body) {
     const a = body.attachment
     return {

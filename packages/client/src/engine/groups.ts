@@ -31,6 +31,7 @@ import type { StoreWrite } from '../Store.js'
 import type { CreateGroupOptions, GroupInfo, GroupRoute, GroupSendResult, SmsFallback } from '../types.js'
 import type { Engine } from './context.js'
 import { type Conversations, GROUP_PEER } from './conversations.js'
+import { bodyContent } from './delivery.js'
 import type { Devices } from './devices.js'
 import type { Discovery } from './discovery.js'
 import {
@@ -41,7 +42,7 @@ import {
   get,
   K,
   type OutboxRecord,
-  type OwnSenderKeyRecord,
+  type OutgoingBody,
   type PeerSenderKeyRecord,
   put,
   type StoredMessage,
@@ -167,90 +168,15 @@ export class Groups {
       throw new TypeError('replyTo must be a message id (32 hex digits)')
     const account = engine.requireAccount()
     if (engine.banned !== null) throw engine.banned
-    const enqueue = this.#ready()
     const id = toHex(engine.random(16))
     const sentAt = engine.clock.now()
-    let smsMembers: GroupMemberFields[] = []
-    let state: GroupUpdateFields | undefined
-    await enqueue(async (nextSeq) => {
-      const record = await this.#record(groupId)
-      if (record === undefined) throw new ParleyError('NOT_FOUND', 'no such group here')
-      state = decodeGroupUpdate(record.current)
-      if (groupMember(state, account.address) === undefined)
-        throw new ParleyError('FORBIDDEN', 'this account is no longer a member of the group')
-      smsMembers = state.members.filter((m) => m.address === undefined)
-      const others = state.members
-        .filter((m) => m.address !== undefined && !e2e.equal(m.address, account.address))
-        .map((m) => ({ hex: toHex(m.address!), e164: m.e164 }))
-      const writes: StoreWrite[] = []
-      let chain = await get(engine.store, K.groupOwnKey(groupId))
-      if (chain === undefined || chain.rekey === true) {
-        const fresh = createSenderKey({ random: engine.random })
-        chain = { ...fresh, sentTo: {} }
-      }
-      // The chain, from its current iteration on, to every member (and this account's other devices) that does
-      // not have it yet, or whose device list changed since (a device linked since has no copy).
-      const distribution = senderKeyDistribution(chain)
-      const keyBytes = encodeGroupKey({ groupId: fromHex(groupId), distribution })
-      const targets = [...others]
-      if (this.#devices.ownOthers().length > 0)
-        targets.push({ hex: toHex(account.address), e164: account.e164 })
-      const sentTo = { ...chain.sentTo }
-      for (const t of targets) {
-        const own = t.hex === toHex(account.address)
-        const version = own
-          ? (account.devices?.version ?? 0)
-          : ((await this.#devices.cached(fromHex(t.hex)))?.version ?? 0)
-        if (sentTo[t.hex] === version) continue
-        sentTo[t.hex] = version
-        writes.push(this.#control(nextSeq(), t.hex, t.e164, { groupId, key: keyBytes }))
-      }
-      const content = encodeContent({
-        messageId: fromHex(id),
-        sentAtMs: sentAt,
-        text,
-        groupId: fromHex(groupId),
-        ...(replyTo === undefined ? {} : { replyTo: fromHex(replyTo) }),
-      })
-      const sealed = senderKeyEncrypt(chain, content, engine)
-      const nextChain: OwnSenderKeyRecord = { ...sealed.state, sentTo }
-      const seq = nextSeq()
-      const entry: OutboxRecord = {
-        id,
-        to: `${GROUP_PEER}${groupId}`,
-        address: account.address,
-        text,
-        sentAt,
-        group: {
-          id: groupId,
-          message: sealed.message,
-          key: keyBytes,
-          to: others.map((o) => o.hex),
-          done: [],
-        },
-        ...(replyTo === undefined ? {} : { replyTo }),
-      }
-      const shown = {
-        peer: `${GROUP_PEER}${groupId}`,
-        number: null,
-        message: {
-          id,
-          outgoing: true,
-          from: account.e164,
-          text,
-          sentAt,
-          receivedAt: null,
-          state: 'queued' as const,
-          seq,
-          ...(replyTo === undefined ? {} : { replyTo }),
-        },
-      }
-      writes.push(put(K.groupOwnKey(groupId), nextChain), put(K.outbox(seq), entry))
-      writes.push(...(await this.#conversations.add(shown, writes)))
-      return writes
+    const state = await this.#queue(groupId, id, sentAt, {
+      text,
+      ...(replyTo === undefined ? {} : { replyTo }),
     })
+    const smsMembers = state.members.filter((m) => m.address === undefined)
     // Members not on Parley get the text through the app's hook, as a group MMS would; it is never uploaded.
-    const routes: GroupRoute[] = (state?.members ?? [])
+    const routes: GroupRoute[] = state.members
       .filter((m) => m.address === undefined || !e2e.equal(m.address, account.address))
       .map((m) => ({
         number: m.e164 || null,
@@ -259,10 +185,120 @@ export class Groups {
       }))
     const sms = this.#sms
     if (smsMembers.length > 0 && sms !== undefined) {
-      const group = { id: groupId, name: state!.name }
+      const group = { id: groupId, name: state.name }
       for (const m of smsMembers) await sms(m.e164, text, { group })
     }
     return { id, routes }
+  }
+
+  /**
+   * `react`, `edit`, `deleteForEveryone` on a group's message (conversations.ts applied it here already): the
+   * action as a group message, to every member.
+   */
+  async sendAction(groupId: string, action: OutgoingBody): Promise<void> {
+    const engine = this.#engine
+    engine.requireAccount()
+    if (engine.banned !== null) throw engine.banned
+    await this.#queue(groupId, toHex(engine.random(16)), engine.clock.now(), { action })
+  }
+
+  /**
+   * Queues one group message — a text (shown in the group's conversation, queued) or an action — in one write
+   * with what it needs first: this device's chain, new after a removal, to every member account (and this
+   * account's other devices) that has not had it at its current device-list version, at this message's iteration.
+   * @returns the group's state it was sent to
+   */
+  async #queue(
+    groupId: string,
+    id: string,
+    sentAt: number,
+    what: { text: string; replyTo?: string } | { action: OutgoingBody },
+  ): Promise<GroupUpdateFields> {
+    const engine = this.#engine
+    const account = engine.requireAccount()
+    let state: GroupUpdateFields | undefined
+    await this.#ready()(async (nextSeq) => {
+      const record = await this.#record(groupId)
+      if (record === undefined) throw new ParleyError('NOT_FOUND', 'no such group here')
+      state = decodeGroupUpdate(record.current)
+      if (groupMember(state, account.address) === undefined)
+        throw new ParleyError('FORBIDDEN', 'this account is no longer a member of the group')
+      const others = state.members
+        .filter((m) => m.address !== undefined && !e2e.equal(m.address, account.address))
+        .map((m) => ({ hex: toHex(m.address!), e164: m.e164 }))
+      const writes: StoreWrite[] = []
+      let chain = await get(engine.store, K.groupOwnKey(groupId))
+      if (chain === undefined || chain.rekey === true)
+        chain = { ...createSenderKey({ random: engine.random }), sentTo: {} }
+      const keyBytes = encodeGroupKey({
+        groupId: fromHex(groupId),
+        distribution: senderKeyDistribution(chain),
+      })
+      const targets = [...others]
+      if (this.#devices.ownOthers().length > 0)
+        targets.push({ hex: toHex(account.address), e164: account.e164 })
+      const sentTo = { ...chain.sentTo }
+      for (const t of targets) {
+        const version =
+          t.hex === toHex(account.address)
+            ? (account.devices?.version ?? 0)
+            : ((await this.#devices.cached(fromHex(t.hex)))?.version ?? 0)
+        if (sentTo[t.hex] === version) continue
+        sentTo[t.hex] = version
+        writes.push(this.#control(nextSeq(), t.hex, t.e164, { groupId, key: keyBytes }))
+      }
+      const head = { messageId: fromHex(id), sentAtMs: sentAt, groupId: fromHex(groupId) }
+      const content =
+        'action' in what
+          ? { ...head, ...bodyContent(what.action) }
+          : {
+              ...head,
+              text: what.text,
+              ...(what.replyTo === undefined ? {} : { replyTo: fromHex(what.replyTo) }),
+            }
+      const sealed = senderKeyEncrypt(chain, encodeContent(content), engine)
+      const seq = nextSeq()
+      const entry: OutboxRecord = {
+        id,
+        to: `${GROUP_PEER}${groupId}`,
+        address: account.address,
+        text: 'text' in what ? what.text : '',
+        sentAt,
+        group: {
+          id: groupId,
+          message: sealed.message,
+          key: keyBytes,
+          to: others.map((o) => o.hex),
+          done: [],
+        },
+        ...('action' in what
+          ? { body: what.action }
+          : what.replyTo === undefined
+            ? {}
+            : { replyTo: what.replyTo }),
+      }
+      writes.push(put(K.groupOwnKey(groupId), { ...sealed.state, sentTo }), put(K.outbox(seq), entry))
+      if ('text' in what) {
+        const shown = {
+          peer: `${GROUP_PEER}${groupId}`,
+          number: null,
+          message: {
+            id,
+            outgoing: true,
+            from: account.e164,
+            text: what.text,
+            sentAt,
+            receivedAt: null,
+            state: 'queued' as const,
+            seq,
+            ...(what.replyTo === undefined ? {} : { replyTo: what.replyTo }),
+          },
+        }
+        writes.push(...(await this.#conversations.add(shown, writes)))
+      }
+      return writes
+    })
+    return state!
   }
 
   /**
@@ -512,10 +548,23 @@ export class Groups {
     const idHex = toHex(content.messageId)
     if ((await engine.store.get(K.seen(idHex).key)) !== undefined) return { writes }
     writes.push(put(K.seen(idHex), received.receivedAtMs))
-    // Only texts and files are shown in groups so far; other bodies are taken (the chain moves on) and dropped.
-    if (content.text === undefined || content.typing !== undefined || content.action !== undefined)
-      return { writes }
     const own = e2e.equal(opened.senderAddress, account.address)
+    if (content.action !== undefined) {
+      // A reaction, edit or deletion on a message of the group's conversation (edits and deletions of the
+      // sender's own messages only); receipts are not sent in groups, and one that comes is dropped.
+      if ('receipt' in content.action) return { writes }
+      const peer = `${GROUP_PEER}${chain.groupId}`
+      const done = await this.#conversations.act(
+        peer,
+        own ? 'me' : senderHex,
+        content.action,
+        received.receivedAtMs,
+      )
+      writes.push(...done.writes)
+      return { writes, ...(done.emit === undefined ? {} : { emit: done.emit }) }
+    }
+    // A typing indicator never comes this way (it is never stored): dropped, the chain having moved on.
+    if (content.typing !== undefined) return { writes }
     const from = own ? account.e164 : (opened.senderNumber ?? (member.e164 || null))
     const message: StoredMessage = {
       id: idHex,
@@ -538,6 +587,7 @@ export class Groups {
         id: idHex,
         outgoing: own,
         from,
+        ...(own ? {} : { fromAddress: senderHex }),
         text: content.text,
         sentAt: content.sentAtMs,
         receivedAt: received.receivedAtMs,

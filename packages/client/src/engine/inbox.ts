@@ -315,6 +315,7 @@ export class Inbox {
       // A group message: opened with the sender device's chain, no pairwise session involved.
       const got = await this.#groups.receiveMessage(opened, { receivedAtMs, seq })
       if (got.writes.length > 0) await store.write(got.writes)
+      got.emit?.()
       if (got.message === undefined) return ack()
       const incoming = toIncoming(got.message)
       engine.events.emit('message', incoming)

@@ -336,6 +336,8 @@ export interface ConversationMessageRecord {
   outgoing: boolean
   /** The sender's number when known (this account's own for an outgoing message). */
   from: string | null
+  /** In a group's conversation, a received message's sender (address hex): only it may edit or delete it. */
+  fromAddress?: string
   text: string
   /** The sender's clock (ms). */
   sentAt: number
