@@ -202,7 +202,8 @@ describe('groups', { timeout: 240_000 }, () => {
       got: [],
       errors: [],
     } as unknown as Member
-    laptop.client = await nodeClient(env.relay, { storePath: laptop.path })
+    // This device allows groups of 10 at most: it cannot make a bigger one, and the 51-member group still works.
+    laptop.client = await nodeClient(env.relay, { storePath: laptop.path, maxGroupMembers: 10 })
     laptop.client.on('message', (msg) => laptop.got.push(msg))
     laptop.client.on('error', (e) => laptop.errors.push(e))
     const invitation = await bob.client.createLinkCode()
@@ -210,6 +211,9 @@ describe('groups', { timeout: 240_000 }, () => {
     await invitation.linked
     await until(async () => (await groupAt(laptop)) !== null, WAIT, "the laptop has the group's state")
     expect((await groupAt(laptop))?.members).toHaveLength(MEMBERS + 1)
+    await expect(
+      laptop.client.createGroup({ name: 'too big', members: members.slice(2, 12).map((m) => m.number) }),
+    ).rejects.toBeInstanceOf(RangeError)
     // Alice's next message finds bob's list changed, gives bob's account her chain again, then reaches both devices.
     await alice.client.sendGroup(groupId, 'to both of bob')
     await until(

@@ -114,6 +114,9 @@ export class ParleyClient {
     if (options.crypto !== undefined) assertCryptoProvider(options.crypto)
     if (options.streamUploads !== undefined && typeof options.streamUploads !== 'boolean')
       throw new TypeError('streamUploads must be a boolean')
+    const maxMembers = options.maxGroupMembers
+    if (maxMembers !== undefined && (!Number.isInteger(maxMembers) || maxMembers < 2 || maxMembers > 1000))
+      throw new RangeError('maxGroupMembers must be an integer from 2 to 1,000')
     positiveMs(options.requestTimeoutMs, 'requestTimeoutMs')
     positiveMs(options.discoveryTtlMs, 'discoveryTtlMs')
     positiveMs(options.reconnect?.minDelayMs, 'reconnect.minDelayMs')
@@ -180,7 +183,7 @@ export class ParleyClient {
     delivery.resendGroupKey = (groupId, memberHex, key) => this.#groups.resendKey(groupId, memberHex, key)
     const ttl = options.discoveryTtlMs ?? DEFAULT_DISCOVERY_TTL_MS
     const outbox = new Outbox(engine, delivery, discovery, sms, ttl, conversations)
-    const groups = new Groups(engine, discovery, devices, conversations, sms?.send)
+    const groups = new Groups(engine, discovery, devices, conversations, sms?.send, options.maxGroupMembers)
     groups.enqueue = (build) => outbox.enqueue(build)
     this.#groups = groups
     this.#inbox = new Inbox(engine, session, contacts, discovery, prekeys, devices, conversations, groups)

@@ -96,6 +96,11 @@ export interface ParleyClientOptions {
    * HTTP/2, and a browser may keep a large Blob on disk rather than in memory).
    */
   streamUploads?: boolean
+  /**
+   * The most members (this account included, SMS members too) a group made or changed on this device may have:
+   * 2 to 1,000 (the protocol's limit, and the default). A group another member grew beyond it still works here.
+   */
+  maxGroupMembers?: number
 }
 
 /** Public keys of a relay that an app can ship, so that nothing is trusted on first use. */

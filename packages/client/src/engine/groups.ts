@@ -69,6 +69,7 @@ export class Groups {
   readonly #devices: Devices
   readonly #conversations: Conversations
   readonly #sms: SmsFallback | undefined
+  readonly #maxMembers: number
   /** Set by the facade once the outbox exists. */
   enqueue: Enqueue | null = null
 
@@ -78,7 +79,9 @@ export class Groups {
     devices: Devices,
     conversations: Conversations,
     sms: SmsFallback | undefined,
+    maxMembers: number = MAX_GROUP_MEMBERS,
   ) {
+    this.#maxMembers = maxMembers
     this.#engine = engine
     this.#discovery = discovery
     this.#devices = devices
@@ -99,8 +102,7 @@ export class Groups {
       { address: account.address, e164: account.e164, admin: true },
       ...members.filter((m) => m.address === undefined || !e2e.equal(m.address, account.address)),
     ]
-    if (all.length > MAX_GROUP_MEMBERS)
-      throw new RangeError(`a group has at most ${MAX_GROUP_MEMBERS} members`)
+    if (all.length > this.#maxMembers) throw new RangeError(`a group has at most ${this.#maxMembers} members`)
     const update: GroupUpdateFields = {
       groupId: engine.random(32),
       revision: 0,
@@ -143,6 +145,8 @@ export class Groups {
       if (op !== 'leave' && !me.admin)
         throw new ParleyError('FORBIDDEN', 'only an admin may change the group')
       const next = applyChange(current, change, account.address, groupUpdateHash(record.current))
+      if (next.members.length > Math.max(this.#maxMembers, current.members.length))
+        throw new RangeError(`a group has at most ${this.#maxMembers} members`)
       if (sameGroup(next, current)) {
         // Nothing to change (a change made again on a winner that already holds it): no new revision.
         encoded = record.current
@@ -688,8 +692,8 @@ export class Groups {
     const engine = this.#engine
     const e164s = [...new Set(await Promise.all(numbers.map((n) => this.#discovery.normalize(n))))]
     if (e164s.length === 0) return []
-    if (e164s.length >= MAX_GROUP_MEMBERS)
-      throw new RangeError(`a group has at most ${MAX_GROUP_MEMBERS} members`)
+    if (e164s.length >= this.#maxMembers)
+      throw new RangeError(`a group has at most ${this.#maxMembers} members`)
     await this.#discovery.lookup(e164s)
     const members: GroupMemberFields[] = []
     for (const e164 of e164s) {
