@@ -194,6 +194,31 @@ describe('groups', { timeout: 240_000 }, () => {
     for (const m of members) expect(m.errors.map((e) => e.code)).toEqual([])
   })
 
+  it('a file to the group: uploaded once, every member fetches and opens it, the SMS member is unreached', async () => {
+    const [alice] = members as [Member]
+    const data = new Uint8Array(200_000).map((_, i) => (i * 7 + 3) & 0xff)
+    const sent = await alice.client.sendGroupAttachment(groupId, {
+      data,
+      mimeType: 'application/octet-stream',
+      fileName: 'map.bin',
+      caption: 'the map',
+    })
+    expect(sent.routes.find((r) => r.number === SMS_MEMBER)?.route).toBe('unreached')
+    const readers = [members[1]!, members[5]!, members[MEMBERS - 1]!]
+    for (const m of readers) {
+      await until(() => m.got.some((g) => g.id === sent.id), WAIT, `${m.number} got the file's message`)
+      const got = m.got.find((g) => g.id === sent.id)!
+      expect(got.group).toBe(groupId)
+      expect(got.text).toBe('the map')
+      expect(got.attachment?.fileName).toBe('map.bin')
+      expect(Buffer.from(await m.client.downloadAttachment(sent.id)).equals(Buffer.from(data))).toBe(true)
+    }
+    // The sender's own conversation shows it too.
+    const c = (await alice.client.conversations()).find((x) => x.group === groupId)!
+    const mine = (await alice.client.conversationHistory(c.id)).messages.find((x) => x.id === sent.id)
+    expect(mine?.attachment?.size).toBe(data.length)
+  })
+
   it("a device linked to a member later gets the group's state and chains, reads its new messages and sends to it", async () => {
     const [alice, bob] = members as [Member, Member]
     const laptop: Member = {

@@ -70,9 +70,10 @@ import { browserOptions } from './esbuildOptions.mjs'
 // minified), protocol group.ts (the state's codec and judge, +4.6) and senderKey.ts (+3.7, till then unused by the
 // client), the group path of delivery.ts (+1.8), the new fields in the schema and content.ts (+0.9), Client.ts
 // (+1.0); the budget moved to 113 KB. Reactions, edits and deletions in groups: 111.9 → 112.7 KB (103.0 up front),
-// groups.ts (one queue for texts and actions) and conversations.ts. Groups are a natural lazy chunk once the protocol barrel stops pulling every
+// groups.ts (one queue for texts and actions) and conversations.ts. Files in groups (sendGroupAttachment): 112.7 →
+// 113.0 KB (103.3 up front); the budget moved to 114 KB. Groups are a natural lazy chunk once the protocol barrel stops pulling every
 // module into the entry (see the storeSeal note above).
-export const BUDGET_KB = 113
+export const BUDGET_KB = 114
 
 /**
  * Bundles the SDK as a user's bundler would (ESM, minified, code splitting on) and measures min+gzip of what a

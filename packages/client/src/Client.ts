@@ -460,6 +460,26 @@ export class ParleyClient {
   }
 
   /**
+   * Sends a file to a group: encrypted on this device and uploaded once, with room for every member device to
+   * fetch it (the relay deletes it after at most 64 downloads, or after 30 days: in a group of more than 64
+   * devices, the last to fetch it may find it gone), then named with its key and digest in one group message.
+   * Members not on Parley are reported `unreached` (SMS carries no file).
+   * @param groupId - the group's id
+   * @param file - as {@link ParleyClient.sendAttachment}: `data` or `{ stream, size }`, `mimeType`, `fileName`,
+   *   `caption`, `preview`
+   * @returns the message id and each member's route
+   * @throws as {@link ParleyClient.sendAttachment} and {@link ParleyClient.sendGroup}
+   * @example await parley.sendGroupAttachment(group.id, { data: photo, mimeType: 'image/jpeg', fileName: 'a.jpg' })
+   */
+  async sendGroupAttachment(groupId: string, file: OutgoingAttachment): Promise<GroupSendResult> {
+    this.#engine.checkOpen()
+    Attachments.check(file)
+    return this.#groups.sendAttachment(groupId, file.caption ?? '', (downloads) =>
+      this.#attachments.upload(file, downloads),
+    )
+  }
+
+  /**
    * Adds members to a group (admins only). They receive the group's state; each member's next message gives them
    * its sender key, so they read what is sent from then on, never what was sent before.
    * @param groupId - the group's id

@@ -35,6 +35,7 @@ import { bodyContent } from './delivery.js'
 import type { Devices } from './devices.js'
 import type { Discovery } from './discovery.js'
 import {
+  type AttachmentRecord,
   contactRecord,
   del,
   type GroupChangeRecord,
@@ -196,6 +197,39 @@ export class Groups {
   }
 
   /**
+   * `ParleyClient.sendGroupAttachment`: the file encrypted and uploaded once (`upload` is given how many devices
+   * will fetch it: every member device and this account's others), then the group message that names it.
+   */
+  async sendAttachment(
+    groupId: string,
+    caption: string,
+    upload: (downloads: number) => Promise<AttachmentRecord>,
+  ): Promise<GroupSendResult> {
+    const engine = this.#engine
+    const account = engine.requireAccount()
+    if (engine.banned !== null) throw engine.banned
+    const record = await this.#record(groupId)
+    if (record === undefined) throw new ParleyError('NOT_FOUND', 'no such group here')
+    let downloads = this.#devices.ownOthers().length
+    for (const m of decodeGroupUpdate(record.current).members) {
+      if (m.address === undefined || e2e.equal(m.address, account.address)) continue
+      downloads += Math.max(1, (await this.#devices.cached(m.address))?.devices.length ?? 1)
+    }
+    const attachment = await upload(downloads)
+    const id = toHex(engine.random(16))
+    const state = await this.#queue(groupId, id, engine.clock.now(), { text: caption, attachment })
+    // Members not on Parley get no file (SMS has none): they are reported unreached.
+    const routes: GroupRoute[] = state.members
+      .filter((m) => m.address === undefined || !e2e.equal(m.address, account.address))
+      .map((m) => ({
+        number: m.e164 || null,
+        address: m.address === undefined ? null : toHex(m.address),
+        route: m.address === undefined ? 'unreached' : 'ip',
+      }))
+    return { id, routes }
+  }
+
+  /**
    * `react`, `edit`, `deleteForEveryone` on a group's message (conversations.ts applied it here already): the
    * action as a group message, to every member.
    */
@@ -216,7 +250,7 @@ export class Groups {
     groupId: string,
     id: string,
     sentAt: number,
-    what: { text: string; replyTo?: string } | { action: OutgoingBody },
+    what: { text: string; replyTo?: string; attachment?: AttachmentRecord } | { action: OutgoingBody },
   ): Promise<GroupUpdateFields> {
     const engine = this.#engine
     const account = engine.requireAccount()
@@ -252,14 +286,13 @@ export class Groups {
         writes.push(this.#control(nextSeq(), t.hex, t.e164, { groupId, key: keyBytes }))
       }
       const head = { messageId: fromHex(id), sentAtMs: sentAt, groupId: fromHex(groupId) }
+      const reply = 'replyTo' in what && what.replyTo !== undefined ? { replyTo: fromHex(what.replyTo) } : {}
       const content =
         'action' in what
           ? { ...head, ...bodyContent(what.action) }
-          : {
-              ...head,
-              text: what.text,
-              ...(what.replyTo === undefined ? {} : { replyTo: fromHex(what.replyTo) }),
-            }
+          : what.attachment !== undefined
+            ? { ...head, ...bodyContent({ attachment: what.attachment }), ...reply }
+            : { ...head, text: what.text, ...reply }
       const sealed = senderKeyEncrypt(chain, encodeContent(content), engine)
       const seq = nextSeq()
       const entry: OutboxRecord = {
@@ -296,6 +329,7 @@ export class Groups {
             state: 'queued' as const,
             seq,
             ...(what.replyTo === undefined ? {} : { replyTo: what.replyTo }),
+            ...(what.attachment === undefined ? {} : { attachment: what.attachment }),
           },
         }
         writes.push(...(await this.#conversations.add(shown, writes)))
@@ -598,6 +632,7 @@ export class Groups {
         state: own ? ('sent' as const) : ('received' as const),
         ...(received.seq > 0 ? { seq: received.seq } : {}),
         ...(content.replyTo === undefined ? {} : { replyTo: content.replyTo }),
+        ...(content.attachment === undefined ? {} : { attachment: content.attachment }),
       },
     }
     writes.push(...(await this.#conversations.add(entry, writes)))
