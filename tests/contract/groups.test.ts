@@ -5,12 +5,14 @@
 // member. At rest: the relay's database never holds the group id, the group's name or the SMS member's number.
 import { readdirSync, readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
+import { type RecordingTransport, recordingTransport } from '@parley/client/testing'
 import {
   type GroupInfo,
   type IncomingMessage,
   type ParleyClient,
   type ParleyError,
   SqliteStore,
+  WsTransport,
 } from '@parley/node'
 import {
   decodeGroupUpdate,
@@ -33,6 +35,8 @@ interface Member {
   client: ParleyClient
   number: string
   path: string
+  /** For the first two members: every frame they send, recorded for the egress scan. */
+  transport?: RecordingTransport
   got: IncomingMessage[]
   errors: ParleyError[]
 }
@@ -53,6 +57,7 @@ describe('groups', { timeout: 240_000 }, () => {
   const open = async (m: Member, fresh: boolean) => {
     const options = {
       storePath: m.path,
+      ...(m.transport === undefined ? {} : { transport: m.transport }),
       smsFallback: (to: string, text: string, context?: { group?: { id: string } }) => {
         sms.push({ to, text, ...(context?.group ? { group: context.group.id } : {}) })
       },
@@ -75,6 +80,7 @@ describe('groups', { timeout: 240_000 }, () => {
             path: join(dir, `m${i + j}.db`),
             got: [],
             errors: [],
+            ...(i + j < 2 ? { transport: recordingTransport(new WsTransport()) } : {}),
           } as unknown as Member
           members[i + j] = m
           await open(m, true)
@@ -429,7 +435,7 @@ describe('groups', { timeout: 240_000 }, () => {
     await until(() => texts(bob).includes(`${alice.number}:still ours`), WAIT, 'the group goes on')
   })
 
-  it("the relay's database and log hold no group id, group name or SMS member's number", async () => {
+  it("the relay's database, its log and the frames sent hold no group id, name, or other member's number", async () => {
     await env.relay.stop()
     const needles = [
       Buffer.from(groupId, 'hex'),
@@ -451,6 +457,17 @@ describe('groups', { timeout: 240_000 }, () => {
     for (const f of files) {
       const bytes = readFileSync(f)
       for (const n of needles) expect(bytes.includes(n), `${n.toString('hex')} in ${f}`).toBe(false)
+    }
+    // Nor any frame that the group's creator and its other admin sent, all along.
+    const other = members.slice(2).map((m) => m.number.slice(1))
+    for (const m of members.slice(0, 2)) {
+      const frames = m.transport!.sent.map((f) => Buffer.from(f))
+      expect(frames.length).toBeGreaterThan(50)
+      for (const n of [...needles, ...other.map((d) => Buffer.from(d))])
+        expect(
+          frames.some((f) => f.includes(n)),
+          `${n.toString('hex')} sent by ${m.number}`,
+        ).toBe(false)
     }
     // Nor its log, and no log line names two members together.
     const log = env.relay.output.join('\n')
