@@ -42,12 +42,19 @@ interface Member {
 }
 
 describe('groups', { timeout: 240_000 }, () => {
-  // Fifty activations from one loopback address.
+  // Fifty devices on one loopback address: their activations, their two connections each, and their
+  // unidentified sends all count against that one source network.
   const env = useRelay([
     '--activations-per-ip-per-hour',
     '200',
     '--activation-confirms-per-network-per-hour',
     '200',
+    '--max-connections-per-ip',
+    '256',
+    '--unidentified-network-capacity',
+    '100000',
+    '--unidentified-network-per-minute',
+    '100000',
   ])
   const dir = clientDir()
   const members: Member[] = []
@@ -198,6 +205,32 @@ describe('groups', { timeout: 240_000 }, () => {
     expect((await messageOf(watcher))?.text).toBe('')
     expect((await messageOf(alice))?.deleted).toBe(true)
     for (const m of members) expect(m.errors.map((e) => e.code)).toEqual([])
+  })
+
+  it('delivery and read receipts come back from each member; the state moves once every member has it', async () => {
+    const [alice] = members as [Member]
+    const { id } = await alice.client.sendGroup(groupId, 'receipts, please')
+    const conversationOf = async (m: Member) =>
+      (await m.client.conversations()).find((x) => x.group === groupId)!
+    const mine = async () =>
+      (await alice.client.conversationHistory((await conversationOf(alice)).id)).messages.find(
+        (x) => x.id === id,
+      )
+    await until(async () => (await mine())?.state === 'delivered', WAIT, 'delivered to every member')
+    expect((await mine())?.receipts?.delivered).toHaveLength(MEMBERS - 1)
+    expect((await mine())?.receipts?.read).toEqual([])
+    // Three members read it: counted, the state stays delivered.
+    const readers = members.slice(1, 4)
+    for (const m of readers) {
+      await until(() => texts(m).includes(`${alice.number}:receipts, please`), WAIT, 'the message')
+      await m.client.markRead((await conversationOf(m)).id)
+    }
+    await until(async () => (await mine())?.receipts?.read.length === 3, WAIT, 'three read receipts')
+    expect(new Set((await mine())?.receipts?.read)).toEqual(new Set(readers.map((m) => m.client.address)))
+    expect((await mine())?.state).toBe('delivered')
+    // Everyone reads it: read.
+    for (const m of members.slice(4)) await m.client.markRead((await conversationOf(m)).id)
+    await until(async () => (await mine())?.state === 'read', WAIT, 'read by every member')
   })
 
   it('a file to the group: uploaded once, every member fetches and opens it, the SMS member is unreached', async () => {

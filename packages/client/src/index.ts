@@ -33,6 +33,7 @@ export type {
   DiscoveryResult,
   GroupInfo,
   GroupMemberInfo,
+  GroupReceipts,
   GroupRoute,
   GroupSendResult,
   GroupUpdatedEvent,

@@ -282,6 +282,11 @@ export interface ConversationMessage {
   edited?: boolean
   /** Its sender deleted it for everyone; `text` is empty. */
   deleted?: boolean
+  /**
+   * A group message this account sent: the members (addresses, hex) whose devices got it, and those who read it.
+   * Its `state` is `delivered` once every Parley member has it, `read` once every one read it.
+   */
+  receipts?: GroupReceipts
   /** Its attachment, if any. */
   attachment?: AttachmentInfo
 }
@@ -687,6 +692,14 @@ export interface GroupSendResult {
    * member not on Parley, and this device has no `smsFallback` (another device of the account may).
    */
   routes: GroupRoute[]
+}
+
+/** Which members got and read a group message this account sent ({@link ConversationMessage.receipts}). */
+export interface GroupReceipts {
+  /** The members (addresses, hex) a device of whose got it. */
+  delivered: string[]
+  /** The members (addresses, hex) who read it. */
+  read: string[]
 }
 
 /** How one member of a group got a message ({@link GroupSendResult}). */

@@ -185,11 +185,12 @@ export class Conversations {
   ): Promise<{ writes: StoreWrite[]; emit?: () => void }> {
     const { store, events } = this.#engine
     const id = await get(store, K.convOf(peer))
-    if (id === undefined) return { writes: [] }
+    // A receipt may be for a group message, in a conversation of the group's (there need be none with the sender).
+    if (id === undefined && !('receipt' in action)) return { writes: [] }
     const prefix = `${K.conversationMessage.prefix}${id}/`
     const target = async (idHex: string) => {
       const key = await get(store, K.messageIndex(idHex))
-      if (key === undefined || !key.startsWith(prefix)) return undefined
+      if (id === undefined || key === undefined || !key.startsWith(prefix)) return undefined
       const raw = await store.get(key)
       return raw === undefined ? undefined : { key, m: K.conversationMessage.codec.decode(raw) }
     }
@@ -204,14 +205,37 @@ export class Conversations {
       const moved: string[] = []
       for (const idHex of messageIds) {
         const t = await target(idHex)
-        if (t === undefined || !t.m.outgoing) continue
+        if (t === undefined) {
+          // A receipt for a group message goes pairwise to its sender: counted per member (engine/groups.ts).
+          const g = await this.#groupReceipt(idHex, actor, kind)
+          if (g !== undefined) {
+            writes.push(g.write)
+            if (g.emit) moved.push(idHex)
+          }
+          continue
+        }
+        if (!t.m.outgoing) continue
         if ((STATE_RANK[t.m.state] ?? 99) >= STATE_RANK[kind]!) continue
         writes.push(write(t.key, { ...t.m, state: kind }))
         moved.push(idHex)
       }
       if (moved.length === 0) return { writes }
-      return { writes, emit: () => events.emit('receipt', { conversation: id, kind, messageIds: moved }) }
+      // Receipts of group messages are told in the group's conversation.
+      const byConversation = new Map<string, string[]>()
+      for (const m of moved) {
+        const key = await get(store, K.messageIndex(m))
+        const conv = key?.slice(K.conversationMessage.prefix.length).split('/')[0]
+        if (conv !== undefined) byConversation.set(conv, [...(byConversation.get(conv) ?? []), m])
+      }
+      return {
+        writes,
+        emit: () => {
+          for (const [conversation, ids] of byConversation)
+            events.emit('receipt', { conversation, kind, messageIds: ids })
+        },
+      }
     }
+    if (id === undefined) return { writes: [] }
     if ('reaction' in action) {
       const r = action.reaction
       const t = await target(r.targetId)
@@ -255,6 +279,32 @@ export class Conversations {
       writes: [write(t.key, { ...rest, text: '', deleted: true })],
       emit: () => events.emit('messageDeleted', { conversation: id, messageId: targetId, text: '' }),
     }
+  }
+
+  /**
+   * A member's receipt for one of this account's group messages: the member counted once, and the message's
+   * state moved on when every member account it went to has it (`delivered`, then `read`). Undefined when
+   * `idHex` is no group message of this account's, or the member is not one it went to.
+   */
+  async #groupReceipt(
+    idHex: string,
+    actor: string,
+    kind: 'delivered' | 'read',
+  ): Promise<{ write: StoreWrite; emit: boolean } | undefined> {
+    const { store } = this.#engine
+    const key = await get(store, K.messageIndex(idHex))
+    const raw = key === undefined ? undefined : await store.get(key)
+    if (key === undefined || raw === undefined) return undefined
+    const m = K.conversationMessage.codec.decode(raw)
+    const r = m.groupReceipts
+    if (!m.outgoing || r === undefined || !r.to.includes(actor)) return undefined
+    const delivered = r.delivered.includes(actor) ? r.delivered : [...r.delivered, actor]
+    const read = kind === 'read' && !r.read.includes(actor) ? [...r.read, actor] : r.read
+    const all = (list: string[]) => r.to.every((a) => list.includes(a))
+    const state = all(read) ? 'read' : all(delivered) ? 'delivered' : m.state
+    const moves = (STATE_RANK[state] ?? 0) > (STATE_RANK[m.state] ?? 99)
+    const next = { ...m, state: moves ? state : m.state, groupReceipts: { ...r, delivered, read } }
+    return { write: { key, value: K.conversationMessage.codec.encode(next) }, emit: moves }
   }
 
   /**
@@ -444,6 +494,8 @@ export class Conversations {
       }
       const writes: StoreWrite[] = []
       const read: string[] = []
+      /** In a group: the messages read, by sender (address hex), each sender's receipt its own. */
+      const bySender = new Map<string, { number: string; ids: string[] }>()
       let unread = 0
       for (const e of await engine.store.list(`${K.conversationMessage.prefix}${c.id}/`)) {
         const m = K.conversationMessage.codec.decode(e.value)
@@ -451,18 +503,28 @@ export class Conversations {
         if (until === undefined || e.key <= until) {
           writes.push({ key: e.key, value: K.conversationMessage.codec.encode({ ...m, read: true }) })
           read.push(m.id)
+          if (m.fromAddress !== undefined) {
+            const s = bySender.get(m.fromAddress) ?? { number: m.from ?? '', ids: [] }
+            s.ids.push(m.id)
+            bySender.set(m.fromAddress, s)
+          }
         } else unread++
       }
       writes.push(put(K.conversation(c.id), { ...c, unread }))
       await engine.store.write(writes)
-      return { unread, read, c }
+      return { unread, read, c, bySender }
     })
-    // Read receipts to the peer (a Parley contact), unless they are off.
+    // Read receipts to the peer (a Parley contact), or in a group to each sender, unless they are off.
     const send = this.sendControl
-    if (this.#receipts.read && send !== null && done.read.length > 0 && isAccountPeer(done.c.peer)) {
-      for (let i = 0; i < done.read.length; i += RECEIPT_MAX_IDS) {
-        const messageIds = done.read.slice(i, i + RECEIPT_MAX_IDS)
-        await send(fromHex(done.c.peer), done.c.number ?? '', { receipt: { kind: 'read', messageIds } })
+    if (this.#receipts.read && send !== null && done.read.length > 0) {
+      const to = isAccountPeer(done.c.peer)
+        ? [{ address: done.c.peer, number: done.c.number ?? '', ids: done.read }]
+        : [...done.bySender].map(([address, s]) => ({ address, number: s.number, ids: s.ids }))
+      for (const r of to) {
+        for (let i = 0; i < r.ids.length; i += RECEIPT_MAX_IDS) {
+          const messageIds = r.ids.slice(i, i + RECEIPT_MAX_IDS)
+          await send(fromHex(r.address), r.number, { receipt: { kind: 'read', messageIds } })
+        }
       }
     }
     return done.unread
@@ -614,6 +676,9 @@ function toMessage(conversation: string, m: ConversationMessageRecord): Conversa
     ...(m.edited ? { edited: true } : {}),
     ...(m.deleted ? { deleted: true } : {}),
     ...(m.attachment === undefined || m.deleted ? {} : { attachment: attachmentInfo(m.attachment) }),
+    ...(m.groupReceipts === undefined
+      ? {}
+      : { receipts: { delivered: [...m.groupReceipts.delivered], read: [...m.groupReceipts.read] } }),
   }
 }
 

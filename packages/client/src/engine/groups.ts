@@ -330,6 +330,7 @@ export class Groups {
             seq,
             ...(what.replyTo === undefined ? {} : { replyTo: what.replyTo }),
             ...(what.attachment === undefined ? {} : { attachment: what.attachment }),
+            groupReceipts: { to: others.map((o) => o.hex), delivered: [], read: [] },
           },
         }
         writes.push(...(await this.#conversations.add(shown, writes)))
@@ -636,7 +637,9 @@ export class Groups {
       },
     }
     writes.push(...(await this.#conversations.add(entry, writes)))
-    return { writes, message }
+    // The sender is told, pairwise, that a device of this account has it (batched; not for our own messages).
+    const delivered = own ? undefined : () => this.#conversations.delivered(senderHex, from, idHex)
+    return { writes, message, ...(delivered === undefined ? {} : { emit: delivered }) }
   }
 
   // ───────────────────────────── helpers ─────────────────────────────

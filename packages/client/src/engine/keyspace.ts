@@ -338,6 +338,11 @@ export interface ConversationMessageRecord {
   from: string | null
   /** In a group's conversation, a received message's sender (address hex): only it may edit or delete it. */
   fromAddress?: string
+  /**
+   * A group message sent by this account: the member accounts (address hex) it went to, and those whose delivery
+   * and read receipts came back.
+   */
+  groupReceipts?: { to: string[]; delivered: string[]; read: string[] }
   text: string
   /** The sender's clock (ms). */
   sentAt: number

@@ -544,6 +544,10 @@ export class Outbox {
     if (!(await this.#resolveUnresolved())) return
     const inFlight = new Map<string, Promise<void>>()
     const started = new Set<string>()
+    /** Groups with a message in flight (see below). */
+    const groupsInFlight = new Set<string>()
+    /** The group parts of each entry looked at, by key (decoded once per flush: they never change). */
+    const groupParts = new Map<string, GroupParts>()
     /** The recipient (address hex) of each entry looked at, by key; an entry's recipient never changes. */
     const recipients = new Map<string, string>()
     /** Recipients whose deferral ended and whose oldest entry is in flight alone. */
@@ -575,7 +579,7 @@ export class Outbox {
       const next = queue.shift()
       if (next === undefined) {
         const all = await store.list(K.outbox.prefix)
-        queue = withoutBlockedGroups(all).filter((e) => !started.has(e.key))
+        queue = withoutBlockedGroups(all, groupsInFlight, groupParts).filter((e) => !started.has(e.key))
         passedOver = new Set()
         if (this.#deferred.size > 0 || probing.size > 0) {
           queue = queue.filter((e) => !waits(recipientOf(e)))
@@ -596,6 +600,11 @@ export class Outbox {
       const to = toHex(entry.address)
       recipients.set(key, to)
       if (waits(to)) continue
+      // One message of a group at a time: its sends to the members' mailboxes are several requests, and the next
+      // message must not overtake them.
+      const group = entry.group?.id
+      if (group !== undefined && groupsInFlight.has(group)) continue
+      if (group !== undefined) groupsInFlight.add(group)
       started.add(key)
       // A deferral that has ended but is still on record: this entry is the probe of the recipient's mailbox.
       const probe = this.#deferred.has(to)
@@ -613,6 +622,7 @@ export class Outbox {
         .finally(() => {
           inFlight.delete(key)
           if (probe) probing.delete(to)
+          if (group !== undefined) groupsInFlight.delete(group)
         })
       inFlight.set(key, sending)
     }
@@ -714,15 +724,36 @@ function outgoing(
 /**
  * The outbox without the group messages that must wait: one goes only once no sender key of its group is queued
  * (every one has been taken by the relay), so that each member's mailbox holds the key before the message — also a
- * key queued after it, for a member device found to lack it (engine/delivery.ts).
+ * key queued after it, for a member device found to lack it (engine/delivery.ts) — and while no other message of
+ * its group is in flight.
  */
-function withoutBlockedGroups<E extends { key: string; value: Uint8Array }>(all: E[]): E[] {
-  const entries = all.map((e) => ({ e, entry: decodeEntry(K.outbox, e) }))
-  const keyed = new Set(
-    entries.filter((x) => x.entry.groupControl?.key !== undefined).map((x) => x.entry.groupControl!.groupId),
-  )
+function withoutBlockedGroups<E extends { key: string; value: Uint8Array }>(
+  all: E[],
+  inFlight: ReadonlySet<string>,
+  known: Map<string, GroupParts>,
+): E[] {
+  const parts = all.map((e) => {
+    let p = known.get(e.key)
+    if (p === undefined) {
+      const entry = decodeEntry(K.outbox, e)
+      p = {
+        ...(entry.group === undefined ? {} : { message: entry.group.id }),
+        ...(entry.groupControl?.key === undefined ? {} : { key: entry.groupControl.groupId }),
+      }
+      known.set(e.key, p)
+    }
+    return p
+  })
+  const keyed = new Set(inFlight)
+  for (const p of parts) if (p.key !== undefined) keyed.add(p.key)
   if (keyed.size === 0) return all
-  return entries.filter((x) => x.entry.group === undefined || !keyed.has(x.entry.group.id)).map((x) => x.e)
+  return all.filter((_, i) => parts[i]!.message === undefined || !keyed.has(parts[i]!.message!))
+}
+
+/** What the flush needs of an entry for the group barrier: the group of its message, or of the key it carries. */
+interface GroupParts {
+  message?: string
+  key?: string
 }
 
 /** Whether a queued entry may go by SMS: the app's message to a contact (not a notice or history, nor our own). */
