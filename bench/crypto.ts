@@ -6,18 +6,16 @@ import { nodeCryptoProvider } from '../packages/node/src/nodeCrypto.js'
 import {
   type CiphertextMessage,
   type CryptoProvider,
-  createSenderCertificate,
-  createServerCertificate,
   generateIdentity,
   generateKemPrekey,
   generateSignedPrekey,
-  numberCommitment,
   openSealedMessage,
   type PrekeyBundle,
   Session,
   safetyNumber,
   sealEnvelope,
 } from '../packages/protocol/src/index.js' // the source, so the bench needs no build step
+import { certifiedSender } from './certified.js'
 import { record } from './lib.js'
 
 const {
@@ -292,23 +290,8 @@ async function parleySide(crypto: CryptoProvider | undefined) {
     b.decrypt(m)
   }
   const fingerprint = () => safetyNumber(alice.publicKey, aliceAddress, bob.publicKey, bobAddress)
-  // Sealed sender on the running session: the trust root certifies a signing key, which certifies Alice's
-  // device with a commitment to her number; she states the number (and salt) in every envelope.
-  const trustRoot = generateIdentity() // any Ed25519 key pair
-  const signer = generateIdentity()
-  const serverCertificate = createServerCertificate(trustRoot.secretKey, {
-    keyId: 1,
-    publicKey: signer.publicKey,
-    expiresAtMs: NOW + 2 * DAY_MS,
-  })
-  const salt = new Uint8Array(32).fill(3)
-  const senderCertificate = createSenderCertificate(signer.secretKey, serverCertificate, {
-    address: aliceAddress,
-    deviceId: 1,
-    identityKey: alice.publicKey,
-    expiresAtMs: NOW + DAY_MS,
-    numberCommitment: numberCommitment(ALICE_E164, salt),
-  })
+  // Sealed sender on the running session: Alice's device certified, stating her number in every envelope.
+  const { trustRoot, senderCertificate, salt } = certifiedSender(alice, aliceAddress, ALICE_E164, NOW)
   // Seal a fresh ratchet message, open it (both certificate signatures, expiry, number commitment), decrypt.
   const sealed = () => {
     const envelope = sealEnvelope(
@@ -324,7 +307,7 @@ async function parleySide(crypto: CryptoProvider | undefined) {
       opts,
     )
     const { message } = openSealedMessage(bob, envelope, {
-      trustRoot: trustRoot.publicKey,
+      trustRoot,
       receivedAtMs: NOW,
       crypto,
     })

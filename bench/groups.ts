@@ -7,27 +7,24 @@
 // Run: cd bench && npx tsx groups.ts [--quick]
 import { nodeCryptoProvider } from '../packages/node/src/nodeCrypto.js'
 import {
-  createSenderCertificate,
   createSenderKey,
-  createServerCertificate,
   encodeContent,
   encodeGroupUpdate,
   generateIdentity,
   generateKemPrekey,
   generateSignedPrekey,
   type IdentityKeyPair,
-  numberCommitment,
   type PrekeyBundle,
   Session,
   sealEnvelope,
   senderKeyEncrypt,
 } from '../packages/protocol/src/index.js' // the source, so the bench needs no build step
+import { certifiedSender } from './certified.js'
 import { record } from './lib.js'
 
 const quick = process.argv.includes('--quick')
 const MEMBERS = 100
 const NOW = Date.now()
-const DAY_MS = 86_400_000
 const crypto = nodeCryptoProvider
 const opts = { crypto }
 const text = 'on my way, see you at the trailhead in ten minutes'
@@ -45,21 +42,7 @@ async function time(fn: () => unknown, minMs = quick ? 300 : 1500): Promise<numb
 
 const alice = generateIdentity()
 const aliceAddress = new Uint8Array(32).fill(1)
-const trustRoot = generateIdentity()
-const signer = generateIdentity()
-const serverCertificate = createServerCertificate(trustRoot.secretKey, {
-  keyId: 1,
-  publicKey: signer.publicKey,
-  expiresAtMs: NOW + 2 * DAY_MS,
-})
-const salt = new Uint8Array(32).fill(3)
-const senderCertificate = createSenderCertificate(signer.secretKey, serverCertificate, {
-  address: aliceAddress,
-  deviceId: 1,
-  identityKey: alice.publicKey,
-  expiresAtMs: NOW + DAY_MS,
-  numberCommitment: numberCommitment('+14155550100', salt),
-})
+const { senderCertificate, salt } = certifiedSender(alice, aliceAddress, '+14155550100', NOW)
 const seal = (recipient: IdentityKeyPair, message: Parameters<typeof sealEnvelope>[0]['message']) =>
   sealEnvelope(
     {
