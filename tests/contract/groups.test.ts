@@ -468,6 +468,30 @@ describe('groups', { timeout: 240_000 }, () => {
     await until(() => texts(bob).includes(`${alice.number}:still ours`), WAIT, 'the group goes on')
   })
 
+  it('a member who leaves is gone for everyone and its device forgets every key of the group', async () => {
+    const [alice] = members as [Member]
+    const leaver = members[7]!
+    const info = await leaver.client.leaveGroup(groupId)
+    expect(info.left).toBe(true)
+    await until(
+      async () => (await groupAt(alice))?.members.every((m) => m.number !== leaver.number) === true,
+      WAIT,
+      'alice saw the member leave',
+    )
+    await expect(leaver.client.sendGroup(groupId, 'still here?')).rejects.toMatchObject({ code: 'FORBIDDEN' })
+    await leaver.client.close()
+    const store = SqliteStore.open(leaver.path)
+    const keys = [
+      ...(await store.list('group/peer-key/')).filter(
+        (e) => JSON.parse(new TextDecoder().decode(e.value)).groupId === groupId,
+      ),
+      ...(await store.list(`group/own-key/${groupId}`)),
+    ]
+    await store.close()
+    expect(keys).toEqual([])
+    await open(leaver, false)
+  })
+
   it("the relay's database, its log and the frames sent hold no group id, name, or other member's number", async () => {
     await env.relay.stop()
     const needles = [

@@ -185,14 +185,13 @@ export class Conversations {
   ): Promise<{ writes: StoreWrite[]; emit?: () => void }> {
     const { store, events } = this.#engine
     const id = await get(store, K.convOf(peer))
-    // A receipt may be for a group message, in a conversation of the group's (there need be none with the sender).
-    if (id === undefined && !('receipt' in action)) return { writes: [] }
-    const prefix = `${K.conversationMessage.prefix}${id}/`
-    const target = async (idHex: string) => {
+    /** A message by id, with its key and the conversation it is in. */
+    const find = async (idHex: string) => {
       const key = await get(store, K.messageIndex(idHex))
-      if (id === undefined || key === undefined || !key.startsWith(prefix)) return undefined
-      const raw = await store.get(key)
-      return raw === undefined ? undefined : { key, m: K.conversationMessage.codec.decode(raw) }
+      const raw = key === undefined ? undefined : await store.get(key)
+      if (key === undefined || raw === undefined) return undefined
+      const conversation = key.slice(K.conversationMessage.prefix.length).split('/')[0]!
+      return { key, conversation, m: K.conversationMessage.codec.decode(raw) }
     }
     const write = (key: string, m: ConversationMessageRecord) => ({
       key,
@@ -202,40 +201,37 @@ export class Conversations {
       if (actor === 'me') return { writes: [] }
       const { kind, messageIds } = action.receipt
       const writes: StoreWrite[] = []
-      const moved: string[] = []
+      /** The messages whose state moved, by conversation (a group message's receipt comes pairwise). */
+      const moved = new Map<string, string[]>()
       for (const idHex of messageIds) {
-        const t = await target(idHex)
-        if (t === undefined) {
-          // A receipt for a group message goes pairwise to its sender: counted per member (engine/groups.ts).
-          const g = await this.#groupReceipt(idHex, actor, kind)
-          if (g !== undefined) {
-            writes.push(g.write)
-            if (g.emit) moved.push(idHex)
-          }
-          continue
-        }
-        if (!t.m.outgoing) continue
-        if ((STATE_RANK[t.m.state] ?? 99) >= STATE_RANK[kind]!) continue
-        writes.push(write(t.key, { ...t.m, state: kind }))
-        moved.push(idHex)
+        const t = await find(idHex)
+        if (t === undefined || !t.m.outgoing) continue
+        // In the conversation with the actor, the state moves forward; in a group's, the actor is counted and
+        // the state moves once every member has it. A receipt names no message of any other conversation.
+        const next =
+          t.conversation === id
+            ? (STATE_RANK[t.m.state] ?? 99) < STATE_RANK[kind]!
+              ? { ...t.m, state: kind }
+              : undefined
+            : afterGroupReceipt(t.m, actor, kind)
+        if (next === undefined) continue
+        writes.push(write(t.key, next))
+        if (next.state !== t.m.state) moved.set(t.conversation, [...(moved.get(t.conversation) ?? []), idHex])
       }
-      if (moved.length === 0) return { writes }
-      // Receipts of group messages are told in the group's conversation.
-      const byConversation = new Map<string, string[]>()
-      for (const m of moved) {
-        const key = await get(store, K.messageIndex(m))
-        const conv = key?.slice(K.conversationMessage.prefix.length).split('/')[0]
-        if (conv !== undefined) byConversation.set(conv, [...(byConversation.get(conv) ?? []), m])
-      }
+      if (moved.size === 0) return { writes }
       return {
         writes,
         emit: () => {
-          for (const [conversation, ids] of byConversation)
+          for (const [conversation, ids] of moved)
             events.emit('receipt', { conversation, kind, messageIds: ids })
         },
       }
     }
     if (id === undefined) return { writes: [] }
+    const target = async (idHex: string) => {
+      const t = await find(idHex)
+      return t?.conversation === id ? t : undefined
+    }
     if ('reaction' in action) {
       const r = action.reaction
       const t = await target(r.targetId)
@@ -279,32 +275,6 @@ export class Conversations {
       writes: [write(t.key, { ...rest, text: '', deleted: true })],
       emit: () => events.emit('messageDeleted', { conversation: id, messageId: targetId, text: '' }),
     }
-  }
-
-  /**
-   * A member's receipt for one of this account's group messages: the member counted once, and the message's
-   * state moved on when every member account it went to has it (`delivered`, then `read`). Undefined when
-   * `idHex` is no group message of this account's, or the member is not one it went to.
-   */
-  async #groupReceipt(
-    idHex: string,
-    actor: string,
-    kind: 'delivered' | 'read',
-  ): Promise<{ write: StoreWrite; emit: boolean } | undefined> {
-    const { store } = this.#engine
-    const key = await get(store, K.messageIndex(idHex))
-    const raw = key === undefined ? undefined : await store.get(key)
-    if (key === undefined || raw === undefined) return undefined
-    const m = K.conversationMessage.codec.decode(raw)
-    const r = m.groupReceipts
-    if (!m.outgoing || r === undefined || !r.to.includes(actor)) return undefined
-    const delivered = r.delivered.includes(actor) ? r.delivered : [...r.delivered, actor]
-    const read = kind === 'read' && !r.read.includes(actor) ? [...r.read, actor] : r.read
-    const all = (list: string[]) => r.to.every((a) => list.includes(a))
-    const state = all(read) ? 'read' : all(delivered) ? 'delivered' : m.state
-    const moves = (STATE_RANK[state] ?? 0) > (STATE_RANK[m.state] ?? 99)
-    const next = { ...m, state: moves ? state : m.state, groupReceipts: { ...r, delivered, read } }
-    return { write: { key, value: K.conversationMessage.codec.encode(next) }, emit: moves }
   }
 
   /**
@@ -653,6 +623,26 @@ export function attachmentInfo(a: AttachmentRecord): AttachmentInfo {
     caption: a.caption ?? null,
     preview: a.preview ?? null,
   }
+}
+
+/**
+ * A member's receipt for one of this account's group messages: the member counted once, and the state moved on
+ * once every member account it went to has it (`delivered`, then `read`). Undefined when the message is no group
+ * message of this account's, or the member is not one it went to.
+ */
+function afterGroupReceipt(
+  m: ConversationMessageRecord,
+  actor: string,
+  kind: 'delivered' | 'read',
+): ConversationMessageRecord | undefined {
+  const r = m.groupReceipts
+  if (r === undefined || !r.to.includes(actor)) return undefined
+  const delivered = r.delivered.includes(actor) ? r.delivered : [...r.delivered, actor]
+  const read = kind === 'read' && !r.read.includes(actor) ? [...r.read, actor] : r.read
+  const all = (list: string[]) => r.to.every((a) => list.includes(a))
+  const state = all(read) ? 'read' : all(delivered) ? 'delivered' : m.state
+  const moves = (STATE_RANK[state] ?? 0) > (STATE_RANK[m.state] ?? 99)
+  return { ...m, state: moves ? state : m.state, groupReceipts: { ...r, delivered, read } }
 }
 
 /** Where a message sorts in its conversation: when it was received, or for one sent here, when it was sent. */

@@ -405,9 +405,9 @@ export class Delivery {
   async #deliverGroup(key: string, entry: OutboxRecord): Promise<void> {
     const engine = this.#engine
     let g = entry.group!
-    const save = async (writes: StoreWrite[] = []) => {
+    const save = async () => {
       entry = { ...entry, group: g }
-      await engine.store.write([putAt(K.outbox, key, entry), ...writes])
+      await engine.store.write([putAt(K.outbox, key, entry)])
     }
     await this.#claim(key, entry)
     const refused: ParleyError[] = []
@@ -489,27 +489,11 @@ export class Delivery {
       }
     }
     // This account's other devices: their copies on the authenticated connection (as sent transcripts go).
-    const account = engine.requireAccount()
     if (g.ownDone !== true && this.#devices.ownOthers().length > 0) {
-      const list = account.devices
-      const envelopes = await Promise.all(
-        targetsOf(list, account)
-          .filter((t) => t.deviceKey !== undefined)
-          .map(async (t) => ({
-            deviceId: t.deviceId,
-            envelope: await this.#seal(account, t.deviceKey!, { kind: 'senderKey', body: g.message }),
-          })),
-      )
-      if (envelopes.length > 0) {
+      const own = await this.#groupCopies(engine.requireAccount().address, g.message, true)
+      if (own !== null) {
         await engine.link
-          .request({
-            multiSend: {
-              recipientAddress: account.address,
-              messageId: engine.random(16),
-              deviceListVersion: list?.version ?? 0,
-              envelopes,
-            },
-          })
+          .request({ multiSend: own })
           .catch((err: unknown) => refused.push(ParleyError.fromUnknown(err)))
       }
       g = { ...g, ownDone: true }
@@ -532,14 +516,17 @@ export class Delivery {
 
   /**
    * One member account's part of a group message: the message sealed for each device of its verified list (the
-   * primary of an account with no list under the identity pinned for it). Null when no device key is known.
+   * primary of an account with no list under the identity pinned for it); with `own`, for this account's other
+   * devices. Null when no device key is known.
    */
-  async #groupCopies(address: Uint8Array, message: Uint8Array): Promise<GroupSend | null> {
+  async #groupCopies(address: Uint8Array, message: Uint8Array, own = false): Promise<GroupSend | null> {
     const engine = this.#engine
     const account = engine.requireAccount()
-    const list = (await this.#devices.cached(address)) ?? (await this.#devices.refresh(address))
-    const pinned = await get(engine.store, K.identity(toHex(address)))
-    const targets = targetsOf(list, null)
+    const list = own
+      ? account.devices
+      : ((await this.#devices.cached(address)) ?? (await this.#devices.refresh(address)))
+    const pinned = own ? undefined : await get(engine.store, K.identity(toHex(address)))
+    const targets = targetsOf(list, own ? account : null)
     const keyed = targets.map((t) => ({ t, key: t.deviceKey ?? (t.primary ? pinned : undefined) }))
     if (keyed.length === 0 || keyed.some((k) => k.key === undefined)) return null
     const envelopes = await Promise.all(
@@ -551,7 +538,7 @@ export class Delivery {
     return {
       recipientAddress: address,
       messageId: engine.random(16),
-      deviceListVersion: list.devices.length ? list.version : 0,
+      deviceListVersion: list?.devices.length ? list.version : 0,
       envelopes,
     }
   }

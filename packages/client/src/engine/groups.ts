@@ -179,21 +179,13 @@ export class Groups {
       text,
       ...(replyTo === undefined ? {} : { replyTo }),
     })
-    const smsMembers = state.members.filter((m) => m.address === undefined)
     // Members not on Parley get the text through the app's hook, as a group MMS would; it is never uploaded.
-    const routes: GroupRoute[] = state.members
-      .filter((m) => m.address === undefined || !e2e.equal(m.address, account.address))
-      .map((m) => ({
-        number: m.e164 || null,
-        address: m.address === undefined ? null : toHex(m.address),
-        route: m.address !== undefined ? 'ip' : this.#sms === undefined ? 'unreached' : 'sms',
-      }))
     const sms = this.#sms
-    if (smsMembers.length > 0 && sms !== undefined) {
+    if (sms !== undefined) {
       const group = { id: groupId, name: state.name }
-      for (const m of smsMembers) await sms(m.e164, text, { group })
+      for (const m of state.members) if (m.address === undefined) await sms(m.e164, text, { group })
     }
-    return { id, routes }
+    return { id, routes: routesOf(state, account.address, sms === undefined ? 'unreached' : 'sms') }
   }
 
   /**
@@ -219,14 +211,7 @@ export class Groups {
     const id = toHex(engine.random(16))
     const state = await this.#queue(groupId, id, engine.clock.now(), { text: caption, attachment })
     // Members not on Parley get no file (SMS has none): they are reported unreached.
-    const routes: GroupRoute[] = state.members
-      .filter((m) => m.address === undefined || !e2e.equal(m.address, account.address))
-      .map((m) => ({
-        number: m.e164 || null,
-        address: m.address === undefined ? null : toHex(m.address),
-        route: m.address === undefined ? 'unreached' : 'ip',
-      }))
-    return { id, routes }
+    return { id, routes: routesOf(state, account.address, 'unreached') }
   }
 
   /**
@@ -444,25 +429,8 @@ export class Groups {
         ? record.mine
         : undefined
     if (record?.mine !== undefined && !builtOnCurrent && lost === undefined) next.mine = record.mine
-    writes.push(put(K.group(id), next))
+    writes.push(put(K.group(id), next), ...(await this.#keysAfter(id, current?.update.members ?? [], update)))
     const stillMember = groupMember(update, account.address) !== undefined
-    const gone = (current?.update.members ?? []).filter(
-      (m) => m.address !== undefined && groupMember(update, m.address) === undefined,
-    )
-    if (!stillMember) {
-      writes.push(del(K.groupOwnKey(id)))
-      for (const e of await engine.store.list(K.groupPeerKey.prefix)) {
-        if (K.groupPeerKey.codec.decode(e.value).groupId === id) writes.push(del(e.key))
-      }
-    } else if (gone.length > 0) {
-      const chain = await get(engine.store, K.groupOwnKey(id))
-      if (chain !== undefined) writes.push(put(K.groupOwnKey(id), { ...chain, rekey: true }))
-      for (const m of gone) {
-        for (const e of await engine.store.list(`${K.groupPeerKey.prefix}${toHex(m.address!)}/`)) {
-          if (K.groupPeerKey.codec.decode(e.value).groupId === id) writes.push(del(e.key))
-        }
-      }
-    }
     const own = e2e.equal(sender, account.address)
     const by = own
       ? null
@@ -703,10 +671,6 @@ export class Groups {
       if (m.address !== undefined && !e2e.equal(m.address, account.address))
         targets.set(toHex(m.address), m.e164)
     }
-    const removed = before.some(
-      (m) => m.address !== undefined && groupMember(update, m.address) === undefined,
-    )
-    const left = groupMember(update, account.address) === undefined
     const writes: StoreWrite[] = [
       put(K.group(id), {
         id,
@@ -719,9 +683,34 @@ export class Groups {
     if (this.#devices.ownOthers().length > 0)
       writes.push(this.#control(nextSeq(), toHex(account.address), account.e164, control))
     for (const [hex, e164] of targets) writes.push(this.#control(nextSeq(), hex, e164, control))
-    const chain = await get(engine.store, K.groupOwnKey(id))
-    if (left) writes.push(del(K.groupOwnKey(id)))
-    else if (removed && chain !== undefined) writes.push(put(K.groupOwnKey(id), { ...chain, rekey: true }))
+    writes.push(...(await this.#keysAfter(id, before, update)))
+    return writes
+  }
+
+  /**
+   * What a new state does to the group's keys here, whoever made it: this account gone from it, this device's
+   * chain and every chain held for the group are forgotten; members gone, this device's next send starts a new
+   * chain and their chains are forgotten.
+   */
+  async #keysAfter(
+    id: string,
+    before: readonly GroupMemberFields[],
+    after: GroupUpdateFields,
+  ): Promise<StoreWrite[]> {
+    const { store } = this.#engine
+    const account = this.#engine.requireAccount()
+    const ofGroup = async (prefix: string) =>
+      (await store.list(prefix))
+        .filter((e) => K.groupPeerKey.codec.decode(e.value).groupId === id)
+        .map((e) => del(e.key))
+    if (groupMember(after, account.address) === undefined)
+      return [del(K.groupOwnKey(id)), ...(await ofGroup(K.groupPeerKey.prefix))]
+    const gone = before.filter((m) => m.address !== undefined && groupMember(after, m.address) === undefined)
+    if (gone.length === 0) return []
+    const writes: StoreWrite[] = []
+    const chain = await get(store, K.groupOwnKey(id))
+    if (chain !== undefined) writes.push(put(K.groupOwnKey(id), { ...chain, rekey: true }))
+    for (const m of gone) writes.push(...(await ofGroup(`${K.groupPeerKey.prefix}${toHex(m.address!)}/`)))
     return writes
   }
 
@@ -803,6 +792,17 @@ function sameGroup(a: GroupUpdateFields, b: GroupUpdateFields): boolean {
       withAdmin(u.members).map((m) => [m.address === undefined ? '' : toHex(m.address), m.e164, m.admin]),
     ])
   return key(a) === key(b)
+}
+
+/** Every member but this account, and its route: over IP, or for a member not on Parley, `sms`. */
+function routesOf(state: GroupUpdateFields, self: Uint8Array, sms: 'sms' | 'unreached'): GroupRoute[] {
+  return state.members
+    .filter((m) => m.address === undefined || !e2e.equal(m.address, self))
+    .map((m) => ({
+      number: m.e164 || null,
+      address: m.address === undefined ? null : toHex(m.address),
+      route: m.address === undefined ? sms : 'ip',
+    }))
 }
 
 function candidateOf(bytes: Uint8Array): GroupUpdateCandidate {

@@ -317,9 +317,7 @@ export class Inbox {
       if (got.writes.length > 0) await store.write(got.writes)
       got.emit?.()
       if (got.message === undefined) return ack()
-      const incoming = toIncoming(got.message)
-      engine.events.emit('message', incoming)
-      for (const push of engine.iterators) push(incoming)
+      this.#show(got.message)
       ack()
       return true
     }
@@ -494,9 +492,7 @@ export class Inbox {
       this.#contacts.emitIdentityChanged(from, opened.senderAddress, opened.senderIdentityKey)
     // A device of the sender's contact decrypted it: the delivery receipt (batched; not for our own devices).
     if (!own) this.#conversations.delivered(senderHex, from, idHex)
-    const incoming = toIncoming(message)
-    engine.events.emit('message', incoming)
-    for (const push of engine.iterators) push(incoming)
+    this.#show(message)
     if (result.consumedOneTimePrekeys.length > 0 || result.consumedKemPrekeys.length > 0) {
       void engine.serial.run(() => this.#prekeys.refill()).catch((err) => engine.emitRecoverable(err))
     }
@@ -571,6 +567,13 @@ export class Inbox {
       const number = (await get(store, K.byAddress(senderHex))) ?? null
       this.#contacts.emitIdentityChanged(number, opened.senderAddress, opened.senderIdentityKey, true)
     }
+  }
+
+  /** Tells the app of a message stored here: the `message` event and every `messages()` iterator. */
+  #show(message: StoredMessage): void {
+    const incoming = toIncoming(message)
+    this.#engine.events.emit('message', incoming)
+    for (const push of this.#engine.iterators) push(incoming)
   }
 
   /** Queues an ack; acks go out in batches so a burst of mail costs few frames. */
