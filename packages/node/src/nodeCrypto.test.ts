@@ -8,11 +8,15 @@ import { ParleyClient } from '@parley/client'
 import {
   type CiphertextMessage,
   type CryptoProvider,
+  createSenderKey,
   decryptAttachment,
   encryptAttachment,
+  joinSealed,
   openEnvelope,
   Session,
   sealEnvelope,
+  sealForDevices,
+  senderKeyEncrypt,
 } from '@parley/protocol'
 import { describe, expect, it, vi } from 'vitest'
 // The pure-JS primitives (the protocol's defaults).
@@ -49,6 +53,7 @@ function counted(): { crypto: CryptoProvider; calls: { n: number } } {
     chacha20poly1305: { seal: wrap(fast.chacha20poly1305.seal), open: wrap(fast.chacha20poly1305.open) },
     hkdfSha256: wrap(fast.hkdfSha256),
     ed25519Verify: wrap(fast.ed25519Verify),
+    ed25519Sign: wrap(fast.ed25519Sign),
     sha256: wrap(fast.sha256),
   }
   return { crypto, calls }
@@ -114,9 +119,48 @@ describe('node:crypto X25519', () => {
     }
   })
 
+  it('computes many shared secrets with one secret key as getSharedSecret does each, refusing a low-order one', () => {
+    const sk = rand(32)
+    const peers = Array.from({ length: 50 }, () => noble.NOBLE.x25519.getPublicKey(rand(32)))
+    expect(fast.x25519.getSharedSecrets!(sk, peers).map(hex)).toEqual(
+      peers.map((p) => hex(noble.dh(noble.NOBLE, sk, p))),
+    )
+    expect(fast.x25519.getSharedSecrets!(sk, [])).toEqual([])
+    expect(() => fast.x25519.getSharedSecrets!(sk, [peers[0]!, new Uint8Array(32)])).toThrow()
+  })
+
   it('refuses keys of the wrong length with a RangeError', () => {
     expect(() => fast.x25519.getPublicKey(rand(31))).toThrow(RangeError)
     expect(() => fast.x25519.getSharedSecret(rand(32), rand(33))).toThrow(RangeError)
+  })
+})
+
+describe('node:crypto Ed25519 signing', () => {
+  it('signs the RFC 8032 §7.1 test vectors and exactly as noble does, and refuses a wrong-length seed', () => {
+    const b = (h: string) => new Uint8Array(Buffer.from(h, 'hex'))
+    expect(
+      hex(
+        fast.ed25519Sign(
+          b('9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60'),
+          new Uint8Array(0),
+        ),
+      ),
+    ).toBe(
+      'e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b',
+    )
+    expect(
+      hex(fast.ed25519Sign(b('4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb'), b('72'))),
+    ).toBe(
+      '92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da085ac1e43e15996e458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00',
+    )
+    for (let i = 0; i < 50; i++) {
+      const seed = rand(32)
+      const message = rand(i * 7)
+      const signature = fast.ed25519Sign(seed, message)
+      expect(hex(signature)).toBe(hex(noble.NOBLE.ed25519Sign(seed, message)))
+      expect(Object.getPrototypeOf(signature)).toBe(Uint8Array.prototype)
+    }
+    expect(() => fast.ed25519Sign(rand(31), rand(5))).toThrow(RangeError)
   })
 })
 
@@ -155,10 +199,43 @@ describe('node:crypto ChaCha20-Poly1305 and HKDF-SHA-256', () => {
     expect(hex(decryptAttachment(viaNode.blob, { ...viaNode, crypto: fast }))).toBe(hex(file))
   })
 
+  it('derives the RFC 5869 test vectors (A.1-A.3), and refuses a length HKDF cannot give', () => {
+    const b = (h: string) => new Uint8Array(Buffer.from(h, 'hex'))
+    const range = (from: number, to: number) => Uint8Array.from({ length: to - from + 1 }, (_, i) => from + i)
+    const cases = [
+      [
+        b('0b'.repeat(22)),
+        range(0, 12),
+        range(0xf0, 0xf9),
+        42,
+        '3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865',
+      ],
+      [
+        range(0, 0x4f),
+        range(0x60, 0xaf),
+        range(0xb0, 0xff),
+        82,
+        'b11e398dc80327a1c8e7f78c596a49344f012eda2d4efad8a050cc4c19afa97c59045a99cac7827271cb41c65e590e09da3275600c2f09b8367793a9aca3db71cc30c58179ec3e87c14c01d5c1f3434f1d87',
+      ],
+      [
+        b('0b'.repeat(22)),
+        new Uint8Array(0),
+        new Uint8Array(0),
+        42,
+        '8da4e775a563c18f715f802a063c5a31b8a11f5c5ee1879ec3454e5f3c738d2d9d201395faa4b61a96c8',
+      ],
+    ] as const
+    for (const [ikm, salt, info, length, okm] of cases) {
+      expect(hex(fast.hkdfSha256(ikm, salt, info, length))).toBe(okm)
+    }
+    expect(() => fast.hkdfSha256(rand(32), rand(32), rand(8), 255 * 32 + 1)).toThrow(RangeError)
+    expect(() => fast.hkdfSha256(rand(32), rand(32), rand(8), -1)).toThrow(RangeError)
+  })
+
   it('derives the same HKDF output for any salt, info and length', () => {
-    for (const length of [1, 32, 64, 80, 255]) {
+    for (const length of [0, 1, 31, 32, 33, 64, 80, 255, 255 * 32]) {
       const ikm = rand(32 + (length % 7))
-      const salt = length % 2 ? rand(32) : new Uint8Array(0)
+      const salt = length % 2 ? rand(32 + (length % 100)) : new Uint8Array(0)
       const info = rand(length % 40)
       expect(hex(fast.hkdfSha256(ikm, salt, info, length))).toBe(
         hex(noble.hkdf256(noble.NOBLE, ikm, salt, info, length)),
@@ -265,6 +342,47 @@ describe('sessions with the fast path', () => {
       // Each session and envelope used the primitives it was given, and only those; a session keeps them.
       expect(run.aliceCalls.map((n) => n > 0)).toEqual([aliceFast, aliceFast])
       expect(run.bobCalls.map((n) => n > 0)).toEqual([bobFast, bobFast])
+    }
+  })
+})
+
+describe('one message sealed for many devices with the fast path', () => {
+  it('writes the same bytes as noble, opens either way, and imports each secret once', () => {
+    const random = () => seededRandom('node-fast-path-shared')
+    const r = random()
+    const alice = makeDevice('alice', r, 1)
+    const devices = ['bob', 'carol', 'dave'].map((n, i) => makeDevice(n, r, i + 2))
+    const input = {
+      senderAddress: alice.address,
+      senderDeviceId: 1,
+      senderIdentity: alice.identity,
+      recipientIdentityKeys: devices.map((d) => d.identity.publicKey),
+      message: { kind: 'senderKey' as const, body: senderKeyEncrypt(createSenderKey(), rand(40)).message },
+      senderCertificate: rand(100),
+    }
+    let batches = 0
+    const crypto: CryptoProvider = {
+      ...fast,
+      x25519: {
+        ...fast.x25519,
+        getSharedSecrets: (sk, peers) => {
+          batches++
+          return fast.x25519.getSharedSecrets!(sk, peers)
+        },
+      },
+    }
+    const withFast = sealForDevices(input, { random: random(), crypto })
+    const withNoble = sealForDevices(input, { random: random() })
+    expect(hex(withFast.shared)).toBe(hex(withNoble.shared))
+    expect(withFast.parts.map(hex)).toEqual(withNoble.parts.map(hex))
+    // One batch for the ephemeral secret, one for the sender's identity: not one import per device.
+    expect(batches).toBe(2)
+    for (const [i, d] of devices.entries()) {
+      const envelope = joinSealed(withFast.parts[i]!, withFast.shared)
+      expect(openEnvelope(d.identity, envelope, { crypto: fast }).senderIdentityKey).toEqual(
+        alice.identity.publicKey,
+      )
+      expect(openEnvelope(d.identity, envelope).message.body).toEqual(input.message.body)
     }
   })
 })

@@ -15,6 +15,12 @@ export interface X25519Provider {
    * public key (RFC 7748 §6.1), as the default does.
    */
   getSharedSecret(secretKey: Uint8Array, publicKey: Uint8Array): Uint8Array
+  /**
+   * Optional: `getSharedSecret(secretKey, p)` for each `p`, in order, so that a platform can import the secret key
+   * once (a message sealed for many devices makes two such calls). Must throw as `getSharedSecret` does if any
+   * result is all zeros. Left out, `getSharedSecret` is called for each.
+   */
+  getSharedSecrets?(secretKey: Uint8Array, publicKeys: readonly Uint8Array[]): Uint8Array[]
 }
 
 /** ChaCha20-Poly1305 (RFC 8439 §2.8) with 12-byte nonces and 16-byte tags appended to the ciphertext. */
@@ -46,6 +52,11 @@ export interface CryptoProvider {
    * Must return false (or throw) for anything that does not verify.
    */
   ed25519Verify?: (publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array) => boolean
+  /**
+   * Ed25519 signing (RFC 8032 §5.1.6) with a 32-byte secret seed, returning the 64-byte signature; used for every
+   * group message (its sender key's signature). Deterministic, so the same bytes as the default.
+   */
+  ed25519Sign?: (secretKey: Uint8Array, message: Uint8Array) => Uint8Array
   /** A fresh incremental SHA-256, used for the digest of every attachment (over its whole encrypted blob). */
   sha256?: () => Sha256Hasher
 }
@@ -72,12 +83,16 @@ export interface CryptoOptions {
  */
 export function assertCryptoProvider(provider: unknown): asserts provider is CryptoProvider {
   if (typeof provider !== 'object' || provider === null) throw new TypeError('crypto must be an object')
-  const { x25519, chacha20poly1305, hkdfSha256, ed25519Verify, sha256 } = provider as CryptoProvider
+  const { x25519, chacha20poly1305, hkdfSha256, ed25519Verify, ed25519Sign, sha256 } =
+    provider as CryptoProvider
   if (
     x25519 !== undefined &&
     (typeof x25519?.getPublicKey !== 'function' || typeof x25519.getSharedSecret !== 'function')
   ) {
     throw new TypeError('crypto.x25519 must have getPublicKey and getSharedSecret functions')
+  }
+  if (x25519?.getSharedSecrets !== undefined && typeof x25519.getSharedSecrets !== 'function') {
+    throw new TypeError('crypto.x25519.getSharedSecrets must be a function')
   }
   if (
     chacha20poly1305 !== undefined &&
@@ -90,6 +105,9 @@ export function assertCryptoProvider(provider: unknown): asserts provider is Cry
   }
   if (ed25519Verify !== undefined && typeof ed25519Verify !== 'function') {
     throw new TypeError('crypto.ed25519Verify must be a function')
+  }
+  if (ed25519Sign !== undefined && typeof ed25519Sign !== 'function') {
+    throw new TypeError('crypto.ed25519Sign must be a function')
   }
   if (sha256 !== undefined && typeof sha256 !== 'function') {
     throw new TypeError('crypto.sha256 must be a function')

@@ -255,15 +255,21 @@ export type {
   OpenedEnvelope,
   SealedMessage,
   SealInput,
+  SharedSeal,
+  SharedSealInput,
   VerifiedSender,
 } from './sealedEnvelope.js'
 export {
+  joinSealed,
   MAX_ADDRESS_CHANGE_BYTES,
   MAX_ENVELOPE_BYTES,
   openEnvelope,
   openSealedMessage,
   SEALED_ENVELOPE_VERSION,
+  SealAgreements,
+  SHARED_ENVELOPE_VERSION,
   sealEnvelope,
+  sealForDevices,
 } from './sealedEnvelope.js'
 export type {
   CreateSenderKeyOptions,

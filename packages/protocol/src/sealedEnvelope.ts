@@ -12,8 +12,21 @@
  *   ciphertext = ChaCha20-Poly1305(k2, 0^12, SealedContent, ad e_pub ‖ R)
  * The static-static DH makes a successful open prove that the sender holds IK_S. A zero nonce is safe: both
  * keys depend on the fresh e.
+ *
+ * Version 2 ({@link sealForDevices}, after sealed sender v2) seals one message for many devices with one content
+ * encryption and, per device, two X25519 and two HKDF calls. With M a fresh 32-byte message key:
+ *   e ‖ K = HKDF-SHA-256(ikm M, salt empty, "Parley_Sealed_Shared_Message"), E = X25519(e, 9)
+ *   ciphertext = ChaCha20-Poly1305(K, 0^12, SealedContent, ad E), h = SHA-256(ciphertext)
+ *   per device R: wrapped_key = M ⊕ HKDF(ikm DH(e, R), salt E ‖ R, "Parley_Sealed_Shared_Wrap")
+ *                 auth_tag = HKDF(ikm DH(S, R), salt E ‖ R ‖ wrapped_key ‖ h ‖ IK_S, "Parley_Sealed_Shared_Auth")[0..16]
+ * The device unmasks M, derives e and K again and refuses unless X25519(e, 9) = E, opens the ciphertext, reads
+ * IK_S from it and refuses unless the tag recomputes under DH(R, S): so the tag proves that the holder of IK_S
+ * sealed exactly this ciphertext for this device, and another member who learnt M cannot change it for anyone.
+ * Every copy holds the same E and ciphertext (the relay already sees them sent together).
  * @module
  */
+
+import { bytesToHex } from '@noble/hashes/utils.js'
 import { opensNumberCommitment, type SenderCertificate, verifySenderCertificate } from './certificates.js'
 import type { CryptoOptions } from './cryptoProvider.js'
 import { ParleyError } from './errors.js'
@@ -24,6 +37,8 @@ import {
   aeadSeal,
   defaultRandom,
   dh,
+  dhEach,
+  draw,
   hkdf256,
   identityDhPublic,
   identityDhSecret,
@@ -55,14 +70,22 @@ export type SealedMessage = CiphertextMessage | GroupCiphertext
 /** The SealedContent field of each kind of message. */
 const MESSAGE_FIELD = { prekey: 4, ratchet: 5, senderKey: 10 } as const
 
-/** Current sealed envelope version. */
+/** The version {@link sealEnvelope} writes: one envelope for one device. */
 export const SEALED_ENVELOPE_VERSION = 1
+/** The version {@link sealForDevices} writes: one message sealed once for many devices. */
+export const SHARED_ENVELOPE_VERSION = 2
 /** The relay's envelope limit (docs/architecture.md §3). */
 export const MAX_ENVELOPE_BYTES = 256 * 1024
 
 const EPHEMERAL_INFO = label('Parley_Sealed_Ephemeral')
 const STATIC_INFO = label('Parley_Sealed_Static')
+const SHARED_MESSAGE_INFO = label('Parley_Sealed_Shared_Message')
+const SHARED_WRAP_INFO = label('Parley_Sealed_Shared_Wrap')
+const SHARED_AUTH_INFO = label('Parley_Sealed_Shared_Auth')
 const ZERO_NONCE = new Uint8Array(12)
+const EMPTY = new Uint8Array(0)
+const MESSAGE_KEY_BYTES = 32
+const AUTH_TAG_BYTES = 16
 
 /** What {@link sealEnvelope} needs. */
 export interface SealInput {
@@ -93,6 +116,26 @@ export interface SealInput {
    * {@link MAX_ADDRESS_CHANGE_BYTES}.
    */
   readonly addressChange?: Uint8Array | undefined
+}
+
+/** What {@link sealForDevices} needs: a {@link SealInput} with many recipient devices instead of one. */
+export interface SharedSealInput extends Omit<SealInput, 'recipientIdentityKey'> {
+  /** Each recipient device's 32-byte Ed25519 identity key, at least one. */
+  readonly recipientIdentityKeys: readonly Uint8Array[]
+}
+
+/** What {@link sealForDevices} returns: what every copy shares, and each device's own part. */
+export interface SharedSeal {
+  /**
+   * The bytes every copy shares (`MultiRecipientSend.shared`): the ephemeral key and the ciphertext, an encoded
+   * fragment of a version-2 `SealedEnvelope`.
+   */
+  readonly shared: Uint8Array
+  /**
+   * One per recipient, in `recipientIdentityKeys` order: its version, wrapped key and tag
+   * (`DeviceEnvelope.envelope` beside `shared`). {@link joinSealed} makes the whole envelope the device opens.
+   */
+  readonly parts: readonly Uint8Array[]
 }
 
 /** The largest `SealInput.addressChange` (an `AddressChange` notice is about 150 bytes). */
@@ -170,10 +213,253 @@ export function sealEnvelope(
   options: { readonly random?: RandomSource } & CryptoOptions = {},
 ): Uint8Array {
   if (typeof input !== 'object' || input === null) throw new TypeError('input must be an object')
+  const content = sealedContent(input)
+  abytes(input.recipientIdentityKey, IDENTITY_KEY_BYTES, 'recipientIdentityKey')
+  const random = options.random ?? defaultRandom
+  const c = primitives(options.crypto)
+
+  const recipient = identityDhPublic(input.recipientIdentityKey)
+  const e = x25519KeyPair(c, random)
+  const { chain, key } = ephemeralKeys(c, dh(c, e.secretKey, recipient), recipient, e.publicKey)
+  const encryptedSenderKey = aeadSeal(c, key, ZERO_NONCE, input.senderIdentity.publicKey, e.publicKey)
+  const senderSecret = identityDhSecret(input.senderIdentity.secretKey)
+  const k2 = staticKey(c, dh(c, senderSecret, recipient), chain, encryptedSenderKey)
+  senderSecret.fill(0)
+  e.secretKey.fill(0)
+
+  const ciphertext = aeadSeal(c, k2, ZERO_NONCE, content, concatBytes(e.publicKey, recipient))
+  const envelope = encodeMessage('SealedEnvelope', {
+    version: SEALED_ENVELOPE_VERSION,
+    ephemeralKey: e.publicKey,
+    encryptedSenderKey,
+    ciphertext,
+  })
+  if (envelope.length > MAX_ENVELOPE_BYTES) throw new ParleyError('TOO_LARGE', 'envelope exceeds 256 KiB')
+  return envelope
+}
+
+/**
+ * Seals one message for many recipient devices (version 2, see the module doc): the content is encrypted once,
+ * and each device gets a 54-byte part that unmasks its key and proves the sender to it. Each device opens
+ * `joinSealed(parts[i], shared)` with {@link openEnvelope} / {@link openSealedMessage}, as a version-1 envelope.
+ * @param input - sender, the recipients' identity keys and the message
+ * @param options - `random` for tests; `crypto`: faster primitives (see {@link CryptoOptions}; a provider's
+ *   `x25519.getSharedSecrets` saves a key import per device); `agreements`: a {@link SealAgreements} this sender
+ *   keeps, so each device costs one X25519 instead of two from its second message on
+ * @returns the shared bytes and one part per recipient, in order
+ * @throws TypeError / RangeError for malformed input; ParleyError `VERIFICATION_FAILED` for an invalid
+ *   recipient key; ParleyError `TOO_LARGE` if an envelope would exceed {@link MAX_ENVELOPE_BYTES}
+ * @example
+ * const { shared, parts } = sealForDevices({ senderAddress, senderDeviceId, senderIdentity: me,
+ *   recipientIdentityKeys: members.map((m) => m.identityKey), message: { kind: 'senderKey', body },
+ *   senderCertificate })
+ */
+export function sealForDevices(
+  input: SharedSealInput,
+  options: {
+    readonly random?: RandomSource
+    /** Static secrets remembered between this sender's calls (see {@link SealAgreements}). */
+    readonly agreements?: SealAgreements
+  } & CryptoOptions = {},
+): SharedSeal {
+  if (typeof input !== 'object' || input === null) throw new TypeError('input must be an object')
+  const keys = input.recipientIdentityKeys
+  if (!Array.isArray(keys) || keys.length === 0) {
+    throw new TypeError('recipientIdentityKeys must be a non-empty array')
+  }
+  for (const [i, k] of keys.entries()) abytes(k, IDENTITY_KEY_BYTES, `recipientIdentityKeys[${i}]`)
+  const content = sealedContent(input)
+  const c = primitives(options.crypto)
+  const recipients = keys.map((k) => identityDhPublic(k))
+
+  const m = draw(options.random ?? defaultRandom, MESSAGE_KEY_BYTES)
+  const { secret: e, publicKey: ephemeral, key } = messageKeys(c, m)
+  const ciphertext = aeadSeal(c, key, ZERO_NONCE, content, ephemeral)
+  key.fill(0)
+  const shared = encodeMessage('SealedEnvelope', { ephemeralKey: ephemeral, ciphertext })
+  if (shared.length + SHARED_PART_BYTES > MAX_ENVELOPE_BYTES) {
+    throw new ParleyError('TOO_LARGE', 'envelope exceeds 256 KiB')
+  }
+  const digest = sha256Of(c, ciphertext)
+  const masks = dhEach(c, e, recipients)
+  e.fill(0)
+  const statics = staticAgreements(c, input.senderIdentity, recipients, options.agreements)
+  const parts = recipients.map((r, i) => {
+    const pad = hkdf256(c, masks[i]!, concatBytes(ephemeral, r), SHARED_WRAP_INFO, MESSAGE_KEY_BYTES)
+    const wrappedKey = new Uint8Array(MESSAGE_KEY_BYTES)
+    for (let j = 0; j < MESSAGE_KEY_BYTES; j++) wrappedKey[j] = m[j]! ^ pad[j]!
+    const authTag = sharedTag(
+      c,
+      statics[i]!,
+      ephemeral,
+      r,
+      wrappedKey,
+      digest,
+      input.senderIdentity.publicKey,
+    )
+    masks[i]!.fill(0)
+    return encodeMessage('SealedEnvelope', { version: SHARED_ENVELOPE_VERSION, wrappedKey, authTag })
+  })
+  if (options.agreements === undefined) for (const secret of statics) secret.fill(0)
+  m.fill(0)
+  return { shared, parts }
+}
+
+/**
+ * Remembers X25519(sender identity, recipient identity) — the static secret each version-2 tag is made with —
+ * between {@link sealForDevices} calls of one sender, so a group's next message costs one X25519 per device
+ * instead of two. It holds secrets as sensitive as the identity key itself, in memory only, at most `maxEntries`
+ * (the oldest forgotten first); it belongs to the first identity that uses it and empties itself when another
+ * does. {@link SealAgreements.clear} zeroes it.
+ * @example
+ * const agreements = new SealAgreements()
+ * sealForDevices(input, { crypto, agreements }) // and every later message of this device
+ */
+export class SealAgreements {
+  /** @param maxEntries - how many recipient devices to remember (default 4,096, at least 1) */
+  constructor(maxEntries = 4096) {
+    if (!Number.isInteger(maxEntries) || maxEntries < 1) {
+      throw new RangeError('maxEntries must be a positive integer')
+    }
+    agreementState.set(this, { max: maxEntries, owner: '', secrets: new Map() })
+  }
+
+  /** How many recipient devices it remembers. */
+  get size(): number {
+    return stateOf(this).secrets.size
+  }
+
+  /** Forgets (and zeroes) every secret. */
+  clear(): void {
+    const state = stateOf(this)
+    for (const secret of state.secrets.values()) secret.fill(0)
+    state.secrets.clear()
+    state.owner = ''
+  }
+}
+
+/** What a {@link SealAgreements} holds, out of reach of its users. */
+interface AgreementState {
+  readonly max: number
+  owner: string
+  /** Recipient (X25519 form, hex) → secret, oldest use first. */
+  readonly secrets: Map<string, Uint8Array>
+}
+const agreementState = new WeakMap<SealAgreements, AgreementState>()
+
+function stateOf(agreements: SealAgreements): AgreementState {
+  const state = agreementState.get(agreements)
+  if (state === undefined) throw new TypeError('agreements must be a SealAgreements')
+  return state
+}
+
+/** The remembered secrets for `recipients` of `owner`, the missing ones computed and remembered. */
+function takeAgreements(
+  agreements: SealAgreements,
+  owner: string,
+  recipients: readonly Uint8Array[],
+  compute: (missing: Uint8Array[]) => Uint8Array[],
+): Uint8Array[] {
+  const state = stateOf(agreements)
+  if (owner !== state.owner) {
+    agreements.clear()
+    state.owner = owner
+  }
+  const ids = recipients.map((r) => bytesToHex(r))
+  const missing = recipients.filter((_, i) => !state.secrets.has(ids[i]!))
+  const fresh = missing.length > 0 ? compute(missing) : []
+  const found = new Map(missing.map((r, i) => [bytesToHex(r), fresh[i]!]))
+  const out = ids.map((id) => {
+    const secret = state.secrets.get(id) ?? found.get(id)!
+    // Used now: the newest.
+    state.secrets.delete(id)
+    state.secrets.set(id, secret)
+    return secret
+  })
+  while (state.secrets.size > state.max) {
+    const [oldest, secret] = state.secrets.entries().next().value!
+    // Not zeroed when this very call still returns it (more recipients than the cache holds).
+    if (!out.includes(secret)) secret.fill(0)
+    state.secrets.delete(oldest)
+  }
+  return out
+}
+
+/** X25519(sender identity, R) for each recipient: from `agreements` when given, else computed (and not kept). */
+function staticAgreements(
+  c: Primitives,
+  sender: IdentityKeyPair,
+  recipients: readonly Uint8Array[],
+  agreements: SealAgreements | undefined,
+): Uint8Array[] {
+  const compute = (keys: Uint8Array[]) => {
+    const senderSecret = identityDhSecret(sender.secretKey)
+    try {
+      return dhEach(c, senderSecret, keys)
+    } finally {
+      senderSecret.fill(0)
+    }
+  }
+  if (agreements === undefined) return compute([...recipients])
+  return takeAgreements(agreements, bytesToHex(sender.publicKey), recipients, compute)
+}
+
+/** A version-2 part: version (2 bytes), wrapped_key (2 + 32), auth_tag (2 + 16). */
+const SHARED_PART_BYTES = 2 + 2 + MESSAGE_KEY_BYTES + 2 + AUTH_TAG_BYTES
+
+/**
+ * The whole envelope a device opens: its part of {@link sealForDevices} followed by the shared bytes (the relay
+ * stores the same for each `MultiRecipientSend` copy). Nothing is checked but the size; opening checks the rest.
+ * @param part - one of `SharedSeal.parts`
+ * @param shared - `SharedSeal.shared`
+ * @returns the encoded version-2 `SealedEnvelope`
+ * @throws TypeError for non-bytes; ParleyError `TOO_LARGE` beyond {@link MAX_ENVELOPE_BYTES}
+ * @example
+ * const envelope = joinSealed(parts[0], shared)
+ */
+export function joinSealed(part: Uint8Array, shared: Uint8Array): Uint8Array {
+  abytes(part, undefined, 'part')
+  abytes(shared, undefined, 'shared')
+  if (part.length + shared.length > MAX_ENVELOPE_BYTES) {
+    throw new ParleyError('TOO_LARGE', 'envelope exceeds 256 KiB')
+  }
+  return concatBytes(part, shared)
+}
+
+/** M's keys (version 2): the ephemeral secret and public key, and the content key. */
+function messageKeys(c: Primitives, m: Uint8Array) {
+  const out = hkdf256(c, m, EMPTY, SHARED_MESSAGE_INFO, 64)
+  const secret = out.slice(0, 32)
+  const key = out.slice(32)
+  out.fill(0)
+  return { secret, publicKey: c.x25519.getPublicKey(secret), key }
+}
+
+function sha256Of(c: Primitives, data: Uint8Array): Uint8Array {
+  const hasher = c.sha256()
+  hasher.update(data)
+  return hasher.digest()
+}
+
+/** A version-2 copy's tag: what only the sender and this device can compute, over this copy and the ciphertext. */
+function sharedTag(
+  c: Primitives,
+  staticSecret: Uint8Array,
+  ephemeral: Uint8Array,
+  recipient: Uint8Array,
+  wrappedKey: Uint8Array,
+  digest: Uint8Array,
+  senderIdentityKey: Uint8Array,
+): Uint8Array {
+  const salt = concatBytes(ephemeral, recipient, wrappedKey, digest, senderIdentityKey)
+  return hkdf256(c, staticSecret, salt, SHARED_AUTH_INFO, AUTH_TAG_BYTES)
+}
+
+/** Checks the sender fields of `input` and encodes the `SealedContent` both versions encrypt. */
+function sealedContent(input: Omit<SealInput, 'recipientIdentityKey'>): Uint8Array {
   abytes(input.senderAddress, ADDRESS_BYTES, 'senderAddress')
   au32(input.senderDeviceId, 'senderDeviceId')
   assertIdentityKeyPair(input.senderIdentity, 'senderIdentity')
-  abytes(input.recipientIdentityKey, IDENTITY_KEY_BYTES, 'recipientIdentityKey')
   const m = input.message
   if (typeof m !== 'object' || m === null || !Object.hasOwn(MESSAGE_FIELD, m.kind)) {
     throw new TypeError("message must be { kind: 'prekey' | 'ratchet' | 'senderKey', body }")
@@ -194,21 +480,9 @@ export function sealEnvelope(
       throw new RangeError(`addressChange must be 1 to ${MAX_ADDRESS_CHANGE_BYTES} bytes`)
     }
   }
-  const random = options.random ?? defaultRandom
-  const c = primitives(options.crypto)
-
-  const recipient = identityDhPublic(input.recipientIdentityKey)
-  const e = x25519KeyPair(c, random)
-  const { chain, key } = ephemeralKeys(c, dh(c, e.secretKey, recipient), recipient, e.publicKey)
-  const encryptedSenderKey = aeadSeal(c, key, ZERO_NONCE, input.senderIdentity.publicKey, e.publicKey)
-  const senderSecret = identityDhSecret(input.senderIdentity.secretKey)
-  const k2 = staticKey(c, dh(c, senderSecret, recipient), chain, encryptedSenderKey)
-  senderSecret.fill(0)
-  e.secretKey.fill(0)
-
   // The session message is embedded as its own encoding (a length-delimited field is the same on the wire for
   // `bytes` and a nested message), so it is not decoded and re-encoded here.
-  const content = concatBytes(
+  return concatBytes(
     encodeMessage('SealedContent', {
       senderAddress: input.senderAddress,
       senderDeviceId: input.senderDeviceId,
@@ -221,15 +495,6 @@ export function sealEnvelope(
       ...(notice ? { addressChange: notice } : {}),
     }),
   )
-  const ciphertext = aeadSeal(c, k2, ZERO_NONCE, content, concatBytes(e.publicKey, recipient))
-  const envelope = encodeMessage('SealedEnvelope', {
-    version: SEALED_ENVELOPE_VERSION,
-    ephemeralKey: e.publicKey,
-    encryptedSenderKey,
-    ciphertext,
-  })
-  if (envelope.length > MAX_ENVELOPE_BYTES) throw new ParleyError('TOO_LARGE', 'envelope exceeds 256 KiB')
-  return envelope
 }
 
 /**
@@ -266,24 +531,14 @@ export function openEnvelope(
   if (envelopeBytes.length > MAX_ENVELOPE_BYTES)
     throw new ParleyError('TOO_LARGE', 'envelope exceeds 256 KiB')
   const env = decodeOrRefuse('SealedEnvelope', envelopeBytes, 'sealed envelope')
-  if (env.version !== SEALED_ENVELOPE_VERSION)
+  if (env.version !== SEALED_ENVELOPE_VERSION && env.version !== SHARED_ENVELOPE_VERSION)
     throw new ParleyError('UNSUPPORTED', 'unknown sealed envelope version')
   const ephemeral = own(env.ephemeralKey)
-  const encryptedSenderKey = own(env.encryptedSenderKey)
-  if (ephemeral.length !== X25519_BYTES || encryptedSenderKey.length !== IDENTITY_KEY_BYTES + 16) {
-    throw new ParleyError('BAD_REQUEST', 'malformed sealed envelope')
-  }
   try {
-    const { chain, key } = ephemeralKeys(c, dh(c, recipientSecret, ephemeral), recipient, ephemeral)
-    const senderIdentityKey = aeadOpen(c, key, ZERO_NONCE, encryptedSenderKey, ephemeral)
-    const k2 = staticKey(
-      c,
-      dh(c, recipientSecret, identityDhPublic(senderIdentityKey)),
-      chain,
-      encryptedSenderKey,
-    )
-    const content = aeadOpen(c, k2, ZERO_NONCE, own(env.ciphertext), concatBytes(ephemeral, recipient))
-    const sealed = decodeOrRefuse('SealedContent', content, 'sealed content')
+    const { senderIdentityKey, sealed } =
+      env.version === SEALED_ENVELOPE_VERSION
+        ? openOne(c, env, recipientSecret, recipient, ephemeral)
+        : openShared(c, env, recipientSecret, recipient, ephemeral)
     const senderAddress = own(sealed.senderAddress)
     if (senderAddress.length !== ADDRESS_BYTES)
       throw new ParleyError('BAD_REQUEST', 'malformed sender address')
@@ -313,6 +568,100 @@ export function openEnvelope(
   } finally {
     recipientSecret.fill(0)
   }
+}
+
+type DecodedEnvelope = ReturnType<typeof decodeOrRefuse<'SealedEnvelope'>>
+type Opened = { senderIdentityKey: Uint8Array; sealed: ReturnType<typeof decodeOrRefuse<'SealedContent'>> }
+
+/** Version 1: the sender's key from the ephemeral-static secret, then the content under the static-static one. */
+function openOne(
+  c: Primitives,
+  env: DecodedEnvelope,
+  recipientSecret: Uint8Array,
+  recipient: Uint8Array,
+  ephemeral: Uint8Array,
+): Opened {
+  const encryptedSenderKey = own(env.encryptedSenderKey)
+  if (
+    ephemeral.length !== X25519_BYTES ||
+    encryptedSenderKey.length !== IDENTITY_KEY_BYTES + 16 ||
+    (env.wrappedKey?.length ?? 0) > 0 ||
+    (env.authTag?.length ?? 0) > 0
+  ) {
+    throw new ParleyError('BAD_REQUEST', 'malformed sealed envelope')
+  }
+  const { chain, key } = ephemeralKeys(c, dh(c, recipientSecret, ephemeral), recipient, ephemeral)
+  const senderIdentityKey = aeadOpen(c, key, ZERO_NONCE, encryptedSenderKey, ephemeral)
+  const k2 = staticKey(
+    c,
+    dh(c, recipientSecret, identityDhPublic(senderIdentityKey)),
+    chain,
+    encryptedSenderKey,
+  )
+  const content = aeadOpen(c, k2, ZERO_NONCE, own(env.ciphertext), concatBytes(ephemeral, recipient))
+  return { senderIdentityKey, sealed: decodeOrRefuse('SealedContent', content, 'sealed content') }
+}
+
+/**
+ * Version 2: the message key unmasked, the ephemeral key checked against it, the content opened, and only then
+ * the tag checked under the static-static secret with the sender key the content names (DECRYPT_FAILED for
+ * anything that does not match: another device's part, a changed ciphertext, a forged sender).
+ */
+function openShared(
+  c: Primitives,
+  env: DecodedEnvelope,
+  recipientSecret: Uint8Array,
+  recipient: Uint8Array,
+  ephemeral: Uint8Array,
+): Opened {
+  const wrappedKey = own(env.wrappedKey)
+  const tag = own(env.authTag)
+  if (
+    ephemeral.length !== X25519_BYTES ||
+    wrappedKey.length !== MESSAGE_KEY_BYTES ||
+    tag.length !== AUTH_TAG_BYTES ||
+    (env.encryptedSenderKey?.length ?? 0) > 0
+  ) {
+    throw new ParleyError('BAD_REQUEST', 'malformed sealed envelope')
+  }
+  const ciphertext = own(env.ciphertext)
+  const mask = dh(c, recipientSecret, ephemeral)
+  const pad = hkdf256(c, mask, concatBytes(ephemeral, recipient), SHARED_WRAP_INFO, MESSAGE_KEY_BYTES)
+  mask.fill(0)
+  const m = new Uint8Array(MESSAGE_KEY_BYTES)
+  for (let j = 0; j < MESSAGE_KEY_BYTES; j++) m[j] = wrappedKey[j]! ^ pad[j]!
+  const { secret, publicKey, key } = messageKeys(c, m)
+  m.fill(0)
+  secret.fill(0)
+  if (!equalBytes(publicKey, ephemeral)) {
+    key.fill(0)
+    throw new ParleyError('DECRYPT_FAILED', 'the envelope is not for this device')
+  }
+  let content: Uint8Array
+  try {
+    content = aeadOpen(c, key, ZERO_NONCE, ciphertext, ephemeral)
+  } finally {
+    key.fill(0)
+  }
+  const sealed = decodeOrRefuse('SealedContent', content, 'sealed content')
+  const senderIdentityKey = own(sealed.senderIdentityKey)
+  if (senderIdentityKey.length !== IDENTITY_KEY_BYTES)
+    throw new ParleyError('BAD_REQUEST', 'malformed sender identity key')
+  const statics = dh(c, recipientSecret, identityDhPublic(senderIdentityKey))
+  const expected = sharedTag(
+    c,
+    statics,
+    ephemeral,
+    recipient,
+    wrappedKey,
+    sha256Of(c, ciphertext),
+    senderIdentityKey,
+  )
+  statics.fill(0)
+  if (!equalBytes(expected, tag)) {
+    throw new ParleyError('DECRYPT_FAILED', 'the envelope does not authenticate its sender to this device')
+  }
+  return { senderIdentityKey, sealed }
 }
 
 /**

@@ -188,6 +188,24 @@ describe('sender keys', () => {
     expect(codeOf(() => senderKeyDecrypt(r2, sendMany(sender, 1).messages[0]!))).toBe('DUPLICATE')
   })
 
+  it("signs through the crypto option's ed25519Sign when it has one: the same bytes, and its output checked", () => {
+    const sender = createSenderKey({ random: seeded(5) })
+    let calls = 0
+    const ed25519Sign = (secret: Uint8Array, message: Uint8Array) => {
+      calls++
+      return nodeSign(secret, message)
+    }
+    const viaOption = senderKeyEncrypt(sender, text('hello'), { crypto: { ed25519Sign } })
+    expect(calls).toBe(1)
+    expect(viaOption.message).toEqual(senderKeyEncrypt(sender, text('hello')).message)
+    expect(() =>
+      senderKeyEncrypt(sender, text('hello'), { crypto: { ed25519Sign: () => new Uint8Array(63) } }),
+    ).toThrow(TypeError)
+    expect(() => senderKeyEncrypt(sender, text('hello'), { crypto: { ed25519Sign: 1 as never } })).toThrow(
+      TypeError,
+    )
+  })
+
   it('refuses malformed messages and distributions as BAD_REQUEST', () => {
     const sender = createSenderKey()
     const distribution = senderKeyDistribution(sender)

@@ -196,7 +196,7 @@ export function openSenderKeyDistribution(bytes: Uint8Array): SenderKeyReceiver 
  * Encrypts one group message on the sender's chain.
  * @param state - the sender's state
  * @param plaintext - the encoded content
- * @param options - `crypto`: a faster HKDF / ChaCha20-Poly1305 (see {@link CryptoOptions})
+ * @param options - `crypto`: a faster HKDF / ChaCha20-Poly1305 / Ed25519 signing (see {@link CryptoOptions})
  * @returns the encoded `SenderKeyMessage` (the same bytes for every member device), and the state to store
  *   before the message goes out
  * @throws ParleyError `INVALID_STATE` when the chain is at its last iteration (rekey first)
@@ -220,7 +220,10 @@ export function senderKeyEncrypt(
     iteration: state.iteration,
     ciphertext,
   })
-  const signature = ed25519.sign(concatBytes(SIGNATURE_LABEL, unsigned), state.signingSecret)
+  const signature = c.ed25519Sign(state.signingSecret, concatBytes(SIGNATURE_LABEL, unsigned))
+  if (!(signature instanceof Uint8Array) || signature.length !== 64) {
+    throw new TypeError('crypto.ed25519Sign must return 64 bytes')
+  }
   const message = encodeMessage('SenderKeyMessage', {
     distributionId: state.distributionId,
     iteration: state.iteration,

@@ -1,11 +1,13 @@
-// Independent implementations for the linked-device constructions' tests: node:crypto (OpenSSL) for Ed25519,
+// Independent implementations for the constructions' tests: node:crypto (OpenSSL) for Ed25519, X25519, SHA-2,
 // HKDF-SHA-256, ChaCha20-Poly1305 and scrypt, and protobufjs' static codecs (test/gen) for the encodings, so
 // that a test compares the package against code it does not share.
 import {
   createCipheriv,
   createDecipheriv,
+  createHash,
   createPrivateKey,
   createPublicKey,
+  diffieHellman,
   hkdfSync,
   scryptSync,
   sign,
@@ -66,3 +68,34 @@ export const utf8 = (s: string): Uint8Array => new TextEncoder().encode(s)
 
 /** Concatenation of byte arrays. */
 export const cat = (...parts: Uint8Array[]): Uint8Array<ArrayBuffer> => new Uint8Array(Buffer.concat(parts))
+
+/** OpenSSL's SHA-256 or SHA-512. */
+export const nodeHash = (algorithm: 'sha256' | 'sha512', data: Uint8Array): Uint8Array =>
+  new Uint8Array(createHash(algorithm).update(data).digest())
+
+const PKCS8_X25519 = Buffer.from('302e020100300506032b656e04220420', 'hex')
+const SPKI_X25519 = Buffer.from('302a300506032b656e032100', 'hex')
+const x25519Secret = (secret: Uint8Array) =>
+  createPrivateKey({ key: Buffer.concat([PKCS8_X25519, secret]), format: 'der', type: 'pkcs8' })
+
+/** OpenSSL's X25519 public key of a 32-byte secret. */
+export const nodeX25519Public = (secret: Uint8Array): Uint8Array =>
+  new Uint8Array(createPublicKey(x25519Secret(secret)).export({ format: 'der', type: 'spki' }).subarray(12))
+
+/** OpenSSL's X25519(secret, public). */
+export const nodeX25519 = (secret: Uint8Array, peer: Uint8Array): Uint8Array =>
+  new Uint8Array(
+    diffieHellman({
+      privateKey: x25519Secret(secret),
+      publicKey: createPublicKey({ key: Buffer.concat([SPKI_X25519, peer]), format: 'der', type: 'spki' }),
+    }),
+  )
+
+/**
+ * The X25519 key pair of an Ed25519 identity seed (RFC 8032 §5.1.5's expanded scalar, as RFC 7748 uses it):
+ * OpenSSL's SHA-512 of the seed, its first half as the X25519 secret, and that secret's public key.
+ */
+export function nodeIdentityX25519(seed: Uint8Array): { secret: Uint8Array; publicKey: Uint8Array } {
+  const secret = nodeHash('sha512', seed).slice(0, 32)
+  return { secret, publicKey: nodeX25519Public(secret) }
+}

@@ -8,7 +8,7 @@ export type Field = readonly [number, string, number | string, number, string?]
 
 /** The fields of every message of package parley.v1, in field-number order. */
 export const messages: Record<string, readonly Field[]> = {
-  SealedEnvelope: [[1,'version',0,0], [2,'ephemeralKey',4,0], [3,'encryptedSenderKey',4,0], [4,'ciphertext',4,0]],
+  SealedEnvelope: [[1,'version',0,0], [2,'ephemeralKey',4,0], [3,'encryptedSenderKey',4,0], [4,'ciphertext',4,0], [5,'wrappedKey',4,0], [6,'authTag',4,0]],
   SealedContent: [[1,'senderAddress',4,0], [2,'senderDeviceId',0,0], [3,'senderIdentityKey',4,0], [4,'prekeyMessage','PrekeyMessage',0,'message'], [5,'ratchetMessage','RatchetMessage',0,'message'], [6,'senderCertificate',4,0], [7,'senderNumber',3,0], [8,'senderNumberSalt',4,0], [9,'addressChange',4,0], [10,'senderKeyMessage','SenderKeyMessage',0,'message']],
   ServerCertificateBody: [[1,'keyId',0,0], [2,'publicKey',4,0], [3,'expiresAtMs',1,0]],
   ServerCertificate: [[1,'body',4,0], [2,'signature',4,0]],
@@ -102,7 +102,7 @@ export const messages: Record<string, readonly Field[]> = {
   RendezvousMessage: [[1,'sealed',4,0]],
   DeviceEnvelope: [[1,'deviceId',0,0], [2,'envelope',4,0]],
   MultiSend: [[1,'recipientAddress',4,0], [2,'messageId',4,0], [3,'deviceListVersion',1,0], [4,'envelopes','DeviceEnvelope',1], [5,'deliveryToken',4,0], [6,'ephemeral',2,0]],
-  MultiRecipientSend: [[1,'recipients','MultiSend',1]],
+  MultiRecipientSend: [[1,'recipients','MultiSend',1], [2,'shared',4,0]],
   MultiRecipientAccepted: [[1,'outcomes','RecipientOutcome',1]],
   RecipientOutcome: [[1,'messageId',4,0], [2,'error','Error',0]],
   BlobUploadRequest: [[1,'size',1,0], [2,'downloads',0,0]],

@@ -24,14 +24,30 @@ export type InputOf<M, Nested extends { [K in keyof M]?: unknown } = {}> = {
  * `parley.v1.SealedEnvelope` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
  */
 export interface SealedEnvelope {
-  /** Format version; 1 is X25519 + HKDF-SHA-256 + ChaCha20-Poly1305. */
+  /**
+   * Format version; 1 is X25519 + HKDF-SHA-256 + ChaCha20-Poly1305 for one device; 2 is the same primitives, the
+   * content encrypted once for many devices (ephemeral_key, ciphertext shared; wrapped_key, auth_tag per device).
+   */
   version: number
-  /** Fresh X25519 public key of the sender for this envelope only (32 bytes). */
+  /** Fresh X25519 public key of the sender for this envelope only (32 bytes); version 2: for this message. */
   ephemeralKey: Uint8Array
-  /** The sender's Ed25519 identity key, encrypted under the ephemeral-static secret (32 + 16 bytes). */
+  /** Version 1: the sender's Ed25519 identity key, encrypted under the ephemeral-static secret (32 + 16 bytes). */
   encryptedSenderKey: Uint8Array
-  /** SealedContent, encrypted under the static-static secret, so opening it proves who sent it. */
+  /**
+   * Version 1: SealedContent, encrypted under the static-static secret, so opening it proves who sent it.
+   * Version 2: SealedContent, encrypted once under the message key, the same bytes in every copy.
+   */
   ciphertext: Uint8Array
+  /**
+   * Version 2 (a message sealed once for many devices, docs/architecture.md §6.10): the 32-byte message key,
+   * masked for this device under DH(ephemeral, recipient identity).
+   */
+  wrappedKey: Uint8Array
+  /**
+   * Version 2: 16 bytes derived from DH(sender identity, recipient identity) over this copy and the ciphertext's
+   * hash, so opening it proves the sender to this device.
+   */
+  authTag: Uint8Array
 }
 
 /** `parley.v1.SealedEnvelope` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */
@@ -2307,16 +2323,22 @@ export type MultiSendInput = InputOf<
 /**
  * One message to several accounts in one request (a group message, docs/architecture.md §6.10), on a connection
  * that never authenticated. Each recipient is a MultiSend with its own delivery token, checked and charged as its
- * own unidentified send (the source network and that recipient pay), and its own message id, so that the mailbox
- * rows the relay stores share nothing that ties them together. Every recipient is checked for shape first (a
- * malformed one refuses the whole request, nothing stored); then each is stored or refused on its own — a wrong
- * token, a stale device list, a full mailbox or a spent quota refuses that recipient only. At most
- * --max-recipients-per-send recipients, each address once (TOO_LARGE, BAD_REQUEST).
+ * own unidentified send (the source network and that recipient pay), and its own message id; with `shared`, the
+ * rows of one message hold the same ephemeral key and ciphertext, as they hold the same time. Every recipient is
+ * checked for shape first (a malformed one refuses the whole request, nothing stored); then each is stored or
+ * refused on its own — a wrong token, a stale device list, a full mailbox or a spent quota refuses that recipient
+ * only. At most --max-recipients-per-send recipients, each address once (TOO_LARGE, BAD_REQUEST).
  * `parley.v1.MultiRecipientSend` as decoded: scalars hold their proto3 zero value when absent, repeated fields are arrays.
  */
 export interface MultiRecipientSend {
   /** The recipients, each address once; their `ephemeral` must all be the same. */
   recipients: MultiSend[]
+  /**
+   * When set: what every copy of a message sealed once for many devices shares (an encoded fragment of a
+   * version-2 SealedEnvelope: ephemeral_key and ciphertext), and each DeviceEnvelope.envelope is that device's
+   * part (version, wrapped_key, auth_tag); the relay stores part ‖ shared, a whole envelope, in each mailbox.
+   */
+  shared: Uint8Array
 }
 
 /** `parley.v1.MultiRecipientSend` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */

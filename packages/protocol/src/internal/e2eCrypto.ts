@@ -46,6 +46,8 @@ export interface Primitives {
   readonly hkdf: (ikm: Uint8Array, salt: Uint8Array, info: Uint8Array, length: number) => Uint8Array
   /** Strict RFC 8032 verification; false (never a throw) for anything that does not verify. */
   readonly ed25519Verify: (publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array) => boolean
+  /** RFC 8032 signing with a 32-byte seed. */
+  readonly ed25519Sign: (secretKey: Uint8Array, message: Uint8Array) => Uint8Array
   /** A fresh incremental SHA-256. */
   readonly sha256: () => Sha256Hasher
 }
@@ -64,6 +66,7 @@ const noble: Primitives = {
   },
   hkdf: (ikm, salt, info, length) => hkdf(sha256, ikm, salt, info, length),
   ed25519Verify: guardVerify(nobleVerify),
+  ed25519Sign: (secretKey, message) => ed25519.sign(message, secretKey),
   sha256: () => sha256.create(),
 }
 export const NOBLE: Primitives = Object.freeze(noble)
@@ -96,6 +99,7 @@ export function primitives(provider: CryptoProvider | undefined): Primitives {
       aead: provider.chacha20poly1305 ?? NOBLE.aead,
       hkdf: provider.hkdfSha256 ?? NOBLE.hkdf,
       ed25519Verify: verify ? guardVerify(verify) : NOBLE.ed25519Verify,
+      ed25519Sign: provider.ed25519Sign ?? NOBLE.ed25519Sign,
       sha256: provider.sha256 ?? NOBLE.sha256,
     })
     resolved.set(provider, out)
@@ -127,6 +131,34 @@ export function dh(c: Primitives, secretKey: Uint8Array, publicKey: Uint8Array):
       cause,
     })
   }
+}
+
+/**
+ * {@link dh} for each public key, in order, with one secret key: through the provider's `getSharedSecrets` when it
+ * has one (a platform imports the secret once), otherwise one call each.
+ */
+export function dhEach(
+  c: Primitives,
+  secretKey: Uint8Array,
+  publicKeys: readonly Uint8Array[],
+): Uint8Array[] {
+  if (publicKeys.some((p) => p.length !== X25519_BYTES)) {
+    throw new ParleyError('VERIFICATION_FAILED', 'X25519 public key must be 32 bytes')
+  }
+  const many = c.x25519.getSharedSecrets
+  if (many === undefined) return publicKeys.map((p) => dh(c, secretKey, p))
+  let out: Uint8Array[]
+  try {
+    out = many.call(c.x25519, secretKey, publicKeys)
+  } catch (cause) {
+    throw new ParleyError('VERIFICATION_FAILED', 'refused a low-order or invalid X25519 public key', {
+      cause,
+    })
+  }
+  if (!Array.isArray(out) || out.length !== publicKeys.length) {
+    throw new TypeError('crypto.x25519.getSharedSecrets must return one secret per public key')
+  }
+  return out
 }
 
 /** Recently converted identity keys (public values). Every sealed envelope converts two or three. */

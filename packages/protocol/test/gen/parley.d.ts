@@ -16,6 +16,8 @@ export namespace parley {
             ephemeralKey: Uint8Array;
             encryptedSenderKey: Uint8Array;
             ciphertext: Uint8Array;
+            wrappedKey: Uint8Array;
+            authTag: Uint8Array;
             static create(properties: parley.v1.SealedEnvelope.$Shape): parley.v1.SealedEnvelope & parley.v1.SealedEnvelope.$Shape;
             static create(properties?: parley.v1.SealedEnvelope.$Properties): parley.v1.SealedEnvelope;
             static encode(message: parley.v1.SealedEnvelope.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
@@ -28,6 +30,8 @@ export namespace parley {
                 ephemeralKey?: (Uint8Array|null);
                 encryptedSenderKey?: (Uint8Array|null);
                 ciphertext?: (Uint8Array|null);
+                wrappedKey?: (Uint8Array|null);
+                authTag?: (Uint8Array|null);
                 $unknowns?: Uint8Array[];
             }
             type $Shape = parley.v1.SealedEnvelope.$Properties;
@@ -2656,6 +2660,7 @@ export namespace parley {
             constructor(properties?: parley.v1.MultiRecipientSend.$Properties);
             $unknowns?: Uint8Array[];
             recipients: parley.v1.MultiSend.$Properties[];
+            shared: Uint8Array;
             static create(properties: parley.v1.MultiRecipientSend.$Shape): parley.v1.MultiRecipientSend & parley.v1.MultiRecipientSend.$Shape;
             static create(properties?: parley.v1.MultiRecipientSend.$Properties): parley.v1.MultiRecipientSend;
             static encode(message: parley.v1.MultiRecipientSend.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
@@ -2665,6 +2670,7 @@ export namespace parley {
         namespace MultiRecipientSend {
             interface $Properties {
                 recipients?: (parley.v1.MultiSend.$Properties[]|null);
+                shared?: (Uint8Array|null);
                 $unknowns?: Uint8Array[];
             }
             type $Shape = parley.v1.MultiRecipientSend.$Properties;

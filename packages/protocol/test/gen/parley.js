@@ -36,6 +36,8 @@ export const parley = $root.parley = (() => {
              * @property {Uint8Array|null} [ephemeralKey] SealedEnvelope ephemeralKey
              * @property {Uint8Array|null} [encryptedSenderKey] SealedEnvelope encryptedSenderKey
              * @property {Uint8Array|null} [ciphertext] SealedEnvelope ciphertext
+             * @property {Uint8Array|null} [wrappedKey] SealedEnvelope wrappedKey
+             * @property {Uint8Array|null} [authTag] SealedEnvelope authTag
              * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
              */
 
@@ -100,6 +102,22 @@ export const parley = $root.parley = (() => {
             SealedEnvelope.prototype.ciphertext = $util.newBuffer([]);
 
             /**
+             * SealedEnvelope wrappedKey.
+             * @member {Uint8Array} wrappedKey
+             * @memberof parley.v1.SealedEnvelope
+             * @instance
+             */
+            SealedEnvelope.prototype.wrappedKey = $util.newBuffer([]);
+
+            /**
+             * SealedEnvelope authTag.
+             * @member {Uint8Array} authTag
+             * @memberof parley.v1.SealedEnvelope
+             * @instance
+             */
+            SealedEnvelope.prototype.authTag = $util.newBuffer([]);
+
+            /**
              * Creates a new SealedEnvelope instance using the specified properties.
              * @function create
              * @memberof parley.v1.SealedEnvelope
@@ -139,6 +157,10 @@ export const parley = $root.parley = (() => {
                     writer.uint32(/* id 3, wireType 2 =*/26).bytes(message.encryptedSenderKey);
                 if (message.ciphertext != null && $Object.hasOwnProperty.call(message, "ciphertext") && message.ciphertext.length)
                     writer.uint32(/* id 4, wireType 2 =*/34).bytes(message.ciphertext);
+                if (message.wrappedKey != null && $Object.hasOwnProperty.call(message, "wrappedKey") && message.wrappedKey.length)
+                    writer.uint32(/* id 5, wireType 2 =*/42).bytes(message.wrappedKey);
+                if (message.authTag != null && $Object.hasOwnProperty.call(message, "authTag") && message.authTag.length)
+                    writer.uint32(/* id 6, wireType 2 =*/50).bytes(message.authTag);
                 if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
@@ -217,6 +239,24 @@ export const parley = $root.parley = (() => {
                                 message.ciphertext = value;
                             else
                                 delete message.ciphertext;
+                            continue;
+                        }
+                    case 5: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.wrappedKey = value;
+                            else
+                                delete message.wrappedKey;
+                            continue;
+                        }
+                    case 6: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.authTag = value;
+                            else
+                                delete message.authTag;
                             continue;
                         }
                     }
@@ -19536,6 +19576,7 @@ export const parley = $root.parley = (() => {
              * Properties of a MultiRecipientSend.
              * @typedef {Object} parley.v1.MultiRecipientSend.$Properties
              * @property {Array.<parley.v1.MultiSend.$Properties>|null} [recipients] MultiRecipientSend recipients
+             * @property {Uint8Array|null} [shared] MultiRecipientSend shared
              * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
              */
 
@@ -19577,6 +19618,14 @@ export const parley = $root.parley = (() => {
             MultiRecipientSend.prototype.recipients = $util.emptyArray;
 
             /**
+             * MultiRecipientSend shared.
+             * @member {Uint8Array} shared
+             * @memberof parley.v1.MultiRecipientSend
+             * @instance
+             */
+            MultiRecipientSend.prototype.shared = $util.newBuffer([]);
+
+            /**
              * Creates a new MultiRecipientSend instance using the specified properties.
              * @function create
              * @memberof parley.v1.MultiRecipientSend
@@ -19611,6 +19660,8 @@ export const parley = $root.parley = (() => {
                 if (message.recipients != null && message.recipients.length)
                     for (let i = 0; i < message.recipients.length; ++i)
                         $root.parley.v1.MultiSend.encode(message.recipients[i], writer.uint32(/* id 1, wireType 2 =*/10).fork(), _depth + 1).ldelim();
+                if (message.shared != null && $Object.hasOwnProperty.call(message, "shared") && message.shared.length)
+                    writer.uint32(/* id 2, wireType 2 =*/18).bytes(message.shared);
                 if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
@@ -19635,7 +19686,7 @@ export const parley = $root.parley = (() => {
                     _depth = 0;
                 if (_depth > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message;
+                let end, message, value;
                 if (length === $undefined)
                     end = reader.len;
                 else {
@@ -19661,6 +19712,15 @@ export const parley = $root.parley = (() => {
                             if (!(message.recipients && message.recipients.length))
                                 message.recipients = [];
                             message.recipients.push($root.parley.v1.MultiSend.decode(reader, reader.size(), $undefined, _depth + 1));
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.shared = value;
+                            else
+                                delete message.shared;
                             continue;
                         }
                     }
