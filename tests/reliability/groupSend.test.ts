@@ -2,9 +2,20 @@
 // scripted with the raw frame client as a sender who holds some recipients' delivery tokens and wants more: each
 // recipient is authorised by its own token and charged as its own unidentified send, a refused recipient leaves
 // the others' copies stored, a malformed recipient refuses the whole request with nothing stored, and a request
-// is no cheaper per recipient than one send each. Checked on answers, mailbox heads and /metrics.
+// is no cheaper per recipient than one send each; a message sealed once is stored as each device's part followed
+// by the shared bytes, and shared bytes that make no envelope refuse the request. Checked on answers, mailbox
+// heads and /metrics.
 import { randomBytes } from 'node:crypto'
-import { deliveryTokenVerifier, parleyErrorFromWire, type ServerFrame } from '@parley/protocol'
+import {
+  createSenderKey,
+  deliveryTokenVerifier,
+  generateIdentity,
+  joinSealed,
+  parleyErrorFromWire,
+  type ServerFrame,
+  sealForDevices,
+  senderKeyEncrypt,
+} from '@parley/protocol'
 import {
   type Account,
   activate,
@@ -21,6 +32,8 @@ import {
 } from '@parley/relay/testing'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { metric, scrape } from './relayDb.js'
+
+const equal = (a: Uint8Array, b: Uint8Array) => Buffer.from(a).equals(Buffer.from(b))
 
 const MAX_RECIPIENTS = 4
 const NETWORK_CAPACITY = 30
@@ -128,6 +141,57 @@ describe('MultiRecipientSend: a group message to several accounts, on a relay pr
     const after = await counts()
     expect([after.stored - before.stored, after.refused - before.refused]).toEqual([3, 0])
     expect(after.accepted - before.accepted).toBe(3)
+    anon.close()
+  })
+
+  it('stores part ‖ shared in each mailbox for a message sealed once, and refuses a shared part that makes no envelope', async () => {
+    const [alice, bob, carol] = recipients
+    const sender = generateIdentity()
+    const { shared, parts } = sealForDevices({
+      senderAddress: new Uint8Array(randomBytes(32)),
+      senderDeviceId: 1,
+      senderIdentity: sender,
+      recipientIdentityKeys: [
+        generateIdentity().publicKey,
+        generateIdentity().publicKey,
+        generateIdentity().publicKey,
+      ],
+      message: { kind: 'senderKey', body: senderKeyEncrypt(createSenderKey(), new Uint8Array(200)).message },
+      senderCertificate: new Uint8Array(120),
+    })
+    const before = { counts: await counts(), heads: await heads() }
+    const anon = await RawClient.open(relay.url, freshNetwork())
+    const entries = [alice!, bob!, carol!].map((r, i) => entry(r, { envelope: parts[i]! }))
+    const request = (over: { shared?: Uint8Array; entries?: typeof entries } = {}) =>
+      anon.request({
+        multiRecipientSend: { recipients: over.entries ?? entries, shared: over.shared ?? shared },
+      })
+    // The shared bytes with a version-1 field, a part that is already a whole envelope, the shared bytes alone
+    // (no part), and shared bytes over the envelope limit: each refuses the whole request, nothing stored.
+    const withV1Field = new Uint8Array([...shared, 0x1a, 48, ...new Uint8Array(48)])
+    await expectError(request({ shared: withV1Field }), 'BAD_REQUEST')
+    await expectError(
+      request({ entries: [entry(alice!, { envelope: joinSealed(parts[0]!, shared) })] }),
+      'BAD_REQUEST',
+    )
+    await expectError(request({ entries: [entry(alice!, { envelope: new Uint8Array() })] }), 'BAD_REQUEST')
+    await expectError(request({ shared: new Uint8Array(256 * 1024 + 1) }), 'TOO_LARGE')
+    const mid = { counts: await counts(), heads: await heads() }
+    expect(mid.heads).toEqual(before.heads)
+    expect(mid.counts).toEqual(before.counts)
+
+    const answer = (await request()).multiRecipientAccepted!
+    expect(answer.outcomes.map((o) => o.error)).toEqual([undefined, undefined, undefined])
+    for (const [i, r] of [alice!, bob!, carol!].entries()) {
+      const d = (
+        await r.client.push(
+          (f) => f.body === 'delivery' && equal(f.delivery!.messageId!, entries[i]!.messageId),
+        )
+      ).delivery!
+      expect(Buffer.from(d.envelope!).equals(Buffer.from(joinSealed(parts[i]!, shared)))).toBe(true)
+    }
+    const after = await counts()
+    expect([after.stored - before.counts.stored, after.refused - before.counts.refused]).toEqual([3, 0])
     anon.close()
   })
 

@@ -1,7 +1,8 @@
 // The relay's envelope-shape check (src/handlers/envelopeShape.ts): it accepts every envelope sealEnvelope makes,
-// never throws, and refuses whatever is not a v1 SealedEnvelope — random bytes, text, truncations, wrong lengths.
+// and sealForDevices's copies make, never throws, and refuses whatever is not a v1 or v2 SealedEnvelope — random
+// bytes, text, truncations, wrong lengths, one version's fields in the other.
 import { randomBytes } from 'node:crypto'
-import { generateIdentity, sealEnvelope } from '@parley/protocol'
+import { generateIdentity, joinSealed, sealEnvelope, sealForDevices } from '@parley/protocol'
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { envelopeShapeProblem } from '../src/handlers/envelopeShape.js'
@@ -29,6 +30,9 @@ const V1 = field([0x08], [1])
 const EPH = field([0x12], len(32))
 const ESK = field([0x1a], len(48))
 const CT = field([0x22], len(10))
+const V2 = field([0x08], [2])
+const WK = field([0x2a], len(32))
+const TAG = field([0x32], len(16))
 const shape = (...parts: number[][]) => envelopeShapeProblem(new Uint8Array(parts.flat()))
 
 describe('envelope shape check', () => {
@@ -103,14 +107,47 @@ describe('envelope shape check', () => {
     )
   })
 
+  it('accepts every copy of a message sealed for many devices, in any field order', () => {
+    for (const n of [0, 100, 5000]) {
+      const { shared, parts } = sealForDevices({
+        senderAddress: bytes(32),
+        senderDeviceId: 3,
+        senderIdentity: sender,
+        recipientIdentityKeys: [recipient.publicKey, generateIdentity().publicKey],
+        message: { kind: 'senderKey', body: bytes(n) },
+        senderCertificate: bytes(120),
+      })
+      for (const part of parts) expect(envelopeShapeProblem(joinSealed(part, shared))).toBeNull()
+      // Neither half alone is an envelope.
+      expect(envelopeShapeProblem(shared)).toBe('version is not 1 or 2')
+      expect(envelopeShapeProblem(parts[0]!)).toBe('ephemeral_key is not 32 bytes')
+    }
+    expect(shape(V2, EPH, WK, TAG, CT)).toBeNull()
+    expect(shape(CT, TAG, EPH, WK, V2)).toBeNull()
+  })
+
+  it('refuses a version-2 envelope with a missing, wrong-sized or version-1 field', () => {
+    expect(shape(V2, EPH, TAG, CT)).toBe('wrapped_key is not 32 bytes')
+    expect(shape(V2, EPH, field([0x2a], len(31)), TAG, CT)).toBe('wrapped_key is not 32 bytes')
+    expect(shape(V2, EPH, WK, CT)).toBe('auth_tag is not 16 bytes')
+    expect(shape(V2, EPH, WK, field([0x32], len(17)), CT)).toBe('auth_tag is not 16 bytes')
+    expect(shape(V2, EPH, WK, TAG)).toBe('ciphertext is empty')
+    expect(shape(V2, WK, TAG, CT)).toBe('ephemeral_key is not 32 bytes')
+    expect(shape(V2, EPH, WK, TAG, CT, ESK)).toBe('a version-1 field in a version-2 envelope')
+    expect(shape(V1, EPH, ESK, CT, WK)).toBe('a version-2 field in a version-1 envelope')
+    expect(shape(V1, EPH, ESK, CT, TAG)).toBe('a version-2 field in a version-1 envelope')
+    expect(shape(V2, EPH, WK, WK, TAG, CT)).toBe('wrapped_key repeated')
+    expect(shape(V2, EPH, WK, TAG, TAG, CT)).toBe('auth_tag repeated')
+  })
+
   it('refuses what is not a v1 sealed envelope, saying why', () => {
     expect(shape(V1, EPH, ESK, CT)).toBeNull()
-    expect(envelopeShapeProblem(new Uint8Array())).toBe('version is not 1')
+    expect(envelopeShapeProblem(new Uint8Array())).toBe('version is not 1 or 2')
     expect(envelopeShapeProblem(new TextEncoder().encode('hi'))).toBe('unknown field')
     expect(envelopeShapeProblem(new Uint8Array(64).fill(1))).not.toBeNull()
-    // Version: missing (proto3 default 0), 2, or not a varint.
-    expect(shape(EPH, ESK, CT)).toBe('version is not 1')
-    expect(shape(field([0x08], [2]), EPH, ESK, CT)).toBe('version is not 1')
+    // Version: missing (proto3 default 0), 3, or not a varint.
+    expect(shape(EPH, ESK, CT)).toBe('version is not 1 or 2')
+    expect(shape(field([0x08], [3]), EPH, ESK, CT)).toBe('version is not 1 or 2')
     expect(shape(field([0x08], [0x81, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80]), EPH)).toBe(
       'truncated version',
     )
@@ -128,7 +165,7 @@ describe('envelope shape check', () => {
     expect(shape(V1, EPH, EPH, ESK, CT)).toBe('ephemeral_key repeated')
     expect(shape(V1, EPH, ESK, ESK, CT)).toBe('encrypted_sender_key repeated')
     expect(shape(V1, EPH, ESK, CT, CT)).toBe('ciphertext repeated')
-    expect(shape(V1, EPH, ESK, CT, field([0x2a], len(3)))).toBe('unknown field')
+    expect(shape(V1, EPH, ESK, CT, field([0x3a], len(3)))).toBe('unknown field') // field 7
     expect(shape(V1, EPH, ESK, CT, field([0x82, 0x01], len(3)))).toBe('unknown field') // field 16
     expect(shape(field([0x00], [1]), V1, EPH, ESK, CT)).toBe('unknown field') // field 0
     expect(shape(V1, field([0x10], [5]), ESK, CT)).toBe('wrong wire type')

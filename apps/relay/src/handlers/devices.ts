@@ -210,7 +210,12 @@ type SendParts = Pick<AnonymousScope, 'store' | 'fanout' | 'config' | 'metrics' 
 /**
  * The checks of a `MultiSend` that need no store: sizes, each device once, at most {@link MAX_DEVICES} envelopes.
  */
-function checkMultiSend(parts: SendParts, request: ClientBodyOf<'multiSend'>) {
+/**
+ * Checks one `MultiSend` for shape. With `shared` (a `MultiRecipientSend`'s), each `DeviceEnvelope.envelope` is a
+ * device's part of a message sealed once for many devices, and its copy is the part followed by the shared bytes:
+ * the whole envelope is what is checked, charged and stored.
+ */
+function checkMultiSend(parts: SendParts, request: ClientBodyOf<'multiSend'>, shared?: Uint8Array) {
   const address = requireBytes(request.recipientAddress, 32, 'recipient_address')
   const messageId = requireBytes(request.messageId, 16, 'message_id')
   const envelopes = request.envelopes
@@ -220,13 +225,22 @@ function checkMultiSend(parts: SendParts, request: ClientBodyOf<'multiSend'>) {
   }
   const copies = envelopes.map((e) => ({
     deviceId: e.deviceId,
-    envelope: requireEnvelope(parts, e.envelope),
+    envelope: requireEnvelope(parts, shared ? joined(e.envelope, shared) : e.envelope),
   }))
   const ids = new Set(copies.map((c) => c.deviceId))
   if (ids.size !== copies.length || ids.has(0)) {
     throw new ParleyError('BAD_REQUEST', 'each envelope names a different device, none 0')
   }
   return { address, messageId, copies, bytes: copies.reduce((n, c) => n + c.envelope.length, 0) }
+}
+
+/** A device's part followed by the shared bytes (an empty part stays empty, refused as such). */
+function joined(part: Uint8Array | undefined, shared: Uint8Array): Uint8Array {
+  if (part === undefined || part.length === 0) return new Uint8Array()
+  const out = new Uint8Array(part.length + shared.length)
+  out.set(part)
+  out.set(shared, part.length)
+  return out
 }
 
 function stale(parts: SendParts, version: number): never {
@@ -344,8 +358,15 @@ export async function multiRecipientSend(
   if (recipients.length > scope.config.maxRecipientsPerSend) {
     throw new ParleyError('TOO_LARGE', `at most ${scope.config.maxRecipientsPerSend} recipients in one send`)
   }
+  const shared = request.shared !== undefined && request.shared.length > 0 ? request.shared : undefined
+  if (shared !== undefined && shared.length > scope.config.maxEnvelopeBytes) {
+    throw new ParleyError(
+      'TOO_LARGE',
+      `the shared part is over the ${scope.config.maxEnvelopeBytes}-byte limit`,
+    )
+  }
   const checked = recipients.map((r) => ({
-    entry: checkMultiSend(scope, r),
+    entry: checkMultiSend(scope, r, shared),
     token: requireBytes(r.deliveryToken, 32, 'delivery_token'),
   }))
   const addresses = new Set(checked.map((c) => Buffer.from(c.entry.address).toString('hex')))

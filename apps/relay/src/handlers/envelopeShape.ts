@@ -1,9 +1,11 @@
 /**
- * A cheap check, before a message is stored, that an envelope is shaped like a version-1 `parley.v1.SealedEnvelope`
- * (proto/parley/v1/e2e.proto): `version` (field 1, varint) = 1, `ephemeral_key` (2) of 32 bytes,
- * `encrypted_sender_key` (3) of 48 bytes and a non-empty `ciphertext` (4), each exactly once and nothing else.
- * The relay cannot open an envelope; this only refuses bytes that no client could have sealed, so a mailbox
- * cannot be filled with arbitrary data. It walks the protobuf fields by hand, allocates nothing and never throws.
+ * A cheap check, before a message is stored, that an envelope is shaped like a `parley.v1.SealedEnvelope`
+ * (proto/parley/v1/e2e.proto) a client could have sealed: `version` (field 1, varint) 1 or 2, `ephemeral_key` (2)
+ * of 32 bytes and a non-empty `ciphertext` (4); version 1 with `encrypted_sender_key` (3) of 48 bytes, version 2
+ * (one copy of a message sealed for many devices) with `wrapped_key` (5) of 32 and `auth_tag` (6) of 16 bytes;
+ * each exactly once and nothing else. The relay cannot open an envelope; this only refuses bytes that no client
+ * could have sealed, so a mailbox cannot be filled with arbitrary data. It walks the protobuf fields by hand into
+ * one small table of lengths, copies nothing and never throws.
  * @module
  */
 
@@ -11,9 +13,13 @@
 const EPHEMERAL_KEY_BYTES = 32
 /** `encrypted_sender_key`: an Ed25519 identity key sealed with ChaCha20-Poly1305 (32 + 16 bytes). */
 const ENCRYPTED_SENDER_KEY_BYTES = 48
+/** `wrapped_key`: the message key masked for one device. */
+const WRAPPED_KEY_BYTES = 32
+/** `auth_tag`: what proves the sender to one device. */
+const AUTH_TAG_BYTES = 16
 
 /**
- * Why `envelope` is not a well-formed version-1 sealed envelope, or null when it is.
+ * Why `envelope` is not a well-formed sealed envelope, or null when it is.
  * @param envelope - `SendMessage.envelope` / `UnidentifiedSend.envelope`
  * @returns a short reason for the BAD_REQUEST message (no envelope bytes in it), or null
  */
@@ -33,11 +39,10 @@ export function envelopeShapeProblem(envelope: Uint8Array): string | null {
     return -1
   }
   let version = -1
-  let ephemeral = -1
-  let senderKey = -1
-  let ciphertext = -1
+  // The length of each length-delimited field 2..6 seen, -1 while unseen.
+  const lengths = [-1, -1, -1, -1, -1, -1, -1]
   while (at < end) {
-    // Keys of fields 1..4 fit one byte; a longer key names a field that does not belong here.
+    // Keys of fields 1..6 fit one byte; a longer key names a field that does not belong here.
     const key = varint(1)
     if (key < 0) return 'unknown field'
     const field = key >>> 3
@@ -49,27 +54,35 @@ export function envelopeShapeProblem(envelope: Uint8Array): string | null {
       if (version < 0) return 'truncated version'
       continue
     }
-    if (field < 2 || field > 4) return 'unknown field'
+    if (field < 2 || field > 6) return 'unknown field'
     if (wireType !== 2) return 'wrong wire type'
     const length = varint(5)
     if (length < 0 || length > end - at) return 'truncated field'
     at += length
-    if (field === 2) {
-      if (ephemeral !== -1) return 'ephemeral_key repeated'
-      ephemeral = length
-    } else if (field === 3) {
-      if (senderKey !== -1) return 'encrypted_sender_key repeated'
-      senderKey = length
-    } else {
-      if (ciphertext !== -1) return 'ciphertext repeated'
-      ciphertext = length
-    }
+    if (lengths[field] !== -1) return `${FIELD_NAMES[field]} repeated`
+    lengths[field] = length
   }
-  if (version !== 1) return 'version is not 1'
-  if (ephemeral !== EPHEMERAL_KEY_BYTES) return `ephemeral_key is not ${EPHEMERAL_KEY_BYTES} bytes`
-  if (senderKey !== ENCRYPTED_SENDER_KEY_BYTES) {
+  if (version !== 1 && version !== 2) return 'version is not 1 or 2'
+  if (lengths[2] !== EPHEMERAL_KEY_BYTES) return `ephemeral_key is not ${EPHEMERAL_KEY_BYTES} bytes`
+  if (version === 1 && lengths[3] !== ENCRYPTED_SENDER_KEY_BYTES) {
     return `encrypted_sender_key is not ${ENCRYPTED_SENDER_KEY_BYTES} bytes`
   }
-  if (ciphertext <= 0) return 'ciphertext is empty'
+  if (version === 2 && lengths[5] !== WRAPPED_KEY_BYTES)
+    return `wrapped_key is not ${WRAPPED_KEY_BYTES} bytes`
+  if (version === 2 && lengths[6] !== AUTH_TAG_BYTES) return `auth_tag is not ${AUTH_TAG_BYTES} bytes`
+  if ((lengths[4] ?? -1) <= 0) return 'ciphertext is empty'
+  if (version === 1 && (lengths[5] !== -1 || lengths[6] !== -1))
+    return 'a version-2 field in a version-1 envelope'
+  if (version === 2 && lengths[3] !== -1) return 'a version-1 field in a version-2 envelope'
   return null
 }
+
+const FIELD_NAMES = [
+  '',
+  'version',
+  'ephemeral_key',
+  'encrypted_sender_key',
+  'ciphertext',
+  'wrapped_key',
+  'auth_tag',
+]
