@@ -72,9 +72,12 @@ import { browserOptions } from './esbuildOptions.mjs'
 // (+1.0); the budget moved to 113 KB. Reactions, edits and deletions in groups: 111.9 → 112.7 KB (103.0 up front),
 // groups.ts (one queue for texts and actions) and conversations.ts. Files in groups (sendGroupAttachment): 112.7 →
 // 113.0 KB (103.3 up front); the budget moved to 114 KB. Receipts in groups (counted per member, conversations.ts)
-// and one message of a group in flight at a time (outbox.ts): 113.5 KB (103.8 up front). Groups are a natural lazy chunk once the protocol barrel stops pulling every
-// module into the entry (see the storeSeal note above).
-export const BUDGET_KB = 114
+// and one message of a group in flight at a time (outbox.ts): 113.5 KB (103.8 up front). Groups are a natural lazy
+// chunk once the protocol barrel stops pulling every module into the entry (see the storeSeal note above). Group
+// messages sealed once for all member devices (version-2 envelopes: sealForDevices, its opening, SealAgreements,
+// the relay's shared part; sealedEnvelope.ts +1.1, delivery.ts +0.3): 113.5 → 114.9 KB (105.2 up front); the
+// budget moved to 115 KB.
+export const BUDGET_KB = 115
 
 /**
  * Bundles the SDK as a user's bundler would (ESM, minified, code splitting on) and measures min+gzip of what a

@@ -5,8 +5,10 @@
 import {
   type ClientFrameInput,
   type Content,
+  joinSealed,
   opensNumberCommitment,
   ParleyError,
+  SealAgreements,
   type SealedMessage,
   type ServerFrame,
 } from '@parley/protocol'
@@ -45,6 +47,21 @@ interface GroupSend {
   deliveryToken?: Uint8Array
 }
 
+/** One member account's devices for a group message, each with the identity key its part is sealed to. */
+interface GroupTarget {
+  address: Uint8Array
+  deviceListVersion: number
+  devices: { deviceId: number; key: Uint8Array }[]
+}
+
+/** A send of device parts as whole envelopes (part ‖ shared), for the paths that take no `shared` bytes. */
+function joinedSend(send: GroupSend, shared: Uint8Array): GroupSend {
+  return {
+    ...send,
+    envelopes: send.envelopes.map((e) => ({ ...e, envelope: joinSealed(e.envelope, shared) })),
+  }
+}
+
 /** The unidentified connection is closed after this long without a send (the relay closes idle ones too). */
 const ANONYMOUS_IDLE_MS = 30_000
 
@@ -56,6 +73,8 @@ export class Delivery {
   readonly #conversations: Conversations
   #anonymousIdle: unknown = null
   #anonymousInFlight = 0
+  /** The static secrets of group messages' tags, per member device, in memory only (a group's next send is cheaper). */
+  readonly #agreements = new SealAgreements()
   /**
    * Queues a group's sender key (`key`, at the message being sent) for the member account `memberHex` again: its
    * device list changed, and a device of it may lack the chain. Wired in by the facade (engine/groups.ts).
@@ -298,6 +317,17 @@ export class Delivery {
     recipientIdentityKey: Uint8Array,
     message: SealedMessage,
   ): Promise<Uint8Array> {
+    return e2e.seal({
+      ours: account,
+      recipientIdentityKey,
+      message,
+      ...(await this.#statement(account)),
+      env: this.#engine,
+    })
+  }
+
+  /** What every sealed message states of this device: its current certificate, its number and a recent notice. */
+  async #statement(account: AccountRecord): Promise<e2e.SenderStatement> {
     const { bytes, cert } = await this.#session.senderCertificate(account)
     const salt = account.numberSalt
     // Stating a number the certificate does not commit to would make every recipient refuse the message.
@@ -309,15 +339,7 @@ export class Delivery {
     const change = account.addressChange
     const addressChange =
       change !== undefined && this.#engine.clock.now() < change.until ? change.notice : undefined
-    return e2e.seal({
-      ours: account,
-      recipientIdentityKey,
-      message,
-      certificate: bytes,
-      number,
-      addressChange,
-      env: this.#engine,
-    })
+    return { certificate: bytes, number, addressChange }
   }
 
   /** Keeps a contact's session record but marks it replaced: the next send starts a new session. */
@@ -394,11 +416,12 @@ export class Delivery {
   // ───────────────────────────── groups ─────────────────────────────
 
   /**
-   * A group message (docs/architecture.md §6.10): the one `SenderKeyMessage` sealed for every device of every
-   * member account, sent in `MultiRecipientSend` requests on the connection that never authenticates for the
-   * members whose delivery token this device has, and one `MultiSend` each on the authenticated one for the rest
-   * (and for this account's other devices). Each member gets its own random message id, so the rows the relay
-   * stores share nothing but their time. Members done are persisted after each request, so a retry after a crash
+   * A group message (docs/architecture.md §6.10): the one `SenderKeyMessage` sealed once for every device of
+   * every member account (a version-2 envelope: one content encryption, a 54-byte part per device), sent in
+   * `MultiRecipientSend` requests with the shared bytes once each on the connection that never authenticates for
+   * the members whose delivery token this device has, and as whole envelopes in one `MultiSend` each on the
+   * authenticated one for the rest (and for this account's other devices). Each member gets its own random
+   * message id; the rows the relay stores share their time, ephemeral key and ciphertext. Members done are persisted after each request, so a retry after a crash
    * or a lost connection sends only to the others; a member whose list changed (STALE_DEVICES) is sent to again
    * with its new list, and one refused for good (gone, a full mailbox) is reported and dropped from this message.
    */
@@ -415,19 +438,30 @@ export class Delivery {
     for (let attempt = 0; attempt < 3 && !rekeyed; attempt++) {
       const pending = g.to.filter((hex) => !g.done.includes(hex))
       if (pending.length === 0) break
-      const anonymousBatch: { hex: string; send: GroupSend }[] = []
-      const named: { hex: string; send: GroupSend }[] = []
+      const targets: { hex: string; target: GroupTarget }[] = []
       for (const hex of pending) {
-        const send = await this.#groupCopies(fromHex(hex), g.message)
-        if (send === null) {
+        const target = await this.#groupTarget(fromHex(hex))
+        if (target === null) {
           // No device key known for the member (nothing ever went to it): it cannot be sealed for.
           g = { ...g, done: [...g.done, hex] }
           refused.push(new ParleyError('NOT_FOUND', 'a group member has no known devices'))
           continue
         }
+        targets.push({ hex, target })
+      }
+      if (targets.length === 0) continue
+      // The content encrypted once for every pending member device; each gets a 54-byte part.
+      const { shared, sends } = await this.#sealGroup(
+        targets.map((t) => t.target),
+        g.message,
+      )
+      const anonymousBatch: { hex: string; send: GroupSend }[] = []
+      const named: { hex: string; send: GroupSend }[] = []
+      for (const [i, { hex }] of targets.entries()) {
+        const send = sends[i]!
         const token = await get(engine.store, K.peerToken(hex))
         if (token !== undefined) anonymousBatch.push({ hex, send: { ...send, deliveryToken: token } })
-        else named.push({ hex, send })
+        else named.push({ hex, send: joinedSend(send, shared) })
       }
       const outcome = async (hex: string, error: ParleyError | null) => {
         if (error === null) {
@@ -461,7 +495,7 @@ export class Delivery {
         batch = []
         bytes = 0
         const answer = expectBody(
-          await this.#onAnonymous({ multiRecipientSend: { recipients: sent.map((b) => b.send) } }),
+          await this.#onAnonymous({ multiRecipientSend: { recipients: sent.map((b) => b.send), shared } }),
           'multiRecipientAccepted',
         )
         for (let i = 0; i < sent.length; i++) {
@@ -473,7 +507,8 @@ export class Delivery {
       }
       for (const b of anonymousBatch) {
         const size = b.send.envelopes.reduce((n, e) => n + e.envelope.length + 64, 64)
-        if (batch.length >= GROUP_BATCH || bytes + size > engine.anonymous.maxFrameBytes / 2) await flush()
+        const room = engine.anonymous.maxFrameBytes / 2 - shared.length
+        if (batch.length >= GROUP_BATCH || bytes + size > room) await flush()
         batch.push(b)
         bytes += size
       }
@@ -490,10 +525,11 @@ export class Delivery {
     }
     // This account's other devices: their copies on the authenticated connection (as sent transcripts go).
     if (g.ownDone !== true && this.#devices.ownOthers().length > 0) {
-      const own = await this.#groupCopies(engine.requireAccount().address, g.message, true)
+      const own = await this.#groupTarget(engine.requireAccount().address, true)
       if (own !== null) {
+        const { shared, sends } = await this.#sealGroup([own], g.message)
         await engine.link
-          .request({ multiSend: own })
+          .request({ multiSend: joinedSend(sends[0]!, shared) })
           .catch((err: unknown) => refused.push(ParleyError.fromUnknown(err)))
       }
       g = { ...g, ownDone: true }
@@ -515,32 +551,55 @@ export class Delivery {
   }
 
   /**
-   * One member account's part of a group message: the message sealed for each device of its verified list (the
-   * primary of an account with no list under the identity pinned for it); with `own`, for this account's other
-   * devices. Null when no device key is known.
+   * Where one member account's copies of a group message go: each device of its verified list (the primary of an
+   * account with no list, under the identity pinned for it) with its identity key; with `own`, this account's
+   * other devices. Null when a device key is not known.
    */
-  async #groupCopies(address: Uint8Array, message: Uint8Array, own = false): Promise<GroupSend | null> {
+  async #groupTarget(address: Uint8Array, own = false): Promise<GroupTarget | null> {
     const engine = this.#engine
     const account = engine.requireAccount()
     const list = own
       ? account.devices
       : ((await this.#devices.cached(address)) ?? (await this.#devices.refresh(address)))
     const pinned = own ? undefined : await get(engine.store, K.identity(toHex(address)))
-    const targets = targetsOf(list, own ? account : null)
-    const keyed = targets.map((t) => ({ t, key: t.deviceKey ?? (t.primary ? pinned : undefined) }))
-    if (keyed.length === 0 || keyed.some((k) => k.key === undefined)) return null
-    const envelopes = await Promise.all(
-      keyed.map(async ({ t, key }) => ({
-        deviceId: t.deviceId,
-        envelope: await this.#seal(account, key!, { kind: 'senderKey', body: message }),
-      })),
-    )
+    const devices = targetsOf(list, own ? account : null).map((t) => ({
+      deviceId: t.deviceId,
+      key: t.deviceKey ?? (t.primary ? pinned : undefined),
+    }))
+    if (devices.length === 0 || devices.some((d) => d.key === undefined)) return null
     return {
-      recipientAddress: address,
-      messageId: engine.random(16),
+      address,
       deviceListVersion: list?.devices.length ? list.version : 0,
-      envelopes,
+      devices: devices as { deviceId: number; key: Uint8Array }[],
     }
+  }
+
+  /**
+   * A group message sealed once for every device of `targets` (a version-2 envelope): the shared bytes, and per
+   * target its send with each device's part, under a fresh random message id per member (as every send has).
+   */
+  async #sealGroup(
+    targets: readonly GroupTarget[],
+    message: Uint8Array,
+  ): Promise<{ shared: Uint8Array; sends: GroupSend[] }> {
+    const engine = this.#engine
+    const account = engine.requireAccount()
+    const { shared, parts } = e2e.sealForMany({
+      ours: account,
+      recipientIdentityKeys: targets.flatMap((t) => t.devices.map((d) => d.key)),
+      message: { kind: 'senderKey', body: message },
+      ...(await this.#statement(account)),
+      env: engine,
+      agreements: this.#agreements,
+    })
+    let at = 0
+    const sends = targets.map((t) => ({
+      recipientAddress: t.address,
+      messageId: engine.random(16),
+      deviceListVersion: t.deviceListVersion,
+      envelopes: t.devices.map((d) => ({ deviceId: d.deviceId, envelope: parts[at++]! })),
+    }))
+    return { shared, sends }
   }
 
   // ───────────────────────────── several devices ─────────────────────────────

@@ -15,10 +15,13 @@ import {
   parleyErrorFromWire,
   prekeyBundleFromWire,
   safetyNumber as protocolSafetyNumber,
+  type SealAgreements,
   type SealedMessage,
   type ServerBodyOf,
   Session,
+  type SharedSeal,
   sealEnvelope,
+  sealForDevices,
   signWithIdentity,
   type wire,
 } from '@parley/protocol'
@@ -325,6 +328,42 @@ export function seal(args: {
       ...(args.addressChange ? { addressChange: args.addressChange } : {}),
     },
     args.env,
+  )
+}
+
+/** What a sealed message states of its sender beside its keys: the certificate, number and notice of {@link seal}. */
+export interface SenderStatement {
+  certificate: Uint8Array
+  number: { e164: string; salt: Uint8Array } | undefined
+  /** The account's address-change notice, carried for a while after a number change. */
+  addressChange?: Uint8Array | undefined
+}
+
+/**
+ * Seals one group message once for many devices (a version-2 envelope: the content encrypted once, a 54-byte
+ * part per device); each device's envelope is its part followed by `shared`.
+ */
+export function sealForMany(
+  args: SenderStatement & {
+    ours: Ours
+    recipientIdentityKeys: Uint8Array[]
+    message: SealedMessage
+    env: Env
+    agreements: SealAgreements
+  },
+): SharedSeal {
+  return sealForDevices(
+    {
+      senderAddress: args.ours.address,
+      senderDeviceId: args.ours.deviceId,
+      senderIdentity: args.ours.identity,
+      recipientIdentityKeys: args.recipientIdentityKeys,
+      message: args.message,
+      senderCertificate: args.certificate,
+      senderNumber: args.number,
+      ...(args.addressChange ? { addressChange: args.addressChange } : {}),
+    },
+    { random: args.env.random, crypto: args.env.crypto, agreements: args.agreements },
   )
 }
 
