@@ -76,8 +76,9 @@ import { browserOptions } from './esbuildOptions.mjs'
 // chunk once the protocol barrel stops pulling every module into the entry (see the storeSeal note above). Group
 // messages sealed once for all member devices (version-2 envelopes: sealForDevices, its opening, SealAgreements,
 // the relay's shared part; sealedEnvelope.ts +1.1, delivery.ts +0.3): 113.5 → 114.9 KB (105.2 up front); the
-// budget moved to 115 KB.
-export const BUDGET_KB = 115
+// budget moved to 115 KB. Group messages held until their sender key comes (groups.ts, inbox.ts): 114.9 → 115.2 KB
+// (105.6 up front); the budget moved to 116 KB.
+export const BUDGET_KB = 116
 
 /**
  * Bundles the SDK as a user's bundler would (ESM, minified, code splitting on) and measures min+gzip of what a

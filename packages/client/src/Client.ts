@@ -834,10 +834,15 @@ export class ParleyClient {
     ephemeralRefused: number
     /**
      * Group messages and changes refused: a change by a member who is not an admin (or names another author), a
-     * message under a key this device was not given, or from someone not in the group, or of a group this
-     * account is not in.
+     * message under a key this device was not given (once its hold is full, or when it still does not open after
+     * the key came), or from someone not in the group, or of a group this account is not in.
      */
     groupRefused: number
+    /**
+     * Group messages that came before the sender key they need, kept (at most 32 per sender account, 256 in all)
+     * and opened once that key comes.
+     */
+    groupHeld: number
   }> {
     return { ...this.#engine.stats }
   }

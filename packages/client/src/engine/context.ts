@@ -28,6 +28,7 @@ export interface EngineStats {
   unidentifiedSent: number
   ephemeralRefused: number
   groupRefused: number
+  groupHeld: number
 }
 
 /** The state of one client, shared by its parts. */
@@ -48,6 +49,7 @@ export class Engine {
     unidentifiedSent: 0,
     ephemeralRefused: 0,
     groupRefused: 0,
+    groupHeld: 0,
   }
   #reportingError = false
   /** The async iterators of `messages()`: each gets every message shown, and null when the client closes. */

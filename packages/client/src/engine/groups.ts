@@ -41,6 +41,7 @@ import {
   type GroupChangeRecord,
   type GroupRecord,
   get,
+  type HeldRecord,
   K,
   type OutboxRecord,
   type OutgoingBody,
@@ -53,6 +54,9 @@ const GROUP_ID = /^[0-9a-f]{64}$/
 const MAX_TEXT_BYTES = 64 * 1024
 /** The most sender keys one account may leave here for groups this device does not hold (yet). */
 const MAX_UNKNOWN_GROUP_KEYS = 64
+/** Group messages held under chains not given yet: from one account, and in all. */
+const MAX_HELD_GROUP_PER_SENDER = 32
+const MAX_HELD_GROUP = 256
 
 /** Queues outbox entries in one write with `writes` (the outbox's `enqueue`), wired in by the facade. */
 export type Enqueue = (build: (nextSeq: () => number) => Promise<StoreWrite[]>) => Promise<void>
@@ -498,13 +502,27 @@ export class Groups {
   }
 
   /**
+   * The prefix of the group messages held for the chain an encoded `GroupKey` from this sender device gives
+   * (null for one that does not decode: receiveKey reported it).
+   */
+  heldFor(sender: { address: Uint8Array; deviceId: number }, groupKey: Uint8Array): string | null {
+    try {
+      const { distributionId } = openSenderKeyDistribution(decodeGroupKey(groupKey).distribution)
+      const key = K.groupHeld(toHex(sender.address), sender.deviceId, toHex(distributionId), 0).key
+      return key.slice(0, key.lastIndexOf('/') + 1)
+    } catch {
+      return null
+    }
+  }
+
+  /**
    * A group message (a `SenderKeyMessage` in a sealed envelope whose certificate proved the sender): opened with
    * the chain that very device gave this one, shown when the group is held here, this account is in it and the
    * sender still is. Refused otherwise (`stats.groupRefused`), changing nothing; a replay is `DUPLICATE`.
    */
   async receiveMessage(
     opened: e2e.Opened,
-    received: { receivedAtMs: number; seq: number },
+    received: { receivedAtMs: number; seq: number; envelope: Uint8Array; released?: boolean },
   ): Promise<GroupReceived> {
     const engine = this.#engine
     const account = engine.requireAccount()
@@ -527,8 +545,22 @@ export class Groups {
     const senderHex = toHex(opened.senderAddress)
     const slot = K.groupPeerKey(senderHex, opened.senderDeviceId, toHex(distributionId))
     const chain = await get(engine.store, slot)
-    if (chain === undefined)
-      return refuse('DECRYPT_FAILED', 'a group message under a sender key this device was not given')
+    if (chain === undefined) {
+      // Its key may still be on its way (another path, a device linked since): kept, bounded, until it comes.
+      if (received.released === true)
+        return refuse('DECRYPT_FAILED', 'a group message under a sender key this device was not given')
+      const mine = await engine.store.list(`${K.groupHeld.prefix}${senderHex}/`)
+      if (mine.length >= MAX_HELD_GROUP_PER_SENDER)
+        return refuse('DECRYPT_FAILED', 'too many group messages held under sender keys not given')
+      if ((await engine.store.list(K.groupHeld.prefix)).length >= MAX_HELD_GROUP)
+        return refuse('DECRYPT_FAILED', 'too many group messages held under sender keys not given')
+      engine.stats.groupHeld++
+      const n = received.seq > 0 ? received.seq : received.receivedAtMs
+      const record: HeldRecord = { envelope: received.envelope.slice(), receivedAtMs: received.receivedAtMs }
+      return {
+        writes: [put(K.groupHeld(senderHex, opened.senderDeviceId, toHex(distributionId), n), record)],
+      }
+    }
     if (!e2e.equal(chain.identityKey, opened.senderIdentityKey))
       return refuse(
         'SENDER_UNVERIFIED',

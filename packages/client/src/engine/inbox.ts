@@ -256,7 +256,10 @@ export class Inbox {
    * verified contact is held; only then is a session used, made or promoted. A refused message changes
    * nothing but the counters.
    */
-  async receive(delivery: ServerBodyOf<'delivery'>, options: { ephemeral?: boolean } = {}): Promise<boolean> {
+  async receive(
+    delivery: ServerBodyOf<'delivery'>,
+    options: { ephemeral?: boolean; released?: boolean } = {},
+  ): Promise<boolean> {
     const engine = this.#engine
     const { store, stats } = engine
     const account = engine.account
@@ -313,7 +316,12 @@ export class Inbox {
     }
     if (opened.message.kind === 'senderKey') {
       // A group message: opened with the sender device's chain, no pairwise session involved.
-      const got = await this.#groups.receiveMessage(opened, { receivedAtMs, seq })
+      const got = await this.#groups.receiveMessage(opened, {
+        receivedAtMs,
+        seq,
+        envelope,
+        ...(options.released === true ? { released: true } : {}),
+      })
       if (got.writes.length > 0) await store.write(got.writes)
       got.emit?.()
       if (got.message === undefined) return ack()
@@ -443,6 +451,15 @@ export class Inbox {
       await store.write(writes)
       emit?.()
       ack()
+      // Group messages that came before this key (another path, a reordered mailbox): opened now, after this.
+      const held =
+        content.groupKey === undefined
+          ? null
+          : this.#groups.heldFor(
+              { address: opened.senderAddress, deviceId: opened.senderDeviceId },
+              content.groupKey,
+            )
+      if (held !== null) void engine.serial.run(() => this.#releaseGroupHeld(held))
       return false
     }
     if (content.groupId !== undefined) {
@@ -536,6 +553,26 @@ export class Inbox {
       added++
     }
     engine.events.emit('history', { added, index: chunk.index, total: chunk.total })
+  }
+
+  /**
+   * Opens again, in arrival order, the group messages held under the chain whose key just came (`prefix`, in the
+   * serial queue after that key): shown now; one that still opens with no chain is refused as usual.
+   */
+  async #releaseGroupHeld(prefix: string): Promise<void> {
+    const { store } = this.#engine
+    try {
+      for (const e of await store.list(prefix)) {
+        const h: HeldRecord = decodeEntry(K.groupHeld, e)
+        await this.receive(
+          { seq: 0, messageId: new Uint8Array(0), envelope: h.envelope, receivedAtMs: h.receivedAtMs },
+          { released: true },
+        )
+        await store.write([del(e.key)])
+      }
+    } catch (err) {
+      this.#engine.emitError(err)
+    }
   }
 
   /**

@@ -483,6 +483,16 @@ export const K = {
     (addressHex: string, deviceId: number, distributionIdHex: string) =>
       `${addressHex}/${pad(deviceId)}/${distributionIdHex}`,
   ),
+  /**
+   * Group messages under a chain this device has not been given yet, by sender, device and chain, until its
+   * key comes (then opened again, in arrival order).
+   */
+  groupHeld: family(
+    'group/held/',
+    json<HeldRecord>(),
+    (addressHex: string, deviceId: number, distributionIdHex: string, n: number) =>
+      `${addressHex}/${pad(deviceId)}/${distributionIdHex}/${pad(n)}`,
+  ),
   /** Sends waiting for the client to be online to look their number up (in sending order). */
   unresolved: family('unresolved/', json<UnresolvedSendRecord>(), (seq: number) => pad(seq)),
   /** Message ids already delivered (the inbox's dedupe): when, received. */
