@@ -17,6 +17,7 @@ const ALICE = '+14155550180'
 const CAROL = '+14155550181'
 const DAVE = '+14155550182'
 const ERIN = '+14155550183'
+const FRANK = '+14155550189'
 const MiB = 1024 * 1024
 const BIG = 20 * MiB
 
@@ -33,7 +34,7 @@ async function account(env: ReturnType<typeof useRelay>, e164: string, dir: stri
 /** A grant for `size` bytes and `downloads` downloads. */
 async function grant(conn: RawConn, size: number, downloads = 1) {
   const g = (await conn.request({ blobUploadRequest: { size, downloads } })).blobUploadGranted!
-  return { id: hex(g.blobId), token: hex(g.uploadToken), expiresAtMs: g.expiresAtMs }
+  return { id: hex(g.blobId), token: hex(g.uploadToken), expiresAtMs: g.expiresAtMs, downloads: g.downloads }
 }
 
 /** `bytes` as a request body streamed in 1 MiB chunks (chunked transfer encoding, no Content-Length). */
@@ -221,7 +222,7 @@ describe('blobs: encrypted attachments through the relay', () => {
     }
   })
 
-  it('refuses at the frame a size over --blob-max-bytes (encrypted) or of 0, and downloads outside 1..64', async () => {
+  it('refuses at the frame a size over --blob-max-bytes (encrypted) or of 0, and downloads outside 1..5000', async () => {
     const tooLarge = await blobs('refused_too_large')
     // --blob-max-bytes counts the file: its blob in the smallest chunks (1 KiB, a 16-byte tag each) still fits.
     const largest = attachmentCiphertextSize(24 * MiB, MIN_ATTACHMENT_CHUNK_BYTES)
@@ -230,8 +231,36 @@ describe('blobs: encrypted attachments through the relay', () => {
     expect(await frameError(grant(conn, 0))).toBe('TOO_LARGE')
     expect(await blobs('refused_too_large')).toBe(tooLarge + 2)
     expect(await frameError(grant(conn, 10, 0))).toBe('BAD_REQUEST')
-    expect(await frameError(grant(conn, 10, 65))).toBe('BAD_REQUEST')
+    expect(await frameError(grant(conn, 10, 5001))).toBe('BAD_REQUEST')
     expect((await grant(conn, largest, 64)).id).toMatch(/^[0-9a-f]{64}$/)
+  })
+
+  it('grants a small blob a download per device of a large group, a large one 64: the egress of one upload is bounded', async () => {
+    const c = await login(env.relay.baseUrl, await account(env, FRANK, dir))
+    const largest = attachmentCiphertextSize(24 * MiB, MIN_ATTACHMENT_CHUNK_BYTES)
+    /** The downloads granted for `size`, the grant given back at once (a short upload) to free the quota. */
+    const granted = async (size: number, downloads: number) => {
+      const g = await grant(c, size, downloads)
+      expect((await put(g.id, g.token, randomBytes(1))).status).toBe(size === 1 ? 201 : 400)
+      return g.downloads
+    }
+    // What 64 downloads of the largest blob would cost the relay is what any blob may cost it.
+    expect(await granted(largest, 5000)).toBe(64)
+    expect(await granted(Math.floor(largest / 2), 5000)).toBe(128)
+    expect(await granted(1000, 5000)).toBe(5000)
+    expect(await granted(1000, 3)).toBe(3)
+    // The attacker's view: a 1 KB blob granted 200 downloads is fetched 200 times and then is gone.
+    const small = await grant(c, 1000, 200)
+    expect(small.downloads).toBe(200)
+    expect((await put(small.id, small.token, randomBytes(1000))).status).toBe(201)
+    let fetched = 0
+    for (let i = 0; i < 201; i++) {
+      const res = await fetch(url(small.id))
+      await res.arrayBuffer()
+      if (res.status === 200) fetched++
+    }
+    expect(fetched).toBe(200)
+    c.close()
   })
 
   it("refuses a grant beyond the account's stored bytes (granted sizes count) and frees them on deletion", async () => {

@@ -461,8 +461,10 @@ export class ParleyClient {
 
   /**
    * Sends a file to a group: encrypted on this device and uploaded once, with room for every member device to
-   * fetch it (the relay deletes it after at most 64 downloads, or after 30 days: in a group of more than 64
-   * devices, the last to fetch it may find it gone), then named with its key and digest in one group message.
+   * fetch it (the relay grants a download per device, up to 5,000 for a small file and 64 for one of the relay's
+   * largest size, in proportion between; it deletes the file after them, or after 30 days: when it grants fewer
+   * than the group's devices, an `error` event says so, and the last to fetch it may find it gone), then named
+   * with its key and digest in one group message.
    * Members not on Parley are reported `unreached` (SMS carries no file).
    * @param groupId - the group's id
    * @param file - as {@link ParleyClient.sendAttachment}: `data` or `{ stream, size }`, `mimeType`, `fileName`,

@@ -18,6 +18,8 @@ import type { AttachmentRecord } from './keyspace.js'
 
 /** The most a preview may be (it travels inside the end-to-end message). */
 const MAX_PREVIEW_BYTES = 64 * 1024
+/** The most downloads a blob is asked for (the relay's limit: 1,000 members of five devices each). */
+const MAX_DOWNLOADS = 5000
 
 /** The HTTP base of the relay (`http(s)://host:port`) from its WebSocket URL. */
 export function httpBaseOf(relayUrl: string): string {
@@ -81,12 +83,27 @@ export class Attachments {
       file.data === undefined ? undefined : encryptAttachment(file.data, { crypto: engine.crypto })
     const chunkSize = whole?.chunkSize ?? DEFAULT_ATTACHMENT_CHUNK_BYTES
     const ciphertextSize = whole?.ciphertextSize ?? attachmentCiphertextSize(file.size!, chunkSize)
-    const granted = expectBody(
-      await engine.link.request({
-        blobUploadRequest: { size: ciphertextSize, downloads: Math.min(64, Math.max(1, downloads)) },
-      }),
-      'blobUploadGranted',
-    )
+    const grant = async (asked: number) =>
+      expectBody(
+        await engine.link.request({ blobUploadRequest: { size: ciphertextSize, downloads: asked } }),
+        'blobUploadGranted',
+      )
+    const asked = Math.min(MAX_DOWNLOADS, Math.max(1, downloads))
+    // A relay from before 2026-12-07 grants at most 64, refusing more as BAD_REQUEST.
+    const granted = await grant(asked).catch((err: unknown) => {
+      if (asked > 64 && ParleyError.is(err, 'BAD_REQUEST')) return grant(64)
+      throw err
+    })
+    // A large file to many devices: the relay grants fewer downloads (or, older, says nothing of it and 64).
+    const got = granted.downloads || Math.min(64, downloads)
+    if (got < downloads) {
+      engine.emitRecoverable(
+        new ParleyError(
+          'TOO_LARGE',
+          `the file can be fetched ${got} times, by fewer than its ${downloads} devices`,
+        ),
+      )
+    }
     const id = toHex(granted.blobId)
     // A stream is encrypted as the upload reads it; what is wrong with it (its length, its own error) is the app's
     // to hear as it was, not as a failed upload.

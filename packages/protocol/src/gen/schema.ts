@@ -106,7 +106,7 @@ export const messages: Record<string, readonly Field[]> = {
   MultiRecipientAccepted: [[1,'outcomes','RecipientOutcome',1]],
   RecipientOutcome: [[1,'messageId',4,0], [2,'error','Error',0]],
   BlobUploadRequest: [[1,'size',1,0], [2,'downloads',0,0]],
-  BlobUploadGranted: [[1,'blobId',4,0], [2,'uploadToken',4,0], [3,'expiresAtMs',1,0]],
+  BlobUploadGranted: [[1,'blobId',4,0], [2,'uploadToken',4,0], [3,'expiresAtMs',1,0], [4,'downloads',0,0]],
   SessionRecord: [[1,'version',0,0], [2,'localIdentityKey',4,0], [3,'remoteIdentityKey',4,0], [4,'remoteAddress',4,0], [5,'remoteDeviceId',0,0], [6,'associatedData',4,0], [7,'baseKey',4,0], [8,'rootKey',4,0], [9,'sendingRatchetSecret',4,0], [10,'sendingRatchetPublic',4,0], [11,'receivingRatchetKey',4,0], [12,'sendingChainKey',4,0], [13,'receivingChainKey',4,0], [14,'sendingCounter',0,0], [15,'receivingCounter',0,0], [16,'previousCounter',0,0], [17,'skippedChains','SkippedChain',1], [18,'pendingPrekey','PendingPrekey',0], [19,'acceptedPrekey','PendingPrekey',0]],
   SkippedChain: [[1,'ratchetKey',4,0], [2,'counters',0,1], [3,'messageKeys',4,0]],
   PendingPrekey: [[1,'signedPrekeyId',0,0], [2,'oneTimePrekeyId',0,0,'_oneTimePrekeyId'], [3,'kemPrekeyId',0,0], [4,'kemCiphertext',4,0]],

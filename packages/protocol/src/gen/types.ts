@@ -2413,7 +2413,9 @@ export interface BlobUploadRequest {
   size: number
   /**
    * Complete downloads after which the relay deletes the blob (one per recipient device and per other device of
-   * the sender), 1..64; it is deleted at expires_at_ms in any case.
+   * the sender), 1..5000; it is deleted at expires_at_ms in any case. The relay grants at most 64 for any blob and
+   * more for smaller ones, so that downloads × size stays within what 64 downloads of the largest blob would be
+   * (a group's photo reaches a thousand devices; a 100 MiB video 64): BlobUploadGranted.downloads says how many.
    */
   downloads: number
 }
@@ -2435,6 +2437,8 @@ export interface BlobUploadGranted {
    * by default).
    */
   expiresAtMs: number
+  /** The complete downloads granted: the request's, or fewer for a large blob (see BlobUploadRequest.downloads). */
+  downloads: number
 }
 
 /** `parley.v1.BlobUploadGranted` as the encoder takes it: every field optional; a zero value and an absent field encode the same. */

@@ -2752,6 +2752,7 @@ export namespace parley {
             blobId: Uint8Array;
             uploadToken: Uint8Array;
             expiresAtMs: (number|Long);
+            downloads: number;
             static create(properties: parley.v1.BlobUploadGranted.$Shape): parley.v1.BlobUploadGranted & parley.v1.BlobUploadGranted.$Shape;
             static create(properties?: parley.v1.BlobUploadGranted.$Properties): parley.v1.BlobUploadGranted;
             static encode(message: parley.v1.BlobUploadGranted.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
@@ -2763,6 +2764,7 @@ export namespace parley {
                 blobId?: (Uint8Array|null);
                 uploadToken?: (Uint8Array|null);
                 expiresAtMs?: (number|Long|null);
+                downloads?: (number|null);
                 $unknowns?: Uint8Array[];
             }
             type $Shape = parley.v1.BlobUploadGranted.$Properties;

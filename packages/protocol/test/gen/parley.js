@@ -20245,6 +20245,7 @@ export const parley = $root.parley = (() => {
              * @property {Uint8Array|null} [blobId] BlobUploadGranted blobId
              * @property {Uint8Array|null} [uploadToken] BlobUploadGranted uploadToken
              * @property {number|Long|null} [expiresAtMs] BlobUploadGranted expiresAtMs
+             * @property {number|null} [downloads] BlobUploadGranted downloads
              * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
              */
 
@@ -20301,6 +20302,14 @@ export const parley = $root.parley = (() => {
             BlobUploadGranted.prototype.expiresAtMs = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
 
             /**
+             * BlobUploadGranted downloads.
+             * @member {number} downloads
+             * @memberof parley.v1.BlobUploadGranted
+             * @instance
+             */
+            BlobUploadGranted.prototype.downloads = 0;
+
+            /**
              * Creates a new BlobUploadGranted instance using the specified properties.
              * @function create
              * @memberof parley.v1.BlobUploadGranted
@@ -20338,6 +20347,8 @@ export const parley = $root.parley = (() => {
                     writer.uint32(/* id 2, wireType 2 =*/18).bytes(message.uploadToken);
                 if (message.expiresAtMs != null && $Object.hasOwnProperty.call(message, "expiresAtMs") && (typeof message.expiresAtMs === "object" ? message.expiresAtMs.low || message.expiresAtMs.high : message.expiresAtMs !== 0))
                     writer.uint32(/* id 3, wireType 0 =*/24).uint64(message.expiresAtMs);
+                if (message.downloads != null && $Object.hasOwnProperty.call(message, "downloads") && message.downloads !== 0)
+                    writer.uint32(/* id 4, wireType 0 =*/32).uint32(message.downloads);
                 if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
@@ -20407,6 +20418,15 @@ export const parley = $root.parley = (() => {
                                 message.expiresAtMs = value;
                             else
                                 delete message.expiresAtMs;
+                            continue;
+                        }
+                    case 4: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.uint32())
+                                message.downloads = value;
+                            else
+                                delete message.downloads;
                             continue;
                         }
                     }
