@@ -11,6 +11,7 @@ import {
   generateSignedPrekey,
   openSealedMessage,
   type PrekeyBundle,
+  SealAgreements,
   Session,
   safetyNumber,
   sealEnvelope,
@@ -292,7 +293,10 @@ async function parleySide(crypto: CryptoProvider | undefined) {
   const fingerprint = () => safetyNumber(alice.publicKey, aliceAddress, bob.publicKey, bobAddress)
   // Sealed sender on the running session: Alice's device certified, stating her number in every envelope.
   const { trustRoot, senderCertificate, salt } = certifiedSender(alice, aliceAddress, ALICE_E164, NOW)
-  // Seal a fresh ratchet message, open it (both certificate signatures, expiry, number commitment), decrypt.
+  // Seal a fresh ratchet message, open it (both certificate signatures, expiry, number commitment), decrypt. Each
+  // side keeps its static secrets between messages, as @parley/client does (SealAgreements).
+  const aliceAgreements = new SealAgreements()
+  const bobAgreements = new SealAgreements()
   const sealed = () => {
     const envelope = sealEnvelope(
       {
@@ -304,12 +308,13 @@ async function parleySide(crypto: CryptoProvider | undefined) {
         senderCertificate,
         senderNumber: { e164: ALICE_E164, salt },
       },
-      opts,
+      { ...opts, agreements: aliceAgreements },
     )
     const { message } = openSealedMessage(bob, envelope, {
       trustRoot,
       receivedAtMs: NOW,
       crypto,
+      agreements: bobAgreements,
     })
     b.decrypt(message as CiphertextMessage)
   }

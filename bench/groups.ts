@@ -46,6 +46,8 @@ async function time(fn: () => unknown, minMs = quick ? 300 : 1500): Promise<numb
 const alice = generateIdentity()
 const aliceAddress = new Uint8Array(32).fill(1)
 const { senderCertificate, salt } = certifiedSender(alice, aliceAddress, '+14155550100', NOW)
+// The device's remembered static secrets, as @parley/client keeps them (one SealAgreements for everything it seals).
+const agreements = new SealAgreements()
 const seal = (recipient: IdentityKeyPair, message: Parameters<typeof sealEnvelope>[0]['message']) =>
   sealEnvelope(
     {
@@ -57,7 +59,7 @@ const seal = (recipient: IdentityKeyPair, message: Parameters<typeof sealEnvelop
       senderCertificate,
       senderNumber: { e164: '+14155550100', salt },
     },
-    opts,
+    { ...opts, agreements },
   )
 
 /** A running (answered) session from alice to a new member. */
@@ -114,7 +116,6 @@ const direct = () => {
 }
 // Group: content once, sender key once, sealed once for every member device (a 54-byte part each); the mailbox
 // copy of each member is its part followed by the shared bytes.
-const agreements = new SealAgreements()
 const group = (cold = false) => {
   const { message, state } = senderKeyEncrypt(chain, content(), opts)
   chain = state

@@ -210,7 +210,11 @@ function staticKey(
  */
 export function sealEnvelope(
   input: SealInput,
-  options: { readonly random?: RandomSource } & CryptoOptions = {},
+  options: {
+    readonly random?: RandomSource
+    /** Static secrets remembered between this device's calls (see {@link SealAgreements}). */
+    readonly agreements?: SealAgreements
+  } & CryptoOptions = {},
 ): Uint8Array {
   if (typeof input !== 'object' || input === null) throw new TypeError('input must be an object')
   const content = sealedContent(input)
@@ -222,9 +226,9 @@ export function sealEnvelope(
   const e = x25519KeyPair(c, random)
   const { chain, key } = ephemeralKeys(c, dh(c, e.secretKey, recipient), recipient, e.publicKey)
   const encryptedSenderKey = aeadSeal(c, key, ZERO_NONCE, input.senderIdentity.publicKey, e.publicKey)
-  const senderSecret = identityDhSecret(input.senderIdentity.secretKey)
-  const k2 = staticKey(c, dh(c, senderSecret, recipient), chain, encryptedSenderKey)
-  senderSecret.fill(0)
+  const [statics] = staticAgreements(c, input.senderIdentity, [recipient], options.agreements)
+  const k2 = staticKey(c, statics!, chain, encryptedSenderKey)
+  if (options.agreements === undefined) statics!.fill(0)
   e.secretKey.fill(0)
 
   const ciphertext = aeadSeal(c, k2, ZERO_NONCE, content, concatBytes(e.publicKey, recipient))
@@ -392,16 +396,29 @@ function staticAgreements(
   recipients: readonly Uint8Array[],
   agreements: SealAgreements | undefined,
 ): Uint8Array[] {
-  const compute = (keys: Uint8Array[]) => {
+  return remembered(identityDhPublic(sender.publicKey), recipients, agreements, (keys) => {
     const senderSecret = identityDhSecret(sender.secretKey)
     try {
       return dhEach(c, senderSecret, keys)
     } finally {
       senderSecret.fill(0)
     }
-  }
-  if (agreements === undefined) return compute([...recipients])
-  return takeAgreements(agreements, bytesToHex(sender.publicKey), recipients, compute)
+  })
+}
+
+/**
+ * X25519(own identity, peer) for each peer, `own` being this device's identity in X25519 form: the remembered
+ * ones from `agreements` (never to be zeroed by the caller), the others computed; without `agreements`, all
+ * computed, the caller's to zero. Sealing to a device and opening what it sealed use the same secret.
+ */
+function remembered(
+  own: Uint8Array,
+  peers: readonly Uint8Array[],
+  agreements: SealAgreements | undefined,
+  compute: (missing: Uint8Array[]) => Uint8Array[],
+): Uint8Array[] {
+  if (agreements === undefined) return compute([...peers])
+  return takeAgreements(agreements, bytesToHex(own), peers, compute)
 }
 
 /** A version-2 part: version (2 bytes), wrapped_key (2 + 32), auth_tag (2 + 16). */
@@ -513,7 +530,10 @@ function sealedContent(input: Omit<SealInput, 'recipientIdentityKey'>): Uint8Arr
 export function openEnvelope(
   recipientIdentity: IdentityKeyPair | Uint8Array,
   envelopeBytes: Uint8Array,
-  options: CryptoOptions = {},
+  options: CryptoOptions & {
+    /** Static secrets remembered between this device's calls (see {@link SealAgreements}). */
+    readonly agreements?: SealAgreements | undefined
+  } = {},
 ): OpenedEnvelope {
   const c = primitives(options?.crypto)
   let recipientSecret: Uint8Array
@@ -535,10 +555,11 @@ export function openEnvelope(
     throw new ParleyError('UNSUPPORTED', 'unknown sealed envelope version')
   const ephemeral = own(env.ephemeralKey)
   try {
+    const mine = { secret: recipientSecret, x: recipient, agreements: options?.agreements }
     const { senderIdentityKey, sealed } =
       env.version === SEALED_ENVELOPE_VERSION
-        ? openOne(c, env, recipientSecret, recipient, ephemeral)
-        : openShared(c, env, recipientSecret, recipient, ephemeral)
+        ? openOne(c, env, mine, ephemeral)
+        : openShared(c, env, mine, ephemeral)
     const senderAddress = own(sealed.senderAddress)
     if (senderAddress.length !== ADDRESS_BYTES)
       throw new ParleyError('BAD_REQUEST', 'malformed sender address')
@@ -572,15 +593,29 @@ export function openEnvelope(
 
 type DecodedEnvelope = ReturnType<typeof decodeOrRefuse<'SealedEnvelope'>>
 type Opened = { senderIdentityKey: Uint8Array; sealed: ReturnType<typeof decodeOrRefuse<'SealedContent'>> }
+/** The opening device: its X25519 secret and public key, and the static secrets it remembers. */
+type Mine = { secret: Uint8Array; x: Uint8Array; agreements: SealAgreements | undefined }
+
+/** X25519(this device, the sender's identity), remembered when it can be; a computed one is zeroed by `use`. */
+function withStatic<T>(
+  c: Primitives,
+  mine: Mine,
+  senderIdentityKey: Uint8Array,
+  use: (s: Uint8Array) => T,
+): T {
+  const [secret] = remembered(mine.x, [identityDhPublic(senderIdentityKey)], mine.agreements, (keys) =>
+    keys.map((k) => dh(c, mine.secret, k)),
+  )
+  try {
+    return use(secret!)
+  } finally {
+    if (mine.agreements === undefined) secret!.fill(0)
+  }
+}
 
 /** Version 1: the sender's key from the ephemeral-static secret, then the content under the static-static one. */
-function openOne(
-  c: Primitives,
-  env: DecodedEnvelope,
-  recipientSecret: Uint8Array,
-  recipient: Uint8Array,
-  ephemeral: Uint8Array,
-): Opened {
+function openOne(c: Primitives, env: DecodedEnvelope, mine: Mine, ephemeral: Uint8Array): Opened {
+  const recipient = mine.x
   const encryptedSenderKey = own(env.encryptedSenderKey)
   if (
     ephemeral.length !== X25519_BYTES ||
@@ -590,14 +625,9 @@ function openOne(
   ) {
     throw new ParleyError('BAD_REQUEST', 'malformed sealed envelope')
   }
-  const { chain, key } = ephemeralKeys(c, dh(c, recipientSecret, ephemeral), recipient, ephemeral)
+  const { chain, key } = ephemeralKeys(c, dh(c, mine.secret, ephemeral), recipient, ephemeral)
   const senderIdentityKey = aeadOpen(c, key, ZERO_NONCE, encryptedSenderKey, ephemeral)
-  const k2 = staticKey(
-    c,
-    dh(c, recipientSecret, identityDhPublic(senderIdentityKey)),
-    chain,
-    encryptedSenderKey,
-  )
+  const k2 = withStatic(c, mine, senderIdentityKey, (s) => staticKey(c, s, chain, encryptedSenderKey))
   const content = aeadOpen(c, k2, ZERO_NONCE, own(env.ciphertext), concatBytes(ephemeral, recipient))
   return { senderIdentityKey, sealed: decodeOrRefuse('SealedContent', content, 'sealed content') }
 }
@@ -607,13 +637,8 @@ function openOne(
  * the tag checked under the static-static secret with the sender key the content names (DECRYPT_FAILED for
  * anything that does not match: another device's part, a changed ciphertext, a forged sender).
  */
-function openShared(
-  c: Primitives,
-  env: DecodedEnvelope,
-  recipientSecret: Uint8Array,
-  recipient: Uint8Array,
-  ephemeral: Uint8Array,
-): Opened {
+function openShared(c: Primitives, env: DecodedEnvelope, mine: Mine, ephemeral: Uint8Array): Opened {
+  const recipient = mine.x
   const wrappedKey = own(env.wrappedKey)
   const tag = own(env.authTag)
   if (
@@ -625,7 +650,7 @@ function openShared(
     throw new ParleyError('BAD_REQUEST', 'malformed sealed envelope')
   }
   const ciphertext = own(env.ciphertext)
-  const mask = dh(c, recipientSecret, ephemeral)
+  const mask = dh(c, mine.secret, ephemeral)
   const pad = hkdf256(c, mask, concatBytes(ephemeral, recipient), SHARED_WRAP_INFO, MESSAGE_KEY_BYTES)
   mask.fill(0)
   const m = new Uint8Array(MESSAGE_KEY_BYTES)
@@ -647,17 +672,10 @@ function openShared(
   const senderIdentityKey = own(sealed.senderIdentityKey)
   if (senderIdentityKey.length !== IDENTITY_KEY_BYTES)
     throw new ParleyError('BAD_REQUEST', 'malformed sender identity key')
-  const statics = dh(c, recipientSecret, identityDhPublic(senderIdentityKey))
-  const expected = sharedTag(
-    c,
-    statics,
-    ephemeral,
-    recipient,
-    wrappedKey,
-    sha256Of(c, ciphertext),
-    senderIdentityKey,
+  const digest = sha256Of(c, ciphertext)
+  const expected = withStatic(c, mine, senderIdentityKey, (s) =>
+    sharedTag(c, s, ephemeral, recipient, wrappedKey, digest, senderIdentityKey),
   )
-  statics.fill(0)
   if (!equalBytes(expected, tag)) {
     throw new ParleyError('DECRYPT_FAILED', 'the envelope does not authenticate its sender to this device')
   }
@@ -682,7 +700,13 @@ function openShared(
 export function openSealedMessage(
   recipientIdentity: IdentityKeyPair | Uint8Array,
   envelopeBytes: Uint8Array,
-  options: { trustRoot: Uint8Array; receivedAtMs: number; skewMs?: number } & CryptoOptions,
+  options: {
+    trustRoot: Uint8Array
+    receivedAtMs: number
+    skewMs?: number
+    /** Static secrets remembered between this device's calls (see {@link SealAgreements}). */
+    agreements?: SealAgreements | undefined
+  } & CryptoOptions,
 ): {
   /** The sender, proven by its certificate. */
   sender: VerifiedSender

@@ -370,6 +370,58 @@ describe('sealed envelopes for many devices (version 2)', () => {
     ).toThrow(TypeError)
   })
 
+  it('serves sealing and opening of both versions from one SealAgreements per device: one X25519 fewer each time', () => {
+    let dhs = 0
+    const counting = {
+      x25519: {
+        getPublicKey: NOBLE.x25519.getPublicKey,
+        getSharedSecret: (sk: Uint8Array, p: Uint8Array) => {
+          dhs++
+          return NOBLE.x25519.getSharedSecret(sk, p)
+        },
+      },
+    }
+    const aliceCache = new SealAgreements()
+    const bobCache = new SealAgreements()
+    const bob = members[0]!
+    const one = () =>
+      sealEnvelope(
+        {
+          senderAddress: alice.address,
+          senderDeviceId: 7,
+          senderIdentity: alice.identity,
+          recipientIdentityKey: bob.identity.publicKey,
+          message: { kind: 'senderKey', body },
+          senderCertificate: certificate,
+        },
+        { crypto: counting, agreements: aliceCache },
+      )
+    const open = (envelope: Uint8Array) =>
+      openEnvelope(bob.identity, envelope, { crypto: counting, agreements: bobCache }).senderIdentityKey
+    const costs: number[] = []
+    for (let i = 0; i < 2; i++) {
+      dhs = 0
+      const envelope = one()
+      costs.push(dhs)
+      dhs = 0
+      expect(equalKey(open(envelope), alice)).toBe(true)
+      costs.push(dhs)
+    }
+    // Version 1: two agreements to seal and two to open the first time, one each after.
+    expect(costs).toEqual([2, 2, 1, 1])
+    // Version 2, opened with the same cache: the static secret bob already holds for alice serves it too.
+    const { shared, parts } = sealed([bob])
+    dhs = 0
+    expect(equalKey(open(joinSealed(parts[0]!, shared)), alice)).toBe(true)
+    expect(dhs).toBe(1)
+    // A forged sender key in a copy is computed afresh, never taken from what alice's entry holds.
+    expect(
+      errorCode(() =>
+        openEnvelope(members[1]!.identity, joinSealed(parts[0]!, shared), { agreements: bobCache }),
+      ),
+    ).toBe('DECRYPT_FAILED')
+  })
+
   it('throws TypeError / RangeError for caller mistakes and TOO_LARGE beyond 256 KiB', () => {
     const base = {
       senderAddress: alice.address,

@@ -5,6 +5,7 @@ import {
   type CryptoProvider,
   frameBodyOf,
   ParleyError,
+  SealAgreements,
   type ServerBody,
   type ServerBodyOf,
   type ServerFrame,
@@ -41,6 +42,11 @@ export class Engine {
   readonly events: Emitter<ParleyEvents>
   /** Every change of session state runs in this one queue (see internal/SerialQueue.ts). */
   readonly serial = new SerialQueue()
+  /**
+   * The static secrets of sealed envelopes (this device's identity with each peer device's), in memory only:
+   * sealing to a device and opening what it sealed cost one X25519 fewer after the first time.
+   */
+  readonly agreements = new SealAgreements()
   readonly stats: EngineStats = {
     senderUnverified: 0,
     replaysRefused: 0,
@@ -108,6 +114,7 @@ export class Engine {
   close(): void {
     this.closed = true
     this.#closing.abort()
+    this.agreements.clear()
   }
 
   /**

@@ -8,7 +8,6 @@ import {
   joinSealed,
   opensNumberCommitment,
   ParleyError,
-  SealAgreements,
   type SealedMessage,
   type ServerFrame,
 } from '@parley/protocol'
@@ -73,8 +72,6 @@ export class Delivery {
   readonly #conversations: Conversations
   #anonymousIdle: unknown = null
   #anonymousInFlight = 0
-  /** The static secrets of group messages' tags, per member device, in memory only (a group's next send is cheaper). */
-  readonly #agreements = new SealAgreements()
   /**
    * Queues a group's sender key (`key`, at the message being sent) for the member account `memberHex` again: its
    * device list changed, and a device of it may lack the chain. Wired in by the facade (engine/groups.ts).
@@ -590,7 +587,6 @@ export class Delivery {
       message: { kind: 'senderKey', body: message },
       ...(await this.#statement(account)),
       env: engine,
-      agreements: this.#agreements,
     })
     let at = 0
     const sends = targets.map((t) => ({

@@ -45,6 +45,8 @@ type Random = (n: number) => Uint8Array
 export interface Env {
   readonly random: Random
   readonly crypto: CryptoProvider | undefined
+  /** The device's remembered static secrets (the engine's); sealing and opening work without. */
+  readonly agreements?: SealAgreements | undefined
 }
 type Upload = NonNullable<NonNullable<import('@parley/protocol').ClientFrameInput['prekeyUpload']>>
 
@@ -349,7 +351,6 @@ export function sealForMany(
     recipientIdentityKeys: Uint8Array[]
     message: SealedMessage
     env: Env
-    agreements: SealAgreements
   },
 ): SharedSeal {
   return sealForDevices(
@@ -363,7 +364,7 @@ export function sealForMany(
       senderNumber: args.number,
       ...(args.addressChange ? { addressChange: args.addressChange } : {}),
     },
-    { random: args.env.random, crypto: args.env.crypto, agreements: args.agreements },
+    args.env,
   )
 }
 
@@ -382,6 +383,7 @@ export function open(
     trustRoot,
     receivedAtMs,
     crypto: env.crypto,
+    agreements: env.agreements,
   })
   return {
     senderAddress: sender.address,
