@@ -37,49 +37,37 @@ function checkKey(key: Uint8Array, name: string): void {
 // through PKCS #8 DER (OpenSSL 3's decoders) ~600 µs, more than pure JS. The bit-for-bit tests would catch a
 // Node that checked `x`, and the DER path is kept as the fallback for one that refused the placeholder.
 const UNUSED_X = Buffer.alloc(KEY_BYTES).toString('base64url')
-let jwkImport = true
-
-function privateKey(secretKey: Uint8Array): KeyObject {
-  checkKey(secretKey, 'X25519 secret key')
-  // Like the bigints inside the pure-JS path, the base64url string cannot be zeroed; the DER buffer is.
-  if (jwkImport) {
-    try {
-      const d = Buffer.from(secretKey.buffer, secretKey.byteOffset, secretKey.length).toString('base64url')
-      return createPrivateKey({ key: { kty: 'OKP', crv: 'X25519', d, x: UNUSED_X }, format: 'jwk' })
-    } catch {
-      jwkImport = false
-    }
-  }
-  const der = Buffer.concat([PKCS8_X25519, secretKey])
-  try {
-    return createPrivateKey({ key: der, format: 'der', type: 'pkcs8' })
-  } finally {
-    der.fill(0)
-  }
-}
 
 // DER prefix of an RFC 8410 PKCS #8 structure for Ed25519 (OID 1.3.101.112); the 32-byte seed follows.
 const PKCS8_ED25519 = Buffer.from('302e020100300506032b657004220420', 'hex')
-let ed25519JwkImport = true
+/** Per curve: its PKCS #8 prefix, and whether the JWK import still works (false once it was refused). */
+const IMPORTS = {
+  X25519: { der: PKCS8_X25519, jwk: true },
+  Ed25519: { der: PKCS8_ED25519, jwk: true },
+}
 
-/** An Ed25519 signing key from its 32-byte seed: through JWK, as for X25519 (Node derives the public key). */
-function ed25519PrivateKey(seed: Uint8Array): KeyObject {
-  checkKey(seed, 'Ed25519 secret key')
-  if (ed25519JwkImport) {
+/** A private key of `crv` from its 32 raw bytes (an X25519 secret, an Ed25519 seed): JWK first, DER if refused. */
+function privateKeyOf(crv: keyof typeof IMPORTS, secretKey: Uint8Array): KeyObject {
+  checkKey(secretKey, `${crv} secret key`)
+  const how = IMPORTS[crv]
+  // Like the bigints inside the pure-JS path, the base64url string cannot be zeroed; the DER buffer is.
+  if (how.jwk) {
     try {
-      const d = Buffer.from(seed.buffer, seed.byteOffset, seed.length).toString('base64url')
-      return createPrivateKey({ key: { kty: 'OKP', crv: 'Ed25519', d, x: UNUSED_X }, format: 'jwk' })
+      const d = Buffer.from(secretKey.buffer, secretKey.byteOffset, secretKey.length).toString('base64url')
+      return createPrivateKey({ key: { kty: 'OKP', crv, d, x: UNUSED_X }, format: 'jwk' })
     } catch {
-      ed25519JwkImport = false
+      how.jwk = false
     }
   }
-  const der = Buffer.concat([PKCS8_ED25519, seed])
+  const der = Buffer.concat([how.der, secretKey])
   try {
     return createPrivateKey({ key: der, format: 'der', type: 'pkcs8' })
   } finally {
     der.fill(0)
   }
 }
+
+const privateKey = (secretKey: Uint8Array) => privateKeyOf('X25519', secretKey)
 
 function publicKey(key: Uint8Array): KeyObject {
   checkKey(key, 'X25519 public key')
@@ -214,7 +202,7 @@ export const nodeCryptoProvider: Required<CryptoProvider> = Object.freeze({
     return hkdf(ikm, salt, info, length)
   },
   ed25519Sign(secretKey: Uint8Array, message: Uint8Array): Uint8Array {
-    return own(sign(null, message, ed25519PrivateKey(secretKey)))
+    return own(sign(null, message, privateKeyOf('Ed25519', secretKey)))
   },
   ed25519Verify(key: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean {
     if (key.length !== KEY_BYTES || signature.length !== 64) return false

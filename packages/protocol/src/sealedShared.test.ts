@@ -48,18 +48,24 @@ const { message: body } = senderKeyEncrypt(chain, utf8('to the group'))
 const certificate = random(120)
 const ZERO = new Uint8Array(12)
 
-const sealed = (to: readonly Device[] = members, r: RandomSource = random) =>
-  sealForDevices(
+const sealed = (
+  to: readonly Device[] = members,
+  r: RandomSource = random,
+  over: { from?: Device } & Omit<NonNullable<Parameters<typeof sealForDevices>[1]>, 'random'> = {},
+) => {
+  const { from = alice, ...options } = over
+  return sealForDevices(
     {
-      senderAddress: alice.address,
+      senderAddress: from.address,
       senderDeviceId: 7,
-      senderIdentity: alice.identity,
+      senderIdentity: from.identity,
       recipientIdentityKeys: to.map((d) => d.identity.publicKey),
       message: { kind: 'senderKey', body },
       senderCertificate: certificate,
     },
-    { random: r },
+    { random: r, ...options },
   )
+}
 
 /** M's keys as the module doc gives them, computed with OpenSSL. */
 function keysOf(m: Uint8Array) {
@@ -320,17 +326,7 @@ describe('sealed envelopes for many devices (version 2)', () => {
     }
     const cache = new SealAgreements(4)
     const seal = (to: readonly Device[], from = alice) =>
-      sealForDevices(
-        {
-          senderAddress: from.address,
-          senderDeviceId: 7,
-          senderIdentity: from.identity,
-          recipientIdentityKeys: to.map((d) => d.identity.publicKey),
-          message: { kind: 'senderKey', body },
-          senderCertificate: certificate,
-        },
-        { crypto: counting, agreements: cache },
-      )
+      sealed(to, random, { from, crypto: counting, agreements: cache })
     const opens = (sealed: ReturnType<typeof seal>, to: readonly Device[], from = alice) =>
       to.every((d, i) =>
         equalKey(
