@@ -276,3 +276,61 @@ describe('MultiRecipientSend: a group message to several accounts, on a relay pr
     anon.close()
   })
 })
+
+describe('MultiRecipientSend with a shared part, as an attacker who wants the relay to copy it 500 times', () => {
+  let relay: RelayProcess
+  beforeAll(async () => {
+    relay = await spawnDevRelay([])
+  })
+  afterAll(async () => {
+    await relay?.stop()
+  })
+
+  it("costs the relay one recipient's copies at a time, not 500 copies of a 240 KiB shared part per frame", async () => {
+    // Shared bytes of the largest size a frame leaves room for, shaped as a version-2 envelope's shared part, and
+    // 500 recipients (the default --max-recipients-per-send) with made-up addresses and tokens: nothing is stored,
+    // but before the fix the relay joined every copy up front (500 × 240 KiB = 120 MiB per frame).
+    const shared = new Uint8Array([
+      0x12,
+      32,
+      ...randomBytes(32),
+      0x22,
+      ...[0x80, 0x80, 0x0f], // 240 KiB
+      ...randomBytes(240 * 1024),
+    ])
+    const part = new Uint8Array([0x08, 2, 0x2a, 32, ...randomBytes(32), 0x32, 16, ...randomBytes(16)])
+    const recipients = () =>
+      Array.from({ length: 500 }, () => ({
+        recipientAddress: new Uint8Array(randomBytes(32)),
+        messageId: messageId(),
+        deviceListVersion: 0,
+        envelopes: [{ deviceId: 1, envelope: part }],
+        deliveryToken: new Uint8Array(randomBytes(32)),
+      }))
+    const rss = async () => metric(await scrape(relay.metricsUrl), 'process_resident_memory_bytes')
+    const before = await rss()
+    let answered = 0
+    let stored = 0
+    await Promise.all(
+      Array.from({ length: 4 }, async (_, i) => {
+        const anon = await RawClient.open(relay.url, { localAddress: `127.0.${200 + i}.1` })
+        for (let k = 0; k < 2; k++) {
+          const outcomes = (await anon.request({ multiRecipientSend: { recipients: recipients(), shared } }))
+            .multiRecipientAccepted!.outcomes
+          answered += outcomes.length
+          stored += outcomes.filter((o) => o.error === undefined).length
+        }
+        anon.close()
+      }),
+    )
+    const growthMb = (await rss()) - before
+    console.log('[reliability] shared-part amplification', {
+      answered,
+      stored,
+      rssGrowthMb: Math.round(growthMb / 2 ** 20),
+    })
+    expect([answered, stored]).toEqual([4000, 0])
+    // Eight frames of 500 copies each would be 960 MiB joined up front; one recipient's copies are 240 KiB.
+    expect(growthMb).toBeLessThan(96 * 2 ** 20)
+  })
+})

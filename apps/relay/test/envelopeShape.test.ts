@@ -126,6 +126,37 @@ describe('envelope shape check', () => {
     expect(shape(CT, TAG, EPH, WK, V2)).toBeNull()
   })
 
+  it('checks a part and the shared bytes in place exactly as their joined envelope, a field cut at the seam refused', () => {
+    const { shared, parts } = sealForDevices({
+      senderAddress: bytes(32),
+      senderDeviceId: 3,
+      senderIdentity: sender,
+      recipientIdentityKeys: [recipient.publicKey],
+      message: { kind: 'senderKey', body: bytes(300) },
+      senderCertificate: bytes(120),
+    })
+    const whole = joinSealed(parts[0]!, shared)
+    expect(envelopeShapeProblem(parts[0]!, shared)).toBeNull()
+    // Every split of a real envelope: in place it is what the joined bytes are at a field boundary, and a field
+    // cut across the seam is refused.
+    const boundaries = new Set<number>()
+    for (let at = 0; at < whole.length; ) {
+      boundaries.add(at)
+      const length = whole[at + 1]! < 0x80 ? whole[at + 1]! : (whole[at + 1]! & 0x7f) + whole[at + 2]! * 128
+      at += whole[at] === 0x08 ? 2 : 1 + (whole[at + 1]! < 0x80 ? 1 : 2) + length
+    }
+    for (let cut = 1; cut < whole.length; cut++) {
+      const inPlace = envelopeShapeProblem(whole.subarray(0, cut), whole.subarray(cut))
+      if (boundaries.has(cut)) expect(inPlace).toBeNull()
+      else expect(inPlace).not.toBeNull()
+    }
+    // What the joined check refuses, the in-place one refuses too.
+    expect(
+      envelopeShapeProblem(parts[0]!, new Uint8Array([...shared, 0x1a, 48, ...new Uint8Array(48)])),
+    ).toBe('a version-1 field in a version-2 envelope')
+    expect(envelopeShapeProblem(whole, shared)).toBe('ephemeral_key repeated')
+  })
+
   it('refuses a version-2 envelope with a missing, wrong-sized or version-1 field', () => {
     expect(shape(V2, EPH, TAG, CT)).toBe('wrapped_key is not 32 bytes')
     expect(shape(V2, EPH, field([0x2a], len(31)), TAG, CT)).toBe('wrapped_key is not 32 bytes')

@@ -225,18 +225,25 @@ function checkMultiSend(parts: SendParts, request: ClientBodyOf<'multiSend'>, sh
   }
   const copies = envelopes.map((e) => ({
     deviceId: e.deviceId,
-    envelope: requireEnvelope(parts, shared ? joined(e.envelope, shared) : e.envelope),
+    envelope: requireEnvelope(parts, e.envelope, shared),
   }))
   const ids = new Set(copies.map((c) => c.deviceId))
   if (ids.size !== copies.length || ids.has(0)) {
     throw new ParleyError('BAD_REQUEST', 'each envelope names a different device, none 0')
   }
-  return { address, messageId, copies, bytes: copies.reduce((n, c) => n + c.envelope.length, 0) }
+  const sharedBytes = shared?.length ?? 0
+  return {
+    address,
+    messageId,
+    copies,
+    shared,
+    bytes: copies.reduce((n, c) => n + c.envelope.length + sharedBytes, 0),
+  }
 }
 
-/** A device's part followed by the shared bytes (an empty part stays empty, refused as such). */
-function joined(part: Uint8Array | undefined, shared: Uint8Array): Uint8Array {
-  if (part === undefined || part.length === 0) return new Uint8Array()
+/** One copy as stored: the device's part followed by the shared bytes, when the message was sealed once. */
+function whole(part: Uint8Array, shared: Uint8Array | undefined): Uint8Array {
+  if (shared === undefined) return part
   const out = new Uint8Array(part.length + shared.length)
   out.set(part)
   out.set(shared, part.length)
@@ -264,11 +271,11 @@ async function storeCopies(
   notFound: () => never,
   ephemeral: boolean,
 ): Promise<Reply> {
-  const { address, messageId, copies } = checked
+  const { address, messageId, shared } = checked
   const set = await parts.store.deviceSet(address)
   if (!set) return notFound()
   const expected = [set.primaryDeviceId, ...set.linkedDeviceIds].filter((id) => id !== senderDevice)
-  const named = new Set(copies.map((c) => c.deviceId))
+  const named = new Set(checked.copies.map((c) => c.deviceId))
   if (
     listVersion !== set.listVersion ||
     expected.length !== named.size ||
@@ -276,6 +283,8 @@ async function storeCopies(
   ) {
     return stale(parts, set.listVersion)
   }
+  // Joined only now, for this recipient alone.
+  const copies = checked.copies.map((c) => ({ deviceId: c.deviceId, envelope: whole(c.envelope, shared) }))
   if (ephemeral) {
     parts.metrics.multiSends.inc({ outcome: 'ephemeral' })
     return publishEphemeral(parts, address, messageId, copies)

@@ -20,18 +20,21 @@ const AUTH_TAG_BYTES = 16
 
 /**
  * Why `envelope` is not a well-formed sealed envelope, or null when it is.
- * @param envelope - `SendMessage.envelope` / `UnidentifiedSend.envelope`
+ * @param envelope - `SendMessage.envelope` / `UnidentifiedSend.envelope`; or a device's part of a message sealed
+ *   once, with `tail` its `MultiRecipientSend.shared`: checked as the joined envelope, without joining them
+ * @param tail - bytes that follow `envelope` in the envelope to check
  * @returns a short reason for the BAD_REQUEST message (no envelope bytes in it), or null
  */
-export function envelopeShapeProblem(envelope: Uint8Array): string | null {
-  const end = envelope.length
+export function envelopeShapeProblem(envelope: Uint8Array, tail?: Uint8Array): string | null {
+  let bytes = envelope
+  let end = bytes.length
   let at = 0
   /** Reads a varint of at most `maxBytes` bytes at `at`; -1 when it is truncated or longer. */
   const varint = (maxBytes: number): number => {
     let value = 0
     let scale = 1
     for (let i = 0; i < maxBytes && at < end; i++) {
-      const b = envelope[at++]!
+      const b = bytes[at++]!
       value += (b & 0x7f) * scale
       if ((b & 0x80) === 0) return value
       scale *= 128
@@ -41,7 +44,15 @@ export function envelopeShapeProblem(envelope: Uint8Array): string | null {
   let version = -1
   // The length of each length-delimited field 2..6 seen, -1 while unseen.
   const lengths = [-1, -1, -1, -1, -1, -1, -1]
-  while (at < end) {
+  for (;;) {
+    if (at >= end) {
+      // The joined form `envelope ‖ tail`, walked in place: a field must end where the first part does.
+      if (tail === undefined || bytes === tail) break
+      bytes = tail
+      end = tail.length
+      at = 0
+      continue
+    }
     // Keys of fields 1..6 fit one byte; a longer key names a field that does not belong here.
     const key = varint(1)
     if (key < 0) return 'unknown field'

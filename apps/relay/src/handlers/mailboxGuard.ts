@@ -19,15 +19,19 @@ export type GuardScope = Pick<RelayContext, 'config' | 'metrics' | 'disk'>
 export const MAILBOX_FULL_RETRY_MS = 60_000
 
 /**
- * The envelope of a send, checked: non-empty, within `--max-envelope-bytes`, and shaped as a v1 sealed envelope.
+ * The envelope of a send, checked: non-empty, within `--max-envelope-bytes`, and shaped as a sealed envelope; with
+ * `shared`, a device's part of a message sealed once, checked as part ‖ shared without joining them (the caller
+ * joins each copy only as it stores it, so a request's many copies are never all in memory at once).
  * @throws ParleyError BAD_REQUEST (empty or malformed; malformed is counted), TOO_LARGE
  */
-export function requireEnvelope(scope: GuardScope, value: unknown): Uint8Array {
+export function requireEnvelope(scope: GuardScope, value: unknown, shared?: Uint8Array): Uint8Array {
   const envelope = value instanceof Uint8Array ? value : new Uint8Array()
   if (envelope.length === 0) throw new ParleyError('BAD_REQUEST', 'envelope is empty')
   const max = scope.config.maxEnvelopeBytes
-  if (envelope.length > max) throw new ParleyError('TOO_LARGE', `envelope is over the ${max}-byte limit`)
-  const problem = envelopeShapeProblem(envelope)
+  if (envelope.length + (shared?.length ?? 0) > max) {
+    throw new ParleyError('TOO_LARGE', `envelope is over the ${max}-byte limit`)
+  }
+  const problem = envelopeShapeProblem(envelope, shared)
   if (problem !== null) {
     scope.metrics.malformedEnvelopes.inc()
     throw new ParleyError('BAD_REQUEST', `envelope is not a sealed envelope: ${problem}`)
