@@ -37,6 +37,8 @@ const equal = (a: Uint8Array, b: Uint8Array) => Buffer.from(a).equals(Buffer.fro
 
 const MAX_RECIPIENTS = 4
 const NETWORK_CAPACITY = 30
+/** The network byte budget of this relay (no refill): room for nine 100 KB copies. */
+const BYTES_CAPACITY = 1_000_000
 let nextNetwork = 60
 /** A source network (/24) of its own, so each test's unidentified network budget is its own. */
 const freshNetwork = () => ({ localAddress: `127.0.${nextNetwork++}.1` })
@@ -59,6 +61,10 @@ describe('MultiRecipientSend: a group message to several accounts, on a relay pr
       '--unidentified-network-capacity',
       String(NETWORK_CAPACITY),
       '--unidentified-network-per-minute',
+      '1',
+      '--unidentified-network-bytes-capacity',
+      String(BYTES_CAPACITY),
+      '--unidentified-network-bytes-per-minute',
       '1',
       '--frames-burst',
       '1000',
@@ -245,6 +251,50 @@ describe('MultiRecipientSend: a group message to several accounts, on a relay pr
     const after = { counts: await counts(), heads: await heads() }
     expect(after.heads).toEqual(before.heads)
     expect(after.counts).toEqual(before.counts)
+    anon.close()
+  })
+
+  it('charges the source network every stored copy of a shared part: read once, written per recipient, bounded by bytes', async () => {
+    // This relay's network byte budget is 1 MB with no refill: a 100 KB shared part to 4 holders of real tokens
+    // is 400 KB a request, so the third request stores 2 of its 4 copies and the rest are RATE_LIMITED.
+    const sender = generateIdentity()
+    const { shared, parts } = sealForDevices({
+      senderAddress: new Uint8Array(randomBytes(32)),
+      senderDeviceId: 1,
+      senderIdentity: sender,
+      recipientIdentityKeys: recipients.slice(0, MAX_RECIPIENTS).map(() => generateIdentity().publicKey),
+      message: {
+        kind: 'senderKey',
+        body: senderKeyEncrypt(createSenderKey(), new Uint8Array(100_000)).message,
+      },
+      senderCertificate: new Uint8Array(120),
+    })
+    const perCopy = parts[0]!.length + shared.length
+    expect(perCopy).toBeGreaterThan(100_000)
+    const anon = await RawClient.open(relay.url, freshNetwork())
+    const before = metric(await scrape(relay.metricsUrl), 'parley_relay_rate_limited_total', {
+      scope: 'unidentified_network_bytes',
+    })
+    let stored = 0
+    let limited = 0
+    for (let i = 0; i < 3; i++) {
+      const entries = recipients.slice(0, MAX_RECIPIENTS).map((r, j) => entry(r, { envelope: parts[j]! }))
+      const outcomes = (await anon.request({ multiRecipientSend: { recipients: entries, shared } }))
+        .multiRecipientAccepted!.outcomes
+      for (const o of outcomes) {
+        if (o.error === undefined) stored++
+        else {
+          expect(parleyErrorFromWire(o.error).code).toBe('RATE_LIMITED')
+          limited++
+        }
+      }
+    }
+    expect(stored).toBe(Math.floor(BYTES_CAPACITY / perCopy))
+    expect(limited).toBe(3 * MAX_RECIPIENTS - stored)
+    const after = metric(await scrape(relay.metricsUrl), 'parley_relay_rate_limited_total', {
+      scope: 'unidentified_network_bytes',
+    })
+    expect(after - before).toBe(limited)
     anon.close()
   })
 

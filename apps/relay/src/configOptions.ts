@@ -132,6 +132,8 @@ export const OPTIONS = [
   int('unidentifiedRecipientPerMinute', 300, 'unidentified sends per recipient: refill per minute'),
   int('unidentifiedNetworkCapacity', 1200, 'unidentified sends per source network (IPv4 /24, IPv6 /56): burst'),
   int('unidentifiedNetworkPerMinute', 600, 'unidentified sends per source network: refill per minute'),
+  int('unidentifiedNetworkBytesCapacity', 268_435_456, 'envelope bytes stored by unidentified sends per source network, every copy counted: burst (256 MiB; a group message is written once per member device)'),
+  int('unidentifiedNetworkBytesPerMinute', 67_108_864, 'envelope bytes stored by unidentified sends per source network: refill per minute (64 MiB)'),
   int('senderCertificateTtlSeconds', 86_400, 'lifetime of a sender certificate in seconds (1 day; clients refresh it before it expires)'),
   int('framesBurst', 200, 'frames per connection: burst'),
   int('framesPerSecond', 50, 'frames per connection: sustained rate'),

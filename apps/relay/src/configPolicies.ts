@@ -101,5 +101,10 @@ export function policies(config: RelayConfig) {
       refillTokens: config.unidentifiedNetworkPerMinute,
       refillIntervalMs: 60_000,
     },
+    unidentifiedNetworkBytes: {
+      capacity: config.unidentifiedNetworkBytesCapacity,
+      refillTokens: config.unidentifiedNetworkBytesPerMinute,
+      refillIntervalMs: 60_000,
+    },
   } satisfies Record<string, BucketPolicy>
 }

@@ -18,7 +18,12 @@ import type { RendezvousSide } from '../Store.js'
 import { publishEphemeral } from './ephemeral.js'
 import { refuseFull, requireEnvelope } from './mailboxGuard.js'
 import type { Caller, DeviceScope } from './scope.js'
-import { type AnonymousScope, chargeUnidentified, deliveryTokenOpens } from './unidentified.js'
+import {
+  type AnonymousScope,
+  chargeUnidentified,
+  chargeUnidentifiedBytes,
+  deliveryTokenOpens,
+} from './unidentified.js'
 import { charge, deviceGone, type Reply, requireBytes } from './util.js'
 
 /** Largest sealed message one side of a rendezvous takes (a link grant holds a device list and a number). */
@@ -433,5 +438,6 @@ async function unidentifiedCopies(
   }
   if (!(await deliveryTokenOpens(scope.store, checked.address, token))) return forbidden()
   await chargeUnidentified(scope, 'recipient', scope.recipientQuotaId(checked.address))
+  if (!ephemeral) await chargeUnidentifiedBytes(scope, checked.bytes)
   return storeCopies(scope, checked, listVersion, null, forbidden, ephemeral)
 }

@@ -51,6 +51,24 @@ export async function chargeUnidentified(
   })
 }
 
+/**
+ * Charges the source network the envelope bytes an unidentified send stores, every copy counted: a message sealed
+ * once for many devices is read once but written once per device, so its bytes are what bound the network.
+ * @throws ParleyError RATE_LIMITED beyond `--unidentified-network-bytes-*`
+ */
+export async function chargeUnidentifiedBytes(scope: AnonymousScope, bytes: number): Promise<void> {
+  const result = await scope.limiter.take(
+    `ud:bytes:${scope.network}`,
+    bytes,
+    scope.policies.unidentifiedNetworkBytes,
+  )
+  if (result.allowed) return
+  scope.metrics.rateLimited.inc({ scope: 'unidentified_network_bytes' })
+  throw new ParleyError('RATE_LIMITED', 'unidentified sends from this network stored too many bytes', {
+    retryAfterMs: result.retryAfterMs,
+  })
+}
+
 /** {@link chargeUnidentified}, with a refusal also counted among UnidentifiedSend's outcomes. */
 async function charge(scope: AnonymousScope, kind: 'recipient' | 'network', key: string): Promise<void> {
   try {
@@ -100,6 +118,7 @@ export async function unidentifiedSend(
     throw new ParleyError('FORBIDDEN', 'the delivery token is not valid for this recipient')
   }
   await charge(scope, 'recipient', scope.recipientQuotaId(address))
+  if (!m.ephemeral) await chargeUnidentifiedBytes(scope, envelope.length)
   const deviceId = m.recipientDeviceId
   if (m.ephemeral) {
     const reply = await pushEphemeral(scope, address, messageId, { deviceId, envelope }, () => {
