@@ -173,7 +173,9 @@ describe('groups', { timeout: 240_000 }, () => {
     const [alice, bob] = members as [Member, Member]
     const watcher = members[5]!
     const { id } = await alice.client.sendGroup(groupId, 'react to me')
-    await until(() => texts(watcher).includes(`${alice.number}:react to me`), WAIT, 'the message')
+    // Bob reacts to it, so he must have it too (members get their copies in no set order).
+    for (const m of [watcher, bob])
+      await until(() => texts(m).includes(`${alice.number}:react to me`), WAIT, 'the message')
     const messageOf = async (m: Member) => {
       const c = (await m.client.conversations()).find((x) => x.group === groupId)!
       return (await m.client.conversationHistory(c.id)).messages.find((x) => x.id === id)
@@ -237,6 +239,13 @@ describe('groups', { timeout: 240_000 }, () => {
     // Everyone reads it: read.
     for (const m of members.slice(4)) await m.client.markRead((await conversationOf(m)).id)
     await until(async () => (await mine())?.state === 'read', WAIT, 'read by every member')
+    // Each receipt carried its sender's delivery token: alice's next message reaches all 49 unidentified, members
+    // who never sent her anything else included (the relay does not learn who sent it to them).
+    const unidentified = () =>
+      metric(env.relay.metricsUrl, 'parley_relay_multi_recipient_recipients_total', '{outcome="stored"}')
+    const before = await unidentified()
+    await alice.client.sendGroup(groupId, 'all sealed now')
+    await until(async () => (await unidentified()) - before === MEMBERS - 1, WAIT, 'every copy unidentified')
   })
 
   it('a file to the group: uploaded once, every member fetches and opens it, the SMS member is unreached', async () => {

@@ -394,6 +394,9 @@ export class Inbox {
       const done = await this.#conversations.act(peer, own ? 'me' : senderHex, content.action, receivedAtMs)
       consumed()
       writes.push(...done.writes, put(slot, record), put(K.seen(idHex), receivedAtMs))
+      // A receipt carries its sender's delivery token too: a group member who only reads still gets this
+      // device's next messages unidentified.
+      if (content.deliveryToken && !own) writes.push(put(K.peerToken(senderHex), content.deliveryToken))
       await store.write(writes)
       done.emit?.()
       ack()
