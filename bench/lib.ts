@@ -122,6 +122,20 @@ export const BENCH_RELAY_ARGS = [
   '100000',
   '--bundle-per-hour',
   '100000',
+  // The SDK sends unidentified once a receipt has given it the peer's token, and every bench client is on one
+  // source network.
+  '--unidentified-network-capacity',
+  '10000000',
+  '--unidentified-network-per-minute',
+  '10000000',
+  '--unidentified-network-bytes-capacity',
+  '100000000000',
+  '--unidentified-network-bytes-per-minute',
+  '100000000000',
+  '--unidentified-recipient-capacity',
+  '10000000',
+  '--unidentified-recipient-per-minute',
+  '10000000',
 ]
 
 /** Runs a TypeScript file of this directory as a child process with the relay's Node flags; resolves its stdout. */

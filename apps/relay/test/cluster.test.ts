@@ -100,6 +100,16 @@ describeWith('cluster: three relay nodes on PostgreSQL + Redis', [pgAbsent, redi
     '1000',
     '--bundle-per-hour',
     '100000',
+    // Every client is on 127.0.0.1, one source network: once the receipts have given the senders their peers'
+    // delivery tokens, the messages go unidentified, which the network's budget would hold to 600 a minute.
+    '--unidentified-network-capacity',
+    '100000',
+    '--unidentified-network-per-minute',
+    '100000',
+    '--unidentified-recipient-capacity',
+    '100000',
+    '--unidentified-recipient-per-minute',
+    '100000',
     '--oprf-account-capacity',
     String(OPRF_ACCOUNT_QUOTA),
     '--oprf-account-per-day',
