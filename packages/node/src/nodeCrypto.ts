@@ -85,7 +85,7 @@ function identityPublicKey(key: Uint8Array): KeyObject {
   const x = Buffer.from(key.buffer, key.byteOffset, key.length).toString('base64url')
   let out = identityKeys.get(x)
   if (out === undefined) {
-    out = createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x }, format: 'jwk' })
+    out = publicKey(key)
     if (identityKeys.size >= IDENTITY_KEYS_HELD) identityKeys.delete(identityKeys.keys().next().value!)
     identityKeys.set(x, out)
   }

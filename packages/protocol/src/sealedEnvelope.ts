@@ -289,9 +289,7 @@ export function sealForDevices(
   e.fill(0)
   const statics = staticAgreements(c, input.senderIdentity, recipients, options.agreements)
   const parts = recipients.map((r, i) => {
-    const pad = hkdf256(c, masks[i]!, concatBytes(ephemeral, r), SHARED_WRAP_INFO, MESSAGE_KEY_BYTES)
-    const wrappedKey = new Uint8Array(MESSAGE_KEY_BYTES)
-    for (let j = 0; j < MESSAGE_KEY_BYTES; j++) wrappedKey[j] = m[j]! ^ pad[j]!
+    const wrappedKey = masked(c, masks[i]!, ephemeral, r, m)
     const authTag = sharedTag(
       c,
       statics[i]!,
@@ -370,9 +368,9 @@ function takeAgreements(
     state.owner = owner
   }
   const ids = recipients.map((r) => bytesToHex(r))
-  const missing = recipients.filter((_, i) => !state.secrets.has(ids[i]!))
-  const fresh = missing.length > 0 ? compute(missing) : []
-  const found = new Map(missing.map((r, i) => [bytesToHex(r), fresh[i]!]))
+  const missingAt = ids.flatMap((id, i) => (state.secrets.has(id) ? [] : [i]))
+  const fresh = missingAt.length > 0 ? compute(missingAt.map((i) => recipients[i]!)) : []
+  const found = new Map(missingAt.map((i, k) => [ids[i]!, fresh[k]!]))
   const out = ids.map((id) => {
     const secret = state.secrets.get(id) ?? found.get(id)!
     // Used now: the newest.
@@ -441,6 +439,22 @@ export function joinSealed(part: Uint8Array, shared: Uint8Array): Uint8Array {
     throw new ParleyError('TOO_LARGE', 'envelope exceeds 256 KiB')
   }
   return concatBytes(part, shared)
+}
+
+/**
+ * `key` ⊕ HKDF(DH(e, R), E ‖ R, "Parley_Sealed_Shared_Wrap"): masks the message key for one device on sealing,
+ * and unmasks it on opening (the same pad both ways).
+ */
+function masked(
+  c: Primitives,
+  dhOut: Uint8Array,
+  ephemeral: Uint8Array,
+  recipient: Uint8Array,
+  key: Uint8Array,
+): Uint8Array {
+  const pad = hkdf256(c, dhOut, concatBytes(ephemeral, recipient), SHARED_WRAP_INFO, MESSAGE_KEY_BYTES)
+  for (let j = 0; j < MESSAGE_KEY_BYTES; j++) pad[j]! ^= key[j]!
+  return pad
 }
 
 /** M's keys (version 2): the ephemeral secret and public key, and the content key. */
@@ -651,10 +665,8 @@ function openShared(c: Primitives, env: DecodedEnvelope, mine: Mine, ephemeral: 
   }
   const ciphertext = own(env.ciphertext)
   const mask = dh(c, mine.secret, ephemeral)
-  const pad = hkdf256(c, mask, concatBytes(ephemeral, recipient), SHARED_WRAP_INFO, MESSAGE_KEY_BYTES)
+  const m = masked(c, mask, ephemeral, recipient, wrappedKey)
   mask.fill(0)
-  const m = new Uint8Array(MESSAGE_KEY_BYTES)
-  for (let j = 0; j < MESSAGE_KEY_BYTES; j++) m[j] = wrappedKey[j]! ^ pad[j]!
   const { secret, publicKey, key } = messageKeys(c, m)
   m.fill(0)
   secret.fill(0)

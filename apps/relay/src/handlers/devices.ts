@@ -214,11 +214,9 @@ type SendParts = Pick<AnonymousScope, 'store' | 'fanout' | 'config' | 'metrics' 
 
 /**
  * The checks of a `MultiSend` that need no store: sizes, each device once, at most {@link MAX_DEVICES} envelopes.
- */
-/**
- * Checks one `MultiSend` for shape. With `shared` (a `MultiRecipientSend`'s), each `DeviceEnvelope.envelope` is a
- * device's part of a message sealed once for many devices, and its copy is the part followed by the shared bytes:
- * the whole envelope is what is checked, charged and stored.
+ * With `shared` (a `MultiRecipientSend`'s), each `DeviceEnvelope.envelope` is a device's part of a message sealed
+ * once for many devices, and its copy is the part followed by the shared bytes: checked in place and charged as
+ * that whole envelope, and joined only when stored.
  */
 function checkMultiSend(parts: SendParts, request: ClientBodyOf<'multiSend'>, shared?: Uint8Array) {
   const address = requireBytes(request.recipientAddress, 32, 'recipient_address')
@@ -372,13 +370,8 @@ export async function multiRecipientSend(
   if (recipients.length > scope.config.maxRecipientsPerSend) {
     throw new ParleyError('TOO_LARGE', `at most ${scope.config.maxRecipientsPerSend} recipients in one send`)
   }
+  // Its size is checked with each part (requireEnvelope): a copy is the part and the shared bytes together.
   const shared = request.shared !== undefined && request.shared.length > 0 ? request.shared : undefined
-  if (shared !== undefined && shared.length > scope.config.maxEnvelopeBytes) {
-    throw new ParleyError(
-      'TOO_LARGE',
-      `the shared part is over the ${scope.config.maxEnvelopeBytes}-byte limit`,
-    )
-  }
   const checked = recipients.map((r) => ({
     entry: checkMultiSend(scope, r, shared),
     token: requireBytes(r.deliveryToken, 32, 'delivery_token'),

@@ -418,9 +418,10 @@ export class Delivery {
    * `MultiRecipientSend` requests with the shared bytes once each on the connection that never authenticates for
    * the members whose delivery token this device has, and as whole envelopes in one `MultiSend` each on the
    * authenticated one for the rest (and for this account's other devices). Each member gets its own random
-   * message id; the rows the relay stores share their time, ephemeral key and ciphertext. Members done are persisted after each request, so a retry after a crash
-   * or a lost connection sends only to the others; a member whose list changed (STALE_DEVICES) is sent to again
-   * with its new list, and one refused for good (gone, a full mailbox) is reported and dropped from this message.
+   * message id; the rows the relay stores share their time, ephemeral key and ciphertext. Members done are
+   * persisted after each request, so a retry after a crash or a lost connection sends only to the others; a
+   * member whose list changed (STALE_DEVICES) is sent to again with its new list, and one refused for good (gone,
+   * a full mailbox) is reported and dropped from this message.
    */
   async #deliverGroup(key: string, entry: OutboxRecord): Promise<void> {
     const engine = this.#engine

@@ -41,6 +41,7 @@ import {
   type GroupChangeRecord,
   type GroupRecord,
   get,
+  groupHeldPrefix,
   type HeldRecord,
   K,
   type OutboxRecord,
@@ -508,8 +509,10 @@ export class Groups {
   heldFor(sender: { address: Uint8Array; deviceId: number }, groupKey: Uint8Array): string | null {
     try {
       const { distributionId } = openSenderKeyDistribution(decodeGroupKey(groupKey).distribution)
-      const key = K.groupHeld(toHex(sender.address), sender.deviceId, toHex(distributionId), 0).key
-      return key.slice(0, key.lastIndexOf('/') + 1)
+      return groupHeldPrefix(toHex(sender.address), {
+        deviceId: sender.deviceId,
+        distributionIdHex: toHex(distributionId),
+      })
     } catch {
       return null
     }
@@ -549,10 +552,12 @@ export class Groups {
       // Its key may still be on its way (another path, a device linked since): kept, bounded, until it comes.
       if (received.released === true)
         return refuse('DECRYPT_FAILED', 'a group message under a sender key this device was not given')
-      const mine = await engine.store.list(`${K.groupHeld.prefix}${senderHex}/`)
-      if (mine.length >= MAX_HELD_GROUP_PER_SENDER)
-        return refuse('DECRYPT_FAILED', 'too many group messages held under sender keys not given')
-      if ((await engine.store.list(K.groupHeld.prefix)).length >= MAX_HELD_GROUP)
+      const held = await engine.store.list(K.groupHeld.prefix)
+      const mine = groupHeldPrefix(senderHex)
+      if (
+        held.length >= MAX_HELD_GROUP ||
+        held.filter((e) => e.key.startsWith(mine)).length >= MAX_HELD_GROUP_PER_SENDER
+      )
         return refuse('DECRYPT_FAILED', 'too many group messages held under sender keys not given')
       engine.stats.groupHeld++
       const n = received.seq > 0 ? received.seq : received.receivedAtMs

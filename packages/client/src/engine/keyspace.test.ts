@@ -1,7 +1,17 @@
 import { describe, expect, it } from 'vitest'
 import { encodeRecord } from '../internal/codec.js'
 import { MemoryStore } from '../Store.js'
-import { contactRecord, del, get, heldPrefix, K, KEYSPACE_VERSION, put, sessionRecord } from './keyspace.js'
+import {
+  contactRecord,
+  del,
+  get,
+  groupHeldPrefix,
+  heldPrefix,
+  K,
+  KEYSPACE_VERSION,
+  put,
+  sessionRecord,
+} from './keyspace.js'
 
 // The keyspace is the on-disk format of every device: these are the keys and encodings that stores written by
 // earlier versions hold. A change here needs a migration and a new KEYSPACE_VERSION.
@@ -23,6 +33,9 @@ describe('the engine keyspace', () => {
       verified: K.verified('ab12').key,
       held: K.held('ab12', 7).key,
       heldPrefix: heldPrefix('ab12'),
+      groupHeld: K.groupHeld('ab12', 2, 'cd34', 9).key,
+      groupHeldFrom: groupHeldPrefix('ab12'),
+      groupHeldChain: groupHeldPrefix('ab12', { deviceId: 2, distributionIdHex: 'cd34' }),
       peerToken: K.peerToken('ab12').key,
       replay: K.replay(4, 'cd34').key,
       token: K.token(3, '+14155550101').key,
@@ -49,6 +62,9 @@ describe('the engine keyspace', () => {
       verified: 'verified/ab12',
       held: 'held/ab12/0000000000000007',
       heldPrefix: 'held/ab12/',
+      groupHeld: 'group/held/ab12/0000000000000002/cd34/0000000000000009',
+      groupHeldFrom: 'group/held/ab12/',
+      groupHeldChain: 'group/held/ab12/0000000000000002/cd34/',
       peerToken: 'delivery/peer/ab12',
       replay: 'replay/0000000000000004/cd34',
       token: 'oprf/token/0000000000000003/+14155550101',

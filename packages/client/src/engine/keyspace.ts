@@ -509,6 +509,13 @@ export function heldPrefix(addressHex: string): string {
   return `${K.held.prefix}${addressHex}/`
 }
 
+/** The prefix of the group messages held from one account, or from one of its devices under one chain. */
+export function groupHeldPrefix(addressHex: string, chain?: { deviceId: number; distributionIdHex: string }) {
+  return chain === undefined
+    ? `${K.groupHeld.prefix}${addressHex}/`
+    : `${K.groupHeld.prefix}${addressHex}/${pad(chain.deviceId)}/${chain.distributionIdHex}/`
+}
+
 // ───────────────────────────── typed access ─────────────────────────────
 
 /** Reads and decodes the value under `slot`; undefined when there is none. */
